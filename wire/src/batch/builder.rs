@@ -1,0 +1,248 @@
+//! Producer-side batch builder.
+//!
+//! Records are copied once into a reusable byte arena; `finish` serializes them straight from
+//! the arena into the output buffer (rkyv, no per-record allocation), fills the header and
+//! computes the CRC32C. After `finish` the builder is empty and keeps its capacity, so a
+//! producer reuses one builder per partition forever.
+//!
+//! ```
+//! use wire::BatchBuilder;
+//! let mut builder = BatchBuilder::new(1 << 20);
+//! builder.append(1_700_000_000_000, Some(b"user-42"), Some(b"logged in"), &[("trace", b"abc")]).unwrap();
+//! builder.append(1_700_000_000_005, Some(b"user-42"), None, &[]).unwrap(); // tombstone
+//! let batch = builder.finish().unwrap();
+//! let view = wire::BatchView::validate(&batch).unwrap();
+//! assert_eq!(view.records().count(), 2);
+//! ```
+
+use std::ops::Range;
+
+use rkyv::rancor;
+use rkyv::ser::allocator::Arena;
+use rkyv::util::AlignedVec;
+
+use super::header::*;
+use super::record::{HeaderSpan, RecordList, RecordSpan, Span};
+use crate::constants::{
+    align_up, BATCH_BYTES_MAX, BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX,
+    BODY_ALIGN, HEADER_KEY_BYTES_MAX, NO_TIMESTAMP,
+};
+use crate::error::BuildError;
+
+/// Archived bytes of one record besides its key and value (see `ArchivedRecord`), plus
+/// worst-case alignment padding.
+const RECORD_OVERHEAD_BYTES: usize = 40 + 8;
+/// Archived bytes of one header besides its key and value, plus worst-case padding.
+const HEADER_OVERHEAD_BYTES: usize = 16 + 4;
+/// Header, the archive root and final padding.
+const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + 8 + 2 * BODY_ALIGN;
+
+/// Builds one record batch at a time; see the module docs.
+pub struct BatchBuilder {
+    arena: Vec<u8>,
+    records: Vec<RecordSpan>,
+    headers: Vec<HeaderSpan>,
+    first_timestamp_ms: i64,
+    max_timestamp_ms: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    attributes: u16,
+    batch_bytes_max: usize,
+    estimated_bytes: usize,
+    scratch: Arena,
+}
+
+impl std::fmt::Debug for BatchBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchBuilder")
+            .field("records", &self.records.len())
+            .field("estimated_bytes", &self.estimated_bytes)
+            .field("batch_bytes_max", &self.batch_bytes_max)
+            .finish()
+    }
+}
+
+impl BatchBuilder {
+    /// A builder whose batches stay within `batch_bytes_max` (capped at [`BATCH_BYTES_MAX`]).
+    pub fn new(batch_bytes_max: usize) -> Self {
+        BatchBuilder {
+            arena: Vec::new(),
+            records: Vec::new(),
+            headers: Vec::new(),
+            first_timestamp_ms: NO_TIMESTAMP,
+            max_timestamp_ms: NO_TIMESTAMP,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            attributes: 0,
+            batch_bytes_max: batch_bytes_max.min(BATCH_BYTES_MAX as usize),
+            estimated_bytes: BATCH_OVERHEAD_BYTES,
+            scratch: Arena::new(),
+        }
+    }
+
+    /// Sets the idempotent-producer fields of the next batch.
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        self.producer_id = producer_id;
+        self.producer_epoch = producer_epoch;
+        self.base_sequence = base_sequence;
+    }
+
+    /// Records appended since the last `finish`.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether no record was appended since the last `finish`.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// An upper bound on the size of the batch `finish` would produce now.
+    pub fn estimated_bytes(&self) -> usize {
+        self.estimated_bytes
+    }
+
+    /// Appends a record. `value: None` is a tombstone; `key: None` differs from an empty key.
+    ///
+    /// Fails with [`BuildError::Full`] when the record would push a non-empty batch over its
+    /// byte budget (finish it and retry on a fresh batch), and with
+    /// [`BuildError::RecordTooLarge`] when the record alone exceeds the budget.
+    pub fn append(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), BuildError> {
+        if self.records.len() >= BATCH_RECORDS_MAX as usize {
+            return Err(BuildError::TooManyRecords { records_max: BATCH_RECORDS_MAX });
+        }
+        let mut record_bytes = RECORD_OVERHEAD_BYTES
+            + key.map_or(0, <[u8]>::len)
+            + value.map_or(0, <[u8]>::len);
+        for (k, v) in headers {
+            if k.len() > HEADER_KEY_BYTES_MAX {
+                return Err(BuildError::HeaderKeyTooLong { key_bytes: k.len() });
+            }
+            record_bytes += HEADER_OVERHEAD_BYTES + k.len() + v.len();
+        }
+        let batch_bytes = self.estimated_bytes.saturating_add(record_bytes);
+        if batch_bytes > self.batch_bytes_max {
+            return Err(if self.records.is_empty() {
+                BuildError::RecordTooLarge {
+                    record_bytes,
+                    batch_bytes_max: self.batch_bytes_max,
+                }
+            } else {
+                BuildError::Full { batch_bytes, batch_bytes_max: self.batch_bytes_max }
+            });
+        }
+        let first_timestamp_ms = if self.records.is_empty() { timestamp_ms } else { self.first_timestamp_ms };
+        let timestamp_delta_ms = timestamp_ms
+            .checked_sub(first_timestamp_ms)
+            .and_then(|d| i32::try_from(d).ok())
+            .ok_or(BuildError::TimestampOutOfRange { timestamp_ms, first_timestamp_ms })?;
+
+        // Nothing can fail from here on.
+        if self.records.is_empty() {
+            self.first_timestamp_ms = timestamp_ms;
+            self.max_timestamp_ms = timestamp_ms;
+        }
+        self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
+        let key = key.map(|k| self.push_bytes(k));
+        let value = value.map(|v| self.push_bytes(v));
+        let headers_start = self.headers.len() as u32;
+        for (k, v) in headers {
+            let key = self.push_bytes(k.as_bytes());
+            let value = self.push_bytes(v);
+            self.headers.push(HeaderSpan { key, value });
+        }
+        self.records.push(RecordSpan {
+            timestamp_delta_ms,
+            key,
+            value,
+            headers_start,
+            headers_len: headers.len() as u32,
+        });
+        self.estimated_bytes = batch_bytes;
+        Ok(())
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> Span {
+        // The arena never outgrows `batch_bytes_max` <= 16 MiB, so u32 spans suffice.
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        Span { start: start as u32, len: bytes.len() as u32 }
+    }
+
+    /// Serializes the batch onto the end of `out` (whose length must be a multiple of 16) and
+    /// returns where it landed. The builder is left empty, keeping its capacity.
+    pub fn finish_into(&mut self, out: &mut AlignedVec) -> Result<Range<usize>, BuildError> {
+        assert!(out.len() % BODY_ALIGN == 0, "finish_into at unaligned length {}", out.len());
+        if self.records.is_empty() {
+            return Err(BuildError::Empty);
+        }
+        let start = out.len();
+        out.reserve(self.estimated_bytes);
+        out.resize(start + BATCH_HEADER_BYTES, 0);
+        let list = RecordList { arena: &self.arena, records: &self.records, headers: &self.headers };
+        let serialized =
+            rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(&list, &mut *out, self.scratch.acquire());
+        if let Err(e) = serialized {
+            out.resize(start, 0);
+            return Err(BuildError::Serialize { reason: e.to_string() });
+        }
+        let records_len = out.len() - start - BATCH_HEADER_BYTES;
+        let end = start + align_up(out.len() - start);
+        out.resize(end, 0);
+        let batch_len = end - start;
+        assert!(
+            batch_len <= self.estimated_bytes,
+            "batch of {batch_len} bytes exceeds its estimate {}",
+            self.estimated_bytes
+        );
+
+        let b = &mut out[start..end];
+        let put = |b: &mut [u8], off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
+        put(b, OFF_BATCH_LEN, &(batch_len as u32).to_le_bytes());
+        put(b, OFF_BASE_OFFSET, &0u64.to_le_bytes());
+        put(b, OFF_LOG_APPEND_TIME, &NO_TIMESTAMP.to_le_bytes());
+        b[OFF_VERSION] = BATCH_FORMAT_VERSION;
+        put(b, OFF_ATTRIBUTES, &self.attributes.to_le_bytes());
+        put(b, OFF_LAST_OFFSET_DELTA, &(self.records.len() as u32 - 1).to_le_bytes());
+        put(b, OFF_FIRST_TIMESTAMP, &self.first_timestamp_ms.to_le_bytes());
+        put(b, OFF_MAX_TIMESTAMP, &self.max_timestamp_ms.to_le_bytes());
+        put(b, OFF_PRODUCER_ID, &self.producer_id.to_le_bytes());
+        put(b, OFF_PRODUCER_EPOCH, &self.producer_epoch.to_le_bytes());
+        put(b, OFF_BASE_SEQUENCE, &self.base_sequence.to_le_bytes());
+        put(b, OFF_RECORD_COUNT, &(self.records.len() as u32).to_le_bytes());
+        put(b, OFF_RECORDS_LEN, &(records_len as u32).to_le_bytes());
+        let crc = crc32c::crc32c(&b[OFF_VERSION..]);
+        put(b, OFF_CRC, &crc.to_le_bytes());
+
+        self.clear();
+        Ok(start..end)
+    }
+
+    /// Serializes the batch into a fresh buffer; see [`BatchBuilder::finish_into`].
+    pub fn finish(&mut self) -> Result<AlignedVec, BuildError> {
+        let mut out = AlignedVec::with_capacity(self.estimated_bytes);
+        self.finish_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Drops the records appended so far, keeping capacity.
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.records.clear();
+        self.headers.clear();
+        self.first_timestamp_ms = NO_TIMESTAMP;
+        self.max_timestamp_ms = NO_TIMESTAMP;
+        self.producer_id = -1;
+        self.producer_epoch = -1;
+        self.base_sequence = -1;
+        self.estimated_bytes = BATCH_OVERHEAD_BYTES;
+    }
+}

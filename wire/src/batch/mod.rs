@@ -1,0 +1,47 @@
+//! Record batches: the unit on the wire, on disk and to consumers.
+//!
+//! A producer builds a batch once ([`BatchBuilder`]); the broker validates it once at ingress
+//! ([`BatchView::validate`]), assigns the base offset and log-append time in place
+//! ([`header::assign`]) and from then on moves the bytes untouched. A consumer reads records
+//! straight out of the received bytes ([`BatchView::records`]) with borrowed keys, values and
+//! headers.
+//!
+//! ```text
+//!  offset  size  field                   set by    covered by CRC
+//!   0      4     batch_len (u32)         producer  no (checked by length relations)
+//!   4      4     crc32c (u32)            producer  no (it is the CRC)
+//!   8      8     base_offset (u64)       broker    no
+//!  16      8     log_append_time_ms(i64) broker    no  (-1 until assigned)
+//!  24      1     format_version = 1      producer  yes  <- CRC starts here
+//!  25      1     reserved = 0
+//!  26      2     attributes (u16)        producer  yes  bits 0-2 codec, 3 control, 4 txn
+//!  28      4     last_offset_delta (u32) producer  yes  = record_count - 1
+//!  32      8     first_timestamp_ms(i64) producer  yes
+//!  40      8     max_timestamp_ms (i64)  producer  yes
+//!  48      8     producer_id (i64)       producer  yes  -1 = none
+//!  56      2     producer_epoch (i16)    producer  yes  -1 = none
+//!  58      2     reserved = 0                      yes
+//!  60      4     base_sequence (i32)     producer  yes  -1 = none
+//!  64      4     record_count (u32)      producer  yes
+//!  68      4     records_len (u32)       producer  yes  bytes of the rkyv archive
+//!  72      8     reserved = 0                      yes
+//!  80      records_len  rkyv archive of Vec<Record>          yes
+//!  ..      zero padding to batch_len, a multiple of 16          yes
+//! ```
+//!
+//! Every batch is a multiple of 16 bytes long and must sit at a 16-byte-aligned address when
+//! validated, so batches stored back to back (in a segment, in a fetch response) stay aligned
+//! for rkyv's aligned archive format.
+
+pub mod builder;
+pub mod header;
+pub mod reader;
+pub mod record;
+
+pub use builder::BatchBuilder;
+pub use header::BatchHeader;
+pub use reader::{BatchView, Batches, HeaderView, RecordView};
+pub use record::{Header, Record};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,260 @@
+//! Zero-copy batch validation and record iteration.
+//!
+//! [`BatchView::validate`] checks everything about a batch that came from outside the process
+//! (length relations, version, reserved bytes, CRC32C, the rkyv archive via bytecheck, record
+//! count, dense offset deltas, timestamps) and never reads out of bounds, panics or allocates
+//! on the success path. Records are then read in place: keys, values and headers borrow from
+//! the batch bytes.
+
+use rkyv::rancor;
+use rkyv::vec::ArchivedVec;
+
+use super::header::BatchHeader;
+use super::record::{ArchivedHeader, ArchivedRecord};
+use crate::constants::{
+    align_up, ATTR_COMPRESSION_MASK, ATTR_KNOWN_MASK, BATCH_BYTES_MAX, BATCH_CRC_START,
+    BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BODY_ALIGN,
+};
+use crate::error::BatchError;
+
+/// A validated batch.
+#[derive(Clone, Copy)]
+pub struct BatchView<'a> {
+    bytes: &'a [u8],
+    records: &'a ArchivedVec<ArchivedRecord>,
+}
+
+impl std::fmt::Debug for BatchView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let h = self.header();
+        f.debug_struct("BatchView")
+            .field("base_offset", &h.base_offset())
+            .field("record_count", &h.record_count())
+            .field("batch_len", &h.batch_len())
+            .finish()
+    }
+}
+
+impl<'a> BatchView<'a> {
+    /// Validates the batch at the front of `bytes` (which may hold more after it) and returns
+    /// a view of exactly `batch_len` bytes.
+    pub fn validate(bytes: &'a [u8]) -> Result<Self, BatchError> {
+        let misalignment = bytes.as_ptr() as usize % BODY_ALIGN;
+        if misalignment != 0 {
+            return Err(BatchError::Misaligned { misalignment });
+        }
+        let header = BatchHeader::new(bytes).ok_or(BatchError::Truncated {
+            needed: BATCH_HEADER_BYTES,
+            available: bytes.len(),
+        })?;
+        let batch_len = header.batch_len();
+        if batch_len > BATCH_BYTES_MAX
+            || (batch_len as usize) < BATCH_HEADER_BYTES
+            || batch_len as usize % BODY_ALIGN != 0
+        {
+            return Err(BatchError::BadLength { batch_len });
+        }
+        if bytes.len() < batch_len as usize {
+            return Err(BatchError::Truncated { needed: batch_len as usize, available: bytes.len() });
+        }
+        let bytes = &bytes[..batch_len as usize];
+        if header.version() != BATCH_FORMAT_VERSION {
+            return Err(BatchError::UnsupportedVersion { version: header.version() });
+        }
+        let stored = header.crc();
+        let computed = crc32c::crc32c(&bytes[BATCH_CRC_START..]);
+        if stored != computed {
+            return Err(BatchError::Checksum { stored, computed });
+        }
+        // The CRC matched, so what follows checks the producer's encoding, not line noise.
+        Self::check_structure(bytes, header)
+    }
+
+    fn check_structure(bytes: &'a [u8], header: BatchHeader<'a>) -> Result<Self, BatchError> {
+        let inconsistent = |what| Err(BatchError::Inconsistent { what });
+        if !header.reserved_is_zero() {
+            return inconsistent("reserved bytes are not zero");
+        }
+        let attributes = header.attributes();
+        if attributes & !ATTR_KNOWN_MASK != 0 {
+            return inconsistent("unknown attribute bits");
+        }
+        if attributes & ATTR_COMPRESSION_MASK != 0 {
+            return Err(BatchError::UnsupportedCompression { codec: attributes & ATTR_COMPRESSION_MASK });
+        }
+        let records_len = header.records_len() as usize;
+        let Some(records_end) = BATCH_HEADER_BYTES.checked_add(records_len) else {
+            return inconsistent("records_len overflows");
+        };
+        if align_up(records_end) != bytes.len() {
+            return inconsistent("batch_len is not records_len + header rounded up to 16");
+        }
+        if bytes[records_end..].iter().any(|&b| b != 0) {
+            return inconsistent("padding bytes are not zero");
+        }
+        let count = header.record_count();
+        if count == 0 || count > BATCH_RECORDS_MAX {
+            return inconsistent("record_count is 0 or over the maximum");
+        }
+        if header.last_offset_delta() != count - 1 {
+            return inconsistent("last_offset_delta != record_count - 1");
+        }
+        let records = rkyv::access::<ArchivedVec<ArchivedRecord>, rancor::Error>(
+            &bytes[BATCH_HEADER_BYTES..records_end],
+        )
+        .map_err(|e| BatchError::Records { reason: e.to_string() })?;
+        if records.len() != count as usize {
+            return inconsistent("record_count differs from the records archive");
+        }
+        let first = header.first_timestamp_ms();
+        let mut max_ts = i64::MIN;
+        for (i, r) in records.iter().enumerate() {
+            if r.offset_delta.to_native() as usize != i {
+                return inconsistent("offset deltas are not 0, 1, 2, ...");
+            }
+            max_ts = max_ts.max(first.saturating_add(i64::from(r.timestamp_delta_ms.to_native())));
+        }
+        if records.first().map(|r| r.timestamp_delta_ms.to_native()) != Some(0) {
+            return inconsistent("first record's timestamp delta is not 0");
+        }
+        if max_ts != header.max_timestamp_ms() {
+            return inconsistent("max_timestamp_ms differs from the records");
+        }
+        Ok(BatchView { bytes, records })
+    }
+
+    /// The batch's header.
+    pub fn header(&self) -> BatchHeader<'a> {
+        BatchHeader::new(self.bytes).expect("validated batch has a header")
+    }
+
+    /// The batch's bytes, exactly `batch_len` long.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Always false for a validated batch.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records, in offset order.
+    pub fn records(&self) -> impl ExactSizeIterator<Item = RecordView<'a>> + 'a {
+        let header = self.header();
+        let base_offset = header.base_offset();
+        let first_timestamp_ms = header.first_timestamp_ms();
+        self.records.iter().map(move |record| RecordView { base_offset, first_timestamp_ms, record })
+    }
+}
+
+/// One record, borrowed from its batch.
+#[derive(Clone, Copy)]
+pub struct RecordView<'a> {
+    base_offset: u64,
+    first_timestamp_ms: i64,
+    record: &'a ArchivedRecord,
+}
+
+impl std::fmt::Debug for RecordView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordView")
+            .field("offset", &self.offset())
+            .field("timestamp_ms", &self.timestamp_ms())
+            .field("key", &self.key())
+            .field("value_len", &self.value().map(<[u8]>::len))
+            .finish()
+    }
+}
+
+impl<'a> RecordView<'a> {
+    /// Absolute offset (base offset + delta).
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.base_offset + u64::from(self.record.offset_delta.to_native())
+    }
+
+    /// Producer timestamp in ms.
+    #[inline]
+    pub fn timestamp_ms(&self) -> i64 {
+        self.first_timestamp_ms + i64::from(self.record.timestamp_delta_ms.to_native())
+    }
+
+    /// The key, if any.
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.record.key.as_ref().map(|k| k.as_slice())
+    }
+
+    /// The value; `None` is a tombstone.
+    #[inline]
+    pub fn value(&self) -> Option<&'a [u8]> {
+        self.record.value.as_ref().map(|v| v.as_slice())
+    }
+
+    /// The headers, in order.
+    #[inline]
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = HeaderView<'a>> + 'a {
+        self.record.headers.iter().map(|header| HeaderView { header })
+    }
+}
+
+/// One record header, borrowed from its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderView<'a> {
+    header: &'a ArchivedHeader,
+}
+
+impl<'a> HeaderView<'a> {
+    /// The header's key.
+    #[inline]
+    pub fn key(&self) -> &'a str {
+        self.header.key.as_str()
+    }
+
+    /// The header's value.
+    #[inline]
+    pub fn value(&self) -> &'a [u8] {
+        self.header.value.as_slice()
+    }
+}
+
+/// Iterates and validates batches stored back to back (a fetch response, a segment read).
+///
+/// Stops after the first error; a trailing partial batch is reported as `Truncated`.
+#[derive(Debug, Clone)]
+pub struct Batches<'a> {
+    rest: &'a [u8],
+    failed: bool,
+}
+
+impl<'a> Batches<'a> {
+    /// Batches in `bytes`, which must start 16-byte aligned.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Batches { rest: bytes, failed: false }
+    }
+}
+
+impl<'a> Iterator for Batches<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() || self.failed {
+            return None;
+        }
+        match BatchView::validate(self.rest) {
+            Ok(view) => {
+                self.rest = &self.rest[view.bytes().len()..];
+                Some(Ok(view))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Round trips, corruption and limits for record batches.
+
+use proptest::prelude::*;
+use rkyv::util::AlignedVec;
+
+use super::header::{assign, peek_batch_len};
+use super::*;
+use crate::constants::*;
+use crate::error::{BatchError, BuildError};
+
+type Hdrs = Vec<(String, Vec<u8>)>;
+
+#[derive(Debug, Clone)]
+struct In {
+    ts: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Hdrs,
+}
+
+fn build(records: &[In]) -> AlignedVec {
+    let mut b = BatchBuilder::new(BATCH_BYTES_MAX as usize);
+    for r in records {
+        let hs: Vec<(&str, &[u8])> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        b.append(r.ts, r.key.as_deref(), r.value.as_deref(), &hs).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn check_same(view: &BatchView<'_>, records: &[In], base_offset: u64) {
+    assert_eq!(view.len(), records.len());
+    for (i, (got, want)) in view.records().zip(records).enumerate() {
+        assert_eq!(got.offset(), base_offset + i as u64);
+        assert_eq!(got.timestamp_ms(), want.ts);
+        assert_eq!(got.key(), want.key.as_deref());
+        assert_eq!(got.value(), want.value.as_deref());
+        let hs: Hdrs = got.headers().map(|h| (h.key().to_owned(), h.value().to_vec())).collect();
+        assert_eq!(hs, want.headers);
+    }
+}
+
+fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(any::<u8>(), 0..max)
+}
+
+fn record(value_max: usize) -> impl Strategy<Value = In> {
+    (
+        -1_000_000i64..1_000_000,
+        proptest::option::of(bytes(64)),
+        proptest::option::of(bytes(value_max)),
+        proptest::collection::vec((".{0,20}", bytes(32)), 0..4),
+    )
+        .prop_map(|(ts, key, value, headers)| In { ts: 1_700_000_000_000 + ts, key, value, headers })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn round_trip_many_small(records in proptest::collection::vec(record(200), 1..200)) {
+        let batch = build(&records);
+        prop_assert_eq!(batch.len() % BODY_ALIGN, 0);
+        let view = BatchView::validate(&batch).unwrap();
+        check_same(&view, &records, 0);
+        prop_assert_eq!(view.header().max_timestamp_ms(), records.iter().map(|r| r.ts).max().unwrap());
+    }
+
+    #[test]
+    fn round_trip_few_huge(records in proptest::collection::vec(record(300_000), 1..4)) {
+        let batch = build(&records);
+        check_same(&BatchView::validate(&batch).unwrap(), &records, 0);
+    }
+
+    #[test]
+    fn assign_keeps_crc_valid(records in proptest::collection::vec(record(100), 1..20), base in any::<u64>().prop_map(|b| b >> 2), t in any::<i64>()) {
+        let mut batch = build(&records);
+        assign(&mut batch, base, t);
+        let view = BatchView::validate(&batch).unwrap();
+        prop_assert_eq!(view.header().base_offset(), base);
+        prop_assert_eq!(view.header().log_append_time_ms(), t);
+        check_same(&view, &records, base);
+    }
+
+    /// Flipping any bit of the length, the CRC, or anything the CRC covers is caught. The
+    /// broker-assigned fields (bytes 8..24) are outside the CRC by design; storage checks that
+    /// base offsets are dense.
+    #[test]
+    fn every_covered_bit_flip_is_caught(records in proptest::collection::vec(record(50), 1..5), pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let batch = build(&records);
+        let mut pos = pos.index(batch.len());
+        if (8..24).contains(&pos) { pos += 16; }
+        let mut bad = batch.clone();
+        bad[pos] ^= 1 << bit;
+        prop_assert!(BatchView::validate(&bad).is_err(), "flip at {} bit {} accepted", pos, bit);
+    }
+
+    #[test]
+    fn truncation_anywhere_is_an_error(records in proptest::collection::vec(record(50), 1..5), cut in any::<prop::sample::Index>()) {
+        let batch = build(&records);
+        let cut = cut.index(batch.len());
+        let err = BatchView::validate(&batch[..cut]).unwrap_err();
+        let is_truncated = matches!(err, BatchError::Truncated { .. });
+        prop_assert!(is_truncated, "{:?}", err);
+    }
+
+    /// Arbitrary bytes never panic the validator.
+    #[test]
+    fn garbage_never_panics(mut garbage in bytes(4096), len in any::<u32>()) {
+        if garbage.len() >= 4 { garbage[0..4].copy_from_slice(&(len % 8192).to_le_bytes()); }
+        let aligned = crate::to_aligned(&garbage);
+        let _ = BatchView::validate(&aligned);
+        for b in Batches::new(&aligned) { let _ = b; }
+    }
+
+    /// A batch whose CRC is recomputed after corruption (a malicious producer) still cannot
+    /// make the reader read out of bounds: bytecheck and the header relations catch it.
+    #[test]
+    fn recrc_after_corruption_never_panics(records in proptest::collection::vec(record(50), 1..5), pos in any::<prop::sample::Index>(), byte in any::<u8>()) {
+        let mut batch = build(&records);
+        let pos = BATCH_CRC_START + pos.index(batch.len() - BATCH_CRC_START);
+        batch[pos] = byte;
+        let crc = crc32c::crc32c(&batch[BATCH_CRC_START..]);
+        batch[4..8].copy_from_slice(&crc.to_le_bytes());
+        if let Ok(view) = BatchView::validate(&batch) {
+            for r in view.records() {
+                let _ = (r.key(), r.value(), r.headers().count());
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_and_absent_values_differ() {
+    let records = vec![
+        In { ts: 5, key: None, value: None, headers: vec![] },
+        In { ts: 6, key: Some(vec![]), value: Some(vec![]), headers: vec![] },
+        In { ts: 4, key: Some(b"k".to_vec()), value: None, headers: vec![("".into(), vec![])] },
+    ];
+    let batch = build(&records);
+    let view = BatchView::validate(&batch).unwrap();
+    check_same(&view, &records, 0);
+    let rs: Vec<_> = view.records().collect();
+    assert_eq!(rs[0].value(), None);
+    assert_eq!(rs[1].value(), Some(&[][..]));
+    assert_eq!(view.header().first_timestamp_ms(), 5);
+    assert_eq!(view.header().max_timestamp_ms(), 6);
+}
+
+#[test]
+fn owned_records_deserialize_equal() {
+    let records = vec![In { ts: 10, key: Some(b"a".to_vec()), value: Some(b"b".to_vec()), headers: vec![("h".into(), b"v".to_vec())] }];
+    let batch = build(&records);
+    let archive = &batch[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + BatchHeader::new(&batch).unwrap().records_len() as usize];
+    let owned: Vec<Record> = rkyv::from_bytes::<Vec<Record>, rkyv::rancor::Error>(archive).unwrap();
+    assert_eq!(
+        owned,
+        vec![Record { offset_delta: 0, timestamp_delta_ms: 0, key: Some(b"a".to_vec()), value: Some(b"b".to_vec()), headers: vec![Header { key: "h".into(), value: b"v".to_vec() }] }]
+    );
+}
+
+#[test]
+fn builder_is_reusable_and_clears() {
+    let mut b = BatchBuilder::new(1 << 16);
+    for round in 0..3u8 {
+        for i in 0..10u8 {
+            b.append(i64::from(i), Some(&[round]), Some(&[i; 100]), &[]).unwrap();
+        }
+        let batch = b.finish().unwrap();
+        assert!(b.is_empty());
+        let view = BatchView::validate(&batch).unwrap();
+        assert_eq!(view.len(), 10);
+        assert!(view.records().all(|r| r.key() == Some(&[round][..])));
+    }
+    assert_eq!(b.finish().unwrap_err(), BuildError::Empty);
+}
+
+#[test]
+fn builder_respects_its_byte_budget() {
+    let max = 64 << 10;
+    let mut b = BatchBuilder::new(max);
+    let value = [7u8; 1000];
+    let mut n = 0;
+    loop {
+        match b.append(0, None, Some(&value), &[]) {
+            Ok(()) => n += 1,
+            Err(BuildError::Full { .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let batch = b.finish().unwrap();
+    assert!(batch.len() <= max, "{} > {max}", batch.len());
+    assert!(batch.len() > max * 9 / 10, "budget badly underused: {} of {max}", batch.len());
+    assert_eq!(BatchView::validate(&batch).unwrap().len(), n);
+    let huge = vec![0u8; max];
+    assert!(matches!(b.append(0, None, Some(&huge), &[]), Err(BuildError::RecordTooLarge { .. })));
+}
+
+#[test]
+fn maximum_size_batch_round_trips() {
+    let mut b = BatchBuilder::new(BATCH_BYTES_MAX as usize);
+    let value = vec![0xA5u8; (BATCH_BYTES_MAX as usize) - 1024];
+    b.append(1, Some(b"k"), Some(&value), &[]).unwrap();
+    let batch = b.finish().unwrap();
+    assert!(batch.len() <= BATCH_BYTES_MAX as usize);
+    let view = BatchView::validate(&batch).unwrap();
+    assert_eq!(view.records().next().unwrap().value(), Some(&value[..]));
+    // One byte over the format maximum is refused by length, before the CRC is computed.
+    let mut over = batch.clone();
+    over[0..4].copy_from_slice(&(BATCH_BYTES_MAX + 16).to_le_bytes());
+    assert_eq!(BatchView::validate(&over).unwrap_err().code(), crate::ErrorCode::BatchTooLarge);
+}
+
+#[test]
+fn timestamp_delta_out_of_range_is_refused() {
+    let mut b = BatchBuilder::new(1 << 20);
+    b.append(0, None, Some(b"x"), &[]).unwrap();
+    assert!(matches!(b.append(i64::from(i32::MAX) + 1, None, None, &[]), Err(BuildError::TimestampOutOfRange { .. })));
+    b.append(i64::from(i32::MIN), None, None, &[]).unwrap();
+    assert_eq!(BatchView::validate(&b.finish().unwrap()).unwrap().len(), 2);
+}
+
+#[test]
+fn misaligned_input_is_refused() {
+    let batch = build(&[In { ts: 1, key: None, value: Some(vec![1]), headers: vec![] }]);
+    let mut shifted: AlignedVec = AlignedVec::new();
+    shifted.push(0);
+    shifted.extend_from_slice(&batch);
+    assert!(matches!(BatchView::validate(&shifted[1..]), Err(BatchError::Misaligned { misalignment: 1 })));
+}
+
+#[test]
+fn back_to_back_batches_iterate_and_a_torn_tail_is_reported() {
+    let mut out: AlignedVec = AlignedVec::new();
+    let mut b = BatchBuilder::new(1 << 20);
+    for i in 0..5u64 {
+        for j in 0..3 {
+            b.append(0, None, Some(format!("{i}-{j}").as_bytes()), &[]).unwrap();
+        }
+        let range = b.finish_into(&mut out).unwrap();
+        assign(&mut out[range], i * 3, 0);
+    }
+    let offsets: Vec<u64> = Batches::new(&out).flat_map(|b| b.unwrap().records().map(|r| r.offset()).collect::<Vec<_>>()).collect();
+    assert_eq!(offsets, (0..15).collect::<Vec<_>>());
+    let total = out.len();
+    let torn = &out[..total - 8];
+    let results: Vec<_> = Batches::new(torn).collect();
+    assert_eq!(results.len(), 5);
+    assert!(results[..4].iter().all(Result::is_ok));
+    assert!(matches!(results[4], Err(BatchError::Truncated { .. })));
+    assert_eq!(peek_batch_len(&out).unwrap() as usize, total / 5);
+}
+
+#[test]
+fn unknown_attributes_and_compression_are_refused() {
+    let batch = build(&[In { ts: 1, key: None, value: Some(vec![1]), headers: vec![] }]);
+    for (attrs, want_compression) in [(1u16, true), (1 << 9, false)] {
+        let mut bad = batch.clone();
+        bad[26..28].copy_from_slice(&attrs.to_le_bytes());
+        let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
+        bad[4..8].copy_from_slice(&crc.to_le_bytes());
+        let err = BatchView::validate(&bad).unwrap_err();
+        assert_eq!(matches!(err, BatchError::UnsupportedCompression { .. }), want_compression, "{err:?}");
+    }
+}

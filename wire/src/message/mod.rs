@@ -1,0 +1,45 @@
+//! Request, response and push bodies of protocol version 1.
+//!
+//! Every body is an rkyv archive of one of these types. Error codes travel as raw `u16`
+//! (see [`crate::ErrorCode::from_u16`]) so that a client built against an older version still
+//! validates a response that carries a newer code.
+
+/// Declares a wire type with the derives every body type needs.
+macro_rules! wire_type {
+    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+        #[rkyv(derive(Debug))]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+        pub struct $name { $($body)* }
+    };
+    ($(#[$m:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $(#[$m])*
+        #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[rkyv(derive(Debug, PartialEq, Eq, Clone, Copy))]
+        #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+        pub enum $name { $($body)* }
+    };
+}
+
+/// Ties a body type to its api key.
+macro_rules! message {
+    ($ty:ident, $key:ident) => {
+        impl crate::Message for $ty {
+            const API_KEY: crate::ApiKey = crate::ApiKey::$key;
+        }
+    };
+}
+
+pub mod error_body;
+pub mod fetch;
+pub mod handshake;
+pub mod metadata;
+pub mod offsets;
+pub mod produce;
+pub mod stats;
+pub mod subscribe;
+pub mod topic;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! Produce: append batches to one or more partitions.
+
+use super::topic::AckLevel;
+use crate::with::AlignedBytes;
+
+wire_type! {
+    /// Append batches. Each partition's `batches` holds one or more record batches back to
+    /// back, starting 16-byte aligned inside the body.
+    pub struct ProduceRequest {
+        /// When to answer.
+        pub ack: AckLevel,
+        /// Give up waiting for the ack after this long; the append may still happen.
+        pub timeout_ms: u32,
+        /// Batches per topic.
+        pub topics: Vec<ProduceTopic>,
+    }
+}
+message!(ProduceRequest, Produce);
+
+wire_type! {
+    /// Batches for the partitions of one topic.
+    pub struct ProduceTopic {
+        /// Topic name.
+        pub name: String,
+        /// Batches per partition.
+        pub partitions: Vec<ProducePartition>,
+    }
+}
+
+wire_type! {
+    /// Batches for one partition.
+    pub struct ProducePartition {
+        /// Partition number.
+        pub partition: u32,
+        /// Record batches, back to back.
+        #[rkyv(with = AlignedBytes)]
+        pub batches: Vec<u8>,
+    }
+}
+
+wire_type! {
+    /// Per-partition results, in request order.
+    pub struct ProduceResponse {
+        /// Results per topic.
+        pub topics: Vec<ProduceTopicResult>,
+    }
+}
+message!(ProduceResponse, Produce);
+
+wire_type! {
+    /// Results for one topic.
+    pub struct ProduceTopicResult {
+        /// Topic name.
+        pub name: String,
+        /// Results per partition.
+        pub partitions: Vec<ProducePartitionResult>,
+    }
+}
+
+wire_type! {
+    /// Result for one partition.
+    pub struct ProducePartitionResult {
+        /// Partition number.
+        pub partition: u32,
+        /// Error code (0 = appended).
+        pub error: u16,
+        /// Offset of the first appended record; -1 with ack level `none` or on error.
+        pub base_offset: i64,
+        /// Offset of the last appended record; -1 with ack level `none` or on error.
+        pub last_offset: i64,
+        /// Broker time stamped on the batches; -1 if unknown.
+        pub log_append_time_ms: i64,
+    }
+}

@@ -1,0 +1,53 @@
+//! Stats: per-shard counters, so tests and benchmarks can see what the broker did.
+
+wire_type! {
+    /// Ask for counters of some shards (empty = all).
+    pub struct StatsRequest {
+        /// Shard ids; empty means all.
+        pub shards: Vec<u32>,
+    }
+}
+message!(StatsRequest, Stats);
+
+wire_type! {
+    /// Counters per shard.
+    pub struct StatsResponse {
+        /// One entry per shard asked for.
+        pub shards: Vec<ShardStats>,
+    }
+}
+message!(StatsResponse, Stats);
+
+wire_type! {
+    /// Counters of one shard since it started.
+    pub struct ShardStats {
+        /// Shard id.
+        pub shard_id: u32,
+        /// CPU the shard is pinned to.
+        pub cpu: u32,
+        /// Partitions owned.
+        pub partitions: u32,
+        /// Batch bytes appended.
+        pub bytes_in: u64,
+        /// Batch bytes sent to consumers (fetch and push).
+        pub bytes_out: u64,
+        /// Batches appended.
+        pub batches_in: u64,
+        /// Batches sent to consumers.
+        pub batches_out: u64,
+        /// Requests handled.
+        pub requests: u64,
+        /// Connections open now.
+        pub connections: u64,
+        /// Connections accepted since start.
+        pub connections_total: u64,
+        /// Requests this shard forwarded to the partition's owner.
+        pub forwards_out: u64,
+        /// Requests other shards forwarded to this one.
+        pub forwards_in: u64,
+        /// Subscriptions open now.
+        pub subscriptions: u64,
+        /// fdatasync calls issued.
+        pub syncs: u64,
+    }
+}

@@ -1,0 +1,110 @@
+//! Push subscriptions: the broker sends batches as they are appended, within granted credit.
+
+use crate::with::AlignedBytes;
+
+wire_type! {
+    /// Where a subscription starts.
+    pub enum StartPosition {
+        /// The first offset still stored.
+        Earliest,
+        /// The next offset to be appended.
+        #[default]
+        Latest,
+        /// This offset.
+        Offset(u64),
+        /// The first record with a timestamp at or after this (ms).
+        Timestamp(i64),
+    }
+}
+
+wire_type! {
+    /// Subscribe to one partition. Pushes carry the client-chosen `subscription_id`.
+    pub struct SubscribeRequest {
+        /// Chosen by the client, unique per connection.
+        pub subscription_id: u64,
+        /// Topic name.
+        pub topic: String,
+        /// Partition number.
+        pub partition: u32,
+        /// Where to start.
+        pub start: StartPosition,
+        /// Initial byte credit: the broker pushes at most this many bytes before more is granted.
+        pub credit_bytes: u64,
+    }
+}
+message!(SubscribeRequest, Subscribe);
+
+wire_type! {
+    /// Subscription accepted (or not).
+    pub struct SubscribeResponse {
+        /// The id from the request.
+        pub subscription_id: u64,
+        /// Error code (0 = subscribed).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// The offset the first push starts from.
+        pub start_offset: u64,
+        /// Offset the next append will get.
+        pub high_watermark: u64,
+    }
+}
+message!(SubscribeResponse, Subscribe);
+
+wire_type! {
+    /// Grant more byte credit.
+    pub struct GrantCreditRequest {
+        /// Which subscription.
+        pub subscription_id: u64,
+        /// Bytes added to the credit.
+        pub credit_bytes: u64,
+    }
+}
+message!(GrantCreditRequest, GrantCredit);
+
+wire_type! {
+    /// Credit granted.
+    pub struct GrantCreditResponse {
+        /// Which subscription.
+        pub subscription_id: u64,
+        /// Error code (`UNKNOWN_SUBSCRIPTION` if it ended).
+        pub error: u16,
+    }
+}
+message!(GrantCreditResponse, GrantCredit);
+
+wire_type! {
+    /// End a subscription.
+    pub struct UnsubscribeRequest {
+        /// Which subscription.
+        pub subscription_id: u64,
+    }
+}
+message!(UnsubscribeRequest, Unsubscribe);
+
+wire_type! {
+    /// Subscription ended; no pushes follow this response.
+    pub struct UnsubscribeResponse {
+        /// Which subscription.
+        pub subscription_id: u64,
+        /// Error code.
+        pub error: u16,
+    }
+}
+message!(UnsubscribeResponse, Unsubscribe);
+
+wire_type! {
+    /// Pushed by the broker (`FLAG_PUSH`): new batches for a subscription, or its end.
+    pub struct SubscriptionData {
+        /// Which subscription.
+        pub subscription_id: u64,
+        /// Error code; non-zero ends the subscription (topic deleted, corrupt data).
+        pub error: u16,
+        /// Offset the next append will get, for lag.
+        pub high_watermark: u64,
+        /// Record batches exactly as stored, back to back.
+        #[rkyv(with = AlignedBytes)]
+        pub batches: Vec<u8>,
+    }
+}
+message!(SubscriptionData, SubscriptionData);

@@ -1,0 +1,183 @@
+//! Topic administration: create, delete, list, describe.
+
+use super::metadata::TopicMetadata;
+
+wire_type! {
+    /// How far an append must get before the producer is answered.
+    #[repr(u8)]
+    pub enum AckLevel {
+        /// On receipt, before the append.
+        None,
+        /// After the write to the segment file completed (in the page cache of the device).
+        Written,
+        /// After an fdatasync that covers the batch: survives power loss.
+        #[default]
+        Durable,
+    }
+}
+
+impl AckLevel {
+    /// Lower-case name as used in config and CLIs.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckLevel::None => "none",
+            AckLevel::Written => "written",
+            AckLevel::Durable => "durable",
+        }
+    }
+
+    /// Parses `none`, `written` or `durable`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "none" => Some(AckLevel::None),
+            "written" => Some(AckLevel::Written),
+            "durable" => Some(AckLevel::Durable),
+            _ => None,
+        }
+    }
+}
+
+impl ArchivedAckLevel {
+    /// The native value.
+    pub fn to_native(self) -> AckLevel {
+        match self {
+            ArchivedAckLevel::None => AckLevel::None,
+            ArchivedAckLevel::Written => AckLevel::Written,
+            ArchivedAckLevel::Durable => AckLevel::Durable,
+        }
+    }
+}
+
+wire_type! {
+    /// A topic's settings.
+    pub struct TopicConfig {
+        /// Number of partitions (fixed at creation for now).
+        pub partition_count: u32,
+        /// Delete closed segments older than this; -1 keeps forever.
+        pub retention_ms: i64,
+        /// Delete oldest closed segments while a partition is larger than this; -1 = no limit.
+        pub retention_bytes: i64,
+        /// Roll the active segment at this size; 0 = broker default.
+        pub segment_bytes_max: u64,
+        /// Roll the active segment at this age; 0 = broker default.
+        pub segment_ms: i64,
+        /// Ack level used when a produce request asks for the topic default.
+        pub default_ack: AckLevel,
+        /// Largest batch accepted; 0 = broker default.
+        pub batch_bytes_max: u32,
+    }
+}
+
+wire_type! {
+    /// Create a topic.
+    pub struct CreateTopicRequest {
+        /// Name: 1..=249 bytes of `[A-Za-z0-9._-]`.
+        pub name: String,
+        /// Settings.
+        pub config: TopicConfig,
+    }
+}
+message!(CreateTopicRequest, CreateTopic);
+
+wire_type! {
+    /// Result of a create.
+    pub struct CreateTopicResponse {
+        /// Error code (0 = created).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// The new topic's layout.
+        pub topic: Option<TopicMetadata>,
+    }
+}
+message!(CreateTopicResponse, CreateTopic);
+
+wire_type! {
+    /// Delete a topic and all its data.
+    pub struct DeleteTopicRequest {
+        /// Topic name.
+        pub name: String,
+    }
+}
+message!(DeleteTopicRequest, DeleteTopic);
+
+wire_type! {
+    /// Result of a delete.
+    pub struct DeleteTopicResponse {
+        /// Error code (0 = deleted).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+    }
+}
+message!(DeleteTopicResponse, DeleteTopic);
+
+wire_type! {
+    /// List topics whose names start with a prefix (empty = all).
+    pub struct ListTopicsRequest {
+        /// Name prefix filter.
+        pub name_prefix: String,
+    }
+}
+message!(ListTopicsRequest, ListTopics);
+
+wire_type! {
+    /// Topic names and partition counts, sorted by name.
+    pub struct ListTopicsResponse {
+        /// The topics.
+        pub topics: Vec<TopicSummary>,
+    }
+}
+message!(ListTopicsResponse, ListTopics);
+
+wire_type! {
+    /// One line of a topic list.
+    pub struct TopicSummary {
+        /// Topic name.
+        pub name: String,
+        /// Number of partitions.
+        pub partition_count: u32,
+    }
+}
+
+wire_type! {
+    /// Describe one topic.
+    pub struct DescribeTopicRequest {
+        /// Topic name.
+        pub name: String,
+    }
+}
+message!(DescribeTopicRequest, DescribeTopic);
+
+wire_type! {
+    /// A topic's config, layout and per-partition state.
+    pub struct DescribeTopicResponse {
+        /// Error code (0 = found).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// Config and partition → shard.
+        pub topic: Option<TopicMetadata>,
+        /// State of each partition.
+        pub partitions: Vec<PartitionDescription>,
+    }
+}
+message!(DescribeTopicResponse, DescribeTopic);
+
+wire_type! {
+    /// State of one partition.
+    pub struct PartitionDescription {
+        /// Partition number.
+        pub partition: u32,
+        /// Owning shard.
+        pub shard: u32,
+        /// First offset still stored.
+        pub log_start_offset: u64,
+        /// Offset the next append will get.
+        pub high_watermark: u64,
+        /// Bytes stored.
+        pub size_bytes: u64,
+        /// Segment files.
+        pub segment_count: u32,
+    }
+}
