@@ -115,12 +115,18 @@ impl FrameHeader {
 }
 
 /// One complete frame found in a buffer by [`split_frame`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct RawFrame<'a> {
     /// The checked header.
     pub header: FrameHeader,
     /// The body archive (padding stripped). Validate it with [`crate::access_body`].
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for RawFrame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawFrame").field("header", &self.header).field("body_len", &self.body.len()).finish()
+    }
 }
 
 /// Splits the first complete frame off the front of `buf`.
