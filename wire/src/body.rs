@@ -18,13 +18,20 @@ use crate::frame::FrameHeader;
 use crate::message::error_body::ErrorBody;
 
 /// A body type of the protocol, tied to its api key.
-pub trait Message: Archive + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>> {
+pub trait Message:
+    Archive + for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>
+{
     /// The api this body belongs to.
     const API_KEY: ApiKey;
 }
 
 /// Encodes `msg` as a whole frame (header, body, padding) into a fresh 16-byte-aligned buffer.
-pub fn encode_frame<T>(api_key: u16, flags: u16, correlation_id: u64, msg: &T) -> Result<AlignedVec, BodyError>
+pub fn encode_frame<T>(
+    api_key: u16,
+    flags: u16,
+    correlation_id: u64,
+    msg: &T,
+) -> Result<AlignedVec, BodyError>
 where
     T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
@@ -33,7 +40,10 @@ where
     let mut buf = rkyv::util::with_arena(|arena| {
         rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(msg, buf, arena.acquire())
     })
-    .map_err(|e| BodyError::Encode { message: std::any::type_name::<T>(), reason: e.to_string() })?;
+    .map_err(|e| BodyError::Encode {
+        message: std::any::type_name::<T>(),
+        reason: e.to_string(),
+    })?;
     let body_len = buf.len() - FRAME_HEADER_BYTES;
     if body_len > FRAME_BODY_BYTES_LIMIT as usize {
         return Err(BodyError::TooLarge { body_len });
@@ -67,7 +77,12 @@ pub fn encode_push<T: Message>(msg: &T) -> Result<AlignedVec, BodyError> {
 
 /// Encodes an error response to a request that could not be answered at all. `api_key` is
 /// echoed raw, so an unknown api key is answered too.
-pub fn encode_error(api_key: u16, correlation_id: u64, code: ErrorCode, message: &str) -> AlignedVec {
+pub fn encode_error(
+    api_key: u16,
+    correlation_id: u64,
+    code: ErrorCode,
+    message: &str,
+) -> AlignedVec {
     let body = ErrorBody { code: code.as_u16(), message: message.to_owned() };
     encode_frame(api_key, FLAG_RESPONSE | FLAG_ERROR, correlation_id, &body)
         .expect("an error body always encodes")
@@ -92,7 +107,8 @@ where
 pub fn decode_body<T>(body: &[u8]) -> Result<T, BodyError>
 where
     T: Archive,
-    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>> + Deserialize<T, HighDeserializer<rancor::Error>>,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
+        + Deserialize<T, HighDeserializer<rancor::Error>>,
 {
     let archived = access_body::<T>(body)?;
     rkyv::deserialize::<T, rancor::Error>(archived)

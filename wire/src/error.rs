@@ -159,7 +159,9 @@ impl BatchError {
     pub fn code(&self) -> ErrorCode {
         match self {
             BatchError::Checksum { .. } => ErrorCode::CorruptBatch,
-            BatchError::BadLength { batch_len } if *batch_len > crate::constants::BATCH_BYTES_MAX => {
+            BatchError::BadLength { batch_len }
+                if *batch_len > crate::constants::BATCH_BYTES_MAX =>
+            {
                 ErrorCode::BatchTooLarge
             }
             _ => ErrorCode::InvalidBatch,

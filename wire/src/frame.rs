@@ -24,8 +24,7 @@
 //! an error response by the layer that dispatches requests.
 
 use crate::constants::{
-    align_up, BODY_ALIGN, FLAG_KNOWN_MASK, FRAME_BODY_BYTES_LIMIT, FRAME_HEADER_BYTES,
-    FRAME_MAGIC,
+    align_up, BODY_ALIGN, FLAG_KNOWN_MASK, FRAME_BODY_BYTES_LIMIT, FRAME_HEADER_BYTES, FRAME_MAGIC,
 };
 use crate::error::FrameError;
 
@@ -47,7 +46,10 @@ pub struct FrameHeader {
 impl FrameHeader {
     /// Decodes and checks a header. `body_bytes_max` is the configured maximum body length;
     /// it is checked here, before anyone allocates a buffer for the body.
-    pub fn decode(bytes: &[u8; FRAME_HEADER_BYTES], body_bytes_max: u32) -> Result<Self, FrameError> {
+    pub fn decode(
+        bytes: &[u8; FRAME_HEADER_BYTES],
+        body_bytes_max: u32,
+    ) -> Result<Self, FrameError> {
         let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
         if magic != FRAME_MAGIC {
             return Err(FrameError::BadMagic { found: magic });
@@ -55,10 +57,7 @@ impl FrameHeader {
         let crc_stored = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
         let crc_computed = crc32c::crc32c(&bytes[0..24]);
         if crc_stored != crc_computed {
-            return Err(FrameError::HeaderChecksum {
-                stored: crc_stored,
-                computed: crc_computed,
-            });
+            return Err(FrameError::HeaderChecksum { stored: crc_stored, computed: crc_computed });
         }
         let reserved_a = u16::from_le_bytes([bytes[10], bytes[11]]);
         let reserved_b = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
@@ -85,7 +84,11 @@ impl FrameHeader {
 
     /// Encodes the header, computing its checksum.
     pub fn encode(&self) -> [u8; FRAME_HEADER_BYTES] {
-        assert!(self.body_len <= FRAME_BODY_BYTES_LIMIT, "body_len {} over the format limit", self.body_len);
+        assert!(
+            self.body_len <= FRAME_BODY_BYTES_LIMIT,
+            "body_len {} over the format limit",
+            self.body_len
+        );
         let mut out = [0u8; FRAME_HEADER_BYTES];
         out[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
         out[4..6].copy_from_slice(&self.version.to_le_bytes());
@@ -125,7 +128,10 @@ pub struct RawFrame<'a> {
 
 impl std::fmt::Debug for RawFrame<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RawFrame").field("header", &self.header).field("body_len", &self.body.len()).finish()
+        f.debug_struct("RawFrame")
+            .field("header", &self.header)
+            .field("body_len", &self.body.len())
+            .finish()
     }
 }
 
@@ -134,7 +140,10 @@ impl std::fmt::Debug for RawFrame<'_> {
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some((frame, consumed)))` for a whole
 /// frame, and an error for a header that can never become valid (the connection should be
 /// answered with an error and closed). Padding bytes after the body must be zero.
-pub fn split_frame(buf: &[u8], body_bytes_max: u32) -> Result<Option<(RawFrame<'_>, usize)>, FrameError> {
+pub fn split_frame(
+    buf: &[u8],
+    body_bytes_max: u32,
+) -> Result<Option<(RawFrame<'_>, usize)>, FrameError> {
     let Some(head) = buf.first_chunk::<FRAME_HEADER_BYTES>() else {
         return Ok(None);
     };
@@ -147,13 +156,7 @@ pub fn split_frame(buf: &[u8], body_bytes_max: u32) -> Result<Option<(RawFrame<'
     if buf[body_end..frame_len].iter().any(|&b| b != 0) {
         return Err(FrameError::PaddingNotZero);
     }
-    Ok(Some((
-        RawFrame {
-            header,
-            body: &buf[FRAME_HEADER_BYTES..body_end],
-        },
-        frame_len,
-    )))
+    Ok(Some((RawFrame { header, body: &buf[FRAME_HEADER_BYTES..body_end] }, frame_len)))
 }
 
 /// Whether `bytes` starts at a [`BODY_ALIGN`]-byte boundary.
@@ -193,7 +196,10 @@ mod tests {
             Err(FrameError::BodyTooLarge { body_len: u32::MAX, .. })
         ));
         let bytes = header(2 << 20).encode();
-        assert!(matches!(FrameHeader::decode(&bytes, 1 << 20), Err(FrameError::BodyTooLarge { .. })));
+        assert!(matches!(
+            FrameHeader::decode(&bytes, 1 << 20),
+            Err(FrameError::BodyTooLarge { .. })
+        ));
     }
 
     #[test]

@@ -119,9 +119,8 @@ impl BatchBuilder {
         if self.records.len() >= BATCH_RECORDS_MAX as usize {
             return Err(BuildError::TooManyRecords { records_max: BATCH_RECORDS_MAX });
         }
-        let mut record_bytes = RECORD_OVERHEAD_BYTES
-            + key.map_or(0, <[u8]>::len)
-            + value.map_or(0, <[u8]>::len);
+        let mut record_bytes =
+            RECORD_OVERHEAD_BYTES + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         for (k, v) in headers {
             if k.len() > HEADER_KEY_BYTES_MAX {
                 return Err(BuildError::HeaderKeyTooLong { key_bytes: k.len() });
@@ -131,15 +130,13 @@ impl BatchBuilder {
         let batch_bytes = self.estimated_bytes.saturating_add(record_bytes);
         if batch_bytes > self.batch_bytes_max {
             return Err(if self.records.is_empty() {
-                BuildError::RecordTooLarge {
-                    record_bytes,
-                    batch_bytes_max: self.batch_bytes_max,
-                }
+                BuildError::RecordTooLarge { record_bytes, batch_bytes_max: self.batch_bytes_max }
             } else {
                 BuildError::Full { batch_bytes, batch_bytes_max: self.batch_bytes_max }
             });
         }
-        let first_timestamp_ms = if self.records.is_empty() { timestamp_ms } else { self.first_timestamp_ms };
+        let first_timestamp_ms =
+            if self.records.is_empty() { timestamp_ms } else { self.first_timestamp_ms };
         let timestamp_delta_ms = timestamp_ms
             .checked_sub(first_timestamp_ms)
             .and_then(|d| i32::try_from(d).ok())
@@ -187,9 +184,13 @@ impl BatchBuilder {
         let start = out.len();
         out.reserve(self.estimated_bytes);
         out.resize(start + BATCH_HEADER_BYTES, 0);
-        let list = RecordList { arena: &self.arena, records: &self.records, headers: &self.headers };
-        let serialized =
-            rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(&list, &mut *out, self.scratch.acquire());
+        let list =
+            RecordList { arena: &self.arena, records: &self.records, headers: &self.headers };
+        let serialized = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+            &list,
+            &mut *out,
+            self.scratch.acquire(),
+        );
         if let Err(e) = serialized {
             out.resize(start, 0);
             return Err(BuildError::Serialize { reason: e.to_string() });
@@ -205,7 +206,9 @@ impl BatchBuilder {
         );
 
         let b = &mut out[start..end];
-        let put = |b: &mut [u8], off: usize, bytes: &[u8]| b[off..off + bytes.len()].copy_from_slice(bytes);
+        let put = |b: &mut [u8], off: usize, bytes: &[u8]| {
+            b[off..off + bytes.len()].copy_from_slice(bytes)
+        };
         put(b, OFF_BATCH_LEN, &(batch_len as u32).to_le_bytes());
         put(b, OFF_BASE_OFFSET, &0u64.to_le_bytes());
         put(b, OFF_LOG_APPEND_TIME, &NO_TIMESTAMP.to_le_bytes());

@@ -116,3 +116,9 @@ pub fn assign(batch: &mut [u8], base_offset: u64, log_append_time_ms: i64) {
 pub fn peek_batch_len(bytes: &[u8]) -> Option<u32> {
     bytes.first_chunk::<4>().map(|b| u32::from_le_bytes(*b))
 }
+
+/// The CRC32C a batch's header must carry: over bytes `[24, batch.len())`.
+#[inline]
+pub fn covered_crc(batch: &[u8]) -> u32 {
+    crc32c::crc32c(&batch[BATCH_CRC_START.min(batch.len())..])
+}

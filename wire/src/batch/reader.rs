@@ -43,10 +43,8 @@ impl<'a> BatchView<'a> {
         if misalignment != 0 {
             return Err(BatchError::Misaligned { misalignment });
         }
-        let header = BatchHeader::new(bytes).ok_or(BatchError::Truncated {
-            needed: BATCH_HEADER_BYTES,
-            available: bytes.len(),
-        })?;
+        let header = BatchHeader::new(bytes)
+            .ok_or(BatchError::Truncated { needed: BATCH_HEADER_BYTES, available: bytes.len() })?;
         let batch_len = header.batch_len();
         if batch_len > BATCH_BYTES_MAX
             || (batch_len as usize) < BATCH_HEADER_BYTES
@@ -55,7 +53,10 @@ impl<'a> BatchView<'a> {
             return Err(BatchError::BadLength { batch_len });
         }
         if bytes.len() < batch_len as usize {
-            return Err(BatchError::Truncated { needed: batch_len as usize, available: bytes.len() });
+            return Err(BatchError::Truncated {
+                needed: batch_len as usize,
+                available: bytes.len(),
+            });
         }
         let bytes = &bytes[..batch_len as usize];
         if header.version() != BATCH_FORMAT_VERSION {
@@ -80,7 +81,9 @@ impl<'a> BatchView<'a> {
             return inconsistent("unknown attribute bits");
         }
         if attributes & ATTR_COMPRESSION_MASK != 0 {
-            return Err(BatchError::UnsupportedCompression { codec: attributes & ATTR_COMPRESSION_MASK });
+            return Err(BatchError::UnsupportedCompression {
+                codec: attributes & ATTR_COMPRESSION_MASK,
+            });
         }
         let records_len = header.records_len() as usize;
         let Some(records_end) = BATCH_HEADER_BYTES.checked_add(records_len) else {
@@ -148,7 +151,11 @@ impl<'a> BatchView<'a> {
         let header = self.header();
         let base_offset = header.base_offset();
         let first_timestamp_ms = header.first_timestamp_ms();
-        self.records.iter().map(move |record| RecordView { base_offset, first_timestamp_ms, record })
+        self.records.iter().map(move |record| RecordView {
+            base_offset,
+            first_timestamp_ms,
+            record,
+        })
     }
 }
 

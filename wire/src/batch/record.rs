@@ -4,12 +4,12 @@
 //! owned forms (tests, tools); the builder serializes borrowed [`RecordRef`]s that archive
 //! into the very same types, so it never allocates per record.
 
+use rkyv::munge::munge;
 use rkyv::rancor::{Fallible, Source};
 use rkyv::ser::{Allocator, Writer};
+use rkyv::string::StringResolver;
 use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::with::{ArchiveWith, Map, SerializeWith};
-use rkyv::munge::munge;
-use rkyv::string::StringResolver;
 use rkyv::{Archive, Deserialize, Place, Serialize};
 
 use crate::with::{SliceAsVec, StrAsString};
@@ -106,7 +106,10 @@ where
     S::Error: Source,
 {
     fn serialize(&self, s: &mut S) -> Result<Self::Resolver, S::Error> {
-        Ok((StrAsString::serialize_with(&self.key, s)?, SliceAsVec::serialize_with(&self.value, s)?))
+        Ok((
+            StrAsString::serialize_with(&self.key, s)?,
+            SliceAsVec::serialize_with(&self.value, s)?,
+        ))
     }
 }
 

@@ -21,7 +21,8 @@ struct In {
 fn build(records: &[In]) -> AlignedVec {
     let mut b = BatchBuilder::new(BATCH_BYTES_MAX as usize);
     for r in records {
-        let hs: Vec<(&str, &[u8])> = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let hs: Vec<(&str, &[u8])> =
+            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
         b.append(r.ts, r.key.as_deref(), r.value.as_deref(), &hs).unwrap();
     }
     b.finish().unwrap()
@@ -50,7 +51,12 @@ fn record(value_max: usize) -> impl Strategy<Value = In> {
         proptest::option::of(bytes(value_max)),
         proptest::collection::vec((".{0,20}", bytes(32)), 0..4),
     )
-        .prop_map(|(ts, key, value, headers)| In { ts: 1_700_000_000_000 + ts, key, value, headers })
+        .prop_map(|(ts, key, value, headers)| In {
+            ts: 1_700_000_000_000 + ts,
+            key,
+            value,
+            headers,
+        })
 }
 
 proptest! {
@@ -148,13 +154,25 @@ fn empty_and_absent_values_differ() {
 
 #[test]
 fn owned_records_deserialize_equal() {
-    let records = vec![In { ts: 10, key: Some(b"a".to_vec()), value: Some(b"b".to_vec()), headers: vec![("h".into(), b"v".to_vec())] }];
+    let records = vec![In {
+        ts: 10,
+        key: Some(b"a".to_vec()),
+        value: Some(b"b".to_vec()),
+        headers: vec![("h".into(), b"v".to_vec())],
+    }];
     let batch = build(&records);
-    let archive = &batch[BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + BatchHeader::new(&batch).unwrap().records_len() as usize];
+    let archive = &batch[BATCH_HEADER_BYTES
+        ..BATCH_HEADER_BYTES + BatchHeader::new(&batch).unwrap().records_len() as usize];
     let owned: Vec<Record> = rkyv::from_bytes::<Vec<Record>, rkyv::rancor::Error>(archive).unwrap();
     assert_eq!(
         owned,
-        vec![Record { offset_delta: 0, timestamp_delta_ms: 0, key: Some(b"a".to_vec()), value: Some(b"b".to_vec()), headers: vec![Header { key: "h".into(), value: b"v".to_vec() }] }]
+        vec![Record {
+            offset_delta: 0,
+            timestamp_delta_ms: 0,
+            key: Some(b"a".to_vec()),
+            value: Some(b"b".to_vec()),
+            headers: vec![Header { key: "h".into(), value: b"v".to_vec() }]
+        }]
     );
 }
 
@@ -214,7 +232,10 @@ fn maximum_size_batch_round_trips() {
 fn timestamp_delta_out_of_range_is_refused() {
     let mut b = BatchBuilder::new(1 << 20);
     b.append(0, None, Some(b"x"), &[]).unwrap();
-    assert!(matches!(b.append(i64::from(i32::MAX) + 1, None, None, &[]), Err(BuildError::TimestampOutOfRange { .. })));
+    assert!(matches!(
+        b.append(i64::from(i32::MAX) + 1, None, None, &[]),
+        Err(BuildError::TimestampOutOfRange { .. })
+    ));
     b.append(i64::from(i32::MIN), None, None, &[]).unwrap();
     assert_eq!(BatchView::validate(&b.finish().unwrap()).unwrap().len(), 2);
 }
@@ -225,7 +246,10 @@ fn misaligned_input_is_refused() {
     let mut shifted: AlignedVec = AlignedVec::new();
     shifted.push(0);
     shifted.extend_from_slice(&batch);
-    assert!(matches!(BatchView::validate(&shifted[1..]), Err(BatchError::Misaligned { misalignment: 1 })));
+    assert!(matches!(
+        BatchView::validate(&shifted[1..]),
+        Err(BatchError::Misaligned { misalignment: 1 })
+    ));
 }
 
 #[test]
@@ -239,7 +263,9 @@ fn back_to_back_batches_iterate_and_a_torn_tail_is_reported() {
         let range = b.finish_into(&mut out).unwrap();
         assign(&mut out[range], i * 3, 0);
     }
-    let offsets: Vec<u64> = Batches::new(&out).flat_map(|b| b.unwrap().records().map(|r| r.offset()).collect::<Vec<_>>()).collect();
+    let offsets: Vec<u64> = Batches::new(&out)
+        .flat_map(|b| b.unwrap().records().map(|r| r.offset()).collect::<Vec<_>>())
+        .collect();
     assert_eq!(offsets, (0..15).collect::<Vec<_>>());
     let total = out.len();
     let torn = &out[..total - 8];
@@ -259,6 +285,10 @@ fn unknown_attributes_and_compression_are_refused() {
         let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
         bad[4..8].copy_from_slice(&crc.to_le_bytes());
         let err = BatchView::validate(&bad).unwrap_err();
-        assert_eq!(matches!(err, BatchError::UnsupportedCompression { .. }), want_compression, "{err:?}");
+        assert_eq!(
+            matches!(err, BatchError::UnsupportedCompression { .. }),
+            want_compression,
+            "{err:?}"
+        );
     }
 }

@@ -12,7 +12,10 @@ use super::stats::*;
 use super::subscribe::*;
 use super::topic::*;
 use crate::constants::*;
-use crate::{decode_body, encode_error, encode_push, encode_request, encode_response, split_frame, ApiKey, ErrorCode, Message};
+use crate::{
+    decode_body, encode_error, encode_push, encode_request, encode_response, split_frame, ApiKey,
+    ErrorCode, Message,
+};
 
 /// Encodes `msg` as request and response, splits the frame back off the buffer, validates and
 /// deserializes the body, and checks everything matches.
@@ -22,10 +25,9 @@ where
     T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
-    for (frame, flags) in [
-        (encode_request(42, msg).unwrap(), 0),
-        (encode_response(42, msg).unwrap(), FLAG_RESPONSE),
-    ] {
+    for (frame, flags) in
+        [(encode_request(42, msg).unwrap(), 0), (encode_response(42, msg).unwrap(), FLAG_RESPONSE)]
+    {
         assert_eq!(frame.len() % BODY_ALIGN, 0);
         let (raw, used) = split_frame(&frame, FRAME_BODY_BYTES_MAX_DEFAULT).unwrap().unwrap();
         assert_eq!(used, frame.len());
@@ -141,7 +143,9 @@ fn batches_inside_bodies_are_aligned_and_valid_in_place() {
         timeout_ms: 1000,
         topics: vec![ProduceTopic {
             name: "t".repeat(3),
-            partitions: (0..3).map(|p| ProducePartition { partition: p, batches: batch.clone() }).collect(),
+            partitions: (0..3)
+                .map(|p| ProducePartition { partition: p, batches: batch.clone() })
+                .collect(),
         }],
     };
     let frame = encode_request(1, &req).unwrap();
@@ -152,7 +156,12 @@ fn batches_inside_bodies_are_aligned_and_valid_in_place() {
         let view = crate::BatchView::validate(p.batches.as_slice()).unwrap();
         assert_eq!(view.records().next().unwrap().value(), Some(&b"v"[..]));
     }
-    let push = SubscriptionData { subscription_id: 3, error: 0, high_watermark: 1, batches: batch.clone() };
+    let push = SubscriptionData {
+        subscription_id: 3,
+        error: 0,
+        high_watermark: 1,
+        batches: batch.clone(),
+    };
     let frame = encode_push(&push).unwrap();
     let (raw, _) = split_frame(&frame, u32::MAX).unwrap().unwrap();
     assert!(raw.header.has_flag(FLAG_PUSH));
@@ -170,7 +179,10 @@ fn maximum_sizes() {
     let req = ProduceRequest {
         ack: AckLevel::Written,
         timeout_ms: 1,
-        topics: vec![ProduceTopic { name: "big".into(), partitions: vec![ProducePartition { partition: 0, batches: batch }] }],
+        topics: vec![ProduceTopic {
+            name: "big".into(),
+            partitions: vec![ProducePartition { partition: 0, batches: batch }],
+        }],
     };
     round_trip(&req);
     let frame = encode_request(5, &req).unwrap();
@@ -185,7 +197,12 @@ fn unknown_api_key_and_version_reach_the_dispatcher() {
     let mut frame = crate::encode_frame(999, 0, 77, &StatsRequest { shards: vec![] }).unwrap();
     let (raw, _) = split_frame(&frame, 1 << 20).unwrap().unwrap();
     assert_eq!(ApiKey::from_u16(raw.header.api_key), None);
-    let reply = encode_error(raw.header.api_key, raw.header.correlation_id, ErrorCode::UnknownApiKey, "api key 999");
+    let reply = encode_error(
+        raw.header.api_key,
+        raw.header.correlation_id,
+        ErrorCode::UnknownApiKey,
+        "api key 999",
+    );
     let (raw, _) = split_frame(&reply, 1 << 20).unwrap().unwrap();
     assert_eq!(raw.header.api_key, 999);
     assert_eq!(raw.header.correlation_id, 77);
