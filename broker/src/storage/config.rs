@@ -1,0 +1,54 @@
+//! Tunables of one partition log, with units in every name.
+
+/// Settings of a partition log. Defaults suit a production broker; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Roll the active segment before it would exceed this size.
+    pub segment_bytes_max: u64,
+    /// Roll the active segment when its first batch is older than this; 0 = never by age.
+    pub segment_ms: i64,
+    /// Delete oldest closed segments while the log is larger than this; -1 = no limit.
+    pub retention_bytes: i64,
+    /// Delete closed segments whose newest record is older than this; -1 = forever.
+    pub retention_ms: i64,
+    /// One sparse index entry per this many bytes of log.
+    pub index_interval_bytes: u32,
+    /// Space is reserved (fallocate) in steps of this size.
+    pub preallocate_bytes: u64,
+    /// Most bytes one write I/O carries (appends pending together are coalesced up to this).
+    pub write_bytes_max: usize,
+    /// Appends queued but not yet written above which producers should wait
+    /// ([`super::PartitionLog::writable`]).
+    pub pending_bytes_max: usize,
+    /// Group commit: after a `durable` append arrives, wait up to this long for more before
+    /// the fdatasync (0 = sync at once; appends arriving during a sync share the next one).
+    pub group_commit_delay_us: u64,
+    /// Group commit: sync without waiting once this many unsynced bytes are written.
+    pub group_commit_bytes_max: u64,
+    /// Largest batch accepted.
+    pub batch_bytes_max: usize,
+    /// On open, check every batch of closed segments too (not only the active one).
+    pub recovery_full_check: bool,
+    /// Catch-up reads fetch at least this much from disk at a time.
+    pub read_ahead_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+            preallocate_bytes: 32 << 20,
+            write_bytes_max: 1 << 20,
+            pending_bytes_max: 8 << 20,
+            group_commit_delay_us: 0,
+            group_commit_bytes_max: 4 << 20,
+            batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
+            recovery_full_check: false,
+            read_ahead_bytes: 256 << 10,
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The storage engine one shard uses for the partitions it owns.
+//!
+//! - [`PartitionLog`] (`partition_log.rs`): append with `none`/`written`/`durable` acks and
+//!   group commit, read, offsets, retention, recovery. Its contract heads that file.
+//! - [`Segment`](segment::Segment): one `.log` file plus its sparse `.index` / `.timeindex`.
+//! - [`ShardCache`]: recent batches for tailing readers, bounded per shard.
+//! - The I/O seam ([`io::Disk`], [`io::DiskFile`]) with the real glommio DMA backend
+//!   ([`DmaDisk`]) and the seeded fault-injecting simulator ([`SimDisk`]).
+//!
+//! On disk: `<data>/<topic>/<partition>/<20-digit base offset>.{log,index,timeindex}`.
+
+pub mod bytes;
+pub mod cache;
+pub mod config;
+pub mod dma_disk;
+pub mod error;
+pub mod index;
+pub mod io;
+pub mod partition_log;
+pub mod segment;
+pub mod sim_disk;
+
+#[cfg(test)]
+mod tests;
+
+pub use bytes::ByteView;
+pub use cache::{PartitionCache, ShardCache};
+pub use config::LogConfig;
+pub use dma_disk::DmaDisk;
+pub use error::{IoError, StorageError};
+pub use partition_log::{AppendTicket, PartitionLog, ReadOutcome};
+pub use sim_disk::{SimDisk, SimFaults};

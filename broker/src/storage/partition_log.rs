@@ -1,0 +1,1148 @@
+//! The log of one partition: append, group commit, read, retention, recovery.
+//!
+//! # Contract
+//! - Owned by one shard; every method runs on that shard's executor. Any number of tasks may
+//!   call [`PartitionLog::enqueue`], [`PartitionLog::read`] and the lookups concurrently.
+//! - `enqueue` assigns offsets synchronously, in call order, and never blocks; callers apply
+//!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
+//!   validated (`wire::BatchView::validate`).
+//! - One writer task appends queued batches in offset order, coalescing everything queued
+//!   (up to `write_bytes_max`) into one O_DIRECT write that starts at the last partial page.
+//!   A batch is readable, and counted in the high watermark, once its write completed.
+//! - One syncer task issues fdatasync whenever `durable` appends wait; appends that complete
+//!   while a sync runs share the next one (group commit). An append acked `durable` was
+//!   covered by a completed fdatasync of its segment (and every earlier segment was synced
+//!   when it was sealed), so it survives power loss.
+//! - A failed write fails that write's appends and every queued append, and rolls the next
+//!   offset back to the high watermark: nothing acked is affected and later appends work
+//!   (disk full is recoverable). A failed fdatasync fences the log: the state of unsynced
+//!   data is unknown, so appends are refused until the log is reopened (reads keep working).
+//! - Dropping the log without `close` is a crash: tasks stop where they are.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use wire::{AckLevel, BatchHeader, Batches};
+
+use super::bytes::ByteView;
+use super::cache::PartitionCache;
+use super::config::LogConfig;
+use super::error::{IoError, StorageError};
+use super::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
+use super::io::{Disk, DiskFile};
+use super::segment::{
+    align_down, align_up, file_name, parse_log_name, scan, ScannedBatch, Segment,
+};
+use crate::watermark::Watermark;
+
+type Ack = oneshot::Sender<Result<(), StorageError>>;
+
+/// Where an enqueued batch landed; await [`AppendTicket::wait`] for its ack level.
+#[derive(Debug)]
+pub struct AppendTicket {
+    /// Offset of its first record.
+    pub base_offset: u64,
+    /// Offset of its last record.
+    pub last_offset: u64,
+    /// Broker time stamped into it.
+    pub log_append_time_ms: i64,
+    rx: Option<oneshot::Receiver<Result<(), StorageError>>>,
+}
+
+impl AppendTicket {
+    /// Resolves when the requested ack level is reached (at once for `none`).
+    pub async fn wait(self) -> Result<(), StorageError> {
+        match self.rx {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or(Err(StorageError::Closed)),
+        }
+    }
+}
+
+/// Batches read from the log, exactly as stored.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Whole batches, in offset order (several batches may share one view).
+    pub batches: Vec<ByteView>,
+    /// Offset the next append will get.
+    pub high_watermark: u64,
+    /// First offset still stored.
+    pub log_start_offset: u64,
+}
+
+impl ReadOutcome {
+    /// Total bytes read.
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(ByteView::len).sum()
+    }
+}
+
+/// Counters of one log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogStats {
+    /// fdatasync calls on segment files.
+    pub syncs: u64,
+    /// Write I/Os issued for batches.
+    pub writes: u64,
+    /// Batch bytes written.
+    pub bytes_written: u64,
+}
+
+/// See the module docs.
+pub struct PartitionLog<D: Disk> {
+    shared: Rc<Shared<D>>,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.shared.dir)
+            .field("high_watermark", &self.shared.high_watermark.get())
+            .finish()
+    }
+}
+
+struct Shared<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    config: LogConfig,
+    segments: RefCell<Vec<Rc<Segment<D::File>>>>,
+    high_watermark: Watermark,
+    durable_offset: Cell<u64>,
+    log_start_offset: Cell<u64>,
+    st: RefCell<State>,
+    writer_signal: Watermark,
+    syncer_signal: Watermark,
+    space_signal: Watermark,
+    cache: PartitionCache,
+    stats: Cell<LogStats>,
+    /// Index files of the active segment, with how many entries each holds.
+    active_index: RefCell<Option<IndexFiles<D::File>>>,
+}
+
+struct State {
+    next_offset: u64,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    durable_waiters: VecDeque<(u64, Ack)>,
+    fenced: Option<String>,
+    closing: bool,
+}
+
+struct Pending {
+    base_offset: u64,
+    next_offset: u64,
+    max_timestamp_ms: i64,
+    append_ms: i64,
+    bytes: ByteView,
+    ack: AckLevel,
+    tx: Option<Ack>,
+}
+
+/// An append-only file written through O_DIRECT: each write starts at the page holding the
+/// end of the file and rewrites that partial page together with the new bytes.
+struct TailAppender<F: DiskFile> {
+    file: Rc<F>,
+    size: u64,
+    tail: Vec<u8>,
+    allocated: u64,
+}
+
+impl<F: DiskFile> TailAppender<F> {
+    fn new(file: Rc<F>, size: u64, tail: Vec<u8>) -> Self {
+        assert_eq!(
+            tail.len() as u64,
+            size - align_down(size),
+            "tail must be the partial last page"
+        );
+        TailAppender { file, size, tail, allocated: 0 }
+    }
+
+    /// Appends `chunks` in one write. On error nothing changes (the next write rewrites the
+    /// same range).
+    async fn append(&mut self, chunks: &[&[u8]], preallocate_bytes: u64) -> Result<(), IoError> {
+        let page_start = align_down(self.size);
+        let data_len: usize = chunks.iter().map(|c| c.len()).sum();
+        if data_len == 0 {
+            return Ok(());
+        }
+        let total = self.tail.len() + data_len;
+        let buf_len = align_up(total as u64);
+        if preallocate_bytes > 0 && page_start + buf_len > self.allocated {
+            let target = (page_start + buf_len).max(self.allocated + preallocate_bytes);
+            self.file.allocate(target).await?;
+            self.allocated = target;
+        }
+        let mut buf = self.file.alloc_write_buf(buf_len as usize);
+        let b = buf.as_mut();
+        b[..self.tail.len()].copy_from_slice(&self.tail);
+        let mut at = self.tail.len();
+        for c in chunks {
+            b[at..at + c.len()].copy_from_slice(c);
+            at += c.len();
+        }
+        let new_size = self.size + data_len as u64;
+        let new_tail_start = (align_down(new_size) - page_start) as usize;
+        let new_tail = b[new_tail_start..total].to_vec();
+        self.file.write_at(buf, page_start).await?;
+        self.size = new_size;
+        self.tail = new_tail;
+        Ok(())
+    }
+}
+
+/// The `.index` and `.timeindex` of the active segment.
+struct IndexFiles<F: DiskFile> {
+    offsets: TailAppender<F>,
+    times: TailAppender<F>,
+    offsets_persisted: usize,
+    times_persisted: usize,
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Opens (recovering) or creates the log in `dir`. See the module docs and
+    /// `recover_segment` for what recovery checks and repairs.
+    pub async fn open(
+        disk: D,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: PartitionCache,
+    ) -> Result<Self, StorageError> {
+        assert!(
+            config.write_bytes_max >= config.batch_bytes_max,
+            "write_bytes_max below batch_bytes_max"
+        );
+        disk.create_dir_all(&dir).await?;
+        let mut bases: Vec<u64> =
+            disk.list_dir(&dir).await?.iter().filter_map(|n| parse_log_name(n)).collect();
+        bases.sort_unstable();
+        let mut segments: Vec<Rc<Segment<D::File>>> = Vec::new();
+        let mut active_index = None;
+        if bases.is_empty() {
+            let (seg, files) = create_segment(&disk, &dir, 0).await?;
+            segments.push(seg);
+            active_index = Some(files);
+        }
+        for (i, &base) in bases.iter().enumerate() {
+            let is_active = i + 1 == bases.len();
+            let (seg, files) = recover_segment(&disk, &dir, base, is_active, &config).await?;
+            if let Some(next) = bases.get(i + 1) {
+                if seg.next_offset.get() != *next {
+                    warn!(segment = %seg.log_path.display(), end = seg.next_offset.get(), next_base = next,
+                        "segment ends before the next one starts; offsets in between are lost");
+                }
+            }
+            segments.push(seg);
+            active_index = files;
+        }
+        let active = segments.last().expect("at least one segment").clone();
+        let hw = active.next_offset.get();
+        let shared = Rc::new(Shared {
+            disk,
+            dir,
+            config,
+            log_start_offset: Cell::new(segments[0].base_offset),
+            segments: RefCell::new(segments),
+            high_watermark: Watermark::new(hw),
+            durable_offset: Cell::new(hw),
+            st: RefCell::new(State {
+                next_offset: hw,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                durable_waiters: VecDeque::new(),
+                fenced: None,
+                closing: false,
+            }),
+            writer_signal: Watermark::new(0),
+            syncer_signal: Watermark::new(0),
+            space_signal: Watermark::new(0),
+            cache,
+            stats: Cell::new(LogStats::default()),
+            active_index: RefCell::new(active_index),
+        });
+        let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
+        let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
+        Ok(PartitionLog { shared, tasks: RefCell::new(vec![writer, syncer]) })
+    }
+
+    /// Queues a validated batch for append, assigns its offsets and log-append time in place
+    /// (on the log's own copy) and returns where it landed. See the module docs.
+    pub fn enqueue(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+    ) -> Result<AppendTicket, StorageError> {
+        let sh = &self.shared;
+        let mut st = sh.st.borrow_mut();
+        if st.closing {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &st.fenced {
+            return Err(StorageError::Fenced(reason.clone()));
+        }
+        if batch.len() > sh.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: batch.len(),
+                batch_bytes_max: sh.config.batch_bytes_max,
+            });
+        }
+        let header = BatchHeader::new(batch).expect("enqueue of an unvalidated batch");
+        assert_eq!(header.batch_len() as usize, batch.len(), "enqueue of an unvalidated batch");
+        let base_offset = st.next_offset;
+        let next_offset = base_offset + u64::from(header.record_count());
+        let max_timestamp_ms = header.max_timestamp_ms();
+        let mut owned = wire::to_aligned(batch);
+        wire::batch::header::assign(&mut owned, base_offset, now_ms);
+        let (tx, rx) = match ack {
+            AckLevel::None => (None, None),
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
+        st.next_offset = next_offset;
+        st.pending_bytes += batch.len();
+        st.pending.push_back(Pending {
+            base_offset,
+            next_offset,
+            max_timestamp_ms,
+            append_ms: now_ms,
+            bytes: ByteView::new(Rc::new(owned)),
+            ack,
+            tx,
+        });
+        drop(st);
+        sh.writer_signal.advance(sh.writer_signal.get() + 1);
+        Ok(AppendTicket {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: now_ms,
+            rx,
+        })
+    }
+
+    /// Resolves once the queue of unwritten appends is below `pending_bytes_max`.
+    pub async fn writable(&self) {
+        loop {
+            let seen = self.shared.space_signal.get();
+            if self.shared.st.borrow().pending_bytes < self.shared.config.pending_bytes_max {
+                return;
+            }
+            self.shared.space_signal.wait_for(seen + 1).await;
+        }
+    }
+
+    /// Waits for room, enqueues, and waits for the ack level: the one-call append.
+    pub async fn append(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+    ) -> Result<AppendTicketDone, StorageError> {
+        self.writable().await;
+        let t = self.enqueue(batch, ack, now_ms)?;
+        let done = AppendTicketDone { base_offset: t.base_offset, last_offset: t.last_offset };
+        t.wait().await?;
+        Ok(done)
+    }
+
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
+    /// least one batch), from the cache when it reaches back that far, else from disk.
+    /// An empty result means `offset` is the high watermark.
+    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+        let sh = &self.shared;
+        let high_watermark = sh.high_watermark.get();
+        let log_start_offset = sh.log_start_offset.get();
+        if offset < log_start_offset || offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut out = ReadOutcome { batches: Vec::new(), high_watermark, log_start_offset };
+        if offset == high_watermark {
+            return Ok(out);
+        }
+        if let Some(batches) = sh.cache.read(offset, max_bytes) {
+            out.batches = batches;
+            return Ok(out);
+        }
+        let mut offset = offset;
+        while offset < high_watermark {
+            let Some(seg) = sh.segment_for(offset) else { break };
+            if offset >= seg.next_offset.get() {
+                // A gap left by damage in a closed segment: continue in the next one.
+                match sh.segment_after(seg.base_offset) {
+                    Some(next) => offset = next.base_offset,
+                    None => break,
+                }
+                continue;
+            }
+            out.batches = seg.read(offset, max_bytes, sh.config.read_ahead_bytes).await?;
+            break;
+        }
+        Ok(out)
+    }
+
+    /// Offset the next append will get (readable data ends before it).
+    pub fn high_watermark(&self) -> u64 {
+        self.shared.high_watermark.get()
+    }
+
+    /// The high watermark as a waitable value (long-poll fetch, subscriptions).
+    pub fn high_watermark_mark(&self) -> &Watermark {
+        &self.shared.high_watermark
+    }
+
+    /// Offset after the last batch covered by an fdatasync.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable_offset.get()
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> u64 {
+        self.shared.log_start_offset.get()
+    }
+
+    /// Bytes stored across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.segments.borrow().iter().map(|s| s.size_bytes.get()).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.borrow().len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LogStats {
+        self.shared.stats.get()
+    }
+
+    /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
+    /// timestamp; `None` if every stored record is older.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
+        let segments: Vec<_> = self.shared.segments.borrow().clone();
+        for seg in segments {
+            if seg.max_timestamp_ms.get() < timestamp_ms || seg.size_bytes.get() == 0 {
+                continue;
+            }
+            let mut offset =
+                seg.base_offset + u64::from(seg.time_index.borrow().scan_start(timestamp_ms));
+            while offset < seg.next_offset.get() {
+                let views = seg
+                    .read(
+                        offset,
+                        self.shared.config.read_ahead_bytes,
+                        self.shared.config.read_ahead_bytes,
+                    )
+                    .await?;
+                if views.is_empty() {
+                    break;
+                }
+                for view in &views {
+                    for batch in Batches::new(view) {
+                        let batch = batch.map_err(|e| StorageError::Corrupt {
+                            file: seg.log_path.display().to_string(),
+                            position: 0,
+                            reason: e.to_string(),
+                        })?;
+                        offset = batch.header().next_offset();
+                        if batch.header().max_timestamp_ms() < timestamp_ms {
+                            continue;
+                        }
+                        if let Some(r) = batch.records().find(|r| r.timestamp_ms() >= timestamp_ms)
+                        {
+                            return Ok(Some((r.offset(), r.timestamp_ms())));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes whole closed segments beyond the retention size or older than the retention
+    /// time; never the active one. Returns how many were deleted. Readers holding a deleted
+    /// segment finish their read on the still-open file.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let sh = &self.shared;
+        let mut deleted = 0;
+        loop {
+            let victim = {
+                let segs = sh.segments.borrow();
+                if segs.len() <= 1 {
+                    break;
+                }
+                let first = &segs[0];
+                let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
+                let by_size = sh.config.retention_bytes >= 0
+                    && total - first.size_bytes.get() >= sh.config.retention_bytes as u64;
+                let by_time = sh.config.retention_ms >= 0
+                    && first.max_timestamp_ms.get() < now_ms.saturating_sub(sh.config.retention_ms);
+                if !(by_size || by_time) {
+                    break;
+                }
+                first.clone()
+            };
+            {
+                let mut segs = sh.segments.borrow_mut();
+                segs.remove(0);
+                sh.log_start_offset.set(segs[0].base_offset);
+            }
+            info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "retention deleted segment");
+            for ext in ["log", "index", "timeindex"] {
+                let path = sh.dir.join(file_name(victim.base_offset, ext));
+                match sh.disk.remove(&path).await {
+                    Ok(()) | Err(IoError::NotFound { .. }) => {}
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "cannot remove segment file")
+                    }
+                }
+            }
+            deleted += 1;
+        }
+        if deleted > 0 {
+            sh.disk.sync_dir(&sh.dir).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Writes everything queued, syncs, persists the indexes, trims preallocated space and
+    /// stops the log's tasks. Appends after this fail with `Closed`.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.shared.st.borrow_mut().closing = true;
+        self.shared.writer_signal.advance(self.shared.writer_signal.get() + 1);
+        self.shared.syncer_signal.advance(self.shared.syncer_signal.get() + 1);
+        let tasks: Vec<_> = self.tasks.borrow_mut().drain(..).collect();
+        for t in tasks {
+            t.await;
+        }
+        self.shared.high_watermark.close();
+        let fenced = self.shared.st.borrow().fenced.clone();
+        match fenced {
+            Some(reason) => Err(StorageError::Fenced(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl<D: Disk> Drop for PartitionLog<D> {
+    fn drop(&mut self) {
+        // A crash, unless close() ran: cancel the tasks where they stand.
+        for t in self.tasks.borrow_mut().drain(..) {
+            t.cancel();
+        }
+    }
+}
+
+/// Offsets of a completed [`PartitionLog::append`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendTicketDone {
+    /// First offset.
+    pub base_offset: u64,
+    /// Last offset.
+    pub last_offset: u64,
+}
+
+impl<D: Disk> Shared<D> {
+    fn active(&self) -> Rc<Segment<D::File>> {
+        self.segments.borrow().last().expect("a log has an active segment").clone()
+    }
+
+    fn segment_for(&self, offset: u64) -> Option<Rc<Segment<D::File>>> {
+        let segs = self.segments.borrow();
+        let i = segs.partition_point(|s| s.base_offset <= offset);
+        (i > 0).then(|| segs[i - 1].clone())
+    }
+
+    fn segment_after(&self, base_offset: u64) -> Option<Rc<Segment<D::File>>> {
+        self.segments.borrow().iter().find(|s| s.base_offset > base_offset).cloned()
+    }
+
+    fn bump_stats(&self, f: impl FnOnce(&mut LogStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes.
+    fn take_pending(&self) -> Vec<Pending> {
+        let mut st = self.st.borrow_mut();
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        while let Some(p) = st.pending.front() {
+            if !taken.is_empty() && bytes + p.bytes.len() > self.config.write_bytes_max {
+                break;
+            }
+            bytes += p.bytes.len();
+            taken.push(st.pending.pop_front().expect("front exists"));
+        }
+        st.pending_bytes -= bytes;
+        drop(st);
+        if !taken.is_empty() {
+            self.space_signal.advance(self.space_signal.get() + 1);
+        }
+        taken
+    }
+
+    /// Fails `items` and everything still queued, and rolls the next offset back to the
+    /// high watermark so later appends continue densely.
+    fn fail_appends(&self, items: Vec<Pending>, error: &StorageError) {
+        let queued: Vec<Pending> = {
+            let mut st = self.st.borrow_mut();
+            st.pending_bytes = 0;
+            st.next_offset = self.high_watermark.get();
+            st.pending.drain(..).collect()
+        };
+        let n = items.len() + queued.len();
+        for p in items.into_iter().chain(queued) {
+            if let Some(tx) = p.tx {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.high_watermark.get());
+        self.space_signal.advance(self.space_signal.get() + 1);
+    }
+
+    fn mark_durable(&self, offset: u64) {
+        if offset > self.durable_offset.get() {
+            self.durable_offset.set(offset);
+        }
+        let ready: Vec<Ack> = {
+            let mut st = self.st.borrow_mut();
+            let mut ready = Vec::new();
+            while st.durable_waiters.front().is_some_and(|(end, _)| *end <= offset) {
+                ready.push(st.durable_waiters.pop_front().expect("front exists").1);
+            }
+            ready
+        };
+        for tx in ready {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    fn fence(&self, error: IoError) {
+        let reason = error.to_string();
+        warn!(dir = %self.dir.display(), error = %reason, "fdatasync failed; log fenced until reopened");
+        let (waiters, queued): (Vec<_>, Vec<_>) = {
+            let mut st = self.st.borrow_mut();
+            st.fenced = Some(reason.clone());
+            st.pending_bytes = 0;
+            st.next_offset = self.high_watermark.get();
+            (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
+        };
+        let err = StorageError::Fenced(reason);
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for p in queued {
+            if let Some(tx) = p.tx {
+                let _ = tx.send(Err(err.clone()));
+            }
+        }
+    }
+
+    fn needs_roll(&self, seg: &Segment<D::File>, item: &Pending) -> bool {
+        let size = seg.size_bytes.get();
+        if size == 0 {
+            return false;
+        }
+        let by_size = size + item.bytes.len() as u64 > self.config.segment_bytes_max;
+        let first = seg.first_append_ms.get();
+        let by_age = self.config.segment_ms > 0
+            && first != i64::MAX
+            && item.append_ms.saturating_sub(first) >= self.config.segment_ms;
+        by_size || by_age
+    }
+
+    /// Persists index entries that describe durable data only, so an index entry found on
+    /// disk after a crash always points at a batch that survived. Writes happen in runs of
+    /// at least `INDEX_PERSIST_ENTRIES_MIN` entries unless `all`. Index files are hints:
+    /// errors are logged, not returned.
+    async fn persist_index(&self, seg: &Segment<D::File>, all: bool) {
+        let Some(mut files) = self.active_index.borrow_mut().take() else { return };
+        let relative_end =
+            if all { u64::MAX } else { self.durable_offset.get().saturating_sub(seg.base_offset) };
+        let (offsets, times, n_offsets, n_times) = {
+            let index = seg.index.borrow();
+            let time_index = seg.time_index.borrow();
+            let n_offsets = index.count_below(files.offsets_persisted, relative_end);
+            let n_times = time_index.count_below(files.times_persisted, relative_end);
+            let mut offsets = Vec::new();
+            index.encode_from(files.offsets_persisted, &mut offsets);
+            offsets.truncate(n_offsets * OFFSET_ENTRY_BYTES);
+            let mut times = Vec::new();
+            time_index.encode_from(files.times_persisted, &mut times);
+            times.truncate(n_times * TIME_ENTRY_BYTES);
+            (offsets, times, n_offsets, n_times)
+        };
+        if all || n_offsets.max(n_times) >= INDEX_PERSIST_ENTRIES_MIN {
+            let result = async {
+                if !offsets.is_empty() {
+                    files.offsets.append(&[&offsets], 0).await?;
+                }
+                if !times.is_empty() {
+                    files.times.append(&[&times], 0).await?;
+                }
+                Ok::<(), IoError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    files.offsets_persisted += n_offsets;
+                    files.times_persisted += n_times;
+                }
+                Err(e) => {
+                    warn!(segment = %seg.log_path.display(), error = %e, "cannot write index files")
+                }
+            }
+        }
+        *self.active_index.borrow_mut() = Some(files);
+    }
+}
+
+/// Index entries are persisted in runs of at least this many (each run is one small write).
+const INDEX_PERSIST_ENTRIES_MIN: usize = 64;
+
+/// Creates a new, empty segment and its index files, and makes their names durable.
+async fn create_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    base_offset: u64,
+) -> Result<(Rc<Segment<D::File>>, IndexFiles<D::File>), StorageError> {
+    let log_path = dir.join(file_name(base_offset, "log"));
+    let log = Rc::new(disk.open(&log_path, true).await?);
+    log.truncate(0).await?;
+    let offsets = Rc::new(disk.open(&dir.join(file_name(base_offset, "index")), true).await?);
+    offsets.truncate(0).await?;
+    let times = Rc::new(disk.open(&dir.join(file_name(base_offset, "timeindex")), true).await?);
+    times.truncate(0).await?;
+    disk.sync_dir(dir).await?;
+    let seg = Rc::new(Segment::new(base_offset, log, log_path, 0, base_offset));
+    let files = IndexFiles {
+        offsets: TailAppender::new(offsets, 0, Vec::new()),
+        times: TailAppender::new(times, 0, Vec::new()),
+        offsets_persisted: 0,
+        times_persisted: 0,
+    };
+    Ok((seg, files))
+}
+
+/// Opens one segment found on disk.
+///
+/// Loads its indexes (keeping their longest valid prefix), then scans the log from the last
+/// index entry, checking every batch's length, CRC32C, archive and offset sequence. For the
+/// active segment the first invalid batch and everything after it is cut off (torn or corrupt
+/// tail) and the cut is logged; for a closed segment the damage is fenced: reads stop before
+/// it. Missing indexes are rebuilt; with `recovery_full_check` every segment is scanned whole.
+async fn recover_segment<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    base_offset: u64,
+    is_active: bool,
+    config: &LogConfig,
+) -> Result<(Rc<Segment<D::File>>, Option<IndexFiles<D::File>>), StorageError> {
+    let log_path = dir.join(file_name(base_offset, "log"));
+    let log = Rc::new(disk.open(&log_path, false).await?);
+    let file_len = log.size().await?;
+    let index_path = dir.join(file_name(base_offset, "index"));
+    let time_path = dir.join(file_name(base_offset, "timeindex"));
+    let (index_bytes, index_found) = read_whole(disk, &index_path).await?;
+    let (time_bytes, time_found) = read_whole(disk, &time_path).await?;
+    let mut index = OffsetIndex::decode(&index_bytes, file_len);
+    let mut time_index = TimeIndex::decode(&time_bytes, u64::from(u32::MAX));
+    let rebuild = !index_found || !time_found || config.recovery_full_check;
+    if rebuild {
+        index = OffsetIndex::default();
+        time_index = TimeIndex::default();
+    }
+
+    let mut attempt = 0;
+    let (seg, end) = loop {
+        let (rel, pos) = index.last();
+        let seg = Segment::new(
+            base_offset,
+            log.clone(),
+            log_path.clone(),
+            u64::from(pos),
+            base_offset + u64::from(rel),
+        );
+        let mut kept_index = index.clone();
+        kept_index.truncate_at_position(u64::from(pos) + 1);
+        *seg.index.borrow_mut() = kept_index;
+        let mut kept_times = time_index.clone();
+        kept_times.truncate_at_offset(rel);
+        if let Some(t) = kept_times.max_timestamp_ms() {
+            seg.max_timestamp_ms.set(t);
+        }
+        *seg.time_index.borrow_mut() = kept_times;
+        let mut scanned = 0u64;
+        let end = scan(
+            &*log,
+            u64::from(pos),
+            base_offset + u64::from(rel),
+            file_len,
+            config.read_ahead_bytes.max(1 << 20),
+            |b: &ScannedBatch, _| {
+                seg.record(b, config.index_interval_bytes);
+                scanned += 1;
+            },
+        )
+        .await?;
+        if scanned == 0 && pos > 0 && attempt == 0 {
+            // The index points at something that is not the batch it names: distrust it.
+            warn!(index = %index_path.display(), position = pos, "index entry does not match the log; rebuilding from the start");
+            index = OffsetIndex::default();
+            time_index = TimeIndex::default();
+            attempt += 1;
+            continue;
+        }
+        break (seg, end);
+    };
+
+    if let Some(damage) = &end.damage {
+        if is_active {
+            warn!(segment = %log_path.display(), valid_end = end.position, next_offset = end.next_offset,
+                cut_bytes = file_len - end.position, reason = %damage, "truncating torn or corrupt tail");
+        } else {
+            warn!(segment = %log_path.display(), valid_end = end.position, next_offset = end.next_offset,
+                fenced_bytes = file_len - end.position, reason = %damage, "closed segment damaged; reads stop before the damage");
+        }
+    } else if end.position < file_len {
+        debug!(segment = %log_path.display(), valid_end = end.position, file_len, "zeroed space after the last batch");
+    }
+    if is_active && end.position < file_len {
+        log.truncate(end.position).await?;
+        log.fdatasync().await?;
+    }
+    seg.durable_bytes.set(end.position);
+
+    let seg = Rc::new(seg);
+    let files = if is_active || rebuild {
+        // Rewrite the index files from what recovery now knows (they may hold stale entries
+        // past a cut), then keep them open for the active segment.
+        let offsets = Rc::new(disk.open(&index_path, true).await?);
+        let times = Rc::new(disk.open(&time_path, true).await?);
+        offsets.truncate(0).await?;
+        times.truncate(0).await?;
+        let mut files = IndexFiles {
+            offsets: TailAppender::new(offsets, 0, Vec::new()),
+            times: TailAppender::new(times, 0, Vec::new()),
+            offsets_persisted: 0,
+            times_persisted: 0,
+        };
+        let mut ob = Vec::new();
+        seg.index.borrow().encode_from(0, &mut ob);
+        let mut tb = Vec::new();
+        if !is_active {
+            let rel = u32::try_from(seg.next_offset.get().saturating_sub(base_offset + 1))
+                .unwrap_or(u32::MAX);
+            seg.time_index.borrow_mut().push(seg.max_timestamp_ms.get(), rel);
+        }
+        seg.time_index.borrow().encode_from(0, &mut tb);
+        let ok = async {
+            files.offsets.append(&[&ob], 0).await?;
+            files.times.append(&[&tb], 0).await?;
+            files.offsets.file.fdatasync().await?;
+            files.times.file.fdatasync().await
+        }
+        .await;
+        match ok {
+            Ok(()) => {
+                files.offsets_persisted = seg.index.borrow().len();
+                files.times_persisted = seg.time_index.borrow().len();
+            }
+            Err(e) => {
+                warn!(segment = %log_path.display(), error = %e, "cannot rewrite index files")
+            }
+        }
+        is_active.then_some(files)
+    } else {
+        None
+    };
+    Ok((seg, files))
+}
+
+/// Reads a whole (small) file; `(bytes, existed)`.
+async fn read_whole<D: Disk>(disk: &D, path: &Path) -> Result<(Vec<u8>, bool), StorageError> {
+    match disk.open(path, false).await {
+        Ok(f) => {
+            let len = f.size().await?;
+            if len == 0 {
+                Rc::new(f).close().await?;
+                return Ok((Vec::new(), true));
+            }
+            let buf = f.read_at(0, align_up(len) as usize).await?;
+            let bytes = buf.as_ref()[..(len as usize).min(buf.as_ref().len())].to_vec();
+            Rc::new(f).close().await?;
+            Ok((bytes, true))
+        }
+        Err(IoError::NotFound { .. }) => Ok((Vec::new(), false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The writer task: see the module docs.
+async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
+    let tail = read_tail(&*active.log, active.size_bytes.get()).await;
+    let mut appender = match tail {
+        Ok(tail) => TailAppender::new(active.log.clone(), active.size_bytes.get(), tail),
+        Err(e) => {
+            sh.fence(e);
+            return;
+        }
+    };
+    appender.allocated = 0;
+    let mut active = active;
+    loop {
+        let seen = sh.writer_signal.get();
+        let items = sh.take_pending();
+        if items.is_empty() {
+            if sh.st.borrow().closing {
+                seal_on_close(&sh, &active, &mut appender).await;
+                return;
+            }
+            sh.writer_signal.wait_for(seen + 1).await;
+            continue;
+        }
+        if sh.st.borrow().fenced.is_some() {
+            let reason = sh.st.borrow().fenced.clone().expect("fenced");
+            sh.fail_appends(items, &StorageError::Fenced(reason));
+            continue;
+        }
+        if let Err((items, e)) = write_items(&sh, &mut active, &mut appender, items).await {
+            sh.fail_appends(items, &e);
+        }
+    }
+}
+
+/// Reads the partial last page of a segment so the next write can rewrite it.
+async fn read_tail<F: DiskFile>(file: &F, size: u64) -> Result<Vec<u8>, IoError> {
+    let start = align_down(size);
+    if start == size {
+        return Ok(Vec::new());
+    }
+    let buf = file.read_at(start, (size - start) as usize).await?;
+    let bytes = buf.as_ref();
+    if bytes.len() < (size - start) as usize {
+        return Err(IoError::Other {
+            op: "read tail",
+            path: String::new(),
+            errno: None,
+            message: "short read".into(),
+        });
+    }
+    Ok(bytes[..(size - start) as usize].to_vec())
+}
+
+/// Writes `items` (rolling segments as needed). On error returns the items not yet written.
+async fn write_items<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    active: &mut Rc<Segment<D::File>>,
+    appender: &mut TailAppender<D::File>,
+    mut items: Vec<Pending>,
+) -> Result<(), (Vec<Pending>, StorageError)> {
+    while !items.is_empty() {
+        if sh.needs_roll(active, &items[0]) {
+            if let Err(e) = roll(sh, active, appender, items[0].base_offset).await {
+                return Err((items, e));
+            }
+        }
+        let seg = active.clone();
+        if seg.first_append_ms.get() == i64::MAX {
+            seg.first_append_ms.set(items[0].append_ms);
+        }
+        let mut run = 0;
+        let mut run_bytes = 0u64;
+        while run < items.len()
+            && (run == 0
+                || (seg.size_bytes.get() + run_bytes + items[run].bytes.len() as u64
+                    <= sh.config.segment_bytes_max
+                    && !sh.needs_roll(&seg, &items[run])))
+        {
+            run_bytes += items[run].bytes.len() as u64;
+            run += 1;
+        }
+        let chunks: Vec<&[u8]> = items[..run].iter().map(|p| p.bytes.as_ref()).collect();
+        let result = appender
+            .append(&chunks, sh.config.preallocate_bytes.min(sh.config.segment_bytes_max))
+            .await;
+        drop(chunks);
+        if let Err(e) = result {
+            return Err((items, e.into()));
+        }
+        sh.bump_stats(|s| {
+            s.writes += 1;
+            s.bytes_written += run_bytes;
+        });
+        let rest = items.split_off(run);
+        let mut any_durable = false;
+        let mut position = seg.size_bytes.get();
+        for p in items {
+            let b = ScannedBatch {
+                position,
+                base_offset: p.base_offset,
+                next_offset: p.next_offset,
+                len: p.bytes.len() as u64,
+                max_timestamp_ms: p.max_timestamp_ms,
+            };
+            seg.record(&b, sh.config.index_interval_bytes);
+            position += b.len;
+            sh.cache.insert(p.base_offset, p.next_offset, p.bytes.clone());
+            sh.high_watermark.advance(p.next_offset);
+            match (p.ack, p.tx) {
+                (AckLevel::Durable, Some(tx)) => {
+                    sh.st.borrow_mut().durable_waiters.push_back((p.next_offset, tx));
+                    any_durable = true;
+                }
+                (_, Some(tx)) => {
+                    let _ = tx.send(Ok(()));
+                }
+                (_, None) => {}
+            }
+        }
+        if any_durable {
+            sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+        }
+        sh.persist_index(&seg, false).await;
+        items = rest;
+    }
+    Ok(())
+}
+
+/// Seals the active segment (sync, final index entries, trim preallocation) and starts a new
+/// one at `base_offset`.
+async fn roll<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    active: &mut Rc<Segment<D::File>>,
+    appender: &mut TailAppender<D::File>,
+    base_offset: u64,
+) -> Result<(), StorageError> {
+    seal(sh, active, appender).await?;
+    let (seg, files) = create_segment(&sh.disk, &sh.dir, base_offset).await?;
+    info!(segment = %seg.log_path.display(), "rolled to a new segment");
+    sh.segments.borrow_mut().push(seg.clone());
+    *sh.active_index.borrow_mut() = Some(files);
+    *appender = TailAppender::new(seg.log.clone(), 0, Vec::new());
+    *active = seg;
+    Ok(())
+}
+
+/// Makes a segment complete on disk: fdatasync, then the final index entries (synced), then
+/// the preallocated space trimmed.
+async fn seal<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    seg: &Rc<Segment<D::File>>,
+    appender: &mut TailAppender<D::File>,
+) -> Result<(), StorageError> {
+    if let Err(e) = seg.log.fdatasync().await {
+        sh.fence(e.clone());
+        return Err(e.into());
+    }
+    sh.bump_stats(|s| s.syncs += 1);
+    seg.durable_bytes.set(seg.size_bytes.get());
+    sh.mark_durable(seg.next_offset.get());
+    if seg.size_bytes.get() > 0 {
+        let rel = u32::try_from(seg.next_offset.get() - 1 - seg.base_offset).unwrap_or(u32::MAX);
+        seg.time_index.borrow_mut().push(seg.max_timestamp_ms.get(), rel);
+    }
+    sh.persist_index(seg, true).await;
+    if let Some(files) = sh.active_index.borrow_mut().take() {
+        let f1 = files.offsets.file.clone();
+        let f2 = files.times.file.clone();
+        drop(files);
+        for f in [f1, f2] {
+            if let Err(e) = f.fdatasync().await {
+                warn!(error = %e, "cannot sync index file");
+            }
+        }
+    }
+    if appender.allocated > seg.size_bytes.get() {
+        if let Err(e) = seg.log.truncate(seg.size_bytes.get()).await {
+            warn!(segment = %seg.log_path.display(), error = %e, "cannot trim preallocated space");
+        } else if let Err(e) = seg.log.fdatasync().await {
+            sh.fence(e.clone());
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// On close: seal the active segment, answer every waiter, close files.
+async fn seal_on_close<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    active: &Rc<Segment<D::File>>,
+    appender: &mut TailAppender<D::File>,
+) {
+    if sh.st.borrow().fenced.is_none() {
+        if let Err(e) = seal(sh, active, appender).await {
+            warn!(error = %e, "final sync on close failed");
+        }
+    }
+    sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+    let segments: Vec<_> = sh.segments.borrow().clone();
+    for seg in segments {
+        let _ = seg.log.clone().close().await;
+    }
+}
+
+/// The syncer task: see the module docs.
+async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
+    loop {
+        let seen = sh.syncer_signal.get();
+        let (waiting, closing) = {
+            let st = sh.st.borrow();
+            (!st.durable_waiters.is_empty(), st.closing)
+        };
+        if !waiting {
+            if closing && sh.st.borrow().pending.is_empty() {
+                return;
+            }
+            sh.syncer_signal.wait_for(seen + 1).await;
+            continue;
+        }
+        if sh.config.group_commit_delay_us > 0 {
+            let unsynced =
+                sh.active().size_bytes.get().saturating_sub(sh.active().durable_bytes.get());
+            if unsynced < sh.config.group_commit_bytes_max {
+                glommio::timer::sleep(std::time::Duration::from_micros(
+                    sh.config.group_commit_delay_us,
+                ))
+                .await;
+            }
+        }
+        let target = sh.high_watermark.get();
+        let seg = sh.active();
+        let size = seg.size_bytes.get();
+        match seg.log.fdatasync().await {
+            Ok(()) => {
+                sh.bump_stats(|s| s.syncs += 1);
+                if size > seg.durable_bytes.get() {
+                    seg.durable_bytes.set(size);
+                }
+                sh.mark_durable(target);
+            }
+            Err(e) => {
+                sh.fence(e);
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! One segment: a `.log` file of batches back to back, with its sparse indexes.
+//!
+//! A segment is shared (`Rc`) between the partition's writer task, which alone appends and
+//! updates the counters, and any number of readers, which see `size_bytes` (the end of the
+//! last completely written batch) and never read past it. A reader that holds a segment keeps
+//! its file open, so retention may unlink it while the read finishes safely.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use wire::batch::header::peek_batch_len;
+use wire::constants::BATCH_HEADER_BYTES;
+use wire::{BatchHeader, BatchView};
+
+use super::bytes::ByteView;
+use super::error::{IoError, StorageError};
+use super::index::{OffsetIndex, TimeIndex};
+use super::io::{DiskFile, DISK_ALIGN};
+
+/// File name of a segment file: the 20-digit base offset and an extension.
+pub fn file_name(base_offset: u64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// Parses `00000000000000000042.log` into 42.
+pub fn parse_log_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub(crate) fn align_down(n: u64) -> u64 {
+    n & !(DISK_ALIGN as u64 - 1)
+}
+
+pub(crate) fn align_up(n: u64) -> u64 {
+    align_down(n + DISK_ALIGN as u64 - 1)
+}
+
+/// See the module docs.
+pub struct Segment<F: DiskFile> {
+    /// Offset of the first batch.
+    pub base_offset: u64,
+    /// The `.log` file.
+    pub log: Rc<F>,
+    /// Its path.
+    pub log_path: PathBuf,
+    /// End of the last completely written batch.
+    pub size_bytes: Cell<u64>,
+    /// Bytes covered by the last successful fdatasync.
+    pub durable_bytes: Cell<u64>,
+    /// Offset after the last written batch.
+    pub next_offset: Cell<u64>,
+    /// Offset → position.
+    pub index: RefCell<OffsetIndex>,
+    /// Timestamp → offset.
+    pub time_index: RefCell<TimeIndex>,
+    /// Largest producer timestamp stored.
+    pub max_timestamp_ms: Cell<i64>,
+    /// Broker time of the first append into this segment (roll by age); `i64::MAX` if unknown.
+    pub first_append_ms: Cell<i64>,
+    /// Bytes appended since the last index entry.
+    pub bytes_since_index: Cell<u64>,
+}
+
+impl<F: DiskFile> std::fmt::Debug for Segment<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("base_offset", &self.base_offset)
+            .field("next_offset", &self.next_offset.get())
+            .field("size_bytes", &self.size_bytes.get())
+            .finish()
+    }
+}
+
+/// A batch found by a scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScannedBatch {
+    /// Its position in the file.
+    pub position: u64,
+    /// Its base offset.
+    pub base_offset: u64,
+    /// Offset after its last record.
+    pub next_offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// Its largest producer timestamp.
+    pub max_timestamp_ms: i64,
+}
+
+/// Where and why a scan stopped.
+#[derive(Debug, Clone)]
+pub struct ScanEnd {
+    /// End of the last valid batch.
+    pub position: u64,
+    /// Offset after the last valid batch.
+    pub next_offset: u64,
+    /// Why scanning stopped before the end of the file, if it did: `None` for a clean end
+    /// (end of file or zeroed, preallocated space).
+    pub damage: Option<String>,
+}
+
+impl<F: DiskFile> Segment<F> {
+    /// A segment over an open file whose valid content ends at `size_bytes`.
+    pub fn new(
+        base_offset: u64,
+        log: Rc<F>,
+        log_path: PathBuf,
+        size_bytes: u64,
+        next_offset: u64,
+    ) -> Self {
+        Segment {
+            base_offset,
+            log,
+            log_path,
+            size_bytes: Cell::new(size_bytes),
+            durable_bytes: Cell::new(size_bytes),
+            next_offset: Cell::new(next_offset),
+            index: RefCell::new(OffsetIndex::default()),
+            time_index: RefCell::new(TimeIndex::default()),
+            max_timestamp_ms: Cell::new(i64::MIN),
+            first_append_ms: Cell::new(i64::MAX),
+            bytes_since_index: Cell::new(0),
+        }
+    }
+
+    /// Records a batch that now lies at `batch.position` (written or recovered): counters and
+    /// sparse index entries.
+    pub fn record(&self, batch: &ScannedBatch, index_interval_bytes: u32) {
+        assert_eq!(
+            batch.position,
+            self.size_bytes.get(),
+            "batch recorded out of order in {self:?}"
+        );
+        assert_eq!(batch.base_offset, self.next_offset.get(), "offset gap in {self:?}");
+        let relative = u32::try_from(batch.base_offset - self.base_offset)
+            .expect("segment spans < 2^32 offsets");
+        let max_ts = self.max_timestamp_ms.get().max(batch.max_timestamp_ms);
+        if self.bytes_since_index.get() >= u64::from(index_interval_bytes) || batch.position == 0 {
+            self.index.borrow_mut().push(relative, batch.position as u32);
+            self.time_index.borrow_mut().push(max_ts, relative);
+            self.bytes_since_index.set(0);
+        }
+        self.bytes_since_index.set(self.bytes_since_index.get() + batch.len);
+        self.size_bytes.set(batch.position + batch.len);
+        self.next_offset.set(batch.next_offset);
+        self.max_timestamp_ms.set(max_ts);
+    }
+
+    /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
+    /// (at least one batch), never past `size_bytes`. Each batch is validated (CRC, archive)
+    /// before it is returned: damaged bytes become [`StorageError::Corrupt`], never data.
+    pub async fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        read_ahead_bytes: usize,
+    ) -> Result<Vec<ByteView>, StorageError> {
+        let end = self.size_bytes.get();
+        let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
+        let (_, start) = self.index.borrow().lookup(relative);
+        let mut pos = u64::from(start);
+        let mut out: Vec<ByteView> = Vec::new();
+        let mut total = 0usize;
+        'windows: while pos < end {
+            let want =
+                read_ahead_bytes.max(max_bytes.saturating_sub(total)).max(BATCH_HEADER_BYTES);
+            let mut window = self.read_window(pos, want, end).await?;
+            let first_len = self.batch_len_at(&window, pos, end)?;
+            if first_len > window.len() {
+                window = self.read_window(pos, first_len, end).await?;
+                if window.len() < first_len {
+                    return Err(self.corrupt(pos, "short read inside the segment".into()));
+                }
+            }
+            let mut at = 0usize;
+            while at + BATCH_HEADER_BYTES <= window.len() {
+                let here = pos + at as u64;
+                let len = self.batch_len_at(&window.slice(at, window.len()), here, end)?;
+                if at + len > window.len() {
+                    break;
+                }
+                let view = BatchView::validate(&window[at..])
+                    .map_err(|e| self.corrupt(here, e.to_string()))?;
+                if view.header().last_offset() >= offset {
+                    if !out.is_empty() && total + len > max_bytes {
+                        break 'windows;
+                    }
+                    out.push(window.slice(at, at + len));
+                    total += len;
+                }
+                at += len;
+            }
+            debug_assert!(at > 0, "no progress reading {self:?} at {pos}");
+            pos += at as u64;
+        }
+        Ok(coalesce(out))
+    }
+
+    /// The announced length of the batch at the front of `window`, checked to fit the segment.
+    fn batch_len_at(&self, window: &[u8], position: u64, end: u64) -> Result<usize, StorageError> {
+        if window.len() < BATCH_HEADER_BYTES {
+            return Err(self.corrupt(
+                position,
+                format!("{} bytes where a batch header was expected", window.len()),
+            ));
+        }
+        let len = peek_batch_len(window).expect("header present") as usize;
+        if len < BATCH_HEADER_BYTES || position + len as u64 > end {
+            return Err(
+                self.corrupt(position, format!("batch length {len} does not fit the segment"))
+            );
+        }
+        Ok(len)
+    }
+
+    async fn read_window(&self, pos: u64, len: usize, end: u64) -> Result<ByteView, StorageError> {
+        Ok(read_view(&*self.log, pos, len, end).await?)
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        StorageError::Corrupt { file: self.log_path.display().to_string(), position, reason }
+    }
+}
+
+/// Merges views that are adjacent slices of the same buffer (fewer, larger chunks).
+fn coalesce(views: Vec<ByteView>) -> Vec<ByteView> {
+    let mut out: Vec<ByteView> = Vec::with_capacity(views.len());
+    for v in views {
+        if let Some(last) = out.last_mut() {
+            let (a, b) = (last.as_ref(), v.as_ref());
+            if a.as_ptr().wrapping_add(a.len()) == b.as_ptr() {
+                if let Some(merged) = last.extend_adjacent(&v) {
+                    *last = merged;
+                    continue;
+                }
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
+/// Reads `[pos, pos + len)` of `file`, clamped to `end`, as a view starting exactly at `pos`
+/// (the read itself is aligned; the view may be shorter at the end of the file).
+pub async fn read_view<F: DiskFile>(
+    file: &F,
+    pos: u64,
+    len: usize,
+    end: u64,
+) -> Result<ByteView, IoError> {
+    let aligned = align_down(pos);
+    let stop = (pos + len as u64).min(end);
+    if stop <= pos {
+        return Ok(ByteView::new(Rc::new(Vec::<u8>::new())));
+    }
+    let read_len = align_up(stop - aligned) as usize;
+    let buf = file.read_at(aligned, read_len).await?;
+    let view = ByteView::new(Rc::new(buf));
+    let avail = (view.len() as u64).min(stop - aligned) as usize;
+    let skip = ((pos - aligned) as usize).min(avail);
+    Ok(view.slice(skip, avail))
+}
+
+/// Scans `file` from `position`, expecting `expected_offset` there, validating every batch,
+/// until the end of the file, zeroed space or the first damaged or out-of-sequence batch.
+/// Calls `on_batch` for every valid batch with its bytes.
+pub async fn scan<F: DiskFile>(
+    file: &F,
+    mut position: u64,
+    mut expected_offset: u64,
+    file_len: u64,
+    chunk_bytes: usize,
+    mut on_batch: impl FnMut(&ScannedBatch, &[u8]),
+) -> Result<ScanEnd, IoError> {
+    let mut damage = None;
+    'windows: while position < file_len {
+        let mut window = read_view(file, position, chunk_bytes, file_len).await?;
+        if window.len() < BATCH_HEADER_BYTES {
+            if window.iter().any(|&b| b != 0) {
+                damage = Some(format!(
+                    "{} trailing bytes at position {position} are too short for a batch",
+                    window.len()
+                ));
+            }
+            break;
+        }
+        if window[..BATCH_HEADER_BYTES].iter().all(|&b| b == 0) {
+            break; // zeroed (preallocated) space: a clean end
+        }
+        let first_len = peek_batch_len(&window).expect("header present") as usize;
+        if first_len > window.len() && position + first_len as u64 <= file_len {
+            window = read_view(file, position, first_len, file_len).await?;
+        }
+        let mut at = 0usize;
+        while at + BATCH_HEADER_BYTES <= window.len() {
+            let here = position + at as u64;
+            let header = &window[at..at + BATCH_HEADER_BYTES];
+            if header.iter().all(|&b| b == 0) {
+                position = here;
+                break 'windows;
+            }
+            let len = peek_batch_len(header).expect("4 bytes") as usize;
+            if len < BATCH_HEADER_BYTES
+                || len > wire::constants::BATCH_BYTES_MAX as usize
+                || here + len as u64 > file_len
+            {
+                position = here;
+                damage = Some(format!("batch length {len} at position {here} does not fit"));
+                break 'windows;
+            }
+            if at + len > window.len() {
+                break;
+            }
+            match check(&window[at..at + len], here, expected_offset) {
+                Ok(b) => {
+                    on_batch(&b, &window[at..at + len]);
+                    expected_offset = b.next_offset;
+                    at += len;
+                }
+                Err(reason) => {
+                    position = here;
+                    damage = Some(reason);
+                    break 'windows;
+                }
+            }
+        }
+        if at == 0 {
+            damage = Some(format!("unreadable batch at position {position}"));
+            break;
+        }
+        position += at as u64;
+    }
+    Ok(ScanEnd { position, next_offset: expected_offset, damage })
+}
+
+fn check(bytes: &[u8], position: u64, expected_offset: u64) -> Result<ScannedBatch, String> {
+    let view =
+        BatchView::validate(bytes).map_err(|e| format!("batch at position {position}: {e}"))?;
+    let h: BatchHeader<'_> = view.header();
+    if h.base_offset() != expected_offset {
+        return Err(format!(
+            "batch at position {position} has base offset {} where {expected_offset} was expected",
+            h.base_offset()
+        ));
+    }
+    Ok(ScannedBatch {
+        position,
+        base_offset: h.base_offset(),
+        next_offset: h.next_offset(),
+        len: bytes.len() as u64,
+        max_timestamp_ms: h.max_timestamp_ms(),
+    })
+}

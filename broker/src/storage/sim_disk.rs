@@ -1,0 +1,388 @@
+//! The simulated backend: an in-memory filesystem that can crash, tear writes, fill up, fail
+//! with EIO and sync slowly, all decided by a seeded RNG so a failing run replays exactly.
+//!
+//! Model (what a real disk guarantees, and no more):
+//! - Each file has its current bytes and its *durable* bytes (as of the last `fdatasync`).
+//!   Writes, truncates and allocations since then are a list of unsynced operations.
+//! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus an arbitrary subset
+//!   of its unsynced operations, in order, where a persisted write may be torn at any 512-byte
+//!   sector. Files whose name was never made durable by `sync_dir` disappear.
+//! - Removal is immediate and durable (retention only removes data it no longer needs).
+//! - Space: the sum of file lengths may not exceed the capacity; beyond it writes, truncates
+//!   that grow and allocations fail with ENOSPC.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use super::error::IoError;
+use super::io::{Disk, DiskFile, DISK_ALIGN};
+
+/// Fault rates and limits for a [`SimDisk`].
+#[derive(Debug, Clone)]
+pub struct SimFaults {
+    /// Chance per write of failing with EIO, in parts per thousand.
+    pub write_eio_per_mille: u32,
+    /// Chance per fdatasync of failing with EIO, in parts per thousand.
+    pub sync_eio_per_mille: u32,
+    /// Each fdatasync yields to other tasks up to this many times before it completes.
+    pub sync_delay_yields_max: u32,
+    /// Total bytes the disk holds.
+    pub capacity_bytes: u64,
+}
+
+impl Default for SimFaults {
+    fn default() -> Self {
+        SimFaults {
+            write_eio_per_mille: 0,
+            sync_eio_per_mille: 0,
+            sync_delay_yields_max: 0,
+            capacity_bytes: u64::MAX,
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct SimDisk {
+    state: Rc<RefCell<SimState>>,
+}
+
+impl std::fmt::Debug for SimDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.state.borrow();
+        write!(f, "SimDisk({} files, {} bytes used)", s.files.len(), s.used_bytes())
+    }
+}
+
+struct SimState {
+    rng: fastrand::Rng,
+    files: BTreeMap<PathBuf, Rc<RefCell<SimFileData>>>,
+    dirs: BTreeSet<PathBuf>,
+    faults: SimFaults,
+}
+
+impl SimState {
+    fn used_bytes(&self) -> u64 {
+        self.files.values().map(|f| f.borrow().data.len() as u64).sum()
+    }
+
+    fn chance(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.rng.u32(0..1000) < per_mille
+    }
+}
+
+#[derive(Default)]
+struct SimFileData {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    unsynced: Vec<Op>,
+    name_durable: bool,
+}
+
+enum Op {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
+fn apply(data: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Write(pos, bytes) => {
+            let end = *pos as usize + bytes.len();
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[*pos as usize..end].copy_from_slice(bytes);
+        }
+        Op::SetLen(len) => data.resize(*len as usize, 0),
+    }
+}
+
+impl SimDisk {
+    /// An empty disk whose faults are drawn from `seed`.
+    pub fn new(seed: u64, faults: SimFaults) -> Self {
+        SimDisk {
+            state: Rc::new(RefCell::new(SimState {
+                rng: fastrand::Rng::with_seed(seed),
+                files: BTreeMap::new(),
+                dirs: BTreeSet::new(),
+                faults,
+            })),
+        }
+    }
+
+    /// Changes the fault rates and capacity.
+    pub fn set_faults(&self, faults: SimFaults) {
+        self.state.borrow_mut().faults = faults;
+    }
+
+    /// Current fault settings.
+    pub fn faults(&self) -> SimFaults {
+        self.state.borrow().faults.clone()
+    }
+
+    /// Bytes stored across all files.
+    pub fn used_bytes(&self) -> u64 {
+        self.state.borrow().used_bytes()
+    }
+
+    /// Power loss: see the module docs. Handles opened before the crash must not be used
+    /// after it (the engine above is dropped first, as a killed process would be).
+    pub fn crash(&self) {
+        let mut s = self.state.borrow_mut();
+        let SimState { rng, files, .. } = &mut *s;
+        files.retain(|_, f| f.borrow().name_durable);
+        for file in files.values() {
+            let mut f = file.borrow_mut();
+            let mut data = f.durable.clone();
+            for op in std::mem::take(&mut f.unsynced) {
+                match rng.u8(0..3) {
+                    0 => {} // lost
+                    1 => apply(&mut data, &op),
+                    _ => match op {
+                        // Torn: only the first few sectors reached the platter.
+                        Op::Write(pos, bytes) => {
+                            let sectors = bytes.len() / 512;
+                            let keep = rng.usize(0..=sectors) * 512;
+                            apply(&mut data, &Op::Write(pos, bytes[..keep].to_vec()));
+                        }
+                        op @ Op::SetLen(_) => apply(&mut data, &op),
+                    },
+                }
+            }
+            f.data = data.clone();
+            f.durable = data;
+        }
+    }
+
+    /// The current bytes of a file, for tests that damage files on purpose.
+    pub fn file_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        self.state.borrow().files.get(path).map(|f| f.borrow().data.clone())
+    }
+
+    /// Replaces a file's bytes (current and durable), for tests that damage files on purpose.
+    pub fn set_file_bytes(&self, path: &Path, bytes: Vec<u8>) {
+        let s = self.state.borrow();
+        let f = s.files.get(path).expect("file exists");
+        let mut f = f.borrow_mut();
+        f.data = bytes.clone();
+        f.durable = bytes;
+        f.unsynced.clear();
+    }
+
+    /// Every file path, sorted.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.state.borrow().files.keys().cloned().collect()
+    }
+}
+
+/// Yields to the executor `n` times: a deterministic "slow" operation.
+struct YieldTimes(u32);
+
+impl Future for YieldTimes {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Disk for SimDisk {
+    type File = SimFile;
+
+    async fn open(&self, path: &Path, create: bool) -> Result<SimFile, IoError> {
+        let mut s = self.state.borrow_mut();
+        let parent = path.parent().unwrap_or(Path::new("")).to_owned();
+        if !s.dirs.contains(&parent) {
+            return Err(IoError::NotFound { path: parent.display().to_string() });
+        }
+        let data = match s.files.get(path) {
+            Some(f) => f.clone(),
+            None if create => {
+                let f = Rc::new(RefCell::new(SimFileData::default()));
+                s.files.insert(path.to_owned(), f.clone());
+                f
+            }
+            None => return Err(IoError::NotFound { path: path.display().to_string() }),
+        };
+        Ok(SimFile { disk: self.clone(), path: path.to_owned(), data })
+    }
+
+    async fn remove(&self, path: &Path) -> Result<(), IoError> {
+        match self.state.borrow_mut().files.remove(path) {
+            Some(_) => Ok(()),
+            None => Err(IoError::NotFound { path: path.display().to_string() }),
+        }
+    }
+
+    async fn create_dir_all(&self, path: &Path) -> Result<(), IoError> {
+        let mut s = self.state.borrow_mut();
+        for p in path.ancestors() {
+            s.dirs.insert(p.to_owned());
+        }
+        Ok(())
+    }
+
+    async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError> {
+        let s = self.state.borrow();
+        if !s.dirs.contains(path) {
+            return Err(IoError::NotFound { path: path.display().to_string() });
+        }
+        let mut names: Vec<String> = s
+            .files
+            .keys()
+            .chain(s.dirs.iter())
+            .filter(|p| p.parent() == Some(path))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn sync_dir(&self, path: &Path) -> Result<(), IoError> {
+        let s = self.state.borrow();
+        for (p, f) in &s.files {
+            if p.parent() == Some(path) {
+                f.borrow_mut().name_durable = true;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An open simulated file.
+pub struct SimFile {
+    disk: SimDisk,
+    path: PathBuf,
+    data: Rc<RefCell<SimFileData>>,
+}
+
+impl SimFile {
+    fn err(&self, op: &'static str, errno: i32) -> IoError {
+        IoError::from_errno(op, &self.path, Some(errno), format!("simulated errno {errno}"))
+    }
+
+    fn check_space(&self, new_len: u64) -> Result<(), IoError> {
+        let s = self.disk.state.borrow();
+        let cur = self.data.borrow().data.len() as u64;
+        if new_len > cur && s.used_bytes() + (new_len - cur) > s.faults.capacity_bytes {
+            return Err(self.err("write", libc::ENOSPC));
+        }
+        Ok(())
+    }
+}
+
+/// A plain zeroed byte buffer.
+pub struct SimBuf(Vec<u8>);
+
+impl AsRef<[u8]> for SimBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl AsMut<[u8]> for SimBuf {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+/// Read results live in 16-byte-aligned memory, like DMA buffers, so batches validate in place.
+pub struct SimRead(wire::AlignedVec);
+
+impl AsRef<[u8]> for SimRead {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl DiskFile for SimFile {
+    type WriteBuf = SimBuf;
+    type ReadBuf = SimRead;
+
+    fn alignment(&self) -> usize {
+        DISK_ALIGN
+    }
+
+    fn alloc_write_buf(&self, len: usize) -> SimBuf {
+        assert!(len % DISK_ALIGN == 0 && len > 0, "unaligned buffer of {len} bytes");
+        SimBuf(vec![0; len])
+    }
+
+    async fn write_at(&self, buf: SimBuf, pos: u64) -> Result<(), IoError> {
+        assert!(pos % DISK_ALIGN as u64 == 0, "unaligned write at {pos}");
+        let per_mille = self.disk.faults().write_eio_per_mille;
+        if self.disk.state.borrow_mut().chance(per_mille) {
+            return Err(self.err("write", libc::EIO));
+        }
+        self.check_space(pos + buf.0.len() as u64)?;
+        let op = Op::Write(pos, buf.0);
+        let mut f = self.data.borrow_mut();
+        apply(&mut f.data, &op);
+        f.unsynced.push(op);
+        Ok(())
+    }
+
+    async fn read_at(&self, pos: u64, len: usize) -> Result<SimRead, IoError> {
+        let f = self.data.borrow();
+        let start = (pos as usize).min(f.data.len());
+        let end = (start + len).min(f.data.len());
+        Ok(SimRead(wire::to_aligned(&f.data[start..end])))
+    }
+
+    async fn allocate(&self, len: u64) -> Result<(), IoError> {
+        if len <= self.data.borrow().data.len() as u64 {
+            return Ok(());
+        }
+        self.check_space(len)?;
+        let op = Op::SetLen(len);
+        let mut f = self.data.borrow_mut();
+        apply(&mut f.data, &op);
+        f.unsynced.push(op);
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> Result<(), IoError> {
+        self.check_space(len)?;
+        let op = Op::SetLen(len);
+        let mut f = self.data.borrow_mut();
+        apply(&mut f.data, &op);
+        f.unsynced.push(op);
+        Ok(())
+    }
+
+    async fn fdatasync(&self) -> Result<(), IoError> {
+        let (delay, fail) = {
+            let mut s = self.disk.state.borrow_mut();
+            let max = s.faults.sync_delay_yields_max;
+            let delay = if max > 0 { s.rng.u32(0..=max) } else { 0 };
+            let per_mille = s.faults.sync_eio_per_mille;
+            (delay, s.chance(per_mille))
+        };
+        YieldTimes(delay).await;
+        if fail {
+            return Err(self.err("fdatasync", libc::EIO));
+        }
+        let mut f = self.data.borrow_mut();
+        f.durable = f.data.clone();
+        f.unsynced.clear();
+        Ok(())
+    }
+
+    async fn size(&self) -> Result<u64, IoError> {
+        Ok(self.data.borrow().data.len() as u64)
+    }
+
+    async fn close(self: Rc<Self>) -> Result<(), IoError> {
+        Ok(())
+    }
+}
