@@ -1107,6 +1107,19 @@ async fn seal_on_close<D: Disk>(
 async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
     loop {
         let seen = sh.syncer_signal.get();
+        let fenced = sh.st.borrow().fenced.clone();
+        if let Some(reason) = fenced {
+            // After a failed sync nothing more becomes durable: fail whoever still waits.
+            let waiters: Vec<_> = sh.st.borrow_mut().durable_waiters.drain(..).collect();
+            for (_, tx) in waiters {
+                let _ = tx.send(Err(StorageError::Fenced(reason.clone())));
+            }
+            if sh.st.borrow().closing {
+                return;
+            }
+            sh.syncer_signal.wait_for(seen + 1).await;
+            continue;
+        }
         let (waiting, closing) = {
             let st = sh.st.borrow();
             (!st.durable_waiters.is_empty(), st.closing)
@@ -1139,10 +1152,7 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
                 }
                 sh.mark_durable(target);
             }
-            Err(e) => {
-                sh.fence(e);
-                return;
-            }
+            Err(e) => sh.fence(e),
         }
     }
 }

@@ -124,9 +124,14 @@ async fn simulate(seed: u64, steps: usize) {
     let mut now_ms: i64 = 1_000_000;
     let mut tag = 0u64;
 
-    for _ in 0..steps {
+    let verbose = std::env::var("SIM_VERBOSE").is_ok();
+    for step in 0..steps {
         now_ms += rng.i64(0..50);
-        match rng.u8(0..100) {
+        let op = rng.u8(0..100);
+        if verbose {
+            eprintln!("step {step} op {op} hw {} faults {:?}", log.high_watermark(), disk.faults());
+        }
+        match op {
             0..=54 => {
                 // A burst of appends in flight together.
                 let n = rng.usize(1..6);
@@ -299,8 +304,27 @@ fn simulation() {
         }
     };
     let steps = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    // Watchdog: a seed that stops making progress is a hang (an ack never resolved).
+    static CURRENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+    std::thread::spawn(|| {
+        let mut last = u64::MAX - 1;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            let now = CURRENT.load(std::sync::atomic::Ordering::Relaxed);
+            if now == last {
+                eprintln!("simulation hung with seed {now} (rerun: SIM_SEED={now} SIM_VERBOSE=1 cargo test -p broker simulation)");
+                std::process::abort();
+            }
+            last = now;
+        }
+    });
     run(move || async move {
+        let verbose = std::env::var("SIM_VERBOSE").is_ok();
         for seed in seeds {
+            CURRENT.store(seed, std::sync::atomic::Ordering::Relaxed);
+            if verbose {
+                eprintln!("seed {seed}");
+            }
             simulate(seed, steps).await;
         }
     });

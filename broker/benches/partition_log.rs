@@ -1,0 +1,173 @@
+//! Partition-log throughput and latency on the real disk (not a criterion bench: it measures
+//! sustained MB/s over seconds).
+//!
+//! Single partition, 1 KiB records in 64 KiB batches, 4 concurrent appenders, glommio DMA
+//! files in a temp dir on the data disk (`BENCH_DIR`, default the system temp dir).
+//! Modes: `written` and `durable` at full speed, then `durable` at a fixed 100 MB/s offered
+//! load with latency measured from each append's intended start (no coordinated omission).
+//!
+//! Run: `cargo bench -p broker --bench partition_log` (env `BENCH_SECS`, default 5).
+//! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use broker::storage::{DmaDisk, LogConfig, PartitionLog, ShardCache};
+use hdrhistogram::Histogram;
+use wire::{AckLevel, BatchBuilder};
+
+const APPENDERS: usize = 4;
+const BATCH_BYTES: usize = 64 << 10;
+
+fn batch() -> wire::AlignedVec {
+    let mut b = BatchBuilder::new(BATCH_BYTES);
+    let value = vec![0xABu8; 1000];
+    let mut i = 0u64;
+    while b.append(1_700_000_000_000, Some(&i.to_le_bytes()), Some(&value), &[]).is_ok() {
+        i += 1;
+    }
+    b.finish().unwrap()
+}
+
+struct Result {
+    mode: String,
+    mb_per_s: f64,
+    hist: Histogram<u64>,
+    syncs: u64,
+    writes: u64,
+}
+
+async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result {
+    let log = Rc::new(
+        PartitionLog::open(
+            DmaDisk,
+            dir,
+            LogConfig::default(),
+            ShardCache::new(64 << 20).partition(),
+        )
+        .await
+        .unwrap(),
+    );
+    let batch = Rc::new(batch());
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..APPENDERS {
+        let (log, batch) = (log.clone(), batch.clone());
+        tasks.push(glommio::spawn_local(async move {
+            let mut hist = Histogram::<u64>::new(3).unwrap();
+            let mut bytes = 0u64;
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                log.append(&batch, ack, 0).await.unwrap();
+                hist.record(start.elapsed().as_micros() as u64).unwrap();
+                bytes += batch.len() as u64;
+            }
+            (hist, bytes)
+        }));
+    }
+    let started = Instant::now();
+    let mut hist = Histogram::<u64>::new(3).unwrap();
+    let mut bytes = 0;
+    for t in tasks {
+        let (h, b) = t.await;
+        hist.add(h).unwrap();
+        bytes += b;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = log.stats();
+    log.close().await.unwrap();
+    Result {
+        mode: format!("{} full speed", ack.name()),
+        mb_per_s: bytes as f64 / elapsed / 1e6,
+        hist,
+        syncs: stats.syncs,
+        writes: stats.writes,
+    }
+}
+
+async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64) -> Result {
+    let log = Rc::new(
+        PartitionLog::open(
+            DmaDisk,
+            dir,
+            LogConfig::default(),
+            ShardCache::new(64 << 20).partition(),
+        )
+        .await
+        .unwrap(),
+    );
+    let batch = Rc::new(batch());
+    let interval = Duration::from_secs_f64(batch.len() as f64 / (mb_per_s * 1e6));
+    let hist = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new(3).unwrap()));
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut inflight = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        let intended = start + interval * n as u32;
+        if let Some(wait) = intended.checked_duration_since(Instant::now()) {
+            glommio::timer::sleep(wait).await;
+        }
+        let (log, batch, hist) = (log.clone(), batch.clone(), hist.clone());
+        inflight.push(glommio::spawn_local(async move {
+            log.writable().await;
+            log.enqueue(&batch, AckLevel::Durable, 0).unwrap().wait().await.unwrap();
+            hist.borrow_mut().record(intended.elapsed().as_micros() as u64).unwrap();
+        }));
+        n += 1;
+        if inflight.len() > 256 {
+            for t in inflight.drain(..128) {
+                t.await;
+            }
+        }
+    }
+    for t in inflight {
+        t.await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let stats = log.stats();
+    log.close().await.unwrap();
+    let hist = hist.borrow().clone();
+    Result {
+        mode: format!("durable at {mb_per_s} MB/s offered"),
+        mb_per_s: n as f64 * batch.len() as f64 / elapsed / 1e6,
+        hist,
+        syncs: stats.syncs,
+        writes: stats.writes,
+    }
+}
+
+fn main() {
+    let secs: u64 = std::env::var("BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let base = std::env::var("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let tmp = tempfile::Builder::new().prefix("log-bench-").tempdir_in(base).unwrap();
+    let root = tmp.path().to_owned();
+    let results = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
+        .io_memory(2 << 20)
+        .spawn(move || async move {
+            vec![
+                full_speed(root.join("written"), AckLevel::Written, secs).await,
+                full_speed(root.join("durable"), AckLevel::Durable, secs).await,
+                fixed_rate(root.join("rate"), 100.0, secs).await,
+            ]
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    println!("| mode | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | writes | fdatasyncs |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            r.mode,
+            r.mb_per_s,
+            r.hist.value_at_quantile(0.5),
+            r.hist.value_at_quantile(0.99),
+            r.hist.value_at_quantile(0.999),
+            r.hist.max(),
+            r.writes,
+            r.syncs
+        );
+    }
+}

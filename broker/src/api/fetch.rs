@@ -1,0 +1,194 @@
+//! Fetch: stored batches, byte for byte, with long-poll up to `max_wait_ms`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use wire::{ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopic, FetchTopicResult};
+
+use super::{decode_reply, error_frame, parts, respond, Origin};
+use crate::shard::{Counters, Partition, Shard};
+use crate::storage::StorageError;
+use crate::watermark::WaitFor;
+
+/// Longest long-poll a client may ask for.
+const FETCH_WAIT_MS_MAX: u32 = 60_000;
+
+struct LocalRead {
+    part: Rc<Partition>,
+    offset: u64,
+    max_bytes: usize,
+    done: bool,
+}
+
+enum Slot {
+    Done(FetchPartitionResult),
+    Local(usize),
+    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+}
+
+fn failed(partition: u32, code: ErrorCode) -> FetchPartitionResult {
+    FetchPartitionResult { partition, error: code.as_u16(), high_watermark: 0, log_start_offset: 0, batches: Vec::new() }
+}
+
+/// Answers a fetch request.
+pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+    let (header, body) = parts(frame);
+    let req = match wire::decode_body::<FetchRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return error_frame(&header, e.code(), &e.to_string()),
+    };
+    let max_wait = Duration::from_millis(u64::from(req.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
+    let deadline = Instant::now() + max_wait;
+    let mut locals: Vec<LocalRead> = Vec::new();
+    let mut results: Vec<Vec<FetchPartitionResult>> = Vec::new();
+    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
+    let mut remote: BTreeMap<u32, FetchRequest> = BTreeMap::new();
+    for t in &req.topics {
+        let mut topic_slots = Vec::new();
+        for p in &t.partitions {
+            let slot = match shard.owner(&t.name, p.partition) {
+                Err(code) => Slot::Done(failed(p.partition, code)),
+                Ok(owner) if owner == shard.id => match shard.partition(&t.name, p.partition) {
+                    Some(part) => {
+                        locals.push(LocalRead { part, offset: p.offset, max_bytes: p.max_bytes as usize, done: false });
+                        Slot::Local(locals.len() - 1)
+                    }
+                    None => Slot::Done(failed(p.partition, ErrorCode::UnknownPartition)),
+                },
+                Ok(_) if origin != Origin::Client => Slot::Done(failed(p.partition, ErrorCode::NotOwner)),
+                Ok(owner) => {
+                    let sub = remote.entry(owner).or_insert_with(|| FetchRequest { topics: Vec::new(), ..req.clone() });
+                    if sub.topics.last().is_none_or(|st| st.name != t.name) {
+                        sub.topics.push(FetchTopic { name: t.name.clone(), partitions: Vec::new() });
+                    }
+                    let st = sub.topics.len() - 1;
+                    sub.topics[st].partitions.push(FetchPartition { ..p.clone() });
+                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index: p.partition }
+                }
+            };
+            topic_slots.push(slot);
+        }
+        slots.push((t.name.clone(), topic_slots));
+    }
+    results.resize_with(locals.len(), Vec::new);
+
+    let mut forwards = Vec::new();
+    for (owner, sub) in remote {
+        Counters::add(&shard.counters.forwards_out, 1);
+        let rx = match wire::encode_request(0, &sub) {
+            Ok(f) => shard.forward_send(owner, f).await,
+            Err(_) => None,
+        };
+        forwards.push((owner, rx));
+    }
+
+    // Read local partitions; long-poll until min_bytes arrive or the wait is over.
+    let mut local_results: Vec<Option<FetchPartitionResult>> = (0..locals.len()).map(|_| None).collect();
+    let mut budget = req.max_bytes as usize;
+    loop {
+        let mut total = 0usize;
+        for (i, l) in locals.iter_mut().enumerate() {
+            if l.done {
+                total += local_results[i].as_ref().map_or(0, |r| r.batches.len());
+                continue;
+            }
+            let r = read_one(shard, l, budget).await;
+            let got = r.batches.len();
+            if got > 0 || r.error != 0 {
+                l.done = true;
+                budget = budget.saturating_sub(got);
+            }
+            total += got;
+            local_results[i] = Some(r);
+        }
+        let waiting: Vec<&LocalRead> = locals.iter().filter(|l| !l.done).collect();
+        if total >= req.min_bytes.max(1) as usize || waiting.is_empty() || Instant::now() >= deadline || shard.stopping.get() {
+            break;
+        }
+        let waits: Vec<WaitFor> = waiting.iter().map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1)).collect();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        futures_lite::future::or(WaitAny(waits), async {
+            glommio::timer::sleep(remaining).await;
+        })
+        .await;
+    }
+
+    let mut answers: BTreeMap<u32, Option<FetchResponse>> = BTreeMap::new();
+    for (owner, rx) in forwards {
+        let resp = match rx {
+            Some(rx) => rx.await.ok().and_then(|f| decode_reply::<FetchResponse>(&f)),
+            None => None,
+        };
+        answers.insert(owner, resp);
+    }
+    let mut topics = Vec::with_capacity(slots.len());
+    for (name, topic_slots) in slots {
+        let mut partitions = Vec::new();
+        for slot in topic_slots {
+            partitions.push(match slot {
+                Slot::Done(r) => r,
+                Slot::Local(i) => local_results[i].take().expect("every local partition was read"),
+                Slot::Remote { owner, topic, partition, index } => answers
+                    .get(&owner)
+                    .and_then(|a| a.as_ref())
+                    .and_then(|a| a.topics.get(topic))
+                    .and_then(|t| t.partitions.get(partition))
+                    .cloned()
+                    .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+            });
+        }
+        topics.push(FetchTopicResult { name, partitions });
+    }
+    respond(&header, &FetchResponse { topics })
+}
+
+async fn read_one(shard: &Shard, l: &LocalRead, budget: usize) -> FetchPartitionResult {
+    let log = &l.part.log;
+    let max = l.max_bytes.min(budget).max(1);
+    match log.read(l.offset, max).await {
+        Ok(out) => {
+            let mut batches = Vec::with_capacity(out.bytes());
+            let mut n = 0;
+            for v in &out.batches {
+                batches.extend_from_slice(v);
+                n += wire::Batches::new(v).count();
+            }
+            Counters::add(&shard.counters.bytes_out, batches.len() as u64);
+            Counters::add(&shard.counters.batches_out, n as u64);
+            FetchPartitionResult {
+                partition: l.part.index,
+                error: 0,
+                high_watermark: out.high_watermark,
+                log_start_offset: out.log_start_offset,
+                batches,
+            }
+        }
+        Err(e) => {
+            let (hw, start) = match &e {
+                StorageError::OffsetOutOfRange { high_watermark, log_start_offset, .. } => (*high_watermark, *log_start_offset),
+                _ => (log.high_watermark(), log.log_start_offset()),
+            };
+            FetchPartitionResult { partition: l.part.index, error: e.code().as_u16(), high_watermark: hw, log_start_offset: start, batches: Vec::new() }
+        }
+    }
+}
+
+/// Resolves when any of the waits does.
+pub struct WaitAny(pub Vec<WaitFor>);
+
+impl Future for WaitAny {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        for w in self.0.iter_mut() {
+            if Pin::new(w).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        if self.0.is_empty() { Poll::Ready(()) } else { Poll::Pending }
+    }
+}

@@ -1,0 +1,99 @@
+//! List offsets: earliest, latest, or the first offset at or after a timestamp.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use wire::{
+    ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
+    ListOffsetsTopicResult, OffsetSpec,
+};
+
+use super::{decode_reply, error_frame, parts, respond, Origin};
+use crate::shard::{Counters, Shard};
+
+fn failed(partition: u32, code: ErrorCode) -> ListOffsetsPartitionResult {
+    ListOffsetsPartitionResult { partition, error: code.as_u16(), offset: 0, timestamp_ms: -1 }
+}
+
+enum Slot {
+    Done(ListOffsetsPartitionResult),
+    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+}
+
+/// Answers a list-offsets request.
+pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+    let (header, body) = parts(frame);
+    let req = match wire::decode_body::<ListOffsetsRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return error_frame(&header, e.code(), &e.to_string()),
+    };
+    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
+    let mut remote: BTreeMap<u32, ListOffsetsRequest> = BTreeMap::new();
+    for t in &req.topics {
+        let mut topic_slots = Vec::new();
+        for p in &t.partitions {
+            let slot = match shard.owner(&t.name, p.partition) {
+                Err(code) => Slot::Done(failed(p.partition, code)),
+                Ok(owner) if owner == shard.id => Slot::Done(local(shard, &t.name, p).await),
+                Ok(_) if origin != Origin::Client => Slot::Done(failed(p.partition, ErrorCode::NotOwner)),
+                Ok(owner) => {
+                    let sub = remote.entry(owner).or_default();
+                    if sub.topics.last().is_none_or(|st| st.name != t.name) {
+                        sub.topics.push(ListOffsetsTopic { name: t.name.clone(), partitions: Vec::new() });
+                    }
+                    let st = sub.topics.len() - 1;
+                    sub.topics[st].partitions.push(p.clone());
+                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index: p.partition }
+                }
+            };
+            topic_slots.push(slot);
+        }
+        slots.push((t.name.clone(), topic_slots));
+    }
+    let mut answers: BTreeMap<u32, Option<ListOffsetsResponse>> = BTreeMap::new();
+    for (owner, sub) in remote {
+        Counters::add(&shard.counters.forwards_out, 1);
+        let resp = match wire::encode_request(0, &sub) {
+            Ok(f) => shard.forward(owner, f).await.and_then(|f| decode_reply::<ListOffsetsResponse>(&f)),
+            Err(_) => None,
+        };
+        answers.insert(owner, resp);
+    }
+    let topics = slots
+        .into_iter()
+        .map(|(name, topic_slots)| ListOffsetsTopicResult {
+            name,
+            partitions: topic_slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Done(r) => r,
+                    Slot::Remote { owner, topic, partition, index } => answers
+                        .get(&owner)
+                        .and_then(|a| a.as_ref())
+                        .and_then(|a| a.topics.get(topic))
+                        .and_then(|t| t.partitions.get(partition))
+                        .cloned()
+                        .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+                })
+                .collect(),
+        })
+        .collect();
+    respond(&header, &ListOffsetsResponse { topics })
+}
+
+async fn local(shard: &Shard, topic: &str, p: &ListOffsetsPartition) -> ListOffsetsPartitionResult {
+    let Some(part) = shard.partition(topic, p.partition) else {
+        return failed(p.partition, ErrorCode::UnknownPartition);
+    };
+    let log = &part.log;
+    let ok = |offset, timestamp_ms| ListOffsetsPartitionResult { partition: p.partition, error: 0, offset, timestamp_ms };
+    match p.spec {
+        OffsetSpec::Earliest => ok(log.log_start_offset(), -1),
+        OffsetSpec::Latest => ok(log.high_watermark(), -1),
+        OffsetSpec::Timestamp(ts) => match log.offset_for_timestamp(ts).await {
+            Ok(Some((offset, found))) => ok(offset, found),
+            Ok(None) => ok(log.high_watermark(), -1),
+            Err(e) => failed(p.partition, e.code()),
+        },
+    }
+}

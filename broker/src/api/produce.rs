@@ -1,0 +1,165 @@
+//! Produce: validate each batch once, append it to the owner's log, answer at the ack level.
+//!
+//! Stage one (in arrival order) validates and enqueues local partitions — offsets are
+//! assigned here, so a connection's appends to a partition keep their order — and sends the
+//! remote partitions to their owners. Stage two waits for acks and merges the results.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future;
+use wire::{
+    AckLevel, ArchivedProduceRequest, Batches, ErrorCode, ProducePartition, ProducePartitionResult, ProduceRequest,
+    ProduceResponse, ProduceTopic, ProduceTopicResult,
+};
+
+use super::{decode_reply, error_frame, parts, ready, respond, Origin, Reply};
+use crate::shard::{now_ms, Counters, Shard};
+use crate::storage::AppendTicket;
+
+enum Slot {
+    Done(ProducePartitionResult),
+    Local { partition: u32, tickets: Vec<AppendTicket>, log_append_time_ms: i64 },
+    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+}
+
+fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
+    ProducePartitionResult { partition, error: code.as_u16(), base_offset: -1, last_offset: -1, log_append_time_ms: -1 }
+}
+
+/// Stage one of a produce request.
+pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -> Reply {
+    let (header, body) = parts(&frame);
+    let req: &ArchivedProduceRequest = match wire::access_body::<ProduceRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return ready(error_frame(&header, e.code(), &e.to_string())),
+    };
+    let ack = req.ack.to_native();
+    let timeout_ms = req.timeout_ms.to_native();
+    let now = now_ms();
+    let mut slots: Vec<(String, Vec<Slot>)> = Vec::with_capacity(req.topics.len());
+    let mut remote: BTreeMap<u32, ProduceRequest> = BTreeMap::new();
+    for t in req.topics.iter() {
+        let name = t.name.as_str();
+        let mut topic_slots = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions.iter() {
+            let index = p.partition.to_native();
+            let slot = match shard.owner(name, index) {
+                Err(code) => Slot::Done(failed(index, code)),
+                Ok(owner) if owner == shard.id => append_local(shard, name, index, p.batches.as_slice(), ack, now).await,
+                Ok(_) if origin != Origin::Client => Slot::Done(failed(index, ErrorCode::NotOwner)),
+                Ok(owner) => {
+                    let sub = remote.entry(owner).or_insert_with(|| ProduceRequest { ack, timeout_ms, topics: Vec::new() });
+                    if sub.topics.last().is_none_or(|st| st.name != name) {
+                        sub.topics.push(ProduceTopic { name: name.to_owned(), partitions: Vec::new() });
+                    }
+                    let st = sub.topics.len() - 1;
+                    sub.topics[st].partitions.push(ProducePartition { partition: index, batches: p.batches.as_slice().to_vec() });
+                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index }
+                }
+            };
+            topic_slots.push(slot);
+        }
+        slots.push((name.to_owned(), topic_slots));
+    }
+    // Send forwards now, still in arrival order; their answers are awaited in stage two.
+    let mut forwards = Vec::new();
+    for (owner, sub) in remote {
+        Counters::add(&shard.counters.forwards_out, 1);
+        let rx = match wire::encode_request(0, &sub) {
+            Ok(f) => shard.forward_send(owner, f).await,
+            Err(_) => None,
+        };
+        forwards.push((owner, rx));
+    }
+    Box::pin(async move {
+        let mut answers: BTreeMap<u32, Option<wire::ProduceResponse>> = BTreeMap::new();
+        for (owner, rx) in forwards {
+            let resp = match rx {
+                Some(rx) => rx.await.ok().and_then(|f| decode_reply::<ProduceResponse>(&f)),
+                None => None,
+            };
+            answers.insert(owner, resp);
+        }
+        let mut topics = Vec::with_capacity(slots.len());
+        for (name, topic_slots) in slots {
+            let mut partitions = Vec::with_capacity(topic_slots.len());
+            for slot in topic_slots {
+                partitions.push(match slot {
+                    Slot::Done(r) => r,
+                    Slot::Local { partition, tickets, log_append_time_ms } => wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await,
+                    Slot::Remote { owner, topic, partition, index } => answers
+                        .get(&owner)
+                        .and_then(|a| a.as_ref())
+                        .and_then(|a| a.topics.get(topic))
+                        .and_then(|t| t.partitions.get(partition))
+                        .cloned()
+                        .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+                });
+            }
+            topics.push(ProduceTopicResult { name, partitions });
+        }
+        respond(&header, &ProduceResponse { topics })
+    })
+}
+
+/// Validates every batch of one partition, then enqueues them all (or none).
+async fn append_local(shard: &Rc<Shard>, topic: &str, index: u32, bytes: &[u8], ack: AckLevel, now: i64) -> Slot {
+    let Some(part) = shard.partition(topic, index) else {
+        return Slot::Done(failed(index, ErrorCode::UnknownPartition));
+    };
+    if bytes.is_empty() {
+        return Slot::Done(failed(index, ErrorCode::InvalidBatch));
+    }
+    let mut views = Vec::new();
+    for b in Batches::new(bytes) {
+        match b {
+            Ok(v) => views.push(v.bytes()),
+            Err(e) => return Slot::Done(failed(index, e.code())),
+        }
+    }
+    let limit = shard.log_config(shard.metadata().topic(topic).expect("owner checked")).batch_bytes_max;
+    if views.iter().any(|v| v.len() > limit) {
+        return Slot::Done(failed(index, ErrorCode::BatchTooLarge));
+    }
+    // Backpressure: the reader stops here while the log's write queue is full.
+    part.log.writable().await;
+    let mut tickets = Vec::with_capacity(views.len());
+    for v in views {
+        match part.log.enqueue(v, ack, now) {
+            Ok(t) => {
+                Counters::add(&shard.counters.bytes_in, v.len() as u64);
+                Counters::add(&shard.counters.batches_in, 1);
+                tickets.push(t);
+            }
+            Err(e) if tickets.is_empty() => return Slot::Done(failed(index, e.code())),
+            Err(_) => break, // earlier batches are in; report them (the client retries the rest)
+        }
+    }
+    Slot::Local { partition: index, tickets, log_append_time_ms: now }
+}
+
+async fn wait_acks(partition: u32, tickets: Vec<AppendTicket>, log_append_time_ms: i64, timeout_ms: u32) -> ProducePartitionResult {
+    let base_offset = tickets.first().map_or(-1, |t| t.base_offset as i64);
+    let last_offset = tickets.last().map_or(-1, |t| t.last_offset as i64);
+    let wait_all = async {
+        for t in tickets {
+            t.wait().await.map_err(|e| e.code())?;
+        }
+        Ok::<(), ErrorCode>(())
+    };
+    let outcome = if timeout_ms == 0 {
+        wait_all.await
+    } else {
+        future::or(wait_all, async {
+            glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
+            Err(ErrorCode::Timeout)
+        })
+        .await
+    };
+    match outcome {
+        Ok(()) => ProducePartitionResult { partition, error: 0, base_offset, last_offset, log_append_time_ms },
+        Err(code) => failed(partition, code),
+    }
+}

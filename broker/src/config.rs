@@ -1,0 +1,292 @@
+//! Broker configuration: a TOML file, overridden by `BROKER_*` environment variables,
+//! overridden by command-line flags. With no file at all the defaults run a broker: data in
+//! `./data`, listening on 127.0.0.1, one shard per available core.
+//!
+//! ```toml
+//! data_dir = "/var/lib/broker"
+//! listen = "127.0.0.1:9400"      # public port, SO_REUSEPORT on every shard
+//! shard_port_base = 9401          # shard i listens on base + i (0 = ephemeral)
+//! shards = 2                      # 0 = one per available core
+//! [log]
+//! segment_bytes_max = 1073741824
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::storage::LogConfig;
+
+/// Default public port (9092 stays free for a later Kafka-protocol listener).
+pub const DEFAULT_PORT: u16 = 9400;
+
+/// Everything the broker needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Where topics live: `<data_dir>/<topic>/<partition>/`.
+    pub data_dir: PathBuf,
+    /// The public address; every shard accepts on it (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Shard `i` listens on `shard_port_base + i` of the listen host; 0 = ephemeral ports.
+    pub shard_port_base: u16,
+    /// Number of shards (executors, one pinned per core); 0 = one per available core.
+    pub shards: usize,
+    /// Largest request body accepted; checked before anything is allocated.
+    pub frame_body_bytes_max: u32,
+    /// Connections per shard beyond which new ones are refused.
+    pub connections_per_shard_max: usize,
+    /// Close a connection idle (no request, no subscription) for this long; 0 = never.
+    pub connection_idle_ms: u64,
+    /// Requests one connection may have in flight before the broker stops reading from it.
+    pub inflight_per_connection_max: usize,
+    /// Bytes of recent batches each shard keeps for tailing readers.
+    pub cache_bytes_per_shard: usize,
+    /// glommio I/O memory per shard (registered with io_uring when the memlock limit allows).
+    pub io_memory_bytes: usize,
+    /// How often each shard applies retention.
+    pub retention_check_ms: u64,
+    /// Partition log settings (topic configs override segment size and retention).
+    pub log: LogSettings,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// See [`LogConfig::segment_bytes_max`].
+    pub segment_bytes_max: u64,
+    /// See [`LogConfig::segment_ms`].
+    pub segment_ms: i64,
+    /// See [`LogConfig::retention_bytes`].
+    pub retention_bytes: i64,
+    /// See [`LogConfig::retention_ms`].
+    pub retention_ms: i64,
+    /// See [`LogConfig::index_interval_bytes`].
+    pub index_interval_bytes: u32,
+    /// See [`LogConfig::preallocate_bytes`].
+    pub preallocate_bytes: u64,
+    /// See [`LogConfig::write_bytes_max`].
+    pub write_bytes_max: usize,
+    /// See [`LogConfig::pending_bytes_max`].
+    pub pending_bytes_max: usize,
+    /// See [`LogConfig::group_commit_delay_us`].
+    pub group_commit_delay_us: u64,
+    /// See [`LogConfig::group_commit_bytes_max`].
+    pub group_commit_bytes_max: u64,
+    /// See [`LogConfig::batch_bytes_max`].
+    pub batch_bytes_max: usize,
+    /// See [`LogConfig::recovery_full_check`].
+    pub recovery_full_check: bool,
+    /// See [`LogConfig::read_ahead_bytes`].
+    pub read_ahead_bytes: usize,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        let d = LogConfig::default();
+        LogSettings {
+            segment_bytes_max: d.segment_bytes_max,
+            segment_ms: d.segment_ms,
+            retention_bytes: d.retention_bytes,
+            retention_ms: d.retention_ms,
+            index_interval_bytes: d.index_interval_bytes,
+            preallocate_bytes: d.preallocate_bytes,
+            write_bytes_max: d.write_bytes_max,
+            pending_bytes_max: d.pending_bytes_max,
+            group_commit_delay_us: d.group_commit_delay_us,
+            group_commit_bytes_max: d.group_commit_bytes_max,
+            batch_bytes_max: d.batch_bytes_max,
+            recovery_full_check: d.recovery_full_check,
+            read_ahead_bytes: d.read_ahead_bytes,
+        }
+    }
+}
+
+impl LogSettings {
+    /// The storage engine's config.
+    pub fn to_log_config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes_max: self.segment_bytes_max,
+            segment_ms: self.segment_ms,
+            retention_bytes: self.retention_bytes,
+            retention_ms: self.retention_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            preallocate_bytes: self.preallocate_bytes,
+            write_bytes_max: self.write_bytes_max.max(self.batch_bytes_max),
+            pending_bytes_max: self.pending_bytes_max,
+            group_commit_delay_us: self.group_commit_delay_us,
+            group_commit_bytes_max: self.group_commit_bytes_max,
+            batch_bytes_max: self.batch_bytes_max,
+            recovery_full_check: self.recovery_full_check,
+            read_ahead_bytes: self.read_ahead_bytes,
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            shard_port_base: DEFAULT_PORT + 1,
+            shards: 0,
+            frame_body_bytes_max: wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
+            connections_per_shard_max: 20_000,
+            connection_idle_ms: 600_000,
+            inflight_per_connection_max: 256,
+            cache_bytes_per_shard: 256 << 20,
+            io_memory_bytes: 2 << 20,
+            retention_check_ms: 30_000,
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem, said plainly.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said.
+        message: String,
+    },
+    /// An environment variable has a bad value.
+    #[error("invalid value {value:?} for {name}: {message}")]
+    Env {
+        /// Variable name.
+        name: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl BrokerConfig {
+    /// Reads `file` (if given) over the defaults, then applies `BROKER_*` variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+            }
+            None => BrokerConfig::default(),
+        };
+        for (name, value) in env {
+            config.apply_env(&name, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), value: value.into(), message: e.to_string() })
+        }
+        match name {
+            "BROKER_DATA_DIR" => self.data_dir = PathBuf::from(value),
+            "BROKER_LISTEN" => self.listen = parse(name, value)?,
+            "BROKER_SHARD_PORT_BASE" => self.shard_port_base = parse(name, value)?,
+            "BROKER_SHARDS" => self.shards = parse(name, value)?,
+            "BROKER_FRAME_BODY_BYTES_MAX" => self.frame_body_bytes_max = parse(name, value)?,
+            "BROKER_CONNECTIONS_PER_SHARD_MAX" => self.connections_per_shard_max = parse(name, value)?,
+            "BROKER_CONNECTION_IDLE_MS" => self.connection_idle_ms = parse(name, value)?,
+            "BROKER_INFLIGHT_PER_CONNECTION_MAX" => self.inflight_per_connection_max = parse(name, value)?,
+            "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
+            "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
+            "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
+            "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
+            "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
+            _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours
+        }
+        Ok(())
+    }
+
+    /// The number of shards to run: the configured count, or the available cores.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Checks relations between values.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.frame_body_bytes_max < wire::constants::BATCH_BYTES_MAX.min(self.log.batch_bytes_max as u32) {
+            return bad(format!("frame_body_bytes_max {} is below the batch maximum", self.frame_body_bytes_max));
+        }
+        if self.frame_body_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {
+            return bad(format!("frame_body_bytes_max {} exceeds the format limit", self.frame_body_bytes_max));
+        }
+        if self.log.segment_bytes_max < 4096 {
+            return bad("log.segment_bytes_max must be at least 4096".into());
+        }
+        if self.log.batch_bytes_max > wire::constants::BATCH_BYTES_MAX as usize {
+            return bad("log.batch_bytes_max exceeds the format's 16 MiB".into());
+        }
+        if self.inflight_per_connection_max == 0 || self.connections_per_shard_max == 0 {
+            return bad("connection limits must be positive".into());
+        }
+        if self.shard_port_base != 0 && usize::from(self.shard_port_base) + self.shard_count() > 65536 {
+            return bad("shard ports run past 65535".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = BrokerConfig::load(None, std::iter::empty()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.listen.ip().to_string(), "127.0.0.1");
+        assert!(c.shard_count() >= 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, "shards = 3\ndata_dir = \"/x\"\n[log]\nsegment_bytes_max = 8192\n").unwrap();
+        let env = vec![("BROKER_SHARDS".to_string(), "2".to_string()), ("PATH".into(), "/bin".into())];
+        let c = BrokerConfig::load(Some(&path), env.into_iter()).unwrap();
+        assert_eq!(c.shards, 2);
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.log.segment_bytes_max, 8192);
+    }
+
+    #[test]
+    fn bad_input_is_said_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, "shardz = 3\n").unwrap();
+        let e = BrokerConfig::load(Some(&path), std::iter::empty()).unwrap_err();
+        assert!(e.to_string().contains("shardz"), "{e}");
+        let e = BrokerConfig::load(None, vec![("BROKER_LISTEN".to_string(), "nope".to_string())].into_iter()).unwrap_err();
+        assert!(e.to_string().contains("BROKER_LISTEN"), "{e}");
+    }
+}

@@ -1,0 +1,380 @@
+//! One shard: a glommio executor pinned to a core, owning some partitions.
+//!
+//! A shard owns its partitions' logs, the cache of recent batches, its connections and their
+//! subscriptions; nothing of it is touched by another thread. Shards talk only through a
+//! bounded glommio channel mesh ([`ShardMsg`]): forwarded requests and their responses, and
+//! metadata changes. Receiving loops never wait on a send (replies go out from spawned
+//! tasks), so two shards forwarding to each other cannot deadlock on full channels.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+use glommio::channels::channel_mesh::Senders;
+use tracing::{info, warn};
+use wire::AlignedVec;
+
+use crate::config::BrokerConfig;
+use crate::metadata::{partition_dir, Metadata, Topic};
+use crate::storage::{DmaDisk, LogConfig, PartitionLog, ShardCache};
+
+/// A message between shards.
+pub enum ShardMsg {
+    /// A request frame for the receiving shard to answer as the partitions' owner.
+    Request {
+        /// Sending shard.
+        from: u32,
+        /// Matches the response.
+        id: u64,
+        /// A complete frame.
+        frame: AlignedVec,
+    },
+    /// The answer to a forwarded request.
+    Response {
+        /// The request's id.
+        id: u64,
+        /// A complete response frame.
+        frame: AlignedVec,
+    },
+    /// A new metadata snapshot to apply (open new partitions, drop deleted ones).
+    Apply {
+        /// Sending shard.
+        from: u32,
+        /// Matches the acknowledgement.
+        id: u64,
+        /// The snapshot.
+        metadata: Arc<Metadata>,
+    },
+    /// The snapshot was applied.
+    Applied {
+        /// The apply's id.
+        id: u64,
+    },
+}
+
+/// Addresses of the broker: the shared public one and each shard's own.
+#[derive(Debug, Clone)]
+pub struct Addresses {
+    /// The public address (every shard accepts on it).
+    pub public: SocketAddr,
+    /// `shards[i]` is shard i's own address.
+    pub shards: Vec<SocketAddr>,
+}
+
+/// One partition owned by this shard.
+pub struct Partition {
+    /// Topic name.
+    pub topic: String,
+    /// Topic incarnation.
+    pub topic_id: u64,
+    /// Partition number.
+    pub index: u32,
+    /// Its log.
+    pub log: PartitionLog<DmaDisk>,
+}
+
+/// Counters reported by the stats api.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Batch bytes appended.
+    pub bytes_in: Cell<u64>,
+    /// Batch bytes sent to consumers.
+    pub bytes_out: Cell<u64>,
+    /// Batches appended.
+    pub batches_in: Cell<u64>,
+    /// Batches sent.
+    pub batches_out: Cell<u64>,
+    /// Requests handled (including forwarded ones).
+    pub requests: Cell<u64>,
+    /// Open connections.
+    pub connections: Cell<u64>,
+    /// Accepted connections.
+    pub connections_total: Cell<u64>,
+    /// Partition-routed requests this shard forwarded to an owner.
+    pub forwards_out: Cell<u64>,
+    /// Partition-routed requests forwarded to this shard.
+    pub forwards_in: Cell<u64>,
+    /// Open subscriptions.
+    pub subscriptions: Cell<u64>,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get().wrapping_add(n));
+    }
+}
+
+/// See the module docs.
+pub struct Shard {
+    /// Shard number (its rank in the mesh).
+    pub id: u32,
+    /// Number of shards.
+    pub shard_count: u32,
+    /// CPU the executor is pinned to.
+    pub cpu: u32,
+    /// Broker config.
+    pub config: Arc<BrokerConfig>,
+    /// Addresses.
+    pub addresses: Arc<Addresses>,
+    /// Recent batches for tailing readers.
+    pub cache: Rc<ShardCache>,
+    /// Counters.
+    pub counters: Counters,
+    metadata: RefCell<Arc<Metadata>>,
+    partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    senders: Senders<ShardMsg>,
+    next_id: Cell<u64>,
+    replies: RefCell<HashMap<u64, oneshot::Sender<AlignedVec>>>,
+    applies: RefCell<HashMap<u64, (usize, Option<oneshot::Sender<()>>)>>,
+    /// Serializes metadata changes (used on shard 0).
+    pub admin_lock: glommio::sync::Semaphore,
+    /// Set when the broker is shutting down.
+    pub stopping: Cell<bool>,
+}
+
+impl Shard {
+    /// A shard with no partitions open yet.
+    pub fn new(id: u32, cpu: u32, config: Arc<BrokerConfig>, addresses: Arc<Addresses>, senders: Senders<ShardMsg>) -> Rc<Self> {
+        Rc::new(Shard {
+            id,
+            shard_count: addresses.shards.len() as u32,
+            cpu,
+            cache: ShardCache::new(config.cache_bytes_per_shard),
+            config,
+            addresses,
+            counters: Counters::default(),
+            metadata: RefCell::new(Arc::new(Metadata::default())),
+            partitions: RefCell::new(HashMap::new()),
+            senders,
+            next_id: Cell::new(1),
+            replies: RefCell::new(HashMap::new()),
+            applies: RefCell::new(HashMap::new()),
+            admin_lock: glommio::sync::Semaphore::new(1),
+            stopping: Cell::new(false),
+        })
+    }
+
+    /// The current metadata snapshot.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.metadata.borrow().clone()
+    }
+
+    /// The partition if this shard owns it.
+    pub fn partition(&self, topic: &str, partition: u32) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&(topic.to_owned(), partition)).cloned()
+    }
+
+    /// Every partition this shard owns.
+    pub fn partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Which shard owns a partition: `Err` with the wire error if it does not exist.
+    pub fn owner(&self, topic: &str, partition: u32) -> Result<u32, wire::ErrorCode> {
+        let md = self.metadata.borrow();
+        let t = md.topic(topic).ok_or(wire::ErrorCode::UnknownTopic)?;
+        t.shards.get(partition as usize).copied().ok_or(wire::ErrorCode::UnknownPartition)
+    }
+
+    /// The log settings for a topic: broker defaults overridden by the topic's.
+    pub fn log_config(&self, topic: &Topic) -> LogConfig {
+        let mut c = self.config.log.to_log_config();
+        let s = &topic.settings;
+        c.retention_ms = s.retention_ms;
+        c.retention_bytes = s.retention_bytes;
+        if s.segment_bytes_max > 0 {
+            c.segment_bytes_max = s.segment_bytes_max;
+        }
+        if s.segment_ms > 0 {
+            c.segment_ms = s.segment_ms;
+        }
+        if s.batch_bytes_max > 0 {
+            c.batch_bytes_max = s.batch_bytes_max as usize;
+            c.write_bytes_max = c.write_bytes_max.max(c.batch_bytes_max);
+        }
+        c
+    }
+
+    /// Installs a metadata snapshot: opens (recovering) partitions newly assigned here,
+    /// closes and deletes partitions whose topic is gone.
+    pub async fn apply_metadata(self: &Rc<Self>, next: Arc<Metadata>) {
+        if next.version < self.metadata.borrow().version {
+            return;
+        }
+        *self.metadata.borrow_mut() = next.clone();
+        let gone: Vec<Rc<Partition>> = {
+            let mut parts = self.partitions.borrow_mut();
+            let keys: Vec<_> = parts
+                .iter()
+                .filter(|(_, p)| next.topic(&p.topic).map(|t| t.id) != Some(p.topic_id))
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| parts.remove(&k)).collect()
+        };
+        for p in gone {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "closing deleted partition");
+            }
+            let dir = p.log.dir().to_owned();
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition's data");
+            }
+            info!(topic = %p.topic, partition = p.index, "partition deleted");
+        }
+        for topic in next.topics.values() {
+            for (index, &owner) in topic.shards.iter().enumerate() {
+                let index = index as u32;
+                if owner != self.id || self.partitions.borrow().contains_key(&(topic.name.clone(), index)) {
+                    continue;
+                }
+                let dir = partition_dir(&self.config.data_dir, &topic.name, index);
+                match PartitionLog::open(DmaDisk, dir, self.log_config(topic), self.cache.partition()).await {
+                    Ok(log) => {
+                        let p = Rc::new(Partition { topic: topic.name.clone(), topic_id: topic.id, index, log });
+                        self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
+                    }
+                    Err(e) => warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition"),
+                }
+            }
+        }
+    }
+
+    /// Applies a snapshot here and on every other shard, returning when all have.
+    pub async fn broadcast_metadata(self: &Rc<Self>, next: Arc<Metadata>) {
+        let id = self.take_id();
+        let (tx, rx) = oneshot::channel();
+        let others = self.shard_count as usize - 1;
+        self.applies.borrow_mut().insert(id, (others, Some(tx)));
+        for peer in 0..self.shard_count {
+            if peer != self.id {
+                let msg = ShardMsg::Apply { from: self.id, id, metadata: next.clone() };
+                if self.senders.send_to(peer as usize, msg).await.is_err() {
+                    warn!(peer, "cannot reach shard to apply metadata");
+                }
+            }
+        }
+        self.apply_metadata(next).await;
+        if others > 0 {
+            let _ = rx.await;
+        } else {
+            self.applies.borrow_mut().remove(&id);
+        }
+    }
+
+    fn take_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Sends a complete request frame to the owner shard and returns its response frame.
+    pub async fn forward(&self, to: u32, frame: AlignedVec) -> Option<AlignedVec> {
+        self.forward_send(to, frame).await?.await.ok()
+    }
+
+    /// Sends a request frame to another shard now; the receiver resolves to its response.
+    pub async fn forward_send(&self, to: u32, frame: AlignedVec) -> Option<oneshot::Receiver<AlignedVec>> {
+        let id = self.take_id();
+        let (tx, rx) = oneshot::channel();
+        self.replies.borrow_mut().insert(id, tx);
+        if self.senders.send_to(to as usize, ShardMsg::Request { from: self.id, id, frame }).await.is_err() {
+            self.replies.borrow_mut().remove(&id);
+            return None;
+        }
+        Some(rx)
+    }
+
+    /// Handles messages from one peer until it closes the channel.
+    pub async fn receive_from(self: Rc<Self>, rx: glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                ShardMsg::Request { from, id, frame } => {
+                    // Produce appends are enqueued here, in arrival order; everything that
+                    // waits (acks, long polls, the reply send) runs in a spawned task.
+                    let reply = crate::api::handle_forwarded(&self, frame).await;
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        let frame = reply.await;
+                        let _ = shard.senders.send_to(from as usize, ShardMsg::Response { id, frame }).await;
+                    })
+                    .detach();
+                }
+                ShardMsg::Response { id, frame } => {
+                    if let Some(tx) = self.replies.borrow_mut().remove(&id) {
+                        let _ = tx.send(frame);
+                    }
+                }
+                ShardMsg::Apply { from, id, metadata } => {
+                    let shard = self.clone();
+                    glommio::spawn_local(async move {
+                        shard.apply_metadata(metadata).await;
+                        let _ = shard.senders.send_to(from as usize, ShardMsg::Applied { id }).await;
+                    })
+                    .detach();
+                }
+                ShardMsg::Applied { id } => {
+                    let mut applies = self.applies.borrow_mut();
+                    if let Some((remaining, tx)) = applies.get_mut(&id) {
+                        *remaining -= 1;
+                        if *remaining == 0 {
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(());
+                            }
+                            applies.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stats of this shard.
+    pub fn stats(&self) -> wire::ShardStats {
+        let c = &self.counters;
+        let parts = self.partitions();
+        wire::ShardStats {
+            shard_id: self.id,
+            cpu: self.cpu,
+            partitions: parts.len() as u32,
+            bytes_in: c.bytes_in.get(),
+            bytes_out: c.bytes_out.get(),
+            batches_in: c.batches_in.get(),
+            batches_out: c.batches_out.get(),
+            requests: c.requests.get(),
+            connections: c.connections.get(),
+            connections_total: c.connections_total.get(),
+            forwards_out: c.forwards_out.get(),
+            forwards_in: c.forwards_in.get(),
+            subscriptions: c.subscriptions.get(),
+            syncs: parts.iter().map(|p| p.log.stats().syncs).sum(),
+        }
+    }
+
+    /// Closes every partition log (flush, sync, trim): the last step of a graceful stop.
+    pub async fn close_partitions(&self) {
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "close failed");
+            }
+        }
+    }
+
+    /// Applies retention to every partition.
+    pub async fn apply_retention(&self, now_ms: i64) {
+        for p in self.partitions() {
+            if let Err(e) = p.log.apply_retention(now_ms).await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
