@@ -29,6 +29,17 @@ fn batch() -> wire::AlignedVec {
     b.finish().unwrap()
 }
 
+fn config() -> LogConfig {
+    let mut c = LogConfig::default();
+    if let Some(v) = std::env::var("BENCH_PREALLOCATE_BYTES").ok().and_then(|s| s.parse().ok()) {
+        c.preallocate_bytes = v;
+    }
+    if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
+        c.write_bytes_max = v;
+    }
+    c
+}
+
 struct Result {
     mode: String,
     mb_per_s: f64,
@@ -85,7 +96,7 @@ async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result
     }
 }
 
-async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64) -> Result {
+async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64, ack: AckLevel) -> Result {
     let log = Rc::new(
         PartitionLog::open(
             DmaDisk,
@@ -108,9 +119,10 @@ async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64) -> Result
             glommio::timer::sleep(wait).await;
         }
         let (log, batch, hist) = (log.clone(), batch.clone(), hist.clone());
+
         inflight.push(glommio::spawn_local(async move {
             log.writable().await;
-            log.enqueue(&batch, AckLevel::Durable, 0).unwrap().wait().await.unwrap();
+            log.enqueue(&batch, ack, 0).unwrap().wait().await.unwrap();
             hist.borrow_mut().record(intended.elapsed().as_micros() as u64).unwrap();
         }));
         n += 1;
@@ -128,7 +140,7 @@ async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64) -> Result
     log.close().await.unwrap();
     let hist = hist.borrow().clone();
     Result {
-        mode: format!("durable at {mb_per_s} MB/s offered"),
+        mode: format!("{} at {mb_per_s} MB/s offered", ack.name()),
         mb_per_s: n as f64 * batch.len() as f64 / elapsed / 1e6,
         hist,
         syncs: stats.syncs,
@@ -149,7 +161,9 @@ fn main() {
             vec![
                 full_speed(root.join("written"), AckLevel::Written, secs).await,
                 full_speed(root.join("durable"), AckLevel::Durable, secs).await,
-                fixed_rate(root.join("rate"), 100.0, secs).await,
+                fixed_rate(root.join("rate"), 100.0, secs, AckLevel::Durable).await,
+                fixed_rate(root.join("rate-w"), 100.0, secs, AckLevel::Written).await,
+                fixed_rate(root.join("rate-n"), 100.0, secs, AckLevel::None).await,
             ]
         })
         .unwrap()

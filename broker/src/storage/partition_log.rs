@@ -214,10 +214,6 @@ impl<D: Disk> PartitionLog<D> {
         config: LogConfig,
         cache: PartitionCache,
     ) -> Result<Self, StorageError> {
-        assert!(
-            config.write_bytes_max >= config.batch_bytes_max,
-            "write_bytes_max below batch_bytes_max"
-        );
         disk.create_dir_all(&dir).await?;
         let mut bases: Vec<u64> =
             disk.list_dir(&dir).await?.iter().filter_map(|n| parse_log_name(n)).collect();
