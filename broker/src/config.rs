@@ -180,11 +180,18 @@ pub enum ConfigError {
 
 impl BrokerConfig {
     /// Reads `file` (if given) over the defaults, then applies `BROKER_*` variables from `env`.
-    pub fn load(file: Option<&Path>, env: impl Iterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut config = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
             }
             None => BrokerConfig::default(),
         };
@@ -199,7 +206,11 @@ impl BrokerConfig {
         where
             T::Err: std::fmt::Display,
         {
-            value.parse().map_err(|e: T::Err| ConfigError::Env { name: name.into(), value: value.into(), message: e.to_string() })
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                value: value.into(),
+                message: e.to_string(),
+            })
         }
         match name {
             "BROKER_DATA_DIR" => self.data_dir = PathBuf::from(value),
@@ -207,9 +218,13 @@ impl BrokerConfig {
             "BROKER_SHARD_PORT_BASE" => self.shard_port_base = parse(name, value)?,
             "BROKER_SHARDS" => self.shards = parse(name, value)?,
             "BROKER_FRAME_BODY_BYTES_MAX" => self.frame_body_bytes_max = parse(name, value)?,
-            "BROKER_CONNECTIONS_PER_SHARD_MAX" => self.connections_per_shard_max = parse(name, value)?,
+            "BROKER_CONNECTIONS_PER_SHARD_MAX" => {
+                self.connections_per_shard_max = parse(name, value)?
+            }
             "BROKER_CONNECTION_IDLE_MS" => self.connection_idle_ms = parse(name, value)?,
-            "BROKER_INFLIGHT_PER_CONNECTION_MAX" => self.inflight_per_connection_max = parse(name, value)?,
+            "BROKER_INFLIGHT_PER_CONNECTION_MAX" => {
+                self.inflight_per_connection_max = parse(name, value)?
+            }
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
@@ -232,11 +247,19 @@ impl BrokerConfig {
     /// Checks relations between values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.frame_body_bytes_max < wire::constants::BATCH_BYTES_MAX.min(self.log.batch_bytes_max as u32) {
-            return bad(format!("frame_body_bytes_max {} is below the batch maximum", self.frame_body_bytes_max));
+        if self.frame_body_bytes_max
+            < wire::constants::BATCH_BYTES_MAX.min(self.log.batch_bytes_max as u32)
+        {
+            return bad(format!(
+                "frame_body_bytes_max {} is below the batch maximum",
+                self.frame_body_bytes_max
+            ));
         }
         if self.frame_body_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {
-            return bad(format!("frame_body_bytes_max {} exceeds the format limit", self.frame_body_bytes_max));
+            return bad(format!(
+                "frame_body_bytes_max {} exceeds the format limit",
+                self.frame_body_bytes_max
+            ));
         }
         if self.log.segment_bytes_max < 4096 {
             return bad("log.segment_bytes_max must be at least 4096".into());
@@ -247,7 +270,9 @@ impl BrokerConfig {
         if self.inflight_per_connection_max == 0 || self.connections_per_shard_max == 0 {
             return bad("connection limits must be positive".into());
         }
-        if self.shard_port_base != 0 && usize::from(self.shard_port_base) + self.shard_count() > 65536 {
+        if self.shard_port_base != 0
+            && usize::from(self.shard_port_base) + self.shard_count() > 65536
+        {
             return bad("shard ports run past 65535".into());
         }
         Ok(())
@@ -271,8 +296,10 @@ mod tests {
     fn env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b.toml");
-        std::fs::write(&path, "shards = 3\ndata_dir = \"/x\"\n[log]\nsegment_bytes_max = 8192\n").unwrap();
-        let env = vec![("BROKER_SHARDS".to_string(), "2".to_string()), ("PATH".into(), "/bin".into())];
+        std::fs::write(&path, "shards = 3\ndata_dir = \"/x\"\n[log]\nsegment_bytes_max = 8192\n")
+            .unwrap();
+        let env =
+            vec![("BROKER_SHARDS".to_string(), "2".to_string()), ("PATH".into(), "/bin".into())];
         let c = BrokerConfig::load(Some(&path), env.into_iter()).unwrap();
         assert_eq!(c.shards, 2);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
@@ -286,7 +313,11 @@ mod tests {
         std::fs::write(&path, "shardz = 3\n").unwrap();
         let e = BrokerConfig::load(Some(&path), std::iter::empty()).unwrap_err();
         assert!(e.to_string().contains("shardz"), "{e}");
-        let e = BrokerConfig::load(None, vec![("BROKER_LISTEN".to_string(), "nope".to_string())].into_iter()).unwrap_err();
+        let e = BrokerConfig::load(
+            None,
+            vec![("BROKER_LISTEN".to_string(), "nope".to_string())].into_iter(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("BROKER_LISTEN"), "{e}");
     }
 }

@@ -28,8 +28,9 @@ use glommio::task::JoinHandle;
 use tracing::debug;
 use wire::constants::{align_up, FRAME_HEADER_BYTES};
 use wire::{
-    AlignedVec, ApiKey, ErrorCode, FrameHeader, GrantCreditRequest, GrantCreditResponse, StartPosition, SubscribeRequest,
-    SubscribeResponse, SubscriptionData, UnsubscribeRequest, UnsubscribeResponse,
+    AlignedVec, ApiKey, ErrorCode, FrameHeader, GrantCreditRequest, GrantCreditResponse,
+    StartPosition, SubscribeRequest, SubscribeResponse, SubscriptionData, UnsubscribeRequest,
+    UnsubscribeResponse,
 };
 
 use crate::api::{self, error_frame, parts, respond, Origin};
@@ -48,7 +49,7 @@ const PUSH_BYTES_MAX: usize = 1 << 20;
 #[derive(Debug)]
 enum ReadEnd {
     Eof,
-    Io(std::io::Error),
+    Io(#[allow(dead_code)] std::io::Error),
     Frame(wire::FrameError),
     Timeout,
     Stopping,
@@ -77,8 +78,10 @@ impl FrameReader {
     async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<AlignedVec, ReadEnd> {
         loop {
             if self.buffered() >= FRAME_HEADER_BYTES {
-                let head: &[u8; FRAME_HEADER_BYTES] = self.buf[self.start..self.start + FRAME_HEADER_BYTES].try_into().expect("32");
-                let header = FrameHeader::decode(head, self.body_bytes_max).map_err(ReadEnd::Frame)?;
+                let head: &[u8; FRAME_HEADER_BYTES] =
+                    self.buf[self.start..self.start + FRAME_HEADER_BYTES].try_into().expect("32");
+                let header =
+                    FrameHeader::decode(head, self.body_bytes_max).map_err(ReadEnd::Frame)?;
                 let len = header.frame_len();
                 if self.buffered() >= len {
                     let mut frame = AlignedVec::with_capacity(len);
@@ -109,10 +112,13 @@ impl FrameReader {
             }
             let partial = self.buffered() > 0;
             let n = if partial {
-                match futures_lite::future::or(async { Some(r.read(&mut self.buf[self.end..]).await) }, async {
-                    glommio::timer::sleep(FRAME_READ_TIMEOUT).await;
-                    None
-                })
+                match futures_lite::future::or(
+                    async { Some(r.read(&mut self.buf[self.end..]).await) },
+                    async {
+                        glommio::timer::sleep(FRAME_READ_TIMEOUT).await;
+                        None
+                    },
+                )
                 .await
                 {
                     Some(n) => n,
@@ -132,7 +138,10 @@ impl FrameReader {
 
 fn check_padding(frame: &AlignedVec, header: &FrameHeader) -> Result<(), ReadEnd> {
     let body_end = FRAME_HEADER_BYTES + header.body_len as usize;
-    if frame[body_end..FRAME_HEADER_BYTES + align_up(header.body_len as usize)].iter().any(|&b| b != 0) {
+    if frame[body_end..FRAME_HEADER_BYTES + align_up(header.body_len as usize)]
+        .iter()
+        .any(|&b| b != 0)
+    {
         return Err(ReadEnd::Frame(wire::FrameError::PaddingNotZero));
     }
     Ok(())
@@ -185,7 +194,11 @@ where
         let _ = writer.close().await;
     })
     .detach();
-    let conn = Rc::new(Conn { shard: shard.clone(), out: tx, subscriptions: RefCell::new(HashMap::new()) });
+    let conn = Rc::new(Conn {
+        shard: shard.clone(),
+        out: tx,
+        subscriptions: RefCell::new(HashMap::new()),
+    });
     let end = read_loop(&conn, &mut reader, &stop).await;
     if let ReadEnd::Frame(e) = &end {
         let _ = conn.out.try_send(wire::encode_error(0, 0, e.code(), &e.to_string()));
@@ -202,9 +215,14 @@ where
     Counters::add(&shard.counters.connections, u64::MAX);
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(conn: &Rc<Conn>, reader: &mut R, stop: &Watermark) -> ReadEnd {
+async fn read_loop<R: AsyncRead + Unpin>(
+    conn: &Rc<Conn>,
+    reader: &mut R,
+    stop: &Watermark,
+) -> ReadEnd {
     let shard = &conn.shard;
-    let inflight = Rc::new(glommio::sync::Semaphore::new(shard.config.inflight_per_connection_max as u64));
+    let inflight =
+        Rc::new(glommio::sync::Semaphore::new(shard.config.inflight_per_connection_max as u64));
     let mut frames = FrameReader::new(shard.config.frame_body_bytes_max);
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
     loop {
@@ -231,13 +249,15 @@ async fn read_loop<R: AsyncRead + Unpin>(conn: &Rc<Conn>, reader: &mut R, stop: 
             Ok(f) => f,
             Err(end) => return end,
         };
-        let permit = match inflight.acquire_permit(1).await {
+        let permit = match inflight.acquire_static_permit(1).await {
             Ok(p) => p,
             Err(_) => return ReadEnd::Stopping,
         };
         let (header, _) = parts(&frame);
         match ApiKey::from_u16(header.api_key) {
-            Some(api @ (ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe)) if api.supports(header.version) => {
+            Some(api @ (ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe))
+                if api.supports(header.version) =>
+            {
                 Counters::add(&shard.counters.requests, 1);
                 let reply = subscription_request(conn, api, &frame).await;
                 if !reply.is_empty() {
@@ -247,10 +267,10 @@ async fn read_loop<R: AsyncRead + Unpin>(conn: &Rc<Conn>, reader: &mut R, stop: 
             }
             _ => {
                 let reply = api::start(shard, frame, Origin::Client).await;
-                let out = conn.out.clone();
+                let conn = conn.clone();
                 glommio::spawn_local(async move {
                     let frame = reply.await;
-                    let _ = out.try_send(frame);
+                    let _ = conn.out.try_send(frame);
                     drop(permit);
                 })
                 .detach();
@@ -275,25 +295,47 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                 high_watermark: 0,
             };
             if conn.subscriptions.borrow().contains_key(&req.subscription_id) {
-                return respond(&header, &refuse(ErrorCode::DuplicateSubscription, "subscription id in use".into()));
+                return respond(
+                    &header,
+                    &refuse(ErrorCode::DuplicateSubscription, "subscription id in use".into()),
+                );
             }
             let part = match conn.shard.owner(&req.topic, req.partition) {
-                Err(code) => return respond(&header, &refuse(code, format!("{}/{}", req.topic, req.partition))),
+                Err(code) => {
+                    return respond(
+                        &header,
+                        &refuse(code, format!("{}/{}", req.topic, req.partition)),
+                    )
+                }
                 Ok(owner) if owner != conn.shard.id => {
-                    let message = format!("partition {}/{} is owned by shard {owner}; subscribe on its address", req.topic, req.partition);
+                    let message = format!(
+                        "partition {}/{} is owned by shard {owner}; subscribe on its address",
+                        req.topic, req.partition
+                    );
                     return respond(&header, &refuse(ErrorCode::NotOwner, message));
                 }
                 Ok(_) => match conn.shard.partition(&req.topic, req.partition) {
                     Some(p) => p,
-                    None => return respond(&header, &refuse(ErrorCode::UnknownPartition, String::new())),
+                    None => {
+                        return respond(
+                            &header,
+                            &refuse(ErrorCode::UnknownPartition, String::new()),
+                        )
+                    }
                 },
             };
             let log = &part.log;
             let start = match req.start {
                 StartPosition::Earliest => log.log_start_offset(),
                 StartPosition::Latest => log.high_watermark(),
-                StartPosition::Offset(o) if o < log.log_start_offset() || o > log.high_watermark() => {
-                    let message = format!("offset {o} outside [{}, {}]", log.log_start_offset(), log.high_watermark());
+                StartPosition::Offset(o)
+                    if o < log.log_start_offset() || o > log.high_watermark() =>
+                {
+                    let message = format!(
+                        "offset {o} outside [{}, {}]",
+                        log.log_start_offset(),
+                        log.high_watermark()
+                    );
                     return respond(&header, &refuse(ErrorCode::OffsetOutOfRange, message));
                 }
                 StartPosition::Offset(o) => o,
@@ -308,11 +350,27 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
             // The response goes out before any push for this subscription.
             let response = respond(
                 &header,
-                &SubscribeResponse { subscription_id: req.subscription_id, error: 0, message: String::new(), start_offset: start, high_watermark: log.high_watermark() },
+                &SubscribeResponse {
+                    subscription_id: req.subscription_id,
+                    error: 0,
+                    message: String::new(),
+                    start_offset: start,
+                    high_watermark: log.high_watermark(),
+                },
             );
             let _ = conn.out.try_send(response);
-            let task = glommio::spawn_local(push_loop(conn.clone(), part.clone(), req.subscription_id, start, credit.clone(), credit_signal.clone())).detach();
-            conn.subscriptions.borrow_mut().insert(req.subscription_id, Subscription { credit, credit_signal, task });
+            let task = glommio::spawn_local(push_loop(
+                conn.clone(),
+                part.clone(),
+                req.subscription_id,
+                start,
+                credit.clone(),
+                credit_signal.clone(),
+            ))
+            .detach();
+            conn.subscriptions
+                .borrow_mut()
+                .insert(req.subscription_id, Subscription { credit, credit_signal, task });
             Counters::add(&conn.shard.counters.subscriptions, 1);
             // Already sent; the caller's send of this empty marker is skipped.
             AlignedVec::new()
@@ -330,7 +388,13 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                 }
                 None => ErrorCode::UnknownSubscription,
             };
-            respond(&header, &GrantCreditResponse { subscription_id: req.subscription_id, error: error.as_u16() })
+            respond(
+                &header,
+                &GrantCreditResponse {
+                    subscription_id: req.subscription_id,
+                    error: error.as_u16(),
+                },
+            )
         }
         _ => {
             let req = match wire::decode_body::<UnsubscribeRequest>(body) {
@@ -345,13 +409,26 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                 }
                 None => ErrorCode::UnknownSubscription,
             };
-            respond(&header, &UnsubscribeResponse { subscription_id: req.subscription_id, error: error.as_u16() })
+            respond(
+                &header,
+                &UnsubscribeResponse {
+                    subscription_id: req.subscription_id,
+                    error: error.as_u16(),
+                },
+            )
         }
     }
 }
 
 /// Pushes a subscription's batches as they are written, within its credit.
-async fn push_loop(conn: Rc<Conn>, part: Rc<Partition>, id: u64, mut next: u64, credit: Rc<Cell<u64>>, credit_signal: Watermark) {
+async fn push_loop(
+    conn: Rc<Conn>,
+    part: Rc<Partition>,
+    id: u64,
+    mut next: u64,
+    credit: Rc<Cell<u64>>,
+    credit_signal: Watermark,
+) {
     let log = &part.log;
     let shard = conn.shard.clone();
     loop {
@@ -363,7 +440,12 @@ async fn push_loop(conn: Rc<Conn>, part: Rc<Partition>, id: u64, mut next: u64, 
             continue;
         }
         if next >= log.high_watermark() && !log.high_watermark_mark().wait_for(next + 1).await {
-            let end = SubscriptionData { subscription_id: id, error: ErrorCode::UnknownTopic.as_u16(), high_watermark: next, batches: Vec::new() };
+            let end = SubscriptionData {
+                subscription_id: id,
+                error: ErrorCode::UnknownTopic.as_u16(),
+                high_watermark: next,
+                batches: Vec::new(),
+            };
             if let Ok(f) = wire::encode_push(&end) {
                 let _ = conn.out.try_send(f);
             }
@@ -382,7 +464,9 @@ async fn push_loop(conn: Rc<Conn>, part: Rc<Partition>, id: u64, mut next: u64, 
                 }
                 (ErrorCode::None, bytes, out.high_watermark)
             }
-            Err(StorageError::OffsetOutOfRange { log_start_offset, .. }) if next < log_start_offset => {
+            Err(StorageError::OffsetOutOfRange { log_start_offset, .. })
+                if next < log_start_offset =>
+            {
                 // Retention removed what this subscriber had not read yet: skip ahead.
                 next = log_start_offset;
                 continue;
@@ -395,7 +479,12 @@ async fn push_loop(conn: Rc<Conn>, part: Rc<Partition>, id: u64, mut next: u64, 
         credit.set(credit.get().saturating_sub(batches.len() as u64));
         Counters::add(&shard.counters.bytes_out, batches.len() as u64);
         let last = error != ErrorCode::None;
-        let push = SubscriptionData { subscription_id: id, error: error.as_u16(), high_watermark: hw, batches };
+        let push = SubscriptionData {
+            subscription_id: id,
+            error: error.as_u16(),
+            high_watermark: hw,
+            batches,
+        };
         match wire::encode_push(&push) {
             Ok(f) => {
                 if conn.out.try_send(f).is_err() {

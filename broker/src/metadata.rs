@@ -130,7 +130,11 @@ pub fn validate_name(name: &str) -> Result<(), MetadataError> {
         && name != "."
         && name != ".."
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(MetadataError::InvalidName(name.to_owned())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(MetadataError::InvalidName(name.to_owned()))
+    }
 }
 
 impl Metadata {
@@ -140,19 +144,31 @@ impl Metadata {
     }
 
     /// A new snapshot with the topic added; partitions go to the least-loaded shards.
-    pub fn with_topic(&self, name: &str, settings: TopicSettings, shard_count: u32) -> Result<Metadata, MetadataError> {
+    pub fn with_topic(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+        shard_count: u32,
+    ) -> Result<Metadata, MetadataError> {
         validate_name(name)?;
         if self.topics.contains_key(name) {
             return Err(MetadataError::Exists(name.to_owned()));
         }
         if settings.partition_count == 0 || settings.partition_count > TOPIC_PARTITIONS_MAX {
-            return Err(MetadataError::InvalidConfig(format!("partition_count must be 1..={TOPIC_PARTITIONS_MAX}")));
+            return Err(MetadataError::InvalidConfig(format!(
+                "partition_count must be 1..={TOPIC_PARTITIONS_MAX}"
+            )));
         }
         if AckLevel::parse(&settings.default_ack).is_none() {
-            return Err(MetadataError::InvalidConfig(format!("default_ack {:?}", settings.default_ack)));
+            return Err(MetadataError::InvalidConfig(format!(
+                "default_ack {:?}",
+                settings.default_ack
+            )));
         }
         if settings.segment_bytes_max != 0 && settings.segment_bytes_max < 4096 {
-            return Err(MetadataError::InvalidConfig("segment_bytes_max must be 0 or at least 4096".into()));
+            return Err(MetadataError::InvalidConfig(
+                "segment_bytes_max must be 0 or at least 4096".into(),
+            ));
         }
         if settings.batch_bytes_max > wire::constants::BATCH_BYTES_MAX {
             return Err(MetadataError::InvalidConfig("batch_bytes_max exceeds 16 MiB".into()));
@@ -167,14 +183,18 @@ impl Metadata {
         }
         let mut shards = Vec::with_capacity(settings.partition_count as usize);
         for _ in 0..settings.partition_count {
-            let (s, _) = load.iter().enumerate().min_by_key(|&(i, l)| (*l, i)).expect("at least one shard");
+            let (s, _) =
+                load.iter().enumerate().min_by_key(|&(i, l)| (*l, i)).expect("at least one shard");
             load[s] += 1;
             shards.push(s as u32);
         }
         let mut next = self.clone();
         next.version += 1;
         next.next_topic_id += 1;
-        next.topics.insert(name.to_owned(), Topic { name: name.to_owned(), id: self.next_topic_id, settings, shards });
+        next.topics.insert(
+            name.to_owned(),
+            Topic { name: name.to_owned(), id: self.next_topic_id, settings, shards },
+        );
         Ok(next)
     }
 
@@ -193,8 +213,12 @@ impl Metadata {
     pub fn load(data_dir: &Path) -> std::io::Result<Metadata> {
         let path = data_dir.join(METADATA_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Metadata::default()),
             Err(e) => Err(e),
         }
@@ -224,7 +248,12 @@ mod tests {
     use super::*;
 
     fn settings(p: u32) -> TopicSettings {
-        TopicSettings::from_wire(&wire::TopicConfig { partition_count: p, retention_ms: -1, retention_bytes: -1, ..Default::default() })
+        TopicSettings::from_wire(&wire::TopicConfig {
+            partition_count: p,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..Default::default()
+        })
     }
 
     #[test]

@@ -138,7 +138,13 @@ pub struct Shard {
 
 impl Shard {
     /// A shard with no partitions open yet.
-    pub fn new(id: u32, cpu: u32, config: Arc<BrokerConfig>, addresses: Arc<Addresses>, senders: Senders<ShardMsg>) -> Rc<Self> {
+    pub fn new(
+        id: u32,
+        cpu: u32,
+        config: Arc<BrokerConfig>,
+        addresses: Arc<Addresses>,
+        senders: Senders<ShardMsg>,
+    ) -> Rc<Self> {
         Rc::new(Shard {
             id,
             shard_count: addresses.shards.len() as u32,
@@ -228,16 +234,32 @@ impl Shard {
         for topic in next.topics.values() {
             for (index, &owner) in topic.shards.iter().enumerate() {
                 let index = index as u32;
-                if owner != self.id || self.partitions.borrow().contains_key(&(topic.name.clone(), index)) {
+                if owner != self.id
+                    || self.partitions.borrow().contains_key(&(topic.name.clone(), index))
+                {
                     continue;
                 }
                 let dir = partition_dir(&self.config.data_dir, &topic.name, index);
-                match PartitionLog::open(DmaDisk, dir, self.log_config(topic), self.cache.partition()).await {
+                match PartitionLog::open(
+                    DmaDisk,
+                    dir,
+                    self.log_config(topic),
+                    self.cache.partition(),
+                )
+                .await
+                {
                     Ok(log) => {
-                        let p = Rc::new(Partition { topic: topic.name.clone(), topic_id: topic.id, index, log });
+                        let p = Rc::new(Partition {
+                            topic: topic.name.clone(),
+                            topic_id: topic.id,
+                            index,
+                            log,
+                        });
                         self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
                     }
-                    Err(e) => warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition"),
+                    Err(e) => {
+                        warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition")
+                    }
                 }
             }
         }
@@ -277,11 +299,20 @@ impl Shard {
     }
 
     /// Sends a request frame to another shard now; the receiver resolves to its response.
-    pub async fn forward_send(&self, to: u32, frame: AlignedVec) -> Option<oneshot::Receiver<AlignedVec>> {
+    pub async fn forward_send(
+        &self,
+        to: u32,
+        frame: AlignedVec,
+    ) -> Option<oneshot::Receiver<AlignedVec>> {
         let id = self.take_id();
         let (tx, rx) = oneshot::channel();
         self.replies.borrow_mut().insert(id, tx);
-        if self.senders.send_to(to as usize, ShardMsg::Request { from: self.id, id, frame }).await.is_err() {
+        if self
+            .senders
+            .send_to(to as usize, ShardMsg::Request { from: self.id, id, frame })
+            .await
+            .is_err()
+        {
             self.replies.borrow_mut().remove(&id);
             return None;
         }
@@ -289,7 +320,10 @@ impl Shard {
     }
 
     /// Handles messages from one peer until it closes the channel.
-    pub async fn receive_from(self: Rc<Self>, rx: glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>) {
+    pub async fn receive_from(
+        self: Rc<Self>,
+        rx: glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>,
+    ) {
         while let Some(msg) = rx.recv().await {
             match msg {
                 ShardMsg::Request { from, id, frame } => {
@@ -299,7 +333,10 @@ impl Shard {
                     let shard = self.clone();
                     glommio::spawn_local(async move {
                         let frame = reply.await;
-                        let _ = shard.senders.send_to(from as usize, ShardMsg::Response { id, frame }).await;
+                        let _ = shard
+                            .senders
+                            .send_to(from as usize, ShardMsg::Response { id, frame })
+                            .await;
                     })
                     .detach();
                 }
@@ -312,7 +349,8 @@ impl Shard {
                     let shard = self.clone();
                     glommio::spawn_local(async move {
                         shard.apply_metadata(metadata).await;
-                        let _ = shard.senders.send_to(from as usize, ShardMsg::Applied { id }).await;
+                        let _ =
+                            shard.senders.send_to(from as usize, ShardMsg::Applied { id }).await;
                     })
                     .detach();
                 }
@@ -356,7 +394,8 @@ impl Shard {
 
     /// Closes every partition log (flush, sync, trim): the last step of a graceful stop.
     pub async fn close_partitions(&self) {
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let parts: Vec<Rc<Partition>> =
+            self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         for p in parts {
             if let Err(e) = p.log.close().await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "close failed");
@@ -376,5 +415,7 @@ impl Shard {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -4,10 +4,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use wire::{
-    ApiKey, ApiVersionRange, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse,
-    DescribeTopicRequest, DescribeTopicResponse, ErrorCode, HandshakeRequest, HandshakeResponse, ListTopicsRequest,
-    ListTopicsResponse, MetadataRequest, MetadataResponse, PartitionDescription, PartitionMetadata, ShardAddress,
-    StatsRequest, StatsResponse, TopicMetadata, TopicSummary,
+    ApiKey, ApiVersionRange, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
+    DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, HandshakeRequest,
+    HandshakeResponse, ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
+    PartitionDescription, PartitionMetadata, ShardAddress, StatsRequest, StatsResponse,
+    TopicMetadata, TopicSummary,
 };
 
 use super::{decode_reply, error_frame, parts, respond, Origin};
@@ -23,7 +24,11 @@ pub fn handshake(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
     };
     let ours = (wire::constants::PROTOCOL_VERSION_MIN, wire::constants::PROTOCOL_VERSION);
     let version = req.protocol_version_max.min(ours.1);
-    let error = if version < req.protocol_version_min.max(ours.0) { ErrorCode::UnsupportedVersion } else { ErrorCode::None };
+    let error = if version < req.protocol_version_min.max(ours.0) {
+        ErrorCode::UnsupportedVersion
+    } else {
+        ErrorCode::None
+    };
     respond(
         &header,
         &HandshakeResponse {
@@ -32,7 +37,11 @@ pub fn handshake(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
             broker_version: env!("CARGO_PKG_VERSION").to_owned(),
             apis: ApiKey::ALL
                 .iter()
-                .map(|k| ApiVersionRange { api_key: k.as_u16(), version_min: k.versions().0, version_max: k.versions().1 })
+                .map(|k| ApiVersionRange {
+                    api_key: k.as_u16(),
+                    version_min: k.versions().0,
+                    version_max: k.versions().1,
+                })
                 .collect(),
             frame_body_bytes_max: shard.config.frame_body_bytes_max,
             batch_bytes_max: shard.config.log.batch_bytes_max as u32,
@@ -46,7 +55,12 @@ fn topic_metadata(t: &Topic) -> TopicMetadata {
         name: t.name.clone(),
         error: 0,
         config: t.settings.to_wire(),
-        partitions: t.shards.iter().enumerate().map(|(p, &s)| PartitionMetadata { partition: p as u32, shard: s }).collect(),
+        partitions: t
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(p, &s)| PartitionMetadata { partition: p as u32, shard: s })
+            .collect(),
     }
 }
 
@@ -65,7 +79,11 @@ pub fn metadata(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
             .iter()
             .map(|name| match md.topic(name) {
                 Some(t) => topic_metadata(t),
-                None => TopicMetadata { name: name.clone(), error: ErrorCode::UnknownTopic.as_u16(), ..Default::default() },
+                None => TopicMetadata {
+                    name: name.clone(),
+                    error: ErrorCode::UnknownTopic.as_u16(),
+                    ..Default::default()
+                },
             })
             .collect()
     };
@@ -100,7 +118,9 @@ pub fn list_topics(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec 
 pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::AlignedVec {
     if shard.id != 0 {
         let (header, _) = parts(&frame);
-        return shard.forward(0, frame).await.unwrap_or_else(|| error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable"));
+        return shard.forward(0, frame).await.unwrap_or_else(|| {
+            error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
+        });
     }
     let (header, body) = parts(&frame);
     let req = match wire::decode_body::<CreateTopicRequest>(body) {
@@ -109,12 +129,25 @@ pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
     };
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
-    let next = match md.with_topic(&req.name, TopicSettings::from_wire(&req.config), shard.shard_count) {
-        Ok(next) => next,
-        Err(e) => return respond(&header, &CreateTopicResponse { error: e.code().as_u16(), message: e.to_string(), topic: None }),
-    };
+    let next =
+        match md.with_topic(&req.name, TopicSettings::from_wire(&req.config), shard.shard_count) {
+            Ok(next) => next,
+            Err(e) => {
+                return respond(
+                    &header,
+                    &CreateTopicResponse {
+                        error: e.code().as_u16(),
+                        message: e.to_string(),
+                        topic: None,
+                    },
+                )
+            }
+        };
     if let Err(e) = persist(shard, &next) {
-        return respond(&header, &CreateTopicResponse { error: ErrorCode::StorageIo.as_u16(), message: e, topic: None });
+        return respond(
+            &header,
+            &CreateTopicResponse { error: ErrorCode::StorageIo.as_u16(), message: e, topic: None },
+        );
     }
     let next = Arc::new(next);
     shard.broadcast_metadata(next.clone()).await;
@@ -127,7 +160,9 @@ pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
 pub async fn delete_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::AlignedVec {
     if shard.id != 0 {
         let (header, _) = parts(&frame);
-        return shard.forward(0, frame).await.unwrap_or_else(|| error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable"));
+        return shard.forward(0, frame).await.unwrap_or_else(|| {
+            error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
+        });
     }
     let (header, body) = parts(&frame);
     let req = match wire::decode_body::<DeleteTopicRequest>(body) {
@@ -137,10 +172,18 @@ pub async fn delete_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let next = match shard.metadata().without_topic(&req.name) {
         Ok(next) => next,
-        Err(e) => return respond(&header, &DeleteTopicResponse { error: e.code().as_u16(), message: e.to_string() }),
+        Err(e) => {
+            return respond(
+                &header,
+                &DeleteTopicResponse { error: e.code().as_u16(), message: e.to_string() },
+            )
+        }
     };
     if let Err(e) = persist(shard, &next) {
-        return respond(&header, &DeleteTopicResponse { error: ErrorCode::StorageIo.as_u16(), message: e });
+        return respond(
+            &header,
+            &DeleteTopicResponse { error: ErrorCode::StorageIo.as_u16(), message: e },
+        );
     }
     shard.broadcast_metadata(Arc::new(next)).await;
     let dir = shard.config.data_dir.join(&req.name);
@@ -159,7 +202,11 @@ fn persist(shard: &Shard, next: &Metadata) -> Result<(), String> {
 
 /// Config, layout and per-partition state. Partitions on other shards are described by
 /// them (a forwarded describe answers for the receiving shard's partitions only).
-pub async fn describe_topic(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+pub async fn describe_topic(
+    shard: &Rc<Shard>,
+    frame: &wire::AlignedVec,
+    origin: Origin,
+) -> wire::AlignedVec {
     let (header, body) = parts(frame);
     let req = match wire::decode_body::<DescribeTopicRequest>(body) {
         Ok(r) => r,
@@ -168,7 +215,14 @@ pub async fn describe_topic(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin:
     let md = shard.metadata();
     let Some(topic) = md.topic(&req.name) else {
         let e = ErrorCode::UnknownTopic;
-        return respond(&header, &DescribeTopicResponse { error: e.as_u16(), message: format!("unknown topic {:?}", req.name), ..Default::default() });
+        return respond(
+            &header,
+            &DescribeTopicResponse {
+                error: e.as_u16(),
+                message: format!("unknown topic {:?}", req.name),
+                ..Default::default()
+            },
+        );
     };
     let mut partitions: Vec<PartitionDescription> = shard
         .partitions()
@@ -184,35 +238,57 @@ pub async fn describe_topic(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin:
         })
         .collect();
     if origin == Origin::Client {
-        let mut owners: Vec<u32> = topic.shards.iter().copied().filter(|&s| s != shard.id).collect();
+        let mut owners: Vec<u32> =
+            topic.shards.iter().copied().filter(|&s| s != shard.id).collect();
         owners.sort_unstable();
         owners.dedup();
         for owner in owners {
             let Ok(f) = wire::encode_request(0, &req) else { continue };
-            if let Some(resp) = shard.forward(owner, f).await.and_then(|f| decode_reply::<DescribeTopicResponse>(&f)) {
+            if let Some(resp) = shard
+                .forward(owner, f)
+                .await
+                .and_then(|f| decode_reply::<DescribeTopicResponse>(&f))
+            {
                 partitions.extend(resp.partitions);
             }
         }
     }
     partitions.sort_by_key(|p| p.partition);
-    respond(&header, &DescribeTopicResponse { error: 0, message: String::new(), topic: Some(topic_metadata(topic)), partitions })
+    respond(
+        &header,
+        &DescribeTopicResponse {
+            error: 0,
+            message: String::new(),
+            topic: Some(topic_metadata(topic)),
+            partitions,
+        },
+    )
 }
 
 /// Per-shard counters, gathered from every shard asked for.
-pub async fn stats(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+pub async fn stats(
+    shard: &Rc<Shard>,
+    frame: &wire::AlignedVec,
+    origin: Origin,
+) -> wire::AlignedVec {
     let (header, body) = parts(frame);
     let req = match wire::decode_body::<StatsRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
-    let wanted: Vec<u32> = if req.shards.is_empty() { (0..shard.shard_count).collect() } else { req.shards.clone() };
+    let wanted: Vec<u32> =
+        if req.shards.is_empty() { (0..shard.shard_count).collect() } else { req.shards.clone() };
     let mut shards = Vec::new();
     for id in wanted {
         if id == shard.id {
             shards.push(shard.stats());
         } else if origin == Origin::Client && id < shard.shard_count {
-            let Ok(f) = wire::encode_request(0, &StatsRequest { shards: vec![id] }) else { continue };
-            if let Some(resp) = shard.forward(id, f).await.and_then(|f| decode_reply::<StatsResponse>(&f)) {
+            let Ok(f) = wire::encode_request(0, &StatsRequest { shards: vec![id] }) else {
+                continue;
+            };
+            if let Some(resp) =
+                shard.forward(id, f).await.and_then(|f| decode_reply::<StatsResponse>(&f))
+            {
                 shards.extend(resp.shards);
             }
         }

@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use wire::{ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopic, FetchTopicResult};
+use wire::{
+    ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopic,
+    FetchTopicResult,
+};
 
 use super::{decode_reply, error_frame, parts, respond, Origin};
 use crate::shard::{Counters, Partition, Shard};
@@ -31,11 +34,21 @@ enum Slot {
 }
 
 fn failed(partition: u32, code: ErrorCode) -> FetchPartitionResult {
-    FetchPartitionResult { partition, error: code.as_u16(), high_watermark: 0, log_start_offset: 0, batches: Vec::new() }
+    FetchPartitionResult {
+        partition,
+        error: code.as_u16(),
+        high_watermark: 0,
+        log_start_offset: 0,
+        batches: Vec::new(),
+    }
 }
 
 /// Answers a fetch request.
-pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    frame: &wire::AlignedVec,
+    origin: Origin,
+) -> wire::AlignedVec {
     let (header, body) = parts(frame);
     let req = match wire::decode_body::<FetchRequest>(body) {
         Ok(r) => r,
@@ -54,20 +67,35 @@ pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin)
                 Err(code) => Slot::Done(failed(p.partition, code)),
                 Ok(owner) if owner == shard.id => match shard.partition(&t.name, p.partition) {
                     Some(part) => {
-                        locals.push(LocalRead { part, offset: p.offset, max_bytes: p.max_bytes as usize, done: false });
+                        locals.push(LocalRead {
+                            part,
+                            offset: p.offset,
+                            max_bytes: p.max_bytes as usize,
+                            done: false,
+                        });
                         Slot::Local(locals.len() - 1)
                     }
                     None => Slot::Done(failed(p.partition, ErrorCode::UnknownPartition)),
                 },
-                Ok(_) if origin != Origin::Client => Slot::Done(failed(p.partition, ErrorCode::NotOwner)),
+                Ok(_) if origin != Origin::Client => {
+                    Slot::Done(failed(p.partition, ErrorCode::NotOwner))
+                }
                 Ok(owner) => {
-                    let sub = remote.entry(owner).or_insert_with(|| FetchRequest { topics: Vec::new(), ..req.clone() });
+                    let sub = remote
+                        .entry(owner)
+                        .or_insert_with(|| FetchRequest { topics: Vec::new(), ..req.clone() });
                     if sub.topics.last().is_none_or(|st| st.name != t.name) {
-                        sub.topics.push(FetchTopic { name: t.name.clone(), partitions: Vec::new() });
+                        sub.topics
+                            .push(FetchTopic { name: t.name.clone(), partitions: Vec::new() });
                     }
                     let st = sub.topics.len() - 1;
                     sub.topics[st].partitions.push(FetchPartition { ..p.clone() });
-                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index: p.partition }
+                    Slot::Remote {
+                        owner,
+                        topic: st,
+                        partition: sub.topics[st].partitions.len() - 1,
+                        index: p.partition,
+                    }
                 }
             };
             topic_slots.push(slot);
@@ -87,7 +115,8 @@ pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin)
     }
 
     // Read local partitions; long-poll until min_bytes arrive or the wait is over.
-    let mut local_results: Vec<Option<FetchPartitionResult>> = (0..locals.len()).map(|_| None).collect();
+    let mut local_results: Vec<Option<FetchPartitionResult>> =
+        (0..locals.len()).map(|_| None).collect();
     let mut budget = req.max_bytes as usize;
     loop {
         let mut total = 0usize;
@@ -106,10 +135,17 @@ pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin)
             local_results[i] = Some(r);
         }
         let waiting: Vec<&LocalRead> = locals.iter().filter(|l| !l.done).collect();
-        if total >= req.min_bytes.max(1) as usize || waiting.is_empty() || Instant::now() >= deadline || shard.stopping.get() {
+        if total >= req.min_bytes.max(1) as usize
+            || waiting.is_empty()
+            || Instant::now() >= deadline
+            || shard.stopping.get()
+        {
             break;
         }
-        let waits: Vec<WaitFor> = waiting.iter().map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1)).collect();
+        let waits: Vec<WaitFor> = waiting
+            .iter()
+            .map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1))
+            .collect();
         let remaining = deadline.saturating_duration_since(Instant::now());
         futures_lite::future::or(WaitAny(waits), async {
             glommio::timer::sleep(remaining).await;
@@ -169,10 +205,18 @@ async fn read_one(shard: &Shard, l: &LocalRead, budget: usize) -> FetchPartition
         }
         Err(e) => {
             let (hw, start) = match &e {
-                StorageError::OffsetOutOfRange { high_watermark, log_start_offset, .. } => (*high_watermark, *log_start_offset),
+                StorageError::OffsetOutOfRange { high_watermark, log_start_offset, .. } => {
+                    (*high_watermark, *log_start_offset)
+                }
                 _ => (log.high_watermark(), log.log_start_offset()),
             };
-            FetchPartitionResult { partition: l.part.index, error: e.code().as_u16(), high_watermark: hw, log_start_offset: start, batches: Vec::new() }
+            FetchPartitionResult {
+                partition: l.part.index,
+                error: e.code().as_u16(),
+                high_watermark: hw,
+                log_start_offset: start,
+                batches: Vec::new(),
+            }
         }
     }
 }
@@ -189,6 +233,10 @@ impl Future for WaitAny {
                 return Poll::Ready(());
             }
         }
-        if self.0.is_empty() { Poll::Ready(()) } else { Poll::Pending }
+        if self.0.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 }

@@ -35,8 +35,11 @@ pub enum Origin {
 
 /// The header and body of a complete frame produced by the connection reader or a peer.
 pub fn parts(frame: &AlignedVec) -> (FrameHeader, &[u8]) {
-    let header = FrameHeader::decode(frame[..FRAME_HEADER_BYTES].try_into().expect("frame has a header"), u32::MAX)
-        .expect("frames are checked before they reach the api");
+    let header = FrameHeader::decode(
+        frame[..FRAME_HEADER_BYTES].try_into().expect("frame has a header"),
+        u32::MAX,
+    )
+    .expect("frames are checked before they reach the api");
     let body = &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_len as usize];
     (header, body)
 }
@@ -62,28 +65,46 @@ pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Repl
     Counters::add(&shard.counters.requests, 1);
     let (header, _) = parts(&frame);
     let Some(api) = ApiKey::from_u16(header.api_key) else {
-        return ready(error_frame(&header, ErrorCode::UnknownApiKey, &format!("unknown api key {}", header.api_key)));
+        return ready(error_frame(
+            &header,
+            ErrorCode::UnknownApiKey,
+            &format!("unknown api key {}", header.api_key),
+        ));
     };
     if !api.supports(header.version) {
         let (min, max) = api.versions();
-        let message = format!("{api} version {} not supported; this broker speaks {min}..={max}", header.version);
+        let message = format!(
+            "{api} version {} not supported; this broker speaks {min}..={max}",
+            header.version
+        );
         return ready(error_frame(&header, ErrorCode::UnsupportedVersion, &message));
     }
     let shard = shard.clone();
     match api {
         ApiKey::Produce => produce::start(&shard, frame, origin).await,
         ApiKey::Fetch => Box::pin(async move { fetch::handle(&shard, &frame, origin).await }),
-        ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &frame, origin).await }),
+        ApiKey::ListOffsets => {
+            Box::pin(async move { offsets::handle(&shard, &frame, origin).await })
+        }
         ApiKey::Handshake => ready(admin::handshake(&shard, &frame)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &frame)),
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &frame)),
         ApiKey::CreateTopic => Box::pin(async move { admin::create_topic(&shard, frame).await }),
         ApiKey::DeleteTopic => Box::pin(async move { admin::delete_topic(&shard, frame).await }),
-        ApiKey::DescribeTopic => Box::pin(async move { admin::describe_topic(&shard, &frame, origin).await }),
+        ApiKey::DescribeTopic => {
+            Box::pin(async move { admin::describe_topic(&shard, &frame, origin).await })
+        }
         ApiKey::Stats => Box::pin(async move { admin::stats(&shard, &frame, origin).await }),
-        ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe | ApiKey::SubscriptionData => {
+        ApiKey::Subscribe
+        | ApiKey::GrantCredit
+        | ApiKey::Unsubscribe
+        | ApiKey::SubscriptionData => {
             // Subscriptions live on a client connection to the partition's owner.
-            ready(error_frame(&header, ErrorCode::NotOwner, "subscriptions are served on a connection to the owning shard"))
+            ready(error_frame(
+                &header,
+                ErrorCode::NotOwner,
+                "subscriptions are served on a connection to the owning shard",
+            ))
         }
     }
 }
@@ -91,7 +112,10 @@ pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Repl
 /// Stage one of a request forwarded by another shard.
 pub async fn handle_forwarded(shard: &Rc<Shard>, frame: AlignedVec) -> Reply {
     let (header, _) = parts(&frame);
-    let from = if header.api_key == ApiKey::Produce.as_u16() || header.api_key == ApiKey::Fetch.as_u16() || header.api_key == ApiKey::ListOffsets.as_u16() {
+    let from = if header.api_key == ApiKey::Produce.as_u16()
+        || header.api_key == ApiKey::Fetch.as_u16()
+        || header.api_key == ApiKey::ListOffsets.as_u16()
+    {
         Counters::add(&shard.counters.forwards_in, 1);
         Origin::Peer(u32::MAX)
     } else {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use wire::{
-    ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
-    ListOffsetsTopicResult, OffsetSpec,
+    ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopic, ListOffsetsTopicResult, OffsetSpec,
 };
 
 use super::{decode_reply, error_frame, parts, respond, Origin};
@@ -21,7 +21,11 @@ enum Slot {
 }
 
 /// Answers a list-offsets request.
-pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin) -> wire::AlignedVec {
+pub async fn handle(
+    shard: &Rc<Shard>,
+    frame: &wire::AlignedVec,
+    origin: Origin,
+) -> wire::AlignedVec {
     let (header, body) = parts(frame);
     let req = match wire::decode_body::<ListOffsetsRequest>(body) {
         Ok(r) => r,
@@ -35,15 +39,25 @@ pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin)
             let slot = match shard.owner(&t.name, p.partition) {
                 Err(code) => Slot::Done(failed(p.partition, code)),
                 Ok(owner) if owner == shard.id => Slot::Done(local(shard, &t.name, p).await),
-                Ok(_) if origin != Origin::Client => Slot::Done(failed(p.partition, ErrorCode::NotOwner)),
+                Ok(_) if origin != Origin::Client => {
+                    Slot::Done(failed(p.partition, ErrorCode::NotOwner))
+                }
                 Ok(owner) => {
                     let sub = remote.entry(owner).or_default();
                     if sub.topics.last().is_none_or(|st| st.name != t.name) {
-                        sub.topics.push(ListOffsetsTopic { name: t.name.clone(), partitions: Vec::new() });
+                        sub.topics.push(ListOffsetsTopic {
+                            name: t.name.clone(),
+                            partitions: Vec::new(),
+                        });
                     }
                     let st = sub.topics.len() - 1;
                     sub.topics[st].partitions.push(p.clone());
-                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index: p.partition }
+                    Slot::Remote {
+                        owner,
+                        topic: st,
+                        partition: sub.topics[st].partitions.len() - 1,
+                        index: p.partition,
+                    }
                 }
             };
             topic_slots.push(slot);
@@ -54,7 +68,9 @@ pub async fn handle(shard: &Rc<Shard>, frame: &wire::AlignedVec, origin: Origin)
     for (owner, sub) in remote {
         Counters::add(&shard.counters.forwards_out, 1);
         let resp = match wire::encode_request(0, &sub) {
-            Ok(f) => shard.forward(owner, f).await.and_then(|f| decode_reply::<ListOffsetsResponse>(&f)),
+            Ok(f) => {
+                shard.forward(owner, f).await.and_then(|f| decode_reply::<ListOffsetsResponse>(&f))
+            }
             Err(_) => None,
         };
         answers.insert(owner, resp);
@@ -86,7 +102,12 @@ async fn local(shard: &Shard, topic: &str, p: &ListOffsetsPartition) -> ListOffs
         return failed(p.partition, ErrorCode::UnknownPartition);
     };
     let log = &part.log;
-    let ok = |offset, timestamp_ms| ListOffsetsPartitionResult { partition: p.partition, error: 0, offset, timestamp_ms };
+    let ok = |offset, timestamp_ms| ListOffsetsPartitionResult {
+        partition: p.partition,
+        error: 0,
+        offset,
+        timestamp_ms,
+    };
     match p.spec {
         OffsetSpec::Earliest => ok(log.log_start_offset(), -1),
         OffsetSpec::Latest => ok(log.high_watermark(), -1),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures_lite::future;
 use wire::{
-    AckLevel, ArchivedProduceRequest, Batches, ErrorCode, ProducePartition, ProducePartitionResult, ProduceRequest,
-    ProduceResponse, ProduceTopic, ProduceTopicResult,
+    AckLevel, ArchivedProduceRequest, Batches, ErrorCode, ProducePartition, ProducePartitionResult,
+    ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResult,
 };
 
 use super::{decode_reply, error_frame, parts, ready, respond, Origin, Reply};
@@ -25,7 +25,13 @@ enum Slot {
 }
 
 fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
-    ProducePartitionResult { partition, error: code.as_u16(), base_offset: -1, last_offset: -1, log_append_time_ms: -1 }
+    ProducePartitionResult {
+        partition,
+        error: code.as_u16(),
+        base_offset: -1,
+        last_offset: -1,
+        log_append_time_ms: -1,
+    }
 }
 
 /// Stage one of a produce request.
@@ -47,16 +53,31 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
             let index = p.partition.to_native();
             let slot = match shard.owner(name, index) {
                 Err(code) => Slot::Done(failed(index, code)),
-                Ok(owner) if owner == shard.id => append_local(shard, name, index, p.batches.as_slice(), ack, now).await,
+                Ok(owner) if owner == shard.id => {
+                    append_local(shard, name, index, p.batches.as_slice(), ack, now).await
+                }
                 Ok(_) if origin != Origin::Client => Slot::Done(failed(index, ErrorCode::NotOwner)),
                 Ok(owner) => {
-                    let sub = remote.entry(owner).or_insert_with(|| ProduceRequest { ack, timeout_ms, topics: Vec::new() });
+                    let sub = remote.entry(owner).or_insert_with(|| ProduceRequest {
+                        ack,
+                        timeout_ms,
+                        topics: Vec::new(),
+                    });
                     if sub.topics.last().is_none_or(|st| st.name != name) {
-                        sub.topics.push(ProduceTopic { name: name.to_owned(), partitions: Vec::new() });
+                        sub.topics
+                            .push(ProduceTopic { name: name.to_owned(), partitions: Vec::new() });
                     }
                     let st = sub.topics.len() - 1;
-                    sub.topics[st].partitions.push(ProducePartition { partition: index, batches: p.batches.as_slice().to_vec() });
-                    Slot::Remote { owner, topic: st, partition: sub.topics[st].partitions.len() - 1, index }
+                    sub.topics[st].partitions.push(ProducePartition {
+                        partition: index,
+                        batches: p.batches.as_slice().to_vec(),
+                    });
+                    Slot::Remote {
+                        owner,
+                        topic: st,
+                        partition: sub.topics[st].partitions.len() - 1,
+                        index,
+                    }
                 }
             };
             topic_slots.push(slot);
@@ -88,7 +109,9 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
             for slot in topic_slots {
                 partitions.push(match slot {
                     Slot::Done(r) => r,
-                    Slot::Local { partition, tickets, log_append_time_ms } => wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await,
+                    Slot::Local { partition, tickets, log_append_time_ms } => {
+                        wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await
+                    }
                     Slot::Remote { owner, topic, partition, index } => answers
                         .get(&owner)
                         .and_then(|a| a.as_ref())
@@ -105,7 +128,14 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
 }
 
 /// Validates every batch of one partition, then enqueues them all (or none).
-async fn append_local(shard: &Rc<Shard>, topic: &str, index: u32, bytes: &[u8], ack: AckLevel, now: i64) -> Slot {
+async fn append_local(
+    shard: &Rc<Shard>,
+    topic: &str,
+    index: u32,
+    bytes: &[u8],
+    ack: AckLevel,
+    now: i64,
+) -> Slot {
     let Some(part) = shard.partition(topic, index) else {
         return Slot::Done(failed(index, ErrorCode::UnknownPartition));
     };
@@ -119,7 +149,8 @@ async fn append_local(shard: &Rc<Shard>, topic: &str, index: u32, bytes: &[u8], 
             Err(e) => return Slot::Done(failed(index, e.code())),
         }
     }
-    let limit = shard.log_config(shard.metadata().topic(topic).expect("owner checked")).batch_bytes_max;
+    let limit =
+        shard.log_config(shard.metadata().topic(topic).expect("owner checked")).batch_bytes_max;
     if views.iter().any(|v| v.len() > limit) {
         return Slot::Done(failed(index, ErrorCode::BatchTooLarge));
     }
@@ -140,7 +171,12 @@ async fn append_local(shard: &Rc<Shard>, topic: &str, index: u32, bytes: &[u8], 
     Slot::Local { partition: index, tickets, log_append_time_ms: now }
 }
 
-async fn wait_acks(partition: u32, tickets: Vec<AppendTicket>, log_append_time_ms: i64, timeout_ms: u32) -> ProducePartitionResult {
+async fn wait_acks(
+    partition: u32,
+    tickets: Vec<AppendTicket>,
+    log_append_time_ms: i64,
+    timeout_ms: u32,
+) -> ProducePartitionResult {
     let base_offset = tickets.first().map_or(-1, |t| t.base_offset as i64);
     let last_offset = tickets.last().map_or(-1, |t| t.last_offset as i64);
     let wait_all = async {
@@ -159,7 +195,13 @@ async fn wait_acks(partition: u32, tickets: Vec<AppendTicket>, log_append_time_m
         .await
     };
     match outcome {
-        Ok(()) => ProducePartitionResult { partition, error: 0, base_offset, last_offset, log_append_time_ms },
+        Ok(()) => ProducePartitionResult {
+            partition,
+            error: 0,
+            base_offset,
+            last_offset,
+            log_append_time_ms,
+        },
         Err(code) => failed(partition, code),
     }
 }

@@ -1,0 +1,96 @@
+//! The `broker` binary: serve (default) or `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use broker::config::BrokerConfig;
+use clap::{Parser, Subcommand};
+
+/// A shard-per-core event-streaming broker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML config file (overridden by BROKER_* variables, overridden by flags).
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// Public address HOST:PORT (every shard accepts here).
+    #[arg(long, global = true)]
+    listen: Option<std::net::SocketAddr>,
+    /// Number of shards (0 = one per core).
+    #[arg(long, global = true)]
+    shards: Option<usize>,
+    /// First shard port (shard i uses base + i; 0 = ephemeral).
+    #[arg(long, global = true)]
+    shard_port_base: Option<u16>,
+    /// Write the broker's addresses as JSON to this file once it accepts connections.
+    #[arg(long, global = true)]
+    ready_file: Option<PathBuf>,
+    /// Run the preflight checks instead of serving.
+    #[arg(long, global = true)]
+    check: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the host (io_uring, memlock, data dir O_DIRECT, cores) and exit.
+    Check,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let env = std::env::vars().filter(|(k, _)| k.starts_with("BROKER_"));
+    let mut config = match BrokerConfig::load(cli.config.as_deref(), env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(d) = cli.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = cli.listen {
+        config.listen = l;
+    }
+    if let Some(s) = cli.shards {
+        config.shards = s;
+    }
+    if let Some(p) = cli.shard_port_base {
+        config.shard_port_base = p;
+    }
+    if cli.check || matches!(cli.command, Some(Command::Check)) {
+        let findings = broker::check::run(&config);
+        let mut fatal = false;
+        for f in &findings {
+            println!("{:4}  {:9} {}", if f.fatal { "FAIL" } else { "ok" }, f.what, f.detail);
+            fatal |= f.fatal;
+        }
+        return if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
+    let stop = match broker::server::install_signal_handlers() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match broker::server::run(config, cli.ready_file, stop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Starting and stopping the broker: sockets, one pinned executor per shard, the mesh,
+//! signals.
+//!
+//! Startup binds every socket on the main thread first (the public port once per shard with
+//! SO_REUSEPORT, and each shard's own port), so all addresses are known — and an occupied
+//! port is reported — before any shard starts. Each shard then joins the channel mesh (its
+//! rank there is its shard id), opens and recovers the partitions it owns, and starts
+//! accepting. When every shard is ready the addresses are logged and, if asked, written to a
+//! ready file. SIGINT/SIGTERM stop accepting, let in-flight requests finish, close (sync) all
+//! partition logs, and exit 0.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{info, warn};
+
+use crate::config::BrokerConfig;
+use crate::metadata::Metadata;
+use crate::shard::{Addresses, Shard, ShardMsg};
+use crate::watermark::Watermark;
+
+/// Why the broker could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An executor failed to start or panicked.
+    #[error("shard {shard}: {message}")]
+    Shard {
+        /// Which.
+        shard: usize,
+        /// What happened.
+        message: String,
+    },
+}
+
+fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, ServerError> {
+    let err = |source| ServerError::Bind { addr, source };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            let cpus: Vec<usize> =
+                (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect();
+            if !cpus.is_empty() {
+                return cpus;
+            }
+        }
+    }
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+/// Takes an exclusive lock on the data directory so two brokers never share it.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+    let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
+    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(|e| err(e.to_string()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(err("locked by another broker process".into()));
+    }
+    Ok(file)
+}
+
+/// Runs the broker until SIGINT/SIGTERM (or `stop` is set). Writes the addresses as JSON to
+/// `ready_file` once every shard accepts connections.
+pub fn run(
+    config: BrokerConfig,
+    ready_file: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let n = config.shard_count();
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
+        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
+    })?);
+
+    // Every socket first, on this thread: ports are known (and conflicts reported) up front.
+    let first = bind(config.listen, true)?;
+    let public =
+        first.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+    let mut public_fds: Vec<RawFd> = vec![first.into_raw_fd()];
+    for _ in 1..n {
+        public_fds.push(bind(public, true)?.into_raw_fd());
+    }
+    let mut shard_fds = Vec::with_capacity(n);
+    let mut shard_addrs = Vec::with_capacity(n);
+    for i in 0..n {
+        let port = if config.shard_port_base == 0 { 0 } else { config.shard_port_base + i as u16 };
+        let addr = SocketAddr::new(config.listen.ip(), port);
+        let l = bind(addr, false)?;
+        shard_addrs.push(l.local_addr().map_err(|source| ServerError::Bind { addr, source })?);
+        shard_fds.push(l.into_raw_fd());
+    }
+    let addresses = Arc::new(Addresses { public, shards: shard_addrs });
+    let fds = Arc::new((public_fds, shard_fds));
+    let config = Arc::new(config);
+    let cpus = allowed_cpus();
+    let mesh = MeshBuilder::<ShardMsg, _>::full(n, 1024);
+    let (ready_tx, ready_rx) = mpsc::channel::<(u32, u32)>();
+
+    let mut handles = Vec::with_capacity(n);
+    for i in 0..n {
+        let cpu = cpus[i % cpus.len()];
+        let (config, addresses, fds, mesh, metadata, stop, ready_tx) = (
+            config.clone(),
+            addresses.clone(),
+            fds.clone(),
+            mesh.clone(),
+            metadata.clone(),
+            stop.clone(),
+            ready_tx.clone(),
+        );
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{i}"))
+            .io_memory(config.io_memory_bytes)
+            .spawn(move || async move {
+                shard_main(config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32).await
+            })
+            .map_err(|e| ServerError::Shard { shard: i, message: e.to_string() })?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut map = Vec::new();
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(r) => map.push(r),
+            Err(_) => break, // a shard died; join reports it
+        }
+    }
+    if map.len() == n {
+        map.sort_unstable();
+        for (shard, cpu) in &map {
+            info!(shard, cpu, address = %addresses.shards[*shard as usize], "shard ready");
+        }
+        info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), "broker ready");
+        if let Some(path) = &ready_file {
+            let json = serde_json::json!({
+                "public": addresses.public.to_string(),
+                "shards": addresses.shards.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "pid": std::process::id(),
+            });
+            let tmp = path.with_extension("tmp");
+            if let Err(e) =
+                std::fs::write(&tmp, json.to_string()).and_then(|_| std::fs::rename(&tmp, path))
+            {
+                warn!(path = %path.display(), error = %e, "cannot write ready file");
+            }
+        }
+    } else {
+        stop.store(true, Ordering::SeqCst);
+    }
+    let mut failure = None;
+    for (i, h) in handles.into_iter().enumerate() {
+        if let Err(e) = h.join() {
+            stop.store(true, Ordering::SeqCst);
+            failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => {
+            info!("broker stopped");
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn shard_main(
+    config: Arc<BrokerConfig>,
+    addresses: Arc<Addresses>,
+    fds: Arc<(Vec<RawFd>, Vec<RawFd>)>,
+    mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
+    metadata: Arc<Metadata>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<(u32, u32)>,
+    cpu: u32,
+) {
+    let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
+    let id = senders.peer_id() as u32;
+    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders);
+    for (_, rx) in receivers.streams() {
+        glommio::spawn_local(shard.clone().receive_from(rx)).detach();
+    }
+    // Recover the partitions this shard owns before accepting anything.
+    shard.apply_metadata(metadata).await;
+
+    // SAFETY: each fd was created by `bind` on the main thread, is a listening TCP socket, and
+    // is handed to exactly one shard (index = shard id), which takes sole ownership of it.
+    let public = unsafe { TcpListener::from_raw_fd(fds.0[id as usize]) };
+    // SAFETY: as above, for the shard's own listener.
+    let own = unsafe { TcpListener::from_raw_fd(fds.1[id as usize]) };
+    let stop_mark = Watermark::new(0);
+    let gate = Rc::new(glommio::sync::Gate::new());
+    let accepters = [public, own].map(|listener| {
+        glommio::spawn_local(accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone()))
+            .detach()
+    });
+    let retention = {
+        let shard = shard.clone();
+        let every = Duration::from_millis(shard.config.retention_check_ms.max(100));
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(every).await;
+                shard.apply_retention(crate::shard::now_ms()).await;
+            }
+        })
+        .detach()
+    };
+    let _ = ready.send((id, cpu));
+    while !stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    // Graceful stop: no new connections, readers stop between requests, in-flight requests
+    // finish, logs flush and sync.
+    shard.stopping.set(true);
+    for a in accepters {
+        a.cancel();
+    }
+    retention.cancel();
+    stop_mark.advance(1);
+    let _ = gate.close().await;
+    shard.close_partitions().await;
+    info!(shard = id, "shard stopped");
+}
+
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: TcpListener,
+    stop: Watermark,
+    gate: Rc<glommio::sync::Gate>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        if shard.counters.connections.get() as usize >= shard.config.connections_per_shard_max {
+            warn!(shard = shard.id, "connection limit reached; refusing a connection");
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (shard, stop) = (shard.clone(), stop.clone());
+        if gate.spawn(async move { crate::connection::serve(shard, stream, stop).await }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Installs SIGINT/SIGTERM handlers that set the returned flag; a second signal exits at once.
+pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    let flag = stop.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            if flag.swap(true, Ordering::SeqCst) {
+                eprintln!("second signal {sig}: exiting without a clean shutdown");
+                std::process::exit(130);
+            }
+            info!(signal = sig, "shutting down");
+        }
+    })?;
+    Ok(stop)
+}
