@@ -50,14 +50,9 @@ struct Result {
 
 async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result {
     let log = Rc::new(
-        PartitionLog::open(
-            DmaDisk,
-            dir,
-            LogConfig::default(),
-            ShardCache::new(64 << 20).partition(),
-        )
-        .await
-        .unwrap(),
+        PartitionLog::open(DmaDisk, dir, config(), ShardCache::new(64 << 20).partition())
+            .await
+            .unwrap(),
     );
     let batch = Rc::new(batch());
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -98,14 +93,9 @@ async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result
 
 async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64, ack: AckLevel) -> Result {
     let log = Rc::new(
-        PartitionLog::open(
-            DmaDisk,
-            dir,
-            LogConfig::default(),
-            ShardCache::new(64 << 20).partition(),
-        )
-        .await
-        .unwrap(),
+        PartitionLog::open(DmaDisk, dir, config(), ShardCache::new(64 << 20).partition())
+            .await
+            .unwrap(),
     );
     let batch = Rc::new(batch());
     let interval = Duration::from_secs_f64(batch.len() as f64 / (mb_per_s * 1e6));

@@ -294,8 +294,11 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         let (shard, stop) = (shard.clone(), stop.clone());
-        if gate.spawn(async move { crate::connection::serve(shard, stream, stop).await }).is_err() {
-            return;
+        match gate.spawn(async move { crate::connection::serve(shard, stream, stop).await }) {
+            Ok(task) => {
+                task.detach();
+            }
+            Err(_) => return, // the gate is closing: the shard is stopping
         }
     }
 }

@@ -108,6 +108,9 @@ impl Counters {
     }
 }
 
+/// A metadata broadcast waiting for acknowledgements: (shards still to ack, completion).
+type PendingApply = (usize, Option<oneshot::Sender<()>>);
+
 /// See the module docs.
 pub struct Shard {
     /// Shard number (its rank in the mesh).
@@ -129,7 +132,7 @@ pub struct Shard {
     senders: Senders<ShardMsg>,
     next_id: Cell<u64>,
     replies: RefCell<HashMap<u64, oneshot::Sender<AlignedVec>>>,
-    applies: RefCell<HashMap<u64, (usize, Option<oneshot::Sender<()>>)>>,
+    applies: RefCell<HashMap<u64, PendingApply>>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
     /// Set when the broker is shutting down.

@@ -1,1 +1,348 @@
-//! wip
+//! Helpers for cross-process tests: start the real `broker` binary on 127.0.0.1 with a temp
+//! data dir, and talk to it with a small blocking client built on `wire` alone (so the tests
+//! exercise the protocol, not a client library's conveniences).
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use wire::constants::{FLAG_ERROR, FLAG_PUSH, FRAME_HEADER_BYTES};
+use wire::{AlignedVec, ErrorBody, FrameHeader, Message};
+
+/// Path of the `broker` binary, built once per test process (same profile as the tests).
+pub fn broker_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir =
+            exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_owned();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "broker", "--bin", "broker"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for the broker binary");
+        assert!(status.success(), "building the broker binary failed");
+        profile_dir.join("broker")
+    })
+    .clone()
+}
+
+/// A running broker process, killed (SIGKILL) on drop unless stopped.
+pub struct Broker {
+    child: Option<Child>,
+    /// Its data directory (kept across restarts).
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    /// The public address.
+    pub public: SocketAddr,
+    /// Each shard's own address.
+    pub shards: Vec<SocketAddr>,
+    /// Its log file.
+    pub log: PathBuf,
+    shard_count: usize,
+    env: Vec<(String, String)>,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards on a fresh temp data dir.
+    pub fn start(shards: usize) -> Broker {
+        Self::start_with_env(shards, &[])
+    }
+
+    /// Starts with extra `BROKER_*` environment variables.
+    pub fn start_with_env(shards: usize, env: &[(&str, &str)]) -> Broker {
+        let mut tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
+        if std::env::var_os("KEEP_BROKER_DIR").is_some() {
+            tmp.disable_cleanup(true);
+            eprintln!("broker dir kept: {}", tmp.path().display());
+        }
+        let data_dir = tmp.path().join("data");
+        let mut b = Broker {
+            child: None,
+            data_dir,
+            log: tmp.path().join("broker.log"),
+            _tmp: Some(tmp),
+            public: "127.0.0.1:0".parse().expect("addr"),
+            shards: Vec::new(),
+            shard_count: shards,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let ready = self.data_dir.with_extension("ready");
+        let _ = std::fs::remove_file(&ready);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(broker_binary());
+        cmd.arg("--data-dir")
+            .arg(&self.data_dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--shard-port-base",
+                "0",
+                "--shards",
+                &self.shard_count.to_string(),
+            ])
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("RUST_LOG", std::env::var("BROKER_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn broker");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                let v: serde_json::Value = serde_json::from_str(&text).expect("ready file json");
+                self.public = v["public"].as_str().expect("public").parse().expect("addr");
+                self.shards = v["shards"]
+                    .as_array()
+                    .expect("shards")
+                    .iter()
+                    .map(|a| a.as_str().expect("addr").parse().expect("addr"))
+                    .collect();
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "broker exited with {status} before it was ready; log:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker not ready in 60 s; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+    }
+
+    /// The broker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the broker process in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    /// SIGTERM and wait: a graceful stop. Returns the exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: sending SIGTERM to the child process we spawned and still own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().expect("wait broker");
+        status.code()
+    }
+
+    /// SIGKILL and wait: a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts again on the same data dir (after `stop` or `kill`).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running broker");
+        self.spawn();
+    }
+
+    /// A connection to the public address.
+    pub fn connect(&self) -> Conn {
+        Conn::connect(self.public)
+    }
+
+    /// A connection to shard `i`'s own address.
+    pub fn connect_shard(&self, i: usize) -> Conn {
+        Conn::connect(self.shards[i])
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A response or push frame.
+pub struct Frame {
+    /// Its header.
+    pub header: FrameHeader,
+    /// Header and body.
+    pub bytes: AlignedVec,
+}
+
+impl Frame {
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.header.body_len as usize]
+    }
+
+    /// Decodes the body.
+    pub fn decode<T>(&self) -> T
+    where
+        T: rkyv::Archive,
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        assert!(
+            !self.header.has_flag(FLAG_ERROR),
+            "error response: {:?}",
+            wire::decode_body::<ErrorBody>(self.body())
+        );
+        wire::decode_body::<T>(self.body()).expect("valid body")
+    }
+}
+
+/// A blocking protocol connection.
+pub struct Conn {
+    stream: TcpStream,
+    next_id: u64,
+    early: HashMap<u64, Frame>,
+    /// Pushes received while waiting for a response.
+    pub pushes: Vec<Frame>,
+}
+
+impl Conn {
+    /// Connects (with a 30 s read timeout).
+    pub fn connect(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+        Conn { stream, next_id: 1, early: HashMap::new(), pushes: Vec::new() }
+    }
+
+    /// Sends a request and returns its correlation id.
+    pub fn send<T: Message>(&mut self, req: &T) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = wire::encode_request(id, req).expect("encode");
+        self.stream.write_all(&frame).expect("write");
+        id
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Reads the next frame; `None` at end of stream.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let mut head = [0u8; FRAME_HEADER_BYTES];
+        match self.stream.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return None
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+        let header = FrameHeader::decode(&head, u32::MAX).expect("valid header from the broker");
+        let mut bytes = AlignedVec::with_capacity(header.frame_len());
+        bytes.extend_from_slice(&head);
+        bytes.resize(header.frame_len(), 0);
+        self.stream.read_exact(&mut bytes[FRAME_HEADER_BYTES..]).expect("read body");
+        Some(Frame { header, bytes })
+    }
+
+    /// Waits for the response with correlation id `id` (pushes are kept in `pushes`).
+    pub fn wait(&mut self, id: u64) -> Frame {
+        if let Some(f) = self.early.remove(&id) {
+            return f;
+        }
+        loop {
+            let f = self.read_frame().expect("connection closed while waiting for a response");
+            if f.header.has_flag(FLAG_PUSH) {
+                self.pushes.push(f);
+            } else if f.header.correlation_id == id {
+                return f;
+            } else {
+                self.early.insert(f.header.correlation_id, f);
+            }
+        }
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn call<Req: Message, Resp>(&mut self, req: &Req) -> Resp
+    where
+        Resp: rkyv::Archive,
+        Resp::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<Resp, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let id = self.send(req);
+        self.wait(id).decode()
+    }
+
+    /// The next push (waiting for it).
+    pub fn next_push(&mut self) -> Frame {
+        if !self.pushes.is_empty() {
+            return self.pushes.remove(0);
+        }
+        loop {
+            let f = self.read_frame().expect("connection closed while waiting for a push");
+            if f.header.has_flag(FLAG_PUSH) {
+                return f;
+            }
+            self.early.insert(f.header.correlation_id, f);
+        }
+    }
+
+    /// Sets the read timeout.
+    pub fn set_read_timeout(&self, d: Option<Duration>) {
+        self.stream.set_read_timeout(d).expect("timeout");
+    }
+}
+
+/// Creates a topic and returns its partition → shard map.
+pub fn create_topic(conn: &mut Conn, name: &str, partitions: u32) -> Vec<u32> {
+    let resp: wire::CreateTopicResponse = conn.call(&wire::CreateTopicRequest {
+        name: name.into(),
+        config: wire::TopicConfig {
+            partition_count: partitions,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..Default::default()
+        },
+    });
+    assert_eq!(resp.error, 0, "create topic: {}", resp.message);
+    resp.topic.expect("topic").partitions.iter().map(|p| p.shard).collect()
+}

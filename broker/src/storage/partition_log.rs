@@ -1060,7 +1060,8 @@ async fn seal<D: Disk>(
         seg.time_index.borrow_mut().push(seg.max_timestamp_ms.get(), rel);
     }
     sh.persist_index(seg, true).await;
-    if let Some(files) = sh.active_index.borrow_mut().take() {
+    let files = sh.active_index.borrow_mut().take();
+    if let Some(files) = files {
         let f1 = files.offsets.file.clone();
         let f2 = files.times.file.clone();
         drop(files);

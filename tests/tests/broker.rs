@@ -1,0 +1,353 @@
+//! The broker end to end: real binary, loopback, temp data dir.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use integration_tests::{create_topic, Broker, Conn};
+use wire::*;
+
+const TOPIC: &str = "orders";
+
+fn batch(partition: u32, seq: u32, records: u32) -> AlignedVec {
+    let mut b = BatchBuilder::new(1 << 20);
+    for i in 0..records {
+        let key = format!("p{partition}-k{}", (seq * records + i) % 17);
+        let value = format!("p{partition}-s{seq}-r{i}-{}", "x".repeat((i % 50) as usize));
+        b.append(
+            1_700_000_000_000 + i64::from(seq),
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &[("seq", &seq.to_le_bytes())],
+        )
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn produce(
+    conn: &mut Conn,
+    partition: u32,
+    batches: &[&[u8]],
+    ack: AckLevel,
+) -> ProducePartitionResult {
+    let resp: ProduceResponse = conn.call(&ProduceRequest {
+        ack,
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: TOPIC.into(),
+            partitions: vec![ProducePartition { partition, batches: batches.concat() }],
+        }],
+    });
+    resp.topics[0].partitions[0].clone()
+}
+
+/// Fetches every batch of a partition from offset 0 up to `end`.
+fn fetch_all(conn: &mut Conn, partition: u32, end: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let resp: FetchResponse = conn.call(&FetchRequest {
+            max_wait_ms: 1000,
+            min_bytes: 1,
+            max_bytes: 4 << 20,
+            topics: vec![FetchTopic {
+                name: TOPIC.into(),
+                partitions: vec![FetchPartition { partition, offset, max_bytes: 1 << 20 }],
+            }],
+        });
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error, 0, "fetch error {:?}", ErrorCode::from_u16(p.error));
+        let bytes = to_aligned(&p.batches);
+        for b in Batches::new(&bytes) {
+            let b = b.expect("fetched batch validates");
+            assert_eq!(b.header().base_offset(), offset, "dense offsets");
+            offset = b.header().next_offset();
+            out.push(b.bytes().to_vec());
+        }
+    }
+    out
+}
+
+fn stats(conn: &mut Conn) -> Vec<ShardStats> {
+    let r: StatsResponse = conn.call(&StatsRequest { shards: vec![] });
+    r.shards
+}
+
+/// Covered bytes equal (everything but the broker-assigned offset and log-append time).
+fn same_batch(stored: &[u8], produced: &[u8]) -> bool {
+    stored.len() == produced.len() && stored[..8] == produced[..8] && stored[24..] == produced[24..]
+}
+
+#[test]
+fn produce_100k_fetch_back_restart_and_shard_aware_routing() {
+    let mut broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let owners = create_topic(&mut admin, TOPIC, 8);
+    assert!(owners.contains(&0) && owners.contains(&1), "partitions on both shards: {owners:?}");
+    let md: MetadataResponse = admin.call(&MetadataRequest { topics: vec![TOPIC.into()] });
+    assert_eq!(md.shard_count, 2);
+    assert_eq!(md.shards.len(), 2);
+
+    // Shard-aware: each partition's requests go to its owner's own port.
+    let mut shard_conns: Vec<Conn> = (0..2).map(|i| broker.connect_shard(i)).collect();
+    let mut produced: BTreeMap<u32, Vec<AlignedVec>> = BTreeMap::new();
+    let records_per_batch = 100;
+    let batches_per_partition = 125; // 8 * 125 * 100 = 100,000 records
+    for p in 0..8u32 {
+        let conn = &mut shard_conns[owners[p as usize] as usize];
+        let mut next = 0u64;
+        for chunk in 0..(batches_per_partition / 5) {
+            let bs: Vec<AlignedVec> =
+                (0..5).map(|i| batch(p, chunk * 5 + i, records_per_batch)).collect();
+            let refs: Vec<&[u8]> = bs.iter().map(|b| &b[..]).collect();
+            let ack = if chunk % 2 == 0 { AckLevel::Durable } else { AckLevel::Written };
+            let r = produce(conn, p, &refs, ack);
+            assert_eq!(r.error, 0, "produce error {:?}", ErrorCode::from_u16(r.error));
+            assert_eq!(r.base_offset as u64, next);
+            next = r.last_offset as u64 + 1;
+            produced.entry(p).or_default().extend(bs);
+        }
+        assert_eq!(next, u64::from(batches_per_partition * records_per_batch));
+    }
+    for s in stats(&mut admin) {
+        assert_eq!(s.forwards_out, 0, "shard-aware requests must not be forwarded: {s:?}");
+    }
+
+    let check_all = |conns: &mut Vec<Conn>| {
+        let mut total_records = 0;
+        for p in 0..8u32 {
+            let conn = &mut conns[owners[p as usize] as usize];
+            let fetched = fetch_all(conn, p, u64::from(batches_per_partition * records_per_batch));
+            let want = &produced[&p];
+            assert_eq!(fetched.len(), want.len());
+            for (f, w) in fetched.iter().zip(want) {
+                assert!(
+                    same_batch(f, w),
+                    "partition {p}: fetched batch differs from the produced one"
+                );
+                total_records += BatchView::validate(&to_aligned(f)).unwrap().len();
+            }
+        }
+        assert_eq!(total_records, 100_000);
+    };
+    check_all(&mut shard_conns);
+
+    for s in stats(&mut admin) {
+        assert_eq!(s.forwards_out, 0, "{s:?}");
+    }
+
+    // The wrong shard forwards and still answers correctly.
+    let wrong = owners.iter().position(|&s| s == 1).unwrap() as u32; // a partition on shard 1
+    let mut conn0 = broker.connect_shard(0);
+    let extra = batch(wrong, 9999, 3);
+    let r = produce(&mut conn0, wrong, &[&extra], AckLevel::Durable);
+    assert_eq!(r.error, 0);
+    assert_eq!(r.base_offset as u64, u64::from(batches_per_partition * records_per_batch));
+    let fetched = fetch_all(&mut conn0, wrong, r.last_offset as u64 + 1);
+    assert!(same_batch(fetched.last().unwrap(), &extra));
+    let s = stats(&mut admin);
+    assert!(s[0].forwards_out >= 2, "forwards counted: {s:?}");
+    assert!(s[1].forwards_in >= 2, "{s:?}");
+    produced.get_mut(&wrong).unwrap().push(extra);
+
+    // Restart keeps topics and data.
+    assert_eq!(broker.stop(), Some(0), "graceful stop exits 0; log:\n{}", broker.log_text());
+    broker.restart();
+    let mut admin = broker.connect();
+    let topics: ListTopicsResponse = admin.call(&ListTopicsRequest { name_prefix: String::new() });
+    assert_eq!(topics.topics, vec![TopicSummary { name: TOPIC.into(), partition_count: 8 }]);
+    let mut shard_conns: Vec<Conn> = (0..2).map(|i| broker.connect_shard(i)).collect();
+    let check_restart = |conns: &mut Vec<Conn>| {
+        for p in 0..8u32 {
+            let conn = &mut conns[owners[p as usize] as usize];
+            let want = &produced[&p];
+            let end: u64 = want.iter().map(|b| BatchView::validate(b).unwrap().len() as u64).sum();
+            let fetched = fetch_all(conn, p, end);
+            assert_eq!(fetched.len(), want.len());
+            assert!(
+                fetched.iter().zip(want).all(|(f, w)| same_batch(f, w)),
+                "partition {p} after restart"
+            );
+        }
+    };
+    check_restart(&mut shard_conns);
+}
+
+#[test]
+fn subscriber_sees_records_produced_after_it_subscribed_in_order() {
+    let broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let owners = create_topic(&mut admin, TOPIC, 2);
+    let mut sub = broker.connect_shard(owners[1] as usize);
+    let resp: SubscribeResponse = sub.call(&SubscribeRequest {
+        subscription_id: 7,
+        topic: TOPIC.into(),
+        partition: 1,
+        start: StartPosition::Latest,
+        credit_bytes: 1 << 20,
+    });
+    assert_eq!(resp.error, 0, "{}", resp.message);
+    assert_eq!(resp.start_offset, 0);
+
+    let mut producer = broker.connect();
+    let mut sent = Vec::new();
+    for seq in 0..50 {
+        let b = batch(1, seq, 20);
+        assert_eq!(produce(&mut producer, 1, &[&b], AckLevel::Written).error, 0);
+        sent.push(b);
+    }
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let mut next = 0;
+    while got.len() < sent.len() {
+        let push = sub.next_push();
+        let data: SubscriptionData = push.decode();
+        assert_eq!(data.subscription_id, 7);
+        assert_eq!(data.error, 0);
+        let bytes = to_aligned(&data.batches);
+        for b in Batches::new(&bytes) {
+            let b = b.unwrap();
+            assert_eq!(b.header().base_offset(), next, "in order, no gaps");
+            next = b.header().next_offset();
+            got.push(b.bytes().to_vec());
+        }
+        // Keep granting as the application consumes.
+        let id = sub.send(&GrantCreditRequest {
+            subscription_id: 7,
+            credit_bytes: data.batches.len() as u64,
+        });
+        let g: GrantCreditResponse = sub.wait(id).decode();
+        assert_eq!(g.error, 0);
+    }
+    assert!(got.iter().zip(&sent).all(|(g, s)| same_batch(g, s)));
+
+    // Subscribing through the wrong shard is refused with a routing error.
+    if owners[0] != owners[1] {
+        let mut other = broker.connect_shard(owners[0] as usize);
+        let r: SubscribeResponse = other.call(&SubscribeRequest {
+            subscription_id: 1,
+            topic: TOPIC.into(),
+            partition: 1,
+            start: StartPosition::Earliest,
+            credit_bytes: 1,
+        });
+        assert_eq!(ErrorCode::from_u16(r.error), Some(ErrorCode::NotOwner));
+    }
+    let r: UnsubscribeResponse = sub.call(&UnsubscribeRequest { subscription_id: 7 });
+    assert_eq!(r.error, 0);
+}
+
+#[test]
+fn malformed_frames_get_errors_and_other_connections_keep_working() {
+    let broker = Broker::start(2);
+    let mut good = broker.connect();
+    create_topic(&mut good, TOPIC, 1);
+
+    // Unknown api key: an error response, and the connection stays usable.
+    let mut c = broker.connect();
+    c.send_raw(&encode_frame(999, 0, 5, &StatsRequest { shards: vec![] }).unwrap()).unwrap();
+    let f = c.wait(5);
+    assert!(f.header.has_flag(wire::constants::FLAG_ERROR));
+    let e: ErrorBody = wire::decode_body(f.body()).unwrap();
+    assert_eq!(ErrorCode::from_u16(e.code), Some(ErrorCode::UnknownApiKey));
+    let _: StatsResponse = c.call(&StatsRequest { shards: vec![] });
+
+    // A structurally invalid body: an error response, connection stays.
+    let mut frame = encode_request(6, &MetadataRequest { topics: vec!["a".into()] }).unwrap();
+    let header = FrameHeader::decode(frame[..32].try_into().unwrap(), u32::MAX).unwrap();
+    let root_end = 32 + header.body_len as usize;
+    frame[root_end - 8..root_end].fill(0xFF); // the root vector's pointer and length
+    c.send_raw(&frame).unwrap();
+    let f = c.wait(6);
+    assert!(f.header.has_flag(wire::constants::FLAG_ERROR));
+
+    // Garbage: the broker answers with one error frame and closes.
+    let mut bad = broker.connect();
+    bad.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n and some more bytes to fill a header")
+        .unwrap();
+    let f = bad.read_frame().expect("an error frame before the close");
+    assert!(f.header.has_flag(wire::constants::FLAG_ERROR));
+    assert!(bad.read_frame().is_none(), "connection closed after a broken frame");
+
+    // A body length of 4 GiB is refused from the header.
+    let mut huge = broker.connect();
+    let mut h = FrameHeader {
+        version: 1,
+        api_key: ApiKey::Produce.as_u16(),
+        flags: 0,
+        correlation_id: 1,
+        body_len: 0,
+    }
+    .encode();
+    h[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    huge.send_raw(&h).unwrap();
+    let f = huge.read_frame().expect("error frame");
+    let e: ErrorBody = wire::decode_body(f.body()).unwrap();
+    assert_eq!(ErrorCode::from_u16(e.code), Some(ErrorCode::FrameTooLarge));
+
+    // A batch with a wrong CRC: a per-partition error.
+    let mut b = batch(0, 0, 3).to_vec();
+    let last = b.len() - 20;
+    b[last] ^= 1;
+    let r = produce(&mut good, 0, &[&b], AckLevel::Written);
+    assert_eq!(ErrorCode::from_u16(r.error), Some(ErrorCode::CorruptBatch));
+    // Unknown topic.
+    let resp: ProduceResponse = good.call(&ProduceRequest {
+        ack: AckLevel::Written,
+        timeout_ms: 1000,
+        topics: vec![ProduceTopic {
+            name: "nope".into(),
+            partitions: vec![ProducePartition { partition: 0, batches: batch(0, 0, 1).to_vec() }],
+        }],
+    });
+    assert_eq!(
+        ErrorCode::from_u16(resp.topics[0].partitions[0].error),
+        Some(ErrorCode::UnknownTopic)
+    );
+
+    // The good connection never noticed.
+    let ok = produce(&mut good, 0, &[&batch(0, 1, 2)], AckLevel::Durable);
+    assert_eq!(ok.error, 0);
+}
+
+#[test]
+fn subscriber_without_credit_holds_no_memory() {
+    let broker = Broker::start_with_env(1, &[("BROKER_CACHE_BYTES_PER_SHARD", "4194304")]);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, TOPIC, 1);
+    let mut sub = broker.connect_shard(0);
+    let r: SubscribeResponse = sub.call(&SubscribeRequest {
+        subscription_id: 1,
+        topic: TOPIC.into(),
+        partition: 0,
+        start: StartPosition::Earliest,
+        credit_bytes: 0,
+    });
+    assert_eq!(r.error, 0);
+    let mut producer = broker.connect_shard(0);
+    let big = {
+        let mut b = BatchBuilder::new(1 << 20);
+        let v = vec![7u8; 1000];
+        while b.append(0, None, Some(&v), &[]).is_ok() {}
+        b.finish().unwrap()
+    };
+    // Warm up, then measure growth while 128 MB more are produced.
+    for _ in 0..16 {
+        assert_eq!(produce(&mut producer, 0, &[&big], AckLevel::Written).error, 0);
+    }
+    let before = broker.rss_bytes();
+    for _ in 0..128 {
+        assert_eq!(produce(&mut producer, 0, &[&big], AckLevel::Written).error, 0);
+    }
+    let after = broker.rss_bytes();
+    let growth = after.saturating_sub(before);
+    assert!(
+        growth < 48 << 20,
+        "broker RSS grew by {} MiB while a creditless subscriber waited",
+        growth >> 20
+    );
+    sub.set_read_timeout(Some(Duration::from_millis(300)));
+    // Nothing was pushed without credit.
+    assert!(sub.pushes.is_empty());
+}
