@@ -26,7 +26,7 @@ use std::rc::Rc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 use wire::{AckLevel, BatchHeader, Batches};
 
 use super::bytes::ByteView;
@@ -655,13 +655,13 @@ impl<D: Disk> Shared<D> {
         }
     }
 
-    fn needs_roll(&self, seg: &Segment<D::File>, item: &Pending) -> bool {
-        let size = seg.size_bytes.get();
+    fn needs_roll(&self, seg: &SegView, item: &Pending) -> bool {
+        let size = seg.size;
         if size == 0 {
             return false;
         }
         let by_size = size + item.bytes.len() as u64 > self.config.segment_bytes_max;
-        let first = seg.first_append_ms.get();
+        let first = seg.first_append_ms;
         let by_age = self.config.segment_ms > 0
             && first != i64::MAX
             && item.append_ms.saturating_sub(first) >= self.config.segment_ms;
@@ -824,8 +824,12 @@ async fn recover_segment<D: Disk>(
     } else if end.position < file_len {
         debug!(segment = %log_path.display(), valid_end = end.position, file_len, "zeroed space after the last batch");
     }
-    if is_active && end.position < file_len {
-        log.truncate(end.position).await?;
+    if is_active {
+        if end.position < file_len {
+            log.truncate(end.position).await?;
+        }
+        // What recovery found may never have been synced (a clean stop of a fenced log, or a
+        // process crash without power loss): make it durable before it counts as such.
         log.fdatasync().await?;
     }
     seg.durable_bytes.set(end.position);
@@ -895,38 +899,343 @@ async fn read_whole<D: Disk>(disk: &D, path: &Path) -> Result<(Vec<u8>, bool), S
     }
 }
 
-/// The writer task: see the module docs.
+/// Writes that may be in flight at once for one partition.
+const WRITE_DEPTH_MAX: usize = 4;
+
+/// One write submitted to the device and not yet reaped.
+struct InFlight {
+    task: JoinHandle<Result<(), IoError>>,
+    /// Logical end of the data this write completes (all data before it is in this write or
+    /// in earlier ones).
+    data_end: u64,
+    /// It ends inside a page, which the next write rewrites: that write must wait for it.
+    partial: bool,
+}
+
+/// The writer task's state for the active segment.
+///
+/// Writes are pipelined: while more data is queued, each write ends on a page boundary and
+/// the bytes of the last partial page are carried into the next write, so up to
+/// `WRITE_DEPTH_MAX` writes touch disjoint pages and can be in flight together. When the
+/// queue runs dry the carried bytes go out in a padded write of the partial page; a later
+/// write rewrites that page and so waits until it completed. Writes are reaped in order;
+/// a batch is written once the write holding its last byte and every earlier one completed.
+struct Writer<D: Disk> {
+    sh: Rc<Shared<D>>,
+    seg: Rc<Segment<D::File>>,
+    /// Logical end of everything submitted (carried bytes included).
+    submitted: u64,
+    /// Bytes `[align_down(submitted), submitted)`.
+    tail: Vec<u8>,
+    /// The tail holds bytes that no submitted write carries yet.
+    tail_dirty: bool,
+    /// End of the data covered by reaped, successful writes.
+    reaped: u64,
+    allocated: u64,
+    inflight: VecDeque<InFlight>,
+    /// Appends submitted but not yet reaped, with their end positions.
+    items: VecDeque<(u64, Pending)>,
+}
+
+/// The writer task: see the module docs and [`Writer`].
 async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
-    let tail = read_tail(&*active.log, active.size_bytes.get()).await;
-    let mut appender = match tail {
-        Ok(tail) => TailAppender::new(active.log.clone(), active.size_bytes.get(), tail),
+    let size = active.size_bytes.get();
+    let tail = match read_tail(&*active.log, size).await {
+        Ok(t) => t,
         Err(e) => {
             sh.fence(e);
             return;
         }
     };
-    appender.allocated = 0;
-    let mut active = active;
+    let mut w = Writer {
+        sh,
+        seg: active,
+        submitted: size,
+        tail,
+        tail_dirty: false,
+        reaped: size,
+        allocated: 0,
+        inflight: VecDeque::new(),
+        items: VecDeque::new(),
+    };
     loop {
-        let seen = sh.writer_signal.get();
-        let items = sh.take_pending();
-        if items.is_empty() {
-            if sh.st.borrow().closing {
-                seal_on_close(&sh, &active, &mut appender).await;
-                return;
+        let seen = w.sh.writer_signal.get();
+        let has_pending = !w.sh.st.borrow().pending.is_empty();
+        let last_partial = w.inflight.back().is_some_and(|f| f.partial);
+        if (has_pending || w.tail_dirty) && w.inflight.len() < WRITE_DEPTH_MAX && !last_partial {
+            let items = w.sh.take_pending();
+            let fenced = w.sh.st.borrow().fenced.clone();
+            if let Some(reason) = fenced {
+                // Nothing new becomes durable: fail what is queued and what is carried.
+                w.fail(items, StorageError::Fenced(reason)).await;
+                continue;
             }
-            sh.writer_signal.wait_for(seen + 1).await;
+            if let Err((items, e)) = w.submit(items).await {
+                w.fail(items, e).await;
+            }
             continue;
         }
-        if sh.st.borrow().fenced.is_some() {
-            let reason = sh.st.borrow().fenced.clone().expect("fenced");
-            sh.fail_appends(items, &StorageError::Fenced(reason));
+        if !w.inflight.is_empty() {
+            if let Err(e) = w.reap_one().await {
+                w.fail(Vec::new(), e).await;
+            }
             continue;
         }
-        if let Err((items, e)) = write_items(&sh, &mut active, &mut appender, items).await {
-            sh.fail_appends(items, &e);
+        if w.sh.st.borrow().closing && !has_pending {
+            w.close().await;
+            return;
+        }
+        w.sh.writer_signal.wait_for(seen + 1).await;
+    }
+}
+
+impl<D: Disk> Writer<D> {
+    /// Submits `items` (rolling segments first when needed). On error returns the items that
+    /// were not submitted.
+    async fn submit(
+        &mut self,
+        mut items: Vec<Pending>,
+    ) -> Result<(), (Vec<Pending>, StorageError)> {
+        while !items.is_empty() {
+            if self.sh.needs_roll(&self.seg_view(), &items[0]) {
+                if let Err(e) = self.roll(items[0].base_offset).await {
+                    return Err((items, e));
+                }
+            }
+            if self.seg.first_append_ms.get() == i64::MAX {
+                self.seg.first_append_ms.set(items[0].append_ms);
+            }
+            // The run that fits in this segment.
+            let mut run = 0;
+            let mut run_bytes = 0u64;
+            while run < items.len()
+                && (run == 0
+                    || (self.submitted + run_bytes + items[run].bytes.len() as u64
+                        <= self.sh.config.segment_bytes_max
+                        && !self.sh.needs_roll(&self.seg_view(), &items[run])))
+            {
+                run_bytes += items[run].bytes.len() as u64;
+                run += 1;
+            }
+            let rest = items.split_off(run);
+            let flush = rest.is_empty() && self.sh.st.borrow().pending.is_empty();
+            let chunks: Vec<ByteView> = items.iter().map(|p| p.bytes.clone()).collect();
+            if let Err(e) = self.write(&chunks, flush).await {
+                return Err((items.into_iter().chain(rest).collect(), e));
+            }
+            let mut end = self.submitted - run_bytes;
+            for p in items {
+                end += p.bytes.len() as u64;
+                self.items.push_back((end, p));
+            }
+            items = rest;
+        }
+        if self.tail_dirty
+            && self.sh.st.borrow().pending.is_empty()
+            && !self.inflight.back().is_some_and(|f| f.partial)
+        {
+            // Nothing more is queued: put the carried bytes on disk now.
+            self.write(&[], true).await.map_err(|e| (Vec::new(), e))?;
+        }
+        Ok(())
+    }
+
+    /// The segment as seen for roll decisions: its size is what has been submitted.
+    fn seg_view(&self) -> SegView {
+        SegView { size: self.submitted, first_append_ms: self.seg.first_append_ms.get() }
+    }
+
+    /// Builds and submits one write of the carried tail plus `chunks`; ends on a page
+    /// boundary unless `flush`.
+    async fn write(&mut self, chunks: &[ByteView], flush: bool) -> Result<(), StorageError> {
+        let page_start = align_down(self.submitted);
+        let data_len: usize = chunks.iter().map(|c| c.len()).sum();
+        let total = self.tail.len() + data_len;
+        let write_len =
+            if flush { align_up(total as u64) } else { align_down(total as u64) } as usize;
+        let new_submitted = self.submitted + data_len as u64;
+        let keep_from = align_down(total as u64) as usize;
+        let need = page_start + align_up(total as u64);
+        let step = self.sh.config.preallocate_bytes.min(self.sh.config.segment_bytes_max);
+        if step > 0 && need > self.allocated {
+            let target =
+                need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
+            self.seg.log.allocate(target).await?;
+            self.allocated = target;
+        }
+        let mut new_tail = Vec::with_capacity(total - keep_from);
+        let mut buf = (write_len > 0).then(|| self.seg.log.alloc_write_buf(write_len));
+        let mut at = 0usize;
+        for piece in std::iter::once(&self.tail[..]).chain(chunks.iter().map(|c| c.as_ref())) {
+            let end = at + piece.len();
+            // [at, min(end, write_len)) goes to the write, [max(at, keep_from), end) is kept.
+            if let Some(buf) = buf.as_mut() {
+                if at < write_len {
+                    let n = end.min(write_len) - at;
+                    buf.as_mut()[at..at + n].copy_from_slice(&piece[..n]);
+                }
+            }
+            if end > keep_from {
+                new_tail.extend_from_slice(&piece[keep_from.saturating_sub(at)..]);
+            }
+            at = end;
+        }
+        debug_assert_eq!(at, total);
+        let partial = flush && total % DISK_ALIGN_U != 0;
+        let data_end = if flush { new_submitted } else { page_start + write_len as u64 };
+        trace!(
+            seg = self.seg.base_offset,
+            page_start,
+            write_len,
+            flush,
+            data_end,
+            submitted = new_submitted,
+            "submit write"
+        );
+        if let Some(buf) = buf {
+            let file = self.seg.log.clone();
+            let task =
+                glommio::spawn_local(async move { file.write_at(buf, page_start).await }).detach();
+            self.inflight.push_back(InFlight { task, data_end, partial });
+            self.sh.bump_stats(|s| {
+                s.writes += 1;
+                s.bytes_written += data_len as u64;
+            });
+        }
+        self.submitted = new_submitted;
+        self.tail = new_tail;
+        self.tail_dirty = !flush && !self.tail.is_empty();
+        Ok(())
+    }
+
+    /// Waits for the oldest write and completes the appends it finished.
+    async fn reap_one(&mut self) -> Result<(), StorageError> {
+        let f = self.inflight.pop_front().expect("a write in flight");
+        match f.task.await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(StorageError::Closed),
+        }
+        self.reaped = f.data_end;
+        let sh = self.sh.clone();
+        let mut any_durable = false;
+        while self.items.front().is_some_and(|(end, _)| *end <= self.reaped) {
+            let (end, p) = self.items.pop_front().expect("front exists");
+            let len = p.bytes.len() as u64;
+            let b = ScannedBatch {
+                position: end - len,
+                base_offset: p.base_offset,
+                next_offset: p.next_offset,
+                len,
+                max_timestamp_ms: p.max_timestamp_ms,
+            };
+            trace!(
+                seg = self.seg.base_offset,
+                base = b.base_offset,
+                position = b.position,
+                len = b.len,
+                "written"
+            );
+            self.seg.record(&b, sh.config.index_interval_bytes);
+            sh.cache.insert(p.base_offset, p.next_offset, p.bytes.clone());
+            sh.high_watermark.advance(p.next_offset);
+            match (p.ack, p.tx) {
+                (AckLevel::Durable, Some(tx)) => {
+                    let fenced = sh.st.borrow().fenced.clone();
+                    if let Some(reason) = fenced {
+                        let _ = tx.send(Err(StorageError::Fenced(reason)));
+                    } else {
+                        sh.st.borrow_mut().durable_waiters.push_back((p.next_offset, tx));
+                        any_durable = true;
+                    }
+                }
+                (_, Some(tx)) => {
+                    let _ = tx.send(Ok(()));
+                }
+                (_, None) => {}
+            }
+        }
+        if any_durable {
+            sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+        }
+        let seg = self.seg.clone();
+        sh.persist_index(&seg, false).await;
+        Ok(())
+    }
+
+    /// A write failed: let the others finish (their data follows the failure and is
+    /// discarded), fail every unwritten append, and restart from the last good position.
+    async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
+        while let Some(f) = self.inflight.pop_front() {
+            let _ = f.task.await;
+        }
+        let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).chain(extra).collect();
+        self.sh.fail_appends(items, &e);
+        // Restart after the last complete batch (a reaped write may have ended mid-batch).
+        self.reaped = self.seg.size_bytes.get();
+        self.submitted = self.reaped;
+        self.tail_dirty = false;
+        match read_tail(&*self.seg.log, self.reaped).await {
+            Ok(t) => self.tail = t,
+            Err(io) => self.sh.fence(io),
         }
     }
+
+    /// Completes everything in flight and flushes carried bytes.
+    async fn drain(&mut self) -> Result<(), StorageError> {
+        if self.tail_dirty {
+            while self.inflight.back().is_some_and(|f| f.partial) {
+                self.reap_one().await?;
+            }
+            self.write(&[], true).await?;
+        }
+        while !self.inflight.is_empty() {
+            self.reap_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn roll(&mut self, base_offset: u64) -> Result<(), StorageError> {
+        self.drain().await?;
+        seal(&self.sh, &self.seg, self.allocated).await?;
+        let (seg, files) = create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
+        info!(segment = %seg.log_path.display(), "rolled to a new segment");
+        self.sh.segments.borrow_mut().push(seg.clone());
+        *self.sh.active_index.borrow_mut() = Some(files);
+        self.seg = seg;
+        self.submitted = 0;
+        self.reaped = 0;
+        self.tail = Vec::new();
+        self.tail_dirty = false;
+        self.allocated = 0;
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Err(e) = self.drain().await {
+            let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).collect();
+            self.sh.fail_appends(items, &e);
+        }
+        seal_on_close(&self.sh, &self.seg, self.allocated).await;
+    }
+}
+
+impl<D: Disk> Drop for Writer<D> {
+    fn drop(&mut self) {
+        // The writer task was cancelled (the log was dropped: a crash). Writes still in
+        // flight die with it, as they would with the process.
+        for f in self.inflight.drain(..) {
+            f.task.cancel();
+        }
+    }
+}
+
+const DISK_ALIGN_U: usize = super::io::DISK_ALIGN;
+
+/// What a roll decision needs to know about the active segment.
+struct SegView {
+    size: u64,
+    first_append_ms: i64,
 }
 
 /// Reads the partial last page of a segment so the next write can rewrite it.
@@ -948,105 +1257,12 @@ async fn read_tail<F: DiskFile>(file: &F, size: u64) -> Result<Vec<u8>, IoError>
     Ok(bytes[..(size - start) as usize].to_vec())
 }
 
-/// Writes `items` (rolling segments as needed). On error returns the items not yet written.
-async fn write_items<D: Disk>(
-    sh: &Rc<Shared<D>>,
-    active: &mut Rc<Segment<D::File>>,
-    appender: &mut TailAppender<D::File>,
-    mut items: Vec<Pending>,
-) -> Result<(), (Vec<Pending>, StorageError)> {
-    while !items.is_empty() {
-        if sh.needs_roll(active, &items[0]) {
-            if let Err(e) = roll(sh, active, appender, items[0].base_offset).await {
-                return Err((items, e));
-            }
-        }
-        let seg = active.clone();
-        if seg.first_append_ms.get() == i64::MAX {
-            seg.first_append_ms.set(items[0].append_ms);
-        }
-        let mut run = 0;
-        let mut run_bytes = 0u64;
-        while run < items.len()
-            && (run == 0
-                || (seg.size_bytes.get() + run_bytes + items[run].bytes.len() as u64
-                    <= sh.config.segment_bytes_max
-                    && !sh.needs_roll(&seg, &items[run])))
-        {
-            run_bytes += items[run].bytes.len() as u64;
-            run += 1;
-        }
-        let chunks: Vec<&[u8]> = items[..run].iter().map(|p| p.bytes.as_ref()).collect();
-        let result = appender
-            .append(&chunks, sh.config.preallocate_bytes.min(sh.config.segment_bytes_max))
-            .await;
-        drop(chunks);
-        if let Err(e) = result {
-            return Err((items, e.into()));
-        }
-        sh.bump_stats(|s| {
-            s.writes += 1;
-            s.bytes_written += run_bytes;
-        });
-        let rest = items.split_off(run);
-        let mut any_durable = false;
-        let mut position = seg.size_bytes.get();
-        for p in items {
-            let b = ScannedBatch {
-                position,
-                base_offset: p.base_offset,
-                next_offset: p.next_offset,
-                len: p.bytes.len() as u64,
-                max_timestamp_ms: p.max_timestamp_ms,
-            };
-            seg.record(&b, sh.config.index_interval_bytes);
-            position += b.len;
-            sh.cache.insert(p.base_offset, p.next_offset, p.bytes.clone());
-            sh.high_watermark.advance(p.next_offset);
-            match (p.ack, p.tx) {
-                (AckLevel::Durable, Some(tx)) => {
-                    sh.st.borrow_mut().durable_waiters.push_back((p.next_offset, tx));
-                    any_durable = true;
-                }
-                (_, Some(tx)) => {
-                    let _ = tx.send(Ok(()));
-                }
-                (_, None) => {}
-            }
-        }
-        if any_durable {
-            sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
-        }
-        sh.persist_index(&seg, false).await;
-        items = rest;
-    }
-    Ok(())
-}
-
-/// Seals the active segment (sync, final index entries, trim preallocation) and starts a new
-/// one at `base_offset`.
-async fn roll<D: Disk>(
-    sh: &Rc<Shared<D>>,
-    active: &mut Rc<Segment<D::File>>,
-    appender: &mut TailAppender<D::File>,
-    base_offset: u64,
-) -> Result<(), StorageError> {
-    seal(sh, active, appender).await?;
-    let (seg, files) = create_segment(&sh.disk, &sh.dir, base_offset).await?;
-    info!(segment = %seg.log_path.display(), "rolled to a new segment");
-    sh.segments.borrow_mut().push(seg.clone());
-    *sh.active_index.borrow_mut() = Some(files);
-    *appender = TailAppender::new(seg.log.clone(), 0, Vec::new());
-    *active = seg;
-    Ok(())
-}
-
 /// Makes a segment complete on disk: fdatasync, then the final index entries (synced), then
 /// the preallocated space trimmed.
 async fn seal<D: Disk>(
     sh: &Rc<Shared<D>>,
     seg: &Rc<Segment<D::File>>,
-    appender: &mut TailAppender<D::File>,
+    allocated: u64,
 ) -> Result<(), StorageError> {
     if let Err(e) = seg.log.fdatasync().await {
         sh.fence(e.clone());
@@ -1071,7 +1287,7 @@ async fn seal<D: Disk>(
             }
         }
     }
-    if appender.allocated > seg.size_bytes.get() {
+    if allocated > seg.size_bytes.get() {
         if let Err(e) = seg.log.truncate(seg.size_bytes.get()).await {
             warn!(segment = %seg.log_path.display(), error = %e, "cannot trim preallocated space");
         } else if let Err(e) = seg.log.fdatasync().await {
@@ -1083,13 +1299,9 @@ async fn seal<D: Disk>(
 }
 
 /// On close: seal the active segment, answer every waiter, close files.
-async fn seal_on_close<D: Disk>(
-    sh: &Rc<Shared<D>>,
-    active: &Rc<Segment<D::File>>,
-    appender: &mut TailAppender<D::File>,
-) {
+async fn seal_on_close<D: Disk>(sh: &Rc<Shared<D>>, active: &Rc<Segment<D::File>>, allocated: u64) {
     if sh.st.borrow().fenced.is_none() {
-        if let Err(e) = seal(sh, active, appender).await {
+        if let Err(e) = seal(sh, active, allocated).await {
             warn!(error = %e, "final sync on close failed");
         }
     }
@@ -1147,6 +1359,7 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
                 if size > seg.durable_bytes.get() {
                     seg.durable_bytes.set(size);
                 }
+                trace!(target, seg = seg.base_offset, size, "synced");
                 sh.mark_durable(target);
             }
             Err(e) => sh.fence(e),

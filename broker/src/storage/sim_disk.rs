@@ -31,6 +31,9 @@ pub struct SimFaults {
     pub sync_eio_per_mille: u32,
     /// Each fdatasync yields to other tasks up to this many times before it completes.
     pub sync_delay_yields_max: u32,
+    /// Each write yields up to this many times before it lands, so concurrent writes
+    /// complete out of order.
+    pub write_delay_yields_max: u32,
     /// Total bytes the disk holds.
     pub capacity_bytes: u64,
 }
@@ -41,6 +44,7 @@ impl Default for SimFaults {
             write_eio_per_mille: 0,
             sync_eio_per_mille: 0,
             sync_delay_yields_max: 0,
+            write_delay_yields_max: 0,
             capacity_bytes: u64::MAX,
         }
     }
@@ -61,6 +65,8 @@ impl std::fmt::Debug for SimDisk {
 
 struct SimState {
     rng: fastrand::Rng,
+    /// Incremented by every crash: an operation that started before it never lands.
+    epoch: u64,
     files: BTreeMap<PathBuf, Rc<RefCell<SimFileData>>>,
     dirs: BTreeSet<PathBuf>,
     faults: SimFaults,
@@ -108,6 +114,7 @@ impl SimDisk {
         SimDisk {
             state: Rc::new(RefCell::new(SimState {
                 rng: fastrand::Rng::with_seed(seed),
+                epoch: 0,
                 files: BTreeMap::new(),
                 dirs: BTreeSet::new(),
                 faults,
@@ -134,6 +141,7 @@ impl SimDisk {
     /// after it (the engine above is dropped first, as a killed process would be).
     pub fn crash(&self) {
         let mut s = self.state.borrow_mut();
+        s.epoch += 1;
         let SimState { rng, files, .. } = &mut *s;
         files.retain(|_, f| f.borrow().name_durable);
         for file in files.values() {
@@ -320,6 +328,15 @@ impl DiskFile for SimFile {
 
     async fn write_at(&self, buf: SimBuf, pos: u64) -> Result<(), IoError> {
         assert!(pos % DISK_ALIGN as u64 == 0, "unaligned write at {pos}");
+        let (delay, epoch) = {
+            let mut s = self.disk.state.borrow_mut();
+            let max = s.faults.write_delay_yields_max;
+            (if max > 0 { s.rng.u32(0..=max) } else { 0 }, s.epoch)
+        };
+        YieldTimes(delay).await;
+        if self.disk.state.borrow().epoch != epoch {
+            return Err(self.err("write", libc::EIO)); // issued by a process that crashed
+        }
         let per_mille = self.disk.faults().write_eio_per_mille;
         if self.disk.state.borrow_mut().chance(per_mille) {
             return Err(self.err("write", libc::EIO));
@@ -361,15 +378,15 @@ impl DiskFile for SimFile {
     }
 
     async fn fdatasync(&self) -> Result<(), IoError> {
-        let (delay, fail) = {
+        let (delay, fail, epoch) = {
             let mut s = self.disk.state.borrow_mut();
             let max = s.faults.sync_delay_yields_max;
             let delay = if max > 0 { s.rng.u32(0..=max) } else { 0 };
             let per_mille = s.faults.sync_eio_per_mille;
-            (delay, s.chance(per_mille))
+            (delay, s.chance(per_mille), s.epoch)
         };
         YieldTimes(delay).await;
-        if fail {
+        if fail || self.disk.state.borrow().epoch != epoch {
             return Err(self.err("fdatasync", libc::EIO));
         }
         let mut f = self.data.borrow_mut();

@@ -108,7 +108,11 @@ async fn simulate(seed: u64, steps: usize) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let disk = SimDisk::new(
         seed ^ 0x5EED,
-        SimFaults { sync_delay_yields_max: rng.u32(0..4), ..SimFaults::default() },
+        SimFaults {
+            sync_delay_yields_max: rng.u32(0..4),
+            write_delay_yields_max: rng.u32(0..4),
+            ..SimFaults::default()
+        },
     );
     let dir = PathBuf::from("/sim/topic/0");
     let shard = ShardCache::new(rng.usize(0..32 << 10));
@@ -320,6 +324,13 @@ fn simulation() {
     });
     run(move || async move {
         let verbose = std::env::var("SIM_VERBOSE").is_ok();
+        if verbose {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("trace")
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         for seed in seeds {
             CURRENT.store(seed, std::sync::atomic::Ordering::Relaxed);
             if verbose {
