@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
@@ -240,19 +240,39 @@ async fn shard_main(
     let own = unsafe { TcpListener::from_raw_fd(fds.1[id as usize]) };
     let stop_mark = Watermark::new(0);
     let gate = Rc::new(glommio::sync::Gate::new());
+    // Request handling (accept loops, connections and everything they spawn) runs in a
+    // latency-sensitive queue; retention runs in a background queue with a small share.
+    let requests = glommio::executor().create_task_queue(
+        Shares::Static(1000),
+        Latency::Matters(Duration::from_millis(1)),
+        "requests",
+    );
+    let background = glommio::executor().create_task_queue(
+        Shares::Static(100),
+        Latency::NotImportant,
+        "background",
+    );
     let accepters = [public, own].map(|listener| {
-        glommio::spawn_local(accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone()))
-            .detach()
+        glommio::spawn_local_into(
+            accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone()),
+            requests,
+        )
+        .expect("requests task queue")
+        .detach()
     });
     let retention = {
         let shard = shard.clone();
         let every = Duration::from_millis(shard.config.retention_check_ms.max(100));
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(every).await;
-                shard.apply_retention(crate::shard::now_ms()).await;
-            }
-        })
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    shard.apply_retention(crate::shard::now_ms()).await;
+                }
+            },
+            background,
+        )
+        .expect("background task queue")
         .detach()
     };
     let _ = ready.send((id, cpu));
