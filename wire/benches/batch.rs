@@ -45,6 +45,10 @@ fn bench_size(c: &mut Criterion, value_bytes: usize, label: &str) {
             BatchSize::SmallInput,
         );
     });
+    // The floor of validation: one CRC32C pass over the covered bytes.
+    group.bench_function("crc32c_only", |b| {
+        b.iter(|| black_box(wire::batch::header::covered_crc(black_box(&batch))));
+    });
     group.bench_function("validate", |b| {
         b.iter(|| black_box(BatchView::validate(black_box(&batch)).unwrap()));
     });
