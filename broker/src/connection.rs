@@ -10,13 +10,13 @@
 //! - A broken frame header gets one error response (correlation id 0) and the connection is
 //!   closed: the stream cannot be resynchronized. A bad body, unknown api or version gets an
 //!   error response and the connection lives on.
-//! - Subscriptions push batches within the byte credit the client granted: at most one batch
-//!   beyond the credit is ever outstanding, so a consumer that stops granting makes the
-//!   broker hold nothing more for it.
+//! - Subscriptions (see [`crate::subscription`]) push batches within the byte credit the
+//!   client granted. A subscription for a partition owned by another shard is relayed: the
+//!   owner serves it and its pushes come back over the mesh to this connection.
 //! - Idle connections (no request for `connection_idle_ms` and no subscription) are closed;
 //!   a frame that starts but does not finish within `FRAME_READ_TIMEOUT` closes it too.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -24,26 +24,22 @@ use std::time::Duration;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalSender};
-use glommio::task::JoinHandle;
 use tracing::debug;
 use wire::constants::{align_up, FRAME_HEADER_BYTES};
 use wire::{
     AlignedVec, ApiKey, ErrorCode, FrameHeader, GrantCreditRequest, GrantCreditResponse,
-    StartPosition, SubscribeRequest, SubscribeResponse, SubscriptionData, UnsubscribeRequest,
-    UnsubscribeResponse,
+    SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
 };
 
 use crate::api::{self, error_frame, parts, respond, Origin};
-use crate::shard::{Counters, Partition, Shard};
-use crate::storage::StorageError;
+use crate::shard::{Counters, Route, Shard};
+use crate::subscription::{self, PushSink, PushTarget, Subscription};
 use crate::watermark::Watermark;
 
 /// Bytes read from the socket at a time; larger frames get their own buffer.
 const READ_BUFFER_BYTES: usize = 256 << 10;
 /// A frame that has started must finish arriving within this time.
 const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest push for one subscription.
-const PUSH_BYTES_MAX: usize = 1 << 20;
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -161,18 +157,25 @@ async fn read_exact_timed<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Re
     }
 }
 
-/// A subscription's live state.
-struct Subscription {
-    credit: Rc<Cell<u64>>,
-    credit_signal: Watermark,
-    task: JoinHandle<()>,
+/// A subscription as its connection sees it.
+enum SubEntry {
+    /// Served by this shard.
+    Local(Subscription),
+    /// Served by the owner shard; pushes are relayed under `key`.
+    Remote { owner: u32, key: u64 },
 }
 
 /// State shared by a connection's reader and its subscription tasks.
 struct Conn {
     shard: Rc<Shard>,
     out: LocalSender<AlignedVec>,
-    subscriptions: RefCell<HashMap<u64, Subscription>>,
+    subscriptions: RefCell<HashMap<u64, SubEntry>>,
+}
+
+impl PushTarget for Conn {
+    fn push(&self, frame: AlignedVec) -> bool {
+        self.out.try_send(frame).is_ok()
+    }
 }
 
 /// Serves one connection until the client leaves, a broken frame arrives, it idles out, or
@@ -204,10 +207,15 @@ where
         let _ = conn.out.try_send(wire::encode_error(0, 0, e.code(), &e.to_string()));
     }
     debug!(?end, "connection closed");
-    let subs: Vec<Subscription> = conn.subscriptions.borrow_mut().drain().map(|(_, s)| s).collect();
+    let subs: Vec<SubEntry> = conn.subscriptions.borrow_mut().drain().map(|(_, s)| s).collect();
     for s in subs {
-        s.task.cancel();
-        Counters::add(&shard.counters.subscriptions, u64::MAX); // -1
+        match s {
+            SubEntry::Local(sub) => sub.cancel(&shard),
+            SubEntry::Remote { owner, key } => {
+                shard.remove_route(key);
+                shard.sub_control(owner, key, None).await;
+            }
+        }
     }
     drop(conn);
     // The writer drains what is queued (responses to requests already answered), then closes.
@@ -281,6 +289,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) -> AlignedVec {
     let (header, body) = parts(frame);
+    let shard = &conn.shard;
     match api {
         ApiKey::Subscribe => {
             let req = match wire::decode_body::<SubscribeRequest>(body) {
@@ -300,54 +309,54 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                     &refuse(ErrorCode::DuplicateSubscription, "subscription id in use".into()),
                 );
             }
-            let part = match conn.shard.owner(&req.topic, req.partition) {
+            let owner = match shard.owner(&req.topic, req.partition) {
+                Ok(o) => o,
                 Err(code) => {
                     return respond(
                         &header,
                         &refuse(code, format!("{}/{}", req.topic, req.partition)),
                     )
                 }
-                Ok(owner) if owner != conn.shard.id => {
-                    let message = format!(
-                        "partition {}/{} is owned by shard {owner}; subscribe on its address",
-                        req.topic, req.partition
-                    );
-                    return respond(&header, &refuse(ErrorCode::NotOwner, message));
-                }
-                Ok(_) => match conn.shard.partition(&req.topic, req.partition) {
-                    Some(p) => p,
-                    None => {
-                        return respond(
-                            &header,
-                            &refuse(ErrorCode::UnknownPartition, String::new()),
-                        )
-                    }
-                },
             };
-            let log = &part.log;
-            let start = match req.start {
-                StartPosition::Earliest => log.log_start_offset(),
-                StartPosition::Latest => log.high_watermark(),
-                StartPosition::Offset(o)
-                    if o < log.log_start_offset() || o > log.high_watermark() =>
-                {
-                    let message = format!(
-                        "offset {o} outside [{}, {}]",
-                        log.log_start_offset(),
-                        log.high_watermark()
+            if owner != shard.id {
+                // Relay: the owner serves it and pushes back over the mesh.
+                Counters::add(&shard.counters.forwards_out, 1);
+                let key = shard.take_id();
+                let target: std::rc::Weak<dyn PushTarget> =
+                    Rc::downgrade(&(conn.clone() as Rc<dyn PushTarget>));
+                shard.add_route(key, Route::new(target));
+                let reply = match shard.forward_send_as(owner, key, frame.clone()).await {
+                    Some(rx) => rx.await.ok(),
+                    None => None,
+                };
+                let Some(reply) = reply else {
+                    shard.remove_route(key);
+                    return respond(
+                        &header,
+                        &refuse(ErrorCode::NotOwner, format!("shard {owner} unreachable")),
                     );
-                    return respond(&header, &refuse(ErrorCode::OffsetOutOfRange, message));
+                };
+                let accepted = crate::api::decode_reply::<SubscribeResponse>(&reply)
+                    .is_some_and(|r| r.error == 0);
+                let _ = conn.out.try_send(reply);
+                if accepted {
+                    conn.subscriptions
+                        .borrow_mut()
+                        .insert(req.subscription_id, SubEntry::Remote { owner, key });
+                    shard.route_ready(key);
+                } else {
+                    shard.remove_route(key);
                 }
-                StartPosition::Offset(o) => o,
-                StartPosition::Timestamp(ts) => match log.offset_for_timestamp(ts).await {
-                    Ok(Some((o, _))) => o,
-                    Ok(None) => log.high_watermark(),
-                    Err(e) => return respond(&header, &refuse(e.code(), e.to_string())),
-                },
+                return AlignedVec::new(); // already sent
+            }
+            let Some(part) = shard.partition(&req.topic, req.partition) else {
+                return respond(&header, &refuse(ErrorCode::UnknownPartition, String::new()));
             };
-            let credit = Rc::new(Cell::new(req.credit_bytes));
-            let credit_signal = Watermark::new(0);
-            // The response goes out before any push for this subscription.
+            let start = match subscription::start_offset(&part, &req.start).await {
+                Ok(s) => s,
+                Err((code, message)) => return respond(&header, &refuse(code, message)),
+            };
+            // The response is queued before the first push.
             let response = respond(
                 &header,
                 &SubscribeResponse {
@@ -355,37 +364,35 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                     error: 0,
                     message: String::new(),
                     start_offset: start,
-                    high_watermark: log.high_watermark(),
+                    high_watermark: part.log.high_watermark(),
                 },
             );
             let _ = conn.out.try_send(response);
-            let task = glommio::spawn_local(push_loop(
-                conn.clone(),
-                part.clone(),
-                req.subscription_id,
-                start,
-                credit.clone(),
-                credit_signal.clone(),
-            ))
-            .detach();
-            conn.subscriptions
-                .borrow_mut()
-                .insert(req.subscription_id, Subscription { credit, credit_signal, task });
-            Counters::add(&conn.shard.counters.subscriptions, 1);
-            // Already sent; the caller's send of this empty marker is skipped.
-            AlignedVec::new()
+            let target: std::rc::Weak<dyn PushTarget> =
+                Rc::downgrade(&(conn.clone() as Rc<dyn PushTarget>));
+            let sub = subscription::spawn(shard, part, &req, start, PushSink::Local(target));
+            conn.subscriptions.borrow_mut().insert(req.subscription_id, SubEntry::Local(sub));
+            AlignedVec::new() // already sent
         }
         ApiKey::GrantCredit => {
             let req = match wire::decode_body::<GrantCreditRequest>(body) {
                 Ok(r) => r,
                 Err(e) => return error_frame(&header, e.code(), &e.to_string()),
             };
-            let error = match conn.subscriptions.borrow().get(&req.subscription_id) {
-                Some(s) => {
-                    s.credit.set(s.credit.get().saturating_add(req.credit_bytes));
-                    s.credit_signal.advance(s.credit_signal.get() + 1);
+            let remote = match conn.subscriptions.borrow().get(&req.subscription_id) {
+                Some(SubEntry::Local(sub)) => {
+                    sub.grant(req.credit_bytes);
+                    Some(None)
+                }
+                Some(SubEntry::Remote { owner, key }) => Some(Some((*owner, *key))),
+                None => None,
+            };
+            let error = match remote {
+                Some(Some((owner, key))) => {
+                    shard.sub_control(owner, key, Some(req.credit_bytes)).await;
                     ErrorCode::None
                 }
+                Some(None) => ErrorCode::None,
                 None => ErrorCode::UnknownSubscription,
             };
             respond(
@@ -401,10 +408,15 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                 Ok(r) => r,
                 Err(e) => return error_frame(&header, e.code(), &e.to_string()),
             };
-            let error = match conn.subscriptions.borrow_mut().remove(&req.subscription_id) {
-                Some(s) => {
-                    s.task.cancel();
-                    Counters::add(&conn.shard.counters.subscriptions, u64::MAX);
+            let entry = conn.subscriptions.borrow_mut().remove(&req.subscription_id);
+            let error = match entry {
+                Some(SubEntry::Local(sub)) => {
+                    sub.cancel(shard);
+                    ErrorCode::None
+                }
+                Some(SubEntry::Remote { owner, key }) => {
+                    shard.remove_route(key);
+                    shard.sub_control(owner, key, None).await;
                     ErrorCode::None
                 }
                 None => ErrorCode::UnknownSubscription,
@@ -416,85 +428,6 @@ async fn subscription_request(conn: &Rc<Conn>, api: ApiKey, frame: &AlignedVec) 
                     error: error.as_u16(),
                 },
             )
-        }
-    }
-}
-
-/// Pushes a subscription's batches as they are written, within its credit.
-async fn push_loop(
-    conn: Rc<Conn>,
-    part: Rc<Partition>,
-    id: u64,
-    mut next: u64,
-    credit: Rc<Cell<u64>>,
-    credit_signal: Watermark,
-) {
-    let log = &part.log;
-    let shard = conn.shard.clone();
-    loop {
-        if credit.get() == 0 {
-            let seen = credit_signal.get();
-            if credit.get() == 0 {
-                credit_signal.wait_for(seen + 1).await;
-            }
-            continue;
-        }
-        if next >= log.high_watermark() && !log.high_watermark_mark().wait_for(next + 1).await {
-            let end = SubscriptionData {
-                subscription_id: id,
-                error: ErrorCode::UnknownTopic.as_u16(),
-                high_watermark: next,
-                batches: Vec::new(),
-            };
-            if let Ok(f) = wire::encode_push(&end) {
-                let _ = conn.out.try_send(f);
-            }
-            return;
-        }
-        let max = (credit.get().min(PUSH_BYTES_MAX as u64)) as usize;
-        let (error, batches, hw) = match log.read(next, max).await {
-            Ok(out) => {
-                let mut bytes = Vec::with_capacity(out.bytes());
-                for v in &out.batches {
-                    for b in wire::Batches::new(v).flatten() {
-                        next = next.max(b.header().next_offset());
-                        Counters::add(&shard.counters.batches_out, 1);
-                    }
-                    bytes.extend_from_slice(v);
-                }
-                (ErrorCode::None, bytes, out.high_watermark)
-            }
-            Err(StorageError::OffsetOutOfRange { log_start_offset, .. })
-                if next < log_start_offset =>
-            {
-                // Retention removed what this subscriber had not read yet: skip ahead.
-                next = log_start_offset;
-                continue;
-            }
-            Err(e) => (e.code(), Vec::new(), log.high_watermark()),
-        };
-        if batches.is_empty() && error == ErrorCode::None {
-            continue;
-        }
-        credit.set(credit.get().saturating_sub(batches.len() as u64));
-        Counters::add(&shard.counters.bytes_out, batches.len() as u64);
-        let last = error != ErrorCode::None;
-        let push = SubscriptionData {
-            subscription_id: id,
-            error: error.as_u16(),
-            high_watermark: hw,
-            batches,
-        };
-        match wire::encode_push(&push) {
-            Ok(f) => {
-                if conn.out.try_send(f).is_err() {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-        if last {
-            return;
         }
     }
 }

@@ -18,4 +18,5 @@ pub mod metadata;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod subscription;
 pub mod watermark;

@@ -53,6 +53,37 @@ pub enum ShardMsg {
         /// The apply's id.
         id: u64,
     },
+    /// A push for a subscription whose client is connected to the receiving shard.
+    Push {
+        /// The relay key the receiving shard registered.
+        key: u64,
+        /// A complete push frame.
+        frame: AlignedVec,
+    },
+    /// More credit for (`Some`), or the end of (`None`), a relayed subscription.
+    SubControl {
+        /// The shard relaying for the client.
+        from: u32,
+        /// Its relay key.
+        key: u64,
+        /// Credit to add; `None` unsubscribes.
+        credit: Option<u64>,
+    },
+}
+
+/// Where relayed pushes for one client subscription go, holding pushes that arrive before
+/// the subscribe response reached the client.
+pub struct Route {
+    target: std::rc::Weak<dyn crate::subscription::PushTarget>,
+    ready: Cell<bool>,
+    held: RefCell<Vec<AlignedVec>>,
+}
+
+impl Route {
+    /// A route to `target`, holding pushes until [`Shard::route_ready`].
+    pub fn new(target: std::rc::Weak<dyn crate::subscription::PushTarget>) -> Self {
+        Route { target, ready: Cell::new(false), held: RefCell::new(Vec::new()) }
+    }
 }
 
 /// Addresses of the broker: the shared public one and each shard's own.
@@ -133,6 +164,8 @@ pub struct Shard {
     next_id: Cell<u64>,
     replies: RefCell<HashMap<u64, oneshot::Sender<AlignedVec>>>,
     applies: RefCell<HashMap<u64, PendingApply>>,
+    routes: RefCell<HashMap<u64, Route>>,
+    remote_subs: RefCell<HashMap<(u32, u64), crate::subscription::Subscription>>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
     /// Set when the broker is shutting down.
@@ -162,6 +195,8 @@ impl Shard {
             next_id: Cell::new(1),
             replies: RefCell::new(HashMap::new()),
             applies: RefCell::new(HashMap::new()),
+            routes: RefCell::new(HashMap::new()),
+            remote_subs: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
         })
@@ -290,7 +325,8 @@ impl Shard {
         }
     }
 
-    fn take_id(&self) -> u64 {
+    /// A fresh id for a forward or a relay.
+    pub fn take_id(&self) -> u64 {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         id
@@ -307,7 +343,16 @@ impl Shard {
         to: u32,
         frame: AlignedVec,
     ) -> Option<oneshot::Receiver<AlignedVec>> {
-        let id = self.take_id();
+        self.forward_send_as(to, self.take_id(), frame).await
+    }
+
+    /// [`Shard::forward_send`] with a caller-chosen id (from [`Shard::take_id`]).
+    pub async fn forward_send_as(
+        &self,
+        to: u32,
+        id: u64,
+        frame: AlignedVec,
+    ) -> Option<oneshot::Receiver<AlignedVec>> {
         let (tx, rx) = oneshot::channel();
         self.replies.borrow_mut().insert(id, tx);
         if self
@@ -329,6 +374,40 @@ impl Shard {
     ) {
         while let Some(msg) = rx.recv().await {
             match msg {
+                ShardMsg::Request { from, id, frame }
+                    if crate::api::parts(&frame).0.api_key == wire::ApiKey::Subscribe.as_u16() =>
+                {
+                    let shard = self.clone();
+                    glommio::spawn_local(
+                        async move { shard.subscribe_for_peer(from, id, frame).await },
+                    )
+                    .detach();
+                }
+                ShardMsg::Push { key, frame } => {
+                    let routes = self.routes.borrow();
+                    if let Some(route) = routes.get(&key) {
+                        if route.ready.get() {
+                            if let Some(t) = route.target.upgrade() {
+                                t.push(frame);
+                            }
+                        } else {
+                            route.held.borrow_mut().push(frame);
+                        }
+                    }
+                }
+                ShardMsg::SubControl { from, key, credit } => match credit {
+                    Some(bytes) => {
+                        if let Some(sub) = self.remote_subs.borrow().get(&(from, key)) {
+                            sub.grant(bytes);
+                        }
+                    }
+                    None => {
+                        let sub = self.remote_subs.borrow_mut().remove(&(from, key));
+                        if let Some(sub) = sub {
+                            sub.cancel(&self);
+                        }
+                    }
+                },
                 ShardMsg::Request { from, id, frame } => {
                     // Produce appends are enqueued here, in arrival order; everything that
                     // waits (acks, long polls, the reply send) runs in a spawned task.
@@ -369,6 +448,99 @@ impl Shard {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Registers where relayed pushes for `key` go.
+    pub fn add_route(&self, key: u64, route: Route) {
+        self.routes.borrow_mut().insert(key, route);
+    }
+
+    /// The subscribe response reached the client: deliver held pushes and pass later ones.
+    pub fn route_ready(&self, key: u64) {
+        let routes = self.routes.borrow();
+        if let Some(route) = routes.get(&key) {
+            route.ready.set(true);
+            if let Some(t) = route.target.upgrade() {
+                for f in route.held.borrow_mut().drain(..) {
+                    t.push(f);
+                }
+            }
+        }
+    }
+
+    /// Forgets a route.
+    pub fn remove_route(&self, key: u64) {
+        self.routes.borrow_mut().remove(&key);
+    }
+
+    /// Sends a push for a relayed subscription to the shard holding the client.
+    pub async fn relay_push(&self, to: u32, key: u64, frame: AlignedVec) -> bool {
+        self.senders.send_to(to as usize, ShardMsg::Push { key, frame }).await.is_ok()
+    }
+
+    /// Grants credit to (`Some`) or ends (`None`) a subscription relayed through this shard.
+    pub async fn sub_control(&self, owner: u32, key: u64, credit: Option<u64>) {
+        let _ = self
+            .senders
+            .send_to(owner as usize, ShardMsg::SubControl { from: self.id, key, credit })
+            .await;
+    }
+
+    /// Serves a subscribe forwarded by shard `from` for one of this shard's partitions; pushes
+    /// travel back over the mesh under the relay key `id`.
+    async fn subscribe_for_peer(self: Rc<Self>, from: u32, id: u64, frame: AlignedVec) {
+        let (header, body) = crate::api::parts(&frame);
+        let reply = match wire::decode_body::<wire::SubscribeRequest>(body) {
+            Err(e) => Err(crate::api::error_frame(&header, e.code(), &e.to_string())),
+            Ok(req) => {
+                let refuse = |code: wire::ErrorCode, message: String| wire::SubscribeResponse {
+                    subscription_id: req.subscription_id,
+                    error: code.as_u16(),
+                    message,
+                    start_offset: 0,
+                    high_watermark: 0,
+                };
+                match self.partition(&req.topic, req.partition) {
+                    None => Err(crate::api::respond(
+                        &header,
+                        &refuse(wire::ErrorCode::NotOwner, "not the owner".into()),
+                    )),
+                    Some(part) => {
+                        match crate::subscription::start_offset(&part, &req.start).await {
+                            Err((code, message)) => {
+                                Err(crate::api::respond(&header, &refuse(code, message)))
+                            }
+                            Ok(start) => {
+                                let ok = wire::SubscribeResponse {
+                                    subscription_id: req.subscription_id,
+                                    error: 0,
+                                    message: String::new(),
+                                    start_offset: start,
+                                    high_watermark: part.log.high_watermark(),
+                                };
+                                Ok((crate::api::respond(&header, &ok), part, req, start))
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        match reply {
+            Err(frame) => {
+                let _ = self.senders.send_to(from as usize, ShardMsg::Response { id, frame }).await;
+            }
+            Ok((frame, part, req, start)) => {
+                // The response goes out before the first push (same channel, in order).
+                let _ = self.senders.send_to(from as usize, ShardMsg::Response { id, frame }).await;
+                let sink = crate::subscription::PushSink::Remote {
+                    shard: self.clone(),
+                    to: from,
+                    key: id,
+                };
+                let sub = crate::subscription::spawn(&self, part, &req, start, sink);
+                self.remote_subs.borrow_mut().insert((from, id), sub);
             }
         }
     }

@@ -220,17 +220,39 @@ fn subscriber_sees_records_produced_after_it_subscribed_in_order() {
     }
     assert!(got.iter().zip(&sent).all(|(g, s)| same_batch(g, s)));
 
-    // Subscribing through the wrong shard is refused with a routing error.
+    // Subscribing through a shard that does not own the partition is relayed by it.
     if owners[0] != owners[1] {
-        let mut other = broker.connect_shard(owners[0] as usize);
-        let r: SubscribeResponse = other.call(&SubscribeRequest {
-            subscription_id: 1,
+        let mut relayed = broker.connect_shard(owners[0] as usize);
+        let r: SubscribeResponse = relayed.call(&SubscribeRequest {
+            subscription_id: 9,
             topic: TOPIC.into(),
             partition: 1,
             start: StartPosition::Earliest,
-            credit_bytes: 1,
+            credit_bytes: 64 << 10,
         });
-        assert_eq!(ErrorCode::from_u16(r.error), Some(ErrorCode::NotOwner));
+        assert_eq!(r.error, 0, "{}", r.message);
+        let mut offset = 0;
+        let mut credit_rounds = 0;
+        while offset < next {
+            let data: SubscriptionData = relayed.next_push().decode();
+            assert_eq!(data.subscription_id, 9);
+            let bytes = to_aligned(&data.batches);
+            for b in Batches::new(&bytes) {
+                let b = b.unwrap();
+                assert_eq!(b.header().base_offset(), offset);
+                offset = b.header().next_offset();
+            }
+            let id = relayed.send(&GrantCreditRequest {
+                subscription_id: 9,
+                credit_bytes: data.batches.len() as u64,
+            });
+            let g: GrantCreditResponse = relayed.wait(id).decode();
+            assert_eq!(g.error, 0);
+            credit_rounds += 1;
+        }
+        assert!(credit_rounds > 1, "credit limited the pushes");
+        let r: UnsubscribeResponse = relayed.call(&UnsubscribeRequest { subscription_id: 9 });
+        assert_eq!(r.error, 0);
     }
     let r: UnsubscribeResponse = sub.call(&UnsubscribeRequest { subscription_id: 7 });
     assert_eq!(r.error, 0);

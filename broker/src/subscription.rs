@@ -1,0 +1,204 @@
+//! Push subscriptions: the owner shard pushes a partition's batches as they are written,
+//! within the byte credit the consumer granted.
+//!
+//! A subscription lives on the partition's owner. Its pushes go to a [`PushSink`]: the
+//! client connection itself when the client subscribed on the owner, or the mesh when the
+//! client's connection is on another shard (that shard relays them to the connection, and
+//! relays credit grants and the unsubscribe back). At most one batch beyond the credit is
+//! ever outstanding, so a consumer that stops granting makes the broker hold nothing more.
+
+use std::cell::Cell;
+use std::rc::{Rc, Weak};
+
+use glommio::task::JoinHandle;
+use wire::{AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData};
+
+use crate::shard::{Counters, Partition, Shard};
+use crate::storage::StorageError;
+use crate::watermark::Watermark;
+
+/// Largest push for one subscription.
+const PUSH_BYTES_MAX: usize = 1 << 20;
+
+/// Where a subscription's pushes go.
+pub enum PushSink {
+    /// A connection on this shard: push frames are queued on its writer.
+    Local(Weak<dyn PushTarget>),
+    /// A connection on another shard: push frames travel over the mesh.
+    Remote {
+        /// This (owning) shard.
+        shard: Rc<Shard>,
+        /// The shard holding the client connection.
+        to: u32,
+        /// The relay key that shard registered.
+        key: u64,
+    },
+}
+
+/// Something that accepts push frames for a client (a connection's outbound queue).
+pub trait PushTarget {
+    /// Queues a frame; `false` if the client is gone.
+    fn push(&self, frame: AlignedVec) -> bool;
+}
+
+impl PushSink {
+    async fn send(&self, frame: AlignedVec) -> bool {
+        match self {
+            PushSink::Local(target) => target.upgrade().is_some_and(|t| t.push(frame)),
+            PushSink::Remote { shard, to, key } => shard.relay_push(*to, *key, frame).await,
+        }
+    }
+}
+
+/// A running subscription.
+pub struct Subscription {
+    credit: Rc<Cell<u64>>,
+    credit_signal: Watermark,
+    task: JoinHandle<()>,
+}
+
+impl Subscription {
+    /// Adds credit and wakes the pusher.
+    pub fn grant(&self, credit_bytes: u64) {
+        self.credit.set(self.credit.get().saturating_add(credit_bytes));
+        self.credit_signal.advance(self.credit_signal.get() + 1);
+    }
+
+    /// Stops pushing.
+    pub fn cancel(self, shard: &Shard) {
+        self.task.cancel();
+        Counters::add(&shard.counters.subscriptions, u64::MAX); // -1
+    }
+}
+
+/// Resolves where a subscription on a partition owned by `shard` starts.
+pub async fn start_offset(
+    part: &Partition,
+    start: &StartPosition,
+) -> Result<u64, (ErrorCode, String)> {
+    let log = &part.log;
+    match *start {
+        StartPosition::Earliest => Ok(log.log_start_offset()),
+        StartPosition::Latest => Ok(log.high_watermark()),
+        StartPosition::Offset(o) if o < log.log_start_offset() || o > log.high_watermark() => {
+            Err((
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "offset {o} outside [{}, {}]",
+                    log.log_start_offset(),
+                    log.high_watermark()
+                ),
+            ))
+        }
+        StartPosition::Offset(o) => Ok(o),
+        StartPosition::Timestamp(ts) => match log.offset_for_timestamp(ts).await {
+            Ok(Some((o, _))) => Ok(o),
+            Ok(None) => Ok(log.high_watermark()),
+            Err(e) => Err((e.code(), e.to_string())),
+        },
+    }
+}
+
+/// Starts pushing `part` from `next` to `sink` for the client's subscription `id`.
+pub fn spawn(
+    shard: &Rc<Shard>,
+    part: Rc<Partition>,
+    req: &SubscribeRequest,
+    next: u64,
+    sink: PushSink,
+) -> Subscription {
+    let credit = Rc::new(Cell::new(req.credit_bytes));
+    let credit_signal = Watermark::new(0);
+    let task = glommio::spawn_local(push_loop(
+        shard.clone(),
+        sink,
+        part,
+        req.subscription_id,
+        next,
+        credit.clone(),
+        credit_signal.clone(),
+    ))
+    .detach();
+    Counters::add(&shard.counters.subscriptions, 1);
+    Subscription { credit, credit_signal, task }
+}
+
+/// Pushes a subscription's batches as they are written, within its credit.
+async fn push_loop(
+    shard: Rc<Shard>,
+    sink: PushSink,
+    part: Rc<Partition>,
+    id: u64,
+    mut next: u64,
+    credit: Rc<Cell<u64>>,
+    credit_signal: Watermark,
+) {
+    let log = &part.log;
+    loop {
+        if credit.get() == 0 {
+            let seen = credit_signal.get();
+            if credit.get() == 0 {
+                credit_signal.wait_for(seen + 1).await;
+            }
+            continue;
+        }
+        if next >= log.high_watermark() && !log.high_watermark_mark().wait_for(next + 1).await {
+            // The partition closed (deleted, or the broker is stopping).
+            let end = SubscriptionData {
+                subscription_id: id,
+                error: ErrorCode::UnknownTopic.as_u16(),
+                high_watermark: next,
+                batches: Vec::new(),
+            };
+            if let Ok(f) = wire::encode_push(&end) {
+                sink.send(f).await;
+            }
+            return;
+        }
+        let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
+        let (error, batches, hw) = match log.read(next, max).await {
+            Ok(out) => {
+                let mut bytes = Vec::with_capacity(out.bytes());
+                for v in &out.batches {
+                    for b in wire::Batches::new(v).flatten() {
+                        next = next.max(b.header().next_offset());
+                        Counters::add(&shard.counters.batches_out, 1);
+                    }
+                    bytes.extend_from_slice(v);
+                }
+                (ErrorCode::None, bytes, out.high_watermark)
+            }
+            Err(StorageError::OffsetOutOfRange { log_start_offset, .. })
+                if next < log_start_offset =>
+            {
+                // Retention removed what this subscriber had not read yet: skip ahead.
+                next = log_start_offset;
+                continue;
+            }
+            Err(e) => (e.code(), Vec::new(), log.high_watermark()),
+        };
+        if batches.is_empty() && error == ErrorCode::None {
+            continue;
+        }
+        credit.set(credit.get().saturating_sub(batches.len() as u64));
+        Counters::add(&shard.counters.bytes_out, batches.len() as u64);
+        let last = error != ErrorCode::None;
+        let push = SubscriptionData {
+            subscription_id: id,
+            error: error.as_u16(),
+            high_watermark: hw,
+            batches,
+        };
+        match wire::encode_push(&push) {
+            Ok(f) => {
+                if !sink.send(f).await {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        if last {
+            return;
+        }
+    }
+}
