@@ -47,82 +47,9 @@ pub struct BrokerConfig {
     pub io_memory_bytes: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
-    /// Partition log settings (topic configs override segment size and retention).
-    pub log: LogSettings,
-}
-
-/// The `[log]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogSettings {
-    /// See [`LogConfig::segment_bytes_max`].
-    pub segment_bytes_max: u64,
-    /// See [`LogConfig::segment_ms`].
-    pub segment_ms: i64,
-    /// See [`LogConfig::retention_bytes`].
-    pub retention_bytes: i64,
-    /// See [`LogConfig::retention_ms`].
-    pub retention_ms: i64,
-    /// See [`LogConfig::index_interval_bytes`].
-    pub index_interval_bytes: u32,
-    /// See [`LogConfig::preallocate_bytes`].
-    pub preallocate_bytes: u64,
-    /// See [`LogConfig::write_bytes_max`].
-    pub write_bytes_max: usize,
-    /// See [`LogConfig::pending_bytes_max`].
-    pub pending_bytes_max: usize,
-    /// See [`LogConfig::group_commit_delay_us`].
-    pub group_commit_delay_us: u64,
-    /// See [`LogConfig::group_commit_bytes_max`].
-    pub group_commit_bytes_max: u64,
-    /// See [`LogConfig::batch_bytes_max`].
-    pub batch_bytes_max: usize,
-    /// See [`LogConfig::recovery_full_check`].
-    pub recovery_full_check: bool,
-    /// See [`LogConfig::read_ahead_bytes`].
-    pub read_ahead_bytes: usize,
-}
-
-impl Default for LogSettings {
-    fn default() -> Self {
-        let d = LogConfig::default();
-        LogSettings {
-            segment_bytes_max: d.segment_bytes_max,
-            segment_ms: d.segment_ms,
-            retention_bytes: d.retention_bytes,
-            retention_ms: d.retention_ms,
-            index_interval_bytes: d.index_interval_bytes,
-            preallocate_bytes: d.preallocate_bytes,
-            write_bytes_max: d.write_bytes_max,
-            pending_bytes_max: d.pending_bytes_max,
-            group_commit_delay_us: d.group_commit_delay_us,
-            group_commit_bytes_max: d.group_commit_bytes_max,
-            batch_bytes_max: d.batch_bytes_max,
-            recovery_full_check: d.recovery_full_check,
-            read_ahead_bytes: d.read_ahead_bytes,
-        }
-    }
-}
-
-impl LogSettings {
-    /// The storage engine's config.
-    pub fn to_log_config(&self) -> LogConfig {
-        LogConfig {
-            segment_bytes_max: self.segment_bytes_max,
-            segment_ms: self.segment_ms,
-            retention_bytes: self.retention_bytes,
-            retention_ms: self.retention_ms,
-            index_interval_bytes: self.index_interval_bytes,
-            preallocate_bytes: self.preallocate_bytes,
-            write_bytes_max: self.write_bytes_max.max(self.batch_bytes_max),
-            pending_bytes_max: self.pending_bytes_max,
-            group_commit_delay_us: self.group_commit_delay_us,
-            group_commit_bytes_max: self.group_commit_bytes_max,
-            batch_bytes_max: self.batch_bytes_max,
-            recovery_full_check: self.recovery_full_check,
-            read_ahead_bytes: self.read_ahead_bytes,
-        }
-    }
+    /// Partition log settings, the `[log]` table (topic configs override segment size and
+    /// retention).
+    pub log: LogConfig,
 }
 
 impl Default for BrokerConfig {
@@ -139,7 +66,7 @@ impl Default for BrokerConfig {
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 2 << 20,
             retention_check_ms: 30_000,
-            log: LogSettings::default(),
+            log: LogConfig::default(),
         }
     }
 }

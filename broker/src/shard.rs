@@ -226,7 +226,7 @@ impl Shard {
 
     /// The log settings for a topic: broker defaults overridden by the topic's.
     pub fn log_config(&self, topic: &Topic) -> LogConfig {
-        let mut c = self.config.log.to_log_config();
+        let mut c = self.config.log.clone();
         let s = &topic.settings;
         c.retention_ms = s.retention_ms;
         c.retention_bytes = s.retention_bytes;

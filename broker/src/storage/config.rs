@@ -1,7 +1,9 @@
 //! Tunables of one partition log, with units in every name.
 
-/// Settings of a partition log. Defaults suit a production broker; tests shrink them.
-#[derive(Debug, Clone)]
+/// Settings of a partition log. Defaults suit a production broker; tests shrink them. It is
+/// also the `[log]` table of the broker's config file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// Roll the active segment before it would exceed this size.
     pub segment_bytes_max: u64,
