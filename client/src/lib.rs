@@ -1,1 +1,34 @@
-//! wip
+//! `client`: the Rust client for the broker, on tokio.
+//!
+//! - [`Client`]: one bootstrap address, handshake, a metadata cache refreshed on routing
+//!   errors, one pipelined [`connection::Connection`] per shard (each partition's requests go
+//!   to its owner), retries with backoff for retriable errors only; admin calls.
+//! - [`Producer`]: per-partition batching with linger, key-hash / sticky partitioning, a
+//!   bounded send buffer, ordered pipelined sends.
+//! - [`Consumer`]: a push subscription with automatic credit; records borrow from the
+//!   received batch.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), client::ClientError> {
+//! let client = client::Client::connect("127.0.0.1:9400").await?;
+//! let producer = client::Producer::new(client.clone(), Default::default());
+//! let (partition, offset) = producer.send("orders", Some(b"user-1"), Some(b"hello"), &[]).await?.await?;
+//! let mut consumer = client::Consumer::subscribe(&client, "orders", partition, wire::StartPosition::Offset(offset), 1 << 20).await?;
+//! if let Some(batch) = consumer.next_batch().await? {
+//!     for r in batch.records() {
+//!         println!("{} {:?}", r.offset(), r.value());
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod client;
+pub mod connection;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+
+pub use client::{Client, ClientConfig};
+pub use consumer::{Consumer, ConsumerBatch};
+pub use error::ClientError;
+pub use producer::{Producer, ProducerConfig};

@@ -1,0 +1,397 @@
+//! `brokerctl`: topics, produce, consume, offsets and stats from the command line.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use client::{Client, ClientError, Consumer, Producer, ProducerConfig};
+use wire::{AckLevel, OffsetSpec, RecordView, StartPosition, TopicConfig};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Command-line client for the broker")]
+struct Cli {
+    /// Broker address HOST:PORT.
+    #[arg(long, env = "BROKER_ADDR", default_value = "127.0.0.1:9400", global = true)]
+    broker: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, delete, list or describe topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce one record per line of stdin (or --file).
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Read records from this file instead of stdin.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Split each line into key SEP value.
+        #[arg(long)]
+        key_separator: Option<String>,
+        /// A header k=v on every record (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// none | written | durable.
+        #[arg(long, default_value = "durable")]
+        acks: String,
+        /// Print `partition offset` for every acked record.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Print records.
+    Consume {
+        /// Topic.
+        topic: String,
+        /// Only this partition (default: all).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// earliest | latest | OFFSET | @TIMESTAMP_MS.
+        #[arg(long, default_value = "earliest")]
+        from: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Keep waiting for new records.
+        #[arg(long)]
+        follow: bool,
+        /// value | json.
+        #[arg(long, default_value = "value")]
+        format: String,
+    },
+    /// Earliest and latest offset of every partition.
+    Offsets {
+        /// Topic.
+        topic: String,
+    },
+    /// Per-shard counters.
+    Stats,
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Name.
+        name: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Retention by time (-1 = forever).
+        #[arg(long, default_value_t = -1)]
+        retention_ms: i64,
+        /// Retention by size (-1 = unlimited).
+        #[arg(long, default_value_t = -1)]
+        retention_bytes: i64,
+        /// Segment size (0 = broker default).
+        #[arg(long, default_value_t = 0)]
+        segment_bytes: u64,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// List topics.
+    List,
+    /// Describe a topic.
+    Describe {
+        /// Name.
+        name: String,
+    },
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    let client = Client::connect(&cli.broker).await?;
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Topic { command } => match command {
+            TopicCommand::Create {
+                name,
+                partitions,
+                retention_ms,
+                retention_bytes,
+                segment_bytes,
+            } => {
+                let t = client
+                    .create_topic(
+                        &name,
+                        TopicConfig {
+                            partition_count: partitions,
+                            retention_ms,
+                            retention_bytes,
+                            segment_bytes_max: segment_bytes,
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                let _ = writeln!(out, "created {} with {} partitions", t.name, t.partitions.len());
+            }
+            TopicCommand::Delete { name } => {
+                client.delete_topic(&name).await?;
+                let _ = writeln!(out, "deleted {name}");
+            }
+            TopicCommand::List => {
+                for t in client.list_topics().await? {
+                    let _ = writeln!(out, "{}\t{}", t.name, t.partition_count);
+                }
+            }
+            TopicCommand::Describe { name } => {
+                let d = client.describe_topic(&name).await?;
+                if let Some(t) = &d.topic {
+                    let c = &t.config;
+                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max);
+                }
+                let _ = writeln!(
+                    out,
+                    "partition\tshard\tlog_start\thigh_watermark\tsize_bytes\tsegments"
+                );
+                for p in d.partitions {
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        p.partition,
+                        p.shard,
+                        p.log_start_offset,
+                        p.high_watermark,
+                        p.size_bytes,
+                        p.segment_count
+                    );
+                }
+            }
+        },
+        Command::Produce { topic, file, key_separator, headers, acks, report } => {
+            let ack = AckLevel::parse(&acks).ok_or_else(|| {
+                ClientError::Record(format!("--acks {acks:?}: use none, written or durable"))
+            })?;
+            let headers: Vec<(String, Vec<u8>)> = headers
+                .iter()
+                .map(|h| {
+                    h.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+                        .ok_or_else(|| ClientError::Record(format!("--header {h:?}: use k=v")))
+                })
+                .collect::<Result<_, _>>()?;
+            let hs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let producer =
+                Producer::new(client.clone(), ProducerConfig { ack, ..Default::default() });
+            let reader: Box<dyn BufRead> = match file {
+                Some(f) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(&f)
+                        .map_err(|e| ClientError::Record(format!("{}: {e}", f.display())))?,
+                )),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let mut acks_pending = std::collections::VecDeque::new();
+            let mut n = 0u64;
+            for line in reader.lines() {
+                let line = line.map_err(|e| ClientError::Record(e.to_string()))?;
+                let (key, value) = match &key_separator {
+                    Some(sep) => match line.split_once(sep.as_str()) {
+                        Some((k, v)) => (Some(k.as_bytes().to_vec()), v.as_bytes().to_vec()),
+                        None => (None, line.as_bytes().to_vec()),
+                    },
+                    None => (None, line.as_bytes().to_vec()),
+                };
+                acks_pending
+                    .push_back(producer.send(&topic, key.as_deref(), Some(&value), &hs).await?);
+                n += 1;
+                while acks_pending.len() > 10_000 {
+                    let (p, o) = acks_pending.pop_front().expect("nonempty").await?;
+                    if report {
+                        let _ = writeln!(out, "{p} {o}");
+                    }
+                }
+                if n % 100_000 == 0 {
+                    eprintln!("{n} records sent");
+                }
+            }
+            producer.flush().await?;
+            for a in acks_pending {
+                let (p, o) = a.await?;
+                if report {
+                    let _ = writeln!(out, "{p} {o}");
+                }
+            }
+        }
+        Command::Consume { topic, partition, from, count, follow, format } => {
+            let json = match format.as_str() {
+                "value" => false,
+                "json" => true,
+                f => return Err(ClientError::Record(format!("--format {f:?}: use value or json"))),
+            };
+            let partitions: Vec<u32> = match partition {
+                Some(p) => vec![p],
+                None => (0..client.partition_count(&topic).await?).collect(),
+            };
+            let mut printed = 0u64;
+            let limit = count.unwrap_or(u64::MAX);
+            if follow {
+                let start = parse_start(&from)?;
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, Vec<String>)>(64);
+                for p in partitions {
+                    let mut consumer = Consumer::subscribe(
+                        &client,
+                        &topic,
+                        p,
+                        start,
+                        client::consumer::CREDIT_WINDOW_BYTES_DEFAULT,
+                    )
+                    .await?;
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Ok(Some(batch)) = consumer.next_batch().await {
+                            let lines: Vec<String> =
+                                batch.records().map(|r| render(p, &r, json)).collect();
+                            if tx.send((p, lines)).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                drop(tx);
+                while let Some((_, lines)) = rx.recv().await {
+                    for l in lines {
+                        let _ = writeln!(out, "{l}");
+                        let _ = out.flush();
+                        printed += 1;
+                        if printed >= limit {
+                            return Ok(());
+                        }
+                    }
+                }
+            } else {
+                for p in partitions {
+                    let ends = client.list_offsets(&topic, OffsetSpec::Latest).await?;
+                    let end = ends.iter().find(|(q, _, _)| *q == p).map_or(0, |e| e.1);
+                    let mut offset = start_offset(&client, &topic, p, &from).await?;
+                    while offset < end && printed < limit {
+                        let r = client.fetch(&topic, p, offset, 1 << 20, 0).await?;
+                        let bytes = client::consumer::aligned(&r.batches);
+                        let mut progressed = false;
+                        for b in wire::Batches::new(&bytes) {
+                            let b = b.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                            for rec in b.records().filter(|r| r.offset() >= offset) {
+                                if printed >= limit {
+                                    break;
+                                }
+                                let _ = writeln!(out, "{}", render(p, &rec, json));
+                                printed += 1;
+                            }
+                            offset = b.header().next_offset();
+                            progressed = true;
+                        }
+                        if !progressed {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Command::Offsets { topic } => {
+            let earliest = client.list_offsets(&topic, OffsetSpec::Earliest).await?;
+            let latest = client.list_offsets(&topic, OffsetSpec::Latest).await?;
+            let _ = writeln!(out, "partition\tearliest\tlatest");
+            for ((p, e, _), (_, l, _)) in earliest.iter().zip(&latest) {
+                let _ = writeln!(out, "{p}\t{e}\t{l}");
+            }
+        }
+        Command::Stats => {
+            let _ = writeln!(out, "shard\tcpu\tpartitions\tbytes_in\tbytes_out\tbatches_in\tbatches_out\trequests\tconnections\tforwards_out\tforwards_in\tsubscriptions\tsyncs");
+            for s in client.stats().await? {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    s.shard_id,
+                    s.cpu,
+                    s.partitions,
+                    s.bytes_in,
+                    s.bytes_out,
+                    s.batches_in,
+                    s.batches_out,
+                    s.requests,
+                    s.connections,
+                    s.forwards_out,
+                    s.forwards_in,
+                    s.subscriptions,
+                    s.syncs
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_start(from: &str) -> Result<StartPosition, ClientError> {
+    Ok(match from {
+        "earliest" => StartPosition::Earliest,
+        "latest" => StartPosition::Latest,
+        s if s.starts_with('@') => StartPosition::Timestamp(
+            s[1..]
+                .parse()
+                .map_err(|_| ClientError::Record(format!("--from {s:?}: @ needs milliseconds")))?,
+        ),
+        s => StartPosition::Offset(s.parse().map_err(|_| {
+            ClientError::Record(format!("--from {s:?}: use earliest, latest, OFFSET or @TIMESTAMP"))
+        })?),
+    })
+}
+
+async fn start_offset(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+    from: &str,
+) -> Result<u64, ClientError> {
+    let spec = match parse_start(from)? {
+        StartPosition::Offset(o) => return Ok(o),
+        StartPosition::Earliest => OffsetSpec::Earliest,
+        StartPosition::Latest => OffsetSpec::Latest,
+        StartPosition::Timestamp(t) => OffsetSpec::Timestamp(t),
+    };
+    let offsets = client.list_offsets(topic, spec).await?;
+    Ok(offsets.iter().find(|(p, _, _)| *p == partition).map_or(0, |o| o.1))
+}
+
+fn render(partition: u32, r: &RecordView<'_>, json: bool) -> String {
+    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+    if !json {
+        return text(r.value()).unwrap_or_default();
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = r
+        .headers()
+        .map(|h| {
+            (
+                h.key().to_owned(),
+                serde_json::Value::String(String::from_utf8_lossy(h.value()).into_owned()),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "partition": partition,
+        "offset": r.offset(),
+        "timestamp": r.timestamp_ms(),
+        "key": text(r.key()),
+        "value": text(r.value()),
+        "headers": headers,
+    })
+    .to_string()
+}

@@ -1,0 +1,362 @@
+//! The shard-aware client: one bootstrap address, a metadata cache, one connection per shard.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use wire::*;
+
+use crate::connection::Connection;
+use crate::error::ClientError;
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Retries of a request that failed with a retriable error.
+    pub retries: u32,
+    /// First backoff between retries (doubles each time).
+    pub retry_backoff: Duration,
+    /// Name reported in the handshake.
+    pub client_id: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            request_timeout: Duration::from_secs(30),
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            client_id: "rust-client".into(),
+        }
+    }
+}
+
+/// See the module docs. Cheap to clone (shared state).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bootstrap: SocketAddr,
+    config: ClientConfig,
+    conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    metadata: RwLock<Arc<MetadataResponse>>,
+}
+
+/// Resolves `HOST:PORT`.
+pub fn resolve(addr: &str) -> Result<SocketAddr, ClientError> {
+    let fallback: SocketAddr = "127.0.0.1:0".parse().expect("valid");
+    addr.to_socket_addrs()
+        .map_err(|e| ClientError::Connect {
+            addr: fallback,
+            message: format!("cannot resolve {addr:?}: {e}"),
+        })?
+        .next()
+        .ok_or_else(|| ClientError::Connect {
+            addr: fallback,
+            message: format!("{addr:?} resolves to nothing"),
+        })
+}
+
+impl Client {
+    /// Connects to the bootstrap address, agrees on a version and loads metadata.
+    pub async fn connect(bootstrap: &str) -> Result<Client, ClientError> {
+        Self::connect_with(bootstrap, ClientConfig::default()).await
+    }
+
+    /// [`Client::connect`] with settings.
+    pub async fn connect_with(
+        bootstrap: &str,
+        config: ClientConfig,
+    ) -> Result<Client, ClientError> {
+        let bootstrap = resolve(bootstrap)?;
+        let conn = Connection::connect(bootstrap, config.request_timeout).await?;
+        let hs: HandshakeResponse = conn
+            .request(&HandshakeRequest {
+                client_id: config.client_id.clone(),
+                client_version: env!("CARGO_PKG_VERSION").into(),
+                protocol_version_min: wire::constants::PROTOCOL_VERSION_MIN,
+                protocol_version_max: wire::constants::PROTOCOL_VERSION,
+            })
+            .await?;
+        if hs.error != 0 {
+            return Err(ClientError::Broker {
+                code: ErrorCode::from_u16(hs.error).unwrap_or(ErrorCode::UnsupportedVersion),
+                message: "no common protocol version".into(),
+                addr: bootstrap,
+            });
+        }
+        let metadata: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
+        let mut conns = HashMap::new();
+        conns.insert(bootstrap, conn);
+        Ok(Client {
+            inner: Arc::new(Inner {
+                bootstrap,
+                config,
+                conns: Mutex::new(conns),
+                metadata: RwLock::new(Arc::new(metadata)),
+            }),
+        })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The cached metadata.
+    pub fn metadata(&self) -> Arc<MetadataResponse> {
+        self.inner.metadata.read().expect("metadata lock").clone()
+    }
+
+    /// Reloads metadata (after a routing error or a topic change).
+    pub async fn refresh_metadata(&self) -> Result<Arc<MetadataResponse>, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let md: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
+        let md = Arc::new(md);
+        *self.inner.metadata.write().expect("metadata lock") = md.clone();
+        Ok(md)
+    }
+
+    async fn conn_to(&self, addr: SocketAddr) -> Result<Arc<Connection>, ClientError> {
+        if let Some(c) = self.inner.conns.lock().expect("conns lock").get(&addr) {
+            if c.is_open() {
+                return Ok(c.clone());
+            }
+        }
+        let c = Connection::connect(addr, self.inner.config.request_timeout).await?;
+        self.inner.conns.lock().expect("conns lock").insert(addr, c.clone());
+        Ok(c)
+    }
+
+    /// The number of partitions of `topic` (refreshing metadata once if unknown).
+    pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        for attempt in 0..2 {
+            let md = if attempt == 0 { self.metadata() } else { self.refresh_metadata().await? };
+            if let Some(t) = md.topics.iter().find(|t| t.name == topic && t.error == 0) {
+                return Ok(t.partitions.len() as u32);
+            }
+        }
+        Err(ClientError::UnknownTopic(topic.into()))
+    }
+
+    /// The connection to the shard that owns `topic`/`partition`.
+    pub async fn owner_conn(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<Connection>, ClientError> {
+        let md = self.metadata();
+        let shard = md
+            .topics
+            .iter()
+            .find(|t| t.name == topic)
+            .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+            .map(|p| p.shard);
+        let addr = shard
+            .and_then(|s| md.shards.iter().find(|a| a.shard_id == s))
+            .and_then(|a| format!("{}:{}", a.host, a.port).parse::<SocketAddr>().ok())
+            .unwrap_or(self.inner.bootstrap);
+        match self.conn_to(addr).await {
+            Ok(c) => Ok(c),
+            // The shard port may be unreachable (NAT, firewall): the public port forwards.
+            Err(_) => self.conn_to(self.inner.bootstrap).await,
+        }
+    }
+
+    /// Runs `op` with retries (backoff, metadata refresh) for retriable errors only.
+    pub async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T, ClientError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let mut backoff = self.inner.config.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retriable() && attempt < self.inner.config.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let _ = self.refresh_metadata().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Appends record batches to one partition at `ack`; returns the broker's result.
+    pub async fn produce_batches(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+        ack: AckLevel,
+    ) -> Result<ProducePartitionResult, ClientError> {
+        self.with_retries(|| async {
+            let conn = self.owner_conn(topic, partition).await?;
+            let resp: ProduceResponse = conn
+                .request(&ProduceRequest {
+                    ack,
+                    timeout_ms: self.inner.config.request_timeout.as_millis() as u32,
+                    topics: vec![ProduceTopic {
+                        name: topic.into(),
+                        partitions: vec![ProducePartition { partition, batches: batches.to_vec() }],
+                    }],
+                })
+                .await?;
+            let r = resp
+                .topics
+                .into_iter()
+                .next()
+                .and_then(|t| t.partitions.into_iter().next())
+                .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
+            match ErrorCode::from_u16(r.error) {
+                Some(ErrorCode::None) => Ok(r),
+                code => Err(ClientError::Partition {
+                    topic: topic.into(),
+                    partition,
+                    code: code.unwrap_or(ErrorCode::UnknownServerError),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Reads batches of one partition from `offset` (waiting up to `max_wait_ms` for data).
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<FetchPartitionResult, ClientError> {
+        self.with_retries(|| async {
+            let conn = self.owner_conn(topic, partition).await?;
+            let resp: FetchResponse = conn
+                .request(&FetchRequest {
+                    max_wait_ms,
+                    min_bytes: 1,
+                    max_bytes,
+                    topics: vec![FetchTopic {
+                        name: topic.into(),
+                        partitions: vec![FetchPartition { partition, offset, max_bytes }],
+                    }],
+                })
+                .await?;
+            let r = resp
+                .topics
+                .into_iter()
+                .next()
+                .and_then(|t| t.partitions.into_iter().next())
+                .ok_or_else(|| ClientError::Protocol("empty fetch response".into()))?;
+            match ErrorCode::from_u16(r.error) {
+                Some(ErrorCode::None) => Ok(r),
+                code => Err(ClientError::Partition {
+                    topic: topic.into(),
+                    partition,
+                    code: code.unwrap_or(ErrorCode::UnknownServerError),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// Creates a topic.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<TopicMetadata, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: CreateTopicResponse =
+            conn.request(&CreateTopicRequest { name: name.into(), config }).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        r.topic.ok_or_else(|| ClientError::Protocol("create answered without the topic".into()))
+    }
+
+    /// Deletes a topic.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: DeleteTopicResponse =
+            conn.request(&DeleteTopicRequest { name: name.into() }).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        Ok(())
+    }
+
+    /// Topic names and partition counts.
+    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: ListTopicsResponse =
+            conn.request(&ListTopicsRequest { name_prefix: String::new() }).await?;
+        Ok(r.topics)
+    }
+
+    /// Config, layout and per-partition state of a topic.
+    pub async fn describe_topic(&self, name: &str) -> Result<DescribeTopicResponse, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: DescribeTopicResponse =
+            conn.request(&DescribeTopicRequest { name: name.into() }).await?;
+        self.check(r.error, r.message.clone())?;
+        Ok(r)
+    }
+
+    /// Offsets of every partition of `topic` for `spec`: `(partition, offset, timestamp)`.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        spec: OffsetSpec,
+    ) -> Result<Vec<(u32, u64, i64)>, ClientError> {
+        let n = self.partition_count(topic).await?;
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: ListOffsetsResponse = conn
+            .request(&ListOffsetsRequest {
+                topics: vec![ListOffsetsTopic {
+                    name: topic.into(),
+                    partitions: (0..n)
+                        .map(|partition| ListOffsetsPartition { partition, spec })
+                        .collect(),
+                }],
+            })
+            .await?;
+        let mut out = Vec::new();
+        for p in r.topics.into_iter().flat_map(|t| t.partitions) {
+            if p.error != 0 {
+                return Err(ClientError::Partition {
+                    topic: topic.into(),
+                    partition: p.partition,
+                    code: ErrorCode::from_u16(p.error).unwrap_or(ErrorCode::UnknownServerError),
+                });
+            }
+            out.push((p.partition, p.offset, p.timestamp_ms));
+        }
+        Ok(out)
+    }
+
+    /// Per-shard counters.
+    pub async fn stats(&self) -> Result<Vec<ShardStats>, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let r: StatsResponse = conn.request(&StatsRequest { shards: vec![] }).await?;
+        Ok(r.shards)
+    }
+
+    fn check(&self, error: u16, message: String) -> Result<(), ClientError> {
+        match ErrorCode::from_u16(error) {
+            Some(ErrorCode::None) => Ok(()),
+            code => Err(ClientError::Broker {
+                code: code.unwrap_or(ErrorCode::UnknownServerError),
+                message,
+                addr: self.inner.bootstrap,
+            }),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! One pipelined connection to one broker address.
+//!
+//! A writer task sends frames in submission order; a reader task reads responses and hands
+//! each to the request that waits for its correlation id (responses may come back in any
+//! order), and routes pushes to their subscription's channel. Every request has a timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use wire::constants::{FLAG_ERROR, FLAG_PUSH, FRAME_HEADER_BYTES};
+use wire::{AlignedVec, ErrorBody, ErrorCode, FrameHeader, Message};
+
+use crate::error::ClientError;
+
+/// A received frame.
+#[derive(Debug)]
+pub struct Frame {
+    /// Its header.
+    pub header: FrameHeader,
+    /// Header, body and padding.
+    pub bytes: AlignedVec,
+}
+
+impl Frame {
+    /// The body archive.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.header.body_len as usize]
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+type Pushes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>>;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Connection {
+    addr: SocketAddr,
+    out: mpsc::UnboundedSender<AlignedVec>,
+    pending: Pending,
+    pushes: Pushes,
+    next_id: AtomicU64,
+    timeout: Duration,
+}
+
+impl Connection {
+    /// Connects to `addr`.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Arc<Self>, ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Connect { addr, message: "timed out".into() })?
+            .map_err(|e| ClientError::Connect { addr, message: e.to_string() })?;
+        stream.set_nodelay(true).ok();
+        let (mut reader, mut writer) = stream.into_split();
+        let (out, mut rx) = mpsc::unbounded_channel::<AlignedVec>();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let pending: Pending = Arc::default();
+        let pushes: Pushes = Arc::default();
+        let (p, s) = (pending.clone(), pushes.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut head = [0u8; FRAME_HEADER_BYTES];
+                if reader.read_exact(&mut head).await.is_err() {
+                    break;
+                }
+                let Ok(header) =
+                    FrameHeader::decode(&head, wire::constants::FRAME_BODY_BYTES_LIMIT)
+                else {
+                    break;
+                };
+                let mut bytes = AlignedVec::with_capacity(header.frame_len());
+                bytes.extend_from_slice(&head);
+                bytes.resize(header.frame_len(), 0);
+                if reader.read_exact(&mut bytes[FRAME_HEADER_BYTES..]).await.is_err() {
+                    break;
+                }
+                let frame = Frame { header, bytes };
+                if header.has_flag(FLAG_PUSH) {
+                    let Ok(data) = wire::access_body::<wire::SubscriptionData>(frame.body()) else {
+                        continue;
+                    };
+                    let id = data.subscription_id.to_native();
+                    let tx = s.lock().expect("pushes lock").get(&id).cloned();
+                    if let Some(tx) = tx {
+                        let _ = tx.send(frame);
+                    }
+                } else if let Some(tx) =
+                    p.lock().expect("pending lock").remove(&header.correlation_id)
+                {
+                    let _ = tx.send(frame);
+                }
+            }
+            // Connection gone: fail everyone waiting (dropping the senders) and end streams.
+            p.lock().expect("pending lock").clear();
+            s.lock().expect("pushes lock").clear();
+        });
+        Ok(Arc::new(Connection { addr, out, pending, pushes, next_id: AtomicU64::new(1), timeout }))
+    }
+
+    /// The address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the connection still works.
+    pub fn is_open(&self) -> bool {
+        !self.out.is_closed()
+    }
+
+    /// Sends `req` now (frames leave in call order) and returns its pending response.
+    pub fn send<T: Message>(&self, req: &T) -> Result<PendingResponse, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame =
+            wire::encode_request(id, req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending lock").insert(id, tx);
+        if self.out.send(frame).is_err() {
+            self.pending.lock().expect("pending lock").remove(&id);
+            return Err(ClientError::Closed { addr: self.addr });
+        }
+        Ok(PendingResponse {
+            rx,
+            id,
+            addr: self.addr,
+            timeout: self.timeout,
+            api: T::API_KEY.name(),
+            pending: self.pending.clone(),
+        })
+    }
+
+    /// Sends `req` and waits for its response frame.
+    pub async fn request_frame<T: Message>(&self, req: &T) -> Result<Frame, ClientError> {
+        self.send(req)?.wait().await
+    }
+
+    /// Sends `req` and decodes its response.
+    pub async fn request<T: Message, R>(&self, req: &T) -> Result<R, ClientError>
+    where
+        R: rkyv::Archive,
+        R::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let frame = self.request_frame(req).await?;
+        if frame.header.has_flag(FLAG_ERROR) {
+            let e: ErrorBody = wire::decode_body(frame.body())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            return Err(ClientError::Broker {
+                code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::UnknownServerError),
+                message: e.message,
+                addr: self.addr,
+            });
+        }
+        wire::decode_body::<R>(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// Routes pushes for `subscription_id` to a new channel.
+    pub fn register_pushes(&self, subscription_id: u64) -> mpsc::UnboundedReceiver<Frame> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.pushes.lock().expect("pushes lock").insert(subscription_id, tx);
+        rx
+    }
+
+    /// Stops routing pushes for `subscription_id`.
+    pub fn unregister_pushes(&self, subscription_id: u64) {
+        self.pushes.lock().expect("pushes lock").remove(&subscription_id);
+    }
+}
+
+/// A request on the wire whose response has not been read yet.
+#[derive(Debug)]
+pub struct PendingResponse {
+    rx: oneshot::Receiver<Frame>,
+    id: u64,
+    addr: SocketAddr,
+    timeout: Duration,
+    api: &'static str,
+    pending: Pending,
+}
+
+impl PendingResponse {
+    /// Waits for the response frame (up to the request timeout).
+    pub async fn wait(self) -> Result<Frame, ClientError> {
+        match tokio::time::timeout(self.timeout, self.rx).await {
+            Ok(Ok(f)) => Ok(f),
+            Ok(Err(_)) => Err(ClientError::Closed { addr: self.addr }),
+            Err(_) => {
+                self.pending.lock().expect("pending lock").remove(&self.id);
+                Err(ClientError::Timeout { addr: self.addr, api: self.api })
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! The consumer: a push subscription on one partition, with credit granted automatically as
+//! the application takes batches, and records read in place from the received bytes.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use wire::{
+    AlignedVec, BatchView, Batches, ErrorCode, GrantCreditRequest, GrantCreditResponse, RecordView,
+    StartPosition, SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
+};
+
+use crate::client::Client;
+use crate::connection::{Connection, Frame};
+use crate::error::ClientError;
+
+/// Bytes the broker may push ahead of the application by default.
+pub const CREDIT_WINDOW_BYTES_DEFAULT: u64 = 4 << 20;
+
+/// Batches pushed for a subscription, held in the received frame; records borrow from it.
+#[derive(Debug)]
+pub struct ConsumerBatch {
+    frame: Frame,
+    range: std::ops::Range<usize>,
+    skip_below: u64,
+}
+
+impl ConsumerBatch {
+    /// The stored batches, exactly as the broker wrote them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.frame.bytes[self.range.clone()]
+    }
+
+    /// The records at or after the subscription's position, in offset order. Keys, values and
+    /// headers borrow from the received bytes (no copy per record).
+    pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> {
+        let skip = self.skip_below;
+        Batches::new(self.bytes())
+            .filter_map(Result::ok)
+            .flat_map(|b: BatchView<'_>| b.records())
+            .filter(move |r| r.offset() >= skip)
+    }
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Consumer {
+    conn: Arc<Connection>,
+    subscription_id: u64,
+    pushes: mpsc::UnboundedReceiver<Frame>,
+    position: u64,
+    high_watermark: u64,
+    topic: String,
+    partition: u32,
+}
+
+impl Consumer {
+    /// Subscribes to `topic`/`partition` from `start`, letting the broker push up to
+    /// `credit_window_bytes` ahead of what the application has taken.
+    pub async fn subscribe(
+        client: &Client,
+        topic: &str,
+        partition: u32,
+        start: StartPosition,
+        credit_window_bytes: u64,
+    ) -> Result<Consumer, ClientError> {
+        client.partition_count(topic).await?;
+        let conn = client.owner_conn(topic, partition).await?;
+        let subscription_id = rand_id();
+        let pushes = conn.register_pushes(subscription_id);
+        let r: SubscribeResponse = conn
+            .request(&SubscribeRequest {
+                subscription_id,
+                topic: topic.into(),
+                partition,
+                start,
+                credit_bytes: credit_window_bytes,
+            })
+            .await?;
+        if r.error != 0 {
+            conn.unregister_pushes(subscription_id);
+            return Err(ClientError::Partition {
+                topic: topic.into(),
+                partition,
+                code: ErrorCode::from_u16(r.error).unwrap_or(ErrorCode::UnknownServerError),
+            });
+        }
+        Ok(Consumer {
+            conn,
+            subscription_id,
+            pushes,
+            position: r.start_offset,
+            high_watermark: r.high_watermark,
+            topic: topic.into(),
+            partition,
+        })
+    }
+
+    /// The next pushed batch (waiting for one); `None` when the subscription ended.
+    pub async fn next_batch(&mut self) -> Result<Option<ConsumerBatch>, ClientError> {
+        let Some(frame) = self.pushes.recv().await else { return Ok(None) };
+        let (error, hw, range, next) = {
+            let data = wire::access_body::<wire::SubscriptionData>(frame.body())
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let body_start = frame.body().as_ptr() as usize - frame.bytes.as_ptr() as usize;
+            let batches = data.batches.as_slice();
+            let start = body_start + (batches.as_ptr() as usize - frame.body().as_ptr() as usize);
+            let mut next = self.position;
+            for b in Batches::new(batches) {
+                let b =
+                    b.map_err(|e| ClientError::Protocol(format!("pushed batch invalid: {e}")))?;
+                next = next.max(b.header().next_offset());
+            }
+            (
+                data.error.to_native(),
+                data.high_watermark.to_native(),
+                start..start + batches.len(),
+                next,
+            )
+        };
+        if error != 0 {
+            return Err(ClientError::Partition {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                code: ErrorCode::from_u16(error).unwrap_or(ErrorCode::UnknownServerError),
+            });
+        }
+        self.high_watermark = hw;
+        let batch = ConsumerBatch { frame, range, skip_below: self.position };
+        self.position = next;
+        // The application has this batch now: let the broker send as much again.
+        let _: GrantCreditResponse = self
+            .conn
+            .request(&GrantCreditRequest {
+                subscription_id: self.subscription_id,
+                credit_bytes: batch.range.len() as u64,
+            })
+            .await?;
+        Ok(Some(batch))
+    }
+
+    /// The offset of the next record this consumer will see.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Records written but not yet received.
+    pub fn lag(&self) -> u64 {
+        self.high_watermark.saturating_sub(self.position)
+    }
+
+    /// Ends the subscription.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.conn.unregister_pushes(self.subscription_id);
+        let _: UnsubscribeResponse = self
+            .conn
+            .request(&UnsubscribeRequest { subscription_id: self.subscription_id })
+            .await?;
+        Ok(())
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    (t << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Copies `bytes` into aligned memory (for batches obtained from `Client::fetch`).
+pub fn aligned(bytes: &[u8]) -> AlignedVec {
+    wire::to_aligned(bytes)
+}

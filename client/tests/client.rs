@@ -1,0 +1,172 @@
+//! The client library and `brokerctl` against the real broker.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use client::{Client, Consumer, Producer, ProducerConfig};
+use integration_tests::Broker;
+use wire::{AckLevel, StartPosition, TopicConfig};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn produce_and_consume_through_the_library_keys_stick_and_order_holds() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic(
+                "events",
+                TopicConfig {
+                    partition_count: 4,
+                    retention_ms: -1,
+                    retention_bytes: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Written, ..Default::default() },
+        );
+        let mut pending = Vec::new();
+        for i in 0..5_000u32 {
+            let key = format!("user-{}", i % 37);
+            let value = format!("{key}:{i}");
+            let sent = producer
+                .send(
+                    "events",
+                    Some(key.as_bytes()),
+                    Some(value.as_bytes()),
+                    &[("n", &i.to_le_bytes())],
+                )
+                .await
+                .unwrap();
+            pending.push((key, value, sent));
+        }
+        producer.flush().await.unwrap();
+        let mut key_partition: BTreeMap<String, u32> = BTreeMap::new();
+        let mut expected: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
+        for (key, value, f) in pending {
+            let (p, o) = f.await.unwrap();
+            assert_eq!(
+                *key_partition.entry(key).or_insert(p),
+                p,
+                "the same key always lands on the same partition"
+            );
+            expected.entry(p).or_default().push((o, value));
+        }
+        for (p, want) in &expected {
+            // Offsets per partition are dense and follow send order.
+            let offsets: Vec<u64> = want.iter().map(|(o, _)| *o).collect();
+            assert_eq!(offsets, (0..want.len() as u64).collect::<Vec<_>>());
+            let mut consumer =
+                Consumer::subscribe(&client, "events", *p, StartPosition::Earliest, 64 << 10)
+                    .await
+                    .unwrap();
+            let mut got = Vec::new();
+            while got.len() < want.len() {
+                let batch = tokio::time::timeout(Duration::from_secs(10), consumer.next_batch())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                for r in batch.records() {
+                    got.push((r.offset(), String::from_utf8(r.value().unwrap().to_vec()).unwrap()));
+                }
+            }
+            assert_eq!(&got, want, "partition {p}");
+            assert_eq!(consumer.position(), want.len() as u64);
+            assert_eq!(consumer.lag(), 0);
+            consumer.close().await.unwrap();
+        }
+        let stats = client.stats().await.unwrap();
+        let produce_forwards: u64 = stats.iter().map(|s| s.forwards_in).sum();
+        assert!(
+            produce_forwards <= 2,
+            "the producer is shard-aware (forwards seen: {produce_forwards})"
+        );
+    });
+}
+
+fn brokerctl(broker: &Broker, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brokerctl"));
+    cmd.args(args)
+        .env("BROKER_ADDR", broker.public.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn brokerctl_topics_produce_consume_follow_and_errors() {
+    let broker = Broker::start(2);
+    let (ok, out, err) =
+        brokerctl(&broker, &["topic", "create", "logs", "--partitions", "2"], None);
+    assert!(ok, "{err}");
+    assert!(out.contains("created logs"));
+    let (ok, out, _) = brokerctl(&broker, &["topic", "list"], None);
+    assert!(ok && out.contains("logs\t2"), "{out}");
+
+    let (ok, out, err) = brokerctl(
+        &broker,
+        &["produce", "logs", "--key-separator", "=", "--header", "src=test", "--report"],
+        Some("a=one\nb=two\na=three\n"),
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    let (ok, out, err) = brokerctl(&broker, &["consume", "logs", "--format", "json"], None);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    let a: Vec<&str> =
+        lines.iter().filter(|l| l["key"] == "a").map(|l| l["value"].as_str().unwrap()).collect();
+    assert_eq!(a, ["one", "three"], "order per key");
+    assert!(lines.iter().all(|l| l["headers"]["src"] == "test"));
+
+    // --follow sees records produced after it started (3 old + 2 new: it must wait).
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_brokerctl"))
+        .args(["consume", "logs", "--from", "earliest", "--follow", "--count", "5"])
+        .env("BROKER_ADDR", broker.public.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let (ok, _, err) = brokerctl(&broker, &["produce", "logs"], Some("new-1\nnew-2\n"));
+    assert!(ok, "{err}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "--follow did not see the new records");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("new-1") && text.contains("new-2"), "{text}");
+
+    // Errors a person can act on, non-zero exit.
+    let (ok, _, err) = brokerctl(&broker, &["consume", "nope"], None);
+    assert!(!ok && err.contains("unknown topic"), "{err}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brokerctl"));
+    let out = cmd.args(["--broker", "127.0.0.1:1", "topic", "list"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach broker at 127.0.0.1:1"));
+}
