@@ -255,6 +255,37 @@ impl Conn {
         id
     }
 
+    /// Sends a request and decodes its response; `None` if the connection broke (the broker
+    /// was killed) before the response arrived.
+    pub fn try_call<Req: Message, Resp>(&mut self, req: &Req) -> Option<Resp>
+    where
+        Resp: rkyv::Archive,
+        Resp::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<Resp, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let id = self.next_id;
+        self.next_id += 1;
+        let frame = wire::encode_request(id, req).expect("encode");
+        self.stream.write_all(&frame).ok()?;
+        loop {
+            let mut head = [0u8; FRAME_HEADER_BYTES];
+            self.stream.read_exact(&mut head).ok()?;
+            let header = FrameHeader::decode(&head, u32::MAX).ok()?;
+            let mut bytes = AlignedVec::with_capacity(header.frame_len());
+            bytes.extend_from_slice(&head);
+            bytes.resize(header.frame_len(), 0);
+            self.stream.read_exact(&mut bytes[FRAME_HEADER_BYTES..]).ok()?;
+            if header.correlation_id == id && !header.has_flag(FLAG_PUSH) {
+                let f = Frame { header, bytes };
+                if header.has_flag(FLAG_ERROR) {
+                    return None;
+                }
+                return wire::decode_body::<Resp>(f.body()).ok();
+            }
+        }
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)
