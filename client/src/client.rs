@@ -27,7 +27,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             request_timeout: Duration::from_secs(30),
-            retries: 5,
+            retries: 10,
             retry_backoff: Duration::from_millis(100),
             client_id: "rust-client".into(),
         }

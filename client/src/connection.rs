@@ -46,6 +46,8 @@ pub struct Connection {
     pushes: Pushes,
     next_id: AtomicU64,
     timeout: Duration,
+    /// Set by the reader when the connection ended; later requests fail at once.
+    dead: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Connection {
@@ -68,6 +70,8 @@ impl Connection {
         let pending: Pending = Arc::default();
         let pushes: Pushes = Arc::default();
         let (p, s) = (pending.clone(), pushes.clone());
+        let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let d = dead.clone();
         tokio::spawn(async move {
             loop {
                 let mut head = [0u8; FRAME_HEADER_BYTES];
@@ -102,10 +106,19 @@ impl Connection {
                 }
             }
             // Connection gone: fail everyone waiting (dropping the senders) and end streams.
+            d.store(true, Ordering::SeqCst);
             p.lock().expect("pending lock").clear();
             s.lock().expect("pushes lock").clear();
         });
-        Ok(Arc::new(Connection { addr, out, pending, pushes, next_id: AtomicU64::new(1), timeout }))
+        Ok(Arc::new(Connection {
+            addr,
+            out,
+            pending,
+            pushes,
+            next_id: AtomicU64::new(1),
+            timeout,
+            dead,
+        }))
     }
 
     /// The address.
@@ -115,7 +128,7 @@ impl Connection {
 
     /// Whether the connection still works.
     pub fn is_open(&self) -> bool {
-        !self.out.is_closed()
+        !self.out.is_closed() && !self.dead.load(Ordering::SeqCst)
     }
 
     /// Sends `req` now (frames leave in call order) and returns its pending response.
@@ -124,8 +137,11 @@ impl Connection {
         let frame =
             wire::encode_request(id, req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
+        if !self.is_open() {
+            return Err(ClientError::Closed { addr: self.addr });
+        }
         self.pending.lock().expect("pending lock").insert(id, tx);
-        if self.out.send(frame).is_err() {
+        if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(ClientError::Closed { addr: self.addr });
         }

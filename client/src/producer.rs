@@ -100,6 +100,16 @@ impl Producer {
         Producer { tx }
     }
 
+    /// A producer whose background task runs on `rt` (for callers outside a runtime).
+    pub fn new_in(
+        rt: &tokio::runtime::Runtime,
+        client: Client,
+        config: ProducerConfig,
+    ) -> Producer {
+        let _guard = rt.enter();
+        Producer::new(client, config)
+    }
+
     /// Queues a record (waiting while the buffer is full) and returns a future of its
     /// `(partition, offset)`.
     pub async fn send(

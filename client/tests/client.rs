@@ -170,3 +170,101 @@ fn brokerctl_topics_produce_consume_follow_and_errors() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach broker at 127.0.0.1:1"));
 }
+
+#[test]
+fn producer_rides_out_a_broker_restart() {
+    let mut broker = Broker::start_fixed_ports(2);
+    let addr = broker.public.to_string();
+    let rt = rt();
+    let client = rt.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic(
+                "steady",
+                TopicConfig {
+                    partition_count: 2,
+                    retention_ms: -1,
+                    retention_bytes: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        client
+    });
+    let producer = Producer::new_in(
+        &rt,
+        client.clone(),
+        ProducerConfig {
+            ack: AckLevel::Durable,
+            in_flight_per_partition_max: 1,
+            ..Default::default()
+        },
+    );
+    let mut acked: Vec<(u32, u64, String)> = Vec::new();
+    let send_some = |rt: &tokio::runtime::Runtime, from: u32, n: u32| -> Vec<(u32, u64, String)> {
+        rt.block_on(async {
+            let mut futs = Vec::new();
+            for i in from..from + n {
+                let v = format!("v{i}");
+                futs.push((
+                    v.clone(),
+                    producer
+                        .send(
+                            "steady",
+                            Some(format!("k{}", i % 5).as_bytes()),
+                            Some(v.as_bytes()),
+                            &[],
+                        )
+                        .await
+                        .unwrap(),
+                ));
+            }
+            let mut out = Vec::new();
+            for (v, f) in futs {
+                let (p, o) = f.await.expect("acked despite the restart");
+                out.push((p, o, v));
+            }
+            out
+        })
+    };
+    acked.extend(send_some(&rt, 0, 200));
+    // Stop the broker, queue records while it is down, then bring it back.
+    assert_eq!(broker.stop(), Some(0));
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        broker.restart();
+        broker
+    });
+    acked.extend(send_some(&rt, 200, 200));
+    let broker = restarter.join().unwrap();
+    acked.extend(send_some(&rt, 400, 100));
+    assert_eq!(acked.len(), 500);
+    // Nothing acked is lost (at least once: a value may appear twice after a retry).
+    rt.block_on(async {
+        for p in 0..2u32 {
+            let ends = client.list_offsets("steady", wire::OffsetSpec::Latest).await.unwrap();
+            let end = ends.iter().find(|e| e.0 == p).unwrap().1;
+            let mut values: BTreeMap<u64, String> = BTreeMap::new();
+            let mut offset = 0;
+            while offset < end {
+                let r = client.fetch("steady", p, offset, 1 << 20, 0).await.unwrap();
+                let bytes = client::consumer::aligned(&r.batches);
+                for b in wire::Batches::new(&bytes) {
+                    let b = b.unwrap();
+                    for rec in b.records() {
+                        values.insert(
+                            rec.offset(),
+                            String::from_utf8(rec.value().unwrap().to_vec()).unwrap(),
+                        );
+                    }
+                    offset = b.header().next_offset();
+                }
+            }
+            for (q, o, v) in acked.iter().filter(|a| a.0 == p) {
+                assert_eq!(values.get(o), Some(v), "acked {v} at {q}/{o} lost");
+            }
+        }
+    });
+    drop(broker);
+}

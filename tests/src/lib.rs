@@ -47,6 +47,8 @@ pub struct Broker {
     pub log: PathBuf,
     shard_count: usize,
     env: Vec<(String, String)>,
+    /// Fixed `--listen` and `--shard-port-base` (so a restart keeps its addresses).
+    ports: Option<(u16, u16)>,
 }
 
 impl Broker {
@@ -72,7 +74,37 @@ impl Broker {
             shards: Vec::new(),
             shard_count: shards,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: None,
         };
+        b.spawn();
+        b
+    }
+
+    /// Starts on fixed free ports, so clients can reconnect to the same addresses after a
+    /// restart.
+    pub fn start_fixed_ports(shards: usize) -> Broker {
+        let mut b = Self::start_with_env(shards, &[]);
+        b.kill();
+        let free = |n: u16| -> u16 {
+            // A base port with `n` free ports after it.
+            for _ in 0..100 {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+                let base = l.local_addr().expect("addr").port();
+                drop(l);
+                if base < 60000
+                    && (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+                {
+                    return base;
+                }
+            }
+            panic!("no free ports");
+        };
+        let public = free(1);
+        let mut shard_base = free(shards as u16);
+        while (shard_base..shard_base + shards as u16).contains(&public) {
+            shard_base = free(shards as u16);
+        }
+        b.ports = Some((public, shard_base));
         b.spawn();
         b
     }
@@ -88,14 +120,21 @@ impl Broker {
         let mut cmd = Command::new(broker_binary());
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--shard-port-base",
-                "0",
-                "--shards",
-                &self.shard_count.to_string(),
-            ])
+            .args(match self.ports {
+                Some((p, s)) => [
+                    "--listen".to_string(),
+                    format!("127.0.0.1:{p}"),
+                    "--shard-port-base".into(),
+                    s.to_string(),
+                ],
+                None => [
+                    "--listen".to_string(),
+                    "127.0.0.1:0".into(),
+                    "--shard-port-base".into(),
+                    "0".into(),
+                ],
+            })
+            .args(["--shards", &self.shard_count.to_string()])
             .arg("--ready-file")
             .arg(&ready)
             .env("RUST_LOG", std::env::var("BROKER_TEST_LOG").unwrap_or_else(|_| "info".into()))
