@@ -211,20 +211,9 @@ impl Client {
                     }],
                 })
                 .await?;
-            let r = resp
-                .topics
-                .into_iter()
-                .next()
-                .and_then(|t| t.partitions.into_iter().next())
-                .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
-            match ErrorCode::from_u16(r.error) {
-                Some(ErrorCode::None) => Ok(r),
-                code => Err(ClientError::Partition {
-                    topic: topic.into(),
-                    partition,
-                    code: code.unwrap_or(ErrorCode::UnknownServerError),
-                }),
-            }
+            let r =
+                only_partition(resp.topics.into_iter().next().map(|t| t.partitions), "produce")?;
+            check_partition(topic, partition, r.error).map(|()| r)
         })
         .await
     }
@@ -251,20 +240,8 @@ impl Client {
                     }],
                 })
                 .await?;
-            let r = resp
-                .topics
-                .into_iter()
-                .next()
-                .and_then(|t| t.partitions.into_iter().next())
-                .ok_or_else(|| ClientError::Protocol("empty fetch response".into()))?;
-            match ErrorCode::from_u16(r.error) {
-                Some(ErrorCode::None) => Ok(r),
-                code => Err(ClientError::Partition {
-                    topic: topic.into(),
-                    partition,
-                    code: code.unwrap_or(ErrorCode::UnknownServerError),
-                }),
-            }
+            let r = only_partition(resp.topics.into_iter().next().map(|t| t.partitions), "fetch")?;
+            check_partition(topic, partition, r.error).map(|()| r)
         })
         .await
     }
@@ -358,5 +335,24 @@ impl Client {
                 addr: self.inner.bootstrap,
             }),
         }
+    }
+}
+
+/// The single partition result of a one-partition request.
+fn only_partition<T>(partitions: Option<Vec<T>>, api: &str) -> Result<T, ClientError> {
+    partitions
+        .and_then(|p| p.into_iter().next())
+        .ok_or_else(|| ClientError::Protocol(format!("empty {api} response")))
+}
+
+/// A per-partition error code as a result.
+pub fn check_partition(topic: &str, partition: u32, error: u16) -> Result<(), ClientError> {
+    match ErrorCode::from_u16(error) {
+        Some(ErrorCode::None) => Ok(()),
+        code => Err(ClientError::Partition {
+            topic: topic.into(),
+            partition,
+            code: code.unwrap_or(ErrorCode::UnknownServerError),
+        }),
     }
 }
