@@ -373,3 +373,51 @@ fn subscriber_without_credit_holds_no_memory() {
     // Nothing was pushed without credit.
     assert!(sub.pushes.is_empty());
 }
+
+#[test]
+fn ten_thousand_idle_connections_and_the_broker_still_answers() {
+    // Raise the soft fd limit to the hard one (the broker child inherits it).
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on structs we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    if lim.rlim_cur < 12_000 {
+        eprintln!("skipping: the fd limit {} is below what 10,000 connections need", lim.rlim_cur);
+        return;
+    }
+    let broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let before = broker.rss_bytes();
+    let conns: Vec<std::net::TcpStream> = (0..10_000)
+        .map(|i| {
+            std::net::TcpStream::connect(if i % 2 == 0 {
+                broker.public
+            } else {
+                broker.shards[i % 2]
+            })
+            .expect("connect")
+        })
+        .collect();
+    // Wait until the broker has accepted them all.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let open: u64 = stats(&mut admin).iter().map(|s| s.connections).sum();
+        if open > 10_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {open} connections accepted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = broker.rss_bytes();
+    let per_connection = after.saturating_sub(before) / 10_000;
+    eprintln!("idle connection cost: {per_connection} bytes of RSS each");
+    assert!(per_connection < 64 << 10, "{per_connection} bytes of RSS per idle connection");
+    // Still serving.
+    create_topic(&mut admin, TOPIC, 1);
+    let r = produce(&mut admin, 0, &[&batch(0, 0, 5)], AckLevel::Durable);
+    assert_eq!(r.error, 0);
+    drop(conns);
+}
