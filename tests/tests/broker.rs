@@ -421,3 +421,32 @@ fn ten_thousand_idle_connections_and_the_broker_still_answers() {
     assert_eq!(r.error, 0);
     drop(conns);
 }
+
+#[test]
+fn a_thousand_partitions_open_serve_and_recover() {
+    let mut broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let before = broker.rss_bytes();
+    let owners = create_topic(&mut admin, TOPIC, 1000);
+    let per_partition = broker.rss_bytes().saturating_sub(before) / 1000;
+    eprintln!("idle partition cost: {per_partition} bytes of RSS each");
+    assert!(per_partition < 256 << 10, "{per_partition} bytes of RSS per idle partition");
+    let mut conns: Vec<Conn> = (0..2).map(|i| broker.connect_shard(i)).collect();
+    for p in (0..1000).step_by(97) {
+        let r = produce(
+            &mut conns[owners[p as usize] as usize],
+            p,
+            &[&batch(p, 0, 3)],
+            AckLevel::Durable,
+        );
+        assert_eq!(r.error, 0);
+    }
+    assert_eq!(broker.stop(), Some(0));
+    broker.restart();
+    let mut conn = broker.connect();
+    let d: DescribeTopicResponse = conn.call(&DescribeTopicRequest { name: TOPIC.into() });
+    assert_eq!(d.partitions.len(), 1000);
+    let with_data: Vec<u32> =
+        d.partitions.iter().filter(|p| p.high_watermark > 0).map(|p| p.partition).collect();
+    assert_eq!(with_data, (0..1000).step_by(97).collect::<Vec<u32>>());
+}
