@@ -39,6 +39,8 @@ pub struct BrokerConfig {
     pub connections_per_shard_max: usize,
     /// Close a connection idle (no request, no subscription) for this long; 0 = never.
     pub connection_idle_ms: u64,
+    /// A frame that started arriving must be complete within this time (slowloris guard).
+    pub frame_read_timeout_ms: u64,
     /// Requests one connection may have in flight before the broker stops reading from it.
     pub inflight_per_connection_max: usize,
     /// Bytes of recent batches each shard keeps for tailing readers.
@@ -62,6 +64,7 @@ impl Default for BrokerConfig {
             frame_body_bytes_max: wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
             connections_per_shard_max: 20_000,
             connection_idle_ms: 600_000,
+            frame_read_timeout_ms: 30_000,
             inflight_per_connection_max: 256,
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 2 << 20,
@@ -149,6 +152,7 @@ impl BrokerConfig {
                 self.connections_per_shard_max = parse(name, value)?
             }
             "BROKER_CONNECTION_IDLE_MS" => self.connection_idle_ms = parse(name, value)?,
+            "BROKER_FRAME_READ_TIMEOUT_MS" => self.frame_read_timeout_ms = parse(name, value)?,
             "BROKER_INFLIGHT_PER_CONNECTION_MAX" => {
                 self.inflight_per_connection_max = parse(name, value)?
             }

@@ -15,7 +15,8 @@
 //!   client granted. A subscription for a partition owned by another shard is relayed: the
 //!   owner serves it and its pushes come back over the mesh to this connection.
 //! - Idle connections (no request for `connection_idle_ms` and no subscription) are closed;
-//!   a frame that starts but does not finish within `FRAME_READ_TIMEOUT` closes it too.
+//!   a frame that starts but does not finish within `frame_read_timeout_ms` closes it too
+//!   (slowloris).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,8 +40,6 @@ use crate::watermark::Watermark;
 
 /// Bytes read from the socket at a time; larger frames get their own buffer.
 const READ_BUFFER_BYTES: usize = 16 << 10;
-/// A frame that has started must finish arriving within this time.
-const FRAME_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -58,13 +57,15 @@ struct FrameReader {
     start: usize,
     end: usize,
     body_bytes_max: u32,
+    /// A frame that has started must finish arriving within this time.
+    frame_timeout: Duration,
 }
 
 impl FrameReader {
-    fn new(body_bytes_max: u32) -> Self {
+    fn new(body_bytes_max: u32, frame_timeout: Duration) -> Self {
         let mut buf = AlignedVec::with_capacity(READ_BUFFER_BYTES);
         buf.resize(READ_BUFFER_BYTES, 0);
-        FrameReader { buf, start: 0, end: 0, body_bytes_max }
+        FrameReader { buf, start: 0, end: 0, body_bytes_max, frame_timeout }
     }
 
     fn buffered(&self) -> usize {
@@ -95,7 +96,7 @@ impl FrameReader {
                     frame.resize(len, 0);
                     self.start = 0;
                     self.end = 0;
-                    read_exact_timed(r, &mut frame[have..]).await?;
+                    read_exact_timed(r, &mut frame[have..], self.frame_timeout).await?;
                     check_padding(&frame, &header)?;
                     return Ok(frame);
                 }
@@ -108,11 +109,12 @@ impl FrameReader {
                 self.start = 0;
             }
             let partial = self.buffered() > 0;
+            let timeout = self.frame_timeout;
             let n = if partial {
                 match futures_lite::future::or(
                     async { Some(r.read(&mut self.buf[self.end..]).await) },
                     async {
-                        glommio::timer::sleep(FRAME_READ_TIMEOUT).await;
+                        glommio::timer::sleep(timeout).await;
                         None
                     },
                 )
@@ -144,9 +146,13 @@ fn check_padding(frame: &AlignedVec, header: &FrameHeader) -> Result<(), ReadEnd
     Ok(())
 }
 
-async fn read_exact_timed<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<(), ReadEnd> {
+async fn read_exact_timed<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<(), ReadEnd> {
     match futures_lite::future::or(async { Some(r.read_exact(buf).await) }, async {
-        glommio::timer::sleep(FRAME_READ_TIMEOUT).await;
+        glommio::timer::sleep(timeout).await;
         None
     })
     .await
@@ -232,7 +238,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let shard = &conn.shard;
     let inflight =
         Rc::new(glommio::sync::Semaphore::new(shard.config.inflight_per_connection_max as u64));
-    let mut frames = FrameReader::new(shard.config.frame_body_bytes_max);
+    let mut frames = FrameReader::new(
+        shard.config.frame_body_bytes_max,
+        Duration::from_millis(shard.config.frame_read_timeout_ms.max(1)),
+    );
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
     loop {
         let next = frames.next(reader);

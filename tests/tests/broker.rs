@@ -450,3 +450,22 @@ fn a_thousand_partitions_open_serve_and_recover() {
         d.partitions.iter().filter(|p| p.high_watermark > 0).map(|p| p.partition).collect();
     assert_eq!(with_data, (0..1000).step_by(97).collect::<Vec<u32>>());
 }
+
+#[test]
+fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
+    let broker = Broker::start_with_env(1, &[("BROKER_FRAME_READ_TIMEOUT_MS", "500")]);
+    let mut good = broker.connect();
+    create_topic(&mut good, TOPIC, 1);
+    let mut slow = broker.connect();
+    let frame = encode_request(1, &StatsRequest { shards: vec![] }).unwrap();
+    slow.send_raw(&frame[..frame.len() / 2]).unwrap();
+    // Meanwhile another client is served normally.
+    let r = produce(&mut good, 0, &[&batch(0, 0, 2)], AckLevel::Written);
+    assert_eq!(r.error, 0);
+    // The stalled client is disconnected after the frame timeout.
+    slow.set_read_timeout(Some(Duration::from_secs(10)));
+    let started = std::time::Instant::now();
+    assert!(slow.read_frame().is_none(), "a stalled half frame gets no answer, only a close");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _: StatsResponse = good.call(&StatsRequest { shards: vec![] });
+}
