@@ -40,6 +40,8 @@ use crate::watermark::Watermark;
 
 /// Bytes read from the socket at a time; larger frames get their own buffer.
 const READ_BUFFER_BYTES: usize = 16 << 10;
+/// After the reader stops, queued responses get this long to reach a client that reads.
+const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -226,7 +228,17 @@ where
     }
     drop(conn);
     // The writer drains what is queued (responses to requests already answered), then closes.
-    writer_task.await;
+    // A client that stopped reading must not hold the connection (or a shutdown) forever.
+    let mut writer_task = writer_task;
+    let drained = futures_lite::future::or(async { (&mut writer_task).await.is_some() }, async {
+        glommio::timer::sleep(WRITER_DRAIN_TIMEOUT).await;
+        false
+    })
+    .await;
+    if !drained {
+        debug!("writer did not drain in time; dropping the connection");
+        writer_task.cancel();
+    }
     Counters::add(&shard.counters.connections, u64::MAX);
 }
 
