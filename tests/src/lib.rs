@@ -80,6 +80,24 @@ impl Broker {
         b
     }
 
+    /// Starts with its data in `data_dir` (e.g. on a special filesystem) and extra env.
+    pub fn start_on_dir_with_env(shards: usize, data_dir: PathBuf, env: &[(&str, &str)]) -> Broker {
+        let tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
+        let mut b = Broker {
+            child: None,
+            data_dir,
+            log: tmp.path().join("broker.log"),
+            _tmp: Some(tmp),
+            public: "127.0.0.1:0".parse().expect("addr"),
+            shards: Vec::new(),
+            shard_count: shards,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ports: None,
+        };
+        b.spawn();
+        b
+    }
+
     /// Starts on fixed free ports, so clients can reconnect to the same addresses after a
     /// restart.
     pub fn start_fixed_ports(shards: usize) -> Broker {
