@@ -23,6 +23,12 @@ pub trait Message:
 {
     /// The api this body belongs to.
     const API_KEY: ApiKey;
+
+    /// A guess of the encoded body size, so the frame buffer is allocated once instead of
+    /// growing by doubling (which for megabyte bodies means many fresh pages to fault in).
+    fn body_bytes_hint(&self) -> usize {
+        256
+    }
 }
 
 /// Encodes `msg` as a whole frame (header, body, padding) into a fresh 16-byte-aligned buffer.
@@ -35,7 +41,21 @@ pub fn encode_frame<T>(
 where
     T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
 {
-    let mut buf = AlignedVec::with_capacity(256);
+    encode_frame_sized(api_key, flags, correlation_id, msg, 256)
+}
+
+/// [`encode_frame`] with the buffer sized for a body of about `body_bytes_hint` bytes.
+pub fn encode_frame_sized<T>(
+    api_key: u16,
+    flags: u16,
+    correlation_id: u64,
+    msg: &T,
+    body_bytes_hint: usize,
+) -> Result<AlignedVec, BodyError>
+where
+    T: for<'a> Serialize<HighSerializer<AlignedVec, ArenaHandle<'a>, rancor::Error>>,
+{
+    let mut buf = AlignedVec::with_capacity(FRAME_HEADER_BYTES + body_bytes_hint + BODY_ALIGN);
     buf.resize(FRAME_HEADER_BYTES, 0);
     let mut buf = rkyv::util::with_arena(|arena| {
         rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(msg, buf, arena.acquire())
@@ -62,17 +82,23 @@ where
 
 /// Encodes a request frame.
 pub fn encode_request<T: Message>(correlation_id: u64, msg: &T) -> Result<AlignedVec, BodyError> {
-    encode_frame(T::API_KEY.as_u16(), 0, correlation_id, msg)
+    encode_frame_sized(T::API_KEY.as_u16(), 0, correlation_id, msg, msg.body_bytes_hint())
 }
 
 /// Encodes a response frame to the request with `correlation_id`.
 pub fn encode_response<T: Message>(correlation_id: u64, msg: &T) -> Result<AlignedVec, BodyError> {
-    encode_frame(T::API_KEY.as_u16(), FLAG_RESPONSE, correlation_id, msg)
+    encode_frame_sized(
+        T::API_KEY.as_u16(),
+        FLAG_RESPONSE,
+        correlation_id,
+        msg,
+        msg.body_bytes_hint(),
+    )
 }
 
 /// Encodes a broker-initiated push frame.
 pub fn encode_push<T: Message>(msg: &T) -> Result<AlignedVec, BodyError> {
-    encode_frame(T::API_KEY.as_u16(), FLAG_PUSH, 0, msg)
+    encode_frame_sized(T::API_KEY.as_u16(), FLAG_PUSH, 0, msg, msg.body_bytes_hint())
 }
 
 /// Encodes an error response to a request that could not be answered at all. `api_key` is

@@ -33,8 +33,8 @@ pub mod with;
 pub use api::ApiKey;
 pub use batch::{BatchBuilder, BatchHeader, BatchView, Batches, RecordView};
 pub use body::{
-    access_body, decode_body, encode_error, encode_frame, encode_push, encode_request,
-    encode_response, to_aligned, Message,
+    access_body, decode_body, encode_error, encode_frame, encode_frame_sized, encode_push,
+    encode_request, encode_response, to_aligned, Message,
 };
 pub use error::{BatchError, BodyError, BuildError, FrameError};
 pub use error_code::ErrorCode;

@@ -47,7 +47,12 @@ wire_type! {
         pub topics: Vec<FetchTopicResult>,
     }
 }
-message!(FetchResponse, Fetch);
+message!(FetchResponse, Fetch, |m| m
+    .topics
+    .iter()
+    .flat_map(|t| &t.partitions)
+    .map(|p| p.batches.len() + 64)
+    .sum::<usize>());
 
 wire_type! {
     /// Results for one topic.

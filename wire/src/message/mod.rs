@@ -22,11 +22,21 @@ macro_rules! wire_type {
     };
 }
 
-/// Ties a body type to its api key.
+/// Ties a body type to its api key (and, for bodies that carry batches, a size hint).
 macro_rules! message {
     ($ty:ident, $key:ident) => {
         impl crate::Message for $ty {
             const API_KEY: crate::ApiKey = crate::ApiKey::$key;
+        }
+    };
+    ($ty:ident, $key:ident, |$m:ident| $hint:expr) => {
+        impl crate::Message for $ty {
+            const API_KEY: crate::ApiKey = crate::ApiKey::$key;
+
+            fn body_bytes_hint(&self) -> usize {
+                let $m = self;
+                256 + $hint
+            }
         }
     };
 }

@@ -15,7 +15,12 @@ wire_type! {
         pub topics: Vec<ProduceTopic>,
     }
 }
-message!(ProduceRequest, Produce);
+message!(ProduceRequest, Produce, |m| m
+    .topics
+    .iter()
+    .flat_map(|t| &t.partitions)
+    .map(|p| p.batches.len() + 64)
+    .sum::<usize>());
 
 wire_type! {
     /// Batches for the partitions of one topic.

@@ -107,4 +107,4 @@ wire_type! {
         pub batches: Vec<u8>,
     }
 }
-message!(SubscriptionData, SubscriptionData);
+message!(SubscriptionData, SubscriptionData, |m| m.batches.len());
