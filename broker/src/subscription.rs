@@ -158,14 +158,9 @@ async fn push_loop(
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
         let (error, batches, hw) = match log.read(next, max).await {
             Ok(out) => {
-                let mut bytes = Vec::with_capacity(out.bytes());
-                for v in &out.batches {
-                    for b in wire::Batches::new(v).flatten() {
-                        next = next.max(b.header().next_offset());
-                        Counters::add(&shard.counters.batches_out, 1);
-                    }
-                    bytes.extend_from_slice(v);
-                }
+                let (bytes, n, end) = out.concat();
+                next = next.max(end.unwrap_or(next));
+                Counters::add(&shard.counters.batches_out, n);
                 (ErrorCode::None, bytes, out.high_watermark)
             }
             Err(StorageError::OffsetOutOfRange { log_start_offset, .. })

@@ -59,33 +59,25 @@ impl Broker {
 
     /// Starts with extra `BROKER_*` environment variables.
     pub fn start_with_env(shards: usize, env: &[(&str, &str)]) -> Broker {
+        Self::start_in(shards, None, env)
+    }
+
+    /// Starts with its data in `data_dir` (e.g. on a special filesystem) and extra env.
+    pub fn start_on_dir_with_env(shards: usize, data_dir: PathBuf, env: &[(&str, &str)]) -> Broker {
+        Self::start_in(shards, Some(data_dir), env)
+    }
+
+    /// The log and (unless given) the data dir go in a fresh temp dir, kept when
+    /// `KEEP_BROKER_DIR` is set.
+    fn start_in(shards: usize, data_dir: Option<PathBuf>, env: &[(&str, &str)]) -> Broker {
         let mut tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
         if std::env::var_os("KEEP_BROKER_DIR").is_some() {
             tmp.disable_cleanup(true);
             eprintln!("broker dir kept: {}", tmp.path().display());
         }
-        let data_dir = tmp.path().join("data");
         let mut b = Broker {
             child: None,
-            data_dir,
-            log: tmp.path().join("broker.log"),
-            _tmp: Some(tmp),
-            public: "127.0.0.1:0".parse().expect("addr"),
-            shards: Vec::new(),
-            shard_count: shards,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ports: None,
-        };
-        b.spawn();
-        b
-    }
-
-    /// Starts with its data in `data_dir` (e.g. on a special filesystem) and extra env.
-    pub fn start_on_dir_with_env(shards: usize, data_dir: PathBuf, env: &[(&str, &str)]) -> Broker {
-        let tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
-        let mut b = Broker {
-            child: None,
-            data_dir,
+            data_dir: data_dir.unwrap_or_else(|| tmp.path().join("data")),
             log: tmp.path().join("broker.log"),
             _tmp: Some(tmp),
             public: "127.0.0.1:0".parse().expect("addr"),

@@ -12,7 +12,7 @@ use wire::{
     FetchTopicResult,
 };
 
-use super::{decode_reply, error_frame, parts, respond, Origin};
+use super::{error_frame, parts, respond, send_forwards, Answers, Forwarded, Origin};
 use crate::shard::{Counters, Partition, Shard};
 use crate::storage::StorageError;
 use crate::watermark::WaitFor;
@@ -30,7 +30,7 @@ struct LocalRead {
 enum Slot {
     Done(FetchPartitionResult),
     Local(usize),
-    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+    Remote(Forwarded),
 }
 
 fn failed(partition: u32, code: ErrorCode) -> FetchPartitionResult {
@@ -90,12 +90,12 @@ pub async fn handle(
                     }
                     let st = sub.topics.len() - 1;
                     sub.topics[st].partitions.push(FetchPartition { ..p.clone() });
-                    Slot::Remote {
+                    Slot::Remote(Forwarded {
                         owner,
                         topic: st,
                         partition: sub.topics[st].partitions.len() - 1,
                         index: p.partition,
-                    }
+                    })
                 }
             };
             topic_slots.push(slot);
@@ -104,15 +104,7 @@ pub async fn handle(
     }
     results.resize_with(locals.len(), Vec::new);
 
-    let mut forwards = Vec::new();
-    for (owner, sub) in remote {
-        Counters::add(&shard.counters.forwards_out, 1);
-        let rx = match wire::encode_request(0, &sub) {
-            Ok(f) => shard.forward_send(owner, f).await,
-            Err(_) => None,
-        };
-        forwards.push((owner, rx));
-    }
+    let forwards = send_forwards(shard, remote).await;
 
     // Read local partitions; long-poll until min_bytes arrive or the wait is over.
     let mut local_results: Vec<Option<FetchPartitionResult>> =
@@ -153,14 +145,7 @@ pub async fn handle(
         .await;
     }
 
-    let mut answers: BTreeMap<u32, Option<FetchResponse>> = BTreeMap::new();
-    for (owner, rx) in forwards {
-        let resp = match rx {
-            Some(rx) => rx.await.ok().and_then(|f| decode_reply::<FetchResponse>(&f)),
-            None => None,
-        };
-        answers.insert(owner, resp);
-    }
+    let answers = Answers::<FetchResponse>::collect(forwards).await;
     let mut topics = Vec::with_capacity(slots.len());
     for (name, topic_slots) in slots {
         let mut partitions = Vec::new();
@@ -168,13 +153,9 @@ pub async fn handle(
             partitions.push(match slot {
                 Slot::Done(r) => r,
                 Slot::Local(i) => local_results[i].take().expect("every local partition was read"),
-                Slot::Remote { owner, topic, partition, index } => answers
-                    .get(&owner)
-                    .and_then(|a| a.as_ref())
-                    .and_then(|a| a.topics.get(topic))
-                    .and_then(|t| t.partitions.get(partition))
-                    .cloned()
-                    .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+                Slot::Remote(f) => {
+                    answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                }
             });
         }
         topics.push(FetchTopicResult { name, partitions });
@@ -187,14 +168,9 @@ async fn read_one(shard: &Shard, l: &LocalRead, budget: usize) -> FetchPartition
     let max = l.max_bytes.min(budget).max(1);
     match log.read(l.offset, max).await {
         Ok(out) => {
-            let mut batches = Vec::with_capacity(out.bytes());
-            let mut n = 0;
-            for v in &out.batches {
-                batches.extend_from_slice(v);
-                n += wire::Batches::new(v).count();
-            }
+            let (batches, n, _) = out.concat();
             Counters::add(&shard.counters.bytes_out, batches.len() as u64);
-            Counters::add(&shard.counters.batches_out, n as u64);
+            Counters::add(&shard.counters.batches_out, n);
             FetchPartitionResult {
                 partition: l.part.index,
                 error: 0,

@@ -112,16 +112,14 @@ pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Repl
 /// Stage one of a request forwarded by another shard.
 pub async fn handle_forwarded(shard: &Rc<Shard>, frame: AlignedVec) -> Reply {
     let (header, _) = parts(&frame);
-    let from = if header.api_key == ApiKey::Produce.as_u16()
-        || header.api_key == ApiKey::Fetch.as_u16()
-        || header.api_key == ApiKey::ListOffsets.as_u16()
-    {
+    // Only partition-routed apis count as data-path forwards.
+    if matches!(
+        ApiKey::from_u16(header.api_key),
+        Some(ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets)
+    ) {
         Counters::add(&shard.counters.forwards_in, 1);
-        Origin::Peer(u32::MAX)
-    } else {
-        Origin::Peer(u32::MAX)
-    };
-    start(shard, frame, from).await
+    }
+    start(shard, frame, Origin::Peer(u32::MAX)).await
 }
 
 /// Decodes a forwarded response frame into `T`, or `None` (the caller reports per-partition
@@ -137,4 +135,89 @@ where
         return None;
     }
     wire::decode_body::<T>(raw.body).ok()
+}
+
+/// Where the answer for one forwarded partition will be: the owner it went to, and its
+/// place (topic, partition) in the sub-request that owner received.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded {
+    /// Owning shard.
+    pub owner: u32,
+    /// Topic position in the sub-request.
+    pub topic: usize,
+    /// Partition position within that topic.
+    pub partition: usize,
+    /// The partition number (for an error result if the owner did not answer).
+    pub index: u32,
+}
+
+/// Sub-requests sent to owners, waiting for their answers.
+pub type Forwards = Vec<(u32, Option<futures_channel::oneshot::Receiver<wire::AlignedVec>>)>;
+
+/// Sends every owner its sub-request now, in order, counting each as a forward.
+pub async fn send_forwards<T: Message>(
+    shard: &Shard,
+    remote: std::collections::BTreeMap<u32, T>,
+) -> Forwards {
+    let mut forwards = Vec::with_capacity(remote.len());
+    for (owner, sub) in remote {
+        Counters::add(&shard.counters.forwards_out, 1);
+        let rx = match wire::encode_request(0, &sub) {
+            Ok(f) => shard.forward_send(owner, f).await,
+            Err(_) => None,
+        };
+        forwards.push((owner, rx));
+    }
+    forwards
+}
+
+/// Per-partition results of a response, by position.
+pub trait PartitionResults {
+    /// One partition's result.
+    type Result: Clone;
+    /// The result at (`topic`, `partition`) positions.
+    fn result(&self, topic: usize, partition: usize) -> Option<&Self::Result>;
+}
+
+macro_rules! partition_results {
+    ($resp:ty, $result:ty) => {
+        impl PartitionResults for $resp {
+            type Result = $result;
+            fn result(&self, topic: usize, partition: usize) -> Option<&$result> {
+                self.topics.get(topic)?.partitions.get(partition)
+            }
+        }
+    };
+}
+partition_results!(wire::ProduceResponse, wire::ProducePartitionResult);
+partition_results!(wire::FetchResponse, wire::FetchPartitionResult);
+partition_results!(wire::ListOffsetsResponse, wire::ListOffsetsPartitionResult);
+
+/// The owners' answers, decoded (`None` for an owner that did not answer sensibly).
+pub struct Answers<R>(std::collections::BTreeMap<u32, Option<R>>);
+
+impl<R: PartitionResults> Answers<R> {
+    /// Waits for every forward.
+    pub async fn collect(forwards: Forwards) -> Self
+    where
+        R: rkyv::Archive,
+        R::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let mut answers = std::collections::BTreeMap::new();
+        for (owner, rx) in forwards {
+            let resp = match rx {
+                Some(rx) => rx.await.ok().and_then(|f| decode_reply::<R>(&f)),
+                None => None,
+            };
+            answers.insert(owner, resp);
+        }
+        Answers(answers)
+    }
+
+    /// The answer for one forwarded partition, if its owner gave one.
+    pub fn get(&self, f: &Forwarded) -> Option<R::Result> {
+        self.0.get(&f.owner)?.as_ref()?.result(f.topic, f.partition).cloned()
+    }
 }

@@ -8,8 +8,8 @@ use wire::{
     ListOffsetsResponse, ListOffsetsTopic, ListOffsetsTopicResult, OffsetSpec,
 };
 
-use super::{decode_reply, error_frame, parts, respond, Origin};
-use crate::shard::{Counters, Shard};
+use super::{error_frame, parts, respond, send_forwards, Answers, Forwarded, Origin};
+use crate::shard::Shard;
 
 fn failed(partition: u32, code: ErrorCode) -> ListOffsetsPartitionResult {
     ListOffsetsPartitionResult { partition, error: code.as_u16(), offset: 0, timestamp_ms: -1 }
@@ -17,7 +17,7 @@ fn failed(partition: u32, code: ErrorCode) -> ListOffsetsPartitionResult {
 
 enum Slot {
     Done(ListOffsetsPartitionResult),
-    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+    Remote(Forwarded),
 }
 
 /// Answers a list-offsets request.
@@ -52,29 +52,19 @@ pub async fn handle(
                     }
                     let st = sub.topics.len() - 1;
                     sub.topics[st].partitions.push(p.clone());
-                    Slot::Remote {
+                    Slot::Remote(Forwarded {
                         owner,
                         topic: st,
                         partition: sub.topics[st].partitions.len() - 1,
                         index: p.partition,
-                    }
+                    })
                 }
             };
             topic_slots.push(slot);
         }
         slots.push((t.name.clone(), topic_slots));
     }
-    let mut answers: BTreeMap<u32, Option<ListOffsetsResponse>> = BTreeMap::new();
-    for (owner, sub) in remote {
-        Counters::add(&shard.counters.forwards_out, 1);
-        let resp = match wire::encode_request(0, &sub) {
-            Ok(f) => {
-                shard.forward(owner, f).await.and_then(|f| decode_reply::<ListOffsetsResponse>(&f))
-            }
-            Err(_) => None,
-        };
-        answers.insert(owner, resp);
-    }
+    let answers = Answers::<ListOffsetsResponse>::collect(send_forwards(shard, remote).await).await;
     let topics = slots
         .into_iter()
         .map(|(name, topic_slots)| ListOffsetsTopicResult {
@@ -83,13 +73,9 @@ pub async fn handle(
                 .into_iter()
                 .map(|slot| match slot {
                     Slot::Done(r) => r,
-                    Slot::Remote { owner, topic, partition, index } => answers
-                        .get(&owner)
-                        .and_then(|a| a.as_ref())
-                        .and_then(|a| a.topics.get(topic))
-                        .and_then(|t| t.partitions.get(partition))
-                        .cloned()
-                        .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+                    Slot::Remote(f) => {
+                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                    }
                 })
                 .collect(),
         })

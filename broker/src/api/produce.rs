@@ -14,14 +14,14 @@ use wire::{
     ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResult,
 };
 
-use super::{decode_reply, error_frame, parts, ready, respond, Origin, Reply};
+use super::{error_frame, parts, ready, respond, send_forwards, Answers, Forwarded, Origin, Reply};
 use crate::shard::{now_ms, Counters, Shard};
 use crate::storage::AppendTicket;
 
 enum Slot {
     Done(ProducePartitionResult),
     Local { partition: u32, tickets: Vec<AppendTicket>, log_append_time_ms: i64 },
-    Remote { owner: u32, topic: usize, partition: usize, index: u32 },
+    Remote(Forwarded),
 }
 
 fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
@@ -72,12 +72,12 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
                         partition: index,
                         batches: p.batches.as_slice().to_vec(),
                     });
-                    Slot::Remote {
+                    Slot::Remote(Forwarded {
                         owner,
                         topic: st,
                         partition: sub.topics[st].partitions.len() - 1,
                         index,
-                    }
+                    })
                 }
             };
             topic_slots.push(slot);
@@ -85,24 +85,9 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
         slots.push((name.to_owned(), topic_slots));
     }
     // Send forwards now, still in arrival order; their answers are awaited in stage two.
-    let mut forwards = Vec::new();
-    for (owner, sub) in remote {
-        Counters::add(&shard.counters.forwards_out, 1);
-        let rx = match wire::encode_request(0, &sub) {
-            Ok(f) => shard.forward_send(owner, f).await,
-            Err(_) => None,
-        };
-        forwards.push((owner, rx));
-    }
+    let forwards = send_forwards(shard, remote).await;
     Box::pin(async move {
-        let mut answers: BTreeMap<u32, Option<wire::ProduceResponse>> = BTreeMap::new();
-        for (owner, rx) in forwards {
-            let resp = match rx {
-                Some(rx) => rx.await.ok().and_then(|f| decode_reply::<ProduceResponse>(&f)),
-                None => None,
-            };
-            answers.insert(owner, resp);
-        }
+        let answers = Answers::<ProduceResponse>::collect(forwards).await;
         let mut topics = Vec::with_capacity(slots.len());
         for (name, topic_slots) in slots {
             let mut partitions = Vec::with_capacity(topic_slots.len());
@@ -112,13 +97,9 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
                     Slot::Local { partition, tickets, log_append_time_ms } => {
                         wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await
                     }
-                    Slot::Remote { owner, topic, partition, index } => answers
-                        .get(&owner)
-                        .and_then(|a| a.as_ref())
-                        .and_then(|a| a.topics.get(topic))
-                        .and_then(|t| t.partitions.get(partition))
-                        .cloned()
-                        .unwrap_or_else(|| failed(index, ErrorCode::NotOwner)),
+                    Slot::Remote(f) => {
+                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                    }
                 });
             }
             topics.push(ProduceTopicResult { name, partitions });
@@ -149,8 +130,7 @@ async fn append_local(
             Err(e) => return Slot::Done(failed(index, e.code())),
         }
     }
-    let limit =
-        shard.log_config(shard.metadata().topic(topic).expect("owner checked")).batch_bytes_max;
+    let limit = part.log.batch_bytes_max();
     if views.iter().any(|v| v.len() > limit) {
         return Slot::Done(failed(index, ErrorCode::BatchTooLarge));
     }

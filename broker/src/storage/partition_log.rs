@@ -80,6 +80,23 @@ impl ReadOutcome {
     pub fn bytes(&self) -> usize {
         self.batches.iter().map(ByteView::len).sum()
     }
+
+    /// The batches as one contiguous buffer for a response, with how many batches it holds
+    /// and the offset after the last one (`None` if empty). The batches were validated when
+    /// they entered the log or were read from disk, so only their headers are walked.
+    pub fn concat(&self) -> (Vec<u8>, u64, Option<u64>) {
+        let mut bytes = Vec::with_capacity(self.bytes());
+        let mut count = 0;
+        let mut next = None;
+        for v in &self.batches {
+            for h in wire::batch::header::trusted_headers(v) {
+                count += 1;
+                next = Some(h.next_offset());
+            }
+            bytes.extend_from_slice(v);
+        }
+        (bytes, count, next)
+    }
 }
 
 /// Counters of one log.
@@ -386,6 +403,11 @@ impl<D: Disk> PartitionLog<D> {
             break;
         }
         Ok(out)
+    }
+
+    /// Largest batch this log accepts.
+    pub fn batch_bytes_max(&self) -> usize {
+        self.shared.config.batch_bytes_max
     }
 
     /// Offset the next append will get (readable data ends before it).

@@ -122,3 +122,19 @@ pub fn peek_batch_len(bytes: &[u8]) -> Option<u32> {
 pub fn covered_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[BATCH_CRC_START.min(batch.len())..])
 }
+
+/// Headers of batches stored back to back that were validated before (read back from the
+/// broker's own log or cache): steps by `batch_len` without re-checking CRCs. Stops at the
+/// first length that does not fit. Untrusted bytes go through [`crate::Batches`] instead.
+pub fn trusted_headers(bytes: &[u8]) -> impl Iterator<Item = BatchHeader<'_>> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let header = BatchHeader::new(rest)?;
+        let len = header.batch_len() as usize;
+        if len < BATCH_HEADER_BYTES || len > rest.len() {
+            return None;
+        }
+        rest = &rest[len..];
+        Some(header)
+    })
+}

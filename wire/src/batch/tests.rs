@@ -292,3 +292,20 @@ fn unknown_attributes_and_compression_are_refused() {
         );
     }
 }
+
+#[test]
+fn trusted_headers_walk_what_batches_validates() {
+    let mut out: AlignedVec = AlignedVec::new();
+    let mut b = BatchBuilder::new(1 << 20);
+    for i in 0..4u64 {
+        b.append(0, None, Some(&[i as u8; 300]), &[]).unwrap();
+        b.append(0, None, None, &[]).unwrap();
+        let range = b.finish_into(&mut out).unwrap();
+        assign(&mut out[range], i * 2, 0);
+    }
+    let walked: Vec<u64> = super::header::trusted_headers(&out).map(|h| h.base_offset()).collect();
+    let checked: Vec<u64> = Batches::new(&out).map(|b| b.unwrap().header().base_offset()).collect();
+    assert_eq!(walked, checked);
+    // A cut tail ends the walk instead of reading past the end.
+    assert_eq!(super::header::trusted_headers(&out[..out.len() - 1]).count(), 3);
+}
