@@ -287,7 +287,15 @@ async fn shard_main(
     }
     retention.cancel();
     stop_mark.advance(1);
-    let _ = gate.close().await;
+    // Connections finish their in-flight requests, but a stuck one cannot hold the stop.
+    let drained = futures_lite::future::or(async { gate.close().await.is_ok() }, async {
+        glommio::timer::sleep(Duration::from_secs(10)).await;
+        false
+    })
+    .await;
+    if !drained {
+        warn!(shard = id, "connections did not finish within 10 s; stopping anyway");
+    }
     shard.close_partitions().await;
     info!(shard = id, "shard stopped");
 }

@@ -21,6 +21,9 @@ use crate::config::BrokerConfig;
 use crate::metadata::{partition_dir, Metadata, Topic};
 use crate::storage::{DmaDisk, LogConfig, PartitionLog, ShardCache};
 
+/// How long a graceful stop may spend closing (flushing, syncing) partition logs.
+const SHUTDOWN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A message between shards.
 pub enum ShardMsg {
     /// A request frame for the receiving shard to answer as the partitions' owner.
@@ -571,9 +574,24 @@ impl Shard {
     pub async fn close_partitions(&self) {
         let parts: Vec<Rc<Partition>> =
             self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        // A shutdown must end: a close that does not finish in time is abandoned (what was
+        // acked durable is already synced; recovery trims the rest on the next start).
+        let deadline = std::time::Instant::now() + SHUTDOWN_CLOSE_TIMEOUT;
         for p in parts {
-            if let Err(e) = p.log.close().await {
-                warn!(topic = %p.topic, partition = p.index, error = %e, "close failed");
+            let remaining = deadline.saturating_duration_since(std::time::Instant::now());
+            let closed = futures_lite::future::or(async { Some(p.log.close().await) }, async {
+                glommio::timer::sleep(remaining).await;
+                None
+            })
+            .await;
+            match closed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    warn!(topic = %p.topic, partition = p.index, error = %e, "close failed")
+                }
+                None => {
+                    warn!(topic = %p.topic, partition = p.index, "close did not finish before the shutdown deadline; abandoned")
+                }
             }
         }
     }
