@@ -43,6 +43,7 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     bootstrap: SocketAddr,
+    broker_version: String,
     config: ClientConfig,
     conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     metadata: RwLock<Arc<MetadataResponse>>,
@@ -97,11 +98,17 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 bootstrap,
+                broker_version: hs.broker_version,
                 config,
                 conns: Mutex::new(conns),
                 metadata: RwLock::new(Arc::new(metadata)),
             }),
         })
+    }
+
+    /// The software version the bootstrap broker reported in the handshake.
+    pub fn broker_version(&self) -> &str {
+        &self.inner.broker_version
     }
 
     /// Settings.

@@ -1,0 +1,156 @@
+//! This broker, through the `client` crate: each harness producer is a `client::Producer` on
+//! its own `Client` (its own connections), each consumer a push subscription from the
+//! earliest offset.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use client::producer::SendFuture;
+use client::{Client, ClientConfig, Consumer, Producer, ProducerConfig};
+use wire::{AckLevel, StartPosition, TopicConfig};
+
+use super::{ConsumerDriver, Driver, ProducerDriver, ProducerSettings};
+use crate::error::HarnessError;
+use crate::workload::Ack;
+
+const NAME: &str = "broker";
+
+/// Bytes the broker may push to one subscription ahead of what the harness took.
+const CREDIT_WINDOW_BYTES: u64 = 8 << 20;
+
+fn err(e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::driver(NAME, e)
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct BrokerDriver {
+    address: String,
+    admin: Client,
+}
+
+impl BrokerDriver {
+    /// Connects to the broker at `address` (`HOST:PORT`).
+    pub async fn connect(address: &str) -> Result<BrokerDriver, HarnessError> {
+        let admin = Client::connect_with(address, client_config()).await.map_err(err)?;
+        Ok(BrokerDriver { address: address.into(), admin })
+    }
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig { client_id: "bench-harness".into(), ..ClientConfig::default() }
+}
+
+impl Driver for BrokerDriver {
+    type Producer = BrokerProducer;
+    type Consumer = BrokerConsumer;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn server_version(&self) -> String {
+        self.admin.broker_version().to_owned()
+    }
+
+    async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), HarnessError> {
+        let config = TopicConfig { partition_count: partitions, ..TopicConfig::default() };
+        self.admin.create_topic(topic, config).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), HarnessError> {
+        self.admin.delete_topic(topic).await.map_err(err)
+    }
+
+    async fn producer(
+        &self,
+        topic: &str,
+        settings: &ProducerSettings,
+    ) -> Result<BrokerProducer, HarnessError> {
+        let client = Client::connect_with(&self.address, client_config()).await.map_err(err)?;
+        let config = ProducerConfig {
+            ack: match settings.ack {
+                Ack::None => AckLevel::None,
+                Ack::Written => AckLevel::Written,
+                Ack::Durable => AckLevel::Durable,
+            },
+            linger: Duration::from_micros(settings.linger_us),
+            batch_bytes_max: settings.batch_bytes_max,
+            in_flight_per_partition_max: settings.in_flight_per_partition_max,
+            ..ProducerConfig::default()
+        };
+        Ok(BrokerProducer { topic: topic.into(), producer: Producer::new(client, config) })
+    }
+
+    async fn consumer(&self, topic: &str, partition: u32) -> Result<BrokerConsumer, HarnessError> {
+        let consumer = Consumer::subscribe(
+            &self.admin,
+            topic,
+            partition,
+            StartPosition::Earliest,
+            CREDIT_WINDOW_BYTES,
+        )
+        .await
+        .map_err(err)?;
+        Ok(BrokerConsumer { consumer })
+    }
+}
+
+/// A `client::Producer` for one topic.
+#[derive(Debug)]
+pub struct BrokerProducer {
+    topic: String,
+    producer: Producer,
+}
+
+/// The broker's ack of one message.
+#[derive(Debug)]
+pub struct BrokerAck(SendFuture);
+
+impl Future for BrokerAck {
+    type Output = Result<(), HarnessError>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx).map(|r| r.map(|_| ()).map_err(err))
+    }
+}
+
+impl ProducerDriver for BrokerProducer {
+    type Ack = BrokerAck;
+
+    async fn send(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Result<BrokerAck, HarnessError> {
+        let ack = self.producer.send(&self.topic, key, Some(payload), &[]).await.map_err(err)?;
+        Ok(BrokerAck(ack))
+    }
+
+    async fn flush(&mut self) -> Result<(), HarnessError> {
+        self.producer.flush().await.map_err(err)
+    }
+}
+
+/// A push subscription to one partition.
+#[derive(Debug)]
+pub struct BrokerConsumer {
+    consumer: Consumer,
+}
+
+impl ConsumerDriver for BrokerConsumer {
+    async fn receive(
+        &mut self,
+        on_message: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<bool, HarnessError> {
+        let Some(batch) = self.consumer.next_batch().await.map_err(err)? else {
+            return Ok(false);
+        };
+        for record in batch.records() {
+            on_message(record.value().unwrap_or_default());
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,257 @@
+//! The `bench-harness` command line: `run`, `compare`, `summary`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bench_harness::driver::broker::BrokerDriver;
+use bench_harness::driver::nats::NatsDriver;
+use bench_harness::driver::Driver;
+use bench_harness::spawn::{find_binary, Spawned};
+use bench_harness::workload::Ack;
+use bench_harness::{report, summary, HarnessError, RunOptions, RunResult, Workload};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Reproducible load generator for the broker and its peers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a workload file and write <out>/<workload>-<driver>.{json,html}.
+    Run(RunArgs),
+    /// Render several result files side by side (table with ratios against the first, plots).
+    Compare {
+        /// Result JSON files; the first is the baseline of the ratios.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// HTML report to write.
+        #[arg(long, default_value = "compare.html")]
+        out: PathBuf,
+    },
+    /// Write the perf suite's summary.md from a results directory and the machine limits.
+    Summary(summary::SummaryArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum DriverKind {
+    Broker,
+    Nats,
+    Iggy,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Workload TOML file (see bench-harness/workloads/).
+    workload: PathBuf,
+    /// System under test.
+    #[arg(long, value_enum, default_value = "broker")]
+    driver: DriverKind,
+    /// Broker address (driver broker).
+    #[arg(long, env = "BROKER_ADDR", default_value = "127.0.0.1:9400")]
+    broker: String,
+    /// NATS server URL (driver nats).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Iggy server TCP address (driver iggy); the run is skipped when not given.
+    #[arg(long, env = "IGGY_ADDR")]
+    iggy: Option<String>,
+    /// Iggy user.
+    #[arg(long, env = "IGGY_USERNAME", default_value = "iggy")]
+    iggy_username: String,
+    /// Iggy password.
+    #[arg(long, env = "IGGY_PASSWORD", default_value = "iggy")]
+    iggy_password: String,
+    /// Start the server under test (broker or nats-server) on a fresh data directory and
+    /// stop it afterwards.
+    #[arg(long)]
+    spawn: bool,
+    /// Server binary for --spawn (default: `broker` next to this executable or on PATH;
+    /// `nats-server` on PATH).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Where --spawn puts the server's data directory (must support O_DIRECT for the broker:
+    /// not tmpfs).
+    #[arg(long, default_value = ".")]
+    spawn_dir: PathBuf,
+    /// Shards of a spawned broker (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    shards: usize,
+    /// Override the workload's measured duration (s).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Override the workload's warm-up (s).
+    #[arg(long)]
+    warmup: Option<f64>,
+    /// Override the workload's producer rate (msgs/s over all producers; 0 = max).
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Output directory.
+    #[arg(long, default_value = "bench-results")]
+    out: PathBuf,
+    /// No live progress on stderr.
+    #[arg(long)]
+    no_progress: bool,
+    /// Keep the benchmark topics after the run.
+    #[arg(long)]
+    keep_topics: bool,
+    /// Exit non-zero when the numbers do not add up (messages lost, errors).
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Compare { results, out } => compare(&results, &out),
+        Command::Summary(args) => summary::write(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-harness: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<(), HarnessError> {
+    let mut workload = Workload::load(&args.workload)?;
+    if let Some(d) = args.duration {
+        workload.duration_s = d;
+    }
+    if let Some(w) = args.warmup {
+        workload.warmup_s = w;
+    }
+    if let Some(r) = args.rate {
+        workload.producer_rate_msgs_per_s = r;
+    }
+    workload.check().map_err(HarnessError::Workload)?;
+    if args.driver == DriverKind::Iggy && args.iggy.is_none() {
+        eprintln!(
+            "bench-harness: iggy skipped: no Iggy server address given (--iggy HOST:PORT or IGGY_ADDR); \
+             start an Iggy server and point the harness at it"
+        );
+        return Ok(());
+    }
+    let spawned =
+        if args.spawn {
+            Some(match args.driver {
+                DriverKind::Broker => {
+                    let bin = find_binary(args.server_bin.as_deref(), "broker")?;
+                    Spawned::broker(&bin, &args.spawn_dir, args.shards)?
+                }
+                DriverKind::Nats => {
+                    let bin = find_binary(args.server_bin.as_deref(), "nats-server")?;
+                    Spawned::nats(&bin, &args.spawn_dir, workload.ack == Ack::Durable)?
+                }
+                DriverKind::Iggy => return Err(HarnessError::Spawn(
+                    "--spawn is not supported for iggy: start the server yourself and pass --iggy"
+                        .into(),
+                )),
+            })
+        } else {
+            None
+        };
+    let options = RunOptions {
+        progress: !args.no_progress,
+        keep_topics: args.keep_topics,
+        ..RunOptions::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::Spawn(format!("tokio runtime: {e}")))?;
+    let address = spawned.as_ref().map(|s| s.address.clone());
+    let note = spawned.as_ref().and_then(|s| s.note.clone());
+    let result = rt.block_on(async {
+        match args.driver {
+            DriverKind::Broker => {
+                let addr = address.unwrap_or_else(|| args.broker.clone());
+                execute(BrokerDriver::connect(&addr).await?, &workload, &options).await
+            }
+            DriverKind::Nats => {
+                let url = address.unwrap_or_else(|| args.nats_url.clone());
+                execute(NatsDriver::connect(&url).await?, &workload, &options).await
+            }
+            DriverKind::Iggy => run_iggy(&args, &workload, &options).await,
+        }
+    });
+    drop(rt);
+    if let Some(s) = spawned {
+        s.stop();
+    }
+    let mut result = result?;
+    result.notes.extend(note);
+    for n in &result.notes {
+        eprintln!("note: {n}");
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| HarnessError::file(&args.out, e))?;
+    let stem = format!("{}-{}", result.workload.name, result.driver);
+    let json = args.out.join(format!("{stem}.json"));
+    let html = args.out.join(format!("{stem}.html"));
+    result.save(&json)?;
+    std::fs::write(&html, report::html(std::slice::from_ref(&result)))
+        .map_err(|e| HarnessError::file(&html, e))?;
+    print!("{}", report::markdown(std::slice::from_ref(&result)));
+    println!("result: {}\nreport: {}", json.display(), html.display());
+    if args.check {
+        result.check_consistent()?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "iggy")]
+async fn run_iggy(
+    args: &RunArgs,
+    workload: &Workload,
+    options: &RunOptions,
+) -> Result<RunResult, HarnessError> {
+    use bench_harness::driver::iggy::{IggyDriver, IggySettings};
+    let settings = IggySettings {
+        address: args.iggy.clone().unwrap_or_default(),
+        username: args.iggy_username.clone(),
+        password: args.iggy_password.clone(),
+    };
+    execute(IggyDriver::connect(&settings).await?, workload, options).await
+}
+
+#[cfg(not(feature = "iggy"))]
+async fn run_iggy(
+    _args: &RunArgs,
+    _workload: &Workload,
+    _options: &RunOptions,
+) -> Result<RunResult, HarnessError> {
+    Err(HarnessError::driver(
+        "iggy",
+        "this harness was built without the Iggy driver: cargo build --release -p bench-harness --features iggy",
+    ))
+}
+
+async fn execute<D: Driver>(
+    driver: D,
+    workload: &Workload,
+    options: &RunOptions,
+) -> Result<RunResult, HarnessError> {
+    eprintln!(
+        "running {} against {} {} (warm-up {} s, measured {} s)",
+        workload.name,
+        driver.name(),
+        driver.server_version(),
+        workload.warmup_s,
+        workload.duration_s
+    );
+    bench_harness::run(Arc::new(driver), workload, options).await
+}
+
+fn compare(paths: &[PathBuf], out: &Path) -> Result<(), HarnessError> {
+    let results = paths.iter().map(|p| RunResult::load(p)).collect::<Result<Vec<_>, _>>()?;
+    std::fs::write(out, report::html(&results)).map_err(|e| HarnessError::file(out, e))?;
+    print!("{}", report::markdown(&results));
+    println!("report: {}", out.display());
+    Ok(())
+}
