@@ -258,6 +258,7 @@ async fn send_batch(
     let r = client
         .send_messages(stream, topic, &Partitioning::partition_id(partition), &mut batch.messages)
         .await
+        .map(|_| ())
         .map_err(|e| e.to_string());
     for reply in batch.replies {
         let _ = reply.send(r.clone().map_err(err));
