@@ -165,7 +165,8 @@ fn fresh_dir(parent: &Path, what: &str) -> Result<PathBuf, HarnessError> {
     let dir = parent.join(format!("bench-{what}-{}-{stamp}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| HarnessError::Spawn(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
+    std::fs::canonicalize(&dir)
+        .map_err(|e| HarnessError::Spawn(format!("cannot resolve {}: {e}", dir.display())))
 }
 
 fn free_port() -> Result<u16, HarnessError> {

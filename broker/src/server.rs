@@ -116,8 +116,14 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let mut config = config;
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;
+    // Partition directories are opened by path on the shard threads (glommio cannot open a
+    // relative path there): settle the directory once, absolute.
+    config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| {
+        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
+    })?;
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);

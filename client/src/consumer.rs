@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use wire::{
-    AlignedVec, BatchView, Batches, ErrorCode, GrantCreditRequest, GrantCreditResponse, RecordView,
-    StartPosition, SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
+    AlignedVec, BatchView, Batches, ErrorCode, GrantCreditRequest, RecordView, StartPosition,
+    SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
 };
 
 use crate::client::Client;
@@ -127,14 +127,13 @@ impl Consumer {
         self.high_watermark = hw;
         let batch = ConsumerBatch { frame, range, skip_below: self.position };
         self.position = next;
-        // The application has this batch now: let the broker send as much again.
-        let _: GrantCreditResponse = self
-            .conn
-            .request(&GrantCreditRequest {
-                subscription_id: self.subscription_id,
-                credit_bytes: batch.range.len() as u64,
-            })
-            .await?;
+        // The application has this batch now: let the broker send as much again. The grant
+        // is not waited for (a round trip per batch would cap the consumer at one window per
+        // RTT); a subscription the broker dropped shows up as the push stream ending.
+        drop(self.conn.send(&GrantCreditRequest {
+            subscription_id: self.subscription_id,
+            credit_bytes: batch.range.len() as u64,
+        })?);
         Ok(Some(batch))
     }
 

@@ -2,7 +2,8 @@
 //! pipelined sends to each partition's owner.
 //!
 //! `send` puts a record into a bounded queue (it waits when the queue is full: backpressure
-//! instead of growth) and returns a future of `(partition, offset)`. A background task
+//! instead of growth; the queue stops draining while `buffer_bytes_max` of shipped batches
+//! await their answers) and returns a future of `(partition, offset)`. A background task
 //! appends records to one `BatchBuilder` per partition and ships a batch when it is full or
 //! its linger expired. Each partition has a sender that keeps up to
 //! `in_flight_per_partition_max` requests on the wire, sent in batch order; a retriable error
@@ -13,9 +14,11 @@
 //! runs and clients); records without a key stick to one partition until its batch ships.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use wire::{
     AckLevel, BatchBuilder, ErrorCode, ProducePartition, ProduceRequest, ProduceResponse,
     ProduceTopic,
@@ -35,6 +38,9 @@ pub struct ProducerConfig {
     pub batch_bytes_max: usize,
     /// Records queued in the producer before `send` waits.
     pub buffer_records_max: usize,
+    /// Bytes of batches shipped but not yet answered; at this limit the producer stops taking
+    /// records and `send` waits (backpressure instead of an unbounded queue).
+    pub buffer_bytes_max: usize,
     /// Requests in flight per partition.
     pub in_flight_per_partition_max: usize,
 }
@@ -46,6 +52,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_micros(500),
             batch_bytes_max: 256 << 10,
             buffer_records_max: 16_384,
+            buffer_bytes_max: 32 << 20,
             in_flight_per_partition_max: 5,
         }
     }
@@ -151,6 +158,38 @@ struct Acc {
 
 type Shipment = (wire::AlignedVec, Vec<Reply>);
 
+/// Bytes shipped and not yet answered, against `buffer_bytes_max`.
+#[derive(Debug)]
+struct Budget {
+    bytes: AtomicUsize,
+    freed: Notify,
+    max: usize,
+}
+
+impl Budget {
+    /// Waits until the shipped-but-unanswered bytes are below the limit.
+    async fn wait_for_room(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.bytes.load(Ordering::Acquire) < self.max {
+                return;
+            }
+            freed.await;
+        }
+    }
+
+    fn take(&self, n: usize) {
+        self.bytes.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn give(&self, n: usize) {
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+        self.freed.notify_waiters();
+    }
+}
+
 /// Each partition's ordered sender task and its queue.
 type Senders =
     HashMap<(String, u32), (mpsc::UnboundedSender<Shipment>, tokio::task::JoinHandle<()>)>;
@@ -159,7 +198,14 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
     let mut accs: HashMap<(String, u32), Acc> = HashMap::new();
     let mut sticky: HashMap<String, u32> = HashMap::new();
     let mut senders: Senders = HashMap::new();
+    let budget = Arc::new(Budget {
+        bytes: AtomicUsize::new(0),
+        freed: Notify::new(),
+        max: config.buffer_bytes_max.max(1),
+    });
     loop {
+        // Backpressure: take no more records while the shipped batches fill the budget.
+        budget.wait_for_room().await;
         let next = accs.values().map(|a| a.deadline).min();
         let cmd = match next {
             Some(deadline) => tokio::select! {
@@ -178,13 +224,13 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in due {
-                    ship(&client, &config, &mut accs, &mut senders, &mut sticky, k);
+                    ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
                 }
             }
             Some(Some(Cmd::Flush(done))) => {
                 let keys: Vec<_> = accs.keys().cloned().collect();
                 for k in keys {
-                    ship(&client, &config, &mut accs, &mut senders, &mut sticky, k);
+                    ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
                 }
                 // Close every partition sender and wait for it to drain; new ones start on demand.
                 let drained: Vec<_> = senders
@@ -227,6 +273,7 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
                                 ship(
                                     &client,
                                     &config,
+                                    &budget,
                                     &mut accs,
                                     &mut senders,
                                     &mut sticky,
@@ -236,7 +283,15 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
                             break;
                         }
                         Err(wire::BuildError::Full { .. }) if round == 0 => {
-                            ship(&client, &config, &mut accs, &mut senders, &mut sticky, k.clone());
+                            ship(
+                                &client,
+                                &config,
+                                &budget,
+                                &mut accs,
+                                &mut senders,
+                                &mut sticky,
+                                k.clone(),
+                            );
                         }
                         Err(e) => {
                             let _ = reply.send(Err(ClientError::Record(e.to_string())));
@@ -249,7 +304,7 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
     }
     let keys: Vec<_> = accs.keys().cloned().collect();
     for k in keys {
-        ship(&client, &config, &mut accs, &mut senders, &mut sticky, k);
+        ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
     }
     for (_, (tx, h)) in senders.drain() {
         drop(tx);
@@ -261,6 +316,7 @@ async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>
 fn ship(
     client: &Client,
     config: &ProducerConfig,
+    budget: &Arc<Budget>,
     accs: &mut HashMap<(String, u32), Acc>,
     senders: &mut Senders,
     sticky: &mut HashMap<String, u32>,
@@ -289,13 +345,17 @@ fn ship(
         let h = tokio::spawn(partition_sender(
             client.clone(),
             config.clone(),
+            Arc::clone(budget),
             key.0.clone(),
             key.1,
             rx,
         ));
         (tx, h)
     });
-    let _ = tx.send((batch, acc.replies));
+    budget.take(batch.len());
+    if let Err(mpsc::error::SendError((batch, _))) = tx.send((batch, acc.replies)) {
+        budget.give(batch.len());
+    }
 }
 
 /// Sends one partition's batches in order, keeping up to `in_flight_per_partition_max` on
@@ -303,6 +363,7 @@ fn ship(
 async fn partition_sender(
     client: Client,
     config: ProducerConfig,
+    budget: Arc<Budget>,
     topic: String,
     partition: u32,
     mut rx: mpsc::UnboundedReceiver<Shipment>,
@@ -318,7 +379,8 @@ async fn partition_sender(
                 match rx.try_recv() {
                     Ok(s) => Some(s),
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        finish_one(&client, &config, &topic, partition, &mut in_flight).await;
+                        finish_one(&client, &config, &budget, &topic, partition, &mut in_flight)
+                            .await;
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -334,7 +396,7 @@ async fn partition_sender(
             }
             continue;
         }
-        finish_one(&client, &config, &topic, partition, &mut in_flight).await;
+        finish_one(&client, &config, &budget, &topic, partition, &mut in_flight).await;
     }
 }
 
@@ -362,6 +424,7 @@ async fn send_batch(
 async fn finish_one(
     client: &Client,
     config: &ProducerConfig,
+    budget: &Budget,
     topic: &str,
     partition: u32,
     in_flight: &mut VecDeque<(Shipment, Option<crate::connection::PendingResponse>)>,
@@ -381,6 +444,7 @@ async fn finish_one(
             .map(|r| r.base_offset),
         other => other,
     };
+    budget.give(batch.len());
     match result {
         Ok(base) => {
             for (i, r) in replies.into_iter().enumerate() {

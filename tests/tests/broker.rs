@@ -469,3 +469,45 @@ fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _: StatsResponse = good.call(&StatsRequest { shards: vec![] });
 }
+
+/// The default `data_dir` is relative (`./data`): partitions open (on the shard threads) and
+/// serve when the broker is started with a relative path.
+#[test]
+fn a_relative_data_dir_works() {
+    let dir = std::env::temp_dir().join(format!("broker-relative-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(integration_tests::broker_binary())
+        .current_dir(&dir)
+        .args(["--data-dir", "data", "--listen", "127.0.0.1:0", "--shard-port-base", "0"])
+        .args(["--shards", "2", "--ready-file", "ready.json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let public = loop {
+        if let Ok(text) = std::fs::read_to_string(dir.join("ready.json")) {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            break v["public"].as_str().unwrap().parse().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "broker not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut conn = Conn::connect(public);
+    create_topic(&mut conn, TOPIC, 2);
+    for p in 0..2 {
+        let r = produce(&mut conn, p, &[&batch(p, 0, 3)], AckLevel::Durable);
+        assert_eq!(
+            r.error,
+            0,
+            "{:?}\n{}",
+            ErrorCode::from_u16(r.error),
+            std::fs::read_to_string(dir.join("log")).unwrap()
+        );
+    }
+    assert!(dir.join("data").join(TOPIC).join("1").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -156,7 +156,14 @@ impl ProducerDriver for NatsProducer {
             .publish(self.subjects[p as usize].clone(), Bytes::copy_from_slice(payload))
             .await
             .map_err(err)?;
-        Ok(Box::pin(async move { ack.await.map(|_| ()).map_err(err) }))
+        // The ack holds the connection: a producer dropped at the end of the run must not
+        // close it under acks still on their way.
+        let js = self.js.clone();
+        Ok(Box::pin(async move {
+            let r = ack.await.map(|_| ()).map_err(err);
+            drop(js);
+            r
+        }))
     }
 
     async fn flush(&mut self) -> Result<(), HarnessError> {
