@@ -68,15 +68,22 @@ impl Progress {
                     publish_mb_per_s: (cur.2 - last.2) as f64 / dt / 1e6,
                     consume_msgs_per_s: (cur.3 - last.3) as f64 / dt,
                     consume_mb_per_s: (cur.4 - last.4) as f64 / dt / 1e6,
+                    publish_latency_max_us: shared.publish_latency_max_ns.swap(0, Relaxed) as f64
+                        / 1e3,
+                    end_to_end_latency_max_us: shared.end_to_end_latency_max_ns.swap(0, Relaxed)
+                        as f64
+                        / 1e3,
                 };
                 last = cur;
                 timeline.push(p);
                 let line = format!(
-                    "publish {:>9.0} msg/s {:>7.1} MB/s | consume {:>9.0} msg/s {:>7.1} MB/s | backlog {}",
+                    "publish {:>9.0} msg/s {:>7.1} MB/s max {:>8.1} ms | consume {:>9.0} msg/s {:>7.1} MB/s max {:>8.1} ms | backlog {}",
                     p.publish_msgs_per_s,
                     p.publish_mb_per_s,
+                    p.publish_latency_max_us / 1e3,
                     p.consume_msgs_per_s,
                     p.consume_mb_per_s,
+                    p.end_to_end_latency_max_us / 1e3,
                     cur.1.saturating_sub(cur.3),
                 );
                 match &bar {

@@ -161,6 +161,36 @@ fn throughput_chart(results: &[RunResult]) -> String {
     )
 }
 
+fn latency_over_time_chart(results: &[RunResult]) -> String {
+    let mut series = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        series.push(Series {
+            label: format!("{} publish max", label(r)),
+            points: r.timeline.iter().map(|p| (p.t_s, p.publish_latency_max_us)).collect(),
+            dashed: false,
+            color: i,
+        });
+        if r.end_to_end_latency.is_some() {
+            series.push(Series {
+                label: format!("{} end-to-end max", label(r)),
+                points: r.timeline.iter().map(|p| (p.t_s, p.end_to_end_latency_max_us)).collect(),
+                dashed: true,
+                color: i,
+            });
+        }
+    }
+    svg::chart(
+        &Axes {
+            title: "Largest latency per second".into(),
+            x_label: "seconds since producers started".into(),
+            y_label: "latency (µs, log)".into(),
+            y_scale: Scale::Log,
+            x_ticks: vec![],
+        },
+        &series,
+    )
+}
+
 fn html_table(results: &[RunResult]) -> String {
     let md = markdown(results);
     let mut s = String::from("<table>");
@@ -213,6 +243,7 @@ pub fn html(results: &[RunResult]) -> String {
         r.end_to_end_latency.as_ref()
     }));
     s.push_str(&throughput_chart(results));
+    s.push_str(&latency_over_time_chart(results));
     s.push_str("</div>");
     s.push_str("<h2>Runs</h2>");
     for r in results {

@@ -108,6 +108,12 @@ pub struct TimelinePoint {
     pub consume_msgs_per_s: f64,
     /// MB received per second.
     pub consume_mb_per_s: f64,
+    /// Largest publish latency acknowledged in this second (µs).
+    #[serde(default)]
+    pub publish_latency_max_us: f64,
+    /// Largest end-to-end latency received in this second (µs).
+    #[serde(default)]
+    pub end_to_end_latency_max_us: f64,
 }
 
 /// A latency distribution in microseconds.

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use wire::AckLevel;
 
+use crate::storage::LogConfig;
+
 /// Name of the metadata file inside the data directory.
 pub const METADATA_FILE: &str = "topics.json";
 /// Longest topic name in bytes.
@@ -23,9 +25,9 @@ pub const TOPIC_PARTITIONS_MAX: u32 = 100_000;
 pub struct TopicSettings {
     /// Number of partitions.
     pub partition_count: u32,
-    /// Retention by time; -1 forever.
+    /// Retention by time; -1 forever, 0 = broker default.
     pub retention_ms: i64,
-    /// Retention by size; -1 unlimited.
+    /// Retention by size; -1 unlimited, 0 = broker default.
     pub retention_bytes: i64,
     /// Segment roll size; 0 = broker default.
     pub segment_bytes_max: u64,
@@ -38,6 +40,29 @@ pub struct TopicSettings {
 }
 
 impl TopicSettings {
+    /// The log settings of this topic: `base` (the broker's `[log]` defaults) overridden by
+    /// every setting the topic gives (0 = use the default).
+    pub fn log_config(&self, base: &LogConfig) -> LogConfig {
+        let mut c = base.clone();
+        if self.retention_ms != 0 {
+            c.retention_ms = self.retention_ms;
+        }
+        if self.retention_bytes != 0 {
+            c.retention_bytes = self.retention_bytes;
+        }
+        if self.segment_bytes_max > 0 {
+            c.segment_bytes_max = self.segment_bytes_max;
+        }
+        if self.segment_ms > 0 {
+            c.segment_ms = self.segment_ms;
+        }
+        if self.batch_bytes_max > 0 {
+            c.batch_bytes_max = self.batch_bytes_max as usize;
+            c.write_bytes_max = c.write_bytes_max.max(c.batch_bytes_max);
+        }
+        c
+    }
+
     /// From the wire form.
     pub fn from_wire(c: &wire::TopicConfig) -> Self {
         TopicSettings {
@@ -269,6 +294,32 @@ mod tests {
         let m2 = m.without_topic("a").unwrap();
         assert!(m2.topic("a").is_none());
         assert!(m2.version > m.version);
+    }
+
+    #[test]
+    fn zero_means_the_broker_default_and_minus_one_forever() {
+        let base = LogConfig::default();
+        // A topic created with an all-default config keeps the broker's retention (a zero
+        // once meant "delete every closed segment at once").
+        let c = TopicSettings::from_wire(&wire::TopicConfig {
+            partition_count: 1,
+            ..Default::default()
+        })
+        .log_config(&base);
+        assert_eq!((c.retention_ms, c.retention_bytes), (base.retention_ms, base.retention_bytes));
+        assert_eq!(c.segment_bytes_max, base.segment_bytes_max);
+        let c = settings(1).log_config(&base);
+        assert_eq!((c.retention_ms, c.retention_bytes), (-1, -1));
+        let mut s = settings(1);
+        s.retention_ms = 60_000;
+        s.segment_bytes_max = 1 << 20;
+        s.batch_bytes_max = 32 << 20;
+        let c = s.log_config(&base);
+        assert_eq!(
+            (c.retention_ms, c.segment_bytes_max, c.batch_bytes_max),
+            (60_000, 1 << 20, 32 << 20)
+        );
+        assert!(c.write_bytes_max >= c.batch_bytes_max);
     }
 
     #[test]

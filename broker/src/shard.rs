@@ -229,21 +229,7 @@ impl Shard {
 
     /// The log settings for a topic: broker defaults overridden by the topic's.
     pub fn log_config(&self, topic: &Topic) -> LogConfig {
-        let mut c = self.config.log.clone();
-        let s = &topic.settings;
-        c.retention_ms = s.retention_ms;
-        c.retention_bytes = s.retention_bytes;
-        if s.segment_bytes_max > 0 {
-            c.segment_bytes_max = s.segment_bytes_max;
-        }
-        if s.segment_ms > 0 {
-            c.segment_ms = s.segment_ms;
-        }
-        if s.batch_bytes_max > 0 {
-            c.batch_bytes_max = s.batch_bytes_max as usize;
-            c.write_bytes_max = c.write_bytes_max.max(c.batch_bytes_max);
-        }
-        c
+        topic.settings.log_config(&self.config.log)
     }
 
     /// Installs a metadata snapshot: opens (recovering) partitions newly assigned here,

@@ -1,6 +1,11 @@
 //! The producer: per-partition batching with linger, a bounded send buffer, and ordered
 //! pipelined sends to each partition's owner.
 //!
+//! Batching happens while a partition has a request outstanding: a record for an idle
+//! partition ships at once, records arriving meanwhile gather into the next batch, which
+//! ships when nearly full, when its linger expires, or as soon as the outstanding requests
+//! are answered (so light load pays no linger and heavy load gets full batches).
+//!
 //! `send` puts a record into a bounded queue (it waits when the queue is full: backpressure
 //! instead of growth; the queue stops draining while `buffer_bytes_max` of shipped batches
 //! await their answers) and returns a future of `(partition, offset)`. A background task
@@ -190,171 +195,203 @@ impl Budget {
     }
 }
 
-/// Each partition's ordered sender task and its queue.
-type Senders =
-    HashMap<(String, u32), (mpsc::UnboundedSender<Shipment>, tokio::task::JoinHandle<()>)>;
-
-async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>) {
-    let mut accs: HashMap<(String, u32), Acc> = HashMap::new();
-    let mut sticky: HashMap<String, u32> = HashMap::new();
-    let mut senders: Senders = HashMap::new();
-    let budget = Arc::new(Budget {
-        bytes: AtomicUsize::new(0),
-        freed: Notify::new(),
-        max: config.buffer_bytes_max.max(1),
-    });
-    loop {
-        // Backpressure: take no more records while the shipped batches fill the budget.
-        budget.wait_for_room().await;
-        let next = accs.values().map(|a| a.deadline).min();
-        let cmd = match next {
-            Some(deadline) => tokio::select! {
-                cmd = rx.recv() => cmd.map(Some),
-                _ = tokio::time::sleep_until(deadline.into()) => Some(None),
-            },
-            None => rx.recv().await.map(Some),
-        };
-        match cmd {
-            None => break,
-            Some(None) => {
-                let now = Instant::now();
-                let due: Vec<_> = accs
-                    .iter()
-                    .filter(|(_, a)| a.deadline <= now)
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in due {
-                    ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
-                }
-            }
-            Some(Some(Cmd::Flush(done))) => {
-                let keys: Vec<_> = accs.keys().cloned().collect();
-                for k in keys {
-                    ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
-                }
-                // Close every partition sender and wait for it to drain; new ones start on demand.
-                let drained: Vec<_> = senders
-                    .drain()
-                    .map(|(_, (tx, h))| {
-                        drop(tx);
-                        h
-                    })
-                    .collect();
-                for h in drained {
-                    let _ = h.await;
-                }
-                let _ = done.send(());
-            }
-            Some(Some(Cmd::Record { topic, key, value, headers, timestamp_ms, reply })) => {
-                let partitions = match client.partition_count(&topic).await {
-                    Ok(n) => n,
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        continue;
-                    }
-                };
-                let partition = match &key {
-                    Some(k) => (key_hash(k) % u64::from(partitions)) as u32,
-                    None => *sticky.entry(topic.clone()).or_insert(0) % partitions,
-                };
-                let k = (topic, partition);
-                let hs: Vec<(&str, &[u8])> =
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                for round in 0..2 {
-                    let acc = accs.entry(k.clone()).or_insert_with(|| Acc {
-                        builder: BatchBuilder::new(config.batch_bytes_max),
-                        replies: Vec::new(),
-                        deadline: Instant::now() + config.linger,
-                    });
-                    match acc.builder.append(timestamp_ms, key.as_deref(), value.as_deref(), &hs) {
-                        Ok(()) => {
-                            acc.replies.push(reply);
-                            if acc.builder.estimated_bytes() * 10 >= config.batch_bytes_max * 9 {
-                                ship(
-                                    &client,
-                                    &config,
-                                    &budget,
-                                    &mut accs,
-                                    &mut senders,
-                                    &mut sticky,
-                                    k.clone(),
-                                );
-                            }
-                            break;
-                        }
-                        Err(wire::BuildError::Full { .. }) if round == 0 => {
-                            ship(
-                                &client,
-                                &config,
-                                &budget,
-                                &mut accs,
-                                &mut senders,
-                                &mut sticky,
-                                k.clone(),
-                            );
-                        }
-                        Err(e) => {
-                            let _ = reply.send(Err(ClientError::Record(e.to_string())));
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let keys: Vec<_> = accs.keys().cloned().collect();
-    for k in keys {
-        ship(&client, &config, &budget, &mut accs, &mut senders, &mut sticky, k);
-    }
-    for (_, (tx, h)) in senders.drain() {
-        drop(tx);
-        let _ = h.await;
-    }
+/// A partition's ordered sender task, its queue, and how many of its batches are shipped but
+/// not yet answered.
+struct Sender {
+    tx: mpsc::UnboundedSender<Shipment>,
+    task: tokio::task::JoinHandle<()>,
+    outstanding: Arc<AtomicUsize>,
 }
 
-/// Finishes a partition's batch and hands it to that partition's sender.
-fn ship(
-    client: &Client,
-    config: &ProducerConfig,
-    budget: &Arc<Budget>,
-    accs: &mut HashMap<(String, u32), Acc>,
-    senders: &mut Senders,
-    sticky: &mut HashMap<String, u32>,
-    key: (String, u32),
-) {
-    let Some(mut acc) = accs.remove(&key) else { return };
-    if acc.builder.is_empty() {
-        return;
-    }
-    if let Some(s) = sticky.get_mut(&key.0) {
-        if *s == key.1 {
-            *s = s.wrapping_add(1); // the next unkeyed records go to the next partition
+type PartitionKey = (String, u32);
+
+/// The producer task's state: one open batch per partition, the partition senders, the byte
+/// budget.
+struct Batcher {
+    client: Client,
+    config: ProducerConfig,
+    budget: Arc<Budget>,
+    accs: HashMap<PartitionKey, Acc>,
+    sticky: HashMap<String, u32>,
+    senders: HashMap<PartitionKey, Sender>,
+    /// Partition senders report here when their last outstanding batch was answered.
+    idle_tx: mpsc::UnboundedSender<PartitionKey>,
+}
+
+async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>) {
+    let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
+    let mut b = Batcher {
+        budget: Arc::new(Budget {
+            bytes: AtomicUsize::new(0),
+            freed: Notify::new(),
+            max: config.buffer_bytes_max.max(1),
+        }),
+        client,
+        config,
+        accs: HashMap::new(),
+        sticky: HashMap::new(),
+        senders: HashMap::new(),
+        idle_tx,
+    };
+    loop {
+        // Backpressure: take no more records while the shipped batches fill the budget.
+        b.budget.wait_for_room().await;
+        let next = b.accs.values().map(|a| a.deadline).min();
+        let linger = async {
+            match next {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                None => break,
+                Some(Cmd::Flush(done)) => {
+                    b.flush().await;
+                    let _ = done.send(());
+                }
+                Some(Cmd::Record { topic, key, value, headers, timestamp_ms, reply }) => {
+                    b.record(topic, key, value, headers, timestamp_ms, reply).await;
+                }
+            },
+            Some(k) = idle_rx.recv() => {
+                // The partition's pipeline emptied: ship what gathered meanwhile rather than
+                // wait for the linger timer.
+                if b.outstanding(&k) == 0 {
+                    b.ship(k);
+                }
+            }
+            _ = linger => {
+                let now = Instant::now();
+                let due: Vec<_> =
+                    b.accs.iter().filter(|(_, a)| a.deadline <= now).map(|(k, _)| k.clone()).collect();
+                for k in due {
+                    b.ship(k);
+                }
+            }
         }
     }
-    let batch = match acc.builder.finish() {
-        Ok(b) => b,
-        Err(e) => {
-            for r in acc.replies {
-                let _ = r.send(Err(ClientError::Record(e.to_string())));
+    b.flush().await;
+}
+
+impl Batcher {
+    /// Batches shipped to `k` and not yet answered.
+    fn outstanding(&self, k: &PartitionKey) -> usize {
+        self.senders.get(k).map_or(0, |s| s.outstanding.load(Ordering::Acquire))
+    }
+
+    async fn record(
+        &mut self,
+        topic: String,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        timestamp_ms: i64,
+        reply: Reply,
+    ) {
+        let partitions = match self.client.partition_count(&topic).await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
             }
+        };
+        let partition = match &key {
+            Some(k) => (key_hash(k) % u64::from(partitions)) as u32,
+            None => *self.sticky.entry(topic.clone()).or_insert(0) % partitions,
+        };
+        let k = (topic, partition);
+        let hs: Vec<(&str, &[u8])> =
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        for round in 0..2 {
+            let batch_bytes_max = self.config.batch_bytes_max;
+            let linger = self.config.linger;
+            let acc = self.accs.entry(k.clone()).or_insert_with(|| Acc {
+                builder: BatchBuilder::new(batch_bytes_max),
+                replies: Vec::new(),
+                deadline: Instant::now() + linger,
+            });
+            match acc.builder.append(timestamp_ms, key.as_deref(), value.as_deref(), &hs) {
+                Ok(()) => {
+                    acc.replies.push(reply);
+                    let nearly_full = acc.builder.estimated_bytes() * 10 >= batch_bytes_max * 9;
+                    // Ship at once when nearly full, or when nothing of this partition is on
+                    // the wire: batching only happens while a request is outstanding, so a
+                    // lightly loaded producer adds no linger to its latency.
+                    if nearly_full || self.outstanding(&k) == 0 {
+                        self.ship(k);
+                    }
+                    return;
+                }
+                Err(wire::BuildError::Full { .. }) if round == 0 => self.ship(k.clone()),
+                Err(e) => {
+                    let _ = reply.send(Err(ClientError::Record(e.to_string())));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ships every open batch and waits until every partition sender has drained; new
+    /// senders start on demand.
+    async fn flush(&mut self) {
+        let keys: Vec<_> = self.accs.keys().cloned().collect();
+        for k in keys {
+            self.ship(k);
+        }
+        let drained: Vec<_> = self
+            .senders
+            .drain()
+            .map(|(_, s)| {
+                drop(s.tx);
+                s.task
+            })
+            .collect();
+        for task in drained {
+            let _ = task.await;
+        }
+    }
+
+    /// Finishes a partition's batch and hands it to that partition's sender.
+    fn ship(&mut self, key: PartitionKey) {
+        let Some(mut acc) = self.accs.remove(&key) else { return };
+        if acc.builder.is_empty() {
             return;
         }
-    };
-    let (tx, _) = senders.entry(key.clone()).or_insert_with(|| {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let h = tokio::spawn(partition_sender(
-            client.clone(),
-            config.clone(),
-            Arc::clone(budget),
-            key.0.clone(),
-            key.1,
-            rx,
-        ));
-        (tx, h)
-    });
-    budget.take(batch.len());
-    if let Err(mpsc::error::SendError((batch, _))) = tx.send((batch, acc.replies)) {
-        budget.give(batch.len());
+        if let Some(s) = self.sticky.get_mut(&key.0) {
+            if *s == key.1 {
+                *s = s.wrapping_add(1); // the next unkeyed records go to the next partition
+            }
+        }
+        let batch = match acc.builder.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                for r in acc.replies {
+                    let _ = r.send(Err(ClientError::Record(e.to_string())));
+                }
+                return;
+            }
+        };
+        let sender = self.senders.entry(key.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let outstanding = Arc::new(AtomicUsize::new(0));
+            let task = tokio::spawn(partition_sender(
+                self.client.clone(),
+                self.config.clone(),
+                Arc::clone(&self.budget),
+                Arc::clone(&outstanding),
+                self.idle_tx.clone(),
+                key.clone(),
+                rx,
+            ));
+            Sender { tx, task, outstanding }
+        });
+        self.budget.take(batch.len());
+        sender.outstanding.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError((batch, _))) = sender.tx.send((batch, acc.replies)) {
+            self.budget.give(batch.len());
+            sender.outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -364,13 +401,20 @@ async fn partition_sender(
     client: Client,
     config: ProducerConfig,
     budget: Arc<Budget>,
-    topic: String,
-    partition: u32,
+    outstanding: Arc<AtomicUsize>,
+    idle: mpsc::UnboundedSender<PartitionKey>,
+    key: PartitionKey,
     mut rx: mpsc::UnboundedReceiver<Shipment>,
 ) {
+    let (topic, partition) = (key.0.as_str(), key.1);
     let mut in_flight: VecDeque<(Shipment, Option<crate::connection::PendingResponse>)> =
         VecDeque::new();
     let mut open = true;
+    let finished = |n: usize| {
+        if outstanding.fetch_sub(n, Ordering::AcqRel) == n {
+            let _ = idle.send(key.clone());
+        }
+    };
     while open || !in_flight.is_empty() {
         if open && in_flight.len() < config.in_flight_per_partition_max.max(1) {
             let next = if in_flight.is_empty() {
@@ -379,8 +423,9 @@ async fn partition_sender(
                 match rx.try_recv() {
                     Ok(s) => Some(s),
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        finish_one(&client, &config, &budget, &topic, partition, &mut in_flight)
+                        finish_one(&client, &config, &budget, topic, partition, &mut in_flight)
                             .await;
+                        finished(1);
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -388,15 +433,15 @@ async fn partition_sender(
             };
             match next {
                 Some(shipment) => {
-                    let pending =
-                        send_batch(&client, &config, &topic, partition, &shipment.0).await;
+                    let pending = send_batch(&client, &config, topic, partition, &shipment.0).await;
                     in_flight.push_back((shipment, pending));
                 }
                 None => open = false,
             }
             continue;
         }
-        finish_one(&client, &config, &budget, &topic, partition, &mut in_flight).await;
+        finish_one(&client, &config, &budget, topic, partition, &mut in_flight).await;
+        finished(1);
     }
 }
 

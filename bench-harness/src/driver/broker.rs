@@ -56,7 +56,14 @@ impl Driver for BrokerDriver {
     }
 
     async fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), HarnessError> {
-        let config = TopicConfig { partition_count: partitions, ..TopicConfig::default() };
+        // Benchmark topics keep everything for the run (the backlog phase reads it all back);
+        // they are deleted afterwards.
+        let config = TopicConfig {
+            partition_count: partitions,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..TopicConfig::default()
+        };
         self.admin.create_topic(topic, config).await.map_err(err)?;
         Ok(())
     }

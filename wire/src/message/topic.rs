@@ -53,9 +53,10 @@ wire_type! {
     pub struct TopicConfig {
         /// Number of partitions (fixed at creation for now).
         pub partition_count: u32,
-        /// Delete closed segments older than this; -1 keeps forever.
+        /// Delete closed segments older than this; -1 keeps forever; 0 = broker default.
         pub retention_ms: i64,
-        /// Delete oldest closed segments while a partition is larger than this; -1 = no limit.
+        /// Delete oldest closed segments while a partition is larger than this; -1 = no
+        /// limit; 0 = broker default.
         pub retention_bytes: i64,
         /// Roll the active segment at this size; 0 = broker default.
         pub segment_bytes_max: u64,
