@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     pub io_memory_bytes: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
+    /// Partitions the broker holds over all topics; creating more is refused with
+    /// RESOURCE_LIMIT (each open partition holds file descriptors and memory).
+    pub partitions_max: u32,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -69,6 +72,7 @@ impl Default for BrokerConfig {
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 2 << 20,
             retention_check_ms: 30_000,
+            partitions_max: 100_000,
             log: LogConfig::default(),
         }
     }
@@ -159,6 +163,7 @@ impl BrokerConfig {
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
+            "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours

@@ -14,6 +14,7 @@ pub mod api;
 pub mod check;
 pub mod config;
 pub mod connection;
+pub mod in_process;
 pub mod metadata;
 pub mod server;
 pub mod shard;

@@ -89,6 +89,26 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
+/// Raises the soft open-files limit to the hard limit: every partition holds a few file
+/// descriptors and every connection one, and the usual soft default (1024) is far below what
+/// a broker with thousands of partitions or connections needs.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a stack rlimit we own.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            None
+        } else {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            (libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0).then_some((old, lim.rlim_max))
+        }
+    };
+    if let Some((old, new)) = raised {
+        info!(from = old, to = new, "raised the open-files limit");
+    }
+}
+
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
@@ -116,6 +136,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    raise_open_files_limit();
     let mut config = config;
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;

@@ -129,6 +129,20 @@ pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
     };
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
+    let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
+    if held + u64::from(req.config.partition_count) > u64::from(shard.config.partitions_max) {
+        return respond(
+            &header,
+            &CreateTopicResponse {
+                error: ErrorCode::ResourceLimit.as_u16(),
+                message: format!(
+                    "the broker holds {held} partitions; {} more would pass partitions_max ({})",
+                    req.config.partition_count, shard.config.partitions_max
+                ),
+                topic: None,
+            },
+        );
+    }
     let next =
         match md.with_topic(&req.name, TopicSettings::from_wire(&req.config), shard.shard_count) {
             Ok(next) => next,
