@@ -222,6 +222,10 @@ impl<F: DiskFile> Segment<F> {
     }
 
     fn corrupt(&self, position: u64, reason: String) -> StorageError {
+        // Operators learn of damage in closed segments (trusted through their index at open)
+        // when a reader reaches it: say which file and where.
+        tracing::warn!(segment = %self.log_path.display(), position, base_offset = self.base_offset,
+            reason = %reason, "stored batch failed validation on read; reported to the reader as corrupt");
         StorageError::Corrupt { file: self.log_path.display().to_string(), position, reason }
     }
 }
