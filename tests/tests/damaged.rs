@@ -33,12 +33,11 @@ fn produce(conn: &mut Conn, partition: u32, b: &[u8]) {
     assert_eq!(resp.topics[0].partitions[0].error, 0);
 }
 
-/// One fetch at `offset`: the batches (base offset → bytes) or the error code.
-fn fetch(
-    conn: &mut Conn,
-    partition: u32,
-    offset: u64,
-) -> Result<(Vec<(u64, Vec<u8>)>, u64), ErrorCode> {
+/// Batches as (base offset, bytes), and the high watermark.
+type Fetched = (Vec<(u64, Vec<u8>)>, u64);
+
+/// One fetch at `offset`: the batches or the error code.
+fn fetch(conn: &mut Conn, partition: u32, offset: u64) -> Result<Fetched, ErrorCode> {
     let resp: FetchResponse = conn.call(&FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
