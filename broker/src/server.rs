@@ -89,25 +89,41 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
-/// Raises the soft open-files limit to the hard limit: every partition holds a few file
-/// descriptors and every connection one, and the usual soft default (1024) is far below what
-/// a broker with thousands of partitions or connections needs.
-fn raise_open_files_limit() {
+/// Raises the open-files limit: every partition holds a few file descriptors and every
+/// connection one, and the usual soft default (1024) is far below what a broker with
+/// thousands of partitions or connections needs. A privileged broker raises the hard limit
+/// too (to 1,048,576); otherwise the soft limit goes up to the hard one.
+fn raise_open_files_limit() -> u64 {
+    const WANTED: libc::rlim_t = 1 << 20;
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a stack rlimit we own.
-    let raised = unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
-            None
-        } else {
-            let old = lim.rlim_cur;
-            lim.rlim_cur = lim.rlim_max;
-            (libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0).then_some((old, lim.rlim_max))
+    // SAFETY: getrlimit/setrlimit with valid pointers to stack rlimits we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
         }
-    };
-    if let Some((old, new)) = raised {
-        info!(from = old, to = new, "raised the open-files limit");
+        let old = lim.rlim_cur;
+        let both = libc::rlimit { rlim_cur: WANTED, rlim_max: WANTED.max(lim.rlim_max) };
+        if old < WANTED && libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
+            info!(from = old, to = WANTED, "raised the open-files limit");
+            return WANTED;
+        }
+        if old < lim.rlim_max {
+            let max = lim.rlim_max;
+            lim.rlim_cur = max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                info!(from = old, to = max, "raised the open-files limit");
+                return max;
+            }
+        }
+        old
     }
 }
+
+/// File descriptors an open partition holds: the active segment's `.log`, `.index` and
+/// `.timeindex`.
+const FDS_PER_PARTITION: u64 = 3;
+/// Descriptors kept for sockets, the data directory and everything else.
+const OPEN_FILES_RESERVED: u64 = 1024;
 
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
@@ -136,8 +152,20 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     let mut config = config;
+    // Every open partition holds FDS_PER_PARTITION descriptors: refuse topics that could not
+    // be opened (with RESOURCE_LIMIT at create) rather than fail to open them afterwards.
+    let fd_bound = (open_files.saturating_sub(OPEN_FILES_RESERVED) / FDS_PER_PARTITION) as u32;
+    if fd_bound < config.partitions_max {
+        warn!(
+            partitions_max = fd_bound,
+            configured = config.partitions_max,
+            open_files,
+            "partitions_max lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition)"
+        );
+        config.partitions_max = fd_bound;
+    }
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;
     // Partition directories are opened by path on the shard threads (glommio cannot open a
