@@ -89,6 +89,9 @@ pub struct Totals {
     pub acked: u64,
     /// Sends or acks that failed.
     pub publish_errors: u64,
+    /// Consumers that failed (subscribe or receive).
+    #[serde(default)]
+    pub consume_errors: u64,
     /// Messages received by consumers.
     pub consumed: u64,
     /// The first error seen, if any.
@@ -223,6 +226,13 @@ impl RunResult {
             return fail(format!(
                 "{} publish errors (first: {})",
                 t.publish_errors,
+                t.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if t.consume_errors > 0 {
+            return fail(format!(
+                "{} consumer errors (first: {})",
+                t.consume_errors,
                 t.first_error.as_deref().unwrap_or("?")
             ));
         }

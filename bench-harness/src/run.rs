@@ -84,6 +84,7 @@ pub(crate) struct Shared {
     pub(crate) acked: AtomicU64,
     pub(crate) acked_bytes: AtomicU64,
     errors: AtomicU64,
+    consume_errors: AtomicU64,
     pub(crate) consumed: AtomicU64,
     pub(crate) consumed_bytes: AtomicU64,
     /// Largest latencies since the sampler last took them (ns).
@@ -107,6 +108,15 @@ impl Shared {
 
     fn error(&self, e: &HarnessError) {
         self.errors.fetch_add(1, Relaxed);
+        self.note_first_error(e);
+    }
+
+    fn consume_error(&self, e: &HarnessError) {
+        self.consume_errors.fetch_add(1, Relaxed);
+        self.note_first_error(e);
+    }
+
+    fn note_first_error(&self, e: &HarnessError) {
         let mut first = self.first_error.lock().expect("not poisoned");
         if first.is_none() {
             *first = Some(e.to_string());
@@ -138,6 +148,7 @@ pub async fn run<D: Driver>(
         acked: AtomicU64::new(0),
         acked_bytes: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        consume_errors: AtomicU64::new(0),
         consumed: AtomicU64::new(0),
         consumed_bytes: AtomicU64::new(0),
         publish_latency_max_ns: AtomicU64::new(0),
@@ -186,6 +197,7 @@ pub async fn run<D: Driver>(
             sent: shared.sent.load(Relaxed),
             acked: shared.acked.load(Relaxed),
             publish_errors: shared.errors.load(Relaxed),
+            consume_errors: shared.consume_errors.load(Relaxed),
             consumed: shared.consumed.load(Relaxed),
             first_error,
         },
@@ -307,7 +319,7 @@ async fn run_on_topics<D: Driver>(
     for c in consumers {
         match c.await.expect("consumer task") {
             Ok(h) => e2e.get_or_insert_with(histogram).add(&h).expect("same bounds"),
-            Err(e) => shared.error(&e),
+            Err(e) => shared.consume_error(&e),
         }
     }
     let timeline = progress.finish().await;
