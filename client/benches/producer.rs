@@ -8,81 +8,16 @@ use std::time::{Duration, Instant};
 
 use client::{Client, Producer, ProducerConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wire::constants::FRAME_HEADER_BYTES;
-use wire::*;
+use wire::AckLevel;
 
-/// A loopback server that answers handshake, metadata and produce, discarding the records.
-async fn sink() -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = listener.accept().await.unwrap();
-            s.set_nodelay(true).unwrap();
-            tokio::spawn(async move {
-                let mut head = [0u8; FRAME_HEADER_BYTES];
-                let mut body: AlignedVec = AlignedVec::new();
-                loop {
-                    if s.read_exact(&mut head).await.is_err() {
-                        return;
-                    }
-                    let h = FrameHeader::decode(&head, u32::MAX).unwrap();
-                    body.clear();
-                    body.resize(h.body_padded_len(), 0);
-                    s.read_exact(&mut body).await.unwrap();
-                    let reply = match ApiKey::from_u16(h.api_key).unwrap() {
-                        ApiKey::Handshake => encode_response(
-                            h.correlation_id,
-                            &HandshakeResponse { protocol_version: 1, ..Default::default() },
-                        ),
-                        ApiKey::Metadata => encode_response(
-                            h.correlation_id,
-                            &MetadataResponse {
-                                shard_count: 1,
-                                shards: vec![ShardAddress {
-                                    shard_id: 0,
-                                    host: addr.ip().to_string(),
-                                    port: addr.port(),
-                                }],
-                                topics: vec![TopicMetadata {
-                                    name: "sink".into(),
-                                    error: 0,
-                                    config: TopicConfig {
-                                        partition_count: 1,
-                                        ..Default::default()
-                                    },
-                                    partitions: vec![PartitionMetadata { partition: 0, shard: 0 }],
-                                }],
-                            },
-                        ),
-                        _ => encode_response(
-                            h.correlation_id,
-                            &ProduceResponse {
-                                topics: vec![ProduceTopicResult {
-                                    name: "sink".into(),
-                                    partitions: vec![ProducePartitionResult {
-                                        partition: 0,
-                                        error: 0,
-                                        base_offset: 0,
-                                        last_offset: 0,
-                                        log_append_time_ms: 0,
-                                    }],
-                                }],
-                            },
-                        ),
-                    };
-                    s.write_all(&reply.unwrap()).await.unwrap();
-                }
-            });
-        }
-    });
-    addr
-}
+#[path = "../tests/sink/mod.rs"]
+#[allow(dead_code)] // the bench uses only the always-answering sink
+mod sink;
 
 fn producer_throughput(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let addr = rt.block_on(sink());
+    let sink = rt.block_on(sink::Sink::start(true));
+    let addr = sink.addr;
     let client = rt.block_on(Client::connect(&addr.to_string())).unwrap();
     let producer = {
         let _g = rt.enter();

@@ -2,12 +2,17 @@
 //! 1 KiB records, `written` (or `BENCH_ACK`) acks, one producer task, N seconds.
 //!
 //! `cargo run --release -p client --example throughput -- 127.0.0.1:9400 [partitions] [secs]`
-//! (creates topic `throughput-<partitions>` if missing).
+//! (creates topic `throughput-<partitions>` if missing). Env: `BENCH_ACK` (default written),
+//! `BENCH_BATCH_BYTES` (default 65536), `BENCH_IN_FLIGHT` (requests per partition, default 5).
 
 use std::time::{Duration, Instant};
 
 use client::{Client, Producer, ProducerConfig};
 use wire::{AckLevel, TopicConfig};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), client::ClientError> {
@@ -38,8 +43,9 @@ async fn main() -> Result<(), client::ClientError> {
         client,
         ProducerConfig {
             ack,
-            batch_bytes_max: 64 << 10,
+            batch_bytes_max: env_or("BENCH_BATCH_BYTES", 64 << 10),
             linger: Duration::from_micros(500),
+            in_flight_per_partition_max: env_or("BENCH_IN_FLIGHT", 5),
             ..Default::default()
         },
     );

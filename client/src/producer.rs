@@ -1,29 +1,33 @@
 //! The producer: per-partition batching with linger, a bounded send buffer, and ordered
 //! pipelined sends to each partition's owner.
 //!
+//! `send` appends the record straight into its partition's open batch (one copy of key and
+//! value, under a short mutex; no task hand-off per record) and returns a future that
+//! resolves when that batch is answered. All records of a batch share one completion cell, so
+//! a record costs no channel and no allocation of its own.
+//!
 //! Batching happens while a partition has a request outstanding: a record for an idle
 //! partition ships at once, records arriving meanwhile gather into the next batch, which
 //! ships when nearly full, when its linger expires, or as soon as the outstanding requests
 //! are answered (so light load pays no linger and heavy load gets full batches).
 //!
-//! `send` puts a record into a bounded queue (it waits when the queue is full: backpressure
-//! instead of growth; the queue stops draining while `buffer_bytes_max` of shipped batches
-//! await their answers) and returns a future of `(partition, offset)`. A background task
-//! appends records to one `BatchBuilder` per partition and ships a batch when it is full or
-//! its linger expired. Each partition has a sender that keeps up to
-//! `in_flight_per_partition_max` requests on the wire, sent in batch order; a retriable error
-//! resends the batch (with more than one request in flight a retry can reorder batches of a
-//! partition: set the limit to 1 for strict order under failures).
+//! Backpressure: `send` waits while the bytes of records accepted and not yet answered reach
+//! `buffer_bytes_max`, instead of letting a queue grow. Each partition has a sender task that
+//! keeps up to `in_flight_per_partition_max` requests on the wire, sent in batch order; a
+//! retriable error resends the batch (with more than one request in flight a retry can
+//! reorder batches of a partition: set the limit to 1 for strict order under failures).
+//! Dropping the last handle ships what is open; the sender tasks finish in the background.
 //!
 //! Partitioner: records with a key go to `hash(key) % partitions` (FNV-1a, stable across
 //! runs and clients); records without a key stick to one partition until its batch ships.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 use wire::{
     AckLevel, BatchBuilder, ErrorCode, ProducePartition, ProduceRequest, ProduceResponse,
     ProduceTopic,
@@ -41,10 +45,8 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// Largest batch.
     pub batch_bytes_max: usize,
-    /// Records queued in the producer before `send` waits.
-    pub buffer_records_max: usize,
-    /// Bytes of batches shipped but not yet answered; at this limit the producer stops taking
-    /// records and `send` waits (backpressure instead of an unbounded queue).
+    /// Bytes of records accepted but not yet answered (open batches and batches on the
+    /// wire); at this limit `send` waits (backpressure instead of an unbounded queue).
     pub buffer_bytes_max: usize,
     /// Requests in flight per partition.
     pub in_flight_per_partition_max: usize,
@@ -56,44 +58,9 @@ impl Default for ProducerConfig {
             ack: AckLevel::Durable,
             linger: Duration::from_micros(500),
             batch_bytes_max: 256 << 10,
-            buffer_records_max: 16_384,
             buffer_bytes_max: 32 << 20,
             in_flight_per_partition_max: 5,
         }
-    }
-}
-
-type Reply = oneshot::Sender<Result<(u32, u64), ClientError>>;
-
-enum Cmd {
-    Record {
-        topic: String,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
-        timestamp_ms: i64,
-        reply: Reply,
-    },
-    Flush(oneshot::Sender<()>),
-}
-
-/// See the module docs.
-#[derive(Debug, Clone)]
-pub struct Producer {
-    tx: mpsc::Sender<Cmd>,
-}
-
-/// Resolves to where a record landed.
-#[derive(Debug)]
-pub struct SendFuture(oneshot::Receiver<Result<(u32, u64), ClientError>>);
-
-impl std::future::Future for SendFuture {
-    type Output = Result<(u32, u64), ClientError>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Shutdown)))
     }
 }
 
@@ -104,66 +71,84 @@ pub fn key_hash(key: &[u8]) -> u64 {
     })
 }
 
-impl Producer {
-    /// A producer on `client`.
-    pub fn new(client: Client, config: ProducerConfig) -> Producer {
-        let (tx, rx) = mpsc::channel(config.buffer_records_max.max(1));
-        tokio::spawn(run(client, config, rx));
-        Producer { tx }
-    }
+/// How a batch ended: `(partition, base offset)` or the error every record of it gets.
+/// The base offset is `u64::MAX` when the broker does not report offsets (ack `none`).
+type BatchResult = Result<(u32, u64), ClientError>;
 
-    /// A producer whose background task runs on `rt` (for callers outside a runtime).
-    pub fn new_in(
-        rt: &tokio::runtime::Runtime,
-        client: Client,
-        config: ProducerConfig,
-    ) -> Producer {
-        let _guard = rt.enter();
-        Producer::new(client, config)
-    }
+/// The completion cell all records of one batch share.
+#[derive(Debug, Default)]
+struct Outcome {
+    result: OnceLock<BatchResult>,
+    wakers: Mutex<Vec<Option<Waker>>>,
+}
 
-    /// Queues a record (waiting while the buffer is full) and returns a future of its
-    /// `(partition, offset)`.
-    pub async fn send(
-        &self,
-        topic: &str,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[(&str, &[u8])],
-    ) -> Result<SendFuture, ClientError> {
-        let (reply, rx) = oneshot::channel();
-        let timestamp_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let cmd = Cmd::Record {
-            topic: topic.into(),
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
-            headers: headers.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect(),
-            timestamp_ms,
-            reply,
-        };
-        self.tx.send(cmd).await.map_err(|_| ClientError::Shutdown)?;
-        Ok(SendFuture(rx))
-    }
-
-    /// Ships every pending batch now and waits until all were answered.
-    pub async fn flush(&self) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(Cmd::Flush(tx)).await.map_err(|_| ClientError::Shutdown)?;
-        rx.await.map_err(|_| ClientError::Shutdown)
+impl Outcome {
+    fn complete(&self, result: BatchResult) {
+        let _ = self.result.set(result);
+        let wakers = std::mem::take(&mut *self.wakers.lock().expect("outcome lock"));
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
     }
 }
 
-struct Acc {
-    builder: BatchBuilder,
-    replies: Vec<Reply>,
-    deadline: Instant,
+/// Resolves to where a record landed: `(partition, offset)`.
+#[derive(Debug)]
+pub struct SendFuture {
+    outcome: Arc<Outcome>,
+    index: u32,
+    /// This future's entry in `outcome.wakers`, once registered.
+    slot: Option<usize>,
 }
 
-type Shipment = (wire::AlignedVec, Vec<Reply>);
+impl SendFuture {
+    fn ready(&self, r: &BatchResult) -> Result<(u32, u64), ClientError> {
+        match r {
+            Ok((partition, base)) if *base == u64::MAX => Ok((*partition, u64::MAX)),
+            Ok((partition, base)) => Ok((*partition, base + u64::from(self.index))),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
 
-/// Bytes shipped and not yet answered, against `buffer_bytes_max`.
+impl std::future::Future for SendFuture {
+    type Output = Result<(u32, u64), ClientError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        if let Some(r) = self.outcome.result.get() {
+            return Poll::Ready(self.ready(r));
+        }
+        let outcome = self.outcome.clone();
+        let mut wakers = outcome.wakers.lock().expect("outcome lock");
+        // `complete` sets the result before it takes the wakers: checked under the lock, no
+        // wake-up is lost.
+        if let Some(r) = outcome.result.get() {
+            drop(wakers);
+            return Poll::Ready(self.ready(r));
+        }
+        match self.slot {
+            Some(i) => match &mut wakers[i] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                w => *w = Some(cx.waker().clone()),
+            },
+            None => {
+                wakers.push(Some(cx.waker().clone()));
+                self.slot = Some(wakers.len() - 1);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+/// See the module docs. Cheap to clone; clones share the batches.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+/// Bytes of records accepted and not yet answered, against `buffer_bytes_max`.
 #[derive(Debug)]
 struct Budget {
     bytes: AtomicUsize,
@@ -172,8 +157,11 @@ struct Budget {
 }
 
 impl Budget {
-    /// Waits until the shipped-but-unanswered bytes are below the limit.
+    /// Waits until the accepted-but-unanswered bytes are below the limit.
     async fn wait_for_room(&self) {
+        if self.bytes.load(Ordering::Acquire) < self.max {
+            return;
+        }
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -195,202 +183,347 @@ impl Budget {
     }
 }
 
-/// A partition's ordered sender task, its queue, and how many of its batches are shipped but
-/// not yet answered.
-struct Sender {
-    tx: mpsc::UnboundedSender<Shipment>,
-    task: tokio::task::JoinHandle<()>,
-    outstanding: Arc<AtomicUsize>,
+/// What the background tasks share with the handles (not the handles' lifetime).
+#[derive(Debug)]
+struct Shared {
+    budget: Budget,
+    /// Batches shipped and not yet answered, over all partitions (for `flush`).
+    outstanding: AtomicUsize,
+    answered: Notify,
+    /// Wakes the linger task when a batch opens or the producer goes away.
+    linger_wake: Notify,
 }
 
-type PartitionKey = (String, u32);
-
-/// The producer task's state: one open batch per partition, the partition senders, the byte
-/// budget.
-struct Batcher {
+#[derive(Debug)]
+struct Inner {
+    /// This producer, for the sender tasks (they must not keep it alive).
+    me: Weak<Inner>,
     client: Client,
     config: ProducerConfig,
-    budget: Arc<Budget>,
-    accs: HashMap<PartitionKey, Acc>,
-    sticky: HashMap<String, u32>,
-    senders: HashMap<PartitionKey, Sender>,
-    /// Partition senders report here when their last outstanding batch was answered.
-    idle_tx: mpsc::UnboundedSender<PartitionKey>,
+    runtime: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+    state: Mutex<State>,
 }
 
-async fn run(client: Client, config: ProducerConfig, mut rx: mpsc::Receiver<Cmd>) {
-    let (idle_tx, mut idle_rx) = mpsc::unbounded_channel();
-    let mut b = Batcher {
-        budget: Arc::new(Budget {
-            bytes: AtomicUsize::new(0),
-            freed: Notify::new(),
-            max: config.buffer_bytes_max.max(1),
-        }),
-        client,
-        config,
-        accs: HashMap::new(),
-        sticky: HashMap::new(),
-        senders: HashMap::new(),
-        idle_tx,
-    };
-    loop {
-        // Backpressure: take no more records while the shipped batches fill the budget.
-        b.budget.wait_for_room().await;
-        let next = b.accs.values().map(|a| a.deadline).min();
-        let linger = async {
-            match next {
-                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            cmd = rx.recv() => match cmd {
-                None => break,
-                Some(Cmd::Flush(done)) => {
-                    b.flush().await;
-                    let _ = done.send(());
-                }
-                Some(Cmd::Record { topic, key, value, headers, timestamp_ms, reply }) => {
-                    b.record(topic, key, value, headers, timestamp_ms, reply).await;
-                }
+#[derive(Debug, Default)]
+struct State {
+    topics: HashMap<Arc<str>, TopicState>,
+}
+
+#[derive(Debug)]
+struct TopicState {
+    name: Arc<str>,
+    /// Where unkeyed records go until that partition's batch ships.
+    sticky: u32,
+    partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Reused across batches (it keeps its buffers).
+    builder: BatchBuilder,
+    open: Option<OpenBatch>,
+    /// Batches shipped and not yet answered.
+    outstanding: usize,
+    sender: Option<mpsc::UnboundedSender<Shipment>>,
+}
+
+#[derive(Debug)]
+struct OpenBatch {
+    outcome: Arc<Outcome>,
+    records: u32,
+    /// Budget bytes its records took.
+    cost: usize,
+    deadline: Instant,
+}
+
+#[derive(Debug)]
+struct Shipment {
+    batch: wire::AlignedVec,
+    outcome: Arc<Outcome>,
+    cost: usize,
+}
+
+/// What a record takes from the send buffer.
+fn record_cost(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[(&str, &[u8])]) -> usize {
+    16 + key.map_or(0, <[u8]>::len)
+        + value.map_or(0, <[u8]>::len)
+        + headers.iter().map(|(k, v)| k.len() + v.len() + 8).sum::<usize>()
+}
+
+impl Producer {
+    /// A producer on `client`; its background tasks run on the current tokio runtime.
+    pub fn new(client: Client, config: ProducerConfig) -> Producer {
+        let shared = Arc::new(Shared {
+            budget: Budget {
+                bytes: AtomicUsize::new(0),
+                freed: Notify::new(),
+                max: config.buffer_bytes_max.max(1),
             },
-            Some(k) = idle_rx.recv() => {
-                // The partition's pipeline emptied: ship what gathered meanwhile rather than
-                // wait for the linger timer.
-                if b.outstanding(&k) == 0 {
-                    b.ship(k);
+            outstanding: AtomicUsize::new(0),
+            answered: Notify::new(),
+            linger_wake: Notify::new(),
+        });
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            client,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+            shared: shared.clone(),
+            state: Mutex::new(State::default()),
+        });
+        tokio::spawn(linger_loop(Arc::downgrade(&inner), shared));
+        Producer { inner }
+    }
+
+    /// A producer whose background tasks run on `rt` (for callers outside a runtime).
+    pub fn new_in(
+        rt: &tokio::runtime::Runtime,
+        client: Client,
+        config: ProducerConfig,
+    ) -> Producer {
+        let _guard = rt.enter();
+        Producer::new(client, config)
+    }
+
+    /// Appends a record to its partition's batch (waiting while the send buffer is full) and
+    /// returns a future of its `(partition, offset)`. Fails at once for an unknown topic or a
+    /// record that cannot fit in a batch.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<SendFuture, ClientError> {
+        let inner = &self.inner;
+        inner.shared.budget.wait_for_room().await;
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        loop {
+            {
+                let mut st = inner.state.lock().expect("producer lock");
+                if let Some(ts) = st.topics.get_mut(topic) {
+                    return inner.append(ts, timestamp_ms, key, value, headers);
                 }
             }
-            _ = linger => {
-                let now = Instant::now();
-                let due: Vec<_> =
-                    b.accs.iter().filter(|(_, a)| a.deadline <= now).map(|(k, _)| k.clone()).collect();
-                for k in due {
-                    b.ship(k);
-                }
-            }
+            let partitions = inner.client.partition_count(topic).await?;
+            let mut st = inner.state.lock().expect("producer lock");
+            let name: Arc<str> = topic.into();
+            st.topics.entry(name.clone()).or_insert_with(|| TopicState {
+                name,
+                sticky: 0,
+                partitions: (0..partitions)
+                    .map(|_| PartitionState {
+                        builder: BatchBuilder::new(inner.config.batch_bytes_max),
+                        open: None,
+                        outstanding: 0,
+                        sender: None,
+                    })
+                    .collect(),
+            });
         }
     }
-    b.flush().await;
+
+    /// Ships every open batch now and waits until every shipped batch was answered.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.inner.ship_all();
+        let shared = &self.inner.shared;
+        loop {
+            let answered = shared.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if shared.outstanding.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            answered.await;
+        }
+    }
 }
 
-impl Batcher {
-    /// Batches shipped to `k` and not yet answered.
-    fn outstanding(&self, k: &PartitionKey) -> usize {
-        self.senders.get(k).map_or(0, |s| s.outstanding.load(Ordering::Acquire))
-    }
-
-    async fn record(
-        &mut self,
-        topic: String,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
+impl Inner {
+    /// Appends under the state lock; ships the batch when it is nearly full or its partition
+    /// has nothing on the wire.
+    fn append(
+        &self,
+        ts: &mut TopicState,
         timestamp_ms: i64,
-        reply: Reply,
-    ) {
-        let partitions = match self.client.partition_count(&topic).await {
-            Ok(n) => n,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<SendFuture, ClientError> {
+        let count = ts.partitions.len() as u32;
+        let partition = match key {
+            Some(k) => (key_hash(k) % u64::from(count)) as u32,
+            None => ts.sticky % count,
         };
-        let partition = match &key {
-            Some(k) => (key_hash(k) % u64::from(partitions)) as u32,
-            None => *self.sticky.entry(topic.clone()).or_insert(0) % partitions,
-        };
-        let k = (topic, partition);
-        let hs: Vec<(&str, &[u8])> =
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let batch_bytes_max = self.config.batch_bytes_max;
         for round in 0..2 {
-            let batch_bytes_max = self.config.batch_bytes_max;
-            let linger = self.config.linger;
-            let acc = self.accs.entry(k.clone()).or_insert_with(|| Acc {
-                builder: BatchBuilder::new(batch_bytes_max),
-                replies: Vec::new(),
-                deadline: Instant::now() + linger,
-            });
-            match acc.builder.append(timestamp_ms, key.as_deref(), value.as_deref(), &hs) {
+            let ps = &mut ts.partitions[partition as usize];
+            match ps.builder.append(timestamp_ms, key, value, headers) {
                 Ok(()) => {
-                    acc.replies.push(reply);
-                    let nearly_full = acc.builder.estimated_bytes() * 10 >= batch_bytes_max * 9;
+                    let cost = record_cost(key, value, headers);
+                    self.shared.budget.take(cost);
+                    let open = ps.open.get_or_insert_with(|| {
+                        self.shared.linger_wake.notify_one();
+                        OpenBatch {
+                            outcome: Arc::new(Outcome::default()),
+                            records: 0,
+                            cost: 0,
+                            deadline: Instant::now() + self.config.linger,
+                        }
+                    });
+                    let future = SendFuture {
+                        outcome: open.outcome.clone(),
+                        index: open.records,
+                        slot: None,
+                    };
+                    open.records += 1;
+                    open.cost += cost;
+                    let nearly_full = ps.builder.estimated_bytes() * 10 >= batch_bytes_max * 9;
                     // Ship at once when nearly full, or when nothing of this partition is on
                     // the wire: batching only happens while a request is outstanding, so a
                     // lightly loaded producer adds no linger to its latency.
-                    if nearly_full || self.outstanding(&k) == 0 {
-                        self.ship(k);
+                    if nearly_full || ps.outstanding == 0 {
+                        self.ship(ts, partition);
                     }
-                    return;
+                    return Ok(future);
                 }
-                Err(wire::BuildError::Full { .. }) if round == 0 => self.ship(k.clone()),
-                Err(e) => {
-                    let _ = reply.send(Err(ClientError::Record(e.to_string())));
-                    return;
+                Err(wire::BuildError::Full { .. } | wire::BuildError::TooManyRecords { .. })
+                    if round == 0 && !ps.builder.is_empty() =>
+                {
+                    self.ship(ts, partition)
                 }
+                Err(e) => return Err(ClientError::Record(e.to_string())),
             }
         }
+        unreachable!("a record that does not fit an empty batch fails in the second round")
     }
 
-    /// Ships every open batch and waits until every partition sender has drained; new
-    /// senders start on demand.
-    async fn flush(&mut self) {
-        let keys: Vec<_> = self.accs.keys().cloned().collect();
-        for k in keys {
-            self.ship(k);
+    /// Finishes a partition's open batch and hands it to that partition's sender task.
+    fn ship(&self, ts: &mut TopicState, partition: u32) {
+        let ps = &mut ts.partitions[partition as usize];
+        let Some(open) = ps.open.take() else { return };
+        if ts.sticky % ts.partitions.len() as u32 == partition {
+            ts.sticky = ts.sticky.wrapping_add(1); // the next unkeyed records go elsewhere
         }
-        let drained: Vec<_> = self
-            .senders
-            .drain()
-            .map(|(_, s)| {
-                drop(s.tx);
-                s.task
-            })
-            .collect();
-        for task in drained {
-            let _ = task.await;
-        }
-    }
-
-    /// Finishes a partition's batch and hands it to that partition's sender.
-    fn ship(&mut self, key: PartitionKey) {
-        let Some(mut acc) = self.accs.remove(&key) else { return };
-        if acc.builder.is_empty() {
-            return;
-        }
-        if let Some(s) = self.sticky.get_mut(&key.0) {
-            if *s == key.1 {
-                *s = s.wrapping_add(1); // the next unkeyed records go to the next partition
-            }
-        }
-        let batch = match acc.builder.finish() {
+        let ps = &mut ts.partitions[partition as usize];
+        let batch = match ps.builder.finish() {
             Ok(b) => b,
             Err(e) => {
-                for r in acc.replies {
-                    let _ = r.send(Err(ClientError::Record(e.to_string())));
-                }
+                ps.builder.clear();
+                self.shared.budget.give(open.cost);
+                open.outcome.complete(Err(ClientError::Record(e.to_string())));
                 return;
             }
         };
-        let sender = self.senders.entry(key.clone()).or_insert_with(|| {
+        let tx = ps.sender.get_or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            let outstanding = Arc::new(AtomicUsize::new(0));
-            let task = tokio::spawn(partition_sender(
+            self.runtime.spawn(partition_sender(
                 self.client.clone(),
                 self.config.clone(),
-                Arc::clone(&self.budget),
-                Arc::clone(&outstanding),
-                self.idle_tx.clone(),
-                key.clone(),
+                self.shared.clone(),
+                self.me.clone(),
+                ts.name.clone(),
+                partition,
                 rx,
             ));
-            Sender { tx, task, outstanding }
+            tx
         });
-        self.budget.take(batch.len());
-        sender.outstanding.fetch_add(1, Ordering::AcqRel);
-        if let Err(mpsc::error::SendError((batch, _))) = sender.tx.send((batch, acc.replies)) {
-            self.budget.give(batch.len());
-            sender.outstanding.fetch_sub(1, Ordering::AcqRel);
+        ps.outstanding += 1;
+        self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
+        let shipment = Shipment { batch, outcome: open.outcome, cost: open.cost };
+        if let Err(mpsc::error::SendError(s)) = tx.send(shipment) {
+            ps.outstanding -= 1;
+            self.shared.finished(&s, Err(ClientError::Shutdown));
+        }
+    }
+
+    fn ship_all(&self) {
+        let mut st = self.state.lock().expect("producer lock");
+        for ts in st.topics.values_mut() {
+            for p in 0..ts.partitions.len() as u32 {
+                self.ship(ts, p);
+            }
+        }
+    }
+
+    /// Ships the batches whose linger expired; returns the next deadline.
+    fn ship_due(&self, now: Instant) -> Option<Instant> {
+        let mut st = self.state.lock().expect("producer lock");
+        let mut next: Option<Instant> = None;
+        for ts in st.topics.values_mut() {
+            for p in 0..ts.partitions.len() as u32 {
+                let Some(deadline) = ts.partitions[p as usize].open.as_ref().map(|o| o.deadline)
+                else {
+                    continue;
+                };
+                if deadline <= now {
+                    self.ship(ts, p);
+                } else {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
+        }
+        next
+    }
+
+    /// A partition's batch was answered: when its pipeline emptied, ship what gathered
+    /// meanwhile rather than wait for the linger timer.
+    fn answered(&self, topic: &str, partition: u32) {
+        let mut st = self.state.lock().expect("producer lock");
+        let Some(ts) = st.topics.get_mut(topic) else { return };
+        let ps = &mut ts.partitions[partition as usize];
+        ps.outstanding = ps.outstanding.saturating_sub(1);
+        if ps.outstanding == 0 {
+            self.ship(ts, partition);
+        }
+    }
+}
+
+impl Shared {
+    /// Completes a batch's records and returns its budget.
+    fn finished(&self, s: &Shipment, result: BatchResult) {
+        self.budget.give(s.cost);
+        s.outcome.complete(result);
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.answered.notify_waiters();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: ship what is open; the senders finish in the background
+        // and end when their queues close (the state, holding their senders, drops next).
+        let mut st = std::mem::take(&mut *self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        for ts in st.topics.values_mut() {
+            for p in 0..ts.partitions.len() as u32 {
+                self.ship(ts, p);
+            }
+        }
+        self.shared.linger_wake.notify_one();
+    }
+}
+
+/// Ships batches whose linger expired.
+async fn linger_loop(inner: Weak<Inner>, shared: Arc<Shared>) {
+    loop {
+        let wake = shared.linger_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let next = match inner.upgrade() {
+            Some(inner) => inner.ship_due(Instant::now()),
+            None => return,
+        };
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                    _ = wake => {}
+                }
+            }
+            None => wake.await,
         }
     }
 }
@@ -400,19 +533,27 @@ impl Batcher {
 async fn partition_sender(
     client: Client,
     config: ProducerConfig,
-    budget: Arc<Budget>,
-    outstanding: Arc<AtomicUsize>,
-    idle: mpsc::UnboundedSender<PartitionKey>,
-    key: PartitionKey,
+    shared: Arc<Shared>,
+    inner: Weak<Inner>,
+    topic: Arc<str>,
+    partition: u32,
     mut rx: mpsc::UnboundedReceiver<Shipment>,
 ) {
-    let (topic, partition) = (key.0.as_str(), key.1);
-    let mut in_flight: VecDeque<(Shipment, Option<crate::connection::PendingResponse>)> =
-        VecDeque::new();
+    type InFlight = VecDeque<(Shipment, Option<crate::connection::PendingResponse>)>;
+    let mut in_flight: InFlight = VecDeque::new();
     let mut open = true;
-    let finished = |n: usize| {
-        if outstanding.fetch_sub(n, Ordering::AcqRel) == n {
-            let _ = idle.send(key.clone());
+    let finish = |in_flight: &mut InFlight| {
+        let inner = inner.clone();
+        let topic = topic.clone();
+        let (client, config, shared) = (&client, &config, &shared);
+        let next = in_flight.pop_front();
+        async move {
+            let Some((shipment, pending)) = next else { return };
+            let result = finish_one(client, config, &topic, partition, &shipment, pending).await;
+            shared.finished(&shipment, result);
+            if let Some(inner) = inner.upgrade() {
+                inner.answered(&topic, partition);
+            }
         }
     };
     while open || !in_flight.is_empty() {
@@ -423,9 +564,7 @@ async fn partition_sender(
                 match rx.try_recv() {
                     Ok(s) => Some(s),
                     Err(mpsc::error::TryRecvError::Empty) => {
-                        finish_one(&client, &config, &budget, topic, partition, &mut in_flight)
-                            .await;
-                        finished(1);
+                        finish(&mut in_flight).await;
                         continue;
                     }
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
@@ -433,15 +572,15 @@ async fn partition_sender(
             };
             match next {
                 Some(shipment) => {
-                    let pending = send_batch(&client, &config, topic, partition, &shipment.0).await;
+                    let pending =
+                        send_batch(&client, &config, &topic, partition, &shipment.batch).await;
                     in_flight.push_back((shipment, pending));
                 }
                 None => open = false,
             }
             continue;
         }
-        finish_one(&client, &config, &budget, topic, partition, &mut in_flight).await;
-        finished(1);
+        finish(&mut in_flight).await;
     }
 }
 
@@ -464,17 +603,15 @@ async fn send_batch(
     .ok()
 }
 
-/// Waits for the oldest request; answers its records (retrying via the client on a
-/// retriable failure).
+/// Waits for a request's answer (retrying via the client on a retriable failure).
 async fn finish_one(
     client: &Client,
     config: &ProducerConfig,
-    budget: &Budget,
     topic: &str,
     partition: u32,
-    in_flight: &mut VecDeque<(Shipment, Option<crate::connection::PendingResponse>)>,
-) {
-    let Some(((batch, replies), pending)) = in_flight.pop_front() else { return };
+    shipment: &Shipment,
+    pending: Option<crate::connection::PendingResponse>,
+) -> BatchResult {
     let first = match pending {
         Some(p) => match p.wait().await {
             Ok(frame) => decode(&frame, topic, partition),
@@ -482,26 +619,14 @@ async fn finish_one(
         },
         None => Err(ClientError::Closed { addr: "0.0.0.0:0".parse().expect("addr") }),
     };
-    let result = match first {
+    let base = match first {
         Err(e) if e.is_retriable() => client
-            .produce_batches(topic, partition, &batch, config.ack)
+            .produce_batches(topic, partition, &shipment.batch, config.ack)
             .await
             .map(|r| r.base_offset),
         other => other,
-    };
-    budget.give(batch.len());
-    match result {
-        Ok(base) => {
-            for (i, r) in replies.into_iter().enumerate() {
-                let _ = r.send(Ok((partition, base as u64 + i as u64)));
-            }
-        }
-        Err(e) => {
-            for r in replies {
-                let _ = r.send(Err(e.clone()));
-            }
-        }
-    }
+    }?;
+    Ok((partition, u64::try_from(base).unwrap_or(u64::MAX)))
 }
 
 fn decode(

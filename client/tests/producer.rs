@@ -1,0 +1,155 @@
+//! Producer mechanics: backpressure, shared batch completion, shipping on drop, errors.
+//! Against a loopback sink where a broker that stops answering is needed, otherwise against
+//! the real broker.
+
+mod sink;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use client::{Client, ClientError, Producer, ProducerConfig};
+use integration_tests::Broker;
+use wire::{AckLevel, StartPosition, TopicConfig};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn send_waits_while_the_buffer_is_full_and_resumes_when_answers_come() {
+    rt().block_on(async {
+        let sink = sink::Sink::start(false).await;
+        let client = Client::connect(&sink.addr.to_string()).await.unwrap();
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Written,
+                batch_bytes_max: 16 << 10,
+                buffer_bytes_max: 64 << 10,
+                in_flight_per_partition_max: 2,
+                ..Default::default()
+            },
+        );
+        let value = vec![7u8; 1000];
+        let mut futures = Vec::new();
+        let mut blocked_at = None;
+        for i in 0..1_000u32 {
+            let send = producer.send("sink", None, Some(&value), &[]);
+            match tokio::time::timeout(Duration::from_millis(300), send).await {
+                Ok(sent) => futures.push(sent.unwrap()),
+                Err(_) => {
+                    blocked_at = Some(i);
+                    break;
+                }
+            }
+        }
+        let blocked_at = blocked_at.expect("send must wait once the buffer is full");
+        // 64 KiB of ~1 KiB records: the producer took about that much, not 1,000 records.
+        assert!((50..=80).contains(&blocked_at), "blocked after {blocked_at} records");
+        assert!(sink.produces.load(Ordering::Relaxed) <= 2, "at most 2 requests in flight");
+        sink.set_answering(true);
+        let more = tokio::time::timeout(
+            Duration::from_secs(10),
+            producer.send("sink", None, Some(&value), &[]),
+        )
+        .await
+        .expect("send resumes once answers free the buffer")
+        .unwrap();
+        futures.push(more);
+        producer.flush().await.unwrap();
+        // Records of one batch share its base offset (the sink answers n * 1,000,000 for its
+        // n-th request) and count up from it.
+        let mut last: Option<u64> = None;
+        for f in futures {
+            let (p, o) = f.await.unwrap();
+            assert_eq!(p, 0);
+            if let Some(prev) = last {
+                assert!(o == prev + 1 || o % 1_000_000 == 0, "{o} after {prev}");
+            }
+            last = Some(o);
+        }
+    });
+}
+
+#[test]
+fn dropping_the_producer_ships_what_is_open_and_futures_still_resolve() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("dropped", TopicConfig { partition_count: 1, ..Default::default() })
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                ack: AckLevel::Durable,
+                // Only an answer, the drop or a full batch ship anything.
+                linger: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        );
+        let mut futures = Vec::new();
+        for i in 0..500u32 {
+            let v = format!("record-{i}");
+            futures.push(producer.send("dropped", None, Some(v.as_bytes()), &[]).await.unwrap());
+        }
+        drop(producer);
+        let mut offsets = Vec::new();
+        for f in futures {
+            let (p, o) = tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .expect("resolves after the producer is gone")
+                .unwrap();
+            assert_eq!(p, 0);
+            offsets.push(o);
+        }
+        assert_eq!(offsets, (0..500).collect::<Vec<u64>>(), "dense, in send order");
+        let mut consumer =
+            client::Consumer::subscribe(&client, "dropped", 0, StartPosition::Earliest, 64 << 10)
+                .await
+                .unwrap();
+        let mut seen = 0u32;
+        while seen < 500 {
+            let batch = tokio::time::timeout(Duration::from_secs(10), consumer.next_batch())
+                .await
+                .expect("records arrive")
+                .unwrap()
+                .expect("subscription open");
+            for r in batch.records() {
+                assert_eq!(r.value(), Some(format!("record-{seen}").as_bytes()));
+                seen += 1;
+            }
+        }
+    });
+}
+
+#[test]
+fn unknown_topics_and_oversized_records_fail_at_send() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("small", TopicConfig { partition_count: 2, ..Default::default() })
+            .await
+            .unwrap();
+        let producer =
+            Producer::new(client, ProducerConfig { batch_bytes_max: 4096, ..Default::default() });
+        match producer.send("no-such-topic", None, Some(b"x"), &[]).await {
+            Err(ClientError::UnknownTopic(t)) => assert_eq!(t, "no-such-topic"),
+            other => panic!("expected UnknownTopic, got {other:?}"),
+        }
+        let big = vec![0u8; 8192];
+        assert!(matches!(
+            producer.send("small", None, Some(&big), &[]).await,
+            Err(ClientError::Record(_))
+        ));
+        // The producer still works afterwards.
+        let f = producer.send("small", Some(b"k"), Some(b"fine"), &[]).await.unwrap();
+        let (p, o) = f.await.unwrap();
+        assert!(p < 2);
+        assert_eq!(o, 0);
+    });
+}

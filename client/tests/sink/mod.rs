@@ -1,0 +1,112 @@
+//! A loopback stand-in for the broker that answers handshake, metadata (one topic `sink`, one
+//! partition) and produce, discarding the records. Produce answers can be held back to
+//! inject a broker that stops answering. Shared by the producer benchmark and tests; the real
+//! broker is tested elsewhere.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use wire::constants::FRAME_HEADER_BYTES;
+use wire::*;
+
+/// A running sink.
+pub struct Sink {
+    pub addr: std::net::SocketAddr,
+    /// Produce requests received.
+    pub produces: Arc<AtomicU64>,
+    answer: watch::Sender<bool>,
+}
+
+impl Sink {
+    /// Starts a sink on the current runtime; `answering` says whether produce is answered.
+    pub async fn start(answering: bool) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let produces = Arc::new(AtomicU64::new(0));
+        let (answer, answer_rx) = watch::channel(answering);
+        let counter = produces.clone();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                s.set_nodelay(true).unwrap();
+                tokio::spawn(serve(s, addr, counter.clone(), answer_rx.clone()));
+            }
+        });
+        Sink { addr, produces, answer }
+    }
+
+    /// Starts (or stops) answering produce requests; held ones are answered at once.
+    pub fn set_answering(&self, on: bool) {
+        self.answer.send_replace(on);
+    }
+}
+
+async fn serve(
+    mut s: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    produces: Arc<AtomicU64>,
+    mut answering: watch::Receiver<bool>,
+) {
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    let mut body: AlignedVec = AlignedVec::new();
+    loop {
+        if s.read_exact(&mut head).await.is_err() {
+            return;
+        }
+        let h = FrameHeader::decode(&head, u32::MAX).unwrap();
+        body.clear();
+        body.resize(h.body_padded_len(), 0);
+        if s.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let reply = match ApiKey::from_u16(h.api_key).unwrap() {
+            ApiKey::Handshake => encode_response(
+                h.correlation_id,
+                &HandshakeResponse { protocol_version: 1, ..Default::default() },
+            ),
+            ApiKey::Metadata => encode_response(
+                h.correlation_id,
+                &MetadataResponse {
+                    shard_count: 1,
+                    shards: vec![ShardAddress {
+                        shard_id: 0,
+                        host: addr.ip().to_string(),
+                        port: addr.port(),
+                    }],
+                    topics: vec![TopicMetadata {
+                        name: "sink".into(),
+                        error: 0,
+                        config: TopicConfig { partition_count: 1, ..Default::default() },
+                        partitions: vec![PartitionMetadata { partition: 0, shard: 0 }],
+                    }],
+                },
+            ),
+            _ => {
+                let n = produces.fetch_add(1, Ordering::Relaxed);
+                if answering.wait_for(|on| *on).await.is_err() {
+                    return;
+                }
+                encode_response(
+                    h.correlation_id,
+                    &ProduceResponse {
+                        topics: vec![ProduceTopicResult {
+                            name: "sink".into(),
+                            partitions: vec![ProducePartitionResult {
+                                partition: 0,
+                                error: 0,
+                                base_offset: n as i64 * 1_000_000,
+                                last_offset: 0,
+                                log_append_time_ms: 0,
+                            }],
+                        }],
+                    },
+                )
+            }
+        };
+        if s.write_all(&reply.unwrap()).await.is_err() {
+            return;
+        }
+    }
+}
