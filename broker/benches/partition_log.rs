@@ -7,7 +7,10 @@
 //! load with latency measured from each append's intended start (no coordinated omission).
 //!
 //! Run: `cargo bench -p broker --bench partition_log` (env `BENCH_SECS`, default 5;
-//! `BENCH_MODES=written,durable,rate-durable,rate-written,rate-none` picks modes).
+//! `BENCH_MODES=written,durable,rate-durable,rate-written,rate-none` picks modes;
+//! `rate-retention`, only when named, fills 2 GiB and measures `durable` at 100 MB/s while
+//! retention deletes it, with `BENCH_DELETE_CHUNK_BYTES` (0 = unlink at once);
+//! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
 
 use std::rc::Rc;
@@ -37,6 +40,9 @@ fn config() -> LogConfig {
     }
     if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
         c.write_bytes_max = v;
+    }
+    if let Some(v) = std::env::var("BENCH_DELETE_CHUNK_BYTES").ok().and_then(|s| s.parse().ok()) {
+        c.delete_chunk_bytes = v;
     }
     c
 }
@@ -92,12 +98,67 @@ async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result
     }
 }
 
+/// Fills a log with `closed` full 1 GiB segments (written acks, full speed), then measures
+/// `durable` at 100 MB/s while retention deletes all of them one second in.
+async fn rate_with_retention(dir: std::path::PathBuf, secs: u64, closed: usize) -> Result {
+    {
+        let log = Rc::new(
+            PartitionLog::open(DmaDisk, dir.clone(), config(), ShardCache::new(0).partition())
+                .await
+                .unwrap(),
+        );
+        let batch = Rc::new(batch());
+        let mut tasks = Vec::new();
+        for _ in 0..APPENDERS {
+            let (log, batch) = (log.clone(), batch.clone());
+            tasks.push(glommio::spawn_local(async move {
+                while log.segment_count() <= closed {
+                    log.append(&batch, AckLevel::Written, 0).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        log.close().await.unwrap();
+    }
+    let mut c = config();
+    c.retention_bytes = 0;
+    let mut r = fixed_rate_with(dir, 100.0, secs, AckLevel::Durable, c, Some(1)).await;
+    r.mode = format!(
+        "durable at 100 MB/s, retention deleting {closed} × 1 GiB (chunk {} KiB)",
+        config().delete_chunk_bytes >> 10
+    );
+    r
+}
+
 async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64, ack: AckLevel) -> Result {
+    fixed_rate_with(dir, mb_per_s, secs, ack, config(), None).await
+}
+
+async fn fixed_rate_with(
+    dir: std::path::PathBuf,
+    mb_per_s: f64,
+    secs: u64,
+    ack: AckLevel,
+    config: LogConfig,
+    retention_after_s: Option<u64>,
+) -> Result {
     let log = Rc::new(
-        PartitionLog::open(DmaDisk, dir, config(), ShardCache::new(64 << 20).partition())
+        PartitionLog::open(DmaDisk, dir, config, ShardCache::new(64 << 20).partition())
             .await
             .unwrap(),
     );
+    if let Some(after) = retention_after_s {
+        let log = log.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_secs(after)).await;
+            let t = Instant::now();
+            let deleted = log.apply_retention(i64::MAX).await.unwrap();
+            eprintln!("retention deleted {deleted} segments in {:?}", t.elapsed());
+        })
+        .detach();
+    }
     let batch = Rc::new(batch());
     let interval = Duration::from_secs_f64(batch.len() as f64 / (mb_per_s * 1e6));
     let hist = Rc::new(std::cell::RefCell::new(Histogram::<u64>::new(3).unwrap()));
@@ -120,7 +181,11 @@ async fn fixed_rate(dir: std::path::PathBuf, mb_per_s: f64, secs: u64, ack: AckL
                 hist.borrow_mut().record(t0.elapsed().as_micros() as u64).unwrap();
                 return;
             }
-            hist.borrow_mut().record(intended.elapsed().as_micros() as u64).unwrap();
+            let us = intended.elapsed().as_micros() as u64;
+            if us > 100_000 && std::env::var("BENCH_SHOW_STALLS").is_ok() {
+                eprintln!("stall {us} µs at {:?}", intended - start);
+            }
+            hist.borrow_mut().record(us).unwrap();
         }));
         n += 1;
         if inflight.len() > 256 {
@@ -174,6 +239,10 @@ fn main() {
             }
             if wanted("rate-none") {
                 out.push(fixed_rate(root.join("rate-n"), 100.0, secs, AckLevel::None).await);
+            }
+            // Not in the default set: it first writes 2 GiB.
+            if modes.as_ref().is_some_and(|m| m.iter().any(|w| w == "rate-retention")) {
+                out.push(rate_with_retention(root.join("rate-ret"), secs, 2).await);
             }
             out
         })

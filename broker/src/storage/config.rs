@@ -33,6 +33,12 @@ pub struct LogConfig {
     pub recovery_full_check: bool,
     /// Catch-up reads fetch at least this much from disk at a time.
     pub read_ahead_bytes: usize,
+    /// Retention frees a deleted segment's space in truncation steps of this size, so each
+    /// filesystem journal commit (and online discard) stays small and syncs of the active
+    /// segment are not held up behind one huge unlink; 0 = unlink at once.
+    pub delete_chunk_bytes: u64,
+    /// Pace of those truncation steps: at most this many bytes freed per second.
+    pub delete_bytes_per_s: u64,
 }
 
 impl Default for LogConfig {
@@ -51,6 +57,8 @@ impl Default for LogConfig {
             batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
             recovery_full_check: false,
             read_ahead_bytes: 256 << 10,
+            delete_chunk_bytes: 8 << 20,
+            delete_bytes_per_s: 256 << 20,
         }
     }
 }

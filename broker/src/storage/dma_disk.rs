@@ -78,6 +78,10 @@ impl Disk for DmaDisk {
         glommio::io::remove(path).await.map_err(|e| gerr("remove", path, e))
     }
 
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), IoError> {
+        glommio::io::rename(from, to).await.map_err(|e| gerr("rename", from, e))
+    }
+
     async fn create_dir_all(&self, path: &Path) -> Result<(), IoError> {
         std::fs::create_dir_all(path).map_err(|e| IoError::from_std("mkdir", path, &e))
     }

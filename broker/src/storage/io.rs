@@ -31,6 +31,8 @@ pub trait Disk: Clone + 'static {
     async fn open(&self, path: &Path, create: bool) -> Result<Self::File, IoError>;
     /// Removes a file.
     async fn remove(&self, path: &Path) -> Result<(), IoError>;
+    /// Renames a file (durable once its directory is synced).
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), IoError>;
     /// Creates a directory and its parents.
     async fn create_dir_all(&self, path: &Path) -> Result<(), IoError>;
     /// Names of the entries in a directory.

@@ -17,6 +17,11 @@
 //!   offset back to the high watermark: nothing acked is affected and later appends work
 //!   (disk full is recoverable). A failed fdatasync fences the log: the state of unsynced
 //!   data is unknown, so appends are refused until the log is reopened (reads keep working).
+//! - Retention removes a segment from the log at once (readers no longer find it), renames its
+//!   `.log` to `.log.deleted` and syncs the directory; a deleter task then waits until no
+//!   reader holds the segment and frees its space in paced truncation steps before unlinking
+//!   it (see `LogConfig::delete_chunk_bytes`). `.deleted` files found at open are finished
+//!   the same way.
 //! - Dropping the log without `close` is a crash: tasks stop where they are.
 
 use std::cell::{Cell, RefCell};
@@ -141,6 +146,16 @@ struct Shared<D: Disk> {
     stats: Cell<LogStats>,
     /// Index files of the active segment, with how many entries each holds.
     active_index: RefCell<Option<IndexFiles<D::File>>>,
+    /// Files retention took out of the log, waiting for the deleter task.
+    deleting: RefCell<VecDeque<Doomed<D::File>>>,
+    deleter_signal: Watermark,
+}
+
+/// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
+/// deleter when readers are done with it.
+struct Doomed<F: DiskFile> {
+    path: PathBuf,
+    segment: Option<Rc<Segment<F>>>,
 }
 
 struct State {
@@ -232,8 +247,13 @@ impl<D: Disk> PartitionLog<D> {
         cache: PartitionCache,
     ) -> Result<Self, StorageError> {
         disk.create_dir_all(&dir).await?;
-        let mut bases: Vec<u64> =
-            disk.list_dir(&dir).await?.iter().filter_map(|n| parse_log_name(n)).collect();
+        let names = disk.list_dir(&dir).await?;
+        let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
+        let deleting: VecDeque<Doomed<D::File>> = names
+            .iter()
+            .filter(|n| n.ends_with(DELETED_SUFFIX))
+            .map(|n| Doomed { path: dir.join(n), segment: None })
+            .collect();
         bases.sort_unstable();
         let mut segments: Vec<Rc<Segment<D::File>>> = Vec::new();
         let mut active_index = None;
@@ -278,10 +298,13 @@ impl<D: Disk> PartitionLog<D> {
             cache,
             stats: Cell::new(LogStats::default()),
             active_index: RefCell::new(active_index),
+            deleting: RefCell::new(deleting),
+            deleter_signal: Watermark::new(0),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
-        Ok(PartitionLog { shared, tasks: RefCell::new(vec![writer, syncer]) })
+        let deleter = glommio::spawn_local(deleter_loop(shared.clone())).detach();
+        Ok(PartitionLog { shared, tasks: RefCell::new(vec![writer, syncer, deleter]) })
     }
 
     /// Queues a validated batch for append, assigns its offsets and log-append time in place
@@ -497,6 +520,7 @@ impl<D: Disk> PartitionLog<D> {
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let sh = &self.shared;
         let mut deleted = 0;
+        let mut renamed = Vec::new();
         loop {
             let victim = {
                 let segs = sh.segments.borrow();
@@ -520,7 +544,7 @@ impl<D: Disk> PartitionLog<D> {
                 sh.log_start_offset.set(segs[0].base_offset);
             }
             info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "retention deleted segment");
-            for ext in ["log", "index", "timeindex"] {
+            for ext in ["index", "timeindex"] {
                 let path = sh.dir.join(file_name(victim.base_offset, ext));
                 match sh.disk.remove(&path).await {
                     Ok(()) | Err(IoError::NotFound { .. }) => {}
@@ -529,10 +553,22 @@ impl<D: Disk> PartitionLog<D> {
                     }
                 }
             }
+            let doomed = deleted_name(&victim.log_path);
+            match sh.disk.rename(&victim.log_path, &doomed).await {
+                Ok(()) => renamed.push(Doomed { path: doomed, segment: Some(victim) }),
+                Err(IoError::NotFound { .. }) => {}
+                Err(e) => {
+                    warn!(path = %victim.log_path.display(), error = %e, "cannot remove segment file")
+                }
+            }
             deleted += 1;
         }
         if deleted > 0 {
+            // The renames must be durable before any truncation: a crash must never leave a
+            // shortened segment under its real name.
             sh.disk.sync_dir(&sh.dir).await?;
+            sh.deleting.borrow_mut().extend(renamed);
+            sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
         }
         Ok(deleted)
     }
@@ -543,6 +579,7 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.st.borrow_mut().closing = true;
         self.shared.writer_signal.advance(self.shared.writer_signal.get() + 1);
         self.shared.syncer_signal.advance(self.shared.syncer_signal.get() + 1);
+        self.shared.deleter_signal.advance(self.shared.deleter_signal.get() + 1);
         let tasks: Vec<_> = self.tasks.borrow_mut().drain(..).collect();
         for t in tasks {
             t.await;
@@ -1332,6 +1369,85 @@ async fn seal_on_close<D: Disk>(sh: &Rc<Shared<D>>, active: &Rc<Segment<D::File>
     for seg in segments {
         let _ = seg.log.clone().close().await;
     }
+}
+
+/// Suffix of a segment file retention took out of the log.
+const DELETED_SUFFIX: &str = ".deleted";
+
+fn deleted_name(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(DELETED_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// The deleter task: frees the space of files retention took out of the log, in paced
+/// truncation steps, once no reader holds them. Stops (leaving the rest for the next open)
+/// when the log closes.
+async fn deleter_loop<D: Disk>(sh: Rc<Shared<D>>) {
+    loop {
+        let seen = sh.deleter_signal.get();
+        if sh.st.borrow().closing {
+            return;
+        }
+        let next = sh.deleting.borrow_mut().pop_front();
+        let Some(doomed) = next else {
+            sh.deleter_signal.wait_for(seen + 1).await;
+            continue;
+        };
+        // (The segment's handle may know the file by its old name only, so its length comes
+        // from the segment; a leftover is opened by its new name.)
+        let file = match doomed.segment {
+            Some(seg) => {
+                // Readers that found the segment before retention finish on the open file.
+                while Rc::strong_count(&seg) > 1 && !sh.st.borrow().closing {
+                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                Some((seg.log.clone(), seg.size_bytes.get()))
+            }
+            None => match sh.disk.open(&doomed.path, false).await {
+                Ok(f) => f.size().await.ok().map(|len| (Rc::new(f), len)),
+                Err(_) => None,
+            },
+        };
+        if let Some((file, len)) = file {
+            if let Err(e) = shrink(&sh, &*file, len).await {
+                warn!(path = %doomed.path.display(), error = %e, "cannot truncate deleted segment");
+            }
+        }
+        if sh.st.borrow().closing {
+            return; // the rest of the file goes at the next open
+        }
+        match sh.disk.remove(&doomed.path).await {
+            Ok(()) | Err(IoError::NotFound { .. }) => {
+                debug!(path = %doomed.path.display(), "deleted segment file removed")
+            }
+            Err(e) => {
+                warn!(path = %doomed.path.display(), error = %e, "cannot remove segment file")
+            }
+        }
+    }
+}
+
+/// Truncates `file` (of `len` bytes) to at most one step in `delete_chunk_bytes` steps at
+/// `delete_bytes_per_s`.
+async fn shrink<D: Disk>(sh: &Shared<D>, file: &D::File, len: u64) -> Result<(), IoError> {
+    let chunk = sh.config.delete_chunk_bytes;
+    if chunk == 0 {
+        return Ok(());
+    }
+    let pause = std::time::Duration::from_secs_f64(
+        chunk as f64 / sh.config.delete_bytes_per_s.max(1) as f64,
+    );
+    let mut len = len;
+    while len > chunk {
+        len -= chunk;
+        file.truncate(len).await?;
+        glommio::timer::sleep(pause).await;
+        if sh.st.borrow().closing {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// The syncer task: see the module docs.

@@ -231,6 +231,17 @@ impl Disk for SimDisk {
         }
     }
 
+    /// Immediately durable, like `remove` (the engine syncs the directory after either).
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), IoError> {
+        let mut s = self.state.borrow_mut();
+        let f = s
+            .files
+            .remove(from)
+            .ok_or_else(|| IoError::NotFound { path: from.display().to_string() })?;
+        s.files.insert(to.to_owned(), f);
+        Ok(())
+    }
+
     async fn create_dir_all(&self, path: &Path) -> Result<(), IoError> {
         let mut s = self.state.borrow_mut();
         for p in path.ancestors() {

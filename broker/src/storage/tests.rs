@@ -36,6 +36,8 @@ fn small_config() -> LogConfig {
         batch_bytes_max: 32 << 10,
         recovery_full_check: false,
         read_ahead_bytes: 4 << 10,
+        delete_chunk_bytes: 4 << 10,
+        delete_bytes_per_s: 1 << 30,
     }
 }
 
@@ -683,6 +685,80 @@ fn retention_by_size_and_time_keeps_the_active_segment() {
         log.apply_retention(1_000_000).await.unwrap();
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.log_start_offset(), log.log_start_offset());
+        log.close().await.unwrap();
+    });
+}
+
+/// Names in `dir` ending with `suffix`.
+fn names_ending(dir: &std::path::Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(suffix))
+        .collect()
+}
+
+/// Waits (a few seconds at most) until `dir` holds no `.deleted` file.
+async fn deleted_files_gone(dir: &std::path::Path) {
+    for _ in 0..500 {
+        if names_ending(dir, ".deleted").is_empty() {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("still being deleted: {:?}", names_ending(dir, ".deleted"));
+}
+
+#[test]
+fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
+    let tmp = temp_dir();
+    let dir = tmp.path().join("t").join("0");
+    run(move || async move {
+        let mut config = small_config();
+        config.segment_bytes_max = 256 << 10;
+        config.preallocate_bytes = 64 << 10;
+        config.retention_bytes = 0;
+        config.delete_chunk_bytes = 16 << 10;
+        config.delete_bytes_per_s = 16 << 20; // 1 ms between steps
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir.clone(),
+            config.clone(),
+            ShardCache::new(0).partition(),
+        )
+        .await
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(21);
+        let mut i = 0u64;
+        while log.segment_count() < 5 {
+            log.append(&make_batch(&mut rng, i as i64, i), AckLevel::Written, 1).await.unwrap();
+            i += 1;
+        }
+        let logs_before = names_ending(&dir, ".log").len();
+        let deleted = log.apply_retention(0).await.unwrap();
+        assert_eq!(deleted, 4, "every closed segment goes, the active one stays");
+        // Out of the log at once: only the active segment keeps a `.log` name.
+        assert_eq!(logs_before, 5);
+        assert_eq!(names_ending(&dir, ".log").len(), 1);
+        assert!(names_ending(&dir, ".index").len() == 1);
+        deleted_files_gone(&dir).await;
+        // Reads from the start now answer out of range; appends go on.
+        let start = log.log_start_offset();
+        assert!(start > 0);
+        assert!(matches!(log.read(0, 10).await, Err(StorageError::OffsetOutOfRange { .. })));
+        log.append(&make_batch(&mut rng, 1, 1), AckLevel::Durable, 1).await.unwrap();
+        log.close().await.unwrap();
+        drop(log);
+
+        // A crash in the middle of a deletion leaves a `.deleted` file: the next open
+        // finishes it and leaves the log alone.
+        let leftover = dir.join("00000000000000000000.log.deleted");
+        std::fs::write(&leftover, vec![0x5Au8; 200 << 10]).unwrap();
+        let log = PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
+            .await
+            .unwrap();
+        assert_eq!(log.log_start_offset(), start);
+        deleted_files_gone(&dir).await;
         log.close().await.unwrap();
     });
 }
