@@ -20,4 +20,5 @@ pub mod server;
 pub mod shard;
 pub mod storage;
 pub mod subscription;
+pub mod trash;
 pub mod watermark;

@@ -176,6 +176,10 @@ pub fn run(
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
+    crate::trash::sweep_orphans(&config.data_dir, &metadata).map_err(|e| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        message: e.to_string(),
+    })?;
 
     // Every socket first, on this thread: ports are known (and conflicts reported) up front.
     let first = bind(config.listen, true)?;
@@ -330,6 +334,27 @@ async fn shard_main(
         .expect("background task queue")
         .detach()
     };
+    // Shard 0 frees deleted topics' data, paced, in the background queue.
+    let trash = (id == 0).then(|| {
+        let shard = shard.clone();
+        glommio::spawn_local_into(
+            async move {
+                let stopping = || shard.stopping.get();
+                loop {
+                    crate::trash::empty(
+                        &shard.config.data_dir,
+                        shard.config.log.delete_pace(),
+                        &stopping,
+                    )
+                    .await;
+                    glommio::timer::sleep(Duration::from_secs(1)).await;
+                }
+            },
+            background,
+        )
+        .expect("background task queue")
+        .detach()
+    });
     let _ = ready.send((id, cpu));
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -341,6 +366,9 @@ async fn shard_main(
         a.cancel();
     }
     retention.cancel();
+    if let Some(t) = trash {
+        t.cancel();
+    }
     stop_mark.advance(1);
     // Connections finish their in-flight requests, but a stuck one cannot hold the stop.
     let drained = futures_lite::future::or(async { gate.close().await.is_ok() }, async {

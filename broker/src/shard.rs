@@ -253,8 +253,8 @@ impl Shard {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "closing deleted partition");
             }
             let dir = p.log.dir().to_owned();
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition's data");
+            if let Err(e) = crate::trash::move_to_trash(&self.config.data_dir, &dir) {
+                warn!(dir = %dir.display(), error = %e, "cannot move deleted partition's data to the trash");
             }
             info!(topic = %p.topic, partition = p.index, "partition deleted");
         }

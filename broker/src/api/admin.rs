@@ -200,11 +200,11 @@ pub async fn delete_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
         );
     }
     shard.broadcast_metadata(Arc::new(next)).await;
+    // Every shard moved its partitions to the trash while applying the metadata; what is left
+    // of the topic's directory goes too (shard 0 frees the trash in the background).
     let dir = shard.config.data_dir.join(&req.name);
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove topic directory");
-        }
+    if let Err(e) = crate::trash::move_to_trash(&shard.config.data_dir, &dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot move topic directory to the trash");
     }
     tracing::info!(topic = %req.name, "topic deleted");
     respond(&header, &DeleteTopicResponse { error: 0, message: String::new() })

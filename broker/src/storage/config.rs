@@ -62,3 +62,13 @@ impl Default for LogConfig {
         }
     }
 }
+
+impl LogConfig {
+    /// How retention frees deleted segments.
+    pub fn delete_pace(&self) -> super::DeletePace {
+        super::DeletePace {
+            chunk_bytes: self.delete_chunk_bytes,
+            bytes_per_s: self.delete_bytes_per_s,
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! - [`PartitionLog`] (`partition_log.rs`): append with `none`/`written`/`durable` acks and
 //!   group commit, read, offsets, retention, recovery. Its contract heads that file.
 //! - [`Segment`](segment::Segment): one `.log` file plus its sparse `.index` / `.timeindex`.
+//! - [`free_file`] (`deleter.rs`): frees big files in paced truncation steps.
 //! - [`ShardCache`]: recent batches for tailing readers, bounded per shard.
 //! - The I/O seam ([`io::Disk`], [`io::DiskFile`]) with the real glommio DMA backend
 //!   ([`DmaDisk`]) and the seeded fault-injecting simulator ([`SimDisk`]).
@@ -12,6 +13,7 @@
 pub mod bytes;
 pub mod cache;
 pub mod config;
+pub mod deleter;
 pub mod dma_disk;
 pub mod error;
 pub mod index;
@@ -26,6 +28,7 @@ mod tests;
 pub use bytes::ByteView;
 pub use cache::{PartitionCache, ShardCache};
 pub use config::LogConfig;
+pub use deleter::{free_file, DeletePace};
 pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};
 pub use partition_log::{AppendTicket, PartitionLog, ReadOutcome};

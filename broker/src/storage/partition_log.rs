@@ -37,6 +37,7 @@ use wire::{AckLevel, BatchHeader, Batches};
 use super::bytes::ByteView;
 use super::cache::PartitionCache;
 use super::config::LogConfig;
+use super::deleter::free_file;
 use super::error::{IoError, StorageError};
 use super::index::{OffsetIndex, TimeIndex, OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use super::io::{Disk, DiskFile};
@@ -1394,60 +1395,21 @@ async fn deleter_loop<D: Disk>(sh: Rc<Shared<D>>) {
             sh.deleter_signal.wait_for(seen + 1).await;
             continue;
         };
-        // (The segment's handle may know the file by its old name only, so its length comes
-        // from the segment; a leftover is opened by its new name.)
-        let file = match doomed.segment {
-            Some(seg) => {
-                // Readers that found the segment before retention finish on the open file.
-                while Rc::strong_count(&seg) > 1 && !sh.st.borrow().closing {
-                    glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
-                }
-                Some((seg.log.clone(), seg.size_bytes.get()))
-            }
-            None => match sh.disk.open(&doomed.path, false).await {
-                Ok(f) => f.size().await.ok().map(|len| (Rc::new(f), len)),
-                Err(_) => None,
-            },
-        };
-        if let Some((file, len)) = file {
-            if let Err(e) = shrink(&sh, &*file, len).await {
-                warn!(path = %doomed.path.display(), error = %e, "cannot truncate deleted segment");
+        if let Some(seg) = doomed.segment {
+            // Readers that found the segment before retention finish on the open file.
+            while Rc::strong_count(&seg) > 1 && !sh.st.borrow().closing {
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
             }
         }
-        if sh.st.borrow().closing {
-            return; // the rest of the file goes at the next open
-        }
-        match sh.disk.remove(&doomed.path).await {
-            Ok(()) | Err(IoError::NotFound { .. }) => {
-                debug!(path = %doomed.path.display(), "deleted segment file removed")
-            }
+        let stop = || sh.st.borrow().closing;
+        match free_file(&sh.disk, &doomed.path, sh.config.delete_pace(), &stop).await {
+            Ok(true) => debug!(path = %doomed.path.display(), "deleted segment file removed"),
+            Ok(false) => return, // the rest goes at the next open
             Err(e) => {
-                warn!(path = %doomed.path.display(), error = %e, "cannot remove segment file")
+                warn!(path = %doomed.path.display(), error = %e, "cannot free deleted segment")
             }
         }
     }
-}
-
-/// Truncates `file` (of `len` bytes) to at most one step in `delete_chunk_bytes` steps at
-/// `delete_bytes_per_s`.
-async fn shrink<D: Disk>(sh: &Shared<D>, file: &D::File, len: u64) -> Result<(), IoError> {
-    let chunk = sh.config.delete_chunk_bytes;
-    if chunk == 0 {
-        return Ok(());
-    }
-    let pause = std::time::Duration::from_secs_f64(
-        chunk as f64 / sh.config.delete_bytes_per_s.max(1) as f64,
-    );
-    let mut len = len;
-    while len > chunk {
-        len -= chunk;
-        file.truncate(len).await?;
-        glommio::timer::sleep(pause).await;
-        if sh.st.borrow().closing {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 /// The syncer task: see the module docs.
