@@ -119,9 +119,11 @@ fn raise_open_files_limit() -> u64 {
     }
 }
 
-/// File descriptors an open partition holds: the active segment's `.log`, `.index` and
-/// `.timeindex`.
-const FDS_PER_PARTITION: u64 = 3;
+/// File descriptors a partition needs to open: its active segment's `.log`. Index files
+/// (two more) open with a segment's first index entries and fail soft (they are hints), and
+/// closed segments with data hold their `.log` open too, so busy partitions use more; an
+/// exhausted limit then fails appends with a typed error, never the broker.
+const FDS_PER_PARTITION: u64 = 1;
 /// Descriptors kept for sockets, the data directory and everything else.
 const OPEN_FILES_RESERVED: u64 = 1024;
 

