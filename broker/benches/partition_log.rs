@@ -10,6 +10,9 @@
 //! `BENCH_MODES=written,durable,rate-durable,rate-written,rate-none` picks modes;
 //! `rate-retention`, only when named, fills 2 GiB and measures `durable` at 100 MB/s while
 //! retention deletes it, with `BENCH_DELETE_CHUNK_BYTES` (0 = unlink at once);
+//! `steady`, only when named, runs written/durable full speed and durable at 100 MB/s on a
+//! log in steady state (64 MiB segments, 128 MiB retention), with fresh and with recycled
+//! segments;
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
 
@@ -48,6 +51,7 @@ fn config() -> LogConfig {
 }
 
 struct Result {
+    recycled: u64,
     mode: String,
     mb_per_s: f64,
     hist: Histogram<u64>,
@@ -56,11 +60,70 @@ struct Result {
 }
 
 async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result {
+    full_speed_with(dir, ack, secs, config()).await
+}
+
+/// Runs retention on `log` every 50 ms until the returned task is cancelled.
+fn retention_ticker(log: Rc<PartitionLog<DmaDisk>>) -> glommio::task::JoinHandle<()> {
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            log.apply_retention(i64::MAX).await.unwrap();
+        }
+    })
+    .detach()
+}
+
+/// Steady state: 64 MiB segments, 128 MiB retention applied every 50 ms, a log already
+/// 256 MiB into its life (so retention has run); with and without segment recycling.
+async fn steady(root: std::path::PathBuf, secs: u64, recycle: bool) -> Vec<Result> {
+    let mut c = config();
+    c.segment_bytes_max = 64 << 20;
+    c.retention_bytes = 128 << 20;
+    c.segment_recycle = recycle;
+    let dir = root.join(format!("steady-{recycle}"));
+    {
+        let log = Rc::new(
+            PartitionLog::open(DmaDisk, dir.clone(), c.clone(), ShardCache::new(0).partition())
+                .await
+                .unwrap(),
+        );
+        let ticker = retention_ticker(log.clone());
+        let batch = batch();
+        while log.stats().bytes_written < 256 << 20 {
+            log.append(&batch, AckLevel::Written, 0).await.unwrap();
+        }
+        ticker.cancel();
+        log.close().await.unwrap();
+    }
+    let label = if recycle { "recycled segments" } else { "fresh segments" };
+    let mut out = Vec::new();
+    for (ack, rate) in
+        [(AckLevel::Written, None), (AckLevel::Durable, None), (AckLevel::Durable, Some(100.0))]
+    {
+        let mut r = match rate {
+            None => full_speed_with(dir.clone(), ack, secs, c.clone()).await,
+            Some(mb) => fixed_rate_with(dir.clone(), mb, secs, ack, c.clone(), None).await,
+        };
+        r.mode = format!("steady, {label}: {}", r.mode);
+        out.push(r);
+    }
+    out
+}
+
+async fn full_speed_with(
+    dir: std::path::PathBuf,
+    ack: AckLevel,
+    secs: u64,
+    config: LogConfig,
+) -> Result {
+    let tick = config.retention_bytes >= 0;
     let log = Rc::new(
-        PartitionLog::open(DmaDisk, dir, config(), ShardCache::new(64 << 20).partition())
+        PartitionLog::open(DmaDisk, dir, config, ShardCache::new(64 << 20).partition())
             .await
             .unwrap(),
     );
+    let ticker = tick.then(|| retention_ticker(log.clone()));
     let batch = Rc::new(batch());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -87,6 +150,9 @@ async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result
         bytes += b;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if let Some(t) = ticker {
+        t.cancel();
+    }
     let stats = log.stats();
     log.close().await.unwrap();
     Result {
@@ -95,6 +161,7 @@ async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result
         hist,
         syncs: stats.syncs,
         writes: stats.writes,
+        recycled: stats.segments_recycled,
     }
 }
 
@@ -144,11 +211,13 @@ async fn fixed_rate_with(
     config: LogConfig,
     retention_after_s: Option<u64>,
 ) -> Result {
+    let tick = config.retention_bytes >= 0 && retention_after_s.is_none();
     let log = Rc::new(
         PartitionLog::open(DmaDisk, dir, config, ShardCache::new(64 << 20).partition())
             .await
             .unwrap(),
     );
+    let ticker = tick.then(|| retention_ticker(log.clone()));
     if let Some(after) = retention_after_s {
         let log = log.clone();
         glommio::spawn_local(async move {
@@ -198,6 +267,9 @@ async fn fixed_rate_with(
         t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
+    if let Some(t) = ticker {
+        t.cancel();
+    }
     let stats = log.stats();
     log.close().await.unwrap();
     let hist = hist.borrow().clone();
@@ -207,6 +279,7 @@ async fn fixed_rate_with(
         hist,
         syncs: stats.syncs,
         writes: stats.writes,
+        recycled: stats.segments_recycled,
     }
 }
 
@@ -241,6 +314,10 @@ fn main() {
                 out.push(fixed_rate(root.join("rate-n"), 100.0, secs, AckLevel::None).await);
             }
             // Not in the default set: it first writes 2 GiB.
+            if modes.as_ref().is_some_and(|m| m.iter().any(|w| w == "steady")) {
+                out.extend(steady(root.clone(), secs, false).await);
+                out.extend(steady(root.clone(), secs, true).await);
+            }
             if modes.as_ref().is_some_and(|m| m.iter().any(|w| w == "rate-retention")) {
                 out.push(rate_with_retention(root.join("rate-ret"), secs, 2).await);
             }
@@ -249,11 +326,13 @@ fn main() {
         .unwrap()
         .join()
         .unwrap();
-    println!("| mode | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | writes | fdatasyncs |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| mode | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | writes | fdatasyncs | segments reused |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         println!(
-            "| {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             r.mb_per_s,
             r.hist.value_at_quantile(0.5),
@@ -261,7 +340,8 @@ fn main() {
             r.hist.value_at_quantile(0.999),
             r.hist.max(),
             r.writes,
-            r.syncs
+            r.syncs,
+            r.recycled
         );
     }
 }

@@ -39,6 +39,11 @@ pub struct LogConfig {
     pub delete_chunk_bytes: u64,
     /// Pace of those truncation steps: at most this many bytes freed per second.
     pub delete_bytes_per_s: u64,
+    /// Keep one segment retention deleted and reuse its file for the next roll: appends then
+    /// overwrite blocks that are already written, so an fdatasync only flushes the device
+    /// instead of also committing extent conversions to the filesystem journal (half the
+    /// sync latency on ext4; `perf/results/2026-11-22-recycle.md`).
+    pub segment_recycle: bool,
 }
 
 impl Default for LogConfig {
@@ -59,6 +64,7 @@ impl Default for LogConfig {
             read_ahead_bytes: 256 << 10,
             delete_chunk_bytes: 8 << 20,
             delete_bytes_per_s: 256 << 20,
+            segment_recycle: true,
         }
     }
 }

@@ -21,7 +21,11 @@
 //!   `.log` to `.log.deleted` and syncs the directory; a deleter task then waits until no
 //!   reader holds the segment and frees its space in paced truncation steps before unlinking
 //!   it (see `LogConfig::delete_chunk_bytes`). `.deleted` files found at open are finished
-//!   the same way.
+//!   the same way. With `segment_recycle`, one deleted segment at a time is kept instead
+//!   (`.log.spare`) and becomes the next segment at a roll once no reader holds it: its old
+//!   bytes past the new data are never served (reads stop at the segment's size), a write
+//!   that ends the data puts a zeroed page after it (so recovery finds a clean end), recovery
+//!   cuts whatever stale bytes follow the last valid batch, and sealing trims them.
 //! - Dropping the log without `close` is a crash: tasks stop where they are.
 
 use std::cell::{Cell, RefCell};
@@ -114,6 +118,8 @@ pub struct LogStats {
     pub writes: u64,
     /// Batch bytes written.
     pub bytes_written: u64,
+    /// Rolls that reused a deleted segment's file.
+    pub segments_recycled: u64,
 }
 
 /// See the module docs.
@@ -149,6 +155,8 @@ struct Shared<D: Disk> {
     active_index: RefCell<Option<IndexFiles<D::File>>>,
     /// Files retention took out of the log, waiting for the deleter task.
     deleting: RefCell<VecDeque<Doomed<D::File>>>,
+    /// A deleted segment kept for the next roll (`segment_recycle`).
+    spare: RefCell<Option<Doomed<D::File>>>,
     deleter_signal: Watermark,
 }
 
@@ -290,7 +298,7 @@ impl<D: Disk> PartitionLog<D> {
         let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
         let deleting: VecDeque<Doomed<D::File>> = names
             .iter()
-            .filter(|n| n.ends_with(DELETED_SUFFIX))
+            .filter(|n| n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX))
             .map(|n| Doomed { path: dir.join(n), segment: None })
             .collect();
         bases.sort_unstable();
@@ -338,6 +346,7 @@ impl<D: Disk> PartitionLog<D> {
             stats: Cell::new(LogStats::default()),
             active_index: RefCell::new(active_index),
             deleting: RefCell::new(deleting),
+            spare: RefCell::new(None),
             deleter_signal: Watermark::new(0),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
@@ -592,9 +601,15 @@ impl<D: Disk> PartitionLog<D> {
                     }
                 }
             }
-            let doomed = deleted_name(&victim.log_path);
+            // A full segment is worth keeping for the next roll.
+            let keep = sh.config.segment_recycle
+                && sh.spare.borrow().is_none()
+                && !renamed.iter().any(|(_, spare)| *spare)
+                && victim.size_bytes.get() >= sh.config.segment_bytes_max / 2;
+            let doomed =
+                suffixed(&victim.log_path, if keep { SPARE_SUFFIX } else { DELETED_SUFFIX });
             match sh.disk.rename(&victim.log_path, &doomed).await {
-                Ok(()) => renamed.push(Doomed { path: doomed, segment: Some(victim) }),
+                Ok(()) => renamed.push((Doomed { path: doomed, segment: Some(victim) }, keep)),
                 Err(IoError::NotFound { .. }) => {}
                 Err(e) => {
                     warn!(path = %victim.log_path.display(), error = %e, "cannot remove segment file")
@@ -606,7 +621,13 @@ impl<D: Disk> PartitionLog<D> {
             // The renames must be durable before any truncation: a crash must never leave a
             // shortened segment under its real name.
             sh.disk.sync_dir(&sh.dir).await?;
-            sh.deleting.borrow_mut().extend(renamed);
+            for (doomed, keep) in renamed {
+                if keep {
+                    *sh.spare.borrow_mut() = Some(doomed);
+                } else {
+                    sh.deleting.borrow_mut().push_back(doomed);
+                }
+            }
             sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
         }
         Ok(deleted)
@@ -811,15 +832,65 @@ impl<D: Disk> Shared<D> {
 /// Index entries are persisted in runs of at least this many (each run is one small write).
 const INDEX_PERSIST_ENTRIES_MIN: usize = 64;
 
+impl<D: Disk> Shared<D> {
+    /// The kept deleted segment, if no reader holds it any more.
+    fn take_spare(&self) -> Option<Doomed<D::File>> {
+        let mut spare = self.spare.borrow_mut();
+        let free = spare
+            .as_ref()
+            .is_some_and(|s| s.segment.as_ref().is_none_or(|seg| Rc::strong_count(seg) == 1));
+        if free {
+            spare.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// Turns a kept deleted segment into the new segment at `base_offset`: renamed (directory
+/// synced) and reopened under its new name. Returns the segment, its (lazy) index files and
+/// the reused file's length.
+async fn recycle_segment<D: Disk>(
+    sh: &Shared<D>,
+    spare: Doomed<D::File>,
+    base_offset: u64,
+) -> Result<(Rc<Segment<D::File>>, IndexFiles<D::File>, u64), StorageError> {
+    drop(spare.segment); // closes the old handle
+    let log_path = sh.dir.join(file_name(base_offset, "log"));
+    if let Err(e) = sh.disk.rename(&spare.path, &log_path).await {
+        sh.deleting.borrow_mut().push_back(Doomed { path: spare.path, segment: None });
+        sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
+        return Err(e.into());
+    }
+    let (seg, files) = create_segment_files(&sh.disk, &sh.dir, base_offset, false).await?;
+    let len = seg.log.size().await?;
+    sh.bump_stats(|s| s.segments_recycled += 1);
+    Ok((seg, files, len))
+}
+
 /// Creates a new, empty segment and its index files, and makes their names durable.
 async fn create_segment<D: Disk>(
     disk: &D,
     dir: &Path,
     base_offset: u64,
 ) -> Result<(Rc<Segment<D::File>>, IndexFiles<D::File>), StorageError> {
+    create_segment_files(disk, dir, base_offset, true).await
+}
+
+/// Opens the segment at `base_offset` as empty (its `.log` emptied when `fresh`, else kept
+/// as it is: a reused file whose bytes are stale), removes stale index files, syncs the
+/// directory.
+async fn create_segment_files<D: Disk>(
+    disk: &D,
+    dir: &Path,
+    base_offset: u64,
+    fresh: bool,
+) -> Result<(Rc<Segment<D::File>>, IndexFiles<D::File>), StorageError> {
     let log_path = dir.join(file_name(base_offset, "log"));
-    let log = Rc::new(disk.open(&log_path, true).await?);
-    log.truncate(0).await?;
+    let log = Rc::new(disk.open(&log_path, fresh).await?);
+    if fresh {
+        log.truncate(0).await?;
+    }
     // Index files are created on their first entries (they are hints: recovery rebuilds
     // them when missing).
     for ext in ["index", "timeindex"] {
@@ -1035,6 +1106,8 @@ struct Writer<D: Disk> {
     /// End of the data covered by reaped, successful writes.
     reaped: u64,
     allocated: u64,
+    /// The segment reuses a deleted one's file: bytes below this, past the data, are stale.
+    stale_end: u64,
     inflight: VecDeque<InFlight>,
     /// Appends submitted but not yet reaped, with their end positions.
     items: VecDeque<(u64, Pending)>,
@@ -1058,6 +1131,7 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
         tail_dirty: false,
         reaped: size,
         allocated: 0,
+        stale_end: 0,
         inflight: VecDeque::new(),
         items: VecDeque::new(),
     };
@@ -1166,8 +1240,12 @@ impl<D: Disk> Writer<D> {
             self.seg.log.allocate(target).await?;
             self.allocated = target;
         }
+        // Ending the data inside a reused file: a zeroed page after it marks the end for
+        // recovery (the buffer is zeroed), and orders the next write like a partial page.
+        let end_mark = flush && write_len > 0 && page_start + (write_len as u64) < self.stale_end;
+        let buf_len = write_len + if end_mark { DISK_ALIGN_U } else { 0 };
         let mut new_tail = Vec::with_capacity(total - keep_from);
-        let mut buf = (write_len > 0).then(|| self.seg.log.alloc_write_buf(write_len));
+        let mut buf = (write_len > 0).then(|| self.seg.log.alloc_write_buf(buf_len));
         let mut at = 0usize;
         for piece in std::iter::once(&self.tail[..]).chain(chunks.iter().map(|c| c.as_ref())) {
             let end = at + piece.len();
@@ -1184,7 +1262,7 @@ impl<D: Disk> Writer<D> {
             at = end;
         }
         debug_assert_eq!(at, total);
-        let partial = flush && total % DISK_ALIGN_U != 0;
+        let partial = flush && (total % DISK_ALIGN_U != 0 || end_mark);
         let data_end = if flush { new_submitted } else { page_start + write_len as u64 };
         trace!(
             seg = self.seg.base_offset,
@@ -1301,8 +1379,22 @@ impl<D: Disk> Writer<D> {
     async fn roll(&mut self, base_offset: u64) -> Result<(), StorageError> {
         self.drain().await?;
         seal(&self.sh, &self.seg, self.allocated).await?;
-        let (seg, files) = create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
-        info!(segment = %seg.log_path.display(), "rolled to a new segment");
+        let (seg, files, reused_bytes) = match self.sh.take_spare() {
+            Some(spare) => match recycle_segment(&self.sh, spare, base_offset).await {
+                Ok((seg, files, len)) => (seg, files, len),
+                Err(e) => {
+                    warn!(error = %e, "cannot reuse a deleted segment; creating a new one");
+                    let (seg, files) =
+                        create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
+                    (seg, files, 0)
+                }
+            },
+            None => {
+                let (seg, files) = create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
+                (seg, files, 0)
+            }
+        };
+        info!(segment = %seg.log_path.display(), reused_bytes, "rolled to a new segment");
         self.sh.segments.borrow_mut().push(seg.clone());
         *self.sh.active_index.borrow_mut() = Some(files);
         self.seg = seg;
@@ -1310,7 +1402,8 @@ impl<D: Disk> Writer<D> {
         self.reaped = 0;
         self.tail = Vec::new();
         self.tail_dirty = false;
-        self.allocated = 0;
+        self.allocated = reused_bytes;
+        self.stale_end = reused_bytes;
         Ok(())
     }
 
@@ -1421,10 +1514,12 @@ async fn seal_on_close<D: Disk>(sh: &Rc<Shared<D>>, active: &Rc<Segment<D::File>
 
 /// Suffix of a segment file retention took out of the log.
 const DELETED_SUFFIX: &str = ".deleted";
+/// Suffix of a deleted segment kept for reuse (`segment_recycle`).
+const SPARE_SUFFIX: &str = ".spare";
 
-fn deleted_name(path: &Path) -> PathBuf {
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(DELETED_SUFFIX);
+    name.push(suffix);
     PathBuf::from(name)
 }
 
