@@ -23,7 +23,10 @@ use broker::storage::{DmaDisk, LogConfig, PartitionLog, ShardCache};
 use hdrhistogram::Histogram;
 use wire::{AckLevel, BatchBuilder};
 
-const APPENDERS: usize = 4;
+/// Concurrent appenders at full speed (the benchmark: 4; `BENCH_APPENDERS`).
+fn appenders() -> usize {
+    std::env::var("BENCH_APPENDERS").ok().and_then(|s| s.parse().ok()).unwrap_or(4)
+}
 const BATCH_BYTES: usize = 64 << 10;
 
 fn batch() -> wire::AlignedVec {
@@ -127,7 +130,7 @@ async fn full_speed_with(
     let batch = Rc::new(batch());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..APPENDERS {
+    for _ in 0..appenders() {
         let (log, batch) = (log.clone(), batch.clone());
         tasks.push(glommio::spawn_local(async move {
             let mut hist = Histogram::<u64>::new(3).unwrap();
@@ -176,7 +179,7 @@ async fn rate_with_retention(dir: std::path::PathBuf, secs: u64, closed: usize) 
         );
         let batch = Rc::new(batch());
         let mut tasks = Vec::new();
-        for _ in 0..APPENDERS {
+        for _ in 0..appenders() {
             let (log, batch) = (log.clone(), batch.clone());
             tasks.push(glommio::spawn_local(async move {
                 while log.segment_count() <= closed {
@@ -294,7 +297,12 @@ fn main() {
         .ok()
         .map(|s| s.split(',').map(|m| m.trim().to_owned()).collect());
     let results = glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
-        .io_memory(2 << 20)
+        .io_memory(
+            std::env::var("BENCH_IO_MEMORY_BYTES")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(broker::config::BrokerConfig::default().io_memory_bytes),
+        )
         .spawn(move || async move {
             let wanted = |name: &str| modes.as_ref().is_none_or(|m| m.iter().any(|w| w == name));
             let mut out = Vec::new();

@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     /// Bytes of recent batches each shard keeps for tailing readers.
     pub cache_bytes_per_shard: usize,
     /// glommio I/O memory per shard (registered with io_uring when the memlock limit allows).
+    /// Write buffers come from it; when it is exhausted they come from the heap, which costs
+    /// page faults on every write (2 MiB here cost 30 % of written throughput against
+    /// 32 MiB), so keep it at many times `log.write_bytes_max`.
     pub io_memory_bytes: usize,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
@@ -70,7 +73,7 @@ impl Default for BrokerConfig {
             frame_read_timeout_ms: 30_000,
             inflight_per_connection_max: 256,
             cache_bytes_per_shard: 256 << 20,
-            io_memory_bytes: 2 << 20,
+            io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
             partitions_max: 100_000,
             log: LogConfig::default(),

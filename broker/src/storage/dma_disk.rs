@@ -104,16 +104,16 @@ impl Disk for DmaDisk {
     }
 }
 
-/// A DMA buffer, zeroed on allocation (glommio's are not).
-pub struct ZeroedDmaBuffer(DmaBuffer);
+/// A DMA buffer for one write (from glommio's I/O memory pool when it has room).
+pub struct WriteBuffer(DmaBuffer);
 
-impl AsRef<[u8]> for ZeroedDmaBuffer {
+impl AsRef<[u8]> for WriteBuffer {
     fn as_ref(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
 
-impl AsMut<[u8]> for ZeroedDmaBuffer {
+impl AsMut<[u8]> for WriteBuffer {
     fn as_mut(&mut self) -> &mut [u8] {
         self.0.as_bytes_mut()
     }
@@ -129,21 +129,19 @@ impl AsRef<[u8]> for DmaRead {
 }
 
 impl DiskFile for DmaDiskFile {
-    type WriteBuf = ZeroedDmaBuffer;
+    type WriteBuf = WriteBuffer;
     type ReadBuf = DmaRead;
 
     fn alignment(&self) -> usize {
         self.alignment
     }
 
-    fn alloc_write_buf(&self, len: usize) -> ZeroedDmaBuffer {
+    fn alloc_write_buf(&self, len: usize) -> WriteBuffer {
         assert!(len % self.alignment == 0 && len > 0, "unaligned DMA buffer of {len} bytes");
-        let mut buf = self.file.alloc_dma_buffer(len);
-        buf.as_bytes_mut().fill(0);
-        ZeroedDmaBuffer(buf)
+        WriteBuffer(self.file.alloc_dma_buffer(len))
     }
 
-    async fn write_at(&self, buf: ZeroedDmaBuffer, pos: u64) -> Result<(), IoError> {
+    async fn write_at(&self, buf: WriteBuffer, pos: u64) -> Result<(), IoError> {
         let len = buf.0.len();
         assert!(pos % self.alignment as u64 == 0, "unaligned write at {pos}");
         let written =

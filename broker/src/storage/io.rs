@@ -50,7 +50,9 @@ pub trait DiskFile: 'static {
 
     /// Required alignment of write positions and lengths (a multiple of [`DISK_ALIGN`]).
     fn alignment(&self) -> usize;
-    /// A zeroed buffer of `len` bytes (a multiple of the alignment) for `write_at`.
+    /// A buffer of `len` bytes (a multiple of the alignment) for `write_at`. Its contents are
+    /// unspecified: the caller fills every byte (zeroing is a full extra pass over
+    /// megabyte writes).
     fn alloc_write_buf(&self, len: usize) -> Self::WriteBuf;
     /// Writes the whole buffer at `pos`.
     async fn write_at(&self, buf: Self::WriteBuf, pos: u64) -> Result<(), IoError>;

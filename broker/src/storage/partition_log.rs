@@ -228,6 +228,7 @@ impl<F: DiskFile> TailAppender<F> {
             b[at..at + c.len()].copy_from_slice(c);
             at += c.len();
         }
+        b[at..].fill(0);
         let new_size = self.size + data_len as u64;
         let new_tail_start = (align_down(new_size) - page_start) as usize;
         let new_tail = b[new_tail_start..total].to_vec();
@@ -1262,6 +1263,11 @@ impl<D: Disk> Writer<D> {
             at = end;
         }
         debug_assert_eq!(at, total);
+        if let Some(buf) = buf.as_mut() {
+            // Page padding (and the end mark) after the data are zeros.
+            let filled = total.min(write_len);
+            buf.as_mut()[filled..].fill(0);
+        }
         let partial = flush && (total % DISK_ALIGN_U != 0 || end_mark);
         let data_end = if flush { new_submitted } else { page_start + write_len as u64 };
         trace!(

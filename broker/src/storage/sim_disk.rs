@@ -334,7 +334,8 @@ impl DiskFile for SimFile {
 
     fn alloc_write_buf(&self, len: usize) -> SimBuf {
         assert!(len % DISK_ALIGN == 0 && len > 0, "unaligned buffer of {len} bytes");
-        SimBuf(vec![0; len])
+        // Not zeros: a caller that leaves bytes unset must show up in the simulation.
+        SimBuf(vec![0xA5; len])
     }
 
     async fn write_at(&self, buf: SimBuf, pos: u64) -> Result<(), IoError> {
