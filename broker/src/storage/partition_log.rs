@@ -794,6 +794,17 @@ impl<D: Disk> Shared<D> {
     /// errors are logged, not returned.
     async fn persist_index(&self, seg: &Segment<D::File>, all: bool) {
         let Some(mut files) = self.active_index.borrow_mut().take() else { return };
+        self.write_index_entries(seg, &mut files, all).await;
+        *self.active_index.borrow_mut() = Some(files);
+    }
+
+    /// See [`Shared::persist_index`]; for any segment's files.
+    async fn write_index_entries(
+        &self,
+        seg: &Segment<D::File>,
+        files: &mut IndexFiles<D::File>,
+        all: bool,
+    ) {
         let relative_end =
             if all { u64::MAX } else { self.durable_offset.get().saturating_sub(seg.base_offset) };
         let (offsets, times, n_offsets, n_times) = {
@@ -826,7 +837,6 @@ impl<D: Disk> Shared<D> {
                 }
             }
         }
-        *self.active_index.borrow_mut() = Some(files);
     }
 }
 
@@ -1109,6 +1119,10 @@ struct Writer<D: Disk> {
     allocated: u64,
     /// The segment reuses a deleted one's file: bytes below this, past the data, are stale.
     stale_end: u64,
+    /// The last write put a zeroed page after the data (see `write`).
+    end_marked: bool,
+    /// Closed segments finishing their seal in the background.
+    sealing: VecDeque<JoinHandle<Result<(), StorageError>>>,
     inflight: VecDeque<InFlight>,
     /// Appends submitted but not yet reaped, with their end positions.
     items: VecDeque<(u64, Pending)>,
@@ -1133,6 +1147,8 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
         reaped: size,
         allocated: 0,
         stale_end: 0,
+        end_marked: false,
+        sealing: VecDeque::new(),
         inflight: VecDeque::new(),
         items: VecDeque::new(),
     };
@@ -1279,6 +1295,9 @@ impl<D: Disk> Writer<D> {
             submitted = new_submitted,
             "submit write"
         );
+        if write_len > 0 {
+            self.end_marked = end_mark;
+        }
         if let Some(buf) = buf {
             let file = self.seg.log.clone();
             let task =
@@ -1382,9 +1401,27 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
+    /// In a reused file whose data ends on a page boundary after a plain write: a zeroed
+    /// page after the data, so recovery finds a clean end even before the trim.
+    async fn mark_end(&mut self) -> Result<(), StorageError> {
+        if self.stale_end <= self.submitted || self.end_marked || !self.tail.is_empty() {
+            return Ok(()); // no stale bytes, already marked, or the tail write carried a mark
+        }
+        let mut buf = self.seg.log.alloc_write_buf(DISK_ALIGN_U);
+        buf.as_mut().fill(0);
+        self.seg.log.write_at(buf, self.submitted).await?;
+        self.end_marked = true;
+        Ok(())
+    }
+
     async fn roll(&mut self, base_offset: u64) -> Result<(), StorageError> {
         self.drain().await?;
-        seal(&self.sh, &self.seg, self.allocated).await?;
+        self.mark_end().await?;
+        // Only the old segment's data sync stands between the roll and new appends; its
+        // index files and trim finish in the background.
+        sync_sealed(&self.sh, &self.seg).await?;
+        let old_files = self.sh.active_index.borrow_mut().take();
+        let (old, allocated) = (self.seg.clone(), self.allocated);
         let (seg, files, reused_bytes) = match self.sh.take_spare() {
             Some(spare) => match recycle_segment(&self.sh, spare, base_offset).await {
                 Ok((seg, files, len)) => (seg, files, len),
@@ -1410,10 +1447,22 @@ impl<D: Disk> Writer<D> {
         self.tail_dirty = false;
         self.allocated = reused_bytes;
         self.stale_end = reused_bytes;
+        self.end_marked = false;
+        while self.sealing.len() >= 4 {
+            let _ = self.sealing.pop_front().expect("nonempty").await;
+        }
+        let sh = self.sh.clone();
+        self.sealing.push_back(
+            glommio::spawn_local(async move { finish_seal(&sh, &old, old_files, allocated).await })
+                .detach(),
+        );
         Ok(())
     }
 
     async fn close(&mut self) {
+        while let Some(t) = self.sealing.pop_front() {
+            let _ = t.await;
+        }
         if let Err(e) = self.drain().await {
             let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).collect();
             self.sh.fail_appends(items, &e);
@@ -1428,6 +1477,9 @@ impl<D: Disk> Drop for Writer<D> {
         // flight die with it, as they would with the process.
         for f in self.inflight.drain(..) {
             f.task.cancel();
+        }
+        for t in self.sealing.drain(..) {
+            t.cancel();
         }
     }
 }
@@ -1459,12 +1511,23 @@ async fn read_tail<F: DiskFile>(file: &F, size: u64) -> Result<Vec<u8>, IoError>
     Ok(bytes[..(size - start) as usize].to_vec())
 }
 
-/// Makes a segment complete on disk: fdatasync, then the final index entries (synced), then
-/// the preallocated space trimmed.
+/// Makes a segment complete on disk: its data synced, then the final index entries
+/// (synced), then the preallocated space trimmed.
 async fn seal<D: Disk>(
     sh: &Rc<Shared<D>>,
     seg: &Rc<Segment<D::File>>,
     allocated: u64,
+) -> Result<(), StorageError> {
+    sync_sealed(sh, seg).await?;
+    let files = sh.active_index.borrow_mut().take();
+    finish_seal(sh, seg, files, allocated).await
+}
+
+/// The part of sealing later appends wait for: the segment's data synced (the syncer only
+/// syncs the active segment) and its final time index entry.
+async fn sync_sealed<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    seg: &Rc<Segment<D::File>>,
 ) -> Result<(), StorageError> {
     if let Err(e) = seg.log.fdatasync().await {
         sh.fence(e.clone());
@@ -1477,9 +1540,19 @@ async fn seal<D: Disk>(
         let rel = u32::try_from(seg.next_offset.get() - 1 - seg.base_offset).unwrap_or(u32::MAX);
         seg.time_index.borrow_mut().push(seg.max_timestamp_ms.get(), rel);
     }
-    sh.persist_index(seg, true).await;
-    let files = sh.active_index.borrow_mut().take();
+    Ok(())
+}
+
+/// The rest, which at a roll runs in the background: the index files completed and synced
+/// (they are hints), the space past the data trimmed (its end is already marked).
+async fn finish_seal<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    seg: &Rc<Segment<D::File>>,
+    files: Option<IndexFiles<D::File>>,
+    allocated: u64,
+) -> Result<(), StorageError> {
     if let Some(mut files) = files {
+        sh.write_index_entries(seg, &mut files, true).await;
         // A closed segment keeps both files, even empty, so a restart trusts them instead of
         // rescanning the segment.
         for f in [&mut files.offsets, &mut files.times] {
