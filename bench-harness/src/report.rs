@@ -252,7 +252,7 @@ pub fn html(results: &[RunResult]) -> String {
             s,
             "<h3>{}</h3><p>{}</p><table>\
              <tr><td>server</td><td>{} {}</td></tr>\
-             <tr><td>messages sent / acked / consumed; publish / consume errors</td><td>{} / {} / {}; {} / {}</td></tr>\
+             <tr><td>messages sent / acked / consumed; publish / consume errors; missed</td><td>{} / {} / {}; {} / {}; {}</td></tr>\
              <tr><td>host</td><td>{} · {} · {} cores · {:.1} GiB · kernel {} · {}</td></tr>\
              <tr><td>git commit</td><td>{}</td></tr>\
              <tr><td>harness</td><td>{}</td></tr></table>",
@@ -265,6 +265,7 @@ pub fn html(results: &[RunResult]) -> String {
             r.totals.consumed,
             r.totals.publish_errors,
             r.totals.consume_errors,
+            r.totals.missed,
             escape(&e.hostname),
             escape(&e.cpu_model),
             e.cores,

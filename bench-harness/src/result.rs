@@ -92,6 +92,13 @@ pub struct Totals {
     /// Consumers that failed (subscribe or receive).
     #[serde(default)]
     pub consume_errors: u64,
+    /// Paced sends whose intended time fell in the run but that were never made (the system
+    /// was too far behind when the run stopped).
+    #[serde(default)]
+    pub missed: u64,
+    /// Latencies above the histograms' 1 h bound (recorded as 1 h).
+    #[serde(default)]
+    pub clamped: u64,
     /// Messages received by consumers.
     pub consumed: u64,
     /// The first error seen, if any.
@@ -235,6 +242,16 @@ impl RunResult {
                 t.consume_errors,
                 t.first_error.as_deref().unwrap_or("?")
             ));
+        }
+        if t.missed > 0 {
+            return fail(format!(
+                "{} paced sends never made: the system fell behind its schedule by more than \
+                 the grace period",
+                t.missed
+            ));
+        }
+        if t.clamped > 0 {
+            return fail(format!("{} latencies above the histogram bound (1 h)", t.clamped));
         }
         if t.acked != t.sent {
             return fail(format!("{} sent but {} acked", t.sent, t.acked));

@@ -57,8 +57,24 @@ impl Default for RunOptions {
     }
 }
 
-/// Latencies above this are recorded as this (100 s, in ns).
-const LATENCY_NS_MAX: u64 = 100_000_000_000;
+/// Latencies above this are recorded as this and counted (`totals.clamped`); 1 h, in ns.
+const LATENCY_NS_MAX: u64 = 3_600_000_000_000;
+
+/// A paced producer still behind schedule this long after the stop gives up the rest of its
+/// schedule, counting it as missed (`totals.missed`) rather than silently dropping it.
+const MISSED_GRACE_NS: u64 = 5_000_000_000;
+
+/// Acks waiting for the collector per producer; at this many the producer waits (its
+/// schedule keeps the intended times, so latency stays honest).
+const ACK_QUEUE_MAX: usize = 64 * 1024;
+
+/// Records `latency_ns`, counting it if it is above the histogram's bound.
+fn record(h: &mut Histogram<u64>, latency_ns: u64, shared: &Shared) {
+    if latency_ns > LATENCY_NS_MAX {
+        shared.clamped.fetch_add(1, Relaxed);
+    }
+    h.saturating_record(latency_ns);
+}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3).expect("valid bounds")
@@ -85,6 +101,12 @@ pub(crate) struct Shared {
     pub(crate) acked_bytes: AtomicU64,
     errors: AtomicU64,
     consume_errors: AtomicU64,
+    /// Paced sends whose intended time fell in the run but that were never made: the
+    /// producer was still that far behind `missed_grace_ns` after the stop.
+    missed: AtomicU64,
+    missed_grace_ns: u64,
+    /// Latencies above `LATENCY_NS_MAX`, recorded as that.
+    clamped: AtomicU64,
     pub(crate) consumed: AtomicU64,
     pub(crate) consumed_bytes: AtomicU64,
     /// Largest latencies since the sampler last took them (ns).
@@ -98,6 +120,36 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    fn new(sent_bytes_limit: u64, live: bool) -> Shared {
+        Shared {
+            epoch: Instant::now(),
+            window_start_ns: AtomicU64::new(u64::MAX),
+            window_end_ns: AtomicU64::new(u64::MAX),
+            stop_ns: AtomicU64::new(u64::MAX),
+            missed_grace_ns: MISSED_GRACE_NS,
+            sent_bytes_limit,
+            stop: AtomicBool::new(false),
+            live: AtomicBool::new(live),
+            sent: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            acked_bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            consume_errors: AtomicU64::new(0),
+            missed: AtomicU64::new(0),
+            clamped: AtomicU64::new(0),
+            consumed: AtomicU64::new(0),
+            consumed_bytes: AtomicU64::new(0),
+            publish_latency_max_ns: AtomicU64::new(0),
+            end_to_end_latency_max_ns: AtomicU64::new(0),
+            measured_published: AtomicU64::new(0),
+            measured_published_bytes: AtomicU64::new(0),
+            measured_consumed: AtomicU64::new(0),
+            measured_consumed_bytes: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        }
+    }
+
     pub(crate) fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
@@ -135,30 +187,7 @@ pub async fn run<D: Driver>(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let backlog = workload.backlog_bytes > 0;
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        window_start_ns: AtomicU64::new(u64::MAX),
-        window_end_ns: AtomicU64::new(u64::MAX),
-        stop_ns: AtomicU64::new(u64::MAX),
-        sent_bytes_limit: workload.backlog_bytes,
-        stop: AtomicBool::new(false),
-        live: AtomicBool::new(!backlog),
-        sent: AtomicU64::new(0),
-        sent_bytes: AtomicU64::new(0),
-        acked: AtomicU64::new(0),
-        acked_bytes: AtomicU64::new(0),
-        errors: AtomicU64::new(0),
-        consume_errors: AtomicU64::new(0),
-        consumed: AtomicU64::new(0),
-        consumed_bytes: AtomicU64::new(0),
-        publish_latency_max_ns: AtomicU64::new(0),
-        end_to_end_latency_max_ns: AtomicU64::new(0),
-        measured_published: AtomicU64::new(0),
-        measured_published_bytes: AtomicU64::new(0),
-        measured_consumed: AtomicU64::new(0),
-        measured_consumed_bytes: AtomicU64::new(0),
-        first_error: Mutex::new(None),
-    });
+    let shared = Arc::new(Shared::new(workload.backlog_bytes, !backlog));
 
     let topics: Vec<String> =
         (0..workload.topics).map(|i| format!("bench-{started_unix_ms}-{i}")).collect();
@@ -198,6 +227,8 @@ pub async fn run<D: Driver>(
             acked: shared.acked.load(Relaxed),
             publish_errors: shared.errors.load(Relaxed),
             consume_errors: shared.consume_errors.load(Relaxed),
+            missed: shared.missed.load(Relaxed),
+            clamped: shared.clamped.load(Relaxed),
             consumed: shared.consumed.load(Relaxed),
             first_error,
         },
@@ -243,8 +274,9 @@ async fn run_on_topics<D: Driver>(
         }
     }
 
-    // The clock starts once everything is connected.
-    let start_ns = shared.now_ns() + 1_000_000;
+    // The clock starts once everything is connected, with room for the producer threads to
+    // start (a late start would make the first intended sends late).
+    let start_ns = shared.now_ns() + 20_000_000 + 1_000_000 * producers.len() as u64;
     let warmup_ns = (workload.warmup_s * 1e9) as u64;
     let measured_ns = (workload.duration_s * 1e9) as u64;
     shared.window_start_ns.store(start_ns + warmup_ns, Relaxed);
@@ -258,8 +290,9 @@ async fn run_on_topics<D: Driver>(
     let handle = tokio::runtime::Handle::current();
     let mut threads = Vec::new();
     let mut collectors = Vec::new();
+    let mut spawn_failure = None;
     for (index, producer) in producers.into_iter().enumerate() {
-        let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+        let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_MAX);
         collectors.push(tokio::spawn(collect_acks(ack_rx, Arc::clone(shared))));
         let plan = Plan {
             start_ns,
@@ -270,19 +303,31 @@ async fn run_on_topics<D: Driver>(
             keys: KeyGenerator::new(workload, index as u64 + 1),
             payload: Payload::new(workload.message_bytes, index as u64 + 1),
         };
-        let shared = Arc::clone(shared);
+        let thread_shared = Arc::clone(shared);
         let handle = handle.clone();
-        let thread = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("producer-{index}"))
-            .spawn(move || handle.block_on(produce(producer, plan, &shared, ack_tx)))
-            .map_err(|e| HarnessError::Spawn(format!("producer thread: {e}")))?;
-        threads.push(thread);
+            .spawn(move || handle.block_on(produce(producer, plan, &thread_shared, ack_tx)));
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                // Stop and join the producers already running before giving up.
+                shared.stop.store(true, Relaxed);
+                spawn_failure = Some(HarnessError::Spawn(format!("producer thread: {e}")));
+                break;
+            }
+        }
     }
+    let mut panicked = false;
     for t in threads {
-        tokio::task::spawn_blocking(move || t.join())
-            .await
-            .expect("join task")
-            .map_err(|_| HarnessError::Inconsistent("a producer thread panicked".into()))?;
+        panicked |=
+            tokio::task::spawn_blocking(move || t.join()).await.expect("join task").is_err();
+    }
+    if let Some(e) = spawn_failure {
+        return Err(e);
+    }
+    if panicked {
+        return Err(HarnessError::Inconsistent("a producer thread panicked".into()));
     }
     let mut publish_latency = histogram();
     for c in collectors {
@@ -341,7 +386,10 @@ async fn run_on_topics<D: Driver>(
 /// Waits until consumers received everything acknowledged (or `timeout`).
 async fn wait_consumed(shared: &Shared, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while shared.consumed.load(Relaxed) < shared.acked.load(Relaxed) && Instant::now() < deadline {
+    while shared.consumed.load(Relaxed) < shared.acked.load(Relaxed)
+        && shared.consume_errors.load(Relaxed) == 0
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -380,7 +428,7 @@ async fn produce<P: ProducerDriver>(
     mut producer: P,
     mut plan: Plan,
     shared: &Shared,
-    acks: mpsc::UnboundedSender<AckItem<P::Ack>>,
+    acks: mpsc::Sender<AckItem<P::Ack>>,
 ) {
     let len = plan.payload.stamp(0, 0).len() as u64;
     let stop_ns = shared.stop_ns.load(Relaxed);
@@ -392,17 +440,30 @@ async fn produce<P: ProducerDriver>(
     let mut sequence = 0u64;
     loop {
         let now = shared.now_ns();
-        if now >= stop_ns || shared.stop.load(Relaxed) {
+        if shared.stop.load(Relaxed) {
             break;
         }
         let intended_ns = if plan.interval_ns > 0.0 {
+            // A paced producer stops on its schedule, not the clock: sends that are late when
+            // the stop comes are still made (and measured, with their intended times).
             let t = plan.start_ns + (sequence as f64 * plan.interval_ns) as u64;
+            if t >= stop_ns {
+                break;
+            }
+            if now >= stop_ns.saturating_add(shared.missed_grace_ns) {
+                let end = ((stop_ns - plan.start_ns) as f64 / plan.interval_ns).ceil() as u64;
+                shared.missed.fetch_add(end.saturating_sub(sequence), Relaxed);
+                break;
+            }
             if t > now {
                 // Sleeping blocks only this thread; acks complete on the runtime.
                 std::thread::sleep(Duration::from_nanos(t - now));
             }
             t
         } else {
+            if now >= stop_ns {
+                break;
+            }
             now
         };
         if shared.sent_bytes_limit > 0
@@ -415,7 +476,7 @@ async fn produce<P: ProducerDriver>(
         match producer.send(key, payload).await {
             Ok(ack) => {
                 shared.sent.fetch_add(1, Relaxed);
-                if acks.send((intended_ns, len, ack)).is_err() {
+                if acks.send((intended_ns, len, ack)).await.is_err() {
                     break;
                 }
             }
@@ -433,10 +494,7 @@ async fn produce<P: ProducerDriver>(
 }
 
 /// Records each ack's latency (from the intended send time) as it completes.
-async fn collect_acks<A>(
-    mut rx: mpsc::UnboundedReceiver<AckItem<A>>,
-    shared: Arc<Shared>,
-) -> Histogram<u64>
+async fn collect_acks<A>(mut rx: mpsc::Receiver<AckItem<A>>, shared: Arc<Shared>) -> Histogram<u64>
 where
     A: Future<Output = Result<(), HarnessError>> + Send + 'static,
 {
@@ -455,7 +513,7 @@ where
                         let latency_ns = now.saturating_sub(intended_ns).max(1);
                         shared.publish_latency_max_ns.fetch_max(latency_ns, Relaxed);
                         if shared.in_window(intended_ns) {
-                            h.saturating_record(latency_ns);
+                            record(&mut h, latency_ns, &shared);
                             shared.measured_published.fetch_add(1, Relaxed);
                             shared.measured_published_bytes.fetch_add(len, Relaxed);
                         }
@@ -500,7 +558,7 @@ async fn consume<C: ConsumerDriver>(
                         let latency_ns = now.saturating_sub(sent).max(1);
                         latency_max_ns = latency_max_ns.max(latency_ns);
                         if shared.in_window(sent) {
-                            h.saturating_record(latency_ns);
+                            record(&mut h, latency_ns, &shared);
                         }
                     }
                 }
@@ -516,7 +574,74 @@ async fn consume<C: ConsumerDriver>(
         shared.measured_consumed_bytes.fetch_add(measured_bytes, Relaxed);
         shared.end_to_end_latency_max_ns.fetch_max(latency_max_ns, Relaxed);
         if !more {
+            if !*stop.borrow() {
+                // Counted here (not by the caller) so the drain wait sees it at once.
+                shared.consume_error(&HarnessError::Inconsistent(
+                    "a subscription ended before the run stopped".into(),
+                ));
+            }
             return Ok(h);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer that takes 20 ms per send (a system far slower than the schedule).
+    struct Slow;
+
+    impl ProducerDriver for Slow {
+        type Ack = std::future::Ready<Result<(), HarnessError>>;
+
+        async fn send(
+            &mut self,
+            _key: Option<&[u8]>,
+            _payload: &[u8],
+        ) -> Result<Self::Ack, HarnessError> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(std::future::ready(Ok(())))
+        }
+
+        async fn flush(&mut self) -> Result<(), HarnessError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_far_behind_schedule_counts_what_it_never_sent() {
+        let mut shared = Shared::new(0, true);
+        shared.missed_grace_ns = 100_000_000;
+        let shared = Arc::new(shared);
+        let start_ns = shared.now_ns() + 1_000_000;
+        // 1,000 msg/s for 50 ms: 50 intended sends, at 20 ms each the producer manages ~8
+        // before the grace after the stop runs out.
+        shared.stop_ns.store(start_ns + 50_000_000, Relaxed);
+        shared.window_start_ns.store(start_ns, Relaxed);
+        shared.window_end_ns.store(start_ns + 50_000_000, Relaxed);
+        let workload =
+            Workload::parse(include_str!("../workloads/smoke.toml")).expect("smoke workload");
+        let plan = Plan {
+            start_ns,
+            interval_ns: 1e6,
+            keys: KeyGenerator::new(&workload, 1),
+            payload: Payload::new(64, 1),
+        };
+        let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
+        let collector = tokio::spawn(collect_acks(rx, Arc::clone(&shared)));
+        let s = Arc::clone(&shared);
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(produce(Slow, plan, &s, tx))
+        })
+        .await
+        .unwrap();
+        let h = collector.await.unwrap();
+        let (sent, missed) = (shared.sent.load(Relaxed), shared.missed.load(Relaxed));
+        assert_eq!(sent + missed, 50, "every intended send is either made or counted missed");
+        assert!(missed >= 30, "{missed} missed, {sent} sent");
+        // The sends that were made carry their lateness from the intended times.
+        assert_eq!(h.len(), sent);
+        assert!(h.max() >= 100_000_000, "latest send waited past the grace: {}", h.max());
     }
 }
