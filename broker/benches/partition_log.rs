@@ -47,6 +47,9 @@ fn config() -> LogConfig {
     if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
         c.write_bytes_max = v;
     }
+    if let Some(v) = std::env::var("BENCH_INDEX_INTERVAL_BYTES").ok().and_then(|s| s.parse().ok()) {
+        c.index_interval_bytes = v;
+    }
     if let Some(v) = std::env::var("BENCH_DELETE_CHUNK_BYTES").ok().and_then(|s| s.parse().ok()) {
         c.delete_chunk_bytes = v;
     }

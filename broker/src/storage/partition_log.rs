@@ -157,6 +157,10 @@ struct Shared<D: Disk> {
     deleting: RefCell<VecDeque<Doomed<D::File>>>,
     /// A deleted segment kept for the next roll (`segment_recycle`).
     spare: RefCell<Option<Doomed<D::File>>>,
+    /// The background run persisting index entries (one at a time; see `persist_index_soon`).
+    index_task: RefCell<Option<JoinHandle<()>>>,
+    index_busy: Cell<bool>,
+    index_done: Watermark,
     deleter_signal: Watermark,
 }
 
@@ -348,6 +352,9 @@ impl<D: Disk> PartitionLog<D> {
             active_index: RefCell::new(active_index),
             deleting: RefCell::new(deleting),
             spare: RefCell::new(None),
+            index_task: RefCell::new(None),
+            index_busy: Cell::new(false),
+            index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
@@ -665,6 +672,9 @@ impl<D: Disk> Drop for PartitionLog<D> {
         for t in self.tasks.borrow_mut().drain(..) {
             t.cancel();
         }
+        if let Some(t) = self.shared.index_task.borrow_mut().take() {
+            t.cancel();
+        }
     }
 }
 
@@ -792,6 +802,31 @@ impl<D: Disk> Shared<D> {
     /// disk after a crash always points at a batch that survived. Writes happen in runs of
     /// at least `INDEX_PERSIST_ENTRIES_MIN` entries unless `all`. Index files are hints:
     /// errors are logged, not returned.
+    /// Persists index entries in a background task, off the writer's path, unless a run is
+    /// already going (the next write's reap tries again).
+    fn persist_index_soon(self: &Rc<Self>, seg: Rc<Segment<D::File>>) {
+        if self.index_busy.get() {
+            return;
+        }
+        self.index_busy.set(true);
+        let sh = self.clone();
+        let task = glommio::spawn_local(async move {
+            sh.persist_index(&seg, false).await;
+            sh.index_busy.set(false);
+            sh.index_done.advance(sh.index_done.get() + 1);
+        })
+        .detach();
+        *self.index_task.borrow_mut() = Some(task);
+    }
+
+    /// Waits until no background index run holds the active segment's index files.
+    async fn index_idle(&self) {
+        while self.index_busy.get() {
+            let seen = self.index_done.get();
+            self.index_done.wait_for(seen + 1).await;
+        }
+    }
+
     async fn persist_index(&self, seg: &Segment<D::File>, all: bool) {
         let Some(mut files) = self.active_index.borrow_mut().take() else { return };
         self.write_index_entries(seg, &mut files, all).await;
@@ -1364,8 +1399,7 @@ impl<D: Disk> Writer<D> {
         if any_durable {
             sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
         }
-        let seg = self.seg.clone();
-        sh.persist_index(&seg, false).await;
+        sh.persist_index_soon(self.seg.clone());
         Ok(())
     }
 
@@ -1420,6 +1454,7 @@ impl<D: Disk> Writer<D> {
         // Only the old segment's data sync stands between the roll and new appends; its
         // index files and trim finish in the background.
         sync_sealed(&self.sh, &self.seg).await?;
+        self.sh.index_idle().await;
         let old_files = self.sh.active_index.borrow_mut().take();
         let (old, allocated) = (self.seg.clone(), self.allocated);
         let (seg, files, reused_bytes) = match self.sh.take_spare() {
@@ -1519,6 +1554,7 @@ async fn seal<D: Disk>(
     allocated: u64,
 ) -> Result<(), StorageError> {
     sync_sealed(sh, seg).await?;
+    sh.index_idle().await;
     let files = sh.active_index.borrow_mut().take();
     finish_seal(sh, seg, files, allocated).await
 }
