@@ -4,6 +4,12 @@
 //! continue after them, and the consumer resumes from its own position: the next batch it
 //! gets starts exactly there, and everything it had received is still stored unchanged.
 //!
+//! A second loop runs the same with small segments and size retention, so segments roll,
+//! retention deletes (and frees in steps) and rolls reuse deleted segments' files: there,
+//! everything acked at or above the log start must be back, the log start never moves
+//! back, and a consumer that fell behind it skips forward as a consumer resetting to
+//! earliest would.
+//!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
 //! `tests/crash_long.sh` runs the long mode.
 
@@ -37,6 +43,7 @@ fn consumer(
     owners: Vec<u32>,
     consumed: Arc<Mutex<Consumed>>,
     stop: Arc<AtomicBool>,
+    retention: bool,
 ) {
     let mut conns: Vec<Conn> = broker_shards.iter().map(|a| Conn::connect(*a)).collect();
     while !stop.load(Ordering::Relaxed) {
@@ -61,6 +68,14 @@ fn consumer(
             };
             let r = &resp.topics[0].partitions[0];
             let mut c = consumed.lock().unwrap();
+            if retention
+                && ErrorCode::from_u16(r.error) == Some(ErrorCode::OffsetOutOfRange)
+                && position < r.log_start_offset
+            {
+                // Retention deleted what this consumer had not read yet: skip to the start.
+                c.position[p as usize] = r.log_start_offset;
+                continue;
+            }
             if r.error != 0 {
                 let e = ErrorCode::from_u16(r.error);
                 c.violations.push(format!(
@@ -144,7 +159,15 @@ fn producer(
     }
 }
 
-fn verify(broker: &Broker, owners: &[u32], acked: &Acked, consumed: &Mutex<Consumed>) -> u64 {
+/// Checks every partition after a restart; returns how many acked batches were compared.
+/// `log_starts` holds each partition's log start from the previous check (it may only grow).
+fn verify(
+    broker: &Broker,
+    owners: &[u32],
+    acked: &Acked,
+    consumed: &Mutex<Consumed>,
+    log_starts: &mut [u64],
+) -> u64 {
     let acked = acked.lock().unwrap();
     let consumed = consumed.lock().unwrap();
     assert!(consumed.violations.is_empty(), "consumer: {:?}", consumed.violations);
@@ -153,6 +176,7 @@ fn verify(broker: &Broker, owners: &[u32], acked: &Acked, consumed: &Mutex<Consu
         let mut conn = broker.connect_shard(owners[p as usize] as usize);
         let mut offset = 0;
         let mut got: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut start: Option<u64> = None;
         loop {
             let resp: FetchResponse = conn.call(&FetchRequest {
                 max_wait_ms: 0,
@@ -164,7 +188,16 @@ fn verify(broker: &Broker, owners: &[u32], acked: &Acked, consumed: &Mutex<Consu
                 }],
             });
             let r = &resp.topics[0].partitions[0];
+            if start.is_none()
+                && ErrorCode::from_u16(r.error) == Some(ErrorCode::OffsetOutOfRange)
+                && offset < r.log_start_offset
+            {
+                offset = r.log_start_offset; // retention deleted the beginning
+                start = Some(offset);
+                continue;
+            }
             assert_eq!(r.error, 0, "fetch {p}@{offset}: {:?}", ErrorCode::from_u16(r.error));
+            let start = *start.get_or_insert(offset);
             if r.batches.is_empty() {
                 assert_eq!(
                     offset, r.high_watermark,
@@ -180,11 +213,19 @@ fn verify(broker: &Broker, owners: &[u32], acked: &Acked, consumed: &Mutex<Consu
                 got.insert(b.header().base_offset(), b.bytes().to_vec());
             }
         }
-        for ((_, o), want) in acked.range((p, 0)..(p, u64::MAX)) {
+        let start = got.keys().next().copied().unwrap_or(offset).min(start.unwrap_or(offset));
+        assert!(
+            start >= log_starts[p as usize],
+            "partition {p}: the log start moved back from {} to {start}",
+            log_starts[p as usize]
+        );
+        log_starts[p as usize] = start;
+        // Below the log start retention deleted whole segments; everything from it is kept.
+        for ((_, o), want) in acked.range((p, start)..(p, u64::MAX)) {
             assert_eq!(got.get(o), Some(want), "partition {p}: acked batch at {o} lost or altered");
             checked += 1;
         }
-        for ((_, o), seen) in consumed.batches.range((p, 0)..(p, u64::MAX)) {
+        for ((_, o), seen) in consumed.batches.range((p, start)..(p, u64::MAX)) {
             assert_eq!(
                 got.get(o),
                 Some(seen),
@@ -202,6 +243,15 @@ fn verify(broker: &Broker, owners: &[u32], acked: &Acked, consumed: &Mutex<Consu
 
 #[test]
 fn sigkill_under_durable_load_loses_nothing_acked() {
+    crash_loop(false);
+}
+
+#[test]
+fn sigkill_with_retention_and_reused_segments_loses_nothing_retained() {
+    crash_loop(true);
+}
+
+fn crash_loop(retention: bool) {
     let rounds: u32 = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
@@ -209,8 +259,29 @@ fn sigkill_under_durable_load_loses_nothing_acked() {
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("crash loop seed {seed} (replay: CRASH_SEED={seed})");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut broker = Broker::start(2);
-    let owners = create_topic(&mut broker.connect(), TOPIC, PARTITIONS);
+    let mut broker = if retention {
+        Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")])
+    } else {
+        Broker::start(2)
+    };
+    let owners = if retention {
+        // 1 MiB segments, 3 MiB kept per partition: rolls, deletions and reuse every round.
+        let resp: CreateTopicResponse = broker.connect().call(&CreateTopicRequest {
+            name: TOPIC.into(),
+            config: TopicConfig {
+                partition_count: PARTITIONS,
+                retention_ms: -1,
+                retention_bytes: 3 << 20,
+                segment_bytes_max: 1 << 20,
+                ..Default::default()
+            },
+        });
+        assert_eq!(resp.error, 0, "{}", resp.message);
+        resp.topic.expect("topic").partitions.iter().map(|p| p.shard).collect()
+    } else {
+        create_topic(&mut broker.connect(), TOPIC, PARTITIONS)
+    };
+    let mut log_starts = [0u64; PARTITIONS as usize];
     let acked: Acked = Arc::default();
     let consumed: Arc<Mutex<Consumed>> = Arc::default();
     for round in 0..rounds {
@@ -218,7 +289,7 @@ fn sigkill_under_durable_load_loses_nothing_acked() {
         let reader = {
             let (shards, owners, consumed, stop) =
                 (broker.shards.clone(), owners.clone(), consumed.clone(), stop.clone());
-            std::thread::spawn(move || consumer(shards, owners, consumed, stop))
+            std::thread::spawn(move || consumer(shards, owners, consumed, stop, retention))
         };
         let producers: Vec<_> = (0..3)
             .map(|i| {
@@ -236,7 +307,7 @@ fn sigkill_under_durable_load_loses_nothing_acked() {
         }
         reader.join().unwrap();
         broker.restart();
-        let checked = verify(&broker, &owners, &acked, &consumed);
+        let checked = verify(&broker, &owners, &acked, &consumed, &mut log_starts);
         let read = consumed.lock().unwrap().batches.len();
         eprintln!(
             "round {round}: {checked} acked batches verified after SIGKILL; the consumer had read {read} and resumes"
@@ -247,4 +318,15 @@ fn sigkill_under_durable_load_loses_nothing_acked() {
         consumed.lock().unwrap().batches.len() > rounds as usize,
         "the consumer read between kills"
     );
+    if retention {
+        assert!(log_starts.iter().any(|&s| s > 0), "retention deleted segments");
+        let log = broker.log_text();
+        let reused = log
+            .lines()
+            .filter(|l| l.contains("rolled to a new segment"))
+            .filter(|l| l.split("reused_bytes=").nth(1).is_some_and(|v| !v.starts_with('0')))
+            .count();
+        eprintln!("rolls into a reused segment: {reused}; log starts {log_starts:?}");
+        assert!(reused > 0, "no roll reused a deleted segment");
+    }
 }

@@ -22,7 +22,8 @@
 //!   reader holds the segment and frees its space in paced truncation steps before unlinking
 //!   it (see `LogConfig::delete_chunk_bytes`). `.deleted` files found at open are finished
 //!   the same way. With `segment_recycle`, one deleted segment at a time is kept instead
-//!   (`.log.spare`) and becomes the next segment at a roll once no reader holds it: its old
+//!   (`.log.spare`, kept across restarts) and becomes the next segment at a roll once no
+//!   reader holds it: its old
 //!   bytes past the new data are never served (reads stop at the segment's size), a write
 //!   that ends the data puts a zeroed page after it (so recovery finds a clean end), recovery
 //!   cuts whatever stale bytes follow the last valid batch, and sealing trims them.
@@ -301,11 +302,18 @@ impl<D: Disk> PartitionLog<D> {
         disk.create_dir_all(&dir).await?;
         let names = disk.list_dir(&dir).await?;
         let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
-        let deleting: VecDeque<Doomed<D::File>> = names
+        let mut deleting: VecDeque<Doomed<D::File>> = names
             .iter()
             .filter(|n| n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX))
             .map(|n| Doomed { path: dir.join(n), segment: None })
             .collect();
+        // A kept segment survives a restart (when recycling is still on).
+        let spare = deleting
+            .iter()
+            .position(|d| {
+                config.segment_recycle && d.path.to_string_lossy().ends_with(SPARE_SUFFIX)
+            })
+            .and_then(|i| deleting.remove(i));
         bases.sort_unstable();
         let mut segments: Vec<Rc<Segment<D::File>>> = Vec::new();
         let mut active_index = None;
@@ -351,7 +359,7 @@ impl<D: Disk> PartitionLog<D> {
             stats: Cell::new(LogStats::default()),
             active_index: RefCell::new(active_index),
             deleting: RefCell::new(deleting),
-            spare: RefCell::new(None),
+            spare: RefCell::new(spare),
             index_task: RefCell::new(None),
             index_busy: Cell::new(false),
             index_done: Watermark::new(0),
