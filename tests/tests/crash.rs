@@ -197,7 +197,7 @@ fn verify(
                 continue;
             }
             assert_eq!(r.error, 0, "fetch {p}@{offset}: {:?}", ErrorCode::from_u16(r.error));
-            let start = *start.get_or_insert(offset);
+            start.get_or_insert(offset);
             if r.batches.is_empty() {
                 assert_eq!(
                     offset, r.high_watermark,
