@@ -17,6 +17,9 @@ pub struct ShardCache {
     budget_bytes: usize,
     used_bytes: Cell<usize>,
     fifo: RefCell<VecDeque<(Weak<RefCell<Entries>>, u64)>>,
+    /// The FIFO is checked for entries of dropped partitions when it grows past this
+    /// (doubling), so the check costs O(1) per insert amortized, not a scan per insert.
+    compact_at: Cell<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +41,7 @@ impl ShardCache {
             budget_bytes,
             used_bytes: Cell::new(0),
             fifo: RefCell::new(VecDeque::new()),
+            compact_at: Cell::new(FIFO_COMPACT_MIN),
         })
     }
 
@@ -63,13 +67,15 @@ impl ShardCache {
             }
         }
         // Drop bookkeeping of partitions that are gone, so the queue stays bounded.
-        if fifo.len() > 64
-            && fifo.len() > 4 * fifo.iter().filter(|(w, _)| w.strong_count() > 0).count()
-        {
+        if fifo.len() > self.compact_at.get() {
             fifo.retain(|(w, _)| w.strong_count() > 0);
+            self.compact_at.set((2 * fifo.len()).max(FIFO_COMPACT_MIN));
         }
     }
 }
+
+/// Smallest FIFO length at which entries of dropped partitions are looked for.
+const FIFO_COMPACT_MIN: usize = 64;
 
 /// One partition's newest batches.
 #[derive(Debug)]
