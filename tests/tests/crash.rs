@@ -265,14 +265,15 @@ fn crash_loop(retention: bool) {
         Broker::start(2)
     };
     let owners = if retention {
-        // 1 MiB segments, 3 MiB kept per partition: rolls, deletions and reuse every round.
+        // 256 KiB segments (~12 batches), 768 KiB kept per partition: several rolls,
+        // deletions and reuses every round, even in a slow debug build.
         let resp: CreateTopicResponse = broker.connect().call(&CreateTopicRequest {
             name: TOPIC.into(),
             config: TopicConfig {
                 partition_count: PARTITIONS,
                 retention_ms: -1,
-                retention_bytes: 3 << 20,
-                segment_bytes_max: 1 << 20,
+                retention_bytes: 768 << 10,
+                segment_bytes_max: 256 << 10,
                 ..Default::default()
             },
         });
