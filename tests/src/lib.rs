@@ -431,3 +431,22 @@ pub fn create_topic(conn: &mut Conn, name: &str, partitions: u32) -> Vec<u32> {
     assert_eq!(resp.error, 0, "create topic: {}", resp.message);
     resp.topic.expect("topic").partitions.iter().map(|p| p.shard).collect()
 }
+
+/// Appends `batches` (back to back) to `topic`/`partition` at `ack`; that partition's result.
+pub fn produce(
+    conn: &mut Conn,
+    topic: &str,
+    partition: u32,
+    batches: &[u8],
+    ack: wire::AckLevel,
+) -> wire::ProducePartitionResult {
+    let resp: wire::ProduceResponse = conn.call(&wire::ProduceRequest {
+        ack,
+        timeout_ms: 10_000,
+        topics: vec![wire::ProduceTopic {
+            name: topic.into(),
+            partitions: vec![wire::ProducePartition { partition, batches: batches.to_vec() }],
+        }],
+    });
+    resp.topics[0].partitions[0].clone()
+}

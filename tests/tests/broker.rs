@@ -30,15 +30,7 @@ fn produce(
     batches: &[&[u8]],
     ack: AckLevel,
 ) -> ProducePartitionResult {
-    let resp: ProduceResponse = conn.call(&ProduceRequest {
-        ack,
-        timeout_ms: 10_000,
-        topics: vec![ProduceTopic {
-            name: TOPIC.into(),
-            partitions: vec![ProducePartition { partition, batches: batches.concat() }],
-        }],
-    });
-    resp.topics[0].partitions[0].clone()
+    integration_tests::produce(conn, TOPIC, partition, &batches.concat(), ack)
 }
 
 /// Fetches every batch of a partition from offset 0 up to `end`.

@@ -22,15 +22,7 @@ fn batch(partition: u32, seq: u32) -> AlignedVec {
 }
 
 fn produce(conn: &mut Conn, partition: u32, b: &[u8]) {
-    let resp: ProduceResponse = conn.call(&ProduceRequest {
-        ack: AckLevel::Durable,
-        timeout_ms: 10_000,
-        topics: vec![ProduceTopic {
-            name: TOPIC.into(),
-            partitions: vec![ProducePartition { partition, batches: b.to_vec() }],
-        }],
-    });
-    assert_eq!(resp.topics[0].partitions[0].error, 0);
+    assert_eq!(integration_tests::produce(conn, TOPIC, partition, b, AckLevel::Durable).error, 0);
 }
 
 /// Batches as (base offset, bytes), and the high watermark.

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use integration_tests::{create_topic, Broker, Conn};
+use integration_tests::{create_topic, produce, Broker, Conn};
 use wire::*;
 
 fn produce_mb(conn: &mut Conn, topic: &str, partition: u32, mb: usize) {
@@ -13,15 +13,7 @@ fn produce_mb(conn: &mut Conn, topic: &str, partition: u32, mb: usize) {
         let mut b = BatchBuilder::new(1 << 20);
         while b.append(1_700_000_000_000, None, Some(&value), &[]).is_ok() {}
         let batch = b.finish().unwrap();
-        let resp: ProduceResponse = conn.call(&ProduceRequest {
-            ack: AckLevel::Written,
-            timeout_ms: 10_000,
-            topics: vec![ProduceTopic {
-                name: topic.into(),
-                partitions: vec![ProducePartition { partition, batches: batch.to_vec() }],
-            }],
-        });
-        assert_eq!(resp.topics[0].partitions[0].error, 0);
+        assert_eq!(produce(conn, topic, partition, &batch, AckLevel::Written).error, 0);
     }
 }
 

@@ -816,6 +816,14 @@ impl<D: Disk> Shared<D> {
         if self.index_busy.get() {
             return;
         }
+        let due = self
+            .active_index
+            .borrow()
+            .as_ref()
+            .is_some_and(|files| self.index_write_due(&seg, files, false).is_some());
+        if !due {
+            return; // most writes: nothing to persist, no task
+        }
         self.index_busy.set(true);
         let sh = self.clone();
         let task = glommio::spawn_local(async move {
@@ -848,45 +856,49 @@ impl<D: Disk> Shared<D> {
         files: &mut IndexFiles<D::File>,
         all: bool,
     ) {
-        let relative_end =
-            if all { u64::MAX } else { self.durable_offset.get().saturating_sub(seg.base_offset) };
-        let (offsets, times, n_offsets, n_times) = {
-            let index = seg.index.borrow();
-            let time_index = seg.time_index.borrow();
-            let n_offsets = index.count_below(files.offsets_persisted, relative_end);
-            let n_times = time_index.count_below(files.times_persisted, relative_end);
+        let Some((n_offsets, n_times)) = self.index_write_due(seg, files, all) else { return };
+        let (offsets, times) = {
             let mut offsets = Vec::new();
-            index.encode_from(files.offsets_persisted, &mut offsets);
+            seg.index.borrow().encode_from(files.offsets_persisted, &mut offsets);
             offsets.truncate(n_offsets * OFFSET_ENTRY_BYTES);
             let mut times = Vec::new();
-            time_index.encode_from(files.times_persisted, &mut times);
+            seg.time_index.borrow().encode_from(files.times_persisted, &mut times);
             times.truncate(n_times * TIME_ENTRY_BYTES);
-            (offsets, times, n_offsets, n_times)
+            (offsets, times)
         };
-        if all || n_offsets.max(n_times) >= INDEX_PERSIST_ENTRIES_MIN {
-            let result = async {
-                files.offsets.append(&self.disk, &offsets).await?;
-                files.times.append(&self.disk, &times).await?;
-                Ok::<(), IoError>(())
+        let result = async {
+            files.offsets.append(&self.disk, &offsets).await?;
+            files.times.append(&self.disk, &times).await?;
+            Ok::<(), IoError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                files.offsets_persisted += n_offsets;
+                files.times_persisted += n_times;
             }
-            .await;
-            match result {
-                Ok(()) => {
-                    files.offsets_persisted += n_offsets;
-                    files.times_persisted += n_times;
-                }
-                Err(e) => {
-                    warn!(segment = %seg.log_path.display(), error = %e, "cannot write index files")
-                }
+            Err(e) => {
+                warn!(segment = %seg.log_path.display(), error = %e, "cannot write index files")
             }
         }
     }
-}
 
-/// Index entries are persisted in runs of at least this many (each run is one small write).
-const INDEX_PERSIST_ENTRIES_MIN: usize = 64;
+    /// How many offset and time entries a write would persist now (those describing durable
+    /// data, or all of them if `all`), if one is due: always with `all`, else once a run of
+    /// `INDEX_PERSIST_ENTRIES_MIN` has gathered.
+    fn index_write_due(
+        &self,
+        seg: &Segment<D::File>,
+        files: &IndexFiles<D::File>,
+        all: bool,
+    ) -> Option<(usize, usize)> {
+        let relative_end =
+            if all { u64::MAX } else { self.durable_offset.get().saturating_sub(seg.base_offset) };
+        let n_offsets = seg.index.borrow().count_below(files.offsets_persisted, relative_end);
+        let n_times = seg.time_index.borrow().count_below(files.times_persisted, relative_end);
+        (all || n_offsets.max(n_times) >= INDEX_PERSIST_ENTRIES_MIN).then_some((n_offsets, n_times))
+    }
 
-impl<D: Disk> Shared<D> {
     /// The kept deleted segment, if no reader holds it any more.
     fn take_spare(&self) -> Option<Doomed<D::File>> {
         let mut spare = self.spare.borrow_mut();
@@ -900,6 +912,9 @@ impl<D: Disk> Shared<D> {
         }
     }
 }
+
+/// Index entries are persisted in runs of at least this many (each run is one small write).
+const INDEX_PERSIST_ENTRIES_MIN: usize = 64;
 
 /// Turns a kept deleted segment into the new segment at `base_offset`: renamed (directory
 /// synced) and reopened under its new name. Returns the segment, its (lazy) index files and
@@ -1465,16 +1480,17 @@ impl<D: Disk> Writer<D> {
         self.sh.index_idle().await;
         let old_files = self.sh.active_index.borrow_mut().take();
         let (old, allocated) = (self.seg.clone(), self.allocated);
-        let (seg, files, reused_bytes) = match self.sh.take_spare() {
-            Some(spare) => match recycle_segment(&self.sh, spare, base_offset).await {
-                Ok((seg, files, len)) => (seg, files, len),
-                Err(e) => {
-                    warn!(error = %e, "cannot reuse a deleted segment; creating a new one");
-                    let (seg, files) =
-                        create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
-                    (seg, files, 0)
-                }
-            },
+        let recycled = match self.sh.take_spare() {
+            Some(spare) => recycle_segment(&self.sh, spare, base_offset)
+                .await
+                .map_err(
+                    |e| warn!(error = %e, "cannot reuse a deleted segment; creating a new one"),
+                )
+                .ok(),
+            None => None,
+        };
+        let (seg, files, reused_bytes) = match recycled {
+            Some(r) => r,
             None => {
                 let (seg, files) = create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
                 (seg, files, 0)
