@@ -6,10 +6,13 @@
 //! resolves when that batch is answered. All records of a batch share one completion cell, so
 //! a record costs no channel and no allocation of its own.
 //!
-//! Batching happens while a partition has a request outstanding: a record for an idle
-//! partition ships at once, records arriving meanwhile gather into the next batch, which
-//! ships when nearly full, when its linger expires, or as soon as the outstanding requests
-//! are answered (so light load pays no linger and heavy load gets full batches).
+//! Batching happens while requests are outstanding: a record with nothing on the wire ahead
+//! of it ships at once, records arriving meanwhile gather into the next batch, which ships
+//! when nearly full, when its linger expires, or as soon as the outstanding requests are
+//! answered (so light load pays no linger and heavy load gets full batches). "Ahead of it"
+//! is its partition's requests for a keyed record and its topic's for an unkeyed one, which
+//! may go to any partition. Linger deadlines are checked by every `send` (sub-millisecond
+//! under load) and by a timer task (the runtime's millisecond resolution) when sends stop.
 //!
 //! Backpressure: `send` waits while the bytes of records accepted and not yet answered reach
 //! `buffer_bytes_max`, instead of letting a queue grow. Each partition has a sender task that
@@ -27,6 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use wire::{
     AckLevel, BatchBuilder, ErrorCode, ProducePartition, ProduceRequest, ProduceResponse,
@@ -208,6 +212,10 @@ struct Inner {
 #[derive(Debug, Default)]
 struct State {
     topics: HashMap<Arc<str>, TopicState>,
+    /// Open batches in the order they opened (so in deadline order): `(deadline, topic,
+    /// partition)`. Entries of batches that shipped early stay until their deadline passes
+    /// and are then skipped.
+    lingering: VecDeque<(Instant, Arc<str>, u32)>,
 }
 
 #[derive(Debug)]
@@ -215,6 +223,8 @@ struct TopicState {
     name: Arc<str>,
     /// Where unkeyed records go until that partition's batch ships.
     sticky: u32,
+    /// Batches of this topic shipped and not yet answered, over its partitions.
+    outstanding: usize,
     partitions: Vec<PartitionState>,
 }
 
@@ -304,8 +314,14 @@ impl Producer {
         loop {
             {
                 let mut st = inner.state.lock().expect("producer lock");
-                if let Some(ts) = st.topics.get_mut(topic) {
-                    return inner.append(ts, timestamp_ms, key, value, headers);
+                let now = Instant::now();
+                // The linger timer has the runtime's millisecond resolution; under load the
+                // sends themselves keep a sub-millisecond linger.
+                if st.lingering.front().is_some_and(|l| l.0 <= now) {
+                    inner.ship_expired(&mut st, now);
+                }
+                if st.topics.contains_key(topic) {
+                    return inner.append(&mut st, topic, now, timestamp_ms, key, value, headers);
                 }
             }
             let partitions = inner.client.partition_count(topic).await?;
@@ -314,6 +330,7 @@ impl Producer {
             st.topics.entry(name.clone()).or_insert_with(|| TopicState {
                 name,
                 sticky: 0,
+                outstanding: 0,
                 partitions: (0..partitions)
                     .map(|_| PartitionState {
                         builder: BatchBuilder::new(inner.config.batch_bytes_max),
@@ -343,16 +360,21 @@ impl Producer {
 }
 
 impl Inner {
-    /// Appends under the state lock; ships the batch when it is nearly full or its partition
-    /// has nothing on the wire.
+    /// Appends under the state lock; ships the batch when it is nearly full or when nothing
+    /// it could wait behind is on the wire.
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &self,
-        ts: &mut TopicState,
+        st: &mut State,
+        topic: &str,
+        now: Instant,
         timestamp_ms: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> Result<SendFuture, ClientError> {
+        let State { topics, lingering } = st;
+        let ts = topics.get_mut(topic).expect("the caller checked the topic");
         let count = ts.partitions.len() as u32;
         let partition = match key {
             Some(k) => (key_hash(k) % u64::from(count)) as u32,
@@ -366,12 +388,16 @@ impl Inner {
                     let cost = record_cost(key, value, headers);
                     self.shared.budget.take(cost);
                     let open = ps.open.get_or_insert_with(|| {
-                        self.shared.linger_wake.notify_one();
+                        let deadline = now + self.config.linger;
+                        if lingering.is_empty() {
+                            self.shared.linger_wake.notify_one();
+                        }
+                        lingering.push_back((deadline, ts.name.clone(), partition));
                         OpenBatch {
                             outcome: Arc::new(Outcome::default()),
                             records: 0,
                             cost: 0,
-                            deadline: Instant::now() + self.config.linger,
+                            deadline,
                         }
                     });
                     let future = SendFuture {
@@ -382,10 +408,17 @@ impl Inner {
                     open.records += 1;
                     open.cost += cost;
                     let nearly_full = ps.builder.estimated_bytes() * 10 >= batch_bytes_max * 9;
-                    // Ship at once when nearly full, or when nothing of this partition is on
-                    // the wire: batching only happens while a request is outstanding, so a
-                    // lightly loaded producer adds no linger to its latency.
-                    if nearly_full || ps.outstanding == 0 {
+                    // Ship at once when nearly full, or when nothing it could wait behind is
+                    // on the wire: batching only happens while requests are outstanding, so a
+                    // lightly loaded producer adds no linger to its latency. A keyed record
+                    // waits behind its partition's requests; an unkeyed one behind its
+                    // topic's, since it may go to any partition (otherwise every move of the
+                    // sticky partition would ship a batch of one record).
+                    let idle = match key {
+                        Some(_) => ps.outstanding == 0,
+                        None => ts.outstanding == 0,
+                    };
+                    if nearly_full || idle {
                         self.ship(ts, partition);
                     }
                     return Ok(future);
@@ -432,10 +465,12 @@ impl Inner {
             tx
         });
         ps.outstanding += 1;
+        ts.outstanding += 1;
         self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
         let shipment = Shipment { batch, outcome: open.outcome, cost: open.cost };
         if let Err(mpsc::error::SendError(s)) = tx.send(shipment) {
-            ps.outstanding -= 1;
+            ts.partitions[partition as usize].outstanding -= 1;
+            ts.outstanding -= 1;
             self.shared.finished(&s, Err(ClientError::Shutdown));
         }
     }
@@ -450,23 +485,22 @@ impl Inner {
     }
 
     /// Ships the batches whose linger expired; returns the next deadline.
-    fn ship_due(&self, now: Instant) -> Option<Instant> {
-        let mut st = self.state.lock().expect("producer lock");
-        let mut next: Option<Instant> = None;
-        for ts in st.topics.values_mut() {
-            for p in 0..ts.partitions.len() as u32 {
-                let Some(deadline) = ts.partitions[p as usize].open.as_ref().map(|o| o.deadline)
-                else {
-                    continue;
-                };
-                if deadline <= now {
+    fn ship_expired(&self, st: &mut State, now: Instant) -> Option<Instant> {
+        while let Some((deadline, topic, partition)) = st.lingering.front() {
+            if *deadline > now {
+                return Some(*deadline);
+            }
+            if let Some(ts) = st.topics.get_mut(topic) {
+                let p = *partition;
+                // Skip the entries of batches that shipped before their deadline.
+                if ts.partitions[p as usize].open.as_ref().is_some_and(|o| o.deadline == *deadline)
+                {
                     self.ship(ts, p);
-                } else {
-                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
                 }
             }
+            st.lingering.pop_front();
         }
-        next
+        None
     }
 
     /// A partition's batch was answered: when its pipeline emptied, ship what gathered
@@ -474,10 +508,16 @@ impl Inner {
     fn answered(&self, topic: &str, partition: u32) {
         let mut st = self.state.lock().expect("producer lock");
         let Some(ts) = st.topics.get_mut(topic) else { return };
+        ts.outstanding = ts.outstanding.saturating_sub(1);
         let ps = &mut ts.partitions[partition as usize];
         ps.outstanding = ps.outstanding.saturating_sub(1);
         if ps.outstanding == 0 {
             self.ship(ts, partition);
+        }
+        if ts.outstanding == 0 {
+            // Unkeyed records gathering on the sticky partition waited for the whole topic.
+            let sticky = ts.sticky % ts.partitions.len() as u32;
+            self.ship(ts, sticky);
         }
     }
 }
@@ -513,7 +553,10 @@ async fn linger_loop(inner: Weak<Inner>, shared: Arc<Shared>) {
         tokio::pin!(wake);
         wake.as_mut().enable();
         let next = match inner.upgrade() {
-            Some(inner) => inner.ship_due(Instant::now()),
+            Some(inner) => {
+                let mut st = inner.state.lock().expect("producer lock");
+                inner.ship_expired(&mut st, Instant::now())
+            }
             None => return,
         };
         match next {
@@ -530,6 +573,10 @@ async fn linger_loop(inner: Weak<Inner>, shared: Arc<Shared>) {
 
 /// Sends one partition's batches in order, keeping up to `in_flight_per_partition_max` on
 /// the wire.
+///
+/// A batch is sent the moment it arrives while there is room, not after the oldest answer:
+/// the loop waits on the next shipment and the oldest response at once. Answers complete in
+/// send order (`FuturesOrdered`), so a partition's records resolve in offset order.
 async fn partition_sender(
     client: Client,
     config: ProducerConfig,
@@ -539,48 +586,37 @@ async fn partition_sender(
     partition: u32,
     mut rx: mpsc::UnboundedReceiver<Shipment>,
 ) {
-    type InFlight = VecDeque<(Shipment, Option<crate::connection::PendingResponse>)>;
-    let mut in_flight: InFlight = VecDeque::new();
+    let in_flight_max = config.in_flight_per_partition_max.max(1);
+    let mut in_flight = FuturesOrdered::new();
     let mut open = true;
-    let finish = |in_flight: &mut InFlight| {
-        let inner = inner.clone();
-        let topic = topic.clone();
-        let (client, config, shared) = (&client, &config, &shared);
-        let next = in_flight.pop_front();
-        async move {
-            let Some((shipment, pending)) = next else { return };
-            let result = finish_one(client, config, &topic, partition, &shipment, pending).await;
-            shared.finished(&shipment, result);
-            if let Some(inner) = inner.upgrade() {
-                inner.answered(&topic, partition);
-            }
-        }
-    };
-    while open || !in_flight.is_empty() {
-        if open && in_flight.len() < config.in_flight_per_partition_max.max(1) {
-            let next = if in_flight.is_empty() {
-                rx.recv().await
-            } else {
-                match rx.try_recv() {
-                    Ok(s) => Some(s),
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        finish(&mut in_flight).await;
-                        continue;
-                    }
-                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+    loop {
+        let room = open && in_flight.len() < in_flight_max;
+        tokio::select! {
+            // Answers first: they free budget and may ship the next batch.
+            biased;
+            Some((shipment, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                let shipment: Shipment = shipment;
+                shared.finished(&shipment, result);
+                if let Some(inner) = inner.upgrade() {
+                    inner.answered(&topic, partition);
                 }
-            };
-            match next {
+            }
+            next = rx.recv(), if room => match next {
                 Some(shipment) => {
                     let pending =
                         send_batch(&client, &config, &topic, partition, &shipment.batch).await;
-                    in_flight.push_back((shipment, pending));
+                    let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
+                    in_flight.push_back(async move {
+                        let result =
+                            finish_one(&client, &config, &topic, partition, &shipment, pending)
+                                .await;
+                        (shipment, result)
+                    });
                 }
                 None => open = false,
-            }
-            continue;
+            },
+            else => return,
         }
-        finish(&mut in_flight).await;
     }
 }
 

@@ -153,3 +153,73 @@ fn unknown_topics_and_oversized_records_fail_at_send() {
         assert_eq!(o, 0);
     });
 }
+
+#[test]
+fn a_batch_goes_on_the_wire_while_an_earlier_one_awaits_its_answer() {
+    rt().block_on(async {
+        let sink = sink::Sink::start(false).await;
+        let client = Client::connect(&sink.addr.to_string()).await.unwrap();
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Written,
+                linger: Duration::from_millis(2),
+                in_flight_per_partition_max: 5,
+                ..Default::default()
+            },
+        );
+        // The first record ships at once (nothing outstanding); the second waits behind it
+        // and ships when its linger expires, although the first is still unanswered.
+        let first = producer.send("sink", None, Some(b"one"), &[]).await.unwrap();
+        let second = producer.send("sink", None, Some(b"two"), &[]).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while sink.produces.load(Ordering::Relaxed) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the second batch must not wait for the first one's answer"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        sink.set_answering(true);
+        let (a, b) = (first.await.unwrap(), second.await.unwrap());
+        assert_eq!((a.0, b.0), (0, 0));
+        assert!(a.1 < b.1, "answers resolve in send order: {a:?} then {b:?}");
+    });
+}
+
+#[test]
+fn unkeyed_records_gather_while_the_topic_has_requests_outstanding() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("spread", TopicConfig { partition_count: 4, ..Default::default() })
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Durable,
+                linger: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        );
+        let mut futures = Vec::new();
+        for i in 0..10u32 {
+            let v = format!("r{i}");
+            futures.push(producer.send("spread", None, Some(v.as_bytes()), &[]).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        let mut partitions = Vec::new();
+        for f in futures {
+            partitions.push(f.await.unwrap().0);
+        }
+        // The first record ships alone; the next ones gather on the next partition instead of
+        // each shipping alone to an idle partition (which spread them over all four). An
+        // answer arriving mid-loop may move them on once.
+        let mut rest: Vec<u32> = partitions[1..].to_vec();
+        rest.dedup();
+        assert!(rest.len() <= 2, "records spread as {partitions:?}");
+    });
+}

@@ -44,68 +44,88 @@ impl Sink {
 }
 
 async fn serve(
-    mut s: tokio::net::TcpStream,
+    s: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     produces: Arc<AtomicU64>,
     mut answering: watch::Receiver<bool>,
 ) {
+    // Requests are read (and counted) as they come; answers go out in order, produce
+    // answers only while answering is on.
+    let (mut rd, mut wr) = s.into_split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(bool, AlignedVec)>();
+    tokio::spawn(async move {
+        while let Some((is_produce, reply)) = rx.recv().await {
+            if is_produce && answering.wait_for(|on| *on).await.is_err() {
+                return;
+            }
+            if wr.write_all(&reply).await.is_err() {
+                return;
+            }
+        }
+    });
     let mut head = [0u8; FRAME_HEADER_BYTES];
     let mut body: AlignedVec = AlignedVec::new();
     loop {
-        if s.read_exact(&mut head).await.is_err() {
+        if rd.read_exact(&mut head).await.is_err() {
             return;
         }
         let h = FrameHeader::decode(&head, u32::MAX).unwrap();
         body.clear();
         body.resize(h.body_padded_len(), 0);
-        if s.read_exact(&mut body).await.is_err() {
+        if rd.read_exact(&mut body).await.is_err() {
             return;
         }
-        let reply = match ApiKey::from_u16(h.api_key).unwrap() {
-            ApiKey::Handshake => encode_response(
-                h.correlation_id,
-                &HandshakeResponse { protocol_version: 1, ..Default::default() },
+        let (is_produce, reply) = match ApiKey::from_u16(h.api_key).unwrap() {
+            ApiKey::Handshake => (
+                false,
+                encode_response(
+                    h.correlation_id,
+                    &HandshakeResponse { protocol_version: 1, ..Default::default() },
+                ),
             ),
-            ApiKey::Metadata => encode_response(
-                h.correlation_id,
-                &MetadataResponse {
-                    shard_count: 1,
-                    shards: vec![ShardAddress {
-                        shard_id: 0,
-                        host: addr.ip().to_string(),
-                        port: addr.port(),
-                    }],
-                    topics: vec![TopicMetadata {
-                        name: "sink".into(),
-                        error: 0,
-                        config: TopicConfig { partition_count: 1, ..Default::default() },
-                        partitions: vec![PartitionMetadata { partition: 0, shard: 0 }],
-                    }],
-                },
+            ApiKey::Metadata => (
+                false,
+                encode_response(
+                    h.correlation_id,
+                    &MetadataResponse {
+                        shard_count: 1,
+                        shards: vec![ShardAddress {
+                            shard_id: 0,
+                            host: addr.ip().to_string(),
+                            port: addr.port(),
+                        }],
+                        topics: vec![TopicMetadata {
+                            name: "sink".into(),
+                            error: 0,
+                            config: TopicConfig { partition_count: 1, ..Default::default() },
+                            partitions: vec![PartitionMetadata { partition: 0, shard: 0 }],
+                        }],
+                    },
+                ),
             ),
             _ => {
                 let n = produces.fetch_add(1, Ordering::Relaxed);
-                if answering.wait_for(|on| *on).await.is_err() {
-                    return;
-                }
-                encode_response(
-                    h.correlation_id,
-                    &ProduceResponse {
-                        topics: vec![ProduceTopicResult {
-                            name: "sink".into(),
-                            partitions: vec![ProducePartitionResult {
-                                partition: 0,
-                                error: 0,
-                                base_offset: n as i64 * 1_000_000,
-                                last_offset: 0,
-                                log_append_time_ms: 0,
+                (
+                    true,
+                    encode_response(
+                        h.correlation_id,
+                        &ProduceResponse {
+                            topics: vec![ProduceTopicResult {
+                                name: "sink".into(),
+                                partitions: vec![ProducePartitionResult {
+                                    partition: 0,
+                                    error: 0,
+                                    base_offset: n as i64 * 1_000_000,
+                                    last_offset: 0,
+                                    log_append_time_ms: 0,
+                                }],
                             }],
-                        }],
-                    },
+                        },
+                    ),
                 )
             }
         };
-        if s.write_all(&reply.unwrap()).await.is_err() {
+        if tx.send((is_produce, reply.unwrap())).is_err() {
             return;
         }
     }
