@@ -13,6 +13,7 @@
 //! `steady`, only when named, runs written/durable full speed and durable at 100 MB/s on a
 //! log in steady state (64 MiB segments, 128 MiB retention), with fresh and with recycled
 //! segments;
+//! `BENCH_WRITE_BYTES_MAX` and `BENCH_DURABLE_WRITE_BYTES_MAX` set the write sizes;
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
 
@@ -46,6 +47,11 @@ fn config() -> LogConfig {
     }
     if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
         c.write_bytes_max = v;
+    }
+    if let Some(v) =
+        std::env::var("BENCH_DURABLE_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok())
+    {
+        c.durable_write_bytes_max = v;
     }
     if let Some(v) = std::env::var("BENCH_INDEX_INTERVAL_BYTES").ok().and_then(|s| s.parse().ok()) {
         c.index_interval_bytes = v;

@@ -7,7 +7,9 @@
 //!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
 //!   validated (`wire::BatchView::validate`).
 //! - One writer task appends queued batches in offset order, coalescing everything queued
-//!   (up to `write_bytes_max`) into one O_DIRECT write that starts at the last partial page.
+//!   (up to `write_bytes_max`, or `durable_write_bytes_max` when it carries `durable`
+//!   appends, so a sync overlaps the next write) into one O_DIRECT write that starts at the
+//!   last partial page.
 //!   A batch is readable, and counted in the high watermark, once its write completed.
 //! - One syncer task issues fdatasync whenever `durable` appends wait; appends that complete
 //!   while a sync runs share the next one (group commit). An append acked `durable` was
@@ -163,6 +165,8 @@ struct Shared<D: Disk> {
     index_busy: Cell<bool>,
     index_done: Watermark,
     deleter_signal: Watermark,
+    /// Advanced whenever a roll's background seal ends (retention waits on it).
+    sealed_signal: Watermark,
 }
 
 /// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
@@ -364,6 +368,7 @@ impl<D: Disk> PartitionLog<D> {
             index_busy: Cell::new(false),
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
+            sealed_signal: Watermark::new(0),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
@@ -586,6 +591,15 @@ impl<D: Disk> PartitionLog<D> {
         let mut deleted = 0;
         let mut renamed = Vec::new();
         loop {
+            // A segment a roll is still sealing in the background is deleted once the seal
+            // ends (it creates the segment's index files; see `Segment::sealing`).
+            loop {
+                let seen = sh.sealed_signal.get();
+                let sealing = sh.segments.borrow().first().is_some_and(|s| s.sealing.get());
+                if !sealing || !sh.sealed_signal.wait_for(seen + 1).await {
+                    break;
+                }
+            }
             let victim = {
                 let segs = sh.segments.borrow();
                 if segs.len() <= 1 {
@@ -597,7 +611,7 @@ impl<D: Disk> PartitionLog<D> {
                     && total - first.size_bytes.get() >= sh.config.retention_bytes as u64;
                 let by_time = sh.config.retention_ms >= 0
                     && first.max_timestamp_ms.get() < now_ms.saturating_sub(sh.config.retention_ms);
-                if !(by_size || by_time) {
+                if !(by_size || by_time) || first.sealing.get() {
                     break;
                 }
                 first.clone()
@@ -716,13 +730,18 @@ impl<D: Disk> Shared<D> {
         self.stats.set(s);
     }
 
-    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes.
+    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes, or
+    /// `durable_write_bytes_max` once a `durable` append is among them.
     fn take_pending(&self) -> Vec<Pending> {
         let mut st = self.st.borrow_mut();
         let mut taken = Vec::new();
         let mut bytes = 0;
+        let mut limit = self.config.write_bytes_max;
         while let Some(p) = st.pending.front() {
-            if !taken.is_empty() && bytes + p.bytes.len() > self.config.write_bytes_max {
+            if p.ack == AckLevel::Durable {
+                limit = limit.min(self.config.durable_write_bytes_max);
+            }
+            if !taken.is_empty() && bytes + p.bytes.len() > limit {
                 break;
             }
             bytes += p.bytes.len();
@@ -1511,9 +1530,15 @@ impl<D: Disk> Writer<D> {
             let _ = self.sealing.pop_front().expect("nonempty").await;
         }
         let sh = self.sh.clone();
+        old.sealing.set(true);
         self.sealing.push_back(
-            glommio::spawn_local(async move { finish_seal(&sh, &old, old_files, allocated).await })
-                .detach(),
+            glommio::spawn_local(async move {
+                let done = finish_seal(&sh, &old, old_files, allocated).await;
+                old.sealing.set(false);
+                sh.sealed_signal.advance(sh.sealed_signal.get() + 1);
+                done
+            })
+            .detach(),
         );
         Ok(())
     }

@@ -64,6 +64,10 @@ pub struct Segment<F: DiskFile> {
     pub first_append_ms: Cell<i64>,
     /// Bytes appended since the last index entry.
     pub bytes_since_index: Cell<u64>,
+    /// A roll's background seal (index files created, space trimmed) is still running:
+    /// retention leaves the segment alone until it ends, because glommio panics when a path
+    /// it is opening disappears (it `statfs`es the path after the open).
+    pub sealing: Cell<bool>,
 }
 
 impl<F: DiskFile> std::fmt::Debug for Segment<F> {
@@ -124,6 +128,7 @@ impl<F: DiskFile> Segment<F> {
             max_timestamp_ms: Cell::new(i64::MIN),
             first_append_ms: Cell::new(i64::MAX),
             bytes_since_index: Cell::new(0),
+            sealing: Cell::new(false),
         }
     }
 
