@@ -52,6 +52,12 @@ pub struct LogConfig {
     /// instead of also committing extent conversions to the filesystem journal (half the
     /// sync latency on ext4; `perf/results/2026-11-22-recycle.md`).
     pub segment_recycle: bool,
+    /// Let readers see a batch as soon as its write completed, before an fdatasync covers
+    /// it (lower end-to-end latency). After a power loss such a batch can be gone and its
+    /// offset reused, so a consumer may have seen data that no longer exists. Off by
+    /// default: readers see only synced data (the high watermark is the durable offset), and
+    /// the log syncs whatever is written even when no append asked for `durable`.
+    pub read_unsynced: bool,
 }
 
 impl Default for LogConfig {
@@ -74,6 +80,7 @@ impl Default for LogConfig {
             delete_chunk_bytes: 8 << 20,
             delete_bytes_per_s: 256 << 20,
             segment_recycle: true,
+            read_unsynced: false,
         }
     }
 }

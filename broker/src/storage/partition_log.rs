@@ -10,9 +10,13 @@
 //!   (up to `write_bytes_max`, or `durable_write_bytes_max` when it carries `durable`
 //!   appends, so a sync overlaps the next write) into one O_DIRECT write that starts at the
 //!   last partial page.
-//!   A batch is readable, and counted in the high watermark, once its write completed.
-//! - One syncer task issues fdatasync whenever `durable` appends wait; appends that complete
-//!   while a sync runs share the next one (group commit). An append acked `durable` was
+//!   A batch is acked `written` once its write completed.
+//! - Readers see a batch, and the high watermark counts it, once an fdatasync covered it
+//!   (with `read_unsynced`: once its write completed). So a consumer never sees data a
+//!   power loss could take back, and an offset it saw is never reused for other bytes.
+//! - One syncer task issues fdatasync whenever `durable` appends wait or written data is not
+//!   yet visible; appends that complete while a sync runs share the next one (group
+//!   commit). An append acked `durable` was
 //!   covered by a completed fdatasync of its segment (and every earlier segment was synced
 //!   when it was sealed), so it survives power loss.
 //! - A failed write fails that write's appends and every queued append, and rolls the next
@@ -135,7 +139,8 @@ impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PartitionLog")
             .field("dir", &self.shared.dir)
-            .field("high_watermark", &self.shared.high_watermark.get())
+            .field("written", &self.shared.written.get())
+            .field("visible", &self.shared.visible.get())
             .finish()
     }
 }
@@ -145,7 +150,10 @@ struct Shared<D: Disk> {
     dir: PathBuf,
     config: LogConfig,
     segments: RefCell<Vec<Rc<Segment<D::File>>>>,
-    high_watermark: Watermark,
+    /// End of the written data (the next append's offset once the queue drains).
+    written: Watermark,
+    /// End of what readers see: `durable_offset`, or `written` with `read_unsynced`.
+    visible: Watermark,
     durable_offset: Cell<u64>,
     log_start_offset: Cell<u64>,
     st: RefCell<State>,
@@ -339,6 +347,9 @@ impl<D: Disk> PartitionLog<D> {
             active_index = files;
         }
         let active = segments.last().expect("at least one segment").clone();
+        // What a crash left in the active segment may still sit in the device's volatile
+        // cache: sync it before readers see it (closed segments were synced when sealed).
+        active.log.fdatasync().await?;
         let hw = active.next_offset.get();
         let shared = Rc::new(Shared {
             disk,
@@ -346,7 +357,8 @@ impl<D: Disk> PartitionLog<D> {
             config,
             log_start_offset: Cell::new(segments[0].base_offset),
             segments: RefCell::new(segments),
-            high_watermark: Watermark::new(hw),
+            written: Watermark::new(hw),
+            visible: Watermark::new(hw),
             durable_offset: Cell::new(hw),
             st: RefCell::new(State {
                 next_offset: hw,
@@ -463,9 +475,12 @@ impl<D: Disk> PartitionLog<D> {
     /// An empty result means `offset` is the high watermark.
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
         let sh = &self.shared;
-        let high_watermark = sh.high_watermark.get();
+        let high_watermark = sh.visible.get();
         let log_start_offset = sh.log_start_offset.get();
-        if offset < log_start_offset || offset > high_watermark {
+        // Offsets past what readers see but already assigned (written, not yet synced) read
+        // as empty, like the high watermark itself: a consumer may ask for the offset a
+        // producer's `written` ack just reported.
+        if offset < log_start_offset || offset > sh.written.get().max(high_watermark) {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start_offset,
@@ -473,11 +488,12 @@ impl<D: Disk> PartitionLog<D> {
             });
         }
         let mut out = ReadOutcome { batches: Vec::new(), high_watermark, log_start_offset };
-        if offset == high_watermark {
+        if offset >= high_watermark {
             return Ok(out);
         }
         if let Some(batches) = sh.cache.read(offset, max_bytes) {
             out.batches = batches;
+            trim_to(&mut out.batches, high_watermark);
             return Ok(out);
         }
         let mut offset = offset;
@@ -492,6 +508,7 @@ impl<D: Disk> PartitionLog<D> {
                 continue;
             }
             out.batches = seg.read(offset, max_bytes, sh.config.read_ahead_bytes).await?;
+            trim_to(&mut out.batches, high_watermark);
             break;
         }
         Ok(out)
@@ -504,12 +521,12 @@ impl<D: Disk> PartitionLog<D> {
 
     /// Offset the next append will get (readable data ends before it).
     pub fn high_watermark(&self) -> u64 {
-        self.shared.high_watermark.get()
+        self.shared.visible.get()
     }
 
     /// The high watermark as a waitable value (long-poll fetch, subscriptions).
     pub fn high_watermark_mark(&self) -> &Watermark {
-        &self.shared.high_watermark
+        &self.shared.visible
     }
 
     /// Offset after the last batch covered by an fdatasync.
@@ -674,7 +691,8 @@ impl<D: Disk> PartitionLog<D> {
         for t in tasks {
             t.await;
         }
-        self.shared.high_watermark.close();
+        self.shared.written.close();
+        self.shared.visible.close();
         let fenced = self.shared.st.borrow().fenced.clone();
         match fenced {
             Some(reason) => Err(StorageError::Fenced(reason)),
@@ -761,7 +779,7 @@ impl<D: Disk> Shared<D> {
         let queued: Vec<Pending> = {
             let mut st = self.st.borrow_mut();
             st.pending_bytes = 0;
-            st.next_offset = self.high_watermark.get();
+            st.next_offset = self.written.get();
             st.pending.drain(..).collect()
         };
         let n = items.len() + queued.len();
@@ -770,7 +788,7 @@ impl<D: Disk> Shared<D> {
                 let _ = tx.send(Err(error.clone()));
             }
         }
-        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.high_watermark.get());
+        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.written.get());
         self.space_signal.advance(self.space_signal.get() + 1);
     }
 
@@ -778,6 +796,7 @@ impl<D: Disk> Shared<D> {
         if offset > self.durable_offset.get() {
             self.durable_offset.set(offset);
         }
+        self.visible.advance(offset);
         let ready: Vec<Ack> = {
             let mut st = self.st.borrow_mut();
             let mut ready = Vec::new();
@@ -798,7 +817,7 @@ impl<D: Disk> Shared<D> {
             let mut st = self.st.borrow_mut();
             st.fenced = Some(reason.clone());
             st.pending_bytes = 0;
-            st.next_offset = self.high_watermark.get();
+            st.next_offset = self.written.get();
             (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
         };
         let err = StorageError::Fenced(reason);
@@ -1421,7 +1440,10 @@ impl<D: Disk> Writer<D> {
             );
             self.seg.record(&b, sh.config.index_interval_bytes);
             sh.cache.insert(p.base_offset, p.next_offset, p.bytes.clone());
-            sh.high_watermark.advance(p.next_offset);
+            sh.written.advance(p.next_offset);
+            if sh.config.read_unsynced {
+                sh.visible.advance(p.next_offset);
+            }
             match (p.ack, p.tx) {
                 (AckLevel::Durable, Some(tx)) => {
                     let fenced = sh.st.borrow().fenced.clone();
@@ -1438,7 +1460,7 @@ impl<D: Disk> Writer<D> {
                 (_, None) => {}
             }
         }
-        if any_durable {
+        if any_durable || !sh.config.read_unsynced {
             sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
         }
         sh.persist_index_soon(self.seg.clone());
@@ -1737,7 +1759,11 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
         }
         let (waiting, closing) = {
             let st = sh.st.borrow();
-            (!st.durable_waiters.is_empty(), st.closing)
+            // Readers see only synced data (unless `read_unsynced`): written data is synced
+            // whether or not an append asked for `durable`.
+            let unsynced_visible =
+                !sh.config.read_unsynced && sh.written.get() > sh.durable_offset.get();
+            (!st.durable_waiters.is_empty() || unsynced_visible, st.closing)
         };
         if !waiting {
             if closing && sh.st.borrow().pending.is_empty() {
@@ -1756,7 +1782,7 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
                 .await;
             }
         }
-        let target = sh.high_watermark.get();
+        let target = sh.written.get();
         let seg = sh.active();
         let size = seg.size_bytes.get();
         match seg.log.fdatasync().await {
@@ -1769,6 +1795,31 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
                 sh.mark_durable(target);
             }
             Err(e) => sh.fence(e),
+        }
+    }
+}
+
+/// Cuts `batches` (whole batches, in offset order) before the first batch that ends past
+/// `end`.
+fn trim_to(batches: &mut Vec<ByteView>, end: u64) {
+    for i in 0..batches.len() {
+        let mut keep = 0usize;
+        let mut cut = false;
+        for h in wire::batch::header::trusted_headers(&batches[i]) {
+            if h.next_offset() > end {
+                cut = true;
+                break;
+            }
+            keep += h.batch_len() as usize;
+        }
+        if cut {
+            if keep == 0 {
+                batches.truncate(i);
+            } else {
+                batches[i] = batches[i].slice(0, keep);
+                batches.truncate(i + 1);
+            }
+            return;
         }
     }
 }
