@@ -80,13 +80,15 @@ pub async fn start_offset(
     match *start {
         StartPosition::Earliest => Ok(log.log_start_offset()),
         StartPosition::Latest => Ok(log.high_watermark()),
-        StartPosition::Offset(o) if o < log.log_start_offset() || o > log.high_watermark() => {
+        // Up to the written end: a consumer may start at the offset a `written` ack just
+        // reported; the push loop waits until the high watermark passes it.
+        StartPosition::Offset(o) if o < log.log_start_offset() || o > log.written_offset() => {
             Err((
                 ErrorCode::OffsetOutOfRange,
                 format!(
                     "offset {o} outside [{}, {}]",
                     log.log_start_offset(),
-                    log.high_watermark()
+                    log.written_offset()
                 ),
             ))
         }

@@ -209,6 +209,9 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// `State::lingering` is compacted no more often than at this length.
+const LINGERING_COMPACT_MIN: usize = 1024;
+
 #[derive(Debug, Default)]
 struct State {
     topics: HashMap<Arc<str>, TopicState>,
@@ -216,6 +219,9 @@ struct State {
     /// partition)`. Entries of batches that shipped early stay until their deadline passes
     /// and are then skipped.
     lingering: VecDeque<(Instant, Arc<str>, u32)>,
+    /// Length at which `lingering` drops the entries of batches that already shipped (so a
+    /// long linger with batches shipping early does not grow it with rate × linger).
+    lingering_compact_at: usize,
 }
 
 #[derive(Debug)]
@@ -373,7 +379,31 @@ impl Inner {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> Result<SendFuture, ClientError> {
-        let State { topics, lingering } = st;
+        let State { topics, lingering, lingering_compact_at } = st;
+        if lingering.len() >= *lingering_compact_at {
+            lingering.retain(|(deadline, t, p)| {
+                topics
+                    .get(t)
+                    .and_then(|ts| ts.partitions[*p as usize].open.as_ref())
+                    .is_some_and(|o| o.deadline == *deadline)
+            });
+            *lingering_compact_at = (lingering.len() * 2).max(LINGERING_COMPACT_MIN);
+        }
+        self.append_to(topics, lingering, topic, now, timestamp_ms, key, value, headers)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_to(
+        &self,
+        topics: &mut HashMap<Arc<str>, TopicState>,
+        lingering: &mut VecDeque<(Instant, Arc<str>, u32)>,
+        topic: &str,
+        now: Instant,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<SendFuture, ClientError> {
         let ts = topics.get_mut(topic).expect("the caller checked the topic");
         let count = ts.partitions.len() as u32;
         let partition = match key {

@@ -20,7 +20,7 @@
 //!   covered by a completed fdatasync of its segment (and every earlier segment was synced
 //!   when it was sealed), so it survives power loss.
 //! - A failed write fails that write's appends and every queued append, and rolls the next
-//!   offset back to the high watermark: nothing acked is affected and later appends work
+//!   offset back to the written end: nothing acked is affected and later appends work
 //!   (disk full is recoverable). A failed fdatasync fences the log: the state of unsynced
 //!   data is unknown, so appends are refused until the log is reopened (reads keep working).
 //! - Retention removes a segment from the log at once (readers no longer find it), renames its
@@ -86,7 +86,7 @@ impl AppendTicket {
 pub struct ReadOutcome {
     /// Whole batches, in offset order (several batches may share one view).
     pub batches: Vec<ByteView>,
-    /// Offset the next append will get.
+    /// The high watermark: readers see data up to here.
     pub high_watermark: u64,
     /// First offset still stored.
     pub log_start_offset: u64,
@@ -472,7 +472,8 @@ impl<D: Disk> PartitionLog<D> {
 
     /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
     /// least one batch), from the cache when it reaches back that far, else from disk.
-    /// An empty result means `offset` is the high watermark.
+    /// An empty result means nothing at `offset` is visible yet (it is at or past the high
+    /// watermark, up to the written end).
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
         let sh = &self.shared;
         let high_watermark = sh.visible.get();
@@ -519,9 +520,16 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.config.batch_bytes_max
     }
 
-    /// Offset the next append will get (readable data ends before it).
+    /// The high watermark: readers see data up to here (synced data, or written data with
+    /// `read_unsynced`).
     pub fn high_watermark(&self) -> u64 {
         self.shared.visible.get()
+    }
+
+    /// End of the written data: offsets up to here are valid read positions (reads past the
+    /// high watermark return nothing yet).
+    pub fn written_offset(&self) -> u64 {
+        self.shared.written.get()
     }
 
     /// The high watermark as a waitable value (long-poll fetch, subscriptions).
@@ -560,14 +568,19 @@ impl<D: Disk> PartitionLog<D> {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(u64, i64)>, StorageError> {
+        // Only what readers see: an offset past the high watermark could be lost and reused.
+        let visible = self.shared.visible.get();
         let segments: Vec<_> = self.shared.segments.borrow().clone();
         for seg in segments {
             if seg.max_timestamp_ms.get() < timestamp_ms || seg.size_bytes.get() == 0 {
                 continue;
             }
+            if seg.base_offset >= visible {
+                break;
+            }
             let mut offset =
                 seg.base_offset + u64::from(seg.time_index.borrow().scan_start(timestamp_ms));
-            while offset < seg.next_offset.get() {
+            while offset < seg.next_offset.get().min(visible) {
                 let views = seg
                     .read(
                         offset,
@@ -585,6 +598,9 @@ impl<D: Disk> PartitionLog<D> {
                             position: 0,
                             reason: e.to_string(),
                         })?;
+                        if batch.header().next_offset() > visible {
+                            return Ok(None);
+                        }
                         offset = batch.header().next_offset();
                         if batch.header().max_timestamp_ms() < timestamp_ms {
                             continue;
@@ -616,6 +632,9 @@ impl<D: Disk> PartitionLog<D> {
                 if !sealing || !sh.sealed_signal.wait_for(seen + 1).await {
                     break;
                 }
+            }
+            if sh.st.borrow().closing {
+                break;
             }
             let victim = {
                 let segs = sh.segments.borrow();
@@ -774,7 +793,7 @@ impl<D: Disk> Shared<D> {
     }
 
     /// Fails `items` and everything still queued, and rolls the next offset back to the
-    /// high watermark so later appends continue densely.
+    /// written end so later appends continue densely.
     fn fail_appends(&self, items: Vec<Pending>, error: &StorageError) {
         let queued: Vec<Pending> = {
             let mut st = self.st.borrow_mut();
@@ -793,6 +812,11 @@ impl<D: Disk> Shared<D> {
     }
 
     fn mark_durable(&self, offset: u64) {
+        if self.st.borrow().fenced.is_some() {
+            // A sync failed (possibly a concurrent one on the same file, which consumed the
+            // error): nothing more becomes durable or visible.
+            return;
+        }
         if offset > self.durable_offset.get() {
             self.durable_offset.set(offset);
         }
@@ -1308,7 +1332,13 @@ impl<D: Disk> Writer<D> {
                 run += 1;
             }
             let rest = items.split_off(run);
-            let flush = rest.is_empty() && self.sh.st.borrow().pending.is_empty();
+            // A write cut short for its durable appends ends with them (the partial page
+            // included), or their acks would wait for the next write.
+            let cut_for_durable = self.sh.config.durable_write_bytes_max
+                < self.sh.config.write_bytes_max
+                && items.iter().any(|p| p.ack == AckLevel::Durable);
+            let flush =
+                rest.is_empty() && (cut_for_durable || self.sh.st.borrow().pending.is_empty());
             let chunks: Vec<ByteView> = items.iter().map(|p| p.bytes.clone()).collect();
             if let Err(e) = self.write(&chunks, flush).await {
                 return Err((items.into_iter().chain(rest).collect(), e));
@@ -1538,6 +1568,8 @@ impl<D: Disk> Writer<D> {
             }
         };
         info!(segment = %seg.log_path.display(), reused_bytes, "rolled to a new segment");
+        // Marked before the new segment makes it deletable by retention.
+        old.sealing.set(true);
         self.sh.segments.borrow_mut().push(seg.clone());
         *self.sh.active_index.borrow_mut() = Some(files);
         self.seg = seg;
@@ -1552,7 +1584,6 @@ impl<D: Disk> Writer<D> {
             let _ = self.sealing.pop_front().expect("nonempty").await;
         }
         let sh = self.sh.clone();
-        old.sealing.set(true);
         self.sealing.push_back(
             glommio::spawn_local(async move {
                 let done = finish_seal(&sh, &old, old_files, allocated).await;
@@ -1641,6 +1672,10 @@ async fn sync_sealed<D: Disk>(
         return Err(e.into());
     }
     sh.bump_stats(|s| s.syncs += 1);
+    if let Some(reason) = sh.st.borrow().fenced.clone() {
+        // The syncer's concurrent sync of this file failed and took the error report.
+        return Err(StorageError::Fenced(reason));
+    }
     seg.durable_bytes.set(seg.size_bytes.get());
     sh.mark_durable(seg.next_offset.get());
     if seg.size_bytes.get() > 0 {

@@ -200,6 +200,12 @@ async fn simulate(seed: u64, steps: usize) {
                         );
                     }
                 }
+                // A lookup by time finds only what readers see.
+                if let Ok(Some((o, _))) =
+                    log.offset_for_timestamp(now_ms - rng.i64(0..200)).await
+                {
+                    assert!(o < log.high_watermark(), "time lookup found {o} past the hw");
+                }
                 if !config.read_unsynced {
                     // Readers see only synced data: whatever a read returned must survive
                     // any crash from now on, exactly as a durable ack.
