@@ -8,13 +8,14 @@
 //! `bench-harness summary` writes the perf suite's `summary.md` (see `perf/README.md`).
 //!
 //! Layout: [`workload`] (the TOML files), [`driver`] (the systems under test), [`run`] (the
-//! phases, pacing and measurement), [`result`] (the JSON), [`report`] + [`svg`] (HTML and
+//! phases, pacing and measurement), [`result`] (the JSON), [`ledger`] (who received what), [`report`] + [`svg`] (HTML and
 //! Markdown), [`spawn`] (`--spawn`), [`summary`] (the suite's ratios).
 
 pub mod driver;
 pub mod environment;
 pub mod error;
 pub mod keys;
+pub mod ledger;
 pub mod payload;
 pub mod progress;
 pub mod report;

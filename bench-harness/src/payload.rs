@@ -1,5 +1,6 @@
 //! Message payloads: random (incompressible) bytes whose first 16 bytes carry the intended
-//! send time and the producer's sequence number, so a consumer can measure end-to-end latency.
+//! send time (so a consumer can measure end-to-end latency) and the message's identity
+//! (producer and sequence, see [`crate::ledger`]).
 
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
@@ -22,9 +23,9 @@ impl Payload {
     }
 
     /// Writes the stamp and returns the payload.
-    pub fn stamp(&mut self, intended_ns: u64, sequence: u64) -> &[u8] {
+    pub fn stamp(&mut self, intended_ns: u64, identity: u64) -> &[u8] {
         self.bytes[..8].copy_from_slice(&intended_ns.to_le_bytes());
-        self.bytes[8..16].copy_from_slice(&sequence.to_le_bytes());
+        self.bytes[8..16].copy_from_slice(&identity.to_le_bytes());
         &self.bytes
     }
 }

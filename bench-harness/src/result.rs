@@ -101,6 +101,15 @@ pub struct Totals {
     pub clamped: u64,
     /// Messages received by consumers.
     pub consumed: u64,
+    /// Messages consumers received more than once (by the identity in the payload).
+    #[serde(default)]
+    pub duplicates: u64,
+    /// Messages sent that no consumer received (by identity; 0 without consumers).
+    #[serde(default)]
+    pub gaps: u64,
+    /// Messages received whose identity no producer of the run issued.
+    #[serde(default)]
+    pub foreign: u64,
     /// The first error seen, if any.
     pub first_error: Option<String>,
 }
@@ -258,6 +267,12 @@ impl RunResult {
         }
         if self.workload.consumers_per_topic > 0 && t.consumed != t.acked {
             return fail(format!("{} acked but {} consumed", t.acked, t.consumed));
+        }
+        if t.duplicates > 0 || t.gaps > 0 || t.foreign > 0 {
+            return fail(format!(
+                "by identity: {} received twice, {} sent and never received, {} foreign",
+                t.duplicates, t.gaps, t.foreign
+            ));
         }
         let mut lats = vec![("publish", &self.publish_latency)];
         if let Some(e2e) = &self.end_to_end_latency {

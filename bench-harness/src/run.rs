@@ -28,6 +28,7 @@ use crate::driver::{ConsumerDriver, Driver, ProducerDriver, ProducerSettings};
 use crate::environment::Environment;
 use crate::error::HarnessError;
 use crate::keys::KeyGenerator;
+use crate::ledger::{self, Ledger};
 use crate::payload::{self, Payload};
 use crate::progress::Progress;
 use crate::result::{Latency, RunResult, Throughput, TimelinePoint, Totals, RESULT_FORMAT_VERSION};
@@ -117,10 +118,14 @@ pub(crate) struct Shared {
     measured_consumed: AtomicU64,
     measured_consumed_bytes: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// Which messages were received, per producer (duplicates and gaps).
+    ledger: Ledger,
+    duplicates: AtomicU64,
+    foreign: AtomicU64,
 }
 
 impl Shared {
-    fn new(sent_bytes_limit: u64, live: bool) -> Shared {
+    fn new(sent_bytes_limit: u64, live: bool, producers: usize) -> Shared {
         Shared {
             epoch: Instant::now(),
             window_start_ns: AtomicU64::new(u64::MAX),
@@ -147,6 +152,9 @@ impl Shared {
             measured_consumed: AtomicU64::new(0),
             measured_consumed_bytes: AtomicU64::new(0),
             first_error: Mutex::new(None),
+            ledger: Ledger::new(producers),
+            duplicates: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
         }
     }
 
@@ -187,7 +195,8 @@ pub async fn run<D: Driver>(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let backlog = workload.backlog_bytes > 0;
-    let shared = Arc::new(Shared::new(workload.backlog_bytes, !backlog));
+    let producer_count = (workload.topics * workload.producers_per_topic) as usize;
+    let shared = Arc::new(Shared::new(workload.backlog_bytes, !backlog, producer_count));
 
     let topics: Vec<String> =
         (0..workload.topics).map(|i| format!("bench-{started_unix_ms}-{i}")).collect();
@@ -230,6 +239,9 @@ pub async fn run<D: Driver>(
             missed: shared.missed.load(Relaxed),
             clamped: shared.clamped.load(Relaxed),
             consumed: shared.consumed.load(Relaxed),
+            duplicates: shared.duplicates.load(Relaxed),
+            gaps: if workload.consumers_per_topic > 0 { shared.ledger.gaps() } else { 0 },
+            foreign: shared.foreign.load(Relaxed),
             first_error,
         },
         timeline,
@@ -295,6 +307,7 @@ async fn run_on_topics<D: Driver>(
         let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_MAX);
         collectors.push(tokio::spawn(collect_acks(ack_rx, Arc::clone(shared))));
         let plan = Plan {
+            index,
             start_ns,
             interval_ns: match workload.rate_per_producer() {
                 r if r > 0.0 => 1e9 / r,
@@ -415,6 +428,8 @@ async fn start_consumers<D: Driver>(
 
 /// One producer's pacing and sequence.
 struct Plan {
+    /// This producer's index (its identities in the ledger).
+    index: usize,
     start_ns: u64,
     /// 0 = as fast as the producer accepts.
     interval_ns: f64,
@@ -472,7 +487,8 @@ async fn produce<P: ProducerDriver>(
             break;
         }
         let key = plan.keys.next_key();
-        let payload = plan.payload.stamp(intended_ns, sequence);
+        shared.ledger.issue(plan.index, sequence);
+        let payload = plan.payload.stamp(intended_ns, ledger::identity(plan.index, sequence));
         match producer.send(key, payload).await {
             Ok(ack) => {
                 shared.sent.fetch_add(1, Relaxed);
@@ -540,14 +556,21 @@ async fn consume<C: ConsumerDriver>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<Histogram<u64>, HarnessError> {
     let mut h = histogram();
+    let mut ids = Vec::new();
     loop {
         let (mut count, mut bytes, mut measured, mut measured_bytes) = (0u64, 0u64, 0u64, 0u64);
+        let mut foreign = 0u64;
         let mut latency_max_ns = 0u64;
         let live = shared.live.load(Relaxed);
+        ids.clear();
         let more = {
             let mut on_message = |p: &[u8]| {
                 let now = shared.now_ns();
                 count += 1;
+                match ledger::identity_of(p) {
+                    Some(id) => ids.push(id),
+                    None => foreign += 1,
+                }
                 bytes += p.len() as u64;
                 if shared.in_window(now) {
                     measured += 1;
@@ -568,6 +591,9 @@ async fn consume<C: ConsumerDriver>(
                 _ = stop.wait_for(|s| *s) => false,
             }
         };
+        let tally = shared.ledger.receive(&ids);
+        shared.duplicates.fetch_add(tally.duplicates, Relaxed);
+        shared.foreign.fetch_add(tally.foreign + foreign, Relaxed);
         shared.consumed.fetch_add(count, Relaxed);
         shared.consumed_bytes.fetch_add(bytes, Relaxed);
         shared.measured_consumed.fetch_add(measured, Relaxed);
@@ -611,7 +637,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_producer_far_behind_schedule_counts_what_it_never_sent() {
-        let mut shared = Shared::new(0, true);
+        let mut shared = Shared::new(0, true, 1);
         shared.missed_grace_ns = 100_000_000;
         let shared = Arc::new(shared);
         let start_ns = shared.now_ns() + 1_000_000;
@@ -623,6 +649,7 @@ mod tests {
         let workload =
             Workload::parse(include_str!("../workloads/smoke.toml")).expect("smoke workload");
         let plan = Plan {
+            index: 0,
             start_ns,
             interval_ns: 1e6,
             keys: KeyGenerator::new(&workload, 1),
