@@ -13,7 +13,7 @@
 //! `steady`, only when named, runs written/durable full speed and durable at 100 MB/s on a
 //! log in steady state (64 MiB segments, 128 MiB retention), with fresh and with recycled
 //! segments;
-//! `BENCH_WRITE_BYTES_MAX` and `BENCH_DURABLE_WRITE_BYTES_MAX` set the write sizes;
+//! `BENCH_WRITE_BYTES_MAX` sets the largest write;
 //! `BENCH_READ_UNSYNCED=1` lets readers see unsynced data (no background syncs);
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
@@ -48,11 +48,6 @@ fn config() -> LogConfig {
     }
     if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
         c.write_bytes_max = v;
-    }
-    if let Some(v) =
-        std::env::var("BENCH_DURABLE_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok())
-    {
-        c.durable_write_bytes_max = v;
     }
     if let Ok(v) = std::env::var("BENCH_READ_UNSYNCED") {
         c.read_unsynced = v == "1";

@@ -19,14 +19,6 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Most bytes one write I/O carries (appends pending together are coalesced up to this).
     pub write_bytes_max: usize,
-    /// Most bytes one write carries when it holds `durable` appends. Cutting those writes
-    /// short lets the fdatasync covering one write run while the next is written instead of
-    /// after it, so producers waiting for durable acks can keep the disk busy in two
-    /// alternating groups. On this VM the effect was inside the run-to-run noise (128 KiB vs
-    /// 1 MiB: recycled segments 637–820 vs 506–968 MB/s, fresh 403–473 vs 332–554;
-    /// `perf/results/2026-11-29-durable-write-split.md`), so the default cuts nothing; try it
-    /// on real hardware.
-    pub durable_write_bytes_max: usize,
     /// Appends queued but not yet written above which producers should wait
     /// ([`super::PartitionLog::writable`]).
     pub pending_bytes_max: usize,
@@ -70,7 +62,6 @@ impl Default for LogConfig {
             index_interval_bytes: 4096,
             preallocate_bytes: 32 << 20,
             write_bytes_max: 1 << 20,
-            durable_write_bytes_max: 1 << 20,
             pending_bytes_max: 8 << 20,
             group_commit_delay_us: 0,
             group_commit_bytes_max: 4 << 20,

@@ -7,9 +7,7 @@
 //!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
 //!   validated (`wire::BatchView::validate`).
 //! - One writer task appends queued batches in offset order, coalescing everything queued
-//!   (up to `write_bytes_max`, or `durable_write_bytes_max` when it carries `durable`
-//!   appends, so a sync overlaps the next write) into one O_DIRECT write that starts at the
-//!   last partial page.
+//!   (up to `write_bytes_max`) into one O_DIRECT write that starts at the last partial page.
 //!   A batch is acked `written` once its write completed.
 //! - Readers see a batch, and the high watermark counts it, once an fdatasync covered it
 //!   (with `read_unsynced`: once its write completed). So a consumer never sees data a
@@ -767,18 +765,13 @@ impl<D: Disk> Shared<D> {
         self.stats.set(s);
     }
 
-    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes, or
-    /// `durable_write_bytes_max` once a `durable` append is among them.
+    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes.
     fn take_pending(&self) -> Vec<Pending> {
         let mut st = self.st.borrow_mut();
         let mut taken = Vec::new();
         let mut bytes = 0;
-        let mut limit = self.config.write_bytes_max;
         while let Some(p) = st.pending.front() {
-            if p.ack == AckLevel::Durable {
-                limit = limit.min(self.config.durable_write_bytes_max);
-            }
-            if !taken.is_empty() && bytes + p.bytes.len() > limit {
+            if !taken.is_empty() && bytes + p.bytes.len() > self.config.write_bytes_max {
                 break;
             }
             bytes += p.bytes.len();
@@ -1332,13 +1325,7 @@ impl<D: Disk> Writer<D> {
                 run += 1;
             }
             let rest = items.split_off(run);
-            // A write cut short for its durable appends ends with them (the partial page
-            // included), or their acks would wait for the next write.
-            let cut_for_durable = self.sh.config.durable_write_bytes_max
-                < self.sh.config.write_bytes_max
-                && items.iter().any(|p| p.ack == AckLevel::Durable);
-            let flush =
-                rest.is_empty() && (cut_for_durable || self.sh.st.borrow().pending.is_empty());
+            let flush = rest.is_empty() && self.sh.st.borrow().pending.is_empty();
             let chunks: Vec<ByteView> = items.iter().map(|p| p.bytes.clone()).collect();
             if let Err(e) = self.write(&chunks, flush).await {
                 return Err((items.into_iter().chain(rest).collect(), e));

@@ -30,7 +30,6 @@ fn small_config() -> LogConfig {
         index_interval_bytes: 512,
         preallocate_bytes: 8 << 10,
         write_bytes_max: 64 << 10,
-        durable_write_bytes_max: 16 << 10,
         pending_bytes_max: 256 << 10,
         group_commit_delay_us: 0,
         group_commit_bytes_max: 1 << 20,
@@ -201,9 +200,7 @@ async fn simulate(seed: u64, steps: usize) {
                     }
                 }
                 // A lookup by time finds only what readers see.
-                if let Ok(Some((o, _))) =
-                    log.offset_for_timestamp(now_ms - rng.i64(0..200)).await
-                {
+                if let Ok(Some((o, _))) = log.offset_for_timestamp(now_ms - rng.i64(0..200)).await {
                     assert!(o < log.high_watermark(), "time lookup found {o} past the hw");
                 }
                 if !config.read_unsynced {
@@ -432,47 +429,6 @@ fn real_disk_write_reopen_read_back() {
         assert!(ts >= 1050);
         assert!(found > 0);
         assert_eq!(log.offset_for_timestamp(i64::MAX).await.unwrap(), None);
-        log.close().await.unwrap();
-    });
-}
-
-#[test]
-fn writes_carrying_durable_appends_are_cut_so_syncs_overlap_writes() {
-    let tmp = temp_dir();
-    let dir = tmp.path().join("t").join("0");
-    run(move || async move {
-        let shard = ShardCache::new(1 << 20);
-        let mut config = small_config();
-        config.segment_bytes_max = 1 << 20;
-        config.write_bytes_max = 1 << 20;
-        config.durable_write_bytes_max = 32 << 10;
-        let log =
-            PartitionLog::open(DmaDisk, dir.clone(), config, shard.partition()).await.unwrap();
-        let value = vec![5u8; 1000];
-        let batch = |n: usize| {
-            let mut b = BatchBuilder::new(32 << 10);
-            for i in 0..n {
-                b.append(1, Some(&(i as u64).to_le_bytes()), Some(&value), &[]).unwrap();
-            }
-            b.finish().unwrap()
-        };
-        // Eight ~15 KiB batches queued at once: `written` ones go out in one write, `durable`
-        // ones in writes of at most two batches (32 KiB).
-        for (ack, writes_max, writes_min) in
-            [(AckLevel::Written, 1, 1), (AckLevel::Durable, u64::MAX, 4)]
-        {
-            let before = log.stats().writes;
-            let tickets: Vec<_> =
-                (0..8).map(|_| log.enqueue(&batch(15), ack, 5000).unwrap()).collect();
-            for t in tickets {
-                t.wait().await.unwrap();
-            }
-            let writes = log.stats().writes - before;
-            assert!(
-                (writes_min..=writes_max).contains(&writes),
-                "{ack:?}: {writes} writes for 8 queued batches"
-            );
-        }
         log.close().await.unwrap();
     });
 }
