@@ -14,6 +14,7 @@
 //! log in steady state (64 MiB segments, 128 MiB retention), with fresh and with recycled
 //! segments;
 //! `BENCH_WRITE_BYTES_MAX` sets the largest write;
+//! `BENCH_DSYNC_WRITES=0` makes durable writes use write + fdatasync instead of O_DSYNC;
 //! `BENCH_READ_UNSYNCED=1` lets readers see unsynced data (no background syncs);
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
@@ -48,6 +49,9 @@ fn config() -> LogConfig {
     }
     if let Some(v) = std::env::var("BENCH_WRITE_BYTES_MAX").ok().and_then(|s| s.parse().ok()) {
         c.write_bytes_max = v;
+    }
+    if let Ok(v) = std::env::var("BENCH_DSYNC_WRITES") {
+        c.dsync_writes = v != "0";
     }
     if let Ok(v) = std::env::var("BENCH_READ_UNSYNCED") {
         c.read_unsynced = v == "1";

@@ -50,6 +50,11 @@ pub struct LogConfig {
     /// default: readers see only synced data (the high watermark is the durable offset), and
     /// the log syncs whatever is written even when no append asked for `durable`.
     pub read_unsynced: bool,
+    /// Writes that carry `durable` appends, when everything before them is already durable,
+    /// go through an O_DSYNC descriptor and count as durable when they complete: one I/O
+    /// round trip instead of a write and then an fdatasync (one more descriptor per active
+    /// segment taking durable appends; `perf/results/2026-11-29-durable-floor.md`).
+    pub dsync_writes: bool,
 }
 
 impl Default for LogConfig {
@@ -72,6 +77,7 @@ impl Default for LogConfig {
             delete_bytes_per_s: 256 << 20,
             segment_recycle: true,
             read_unsynced: false,
+            dsync_writes: true,
         }
     }
 }

@@ -74,6 +74,18 @@ impl Disk for DmaDisk {
         Ok(DmaDiskFile { file, path: path.to_owned(), alignment })
     }
 
+    async fn open_dsync(&self, path: &Path) -> Result<DmaDiskFile, IoError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DSYNC)
+            .dma_open(path)
+            .await
+            .map_err(|e| gerr("open O_DSYNC", path, e))?;
+        let alignment = file.alignment().max(DISK_ALIGN as u64) as usize;
+        Ok(DmaDiskFile { file, path: path.to_owned(), alignment })
+    }
+
     async fn remove(&self, path: &Path) -> Result<(), IoError> {
         glommio::io::remove(path).await.map_err(|e| gerr("remove", path, e))
     }

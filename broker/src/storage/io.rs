@@ -29,6 +29,10 @@ pub trait Disk: Clone + 'static {
     type File: DiskFile;
     /// Opens `path` for reading and writing, creating it if `create`.
     async fn open(&self, path: &Path, create: bool) -> Result<Self::File, IoError>;
+    /// Opens an existing file so that each write through this handle is durable when it
+    /// completes (O_DSYNC): that write's range and the metadata needed to read it back, not
+    /// necessarily earlier writes still in the device's cache (the device may use FUA).
+    async fn open_dsync(&self, path: &Path) -> Result<Self::File, IoError>;
     /// Removes a file.
     async fn remove(&self, path: &Path) -> Result<(), IoError>;
     /// Renames a file (durable once its directory is synced).

@@ -125,6 +125,8 @@ pub struct LogStats {
     pub bytes_written: u64,
     /// Rolls that reused a deleted segment's file.
     pub segments_recycled: u64,
+    /// Writes through the O_DSYNC descriptor (durable without an fdatasync).
+    pub dsync_writes: u64,
 }
 
 /// See the module docs.
@@ -1208,6 +1210,9 @@ struct InFlight {
     data_end: u64,
     /// It ends inside a page, which the next write rewrites: that write must wait for it.
     partial: bool,
+    /// Went through the O_DSYNC descriptor with everything before it durable: its data is
+    /// durable once it completes.
+    dsync: bool,
 }
 
 /// The writer task's state for the active segment.
@@ -1234,6 +1239,8 @@ struct Writer<D: Disk> {
     stale_end: u64,
     /// The last write put a zeroed page after the data (see `write`).
     end_marked: bool,
+    /// The segment (by base offset) whose O_DSYNC descriptor could not be opened.
+    dsync_failed: Option<u64>,
     /// Closed segments finishing their seal in the background.
     sealing: VecDeque<JoinHandle<Result<(), StorageError>>>,
     inflight: VecDeque<InFlight>,
@@ -1261,6 +1268,7 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
         allocated: 0,
         stale_end: 0,
         end_marked: false,
+        dsync_failed: None,
         sealing: VecDeque::new(),
         inflight: VecDeque::new(),
         items: VecDeque::new(),
@@ -1327,7 +1335,8 @@ impl<D: Disk> Writer<D> {
             let rest = items.split_off(run);
             let flush = rest.is_empty() && self.sh.st.borrow().pending.is_empty();
             let chunks: Vec<ByteView> = items.iter().map(|p| p.bytes.clone()).collect();
-            if let Err(e) = self.write(&chunks, flush).await {
+            let durable = items.iter().any(|p| p.ack == AckLevel::Durable);
+            if let Err(e) = self.write(&chunks, flush, durable).await {
                 return Err((items.into_iter().chain(rest).collect(), e));
             }
             let mut end = self.submitted - run_bytes;
@@ -1342,7 +1351,7 @@ impl<D: Disk> Writer<D> {
             && !self.inflight.back().is_some_and(|f| f.partial)
         {
             // Nothing more is queued: put the carried bytes on disk now.
-            self.write(&[], true).await.map_err(|e| (Vec::new(), e))?;
+            self.write(&[], true, false).await.map_err(|e| (Vec::new(), e))?;
         }
         Ok(())
     }
@@ -1354,7 +1363,12 @@ impl<D: Disk> Writer<D> {
 
     /// Builds and submits one write of the carried tail plus `chunks`; ends on a page
     /// boundary unless `flush`.
-    async fn write(&mut self, chunks: &[ByteView], flush: bool) -> Result<(), StorageError> {
+    async fn write(
+        &mut self,
+        chunks: &[ByteView],
+        flush: bool,
+        durable: bool,
+    ) -> Result<(), StorageError> {
         let page_start = align_down(self.submitted);
         let data_len: usize = chunks.iter().map(|c| c.len()).sum();
         let total = self.tail.len() + data_len;
@@ -1373,9 +1387,24 @@ impl<D: Disk> Writer<D> {
         // Ending the data inside a reused file: a zeroed page after it marks the end for
         // recovery (the buffer is zeroed), and orders the next write like a partial page.
         let end_mark = flush && write_len > 0 && page_start + (write_len as u64) < self.stale_end;
+        // Durable appends in a write that ends the data, with nothing unsynced before it and
+        // nothing else in flight: write through O_DSYNC, so no fdatasync has to follow.
+        let dsync_file = if durable
+            && flush
+            && write_len > 0
+            && self.sh.config.dsync_writes
+            && self.inflight.is_empty()
+            && self.seg.durable_bytes.get() >= self.submitted
+            && self.sh.st.borrow().fenced.is_none()
+        {
+            self.dsync_file().await
+        } else {
+            None
+        };
+        let target = dsync_file.clone().unwrap_or_else(|| self.seg.log.clone());
         let buf_len = write_len + if end_mark { DISK_ALIGN_U } else { 0 };
         let mut new_tail = Vec::with_capacity(total - keep_from);
-        let mut buf = (write_len > 0).then(|| self.seg.log.alloc_write_buf(buf_len));
+        let mut buf = (write_len > 0).then(|| target.alloc_write_buf(buf_len));
         let mut at = 0usize;
         for piece in std::iter::once(&self.tail[..]).chain(chunks.iter().map(|c| c.as_ref())) {
             let end = at + piece.len();
@@ -1412,19 +1441,44 @@ impl<D: Disk> Writer<D> {
             self.end_marked = end_mark;
         }
         if let Some(buf) = buf {
-            let file = self.seg.log.clone();
+            let dsync = dsync_file.is_some();
+            let file = target;
             let task =
                 glommio::spawn_local(async move { file.write_at(buf, page_start).await }).detach();
-            self.inflight.push_back(InFlight { task, data_end, partial });
+            self.inflight.push_back(InFlight { task, data_end, partial, dsync });
             self.sh.bump_stats(|s| {
                 s.writes += 1;
                 s.bytes_written += data_len as u64;
+                s.dsync_writes += u64::from(dsync);
             });
         }
         self.submitted = new_submitted;
         self.tail = new_tail;
         self.tail_dirty = !flush && !self.tail.is_empty();
         Ok(())
+    }
+
+    /// The active segment's O_DSYNC descriptor, opened on first use; `None` (and plain
+    /// write + fdatasync) if it cannot be opened.
+    async fn dsync_file(&mut self) -> Option<Rc<D::File>> {
+        if let Some(f) = self.seg.dsync.borrow().as_ref() {
+            return Some(f.clone());
+        }
+        if self.dsync_failed == Some(self.seg.base_offset) {
+            return None;
+        }
+        match self.sh.disk.open_dsync(&self.seg.log_path).await {
+            Ok(f) => {
+                let f = Rc::new(f);
+                *self.seg.dsync.borrow_mut() = Some(f.clone());
+                Some(f)
+            }
+            Err(e) => {
+                warn!(segment = %self.seg.log_path.display(), error = %e, "cannot open O_DSYNC; durable writes use fdatasync");
+                self.dsync_failed = Some(self.seg.base_offset);
+                None
+            }
+        }
     }
 
     /// Waits for the oldest write and completes the appends it finished.
@@ -1477,7 +1531,14 @@ impl<D: Disk> Writer<D> {
                 (_, None) => {}
             }
         }
-        if any_durable || !sh.config.read_unsynced {
+        if f.dsync && sh.st.borrow().fenced.is_none() {
+            // Nothing before it was unsynced and nothing else was in flight: everything
+            // written so far is durable.
+            if f.data_end > self.seg.durable_bytes.get() {
+                self.seg.durable_bytes.set(f.data_end);
+            }
+            sh.mark_durable(sh.written.get());
+        } else if any_durable || !sh.config.read_unsynced {
             sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
         }
         sh.persist_index_soon(self.seg.clone());
@@ -1508,7 +1569,7 @@ impl<D: Disk> Writer<D> {
             while self.inflight.back().is_some_and(|f| f.partial) {
                 self.reap_one().await?;
             }
-            self.write(&[], true).await?;
+            self.write(&[], true, false).await?;
         }
         while !self.inflight.is_empty() {
             self.reap_one().await?;
@@ -1535,6 +1596,10 @@ impl<D: Disk> Writer<D> {
         // Only the old segment's data sync stands between the roll and new appends; its
         // index files and trim finish in the background.
         sync_sealed(&self.sh, &self.seg).await?;
+        let dsync = self.seg.dsync.borrow_mut().take();
+        if let Some(f) = dsync {
+            let _ = f.close().await;
+        }
         self.sh.index_idle().await;
         let old_files = self.sh.active_index.borrow_mut().take();
         let (old, allocated) = (self.seg.clone(), self.allocated);
@@ -1716,6 +1781,10 @@ async fn seal_on_close<D: Disk>(sh: &Rc<Shared<D>>, active: &Rc<Segment<D::File>
     sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
     let segments: Vec<_> = sh.segments.borrow().clone();
     for seg in segments {
+        let dsync = seg.dsync.borrow_mut().take();
+        if let Some(f) = dsync {
+            let _ = f.close().await;
+        }
         let _ = seg.log.clone().close().await;
     }
 }

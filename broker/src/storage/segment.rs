@@ -68,6 +68,9 @@ pub struct Segment<F: DiskFile> {
     /// retention leaves the segment alone until it ends, because glommio panics when a path
     /// it is opening disappears (it `statfs`es the path after the open).
     pub sealing: Cell<bool>,
+    /// A second descriptor of the log file opened O_DSYNC, for writes that carry `durable`
+    /// appends (opened at the first such write; closed when the segment is sealed).
+    pub dsync: RefCell<Option<Rc<F>>>,
 }
 
 impl<F: DiskFile> std::fmt::Debug for Segment<F> {
@@ -129,6 +132,7 @@ impl<F: DiskFile> Segment<F> {
             first_append_ms: Cell::new(i64::MAX),
             bytes_since_index: Cell::new(0),
             sealing: Cell::new(false),
+            dsync: RefCell::new(None),
         }
     }
 

@@ -6,7 +6,9 @@
 //!   Writes, truncates and allocations since then are a list of unsynced operations.
 //! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus an arbitrary subset
 //!   of its unsynced operations, in order, where a persisted write may be torn at any 512-byte
-//!   sector. Files whose name was never made durable by `sync_dir` disappear.
+//!   sector. Files whose name was never made durable by `sync_dir` disappear. Writes through
+//!   a handle from `open_dsync` always land whole, in their place in that order, while the
+//!   unsynced operations before them may not (as with FUA writes).
 //! - Removal is immediate and durable (retention only removes data it no longer needs).
 //! - Space: the sum of file lengths may not exceed the capacity; beyond it writes, truncates
 //!   that grow and allocations fail with ENOSPC.
@@ -86,7 +88,9 @@ impl SimState {
 struct SimFileData {
     data: Vec<u8>,
     durable: Vec<u8>,
-    unsynced: Vec<Op>,
+    /// Operations since the last fdatasync, in order; `true` marks an O_DSYNC write, which
+    /// always lands (whole) at a crash while the others around it may not.
+    unsynced: Vec<(Op, bool)>,
     name_durable: bool,
 }
 
@@ -147,7 +151,11 @@ impl SimDisk {
         for file in files.values() {
             let mut f = file.borrow_mut();
             let mut data = f.durable.clone();
-            for op in std::mem::take(&mut f.unsynced) {
+            for (op, durable) in std::mem::take(&mut f.unsynced) {
+                if durable {
+                    apply(&mut data, &op);
+                    continue;
+                }
                 match rng.u8(0..3) {
                     0 => {} // lost
                     1 => apply(&mut data, &op),
@@ -221,7 +229,13 @@ impl Disk for SimDisk {
             }
             None => return Err(IoError::NotFound { path: path.display().to_string() }),
         };
-        Ok(SimFile { disk: self.clone(), path: path.to_owned(), data })
+        Ok(SimFile { disk: self.clone(), path: path.to_owned(), data, dsync: false })
+    }
+
+    async fn open_dsync(&self, path: &Path) -> Result<SimFile, IoError> {
+        let mut f = self.open(path, false).await?;
+        f.dsync = true;
+        Ok(f)
     }
 
     async fn remove(&self, path: &Path) -> Result<(), IoError> {
@@ -283,6 +297,8 @@ pub struct SimFile {
     disk: SimDisk,
     path: PathBuf,
     data: Rc<RefCell<SimFileData>>,
+    /// Opened O_DSYNC: each write is durable when it returns.
+    dsync: bool,
 }
 
 impl SimFile {
@@ -349,7 +365,10 @@ impl DiskFile for SimFile {
         if self.disk.state.borrow().epoch != epoch {
             return Err(self.err("write", libc::EIO)); // issued by a process that crashed
         }
-        let per_mille = self.disk.faults().write_eio_per_mille;
+        let faults = self.disk.faults();
+        // An O_DSYNC write also fails the way a sync does.
+        let per_mille =
+            faults.write_eio_per_mille + if self.dsync { faults.sync_eio_per_mille } else { 0 };
         if self.disk.state.borrow_mut().chance(per_mille) {
             return Err(self.err("write", libc::EIO));
         }
@@ -357,7 +376,7 @@ impl DiskFile for SimFile {
         let op = Op::Write(pos, buf.0);
         let mut f = self.data.borrow_mut();
         apply(&mut f.data, &op);
-        f.unsynced.push(op);
+        f.unsynced.push((op, self.dsync));
         Ok(())
     }
 
@@ -376,7 +395,7 @@ impl DiskFile for SimFile {
         let op = Op::SetLen(len);
         let mut f = self.data.borrow_mut();
         apply(&mut f.data, &op);
-        f.unsynced.push(op);
+        f.unsynced.push((op, false));
         Ok(())
     }
 
@@ -385,7 +404,7 @@ impl DiskFile for SimFile {
         let op = Op::SetLen(len);
         let mut f = self.data.borrow_mut();
         apply(&mut f.data, &op);
-        f.unsynced.push(op);
+        f.unsynced.push((op, false));
         Ok(())
     }
 

@@ -40,6 +40,7 @@ fn small_config() -> LogConfig {
         delete_bytes_per_s: 1 << 30,
         segment_recycle: true,
         read_unsynced: false,
+        dsync_writes: true,
     }
 }
 
@@ -105,6 +106,15 @@ impl Drop for SeedGuard {
 
 /// Segments reused across the simulation's seeds (the run checks recycling happened).
 static SIM_RECYCLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// O_DSYNC writes over all seeds (they must happen for the simulation to test them).
+static SIM_DSYNC_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Adds a log's recycled segments and O_DSYNC writes to the totals over all seeds.
+fn tally<D: io::Disk>(log: &PartitionLog<D>) {
+    let stats = log.stats();
+    SIM_RECYCLED.fetch_add(stats.segments_recycled, std::sync::atomic::Ordering::Relaxed);
+    SIM_DSYNC_WRITES.fetch_add(stats.dsync_writes, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// One seeded run: random appends (all ack levels, several in flight), reads, crashes,
 /// clean reopens, retention, EIO on writes and syncs, disk full. After every reopen: every
@@ -129,6 +139,7 @@ async fn simulate(seed: u64, steps: usize) {
     config.segment_bytes_max = [8 << 10, 16 << 10, 1 << 20][rng.usize(0..3)];
     config.index_interval_bytes = [256, 512, 4096][rng.usize(0..3)];
     config.read_unsynced = rng.u8(0..4) == 0;
+    config.dsync_writes = rng.bool();
     let mut log = PartitionLog::open(disk.clone(), dir.clone(), config.clone(), shard.partition())
         .await
         .unwrap();
@@ -214,8 +225,7 @@ async fn simulate(seed: u64, steps: usize) {
             }
             65..=74 => {
                 // Crash: the process dies, the power goes.
-                SIM_RECYCLED
-                    .fetch_add(log.stats().segments_recycled, std::sync::atomic::Ordering::Relaxed);
+                tally(&log);
                 drop(log);
                 disk.crash();
                 disk.set_faults(SimFaults {
@@ -229,8 +239,7 @@ async fn simulate(seed: u64, steps: usize) {
             75..=79 => {
                 // Clean shutdown and restart.
                 let _ = log.close().await;
-                SIM_RECYCLED
-                    .fetch_add(log.stats().segments_recycled, std::sync::atomic::Ordering::Relaxed);
+                tally(&log);
                 drop(log);
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
@@ -246,8 +255,7 @@ async fn simulate(seed: u64, steps: usize) {
                 let before = log.log_start_offset();
                 // Retention applies to the log's own config; emulate by reopening with it.
                 let _ = log.close().await;
-                SIM_RECYCLED
-                    .fetch_add(log.stats().segments_recycled, std::sync::atomic::Ordering::Relaxed);
+                tally(&log);
                 drop(log);
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
@@ -284,7 +292,7 @@ async fn simulate(seed: u64, steps: usize) {
             }
         }
     }
-    SIM_RECYCLED.fetch_add(log.stats().segments_recycled, std::sync::atomic::Ordering::Relaxed);
+    tally(&log);
     drop(log);
     disk.crash();
     disk.set_faults(SimFaults::default());
@@ -370,6 +378,8 @@ fn simulation() {
         }
         let recycled = SIM_RECYCLED.load(std::sync::atomic::Ordering::Relaxed);
         assert!(!many || recycled > 0, "no seed reused a segment: recycling went untested");
+        let dsync = SIM_DSYNC_WRITES.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!many || dsync > 0, "no O_DSYNC write: that path went untested");
     });
 }
 
@@ -718,14 +728,13 @@ fn failed_sync_fences_the_log_until_reopened() {
     run(|| async {
         let disk = SimDisk::new(3, SimFaults::default());
         let dir = PathBuf::from("/d/t/0");
-        let log = PartitionLog::open(
-            disk.clone(),
-            dir.clone(),
-            small_config(),
-            ShardCache::new(0).partition(),
-        )
-        .await
-        .unwrap();
+        // Durable appends go through fdatasync here (an O_DSYNC write that fails is a failed
+        // write, covered by the disk-full / EIO test).
+        let config = LogConfig { dsync_writes: false, ..small_config() };
+        let log =
+            PartitionLog::open(disk.clone(), dir.clone(), config, ShardCache::new(0).partition())
+                .await
+                .unwrap();
         let mut rng = fastrand::Rng::with_seed(4);
         log.append(&make_batch(&mut rng, 0, 1), AckLevel::Durable, 1).await.unwrap();
         disk.set_faults(SimFaults { sync_eio_per_mille: 1000, ..SimFaults::default() });
