@@ -212,6 +212,24 @@ struct Inner {
 /// `State::lingering` is compacted no more often than at this length.
 const LINGERING_COMPACT_MIN: usize = 1024;
 
+impl State {
+    /// Drops the entries of batches that already shipped once the queue doubled since the
+    /// last time (amortized O(1) per batch).
+    fn compact_lingering(&mut self) {
+        if self.lingering.len() < self.lingering_compact_at {
+            return;
+        }
+        let topics = &self.topics;
+        self.lingering.retain(|(deadline, t, p)| {
+            topics
+                .get(t)
+                .and_then(|ts| ts.partitions[*p as usize].open.as_ref())
+                .is_some_and(|o| o.deadline == *deadline)
+        });
+        self.lingering_compact_at = (self.lingering.len() * 2).max(LINGERING_COMPACT_MIN);
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     topics: HashMap<Arc<str>, TopicState>,
@@ -379,31 +397,8 @@ impl Inner {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> Result<SendFuture, ClientError> {
-        let State { topics, lingering, lingering_compact_at } = st;
-        if lingering.len() >= *lingering_compact_at {
-            lingering.retain(|(deadline, t, p)| {
-                topics
-                    .get(t)
-                    .and_then(|ts| ts.partitions[*p as usize].open.as_ref())
-                    .is_some_and(|o| o.deadline == *deadline)
-            });
-            *lingering_compact_at = (lingering.len() * 2).max(LINGERING_COMPACT_MIN);
-        }
-        self.append_to(topics, lingering, topic, now, timestamp_ms, key, value, headers)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn append_to(
-        &self,
-        topics: &mut HashMap<Arc<str>, TopicState>,
-        lingering: &mut VecDeque<(Instant, Arc<str>, u32)>,
-        topic: &str,
-        now: Instant,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: &[(&str, &[u8])],
-    ) -> Result<SendFuture, ClientError> {
+        st.compact_lingering();
+        let State { topics, lingering, .. } = st;
         let ts = topics.get_mut(topic).expect("the caller checked the topic");
         let count = ts.partitions.len() as u32;
         let partition = match key {

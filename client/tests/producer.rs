@@ -11,6 +11,16 @@ use client::{Client, ClientError, Producer, ProducerConfig};
 use integration_tests::Broker;
 use wire::{AckLevel, StartPosition, TopicConfig};
 
+/// A client of the broker at `addr` with topic `name` of `partitions` partitions created.
+async fn client_with_topic(addr: &str, name: &str, partitions: u32) -> Client {
+    let client = Client::connect(addr).await.unwrap();
+    client
+        .create_topic(name, TopicConfig { partition_count: partitions, ..Default::default() })
+        .await
+        .unwrap();
+    client
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
@@ -76,11 +86,7 @@ fn dropping_the_producer_ships_what_is_open_and_futures_still_resolve() {
     let broker = Broker::start(1);
     let addr = broker.public.to_string();
     rt().block_on(async move {
-        let client = Client::connect(&addr).await.unwrap();
-        client
-            .create_topic("dropped", TopicConfig { partition_count: 1, ..Default::default() })
-            .await
-            .unwrap();
+        let client = client_with_topic(&addr, "dropped", 1).await;
         let producer = Producer::new(
             client.clone(),
             ProducerConfig {
@@ -130,11 +136,7 @@ fn unknown_topics_and_oversized_records_fail_at_send() {
     let broker = Broker::start(1);
     let addr = broker.public.to_string();
     rt().block_on(async move {
-        let client = Client::connect(&addr).await.unwrap();
-        client
-            .create_topic("small", TopicConfig { partition_count: 2, ..Default::default() })
-            .await
-            .unwrap();
+        let client = client_with_topic(&addr, "small", 2).await;
         let producer =
             Producer::new(client, ProducerConfig { batch_bytes_max: 4096, ..Default::default() });
         match producer.send("no-such-topic", None, Some(b"x"), &[]).await {
@@ -192,11 +194,7 @@ fn unkeyed_records_gather_while_the_topic_has_requests_outstanding() {
     let broker = Broker::start(1);
     let addr = broker.public.to_string();
     rt().block_on(async move {
-        let client = Client::connect(&addr).await.unwrap();
-        client
-            .create_topic("spread", TopicConfig { partition_count: 4, ..Default::default() })
-            .await
-            .unwrap();
+        let client = client_with_topic(&addr, "spread", 4).await;
         let producer = Producer::new(
             client,
             ProducerConfig {
