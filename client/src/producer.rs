@@ -16,7 +16,9 @@
 //!
 //! Backpressure: `send` waits while the bytes of records accepted and not yet answered reach
 //! `buffer_bytes_max`, instead of letting a queue grow. Each partition has a sender task that
-//! keeps up to `in_flight_per_partition_max` requests on the wire, sent in batch order; a
+//! keeps up to `in_flight_per_partition_max` requests on the wire, sent in batch order and
+//! along one connection (a switch, e.g. from the public port to the owner's shard port, waits
+//! for the requests in flight, since a forwarded request can land after a later direct one); a
 //! retriable error resends the batch (with more than one request in flight a retry can
 //! reorder batches of a partition: set the limit to 1 for strict order under failures).
 //! Dropping the last handle ships what is open; the sender tasks finish in the background.
@@ -38,6 +40,7 @@ use wire::{
 };
 
 use crate::client::Client;
+use crate::connection::Connection;
 use crate::error::ClientError;
 
 /// Producer settings.
@@ -613,23 +616,42 @@ async fn partition_sender(
 ) {
     let in_flight_max = config.in_flight_per_partition_max.max(1);
     let mut in_flight = FuturesOrdered::new();
+    // The connection the requests in flight went out on: a partition's requests are appended
+    // in order only along one connection (one to the public port is forwarded and can land
+    // after a later one sent straight to the owner's shard port).
+    let mut on: Option<Arc<Connection>> = None;
     let mut open = true;
+    let complete = |shipment: Shipment, result: BatchResult| {
+        shared.finished(&shipment, result);
+        if let Some(inner) = inner.upgrade() {
+            inner.answered(&topic, partition);
+        }
+    };
     loop {
         let room = open && in_flight.len() < in_flight_max;
         tokio::select! {
             // Answers first: they free budget and may ship the next batch.
             biased;
             Some((shipment, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                let shipment: Shipment = shipment;
-                shared.finished(&shipment, result);
-                if let Some(inner) = inner.upgrade() {
-                    inner.answered(&topic, partition);
-                }
+                complete(shipment, result);
             }
             next = rx.recv(), if room => match next {
                 Some(shipment) => {
-                    let pending =
-                        send_batch(&client, &config, &topic, partition, &shipment.batch).await;
+                    let conn = client.owner_conn(&topic, partition).await.ok();
+                    let same = match (&conn, &on) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    };
+                    if !same {
+                        // Switching connections: let what is in flight land first.
+                        while let Some((s, r)) = in_flight.next().await {
+                            complete(s, r);
+                        }
+                    }
+                    on = conn.clone();
+                    let pending = conn.and_then(|c| {
+                        send_batch(&c, &client, &config, &topic, partition, &shipment.batch)
+                    });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
                     in_flight.push_back(async move {
                         let result =
@@ -645,14 +667,14 @@ async fn partition_sender(
     }
 }
 
-async fn send_batch(
+fn send_batch(
+    conn: &Connection,
     client: &Client,
     config: &ProducerConfig,
     topic: &str,
     partition: u32,
     batch: &[u8],
 ) -> Option<crate::connection::PendingResponse> {
-    let conn = client.owner_conn(topic, partition).await.ok()?;
     conn.send(&ProduceRequest {
         ack: config.ack,
         timeout_ms: client.config().request_timeout.as_millis() as u32,
