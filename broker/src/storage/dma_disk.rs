@@ -58,32 +58,30 @@ async fn probe_device(dir: &Path) -> Result<(), IoError> {
     Ok(())
 }
 
+/// Opens `path` read-write for DMA with extra open `flags`.
+async fn open_dma(path: &Path, create: bool, flags: i32) -> Result<DmaDiskFile, IoError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .custom_flags(flags)
+        .dma_open(path)
+        .await
+        .map_err(|e| gerr("open", path, e))?;
+    let alignment = file.alignment().max(DISK_ALIGN as u64) as usize;
+    Ok(DmaDiskFile { file, path: path.to_owned(), alignment })
+}
+
 impl Disk for DmaDisk {
     type File = DmaDiskFile;
 
     async fn open(&self, path: &Path, create: bool) -> Result<DmaDiskFile, IoError> {
         probe_device(path.parent().unwrap_or(Path::new("."))).await?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(create)
-            .dma_open(path)
-            .await
-            .map_err(|e| gerr("open", path, e))?;
-        let alignment = file.alignment().max(DISK_ALIGN as u64) as usize;
-        Ok(DmaDiskFile { file, path: path.to_owned(), alignment })
+        open_dma(path, create, 0).await
     }
 
     async fn open_dsync(&self, path: &Path) -> Result<DmaDiskFile, IoError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_DSYNC)
-            .dma_open(path)
-            .await
-            .map_err(|e| gerr("open O_DSYNC", path, e))?;
-        let alignment = file.alignment().max(DISK_ALIGN as u64) as usize;
-        Ok(DmaDiskFile { file, path: path.to_owned(), alignment })
+        open_dma(path, false, libc::O_DSYNC).await
     }
 
     async fn remove(&self, path: &Path) -> Result<(), IoError> {

@@ -492,9 +492,13 @@ impl<D: Disk> PartitionLog<D> {
         if offset >= high_watermark {
             return Ok(out);
         }
+        // Written but unsynced data past the high watermark may come along in a read (checked
+        // after the read: writes go on while a disk read waits).
         if let Some(batches) = sh.cache.read(offset, max_bytes) {
             out.batches = batches;
-            trim_to(&mut out.batches, high_watermark);
+            if high_watermark < sh.written.get() {
+                trim_to(&mut out.batches, high_watermark);
+            }
             return Ok(out);
         }
         let mut offset = offset;
@@ -509,7 +513,9 @@ impl<D: Disk> PartitionLog<D> {
                 continue;
             }
             out.batches = seg.read(offset, max_bytes, sh.config.read_ahead_bytes).await?;
-            trim_to(&mut out.batches, high_watermark);
+            if high_watermark < sh.written.get() {
+                trim_to(&mut out.batches, high_watermark);
+            }
             break;
         }
         Ok(out)
@@ -647,7 +653,7 @@ impl<D: Disk> PartitionLog<D> {
                     && total - first.size_bytes.get() >= sh.config.retention_bytes as u64;
                 let by_time = sh.config.retention_ms >= 0
                     && first.max_timestamp_ms.get() < now_ms.saturating_sub(sh.config.retention_ms);
-                if !(by_size || by_time) || first.sealing.get() {
+                if !(by_size || by_time) {
                     break;
                 }
                 first.clone()
