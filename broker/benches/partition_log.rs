@@ -15,6 +15,7 @@
 //! segments;
 //! `BENCH_WRITE_BYTES_MAX` sets the largest write;
 //! `BENCH_DSYNC_WRITES=0` makes durable writes use write + fdatasync instead of O_DSYNC;
+//! `BENCH_ZERO_AHEAD_BYTES` sets how far zero-ahead runs past the data (0 = off);
 //! `BENCH_READ_UNSYNCED=1` lets readers see unsynced data (no background syncs);
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
@@ -53,6 +54,9 @@ fn config() -> LogConfig {
     if let Ok(v) = std::env::var("BENCH_DSYNC_WRITES") {
         c.dsync_writes = v != "0";
     }
+    if let Some(v) = std::env::var("BENCH_ZERO_AHEAD_BYTES").ok().and_then(|s| s.parse().ok()) {
+        c.zero_ahead_bytes = v;
+    }
     if let Ok(v) = std::env::var("BENCH_READ_UNSYNCED") {
         c.read_unsynced = v == "1";
     }
@@ -72,6 +76,7 @@ struct Result {
     hist: Histogram<u64>,
     syncs: u64,
     writes: u64,
+    zeroed_bytes: u64,
 }
 
 async fn full_speed(dir: std::path::PathBuf, ack: AckLevel, secs: u64) -> Result {
@@ -177,6 +182,7 @@ async fn full_speed_with(
         syncs: stats.syncs,
         writes: stats.writes,
         recycled: stats.segments_recycled,
+        zeroed_bytes: stats.zeroed_bytes,
     }
 }
 
@@ -295,6 +301,7 @@ async fn fixed_rate_with(
         syncs: stats.syncs,
         writes: stats.writes,
         recycled: stats.segments_recycled,
+        zeroed_bytes: stats.zeroed_bytes,
     }
 }
 
@@ -347,12 +354,12 @@ fn main() {
         .join()
         .unwrap();
     println!(
-        "| mode | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | writes | fdatasyncs | segments reused |"
+        "| mode | MB/s | p50 µs | p99 µs | p99.9 µs | max µs | writes | fdatasyncs | segments reused | zeroed MiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         println!(
-            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.mode,
             r.mb_per_s,
             r.hist.value_at_quantile(0.5),
@@ -361,7 +368,8 @@ fn main() {
             r.hist.max(),
             r.writes,
             r.syncs,
-            r.recycled
+            r.recycled,
+            r.zeroed_bytes >> 20
         );
     }
 }

@@ -55,6 +55,15 @@ pub struct LogConfig {
     /// round trip instead of a write and then an fdatasync (one more descriptor per active
     /// segment taking durable appends; `perf/results/2026-11-29-durable-floor.md`).
     pub dsync_writes: bool,
+    /// Keep up to this much space past the active segment's data written with zeros and
+    /// synced, in the background while the partition has no write in flight: appends then
+    /// overwrite existing blocks, and their syncs (or O_DSYNC writes) only flush the device
+    /// instead of also committing extent conversions to the filesystem journal. Never
+    /// further ahead than the data appended to the segment since the log opened, so idle
+    /// partitions write no zeros. Costs a second device write of each byte on fresh
+    /// segments (reused ones need none); needs `preallocate_bytes` > 0; 0 = off
+    /// (`perf/results/2026-11-29-zero-ahead.md`).
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogConfig {
@@ -78,6 +87,7 @@ impl Default for LogConfig {
             segment_recycle: true,
             read_unsynced: false,
             dsync_writes: true,
+            zero_ahead_bytes: 64 << 20,
         }
     }
 }

@@ -53,6 +53,7 @@ use super::io::{Disk, DiskFile};
 use super::segment::{
     align_down, align_up, file_name, parse_log_name, scan, ScannedBatch, Segment,
 };
+use super::zero_ahead::{ZeroAhead, ZeroProgress};
 use crate::watermark::Watermark;
 
 type Ack = oneshot::Sender<Result<(), StorageError>>;
@@ -127,6 +128,12 @@ pub struct LogStats {
     pub segments_recycled: u64,
     /// Writes through the O_DSYNC descriptor (durable without an fdatasync).
     pub dsync_writes: u64,
+    /// Zeros written past the data by zero-ahead.
+    pub zeroed_bytes: u64,
+    /// fdatasync calls by zero-ahead (not counted in `syncs`).
+    pub zero_syncs: u64,
+    /// Data writes that waited for a zero-ahead write over the same pages.
+    pub zero_waits: u64,
 }
 
 /// See the module docs.
@@ -1208,6 +1215,10 @@ async fn read_whole<D: Disk>(disk: &D, path: &Path) -> Result<(Vec<u8>, bool), S
 /// Writes that may be in flight at once for one partition.
 const WRITE_DEPTH_MAX: usize = 4;
 
+/// Largest zero-ahead write (at most a quarter of `zero_ahead_bytes`): small, so a data
+/// write arriving meanwhile waits little behind it on the device.
+const ZERO_PIECE_BYTES: u64 = 256 << 10;
+
 /// One write submitted to the device and not yet reaped.
 struct InFlight {
     task: JoinHandle<Result<(), IoError>>,
@@ -1252,6 +1263,8 @@ struct Writer<D: Disk> {
     inflight: VecDeque<InFlight>,
     /// Appends submitted but not yet reaped, with their end positions.
     items: VecDeque<(u64, Pending)>,
+    /// Zeros past the active segment's data (`LogConfig::zero_ahead_bytes`).
+    zero: ZeroAhead<D::File>,
 }
 
 /// The writer task: see the module docs and [`Writer`].
@@ -1264,6 +1277,7 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
             return;
         }
     };
+    let zero = new_zero_ahead(&sh, &active, align_up(size), size);
     let mut w = Writer {
         sh,
         seg: active,
@@ -1278,9 +1292,11 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
         sealing: VecDeque::new(),
         inflight: VecDeque::new(),
         items: VecDeque::new(),
+        zero,
     };
     loop {
         let seen = w.sh.writer_signal.get();
+        w.zero_tick().await;
         let has_pending = !w.sh.st.borrow().pending.is_empty();
         let last_partial = w.inflight.back().is_some_and(|f| f.partial);
         if (has_pending || w.tail_dirty) && w.inflight.len() < WRITE_DEPTH_MAX && !last_partial {
@@ -1382,14 +1398,7 @@ impl<D: Disk> Writer<D> {
             if flush { align_up(total as u64) } else { align_down(total as u64) } as usize;
         let new_submitted = self.submitted + data_len as u64;
         let keep_from = align_down(total as u64) as usize;
-        let need = page_start + align_up(total as u64);
-        let step = self.sh.config.preallocate_bytes.min(self.sh.config.segment_bytes_max);
-        if step > 0 && need > self.allocated {
-            let target =
-                need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
-            self.seg.log.allocate(target).await?;
-            self.allocated = target;
-        }
+        self.ensure_allocated(page_start + align_up(total as u64)).await?;
         // Ending the data inside a reused file: a zeroed page after it marks the end for
         // recovery (the buffer is zeroed), and orders the next write like a partial page.
         let end_mark = flush && write_len > 0 && page_start + (write_len as u64) < self.stale_end;
@@ -1447,6 +1456,8 @@ impl<D: Disk> Writer<D> {
             self.end_marked = end_mark;
         }
         if let Some(buf) = buf {
+            let zeroing = self.zero.before_write(page_start, page_start + buf_len as u64).await;
+            self.count_zero(zeroing);
             let dsync = dsync_file.is_some();
             let file = target;
             let task =
@@ -1462,6 +1473,64 @@ impl<D: Disk> Writer<D> {
         self.tail = new_tail;
         self.tail_dirty = !flush && !self.tail.is_empty();
         Ok(())
+    }
+
+    /// Reserves space up to at least `need` (in `preallocate_bytes` steps, within the
+    /// segment's maximum size).
+    async fn ensure_allocated(&mut self, need: u64) -> Result<(), IoError> {
+        let step = self.sh.config.preallocate_bytes.min(self.sh.config.segment_bytes_max);
+        if step > 0 && need > self.allocated {
+            let target =
+                need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
+            self.seg.log.allocate(target).await?;
+            self.allocated = target;
+        }
+        Ok(())
+    }
+
+    /// Collects finished zero-ahead work and, while this partition has no write in flight
+    /// and nothing queued, starts the next zero piece when one is due. Zeros run at most
+    /// `zero_ahead_bytes` past the data, and never further ahead than the data this writer
+    /// has appended to the segment: an idle partition (or a restart) writes no zeros, and
+    /// zeros never outnumber data.
+    async fn zero_tick(&mut self) {
+        let progress = self.zero.settle().await;
+        self.count_zero(progress);
+        let c = &self.sh.config;
+        let off = c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0;
+        let busy = !self.inflight.is_empty() || !self.sh.st.borrow().pending.is_empty();
+        if off || busy || self.sh.st.borrow().fenced.is_some() || self.sh.st.borrow().closing {
+            return;
+        }
+        let data_end = align_up(self.submitted);
+        let lead = self.zero.lead_bytes(self.submitted, c.zero_ahead_bytes);
+        let target = (data_end + lead).min(align_down(c.segment_bytes_max));
+        let piece =
+            align_down(ZERO_PIECE_BYTES.min(c.zero_ahead_bytes / 4)).max(DISK_ALIGN_U as u64);
+        // One piece of room past the data: the next data write rarely waits for zeros.
+        let floor = data_end + piece;
+        let refill_at = data_end + lead / 2;
+        let Some((start, end, goal)) = self.zero.next_piece(floor, refill_at, target, piece) else {
+            return;
+        };
+        if let Err(e) = self.ensure_allocated(end).await {
+            debug!(segment = %self.seg.log_path.display(), error = %e, "no space to zero ahead");
+            self.zero.stop();
+            return;
+        }
+        let mut buf = self.seg.log.alloc_write_buf((end - start) as usize);
+        buf.as_mut().fill(0);
+        self.zero.start(buf, start, goal);
+    }
+
+    fn count_zero(&self, p: ZeroProgress) {
+        if p != ZeroProgress::default() {
+            self.sh.bump_stats(|s| {
+                s.zeroed_bytes += p.zeroed_bytes;
+                s.zero_syncs += p.syncs;
+                s.zero_waits += p.waits;
+            });
+        }
     }
 
     /// The active segment's O_DSYNC descriptor, opened on first use; `None` (and plain
@@ -1591,6 +1660,9 @@ impl<D: Disk> Writer<D> {
         }
         let mut buf = self.seg.log.alloc_write_buf(DISK_ALIGN_U);
         buf.as_mut().fill(0);
+        let zeroing = self.zero.before_write(self.submitted, self.submitted + DISK_ALIGN_U as u64);
+        let zeroing = zeroing.await;
+        self.count_zero(zeroing);
         self.seg.log.write_at(buf, self.submitted).await?;
         self.end_marked = true;
         Ok(())
@@ -1599,6 +1671,9 @@ impl<D: Disk> Writer<D> {
     async fn roll(&mut self, base_offset: u64) -> Result<(), StorageError> {
         self.drain().await?;
         self.mark_end().await?;
+        // Nothing may still write into the old file when its seal trims it.
+        let zeroing = self.zero.finish().await;
+        self.count_zero(zeroing);
         // Only the old segment's data sync stands between the roll and new appends; its
         // index files and trim finish in the background.
         sync_sealed(&self.sh, &self.seg).await?;
@@ -1630,6 +1705,7 @@ impl<D: Disk> Writer<D> {
         old.sealing.set(true);
         self.sh.segments.borrow_mut().push(seg.clone());
         *self.sh.active_index.borrow_mut() = Some(files);
+        self.zero = new_zero_ahead(&self.sh, &seg, align_up(reused_bytes), 0);
         self.seg = seg;
         self.submitted = 0;
         self.reaped = 0;
@@ -1662,6 +1738,8 @@ impl<D: Disk> Writer<D> {
             let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).collect();
             self.sh.fail_appends(items, &e);
         }
+        let zeroing = self.zero.finish().await;
+        self.count_zero(zeroing);
         seal_on_close(&self.sh, &self.seg, self.allocated).await;
     }
 }
@@ -1680,6 +1758,29 @@ impl<D: Disk> Drop for Writer<D> {
 }
 
 const DISK_ALIGN_U: usize = super::io::DISK_ALIGN;
+
+/// Zero-ahead for `seg`, whose first `zeroed_end` bytes are written blocks already and whose
+/// data this writer starts appending at `origin`; a failed zero-ahead sync fences the log.
+fn new_zero_ahead<D: Disk>(
+    sh: &Rc<Shared<D>>,
+    seg: &Segment<D::File>,
+    zeroed_end: u64,
+    origin: u64,
+) -> ZeroAhead<D::File> {
+    let fence = Rc::downgrade(sh);
+    ZeroAhead::new(
+        seg.log.clone(),
+        zeroed_end,
+        origin,
+        sh.config.zero_ahead_bytes,
+        sh.writer_signal.clone(),
+        Rc::new(move |e| {
+            if let Some(sh) = fence.upgrade() {
+                sh.fence(e);
+            }
+        }),
+    )
+}
 
 /// What a roll decision needs to know about the active segment.
 struct SegView {

@@ -41,14 +41,17 @@ fn small_config() -> LogConfig {
         segment_recycle: true,
         read_unsynced: false,
         dsync_writes: true,
+        zero_ahead_bytes: 16 << 10,
     }
 }
 
 fn make_batch(rng: &mut fastrand::Rng, ts: i64, tag: u64) -> wire::AlignedVec {
     let mut b = BatchBuilder::new(16 << 10);
     let n = rng.usize(1..6);
+    // Now and then one large record, so writes outgrow a zero-ahead piece.
+    let large = rng.u8(0..8) == 0;
     for i in 0..n {
-        let len = rng.usize(0..400);
+        let len = if large && i == 0 { rng.usize(4 << 10..12 << 10) } else { rng.usize(0..400) };
         let value: Vec<u8> = (0..len).map(|j| (tag as usize + i + j) as u8).collect();
         let key = format!("k{tag}-{i}");
         let value = if rng.u8(0..10) == 0 { None } else { Some(&value[..]) };
@@ -109,9 +112,17 @@ static SIM_RECYCLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// O_DSYNC writes over all seeds (they must happen for the simulation to test them).
 static SIM_DSYNC_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Adds a log's recycled segments and O_DSYNC writes to the totals over all seeds.
+/// Zero-ahead bytes written over all seeds.
+static SIM_ZEROED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Data writes that waited for a zero-ahead write over all seeds.
+static SIM_ZERO_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Adds a log's recycled segments, O_DSYNC writes and zero-ahead bytes to the totals over
+/// all seeds.
 fn tally<D: io::Disk>(log: &PartitionLog<D>) {
     let stats = log.stats();
+    SIM_ZEROED.fetch_add(stats.zeroed_bytes, std::sync::atomic::Ordering::Relaxed);
+    SIM_ZERO_WAITS.fetch_add(stats.zero_waits, std::sync::atomic::Ordering::Relaxed);
     SIM_RECYCLED.fetch_add(stats.segments_recycled, std::sync::atomic::Ordering::Relaxed);
     SIM_DSYNC_WRITES.fetch_add(stats.dsync_writes, std::sync::atomic::Ordering::Relaxed);
 }
@@ -136,10 +147,11 @@ async fn simulate(seed: u64, steps: usize) {
     let dir = PathBuf::from("/sim/topic/0");
     let shard = ShardCache::new(rng.usize(0..32 << 10));
     let mut config = small_config();
-    config.segment_bytes_max = [8 << 10, 16 << 10, 1 << 20][rng.usize(0..3)];
+    config.segment_bytes_max = [8 << 10, 16 << 10, 1 << 20, 1 << 20][rng.usize(0..4)];
     config.index_interval_bytes = [256, 512, 4096][rng.usize(0..3)];
     config.read_unsynced = rng.u8(0..4) == 0;
     config.dsync_writes = rng.bool();
+    config.zero_ahead_bytes = [0, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
     let mut log = PartitionLog::open(disk.clone(), dir.clone(), config.clone(), shard.partition())
         .await
         .unwrap();
@@ -380,6 +392,11 @@ fn simulation() {
         assert!(!many || recycled > 0, "no seed reused a segment: recycling went untested");
         let dsync = SIM_DSYNC_WRITES.load(std::sync::atomic::Ordering::Relaxed);
         assert!(!many || dsync > 0, "no O_DSYNC write: that path went untested");
+        let zeroed = SIM_ZEROED.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!many || zeroed > 0, "no zero-ahead write: that path went untested");
+        let waits = SIM_ZERO_WAITS.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("zero-ahead: {zeroed} bytes, {waits} data writes waited for zeros");
+        assert!(!many || waits > 0, "no data write waited for zeros: that path went untested");
     });
 }
 
@@ -931,5 +948,65 @@ fn real_disk_recycled_segment_serves_only_new_data_and_survives_a_crash() {
         let active = active_log_path(&dir);
         let len = std::fs::metadata(&active).unwrap().len();
         assert!(len < 128 << 10, "sealed segment trimmed to its data ({len} bytes)");
+    });
+}
+
+#[test]
+fn real_disk_zero_ahead_writes_zeros_past_the_data_and_recovers_cleanly() {
+    let tmp = temp_dir();
+    let dir = tmp.path().join("t").join("0");
+    run(move || async move {
+        let mut config = small_config();
+        config.segment_bytes_max = 4 << 20;
+        config.preallocate_bytes = 64 << 10;
+        config.zero_ahead_bytes = 256 << 10;
+        let open = |config: LogConfig| {
+            PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
+        };
+        let log = open(config.clone()).await.unwrap();
+        let mut rng = fastrand::Rng::with_seed(41);
+        let mut tag = 0u64;
+        // One durable append at a time: the writer is idle in between, so zeros go out.
+        while log.size_bytes() < 768 << 10 {
+            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
+            tag += 1;
+        }
+        // Let a last zero write and its sync finish (they run in the background).
+        for _ in 0..200 {
+            if log.stats().zero_syncs > 0 && log.stats().zeroed_bytes >= 256 << 10 {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let stats = log.stats();
+        assert!(stats.zeroed_bytes >= 256 << 10, "zeros written ahead: {stats:?}");
+        assert!(stats.zero_syncs > 0, "zeros synced: {stats:?}");
+        let size = log.size_bytes();
+        let hw = log.high_watermark();
+        let before = read_all(&log, 0).await.unwrap();
+        // Past the data the file holds zeros (the page holding the data's end aside).
+        let file = std::fs::read(active_log_path(&dir)).unwrap();
+        let data_page_end = (size as usize).div_ceil(4096) * 4096;
+        assert!(file.len() >= data_page_end + (64 << 10), "space past the data: {}", file.len());
+        assert!(file[size as usize..].iter().all(|b| *b == 0), "only zeros past the data");
+        // Crash: recovery finds the end of the data in the zeros and loses nothing.
+        drop(log);
+        let log = open(config.clone()).await.unwrap();
+        assert_eq!(log.high_watermark(), hw);
+        assert_eq!(log.size_bytes(), size);
+        assert_eq!(read_all(&log, 0).await.unwrap(), before);
+        let t =
+            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
+        assert_eq!(t.base_offset, hw);
+        // A restarted log writes no zeros until it has appended as much data again.
+        assert_eq!(log.stats().zeroed_bytes, 0);
+        log.close().await.unwrap();
+        drop(log);
+        // A clean stop trims the zeros.
+        let len = std::fs::metadata(active_log_path(&dir)).unwrap().len();
+        let log = open(config).await.unwrap();
+        assert_eq!(len, log.size_bytes(), "sealed segment trimmed to its data");
+        assert_eq!(read_all(&log, 0).await.unwrap().len(), before.len() + 1);
+        log.close().await.unwrap();
     });
 }

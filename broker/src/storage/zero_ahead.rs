@@ -1,0 +1,258 @@
+//! Zero-ahead: the space just past a fresh segment's data is written with zeros and synced
+//! in the background, so appends overwrite blocks that already exist.
+//!
+//! Appends into fallocated space write unwritten extents: the filesystem converts them when
+//! the write completes, and the next fdatasync (or O_DSYNC write) must commit that conversion
+//! to its journal before it returns. On ext4 that is most of a sync's latency. An append over
+//! blocks that already hold bytes is a plain overwrite and its sync only flushes the device
+//! (`perf/results/2026-11-29-zero-ahead.md`). Reused segments (`segment_recycle`) get this for
+//! free; zero-ahead gives it to fresh ones, at the price of writing each byte twice.
+//!
+//! # Contract
+//! - Owned by the partition's writer task, one per active segment.
+//! - A zero write covers only pages at or after the first page past everything submitted
+//!   when it starts ([`ZeroAhead::next_piece`] takes that floor), and the writer calls
+//!   [`ZeroAhead::before_write`] before every write it submits, which waits for a zero write
+//!   in flight over any of the same pages. So zeros never land on data, whatever order the
+//!   device completes writes in.
+//! - Zeros past the data are a clean end for recovery, exactly like unwritten space.
+//! - A failed zero write stops zeroing for the segment (appends work on unwritten space
+//!   too). A failed sync fences the log at once (`on_sync_error`, called by the sync's own
+//!   task before anything else runs): it shares the descriptor, and so the error report,
+//!   with the syncer's syncs, so the error it took may concern data.
+
+use std::rc::Rc;
+
+use futures_lite::future::poll_once;
+use glommio::task::JoinHandle;
+use tracing::warn;
+
+use super::error::IoError;
+use super::io::DiskFile;
+use super::segment::{align_down, align_up};
+use crate::watermark::Watermark;
+
+type IoTask = JoinHandle<Result<(), IoError>>;
+
+/// A zero write in flight over `[start, end)`.
+struct ZeroWrite {
+    task: IoTask,
+    start: u64,
+    end: u64,
+}
+
+/// See the module docs.
+pub(crate) struct ZeroAhead<F: DiskFile> {
+    file: Rc<F>,
+    /// The file's prefix known to consist of written blocks (data, zeros, or a reused file's
+    /// old bytes).
+    zeroed_end: u64,
+    /// Where the writer started appending to this segment.
+    origin: u64,
+    /// Zeroed bytes no completed sync covers yet.
+    unsynced_bytes: u64,
+    /// Sync once this many zeroed bytes are unsynced (or zeroing caught up).
+    sync_step_bytes: u64,
+    /// Where the last piece wanted zeroing to reach.
+    target: u64,
+    write: Option<ZeroWrite>,
+    sync: Option<IoTask>,
+    /// A zero write failed: no more zeroing in this segment.
+    stopped: bool,
+    /// Advanced when a zero write or sync completes, so an idle writer goes on.
+    wake: Watermark,
+    /// Fences the log.
+    on_sync_error: Rc<dyn Fn(IoError)>,
+}
+
+/// What a zero-ahead step did, for the log's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ZeroProgress {
+    /// Bytes of zeros whose write completed.
+    pub zeroed_bytes: u64,
+    /// Syncs that completed.
+    pub syncs: u64,
+    /// Data writes that waited for a zero write over the same pages.
+    pub waits: u64,
+}
+
+impl<F: DiskFile> ZeroAhead<F> {
+    /// Zero-ahead over `file`, whose first `zeroed_end` bytes are written blocks already and
+    /// whose data the writer starts appending at `origin`.
+    pub(crate) fn new(
+        file: Rc<F>,
+        zeroed_end: u64,
+        origin: u64,
+        sync_step_bytes: u64,
+        wake: Watermark,
+        on_sync_error: Rc<dyn Fn(IoError)>,
+    ) -> Self {
+        ZeroAhead {
+            on_sync_error,
+            file,
+            zeroed_end,
+            origin,
+            unsynced_bytes: 0,
+            sync_step_bytes: sync_step_bytes.max(1),
+            target: 0,
+            write: None,
+            sync: None,
+            stopped: false,
+            wake,
+        }
+    }
+
+    /// Collects finished work without waiting; starts a sync when one is due.
+    pub(crate) async fn settle(&mut self) -> ZeroProgress {
+        let mut progress = ZeroProgress::default();
+        if let Some(w) = self.write.as_mut() {
+            if let Some(done) = poll_once(&mut w.task).await {
+                let w = self.write.take().expect("checked above");
+                progress.zeroed_bytes += self.finish_write(&w, done);
+            }
+        }
+        if let Some(t) = self.sync.as_mut() {
+            if let Some(done) = poll_once(t).await {
+                self.sync = None;
+                progress.syncs += u64::from(done.is_some_and(|r| r.is_ok()));
+            }
+        }
+        self.start_sync_if_due();
+        progress
+    }
+
+    /// How far past the data zeros should reach once the data ends at `data_end`: up to
+    /// `window_bytes`, but no more than the data appended since `origin`.
+    pub(crate) fn lead_bytes(&self, data_end: u64, window_bytes: u64) -> u64 {
+        align_down(window_bytes.min(data_end.saturating_sub(self.origin)))
+    }
+
+    /// The next piece to zero, `[start, end)`, and the goal of its burst, if one is due.
+    /// Zeroing runs in bursts, so that the filesystem's extent conversions are committed by
+    /// one sync per burst and data syncs in between find nothing to commit: a burst starts
+    /// when zeros reach less than `refill_at` and runs to `target`. Nothing at or before
+    /// `floor` (past the submitted data) is touched. The caller makes sure space up to `end`
+    /// is allocated, then calls [`ZeroAhead::start`].
+    pub(crate) fn next_piece(
+        &self,
+        floor: u64,
+        refill_at: u64,
+        target: u64,
+        piece_bytes: u64,
+    ) -> Option<(u64, u64, u64)> {
+        if self.stopped || self.write.is_some() {
+            return None;
+        }
+        let bursting = self.zeroed_end < self.target;
+        if !bursting && self.zeroed_end.max(floor) >= refill_at {
+            return None;
+        }
+        let goal = if bursting { self.target } else { target };
+        let start = align_up(self.zeroed_end.max(floor));
+        let end = align_down(goal.min(start + piece_bytes));
+        (start < end).then_some((start, end, goal))
+    }
+
+    /// Submits a zero write of `buf` (all zeros) at `start`, aiming for `target` overall.
+    pub(crate) fn start(&mut self, buf: F::WriteBuf, start: u64, target: u64) {
+        let end = start + buf.as_ref().len() as u64;
+        let (file, wake) = (self.file.clone(), self.wake.clone());
+        let task = glommio::spawn_local(async move {
+            let r = file.write_at(buf, start).await;
+            wake.advance(wake.get() + 1);
+            r
+        })
+        .detach();
+        self.target = target;
+        self.write = Some(ZeroWrite { task, start, end });
+    }
+
+    /// Stops zeroing this segment (space could not be allocated).
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    /// Waits for a zero write in flight over any page of `[start, end)`.
+    pub(crate) async fn before_write(&mut self, start: u64, end: u64) -> ZeroProgress {
+        let mut progress = ZeroProgress::default();
+        if self.write.as_ref().is_some_and(|w| w.start < end && start < w.end) {
+            let mut w = self.write.take().expect("checked above");
+            let done = (&mut w.task).await;
+            progress.zeroed_bytes += self.finish_write(&w, done);
+            progress.waits += 1;
+        }
+        progress
+    }
+
+    /// Waits for everything in flight (before the segment is sealed or the log closed).
+    pub(crate) async fn finish(&mut self) -> ZeroProgress {
+        let mut progress = ZeroProgress::default();
+        if let Some(mut w) = self.write.take() {
+            let done = (&mut w.task).await;
+            progress.zeroed_bytes += self.finish_write(&w, done);
+        }
+        self.stopped = true;
+        if let Some(t) = self.sync.take() {
+            progress.syncs += u64::from(t.await.is_some_and(|r| r.is_ok()));
+        }
+        progress
+    }
+
+    /// Records a completed zero write; the bytes it zeroed.
+    fn finish_write(&mut self, w: &ZeroWrite, done: Option<Result<(), IoError>>) -> u64 {
+        match done {
+            Some(Ok(())) => {
+                let len = w.end - w.start;
+                self.zeroed_end = self.zeroed_end.max(w.end);
+                self.unsynced_bytes += len;
+                len
+            }
+            Some(Err(e)) => {
+                warn!(error = %e, "zero-ahead write failed; appends go to unwritten space");
+                self.stopped = true;
+                0
+            }
+            None => {
+                self.stopped = true;
+                0
+            }
+        }
+    }
+
+    fn start_sync_if_due(&mut self) {
+        let caught_up = self.write.is_none() && self.zeroed_end >= self.target;
+        if self.sync.is_some()
+            || self.unsynced_bytes == 0
+            || (self.unsynced_bytes < self.sync_step_bytes && !caught_up)
+        {
+            return;
+        }
+        self.unsynced_bytes = 0;
+        let (file, wake, on_error) =
+            (self.file.clone(), self.wake.clone(), self.on_sync_error.clone());
+        self.sync = Some(
+            glommio::spawn_local(async move {
+                let r = file.fdatasync().await;
+                if let Err(e) = &r {
+                    on_error(e.clone());
+                }
+                wake.advance(wake.get() + 1);
+                r
+            })
+            .detach(),
+        );
+    }
+}
+
+impl<F: DiskFile> Drop for ZeroAhead<F> {
+    fn drop(&mut self) {
+        // The writer was dropped (a crash) or moved on after `finish`: nothing may keep
+        // writing into the file.
+        if let Some(w) = self.write.take() {
+            w.task.cancel();
+        }
+        if let Some(t) = self.sync.take() {
+            t.cancel();
+        }
+    }
+}
