@@ -87,7 +87,7 @@ impl Default for LogConfig {
             segment_recycle: true,
             read_unsynced: false,
             dsync_writes: true,
-            zero_ahead_bytes: 64 << 20,
+            zero_ahead_bytes: 16 << 20,
         }
     }
 }

@@ -44,8 +44,8 @@ struct ZeroWrite {
 /// See the module docs.
 pub(crate) struct ZeroAhead<F: DiskFile> {
     file: Rc<F>,
-    /// The file's prefix known to consist of written blocks (data, zeros, or a reused file's
-    /// old bytes).
+    /// Zeros (or data, or a reused file's old bytes) reach up to here; the next piece starts
+    /// here or past the data, whichever is further.
     zeroed_end: u64,
     /// Where the writer started appending to this segment.
     origin: u64,
@@ -143,7 +143,8 @@ impl<F: DiskFile> ZeroAhead<F> {
         if self.stopped || self.write.is_some() {
             return None;
         }
-        let bursting = self.zeroed_end < self.target;
+        // A burst is over once zeros reach its goal, or the data overtook it.
+        let bursting = self.zeroed_end.max(floor) < self.target;
         if !bursting && self.zeroed_end.max(floor) >= refill_at {
             return None;
         }
@@ -254,5 +255,78 @@ impl<F: DiskFile> Drop for ZeroAhead<F> {
         if let Some(t) = self.sync.take() {
             t.cancel();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use super::*;
+    use crate::storage::io::Disk;
+    use crate::storage::{SimDisk, SimFaults};
+
+    const PIECE: u64 = 4 << 10;
+    const K: u64 = 1 << 10;
+
+    /// Starts the piece `next_piece` offered and waits for it.
+    async fn zero_piece(z: &mut ZeroAhead<crate::storage::sim_disk::SimFile>, p: (u64, u64, u64)) {
+        let (start, end, goal) = p;
+        let mut buf = z.file.alloc_write_buf((end - start) as usize);
+        buf.as_mut().fill(0);
+        z.start(buf, start, goal);
+        let done = z.before_write(start, end).await;
+        assert_eq!(done.zeroed_bytes, end - start);
+    }
+
+    #[test]
+    fn bursts_refill_from_half_the_lead_and_restart_when_data_overtakes_them() {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(|| async {
+                let disk = SimDisk::new(1, SimFaults::default());
+                disk.create_dir_all(Path::new("/z")).await.unwrap();
+                let file = Rc::new(disk.open(Path::new("/z/0.log"), true).await.unwrap());
+                let errors = Rc::new(Cell::new(0));
+                let seen = errors.clone();
+                let on_error = Rc::new(move |_| seen.set(seen.get() + 1));
+                let mut z = ZeroAhead::new(file, 0, 0, 1 << 20, Watermark::new(0), on_error);
+                // The lead never exceeds the data appended since the origin.
+                assert_eq!(z.lead_bytes(6 * K, 64 * K), 4 * K);
+                assert_eq!(z.lead_bytes(100 * K, 64 * K), 64 * K);
+                // Data ends at 8 KiB: a burst from one piece past it towards 72 KiB.
+                let p = z.next_piece(12 * K, 40 * K, 72 * K, PIECE).unwrap();
+                assert_eq!(p, (12 * K, 16 * K, 72 * K));
+                zero_piece(&mut z, p).await;
+                // Mid-burst, its goal stands although zeros passed the refill mark.
+                let p = z.next_piece(12 * K, 8 * K, 99 * K, PIECE).unwrap();
+                assert_eq!(p, (16 * K, 20 * K, 72 * K));
+                zero_piece(&mut z, p).await;
+                // The data overtakes the burst: the next one starts one piece past the data.
+                let p = z.next_piece(80 * K, 100 * K, 140 * K, PIECE).unwrap();
+                assert_eq!(p, (80 * K, 84 * K, 140 * K));
+                zero_piece(&mut z, p).await;
+                // A burst that reached its goal: nothing until zeros fall below the refill mark.
+                z.target = 84 * K;
+                assert_eq!(z.next_piece(20 * K, 84 * K, 200 * K, PIECE), None);
+                assert_eq!(
+                    z.next_piece(20 * K, 85 * K, 200 * K, PIECE),
+                    Some((84 * K, 88 * K, 200 * K))
+                );
+                // Caught up: one sync covers the burst.
+                let p = z.settle().await;
+                assert_eq!(p.syncs, 0);
+                assert!(z.sync.is_some(), "a sync starts once the burst reached its goal");
+                let p = z.finish().await;
+                assert_eq!((p.syncs, errors.get()), (1, 0));
+                assert_eq!(
+                    z.next_piece(20 * K, 300 * K, 400 * K, PIECE),
+                    None,
+                    "stopped after finish"
+                );
+            })
+            .expect("spawn executor")
+            .join()
+            .expect("executor thread");
     }
 }
