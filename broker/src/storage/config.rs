@@ -61,7 +61,8 @@ pub struct LogConfig {
     /// instead of also committing extent conversions to the filesystem journal. Never
     /// further ahead than the data appended to the segment since the log opened, so idle
     /// partitions write no zeros. Costs a second device write of each byte on fresh
-    /// segments (reused ones need none); needs `preallocate_bytes` > 0; 0 = off
+    /// segments (reused ones need none); needs `preallocate_bytes` > 0; 0 (or anything below
+    /// 16 KiB) = off
     /// (`perf/results/2026-11-29-zero-ahead.md`).
     pub zero_ahead_bytes: u64,
 }

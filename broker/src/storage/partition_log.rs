@@ -53,7 +53,7 @@ use super::io::{Disk, DiskFile};
 use super::segment::{
     align_down, align_up, file_name, parse_log_name, scan, ScannedBatch, Segment,
 };
-use super::zero_ahead::{ZeroAhead, ZeroProgress};
+use super::zero_ahead::{ZeroAhead, ZeroProgress, ZeroSyncs};
 use crate::watermark::Watermark;
 
 type Ack = oneshot::Sender<Result<(), StorageError>>;
@@ -130,7 +130,7 @@ pub struct LogStats {
     pub dsync_writes: u64,
     /// Zeros written past the data by zero-ahead.
     pub zeroed_bytes: u64,
-    /// fdatasync calls by zero-ahead (not counted in `syncs`).
+    /// fdatasync calls by zero-ahead, one per burst (not counted in `syncs`).
     pub zero_syncs: u64,
     /// Data writes that waited for a zero-ahead write over the same pages.
     pub zero_waits: u64,
@@ -182,6 +182,8 @@ struct Shared<D: Disk> {
     deleter_signal: Watermark,
     /// Advanced whenever a roll's background seal ends (retention waits on it).
     sealed_signal: Watermark,
+    /// Zero-ahead syncs running (the syncer waits for them before trusting its own).
+    zero_syncs: ZeroSyncs,
 }
 
 /// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
@@ -388,6 +390,7 @@ impl<D: Disk> PartitionLog<D> {
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
+            zero_syncs: ZeroSyncs::default(),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
@@ -1497,18 +1500,18 @@ impl<D: Disk> Writer<D> {
         let progress = self.zero.settle().await;
         self.count_zero(progress);
         let c = &self.sh.config;
+        let piece =
+            align_down(ZERO_PIECE_BYTES.min(c.zero_ahead_bytes / 4)).max(DISK_ALIGN_U as u64);
+        let data_end = align_up(self.submitted);
+        // One piece of room past the data: the next data write rarely waits for zeros.
+        let floor = data_end + piece;
         let off = c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0;
         let busy = !self.inflight.is_empty() || !self.sh.st.borrow().pending.is_empty();
         if off || busy || self.sh.st.borrow().fenced.is_some() || self.sh.st.borrow().closing {
             return;
         }
-        let data_end = align_up(self.submitted);
         let lead = self.zero.lead_bytes(self.submitted, c.zero_ahead_bytes);
         let target = (data_end + lead).min(align_down(c.segment_bytes_max));
-        let piece =
-            align_down(ZERO_PIECE_BYTES.min(c.zero_ahead_bytes / 4)).max(DISK_ALIGN_U as u64);
-        // One piece of room past the data: the next data write rarely waits for zeros.
-        let floor = data_end + piece;
         let refill_at = data_end + lead / 2;
         let Some((start, end, goal)) = self.zero.next_piece(floor, refill_at, target, piece) else {
             return;
@@ -1558,8 +1561,11 @@ impl<D: Disk> Writer<D> {
 
     /// Waits for the oldest write and completes the appends it finished.
     async fn reap_one(&mut self) -> Result<(), StorageError> {
-        let f = self.inflight.pop_front().expect("a write in flight");
-        match f.task.await {
+        // Awaited in place: a writer cancelled meanwhile (a crash) cancels the write too.
+        let front = self.inflight.front_mut().expect("a write in flight");
+        let done = (&mut front.task).await;
+        let f = self.inflight.pop_front().expect("awaited in place");
+        match done {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e.into()),
             None => return Err(StorageError::Closed),
@@ -1623,8 +1629,9 @@ impl<D: Disk> Writer<D> {
     /// A write failed: let the others finish (their data follows the failure and is
     /// discarded), fail every unwritten append, and restart from the last good position.
     async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
-        while let Some(f) = self.inflight.pop_front() {
-            let _ = f.task.await;
+        while let Some(f) = self.inflight.front_mut() {
+            let _ = (&mut f.task).await;
+            self.inflight.pop_front();
         }
         let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).chain(extra).collect();
         self.sh.fail_appends(items, &e);
@@ -1772,8 +1779,8 @@ fn new_zero_ahead<D: Disk>(
         seg.log.clone(),
         zeroed_end,
         origin,
-        sh.config.zero_ahead_bytes,
         sh.writer_signal.clone(),
+        sh.zero_syncs.clone(),
         Rc::new(move |e| {
             if let Some(sh) = fence.upgrade() {
                 sh.fence(e);
@@ -1985,6 +1992,13 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
         let size = seg.size_bytes.get();
         match seg.log.fdatasync().await {
             Ok(()) => {
+                // A zero-ahead sync running alongside on the same descriptor may have taken
+                // the error report this sync should have seen; it fences the log when it
+                // ends, and `mark_durable` then does nothing.
+                sh.zero_syncs.wait_idle().await;
+                if sh.st.borrow().fenced.is_some() {
+                    continue;
+                }
                 sh.bump_stats(|s| s.syncs += 1);
                 if size > seg.durable_bytes.get() {
                     seg.durable_bytes.set(size);

@@ -147,7 +147,7 @@ async fn simulate(seed: u64, steps: usize) {
     let dir = PathBuf::from("/sim/topic/0");
     let shard = ShardCache::new(rng.usize(0..32 << 10));
     let mut config = small_config();
-    config.segment_bytes_max = [8 << 10, 16 << 10, 1 << 20, 1 << 20][rng.usize(0..4)];
+    config.segment_bytes_max = [8 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20][rng.usize(0..5)];
     config.index_interval_bytes = [256, 512, 4096][rng.usize(0..3)];
     config.read_unsynced = rng.u8(0..4) == 0;
     config.dsync_writes = rng.bool();
