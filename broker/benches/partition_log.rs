@@ -15,7 +15,8 @@
 //! segments;
 //! `BENCH_WRITE_BYTES_MAX` sets the largest write;
 //! `BENCH_DSYNC_WRITES=0` makes durable writes use write + fdatasync instead of O_DSYNC;
-//! `BENCH_ZERO_AHEAD_BYTES` sets how far zero-ahead runs past the data (0 = off);
+//! `BENCH_ZERO_AHEAD_BYTES` sets how far zero-ahead runs past the data (0 = off) and
+//! `BENCH_ZERO_IDLE_GAP_US` the idle gap it needs;
 //! `BENCH_READ_UNSYNCED=1` lets readers see unsynced data (no background syncs);
 //! `BENCH_SHOW_STALLS=1` prints every fixed-rate append slower than 100 ms with its time).
 //! `perf/log_bench.sh` runs fio on the same disk first and reports the ratios.
@@ -56,6 +57,9 @@ fn config() -> LogConfig {
     }
     if let Some(v) = std::env::var("BENCH_ZERO_AHEAD_BYTES").ok().and_then(|s| s.parse().ok()) {
         c.zero_ahead_bytes = v;
+    }
+    if let Some(v) = std::env::var("BENCH_ZERO_IDLE_GAP_US").ok().and_then(|s| s.parse().ok()) {
+        c.zero_idle_gap_us = v;
     }
     if let Ok(v) = std::env::var("BENCH_READ_UNSYNCED") {
         c.read_unsynced = v == "1";

@@ -61,12 +61,15 @@ pub struct LogConfig {
     /// instead of also committing extent conversions to the filesystem journal. Never
     /// further ahead than the data appended to the segment since the log opened, so idle
     /// partitions write no zeros. Costs a second device write of each byte on fresh
-    /// segments (reused ones need none), and on this VM 5–25 % of a single partition's
-    /// full-speed throughput, so it is off by default; 16 MiB suits latency-sensitive
-    /// partitions below the device's bandwidth. Needs `preallocate_bytes` > 0; 0 (or
-    /// anything below 16 KiB) = off
+    /// segments (reused ones need none). Zeros go out only in idle gaps (see
+    /// `zero_idle_gap_us`), so a partition written back to back gets none and loses no
+    /// throughput. Needs `preallocate_bytes` > 0; 0 (or anything below 16 KiB) = off
     /// (`perf/results/2026-11-29-zero-ahead.md`).
     pub zero_ahead_bytes: u64,
+    /// Zero-ahead writes only while the partition's last idle gap (no write in flight,
+    /// nothing queued) lasted at least this long: a partition written back to back gets no
+    /// zeros in its short gaps.
+    pub zero_idle_gap_us: u64,
 }
 
 impl Default for LogConfig {
@@ -90,7 +93,8 @@ impl Default for LogConfig {
             segment_recycle: true,
             read_unsynced: false,
             dsync_writes: true,
-            zero_ahead_bytes: 0,
+            zero_ahead_bytes: 16 << 20,
+            zero_idle_gap_us: 100,
         }
     }
 }

@@ -1268,6 +1268,10 @@ struct Writer<D: Disk> {
     items: VecDeque<(u64, Pending)>,
     /// Zeros past the active segment's data (`LogConfig::zero_ahead_bytes`).
     zero: ZeroAhead<D::File>,
+    /// Since when the writer has had nothing in flight or queued (`None` while busy).
+    idle_since: Option<std::time::Instant>,
+    /// Length of the last idle gap that ended.
+    last_gap: std::time::Duration,
 }
 
 /// The writer task: see the module docs and [`Writer`].
@@ -1296,6 +1300,8 @@ async fn writer_loop<D: Disk>(sh: Rc<Shared<D>>, active: Rc<Segment<D::File>>) {
         inflight: VecDeque::new(),
         items: VecDeque::new(),
         zero,
+        idle_since: None,
+        last_gap: std::time::Duration::ZERO,
     };
     loop {
         let seen = w.sh.writer_signal.get();
@@ -1507,7 +1513,24 @@ impl<D: Disk> Writer<D> {
         let floor = data_end + piece;
         let off = c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0;
         let busy = !self.inflight.is_empty() || !self.sh.st.borrow().pending.is_empty();
-        if off || busy || self.sh.st.borrow().fenced.is_some() || self.sh.st.borrow().closing {
+        if off {
+            return;
+        }
+        if busy {
+            if let Some(since) = self.idle_since.take() {
+                self.last_gap = since.elapsed();
+            }
+            return;
+        }
+        self.idle_since.get_or_insert_with(std::time::Instant::now);
+        // Zero only when the last idle gap was long: a partition written back to back has
+        // no room for zeros, and a zero write in a short gap only delays the next data write
+        // on the device.
+        let gap_needed = std::time::Duration::from_micros(c.zero_idle_gap_us);
+        if self.last_gap < gap_needed
+            || self.sh.st.borrow().fenced.is_some()
+            || self.sh.st.borrow().closing
+        {
             return;
         }
         let lead = self.zero.lead_bytes(self.submitted, c.zero_ahead_bytes);

@@ -42,6 +42,7 @@ fn small_config() -> LogConfig {
         read_unsynced: false,
         dsync_writes: true,
         zero_ahead_bytes: 16 << 10,
+        zero_idle_gap_us: 0,
     }
 }
 
@@ -1007,6 +1008,47 @@ fn real_disk_zero_ahead_writes_zeros_past_the_data_and_recovers_cleanly() {
         let log = open(config).await.unwrap();
         assert_eq!(len, log.size_bytes(), "sealed segment trimmed to its data");
         assert_eq!(read_all(&log, 0).await.unwrap().len(), before.len() + 1);
+        log.close().await.unwrap();
+    });
+}
+
+#[test]
+fn real_disk_zero_ahead_waits_for_a_long_idle_gap() {
+    let tmp = temp_dir();
+    let dir = tmp.path().join("t").join("0");
+    run(move || async move {
+        let mut config = small_config();
+        config.segment_bytes_max = 4 << 20;
+        config.preallocate_bytes = 64 << 10;
+        config.zero_ahead_bytes = 256 << 10;
+        // Long enough that no scheduling hiccup of a loaded machine looks like a gap.
+        config.zero_idle_gap_us = 50_000;
+        config.pending_bytes_max = 4 << 20;
+        let mut rng = fastrand::Rng::with_seed(43);
+        let batches: Vec<_> = (0..200u64).map(|i| make_batch(&mut rng, 1, i)).collect();
+        let log =
+            PartitionLog::open(DmaDisk, dir, config, ShardCache::new(0).partition()).await.unwrap();
+        // Written back to back (all queued at once): no idle gap, no zeros, even once the
+        // log then sits idle (a gap counts when it ends).
+        let tickets: Vec<_> =
+            batches.iter().map(|b| log.enqueue(b, AckLevel::Durable, 1).unwrap()).collect();
+        for t in tickets {
+            t.wait().await.unwrap();
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(log.stats().zeroed_bytes, 0, "no zeros without a long gap");
+        // Appends with long gaps between them: zeros follow.
+        for i in 0..3u64 {
+            glommio::timer::sleep(std::time::Duration::from_millis(120)).await;
+            log.append(&make_batch(&mut rng, 1, 1000 + i), AckLevel::Durable, 1).await.unwrap();
+        }
+        for _ in 0..200 {
+            if log.stats().zeroed_bytes > 0 {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(log.stats().zeroed_bytes > 0, "zeros after long gaps: {:?}", log.stats());
         log.close().await.unwrap();
     });
 }
