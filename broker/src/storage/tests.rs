@@ -897,6 +897,56 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
     });
 }
 
+/// Batches tagged (and timestamped) with consecutive numbers, from a seeded RNG.
+struct Tagged {
+    rng: fastrand::Rng,
+    tag: u64,
+}
+
+impl Tagged {
+    fn new(seed: u64) -> Self {
+        Tagged { rng: fastrand::Rng::with_seed(seed), tag: 0 }
+    }
+
+    /// Appends the next batch to `log`, acked durable.
+    async fn append_durable<D: io::Disk>(
+        &mut self,
+        log: &PartitionLog<D>,
+    ) -> partition_log::AppendTicketDone {
+        let batch = make_batch(&mut self.rng, self.tag as i64, self.tag);
+        self.tag += 1;
+        log.append(&batch, AckLevel::Durable, 1).await.unwrap()
+    }
+}
+
+/// The log in `dir` on the real disk, without a cache.
+async fn open_dma(dir: &Path, config: LogConfig) -> PartitionLog<DmaDisk> {
+    PartitionLog::open(DmaDisk, dir.to_owned(), config, ShardCache::new(0).partition())
+        .await
+        .unwrap()
+}
+
+/// Crashes `log` (dropped without close) and reopens it: every batch from `start` comes
+/// back and nothing after them, and the next append continues the offsets. Returns the
+/// reopened log and the batches it held before the crash.
+async fn crash_reopen_append(
+    log: PartitionLog<DmaDisk>,
+    dir: &Path,
+    config: LogConfig,
+    start: u64,
+    batches: &mut Tagged,
+) -> (PartitionLog<DmaDisk>, BTreeMap<u64, Vec<u8>>) {
+    let hw = log.high_watermark();
+    let before = read_all(&log, start).await.unwrap();
+    assert_eq!(before.keys().next(), Some(&start));
+    drop(log);
+    let log = open_dma(dir, config).await;
+    assert_eq!(log.high_watermark(), hw, "every durable batch back, nothing stale after");
+    assert_eq!(read_all(&log, start).await.unwrap(), before);
+    assert_eq!(batches.append_durable(&log).await.base_offset, hw);
+    (log, before)
+}
+
 #[test]
 fn real_disk_recycled_segment_serves_only_new_data_and_survives_a_crash() {
     let tmp = temp_dir();
@@ -907,42 +957,28 @@ fn real_disk_recycled_segment_serves_only_new_data_and_survives_a_crash() {
         config.preallocate_bytes = 32 << 10;
         config.retention_bytes = 128 << 10;
         config.delete_chunk_bytes = 16 << 10;
-        let open = |config: LogConfig| {
-            PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
-        };
-        let log = open(config.clone()).await.unwrap();
-        let mut rng = fastrand::Rng::with_seed(33);
-        let mut tag = 0u64;
+        let log = open_dma(&dir, config.clone()).await;
+        let mut batches = Tagged::new(33);
         while log.segment_count() < 4 {
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-            tag += 1;
+            batches.append_durable(&log).await;
         }
         assert!(log.apply_retention(0).await.unwrap() >= 1);
         assert_eq!(names_ending(&dir, ".spare").len(), 1, "one deleted segment kept");
         // Roll into the kept file, then write part of it (its old bytes lie beyond).
         while log.stats().segments_recycled == 0 {
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-            tag += 1;
+            batches.append_durable(&log).await;
         }
         for _ in 0..10 {
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-            tag += 1;
+            batches.append_durable(&log).await;
         }
-        let (start, hw) = (log.log_start_offset(), log.high_watermark());
-        let before = read_all(&log, start).await.unwrap();
-        assert_eq!(before.keys().next(), Some(&start));
         // Crash: nothing is sealed or trimmed; recovery must stop at the last new batch.
-        drop(log);
-        let log = open(config.clone()).await.unwrap();
-        assert_eq!(log.high_watermark(), hw, "every durable batch back, nothing stale after");
-        assert_eq!(read_all(&log, start).await.unwrap(), before);
-        let t =
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-        assert_eq!(t.base_offset, hw);
+        let start = log.log_start_offset();
+        let (log, before) =
+            crash_reopen_append(log, &dir, config.clone(), start, &mut batches).await;
         log.close().await.unwrap();
         drop(log);
         // A clean stop trims the reused file to its data.
-        let log = open(config).await.unwrap();
+        let log = open_dma(&dir, config).await;
         let after = read_all(&log, start).await.unwrap();
         assert_eq!(after.len(), before.len() + 1);
         log.close().await.unwrap();
@@ -952,25 +988,27 @@ fn real_disk_recycled_segment_serves_only_new_data_and_survives_a_crash() {
     });
 }
 
+/// Small pieces of zeros within one large segment.
+fn zero_ahead_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 4 << 20,
+        preallocate_bytes: 64 << 10,
+        zero_ahead_bytes: 256 << 10,
+        ..small_config()
+    }
+}
+
 #[test]
 fn real_disk_zero_ahead_writes_zeros_past_the_data_and_recovers_cleanly() {
     let tmp = temp_dir();
     let dir = tmp.path().join("t").join("0");
     run(move || async move {
-        let mut config = small_config();
-        config.segment_bytes_max = 4 << 20;
-        config.preallocate_bytes = 64 << 10;
-        config.zero_ahead_bytes = 256 << 10;
-        let open = |config: LogConfig| {
-            PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
-        };
-        let log = open(config.clone()).await.unwrap();
-        let mut rng = fastrand::Rng::with_seed(41);
-        let mut tag = 0u64;
+        let config = zero_ahead_config();
+        let log = open_dma(&dir, config.clone()).await;
+        let mut batches = Tagged::new(41);
         // One durable append at a time: the writer is idle in between, so zeros go out.
         while log.size_bytes() < 768 << 10 {
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-            tag += 1;
+            batches.append_durable(&log).await;
         }
         // Let a last zero write and its sync finish (they run in the background).
         for _ in 0..200 {
@@ -983,29 +1021,20 @@ fn real_disk_zero_ahead_writes_zeros_past_the_data_and_recovers_cleanly() {
         assert!(stats.zeroed_bytes >= 256 << 10, "zeros written ahead: {stats:?}");
         assert!(stats.zero_syncs > 0, "zeros synced: {stats:?}");
         let size = log.size_bytes();
-        let hw = log.high_watermark();
-        let before = read_all(&log, 0).await.unwrap();
         // Past the data the file holds zeros (the page holding the data's end aside).
         let file = std::fs::read(active_log_path(&dir)).unwrap();
         let data_page_end = (size as usize).div_ceil(4096) * 4096;
         assert!(file.len() >= data_page_end + (64 << 10), "space past the data: {}", file.len());
         assert!(file[size as usize..].iter().all(|b| *b == 0), "only zeros past the data");
         // Crash: recovery finds the end of the data in the zeros and loses nothing.
-        drop(log);
-        let log = open(config.clone()).await.unwrap();
-        assert_eq!(log.high_watermark(), hw);
-        assert_eq!(log.size_bytes(), size);
-        assert_eq!(read_all(&log, 0).await.unwrap(), before);
-        let t =
-            log.append(&make_batch(&mut rng, tag as i64, tag), AckLevel::Durable, 1).await.unwrap();
-        assert_eq!(t.base_offset, hw);
+        let (log, before) = crash_reopen_append(log, &dir, config.clone(), 0, &mut batches).await;
         // A restarted log writes no zeros until it has appended as much data again.
         assert_eq!(log.stats().zeroed_bytes, 0);
         log.close().await.unwrap();
         drop(log);
         // A clean stop trims the zeros.
         let len = std::fs::metadata(active_log_path(&dir)).unwrap().len();
-        let log = open(config).await.unwrap();
+        let log = open_dma(&dir, config).await;
         assert_eq!(len, log.size_bytes(), "sealed segment trimmed to its data");
         assert_eq!(read_all(&log, 0).await.unwrap().len(), before.len() + 1);
         log.close().await.unwrap();
@@ -1017,10 +1046,7 @@ fn real_disk_zero_ahead_waits_for_a_long_idle_gap() {
     let tmp = temp_dir();
     let dir = tmp.path().join("t").join("0");
     run(move || async move {
-        let mut config = small_config();
-        config.segment_bytes_max = 4 << 20;
-        config.preallocate_bytes = 64 << 10;
-        config.zero_ahead_bytes = 256 << 10;
+        let mut config = zero_ahead_config();
         // Long enough that no scheduling hiccup of a loaded machine looks like a gap.
         config.zero_idle_gap_us = 50_000;
         config.pending_bytes_max = 4 << 20;
