@@ -1503,20 +1503,13 @@ impl<D: Disk> Writer<D> {
     /// has appended to the segment: an idle partition (or a restart) writes no zeros, and
     /// zeros never outnumber data.
     async fn zero_tick(&mut self) {
+        let c = &self.sh.config;
+        if c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0 {
+            return; // off: no zero work is ever started
+        }
         let progress = self.zero.settle().await;
         self.count_zero(progress);
-        let c = &self.sh.config;
-        let piece =
-            align_down(ZERO_PIECE_BYTES.min(c.zero_ahead_bytes / 4)).max(DISK_ALIGN_U as u64);
-        let data_end = align_up(self.submitted);
-        // One piece of room past the data: the next data write rarely waits for zeros.
-        let floor = data_end + piece;
-        let off = c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0;
-        let busy = !self.inflight.is_empty() || !self.sh.st.borrow().pending.is_empty();
-        if off {
-            return;
-        }
-        if busy {
+        if !self.inflight.is_empty() || !self.sh.st.borrow().pending.is_empty() {
             if let Some(since) = self.idle_since.take() {
                 self.last_gap = since.elapsed();
             }
@@ -1533,6 +1526,11 @@ impl<D: Disk> Writer<D> {
         {
             return;
         }
+        let piece =
+            align_down(ZERO_PIECE_BYTES.min(c.zero_ahead_bytes / 4)).max(DISK_ALIGN_U as u64);
+        let data_end = align_up(self.submitted);
+        // One piece of room past the data: the next data write rarely waits for zeros.
+        let floor = data_end + piece;
         let lead = self.zero.lead_bytes(self.submitted, c.zero_ahead_bytes);
         let target = (data_end + lead).min(align_down(c.segment_bytes_max));
         let refill_at = data_end + lead / 2;
@@ -1690,8 +1688,8 @@ impl<D: Disk> Writer<D> {
         }
         let mut buf = self.seg.log.alloc_write_buf(DISK_ALIGN_U);
         buf.as_mut().fill(0);
-        let zeroing = self.zero.before_write(self.submitted, self.submitted + DISK_ALIGN_U as u64);
-        let zeroing = zeroing.await;
+        let end = self.submitted + DISK_ALIGN_U as u64;
+        let zeroing = self.zero.before_write(self.submitted, end).await;
         self.count_zero(zeroing);
         self.seg.log.write_at(buf, self.submitted).await?;
         self.end_marked = true;
