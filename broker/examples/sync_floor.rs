@@ -12,7 +12,8 @@
 //! Env: `SYNC_FLOOR_WRITE_BYTES` (default 65536) and `SYNC_FLOOR_RATE_MBPS` (default 100;
 //! 0 = a closed loop at full speed, the floor of the log benchmark's `durable` mode when the
 //! write size is what its appenders keep in flight, 262144). `SYNC_FLOOR_SYNC=dsync` opens
-//! the file O_DSYNC and skips the fdatasync: one I/O round trip per write instead of two.
+//! the file O_DSYNC and skips the fdatasync: one I/O round trip per write instead of two;
+//! `SYNC_FLOOR_SYNC=none` skips syncing altogether (the floor of the `written` mode).
 
 use std::time::{Duration, Instant};
 
@@ -34,7 +35,8 @@ fn main() {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(2 << 20)
         .spawn(move || async move {
-            let dsync = std::env::var("SYNC_FLOOR_SYNC").is_ok_and(|v| v == "dsync");
+            let sync = std::env::var("SYNC_FLOOR_SYNC").unwrap_or_default();
+            let dsync = sync == "dsync";
             let f = if dsync {
                 glommio::io::OpenOptions::new()
                     .create(true)
@@ -76,7 +78,7 @@ fn main() {
                 b.as_bytes_mut().fill(0xAB);
                 f.write_at(b, pos).await.expect("write");
                 write_us.record(intended.elapsed().as_micros() as u64).expect("record");
-                if !dsync {
+                if !dsync && sync != "none" {
                     f.fdatasync().await.expect("fdatasync");
                 }
                 total_us.record(intended.elapsed().as_micros() as u64).expect("record");

@@ -21,6 +21,7 @@ pub mod io;
 pub mod partition_log;
 pub mod segment;
 pub mod sim_disk;
+mod sync_gate;
 mod zero_ahead;
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ use super::io::{Disk, DiskFile};
 use super::segment::{
     align_down, align_up, file_name, parse_log_name, scan, ScannedBatch, Segment,
 };
-use super::zero_ahead::{ZeroAhead, ZeroProgress, ZeroSyncs};
+use super::sync_gate::SyncGate;
+use super::zero_ahead::{ZeroAhead, ZeroProgress};
 use crate::watermark::Watermark;
 
 type Ack = oneshot::Sender<Result<(), StorageError>>;
@@ -182,8 +183,8 @@ struct Shared<D: Disk> {
     deleter_signal: Watermark,
     /// Advanced whenever a roll's background seal ends (retention waits on it).
     sealed_signal: Watermark,
-    /// Zero-ahead syncs running (the syncer waits for them before trusting its own).
-    zero_syncs: ZeroSyncs,
+    /// Syncs of segment files in flight (`sync_segment`, zero-ahead).
+    syncs: SyncGate,
 }
 
 /// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
@@ -357,7 +358,8 @@ impl<D: Disk> PartitionLog<D> {
         }
         let active = segments.last().expect("at least one segment").clone();
         // What a crash left in the active segment may still sit in the device's volatile
-        // cache: sync it before readers see it (closed segments were synced when sealed).
+        // cache: sync it before readers see it (closed segments were synced when sealed: a
+        // roll makes the next segment only after that sync succeeded).
         active.log.fdatasync().await?;
         let hw = active.next_offset.get();
         let shared = Rc::new(Shared {
@@ -390,7 +392,7 @@ impl<D: Disk> PartitionLog<D> {
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
-            zero_syncs: ZeroSyncs::default(),
+            syncs: SyncGate::default(),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
@@ -842,6 +844,24 @@ impl<D: Disk> Shared<D> {
         };
         for tx in ready {
             let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// fdatasync of a segment file, trusted only once every sync of this log that ran
+    /// alongside it has ended and none failed (see `sync_gate.rs`). A failure fences the log.
+    async fn sync_segment(&self, file: &D::File) -> Result<(), StorageError> {
+        let synced = {
+            let _running = self.syncs.begin();
+            file.fdatasync().await
+        };
+        if let Err(e) = synced {
+            self.fence(e.clone());
+            return Err(e.into());
+        }
+        self.syncs.wait_idle().await;
+        match self.st.borrow().fenced.clone() {
+            Some(reason) => Err(StorageError::Fenced(reason)),
+            None => Ok(()),
         }
     }
 
@@ -1801,7 +1821,7 @@ fn new_zero_ahead<D: Disk>(
         zeroed_end,
         origin,
         sh.writer_signal.clone(),
-        sh.zero_syncs.clone(),
+        sh.syncs.clone(),
         Rc::new(move |e| {
             if let Some(sh) = fence.upgrade() {
                 sh.fence(e);
@@ -1854,15 +1874,8 @@ async fn sync_sealed<D: Disk>(
     sh: &Rc<Shared<D>>,
     seg: &Rc<Segment<D::File>>,
 ) -> Result<(), StorageError> {
-    if let Err(e) = seg.log.fdatasync().await {
-        sh.fence(e.clone());
-        return Err(e.into());
-    }
+    sh.sync_segment(&seg.log).await?;
     sh.bump_stats(|s| s.syncs += 1);
-    if let Some(reason) = sh.st.borrow().fenced.clone() {
-        // The syncer's concurrent sync of this file failed and took the error report.
-        return Err(StorageError::Fenced(reason));
-    }
     seg.durable_bytes.set(seg.size_bytes.get());
     sh.mark_durable(seg.next_offset.get());
     if seg.size_bytes.get() > 0 {
@@ -1898,9 +1911,8 @@ async fn finish_seal<D: Disk>(
     if allocated > seg.size_bytes.get() {
         if let Err(e) = seg.log.truncate(seg.size_bytes.get()).await {
             warn!(segment = %seg.log_path.display(), error = %e, "cannot trim preallocated space");
-        } else if let Err(e) = seg.log.fdatasync().await {
-            sh.fence(e.clone());
-            return Err(e.into());
+        } else {
+            sh.sync_segment(&seg.log).await?;
         }
     }
     Ok(())
@@ -2011,23 +2023,13 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
         let target = sh.written.get();
         let seg = sh.active();
         let size = seg.size_bytes.get();
-        match seg.log.fdatasync().await {
-            Ok(()) => {
-                // A zero-ahead sync running alongside on the same descriptor may have taken
-                // the error report this sync should have seen; it fences the log when it
-                // ends, and `mark_durable` then does nothing.
-                sh.zero_syncs.wait_idle().await;
-                if sh.st.borrow().fenced.is_some() {
-                    continue;
-                }
-                sh.bump_stats(|s| s.syncs += 1);
-                if size > seg.durable_bytes.get() {
-                    seg.durable_bytes.set(size);
-                }
-                trace!(target, seg = seg.base_offset, size, "synced");
-                sh.mark_durable(target);
+        if sh.sync_segment(&seg.log).await.is_ok() {
+            sh.bump_stats(|s| s.syncs += 1);
+            if size > seg.durable_bytes.get() {
+                seg.durable_bytes.set(size);
             }
-            Err(e) => sh.fence(e),
+            trace!(target, seg = seg.base_offset, size, "synced");
+            sh.mark_durable(target);
         }
     }
 }

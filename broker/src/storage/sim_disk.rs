@@ -2,13 +2,21 @@
 //! with EIO and sync slowly, all decided by a seeded RNG so a failing run replays exactly.
 //!
 //! Model (what a real disk guarantees, and no more):
-//! - Each file has its current bytes and its *durable* bytes (as of the last `fdatasync`).
-//!   Writes, truncates and allocations since then are a list of unsynced operations.
-//! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus an arbitrary subset
-//!   of its unsynced operations, in order, where a persisted write may be torn at any 512-byte
-//!   sector. Files whose name was never made durable by `sync_dir` disappear. Writes through
-//!   a handle from `open_dsync` always land whole, in their place in that order, while the
-//!   unsynced operations before them may not (as with FUA writes).
+//! - Each file has its current bytes, its *durable* bytes, and the operations (writes,
+//!   truncates, allocations) since then, in order, each `Pending`, `Landed` or `Doubtful`.
+//! - An `fdatasync` covers the operations that completed before it was called (not those
+//!   that complete while it runs): when it succeeds they have landed.
+//! - A failing `fdatasync` fails at once on the device, and the operations it covered
+//!   become doubtful. The error report goes to that one caller: another sync on a handle
+//!   opened before the failure may still succeed, but it does not make the doubtful
+//!   operations land (Linux reports a writeback error once per open file, and the failed
+//!   data may be gone). A sync through a handle opened after the failure (a restart's
+//!   reopen) does.
+//! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus, in order, its landed
+//!   operations and an arbitrary subset of the others, where a persisted write may be torn at
+//!   any 512-byte sector. Files whose name was never made durable by `sync_dir` disappear.
+//!   Writes through a handle from `open_dsync` land whole when they complete, while the
+//!   operations before them may not (as with FUA writes).
 //! - Removal is immediate and durable (retention only removes data it no longer needs).
 //! - Space: the sum of file lengths may not exceed the capacity; beyond it writes, truncates
 //!   that grow and allocations fail with ENOSPC.
@@ -87,11 +95,49 @@ impl SimState {
 #[derive(Default)]
 struct SimFileData {
     data: Vec<u8>,
+    /// The bytes before the first operation in `unsynced`.
     durable: Vec<u8>,
-    /// Operations since the last fdatasync, in order; `true` marks an O_DSYNC write, which
-    /// always lands (whole) at a crash while the others around it may not.
-    unsynced: Vec<(Op, bool)>,
+    /// Operations not yet folded into `durable`, in order, with their sequence numbers.
+    unsynced: std::collections::VecDeque<(u64, Op, Fate)>,
+    /// Sequence number of the next operation.
+    next_seq: u64,
+    /// Failed syncs so far.
+    failures: u64,
     name_durable: bool,
+}
+
+/// What a crash does with an operation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Fate {
+    /// Not synced: lost, applied or torn.
+    Pending,
+    /// Synced, or written through O_DSYNC: applied.
+    Landed,
+    /// Covered by a failed sync: like `Pending`, and later syncs through handles opened
+    /// before that failure leave it so.
+    Doubtful,
+}
+
+impl SimFileData {
+    fn push(&mut self, op: Op, fate: Fate) {
+        apply(&mut self.data, &op);
+        self.unsynced.push_back((self.next_seq, op, fate));
+        self.next_seq += 1;
+    }
+
+    /// Moves operations below `seq_end` from one of `from` to `to`, then folds the landed
+    /// ones at the front into `durable`.
+    fn settle(&mut self, seq_end: u64, from: &[Fate], to: Fate) {
+        for (seq, _, fate) in self.unsynced.iter_mut() {
+            if *seq < seq_end && from.contains(fate) {
+                *fate = to;
+            }
+        }
+        while self.unsynced.front().is_some_and(|(_, _, f)| *f == Fate::Landed) {
+            let (_, op, _) = self.unsynced.pop_front().expect("checked");
+            apply(&mut self.durable, &op);
+        }
+    }
 }
 
 enum Op {
@@ -151,8 +197,8 @@ impl SimDisk {
         for file in files.values() {
             let mut f = file.borrow_mut();
             let mut data = f.durable.clone();
-            for (op, durable) in std::mem::take(&mut f.unsynced) {
-                if durable {
+            for (_, op, fate) in std::mem::take(&mut f.unsynced) {
+                if fate == Fate::Landed {
                     apply(&mut data, &op);
                     continue;
                 }
@@ -229,7 +275,14 @@ impl Disk for SimDisk {
             }
             None => return Err(IoError::NotFound { path: path.display().to_string() }),
         };
-        Ok(SimFile { disk: self.clone(), path: path.to_owned(), data, dsync: false })
+        let failures_at_open = data.borrow().failures;
+        Ok(SimFile {
+            disk: self.clone(),
+            path: path.to_owned(),
+            data,
+            dsync: false,
+            failures_at_open,
+        })
     }
 
     async fn open_dsync(&self, path: &Path) -> Result<SimFile, IoError> {
@@ -299,6 +352,8 @@ pub struct SimFile {
     data: Rc<RefCell<SimFileData>>,
     /// Opened O_DSYNC: each write is durable when it returns.
     dsync: bool,
+    /// The file's failed syncs when this handle was opened.
+    failures_at_open: u64,
 }
 
 impl SimFile {
@@ -373,10 +428,8 @@ impl DiskFile for SimFile {
             return Err(self.err("write", libc::EIO));
         }
         self.check_space(pos + buf.0.len() as u64)?;
-        let op = Op::Write(pos, buf.0);
-        let mut f = self.data.borrow_mut();
-        apply(&mut f.data, &op);
-        f.unsynced.push((op, self.dsync));
+        let fate = if self.dsync { Fate::Landed } else { Fate::Pending };
+        self.data.borrow_mut().push(Op::Write(pos, buf.0), fate);
         Ok(())
     }
 
@@ -392,19 +445,13 @@ impl DiskFile for SimFile {
             return Ok(());
         }
         self.check_space(len)?;
-        let op = Op::SetLen(len);
-        let mut f = self.data.borrow_mut();
-        apply(&mut f.data, &op);
-        f.unsynced.push((op, false));
+        self.data.borrow_mut().push(Op::SetLen(len), Fate::Pending);
         Ok(())
     }
 
     async fn truncate(&self, len: u64) -> Result<(), IoError> {
         self.check_space(len)?;
-        let op = Op::SetLen(len);
-        let mut f = self.data.borrow_mut();
-        apply(&mut f.data, &op);
-        f.unsynced.push((op, false));
+        self.data.borrow_mut().push(Op::SetLen(len), Fate::Pending);
         Ok(())
     }
 
@@ -416,13 +463,24 @@ impl DiskFile for SimFile {
             let per_mille = s.faults.sync_eio_per_mille;
             (delay, s.chance(per_mille), s.epoch)
         };
+        // It covers what completed before the call.
+        let seq_end = self.data.borrow().next_seq;
+        if fail {
+            // The device fails now; the caller hears of it when the sync returns.
+            let mut f = self.data.borrow_mut();
+            f.failures += 1;
+            f.settle(seq_end, &[Fate::Pending], Fate::Doubtful);
+        }
         YieldTimes(delay).await;
         if fail || self.disk.state.borrow().epoch != epoch {
             return Err(self.err("fdatasync", libc::EIO));
         }
         let mut f = self.data.borrow_mut();
-        f.durable = f.data.clone();
-        f.unsynced.clear();
+        if f.failures == self.failures_at_open {
+            f.settle(seq_end, &[Fate::Pending, Fate::Doubtful], Fate::Landed);
+        } else {
+            f.settle(seq_end, &[Fate::Pending], Fate::Landed);
+        }
         Ok(())
     }
 

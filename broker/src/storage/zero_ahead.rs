@@ -20,12 +20,10 @@
 //!   too).
 //! - A burst that reaches its goal is synced by its own fdatasync, concurrently with the
 //!   syncer's (the device coalesces them). It shares the descriptor, and so its error
-//!   report, with the syncer's syncs, so it could take an error that concerned data. Hence
-//!   a failed zero sync fences the log from its own task, and the syncer, after a
-//!   successful sync, waits for every zero sync still running ([`ZeroSyncs::wait_idle`])
-//!   before it marks anything durable (`mark_durable` does nothing once fenced).
+//!   report, with the log's other syncs, so it could take an error that concerned data.
+//!   Hence it runs counted in the log's [`SyncGate`] and a failed zero sync fences the log
+//!   from its own task (see `sync_gate.rs`).
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use futures_lite::future::poll_once;
@@ -35,43 +33,10 @@ use tracing::warn;
 use super::error::IoError;
 use super::io::DiskFile;
 use super::segment::{align_down, align_up};
+use super::sync_gate::SyncGate;
 use crate::watermark::Watermark;
 
 type IoTask = JoinHandle<Result<(), IoError>>;
-
-/// Zero-ahead syncs running in one log, so the syncer can wait for those that ran
-/// alongside its own before it trusts its result.
-#[derive(Clone, Default)]
-pub(crate) struct ZeroSyncs {
-    running: Rc<Cell<u32>>,
-    ended: Watermark,
-}
-
-impl ZeroSyncs {
-    /// Returns once no zero-ahead sync is running.
-    pub(crate) async fn wait_idle(&self) {
-        while self.running.get() > 0 {
-            let seen = self.ended.get();
-            self.ended.wait_for(seen + 1).await;
-        }
-    }
-
-    fn begin(&self) -> ZeroSyncGuard {
-        self.running.set(self.running.get() + 1);
-        ZeroSyncGuard(self.clone())
-    }
-}
-
-/// Counts one zero sync as running until dropped (also when its task is cancelled).
-struct ZeroSyncGuard(ZeroSyncs);
-
-impl Drop for ZeroSyncGuard {
-    fn drop(&mut self) {
-        let s = &self.0;
-        s.running.set(s.running.get() - 1);
-        s.ended.advance(s.ended.get() + 1);
-    }
-}
 
 /// A zero write in flight over `[start, end)`.
 struct ZeroWrite {
@@ -98,8 +63,8 @@ pub(crate) struct ZeroAhead<F: DiskFile> {
     sync: Option<IoTask>,
     /// Advanced when a zero write or sync completes, so an idle writer goes on.
     wake: Watermark,
-    /// The log's running zero syncs.
-    syncs: ZeroSyncs,
+    /// The log's syncs in flight.
+    syncs: SyncGate,
     /// Fences the log.
     on_sync_error: Rc<dyn Fn(IoError)>,
 }
@@ -123,7 +88,7 @@ impl<F: DiskFile> ZeroAhead<F> {
         zeroed_end: u64,
         origin: u64,
         wake: Watermark,
-        syncs: ZeroSyncs,
+        syncs: SyncGate,
         on_sync_error: Rc<dyn Fn(IoError)>,
     ) -> Self {
         ZeroAhead {
@@ -339,7 +304,7 @@ mod tests {
                 let errors = Rc::new(Cell::new(0));
                 let seen = errors.clone();
                 let on_error = Rc::new(move |_| seen.set(seen.get() + 1));
-                let syncs = ZeroSyncs::default();
+                let syncs = SyncGate::default();
                 let mut z = ZeroAhead::new(file, 0, 0, Watermark::new(0), syncs.clone(), on_error);
                 // The lead never exceeds the data appended since the origin.
                 assert_eq!(z.lead_bytes(6 * K, 64 * K), 4 * K);
@@ -366,7 +331,7 @@ mod tests {
                 assert_eq!(z.settle().await.syncs, 0);
                 assert!(z.sync.is_some(), "the burst's sync started");
                 syncs.wait_idle().await;
-                assert_eq!(syncs.running.get(), 0);
+                assert_eq!(syncs.running(), 0);
                 assert_eq!(z.settle().await.syncs, 1);
                 assert!(z.sync.is_none(), "one sync per burst");
                 assert_eq!(errors.get(), 0);
