@@ -14,9 +14,11 @@
 //!   power loss could take back, and an offset it saw is never reused for other bytes.
 //! - One syncer task issues fdatasync whenever `durable` appends wait or written data is not
 //!   yet visible; appends that complete while a sync runs share the next one (group
-//!   commit). An append acked `durable` was
-//!   covered by a completed fdatasync of its segment (and every earlier segment was synced
-//!   when it was sealed), so it survives power loss.
+//!   commit). An append acked `durable` was covered by a completed fdatasync of its
+//!   segment, trusted only after every sync of that file begun meanwhile ended with no sync
+//!   failed since open (`sync_gate.rs`), or was written through the segment's O_DSYNC
+//!   descriptor with everything before it durable; every earlier segment was synced when it
+//!   was sealed. So it survives power loss.
 //! - A failed write fails that write's appends and every queued append, and rolls the next
 //!   offset back to the written end: nothing acked is affected and later appends work
 //!   (disk full is recoverable). A failed fdatasync fences the log: the state of unsynced
@@ -53,7 +55,6 @@ use super::io::{Disk, DiskFile};
 use super::segment::{
     align_down, align_up, file_name, parse_log_name, scan, ScannedBatch, Segment,
 };
-use super::sync_gate::SyncGate;
 use super::zero_ahead::{ZeroAhead, ZeroProgress};
 use crate::watermark::Watermark;
 
@@ -119,7 +120,8 @@ impl ReadOutcome {
 /// Counters of one log.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LogStats {
-    /// fdatasync calls on segment files.
+    /// Trusted fdatasyncs of segment files by the syncer and seals (not zero-ahead's, a
+    /// seal's trim or recovery's).
     pub syncs: u64,
     /// Write I/Os issued for batches.
     pub writes: u64,
@@ -183,8 +185,6 @@ struct Shared<D: Disk> {
     deleter_signal: Watermark,
     /// Advanced whenever a roll's background seal ends (retention waits on it).
     sealed_signal: Watermark,
-    /// Syncs of segment files in flight (`sync_segment`, zero-ahead).
-    syncs: SyncGate,
 }
 
 /// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
@@ -357,10 +357,8 @@ impl<D: Disk> PartitionLog<D> {
             active_index = files;
         }
         let active = segments.last().expect("at least one segment").clone();
-        // What a crash left in the active segment may still sit in the device's volatile
-        // cache: sync it before readers see it (closed segments were synced when sealed: a
+        // Recovery synced the active segment; closed segments were synced when sealed (a
         // roll makes the next segment only after that sync succeeded).
-        active.log.fdatasync().await?;
         let hw = active.next_offset.get();
         let shared = Rc::new(Shared {
             disk,
@@ -392,7 +390,6 @@ impl<D: Disk> PartitionLog<D> {
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
-            syncs: SyncGate::default(),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
@@ -847,18 +844,20 @@ impl<D: Disk> Shared<D> {
         }
     }
 
-    /// fdatasync of a segment file, trusted only once every sync of this log that ran
-    /// alongside it has ended and none failed (see `sync_gate.rs`). A failure fences the log.
-    async fn sync_segment(&self, file: &D::File) -> Result<(), StorageError> {
+    /// fdatasync of a segment's `.log`, trusted only once every sync of that file begun
+    /// before it returned has ended and the log is not fenced: no sync since the log opened
+    /// failed (see `sync_gate.rs`). A failure fences the log.
+    async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
         let synced = {
-            let _running = self.syncs.begin();
-            file.fdatasync().await
+            let _running = seg.syncs.begin();
+            seg.log.fdatasync().await
         };
+        let begun = seg.syncs.next_ticket();
         if let Err(e) = synced {
             self.fence(e.clone());
             return Err(e.into());
         }
-        self.syncs.wait_idle().await;
+        seg.syncs.wait_earlier(begun).await;
         match self.st.borrow().fenced.clone() {
             Some(reason) => Err(StorageError::Fenced(reason)),
             None => Ok(()),
@@ -1160,7 +1159,10 @@ async fn recover_segment<D: Disk>(
             log.truncate(end.position).await?;
         }
         // What recovery found may never have been synced (a clean stop of a fenced log, or a
-        // process crash without power loss): make it durable before it counts as such.
+        // process crash without power loss), and may still sit in the device's volatile
+        // cache: make it durable before it counts as such. With O_DIRECT what recovery read
+        // is what the device holds, so a sync through this new descriptor covers it even
+        // after an earlier failed sync (no page cache whose failed pages were dropped).
         log.fdatasync().await?;
     }
     seg.durable_bytes.set(end.position);
@@ -1821,7 +1823,7 @@ fn new_zero_ahead<D: Disk>(
         zeroed_end,
         origin,
         sh.writer_signal.clone(),
-        sh.syncs.clone(),
+        seg.syncs.clone(),
         Rc::new(move |e| {
             if let Some(sh) = fence.upgrade() {
                 sh.fence(e);
@@ -1874,7 +1876,7 @@ async fn sync_sealed<D: Disk>(
     sh: &Rc<Shared<D>>,
     seg: &Rc<Segment<D::File>>,
 ) -> Result<(), StorageError> {
-    sh.sync_segment(&seg.log).await?;
+    sh.sync_segment(seg).await?;
     sh.bump_stats(|s| s.syncs += 1);
     seg.durable_bytes.set(seg.size_bytes.get());
     sh.mark_durable(seg.next_offset.get());
@@ -1912,7 +1914,7 @@ async fn finish_seal<D: Disk>(
         if let Err(e) = seg.log.truncate(seg.size_bytes.get()).await {
             warn!(segment = %seg.log_path.display(), error = %e, "cannot trim preallocated space");
         } else {
-            sh.sync_segment(&seg.log).await?;
+            sh.sync_segment(seg).await?;
         }
     }
     Ok(())
@@ -2023,7 +2025,7 @@ async fn syncer_loop<D: Disk>(sh: Rc<Shared<D>>) {
         let target = sh.written.get();
         let seg = sh.active();
         let size = seg.size_bytes.get();
-        if sh.sync_segment(&seg.log).await.is_ok() {
+        if sh.sync_segment(&seg).await.is_ok() {
             sh.bump_stats(|s| s.syncs += 1);
             if size > seg.durable_bytes.get() {
                 seg.durable_bytes.set(size);

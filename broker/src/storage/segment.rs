@@ -17,6 +17,7 @@ use super::bytes::ByteView;
 use super::error::{IoError, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
 use super::io::{DiskFile, DISK_ALIGN};
+use super::sync_gate::SyncGate;
 
 /// File name of a segment file: the 20-digit base offset and an extension.
 pub fn file_name(base_offset: u64, ext: &str) -> String {
@@ -71,6 +72,8 @@ pub struct Segment<F: DiskFile> {
     /// A second descriptor of the log file opened O_DSYNC, for writes that carry `durable`
     /// appends (opened at the first such write; closed when the segment is sealed).
     pub dsync: RefCell<Option<Rc<F>>>,
+    /// fdatasyncs of `log` in flight (see `sync_gate.rs`).
+    pub(crate) syncs: SyncGate,
 }
 
 impl<F: DiskFile> std::fmt::Debug for Segment<F> {
@@ -133,6 +136,7 @@ impl<F: DiskFile> Segment<F> {
             bytes_since_index: Cell::new(0),
             sealing: Cell::new(false),
             dsync: RefCell::new(None),
+            syncs: SyncGate::default(),
         }
     }
 

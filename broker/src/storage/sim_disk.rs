@@ -11,7 +11,9 @@
 //!   opened before the failure may still succeed, but it does not make the doubtful
 //!   operations land (Linux reports a writeback error once per open file, and the failed
 //!   data may be gone). A sync through a handle opened after the failure (a restart's
-//!   reopen) does.
+//!   reopen) does: the engine writes with O_DIRECT, so what it reads back after a restart
+//!   is what the device holds, and a flush persists that (a page cache could instead have
+//!   dropped the failed pages, which this model does not cover).
 //! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus, in order, its landed
 //!   operations and an arbitrary subset of the others, where a persisted write may be torn at
 //!   any 512-byte sector. Files whose name was never made durable by `sync_dir` disappear.

@@ -1,86 +1,118 @@
-//! The syncs of one log's segment files that are in flight, so a sync that succeeded can
-//! wait for the others before its result is trusted.
+//! The fdatasyncs of one segment file that are in flight, so a sync that succeeded can wait
+//! for the ones that may have taken its error report before its result is trusted.
 //!
-//! Linux reports a failed writeback or device flush once per open file: of two fdatasyncs
-//! running on one descriptor, the one that ends first may take the error report, and the
-//! other returns Ok although the data it covers may not be durable. The partition log syncs
-//! a segment from several tasks (the syncer, a roll's seal, zero-ahead bursts, a seal's
-//! trim), all on the segment's one descriptor. So every such sync runs counted here and
-//! fences the log when it fails, and a sync that succeeded waits until none is running
-//! ([`SyncGate::wait_idle`]) and then checks the fence before anything counts as durable.
+//! Linux reports a failed writeback or device flush once per open file description: of two
+//! fdatasyncs running on one descriptor, the one that ends first may take the error report,
+//! and the other returns Ok although the data it covers may not be durable. The partition
+//! log syncs a segment's `.log` descriptor from several tasks (the syncer, a roll's seal, a
+//! seal's trim, zero-ahead bursts). So each segment has a gate: every such sync runs
+//! counted in it ([`SyncGate::begin`]) and fences the log when it fails, and a sync that
+//! succeeded waits until every sync begun before it returned has ended
+//! ([`SyncGate::wait_earlier`]), then checks the log's fence, before anything counts as
+//! durable. Syncs begun later cannot have taken its report. (Writes through the segment's
+//! O_DSYNC descriptor report their own errors: a separate open file.)
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::watermark::Watermark;
 
-/// See the module docs. Clones share the count.
+/// See the module docs. Clones share the state.
 #[derive(Clone, Default)]
 pub(crate) struct SyncGate {
-    running: Rc<Cell<u32>>,
+    inner: Rc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Ticket of the next sync to begin.
+    next: Cell<u64>,
+    /// Tickets of the syncs running.
+    running: RefCell<BTreeSet<u64>>,
+    /// Advanced whenever a sync ends.
     ended: Watermark,
 }
 
 impl SyncGate {
     /// Counts one sync as running until the guard drops (also when its task is cancelled).
     pub(crate) fn begin(&self) -> SyncGuard {
-        self.running.set(self.running.get() + 1);
-        SyncGuard(self.clone())
+        let ticket = self.inner.next.get();
+        self.inner.next.set(ticket + 1);
+        self.inner.running.borrow_mut().insert(ticket);
+        SyncGuard { gate: self.clone(), ticket }
     }
 
-    /// Returns once no sync is running.
-    pub(crate) async fn wait_idle(&self) {
-        while self.running.get() > 0 {
-            let seen = self.ended.get();
-            self.ended.wait_for(seen + 1).await;
+    /// The ticket the next sync to begin will get: [`SyncGate::wait_earlier`] with it waits
+    /// for every sync begun so far.
+    pub(crate) fn next_ticket(&self) -> u64 {
+        self.inner.next.get()
+    }
+
+    /// Returns once no sync with a ticket below `ticket` is running.
+    pub(crate) async fn wait_earlier(&self, ticket: u64) {
+        loop {
+            let seen = self.inner.ended.get();
+            if !self.inner.running.borrow().first().is_some_and(|t| *t < ticket) {
+                return;
+            }
+            self.inner.ended.wait_for(seen + 1).await;
         }
     }
 
     /// Syncs running now.
     #[cfg(test)]
-    pub(crate) fn running(&self) -> u32 {
-        self.running.get()
+    pub(crate) fn running(&self) -> usize {
+        self.inner.running.borrow().len()
     }
 }
 
 /// One sync counted as running; see [`SyncGate::begin`].
-pub(crate) struct SyncGuard(SyncGate);
+pub(crate) struct SyncGuard {
+    gate: SyncGate,
+    ticket: u64,
+}
 
 impl Drop for SyncGuard {
     fn drop(&mut self) {
-        let s = &self.0;
-        s.running.set(s.running.get() - 1);
-        s.ended.advance(s.ended.get() + 1);
+        let inner = &self.gate.inner;
+        inner.running.borrow_mut().remove(&self.ticket);
+        inner.ended.advance(inner.ended.get() + 1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_lite::future::yield_now;
 
     #[test]
-    fn wait_idle_returns_when_the_last_guard_drops() {
+    fn waits_for_syncs_begun_earlier_only() {
         glommio::LocalExecutorBuilder::default()
             .spawn(|| async {
                 let gate = SyncGate::default();
-                gate.wait_idle().await; // nothing running: at once
+                gate.wait_earlier(gate.next_ticket()).await; // nothing running: at once
                 let (a, b) = (gate.begin(), gate.begin());
+                let limit = gate.next_ticket();
+                let later = gate.begin(); // begun after: not waited for
                 let done = Rc::new(Cell::new(false));
                 let waiter = {
                     let (gate, done) = (gate.clone(), done.clone());
                     glommio::spawn_local(async move {
-                        gate.wait_idle().await;
+                        gate.wait_earlier(limit).await;
                         done.set(true);
                     })
                 };
-                futures_lite::future::yield_now().await;
+                yield_now().await;
                 drop(a);
-                futures_lite::future::yield_now().await;
-                assert_eq!(gate.running(), 1);
-                assert!(!done.get(), "one sync still runs");
+                yield_now().await;
+                assert_eq!(gate.running(), 2);
+                assert!(!done.get(), "one earlier sync still runs");
                 drop(b);
                 waiter.await;
                 assert!(done.get());
+                assert_eq!(gate.running(), 1, "the later one runs on");
+                drop(later);
                 assert_eq!(gate.running(), 0);
             })
             .unwrap()

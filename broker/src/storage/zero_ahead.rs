@@ -20,9 +20,9 @@
 //!   too).
 //! - A burst that reaches its goal is synced by its own fdatasync, concurrently with the
 //!   syncer's (the device coalesces them). It shares the descriptor, and so its error
-//!   report, with the log's other syncs, so it could take an error that concerned data.
-//!   Hence it runs counted in the log's [`SyncGate`] and a failed zero sync fences the log
-//!   from its own task (see `sync_gate.rs`).
+//!   report, with the segment's other syncs, so it could take an error that concerned
+//!   data. Hence it runs counted in the segment's [`SyncGate`] and a failed zero sync fences
+//!   the log from its own task (see `sync_gate.rs`).
 
 use std::rc::Rc;
 
@@ -63,7 +63,7 @@ pub(crate) struct ZeroAhead<F: DiskFile> {
     sync: Option<IoTask>,
     /// Advanced when a zero write or sync completes, so an idle writer goes on.
     wake: Watermark,
-    /// The log's syncs in flight.
+    /// The segment's syncs in flight.
     syncs: SyncGate,
     /// Fences the log.
     on_sync_error: Rc<dyn Fn(IoError)>,
@@ -330,7 +330,7 @@ mod tests {
                 z.target = 84 * K;
                 assert_eq!(z.settle().await.syncs, 0);
                 assert!(z.sync.is_some(), "the burst's sync started");
-                syncs.wait_idle().await;
+                syncs.wait_earlier(syncs.next_ticket()).await;
                 assert_eq!(syncs.running(), 0);
                 assert_eq!(z.settle().await.syncs, 1);
                 assert!(z.sync.is_none(), "one sync per burst");
