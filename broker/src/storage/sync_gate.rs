@@ -53,7 +53,7 @@ impl SyncGate {
     pub(crate) async fn wait_earlier(&self, ticket: u64) {
         loop {
             let seen = self.inner.ended.get();
-            if !self.inner.running.borrow().first().is_some_and(|t| *t < ticket) {
+            if self.inner.running.borrow().first().is_none_or(|t| *t >= ticket) {
                 return;
             }
             self.inner.ended.wait_for(seen + 1).await;
