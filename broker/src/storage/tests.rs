@@ -187,11 +187,6 @@ async fn simulate(seed: u64, steps: usize) {
                         }
                         Err(e) => assert!(matches!(e, StorageError::Fenced(_)), "enqueue: {e}"),
                     }
-                    // Sometimes let the writer submit before the next append arrives, so
-                    // new writes meet the partial page of one still in flight.
-                    for _ in 0..rng.usize(0..5) {
-                        futures_lite::future::yield_now().await;
-                    }
                 }
                 for (base, bytes, ack, w) in waits {
                     match w.await {
