@@ -346,7 +346,9 @@ impl<D: Disk> PartitionLog<D> {
         }
         for (i, &base) in bases.iter().enumerate() {
             let is_active = i + 1 == bases.len();
-            let (seg, files) = recover_segment(&disk, &dir, base, is_active, &config).await?;
+            let end_offset = bases.get(i + 1).copied().unwrap_or(u64::MAX);
+            let (seg, files) =
+                recover_segment(&disk, &dir, base, is_active, end_offset, &config).await?;
             if let Some(next) = bases.get(i + 1) {
                 if seg.next_offset.get() != *next {
                     warn!(segment = %seg.log_path.display(), end = seg.next_offset.get(), next_base = next,
@@ -1077,12 +1079,16 @@ async fn create_segment_files<D: Disk>(
 /// index entry, checking every batch's length, CRC32C, archive and offset sequence. For the
 /// active segment the first invalid batch and everything after it is cut off (torn or corrupt
 /// tail) and the cut is logged; for a closed segment the damage is fenced: reads stop before
-/// it. Missing indexes are rebuilt; with `recovery_full_check` every segment is scanned whole.
+/// it. A closed segment ends where the next one starts (`end_offset`): valid batches past
+/// that are stale, e.g. a failed write's bytes that landed past the data while the seal's
+/// trim never became durable. Missing indexes are rebuilt; with `recovery_full_check` every
+/// segment is scanned whole.
 async fn recover_segment<D: Disk>(
     disk: &D,
     dir: &Path,
     base_offset: u64,
     is_active: bool,
+    end_offset: u64,
     config: &LogConfig,
 ) -> Result<(Rc<Segment<D::File>>, Option<IndexFiles<D::File>>), StorageError> {
     let log_path = dir.join(file_name(base_offset, "log"));
@@ -1124,6 +1130,7 @@ async fn recover_segment<D: Disk>(
             &*log,
             u64::from(pos),
             base_offset + u64::from(rel),
+            end_offset,
             file_len,
             config.read_ahead_bytes.max(1 << 20),
             |b: &ScannedBatch, _| {

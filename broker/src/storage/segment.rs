@@ -283,12 +283,14 @@ pub async fn read_view<F: DiskFile>(
 }
 
 /// Scans `file` from `position`, expecting `expected_offset` there, validating every batch,
-/// until the end of the file, zeroed space or the first damaged or out-of-sequence batch.
-/// Calls `on_batch` for every valid batch with its bytes.
+/// until the end of the file, zeroed space, a batch at or past `end_offset` (where the next
+/// segment starts: a clean end) or the first damaged or out-of-sequence batch. Calls
+/// `on_batch` for every valid batch with its bytes.
 pub async fn scan<F: DiskFile>(
     file: &F,
     mut position: u64,
     mut expected_offset: u64,
+    end_offset: u64,
     file_len: u64,
     chunk_bytes: usize,
     mut on_batch: impl FnMut(&ScannedBatch, &[u8]),
@@ -333,6 +335,11 @@ pub async fn scan<F: DiskFile>(
                 break;
             }
             match check(&window[at..at + len], here, expected_offset) {
+                Ok(b) if b.base_offset >= end_offset => {
+                    // The next segment starts here: what follows is not this segment's.
+                    position = here;
+                    break 'windows;
+                }
                 Ok(b) => {
                     on_batch(&b, &window[at..at + len]);
                     expected_offset = b.next_offset;

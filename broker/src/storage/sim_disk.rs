@@ -22,6 +22,8 @@
 //! - Removal is immediate and durable (retention only removes data it no longer needs).
 //! - Space: the sum of file lengths may not exceed the capacity; beyond it writes, truncates
 //!   that grow and allocations fail with ENOSPC.
+//! - A write that fails with EIO may have put some of its leading sectors on the device (and
+//!   so in what later reads see); they are unsynced like any other write.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -427,6 +429,18 @@ impl DiskFile for SimFile {
         let per_mille =
             faults.write_eio_per_mille + if self.dsync { faults.sync_eio_per_mille } else { 0 };
         if self.disk.state.borrow_mut().chance(per_mille) {
+            // A failed write may still have put some of its leading sectors on the device.
+            let keep = {
+                let mut s = self.disk.state.borrow_mut();
+                if s.rng.bool() {
+                    s.rng.usize(1..=buf.0.len() / 512) * 512
+                } else {
+                    0
+                }
+            };
+            if keep > 0 && self.check_space(pos + keep as u64).is_ok() {
+                self.data.borrow_mut().push(Op::Write(pos, buf.0[..keep].to_vec()), Fate::Pending);
+            }
             return Err(self.err("write", libc::EIO));
         }
         self.check_space(pos + buf.0.len() as u64)?;
