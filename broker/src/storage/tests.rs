@@ -558,14 +558,19 @@ async fn build_real_log(dir: &Path, config: &LogConfig) -> BTreeMap<u64, Vec<u8>
     expected
 }
 
-fn active_log_path(dir: &Path) -> PathBuf {
+/// The `.log` files in `dir`, oldest segment first.
+fn log_paths(dir: &Path) -> Vec<PathBuf> {
     let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     logs.sort();
-    logs.pop().unwrap()
+    logs
+}
+
+fn active_log_path(dir: &Path) -> PathBuf {
+    log_paths(dir).pop().unwrap()
 }
 
 #[test]
@@ -660,12 +665,7 @@ fn real_disk_flipped_byte_in_closed_segment_is_reported_not_returned() {
     run(move || async move {
         let config = small_config();
         build_real_log(&dir, &config).await;
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        logs.sort();
+        let logs = log_paths(&dir);
         let first = &logs[0];
         let mut bytes = std::fs::read(first).unwrap();
         bytes[200] ^= 0x40;
@@ -689,12 +689,7 @@ fn real_disk_stale_batches_past_a_closed_segments_end_are_not_read() {
     run(move || async move {
         let config = small_config();
         let expected = build_real_log(&dir, &config).await;
-        let mut logs: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        logs.sort();
+        let logs = log_paths(&dir);
         assert!(logs.len() >= 2, "expected several segments");
         let next_base: u64 =
             logs[1].file_stem().unwrap().to_str().unwrap().parse().expect("20-digit name");
