@@ -850,16 +850,10 @@ impl<D: Disk> Shared<D> {
     /// before it returned has ended and the log is not fenced: no sync since the log opened
     /// failed (see `sync_gate.rs`). A failure fences the log.
     async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
-        let synced = {
-            let _running = seg.syncs.begin();
-            seg.log.fdatasync().await
-        };
-        let begun = seg.syncs.next_ticket();
-        if let Err(e) = synced {
+        if let Err(e) = seg.syncs.sync(seg.log.clone()).await {
             self.fence(e.clone());
             return Err(e.into());
         }
-        seg.syncs.wait_earlier(begun).await;
         match self.st.borrow().fenced.clone() {
             Some(reason) => Err(StorageError::Fenced(reason)),
             None => Ok(()),

@@ -26,7 +26,7 @@
 //!   so in what later reads see); they are unsynced like any other write.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -102,7 +102,7 @@ struct SimFileData {
     /// The bytes before the first operation in `unsynced`.
     durable: Vec<u8>,
     /// Operations not yet folded into `durable`, in order, with their sequence numbers.
-    unsynced: std::collections::VecDeque<(u64, Op, Fate)>,
+    unsynced: VecDeque<(u64, Op, Fate)>,
     /// Sequence number of the next operation.
     next_seq: u64,
     /// Failed syncs so far.

@@ -5,16 +5,19 @@
 //! fdatasyncs running on one descriptor, the one that ends first may take the error report,
 //! and the other returns Ok although the data it covers may not be durable. The partition
 //! log syncs a segment's `.log` descriptor from several tasks (the syncer, a roll's seal, a
-//! seal's trim, zero-ahead bursts). So each segment has a gate: every such sync runs
-//! counted in it ([`SyncGate::begin`]) and fences the log when it fails, and a sync that
-//! succeeded waits until every sync begun before it returned has ended
-//! ([`SyncGate::wait_earlier`]), then checks the log's fence, before anything counts as
-//! durable. Syncs begun later cannot have taken its report. (Writes through the segment's
+//! seal's trim, zero-ahead bursts). So each segment has a gate, and every such sync goes
+//! through it ([`SyncGate::sync`]): it runs counted, and once it succeeded it waits until
+//! every sync begun before it returned has ended. The caller fences the log when a sync
+//! fails, and checks the fence after a success before anything counts as durable. Syncs begun later cannot have taken its report. (Writes through the segment's
 //! O_DSYNC descriptor report their own errors: a separate open file.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::rc::Rc;
+
+use super::error::IoError;
+use super::io::DiskFile;
 
 use crate::watermark::Watermark;
 
@@ -35,8 +38,26 @@ struct Inner {
 }
 
 impl SyncGate {
+    /// fdatasync of `file`, counted from this call on (not from the first poll). On success
+    /// it returns once every sync begun before it returned has ended.
+    pub(crate) fn sync<F: DiskFile>(
+        &self,
+        file: Rc<F>,
+    ) -> impl Future<Output = Result<(), IoError>> + 'static {
+        let running = self.begin();
+        let gate = self.clone();
+        async move {
+            let synced = file.fdatasync().await;
+            drop(running);
+            let begun = gate.next_ticket();
+            synced?;
+            gate.wait_earlier(begun).await;
+            Ok(())
+        }
+    }
+
     /// Counts one sync as running until the guard drops (also when its task is cancelled).
-    pub(crate) fn begin(&self) -> SyncGuard {
+    fn begin(&self) -> SyncGuard {
         let ticket = self.inner.next.get();
         self.inner.next.set(ticket + 1);
         self.inner.running.borrow_mut().insert(ticket);
@@ -45,12 +66,12 @@ impl SyncGate {
 
     /// The ticket the next sync to begin will get: [`SyncGate::wait_earlier`] with it waits
     /// for every sync begun so far.
-    pub(crate) fn next_ticket(&self) -> u64 {
+    fn next_ticket(&self) -> u64 {
         self.inner.next.get()
     }
 
     /// Returns once no sync with a ticket below `ticket` is running.
-    pub(crate) async fn wait_earlier(&self, ticket: u64) {
+    async fn wait_earlier(&self, ticket: u64) {
         loop {
             let seen = self.inner.ended.get();
             if self.inner.running.borrow().first().is_none_or(|t| *t >= ticket) {
@@ -68,7 +89,7 @@ impl SyncGate {
 }
 
 /// One sync counted as running; see [`SyncGate::begin`].
-pub(crate) struct SyncGuard {
+struct SyncGuard {
     gate: SyncGate,
     ticket: u64,
 }
