@@ -1,7 +1,7 @@
 //! The storage engine one shard uses for the partitions it owns.
 //!
-//! - [`PartitionLog`] (`partition_log.rs`): append with `none`/`written`/`durable` acks and
-//!   group commit, read, offsets, retention, recovery. Its contract heads that file.
+//! - [`PartitionLog`] (`log/`): append with `none`/`written`/`durable` acks and
+//!   group commit, read, offsets, retention, recovery; one file per task, `log/mod.rs` maps them.
 //! - [`Segment`](segment::Segment): one `.log` file plus its sparse `.index` / `.timeindex`.
 //! - [`free_file`] (`deleter.rs`): frees big files in paced truncation steps.
 //! - [`ShardCache`]: recent batches for tailing readers, bounded per shard.
@@ -18,7 +18,7 @@ pub mod dma_disk;
 pub mod error;
 pub mod index;
 pub mod io;
-pub mod partition_log;
+pub mod log;
 pub mod segment;
 pub mod sim_disk;
 mod sync_gate;
@@ -33,5 +33,5 @@ pub use config::LogConfig;
 pub use deleter::{free_file, DeletePace};
 pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};
-pub use partition_log::{AppendTicket, PartitionLog, ReadOutcome};
+pub use log::{AppendTicket, PartitionLog, ReadOutcome};
 pub use sim_disk::{SimDisk, SimFaults};

@@ -1,0 +1,251 @@
+//! What a log's handle and its tasks share: the segment list, the watermarks, the append
+//! queue and its acks, the fence.
+//!
+//! # Contract
+//! - Offsets: `durable_offset <= written <= next_offset` (the queue's next offset); readers
+//!   see up to `visible`, which is `durable_offset` (or `written` with `read_unsynced`).
+//! - A failed write fails that write's appends and every queued append, and rolls the next
+//!   offset back to the written end: nothing acked is affected and later appends work (disk
+//!   full is recoverable).
+//! - A failed fdatasync fences the log ([`LogCore::fence`]): the state of unsynced data is
+//!   unknown, so appends are refused and nothing more becomes durable or visible until the
+//!   log is reopened (reads keep working).
+//! - Every sync of a segment goes through [`LogCore::sync_segment`] (its sync gate): a sync is
+//!   trusted only after every sync of that file begun meanwhile ended, with none failed since
+//!   open (`sync_gate.rs`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::task::JoinHandle;
+use tracing::warn;
+use wire::AckLevel;
+
+use super::index_files::IndexFiles;
+use super::retention::Doomed;
+use crate::storage::bytes::ByteView;
+use crate::storage::cache::PartitionCache;
+use crate::storage::config::LogConfig;
+use crate::storage::error::{IoError, StorageError};
+use crate::storage::io::Disk;
+use crate::storage::segment::Segment;
+use crate::watermark::Watermark;
+
+pub(super) type Ack = oneshot::Sender<Result<(), StorageError>>;
+
+/// Counters of one log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogStats {
+    /// Trusted fdatasyncs of segment files by the syncer and seals (not zero-ahead's, a
+    /// seal's trim or recovery's).
+    pub syncs: u64,
+    /// Write I/Os issued for batches.
+    pub writes: u64,
+    /// Batch bytes written.
+    pub bytes_written: u64,
+    /// Rolls that reused a deleted segment's file.
+    pub segments_recycled: u64,
+    /// Writes through the O_DSYNC descriptor (durable without an fdatasync).
+    pub dsync_writes: u64,
+    /// Zeros written past the data by zero-ahead.
+    pub zeroed_bytes: u64,
+    /// fdatasync calls by zero-ahead, one per burst (not counted in `syncs`).
+    pub zero_syncs: u64,
+    /// Data writes that waited for a zero-ahead write over the same pages.
+    pub zero_waits: u64,
+}
+
+/// The state a log's handle and its tasks share (see the module docs).
+pub(super) struct LogCore<D: Disk> {
+    pub(super) disk: D,
+    pub(super) dir: PathBuf,
+    pub(super) config: LogConfig,
+    pub(super) segments: RefCell<Vec<Rc<Segment<D::File>>>>,
+    /// End of the written data (the next append's offset once the queue drains).
+    pub(super) written: Watermark,
+    /// End of what readers see: `durable_offset`, or `written` with `read_unsynced`.
+    pub(super) visible: Watermark,
+    pub(super) durable_offset: Cell<u64>,
+    pub(super) log_start_offset: Cell<u64>,
+    pub(super) queue: RefCell<AppendQueue>,
+    pub(super) writer_signal: Watermark,
+    pub(super) syncer_signal: Watermark,
+    pub(super) space_signal: Watermark,
+    pub(super) cache: PartitionCache,
+    pub(super) stats: Cell<LogStats>,
+    /// Index files of the active segment, with how many entries each holds.
+    pub(super) active_index: RefCell<Option<IndexFiles<D::File>>>,
+    /// Files retention took out of the log, waiting for the deleter task.
+    pub(super) deleting: RefCell<VecDeque<Doomed<D::File>>>,
+    /// A deleted segment kept for the next roll (`segment_recycle`).
+    pub(super) spare: RefCell<Option<Doomed<D::File>>>,
+    /// The background run persisting index entries (one at a time; see `persist_index_soon`).
+    pub(super) index_task: RefCell<Option<JoinHandle<()>>>,
+    pub(super) index_busy: Cell<bool>,
+    pub(super) index_done: Watermark,
+    pub(super) deleter_signal: Watermark,
+    /// Advanced whenever a roll's background seal ends (retention waits on it).
+    pub(super) sealed_signal: Watermark,
+}
+
+/// Appends assigned offsets and not yet written, and the acks waiting for a sync.
+pub(super) struct AppendQueue {
+    pub(super) next_offset: u64,
+    pub(super) pending: VecDeque<Pending>,
+    pub(super) pending_bytes: usize,
+    pub(super) durable_waiters: VecDeque<(u64, Ack)>,
+    pub(super) fenced: Option<String>,
+    pub(super) closing: bool,
+}
+
+/// One queued append: its stored bytes (offsets assigned) and its ack.
+pub(super) struct Pending {
+    pub(super) base_offset: u64,
+    pub(super) next_offset: u64,
+    pub(super) max_timestamp_ms: i64,
+    pub(super) append_ms: i64,
+    pub(super) bytes: ByteView,
+    pub(super) ack: AckLevel,
+    pub(super) tx: Option<Ack>,
+}
+
+impl<D: Disk> LogCore<D> {
+    pub(super) fn active(&self) -> Rc<Segment<D::File>> {
+        self.segments.borrow().last().expect("a log has an active segment").clone()
+    }
+
+    pub(super) fn segment_for(&self, offset: u64) -> Option<Rc<Segment<D::File>>> {
+        let segs = self.segments.borrow();
+        let i = segs.partition_point(|s| s.base_offset <= offset);
+        (i > 0).then(|| segs[i - 1].clone())
+    }
+
+    pub(super) fn segment_after(&self, base_offset: u64) -> Option<Rc<Segment<D::File>>> {
+        self.segments.borrow().iter().find(|s| s.base_offset > base_offset).cloned()
+    }
+
+    pub(super) fn bump_stats(&self, f: impl FnOnce(&mut LogStats)) {
+        let mut s = self.stats.get();
+        f(&mut s);
+        self.stats.set(s);
+    }
+
+    /// Takes queued appends for one write: at least one, at most `write_bytes_max` bytes.
+    pub(super) fn take_pending(&self) -> Vec<Pending> {
+        let mut st = self.queue.borrow_mut();
+        let mut taken = Vec::new();
+        let mut bytes = 0;
+        while let Some(p) = st.pending.front() {
+            if !taken.is_empty() && bytes + p.bytes.len() > self.config.write_bytes_max {
+                break;
+            }
+            bytes += p.bytes.len();
+            taken.push(st.pending.pop_front().expect("front exists"));
+        }
+        st.pending_bytes -= bytes;
+        drop(st);
+        if !taken.is_empty() {
+            self.space_signal.advance(self.space_signal.get() + 1);
+        }
+        taken
+    }
+
+    /// Fails `items` and everything still queued, and rolls the next offset back to the
+    /// written end so later appends continue densely.
+    pub(super) fn fail_appends(&self, items: Vec<Pending>, error: &StorageError) {
+        let queued: Vec<Pending> = {
+            let mut st = self.queue.borrow_mut();
+            st.pending_bytes = 0;
+            st.next_offset = self.written.get();
+            st.pending.drain(..).collect()
+        };
+        let n = items.len() + queued.len();
+        for p in items.into_iter().chain(queued) {
+            if let Some(tx) = p.tx {
+                let _ = tx.send(Err(error.clone()));
+            }
+        }
+        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.written.get());
+        self.space_signal.advance(self.space_signal.get() + 1);
+    }
+
+    pub(super) fn mark_durable(&self, offset: u64) {
+        if self.queue.borrow().fenced.is_some() {
+            // A sync failed (possibly a concurrent one on the same file, which consumed the
+            // error): nothing more becomes durable or visible.
+            return;
+        }
+        if offset > self.durable_offset.get() {
+            self.durable_offset.set(offset);
+        }
+        self.visible.advance(offset);
+        let ready: Vec<Ack> = {
+            let mut st = self.queue.borrow_mut();
+            let mut ready = Vec::new();
+            while st.durable_waiters.front().is_some_and(|(end, _)| *end <= offset) {
+                ready.push(st.durable_waiters.pop_front().expect("front exists").1);
+            }
+            ready
+        };
+        for tx in ready {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// fdatasync of a segment's `.log`, trusted only once every sync of that file begun
+    /// before it returned has ended and the log is not fenced: no sync since the log opened
+    /// failed (see `sync_gate.rs`). A failure fences the log.
+    pub(super) async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
+        if let Err(e) = seg.syncs.sync(seg.log.clone()).await {
+            self.fence(e.clone());
+            return Err(e.into());
+        }
+        match self.queue.borrow().fenced.clone() {
+            Some(reason) => Err(StorageError::Fenced(reason)),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn fence(&self, error: IoError) {
+        let reason = error.to_string();
+        warn!(dir = %self.dir.display(), error = %reason, "fdatasync failed; log fenced until reopened");
+        let (waiters, queued): (Vec<_>, Vec<_>) = {
+            let mut st = self.queue.borrow_mut();
+            st.fenced = Some(reason.clone());
+            st.pending_bytes = 0;
+            st.next_offset = self.written.get();
+            (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
+        };
+        let err = StorageError::Fenced(reason);
+        for (_, tx) in waiters {
+            let _ = tx.send(Err(err.clone()));
+        }
+        for p in queued {
+            if let Some(tx) = p.tx {
+                let _ = tx.send(Err(err.clone()));
+            }
+        }
+    }
+
+    pub(super) fn needs_roll(&self, seg: &SegView, item: &Pending) -> bool {
+        let size = seg.size;
+        if size == 0 {
+            return false;
+        }
+        let by_size = size + item.bytes.len() as u64 > self.config.segment_bytes_max;
+        let first = seg.first_append_ms;
+        let by_age = self.config.segment_ms > 0
+            && first != i64::MAX
+            && item.append_ms.saturating_sub(first) >= self.config.segment_ms;
+        by_size || by_age
+    }
+}
+
+/// What a roll decision needs to know about the active segment.
+pub(super) struct SegView {
+    pub(super) size: u64,
+    pub(super) first_append_ms: i64,
+}

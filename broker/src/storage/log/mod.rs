@@ -1,0 +1,293 @@
+//! The log of one partition: its handle. Append with `none`/`written`/`durable` acks, read,
+//! offsets, retention, close.
+//!
+//! # Contract
+//! - Owned by one shard; every method runs on that shard's executor. Any number of tasks may
+//!   call [`PartitionLog::enqueue`], [`PartitionLog::read`] and the lookups concurrently.
+//! - `enqueue` assigns offsets synchronously, in call order, and never blocks; callers apply
+//!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
+//!   validated (`wire::BatchView::validate`).
+//! - Dropping the log without `close` is a crash: its tasks stop where they are.
+//!
+//! # Files, each headed by the rules it keeps
+//! - `core.rs`: what the handle and its tasks share (segments, watermarks, append queue,
+//!   fence); acks resolve and the fence falls there.
+//! - `writer.rs`: the one task writing the active segment (pipelined O_DIRECT writes from the
+//!   last partial page; `written` acks; O_DSYNC for durable writes that end the data).
+//! - `syncer.rs`: group commit (fdatasync; `durable` acks; the high watermark for readers).
+//! - `reader.rs`: reads, never past the high watermark.
+//! - `roll.rs`: ending a segment (seal) and starting the next (new or recycled).
+//! - `retention.rs`: segments leaving the log, and the deleter that frees their space.
+//! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
+//! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
+//! - `ticket.rs`: where an append landed and how to wait for its ack.
+
+mod core;
+mod index_files;
+mod reader;
+mod recovery;
+mod retention;
+mod roll;
+mod syncer;
+mod ticket;
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::task::JoinHandle;
+use wire::{AckLevel, BatchHeader};
+
+use self::core::{AppendQueue, LogCore, Pending};
+use self::recovery::{recover_dir, Recovered};
+use self::retention::deleter_loop;
+use self::syncer::syncer_loop;
+use self::writer::writer_loop;
+use super::bytes::ByteView;
+use super::cache::PartitionCache;
+use super::config::LogConfig;
+use super::error::StorageError;
+use super::io::Disk;
+use crate::watermark::Watermark;
+
+pub use self::core::LogStats;
+pub use self::reader::ReadOutcome;
+pub use self::ticket::{AppendTicket, AppendTicketDone};
+
+/// See the module docs.
+pub struct PartitionLog<D: Disk> {
+    shared: Rc<LogCore<D>>,
+    tasks: RefCell<Vec<JoinHandle<()>>>,
+}
+
+impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionLog")
+            .field("dir", &self.shared.dir)
+            .field("written", &self.shared.written.get())
+            .field("visible", &self.shared.visible.get())
+            .finish()
+    }
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Opens (recovering) or creates the log in `dir`. See the module docs and
+    /// `recover_segment` for what recovery checks and repairs.
+    pub async fn open(
+        disk: D,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: PartitionCache,
+    ) -> Result<Self, StorageError> {
+        let Recovered { segments, active_index, deleting, spare } =
+            recover_dir(&disk, &dir, &config).await?;
+        let active = segments.last().expect("at least one segment").clone();
+        // Recovery synced the active segment; closed segments were synced when sealed (a
+        // roll makes the next segment only after that sync succeeded).
+        let hw = active.next_offset.get();
+        let shared = Rc::new(LogCore {
+            disk,
+            dir,
+            config,
+            log_start_offset: Cell::new(segments[0].base_offset),
+            segments: RefCell::new(segments),
+            written: Watermark::new(hw),
+            visible: Watermark::new(hw),
+            durable_offset: Cell::new(hw),
+            queue: RefCell::new(AppendQueue {
+                next_offset: hw,
+                pending: VecDeque::new(),
+                pending_bytes: 0,
+                durable_waiters: VecDeque::new(),
+                fenced: None,
+                closing: false,
+            }),
+            writer_signal: Watermark::new(0),
+            syncer_signal: Watermark::new(0),
+            space_signal: Watermark::new(0),
+            cache,
+            stats: Cell::new(LogStats::default()),
+            active_index: RefCell::new(active_index),
+            deleting: RefCell::new(deleting),
+            spare: RefCell::new(spare),
+            index_task: RefCell::new(None),
+            index_busy: Cell::new(false),
+            index_done: Watermark::new(0),
+            deleter_signal: Watermark::new(0),
+            sealed_signal: Watermark::new(0),
+        });
+        let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
+        let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
+        let deleter = glommio::spawn_local(deleter_loop(shared.clone())).detach();
+        Ok(PartitionLog { shared, tasks: RefCell::new(vec![writer, syncer, deleter]) })
+    }
+
+    /// Queues a validated batch for append, assigns its offsets and log-append time in place
+    /// (on the log's own copy) and returns where it landed. See the module docs.
+    pub fn enqueue(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+    ) -> Result<AppendTicket, StorageError> {
+        let sh = &self.shared;
+        let mut st = sh.queue.borrow_mut();
+        if st.closing {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &st.fenced {
+            return Err(StorageError::Fenced(reason.clone()));
+        }
+        if batch.len() > sh.config.batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_bytes: batch.len(),
+                batch_bytes_max: sh.config.batch_bytes_max,
+            });
+        }
+        let header = BatchHeader::new(batch).expect("enqueue of an unvalidated batch");
+        assert_eq!(header.batch_len() as usize, batch.len(), "enqueue of an unvalidated batch");
+        let base_offset = st.next_offset;
+        let next_offset = base_offset + u64::from(header.record_count());
+        let max_timestamp_ms = header.max_timestamp_ms();
+        let mut owned = wire::to_aligned(batch);
+        wire::batch::header::assign(&mut owned, base_offset, now_ms);
+        let (tx, rx) = match ack {
+            AckLevel::None => (None, None),
+            _ => {
+                let (tx, rx) = oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+        };
+        st.next_offset = next_offset;
+        st.pending_bytes += batch.len();
+        st.pending.push_back(Pending {
+            base_offset,
+            next_offset,
+            max_timestamp_ms,
+            append_ms: now_ms,
+            bytes: ByteView::new(Rc::new(owned)),
+            ack,
+            tx,
+        });
+        drop(st);
+        sh.writer_signal.advance(sh.writer_signal.get() + 1);
+        Ok(AppendTicket {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: now_ms,
+            rx,
+        })
+    }
+
+    /// Resolves once the queue of unwritten appends is below `pending_bytes_max`.
+    pub async fn writable(&self) {
+        loop {
+            let seen = self.shared.space_signal.get();
+            if self.shared.queue.borrow().pending_bytes < self.shared.config.pending_bytes_max {
+                return;
+            }
+            self.shared.space_signal.wait_for(seen + 1).await;
+        }
+    }
+
+    /// Waits for room, enqueues, and waits for the ack level: the one-call append.
+    pub async fn append(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+    ) -> Result<AppendTicketDone, StorageError> {
+        self.writable().await;
+        let t = self.enqueue(batch, ack, now_ms)?;
+        let done = AppendTicketDone { base_offset: t.base_offset, last_offset: t.last_offset };
+        t.wait().await?;
+        Ok(done)
+    }
+
+    /// Largest batch this log accepts.
+    pub fn batch_bytes_max(&self) -> usize {
+        self.shared.config.batch_bytes_max
+    }
+
+    /// The high watermark: readers see data up to here (synced data, or written data with
+    /// `read_unsynced`).
+    pub fn high_watermark(&self) -> u64 {
+        self.shared.visible.get()
+    }
+
+    /// End of the written data: offsets up to here are valid read positions (reads past the
+    /// high watermark return nothing yet).
+    pub fn written_offset(&self) -> u64 {
+        self.shared.written.get()
+    }
+
+    /// The high watermark as a waitable value (long-poll fetch, subscriptions).
+    pub fn high_watermark_mark(&self) -> &Watermark {
+        &self.shared.visible
+    }
+
+    /// Offset after the last batch covered by an fdatasync.
+    pub fn durable_offset(&self) -> u64 {
+        self.shared.durable_offset.get()
+    }
+
+    /// First offset still stored.
+    pub fn log_start_offset(&self) -> u64 {
+        self.shared.log_start_offset.get()
+    }
+
+    /// Bytes stored across segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.shared.segments.borrow().iter().map(|s| s.size_bytes.get()).sum()
+    }
+
+    /// Number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.shared.segments.borrow().len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LogStats {
+        self.shared.stats.get()
+    }
+
+    /// Writes everything queued, syncs, persists the indexes, trims preallocated space and
+    /// stops the log's tasks. Appends after this fail with `Closed`.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.shared.queue.borrow_mut().closing = true;
+        self.shared.writer_signal.advance(self.shared.writer_signal.get() + 1);
+        self.shared.syncer_signal.advance(self.shared.syncer_signal.get() + 1);
+        self.shared.deleter_signal.advance(self.shared.deleter_signal.get() + 1);
+        let tasks: Vec<_> = self.tasks.borrow_mut().drain(..).collect();
+        for t in tasks {
+            t.await;
+        }
+        self.shared.written.close();
+        self.shared.visible.close();
+        let fenced = self.shared.queue.borrow().fenced.clone();
+        match fenced {
+            Some(reason) => Err(StorageError::Fenced(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl<D: Disk> Drop for PartitionLog<D> {
+    fn drop(&mut self) {
+        // A crash, unless close() ran: cancel the tasks where they stand.
+        for t in self.tasks.borrow_mut().drain(..) {
+            t.cancel();
+        }
+        if let Some(t) = self.shared.index_task.borrow_mut().take() {
+            t.cancel();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Reads: the cache first, then the segments.
+//!
+//! Contract: whole batches, exactly as stored, in offset order; never past the high
+//! watermark (`visible`: data covered by a trusted sync, or written data with
+//! `read_unsynced`), so a consumer never sees a batch a power loss could take back and an
+//! offset it saw is never reused for other bytes. A gap left by damage in a closed segment
+//! is skipped. Reads run on the owning shard, concurrently with the writer and syncer.
+
+use wire::Batches;
+
+use super::PartitionLog;
+use crate::storage::bytes::ByteView;
+use crate::storage::error::StorageError;
+use crate::storage::io::Disk;
+
+/// Batches read from the log, exactly as stored.
+#[derive(Debug, Default)]
+pub struct ReadOutcome {
+    /// Whole batches, in offset order (several batches may share one view).
+    pub batches: Vec<ByteView>,
+    /// The high watermark: readers see data up to here.
+    pub high_watermark: u64,
+    /// First offset still stored.
+    pub log_start_offset: u64,
+}
+
+impl ReadOutcome {
+    /// Total bytes read.
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(ByteView::len).sum()
+    }
+
+    /// The batches as one contiguous buffer for a response, with how many batches it holds
+    /// and the offset after the last one (`None` if empty). The batches were validated when
+    /// they entered the log or were read from disk, so only their headers are walked.
+    pub fn concat(&self) -> (Vec<u8>, u64, Option<u64>) {
+        let mut bytes = Vec::with_capacity(self.bytes());
+        let mut count = 0;
+        let mut next = None;
+        for v in &self.batches {
+            for h in wire::batch::header::trusted_headers(v) {
+                count += 1;
+                next = Some(h.next_offset());
+            }
+            bytes.extend_from_slice(v);
+        }
+        (bytes, count, next)
+    }
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
+    /// least one batch), from the cache when it reaches back that far, else from disk.
+    /// An empty result means nothing at `offset` is visible yet (it is at or past the high
+    /// watermark, up to the written end).
+    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+        let sh = &self.shared;
+        let high_watermark = sh.visible.get();
+        let log_start_offset = sh.log_start_offset.get();
+        // Offsets past what readers see but already assigned (written, not yet synced) read
+        // as empty, like the high watermark itself: a consumer may ask for the offset a
+        // producer's `written` ack just reported.
+        if offset < log_start_offset || offset > sh.written.get().max(high_watermark) {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut out = ReadOutcome { batches: Vec::new(), high_watermark, log_start_offset };
+        if offset >= high_watermark {
+            return Ok(out);
+        }
+        // Written but unsynced data past the high watermark may come along in a read (checked
+        // after the read: writes go on while a disk read waits).
+        if let Some(batches) = sh.cache.read(offset, max_bytes) {
+            out.batches = batches;
+            if high_watermark < sh.written.get() {
+                trim_to(&mut out.batches, high_watermark);
+            }
+            return Ok(out);
+        }
+        let mut offset = offset;
+        while offset < high_watermark {
+            let Some(seg) = sh.segment_for(offset) else { break };
+            if offset >= seg.next_offset.get() {
+                // A gap left by damage in a closed segment: continue in the next one.
+                match sh.segment_after(seg.base_offset) {
+                    Some(next) => offset = next.base_offset,
+                    None => break,
+                }
+                continue;
+            }
+            out.batches = seg.read(offset, max_bytes, sh.config.read_ahead_bytes).await?;
+            if high_watermark < sh.written.get() {
+                trim_to(&mut out.batches, high_watermark);
+            }
+            break;
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
+    /// timestamp; `None` if every stored record is older.
+    pub async fn offset_for_timestamp(
+        &self,
+        timestamp_ms: i64,
+    ) -> Result<Option<(u64, i64)>, StorageError> {
+        // Only what readers see: an offset past the high watermark could be lost and reused.
+        let visible = self.shared.visible.get();
+        let segments: Vec<_> = self.shared.segments.borrow().clone();
+        for seg in segments {
+            if seg.max_timestamp_ms.get() < timestamp_ms || seg.size_bytes.get() == 0 {
+                continue;
+            }
+            if seg.base_offset >= visible {
+                break;
+            }
+            let mut offset =
+                seg.base_offset + u64::from(seg.time_index.borrow().scan_start(timestamp_ms));
+            while offset < seg.next_offset.get().min(visible) {
+                let views = seg
+                    .read(
+                        offset,
+                        self.shared.config.read_ahead_bytes,
+                        self.shared.config.read_ahead_bytes,
+                    )
+                    .await?;
+                if views.is_empty() {
+                    break;
+                }
+                for view in &views {
+                    for batch in Batches::new(view) {
+                        let batch = batch.map_err(|e| StorageError::Corrupt {
+                            file: seg.log_path.display().to_string(),
+                            position: 0,
+                            reason: e.to_string(),
+                        })?;
+                        if batch.header().next_offset() > visible {
+                            return Ok(None);
+                        }
+                        offset = batch.header().next_offset();
+                        if batch.header().max_timestamp_ms() < timestamp_ms {
+                            continue;
+                        }
+                        if let Some(r) = batch.records().find(|r| r.timestamp_ms() >= timestamp_ms)
+                        {
+                            return Ok(Some((r.offset(), r.timestamp_ms())));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `end`.
+pub(super) fn trim_to(batches: &mut Vec<ByteView>, end: u64) {
+    for i in 0..batches.len() {
+        let mut keep = 0usize;
+        let mut cut = false;
+        for h in wire::batch::header::trusted_headers(&batches[i]) {
+            if h.next_offset() > end {
+                cut = true;
+                break;
+            }
+            keep += h.batch_len() as usize;
+        }
+        if cut {
+            if keep == 0 {
+                batches.truncate(i);
+            } else {
+                batches[i] = batches[i].slice(0, keep);
+                batches.truncate(i + 1);
+            }
+            return;
+        }
+    }
+}

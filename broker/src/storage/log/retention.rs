@@ -1,0 +1,171 @@
+//! Retention: old segments leave the log, and the deleter frees their space.
+//!
+//! Contract: retention removes whole closed segments (never the active one, never one a
+//! roll is still sealing) from the log at once, so readers no longer find them; it renames
+//! each `.log` to `.log.deleted` and syncs the directory before any truncation, so a crash
+//! never leaves a shortened segment under its real name. The deleter task then waits until
+//! no reader holds the segment and frees its space in paced truncation steps before
+//! unlinking it (`LogConfig::delete_chunk_bytes`); `.deleted` files found at open are
+//! finished the same way. With `segment_recycle` one deleted segment at a time is kept
+//! instead (`.log.spare`, kept across restarts) for the next roll (`roll.rs`).
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use tracing::{debug, info, warn};
+
+use super::core::LogCore;
+use super::PartitionLog;
+use crate::storage::deleter::free_file;
+use crate::storage::error::{IoError, StorageError};
+use crate::storage::io::{Disk, DiskFile};
+use crate::storage::segment::{file_name, Segment};
+
+/// A file on its way out: renamed to `*.deleted`; its segment (if still loaded) tells the
+/// deleter when readers are done with it.
+pub(super) struct Doomed<F: DiskFile> {
+    pub(super) path: PathBuf,
+    pub(super) segment: Option<Rc<Segment<F>>>,
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Deletes whole closed segments beyond the retention size or older than the retention
+    /// time; never the active one. Returns how many were deleted. Readers holding a deleted
+    /// segment finish their read on the still-open file.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let sh = &self.shared;
+        let mut deleted = 0;
+        let mut renamed = Vec::new();
+        loop {
+            // A segment a roll is still sealing in the background is deleted once the seal
+            // ends (it creates the segment's index files; see `Segment::sealing`).
+            loop {
+                let seen = sh.sealed_signal.get();
+                let sealing = sh.segments.borrow().first().is_some_and(|s| s.sealing.get());
+                if !sealing || !sh.sealed_signal.wait_for(seen + 1).await {
+                    break;
+                }
+            }
+            if sh.queue.borrow().closing {
+                break;
+            }
+            let victim = {
+                let segs = sh.segments.borrow();
+                if segs.len() <= 1 {
+                    break;
+                }
+                let first = &segs[0];
+                let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
+                let by_size = sh.config.retention_bytes >= 0
+                    && total - first.size_bytes.get() >= sh.config.retention_bytes as u64;
+                let by_time = sh.config.retention_ms >= 0
+                    && first.max_timestamp_ms.get() < now_ms.saturating_sub(sh.config.retention_ms);
+                if !(by_size || by_time) {
+                    break;
+                }
+                first.clone()
+            };
+            {
+                let mut segs = sh.segments.borrow_mut();
+                segs.remove(0);
+                sh.log_start_offset.set(segs[0].base_offset);
+            }
+            info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "retention deleted segment");
+            for ext in ["index", "timeindex"] {
+                let path = sh.dir.join(file_name(victim.base_offset, ext));
+                match sh.disk.remove(&path).await {
+                    Ok(()) | Err(IoError::NotFound { .. }) => {}
+                    Err(e) => {
+                        warn!(path = %path.display(), error = %e, "cannot remove segment file")
+                    }
+                }
+            }
+            // A full segment is worth keeping for the next roll.
+            let keep = sh.config.segment_recycle
+                && sh.spare.borrow().is_none()
+                && !renamed.iter().any(|(_, spare)| *spare)
+                && victim.size_bytes.get() >= sh.config.segment_bytes_max / 2;
+            let doomed =
+                suffixed(&victim.log_path, if keep { SPARE_SUFFIX } else { DELETED_SUFFIX });
+            match sh.disk.rename(&victim.log_path, &doomed).await {
+                Ok(()) => renamed.push((Doomed { path: doomed, segment: Some(victim) }, keep)),
+                Err(IoError::NotFound { .. }) => {}
+                Err(e) => {
+                    warn!(path = %victim.log_path.display(), error = %e, "cannot remove segment file")
+                }
+            }
+            deleted += 1;
+        }
+        if deleted > 0 {
+            // The renames must be durable before any truncation: a crash must never leave a
+            // shortened segment under its real name.
+            sh.disk.sync_dir(&sh.dir).await?;
+            for (doomed, keep) in renamed {
+                if keep {
+                    *sh.spare.borrow_mut() = Some(doomed);
+                } else {
+                    sh.deleting.borrow_mut().push_back(doomed);
+                }
+            }
+            sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
+        }
+        Ok(deleted)
+    }
+}
+
+impl<D: Disk> LogCore<D> {
+    /// The kept deleted segment, if no reader holds it any more.
+    pub(super) fn take_spare(&self) -> Option<Doomed<D::File>> {
+        let mut spare = self.spare.borrow_mut();
+        let free = spare
+            .as_ref()
+            .is_some_and(|s| s.segment.as_ref().is_none_or(|seg| Rc::strong_count(seg) == 1));
+        if free {
+            spare.take()
+        } else {
+            None
+        }
+    }
+}
+
+/// Suffix of a segment file retention took out of the log.
+pub(super) const DELETED_SUFFIX: &str = ".deleted";
+/// Suffix of a deleted segment kept for reuse (`segment_recycle`).
+pub(super) const SPARE_SUFFIX: &str = ".spare";
+
+pub(super) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The deleter task: frees the space of files retention took out of the log, in paced
+/// truncation steps, once no reader holds them. Stops (leaving the rest for the next open)
+/// when the log closes.
+pub(super) async fn deleter_loop<D: Disk>(sh: Rc<LogCore<D>>) {
+    loop {
+        let seen = sh.deleter_signal.get();
+        if sh.queue.borrow().closing {
+            return;
+        }
+        let next = sh.deleting.borrow_mut().pop_front();
+        let Some(doomed) = next else {
+            sh.deleter_signal.wait_for(seen + 1).await;
+            continue;
+        };
+        if let Some(seg) = doomed.segment {
+            // Readers that found the segment before retention finish on the open file.
+            while Rc::strong_count(&seg) > 1 && !sh.queue.borrow().closing {
+                glommio::timer::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        let stop = || sh.queue.borrow().closing;
+        match free_file(&sh.disk, &doomed.path, sh.config.delete_pace(), &stop).await {
+            Ok(true) => debug!(path = %doomed.path.display(), "deleted segment file removed"),
+            Ok(false) => return, // the rest goes at the next open
+            Err(e) => {
+                warn!(path = %doomed.path.display(), error = %e, "cannot free deleted segment")
+            }
+        }
+    }
+}

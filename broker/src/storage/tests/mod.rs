@@ -1,0 +1,133 @@
+//! Partition-log tests: the seeded simulation (`simulation.rs`: crash, torn writes, EIO,
+//! ENOSPC, slow syncs) and the same engine on the real disk (`real_disk.rs`: glommio DMA
+//! files on a temp dir). Shared helpers live here.
+
+mod real_disk;
+mod simulation;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use wire::{AckLevel, BatchBuilder, BatchView, Batches};
+
+use super::*;
+
+/// Runs `f` on a fresh glommio executor (small io_memory so many tests fit the memlock limit).
+pub(crate) fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .expect("spawn executor")
+        .join()
+        .expect("executor thread")
+}
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 16 << 10,
+        segment_ms: 0,
+        retention_bytes: -1,
+        retention_ms: -1,
+        index_interval_bytes: 512,
+        preallocate_bytes: 8 << 10,
+        write_bytes_max: 64 << 10,
+        pending_bytes_max: 256 << 10,
+        group_commit_delay_us: 0,
+        group_commit_bytes_max: 1 << 20,
+        batch_bytes_max: 32 << 10,
+        recovery_full_check: false,
+        read_ahead_bytes: 4 << 10,
+        delete_chunk_bytes: 4 << 10,
+        delete_bytes_per_s: 1 << 30,
+        segment_recycle: true,
+        read_unsynced: false,
+        dsync_writes: true,
+        zero_ahead_bytes: 16 << 10,
+        zero_idle_gap_us: 0,
+    }
+}
+
+fn make_batch(rng: &mut fastrand::Rng, ts: i64, tag: u64) -> wire::AlignedVec {
+    let mut b = BatchBuilder::new(16 << 10);
+    let n = rng.usize(1..6);
+    // Now and then one large record, so writes outgrow a zero-ahead piece.
+    let large = rng.u8(0..8) == 0;
+    for i in 0..n {
+        let len = if large && i == 0 { rng.usize(4 << 10..12 << 10) } else { rng.usize(0..400) };
+        let value: Vec<u8> = (0..len).map(|j| (tag as usize + i + j) as u8).collect();
+        let key = format!("k{tag}-{i}");
+        let value = if rng.u8(0..10) == 0 { None } else { Some(&value[..]) };
+        b.append(ts + i as i64, Some(key.as_bytes()), value, &[("tag", &tag.to_le_bytes())])
+            .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// The stored form of a batch: what the log assigns in place.
+fn stored(batch: &[u8], base_offset: u64, now_ms: i64) -> Vec<u8> {
+    let mut v = batch.to_vec();
+    wire::batch::header::assign(&mut v, base_offset, now_ms);
+    v
+}
+
+/// Reads every batch from `from` to the high watermark, checking they validate and that
+/// offsets are dense. Returns base offset → bytes.
+async fn read_all<D: io::Disk>(
+    log: &PartitionLog<D>,
+    from: u64,
+) -> Result<BTreeMap<u64, Vec<u8>>, StorageError> {
+    let mut out = BTreeMap::new();
+    let mut next = from;
+    let hw = log.high_watermark();
+    while next < hw {
+        let r = log.read(next, 8 << 10).await?;
+        assert!(!r.batches.is_empty(), "empty read at {next} below hw {hw}");
+        for view in &r.batches {
+            for b in Batches::new(view) {
+                let b = b.expect("read returned an invalid batch");
+                let h = b.header();
+                if h.last_offset() < next {
+                    continue; // the batch containing `next` came whole; earlier ones are skipped
+                }
+                assert_eq!(h.base_offset(), next, "offsets not dense");
+                out.insert(h.base_offset(), b.bytes().to_vec());
+                next = h.next_offset();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Prints the seed if the test panics while it is alive.
+struct SeedGuard(u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("simulation failed with seed {} (rerun: SIM_SEED={} cargo test -p broker simulation)", self.0, self.0);
+        }
+    }
+}
+
+/// Segments reused across the simulation's seeds (the run checks recycling happened).
+static SIM_RECYCLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// O_DSYNC writes over all seeds (they must happen for the simulation to test them).
+static SIM_DSYNC_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Zero-ahead bytes written over all seeds.
+static SIM_ZEROED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Data writes that waited for a zero-ahead write over all seeds.
+static SIM_ZERO_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Adds a log's recycled segments, O_DSYNC writes and zero-ahead bytes to the totals over
+/// all seeds.
+fn tally<D: io::Disk>(log: &PartitionLog<D>) {
+    let stats = log.stats();
+    SIM_ZEROED.fetch_add(stats.zeroed_bytes, std::sync::atomic::Ordering::Relaxed);
+    SIM_ZERO_WAITS.fetch_add(stats.zero_waits, std::sync::atomic::Ordering::Relaxed);
+    SIM_RECYCLED.fetch_add(stats.segments_recycled, std::sync::atomic::Ordering::Relaxed);
+    SIM_DSYNC_WRITES.fetch_add(stats.dsync_writes, std::sync::atomic::Ordering::Relaxed);
+}
