@@ -1,0 +1,388 @@
+//! The accumulator: open batches per partition and when they ship.
+//!
+//! Owns the producer's state behind its handles ([`Inner`]) and what it shares with the
+//! background tasks ([`Pipeline`]). `Producer::send` appends through [`Inner::try_append`]
+//! (learning a topic's partitions with [`Inner::add_topic`] first); `Producer::flush` calls
+//! [`Inner::ship_all`]. A batch ships (is finished and handed to its partition's sender
+//! task, spawned on first use) when nearly full, when its linger expires (checked by every
+//! append and by [`linger_loop`]), or when nothing it could wait behind is on the wire: at
+//! append, and again when the sender reports an answer through [`Inner::answered`]. Every
+//! shipped batch is completed exactly once through [`Pipeline::finished`], which returns its
+//! budget. Dropping the last handle ships every open batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use tokio::sync::{mpsc, Notify};
+use wire::BatchBuilder;
+
+use super::budget::{record_cost, Budget};
+use super::completion::{BatchResult, Outcome, SendFuture};
+use super::partitioner::partition_for;
+use super::sender::partition_sender;
+use super::ProducerConfig;
+use crate::client::Client;
+use crate::error::ClientError;
+
+/// What the background tasks share with the handles (not the handles' lifetime).
+#[derive(Debug)]
+pub(super) struct Pipeline {
+    pub(super) budget: Budget,
+    /// Batches shipped and not yet answered, over all partitions (for `flush`).
+    pub(super) outstanding: AtomicUsize,
+    pub(super) answered: Notify,
+    /// Wakes the linger task when a batch opens or the producer goes away.
+    linger_wake: Notify,
+}
+
+/// The producer behind its handles.
+#[derive(Debug)]
+pub(super) struct Inner {
+    /// This producer, for the sender tasks (they must not keep it alive).
+    me: Weak<Inner>,
+    pub(super) client: Client,
+    config: ProducerConfig,
+    runtime: tokio::runtime::Handle,
+    pub(super) pipeline: Arc<Pipeline>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    topics: HashMap<Arc<str>, TopicState>,
+    /// Open batches in the order they opened (so in deadline order): `(deadline, topic,
+    /// partition)`. Entries of batches that shipped early stay until their deadline passes
+    /// and are then skipped.
+    lingering: VecDeque<(Instant, Arc<str>, u32)>,
+    /// Length at which `lingering` drops the entries of batches that already shipped (so a
+    /// long linger with batches shipping early does not grow it with rate × linger).
+    lingering_compact_at: usize,
+}
+
+/// `State::lingering` is compacted no more often than at this length.
+const LINGERING_COMPACT_MIN: usize = 1024;
+
+impl State {
+    /// Drops the entries of batches that already shipped once the queue doubled since the
+    /// last time (amortized O(1) per batch).
+    fn compact_lingering(&mut self) {
+        if self.lingering.len() < self.lingering_compact_at {
+            return;
+        }
+        let topics = &self.topics;
+        self.lingering.retain(|(deadline, t, p)| {
+            topics
+                .get(t)
+                .and_then(|ts| ts.partitions[*p as usize].open.as_ref())
+                .is_some_and(|o| o.deadline == *deadline)
+        });
+        self.lingering_compact_at = (self.lingering.len() * 2).max(LINGERING_COMPACT_MIN);
+    }
+}
+
+#[derive(Debug)]
+struct TopicState {
+    name: Arc<str>,
+    /// Where unkeyed records go until that partition's batch ships.
+    sticky: u32,
+    /// Batches of this topic shipped and not yet answered, over its partitions.
+    outstanding: usize,
+    partitions: Vec<PartitionState>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    /// Reused across batches (it keeps its buffers).
+    builder: BatchBuilder,
+    open: Option<OpenBatch>,
+    /// Batches shipped and not yet answered.
+    outstanding: usize,
+    sender: Option<mpsc::UnboundedSender<Shipment>>,
+}
+
+#[derive(Debug)]
+struct OpenBatch {
+    outcome: Arc<Outcome>,
+    records: u32,
+    /// Budget bytes its records took.
+    cost: usize,
+    deadline: Instant,
+}
+
+/// A finished batch on its way to (and on) the wire.
+#[derive(Debug)]
+pub(super) struct Shipment {
+    pub(super) batch: wire::AlignedVec,
+    outcome: Arc<Outcome>,
+    cost: usize,
+}
+
+impl Inner {
+    /// A producer's state; its linger task runs on the current tokio runtime.
+    pub(super) fn new(client: Client, config: ProducerConfig) -> Arc<Inner> {
+        let pipeline = Arc::new(Pipeline {
+            budget: Budget::new(config.buffer_bytes_max.max(1)),
+            outstanding: AtomicUsize::new(0),
+            answered: Notify::new(),
+            linger_wake: Notify::new(),
+        });
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            client,
+            config,
+            runtime: tokio::runtime::Handle::current(),
+            pipeline: pipeline.clone(),
+            state: Mutex::new(State::default()),
+        });
+        tokio::spawn(linger_loop(Arc::downgrade(&inner), pipeline));
+        inner
+    }
+
+    /// Ships the batches whose linger expired, then appends the record if its topic is known
+    /// (`None` if not: learn its partitions and [`Inner::add_topic`] first).
+    pub(super) fn try_append(
+        &self,
+        topic: &str,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Option<Result<SendFuture, ClientError>> {
+        let mut st = self.state.lock().expect("producer lock");
+        let now = Instant::now();
+        // The linger timer has the runtime's millisecond resolution; under load the sends
+        // themselves keep a sub-millisecond linger.
+        if st.lingering.front().is_some_and(|l| l.0 <= now) {
+            self.ship_expired(&mut st, now);
+        }
+        if st.topics.contains_key(topic) {
+            return Some(self.append(&mut st, topic, now, timestamp_ms, key, value, headers));
+        }
+        None
+    }
+
+    /// Makes `topic`, of `partitions` partitions, known (unless it already is).
+    pub(super) fn add_topic(&self, topic: &str, partitions: u32) {
+        let mut st = self.state.lock().expect("producer lock");
+        let name: Arc<str> = topic.into();
+        st.topics.entry(name.clone()).or_insert_with(|| TopicState {
+            name,
+            sticky: 0,
+            outstanding: 0,
+            partitions: (0..partitions)
+                .map(|_| PartitionState {
+                    builder: BatchBuilder::new(self.config.batch_bytes_max),
+                    open: None,
+                    outstanding: 0,
+                    sender: None,
+                })
+                .collect(),
+        });
+    }
+
+    /// Appends under the state lock; ships the batch when it is nearly full or when nothing
+    /// it could wait behind is on the wire.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &self,
+        st: &mut State,
+        topic: &str,
+        now: Instant,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<SendFuture, ClientError> {
+        st.compact_lingering();
+        let State { topics, lingering, .. } = st;
+        let ts = topics.get_mut(topic).expect("the caller checked the topic");
+        let partition = partition_for(key, ts.sticky, ts.partitions.len() as u32);
+        let batch_bytes_max = self.config.batch_bytes_max;
+        for round in 0..2 {
+            let ps = &mut ts.partitions[partition as usize];
+            match ps.builder.append(timestamp_ms, key, value, headers) {
+                Ok(()) => {
+                    let cost = record_cost(key, value, headers);
+                    self.pipeline.budget.take(cost);
+                    let open = ps.open.get_or_insert_with(|| {
+                        let deadline = now + self.config.linger;
+                        if lingering.is_empty() {
+                            self.pipeline.linger_wake.notify_one();
+                        }
+                        lingering.push_back((deadline, ts.name.clone(), partition));
+                        OpenBatch {
+                            outcome: Arc::new(Outcome::default()),
+                            records: 0,
+                            cost: 0,
+                            deadline,
+                        }
+                    });
+                    let future = SendFuture::new(open.outcome.clone(), open.records);
+                    open.records += 1;
+                    open.cost += cost;
+                    let nearly_full = ps.builder.estimated_bytes() * 10 >= batch_bytes_max * 9;
+                    // Ship at once when nearly full, or when nothing it could wait behind is
+                    // on the wire: batching only happens while requests are outstanding, so a
+                    // lightly loaded producer adds no linger to its latency. A keyed record
+                    // waits behind its partition's requests; an unkeyed one behind its
+                    // topic's, since it may go to any partition (otherwise every move of the
+                    // sticky partition would ship a batch of one record).
+                    let idle = match key {
+                        Some(_) => ps.outstanding == 0,
+                        None => ts.outstanding == 0,
+                    };
+                    if nearly_full || idle {
+                        self.ship(ts, partition);
+                    }
+                    return Ok(future);
+                }
+                Err(wire::BuildError::Full { .. } | wire::BuildError::TooManyRecords { .. })
+                    if round == 0 && !ps.builder.is_empty() =>
+                {
+                    self.ship(ts, partition)
+                }
+                Err(e) => return Err(ClientError::Record(e.to_string())),
+            }
+        }
+        unreachable!("a record that does not fit an empty batch fails in the second round")
+    }
+
+    /// Finishes a partition's open batch and hands it to that partition's sender task.
+    fn ship(&self, ts: &mut TopicState, partition: u32) {
+        let ps = &mut ts.partitions[partition as usize];
+        let Some(open) = ps.open.take() else { return };
+        if ts.sticky % ts.partitions.len() as u32 == partition {
+            ts.sticky = ts.sticky.wrapping_add(1); // the next unkeyed records go elsewhere
+        }
+        let ps = &mut ts.partitions[partition as usize];
+        let batch = match ps.builder.finish() {
+            Ok(b) => b,
+            Err(e) => {
+                ps.builder.clear();
+                self.pipeline.budget.give(open.cost);
+                open.outcome.complete(Err(ClientError::Record(e.to_string())));
+                return;
+            }
+        };
+        let tx = ps.sender.get_or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            self.runtime.spawn(partition_sender(
+                self.client.clone(),
+                self.config.clone(),
+                self.pipeline.clone(),
+                self.me.clone(),
+                ts.name.clone(),
+                partition,
+                rx,
+            ));
+            tx
+        });
+        ps.outstanding += 1;
+        ts.outstanding += 1;
+        self.pipeline.outstanding.fetch_add(1, Ordering::AcqRel);
+        let shipment = Shipment { batch, outcome: open.outcome, cost: open.cost };
+        if let Err(mpsc::error::SendError(s)) = tx.send(shipment) {
+            ts.partitions[partition as usize].outstanding -= 1;
+            ts.outstanding -= 1;
+            self.pipeline.finished(&s, Err(ClientError::Shutdown));
+        }
+    }
+
+    /// Ships every open batch now.
+    pub(super) fn ship_all(&self) {
+        let mut st = self.state.lock().expect("producer lock");
+        for ts in st.topics.values_mut() {
+            for p in 0..ts.partitions.len() as u32 {
+                self.ship(ts, p);
+            }
+        }
+    }
+
+    /// Ships the batches whose linger expired; returns the next deadline.
+    fn ship_expired(&self, st: &mut State, now: Instant) -> Option<Instant> {
+        while let Some((deadline, topic, partition)) = st.lingering.front() {
+            if *deadline > now {
+                return Some(*deadline);
+            }
+            if let Some(ts) = st.topics.get_mut(topic) {
+                let p = *partition;
+                // Skip the entries of batches that shipped before their deadline.
+                if ts.partitions[p as usize].open.as_ref().is_some_and(|o| o.deadline == *deadline)
+                {
+                    self.ship(ts, p);
+                }
+            }
+            st.lingering.pop_front();
+        }
+        None
+    }
+
+    /// A partition's batch was answered: when its pipeline emptied, ship what gathered
+    /// meanwhile rather than wait for the linger timer.
+    pub(super) fn answered(&self, topic: &str, partition: u32) {
+        let mut st = self.state.lock().expect("producer lock");
+        let Some(ts) = st.topics.get_mut(topic) else { return };
+        ts.outstanding = ts.outstanding.saturating_sub(1);
+        let ps = &mut ts.partitions[partition as usize];
+        ps.outstanding = ps.outstanding.saturating_sub(1);
+        if ps.outstanding == 0 {
+            self.ship(ts, partition);
+        }
+        if ts.outstanding == 0 {
+            // Unkeyed records gathering on the sticky partition waited for the whole topic.
+            let sticky = ts.sticky % ts.partitions.len() as u32;
+            self.ship(ts, sticky);
+        }
+    }
+}
+
+impl Pipeline {
+    /// Completes a batch's records and returns its budget.
+    pub(super) fn finished(&self, s: &Shipment, result: BatchResult) {
+        self.budget.give(s.cost);
+        s.outcome.complete(result);
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.answered.notify_waiters();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last handle is gone: ship what is open; the senders finish in the background
+        // and end when their queues close (the state, holding their senders, drops next).
+        let mut st = std::mem::take(&mut *self.state.lock().unwrap_or_else(|e| e.into_inner()));
+        for ts in st.topics.values_mut() {
+            for p in 0..ts.partitions.len() as u32 {
+                self.ship(ts, p);
+            }
+        }
+        self.pipeline.linger_wake.notify_one();
+    }
+}
+
+/// Ships batches whose linger expired.
+async fn linger_loop(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
+    loop {
+        let wake = pipeline.linger_wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let next = match inner.upgrade() {
+            Some(inner) => {
+                let mut st = inner.state.lock().expect("producer lock");
+                inner.ship_expired(&mut st, Instant::now())
+            }
+            None => return,
+        };
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline.into()) => {}
+                    _ = wake => {}
+                }
+            }
+            None => wake.await,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The producer: per-partition batching with linger, a bounded send buffer, and ordered
+//! pipelined sends to each partition's owner.
+//!
+//! `send` appends the record straight into its partition's open batch (one copy of key and
+//! value, under a short mutex; no task hand-off per record) and returns a future that
+//! resolves when that batch is answered. All records of a batch share one completion cell, so
+//! a record costs no channel and no allocation of its own.
+//!
+//! Batching happens while requests are outstanding: a record with nothing on the wire ahead
+//! of it ships at once, records arriving meanwhile gather into the next batch, which ships
+//! when nearly full, when its linger expires, or as soon as the outstanding requests are
+//! answered (so light load pays no linger and heavy load gets full batches). "Ahead of it"
+//! is its partition's requests for a keyed record and its topic's for an unkeyed one, which
+//! may go to any partition. Linger deadlines are checked by every `send` (sub-millisecond
+//! under load) and by a timer task (the runtime's millisecond resolution) when sends stop.
+//!
+//! Backpressure: `send` waits while the bytes of records accepted and not yet answered reach
+//! `buffer_bytes_max`, instead of letting a queue grow. Each partition has a sender task that
+//! keeps up to `in_flight_per_partition_max` requests on the wire, sent in batch order and
+//! along one connection (a switch, e.g. from the public port to the owner's shard port, waits
+//! for the requests in flight, since a forwarded request can land after a later direct one); a
+//! retriable error resends the batch (with more than one request in flight a retry can
+//! reorder batches of a partition: set the limit to 1 for strict order under failures).
+//! Dropping the last handle ships what is open; the sender tasks finish in the background.
+//!
+//! Partitioner: records with a key go to `hash(key) % partitions` (FNV-1a, stable across
+//! runs and clients); records without a key stick to one partition until its batch ships.
+//!
+//! This file is the handle: [`Producer`] accepts records, waits on the send buffer, hands
+//! them to the accumulator, and `flush`es. The pieces behind it:
+//! - `completion`: the per-batch completion cell and [`SendFuture`];
+//! - `budget`: the send buffer's byte count against `buffer_bytes_max`;
+//! - `accumulator`: open batches per partition, when they ship, the linger timer, and
+//!   shipping what is open when the last handle drops;
+//! - `partitioner`: [`key_hash`] and which partition a record goes to;
+//! - `sender`: one task per partition putting its batches on the wire.
+
+mod accumulator;
+mod budget;
+mod completion;
+mod partitioner;
+mod sender;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wire::AckLevel;
+
+use crate::client::Client;
+use crate::error::ClientError;
+
+use accumulator::Inner;
+pub use completion::SendFuture;
+pub use partitioner::key_hash;
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// Ack level of every request.
+    pub ack: AckLevel,
+    /// How long a batch may wait for more records.
+    pub linger: Duration,
+    /// Largest batch.
+    pub batch_bytes_max: usize,
+    /// Bytes of records accepted but not yet answered (open batches and batches on the
+    /// wire); at this limit `send` waits (backpressure instead of an unbounded queue).
+    pub buffer_bytes_max: usize,
+    /// Requests in flight per partition.
+    pub in_flight_per_partition_max: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            ack: AckLevel::Durable,
+            linger: Duration::from_micros(500),
+            batch_bytes_max: 256 << 10,
+            buffer_bytes_max: 32 << 20,
+            in_flight_per_partition_max: 5,
+        }
+    }
+}
+
+/// See the module docs. Cheap to clone; clones share the batches.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    inner: Arc<Inner>,
+}
+
+impl Producer {
+    /// A producer on `client`; its background tasks run on the current tokio runtime.
+    pub fn new(client: Client, config: ProducerConfig) -> Producer {
+        Producer { inner: Inner::new(client, config) }
+    }
+
+    /// A producer whose background tasks run on `rt` (for callers outside a runtime).
+    pub fn new_in(
+        rt: &tokio::runtime::Runtime,
+        client: Client,
+        config: ProducerConfig,
+    ) -> Producer {
+        let _guard = rt.enter();
+        Producer::new(client, config)
+    }
+
+    /// Appends a record to its partition's batch (waiting while the send buffer is full) and
+    /// returns a future of its `(partition, offset)`. Fails at once for an unknown topic or a
+    /// record that cannot fit in a batch.
+    pub async fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<SendFuture, ClientError> {
+        let inner = &self.inner;
+        inner.pipeline.budget.wait_for_room().await;
+        let timestamp_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        loop {
+            if let Some(sent) = inner.try_append(topic, timestamp_ms, key, value, headers) {
+                return sent;
+            }
+            let partitions = inner.client.partition_count(topic).await?;
+            inner.add_topic(topic, partitions);
+        }
+    }
+
+    /// Ships every open batch now and waits until every shipped batch was answered.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.inner.ship_all();
+        let pipeline = &self.inner.pipeline;
+        loop {
+            let answered = pipeline.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if pipeline.outstanding.load(Ordering::Acquire) == 0 {
+                return Ok(());
+            }
+            answered.await;
+        }
+    }
+}

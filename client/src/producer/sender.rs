@@ -1,0 +1,166 @@
+//! The sender: one task per partition that puts its shipped batches on the wire.
+//!
+//! The accumulator spawns [`partition_sender`] when a partition ships its first batch and
+//! feeds it [`Shipment`]s in batch order. The task keeps up to `in_flight_per_partition_max`
+//! requests on the wire, all along one connection (a switch waits for the requests in
+//! flight), completes the answers in send order through [`Pipeline::finished`] and tells the
+//! accumulator through [`Inner::answered`]. A batch that could not be sent, or whose request
+//! failed with a retriable error, is resent through the client's retrying
+//! `Client::produce_batches`. The task ends when its queue closes and nothing is in flight.
+
+use std::sync::{Arc, Weak};
+
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use tokio::sync::mpsc;
+use wire::{ErrorCode, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
+
+use super::accumulator::{Inner, Pipeline, Shipment};
+use super::completion::BatchResult;
+use super::ProducerConfig;
+use crate::client::Client;
+use crate::connection::Connection;
+use crate::error::ClientError;
+
+/// Sends one partition's batches in order, keeping up to `in_flight_per_partition_max` on
+/// the wire.
+///
+/// A batch is sent the moment it arrives while there is room, not after the oldest answer:
+/// the loop waits on the next shipment and the oldest response at once. Answers complete in
+/// send order (`FuturesOrdered`), so a partition's records resolve in offset order.
+pub(super) async fn partition_sender(
+    client: Client,
+    config: ProducerConfig,
+    pipeline: Arc<Pipeline>,
+    inner: Weak<Inner>,
+    topic: Arc<str>,
+    partition: u32,
+    mut rx: mpsc::UnboundedReceiver<Shipment>,
+) {
+    let in_flight_max = config.in_flight_per_partition_max.max(1);
+    let mut in_flight = FuturesOrdered::new();
+    // The connection the requests in flight went out on: a partition's requests are appended
+    // in order only along one connection (one to the public port is forwarded and can land
+    // after a later one sent straight to the owner's shard port).
+    let mut on: Option<Arc<Connection>> = None;
+    let mut open = true;
+    let complete = |shipment: Shipment, result: BatchResult| {
+        pipeline.finished(&shipment, result);
+        if let Some(inner) = inner.upgrade() {
+            inner.answered(&topic, partition);
+        }
+    };
+    loop {
+        let room = open && in_flight.len() < in_flight_max;
+        tokio::select! {
+            // Answers first: they free budget and may ship the next batch.
+            biased;
+            Some((shipment, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                complete(shipment, result);
+            }
+            next = rx.recv(), if room => match next {
+                Some(shipment) => {
+                    let conn = client.owner_conn(&topic, partition).await.ok();
+                    let same = match (&conn, &on) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                        _ => false,
+                    };
+                    if !same {
+                        // Switching connections: let what is in flight land first.
+                        while let Some((s, r)) = in_flight.next().await {
+                            complete(s, r);
+                        }
+                    }
+                    on = conn.clone();
+                    let pending = conn.and_then(|c| {
+                        send_batch(&c, &client, &config, &topic, partition, &shipment.batch)
+                    });
+                    let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
+                    in_flight.push_back(async move {
+                        let result =
+                            finish_one(&client, &config, &topic, partition, &shipment, pending)
+                                .await;
+                        (shipment, result)
+                    });
+                }
+                None => open = false,
+            },
+            else => return,
+        }
+    }
+}
+
+fn send_batch(
+    conn: &Connection,
+    client: &Client,
+    config: &ProducerConfig,
+    topic: &str,
+    partition: u32,
+    batch: &[u8],
+) -> Option<crate::connection::PendingResponse> {
+    conn.send(&ProduceRequest {
+        ack: config.ack,
+        timeout_ms: client.config().request_timeout.as_millis() as u32,
+        topics: vec![ProduceTopic {
+            name: topic.into(),
+            partitions: vec![ProducePartition { partition, batches: batch.to_vec() }],
+        }],
+    })
+    .ok()
+}
+
+/// Waits for a request's answer; a batch that was not sent (`pending` is `None`: no
+/// connection to the owner, or the request could not go out on it) or that failed retriably
+/// is sent again through the client, which refreshes metadata and retries.
+async fn finish_one(
+    client: &Client,
+    config: &ProducerConfig,
+    topic: &str,
+    partition: u32,
+    shipment: &Shipment,
+    pending: Option<crate::connection::PendingResponse>,
+) -> BatchResult {
+    let answer = match pending {
+        Some(p) => Some(p.wait().await.and_then(|frame| decode(&frame, topic, partition))),
+        None => None,
+    };
+    let base = match answer {
+        Some(Ok(base)) => base,
+        Some(Err(e)) if !e.is_retriable() => return Err(e),
+        Some(Err(_)) | None => client
+            .produce_batches(topic, partition, &shipment.batch, config.ack)
+            .await
+            .map(|r| r.base_offset)?,
+    };
+    Ok((partition, u64::try_from(base).unwrap_or(u64::MAX)))
+}
+
+fn decode(
+    frame: &crate::connection::Frame,
+    topic: &str,
+    partition: u32,
+) -> Result<i64, ClientError> {
+    if frame.header.has_flag(wire::constants::FLAG_ERROR) {
+        let e: wire::ErrorBody =
+            wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        return Err(ClientError::Partition {
+            topic: topic.into(),
+            partition,
+            code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::UnknownServerError),
+        });
+    }
+    let resp: ProduceResponse =
+        wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let r = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
+    match ErrorCode::from_u16(r.error) {
+        Some(ErrorCode::None) => Ok(r.base_offset),
+        code => Err(ClientError::Partition {
+            topic: topic.into(),
+            partition,
+            code: code.unwrap_or(ErrorCode::UnknownServerError),
+        }),
+    }
+}
