@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::oneshot;
 
 use crate::result::TimelinePoint;
-use crate::run::Shared;
+use crate::run::counters::RunCounters;
 
 /// The sampler task of one run.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct Progress {
 impl Progress {
     /// Starts sampling; `planned_s` sizes the bar (unknown for backlog fills).
     pub(crate) fn start(
-        shared: Arc<Shared>,
+        shared: Arc<RunCounters>,
         start_ns: u64,
         planned_s: Option<f64>,
         show: bool,

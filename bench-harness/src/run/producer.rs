@@ -1,0 +1,320 @@
+//! A paced producer on its own OS thread (intended-time latency, coordinated omission
+//! corrected) and its ack collector on the runtime.
+//!
+//! Contract: every message has an intended send time on the producer's schedule (`start_ns`
+//! plus one interval per message; "now" when unpaced), stamped in its payload with its
+//! ledger identity, and its publish latency counts from that time, however late the send
+//! was. A paced producer stops on its schedule, not the clock: sends due before `stop_ns` are
+//! still made after it, until the producer is `missed_grace_ns` past the stop, when the rest
+//! of its schedule counts as missed. A backlog fill stops once `sent_bytes_limit` payload
+//! bytes were sent; a send error stops every producer. Each ack is recorded by the collector
+//! when it completes. [`join_producers`] returns once every thread and collector finished,
+//! with the publish latencies of the measured window.
+
+use std::future::Future;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
+use hdrhistogram::Histogram;
+use tokio::sync::mpsc;
+
+use super::counters::{histogram, record, RunCounters};
+use crate::driver::{Driver, ProducerDriver, ProducerSettings};
+use crate::error::HarnessError;
+use crate::keys::KeyGenerator;
+use crate::ledger;
+use crate::payload::Payload;
+use crate::workload::Workload;
+
+/// Acks waiting for the collector per producer; at this many the producer waits (its
+/// schedule keeps the intended times, so latency stays honest).
+const ACK_QUEUE_MAX: usize = 64 * 1024;
+
+/// Connects the workload's producers, `producers_per_topic` for each of `topics`.
+pub(super) async fn connect_producers<D: Driver>(
+    driver: &Arc<D>,
+    workload: &Workload,
+    topics: &[String],
+) -> Result<Vec<D::Producer>, HarnessError> {
+    let settings = ProducerSettings {
+        partitions: workload.partitions_per_topic,
+        ack: workload.ack,
+        batch_bytes_max: workload.batch_bytes_max,
+        linger_us: workload.linger_us,
+        in_flight_per_partition_max: workload.in_flight_per_partition_max,
+    };
+    let mut producers = Vec::new();
+    for t in topics {
+        for _ in 0..workload.producers_per_topic {
+            producers.push(driver.producer(t, &settings).await?);
+        }
+    }
+    Ok(producers)
+}
+
+/// Producer threads and their ack collectors, started by [`start_producers`].
+pub(super) struct RunningProducers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    collectors: Vec<tokio::task::JoinHandle<Histogram<u64>>>,
+    /// Why a producer thread could not start (the ones before it were told to stop).
+    spawn_failure: Option<HarnessError>,
+}
+
+/// Starts each producer on its own thread, sending from `start_ns` on, with its collector.
+pub(super) fn start_producers<P: ProducerDriver>(
+    producers: Vec<P>,
+    workload: &Workload,
+    counters: &Arc<RunCounters>,
+    start_ns: u64,
+) -> RunningProducers {
+    let handle = tokio::runtime::Handle::current();
+    let mut threads = Vec::new();
+    let mut collectors = Vec::new();
+    let mut spawn_failure = None;
+    for (index, producer) in producers.into_iter().enumerate() {
+        let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_MAX);
+        collectors.push(tokio::spawn(collect_acks(ack_rx, Arc::clone(counters))));
+        let plan = Plan {
+            index,
+            start_ns,
+            interval_ns: match workload.rate_per_producer() {
+                r if r > 0.0 => 1e9 / r,
+                _ => 0.0,
+            },
+            keys: KeyGenerator::new(workload, index as u64 + 1),
+            payload: Payload::new(workload.message_bytes, index as u64 + 1),
+        };
+        let thread_counters = Arc::clone(counters);
+        let handle = handle.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("producer-{index}"))
+            .spawn(move || handle.block_on(produce(producer, plan, &thread_counters, ack_tx)));
+        match spawned {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                // Stop and join the producers already running before giving up.
+                counters.stop.store(true, Relaxed);
+                spawn_failure = Some(HarnessError::Spawn(format!("producer thread: {e}")));
+                break;
+            }
+        }
+    }
+    RunningProducers { threads, collectors, spawn_failure }
+}
+
+/// Waits for the producer threads to finish, then (if they all started and none panicked)
+/// for their acks; returns the measured window's publish latencies.
+pub(super) async fn join_producers(
+    running: RunningProducers,
+) -> Result<Histogram<u64>, HarnessError> {
+    let RunningProducers { threads, collectors, spawn_failure } = running;
+    let mut panicked = false;
+    for t in threads {
+        panicked |=
+            tokio::task::spawn_blocking(move || t.join()).await.expect("join task").is_err();
+    }
+    if let Some(e) = spawn_failure {
+        return Err(e);
+    }
+    if panicked {
+        return Err(HarnessError::Inconsistent("a producer thread panicked".into()));
+    }
+    let mut publish_latency = histogram();
+    for c in collectors {
+        let h = c.await.expect("ack collector");
+        publish_latency.add(&h).expect("same bounds");
+    }
+    Ok(publish_latency)
+}
+
+/// One producer's pacing and sequence.
+struct Plan {
+    /// This producer's index (its identities in the ledger).
+    index: usize,
+    start_ns: u64,
+    /// 0 = as fast as the producer accepts.
+    interval_ns: f64,
+    keys: KeyGenerator,
+    payload: Payload,
+}
+
+/// A sent message waiting for its ack: intended send time (ns), payload length, ack.
+type AckItem<A> = (u64, u64, A);
+
+async fn produce<P: ProducerDriver>(
+    mut producer: P,
+    mut plan: Plan,
+    counters: &RunCounters,
+    acks: mpsc::Sender<AckItem<P::Ack>>,
+) {
+    let len = plan.payload.stamp(0, 0).len() as u64;
+    let stop_ns = counters.stop_ns.load(Relaxed);
+    // Wait for the common start.
+    let now = counters.now_ns();
+    if plan.start_ns > now {
+        std::thread::sleep(Duration::from_nanos(plan.start_ns - now));
+    }
+    let mut sequence = 0u64;
+    loop {
+        let now = counters.now_ns();
+        if counters.stop.load(Relaxed) {
+            break;
+        }
+        let intended_ns = if plan.interval_ns > 0.0 {
+            // A paced producer stops on its schedule, not the clock: sends that are late when
+            // the stop comes are still made (and measured, with their intended times).
+            let t = plan.start_ns + (sequence as f64 * plan.interval_ns) as u64;
+            if t >= stop_ns {
+                break;
+            }
+            if now >= stop_ns.saturating_add(counters.missed_grace_ns) {
+                let end = ((stop_ns - plan.start_ns) as f64 / plan.interval_ns).ceil() as u64;
+                counters.missed.fetch_add(end.saturating_sub(sequence), Relaxed);
+                break;
+            }
+            if t > now {
+                // Sleeping blocks only this thread; acks complete on the runtime.
+                std::thread::sleep(Duration::from_nanos(t - now));
+            }
+            t
+        } else {
+            if now >= stop_ns {
+                break;
+            }
+            now
+        };
+        if counters.sent_bytes_limit > 0
+            && counters.sent_bytes.fetch_add(len, Relaxed) >= counters.sent_bytes_limit
+        {
+            break;
+        }
+        let key = plan.keys.next_key();
+        counters.ledger.issue(plan.index, sequence);
+        let payload = plan.payload.stamp(intended_ns, ledger::identity(plan.index, sequence));
+        match producer.send(key, payload).await {
+            Ok(ack) => {
+                counters.sent.fetch_add(1, Relaxed);
+                if acks.send((intended_ns, len, ack)).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                counters.error(&e);
+                counters.stop.store(true, Relaxed);
+                break;
+            }
+        }
+        sequence += 1;
+    }
+    if let Err(e) = producer.flush().await {
+        counters.error(&e);
+    }
+}
+
+/// Records each ack's latency (from the intended send time) as it completes.
+async fn collect_acks<A>(
+    mut rx: mpsc::Receiver<AckItem<A>>,
+    counters: Arc<RunCounters>,
+) -> Histogram<u64>
+where
+    A: Future<Output = Result<(), HarnessError>> + Send + 'static,
+{
+    let mut h = histogram();
+    let mut pending = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((intended_ns, len, r)) = pending.next(), if !pending.is_empty() => {
+                match r {
+                    Ok(()) => {
+                        let now = counters.now_ns();
+                        counters.acked.fetch_add(1, Relaxed);
+                        counters.acked_bytes.fetch_add(len, Relaxed);
+                        let latency_ns = now.saturating_sub(intended_ns).max(1);
+                        counters.publish_latency_max_ns.fetch_max(latency_ns, Relaxed);
+                        if counters.in_window(intended_ns) {
+                            record(&mut h, latency_ns, &counters);
+                            counters.measured_published.fetch_add(1, Relaxed);
+                            counters.measured_published_bytes.fetch_add(len, Relaxed);
+                        }
+                    }
+                    Err(e) => counters.error(&e),
+                }
+            }
+            item = rx.recv(), if open => match item {
+                Some((intended_ns, len, ack)) => {
+                    pending.push(ack.map(move |r: Result<(), HarnessError>| (intended_ns, len, r)));
+                }
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer that takes 20 ms per send (a system far slower than the schedule).
+    struct Slow;
+
+    impl ProducerDriver for Slow {
+        type Ack = std::future::Ready<Result<(), HarnessError>>;
+
+        async fn send(
+            &mut self,
+            _key: Option<&[u8]>,
+            _payload: &[u8],
+        ) -> Result<Self::Ack, HarnessError> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(std::future::ready(Ok(())))
+        }
+
+        async fn flush(&mut self) -> Result<(), HarnessError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_far_behind_schedule_counts_what_it_never_sent() {
+        let mut counters = RunCounters::new(0, true, 1);
+        counters.missed_grace_ns = 100_000_000;
+        let counters = Arc::new(counters);
+        let start_ns = counters.now_ns() + 1_000_000;
+        // 1,000 msg/s for 50 ms: 50 intended sends, at 20 ms each the producer manages ~8
+        // before the grace after the stop runs out.
+        counters.stop_ns.store(start_ns + 50_000_000, Relaxed);
+        counters.window_start_ns.store(start_ns, Relaxed);
+        counters.window_end_ns.store(start_ns + 50_000_000, Relaxed);
+        let workload =
+            Workload::parse(include_str!("../../workloads/smoke.toml")).expect("smoke workload");
+        let plan = Plan {
+            index: 0,
+            start_ns,
+            interval_ns: 1e6,
+            keys: KeyGenerator::new(&workload, 1),
+            payload: Payload::new(64, 1),
+        };
+        let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
+        let collector = tokio::spawn(collect_acks(rx, Arc::clone(&counters)));
+        let s = Arc::clone(&counters);
+        tokio::task::spawn_blocking(move || {
+            tokio::runtime::Handle::current().block_on(produce(Slow, plan, &s, tx))
+        })
+        .await
+        .unwrap();
+        let h = collector.await.unwrap();
+        let (sent, missed) = (counters.sent.load(Relaxed), counters.missed.load(Relaxed));
+        assert_eq!(sent + missed, 50, "every intended send is either made or counted missed");
+        assert!(missed >= 30, "{missed} missed, {sent} sent");
+        // The sends that were made carry their lateness from the intended times.
+        assert_eq!(h.len(), sent);
+        assert!(h.max() >= 100_000_000, "latest send waited past the grace: {}", h.max());
+    }
+}
