@@ -39,6 +39,7 @@ pub use body::{
 pub use error::{BatchError, BodyError, BuildError, FrameError};
 pub use error_code::ErrorCode;
 pub use frame::{split_frame, FrameHeader, RawFrame};
+pub use message::ack_level::*;
 pub use message::error_body::ErrorBody;
 pub use message::fetch::*;
 pub use message::handshake::*;
@@ -48,4 +49,5 @@ pub use message::produce::*;
 pub use message::stats::*;
 pub use message::subscribe::*;
 pub use message::topic::*;
+pub use message::topic_config::*;
 pub use rkyv::util::AlignedVec;

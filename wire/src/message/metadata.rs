@@ -1,6 +1,6 @@
 //! Metadata: shards, their addresses, and which shard owns each partition.
 
-use super::topic::TopicConfig;
+use super::topic_config::TopicConfig;
 
 wire_type! {
     /// Ask for metadata of some topics (empty = all).

@@ -41,6 +41,7 @@ macro_rules! message {
     };
 }
 
+pub mod ack_level;
 pub mod error_body;
 pub mod fetch;
 pub mod handshake;
@@ -50,6 +51,7 @@ pub mod produce;
 pub mod stats;
 pub mod subscribe;
 pub mod topic;
+pub mod topic_config;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Produce: append batches to one or more partitions.
 
-use super::topic::AckLevel;
+use super::ack_level::AckLevel;
 use crate::with::AlignedBytes;
 
 wire_type! {

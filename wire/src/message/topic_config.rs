@@ -1,0 +1,26 @@
+//! A topic's settings ([`TopicConfig`]): partition count, retention, segment rolling, default
+//! ack level and batch size limit. Sent when a topic is created and returned in its metadata;
+//! a zero field means "use the broker default".
+
+use super::ack_level::AckLevel;
+
+wire_type! {
+    /// A topic's settings.
+    pub struct TopicConfig {
+        /// Number of partitions (fixed at creation for now).
+        pub partition_count: u32,
+        /// Delete closed segments older than this; -1 keeps forever; 0 = broker default.
+        pub retention_ms: i64,
+        /// Delete oldest closed segments while a partition is larger than this; -1 = no
+        /// limit; 0 = broker default.
+        pub retention_bytes: i64,
+        /// Roll the active segment at this size; 0 = broker default.
+        pub segment_bytes_max: u64,
+        /// Roll the active segment at this age; 0 = broker default.
+        pub segment_ms: i64,
+        /// Ack level used when a produce request asks for the topic default.
+        pub default_ack: AckLevel,
+        /// Largest batch accepted; 0 = broker default.
+        pub batch_bytes_max: u32,
+    }
+}
