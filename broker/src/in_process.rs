@@ -23,8 +23,9 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::BrokerConfig;
 use crate::connection;
+use crate::mesh::ShardMsg;
 use crate::metadata::{Metadata, TopicSettings};
-use crate::shard::{Addresses, Shard, ShardMsg};
+use crate::shard::{Addresses, Shard};
 use crate::watermark::Watermark;
 
 /// The topic that exists from the start (4 partitions).

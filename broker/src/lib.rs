@@ -1,21 +1,35 @@
 //! `broker`: the shard-per-core event-streaming server.
 //!
-//! - [`server`]: startup (sockets, pinned executors, channel mesh), signals, shutdown.
-//! - [`shard`]: one executor's state — partitions, cache, counters, mesh plumbing.
-//! - [`connection`]: one client connection — framing, pipelining, subscriptions.
-//! - [`api`]: request handlers, with forwarding to the owning shard.
-//! - [`metadata`]: topics and partition → shard, persisted and broadcast.
+//! Layers, top to bottom (each uses only those below it; see docs/ARCHITECTURE.md's map):
+//! - [`server`] / [`in_process`]: startup (sockets, pinned executors, channel mesh), signals,
+//!   shutdown; a socket-free harness.
+//! - [`connection`] (a client's frames in, responses and pushes out; [`frame_reader`]) and
+//!   [`peer`] (the mesh inbox: another shard's messages in).
+//! - [`api`]: request handlers — where each api is served ([`api::placement`]), forwarding
+//!   to the owning shard ([`api::forward`]), subscriptions ([`api::subscribe`]).
+//! - [`shard`] (the registry: metadata, partitions, cache, counters, mesh end) and
+//!   [`subscription`] (push loops).
+//! - [`mesh`]: the shard-to-shard transport.
+//! - [`partition`], [`metadata`], [`config`], [`request`]: a partition this shard owns; topics
+//!   and partition → shard, persisted and broadcast; configuration; a checked request.
 //! - [`storage`]: the partition log on direct I/O behind an I/O seam with a simulator.
-//! - [`config`], [`check`]: configuration and the host preflight.
+//! - [`counters`], [`watermark`], [`clock`], [`trash`], [`check`]: leaves.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod counters;
+pub mod frame_reader;
 pub mod in_process;
+pub mod mesh;
 pub mod metadata;
+pub mod partition;
+pub mod peer;
+pub mod request;
 pub mod server;
 pub mod shard;
 pub mod storage;

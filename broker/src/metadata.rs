@@ -263,11 +263,6 @@ impl Metadata {
     }
 }
 
-/// Directory of one partition: `<data>/<topic>/<partition>`.
-pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
-    data_dir.join(topic).join(partition.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,8 +24,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
+use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
-use crate::shard::{Addresses, Shard, ShardMsg};
+use crate::shard::{Addresses, Shard};
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -289,7 +290,7 @@ async fn shard_main(
     let id = senders.peer_id() as u32;
     let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders);
     for (_, rx) in receivers.streams() {
-        glommio::spawn_local(shard.clone().receive_from(rx)).detach();
+        glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }
     // Recover the partitions this shard owns before accepting anything.
     shard.apply_metadata(metadata).await;
@@ -328,7 +329,7 @@ async fn shard_main(
             async move {
                 loop {
                     glommio::timer::sleep(every).await;
-                    shard.apply_retention(crate::shard::now_ms()).await;
+                    shard.apply_retention(crate::clock::now_ms()).await;
                 }
             },
             background,

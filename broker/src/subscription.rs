@@ -13,7 +13,10 @@ use std::rc::{Rc, Weak};
 use glommio::task::JoinHandle;
 use wire::{AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData};
 
-use crate::shard::{Counters, Partition, Shard};
+use crate::counters::Counters;
+use crate::mesh::PushTarget;
+use crate::partition::Partition;
+use crate::shard::Shard;
 use crate::storage::StorageError;
 use crate::watermark::Watermark;
 
@@ -35,17 +38,11 @@ pub enum PushSink {
     },
 }
 
-/// Something that accepts push frames for a client (a connection's outbound queue).
-pub trait PushTarget {
-    /// Queues a frame; `false` if the client is gone.
-    fn push(&self, frame: AlignedVec) -> bool;
-}
-
 impl PushSink {
     async fn send(&self, frame: AlignedVec) -> bool {
         match self {
             PushSink::Local(target) => target.upgrade().is_some_and(|t| t.push(frame)),
-            PushSink::Remote { shard, to, key } => shard.relay_push(*to, *key, frame).await,
+            PushSink::Remote { shard, to, key } => shard.mesh.relay_push(*to, *key, frame).await,
         }
     }
 }
@@ -65,9 +62,9 @@ impl Subscription {
     }
 
     /// Stops pushing.
-    pub fn cancel(self, shard: &Shard) {
+    pub fn cancel(self, counters: &Counters) {
         self.task.cancel();
-        Counters::add(&shard.counters.subscriptions, u64::MAX); // -1
+        Counters::sub(&counters.subscriptions, 1);
     }
 }
 

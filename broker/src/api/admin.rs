@@ -11,13 +11,15 @@ use wire::{
     TopicMetadata, TopicSummary,
 };
 
-use super::{decode_reply, error_frame, parts, respond, Origin};
+use super::forward::decode_reply;
+use super::{error_frame, respond, Origin};
 use crate::metadata::{Metadata, Topic, TopicSettings};
+use crate::request::Request;
 use crate::shard::Shard;
 
 /// Agrees on a protocol version and reports the broker's limits.
-pub fn handshake(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub fn handshake(shard: &Shard, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<HandshakeRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -65,8 +67,8 @@ fn topic_metadata(t: &Topic) -> TopicMetadata {
 }
 
 /// Shards, their addresses, and partition → shard for the topics asked.
-pub fn metadata(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub fn metadata(shard: &Shard, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<MetadataRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -98,8 +100,8 @@ pub fn metadata(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
 }
 
 /// Topic names (with a prefix filter).
-pub fn list_topics(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub fn list_topics(shard: &Shard, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<ListTopicsRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -114,15 +116,10 @@ pub fn list_topics(shard: &Shard, frame: &wire::AlignedVec) -> wire::AlignedVec 
     respond(&header, &ListTopicsResponse { topics })
 }
 
-/// Creates a topic (on shard 0, which owns metadata changes; others forward to it).
-pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::AlignedVec {
-    if shard.id != 0 {
-        let (header, _) = parts(&frame);
-        return shard.forward(0, frame).await.unwrap_or_else(|| {
-            error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
-        });
-    }
-    let (header, body) = parts(&frame);
+/// Creates a topic (on the controller shard, which owns metadata changes; `api::start`
+/// forwards it there).
+pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<CreateTopicRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -170,15 +167,9 @@ pub async fn create_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::A
     respond(&header, &CreateTopicResponse { error: 0, message: String::new(), topic })
 }
 
-/// Deletes a topic and its data (on shard 0).
-pub async fn delete_topic(shard: &Rc<Shard>, frame: wire::AlignedVec) -> wire::AlignedVec {
-    if shard.id != 0 {
-        let (header, _) = parts(&frame);
-        return shard.forward(0, frame).await.unwrap_or_else(|| {
-            error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
-        });
-    }
-    let (header, body) = parts(&frame);
+/// Deletes a topic and its data (on the controller shard).
+pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<DeleteTopicRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -218,10 +209,10 @@ fn persist(shard: &Shard, next: &Metadata) -> Result<(), String> {
 /// them (a forwarded describe answers for the receiving shard's partitions only).
 pub async fn describe_topic(
     shard: &Rc<Shard>,
-    frame: &wire::AlignedVec,
+    request: &Request,
     origin: Origin,
 ) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<DescribeTopicRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -259,6 +250,7 @@ pub async fn describe_topic(
         for owner in owners {
             let Ok(f) = wire::encode_request(0, &req) else { continue };
             if let Some(resp) = shard
+                .mesh
                 .forward(owner, f)
                 .await
                 .and_then(|f| decode_reply::<DescribeTopicResponse>(&f))
@@ -280,12 +272,8 @@ pub async fn describe_topic(
 }
 
 /// Per-shard counters, gathered from every shard asked for.
-pub async fn stats(
-    shard: &Rc<Shard>,
-    frame: &wire::AlignedVec,
-    origin: Origin,
-) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<StatsRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -301,7 +289,7 @@ pub async fn stats(
                 continue;
             };
             if let Some(resp) =
-                shard.forward(id, f).await.and_then(|f| decode_reply::<StatsResponse>(&f))
+                shard.mesh.forward(id, f).await.and_then(|f| decode_reply::<StatsResponse>(&f))
             {
                 shards.extend(resp.shards);
             }

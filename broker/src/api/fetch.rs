@@ -1,19 +1,19 @@
 //! Fetch: stored batches, byte for byte, with long-poll up to `max_wait_ms`.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use wire::{
-    ErrorCode, FetchPartition, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopic,
-    FetchTopicResult,
-};
+use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
 
-use super::{error_frame, parts, respond, send_forwards, Answers, Forwarded, Origin};
-use crate::shard::{Counters, Partition, Shard};
+use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::{error_frame, respond, Origin};
+use crate::counters::Counters;
+use crate::partition::Partition;
+use crate::request::Request;
+use crate::shard::Shard;
 use crate::storage::StorageError;
 use crate::watermark::WaitFor;
 
@@ -44,12 +44,8 @@ fn failed(partition: u32, code: ErrorCode) -> FetchPartitionResult {
 }
 
 /// Answers a fetch request.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    frame: &wire::AlignedVec,
-    origin: Origin,
-) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<FetchRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
@@ -59,13 +55,13 @@ pub async fn handle(
     let mut locals: Vec<LocalRead> = Vec::new();
     let mut results: Vec<Vec<FetchPartitionResult>> = Vec::new();
     let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut remote: BTreeMap<u32, FetchRequest> = BTreeMap::new();
+    let mut split = Split::<FetchRequest>::default();
     for t in &req.topics {
         let mut topic_slots = Vec::new();
         for p in &t.partitions {
-            let slot = match shard.owner(&t.name, p.partition) {
+            let slot = match route(shard, &t.name, p.partition, origin) {
                 Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(owner) if owner == shard.id => match shard.partition(&t.name, p.partition) {
+                Ok(Owner::Here) => match shard.partition(&t.name, p.partition) {
                     Some(part) => {
                         locals.push(LocalRead {
                             part,
@@ -77,25 +73,10 @@ pub async fn handle(
                     }
                     None => Slot::Done(failed(p.partition, ErrorCode::UnknownPartition)),
                 },
-                Ok(_) if origin != Origin::Client => {
-                    Slot::Done(failed(p.partition, ErrorCode::NotOwner))
-                }
-                Ok(owner) => {
-                    let sub = remote
-                        .entry(owner)
-                        .or_insert_with(|| FetchRequest { topics: Vec::new(), ..req.clone() });
-                    if sub.topics.last().is_none_or(|st| st.name != t.name) {
-                        sub.topics
-                            .push(FetchTopic { name: t.name.clone(), partitions: Vec::new() });
-                    }
-                    let st = sub.topics.len() - 1;
-                    sub.topics[st].partitions.push(FetchPartition { ..p.clone() });
-                    Slot::Remote(Forwarded {
-                        owner,
-                        topic: st,
-                        partition: sub.topics[st].partitions.len() - 1,
-                        index: p.partition,
-                    })
+                Ok(Owner::Peer(owner)) => {
+                    Slot::Remote(split.add(owner, &t.name, p.partition, p.clone(), || {
+                        FetchRequest { topics: Vec::new(), ..req.clone() }
+                    }))
                 }
             };
             topic_slots.push(slot);
@@ -104,7 +85,7 @@ pub async fn handle(
     }
     results.resize_with(locals.len(), Vec::new);
 
-    let forwards = send_forwards(shard, remote).await;
+    let forwards = split.send(shard).await;
 
     // Read local partitions; long-poll until min_bytes arrive or the wait is over.
     let mut local_results: Vec<Option<FetchPartitionResult>> =

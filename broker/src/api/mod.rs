@@ -1,25 +1,33 @@
 //! Request handling: one module per api family.
 //!
+//! Where each api is served is decided here, once ([`placement`]): on each partition's
+//! owner (split by owner, forwarded, merged: `forward.rs`), on shard 0 for metadata changes,
+//! on the client's connection for subscriptions (`subscribe.rs`), or on whichever shard the
+//! request reached.
+//!
 //! Every request runs in two stages. [`start`] runs in arrival order on the connection's
 //! reader (or the mesh receiver for forwarded requests) and does what must be ordered —
 //! validating and enqueueing produce batches, sending forwards. It returns the rest as a
 //! [`Reply`] future, which the caller spawns: waiting for acks, long polls and remote shards
-//! never holds up the next request. Requests for partitions owned by another shard are split
-//! by owner, forwarded over the mesh, and their answers merged back in request order.
+//! never holds up the next request. A handler reads: decode the body → route each partition
+//! (`forward::route`) → act on the partition → answer.
 
 pub mod admin;
 pub mod fetch;
+pub mod forward;
 pub mod offsets;
 pub mod produce;
+pub mod subscribe;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use wire::constants::FRAME_HEADER_BYTES;
 use wire::{AlignedVec, ApiKey, ErrorCode, FrameHeader, Message};
 
-use crate::shard::{Counters, Shard};
+use crate::counters::Counters;
+use crate::request::Request;
+use crate::shard::Shard;
 
 /// The second stage of a request: resolves to the response frame.
 pub type Reply = Pin<Box<dyn Future<Output = AlignedVec>>>;
@@ -30,18 +38,40 @@ pub enum Origin {
     /// A client connection.
     Client,
     /// Another shard, forwarding a request it received.
-    Peer(u32),
+    Peer,
 }
 
-/// The header and body of a complete frame produced by the connection reader or a peer.
-pub fn parts(frame: &AlignedVec) -> (FrameHeader, &[u8]) {
-    let header = FrameHeader::decode(
-        frame[..FRAME_HEADER_BYTES].try_into().expect("frame has a header"),
-        u32::MAX,
-    )
-    .expect("frames are checked before they reach the api");
-    let body = &frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + header.body_len as usize];
-    (header, body)
+/// The shard that makes metadata changes (create and delete topic).
+pub const CONTROLLER_SHARD: u32 = 0;
+
+/// Where an api is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// On each named partition's owner: split by owner, forwarded, merged (`forward.rs`).
+    Partition,
+    /// On [`CONTROLLER_SHARD`]; other shards forward the whole request to it.
+    Controller,
+    /// On the client's connection, which holds the state (subscriptions: `subscribe.rs`).
+    Session,
+    /// Sent by the broker only (pushes); a client sending one is refused.
+    PushOnly,
+    /// On whichever shard the request reached.
+    AnyShard,
+}
+
+/// Where `api` is served (the one table; see the module docs).
+pub fn placement(api: ApiKey) -> Placement {
+    match api {
+        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => Placement::Partition,
+        ApiKey::CreateTopic | ApiKey::DeleteTopic => Placement::Controller,
+        ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
+        ApiKey::SubscriptionData => Placement::PushOnly,
+        ApiKey::Handshake
+        | ApiKey::Metadata
+        | ApiKey::ListTopics
+        | ApiKey::DescribeTopic
+        | ApiKey::Stats => Placement::AnyShard,
+    }
 }
 
 /// An error response to `header`'s request.
@@ -60,13 +90,12 @@ pub fn ready(frame: AlignedVec) -> Reply {
     Box::pin(std::future::ready(frame))
 }
 
-/// Stage one of any request except the subscription apis (see the module docs).
-pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Reply {
-    Counters::add(&shard.counters.requests, 1);
-    let (header, _) = parts(&frame);
+/// The api of a request if this broker speaks it at the request's version; else the error
+/// response.
+pub fn check_api(header: &FrameHeader) -> Result<ApiKey, AlignedVec> {
     let Some(api) = ApiKey::from_u16(header.api_key) else {
-        return ready(error_frame(
-            &header,
+        return Err(error_frame(
+            header,
             ErrorCode::UnknownApiKey,
             &format!("unknown api key {}", header.api_key),
         ));
@@ -77,31 +106,48 @@ pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Repl
             "{api} version {} not supported; this broker speaks {min}..={max}",
             header.version
         );
-        return ready(error_frame(&header, ErrorCode::UnsupportedVersion, &message));
+        return Err(error_frame(header, ErrorCode::UnsupportedVersion, &message));
     }
+    Ok(api)
+}
+
+/// Stage one of any request except the session apis (see the module docs).
+pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
+    Counters::add(&shard.counters.requests, 1);
+    let api = match check_api(&req.header) {
+        Ok(api) => api,
+        Err(frame) => return ready(frame),
+    };
     let shard = shard.clone();
+    if placement(api) == Placement::Controller && shard.id != CONTROLLER_SHARD {
+        return Box::pin(async move {
+            let header = req.header;
+            shard.mesh.forward(CONTROLLER_SHARD, req.frame).await.unwrap_or_else(|| {
+                error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
+            })
+        });
+    }
     match api {
-        ApiKey::Produce => produce::start(&shard, frame, origin).await,
-        ApiKey::Fetch => Box::pin(async move { fetch::handle(&shard, &frame, origin).await }),
-        ApiKey::ListOffsets => {
-            Box::pin(async move { offsets::handle(&shard, &frame, origin).await })
-        }
-        ApiKey::Handshake => ready(admin::handshake(&shard, &frame)),
-        ApiKey::Metadata => ready(admin::metadata(&shard, &frame)),
-        ApiKey::ListTopics => ready(admin::list_topics(&shard, &frame)),
-        ApiKey::CreateTopic => Box::pin(async move { admin::create_topic(&shard, frame).await }),
-        ApiKey::DeleteTopic => Box::pin(async move { admin::delete_topic(&shard, frame).await }),
+        ApiKey::Produce => produce::start(&shard, req, origin).await,
+        ApiKey::Fetch => Box::pin(async move { fetch::handle(&shard, &req, origin).await }),
+        ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
+        ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
+        ApiKey::Metadata => ready(admin::metadata(&shard, &req)),
+        ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),
+        ApiKey::CreateTopic => Box::pin(async move { admin::create_topic(&shard, &req).await }),
+        ApiKey::DeleteTopic => Box::pin(async move { admin::delete_topic(&shard, &req).await }),
         ApiKey::DescribeTopic => {
-            Box::pin(async move { admin::describe_topic(&shard, &frame, origin).await })
+            Box::pin(async move { admin::describe_topic(&shard, &req, origin).await })
         }
-        ApiKey::Stats => Box::pin(async move { admin::stats(&shard, &frame, origin).await }),
+        ApiKey::Stats => Box::pin(async move { admin::stats(&shard, &req, origin).await }),
         ApiKey::Subscribe
         | ApiKey::GrantCredit
         | ApiKey::Unsubscribe
         | ApiKey::SubscriptionData => {
-            // Subscriptions live on a client connection to the partition's owner.
+            // Session apis are answered by the client's own connection (`subscribe.rs`), and
+            // pushes are the broker's to send.
             ready(error_frame(
-                &header,
+                &req.header,
                 ErrorCode::NotOwner,
                 "subscriptions are served on a connection to the owning shard",
             ))
@@ -110,114 +156,10 @@ pub async fn start(shard: &Rc<Shard>, frame: AlignedVec, origin: Origin) -> Repl
 }
 
 /// Stage one of a request forwarded by another shard.
-pub async fn handle_forwarded(shard: &Rc<Shard>, frame: AlignedVec) -> Reply {
-    let (header, _) = parts(&frame);
+pub async fn handle_forwarded(shard: &Rc<Shard>, req: Request) -> Reply {
     // Only partition-routed apis count as data-path forwards.
-    if matches!(
-        ApiKey::from_u16(header.api_key),
-        Some(ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets)
-    ) {
+    if ApiKey::from_u16(req.header.api_key).map(placement) == Some(Placement::Partition) {
         Counters::add(&shard.counters.forwards_in, 1);
     }
-    start(shard, frame, Origin::Peer(u32::MAX)).await
-}
-
-/// Decodes a forwarded response frame into `T`, or `None` (the caller reports per-partition
-/// errors) if the peer answered with an error body or garbage.
-pub fn decode_reply<T>(frame: &AlignedVec) -> Option<T>
-where
-    T: rkyv::Archive,
-    T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
-{
-    let (raw, _) = wire::split_frame(frame, u32::MAX).ok()??;
-    if raw.header.has_flag(wire::constants::FLAG_ERROR) {
-        return None;
-    }
-    wire::decode_body::<T>(raw.body).ok()
-}
-
-/// Where the answer for one forwarded partition will be: the owner it went to, and its
-/// place (topic, partition) in the sub-request that owner received.
-#[derive(Debug, Clone, Copy)]
-pub struct Forwarded {
-    /// Owning shard.
-    pub owner: u32,
-    /// Topic position in the sub-request.
-    pub topic: usize,
-    /// Partition position within that topic.
-    pub partition: usize,
-    /// The partition number (for an error result if the owner did not answer).
-    pub index: u32,
-}
-
-/// Sub-requests sent to owners, waiting for their answers.
-pub type Forwards = Vec<(u32, Option<futures_channel::oneshot::Receiver<wire::AlignedVec>>)>;
-
-/// Sends every owner its sub-request now, in order, counting each as a forward.
-pub async fn send_forwards<T: Message>(
-    shard: &Shard,
-    remote: std::collections::BTreeMap<u32, T>,
-) -> Forwards {
-    let mut forwards = Vec::with_capacity(remote.len());
-    for (owner, sub) in remote {
-        Counters::add(&shard.counters.forwards_out, 1);
-        let rx = match wire::encode_request(0, &sub) {
-            Ok(f) => shard.forward_send(owner, f).await,
-            Err(_) => None,
-        };
-        forwards.push((owner, rx));
-    }
-    forwards
-}
-
-/// Per-partition results of a response, by position.
-pub trait PartitionResults {
-    /// One partition's result.
-    type Result: Clone;
-    /// The result at (`topic`, `partition`) positions.
-    fn result(&self, topic: usize, partition: usize) -> Option<&Self::Result>;
-}
-
-macro_rules! partition_results {
-    ($resp:ty, $result:ty) => {
-        impl PartitionResults for $resp {
-            type Result = $result;
-            fn result(&self, topic: usize, partition: usize) -> Option<&$result> {
-                self.topics.get(topic)?.partitions.get(partition)
-            }
-        }
-    };
-}
-partition_results!(wire::ProduceResponse, wire::ProducePartitionResult);
-partition_results!(wire::FetchResponse, wire::FetchPartitionResult);
-partition_results!(wire::ListOffsetsResponse, wire::ListOffsetsPartitionResult);
-
-/// The owners' answers, decoded (`None` for an owner that did not answer sensibly).
-pub struct Answers<R>(std::collections::BTreeMap<u32, Option<R>>);
-
-impl<R: PartitionResults> Answers<R> {
-    /// Waits for every forward.
-    pub async fn collect(forwards: Forwards) -> Self
-    where
-        R: rkyv::Archive,
-        R::Archived: for<'a> rkyv::bytecheck::CheckBytes<
-                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
-            > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
-    {
-        let mut answers = std::collections::BTreeMap::new();
-        for (owner, rx) in forwards {
-            let resp = match rx {
-                Some(rx) => rx.await.ok().and_then(|f| decode_reply::<R>(&f)),
-                None => None,
-            };
-            answers.insert(owner, resp);
-        }
-        Answers(answers)
-    }
-
-    /// The answer for one forwarded partition, if its owner gave one.
-    pub fn get(&self, f: &Forwarded) -> Option<R::Result> {
-        self.0.get(&f.owner)?.as_ref()?.result(f.topic, f.partition).cloned()
-    }
+    start(shard, req, Origin::Peer).await
 }

@@ -1,14 +1,15 @@
 //! List offsets: earliest, latest, or the first offset at or after a timestamp.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use wire::{
     ErrorCode, ListOffsetsPartition, ListOffsetsPartitionResult, ListOffsetsRequest,
-    ListOffsetsResponse, ListOffsetsTopic, ListOffsetsTopicResult, OffsetSpec,
+    ListOffsetsResponse, ListOffsetsTopicResult, OffsetSpec,
 };
 
-use super::{error_frame, parts, respond, send_forwards, Answers, Forwarded, Origin};
+use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::{error_frame, respond, Origin};
+use crate::request::Request;
 use crate::shard::Shard;
 
 fn failed(partition: u32, code: ErrorCode) -> ListOffsetsPartitionResult {
@@ -21,50 +22,33 @@ enum Slot {
 }
 
 /// Answers a list-offsets request.
-pub async fn handle(
-    shard: &Rc<Shard>,
-    frame: &wire::AlignedVec,
-    origin: Origin,
-) -> wire::AlignedVec {
-    let (header, body) = parts(frame);
+pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
     let req = match wire::decode_body::<ListOffsetsRequest>(body) {
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
     let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut remote: BTreeMap<u32, ListOffsetsRequest> = BTreeMap::new();
+    let mut split = Split::<ListOffsetsRequest>::default();
     for t in &req.topics {
         let mut topic_slots = Vec::new();
         for p in &t.partitions {
-            let slot = match shard.owner(&t.name, p.partition) {
+            let slot = match route(shard, &t.name, p.partition, origin) {
                 Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(owner) if owner == shard.id => Slot::Done(local(shard, &t.name, p).await),
-                Ok(_) if origin != Origin::Client => {
-                    Slot::Done(failed(p.partition, ErrorCode::NotOwner))
-                }
-                Ok(owner) => {
-                    let sub = remote.entry(owner).or_default();
-                    if sub.topics.last().is_none_or(|st| st.name != t.name) {
-                        sub.topics.push(ListOffsetsTopic {
-                            name: t.name.clone(),
-                            partitions: Vec::new(),
-                        });
-                    }
-                    let st = sub.topics.len() - 1;
-                    sub.topics[st].partitions.push(p.clone());
-                    Slot::Remote(Forwarded {
-                        owner,
-                        topic: st,
-                        partition: sub.topics[st].partitions.len() - 1,
-                        index: p.partition,
-                    })
-                }
+                Ok(Owner::Here) => Slot::Done(local(shard, &t.name, p).await),
+                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
+                    owner,
+                    &t.name,
+                    p.partition,
+                    p.clone(),
+                    ListOffsetsRequest::default,
+                )),
             };
             topic_slots.push(slot);
         }
         slots.push((t.name.clone(), topic_slots));
     }
-    let answers = Answers::<ListOffsetsResponse>::collect(send_forwards(shard, remote).await).await;
+    let answers = Answers::<ListOffsetsResponse>::collect(split.send(shard).await).await;
     let topics = slots
         .into_iter()
         .map(|(name, topic_slots)| ListOffsetsTopicResult {

@@ -4,18 +4,21 @@
 //! assigned here, so a connection's appends to a partition keep their order — and sends the
 //! remote partitions to their owners. Stage two waits for acks and merges the results.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::future;
 use wire::{
     AckLevel, ArchivedProduceRequest, Batches, ErrorCode, ProducePartition, ProducePartitionResult,
-    ProduceRequest, ProduceResponse, ProduceTopic, ProduceTopicResult,
+    ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
 
-use super::{error_frame, parts, ready, respond, send_forwards, Answers, Forwarded, Origin, Reply};
-use crate::shard::{now_ms, Counters, Shard};
+use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::{error_frame, ready, respond, Origin, Reply};
+use crate::clock::now_ms;
+use crate::counters::Counters;
+use crate::request::Request;
+use crate::shard::Shard;
 use crate::storage::AppendTicket;
 
 enum Slot {
@@ -35,8 +38,8 @@ fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
 }
 
 /// Stage one of a produce request.
-pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -> Reply {
-    let (header, body) = parts(&frame);
+pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply {
+    let (header, body) = (request.header, request.body());
     let req: &ArchivedProduceRequest = match wire::access_body::<ProduceRequest>(body) {
         Ok(r) => r,
         Err(e) => return ready(error_frame(&header, e.code(), &e.to_string())),
@@ -45,47 +48,31 @@ pub async fn start(shard: &Rc<Shard>, frame: wire::AlignedVec, origin: Origin) -
     let timeout_ms = req.timeout_ms.to_native();
     let now = now_ms();
     let mut slots: Vec<(String, Vec<Slot>)> = Vec::with_capacity(req.topics.len());
-    let mut remote: BTreeMap<u32, ProduceRequest> = BTreeMap::new();
+    let mut split = Split::<ProduceRequest>::default();
     for t in req.topics.iter() {
         let name = t.name.as_str();
         let mut topic_slots = Vec::with_capacity(t.partitions.len());
         for p in t.partitions.iter() {
             let index = p.partition.to_native();
-            let slot = match shard.owner(name, index) {
+            let slot = match route(shard, name, index, origin) {
                 Err(code) => Slot::Done(failed(index, code)),
-                Ok(owner) if owner == shard.id => {
+                Ok(Owner::Here) => {
                     append_local(shard, name, index, p.batches.as_slice(), ack, now).await
                 }
-                Ok(_) if origin != Origin::Client => Slot::Done(failed(index, ErrorCode::NotOwner)),
-                Ok(owner) => {
-                    let sub = remote.entry(owner).or_insert_with(|| ProduceRequest {
-                        ack,
-                        timeout_ms,
-                        topics: Vec::new(),
-                    });
-                    if sub.topics.last().is_none_or(|st| st.name != name) {
-                        sub.topics
-                            .push(ProduceTopic { name: name.to_owned(), partitions: Vec::new() });
-                    }
-                    let st = sub.topics.len() - 1;
-                    sub.topics[st].partitions.push(ProducePartition {
-                        partition: index,
-                        batches: p.batches.as_slice().to_vec(),
-                    });
-                    Slot::Remote(Forwarded {
-                        owner,
-                        topic: st,
-                        partition: sub.topics[st].partitions.len() - 1,
-                        index,
-                    })
-                }
+                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
+                    owner,
+                    name,
+                    index,
+                    ProducePartition { partition: index, batches: p.batches.as_slice().to_vec() },
+                    || ProduceRequest { ack, timeout_ms, topics: Vec::new() },
+                )),
             };
             topic_slots.push(slot);
         }
         slots.push((name.to_owned(), topic_slots));
     }
     // Send forwards now, still in arrival order; their answers are awaited in stage two.
-    let forwards = send_forwards(shard, remote).await;
+    let forwards = split.send(shard).await;
     Box::pin(async move {
         let answers = Answers::<ProduceResponse>::collect(forwards).await;
         let mut topics = Vec::with_capacity(slots.len());

@@ -1,0 +1,45 @@
+//! A request as the api sees it: a complete, checked frame and its decoded header.
+//!
+//! Contract: a [`Request`] is built only from a frame whose header was decoded and checked
+//! (length against `frame_body_bytes_max`, padding) by the connection's frame reader, or
+//! from a frame a peer shard forwarded (which its own reader checked). The header is decoded
+//! once, here; handlers read it and the body without decoding it again.
+
+use wire::constants::FRAME_HEADER_BYTES;
+use wire::{AlignedVec, FrameHeader};
+
+/// A complete request frame with its header.
+pub struct Request {
+    /// The decoded header.
+    pub header: FrameHeader,
+    /// The whole frame (header, body, padding), 16-byte aligned.
+    pub frame: AlignedVec,
+}
+
+impl Request {
+    /// Wraps a frame whose header was already checked (see the module docs).
+    pub fn checked(header: FrameHeader, frame: AlignedVec) -> Self {
+        assert!(
+            frame.len() >= FRAME_HEADER_BYTES + header.body_len as usize,
+            "frame of {} bytes shorter than its header says ({})",
+            frame.len(),
+            header.body_len
+        );
+        Request { header, frame }
+    }
+
+    /// Decodes the header of a frame a peer shard forwarded (its reader checked it).
+    pub fn forwarded(frame: AlignedVec) -> Self {
+        let header = FrameHeader::decode(
+            frame[..FRAME_HEADER_BYTES].try_into().expect("frame has a header"),
+            u32::MAX,
+        )
+        .expect("forwarded frames were checked by the shard that received them");
+        Request::checked(header, frame)
+    }
+
+    /// The body (without padding).
+    pub fn body(&self) -> &[u8] {
+        &self.frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.header.body_len as usize]
+    }
+}
