@@ -13,7 +13,9 @@
 //! - [`partition`], [`metadata`], [`config`], [`request`]: a partition this shard owns; topics
 //!   and partition → shard, persisted and broadcast; configuration; a checked request.
 //! - [`storage`]: the partition log on direct I/O behind an I/O seam with a simulator.
-//! - [`counters`], [`watermark`], [`clock`], [`trash`], [`check`]: leaves.
+//! - [`trash`] (uses metadata, storage) and [`check`] (uses config): deleted data and the
+//!   host preflight.
+//! - [`counters`], [`watermark`], [`clock`]: leaves.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

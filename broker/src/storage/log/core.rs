@@ -178,6 +178,12 @@ impl<D: Disk> LogCore<D> {
             // error): nothing more becomes durable or visible.
             return;
         }
+        assert!(
+            offset <= self.written.get(),
+            "{}: durable offset {offset} past the written end {}",
+            self.dir.display(),
+            self.written.get()
+        );
         if offset > self.durable_offset.get() {
             self.durable_offset.set(offset);
         }

@@ -409,6 +409,13 @@ impl<D: Disk> Writer<D> {
             None => return Err(StorageError::Closed),
         }
         self.reaped = f.data_end;
+        assert!(
+            self.reaped <= self.submitted,
+            "{}: reaped {} past submitted {}",
+            self.seg.log_path.display(),
+            self.reaped,
+            self.submitted
+        );
         let sh = self.sh.clone();
         let mut any_durable = false;
         while self.items.front().is_some_and(|(end, _)| *end <= self.reaped) {
