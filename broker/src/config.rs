@@ -33,6 +33,9 @@ pub struct BrokerConfig {
     pub shard_port_base: u16,
     /// Number of shards (executors, one pinned per core); 0 = one per available core.
     pub shards: usize,
+    /// At start, how long to wait for a fixed address still held by a listener (a killed
+    /// broker's sockets linger 20–30 ms after it is reaped) before giving up.
+    pub bind_wait_ms: u64,
     /// Largest request body accepted; checked before anything is allocated.
     pub frame_body_bytes_max: u32,
     /// Connections per shard beyond which new ones are refused.
@@ -67,6 +70,7 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             shard_port_base: DEFAULT_PORT + 1,
             shards: 0,
+            bind_wait_ms: 5_000,
             frame_body_bytes_max: wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
             connections_per_shard_max: 20_000,
             connection_idle_ms: 600_000,
@@ -154,6 +158,7 @@ impl BrokerConfig {
             "BROKER_LISTEN" => self.listen = parse(name, value)?,
             "BROKER_SHARD_PORT_BASE" => self.shard_port_base = parse(name, value)?,
             "BROKER_SHARDS" => self.shards = parse(name, value)?,
+            "BROKER_BIND_WAIT_MS" => self.bind_wait_ms = parse(name, value)?,
             "BROKER_FRAME_BODY_BYTES_MAX" => self.frame_body_bytes_max = parse(name, value)?,
             "BROKER_CONNECTIONS_PER_SHARD_MAX" => {
                 self.connections_per_shard_max = parse(name, value)?

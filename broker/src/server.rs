@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -72,6 +72,47 @@ fn bind(addr: SocketAddr, reuse_port: bool) -> Result<StdListener, ServerError> 
     socket.bind(&addr.into()).map_err(err)?;
     socket.listen(4096).map_err(err)?;
     Ok(socket.into())
+}
+
+/// Waits until no listener holds `addr` (a fixed port), for at most `wait`.
+///
+/// A broker killed with SIGKILL keeps its listening sockets for 20–30 ms after it is reaped
+/// (the io_uring teardown still holds them). A supervisor restarting it at once would get
+/// `EADDRINUSE` on the shard ports, and on the public port, bound with SO_REUSEPORT, it
+/// would join the dying listener's group, so connections could land in a queue nobody
+/// accepts. A probe socket without SO_REUSEPORT cannot bind while any listener holds the
+/// address (SO_REUSEADDR only passes TIME_WAIT), so the probe tells when the old listener
+/// is gone. Logs once when it has to wait; after `wait` the bind error stands.
+fn wait_for_address(addr: SocketAddr, wait: Duration) -> Result<(), ServerError> {
+    if addr.port() == 0 {
+        return Ok(()); // an ephemeral port cannot be held by an earlier process
+    }
+    let deadline = Instant::now() + wait;
+    let mut backoff = Duration::from_millis(2);
+    let mut logged = false;
+    loop {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| s.set_reuse_address(true).map(|()| s))
+            .and_then(|s| s.bind(&addr.into()).map(|()| s));
+        match probe {
+            Ok(_) => {
+                if logged {
+                    info!(%addr, "address free; binding");
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !logged {
+                    warn!(%addr, wait_ms = wait.as_millis() as u64,
+                        "address in use (a previous broker's listener may still be closing); waiting");
+                    logged = true;
+                }
+                std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+            Err(source) => return Err(ServerError::Bind { addr, source }),
+        }
+    }
 }
 
 /// CPUs this process may run on, in order.
@@ -185,6 +226,15 @@ pub fn run(
     })?;
 
     // Every socket first, on this thread: ports are known (and conflicts reported) up front.
+    // Fixed ports a killed predecessor still holds are waited for, not shared.
+    let bind_wait = Duration::from_millis(config.bind_wait_ms);
+    wait_for_address(config.listen, bind_wait)?;
+    if config.shard_port_base != 0 {
+        for i in 0..n {
+            let port = config.shard_port_base + i as u16;
+            wait_for_address(SocketAddr::new(config.listen.ip(), port), bind_wait)?;
+        }
+    }
     let first = bind(config.listen, true)?;
     let public =
         first.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
