@@ -44,8 +44,14 @@ pub struct BrokerConfig {
     pub connection_idle_ms: u64,
     /// A frame that started arriving must be complete within this time (slowloris guard).
     pub frame_read_timeout_ms: u64,
-    /// Requests one connection may have in flight before the broker stops reading from it.
+    /// Requests one connection may have in flight (until their responses are written)
+    /// before the broker stops reading from it.
     pub inflight_per_connection_max: usize,
+    /// Bytes one connection may hold for its client: responses and pushes queued and not
+    /// yet written, plus what outstanding requests' responses may take (a fetch's
+    /// `max_bytes`). While it is full the broker reads no new request from the connection
+    /// and no more log data for its subscriptions (one request always may run).
+    pub connection_send_queue_bytes_max: usize,
     /// Bytes of recent batches each shard keeps for tailing readers.
     pub cache_bytes_per_shard: usize,
     /// glommio I/O memory per shard (registered with io_uring when the memlock limit allows).
@@ -76,6 +82,7 @@ impl Default for BrokerConfig {
             connection_idle_ms: 600_000,
             frame_read_timeout_ms: 30_000,
             inflight_per_connection_max: 256,
+            connection_send_queue_bytes_max: 16 << 20,
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
@@ -168,6 +175,9 @@ impl BrokerConfig {
             "BROKER_INFLIGHT_PER_CONNECTION_MAX" => {
                 self.inflight_per_connection_max = parse(name, value)?
             }
+            "BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX" => {
+                self.connection_send_queue_bytes_max = parse(name, value)?
+            }
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
@@ -212,7 +222,10 @@ impl BrokerConfig {
         if self.log.batch_bytes_max > wire::constants::BATCH_BYTES_MAX as usize {
             return bad("log.batch_bytes_max exceeds the format's 16 MiB".into());
         }
-        if self.inflight_per_connection_max == 0 || self.connections_per_shard_max == 0 {
+        if self.inflight_per_connection_max == 0
+            || self.connections_per_shard_max == 0
+            || self.connection_send_queue_bytes_max == 0
+        {
             return bad("connection limits must be positive".into());
         }
         if self.shard_port_base != 0

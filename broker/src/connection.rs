@@ -4,8 +4,18 @@
 //!   larger frames sized only from a checked header, a deadline for a started frame).
 //! - Requests are pipelined: each request's second stage runs as its own task and its
 //!   response is written when ready, so responses may leave out of order (the correlation id
-//!   matches them). At `inflight_per_connection_max` outstanding requests the reader stops
-//!   reading until one completes.
+//!   matches them). A request counts as outstanding until its response is on the socket, not
+//!   merely queued. At `inflight_per_connection_max` outstanding requests the reader stops
+//!   reading until one is written.
+//! - What the connection holds for the client is bounded in bytes
+//!   (`connection_send_queue_bytes_max`): responses and pushes queued and not yet written,
+//!   plus what each outstanding request's response may take (a fetch's `max_bytes`, see
+//!   `api::response_bytes_estimate`), reserved before the request runs. While that is full
+//!   the reader reads no new request (one always may run when nothing is held), and a local
+//!   subscription reads nothing more from the log: a client that does not read holds at most
+//!   the bound (plus one response), and the log is the buffer. Pushes relayed from another
+//!   shard cannot wait: a connection whose relayed pushes pass twice the bound is closed as a
+//!   slow consumer (it resumes from its own position after reconnecting).
 //! - A broken frame header gets one error response (correlation id 0) and the connection is
 //!   closed: the stream cannot be resynchronized. A bad body, unknown api or version gets an
 //!   error response and the connection lives on.
@@ -17,17 +27,19 @@
 //!   a frame that starts but does not finish within `frame_read_timeout_ms` closes it too
 //!   (slowloris).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::StaticPermit;
 use tracing::debug;
 use wire::{AlignedVec, ApiKey};
 
 use crate::api::subscribe::{self, ClientSubscriptions};
-use crate::api::{self, placement, Origin, Placement};
+use crate::api::{self, placement, response_bytes_estimate, Origin, Placement};
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
@@ -37,16 +49,90 @@ use crate::watermark::Watermark;
 /// After the reader stops, queued responses get this long to reach a client that reads.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// State shared by a connection's reader and its subscription tasks.
+/// A frame on its way to the socket, with what it holds of the connection's bounds.
+struct Outgoing {
+    frame: AlignedVec,
+    /// Bytes counted in [`Conn::held_bytes`] for it (at least the frame's length).
+    held: usize,
+    /// The request's in-flight permit, released once the response is written.
+    _permit: Option<StaticPermit>,
+}
+
+/// State shared by a connection's reader, its writer and its subscription tasks.
 struct Conn {
     shard: Rc<Shard>,
-    out: LocalSender<AlignedVec>,
+    out: LocalSender<Outgoing>,
     subscriptions: ClientSubscriptions,
+    /// Bytes queued for the socket and reserved for outstanding responses.
+    held_bytes: Cell<usize>,
+    /// Of those, bytes of frames actually queued (not reservations).
+    queued_bytes: Cell<usize>,
+    /// The bound on `held_bytes` (`connection_send_queue_bytes_max`).
+    held_bytes_max: usize,
+    /// Advanced whenever held bytes are released (the writer wrote a frame).
+    released: Watermark,
+    /// Reaches 1 when the connection must close (a slow consumer of relayed pushes).
+    doomed: Watermark,
+}
+
+impl Conn {
+    /// Whether `bytes` more may be held now: always when nothing is held, else while the
+    /// total stays within the bound.
+    fn has_room(&self, bytes: usize) -> bool {
+        let held = self.held_bytes.get();
+        held == 0 || held + bytes <= self.held_bytes_max
+    }
+
+    /// Waits until `bytes` more may be held, then holds them.
+    async fn reserve(&self, bytes: usize) {
+        loop {
+            let seen = self.released.get();
+            if self.has_room(bytes) || !self.released.wait_for(seen + 1).await {
+                break;
+            }
+        }
+        self.held_bytes.set(self.held_bytes.get() + bytes);
+    }
+
+    /// Queues `frame` for the socket; `reserved` bytes were held for it already.
+    fn send(&self, frame: AlignedVec, reserved: usize, permit: Option<StaticPermit>) -> bool {
+        let (len, held) = (frame.len(), reserved.max(frame.len()));
+        self.held_bytes.set(self.held_bytes.get() + (held - reserved));
+        self.queued_bytes.set(self.queued_bytes.get() + len);
+        let out = Outgoing { frame, held, _permit: permit };
+        match self.out.try_send(out) {
+            Ok(()) => true,
+            Err(_) => {
+                self.release(len, held);
+                false
+            }
+        }
+    }
+
+    /// A frame of `len` bytes that held `held` left the queue.
+    fn release(&self, len: usize, held: usize) {
+        self.queued_bytes.set(self.queued_bytes.get() - len);
+        self.held_bytes.set(self.held_bytes.get() - held);
+        self.released.advance(self.released.get() + 1);
+    }
 }
 
 impl PushTarget for Conn {
     fn push(&self, frame: AlignedVec) -> bool {
-        self.out.try_send(frame).is_ok()
+        if self.queued_bytes.get() > 2 * self.held_bytes_max {
+            // Only relayed pushes get here (local ones wait for room): close, do not buffer.
+            self.doomed.advance(1);
+            return false;
+        }
+        self.send(frame, 0, None)
+    }
+
+    fn has_room(&self) -> bool {
+        self.held_bytes.get() < self.held_bytes_max
+    }
+
+    fn room_signal(&self) -> Watermark {
+        self.released.clone()
     }
 }
 
@@ -59,27 +145,41 @@ where
     Counters::add(&shard.counters.connections, 1);
     Counters::add(&shard.counters.connections_total, 1);
     let (mut reader, mut writer) = futures_lite::io::split(stream);
-    let (tx, rx) = local_channel::new_unbounded::<AlignedVec>();
-    let writer_task = glommio::spawn_local(async move {
-        while let Some(frame) = rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = writer.close().await;
-    })
-    .detach();
+    let (tx, rx) = local_channel::new_unbounded::<Outgoing>();
     let conn = Rc::new(Conn {
         shard: shard.clone(),
         out: tx,
         subscriptions: ClientSubscriptions::default(),
+        held_bytes: Cell::new(0),
+        queued_bytes: Cell::new(0),
+        held_bytes_max: shard.config.connection_send_queue_bytes_max,
+        released: Watermark::new(0),
+        doomed: Watermark::new(0),
     });
+    let writer_task = {
+        let conn = Rc::downgrade(&conn);
+        glommio::spawn_local(async move {
+            while let Some(out) = rx.recv().await {
+                let ok = writer.write_all(&out.frame).await.is_ok();
+                if let Some(conn) = conn.upgrade() {
+                    conn.release(out.frame.len(), out.held);
+                }
+                drop(out); // the request's permit goes once its response is on the socket
+                if !ok {
+                    break;
+                }
+            }
+            let _ = writer.close().await;
+        })
+        .detach()
+    };
     let end = read_loop(&conn, &mut reader, &stop).await;
     if let ReadEnd::Frame(e) = &end {
-        let _ = conn.out.try_send(wire::encode_error(0, 0, e.code(), &e.to_string()));
+        conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), 0, None);
     }
     debug!(?end, "connection closed");
     conn.subscriptions.cancel_all(&shard).await;
+    conn.released.close();
     drop(conn);
     // The writer drains what is queued (responses to requests already answered), then closes.
     // A client that stopped reading must not hold the connection (or a shutdown) forever.
@@ -117,6 +217,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 stop.wait_for(1).await;
                 Err(ReadEnd::Stopping)
             };
+            let slow = async {
+                conn.doomed.wait_for(1).await;
+                Err(ReadEnd::SlowConsumer)
+            };
             let idle_out = async {
                 if idle.is_zero() {
                     std::future::pending::<()>().await;
@@ -128,7 +232,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
             };
-            futures_lite::future::or(next, futures_lite::future::or(stopping, idle_out)).await
+            let ends = futures_lite::future::or(stopping, futures_lite::future::or(slow, idle_out));
+            futures_lite::future::or(next, ends).await
         };
         let request = match request {
             Ok(r) => r,
@@ -147,12 +252,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 drop(permit);
             }
             _ => {
+                // What the response may take is held before the request runs.
+                let reserved = response_bytes_estimate(shard, &request);
+                conn.reserve(reserved).await;
                 let reply = api::start(shard, request, Origin::Client).await;
                 let conn = conn.clone();
                 glommio::spawn_local(async move {
                     let frame = reply.await;
-                    let _ = conn.out.try_send(frame);
-                    drop(permit);
+                    conn.send(frame, reserved, Some(permit));
                 })
                 .detach();
             }

@@ -3,11 +3,13 @@
 //! Contract: frames are read into a small per-connection buffer (`READ_BUFFER_BYTES`, 16 KiB,
 //! so 10,000 idle connections cost ~160 MiB at most); a frame larger than that gets its own
 //! buffer sized from the header, after the header's length was checked against
-//! `frame_body_bytes_max`, never from an unchecked length. A frame that has started must
-//! finish arriving within the frame timeout (slowloris). Padding must be zero. Each frame
-//! comes out as a [`Request`] with its header decoded once.
+//! `frame_body_bytes_max`, never from an unchecked length, and grown as its bytes arrive
+//! (at most twice what arrived), so a header declaring a large body and then stalling holds
+//! no memory. A frame must arrive whole within the frame timeout of its first byte, however
+//! the bytes are spread (a client dripping a byte at a time is cut off, slowloris). Padding
+//! must be zero. Each frame comes out as a [`Request`] with its header decoded once.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::AsyncReadExt;
 use futures_lite::AsyncRead;
@@ -32,6 +34,8 @@ pub enum ReadEnd {
     Timeout,
     /// The shard is stopping.
     Stopping,
+    /// The client does not read what is pushed to it (see `connection.rs`).
+    SlowConsumer,
 }
 
 /// Buffered frame reader over a byte stream.
@@ -42,13 +46,17 @@ pub struct FrameReader {
     body_bytes_max: u32,
     /// A frame that has started must finish arriving within this time.
     frame_timeout: Duration,
+    /// When the frame being read started to arrive (`None` between frames).
+    frame_deadline: Option<Instant>,
 }
 
 impl FrameReader {
+    /// A reader for frames of at most `body_bytes_max` body bytes, each of which must arrive
+    /// whole within `frame_timeout` of its first byte.
     pub fn new(body_bytes_max: u32, frame_timeout: Duration) -> Self {
         let mut buf = AlignedVec::with_capacity(READ_BUFFER_BYTES);
         buf.resize(READ_BUFFER_BYTES, 0);
-        FrameReader { buf, start: 0, end: 0, body_bytes_max, frame_timeout }
+        FrameReader { buf, start: 0, end: 0, body_bytes_max, frame_timeout, frame_deadline: None }
     }
 
     fn buffered(&self) -> usize {
@@ -57,6 +65,13 @@ impl FrameReader {
 
     /// The next complete frame, copied into its own 16-byte-aligned buffer.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Request, ReadEnd> {
+        let request = self.next_frame(r).await?;
+        // Bytes of the next frame may already be here: its time runs from now.
+        self.frame_deadline = (self.buffered() > 0).then(|| Instant::now() + self.frame_timeout);
+        Ok(request)
+    }
+
+    async fn next_frame<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Request, ReadEnd> {
         loop {
             if self.buffered() >= FRAME_HEADER_BYTES {
                 let head: &[u8; FRAME_HEADER_BYTES] =
@@ -72,14 +87,7 @@ impl FrameReader {
                     return Ok(Request::checked(header, frame));
                 }
                 if len > self.buf.len() {
-                    // Larger than the buffer: its own allocation, sized by a checked length.
-                    let mut frame = AlignedVec::with_capacity(len);
-                    frame.extend_from_slice(&self.buf[self.start..self.end]);
-                    let have = frame.len();
-                    frame.resize(len, 0);
-                    self.start = 0;
-                    self.end = 0;
-                    read_exact_timed(r, &mut frame[have..], self.frame_timeout).await?;
+                    let frame = self.read_large(r, len).await?;
                     check_padding(&frame, &header)?;
                     return Ok(Request::checked(header, frame));
                 }
@@ -91,31 +99,67 @@ impl FrameReader {
                 self.end -= self.start;
                 self.start = 0;
             }
-            let partial = self.buffered() > 0;
-            let timeout = self.frame_timeout;
-            let n = if partial {
-                match futures_lite::future::or(
-                    async { Some(r.read(&mut self.buf[self.end..]).await) },
-                    async {
-                        glommio::timer::sleep(timeout).await;
-                        None
-                    },
-                )
-                .await
-                {
-                    Some(n) => n,
-                    None => return Err(ReadEnd::Timeout),
-                }
-            } else {
-                r.read(&mut self.buf[self.end..]).await
-            }
-            .map_err(ReadEnd::Io)?;
-            if n == 0 {
-                return Err(ReadEnd::Eof);
+            let (end, deadline) = (self.end, self.frame_deadline);
+            let n = read_until(r, &mut self.buf[end..], deadline).await?;
+            if self.frame_deadline.is_none() {
+                self.frame_deadline = Some(Instant::now() + self.frame_timeout);
             }
             self.end += n;
         }
     }
+
+    /// A frame larger than the read buffer, of `len` bytes (checked against the maximum):
+    /// its own buffer, grown as its bytes arrive (never more than twice what arrived), so a
+    /// header that declares a large body and stalls costs nothing.
+    async fn read_large<R: AsyncRead + Unpin>(
+        &mut self,
+        r: &mut R,
+        len: usize,
+    ) -> Result<AlignedVec, ReadEnd> {
+        let mut frame = AlignedVec::with_capacity(len.min(2 * READ_BUFFER_BYTES));
+        frame.extend_from_slice(&self.buf[self.start..self.end]);
+        self.start = 0;
+        self.end = 0;
+        let mut have = frame.len();
+        while have < len {
+            if have == frame.len() {
+                let grown = (frame.len() * 2).clamp(READ_BUFFER_BYTES, len);
+                frame.resize(grown, 0);
+            }
+            let upto = frame.len();
+            have += read_until(r, &mut frame[have..upto], self.frame_deadline).await?;
+        }
+        Ok(frame)
+    }
+}
+
+/// One read into `buf`, failing with `Timeout` at `deadline` (none: wait as long as it
+/// takes) and with `Eof` when the stream ends.
+async fn read_until<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+    deadline: Option<Instant>,
+) -> Result<usize, ReadEnd> {
+    let n = match deadline {
+        None => r.read(buf).await,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match futures_lite::future::or(async { Some(r.read(buf).await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await
+            {
+                Some(n) => n,
+                None => return Err(ReadEnd::Timeout),
+            }
+        }
+    }
+    .map_err(ReadEnd::Io)?;
+    if n == 0 {
+        return Err(ReadEnd::Eof);
+    }
+    Ok(n)
 }
 
 fn check_padding(frame: &AlignedVec, header: &FrameHeader) -> Result<(), ReadEnd> {
@@ -127,22 +171,4 @@ fn check_padding(frame: &AlignedVec, header: &FrameHeader) -> Result<(), ReadEnd
         return Err(ReadEnd::Frame(wire::FrameError::PaddingNotZero));
     }
     Ok(())
-}
-
-async fn read_exact_timed<R: AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut [u8],
-    timeout: Duration,
-) -> Result<(), ReadEnd> {
-    match futures_lite::future::or(async { Some(r.read_exact(buf).await) }, async {
-        glommio::timer::sleep(timeout).await;
-        None
-    })
-    .await
-    {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(ReadEnd::Eof),
-        Some(Err(e)) => Err(ReadEnd::Io(e)),
-        None => Err(ReadEnd::Timeout),
-    }
 }

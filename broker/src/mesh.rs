@@ -20,6 +20,7 @@ use tracing::warn;
 use wire::AlignedVec;
 
 use crate::metadata::Metadata;
+use crate::watermark::Watermark;
 
 /// A message between shards.
 pub enum ShardMsg {
@@ -73,8 +74,12 @@ pub enum ShardMsg {
 
 /// Something that accepts push frames for a client (a connection's outbound queue).
 pub trait PushTarget {
-    /// Queues a frame; `false` if the client is gone.
+    /// Queues a frame; `false` if the client is gone (or is being dropped as too slow).
     fn push(&self, frame: AlignedVec) -> bool;
+    /// Whether the client's queue has room for another push now.
+    fn has_room(&self) -> bool;
+    /// Advanced whenever room may have appeared; closed when the client is gone.
+    fn room_signal(&self) -> Watermark;
 }
 
 /// Where relayed pushes for one client subscription go, holding pushes that arrive before

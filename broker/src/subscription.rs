@@ -39,6 +39,24 @@ pub enum PushSink {
 }
 
 impl PushSink {
+    /// Waits until the client's queue has room (local clients; a relayed client's queue is
+    /// on another shard, which bounds it itself). `false` if the client is gone.
+    async fn wait_room(&self) -> bool {
+        let PushSink::Local(target) = self else { return true };
+        loop {
+            let Some(t) = target.upgrade() else { return false };
+            let signal = t.room_signal();
+            let seen = signal.get();
+            if t.has_room() {
+                return true;
+            }
+            drop(t);
+            if !signal.wait_for(seen + 1).await {
+                return false;
+            }
+        }
+    }
+
     async fn send(&self, frame: AlignedVec) -> bool {
         match self {
             PushSink::Local(target) => target.upgrade().is_some_and(|t| t.push(frame)),
@@ -152,6 +170,10 @@ async fn push_loop(
             if let Ok(f) = wire::encode_push(&end) {
                 sink.send(f).await;
             }
+            return;
+        }
+        // The log is the buffer: nothing is read for a client whose queue is full.
+        if !sink.wait_room().await {
             return;
         }
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;

@@ -415,6 +415,11 @@ impl Conn {
     pub fn set_read_timeout(&self, d: Option<Duration>) {
         self.stream.set_read_timeout(d).expect("timeout");
     }
+
+    /// The socket itself, for reading raw bytes.
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
 }
 
 /// Creates a topic and returns its partition → shard map.

@@ -1,0 +1,243 @@
+//! Hostile clients cannot make the broker hold memory it did not budget for. Each case runs
+//! a pattern that, before the bounds, grew the broker's resident memory by hundreds of
+//! megabytes, and asserts the growth stays under the configured bound plus a stated
+//! constant while a normal client is still served:
+//! - headers that declare 64 MiB bodies and then stall (buffers grow as bytes arrive);
+//! - a frame dripped a byte at a time (the frame deadline is for the whole frame);
+//! - pipelined fetches whose responses are never read (held bytes per connection, the
+//!   in-flight permit kept until the response is on the socket);
+//! - a subscriber granting endless credit and never reading, connected to the owner and
+//!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use integration_tests::{create_topic, produce, Broker, Conn};
+use wire::constants::FRAME_HEADER_BYTES;
+use wire::*;
+
+const MIB: u64 = 1 << 20;
+
+/// The connection bound these tests run with (`connection_send_queue_bytes_max`).
+const SEND_QUEUE_BYTES_MAX: u64 = 4 * MIB;
+
+/// Growth allowed on top of the bound under test: allocator slack, socket handling, one
+/// response or push beyond the bound, thread stacks.
+const SLACK_BYTES: u64 = 48 * MIB;
+
+fn start(shards: usize) -> Broker {
+    Broker::start_with_env(
+        shards,
+        &[
+            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", &SEND_QUEUE_BYTES_MAX.to_string()),
+            // The cache is a budget of its own; keep it small so it does not hide growth.
+            ("BROKER_CACHE_BYTES_PER_SHARD", &(8 * MIB).to_string()),
+        ],
+    )
+}
+
+/// A normal client is still served: metadata answers.
+fn still_serves(broker: &Broker) {
+    let mut c = broker.connect();
+    c.set_read_timeout(Some(Duration::from_secs(10)));
+    let md: MetadataResponse = c.call(&MetadataRequest { topics: Vec::new() });
+    assert!(md.shard_count >= 1);
+}
+
+/// `mib` MiB of 512 KiB batches appended to partition 0 at `written`, through shard
+/// `shard`'s own port.
+fn fill(broker: &Broker, shard: usize, topic: &str, mib: u64) {
+    let mut c = broker.connect_shard(shard);
+    let mut b = BatchBuilder::new(1 << 20);
+    let value = vec![7u8; 64 << 10];
+    for _ in 0..8 {
+        b.append(0, None, Some(&value), &[]).expect("append");
+    }
+    let batch = b.finish().expect("batch").to_vec();
+    for _ in 0..(mib * 2) {
+        let r = produce(&mut c, topic, 0, &batch, AckLevel::Written);
+        assert_eq!(r.error, 0, "produce");
+    }
+}
+
+/// Waits `settle`, then asserts RSS grew at most `allowed` over `base`.
+fn assert_growth(broker: &Broker, base: u64, allowed: u64, what: &str) {
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        peak = peak.max(broker.rss_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grew = peak.saturating_sub(base);
+    eprintln!("{what}: RSS grew {} MiB (allowed {} MiB)", grew / MIB, allowed / MIB);
+    assert!(grew <= allowed, "{what}: RSS grew {} MiB, allowed {} MiB", grew / MIB, allowed / MIB);
+}
+
+#[test]
+fn stalled_headers_declaring_large_bodies_hold_no_memory() {
+    let broker = start(1);
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // 8 connections each declare a 64 MiB body, send 1 KiB of it, and stall: before, the
+    // broker allocated and zeroed the whole body at once (+512 MB).
+    let header = FrameHeader {
+        version: 1,
+        api_key: ApiKey::Produce.as_u16(),
+        flags: 0,
+        correlation_id: 1,
+        body_len: (64 << 20) - 16,
+    };
+    let stalled: Vec<TcpStream> = (0..8)
+        .map(|_| {
+            let mut s = TcpStream::connect(broker.public).expect("connect");
+            s.write_all(&header.encode()).expect("header");
+            s.write_all(&[0u8; 1024]).expect("some body");
+            s
+        })
+        .collect();
+    assert_growth(&broker, base, SLACK_BYTES, "8 stalled 64 MiB headers");
+    still_serves(&broker);
+    drop(stalled);
+}
+
+#[test]
+fn a_frame_dripped_a_byte_at_a_time_is_cut_off_at_its_deadline() {
+    let broker = Broker::start_with_env(1, &[("BROKER_FRAME_READ_TIMEOUT_MS", "1000")]);
+    let frame = encode_request(1, &MetadataRequest { topics: Vec::new() }).expect("encode");
+    let mut s = TcpStream::connect(broker.public).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    let started = Instant::now();
+    // One byte every 200 ms: every read restarted the old per-read timer, so the
+    // connection (and its buffer) lived on as long as the client kept dripping.
+    let mut closed_after = None;
+    'drip: for &byte in frame.iter().take(FRAME_HEADER_BYTES - 1) {
+        if s.write_all(&[byte]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let until = Instant::now() + Duration::from_millis(200);
+        while Instant::now() < until {
+            let mut buf = [0u8; 64];
+            match s.read(&mut buf) {
+                Ok(0) => {
+                    closed_after = Some(started.elapsed());
+                    break 'drip;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => {
+                    closed_after = Some(started.elapsed());
+                    break 'drip;
+                }
+            }
+        }
+    }
+    let closed_after = closed_after.expect("a dripping client kept its connection for 6 s");
+    assert!(
+        closed_after < Duration::from_millis(2500),
+        "closed only after {closed_after:?} (frame deadline 1 s)"
+    );
+    still_serves(&broker);
+}
+
+#[test]
+fn pipelined_fetches_never_read_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "fetched", 1);
+    fill(&broker, 0, "fetched", 32);
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // 96 fetches of up to 16 MiB each, pipelined, never read: before, each response was
+    // queued whole (+1.5 GB); the in-flight permit went as soon as it was queued.
+    let mut s = TcpStream::connect(broker.public).expect("connect");
+    for i in 0..96u64 {
+        let req = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 16 << 20,
+            topics: vec![FetchTopic {
+                name: "fetched".into(),
+                partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 16 << 20 }],
+            }],
+        };
+        s.write_all(&encode_request(i + 1, &req).expect("encode")).expect("send fetch");
+    }
+    assert_growth(
+        &broker,
+        base,
+        SEND_QUEUE_BYTES_MAX + 16 * MIB + SLACK_BYTES,
+        "96 pipelined 16 MiB fetches not read",
+    );
+    still_serves(&broker);
+    drop(s);
+}
+
+/// Subscribes on `conn` with endless credit and never reads again.
+fn greedy_subscriber(mut conn: Conn, topic: &str) -> Conn {
+    let resp: SubscribeResponse = conn.call(&SubscribeRequest {
+        subscription_id: 1,
+        topic: topic.into(),
+        partition: 0,
+        start: StartPosition::Earliest,
+        credit_bytes: u64::MAX,
+    });
+    assert_eq!(resp.error, 0, "subscribe: {}", resp.message);
+    conn
+}
+
+#[test]
+fn a_subscriber_with_endless_credit_that_never_reads_holds_at_most_the_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "pushed", 1);
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    let sub = greedy_subscriber(broker.connect_shard(0), "pushed");
+    // Before, everything produced was queued for the subscriber (+209 MB for 200 MB).
+    fill(&broker, 0, "pushed", 128);
+    assert_growth(
+        &broker,
+        base,
+        SEND_QUEUE_BYTES_MAX + 8 * MIB + SLACK_BYTES,
+        "subscriber with endless credit, 128 MiB produced",
+    );
+    still_serves(&broker);
+    drop(sub);
+}
+
+#[test]
+fn a_relayed_subscriber_that_never_reads_is_cut_off_as_slow() {
+    let broker = start(2);
+    let mut admin = broker.connect();
+    let shards = create_topic(&mut admin, "relayed", 2);
+    // Partition 0's owner is shards[0]; subscribe through the other shard's own port.
+    let other = 1 - shards[0] as usize;
+    let base = broker.rss_bytes();
+    let sub = greedy_subscriber(broker.connect_shard(other), "relayed");
+    fill(&broker, shards[0] as usize, "relayed", 96);
+    assert_growth(
+        &broker,
+        base,
+        2 * SEND_QUEUE_BYTES_MAX + 8 * MIB + SLACK_BYTES,
+        "relayed subscriber with endless credit, 96 MiB produced",
+    );
+    // The connection was closed (its last frame may be cut short): reading it to the end
+    // finishes.
+    let mut raw = sub.into_stream();
+    raw.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut bytes = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match raw.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes += n as u64,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("the slow relayed subscriber's connection stayed open: {e}"),
+        }
+    }
+    eprintln!("the slow relayed subscriber got {} MiB before it was cut off", bytes / MIB);
+    still_serves(&broker);
+}
