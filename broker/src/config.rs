@@ -52,6 +52,14 @@ pub struct BrokerConfig {
     /// `max_bytes`). While it is full the broker reads no new request from the connection
     /// and no more log data for its subscriptions (one request always may run).
     pub connection_send_queue_bytes_max: usize,
+    /// Bytes all of a shard's connections may hold together: request bodies being read,
+    /// responses and pushes not yet written, reservations for outstanding responses. While
+    /// it is full, connections pause (no reading, no log reads for subscriptions) until
+    /// clients take what is theirs.
+    pub memory_bytes_per_shard: usize,
+    /// Close a connection when a frame written to it does not reach its socket in this long
+    /// (the client stopped reading).
+    pub connection_write_stall_ms: u64,
     /// Bytes of recent batches each shard keeps for tailing readers.
     pub cache_bytes_per_shard: usize,
     /// glommio I/O memory per shard (registered with io_uring when the memlock limit allows).
@@ -83,6 +91,8 @@ impl Default for BrokerConfig {
             frame_read_timeout_ms: 30_000,
             inflight_per_connection_max: 256,
             connection_send_queue_bytes_max: 16 << 20,
+            memory_bytes_per_shard: 512 << 20,
+            connection_write_stall_ms: 30_000,
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
@@ -178,6 +188,10 @@ impl BrokerConfig {
             "BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX" => {
                 self.connection_send_queue_bytes_max = parse(name, value)?
             }
+            "BROKER_MEMORY_BYTES_PER_SHARD" => self.memory_bytes_per_shard = parse(name, value)?,
+            "BROKER_CONNECTION_WRITE_STALL_MS" => {
+                self.connection_write_stall_ms = parse(name, value)?
+            }
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
@@ -225,6 +239,7 @@ impl BrokerConfig {
         if self.inflight_per_connection_max == 0
             || self.connections_per_shard_max == 0
             || self.connection_send_queue_bytes_max == 0
+            || self.memory_bytes_per_shard == 0
         {
             return bad("connection limits must be positive".into());
         }

@@ -16,6 +16,12 @@
 //!   the bound (plus one response), and the log is the buffer. Pushes relayed from another
 //!   shard cannot wait: a connection whose relayed pushes pass twice the bound is closed as a
 //!   slow consumer (it resumes from its own position after reconnecting).
+//! - All of a shard's connections together hold at most `memory_bytes_per_shard` (request
+//!   bodies as they arrive, queued frames, reservations; `budget.rs`): while it is full,
+//!   connections that want more pause. Requests that reserve nothing (produce, metadata)
+//!   never wait for it, and a connection whose frame does not reach the socket within
+//!   `connection_write_stall_ms` is closed, so clients that do not read cannot hold the
+//!   others hostage for longer than that.
 //! - A broken frame header gets one error response (correlation id 0) and the connection is
 //!   closed: the stream cannot be resynchronized. A bad body, unknown api or version gets an
 //!   error response and the connection lives on.
@@ -28,6 +34,8 @@
 //!   (slowloris).
 
 use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -40,6 +48,7 @@ use wire::{AlignedVec, ApiKey};
 
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Origin, Placement};
+use crate::budget::{Held, MemoryBudget};
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
@@ -49,11 +58,27 @@ use crate::watermark::Watermark;
 /// After the reader stops, queued responses get this long to reach a client that reads.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A frame on its way to the socket, with what it holds of the connection's bounds.
+/// What a frame on its way to the socket holds of the connection's and the shard's budgets.
+struct Holds {
+    connection: Held,
+    shard: Held,
+}
+
+impl Holds {
+    fn bytes(&self) -> usize {
+        self.connection.bytes()
+    }
+
+    fn grow(&mut self, bytes: usize) {
+        self.connection.grow(bytes);
+        self.shard.grow(bytes);
+    }
+}
+
+/// A frame on its way to the socket, with what it holds until it is written.
 struct Outgoing {
     frame: AlignedVec,
-    /// Bytes counted in [`Conn::held_bytes`] for it (at least the frame's length).
-    held: usize,
+    _holds: Holds,
     /// The request's in-flight permit, released once the response is written.
     _permit: Option<StaticPermit>,
 }
@@ -63,76 +88,87 @@ struct Conn {
     shard: Rc<Shard>,
     out: LocalSender<Outgoing>,
     subscriptions: ClientSubscriptions,
-    /// Bytes queued for the socket and reserved for outstanding responses.
-    held_bytes: Cell<usize>,
-    /// Of those, bytes of frames actually queued (not reservations).
+    /// This connection's budget (`connection_send_queue_bytes_max`); the shard's is
+    /// `shard.memory`.
+    budget: Rc<MemoryBudget>,
+    /// Bytes of frames queued for the socket (not reservations).
     queued_bytes: Cell<usize>,
-    /// The bound on `held_bytes` (`connection_send_queue_bytes_max`).
-    held_bytes_max: usize,
-    /// Advanced whenever held bytes are released (the writer wrote a frame).
-    released: Watermark,
     /// Reaches 1 when the connection must close (a slow consumer of relayed pushes).
     doomed: Watermark,
 }
 
 impl Conn {
-    /// Whether `bytes` more may be held now: always when nothing is held, else while the
-    /// total stays within the bound.
-    fn has_room(&self, bytes: usize) -> bool {
-        let held = self.held_bytes.get();
-        held == 0 || held + bytes <= self.held_bytes_max
+    fn fits(&self, bytes: usize) -> bool {
+        self.budget.has_room(bytes) && self.shard.memory.has_room(bytes)
     }
 
-    /// Waits until `bytes` more may be held, then holds them.
-    async fn reserve(&self, bytes: usize) {
+    /// Waits until `bytes` fit this connection's and the shard's budgets, then holds them.
+    async fn reserve(&self, bytes: usize) -> Holds {
+        let shard = &self.shard.memory;
         loop {
-            let seen = self.released.get();
-            if self.has_room(bytes) || !self.released.wait_for(seen + 1).await {
+            let (seen_conn, seen_shard) = (self.budget.released().get(), shard.released().get());
+            if self.fits(bytes) {
                 break;
             }
+            let open = futures_lite::future::or(
+                self.budget.released().wait_for(seen_conn + 1),
+                shard.released().wait_for(seen_shard + 1),
+            )
+            .await;
+            if !open {
+                break; // closing
+            }
         }
-        self.held_bytes.set(self.held_bytes.get() + bytes);
+        self.hold_now(bytes)
     }
 
-    /// Queues `frame` for the socket; `reserved` bytes were held for it already.
-    fn send(&self, frame: AlignedVec, reserved: usize, permit: Option<StaticPermit>) -> bool {
-        let (len, held) = (frame.len(), reserved.max(frame.len()));
-        self.held_bytes.set(self.held_bytes.get() + (held - reserved));
+    fn hold_now(&self, bytes: usize) -> Holds {
+        Holds { connection: self.budget.hold_now(bytes), shard: self.shard.memory.hold_now(bytes) }
+    }
+
+    /// Queues `frame` for the socket with what was reserved for it (grown to its size).
+    fn send(&self, frame: AlignedVec, mut holds: Holds, permit: Option<StaticPermit>) -> bool {
+        let len = frame.len();
+        holds.grow(len.saturating_sub(holds.bytes()));
         self.queued_bytes.set(self.queued_bytes.get() + len);
-        let out = Outgoing { frame, held, _permit: permit };
-        match self.out.try_send(out) {
+        match self.out.try_send(Outgoing { frame, _holds: holds, _permit: permit }) {
             Ok(()) => true,
             Err(_) => {
-                self.release(len, held);
+                self.queued_bytes.set(self.queued_bytes.get() - len);
                 false
             }
         }
-    }
-
-    /// A frame of `len` bytes that held `held` left the queue.
-    fn release(&self, len: usize, held: usize) {
-        self.queued_bytes.set(self.queued_bytes.get() - len);
-        self.held_bytes.set(self.held_bytes.get() - held);
-        self.released.advance(self.released.get() + 1);
     }
 }
 
 impl PushTarget for Conn {
     fn push(&self, frame: AlignedVec) -> bool {
-        if self.queued_bytes.get() > 2 * self.held_bytes_max {
+        if self.queued_bytes.get() > 2 * self.budget.held_bytes_max() {
             // Only relayed pushes get here (local ones wait for room): close, do not buffer.
             self.doomed.advance(1);
             return false;
         }
-        self.send(frame, 0, None)
+        self.send(frame, self.hold_now(0), None)
     }
 
-    fn has_room(&self) -> bool {
-        self.held_bytes.get() < self.held_bytes_max
-    }
-
-    fn room_signal(&self) -> Watermark {
-        self.released.clone()
+    fn room(&self) -> Pin<Box<dyn Future<Output = bool>>> {
+        let (conn, shard) = (self.budget.clone(), self.shard.memory.clone());
+        Box::pin(async move {
+            loop {
+                let (seen_conn, seen_shard) = (conn.released().get(), shard.released().get());
+                if !conn.is_full() && !shard.is_full() {
+                    return true;
+                }
+                let open = futures_lite::future::or(
+                    conn.released().wait_for(seen_conn + 1),
+                    shard.released().wait_for(seen_shard + 1),
+                )
+                .await;
+                if !open {
+                    return false;
+                }
+            }
+        })
     }
 }
 
@@ -150,22 +186,34 @@ where
         shard: shard.clone(),
         out: tx,
         subscriptions: ClientSubscriptions::default(),
-        held_bytes: Cell::new(0),
+        budget: MemoryBudget::new(shard.config.connection_send_queue_bytes_max),
         queued_bytes: Cell::new(0),
-        held_bytes_max: shard.config.connection_send_queue_bytes_max,
-        released: Watermark::new(0),
         doomed: Watermark::new(0),
     });
+    let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = {
         let conn = Rc::downgrade(&conn);
         glommio::spawn_local(async move {
             while let Some(out) = rx.recv().await {
-                let ok = writer.write_all(&out.frame).await.is_ok();
+                // A frame that does not reach the socket in `connection_write_stall_ms` cuts
+                // the client off: it would hold its share of the shard's budget forever.
+                let written = futures_lite::future::or(
+                    async { Some(writer.write_all(&out.frame).await.is_ok()) },
+                    async {
+                        glommio::timer::sleep(write_stall).await;
+                        None
+                    },
+                )
+                .await;
                 if let Some(conn) = conn.upgrade() {
-                    conn.release(out.frame.len(), out.held);
+                    conn.queued_bytes.set(conn.queued_bytes.get() - out.frame.len());
+                    if written.is_none() {
+                        conn.doomed.advance(1);
+                    }
                 }
-                drop(out); // the request's permit goes once its response is on the socket
-                if !ok {
+                // Its budget and the request's permit go once the frame is on the socket.
+                drop(out);
+                if written != Some(true) {
                     break;
                 }
             }
@@ -175,11 +223,11 @@ where
     };
     let end = read_loop(&conn, &mut reader, &stop).await;
     if let ReadEnd::Frame(e) = &end {
-        conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), 0, None);
+        conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
     }
     debug!(?end, "connection closed");
     conn.subscriptions.cancel_all(&shard).await;
-    conn.released.close();
+    conn.budget.close();
     drop(conn);
     // The writer drains what is queued (responses to requests already answered), then closes.
     // A client that stopped reading must not hold the connection (or a shutdown) forever.
@@ -207,6 +255,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut frames = FrameReader::new(
         shard.config.frame_body_bytes_max,
         Duration::from_millis(shard.config.frame_read_timeout_ms.max(1)),
+        shard.memory.clone(),
     );
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
     let target: Rc<dyn PushTarget> = conn.clone();
@@ -253,13 +302,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
             _ => {
                 // What the response may take is held before the request runs.
-                let reserved = response_bytes_estimate(shard, &request);
-                conn.reserve(reserved).await;
+                let holds = conn.reserve(response_bytes_estimate(shard, &request)).await;
                 let reply = api::start(shard, request, Origin::Client).await;
                 let conn = conn.clone();
                 glommio::spawn_local(async move {
                     let frame = reply.await;
-                    conn.send(frame, reserved, Some(permit));
+                    conn.send(frame, holds, Some(permit));
                 })
                 .detach();
             }

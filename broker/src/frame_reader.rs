@@ -16,6 +16,7 @@ use futures_lite::AsyncRead;
 use wire::constants::{align_up, FRAME_HEADER_BYTES};
 use wire::{AlignedVec, FrameHeader};
 
+use crate::budget::{Held, MemoryBudget};
 use crate::request::Request;
 
 /// Bytes read from the socket at a time; larger frames get their own buffer.
@@ -48,15 +49,30 @@ pub struct FrameReader {
     frame_timeout: Duration,
     /// When the frame being read started to arrive (`None` between frames).
     frame_deadline: Option<Instant>,
+    /// The shard's budget that large frames' buffers are held from as they grow.
+    budget: std::rc::Rc<MemoryBudget>,
 }
 
 impl FrameReader {
     /// A reader for frames of at most `body_bytes_max` body bytes, each of which must arrive
-    /// whole within `frame_timeout` of its first byte.
-    pub fn new(body_bytes_max: u32, frame_timeout: Duration) -> Self {
+    /// whole within `frame_timeout` of its first byte; frames larger than its buffer hold
+    /// their bytes from `budget` as they arrive (waiting for room: the connection pauses).
+    pub fn new(
+        body_bytes_max: u32,
+        frame_timeout: Duration,
+        budget: std::rc::Rc<MemoryBudget>,
+    ) -> Self {
         let mut buf = AlignedVec::with_capacity(READ_BUFFER_BYTES);
         buf.resize(READ_BUFFER_BYTES, 0);
-        FrameReader { buf, start: 0, end: 0, body_bytes_max, frame_timeout, frame_deadline: None }
+        FrameReader {
+            buf,
+            start: 0,
+            end: 0,
+            body_bytes_max,
+            frame_timeout,
+            frame_deadline: None,
+            budget,
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -87,9 +103,9 @@ impl FrameReader {
                     return Ok(Request::checked(header, frame));
                 }
                 if len > self.buf.len() {
-                    let frame = self.read_large(r, len).await?;
+                    let (frame, held) = self.read_large(r, len).await?;
                     check_padding(&frame, &header)?;
-                    return Ok(Request::checked(header, frame));
+                    return Ok(Request::checked(header, frame).holding(held));
                 }
             }
             if self.start > 0 {
@@ -115,21 +131,23 @@ impl FrameReader {
         &mut self,
         r: &mut R,
         len: usize,
-    ) -> Result<AlignedVec, ReadEnd> {
+    ) -> Result<(AlignedVec, Held), ReadEnd> {
         let mut frame = AlignedVec::with_capacity(len.min(2 * READ_BUFFER_BYTES));
         frame.extend_from_slice(&self.buf[self.start..self.end]);
+        let mut held = self.budget.hold(frame.capacity()).await;
         self.start = 0;
         self.end = 0;
         let mut have = frame.len();
         while have < len {
             if have == frame.len() {
                 let grown = (frame.len() * 2).clamp(READ_BUFFER_BYTES, len);
+                held.grow_when_room(grown.saturating_sub(held.bytes())).await;
                 frame.resize(grown, 0);
             }
             let upto = frame.len();
             have += read_until(r, &mut frame[have..upto], self.frame_deadline).await?;
         }
-        Ok(frame)
+        Ok((frame, held))
     }
 }
 

@@ -15,11 +15,12 @@
 //! - [`storage`]: the partition log on direct I/O behind an I/O seam with a simulator.
 //! - [`trash`] (uses metadata, storage) and [`check`] (uses config): deleted data and the
 //!   host preflight.
-//! - [`counters`], [`watermark`], [`clock`]: leaves.
+//! - [`counters`], [`watermark`], [`clock`], [`budget`]: leaves.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
+pub mod budget;
 pub mod check;
 pub mod clock;
 pub mod config;

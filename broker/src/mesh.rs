@@ -11,6 +11,8 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Weak;
 use std::sync::Arc;
 
@@ -20,7 +22,6 @@ use tracing::warn;
 use wire::AlignedVec;
 
 use crate::metadata::Metadata;
-use crate::watermark::Watermark;
 
 /// A message between shards.
 pub enum ShardMsg {
@@ -76,10 +77,9 @@ pub enum ShardMsg {
 pub trait PushTarget {
     /// Queues a frame; `false` if the client is gone (or is being dropped as too slow).
     fn push(&self, frame: AlignedVec) -> bool;
-    /// Whether the client's queue has room for another push now.
-    fn has_room(&self) -> bool;
-    /// Advanced whenever room may have appeared; closed when the client is gone.
-    fn room_signal(&self) -> Watermark;
+    /// Resolves once the client's queue has room for another push (`false` if the client is
+    /// gone meanwhile). Holds nothing of the client while it waits.
+    fn room(&self) -> Pin<Box<dyn Future<Output = bool>>>;
 }
 
 /// Where relayed pushes for one client subscription go, holding pushes that arrive before

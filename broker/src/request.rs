@@ -8,12 +8,16 @@
 use wire::constants::FRAME_HEADER_BYTES;
 use wire::{AlignedVec, FrameHeader};
 
+use crate::budget::Held;
+
 /// A complete request frame with its header.
 pub struct Request {
     /// The decoded header.
     pub header: FrameHeader,
     /// The whole frame (header, body, padding), 16-byte aligned.
     pub frame: AlignedVec,
+    /// What a large frame holds of its shard's memory budget, until the request is dropped.
+    held: Option<Held>,
 }
 
 impl Request {
@@ -25,7 +29,13 @@ impl Request {
             frame.len(),
             header.body_len
         );
-        Request { header, frame }
+        Request { header, frame, held: None }
+    }
+
+    /// The same request, holding `held` of a budget for as long as it lives.
+    pub fn holding(mut self, held: Held) -> Self {
+        self.held = Some(held);
+        self
     }
 
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use glommio::channels::channel_mesh::Senders;
 use tracing::warn;
 
+use crate::budget::MemoryBudget;
 use crate::config::BrokerConfig;
 use crate::counters::Counters;
 use crate::mesh::{Mesh, ShardMsg};
@@ -51,6 +52,9 @@ pub struct Shard {
     pub cache: Rc<ShardCache>,
     /// Counters.
     pub counters: Counters,
+    /// What this shard's connections hold for their clients: request bodies being read,
+    /// responses and pushes not yet written (`memory_bytes_per_shard`).
+    pub memory: Rc<MemoryBudget>,
     /// This shard's end of the mesh.
     pub mesh: Mesh,
     metadata: RefCell<Arc<Metadata>>,
@@ -77,6 +81,7 @@ impl Shard {
             mesh: Mesh::new(id, shard_count, senders),
             cpu,
             cache: ShardCache::new(config.cache_bytes_per_shard),
+            memory: MemoryBudget::new(config.memory_bytes_per_shard),
             config,
             addresses,
             counters: Counters::default(),

@@ -43,18 +43,8 @@ impl PushSink {
     /// on another shard, which bounds it itself). `false` if the client is gone.
     async fn wait_room(&self) -> bool {
         let PushSink::Local(target) = self else { return true };
-        loop {
-            let Some(t) = target.upgrade() else { return false };
-            let signal = t.room_signal();
-            let seen = signal.get();
-            if t.has_room() {
-                return true;
-            }
-            drop(t);
-            if !signal.wait_for(seen + 1).await {
-                return false;
-            }
-        }
+        let Some(room) = target.upgrade().map(|t| t.room()) else { return false };
+        room.await
     }
 
     async fn send(&self, frame: AlignedVec) -> bool {

@@ -7,7 +7,9 @@
 //! - pipelined fetches whose responses are never read (held bytes per connection, the
 //!   in-flight permit kept until the response is on the socket);
 //! - a subscriber granting endless credit and never reading, connected to the owner and
-//!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut).
+//!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut);
+//! - many connections that each stay within their bound but together would not (the
+//!   shard's budget), and a client that stops reading altogether (the write stall cut-off).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -27,14 +29,37 @@ const SEND_QUEUE_BYTES_MAX: u64 = 4 * MIB;
 const SLACK_BYTES: u64 = 48 * MIB;
 
 fn start(shards: usize) -> Broker {
-    Broker::start_with_env(
-        shards,
-        &[
-            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", &SEND_QUEUE_BYTES_MAX.to_string()),
-            // The cache is a budget of its own; keep it small so it does not hide growth.
-            ("BROKER_CACHE_BYTES_PER_SHARD", &(8 * MIB).to_string()),
-        ],
-    )
+    start_with(shards, &[])
+}
+
+fn start_with(shards: usize, env: &[(&str, &str)]) -> Broker {
+    let queue = SEND_QUEUE_BYTES_MAX.to_string();
+    let cache = (8 * MIB).to_string();
+    let mut all = vec![
+        ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", queue.as_str()),
+        // The cache is a budget of its own; keep it small so it does not hide growth.
+        ("BROKER_CACHE_BYTES_PER_SHARD", cache.as_str()),
+    ];
+    all.extend_from_slice(env);
+    Broker::start_with_env(shards, &all)
+}
+
+/// Pipelines `n` fetches of up to 16 MiB from offset 0 of partition 0, to be never read.
+fn pipeline_fetches(broker: &Broker, topic: &str, n: u64) -> TcpStream {
+    let mut s = TcpStream::connect(broker.public).expect("connect");
+    for i in 0..n {
+        let req = FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 16 << 20,
+            topics: vec![FetchTopic {
+                name: topic.into(),
+                partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 16 << 20 }],
+            }],
+        };
+        s.write_all(&encode_request(i + 1, &req).expect("encode")).expect("send fetch");
+    }
+    s
 }
 
 /// A normal client is still served: metadata answers.
@@ -152,19 +177,7 @@ fn pipelined_fetches_never_read_hold_at_most_the_connection_bound() {
     let base = broker.rss_bytes();
     // 96 fetches of up to 16 MiB each, pipelined, never read: before, each response was
     // queued whole (+1.5 GB); the in-flight permit went as soon as it was queued.
-    let mut s = TcpStream::connect(broker.public).expect("connect");
-    for i in 0..96u64 {
-        let req = FetchRequest {
-            max_wait_ms: 0,
-            min_bytes: 0,
-            max_bytes: 16 << 20,
-            topics: vec![FetchTopic {
-                name: "fetched".into(),
-                partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 16 << 20 }],
-            }],
-        };
-        s.write_all(&encode_request(i + 1, &req).expect("encode")).expect("send fetch");
-    }
+    let s = pipeline_fetches(&broker, "fetched", 96);
     assert_growth(
         &broker,
         base,
@@ -240,4 +253,61 @@ fn a_relayed_subscriber_that_never_reads_is_cut_off_as_slow() {
     }
     eprintln!("the slow relayed subscriber got {} MiB before it was cut off", bytes / MIB);
     still_serves(&broker);
+}
+
+#[test]
+fn many_connections_together_stay_within_the_shard_budget() {
+    // Each connection may hold 16 MiB, the shard 24 MiB over all of them.
+    let broker = start_with(
+        1,
+        &[
+            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", "16777216"),
+            ("BROKER_MEMORY_BYTES_PER_SHARD", "25165824"),
+        ],
+    );
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "shared", 1);
+    fill(&broker, 0, "shared", 32);
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // Six clients, each within its own bound, would hold ~6 x 32 MiB without the shard's.
+    let hostile: Vec<TcpStream> = (0..6).map(|_| pipeline_fetches(&broker, "shared", 24)).collect();
+    assert_growth(&broker, base, 24 * MIB + 16 * MIB + SLACK_BYTES, "6 connections x 24 fetches");
+    // Requests that reserve nothing are never kept waiting by the full budget.
+    still_serves(&broker);
+    let mut c = broker.connect();
+    let batch = {
+        let mut b = BatchBuilder::new(1 << 16);
+        b.append(0, None, Some(b"still here"), &[]).expect("append");
+        b.finish().expect("batch").to_vec()
+    };
+    assert_eq!(produce(&mut c, "shared", 0, &batch, AckLevel::Durable).error, 0);
+    drop(hostile);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_write_stall() {
+    let broker = start_with(1, &[("BROKER_CONNECTION_WRITE_STALL_MS", "1000")]);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "stalled", 1);
+    fill(&broker, 0, "stalled", 16);
+    let connections = |admin: &mut Conn| -> u64 {
+        let stats: StatsResponse = admin.call(&StatsRequest { shards: Vec::new() });
+        stats.shards.iter().map(|s| s.connections).sum()
+    };
+    // The filling connection's close may still be on its way.
+    let until = Instant::now() + Duration::from_secs(10);
+    while connections(&mut admin) > 1 {
+        assert!(Instant::now() < until, "connections did not settle");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hostile = pipeline_fetches(&broker, "stalled", 8);
+    let until = Instant::now() + Duration::from_secs(15);
+    // Its frames stop reaching the socket once the kernel's buffers are full; a second
+    // later it is closed (before, it stayed, holding its queue, as long as it liked).
+    while connections(&mut admin) > 1 {
+        assert!(Instant::now() < until, "a client that reads nothing kept its connection");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(hostile);
 }

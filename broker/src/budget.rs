@@ -1,0 +1,156 @@
+//! A byte budget: memory a client can make the broker hold, counted before it is held.
+//!
+//! Contract: single-threaded (one shard). [`MemoryBudget::hold`] waits until the bytes fit
+//! and returns a [`Held`] that gives them back when dropped, so what is counted is exactly
+//! what is alive. A budget with nothing held always lets one holder in, whatever its size,
+//! so a request larger than the budget still runs (alone). [`MemoryBudget::hold_now`] counts
+//! without waiting, for bytes that already exist (a response larger than its reservation, a
+//! push relayed from another shard): the budget can then pass its maximum, and every
+//! waiting holder waits until it is back under. Closing a budget lets every waiter through.
+//!
+//! Two budgets exist: one per connection (`connection_send_queue_bytes_max`) and one per
+//! shard (`memory_bytes_per_shard`) over all its connections; a connection holds from both.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::watermark::Watermark;
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    held_bytes: Cell<usize>,
+    held_bytes_max: usize,
+    released: Watermark,
+}
+
+impl MemoryBudget {
+    /// A budget of `held_bytes_max` bytes.
+    pub fn new(held_bytes_max: usize) -> Rc<Self> {
+        Rc::new(MemoryBudget {
+            held_bytes: Cell::new(0),
+            held_bytes_max,
+            released: Watermark::new(0),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes.get()
+    }
+
+    /// The maximum.
+    pub fn held_bytes_max(&self) -> usize {
+        self.held_bytes_max
+    }
+
+    /// Whether `bytes` more fit now: always when nothing is held, and nothing always fits (a
+    /// request that reserves nothing, such as metadata, is never kept waiting).
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let held = self.held_bytes.get();
+        bytes == 0 || held == 0 || held.saturating_add(bytes) <= self.held_bytes_max
+    }
+
+    /// Whether it holds its maximum or more.
+    pub fn is_full(&self) -> bool {
+        self.held_bytes.get() >= self.held_bytes_max
+    }
+
+    /// Advanced whenever bytes are given back; closed with the budget.
+    pub fn released(&self) -> &Watermark {
+        &self.released
+    }
+
+    /// Waits until `bytes` fit (or the budget is closed), then holds them.
+    pub async fn hold(self: &Rc<Self>, bytes: usize) -> Held {
+        loop {
+            let seen = self.released.get();
+            if self.has_room(bytes) || !self.released.wait_for(seen + 1).await {
+                break;
+            }
+        }
+        self.hold_now(bytes)
+    }
+
+    /// Holds `bytes` at once, even past the maximum.
+    pub fn hold_now(self: &Rc<Self>, bytes: usize) -> Held {
+        self.held_bytes.set(self.held_bytes.get() + bytes);
+        Held { budget: self.clone(), bytes }
+    }
+
+    /// Lets every waiter through from now on (the owner is going away).
+    pub fn close(&self) {
+        self.released.close();
+    }
+}
+
+/// Bytes held from a [`MemoryBudget`]; given back on drop.
+#[derive(Debug)]
+pub struct Held {
+    budget: Rc<MemoryBudget>,
+    bytes: usize,
+}
+
+impl Held {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Waits until `bytes` more fit its budget, then holds them too.
+    pub async fn grow_when_room(&mut self, bytes: usize) {
+        loop {
+            let seen = self.budget.released.get();
+            if self.budget.has_room(bytes) || !self.budget.released.wait_for(seen + 1).await {
+                break;
+            }
+        }
+        self.grow(bytes);
+    }
+
+    /// Holds `bytes` more at once (the thing held grew past its reservation).
+    pub fn grow(&mut self, bytes: usize) {
+        let b = &self.budget;
+        b.held_bytes.set(b.held_bytes.get() + bytes);
+        self.bytes += bytes;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let b = &self.budget;
+        assert!(b.held_bytes.get() >= self.bytes, "budget gives back more than it holds");
+        b.held_bytes.set(b.held_bytes.get() - self.bytes);
+        b.released.advance(b.released.get() + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_wait_for_room_and_drops_give_it_back() {
+        let run = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let budget = MemoryBudget::new(100);
+                let big = budget.hold(500).await; // nothing held: one holder always fits
+                assert_eq!(budget.held_bytes(), 500);
+                assert!(!budget.has_room(1));
+                let waiter = {
+                    let budget = budget.clone();
+                    glommio::spawn_local(async move { budget.hold(60).await.bytes() })
+                };
+                futures_lite::future::yield_now().await;
+                drop(big);
+                assert_eq!(waiter.await, 60);
+                let mut a = budget.hold(40).await;
+                a.grow(200); // past the maximum, at once
+                assert_eq!(budget.held_bytes(), 240);
+                drop(a);
+                assert_eq!(budget.held_bytes(), 0);
+            });
+        run.expect("executor").join().expect("test body");
+    }
+}
