@@ -14,7 +14,7 @@ use crate::counters::Counters;
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
-use crate::storage::StorageError;
+use crate::storage::{FirstBatch, StorageError};
 use crate::watermark::WaitFor;
 
 /// Longest long-poll a client may ask for.
@@ -147,7 +147,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
 async fn read_one(shard: &Shard, l: &LocalRead, budget: usize) -> FetchPartitionResult {
     let log = &l.part.log;
     let max = l.max_bytes.min(budget).max(1);
-    match log.read(l.offset, max).await {
+    match log.read(l.offset, max, FirstBatch::Always).await {
         Ok(out) => {
             let (batches, n, _) = out.concat();
             Counters::add(&shard.counters.bytes_out, batches.len() as u64);
