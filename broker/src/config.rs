@@ -7,6 +7,7 @@
 //! listen = "127.0.0.1:9400"      # public port, SO_REUSEPORT on every shard
 //! shard_port_base = 9401          # shard i listens on base + i (0 = ephemeral)
 //! shards = 2                      # 0 = one per available core
+//! fetch_response_bytes_max = 67108864  # batch bytes in one fetch response, at least 16 MiB
 //! [log]
 //! segment_bytes_max = 1073741824
 //! ```
@@ -20,6 +21,12 @@ use crate::storage::LogConfig;
 
 /// Default public port (9092 stays free for a later Kafka-protocol listener).
 pub const DEFAULT_PORT: u16 = 9400;
+
+/// Default [`BrokerConfig::fetch_response_bytes_max`]: 64 MiB, room for four of the largest
+/// batches (Kafka's `fetch.max.bytes` is 55 MiB).
+pub const FETCH_RESPONSE_BYTES_MAX_DEFAULT: u32 = 64 << 20;
+const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT >= wire::constants::BATCH_BYTES_MAX);
+const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT <= wire::constants::FRAME_BODY_BYTES_LIMIT);
 
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, Deserialize)]
@@ -60,6 +67,11 @@ pub struct BrokerConfig {
     /// Close a connection when a frame written to it does not reach its socket in this long
     /// (the client stopped reading).
     pub connection_write_stall_ms: u64,
+    /// Batch bytes one fetch response carries at most, whatever the request's `max_bytes`
+    /// (Kafka's broker-side `fetch.max.bytes`). At least the largest batch a topic may hold
+    /// (`wire::constants::BATCH_BYTES_MAX`, 16 MiB), so the one batch a consumer must get to
+    /// move past a batch larger than its own `max_bytes` always fits (`api/fetch.rs`).
+    pub fetch_response_bytes_max: u32,
     /// Bytes of recent batches each shard keeps for tailing readers.
     pub cache_bytes_per_shard: usize,
     /// glommio I/O memory per shard (registered with io_uring when the memlock limit allows).
@@ -93,6 +105,7 @@ impl Default for BrokerConfig {
             connection_send_queue_bytes_max: 16 << 20,
             memory_bytes_per_shard: 512 << 20,
             connection_write_stall_ms: 30_000,
+            fetch_response_bytes_max: FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
@@ -192,6 +205,9 @@ impl BrokerConfig {
             "BROKER_CONNECTION_WRITE_STALL_MS" => {
                 self.connection_write_stall_ms = parse(name, value)?
             }
+            "BROKER_FETCH_RESPONSE_BYTES_MAX" => {
+                self.fetch_response_bytes_max = parse(name, value)?
+            }
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
@@ -228,6 +244,22 @@ impl BrokerConfig {
             return bad(format!(
                 "frame_body_bytes_max {} exceeds the format limit",
                 self.frame_body_bytes_max
+            ));
+        }
+        if self.fetch_response_bytes_max < wire::constants::BATCH_BYTES_MAX {
+            // Topics may raise their batch maximum up to the format's, whatever `[log]` says.
+            return bad(format!(
+                "fetch_response_bytes_max {} is below the largest batch a topic may hold ({} \
+                 bytes): a consumer behind such a batch could never fetch past it",
+                self.fetch_response_bytes_max,
+                wire::constants::BATCH_BYTES_MAX
+            ));
+        }
+        if self.fetch_response_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {
+            return bad(format!(
+                "fetch_response_bytes_max {} exceeds the frame format's limit {}",
+                self.fetch_response_bytes_max,
+                wire::constants::FRAME_BODY_BYTES_LIMIT
             ));
         }
         if self.log.segment_bytes_max < 4096 {
@@ -292,5 +324,22 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("BROKER_LISTEN"), "{e}");
+    }
+
+    #[test]
+    fn fetch_response_maximum_holds_the_largest_batch() {
+        let env = |v: &str| vec![("BROKER_FETCH_RESPONSE_BYTES_MAX".to_string(), v.to_string())];
+        let c = BrokerConfig::load(None, env("16777216").into_iter()).unwrap();
+        assert_eq!(c.fetch_response_bytes_max, wire::constants::BATCH_BYTES_MAX);
+        c.validate().unwrap();
+        let c = BrokerConfig::load(None, env("1048576").into_iter()).unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("fetch_response_bytes_max 1048576 is below"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, "fetch_response_bytes_max = 2147483648\n").unwrap();
+        let c = BrokerConfig::load(Some(&path), std::iter::empty()).unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("exceeds the frame format's limit"), "{e}");
     }
 }

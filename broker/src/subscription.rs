@@ -17,7 +17,7 @@ use crate::counters::Counters;
 use crate::mesh::PushTarget;
 use crate::partition::Partition;
 use crate::shard::Shard;
-use crate::storage::StorageError;
+use crate::storage::{FirstBatch, StorageError};
 use crate::watermark::Watermark;
 
 /// Largest push for one subscription.
@@ -167,7 +167,7 @@ async fn push_loop(
             return;
         }
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
-        let (error, batches, hw) = match log.read(next, max).await {
+        let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
             Ok(out) => {
                 let (bytes, n, end) = out.concat();
                 next = next.max(end.unwrap_or(next));

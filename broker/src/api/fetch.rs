@@ -1,5 +1,45 @@
-//! Fetch: stored batches, byte for byte, with long-poll up to `max_wait_ms`.
+//! Fetch: stored batches, byte for byte, with long-poll up to `max_wait_ms`, in a response of
+//! bounded size.
+//!
+//! # Bounds (Kafka's KIP-74 rule)
+//! The response's budget is `min(request max_bytes, fetch_response_bytes_max)`. Partitions
+//! are filled in request order, each with whole batches within `min(its max_bytes, what is
+//! left of the budget)`; one whose next batch does not fit gets none (error 0; its high
+//! watermark shows there is more). The one exception lets a consumer get past a batch larger
+//! than its limits: the first partition, in request order, that returns data gets its first
+//! batch whole, however large. A batch is at most `BATCH_BYTES_MAX` (16 MiB; topics may raise
+//! their limit to it) and config validation keeps `fetch_response_bytes_max` at least that, so
+//! a response carries at most `max(budget, that first batch)` batch bytes, never more than
+//! `fetch_response_bytes_max`. Worked example, budget 1 byte, partitions A (empty), B and C
+//! (data) asked in that order: A none, B its first batch (say 4 KiB), C none; 4 KiB in all.
+//!
+//! A request naming one (topic, partition) twice is refused whole with `INVALID_REQUEST`
+//! naming it: which entry's offset and limit would be served is anyone's guess, and a client
+//! that builds such a request has a bug to fix, not a partition to retry.
+//!
+//! # Across shards
+//! Partitions owned by other shards are forwarded (`forward.rs`): each owner gets the whole
+//! budget in its sub-request and answers it under these same rules, in parallel with the local
+//! reads (so long-polls overlap). The local results and the owners' answers are then merged in
+//! request order and cut by the same rules once more ([`Budget`], [`trim`]), so every bound
+//! holds for the whole response. The first partition in request order with data is also the
+//! first with data in its owner's sub-request, so it gets exactly what one shard owning every
+//! partition would give it, and the consumer progresses. Later partitions may get less than
+//! that (an owner spent its copy of the budget on partitions the merge then cut), never more
+//! than the bounds; the consumer fetches again. The price: a forwarded fetch may read and
+//! hold up to (owners + 1) budgets, each plus one batch, to send one.
+//!
+//! # Long-poll
+//! Local partitions with nothing past their offset are read again whenever one of their high
+//! watermarks moves, until `min_bytes` arrived, the budget is spent (waiting could add
+//! nothing), `max_wait_ms` passed, or the shard stops. A partition that returned data, an
+//! error, or nothing only because the budget was spent is not read again. Owners of forwarded
+//! partitions long-poll their own partitions the same way; the response waits for them all.
+//!
+//! Batch bytes and batches sent are counted (`bytes_out`, `batches_out`) on the shard that
+//! answers the client, for what the response carries.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,23 +54,85 @@ use crate::counters::Counters;
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
-use crate::storage::StorageError;
+use crate::storage::{FirstBatch, StorageError};
 use crate::watermark::WaitFor;
 
 /// Longest long-poll a client may ask for.
 const FETCH_WAIT_MS_MAX: u32 = 60_000;
 
+/// A partition this shard owns, read (and read again while long-polling) here.
 struct LocalRead {
     part: Rc<Partition>,
     offset: u64,
     max_bytes: usize,
+    result: Option<FetchPartitionResult>,
+    /// Read for good: it returned data or an error, or has data the budget had no room for.
     done: bool,
 }
 
+/// Where one partition's result comes from.
 enum Slot {
     Done(FetchPartitionResult),
     Local(usize),
     Remote(Forwarded),
+}
+
+/// A response's byte budget, spent in request order.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    left_bytes: usize,
+    /// A partition returned data: from now on no first batch comes beyond the limit.
+    first_given: bool,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Budget { left_bytes: bytes, first_given: false }
+    }
+
+    /// The limit for the next partition in request order (its own maximum
+    /// `partition_max_bytes`), and whether its first batch comes whatever its size.
+    fn limit(&self, partition_max_bytes: usize) -> (usize, FirstBatch) {
+        let first = if self.first_given { FirstBatch::IfItFits } else { FirstBatch::Always };
+        (partition_max_bytes.min(self.left_bytes), first)
+    }
+
+    /// Spends what that partition returned.
+    fn spend(&mut self, bytes: usize) {
+        if bytes > 0 {
+            self.first_given = true;
+            self.left_bytes = self.left_bytes.saturating_sub(bytes);
+        }
+    }
+
+    /// Nothing more can be returned.
+    fn spent(&self) -> bool {
+        self.first_given && self.left_bytes == 0
+    }
+}
+
+/// Cuts `batches` (whole batches back to back, as stored) to the whole batches within
+/// `limit_bytes`, the first one kept regardless if `first` is [`FirstBatch::Always`].
+fn trim(batches: &mut Vec<u8>, limit_bytes: usize, first: FirstBatch) {
+    let mut keep_bytes = 0usize;
+    for h in wire::batch::header::trusted_headers(batches) {
+        let len = h.batch_len() as usize;
+        let must_take = keep_bytes == 0 && first == FirstBatch::Always;
+        if !must_take && keep_bytes + len > limit_bytes {
+            break;
+        }
+        keep_bytes += len;
+    }
+    batches.truncate(keep_bytes);
+}
+
+/// The first (topic, partition) the request names twice, if any.
+fn named_twice(req: &FetchRequest) -> Option<(&str, u32)> {
+    let mut seen = HashSet::new();
+    req.topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.as_str(), p.partition)))
+        .find(|&key| !seen.insert(key))
 }
 
 fn failed(partition: u32, code: ErrorCode) -> FetchPartitionResult {
@@ -50,11 +152,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
+    if let Some((topic, partition)) = named_twice(&req) {
+        let message = format!("partition {topic}/{partition} is named twice in one fetch");
+        return error_frame(&header, ErrorCode::InvalidRequest, &message);
+    }
+    let response_bytes_max = shard.config.fetch_response_bytes_max as usize;
+    let budget_bytes = (req.max_bytes as usize).min(response_bytes_max);
     let max_wait = Duration::from_millis(u64::from(req.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
     let deadline = Instant::now() + max_wait;
     let mut locals: Vec<LocalRead> = Vec::new();
-    let mut results: Vec<Vec<FetchPartitionResult>> = Vec::new();
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
+    // Per topic entry: its name and, per partition in request order, (max_bytes, slot).
+    let mut slots: Vec<(String, Vec<(usize, Slot)>)> = Vec::new();
     let mut split = Split::<FetchRequest>::default();
     for t in &req.topics {
         let mut topic_slots = Vec::new();
@@ -67,6 +175,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
                             part,
                             offset: p.offset,
                             max_bytes: p.max_bytes as usize,
+                            result: None,
                             done: false,
                         });
                         Slot::Local(locals.len() - 1)
@@ -75,83 +184,114 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
                 },
                 Ok(Owner::Peer(owner)) => {
                     Slot::Remote(split.add(owner, &t.name, p.partition, p.clone(), || {
-                        FetchRequest { topics: Vec::new(), ..req.clone() }
+                        // The whole budget: the merge below cuts the owners' answers to it.
+                        FetchRequest {
+                            max_wait_ms: req.max_wait_ms,
+                            min_bytes: req.min_bytes,
+                            max_bytes: budget_bytes as u32,
+                            topics: Vec::new(),
+                        }
                     }))
                 }
             };
-            topic_slots.push(slot);
+            topic_slots.push((p.max_bytes as usize, slot));
         }
         slots.push((t.name.clone(), topic_slots));
     }
-    results.resize_with(locals.len(), Vec::new);
 
     let forwards = split.send(shard).await;
+    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline).await;
+    let answers = Answers::<FetchResponse>::collect(forwards).await;
 
-    // Read local partitions; long-poll until min_bytes arrive or the wait is over.
-    let mut local_results: Vec<Option<FetchPartitionResult>> =
-        (0..locals.len()).map(|_| None).collect();
-    let mut budget = req.max_bytes as usize;
-    loop {
-        let mut total = 0usize;
-        for (i, l) in locals.iter_mut().enumerate() {
-            if l.done {
-                total += local_results[i].as_ref().map_or(0, |r| r.batches.len());
-                continue;
+    // Merge in request order, cut by the same rules over all partitions.
+    let mut budget = Budget::new(budget_bytes);
+    let (mut sent_bytes, mut sent_batches, mut first_batch_bytes) = (0usize, 0u64, 0usize);
+    let mut topics = Vec::with_capacity(slots.len());
+    for (name, topic_slots) in slots {
+        let mut partitions = Vec::with_capacity(topic_slots.len());
+        for (partition_max_bytes, slot) in topic_slots {
+            let mut r = match slot {
+                Slot::Done(r) => r,
+                Slot::Local(i) => locals[i].result.take().expect("every local partition was read"),
+                Slot::Remote(f) => {
+                    answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                }
+            };
+            let (limit_bytes, first) = budget.limit(partition_max_bytes);
+            trim(&mut r.batches, limit_bytes, first);
+            if first == FirstBatch::Always {
+                first_batch_bytes = wire::batch::header::trusted_headers(&r.batches)
+                    .next()
+                    .map_or(0, |h| h.batch_len() as usize);
             }
-            let r = read_one(shard, l, budget).await;
-            let got = r.batches.len();
-            if got > 0 || r.error != 0 {
-                l.done = true;
-                budget = budget.saturating_sub(got);
-            }
-            total += got;
-            local_results[i] = Some(r);
+            budget.spend(r.batches.len());
+            sent_bytes += r.batches.len();
+            sent_batches += wire::batch::header::trusted_headers(&r.batches).count() as u64;
+            partitions.push(r);
         }
-        let waiting: Vec<&LocalRead> = locals.iter().filter(|l| !l.done).collect();
-        if total >= req.min_bytes.max(1) as usize
-            || waiting.is_empty()
+        topics.push(FetchTopicResult { name, partitions });
+    }
+    assert!(
+        sent_bytes <= budget_bytes.max(first_batch_bytes) && sent_bytes <= response_bytes_max,
+        "fetch response of {sent_bytes} batch bytes: budget {budget_bytes}, first batch \
+         {first_batch_bytes}, broker maximum {response_bytes_max}"
+    );
+    if origin == Origin::Client {
+        Counters::add(&shard.counters.bytes_out, sent_bytes as u64);
+        Counters::add(&shard.counters.batches_out, sent_batches);
+    }
+    respond(&header, &FetchResponse { topics })
+}
+
+/// Reads the local partitions within `budget_bytes`, in request order; long-polls until
+/// `min_bytes` arrived, the budget is spent, `deadline` passed or the shard stops.
+async fn read_locals(
+    shard: &Shard,
+    locals: &mut [LocalRead],
+    budget_bytes: usize,
+    min_bytes: u32,
+    deadline: Instant,
+) {
+    let mut budget = Budget::new(budget_bytes);
+    loop {
+        let mut total_bytes = 0usize;
+        for l in locals.iter_mut() {
+            if !l.done {
+                let (limit_bytes, first) = budget.limit(l.max_bytes);
+                let r = read_one(l, limit_bytes, first).await;
+                budget.spend(r.batches.len());
+                // Data past the offset that did not fit will not fit later either.
+                l.done = r.error != 0 || r.high_watermark > l.offset;
+                l.result = Some(r);
+            }
+            total_bytes += l.result.as_ref().map_or(0, |r| r.batches.len());
+        }
+        let waits: Vec<WaitFor> = locals
+            .iter()
+            .filter(|l| !l.done)
+            .map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1))
+            .collect();
+        if total_bytes >= min_bytes.max(1) as usize
+            || waits.is_empty()
+            || budget.spent()
             || Instant::now() >= deadline
             || shard.stopping.get()
         {
-            break;
+            return;
         }
-        let waits: Vec<WaitFor> = waiting
-            .iter()
-            .map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1))
-            .collect();
         let remaining = deadline.saturating_duration_since(Instant::now());
         futures_lite::future::or(WaitAny(waits), async {
             glommio::timer::sleep(remaining).await;
         })
         .await;
     }
-
-    let answers = Answers::<FetchResponse>::collect(forwards).await;
-    let mut topics = Vec::with_capacity(slots.len());
-    for (name, topic_slots) in slots {
-        let mut partitions = Vec::new();
-        for slot in topic_slots {
-            partitions.push(match slot {
-                Slot::Done(r) => r,
-                Slot::Local(i) => local_results[i].take().expect("every local partition was read"),
-                Slot::Remote(f) => {
-                    answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
-                }
-            });
-        }
-        topics.push(FetchTopicResult { name, partitions });
-    }
-    respond(&header, &FetchResponse { topics })
 }
 
-async fn read_one(shard: &Shard, l: &LocalRead, budget: usize) -> FetchPartitionResult {
+async fn read_one(l: &LocalRead, limit_bytes: usize, first: FirstBatch) -> FetchPartitionResult {
     let log = &l.part.log;
-    let max = l.max_bytes.min(budget).max(1);
-    match log.read(l.offset, max).await {
+    match log.read(l.offset, limit_bytes, first).await {
         Ok(out) => {
-            let (batches, n, _) = out.concat();
-            Counters::add(&shard.counters.bytes_out, batches.len() as u64);
-            Counters::add(&shard.counters.batches_out, n);
+            let (batches, _, _) = out.concat();
             FetchPartitionResult {
                 partition: l.part.index,
                 error: 0,
@@ -195,5 +335,63 @@ impl Future for WaitAny {
         } else {
             Poll::Pending
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` batches of growing size, back to back.
+    fn batches(n: u32) -> (Vec<u8>, Vec<usize>) {
+        let mut all = Vec::new();
+        let mut lens = Vec::new();
+        for i in 0..n {
+            let mut b = wire::BatchBuilder::new(1 << 20);
+            b.append(0, None, Some(&vec![7u8; 100 * (i as usize + 1)]), &[]).unwrap();
+            let b = b.finish().unwrap();
+            lens.push(b.len());
+            all.extend_from_slice(&b);
+        }
+        (all, lens)
+    }
+
+    #[test]
+    fn trim_keeps_whole_batches_within_the_limit() {
+        let (all, lens) = batches(3);
+        let cut = |limit, first| {
+            let mut v = all.clone();
+            trim(&mut v, limit, first);
+            v.len()
+        };
+        assert_eq!(cut(0, FirstBatch::IfItFits), 0);
+        assert_eq!(cut(0, FirstBatch::Always), lens[0]);
+        assert_eq!(cut(lens[0] + lens[1] - 1, FirstBatch::IfItFits), lens[0]);
+        assert_eq!(cut(lens[0] + lens[1], FirstBatch::Always), lens[0] + lens[1]);
+        assert_eq!(cut(usize::MAX, FirstBatch::IfItFits), all.len());
+    }
+
+    #[test]
+    fn budget_gives_the_first_batch_once() {
+        let mut b = Budget::new(10);
+        assert_eq!(b.limit(100), (10, FirstBatch::Always));
+        b.spend(0); // an empty partition does not use the exception
+        assert_eq!(b.limit(4), (4, FirstBatch::Always));
+        b.spend(50); // a first batch beyond the limit
+        assert!(b.spent());
+        assert_eq!(b.limit(100), (0, FirstBatch::IfItFits));
+    }
+
+    #[test]
+    fn a_partition_named_twice_is_found() {
+        let part = |partition| wire::FetchPartition { partition, offset: 0, max_bytes: 1 };
+        let topic = |name: &str, ps: &[u32]| wire::FetchTopic {
+            name: name.into(),
+            partitions: ps.iter().map(|&p| part(p)).collect(),
+        };
+        let req = |topics| FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 0, topics };
+        assert_eq!(named_twice(&req(vec![topic("a", &[0, 1]), topic("b", &[0])])), None);
+        assert_eq!(named_twice(&req(vec![topic("a", &[0, 1, 0])])), Some(("a", 0)));
+        assert_eq!(named_twice(&req(vec![topic("a", &[1]), topic("a", &[1])])), Some(("a", 1)));
     }
 }

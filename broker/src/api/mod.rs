@@ -113,7 +113,7 @@ pub fn check_api(header: &FrameHeader) -> Result<ApiKey, AlignedVec> {
 
 /// The bytes `req`'s response is expected to take, reserved by the connection before the
 /// request runs so it can bound what it holds before the response exists: a fetch's
-/// `max_bytes` (never past the frame maximum). A response may pass its reservation (a
+/// `max_bytes` (never past `fetch_response_bytes_max`). A response may pass its reservation (a
 /// fetch's "at least one batch", or any small response: a produce's offsets, metadata); it
 /// then counts at its actual size once it is queued.
 pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
@@ -121,9 +121,8 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
         return 0;
     }
     match wire::access_body::<wire::FetchRequest>(req.body()) {
-        Ok(fetch) => {
-            (fetch.max_bytes.to_native() as usize).min(shard.config.frame_body_bytes_max as usize)
-        }
+        Ok(fetch) => (fetch.max_bytes.to_native() as usize)
+            .min(shard.config.fetch_response_bytes_max as usize),
         Err(_) => 0, // answered with an error at once
     }
 }

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use super::bytes::ByteView;
+use super::FirstBatch;
 
 /// The shard-wide budget and eviction order.
 #[derive(Debug)]
@@ -104,19 +105,21 @@ impl PartitionCache {
         self.shard.evict_to_budget();
     }
 
-    /// Batches starting with the one that contains `offset`, up to `max_bytes` (at least
-    /// one), or `None` if the cache does not reach back to `offset`.
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Option<Vec<ByteView>> {
+    /// Batches starting with the one that contains `offset`, up to `max_bytes` (the first
+    /// one even beyond it if `first` is [`FirstBatch::Always`]), or `None` if the cache does
+    /// not reach back to `offset`.
+    pub fn read(&self, offset: u64, max_bytes: usize, first: FirstBatch) -> Option<Vec<ByteView>> {
         let e = self.entries.borrow();
-        let first = e.batches.front()?;
-        if offset < first.base_offset || offset >= e.batches.back()?.next_offset {
+        let oldest = e.batches.front()?;
+        if offset < oldest.base_offset || offset >= e.batches.back()?.next_offset {
             return None;
         }
         let start = e.batches.partition_point(|c| c.next_offset <= offset);
         let mut out = Vec::new();
         let mut total = 0;
         for c in e.batches.range(start..) {
-            if !out.is_empty() && total + c.bytes.len() > max_bytes {
+            let must_take = out.is_empty() && first == FirstBatch::Always;
+            if !must_take && total + c.bytes.len() > max_bytes {
                 break;
             }
             total += c.bytes.len();
@@ -159,11 +162,24 @@ mod tests {
         a.insert(5, 6, bytes(100));
         assert_eq!(shard.used_bytes(), 1000);
         // a's offset 0 was the oldest.
-        assert!(a.read(0, 1 << 20).is_none());
-        assert_eq!(a.read(1, 1 << 20).unwrap().len(), 5);
-        assert_eq!(b.read(0, 250).unwrap().len(), 2);
-        assert!(b.read(5, 10).is_none());
+        assert!(a.read(0, 1 << 20, FirstBatch::Always).is_none());
+        assert_eq!(a.read(1, 1 << 20, FirstBatch::Always).unwrap().len(), 5);
+        assert_eq!(b.read(0, 250, FirstBatch::Always).unwrap().len(), 2);
+        assert!(b.read(5, 10, FirstBatch::Always).is_none());
         drop(b);
         assert_eq!(shard.used_bytes(), 500);
+    }
+
+    #[test]
+    fn first_batch_beyond_the_limit_only_when_asked() {
+        let shard = ShardCache::new(1000);
+        let a = shard.partition();
+        for i in 0..3 {
+            a.insert(i, i + 1, bytes(100));
+        }
+        assert_eq!(a.read(0, 1, FirstBatch::Always).unwrap().len(), 1);
+        assert!(a.read(0, 99, FirstBatch::IfItFits).unwrap().is_empty());
+        assert_eq!(a.read(0, 100, FirstBatch::IfItFits).unwrap().len(), 1);
+        assert_eq!(a.read(1, 250, FirstBatch::IfItFits).unwrap().len(), 2);
     }
 }

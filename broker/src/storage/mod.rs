@@ -35,3 +35,15 @@ pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};
 pub use log::{AppendTicket, PartitionLog, ReadOutcome};
 pub use sim_disk::{SimDisk, SimFaults};
+
+/// Whether a read returns its first batch when that batch alone exceeds the read's byte
+/// limit. Every other batch is returned only whole and within the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstBatch {
+    /// Always: the reader must get past a batch larger than its limit (a subscriber, or the
+    /// first partition of a fetch that has data).
+    Always,
+    /// Only if it fits: the read may come back empty although data is there (later
+    /// partitions of a fetch whose budget is spent).
+    IfItFits,
+}

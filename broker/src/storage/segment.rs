@@ -18,6 +18,7 @@ use super::error::{IoError, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
 use super::io::{DiskFile, DISK_ALIGN};
 use super::sync_gate::SyncGate;
+use super::FirstBatch;
 
 /// File name of a segment file: the 20-digit base offset and an extension.
 pub fn file_name(base_offset: u64, ext: &str) -> String {
@@ -164,12 +165,15 @@ impl<F: DiskFile> Segment<F> {
     }
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
-    /// (at least one batch), never past `size_bytes`. Each batch is validated (CRC, archive)
-    /// before it is returned: damaged bytes become [`StorageError::Corrupt`], never data.
+    /// (the first one even beyond it if `first` is [`FirstBatch::Always`]), never past
+    /// `size_bytes`. Each batch is validated (CRC, archive) before it is returned: damaged
+    /// bytes become [`StorageError::Corrupt`], never data. A batch that will not be returned
+    /// is not read in full.
     pub async fn read(
         &self,
         offset: u64,
         max_bytes: usize,
+        first: FirstBatch,
         read_ahead_bytes: usize,
     ) -> Result<Vec<ByteView>, StorageError> {
         let end = self.size_bytes.get();
@@ -184,6 +188,15 @@ impl<F: DiskFile> Segment<F> {
             let mut window = self.read_window(pos, want, end).await?;
             let first_len = self.batch_len_at(&window, pos, end)?;
             if first_len > window.len() {
+                // A batch larger than the window: read it whole only if it will be returned
+                // (or must be validated to be skipped). Its header is not validated yet: if
+                // damage makes it look wanted, this read ends early with what it has, and the
+                // read that must take it validates it.
+                let wanted = BatchHeader::new(&window).is_some_and(|h| h.last_offset() >= offset);
+                let must_take = out.is_empty() && first == FirstBatch::Always;
+                if wanted && !must_take && total + first_len > max_bytes {
+                    break 'windows;
+                }
                 window = self.read_window(pos, first_len, end).await?;
                 if window.len() < first_len {
                     return Err(self.corrupt(pos, "short read inside the segment".into()));
@@ -199,7 +212,8 @@ impl<F: DiskFile> Segment<F> {
                 let view = BatchView::validate(&window[at..])
                     .map_err(|e| self.corrupt(here, e.to_string()))?;
                 if view.header().last_offset() >= offset {
-                    if !out.is_empty() && total + len > max_bytes {
+                    let must_take = out.is_empty() && first == FirstBatch::Always;
+                    if !must_take && total + len > max_bytes {
                         break 'windows;
                     }
                     out.push(window.slice(at, at + len));

@@ -9,9 +9,12 @@ wire_type! {
         pub max_wait_ms: u32,
         /// Answer as soon as this many bytes are available across partitions.
         pub min_bytes: u32,
-        /// Bytes across all partitions in the response (at least one batch is returned).
+        /// Batch bytes across all partitions in the response, filled in request order (the
+        /// broker caps it at its `fetch_response_bytes_max`). The first partition that has
+        /// data returns its first batch even if it is larger than this or its own
+        /// `max_bytes`, so a consumer always gets past a large batch (Kafka's KIP-74).
         pub max_bytes: u32,
-        /// What to read.
+        /// What to read. Naming one (topic, partition) twice is refused (`INVALID_REQUEST`).
         pub topics: Vec<FetchTopic>,
     }
 }
@@ -35,7 +38,7 @@ wire_type! {
         /// First offset wanted. The batch containing it is returned whole, so a reader skips
         /// records below this offset.
         pub offset: u64,
-        /// Bytes from this partition.
+        /// Batch bytes from this partition (whole batches; see [`FetchRequest::max_bytes`]).
         pub max_bytes: u32,
     }
 }

@@ -12,6 +12,7 @@ use super::PartitionLog;
 use crate::storage::bytes::ByteView;
 use crate::storage::error::StorageError;
 use crate::storage::io::Disk;
+use crate::storage::FirstBatch;
 
 /// Batches read from the log, exactly as stored.
 #[derive(Debug, Default)]
@@ -49,11 +50,17 @@ impl ReadOutcome {
 }
 
 impl<D: Disk> PartitionLog<D> {
-    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (at
-    /// least one batch), from the cache when it reaches back that far, else from disk.
-    /// An empty result means nothing at `offset` is visible yet (it is at or past the high
-    /// watermark, up to the written end).
-    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<ReadOutcome, StorageError> {
+    /// Reads whole batches starting with the one containing `offset`, up to `max_bytes` (the
+    /// first one even beyond it if `first` is [`FirstBatch::Always`]), from the cache when it
+    /// reaches back that far, else from disk. An empty result means nothing at `offset` is
+    /// visible yet (it is at or past the high watermark, up to the written end), or, with
+    /// [`FirstBatch::IfItFits`], that the batch there does not fit `max_bytes`.
+    pub async fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        first: FirstBatch,
+    ) -> Result<ReadOutcome, StorageError> {
         let sh = &self.shared;
         let high_watermark = sh.visible.get();
         let log_start_offset = sh.log_start_offset.get();
@@ -68,12 +75,12 @@ impl<D: Disk> PartitionLog<D> {
             });
         }
         let mut out = ReadOutcome { batches: Vec::new(), high_watermark, log_start_offset };
-        if offset >= high_watermark {
+        if offset >= high_watermark || (max_bytes == 0 && first == FirstBatch::IfItFits) {
             return Ok(out);
         }
         // Written but unsynced data past the high watermark may come along in a read (checked
         // after the read: writes go on while a disk read waits).
-        if let Some(batches) = sh.cache.read(offset, max_bytes) {
+        if let Some(batches) = sh.cache.read(offset, max_bytes, first) {
             out.batches = batches;
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
@@ -91,7 +98,7 @@ impl<D: Disk> PartitionLog<D> {
                 }
                 continue;
             }
-            out.batches = seg.read(offset, max_bytes, sh.config.read_ahead_bytes).await?;
+            out.batches = seg.read(offset, max_bytes, first, sh.config.read_ahead_bytes).await?;
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
             }
@@ -123,6 +130,7 @@ impl<D: Disk> PartitionLog<D> {
                     .read(
                         offset,
                         self.shared.config.read_ahead_bytes,
+                        FirstBatch::Always,
                         self.shared.config.read_ahead_bytes,
                     )
                     .await?;

@@ -83,7 +83,7 @@ async fn read_all<D: io::Disk>(
     let mut next = from;
     let hw = log.high_watermark();
     while next < hw {
-        let r = log.read(next, 8 << 10).await?;
+        let r = log.read(next, 8 << 10, FirstBatch::Always).await?;
         assert!(!r.batches.is_empty(), "empty read at {next} below hw {hw}");
         for view in &r.batches {
             for b in Batches::new(view) {

@@ -51,9 +51,28 @@ fn real_disk_write_reopen_read_back() {
         let (o, bytes) = expected.iter().nth(50).unwrap();
         let view = BatchView::validate(bytes).unwrap();
         if view.len() > 1 {
-            let r = log.read(o + 1, 1).await.unwrap();
+            let r = log.read(o + 1, 1, FirstBatch::Always).await.unwrap();
             assert_eq!(&r.batches[0][..bytes.len()], &bytes[..]);
         }
+        // With FirstBatch::IfItFits only whole batches within the limit come back, none if
+        // the first does not fit; a batch larger than the read-ahead window that will not be
+        // returned is not needed whole.
+        let big = expected.iter().skip(1).find(|(_, b)| b.len() > 4 << 10);
+        let (&o, bytes) = big.expect("make_batch makes some batches over 4 KiB");
+        let (&before, prev) = expected.range(..o).next_back().unwrap();
+        for (from, limit, want) in [
+            (o, bytes.len() - 1, 0),
+            (o, bytes.len(), bytes.len()),
+            (o, 0, 0),
+            (before, prev.len() + bytes.len() - 1, prev.len()),
+            (before, prev.len() + bytes.len(), prev.len() + bytes.len()),
+        ] {
+            let r = log.read(from, limit, FirstBatch::IfItFits).await.unwrap();
+            assert_eq!(r.bytes(), want, "read at {from} within {limit}");
+            assert!(r.high_watermark > from);
+        }
+        let r = log.read(o, 1, FirstBatch::Always).await.unwrap();
+        assert_eq!(r.bytes(), bytes.len());
         // Offset by timestamp.
         let (found, ts) = log.offset_for_timestamp(1050).await.unwrap().unwrap();
         assert!(ts >= 1050);
@@ -88,7 +107,7 @@ fn real_disk_retention_right_after_rolls_waits_for_the_seal() {
             log.apply_retention(5000).await.unwrap();
         }
         assert!(log.log_start_offset() > 0, "retention deleted segments");
-        let r = log.read(log.log_start_offset(), 1 << 20).await.unwrap();
+        let r = log.read(log.log_start_offset(), 1 << 20, FirstBatch::Always).await.unwrap();
         assert_eq!(r.high_watermark, last + 1);
         log.close().await.unwrap();
     });
@@ -428,7 +447,7 @@ fn retention_by_size_and_time_keeps_the_active_segment() {
         let segments = log.segment_count();
         assert!(segments > 4);
         // A reader holding an old segment's bytes finishes safely after deletion.
-        let held = log.read(0, 1 << 20).await.unwrap();
+        let held = log.read(0, 1 << 20, FirstBatch::Always).await.unwrap();
         let deleted = log.apply_retention(0).await.unwrap();
         assert!(deleted > 0);
         assert!(log.size_bytes() >= 8192 - 4096);
@@ -438,7 +457,10 @@ fn retention_by_size_and_time_keeps_the_active_segment() {
                 b.unwrap();
             }
         }
-        assert!(matches!(log.read(0, 10).await, Err(StorageError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(0, 10, FirstBatch::Always).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
         log.close().await.unwrap();
         drop(log);
         // By time: everything older than now - retention goes, but never the active segment.
@@ -509,7 +531,10 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
         // Reads from the start now answer out of range; appends go on.
         let start = log.log_start_offset();
         assert!(start > 0);
-        assert!(matches!(log.read(0, 10).await, Err(StorageError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(0, 10, FirstBatch::Always).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
         log.append(&make_batch(&mut rng, 1, 1), AckLevel::Durable, 1).await.unwrap();
         log.close().await.unwrap();
         drop(log);

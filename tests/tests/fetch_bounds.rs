@@ -1,0 +1,441 @@
+//! A fetch response is bounded (issue 24), against the real broker binary.
+//!
+//! The batch bytes of a response never exceed the request's `max_bytes` (over all
+//! partitions), nor a partition's its own `max_bytes` — except that the first partition, in
+//! request order, with data gets its first batch whole however large (Kafka's KIP-74 rule), so
+//! a consumer always gets past a batch larger than its limits. Partitions fill greedily in
+//! request order with whole batches. A request naming a partition twice is refused. The same
+//! holds when partitions live on other shards (forwarded fetches), and long-poll still answers
+//! when data arrives.
+//!
+//! The property test prints its seed when it fails; `FETCH_BOUNDS_SEED=<n>` replays one.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{create_topic, Broker, Conn};
+use wire::constants::{BATCH_BYTES_MAX, FLAG_ERROR};
+use wire::*;
+
+const TOPIC: &str = "bounded";
+
+/// One stored batch: where it starts, where the next starts, its length in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stored {
+    base_offset: u64,
+    next_offset: u64,
+    len_bytes: usize,
+}
+
+/// A batch of `records` records of `value_bytes` bytes each.
+fn batch(records: u32, value_bytes: usize, tag: u32) -> AlignedVec {
+    let mut b = BatchBuilder::new(1 << 20);
+    let value = vec![tag as u8; value_bytes];
+    for i in 0..records {
+        b.append(1_700_000_000_000 + i64::from(i), Some(&tag.to_le_bytes()), Some(&value), &[])
+            .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// Appends `batches` to `partition` (durable) and returns them as stored.
+fn produce(conn: &mut Conn, partition: u32, batches: &[AlignedVec]) -> Vec<Stored> {
+    let all: Vec<u8> = batches.iter().flat_map(|b| b.iter().copied()).collect();
+    let r = integration_tests::produce(conn, TOPIC, partition, &all, AckLevel::Durable);
+    assert_eq!(r.error, 0, "produce: {:?}", ErrorCode::from_u16(r.error));
+    let mut next = r.base_offset as u64;
+    batches
+        .iter()
+        .map(|b| {
+            let records = BatchView::validate(b).unwrap().len() as u64;
+            let s = Stored { base_offset: next, next_offset: next + records, len_bytes: b.len() };
+            next += records;
+            s
+        })
+        .collect()
+}
+
+/// One partition of a fetch: (partition, offset, max_bytes).
+type Want = (u32, u64, u32);
+
+fn request(max_bytes: u32, min_bytes: u32, max_wait_ms: u32, wants: &[Want]) -> FetchRequest {
+    FetchRequest {
+        max_wait_ms,
+        min_bytes,
+        max_bytes,
+        topics: vec![FetchTopic {
+            name: TOPIC.into(),
+            partitions: wants
+                .iter()
+                .map(|&(partition, offset, max_bytes)| FetchPartition {
+                    partition,
+                    offset,
+                    max_bytes,
+                })
+                .collect(),
+        }],
+    }
+}
+
+/// Fetches without waiting; per requested partition, the returned batches (validated).
+fn fetch(conn: &mut Conn, max_bytes: u32, wants: &[Want]) -> Vec<Vec<Stored>> {
+    let resp: FetchResponse = conn.call(&request(max_bytes, 1, 0, wants));
+    returned(&resp, wants)
+}
+
+fn returned(resp: &FetchResponse, wants: &[Want]) -> Vec<Vec<Stored>> {
+    assert_eq!(resp.topics.len(), 1);
+    let parts = &resp.topics[0].partitions;
+    assert_eq!(parts.len(), wants.len());
+    parts
+        .iter()
+        .zip(wants)
+        .map(|(p, &(partition, offset, _))| {
+            assert_eq!(p.partition, partition);
+            assert_eq!(p.error, 0, "partition {partition}: {:?}", ErrorCode::from_u16(p.error));
+            let bytes = to_aligned(&p.batches);
+            let got: Vec<Stored> = Batches::new(&bytes)
+                .map(|b| {
+                    let b = b.expect("a returned batch validates");
+                    let h = b.header();
+                    Stored {
+                        base_offset: h.base_offset(),
+                        next_offset: h.next_offset(),
+                        len_bytes: b.bytes().len(),
+                    }
+                })
+                .collect();
+            if let Some(first) = got.first() {
+                assert!(first.base_offset <= offset && offset < first.next_offset);
+            }
+            got
+        })
+        .collect()
+}
+
+fn bytes(batches: &[Stored]) -> usize {
+    batches.iter().map(|b| b.len_bytes).sum()
+}
+
+/// What a bounded fetch returns from `stored` (per partition, in offset order): partitions in
+/// request order, each whole batches within min(its max_bytes, what is left of the request's
+/// max_bytes), except that the first with data gets its first batch whatever its size.
+fn model(stored: &[Vec<Stored>], max_bytes: u32, wants: &[Want]) -> Vec<Vec<Stored>> {
+    let mut left = max_bytes as usize;
+    let mut first_given = false;
+    let mut out = Vec::new();
+    for &(partition, offset, partition_max) in wants {
+        let limit = left.min(partition_max as usize);
+        let mut got: Vec<Stored> = Vec::new();
+        for b in stored[partition as usize].iter().filter(|b| b.next_offset > offset) {
+            let must_take = got.is_empty() && !first_given;
+            if !must_take && bytes(&got) + b.len_bytes > limit {
+                break;
+            }
+            got.push(*b);
+        }
+        if !got.is_empty() {
+            first_given = true;
+        }
+        left = left.saturating_sub(bytes(&got));
+        out.push(got);
+    }
+    out
+}
+
+/// Checks the bounds themselves (the model implies them; this says them plainly).
+fn check_bounds(got: &[Vec<Stored>], max_bytes: u32, wants: &[Want]) {
+    let first = got.iter().find(|g| !g.is_empty()).map_or(0, |g| g[0].len_bytes);
+    let total: usize = got.iter().map(|g| bytes(g)).sum();
+    assert!(
+        total <= (max_bytes as usize).max(first),
+        "{total} bytes for max_bytes {max_bytes} (first batch {first})"
+    );
+    let mut first_seen = false;
+    for (g, &(partition, _, partition_max)) in got.iter().zip(wants) {
+        let allowed = if first_seen || g.is_empty() {
+            partition_max as usize
+        } else {
+            (partition_max as usize).max(g[0].len_bytes)
+        };
+        assert!(bytes(g) <= allowed, "partition {partition}: {} > {allowed}", bytes(g));
+        first_seen |= !g.is_empty();
+    }
+}
+
+#[test]
+fn max_bytes_one_returns_exactly_one_batch_from_cache_and_from_disk() {
+    let mut broker = Broker::start(1);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 1);
+    let sent: Vec<AlignedVec> = (0..5).map(|i| batch(3, 1000 * (i + 1), i as u32)).collect();
+    let stored = produce(&mut conn, 0, &sent);
+    let check = |conn: &mut Conn| {
+        for (i, s) in stored.iter().enumerate() {
+            for offset in [s.base_offset, s.base_offset + 1] {
+                for (max_bytes, partition_max) in [(1, 1), (1, 1 << 20), (1 << 20, 1), (0, 0)] {
+                    let got = fetch(conn, max_bytes, &[(0, offset, partition_max)]);
+                    assert_eq!(got, vec![vec![*s]], "batch {i}, offset {offset}, {max_bytes}");
+                }
+            }
+        }
+    };
+    check(&mut conn); // recent batches: from the cache
+    assert_eq!(broker.stop(), Some(0));
+    broker.restart();
+    check(&mut broker.connect()); // after a restart: from the segment on disk
+}
+
+#[test]
+fn with_max_bytes_one_only_the_first_partition_with_data_gets_a_batch() {
+    let broker = Broker::start(1);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 5);
+    let mut stored = vec![Vec::new(); 5];
+    for p in [0, 1, 2, 4] {
+        let sent: Vec<AlignedVec> = (0..3).map(|i| batch(2, 500 + 300 * p, i)).collect();
+        stored[p] = produce(&mut conn, p as u32, &sent);
+    }
+    // Partition 3 is empty, so partition 2 is the first in request order with data.
+    let order = [3, 2, 0, 4, 1];
+    let wants = |partition_max: u32| -> Vec<Want> {
+        order.iter().map(|&p| (p, 0, partition_max)).collect()
+    };
+    let first = stored[2][0];
+    for (max_bytes, partition_max) in [
+        (1, 1 << 20),
+        (1, 1),
+        (0, 0),
+        (first.len_bytes as u32, 1 << 20),
+        // Room for partition 2's first batch, not for its second nor partition 0's first.
+        (first.len_bytes as u32 + 100, 1 << 20),
+        (1 << 20, 0),
+    ] {
+        let got = fetch(&mut conn, max_bytes, &wants(partition_max));
+        let mut want = vec![Vec::new(); order.len()];
+        want[1] = vec![first];
+        assert_eq!(got, want, "max_bytes {max_bytes}, partition max {partition_max}");
+    }
+    // The other partitions say there is more: error 0, high watermark past the offset.
+    let resp: FetchResponse = conn.call(&request(1, 1, 0, &wants(1 << 20)));
+    for p in &resp.topics[0].partitions {
+        assert_eq!(p.error, 0);
+        assert_eq!(p.high_watermark > 0, p.partition != 3, "{p:?}");
+    }
+    // Enough for everything: everything, in request order.
+    let got = fetch(&mut conn, 1 << 20, &wants(1 << 20));
+    assert_eq!(got, order.iter().map(|&p| stored[p as usize].clone()).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_broker_maximum_caps_what_a_request_asks_for() {
+    let cap = BATCH_BYTES_MAX.to_string(); // the smallest the broker accepts
+    let broker = Broker::start_with_env(1, &[("BROKER_FETCH_RESPONSE_BYTES_MAX", &cap)]);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 4);
+    let mut stored = Vec::new();
+    for p in 0..4 {
+        let sent: Vec<AlignedVec> = (0..5).map(|i| batch(1, 1_000_000, i)).collect();
+        stored.push(produce(&mut conn, p, &sent));
+    }
+    let wants: Vec<Want> = (0..4).map(|p| (p, 0, u32::MAX)).collect();
+    let got = fetch(&mut conn, u32::MAX, &wants);
+    let total: usize = got.iter().map(|g| bytes(g)).sum();
+    assert!(total <= BATCH_BYTES_MAX as usize, "{total} bytes");
+    assert_eq!(got, model(&stored, BATCH_BYTES_MAX, &wants));
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![5, 5, 5, 1]); // 16 of ~1 MB
+}
+
+#[test]
+fn a_partition_named_twice_is_refused() {
+    let broker = Broker::start(2);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let on_other = owners.iter().position(|&s| s == 1).expect("a partition on shard 1") as u32;
+    produce(&mut conn, on_other, &[batch(1, 100, 0)]);
+    let twice = |topics: Vec<FetchTopic>| FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 1,
+        max_bytes: 1,
+        topics,
+    };
+    let entry = |partitions: &[u32]| FetchTopic {
+        name: TOPIC.into(),
+        partitions: partitions
+            .iter()
+            .map(|&partition| FetchPartition { partition, offset: 0, max_bytes: 1 })
+            .collect(),
+    };
+    let other = 1 - on_other;
+    for req in [
+        twice(vec![entry(&[other, on_other, other])]),
+        // Across two entries of the same topic, and forwarded (owned by shard 1).
+        twice(vec![entry(&[on_other]), entry(&[other]), entry(&[on_other])]),
+    ] {
+        let id = conn.send(&req);
+        let f = conn.wait(id);
+        assert!(f.header.has_flag(FLAG_ERROR), "a duplicate must be refused");
+        let e: ErrorBody = decode_body(f.body()).unwrap();
+        assert_eq!(ErrorCode::from_u16(e.code), Some(ErrorCode::InvalidRequest));
+        assert!(e.message.contains(&format!("{TOPIC}/")), "names the partition: {}", e.message);
+    }
+    // The connection still works, and distinct partitions are fine.
+    let got = fetch(&mut conn, 1, &[(other, 0, 1), (on_other, 0, 1)]);
+    assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![0, 1]);
+}
+
+/// Random data and random requests; every response keeps the bounds. On one shard it equals
+/// the model; on two shards, asked through either shard's port (so some partitions are
+/// forwarded), the first partition with data gets what the model gives it, and the others
+/// whole batches from their offset on (an owner may have spent its copy of the budget on
+/// partitions the merge cut, so they may get less than on one shard).
+fn random_requests_match_the_model(shards: usize) {
+    let seed = std::env::var("FETCH_BOUNDS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let _guard = SeedGuard(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let broker = Broker::start(shards);
+    let mut conns: Vec<Conn> = (0..shards).map(|i| broker.connect_shard(i)).collect();
+    let partitions = 6u32;
+    let owners = create_topic(&mut conns[0], TOPIC, partitions);
+    if shards > 1 {
+        assert!(owners.contains(&0) && owners.contains(&1), "both shards own some: {owners:?}");
+    }
+    let mut stored = vec![Vec::new(); partitions as usize];
+    for p in 0..partitions {
+        let sent: Vec<AlignedVec> =
+            (0..rng.u32(0..8)).map(|i| batch(rng.u32(1..4), rng.usize(50..12_000), i)).collect();
+        if !sent.is_empty() {
+            stored[p as usize] = produce(&mut conns[0], p, &sent);
+        }
+    }
+    let end = |p: u32| stored[p as usize].last().map_or(0, |s| s.next_offset);
+    for round in 0..150 {
+        let mut chosen: Vec<u32> = (0..partitions).collect();
+        rng.shuffle(&mut chosen);
+        chosen.truncate(rng.usize(1..=partitions as usize));
+        let wants: Vec<Want> = chosen
+            .iter()
+            .map(|&p| {
+                let offset = match rng.u8(0..4) {
+                    0 => 0,
+                    1 => end(p),
+                    _ => rng.u64(0..=end(p)),
+                };
+                let max = [0, 1, rng.u32(0..40_000), 1 << 20][rng.usize(0..4)];
+                (p, offset, max)
+            })
+            .collect();
+        let max_bytes = [0, 1, rng.u32(0..60_000), 1 << 20][rng.usize(0..4)];
+        let via = rng.usize(0..shards);
+        let got = fetch(&mut conns[via], max_bytes, &wants);
+        let context = format!("round {round} via shard {via}: max_bytes {max_bytes}, {wants:?}");
+        check_bounds(&got, max_bytes, &wants);
+        let want = model(&stored, max_bytes, &wants);
+        if shards == 1 {
+            assert_eq!(got, want, "{context}");
+            continue;
+        }
+        let first = want.iter().position(|w| !w.is_empty());
+        assert_eq!(got.iter().position(|g| !g.is_empty()), first, "{context}");
+        if let Some(i) = first {
+            assert_eq!(got[i], want[i], "{context}");
+        }
+        for (g, &(p, offset, _)) in got.iter().zip(&wants) {
+            let from: Vec<Stored> =
+                stored[p as usize].iter().filter(|b| b.next_offset > offset).copied().collect();
+            assert_eq!(g[..], from[..g.len()], "partition {p}: {context}");
+        }
+    }
+    if shards > 1 {
+        let s: StatsResponse = conns[0].call(&StatsRequest { shards: vec![] });
+        assert!(s.shards.iter().all(|s| s.forwards_out > 0), "fetches were forwarded: {s:?}");
+    }
+}
+
+#[test]
+fn random_requests_match_the_model_on_one_shard() {
+    random_requests_match_the_model(1);
+}
+
+#[test]
+fn random_requests_match_the_model_across_two_shards() {
+    random_requests_match_the_model(2);
+}
+
+#[test]
+fn forwarded_partitions_share_one_budget() {
+    let broker = Broker::start(2);
+    let mut conn = broker.connect();
+    let owners = create_topic(&mut conn, TOPIC, 4);
+    assert!(owners.contains(&0) && owners.contains(&1), "both shards own some: {owners:?}");
+    let mut stored = Vec::new();
+    for p in 0..4 {
+        let sent: Vec<AlignedVec> = (0..4).map(|i| batch(2, 4000, i)).collect();
+        stored.push(produce(&mut conn, p, &sent));
+    }
+    for shard in 0..2 {
+        let mut conn = broker.connect_shard(shard);
+        // Owners alternate, the first asked for on the other shard.
+        let (mut there, mut here): (Vec<u32>, Vec<u32>) =
+            (0..4).partition(|&p| owners[p as usize] != shard as u32);
+        assert_eq!((there.len(), here.len()), (2, 2), "{owners:?}");
+        let order = [there.remove(0), here.remove(0), there.remove(0), here.remove(0)];
+        let wants: Vec<Want> = order.iter().map(|&p| (p, 0, 1 << 20)).collect();
+        let got = fetch(&mut conn, 1, &wants);
+        let mut want = vec![Vec::new(); 4];
+        want[0] = vec![stored[order[0] as usize][0]];
+        assert_eq!(got, want, "via shard {shard}, order {order:?}");
+        // Room for five batches of the sixteen: the first partition's four (from the other
+        // shard), then one of the second's (from this one).
+        let five = 5 * stored[0][0].len_bytes as u32;
+        let got = fetch(&mut conn, five, &wants);
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 1, 0, 0]);
+        assert_eq!(got.iter().map(|g| bytes(g)).sum::<usize>(), five as usize);
+    }
+}
+
+#[test]
+fn long_poll_still_answers_when_data_arrives_here_or_on_another_shard() {
+    let broker = Broker::start(2);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let there = 1 - here;
+    assert_eq!(owners[there as usize], 1);
+    for p in [here, there] {
+        let addr = broker.shards[0];
+        let waiter = std::thread::spawn(move || {
+            let mut conn = Conn::connect(addr);
+            let started = Instant::now();
+            let resp: FetchResponse = conn.call(&request(1 << 20, 1, 10_000, &[(p, 0, 1 << 20)]));
+            (resp, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let stored = produce(&mut conn, p, &[batch(2, 100, p)]);
+        let (resp, waited) = waiter.join().unwrap();
+        assert_eq!(returned(&resp, &[(p, 0, 1 << 20)]), vec![stored], "partition {p}");
+        assert!(waited < Duration::from_secs(5), "answered when data arrived: {waited:?}");
+    }
+    // A spent budget answers at once: waiting for min_bytes could add nothing.
+    let started = Instant::now();
+    let wants = [(here, 0, 1 << 20), (there, 0, 1 << 20)];
+    let resp: FetchResponse = conn.call(&request(1, 1 << 20, 10_000, &wants));
+    assert_eq!(returned(&resp, &wants).iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 0]);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+/// Prints the seed if the test panics while it is alive.
+struct SeedGuard(u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "fetch_bounds failed with seed {} (rerun: FETCH_BOUNDS_SEED={})",
+                self.0, self.0
+            );
+        }
+    }
+}
