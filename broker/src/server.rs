@@ -442,17 +442,34 @@ async fn accept_loop(
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
 ) {
+    // Failing accepts (EMFILE when descriptors run out) back off up to a second and log at
+    // most every ACCEPT_LOG_EVERY, with how many were not logged: never a tight loop.
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut failures = Occasional::default();
+    let mut refusals = Occasional::default();
     loop {
         let stream = match listener.accept().await {
-            Ok(s) => s,
+            Ok(s) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                s
+            }
             Err(e) => {
-                warn!(shard = shard.id, error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                if let Some(more) = failures.due() {
+                    warn!(shard = shard.id, error = %e, not_logged = more, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                }
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
         if shard.counters.connections.get() as usize >= shard.config.connections_per_shard_max {
-            warn!(shard = shard.id, "connection limit reached; refusing a connection");
+            if let Some(more) = refusals.due() {
+                warn!(
+                    shard = shard.id,
+                    not_logged = more,
+                    "connection limit reached; refusing connections"
+                );
+            }
             drop(stream);
             continue;
         }
@@ -464,6 +481,33 @@ async fn accept_loop(
             }
             Err(_) => return, // the gate is closing: the shard is stopping
         }
+    }
+}
+
+/// First wait after a failed accept.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait between failed accepts.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one log line per kind of accept trouble this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A log line that repeats: due at most every `ACCEPT_LOG_EVERY`, counting the ones skipped.
+#[derive(Default)]
+struct Occasional {
+    last: Option<Instant>,
+    skipped: u64,
+}
+
+impl Occasional {
+    /// `Some(skipped since the last line)` when a line is due now.
+    fn due(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < ACCEPT_LOG_EVERY) {
+            self.skipped += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.skipped))
     }
 }
 
@@ -485,4 +529,20 @@ pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
         }
     })?;
     Ok(stop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_accept_trouble_is_logged_once_per_period_with_a_count() {
+        let mut o = Occasional::default();
+        assert_eq!(o.due(), Some(0), "the first one is logged");
+        for _ in 0..1000 {
+            assert_eq!(o.due(), None, "a tight loop of failures logs nothing more");
+        }
+        o.last = Some(Instant::now() - ACCEPT_LOG_EVERY);
+        assert_eq!(o.due(), Some(1000), "the next line says how many were not logged");
+    }
 }
