@@ -25,7 +25,7 @@ pub const DEFAULT_PORT: u16 = 9400;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// Where topics live: `<data_dir>/<topic>/<partition>/`.
+    /// Where topics live: `<data_dir>/topics~/<topic>/<partition>/` (`layout.rs`).
     pub data_dir: PathBuf,
     /// The public address; every shard accepts on it (SO_REUSEPORT).
     pub listen: SocketAddr,

@@ -148,7 +148,9 @@ impl MetadataError {
     }
 }
 
-/// Checks a topic name.
+/// Checks a topic name against Kafka's rule: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or
+/// `..`. A leading `.` is allowed, as in Kafka: a topic's directory is one component under
+/// `topics~/` (see `layout.rs`), so no valid name can reach a file of the broker.
 pub fn validate_name(name: &str) -> Result<(), MetadataError> {
     let ok = !name.is_empty()
         && name.len() <= TOPIC_NAME_BYTES_MAX

@@ -193,7 +193,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     shard.broadcast_metadata(Arc::new(next)).await;
     // Every shard moved its partitions to the trash while applying the metadata; what is left
     // of the topic's directory goes too (shard 0 frees the trash in the background).
-    let dir = shard.config.data_dir.join(&req.name);
+    let dir = crate::layout::topic_dir(&shard.config.data_dir, &req.name);
     if let Err(e) = crate::trash::move_to_trash(&shard.config.data_dir, &dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot move topic directory to the trash");
     }
