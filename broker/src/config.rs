@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::storage::LogConfig;
+use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// Default public port (9092 stays free for a later Kafka-protocol listener).
 pub const DEFAULT_PORT: u16 = 9400;
@@ -201,8 +201,11 @@ impl BrokerConfig {
                 self.frame_body_bytes_max
             ));
         }
-        if self.log.segment_bytes_max < 4096 {
-            return bad("log.segment_bytes_max must be at least 4096".into());
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&self.log.segment_bytes_max) {
+            return bad(format!(
+                "log.segment_bytes_max {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT}",
+                self.log.segment_bytes_max
+            ));
         }
         if self.log.batch_bytes_max > wire::constants::BATCH_BYTES_MAX as usize {
             return bad("log.batch_bytes_max exceeds the format's 16 MiB".into());
@@ -244,6 +247,15 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert_eq!(c.log.segment_bytes_max, 8192);
+    }
+
+    #[test]
+    fn segments_stay_within_what_the_index_can_address() {
+        let mut c = BrokerConfig::default();
+        for (bytes, ok) in [(4095, false), (4096, true), (1 << 32, true), ((1 << 32) + 1, false)] {
+            c.log.segment_bytes_max = bytes;
+            assert_eq!(c.validate().is_ok(), ok, "segment_bytes_max {bytes}");
+        }
     }
 
     #[test]

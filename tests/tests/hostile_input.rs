@@ -7,6 +7,9 @@
 //!   `topics~/` — in the flat layout `topics.json.tmp` made every later create and delete
 //!   fail, across restarts. A data directory of the flat layout, bricked one included, opens
 //!   with its records.
+//! - Topic configs: every field outside its range (negative retention or roll age other
+//!   than -1, segment or batch sizes beyond the log's limits, 0 or too many partitions) is
+//!   refused with `INVALID_TOPIC_CONFIG` naming the field and its range; nothing is stored.
 
 use std::path::Path;
 use std::time::Duration;
@@ -182,4 +185,59 @@ fn a_data_dir_of_the_flat_layout_opens_with_its_records_and_a_bricked_one_recove
     assert!(!broker.log_text()[log_len..].contains("moved into topics~/"));
     let mut conn = broker.connect();
     assert_eq!(high_watermarks(&mut conn, "orders"), vec![9, 9]);
+}
+
+#[test]
+fn invalid_topic_configs_are_refused_naming_the_field_and_nothing_is_created() {
+    let broker = Broker::start(1);
+    let mut conn = broker.connect();
+    type Set = fn(&mut TopicConfig);
+    let refused: &[(&str, Set)] = &[
+        ("retention_ms", |c| c.retention_ms = -5),
+        ("retention_ms", |c| c.retention_ms = i64::MIN),
+        ("retention_bytes", |c| c.retention_bytes = -2),
+        ("retention_bytes", |c| c.retention_bytes = i64::MIN),
+        ("segment_ms", |c| c.segment_ms = i64::MIN),
+        ("segment_bytes_max", |c| c.segment_bytes_max = 100),
+        ("segment_bytes_max", |c| c.segment_bytes_max = 1 << 40),
+        ("batch_bytes_max", |c| c.batch_bytes_max = 1),
+        ("batch_bytes_max", |c| c.batch_bytes_max = 32 << 20),
+        ("partition_count", |c| c.partition_count = 0),
+        // Refused as a bad config, not as "the broker holds too many partitions".
+        ("partition_count", |c| c.partition_count = u32::MAX),
+    ];
+    for (i, (field, set)) in refused.iter().enumerate() {
+        let mut c = config(1);
+        set(&mut c);
+        let name = format!("bad-{i}");
+        let r = create(&mut conn, &name, c.clone());
+        assert_eq!(
+            ErrorCode::from_u16(r.error),
+            Some(ErrorCode::InvalidTopicConfig),
+            "{c:?}: {}",
+            r.message
+        );
+        assert!(
+            r.message.contains(field) && r.message.contains("allowed: "),
+            "the message names {field} and its range: {}",
+            r.message
+        );
+    }
+    let list: ListTopicsResponse = conn.call(&ListTopicsRequest { name_prefix: String::new() });
+    assert!(list.topics.is_empty(), "nothing was stored: {:?}", list.topics);
+
+    // The edges of every range are accepted and kept as given.
+    let edges = TopicConfig {
+        partition_count: 2,
+        retention_ms: -1,
+        retention_bytes: i64::MAX,
+        segment_bytes_max: 4096,
+        segment_ms: -1,
+        default_ack: AckLevel::Written,
+        batch_bytes_max: 96,
+    };
+    let r = create(&mut conn, "edges", edges.clone());
+    assert_eq!(r.error, 0, "{}", r.message);
+    let d: DescribeTopicResponse = conn.call(&DescribeTopicRequest { name: "edges".into() });
+    assert_eq!(d.topic.expect("described").config, edges);
 }

@@ -30,7 +30,7 @@ mod tests;
 
 pub use bytes::ByteView;
 pub use cache::{PartitionCache, ShardCache};
-pub use config::LogConfig;
+pub use config::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 pub use deleter::{free_file, DeletePace};
 pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};
