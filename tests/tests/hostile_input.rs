@@ -10,6 +10,9 @@
 //! - Topic configs: every field outside its range (negative retention or roll age other
 //!   than -1, segment or batch sizes beyond the log's limits, 0 or too many partitions) is
 //!   refused with `INVALID_TOPIC_CONFIG` naming the field and its range; nothing is stored.
+//! - Attribute bits: a produced batch with the control or transactional bit (valid bytes,
+//!   features a producer may not use here) is refused with `INVALID_BATCH` on the owner and
+//!   through another shard, alone or behind a good batch, and nothing is stored.
 
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +28,17 @@ fn one_batch(tag: &str) -> AlignedVec {
             .unwrap();
     }
     b.finish().unwrap()
+}
+
+/// `batch` with its attributes replaced (and its CRC made to match again).
+fn with_attributes(batch: &[u8], attributes: u16) -> AlignedVec {
+    let mut out = AlignedVec::new();
+    out.extend_from_slice(batch);
+    out[26..28].copy_from_slice(&attributes.to_le_bytes());
+    let crc = wire::batch::header::covered_crc(&out);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+    BatchView::validate(&out).expect("still a valid batch");
+    out
 }
 
 fn create(conn: &mut Conn, name: &str, config: TopicConfig) -> CreateTopicResponse {
@@ -240,4 +254,39 @@ fn invalid_topic_configs_are_refused_naming_the_field_and_nothing_is_created() {
     assert_eq!(r.error, 0, "{}", r.message);
     let d: DescribeTopicResponse = conn.call(&DescribeTopicRequest { name: "edges".into() });
     assert_eq!(d.topic.expect("described").config, edges);
+}
+
+#[test]
+fn batches_with_the_control_or_transactional_bit_are_refused_and_nothing_is_stored() {
+    use wire::constants::{ATTR_CONTROL, ATTR_TRANSACTIONAL};
+    let broker = Broker::start(2);
+    let mut conn = broker.connect();
+    let owners = create_topic(&mut conn, "attrs", 2);
+    assert_eq!(owners, vec![0, 1]);
+    let good = one_batch("good");
+    for attributes in [ATTR_TRANSACTIONAL, ATTR_CONTROL, ATTR_CONTROL | ATTR_TRANSACTIONAL] {
+        let marked = with_attributes(&good, attributes);
+        // Through each shard: once on the owner, once forwarded to it.
+        for shard in 0..2 {
+            let mut via = broker.connect_shard(shard);
+            for p in 0..2 {
+                for batches in [marked.to_vec(), [&good[..], &marked[..]].concat()] {
+                    let r = produce(&mut via, "attrs", p, &batches, AckLevel::Durable);
+                    assert_eq!(
+                        ErrorCode::from_u16(r.error),
+                        Some(ErrorCode::InvalidBatch),
+                        "attributes {attributes:#06x} to partition {p} via shard {shard}"
+                    );
+                    assert_eq!((r.base_offset, r.last_offset), (-1, -1));
+                }
+            }
+        }
+    }
+    assert_eq!(high_watermarks(&mut conn, "attrs"), vec![0, 0], "nothing was stored");
+    // The partitions still take ordinary batches, from offset 0.
+    for p in 0..2 {
+        let r = produce(&mut conn, "attrs", p, &good, AckLevel::Durable);
+        assert_eq!((r.error, r.base_offset, r.last_offset), (0, 0, 2));
+    }
+    assert_eq!(high_watermarks(&mut conn, "attrs"), vec![3, 3]);
 }
