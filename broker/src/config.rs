@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::storage::LogConfig;
+use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// Default public port (9092 stays free for a later Kafka-protocol listener).
 pub const DEFAULT_PORT: u16 = 9400;
@@ -32,7 +32,7 @@ const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT <= wire::constants::FRAME
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BrokerConfig {
-    /// Where topics live: `<data_dir>/<topic>/<partition>/`.
+    /// Where topics live: `<data_dir>/topics~/<topic>/<partition>/` (`layout.rs`).
     pub data_dir: PathBuf,
     /// The public address; every shard accepts on it (SO_REUSEPORT).
     pub listen: SocketAddr,
@@ -262,8 +262,11 @@ impl BrokerConfig {
                 wire::constants::FRAME_BODY_BYTES_LIMIT
             ));
         }
-        if self.log.segment_bytes_max < 4096 {
-            return bad("log.segment_bytes_max must be at least 4096".into());
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&self.log.segment_bytes_max) {
+            return bad(format!(
+                "log.segment_bytes_max {} is outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT}",
+                self.log.segment_bytes_max
+            ));
         }
         if self.log.batch_bytes_max > wire::constants::BATCH_BYTES_MAX as usize {
             return bad("log.batch_bytes_max exceeds the format's 16 MiB".into());
@@ -309,6 +312,15 @@ mod tests {
         assert_eq!(c.shards, 2);
         assert_eq!(c.data_dir, PathBuf::from("/x"));
         assert_eq!(c.log.segment_bytes_max, 8192);
+    }
+
+    #[test]
+    fn segments_stay_within_what_the_index_can_address() {
+        let mut c = BrokerConfig::default();
+        for (bytes, ok) in [(4095, false), (4096, true), (1 << 32, true), ((1 << 32) + 1, false)] {
+            c.log.segment_bytes_max = bytes;
+            assert_eq!(c.validate().is_ok(), ok, "segment_bytes_max {bytes}");
+        }
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! - [`shard`] (the registry: metadata, partitions, cache, counters, mesh end) and
 //!   [`subscription`] (push loops).
 //! - [`mesh`]: the shard-to-shard transport.
-//! - [`partition`], [`metadata`], [`config`], [`request`]: a partition this shard owns; topics
-//!   and partition → shard, persisted and broadcast; configuration; a checked request.
+//! - [`partition`], [`metadata`], [`layout`], [`config`], [`request`]: a partition this shard
+//!   owns; topics and partition → shard, persisted and broadcast; where the data directory
+//!   keeps what (topics under `topics~/`); configuration; a checked request.
 //! - [`storage`]: the partition log on direct I/O behind an I/O seam with a simulator.
 //! - [`trash`] (uses metadata, storage) and [`check`] (uses config): deleted data and the
 //!   host preflight.
@@ -28,6 +29,7 @@ pub mod connection;
 pub mod counters;
 pub mod frame_reader;
 pub mod in_process;
+pub mod layout;
 pub mod mesh;
 pub mod metadata;
 pub mod partition;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use wire::AckLevel;
 
-use crate::storage::LogConfig;
+use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// Name of the metadata file inside the data directory.
 pub const METADATA_FILE: &str = "topics.json";
@@ -19,11 +19,19 @@ pub const METADATA_FILE: &str = "topics.json";
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// Most partitions one topic may have.
 pub const TOPIC_PARTITIONS_MAX: u32 = 100_000;
+/// Smallest `batch_bytes_max` a topic may set: the smallest batch the format's length
+/// relations allow (the header and one 16-byte line of records). Below it nothing could be
+/// produced.
+pub const TOPIC_BATCH_BYTES_MIN: u32 =
+    (wire::constants::BATCH_HEADER_BYTES + wire::constants::BODY_ALIGN) as u32;
+const _: () = assert!(TOPIC_BATCH_BYTES_MIN <= wire::constants::BATCH_BYTES_MAX);
 
-/// A topic's settings as stored (mirrors `wire::TopicConfig`).
+/// A topic's settings as stored (mirrors `wire::TopicConfig`). [`TopicSettings::validate`]
+/// says which values a new topic may have; topics stored before a rule existed keep their
+/// values and [`TopicSettings::log_config`] reads them as it always did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicSettings {
-    /// Number of partitions.
+    /// Number of partitions: 1..=[`TOPIC_PARTITIONS_MAX`].
     pub partition_count: u32,
     /// Retention by time; -1 forever, 0 = broker default.
     pub retention_ms: i64,
@@ -31,7 +39,7 @@ pub struct TopicSettings {
     pub retention_bytes: i64,
     /// Segment roll size; 0 = broker default.
     pub segment_bytes_max: u64,
-    /// Segment roll age; 0 = broker default.
+    /// Segment roll age; -1 = never by age, 0 = broker default.
     pub segment_ms: i64,
     /// `none`, `written` or `durable`.
     pub default_ack: String,
@@ -51,16 +59,60 @@ impl TopicSettings {
             c.retention_bytes = self.retention_bytes;
         }
         if self.segment_bytes_max > 0 {
-            c.segment_bytes_max = self.segment_bytes_max;
+            // A topic stored before the limit was checked gets the most the index addresses.
+            c.segment_bytes_max = self.segment_bytes_max.min(SEGMENT_BYTES_LIMIT);
         }
         if self.segment_ms > 0 {
             c.segment_ms = self.segment_ms;
+        } else if self.segment_ms == -1 {
+            c.segment_ms = 0; // the log's "never by age"
         }
         if self.batch_bytes_max > 0 {
             c.batch_bytes_max = self.batch_bytes_max as usize;
             c.write_bytes_max = c.write_bytes_max.max(c.batch_bytes_max);
         }
         c
+    }
+
+    /// Checks every setting a new topic asks for; the error names the first bad field and
+    /// what it allows.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        let bad = |field: &'static str, value: String, allowed: String| {
+            Err(MetadataError::InvalidConfig { field, value, allowed })
+        };
+        if !(1..=TOPIC_PARTITIONS_MAX).contains(&self.partition_count) {
+            let allowed = format!("1..={TOPIC_PARTITIONS_MAX}");
+            return bad("partition_count", self.partition_count.to_string(), allowed);
+        }
+        let limits = [
+            ("retention_ms", self.retention_ms, "-1 (keep forever)", "milliseconds"),
+            ("retention_bytes", self.retention_bytes, "-1 (no limit)", "bytes"),
+            ("segment_ms", self.segment_ms, "-1 (never roll by age)", "milliseconds"),
+        ];
+        for (field, value, minus_one, unit) in limits {
+            if value < -1 {
+                let allowed = format!("{minus_one}, 0 (broker default) or 1..={} {unit}", i64::MAX);
+                return bad(field, value.to_string(), allowed);
+            }
+        }
+        let segment = self.segment_bytes_max;
+        if segment != 0 && !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&segment) {
+            let allowed =
+                format!("0 (broker default) or {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT} bytes");
+            return bad("segment_bytes_max", segment.to_string(), allowed);
+        }
+        let batch = self.batch_bytes_max;
+        let batch_max = wire::constants::BATCH_BYTES_MAX;
+        if batch != 0 && !(TOPIC_BATCH_BYTES_MIN..=batch_max).contains(&batch) {
+            let allowed =
+                format!("0 (broker default) or {TOPIC_BATCH_BYTES_MIN}..={batch_max} bytes");
+            return bad("batch_bytes_max", batch.to_string(), allowed);
+        }
+        if AckLevel::parse(&self.default_ack).is_none() {
+            let allowed = "none, written or durable".to_owned();
+            return bad("default_ack", format!("{:?}", self.default_ack), allowed);
+        }
+        Ok(())
     }
 
     /// From the wire form.
@@ -131,9 +183,16 @@ pub enum MetadataError {
     /// Missing.
     #[error("unknown topic {0:?}")]
     Unknown(String),
-    /// Bad settings.
-    #[error("invalid topic config: {0}")]
-    InvalidConfig(String),
+    /// A setting outside what the field allows.
+    #[error("invalid topic config: {field} = {value}; allowed: {allowed}")]
+    InvalidConfig {
+        /// The `wire::TopicConfig` field.
+        field: &'static str,
+        /// What was asked for.
+        value: String,
+        /// What the field accepts.
+        allowed: String,
+    },
 }
 
 impl MetadataError {
@@ -143,12 +202,14 @@ impl MetadataError {
             MetadataError::InvalidName(_) => wire::ErrorCode::InvalidTopicName,
             MetadataError::Exists(_) => wire::ErrorCode::TopicAlreadyExists,
             MetadataError::Unknown(_) => wire::ErrorCode::UnknownTopic,
-            MetadataError::InvalidConfig(_) => wire::ErrorCode::InvalidTopicConfig,
+            MetadataError::InvalidConfig { .. } => wire::ErrorCode::InvalidTopicConfig,
         }
     }
 }
 
-/// Checks a topic name.
+/// Checks a topic name against Kafka's rule: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or
+/// `..`. A leading `.` is allowed, as in Kafka: a topic's directory is one component under
+/// `topics~/` (see `layout.rs`), so no valid name can reach a file of the broker.
 pub fn validate_name(name: &str) -> Result<(), MetadataError> {
     let ok = !name.is_empty()
         && name.len() <= TOPIC_NAME_BYTES_MAX
@@ -179,25 +240,7 @@ impl Metadata {
         if self.topics.contains_key(name) {
             return Err(MetadataError::Exists(name.to_owned()));
         }
-        if settings.partition_count == 0 || settings.partition_count > TOPIC_PARTITIONS_MAX {
-            return Err(MetadataError::InvalidConfig(format!(
-                "partition_count must be 1..={TOPIC_PARTITIONS_MAX}"
-            )));
-        }
-        if AckLevel::parse(&settings.default_ack).is_none() {
-            return Err(MetadataError::InvalidConfig(format!(
-                "default_ack {:?}",
-                settings.default_ack
-            )));
-        }
-        if settings.segment_bytes_max != 0 && settings.segment_bytes_max < 4096 {
-            return Err(MetadataError::InvalidConfig(
-                "segment_bytes_max must be 0 or at least 4096".into(),
-            ));
-        }
-        if settings.batch_bytes_max > wire::constants::BATCH_BYTES_MAX {
-            return Err(MetadataError::InvalidConfig("batch_bytes_max exceeds 16 MiB".into()));
-        }
+        settings.validate()?;
         let mut load = vec![0u64; shard_count as usize];
         for t in self.topics.values() {
             for &s in &t.shards {
@@ -285,7 +328,10 @@ mod tests {
         assert_eq!(b, &vec![2, 2, 2]);
         assert!(matches!(m.with_topic("a", settings(1), 2), Err(MetadataError::Exists(_))));
         assert!(matches!(m.with_topic("../x", settings(1), 2), Err(MetadataError::InvalidName(_))));
-        assert!(matches!(m.with_topic("z", settings(0), 2), Err(MetadataError::InvalidConfig(_))));
+        assert!(matches!(
+            m.with_topic("z", settings(0), 2),
+            Err(MetadataError::InvalidConfig { field: "partition_count", .. })
+        ));
         let m2 = m.without_topic("a").unwrap();
         assert!(m2.topic("a").is_none());
         assert!(m2.version > m.version);
@@ -315,6 +361,83 @@ mod tests {
             (60_000, 1 << 20, 32 << 20)
         );
         assert!(c.write_bytes_max >= c.batch_bytes_max);
+    }
+
+    #[test]
+    fn every_field_is_checked_and_the_error_names_it_and_its_range() {
+        type Set = fn(&mut TopicSettings);
+        let cases: &[(&str, Set, Option<&str>)] = &[
+            ("defaults", |_| {}, None),
+            ("0 partitions", |s| s.partition_count = 0, Some("partition_count")),
+            ("max partitions", |s| s.partition_count = TOPIC_PARTITIONS_MAX, None),
+            ("too many", |s| s.partition_count = TOPIC_PARTITIONS_MAX + 1, Some("partition_count")),
+            ("retention -1", |s| s.retention_ms = -1, None),
+            ("retention 0", |s| s.retention_ms = 0, None),
+            ("retention max", |s| s.retention_ms = i64::MAX, None),
+            ("retention -2", |s| s.retention_ms = -2, Some("retention_ms")),
+            ("retention min", |s| s.retention_ms = i64::MIN, Some("retention_ms")),
+            ("bytes -5", |s| s.retention_bytes = -5, Some("retention_bytes")),
+            ("bytes min", |s| s.retention_bytes = i64::MIN, Some("retention_bytes")),
+            ("segment_ms -1", |s| s.segment_ms = -1, None),
+            ("segment_ms -2", |s| s.segment_ms = -2, Some("segment_ms")),
+            ("segment_ms min", |s| s.segment_ms = i64::MIN, Some("segment_ms")),
+            ("segment 1", |s| s.segment_bytes_max = 1, Some("segment_bytes_max")),
+            ("segment min-1", |s| s.segment_bytes_max = 4095, Some("segment_bytes_max")),
+            ("segment min", |s| s.segment_bytes_max = 4096, None),
+            ("segment limit", |s| s.segment_bytes_max = 1 << 32, None),
+            ("segment limit+1", |s| s.segment_bytes_max = (1 << 32) + 1, Some("segment_bytes_max")),
+            ("segment u64 max", |s| s.segment_bytes_max = u64::MAX, Some("segment_bytes_max")),
+            ("batch 1", |s| s.batch_bytes_max = 1, Some("batch_bytes_max")),
+            ("batch 95", |s| s.batch_bytes_max = 95, Some("batch_bytes_max")),
+            ("batch 96", |s| s.batch_bytes_max = 96, None),
+            ("batch 16 MiB", |s| s.batch_bytes_max = 16 << 20, None),
+            ("batch over", |s| s.batch_bytes_max = (16 << 20) + 1, Some("batch_bytes_max")),
+            ("ack", |s| s.default_ack = "fast".into(), Some("default_ack")),
+        ];
+        for (what, set, refused) in cases {
+            let mut s = settings(1);
+            set(&mut s);
+            match (s.validate(), refused) {
+                (Ok(()), None) => {}
+                (Err(e), Some(field)) => {
+                    assert!(
+                        matches!(&e, MetadataError::InvalidConfig { field: f, .. } if f == field),
+                        "{what}: {e}"
+                    );
+                    let text = e.to_string();
+                    assert!(text.contains(field) && text.contains("allowed: "), "{what}: {text}");
+                    assert_eq!(e.code(), wire::ErrorCode::InvalidTopicConfig);
+                    // Nothing is created.
+                    assert!(Metadata::default().with_topic("t", s.clone(), 1).is_err(), "{what}");
+                }
+                (got, want) => panic!("{what}: got {got:?}, want refusal of {want:?}"),
+            }
+        }
+        let e = {
+            let mut s = settings(1);
+            s.retention_ms = -5;
+            s.validate().unwrap_err()
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "invalid topic config: retention_ms = -5; allowed: -1 (keep forever), \
+                 0 (broker default) or 1..={} milliseconds",
+                i64::MAX
+            )
+        );
+    }
+
+    #[test]
+    fn stored_values_the_checks_now_refuse_still_open() {
+        let base = LogConfig::default();
+        let mut s = settings(1);
+        s.segment_ms = -1;
+        assert_eq!(s.log_config(&base).segment_ms, 0, "-1 = never roll by age");
+        s.segment_ms = -7; // stored before it was refused: the broker default, as before
+        assert_eq!(s.log_config(&base).segment_ms, base.segment_ms);
+        s.segment_bytes_max = 8 << 30;
+        assert_eq!(s.log_config(&base).segment_bytes_max, SEGMENT_BYTES_LIMIT);
     }
 
     #[test]

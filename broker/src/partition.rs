@@ -5,10 +5,11 @@
 //! both run on the owning shard. Handlers hold an `Rc<Partition>` only for the length of a
 //! request or a subscription: a retired partition's log refuses appends and wakes readers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tracing::{info, warn};
 
+use crate::layout::partition_dir;
 use crate::metadata::Topic;
 use crate::storage::{DmaDisk, LogConfig, PartitionCache, PartitionLog, StorageError};
 
@@ -69,9 +70,4 @@ impl Partition {
             }
         }
     }
-}
-
-/// Directory of one partition: `<data>/<topic>/<partition>`.
-pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
-    data_dir.join(topic).join(partition.to_string())
 }

@@ -177,7 +177,7 @@ fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(".lock"))
+        .open(dir.join(crate::layout::LOCK_FILE))
         .map_err(|e| err(e.to_string()))?;
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor we own; no memory is involved.
@@ -220,6 +220,10 @@ pub fn run(
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
+    crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        message: e.to_string(),
+    })?;
     crate::trash::sweep_orphans(&config.data_dir, &metadata).map_err(|e| ServerError::DataDir {
         path: config.data_dir.clone(),
         message: e.to_string(),

@@ -1,7 +1,7 @@
 //! Deleted topics and partitions: moved out of the way at once, freed in the background.
 //!
-//! Deleting a topic renames each partition directory into `<data>/trash~/` (`~` cannot
-//! appear in a topic name) and syncs both directories, which takes microseconds however
+//! Deleting a topic renames each partition directory (`<data>/topics~/<topic>/<partition>`)
+//! into `<data>/trash~/` and syncs both directories, which takes microseconds however
 //! much data the partition holds. Shard 0 then frees the trash with
 //! [`crate::storage::free_file`] (paced truncation, so the other partitions' syncs are not
 //! held up; removing gigabytes with `remove_dir_all` blocked the shard's thread for
@@ -14,12 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing::{info, warn};
 
-use crate::metadata::{Metadata, METADATA_FILE};
+use crate::layout::{topics_dir, TRASH_DIR};
+use crate::metadata::Metadata;
 use crate::storage::io::Disk;
 use crate::storage::{free_file, DeletePace, DmaDisk, IoError};
-
-/// The trash directory's name inside the data dir.
-pub const TRASH_DIR: &str = "trash~";
 
 static MOVES: AtomicU64 = AtomicU64::new(0);
 
@@ -35,8 +33,10 @@ pub fn move_to_trash(data_dir: &Path, path: &Path) -> std::io::Result<()> {
     }
     let trash = data_dir.join(TRASH_DIR);
     std::fs::create_dir_all(&trash)?;
+    let topics = topics_dir(data_dir);
     let label: String = path
-        .strip_prefix(data_dir)
+        .strip_prefix(&topics)
+        .or_else(|_| path.strip_prefix(data_dir))
         .unwrap_or(path)
         .to_string_lossy()
         .chars()
@@ -58,26 +58,30 @@ pub fn move_to_trash(data_dir: &Path, path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Moves what `metadata` does not account for into the trash: topic directories of topics it
-/// does not name and partition directories beyond a topic's partition count. Returns how
-/// many were moved.
+/// Moves what `metadata` does not account for into the trash: topic directories (under
+/// `topics~/`, [`crate::layout`]) of topics it does not name and partition directories beyond
+/// a topic's partition count. Returns how many were moved. Nothing outside `topics~/` is
+/// touched.
 pub fn sweep_orphans(data_dir: &Path, metadata: &Metadata) -> std::io::Result<usize> {
     let mut moved = 0;
-    for entry in std::fs::read_dir(data_dir)? {
+    let topics = topics_dir(data_dir);
+    let entries = match std::fs::read_dir(&topics) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue; // topics.json, .lock, temporary files
-        }
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == TRASH_DIR || name == METADATA_FILE {
-            continue;
-        }
         let Some(topic) = metadata.topic(&name) else {
-            warn!(dir = %entry.path().display(), "data of a topic the metadata does not name: moving it to the trash");
+            warn!(path = %entry.path().display(), "data of a topic the metadata does not name: moving it to the trash");
             move_to_trash(data_dir, &entry.path())?;
             moved += 1;
             continue;
         };
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
         for part in std::fs::read_dir(entry.path())? {
             let part = part?;
             let keep = part

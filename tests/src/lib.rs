@@ -234,6 +234,16 @@ impl Broker {
         self.spawn();
     }
 
+    /// Where a topic's partitions live: `<data>/topics~/<topic>` (`broker::layout`).
+    pub fn topic_dir(&self, topic: &str) -> PathBuf {
+        self.data_dir.join("topics~").join(topic)
+    }
+
+    /// Where one partition's segments live: `<data>/topics~/<topic>/<partition>`.
+    pub fn partition_dir(&self, topic: &str, partition: u32) -> PathBuf {
+        self.topic_dir(topic).join(partition.to_string())
+    }
+
     /// A connection to the public address.
     pub fn connect(&self) -> Conn {
         Conn::connect(self.public)

@@ -504,7 +504,7 @@ fn a_relative_data_dir_works() {
             std::fs::read_to_string(dir.join("log")).unwrap()
         );
     }
-    assert!(dir.join("data").join(TOPIC).join("1").is_dir());
+    assert!(dir.join("data").join("topics~").join(TOPIC).join("1").is_dir());
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);

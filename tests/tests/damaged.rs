@@ -100,8 +100,8 @@ fn damaged_files_are_cut_or_fenced_logged_and_the_rest_is_served() {
     drop(conn);
     assert_eq!(broker.stop(), Some(0));
 
-    let p0 = broker.data_dir.join(TOPIC).join("0");
-    let p1 = broker.data_dir.join(TOPIC).join("1");
+    let p0 = broker.partition_dir(TOPIC, 0);
+    let p1 = broker.partition_dir(TOPIC, 1);
     let logs0 = files(&p0, "log");
     let logs1 = files(&p1, "log");
     assert!(logs0.len() >= 4 && logs1.len() >= 4, "several segments: {logs0:?}");

@@ -50,7 +50,7 @@ fn deleting_a_topic_moves_its_data_away_at_once_and_frees_it_in_the_background()
     assert!(high_watermarks(&mut conn, "gone").iter().all(|&hw| hw > 0));
     let resp: DeleteTopicResponse = conn.call(&DeleteTopicRequest { name: "gone".into() });
     assert_eq!(resp.error, 0, "{}", resp.message);
-    assert!(!broker.data_dir.join("gone").exists(), "the topic's directory is gone at once");
+    assert!(!broker.topic_dir("gone").exists(), "the topic's directory is gone at once");
     trash_empties(&broker.data_dir);
     // A topic created again under the same name starts empty.
     create_topic(&mut conn, "gone", 2);
@@ -76,12 +76,12 @@ fn data_the_metadata_does_not_name_is_moved_away_at_start_and_never_served() {
     assert_eq!(broker.stop(), Some(0));
     // What a crash between a delete's metadata commit and its move leaves behind: a topic
     // directory the metadata does not know, and a partition beyond a topic's count.
-    let kept = broker.data_dir.join("kept").join("0");
-    copy_dir(&kept, &broker.data_dir.join("ghost").join("0"));
-    copy_dir(&kept, &broker.data_dir.join("kept").join("5"));
+    let kept = broker.partition_dir("kept", 0);
+    copy_dir(&kept, &broker.partition_dir("ghost", 0));
+    copy_dir(&kept, &broker.partition_dir("kept", 5));
     broker.restart();
-    assert!(!broker.data_dir.join("ghost").exists());
-    assert!(!broker.data_dir.join("kept").join("5").exists());
+    assert!(!broker.topic_dir("ghost").exists());
+    assert!(!broker.partition_dir("kept", 5).exists());
     assert!(broker.log_text().contains("the metadata does not name"));
     let mut conn = broker.connect();
     let kept_hw = high_watermarks(&mut conn, "kept");

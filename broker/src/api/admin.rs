@@ -13,7 +13,7 @@ use wire::{
 
 use super::forward::decode_reply;
 use super::{error_frame, respond, Origin};
-use crate::metadata::{Metadata, Topic, TopicSettings};
+use crate::metadata::{validate_name, Metadata, Topic, TopicSettings};
 use crate::request::Request;
 use crate::shard::Shard;
 
@@ -124,6 +124,14 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
+    let settings = TopicSettings::from_wire(&req.config);
+    // A bad name or config is the answer whatever the broker holds.
+    if let Err(e) = validate_name(&req.name).and_then(|()| settings.validate()) {
+        return respond(
+            &header,
+            &CreateTopicResponse { error: e.code().as_u16(), message: e.to_string(), topic: None },
+        );
+    }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
     let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
@@ -140,20 +148,19 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
             },
         );
     }
-    let next =
-        match md.with_topic(&req.name, TopicSettings::from_wire(&req.config), shard.shard_count) {
-            Ok(next) => next,
-            Err(e) => {
-                return respond(
-                    &header,
-                    &CreateTopicResponse {
-                        error: e.code().as_u16(),
-                        message: e.to_string(),
-                        topic: None,
-                    },
-                )
-            }
-        };
+    let next = match md.with_topic(&req.name, settings, shard.shard_count) {
+        Ok(next) => next,
+        Err(e) => {
+            return respond(
+                &header,
+                &CreateTopicResponse {
+                    error: e.code().as_u16(),
+                    message: e.to_string(),
+                    topic: None,
+                },
+            )
+        }
+    };
     if let Err(e) = persist(shard, &next) {
         return respond(
             &header,
@@ -193,7 +200,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     shard.broadcast_metadata(Arc::new(next)).await;
     // Every shard moved its partitions to the trash while applying the metadata; what is left
     // of the topic's directory goes too (shard 0 frees the trash in the background).
-    let dir = shard.config.data_dir.join(&req.name);
+    let dir = crate::layout::topic_dir(&shard.config.data_dir, &req.name);
     if let Err(e) = crate::trash::move_to_trash(&shard.config.data_dir, &dir) {
         tracing::warn!(dir = %dir.display(), error = %e, "cannot move topic directory to the trash");
     }

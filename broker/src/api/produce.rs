@@ -3,14 +3,27 @@
 //! Stage one (in arrival order) validates and enqueues local partitions — offsets are
 //! assigned here, so a connection's appends to a partition keep their order — and sends the
 //! remote partitions to their owners. Stage two waits for acks and merges the results.
+//!
+//! What a producer may store is checked here, on the owner (local and forwarded produce
+//! alike), in two steps: `BatchView::validate` (the format: lengths, CRC, archive, attribute
+//! bits the format does not define, compression until a codec lands) and
+//! [`check_producible`] (this broker's features). The control and transactional attribute
+//! bits are defined by the format, so stored batches may carry them once the broker writes
+//! transaction markers and its read path and consumers must accept them: the codec cannot
+//! refuse them. Whether a *producer* may set them is the broker's business — control
+//! batches are only ever written by the broker, and transactions are not implemented — so
+//! that rule lives here. A refused batch fails its partition with `INVALID_BATCH` and
+//! nothing of that partition's request is stored.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use futures_lite::future;
+use tracing::debug;
+use wire::constants::{ATTR_CONTROL, ATTR_TRANSACTIONAL};
 use wire::{
-    AckLevel, ArchivedProduceRequest, Batches, ErrorCode, ProducePartition, ProducePartitionResult,
-    ProduceRequest, ProduceResponse, ProduceTopicResult,
+    AckLevel, ArchivedProduceRequest, BatchView, Batches, ErrorCode, ProducePartition,
+    ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
@@ -35,6 +48,50 @@ fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
         last_offset: -1,
         log_append_time_ms: -1,
     }
+}
+
+/// Why a batch that is valid as bytes is still refused from a producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProduceRefusal {
+    /// Attribute bit 3: control batches (transaction markers) are written by the broker.
+    #[error(
+        "batch attributes {attributes:#06x} set the control bit ({ATTR_CONTROL:#06x}): control \
+         batches are written by the broker, never produced"
+    )]
+    Control {
+        /// The batch's attributes.
+        attributes: u16,
+    },
+    /// Attribute bit 4: transactions are not implemented.
+    #[error(
+        "batch attributes {attributes:#06x} set the transactional bit ({ATTR_TRANSACTIONAL:#06x}): \
+         this broker does not implement transactions"
+    )]
+    Transactional {
+        /// The batch's attributes.
+        attributes: u16,
+    },
+}
+
+impl ProduceRefusal {
+    /// The wire code that reports it.
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidBatch
+    }
+}
+
+/// Refuses a validated batch whose attributes ask for a feature a producer may not use here
+/// (see the module doc). Compression and bits the format does not define were already
+/// refused by `BatchView::validate`.
+pub fn check_producible(batch: &BatchView<'_>) -> Result<(), ProduceRefusal> {
+    let attributes = batch.header().attributes();
+    if attributes & ATTR_CONTROL != 0 {
+        return Err(ProduceRefusal::Control { attributes });
+    }
+    if attributes & ATTR_TRANSACTIONAL != 0 {
+        return Err(ProduceRefusal::Transactional { attributes });
+    }
+    Ok(())
 }
 
 /// Stage one of a produce request.
@@ -112,10 +169,17 @@ async fn append_local(
     }
     let mut views = Vec::new();
     for b in Batches::new(bytes) {
-        match b {
-            Ok(v) => views.push(v.bytes()),
-            Err(e) => return Slot::Done(failed(index, e.code())),
-        }
+        let (code, reason) = match b.map(|v| (v, check_producible(&v))) {
+            Ok((v, Ok(()))) => {
+                views.push(v.bytes());
+                continue;
+            }
+            Ok((_, Err(e))) => (e.code(), e.to_string()),
+            Err(e) => (e.code(), e.to_string()),
+        };
+        // The response carries only the code; the reason is here for whoever debugs it.
+        debug!(topic, partition = index, batch = views.len(), %reason, "batch refused");
+        return Slot::Done(failed(index, code));
     }
     let limit = part.log.batch_bytes_max();
     if views.iter().any(|v| v.len() > limit) {
@@ -170,5 +234,49 @@ async fn wait_acks(
             log_append_time_ms,
         },
         Err(code) => failed(partition, code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wire::batch::header::covered_crc;
+    use wire::constants::ATTR_KNOWN_MASK;
+    use wire::{AlignedVec, BatchBuilder, BatchView};
+
+    use super::*;
+
+    /// A one-record batch with `attributes` and a matching CRC.
+    fn batch(attributes: u16) -> AlignedVec {
+        let mut b = BatchBuilder::new(1 << 12);
+        b.append(1, Some(b"k"), Some(b"v"), &[]).unwrap();
+        let mut bytes = b.finish().unwrap();
+        bytes[26..28].copy_from_slice(&attributes.to_le_bytes());
+        let crc = covered_crc(&bytes);
+        bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn control_and_transactional_batches_are_valid_bytes_but_not_producible() {
+        assert_eq!(check_producible(&BatchView::validate(&batch(0)).unwrap()), Ok(()));
+        for (attributes, bit) in [
+            (ATTR_CONTROL, "control"),
+            (ATTR_TRANSACTIONAL, "transactional"),
+            (ATTR_CONTROL | ATTR_TRANSACTIONAL, "control"),
+        ] {
+            let bytes = batch(attributes);
+            let view = BatchView::validate(&bytes).expect("the format defines the bit");
+            let refused = check_producible(&view).unwrap_err();
+            assert_eq!(refused.code(), ErrorCode::InvalidBatch);
+            assert!(refused.to_string().contains(&format!("the {bit} bit")), "{refused}");
+        }
+        // Every other bit is refused by the format already, also as INVALID_BATCH.
+        for bit in (0..16).map(|i| 1u16 << i) {
+            if bit & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == 0 {
+                let e = BatchView::validate(&batch(bit)).map(|_| ()).unwrap_err();
+                assert_eq!(e.code(), ErrorCode::InvalidBatch, "bit {bit:#06x}: {e}");
+                assert!(bit & ATTR_KNOWN_MASK == 0 || e.to_string().contains("compression"));
+            }
+        }
     }
 }

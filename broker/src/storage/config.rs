@@ -1,11 +1,24 @@
-//! Tunables of one partition log, with units in every name.
+//! Tunables of one partition log, with units in every name, and the limits the log's
+//! formats put on them.
+
+use super::io::DISK_ALIGN;
+
+/// Smallest `segment_bytes_max`: one disk block.
+pub const SEGMENT_BYTES_MIN: u64 = DISK_ALIGN as u64;
+/// Largest `segment_bytes_max`. A sparse index entry stores a batch's position in its
+/// segment as a `u32` (`index.rs`), and every batch starts below the segment's maximum size
+/// (only a segment's first batch may end past it), so positions stay below 2^32.
+pub const SEGMENT_BYTES_LIMIT: u64 = 1 << 32;
+const _: () = assert!(SEGMENT_BYTES_LIMIT - 1 <= u32::MAX as u64);
+const _: () = assert!(SEGMENT_BYTES_MIN < SEGMENT_BYTES_LIMIT);
 
 /// Settings of a partition log. Defaults suit a production broker; tests shrink them. It is
 /// also the `[log]` table of the broker's config file.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
-    /// Roll the active segment before it would exceed this size.
+    /// Roll the active segment before it would exceed this size
+    /// ([`SEGMENT_BYTES_MIN`]..=[`SEGMENT_BYTES_LIMIT`]).
     pub segment_bytes_max: u64,
     /// Roll the active segment when its first batch is older than this; 0 = never by age.
     pub segment_ms: i64,

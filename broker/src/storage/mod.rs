@@ -8,7 +8,8 @@
 //! - The I/O seam ([`io::Disk`], [`io::DiskFile`]) with the real glommio DMA backend
 //!   ([`DmaDisk`]) and the seeded fault-injecting simulator ([`SimDisk`]).
 //!
-//! On disk: `<data>/<topic>/<partition>/<20-digit base offset>.{log,index,timeindex}`.
+//! On disk: `<data>/topics~/<topic>/<partition>/<20-digit base offset>.{log,index,timeindex}`
+//! (the data directory is mapped in `broker/src/layout.rs`).
 
 pub mod bytes;
 pub mod cache;
@@ -29,7 +30,7 @@ mod tests;
 
 pub use bytes::ByteView;
 pub use cache::{PartitionCache, ShardCache};
-pub use config::LogConfig;
+pub use config::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 pub use deleter::{free_file, DeletePace};
 pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};

@@ -293,6 +293,22 @@ fn unknown_attributes_and_compression_are_refused() {
     }
 }
 
+/// The format defines the control and transactional bits, so a batch carrying them is valid
+/// bytes (a broker will store such batches); refusing them from producers is the broker's
+/// rule (`broker/src/api/produce.rs` `check_producible`), not the codec's.
+#[test]
+fn control_and_transactional_bits_are_valid_format() {
+    let batch = build(&[In { ts: 1, key: None, value: Some(vec![1]), headers: vec![] }]);
+    for attrs in [ATTR_CONTROL, ATTR_TRANSACTIONAL, ATTR_CONTROL | ATTR_TRANSACTIONAL] {
+        let mut marked = batch.clone();
+        marked[26..28].copy_from_slice(&attrs.to_le_bytes());
+        let crc = crc32c::crc32c(&marked[BATCH_CRC_START..]);
+        marked[4..8].copy_from_slice(&crc.to_le_bytes());
+        let view = BatchView::validate(&marked).expect("defined bits validate");
+        assert_eq!(view.header().attributes(), attrs);
+    }
+}
+
 #[test]
 fn trusted_headers_walk_what_batches_validates() {
     let mut out: AlignedVec = AlignedVec::new();

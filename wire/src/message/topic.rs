@@ -9,7 +9,7 @@ pub use super::topic_config::{ArchivedTopicConfig, TopicConfig, TopicConfigResol
 wire_type! {
     /// Create a topic.
     pub struct CreateTopicRequest {
-        /// Name: 1..=249 bytes of `[A-Za-z0-9._-]`.
+        /// Name: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or `..` (Kafka's rule).
         pub name: String,
         /// Settings.
         pub config: TopicConfig,
