@@ -465,3 +465,36 @@ pub fn produce(
     });
     resp.topics[0].partitions[0].clone()
 }
+
+/// Every stored batch of `topic`/`partition` from offset 0 up to `end` (broker-assigned
+/// fields included), fetched in order; asserts the offsets are dense.
+pub fn fetch_all(conn: &mut Conn, topic: &str, partition: u32, end: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < end {
+        let resp: wire::FetchResponse = conn.call(&wire::FetchRequest {
+            max_wait_ms: 1000,
+            min_bytes: 1,
+            max_bytes: 4 << 20,
+            topics: vec![wire::FetchTopic {
+                name: topic.into(),
+                partitions: vec![wire::FetchPartition { partition, offset, max_bytes: 1 << 20 }],
+            }],
+        });
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(
+            p.error,
+            0,
+            "fetch {topic}/{partition}: {:?}",
+            wire::ErrorCode::from_u16(p.error)
+        );
+        let bytes = wire::to_aligned(&p.batches);
+        for b in wire::Batches::new(&bytes) {
+            let b = b.expect("fetched batch validates");
+            assert_eq!(b.header().base_offset(), offset, "dense offsets");
+            offset = b.header().next_offset();
+            out.push(b.bytes().to_vec());
+        }
+    }
+    out
+}

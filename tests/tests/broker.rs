@@ -4,6 +4,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use integration_tests::{create_topic, Broker, Conn};
+
+fn fetch_all(conn: &mut Conn, partition: u32, end: u64) -> Vec<Vec<u8>> {
+    integration_tests::fetch_all(conn, TOPIC, partition, end)
+}
 use wire::*;
 
 const TOPIC: &str = "orders";
@@ -31,33 +35,6 @@ fn produce(
     ack: AckLevel,
 ) -> ProducePartitionResult {
     integration_tests::produce(conn, TOPIC, partition, &batches.concat(), ack)
-}
-
-/// Fetches every batch of a partition from offset 0 up to `end`.
-fn fetch_all(conn: &mut Conn, partition: u32, end: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < end {
-        let resp: FetchResponse = conn.call(&FetchRequest {
-            max_wait_ms: 1000,
-            min_bytes: 1,
-            max_bytes: 4 << 20,
-            topics: vec![FetchTopic {
-                name: TOPIC.into(),
-                partitions: vec![FetchPartition { partition, offset, max_bytes: 1 << 20 }],
-            }],
-        });
-        let p = &resp.topics[0].partitions[0];
-        assert_eq!(p.error, 0, "fetch error {:?}", ErrorCode::from_u16(p.error));
-        let bytes = to_aligned(&p.batches);
-        for b in Batches::new(&bytes) {
-            let b = b.expect("fetched batch validates");
-            assert_eq!(b.header().base_offset(), offset, "dense offsets");
-            offset = b.header().next_offset();
-            out.push(b.bytes().to_vec());
-        }
-    }
-    out
 }
 
 fn stats(conn: &mut Conn) -> Vec<ShardStats> {

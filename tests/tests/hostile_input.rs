@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use integration_tests::{create_topic, produce, Broker, Conn};
+use integration_tests::{create_topic, fetch_all, produce, Broker, Conn};
 use wire::*;
 
 fn one_batch(tag: &str) -> AlignedVec {
@@ -57,32 +57,6 @@ fn high_watermarks(conn: &mut Conn, topic: &str) -> Vec<u64> {
     let d: DescribeTopicResponse = conn.call(&DescribeTopicRequest { name: topic.into() });
     assert_eq!(d.error, 0, "describe {topic}: {}", d.message);
     d.partitions.iter().map(|p| p.high_watermark).collect()
-}
-
-/// Every stored batch of a partition (broker-assigned fields included), up to `end`.
-fn fetch_all(conn: &mut Conn, topic: &str, partition: u32, end: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut offset = 0;
-    while offset < end {
-        let resp: FetchResponse = conn.call(&FetchRequest {
-            max_wait_ms: 1000,
-            min_bytes: 1,
-            max_bytes: 1 << 20,
-            topics: vec![FetchTopic {
-                name: topic.into(),
-                partitions: vec![FetchPartition { partition, offset, max_bytes: 1 << 20 }],
-            }],
-        });
-        let p = &resp.topics[0].partitions[0];
-        assert_eq!(p.error, 0, "fetch {topic}/{partition}: {:?}", ErrorCode::from_u16(p.error));
-        let bytes = to_aligned(&p.batches);
-        for b in Batches::new(&bytes) {
-            let b = b.expect("served batches validate");
-            offset = b.header().next_offset();
-            out.push(b.bytes().to_vec());
-        }
-    }
-    out
 }
 
 /// A normal topic can still be created, written and deleted (the metadata persists).
