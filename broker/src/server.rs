@@ -166,8 +166,36 @@ fn raise_open_files_limit() -> u64 {
 /// closed segments with data hold their `.log` open too, so busy partitions use more; an
 /// exhausted limit then fails appends with a typed error, never the broker.
 const FDS_PER_PARTITION: u64 = 1;
-/// Descriptors kept for sockets, the data directory and everything else.
+/// Descriptors kept for listeners, the data directory, the trash and everything else.
 const OPEN_FILES_RESERVED: u64 = 1024;
+
+/// How the open-files limit is shared out at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DescriptorPlan {
+    /// Connections each shard accepts (one descriptor each).
+    connections_per_shard: usize,
+    /// Partitions the broker holds (`FDS_PER_PARTITION` each).
+    partitions: u32,
+}
+
+impl DescriptorPlan {
+    /// The configured limits when `open_files` covers them all beside
+    /// `OPEN_FILES_RESERVED`; otherwise connections keep at most half of what is usable and
+    /// partitions get the rest.
+    fn new(open_files: u64, shards: usize, connections_per_shard: usize, partitions: u32) -> Self {
+        let usable = open_files.saturating_sub(OPEN_FILES_RESERVED);
+        let shards = shards.max(1) as u64;
+        let wanted = connections_per_shard as u64 * shards;
+        let for_connections = wanted
+            .min(usable / 2)
+            .max(usable.saturating_sub(u64::from(partitions) * FDS_PER_PARTITION).min(wanted));
+        let for_partitions = (usable - for_connections) / FDS_PER_PARTITION;
+        DescriptorPlan {
+            connections_per_shard: (for_connections / shards) as usize,
+            partitions: for_partitions.min(u64::from(partitions)) as u32,
+        }
+    }
+}
 
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
@@ -198,18 +226,29 @@ pub fn run(
     config.validate()?;
     let open_files = raise_open_files_limit();
     let mut config = config;
-    // Every open partition holds FDS_PER_PARTITION descriptors: refuse topics that could not
-    // be opened (with RESOURCE_LIMIT at create) rather than fail to open them afterwards.
-    let fd_bound = (open_files.saturating_sub(OPEN_FILES_RESERVED) / FDS_PER_PARTITION) as u32;
-    if fd_bound < config.partitions_max {
+    // Descriptors are split between connections and partitions up front, so neither can
+    // starve the other: partitions past their share are refused at create (RESOURCE_LIMIT)
+    // instead of failing to open, and connections keep theirs however many partitions exist.
+    let plan = DescriptorPlan::new(
+        open_files,
+        config.shard_count(),
+        config.connections_per_shard_max,
+        config.partitions_max,
+    );
+    if plan.connections_per_shard < config.connections_per_shard_max
+        || plan.partitions < config.partitions_max
+    {
         warn!(
-            partitions_max = fd_bound,
-            configured = config.partitions_max,
             open_files,
-            "partitions_max lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition)"
+            connections_per_shard_max = plan.connections_per_shard,
+            partitions_max = plan.partitions,
+            configured_connections = config.connections_per_shard_max,
+            configured_partitions = config.partitions_max,
+            "limits lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition, one per connection, {OPEN_FILES_RESERVED} reserved)"
         );
-        config.partitions_max = fd_bound;
     }
+    config.connections_per_shard_max = plan.connections_per_shard;
+    config.partitions_max = plan.partitions;
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;
     // Partition directories are opened by path on the shard threads (glommio cannot open a
@@ -538,6 +577,25 @@ pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptors_are_shared_so_partitions_cannot_starve_connections() {
+        // Plenty: the configured limits stand.
+        let p = DescriptorPlan::new(1 << 20, 2, 20_000, 100_000);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 20_000, partitions: 100_000 });
+        // 10,000 descriptors, 2 shards: 8,976 usable; connections keep half at most.
+        let p = DescriptorPlan::new(10_000, 2, 20_000, 100_000);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 2_244, partitions: 4_488 });
+        // Few partitions wanted: connections may use what partitions leave.
+        let p = DescriptorPlan::new(10_000, 2, 20_000, 1_000);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 3_988, partitions: 1_000 });
+        // Few connections wanted: partitions get the rest.
+        let p = DescriptorPlan::new(10_000, 1, 100, 100_000);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 100, partitions: 8_876 });
+        // Nothing usable.
+        let p = DescriptorPlan::new(1_000, 1, 100, 100);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 0, partitions: 0 });
+    }
 
     #[test]
     fn repeated_accept_trouble_is_logged_once_per_period_with_a_count() {
