@@ -4,6 +4,12 @@
 //! updates the counters, and any number of readers, which see `size_bytes` (the end of the
 //! last completely written batch) and never read past it. A reader that holds a segment keeps
 //! its file open, so retention may unlink it while the read finishes safely.
+//!
+//! Descriptors: the active segment, and a segment being sealed, keep their `.log` open
+//! ([`Segment::log`]). A sealed segment closes it ([`Segment::close_file`]) and readers
+//! reopen it on demand ([`Segment::file_for_read`]) at its current path (retention moves it
+//! to `.deleted` through [`Segment::rename`], never while a reader reopens it); the log bounds how many reopened
+//! files stay open, so descriptors do not grow with the number of segments.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
@@ -16,7 +22,7 @@ use wire::{BatchHeader, BatchView};
 use super::bytes::ByteView;
 use super::error::{IoError, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
-use super::io::{DiskFile, DISK_ALIGN};
+use super::io::{Disk, DiskFile, DISK_ALIGN};
 use super::sync_gate::SyncGate;
 use super::FirstBatch;
 
@@ -46,8 +52,13 @@ pub(crate) fn align_up(n: u64) -> u64 {
 pub struct Segment<F: DiskFile> {
     /// Offset of the first batch.
     pub base_offset: u64,
-    /// The `.log` file.
-    pub log: Rc<F>,
+    /// The `.log` file while it is open (see the module docs).
+    file: RefCell<Option<Rc<F>>>,
+    /// Where the `.log` is now: `log_path`, or where retention moved it.
+    file_path: RefCell<PathBuf>,
+    /// Held while the `.log` is reopened or renamed: glommio panics when a path it is
+    /// opening disappears (it `statfs`es the path after the open).
+    path_lock: glommio::sync::Semaphore,
     /// Its path.
     pub log_path: PathBuf,
     /// End of the last completely written batch.
@@ -125,7 +136,9 @@ impl<F: DiskFile> Segment<F> {
     ) -> Self {
         Segment {
             base_offset,
-            log,
+            file: RefCell::new(Some(log)),
+            file_path: RefCell::new(log_path.clone()),
+            path_lock: glommio::sync::Semaphore::new(1),
             log_path,
             size_bytes: Cell::new(size_bytes),
             durable_bytes: Cell::new(size_bytes),
@@ -138,6 +151,60 @@ impl<F: DiskFile> Segment<F> {
             sealing: Cell::new(false),
             dsync: RefCell::new(None),
             syncs: SyncGate::default(),
+        }
+    }
+
+    /// The open `.log`: only for the active segment or one being sealed (recovery and the
+    /// writer's roll), which never close it.
+    pub fn log(&self) -> Rc<F> {
+        match self.file.borrow().as_ref() {
+            Some(f) => f.clone(),
+            None => panic!("{self:?}: the .log of a sealed segment used for writing or syncing"),
+        }
+    }
+
+    /// Closes the `.log` (readers holding it finish first); `None` if it was closed.
+    pub fn close_file(&self) -> Option<Rc<F>> {
+        self.file.borrow_mut().take()
+    }
+
+    /// Whether the `.log` is open now.
+    pub fn is_open(&self) -> bool {
+        self.file.borrow().is_some()
+    }
+
+    /// Renames the `.log` to `path` on `disk` (retention), never while a reader reopens it;
+    /// readers reopen it at `path` from then on.
+    pub async fn rename<D: Disk<File = F>>(&self, disk: &D, path: PathBuf) -> Result<(), IoError> {
+        let _renaming = self.path_lock.acquire_permit(1).await;
+        let from = self.file_path.borrow().clone();
+        disk.rename(&from, &path).await?;
+        *self.file_path.borrow_mut() = path;
+        Ok(())
+    }
+
+    /// The `.log` to read from, reopened if it was closed; `true` if this reopened it.
+    pub async fn file_for_read<D: Disk<File = F>>(
+        &self,
+        disk: &D,
+    ) -> Result<(Rc<F>, bool), IoError> {
+        if let Some(f) = self.file.borrow().as_ref() {
+            return Ok((f.clone(), false));
+        }
+        let _opening = self.path_lock.acquire_permit(1).await;
+        if let Some(f) = self.file.borrow().as_ref() {
+            return Ok((f.clone(), false)); // another reader reopened it meanwhile
+        }
+        let path = self.file_path.borrow().clone();
+        let f = Rc::new(disk.open(&path, false).await?);
+        // Another reader may have reopened it meanwhile: keep one.
+        let mut slot = self.file.borrow_mut();
+        match slot.as_ref() {
+            Some(open) => Ok((open.clone(), false)),
+            None => {
+                *slot = Some(f.clone());
+                Ok((f, true))
+            }
         }
     }
 
@@ -171,6 +238,7 @@ impl<F: DiskFile> Segment<F> {
     /// is not read in full.
     pub async fn read(
         &self,
+        file: &F,
         offset: u64,
         max_bytes: usize,
         first: FirstBatch,
@@ -185,7 +253,7 @@ impl<F: DiskFile> Segment<F> {
         'windows: while pos < end {
             let want =
                 read_ahead_bytes.max(max_bytes.saturating_sub(total)).max(BATCH_HEADER_BYTES);
-            let mut window = self.read_window(pos, want, end).await?;
+            let mut window = self.read_window(file, pos, want, end).await?;
             let first_len = self.batch_len_at(&window, pos, end)?;
             if first_len > window.len() {
                 // A batch larger than the window: read it whole only if it will be returned
@@ -197,7 +265,7 @@ impl<F: DiskFile> Segment<F> {
                 if wanted && !must_take && total + first_len > max_bytes {
                     break 'windows;
                 }
-                window = self.read_window(pos, first_len, end).await?;
+                window = self.read_window(file, pos, first_len, end).await?;
                 if window.len() < first_len {
                     return Err(self.corrupt(pos, "short read inside the segment".into()));
                 }
@@ -244,8 +312,14 @@ impl<F: DiskFile> Segment<F> {
         Ok(len)
     }
 
-    async fn read_window(&self, pos: u64, len: usize, end: u64) -> Result<ByteView, StorageError> {
-        Ok(read_view(&*self.log, pos, len, end).await?)
+    async fn read_window(
+        &self,
+        file: &F,
+        pos: u64,
+        len: usize,
+        end: u64,
+    ) -> Result<ByteView, StorageError> {
+        Ok(read_view(file, pos, len, end).await?)
     }
 
     fn corrupt(&self, position: u64, reason: String) -> StorageError {

@@ -17,7 +17,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
@@ -58,6 +58,9 @@ pub struct LogStats {
     pub zero_waits: u64,
 }
 
+/// Sealed segments of one log whose reopened `.log` may stay open at once.
+pub(super) const REOPENED_FILES_MAX: usize = 4;
+
 /// The state a log's handle and its tasks share (see the module docs).
 pub(super) struct LogCore<D: Disk> {
     pub(super) disk: D,
@@ -80,6 +83,8 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) active_index: RefCell<Option<IndexFiles<D::File>>>,
     /// Files retention took out of the log, waiting for the deleter task.
     pub(super) deleting: RefCell<VecDeque<Doomed<D::File>>>,
+    /// Sealed segments whose `.log` a reader reopened, oldest first (see `read_file`).
+    pub(super) reopened: RefCell<VecDeque<Weak<Segment<D::File>>>>,
     /// A deleted segment kept for the next roll (`segment_recycle`).
     pub(super) spare: RefCell<Option<Doomed<D::File>>>,
     /// The background run persisting index entries (one at a time; see `persist_index_soon`).
@@ -113,6 +118,28 @@ pub(super) struct Pending {
 }
 
 impl<D: Disk> LogCore<D> {
+    /// The file to read `seg` from. A sealed segment's `.log` is reopened on demand and
+    /// counts among the log's [`REOPENED_FILES_MAX`] most recently reopened; the oldest beyond
+    /// that is closed (a reader still holding it finishes first), so a partition's descriptors
+    /// do not grow with its segments.
+    pub(super) async fn read_file(
+        &self,
+        seg: &Rc<Segment<D::File>>,
+    ) -> Result<Rc<D::File>, StorageError> {
+        let (file, reopened) = seg.file_for_read(&self.disk).await?;
+        if reopened {
+            let mut open = self.reopened.borrow_mut();
+            open.retain(|s| s.strong_count() > 0);
+            open.push_back(Rc::downgrade(seg));
+            while open.len() > REOPENED_FILES_MAX {
+                if let Some(old) = open.pop_front().and_then(|s| s.upgrade()) {
+                    old.close_file();
+                }
+            }
+        }
+        Ok(file)
+    }
+
     pub(super) fn active(&self) -> Rc<Segment<D::File>> {
         self.segments.borrow().last().expect("a log has an active segment").clone()
     }
@@ -205,7 +232,7 @@ impl<D: Disk> LogCore<D> {
     /// before it returned has ended and the log is not fenced: no sync since the log opened
     /// failed (see `sync_gate.rs`). A failure fences the log.
     pub(super) async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
-        if let Err(e) = seg.syncs.sync(seg.log.clone()).await {
+        if let Err(e) = seg.syncs.sync(seg.log()).await {
             self.fence(e.clone());
             return Err(e.into());
         }

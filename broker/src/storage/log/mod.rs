@@ -112,6 +112,7 @@ impl<D: Disk> PartitionLog<D> {
             stats: Cell::new(LogStats::default()),
             active_index: RefCell::new(active_index),
             deleting: RefCell::new(deleting),
+            reopened: RefCell::new(VecDeque::new()),
             spare: RefCell::new(spare),
             index_task: RefCell::new(None),
             index_busy: Cell::new(false),

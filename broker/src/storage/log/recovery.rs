@@ -73,6 +73,12 @@ pub(super) async fn recover_dir<D: Disk>(
                     "segment ends before the next one starts; offsets in between are lost");
             }
         }
+        if !is_active {
+            // Closed segments are read rarely: their descriptors open on demand.
+            if let Some(f) = seg.close_file() {
+                f.close().await?;
+            }
+        }
         segments.push(seg);
         active_index = files;
     }

@@ -87,7 +87,7 @@ impl<D: Disk> PartitionLog<D> {
                 && victim.size_bytes.get() >= sh.config.segment_bytes_max / 2;
             let doomed =
                 suffixed(&victim.log_path, if keep { SPARE_SUFFIX } else { DELETED_SUFFIX });
-            match sh.disk.rename(&victim.log_path, &doomed).await {
+            match victim.rename(&sh.disk, doomed.clone()).await {
                 Ok(()) => renamed.push((Doomed { path: doomed, segment: Some(victim) }, keep)),
                 Err(IoError::NotFound { .. }) => {}
                 Err(e) => {

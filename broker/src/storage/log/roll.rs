@@ -43,7 +43,7 @@ pub(super) async fn recycle_segment<D: Disk>(
         return Err(e.into());
     }
     let (seg, files) = create_segment_files(&sh.disk, &sh.dir, base_offset, false).await?;
-    let len = seg.log.size().await?;
+    let len = seg.log().size().await?;
     sh.bump_stats(|s| s.segments_recycled += 1);
     Ok((seg, files, len))
 }
@@ -97,12 +97,12 @@ impl<D: Disk> Writer<D> {
         if self.stale_end <= self.submitted || self.end_marked || !self.tail.is_empty() {
             return Ok(()); // no stale bytes, already marked, or the tail write carried a mark
         }
-        let mut buf = self.seg.log.alloc_write_buf(DISK_ALIGN);
+        let mut buf = self.seg.log().alloc_write_buf(DISK_ALIGN);
         buf.as_mut().fill(0);
         let end = self.submitted + DISK_ALIGN as u64;
         let zeroing = self.zero.before_write(self.submitted, end).await;
         self.count_zero(zeroing);
-        self.seg.log.write_at(buf, self.submitted).await?;
+        self.seg.log().write_at(buf, self.submitted).await?;
         self.end_marked = true;
         Ok(())
     }
@@ -160,6 +160,10 @@ impl<D: Disk> Writer<D> {
         self.sealing.push_back(
             glommio::spawn_local(async move {
                 let done = finish_seal(&sh, &old, old_files, allocated).await;
+                // Sealed: its descriptor goes; readers reopen it on demand.
+                if let Some(f) = old.close_file() {
+                    let _ = f.close().await;
+                }
                 old.sealing.set(false);
                 sh.sealed_signal.advance(sh.sealed_signal.get() + 1);
                 done
@@ -231,7 +235,7 @@ pub(super) async fn finish_seal<D: Disk>(
         }
     }
     if allocated > seg.size_bytes.get() {
-        if let Err(e) = seg.log.truncate(seg.size_bytes.get()).await {
+        if let Err(e) = seg.log().truncate(seg.size_bytes.get()).await {
             warn!(segment = %seg.log_path.display(), error = %e, "cannot trim preallocated space");
         } else {
             sh.sync_segment(seg).await?;
@@ -258,6 +262,8 @@ pub(super) async fn seal_on_close<D: Disk>(
         if let Some(f) = dsync {
             let _ = f.close().await;
         }
-        let _ = seg.log.clone().close().await;
+        if let Some(f) = seg.close_file() {
+            let _ = f.close().await;
+        }
     }
 }

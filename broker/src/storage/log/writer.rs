@@ -95,7 +95,7 @@ pub(super) struct Writer<D: Disk> {
 /// The writer task: see the module docs and [`Writer`].
 pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<D::File>>) {
     let size = active.size_bytes.get();
-    let tail = match read_tail(&*active.log, size).await {
+    let tail = match read_tail(&*active.log(), size).await {
         Ok(t) => t,
         Err(e) => {
             sh.fence(e);
@@ -243,7 +243,7 @@ impl<D: Disk> Writer<D> {
         } else {
             None
         };
-        let target = dsync_file.clone().unwrap_or_else(|| self.seg.log.clone());
+        let target = dsync_file.clone().unwrap_or_else(|| self.seg.log());
         let buf_len = write_len + if end_mark { DISK_ALIGN } else { 0 };
         let mut new_tail = Vec::with_capacity(total - keep_from);
         let mut buf = (write_len > 0).then(|| target.alloc_write_buf(buf_len));
@@ -309,7 +309,7 @@ impl<D: Disk> Writer<D> {
         if step > 0 && need > self.allocated {
             let target =
                 need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
-            self.seg.log.allocate(target).await?;
+            self.seg.log().allocate(target).await?;
             self.allocated = target;
         }
         Ok(())
@@ -359,7 +359,7 @@ impl<D: Disk> Writer<D> {
             self.zero.stop();
             return;
         }
-        let mut buf = self.seg.log.alloc_write_buf((end - start) as usize);
+        let mut buf = self.seg.log().alloc_write_buf((end - start) as usize);
         buf.as_mut().fill(0);
         self.zero.start(buf, start, goal);
     }
@@ -484,7 +484,7 @@ impl<D: Disk> Writer<D> {
         self.reaped = self.seg.size_bytes.get();
         self.submitted = self.reaped;
         self.tail_dirty = false;
-        match read_tail(&*self.seg.log, self.reaped).await {
+        match read_tail(&*self.seg.log(), self.reaped).await {
             Ok(t) => self.tail = t,
             Err(io) => self.sh.fence(io),
         }
@@ -541,7 +541,7 @@ pub(super) fn new_zero_ahead<D: Disk>(
 ) -> ZeroAhead<D::File> {
     let fence = Rc::downgrade(sh);
     ZeroAhead::new(
-        seg.log.clone(),
+        seg.log(),
         zeroed_end,
         origin,
         sh.writer_signal.clone(),

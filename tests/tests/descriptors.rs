@@ -1,0 +1,75 @@
+//! Descriptors a partition holds do not grow with its segments: a sealed segment closes its
+//! `.log` and a reader reopens it on demand (a few per partition stay open, most recently
+//! read first). Before, a topic with 4 KiB segments kept one descriptor per segment: 300
+//! batches, +295 descriptors, and a broker restarted on many segments opened them all.
+
+use integration_tests::{create_topic, fetch_all, produce, Broker, Conn};
+use wire::*;
+
+const TOPIC: &str = "tiny-segments";
+const BATCHES: u64 = 300;
+
+/// Descriptors the broker process may gain for the whole test, beyond its open segments'
+/// few: the test's connections, index files of the active segment, an O_DSYNC handle.
+const FDS_SLACK: usize = 24;
+
+fn batch(tag: u64) -> Vec<u8> {
+    let mut b = BatchBuilder::new(1 << 16);
+    b.append(0, None, Some(&[tag as u8; 3000][..]), &[]).expect("append");
+    b.finish().expect("batch").to_vec()
+}
+
+fn create_tiny_segment_topic(conn: &mut Conn) {
+    let resp: CreateTopicResponse = conn.call(&CreateTopicRequest {
+        name: TOPIC.into(),
+        config: TopicConfig {
+            partition_count: 1,
+            retention_ms: -1,
+            retention_bytes: -1,
+            segment_bytes_max: 4096,
+            ..Default::default()
+        },
+    });
+    assert_eq!(resp.error, 0, "create: {}", resp.message);
+}
+
+#[test]
+fn sealed_segments_hold_no_descriptors_and_reopen_to_be_read() {
+    let mut broker = Broker::start(1);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, "warm-up", 1); // the first partition's fixed costs, counted out
+    let base = broker.open_fds();
+    create_tiny_segment_topic(&mut conn);
+    let mut stored = Vec::new();
+    for tag in 0..BATCHES {
+        let r = produce(&mut conn, TOPIC, 0, &batch(tag), AckLevel::Durable);
+        assert_eq!(r.error, 0, "produce {tag}");
+        stored.push(r.base_offset);
+    }
+    let after_produce = broker.open_fds();
+    eprintln!("{BATCHES} one-batch segments: {} descriptors more", after_produce - base);
+    assert!(
+        after_produce <= base + FDS_SLACK,
+        "{BATCHES} segments hold {} descriptors (base {base})",
+        after_produce - base
+    );
+    // Reading everything back reopens sealed segments; only a few stay open.
+    let all = fetch_all(&mut conn, TOPIC, 0, BATCHES);
+    assert_eq!(all.len(), BATCHES as usize, "every batch reads back");
+    let after_read = broker.open_fds();
+    eprintln!("after reading all: {} descriptors more", after_read - base);
+    assert!(after_read <= base + FDS_SLACK, "reading left {} descriptors open", after_read - base);
+    // A restart opens the segments to recover them and keeps only the active one.
+    drop(conn);
+    assert_eq!(broker.stop(), Some(0), "clean stop");
+    broker.restart();
+    let mut conn = broker.connect();
+    let after_open = broker.open_fds();
+    eprintln!("after a restart: {} descriptors more than before the topic", after_open - base);
+    assert!(after_open <= base + FDS_SLACK, "recovery left the sealed segments open");
+    let again = fetch_all(&mut conn, TOPIC, 0, BATCHES);
+    assert_eq!(again, all, "the same bytes after a restart");
+    let after_restart = broker.open_fds();
+    eprintln!("after a restart and reading all: {} descriptors more", after_restart - base);
+    assert!(after_restart <= base + FDS_SLACK, "reading after the restart left them open");
+}
