@@ -180,14 +180,16 @@ struct DescriptorPlan {
 
 impl DescriptorPlan {
     /// The configured limits when `open_files` covers them all beside
-    /// `OPEN_FILES_RESERVED`; otherwise connections keep at most half of what is usable and
-    /// partitions get the rest.
+    /// `OPEN_FILES_RESERVED`; otherwise connections keep up to three quarters of what is
+    /// usable (more when partitions need less) and partitions get the rest. Connections come
+    /// first: a partition refused at create gets a clear error, a client refused at connect
+    /// gets nothing.
     fn new(open_files: u64, shards: usize, connections_per_shard: usize, partitions: u32) -> Self {
         let usable = open_files.saturating_sub(OPEN_FILES_RESERVED);
         let shards = shards.max(1) as u64;
         let wanted = connections_per_shard as u64 * shards;
         let for_connections = wanted
-            .min(usable / 2)
+            .min(usable / 4 * 3)
             .max(usable.saturating_sub(u64::from(partitions) * FDS_PER_PARTITION).min(wanted));
         let for_partitions = (usable - for_connections) / FDS_PER_PARTITION;
         DescriptorPlan {
@@ -583,12 +585,15 @@ mod tests {
         // Plenty: the configured limits stand.
         let p = DescriptorPlan::new(1 << 20, 2, 20_000, 100_000);
         assert_eq!(p, DescriptorPlan { connections_per_shard: 20_000, partitions: 100_000 });
-        // 10,000 descriptors, 2 shards: 8,976 usable; connections keep half at most.
+        // 10,000 descriptors, 2 shards: 8,976 usable; connections keep three quarters.
         let p = DescriptorPlan::new(10_000, 2, 20_000, 100_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 2_244, partitions: 4_488 });
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 3_366, partitions: 2_244 });
         // Few partitions wanted: connections may use what partitions leave.
         let p = DescriptorPlan::new(10_000, 2, 20_000, 1_000);
         assert_eq!(p, DescriptorPlan { connections_per_shard: 3_988, partitions: 1_000 });
+        // This machine's limit (20,000): 10,000 idle connections still fit.
+        let p = DescriptorPlan::new(20_000, 2, 20_000, 100_000);
+        assert_eq!(p, DescriptorPlan { connections_per_shard: 7_116, partitions: 4_744 });
         // Few connections wanted: partitions get the rest.
         let p = DescriptorPlan::new(10_000, 1, 100, 100_000);
         assert_eq!(p, DescriptorPlan { connections_per_shard: 100, partitions: 8_876 });
