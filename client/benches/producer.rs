@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p client --bench producer`. Target: >= 1 GB/s of record values.
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use std::time::{Duration, Instant};
 
 use client::{Client, Producer, ProducerConfig};
