@@ -63,8 +63,8 @@ pub struct Segment<F: DiskFile> {
     pub log_path: PathBuf,
     /// End of the last completely written batch.
     pub size_bytes: Cell<u64>,
-    /// Bytes covered by the last successful fdatasync.
-    pub durable_bytes: Cell<u64>,
+    /// Bytes covered by the last successful fdatasync (only grows: [`Segment::synced_to`]).
+    durable_bytes: Cell<u64>,
     /// Offset after the last written batch.
     pub next_offset: Cell<u64>,
     /// Offset → position.
@@ -151,6 +151,20 @@ impl<F: DiskFile> Segment<F> {
             sealing: Cell::new(false),
             dsync: RefCell::new(None),
             syncs: SyncGate::default(),
+        }
+    }
+
+    /// Bytes covered by a trusted sync.
+    pub fn durable_bytes(&self) -> u64 {
+        self.durable_bytes.get()
+    }
+
+    /// A trusted sync covered the first `bytes`: durable bytes only grow, and never past the
+    /// data (`size_bytes`).
+    pub fn synced_to(&self, bytes: u64) {
+        assert!(bytes <= self.size_bytes.get(), "{self:?}: synced to {bytes} bytes, past its data");
+        if bytes > self.durable_bytes.get() {
+            self.durable_bytes.set(bytes);
         }
     }
 

@@ -184,7 +184,7 @@ pub(super) async fn recover_segment<D: Disk>(
         // after an earlier failed sync (no page cache whose failed pages were dropped).
         log.fdatasync().await?;
     }
-    seg.durable_bytes.set(end.position);
+    seg.synced_to(end.position);
 
     let seg = Rc::new(seg);
     let files = if is_active || rebuild {

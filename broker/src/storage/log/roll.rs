@@ -195,14 +195,7 @@ pub(super) async fn sync_sealed<D: Disk>(
 ) -> Result<(), StorageError> {
     sh.sync_segment(seg).await?;
     sh.bump_stats(|s| s.syncs += 1);
-    assert!(
-        seg.size_bytes.get() >= seg.durable_bytes.get(),
-        "{}: sealed at {} bytes, below its durable {}",
-        seg.log_path.display(),
-        seg.size_bytes.get(),
-        seg.durable_bytes.get()
-    );
-    seg.durable_bytes.set(seg.size_bytes.get());
+    seg.synced_to(seg.size_bytes.get());
     sh.mark_durable(seg.next_offset.get());
     if seg.size_bytes.get() > 0 {
         let rel = u32::try_from(seg.next_offset.get() - 1 - seg.base_offset).unwrap_or(u32::MAX);

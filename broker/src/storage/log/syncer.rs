@@ -49,8 +49,7 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
             continue;
         }
         if sh.config.group_commit_delay_us > 0 {
-            let unsynced =
-                sh.active().size_bytes.get().saturating_sub(sh.active().durable_bytes.get());
+            let unsynced = sh.active().size_bytes.get().saturating_sub(sh.active().durable_bytes());
             if unsynced < sh.config.group_commit_bytes_max {
                 glommio::timer::sleep(std::time::Duration::from_micros(
                     sh.config.group_commit_delay_us,
@@ -63,9 +62,7 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
         let size = seg.size_bytes.get();
         if sh.sync_segment(&seg).await.is_ok() {
             sh.bump_stats(|s| s.syncs += 1);
-            if size > seg.durable_bytes.get() {
-                seg.durable_bytes.set(size);
-            }
+            seg.synced_to(size);
             trace!(target, seg = seg.base_offset, size, "synced");
             sh.mark_durable(target);
         }

@@ -236,7 +236,7 @@ impl<D: Disk> Writer<D> {
             && write_len > 0
             && self.sh.config.dsync_writes
             && self.inflight.is_empty()
-            && self.seg.durable_bytes.get() >= self.submitted
+            && self.seg.durable_bytes() >= self.submitted
             && self.sh.queue.borrow().fenced.is_none()
         {
             self.dsync_file().await
@@ -460,9 +460,7 @@ impl<D: Disk> Writer<D> {
         if f.dsync && sh.queue.borrow().fenced.is_none() {
             // Nothing before it was unsynced and nothing else was in flight: everything
             // written so far is durable.
-            if f.data_end > self.seg.durable_bytes.get() {
-                self.seg.durable_bytes.set(f.data_end);
-            }
+            self.seg.synced_to(f.data_end);
             sh.mark_durable(sh.written.get());
         } else if any_durable || !sh.config.read_unsynced {
             sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
