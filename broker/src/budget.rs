@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::watermark::Watermark;
+use crate::watermark::{WaitAny, Watermark};
 
 /// See the module docs.
 #[derive(Debug)]
@@ -63,12 +63,7 @@ impl MemoryBudget {
 
     /// Waits until `bytes` fit (or the budget is closed), then holds them.
     pub async fn hold(self: &Rc<Self>, bytes: usize) -> Held {
-        loop {
-            let seen = self.released.get();
-            if self.has_room(bytes) || !self.released.wait_for(seen + 1).await {
-                break;
-            }
-        }
+        wait_until(&[self], || self.has_room(bytes)).await;
         self.hold_now(bytes)
     }
 
@@ -81,6 +76,21 @@ impl MemoryBudget {
     /// Lets every waiter through from now on (the owner is going away).
     pub fn close(&self) {
         self.released.close();
+    }
+}
+
+/// Waits until `ready()` holds, checking again whenever one of `budgets` gives bytes back;
+/// `false` if one of them closed first.
+pub async fn wait_until(budgets: &[&MemoryBudget], ready: impl Fn() -> bool) -> bool {
+    loop {
+        let seen: Vec<u64> = budgets.iter().map(|b| b.released.get()).collect();
+        if ready() {
+            return true;
+        }
+        let waits = budgets.iter().zip(&seen).map(|(b, s)| b.released.wait_for(s + 1));
+        if !WaitAny(waits.collect()).await {
+            return false;
+        }
     }
 }
 
@@ -99,12 +109,8 @@ impl Held {
 
     /// Waits until `bytes` more fit its budget, then holds them too.
     pub async fn grow_when_room(&mut self, bytes: usize) {
-        loop {
-            let seen = self.budget.released.get();
-            if self.budget.has_room(bytes) || !self.budget.released.wait_for(seen + 1).await {
-                break;
-            }
-        }
+        let budget = self.budget.clone();
+        wait_until(&[&budget], || budget.has_room(bytes)).await;
         self.grow(bytes);
     }
 

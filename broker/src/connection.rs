@@ -48,7 +48,7 @@ use wire::{AlignedVec, ApiKey};
 
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Origin, Placement};
-use crate::budget::{Held, MemoryBudget};
+use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
@@ -104,21 +104,8 @@ impl Conn {
 
     /// Waits until `bytes` fit this connection's and the shard's budgets, then holds them.
     async fn reserve(&self, bytes: usize) -> Holds {
-        let shard = &self.shard.memory;
-        loop {
-            let (seen_conn, seen_shard) = (self.budget.released().get(), shard.released().get());
-            if self.fits(bytes) {
-                break;
-            }
-            let open = futures_lite::future::or(
-                self.budget.released().wait_for(seen_conn + 1),
-                shard.released().wait_for(seen_shard + 1),
-            )
-            .await;
-            if !open {
-                break; // closing
-            }
-        }
+        // A closing budget lets the reservation through.
+        wait_until(&[&self.budget, &self.shard.memory], || self.fits(bytes)).await;
         self.hold_now(bytes)
     }
 
@@ -154,20 +141,7 @@ impl PushTarget for Conn {
     fn room(&self) -> Pin<Box<dyn Future<Output = bool>>> {
         let (conn, shard) = (self.budget.clone(), self.shard.memory.clone());
         Box::pin(async move {
-            loop {
-                let (seen_conn, seen_shard) = (conn.released().get(), shard.released().get());
-                if !conn.is_full() && !shard.is_full() {
-                    return true;
-                }
-                let open = futures_lite::future::or(
-                    conn.released().wait_for(seen_conn + 1),
-                    shard.released().wait_for(seen_shard + 1),
-                )
-                .await;
-                if !open {
-                    return false;
-                }
-            }
+            wait_until(&[&conn, &shard], || !conn.is_full() && !shard.is_full()).await
         })
     }
 }

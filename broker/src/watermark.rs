@@ -114,6 +114,27 @@ impl Drop for WaitFor {
     }
 }
 
+/// Resolves when any of the waits does: `true` if it reached its target (or there are no
+/// waits), `false` if its watermark was closed.
+pub struct WaitAny(pub Vec<WaitFor>);
+
+impl Future for WaitAny {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        for w in self.0.iter_mut() {
+            if let Poll::Ready(reached) = Pin::new(w).poll(cx) {
+                return Poll::Ready(reached);
+            }
+        }
+        if self.0.is_empty() {
+            Poll::Ready(true)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,10 +40,7 @@
 //! answers the client, for what the response carries.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
@@ -55,7 +52,7 @@ use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::{FirstBatch, StorageError};
-use crate::watermark::WaitFor;
+use crate::watermark::{WaitAny, WaitFor};
 
 /// Longest long-poll a client may ask for.
 const FETCH_WAIT_MS_MAX: u32 = 60_000;
@@ -282,6 +279,7 @@ async fn read_locals(
         let remaining = deadline.saturating_duration_since(Instant::now());
         futures_lite::future::or(WaitAny(waits), async {
             glommio::timer::sleep(remaining).await;
+            true
         })
         .await;
     }
@@ -314,26 +312,6 @@ async fn read_one(l: &LocalRead, limit_bytes: usize, first: FirstBatch) -> Fetch
                 log_start_offset: start,
                 batches: Vec::new(),
             }
-        }
-    }
-}
-
-/// Resolves when any of the waits does.
-pub struct WaitAny(pub Vec<WaitFor>);
-
-impl Future for WaitAny {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        for w in self.0.iter_mut() {
-            if Pin::new(w).poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-        }
-        if self.0.is_empty() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
         }
     }
 }

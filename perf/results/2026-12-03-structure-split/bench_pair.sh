@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side before/after: fixed-rate-16p-1kb, broker pinned to core 1 (--shards 1), harness pinned to core 0.
+# Side-by-side A/B: fixed-rate-16p-1kb, broker pinned to core 1 (--shards 1), harness
+# pinned to core 0, each version's own broker and harness from /tmp/<version>/.
+# Usage: bench_pair.sh "ROUNDS" "VERSIONS", e.g. bench_pair.sh "1 2 3" "before after"
+# (this record: rounds 1-6 before/after, 7-12 before/after2, 21-24 after2/now).
 set -u
+ROUNDS=${1:-"1 2 3"}
+VERSIONS=${2:-"before after"}
 ulimit -l unlimited
 WL=/work/main/bench-harness/workloads/fixed-rate-16p-1kb.toml
 OUT=/tmp/benchout; mkdir -p $OUT
-for round in 4 5 6; do
-  for v in after before; do
+for round in $ROUNDS; do
+  for v in $VERSIONS; do
     d=/work/benchdata/$v-$round; rm -rf $d; mkdir -p $d
     rf=$d.ready; rm -f $rf
     taskset -c 1 /tmp/$v/broker --shards 1 --data-dir $d --ready-file $rf > $d.log 2>&1 &
