@@ -45,7 +45,8 @@ pub struct BrokerConfig {
     pub bind_wait_ms: u64,
     /// Largest request body accepted; checked before anything is allocated.
     pub frame_body_bytes_max: u32,
-    /// Connections per shard beyond which new ones are refused.
+    /// Connections per shard beyond which new ones are refused. The open-files limit also
+    /// bounds all shards' connections together (`descriptors.rs`).
     pub connections_per_shard_max: usize,
     /// Close a connection idle (no request, no subscription) for this long; 0 = never.
     pub connection_idle_ms: u64,

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod counters;
+pub mod descriptors;
 pub mod frame_reader;
 pub mod in_process;
 pub mod layout;

@@ -24,6 +24,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
+use crate::descriptors::{
+    raise_open_files_limit, ConnectionSlots, DescriptorPlan, FDS_PER_PARTITION, OPEN_FILES_RESERVED,
+};
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::shard::{Addresses, Shard};
@@ -131,74 +134,6 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
-/// Raises the open-files limit: every partition holds a few file descriptors and every
-/// connection one, and the usual soft default (1024) is far below what a broker with
-/// thousands of partitions or connections needs. A privileged broker raises the hard limit
-/// too (to 1,048,576); otherwise the soft limit goes up to the hard one.
-fn raise_open_files_limit() -> u64 {
-    const WANTED: libc::rlim_t = 1 << 20;
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with valid pointers to stack rlimits we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        let old = lim.rlim_cur;
-        let both = libc::rlimit { rlim_cur: WANTED, rlim_max: WANTED.max(lim.rlim_max) };
-        if old < WANTED && libc::setrlimit(libc::RLIMIT_NOFILE, &both) == 0 {
-            info!(from = old, to = WANTED, "raised the open-files limit");
-            return WANTED;
-        }
-        if old < lim.rlim_max {
-            let max = lim.rlim_max;
-            lim.rlim_cur = max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
-                info!(from = old, to = max, "raised the open-files limit");
-                return max;
-            }
-        }
-        old
-    }
-}
-
-/// File descriptors a partition needs to open: its active segment's `.log`. Index files
-/// (two more) open with a segment's first index entries and fail soft (they are hints), and
-/// closed segments with data hold their `.log` open too, so busy partitions use more; an
-/// exhausted limit then fails appends with a typed error, never the broker.
-const FDS_PER_PARTITION: u64 = 1;
-/// Descriptors kept for listeners, the data directory, the trash and everything else.
-const OPEN_FILES_RESERVED: u64 = 1024;
-
-/// How the open-files limit is shared out at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DescriptorPlan {
-    /// Connections each shard accepts (one descriptor each).
-    connections_per_shard: usize,
-    /// Partitions the broker holds (`FDS_PER_PARTITION` each).
-    partitions: u32,
-}
-
-impl DescriptorPlan {
-    /// The configured limits when `open_files` covers them all beside
-    /// `OPEN_FILES_RESERVED`; otherwise connections keep up to three quarters of what is
-    /// usable (more when partitions need less) and partitions get the rest. Connections come
-    /// first: a partition refused at create gets a clear error, a client refused at connect
-    /// gets nothing.
-    fn new(open_files: u64, shards: usize, connections_per_shard: usize, partitions: u32) -> Self {
-        let usable = open_files.saturating_sub(OPEN_FILES_RESERVED);
-        let shards = shards.max(1) as u64;
-        let wanted = connections_per_shard as u64 * shards;
-        let for_connections = wanted
-            .min(usable / 4 * 3)
-            .max(usable.saturating_sub(u64::from(partitions) * FDS_PER_PARTITION).min(wanted));
-        let for_partitions = (usable - for_connections) / FDS_PER_PARTITION;
-        DescriptorPlan {
-            connections_per_shard: (for_connections / shards) as usize,
-            partitions: for_partitions.min(u64::from(partitions)) as u32,
-        }
-    }
-}
-
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
@@ -237,20 +172,19 @@ pub fn run(
         config.connections_per_shard_max,
         config.partitions_max,
     );
-    if plan.connections_per_shard < config.connections_per_shard_max
-        || plan.partitions < config.partitions_max
-    {
+    let wanted_connections = config.connections_per_shard_max * config.shard_count();
+    if plan.connections < wanted_connections || plan.partitions < config.partitions_max {
         warn!(
             open_files,
-            connections_per_shard_max = plan.connections_per_shard,
+            connections_max = plan.connections,
             partitions_max = plan.partitions,
-            configured_connections = config.connections_per_shard_max,
+            configured_connections = wanted_connections,
             configured_partitions = config.partitions_max,
             "limits lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition, one per connection, {OPEN_FILES_RESERVED} reserved)"
         );
     }
-    config.connections_per_shard_max = plan.connections_per_shard;
     config.partitions_max = plan.partitions;
+    let connection_slots = ConnectionSlots::new(plan.connections);
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;
     // Partition directories are opened by path on the shard threads (glommio cannot open a
@@ -306,7 +240,7 @@ pub fn run(
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let cpu = cpus[i % cpus.len()];
-        let (config, addresses, fds, mesh, metadata, stop, ready_tx) = (
+        let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
             fds.clone(),
@@ -314,12 +248,16 @@ pub fn run(
             metadata.clone(),
             stop.clone(),
             ready_tx.clone(),
+            connection_slots.clone(),
         );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{i}"))
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
-                shard_main(config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32).await
+                shard_main(
+                    config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
+                )
+                .await
             })
             .map_err(|e| ServerError::Shard { shard: i, message: e.to_string() })?;
         handles.push(handle);
@@ -380,10 +318,11 @@ async fn shard_main(
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<(u32, u32)>,
     cpu: u32,
+    connection_slots: Arc<ConnectionSlots>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
-    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders);
+    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, connection_slots);
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }
@@ -507,20 +446,31 @@ async fn accept_loop(
                 continue;
             }
         };
-        if shard.counters.connections.get() as usize >= shard.config.connections_per_shard_max {
+        // One descriptor per connection out of the broker-wide pool, and at most
+        // `connections_per_shard_max` on this shard.
+        let slot = (shard.counters.connections.get()
+            < shard.config.connections_per_shard_max as u64)
+            .then(|| shard.connection_slots.take())
+            .flatten();
+        let Some(slot) = slot else {
             if let Some(more) = refusals.due() {
                 warn!(
                     shard = shard.id,
                     not_logged = more,
+                    open = shard.connection_slots.open(),
+                    connections_max = shard.connection_slots.max(),
                     "connection limit reached; refusing connections"
                 );
             }
             drop(stream);
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let (shard, stop) = (shard.clone(), stop.clone());
-        match gate.spawn(async move { crate::connection::serve(shard, stream, stop).await }) {
+        match gate.spawn(async move {
+            crate::connection::serve(shard, stream, stop).await;
+            drop(slot);
+        }) {
             Ok(task) => {
                 task.detach();
             }
@@ -579,28 +529,6 @@ pub fn install_signal_handlers() -> std::io::Result<Arc<AtomicBool>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn descriptors_are_shared_so_partitions_cannot_starve_connections() {
-        // Plenty: the configured limits stand.
-        let p = DescriptorPlan::new(1 << 20, 2, 20_000, 100_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 20_000, partitions: 100_000 });
-        // 10,000 descriptors, 2 shards: 8,976 usable; connections keep three quarters.
-        let p = DescriptorPlan::new(10_000, 2, 20_000, 100_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 3_366, partitions: 2_244 });
-        // Few partitions wanted: connections may use what partitions leave.
-        let p = DescriptorPlan::new(10_000, 2, 20_000, 1_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 3_988, partitions: 1_000 });
-        // This machine's limit (20,000): 10,000 idle connections still fit.
-        let p = DescriptorPlan::new(20_000, 2, 20_000, 100_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 7_116, partitions: 4_744 });
-        // Few connections wanted: partitions get the rest.
-        let p = DescriptorPlan::new(10_000, 1, 100, 100_000);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 100, partitions: 8_876 });
-        // Nothing usable.
-        let p = DescriptorPlan::new(1_000, 1, 100, 100);
-        assert_eq!(p, DescriptorPlan { connections_per_shard: 0, partitions: 0 });
-    }
 
     #[test]
     fn repeated_accept_trouble_is_logged_once_per_period_with_a_count() {

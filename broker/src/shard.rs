@@ -19,6 +19,7 @@ use tracing::warn;
 use crate::budget::MemoryBudget;
 use crate::config::BrokerConfig;
 use crate::counters::Counters;
+use crate::descriptors::ConnectionSlots;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{Metadata, Topic};
 use crate::partition::Partition;
@@ -57,6 +58,8 @@ pub struct Shard {
     pub memory: Rc<MemoryBudget>,
     /// This shard's end of the mesh.
     pub mesh: Mesh,
+    /// The broker-wide pool of connection descriptors every shard's accept loop takes from.
+    pub connection_slots: Arc<ConnectionSlots>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
     /// Serializes metadata changes (used on shard 0).
@@ -73,6 +76,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         addresses: Arc<Addresses>,
         senders: Senders<ShardMsg>,
+        connection_slots: Arc<ConnectionSlots>,
     ) -> Rc<Self> {
         let shard_count = addresses.shards.len() as u32;
         Rc::new(Shard {
@@ -82,6 +86,7 @@ impl Shard {
             cpu,
             cache: ShardCache::new(config.cache_bytes_per_shard),
             memory: MemoryBudget::new(config.memory_bytes_per_shard),
+            connection_slots,
             config,
             addresses,
             counters: Counters::default(),
