@@ -85,6 +85,9 @@ pub struct BrokerConfig {
     /// Partitions the broker holds over all topics; creating more is refused with
     /// RESOURCE_LIMIT (each open partition holds file descriptors and memory).
     pub partitions_max: u32,
+    /// Partitions of the internal committed-offsets topic (`__consumer_offsets`), set when
+    /// the broker first creates it; groups are spread over them (and so over the shards).
+    pub group_offsets_partitions: u32,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -111,6 +114,7 @@ impl Default for BrokerConfig {
             io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
             partitions_max: 100_000,
+            group_offsets_partitions: 8,
             log: LogConfig::default(),
         }
     }
@@ -213,6 +217,9 @@ impl BrokerConfig {
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
+            "BROKER_GROUP_OFFSETS_PARTITIONS" => {
+                self.group_offsets_partitions = parse(name, value)?
+            }
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
@@ -271,6 +278,13 @@ impl BrokerConfig {
         }
         if self.log.batch_bytes_max > wire::constants::BATCH_BYTES_MAX as usize {
             return bad("log.batch_bytes_max exceeds the format's 16 MiB".into());
+        }
+        if !(1..=crate::metadata::TOPIC_PARTITIONS_MAX).contains(&self.group_offsets_partitions) {
+            return bad(format!(
+                "group_offsets_partitions {} is outside 1..={}",
+                self.group_offsets_partitions,
+                crate::metadata::TOPIC_PARTITIONS_MAX
+            ));
         }
         if self.inflight_per_connection_max == 0
             || self.connections_per_shard_max == 0

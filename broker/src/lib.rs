@@ -29,6 +29,7 @@ pub mod connection;
 pub mod counters;
 pub mod descriptors;
 pub mod frame_reader;
+pub mod group;
 pub mod in_process;
 pub mod layout;
 pub mod mesh;

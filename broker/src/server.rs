@@ -27,6 +27,7 @@ use crate::config::BrokerConfig;
 use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, FDS_PER_PARTITION, OPEN_FILES_RESERVED,
 };
+use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::shard::{Addresses, Shard};
@@ -134,6 +135,35 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
+/// The metadata with the internal committed-offsets topic, created (and stored) the first
+/// time the broker starts on a data directory.
+fn with_offsets_topic(
+    metadata: Arc<Metadata>,
+    config: &BrokerConfig,
+    shards: u32,
+) -> Result<Arc<Metadata>, ServerError> {
+    if metadata.topic(OFFSETS_TOPIC).is_some() {
+        return Ok(metadata);
+    }
+    let err = |message: String| ServerError::DataDir { path: config.data_dir.clone(), message };
+    let settings = crate::metadata::TopicSettings::from_wire(&wire::TopicConfig {
+        partition_count: config.group_offsets_partitions,
+        retention_ms: -1,
+        retention_bytes: -1,
+        default_ack: wire::AckLevel::Durable,
+        ..Default::default()
+    });
+    let next =
+        metadata.with_topic(OFFSETS_TOPIC, settings, shards).map_err(|e| err(e.to_string()))?;
+    next.store(&config.data_dir).map_err(|e| err(format!("cannot store topic metadata: {e}")))?;
+    info!(
+        topic = OFFSETS_TOPIC,
+        partitions = config.group_offsets_partitions,
+        "created the committed-offsets topic"
+    );
+    Ok(Arc::new(next))
+}
+
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
@@ -195,6 +225,7 @@ pub fn run(
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
+    let metadata = with_offsets_topic(metadata, &config, n as u32)?;
     crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {
         path: config.data_dir.clone(),
         message: e.to_string(),
@@ -356,6 +387,9 @@ async fn shard_main(
         .expect("requests task queue")
         .detach()
     });
+    glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
+        .expect("requests task queue")
+        .detach();
     let retention = {
         let shard = shard.clone();
         let every = Duration::from_millis(shard.config.retention_check_ms.max(100));

@@ -20,6 +20,7 @@ use crate::budget::MemoryBudget;
 use crate::config::BrokerConfig;
 use crate::counters::Counters;
 use crate::descriptors::ConnectionSlots;
+use crate::group::Coordinator;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{Metadata, Topic};
 use crate::partition::Partition;
@@ -58,6 +59,8 @@ pub struct Shard {
     pub memory: Rc<MemoryBudget>,
     /// This shard's end of the mesh.
     pub mesh: Mesh,
+    /// The consumer groups this shard coordinates.
+    pub groups: Coordinator,
     /// The broker-wide pool of connection descriptors every shard's accept loop takes from.
     pub connection_slots: Arc<ConnectionSlots>,
     metadata: RefCell<Arc<Metadata>>,
@@ -87,6 +90,7 @@ impl Shard {
             cache: ShardCache::new(config.cache_bytes_per_shard),
             memory: MemoryBudget::new(config.memory_bytes_per_shard),
             connection_slots,
+            groups: Coordinator::default(),
             config,
             addresses,
             counters: Counters::default(),

@@ -63,6 +63,20 @@ api_keys! {
     ListOffsets = 12;
     /// Per-shard counters.
     Stats = 13;
+    /// Join a consumer group.
+    JoinGroup = 14;
+    /// Keep a group membership alive; learn the assignment.
+    Heartbeat = 15;
+    /// Leave a consumer group.
+    LeaveGroup = 16;
+    /// Commit a group's offsets.
+    CommitOffsets = 17;
+    /// Fetch a group's committed offsets.
+    FetchOffsets = 18;
+    /// List consumer groups.
+    ListGroups = 19;
+    /// Describe a consumer group.
+    DescribeGroup = 20;
 }
 
 impl ApiKey {
@@ -113,9 +127,16 @@ mod tests {
                 (11, "SubscriptionData"),
                 (12, "ListOffsets"),
                 (13, "Stats"),
+                (14, "JoinGroup"),
+                (15, "Heartbeat"),
+                (16, "LeaveGroup"),
+                (17, "CommitOffsets"),
+                (18, "FetchOffsets"),
+                (19, "ListGroups"),
+                (20, "DescribeGroup"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(14), None);
+        assert_eq!(ApiKey::from_u16(21), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

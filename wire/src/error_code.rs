@@ -106,6 +106,24 @@ error_codes! {
     DuplicateSubscription = 24, "DUPLICATE_SUBSCRIPTION", false, "duplicate subscription id";
     /// The requested ack level is not one of none, written, durable.
     InvalidAckLevel = 25, "INVALID_ACK_LEVEL", false, "invalid ack level";
+    /// Group ids are 1..=249 bytes of `[A-Za-z0-9._-]`.
+    InvalidGroupId = 26, "INVALID_GROUP_ID", false, "invalid group id";
+    /// The group does not know this member id (it timed out or left): join again.
+    UnknownMember = 27, "UNKNOWN_MEMBER", false, "unknown group member; join again";
+    /// The request carries an older generation than the member's current one.
+    StaleGeneration = 28, "STALE_GENERATION", false, "stale group generation";
+    /// Another incarnation took this static instance id.
+    FencedInstance = 29, "FENCED_INSTANCE", false, "fenced by a newer instance with this id";
+    /// The member does not own the partition in the current generation.
+    NotAssigned = 30, "NOT_ASSIGNED", false, "partition not assigned to this member";
+    /// The member asks for another assignor than the group uses.
+    InconsistentAssignor = 31, "INCONSISTENT_ASSIGNOR", false, "assignor differs from the group's";
+    /// The group has members, so its offsets cannot be reset.
+    GroupNotEmpty = 32, "GROUP_NOT_EMPTY", false, "group has active members";
+    /// No group by that id (no members, no committed offsets).
+    UnknownGroup = 33, "UNKNOWN_GROUP", false, "unknown group";
+    /// The topic is the broker's own (committed offsets): only the broker writes or deletes it.
+    InternalTopic = 34, "INTERNAL_TOPIC", false, "internal topic: written only by the broker";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -149,6 +167,15 @@ mod tests {
             (23, "CORRUPT_STORED_DATA"),
             (24, "DUPLICATE_SUBSCRIPTION"),
             (25, "INVALID_ACK_LEVEL"),
+            (26, "INVALID_GROUP_ID"),
+            (27, "UNKNOWN_MEMBER"),
+            (28, "STALE_GENERATION"),
+            (29, "FENCED_INSTANCE"),
+            (30, "NOT_ASSIGNED"),
+            (31, "INCONSISTENT_ASSIGNOR"),
+            (32, "GROUP_NOT_EMPTY"),
+            (33, "UNKNOWN_GROUP"),
+            (34, "INTERNAL_TOPIC"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

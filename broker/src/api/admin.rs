@@ -13,6 +13,7 @@ use wire::{
 
 use super::forward::decode_reply;
 use super::{error_frame, respond, Origin};
+use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{validate_name, Metadata, Topic, TopicSettings};
 use crate::request::Request;
 use crate::shard::Shard;
@@ -181,6 +182,11 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
+    if req.name == OFFSETS_TOPIC {
+        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
+        let error = ErrorCode::InternalTopic.as_u16();
+        return respond(&header, &DeleteTopicResponse { error, message });
+    }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let next = match shard.metadata().without_topic(&req.name) {
         Ok(next) => next,

@@ -2,6 +2,7 @@
 //!
 //! Where each api is served is decided here, once ([`placement`]): on each partition's
 //! owner (split by owner, forwarded, merged: `forward.rs`), on shard 0 for metadata changes,
+//! on a group's coordinator for group apis (`group.rs`),
 //! on the client's connection for subscriptions (`subscribe.rs`), or on whichever shard the
 //! request reached.
 //!
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod fetch;
 pub mod forward;
+pub mod group;
 pub mod offsets;
 pub mod produce;
 pub mod subscribe;
@@ -57,6 +59,9 @@ pub enum Placement {
     PushOnly,
     /// On whichever shard the request reached.
     AnyShard,
+    /// On the coordinator of the group the request names (`group.rs`); other shards
+    /// forward the whole request to it.
+    Group,
 }
 
 /// Where `api` is served (the one table; see the module docs).
@@ -66,7 +71,14 @@ pub fn placement(api: ApiKey) -> Placement {
         ApiKey::CreateTopic | ApiKey::DeleteTopic => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
-        ApiKey::Handshake
+        ApiKey::JoinGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::CommitOffsets
+        | ApiKey::FetchOffsets
+        | ApiKey::DescribeGroup => Placement::Group,
+        ApiKey::ListGroups
+        | ApiKey::Handshake
         | ApiKey::Metadata
         | ApiKey::ListTopics
         | ApiKey::DescribeTopic
@@ -143,6 +155,20 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             })
         });
     }
+    if placement(api) == Placement::Group {
+        if let Some(owner) = group::coordinator_of(&shard, api, &req).filter(|&o| o != shard.id) {
+            return Box::pin(async move {
+                let header = req.header;
+                shard.mesh.forward(owner, req.frame).await.unwrap_or_else(|| {
+                    error_frame(
+                        &header,
+                        ErrorCode::NotOwner,
+                        "the group's coordinator is unreachable",
+                    )
+                })
+            });
+        }
+    }
     match api {
         ApiKey::Produce => produce::start(&shard, req, origin).await,
         ApiKey::Fetch => Box::pin(async move { fetch::handle(&shard, &req, origin).await }),
@@ -156,6 +182,15 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             Box::pin(async move { admin::describe_topic(&shard, &req, origin).await })
         }
         ApiKey::Stats => Box::pin(async move { admin::stats(&shard, &req, origin).await }),
+        ApiKey::JoinGroup
+        | ApiKey::Heartbeat
+        | ApiKey::LeaveGroup
+        | ApiKey::CommitOffsets
+        | ApiKey::FetchOffsets
+        | ApiKey::DescribeGroup
+        | ApiKey::ListGroups => {
+            Box::pin(async move { group::handle(&shard, api, &req, origin).await })
+        }
         ApiKey::Subscribe
         | ApiKey::GrantCredit
         | ApiKey::Unsubscribe

@@ -30,6 +30,7 @@ use super::forward::{route, Answers, Forwarded, Owner, Split};
 use super::{error_frame, ready, respond, Origin, Reply};
 use crate::clock::now_ms;
 use crate::counters::Counters;
+use crate::group::OFFSETS_TOPIC;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::AppendTicket;
@@ -112,6 +113,8 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
         for p in t.partitions.iter() {
             let index = p.partition.to_native();
             let slot = match route(shard, name, index, origin) {
+                // The broker alone writes its internal topics.
+                _ if name == OFFSETS_TOPIC => Slot::Done(failed(index, ErrorCode::InternalTopic)),
                 Err(code) => Slot::Done(failed(index, code)),
                 Ok(Owner::Here) => {
                     append_local(shard, name, index, p.batches.as_slice(), ack, now).await

@@ -42,8 +42,11 @@ macro_rules! message {
 }
 
 pub mod ack_level;
+pub mod committed_offsets;
 pub mod error_body;
 pub mod fetch;
+pub mod group;
+pub mod group_admin;
 pub mod handshake;
 pub mod metadata;
 pub mod offsets;

@@ -2,8 +2,11 @@
 
 use proptest::prelude::*;
 
+use super::committed_offsets::*;
 use super::error_body::ErrorBody;
 use super::fetch::*;
+use super::group::*;
+use super::group_admin::*;
 use super::handshake::*;
 use super::metadata::*;
 use super::offsets::*;
@@ -104,6 +107,20 @@ message_props! {
     list_offsets_response: ListOffsetsResponse,
     stats_request: StatsRequest,
     stats_response: StatsResponse,
+    join_group_request: JoinGroupRequest,
+    join_group_response: GroupMemberState,
+    heartbeat_request: HeartbeatRequest,
+    heartbeat_response: HeartbeatResponse,
+    leave_group_request: LeaveGroupRequest,
+    leave_group_response: LeaveGroupResponse,
+    commit_offsets_request: CommitOffsetsRequest,
+    commit_offsets_response: CommitOffsetsResponse,
+    fetch_offsets_request: FetchOffsetsRequest,
+    fetch_offsets_response: FetchOffsetsResponse,
+    list_groups_request: ListGroupsRequest,
+    list_groups_response: ListGroupsResponse,
+    describe_group_request: DescribeGroupRequest,
+    describe_group_response: DescribeGroupResponse,
 }
 
 proptest! {

@@ -1,0 +1,404 @@
+//! Consumer group apis: join, heartbeat, leave, commit and fetch offsets, list, describe.
+//!
+//! Each request names one group and is served by the group's coordinator shard (see
+//! `group/mod.rs`): [`coordinator_of`] finds it and `api::start` forwards the whole request
+//! there. On the coordinator a handler makes sure the offsets partition is replayed, then
+//! acts on the group's state; a commit appends its records at `durable` before it answers.
+//! `ListGroups` asks every shard. [`expiry_loop`] removes members whose session ran out.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tracing::info;
+use wire::{
+    AckLevel, AlignedVec, ApiKey, CommitOffsetsRequest, CommitOffsetsResponse, CommitTopic,
+    CommitTopicResult, CommittedOffset, DescribeGroupRequest, DescribeGroupResponse, ErrorCode,
+    FetchOffsetsRequest, FetchOffsetsResponse, GroupMemberDescription, GroupMemberState,
+    GroupSummary, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, PartitionError,
+};
+
+use super::forward::decode_reply;
+use super::{error_frame, respond, Origin};
+use crate::group::membership::{from_wire, to_wire, Join, Refusal};
+use crate::group::offsets_log::{self, Committed, OffsetRecord};
+use crate::group::{offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC};
+use crate::partition::Partition;
+use crate::request::Request;
+use crate::shard::Shard;
+
+/// How often the coordinator looks for members whose session ran out.
+const EXPIRY_CHECK_MS: u64 = 50;
+
+/// The group a group request names, decoded from its body.
+fn group_of(api: ApiKey, body: &[u8]) -> Option<String> {
+    fn g<T: wire::Message>(body: &[u8], f: impl FnOnce(T) -> String) -> Option<String>
+    where
+        T::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        wire::decode_body::<T>(body).ok().map(f)
+    }
+    match api {
+        ApiKey::JoinGroup => g(body, |r: JoinGroupRequest| r.group),
+        ApiKey::Heartbeat => g(body, |r: HeartbeatRequest| r.group),
+        ApiKey::LeaveGroup => g(body, |r: LeaveGroupRequest| r.group),
+        ApiKey::CommitOffsets => g(body, |r: CommitOffsetsRequest| r.group),
+        ApiKey::FetchOffsets => g(body, |r: FetchOffsetsRequest| r.group),
+        ApiKey::DescribeGroup => g(body, |r: DescribeGroupRequest| r.group),
+        _ => None,
+    }
+}
+
+/// The shard that coordinates the group `req` names, or `None` when the request does not
+/// decode (the handler then answers with the error).
+pub fn coordinator_of(shard: &Shard, api: ApiKey, req: &Request) -> Option<u32> {
+    let group = group_of(api, req.body())?;
+    let md = shard.metadata();
+    let topic = md.topic(OFFSETS_TOPIC)?;
+    let index = offsets_partition(&group, topic.shards.len() as u32);
+    topic.shards.get(index as usize).copied()
+}
+
+/// The offsets partition of `group` on this shard, replayed; or the error to answer with.
+async fn offsets_of(shard: &Shard, group: &str) -> Result<Rc<Partition>, Refusal> {
+    if !valid_group_id(group) {
+        return Err(Refusal {
+            code: ErrorCode::InvalidGroupId,
+            message: format!("invalid group id {group:?}: use 1..=249 bytes of [A-Za-z0-9._-]"),
+        });
+    }
+    let count = shard.metadata().topic(OFFSETS_TOPIC).map_or(0, |t| t.shards.len() as u32);
+    let index = offsets_partition(group, count);
+    let Some(part) = shard.partition(OFFSETS_TOPIC, index) else {
+        return Err(Refusal {
+            code: ErrorCode::NotOwner,
+            message: format!("this shard does not coordinate group {group}"),
+        });
+    };
+    shard.groups.ensure_loaded(index, &part.log).await.map_err(|e| Refusal {
+        code: e.code(),
+        message: format!("cannot replay the offsets of group {group}: {e}"),
+    })?;
+    Ok(part)
+}
+
+/// Partition count of `topic` now (0 if it does not exist).
+fn partition_counter(shard: &Shard) -> impl Fn(&str) -> u32 {
+    let md = shard.metadata();
+    move |t: &str| md.topic(t).map_or(0, |t| t.shards.len() as u32)
+}
+
+fn refused_state(r: Refusal) -> GroupMemberState {
+    GroupMemberState { error: r.code.as_u16(), message: r.message, ..Default::default() }
+}
+
+/// Serves a group request on this shard (its coordinator, or `ListGroups` anywhere).
+pub async fn handle(shard: &Rc<Shard>, api: ApiKey, req: &Request, origin: Origin) -> AlignedVec {
+    let header = req.header;
+    macro_rules! decode {
+        ($t:ty) => {
+            match wire::decode_body::<$t>(req.body()) {
+                Ok(r) => r,
+                Err(e) => return error_frame(&header, e.code(), &e.to_string()),
+            }
+        };
+    }
+    match api {
+        ApiKey::JoinGroup => {
+            let r = decode!(JoinGroupRequest);
+            respond(&header, &join(shard, r).await.unwrap_or_else(refused_state))
+        }
+        ApiKey::Heartbeat => {
+            let r = decode!(HeartbeatRequest);
+            let state = heartbeat(shard, r).await.unwrap_or_else(refused_state);
+            respond(&header, &HeartbeatResponse { state })
+        }
+        ApiKey::LeaveGroup => {
+            let r = decode!(LeaveGroupRequest);
+            let (error, message) = match leave(shard, r).await {
+                Ok(()) => (0, String::new()),
+                Err(e) => (e.code.as_u16(), e.message),
+            };
+            respond(&header, &LeaveGroupResponse { error, message })
+        }
+        ApiKey::CommitOffsets => {
+            let r = decode!(CommitOffsetsRequest);
+            let resp = commit(shard, r).await.unwrap_or_else(|e| CommitOffsetsResponse {
+                error: e.code.as_u16(),
+                message: e.message,
+                topics: Vec::new(),
+            });
+            respond(&header, &resp)
+        }
+        ApiKey::FetchOffsets => {
+            let r = decode!(FetchOffsetsRequest);
+            let resp = fetch_offsets(shard, r).await.unwrap_or_else(|e| FetchOffsetsResponse {
+                error: e.code.as_u16(),
+                message: e.message,
+                topics: Vec::new(),
+            });
+            respond(&header, &resp)
+        }
+        ApiKey::DescribeGroup => {
+            let r = decode!(DescribeGroupRequest);
+            let group = r.group.clone();
+            let resp = describe(shard, r).await.unwrap_or_else(|e| DescribeGroupResponse {
+                error: e.code.as_u16(),
+                message: e.message,
+                group,
+                ..Default::default()
+            });
+            respond(&header, &resp)
+        }
+        ApiKey::ListGroups => {
+            let r = decode!(ListGroupsRequest);
+            respond(&header, &list(shard, r, origin).await)
+        }
+        _ => error_frame(&header, ErrorCode::InvalidRequest, "not a group api"),
+    }
+}
+
+async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState, Refusal> {
+    offsets_of(shard, &r.group).await?;
+    let counts = partition_counter(shard);
+    let (state, generation) = shard.groups.with_group(&r.group, |g| {
+        let state = g.membership.join(
+            Join {
+                member_id: r.member_id.clone(),
+                instance_id: r.instance_id.clone(),
+                session_timeout_ms: r.session_timeout_ms,
+                topics: r.topics.clone(),
+                assignor: r.assignor,
+                owned: from_wire(&r.owned),
+            },
+            Instant::now(),
+            &counts,
+        );
+        (state, g.membership.generation)
+    });
+    if let Ok(s) = &state {
+        if r.member_id.is_empty() {
+            info!(group = %r.group, member = %s.member_id, instance = %r.instance_id, generation, "member joined");
+        }
+    }
+    state
+}
+
+async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMemberState, Refusal> {
+    offsets_of(shard, &r.group).await?;
+    let owned = from_wire(&r.owned);
+    shard.groups.with_group(&r.group, |g| {
+        g.membership.heartbeat(&r.member_id, &r.instance_id, r.generation, &owned, Instant::now())
+    })
+}
+
+async fn leave(shard: &Rc<Shard>, r: LeaveGroupRequest) -> Result<(), Refusal> {
+    offsets_of(shard, &r.group).await?;
+    let counts = partition_counter(shard);
+    shard.groups.with_group(&r.group, |g| g.membership.leave(&r.member_id, &counts))?;
+    info!(group = %r.group, member = %r.member_id, "member left");
+    Ok(())
+}
+
+async fn commit(
+    shard: &Rc<Shard>,
+    r: CommitOffsetsRequest,
+) -> Result<CommitOffsetsResponse, Refusal> {
+    let part = offsets_of(shard, &r.group).await?;
+    let md = shard.metadata();
+    let tps: Vec<(String, u32)> = r
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+        .collect();
+    let verdicts = shard
+        .groups
+        .with_group(&r.group, |g| g.membership.check_commit(&r.member_id, r.generation, &tps))?;
+    let mut results: Vec<ErrorCode> = Vec::with_capacity(tps.len());
+    let mut records = Vec::new();
+    let mut slots = Vec::new();
+    let mut seen = BTreeSet::new();
+    let offsets = r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p)));
+    for ((topic, p), verdict) in offsets.zip(verdicts) {
+        let code = match md.topic(topic) {
+            _ if verdict != ErrorCode::None => verdict,
+            None => ErrorCode::UnknownTopic,
+            Some(t) if p.partition as usize >= t.shards.len() => ErrorCode::UnknownPartition,
+            _ if p.metadata.len() > COMMIT_METADATA_BYTES_MAX => ErrorCode::InvalidRequest,
+            _ if !seen.insert((topic.clone(), p.partition)) => ErrorCode::InvalidRequest,
+            _ => {
+                slots.push(results.len());
+                records.push(OffsetRecord {
+                    group: r.group.clone(),
+                    tp: (topic.clone(), p.partition),
+                    committed: Some((p.offset, p.metadata.clone())),
+                });
+                ErrorCode::None
+            }
+        };
+        results.push(code);
+    }
+    if !records.is_empty() {
+        let now = crate::clock::now_ms();
+        let stored = match offsets_log::encode(&records, now) {
+            Ok(batch) => {
+                part.log.append(&batch, AckLevel::Durable, now).await.map_err(|e| e.code())
+            }
+            Err(_) => Err(ErrorCode::InvalidRequest),
+        };
+        match stored {
+            Ok(done) => {
+                for (i, rec) in records.into_iter().enumerate() {
+                    let (offset, metadata) = rec.committed.expect("commits carry a position");
+                    let log_offset = done.base_offset + i as u64;
+                    shard.groups.apply(
+                        &r.group,
+                        rec.tp,
+                        Committed { offset, metadata, log_offset },
+                    );
+                }
+            }
+            Err(code) => {
+                for &i in &slots {
+                    results[i] = code;
+                }
+            }
+        }
+    }
+    let mut it = results.into_iter();
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| CommitTopicResult {
+            name: t.name.clone(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| PartitionError {
+                    partition: p.partition,
+                    error: it.next().unwrap_or(ErrorCode::UnknownServerError).as_u16(),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(CommitOffsetsResponse { error: 0, message: String::new(), topics })
+}
+
+/// A group's committed offsets as wire topics, only `topics` if not empty.
+fn committed_topics(g: &crate::group::Group, topics: &[String]) -> Vec<CommitTopic> {
+    let mut out: Vec<CommitTopic> = Vec::new();
+    for ((topic, partition), c) in &g.offsets {
+        if !topics.is_empty() && !topics.contains(topic) {
+            continue;
+        }
+        let entry = CommittedOffset {
+            partition: *partition,
+            offset: c.offset,
+            metadata: c.metadata.clone(),
+        };
+        match out.last_mut() {
+            Some(last) if last.name == *topic => last.partitions.push(entry),
+            _ => out.push(CommitTopic { name: topic.clone(), partitions: vec![entry] }),
+        }
+    }
+    out
+}
+
+async fn fetch_offsets(
+    shard: &Rc<Shard>,
+    r: FetchOffsetsRequest,
+) -> Result<FetchOffsetsResponse, Refusal> {
+    offsets_of(shard, &r.group).await?;
+    let topics = shard.groups.read_group(&r.group, |g| g.map(|g| committed_topics(g, &r.topics)));
+    Ok(FetchOffsetsResponse {
+        error: 0,
+        message: String::new(),
+        topics: topics.unwrap_or_default(),
+    })
+}
+
+async fn describe(
+    shard: &Rc<Shard>,
+    r: DescribeGroupRequest,
+) -> Result<DescribeGroupResponse, Refusal> {
+    offsets_of(shard, &r.group).await?;
+    let now = Instant::now();
+    shard.groups.read_group(&r.group, |g| {
+        let Some(g) = g else {
+            return Err(Refusal {
+                code: ErrorCode::UnknownGroup,
+                message: format!("group {} has no members and no committed offsets", r.group),
+            });
+        };
+        let m = &g.membership;
+        Ok(DescribeGroupResponse {
+            error: 0,
+            message: String::new(),
+            group: r.group.clone(),
+            generation: m.generation,
+            assignor: m.assignor,
+            rebalancing: m.rebalancing(),
+            members: m
+                .members
+                .values()
+                .map(|mem| GroupMemberDescription {
+                    member_id: mem.id.clone(),
+                    instance_id: mem.instance_id.clone(),
+                    topics: mem.topics.clone(),
+                    assignment: to_wire(&mem.granted),
+                    since_heartbeat_ms: now.saturating_duration_since(mem.last_seen).as_millis()
+                        as u64,
+                })
+                .collect(),
+            offsets: committed_topics(g, &[]),
+        })
+    })
+}
+
+async fn list(shard: &Rc<Shard>, r: ListGroupsRequest, origin: Origin) -> ListGroupsResponse {
+    // Replay every offsets partition this shard owns, so groups known only by their
+    // committed offsets are listed too.
+    let md = shard.metadata();
+    if let Some(t) = md.topic(OFFSETS_TOPIC) {
+        for (index, &owner) in t.shards.iter().enumerate() {
+            if owner != shard.id {
+                continue;
+            }
+            if let Some(part) = shard.partition(OFFSETS_TOPIC, index as u32) {
+                let _ = shard.groups.ensure_loaded(index as u32, &part.log).await;
+            }
+        }
+    }
+    let mut groups: Vec<GroupSummary> = shard
+        .groups
+        .list(&r.prefix)
+        .into_iter()
+        .map(|(group, members, generation)| GroupSummary { group, members, generation })
+        .collect();
+    if origin == Origin::Client {
+        for id in (0..shard.shard_count).filter(|&id| id != shard.id) {
+            let Ok(f) = wire::encode_request(0, &r) else { continue };
+            if let Some(resp) =
+                shard.mesh.forward(id, f).await.and_then(|f| decode_reply::<ListGroupsResponse>(&f))
+            {
+                groups.extend(resp.groups);
+            }
+        }
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    ListGroupsResponse { groups }
+}
+
+/// Removes members whose session timed out, on this shard's groups, until the shard stops.
+pub async fn expiry_loop(shard: Rc<Shard>) {
+    while !shard.stopping.get() {
+        glommio::timer::sleep(Duration::from_millis(EXPIRY_CHECK_MS)).await;
+        let counts = partition_counter(&shard);
+        for (group, member) in shard.groups.expire(Instant::now(), &counts) {
+            info!(%group, %member, "member removed: no heartbeat within its session timeout");
+        }
+    }
+}
