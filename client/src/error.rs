@@ -49,6 +49,14 @@ pub enum ClientError {
         /// The code.
         code: ErrorCode,
     },
+    /// A consumer group refused the request.
+    #[error("group: {code}: {message}")]
+    Group {
+        /// The code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
     /// The topic does not exist.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),
@@ -70,9 +78,9 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::Closed { .. }
             | ClientError::Timeout { .. } => true,
-            ClientError::Broker { code, .. } | ClientError::Partition { code, .. } => {
-                code.is_retriable()
-            }
+            ClientError::Broker { code, .. }
+            | ClientError::Partition { code, .. }
+            | ClientError::Group { code, .. } => code.is_retriable(),
             _ => false,
         }
     }

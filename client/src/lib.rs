@@ -7,6 +7,8 @@
 //!   bounded send buffer, ordered pipelined sends.
 //! - [`Consumer`]: a push subscription with automatic credit; records borrow from the
 //!   received batch.
+//! - [`GroupConsumer`]: a member of a consumer group: the broker assigns partitions, the
+//!   member reads them all and commits its positions (automatically or on demand).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
@@ -26,9 +28,12 @@ pub mod client;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
+pub mod group_consumer;
 pub mod producer;
 
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerBatch};
 pub use error::ClientError;
+pub use group_consumer::{AssignmentChange, GroupBatch, GroupConfig, GroupConsumer};
 pub use producer::{Producer, ProducerConfig};

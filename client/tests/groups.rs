@@ -1,0 +1,312 @@
+//! Consumer groups against the real broker: shared work, rebalancing, committed offsets
+//! that survive kill -9, fan-out to several groups, fencing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientError, GroupConfig, GroupConsumer, Producer, ProducerConfig};
+use integration_tests::Broker;
+use wire::{
+    AckLevel, Assignor, ErrorCode, GroupMemberState, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, StartPosition, TopicConfig,
+};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn topic(client: &Client, name: &str, partitions: u32) {
+    client
+        .create_topic(
+            name,
+            TopicConfig {
+                partition_count: partitions,
+                retention_ms: -1,
+                retention_bytes: -1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+/// Produces `n` records valued `{tag}-{i}` (keyed, so they spread over the partitions).
+async fn produce(client: &Client, topic: &str, tag: &str, n: u32) -> BTreeSet<String> {
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig { ack: AckLevel::Durable, ..Default::default() },
+    );
+    let mut sent = Vec::new();
+    let mut values = BTreeSet::new();
+    for i in 0..n {
+        let value = format!("{tag}-{i}");
+        let key = format!("k{i}");
+        sent.push(
+            producer.send(topic, Some(key.as_bytes()), Some(value.as_bytes()), &[]).await.unwrap(),
+        );
+        values.insert(value);
+    }
+    producer.flush().await.unwrap();
+    for s in sent {
+        s.await.unwrap();
+    }
+    values
+}
+
+/// What one member saw: values with the partition they came from, and its assignment.
+#[derive(Default)]
+struct Seen {
+    values: Vec<String>,
+    assignment: Vec<(String, u32)>,
+}
+
+/// Runs a member until `stop` is dropped (a clean close) or the task is aborted (a crash:
+/// no commit, no leave).
+fn member(
+    client: &Client,
+    config: GroupConfig,
+    seen: Arc<Mutex<Seen>>,
+) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+    let client = client.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut c = GroupConsumer::join(&client, config).await.unwrap();
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                b = c.next() => {
+                    let b = b.unwrap();
+                    let mut s = seen.lock().unwrap();
+                    for r in b.batch.records() {
+                        s.values.push(String::from_utf8(r.value().unwrap().to_vec()).unwrap());
+                    }
+                    s.assignment = c.assignment();
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    seen.lock().unwrap().assignment = c.assignment();
+                }
+            }
+        }
+        c.close().await.unwrap();
+    });
+    (task, stop_tx)
+}
+
+fn config(group: &str, topic: &str) -> GroupConfig {
+    GroupConfig {
+        session_timeout_ms: 1_500,
+        reset: StartPosition::Earliest,
+        auto_commit_interval: Some(Duration::from_millis(200)),
+        ..GroupConfig::new(group, &[topic])
+    }
+}
+
+/// Waits until the members' assignments are disjoint, cover `partitions` and have the
+/// given sizes; returns how long that took.
+async fn settled(seen: &[Arc<Mutex<Seen>>], partitions: u32, sizes: &[usize]) -> Duration {
+    let started = Instant::now();
+    loop {
+        let assignments: Vec<Vec<(String, u32)>> =
+            seen.iter().map(|s| s.lock().unwrap().assignment.clone()).collect();
+        let all: Vec<&(String, u32)> = assignments.iter().flatten().collect();
+        let distinct: BTreeSet<&(String, u32)> = all.iter().copied().collect();
+        let mut got: Vec<usize> = assignments.iter().map(Vec::len).collect();
+        got.sort_unstable();
+        if all.len() == distinct.len() && distinct.len() == partitions as usize && got == sizes {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "assignments did not settle: {assignments:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the members together saw every value in `want`.
+async fn all_seen(seen: &[Arc<Mutex<Seen>>], want: &BTreeSet<String>) -> BTreeMap<String, usize> {
+    let started = Instant::now();
+    loop {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for s in seen {
+            for v in &s.lock().unwrap().values {
+                *counts.entry(v.clone()).or_default() += 1;
+            }
+        }
+        if want.iter().all(|v| counts.contains_key(v)) {
+            return counts;
+        }
+        let missing = want.iter().filter(|v| !counts.contains_key(*v)).count();
+        assert!(started.elapsed() < Duration::from_secs(30), "{missing} records never consumed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn members_share_partitions_rebalance_incrementally_and_a_crashed_member_is_replaced() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "work", 12).await;
+        let mut seen: Vec<Arc<Mutex<Seen>>> = (0..3).map(|_| Arc::default()).collect();
+        let mut members: Vec<_> =
+            seen.iter().map(|s| member(&client, config("workers", "work"), s.clone())).collect();
+        settled(&seen, 12, &[4, 4, 4]).await;
+        let first = produce(&client, "work", "a", 3_000).await;
+        let counts = all_seen(&seen, &first).await;
+        assert!(counts.values().all(|&n| n == 1), "records consumed twice without a rebalance");
+
+        // A fourth member: partitions move (3 of them), and live members consume no record
+        // twice: each moved partition resumes at its last owner's committed position.
+        seen.push(Arc::default());
+        members.push(member(&client, config("workers", "work"), seen[3].clone()));
+        let rebalance = settled(&seen, 12, &[3, 3, 3, 3]).await;
+        eprintln!("rebalance 3 -> 4 members: {} ms", rebalance.as_millis());
+        let second = produce(&client, "work", "b", 3_000).await;
+        let counts = all_seen(&seen, &second).await;
+        let twice = counts.iter().filter(|(v, &n)| v.starts_with('b') && n > 1).count();
+        assert_eq!(twice, 0, "records consumed twice by live members after the rebalance");
+
+        // One member crashes (no commit, no leave): the others get its partitions within the
+        // session timeout, and every record is processed at least once.
+        let (crashed, _stop) = members.remove(0);
+        crashed.abort();
+        let _ = crashed.await;
+        let survivors = seen[1..].to_vec();
+        let took = settled(&survivors, 12, &[4, 4, 4]).await;
+        eprintln!("crashed member's partitions reassigned in {} ms", took.as_millis());
+        assert!(took < Duration::from_millis(1_500 + 3_000), "reassigned late: {took:?}");
+        let third = produce(&client, "work", "c", 3_000).await;
+        let mut want = first.clone();
+        want.extend(second);
+        want.extend(third);
+        all_seen(&seen, &want).await;
+        for (task, stop) in members {
+            drop(stop);
+            task.await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn two_groups_each_see_every_record_and_offsets_survive_kill_9() {
+    let mut broker = Broker::start_fixed_ports(2);
+    let addr = broker.public.to_string();
+    let committed = rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "feed", 4).await;
+        let want = produce(&client, "feed", "r", 2_000).await;
+        let (a, b): (Arc<Mutex<Seen>>, Arc<Mutex<Seen>>) = Default::default();
+        let ma = member(&client, config("billing", "feed"), a.clone());
+        let mb = member(&client, config("audit", "feed"), b.clone());
+        all_seen(std::slice::from_ref(&a), &want).await;
+        all_seen(std::slice::from_ref(&b), &want).await;
+        for (task, stop) in [ma, mb] {
+            drop(stop);
+            task.await.unwrap();
+        }
+        let mut billing = client.fetch_offsets("billing", &[]).await.unwrap();
+        billing.sort();
+        let total: u64 = billing.iter().map(|(_, _, o)| o).sum();
+        assert_eq!(total, 2_000, "closing commits every processed position: {billing:?}");
+        let lag = client.group_lag("billing").await.unwrap();
+        assert!(lag.iter().all(|l| l.lag == 0), "{lag:?}");
+        let groups: Vec<String> =
+            client.list_groups().await.unwrap().into_iter().map(|g| g.group).collect();
+        assert_eq!(groups, ["audit", "billing"]);
+        billing
+    });
+    broker.kill();
+    broker.restart();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let mut after = client.fetch_offsets("billing", &[]).await.unwrap();
+        after.sort();
+        assert_eq!(after, committed, "committed offsets survive kill -9");
+        // A member that joins again resumes there: nothing old is delivered.
+        let more = produce(&client, "feed", "s", 100).await;
+        let s: Arc<Mutex<Seen>> = Arc::default();
+        let (task, stop) = member(&client, config("billing", "feed"), s.clone());
+        all_seen(std::slice::from_ref(&s), &more).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(s.lock().unwrap().values.iter().all(|v| v.starts_with('s')), "re-read old records");
+        drop(stop);
+        task.await.unwrap();
+    });
+}
+
+async fn raw_join(client: &Client, group: &str) -> GroupMemberState {
+    client
+        .group_request(
+            group,
+            &JoinGroupRequest {
+                group: group.into(),
+                member_id: String::new(),
+                instance_id: String::new(),
+                session_timeout_ms: 10_000,
+                topics: vec!["t".into()],
+                assignor: Assignor::Range,
+                owned: vec![],
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[test]
+fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "t", 4).await;
+        let a = raw_join(&client, "g").await;
+        assert_eq!(a.error, 0, "{}", a.message);
+        assert_eq!(a.assignment.iter().map(|t| t.partitions.len()).sum::<usize>(), 4);
+        let old_generation = a.generation;
+        let b = raw_join(&client, "g").await;
+        assert_eq!(b.error, 0);
+        // a learns its smaller assignment in a newer generation.
+        let hb: HeartbeatResponse = client
+            .group_request(
+                "g",
+                &HeartbeatRequest {
+                    group: "g".into(),
+                    member_id: a.member_id.clone(),
+                    instance_id: String::new(),
+                    generation: old_generation,
+                    owned: a.assignment.clone(),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(hb.state.generation > old_generation);
+        let kept = hb.state.assignment[0].partitions[0];
+        let err = client
+            .commit_offsets("g", &a.member_id, old_generation, &[("t".into(), kept, 1)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ClientError::Group { code: ErrorCode::StaleGeneration, .. }),
+            "{err}"
+        );
+        client
+            .commit_offsets("g", &a.member_id, hb.state.generation, &[("t".into(), kept, 1)])
+            .await
+            .unwrap();
+        let err = client
+            .commit_offsets("g", "nobody", hb.state.generation, &[("t".into(), kept, 1)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Group { code: ErrorCode::UnknownMember, .. }), "{err}");
+        let err = client.commit_offsets("g", "", 0, &[("t".into(), kept, 1)]).await.unwrap_err();
+        assert!(matches!(err, ClientError::Group { code: ErrorCode::GroupNotEmpty, .. }), "{err}");
+        // Bad ids and the internal topic.
+        let bad = raw_join(&client, "no/slash").await;
+        assert_eq!(bad.error, ErrorCode::InvalidGroupId.as_u16());
+        let err = client.delete_topic("__consumer_offsets").await.unwrap_err();
+        assert!(err.to_string().contains("INTERNAL_TOPIC"), "{err}");
+    });
+}
