@@ -268,3 +268,71 @@ fn producer_rides_out_a_broker_restart() {
     });
     drop(broker);
 }
+
+#[test]
+fn brokerctl_group_consume_describe_list_and_reset_offsets() {
+    let broker = Broker::start(2);
+    let (ok, _, err) = brokerctl(&broker, &["topic", "create", "jobs", "--partitions", "3"], None);
+    assert!(ok, "{err}");
+    let input: String = (0..30).map(|i| format!("k{i}=job-{i}\n")).collect();
+    let (ok, _, err) =
+        brokerctl(&broker, &["produce", "jobs", "--key-separator", "="], Some(&input));
+    assert!(ok, "{err}");
+    // A group member reads everything once, commits and leaves.
+    let (ok, out, err) = brokerctl(
+        &broker,
+        &["consume", "jobs", "--group", "crew", "--from", "earliest", "--count", "30"],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 30, "{out}");
+    let (ok, out, err) = brokerctl(&broker, &["group", "list"], None);
+    assert!(ok && out.contains("crew\t0\t"), "{out}{err}");
+    let (ok, out, err) = brokerctl(&broker, &["group", "describe", "crew"], None);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = out.lines().filter(|l| l.starts_with("jobs\t")).collect();
+    assert_eq!(rows.len(), 3, "{out}");
+    assert!(
+        rows.iter().all(|r| r.split('\t').nth(4) == Some("0")),
+        "lag 0 after a full read: {out}"
+    );
+    // Reset to the start: the lag is everything again, and the next member reads it all again.
+    let (ok, _, err) = brokerctl(
+        &broker,
+        &["group", "reset-offsets", "crew", "--topic", "jobs", "--to", "earliest"],
+        None,
+    );
+    assert!(ok, "{err}");
+    let (_, out, _) = brokerctl(&broker, &["group", "describe", "crew"], None);
+    let lag: u64 = out
+        .lines()
+        .filter(|l| l.starts_with("jobs\t"))
+        .map(|l| l.split('\t').nth(4).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(lag, 30, "{out}");
+    // While a member is in the group, offsets cannot be reset.
+    let mut member = Command::new(env!("CARGO_BIN_EXE_brokerctl"))
+        .args(["consume", "jobs", "--group", "crew", "--count", "1000"])
+        .env("BROKER_ADDR", broker.public.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, out, _) = brokerctl(&broker, &["group", "list"], None);
+        if out.contains("crew\t1\t") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the member never joined: {out}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (ok, _, err) = brokerctl(
+        &broker,
+        &["group", "reset-offsets", "crew", "--topic", "jobs", "--to", "0"],
+        None,
+    );
+    assert!(!ok && err.contains("GROUP_NOT_EMPTY"), "{err}");
+    let _ = member.kill();
+    let _ = member.wait();
+}

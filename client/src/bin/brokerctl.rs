@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use client::{Client, ClientError, Consumer, Producer, ProducerConfig};
+use client::{Client, ClientError, Consumer, GroupConfig, GroupConsumer, Producer, ProducerConfig};
 use wire::{AckLevel, OffsetSpec, RecordView, StartPosition, TopicConfig};
 
 #[derive(Debug, Parser)]
@@ -63,6 +63,15 @@ enum Command {
         /// value | json.
         #[arg(long, default_value = "value")]
         format: String,
+        /// Read as a member of this consumer group: the broker assigns partitions, positions
+        /// are committed, and `--from` applies only where the group has no committed offset.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// List, describe or reset consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
     },
     /// Earliest and latest offset of every partition.
     Offsets {
@@ -103,6 +112,28 @@ enum TopicCommand {
     Describe {
         /// Name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Groups with members or committed offsets.
+    List,
+    /// Members, assignments, committed offsets, high watermarks and lag.
+    Describe {
+        /// Group id.
+        group: String,
+    },
+    /// Set a group's committed offsets for a topic (refused while the group has members).
+    ResetOffsets {
+        /// Group id.
+        group: String,
+        /// Topic.
+        #[arg(long)]
+        topic: String,
+        /// earliest | latest | OFFSET | @TIMESTAMP_MS.
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -232,12 +263,20 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         }
-        Command::Consume { topic, partition, from, count, follow, format } => {
+        Command::Consume { topic, partition, from, count, follow, format, group } => {
             let json = match format.as_str() {
                 "value" => false,
                 "json" => true,
                 f => return Err(ClientError::Record(format!("--format {f:?}: use value or json"))),
             };
+            if let Some(group) = group {
+                let config = GroupConfig {
+                    reset: parse_start(&from)?,
+                    ..GroupConfig::new(&group, &[topic.as_str()])
+                };
+                return consume_group(&client, config, count.unwrap_or(u64::MAX), json, &mut out)
+                    .await;
+            }
             let partitions: Vec<u32> = match partition {
                 Some(p) => vec![p],
                 None => (0..client.partition_count(&topic).await?).collect(),
@@ -306,6 +345,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         }
+        Command::Group { command } => group_command(&client, command, &mut out).await?,
         Command::Offsets { topic } => {
             let earliest = client.list_offsets(&topic, OffsetSpec::Earliest).await?;
             let latest = client.list_offsets(&topic, OffsetSpec::Latest).await?;
@@ -334,6 +374,114 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     s.subscriptions,
                     s.syncs
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints records as a group member until `count` are printed or the process is stopped
+/// (Ctrl-C / SIGINT closes the member: positions are committed and the group is left).
+async fn consume_group(
+    client: &Client,
+    config: GroupConfig,
+    count: u64,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let mut member = GroupConsumer::join(client, config).await?;
+    let mut printed = 0u64;
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    while printed < count {
+        let batch = tokio::select! {
+            b = member.next() => b?,
+            _ = &mut stop => break,
+        };
+        for r in batch.batch.records() {
+            let _ = writeln!(out, "{}", render(batch.partition, &r, json));
+            printed += 1;
+            if printed >= count {
+                break;
+            }
+        }
+        let _ = out.flush();
+    }
+    member.close().await
+}
+
+async fn group_command(
+    client: &Client,
+    command: GroupCommand,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    match command {
+        GroupCommand::List => {
+            let _ = writeln!(out, "group\tmembers\tgeneration");
+            for g in client.list_groups().await? {
+                let _ = writeln!(out, "{}\t{}\t{}", g.group, g.members, g.generation);
+            }
+        }
+        GroupCommand::Describe { group } => {
+            let d = client.describe_group(&group).await?;
+            let _ = writeln!(
+                out,
+                "group {} generation {} assignor {:?}{}",
+                d.group,
+                d.generation,
+                d.assignor,
+                if d.rebalancing { " (rebalancing)" } else { "" }
+            );
+            let _ = writeln!(out, "member\tinstance\tlast_heartbeat_ms\tassignment");
+            let mut owner = std::collections::BTreeMap::new();
+            for m in &d.members {
+                let parts: Vec<String> = m
+                    .assignment
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(move |p| format!("{}/{p}", t.topic)))
+                    .collect();
+                for t in &m.assignment {
+                    for p in &t.partitions {
+                        owner.insert((t.topic.clone(), *p), m.member_id.clone());
+                    }
+                }
+                let instance = if m.instance_id.is_empty() { "-" } else { &m.instance_id };
+                let _ = writeln!(
+                    out,
+                    "{}\t{instance}\t{}\t{}",
+                    m.member_id,
+                    m.since_heartbeat_ms,
+                    parts.join(",")
+                );
+            }
+            let _ = writeln!(out, "topic\tpartition\tcommitted\thigh_watermark\tlag\tmember");
+            for l in client.group_lag(&group).await? {
+                let committed = l.committed.map_or("-".to_string(), |c| c.to_string());
+                let member = owner.get(&(l.topic.clone(), l.partition)).map_or("-", String::as_str);
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{committed}\t{}\t{}\t{member}",
+                    l.topic, l.partition, l.high_watermark, l.lag
+                );
+            }
+        }
+        GroupCommand::ResetOffsets { group, topic, to } => {
+            let n = client.partition_count(&topic).await?;
+            let offsets: Vec<(String, u32, u64)> = match parse_start(&to)? {
+                StartPosition::Offset(o) => (0..n).map(|p| (topic.clone(), p, o)).collect(),
+                start => {
+                    let spec = match start {
+                        StartPosition::Earliest => OffsetSpec::Earliest,
+                        StartPosition::Timestamp(t) => OffsetSpec::Timestamp(t),
+                        _ => OffsetSpec::Latest,
+                    };
+                    let found = client.list_offsets(&topic, spec).await?;
+                    found.into_iter().map(|(p, o, _)| (topic.clone(), p, o)).collect()
+                }
+            };
+            client.commit_offsets(&group, "", 0, &offsets).await?;
+            for (t, p, o) in offsets {
+                let _ = writeln!(out, "{t}\t{p}\t{o}");
             }
         }
     }
