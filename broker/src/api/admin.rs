@@ -112,6 +112,9 @@ pub fn list_topics(shard: &Shard, request: &Request) -> wire::AlignedVec {
         .topics
         .values()
         .filter(|t| t.name.starts_with(&req.name_prefix))
+        // Internal topics are listed only when asked for by a prefix (as Kafka lists them
+        // only on request); metadata always has them (clients find coordinators there).
+        .filter(|t| t.name != OFFSETS_TOPIC || !req.name_prefix.is_empty())
         .map(|t| TopicSummary { name: t.name.clone(), partition_count: t.shards.len() as u32 })
         .collect();
     respond(&header, &ListTopicsResponse { topics })

@@ -53,7 +53,8 @@ message!(DeleteTopicResponse, DeleteTopic);
 wire_type! {
     /// List topics whose names start with a prefix (empty = all).
     pub struct ListTopicsRequest {
-        /// Name prefix filter.
+        /// Name prefix filter (empty: every topic except the broker's internal ones, which a
+        /// prefix such as `__` lists).
         pub name_prefix: String,
     }
 }
