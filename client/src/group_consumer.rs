@@ -272,11 +272,27 @@ impl GroupConsumer {
         if due.is_empty() {
             return Ok(());
         }
-        let (member_id, generation) = {
-            let m = self.shared.lock().expect("membership lock");
-            (m.member_id.clone(), m.generation)
-        };
-        self.client.commit_offsets(&self.config.group, &member_id, generation, &due).await?;
+        // A commit can cross the heartbeat answer that moves this member to a newer
+        // generation (STALE_GENERATION): heartbeat, then try again with the new one.
+        let mut attempt = 0;
+        loop {
+            let (member_id, generation) = {
+                let m = self.shared.lock().expect("membership lock");
+                (m.member_id.clone(), m.generation)
+            };
+            match self.client.commit_offsets(&self.config.group, &member_id, generation, &due).await
+            {
+                Err(ClientError::Group { code: ErrorCode::StaleGeneration, .. }) if attempt < 3 => {
+                    attempt += 1;
+                    self.kick.notify_one();
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    while self.generation() == generation && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                r => break r?,
+            }
+        }
         for (t, p, o) in due {
             self.committed.insert((t, p), o);
         }
@@ -468,6 +484,9 @@ async fn heartbeat_loop(
     kick: Arc<Notify>,
     first_interval_ms: u32,
 ) {
+    // Heartbeats are held by the coordinator while nothing changes (up to a third of the
+    // session), so a rebalance reaches this member at once.
+    let hold_ms = (config.session_timeout_ms / 3).min(3_000);
     let mut interval = Duration::from_millis(u64::from(first_interval_ms.max(10)));
     loop {
         tokio::select! {
@@ -490,6 +509,7 @@ async fn heartbeat_loop(
                         instance_id: config.instance_id.clone().unwrap_or_default(),
                         generation,
                         owned,
+                        wait_ms: hold_ms,
                     },
                 )
                 .await
@@ -500,7 +520,7 @@ async fn heartbeat_loop(
                 if apply_state(&shared, &state) {
                     changed.notify_one();
                 }
-                interval = Duration::from_millis(u64::from(state.heartbeat_interval_ms.max(10)));
+                interval = Duration::from_millis(u64::from(state.heartbeat_interval_ms));
             }
             Ok(state) if state.error == ErrorCode::UnknownMember.as_u16() => {
                 // The coordinator lost this member (a session that ran out, a broker

@@ -278,6 +278,7 @@ fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
                     instance_id: String::new(),
                     generation: old_generation,
                     owned: a.assignment.clone(),
+                    wait_ms: 0,
                 },
             )
             .await

@@ -21,7 +21,9 @@ use wire::{
 
 use super::forward::decode_reply;
 use super::{error_frame, respond, Origin};
-use crate::group::membership::{from_wire, to_wire, Join, Refusal};
+use crate::group::membership::{
+    from_wire, heartbeat_interval_ms, to_wire, Join, Refusal, HEARTBEAT_MS_MAX,
+};
 use crate::group::offsets_log::{self, Committed, OffsetRecord};
 use crate::group::{offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC};
 use crate::partition::Partition;
@@ -187,12 +189,67 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
     state
 }
 
+/// A heartbeat. When the member has nothing to apply (its assignment is what it owns), the
+/// answer waits up to `wait_ms` (at most a third of its session) for a change in the group,
+/// so a member learns of a rebalance at once; a held answer says "heartbeat again now".
 async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMemberState, Refusal> {
     offsets_of(shard, &r.group).await?;
     let owned = from_wire(&r.owned);
-    shard.groups.with_group(&r.group, |g| {
-        g.membership.heartbeat(&r.member_id, &r.instance_id, r.generation, &owned, Instant::now())
-    })
+    // The member was alive when the heartbeat arrived, not when a held answer goes out.
+    let arrived = Instant::now();
+    let beat = || {
+        shard.groups.with_group(&r.group, |g| {
+            let state =
+                g.membership.heartbeat(&r.member_id, &r.instance_id, r.generation, &owned, arrived);
+            (state, g.membership.session_of(&r.member_id))
+        })
+    };
+    let seen = shard.groups.changes.get();
+    let (state, session) = beat();
+    let state = state?;
+    let Some(session) = session else { return Ok(state) };
+    let hold = Duration::from_millis(u64::from(
+        r.wait_ms.min(heartbeat_interval_ms(session)).min(HEARTBEAT_MS_MAX),
+    ));
+    if hold.is_zero() || from_wire(&state.assignment) != owned || shard.stopping.get() {
+        return Ok(state);
+    }
+    let deadline = Instant::now() + hold;
+    let mut seen = seen;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let changed = futures_lite::future::or(
+            async {
+                shard.groups.changes.wait_for(seen + 1).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(deadline - now).await;
+                false
+            },
+        )
+        .await;
+        if !changed {
+            break;
+        }
+        seen = shard.groups.changes.get();
+        let (state, _) = beat();
+        let state = state?;
+        if from_wire(&state.assignment) != owned
+            || state.pending > 0 && state.generation != r.generation
+        {
+            return Ok(state);
+        }
+    }
+    let (state, _) = beat();
+    let mut state = state?;
+    if from_wire(&state.assignment) == owned {
+        state.heartbeat_interval_ms = 0;
+    }
+    Ok(state)
 }
 
 async fn leave(shard: &Rc<Shard>, r: LeaveGroupRequest) -> Result<(), Refusal> {

@@ -79,6 +79,9 @@ pub struct Membership {
     pub members: BTreeMap<String, Member>,
     /// The target assignment.
     pub target: Target,
+    /// Grows with every change another member may be waiting for (target, grants,
+    /// releases, members leaving): held heartbeats wake on it.
+    pub version: u64,
     /// Partition counts the target was computed with.
     partitions: BTreeMap<String, u32>,
     next_member: u64,
@@ -110,6 +113,7 @@ impl Membership {
             assignor: Assignor::default(),
             members: BTreeMap::new(),
             target: Target::new(),
+            version: 0,
             partitions: BTreeMap::new(),
             next_member: 0,
         }
@@ -246,7 +250,7 @@ impl Membership {
                 format!("generation {generation} is newer than the group's {current}"),
             ));
         }
-        m.last_seen = now;
+        m.last_seen = m.last_seen.max(now);
         Ok(self.reconcile(member_id, owned))
     }
 
@@ -258,6 +262,7 @@ impl Membership {
     ) -> Result<(), Refusal> {
         self.member(member_id, "")?;
         self.members.remove(member_id);
+        self.version += 1;
         self.retarget(partition_count);
         Ok(())
     }
@@ -274,6 +279,7 @@ impl Membership {
             for id in &gone {
                 self.members.remove(id);
             }
+            self.version += 1;
             self.retarget(partition_count);
         }
         gone
@@ -336,6 +342,11 @@ impl Membership {
             .collect())
     }
 
+    /// The session timeout of a member.
+    pub fn session_of(&self, member_id: &str) -> Option<Duration> {
+        self.members.get(member_id).map(|m| m.session_timeout)
+    }
+
     /// Whether some partition of the target is not yet granted to its member.
     pub fn rebalancing(&self) -> bool {
         self.target
@@ -389,6 +400,7 @@ impl Membership {
         if target != self.target {
             self.target = target;
             self.generation += 1;
+            self.version += 1;
         }
     }
 
@@ -413,16 +425,21 @@ impl Membership {
         let was: BTreeSet<TopicPartition> = m.granted.union(&m.revoking).cloned().collect();
         let granted: BTreeSet<TopicPartition> =
             mine.iter().filter(|tp| !held_by_others.contains(*tp)).cloned().collect();
-        m.revoking =
+        let revoking: BTreeSet<TopicPartition> =
             was.iter().filter(|tp| !mine.contains(*tp) && owned.contains(*tp)).cloned().collect();
         let pending = mine.len() - granted.len();
-        if granted != m.granted {
+        let released = revoking != m.revoking;
+        m.revoking = revoking;
+        let regranted = granted != m.granted;
+        if regranted {
             m.granted = granted;
             m.changed_generation = generation;
         }
         let moving = pending > 0 || !m.revoking.is_empty() || *owned != m.granted;
-        let interval = (m.session_timeout.as_millis() as u32 / 3)
-            .clamp(RECONCILE_HEARTBEAT_MS, HEARTBEAT_MS_MAX);
+        let interval = heartbeat_interval_ms(m.session_timeout);
+        if released || regranted {
+            self.version += 1;
+        }
         GroupMemberState {
             error: 0,
             message: String::new(),
@@ -433,6 +450,12 @@ impl Membership {
             pending: pending as u32,
         }
     }
+}
+
+/// The regular heartbeat interval for a session timeout: a third of it, within
+/// `RECONCILE_HEARTBEAT_MS..=HEARTBEAT_MS_MAX`.
+pub fn heartbeat_interval_ms(session_timeout: Duration) -> u32 {
+    (session_timeout.as_millis() as u32 / 3).clamp(RECONCILE_HEARTBEAT_MS, HEARTBEAT_MS_MAX)
 }
 
 /// Partitions grouped by topic, for the wire.

@@ -24,6 +24,7 @@ use self::assignor::TopicPartition;
 use self::membership::Membership;
 use self::offsets_log::Committed;
 use crate::storage::{DmaDisk, PartitionLog, StorageError};
+use crate::watermark::Watermark;
 
 /// The internal topic holding committed offsets (Kafka's name for the same idea).
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -60,6 +61,9 @@ pub struct Coordinator {
     loaded: RefCell<BTreeSet<u32>>,
     /// One replay at a time; the others wait for it.
     load_lock: glommio::sync::Semaphore,
+    /// Advanced whenever some group's target, grants or members change: a held heartbeat
+    /// waits on it (`api/group.rs`).
+    pub changes: Watermark,
 }
 
 impl Default for Coordinator {
@@ -68,6 +72,7 @@ impl Default for Coordinator {
             groups: RefCell::new(BTreeMap::new()),
             loaded: RefCell::new(BTreeSet::new()),
             load_lock: glommio::sync::Semaphore::new(1),
+            changes: Watermark::new(0),
         }
     }
 }
@@ -122,7 +127,11 @@ impl Coordinator {
             membership: Membership::new(group),
             offsets: BTreeMap::new(),
         });
+        let version = g.membership.version;
         let r = f(g);
+        if g.membership.version != version {
+            self.changes.advance(self.changes.get() + 1);
+        }
         if g.membership.is_empty() && g.offsets.is_empty() {
             groups.remove(group);
         }
@@ -150,15 +159,21 @@ impl Coordinator {
         partition_count: &dyn Fn(&str) -> u32,
     ) -> Vec<(String, String)> {
         let mut gone = Vec::new();
+        let mut changed = false;
         let mut groups = self.groups.borrow_mut();
         for (id, g) in groups.iter_mut() {
             if g.membership.is_empty() {
                 continue;
             }
+            let version = g.membership.version;
             for member in g.membership.expire(now, partition_count) {
                 gone.push((id.clone(), member));
             }
             g.membership.refresh_partitions(partition_count);
+            changed |= g.membership.version != version;
+        }
+        if changed {
+            self.changes.advance(self.changes.get() + 1);
         }
         groups.retain(|_, g| !(g.membership.is_empty() && g.offsets.is_empty()));
         gone

@@ -68,7 +68,7 @@ wire_type! {
         /// The group's generation (send it with commits).
         pub generation: u32,
         /// Send the next heartbeat within this many milliseconds (short while partitions
-        /// are moving).
+        /// are moving; 0 after a held heartbeat: send the next one now).
         pub heartbeat_interval_ms: u32,
         /// The partitions this member may own now: start reading those that are new, stop
         /// reading (and commit) those that are gone, then heartbeat at once.
@@ -93,6 +93,10 @@ wire_type! {
         pub generation: u32,
         /// Partitions the member owns now (after applying the last assignment).
         pub owned: Vec<TopicPartitions>,
+        /// When the member has nothing to apply, the coordinator may hold the heartbeat up
+        /// to this long and answer as soon as the member's assignment changes (then a
+        /// member learns of a rebalance at once, not at its next heartbeat). 0 = answer now.
+        pub wait_ms: u32,
     }
 }
 message!(HeartbeatRequest, Heartbeat);
