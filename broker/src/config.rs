@@ -85,6 +85,11 @@ pub struct BrokerConfig {
     /// Partitions the broker holds over all topics; creating more is refused with
     /// RESOURCE_LIMIT (each open partition holds file descriptors and memory).
     pub partitions_max: u32,
+    /// Storage descriptor budget (`descriptors.rs` `StorageFiles`): partitions' active
+    /// segments and their optional files (index files, O_DSYNC handles, sealed segments
+    /// open for reads). 0 = what the open-files limit leaves after connections; otherwise at
+    /// most this. Partitions get three quarters of it at most.
+    pub storage_files_max: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -111,6 +116,7 @@ impl Default for BrokerConfig {
             io_memory_bytes: 32 << 20,
             retention_check_ms: 30_000,
             partitions_max: 100_000,
+            storage_files_max: 0,
             log: LogConfig::default(),
         }
     }
@@ -213,6 +219,7 @@ impl BrokerConfig {
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
+            "BROKER_STORAGE_FILES_MAX" => self.storage_files_max = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,

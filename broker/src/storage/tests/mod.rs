@@ -101,6 +101,11 @@ async fn read_all<D: io::Disk>(
     Ok(out)
 }
 
+/// A storage descriptor budget no test reaches.
+fn unlimited_files() -> std::sync::Arc<crate::descriptors::StorageFiles> {
+    crate::descriptors::StorageFiles::unlimited()
+}
+
 /// Prints the seed if the test panics while it is alive.
 struct SeedGuard(u64);
 

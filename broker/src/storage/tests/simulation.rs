@@ -29,9 +29,16 @@ async fn simulate(seed: u64, steps: usize) {
     config.read_unsynced = rng.u8(0..4) == 0;
     config.dsync_writes = rng.bool();
     config.zero_ahead_bytes = [0, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
-    let mut log = PartitionLog::open(disk.clone(), dir.clone(), config.clone(), shard.partition())
-        .await
-        .unwrap();
+    let files = unlimited_files();
+    let mut log = PartitionLog::open(
+        disk.clone(),
+        dir.clone(),
+        config.clone(),
+        shard.partition(),
+        files.clone(),
+    )
+    .await
+    .unwrap();
     // Offset -> stored bytes. `durable`: acked durable (must survive). `maybe`: the batches
     // that may be found at an offset after a crash (or nothing).
     let mut durable: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -126,8 +133,16 @@ async fn simulate(seed: u64, steps: usize) {
                     sync_eio_per_mille: 0,
                     ..disk.faults()
                 });
-                log =
-                    reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+                log = reopen_and_check(
+                    &disk,
+                    &files,
+                    &dir,
+                    &config,
+                    &shard,
+                    &mut durable,
+                    &mut maybe,
+                )
+                .await;
             }
             75..=79 => {
                 // Clean shutdown and restart.
@@ -139,8 +154,16 @@ async fn simulate(seed: u64, steps: usize) {
                     sync_eio_per_mille: 0,
                     ..disk.faults()
                 });
-                log =
-                    reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+                log = reopen_and_check(
+                    &disk,
+                    &files,
+                    &dir,
+                    &config,
+                    &shard,
+                    &mut durable,
+                    &mut maybe,
+                )
+                .await;
             }
             80..=84 => {
                 let mut c = config.clone();
@@ -156,9 +179,15 @@ async fn simulate(seed: u64, steps: usize) {
                     capacity_bytes: u64::MAX,
                     ..disk.faults()
                 });
-                log = PartitionLog::open(disk.clone(), dir.clone(), c, shard.partition())
-                    .await
-                    .unwrap();
+                log = PartitionLog::open(
+                    disk.clone(),
+                    dir.clone(),
+                    c,
+                    shard.partition(),
+                    files.clone(),
+                )
+                .await
+                .unwrap();
                 log.apply_retention(now_ms).await.unwrap();
                 assert!(log.log_start_offset() >= before);
                 let start = log.log_start_offset();
@@ -189,12 +218,14 @@ async fn simulate(seed: u64, steps: usize) {
     drop(log);
     disk.crash();
     disk.set_faults(SimFaults::default());
-    let log = reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+    let log =
+        reopen_and_check(&disk, &files, &dir, &config, &shard, &mut durable, &mut maybe).await;
     log.close().await.unwrap();
 }
 
 async fn reopen_and_check(
     disk: &SimDisk,
+    files: &std::sync::Arc<crate::descriptors::StorageFiles>,
     dir: &Path,
     config: &LogConfig,
     shard: &Rc<ShardCache>,
@@ -204,9 +235,15 @@ async fn reopen_and_check(
     let full = SimFaults { capacity_bytes: u64::MAX, ..disk.faults() };
     let saved = disk.faults();
     disk.set_faults(full); // recovery rewrites index files; give it room
-    let log = PartitionLog::open(disk.clone(), dir.to_owned(), config.clone(), shard.partition())
-        .await
-        .unwrap();
+    let log = PartitionLog::open(
+        disk.clone(),
+        dir.to_owned(),
+        config.clone(),
+        shard.partition(),
+        files.clone(),
+    )
+    .await
+    .unwrap();
     disk.set_faults(saved);
     let start = log.log_start_offset();
     let hw = log.high_watermark();
