@@ -21,7 +21,7 @@
 //! Not counted (they come out of `OPEN_FILES_RESERVED`): a directory open for its fsync or
 //! listing, and glommio's one-time device probe per shard.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tracing::info;
@@ -183,6 +183,8 @@ pub struct StorageFiles {
     kept_max: usize,
     partitions: AtomicUsize,
     optional: AtomicUsize,
+    /// Optional opens refused so far (the callers went without).
+    refused: AtomicU64,
 }
 
 impl StorageFiles {
@@ -204,6 +206,7 @@ impl StorageFiles {
             kept_max: optional_max - optional_max.div_ceil(4),
             partitions: AtomicUsize::new(0),
             optional: AtomicUsize::new(0),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -243,10 +246,18 @@ impl StorageFiles {
             FileUse::Kept => self.kept_max,
             FileUse::Brief => self.optional_max,
         };
-        self.optional
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .ok()
-            .map(|_| FileSlot { pool: self.clone(), partition: false })
+        let taken = self
+            .optional
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        if taken.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        taken.ok().map(|_| FileSlot { pool: self.clone(), partition: false })
+    }
+
+    /// Optional opens refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The whole budget in descriptors.
