@@ -117,9 +117,15 @@ async fn steady(root: std::path::PathBuf, secs: u64, recycle: bool) -> Vec<Resul
     let dir = root.join(format!("steady-{recycle}"));
     {
         let log = Rc::new(
-            PartitionLog::open(DmaDisk, dir.clone(), c.clone(), ShardCache::new(0).partition())
-                .await
-                .unwrap(),
+            PartitionLog::open(
+                DmaDisk,
+                dir.clone(),
+                c.clone(),
+                ShardCache::new(0).partition(),
+                broker::descriptors::StorageFiles::unlimited(),
+            )
+            .await
+            .unwrap(),
         );
         let ticker = retention_ticker(log.clone());
         let batch = batch();
@@ -152,9 +158,15 @@ async fn full_speed_with(
 ) -> Result {
     let tick = config.retention_bytes >= 0;
     let log = Rc::new(
-        PartitionLog::open(DmaDisk, dir, config, ShardCache::new(64 << 20).partition())
-            .await
-            .unwrap(),
+        PartitionLog::open(
+            DmaDisk,
+            dir,
+            config,
+            ShardCache::new(64 << 20).partition(),
+            broker::descriptors::StorageFiles::unlimited(),
+        )
+        .await
+        .unwrap(),
     );
     let ticker = tick.then(|| retention_ticker(log.clone()));
     let batch = Rc::new(batch());
@@ -215,9 +227,15 @@ async fn full_speed_with(
 async fn rate_with_retention(dir: std::path::PathBuf, secs: u64, closed: usize) -> Result {
     {
         let log = Rc::new(
-            PartitionLog::open(DmaDisk, dir.clone(), config(), ShardCache::new(0).partition())
-                .await
-                .unwrap(),
+            PartitionLog::open(
+                DmaDisk,
+                dir.clone(),
+                config(),
+                ShardCache::new(0).partition(),
+                broker::descriptors::StorageFiles::unlimited(),
+            )
+            .await
+            .unwrap(),
         );
         let batch = Rc::new(batch());
         let mut tasks = Vec::new();
@@ -258,9 +276,15 @@ async fn fixed_rate_with(
 ) -> Result {
     let tick = config.retention_bytes >= 0 && retention_after_s.is_none();
     let log = Rc::new(
-        PartitionLog::open(DmaDisk, dir, config, ShardCache::new(64 << 20).partition())
-            .await
-            .unwrap(),
+        PartitionLog::open(
+            DmaDisk,
+            dir,
+            config,
+            ShardCache::new(64 << 20).partition(),
+            broker::descriptors::StorageFiles::unlimited(),
+        )
+        .await
+        .unwrap(),
     );
     let ticker = tick.then(|| retention_ticker(log.clone()));
     if let Some(after) = retention_after_s {

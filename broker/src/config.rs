@@ -88,6 +88,11 @@ pub struct BrokerConfig {
     /// Partitions of the internal committed-offsets topic (`__consumer_offsets`), set when
     /// the broker first creates it; groups are spread over them (and so over the shards).
     pub group_offsets_partitions: u32,
+    /// Storage descriptor budget (`descriptors.rs` `StorageFiles`): partitions' active
+    /// segments and their optional files (index files, O_DSYNC handles, sealed segments
+    /// open for reads). 0 = what the open-files limit leaves after connections; otherwise at
+    /// most this. Partitions get three quarters of it at most.
+    pub storage_files_max: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -115,6 +120,7 @@ impl Default for BrokerConfig {
             retention_check_ms: 30_000,
             partitions_max: 100_000,
             group_offsets_partitions: 8,
+            storage_files_max: 0,
             log: LogConfig::default(),
         }
     }
@@ -220,6 +226,7 @@ impl BrokerConfig {
             "BROKER_GROUP_OFFSETS_PARTITIONS" => {
                 self.group_offsets_partitions = parse(name, value)?
             }
+            "BROKER_STORAGE_FILES_MAX" => self.storage_files_max = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,

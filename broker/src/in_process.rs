@@ -115,8 +115,14 @@ async fn run(
     };
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let addresses = Arc::new(Addresses { public: loopback, shards: vec![loopback] });
-    let slots = crate::descriptors::ConnectionSlots::new(config.connections_per_shard_max);
-    let shard = Shard::new(0, 0, config, addresses, senders, slots);
+    let pools = crate::descriptors::DescriptorPools {
+        connections: crate::descriptors::ConnectionSlots::new(config.connections_per_shard_max),
+        storage: crate::descriptors::StorageFiles::new(
+            crate::descriptors::StorageFiles::files_for_partitions(config.partitions_max),
+            config.partitions_max,
+        ),
+    };
+    let shard = Shard::new(0, 0, config, addresses, senders, pools);
     let settings = TopicSettings::from_wire(&wire::TopicConfig {
         partition_count: 4,
         retention_ms: -1,

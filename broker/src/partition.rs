@@ -6,9 +6,11 @@
 //! request or a subscription: a retired partition's log refuses appends and wakes readers.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
+use crate::descriptors::StorageFiles;
 use crate::layout::partition_dir;
 use crate::metadata::Topic;
 use crate::storage::{DmaDisk, LogConfig, PartitionCache, PartitionLog, StorageError};
@@ -26,16 +28,18 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens (recovering) partition `index` of `topic` under `data_dir`.
+    /// Opens (recovering) partition `index` of `topic` under `data_dir`, reserving its
+    /// descriptor in `files`.
     pub async fn open(
         data_dir: &Path,
         topic: &Topic,
         index: u32,
         config: LogConfig,
         cache: PartitionCache,
+        files: Arc<StorageFiles>,
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
-        let log = PartitionLog::open(DmaDisk, dir, config, cache).await?;
+        let log = PartitionLog::open(DmaDisk, dir, config, cache, files).await?;
         Ok(Partition { topic: topic.name.clone(), topic_id: topic.id, index, log })
     }
 

@@ -25,7 +25,8 @@ use tracing::{info, warn};
 
 use crate::config::BrokerConfig;
 use crate::descriptors::{
-    raise_open_files_limit, ConnectionSlots, DescriptorPlan, FDS_PER_PARTITION, OPEN_FILES_RESERVED,
+    raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
+    FDS_PER_PARTITION, OPEN_FILES_RESERVED,
 };
 use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
@@ -193,28 +194,33 @@ pub fn run(
     config.validate()?;
     let open_files = raise_open_files_limit();
     let mut config = config;
-    // Descriptors are split between connections and partitions up front, so neither can
-    // starve the other: partitions past their share are refused at create (RESOURCE_LIMIT)
-    // instead of failing to open, and connections keep theirs however many partitions exist.
+    // Descriptors are split between connections and storage up front, so neither can
+    // starve the other: partitions past the storage budget are refused at create
+    // (RESOURCE_LIMIT) instead of failing to open, their optional files fail soft when the
+    // budget is spent, and connections keep theirs however busy the partitions are.
     let plan = DescriptorPlan::new(
         open_files,
         config.shard_count(),
         config.connections_per_shard_max,
         config.partitions_max,
+        config.storage_files_max,
     );
     let wanted_connections = config.connections_per_shard_max * config.shard_count();
     if plan.connections < wanted_connections || plan.partitions < config.partitions_max {
         warn!(
             open_files,
             connections_max = plan.connections,
+            storage_files_max = plan.storage_files,
             partitions_max = plan.partitions,
             configured_connections = wanted_connections,
             configured_partitions = config.partitions_max,
-            "limits lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition, one per connection, {OPEN_FILES_RESERVED} reserved)"
+            "limits lowered to what the open-files limit allows ({FDS_PER_PARTITION} per partition and a quarter of the storage budget for index files and reads, one per connection, {OPEN_FILES_RESERVED} reserved)"
         );
     }
-    config.partitions_max = plan.partitions;
-    let connection_slots = ConnectionSlots::new(plan.connections);
+    let pools = DescriptorPools {
+        connections: ConnectionSlots::new(plan.connections),
+        storage: StorageFiles::new(plan.storage_files, config.partitions_max),
+    };
     let n = config.shard_count();
     let _lock = lock_data_dir(&config.data_dir)?;
     // Partition directories are opened by path on the shard threads (glommio cannot open a
@@ -279,7 +285,7 @@ pub fn run(
             metadata.clone(),
             stop.clone(),
             ready_tx.clone(),
-            connection_slots.clone(),
+            pools.clone(),
         );
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{i}"))
@@ -349,11 +355,11 @@ async fn shard_main(
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<(u32, u32)>,
     cpu: u32,
-    connection_slots: Arc<ConnectionSlots>,
+    pools: DescriptorPools,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
-    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, connection_slots);
+    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, pools);
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }

@@ -19,7 +19,7 @@ use tracing::warn;
 use crate::budget::MemoryBudget;
 use crate::config::BrokerConfig;
 use crate::counters::Counters;
-use crate::descriptors::ConnectionSlots;
+use crate::descriptors::{ConnectionSlots, DescriptorPools, StorageFiles};
 use crate::group::Coordinator;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{Metadata, Topic};
@@ -63,6 +63,8 @@ pub struct Shard {
     pub groups: Coordinator,
     /// The broker-wide pool of connection descriptors every shard's accept loop takes from.
     pub connection_slots: Arc<ConnectionSlots>,
+    /// The broker-wide storage descriptor budget every partition log takes from.
+    pub storage_files: Arc<StorageFiles>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
     /// Serializes metadata changes (used on shard 0).
@@ -79,7 +81,7 @@ impl Shard {
         config: Arc<BrokerConfig>,
         addresses: Arc<Addresses>,
         senders: Senders<ShardMsg>,
-        connection_slots: Arc<ConnectionSlots>,
+        pools: DescriptorPools,
     ) -> Rc<Self> {
         let shard_count = addresses.shards.len() as u32;
         Rc::new(Shard {
@@ -89,7 +91,8 @@ impl Shard {
             cpu,
             cache: ShardCache::new(config.cache_bytes_per_shard),
             memory: MemoryBudget::new(config.memory_bytes_per_shard),
-            connection_slots,
+            connection_slots: pools.connections,
+            storage_files: pools.storage,
             groups: Coordinator::default(),
             config,
             addresses,
@@ -162,6 +165,7 @@ impl Shard {
                     index,
                     config,
                     self.cache.partition(),
+                    self.storage_files.clone(),
                 )
                 .await
                 {

@@ -13,6 +13,7 @@ use wire::{
 
 use super::forward::decode_reply;
 use super::{error_frame, respond, Origin};
+use crate::descriptors::FDS_PER_PARTITION;
 use crate::group::OFFSETS_TOPIC;
 use crate::metadata::{validate_name, Metadata, Topic, TopicSettings};
 use crate::request::Request;
@@ -139,14 +140,27 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
     let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
-    if held + u64::from(req.config.partition_count) > u64::from(shard.config.partitions_max) {
+    let files = &shard.storage_files;
+    let partitions_max = shard.config.partitions_max.min(files.partitions_max());
+    if held + u64::from(req.config.partition_count) > u64::from(partitions_max) {
+        let why = if files.partitions_max() < shard.config.partitions_max {
+            format!(
+                "the storage descriptor budget ({} files: {FDS_PER_PARTITION} per partition, {} \
+                 for index files and reads; raise the open-files limit or storage_files_max)",
+                files.files_max(),
+                files.optional_max()
+            )
+        } else {
+            "the configured limit".to_owned()
+        };
         return respond(
             &header,
             &CreateTopicResponse {
                 error: ErrorCode::ResourceLimit.as_u16(),
                 message: format!(
-                    "the broker holds {held} partitions; {} more would pass partitions_max ({})",
-                    req.config.partition_count, shard.config.partitions_max
+                    "the broker holds {held} partitions; {} more would pass partitions_max \
+                     ({partitions_max}), set by {why}",
+                    req.config.partition_count
                 ),
                 topic: None,
             },

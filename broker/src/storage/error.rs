@@ -1,4 +1,5 @@
-//! Typed storage errors, each mapped to a stable wire error code.
+//! Typed storage errors, each mapped to a stable wire error code. Out of descriptors (the
+//! OS's EMFILE or the storage budget's refusal) is `RESOURCE_LIMIT`, which clients retry.
 
 use wire::ErrorCode;
 
@@ -12,6 +13,17 @@ pub enum IoError {
         op: &'static str,
         /// File it failed on.
         path: String,
+    },
+    /// EMFILE / ENFILE, or the storage descriptor budget (`descriptors.rs` `StorageFiles`)
+    /// has no room: retry once files close.
+    #[error("too many open files ({op} {path}): {reason}")]
+    TooManyFiles {
+        /// Operation that failed.
+        op: &'static str,
+        /// File it failed on.
+        path: String,
+        /// Which limit.
+        reason: String,
     },
     /// The file does not exist.
     #[error("not found: {path}")]
@@ -45,7 +57,19 @@ impl IoError {
         match errno {
             Some(libc::ENOSPC) | Some(libc::EDQUOT) => IoError::NoSpace { op, path },
             Some(libc::ENOENT) => IoError::NotFound { path },
+            Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                IoError::TooManyFiles { op, path, reason: message }
+            }
             _ => IoError::Other { op, path, errno, message },
+        }
+    }
+
+    /// The storage descriptor budget refused `op` on `path`.
+    pub fn over_budget(op: &'static str, path: &std::path::Path) -> Self {
+        IoError::TooManyFiles {
+            op,
+            path: path.display().to_string(),
+            reason: "the storage descriptor budget is spent".into(),
         }
     }
 
@@ -108,6 +132,7 @@ impl StorageError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StorageError::Io(IoError::NoSpace { .. }) => ErrorCode::DiskFull,
+            StorageError::Io(IoError::TooManyFiles { .. }) => ErrorCode::ResourceLimit,
             StorageError::Io(_) | StorageError::Fenced(_) => ErrorCode::StorageIo,
             StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             StorageError::Corrupt { .. } => ErrorCode::CorruptStoredData,

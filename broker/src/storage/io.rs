@@ -2,7 +2,7 @@
 //!
 //! Two backends implement it: [`crate::storage::dma_disk::DmaDisk`] (glommio DMA files,
 //! O_DIRECT through io_uring — the real thing) and [`crate::storage::sim_disk::SimDisk`] (in
-//! memory, driven by a seed: torn writes at a crash, EIO, ENOSPC, slow syncs, and loss of
+//! memory, driven by a seed: torn writes at a crash, EIO, ENOSPC, EMFILE, slow syncs, and loss of
 //! everything not yet synced). Every engine test that can run on the simulator also runs on
 //! the real disk.
 //!

@@ -9,11 +9,16 @@
 //! ([`Segment::log`]). A sealed segment closes it ([`Segment::close_file`]) and readers
 //! reopen it on demand ([`Segment::file_for_read`]) at its current path (retention moves it
 //! to `.deleted` through [`Segment::rename`], never while a reader reopens it); the log bounds how many reopened
-//! files stay open, so descriptors do not grow with the number of segments.
+//! files stay open, so descriptors do not grow with the number of segments. Every
+//! descriptor but the active `.log` (which the partition's reservation covers) holds a slot
+//! of the storage budget (`descriptors.rs`) beside it, given back when the segment lets go
+//! of the file: a sealed `.log` kept open ([`Segment::keep_file_with`]), a reopened one, the
+//! O_DSYNC handle.
 
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use wire::batch::header::peek_batch_len;
 use wire::constants::BATCH_HEADER_BYTES;
@@ -25,6 +30,7 @@ use super::index::{OffsetIndex, TimeIndex};
 use super::io::{Disk, DiskFile, DISK_ALIGN};
 use super::sync_gate::SyncGate;
 use super::FirstBatch;
+use crate::descriptors::{FileSlot, FileUse, StorageFiles};
 
 /// File name of a segment file: the 20-digit base offset and an extension.
 pub fn file_name(base_offset: u64, ext: &str) -> String {
@@ -54,6 +60,8 @@ pub struct Segment<F: DiskFile> {
     pub base_offset: u64,
     /// The `.log` file while it is open (see the module docs).
     file: RefCell<Option<Rc<F>>>,
+    /// The storage budget's slot for `file`, unless the partition's reservation covers it.
+    file_slot: RefCell<Option<FileSlot>>,
     /// Where the `.log` is now: `log_path`, or where retention moved it.
     file_path: RefCell<PathBuf>,
     /// Held while the `.log` is reopened or renamed: glommio panics when a path it is
@@ -82,8 +90,9 @@ pub struct Segment<F: DiskFile> {
     /// it is opening disappears (it `statfs`es the path after the open).
     pub sealing: Cell<bool>,
     /// A second descriptor of the log file opened O_DSYNC, for writes that carry `durable`
-    /// appends (opened at the first such write; closed when the segment is sealed).
-    pub dsync: RefCell<Option<Rc<F>>>,
+    /// appends (opened at the first such write; closed when the segment is sealed), with its
+    /// slot of the storage budget.
+    pub dsync: RefCell<Option<(Rc<F>, FileSlot)>>,
     /// fdatasyncs of `log` in flight (see `sync_gate.rs`).
     pub(crate) syncs: SyncGate,
 }
@@ -96,6 +105,16 @@ impl<F: DiskFile> std::fmt::Debug for Segment<F> {
             .field("size_bytes", &self.size_bytes.get())
             .finish()
     }
+}
+
+/// The `.log` a read uses ([`Segment::file_for_read`]).
+pub struct ReadFile<F> {
+    /// The file.
+    pub file: Rc<F>,
+    /// This read reopened the file and the segment keeps it open.
+    pub reopened: bool,
+    /// Opened for this read only: its slot of the storage budget, given back with the file.
+    _brief: Option<FileSlot>,
 }
 
 /// A batch found by a scan.
@@ -137,6 +156,7 @@ impl<F: DiskFile> Segment<F> {
         Segment {
             base_offset,
             file: RefCell::new(Some(log)),
+            file_slot: RefCell::new(None),
             file_path: RefCell::new(log_path.clone()),
             path_lock: glommio::sync::Semaphore::new(1),
             log_path,
@@ -177,9 +197,18 @@ impl<F: DiskFile> Segment<F> {
         }
     }
 
-    /// Closes the `.log` (readers holding it finish first); `None` if it was closed.
+    /// Closes the `.log` (readers holding it finish first) and gives back its slot; `None`
+    /// if it was closed.
     pub fn close_file(&self) -> Option<Rc<F>> {
+        self.file_slot.borrow_mut().take();
         self.file.borrow_mut().take()
+    }
+
+    /// The open `.log` stays open under `slot` (a roll's background seal): the partition's
+    /// reservation goes to the next segment.
+    pub fn keep_file_with(&self, slot: FileSlot) {
+        assert!(self.is_open(), "{self:?}: a slot for a closed .log");
+        *self.file_slot.borrow_mut() = Some(slot);
     }
 
     /// Whether the `.log` is open now.
@@ -197,27 +226,44 @@ impl<F: DiskFile> Segment<F> {
         Ok(())
     }
 
-    /// The `.log` to read from, reopened if it was closed; `true` if this reopened it.
+    /// The `.log` to read from, reopened if it was closed: kept open under a
+    /// [`FileUse::Kept`] slot when the budget has one (`reopened`), else for this read only
+    /// under a [`FileUse::Brief`] slot; `TooManyFiles` when it has neither.
     pub async fn file_for_read<D: Disk<File = F>>(
         &self,
         disk: &D,
-    ) -> Result<(Rc<F>, bool), IoError> {
+        files: &Arc<StorageFiles>,
+    ) -> Result<ReadFile<F>, IoError> {
+        let open = |file: Rc<F>| ReadFile { file, reopened: false, _brief: None };
         if let Some(f) = self.file.borrow().as_ref() {
-            return Ok((f.clone(), false));
+            return Ok(open(f.clone()));
         }
         let _opening = self.path_lock.acquire_permit(1).await;
         if let Some(f) = self.file.borrow().as_ref() {
-            return Ok((f.clone(), false)); // another reader reopened it meanwhile
+            return Ok(open(f.clone())); // another reader reopened it meanwhile
         }
         let path = self.file_path.borrow().clone();
-        let f = Rc::new(disk.open(&path, false).await?);
-        // Another reader may have reopened it meanwhile: keep one.
-        let mut slot = self.file.borrow_mut();
-        match slot.as_ref() {
-            Some(open) => Ok((open.clone(), false)),
+        let (slot, kept) = match files.take(FileUse::Kept) {
+            Some(slot) => (slot, true),
             None => {
-                *slot = Some(f.clone());
-                Ok((f, true))
+                let slot = files
+                    .take(FileUse::Brief)
+                    .ok_or_else(|| IoError::over_budget("reopen sealed segment", &path))?;
+                (slot, false)
+            }
+        };
+        let f = Rc::new(disk.open(&path, false).await?);
+        if !kept {
+            return Ok(ReadFile { file: f, reopened: false, _brief: Some(slot) });
+        }
+        // Another reader may have reopened it meanwhile: keep one.
+        let mut file = self.file.borrow_mut();
+        match file.as_ref() {
+            Some(open_file) => Ok(open(open_file.clone())),
+            None => {
+                *file = Some(f.clone());
+                *self.file_slot.borrow_mut() = Some(slot);
+                Ok(ReadFile { file: f, reopened: true, _brief: None })
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The simulated backend: an in-memory filesystem that can crash, tear writes, fill up, fail
-//! with EIO and sync slowly, all decided by a seeded RNG so a failing run replays exactly.
+//! with EIO, refuse opens with EMFILE and sync slowly, all decided by a seeded RNG so a failing run replays exactly.
 //!
 //! Model (what a real disk guarantees, and no more):
 //! - Each file has its current bytes, its *durable* bytes, and the operations (writes,
@@ -19,6 +19,8 @@
 //!   any 512-byte sector. Files whose name was never made durable by `sync_dir` disappear.
 //!   Writes through a handle from `open_dsync` land whole when they complete, while the
 //!   operations before them may not (as with FUA writes).
+//! - An open may fail with EMFILE (`open_emfile_per_mille`), as when the process is out of
+//!   descriptors.
 //! - Removal is immediate and durable (retention only removes data it no longer needs).
 //! - Space: the sum of file lengths may not exceed the capacity; beyond it writes, truncates
 //!   that grow and allocations fail with ENOSPC.
@@ -50,6 +52,9 @@ pub struct SimFaults {
     pub write_delay_yields_max: u32,
     /// Total bytes the disk holds.
     pub capacity_bytes: u64,
+    /// Chance per open of failing with EMFILE (the process is out of descriptors), in parts
+    /// per thousand.
+    pub open_emfile_per_mille: u32,
 }
 
 impl Default for SimFaults {
@@ -60,6 +65,7 @@ impl Default for SimFaults {
             sync_delay_yields_max: 0,
             write_delay_yields_max: 0,
             capacity_bytes: u64::MAX,
+            open_emfile_per_mille: 0,
         }
     }
 }
@@ -269,6 +275,11 @@ impl Disk for SimDisk {
         let parent = path.parent().unwrap_or(Path::new("")).to_owned();
         if !s.dirs.contains(&parent) {
             return Err(IoError::NotFound { path: parent.display().to_string() });
+        }
+        let emfile = s.faults.open_emfile_per_mille;
+        if s.chance(emfile) {
+            let message = "simulated errno EMFILE".to_owned();
+            return Err(IoError::from_errno("open", path, Some(libc::EMFILE), message));
         }
         let data = match s.files.get(path) {
             Some(f) => f.clone(),

@@ -18,6 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
@@ -26,12 +27,13 @@ use wire::AckLevel;
 
 use super::index_files::IndexFiles;
 use super::retention::Doomed;
+use crate::descriptors::{FileSlot, StorageFiles};
 use crate::storage::bytes::ByteView;
 use crate::storage::cache::PartitionCache;
 use crate::storage::config::LogConfig;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::Disk;
-use crate::storage::segment::Segment;
+use crate::storage::segment::{ReadFile, Segment};
 use crate::watermark::Watermark;
 
 pub(super) type Ack = oneshot::Sender<Result<(), StorageError>>;
@@ -64,6 +66,8 @@ pub(super) const REOPENED_FILES_MAX: usize = 4;
 /// The state a log's handle and its tasks share (see the module docs).
 pub(super) struct LogCore<D: Disk> {
     pub(super) disk: D,
+    /// The broker's storage descriptor budget (see the module docs of `log/mod.rs`).
+    pub(super) files: Arc<StorageFiles>,
     pub(super) dir: PathBuf,
     pub(super) config: LogConfig,
     pub(super) segments: RefCell<Vec<Rc<Segment<D::File>>>>,
@@ -121,13 +125,19 @@ impl<D: Disk> LogCore<D> {
     /// The file to read `seg` from. A sealed segment's `.log` is reopened on demand and
     /// counts among the log's [`REOPENED_FILES_MAX`] most recently reopened; the oldest beyond
     /// that is closed (a reader still holding it finishes first), so a partition's descriptors
-    /// do not grow with its segments.
+    /// do not grow with its segments. A reopened file kept open holds a [`FileUse::Kept`]
+    /// slot of the storage budget; without one it is opened for this read only (a
+    /// [`FileUse::Brief`] slot, held by the returned [`ReadFile`]), and without that the read
+    /// fails with `TooManyFiles` (`RESOURCE_LIMIT`, retriable).
+    ///
+    /// [`FileUse::Kept`]: crate::descriptors::FileUse::Kept
+    /// [`FileUse::Brief`]: crate::descriptors::FileUse::Brief
     pub(super) async fn read_file(
         &self,
         seg: &Rc<Segment<D::File>>,
-    ) -> Result<Rc<D::File>, StorageError> {
-        let (file, reopened) = seg.file_for_read(&self.disk).await?;
-        if reopened {
+    ) -> Result<ReadFile<D::File>, StorageError> {
+        let read = seg.file_for_read(&self.disk, &self.files).await?;
+        if read.reopened {
             let mut open = self.reopened.borrow_mut();
             open.retain(|s| s.strong_count() > 0);
             open.push_back(Rc::downgrade(seg));
@@ -137,7 +147,12 @@ impl<D: Disk> LogCore<D> {
                 }
             }
         }
-        Ok(file)
+        Ok(read)
+    }
+
+    /// A slot in the storage budget for an optional file (`None`: go without).
+    pub(super) fn file_slot(&self, use_: crate::descriptors::FileUse) -> Option<FileSlot> {
+        self.files.take(use_)
     }
 
     pub(super) fn active(&self) -> Rc<Segment<D::File>> {

@@ -9,10 +9,12 @@
 
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::core::LogCore;
+use crate::descriptors::{FileSlot, FileUse, StorageFiles};
 use crate::storage::error::IoError;
 use crate::storage::index::{OFFSET_ENTRY_BYTES, TIME_ENTRY_BYTES};
 use crate::storage::io::{Disk, DiskFile};
@@ -80,19 +82,31 @@ impl<F: DiskFile> TailAppender<F> {
 pub(super) struct LazyAppender<F: DiskFile> {
     pub(super) path: PathBuf,
     pub(super) open: Option<TailAppender<F>>,
+    /// How long the file stays open once opened (its share of the storage budget).
+    use_: FileUse,
+    /// Its slot in the storage budget while open (after `open`: dropped after the file).
+    slot: Option<FileSlot>,
 }
 
 impl<F: DiskFile> LazyAppender<F> {
-    pub(super) fn new(path: PathBuf) -> Self {
-        LazyAppender { path, open: None }
+    pub(super) fn new(path: PathBuf, use_: FileUse) -> Self {
+        LazyAppender { path, open: None, use_, slot: None }
     }
 
-    /// Opens the file now, emptied (its entries are then rewritten from the start).
-    pub(super) async fn open_empty<D: Disk<File = F>>(&mut self, disk: &D) -> Result<(), IoError> {
+    /// Opens the file now, emptied (its entries are then rewritten from the start);
+    /// `TooManyFiles` when the storage budget has no slot for it.
+    pub(super) async fn open_empty<D: Disk<File = F>>(
+        &mut self,
+        disk: &D,
+        files: &Arc<StorageFiles>,
+    ) -> Result<(), IoError> {
         if self.open.is_none() {
+            let slot =
+                files.take(self.use_).ok_or_else(|| IoError::over_budget("open", &self.path))?;
             let f = Rc::new(disk.open(&self.path, true).await?);
             f.truncate(0).await?;
             self.open = Some(TailAppender::new(f, 0, Vec::new()));
+            self.slot = Some(slot);
         }
         Ok(())
     }
@@ -100,12 +114,13 @@ impl<F: DiskFile> LazyAppender<F> {
     pub(super) async fn append<D: Disk<File = F>>(
         &mut self,
         disk: &D,
+        files: &Arc<StorageFiles>,
         bytes: &[u8],
     ) -> Result<(), IoError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.open_empty(disk).await?;
+        self.open_empty(disk, files).await?;
         self.open.as_mut().expect("opened above").append(&[bytes], 0).await
     }
 
@@ -187,8 +202,8 @@ impl<D: Disk> LogCore<D> {
             (offsets, times)
         };
         let result = async {
-            files.offsets.append(&self.disk, &offsets).await?;
-            files.times.append(&self.disk, &times).await?;
+            files.offsets.append(&self.disk, &self.files, &offsets).await?;
+            files.times.append(&self.disk, &self.files, &times).await?;
             Ok::<(), IoError>(())
         }
         .await;
@@ -196,6 +211,10 @@ impl<D: Disk> LogCore<D> {
             Ok(()) => {
                 files.offsets_persisted += n_offsets;
                 files.times_persisted += n_times;
+            }
+            // Out of descriptors is expected under load: the entries wait for the next run.
+            Err(e @ IoError::TooManyFiles { .. }) => {
+                debug!(segment = %seg.log_path.display(), error = %e, "index files wait for a descriptor")
             }
             Err(e) => {
                 warn!(segment = %seg.log_path.display(), error = %e, "cannot write index files")

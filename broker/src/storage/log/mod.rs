@@ -8,6 +8,14 @@
 //!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
 //!   validated (`wire::BatchView::validate`).
 //! - Dropping the log without `close` is a crash: its tasks stop where they are.
+//! - Descriptors: an open log holds its partition's reservation in the broker's storage
+//!   budget (`descriptors.rs` `StorageFiles`), which covers its active segment's `.log`
+//!   (and, one at a time, recovery's scan of each closed segment). Every other file it opens
+//!   takes an optional slot and goes without when none is left: index files are not
+//!   written (recovery rebuilds them, or reads scan from the segment's start), durable
+//!   writes fdatasync instead of O_DSYNC, a roll seals the old segment before the new one
+//!   opens, the deleter unlinks without pacing, and a read of a sealed segment that cannot
+//!   reopen it fails with `RESOURCE_LIMIT` (retriable).
 //!
 //! # Files, each headed by the rules it keeps
 //! - `core.rs`: what the handle and its tasks share (segments, watermarks, append queue,
@@ -36,6 +44,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
@@ -49,8 +58,9 @@ use self::writer::writer_loop;
 use super::bytes::ByteView;
 use super::cache::PartitionCache;
 use super::config::LogConfig;
-use super::error::StorageError;
+use super::error::{IoError, StorageError};
 use super::io::Disk;
+use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
 pub use self::core::LogStats;
@@ -61,6 +71,8 @@ pub use self::ticket::{AppendTicket, AppendTicketDone};
 pub struct PartitionLog<D: Disk> {
     shared: Rc<LogCore<D>>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
+    /// The partition's reservation in the storage budget, until `close`.
+    reservation: RefCell<Option<FileSlot>>,
 }
 
 impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
@@ -74,22 +86,33 @@ impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
 }
 
 impl<D: Disk> PartitionLog<D> {
-    /// Opens (recovering) or creates the log in `dir`. See the module docs and
-    /// `recover_segment` for what recovery checks and repairs.
+    /// Opens (recovering) or creates the log in `dir`, reserving its partition's descriptor
+    /// in `files` (refused with `RESOURCE_LIMIT` when `partitions_max` logs hold one). See
+    /// the module docs and `recover_segment` for what recovery checks and repairs.
     pub async fn open(
         disk: D,
         dir: PathBuf,
         config: LogConfig,
         cache: PartitionCache,
+        files: Arc<StorageFiles>,
     ) -> Result<Self, StorageError> {
+        let reservation = files.reserve_partition().ok_or_else(|| IoError::TooManyFiles {
+            op: "open partition",
+            path: dir.display().to_string(),
+            reason: format!(
+                "the storage descriptor budget holds {} partitions",
+                files.partitions_max()
+            ),
+        })?;
         let Recovered { segments, active_index, deleting, spare } =
-            recover_dir(&disk, &dir, &config).await?;
+            recover_dir(&disk, &files, &dir, &config).await?;
         let active = segments.last().expect("at least one segment").clone();
         // Recovery synced the active segment; closed segments were synced when sealed (a
         // roll makes the next segment only after that sync succeeded).
         let hw = active.next_offset.get();
         let shared = Rc::new(LogCore {
             disk,
+            files,
             dir,
             config,
             log_start_offset: Cell::new(segments[0].base_offset),
@@ -123,7 +146,11 @@ impl<D: Disk> PartitionLog<D> {
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
         let deleter = glommio::spawn_local(deleter_loop(shared.clone())).detach();
-        Ok(PartitionLog { shared, tasks: RefCell::new(vec![writer, syncer, deleter]) })
+        Ok(PartitionLog {
+            shared,
+            tasks: RefCell::new(vec![writer, syncer, deleter]),
+            reservation: RefCell::new(Some(reservation)),
+        })
     }
 
     /// Queues a validated batch for append, assigns its offsets and log-append time in place
@@ -268,6 +295,9 @@ impl<D: Disk> PartitionLog<D> {
         }
         self.shared.written.close();
         self.shared.visible.close();
+        // The writer closed the active segment's files: the partition's reservation goes
+        // now, not when the last handler lets go of the log.
+        drop(self.reservation.borrow_mut().take());
         let fenced = self.shared.queue.borrow().fenced.clone();
         match fenced {
             Some(reason) => Err(StorageError::Fenced(reason)),

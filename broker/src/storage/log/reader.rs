@@ -98,9 +98,9 @@ impl<D: Disk> PartitionLog<D> {
                 }
                 continue;
             }
-            let file = sh.read_file(&seg).await?;
+            let read = sh.read_file(&seg).await?;
             out.batches =
-                seg.read(&*file, offset, max_bytes, first, sh.config.read_ahead_bytes).await?;
+                seg.read(&*read.file, offset, max_bytes, first, sh.config.read_ahead_bytes).await?;
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
             }
@@ -128,10 +128,10 @@ impl<D: Disk> PartitionLog<D> {
             let mut offset =
                 seg.base_offset + u64::from(seg.time_index.borrow().scan_start(timestamp_ms));
             while offset < seg.next_offset.get().min(visible) {
-                let file = self.shared.read_file(&seg).await?;
+                let read = self.shared.read_file(&seg).await?;
                 let views = seg
                     .read(
-                        &*file,
+                        &*read.file,
                         offset,
                         self.shared.config.read_ahead_bytes,
                         FirstBatch::Always,

@@ -7,16 +7,25 @@
 //! ends where the next one starts, so stale batches past that are never read. Missing or
 //! invalid index files are rebuilt (they are hints). `.deleted` files found here are handed
 //! to the deleter, and a `.spare` is kept for the next roll while recycling is on.
+//!
+//! Descriptors: segments are recovered one at a time, each `.log` under the partition's
+//! reservation (closed ones are closed again before the next opens). Index files take
+//! slots of the storage budget (brief ones, except the active segment's kept files); an
+//! index file that cannot get one counts as missing, and is removed if it had content, so
+//! entries recovery could not check or rewrite are never trusted later: the segment is
+//! scanned, and its index rebuilt when a slot is free (or never, for a closed segment).
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tracing::{debug, warn};
 
 use super::index_files::{IndexFiles, LazyAppender};
 use super::retention::{Doomed, DELETED_SUFFIX, SPARE_SUFFIX};
 use super::roll::create_segment;
+use crate::descriptors::{FileUse, StorageFiles};
 use crate::storage::config::LogConfig;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::index::{OffsetIndex, TimeIndex};
@@ -39,6 +48,7 @@ pub(super) struct Recovered<D: Disk> {
 /// first one. See [`recover_segment`] for what is checked and repaired.
 pub(super) async fn recover_dir<D: Disk>(
     disk: &D,
+    files: &Arc<StorageFiles>,
     dir: &Path,
     config: &LogConfig,
 ) -> Result<Recovered<D>, StorageError> {
@@ -59,14 +69,15 @@ pub(super) async fn recover_dir<D: Disk>(
     let mut segments: Vec<Rc<Segment<D::File>>> = Vec::new();
     let mut active_index = None;
     if bases.is_empty() {
-        let (seg, files) = create_segment(disk, dir, 0).await?;
+        let (seg, index) = create_segment(disk, dir, 0).await?;
         segments.push(seg);
-        active_index = Some(files);
+        active_index = Some(index);
     }
     for (i, &base) in bases.iter().enumerate() {
         let is_active = i + 1 == bases.len();
         let end_offset = bases.get(i + 1).copied().unwrap_or(u64::MAX);
-        let (seg, files) = recover_segment(disk, dir, base, is_active, end_offset, config).await?;
+        let (seg, index) =
+            recover_segment(disk, files, dir, base, is_active, end_offset, config).await?;
         if let Some(next) = bases.get(i + 1) {
             if seg.next_offset.get() != *next {
                 warn!(segment = %seg.log_path.display(), end = seg.next_offset.get(), next_base = next,
@@ -80,7 +91,7 @@ pub(super) async fn recover_dir<D: Disk>(
             }
         }
         segments.push(seg);
-        active_index = files;
+        active_index = index;
     }
     Ok(Recovered { segments, active_index, deleting, spare })
 }
@@ -97,6 +108,7 @@ pub(super) async fn recover_dir<D: Disk>(
 /// segment is scanned whole.
 pub(super) async fn recover_segment<D: Disk>(
     disk: &D,
+    files: &Arc<StorageFiles>,
     dir: &Path,
     base_offset: u64,
     is_active: bool,
@@ -108,8 +120,8 @@ pub(super) async fn recover_segment<D: Disk>(
     let file_len = log.size().await?;
     let index_path = dir.join(file_name(base_offset, "index"));
     let time_path = dir.join(file_name(base_offset, "timeindex"));
-    let (index_bytes, index_found) = read_whole(disk, &index_path).await?;
-    let (time_bytes, time_found) = read_whole(disk, &time_path).await?;
+    let (index_bytes, index_found) = read_whole(disk, files, &index_path).await?;
+    let (time_bytes, time_found) = read_whole(disk, files, &time_path).await?;
     let mut index = OffsetIndex::decode(&index_bytes, file_len);
     let mut time_index = TimeIndex::decode(&time_bytes, u64::from(u32::MAX));
     let rebuild = !index_found || !time_found || config.recovery_full_check;
@@ -187,23 +199,30 @@ pub(super) async fn recover_segment<D: Disk>(
     seg.synced_to(end.position);
 
     let seg = Rc::new(seg);
-    let files = if is_active || rebuild {
+    let active_files = if is_active || rebuild {
         // Rewrite the index files from what recovery now knows (they may hold stale entries
         // past a cut), then keep them open for the active segment. An active segment with no
         // entries and no files leaves them unopened until its first entries.
-        let mut files = IndexFiles {
-            offsets: LazyAppender::new(index_path.clone()),
-            times: LazyAppender::new(time_path.clone()),
+        let use_ = if is_active { FileUse::Kept } else { FileUse::Brief };
+        let mut index = IndexFiles {
+            offsets: LazyAppender::new(index_path.clone(), use_),
+            times: LazyAppender::new(time_path.clone(), use_),
             offsets_persisted: 0,
             times_persisted: 0,
         };
-        // A file with content is emptied now (whatever is rewritten below); an empty one is
-        // already right and stays closed until entries come.
-        if index_found && !index_bytes.is_empty() {
-            files.offsets.open_empty(disk).await?;
-        }
-        if time_found && !time_bytes.is_empty() {
-            files.times.open_empty(disk).await?;
+        // A file with content is emptied now (whatever is rewritten below), or removed when
+        // it cannot be opened; an empty one is already right and stays closed until entries
+        // come.
+        for (f, found, bytes) in [
+            (&mut index.offsets, index_found, &index_bytes),
+            (&mut index.times, time_found, &time_bytes),
+        ] {
+            if found && !bytes.is_empty() {
+                if let Err(e) = f.open_empty(disk, files).await {
+                    warn!(path = %f.path.display(), error = %e, "cannot empty a stale index file; removing it");
+                    remove_if_present(disk, &f.path).await?;
+                }
+            }
         }
         let mut ob = Vec::new();
         seg.index.borrow().encode_from(0, &mut ob);
@@ -215,33 +234,40 @@ pub(super) async fn recover_segment<D: Disk>(
         }
         seg.time_index.borrow().encode_from(0, &mut tb);
         let ok = async {
-            files.offsets.append(disk, &ob).await?;
-            files.times.append(disk, &tb).await?;
-            files.offsets.fdatasync().await?;
-            files.times.fdatasync().await
+            index.offsets.append(disk, files, &ob).await?;
+            index.times.append(disk, files, &tb).await?;
+            index.offsets.fdatasync().await?;
+            index.times.fdatasync().await
         }
         .await;
         match ok {
             Ok(()) => {
-                files.offsets_persisted = seg.index.borrow().len();
-                files.times_persisted = seg.time_index.borrow().len();
+                index.offsets_persisted = seg.index.borrow().len();
+                index.times_persisted = seg.time_index.borrow().len();
             }
             Err(e) => {
                 warn!(segment = %log_path.display(), error = %e, "cannot rewrite index files")
             }
         }
-        is_active.then_some(files)
+        is_active.then_some(index)
     } else {
         None
     };
-    Ok((seg, files))
+    Ok((seg, active_files))
 }
 
-/// Reads a whole (small) file; `(bytes, existed)`.
+/// Reads a whole (small) index file; `(bytes, existed)`. Without a slot of the storage
+/// budget to open it, the file is removed and counts as missing (see the module docs).
 pub(super) async fn read_whole<D: Disk>(
     disk: &D,
+    files: &Arc<StorageFiles>,
     path: &Path,
 ) -> Result<(Vec<u8>, bool), StorageError> {
+    let Some(_slot) = files.take(FileUse::Brief) else {
+        warn!(path = %path.display(), "no descriptor to read an index file; removing it, the segment is scanned instead");
+        remove_if_present(disk, path).await?;
+        return Ok((Vec::new(), false));
+    };
     match disk.open(path, false).await {
         Ok(f) => {
             let len = f.size().await?;
@@ -255,6 +281,19 @@ pub(super) async fn read_whole<D: Disk>(
             Ok((bytes, true))
         }
         Err(IoError::NotFound { .. }) => Ok((Vec::new(), false)),
+        Err(e @ IoError::TooManyFiles { .. }) => {
+            warn!(path = %path.display(), error = %e, "cannot open an index file; removing it, the segment is scanned instead");
+            remove_if_present(disk, path).await?;
+            Ok((Vec::new(), false))
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes `path` if it exists.
+async fn remove_if_present<D: Disk>(disk: &D, path: &Path) -> Result<(), IoError> {
+    match disk.remove(path).await {
+        Ok(()) | Err(IoError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -5,7 +5,8 @@
 //! each `.log` to `.log.deleted` and syncs the directory before any truncation, so a crash
 //! never leaves a shortened segment under its real name. The deleter task then waits until
 //! no reader holds the segment and frees its space in paced truncation steps before
-//! unlinking it (`LogConfig::delete_chunk_bytes`); `.deleted` files found at open are
+//! unlinking it (`LogConfig::delete_chunk_bytes`; at once when the storage budget has no
+//! descriptor for the truncation); `.deleted` files found at open are
 //! finished the same way. With `segment_recycle` one deleted segment at a time is kept
 //! instead (`.log.spare`, kept across restarts) for the next roll (`roll.rs`).
 
@@ -16,7 +17,8 @@ use tracing::{debug, info, warn};
 
 use super::core::LogCore;
 use super::PartitionLog;
-use crate::storage::deleter::free_file;
+use crate::descriptors::FileUse;
+use crate::storage::deleter::{free_file, DeletePace};
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::{Disk, DiskFile};
 use crate::storage::segment::{file_name, Segment};
@@ -160,7 +162,14 @@ pub(super) async fn deleter_loop<D: Disk>(sh: Rc<LogCore<D>>) {
             }
         }
         let stop = || sh.queue.borrow().closing;
-        match free_file(&sh.disk, &doomed.path, sh.config.delete_pace(), &stop).await {
+        // Paced truncation holds the file open: without a slot of the storage budget it is
+        // unlinked at once instead.
+        let slot = sh.file_slot(FileUse::Kept);
+        let pace = match slot {
+            Some(_) => sh.config.delete_pace(),
+            None => DeletePace { chunk_bytes: 0, ..sh.config.delete_pace() },
+        };
+        match free_file(&sh.disk, &doomed.path, pace, &stop).await {
             Ok(true) => debug!(path = %doomed.path.display(), "deleted segment file removed"),
             Ok(false) => return, // the rest goes at the next open
             Err(e) => {

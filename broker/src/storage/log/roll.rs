@@ -3,12 +3,15 @@
 //! Contract: at a roll the old segment's data is synced (through its sync gate) before any
 //! append goes to the new segment, so every closed segment is durable; its final index
 //! entries and the trim of its preallocated space finish in the background (retention waits
-//! on `Segment::sealing`; at most [`SEALING_MAX`] run at once). The new segment is a fresh
+//! on `Segment::sealing`; at most [`SEALING_MAX`] run at once), the old `.log` held open
+//! under a slot of the storage budget; without a slot the seal finishes before the new
+//! segment opens (the new `.log` takes the partition's reservation). The new segment is a fresh
 //! file or the kept spare (`segment_recycle`), reused once no reader holds it: its stale
 //! bytes past the new data are never served (reads stop at the segment's size), a write
 //! that ends the data puts a zeroed page after it (so recovery finds a clean end), recovery
-//! cuts whatever stale bytes follow the last valid batch, and sealing trims them. Closing
-//! seals the active segment the same way.
+//! cuts whatever stale bytes follow the last valid batch, and sealing trims them. A roll
+//! that cannot make the new segment removes whatever it left under its name before appends
+//! go on in the old one. Closing seals the active segment the same way.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -19,6 +22,7 @@ use super::core::LogCore;
 use super::index_files::{IndexFiles, LazyAppender};
 use super::retention::Doomed;
 use super::writer::{new_zero_ahead, Writer};
+use crate::descriptors::FileUse;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::{Disk, DiskFile, DISK_ALIGN};
 use crate::storage::segment::{align_up, file_name, Segment};
@@ -82,8 +86,8 @@ pub(super) async fn create_segment_files<D: Disk>(
     disk.sync_dir(dir).await?;
     let seg = Rc::new(Segment::new(base_offset, log, log_path, 0, base_offset));
     let files = IndexFiles {
-        offsets: LazyAppender::new(dir.join(file_name(base_offset, "index"))),
-        times: LazyAppender::new(dir.join(file_name(base_offset, "timeindex"))),
+        offsets: LazyAppender::new(dir.join(file_name(base_offset, "index")), FileUse::Kept),
+        times: LazyAppender::new(dir.join(file_name(base_offset, "timeindex")), FileUse::Kept),
         offsets_persisted: 0,
         times_persisted: 0,
     };
@@ -107,6 +111,23 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
+    /// A roll could not make the segment at `base_offset`, and appends go on in the current
+    /// one: a `.log` a failed attempt left under that name (created, or a spare renamed
+    /// there) must go, durably, or recovery would end the current segment where it starts
+    /// and drop the batches written past that offset. If it cannot be removed the log is
+    /// fenced.
+    async fn unmake_segment(&self, base_offset: u64) {
+        let path = self.sh.dir.join(file_name(base_offset, "log"));
+        let removed = match self.sh.disk.remove(&path).await {
+            Ok(()) | Err(IoError::NotFound { .. }) => self.sh.disk.sync_dir(&self.sh.dir).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            warn!(path = %path.display(), error = %e, "cannot remove a segment a failed roll left");
+            self.sh.fence(e);
+        }
+    }
+
     pub(super) async fn roll(&mut self, base_offset: u64) -> Result<(), StorageError> {
         self.drain().await?;
         self.mark_end().await?;
@@ -117,12 +138,27 @@ impl<D: Disk> Writer<D> {
         // index files and trim finish in the background.
         sync_sealed(&self.sh, &self.seg).await?;
         let dsync = self.seg.dsync.borrow_mut().take();
-        if let Some(f) = dsync {
+        if let Some((f, _slot)) = dsync {
             let _ = f.close().await;
         }
         self.sh.index_idle().await;
-        let old_files = self.sh.active_index.borrow_mut().take();
+        let mut old_files = self.sh.active_index.borrow_mut().take();
         let (old, allocated) = (self.seg.clone(), self.allocated);
+        // The new segment's `.log` takes the partition's reservation; the old one stays open
+        // for its background seal under a slot of its own. Without one the seal finishes
+        // here, and the old `.log` closes as soon as the new one is open (until then under a
+        // brief slot if there is one: a moment's overlap, and the old file stays usable if
+        // the new one cannot be made). Slots are held here until the new segment exists, so
+        // a failed roll leaves none behind.
+        let seal_slot = self.sh.file_slot(FileUse::Kept);
+        let mut _overlap = None;
+        if seal_slot.is_none() {
+            while let Some(t) = self.sealing.pop_front() {
+                let _ = t.await;
+            }
+            let _ = finish_seal(&self.sh, &old, old_files.take(), allocated).await;
+            _overlap = self.sh.file_slot(FileUse::Brief);
+        }
         let recycled = match self.sh.take_spare() {
             Some(spare) => recycle_segment(&self.sh, spare, base_offset)
                 .await
@@ -134,14 +170,17 @@ impl<D: Disk> Writer<D> {
         };
         let (seg, files, reused_bytes) = match recycled {
             Some(r) => r,
-            None => {
-                let (seg, files) = create_segment(&self.sh.disk, &self.sh.dir, base_offset).await?;
-                (seg, files, 0)
-            }
+            None => match create_segment(&self.sh.disk, &self.sh.dir, base_offset).await {
+                Ok((seg, files)) => (seg, files, 0),
+                Err(e) => {
+                    self.unmake_segment(base_offset).await;
+                    return Err(e);
+                }
+            },
         };
         info!(segment = %seg.log_path.display(), reused_bytes, "rolled to a new segment");
         // Marked before the new segment makes it deletable by retention.
-        old.sealing.set(true);
+        old.sealing.set(seal_slot.is_some());
         self.sh.segments.borrow_mut().push(seg.clone());
         *self.sh.active_index.borrow_mut() = Some(files);
         self.zero = new_zero_ahead(&self.sh, &seg, align_up(reused_bytes), 0);
@@ -153,6 +192,13 @@ impl<D: Disk> Writer<D> {
         self.allocated = reused_bytes;
         self.stale_end = reused_bytes;
         self.end_marked = false;
+        let Some(seal_slot) = seal_slot else {
+            if let Some(f) = old.close_file() {
+                let _ = f.close().await;
+            }
+            return Ok(());
+        };
+        old.keep_file_with(seal_slot);
         while self.sealing.len() >= SEALING_MAX {
             let _ = self.sealing.pop_front().expect("nonempty").await;
         }
@@ -217,7 +263,7 @@ pub(super) async fn finish_seal<D: Disk>(
         // A closed segment keeps both files, even empty, so a restart trusts them instead of
         // rescanning the segment.
         for f in [&mut files.offsets, &mut files.times] {
-            if let Err(e) = f.open_empty(&sh.disk).await {
+            if let Err(e) = f.open_empty(&sh.disk, &sh.files).await {
                 warn!(path = %f.path.display(), error = %e, "cannot create index file");
             }
         }
@@ -252,7 +298,7 @@ pub(super) async fn seal_on_close<D: Disk>(
     let segments: Vec<_> = sh.segments.borrow().clone();
     for seg in segments {
         let dsync = seg.dsync.borrow_mut().take();
-        if let Some(f) = dsync {
+        if let Some((f, _slot)) = dsync {
             let _ = f.close().await;
         }
         if let Some(f) = seg.close_file() {

@@ -12,7 +12,8 @@
 //! - Durable writes through O_DSYNC (`dsync_writes`): a write carrying `durable` appends that
 //!   ends the data, with nothing unsynced before it and nothing else in flight, goes through
 //!   the segment's O_DSYNC descriptor and is durable when it completes (no fdatasync). Any
-//!   other case leaves the sync to the syncer.
+//!   other case, or no slot for that descriptor in the storage budget, leaves the sync to
+//!   the syncer.
 //! - A failed write fails its appends and every queued one and restarts after the last
 //!   complete batch (`LogCore::fail_appends`).
 //! - Zero-ahead (`zero_ahead.rs`) runs from here, only while nothing is queued or in flight
@@ -27,6 +28,7 @@ use wire::AckLevel;
 
 use super::core::{LogCore, Pending, SegView};
 use super::roll::seal_on_close;
+use crate::descriptors::FileUse;
 use crate::storage::bytes::ByteView;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::{Disk, DiskFile, DISK_ALIGN};
@@ -374,19 +376,21 @@ impl<D: Disk> Writer<D> {
         }
     }
 
-    /// The active segment's O_DSYNC descriptor, opened on first use; `None` (and plain
-    /// write + fdatasync) if it cannot be opened.
+    /// The active segment's O_DSYNC descriptor, opened on first use under a slot of the
+    /// storage budget; `None` (and plain write + fdatasync) if it cannot be opened, or while
+    /// the budget has no slot (asked again at the next durable write).
     pub(super) async fn dsync_file(&mut self) -> Option<Rc<D::File>> {
-        if let Some(f) = self.seg.dsync.borrow().as_ref() {
+        if let Some((f, _)) = self.seg.dsync.borrow().as_ref() {
             return Some(f.clone());
         }
         if self.dsync_failed == Some(self.seg.base_offset) {
             return None;
         }
+        let slot = self.sh.file_slot(FileUse::Kept)?;
         match self.sh.disk.open_dsync(&self.seg.log_path).await {
             Ok(f) => {
                 let f = Rc::new(f);
-                *self.seg.dsync.borrow_mut() = Some(f.clone());
+                *self.seg.dsync.borrow_mut() = Some((f.clone(), slot));
                 Some(f)
             }
             Err(e) => {

@@ -83,7 +83,17 @@ async fn read_all<D: io::Disk>(
     let mut next = from;
     let hw = log.high_watermark();
     while next < hw {
-        let r = log.read(next, 8 << 10, FirstBatch::Always).await?;
+        // Out of descriptors is retriable, as for a client: the files holding them close.
+        let mut tries = 0;
+        let r = loop {
+            match log.read(next, 8 << 10, FirstBatch::Always).await {
+                Err(StorageError::Io(IoError::TooManyFiles { .. })) if tries < 10_000 => {
+                    tries += 1;
+                    glommio::timer::sleep(std::time::Duration::from_micros(100)).await;
+                }
+                r => break r?,
+            }
+        };
         assert!(!r.batches.is_empty(), "empty read at {next} below hw {hw}");
         for view in &r.batches {
             for b in Batches::new(view) {
@@ -99,6 +109,11 @@ async fn read_all<D: io::Disk>(
         }
     }
     Ok(out)
+}
+
+/// A storage descriptor budget no test reaches.
+fn unlimited_files() -> std::sync::Arc<crate::descriptors::StorageFiles> {
+    crate::descriptors::StorageFiles::unlimited()
 }
 
 /// Prints the seed if the test panics while it is alive.
@@ -119,6 +134,8 @@ static SIM_DSYNC_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 
 /// Zero-ahead bytes written over all seeds.
 static SIM_ZEROED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Optional opens the storage budget refused over all seeds.
+static SIM_FILES_REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Data writes that waited for a zero-ahead write over all seeds.
 static SIM_ZERO_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

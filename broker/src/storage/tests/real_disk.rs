@@ -15,9 +15,15 @@ fn real_disk_write_reopen_read_back() {
         let shard = ShardCache::new(0); // no cache: every read hits the disk
         let mut config = small_config();
         config.segment_bytes_max = 64 << 10;
-        let log = PartitionLog::open(DmaDisk, dir.clone(), config.clone(), shard.partition())
-            .await
-            .unwrap();
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir.clone(),
+            config.clone(),
+            shard.partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         let mut rng = fastrand::Rng::with_seed(7);
         let mut expected = BTreeMap::new();
         for i in 0..200u64 {
@@ -42,7 +48,9 @@ fn real_disk_write_reopen_read_back() {
         drop(log);
 
         let log =
-            PartitionLog::open(DmaDisk, dir.clone(), config, shard.partition()).await.unwrap();
+            PartitionLog::open(DmaDisk, dir.clone(), config, shard.partition(), unlimited_files())
+                .await
+                .unwrap();
         let got = read_all(&log, 0).await.unwrap();
         for (o, bytes) in &expected {
             assert_eq!(got.get(o), Some(bytes), "batch at {o}");
@@ -95,7 +103,9 @@ fn real_disk_retention_right_after_rolls_waits_for_the_seal() {
         config.segment_bytes_max = 8 << 10;
         config.retention_bytes = 0;
         let log =
-            PartitionLog::open(DmaDisk, dir.clone(), config, shard.partition()).await.unwrap();
+            PartitionLog::open(DmaDisk, dir.clone(), config, shard.partition(), unlimited_files())
+                .await
+                .unwrap();
         let mut rng = fastrand::Rng::with_seed(11);
         let mut last = 0;
         for i in 0..400u64 {
@@ -128,6 +138,7 @@ fn readers_see_written_data_once_synced_unless_read_unsynced() {
                 dir.join(read_unsynced.to_string()),
                 config,
                 shard.partition(),
+                unlimited_files(),
             )
             .await
             .unwrap();
@@ -159,10 +170,15 @@ fn readers_see_written_data_once_synced_unless_read_unsynced() {
 
 /// Builds a closed log of a few segments on the real disk and returns its expected content.
 async fn build_real_log(dir: &Path, config: &LogConfig) -> BTreeMap<u64, Vec<u8>> {
-    let log =
-        PartitionLog::open(DmaDisk, dir.to_owned(), config.clone(), ShardCache::new(0).partition())
-            .await
-            .unwrap();
+    let log = PartitionLog::open(
+        DmaDisk,
+        dir.to_owned(),
+        config.clone(),
+        ShardCache::new(0).partition(),
+        unlimited_files(),
+    )
+    .await
+    .unwrap();
     let mut rng = fastrand::Rng::with_seed(3);
     let mut expected = BTreeMap::new();
     for i in 0..60u64 {
@@ -210,6 +226,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
             dir.clone(),
             config.clone(),
             ShardCache::new(0).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -241,6 +258,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
             dir.clone(),
             config.clone(),
             ShardCache::new(0).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -262,6 +280,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
             dir.clone(),
             config.clone(),
             ShardCache::new(0).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -287,9 +306,15 @@ fn real_disk_flipped_byte_in_closed_segment_is_reported_not_returned() {
         let mut bytes = std::fs::read(first).unwrap();
         bytes[200] ^= 0x40;
         std::fs::write(first, &bytes).unwrap();
-        let log = PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
-            .await
-            .unwrap();
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir.clone(),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         let err = read_all(&log, 0).await.unwrap_err();
         assert_eq!(err.code(), wire::ErrorCode::CorruptStoredData, "{err}");
         log.close().await.unwrap();
@@ -316,9 +341,15 @@ fn real_disk_stale_batches_past_a_closed_segments_end_are_not_read() {
         let mut bytes = std::fs::read(&logs[0]).unwrap();
         bytes.extend_from_slice(&stale);
         std::fs::write(&logs[0], &bytes).unwrap();
-        let log = PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
-            .await
-            .unwrap();
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir.clone(),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         assert_eq!(read_all(&log, 0).await.unwrap(), expected);
         log.close().await.unwrap();
     });
@@ -334,6 +365,7 @@ fn disk_full_and_eio_are_typed_errors_and_nothing_acked_is_lost() {
             dir.clone(),
             small_config(),
             ShardCache::new(1 << 20).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -378,10 +410,15 @@ fn disk_full_and_eio_are_typed_errors_and_nothing_acked_is_lost() {
         acked.insert(t.base_offset, stored(&b, t.base_offset, 9));
         drop(log);
         disk.crash();
-        let log =
-            PartitionLog::open(disk.clone(), dir, small_config(), ShardCache::new(0).partition())
-                .await
-                .unwrap();
+        let log = PartitionLog::open(
+            disk.clone(),
+            dir,
+            small_config(),
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         let got = read_all(&log, 0).await.unwrap();
         for (o, b) in &acked {
             assert_eq!(got.get(o), Some(b), "acked batch at {o} lost");
@@ -398,10 +435,15 @@ fn failed_sync_fences_the_log_until_reopened() {
         // Durable appends go through fdatasync here (an O_DSYNC write that fails is a failed
         // write, covered by the disk-full / EIO test).
         let config = LogConfig { dsync_writes: false, ..small_config() };
-        let log =
-            PartitionLog::open(disk.clone(), dir.clone(), config, ShardCache::new(0).partition())
-                .await
-                .unwrap();
+        let log = PartitionLog::open(
+            disk.clone(),
+            dir.clone(),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         let mut rng = fastrand::Rng::with_seed(4);
         log.append(&make_batch(&mut rng, 0, 1), AckLevel::Durable, 1).await.unwrap();
         disk.set_faults(SimFaults { sync_eio_per_mille: 1000, ..SimFaults::default() });
@@ -416,9 +458,15 @@ fn failed_sync_fences_the_log_until_reopened() {
         // shown to readers.
         assert_eq!(read_all(&log, 0).await.unwrap().len(), 1, "reads still work");
         drop(log);
-        let log = PartitionLog::open(disk, dir, small_config(), ShardCache::new(0).partition())
-            .await
-            .unwrap();
+        let log = PartitionLog::open(
+            disk,
+            dir,
+            small_config(),
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         log.append(&make_batch(&mut rng, 0, 4), AckLevel::Durable, 1).await.unwrap();
         log.close().await.unwrap();
     });
@@ -437,6 +485,7 @@ fn retention_by_size_and_time_keeps_the_active_segment() {
             dir.clone(),
             config.clone(),
             ShardCache::new(0).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -466,8 +515,15 @@ fn retention_by_size_and_time_keeps_the_active_segment() {
         // By time: everything older than now - retention goes, but never the active segment.
         config.retention_bytes = -1;
         config.retention_ms = 10;
-        let log =
-            PartitionLog::open(disk, dir, config, ShardCache::new(0).partition()).await.unwrap();
+        let log = PartitionLog::open(
+            disk,
+            dir,
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         log.apply_retention(1_000_000).await.unwrap();
         assert_eq!(log.segment_count(), 1);
         assert_eq!(log.log_start_offset(), log.log_start_offset());
@@ -511,6 +567,7 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
             dir.clone(),
             config.clone(),
             ShardCache::new(0).partition(),
+            unlimited_files(),
         )
         .await
         .unwrap();
@@ -543,9 +600,15 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
         // finishes it and leaves the log alone.
         let leftover = dir.join("00000000000000000000.log.deleted");
         std::fs::write(&leftover, vec![0x5Au8; 200 << 10]).unwrap();
-        let log = PartitionLog::open(DmaDisk, dir.clone(), config, ShardCache::new(0).partition())
-            .await
-            .unwrap();
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir.clone(),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         assert_eq!(log.log_start_offset(), start);
         deleted_files_gone(&dir).await;
         log.close().await.unwrap();
@@ -576,9 +639,15 @@ impl Tagged {
 
 /// The log in `dir` on the real disk, without a cache.
 async fn open_dma(dir: &Path, config: LogConfig) -> PartitionLog<DmaDisk> {
-    PartitionLog::open(DmaDisk, dir.to_owned(), config, ShardCache::new(0).partition())
-        .await
-        .unwrap()
+    PartitionLog::open(
+        DmaDisk,
+        dir.to_owned(),
+        config,
+        ShardCache::new(0).partition(),
+        unlimited_files(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Crashes `log` (dropped without close) and reopens it: every batch from `start` comes
@@ -707,8 +776,15 @@ fn real_disk_zero_ahead_waits_for_a_long_idle_gap() {
         config.pending_bytes_max = 4 << 20;
         let mut rng = fastrand::Rng::with_seed(43);
         let batches: Vec<_> = (0..200u64).map(|i| make_batch(&mut rng, 1, i)).collect();
-        let log =
-            PartitionLog::open(DmaDisk, dir, config, ShardCache::new(0).partition()).await.unwrap();
+        let log = PartitionLog::open(
+            DmaDisk,
+            dir,
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
         // Written back to back (all queued at once): no idle gap, no zeros, even once the
         // log then sits idle (a gap counts when it ends).
         let tickets: Vec<_> =

@@ -5,7 +5,8 @@
 use super::*;
 
 /// One seeded run: random appends (all ack levels, several in flight), reads, crashes,
-/// clean reopens, retention, EIO on writes and syncs, disk full. After every reopen: every
+/// clean reopens, retention, EIO on writes and syncs, disk full, EMFILE on opens, a small
+/// storage descriptor budget. After every reopen: every
 /// batch acked `durable` is readable byte for byte, offsets are dense, nothing invalid is
 /// returned, and batches not acked durable are either gone or intact. Unless
 /// `read_unsynced` (a quarter of the seeds), every batch a read returned counts as durable
@@ -29,9 +30,25 @@ async fn simulate(seed: u64, steps: usize) {
     config.read_unsynced = rng.u8(0..4) == 0;
     config.dsync_writes = rng.bool();
     config.zero_ahead_bytes = [0, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
-    let mut log = PartitionLog::open(disk.clone(), dir.clone(), config.clone(), shard.partition())
-        .await
-        .unwrap();
+    // Descriptors, drawn apart so the other draws stay as they were: half the seeds run on a
+    // storage budget of one partition and 1..=6 optional files (index files, O_DSYNC and
+    // reopened segments go without; with one, only brief opens), and EMFILE on opens comes
+    // and goes with the write faults.
+    let mut frng = fastrand::Rng::with_seed(seed ^ 0xF11E5);
+    let files = if frng.bool() {
+        unlimited_files()
+    } else {
+        crate::descriptors::StorageFiles::with_split(1, frng.usize(1..7))
+    };
+    let mut log = PartitionLog::open(
+        disk.clone(),
+        dir.clone(),
+        config.clone(),
+        shard.partition(),
+        files.clone(),
+    )
+    .await
+    .unwrap();
     // Offset -> stored bytes. `durable`: acked durable (must survive). `maybe`: the batches
     // that may be found at an offset after a crash (or nothing).
     let mut durable: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
@@ -78,7 +95,9 @@ async fn simulate(seed: u64, steps: usize) {
                             assert!(
                                 matches!(
                                     e.code(),
-                                    wire::ErrorCode::StorageIo | wire::ErrorCode::DiskFull
+                                    wire::ErrorCode::StorageIo
+                                        | wire::ErrorCode::DiskFull
+                                        | wire::ErrorCode::ResourceLimit
                                 ),
                                 "{e}"
                             );
@@ -124,10 +143,19 @@ async fn simulate(seed: u64, steps: usize) {
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
                     sync_eio_per_mille: 0,
+                    open_emfile_per_mille: 0,
                     ..disk.faults()
                 });
-                log =
-                    reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+                log = reopen_and_check(
+                    &disk,
+                    &files,
+                    &dir,
+                    &config,
+                    &shard,
+                    &mut durable,
+                    &mut maybe,
+                )
+                .await;
             }
             75..=79 => {
                 // Clean shutdown and restart.
@@ -137,10 +165,19 @@ async fn simulate(seed: u64, steps: usize) {
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
                     sync_eio_per_mille: 0,
+                    open_emfile_per_mille: 0,
                     ..disk.faults()
                 });
-                log =
-                    reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+                log = reopen_and_check(
+                    &disk,
+                    &files,
+                    &dir,
+                    &config,
+                    &shard,
+                    &mut durable,
+                    &mut maybe,
+                )
+                .await;
             }
             80..=84 => {
                 let mut c = config.clone();
@@ -153,12 +190,19 @@ async fn simulate(seed: u64, steps: usize) {
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
                     sync_eio_per_mille: 0,
+                    open_emfile_per_mille: 0,
                     capacity_bytes: u64::MAX,
                     ..disk.faults()
                 });
-                log = PartitionLog::open(disk.clone(), dir.clone(), c, shard.partition())
-                    .await
-                    .unwrap();
+                log = PartitionLog::open(
+                    disk.clone(),
+                    dir.clone(),
+                    c,
+                    shard.partition(),
+                    files.clone(),
+                )
+                .await
+                .unwrap();
                 log.apply_retention(now_ms).await.unwrap();
                 assert!(log.log_start_offset() >= before);
                 let start = log.log_start_offset();
@@ -169,6 +213,7 @@ async fn simulate(seed: u64, steps: usize) {
                 let f = disk.faults();
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: [0, 100, 500][rng.usize(0..3)],
+                    open_emfile_per_mille: [0, 20, 200][frng.usize(0..3)],
                     ..f
                 });
             }
@@ -186,15 +231,18 @@ async fn simulate(seed: u64, steps: usize) {
         }
     }
     tally(&log);
+    SIM_FILES_REFUSED.fetch_add(files.refused(), std::sync::atomic::Ordering::Relaxed);
     drop(log);
     disk.crash();
     disk.set_faults(SimFaults::default());
-    let log = reopen_and_check(&disk, &dir, &config, &shard, &mut durable, &mut maybe).await;
+    let log =
+        reopen_and_check(&disk, &files, &dir, &config, &shard, &mut durable, &mut maybe).await;
     log.close().await.unwrap();
 }
 
 async fn reopen_and_check(
     disk: &SimDisk,
+    files: &std::sync::Arc<crate::descriptors::StorageFiles>,
     dir: &Path,
     config: &LogConfig,
     shard: &Rc<ShardCache>,
@@ -204,9 +252,15 @@ async fn reopen_and_check(
     let full = SimFaults { capacity_bytes: u64::MAX, ..disk.faults() };
     let saved = disk.faults();
     disk.set_faults(full); // recovery rewrites index files; give it room
-    let log = PartitionLog::open(disk.clone(), dir.to_owned(), config.clone(), shard.partition())
-        .await
-        .unwrap();
+    let log = PartitionLog::open(
+        disk.clone(),
+        dir.to_owned(),
+        config.clone(),
+        shard.partition(),
+        files.clone(),
+    )
+    .await
+    .unwrap();
     disk.set_faults(saved);
     let start = log.log_start_offset();
     let hw = log.high_watermark();
@@ -277,6 +331,9 @@ fn simulation() {
         assert!(!many || zeroed > 0, "no zero-ahead write: that path went untested");
         let waits = SIM_ZERO_WAITS.load(std::sync::atomic::Ordering::Relaxed);
         eprintln!("zero-ahead: {zeroed} bytes, {waits} data writes waited for zeros");
+        let refused = SIM_FILES_REFUSED.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("storage budget: {refused} optional opens refused");
+        assert!(!many || refused > 0, "no open refused by the budget: that path went untested");
         assert!(!many || waits > 0, "no data write waited for zeros: that path went untested");
     });
 }
