@@ -71,6 +71,11 @@ pub struct Workload {
     /// Consumers per topic; the topic's partitions are split between them (0 = publish only).
     #[serde(default = "one")]
     pub consumers_per_topic: u32,
+    /// The topic's consumers are members of one consumer group: the broker assigns them
+    /// the partitions (instead of the fixed round-robin split) and they commit positions.
+    /// Drivers without groups refuse it.
+    #[serde(default)]
+    pub consumer_group: bool,
     /// Payload size of each message (at least 16: the first 16 bytes carry a timestamp).
     #[serde(default = "default_message_bytes")]
     pub message_bytes: usize,

@@ -177,13 +177,18 @@ impl GroupConsumer {
         }
         apply_state(&shared, &state);
         let (changed, kick) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let first_ms = if state.pending > 0 && state.assignment.is_empty() {
+            0
+        } else {
+            state.heartbeat_interval_ms
+        };
         let heartbeats = tokio::spawn(heartbeat_loop(
             client.clone(),
             config.clone(),
             shared.clone(),
             changed.clone(),
             kick.clone(),
-            state.heartbeat_interval_ms,
+            first_ms,
         ));
         let (tx, rx) = mpsc::channel(16);
         let next_auto_commit = Instant::now() + config.auto_commit_interval.unwrap_or_default();
@@ -487,7 +492,7 @@ async fn heartbeat_loop(
     // Heartbeats are held by the coordinator while nothing changes (up to a third of the
     // session), so a rebalance reaches this member at once.
     let hold_ms = (config.session_timeout_ms / 3).min(3_000);
-    let mut interval = Duration::from_millis(u64::from(first_interval_ms.max(10)));
+    let mut interval = Duration::from_millis(u64::from(first_interval_ms));
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
@@ -521,6 +526,13 @@ async fn heartbeat_loop(
                     changed.notify_one();
                 }
                 interval = Duration::from_millis(u64::from(state.heartbeat_interval_ms));
+                // Waiting only for partitions others still hold: a held heartbeat is answered
+                // the moment they are released.
+                let idle =
+                    to_set(&state.assignment) == shared.lock().expect("membership lock").owned;
+                if state.pending > 0 && idle {
+                    interval = Duration::ZERO;
+                }
             }
             Ok(state) if state.error == ErrorCode::UnknownMember.as_u16() => {
                 // The coordinator lost this member (a session that ran out, a broker

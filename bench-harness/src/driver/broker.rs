@@ -1,6 +1,6 @@
 //! This broker, through the `client` crate: each harness producer is a `client::Producer` on
 //! its own `Client` (its own connections), each consumer a push subscription from the
-//! earliest offset.
+//! earliest offset, or a `client::GroupConsumer` (its own `Client`) for group workloads.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,7 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use client::producer::SendFuture;
-use client::{Client, ClientConfig, Consumer, Producer, ProducerConfig};
+use client::{
+    Client, ClientConfig, Consumer, GroupConfig, GroupConsumer, Producer, ProducerConfig,
+};
 use wire::{AckLevel, StartPosition, TopicConfig};
 
 use super::{ConsumerDriver, Driver, ProducerDriver, ProducerSettings};
@@ -102,7 +104,22 @@ impl Driver for BrokerDriver {
         )
         .await
         .map_err(err)?;
-        Ok(BrokerConsumer { consumer })
+        Ok(BrokerConsumer::Partition(consumer))
+    }
+
+    async fn group_consumer(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<BrokerConsumer, HarnessError> {
+        let client = Client::connect_with(&self.address, client_config()).await.map_err(err)?;
+        let config = GroupConfig {
+            reset: StartPosition::Earliest,
+            credit_window_bytes: CREDIT_WINDOW_BYTES,
+            ..GroupConfig::new(group, &[topic])
+        };
+        let member = GroupConsumer::join(&client, config).await.map_err(err)?;
+        Ok(BrokerConsumer::Group(Box::new(member)))
     }
 }
 
@@ -141,10 +158,13 @@ impl ProducerDriver for BrokerProducer {
     }
 }
 
-/// A push subscription to one partition.
+/// A push subscription to one partition, or a consumer group member.
 #[derive(Debug)]
-pub struct BrokerConsumer {
-    consumer: Consumer,
+pub enum BrokerConsumer {
+    /// One partition.
+    Partition(Consumer),
+    /// A group member (its own client and connections).
+    Group(Box<GroupConsumer>),
 }
 
 impl ConsumerDriver for BrokerConsumer {
@@ -152,8 +172,12 @@ impl ConsumerDriver for BrokerConsumer {
         &mut self,
         on_message: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<bool, HarnessError> {
-        let Some(batch) = self.consumer.next_batch().await.map_err(err)? else {
-            return Ok(false);
+        let batch = match self {
+            BrokerConsumer::Partition(c) => match c.next_batch().await.map_err(err)? {
+                Some(batch) => batch,
+                None => return Ok(false),
+            },
+            BrokerConsumer::Group(g) => g.next().await.map_err(err)?.batch,
         };
         for record in batch.records() {
             on_message(record.value().unwrap_or_default());

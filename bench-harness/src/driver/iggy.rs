@@ -133,6 +133,14 @@ impl Driver for IggyDriver {
         Ok(IggyProducer { tx, partitions: settings.partitions, next: 0 })
     }
 
+    async fn group_consumer(
+        &self,
+        _topic: &str,
+        _group: &str,
+    ) -> Result<IggyConsumer, HarnessError> {
+        Err(err("consumer groups are not supported by this driver"))
+    }
+
     async fn consumer(&self, topic: &str, partition: u32) -> Result<IggyConsumer, HarnessError> {
         Ok(IggyConsumer {
             client: connect(&self.settings).await?,

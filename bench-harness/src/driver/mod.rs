@@ -68,6 +68,14 @@ pub trait Driver: Send + Sync + 'static {
         topic: &str,
         partition: u32,
     ) -> impl Future<Output = Result<Self::Consumer, HarnessError>> + Send;
+
+    /// A member of consumer group `group` reading `topic` (from the first message where the
+    /// group has committed nothing), receiving whatever partitions the server assigns.
+    fn group_consumer(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> impl Future<Output = Result<Self::Consumer, HarnessError>> + Send;
 }
 
 /// Sends messages; each send resolves (first) when the message is queued and (then, through

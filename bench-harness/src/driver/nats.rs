@@ -102,6 +102,14 @@ impl Driver for NatsDriver {
         })
     }
 
+    async fn group_consumer(
+        &self,
+        _topic: &str,
+        _group: &str,
+    ) -> Result<NatsConsumer, HarnessError> {
+        Err(err("consumer groups are not supported by this driver"))
+    }
+
     async fn consumer(&self, topic: &str, partition: u32) -> Result<NatsConsumer, HarnessError> {
         let stream = self.js.get_stream(topic).await.map_err(err)?;
         let consumer = stream

@@ -1,4 +1,5 @@
-//! Consumers: one task per partition, reading from the first message.
+//! Consumers: one task per partition, reading from the first message; or, for a
+//! `consumer_group` workload, one task per group member, reading what the server assigns.
 //!
 //! Contract: a consumer records each message on receipt — its end-to-end latency from the
 //! intended send time stamped in the payload (while the run is live), whether it fell in
@@ -35,6 +36,12 @@ pub(super) async fn start_consumers<D: Driver>(
     let mut tasks = Vec::new();
     for t in topics {
         for c in 0..workload.consumers_per_topic {
+            if workload.consumer_group {
+                // One group per topic; the broker spreads the partitions over the members.
+                let consumer = driver.group_consumer(t, &format!("{t}-group")).await?;
+                tasks.push(tokio::spawn(consume(consumer, Arc::clone(counters), stop.clone())));
+                continue;
+            }
             for p in workload.partitions_of_consumer(c) {
                 let consumer = driver.consumer(t, p).await?;
                 tasks.push(tokio::spawn(consume(consumer, Arc::clone(counters), stop.clone())));
