@@ -210,6 +210,7 @@ impl Shard {
             forwards_in: c.forwards_in.get(),
             subscriptions: c.subscriptions.get(),
             syncs: parts.iter().map(|p| p.log.stats().syncs).sum(),
+            group_lag: Vec::new(),
         }
     }
 

@@ -93,7 +93,7 @@ fn corpus() -> Vec<(u16, Vec<u8>)> {
             body(&GrantCreditRequest { subscription_id: 7, credit_bytes: 1 << 16 }),
         ),
         (ApiKey::Unsubscribe as u16, body(&UnsubscribeRequest { subscription_id: 7 })),
-        (ApiKey::Stats as u16, body(&StatsRequest { shards: vec![] })),
+        (ApiKey::Stats as u16, body(&StatsRequest { shards: vec![], group_lag: false })),
     ]
 }
 

@@ -328,8 +328,13 @@ impl Client {
 
     /// Per-shard counters.
     pub async fn stats(&self) -> Result<Vec<ShardStats>, ClientError> {
+        self.stats_with(false).await
+    }
+
+    /// Per-shard counters, with every consumer group's lag per partition when `group_lag`.
+    pub async fn stats_with(&self, group_lag: bool) -> Result<Vec<ShardStats>, ClientError> {
         let conn = self.conn_to(self.inner.bootstrap).await?;
-        let r: StatsResponse = conn.request(&StatsRequest { shards: vec![] }).await?;
+        let r: StatsResponse = conn.request(&StatsRequest { shards: vec![], group_lag }).await?;
         Ok(r.shards)
     }
 

@@ -268,12 +268,7 @@ impl GroupConsumer {
     /// last commit, and waits until it is stored durably.
     pub async fn commit(&mut self) -> Result<(), ClientError> {
         self.mark_processed();
-        let due: Vec<(String, u32, u64)> = self
-            .positions
-            .iter()
-            .filter(|(tp, &o)| self.committed.get(*tp) != Some(&o))
-            .map(|((t, p), &o)| (t.clone(), *p, o))
-            .collect();
+        let due = self.due();
         if due.is_empty() {
             return Ok(());
         }
@@ -304,6 +299,34 @@ impl GroupConsumer {
         // Positions of partitions this member no longer reads are not needed once stored.
         self.positions.retain(|tp, _| self.readers.contains_key(tp));
         Ok(())
+    }
+
+    /// Starts committing the processed positions and returns at once; the handle resolves
+    /// when they are stored (or the commit failed). The next `commit` sends them again
+    /// (harmless: a commit is idempotent), so a failed one is repaired by the next.
+    pub fn commit_async(&mut self) -> JoinHandle<Result<(), ClientError>> {
+        self.mark_processed();
+        let due = self.due();
+        let (member_id, generation) = {
+            let m = self.shared.lock().expect("membership lock");
+            (m.member_id.clone(), m.generation)
+        };
+        let (client, group) = (self.client.clone(), self.config.group.clone());
+        tokio::spawn(async move {
+            if due.is_empty() {
+                return Ok(());
+            }
+            client.commit_offsets(&group, &member_id, generation, &due).await
+        })
+    }
+
+    /// Processed positions not yet known to be committed.
+    fn due(&self) -> Vec<(String, u32, u64)> {
+        self.positions
+            .iter()
+            .filter(|(tp, &o)| self.committed.get(*tp) != Some(&o))
+            .map(|((t, p), &o)| (t.clone(), *p, o))
+            .collect()
     }
 
     /// Reads `topic`/`partition` from `offset` next (it must be assigned to this member).

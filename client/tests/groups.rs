@@ -72,6 +72,7 @@ fn member(
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut c = GroupConsumer::join(&client, config).await.unwrap();
+        let mut batches = 0u64;
         loop {
             tokio::select! {
                 _ = &mut stop_rx => break,
@@ -82,6 +83,12 @@ fn member(
                         s.values.push(String::from_utf8(r.value().unwrap().to_vec()).unwrap());
                     }
                     s.assignment = c.assignment();
+                    drop(s);
+                    // Exercise the manual commits too, between the automatic ones.
+                    batches += 1;
+                    if batches % 50 == 0 {
+                        drop(c.commit_async());
+                    }
                 }
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {
                     seen.lock().unwrap().assignment = c.assignment();
@@ -227,6 +234,17 @@ fn two_groups_each_see_every_record_and_offsets_survive_kill_9() {
         assert_eq!(after, committed, "committed offsets survive kill -9");
         // A member that joins again resumes there: nothing old is delivered.
         let more = produce(&client, "feed", "s", 100).await;
+        // Lag per group and partition is in the stats: 100 new records for each group.
+        let stats = client.stats_with(true).await.unwrap();
+        let lag = |group: &str| -> u64 {
+            stats
+                .iter()
+                .flat_map(|s| &s.group_lag)
+                .filter(|l| l.group == group)
+                .map(|l| l.lag)
+                .sum()
+        };
+        assert_eq!((lag("billing"), lag("audit")), (100, 100), "{stats:?}");
         let s: Arc<Mutex<Seen>> = Arc::default();
         let (task, stop) = member(&client, config("billing", "feed"), s.clone());
         all_seen(std::slice::from_ref(&s), &more).await;
@@ -309,5 +327,40 @@ fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
         assert_eq!(bad.error, ErrorCode::InvalidGroupId.as_u16());
         let err = client.delete_topic("__consumer_offsets").await.unwrap_err();
         assert!(err.to_string().contains("INTERNAL_TOPIC"), "{err}");
+    });
+}
+
+#[test]
+fn a_static_member_restarting_gets_its_partitions_back_without_a_rebalance() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "s", 6).await;
+        let static_config = |name: &str| GroupConfig {
+            instance_id: Some(name.into()),
+            session_timeout_ms: 5_000,
+            ..config("svc", "s")
+        };
+        let (a_seen, b_seen): (Arc<Mutex<Seen>>, Arc<Mutex<Seen>>) = Default::default();
+        let a = member(&client, static_config("svc-a"), a_seen.clone());
+        let b = member(&client, static_config("svc-b"), b_seen.clone());
+        settled(&[a_seen.clone(), b_seen.clone()], 6, &[3, 3]).await;
+        let before = client.describe_group("svc").await.unwrap();
+        let a_had = a_seen.lock().unwrap().assignment.clone();
+        // a stops (a static member's close does not leave) and starts again at once.
+        drop(a.1);
+        a.0.await.unwrap();
+        let again: Arc<Mutex<Seen>> = Arc::default();
+        let a2 = member(&client, static_config("svc-a"), again.clone());
+        settled(&[again.clone(), b_seen.clone()], 6, &[3, 3]).await;
+        assert_eq!(again.lock().unwrap().assignment, a_had, "the same partitions come back");
+        let after = client.describe_group("svc").await.unwrap();
+        assert_eq!(after.generation, before.generation, "no rebalance");
+        assert_eq!(after.members.len(), 2);
+        for (task, stop) in [a2, b] {
+            drop(stop);
+            task.await.unwrap();
+        }
     });
 }

@@ -38,7 +38,7 @@ fn produce(
 }
 
 fn stats(conn: &mut Conn) -> Vec<ShardStats> {
-    let r: StatsResponse = conn.call(&StatsRequest { shards: vec![] });
+    let r: StatsResponse = conn.call(&StatsRequest { shards: vec![], group_lag: false });
     r.shards
 }
 
@@ -235,12 +235,15 @@ fn malformed_frames_get_errors_and_other_connections_keep_working() {
 
     // Unknown api key: an error response, and the connection stays usable.
     let mut c = broker.connect();
-    c.send_raw(&encode_frame(999, 0, 5, &StatsRequest { shards: vec![] }).unwrap()).unwrap();
+    c.send_raw(
+        &encode_frame(999, 0, 5, &StatsRequest { shards: vec![], group_lag: false }).unwrap(),
+    )
+    .unwrap();
     let f = c.wait(5);
     assert!(f.header.has_flag(wire::constants::FLAG_ERROR));
     let e: ErrorBody = wire::decode_body(f.body()).unwrap();
     assert_eq!(ErrorCode::from_u16(e.code), Some(ErrorCode::UnknownApiKey));
-    let _: StatsResponse = c.call(&StatsRequest { shards: vec![] });
+    let _: StatsResponse = c.call(&StatsRequest { shards: vec![], group_lag: false });
 
     // A structurally invalid body: an error response, connection stays.
     let mut frame = encode_request(6, &MetadataRequest { topics: vec!["a".into()] }).unwrap();
@@ -432,7 +435,7 @@ fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
     let mut good = broker.connect();
     create_topic(&mut good, TOPIC, 1);
     let mut slow = broker.connect();
-    let frame = encode_request(1, &StatsRequest { shards: vec![] }).unwrap();
+    let frame = encode_request(1, &StatsRequest { shards: vec![], group_lag: false }).unwrap();
     slow.send_raw(&frame[..frame.len() / 2]).unwrap();
     // Meanwhile another client is served normally.
     let r = produce(&mut good, 0, &[&batch(0, 0, 2)], AckLevel::Written);
@@ -442,7 +445,7 @@ fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
     let started = std::time::Instant::now();
     assert!(slow.read_frame().is_none(), "a stalled half frame gets no answer, only a close");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let _: StatsResponse = good.call(&StatsRequest { shards: vec![] });
+    let _: StatsResponse = good.call(&StatsRequest { shards: vec![], group_lag: false });
 }
 
 /// The default `data_dir` is relative (`./data`): partitions open (on the shard threads) and

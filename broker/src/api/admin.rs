@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use wire::{
     ApiKey, ApiVersionRange, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, HandshakeRequest,
-    HandshakeResponse, ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
-    PartitionDescription, PartitionMetadata, ShardAddress, StatsRequest, StatsResponse,
-    TopicMetadata, TopicSummary,
+    DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, GroupPartitionLag,
+    HandshakeRequest, HandshakeResponse, ListOffsetsPartition, ListOffsetsRequest,
+    ListOffsetsResponse, ListOffsetsTopic, ListTopicsRequest, ListTopicsResponse, MetadataRequest,
+    MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata, ShardAddress,
+    StatsRequest, StatsResponse, TopicMetadata, TopicSummary, GROUP_LAG_ENTRIES_MAX,
 };
 
 use super::forward::decode_reply;
@@ -313,9 +314,26 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
     let mut shards = Vec::new();
     for id in wanted {
         if id == shard.id {
-            shards.push(shard.stats());
+            let mut own = shard.stats();
+            if req.group_lag {
+                super::group::load_owned(shard).await;
+                own.group_lag = shard
+                    .groups
+                    .committed(GROUP_LAG_ENTRIES_MAX)
+                    .into_iter()
+                    .map(|(group, topic, partition, committed)| GroupPartitionLag {
+                        group,
+                        topic,
+                        partition,
+                        committed,
+                        ..Default::default()
+                    })
+                    .collect();
+            }
+            shards.push(own);
         } else if origin == Origin::Client && id < shard.shard_count {
-            let Ok(f) = wire::encode_request(0, &StatsRequest { shards: vec![id] }) else {
+            let one = StatsRequest { shards: vec![id], group_lag: req.group_lag };
+            let Ok(f) = wire::encode_request(0, &one) else {
                 continue;
             };
             if let Some(resp) =
@@ -325,5 +343,48 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
             }
         }
     }
+    if req.group_lag && origin == Origin::Client {
+        fill_high_watermarks(shard, &mut shards).await;
+    }
     respond(&header, &StatsResponse { shards })
+}
+
+/// Looks up the high watermark of every partition a group-lag entry names (one ListOffsets,
+/// routed to the owners like a client's) and computes the lag.
+async fn fill_high_watermarks(shard: &Rc<Shard>, shards: &mut [wire::ShardStats]) {
+    let mut wanted: std::collections::BTreeMap<String, std::collections::BTreeSet<u32>> =
+        Default::default();
+    for e in shards.iter().flat_map(|s| &s.group_lag) {
+        wanted.entry(e.topic.clone()).or_default().insert(e.partition);
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let lookup = ListOffsetsRequest {
+        topics: wanted
+            .into_iter()
+            .map(|(name, parts)| ListOffsetsTopic {
+                name,
+                partitions: parts
+                    .into_iter()
+                    .map(|partition| ListOffsetsPartition { partition, spec: OffsetSpec::Latest })
+                    .collect(),
+            })
+            .collect(),
+    };
+    let Ok(frame) = wire::encode_request(0, &lookup) else { return };
+    let answer = super::offsets::handle(shard, &Request::forwarded(frame), Origin::Client).await;
+    let Some(found) = decode_reply::<ListOffsetsResponse>(&answer) else { return };
+    let mut hw = std::collections::BTreeMap::new();
+    for t in found.topics {
+        for p in t.partitions.into_iter().filter(|p| p.error == 0) {
+            hw.insert((t.name.clone(), p.partition), p.offset);
+        }
+    }
+    for e in shards.iter_mut().flat_map(|s| s.group_lag.iter_mut()) {
+        if let Some(&h) = hw.get(&(e.topic.clone(), e.partition)) {
+            e.high_watermark = h;
+            e.lag = h.saturating_sub(e.committed);
+        }
+    }
 }

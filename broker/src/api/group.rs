@@ -415,9 +415,9 @@ async fn describe(
     })
 }
 
-async fn list(shard: &Rc<Shard>, r: ListGroupsRequest, origin: Origin) -> ListGroupsResponse {
-    // Replay every offsets partition this shard owns, so groups known only by their
-    // committed offsets are listed too.
+/// Replays every offsets partition this shard owns (so groups known only by their
+/// committed offsets are listed and reported too).
+pub async fn load_owned(shard: &Shard) {
     let md = shard.metadata();
     if let Some(t) = md.topic(OFFSETS_TOPIC) {
         for (index, &owner) in t.shards.iter().enumerate() {
@@ -429,6 +429,10 @@ async fn list(shard: &Rc<Shard>, r: ListGroupsRequest, origin: Origin) -> ListGr
             }
         }
     }
+}
+
+async fn list(shard: &Rc<Shard>, r: ListGroupsRequest, origin: Origin) -> ListGroupsResponse {
+    load_owned(shard).await;
     let mut groups: Vec<GroupSummary> = shard
         .groups
         .list(&r.prefix)

@@ -179,6 +179,19 @@ impl Coordinator {
         gone
     }
 
+    /// Every committed offset this coordinator holds (loaded partitions only), at most
+    /// `max`: (group, topic, partition, offset).
+    pub fn committed(&self, max: usize) -> Vec<(String, String, u32, u64)> {
+        self.groups
+            .borrow()
+            .iter()
+            .flat_map(|(id, g)| {
+                g.offsets.iter().map(move |((t, p), c)| (id.clone(), t.clone(), *p, c.offset))
+            })
+            .take(max)
+            .collect()
+    }
+
     /// Groups whose id starts with `prefix`: (id, members, generation).
     pub fn list(&self, prefix: &str) -> Vec<(String, u32, u32)> {
         self.groups

@@ -79,7 +79,11 @@ enum Command {
         topic: String,
     },
     /// Per-shard counters.
-    Stats,
+    Stats {
+        /// Also list every consumer group's committed offset, high watermark and lag.
+        #[arg(long)]
+        group_lag: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -354,9 +358,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let _ = writeln!(out, "{p}\t{e}\t{l}");
             }
         }
-        Command::Stats => {
+        Command::Stats { group_lag } => {
+            let stats = client.stats_with(group_lag).await?;
             let _ = writeln!(out, "shard\tcpu\tpartitions\tbytes_in\tbytes_out\tbatches_in\tbatches_out\trequests\tconnections\tforwards_out\tforwards_in\tsubscriptions\tsyncs");
-            for s in client.stats().await? {
+            for s in &stats {
                 let _ = writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
@@ -374,6 +379,16 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     s.subscriptions,
                     s.syncs
                 );
+            }
+            if group_lag {
+                let _ = writeln!(out, "group\ttopic\tpartition\tcommitted\thigh_watermark\tlag");
+                for l in stats.iter().flat_map(|s| &s.group_lag) {
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        l.group, l.topic, l.partition, l.committed, l.high_watermark, l.lag
+                    );
+                }
             }
         }
     }

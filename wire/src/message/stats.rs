@@ -5,6 +5,9 @@ wire_type! {
     pub struct StatsRequest {
         /// Shard ids; empty means all.
         pub shards: Vec<u32>,
+        /// Also report every consumer group's committed offset, high watermark and lag per
+        /// partition (`ShardStats::group_lag`, on the group's coordinator shard).
+        pub group_lag: bool,
     }
 }
 message!(StatsRequest, Stats);
@@ -49,5 +52,29 @@ wire_type! {
         pub subscriptions: u64,
         /// fdatasync calls issued.
         pub syncs: u64,
+        /// Consumer-group lag of the groups this shard coordinates (only when asked for,
+        /// at most `GROUP_LAG_ENTRIES_MAX` entries per shard).
+        pub group_lag: Vec<GroupPartitionLag>,
+    }
+}
+
+/// Most group-lag entries one shard reports.
+pub const GROUP_LAG_ENTRIES_MAX: usize = 10_000;
+
+wire_type! {
+    /// One group's position on one partition.
+    pub struct GroupPartitionLag {
+        /// Group id.
+        pub group: String,
+        /// Topic.
+        pub topic: String,
+        /// Partition.
+        pub partition: u32,
+        /// Committed offset.
+        pub committed: u64,
+        /// The partition's high watermark.
+        pub high_watermark: u64,
+        /// Records from the committed offset to the high watermark.
+        pub lag: u64,
     }
 }
