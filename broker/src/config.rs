@@ -93,6 +93,10 @@ pub struct BrokerConfig {
     /// open for reads). 0 = what the open-files limit leaves after connections; otherwise at
     /// most this. Partitions get three quarters of it at most.
     pub storage_files_max: u64,
+    /// An idempotent producer with no batch in a partition for this long is forgotten
+    /// there (a retry after that may be stored twice); it also bounds how far back a
+    /// partition's producer state is rebuilt from the log when it opens.
+    pub producer_state_idle_ms: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -121,6 +125,7 @@ impl Default for BrokerConfig {
             partitions_max: 100_000,
             group_offsets_partitions: 8,
             storage_files_max: 0,
+            producer_state_idle_ms: 3_600_000,
             log: LogConfig::default(),
         }
     }
@@ -223,6 +228,7 @@ impl BrokerConfig {
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
+            "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
             "BROKER_GROUP_OFFSETS_PARTITIONS" => {
                 self.group_offsets_partitions = parse(name, value)?
             }

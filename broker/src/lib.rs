@@ -36,6 +36,7 @@ pub mod mesh;
 pub mod metadata;
 pub mod partition;
 pub mod peer;
+pub mod producer_state;
 pub mod request;
 pub mod server;
 pub mod shard;

@@ -169,6 +169,9 @@ pub struct Metadata {
     pub next_topic_id: u64,
     /// Topics by name.
     pub topics: BTreeMap<String, Topic>,
+    /// Idempotent producer ids below this are (or were) handed out (`api/producer_id.rs`).
+    #[serde(default)]
+    pub producer_ids_reserved: i64,
 }
 
 /// Why a metadata change was refused.

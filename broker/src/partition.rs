@@ -4,7 +4,11 @@
 //! to this shard, and retired (log closed, data moved to the trash) when its topic is gone;
 //! both run on the owning shard. Handlers hold an `Rc<Partition>` only for the length of a
 //! request or a subscription: a retired partition's log refuses appends and wakes readers.
+//! Opening also rebuilds the idempotent producers' state (`producer_state.rs`) from the
+//! batch headers appended within `producer_state_idle_ms` (older producers would have
+//! expired anyway), so duplicates are recognized across a crash.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -13,7 +17,11 @@ use tracing::{info, warn};
 use crate::descriptors::StorageFiles;
 use crate::layout::partition_dir;
 use crate::metadata::Topic;
-use crate::storage::{DmaDisk, LogConfig, PartitionCache, PartitionLog, StorageError};
+use crate::producer_state::ProducerStates;
+use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
+
+/// Bytes read per step while rebuilding producer state.
+const PRODUCER_SCAN_READ_BYTES: usize = 4 << 20;
 
 /// One partition owned by this shard.
 pub struct Partition {
@@ -25,6 +33,8 @@ pub struct Partition {
     pub index: u32,
     /// Its log.
     pub log: PartitionLog<DmaDisk>,
+    /// Idempotent producers' last batches here.
+    pub producers: RefCell<ProducerStates>,
 }
 
 impl Partition {
@@ -37,10 +47,21 @@ impl Partition {
         config: LogConfig,
         cache: PartitionCache,
         files: Arc<StorageFiles>,
+        producer_idle_ms: u64,
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
         let log = PartitionLog::open(DmaDisk, dir, config, cache, files).await?;
-        Ok(Partition { topic: topic.name.clone(), topic_id: topic.id, index, log })
+        let producers = rebuild_producers(&log, producer_idle_ms).await?;
+        if !producers.is_empty() {
+            info!(topic = %topic.name, partition = index, producers = producers.len(), "idempotent producer state rebuilt");
+        }
+        Ok(Partition {
+            topic: topic.name.clone(),
+            topic_id: topic.id,
+            index,
+            log,
+            producers: RefCell::new(producers),
+        })
     }
 
     /// Its topic was deleted: closes the log and moves its data to the trash under
@@ -74,4 +95,41 @@ impl Partition {
             }
         }
     }
+}
+
+/// The producer state of the batches appended within the last `idle_ms`: every batch
+/// header of the segments written in that window (by their files' modification times,
+/// not the producers' record timestamps, which may be anything), in offset order.
+async fn rebuild_producers(
+    log: &PartitionLog<DmaDisk>,
+    idle_ms: u64,
+) -> Result<ProducerStates, StorageError> {
+    let mut states = ProducerStates::default();
+    let oldest_ms = crate::clock::now_ms().saturating_sub(idle_ms.min(i64::MAX as u64) as i64);
+    let since = std::time::SystemTime::now() - std::time::Duration::from_millis(idle_ms);
+    let Some(mut offset) = log.first_offset_modified_since(since) else {
+        return Ok(states);
+    };
+    let end = log.high_watermark();
+    while offset < end {
+        let out = log.read(offset, PRODUCER_SCAN_READ_BYTES, FirstBatch::Always).await?;
+        if out.batches.is_empty() {
+            break;
+        }
+        for view in &out.batches {
+            for h in wire::batch::header::trusted_headers(view) {
+                offset = offset.max(h.next_offset());
+                states.record(
+                    h.producer_id(),
+                    h.producer_epoch(),
+                    h.base_sequence(),
+                    h.record_count(),
+                    h.base_offset(),
+                    h.log_append_time_ms(),
+                );
+            }
+        }
+    }
+    states.expire(oldest_ms);
+    Ok(states)
 }

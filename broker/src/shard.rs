@@ -71,6 +71,8 @@ pub struct Shard {
     pub admin_lock: glommio::sync::Semaphore,
     /// Set when the broker is shutting down.
     pub stopping: Cell<bool>,
+    /// The next idempotent producer id (controller shard; `None` until first used).
+    pub next_producer_id: Cell<Option<i64>>,
 }
 
 impl Shard {
@@ -101,6 +103,7 @@ impl Shard {
             partitions: RefCell::new(HashMap::new()),
             admin_lock: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
+            next_producer_id: Cell::new(None),
         })
     }
 
@@ -166,6 +169,7 @@ impl Shard {
                     config,
                     self.cache.partition(),
                     self.storage_files.clone(),
+                    self.config.producer_state_idle_ms,
                 )
                 .await
                 {
@@ -228,7 +232,9 @@ impl Shard {
 
     /// Applies retention to every partition.
     pub async fn apply_retention(&self, now_ms: i64) {
+        let oldest_ms = now_ms.saturating_sub(self.config.producer_state_idle_ms as i64);
         for p in self.partitions() {
+            p.producers.borrow_mut().expire(oldest_ms);
             if let Err(e) = p.log.apply_retention(now_ms).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
             }

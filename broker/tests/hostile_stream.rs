@@ -93,7 +93,32 @@ fn corpus() -> Vec<(u16, Vec<u8>)> {
             body(&GrantCreditRequest { subscription_id: 7, credit_bytes: 1 << 16 }),
         ),
         (ApiKey::Unsubscribe as u16, body(&UnsubscribeRequest { subscription_id: 7 })),
-        (ApiKey::Stats as u16, body(&StatsRequest { shards: vec![], group_lag: false })),
+        (ApiKey::Stats as u16, body(&StatsRequest { shards: vec![], group_lag: true })),
+        (
+            ApiKey::JoinGroup as u16,
+            body(&JoinGroupRequest {
+                group: "g".into(),
+                session_timeout_ms: 1_000,
+                topics: vec![TOPIC.into()],
+                ..Default::default()
+            }),
+        ),
+        (
+            ApiKey::CommitOffsets as u16,
+            body(&CommitOffsetsRequest {
+                group: "g".into(),
+                topics: vec![CommitTopic {
+                    name: TOPIC.into(),
+                    partitions: vec![CommittedOffset {
+                        partition: 1,
+                        offset: 3,
+                        metadata: "m".into(),
+                    }],
+                }],
+                ..Default::default()
+            }),
+        ),
+        (ApiKey::InitProducerId as u16, body(&InitProducerIdRequest::default())),
     ]
 }
 

@@ -326,6 +326,18 @@ impl Client {
         Ok(out)
     }
 
+    /// A new idempotent producer id and epoch from the broker.
+    pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+        self.with_retries(|| async {
+            let conn = self.conn_to(self.inner.bootstrap).await?;
+            let r: InitProducerIdResponse =
+                conn.request(&InitProducerIdRequest { transactional_id: String::new() }).await?;
+            self.check(r.error, r.message)?;
+            Ok((r.producer_id, r.producer_epoch))
+        })
+        .await
+    }
+
     /// Per-shard counters.
     pub async fn stats(&self) -> Result<Vec<ShardStats>, ClientError> {
         self.stats_with(false).await

@@ -233,6 +233,8 @@ impl GroupConsumer {
 
     /// The next batch from any assigned partition (waiting for one). Marks the previous
     /// batch processed, applies assignment changes and commits when auto-commit is due.
+    /// Cancel-safe: a `next` dropped before it returns loses no batch, and the change it was
+    /// applying is finished by the next call.
     pub async fn next(&mut self) -> Result<GroupBatch, ClientError> {
         self.mark_processed();
         loop {
@@ -385,21 +387,24 @@ impl GroupConsumer {
     /// Applies the coordinator's latest assignment: gives up what is gone (committing its
     /// position first), starts what is new, then heartbeats at once.
     async fn reconcile(&mut self) {
+        // Every step can be cut short (a `next` dropped by the caller's `select!`) and is
+        // finished by the next call: readers are the truth of what is read, positions of
+        // partitions no longer read are committed before that is reported.
         let target = self.shared.lock().expect("membership lock").assignment.clone();
         let owned: BTreeSet<TopicPartition> = self.readers.keys().cloned().collect();
-        if target == owned {
-            return;
-        }
         let revoked: Vec<TopicPartition> = owned.difference(&target).cloned().collect();
         let assigned: Vec<TopicPartition> = target.difference(&owned).cloned().collect();
-        if !revoked.is_empty() {
-            for tp in &revoked {
-                self.stop_reader(tp).await;
-            }
+        for tp in &revoked {
+            self.stop_reader(tp).await;
+        }
+        if self.positions.keys().any(|tp| !self.readers.contains_key(tp)) {
             // Commit before giving up, so the next owner starts where this one stopped. If
             // that fails, the next owner reads again from the last commit (at least once).
             let _ = self.commit().await;
-            self.positions.retain(|tp, _| !revoked.contains(tp));
+            let readers = &self.readers;
+            self.positions.retain(|tp, _| readers.contains_key(tp));
+        }
+        if !revoked.is_empty() {
             self.changes.push(AssignmentChange::Revoked(revoked));
         }
         if !assigned.is_empty() {
@@ -422,8 +427,13 @@ impl GroupConsumer {
             }
             self.changes.push(AssignmentChange::Assigned(assigned));
         }
-        self.shared.lock().expect("membership lock").owned = self.readers.keys().cloned().collect();
-        self.kick.notify_one();
+        let now: BTreeSet<TopicPartition> = self.readers.keys().cloned().collect();
+        let mut m = self.shared.lock().expect("membership lock");
+        if m.owned != now {
+            m.owned = now;
+            drop(m);
+            self.kick.notify_one();
+        }
     }
 
     fn start_reader(&mut self, tp: TopicPartition, start: StartPosition) {

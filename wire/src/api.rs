@@ -77,6 +77,8 @@ api_keys! {
     ListGroups = 19;
     /// Describe a consumer group.
     DescribeGroup = 20;
+    /// Get an idempotent producer id.
+    InitProducerId = 21;
 }
 
 impl ApiKey {
@@ -134,9 +136,10 @@ mod tests {
                 (18, "FetchOffsets"),
                 (19, "ListGroups"),
                 (20, "DescribeGroup"),
+                (21, "InitProducerId"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(21), None);
+        assert_eq!(ApiKey::from_u16(22), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

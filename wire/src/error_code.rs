@@ -124,6 +124,13 @@ error_codes! {
     UnknownGroup = 33, "UNKNOWN_GROUP", false, "unknown group";
     /// The topic is the broker's own (committed offsets): only the broker writes or deletes it.
     InternalTopic = 34, "INTERNAL_TOPIC", false, "internal topic: written only by the broker";
+    /// A producer's batch skips sequence numbers: an earlier batch has not arrived (yet).
+    OutOfOrderSequence = 35, "OUT_OF_ORDER_SEQUENCE", true, "out of order sequence number";
+    /// A newer epoch of this producer id exists; this incarnation may not write.
+    ProducerFenced = 36, "PRODUCER_FENCED", false, "producer fenced by a newer epoch";
+    /// A producer sent a batch again that is older than the last batches the partition
+    /// remembers: it is stored, but its offsets are no longer known.
+    DuplicateSequence = 37, "DUPLICATE_SEQUENCE", false, "duplicate of an old batch (stored)";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -176,6 +183,9 @@ mod tests {
             (32, "GROUP_NOT_EMPTY"),
             (33, "UNKNOWN_GROUP"),
             (34, "INTERNAL_TOPIC"),
+            (35, "OUT_OF_ORDER_SEQUENCE"),
+            (36, "PRODUCER_FENCED"),
+            (37, "DUPLICATE_SEQUENCE"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

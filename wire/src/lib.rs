@@ -49,6 +49,7 @@ pub use message::handshake::*;
 pub use message::metadata::*;
 pub use message::offsets::*;
 pub use message::produce::*;
+pub use message::producer_id::*;
 pub use message::stats::*;
 pub use message::subscribe::*;
 pub use message::topic::*;

@@ -19,6 +19,7 @@ pub mod forward;
 pub mod group;
 pub mod offsets;
 pub mod produce;
+pub mod producer_id;
 pub mod subscribe;
 
 use std::future::Future;
@@ -68,7 +69,7 @@ pub enum Placement {
 pub fn placement(api: ApiKey) -> Placement {
     match api {
         ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => Placement::Partition,
-        ApiKey::CreateTopic | ApiKey::DeleteTopic => Placement::Controller,
+        ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::InitProducerId => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
         ApiKey::JoinGroup
@@ -182,6 +183,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             Box::pin(async move { admin::describe_topic(&shard, &req, origin).await })
         }
         ApiKey::Stats => Box::pin(async move { admin::stats(&shard, &req, origin).await }),
+        ApiKey::InitProducerId => {
+            Box::pin(async move { producer_id::init_producer_id(&shard, &req).await })
+        }
         ApiKey::JoinGroup
         | ApiKey::Heartbeat
         | ApiKey::LeaveGroup

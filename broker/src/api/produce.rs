@@ -31,13 +31,26 @@ use super::{error_frame, ready, respond, Origin, Reply};
 use crate::clock::now_ms;
 use crate::counters::Counters;
 use crate::group::OFFSETS_TOPIC;
+use crate::partition::Partition;
+use crate::producer_state::Verdict;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::AppendTicket;
 
 enum Slot {
     Done(ProducePartitionResult),
-    Local { partition: u32, tickets: Vec<AppendTicket>, log_append_time_ms: i64 },
+    Local {
+        partition: u32,
+        tickets: Vec<AppendTicket>,
+        log_append_time_ms: i64,
+    },
+    /// Every batch was appended before (an idempotent producer's retry): answered with the
+    /// original offsets once they reach the ack level.
+    Duplicate {
+        part: Rc<Partition>,
+        base_offset: u64,
+        last_offset: u64,
+    },
     Remote(Forwarded),
 }
 
@@ -144,6 +157,9 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
                     Slot::Local { partition, tickets, log_append_time_ms } => {
                         wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await
                     }
+                    Slot::Duplicate { part, base_offset, last_offset } => {
+                        wait_duplicate(part, base_offset, last_offset, ack, timeout_ms).await
+                    }
                     Slot::Remote(f) => {
                         answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
                     }
@@ -190,10 +206,34 @@ async fn append_local(
     }
     // Backpressure: the reader stops here while the log's write queue is full.
     part.log.writable().await;
+    // From here to the end nothing awaits: an idempotent producer's batches are checked,
+    // enqueued and remembered in one step, in offset order.
     let mut tickets = Vec::with_capacity(views.len());
+    let mut duplicate: Option<(u64, u64)> = None;
+    let mut producers = part.producers.borrow_mut();
     for v in views {
+        let h = wire::BatchHeader::new(v).expect("validated above");
+        let (id, epoch, sequence, records) =
+            (h.producer_id(), h.producer_epoch(), h.base_sequence(), h.record_count());
+        match producers.check(id, epoch, sequence, records) {
+            Verdict::Append => {}
+            // Stored before: skipped (a request of only retried batches gets their offsets).
+            Verdict::Duplicate { base_offset, last_offset } => {
+                if tickets.is_empty() {
+                    let first = duplicate.map_or(base_offset, |(b, _)| b);
+                    duplicate = Some((first, last_offset));
+                }
+                continue;
+            }
+            Verdict::Refuse(code) if tickets.is_empty() && duplicate.is_none() => {
+                debug!(topic, partition = index, producer = id, epoch, sequence, %code, "idempotent batch refused");
+                return Slot::Done(failed(index, code));
+            }
+            Verdict::Refuse(_) => break, // earlier batches are in; report them
+        }
         match part.log.enqueue(v, ack, now) {
             Ok(t) => {
+                producers.record(id, epoch, sequence, records, t.base_offset, now);
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
                 tickets.push(t);
@@ -202,7 +242,54 @@ async fn append_local(
             Err(_) => break, // earlier batches are in; report them (the client retries the rest)
         }
     }
-    Slot::Local { partition: index, tickets, log_append_time_ms: now }
+    drop(producers);
+    match duplicate {
+        Some((base_offset, last_offset)) if tickets.is_empty() => {
+            Slot::Duplicate { part, base_offset, last_offset }
+        }
+        _ => Slot::Local { partition: index, tickets, log_append_time_ms: now },
+    }
+}
+
+/// The answer to a retried batch: its original offsets, once they reached `ack` (a retry
+/// must not be acked before its original would have been).
+async fn wait_duplicate(
+    part: Rc<Partition>,
+    base_offset: u64,
+    last_offset: u64,
+    ack: AckLevel,
+    timeout_ms: u32,
+) -> ProducePartitionResult {
+    // `false` when the log closed first (the original append's fate is then unknown).
+    let reached = async {
+        match ack {
+            AckLevel::None => true,
+            AckLevel::Written if part.log.written_offset() > last_offset => true,
+            _ => part.log.high_watermark_mark().wait_for(last_offset + 1).await,
+        }
+    };
+    let reached = if timeout_ms == 0 {
+        reached.await
+    } else {
+        future::or(reached, async {
+            glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
+            false
+        })
+        .await
+    };
+    if !reached {
+        return failed(part.index, ErrorCode::Timeout);
+    }
+    if part.log.high_watermark() <= last_offset && ack == AckLevel::Durable {
+        return failed(part.index, ErrorCode::StorageIo);
+    }
+    ProducePartitionResult {
+        partition: part.index,
+        error: 0,
+        base_offset: base_offset as i64,
+        last_offset: last_offset as i64,
+        log_append_time_ms: -1,
+    }
 }
 
 async fn wait_acks(

@@ -43,10 +43,12 @@ pub(super) struct Inner {
     /// This producer, for the sender tasks (they must not keep it alive).
     me: Weak<Inner>,
     pub(super) client: Client,
-    config: ProducerConfig,
+    pub(super) config: ProducerConfig,
     runtime: tokio::runtime::Handle,
     pub(super) pipeline: Arc<Pipeline>,
     state: Mutex<State>,
+    /// Idempotent producer id and epoch, once the broker gave them.
+    pub(super) identity: std::sync::OnceLock<(i64, i16)>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,8 @@ struct TopicState {
 struct PartitionState {
     /// Reused across batches (it keeps its buffers).
     builder: BatchBuilder,
+    /// Sequence number of the next record (idempotence).
+    next_sequence: i32,
     open: Option<OpenBatch>,
     /// Batches shipped and not yet answered.
     outstanding: usize,
@@ -135,6 +139,7 @@ impl Inner {
             runtime: tokio::runtime::Handle::current(),
             pipeline: pipeline.clone(),
             state: Mutex::new(State::default()),
+            identity: std::sync::OnceLock::new(),
         });
         tokio::spawn(linger_loop(Arc::downgrade(&inner), pipeline));
         inner
@@ -174,6 +179,7 @@ impl Inner {
             partitions: (0..partitions)
                 .map(|_| PartitionState {
                     builder: BatchBuilder::new(self.config.batch_bytes_max),
+                    next_sequence: 0,
                     open: None,
                     outstanding: 0,
                     sender: None,
@@ -257,8 +263,16 @@ impl Inner {
             ts.sticky = ts.sticky.wrapping_add(1); // the next unkeyed records go elsewhere
         }
         let ps = &mut ts.partitions[partition as usize];
+        if let Some(&(id, epoch)) = self.identity.get() {
+            ps.builder.set_producer(id, epoch, ps.next_sequence);
+        }
         let batch = match ps.builder.finish() {
-            Ok(b) => b,
+            Ok(b) => {
+                if self.identity.get().is_some() {
+                    ps.next_sequence = sequence_after(ps.next_sequence, open.records);
+                }
+                b
+            }
             Err(e) => {
                 ps.builder.clear();
                 self.pipeline.budget.give(open.cost);
@@ -385,4 +399,9 @@ async fn linger_loop(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
             None => wake.await,
         }
     }
+}
+
+/// The sequence `n` records after `sequence` (wrapping at `i32::MAX` to 0, as the broker).
+fn sequence_after(sequence: i32, n: u32) -> i32 {
+    ((i64::from(sequence) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
 }

@@ -23,6 +23,11 @@
 //! reorder batches of a partition: set the limit to 1 for strict order under failures).
 //! Dropping the last handle ships what is open; the sender tasks finish in the background.
 //!
+//! Idempotence (on by default): the first `send` gets a producer id from the broker; every
+//! batch carries it and the sequence number of its first record in its partition, so the
+//! broker stores a resent batch once and answers it with the original offsets, and refuses a
+//! batch that would skip one still on its way (`OUT_OF_ORDER_SEQUENCE`, retried).
+//!
 //! Partitioner: records with a key go to `hash(key) % partitions` (FNV-1a, stable across
 //! runs and clients); records without a key stick to one partition until its batch ships.
 //!
@@ -66,8 +71,13 @@ pub struct ProducerConfig {
     /// Bytes of records accepted but not yet answered (open batches and batches on the
     /// wire); at this limit `send` waits (backpressure instead of an unbounded queue).
     pub buffer_bytes_max: usize,
-    /// Requests in flight per partition.
+    /// Requests in flight per partition (at most 5 with idempotence: the broker remembers
+    /// a producer's last 5 batches per partition).
     pub in_flight_per_partition_max: usize,
+    /// Idempotence: the producer gets an id from the broker and numbers its records per
+    /// partition, so a batch sent again after a lost answer (a broker crash, a timeout) is
+    /// stored once, and a partition's batches are stored in the order they were sent.
+    pub idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -78,6 +88,7 @@ impl Default for ProducerConfig {
             batch_bytes_max: 256 << 10,
             buffer_bytes_max: 32 << 20,
             in_flight_per_partition_max: 5,
+            idempotence: true,
         }
     }
 }
@@ -119,6 +130,10 @@ impl Producer {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        if inner.config.idempotence && inner.identity.get().is_none() {
+            let id = inner.client.init_producer_id().await?;
+            let _ = inner.identity.set(id);
+        }
         loop {
             if let Some(sent) = inner.try_append(topic, timestamp_ms, key, value, headers) {
                 return sent;

@@ -36,7 +36,12 @@ pub(super) async fn partition_sender(
     partition: u32,
     mut rx: mpsc::UnboundedReceiver<Shipment>,
 ) {
-    let in_flight_max = config.in_flight_per_partition_max.max(1);
+    // With idempotence the broker remembers a producer's last 5 batches per partition, so
+    // every retry must be among them.
+    let in_flight_max = match config.idempotence {
+        true => config.in_flight_per_partition_max.clamp(1, 5),
+        false => config.in_flight_per_partition_max.max(1),
+    };
     let mut in_flight = FuturesOrdered::new();
     // The connection the requests in flight went out on: a partition's requests are appended
     // in order only along one connection (one to the public port is forwarded and can land

@@ -39,6 +39,14 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::SubscriptionData) => access_body::<SubscriptionData>(body).map(drop),
             Some(ApiKey::ListOffsets) => access_body::<ListOffsetsRequest>(body).map(drop),
             Some(ApiKey::Stats) => access_body::<StatsRequest>(body).map(drop),
+            Some(ApiKey::JoinGroup) => access_body::<JoinGroupRequest>(body).map(drop),
+            Some(ApiKey::Heartbeat) => access_body::<HeartbeatRequest>(body).map(drop),
+            Some(ApiKey::LeaveGroup) => access_body::<LeaveGroupRequest>(body).map(drop),
+            Some(ApiKey::CommitOffsets) => access_body::<CommitOffsetsRequest>(body).map(drop),
+            Some(ApiKey::FetchOffsets) => access_body::<FetchOffsetsRequest>(body).map(drop),
+            Some(ApiKey::ListGroups) => access_body::<ListGroupsRequest>(body).map(drop),
+            Some(ApiKey::DescribeGroup) => access_body::<DescribeGroupRequest>(body).map(drop),
+            Some(ApiKey::InitProducerId) => access_body::<InitProducerIdRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

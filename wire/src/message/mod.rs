@@ -51,6 +51,7 @@ pub mod handshake;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod producer_id;
 pub mod stats;
 pub mod subscribe;
 pub mod topic;

@@ -11,6 +11,7 @@ use super::handshake::*;
 use super::metadata::*;
 use super::offsets::*;
 use super::produce::*;
+use super::producer_id::*;
 use super::stats::*;
 use super::subscribe::*;
 use super::topic::*;
@@ -121,6 +122,8 @@ message_props! {
     list_groups_response: ListGroupsResponse,
     describe_group_request: DescribeGroupRequest,
     describe_group_response: DescribeGroupResponse,
+    init_producer_id_request: InitProducerIdRequest,
+    init_producer_id_response: InitProducerIdResponse,
 }
 
 proptest! {

@@ -109,6 +109,22 @@ impl<D: Disk> PartitionLog<D> {
         Ok(out)
     }
 
+    /// The first offset of the oldest segment whose `.log` was modified at or after `since`
+    /// (wall clock), or `None` if none was. Every write to a segment (appends, zeros ahead,
+    /// the trim at its seal) updates its modification time, so every batch *appended* at or
+    /// after `since` lies at or after this offset, whatever its producer timestamps say.
+    /// Stats each segment's file (a blocking call: for opening a partition, not the hot path).
+    pub fn first_offset_modified_since(&self, since: std::time::SystemTime) -> Option<u64> {
+        let start = self.shared.log_start_offset.get();
+        let segments: Vec<_> = self.shared.segments.borrow().clone();
+        segments.iter().find_map(|seg| {
+            let modified = std::fs::metadata(&seg.log_path).and_then(|m| m.modified());
+            // Unknown counts as recent: scanning more is only slower.
+            let recent = modified.map_or(true, |m| m >= since);
+            recent.then(|| seg.base_offset.max(start))
+        })
+    }
+
     /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
     /// timestamp; `None` if every stored record is older.
     pub async fn offset_for_timestamp(
