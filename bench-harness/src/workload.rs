@@ -103,6 +103,10 @@ pub struct Workload {
     /// Ack level.
     #[serde(default)]
     pub ack: Ack,
+    /// Idempotent producers (drivers that have them: this broker's client, on by default
+    /// there); `false` measures what idempotence costs.
+    #[serde(default = "yes")]
+    pub idempotence: bool,
     /// Seconds at the start whose messages are not measured.
     #[serde(default = "default_warmup_s")]
     pub warmup_s: f64,
@@ -118,6 +122,9 @@ pub struct Workload {
 
 fn one() -> u32 {
     1
+}
+fn yes() -> bool {
+    true
 }
 fn default_message_bytes() -> usize {
     1024

@@ -31,6 +31,7 @@ pub mod descriptors;
 pub mod frame_reader;
 pub mod group;
 pub mod in_process;
+pub mod key_index;
 pub mod layout;
 pub mod mesh;
 pub mod metadata;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::descriptors::StorageFiles;
+use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
 use crate::metadata::Topic;
 use crate::producer_state::ProducerStates;
@@ -35,6 +36,8 @@ pub struct Partition {
     pub log: PartitionLog<DmaDisk>,
     /// Idempotent producers' last batches here.
     pub producers: RefCell<ProducerStates>,
+    /// Key → last offset, built on the first key-conditional append.
+    pub keys: KeyIndex,
 }
 
 impl Partition {
@@ -61,6 +64,7 @@ impl Partition {
             index,
             log,
             producers: RefCell::new(producers),
+            keys: KeyIndex::default(),
         })
     }
 

@@ -19,7 +19,11 @@ fn produce_body(topic: &str, partition: u32, records: u32) -> Vec<u8> {
         timeout_ms: 1000,
         topics: vec![ProduceTopic {
             name: topic.into(),
-            partitions: vec![ProducePartition { partition, batches: b.finish().unwrap().to_vec() }],
+            partitions: vec![ProducePartition {
+                partition,
+                batches: b.finish().unwrap().to_vec(),
+                expect: Default::default(),
+            }],
         }],
     };
     body(&req)

@@ -214,12 +214,57 @@ impl Client {
                     timeout_ms: self.inner.config.request_timeout.as_millis() as u32,
                     topics: vec![ProduceTopic {
                         name: topic.into(),
-                        partitions: vec![ProducePartition { partition, batches: batches.to_vec() }],
+                        partitions: vec![ProducePartition {
+                            partition,
+                            batches: batches.to_vec(),
+                            expect: Default::default(),
+                        }],
                     }],
                 })
                 .await?;
             let r =
                 only_partition(resp.topics.into_iter().next().map(|t| t.partitions), "produce")?;
+            check_partition(topic, partition, r.error).map(|()| r)
+        })
+        .await
+    }
+
+    /// Appends `batches` to one partition only if it (or the records' one key) is where
+    /// `expect` says: optimistic concurrency for event streams. A mismatch is
+    /// [`ClientError::ConditionFailed`] with the actual position; nothing was appended.
+    pub async fn produce_expecting(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+        ack: AckLevel,
+        expect: ExpectedPosition,
+    ) -> Result<ProducePartitionResult, ClientError> {
+        self.with_retries(|| async {
+            let conn = self.owner_conn(topic, partition).await?;
+            let resp: ProduceResponse = conn
+                .request(&ProduceRequest {
+                    ack,
+                    timeout_ms: self.inner.config.request_timeout.as_millis() as u32,
+                    topics: vec![ProduceTopic {
+                        name: topic.into(),
+                        partitions: vec![ProducePartition {
+                            partition,
+                            batches: batches.to_vec(),
+                            expect,
+                        }],
+                    }],
+                })
+                .await?;
+            let r =
+                only_partition(resp.topics.into_iter().next().map(|t| t.partitions), "produce")?;
+            if r.error == ErrorCode::ConditionFailed.as_u16() {
+                return Err(ClientError::ConditionFailed {
+                    topic: topic.into(),
+                    partition,
+                    current_offset: r.current_offset,
+                });
+            }
             check_partition(topic, partition, r.error).map(|()| r)
         })
         .await

@@ -57,6 +57,16 @@ pub enum ClientError {
         /// Detail.
         message: String,
     },
+    /// A conditional append found the partition (or key) elsewhere than expected.
+    #[error("{topic}/{partition}: condition failed; the current position is {current_offset}")]
+    ConditionFailed {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: u32,
+        /// The partition's next offset, or the key's last offset (-1: never written).
+        current_offset: i64,
+    },
     /// The topic does not exist.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),

@@ -21,7 +21,11 @@ fn produce_one(conn: &mut Conn, partition: u32) {
         timeout_ms: 10_000,
         topics: vec![ProduceTopic {
             name: "many".into(),
-            partitions: vec![ProducePartition { partition, batches: b.finish().unwrap().to_vec() }],
+            partitions: vec![ProducePartition {
+                partition,
+                batches: b.finish().unwrap().to_vec(),
+                expect: Default::default(),
+            }],
         }],
     });
     let e = resp.topics[0].partitions[0].error;

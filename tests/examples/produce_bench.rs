@@ -47,7 +47,11 @@ fn main() {
                 timeout_ms: 30_000,
                 topics: vec![ProduceTopic {
                     name: topic.clone(),
-                    partitions: vec![ProducePartition { partition: p, batches: batch.clone() }],
+                    partitions: vec![ProducePartition {
+                        partition: p,
+                        batches: batch.clone(),
+                        expect: Default::default(),
+                    }],
                 }],
             })
             .collect();

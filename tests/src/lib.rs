@@ -460,7 +460,11 @@ pub fn produce(
         timeout_ms: 10_000,
         topics: vec![wire::ProduceTopic {
             name: topic.into(),
-            partitions: vec![wire::ProducePartition { partition, batches: batches.to_vec() }],
+            partitions: vec![wire::ProducePartition {
+                partition,
+                batches: batches.to_vec(),
+                expect: Default::default(),
+            }],
         }],
     });
     resp.topics[0].partitions[0].clone()

@@ -292,7 +292,11 @@ fn malformed_frames_get_errors_and_other_connections_keep_working() {
         timeout_ms: 1000,
         topics: vec![ProduceTopic {
             name: "nope".into(),
-            partitions: vec![ProducePartition { partition: 0, batches: batch(0, 0, 1).to_vec() }],
+            partitions: vec![ProducePartition {
+                partition: 0,
+                batches: batch(0, 0, 1).to_vec(),
+                expect: Default::default(),
+            }],
         }],
     });
     assert_eq!(

@@ -142,7 +142,11 @@ fn producer(
             timeout_ms: 10_000,
             topics: vec![ProduceTopic {
                 name: TOPIC.into(),
-                partitions: vec![ProducePartition { partition: p, batches: b.to_vec() }],
+                partitions: vec![ProducePartition {
+                    partition: p,
+                    batches: b.to_vec(),
+                    expect: Default::default(),
+                }],
             }],
         };
         let Some(resp) = conns[owners[p as usize] as usize].try_call::<_, ProduceResponse>(&req)

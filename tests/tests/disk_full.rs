@@ -56,7 +56,11 @@ fn produce(conn: &mut integration_tests::Conn, b: &[u8]) -> ProducePartitionResu
         timeout_ms: 10_000,
         topics: vec![ProduceTopic {
             name: "full".into(),
-            partitions: vec![ProducePartition { partition: 0, batches: b.to_vec() }],
+            partitions: vec![ProducePartition {
+                partition: 0,
+                batches: b.to_vec(),
+                expect: Default::default(),
+            }],
         }],
     });
     r.topics[0].partitions[0].clone()

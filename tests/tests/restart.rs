@@ -46,7 +46,11 @@ fn produce_until_killed(addr: SocketAddr, stop: &AtomicBool) -> u64 {
             topics: vec![ProduceTopic {
                 name: TOPIC.into(),
                 partitions: (0..PARTITIONS)
-                    .map(|partition| ProducePartition { partition, batches: batch(tag) })
+                    .map(|partition| ProducePartition {
+                        partition,
+                        batches: batch(tag),
+                        expect: Default::default(),
+                    })
                     .collect(),
             }],
         };

@@ -131,6 +131,8 @@ error_codes! {
     /// A producer sent a batch again that is older than the last batches the partition
     /// remembers: it is stored, but its offsets are no longer known.
     DuplicateSequence = 37, "DUPLICATE_SEQUENCE", false, "duplicate of an old batch (stored)";
+    /// A conditional append found the partition (or the key) elsewhere than expected.
+    ConditionFailed = 38, "CONDITION_FAILED", false, "expected position does not match";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -186,6 +188,7 @@ mod tests {
             (35, "OUT_OF_ORDER_SEQUENCE"),
             (36, "PRODUCER_FENCED"),
             (37, "DUPLICATE_SEQUENCE"),
+            (38, "CONDITION_FAILED"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

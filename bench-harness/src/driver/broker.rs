@@ -89,6 +89,7 @@ impl Driver for BrokerDriver {
             linger: Duration::from_micros(settings.linger_us),
             batch_bytes_max: settings.batch_bytes_max,
             in_flight_per_partition_max: settings.in_flight_per_partition_max,
+            idempotence: settings.idempotence,
             ..ProducerConfig::default()
         };
         Ok(BrokerProducer { topic: topic.into(), producer: Producer::new(client, config) })

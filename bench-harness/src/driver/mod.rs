@@ -30,6 +30,8 @@ pub struct ProducerSettings {
     pub linger_us: u64,
     /// Requests in flight per partition.
     pub in_flight_per_partition_max: usize,
+    /// Idempotent producer (where the driver has one).
+    pub idempotence: bool,
 }
 
 /// A system under test.

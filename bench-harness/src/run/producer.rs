@@ -45,6 +45,7 @@ pub(super) async fn connect_producers<D: Driver>(
         batch_bytes_max: workload.batch_bytes_max,
         linger_us: workload.linger_us,
         in_flight_per_partition_max: workload.in_flight_per_partition_max,
+        idempotence: workload.idempotence,
     };
     let mut producers = Vec::new();
     for t in topics {

@@ -22,8 +22,9 @@ use futures_lite::future;
 use tracing::debug;
 use wire::constants::{ATTR_CONTROL, ATTR_TRANSACTIONAL};
 use wire::{
-    AckLevel, ArchivedProduceRequest, BatchView, Batches, ErrorCode, ProducePartition,
-    ProducePartitionResult, ProduceRequest, ProduceResponse, ProduceTopicResult,
+    AckLevel, ArchivedExpectedPosition, ArchivedProduceRequest, BatchView, Batches, ErrorCode,
+    ExpectedPosition, ProducePartition, ProducePartitionResult, ProduceRequest, ProduceResponse,
+    ProduceTopicResult,
 };
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
@@ -61,6 +62,7 @@ fn failed(partition: u32, code: ErrorCode) -> ProducePartitionResult {
         base_offset: -1,
         last_offset: -1,
         log_append_time_ms: -1,
+        current_offset: -1,
     }
 }
 
@@ -130,13 +132,18 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
                 _ if name == OFFSETS_TOPIC => Slot::Done(failed(index, ErrorCode::InternalTopic)),
                 Err(code) => Slot::Done(failed(index, code)),
                 Ok(Owner::Here) => {
-                    append_local(shard, name, index, p.batches.as_slice(), ack, now).await
+                    let expect = expected(&p.expect);
+                    append_local(shard, name, index, p.batches.as_slice(), ack, now, expect).await
                 }
                 Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
                     owner,
                     name,
                     index,
-                    ProducePartition { partition: index, batches: p.batches.as_slice().to_vec() },
+                    ProducePartition {
+                        partition: index,
+                        batches: p.batches.as_slice().to_vec(),
+                        expect: expected(&p.expect),
+                    },
                     || ProduceRequest { ack, timeout_ms, topics: Vec::new() },
                 )),
             };
@@ -179,6 +186,7 @@ async fn append_local(
     bytes: &[u8],
     ack: AckLevel,
     now: i64,
+    expect: ExpectedPosition,
 ) -> Slot {
     let Some(part) = shard.partition(topic, index) else {
         return Slot::Done(failed(index, ErrorCode::UnknownPartition));
@@ -204,8 +212,27 @@ async fn append_local(
     if views.iter().any(|v| v.len() > limit) {
         return Slot::Done(failed(index, ErrorCode::BatchTooLarge));
     }
+    // A key condition needs one key over all records, and the partition's key index.
+    let key = match expect {
+        ExpectedPosition::KeyLastOffset(_) | ExpectedPosition::KeyNeverWritten => {
+            let Some(key) = single_key(&views) else {
+                debug!(
+                    topic,
+                    partition = index,
+                    "key-conditional append whose records do not share one key"
+                );
+                return Slot::Done(failed(index, ErrorCode::InvalidRequest));
+            };
+            if let Err(e) = part.keys.ensure(&part.log).await {
+                return Slot::Done(failed(index, e.code()));
+            }
+            Some(key)
+        }
+        _ => None,
+    };
     // Backpressure: the reader stops here while the log's write queue is full.
     part.log.writable().await;
+    let mut checked = false;
     // From here to the end nothing awaits: an idempotent producer's batches are checked,
     // enqueued and remembered in one step, in offset order.
     let mut tickets = Vec::with_capacity(views.len());
@@ -231,9 +258,19 @@ async fn append_local(
             }
             Verdict::Refuse(_) => break, // earlier batches are in; report them
         }
+        if !checked {
+            // The condition holds for the first batch to be appended, atomically with it.
+            checked = true;
+            if let Some(actual) = condition_fails(&part, expect, key.as_deref()) {
+                let mut r = failed(index, ErrorCode::ConditionFailed);
+                r.current_offset = actual;
+                return Slot::Done(r);
+            }
+        }
         match part.log.enqueue(v, ack, now) {
             Ok(t) => {
                 producers.record(id, epoch, sequence, records, t.base_offset, now);
+                part.keys.note(v, t.base_offset);
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
                 tickets.push(t);
@@ -248,6 +285,51 @@ async fn append_local(
             Slot::Duplicate { part, base_offset, last_offset }
         }
         _ => Slot::Local { partition: index, tickets, log_append_time_ms: now },
+    }
+}
+
+/// The native form of a request's condition.
+fn expected(e: &ArchivedExpectedPosition) -> ExpectedPosition {
+    match e {
+        ArchivedExpectedPosition::Any => ExpectedPosition::Any,
+        ArchivedExpectedPosition::NextOffset(n) => ExpectedPosition::NextOffset(n.to_native()),
+        ArchivedExpectedPosition::KeyLastOffset(o) => {
+            ExpectedPosition::KeyLastOffset(o.to_native())
+        }
+        ArchivedExpectedPosition::KeyNeverWritten => ExpectedPosition::KeyNeverWritten,
+    }
+}
+
+/// The one key every record of `batches` has, if they share one.
+fn single_key(batches: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut key: Option<&[u8]> = None;
+    for b in batches {
+        let view = wire::BatchView::validate(b).ok()?;
+        for r in view.records() {
+            let k = r.key()?;
+            match key {
+                Some(seen) if seen != k => return None,
+                _ => key = Some(k),
+            }
+        }
+    }
+    key.map(<[u8]>::to_vec)
+}
+
+/// `Some(actual position)` when `expect` does not hold now (call right before enqueue).
+fn condition_fails(part: &Partition, expect: ExpectedPosition, key: Option<&[u8]>) -> Option<i64> {
+    let key_last = || key.and_then(|k| part.keys.last_offset(k));
+    match expect {
+        ExpectedPosition::Any => None,
+        ExpectedPosition::NextOffset(n) => {
+            let next = part.log.next_offset();
+            (next != n).then_some(next as i64)
+        }
+        ExpectedPosition::KeyLastOffset(o) => {
+            let last = key_last();
+            (last != Some(o)).then(|| last.map_or(-1, |l| l as i64))
+        }
+        ExpectedPosition::KeyNeverWritten => key_last().map(|l| l as i64),
     }
 }
 
@@ -289,6 +371,7 @@ async fn wait_duplicate(
         base_offset: base_offset as i64,
         last_offset: last_offset as i64,
         log_append_time_ms: -1,
+        current_offset: -1,
     }
 }
 
@@ -322,6 +405,7 @@ async fn wait_acks(
             base_offset,
             last_offset,
             log_append_time_ms,
+            current_offset: -1,
         },
         Err(code) => failed(partition, code),
     }

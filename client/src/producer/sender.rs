@@ -107,7 +107,11 @@ fn send_batch(
         timeout_ms: client.config().request_timeout.as_millis() as u32,
         topics: vec![ProduceTopic {
             name: topic.into(),
-            partitions: vec![ProducePartition { partition, batches: batch.to_vec() }],
+            partitions: vec![ProducePartition {
+                partition,
+                batches: batch.to_vec(),
+                expect: Default::default(),
+            }],
         }],
     })
     .ok()

@@ -118,6 +118,7 @@ async fn serve(
                                     base_offset: n as i64 * 1_000_000,
                                     last_offset: 0,
                                     log_append_time_ms: 0,
+                                    current_offset: -1,
                                 }],
                             }],
                         },

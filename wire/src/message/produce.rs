@@ -33,6 +33,24 @@ wire_type! {
 }
 
 wire_type! {
+    /// A condition on where a partition's batches land (optimistic concurrency: append only
+    /// if nobody wrote in between). Checked atomically with the append; a mismatch is
+    /// `CONDITION_FAILED` with the actual position in `current_offset`.
+    pub enum ExpectedPosition {
+        /// No condition.
+        #[default]
+        Any,
+        /// The partition's next offset (its end, counting appends not yet acked) is this.
+        NextOffset(u64),
+        /// Every record of the partition's batches has one key (an aggregate, an entity),
+        /// and the last offset written for that key is this.
+        KeyLastOffset(u64),
+        /// As `KeyLastOffset`, and the key was never written.
+        KeyNeverWritten,
+    }
+}
+
+wire_type! {
     /// Batches for one partition.
     pub struct ProducePartition {
         /// Partition number.
@@ -40,6 +58,8 @@ wire_type! {
         /// Record batches, back to back.
         #[rkyv(with = AlignedBytes)]
         pub batches: Vec<u8>,
+        /// Append only if the partition (or the records' key) is where the producer expects.
+        pub expect: ExpectedPosition,
     }
 }
 
@@ -75,5 +95,8 @@ wire_type! {
         pub last_offset: i64,
         /// Broker time stamped on the batches; -1 if unknown.
         pub log_append_time_ms: i64,
+        /// With `CONDITION_FAILED`: the actual position (the partition's next offset, or the
+        /// key's last offset, -1 if the key was never written); otherwise -1.
+        pub current_offset: i64,
     }
 }

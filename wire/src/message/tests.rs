@@ -164,7 +164,11 @@ fn batches_inside_bodies_are_aligned_and_valid_in_place() {
         topics: vec![ProduceTopic {
             name: "t".repeat(3),
             partitions: (0..3)
-                .map(|p| ProducePartition { partition: p, batches: batch.clone() })
+                .map(|p| ProducePartition {
+                    partition: p,
+                    batches: batch.clone(),
+                    expect: Default::default(),
+                })
                 .collect(),
         }],
     };
@@ -201,7 +205,11 @@ fn maximum_sizes() {
         timeout_ms: 1,
         topics: vec![ProduceTopic {
             name: "big".into(),
-            partitions: vec![ProducePartition { partition: 0, batches: batch }],
+            partitions: vec![ProducePartition {
+                partition: 0,
+                batches: batch,
+                expect: Default::default(),
+            }],
         }],
     };
     round_trip(&req);

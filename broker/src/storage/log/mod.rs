@@ -252,6 +252,12 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.written.get()
     }
 
+    /// The offset the next enqueued batch gets: the log's end counting appends not yet
+    /// written or acked (what a conditional append compares with).
+    pub fn next_offset(&self) -> u64 {
+        self.shared.queue.borrow().next_offset
+    }
+
     /// The high watermark as a waitable value (long-poll fetch, subscriptions).
     pub fn high_watermark_mark(&self) -> &Watermark {
         &self.shared.visible
