@@ -206,27 +206,7 @@ impl Client {
         batches: &[u8],
         ack: AckLevel,
     ) -> Result<ProducePartitionResult, ClientError> {
-        self.with_retries(|| async {
-            let conn = self.owner_conn(topic, partition).await?;
-            let resp: ProduceResponse = conn
-                .request(&ProduceRequest {
-                    ack,
-                    timeout_ms: self.inner.config.request_timeout.as_millis() as u32,
-                    topics: vec![ProduceTopic {
-                        name: topic.into(),
-                        partitions: vec![ProducePartition {
-                            partition,
-                            batches: batches.to_vec(),
-                            expect: Default::default(),
-                        }],
-                    }],
-                })
-                .await?;
-            let r =
-                only_partition(resp.topics.into_iter().next().map(|t| t.partitions), "produce")?;
-            check_partition(topic, partition, r.error).map(|()| r)
-        })
-        .await
+        self.produce_expecting(topic, partition, batches, ack, ExpectedPosition::Any).await
     }
 
     /// Appends `batches` to one partition only if it (or the records' one key) is where

@@ -146,18 +146,11 @@ impl std::fmt::Debug for GroupConsumer {
 }
 
 fn to_set(tps: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
-    tps.iter().flat_map(|t| t.partitions.iter().map(|&p| (t.topic.clone(), p))).collect()
+    TopicPartitions::flatten(tps).collect()
 }
 
 fn to_wire(tps: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, p) in tps {
-        match out.last_mut() {
-            Some(last) if last.topic == *topic => last.partitions.push(*p),
-            _ => out.push(TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
-        }
-    }
-    out
+    TopicPartitions::group(tps.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 fn member_error(state: &GroupMemberState) -> Option<ClientError> {

@@ -192,19 +192,7 @@ impl Membership {
                     tp.clone_from(&id);
                 }
             }
-            self.members.insert(
-                id.clone(),
-                Member {
-                    id: id.clone(),
-                    instance_id: req.instance_id.clone(),
-                    topics,
-                    session_timeout,
-                    last_seen: now,
-                    granted: BTreeSet::new(),
-                    revoking: BTreeSet::new(),
-                    changed_generation: self.generation,
-                },
-            );
+            self.add_member(&id, &req.instance_id, topics, session_timeout, now);
             if !same_topics {
                 self.retarget(partition_count);
             }
@@ -214,19 +202,7 @@ impl Membership {
                 self.assignor = req.assignor;
             }
             let id = self.new_member_id(&req.instance_id);
-            self.members.insert(
-                id.clone(),
-                Member {
-                    id: id.clone(),
-                    instance_id: req.instance_id.clone(),
-                    topics,
-                    session_timeout,
-                    last_seen: now,
-                    granted: BTreeSet::new(),
-                    revoking: BTreeSet::new(),
-                    changed_generation: self.generation,
-                },
-            );
+            self.add_member(&id, &req.instance_id, topics, session_timeout, now);
             self.retarget(partition_count);
             id
         };
@@ -372,6 +348,27 @@ impl Membership {
         }
     }
 
+    fn add_member(
+        &mut self,
+        id: &str,
+        instance_id: &str,
+        topics: Vec<String>,
+        session_timeout: Duration,
+        now: Instant,
+    ) {
+        let member = Member {
+            id: id.to_owned(),
+            instance_id: instance_id.to_owned(),
+            topics,
+            session_timeout,
+            last_seen: now,
+            granted: BTreeSet::new(),
+            revoking: BTreeSet::new(),
+            changed_generation: self.generation,
+        };
+        self.members.insert(id.to_owned(), member);
+    }
+
     fn new_member_id(&mut self, instance_id: &str) -> String {
         self.next_member += 1;
         let nanos = std::time::SystemTime::now()
@@ -460,19 +457,12 @@ pub fn heartbeat_interval_ms(session_timeout: Duration) -> u32 {
 
 /// Partitions grouped by topic, for the wire.
 pub fn to_wire(tps: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut out: Vec<TopicPartitions> = Vec::new();
-    for (topic, p) in tps {
-        match out.last_mut() {
-            Some(last) if last.topic == *topic => last.partitions.push(*p),
-            _ => out.push(TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
-        }
-    }
-    out
+    TopicPartitions::group(tps.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 /// Partitions from the wire.
 pub fn from_wire(tps: &[TopicPartitions]) -> BTreeSet<TopicPartition> {
-    tps.iter().flat_map(|t| t.partitions.iter().map(|&p| (t.topic.clone(), p))).collect()
+    TopicPartitions::flatten(tps).collect()
 }
 
 #[cfg(test)]

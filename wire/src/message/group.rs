@@ -32,6 +32,25 @@ wire_type! {
     }
 }
 
+impl TopicPartitions {
+    /// Groups `(topic, partition)` pairs sorted by topic into one entry per topic.
+    pub fn group<'a>(tps: impl IntoIterator<Item = (&'a str, u32)>) -> Vec<TopicPartitions> {
+        let mut out: Vec<TopicPartitions> = Vec::new();
+        for (topic, p) in tps {
+            match out.last_mut() {
+                Some(last) if last.topic == topic => last.partitions.push(p),
+                _ => out.push(TopicPartitions { topic: topic.to_owned(), partitions: vec![p] }),
+            }
+        }
+        out
+    }
+
+    /// Every `(topic, partition)` pair of `tps`.
+    pub fn flatten(tps: &[TopicPartitions]) -> impl Iterator<Item = (String, u32)> + '_ {
+        tps.iter().flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.clone(), p)))
+    }
+}
+
 wire_type! {
     /// Join a group (or rejoin with the member id it gave before).
     pub struct JoinGroupRequest {
