@@ -397,8 +397,9 @@ impl Coordinator {
             st.dirty.take().expect("dirty keys are tracked while the snapshot reads")
         };
         for (group, tp) in dirty {
-            let now = self.current(index, &group).into_iter().find(|(t, _)| *t == tp);
-            let committed = now.map(|(_, c)| (c.offset, c.metadata));
+            // A key whose only commit failed meanwhile has no value: a tombstone undoes
+            // whatever was read for it.
+            let committed = self.current_one(index, &group, &tp).map(|c| (c.offset, c.metadata));
             packer.push(OffsetRecord { group, tp, committed })?;
         }
         let records = packer.records();
@@ -409,7 +410,7 @@ impl Coordinator {
         }
         // Nothing to restate: every record before the high watermark is superseded.
         let start = tickets.first().map_or(log.high_watermark(), |t| t.base_offset);
-        // The await may end here.
+        // The moment `T` ends here.
         let mut snapshot_bytes = 0;
         for (ticket, (batch, written)) in tickets.into_iter().zip(&batches) {
             let base_offset = ticket.base_offset;
@@ -460,6 +461,18 @@ impl Coordinator {
             }
         }
         out.into_iter().collect()
+    }
+
+    /// The current value of one key (see [`Coordinator::current`]).
+    fn current_one(&self, index: u32, group: &str, tp: &TopicPartition) -> Option<Committed> {
+        let mapped = self.groups.borrow().get(group).and_then(|g| g.offsets.get(tp).cloned());
+        let offsets = self.offsets.borrow();
+        let key = (group.to_owned(), tp.clone());
+        let flying = offsets.get(&index).and_then(|st| st.in_flight.get(&key).cloned());
+        match (mapped, flying) {
+            (Some(m), Some(f)) => Some(if f.log_offset > m.log_offset { f } else { m }),
+            (m, f) => m.or(f),
+        }
     }
 
     /// Removes members whose session timed out, in every group; returns (group, member).
