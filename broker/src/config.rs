@@ -28,6 +28,10 @@ pub const FETCH_RESPONSE_BYTES_MAX_DEFAULT: u32 = 64 << 20;
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT >= wire::constants::BATCH_BYTES_MAX);
 const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT <= wire::constants::FRAME_BODY_BYTES_LIMIT);
 
+/// Default [`BrokerConfig::group_offsets_compact_bytes`]: 64 MiB. A group auto-committing
+/// 16 partitions every 5 s writes ~25 MB a day; thousands of groups share 8 partitions.
+pub const GROUP_OFFSETS_COMPACT_BYTES_DEFAULT: u64 = 64 << 20;
+
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +92,12 @@ pub struct BrokerConfig {
     /// Partitions of the internal committed-offsets topic (`__consumer_offsets`), set when
     /// the broker first creates it; groups are spread over them (and so over the shards).
     pub group_offsets_partitions: u32,
+    /// Compact an offsets partition (snapshot its committed offsets, delete the records
+    /// before the snapshot: `group/mod.rs`) once its log grew by this many bytes since the
+    /// last compaction, or by the last snapshot's size if that is larger; 0 = never. Also
+    /// the segment size of the offsets topic when the broker first creates it, so whole
+    /// segments fall behind each snapshot (at least 4 KiB).
+    pub group_offsets_compact_bytes: u64,
     /// Storage descriptor budget (`descriptors.rs` `StorageFiles`): partitions' active
     /// segments and their optional files (index files, O_DSYNC handles, sealed segments
     /// open for reads). 0 = what the open-files limit leaves after connections; otherwise at
@@ -124,6 +134,7 @@ impl Default for BrokerConfig {
             retention_check_ms: 30_000,
             partitions_max: 100_000,
             group_offsets_partitions: 8,
+            group_offsets_compact_bytes: GROUP_OFFSETS_COMPACT_BYTES_DEFAULT,
             storage_files_max: 0,
             producer_state_idle_ms: 3_600_000,
             log: LogConfig::default(),
@@ -232,6 +243,9 @@ impl BrokerConfig {
             "BROKER_GROUP_OFFSETS_PARTITIONS" => {
                 self.group_offsets_partitions = parse(name, value)?
             }
+            "BROKER_GROUP_OFFSETS_COMPACT_BYTES" => {
+                self.group_offsets_compact_bytes = parse(name, value)?
+            }
             "BROKER_STORAGE_FILES_MAX" => self.storage_files_max = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
@@ -247,6 +261,15 @@ impl BrokerConfig {
             self.shards
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+
+    /// Segment size of the offsets topic when the broker creates it: the compaction
+    /// threshold, within what a segment may be (the broker default when compaction is off).
+    pub fn group_offsets_segment_bytes(&self) -> u64 {
+        match self.group_offsets_compact_bytes {
+            0 => self.log.segment_bytes_max,
+            bytes => bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_LIMIT),
         }
     }
 
@@ -349,6 +372,19 @@ mod tests {
             c.log.segment_bytes_max = bytes;
             assert_eq!(c.validate().is_ok(), ok, "segment_bytes_max {bytes}");
         }
+    }
+
+    #[test]
+    fn offsets_compaction_threshold_from_env_sizes_the_offsets_segments() {
+        let c = BrokerConfig::default();
+        assert_eq!(c.group_offsets_compact_bytes, GROUP_OFFSETS_COMPACT_BYTES_DEFAULT);
+        assert_eq!(c.group_offsets_segment_bytes(), GROUP_OFFSETS_COMPACT_BYTES_DEFAULT);
+        let env = |v: &str| vec![("BROKER_GROUP_OFFSETS_COMPACT_BYTES".to_string(), v.to_string())];
+        let c = BrokerConfig::load(None, env("1000").into_iter()).unwrap();
+        assert_eq!(c.group_offsets_compact_bytes, 1000);
+        assert_eq!(c.group_offsets_segment_bytes(), SEGMENT_BYTES_MIN);
+        let c = BrokerConfig::load(None, env("0").into_iter()).unwrap();
+        assert_eq!(c.group_offsets_segment_bytes(), c.log.segment_bytes_max);
     }
 
     #[test]

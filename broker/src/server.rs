@@ -151,6 +151,8 @@ fn with_offsets_topic(
         partition_count: config.group_offsets_partitions,
         retention_ms: -1,
         retention_bytes: -1,
+        // Compaction deletes whole segments behind each snapshot (`group/mod.rs`).
+        segment_bytes_max: config.group_offsets_segment_bytes(),
         default_ack: wire::AckLevel::Durable,
         ..Default::default()
     });

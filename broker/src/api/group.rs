@@ -3,14 +3,18 @@
 //! Each request names one group and is served by the group's coordinator shard (see
 //! `group/mod.rs`): [`coordinator_of`] finds it and `api::start` forwards the whole request
 //! there. On the coordinator a handler makes sure the offsets partition is replayed, then
-//! acts on the group's state; a commit appends its records at `durable` before it answers.
-//! `ListGroups` asks every shard. [`expiry_loop`] removes members whose session ran out.
+//! acts on the group's state; a commit appends its records at `durable` before it answers,
+//! registered in flight from the moment it has a log offset (`Coordinator::commit_enqueued`)
+//! so a compaction racing with it restates it (`group/mod.rs`). After a replay and after each
+//! commit, [`compact_soon`] starts a compaction of the offsets partition in the background
+//! when it grew enough. `ListGroups` asks every shard. [`expiry_loop`] removes members whose
+//! session ran out.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use tracing::info;
+use tracing::{info, warn};
 use wire::{
     AckLevel, AlignedVec, ApiKey, CommitOffsetsRequest, CommitOffsetsResponse, CommitTopic,
     CommitTopicResult, CommittedOffset, DescribeGroupRequest, DescribeGroupResponse, ErrorCode,
@@ -24,7 +28,7 @@ use super::{error_frame, respond, Origin};
 use crate::group::membership::{
     from_wire, heartbeat_interval_ms, to_wire, Join, Refusal, HEARTBEAT_MS_MAX,
 };
-use crate::group::offsets_log::{self, Committed, OffsetRecord};
+use crate::group::offsets_log::{self, OffsetRecord};
 use crate::group::{offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::request::Request;
@@ -65,7 +69,7 @@ pub fn coordinator_of(shard: &Shard, api: ApiKey, req: &Request) -> Option<u32> 
 }
 
 /// The offsets partition of `group` on this shard, replayed; or the error to answer with.
-async fn offsets_of(shard: &Shard, group: &str) -> Result<Rc<Partition>, Refusal> {
+async fn offsets_of(shard: &Rc<Shard>, group: &str) -> Result<Rc<Partition>, Refusal> {
     if !valid_group_id(group) {
         return Err(Refusal {
             code: ErrorCode::InvalidGroupId,
@@ -84,7 +88,43 @@ async fn offsets_of(shard: &Shard, group: &str) -> Result<Rc<Partition>, Refusal
         code: e.code(),
         message: format!("cannot replay the offsets of group {group}: {e}"),
     })?;
+    compact_soon(shard, &part);
     Ok(part)
+}
+
+/// Starts a compaction of offsets partition `part` in the coordinator's low-priority task
+/// queue if it grew enough since the last one and none is running (`Coordinator::compact`).
+fn compact_soon(shard: &Rc<Shard>, part: &Rc<Partition>) {
+    let threshold = shard.config.group_offsets_compact_bytes;
+    if shard.stopping.get()
+        || !shard.groups.compaction_due(part.index, part.log.size_bytes(), threshold)
+    {
+        return;
+    }
+    let partitions = shard.metadata().topic(OFFSETS_TOPIC).map_or(0, |t| t.shards.len() as u32);
+    let (shard, part) = (shard.clone(), part.clone());
+    let queue = shard.groups.compaction_queue();
+    glommio::spawn_local_into(
+        async move {
+            let now = crate::clock::now_ms();
+            match shard.groups.compact(part.index, partitions, &part.log, now).await {
+                Ok(c) => info!(
+                    partition = part.index,
+                    records = c.records,
+                    snapshot_bytes = c.snapshot_bytes,
+                    log_start_offset = c.log_start_offset,
+                    segments_deleted = c.segments_deleted,
+                    size_bytes = c.size_bytes,
+                    elapsed_ms = c.elapsed.as_millis() as u64,
+                    "group offsets compacted"
+                ),
+                Err(e) => warn!(partition = part.index, error = %e, "group offsets compaction failed; retried after as much growth again"),
+            }
+        },
+        queue,
+    )
+    .expect("the coordinator's compaction task queue")
+    .detach();
 }
 
 /// Partition count of `topic` now (0 if it does not exist).
@@ -302,22 +342,39 @@ async fn commit(
         let now = crate::clock::now_ms();
         let stored = match offsets_log::encode(&records, now) {
             Ok(batch) => {
-                part.log.append(&batch, AckLevel::Durable, now).await.map_err(|e| e.code())
+                part.log.writable().await;
+                match part.log.enqueue(&batch, AckLevel::Durable, now) {
+                    Ok(ticket) => {
+                        // In flight from the moment it has a log offset: no await between.
+                        let commits = records
+                            .into_iter()
+                            .map(|rec| {
+                                let (offset, metadata) =
+                                    rec.committed.expect("commits carry a position");
+                                (rec.tp, offset, metadata)
+                            })
+                            .collect();
+                        let in_flight = shard.groups.commit_enqueued(
+                            part.index,
+                            &r.group,
+                            commits,
+                            ticket.base_offset,
+                        );
+                        match ticket.wait().await {
+                            Ok(()) => {
+                                in_flight.applied();
+                                Ok(())
+                            }
+                            Err(e) => Err(e.code()),
+                        }
+                    }
+                    Err(e) => Err(e.code()),
+                }
             }
             Err(_) => Err(ErrorCode::InvalidRequest),
         };
         match stored {
-            Ok(done) => {
-                for (i, rec) in records.into_iter().enumerate() {
-                    let (offset, metadata) = rec.committed.expect("commits carry a position");
-                    let log_offset = done.base_offset + i as u64;
-                    shard.groups.apply(
-                        &r.group,
-                        rec.tp,
-                        Committed { offset, metadata, log_offset },
-                    );
-                }
-            }
+            Ok(()) => compact_soon(shard, &part),
             Err(code) => {
                 for &i in &slots {
                     results[i] = code;

@@ -9,21 +9,60 @@
 //! (`offsets_log.rs`), appended at `durable` before a commit is answered and replayed the
 //! first time the coordinator needs the partition, so they survive kill -9 like any durable
 //! append. This module holds state only; it imports no shard or api code.
+//!
+//! # Compaction of the offsets log
+//! Every commit is a record, so an offsets partition grows without end. When it grew by
+//! `group_offsets_compact_bytes` (or by the last snapshot's size, if larger) since the last
+//! compaction, [`Coordinator::compact`] writes a *snapshot*, the latest value of every key
+//! the partition holds as ordinary commit records appended at `durable`, and once that is
+//! durable deletes the records before it (`PartitionLog::delete_records_before`: whole
+//! segments go). Replay is unchanged (later records win), so a crash anywhere loses
+//! nothing: before the deletion the old records are there, after it the snapshot is.
+//!
+//! Why a commit racing with a snapshot is never overwritten by an older value at replay:
+//! - A commit is registered *in flight* ([`Coordinator::commit_enqueued`]) in the same
+//!   synchronous step that assigns its log offset (`PartitionLog::enqueue`), and leaves
+//!   that set only after its durable ack has applied it to the map (or it failed). So at
+//!   any moment, the newest value of a key among commits enqueued so far is in the map or
+//!   in flight (whichever has the larger log offset): its *current* value.
+//! - The snapshot reads current values group by group, yielding between groups; every key
+//!   committed after the reading began is marked dirty. Then, in one synchronous step
+//!   (`T`), it appends the current values of the dirty keys after what it read and enqueues
+//!   every batch. So each key's last record in the snapshot holds its current value as of
+//!   `T` (a key not dirty did not change since it was read).
+//! - Enqueue assigns offsets in call order: commits enqueued before `T` lie before the
+//!   snapshot, those after `T` after it. Replaying up to any point therefore gives, for
+//!   every key, the newest value enqueued before that point: the snapshot never restates
+//!   an older value after a newer one, and nothing it restates is lost by the deletion,
+//!   which waits for the whole snapshot to be durable.
+//! - A commit in flight at `T` whose append then fails is restated by the snapshot anyway;
+//!   that needs no care, because a failed write or sync fails every append queued after
+//!   it, the snapshot included (`storage/log/core.rs`). Only a commit whose failure was
+//!   not yet seen by its handler at `T` can be restated by a snapshot that succeeds: like
+//!   any failed request, its outcome is unknown to the client. Once the snapshot is durable
+//!   its records are applied to the map (a later log offset wins), so the map always says
+//!   what a replay would.
 
 pub mod assignor;
 pub mod membership;
 pub mod offsets_log;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+#[cfg(test)]
+mod compaction_tests;
 
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use glommio::TaskQueueHandle;
 use tracing::info;
+use wire::AckLevel;
 
 use self::assignor::TopicPartition;
 use self::membership::Membership;
-use self::offsets_log::Committed;
-use crate::storage::{DmaDisk, PartitionLog, StorageError};
+use self::offsets_log::{Committed, OffsetRecord, Packer};
+use crate::storage::io::Disk;
+use crate::storage::{PartitionLog, StorageError};
 use crate::watermark::Watermark;
 
 /// The internal topic holding committed offsets (Kafka's name for the same idea).
@@ -45,6 +84,45 @@ pub fn valid_group_id(group: &str) -> bool {
         && group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// Largest batch of a snapshot: the last one is encoded in the step that must not yield.
+const SNAPSHOT_BATCH_BYTES_MAX: usize = 256 << 10;
+
+/// A group id with one of its partitions: a key of the offsets log.
+type OffsetKey = (String, TopicPartition);
+
+/// What the coordinator tracks per offsets partition it replayed.
+#[derive(Debug, Default)]
+struct OffsetsState {
+    /// Commits enqueued and not yet applied or failed: the newest (largest log offset) per key.
+    in_flight: BTreeMap<OffsetKey, Committed>,
+    /// While a snapshot reads: keys committed since it began.
+    dirty: Option<BTreeSet<OffsetKey>>,
+    /// A compaction is running.
+    compacting: bool,
+    /// Log size when the last compaction ended (0 before the first: a log replayed at any
+    /// size counts as grown by all of it).
+    compacted_size_bytes: u64,
+    /// Bytes the last snapshot wrote.
+    snapshot_bytes: u64,
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, Copy)]
+pub struct Compaction {
+    /// Records the snapshot wrote.
+    pub records: usize,
+    /// Bytes the snapshot wrote.
+    pub snapshot_bytes: u64,
+    /// First offset of the snapshot: the new log start.
+    pub log_start_offset: u64,
+    /// Whole segments deleted.
+    pub segments_deleted: usize,
+    /// Log size after the deletion.
+    pub size_bytes: u64,
+    /// From start to end.
+    pub elapsed: Duration,
+}
+
 /// One group: its members and its committed offsets.
 #[derive(Debug)]
 pub struct Group {
@@ -64,6 +142,10 @@ pub struct Coordinator {
     /// Advanced whenever some group's target, grants or members change: a held heartbeat
     /// waits on it (`api/group.rs`).
     pub changes: Watermark,
+    /// Commits in flight and compaction state, per replayed offsets partition.
+    offsets: RefCell<BTreeMap<u32, OffsetsState>>,
+    /// The low-priority task queue compactions run in (made on first use).
+    compaction_queue: Cell<Option<TaskQueueHandle>>,
 }
 
 impl Default for Coordinator {
@@ -73,16 +155,56 @@ impl Default for Coordinator {
             loaded: RefCell::new(BTreeSet::new()),
             load_lock: glommio::sync::Semaphore::new(1),
             changes: Watermark::new(0),
+            offsets: RefCell::new(BTreeMap::new()),
+            compaction_queue: Cell::new(None),
+        }
+    }
+}
+
+/// A commit appended to the offsets log and not yet acked; see the module docs. Dropping
+/// it (the append failed, or the request was dropped) forgets it; [`InFlight::applied`]
+/// first records it in the map.
+#[must_use = "a commit in flight stays registered until applied or dropped"]
+pub struct InFlight<'a> {
+    coordinator: &'a Coordinator,
+    index: u32,
+    group: String,
+    commits: Vec<(TopicPartition, Committed)>,
+}
+
+impl InFlight<'_> {
+    /// The commit is durable: record it in the map (a later log offset wins).
+    pub fn applied(mut self) {
+        for (tp, c) in std::mem::take(&mut self.commits) {
+            self.forget(&tp, c.log_offset);
+            self.coordinator.apply(&self.group, tp, c);
+        }
+    }
+
+    fn forget(&self, tp: &TopicPartition, log_offset: u64) {
+        let mut offsets = self.coordinator.offsets.borrow_mut();
+        let Some(st) = offsets.get_mut(&self.index) else { return };
+        let key = (self.group.clone(), tp.clone());
+        if st.in_flight.get(&key).is_some_and(|c| c.log_offset == log_offset) {
+            st.in_flight.remove(&key);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        for (tp, c) in std::mem::take(&mut self.commits) {
+            self.forget(&tp, c.log_offset);
         }
     }
 }
 
 impl Coordinator {
     /// Replays offsets partition `index` (its `log`) the first time it is needed.
-    pub async fn ensure_loaded(
+    pub async fn ensure_loaded<D: Disk>(
         &self,
         index: u32,
-        log: &PartitionLog<DmaDisk>,
+        log: &PartitionLog<D>,
     ) -> Result<(), StorageError> {
         if self.loaded.borrow().contains(&index) {
             return Ok(());
@@ -110,6 +232,7 @@ impl Coordinator {
             }
         }
         self.loaded.borrow_mut().insert(index);
+        self.offsets.borrow_mut().entry(index).or_default();
         info!(
             partition = index,
             committed,
@@ -150,6 +273,206 @@ impl Coordinator {
                 g.offsets.insert(tp, committed);
             }
         });
+    }
+
+    /// Registers a commit of `group` to offsets partition `index` whose records were just
+    /// enqueued at `base_offset` (one per entry of `commits`, in order). Must be called in
+    /// the same synchronous step as the enqueue; see the module docs.
+    pub fn commit_enqueued(
+        &self,
+        index: u32,
+        group: &str,
+        commits: Vec<(TopicPartition, u64, String)>,
+        base_offset: u64,
+    ) -> InFlight<'_> {
+        let commits: Vec<(TopicPartition, Committed)> = commits
+            .into_iter()
+            .enumerate()
+            .map(|(i, (tp, offset, metadata))| {
+                (tp, Committed { offset, metadata, log_offset: base_offset + i as u64 })
+            })
+            .collect();
+        let mut offsets = self.offsets.borrow_mut();
+        let st = offsets.entry(index).or_default();
+        for (tp, c) in &commits {
+            let key = (group.to_owned(), tp.clone());
+            if let Some(dirty) = &mut st.dirty {
+                dirty.insert(key.clone());
+            }
+            if st.in_flight.get(&key).is_none_or(|old| old.log_offset < c.log_offset) {
+                st.in_flight.insert(key, c.clone());
+            }
+        }
+        InFlight { coordinator: self, index, group: group.to_owned(), commits }
+    }
+
+    /// Whether offsets partition `index`, now `size_bytes` long, grew enough since its last
+    /// compaction (by `compact_bytes`, or by the last snapshot's size if larger; 0 = never)
+    /// and none is running. If so it is marked running: call [`Coordinator::compact`].
+    pub fn compaction_due(&self, index: u32, size_bytes: u64, compact_bytes: u64) -> bool {
+        let mut offsets = self.offsets.borrow_mut();
+        let Some(st) = offsets.get_mut(&index) else { return false };
+        let grown = size_bytes.saturating_sub(st.compacted_size_bytes);
+        if compact_bytes == 0 || st.compacting || grown < compact_bytes.max(st.snapshot_bytes) {
+            return false;
+        }
+        st.compacting = true;
+        true
+    }
+
+    /// The low-priority task queue compactions run in.
+    pub fn compaction_queue(&self) -> TaskQueueHandle {
+        if let Some(q) = self.compaction_queue.get() {
+            return q;
+        }
+        let q = glommio::executor().create_task_queue(
+            glommio::Shares::Static(100),
+            glommio::Latency::NotImportant,
+            "group-offsets-compaction",
+        );
+        self.compaction_queue.set(Some(q));
+        q
+    }
+
+    /// Compacts offsets partition `index` (of `partitions`), whose log is `log`: writes a
+    /// snapshot of every key's current value, then deletes the records before it. See the
+    /// module docs. Call only after [`Coordinator::compaction_due`] said so.
+    pub async fn compact<D: Disk>(
+        &self,
+        index: u32,
+        partitions: u32,
+        log: &PartitionLog<D>,
+        now_ms: i64,
+    ) -> Result<Compaction, CompactionError> {
+        let started = Instant::now();
+        let result = self.compact_once(index, partitions, log, now_ms).await;
+        let mut offsets = self.offsets.borrow_mut();
+        let st = offsets.get_mut(&index).expect("compaction of a replayed partition");
+        assert!(st.compacting, "offsets partition {index}: compaction not marked running");
+        st.compacting = false;
+        st.dirty = None;
+        // A failed compaction waits for as much growth again before the next attempt.
+        st.compacted_size_bytes = log.size_bytes();
+        let mut c = result?;
+        st.snapshot_bytes = c.snapshot_bytes;
+        c.size_bytes = st.compacted_size_bytes;
+        c.elapsed = started.elapsed();
+        Ok(c)
+    }
+
+    async fn compact_once<D: Disk>(
+        &self,
+        index: u32,
+        partitions: u32,
+        log: &PartitionLog<D>,
+        now_ms: i64,
+    ) -> Result<Compaction, CompactionError> {
+        // Read every key's current value, group by group, noting keys committed meanwhile.
+        let ids: BTreeSet<String> = {
+            let mut offsets = self.offsets.borrow_mut();
+            let st = offsets.get_mut(&index).expect("compaction of a replayed partition");
+            st.dirty = Some(BTreeSet::new());
+            let groups = self.groups.borrow();
+            let mapped = groups.keys().filter(|id| offsets_partition(id, partitions) == index);
+            mapped.cloned().chain(st.in_flight.keys().map(|(g, _)| g.clone())).collect()
+        };
+        let batch_bytes_max = log.batch_bytes_max().min(SNAPSHOT_BATCH_BYTES_MAX);
+        let mut packer = Packer::new(batch_bytes_max, now_ms);
+        for id in ids {
+            for (tp, c) in self.current(index, &id) {
+                let committed = Some((c.offset, c.metadata));
+                packer.push(OffsetRecord { group: id.clone(), tp, committed })?;
+            }
+            if cfg!(test) {
+                // Tests let commits in between every group, so the dirty keys matter.
+                glommio::executor().yield_now().await;
+            } else {
+                glommio::yield_if_needed().await;
+            }
+        }
+        // From here until every batch is enqueued: no await (the moment `T`).
+        let dirty = {
+            let mut offsets = self.offsets.borrow_mut();
+            let st = offsets.get_mut(&index).expect("compaction of a replayed partition");
+            st.dirty.take().expect("dirty keys are tracked while the snapshot reads")
+        };
+        for (group, tp) in dirty {
+            // A key whose only commit failed meanwhile has no value: a tombstone undoes
+            // whatever was read for it.
+            let committed = self.current_one(index, &group, &tp).map(|c| (c.offset, c.metadata));
+            packer.push(OffsetRecord { group, tp, committed })?;
+        }
+        let records = packer.records();
+        let batches = packer.finish()?;
+        let mut tickets = Vec::with_capacity(batches.len());
+        for (batch, _) in &batches {
+            tickets.push(log.enqueue(batch, AckLevel::Durable, now_ms)?);
+        }
+        // Nothing to restate: every record before the high watermark is superseded.
+        let start = tickets.first().map_or(log.high_watermark(), |t| t.base_offset);
+        // The moment `T` ends here.
+        let mut snapshot_bytes = 0;
+        for (ticket, (batch, written)) in tickets.into_iter().zip(&batches) {
+            let base_offset = ticket.base_offset;
+            ticket.wait().await?;
+            snapshot_bytes += batch.len() as u64;
+            // Durable: the map says what a replay would (a later log offset wins).
+            for (i, r) in written.iter().enumerate() {
+                let log_offset = base_offset + i as u64;
+                match &r.committed {
+                    Some((offset, metadata)) => {
+                        let c =
+                            Committed { offset: *offset, metadata: metadata.clone(), log_offset };
+                        self.apply(&r.group, r.tp.clone(), c);
+                    }
+                    None => self.with_group(&r.group, |g| {
+                        if g.offsets.get(&r.tp).is_some_and(|old| old.log_offset < log_offset) {
+                            g.offsets.remove(&r.tp);
+                        }
+                    }),
+                }
+            }
+        }
+        let segments_deleted = log.delete_records_before(start).await?;
+        Ok(Compaction {
+            records,
+            snapshot_bytes,
+            log_start_offset: start,
+            segments_deleted,
+            size_bytes: 0,
+            elapsed: Duration::ZERO,
+        })
+    }
+
+    /// The current value of every key of `group` in offsets partition `index`: the map's or
+    /// the newest in flight, whichever has the larger log offset.
+    fn current(&self, index: u32, group: &str) -> Vec<(TopicPartition, Committed)> {
+        let mut out: BTreeMap<TopicPartition, Committed> =
+            self.groups.borrow().get(group).map(|g| g.offsets.clone()).unwrap_or_default();
+        if let Some(st) = self.offsets.borrow().get(&index) {
+            let from = (group.to_owned(), (String::new(), 0));
+            for ((g, tp), c) in st.in_flight.range(from..) {
+                if g != group {
+                    break;
+                }
+                if out.get(tp).is_none_or(|old| old.log_offset < c.log_offset) {
+                    out.insert(tp.clone(), c.clone());
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The current value of one key (see [`Coordinator::current`]).
+    fn current_one(&self, index: u32, group: &str, tp: &TopicPartition) -> Option<Committed> {
+        let mapped = self.groups.borrow().get(group).and_then(|g| g.offsets.get(tp).cloned());
+        let offsets = self.offsets.borrow();
+        let key = (group.to_owned(), tp.clone());
+        let flying = offsets.get(&index).and_then(|st| st.in_flight.get(&key).cloned());
+        match (mapped, flying) {
+            (Some(m), Some(f)) => Some(if f.log_offset > m.log_offset { f } else { m }),
+            (m, f) => m.or(f),
+        }
     }
 
     /// Removes members whose session timed out, in every group; returns (group, member).
@@ -201,4 +524,15 @@ impl Coordinator {
             .map(|(id, g)| (id.clone(), g.membership.members.len() as u32, g.membership.generation))
             .collect()
     }
+}
+
+/// Why a compaction of the offsets log stopped (nothing is lost: see the module docs).
+#[derive(Debug, thiserror::Error)]
+pub enum CompactionError {
+    /// Appending the snapshot or deleting the records before it failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A record did not fit a batch.
+    #[error("cannot build a snapshot batch: {0}")]
+    Build(#[from] wire::BuildError),
 }

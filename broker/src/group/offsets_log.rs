@@ -6,13 +6,18 @@
 //! forgets the key. Replaying the partition from its start, later records win, rebuilds
 //! every group's offsets: the log is the truth, and a commit inherits the log's durability
 //! and recovery. Records that do not parse (a future version) are skipped and counted.
+//!
+//! Compaction (`Coordinator::compact` in `mod.rs`) restates every key's latest value as
+//! ordinary records packed by [`Packer`] (a snapshot), then deletes the records before it:
+//! replay is the same with or without it.
 
 use std::collections::BTreeMap;
 
 use wire::{AlignedVec, BatchBuilder, Batches};
 
 use super::assignor::TopicPartition;
-use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
+use crate::storage::io::Disk;
+use crate::storage::{FirstBatch, PartitionLog, StorageError};
 
 /// Value format version written today.
 const VALUE_VERSION: u8 = 1;
@@ -41,21 +46,87 @@ pub struct OffsetRecord {
     pub committed: Option<(u64, String)>,
 }
 
+/// The stored key and value of one record.
+fn key_value(r: &OffsetRecord) -> (String, Option<Vec<u8>>) {
+    let key = format!("{}/{}/{}", r.group, r.tp.0, r.tp.1);
+    let value = r.committed.as_ref().map(|(offset, metadata)| {
+        let mut v = Vec::with_capacity(9 + metadata.len());
+        v.push(VALUE_VERSION);
+        v.extend_from_slice(&offset.to_le_bytes());
+        v.extend_from_slice(metadata.as_bytes());
+        v
+    });
+    (key, value)
+}
+
 /// The batch that stores `records` (one record each).
 pub fn encode(records: &[OffsetRecord], now_ms: i64) -> Result<AlignedVec, wire::BuildError> {
     let mut builder = BatchBuilder::new(usize::MAX >> 1);
     for r in records {
-        let key = format!("{}/{}/{}", r.group, r.tp.0, r.tp.1);
-        let value = r.committed.as_ref().map(|(offset, metadata)| {
-            let mut v = Vec::with_capacity(9 + metadata.len());
-            v.push(VALUE_VERSION);
-            v.extend_from_slice(&offset.to_le_bytes());
-            v.extend_from_slice(metadata.as_bytes());
-            v
-        });
+        let (key, value) = key_value(r);
         builder.append(now_ms, Some(key.as_bytes()), value.as_deref(), &[])?;
     }
     builder.finish()
+}
+
+/// Records packed, in the order pushed, into batches of at most `batch_bytes_max` bytes
+/// each (a snapshot: see `Coordinator::compact`). Each batch comes with its records, in
+/// batch order, so the caller knows the log offset of each once the batch is appended.
+pub struct Packer {
+    builder: BatchBuilder,
+    now_ms: i64,
+    open: Vec<OffsetRecord>,
+    done: Vec<(AlignedVec, Vec<OffsetRecord>)>,
+}
+
+impl Packer {
+    /// An empty packer; every record gets the timestamp `now_ms`.
+    pub fn new(batch_bytes_max: usize, now_ms: i64) -> Self {
+        Packer {
+            builder: BatchBuilder::new(batch_bytes_max),
+            now_ms,
+            open: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds `r` to the open batch, closing it first when `r` does not fit.
+    pub fn push(&mut self, r: OffsetRecord) -> Result<(), wire::BuildError> {
+        let (key, value) = key_value(&r);
+        let now_ms = self.now_ms;
+        let append =
+            |b: &mut BatchBuilder| b.append(now_ms, Some(key.as_bytes()), value.as_deref(), &[]);
+        match append(&mut self.builder) {
+            Ok(()) => {}
+            Err(wire::BuildError::Full { .. } | wire::BuildError::TooManyRecords { .. }) => {
+                self.close_batch()?;
+                append(&mut self.builder)?;
+            }
+            Err(e) => return Err(e),
+        }
+        self.open.push(r);
+        Ok(())
+    }
+
+    /// Records pushed so far.
+    pub fn records(&self) -> usize {
+        self.open.len() + self.done.iter().map(|(_, r)| r.len()).sum::<usize>()
+    }
+
+    fn close_batch(&mut self) -> Result<(), wire::BuildError> {
+        if self.open.is_empty() {
+            return Ok(());
+        }
+        let batch = self.builder.finish()?;
+        self.done.push((batch, std::mem::take(&mut self.open)));
+        Ok(())
+    }
+
+    /// The batches, in push order.
+    pub fn finish(mut self) -> Result<Vec<(AlignedVec, Vec<OffsetRecord>)>, wire::BuildError> {
+        self.close_batch()?;
+        Ok(self.done)
+    }
 }
 
 /// Parses one stored record; `None` if it is not one this version understands.
@@ -77,8 +148,8 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<OffsetRecord> 
 }
 
 /// Every group's offsets as stored in `log`, and how many records were skipped.
-pub async fn replay(
-    log: &PartitionLog<DmaDisk>,
+pub async fn replay<D: Disk>(
+    log: &PartitionLog<D>,
 ) -> Result<(BTreeMap<String, BTreeMap<TopicPartition, Committed>>, u64), StorageError> {
     let mut groups: BTreeMap<String, BTreeMap<TopicPartition, Committed>> = BTreeMap::new();
     let mut skipped = 0;
@@ -144,6 +215,34 @@ mod tests {
         let batch = encode(&records, 1).unwrap();
         let view = wire::BatchView::validate(&batch).unwrap();
         let back: Vec<_> = view.records().map(|r| decode(r.key(), r.value()).unwrap()).collect();
+        assert_eq!(back, records);
+    }
+
+    #[test]
+    fn a_packer_keeps_push_order_within_the_batch_limit() {
+        let mut packer = Packer::new(1024, 7);
+        let records: Vec<OffsetRecord> = (0..200)
+            .map(|i| OffsetRecord {
+                group: format!("g{}", i % 3),
+                tp: ("t".into(), i),
+                committed: if i == 5 { None } else { Some((u64::from(i) * 10, "m".into())) },
+            })
+            .collect();
+        for r in &records {
+            packer.push(r.clone()).unwrap();
+        }
+        assert_eq!(packer.records(), 200);
+        let batches = packer.finish().unwrap();
+        assert!(batches.len() > 5, "{} batches", batches.len());
+        let mut back = Vec::new();
+        for (batch, with) in &batches {
+            assert!(batch.len() <= 1024, "batch of {} bytes", batch.len());
+            let view = wire::BatchView::validate(batch).unwrap();
+            let decoded: Vec<_> =
+                view.records().map(|r| decode(r.key(), r.value()).unwrap()).collect();
+            assert_eq!(&decoded, with);
+            back.extend(decoded);
+        }
         assert_eq!(back, records);
     }
 

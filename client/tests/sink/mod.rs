@@ -1,5 +1,5 @@
 //! A loopback stand-in for the broker that answers handshake, metadata (one topic `sink`, one
-//! partition) and produce, discarding the records. Produce answers can be held back to
+//! partition), producer ids and produce, discarding the records. Produce answers can be held back to
 //! inject a broker that stops answering. Shared by the producer benchmark and tests; the real
 //! broker is tested elsewhere.
 
@@ -101,6 +101,13 @@ async fn serve(
                             partitions: vec![PartitionMetadata { partition: 0, shard: 0 }],
                         }],
                     },
+                ),
+            ),
+            ApiKey::InitProducerId => (
+                false,
+                encode_response(
+                    h.correlation_id,
+                    &InitProducerIdResponse { producer_id: 1, ..Default::default() },
                 ),
             ),
             _ => {

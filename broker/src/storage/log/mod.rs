@@ -1,5 +1,5 @@
 //! The log of one partition: its handle. Append with `none`/`written`/`durable` acks, read,
-//! offsets, retention, close.
+//! offsets, retention and record deletion (the log start moving forward), close.
 //!
 //! # Contract
 //! - Owned by one shard; every method runs on that shard's executor. Any number of tasks may
@@ -25,7 +25,8 @@
 //! - `syncer.rs`: group commit (fdatasync; `durable` acks; the high watermark for readers).
 //! - `reader.rs`: reads, never past the high watermark.
 //! - `roll.rs`: ending a segment (seal) and starting the next (new or recycled).
-//! - `retention.rs`: segments leaving the log, and the deleter that frees their space.
+//! - `retention.rs`: segments leaving the log (retention; record deletion before an offset),
+//!   and the deleter that frees their space.
 //! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.

@@ -131,11 +131,16 @@ impl<D: Disk> PartitionLog<D> {
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(u64, i64)>, StorageError> {
-        // Only what readers see: an offset past the high watermark could be lost and reused.
+        // Only what readers see: an offset past the high watermark could be lost and reused,
+        // and none below the log start (record deletion leaves records there on disk).
         let visible = self.shared.visible.get();
+        let start = self.shared.log_start_offset.get();
         let segments: Vec<_> = self.shared.segments.borrow().clone();
         for seg in segments {
-            if seg.max_timestamp_ms.get() < timestamp_ms || seg.size_bytes.get() == 0 {
+            if seg.max_timestamp_ms.get() < timestamp_ms
+                || seg.size_bytes.get() == 0
+                || seg.next_offset.get() <= start
+            {
                 continue;
             }
             if seg.base_offset >= visible {
@@ -171,7 +176,9 @@ impl<D: Disk> PartitionLog<D> {
                         if batch.header().max_timestamp_ms() < timestamp_ms {
                             continue;
                         }
-                        if let Some(r) = batch.records().find(|r| r.timestamp_ms() >= timestamp_ms)
+                        if let Some(r) = batch
+                            .records()
+                            .find(|r| r.timestamp_ms() >= timestamp_ms && r.offset() >= start)
                         {
                             return Ok(Some((r.offset(), r.timestamp_ms())));
                         }

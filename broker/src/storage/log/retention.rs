@@ -1,9 +1,16 @@
-//! Retention: old segments leave the log, and the deleter frees their space.
+//! Retention and record deletion: old segments leave the log, and the deleter frees their
+//! space.
 //!
-//! Contract: retention removes whole closed segments (never the active one, never one a
-//! roll is still sealing) from the log at once, so readers no longer find them; it renames
-//! each `.log` to `.log.deleted` and syncs the directory before any truncation, so a crash
-//! never leaves a shortened segment under its real name. The deleter task then waits until
+//! Contract: retention ([`PartitionLog::apply_retention`]) and record deletion
+//! ([`PartitionLog::delete_records_before`], Kafka's DeleteRecords) remove whole closed
+//! segments (never the active one, never one a roll is still sealing) from the log at once,
+//! so readers no longer find them; both go through one path, which renames each `.log` to
+//! `.log.deleted` and syncs the directory before it returns and before any truncation, so a
+//! crash never leaves a shortened segment under its real name. Record deletion also moves
+//! the log start offset forward at once (reads below it get OFFSET_OUT_OF_RANGE); records
+//! between the first kept segment's base and that offset stay on disk, so after a restart
+//! the log starts at that base: earlier than asked, never later (the start offset itself is
+//! not persisted). The deleter task then waits until
 //! no reader holds the segment and frees its space in paced truncation steps before
 //! unlinking it (`LogConfig::delete_chunk_bytes`; at once when the storage budget has no
 //! descriptor for the truncation); `.deleted` files found at open are
@@ -35,6 +42,62 @@ impl<D: Disk> PartitionLog<D> {
     /// time; never the active one. Returns how many were deleted. Readers holding a deleted
     /// segment finish their read on the still-open file.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let (retention_bytes, retention_ms) =
+            (self.shared.config.retention_bytes, self.shared.config.retention_ms);
+        self.drop_oldest_segments("retention", |segs| {
+            let first = &segs[0];
+            let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
+            let by_size =
+                retention_bytes >= 0 && total - first.size_bytes.get() >= retention_bytes as u64;
+            let by_time = retention_ms >= 0
+                && first.max_timestamp_ms.get() < now_ms.saturating_sub(retention_ms);
+            by_size || by_time
+        })
+        .await
+    }
+
+    /// Moves the log start offset forward to `offset` (no change if it is already there or
+    /// beyond) and deletes the closed segments that lie entirely below it; never the active
+    /// one. Reads below the new start fail with `OffsetOutOfRange` at once. Once this returns
+    /// `Ok`, the segments it deleted are out of the log for good (their renames are synced);
+    /// records of the first kept segment below `offset` stay on disk, and after a restart the
+    /// log starts at that segment's base (see the module docs). Returns how many segments were
+    /// deleted. `offset` past the high watermark is refused: only records readers can see
+    /// may be deleted.
+    pub async fn delete_records_before(&self, offset: u64) -> Result<usize, StorageError> {
+        let sh = &self.shared;
+        let high_watermark = sh.visible.get();
+        if offset > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: sh.log_start_offset.get(),
+                high_watermark,
+            });
+        }
+        if offset > sh.log_start_offset.get() {
+            sh.log_start_offset.set(offset);
+        }
+        let deleted = self
+            .drop_oldest_segments("record deletion", |segs| segs[0].next_offset.get() <= offset)
+            .await?;
+        let start = sh.log_start_offset.get();
+        let first_base_offset = sh.segments.borrow()[0].base_offset;
+        assert!(
+            first_base_offset <= start && offset <= start,
+            "{}: log start {start} after deleting before {offset}, first segment at {first_base_offset}",
+            sh.dir.display()
+        );
+        Ok(deleted)
+    }
+
+    /// Takes the oldest closed segment out of the log while `take_first(segments)` says so (it
+    /// sees at least two segments: the active one is never taken), renames its files out of
+    /// the way and syncs the directory before returning; the deleter frees them later.
+    async fn drop_oldest_segments(
+        &self,
+        why: &'static str,
+        mut take_first: impl FnMut(&[Rc<Segment<D::File>>]) -> bool,
+    ) -> Result<usize, StorageError> {
         let sh = &self.shared;
         let mut deleted = 0;
         let mut renamed = Vec::new();
@@ -56,23 +119,18 @@ impl<D: Disk> PartitionLog<D> {
                 if segs.len() <= 1 {
                     break;
                 }
-                let first = &segs[0];
-                let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
-                let by_size = sh.config.retention_bytes >= 0
-                    && total - first.size_bytes.get() >= sh.config.retention_bytes as u64;
-                let by_time = sh.config.retention_ms >= 0
-                    && first.max_timestamp_ms.get() < now_ms.saturating_sub(sh.config.retention_ms);
-                if !(by_size || by_time) {
+                if !take_first(&segs) {
                     break;
                 }
-                first.clone()
+                segs[0].clone()
             };
             {
                 let mut segs = sh.segments.borrow_mut();
                 segs.remove(0);
-                sh.log_start_offset.set(segs[0].base_offset);
+                // Record deletion may have moved the start past the new first segment's base.
+                sh.log_start_offset.set(sh.log_start_offset.get().max(segs[0].base_offset));
             }
-            info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "retention deleted segment");
+            info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "{why} deleted segment");
             for ext in ["index", "timeindex"] {
                 let path = sh.dir.join(file_name(victim.base_offset, ext));
                 match sh.disk.remove(&path).await {

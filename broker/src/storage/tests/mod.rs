@@ -1,7 +1,8 @@
 //! Partition-log tests: the seeded simulation (`simulation.rs`: crash, torn writes, EIO,
-//! ENOSPC, slow syncs) and the same engine on the real disk (`real_disk.rs`: glommio DMA
-//! files on a temp dir). Shared helpers live here.
+//! ENOSPC, slow syncs), record deletion (`delete_records.rs`) and the same engine on the
+//! real disk (`real_disk.rs`: glommio DMA files on a temp dir). Shared helpers live here.
 
+mod delete_records;
 mod real_disk;
 mod simulation;
 
@@ -136,6 +137,8 @@ static SIM_DSYNC_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::Atomi
 static SIM_ZEROED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Optional opens the storage budget refused over all seeds.
 static SIM_FILES_REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Record deletions that dropped at least one segment, over all seeds.
+static SIM_DELETES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 /// Data writes that waited for a zero-ahead write over all seeds.
 static SIM_ZERO_WAITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 

@@ -5,7 +5,7 @@
 use super::*;
 
 /// One seeded run: random appends (all ack levels, several in flight), reads, crashes,
-/// clean reopens, retention, EIO on writes and syncs, disk full, EMFILE on opens, a small
+/// clean reopens, retention, record deletion, EIO on writes and syncs, disk full, EMFILE on opens, a small
 /// storage descriptor budget. After every reopen: every
 /// batch acked `durable` is readable byte for byte, offsets are dense, nothing invalid is
 /// returned, and batches not acked durable are either gone or intact. Unless
@@ -35,6 +35,8 @@ async fn simulate(seed: u64, steps: usize) {
     // reopened segments go without; with one, only brief opens), and EMFILE on opens comes
     // and goes with the write faults.
     let mut frng = fastrand::Rng::with_seed(seed ^ 0xF11E5);
+    // Record deletion draws apart too.
+    let mut drng = fastrand::Rng::with_seed(seed ^ 0xDE1E7E);
     let files = if frng.bool() {
         unlimited_files()
     } else {
@@ -129,10 +131,35 @@ async fn simulate(seed: u64, steps: usize) {
                 if !config.read_unsynced {
                     // Readers see only synced data: whatever a read returned must survive
                     // any crash from now on, exactly as a durable ack.
-                    for (o, bytes) in got {
-                        maybe.remove(&o);
-                        durable.insert(o, bytes);
+                    for (o, bytes) in got.iter() {
+                        maybe.remove(o);
+                        durable.insert(*o, bytes.clone());
                     }
+                }
+                // Now and then, delete the records before a batch just read (or before the
+                // high watermark): the start moves there at once, and from then on only what
+                // lies at or past it must survive (a crash may bring the start back to the
+                // first kept segment's base, never later: `reopen_and_check`).
+                if drng.u8(0..4) == 0 {
+                    let bases: Vec<u64> = got.keys().copied().collect();
+                    let hw = log.high_watermark();
+                    let target = if bases.is_empty() || drng.u8(0..8) == 0 {
+                        hw
+                    } else {
+                        bases[drng.usize(0..bases.len())]
+                    };
+                    let before = log.log_start_offset();
+                    let segments = log.segment_count();
+                    let deleted = log.delete_records_before(target).await.unwrap();
+                    assert_eq!(log.log_start_offset(), target.max(before));
+                    // (A roll may add a segment meanwhile.)
+                    assert!(log.segment_count() + deleted >= segments);
+                    if deleted > 0 {
+                        SIM_DELETES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    let start = log.log_start_offset();
+                    durable.retain(|o, _| *o >= start);
+                    maybe.retain(|o, _| *o >= start);
                 }
             }
             65..=74 => {
@@ -182,7 +209,6 @@ async fn simulate(seed: u64, steps: usize) {
             80..=84 => {
                 let mut c = config.clone();
                 c.retention_bytes = rng.i64(0..64 << 10);
-                let before = log.log_start_offset();
                 // Retention applies to the log's own config; emulate by reopening with it.
                 let _ = log.close().await;
                 tally(&log);
@@ -203,6 +229,9 @@ async fn simulate(seed: u64, steps: usize) {
                 )
                 .await
                 .unwrap();
+                // Measured after the reopen: a start record deletion moved goes back to the
+                // first segment's base when the log reopens (it is not persisted).
+                let before = log.log_start_offset();
                 log.apply_retention(now_ms).await.unwrap();
                 assert!(log.log_start_offset() >= before);
                 let start = log.log_start_offset();
@@ -264,6 +293,11 @@ async fn reopen_and_check(
     disk.set_faults(saved);
     let start = log.log_start_offset();
     let hw = log.high_watermark();
+    // The log never starts later than what must survive (after record deletion, a crash
+    // brings the start back to a segment's base, which is earlier).
+    if let Some((&first, _)) = durable.first_key_value() {
+        assert!(start <= first, "log starts at {start}, past the durable batch at {first}");
+    }
     let got = read_all(&log, start).await.unwrap();
     for (o, bytes) in durable.range(start..) {
         assert!(*o < hw, "durable batch at {o} lost: high watermark {hw}");
@@ -329,6 +363,12 @@ fn simulation() {
         assert!(!many || dsync > 0, "no O_DSYNC write: that path went untested");
         let zeroed = SIM_ZEROED.load(std::sync::atomic::Ordering::Relaxed);
         assert!(!many || zeroed > 0, "no zero-ahead write: that path went untested");
+        let deletes = SIM_DELETES.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!("record deletion: {deletes} deletions dropped segments");
+        assert!(
+            !many || deletes > 0,
+            "no record deletion dropped a segment: that path went untested"
+        );
         let waits = SIM_ZERO_WAITS.load(std::sync::atomic::Ordering::Relaxed);
         eprintln!("zero-ahead: {zeroed} bytes, {waits} data writes waited for zeros");
         let refused = SIM_FILES_REFUSED.load(std::sync::atomic::Ordering::Relaxed);

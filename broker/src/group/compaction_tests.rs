@@ -1,0 +1,277 @@
+//! Compaction of the offsets log (`Coordinator::compact`) racing with commits, on the
+//! simulated disk: no acked commit is ever replaced by an older value, in memory, in a
+//! replay of the live log, or in a replay after a crash at any moment.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use wire::AckLevel;
+
+use super::assignor::TopicPartition;
+use super::offsets_log::{self, OffsetRecord};
+use super::Coordinator;
+use crate::storage::{LogConfig, PartitionLog, ShardCache, SimDisk, SimFaults, StorageError};
+
+fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .expect("spawn executor")
+        .join()
+        .expect("executor thread");
+}
+
+fn config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 4096,
+        segment_ms: 0,
+        retention_bytes: -1,
+        retention_ms: -1,
+        index_interval_bytes: 512,
+        preallocate_bytes: 8 << 10,
+        write_bytes_max: 64 << 10,
+        pending_bytes_max: 256 << 10,
+        group_commit_delay_us: 0,
+        group_commit_bytes_max: 1 << 20,
+        batch_bytes_max: 32 << 10,
+        recovery_full_check: false,
+        read_ahead_bytes: 4 << 10,
+        delete_chunk_bytes: 0,
+        delete_bytes_per_s: 1 << 30,
+        segment_recycle: true,
+        read_unsynced: false,
+        dsync_writes: true,
+        zero_ahead_bytes: 0,
+        zero_idle_gap_us: 0,
+    }
+}
+
+async fn open(disk: &SimDisk) -> PartitionLog<SimDisk> {
+    PartitionLog::open(
+        disk.clone(),
+        PathBuf::from("/sim/__consumer_offsets/0"),
+        config(),
+        ShardCache::new(0).partition(),
+        crate::descriptors::StorageFiles::unlimited(),
+    )
+    .await
+    .unwrap()
+}
+
+type Key = (String, TopicPartition);
+
+/// What the commits did: every value's log offset, and per key the newest acked one.
+#[derive(Default, Clone)]
+struct Book {
+    enqueued: BTreeMap<u64, u64>,
+    last_enqueued: BTreeMap<Key, (u64, u64)>,
+    acked: BTreeMap<Key, u64>,
+}
+
+/// One commit as `api/group.rs` makes it: enqueue, register in flight in the same step,
+/// wait for `durable`, apply. `value` is unique over the run.
+async fn commit(
+    co: &Coordinator,
+    log: &PartitionLog<SimDisk>,
+    book: &RefCell<Book>,
+    key: Key,
+    value: u64,
+) -> Result<(), StorageError> {
+    let metadata = format!("m{value}");
+    let (group, tp) = key.clone();
+    let record = OffsetRecord {
+        group: group.clone(),
+        tp: tp.clone(),
+        committed: Some((value, metadata.clone())),
+    };
+    let batch = offsets_log::encode(&[record], 1).unwrap();
+    log.writable().await;
+    let ticket = log.enqueue(&batch, AckLevel::Durable, 1)?;
+    let base_offset = ticket.base_offset;
+    let in_flight = co.commit_enqueued(0, &group, vec![(tp, value, metadata)], base_offset);
+    {
+        let mut b = book.borrow_mut();
+        b.enqueued.insert(value, base_offset);
+        let last = b.last_enqueued.entry(key.clone()).or_insert((base_offset, value));
+        if last.0 <= base_offset {
+            *last = (base_offset, value);
+        }
+    }
+    ticket.wait().await?;
+    in_flight.applied();
+    let mut b = book.borrow_mut();
+    let acked = b.acked.entry(key).or_insert(base_offset);
+    *acked = (*acked).max(base_offset);
+    Ok(())
+}
+
+/// Replays `log` and checks it against the book: every acked key is there with a value
+/// enqueued no earlier than its last ack (so never an older one); with `exact`, every key
+/// holds its last enqueued value.
+async fn check_replay(log: &PartitionLog<SimDisk>, book: &Book, exact: bool, seed: u64) {
+    let (replayed, skipped) = offsets_log::replay(log).await.unwrap();
+    assert_eq!(skipped, 0, "seed {seed}");
+    let mut got: BTreeMap<Key, u64> = BTreeMap::new();
+    for (group, offsets) in replayed {
+        for (tp, c) in offsets {
+            assert_eq!(c.metadata, format!("m{}", c.offset), "seed {seed}: metadata kept");
+            got.insert((group.clone(), tp), c.offset);
+        }
+    }
+    for (key, acked_at) in &book.acked {
+        let value = got.get(key).unwrap_or_else(|| panic!("seed {seed}: acked key {key:?} lost"));
+        let at = book.enqueued[value];
+        assert!(
+            at >= *acked_at,
+            "seed {seed}: {key:?} replays value {value} (log offset {at}), older than the acked commit at {acked_at}"
+        );
+    }
+    if exact {
+        let want: BTreeMap<Key, u64> =
+            book.last_enqueued.iter().map(|(k, (_, v))| (k.clone(), *v)).collect();
+        assert_eq!(got, want, "seed {seed}: replay after everything settled");
+    }
+}
+
+fn random_key(rng: &mut fastrand::Rng) -> Key {
+    (format!("g{}", rng.u8(0..3)), (format!("t{}", rng.u8(0..2)), rng.u32(0..4)))
+}
+
+/// Commits from many tasks at once while compactions run, with slow writes and syncs; then a
+/// crash at a random moment. Memory, the live log and the log after the crash must agree
+/// with what was acked.
+#[test]
+fn compaction_racing_with_commits_never_loses_or_reverts_an_acked_commit() {
+    run(|| async {
+        let seeds: u64 =
+            std::env::var("GROUP_COMPACTION_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+        // Compactions that ran to the end, and the segments they deleted.
+        let done = Rc::new(std::cell::Cell::new((0usize, 0usize)));
+        for seed in 0..seeds {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let disk = SimDisk::new(
+                seed,
+                SimFaults {
+                    sync_delay_yields_max: rng.u32(0..5),
+                    write_delay_yields_max: rng.u32(0..5),
+                    ..SimFaults::default()
+                },
+            );
+            let log = Rc::new(open(&disk).await);
+            let co = Rc::new(Coordinator::default());
+            co.ensure_loaded(0, &*log).await.unwrap();
+            let book = Rc::new(RefCell::new(Book::default()));
+            let mut value = 0u64;
+            let rounds = rng.usize(5..40);
+            let crash_round = rng.usize(0..rounds + 1);
+            let mut tasks = Vec::new();
+            for round in 0..rounds {
+                for _ in 0..rng.usize(1..12) {
+                    value += 1;
+                    let (co, log, book) = (co.clone(), log.clone(), book.clone());
+                    let key = random_key(&mut rng);
+                    let v = value;
+                    tasks.push(
+                        glommio::spawn_local(async move {
+                            commit(&co, &log, &book, key, v).await.unwrap();
+                        })
+                        .detach(),
+                    );
+                }
+                if co.compaction_due(0, log.size_bytes(), 1) {
+                    let (co, log, done) = (co.clone(), log.clone(), done.clone());
+                    tasks.push(
+                        glommio::spawn_local(async move {
+                            let c = co.compact(0, 1, &log, 1).await.unwrap();
+                            let (compactions, deleted) = done.get();
+                            done.set((compactions + 1, deleted + c.segments_deleted));
+                        })
+                        .detach(),
+                    );
+                }
+                for _ in 0..rng.usize(0..30) {
+                    glommio::executor().yield_now().await;
+                }
+                if round == crash_round {
+                    break;
+                }
+            }
+            let crashed = crash_round < rounds;
+            if !crashed {
+                for t in tasks.drain(..) {
+                    t.await;
+                }
+                // Everything settled: one more compaction (unless the last one ran after
+                // every commit), then memory and the live log hold exactly the last value
+                // of every key.
+                if co.compaction_due(0, log.size_bytes(), 1) {
+                    let c = co.compact(0, 1, &log, 1).await.unwrap();
+                    assert_eq!(log.log_start_offset(), c.log_start_offset, "seed {seed}");
+                }
+                let b = book.borrow().clone();
+                for (key, (_, v)) in &b.last_enqueued {
+                    let got = co.read_group(&key.0, |g| {
+                        g.and_then(|g| g.offsets.get(&key.1).map(|c| c.offset))
+                    });
+                    assert_eq!(got, Some(*v), "seed {seed}: {key:?} in memory");
+                }
+                check_replay(&log, &b, true, seed).await;
+            }
+            // Crash: the tasks stop where they are, the log goes without closing.
+            for t in tasks.drain(..) {
+                t.cancel();
+            }
+            for _ in 0..10 {
+                glommio::executor().yield_now().await;
+            }
+            drop(co);
+            let log = Rc::try_unwrap(log).unwrap_or_else(|_| panic!("seed {seed}: log still held"));
+            drop(log);
+            disk.crash();
+            let log = open(&disk).await;
+            let b = book.borrow().clone();
+            check_replay(&log, &b, !crashed, seed).await;
+            log.close().await.unwrap();
+        }
+        let (compactions, segments_deleted) = done.get();
+        eprintln!("{compactions} racing compactions deleted {segments_deleted} segments");
+        assert!(seeds < 20 || compactions > 0, "no racing compaction ran to the end");
+        assert!(seeds < 20 || segments_deleted > 0, "no racing compaction deleted a segment");
+    });
+}
+
+/// The case the in-flight set exists for: a commit enqueued (its log offset before the
+/// snapshot) but not yet acked when the snapshot reads must be restated with its new value,
+/// not the map's older one.
+#[test]
+fn a_commit_in_flight_when_the_snapshot_reads_is_restated_with_its_new_value() {
+    run(|| async {
+        let disk = SimDisk::new(1, SimFaults { sync_delay_yields_max: 20, ..SimFaults::default() });
+        let log = open(&disk).await;
+        let co = Coordinator::default();
+        co.ensure_loaded(0, &log).await.unwrap();
+        let book = RefCell::new(Book::default());
+        let key: Key = ("g".into(), ("t".into(), 0));
+        commit(&co, &log, &book, key.clone(), 1).await.unwrap();
+        // Enqueue value 2 and compact before its ack arrives.
+        let (pending, compacted) =
+            futures_lite::future::zip(commit(&co, &log, &book, key.clone(), 2), async {
+                assert!(co.compaction_due(0, log.size_bytes(), 1));
+                co.compact(0, 1, &log, 1).await.unwrap()
+            })
+            .await;
+        pending.unwrap();
+        assert_eq!(compacted.records, 1);
+        assert!(compacted.log_start_offset > book.borrow().enqueued[&2], "snapshot after it");
+        let b = book.borrow().clone();
+        check_replay(&log, &b, true, 0).await;
+        drop(log);
+        disk.crash();
+        let log = open(&disk).await;
+        let b = book.borrow().clone();
+        check_replay(&log, &b, true, 0).await;
+        log.close().await.unwrap();
+    });
+}
