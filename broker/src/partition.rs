@@ -116,7 +116,27 @@ async fn rebuild_producers(
     };
     let end = log.high_watermark();
     while offset < end {
-        let out = log.read(offset, PRODUCER_SCAN_READ_BYTES, FirstBatch::Always).await?;
+        let out = match log.read(offset, PRODUCER_SCAN_READ_BYTES, FirstBatch::Always).await {
+            Ok(out) => out,
+            // Damage (fenced by recovery) is never served; go on after it. A producer whose
+            // batches were in it is not recognized: its retry may be stored again.
+            Err(e @ StorageError::Corrupt { .. }) => {
+                warn!(dir = %log.dir().display(), offset, error = %e, "producer state: skipping a damaged segment");
+                match log.segment_after(offset) {
+                    Some(next) => {
+                        offset = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            // Anything else (no descriptor for a sealed segment, an I/O error): the partition
+            // still opens, with the state read so far (warned: retries may be stored again).
+            Err(e) => {
+                warn!(dir = %log.dir().display(), offset, error = %e, "producer state: rebuild stopped early");
+                break;
+            }
+        };
         if out.batches.is_empty() {
             break;
         }

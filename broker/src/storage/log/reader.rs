@@ -125,6 +125,12 @@ impl<D: Disk> PartitionLog<D> {
         })
     }
 
+    /// The base offset of the first segment that starts after `offset` (where a scan can
+    /// go on past damage that fenced the rest of `offset`'s segment).
+    pub fn segment_after(&self, offset: u64) -> Option<u64> {
+        self.shared.segments.borrow().iter().map(|seg| seg.base_offset).find(|&b| b > offset)
+    }
+
     /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
     /// timestamp; `None` if every stored record is older.
     pub async fn offset_for_timestamp(
