@@ -54,7 +54,7 @@ impl Partition {
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
         let log = PartitionLog::open(DmaDisk, dir, config, cache, files).await?;
-        let producers = rebuild_producers(&log, producer_idle_ms).await?;
+        let producers = rebuild_producers(&log, producer_idle_ms).await;
         if !producers.is_empty() {
             info!(topic = %topic.name, partition = index, producers = producers.len(), "idempotent producer state rebuilt");
         }
@@ -90,7 +90,15 @@ impl Partition {
         })
         .await;
         match closed {
-            Some(Ok(())) => {}
+            Some(Ok(())) => {
+                let snapshot = ProducerSnapshot {
+                    covered_offset: self.log.next_offset(),
+                    states: std::mem::take(&mut *self.producers.borrow_mut()),
+                };
+                if let Err(e) = store_snapshot(self.log.dir(), &snapshot) {
+                    warn!(topic = %self.topic, partition = self.index, error = %e, "cannot store the producer-state snapshot; the next open reads the log");
+                }
+            }
             Some(Err(e)) => {
                 warn!(topic = %self.topic, partition = self.index, error = %e, "close failed")
             }
@@ -104,16 +112,20 @@ impl Partition {
 /// The producer state of the batches appended within the last `idle_ms`: every batch
 /// header of the segments written in that window (by their files' modification times,
 /// not the producers' record timestamps, which may be anything), in offset order.
-async fn rebuild_producers(
-    log: &PartitionLog<DmaDisk>,
-    idle_ms: u64,
-) -> Result<ProducerStates, StorageError> {
-    let mut states = ProducerStates::default();
+async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> ProducerStates {
     let oldest_ms = crate::clock::now_ms().saturating_sub(idle_ms.min(i64::MAX as u64) as i64);
     let since = std::time::SystemTime::now() - std::time::Duration::from_millis(idle_ms);
-    let Some(mut offset) = log.first_offset_modified_since(since) else {
-        return Ok(states);
+    // A clean close's snapshot covers everything before its offset: read only what follows
+    // (and nothing older than the idle time, which would have expired anyway).
+    let (mut states, covered) = match load_snapshot(log.dir()) {
+        Some(s) if s.covered_offset <= log.next_offset() => (s.states, s.covered_offset),
+        _ => (ProducerStates::default(), 0),
     };
+    let Some(mut offset) = log.first_offset_modified_since(since) else {
+        states.expire(oldest_ms);
+        return states;
+    };
+    offset = offset.max(covered);
     let end = log.high_watermark();
     while offset < end {
         let out = match log.read(offset, PRODUCER_SCAN_READ_BYTES, FirstBatch::Always).await {
@@ -155,5 +167,39 @@ async fn rebuild_producers(
         }
     }
     states.expire(oldest_ms);
-    Ok(states)
+    states
+}
+
+/// The producer-state snapshot a clean close leaves in the partition's directory.
+const PRODUCER_SNAPSHOT_FILE: &str = "producers.json";
+
+/// What `PRODUCER_SNAPSHOT_FILE` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProducerSnapshot {
+    /// The state reflects every batch before this offset (and none after).
+    covered_offset: u64,
+    states: ProducerStates,
+}
+
+fn load_snapshot(dir: &Path) -> Option<ProducerSnapshot> {
+    let bytes = std::fs::read(dir.join(PRODUCER_SNAPSHOT_FILE)).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "producer-state snapshot unreadable; rebuilding from the log");
+            None
+        }
+    }
+}
+
+/// Writes the snapshot durably (temporary file, fsync, rename, directory fsync). Runs at a
+/// clean close, when every append is synced, so the state covers exactly the log.
+fn store_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{PRODUCER_SNAPSHOT_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&serde_json::to_vec(snapshot).map_err(std::io::Error::other)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(PRODUCER_SNAPSHOT_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -10,7 +10,9 @@
 //! be on its way), an older epoch `PRODUCER_FENCED`, and a new epoch starts at sequence 0. A
 //! producer this partition does not know (new, or expired after `producer_state_idle_ms`
 //! without a batch) may start at any sequence. The state is rebuilt from the batch headers
-//! in the log when the partition opens (`Partition::open`), so it survives kill -9.
+//! in the log when the partition opens (`Partition::open`), so it survives kill -9; a clean
+//! close writes it to a snapshot (`producers.json`, with the offset it covers) so the next
+//! open reads only what was appended after that.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,7 +23,7 @@ use wire::ErrorCode;
 pub const BATCHES_KEPT: usize = 5;
 
 /// One remembered batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct BatchMeta {
     first_sequence: i32,
     last_sequence: i32,
@@ -29,7 +31,7 @@ struct BatchMeta {
     last_offset: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
@@ -53,7 +55,7 @@ pub enum Verdict {
 }
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerStates {
     entries: HashMap<i64, Entry>,
 }

@@ -69,4 +69,30 @@ fn retried_batches_are_stored_once_also_after_kill_9_and_gaps_are_refused() {
     assert_eq!(stored.len(), 5, "3 + 2 + 1 (other) + 1 + 1 batches, no duplicates");
     // Producer ids keep growing across restarts (never handed out twice).
     assert!(producer_id(&mut conn) > b);
+
+    // A clean stop leaves a snapshot; the state comes back from it (and the log after it).
+    drop(conn);
+    assert_eq!(broker.stop(), Some(0));
+    assert!(broker.partition_dir(TOPIC, 0).join("producers.json").exists());
+    broker.restart();
+    let mut conn = broker.connect();
+    let retry = produce(&mut conn, TOPIC, 0, &batch(a, 1, 0, 1), AckLevel::Durable);
+    assert_eq!(
+        (retry.error, retry.base_offset),
+        (0, bumped.base_offset),
+        "a retry after a clean restart"
+    );
+    let next = produce(&mut conn, TOPIC, 0, &batch(a, 1, 1, 1), AckLevel::Durable);
+    assert_eq!(next.error, 0);
+    // Appends after the snapshot, then kill -9: snapshot + the log after it.
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    let retry = produce(&mut conn, TOPIC, 0, &batch(a, 1, 1, 1), AckLevel::Durable);
+    assert_eq!(
+        (retry.error, retry.base_offset),
+        (0, next.base_offset),
+        "a retry after snapshot + crash"
+    );
+    assert!(broker.log_text().contains("idempotent producer state rebuilt"));
 }
