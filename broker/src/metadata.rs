@@ -172,6 +172,13 @@ pub struct Metadata {
     /// Idempotent producer ids below this are (or were) handed out (`api/producer_id.rs`).
     #[serde(default)]
     pub producer_ids_reserved: i64,
+    /// Transactional id → its producer id and current epoch.
+    #[serde(default)]
+    pub transactional_ids: BTreeMap<String, (i64, i16)>,
+    /// Producer id → current epoch, for the ids of transactional producers: batches of an
+    /// older epoch are refused on every partition.
+    #[serde(default)]
+    pub producer_epochs: BTreeMap<i64, i16>,
 }
 
 /// Why a metadata change was refused.

@@ -351,12 +351,17 @@ impl Client {
         Ok(out)
     }
 
-    /// A new idempotent producer id and epoch from the broker.
-    pub async fn init_producer_id(&self) -> Result<(i64, i16), ClientError> {
+    /// An idempotent producer id and epoch from the broker: a new id, or, for a
+    /// `transactional_id` seen before, its id at the next epoch (fencing the older one).
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: Option<&str>,
+    ) -> Result<(i64, i16), ClientError> {
+        let transactional_id = transactional_id.unwrap_or_default().to_owned();
         self.with_retries(|| async {
             let conn = self.conn_to(self.inner.bootstrap).await?;
-            let r: InitProducerIdResponse =
-                conn.request(&InitProducerIdRequest { transactional_id: String::new() }).await?;
+            let req = InitProducerIdRequest { transactional_id: transactional_id.clone() };
+            let r: InitProducerIdResponse = conn.request(&req).await?;
             self.check(r.error, r.message)?;
             Ok((r.producer_id, r.producer_epoch))
         })

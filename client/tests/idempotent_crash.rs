@@ -117,3 +117,30 @@ fn kill_9_loop_with_an_idempotent_producer_stores_every_acked_record_exactly_onc
     assert!(lost.is_empty(), "acked records lost: {:?}", &lost[..lost.len().min(5)]);
     assert!(duplicates.is_empty(), "stored twice: {:?}", &duplicates[..duplicates.len().min(5)]);
 }
+
+#[test]
+fn a_producer_restarted_under_the_same_transactional_id_fences_its_zombie() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("ledger", TopicConfig { partition_count: 2, ..Default::default() })
+            .await
+            .unwrap();
+        let config = || ProducerConfig {
+            transactional_id: Some("ledger-writer".into()),
+            ..Default::default()
+        };
+        let zombie = Producer::new(client.clone(), config());
+        zombie.send("ledger", Some(b"a"), Some(b"1"), &[]).await.unwrap().await.unwrap();
+        let successor = Producer::new(client.clone(), config());
+        successor.send("ledger", Some(b"a"), Some(b"2"), &[]).await.unwrap().await.unwrap();
+        let err =
+            zombie.send("ledger", Some(b"b"), Some(b"3"), &[]).await.unwrap().await.unwrap_err();
+        assert!(err.to_string().contains("PRODUCER_FENCED"), "{err}");
+        successor.send("ledger", Some(b"b"), Some(b"4"), &[]).await.unwrap().await.unwrap();
+    });
+}

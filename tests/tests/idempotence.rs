@@ -96,3 +96,44 @@ fn retried_batches_are_stored_once_also_after_kill_9_and_gaps_are_refused() {
     );
     assert!(broker.log_text().contains("idempotent producer state rebuilt"));
 }
+
+fn transactional(conn: &mut Conn, name: &str) -> (i64, i16) {
+    let r: InitProducerIdResponse =
+        conn.call(&InitProducerIdRequest { transactional_id: name.into() });
+    assert_eq!(r.error, 0, "{}", r.message);
+    (r.producer_id, r.producer_epoch)
+}
+
+#[test]
+fn a_new_incarnation_of_a_transactional_id_fences_the_old_one_everywhere_and_across_restarts() {
+    let mut broker = Broker::start_fixed_ports(2);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 2);
+    let (id, epoch) = transactional(&mut conn, "billing-writer");
+    assert_eq!(epoch, 0);
+    for p in 0..2 {
+        let r = produce(&mut conn, TOPIC, p, &batch(id, 0, 0, 2), AckLevel::Durable);
+        assert_eq!(r.error, 0);
+    }
+    // The instance restarts: same id, next epoch.
+    let (again, epoch) = transactional(&mut conn, "billing-writer");
+    assert_eq!((again, epoch), (id, 1));
+    // The zombie is refused on a partition the new incarnation has not written to yet.
+    let zombie = produce(&mut conn, TOPIC, 1, &batch(id, 0, 2, 1), AckLevel::Durable);
+    assert_eq!(code(zombie.error), Some(ErrorCode::ProducerFenced));
+    let fresh = produce(&mut conn, TOPIC, 0, &batch(id, 1, 0, 1), AckLevel::Durable);
+    assert_eq!(fresh.error, 0);
+    // Other names and bad names.
+    let (other, _) = transactional(&mut conn, "audit-writer");
+    assert_ne!(other, id);
+    let bad: InitProducerIdResponse =
+        conn.call(&InitProducerIdRequest { transactional_id: "no spaces".into() });
+    assert_eq!(code(bad.error), Some(ErrorCode::InvalidRequest));
+    // The fence is durable.
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    let zombie = produce(&mut conn, TOPIC, 1, &batch(id, 0, 2, 1), AckLevel::Durable);
+    assert_eq!(code(zombie.error), Some(ErrorCode::ProducerFenced));
+    assert_eq!(transactional(&mut conn, "billing-writer"), (id, 2));
+}

@@ -238,11 +238,19 @@ async fn append_local(
     let mut tickets = Vec::with_capacity(views.len());
     let mut duplicate: Option<(u64, u64)> = None;
     let mut producers = part.producers.borrow_mut();
+    let md = shard.metadata();
+    let epochs = &md.producer_epochs;
     for v in views {
         let h = wire::BatchHeader::new(v).expect("validated above");
         let (id, epoch, sequence, records) =
             (h.producer_id(), h.producer_epoch(), h.base_sequence(), h.record_count());
-        match producers.check(id, epoch, sequence, records) {
+        // A transactional producer's newer incarnation fences the older everywhere.
+        let fenced = epochs.get(&id).is_some_and(|&e| epoch < e);
+        let verdict = match fenced {
+            true => Verdict::Refuse(ErrorCode::ProducerFenced),
+            false => producers.check(id, epoch, sequence, records),
+        };
+        match verdict {
             Verdict::Append => {}
             // Stored before: skipped (a request of only retried batches gets their offsets).
             Verdict::Duplicate { base_offset, last_offset } => {

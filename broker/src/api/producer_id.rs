@@ -4,8 +4,15 @@
 //! blocks of `PRODUCER_ID_BLOCK` and persists the end of the reserved range in the topic
 //! metadata (`Metadata::producer_ids_reserved`, stored durably before an id of the block is
 //! given); after a restart it continues from that end, so a crash skips at most the rest of
-//! a block. Epochs are 0 until transactional ids (a stable id whose new incarnation fences
-//! the old) exist.
+//! a block.
+//!
+//! A transactional id is a producer's stable name: its first InitProducerId gets a fresh id
+//! at epoch 0, every later one the same id at the next epoch. The pair is persisted in the
+//! metadata (`Metadata::transactional_ids`, and `producer_epochs` id → current epoch) and
+//! broadcast to every shard before the answer, so from then on every partition refuses the
+//! older epoch's batches (`PRODUCER_FENCED`), even partitions the new incarnation has not
+//! written to; the fencing survives restarts. The metadata holds one entry per
+//! transactional id ever used (no expiry yet).
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -18,6 +25,15 @@ use crate::shard::Shard;
 
 /// Producer ids reserved (and persisted) at a time.
 pub const PRODUCER_ID_BLOCK: i64 = 1_000_000;
+/// Longest transactional id.
+pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 249;
+
+/// 1..=249 bytes of `[A-Za-z0-9._-]` (the topic rule).
+fn valid_transactional_id(id: &str) -> bool {
+    id.len() <= TRANSACTIONAL_ID_BYTES_MAX
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
 
 /// Serves InitProducerId (the caller routed it to the controller shard).
 pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
@@ -32,35 +48,59 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
             &InitProducerIdResponse { error: code.as_u16(), message, ..Default::default() },
         )
     };
-    if !req.transactional_id.is_empty() {
+    if !req.transactional_id.is_empty() && !valid_transactional_id(&req.transactional_id) {
         return refuse(
             ErrorCode::InvalidRequest,
-            "transactional ids are not supported yet; send an empty one".into(),
+            format!(
+                "invalid transactional id {:?}: use 1..={TRANSACTIONAL_ID_BYTES_MAX} bytes of [A-Za-z0-9._-]",
+                req.transactional_id
+            ),
         );
     }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
-    let next = match shard.next_producer_id.get() {
-        Some(n) => n,
-        None => md.producer_ids_reserved,
-    };
-    if next >= md.producer_ids_reserved {
-        let mut reserved = (*md).clone();
-        reserved.version += 1;
-        reserved.producer_ids_reserved = next + PRODUCER_ID_BLOCK;
-        if let Err(e) = reserved.store(&shard.config.data_dir) {
-            return refuse(ErrorCode::StorageIo, format!("cannot reserve producer ids: {e}"));
+    let mut next_md = (*md).clone();
+    let mut changed = false;
+    // A known transactional id keeps its producer id with the next epoch (fencing the
+    // incarnation before it everywhere); an exhausted epoch gets a fresh id.
+    let known = (!req.transactional_id.is_empty())
+        .then(|| md.transactional_ids.get(&req.transactional_id).copied())
+        .flatten()
+        .filter(|&(_, epoch)| epoch < i16::MAX);
+    let (producer_id, producer_epoch) = match known {
+        Some((id, epoch)) => (id, epoch + 1),
+        None => {
+            let next = match shard.next_producer_id.get() {
+                Some(n) => n,
+                None => md.producer_ids_reserved,
+            };
+            if next >= md.producer_ids_reserved {
+                next_md.producer_ids_reserved = next + PRODUCER_ID_BLOCK;
+                changed = true;
+            }
+            shard.next_producer_id.set(Some(next + 1));
+            (next, 0)
         }
-        shard.broadcast_metadata(Arc::new(reserved)).await;
+    };
+    if !req.transactional_id.is_empty() {
+        if let Some((old, _)) = md.transactional_ids.get(&req.transactional_id) {
+            next_md.producer_epochs.remove(old);
+        }
+        next_md
+            .transactional_ids
+            .insert(req.transactional_id.clone(), (producer_id, producer_epoch));
+        next_md.producer_epochs.insert(producer_id, producer_epoch);
+        changed = true;
     }
-    shard.next_producer_id.set(Some(next + 1));
+    if changed {
+        next_md.version += 1;
+        if let Err(e) = next_md.store(&shard.config.data_dir) {
+            return refuse(ErrorCode::StorageIo, format!("cannot store producer ids: {e}"));
+        }
+        shard.broadcast_metadata(Arc::new(next_md)).await;
+    }
     respond(
         &header,
-        &InitProducerIdResponse {
-            error: 0,
-            message: String::new(),
-            producer_id: next,
-            producer_epoch: 0,
-        },
+        &InitProducerIdResponse { error: 0, message: String::new(), producer_id, producer_epoch },
     )
 }

@@ -78,6 +78,9 @@ pub struct ProducerConfig {
     /// partition, so a batch sent again after a lost answer (a broker crash, a timeout) is
     /// stored once, and a partition's batches are stored in the order they were sent.
     pub idempotence: bool,
+    /// A stable name for this producer (implies idempotence): a new producer with the same
+    /// name fences this one; its batches are then refused with `PRODUCER_FENCED`.
+    pub transactional_id: Option<String>,
 }
 
 impl Default for ProducerConfig {
@@ -89,6 +92,7 @@ impl Default for ProducerConfig {
             buffer_bytes_max: 32 << 20,
             in_flight_per_partition_max: 5,
             idempotence: true,
+            transactional_id: None,
         }
     }
 }
@@ -130,8 +134,11 @@ impl Producer {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        if inner.config.idempotence && inner.identity.get().is_none() {
-            let id = inner.client.init_producer_id().await?;
+        let config = &inner.config;
+        if (config.idempotence || config.transactional_id.is_some())
+            && inner.identity.get().is_none()
+        {
+            let id = inner.client.init_producer_id(config.transactional_id.as_deref()).await?;
             let _ = inner.identity.set(id);
         }
         loop {

@@ -38,7 +38,7 @@ pub(super) async fn partition_sender(
 ) {
     // With idempotence the broker remembers a producer's last 5 batches per partition, so
     // every retry must be among them.
-    let in_flight_max = match config.idempotence {
+    let in_flight_max = match config.idempotence || config.transactional_id.is_some() {
         true => config.in_flight_per_partition_max.clamp(1, 5),
         false => config.in_flight_per_partition_max.max(1),
     };
