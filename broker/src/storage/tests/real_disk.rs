@@ -168,17 +168,15 @@ fn readers_see_written_data_once_synced_unless_read_unsynced() {
     });
 }
 
+/// Opens (recovering) the log in `dir` on the real disk, with no cache and no descriptor cap.
+async fn open_real(dir: PathBuf, config: LogConfig) -> Result<PartitionLog<DmaDisk>, StorageError> {
+    PartitionLog::open(DmaDisk, dir, config, ShardCache::new(0).partition(), unlimited_files())
+        .await
+}
+
 /// Builds a closed log of a few segments on the real disk and returns its expected content.
 async fn build_real_log(dir: &Path, config: &LogConfig) -> BTreeMap<u64, Vec<u8>> {
-    let log = PartitionLog::open(
-        DmaDisk,
-        dir.to_owned(),
-        config.clone(),
-        ShardCache::new(0).partition(),
-        unlimited_files(),
-    )
-    .await
-    .unwrap();
+    let log = open_real(dir.to_owned(), config.clone()).await.unwrap();
     let mut rng = fastrand::Rng::with_seed(3);
     let mut expected = BTreeMap::new();
     for i in 0..60u64 {
@@ -221,15 +219,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
         let f = std::fs::OpenOptions::new().write(true).open(&active).unwrap();
         f.set_len(len - 37).unwrap();
         drop(f);
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config.clone(),
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config.clone()).await.unwrap();
         let got = read_all(&log, 0).await.unwrap();
         let hw = log.high_watermark();
         assert_eq!(got.len(), expected.len() - 1, "exactly the torn batch is cut");
@@ -253,15 +243,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
             let mut f = std::fs::OpenOptions::new().append(true).open(&active).unwrap();
             f.write_all(&garbage).unwrap();
         }
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config.clone(),
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config.clone()).await.unwrap();
         let after_garbage = read_all(&log, 0).await.unwrap();
         assert_eq!(after_garbage.len(), got.len() + 1);
         log.close().await.unwrap();
@@ -275,15 +257,7 @@ fn real_disk_recovers_cut_mid_batch_and_garbage_tail_and_missing_index() {
                 std::fs::remove_file(p).unwrap();
             }
         }
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config.clone(),
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config.clone()).await.unwrap();
         assert_eq!(read_all(&log, 0).await.unwrap(), after_garbage);
         log.close().await.unwrap();
         let rebuilt = std::fs::read_dir(&dir)
@@ -306,15 +280,7 @@ fn real_disk_flipped_byte_in_closed_segment_is_reported_not_returned() {
         let mut bytes = std::fs::read(first).unwrap();
         bytes[200] ^= 0x40;
         std::fs::write(first, &bytes).unwrap();
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config,
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config).await.unwrap();
         let err = read_all(&log, 0).await.unwrap_err();
         assert_eq!(err.code(), wire::ErrorCode::CorruptStoredData, "{err}");
         log.close().await.unwrap();
@@ -341,15 +307,7 @@ fn real_disk_stale_batches_past_a_closed_segments_end_are_not_read() {
         let mut bytes = std::fs::read(&logs[0]).unwrap();
         bytes.extend_from_slice(&stale);
         std::fs::write(&logs[0], &bytes).unwrap();
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config,
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config).await.unwrap();
         assert_eq!(read_all(&log, 0).await.unwrap(), expected);
         log.close().await.unwrap();
     });
@@ -562,15 +520,7 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
         config.retention_bytes = 0;
         config.delete_chunk_bytes = 16 << 10;
         config.delete_bytes_per_s = 16 << 20; // 1 ms between steps
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config.clone(),
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config.clone()).await.unwrap();
         let mut rng = fastrand::Rng::with_seed(21);
         let mut i = 0u64;
         while log.segment_count() < 5 {
@@ -600,15 +550,7 @@ fn real_disk_retention_frees_space_in_steps_and_finishes_leftovers() {
         // finishes it and leaves the log alone.
         let leftover = dir.join("00000000000000000000.log.deleted");
         std::fs::write(&leftover, vec![0x5Au8; 200 << 10]).unwrap();
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir.clone(),
-            config,
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir.clone(), config).await.unwrap();
         assert_eq!(log.log_start_offset(), start);
         deleted_files_gone(&dir).await;
         log.close().await.unwrap();
@@ -639,15 +581,7 @@ impl Tagged {
 
 /// The log in `dir` on the real disk, without a cache.
 async fn open_dma(dir: &Path, config: LogConfig) -> PartitionLog<DmaDisk> {
-    PartitionLog::open(
-        DmaDisk,
-        dir.to_owned(),
-        config,
-        ShardCache::new(0).partition(),
-        unlimited_files(),
-    )
-    .await
-    .unwrap()
+    open_real(dir.to_owned(), config).await.unwrap()
 }
 
 /// Crashes `log` (dropped without close) and reopens it: every batch from `start` comes
@@ -776,15 +710,7 @@ fn real_disk_zero_ahead_waits_for_a_long_idle_gap() {
         config.pending_bytes_max = 4 << 20;
         let mut rng = fastrand::Rng::with_seed(43);
         let batches: Vec<_> = (0..200u64).map(|i| make_batch(&mut rng, 1, i)).collect();
-        let log = PartitionLog::open(
-            DmaDisk,
-            dir,
-            config,
-            ShardCache::new(0).partition(),
-            unlimited_files(),
-        )
-        .await
-        .unwrap();
+        let log = open_real(dir, config).await.unwrap();
         // Written back to back (all queued at once): no idle gap, no zeros, even once the
         // log then sits idle (a gap counts when it ends).
         let tickets: Vec<_> =
