@@ -103,6 +103,15 @@ pub struct BrokerConfig {
     /// open for reads). 0 = what the open-files limit leaves after connections; otherwise at
     /// most this. Partitions get three quarters of it at most.
     pub storage_files_max: u64,
+    /// Consumer-group members one shard's coordinators hold at once; a join past it is
+    /// refused with RESOURCE_LIMIT (members time out after their session).
+    pub group_members_per_shard_max: usize,
+    /// Committed offsets (group × topic × partition) one shard's coordinators hold; a
+    /// commit of a new one past it is refused with RESOURCE_LIMIT.
+    pub group_offsets_per_shard_max: usize,
+    /// Transactional ids the broker remembers (each is part of the topic metadata); a new
+    /// one past it is refused with RESOURCE_LIMIT.
+    pub transactional_ids_max: usize,
     /// An idempotent producer with no batch in a partition for this long is forgotten
     /// there (a retry after that may be stored twice); it also bounds how far back a
     /// partition's producer state is rebuilt from the log when it opens.
@@ -137,6 +146,9 @@ impl Default for BrokerConfig {
             group_offsets_compact_bytes: GROUP_OFFSETS_COMPACT_BYTES_DEFAULT,
             storage_files_max: 0,
             producer_state_idle_ms: 3_600_000,
+            group_members_per_shard_max: 100_000,
+            group_offsets_per_shard_max: 1_000_000,
+            transactional_ids_max: 10_000,
             log: LogConfig::default(),
         }
     }
@@ -240,6 +252,13 @@ impl BrokerConfig {
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
             "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
+            "BROKER_GROUP_MEMBERS_PER_SHARD_MAX" => {
+                self.group_members_per_shard_max = parse(name, value)?
+            }
+            "BROKER_GROUP_OFFSETS_PER_SHARD_MAX" => {
+                self.group_offsets_per_shard_max = parse(name, value)?
+            }
+            "BROKER_TRANSACTIONAL_IDS_MAX" => self.transactional_ids_max = parse(name, value)?,
             "BROKER_GROUP_OFFSETS_PARTITIONS" => {
                 self.group_offsets_partitions = parse(name, value)?
             }

@@ -364,3 +364,46 @@ fn a_static_member_restarting_gets_its_partitions_back_without_a_rebalance() {
         }
     });
 }
+
+#[test]
+fn group_members_and_committed_offsets_come_out_of_stated_budgets() {
+    let broker = Broker::start_with_env(
+        1,
+        &[
+            ("BROKER_GROUP_MEMBERS_PER_SHARD_MAX", "2"),
+            ("BROKER_GROUP_OFFSETS_PER_SHARD_MAX", "3"),
+            ("BROKER_TRANSACTIONAL_IDS_MAX", "1"),
+        ],
+    );
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "t", 4).await;
+        // Members: two fit, the third is refused (a rejoin would not count).
+        assert_eq!(raw_join(&client, "a").await.error, 0);
+        assert_eq!(raw_join(&client, "b").await.error, 0);
+        let third = raw_join(&client, "c").await;
+        assert_eq!(third.error, ErrorCode::ResourceLimit.as_u16(), "{}", third.message);
+        assert!(third.message.contains("group_members_per_shard_max"), "{}", third.message);
+        // Offsets: three new ones fit (administrative commits to an empty group), a fourth new
+        // one is refused, and committing a known one again still works.
+        let three: Vec<(String, u32, u64)> = (0..3).map(|p| ("t".to_string(), p, 1)).collect();
+        client.commit_offsets("empty", "", 0, &three).await.unwrap();
+        let err = client.commit_offsets("empty", "", 0, &[("t".into(), 3, 1)]).await.unwrap_err();
+        assert!(err.to_string().contains("RESOURCE_LIMIT"), "{err}");
+        client.commit_offsets("empty", "", 0, &[("t".into(), 0, 9)]).await.unwrap();
+        // Transactional ids: one is remembered; a second name is refused, the first again is
+        // fine. (RESOURCE_LIMIT is retriable: this client does not retry.)
+        let once = client::ClientConfig { retries: 0, ..Default::default() };
+        let client = Client::connect_with(&addr, once).await.unwrap();
+        let producer = |name: &str| {
+            let name = name.to_string();
+            let client = client.clone();
+            async move { client.init_producer_id(Some(&name)).await }
+        };
+        producer("first").await.unwrap();
+        let err = producer("second").await.unwrap_err();
+        assert!(err.to_string().contains("RESOURCE_LIMIT"), "{err}");
+        assert_eq!(producer("first").await.unwrap().1, 1);
+    });
+}

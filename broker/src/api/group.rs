@@ -205,6 +205,15 @@ pub async fn handle(shard: &Rc<Shard>, api: ApiKey, req: &Request, origin: Origi
 
 async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState, Refusal> {
     offsets_of(shard, &r.group).await?;
+    let max = shard.config.group_members_per_shard_max;
+    if r.member_id.is_empty() && shard.groups.member_count() >= max {
+        return Err(Refusal {
+            code: ErrorCode::ResourceLimit,
+            message: format!(
+                "this shard's groups hold {max} members (group_members_per_shard_max)"
+            ),
+        });
+    }
     let counts = partition_counter(shard);
     let (state, generation) = shard.groups.with_group(&r.group, |g| {
         let state = g.membership.join(
@@ -318,6 +327,12 @@ async fn commit(
     let mut records = Vec::new();
     let mut slots = Vec::new();
     let mut seen = BTreeSet::new();
+    // New offsets (keys the group has not committed before) count against the shard's cap.
+    let mut room =
+        shard.config.group_offsets_per_shard_max.saturating_sub(shard.groups.offset_count());
+    let known = |tp: &(String, u32)| {
+        shard.groups.read_group(&r.group, |g| g.is_some_and(|g| g.offsets.contains_key(tp)))
+    };
     let offsets = r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p)));
     for ((topic, p), verdict) in offsets.zip(verdicts) {
         let code = match md.topic(topic) {
@@ -326,7 +341,11 @@ async fn commit(
             Some(t) if p.partition as usize >= t.shards.len() => ErrorCode::UnknownPartition,
             _ if p.metadata.len() > COMMIT_METADATA_BYTES_MAX => ErrorCode::InvalidRequest,
             _ if !seen.insert((topic.clone(), p.partition)) => ErrorCode::InvalidRequest,
+            _ if !known(&(topic.clone(), p.partition)) && room == 0 => ErrorCode::ResourceLimit,
             _ => {
+                if !known(&(topic.clone(), p.partition)) {
+                    room -= 1;
+                }
                 slots.push(results.len());
                 records.push(OffsetRecord {
                     group: r.group.clone(),

@@ -67,6 +67,15 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
         .then(|| md.transactional_ids.get(&req.transactional_id).copied())
         .flatten()
         .filter(|&(_, epoch)| epoch < i16::MAX);
+    let max = shard.config.transactional_ids_max;
+    let new_name = !req.transactional_id.is_empty()
+        && !md.transactional_ids.contains_key(&req.transactional_id);
+    if new_name && md.transactional_ids.len() >= max {
+        return refuse(
+            ErrorCode::ResourceLimit,
+            format!("the broker remembers {max} transactional ids (transactional_ids_max)"),
+        );
+    }
     let (producer_id, producer_epoch) = match known {
         Some((id, epoch)) => (id, epoch + 1),
         None => {

@@ -515,6 +515,16 @@ impl Coordinator {
             .collect()
     }
 
+    /// Members of all groups this coordinator holds.
+    pub fn member_count(&self) -> usize {
+        self.groups.borrow().values().map(|g| g.membership.members.len()).sum()
+    }
+
+    /// Committed offsets of all groups this coordinator holds.
+    pub fn offset_count(&self) -> usize {
+        self.groups.borrow().values().map(|g| g.offsets.len()).sum()
+    }
+
     /// Groups whose id starts with `prefix`: (id, members, generation).
     pub fn list(&self, prefix: &str) -> Vec<(String, u32, u32)> {
         self.groups
