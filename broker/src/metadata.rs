@@ -217,16 +217,21 @@ impl MetadataError {
     }
 }
 
+/// Whether `name` follows the naming rule of topics (and of group and transactional ids):
+/// 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= TOPIC_NAME_BYTES_MAX
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
 /// Checks a topic name against Kafka's rule: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or
 /// `..`. A leading `.` is allowed, as in Kafka: a topic's directory is one component under
 /// `topics~/` (see `layout.rs`), so no valid name can reach a file of the broker.
 pub fn validate_name(name: &str) -> Result<(), MetadataError> {
-    let ok = !name.is_empty()
-        && name.len() <= TOPIC_NAME_BYTES_MAX
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
-    if ok {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(MetadataError::InvalidName(name.to_owned()))

@@ -60,10 +60,7 @@ pub struct ProducerStates {
     entries: HashMap<i64, Entry>,
 }
 
-/// The sequence `n` records after `sequence` (wrapping at `i32::MAX` to 0).
-pub fn sequence_after(sequence: i32, n: u32) -> i32 {
-    ((i64::from(sequence) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
-}
+pub use wire::batch::sequence_after;
 
 impl ProducerStates {
     /// Producers known.

@@ -28,13 +28,6 @@ pub const PRODUCER_ID_BLOCK: i64 = 1_000_000;
 /// Longest transactional id.
 pub const TRANSACTIONAL_ID_BYTES_MAX: usize = 249;
 
-/// 1..=249 bytes of `[A-Za-z0-9._-]` (the topic rule).
-fn valid_transactional_id(id: &str) -> bool {
-    id.len() <= TRANSACTIONAL_ID_BYTES_MAX
-        && !id.is_empty()
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
 /// Serves InitProducerId (the caller routed it to the controller shard).
 pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
     let header = request.header;
@@ -48,7 +41,7 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
             &InitProducerIdResponse { error: code.as_u16(), message, ..Default::default() },
         )
     };
-    if !req.transactional_id.is_empty() && !valid_transactional_id(&req.transactional_id) {
+    if !req.transactional_id.is_empty() && !crate::metadata::is_valid_name(&req.transactional_id) {
         return refuse(
             ErrorCode::InvalidRequest,
             format!(

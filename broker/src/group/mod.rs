@@ -77,11 +77,9 @@ pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
     crc32c::crc32c(group.as_bytes()) % partitions.max(1)
 }
 
-/// Whether `group` is a valid id: 1..=249 bytes of `[A-Za-z0-9._-]` (the topic rule).
+/// Whether `group` is a valid id: the topic naming rule (`metadata::is_valid_name`).
 pub fn valid_group_id(group: &str) -> bool {
-    !group.is_empty()
-        && group.len() <= GROUP_ID_BYTES_MAX
-        && group.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    crate::metadata::is_valid_name(group)
 }
 
 /// Largest batch of a snapshot: the last one is encoded in the step that must not yield.

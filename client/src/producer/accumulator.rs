@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
+use wire::batch::sequence_after;
 use wire::BatchBuilder;
 
 use super::budget::{record_cost, Budget};
@@ -399,9 +400,4 @@ async fn linger_loop(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
             None => wake.await,
         }
     }
-}
-
-/// The sequence `n` records after `sequence` (wrapping at `i32::MAX` to 0, as the broker).
-fn sequence_after(sequence: i32, n: u32) -> i32 {
-    ((i64::from(sequence) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
 }

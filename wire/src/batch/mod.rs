@@ -43,5 +43,11 @@ pub use header::BatchHeader;
 pub use reader::{BatchView, Batches, HeaderView, RecordView};
 pub use record::{Header, Record};
 
+/// The producer sequence number `n` records after `sequence`: sequences count a producer's
+/// records per partition and wrap at `i32::MAX` to 0 (as Kafka's do).
+pub fn sequence_after(sequence: i32, n: u32) -> i32 {
+    ((i64::from(sequence) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
 #[cfg(test)]
 mod tests;
