@@ -26,25 +26,9 @@ fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Se
 fn config() -> LogConfig {
     LogConfig {
         segment_bytes_max: 4096,
-        segment_ms: 0,
-        retention_bytes: -1,
-        retention_ms: -1,
-        index_interval_bytes: 512,
-        preallocate_bytes: 8 << 10,
-        write_bytes_max: 64 << 10,
-        pending_bytes_max: 256 << 10,
-        group_commit_delay_us: 0,
-        group_commit_bytes_max: 1 << 20,
-        batch_bytes_max: 32 << 10,
-        recovery_full_check: false,
-        read_ahead_bytes: 4 << 10,
         delete_chunk_bytes: 0,
-        delete_bytes_per_s: 1 << 30,
-        segment_recycle: true,
-        read_unsynced: false,
-        dsync_writes: true,
         zero_ahead_bytes: 0,
-        zero_idle_gap_us: 0,
+        ..crate::storage::tests::small_config()
     }
 }
 

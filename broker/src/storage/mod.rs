@@ -26,7 +26,7 @@ mod sync_gate;
 mod zero_ahead;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use bytes::ByteView;
 pub use cache::{PartitionCache, ShardCache};

@@ -26,7 +26,8 @@ pub(crate) fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'stati
         .expect("executor thread")
 }
 
-fn small_config() -> LogConfig {
+/// A log config small enough that tests roll, index and delete often.
+pub(crate) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes_max: 16 << 10,
         segment_ms: 0,
