@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use wire::Batches;
+use wire::{AlignedVec, Envelopes};
 
 use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
 use crate::watermark::Watermark;
@@ -45,7 +45,8 @@ impl KeyIndex {
         if matches!(*state, State::Absent) {
             return;
         }
-        let Some(Ok(view)) = Batches::new(batch).next() else { return };
+        // `batch` is readable: the produce path passes compressed batches decompressed.
+        let Ok(view) = wire::BatchView::validate(batch) else { return };
         for (i, r) in view.records().enumerate() {
             let Some(key) = r.key() else { continue };
             let offset = base_offset + i as u64;
@@ -126,6 +127,7 @@ impl KeyIndex {
             return Err(StorageError::Closed);
         }
         let mut map = HashMap::new();
+        let mut scratch = AlignedVec::new();
         let mut offset = log.log_start_offset();
         while offset < end {
             let out = log.read(offset, BUILD_READ_BYTES, FirstBatch::Always).await?;
@@ -133,8 +135,9 @@ impl KeyIndex {
                 break;
             }
             for view in &out.batches {
-                for batch in Batches::new(view).filter_map(Result::ok) {
-                    offset = offset.max(batch.header().next_offset());
+                for envelope in Envelopes::new(view).filter_map(Result::ok) {
+                    offset = offset.max(envelope.header().next_offset());
+                    let Ok(batch) = envelope.open(&mut scratch) else { continue };
                     for r in batch.records() {
                         if let (Some(key), true) = (r.key(), r.offset() < end) {
                             map.insert(key.to_vec(), r.offset());

@@ -21,13 +21,24 @@ pub const CREDIT_WINDOW_BYTES_DEFAULT: u64 = 4 << 20;
 pub struct ConsumerBatch {
     frame: Frame,
     range: std::ops::Range<usize>,
+    /// The batches with every compressed one decompressed, when any was.
+    decompressed: Option<AlignedVec>,
     skip_below: u64,
 }
 
 impl ConsumerBatch {
-    /// The stored batches, exactly as the broker wrote them.
+    /// The batches, readable: exactly as the broker stored them, except that compressed
+    /// batches are replaced by their decompressed equivalents.
     pub fn bytes(&self) -> &[u8] {
-        &self.frame.bytes[self.range.clone()]
+        match &self.decompressed {
+            Some(plain) => plain,
+            None => &self.frame.bytes[self.range.clone()],
+        }
+    }
+
+    /// Bytes received for these batches (compressed ones as sent).
+    pub fn received_bytes(&self) -> usize {
+        self.range.len()
     }
 
     /// The records at or after the subscription's position, in offset order. Keys, values and
@@ -98,23 +109,24 @@ impl Consumer {
     /// The next pushed batch (waiting for one); `None` when the subscription ended.
     pub async fn next_batch(&mut self) -> Result<Option<ConsumerBatch>, ClientError> {
         let Some(frame) = self.pushes.recv().await else { return Ok(None) };
-        let (error, hw, range, next) = {
+        let (error, hw, range, next, decompressed) = {
             let data = wire::access_body::<wire::SubscriptionData>(frame.body())
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
             let body_start = frame.body().as_ptr() as usize - frame.bytes.as_ptr() as usize;
             let batches = data.batches.as_slice();
             let start = body_start + (batches.as_ptr() as usize - frame.body().as_ptr() as usize);
+            let invalid = |e| ClientError::Protocol(format!("pushed batch invalid: {e}"));
+            let decompressed = wire::batch::decompressed(batches).map_err(invalid)?;
             let mut next = self.position;
-            for b in Batches::new(batches) {
-                let b =
-                    b.map_err(|e| ClientError::Protocol(format!("pushed batch invalid: {e}")))?;
-                next = next.max(b.header().next_offset());
+            for b in Batches::new(decompressed.as_deref().unwrap_or(batches)) {
+                next = next.max(b.map_err(invalid)?.header().next_offset());
             }
             (
                 data.error.to_native(),
                 data.high_watermark.to_native(),
                 start..start + batches.len(),
                 next,
+                decompressed,
             )
         };
         if error != 0 {
@@ -125,7 +137,7 @@ impl Consumer {
             });
         }
         self.high_watermark = hw;
-        let batch = ConsumerBatch { frame, range, skip_below: self.position };
+        let batch = ConsumerBatch { frame, range, decompressed, skip_below: self.position };
         self.position = next;
         // The application has this batch now: let the broker send as much again. The grant
         // is not waited for (a round trip per batch would cap the consumer at one window per
@@ -167,7 +179,11 @@ fn rand_id() -> u64 {
     (t << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Copies `bytes` into aligned memory (for batches obtained from `Client::fetch`).
-pub fn aligned(bytes: &[u8]) -> AlignedVec {
-    wire::to_aligned(bytes)
+/// Batches obtained from `Client::fetch`, readable: copied into aligned memory, with every
+/// compressed batch decompressed.
+pub fn readable(bytes: &[u8]) -> Result<AlignedVec, ClientError> {
+    let aligned = wire::to_aligned(bytes);
+    wire::batch::decompressed(&aligned)
+        .map(|plain| plain.unwrap_or(aligned))
+        .map_err(|e| ClientError::Protocol(format!("fetched batch invalid: {e}")))
 }

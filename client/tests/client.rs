@@ -249,7 +249,7 @@ fn producer_rides_out_a_broker_restart() {
             let mut offset = 0;
             while offset < end {
                 let r = client.fetch("steady", p, offset, 1 << 20, 0).await.unwrap();
-                let bytes = client::consumer::aligned(&r.batches);
+                let bytes = client::consumer::readable(&r.batches).unwrap();
                 for b in wire::Batches::new(&bytes) {
                     let b = b.unwrap();
                     for rec in b.records() {

@@ -86,7 +86,7 @@ fn kill_9_loop_with_an_idempotent_producer_stores_every_acked_record_exactly_onc
             let mut offset = 0;
             loop {
                 let r = client.fetch(TOPIC, p, offset, 4 << 20, 0).await.unwrap();
-                let bytes = client::consumer::aligned(&r.batches);
+                let bytes = client::consumer::readable(&r.batches).unwrap();
                 let mut progressed = false;
                 for b in wire::Batches::new(&bytes) {
                     let b = b.unwrap();

@@ -146,11 +146,26 @@ pub enum BatchError {
         /// What bytecheck found.
         reason: String,
     },
-    /// Compressed batches are not supported yet.
+    /// The codec bits name no codec this version knows.
     #[error("unsupported compression codec {codec}")]
     UnsupportedCompression {
         /// Codec bits.
         codec: u16,
+    },
+    /// A compressed batch where records are read in place: open it through
+    /// `BatchEnvelope::open` (or `batch::decompressed`) first.
+    #[error("batch is compressed (codec {codec}); decompress it before reading records")]
+    Compressed {
+        /// Codec bits.
+        codec: u16,
+    },
+    /// The compressed records did not decompress to the announced length.
+    #[error("compressed records (codec {codec}) do not decompress: {reason}")]
+    Decompress {
+        /// Codec bits.
+        codec: u16,
+        /// What the codec reported.
+        reason: String,
     },
 }
 

@@ -31,7 +31,10 @@ pub mod message;
 pub mod with;
 
 pub use api::ApiKey;
-pub use batch::{BatchBuilder, BatchHeader, BatchView, Batches, RecordView};
+pub use batch::{
+    BatchBuilder, BatchEnvelope, BatchHeader, BatchView, Batches, Compression, Envelopes,
+    RecordView,
+};
 pub use body::{
     access_body, decode_body, encode_error, encode_frame, encode_frame_sized, encode_push,
     encode_request, encode_response, to_aligned, Message,

@@ -5,9 +5,10 @@
 //! remote partitions to their owners. Stage two waits for acks and merges the results.
 //!
 //! What a producer may store is checked here, on the owner (local and forwarded produce
-//! alike), in two steps: `BatchView::validate` (the format: lengths, CRC, archive, attribute
-//! bits the format does not define, compression until a codec lands) and
-//! [`check_producible`] (this broker's features). The control and transactional attribute
+//! alike), in two steps: the format (`BatchEnvelope::validate`: lengths, CRC, header,
+//! attribute bits the format does not define, the codec; then the records archive, once —
+//! a compressed batch is decompressed into a scratch buffer for that and stored as it came)
+//! and [`check_producible`] (this broker's features). The control and transactional attribute
 //! bits are defined by the format, so stored batches may carry them once the broker writes
 //! transaction markers and its read path and consumers must accept them: the codec cannot
 //! refuse them. Whether a *producer* may set them is the broker's business — control
@@ -22,9 +23,9 @@ use futures_lite::future;
 use tracing::debug;
 use wire::constants::{ATTR_CONTROL, ATTR_TRANSACTIONAL};
 use wire::{
-    AckLevel, ArchivedExpectedPosition, ArchivedProduceRequest, BatchView, Batches, ErrorCode,
-    ExpectedPosition, ProducePartition, ProducePartitionResult, ProduceRequest, ProduceResponse,
-    ProduceTopicResult,
+    AckLevel, AlignedVec, ArchivedExpectedPosition, ArchivedProduceRequest, BatchEnvelope,
+    BatchHeader, Envelopes, ErrorCode, ExpectedPosition, ProducePartition, ProducePartitionResult,
+    ProduceRequest, ProduceResponse, ProduceTopicResult,
 };
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
@@ -97,10 +98,10 @@ impl ProduceRefusal {
 }
 
 /// Refuses a validated batch whose attributes ask for a feature a producer may not use here
-/// (see the module doc). Compression and bits the format does not define were already
-/// refused by `BatchView::validate`.
-pub fn check_producible(batch: &BatchView<'_>) -> Result<(), ProduceRefusal> {
-    let attributes = batch.header().attributes();
+/// (see the module doc). Bits the format does not define and unknown codecs were already
+/// refused by `BatchEnvelope::validate`.
+pub fn check_producible(header: BatchHeader<'_>) -> Result<(), ProduceRefusal> {
+    let attributes = header.attributes();
     if attributes & ATTR_CONTROL != 0 {
         return Err(ProduceRefusal::Control { attributes });
     }
@@ -195,12 +196,18 @@ async fn append_local(
         return Slot::Done(failed(index, ErrorCode::InvalidBatch));
     }
     let mut views = Vec::new();
-    for b in Batches::new(bytes) {
-        let (code, reason) = match b.map(|v| (v, check_producible(&v))) {
-            Ok((v, Ok(()))) => {
-                views.push(v.bytes());
-                continue;
-            }
+    // The decompressed form of each compressed batch, for the key checks below.
+    let mut opened: Vec<Option<AlignedVec>> = Vec::new();
+    for b in Envelopes::new(bytes) {
+        let (code, reason) = match b.map(|v| (v, check_producible(v.header()))) {
+            Ok((v, Ok(()))) => match readable(&v) {
+                Ok(plain) => {
+                    views.push(v.bytes());
+                    opened.push(plain);
+                    continue;
+                }
+                Err(e) => (e.code(), e.to_string()),
+            },
             Ok((_, Err(e))) => (e.code(), e.to_string()),
             Err(e) => (e.code(), e.to_string()),
         };
@@ -215,7 +222,8 @@ async fn append_local(
     // A key condition needs one key over all records, and the partition's key index.
     let key = match expect {
         ExpectedPosition::KeyLastOffset(_) | ExpectedPosition::KeyNeverWritten => {
-            let Some(key) = single_key(&views) else {
+            let readable = views.iter().zip(&opened).map(|(v, o)| o.as_deref().unwrap_or(v));
+            let Some(key) = single_key(readable) else {
                 debug!(
                     topic,
                     partition = index,
@@ -240,7 +248,7 @@ async fn append_local(
     let mut producers = part.producers.borrow_mut();
     let md = shard.metadata();
     let epochs = &md.producer_epochs;
-    for v in views {
+    for (v, plain) in views.into_iter().zip(&opened) {
         let h = wire::BatchHeader::new(v).expect("validated above");
         let (id, epoch, sequence, records) =
             (h.producer_id(), h.producer_epoch(), h.base_sequence(), h.record_count());
@@ -278,7 +286,7 @@ async fn append_local(
         match part.log.enqueue(v, ack, now) {
             Ok(t) => {
                 producers.record(id, epoch, sequence, records, t.base_offset, now);
-                part.keys.note(v, t.base_offset);
+                part.keys.note(plain.as_deref().unwrap_or(v), t.base_offset);
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
                 tickets.push(t);
@@ -308,8 +316,19 @@ fn expected(e: &ArchivedExpectedPosition) -> ExpectedPosition {
     }
 }
 
-/// The one key every record of `batches` has, if they share one.
-fn single_key(batches: &[&[u8]]) -> Option<Vec<u8>> {
+/// Checks the records of a batch whose envelope is valid: in place, or decompressed (then
+/// the decompressed batch is returned; the stored bytes stay compressed).
+fn readable(envelope: &BatchEnvelope<'_>) -> Result<Option<AlignedVec>, wire::BatchError> {
+    if !envelope.is_compressed() {
+        return envelope.open(&mut AlignedVec::new()).map(|_| None);
+    }
+    let mut plain = AlignedVec::new();
+    envelope.open(&mut plain)?;
+    Ok(Some(plain))
+}
+
+/// The one key every record of `batches` (readable, uncompressed) has, if they share one.
+fn single_key<'a>(batches: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
     let mut key: Option<&[u8]> = None;
     for b in batches {
         let view = wire::BatchView::validate(b).ok()?;
@@ -440,7 +459,7 @@ mod tests {
 
     #[test]
     fn control_and_transactional_batches_are_valid_bytes_but_not_producible() {
-        assert_eq!(check_producible(&BatchView::validate(&batch(0)).unwrap()), Ok(()));
+        assert_eq!(check_producible(BatchView::validate(&batch(0)).unwrap().header()), Ok(()));
         for (attributes, bit) in [
             (ATTR_CONTROL, "control"),
             (ATTR_TRANSACTIONAL, "transactional"),
@@ -448,7 +467,7 @@ mod tests {
         ] {
             let bytes = batch(attributes);
             let view = BatchView::validate(&bytes).expect("the format defines the bit");
-            let refused = check_producible(&view).unwrap_err();
+            let refused = check_producible(view.header()).unwrap_err();
             assert_eq!(refused.code(), ErrorCode::InvalidBatch);
             assert!(refused.to_string().contains(&format!("the {bit} bit")), "{refused}");
         }
@@ -457,7 +476,7 @@ mod tests {
             if bit & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == 0 {
                 let e = BatchView::validate(&batch(bit)).map(|_| ()).unwrap_err();
                 assert_eq!(e.code(), ErrorCode::InvalidBatch, "bit {bit:#06x}: {e}");
-                assert!(bit & ATTR_KNOWN_MASK == 0 || e.to_string().contains("compression"));
+                assert!(bit & ATTR_KNOWN_MASK == 0 || e.to_string().contains("compress"));
             }
         }
     }

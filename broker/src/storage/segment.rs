@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use wire::batch::header::peek_batch_len;
 use wire::constants::BATCH_HEADER_BYTES;
-use wire::{BatchHeader, BatchView};
+use wire::{BatchEnvelope, BatchHeader};
 
 use super::bytes::ByteView;
 use super::error::{IoError, StorageError};
@@ -293,9 +293,9 @@ impl<F: DiskFile> Segment<F> {
 
     /// Reads whole batches starting with the one that contains `offset`, up to `max_bytes`
     /// (the first one even beyond it if `first` is [`FirstBatch::Always`]), never past
-    /// `size_bytes`. Each batch is validated (CRC, archive) before it is returned: damaged
-    /// bytes become [`StorageError::Corrupt`], never data. A batch that will not be returned
-    /// is not read in full.
+    /// `size_bytes`. Each batch's envelope is validated (lengths, header, CRC) before it is
+    /// returned: damaged bytes become [`StorageError::Corrupt`], never data. A batch that will
+    /// not be returned is not read in full.
     pub async fn read(
         &self,
         file: &F,
@@ -337,7 +337,7 @@ impl<F: DiskFile> Segment<F> {
                 if at + len > window.len() {
                     break;
                 }
-                let view = BatchView::validate(&window[at..])
+                let view = BatchEnvelope::validate(&window[at..])
                     .map_err(|e| self.corrupt(here, e.to_string()))?;
                 if view.header().last_offset() >= offset {
                     let must_take = out.is_empty() && first == FirstBatch::Always;
@@ -511,7 +511,7 @@ pub async fn scan<F: DiskFile>(
 
 fn check(bytes: &[u8], position: u64, expected_offset: u64) -> Result<ScannedBatch, String> {
     let view =
-        BatchView::validate(bytes).map_err(|e| format!("batch at position {position}: {e}"))?;
+        BatchEnvelope::validate(bytes).map_err(|e| format!("batch at position {position}: {e}"))?;
     let h: BatchHeader<'_> = view.header();
     if h.base_offset() != expected_offset {
         return Err(format!(

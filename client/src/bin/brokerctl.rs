@@ -43,6 +43,9 @@ enum Command {
         /// Print `partition offset` for every acked record.
         #[arg(long)]
         report: bool,
+        /// Codec for the batches: none | lz4 | zstd | zstd:LEVEL.
+        #[arg(long, default_value = "none")]
+        compression: wire::Compression,
     },
     /// Print records.
     Consume {
@@ -212,7 +215,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         },
-        Command::Produce { topic, file, key_separator, headers, acks, report } => {
+        Command::Produce { topic, file, key_separator, headers, acks, report, compression } => {
             let ack = AckLevel::parse(&acks).ok_or_else(|| {
                 ClientError::Record(format!("--acks {acks:?}: use none, written or durable"))
             })?;
@@ -226,8 +229,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 .collect::<Result<_, _>>()?;
             let hs: Vec<(&str, &[u8])> =
                 headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-            let producer =
-                Producer::new(client.clone(), ProducerConfig { ack, ..Default::default() });
+            let producer = Producer::new(
+                client.clone(),
+                ProducerConfig { ack, compression, ..Default::default() },
+            );
             let reader: Box<dyn BufRead> = match file {
                 Some(f) => Box::new(std::io::BufReader::new(
                     std::fs::File::open(&f)
@@ -328,7 +333,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     let mut offset = start_offset(&client, &topic, p, &from).await?;
                     while offset < end && printed < limit {
                         let r = client.fetch(&topic, p, offset, 1 << 20, 0).await?;
-                        let bytes = client::consumer::aligned(&r.batches);
+                        let bytes = client::consumer::readable(&r.batches)?;
                         let mut progressed = false;
                         for b in wire::Batches::new(&bytes) {
                             let b = b.map_err(|e| ClientError::Protocol(e.to_string()))?;

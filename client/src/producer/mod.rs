@@ -50,7 +50,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wire::AckLevel;
+use wire::{AckLevel, Compression};
 
 use crate::client::Client;
 use crate::error::ClientError;
@@ -81,6 +81,10 @@ pub struct ProducerConfig {
     /// A stable name for this producer (implies idempotence): a new producer with the same
     /// name fences this one; its batches are then refused with `PRODUCER_FENCED`.
     pub transactional_id: Option<String>,
+    /// Codec for the records of every batch (`none`, `lz4`, `zstd`): batches are compressed
+    /// once, by the partition's sender task, and stored and served compressed; consumers
+    /// decompress them transparently. A batch that would not shrink is sent as built.
+    pub compression: Compression,
 }
 
 impl Default for ProducerConfig {
@@ -93,6 +97,7 @@ impl Default for ProducerConfig {
             in_flight_per_partition_max: 5,
             idempotence: true,
             transactional_id: None,
+            compression: Compression::None,
         }
     }
 }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Weak};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
-use wire::{ErrorCode, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic};
+use wire::{
+    Compression, ErrorCode, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+};
 
 use super::accumulator::{Inner, Pipeline, Shipment};
 use super::completion::BatchResult;
@@ -63,7 +65,8 @@ pub(super) async fn partition_sender(
                 complete(shipment, result);
             }
             next = rx.recv(), if room => match next {
-                Some(shipment) => {
+                Some(mut shipment) => {
+                    compress(&mut shipment, config.compression);
                     let conn = client.owner_conn(&topic, partition).await.ok();
                     let same = match (&conn, &on) {
                         (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -171,5 +174,18 @@ fn decode(
             partition,
             code: code.unwrap_or(ErrorCode::UnknownServerError),
         }),
+    }
+}
+
+/// Compresses a shipment's batch (once: a retry sends the same bytes, as an idempotent
+/// producer's must). Runs in the partition's sender task, off the accumulator's lock.
+fn compress(shipment: &mut Shipment, compression: Compression) {
+    if compression == Compression::None {
+        return;
+    }
+    let Ok(envelope) = wire::BatchEnvelope::validate(&shipment.batch) else { return };
+    let mut out = wire::AlignedVec::with_capacity(shipment.batch.len());
+    if envelope.compress_into(compression, &mut out).is_some() {
+        shipment.batch = out;
     }
 }

@@ -1,4 +1,5 @@
-//! Feeds arbitrary bytes to the batch validator and record iterator (with the CRC both
+//! Feeds arbitrary bytes to the batch envelope validator, the decompressors and the record
+//! iterator (with the CRC both
 //! checked and forged valid, so the fuzzer gets past it to the length relations and the rkyv
 //! archive).
 #![no_main]
@@ -19,8 +20,10 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn walk(bytes: &[u8]) {
-    for batch in Batches::new(bytes) {
-        let Ok(view) = batch else { return };
+    let mut scratch = AlignedVec::new();
+    for envelope in Envelopes::new(bytes) {
+        let Ok(envelope) = envelope else { return };
+        let Ok(view) = envelope.open(&mut scratch) else { continue };
         for r in view.records() {
             let _ = (r.offset(), r.timestamp_ms(), r.key(), r.value());
             for h in r.headers() {

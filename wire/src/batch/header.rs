@@ -21,10 +21,11 @@ pub(crate) const OFF_RESERVED_B: usize = 58;
 pub(crate) const OFF_BASE_SEQUENCE: usize = 60;
 pub(crate) const OFF_RECORD_COUNT: usize = 64;
 pub(crate) const OFF_RECORDS_LEN: usize = 68;
-pub(crate) const OFF_RESERVED_C: usize = 72;
+pub(crate) const OFF_UNCOMPRESSED_LEN: usize = 72;
+pub(crate) const OFF_RESERVED_C: usize = 76;
 
 const _: () = assert!(OFF_VERSION == BATCH_CRC_START);
-const _: () = assert!(OFF_RESERVED_C + 8 == BATCH_HEADER_BYTES);
+const _: () = assert!(OFF_RESERVED_C + 4 == BATCH_HEADER_BYTES);
 
 /// A read-only view of a batch header.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +79,8 @@ impl<'a> BatchHeader<'a> {
         record_count, u32, OFF_RECORD_COUNT);
     field!(/// Bytes of the rkyv records archive.
         records_len, u32, OFF_RECORDS_LEN);
+    field!(/// Bytes of the records archive before compression; 0 for an uncompressed batch.
+        uncompressed_len, u32, OFF_UNCOMPRESSED_LEN);
 
     /// Offset of the last record.
     #[inline]
@@ -94,7 +97,7 @@ impl<'a> BatchHeader<'a> {
     pub(crate) fn reserved_is_zero(&self) -> bool {
         self.bytes[OFF_RESERVED_A] == 0
             && self.bytes[OFF_RESERVED_B..OFF_RESERVED_B + 2] == [0, 0]
-            && self.bytes[OFF_RESERVED_C..OFF_RESERVED_C + 8] == [0; 8]
+            && self.bytes[OFF_RESERVED_C..OFF_RESERVED_C + 4] == [0; 4]
     }
 }
 

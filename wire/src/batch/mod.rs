@@ -23,22 +23,34 @@
 //!  58      2     reserved = 0                      yes
 //!  60      4     base_sequence (i32)     producer  yes  -1 = none
 //!  64      4     record_count (u32)      producer  yes
-//!  68      4     records_len (u32)       producer  yes  bytes of the rkyv archive
-//!  72      8     reserved = 0                      yes
-//!  80      records_len  rkyv archive of Vec<Record>          yes
+//!  68      4     records_len (u32)       producer  yes  bytes of the archive as stored
+//!  72      4     uncompressed_len (u32)  producer  yes  archive bytes before compression
+//!                                                         (0 when bits 0-2 are 0)
+//!  76      4     reserved = 0                      yes
+//!  80      records_len  rkyv archive of Vec<Record>,         yes
+//!                       compressed by the codec in bits 0-2
 //!  ..      zero padding to batch_len, a multiple of 16          yes
 //! ```
 //!
 //! Every batch is a multiple of 16 bytes long and must sit at a 16-byte-aligned address when
 //! validated, so batches stored back to back (in a segment, in a fetch response) stay aligned
 //! for rkyv's aligned archive format.
+//!
+//! Codecs (bits 0-2): 0 none, 1 lz4 (block format), 2 zstd; see [`compression`]. A compressed
+//! batch is checked as an envelope ([`BatchEnvelope::validate`]: lengths, CRC, header) and
+//! read through [`BatchEnvelope::open`], which decompresses it into a caller's buffer as the
+//! equivalent uncompressed batch; [`BatchView::validate`] refuses it.
 
 pub mod builder;
+pub mod compression;
+pub mod envelope;
 pub mod header;
 pub mod reader;
 pub mod record;
 
 pub use builder::BatchBuilder;
+pub use compression::Compression;
+pub use envelope::{decompressed, BatchEnvelope, Envelopes};
 pub use header::BatchHeader;
 pub use reader::{BatchView, Batches, HeaderView, RecordView};
 pub use record::{Header, Record};

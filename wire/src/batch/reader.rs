@@ -1,20 +1,18 @@
 //! Zero-copy batch validation and record iteration.
 //!
 //! [`BatchView::validate`] checks everything about a batch that came from outside the process
-//! (length relations, version, reserved bytes, CRC32C, the rkyv archive via bytecheck, record
-//! count, dense offset deltas, timestamps) and never reads out of bounds, panics or allocates
+//! (its envelope — length relations, version, reserved bytes, CRC32C, record count — then the
+//! rkyv archive via bytecheck, dense offset deltas, timestamps) and never reads out of bounds, panics or allocates
 //! on the success path. Records are then read in place: keys, values and headers borrow from
 //! the batch bytes.
 
 use rkyv::rancor;
 use rkyv::vec::ArchivedVec;
 
+use super::envelope::BatchEnvelope;
 use super::header::BatchHeader;
 use super::record::{ArchivedHeader, ArchivedRecord};
-use crate::constants::{
-    align_up, ATTR_COMPRESSION_MASK, ATTR_KNOWN_MASK, BATCH_BYTES_MAX, BATCH_CRC_START,
-    BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BODY_ALIGN,
-};
+use crate::constants::BATCH_HEADER_BYTES;
 use crate::error::BatchError;
 
 /// A validated batch.
@@ -37,71 +35,25 @@ impl std::fmt::Debug for BatchView<'_> {
 
 impl<'a> BatchView<'a> {
     /// Validates the batch at the front of `bytes` (which may hold more after it) and returns
-    /// a view of exactly `batch_len` bytes.
+    /// a view of exactly `batch_len` bytes: its envelope ([`BatchEnvelope::validate`]) and its
+    /// records. A compressed batch is refused with [`BatchError::Compressed`]; read it through
+    /// [`BatchEnvelope::open`].
     pub fn validate(bytes: &'a [u8]) -> Result<Self, BatchError> {
-        let misalignment = bytes.as_ptr() as usize % BODY_ALIGN;
-        if misalignment != 0 {
-            return Err(BatchError::Misaligned { misalignment });
+        let envelope = BatchEnvelope::validate(bytes)?;
+        if envelope.is_compressed() {
+            return Err(BatchError::Compressed { codec: envelope.compression().bits() });
         }
-        let header = BatchHeader::new(bytes)
-            .ok_or(BatchError::Truncated { needed: BATCH_HEADER_BYTES, available: bytes.len() })?;
-        let batch_len = header.batch_len();
-        if batch_len > BATCH_BYTES_MAX
-            || (batch_len as usize) < BATCH_HEADER_BYTES
-            || batch_len as usize % BODY_ALIGN != 0
-        {
-            return Err(BatchError::BadLength { batch_len });
-        }
-        if bytes.len() < batch_len as usize {
-            return Err(BatchError::Truncated {
-                needed: batch_len as usize,
-                available: bytes.len(),
-            });
-        }
-        let bytes = &bytes[..batch_len as usize];
-        if header.version() != BATCH_FORMAT_VERSION {
-            return Err(BatchError::UnsupportedVersion { version: header.version() });
-        }
-        let stored = header.crc();
-        let computed = crc32c::crc32c(&bytes[BATCH_CRC_START..]);
-        if stored != computed {
-            return Err(BatchError::Checksum { stored, computed });
-        }
-        // The CRC matched, so what follows checks the producer's encoding, not line noise.
-        Self::check_structure(bytes, header)
+        Self::check_records(envelope.bytes(), envelope.header())
     }
 
-    fn check_structure(bytes: &'a [u8], header: BatchHeader<'a>) -> Result<Self, BatchError> {
+    /// Checks the records of a batch whose envelope is valid and which is not compressed.
+    pub(crate) fn check_records(
+        bytes: &'a [u8],
+        header: BatchHeader<'a>,
+    ) -> Result<Self, BatchError> {
         let inconsistent = |what| Err(BatchError::Inconsistent { what });
-        if !header.reserved_is_zero() {
-            return inconsistent("reserved bytes are not zero");
-        }
-        let attributes = header.attributes();
-        if attributes & !ATTR_KNOWN_MASK != 0 {
-            return inconsistent("unknown attribute bits");
-        }
-        if attributes & ATTR_COMPRESSION_MASK != 0 {
-            return Err(BatchError::UnsupportedCompression {
-                codec: attributes & ATTR_COMPRESSION_MASK,
-            });
-        }
-        let records_len = header.records_len() as usize;
-        let Some(records_end) = BATCH_HEADER_BYTES.checked_add(records_len) else {
-            return inconsistent("records_len overflows");
-        };
-        if align_up(records_end) != bytes.len() {
-            return inconsistent("batch_len is not records_len + header rounded up to 16");
-        }
-        if bytes[records_end..].iter().any(|&b| b != 0) {
-            return inconsistent("padding bytes are not zero");
-        }
+        let records_end = BATCH_HEADER_BYTES + header.records_len() as usize;
         let count = header.record_count();
-        if count == 0 || count > BATCH_RECORDS_MAX {
-            return inconsistent("record_count is 0 or over the maximum");
-        }
-        if header.last_offset_delta() != count - 1 {
-            return inconsistent("last_offset_delta != record_count - 1");
-        }
         let records = rkyv::access::<ArchivedVec<ArchivedRecord>, rancor::Error>(
             &bytes[BATCH_HEADER_BYTES..records_end],
         )

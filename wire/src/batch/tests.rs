@@ -277,9 +277,9 @@ fn back_to_back_batches_iterate_and_a_torn_tail_is_reported() {
 }
 
 #[test]
-fn unknown_attributes_and_compression_are_refused() {
+fn unknown_attributes_and_codecs_are_refused() {
     let batch = build(&[In { ts: 1, key: None, value: Some(vec![1]), headers: vec![] }]);
-    for (attrs, want_compression) in [(1u16, true), (1 << 9, false)] {
+    for (attrs, want_compression) in [(3u16, true), (7, true), (1 << 9, false)] {
         let mut bad = batch.clone();
         bad[26..28].copy_from_slice(&attrs.to_le_bytes());
         let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
@@ -324,4 +324,189 @@ fn trusted_headers_walk_what_batches_validates() {
     assert_eq!(walked, checked);
     // A cut tail ends the walk instead of reading past the end.
     assert_eq!(super::header::trusted_headers(&out[..out.len() - 1]).count(), 3);
+}
+
+fn json_like(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"order_id":{i},"customer":"cust-{}","items":[{{"sku":"SKU-{:05}","qty":{},"price_cents":1999}}],"status":"paid"}}"#,
+        i % 97,
+        i % 1013,
+        i % 5 + 1
+    )
+    .into_bytes()
+}
+
+/// The batch of `records` compressed, or as built when it would not shrink.
+fn compressed_batch(compression: Compression, records: &[In]) -> AlignedVec {
+    let plain = build(records);
+    let envelope = BatchEnvelope::validate(&plain).unwrap();
+    let mut out = AlignedVec::new();
+    match envelope.compress_into(compression, &mut out) {
+        Some(range) => assert_eq!(range, 0..out.len()),
+        None => return plain,
+    }
+    let again =
+        BatchEnvelope::validate(&out).unwrap().compress_into(compression, &mut plain.clone());
+    assert!(again.is_none(), "compressed twice");
+    out
+}
+
+fn json_records(n: usize) -> Vec<In> {
+    (0..n)
+        .map(|i| In {
+            ts: 1_700_000_000_000 + i as i64,
+            key: Some(format!("order-{i}").into_bytes()),
+            value: (i % 7 != 3).then(|| json_like(i)),
+            headers: vec![("trace".into(), vec![i as u8; 8])],
+        })
+        .collect()
+}
+
+#[test]
+fn compressed_batches_round_trip_through_open_and_shrink() {
+    let records = json_records(200);
+    let plain = build(&records);
+    for compression in [Compression::Lz4, Compression::ZSTD, Compression::Zstd { level: 9 }] {
+        let mut batch = compressed_batch(compression, &records);
+        assign(&mut batch, 1000, 77);
+        assert!(batch.len() * 2 < plain.len(), "{compression}: {} vs {}", batch.len(), plain.len());
+        let envelope = BatchEnvelope::validate(&batch).unwrap();
+        assert_eq!(envelope.compression().bits(), compression.bits());
+        assert!(matches!(BatchView::validate(&batch), Err(BatchError::Compressed { .. })));
+        let mut scratch = AlignedVec::new();
+        let view = envelope.open(&mut scratch).unwrap();
+        check_same(&view, &records, 1000);
+        assert_eq!(view.header().log_append_time_ms(), 77);
+        assert_eq!(view.header().attributes() & ATTR_COMPRESSION_MASK, 0);
+        // The decompressed equivalent is a batch in its own right: CRC and all.
+        let again = BatchView::validate(view.bytes()).unwrap();
+        check_same(&again, &records, 1000);
+    }
+}
+
+#[test]
+fn incompressible_records_are_stored_uncompressed() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..4000)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        })
+        .collect();
+    let records = vec![In { ts: 5, key: None, value: Some(noise), headers: vec![] }];
+    for compression in [Compression::Lz4, Compression::ZSTD] {
+        let batch = compressed_batch(compression, &records);
+        let view = BatchView::validate(&batch).expect("stored plain");
+        check_same(&view, &records, 0);
+        assert_eq!(view.header().uncompressed_len(), 0);
+    }
+}
+
+#[test]
+fn decompressed_rewrites_only_the_compressed_batches() {
+    let mut out: AlignedVec = AlignedVec::new();
+    let mut want = Vec::new();
+    let mut base = 0u64;
+    for (i, compression) in
+        [Compression::None, Compression::Lz4, Compression::None, Compression::ZSTD]
+            .iter()
+            .enumerate()
+    {
+        let records = json_records(10 + i);
+        let batch = compressed_batch(*compression, &records);
+        let start = out.len();
+        out.extend_from_slice(&batch);
+        assign(&mut out[start..], base, 0);
+        want.push((base, records.clone()));
+        base += records.len() as u64;
+    }
+    let plain = decompressed(&out).unwrap().expect("two batches were compressed");
+    let views: Vec<_> = Batches::new(&plain).collect::<Result<_, _>>().unwrap();
+    assert_eq!(views.len(), 4);
+    for (view, (base, records)) in views.iter().zip(&want) {
+        check_same(view, records, *base);
+    }
+    // Nothing compressed: nothing to rewrite.
+    let only_plain = build(&json_records(3));
+    assert!(decompressed(&only_plain).unwrap().is_none());
+}
+
+#[test]
+fn damaged_compressed_records_fail_cleanly() {
+    let records = json_records(50);
+    for compression in [Compression::Lz4, Compression::ZSTD] {
+        let batch = compressed_batch(compression, &records);
+        let records_len = u32::from_le_bytes(batch[68..72].try_into().unwrap()) as usize;
+        // Garbage in the compressed bytes (CRC forged so the codec sees it).
+        for at in [0usize, records_len / 2, records_len - 1] {
+            let mut bad = batch.clone();
+            bad[BATCH_HEADER_BYTES + at] ^= 0x5a;
+            let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
+            bad[4..8].copy_from_slice(&crc.to_le_bytes());
+            let envelope = BatchEnvelope::validate(&bad).unwrap();
+            let mut scratch = AlignedVec::new();
+            // Either the codec notices or the archive check does; never a panic.
+            if let Ok(view) = envelope.open(&mut scratch) {
+                let _ = view.records().count();
+            }
+        }
+        // An announced length that is a lie, either way.
+        let ulen = u32::from_le_bytes(batch[72..76].try_into().unwrap());
+        for lie in [ulen - 1, ulen + 1, 1] {
+            let mut bad = batch.clone();
+            bad[72..76].copy_from_slice(&lie.to_le_bytes());
+            let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
+            bad[4..8].copy_from_slice(&crc.to_le_bytes());
+            let envelope = BatchEnvelope::validate(&bad).unwrap();
+            let err = envelope.open(&mut AlignedVec::new()).unwrap_err();
+            assert!(matches!(err, BatchError::Decompress { .. }), "{compression} {lie}: {err:?}");
+        }
+        // Over the maximum is refused before anything is allocated.
+        let mut bad = batch.clone();
+        bad[72..76].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
+        bad[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(BatchEnvelope::validate(&bad), Err(BatchError::Inconsistent { .. })));
+    }
+    // An uncompressed batch may not announce an uncompressed length.
+    let mut bad = build(&records);
+    bad[72..76].copy_from_slice(&5u32.to_le_bytes());
+    let crc = crc32c::crc32c(&bad[BATCH_CRC_START..]);
+    bad[4..8].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(BatchView::validate(&bad), Err(BatchError::Inconsistent { .. })));
+}
+
+#[test]
+fn compression_names_parse_and_print() {
+    for (name, want) in [
+        ("none", Compression::None),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::ZSTD),
+        ("ZSTD:7", Compression::Zstd { level: 7 }),
+    ] {
+        let got: Compression = name.parse().unwrap();
+        assert_eq!(got, want);
+        assert_eq!(got.to_string().parse::<Compression>().unwrap(), want);
+    }
+    for bad in ["gzip", "zstd:0", "zstd:23", "zstd:x", "snappy"] {
+        assert!(bad.parse::<Compression>().is_err(), "{bad}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_records_round_trip_compressed(
+        records in proptest::collection::vec(record(300), 1..40),
+        codec in 0usize..2,
+    ) {
+        let compression = [Compression::Lz4, Compression::ZSTD][codec];
+        let batch = compressed_batch(compression, &records);
+        let envelope = BatchEnvelope::validate(&batch).unwrap();
+        let mut scratch = AlignedVec::new();
+        let view = envelope.open(&mut scratch).unwrap();
+        check_same(&view, &records, 0);
+    }
 }

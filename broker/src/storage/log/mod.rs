@@ -6,7 +6,9 @@
 //!   call [`PartitionLog::enqueue`], [`PartitionLog::read`] and the lookups concurrently.
 //! - `enqueue` assigns offsets synchronously, in call order, and never blocks; callers apply
 //!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
-//!   validated (`wire::BatchView::validate`).
+//!   validated (its envelope, and its records once, decompressed if need be: see
+//!   `api/produce.rs`). Reads and recovery check envelopes only (lengths, header, CRC32C over
+//!   the records): the CRC proves the records are the ones checked at ingress.
 //! - Dropping the log without `close` is a crash: its tasks stop where they are.
 //! - Descriptors: an open log holds its partition's reservation in the broker's storage
 //!   budget (`descriptors.rs` `StorageFiles`), which covers its active segment's `.log`

@@ -6,7 +6,7 @@
 //! offset it saw is never reused for other bytes. A gap left by damage in a closed segment
 //! is skipped. Reads run on the owning shard, concurrently with the writer and syncer.
 
-use wire::Batches;
+use wire::{AlignedVec, Envelopes};
 
 use super::PartitionLog;
 use crate::storage::bytes::ByteView;
@@ -168,13 +168,15 @@ impl<D: Disk> PartitionLog<D> {
                 if views.is_empty() {
                     break;
                 }
+                let mut scratch = AlignedVec::new();
                 for view in &views {
-                    for batch in Batches::new(view) {
-                        let batch = batch.map_err(|e| StorageError::Corrupt {
+                    for batch in Envelopes::new(view) {
+                        let corrupt = |e: wire::BatchError| StorageError::Corrupt {
                             file: seg.log_path.display().to_string(),
                             position: 0,
                             reason: e.to_string(),
-                        })?;
+                        };
+                        let batch = batch.map_err(corrupt)?;
                         if batch.header().next_offset() > visible {
                             return Ok(None);
                         }
@@ -183,6 +185,8 @@ impl<D: Disk> PartitionLog<D> {
                             continue;
                         }
                         if let Some(r) = batch
+                            .open(&mut scratch)
+                            .map_err(corrupt)?
                             .records()
                             .find(|r| r.timestamp_ms() >= timestamp_ms && r.offset() >= start)
                         {
