@@ -116,6 +116,10 @@ pub struct BrokerConfig {
     /// there (a retry after that may be stored twice); it also bounds how far back a
     /// partition's producer state is rebuilt from the log when it opens.
     pub producer_state_idle_ms: u64,
+    /// How often each shard snapshots the derived state (idempotent producers, key index) of
+    /// the partitions that changed since, so opening a partition after a crash reads only
+    /// the log written after the snapshot.
+    pub state_snapshot_interval_ms: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -146,6 +150,7 @@ impl Default for BrokerConfig {
             group_offsets_compact_bytes: GROUP_OFFSETS_COMPACT_BYTES_DEFAULT,
             storage_files_max: 0,
             producer_state_idle_ms: 3_600_000,
+            state_snapshot_interval_ms: 60_000,
             group_members_per_shard_max: 100_000,
             group_offsets_per_shard_max: 1_000_000,
             transactional_ids_max: 10_000,
@@ -252,6 +257,9 @@ impl BrokerConfig {
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
             "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
+            "BROKER_STATE_SNAPSHOT_INTERVAL_MS" => {
+                self.state_snapshot_interval_ms = parse(name, value)?
+            }
             "BROKER_GROUP_MEMBERS_PER_SHARD_MAX" => {
                 self.group_members_per_shard_max = parse(name, value)?
             }

@@ -4,15 +4,20 @@
 //! the whole log, in the background of that request), then kept current by every append on
 //! the owning shard (`note`, called right after enqueue, so it counts appends not yet
 //! acked, as the condition must). Appends that land while the scan runs are queued and
-//! applied after it. Not persisted: after a restart the first conditional append rebuilds
-//! it. It holds every key the partition ever stored, so it belongs on partitions used as
-//! event streams per key (an aggregate per key); a bounded, persisted index shared with
-//! compaction and tables is the next step (issue 18).
+//! applied after it. Persisted: once built, the shard snapshots it with the partition's other
+//! derived state (`state_snapshot.rs`, covering a durable offset), and after a restart the
+//! first conditional append loads the snapshot and scans only the log after it. It holds
+//! every key the partition ever stored, so it belongs on partitions used as event streams per
+//! key (an aggregate per key); a memory-bounded index shared with compaction and tables is
+//! the next step (issue 18).
 
 use std::collections::HashMap;
 
 use wire::{AlignedVec, Envelopes};
 
+use tracing::info;
+
+use crate::state_snapshot;
 use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
 use crate::watermark::Watermark;
 
@@ -103,6 +108,14 @@ impl KeyIndex {
         }
     }
 
+    /// The index as a snapshot covering `covered_offset` (see `state_snapshot.rs`), if built.
+    pub fn encode(&self, covered_offset: u64) -> Option<Vec<u8>> {
+        match &*self.state.borrow() {
+            State::Ready(map) => Some(state_snapshot::encode_keys(covered_offset, map)),
+            _ => None,
+        }
+    }
+
     /// Keys known (0 until built).
     pub fn len(&self) -> usize {
         match &*self.state.borrow() {
@@ -117,7 +130,8 @@ impl KeyIndex {
     }
 
     /// Keys of everything appended before the scan started: waits until that is readable
-    /// (appends become readable when synced), then reads it all.
+    /// (appends become readable when synced), then reads what the snapshot (if any) does not
+    /// cover.
     async fn scan(
         &self,
         log: &PartitionLog<DmaDisk>,
@@ -126,9 +140,13 @@ impl KeyIndex {
         if !log.high_watermark_mark().wait_for(end).await {
             return Err(StorageError::Closed);
         }
-        let mut map = HashMap::new();
+        let (covered, mut map) = match state_snapshot::load_keys(log.dir().to_owned()).await {
+            Some((covered, map)) if covered <= end => (covered, map),
+            _ => (0, HashMap::new()),
+        };
         let mut scratch = AlignedVec::new();
-        let mut offset = log.log_start_offset();
+        let start = log.log_start_offset().max(covered);
+        let mut offset = start;
         while offset < end {
             let out = log.read(offset, BUILD_READ_BYTES, FirstBatch::Always).await?;
             if out.batches.is_empty() {
@@ -146,6 +164,7 @@ impl KeyIndex {
                 }
             }
         }
+        info!(dir = %log.dir().display(), keys = map.len(), snapshot_offset = covered, scanned_offsets = end.saturating_sub(start), "key index built");
         Ok(map)
     }
 }

@@ -6,9 +6,10 @@
 //! request or a subscription: a retired partition's log refuses appends and wakes readers.
 //! Opening also rebuilds the idempotent producers' state (`producer_state.rs`) from the
 //! batch headers appended within `producer_state_idle_ms` (older producers would have
-//! expired anyway), so duplicates are recognized across a crash.
+//! expired anyway) after its last state snapshot (`state_snapshot.rs`), so duplicates are
+//! recognized across a crash.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
 use crate::metadata::Topic;
 use crate::producer_state::ProducerStates;
+use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
 
 /// Bytes read per step while rebuilding producer state.
@@ -38,6 +40,8 @@ pub struct Partition {
     pub producers: RefCell<ProducerStates>,
     /// Key → last offset, built on the first key-conditional append.
     pub keys: KeyIndex,
+    /// The offset the last stored state snapshot covers.
+    snapshot_offset: Cell<u64>,
 }
 
 impl Partition {
@@ -65,7 +69,31 @@ impl Partition {
             log,
             producers: RefCell::new(producers),
             keys: KeyIndex::default(),
+            snapshot_offset: Cell::new(0),
         })
+    }
+
+    /// Snapshots the producers' state and the key index (if built) as of the log's end, once
+    /// that end is durable (`state_snapshot.rs`); nothing when nothing was appended since the
+    /// last one. Returns whether one was stored.
+    pub async fn snapshot(&self) -> std::io::Result<bool> {
+        let covered = self.log.next_offset();
+        if covered == self.snapshot_offset.get() {
+            return Ok(false);
+        }
+        // Captured together with `covered`: no await in between.
+        let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
+        let keys = self.keys.encode(covered);
+        if !self.log.high_watermark_mark().wait_for(covered).await {
+            return Ok(false); // closed or fenced: what is not durable must not be remembered
+        }
+        let dir = self.log.dir().to_owned();
+        state_snapshot::store(dir.clone(), PRODUCERS_FILE, producers).await?;
+        if let Some(keys) = keys {
+            state_snapshot::store(dir, KEYS_FILE, keys).await?;
+        }
+        self.snapshot_offset.set(covered);
+        Ok(true)
     }
 
     /// Its topic was deleted: closes the log and moves its data to the trash under
@@ -90,13 +118,19 @@ impl Partition {
         })
         .await;
         match closed {
+            // Everything is synced: the state covers exactly the log.
             Some(Ok(())) => {
-                let snapshot = ProducerSnapshot {
-                    covered_offset: self.log.next_offset(),
-                    states: std::mem::take(&mut *self.producers.borrow_mut()),
-                };
-                if let Err(e) = store_snapshot(self.log.dir(), &snapshot) {
-                    warn!(topic = %self.topic, partition = self.index, error = %e, "cannot store the producer-state snapshot; the next open reads the log");
+                let covered = self.log.next_offset();
+                let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
+                let keys = self.keys.encode(covered);
+                let dir = self.log.dir();
+                let stored = state_snapshot::store_blocking(dir, PRODUCERS_FILE, &producers)
+                    .and_then(|()| match keys {
+                        Some(k) => state_snapshot::store_blocking(dir, KEYS_FILE, &k),
+                        None => Ok(()),
+                    });
+                if let Err(e) = stored {
+                    warn!(topic = %self.topic, partition = self.index, error = %e, "cannot store the partition's state snapshot; the next open reads the log");
                 }
             }
             Some(Err(e)) => {
@@ -117,8 +151,9 @@ async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> Produce
     let since = std::time::SystemTime::now() - std::time::Duration::from_millis(idle_ms);
     // A clean close's snapshot covers everything before its offset: read only what follows
     // (and nothing older than the idle time, which would have expired anyway).
-    let (mut states, covered) = match load_snapshot(log.dir()) {
-        Some(s) if s.covered_offset <= log.next_offset() => (s.states, s.covered_offset),
+    state_snapshot::remove_leftovers(log.dir());
+    let (mut states, covered) = match state_snapshot::load_producers(log.dir()) {
+        Some((covered, states)) if covered <= log.next_offset() => (states, covered),
         _ => (ProducerStates::default(), 0),
     };
     let Some(mut offset) = log.first_offset_modified_since(since) else {
@@ -126,7 +161,7 @@ async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> Produce
         return states;
     };
     offset = offset.max(covered);
-    let end = log.high_watermark();
+    let (start, end) = (offset, log.high_watermark());
     while offset < end {
         let out = match log.read(offset, PRODUCER_SCAN_READ_BYTES, FirstBatch::Always).await {
             Ok(out) => out,
@@ -167,39 +202,8 @@ async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> Produce
         }
     }
     states.expire(oldest_ms);
-    states
-}
-
-/// The producer-state snapshot a clean close leaves in the partition's directory.
-const PRODUCER_SNAPSHOT_FILE: &str = "producers.json";
-
-/// What `PRODUCER_SNAPSHOT_FILE` holds.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ProducerSnapshot {
-    /// The state reflects every batch before this offset (and none after).
-    covered_offset: u64,
-    states: ProducerStates,
-}
-
-fn load_snapshot(dir: &Path) -> Option<ProducerSnapshot> {
-    let bytes = std::fs::read(dir.join(PRODUCER_SNAPSHOT_FILE)).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(dir = %dir.display(), error = %e, "producer-state snapshot unreadable; rebuilding from the log");
-            None
-        }
+    if end > start {
+        info!(dir = %log.dir().display(), snapshot_offset = covered, scanned_offsets = end - start, producers = states.len(), "producer state read from the log");
     }
-}
-
-/// Writes the snapshot durably (temporary file, fsync, rename, directory fsync). Runs at a
-/// clean close, when every append is synced, so the state covers exactly the log.
-fn store_snapshot(dir: &Path, snapshot: &ProducerSnapshot) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{PRODUCER_SNAPSHOT_FILE}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(snapshot).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(PRODUCER_SNAPSHOT_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    states
 }

@@ -10,9 +10,9 @@
 //! be on its way), an older epoch `PRODUCER_FENCED`, and a new epoch starts at sequence 0. A
 //! producer this partition does not know (new, or expired after `producer_state_idle_ms`
 //! without a batch) may start at any sequence. The state is rebuilt from the batch headers
-//! in the log when the partition opens (`Partition::open`), so it survives kill -9; a clean
-//! close writes it to a snapshot (`producers.json`, with the offset it covers) so the next
-//! open reads only what was appended after that.
+//! in the log when the partition opens (`Partition::open`), so it survives kill -9; periodic
+//! and clean-close snapshots (`state_snapshot.rs`, with the durable offset they cover) let
+//! the next open read only what was appended after that.
 
 use std::collections::{HashMap, VecDeque};
 

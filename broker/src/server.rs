@@ -413,6 +413,21 @@ async fn shard_main(
         .expect("background task queue")
         .detach()
     };
+    let snapshots = {
+        let shard = shard.clone();
+        let every = Duration::from_millis(shard.config.state_snapshot_interval_ms.max(10));
+        glommio::spawn_local_into(
+            async move {
+                loop {
+                    glommio::timer::sleep(every).await;
+                    shard.snapshot_partitions().await;
+                }
+            },
+            background,
+        )
+        .expect("background task queue")
+        .detach()
+    };
     // Shard 0 frees deleted topics' data, paced, in the background queue.
     let trash = (id == 0).then(|| {
         let shard = shard.clone();
@@ -445,6 +460,7 @@ async fn shard_main(
         a.cancel();
     }
     retention.cancel();
+    snapshots.cancel();
     if let Some(t) = trash {
         t.cancel();
     }

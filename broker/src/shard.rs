@@ -230,6 +230,15 @@ impl Shard {
         }
     }
 
+    /// Snapshots the derived state of every partition that changed since its last snapshot.
+    pub async fn snapshot_partitions(&self) {
+        for p in self.partitions() {
+            if let Err(e) = p.snapshot().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "cannot store the partition's state snapshot; a restart reads more of the log");
+            }
+        }
+    }
+
     /// Applies retention to every partition.
     pub async fn apply_retention(&self, now_ms: i64) {
         let oldest_ms = now_ms.saturating_sub(self.config.producer_state_idle_ms as i64);

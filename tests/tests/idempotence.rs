@@ -137,3 +137,93 @@ fn a_new_incarnation_of_a_transactional_id_fences_the_old_one_everywhere_and_acr
     assert_eq!(code(zombie.error), Some(ErrorCode::ProducerFenced));
     assert_eq!(transactional(&mut conn, "billing-writer"), (id, 2));
 }
+
+/// Appends `batches` to partition 0 under a condition; that partition's result.
+fn produce_expecting(
+    conn: &mut Conn,
+    batches: &[u8],
+    expect: wire::ExpectedPosition,
+) -> wire::ProducePartitionResult {
+    let resp: wire::ProduceResponse = conn.call(&wire::ProduceRequest {
+        ack: AckLevel::Durable,
+        timeout_ms: 10_000,
+        topics: vec![wire::ProduceTopic {
+            name: TOPIC.into(),
+            partitions: vec![wire::ProducePartition {
+                partition: 0,
+                batches: batches.to_vec(),
+                expect,
+            }],
+        }],
+    });
+    resp.topics[0].partitions[0].clone()
+}
+
+/// The `name=value` field of the last log line containing `message`.
+fn logged_field(log: &str, message: &str, name: &str) -> Option<u64> {
+    let line = log.lines().rev().find(|l| l.contains(message))?;
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[test]
+fn periodic_state_snapshots_bound_what_recovery_reads_after_kill_9() {
+    let mut broker = Broker::start_with_env(1, &[("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100")]);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 1);
+    let a = producer_id(&mut conn);
+    // 300 one-record batches, then a key condition builds the key index.
+    for s in 0..300 {
+        let r = produce(&mut conn, TOPIC, 0, &batch(a, 0, s, 1), AckLevel::Durable);
+        assert_eq!((r.error, r.base_offset), (0, s as i64));
+    }
+    let r = produce_expecting(
+        &mut conn,
+        &batch(a, 0, 300, 1),
+        wire::ExpectedPosition::KeyLastOffset(299),
+    );
+    assert_eq!((r.error, r.base_offset), (0, 300));
+    // The shard snapshots the changed state within its interval.
+    let dir = broker.partition_dir(TOPIC, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(dir.join("producers.json").exists() && dir.join("keys.snapshot").exists()) {
+        assert!(std::time::Instant::now() < deadline, "no snapshot within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Two more batches after the snapshot, then kill -9.
+    for s in 301..303 {
+        let r = produce(&mut conn, TOPIC, 0, &batch(a, 0, s, 1), AckLevel::Durable);
+        assert_eq!((r.error, r.base_offset), (0, s as i64));
+    }
+    drop(conn);
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    // Retries before and after the snapshot are both recognized.
+    let retry = produce(&mut conn, TOPIC, 0, &batch(a, 0, 299, 1), AckLevel::Durable);
+    assert_eq!((retry.error, retry.base_offset), (0, 299));
+    let retry = produce(&mut conn, TOPIC, 0, &batch(a, 0, 302, 1), AckLevel::Durable);
+    assert_eq!((retry.error, retry.base_offset), (0, 302));
+    // The key index comes back from its snapshot plus the tail.
+    let stale = produce_expecting(
+        &mut conn,
+        &batch(a, 0, 303, 1),
+        wire::ExpectedPosition::KeyLastOffset(300),
+    );
+    assert_eq!((code(stale.error), stale.current_offset), (Some(ErrorCode::ConditionFailed), 302));
+    let ok = produce_expecting(
+        &mut conn,
+        &batch(a, 0, 303, 1),
+        wire::ExpectedPosition::KeyLastOffset(302),
+    );
+    assert_eq!((ok.error, ok.base_offset), (0, 303));
+    // Recovery read only what followed the snapshots.
+    let log = broker.log_text();
+    let covered = logged_field(&log, "producer state read from the log", "snapshot_offset");
+    let scanned = logged_field(&log, "producer state read from the log", "scanned_offsets");
+    assert_eq!(covered, Some(301), "{log}");
+    assert_eq!(scanned, Some(2), "{log}");
+    assert_eq!(logged_field(&log, "key index built", "snapshot_offset"), Some(301), "{log}");
+    assert_eq!(logged_field(&log, "key index built", "scanned_offsets"), Some(2), "{log}");
+}

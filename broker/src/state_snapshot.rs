@@ -1,0 +1,215 @@
+//! Snapshots of a partition's derived state — the idempotent producers' last batches and the
+//! key → last offset index — so opening a partition reads only the log's tail, not the log.
+//!
+//! Contract: a snapshot covers exactly the batches before its `covered_offset` and is written
+//! only once the log's high watermark has reached that offset (everything it reflects is
+//! durable: a crash can never leave a snapshot that remembers a batch the log lost). It is
+//! captured synchronously with the offset (no await between reading the state and the
+//! offset), stored durably (temporary file, fsync, rename, directory fsync) off the reactor
+//! thread, and loaded at open only if its offset is within the recovered log. A missing,
+//! stale or damaged snapshot costs a longer scan, never correctness. The shard takes them
+//! every `state_snapshot_interval_ms` for partitions that changed, and at a clean close.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+use crate::producer_state::ProducerStates;
+
+/// The producers' snapshot in a partition's directory.
+pub const PRODUCERS_FILE: &str = "producers.json";
+/// The key index's snapshot in a partition's directory.
+pub const KEYS_FILE: &str = "keys.snapshot";
+
+const KEYS_MAGIC: &[u8; 8] = b"KEYIDX01";
+/// Between a snapshot's name and the number of one of its temporary files.
+const TMP_INFIX: &str = ".tmp.";
+
+/// Removes the temporary files a crash in the middle of a store left in `dir`.
+pub fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let ours = [PRODUCERS_FILE, KEYS_FILE]
+            .iter()
+            .any(|f| name.strip_prefix(f).is_some_and(|rest| rest.starts_with(TMP_INFIX)));
+        if ours {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// What `PRODUCERS_FILE` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProducerSnapshot<S> {
+    /// The state reflects every batch before this offset (and none after).
+    covered_offset: u64,
+    states: S,
+}
+
+/// The producers' state as stored: `(covered_offset, states)`.
+pub fn encode_producers(covered_offset: u64, states: &ProducerStates) -> Vec<u8> {
+    serde_json::to_vec(&ProducerSnapshot { covered_offset, states }).expect("plain data")
+}
+
+/// The producers' snapshot in `dir`, if there is a readable one.
+pub fn load_producers(dir: &Path) -> Option<(u64, ProducerStates)> {
+    let bytes = std::fs::read(dir.join(PRODUCERS_FILE)).ok()?;
+    match serde_json::from_slice::<ProducerSnapshot<ProducerStates>>(&bytes) {
+        Ok(s) => Some((s.covered_offset, s.states)),
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "producer-state snapshot unreadable; rebuilding from the log");
+            None
+        }
+    }
+}
+
+/// The key index as stored: magic, covered offset, entry count, entries (`u32` key length,
+/// key, `u64` offset), CRC32C of everything before it. Little-endian throughout.
+pub fn encode_keys(covered_offset: u64, keys: &HashMap<Vec<u8>, u64>) -> Vec<u8> {
+    let bytes: usize = keys.keys().map(|k| k.len() + 12).sum();
+    let mut out = Vec::with_capacity(28 + bytes);
+    out.extend_from_slice(KEYS_MAGIC);
+    out.extend_from_slice(&covered_offset.to_le_bytes());
+    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    for (key, offset) in keys {
+        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        out.extend_from_slice(key);
+        out.extend_from_slice(&offset.to_le_bytes());
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a key snapshot cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeySnapshotError {
+    /// Shorter than its fixed parts, or its entries run past the end.
+    #[error("truncated")]
+    Truncated,
+    /// Not a key snapshot (or another version of one).
+    #[error("bad magic")]
+    Magic,
+    /// The CRC32C does not match.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// Bytes left after the announced entries.
+    #[error("{0} bytes after the last entry")]
+    Trailing(usize),
+}
+
+/// Reads what [`encode_keys`] wrote: `(covered_offset, keys)`. Never trusts a length before
+/// the CRC has matched, and never allocates by one beyond the bytes present.
+pub fn decode_keys(bytes: &[u8]) -> Result<(u64, HashMap<Vec<u8>, u64>), KeySnapshotError> {
+    let (body, crc) = bytes.split_last_chunk::<4>().ok_or(KeySnapshotError::Truncated)?;
+    if body.len() < 24 {
+        return Err(KeySnapshotError::Truncated);
+    }
+    if &body[..8] != KEYS_MAGIC {
+        return Err(KeySnapshotError::Magic);
+    }
+    if crc32c::crc32c(body) != u32::from_le_bytes(*crc) {
+        return Err(KeySnapshotError::Checksum);
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    let covered_offset = u64_at(8);
+    let count = u64_at(16);
+    // Every entry takes at least 12 bytes: the count cannot ask for more than that many.
+    let mut keys = HashMap::with_capacity((count as usize).min((body.len() - 24) / 12));
+    let mut at = 24usize;
+    for _ in 0..count {
+        let len_bytes = body.get(at..at + 4).ok_or(KeySnapshotError::Truncated)?;
+        let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
+        let key = body.get(at + 4..at + 4 + len).ok_or(KeySnapshotError::Truncated)?;
+        let offset = body.get(at + 4 + len..at + 12 + len).ok_or(KeySnapshotError::Truncated)?;
+        keys.insert(key.to_vec(), u64::from_le_bytes(offset.try_into().expect("8 bytes")));
+        at += 12 + len;
+    }
+    if at != body.len() {
+        return Err(KeySnapshotError::Trailing(body.len() - at));
+    }
+    Ok((covered_offset, keys))
+}
+
+/// The key index's snapshot in `dir`, if there is a readable one (read off the reactor).
+pub async fn load_keys(dir: PathBuf) -> Option<(u64, HashMap<Vec<u8>, u64>)> {
+    let read = glommio::executor()
+        .spawn_blocking({
+            let dir = dir.clone();
+            move || std::fs::read(dir.join(KEYS_FILE))
+        })
+        .await;
+    let bytes = read.ok()?;
+    match decode_keys(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(dir = %dir.display(), error = %e, "key index snapshot unreadable; rebuilding from the log");
+            None
+        }
+    }
+}
+
+/// Stores `bytes` as `dir/name` durably, off the reactor thread.
+pub async fn store(dir: PathBuf, name: &'static str, bytes: Vec<u8>) -> std::io::Result<()> {
+    glommio::executor().spawn_blocking(move || store_blocking(&dir, name, &bytes)).await
+}
+
+/// Temporary file, fsync, rename, directory fsync. The temporary file's name is unique, so
+/// two stores of one snapshot (a periodic one abandoned at shutdown still running on its
+/// thread, and the close's) never write one file together: the last rename wins, whole.
+pub fn store_blocking(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = dir.join(format!("{name}{TMP_INFIX}{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_damage_is_refused() {
+        let mut keys = HashMap::new();
+        for i in 0..1000u64 {
+            keys.insert(format!("key-{i}").into_bytes(), i * 3);
+        }
+        keys.insert(Vec::new(), 7); // the empty key is a key
+        let bytes = encode_keys(4242, &keys);
+        assert_eq!(decode_keys(&bytes), Ok((4242, keys.clone())));
+        assert_eq!(decode_keys(&encode_keys(0, &HashMap::new())), Ok((0, HashMap::new())));
+        for cut in [0, 3, 27, bytes.len() / 2, bytes.len() - 1] {
+            assert!(decode_keys(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for flip in [0, 9, 30, bytes.len() - 2] {
+            let mut bad = bytes.clone();
+            bad[flip] ^= 1;
+            assert!(decode_keys(&bad).is_err(), "flip at {flip}");
+        }
+        // A forged count with a matching CRC: refused without allocating by it.
+        let mut forged = bytes[..bytes.len() - 4].to_vec();
+        forged[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        let crc = crc32c::crc32c(&forged);
+        forged.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_keys(&forged), Err(KeySnapshotError::Truncated));
+    }
+
+    #[test]
+    fn producers_round_trip() {
+        let mut states = ProducerStates::default();
+        states.record(7, 0, 0, 10, 100, 1_000);
+        let bytes = encode_producers(110, &states);
+        let dir = tempfile::tempdir().unwrap();
+        store_blocking(dir.path(), PRODUCERS_FILE, &bytes).unwrap();
+        let (covered, back) = load_producers(dir.path()).unwrap();
+        assert_eq!((covered, back.len()), (110, 1));
+    }
+}
