@@ -28,7 +28,8 @@ pub struct LogConfig {
     pub retention_ms: i64,
     /// One sparse index entry per this many bytes of log.
     pub index_interval_bytes: u32,
-    /// Space is reserved (fallocate) in steps of this size.
+    /// Space is reserved (fallocate) ahead of the data in steps that double from 1 MiB up to
+    /// this size (0 = off).
     pub preallocate_bytes: u64,
     /// Most bytes one write I/O carries (appends pending together are coalesced up to this).
     pub write_bytes_max: usize,

@@ -35,6 +35,9 @@ use crate::storage::io::{Disk, DiskFile, DISK_ALIGN};
 use crate::storage::segment::{align_down, align_up, ScannedBatch, Segment};
 use crate::storage::zero_ahead::{ZeroAhead, ZeroProgress};
 
+/// The first preallocation step of a segment (see `ensure_allocated`).
+const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
+
 /// Writes that may be in flight at once for one partition.
 pub(super) const WRITE_DEPTH_MAX: usize = 4;
 
@@ -304,10 +307,18 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
-    /// Reserves space up to at least `need` (in `preallocate_bytes` steps, within the
-    /// segment's maximum size).
+    /// Reserves space up to at least `need`, within the segment's maximum size, in steps
+    /// that grow with the segment: as large as what is allocated already, from
+    /// `PREALLOCATE_STEP_MIN_BYTES` up to `preallocate_bytes`. A partition that writes little
+    /// holds little unwritten space (1,000 slow partitions hold about 1 GiB, not 32 GiB),
+    /// and a busy one still extends its file only a handful of times per segment.
     pub(super) async fn ensure_allocated(&mut self, need: u64) -> Result<(), IoError> {
-        let step = self.sh.config.preallocate_bytes.min(self.sh.config.segment_bytes_max);
+        let c = &self.sh.config;
+        let step = self
+            .allocated
+            .max(PREALLOCATE_STEP_MIN_BYTES)
+            .min(c.preallocate_bytes)
+            .min(c.segment_bytes_max);
         if step > 0 && need > self.allocated {
             let target =
                 need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
