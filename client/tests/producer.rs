@@ -221,3 +221,51 @@ fn unkeyed_records_gather_while_the_topic_has_requests_outstanding() {
         assert!(rest.len() <= 2, "records spread as {partitions:?}");
     });
 }
+
+/// Many partitions on one shard: the batches of all partitions share requests (one per
+/// round trip while requests are out), and every partition keeps its order.
+#[test]
+fn batches_of_many_partitions_share_requests_and_keep_their_order() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = client_with_topic(&addr, "wide", 64).await;
+        let before: u64 = client.stats().await.unwrap().iter().map(|s| s.requests).sum();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig {
+                ack: AckLevel::Durable,
+                linger: Duration::ZERO,
+                requests_in_flight_per_connection_max: 1,
+                ..Default::default()
+            },
+        );
+        const PER_PARTITION: u64 = 50;
+        let mut acks = Vec::new();
+        for i in 0..PER_PARTITION {
+            for p in 0..64u32 {
+                let key = format!("k{p}");
+                let value = format!("{p}:{i}");
+                let f = producer.send("wide", Some(key.as_bytes()), Some(value.as_bytes()), &[]);
+                acks.push((p, f.await.unwrap()));
+            }
+        }
+        // Each key's records got increasing offsets in its partition, in send order.
+        let mut last: std::collections::HashMap<u32, (u32, u64)> = Default::default();
+        for (key, f) in acks {
+            let (partition, offset) = f.await.unwrap();
+            if let Some(&(prev_partition, prev_offset)) = last.get(&key) {
+                assert_eq!(partition, prev_partition, "key k{key} moved");
+                assert!(offset > prev_offset, "key k{key}: {offset} after {prev_offset}");
+            }
+            last.insert(key, (partition, offset));
+        }
+        let after: u64 = client.stats().await.unwrap().iter().map(|s| s.requests).sum();
+        let records = 64 * PER_PARTITION;
+        let requests = after - before - 1; // the second stats request itself
+        assert!(
+            requests * 4 < records,
+            "{requests} requests for {records} records in 64 partitions: batches were not shared"
+        );
+    });
+}

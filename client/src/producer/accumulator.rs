@@ -36,6 +36,8 @@ pub(super) struct Pipeline {
     pub(super) answered: Notify,
     /// Wakes the linger task when a batch opens or the producer goes away.
     linger_wake: Notify,
+    /// One produce request per connection for many partitions' batches.
+    pub(super) coalescers: super::coalescer::Coalescers,
 }
 
 /// The producer behind its handles.
@@ -132,6 +134,7 @@ impl Inner {
             outstanding: AtomicUsize::new(0),
             answered: Notify::new(),
             linger_wake: Notify::new(),
+            coalescers: Default::default(),
         });
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),

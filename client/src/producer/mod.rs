@@ -42,6 +42,7 @@
 
 mod accumulator;
 mod budget;
+mod coalescer;
 mod completion;
 mod partitioner;
 mod sender;
@@ -74,6 +75,11 @@ pub struct ProducerConfig {
     /// Requests in flight per partition (at most 5 with idempotence: the broker remembers
     /// a producer's last 5 batches per partition).
     pub in_flight_per_partition_max: usize,
+    /// Produce requests on the wire per connection (shard); while they are all out, the
+    /// batches of every partition of that shard wait and go in the next one together, so
+    /// a producer writing to many partitions sends about one request per round trip per
+    /// shard instead of one per batch.
+    pub requests_in_flight_per_connection_max: usize,
     /// Idempotence: the producer gets an id from the broker and numbers its records per
     /// partition, so a batch sent again after a lost answer (a broker crash, a timeout) is
     /// stored once, and a partition's batches are stored in the order they were sent.
@@ -95,6 +101,7 @@ impl Default for ProducerConfig {
             batch_bytes_max: 256 << 10,
             buffer_bytes_max: 32 << 20,
             in_flight_per_partition_max: 5,
+            requests_in_flight_per_connection_max: 2,
             idempotence: true,
             transactional_id: None,
             compression: Compression::None,

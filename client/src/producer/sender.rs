@@ -4,24 +4,23 @@
 //! feeds it [`Shipment`]s in batch order. The task keeps up to `in_flight_per_partition_max`
 //! requests on the wire, all along one connection (a switch waits for the requests in
 //! flight), completes the answers in send order through [`Pipeline::finished`] and tells the
-//! accumulator through [`Inner::answered`]. A batch that could not be sent, or whose request
+//! accumulator through [`Inner::answered`]. Batches go out through the connection's
+//! coalescer (`coalescer.rs`), which puts the batches of many partitions in one request. A batch that could not be sent, or whose request
 //! failed with a retriable error, is resent through the client's retrying
 //! `Client::produce_batches`. The task ends when its queue closes and nothing is in flight.
 
 use std::sync::{Arc, Weak};
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
-use tokio::sync::mpsc;
-use wire::{
-    Compression, ErrorCode, ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
-};
+use tokio::sync::{mpsc, oneshot};
+use wire::Compression;
 
 use super::accumulator::{Inner, Pipeline, Shipment};
+use super::coalescer::PartitionAnswer;
 use super::completion::BatchResult;
 use super::ProducerConfig;
 use crate::client::Client;
 use crate::connection::Connection;
-use crate::error::ClientError;
 
 /// Sends one partition's batches in order, keeping up to `in_flight_per_partition_max` on
 /// the wire.
@@ -79,8 +78,12 @@ pub(super) async fn partition_sender(
                         }
                     }
                     on = conn.clone();
-                    let pending = conn.and_then(|c| {
-                        send_batch(&c, &client, &config, &topic, partition, &shipment.batch)
+                    let pending = conn.map(|c| {
+                        let timeout_ms = client.config().request_timeout.as_millis() as u32;
+                        pipeline
+                            .coalescers
+                            .get(&c, config.ack, timeout_ms, config.requests_in_flight_per_connection_max)
+                            .submit(topic.clone(), partition, &shipment.batch)
                     });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
                     in_flight.push_back(async move {
@@ -97,29 +100,6 @@ pub(super) async fn partition_sender(
     }
 }
 
-fn send_batch(
-    conn: &Connection,
-    client: &Client,
-    config: &ProducerConfig,
-    topic: &str,
-    partition: u32,
-    batch: &[u8],
-) -> Option<crate::connection::PendingResponse> {
-    conn.send(&ProduceRequest {
-        ack: config.ack,
-        timeout_ms: client.config().request_timeout.as_millis() as u32,
-        topics: vec![ProduceTopic {
-            name: topic.into(),
-            partitions: vec![ProducePartition {
-                partition,
-                batches: batch.to_vec(),
-                expect: Default::default(),
-            }],
-        }],
-    })
-    .ok()
-}
-
 /// Waits for a request's answer; a batch that was not sent (`pending` is `None`: no
 /// connection to the owner, or the request could not go out on it) or that failed retriably
 /// is sent again through the client, which refreshes metadata and retries.
@@ -129,14 +109,15 @@ async fn finish_one(
     topic: &str,
     partition: u32,
     shipment: &Shipment,
-    pending: Option<crate::connection::PendingResponse>,
+    pending: Option<oneshot::Receiver<PartitionAnswer>>,
 ) -> BatchResult {
     let answer = match pending {
-        Some(p) => Some(p.wait().await.and_then(|frame| decode(&frame, topic, partition))),
+        // A dropped sender means the coalescer's task ended without answering: resend.
+        Some(rx) => rx.await.ok(),
         None => None,
     };
     let base = match answer {
-        Some(Ok(base)) => base,
+        Some(Ok(r)) => r.base_offset,
         Some(Err(e)) if !e.is_retriable() => return Err(e),
         Some(Err(_)) | None => client
             .produce_batches(topic, partition, &shipment.batch, config.ack)
@@ -144,37 +125,6 @@ async fn finish_one(
             .map(|r| r.base_offset)?,
     };
     Ok((partition, u64::try_from(base).unwrap_or(u64::MAX)))
-}
-
-fn decode(
-    frame: &crate::connection::Frame,
-    topic: &str,
-    partition: u32,
-) -> Result<i64, ClientError> {
-    if frame.header.has_flag(wire::constants::FLAG_ERROR) {
-        let e: wire::ErrorBody =
-            wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        return Err(ClientError::Partition {
-            topic: topic.into(),
-            partition,
-            code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::UnknownServerError),
-        });
-    }
-    let resp: ProduceResponse =
-        wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))?;
-    let r = resp
-        .topics
-        .first()
-        .and_then(|t| t.partitions.first())
-        .ok_or_else(|| ClientError::Protocol("empty produce response".into()))?;
-    match ErrorCode::from_u16(r.error) {
-        Some(ErrorCode::None) => Ok(r.base_offset),
-        code => Err(ClientError::Partition {
-            topic: topic.into(),
-            partition,
-            code: code.unwrap_or(ErrorCode::UnknownServerError),
-        }),
-    }
 }
 
 /// Compresses a shipment's batch (once: a retry sends the same bytes, as an idempotent

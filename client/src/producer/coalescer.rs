@@ -1,0 +1,194 @@
+//! One produce request per shard connection for many partitions' batches.
+//!
+//! Contract: every partition sender of a producer hands its batches for a connection to that
+//! connection's coalescer (`submit`), in its own batch order. The coalescer keeps at most
+//! `requests_in_flight_max` produce requests on the connection; while they are all out,
+//! batches wait in its queue and the next request carries every one of them (one
+//! `ProducePartition` entry per batch, in queue order, grouped by topic). So under light
+//! load a batch goes out at once, alone, and under load the batching adapts to the round
+//! trip: a producer writing to 100 partitions sends one request per round trip per shard
+//! instead of one per batch (the broker then reads, routes and answers once for all of
+//! them). A queue is taken and sent under its lock, so requests leave in queue order and a
+//! partition's batches reach the broker in the order they were submitted. Each batch gets
+//! its own partition result; a request-level failure (an error frame, a closed connection,
+//! a timeout) is every batch's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use wire::{
+    AckLevel, ErrorCode, ProducePartition, ProducePartitionResult, ProduceRequest, ProduceResponse,
+    ProduceTopic,
+};
+
+use crate::connection::{Connection, Frame};
+use crate::error::ClientError;
+
+/// What a submitted batch resolves to.
+pub(super) type PartitionAnswer = Result<ProducePartitionResult, ClientError>;
+
+struct Item {
+    topic: Arc<str>,
+    partition: u32,
+    batch: Vec<u8>,
+    tx: oneshot::Sender<PartitionAnswer>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: Vec<Item>,
+    in_flight: usize,
+}
+
+/// The coalescer of one connection (see the module docs).
+pub(super) struct Coalescer {
+    conn: Arc<Connection>,
+    ack: AckLevel,
+    timeout_ms: u32,
+    requests_in_flight_max: usize,
+    queue: Mutex<Queue>,
+}
+
+impl Coalescer {
+    fn new(
+        conn: Arc<Connection>,
+        ack: AckLevel,
+        timeout_ms: u32,
+        requests_in_flight_max: usize,
+    ) -> Arc<Coalescer> {
+        Arc::new(Coalescer {
+            conn,
+            ack,
+            timeout_ms,
+            requests_in_flight_max: requests_in_flight_max.max(1),
+            queue: Mutex::new(Queue::default()),
+        })
+    }
+
+    /// Queues `batch` for `topic`/`partition` and sends it now if a request may go out.
+    pub(super) fn submit(
+        self: &Arc<Self>,
+        topic: Arc<str>,
+        partition: u32,
+        batch: &[u8],
+    ) -> oneshot::Receiver<PartitionAnswer> {
+        let (tx, rx) = oneshot::channel();
+        let mut q = self.queue.lock().expect("coalescer lock");
+        q.items.push(Item { topic, partition, batch: batch.to_vec(), tx });
+        if q.in_flight < self.requests_in_flight_max {
+            self.send_queued(&mut q);
+        }
+        rx
+    }
+
+    /// Sends everything queued as one request (under the queue's lock: requests leave in
+    /// queue order) and spawns the task that hands out its answers.
+    fn send_queued(self: &Arc<Self>, q: &mut Queue) {
+        if q.items.is_empty() {
+            return;
+        }
+        let items = std::mem::take(&mut q.items);
+        let mut topics: Vec<ProduceTopic> = Vec::new();
+        // Where each item's result is: (topic index, partition index).
+        let mut places = Vec::with_capacity(items.len());
+        let mut by_topic: HashMap<&str, usize> = HashMap::new();
+        for item in &items {
+            let t = *by_topic.entry(&item.topic).or_insert_with(|| {
+                topics.push(ProduceTopic { name: item.topic.to_string(), partitions: Vec::new() });
+                topics.len() - 1
+            });
+            places.push((t, topics[t].partitions.len()));
+            topics[t].partitions.push(ProducePartition {
+                partition: item.partition,
+                batches: item.batch.clone(),
+                expect: Default::default(),
+            });
+        }
+        let request = ProduceRequest { ack: self.ack, timeout_ms: self.timeout_ms, topics };
+        let pending = match self.conn.send(&request) {
+            Ok(p) => p,
+            Err(e) => {
+                for item in items {
+                    let _ = item.tx.send(Err(e.clone()));
+                }
+                return;
+            }
+        };
+        q.in_flight += 1;
+        let me = self.clone();
+        let addr = self.conn.addr();
+        tokio::spawn(async move {
+            let answer = pending.wait().await.and_then(|frame| decode(&frame, addr));
+            for (item, (t, p)) in items.into_iter().zip(places) {
+                let result = match &answer {
+                    Ok(resp) => resp
+                        .topics
+                        .get(t)
+                        .and_then(|topic| topic.partitions.get(p))
+                        .cloned()
+                        .ok_or_else(|| ClientError::Protocol("produce response is short".into())),
+                    Err(e) => Err(e.clone()),
+                };
+                let result = result.and_then(|r| match ErrorCode::from_u16(r.error) {
+                    Some(ErrorCode::None) => Ok(r),
+                    code => Err(ClientError::Partition {
+                        topic: item.topic.to_string(),
+                        partition: item.partition,
+                        code: code.unwrap_or(ErrorCode::UnknownServerError),
+                    }),
+                });
+                let _ = item.tx.send(result);
+            }
+            let mut q = me.queue.lock().expect("coalescer lock");
+            q.in_flight -= 1;
+            me.send_queued(&mut q);
+        });
+    }
+}
+
+fn decode(frame: &Frame, addr: std::net::SocketAddr) -> Result<ProduceResponse, ClientError> {
+    if frame.header.has_flag(wire::constants::FLAG_ERROR) {
+        let e: wire::ErrorBody =
+            wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        return Err(ClientError::Broker {
+            code: ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::UnknownServerError),
+            message: e.message,
+            addr,
+        });
+    }
+    wire::decode_body(frame.body()).map_err(|e| ClientError::Protocol(e.to_string()))
+}
+
+/// A producer's coalescers, one per connection.
+#[derive(Default)]
+pub(super) struct Coalescers {
+    by_addr: Mutex<HashMap<std::net::SocketAddr, Arc<Coalescer>>>,
+}
+
+impl std::fmt::Debug for Coalescers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescers").finish_non_exhaustive()
+    }
+}
+
+impl Coalescers {
+    /// The coalescer of `conn` (a new one when the connection to its address was replaced).
+    pub(super) fn get(
+        &self,
+        conn: &Arc<Connection>,
+        ack: AckLevel,
+        timeout_ms: u32,
+        requests_in_flight_max: usize,
+    ) -> Arc<Coalescer> {
+        let mut map = self.by_addr.lock().expect("coalescers lock");
+        let entry = map.entry(conn.addr());
+        let c = entry.or_insert_with(|| {
+            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max)
+        });
+        if !Arc::ptr_eq(&c.conn, conn) {
+            *c = Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max);
+        }
+        c.clone()
+    }
+}
