@@ -86,7 +86,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
                 _ => 0.0,
             },
             keys: KeyGenerator::new(workload, index as u64 + 1),
-            payload: Payload::new(workload.message_bytes, index as u64 + 1),
+            payload: Payload::new(workload.payload, workload.message_bytes, index as u64 + 1),
         };
         let thread_counters = Arc::clone(counters);
         let handle = handle.clone();
@@ -151,7 +151,7 @@ async fn produce<P: ProducerDriver>(
     counters: &RunCounters,
     acks: mpsc::Sender<AckItem<P::Ack>>,
 ) {
-    let len = plan.payload.stamp(0, 0).len() as u64;
+    let len = plan.payload.len() as u64;
     let stop_ns = counters.stop_ns.load(Relaxed);
     // Wait for the common start.
     let now = counters.now_ns();
@@ -300,7 +300,7 @@ mod tests {
             start_ns,
             interval_ns: 1e6,
             keys: KeyGenerator::new(&workload, 1),
-            payload: Payload::new(64, 1),
+            payload: Payload::new(crate::workload::PayloadKind::Random, 64, 1),
         };
         let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
         let collector = tokio::spawn(collect_acks(rx, Arc::clone(&counters)));
