@@ -255,8 +255,16 @@ fn times(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-fn figure(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "n/a".into(), |v| format!("{v:.decimals$}"))
+/// A figure with about three significant digits (whole numbers from 100 up), "n/a" when
+/// missing.
+fn figure(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.3}"),
+    }
 }
 
 /// The comparison table of the side-by-side mode: per workload that ran on more than one
@@ -270,14 +278,14 @@ pub fn side_by_side(results: &[RunResult]) -> String {
         }
     }
     type Get = fn(&RunResult) -> Option<f64>;
-    let columns: [(&str, Get, usize); 7] = [
-        ("publish msg/s", |r| Some(r.publish.msgs_per_s), 0),
-        ("publish MB/s", |r| Some(r.publish.mb_per_s), 1),
-        ("e2e p50 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p50_us), 0),
-        ("e2e p99 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_us), 0),
-        ("e2e p99.9 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_9_us), 0),
-        ("server CPU-s/GB in", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_produced, 3),
-        ("server CPU-s/GB out", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_consumed, 3),
+    let columns: [(&str, Get); 7] = [
+        ("publish msg/s", |r| Some(r.publish.msgs_per_s)),
+        ("publish MB/s", |r| Some(r.publish.mb_per_s)),
+        ("e2e p50 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p50_us)),
+        ("e2e p99 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_us)),
+        ("e2e p99.9 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_9_us)),
+        ("server CPU-s/GB in", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_produced),
+        ("server CPU-s/GB out", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_consumed),
     ];
     let mut s = String::from("\n## Side by side (each ÷ ours)\n\n");
     s.push_str(
@@ -288,7 +296,7 @@ pub fn side_by_side(results: &[RunResult]) -> String {
          consumed in it; n/a where the server's pid was unknown.\n\n",
     );
     s.push_str("| workload | system | server CPUs / harness CPUs |");
-    for (name, _, _) in &columns {
+    for (name, _) in &columns {
         let _ = write!(s, " {name} | ÷ ours |");
     }
     s.push_str("\n|---|---|---|");
@@ -311,13 +319,8 @@ pub fn side_by_side(results: &[RunResult]) -> String {
                 p.server_cpus.as_deref().unwrap_or("–"),
                 p.client_cpus.as_deref().unwrap_or("–")
             );
-            for (_, get, decimals) in &columns {
-                let _ = write!(
-                    s,
-                    " {} | {} |",
-                    figure(get(r), *decimals),
-                    times(get(r), ours.and_then(get))
-                );
+            for (_, get) in &columns {
+                let _ = write!(s, " {} | {} |", figure(get(r)), times(get(r), ours.and_then(get)));
             }
             s.push('\n');
         }
@@ -368,7 +371,7 @@ mod tests {
         let text = side_by_side(&[ours.clone(), peer]);
         let nats = text.lines().find(|l| l.contains("| nats |")).unwrap();
         assert!(nats.contains("| 500 | 0.50× |"), "{nats}");
-        assert!(nats.contains("| 5.000 | 2.50× |"), "{nats}");
+        assert!(nats.contains("| 5.00 | 2.50× |"), "{nats}");
         assert!(nats.contains("| n/a | n/a |"), "{nats}");
         assert!(nats.contains("| 1 / – |"), "{nats}");
         let broker = text.lines().find(|l| l.contains("| broker |")).unwrap();
