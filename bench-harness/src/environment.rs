@@ -11,7 +11,8 @@ pub struct Environment {
     pub kernel: String,
     /// `PRETTY_NAME` of /etc/os-release.
     pub os: String,
-    /// CPUs this process may run on.
+    /// CPUs online on the machine (not only those the harness was pinned to: the run's
+    /// placement is in the result's `pinning`).
     pub cores: usize,
     /// `model name` of /proc/cpuinfo.
     pub cpu_model: String,
@@ -34,7 +35,7 @@ impl Environment {
             hostname: read("/proc/sys/kernel/hostname").trim().to_owned(),
             kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
             os: field(&os_release, "PRETTY_NAME", '=').trim_matches('"').to_owned(),
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: online_cpus(),
             cpu_model: field(&cpuinfo, "model name", ':').to_owned(),
             memory_bytes: field(&meminfo, "MemTotal", ':')
                 .trim_end_matches("kB")
@@ -44,6 +45,17 @@ impl Environment {
             git_commit: git_commit(),
             harness_version: env!("CARGO_PKG_VERSION").to_owned(),
         }
+    }
+}
+
+/// CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`), whatever this process's affinity.
+fn online_cpus() -> usize {
+    // SAFETY: sysconf only reads a configuration value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     }
 }
 

@@ -9,14 +9,17 @@
 //!
 //! Layout: [`workload`] (the TOML files), [`driver`] (the systems under test), [`run`] (the
 //! phases, pacing and measurement), [`result`] (the JSON), [`ledger`] (who received what), [`report`] + [`svg`] (HTML and
-//! Markdown), [`spawn`] (`--spawn`), [`summary`] (the suite's ratios).
+//! Markdown), [`spawn`] (`--spawn`), [`summary`] (the suite's ratios), [`affinity`]
+//! (`--server-cpus`, `--client-cpus`), [`process`] (CPU time and memory from `/proc`).
 
+pub mod affinity;
 pub mod driver;
 pub mod environment;
 pub mod error;
 pub mod keys;
 pub mod ledger;
 pub mod payload;
+pub mod process;
 pub mod progress;
 pub mod report;
 pub mod result;

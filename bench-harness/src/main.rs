@@ -4,9 +4,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use bench_harness::affinity::{self, CpuList};
 use bench_harness::driver::broker::BrokerDriver;
 use bench_harness::driver::nats::NatsDriver;
 use bench_harness::driver::Driver;
+use bench_harness::result::Pinning;
 use bench_harness::spawn::{find_binary, Spawned};
 use bench_harness::workload::Ack;
 use bench_harness::{report, summary, HarnessError, RunOptions, RunResult, Workload};
@@ -22,7 +24,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a workload file and write <out>/<workload>-<driver>.{json,html}.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Render several result files side by side (table with ratios against the first, plots).
     Compare {
         /// Result JSON files; the first is the baseline of the ratios.
@@ -77,9 +79,21 @@ struct RunArgs {
     /// not tmpfs).
     #[arg(long, default_value = ".")]
     spawn_dir: PathBuf,
-    /// Shards of a spawned broker (0 = one per core).
+    /// Shards of a spawned broker (0 = one per core it may run on: with --server-cpus, one
+    /// per CPU of the list).
     #[arg(long, default_value_t = 0)]
     shards: usize,
+    /// Pin the server to these CPUs (taskset list: `1`, `0-1`, `0,2`). A spawned server is
+    /// started on them; an external one needs --server-pid (all its threads are pinned).
+    #[arg(long, value_name = "LIST")]
+    server_cpus: Option<CpuList>,
+    /// Pin the harness (producers, consumers, client or SDK threads) to these CPUs.
+    #[arg(long, value_name = "LIST")]
+    client_cpus: Option<CpuList>,
+    /// Process id of an external server: its CPU time is measured (and it is pinned with
+    /// --server-cpus). Without it (or --spawn) the server's CPU figures are "n/a".
+    #[arg(long, value_name = "PID", conflicts_with = "spawn")]
+    server_pid: Option<u32>,
     /// Override the workload's measured duration (s).
     #[arg(long)]
     duration: Option<f64>,
@@ -106,7 +120,7 @@ struct RunArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Compare { results, out } => compare(&results, &out),
         Command::Summary(args) => summary::write(&args),
     };
@@ -138,16 +152,18 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         );
         return Ok(());
     }
+    check_pinning(&args)?;
+    let server_cpus = args.server_cpus.as_ref();
     let spawned =
         if args.spawn {
             Some(match args.driver {
                 DriverKind::Broker => {
                     let bin = find_binary(args.server_bin.as_deref(), "broker")?;
-                    Spawned::broker(&bin, &args.spawn_dir, args.shards)?
+                    Spawned::broker(&bin, &args.spawn_dir, args.shards, server_cpus)?
                 }
                 DriverKind::Nats => {
                     let bin = find_binary(args.server_bin.as_deref(), "nats-server")?;
-                    Spawned::nats(&bin, &args.spawn_dir, workload.ack == Ack::Durable)?
+                    Spawned::nats(&bin, &args.spawn_dir, workload.ack == Ack::Durable, server_cpus)?
                 }
                 DriverKind::Iggy => return Err(HarnessError::Spawn(
                     "--spawn is not supported for iggy: start the server yourself and pass --iggy"
@@ -157,9 +173,27 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         } else {
             None
         };
+    let server_pid = spawned.as_ref().map(Spawned::pid).or(args.server_pid);
+    if let (Some(pid), Some(cpus), None) = (args.server_pid, server_cpus, &spawned) {
+        let n = affinity::pin_process(pid, cpus)
+            .map_err(|e| HarnessError::Spawn(format!("cannot pin server pid {pid}: {e}")))?;
+        eprintln!("pinned {n} threads of server pid {pid} to CPUs {cpus}");
+    }
+    // After the spawn: the server must not inherit the harness's CPUs. Only this thread
+    // runs yet; every thread the harness starts from here inherits its affinity.
+    if let Some(cpus) = &args.client_cpus {
+        affinity::pin_process(std::process::id(), cpus)
+            .map_err(|e| HarnessError::Spawn(format!("cannot pin the harness: {e}")))?;
+    }
     let options = RunOptions {
         progress: !args.no_progress,
         keep_topics: args.keep_topics,
+        server_pid,
+        pinning: Pinning {
+            server_cpus: args.server_cpus.as_ref().map(CpuList::to_string),
+            client_cpus: args.client_cpus.as_ref().map(CpuList::to_string),
+            ..Pinning::default()
+        },
         ..RunOptions::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -187,6 +221,13 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
     }
     let mut result = result?;
     result.notes.extend(note);
+    if let (Some(s), Some(c)) = (&args.server_cpus, &args.client_cpus) {
+        if s.overlaps(c) {
+            result.notes.push(format!(
+                "server CPUs {s} and harness CPUs {c} overlap: they competed for those cores"
+            ));
+        }
+    }
     for n in &result.notes {
         eprintln!("note: {n}");
     }
@@ -198,9 +239,34 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
     std::fs::write(&html, report::html(std::slice::from_ref(&result)))
         .map_err(|e| HarnessError::file(&html, e))?;
     print!("{}", report::markdown(std::slice::from_ref(&result)));
+    print!("{}", report::cpu_text(&result));
     println!("result: {}\nreport: {}", json.display(), html.display());
     if args.check {
         result.check_consistent()?;
+    }
+    Ok(())
+}
+
+/// Refuses pinning that cannot be done: CPUs this process may not use, or a server CPU list
+/// for a server whose process is unknown.
+fn check_pinning(args: &RunArgs) -> Result<(), HarnessError> {
+    let allowed = affinity::allowed(0)
+        .map_err(|e| HarnessError::Spawn(format!("cannot read this process's CPUs: {e}")))?;
+    for (flag, list) in [("--server-cpus", &args.server_cpus), ("--client-cpus", &args.client_cpus)]
+    {
+        if let Some(list) = list {
+            let outside = list.outside(&allowed);
+            if !outside.is_empty() {
+                return Err(HarnessError::Spawn(format!(
+                    "{flag} {list}: CPUs {outside:?} are not available (this process may use {allowed})"
+                )));
+            }
+        }
+    }
+    if args.server_cpus.is_some() && !args.spawn && args.server_pid.is_none() {
+        return Err(HarnessError::Spawn(
+            "--server-cpus needs --spawn or --server-pid PID (the server's process)".into(),
+        ));
     }
     Ok(())
 }

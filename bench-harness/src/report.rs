@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::result::{Latency, RunResult};
+use crate::result::{Latency, ProcessCpu, RunResult};
 use crate::svg::{self, escape, Axes, Scale, Series};
 
 /// The label of a result in tables and legends.
@@ -27,6 +27,9 @@ fn lat(l: Option<&Latency>, f: impl Fn(&Latency) -> f64) -> Option<f64> {
 /// Columns of the summary table: name, value getter, higher-is-better.
 type Column = (&'static str, fn(&RunResult) -> Option<f64>, bool);
 
+/// Columns whose missing value means "not measured" ("n/a") rather than "not applicable".
+const MEASURED_COLUMNS: &[&str] = &["server CPU-s/GB in", "server CPU-s/GB out"];
+
 const COLUMNS: &[Column] = &[
     ("publish msg/s", |r| Some(r.publish.msgs_per_s), true),
     ("publish MB/s", |r| Some(r.publish.mb_per_s), true),
@@ -42,14 +45,76 @@ const COLUMNS: &[Column] = &[
     ("e2e p99.9 µs", |r| lat(r.end_to_end_latency.as_ref(), |l| l.p99_9_us), false),
     ("e2e p99.99 µs", |r| lat(r.end_to_end_latency.as_ref(), |l| l.p99_99_us), false),
     ("e2e max µs", |r| lat(r.end_to_end_latency.as_ref(), |l| l.max_us), false),
+    ("server CPU-s/GB in", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_produced, false),
+    ("server CPU-s/GB out", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_consumed, false),
 ];
 
 fn cell(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => format!("{v:.0}"),
+        Some(v) if v >= 1.0 => format!("{v:.1}"),
+        // CPU-s per GB is often below 1: keep two significant digits.
+        Some(v) if v > 0.0 => format!("{v:.2}"),
         Some(v) => format!("{v:.1}"),
         None => "–".into(),
     }
+}
+
+/// A CPU-s/GB figure, "n/a" when it was not measured.
+fn per_gb(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"))
+}
+
+fn process_line(role: &str, cpus: Option<&str>, threads: Option<&str>, p: &ProcessCpu) -> String {
+    let mut s = format!(
+        "{role} pid {} ({}; threads on {}): {:.2} CPU-s in {:.1} s ({:.2} cores: {:.2} user + {:.2} system)",
+        p.pid,
+        cpus.map_or_else(|| "not pinned".into(), |c| format!("pinned to {c}")),
+        threads.unwrap_or("?"),
+        p.cpu_s,
+        p.window_s,
+        p.cores_busy,
+        p.user_s,
+        p.system_s,
+    );
+    if let Some(c) = p.catch_up_cpu_s {
+        let _ = write!(s, ", catch-up {c:.2} CPU-s");
+    }
+    let _ = write!(
+        s,
+        "; {} CPU-s/GB produced, {} CPU-s/GB consumed",
+        per_gb(p.cpu_s_per_gb_produced),
+        per_gb(p.cpu_s_per_gb_consumed)
+    );
+    if let (Some(rss), Some(peak)) = (p.rss_bytes, p.rss_peak_bytes) {
+        let _ = write!(
+            s,
+            "; RSS {:.0} MiB (peak {:.0} MiB)",
+            rss as f64 / 1048576.0,
+            peak as f64 / 1048576.0
+        );
+    }
+    s
+}
+
+/// CPU time of the server and the harness in the measured window, one line each (GB =
+/// 10^9 payload bytes); "n/a" where a process could not be measured.
+pub fn cpu_text(r: &RunResult) -> String {
+    let p = &r.pinning;
+    let server = match &r.cpu.server {
+        Some(c) => process_line("server", p.server_cpus.as_deref(), p.server_threads.as_deref(), c),
+        None => format!(
+            "server{}: CPU n/a (pid unknown or unreadable); n/a CPU-s/GB produced, n/a CPU-s/GB consumed",
+            p.server_cpus.as_deref().map_or_else(String::new, |c| format!(" (pinned to {c})"))
+        ),
+    };
+    let harness = match &r.cpu.harness {
+        Some(c) => {
+            process_line("harness", p.client_cpus.as_deref(), p.harness_threads.as_deref(), c)
+        }
+        None => "harness: CPU n/a".into(),
+    };
+    format!("{server}\n{harness}\n")
 }
 
 /// A Markdown table of the results; with more than one, a ratio row per result against the
@@ -66,8 +131,12 @@ pub fn markdown(results: &[RunResult]) -> String {
     s.push('\n');
     for (i, r) in results.iter().enumerate() {
         let _ = write!(s, "| {} |", label(r));
-        for (_, get, _) in COLUMNS {
-            let _ = write!(s, " {} |", cell(get(r)));
+        for (name, get, _) in COLUMNS {
+            let text = match get(r) {
+                None if MEASURED_COLUMNS.contains(name) => "n/a".into(),
+                v => cell(v),
+            };
+            let _ = write!(s, " {text} |");
         }
         s.push('\n');
         if i > 0 {
@@ -255,7 +324,8 @@ pub fn html(results: &[RunResult]) -> String {
              <tr><td>messages sent / acked / consumed; publish / consume errors; missed</td><td>{} / {} / {}; {} / {}; {}</td></tr>\
              <tr><td>host</td><td>{} · {} · {} cores · {:.1} GiB · kernel {} · {}</td></tr>\
              <tr><td>git commit</td><td>{}</td></tr>\
-             <tr><td>harness</td><td>{}</td></tr></table>",
+             <tr><td>harness</td><td>{}</td></tr>\
+             <tr><td>CPU (measured window)</td><td>{}</td></tr></table>",
             escape(&label(r)),
             escape(&r.workload.description),
             escape(&r.driver),
@@ -274,6 +344,7 @@ pub fn html(results: &[RunResult]) -> String {
             escape(&e.os),
             escape(&e.git_commit),
             escape(&e.harness_version),
+            escape(&cpu_text(r)).replace('\n', "<br>"),
         );
         for note in &r.notes {
             let _ = write!(s, "<p><b>Note:</b> {}</p>", escape(note));

@@ -49,6 +49,71 @@ pub struct RunResult {
     /// Caveats the reader must know (e.g. a peer ran with weaker durability).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Where the server and the harness ran (`--server-cpus`, `--client-cpus`).
+    #[serde(default)]
+    pub pinning: Pinning,
+    /// CPU time of the server and the harness in the measured window.
+    #[serde(default)]
+    pub cpu: CpuUsage,
+}
+
+/// CPU placement of a run, as asked and as found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Pinning {
+    /// `--server-cpus` (taskset list), `None` when the server was not pinned.
+    pub server_cpus: Option<String>,
+    /// `--client-cpus`: the harness's threads, `None` when not pinned.
+    pub client_cpus: Option<String>,
+    /// The server's process (spawned, or `--server-pid`); `None` when unknown.
+    pub server_pid: Option<u32>,
+    /// The CPUs the server's threads were allowed at the end of the window, e.g.
+    /// `"1 (9 threads)"` (`/proc/PID/task/*/status`).
+    pub server_threads: Option<String>,
+    /// The same for the harness's threads.
+    pub harness_threads: Option<String>,
+}
+
+/// CPU time of the processes of a run in the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuUsage {
+    /// The server; `None` when its pid was unknown or unreadable (reported "n/a").
+    pub server: Option<ProcessCpu>,
+    /// The harness itself (producers, consumers, the client or SDK).
+    pub harness: Option<ProcessCpu>,
+}
+
+/// One process's CPU time (`/proc/PID/stat` utime + stime, all threads) in the measured
+/// window, and per GB of payload (GB = 10^9 bytes).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProcessCpu {
+    /// Its pid.
+    pub pid: u32,
+    /// User-mode CPU seconds in the window (a backlog workload: the fill).
+    pub user_s: f64,
+    /// Kernel-mode CPU seconds in the window.
+    pub system_s: f64,
+    /// `user_s + system_s`.
+    pub cpu_s: f64,
+    /// Wall seconds between the two samples.
+    pub window_s: f64,
+    /// `cpu_s / window_s`: cores kept busy on average.
+    pub cores_busy: f64,
+    /// Backlog workloads: CPU seconds of the catch-up read.
+    pub catch_up_cpu_s: Option<f64>,
+    /// `cpu_s` ÷ GB published in the window; `None` when nothing was published.
+    pub cpu_s_per_gb_produced: Option<f64>,
+    /// CPU seconds ÷ GB consumed in the window (a backlog workload: the catch-up read's
+    /// CPU over its bytes); `None` when nothing was consumed.
+    pub cpu_s_per_gb_consumed: Option<f64>,
+    /// Resident memory at the end of the window (`VmRSS`), bytes.
+    pub rss_bytes: Option<u64>,
+    /// Peak resident memory so far (`VmHWM`), bytes.
+    pub rss_peak_bytes: Option<u64>,
+}
+
+/// CPU seconds per GB (10^9 bytes) of `bytes`; `None` for no bytes.
+pub fn cpu_s_per_gb(cpu_s: f64, bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| cpu_s / (bytes as f64 / 1e9))
 }
 
 /// Messages and bytes over a span of time.

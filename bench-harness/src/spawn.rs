@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::affinity::{self, CpuList};
 use crate::error::HarnessError;
 
 /// A server process this harness started. Dropping it kills the process and removes its
@@ -23,8 +24,13 @@ pub struct Spawned {
 
 impl Spawned {
     /// Starts `broker` (the binary at `bin`) with `shards` shards on a fresh directory under
-    /// `parent`, and waits for its ready file.
-    pub fn broker(bin: &Path, parent: &Path, shards: usize) -> Result<Spawned, HarnessError> {
+    /// `parent`, on `cpus` when given, and waits for its ready file.
+    pub fn broker(
+        bin: &Path,
+        parent: &Path,
+        shards: usize,
+        cpus: Option<&CpuList>,
+    ) -> Result<Spawned, HarnessError> {
         let data_dir = fresh_dir(parent, "broker")?;
         let ready = data_dir.with_extension("ready");
         let log = data_dir.with_extension("log");
@@ -35,7 +41,7 @@ impl Spawned {
             .args(["--shards", &shards.to_string()])
             .arg("--ready-file")
             .arg(&ready);
-        let child = start(cmd, bin, &log)?;
+        let child = start(cmd, bin, &log, cpus)?;
         let mut s = Spawned { child, data_dir, log, address: String::new(), note: None };
         s.address = s.wait(|| {
             let text = std::fs::read_to_string(&ready).ok()?;
@@ -50,13 +56,18 @@ impl Spawned {
     /// `fsync_always` the server fsyncs every write (`sync_interval: always`, nats-server
     /// 2.10+) so `durable` runs compare like with like; older servers (Debian 12 ships 2.9)
     /// do not know the setting and run with their default (fsync every 2 minutes), which the
-    /// returned note says.
-    pub fn nats(bin: &Path, parent: &Path, fsync_always: bool) -> Result<Spawned, HarnessError> {
+    /// returned note says. On `cpus` when given.
+    pub fn nats(
+        bin: &Path,
+        parent: &Path,
+        fsync_always: bool,
+        cpus: Option<&CpuList>,
+    ) -> Result<Spawned, HarnessError> {
         if fsync_always {
-            match Self::nats_with(bin, parent, true) {
+            match Self::nats_with(bin, parent, true, cpus) {
                 Ok(s) => return Ok(s),
                 Err(HarnessError::Spawn(m)) if m.contains("sync_interval") => {
-                    let mut s = Self::nats_with(bin, parent, false)?;
+                    let mut s = Self::nats_with(bin, parent, false, cpus)?;
                     s.note = Some(
                         "nats-server does not support `sync_interval: always` (needs 2.10+): it ran \
                          with its default fsync every 2 minutes, weaker durability than the broker's \
@@ -68,10 +79,15 @@ impl Spawned {
                 Err(e) => return Err(e),
             }
         }
-        Self::nats_with(bin, parent, false)
+        Self::nats_with(bin, parent, false, cpus)
     }
 
-    fn nats_with(bin: &Path, parent: &Path, fsync_always: bool) -> Result<Spawned, HarnessError> {
+    fn nats_with(
+        bin: &Path,
+        parent: &Path,
+        fsync_always: bool,
+        cpus: Option<&CpuList>,
+    ) -> Result<Spawned, HarnessError> {
         let data_dir = fresh_dir(parent, "nats")?;
         let log = data_dir.with_extension("log");
         let config = data_dir.with_extension("conf");
@@ -85,7 +101,7 @@ impl Spawned {
             .map_err(|e| HarnessError::Spawn(format!("{}: {e}", config.display())))?;
         let mut cmd = Command::new(bin);
         cmd.arg("-c").arg(&config);
-        let child = start(cmd, bin, &log)?;
+        let child = start(cmd, bin, &log, cpus)?;
         let mut s = Spawned { child, data_dir, log, address: String::new(), note: None };
         let r = s.wait(|| {
             std::net::TcpStream::connect(("127.0.0.1", port))
@@ -95,6 +111,11 @@ impl Spawned {
         let _ = std::fs::remove_file(&config);
         s.address = r?;
         Ok(s)
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Polls `ready` until it answers, the process exits, or 60 s pass.
@@ -151,10 +172,18 @@ impl Drop for Spawned {
     }
 }
 
-fn start(mut cmd: Command, bin: &Path, log: &Path) -> Result<Child, HarnessError> {
+fn start(
+    mut cmd: Command,
+    bin: &Path,
+    log: &Path,
+    cpus: Option<&CpuList>,
+) -> Result<Child, HarnessError> {
     let log_file = std::fs::File::create(log)
         .map_err(|e| HarnessError::Spawn(format!("{}: {e}", log.display())))?;
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
+    if let Some(cpus) = cpus {
+        affinity::pin_command(&mut cmd, cpus);
+    }
     cmd.spawn().map_err(|e| HarnessError::Spawn(format!("cannot start {}: {e}", bin.display())))
 }
 

@@ -157,6 +157,8 @@ pub fn render(results: &[RunResult], fio_mb_per_s: Option<f64>, iperf_gbit: Opti
         }
     }
 
+    s.push_str(&side_by_side(results));
+
     s.push_str("\n## Targets\n\n");
     // Durable produce vs the disk.
     let best_durable = brokers
@@ -245,6 +247,91 @@ pub fn render(results: &[RunResult], fio_mb_per_s: Option<f64>, iperf_gbit: Opti
     s
 }
 
+/// `a ÷ b` as "1.23×", "n/a" when either is missing.
+fn times(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() => format!("{:.2}×", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+/// A figure with about three significant digits (whole numbers from 100 up), "n/a" when
+/// missing.
+fn figure(v: Option<f64>) -> String {
+    match v {
+        None => "n/a".into(),
+        Some(v) if v.abs() >= 100.0 => format!("{v:.0}"),
+        Some(v) if v.abs() >= 10.0 => format!("{v:.1}"),
+        Some(v) if v.abs() >= 1.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.3}"),
+    }
+}
+
+/// The comparison table of the side-by-side mode: per workload that ran on more than one
+/// system, each system's throughput, end-to-end latency and server CPU per GB, each ÷ the
+/// broker's ("ours") on the same workload.
+pub fn side_by_side(results: &[RunResult]) -> String {
+    let mut workloads: Vec<&str> = Vec::new();
+    for r in results {
+        if !workloads.contains(&r.workload.name.as_str()) {
+            workloads.push(&r.workload.name);
+        }
+    }
+    type Get = fn(&RunResult) -> Option<f64>;
+    let columns: [(&str, Get); 7] = [
+        ("publish msg/s", |r| Some(r.publish.msgs_per_s)),
+        ("publish MB/s", |r| Some(r.publish.mb_per_s)),
+        ("e2e p50 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p50_us)),
+        ("e2e p99 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_us)),
+        ("e2e p99.9 µs", |r| r.end_to_end_latency.as_ref().map(|l| l.p99_9_us)),
+        ("server CPU-s/GB in", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_produced),
+        ("server CPU-s/GB out", |r| r.cpu.server.as_ref()?.cpu_s_per_gb_consumed),
+    ];
+    let mut s = String::from("\n## Side by side (each ÷ ours)\n\n");
+    s.push_str(
+        "Same workloads, the systems back to back; `÷ ours` is the system's figure divided by \
+         the broker's on the same workload (throughput: > 1 = it did more; latency and CPU-s \
+         per GB: > 1 = it needed more). CPU-s per GB: the server process's utime + stime \
+         (/proc, all threads) over the measured window ÷ payload GB (10^9 bytes) produced or \
+         consumed in it; n/a where the server's pid was unknown.\n\n",
+    );
+    s.push_str("| workload | system | server CPUs / harness CPUs |");
+    for (name, _) in &columns {
+        let _ = write!(s, " {name} | ÷ ours |");
+    }
+    s.push_str("\n|---|---|---|");
+    s.push_str(&"---:|---:|".repeat(columns.len()));
+    s.push('\n');
+    let mut rows = 0;
+    for w in workloads {
+        let runs: Vec<&RunResult> = results.iter().filter(|r| r.workload.name == w).collect();
+        if runs.len() < 2 {
+            continue;
+        }
+        let ours = runs.iter().find(|r| r.driver == "broker").copied();
+        for r in runs {
+            rows += 1;
+            let p = &r.pinning;
+            let _ = write!(
+                s,
+                "| {w} | {} | {} / {} |",
+                r.driver,
+                p.server_cpus.as_deref().unwrap_or("–"),
+                p.client_cpus.as_deref().unwrap_or("–")
+            );
+            for (_, get) in &columns {
+                let _ = write!(s, " {} | {} |", figure(get(r)), times(get(r), ours.and_then(get)));
+            }
+            s.push('\n');
+        }
+    }
+    if rows == 0 {
+        return "\n## Side by side (each ÷ ours)\n\nNo workload ran on more than one system.\n"
+            .into();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +345,37 @@ mod tests {
         assert_eq!(fio_mb_per_s(&serde_json::json!({})), None);
         let text = render(&[], Some(1000.0), None);
         assert!(text.contains("1000 MB/s") && text.contains("iperf3: not measured"));
+    }
+
+    #[test]
+    fn side_by_side_divides_by_ours_and_says_na() {
+        use crate::result::{ProcessCpu, Throughput};
+        // A result written before pinning and CPU figures existed still loads.
+        let json = include_str!("../tests/data/result-v1.json");
+        let mut ours: RunResult = serde_json::from_str(json).unwrap();
+        assert!(ours.cpu.server.is_none() && ours.pinning.server_cpus.is_none());
+        assert!(crate::report::cpu_text(&ours).contains("n/a CPU-s/GB produced"));
+        ours.driver = "broker".into();
+        ours.publish = Throughput::new(1000, 1_000_000_000, 1.0);
+        ours.cpu.server = Some(ProcessCpu {
+            cpu_s_per_gb_produced: Some(2.0),
+            cpu_s_per_gb_consumed: Some(2.0),
+            ..ProcessCpu::default()
+        });
+        ours.pinning.server_cpus = Some("1".into());
+        let mut peer = ours.clone();
+        peer.driver = "nats".into();
+        peer.publish = Throughput::new(500, 500_000_000, 1.0);
+        peer.cpu.server.as_mut().unwrap().cpu_s_per_gb_produced = Some(5.0);
+        peer.cpu.server.as_mut().unwrap().cpu_s_per_gb_consumed = None;
+        let text = side_by_side(&[ours.clone(), peer]);
+        let nats = text.lines().find(|l| l.contains("| nats |")).unwrap();
+        assert!(nats.contains("| 500 | 0.50× |"), "{nats}");
+        assert!(nats.contains("| 5.00 | 2.50× |"), "{nats}");
+        assert!(nats.contains("| n/a | n/a |"), "{nats}");
+        assert!(nats.contains("| 1 / – |"), "{nats}");
+        let broker = text.lines().find(|l| l.contains("| broker |")).unwrap();
+        assert!(broker.contains("| 1000 | 1.00× |"), "{broker}");
+        assert!(side_by_side(&[ours]).contains("No workload ran on more than one system"));
     }
 }

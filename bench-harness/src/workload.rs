@@ -9,6 +9,8 @@
 //! consumers_per_topic = 1
 //! message_bytes = 1024
 //! keys = "none"                  # none | uniform | zipf
+//! payload = "random"             # random | json (compressible order events)
+//! active_partitions = 0          # partitions written and read; 0 = all (keyed workloads)
 //! producer_rate_msgs_per_s = 100000   # all producers together; 0 = as fast as possible
 //! batch_bytes_max = 65536
 //! linger_us = 1000
@@ -35,6 +37,18 @@ pub enum KeyDistribution {
     /// Keys drawn from `key_count` keys with a Zipf distribution (`zipf_exponent`): a few hot
     /// keys, a long tail.
     Zipf,
+}
+
+/// What the payload bytes after the 16-byte stamp are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadKind {
+    /// Seeded random bytes: incompressible.
+    #[default]
+    Random,
+    /// JSON order events (`{"order_id":..,"customer":"cust-123","items":[..],..}`), values
+    /// varying per message: compressible as real JSON events are (see `payload.rs`).
+    Json,
 }
 
 /// When the producer's request is acknowledged.
@@ -79,6 +93,17 @@ pub struct Workload {
     /// Payload size of each message (at least 16: the first 16 bytes carry a timestamp).
     #[serde(default = "default_message_bytes")]
     pub message_bytes: usize,
+    /// Payload content after the stamp (`json` needs `message_bytes` ≥
+    /// [`JSON_MESSAGE_BYTES_MIN`]).
+    #[serde(default)]
+    pub payload: PayloadKind,
+    /// Partitions of each topic that are written and read; the rest exist on the server but
+    /// stay idle (0 = all). The active ones are spread evenly over the topic (partition
+    /// `i * partitions / active`), and producers reach them by drawing only keys that hash
+    /// to them, so it needs `keys` = `uniform` or `zipf`. Consumers read the active
+    /// partitions only.
+    #[serde(default)]
+    pub active_partitions: u32,
     /// Key choice.
     #[serde(default)]
     pub keys: KeyDistribution,
@@ -151,9 +176,15 @@ fn default_duration_s() -> f64 {
     30.0
 }
 
+/// Smallest `message_bytes` of a `json` payload: the stamp and an order event's fixed fields.
+pub const JSON_MESSAGE_BYTES_MIN: usize = 256;
+
 /// Bytes at the start of every payload holding the intended send time (ns, u64 LE) and the
 /// producer's sequence number (u64 LE).
 pub const PAYLOAD_HEADER_BYTES: usize = 16;
+
+/// Most keys a workload with idle partitions may draw from (each is precomputed and kept).
+pub const ACTIVE_KEYS_MAX: u64 = 1_000_000;
 
 impl Workload {
     /// Reads and checks a workload file.
@@ -192,6 +223,34 @@ impl Workload {
         if self.message_bytes > 8 << 20 {
             return Err("message_bytes above 8 MiB is not supported".into());
         }
+        if self.payload == PayloadKind::Json && self.message_bytes < JSON_MESSAGE_BYTES_MIN {
+            return Err(format!(
+                "payload = \"json\" needs message_bytes of at least {JSON_MESSAGE_BYTES_MIN} (one order event)"
+            ));
+        }
+        if self.active_partitions > self.partitions_per_topic {
+            return Err(format!(
+                "active_partitions ({}) exceeds partitions_per_topic ({})",
+                self.active_partitions, self.partitions_per_topic
+            ));
+        }
+        if self.active_partition_count() < self.partitions_per_topic {
+            if self.keys == KeyDistribution::None {
+                return Err("active_partitions needs keys = \"uniform\" or \"zipf\" (producers reach the active partitions through keys that hash to them)".into());
+            }
+            if self.key_count < u64::from(self.active_partition_count()) {
+                return Err(format!(
+                    "key_count ({}) must be at least active_partitions ({}) so every active partition gets keys",
+                    self.key_count,
+                    self.active_partition_count()
+                ));
+            }
+            if self.key_count > ACTIVE_KEYS_MAX {
+                return Err(format!(
+                    "key_count above {ACTIVE_KEYS_MAX} is not supported with active_partitions (the keys are precomputed)"
+                ));
+            }
+        }
         if self.keys != KeyDistribution::None && self.key_count == 0 {
             return Err("key_count must be at least 1 for keyed workloads".into());
         }
@@ -200,10 +259,11 @@ impl Workload {
         {
             return Err("zipf_exponent must be positive".into());
         }
-        if self.consumers_per_topic > self.partitions_per_topic {
+        if self.consumers_per_topic > self.active_partition_count() {
             return Err(format!(
-                "consumers_per_topic ({}) exceeds partitions_per_topic ({}): some consumers would idle",
-                self.consumers_per_topic, self.partitions_per_topic
+                "consumers_per_topic ({}) exceeds the partitions read ({}): some consumers would idle",
+                self.consumers_per_topic,
+                self.active_partition_count()
             ));
         }
         let valid = |v: f64, min_exclusive: bool| {
@@ -232,10 +292,31 @@ impl Workload {
         }
     }
 
-    /// The partitions of a topic consumer `index` reads (round-robin split).
+    /// Partitions of each topic that are written and read.
+    pub fn active_partition_count(&self) -> u32 {
+        match self.active_partitions {
+            0 => self.partitions_per_topic,
+            n => n.min(self.partitions_per_topic),
+        }
+    }
+
+    /// The active partitions of a topic, ascending, spread evenly over it.
+    pub fn active_partition_list(&self) -> Vec<u32> {
+        let (all, active) =
+            (u64::from(self.partitions_per_topic), u64::from(self.active_partition_count()));
+        // i * all / active is strictly increasing for active <= all: distinct partitions.
+        (0..active).map(|i| (i * all / active) as u32).collect()
+    }
+
+    /// The partitions of a topic consumer `index` reads (round-robin split of the active
+    /// partitions).
     pub fn partitions_of_consumer(&self, index: u32) -> Vec<u32> {
-        (0..self.partitions_per_topic)
-            .filter(|p| p % self.consumers_per_topic.max(1) == index)
+        let consumers = self.consumers_per_topic.max(1) as usize;
+        self.active_partition_list()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % consumers == index as usize)
+            .map(|(_, p)| p)
             .collect()
     }
 }
@@ -277,6 +358,12 @@ mod tests {
             "name = \"x\"\nunknown_field = 1",
             "name = \"x\"\nack = \"maybe\"",
             "name = \"x\"\nduration_s = 0",
+            "name = \"x\"\npayload = \"xml\"",
+            "name = \"x\"\npayload = \"json\"\nmessage_bytes = 200",
+            "name = \"x\"\npartitions_per_topic = 4\nactive_partitions = 5",
+            "name = \"x\"\npartitions_per_topic = 4\nactive_partitions = 2",
+            "name = \"x\"\npartitions_per_topic = 4\nactive_partitions = 2\nkeys = \"uniform\"\nkey_count = 1",
+            "name = \"x\"\npartitions_per_topic = 4\nactive_partitions = 1\nkeys = \"uniform\"\nconsumers_per_topic = 2",
         ] {
             assert!(Workload::parse(bad).is_err(), "{bad}");
         }
@@ -287,5 +374,27 @@ mod tests {
         assert_eq!(w.partitions_of_consumer(0), vec![0, 2, 4]);
         assert_eq!(w.partitions_of_consumer(1), vec![1, 3]);
         assert_eq!(w.rate_per_producer(), 250.0);
+        assert_eq!(w.payload, PayloadKind::Random);
+        assert_eq!(w.active_partition_list(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn active_partitions_spread_over_the_topic() {
+        let w = Workload::parse(
+            "name = \"x\"\npartitions_per_topic = 10000\nactive_partitions = 100\nkeys = \"uniform\"\nconsumers_per_topic = 3",
+        )
+        .unwrap();
+        let active = w.active_partition_list();
+        assert_eq!(active.len(), 100);
+        assert_eq!(&active[..3], &[0, 100, 200]);
+        assert_eq!(*active.last().unwrap(), 9900);
+        let read: Vec<u32> = (0..3).flat_map(|c| w.partitions_of_consumer(c)).collect();
+        assert_eq!(read.len(), 100, "every active partition has one consumer");
+        assert!(read.iter().all(|p| active.contains(p)));
+        let odd = Workload::parse(
+            "name = \"x\"\npartitions_per_topic = 7\nactive_partitions = 3\nkeys = \"zipf\"",
+        )
+        .unwrap();
+        assert_eq!(odd.active_partition_list(), vec![0, 2, 4]);
     }
 }

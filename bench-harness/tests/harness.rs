@@ -23,11 +23,13 @@ fn harness() -> Command {
     Command::new(env!("CARGO_BIN_EXE_bench-harness"))
 }
 
-/// Runs the smoke workload with `--spawn` and returns the parsed result.
-fn run_smoke(driver: &str, server_bin: &Path, dir: &Path) -> RunResult {
+/// Runs the smoke workload with `--spawn` (and `extra` arguments) and returns the parsed
+/// result.
+fn run_smoke(driver: &str, server_bin: &Path, dir: &Path, extra: &[String]) -> RunResult {
     let out = dir.join("out");
     let output = harness()
         .args(["run", workload("smoke").to_str().unwrap(), "--driver", driver, "--spawn"])
+        .args(extra)
         .arg("--server-bin")
         .arg(server_bin)
         .arg("--spawn-dir")
@@ -75,14 +77,53 @@ fn check_smoke(r: &RunResult) {
     assert_eq!(e2e.histogram().unwrap().len(), e2e.count);
     assert!(!r.timeline.is_empty());
     assert!(!r.environment.kernel.is_empty() && r.environment.cores > 0);
+    // A spawned server's pid is known: its CPU time and the harness's are measured.
+    for p in [r.cpu.server.as_ref().expect("server CPU"), r.cpu.harness.as_ref().expect("own CPU")]
+    {
+        assert!(p.cpu_s > 0.0 && p.window_s > 1.5, "{p:?}");
+        let per_gb = p.cpu_s / (r.publish.bytes as f64 / 1e9);
+        assert_eq!(p.cpu_s_per_gb_produced, Some(per_gb), "{p:?}");
+        assert!(p.cpu_s_per_gb_consumed.is_some() && p.rss_bytes.is_some(), "{p:?}");
+    }
+    assert_eq!(r.pinning.server_pid, Some(r.cpu.server.as_ref().unwrap().pid));
+}
+
+/// `--server-cpus LAST --client-cpus FIRST` when this process may use two CPUs or more.
+fn pinning_args() -> Option<(String, String)> {
+    let allowed = bench_harness::affinity::allowed(0).unwrap();
+    match allowed.cpus() {
+        [first, .., last] => Some((last.to_string(), first.to_string())),
+        _ => None,
+    }
 }
 
 #[test]
 fn smoke_against_a_spawned_broker_adds_up_and_compares() {
     let dir = scratch("broker");
-    let r = run_smoke("broker", &integration_tests::broker_binary(), &dir);
+    let pinning = pinning_args();
+    let extra: Vec<String> = match &pinning {
+        Some((server, client)) => {
+            vec!["--server-cpus".into(), server.clone(), "--client-cpus".into(), client.clone()]
+        }
+        None => vec![],
+    };
+    let r = run_smoke("broker", &integration_tests::broker_binary(), &dir, &extra);
     check_smoke(&r);
     assert_eq!(r.driver, "broker");
+    if let Some((server, client)) = pinning {
+        // Every thread of the server, and of the harness, ran on its own CPU.
+        let p = &r.pinning;
+        assert_eq!(
+            (p.server_cpus.as_deref(), p.client_cpus.as_deref()),
+            (Some(&*server), Some(&*client))
+        );
+        let threads = |t: &Option<String>, cpu: &str| {
+            let t = t.as_deref().unwrap();
+            assert!(t.starts_with(&format!("{cpu} (")) && !t.contains(';'), "{t}");
+        };
+        threads(&p.server_threads, &server);
+        threads(&p.harness_threads, &client);
+    }
 
     // compare renders the result against itself: ratios of 1.
     let json = dir.join("out").join("smoke-broker.json");
@@ -116,7 +157,7 @@ fn smoke_against_a_spawned_nats_server_when_installed() {
         return;
     };
     let dir = scratch("nats");
-    let r = run_smoke("nats", &nats, &dir);
+    let r = run_smoke("nats", &nats, &dir, &[]);
     check_smoke(&r);
     assert!(r.server_version.starts_with("nats-server"), "{}", r.server_version);
     let _ = std::fs::remove_dir_all(&dir);
@@ -154,5 +195,22 @@ fn bad_input_gets_a_clear_error() {
         .unwrap();
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("iggy skipped"));
+
+    // Pinning a server whose process is unknown, or to CPUs that do not exist, is refused.
+    let smoke = workload("smoke");
+    for (args, expected) in [
+        (vec!["--server-cpus", "0"], "--server-cpus needs --spawn or --server-pid"),
+        (vec!["--client-cpus", "1023"], "are not available"),
+        (vec!["--client-cpus", "2-1"], "runs backwards"),
+    ] {
+        let output = harness()
+            .args(["run", smoke.to_str().unwrap(), "--no-progress"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,10 +18,12 @@
 //! Layout: this module runs the phases in order and assembles the result; `counters` holds
 //! what producers, ack collectors, consumers and the sampler ([`crate::progress`]) share,
 //! and the measured window; `producer` the paced producer threads and their ack collectors;
-//! `consumer` the consumers and the drain.
+//! `consumer` the consumers and the drain; `cpu` the server's and the harness's CPU time
+//! over the measured window.
 
 mod consumer;
 pub(crate) mod counters;
+mod cpu;
 mod producer;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -33,12 +35,16 @@ use tokio::sync::watch;
 
 use self::consumer::{join_consumers, start_consumers, wait_consumed, ConsumerTask};
 use self::counters::RunCounters;
+use self::cpu::{CpuFigures, CpuMeter};
 use self::producer::{connect_producers, join_producers, start_producers};
 use crate::driver::Driver;
 use crate::environment::Environment;
 use crate::error::HarnessError;
 use crate::progress::Progress;
-use crate::result::{Latency, RunResult, Throughput, TimelinePoint, Totals, RESULT_FORMAT_VERSION};
+use crate::result::{
+    cpu_s_per_gb, CpuUsage, Latency, Pinning, ProcessCpu, RunResult, Throughput, TimelinePoint,
+    Totals, RESULT_FORMAT_VERSION,
+};
 use crate::workload::Workload;
 
 /// Knobs of a run that are not part of the workload.
@@ -52,6 +58,10 @@ pub struct RunOptions {
     pub catch_up_timeout: Duration,
     /// Leave the topics in place after the run.
     pub keep_topics: bool,
+    /// The server's process, whose CPU time is measured (`None`: reported "n/a").
+    pub server_pid: Option<u32>,
+    /// The pinning the caller applied, recorded in the result.
+    pub pinning: Pinning,
 }
 
 impl Default for RunOptions {
@@ -61,6 +71,8 @@ impl Default for RunOptions {
             drain_timeout: Duration::from_secs(60),
             catch_up_timeout: Duration::from_secs(1800),
             keep_topics: false,
+            server_pid: None,
+            pinning: Pinning::default(),
         }
     }
 }
@@ -93,7 +105,7 @@ pub async fn run<D: Driver>(
         }
     }
     let phases = result?;
-    Ok(assemble(&*driver, workload, started_unix_ms, &counters, phases))
+    Ok(assemble(&*driver, workload, options, started_unix_ms, &counters, phases))
 }
 
 /// What the phases measured, besides the counters.
@@ -107,6 +119,8 @@ struct Phases {
     timeline: Vec<TimelinePoint>,
     /// Length of the measured publishing (the window; a backlog fill's duration).
     publish_seconds: f64,
+    /// CPU time of the server and the harness.
+    cpu: CpuFigures,
 }
 
 /// The phases between creating the topics and deleting them.
@@ -126,17 +140,26 @@ async fn run_on_topics<D: Driver>(
 
     let producers = connect_producers(driver, workload, topics).await?;
     let start_ns = schedule(workload, counters, producers.len());
+    let meter = CpuMeter::new(options.server_pid);
+    let cpu_window = meter.window(counters, !backlog);
     let planned_s = if backlog { None } else { Some(workload.warmup_s + workload.duration_s) };
     let progress = Progress::start(Arc::clone(counters), start_ns, planned_s, options.progress);
     let running = start_producers(producers, workload, counters, start_ns);
-    let publish_latency = join_producers(running).await?;
+    let publish_latency = join_producers(running).await;
     let publish_seconds = end_publishing(workload, counters);
+    // Joined before `?`: the sampler thread returns at once once the run is stopped.
+    let mut cpu = tokio::task::spawn_blocking(move || cpu_window.finish())
+        .await
+        .expect("CPU sampler join task");
+    let publish_latency = publish_latency?;
 
     let mut catch_up = None;
     if backlog && workload.consumers_per_topic > 0 {
+        let before = meter.now(&mut cpu);
         let (started, read) =
             catch_up_read(driver, workload, counters, topics, &stop_rx, options.catch_up_timeout)
                 .await?;
+        meter.catch_up(&before, &mut cpu);
         consumers = started;
         catch_up = Some(read);
     } else if workload.consumers_per_topic > 0 {
@@ -157,7 +180,15 @@ async fn run_on_topics<D: Driver>(
     if backlog {
         end_to_end_latency = None;
     }
-    Ok(Phases { publish_latency, end_to_end_latency, consume, catch_up, timeline, publish_seconds })
+    Ok(Phases {
+        publish_latency,
+        end_to_end_latency,
+        consume,
+        catch_up,
+        timeline,
+        publish_seconds,
+        cpu,
+    })
 }
 
 /// Sets the clock once everything is connected: returns when producers start (ns since the
@@ -218,6 +249,7 @@ async fn catch_up_read<D: Driver>(
 fn assemble<D: Driver>(
     driver: &D,
     workload: &Workload,
+    options: &RunOptions,
     started_unix_ms: u64,
     counters: &RunCounters,
     phases: Phases,
@@ -229,6 +261,7 @@ fn assemble<D: Driver>(
         catch_up,
         timeline,
         publish_seconds,
+        cpu,
     } = phases;
     let first_error = counters.first_error.lock().expect("not poisoned").clone();
     let publish = Throughput::new(
@@ -236,6 +269,37 @@ fn assemble<D: Driver>(
         counters.measured_published_bytes.load(Relaxed),
         publish_seconds,
     );
+    let [server, harness] = cpu.processes.clone();
+    let figures = |m: Option<self::cpu::Measured>| {
+        m.map(|m| {
+            let cpu_s = m.window.cpu_s();
+            let consume_cpu_s = m.catch_up.map_or(cpu_s, |c| c.cpu_s());
+            ProcessCpu {
+                pid: m.pid,
+                user_s: m.window.user_s,
+                system_s: m.window.system_s,
+                cpu_s,
+                window_s: m.window.wall_s,
+                cores_busy: cpu_s / m.window.wall_s.max(1e-9),
+                catch_up_cpu_s: m.catch_up.map(|c| c.cpu_s()),
+                cpu_s_per_gb_produced: cpu_s_per_gb(cpu_s, publish.bytes),
+                cpu_s_per_gb_consumed: cpu_s_per_gb(consume_cpu_s, consume.bytes),
+                rss_bytes: m.status.as_ref().and_then(|s| s.rss_bytes),
+                rss_peak_bytes: m.status.as_ref().and_then(|s| s.rss_peak_bytes),
+            }
+        })
+    };
+    let mut pinning = options.pinning.clone();
+    pinning.server_pid = options.server_pid;
+    pinning.server_threads = server.as_ref().and_then(|m| m.placement.clone());
+    pinning.harness_threads = harness.as_ref().and_then(|m| m.placement.clone());
+    let mut notes = cpu.problems.clone();
+    if options.server_pid.is_none() {
+        notes.push(
+            "server CPU time not measured: its pid is unknown (pass --server-pid, or --spawn)"
+                .into(),
+        );
+    }
     RunResult {
         format_version: RESULT_FORMAT_VERSION,
         driver: driver.name().into(),
@@ -264,6 +328,8 @@ fn assemble<D: Driver>(
             first_error,
         },
         timeline,
-        notes: Vec::new(),
+        notes,
+        pinning,
+        cpu: CpuUsage { server: figures(server), harness: figures(harness) },
     }
 }

@@ -33,12 +33,22 @@ use crate::workload::Workload;
 /// schedule keeps the intended times, so latency stays honest).
 const ACK_QUEUE_MAX: usize = 64 * 1024;
 
-/// Connects the workload's producers, `producers_per_topic` for each of `topics`.
+/// A connected producer with its keys and payloads, generated before the clock is set
+/// (a ring of JSON documents, or the precomputed keys of idle-partition workloads, take
+/// milliseconds that would otherwise make the first sends late).
+pub(super) struct ReadyProducer<P> {
+    producer: P,
+    keys: KeyGenerator,
+    payload: Payload,
+}
+
+/// Connects the workload's producers, `producers_per_topic` for each of `topics`, and
+/// generates their keys and payloads.
 pub(super) async fn connect_producers<D: Driver>(
     driver: &Arc<D>,
     workload: &Workload,
     topics: &[String],
-) -> Result<Vec<D::Producer>, HarnessError> {
+) -> Result<Vec<ReadyProducer<D::Producer>>, HarnessError> {
     let settings = ProducerSettings {
         partitions: workload.partitions_per_topic,
         ack: workload.ack,
@@ -50,7 +60,13 @@ pub(super) async fn connect_producers<D: Driver>(
     let mut producers = Vec::new();
     for t in topics {
         for _ in 0..workload.producers_per_topic {
-            producers.push(driver.producer(t, &settings).await?);
+            let producer = driver.producer(t, &settings).await?;
+            let seed = producers.len() as u64 + 1;
+            producers.push(ReadyProducer {
+                producer,
+                keys: KeyGenerator::new(workload, seed),
+                payload: Payload::new(workload.payload, workload.message_bytes, seed),
+            });
         }
     }
     Ok(producers)
@@ -66,7 +82,7 @@ pub(super) struct RunningProducers {
 
 /// Starts each producer on its own thread, sending from `start_ns` on, with its collector.
 pub(super) fn start_producers<P: ProducerDriver>(
-    producers: Vec<P>,
+    producers: Vec<ReadyProducer<P>>,
     workload: &Workload,
     counters: &Arc<RunCounters>,
     start_ns: u64,
@@ -75,7 +91,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
     let mut threads = Vec::new();
     let mut collectors = Vec::new();
     let mut spawn_failure = None;
-    for (index, producer) in producers.into_iter().enumerate() {
+    for (index, ReadyProducer { producer, keys, payload }) in producers.into_iter().enumerate() {
         let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_MAX);
         collectors.push(tokio::spawn(collect_acks(ack_rx, Arc::clone(counters))));
         let plan = Plan {
@@ -85,8 +101,8 @@ pub(super) fn start_producers<P: ProducerDriver>(
                 r if r > 0.0 => 1e9 / r,
                 _ => 0.0,
             },
-            keys: KeyGenerator::new(workload, index as u64 + 1),
-            payload: Payload::new(workload.message_bytes, index as u64 + 1),
+            keys,
+            payload,
         };
         let thread_counters = Arc::clone(counters);
         let handle = handle.clone();
@@ -151,7 +167,7 @@ async fn produce<P: ProducerDriver>(
     counters: &RunCounters,
     acks: mpsc::Sender<AckItem<P::Ack>>,
 ) {
-    let len = plan.payload.stamp(0, 0).len() as u64;
+    let len = plan.payload.len() as u64;
     let stop_ns = counters.stop_ns.load(Relaxed);
     // Wait for the common start.
     let now = counters.now_ns();
@@ -300,7 +316,7 @@ mod tests {
             start_ns,
             interval_ns: 1e6,
             keys: KeyGenerator::new(&workload, 1),
-            payload: Payload::new(64, 1),
+            payload: Payload::new(crate::workload::PayloadKind::Random, 64, 1),
         };
         let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
         let collector = tokio::spawn(collect_acks(rx, Arc::clone(&counters)));
