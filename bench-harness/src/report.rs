@@ -114,7 +114,18 @@ pub fn cpu_text(r: &RunResult) -> String {
         }
         None => "harness: CPU n/a".into(),
     };
-    format!("{server}\n{harness}\n")
+    let mut out = format!("{server}\n{harness}\n");
+    if !r.server_stages.is_empty() {
+        out.push_str("server stages (µs, measured window): shard stage count p50 p99 p99.9 max\n");
+        for s in &r.server_stages {
+            let _ = writeln!(
+                out,
+                "  {} {} {} {} {} {} {}",
+                s.shard, s.stage, s.count, s.p50_us, s.p99_us, s.p999_us, s.max_us
+            );
+        }
+    }
+    out
 }
 
 /// A Markdown table of the results; with more than one, a ratio row per result against the

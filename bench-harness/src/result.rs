@@ -55,6 +55,29 @@ pub struct RunResult {
     /// CPU time of the server and the harness in the measured window.
     #[serde(default)]
     pub cpu: CpuUsage,
+    /// The server's own per-stage latency in the measured window (this broker only: its
+    /// `stage_latency` histograms, reset when the window starts), per shard.
+    #[serde(default)]
+    pub server_stages: Vec<StageRow>,
+}
+
+/// One stage of request handling on one server shard (microseconds).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageRow {
+    /// Shard id.
+    pub shard: u32,
+    /// Stage name.
+    pub stage: String,
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Largest.
+    pub max_us: u64,
 }
 
 /// CPU placement of a run, as asked and as found.

@@ -132,6 +132,10 @@ pub struct Workload {
     /// there); `false` measures what idempotence costs.
     #[serde(default = "yes")]
     pub idempotence: bool,
+    /// Producer batch compression (this broker's client): `none`, `lz4`, `zstd` or
+    /// `zstd:LEVEL`. Other drivers send uncompressed.
+    #[serde(default = "default_compression")]
+    pub compression: String,
     /// Seconds at the start whose messages are not measured.
     #[serde(default = "default_warmup_s")]
     pub warmup_s: f64,
@@ -148,6 +152,10 @@ pub struct Workload {
 fn one() -> u32 {
     1
 }
+fn default_compression() -> String {
+    "none".into()
+}
+
 fn yes() -> bool {
     true
 }
@@ -203,6 +211,7 @@ impl Workload {
 
     /// Rejects settings that cannot run.
     pub fn check(&self) -> Result<(), String> {
+        self.compression.parse::<wire::Compression>().map_err(|e| e.to_string())?;
         let positive = [
             ("topics", u64::from(self.topics)),
             ("partitions_per_topic", u64::from(self.partitions_per_topic)),

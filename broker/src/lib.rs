@@ -41,6 +41,7 @@ pub mod producer_state;
 pub mod request;
 pub mod server;
 pub mod shard;
+pub mod stage_latency;
 pub mod state_snapshot;
 pub mod storage;
 pub mod subscription;

@@ -18,6 +18,8 @@ pub struct Request {
     pub frame: AlignedVec,
     /// What a large frame holds of its shard's memory budget, until the request is dropped.
     held: Option<Held>,
+    /// When the frame was complete (for `stage_latency`).
+    pub received: std::time::Instant,
 }
 
 impl Request {
@@ -29,7 +31,7 @@ impl Request {
             frame.len(),
             header.body_len
         );
-        Request { header, frame, held: None }
+        Request { header, frame, held: None, received: std::time::Instant::now() }
     }
 
     /// The same request, holding `held` of a budget for as long as it lives.

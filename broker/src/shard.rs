@@ -215,6 +215,7 @@ impl Shard {
             subscriptions: c.subscriptions.get(),
             syncs: parts.iter().map(|p| p.log.stats().syncs).sum(),
             group_lag: Vec::new(),
+            latency: Vec::new(),
         }
     }
 

@@ -97,7 +97,15 @@ fn corpus() -> Vec<(u16, Vec<u8>)> {
             body(&GrantCreditRequest { subscription_id: 7, credit_bytes: 1 << 16 }),
         ),
         (ApiKey::Unsubscribe as u16, body(&UnsubscribeRequest { subscription_id: 7 })),
-        (ApiKey::Stats as u16, body(&StatsRequest { shards: vec![], group_lag: true })),
+        (
+            ApiKey::Stats as u16,
+            body(&StatsRequest {
+                shards: vec![],
+                group_lag: true,
+                latency: false,
+                reset_latency: false,
+            }),
+        ),
         (
             ApiKey::JoinGroup as u16,
             body(&JoinGroupRequest {

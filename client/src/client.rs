@@ -376,7 +376,19 @@ impl Client {
     /// Per-shard counters, with every consumer group's lag per partition when `group_lag`.
     pub async fn stats_with(&self, group_lag: bool) -> Result<Vec<ShardStats>, ClientError> {
         let conn = self.conn_to(self.inner.bootstrap).await?;
-        let r: StatsResponse = conn.request(&StatsRequest { shards: vec![], group_lag }).await?;
+        let request =
+            StatsRequest { shards: vec![], group_lag, latency: false, reset_latency: false };
+        let r: StatsResponse = conn.request(&request).await?;
+        Ok(r.shards)
+    }
+
+    /// Per-shard counters with each shard's per-stage latency (`ShardStats::latency`); the
+    /// shards start their histograms afresh after this read when `reset`.
+    pub async fn stats_with_latency(&self, reset: bool) -> Result<Vec<ShardStats>, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let request =
+            StatsRequest { shards: vec![], group_lag: false, latency: true, reset_latency: reset };
+        let r: StatsResponse = conn.request(&request).await?;
         Ok(r.shards)
     }
 

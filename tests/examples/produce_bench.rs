@@ -83,7 +83,12 @@ fn main() {
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
-        let stats: StatsResponse = admin.call(&StatsRequest { shards: vec![], group_lag: false });
+        let stats: StatsResponse = admin.call(&StatsRequest {
+            shards: vec![],
+            group_lag: false,
+            latency: false,
+            reset_latency: false,
+        });
         let forwards: u64 = stats.shards.iter().map(|s| s.forwards_out).sum();
         println!(
             "| {partitions} | {} | {:.1} | {:.0} | {} | {} | {} | {} | {forwards} |",

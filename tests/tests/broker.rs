@@ -38,7 +38,12 @@ fn produce(
 }
 
 fn stats(conn: &mut Conn) -> Vec<ShardStats> {
-    let r: StatsResponse = conn.call(&StatsRequest { shards: vec![], group_lag: false });
+    let r: StatsResponse = conn.call(&StatsRequest {
+        shards: vec![],
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
     r.shards
 }
 
@@ -236,14 +241,30 @@ fn malformed_frames_get_errors_and_other_connections_keep_working() {
     // Unknown api key: an error response, and the connection stays usable.
     let mut c = broker.connect();
     c.send_raw(
-        &encode_frame(999, 0, 5, &StatsRequest { shards: vec![], group_lag: false }).unwrap(),
+        &encode_frame(
+            999,
+            0,
+            5,
+            &StatsRequest {
+                shards: vec![],
+                group_lag: false,
+                latency: false,
+                reset_latency: false,
+            },
+        )
+        .unwrap(),
     )
     .unwrap();
     let f = c.wait(5);
     assert!(f.header.has_flag(wire::constants::FLAG_ERROR));
     let e: ErrorBody = wire::decode_body(f.body()).unwrap();
     assert_eq!(ErrorCode::from_u16(e.code), Some(ErrorCode::UnknownApiKey));
-    let _: StatsResponse = c.call(&StatsRequest { shards: vec![], group_lag: false });
+    let _: StatsResponse = c.call(&StatsRequest {
+        shards: vec![],
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
 
     // A structurally invalid body: an error response, connection stays.
     let mut frame = encode_request(6, &MetadataRequest { topics: vec!["a".into()] }).unwrap();
@@ -439,7 +460,11 @@ fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
     let mut good = broker.connect();
     create_topic(&mut good, TOPIC, 1);
     let mut slow = broker.connect();
-    let frame = encode_request(1, &StatsRequest { shards: vec![], group_lag: false }).unwrap();
+    let frame = encode_request(
+        1,
+        &StatsRequest { shards: vec![], group_lag: false, latency: false, reset_latency: false },
+    )
+    .unwrap();
     slow.send_raw(&frame[..frame.len() / 2]).unwrap();
     // Meanwhile another client is served normally.
     let r = produce(&mut good, 0, &[&batch(0, 0, 2)], AckLevel::Written);
@@ -449,7 +474,12 @@ fn half_a_frame_then_silence_is_cut_off_and_others_are_unaffected() {
     let started = std::time::Instant::now();
     assert!(slow.read_frame().is_none(), "a stalled half frame gets no answer, only a close");
     assert!(started.elapsed() < Duration::from_secs(5));
-    let _: StatsResponse = good.call(&StatsRequest { shards: vec![], group_lag: false });
+    let _: StatsResponse = good.call(&StatsRequest {
+        shards: vec![],
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
 }
 
 /// The default `data_dir` is relative (`./data`): partitions open (on the shard threads) and
@@ -492,4 +522,41 @@ fn a_relative_data_dir_works() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per-stage latency: a produce at `durable` and a fetch show up in the shard's stages,
+/// and a reset starts them afresh.
+#[test]
+fn stage_latency_is_reported_per_shard_and_resets() {
+    let broker = Broker::start(1);
+    let mut conn = broker.connect();
+    integration_tests::create_topic(&mut conn, TOPIC, 1);
+    for seq in 0..20 {
+        let r = produce(&mut conn, 0, &[&batch(0, seq, 3)], AckLevel::Durable);
+        assert_eq!(r.error, 0);
+    }
+    let _ = integration_tests::fetch_all(&mut conn, TOPIC, 0, 60);
+    let ask = |conn: &mut Conn, reset| -> Vec<wire::StageLatency> {
+        let r: StatsResponse = conn.call(&StatsRequest {
+            shards: vec![],
+            group_lag: false,
+            latency: true,
+            reset_latency: reset,
+        });
+        r.shards.into_iter().flat_map(|s| s.latency).collect()
+    };
+    let stages = ask(&mut conn, true);
+    let count = |name: &str| stages.iter().find(|s| s.stage == name).map_or(0, |s| s.count);
+    assert_eq!(count("produce"), 20, "{stages:?}");
+    assert_eq!(count("produce_ack"), 20, "{stages:?}");
+    assert!(count("log_queue") >= 20, "{stages:?}");
+    assert!(count("write") + count("write_dsync") >= 1, "{stages:?}");
+    assert!(count("fetch") >= 1, "{stages:?}");
+    assert!(count("request_queue") >= 22, "{stages:?}"); // produces, fetch, stats
+    for s in &stages {
+        assert!(s.p50_us <= s.p99_us && s.p99_us <= s.max_us && s.count > 0, "{s:?}");
+    }
+    // After the reset only the asking request itself has been seen.
+    let after = ask(&mut conn, false);
+    assert!(after.iter().all(|s| s.stage == "request_queue" && s.count == 1), "{after:?}");
 }

@@ -349,7 +349,12 @@ fn random_requests_match_the_model(shards: usize) {
         }
     }
     if shards > 1 {
-        let s: StatsResponse = conns[0].call(&StatsRequest { shards: vec![], group_lag: false });
+        let s: StatsResponse = conns[0].call(&StatsRequest {
+            shards: vec![],
+            group_lag: false,
+            latency: false,
+            reset_latency: false,
+        });
         assert!(s.shards.iter().all(|s| s.forwards_out > 0), "fetches were forwarded: {s:?}");
     }
 }

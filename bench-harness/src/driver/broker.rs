@@ -74,6 +74,24 @@ impl Driver for BrokerDriver {
         self.admin.delete_topic(topic).await.map_err(err)
     }
 
+    async fn stage_latency(&self, reset: bool) -> Vec<crate::result::StageRow> {
+        let Ok(shards) = self.admin.stats_with_latency(reset).await else { return Vec::new() };
+        shards
+            .iter()
+            .flat_map(|s| {
+                s.latency.iter().map(|l| crate::result::StageRow {
+                    shard: s.shard_id,
+                    stage: l.stage.clone(),
+                    count: l.count,
+                    p50_us: l.p50_us,
+                    p99_us: l.p99_us,
+                    p999_us: l.p999_us,
+                    max_us: l.max_us,
+                })
+            })
+            .collect()
+    }
+
     async fn producer(
         &self,
         topic: &str,
@@ -90,6 +108,10 @@ impl Driver for BrokerDriver {
             batch_bytes_max: settings.batch_bytes_max,
             in_flight_per_partition_max: settings.in_flight_per_partition_max,
             idempotence: settings.idempotence,
+            compression: settings
+                .compression
+                .parse()
+                .map_err(|e| HarnessError::Workload(format!("{e}")))?,
             ..ProducerConfig::default()
         };
         Ok(BrokerProducer { topic: topic.into(), producer: Producer::new(client, config) })

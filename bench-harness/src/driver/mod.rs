@@ -32,6 +32,8 @@ pub struct ProducerSettings {
     pub in_flight_per_partition_max: usize,
     /// Idempotent producer (where the driver has one).
     pub idempotence: bool,
+    /// Batch compression (where the driver has it; checked by `Workload::check`).
+    pub compression: String,
 }
 
 /// A system under test.
@@ -56,6 +58,16 @@ pub trait Driver: Send + Sync + 'static {
 
     /// Deletes a topic created by [`Driver::create_topic`].
     fn delete_topic(&self, topic: &str) -> impl Future<Output = Result<(), HarnessError>> + Send;
+
+    /// The server's per-stage latency, starting it afresh after the read when `reset`;
+    /// empty where the server does not report one.
+    fn stage_latency(
+        &self,
+        reset: bool,
+    ) -> impl Future<Output = Vec<crate::result::StageRow>> + Send {
+        let _ = reset;
+        async { Vec::new() }
+    }
 
     /// A producer for `topic`.
     fn producer(

@@ -121,6 +121,8 @@ struct Phases {
     publish_seconds: f64,
     /// CPU time of the server and the harness.
     cpu: CpuFigures,
+    /// The server's per-stage latency over the measured window.
+    server_stages: Vec<crate::result::StageRow>,
 }
 
 /// The phases between creating the topics and deleting them.
@@ -145,7 +147,17 @@ async fn run_on_topics<D: Driver>(
     let planned_s = if backlog { None } else { Some(workload.warmup_s + workload.duration_s) };
     let progress = Progress::start(Arc::clone(counters), start_ns, planned_s, options.progress);
     let running = start_producers(producers, workload, counters, start_ns);
+    // The server's stage histograms start afresh with the measured window.
+    let stages_reset = {
+        let (driver, warmup) = (Arc::clone(driver), workload.warmup_s);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs_f64(warmup)).await;
+            driver.stage_latency(true).await;
+        })
+    };
     let publish_latency = join_producers(running).await;
+    let _ = stages_reset.await;
+    let server_stages = driver.stage_latency(false).await;
     let publish_seconds = end_publishing(workload, counters);
     // Joined before `?`: the sampler thread returns at once once the run is stopped.
     let mut cpu = tokio::task::spawn_blocking(move || cpu_window.finish())
@@ -188,6 +200,7 @@ async fn run_on_topics<D: Driver>(
         timeline,
         publish_seconds,
         cpu,
+        server_stages,
     })
 }
 
@@ -262,6 +275,7 @@ fn assemble<D: Driver>(
         timeline,
         publish_seconds,
         cpu,
+        server_stages,
     } = phases;
     let first_error = counters.first_error.lock().expect("not poisoned").clone();
     let publish = Throughput::new(
@@ -331,5 +345,6 @@ fn assemble<D: Driver>(
         notes,
         pinning,
         cpu: CpuUsage { server: figures(server), harness: figures(harness) },
+        server_stages,
     }
 }

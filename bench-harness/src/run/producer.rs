@@ -56,6 +56,7 @@ pub(super) async fn connect_producers<D: Driver>(
         linger_us: workload.linger_us,
         in_flight_per_partition_max: workload.in_flight_per_partition_max,
         idempotence: workload.idempotence,
+        compression: workload.compression.clone(),
     };
     let mut producers = Vec::new();
     for t in topics {

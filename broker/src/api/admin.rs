@@ -315,6 +315,9 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
     for id in wanted {
         if id == shard.id {
             let mut own = shard.stats();
+            if req.latency {
+                own.latency = crate::stage_latency::summaries(req.reset_latency);
+            }
             if req.group_lag {
                 super::group::load_owned(shard).await;
                 own.group_lag = shard
@@ -332,7 +335,7 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
             }
             shards.push(own);
         } else if origin == Origin::Client && id < shard.shard_count {
-            let one = StatsRequest { shards: vec![id], group_lag: req.group_lag };
+            let one = StatsRequest { shards: vec![id], ..req.clone() };
             let Ok(f) = wire::encode_request(0, &one) else {
                 continue;
             };

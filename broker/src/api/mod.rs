@@ -31,6 +31,7 @@ use wire::{AlignedVec, ApiKey, ErrorCode, FrameHeader, Message};
 use crate::counters::Counters;
 use crate::request::Request;
 use crate::shard::Shard;
+use crate::stage_latency::{self, Stage};
 
 /// The second stage of a request: resolves to the response frame.
 pub type Reply = Pin<Box<dyn Future<Output = AlignedVec>>>;
@@ -143,6 +144,7 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
 /// Stage one of any request except the session apis (see the module docs).
 pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
     Counters::add(&shard.counters.requests, 1);
+    stage_latency::record_since(Stage::RequestQueue, req.received);
     let api = match check_api(&req.header) {
         Ok(api) => api,
         Err(frame) => return ready(frame),
@@ -172,7 +174,11 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
     }
     match api {
         ApiKey::Produce => produce::start(&shard, req, origin).await,
-        ApiKey::Fetch => Box::pin(async move { fetch::handle(&shard, &req, origin).await }),
+        ApiKey::Fetch => Box::pin(async move {
+            let response = fetch::handle(&shard, &req, origin).await;
+            stage_latency::record_since(Stage::Fetch, req.received);
+            response
+        }),
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
         ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &req)),

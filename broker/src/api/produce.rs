@@ -37,6 +37,7 @@ use crate::partition::Partition;
 use crate::producer_state::Verdict;
 use crate::request::Request;
 use crate::shard::Shard;
+use crate::stage_latency::{self, Stage};
 use crate::storage::AppendTicket;
 
 enum Slot {
@@ -45,6 +46,7 @@ enum Slot {
         partition: u32,
         tickets: Vec<AppendTicket>,
         log_append_time_ms: i64,
+        enqueued: std::time::Instant,
     },
     /// Every batch was appended before (an idempotent producer's retry): answered with the
     /// original offsets once they reach the ack level.
@@ -113,7 +115,7 @@ pub fn check_producible(header: BatchHeader<'_>) -> Result<(), ProduceRefusal> {
 
 /// Stage one of a produce request.
 pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply {
-    let (header, body) = (request.header, request.body());
+    let (header, body, received) = (request.header, request.body(), request.received);
     let req: &ArchivedProduceRequest = match wire::access_body::<ProduceRequest>(body) {
         Ok(r) => r,
         Err(e) => return ready(error_frame(&header, e.code(), &e.to_string())),
@@ -162,8 +164,10 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
             for slot in topic_slots {
                 partitions.push(match slot {
                     Slot::Done(r) => r,
-                    Slot::Local { partition, tickets, log_append_time_ms } => {
-                        wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await
+                    Slot::Local { partition, tickets, log_append_time_ms, enqueued } => {
+                        let r = wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await;
+                        stage_latency::record_since(Stage::ProduceAck, enqueued);
+                        r
                     }
                     Slot::Duplicate { part, base_offset, last_offset } => {
                         wait_duplicate(part, base_offset, last_offset, ack, timeout_ms).await
@@ -175,7 +179,9 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
             }
             topics.push(ProduceTopicResult { name, partitions });
         }
-        respond(&header, &ProduceResponse { topics })
+        let response = respond(&header, &ProduceResponse { topics });
+        stage_latency::record_since(Stage::Produce, received);
+        response
     })
 }
 
@@ -300,7 +306,12 @@ async fn append_local(
         Some((base_offset, last_offset)) if tickets.is_empty() => {
             Slot::Duplicate { part, base_offset, last_offset }
         }
-        _ => Slot::Local { partition: index, tickets, log_append_time_ms: now },
+        _ => Slot::Local {
+            partition: index,
+            tickets,
+            log_append_time_ms: now,
+            enqueued: std::time::Instant::now(),
+        },
     }
 }
 

@@ -86,6 +86,12 @@ enum Command {
         /// Also list every consumer group's committed offset, high watermark and lag.
         #[arg(long)]
         group_lag: bool,
+        /// Print each shard's per-stage latency (microseconds) instead of the counters.
+        #[arg(long)]
+        latency: bool,
+        /// With --latency: start the histograms afresh after reading them.
+        #[arg(long, requires = "latency")]
+        reset: bool,
     },
 }
 
@@ -363,7 +369,27 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let _ = writeln!(out, "{p}\t{e}\t{l}");
             }
         }
-        Command::Stats { group_lag } => {
+        Command::Stats { group_lag: _, latency: true, reset } => {
+            let stats = client.stats_with_latency(reset).await?;
+            let _ = writeln!(out, "shard\tstage\tcount\tp50_us\tp90_us\tp99_us\tp99.9_us\tmax_us");
+            for s in &stats {
+                for l in &s.latency {
+                    let _ = writeln!(
+                        out,
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        s.shard_id,
+                        l.stage,
+                        l.count,
+                        l.p50_us,
+                        l.p90_us,
+                        l.p99_us,
+                        l.p999_us,
+                        l.max_us
+                    );
+                }
+            }
+        }
+        Command::Stats { group_lag, .. } => {
             let stats = client.stats_with(group_lag).await?;
             let _ = writeln!(out, "shard\tcpu\tpartitions\tbytes_in\tbytes_out\tbatches_in\tbatches_out\trequests\tconnections\tforwards_out\tforwards_in\tsubscriptions\tsyncs");
             for s in &stats {

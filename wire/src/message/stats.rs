@@ -8,6 +8,10 @@ wire_type! {
         /// Also report every consumer group's committed offset, high watermark and lag per
         /// partition (`ShardStats::group_lag`, on the group's coordinator shard).
         pub group_lag: bool,
+        /// Also report the shard's per-stage latency (`ShardStats::latency`).
+        pub latency: bool,
+        /// Start the per-stage latency histograms afresh after reading them.
+        pub reset_latency: bool,
     }
 }
 message!(StatsRequest, Stats);
@@ -55,6 +59,28 @@ wire_type! {
         /// Consumer-group lag of the groups this shard coordinates (only when asked for,
         /// at most `GROUP_LAG_ENTRIES_MAX` entries per shard).
         pub group_lag: Vec<GroupPartitionLag>,
+        /// Per-stage latency since start or the last reset (only when asked for).
+        pub latency: Vec<StageLatency>,
+    }
+}
+
+wire_type! {
+    /// The latency of one stage of request handling on one shard, in microseconds.
+    pub struct StageLatency {
+        /// Stage name (see the broker's `stage_latency.rs`).
+        pub stage: String,
+        /// Samples.
+        pub count: u64,
+        /// Median.
+        pub p50_us: u64,
+        /// 90th percentile.
+        pub p90_us: u64,
+        /// 99th percentile.
+        pub p99_us: u64,
+        /// 99.9th percentile.
+        pub p999_us: u64,
+        /// Largest.
+        pub max_us: u64,
     }
 }
 

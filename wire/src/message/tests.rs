@@ -222,9 +222,13 @@ fn maximum_sizes() {
 /// can answer with an error response rather than drop the connection.
 #[test]
 fn unknown_api_key_and_version_reach_the_dispatcher() {
-    let mut frame =
-        crate::encode_frame(999, 0, 77, &StatsRequest { shards: vec![], group_lag: false })
-            .unwrap();
+    let mut frame = crate::encode_frame(
+        999,
+        0,
+        77,
+        &StatsRequest { shards: vec![], group_lag: false, latency: false, reset_latency: false },
+    )
+    .unwrap();
     let (raw, _) = split_frame(&frame, 1 << 20).unwrap().unwrap();
     assert_eq!(ApiKey::from_u16(raw.header.api_key), None);
     let reply = encode_error(

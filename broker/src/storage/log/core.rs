@@ -119,6 +119,8 @@ pub(super) struct Pending {
     pub(super) bytes: ByteView,
     pub(super) ack: AckLevel,
     pub(super) tx: Option<Ack>,
+    /// When it was enqueued (for `stage_latency`).
+    pub(super) enqueued: std::time::Instant,
 }
 
 impl<D: Disk> LogCore<D> {

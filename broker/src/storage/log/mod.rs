@@ -202,6 +202,7 @@ impl<D: Disk> PartitionLog<D> {
             bytes: ByteView::new(Rc::new(owned)),
             ack,
             tx,
+            enqueued: std::time::Instant::now(),
         });
         drop(st);
         sh.writer_signal.advance(sh.writer_signal.get() + 1);

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use tracing::trace;
 
 use super::core::LogCore;
+use crate::stage_latency::{self, Stage};
 use crate::storage::error::StorageError;
 use crate::storage::io::Disk;
 
@@ -60,7 +61,10 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
         let target = sh.written.get();
         let seg = sh.active();
         let size = seg.size_bytes.get();
-        if sh.sync_segment(&seg).await.is_ok() {
+        let started = std::time::Instant::now();
+        let synced = sh.sync_segment(&seg).await;
+        stage_latency::record_since(Stage::Sync, started);
+        if synced.is_ok() {
             sh.bump_stats(|s| s.syncs += 1);
             seg.synced_to(size);
             trace!(target, seg = seg.base_offset, size, "synced");

@@ -29,6 +29,7 @@ use wire::AckLevel;
 use super::core::{LogCore, Pending, SegView};
 use super::roll::seal_on_close;
 use crate::descriptors::FileUse;
+use crate::stage_latency::{self, Stage};
 use crate::storage::bytes::ByteView;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::{Disk, DiskFile, DISK_ALIGN};
@@ -56,6 +57,8 @@ pub(super) struct InFlight {
     /// Went through the O_DSYNC descriptor with everything before it durable: its data is
     /// durable once it completes.
     pub(super) dsync: bool,
+    /// When it was submitted (for `stage_latency`).
+    pub(super) submitted_at: std::time::Instant,
 }
 
 /// The writer task's state for the active segment.
@@ -194,6 +197,9 @@ impl<D: Disk> Writer<D> {
                 return Err((items.into_iter().chain(rest).collect(), e));
             }
             let mut end = self.submitted - run_bytes;
+            for p in &items {
+                stage_latency::record_since(Stage::LogQueue, p.enqueued);
+            }
             for p in items {
                 end += p.bytes.len() as u64;
                 self.items.push_back((end, p));
@@ -294,7 +300,8 @@ impl<D: Disk> Writer<D> {
             let file = target;
             let task =
                 glommio::spawn_local(async move { file.write_at(buf, page_start).await }).detach();
-            self.inflight.push_back(InFlight { task, data_end, partial, dsync });
+            let submitted_at = std::time::Instant::now();
+            self.inflight.push_back(InFlight { task, data_end, partial, dsync, submitted_at });
             self.sh.bump_stats(|s| {
                 s.writes += 1;
                 s.bytes_written += data_len as u64;
@@ -418,6 +425,8 @@ impl<D: Disk> Writer<D> {
         let front = self.inflight.front_mut().expect("a write in flight");
         let done = (&mut front.task).await;
         let f = self.inflight.pop_front().expect("awaited in place");
+        let stage = if f.dsync { Stage::WriteDsync } else { Stage::Write };
+        stage_latency::record_since(stage, f.submitted_at);
         match done {
             Some(Ok(())) => {}
             Some(Err(e)) => return Err(e.into()),

@@ -1,0 +1,154 @@
+//! Per-stage latency on this shard: where a request's time goes, so a benchmark's tail can be
+//! attributed (issue 26).
+//!
+//! Contract: one set of HDR histograms per thread (a shard is one thread), recorded without
+//! locks or atomics (`record` borrows a thread-local cell: a few nanoseconds), read by the
+//! stats api on the same shard (`summaries`), optionally reset after reading so a benchmark
+//! measures its own window. Values are microseconds, 1 µs to 60 s, 2 significant figures
+//! (1 % resolution); values beyond are clamped. Simulations and tests record into their own
+//! thread's set, which nobody reads.
+//!
+//! Stages, in the order a produce request meets them:
+//! - `request_queue`: frame complete on the socket → its handler starts (scheduling).
+//! - `log_queue`: a batch enqueued on its partition's log → the write carrying it submitted.
+//! - `write`: write submitted → completed (plain O_DIRECT writes).
+//! - `write_dsync`: the same for O_DSYNC writes (durable when they complete).
+//! - `sync`: an fdatasync of the active segment, submitted → completed.
+//! - `produce_ack`: a produce request's batches enqueued → every ack level reached.
+//! - `produce`: frame complete → response ready (the whole request on this shard).
+//! - `fetch`: frame complete → response ready.
+//! - `push`: a subscription's new data visible (its wake-up) → the push frame queued.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// A stage (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Frame complete → handler starts.
+    RequestQueue,
+    /// Batch enqueued → its write submitted.
+    LogQueue,
+    /// Plain write submitted → completed.
+    Write,
+    /// O_DSYNC write submitted → completed.
+    WriteDsync,
+    /// fdatasync submitted → completed.
+    Sync,
+    /// Produce batches enqueued → acks reached.
+    ProduceAck,
+    /// Produce frame complete → response ready.
+    Produce,
+    /// Fetch frame complete → response ready.
+    Fetch,
+    /// Subscription woken by new data → push queued.
+    Push,
+}
+
+impl Stage {
+    /// Every stage, in report order.
+    pub const ALL: [Stage; 9] = [
+        Stage::RequestQueue,
+        Stage::LogQueue,
+        Stage::Write,
+        Stage::WriteDsync,
+        Stage::Sync,
+        Stage::ProduceAck,
+        Stage::Produce,
+        Stage::Fetch,
+        Stage::Push,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::RequestQueue => "request_queue",
+            Stage::LogQueue => "log_queue",
+            Stage::Write => "write",
+            Stage::WriteDsync => "write_dsync",
+            Stage::Sync => "sync",
+            Stage::ProduceAck => "produce_ack",
+            Stage::Produce => "produce",
+            Stage::Fetch => "fetch",
+            Stage::Push => "push",
+        }
+    }
+}
+
+const VALUE_MAX_US: u64 = 60_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, VALUE_MAX_US, 2).expect("static bounds")
+}
+
+thread_local! {
+    static STAGES: RefCell<Vec<Histogram<u64>>> =
+        RefCell::new(Stage::ALL.iter().map(|_| histogram()).collect());
+}
+
+/// Records one sample of `stage`.
+#[inline]
+pub fn record(stage: Stage, elapsed: Duration) {
+    let us = (elapsed.as_micros() as u64).clamp(1, VALUE_MAX_US);
+    STAGES.with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s[stage as usize].saturating_record(us);
+        }
+    });
+}
+
+/// Records the time since `start` as one sample of `stage`.
+#[inline]
+pub fn record_since(stage: Stage, start: Instant) {
+    record(stage, start.elapsed());
+}
+
+/// This thread's stages with at least one sample; starts them afresh when `reset`.
+pub fn summaries(reset: bool) -> Vec<wire::StageLatency> {
+    STAGES.with(|s| {
+        let mut s = s.borrow_mut();
+        let out = Stage::ALL
+            .iter()
+            .zip(s.iter())
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(stage, h)| wire::StageLatency {
+                stage: stage.name().into(),
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.50),
+                p90_us: h.value_at_quantile(0.90),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: h.max(),
+            })
+            .collect();
+        if reset {
+            s.iter_mut().for_each(Histogram::reset);
+        }
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_summarizes_and_resets_per_thread() {
+        for us in 1..=1000 {
+            record(Stage::Write, Duration::from_micros(us));
+        }
+        record(Stage::Sync, Duration::from_secs(3600)); // clamped, not lost
+        let s = summaries(true);
+        let write = s.iter().find(|l| l.stage == "write").unwrap();
+        assert_eq!(write.count, 1000);
+        assert!((495..=505).contains(&write.p50_us), "{write:?}");
+        assert!((985..=1000).contains(&write.p99_us), "{write:?}");
+        let sync = s.iter().find(|l| l.stage == "sync").unwrap();
+        assert!(sync.max_us >= VALUE_MAX_US * 99 / 100, "{sync:?}");
+        assert!(summaries(false).is_empty(), "reset");
+        // Another thread has its own set.
+        std::thread::spawn(|| assert!(summaries(false).is_empty())).join().unwrap();
+    }
+}
