@@ -277,6 +277,7 @@ impl BrokerConfig {
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
+            "BROKER_DSYNC_WRITES" => self.log.dsync_writes = parse(name, value)?,
             _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours
         }
         Ok(())

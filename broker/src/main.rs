@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use broker::config::BrokerConfig;
 use clap::{Parser, Subcommand};
 
+/// The allocator (see the dependency's note in `Cargo.toml`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A shard-per-core event-streaming broker.
 #[derive(Debug, Parser)]
 #[command(version, about)]
