@@ -188,6 +188,10 @@ async fn push_loop(
         }
         credit.set(credit.get().saturating_sub(batches.len() as u64));
         Counters::add(&shard.counters.bytes_out, batches.len() as u64);
+        let records: u64 = wire::batch::header::trusted_headers(&batches)
+            .map(|h| u64::from(h.record_count()))
+            .sum();
+        Counters::add(&shard.counters.records_out, records);
         let last = error != ErrorCode::None;
         let push = SubscriptionData {
             subscription_id: id,
