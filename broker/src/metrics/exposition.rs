@@ -350,12 +350,12 @@ impl Collector for Scrape {
 
 /// An api key's name (its number if this build does not know it).
 fn api_name(key: u16) -> String {
-    wire::ApiKey::from_u16(key).map_or_else(|| key.to_string(), |a| a.to_string())
+    wire::ApiKey::from_u16(key).map_or_else(|| key.to_string(), |a| a.name().to_owned())
 }
 
 /// An error code's name (its number if this build does not know it).
 fn error_name(code: u16) -> String {
-    wire::ErrorCode::from_u16(code).map_or_else(|| code.to_string(), |c| c.to_string())
+    wire::ErrorCode::from_u16(code).map_or_else(|| code.to_string(), |c| c.name().to_owned())
 }
 
 #[cfg(test)]
