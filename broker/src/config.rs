@@ -466,6 +466,56 @@ mod tests {
         c.validate().unwrap();
     }
 
+    /// The option names serde expects in a table: its unknown-field error lists them all
+    /// ("unknown field `x`, expected one of `a`, `b`, ...").
+    fn option_names(table_header: &str) -> Vec<String> {
+        let text = format!("{table_header}\nno_such_option = 0\n");
+        let e = toml::from_str::<BrokerConfig>(&text).unwrap_err().to_string();
+        let list = e.split("expected one of").nth(1).unwrap_or_else(|| panic!("{e}"));
+        let names: Vec<String> = list.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        assert!(names.len() > 5, "{e}");
+        names
+    }
+
+    #[test]
+    fn the_example_config_lists_every_option_at_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/broker.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = BrokerConfig::load(Some(&path), std::iter::empty()).unwrap();
+        // The example's one departure from the defaults: where the systemd unit keeps data.
+        let expected =
+            BrokerConfig { data_dir: PathBuf::from("/var/lib/broker"), ..BrokerConfig::default() };
+        assert_eq!(
+            format!("{parsed:#?}"),
+            format!("{expected:#?}"),
+            "deploy/broker.toml must show every default"
+        );
+        let table: toml::Table = text.parse().unwrap();
+        let log = table["log"].as_table().expect("[log] table");
+        for (names, section, label) in
+            [(option_names(""), &table, "top level"), (option_names("[log]"), log, "[log]")]
+        {
+            for name in names {
+                assert!(section.contains_key(&name), "{name} ({label}) missing from {path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_off() {
+        let env = |v: &str| vec![("BROKER_METRICS_LISTEN".to_string(), v.to_string())];
+        let c = BrokerConfig::load(None, env("off").into_iter()).unwrap();
+        assert_eq!(c.metrics_listen, MetricsListen::Off);
+        let c = BrokerConfig::load(None, env("0.0.0.0:9999").into_iter()).unwrap();
+        assert_eq!(c.metrics_listen, MetricsListen::On("0.0.0.0:9999".parse().unwrap()));
+        let e = BrokerConfig::load(None, env("9644").into_iter()).unwrap_err();
+        assert!(e.to_string().contains("HOST:PORT or \"off\""), "{e}");
+        assert_eq!(BrokerConfig::default().metrics_listen.to_string(), "127.0.0.1:9644");
+        let c: BrokerConfig =
+            toml::from_str("metrics_listen = \"off\"\nlog_format = \"json\"").unwrap();
+        assert_eq!((c.metrics_listen, c.log_format), (MetricsListen::Off, LogFormat::Json));
+    }
+
     #[test]
     fn env_overrides_file() {
         let dir = tempfile::tempdir().unwrap();

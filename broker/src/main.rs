@@ -96,7 +96,10 @@ fn main() -> ExitCode {
         let findings = broker::check::run(&config);
         let mut fatal = false;
         for f in &findings {
-            println!("{:4}  {:9} {}", if f.fatal { "FAIL" } else { "ok" }, f.what, f.detail);
+            println!("{:4}  {:10} {}", f.verdict(), f.what, f.detail);
+            if let Some(fix) = &f.fix {
+                println!("{:4}  {:10} fix: {fix}", "", "");
+            }
             fatal |= f.fatal;
         }
         return if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS };
