@@ -13,8 +13,11 @@ use std::time::Duration;
 use integration_tests::{create_topic, Broker, Conn};
 use wire::*;
 
-/// A series: metric name and its labels, sorted.
-type Series = (String, Vec<(String, String)>);
+/// Labels of a series, sorted.
+type Labels = Vec<(String, String)>;
+
+/// A series: metric name and its labels.
+type Series = (String, Labels);
 
 /// A parsed scrape: every sample's value, and each family's type.
 #[derive(Debug, Default)]
@@ -42,7 +45,7 @@ impl Exposition {
 }
 
 /// Parses `key="value",...` (the text between braces), unescaping values.
-fn parse_labels(text: &str, line: &str) -> Vec<(String, String)> {
+fn parse_labels(text: &str, line: &str) -> Labels {
     let mut labels = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -143,7 +146,7 @@ fn parse(text: &str) -> Exposition {
 /// Buckets never decrease with `le`, and `+Inf` equals `_count`.
 fn check_histograms(e: &Exposition) {
     for (fam, _) in e.types.iter().filter(|(_, t)| *t == "histogram") {
-        let mut by_series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut by_series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for ((name, labels), v) in &e.samples {
             if *name != format!("{fam}_bucket") {
                 continue;

@@ -63,10 +63,13 @@ pub async fn respond(shard: Rc<Shard>, asks: SharedReceiver<u64>, answers: Share
     }
 }
 
+/// Shard 0's connected link to one other shard: its id, asks out, answers in.
+type Peer = (u32, ConnectedSender<u64>, ConnectedReceiver<Answer>);
+
 /// Shard 0's side: asks every shard and collects the answers.
 pub struct Gatherer {
     shard: Rc<Shard>,
-    peers: RefCell<Option<Vec<(u32, ConnectedSender<u64>, ConnectedReceiver<Answer>)>>>,
+    peers: RefCell<Option<Vec<Peer>>>,
     unconnected: RefCell<Vec<(SharedSender<u64>, SharedReceiver<Answer>)>>,
     scrape: Cell<u64>,
 }
