@@ -114,6 +114,8 @@ pub struct Counters {
     pub forwards_in: Cell<u64>,
     /// Open subscriptions.
     pub subscriptions: Cell<u64>,
+    /// Times a subscription's push loop waited for credit while data was there to push.
+    pub credit_stalls: Cell<u64>,
     /// Client requests answered by this shard's connections, by api key (the last slot
     /// takes keys ≥ `API_SLOTS - 1`).
     pub requests_by_api: [Cell<u64>; API_SLOTS],

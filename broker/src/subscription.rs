@@ -144,6 +144,10 @@ async fn push_loop(
     loop {
         if credit.get() == 0 {
             let seen = credit_signal.get();
+            if next < log.high_watermark() {
+                // Data is waiting and the consumer granted no room for it.
+                Counters::add(&shard.counters.credit_stalls, 1);
+            }
             if credit.get() == 0 {
                 credit_signal.wait_for(seen + 1).await;
             }

@@ -227,7 +227,7 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     let mut conn = b.connect();
     const TOPIC: &str = "metered";
     const PARTITIONS: u32 = 4;
-    create_topic(&mut conn, TOPIC, PARTITIONS);
+    let owners = create_topic(&mut conn, TOPIC, PARTITIONS);
     let before = scrape(addr);
 
     // Produced through the public port: some requests are forwarded to the owning shard.
@@ -288,6 +288,38 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     assert_eq!(delta("broker_records_out_total"), records as f64);
     assert_eq!(delta("broker_bytes_out_total"), bytes as f64);
     assert_eq!(delta("broker_batches_out_total"), batches as f64);
+
+    // A subscription with one byte of credit gets one batch pushed, then stalls on credit.
+    let mut sub = b.connect_shard(owners[2] as usize);
+    let r: SubscribeResponse = sub.call(&SubscribeRequest {
+        subscription_id: 1,
+        topic: TOPIC.into(),
+        partition: 2,
+        start: StartPosition::Earliest,
+        credit_bytes: 1,
+    });
+    assert_eq!(r.error, 0, "{}", r.message);
+    let push: SubscriptionData = sub.next_push().decode();
+    let pushed = wire::to_aligned(&push.batches);
+    let pushed_records: u64 =
+        wire::Batches::new(&pushed).map(|b| u64::from(b.unwrap().header().record_count())).sum();
+    assert!(pushed_records > 0);
+    let mut stalled = scrape(addr);
+    for _ in 0..100 {
+        if stalled.sum("broker_credit_stalls_total", &[]) > 0.0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        stalled = scrape(addr);
+    }
+    assert!(
+        stalled.sum("broker_credit_stalls_total", &[]) >= 1.0,
+        "the push loop waited for credit"
+    );
+    assert_eq!(stalled.sum("broker_subscriptions", &[]), 1.0);
+    let pushed_delta = stalled.sum("broker_records_out_total", &[])
+        - consumed.sum("broker_records_out_total", &[]);
+    assert_eq!(pushed_delta, pushed_records as f64, "pushed records count as records out");
 
     // A group's lag is the high watermark minus its committed offset.
     let committed = 3u64;

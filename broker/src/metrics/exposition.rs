@@ -5,6 +5,7 @@
 //! Series (every name carries its unit; counters get `_total` from the encoder):
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
+//!   `broker_credit_stalls_total`,
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_log_writes_total`, `broker_requests_total{api}`,
@@ -200,6 +201,8 @@ impl Scrape {
         let accepted = per(|s| s.connections_total);
         counters(e, "broker_connections_accepted", "Client connections accepted", accepted)?;
         gauges(e, "broker_subscriptions", "Open push subscriptions", per(|s| s.subscriptions))?;
+        let help = "Times a subscription waited for credit while data was there to push";
+        counters(e, "broker_credit_stalls", help, per(|s| s.credit_stalls))?;
         let help = "Partition-routed requests this shard forwarded to the owning shard";
         counters(e, "broker_forwards_out", help, per(|s| s.forwards_out))?;
         let help = "Partition-routed requests other shards forwarded to this shard";

@@ -48,6 +48,8 @@ pub struct ShardSnapshot {
     pub connections_total: u64,
     /// Open subscriptions.
     pub subscriptions: u64,
+    /// Push loops that waited for credit with data to push.
+    pub credit_stalls: u64,
     /// Partition-routed requests forwarded to another shard.
     pub forwards_out: u64,
     /// Partition-routed requests forwarded here.
@@ -144,6 +146,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections: c.connections.get(),
         connections_total: c.connections_total.get(),
         subscriptions: c.subscriptions.get(),
+        credit_stalls: c.credit_stalls.get(),
         forwards_out: c.forwards_out.get(),
         forwards_in: c.forwards_in.get(),
         requests_by_api: c.requests_by_api.iter().map(std::cell::Cell::get).collect(),
