@@ -377,6 +377,32 @@ fn partition_series_past_the_cap_are_summed_per_topic_and_the_scrape_stays_bound
         lines(&text)
     );
     assert!(more.len() < 64 << 10, "a capped scrape of 448 partitions is {} bytes", more.len());
+
+    // Every metric the Grafana dashboard plots exists (group lag is per partition or per
+    // group depending on how many group partitions there are: checked in the test above).
+    let dashboard = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana-dashboard.json"),
+    )
+    .expect("dashboard");
+    let e = parse(&more);
+    let mut checked = 0;
+    for start in dashboard.match_indices("broker_").chain(dashboard.match_indices("process_")) {
+        let name: String = dashboard[start.0..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if name.starts_with("broker_group_") {
+            continue;
+        }
+        let family = ["_bucket", "_total"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| e.types.contains_key(*f))
+            .unwrap_or(&name);
+        assert!(e.types.contains_key(family), "the dashboard plots {name}, which the broker lacks");
+        checked += 1;
+    }
+    assert!(checked > 20);
 }
 
 #[test]
