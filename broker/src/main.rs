@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the host (io_uring, memlock, data dir O_DIRECT, cores) and exit.
+    /// Check the host (io_uring, memlock, open files, data dir O_DIRECT, cores, metrics port),
+    /// print the fix for each problem, and exit.
     Check,
 }
 
