@@ -407,7 +407,7 @@ fn partition_series_past_the_cap_are_summed_per_topic_and_the_scrape_stays_bound
 
 #[test]
 fn the_endpoint_refuses_what_it_does_not_serve() {
-    let (_b, addr) = start(1, &[]);
+    let (b, addr) = start(1, &[]);
     assert!(http(addr, b"GET / HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 404"));
     assert!(http(addr, b"POST /metrics HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 405"));
     let huge = format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "y".repeat(20_000));
@@ -417,7 +417,16 @@ fn the_endpoint_refuses_what_it_does_not_serve() {
     let mut response = String::new();
     let _ = s.read_to_string(&mut response);
     assert!(response.starts_with("HTTP/1.1 431"), "{response:.80}");
-    scrape(addr); // still serving
+
+    // An error frame is counted by api and code.
+    let mut c = b.connect();
+    let unknown = encode_frame(999, 0, 5, &StatsRequest { shards: vec![], group_lag: false });
+    c.send_raw(&unknown.unwrap()).unwrap();
+    assert!(c.wait(5).header.has_flag(wire::constants::FLAG_ERROR));
+    let e = scrape(addr);
+    let labels = [("api", "999"), ("code", "UNKNOWN_API_KEY")];
+    assert_eq!(e.sum("broker_request_errors_total", &labels), 1.0);
+    assert_eq!(e.sum("broker_requests_total", &[("api", "other")]), 1.0);
 }
 
 #[test]

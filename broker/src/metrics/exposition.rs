@@ -8,7 +8,8 @@
 //!   `broker_credit_stalls_total`,
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
-//!   `broker_log_writes_total`, `broker_requests_total{api}`,
+//!   `broker_log_writes_total`, `broker_requests_total{api}` (`other`: keys this build
+//!   does not count one by one),
 //!   `broker_request_errors_total{api,code}`, `broker_{produce,fetch}_latency_seconds`
 //!   (histograms), `broker_metrics_shard_up` (0: it did not answer this scrape).
 //! - per partition (`topic`, `partition`) while the broker holds at most
@@ -38,7 +39,7 @@ use prometheus_client::registry::Registry;
 
 use super::process::ProcessSnapshot;
 use super::{PartitionSnapshot, ShardSnapshot};
-use crate::counters::{HistogramSnapshot, LATENCY_BUCKETS_US};
+use crate::counters::{HistogramSnapshot, API_SLOTS, LATENCY_BUCKETS_US};
 
 /// A consumer group's position in one partition.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -233,7 +234,8 @@ impl Scrape {
         counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
         let requests = self.shards.iter().flat_map(|s| {
             s.requests_by_api.iter().enumerate().filter(|(_, &n)| n > 0).map(move |(key, &n)| {
-                (vec![("shard", s.shard.to_string()), ("api", api_name(key as u16))], n)
+                let api = if key == API_SLOTS - 1 { "other".into() } else { api_name(key as u16) };
+                (vec![("shard", s.shard.to_string()), ("api", api)], n)
             })
         });
         counters(e, "broker_requests", "Client requests answered, by api", requests)?;
