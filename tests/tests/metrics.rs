@@ -272,6 +272,9 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     let durable = after.sum("broker_partition_fdatasyncs_total", &[("topic", TOPIC)])
         + after.sum("broker_partition_dsync_writes_total", &[("topic", TOPIC)]);
     assert!(durable > 0.0, "durable appends were synced (fdatasync or O_DSYNC)");
+    if after.sum("broker_fdatasyncs_total", &[]) > 0.0 {
+        assert!(after.sum("broker_fdatasync_seconds_total", &[]) > 0.0, "fdatasyncs take time");
+    }
     assert!(
         after.sum("broker_fdatasyncs_total", &[])
             >= after.sum("broker_partition_fdatasyncs_total", &[])

@@ -8,6 +8,7 @@
 //!   `broker_credit_stalls_total`,
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
+//!   `broker_fdatasync_seconds_total`,
 //!   `broker_log_writes_total`, `broker_requests_total{api}` (`other`: keys this build
 //!   does not count one by one),
 //!   `broker_request_errors_total{api,code}`, `broker_{produce,fetch}_latency_seconds`
@@ -230,6 +231,12 @@ impl Scrape {
         gauges(e, "broker_disk_bytes", help, sum(|p| p.size_bytes))?;
         let help = "fdatasyncs of segment files by the shard's partition logs";
         counters(e, "broker_fdatasyncs", help, sum(|p| p.syncs))?;
+        let help =
+            "Time in the shard's fdatasyncs (mean latency: rate of this / rate of fdatasyncs)";
+        let sync_s = self.shards.iter().map(|s| {
+            (shard_label(s), s.partitions.iter().map(|p| p.sync_us).sum::<u64>() as f64 / 1e6)
+        });
+        counters(e, "broker_fdatasync_seconds", help, sync_s)?;
         let help = "Write I/Os issued for batches by the shard's partition logs";
         counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
         let requests = self.shards.iter().flat_map(|s| {

@@ -81,6 +81,8 @@ pub struct PartitionSnapshot {
     pub writes: u64,
     /// fdatasyncs of segment files (`LogStats::syncs`).
     pub syncs: u64,
+    /// Time in those fdatasyncs, microseconds (`LogStats::sync_us`).
+    pub sync_us: u64,
     /// Writes through O_DSYNC (durable without an fdatasync).
     pub dsync_writes: u64,
     /// Offset the next append gets (records appended over the log's life).
@@ -101,6 +103,7 @@ impl PartitionSnapshot {
         self.bytes_written += o.bytes_written;
         self.writes += o.writes;
         self.syncs += o.syncs;
+        self.sync_us += o.sync_us;
         self.dsync_writes += o.dsync_writes;
         self.log_end_offset += o.log_end_offset;
         self.high_watermark += o.high_watermark;
@@ -125,6 +128,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 bytes_written: stats.bytes_written,
                 writes: stats.writes,
                 syncs: stats.syncs,
+                sync_us: stats.sync_us,
                 dsync_writes: stats.dsync_writes,
                 log_end_offset: p.log.next_offset(),
                 high_watermark: p.log.high_watermark(),
