@@ -32,6 +32,73 @@ const _: () = assert!(FETCH_RESPONSE_BYTES_MAX_DEFAULT <= wire::constants::FRAME
 /// 16 partitions every 5 s writes ~25 MB a day; thousands of groups share 8 partitions.
 pub const GROUP_OFFSETS_COMPACT_BYTES_DEFAULT: u64 = 64 << 20;
 
+/// Default [`BrokerConfig::metrics_listen`]: loopback only, Redpanda's admin port.
+pub const METRICS_LISTEN_DEFAULT: SocketAddr =
+    SocketAddr::V4(std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 9644));
+
+/// Where the Prometheus endpoint listens: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum MetricsListen {
+    /// No endpoint.
+    Off,
+    /// `GET /metrics` on this address (port 0: ephemeral, written to the ready file).
+    On(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" | "" => Ok(MetricsListen::Off),
+            addr => addr
+                .parse()
+                .map(MetricsListen::On)
+                .map_err(|e| format!("{e}: expected HOST:PORT or \"off\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for MetricsListen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::fmt::Display for MetricsListen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetricsListen::Off => f.write_str("off"),
+            MetricsListen::On(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (`tracing_subscriber::fmt`'s default format).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with `message`).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: expected text or json")),
+        }
+    }
+}
+
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -120,6 +187,19 @@ pub struct BrokerConfig {
     /// the partitions that changed since, so opening a partition after a crash reads only
     /// the log written after the snapshot.
     pub state_snapshot_interval_ms: u64,
+    /// The Prometheus endpoint (`GET /metrics`), served by shard 0: `"HOST:PORT"` or
+    /// `"off"`. Loopback by default; an address that cannot be bound is logged and the broker
+    /// runs without it.
+    pub metrics_listen: MetricsListen,
+    /// Partitions (over all shards) up to which the endpoint reports series per partition;
+    /// past it they are summed per topic, so a scrape stays bounded however many partitions
+    /// exist. Also bounds consumer-group lag series (past it: per group).
+    pub metrics_partitions_max: usize,
+    /// Report per-partition series at all (false: always per topic).
+    pub metrics_per_partition: bool,
+    /// `text` or `json` log lines on stderr. Levels per module come from `RUST_LOG`
+    /// (e.g. `RUST_LOG=info,broker::storage=debug`).
+    pub log_format: LogFormat,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -154,6 +234,10 @@ impl Default for BrokerConfig {
             group_members_per_shard_max: 100_000,
             group_offsets_per_shard_max: 1_000_000,
             transactional_ids_max: 10_000,
+            metrics_listen: MetricsListen::On(METRICS_LISTEN_DEFAULT),
+            metrics_partitions_max: 1_000,
+            metrics_per_partition: true,
+            log_format: LogFormat::Text,
             log: LogConfig::default(),
         }
     }
@@ -274,6 +358,10 @@ impl BrokerConfig {
                 self.group_offsets_compact_bytes = parse(name, value)?
             }
             "BROKER_STORAGE_FILES_MAX" => self.storage_files_max = parse(name, value)?,
+            "BROKER_METRICS_LISTEN" => self.metrics_listen = parse(name, value)?,
+            "BROKER_METRICS_PARTITIONS_MAX" => self.metrics_partitions_max = parse(name, value)?,
+            "BROKER_METRICS_PER_PARTITION" => self.metrics_per_partition = parse(name, value)?,
+            "BROKER_LOG_FORMAT" => self.log_format = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
@@ -377,6 +465,56 @@ mod tests {
         assert_eq!(c.listen.ip().to_string(), "127.0.0.1");
         assert!(c.shard_count() >= 1);
         c.validate().unwrap();
+    }
+
+    /// The option names serde expects in a table: its unknown-field error lists them all
+    /// ("unknown field `x`, expected one of `a`, `b`, ...").
+    fn option_names(table_header: &str) -> Vec<String> {
+        let text = format!("{table_header}\nno_such_option = 0\n");
+        let e = toml::from_str::<BrokerConfig>(&text).unwrap_err().to_string();
+        let list = e.split("expected one of").nth(1).unwrap_or_else(|| panic!("{e}"));
+        let names: Vec<String> = list.split('`').skip(1).step_by(2).map(str::to_owned).collect();
+        assert!(names.len() > 5, "{e}");
+        names
+    }
+
+    #[test]
+    fn the_example_config_lists_every_option_at_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/broker.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let parsed = BrokerConfig::load(Some(&path), std::iter::empty()).unwrap();
+        // The example's one departure from the defaults: where the systemd unit keeps data.
+        let expected =
+            BrokerConfig { data_dir: PathBuf::from("/var/lib/broker"), ..BrokerConfig::default() };
+        assert_eq!(
+            format!("{parsed:#?}"),
+            format!("{expected:#?}"),
+            "deploy/broker.toml must show every default"
+        );
+        let table: toml::Table = text.parse().unwrap();
+        let log = table["log"].as_table().expect("[log] table");
+        for (names, section, label) in
+            [(option_names(""), &table, "top level"), (option_names("[log]"), log, "[log]")]
+        {
+            for name in names {
+                assert!(section.contains_key(&name), "{name} ({label}) missing from {path:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_off() {
+        let env = |v: &str| vec![("BROKER_METRICS_LISTEN".to_string(), v.to_string())];
+        let c = BrokerConfig::load(None, env("off").into_iter()).unwrap();
+        assert_eq!(c.metrics_listen, MetricsListen::Off);
+        let c = BrokerConfig::load(None, env("0.0.0.0:9999").into_iter()).unwrap();
+        assert_eq!(c.metrics_listen, MetricsListen::On("0.0.0.0:9999".parse().unwrap()));
+        let e = BrokerConfig::load(None, env("9644").into_iter()).unwrap_err();
+        assert!(e.to_string().contains("HOST:PORT or \"off\""), "{e}");
+        assert_eq!(BrokerConfig::default().metrics_listen.to_string(), "127.0.0.1:9644");
+        let c: BrokerConfig =
+            toml::from_str("metrics_listen = \"off\"\nlog_format = \"json\"").unwrap();
+        assert_eq!((c.metrics_listen, c.log_format), (MetricsListen::Off, LogFormat::Json));
     }
 
     #[test]

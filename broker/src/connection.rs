@@ -277,10 +277,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
             _ => {
                 // What the response may take is held before the request runs.
                 let holds = conn.reserve(response_bytes_estimate(shard, &request)).await;
+                let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
                 let reply = api::start(shard, request, Origin::Client).await;
-                let conn = conn.clone();
+                let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
                     let frame = reply.await;
+                    let code = crate::counters::frame_error_code(&frame);
+                    shard.counters.answered(api_key, code, started.elapsed());
                     conn.send(frame, holds, Some(permit));
                 })
                 .detach();

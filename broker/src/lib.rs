@@ -16,6 +16,8 @@
 //! - [`storage`]: the partition log on direct I/O behind an I/O seam with a simulator.
 //! - [`trash`] (uses metadata, storage) and [`check`] (uses config): deleted data and the
 //!   host preflight.
+//! - [`metrics`]: the Prometheus endpoint (shard 0 gathers every shard's counters at scrape
+//!   time; uses api, shard, counters).
 //! - [`counters`], [`watermark`], [`clock`], [`budget`]: leaves.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -35,6 +37,7 @@ pub mod key_index;
 pub mod layout;
 pub mod mesh;
 pub mod metadata;
+pub mod metrics;
 pub mod partition;
 pub mod peer;
 pub mod producer_state;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use broker::config::BrokerConfig;
+use broker::config::{BrokerConfig, LogFormat, MetricsListen};
 use clap::{Parser, Subcommand};
 
 /// The allocator (see the dependency's note in `Cargo.toml`).
@@ -32,6 +32,13 @@ struct Cli {
     /// Write the broker's addresses as JSON to this file once it accepts connections.
     #[arg(long, global = true)]
     ready_file: Option<PathBuf>,
+    /// Prometheus endpoint HOST:PORT (`GET /metrics`), or `off`.
+    #[arg(long, global = true)]
+    metrics: Option<MetricsListen>,
+    /// Log lines as `text` or `json` (levels per module from RUST_LOG, e.g.
+    /// `RUST_LOG=info,broker::storage=debug`).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     /// Run the preflight checks instead of serving.
     #[arg(long, global = true)]
     check: bool,
@@ -41,18 +48,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the host (io_uring, memlock, data dir O_DIRECT, cores) and exit.
+    /// Check the host (io_uring, memlock, open files, data dir O_DIRECT, cores, metrics port),
+    /// print the fix for each problem, and exit.
     Check,
 }
 
+/// Log lines to stderr: levels from `RUST_LOG` (default `info`), as text or one JSON object
+/// per line (`timestamp`, `level`, `fields.message`, the event's fields, `target`, and the
+/// thread name: `shard-<i>` on the shards).
+fn init_logs(format: LogFormat) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+        }
+        LogFormat::Json => logs.json().with_thread_names(true).init(),
+    }
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
     let env = std::env::vars().filter(|(k, _)| k.starts_with("BROKER_"));
     let mut config = match BrokerConfig::load(cli.config.as_deref(), env) {
@@ -62,6 +78,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(m) = cli.metrics {
+        config.metrics_listen = m;
+    }
+    if let Some(f) = cli.log_format {
+        config.log_format = f;
+    }
+    init_logs(config.log_format);
     if let Some(d) = cli.data_dir {
         config.data_dir = d;
     }
@@ -78,7 +101,10 @@ fn main() -> ExitCode {
         let findings = broker::check::run(&config);
         let mut fatal = false;
         for f in &findings {
-            println!("{:4}  {:9} {}", if f.fatal { "FAIL" } else { "ok" }, f.what, f.detail);
+            println!("{:4}  {:10} {}", f.verdict(), f.what, f.detail);
+            if let Some(fix) = &f.fix {
+                println!("{:4}  {:10} fix: {fix}", "", "");
+            }
             fatal |= f.fatal;
         }
         return if fatal { ExitCode::FAILURE } else { ExitCode::SUCCESS };

@@ -23,7 +23,7 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, MetricsListen};
 use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
     FDS_PER_PARTITION, OPEN_FILES_RESERVED,
@@ -31,6 +31,7 @@ use crate::descriptors::{
 use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
+use crate::metrics::collect::Link;
 use crate::shard::{Addresses, Shard};
 use crate::watermark::Watermark;
 
@@ -194,6 +195,15 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        pid = std::process::id(),
+        data_dir = %config.data_dir.display(),
+        listen = %config.listen,
+        shards = config.shard_count(),
+        metrics = %config.metrics_listen,
+        "broker starting"
+    );
     let open_files = raise_open_files_limit();
     let mut config = config;
     // Descriptors are split between connections and storage up front, so neither can
@@ -269,6 +279,20 @@ pub fn run(
         shard_addrs.push(l.local_addr().map_err(|source| ServerError::Bind { addr, source })?);
         shard_fds.push(l.into_raw_fd());
     }
+    // The metrics endpoint is optional: an address that cannot be bound (another broker on
+    // this host holds the default port) is logged and the broker serves without it.
+    let metrics_listener = match config.metrics_listen {
+        MetricsListen::On(addr) => {
+            bind(addr, false).map_err(|e| warn!(error = %e, "metrics endpoint disabled")).ok()
+        }
+        MetricsListen::Off => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut metrics_fd = metrics_listener.map(IntoRawFd::into_raw_fd);
+    let mut metrics_links: Vec<Option<Link>> = match metrics_fd {
+        Some(_) => crate::metrics::collect::links(n).into_iter().map(Some).collect(),
+        None => (0..n).map(|_| None).collect(),
+    };
     let addresses = Arc::new(Addresses { public, shards: shard_addrs });
     let fds = Arc::new((public_fds, shard_fds));
     let config = Arc::new(config);
@@ -279,6 +303,7 @@ pub fn run(
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let cpu = cpus[i % cpus.len()];
+        let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -295,6 +320,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
+                    metrics,
                 )
                 .await
             })
@@ -320,6 +346,7 @@ pub fn run(
                 "public": addresses.public.to_string(),
                 "shards": addresses.shards.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "pid": std::process::id(),
+                "metrics": metrics_addr.map(|a| a.to_string()),
             });
             let tmp = path.with_extension("tmp");
             if let Err(e) =
@@ -358,6 +385,7 @@ async fn shard_main(
     ready: mpsc::Sender<(u32, u32)>,
     cpu: u32,
     pools: DescriptorPools,
+    metrics: (Option<Link>, Option<RawFd>),
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -449,6 +477,24 @@ async fn shard_main(
         .expect("background task queue")
         .detach()
     });
+    // The metrics endpoint (shard 0) and every other shard's snapshot responder
+    // (`metrics/collect.rs`), in the background queue: scrapes yield to requests.
+    let metrics_task = match metrics {
+        (Some(Link::Gatherer(ends)), Some(fd)) => {
+            // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP
+            // socket, and is handed to shard 0 only, which takes sole ownership of it.
+            let listener = unsafe { TcpListener::from_raw_fd(fd) };
+            let gatherer = crate::metrics::collect::Gatherer::new(shard.clone(), ends);
+            let serve = crate::metrics::http::serve(shard.clone(), listener, gatherer);
+            Some(glommio::spawn_local_into(serve, background).expect("background task queue"))
+        }
+        (Some(Link::Responder(asks, answers)), _) => {
+            let respond = crate::metrics::collect::respond(shard.clone(), asks, answers);
+            Some(glommio::spawn_local_into(respond, background).expect("background task queue"))
+        }
+        _ => None,
+    }
+    .map(|t| t.detach());
     let _ = ready.send((id, cpu));
     while !stop.load(Ordering::SeqCst) {
         glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -462,6 +508,9 @@ async fn shard_main(
     retention.cancel();
     snapshots.cancel();
     if let Some(t) = trash {
+        t.cancel();
+    }
+    if let Some(t) = metrics_task {
         t.cancel();
     }
     stop_mark.advance(1);

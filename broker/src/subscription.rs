@@ -144,6 +144,10 @@ async fn push_loop(
     loop {
         if credit.get() == 0 {
             let seen = credit_signal.get();
+            if next < log.high_watermark() {
+                // Data is waiting and the consumer granted no room for it.
+                Counters::add(&shard.counters.credit_stalls, 1);
+            }
             if credit.get() == 0 {
                 credit_signal.wait_for(seen + 1).await;
             }
@@ -188,6 +192,10 @@ async fn push_loop(
         }
         credit.set(credit.get().saturating_sub(batches.len() as u64));
         Counters::add(&shard.counters.bytes_out, batches.len() as u64);
+        let records: u64 = wire::batch::header::trusted_headers(&batches)
+            .map(|h| u64::from(h.record_count()))
+            .sum();
+        Counters::add(&shard.counters.records_out, records);
         let last = error != ErrorCode::None;
         let push = SubscriptionData {
             subscription_id: id,

@@ -203,6 +203,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     // Merge in request order, cut by the same rules over all partitions.
     let mut budget = Budget::new(budget_bytes);
     let (mut sent_bytes, mut sent_batches, mut first_batch_bytes) = (0usize, 0u64, 0usize);
+    let mut sent_records = 0u64;
     let mut topics = Vec::with_capacity(slots.len());
     for (name, topic_slots) in slots {
         let mut partitions = Vec::with_capacity(topic_slots.len());
@@ -223,7 +224,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
             }
             budget.spend(r.batches.len());
             sent_bytes += r.batches.len();
-            sent_batches += wire::batch::header::trusted_headers(&r.batches).count() as u64;
+            for h in wire::batch::header::trusted_headers(&r.batches) {
+                sent_batches += 1;
+                sent_records += u64::from(h.record_count());
+            }
             partitions.push(r);
         }
         topics.push(FetchTopicResult { name, partitions });
@@ -236,6 +240,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     if origin == Origin::Client {
         Counters::add(&shard.counters.bytes_out, sent_bytes as u64);
         Counters::add(&shard.counters.batches_out, sent_batches);
+        Counters::add(&shard.counters.records_out, sent_records);
     }
     respond(&header, &FetchResponse { topics })
 }

@@ -295,6 +295,7 @@ async fn append_local(
                 part.keys.note(plain.as_deref().unwrap_or(v), t.base_offset);
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
+                Counters::add(&shard.counters.records_in, u64::from(records));
                 tickets.push(t);
             }
             Err(e) if tickets.is_empty() => return Slot::Done(failed(index, e.code())),

@@ -58,6 +58,8 @@ pub struct LogStats {
     pub zero_syncs: u64,
     /// Data writes that waited for a zero-ahead write over the same pages.
     pub zero_waits: u64,
+    /// Time in successful `sync_segment` fdatasyncs, microseconds (the metrics endpoint).
+    pub sync_us: u64,
 }
 
 /// Sealed segments of one log whose reopened `.log` may stay open at once.
@@ -249,10 +251,12 @@ impl<D: Disk> LogCore<D> {
     /// before it returned has ended and the log is not fenced: no sync since the log opened
     /// failed (see `sync_gate.rs`). A failure fences the log.
     pub(super) async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         if let Err(e) = seg.syncs.sync(seg.log()).await {
             self.fence(e.clone());
             return Err(e.into());
         }
+        self.bump_stats(|s| s.sync_us += started.elapsed().as_micros() as u64);
         match self.queue.borrow().fenced.clone() {
             Some(reason) => Err(StorageError::Fenced(reason)),
             None => Ok(()),

@@ -1,0 +1,437 @@
+//! A gathered scrape as Prometheus text (OpenMetrics 1.0, which Prometheus reads natively),
+//! through `prometheus-client`'s encoder: names, HELP/TYPE lines, label escaping, histogram
+//! buckets and the `# EOF` terminator come from the library, not from this file.
+//!
+//! Series (every name carries its unit; counters get `_total` from the encoder):
+//! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
+//!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
+//!   `broker_credit_stalls_total`,
+//!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
+//!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
+//!   `broker_fdatasync_seconds_total`,
+//!   `broker_log_writes_total`, `broker_requests_total{api}` (`other`: keys this build
+//!   does not count one by one),
+//!   `broker_request_errors_total{api,code}`, `broker_{produce,fetch}_latency_seconds`
+//!   (histograms), `broker_metrics_shard_up` (0: it did not answer this scrape).
+//! - per partition (`topic`, `partition`) while the broker holds at most
+//!   `metrics_partitions_max` partitions and `metrics_per_partition` is on, else per topic
+//!   (`broker_topic_*`, summed): `bytes_written_total`, `writes_total`, `fdatasyncs_total`,
+//!   `dsync_writes_total`, `log_end_offset`, `high_watermark`, `log_start_offset`,
+//!   `disk_bytes`, `segments`. `broker_metrics_partition_series_capped` says which.
+//! - consumer groups: `broker_group_partition_lag_records` and
+//!   `broker_group_partition_committed_offset` (`group`, `topic`, `partition`), or
+//!   `broker_group_lag_records{group}` past the same cap.
+//! - process: `process_resident_memory_bytes`, `process_virtual_memory_bytes`,
+//!   `process_open_fds`, `process_max_fds`, `process_cpu_seconds_total`,
+//!   `process_start_time_seconds`, `process_threads`.
+//!
+//! Contract: pure (no I/O); the output is bounded by shards × apis × error codes plus
+//! `metrics_partitions_max` partition series (or topics) plus as many group series.
+
+use std::collections::BTreeMap;
+use std::fmt::Error as FmtError;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use super::process::ProcessSnapshot;
+use super::{PartitionSnapshot, ShardSnapshot};
+use crate::counters::{HistogramSnapshot, API_SLOTS, LATENCY_BUCKETS_US};
+
+/// A consumer group's position in one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupLag {
+    /// Group id.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Committed offset.
+    pub committed: u64,
+    /// High watermark when the scrape looked.
+    pub high_watermark: u64,
+    /// `high_watermark - committed` (0 when the commit is ahead).
+    pub lag: u64,
+}
+
+/// Everything one scrape reports.
+#[derive(Debug, Default)]
+pub struct Scrape {
+    /// Snapshots of the shards that answered.
+    pub shards: Vec<ShardSnapshot>,
+    /// Shards that did not answer.
+    pub missing: Vec<u32>,
+    /// Consumer groups' positions.
+    pub group_lag: Vec<GroupLag>,
+    /// `/proc/self`.
+    pub process: ProcessSnapshot,
+    /// Partition series up to this many partitions (and group series up to this many).
+    pub partitions_max: usize,
+    /// Partition series at all.
+    pub per_partition: bool,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn shard_label(s: &ShardSnapshot) -> Labels {
+    vec![("shard", s.shard.to_string())]
+}
+
+/// One metric family of counters.
+fn counters<V: EncodeCounterValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, V)>,
+) -> Result<(), FmtError> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, v) in series {
+        if labels.is_empty() {
+            m.encode_counter::<NoLabelSet, V, u64>(&v, None)?;
+        } else {
+            m.encode_family(&labels)?.encode_counter::<NoLabelSet, V, u64>(&v, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// One metric family of gauges.
+fn gauges<V: EncodeGaugeValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, V)>,
+) -> Result<(), FmtError> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in series {
+        if labels.is_empty() {
+            m.encode_gauge(&v)?;
+        } else {
+            m.encode_family(&labels)?.encode_gauge(&v)?;
+        }
+    }
+    Ok(())
+}
+
+/// One metric family of latency histograms (seconds).
+fn histograms<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, &'a HistogramSnapshot)>,
+) -> Result<(), FmtError> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, h) in series {
+        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+            .iter()
+            .map(|&us| us as f64 / 1e6)
+            .chain([f64::MAX]) // the encoder's +Inf
+            .zip(h.buckets.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        // Anything past the known bounds (never, with one build) lands in +Inf.
+        let known: u64 = buckets.iter().map(|b| b.1).sum();
+        if let Some(last) = buckets.last_mut() {
+            last.1 += h.count() - known;
+        }
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+            h.sum_us as f64 / 1e6,
+            h.count(),
+            &buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+impl Scrape {
+    /// Partition series (labels and values): per partition, or summed per topic when over
+    /// the cap or switched off; `true` with them when capped.
+    fn partition_series(&self) -> (Vec<(Labels, PartitionSnapshot)>, bool) {
+        let total: usize = self.shards.iter().map(|s| s.partitions.len()).sum();
+        let capped = !self.per_partition || total > self.partitions_max;
+        if !capped {
+            let series = self
+                .shards
+                .iter()
+                .flat_map(|s| {
+                    s.partitions.iter().map(move |p| {
+                        let labels = vec![
+                            ("topic", p.topic.clone()),
+                            ("partition", p.partition.to_string()),
+                            ("shard", s.shard.to_string()),
+                        ];
+                        (labels, p.clone())
+                    })
+                })
+                .collect();
+            return (series, false);
+        }
+        let mut topics: BTreeMap<&str, PartitionSnapshot> = BTreeMap::new();
+        for p in self.shards.iter().flat_map(|s| &s.partitions) {
+            topics.entry(&p.topic).or_default().add(p);
+        }
+        (topics.into_iter().map(|(t, p)| (vec![("topic", t.to_owned())], p)).collect(), true)
+    }
+
+    fn encode_shards(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
+        let per = |f: fn(&ShardSnapshot) -> u64| {
+            self.shards.iter().map(move |s| (shard_label(s), f(s))).collect::<Vec<_>>()
+        };
+        let sum = |f: fn(&PartitionSnapshot) -> u64| {
+            let sums = self.shards.iter().map(move |s| s.partitions.iter().map(f).sum::<u64>());
+            self.shards.iter().map(shard_label).zip(sums).collect::<Vec<_>>()
+        };
+        let up = self
+            .shards
+            .iter()
+            .map(|s| (s.shard, 1u64))
+            .chain(self.missing.iter().map(|&m| (m, 0)))
+            .map(|(s, v)| (vec![("shard", s.to_string())], v));
+        gauges(e, "broker_metrics_shard_up", "1 if the shard answered this scrape", up)?;
+        counters(e, "broker_bytes_in", "Batch bytes appended", per(|s| s.bytes_in))?;
+        counters(e, "broker_bytes_out", "Batch bytes sent to consumers", per(|s| s.bytes_out))?;
+        counters(e, "broker_records_in", "Records appended", per(|s| s.records_in))?;
+        counters(e, "broker_records_out", "Records sent to consumers", per(|s| s.records_out))?;
+        counters(e, "broker_batches_in", "Batches appended", per(|s| s.batches_in))?;
+        counters(e, "broker_batches_out", "Batches sent to consumers", per(|s| s.batches_out))?;
+        gauges(e, "broker_connections", "Open client connections", per(|s| s.connections))?;
+        let accepted = per(|s| s.connections_total);
+        counters(e, "broker_connections_accepted", "Client connections accepted", accepted)?;
+        gauges(e, "broker_subscriptions", "Open push subscriptions", per(|s| s.subscriptions))?;
+        let help = "Times a subscription waited for credit while data was there to push";
+        counters(e, "broker_credit_stalls", help, per(|s| s.credit_stalls))?;
+        let help = "Partition-routed requests this shard forwarded to the owning shard";
+        counters(e, "broker_forwards_out", help, per(|s| s.forwards_out))?;
+        let help = "Partition-routed requests other shards forwarded to this shard";
+        counters(e, "broker_forwards_in", help, per(|s| s.forwards_in))?;
+        gauges(
+            e,
+            "broker_cache_bytes",
+            "Bytes held by the shard's batch cache",
+            per(|s| s.cache_bytes),
+        )?;
+        gauges(
+            e,
+            "broker_partitions",
+            "Partitions the shard owns",
+            per(|s| s.partitions.len() as u64),
+        )?;
+        gauges(
+            e,
+            "broker_segments",
+            "Log segments of the shard's partitions",
+            sum(|p| p.segments),
+        )?;
+        let help = "Bytes stored in the shard's partitions' segments";
+        gauges(e, "broker_disk_bytes", help, sum(|p| p.size_bytes))?;
+        let help = "fdatasyncs of segment files by the shard's partition logs";
+        counters(e, "broker_fdatasyncs", help, sum(|p| p.syncs))?;
+        let help =
+            "Time in the shard's fdatasyncs (mean latency: rate of this / rate of fdatasyncs)";
+        let sync_s = self.shards.iter().map(|s| {
+            (shard_label(s), s.partitions.iter().map(|p| p.sync_us).sum::<u64>() as f64 / 1e6)
+        });
+        counters(e, "broker_fdatasync_seconds", help, sync_s)?;
+        let help = "Write I/Os issued for batches by the shard's partition logs";
+        counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
+        let requests = self.shards.iter().flat_map(|s| {
+            s.requests_by_api.iter().enumerate().filter(|(_, &n)| n > 0).map(move |(key, &n)| {
+                let api = if key == API_SLOTS - 1 { "other".into() } else { api_name(key as u16) };
+                (vec![("shard", s.shard.to_string()), ("api", api)], n)
+            })
+        });
+        counters(e, "broker_requests", "Client requests answered, by api", requests)?;
+        let errors = self.shards.iter().flat_map(|s| {
+            s.errors_by_api.iter().map(move |&((api, code), n)| {
+                let labels = vec![
+                    ("shard", s.shard.to_string()),
+                    ("api", api_name(api)),
+                    ("code", error_name(code)),
+                ];
+                (labels, n)
+            })
+        });
+        let help = "Client requests answered with an error frame, by api and error code";
+        counters(e, "broker_request_errors", help, errors)?;
+        let help = "Client produce requests: request read to response queued";
+        let produce = self.shards.iter().map(|s| (shard_label(s), &s.produce_latency));
+        histograms(e, "broker_produce_latency_seconds", help, produce)?;
+        let help = "Client fetch requests (long-polls included): request read to response queued";
+        let fetch = self.shards.iter().map(|s| (shard_label(s), &s.fetch_latency));
+        histograms(e, "broker_fetch_latency_seconds", help, fetch)
+    }
+
+    fn encode_partitions(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
+        let (series, capped) = self.partition_series();
+        let help = "1 if partition series are summed per topic (broker_topic_*)";
+        gauges(e, "broker_metrics_partition_series_capped", help, [(vec![], u64::from(capped))])?;
+        let prefix = if capped { "broker_topic" } else { "broker_partition" };
+        type Field = (&'static str, &'static str, bool, fn(&PartitionSnapshot) -> u64);
+        const FIELDS: [Field; 9] = [
+            ("bytes_written", "Batch bytes written since the log opened", true, |p| {
+                p.bytes_written
+            }),
+            ("writes", "Write I/Os issued for batches", true, |p| p.writes),
+            ("fdatasyncs", "fdatasyncs of segment files", true, |p| p.syncs),
+            ("dsync_writes", "Writes through O_DSYNC", true, |p| p.dsync_writes),
+            ("log_end_offset", "Offset the next append gets", false, |p| p.log_end_offset),
+            ("high_watermark", "Durable offset visible to readers", false, |p| p.high_watermark),
+            ("log_start_offset", "First offset still stored", false, |p| p.log_start_offset),
+            ("disk_bytes", "Bytes stored across segments", false, |p| p.size_bytes),
+            ("segments", "Segments, the active one included", false, |p| p.segments),
+        ];
+        for (field, help, counter, get) in FIELDS {
+            let name = format!("{prefix}_{field}");
+            let values = series.iter().map(|(l, p)| (l.clone(), get(p)));
+            if counter {
+                counters(e, &name, help, values)?;
+            } else {
+                gauges(e, &name, help, values)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_groups(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
+        if self.per_partition && self.group_lag.len() <= self.partitions_max {
+            let labels = |g: &GroupLag| {
+                vec![
+                    ("group", g.group.clone()),
+                    ("topic", g.topic.clone()),
+                    ("partition", g.partition.to_string()),
+                ]
+            };
+            let lag = self.group_lag.iter().map(|g| (labels(g), g.lag));
+            let help = "High watermark minus the group's committed offset";
+            gauges(e, "broker_group_partition_lag_records", help, lag)?;
+            let committed = self.group_lag.iter().map(|g| (labels(g), g.committed));
+            let help = "The group's committed offset";
+            return gauges(e, "broker_group_partition_committed_offset", help, committed);
+        }
+        let mut groups: BTreeMap<&str, u64> = BTreeMap::new();
+        for g in &self.group_lag {
+            *groups.entry(&g.group).or_default() += g.lag;
+        }
+        let lag = groups.into_iter().map(|(g, lag)| (vec![("group", g.to_owned())], lag));
+        gauges(e, "broker_group_lag_records", "Sum of the group's lag over its partitions", lag)
+    }
+
+    fn encode_process(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
+        let p = &self.process;
+        let one = |v: Option<u64>| v.map(|v| (Labels::new(), v));
+        gauges(
+            e,
+            "process_resident_memory_bytes",
+            "Resident memory",
+            one(p.resident_memory_bytes),
+        )?;
+        gauges(e, "process_virtual_memory_bytes", "Virtual memory", one(p.virtual_memory_bytes))?;
+        gauges(e, "process_open_fds", "Open file descriptors", one(p.open_fds))?;
+        gauges(e, "process_max_fds", "Soft limit of open file descriptors", one(p.max_fds))?;
+        gauges(e, "process_threads", "OS threads", one(p.threads))?;
+        let cpu = p.cpu_seconds.map(|v| (Labels::new(), v));
+        counters(e, "process_cpu_seconds", "User and system CPU time", cpu)?;
+        let start = p.start_time_seconds.map(|v| (Labels::new(), v));
+        gauges(e, "process_start_time_seconds", "Start time since the Unix epoch", start)
+    }
+
+    /// The scrape as Prometheus text.
+    pub fn encode(self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("encoding into a String cannot fail");
+        out
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), FmtError> {
+        self.encode_shards(&mut e)?;
+        self.encode_partitions(&mut e)?;
+        self.encode_groups(&mut e)?;
+        self.encode_process(&mut e)
+    }
+}
+
+/// An api key's name (its number if this build does not know it).
+fn api_name(key: u16) -> String {
+    wire::ApiKey::from_u16(key).map_or_else(|| key.to_string(), |a| a.name().to_owned())
+}
+
+/// An error code's name (its number if this build does not know it).
+fn error_name(code: u16) -> String {
+    wire::ErrorCode::from_u16(code).map_or_else(|| code.to_string(), |c| c.name().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partition(topic: &str, partition: u32) -> PartitionSnapshot {
+        PartitionSnapshot {
+            topic: topic.into(),
+            partition,
+            bytes_written: 100,
+            log_end_offset: 10,
+            segments: 1,
+            ..Default::default()
+        }
+    }
+
+    fn scrape(partitions: u32, partitions_max: usize) -> Scrape {
+        let shard = ShardSnapshot {
+            shard: 0,
+            records_in: 7,
+            requests_by_api: vec![0; crate::counters::API_SLOTS],
+            errors_by_api: vec![((6, 3), 2)],
+            partitions: (0..partitions).map(|p| partition(&format!("t{}", p % 3), p)).collect(),
+            ..Default::default()
+        };
+        Scrape {
+            shards: vec![shard],
+            missing: vec![1],
+            partitions_max,
+            per_partition: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn partitions_past_the_cap_are_summed_per_topic() {
+        let text = scrape(30, 100).encode();
+        assert_eq!(text.matches("broker_partition_log_end_offset{").count(), 30, "{text}");
+        assert!(text.contains("broker_metrics_partition_series_capped 0"), "{text}");
+        let text = scrape(300, 100).encode();
+        assert!(!text.contains("broker_partition_"), "{text}");
+        assert_eq!(text.matches("broker_topic_log_end_offset{").count(), 3, "{text}");
+        assert!(text.contains("broker_topic_log_end_offset{topic=\"t0\"} 1000"), "{text}");
+        assert!(text.contains("broker_metrics_shard_up{shard=\"1\"} 0"), "{text}");
+        assert!(text.contains("broker_records_in_total{shard=\"0\"} 7"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn histograms_are_cumulative_in_seconds() {
+        let h = crate::counters::LatencyHistogram::default();
+        h.record(std::time::Duration::from_micros(40));
+        h.record(std::time::Duration::from_millis(3));
+        let mut s = scrape(1, 10);
+        s.shards[0].produce_latency = h.snapshot();
+        let text = s.encode();
+        for line in [
+            "broker_produce_latency_seconds_bucket{le=\"0.00005\",shard=\"0\"} 1",
+            "broker_produce_latency_seconds_bucket{le=\"0.005\",shard=\"0\"} 2",
+            "broker_produce_latency_seconds_bucket{le=\"+Inf\",shard=\"0\"} 2",
+            "broker_produce_latency_seconds_count{shard=\"0\"} 2",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
+}

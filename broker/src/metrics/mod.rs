@@ -1,0 +1,163 @@
+//! The Prometheus endpoint: what a shard reports and how a scrape gathers it.
+//!
+//! ```text
+//! Prometheus ──GET /metrics──▶ shard 0 http.rs ──▶ collect.rs gather
+//!                                    │ own snapshot: snapshot(&shard)
+//!                                    │ shard i ≥ 1: request ──shared channel──▶ responder on i
+//!                                    │              ◀── ShardSnapshot (Send, plain data) ──┘
+//!                                    │ group lag: the stats api (admin::stats, group_lag)
+//!                                    ▼ process.rs (/proc/self)
+//!                              exposition.rs: prometheus-client text, partition cap applied
+//! ```
+//!
+//! Contract: the hot path only bumps shard-local `Cell`s (`counters.rs`, the logs' own
+//! `LogStats`); nothing is shared or locked between threads. A scrape copies each shard's
+//! cells into a [`ShardSnapshot`] on that shard and sums the copies on shard 0, so a scrape
+//! costs each shard one walk over its partitions and nothing between scrapes. Scrapes are
+//! served one at a time (`http.rs`), so at most one snapshot request per shard is in flight.
+//! Counters are monotonic for the life of the process (a restart starts them at 0).
+
+pub mod collect;
+pub mod exposition;
+pub mod http;
+pub mod process;
+
+use crate::counters::HistogramSnapshot;
+use crate::shard::Shard;
+
+/// One shard's counters, copied on that shard at scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct ShardSnapshot {
+    /// Shard id.
+    pub shard: u32,
+    /// Batch bytes appended.
+    pub bytes_in: u64,
+    /// Batch bytes sent to consumers.
+    pub bytes_out: u64,
+    /// Records appended.
+    pub records_in: u64,
+    /// Records sent to consumers.
+    pub records_out: u64,
+    /// Batches appended.
+    pub batches_in: u64,
+    /// Batches sent to consumers.
+    pub batches_out: u64,
+    /// Open connections.
+    pub connections: u64,
+    /// Accepted connections.
+    pub connections_total: u64,
+    /// Open subscriptions.
+    pub subscriptions: u64,
+    /// Push loops that waited for credit with data to push.
+    pub credit_stalls: u64,
+    /// Partition-routed requests forwarded to another shard.
+    pub forwards_out: u64,
+    /// Partition-routed requests forwarded here.
+    pub forwards_in: u64,
+    /// Client requests answered, by api key (index = key; the last slot takes the rest).
+    pub requests_by_api: Vec<u64>,
+    /// Client requests answered with an error frame, by (api key, error code).
+    pub errors_by_api: Vec<((u16, u16), u64)>,
+    /// Client produce latency.
+    pub produce_latency: HistogramSnapshot,
+    /// Client fetch latency.
+    pub fetch_latency: HistogramSnapshot,
+    /// Bytes held by the shard's batch cache.
+    pub cache_bytes: u64,
+    /// The partitions this shard owns.
+    pub partitions: Vec<PartitionSnapshot>,
+}
+
+/// One partition's log, copied on its owner at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionSnapshot {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// Batch bytes written to the log since it opened (`LogStats::bytes_written`).
+    pub bytes_written: u64,
+    /// Write I/Os issued for batches.
+    pub writes: u64,
+    /// fdatasyncs of segment files (`LogStats::syncs`).
+    pub syncs: u64,
+    /// Time in those fdatasyncs, microseconds (`LogStats::sync_us`).
+    pub sync_us: u64,
+    /// Writes through O_DSYNC (durable without an fdatasync).
+    pub dsync_writes: u64,
+    /// Offset the next append gets (records appended over the log's life).
+    pub log_end_offset: u64,
+    /// The high watermark (durable, visible to readers).
+    pub high_watermark: u64,
+    /// First offset still stored.
+    pub log_start_offset: u64,
+    /// Bytes stored across segments.
+    pub size_bytes: u64,
+    /// Segments, the active one included.
+    pub segments: u64,
+}
+
+impl PartitionSnapshot {
+    /// Adds another partition's values (for per-topic aggregation).
+    pub fn add(&mut self, o: &PartitionSnapshot) {
+        self.bytes_written += o.bytes_written;
+        self.writes += o.writes;
+        self.syncs += o.syncs;
+        self.sync_us += o.sync_us;
+        self.dsync_writes += o.dsync_writes;
+        self.log_end_offset += o.log_end_offset;
+        self.high_watermark += o.high_watermark;
+        self.log_start_offset += o.log_start_offset;
+        self.size_bytes += o.size_bytes;
+        self.segments += o.segments;
+    }
+}
+
+/// Copies this shard's counters and every owned partition's log stats. Synchronous: no
+/// await, so the copy is one consistent moment of this shard.
+pub fn snapshot(shard: &Shard) -> ShardSnapshot {
+    let c = &shard.counters;
+    let mut partitions: Vec<PartitionSnapshot> = shard
+        .partitions()
+        .iter()
+        .map(|p| {
+            let stats = p.log.stats();
+            PartitionSnapshot {
+                topic: p.topic.clone(),
+                partition: p.index,
+                bytes_written: stats.bytes_written,
+                writes: stats.writes,
+                syncs: stats.syncs,
+                sync_us: stats.sync_us,
+                dsync_writes: stats.dsync_writes,
+                log_end_offset: p.log.next_offset(),
+                high_watermark: p.log.high_watermark(),
+                log_start_offset: p.log.log_start_offset(),
+                size_bytes: p.log.size_bytes(),
+                segments: p.log.segment_count() as u64,
+            }
+        })
+        .collect();
+    partitions.sort_unstable_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    ShardSnapshot {
+        shard: shard.id,
+        bytes_in: c.bytes_in.get(),
+        bytes_out: c.bytes_out.get(),
+        records_in: c.records_in.get(),
+        records_out: c.records_out.get(),
+        batches_in: c.batches_in.get(),
+        batches_out: c.batches_out.get(),
+        connections: c.connections.get(),
+        connections_total: c.connections_total.get(),
+        subscriptions: c.subscriptions.get(),
+        credit_stalls: c.credit_stalls.get(),
+        forwards_out: c.forwards_out.get(),
+        forwards_in: c.forwards_in.get(),
+        requests_by_api: c.requests_by_api.iter().map(std::cell::Cell::get).collect(),
+        errors_by_api: c.errors_by_api.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
+        produce_latency: c.produce_latency.snapshot(),
+        fetch_latency: c.fetch_latency.snapshot(),
+        cache_bytes: shard.cache.used_bytes() as u64,
+        partitions,
+    }
+}
