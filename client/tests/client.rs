@@ -1,5 +1,9 @@
 //! The client library and `brokerctl` against the real broker.
 
+mod cli;
+
+use cli::brokerctl;
+
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -92,26 +96,6 @@ fn produce_and_consume_through_the_library_keys_stick_and_order_holds() {
             "the producer is shard-aware (forwards seen: {produce_forwards})"
         );
     });
-}
-
-fn brokerctl(broker: &Broker, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_brokerctl"));
-    cmd.args(args)
-        .env("BROKER_ADDR", broker.public.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().unwrap();
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

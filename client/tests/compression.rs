@@ -3,6 +3,10 @@
 //! read the records transparently, key conditions and timestamp lookups see inside them, and
 //! a damaged compressed batch is refused without storing anything.
 
+mod cli;
+
+use cli::brokerctl;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -260,27 +264,7 @@ fn key_conditions_see_inside_compressed_batches() {
 #[test]
 fn brokerctl_produces_compressed_and_consumes_plain() {
     let broker = Broker::start(1);
-    let run = |args: &[&str], stdin: Option<&str>| {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_brokerctl"))
-            .args(args)
-            .env("BROKER_ADDR", broker.public.to_string())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str], stdin: Option<&str>| brokerctl(&broker, args, stdin);
     let (ok, _, err) = run(&["topic", "create", "events", "--partitions", "1"], None);
     assert!(ok, "{err}");
     let lines: String =

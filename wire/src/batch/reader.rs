@@ -9,7 +9,7 @@
 use rkyv::rancor;
 use rkyv::vec::ArchivedVec;
 
-use super::envelope::BatchEnvelope;
+use super::envelope::{BatchEnvelope, Envelopes};
 use super::header::BatchHeader;
 use super::record::{ArchivedHeader, ArchivedRecord};
 use crate::constants::BATCH_HEADER_BYTES;
@@ -182,19 +182,21 @@ impl<'a> HeaderView<'a> {
     }
 }
 
-/// Iterates and validates batches stored back to back (a fetch response, a segment read).
+/// Iterates and validates batches stored back to back (a fetch response, a segment read):
+/// each one's envelope ([`Envelopes`]), then its records ([`BatchView::validate`]; a
+/// compressed batch is an error here, see [`crate::batch::decompressed`]).
 ///
 /// Stops after the first error; a trailing partial batch is reported as `Truncated`.
 #[derive(Debug, Clone)]
 pub struct Batches<'a> {
-    rest: &'a [u8],
+    envelopes: Envelopes<'a>,
     failed: bool,
 }
 
 impl<'a> Batches<'a> {
     /// Batches in `bytes`, which must start 16-byte aligned.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Batches { rest: bytes, failed: false }
+        Batches { envelopes: Envelopes::new(bytes), failed: false }
     }
 }
 
@@ -202,18 +204,16 @@ impl<'a> Iterator for Batches<'a> {
     type Item = Result<BatchView<'a>, BatchError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() || self.failed {
+        if self.failed {
             return None;
         }
-        match BatchView::validate(self.rest) {
-            Ok(view) => {
-                self.rest = &self.rest[view.bytes().len()..];
-                Some(Ok(view))
+        let checked = self.envelopes.next()?.and_then(|envelope| {
+            if envelope.is_compressed() {
+                return Err(BatchError::Compressed { codec: envelope.compression().bits() });
             }
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
+            BatchView::check_records(envelope.bytes(), envelope.header())
+        });
+        self.failed = checked.is_err();
+        Some(checked)
     }
 }
