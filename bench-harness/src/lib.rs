@@ -14,6 +14,7 @@
 
 pub mod affinity;
 pub mod driver;
+pub mod echo;
 pub mod environment;
 pub mod error;
 pub mod keys;

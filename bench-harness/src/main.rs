@@ -112,6 +112,10 @@ struct RunArgs {
     /// Keep the benchmark topics after the run.
     #[arg(long)]
     keep_topics: bool,
+    /// Round trips of the loopback echo floor measured before the run, with the same
+    /// runtime and pinning (0 = skip).
+    #[arg(long, default_value_t = 2000)]
+    echo_round_trips: u64,
     /// Exit non-zero when the numbers do not add up (messages lost, errors).
     #[arg(long)]
     check: bool,
@@ -189,6 +193,8 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         progress: !args.no_progress,
         keep_topics: args.keep_topics,
         server_pid,
+        echo_round_trips: args.echo_round_trips,
+        echo_cpus: args.server_cpus.clone(),
         pinning: Pinning {
             server_cpus: args.server_cpus.as_ref().map(CpuList::to_string),
             client_cpus: args.client_cpus.as_ref().map(CpuList::to_string),

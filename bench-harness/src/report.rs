@@ -115,6 +115,13 @@ pub fn cpu_text(r: &RunResult) -> String {
         None => "harness: CPU n/a".into(),
     };
     let mut out = format!("{server}\n{harness}\n");
+    if let Some(e) = &r.echo_floor {
+        let _ = writeln!(
+            out,
+            "loopback echo floor (same runtime and pinning, {} round trips): p50 {} µs, p99 {} µs, p99.9 {} µs, max {} µs",
+            e.count, e.p50_us, e.p99_us, e.p999_us, e.max_us
+        );
+    }
     if !r.server_stages.is_empty() {
         out.push_str("server stages (µs, measured window): shard stage count p50 p99 p99.9 max\n");
         for s in &r.server_stages {

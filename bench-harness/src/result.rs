@@ -59,6 +59,10 @@ pub struct RunResult {
     /// `stage_latency` histograms, reset when the window starts), per shard.
     #[serde(default)]
     pub server_stages: Vec<StageRow>,
+    /// The harness's floor: a plain loopback echo measured with the same runtime and
+    /// pinning just before the run (`echo.rs`).
+    #[serde(default)]
+    pub echo_floor: Option<crate::echo::EchoFloor>,
 }
 
 /// One stage of request handling on one server shard (microseconds).

@@ -62,6 +62,11 @@ pub struct RunOptions {
     pub server_pid: Option<u32>,
     /// The pinning the caller applied, recorded in the result.
     pub pinning: Pinning,
+    /// Round trips of the loopback echo floor measured before the run (0: none), and the
+    /// CPUs its echo thread is pinned to (the server's).
+    pub echo_round_trips: u64,
+    /// See `echo_round_trips`.
+    pub echo_cpus: Option<crate::affinity::CpuList>,
 }
 
 impl Default for RunOptions {
@@ -73,6 +78,8 @@ impl Default for RunOptions {
             keep_topics: false,
             server_pid: None,
             pinning: Pinning::default(),
+            echo_round_trips: 2000,
+            echo_cpus: None,
         }
     }
 }
@@ -91,6 +98,16 @@ pub async fn run<D: Driver>(
     let producer_count = (workload.topics * workload.producers_per_topic) as usize;
     let counters = Arc::new(RunCounters::new(workload.backlog_bytes, !backlog, producer_count));
 
+    let echo_floor = match options.echo_round_trips {
+        0 => None,
+        n => match crate::echo::measure(n, options.echo_cpus.as_ref()).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("warning: loopback echo floor not measured: {e}");
+                None
+            }
+        },
+    };
     let topics: Vec<String> =
         (0..workload.topics).map(|i| format!("bench-{started_unix_ms}-{i}")).collect();
     for t in &topics {
@@ -105,7 +122,9 @@ pub async fn run<D: Driver>(
         }
     }
     let phases = result?;
-    Ok(assemble(&*driver, workload, options, started_unix_ms, &counters, phases))
+    let mut result = assemble(&*driver, workload, options, started_unix_ms, &counters, phases);
+    result.echo_floor = echo_floor;
+    Ok(result)
 }
 
 /// What the phases measured, besides the counters.
@@ -346,5 +365,6 @@ fn assemble<D: Driver>(
         pinning,
         cpu: CpuUsage { server: figures(server), harness: figures(harness) },
         server_stages,
+        echo_floor: None,
     }
 }
