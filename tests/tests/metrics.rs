@@ -280,6 +280,16 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
             >= after.sum("broker_partition_fdatasyncs_total", &[])
     );
     assert!(delta("broker_forwards_out_total") > 0.0, "one shard forwarded to the other");
+    // Per-stage latency: every batch passed the log queue, every owner-side produce acked.
+    assert!(
+        delta("broker_stage_samples_total") >= batches as f64,
+        "stage samples counted per shard and stage"
+    );
+    let ack_max =
+        after.sum("broker_stage_latency_seconds", &[("stage", "produce_ack"), ("quantile", "1")]);
+    let ack_p50 =
+        after.sum("broker_stage_latency_seconds", &[("stage", "produce_ack"), ("quantile", "0.5")]);
+    assert!(ack_max > 0.0 && ack_p50 <= ack_max, "produce_ack quantiles: {ack_p50} .. {ack_max}");
     assert_eq!(after.sum("broker_connections", &[]), 1.0, "this test's connection");
 
     // Consume everything back through each owner's fetch.

@@ -263,7 +263,40 @@ impl Scrape {
         histograms(e, "broker_produce_latency_seconds", help, produce)?;
         let help = "Client fetch requests (long-polls included): request read to response queued";
         let fetch = self.shards.iter().map(|s| (shard_label(s), &s.fetch_latency));
-        histograms(e, "broker_fetch_latency_seconds", help, fetch)
+        histograms(e, "broker_fetch_latency_seconds", help, fetch)?;
+        self.encode_stages(e)
+    }
+
+    /// The shards' per-stage latency (`stage_latency.rs`: write, write_dsync, sync, ...):
+    /// quantiles since start as gauges, and the sample counts.
+    fn encode_stages(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
+        let stages = || {
+            self.shards.iter().flat_map(|s| s.stages.iter().map(move |l| (s.shard.to_string(), l)))
+        };
+        let quantiles = stages().flat_map(|(shard, l)| {
+            [
+                ("0.5", l.p50_us),
+                ("0.9", l.p90_us),
+                ("0.99", l.p99_us),
+                ("0.999", l.p999_us),
+                ("1", l.max_us),
+            ]
+            .into_iter()
+            .map(move |(q, us)| {
+                let labels = vec![
+                    ("shard", shard.clone()),
+                    ("stage", l.stage.clone()),
+                    ("quantile", q.into()),
+                ];
+                (labels, us as f64 / 1e6)
+            })
+        });
+        let help = "Latency of each request stage on the shard since start (write, write_dsync, \
+                    sync = fdatasync, log_queue, produce_ack, ...), by quantile (1 = max)";
+        gauges(e, "broker_stage_latency_seconds", help, quantiles)?;
+        let counts = stages()
+            .map(|(shard, l)| (vec![("shard", shard), ("stage", l.stage.clone())], l.count));
+        counters(e, "broker_stage_samples", "Samples of each request stage on the shard", counts)
     }
 
     fn encode_partitions(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {

@@ -66,6 +66,8 @@ pub struct ShardSnapshot {
     pub cache_bytes: u64,
     /// The partitions this shard owns.
     pub partitions: Vec<PartitionSnapshot>,
+    /// The shard's per-stage latency since start (`stage_latency.rs`; HDR, 1 % resolution).
+    pub stages: Vec<wire::StageLatency>,
 }
 
 /// One partition's log, copied on its owner at scrape time.
@@ -157,6 +159,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         errors_by_api: c.errors_by_api.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
         produce_latency: c.produce_latency.snapshot(),
         fetch_latency: c.fetch_latency.snapshot(),
+        stages: crate::stage_latency::summaries(false),
         cache_bytes: shard.cache.used_bytes() as u64,
         partitions,
     }
