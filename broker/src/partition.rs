@@ -118,18 +118,9 @@ impl Partition {
         })
         .await;
         match closed {
-            // Everything is synced: the state covers exactly the log.
+            // Everything is synced: the snapshot covers exactly the log.
             Some(Ok(())) => {
-                let covered = self.log.next_offset();
-                let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
-                let keys = self.keys.encode(covered);
-                let dir = self.log.dir();
-                let stored = state_snapshot::store_blocking(dir, PRODUCERS_FILE, &producers)
-                    .and_then(|()| match keys {
-                        Some(k) => state_snapshot::store_blocking(dir, KEYS_FILE, &k),
-                        None => Ok(()),
-                    });
-                if let Err(e) = stored {
+                if let Err(e) = self.snapshot().await {
                     warn!(topic = %self.topic, partition = self.index, error = %e, "cannot store the partition's state snapshot; the next open reads the log");
                 }
             }

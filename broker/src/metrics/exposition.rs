@@ -42,23 +42,6 @@ use super::process::ProcessSnapshot;
 use super::{PartitionSnapshot, ShardSnapshot};
 use crate::counters::{HistogramSnapshot, API_SLOTS, LATENCY_BUCKETS_US};
 
-/// A consumer group's position in one partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GroupLag {
-    /// Group id.
-    pub group: String,
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: u32,
-    /// Committed offset.
-    pub committed: u64,
-    /// High watermark when the scrape looked.
-    pub high_watermark: u64,
-    /// `high_watermark - committed` (0 when the commit is ahead).
-    pub lag: u64,
-}
-
 /// Everything one scrape reports.
 #[derive(Debug, Default)]
 pub struct Scrape {
@@ -67,7 +50,7 @@ pub struct Scrape {
     /// Shards that did not answer.
     pub missing: Vec<u32>,
     /// Consumer groups' positions.
-    pub group_lag: Vec<GroupLag>,
+    pub group_lag: Vec<wire::GroupPartitionLag>,
     /// `/proc/self`.
     pub process: ProcessSnapshot,
     /// Partition series up to this many partitions (and group series up to this many).
@@ -332,7 +315,7 @@ impl Scrape {
 
     fn encode_groups(&self, e: &mut DescriptorEncoder) -> Result<(), FmtError> {
         if self.per_partition && self.group_lag.len() <= self.partitions_max {
-            let labels = |g: &GroupLag| {
+            let labels = |g: &wire::GroupPartitionLag| {
                 vec![
                     ("group", g.group.clone()),
                     ("topic", g.topic.clone()),

@@ -18,7 +18,7 @@ use glommio::net::{TcpListener, TcpStream};
 use tracing::{debug, info, warn};
 
 use super::collect::Gatherer;
-use super::exposition::{GroupLag, Scrape};
+use super::exposition::Scrape;
 use crate::api::Origin;
 use crate::request::Request;
 use crate::shard::Shard;
@@ -170,7 +170,7 @@ async fn scrape(shard: &Rc<Shard>, gatherer: &Gatherer) -> String {
 /// Consumer groups' committed offsets and lag through the stats api (what `brokerctl stats
 /// --group-lag` shows): each coordinator reports its groups, the high watermarks are looked
 /// up once. Empty if the api answers with an error.
-async fn group_lag(shard: &Rc<Shard>) -> Vec<GroupLag> {
+async fn group_lag(shard: &Rc<Shard>) -> Vec<wire::GroupPartitionLag> {
     let ask = wire::StatsRequest {
         shards: Vec::new(),
         group_lag: true,
@@ -182,19 +182,7 @@ async fn group_lag(shard: &Rc<Shard>) -> Vec<GroupLag> {
     let Some(stats) = crate::api::forward::decode_reply::<wire::StatsResponse>(&answer) else {
         return Vec::new();
     };
-    stats
-        .shards
-        .into_iter()
-        .flat_map(|s| s.group_lag)
-        .map(|g| GroupLag {
-            group: g.group,
-            topic: g.topic,
-            partition: g.partition,
-            committed: g.committed,
-            high_watermark: g.high_watermark,
-            lag: g.lag,
-        })
-        .collect()
+    stats.shards.into_iter().flat_map(|s| s.group_lag).collect()
 }
 
 #[cfg(test)]

@@ -88,20 +88,21 @@ impl Coalescer {
         if q.items.is_empty() {
             return;
         }
-        let items = std::mem::take(&mut q.items);
+        let mut items = std::mem::take(&mut q.items);
         let mut topics: Vec<ProduceTopic> = Vec::new();
         // Where each item's result is: (topic index, partition index).
         let mut places = Vec::with_capacity(items.len());
-        let mut by_topic: HashMap<&str, usize> = HashMap::new();
-        for item in &items {
-            let t = *by_topic.entry(&item.topic).or_insert_with(|| {
+        let mut by_topic: HashMap<Arc<str>, usize> = HashMap::new();
+        for item in &mut items {
+            let t = *by_topic.entry(item.topic.clone()).or_insert_with(|| {
                 topics.push(ProduceTopic { name: item.topic.to_string(), partitions: Vec::new() });
                 topics.len() - 1
             });
             places.push((t, topics[t].partitions.len()));
+            // The batch moves into the request: copied once, at `submit`.
             topics[t].partitions.push(ProducePartition {
                 partition: item.partition,
-                batches: item.batch.clone(),
+                batches: std::mem::take(&mut item.batch),
                 expect: Default::default(),
             });
         }

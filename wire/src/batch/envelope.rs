@@ -254,6 +254,13 @@ impl<'a> Iterator for Envelopes<'a> {
 /// by its uncompressed equivalent, or `None` when none is compressed (read `bytes` as they
 /// are). This is how a consumer reads compressed batches transparently.
 pub fn decompressed(bytes: &[u8]) -> Result<Option<AlignedVec>, BatchError> {
+    // Headers only, unchecked: where none names a codec the bytes are read as they are (and
+    // validated by whoever reads them), so plain batches cost no second CRC here.
+    let codec_named =
+        super::header::trusted_headers(bytes).any(|h| h.attributes() & ATTR_COMPRESSION_MASK != 0);
+    if !codec_named {
+        return Ok(None);
+    }
     let mut out: Option<AlignedVec> = None;
     let mut copied = 0usize;
     let mut at = 0usize;
