@@ -55,6 +55,7 @@ pub use message::produce::*;
 pub use message::producer_id::*;
 pub use message::stats::*;
 pub use message::subscribe::*;
+pub use message::table::*;
 pub use message::topic::*;
 pub use message::topic_config::*;
 pub use rkyv::util::AlignedVec;

@@ -21,6 +21,7 @@ pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 pub mod subscribe;
+pub mod table;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -69,7 +70,9 @@ pub enum Placement {
 /// Where `api` is served (the one table; see the module docs).
 pub fn placement(api: ApiKey) -> Placement {
     match api {
-        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => Placement::Partition,
+        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::TableRead => {
+            Placement::Partition
+        }
         ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::InitProducerId => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
@@ -180,6 +183,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             response
         }),
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
+        ApiKey::TableRead => Box::pin(async move { table::handle(&shard, &req, origin).await }),
         ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &req)),
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),

@@ -54,6 +54,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod stats;
 pub mod subscribe;
+pub mod table;
 pub mod topic;
 pub mod topic_config;
 

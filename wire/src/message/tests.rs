@@ -14,6 +14,7 @@ use super::produce::*;
 use super::producer_id::*;
 use super::stats::*;
 use super::subscribe::*;
+use super::table::*;
 use super::topic::*;
 use crate::constants::*;
 use crate::{
@@ -124,6 +125,8 @@ message_props! {
     describe_group_response: DescribeGroupResponse,
     init_producer_id_request: InitProducerIdRequest,
     init_producer_id_response: InitProducerIdResponse,
+    table_read_request: TableReadRequest,
+    table_read_response: TableReadResponse,
 }
 
 proptest! {
