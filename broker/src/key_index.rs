@@ -108,6 +108,15 @@ impl KeyIndex {
         }
     }
 
+    /// The last offset written for `key` if the index is built: `Some(None)` for a key never
+    /// written, `None` while the index does not exist (nothing is known).
+    pub fn known_last_offset(&self, key: &[u8]) -> Option<Option<u64>> {
+        match &*self.state.borrow() {
+            State::Ready(map) => Some(map.get(key).copied()),
+            _ => None,
+        }
+    }
+
     /// The index as a snapshot covering `covered_offset` (see `state_snapshot.rs`), if built.
     pub fn encode(&self, covered_offset: u64) -> Option<Vec<u8>> {
         match &*self.state.borrow() {

@@ -181,7 +181,12 @@ impl Shard {
                     Ok(p) => {
                         let p = Rc::new(p);
                         if p.table.is_some() {
-                            glommio::spawn_local(crate::table::follow(p.clone())).detach();
+                            let p = p.clone();
+                            glommio::spawn_local(async move {
+                                let table = p.table.as_ref().expect("checked above");
+                                crate::table::follow(&p.log, table, &p.topic, p.index).await
+                            })
+                            .detach();
                         }
                         self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
                     }

@@ -29,7 +29,6 @@ use tracing::{info, warn};
 use wire::{AlignedVec, Envelopes, TableEntry, TableEntryHeader};
 
 use crate::aggregate::{Aggregate, AggregateSettings, Aggregator};
-use crate::partition::Partition;
 use crate::state_snapshot;
 use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
 use crate::watermark::Watermark;
@@ -430,11 +429,10 @@ fn end_of(key: &[u8]) -> Option<Vec<u8>> {
     Some(next)
 }
 
-/// Keeps `part`'s table current: applies every batch below the high watermark, in offset
-/// order, until the log closes. Runs on the owning shard for as long as the partition lives.
-pub async fn follow(part: Rc<Partition>) {
-    let Some(table) = part.table.as_ref() else { return };
-    let log = &part.log;
+/// Keeps `table`, partition `index` of `topic`, current with its `log`: applies every batch
+/// below the high watermark, in offset order, until the log closes. Runs on the owning shard
+/// for as long as the partition lives.
+pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, index: u32) {
     let mut scratch = AlignedVec::new();
     let mut offset = table.applied();
     let started = (offset, std::time::Instant::now());
@@ -445,7 +443,7 @@ pub async fn follow(part: Rc<Partition>) {
         if offset >= log.high_watermark() && !caught_up {
             caught_up = true;
             if offset > started.0 {
-                info!(topic = %part.topic, partition = part.index, keys = table.len(), replayed_offsets = offset - started.0, elapsed_ms = started.1.elapsed().as_millis() as u64, "table caught up with its log");
+                info!(topic = %topic, partition = index, keys = table.len(), replayed_offsets = offset - started.0, elapsed_ms = started.1.elapsed().as_millis() as u64, "table caught up with its log");
             }
         }
         if !log.high_watermark_mark().wait_for(offset + 1).await {
@@ -456,7 +454,7 @@ pub async fn follow(part: Rc<Partition>) {
             Err(e @ StorageError::Corrupt { .. }) => {
                 // Damage (fenced by recovery) is never served: the table skips it, like a
                 // consumer would.
-                warn!(topic = %part.topic, partition = part.index, offset, error = %e, "table: skipping a damaged segment");
+                warn!(topic = %topic, partition = index, offset, error = %e, "table: skipping a damaged segment");
                 match log.segment_after(offset) {
                     Some(next) => offset = next,
                     None => glommio::timer::sleep(Duration::from_millis(100)).await,
@@ -465,7 +463,7 @@ pub async fn follow(part: Rc<Partition>) {
             }
             Err(StorageError::Closed) => return,
             Err(e) => {
-                warn!(topic = %part.topic, partition = part.index, offset, error = %e, "table: reading the log failed; retrying");
+                warn!(topic = %topic, partition = index, offset, error = %e, "table: reading the log failed; retrying");
                 glommio::timer::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -487,7 +485,7 @@ pub async fn follow(part: Rc<Partition>) {
                         if !table.apply(&r) {
                             table.over_budget.set(true);
                             table.applied.advance(r.offset());
-                            warn!(topic = %part.topic, partition = part.index, offset = r.offset(), bytes_max = table.memory.bytes_max, "table keys passed table_keys_bytes_per_shard; the table stops here and answers RESOURCE_LIMIT");
+                            warn!(topic = %topic, partition = index, offset = r.offset(), bytes_max = table.memory.bytes_max, "table keys passed table_keys_bytes_per_shard; the table stops here and answers RESOURCE_LIMIT");
                             return;
                         }
                     }

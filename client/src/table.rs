@@ -8,6 +8,8 @@
 //! makes the broker wait until the table has applied the producer's write
 //! (read-your-writes).
 //!
+//! [`Client::query_key`] works on any topic: every record of one key in a time range.
+//!
 //! A state table (`TopicConfig::aggregate`) keeps aggregates per group, and a group (a
 //! header's value) may have records in every partition: [`Client::state_get`] and
 //! [`Client::state_scan`] ask every partition and merge their partial aggregates.
@@ -15,8 +17,9 @@
 use std::time::Duration;
 
 use wire::{
-    ErrorCode, TableEntry, TableReadKind, TableReadPartition, TableReadPartitionResult,
-    TableReadRequest, TableReadResponse, TableReadTopic,
+    ErrorCode, KeyQueryPartition, KeyQueryRequest, KeyQueryResponse, KeyQueryTopic, TableEntry,
+    TableReadKind, TableReadPartition, TableReadPartitionResult, TableReadRequest,
+    TableReadResponse, TableReadTopic,
 };
 
 use crate::client::{check_partition, Client};
@@ -295,6 +298,58 @@ impl Client {
             entries.push(e);
         }
         Ok(StateScan { entries, offsets, next_key })
+    }
+
+    /// Every record of `key` in `topic` with a timestamp in `from_ms..=to_ms`, in offset
+    /// order, at most `limit` (the broker reads the stored stream between the time index's
+    /// bounds, in steps: this pages through them).
+    pub async fn query_key(
+        &self,
+        topic: &str,
+        key: &[u8],
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<TableEntry>, ClientError> {
+        let partitions = self.partition_count(topic).await?;
+        let partition = (key_hash(key) % u64::from(partitions)) as u32;
+        let mut records = Vec::new();
+        let mut start_offset = 0u64;
+        while records.len() < limit {
+            let query = KeyQueryPartition {
+                partition,
+                key: key.to_vec(),
+                from_timestamp_ms: from_ms,
+                to_timestamp_ms: to_ms,
+                start_offset,
+                limit: (limit - records.len()).min(u32::MAX as usize) as u32,
+            };
+            let r = self
+                .with_retries(|| async {
+                    let conn = self.owner_conn(topic, partition).await?;
+                    let resp: KeyQueryResponse = conn
+                        .request(&KeyQueryRequest {
+                            topics: vec![KeyQueryTopic {
+                                name: topic.into(),
+                                partitions: vec![query.clone()],
+                            }],
+                        })
+                        .await?;
+                    let r =
+                        resp.topics.into_iter().flat_map(|t| t.partitions).next().ok_or_else(
+                            || ClientError::Protocol("empty key query response".into()),
+                        )?;
+                    check_partition(topic, partition, r.error).map(|()| r)
+                })
+                .await?;
+            records.extend(r.records);
+            match r.next_offset {
+                Some(next) if next > start_offset => start_offset = next,
+                _ => break,
+            }
+        }
+        records.truncate(limit);
+        Ok(records)
     }
 
     /// One table read request; every partition's error is checked.

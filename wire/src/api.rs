@@ -81,6 +81,8 @@ api_keys! {
     InitProducerId = 21;
     /// Read a table: a key's latest value, or a range of keys.
     TableRead = 22;
+    /// Records of one key in a time range.
+    KeyQuery = 23;
 }
 
 impl ApiKey {
@@ -140,9 +142,10 @@ mod tests {
                 (20, "DescribeGroup"),
                 (21, "InitProducerId"),
                 (22, "TableRead"),
+                (23, "KeyQuery"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(23), None);
+        assert_eq!(ApiKey::from_u16(24), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

@@ -49,6 +49,7 @@ pub use message::fetch::*;
 pub use message::group::*;
 pub use message::group_admin::*;
 pub use message::handshake::*;
+pub use message::key_query::*;
 pub use message::metadata::*;
 pub use message::offsets::*;
 pub use message::produce::*;

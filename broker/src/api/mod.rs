@@ -17,6 +17,7 @@ pub mod admin;
 pub mod fetch;
 pub mod forward;
 pub mod group;
+pub mod key_query;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
@@ -70,9 +71,11 @@ pub enum Placement {
 /// Where `api` is served (the one table; see the module docs).
 pub fn placement(api: ApiKey) -> Placement {
     match api {
-        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets | ApiKey::TableRead => {
-            Placement::Partition
-        }
+        ApiKey::Produce
+        | ApiKey::Fetch
+        | ApiKey::ListOffsets
+        | ApiKey::TableRead
+        | ApiKey::KeyQuery => Placement::Partition,
         ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::InitProducerId => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
@@ -184,6 +187,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         }),
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
         ApiKey::TableRead => Box::pin(async move { table::handle(&shard, &req, origin).await }),
+        ApiKey::KeyQuery => Box::pin(async move { key_query::handle(&shard, &req, origin).await }),
         ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &req)),
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),

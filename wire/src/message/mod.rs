@@ -48,6 +48,7 @@ pub mod fetch;
 pub mod group;
 pub mod group_admin;
 pub mod handshake;
+pub mod key_query;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

@@ -8,6 +8,7 @@ use super::fetch::*;
 use super::group::*;
 use super::group_admin::*;
 use super::handshake::*;
+use super::key_query::*;
 use super::metadata::*;
 use super::offsets::*;
 use super::produce::*;
@@ -127,6 +128,8 @@ message_props! {
     init_producer_id_response: InitProducerIdResponse,
     table_read_request: TableReadRequest,
     table_read_response: TableReadResponse,
+    key_query_request: KeyQueryRequest,
+    key_query_response: KeyQueryResponse,
 }
 
 proptest! {
