@@ -20,7 +20,7 @@
 //! reads with `RESOURCE_LIMIT` (logged once) instead of answering from a partial picture.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
@@ -39,6 +39,10 @@ const FOLLOW_READ_BYTES: usize = 4 << 20;
 const KEY_OVERHEAD_BYTES: usize = 48;
 /// What one group (and window) of a state table costs besides its key's bytes.
 const GROUP_OVERHEAD_BYTES: usize = 112;
+/// Changes a projection table remembers for its change feed (16 bytes each).
+pub const TABLE_CHANGES_MAX: usize = 16_384;
+/// What one remembered change costs the budget.
+const CHANGE_BYTES: usize = 16;
 
 /// The keys' memory of every table on one shard.
 #[derive(Debug)]
@@ -132,6 +136,18 @@ pub struct Table {
     over_budget: Cell<bool>,
     /// The offset the last stored snapshot covers.
     snapshot_offset: Cell<u64>,
+    /// Projection: the recent changes, `(offset, the key's previous offset)`, oldest first;
+    /// at most [`TABLE_CHANGES_MAX`], each charged to the memory budget.
+    changes: RefCell<VecDeque<(u64, Option<u64>)>>,
+    /// Every change at or after this offset is in `changes`.
+    changes_from: Cell<u64>,
+}
+
+/// Why a change feed cannot start where asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangesForgotten {
+    /// Every change at or after this offset is remembered.
+    pub oldest_offset: u64,
 }
 
 impl Table {
@@ -184,6 +200,8 @@ impl Table {
             memory,
             over_budget: Cell::new(false),
             snapshot_offset: Cell::new(covered),
+            changes: RefCell::new(VecDeque::new()),
+            changes_from: Cell::new(covered),
         };
         if !table.memory.take(bytes) {
             table.over_budget.set(true);
@@ -305,7 +323,7 @@ impl Table {
                 value: a.to_json(),
                 offset: a.last_offset,
                 timestamp_ms: *window,
-                headers: Vec::new(),
+                ..TableEntry::default()
             });
         }
         if out.len() + group.len() <= limit {
@@ -367,20 +385,22 @@ impl Table {
         match &mut *self.contents.borrow_mut() {
             Contents::Latest(keys) => {
                 let Some(key) = r.key() else { return true };
-                if r.value().is_none() {
-                    if keys.remove(key).is_some() {
+                let previous = if r.value().is_none() {
+                    let previous = keys.remove(key);
+                    if previous.is_some() {
                         self.memory.give_back(key.len() + KEY_OVERHEAD_BYTES);
                     }
-                    return true;
-                }
-                if let Some(at) = keys.get_mut(key) {
-                    *at = r.offset();
-                    return true;
-                }
-                if !self.memory.take(key.len() + KEY_OVERHEAD_BYTES) {
-                    return false;
-                }
-                keys.insert(key.to_vec(), r.offset());
+                    previous
+                } else if let Some(at) = keys.get_mut(key) {
+                    Some(std::mem::replace(at, r.offset()))
+                } else {
+                    if !self.memory.take(key.len() + KEY_OVERHEAD_BYTES) {
+                        return false;
+                    }
+                    keys.insert(key.to_vec(), r.offset());
+                    None
+                };
+                self.remember_change(r.offset(), previous);
                 true
             }
             Contents::Aggregates { aggregator, groups } => {
@@ -401,6 +421,35 @@ impl Table {
         }
     }
 
+    fn remember_change(&self, offset: u64, previous: Option<u64>) {
+        let mut changes = self.changes.borrow_mut();
+        if changes.len() >= TABLE_CHANGES_MAX || !self.memory.take(CHANGE_BYTES) {
+            // Full (or no budget for more): forget the oldest to keep this one.
+            let Some((forgotten, _)) = changes.pop_front() else {
+                self.changes_from.set(offset + 1); // no budget even for one
+                return;
+            };
+            self.changes_from.set(forgotten + 1);
+        }
+        changes.push_back((offset, previous));
+    }
+
+    /// Projection: up to `limit` changes at or after `from` (below the applied offset),
+    /// oldest first, as `(offset, previous offset)`; `Err` when changes at `from` are not
+    /// remembered (forgotten, or from before the table opened).
+    pub fn changes_since(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<u64>)>, ChangesForgotten> {
+        if from < self.changes_from.get() {
+            return Err(ChangesForgotten { oldest_offset: self.changes_from.get() });
+        }
+        let changes = self.changes.borrow();
+        let start = changes.partition_point(|c| c.0 < from);
+        Ok(changes.iter().skip(start).take(limit).copied().collect())
+    }
+
     fn clear(&self) {
         match &mut *self.contents.borrow_mut() {
             Contents::Latest(keys) => keys.clear(),
@@ -417,8 +466,9 @@ impl Table {
             }
         };
         // Every key held was taken from the budget (a snapshot that did not fit was dropped).
+        let changes = std::mem::take(&mut *self.changes.borrow_mut());
         self.clear();
-        self.memory.give_back(bytes);
+        self.memory.give_back(bytes + changes.len() * CHANGE_BYTES);
     }
 }
 
@@ -498,9 +548,9 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
     }
 }
 
-/// The record at `offset` of `log` as a table entry; `None` when it is gone (retention) or
-/// holds no value.
-pub async fn read_entry(
+/// The record at `offset` of `log` as a table entry (a tombstone too); `None` when it is gone
+/// (retention) or has no key.
+pub async fn read_record(
     log: &PartitionLog<DmaDisk>,
     offset: u64,
     scratch: &mut AlignedVec,
@@ -516,24 +566,24 @@ pub async fn read_entry(
                 continue;
             }
             let Ok(batch) = envelope.open(scratch) else { return Ok(None) };
-            let Some(r) = batch.records().find(|r| r.offset() == offset) else {
-                return Ok(None);
-            };
-            let (Some(key), Some(value)) = (r.key(), r.value()) else { return Ok(None) };
-            return Ok(Some(TableEntry {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                offset,
-                timestamp_ms: r.timestamp_ms(),
-                headers: r
-                    .headers()
-                    .map(|h| TableEntryHeader {
-                        key: h.key().to_owned(),
-                        value: h.value().to_vec(),
-                    })
-                    .collect(),
-            }));
+            return Ok(batch.records().find(|r| r.offset() == offset).and_then(|r| entry_of(&r)));
         }
     }
     Ok(None)
+}
+
+/// A keyed record as a table entry (`tombstone` when it has no value); `None` without a key.
+pub fn entry_of(r: &wire::RecordView<'_>) -> Option<TableEntry> {
+    Some(TableEntry {
+        key: r.key()?.to_vec(),
+        value: r.value().map(<[u8]>::to_vec).unwrap_or_default(),
+        offset: r.offset(),
+        timestamp_ms: r.timestamp_ms(),
+        previous_offset: None,
+        tombstone: r.value().is_none(),
+        headers: r
+            .headers()
+            .map(|h| TableEntryHeader { key: h.key().to_owned(), value: h.value().to_vec() })
+            .collect(),
+    })
 }

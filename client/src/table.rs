@@ -42,6 +42,16 @@ pub struct TableValue {
     pub entry: Option<TableEntry>,
 }
 
+/// A projection table's changes (`Client::table_changes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableChanges {
+    /// The records that changed a key, in offset order: `previous_offset` is the key's
+    /// record before (none: a new key), `tombstone` marks a removal.
+    pub entries: Vec<TableEntry>,
+    /// Where the next read of changes starts.
+    pub next_offset: u64,
+}
+
 /// Keys of a range, in key order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TableScan {
@@ -218,6 +228,31 @@ impl Client {
             .collect();
         let results = self.table_read(topic, reads, false).await?;
         Ok(merge(results, limit as usize))
+    }
+
+    /// The changes of partition `partition`'s projection table at or after `from_offset`, at
+    /// most `limit`, waiting (long-poll, up to about half the request timeout) until there
+    /// is one. A `from_offset` whose changes the broker no longer remembers fails with
+    /// `OFFSET_OUT_OF_RANGE`: read the table with [`Client::table_scan`] and go on from its
+    /// `offsets`.
+    pub async fn table_changes(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<TableChanges, ClientError> {
+        let read = TableReadPartition {
+            partition,
+            kind: TableReadKind::Changes,
+            start_key: Vec::new(),
+            end_key: None,
+            limit,
+            min_offset: from_offset,
+        };
+        let mut results = self.table_read(topic, vec![read], true).await?;
+        let r = results.pop().ok_or_else(|| ClientError::Protocol("empty table read".into()))?;
+        Ok(TableChanges { entries: r.entries, next_offset: r.offset })
     }
 
     /// Whether `topic` is a state table (its config declares aggregates).

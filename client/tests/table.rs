@@ -165,6 +165,11 @@ fn projection_reads_equal_the_model_across_kill_and_restart() {
         // Everything acked durable is in the rebuilt table, with nothing else.
         assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
         check_gets(&client, "profiles", &model, &ends).await;
+        // Changes from before the snapshot the table reopened from are not remembered.
+        match client.table_changes("profiles", 0, 0, 10).await {
+            Err(ClientError::Partition { code: ErrorCode::OffsetOutOfRange, .. }) => {}
+            other => panic!("expected OFFSET_OUT_OF_RANGE, got {other:?}"),
+        }
         // Writes after the restart keep it current.
         let ends = produce(&client, "profiles", &mut rng, 500, 300, &mut model).await;
         assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
@@ -366,4 +371,74 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
     for p in 0..3 {
         assert!(broker.partition_dir("by_region", p).join("aggregates.json").exists());
     }
+}
+
+#[test]
+fn the_change_feed_names_each_keys_previous_record_and_tombstones() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 2, table: true, ..Default::default() };
+        client.create_topic("feed", config).await.unwrap();
+        let mut model = Model::new();
+        let mut rng = Rng(0xfeed);
+        let ends = produce(&client, "feed", &mut rng, 300, 40, &mut model).await;
+        // "Now": every partition's table has applied everything written so far.
+        let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+        let now = client.table_scan("feed", &KeyRange::all(), 1_000, &min_offsets).await.unwrap();
+        assert_eq!(now.next_key, None);
+        // Each key's live record at "now", from the same scan.
+        let mut live: BTreeMap<Vec<u8>, u64> =
+            now.entries.iter().map(|e| (e.key.clone(), e.offset)).collect();
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let mut sent = Vec::new();
+        for i in 0..400u64 {
+            let key = format!("user/{:04}", rng.below(60)).into_bytes();
+            let value = (i % 7 != 0).then(|| format!("v{i}").into_bytes());
+            sent.push((
+                key.clone(),
+                producer.send("feed", Some(&key), value.as_deref(), &[]).await.unwrap(),
+            ));
+        }
+        producer.flush().await.unwrap();
+        let mut acked: Vec<(Vec<u8>, u32, u64)> = Vec::new();
+        for (key, ack) in sent {
+            let (p, o) = ack.await.unwrap();
+            acked.push((key, p, o));
+        }
+        let mut got = Vec::new();
+        for &(partition, from) in &now.offsets {
+            let want: Vec<u64> = acked.iter().filter(|a| a.1 == partition).map(|a| a.2).collect();
+            let mut at = from;
+            let mut mine = Vec::new();
+            while mine.len() < want.len() {
+                let changes = client.table_changes("feed", partition, at, 50).await.unwrap();
+                assert!(changes.entries.len() <= 50);
+                assert!(changes.next_offset > at, "the feed moves on");
+                mine.extend(changes.entries);
+                at = changes.next_offset;
+            }
+            assert_eq!(mine.iter().map(|e| e.offset).collect::<Vec<_>>(), want);
+            // Nothing more: a read at the end waits, then answers empty at the same place.
+            let idle = client.table_changes("feed", partition, at, 50).await.unwrap();
+            assert!(idle.entries.is_empty());
+            assert_eq!(idle.next_offset, at);
+            got.extend(mine);
+        }
+        // Each change names the key's live record before it; a tombstone ends it.
+        got.sort_by_key(|e| (client::producer::key_hash(&e.key) % 2, e.offset));
+        for e in &got {
+            assert_eq!(e.previous_offset, live.get(&e.key).copied(), "{e:?}");
+            if e.tombstone {
+                assert!(e.value.is_empty());
+                live.remove(&e.key);
+            } else {
+                live.insert(e.key.clone(), e.offset);
+            }
+        }
+        assert!(got.iter().any(|e| e.tombstone) && got.iter().any(|e| e.previous_offset.is_some()));
+        // The feed remembers every change since the table opened (at offset 0 here).
+        assert_eq!(client.table_changes("feed", 0, 0, 10).await.unwrap().entries.len(), 10);
+    });
 }

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use wire::{
     AlignedVec, Envelopes, ErrorCode, KeyQueryPartition, KeyQueryPartitionResult, KeyQueryRequest,
-    KeyQueryResponse, KeyQueryTopicResult, TableEntry, TableEntryHeader,
+    KeyQueryResponse, KeyQueryTopicResult, TableEntry,
 };
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
@@ -15,6 +15,7 @@ use super::{error_frame, respond, Origin};
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::FirstBatch;
+use crate::table::entry_of;
 
 /// Most records one partition's query returns.
 pub const KEY_QUERY_LIMIT_MAX: u32 = 10_000;
@@ -164,19 +165,7 @@ async fn local(
                         result.next_offset = Some(r.offset());
                         return result;
                     }
-                    let entry = TableEntry {
-                        key: q.key.clone(),
-                        value: r.value().map(<[u8]>::to_vec).unwrap_or_default(),
-                        offset: r.offset(),
-                        timestamp_ms: ts,
-                        headers: r
-                            .headers()
-                            .map(|h| TableEntryHeader {
-                                key: h.key().to_owned(),
-                                value: h.value().to_vec(),
-                            })
-                            .collect(),
-                    };
+                    let Some(entry) = entry_of(&r) else { continue };
                     used += entry.bytes_hint();
                     result.records.push(entry);
                 }

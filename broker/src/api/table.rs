@@ -12,9 +12,10 @@ use wire::{
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
 use super::{error_frame, respond, Origin};
+use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
-use crate::table::{read_entry, TableError};
+use crate::table::{read_record, Table, TableError};
 
 /// Longest a partition read waits for its `min_offset`.
 pub const TABLE_WAIT_MS_MAX: u32 = 30_000;
@@ -99,6 +100,9 @@ async fn local(
         offset: table.applied(),
         ..failed(p.partition, e.code())
     };
+    if p.kind == TableReadKind::Changes {
+        return changes(&part, table, p, wait, bytes_max).await;
+    }
     if let Err(e) = table.wait_applied(p.min_offset, wait).await {
         return fail(e);
     }
@@ -116,13 +120,14 @@ async fn local(
                 end.push(0);
                 table.aggregates(&p.start_key, Some(&end), limit)
             }
-            TableReadKind::Scan => table.aggregates(&p.start_key, p.end_key.as_deref(), limit),
+            _ => table.aggregates(&p.start_key, p.end_key.as_deref(), limit),
         };
         (result.entries, result.next_key) = (entries, next_key);
         return result;
     }
     let mut scratch = AlignedVec::new();
     let wanted: Vec<(Vec<u8>, u64)> = match p.kind {
+        TableReadKind::Changes => unreachable!("answered above"),
         TableReadKind::Get => {
             table.lookup(&p.start_key).map(|o| (p.start_key.clone(), o)).into_iter().collect()
         }
@@ -134,7 +139,7 @@ async fn local(
     };
     let limit = match p.kind {
         TableReadKind::Get => 1,
-        TableReadKind::Scan => p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize,
+        _ => p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize,
     };
     let mut used = 0usize;
     for (key, at) in wanted {
@@ -142,15 +147,68 @@ async fn local(
             result.next_key = Some(key);
             break;
         }
-        match read_entry(&part.log, at, &mut scratch).await {
-            Ok(Some(entry)) => {
+        match read_record(&part.log, at, &mut scratch).await {
+            Ok(Some(entry)) if !entry.tombstone => {
                 used += entry.bytes_hint();
                 result.entries.push(entry);
             }
             // Retention deleted the key's latest record: the key is gone.
-            Ok(None) => table.forget_if_at(&key, at),
+            Ok(_) => table.forget_if_at(&key, at),
             Err(e) => return fail(TableError::Storage(e)),
         }
     }
+    result
+}
+
+/// A projection table's changes at or after `p.min_offset`: waits (at most `wait`) until the
+/// table applied one, then reads each changing record from the log.
+async fn changes(
+    part: &Partition,
+    table: &Table,
+    p: &TableReadPartition,
+    wait: Duration,
+    bytes_max: usize,
+) -> TableReadPartitionResult {
+    if table.is_state() {
+        return failed(p.partition, ErrorCode::InvalidRequest); // no change feed (yet)
+    }
+    // Nothing to report until the table applied something at or after `from`.
+    let _ = table.wait_applied(p.min_offset.saturating_add(1), wait).await;
+    let offset = table.applied();
+    let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
+    let changes = match table.changes_since(p.min_offset, limit) {
+        Ok(c) => c,
+        Err(forgotten) => {
+            let mut r = failed(p.partition, ErrorCode::OffsetOutOfRange);
+            r.offset = forgotten.oldest_offset;
+            return r;
+        }
+    };
+    let mut result =
+        TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
+    let (mut scratch, mut used) = (AlignedVec::new(), 0usize);
+    // Where to ask next: after the last change looked at, or (none) the applied offset.
+    let mut next = offset.max(p.min_offset);
+    for (at, previous) in changes {
+        if !result.entries.is_empty() && used >= bytes_max {
+            break;
+        }
+        next = at + 1;
+        match read_record(&part.log, at, &mut scratch).await {
+            Ok(Some(mut entry)) => {
+                entry.previous_offset = previous;
+                used += entry.bytes_hint();
+                result.entries.push(entry);
+            }
+            // Retention took it: the feed goes on after it.
+            Ok(None) => {}
+            Err(e) => {
+                let mut r = failed(p.partition, e.code());
+                r.offset = offset;
+                return r;
+            }
+        }
+    }
+    result.offset = next;
     result
 }

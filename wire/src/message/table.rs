@@ -17,6 +17,13 @@ wire_type! {
         /// Keys from `start_key` (inclusive) to `end_key` (exclusive; none: to the end), in
         /// byte order, at most `limit` of them.
         Scan,
+        /// A projection table's changes at or after offset `min_offset`, in offset order, at
+        /// most `limit` (waiting up to `wait_ms` for the first): each entry is the record that
+        /// changed its key, with `previous_offset` (the key's record before it) and
+        /// `tombstone` set when it removed the key. The broker remembers the recent changes
+        /// of each table; older ones answer `OFFSET_OUT_OF_RANGE` (scan the table, then
+        /// watch from the scan's offset).
+        Changes,
     }
 }
 
@@ -48,13 +55,14 @@ wire_type! {
         pub partition: u32,
         /// Get or scan.
         pub kind: TableReadKind,
-        /// The key (get) or the first key (scan).
+        /// The key (get) or the first key (scan); unused for changes.
         pub start_key: Vec<u8>,
         /// Scan: the key to stop before; `None` scans to the last key.
         pub end_key: Option<Vec<u8>>,
         /// Scan: most entries to return (the broker caps it and the response's bytes).
         pub limit: u32,
-        /// Wait until the table reflects every record before this offset (0: do not wait).
+        /// Get, scan: wait until the table reflects every record before this offset (0: do
+        /// not wait). Changes: the first offset wanted.
         pub min_offset: u64,
     }
 }
@@ -94,7 +102,9 @@ wire_type! {
         /// Error code (`NOT_A_TABLE` for a topic not declared a table; `TIMEOUT` when the
         /// table did not reach `min_offset` within `wait_ms`).
         pub error: u16,
-        /// The table reflects every record of the partition before this offset.
+        /// The table reflects every record of the partition before this offset. Changes:
+        /// where the next read of changes starts (after the last one returned); with
+        /// `OFFSET_OUT_OF_RANGE`, the oldest offset whose changes are remembered.
         pub offset: u64,
         /// The entries found, in key order (a get: none or one).
         #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntry>(), 0..4)"))]
@@ -115,6 +125,10 @@ wire_type! {
         pub offset: u64,
         /// That record's timestamp.
         pub timestamp_ms: i64,
+        /// Changes: the offset of the key's record before this one (none: the key is new).
+        pub previous_offset: Option<u64>,
+        /// Changes: the record removed the key (a tombstone; `value` is empty).
+        pub tombstone: bool,
         /// That record's headers, in order.
         #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntryHeader>(), 0..3)"))]
         pub headers: Vec<TableEntryHeader>,

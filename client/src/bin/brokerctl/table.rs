@@ -67,6 +67,15 @@ pub enum TableCommand {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Print changes as they are applied (JSON lines: key, offset, previous_offset, value or
+    /// tombstone), from now on; Ctrl-C stops.
+    Watch {
+        /// Table (topic) name.
+        name: String,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Each partition's applied offset (the table reflects every record before it).
     Describe {
         /// Table (topic) name.
@@ -164,6 +173,51 @@ pub async fn command(
                 match scan.next_key {
                     Some(next) if !scan.entries.is_empty() => range.start = next,
                     _ => break,
+                }
+            }
+        }
+        TableCommand::Watch { name, count } => {
+            // From now: each partition's applied offset.
+            let now = client.table_scan(&name, &KeyRange::all(), 1, &[]).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, ClientError>>(256);
+            for (partition, from) in now.offsets {
+                let (client, name, tx) = (client.clone(), name.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut from = from;
+                    loop {
+                        let changes =
+                            match client.table_changes(&name, partition, from, 1_000).await {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let _ = tx.send(Err(e)).await;
+                                    return;
+                                }
+                            };
+                        for e in &changes.entries {
+                            let line = serde_json::json!({
+                                "partition": partition,
+                                "key": String::from_utf8_lossy(&e.key),
+                                "offset": e.offset,
+                                "previous_offset": e.previous_offset,
+                                "tombstone": e.tombstone,
+                                "value": (!e.tombstone).then(|| String::from_utf8_lossy(&e.value).into_owned()),
+                            });
+                            if tx.send(Ok(line.to_string())).await.is_err() {
+                                return;
+                            }
+                        }
+                        from = changes.next_offset;
+                    }
+                });
+            }
+            drop(tx);
+            let mut printed = 0u64;
+            while let Some(line) = rx.recv().await {
+                let _ = writeln!(out, "{}", line?);
+                let _ = out.flush();
+                printed += 1;
+                if count.is_some_and(|c| printed >= c) {
+                    break;
                 }
             }
         }
