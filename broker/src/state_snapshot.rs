@@ -151,26 +151,23 @@ pub async fn load_keys<M: Default + Extend<(Vec<u8>, u64)>>(
     dir: PathBuf,
     name: &'static str,
 ) -> Option<(u64, M)> {
-    let read = glommio::executor()
-        .spawn_blocking({
-            let dir = dir.clone();
-            move || std::fs::read(dir.join(name))
-        })
-        .await;
-    let bytes = read.ok()?;
-    match decode_keys(&bytes) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(dir = %dir.display(), file = name, error = %e, "key snapshot unreadable; rebuilding from the log");
-            None
-        }
-    }
+    load(dir, name, |bytes| decode_keys(bytes).map_err(|e| e.to_string())).await
 }
 
 /// The JSON snapshot `name` in `dir`, if there is a readable one (read off the reactor).
 pub async fn load_json<T: serde::de::DeserializeOwned>(
     dir: PathBuf,
     name: &'static str,
+) -> Option<T> {
+    load(dir, name, |bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string())).await
+}
+
+/// Reads `dir/name` off the reactor and decodes it; a missing file is `None`, an
+/// undecodable one is `None` with a warning (the caller rebuilds from the log).
+async fn load<T>(
+    dir: PathBuf,
+    name: &'static str,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Option<T> {
     let read = glommio::executor()
         .spawn_blocking({
@@ -179,7 +176,7 @@ pub async fn load_json<T: serde::de::DeserializeOwned>(
         })
         .await;
     let bytes = read.ok()?;
-    match serde_json::from_slice(&bytes) {
+    match decode(&bytes) {
         Ok(s) => Some(s),
         Err(e) => {
             warn!(dir = %dir.display(), file = name, error = %e, "snapshot unreadable; rebuilding from the log");

@@ -209,24 +209,8 @@ impl Client {
         limit: u32,
         min_offsets: &[(u32, u64)],
     ) -> Result<TableScan, ClientError> {
-        let partitions = self.partition_count(topic).await?;
         let limit = limit.max(1);
-        let reads = (0..partitions)
-            .map(|partition| TableReadPartition {
-                partition,
-                kind: TableReadKind::Scan,
-                start_key: range.start.clone(),
-                end_key: range.end.clone(),
-                limit,
-                min_offset: min_offsets
-                    .iter()
-                    .filter(|(p, _)| *p == partition)
-                    .map(|(_, o)| *o)
-                    .max()
-                    .unwrap_or(0),
-            })
-            .collect();
-        let results = self.table_read(topic, reads, false).await?;
+        let results = self.scan_every_partition(topic, range, limit, min_offsets).await?;
         Ok(merge(results, limit as usize))
     }
 
@@ -286,23 +270,8 @@ impl Client {
         limit: u32,
         min_offsets: &[(u32, u64)],
     ) -> Result<StateScan, ClientError> {
-        let partitions = self.partition_count(topic).await?;
-        let reads = (0..partitions)
-            .map(|partition| TableReadPartition {
-                partition,
-                kind: TableReadKind::Scan,
-                start_key: range.start.clone(),
-                end_key: range.end.clone(),
-                limit: limit.clamp(1, STATE_READ_LIMIT),
-                min_offset: min_offsets
-                    .iter()
-                    .filter(|(p, _)| *p == partition)
-                    .map(|(_, o)| *o)
-                    .max()
-                    .unwrap_or(0),
-            })
-            .collect();
-        let results = self.table_read(topic, reads, false).await?;
+        let per_partition = limit.clamp(1, STATE_READ_LIMIT);
+        let results = self.scan_every_partition(topic, range, per_partition, min_offsets).await?;
         let offsets = results.iter().map(|r| (r.partition, r.offset)).collect();
         // Only groups below every partition's stopping point are complete.
         let bound: Option<Vec<u8>> = results.iter().filter_map(|r| r.next_key.clone()).min();
@@ -385,6 +354,34 @@ impl Client {
         }
         records.truncate(limit);
         Ok(records)
+    }
+
+    /// A scan of `range` (at most `limit` entries each) on every partition of `topic`, each
+    /// waiting for its `min_offsets` entry (if any).
+    async fn scan_every_partition(
+        &self,
+        topic: &str,
+        range: &KeyRange,
+        limit: u32,
+        min_offsets: &[(u32, u64)],
+    ) -> Result<Vec<TableReadPartitionResult>, ClientError> {
+        let partitions = self.partition_count(topic).await?;
+        let reads = (0..partitions)
+            .map(|partition| TableReadPartition {
+                partition,
+                kind: TableReadKind::Scan,
+                start_key: range.start.clone(),
+                end_key: range.end.clone(),
+                limit,
+                min_offset: min_offsets
+                    .iter()
+                    .filter(|(p, _)| *p == partition)
+                    .map(|(_, o)| *o)
+                    .max()
+                    .unwrap_or(0),
+            })
+            .collect();
+        self.table_read(topic, reads, false).await
     }
 
     /// One table read request; every partition's error is checked.

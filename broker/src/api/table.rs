@@ -2,15 +2,16 @@
 //! of a group, one entry per window), or the keys of a range in order (`table.rs` keeps
 //! them). Split by owner, forwarded and merged like list-offsets.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use wire::{
-    AlignedVec, ErrorCode, TableReadKind, TableReadPartition, TableReadPartitionResult,
+    AlignedVec, ErrorCode, TableEntry, TableReadKind, TableReadPartition, TableReadPartitionResult,
     TableReadRequest, TableReadResponse, TableReadTopicResult,
 };
 
-use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
 use crate::partition::Partition;
 use crate::request::Request;
@@ -26,11 +27,6 @@ fn failed(partition: u32, code: ErrorCode) -> TableReadPartitionResult {
     TableReadPartitionResult { partition, error: code.as_u16(), ..Default::default() }
 }
 
-enum Slot {
-    Done(TableReadPartitionResult),
-    Remote(Forwarded),
-}
-
 /// Answers a table read.
 pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> AlignedVec {
     let (header, body) = (request.header, request.body());
@@ -40,45 +36,30 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     };
     let wait = Duration::from_millis(u64::from(req.wait_ms.min(TABLE_WAIT_MS_MAX)));
     // The response's entries share one byte budget, like a fetch's batches.
-    let mut bytes_left = shard.config.fetch_response_bytes_max as usize;
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut split = Split::<TableReadRequest>::default();
-    for t in &req.topics {
-        let mut topic_slots = Vec::new();
-        for p in &t.partitions {
-            let slot = match route(shard, &t.name, p.partition, origin) {
-                Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(Owner::Here) => {
-                    let r = local(shard, &t.name, p, wait, bytes_left).await;
-                    let used: usize = r.entries.iter().map(wire::TableEntry::bytes_hint).sum();
-                    bytes_left = bytes_left.saturating_sub(used);
-                    Slot::Done(r)
-                }
-                Ok(Owner::Peer(owner)) => {
-                    Slot::Remote(split.add(owner, &t.name, p.partition, p.clone(), || {
-                        TableReadRequest { wait_ms: req.wait_ms, topics: Vec::new() }
-                    }))
-                }
-            };
-            topic_slots.push(slot);
-        }
-        slots.push((t.name.clone(), topic_slots));
-    }
-    let answers = Answers::<TableReadResponse>::collect(split.send(shard).await).await;
-    let topics = slots
+    let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
+    let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let wait_ms = req.wait_ms;
+    let results = per_partition::<TableReadRequest, TableReadResponse, _>(
+        shard,
+        origin,
+        topics,
+        |p| p.partition,
+        || TableReadRequest { wait_ms, topics: Vec::new() },
+        failed,
+        |name, p| {
+            let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
+            async move {
+                let r = local(&shard, &name, &p, wait, bytes_left.get()).await;
+                let used: usize = r.entries.iter().map(TableEntry::bytes_hint).sum();
+                bytes_left.set(bytes_left.get().saturating_sub(used));
+                r
+            }
+        },
+    )
+    .await;
+    let topics = results
         .into_iter()
-        .map(|(name, topic_slots)| TableReadTopicResult {
-            name,
-            partitions: topic_slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Slot::Done(r) => r,
-                    Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
-                    }
-                })
-                .collect(),
-        })
+        .map(|(name, partitions)| TableReadTopicResult { name, partitions })
         .collect();
     respond(&header, &TableReadResponse { topics })
 }
