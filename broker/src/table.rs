@@ -415,7 +415,19 @@ impl Table {
                 }
                 let mut a = Aggregate::default();
                 a.add(value, r.offset(), r.timestamp_ms());
+                let key = group.0.clone();
                 groups.insert(group, a);
+                // A new window of a group that keeps only its newest: drop the oldest.
+                let kept = aggregator.windows_kept();
+                if kept > 0 {
+                    let from = (key.clone(), i64::MIN);
+                    let to = (key.clone(), i64::MAX);
+                    let windows: Vec<i64> = groups.range(from..=to).map(|((_, w), _)| *w).collect();
+                    for w in windows.iter().take(windows.len().saturating_sub(kept)) {
+                        groups.remove(&(key.clone(), *w));
+                        self.memory.give_back(key.len() + GROUP_OVERHEAD_BYTES);
+                    }
+                }
                 true
             }
         }

@@ -266,7 +266,8 @@ async fn produce_orders(
             *ts - ts.rem_euclid(60_000),
             Some(qty as f64),
         );
-        for (topic, partitions) in [("by_region", 3u64), ("by_user_minute", 2u64)] {
+        for (topic, partitions) in [("by_region", 3u64), ("by_user_minute", 2u64), ("recent", 2u64)]
+        {
             let p = (client::producer::key_hash(user.as_bytes()) % partitions) as u32;
             let b = batches.entry((topic, p)).or_insert_with(|| wire::BatchBuilder::new(1 << 20));
             b.append(*ts, Some(user.as_bytes()), Some(&value), &headers).unwrap();
@@ -276,10 +277,22 @@ async fn produce_orders(
     for ((topic, p), mut b) in batches {
         let batch = b.finish().unwrap();
         let r = client.produce_batches(topic, p, &batch, wire::AckLevel::Durable).await.unwrap();
+        // "recent" gets the same records as "by_user_minute" at the same offsets.
         let ends = if topic == "by_region" { &mut region_ends } else { &mut user_ends };
         ends.insert(p, r.last_offset as u64 + 1);
     }
     (region_ends, user_ends)
+}
+
+/// Each group's newest two windows.
+fn newest_two(model: &StateModel) -> StateModel {
+    let mut out = StateModel::new();
+    for ((key, window), v) in model.iter().rev() {
+        if out.keys().filter(|(k, _)| k == key).count() < 2 {
+            out.insert((key.clone(), *window), *v);
+        }
+    }
+    out
 }
 
 async fn read_state(client: &Client, topic: &str, ends: &BTreeMap<u32, u64>) -> StateModel {
@@ -317,7 +330,10 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
             window_ms: 60_000,
             ..Default::default()
         };
-        for (name, partitions, spec) in [("by_region", 3, region), ("by_user_minute", 2, user)] {
+        let recent = wire::AggregateSpec { windows_kept: 2, ..user.clone() };
+        for (name, partitions, spec) in
+            [("by_region", 3, region), ("by_user_minute", 2, user), ("recent", 2, recent)]
+        {
             let config = TopicConfig {
                 partition_count: partitions,
                 retention_ms: -1,
@@ -349,6 +365,7 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
                 .await;
         assert_eq!(read_state(&client, "by_region", &ends.0).await, by_region);
         assert_eq!(read_state(&client, "by_user_minute", &ends.1).await, by_user_minute);
+        assert_eq!(read_state(&client, "recent", &ends.1).await, newest_two(&by_user_minute));
         assert!(
             by_user_minute.keys().map(|(_, w)| w).collect::<std::collections::BTreeSet<_>>().len()
                 > 2,
@@ -367,6 +384,7 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
         let client = Client::connect(&addr).await.unwrap();
         assert_eq!(read_state(&client, "by_region", &region_ends).await, by_region);
         assert_eq!(read_state(&client, "by_user_minute", &user_ends).await, by_user_minute);
+        assert_eq!(read_state(&client, "recent", &user_ends).await, newest_two(&by_user_minute));
     });
     for p in 0..3 {
         assert!(broker.partition_dir("by_region", p).join("aggregates.json").exists());

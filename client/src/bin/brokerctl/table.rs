@@ -33,6 +33,9 @@ pub enum TableCommand {
         /// Tumbling windows of record time (ms); 0: the whole stream.
         #[arg(long, default_value_t = 0, requires = "aggregate")]
         window_ms: u64,
+        /// With windows: keep each group's newest this many (0: every window).
+        #[arg(long, default_value_t = 0, requires = "aggregate")]
+        windows_kept: u32,
     },
     /// Print a key's latest value (exit status 1 when the key does not exist).
     Get {
@@ -97,12 +100,14 @@ pub async fn command(
             field_json_path,
             field_header,
             window_ms,
+            windows_kept,
         } => {
             let aggregate = aggregate.then_some(wire::AggregateSpec {
                 group_by_header,
                 field_json_path,
                 field_header,
                 window_ms,
+                windows_kept,
             });
             let config = TopicConfig {
                 partition_count: partitions,
