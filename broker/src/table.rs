@@ -119,7 +119,7 @@ enum Contents {
     Aggregates { aggregator: Aggregator, groups: BTreeMap<(Vec<u8>, i64), Aggregate> },
 }
 
-/// A state table's snapshot (`AGGREGATES_FILE`).
+/// A state table's snapshot (JSON).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct AggregatesSnapshot {
     covered_offset: u64,
@@ -128,6 +128,10 @@ struct AggregatesSnapshot {
 
 /// See the module docs.
 pub struct Table {
+    /// Its snapshot's file name in the partition's directory.
+    snapshot_file: String,
+    /// Set when the table is dropped while its partition lives (a state table deleted).
+    closed: Cell<bool>,
     contents: RefCell<Contents>,
     /// The table reflects every record before this offset.
     applied: Watermark,
@@ -151,12 +155,14 @@ pub struct ChangesForgotten {
 }
 
 impl Table {
-    /// The table of `log` (a state table with `aggregate`): its last snapshot if there is a
-    /// usable one (else empty), to be brought up to date by [`follow`].
+    /// The table of `log` (a state table with `aggregate`): its last snapshot (the file
+    /// `snapshot_file` in the log's directory) if there is a usable one (else empty), to be
+    /// brought up to date by [`follow`].
     pub async fn open(
         log: &PartitionLog<DmaDisk>,
         memory: Rc<TableMemory>,
         aggregate: Option<&AggregateSettings>,
+        snapshot_file: String,
     ) -> Table {
         let dir = log.dir().to_owned();
         let high_watermark = log.high_watermark();
@@ -179,7 +185,7 @@ impl Table {
                 let aggregator = aggregator.expect("aggregate settings validated at creation");
                 let loaded = state_snapshot::load_json::<AggregatesSnapshot>(
                     dir.clone(),
-                    state_snapshot::AGGREGATES_FILE,
+                    snapshot_file.clone(),
                 )
                 .await
                 .filter(|s| s.covered_offset <= high_watermark);
@@ -195,6 +201,8 @@ impl Table {
             }
         };
         let table = Table {
+            snapshot_file,
+            closed: Cell::new(false),
             contents: RefCell::new(contents),
             applied: Watermark::new(covered),
             memory,
@@ -353,14 +361,14 @@ impl Table {
     /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed
     /// since the last one (or the table is unavailable). Everything it covers is durable:
     /// the table applies visible records only.
-    pub fn encode_snapshot(&self) -> Option<(&'static str, u64, Vec<u8>)> {
+    pub fn encode_snapshot(&self) -> Option<(String, u64, Vec<u8>)> {
         let covered = self.applied.get();
         if covered == self.snapshot_offset.get() || self.over_budget.get() {
             return None;
         }
         Some(match &*self.contents.borrow() {
             Contents::Latest(keys) => (
-                state_snapshot::TABLE_FILE,
+                self.snapshot_file.clone(),
                 covered,
                 state_snapshot::encode_keys(covered, keys.len(), keys.iter()),
             ),
@@ -370,7 +378,7 @@ impl Table {
                     groups: groups.iter().map(|((k, w), a)| (k.clone(), *w, *a)).collect(),
                 };
                 let bytes = serde_json::to_vec(&snapshot).expect("plain data");
-                (state_snapshot::AGGREGATES_FILE, covered, bytes)
+                (self.snapshot_file.clone(), covered, bytes)
             }
         })
     }
@@ -469,6 +477,19 @@ impl Table {
         }
     }
 
+    /// The table is dropped while its partition lives: its follow task ends, its memory goes
+    /// back, its snapshot file is removed.
+    pub fn close(&self, dir: &std::path::Path) {
+        self.closed.set(true);
+        self.release();
+        let _ = std::fs::remove_file(dir.join(&self.snapshot_file));
+    }
+
+    /// Whether [`Table::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// Returns the keys' memory to the shard (the partition is gone).
     pub fn release(&self) {
         let bytes: usize = match &*self.contents.borrow() {
@@ -508,8 +529,8 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
                 info!(topic = %topic, partition = index, keys = table.len(), replayed_offsets = offset - started.0, elapsed_ms = started.1.elapsed().as_millis() as u64, "table caught up with its log");
             }
         }
-        if !log.high_watermark_mark().wait_for(offset + 1).await {
-            return; // closed: the partition is retired or the broker stops
+        if !log.high_watermark_mark().wait_for(offset + 1).await || table.is_closed() {
+            return; // closed: the partition is retired, the broker stops, the table is gone
         }
         let out = match log.read(offset, FOLLOW_READ_BYTES, FirstBatch::Always).await {
             Ok(out) => out,
@@ -535,6 +556,9 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
             // moved the start meanwhile; look again.
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
+        }
+        if table.is_closed() {
+            return;
         }
         for view in &out.batches {
             for envelope in Envelopes::new(view).filter_map(Result::ok) {

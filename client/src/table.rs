@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use wire::{
-    ErrorCode, KeyQueryPartition, KeyQueryRequest, KeyQueryResponse, KeyQueryTopic, TableEntry,
-    TableReadKind, TableReadPartition, TableReadPartitionResult, TableReadRequest,
-    TableReadResponse, TableReadTopic,
+    AggregateSpec, CreateTableRequest, CreateTableResponse, DeleteTableRequest,
+    DeleteTableResponse, ErrorCode, KeyQueryPartition, KeyQueryRequest, KeyQueryResponse,
+    KeyQueryTopic, TableEntry, TableReadKind, TableReadPartition, TableReadPartitionResult,
+    TableReadRequest, TableReadResponse, TableReadTopic,
 };
 
 use crate::client::{check_partition, Client};
@@ -239,12 +240,53 @@ impl Client {
         Ok(TableChanges { entries: r.entries, next_offset: r.offset })
     }
 
-    /// Whether `topic` is a state table (its config declares aggregates).
-    pub async fn is_state_table(&self, topic: &str) -> Result<bool, ClientError> {
-        self.partition_count(topic).await?;
+    /// Whether `name` is a state table (a table topic declaring aggregates, or a table
+    /// declared over a topic).
+    pub async fn is_state_table(&self, name: &str) -> Result<bool, ClientError> {
+        self.table_partitions(name).await?;
         let md = self.metadata();
-        let t = md.topics.iter().find(|t| t.name == topic);
-        Ok(t.is_some_and(|t| t.config.table && t.config.aggregate.is_some()))
+        let t = md.topics.iter().find(|t| t.name == name);
+        Ok(t.is_some_and(|t| t.config.table && t.config.aggregate.is_some())
+            || md.tables.iter().any(|t| t.name == name))
+    }
+
+    /// Declares state table `name` over existing topic `topic`: the topic's partitions'
+    /// owners keep `aggregate` from the topic's first stored record on.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        topic: &str,
+        aggregate: AggregateSpec,
+    ) -> Result<(), ClientError> {
+        let conn = self.bootstrap_conn().await?;
+        let req = CreateTableRequest { name: name.into(), topic: topic.into(), aggregate };
+        let r: CreateTableResponse = conn.request(&req).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        Ok(())
+    }
+
+    /// Deletes state table `name` (its topic stays).
+    pub async fn delete_table(&self, name: &str) -> Result<(), ClientError> {
+        let conn = self.bootstrap_conn().await?;
+        let r: DeleteTableResponse =
+            conn.request(&DeleteTableRequest { name: name.into() }).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        Ok(())
+    }
+
+    /// The partition count of table `name`: its topic's (refreshing metadata once if
+    /// unknown).
+    async fn table_partitions(&self, name: &str) -> Result<u32, ClientError> {
+        for attempt in 0..2 {
+            let md = if attempt == 0 { self.metadata() } else { self.refresh_metadata().await? };
+            let topic = md.tables.iter().find(|t| t.name == name).map_or(name, |t| &t.topic);
+            if let Some(t) = md.topics.iter().find(|t| t.name == topic && t.error == 0) {
+                return Ok(t.partitions.len() as u32);
+            }
+        }
+        Err(ClientError::UnknownTopic(name.into()))
     }
 
     /// A state table's aggregates of group `key` (one entry per window), merged over every
@@ -365,7 +407,7 @@ impl Client {
         limit: u32,
         min_offsets: &[(u32, u64)],
     ) -> Result<Vec<TableReadPartitionResult>, ClientError> {
-        let partitions = self.partition_count(topic).await?;
+        let partitions = self.table_partitions(topic).await?;
         let reads = (0..partitions)
             .map(|partition| TableReadPartition {
                 partition,

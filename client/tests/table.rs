@@ -460,3 +460,117 @@ fn the_change_feed_names_each_keys_previous_record_and_tombstones() {
         assert_eq!(client.table_changes("feed", 0, 0, 10).await.unwrap().entries.len(), 10);
     });
 }
+
+/// Region → (count, values, sum, min, max) of `amount`.
+type RegionModel = BTreeMap<Vec<u8>, (u64, u64, f64, f64, f64)>;
+
+async fn produce_regions(
+    client: &Client,
+    rng: &mut Rng,
+    count: usize,
+    model: &mut RegionModel,
+) -> BTreeMap<u32, u64> {
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut acks = Vec::new();
+    for _ in 0..count {
+        let user = format!("user/{:02}", rng.below(30));
+        let region = ["eu", "us", "apac"][rng.below(3) as usize];
+        let amount = rng.below(500) as f64;
+        let value = format!(r#"{{"amount":{amount}}}"#);
+        let hs: [(&str, &[u8]); 1] = [("region", region.as_bytes())];
+        acks.push(
+            producer
+                .send("orders", Some(user.as_bytes()), Some(value.as_bytes()), &hs)
+                .await
+                .unwrap(),
+        );
+        let e = model.entry(region.as_bytes().to_vec()).or_insert((0, 0, 0.0, f64::MAX, f64::MIN));
+        (e.0, e.1, e.2, e.3, e.4) =
+            (e.0 + 1, e.1 + 1, e.2 + amount, e.3.min(amount), e.4.max(amount));
+    }
+    producer.flush().await.unwrap();
+    let mut ends = BTreeMap::new();
+    for a in acks {
+        let (p, o) = a.await.unwrap();
+        let end = ends.entry(p).or_insert(0);
+        *end = (*end).max(o + 1);
+    }
+    ends
+}
+
+async fn read_regions(client: &Client, ends: &BTreeMap<u32, u64>) -> RegionModel {
+    let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+    let scan = client.state_scan("revenue", &KeyRange::all(), 100, &min_offsets).await.unwrap();
+    scan.entries
+        .into_iter()
+        .map(|e| (e.key, (e.count, e.values, e.sum, e.min.unwrap(), e.max.unwrap())))
+        .collect()
+}
+
+#[test]
+fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
+    let mut broker = Broker::start_with_env(2, &[("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100")]);
+    let addr = broker.public.to_string();
+    let mut model = RegionModel::new();
+    let mut rng = Rng(0x0de7);
+    let spec = wire::AggregateSpec {
+        group_by_header: Some("region".into()),
+        field_json_path: Some("$.amount".into()),
+        ..Default::default()
+    };
+    let ends = rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 3, ..Default::default() };
+        client.create_topic("orders", config).await.unwrap();
+        // Records stored before the table exists count too: it replays the topic.
+        produce_regions(&client, &mut rng, 600, &mut model).await;
+        client.create_table("revenue", "orders", spec.clone()).await.unwrap();
+        let ends = produce_regions(&client, &mut rng, 400, &mut model).await;
+        assert_eq!(read_regions(&client, &ends).await, model);
+        assert!(client.is_state_table("revenue").await.unwrap());
+        // Names are shared with topics; the topic must exist; the declaration is checked.
+        let clash = |r: Result<(), ClientError>, want: ErrorCode| match r {
+            Err(ClientError::Broker { code, .. }) => assert_eq!(code, want),
+            other => panic!("expected {want:?}, got {other:?}"),
+        };
+        clash(
+            client.create_table("orders", "orders", spec.clone()).await,
+            ErrorCode::TopicAlreadyExists,
+        );
+        clash(client.create_table("t2", "nope", spec.clone()).await, ErrorCode::UnknownTopic);
+        let bad = wire::AggregateSpec { window_ms: 0, windows_kept: 2, ..spec.clone() };
+        clash(client.create_table("t2", "orders", bad).await, ErrorCode::InvalidTopicConfig);
+        let plain = TopicConfig { partition_count: 1, ..Default::default() };
+        match client.create_topic("revenue", plain).await {
+            Err(ClientError::Broker { code: ErrorCode::TopicAlreadyExists, .. }) => {}
+            other => panic!("a topic named like a table: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        produce_regions(&client, &mut rng, 300, &mut model).await
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert_eq!(read_regions(&client, &ends).await, model);
+    });
+    let snapshots = |b: &Broker| {
+        (0..3).filter(|p| b.partition_dir("orders", *p).join("table-revenue.json").exists()).count()
+    };
+    assert_eq!(snapshots(&broker), 3, "every partition stored the table's snapshot");
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        client.delete_table("revenue").await.unwrap();
+        assert!(client.state_scan("revenue", &KeyRange::all(), 10, &[]).await.is_err());
+        assert!(client.metadata().tables.is_empty());
+    });
+    assert_eq!(snapshots(&broker), 0, "a deleted table's snapshots are removed");
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        // A topic's deletion takes its tables with it.
+        client.create_table("again", "orders", spec.clone()).await.unwrap();
+        client.delete_topic("orders").await.unwrap();
+        assert!(client.metadata().tables.is_empty());
+    });
+}

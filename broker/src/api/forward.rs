@@ -198,12 +198,15 @@ impl<R: PartitionResults> Answers<R> {
 /// Answers a request of topics and partitions partition by partition, in request order:
 /// each partition this shard owns by `local` (one after another, in order), the others
 /// forwarded to their owners in one sub-request each (made by `empty`); a partition that
-/// cannot be routed, or whose owner did not answer, gets `failed(partition, code)`.
+/// cannot be routed, or whose owner did not answer, gets `failed(partition, code)`. A name
+/// is routed as the topic `routing_topic` gives (a state table's: its topic's partitions)
+/// and forwarded as it is.
 #[allow(clippy::too_many_arguments)]
 pub async fn per_partition<Req, Resp, Fut>(
     shard: &Rc<Shard>,
     origin: Origin,
     topics: Vec<(String, Vec<Req::Partition>)>,
+    routing_topic: impl Fn(&str) -> String,
     index: impl Fn(&Req::Partition) -> u32,
     empty: impl Fn() -> Req,
     failed: impl Fn(u32, ErrorCode) -> Resp::Result,
@@ -224,9 +227,10 @@ where
     let mut split = Split::<Req>::default();
     for (name, partitions) in topics {
         let mut topic_slots = Vec::with_capacity(partitions.len());
+        let topic = routing_topic(&name);
         for p in partitions {
             let i = index(&p);
-            topic_slots.push(match route(shard, &name, i, origin) {
+            topic_slots.push(match route(shard, &topic, i, origin) {
                 Err(code) => Slot::Done(failed(i, code)),
                 Ok(Owner::Here) => Slot::Done(local(name.clone(), p).await),
                 Ok(Owner::Peer(owner)) => Slot::Remote(split.add(owner, &name, i, p, &empty)),

@@ -43,6 +43,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         shard,
         origin,
         topics,
+        str::to_owned,
         |q| q.partition,
         KeyQueryRequest::default,
         failed,

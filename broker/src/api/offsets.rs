@@ -28,6 +28,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         shard,
         origin,
         topics,
+        str::to_owned,
         |p| p.partition,
         ListOffsetsRequest::default,
         failed,

@@ -43,6 +43,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         shard,
         origin,
         topics,
+        |name| {
+            shard.metadata().tables.get(name).map_or_else(|| name.to_owned(), |t| t.topic.clone())
+        },
         |p| p.partition,
         || TableReadRequest { wait_ms, topics: Vec::new() },
         failed,
@@ -71,10 +74,17 @@ async fn local(
     wait: Duration,
     bytes_max: usize,
 ) -> TableReadPartitionResult {
-    let Some(part) = shard.partition(topic, p.partition) else {
+    // A state table over a topic reads that topic's partition, else the topic's own table.
+    let declared = shard.metadata().tables.get(topic).map(|t| t.topic.clone());
+    let Some(part) = shard.partition(declared.as_deref().unwrap_or(topic), p.partition) else {
         return failed(p.partition, ErrorCode::UnknownPartition);
     };
-    let Some(table) = part.table.as_ref() else {
+    let derived = declared.as_ref().and_then(|_| part.derived.borrow().get(topic).cloned());
+    let table = match declared {
+        Some(_) => derived.as_deref(),
+        None => part.table.as_ref(),
+    };
+    let Some(table) = table else {
         return failed(p.partition, ErrorCode::NotATable);
     };
     let fail = |e: TableError| TableReadPartitionResult {

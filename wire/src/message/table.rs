@@ -7,6 +7,11 @@
 //! `min_offset` asks the broker to wait (up to the request's `wait_ms`) until the table
 //! reflects the records before that offset — read-your-writes for a producer that got offset
 //! `o` acked asks for `o + 1`. A key whose latest record is a tombstone (no value) is absent.
+//!
+//! State tables are declared with their topic (`TopicConfig::aggregate`) or over an
+//! existing topic under their own name (`CreateTableRequest`); a table read names either.
+
+use super::topic_config::AggregateSpec;
 
 wire_type! {
     /// Whether a partition read is for one key or a range of keys.
@@ -151,6 +156,65 @@ impl TableEntry {
         64 + self.key.len()
             + self.value.len()
             + self.headers.iter().map(|h| 16 + h.key.len() + h.value.len()).sum::<usize>()
+    }
+}
+
+wire_type! {
+    /// Create a state table over an existing topic: the topic's partitions' owners keep
+    /// the aggregates from the topic's first stored record on (and from every record
+    /// appended after).
+    pub struct CreateTableRequest {
+        /// Name: the rules of topic names; no topic or table may have it already.
+        pub name: String,
+        /// The topic it aggregates.
+        pub topic: String,
+        /// What it keeps.
+        pub aggregate: AggregateSpec,
+    }
+}
+message!(CreateTableRequest, CreateTable);
+
+wire_type! {
+    /// Table created (or not).
+    pub struct CreateTableResponse {
+        /// Error code (`UNKNOWN_TOPIC`, `TOPIC_ALREADY_EXISTS` for a name in use,
+        /// `INVALID_TOPIC_CONFIG` for a bad declaration).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+    }
+}
+message!(CreateTableResponse, CreateTable);
+
+wire_type! {
+    /// Delete a state table (its topic stays).
+    pub struct DeleteTableRequest {
+        /// The table's name.
+        pub name: String,
+    }
+}
+message!(DeleteTableRequest, DeleteTable);
+
+wire_type! {
+    /// Table deleted (or not).
+    pub struct DeleteTableResponse {
+        /// Error code (`UNKNOWN_TOPIC` for no such table).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+    }
+}
+message!(DeleteTableResponse, DeleteTable);
+
+wire_type! {
+    /// A state table over a topic, as metadata lists it.
+    pub struct TableMetadata {
+        /// Its name (read it with `TableRead` under this name).
+        pub name: String,
+        /// The topic it aggregates (its partitions are the table's).
+        pub topic: String,
+        /// What it keeps.
+        pub aggregate: AggregateSpec,
     }
 }
 

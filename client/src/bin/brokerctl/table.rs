@@ -21,6 +21,10 @@ pub enum TableCommand {
         /// A state table (aggregates) instead of a projection (latest value per key).
         #[arg(long)]
         aggregate: bool,
+        /// Aggregate this existing topic (from its first stored record) instead of creating
+        /// a new topic for the table.
+        #[arg(long, requires = "aggregate")]
+        topic: Option<String>,
         /// Group by this header's value (default: the record key).
         #[arg(long, requires = "aggregate")]
         group_by_header: Option<String>,
@@ -36,6 +40,12 @@ pub enum TableCommand {
         /// With windows: keep each group's newest this many (0: every window).
         #[arg(long, default_value_t = 0, requires = "aggregate")]
         windows_kept: u32,
+    },
+    /// Delete a state table declared over a topic (the topic stays; a table topic is
+    /// deleted with `brokerctl topic delete`).
+    Delete {
+        /// Table name.
+        name: String,
     },
     /// Print a key's latest value (exit status 1 when the key does not exist).
     Get {
@@ -101,6 +111,7 @@ pub async fn command(
             field_header,
             window_ms,
             windows_kept,
+            topic,
         } => {
             let aggregate = aggregate.then_some(wire::AggregateSpec {
                 group_by_header,
@@ -109,6 +120,11 @@ pub async fn command(
                 window_ms,
                 windows_kept,
             });
+            if let (Some(topic), Some(spec)) = (&topic, &aggregate) {
+                client.create_table(&name, topic, spec.clone()).await?;
+                let _ = writeln!(out, "created state table {name} over {topic}");
+                return Ok(());
+            }
             let config = TopicConfig {
                 partition_count: partitions,
                 retention_ms: -1,
@@ -158,8 +174,6 @@ pub async fn command(
                     end: to.map(String::into_bytes),
                 },
             };
-            let partitions = client.partition_count(&name).await?;
-            let mut printed = 0u32;
             if client.is_state_table(&name).await? {
                 let scan = client.state_scan(&name, &range, limit, &[]).await?;
                 for e in &scan.entries {
@@ -167,6 +181,8 @@ pub async fn command(
                 }
                 return Ok(());
             }
+            let partitions = client.partition_count(&name).await?;
+            let mut printed = 0u32;
             while printed < limit {
                 let scan = client.table_scan(&name, &range, limit - printed, &[]).await?;
                 for e in &scan.entries {
@@ -180,6 +196,10 @@ pub async fn command(
                     _ => break,
                 }
             }
+        }
+        TableCommand::Delete { name } => {
+            client.delete_table(&name).await?;
+            let _ = writeln!(out, "deleted table {name}");
         }
         TableCommand::Watch { name, count } => {
             // From now: each partition's applied offset.
