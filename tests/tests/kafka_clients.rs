@@ -264,3 +264,51 @@ fn oversized_and_garbage_frames_close_only_that_connection() {
     create_topic(&mut b.connect(), "still-alive", 1);
     assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
 }
+
+#[test]
+fn kafka_and_native_groups_of_one_name_share_committed_offsets() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "shared-offsets", 2);
+    // Committed by a Kafka client, read natively.
+    run(Command::new("python3").arg(script("offsets.py")).args([
+        "commit",
+        &kafka,
+        "shared",
+        "shared-offsets",
+        "1",
+        "42",
+    ]));
+    let fetched: wire::FetchOffsetsResponse = conn.call(&wire::FetchOffsetsRequest {
+        group: "shared".into(),
+        topics: vec!["shared-offsets".into()],
+    });
+    assert_eq!(fetched.error, 0, "{}", fetched.message);
+    let p = fetched.topics.iter().flat_map(|t| &t.partitions).find(|p| p.partition == 1);
+    assert_eq!(p.map(|p| p.offset), Some(42), "{fetched:?}");
+    // Committed natively (an administrative commit), read by a Kafka client.
+    let committed: wire::CommitOffsetsResponse = conn.call(&wire::CommitOffsetsRequest {
+        group: "shared".into(),
+        member_id: String::new(),
+        generation: 0,
+        topics: vec![wire::CommitTopic {
+            name: "shared-offsets".into(),
+            partitions: vec![wire::CommittedOffset {
+                partition: 0,
+                offset: 7,
+                metadata: String::new(),
+            }],
+        }],
+    });
+    assert_eq!(committed.error, 0, "{}", committed.message);
+    let out = run(Command::new("python3").arg(script("offsets.py")).args([
+        "committed",
+        &kafka,
+        "shared",
+        "shared-offsets",
+        "0",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["offset"], 7, "{out}");
+}

@@ -229,3 +229,96 @@ pub fn to_kafka(batches: &[u8], out: &mut BytesMut) -> Result<(), KafkaError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Record {
+        let mut headers = IndexMap::new();
+        headers.insert(StrBytes::from_static_str("trace"), Some(Bytes::from_static(b"\x00\x01")));
+        Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: 7,
+            producer_epoch: 2,
+            timestamp_type: TimestampType::Creation,
+            offset,
+            sequence: 40 + offset as i32,
+            timestamp: 1_700_000_000_000 + offset,
+            key: key.map(Bytes::copy_from_slice),
+            value: value.map(Bytes::copy_from_slice),
+            headers,
+        }
+    }
+
+    fn kafka_batch(records: &[Record], compression: Compression) -> Bytes {
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(&mut buf, records, &RecordEncodeOptions { version: 2, compression })
+            .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn every_codec_round_trips_through_the_native_format() {
+        let records =
+            vec![record(0, Some(b"k0"), Some(b"v0")), record(1, None, None), record(2, Some(b""), Some(b"v2"))];
+        for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+            let converted = to_native(&kafka_batch(&records, codec), 1 << 20).unwrap();
+            assert_eq!(converted.records, 3, "{codec:?}");
+            let view = wire::BatchView::validate(&converted.batches).unwrap();
+            let h = view.header();
+            assert_eq!((h.producer_id(), h.producer_epoch(), h.base_sequence()), (7, 2, 40));
+            let mut back = BytesMut::new();
+            to_kafka(&converted.batches, &mut back).unwrap();
+            let set = RecordBatchDecoder::decode(&mut back.freeze()).unwrap();
+            assert_eq!(set.records.len(), 3);
+            for (a, b) in set.records.iter().zip(&records) {
+                assert_eq!((&a.key, &a.value, a.timestamp), (&b.key, &b.value, b.timestamp), "{codec:?}");
+                assert_eq!((a.producer_id, a.producer_epoch, a.sequence), (7, 2, b.sequence));
+                assert_eq!(a.headers, b.headers);
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_larger_than_a_native_batch_splits_with_sequences_advanced() {
+        let value = vec![1u8; 1000];
+        let records: Vec<Record> = (0..100).map(|i| record(i, Some(b"k"), Some(&value))).collect();
+        let converted = to_native(&kafka_batch(&records, Compression::None), 16 << 10).unwrap();
+        let mut sequence = 40;
+        let mut n = 0;
+        for view in wire::Batches::new(&converted.batches) {
+            let view = view.unwrap();
+            assert_eq!(view.header().base_sequence(), sequence);
+            sequence += view.header().record_count() as i32;
+            n += 1;
+        }
+        assert!(n > 1, "split into {n} batches");
+        assert_eq!(sequence, 140);
+    }
+
+    #[test]
+    fn a_compressed_bomb_is_refused_before_it_is_inflated() {
+        let bomb = vec![0u8; UNCOMPRESSED_RECORDS_BYTES_MAX as usize + 1024];
+        for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
+            let batch = kafka_batch(&[record(0, None, Some(&bomb))], codec);
+            assert!(batch.len() < bomb.len() / 4, "{codec:?} compresses");
+            let err = to_native(&batch, 1 << 20).unwrap_err();
+            assert!(err.to_string().contains("more than"), "{codec:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn corrupt_and_transactional_batches_are_refused() {
+        let mut bytes = kafka_batch(&[record(0, Some(b"k"), Some(b"v"))], Compression::None).to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        assert!(to_native(&Bytes::from(bytes), 1 << 20).is_err(), "CRC mismatch");
+        let mut txn = record(0, Some(b"k"), Some(b"v"));
+        txn.transactional = true;
+        assert!(to_native(&kafka_batch(&[txn], Compression::None), 1 << 20).is_err());
+    }
+}

@@ -174,7 +174,14 @@ impl Groups {
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut groups)
+        let out = f(&mut groups);
+        // Groups whose members all left or expired stay until the table passes the member
+        // budget; then the empty ones go (a group holds nothing worth keeping once empty:
+        // its offsets are in the offsets log).
+        if groups.len() > self.members_max {
+            groups.retain(|_, g| !g.members.is_empty());
+        }
+        out
     }
 }
 
@@ -207,7 +214,15 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest) -> Answer {
     }
     let groups = &kafka.groups;
     let member_id: Result<String, i16> = groups.with(|all| {
-        let total: usize = all.values().map(|g| g.members.len()).sum();
+        let mut total: usize = all.values().map(|g| g.members.len()).sum();
+        if req.member_id.is_empty() && total >= groups.members_max {
+            // Full: first drop members past their session and the groups left empty.
+            for g in all.values_mut() {
+                g.expire(now);
+            }
+            all.retain(|_, g| !g.members.is_empty());
+            total = all.values().map(|g| g.members.len()).sum();
+        }
         let g = all.entry(group_id.clone()).or_insert_with(Group::new);
         g.expire(now);
         if !g.members.is_empty() && g.protocol_type != req.protocol_type.as_str() {
