@@ -1,11 +1,13 @@
 //! Kafka framing: a 4-byte big-endian size, then a request header and body (decoded by the
 //! `kafka-protocol` crate); responses are a size, a response header and a body.
 //!
-//! The size is checked against `frame_body_bytes_max` before the body is allocated, and a
+//! The size is checked against `frame_body_bytes_max` before the body is allocated (and
+//! held from the shard's memory budget before it is allocated), and a
 //! started frame must be complete within `frame_read_timeout_ms`. A size that cannot be a
 //! request closes the connection (the stream cannot be resynchronized); a header or body that
 //! does not decode is answered (when its correlation id is known) and the connection lives on.
 
+use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -14,6 +16,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::error::KafkaError;
+use crate::budget::{Held, MemoryBudget};
 
 /// Bytes of the size prefix.
 pub const SIZE_BYTES: usize = 4;
@@ -44,12 +47,14 @@ pub enum FrameError {
     Timeout(Duration),
 }
 
-/// Reads the next request frame (without its size prefix).
+/// Reads the next request frame (without its size prefix). Its bytes are held from
+/// `memory` (waiting for room) before they are allocated, until the returned [`Held`] drops.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     body_bytes_max: usize,
     timeout: Duration,
-) -> Result<Bytes, FrameError> {
+    memory: &Rc<MemoryBudget>,
+) -> Result<(Bytes, Held), FrameError> {
     let mut size = [0u8; SIZE_BYTES];
     let n = r.read(&mut size[..1]).await?;
     if n == 0 {
@@ -65,10 +70,11 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
                 max: body_bytes_max,
             });
         }
-        // Checked above: at most `frame_body_bytes_max`.
+        // Checked above: at most `frame_body_bytes_max`; counted before it exists.
+        let held = memory.hold(len as usize).await;
         let mut body = vec![0u8; len as usize];
         r.read_exact(&mut body).await?;
-        Ok(Bytes::from(body))
+        Ok((Bytes::from(body), held))
     };
     futures_lite::future::or(rest, async {
         glommio::timer::sleep(timeout).await;

@@ -5,7 +5,11 @@
 //! Each request's second stage runs as its own task; the writer awaits those tasks in order.
 //! At most `inflight_per_connection_max` are outstanding: the reader waits for the writer
 //! when that many are queued. A request body is held against the shard's memory budget
-//! (`memory_bytes_per_shard`) while it is read and translated. An api or version the
+//! (`memory_bytes_per_shard`) while it is read and translated; a finished response is held
+//! against the connection's (`connection_send_queue_bytes_max`) and the shard's budgets
+//! until it is on the socket, and the reader reads no new request while either is full, so a
+//! client that does not read holds at most its share. A response that does not reach the
+//! socket within `connection_write_stall_ms` closes the connection. An api or version the
 //! listener does not speak is answered with UNSUPPORTED_VERSION; a request whose header or
 //! body does not decode closes the connection (as Kafka brokers do: Kafka has no error
 //! envelope common to every api). Idle connections (`connection_idle_ms`) and a started
@@ -29,6 +33,7 @@ use tracing::debug;
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, Kafka};
+use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::counters::Counters;
 use crate::shard::Shard;
 use crate::watermark::Watermark;
@@ -36,6 +41,13 @@ use crate::watermark::Watermark;
 /// The second stage of a request: the response frame, or `None` for a request Kafka answers
 /// with nothing (a produce with acks=0).
 pub type Answer = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
+
+/// A response on its way to the socket, holding its bytes of the connection's and the
+/// shard's budgets until written.
+struct Queued {
+    frame: Vec<u8>,
+    _holds: (Held, Held),
+}
 
 /// Which request is being answered.
 #[derive(Debug, Clone, Copy)]
@@ -104,13 +116,23 @@ pub async fn serve<S>(
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let inflight_max = shard.config.inflight_per_connection_max.max(1);
     let (tx, rx) =
-        local_channel::new_bounded::<glommio::task::JoinHandle<Option<Vec<u8>>>>(inflight_max);
+        local_channel::new_bounded::<glommio::task::JoinHandle<Option<Queued>>>(inflight_max);
+    let budget = MemoryBudget::new(shard.config.connection_send_queue_bytes_max);
+    let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = glommio::spawn_local(async move {
         while let Some(answer) = rx.recv().await {
-            if let Some(Some(frame)) = answer.await {
-                if writer.write_all(&frame).await.is_err() {
-                    break;
-                }
+            let Some(Some(queued)) = answer.await else { continue };
+            let written = futures_lite::future::or(
+                async { writer.write_all(&queued.frame).await.is_ok() },
+                async {
+                    glommio::timer::sleep(write_stall).await;
+                    false
+                },
+            )
+            .await;
+            drop(queued); // its budget goes once the frame is on the socket
+            if !written {
+                break;
             }
         }
         let _ = writer.close().await;
@@ -121,7 +143,7 @@ pub async fn serve<S>(
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
     let end: Result<(), FrameError> = loop {
-        let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout);
+        let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout, &shard.memory);
         let ends = async {
             let stopping = async {
                 stop.wait_for(1).await;
@@ -136,12 +158,14 @@ pub async fn serve<S>(
             };
             futures_lite::future::or(stopping, idle_out).await
         };
-        let frame = match futures_lite::future::or(next, ends).await {
+        // A client that does not read its responses is not read from either.
+        wait_until(&[&budget, &shard.memory], || !budget.is_full() && !shard.memory.is_full())
+            .await;
+        let (frame, held) = match futures_lite::future::or(next, ends).await {
             Ok(frame) => frame,
             Err(e) => break Err(e),
         };
         Counters::add(&shard.counters.requests, 1);
-        let held = shard.memory.hold(frame.len()).await;
         let answer = match dispatch(&session, frame).await {
             Ok(answer) => answer,
             Err(e) => {
@@ -150,7 +174,13 @@ pub async fn serve<S>(
             }
         };
         drop(held);
-        let handle = glommio::spawn_local(answer).detach();
+        let (budget, memory) = (budget.clone(), shard.memory.clone());
+        let handle = glommio::spawn_local(async move {
+            let frame = answer.await?;
+            let holds = (budget.hold_now(frame.len()), memory.hold_now(frame.len()));
+            Some(Queued { frame, _holds: holds })
+        })
+        .detach();
         if tx.send(handle).await.is_err() {
             break Ok(());
         }
@@ -159,6 +189,7 @@ pub async fn serve<S>(
         debug!(error = %e, "kafka connection closed");
     }
     drop(tx);
+    budget.close();
     // The writer drains the answers already started, then closes.
     let _ = futures_lite::future::or(async { writer_task.await.is_some() }, async {
         glommio::timer::sleep(Duration::from_secs(5)).await;

@@ -256,16 +256,29 @@ mod tests {
 
     fn kafka_batch(records: &[Record], compression: Compression) -> Bytes {
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, records, &RecordEncodeOptions { version: 2, compression })
-            .unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            records,
+            &RecordEncodeOptions { version: 2, compression },
+        )
+        .unwrap();
         buf.freeze()
     }
 
     #[test]
     fn every_codec_round_trips_through_the_native_format() {
-        let records =
-            vec![record(0, Some(b"k0"), Some(b"v0")), record(1, None, None), record(2, Some(b""), Some(b"v2"))];
-        for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        let records = vec![
+            record(0, Some(b"k0"), Some(b"v0")),
+            record(1, None, None),
+            record(2, Some(b""), Some(b"v2")),
+        ];
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let converted = to_native(&kafka_batch(&records, codec), 1 << 20).unwrap();
             assert_eq!(converted.records, 3, "{codec:?}");
             let view = wire::BatchView::validate(&converted.batches).unwrap();
@@ -276,7 +289,11 @@ mod tests {
             let set = RecordBatchDecoder::decode(&mut back.freeze()).unwrap();
             assert_eq!(set.records.len(), 3);
             for (a, b) in set.records.iter().zip(&records) {
-                assert_eq!((&a.key, &a.value, a.timestamp), (&b.key, &b.value, b.timestamp), "{codec:?}");
+                assert_eq!(
+                    (&a.key, &a.value, a.timestamp),
+                    (&b.key, &b.value, b.timestamp),
+                    "{codec:?}"
+                );
                 assert_eq!((a.producer_id, a.producer_epoch, a.sequence), (7, 2, b.sequence));
                 assert_eq!(a.headers, b.headers);
             }
@@ -313,7 +330,8 @@ mod tests {
 
     #[test]
     fn corrupt_and_transactional_batches_are_refused() {
-        let mut bytes = kafka_batch(&[record(0, Some(b"k"), Some(b"v"))], Compression::None).to_vec();
+        let mut bytes =
+            kafka_batch(&[record(0, Some(b"k"), Some(b"v"))], Compression::None).to_vec();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         assert!(to_native(&Bytes::from(bytes), 1 << 20).is_err(), "CRC mismatch");
