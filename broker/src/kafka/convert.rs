@@ -329,6 +329,29 @@ mod tests {
     }
 
     #[test]
+    fn compressed_native_batches_reach_kafka_clients_uncompressed() {
+        let mut builder = BatchBuilder::new(1 << 20);
+        for i in 0..50u32 {
+            let value = format!("value {i} value value value value");
+            builder.append(1_700_000_000_000, Some(b"k"), Some(value.as_bytes()), &[]).unwrap();
+        }
+        let plain = builder.finish().unwrap();
+        let mut compressed = AlignedVec::new();
+        wire::BatchEnvelope::validate(&plain)
+            .unwrap()
+            .compress_into(wire::Compression::ZSTD, &mut compressed)
+            .expect("compresses");
+        let mut out = BytesMut::new();
+        to_kafka(&compressed, &mut out).unwrap();
+        let set = RecordBatchDecoder::decode(&mut out.freeze()).unwrap();
+        assert_eq!(set.records.len(), 50);
+        assert_eq!(
+            set.records[49].value.as_deref(),
+            Some(&b"value 49 value value value value"[..])
+        );
+    }
+
+    #[test]
     fn corrupt_and_transactional_batches_are_refused() {
         let mut bytes =
             kafka_batch(&[record(0, Some(b"k"), Some(b"v"))], Compression::None).to_vec();
