@@ -606,3 +606,68 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
     }
     ready(respond(ctx, &out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(now: Instant, protocols: &[&str]) -> Member {
+        Member {
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::new())).collect(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            last_seen: now,
+            joined: true,
+            generation: -1,
+            assignment: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn members_joining_together_get_one_generation_after_the_initial_delay() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range", "roundrobin"]));
+        g.rebalance(t0);
+        g.members.get_mut("a").unwrap().joined = true;
+        g.try_complete(t0);
+        assert!(matches!(g.phase, Phase::Joining { .. }), "waits for the initial delay");
+        g.members.insert("b".into(), member(t0, &["roundrobin"]));
+        g.try_complete(t0 + INITIAL_REBALANCE_DELAY);
+        assert_eq!((g.phase, g.generation), (Phase::Syncing, 1));
+        assert_eq!(g.leader, "a");
+        assert_eq!(g.protocol, "roundrobin", "the leader's first protocol every member speaks");
+        assert!(g.members.values().all(|m| m.generation == 1));
+    }
+
+    #[test]
+    fn a_rebalance_waits_for_every_member_or_drops_the_late_ones_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range"]));
+        g.members.insert("b".into(), member(t0, &["range"]));
+        g.phase = Phase::Stable;
+        g.generation = 3;
+        g.rebalance(t0);
+        g.members.get_mut("a").unwrap().joined = true;
+        g.try_complete(t0 + Duration::from_secs(1));
+        assert!(matches!(g.phase, Phase::Joining { .. }), "b has not rejoined yet");
+        g.try_complete(t0 + Duration::from_secs(31));
+        assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 4, 1));
+    }
+
+    #[test]
+    fn silent_members_expire_and_the_last_one_leaving_empties_the_group() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range"]));
+        g.members.insert("b".into(), member(t0 + Duration::from_secs(5), &["range"]));
+        g.phase = Phase::Stable;
+        g.expire(t0 + Duration::from_secs(11));
+        assert_eq!(g.members.len(), 1, "a was silent past its session timeout");
+        assert!(matches!(g.phase, Phase::Joining { .. }), "the rest rebalance");
+        g.members.clear();
+        g.after_leave(t0 + Duration::from_secs(12));
+        assert_eq!(g.phase, Phase::Empty);
+    }
+}
