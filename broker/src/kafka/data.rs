@@ -172,24 +172,26 @@ pub async fn fetch(shard: &Rc<Shard>, ctx: Ctx, req: FetchRequest) -> Answer {
     };
     let reply = native::start(shard, &native_req).await;
     Box::pin(async move {
-        let result: Result<wire::FetchResponse, KafkaError> = match reply {
+        let frame = match reply {
             Err(e) => Err(e),
-            Ok(reply) => native::decode(&reply.await),
+            Ok(reply) => Ok(reply.await),
         };
-        let mut done: HashMap<Key, wire::FetchPartitionResult> = HashMap::new();
+        // The batches are read in place from the native response (no copy before conversion).
+        let result =
+            frame.as_ref().map_err(Clone::clone).and_then(native::access::<wire::FetchResponse>);
+        let mut done: HashMap<(&str, i32), &wire::ArchivedFetchPartitionResult> = HashMap::new();
         if let Ok(resp) = result.as_ref() {
-            for t in &resp.topics {
-                for p in &t.partitions {
-                    done.insert((t.name.clone(), p.partition as i32), p.clone());
+            for t in resp.topics.iter() {
+                for p in t.partitions.iter() {
+                    done.insert((t.name.as_str(), p.partition.to_native() as i32), p);
                 }
             }
         }
         let mut out = FetchResponse::default();
-        for (name, indexes) in order {
+        for (name, indexes) in &order {
             let mut t = fetch_response::FetchableTopicResponse::default();
             t.topic = kafka_protocol::messages::TopicName(name.clone().into());
-            for index in indexes {
-                let key = (name.clone(), index);
+            for &index in indexes {
                 let mut p = fetch_response::PartitionData::default();
                 p.partition_index = index;
                 p.high_watermark = -1;
@@ -197,20 +199,19 @@ pub async fn fetch(shard: &Rc<Shard>, ctx: Ctx, req: FetchRequest) -> Answer {
                 p.log_start_offset = -1;
                 p.preferred_read_replica = kafka_protocol::messages::BrokerId(-1);
                 p.records = Some(Bytes::new());
-                if let Some(code) = failed.get(&key) {
+                if let Some(code) = failed.get(&(name.clone(), index)) {
                     p.error_code = *code;
                 } else if let Err(e) = &result {
                     p.error_code = e.code();
-                } else if let Some(r) = done.get(&key) {
-                    p.error_code = kafka_code_raw(r.error);
-                    p.high_watermark = r.high_watermark as i64;
-                    p.last_stable_offset = r.high_watermark as i64;
-                    p.log_start_offset = r.log_start_offset as i64;
-                    if !r.batches.is_empty() {
-                        // The decoded body's bytes may sit anywhere; batches are read aligned.
-                        let aligned = wire::to_aligned(&r.batches);
-                        let mut records = BytesMut::with_capacity(r.batches.len());
-                        match convert::to_kafka(&aligned, &mut records) {
+                } else if let Some(r) = done.get(&(name.as_str(), index)) {
+                    p.error_code = kafka_code_raw(r.error.to_native());
+                    p.high_watermark = r.high_watermark.to_native() as i64;
+                    p.last_stable_offset = p.high_watermark;
+                    p.log_start_offset = r.log_start_offset.to_native() as i64;
+                    let batches = r.batches.as_slice();
+                    if !batches.is_empty() {
+                        let mut records = BytesMut::with_capacity(batches.len());
+                        match convert::to_kafka(batches, &mut records) {
                             Ok(()) => p.records = Some(records.freeze()),
                             Err(e) => {
                                 tracing::warn!(topic = %name, partition = index, error = %e, "stored batches do not convert");

@@ -28,13 +28,35 @@ pub async fn start<T: wire::Message>(shard: &Rc<Shard>, msg: &T) -> Result<Reply
     Ok(api::start(shard, Request::forwarded(frame), Origin::Client).await)
 }
 
-/// The response body in a native response frame, or the error the frame carries.
+/// The response body in a native response frame (deserialized), or the error the frame
+/// carries.
 pub fn decode<T>(frame: &AlignedVec) -> Result<T, KafkaError>
 where
     T: Archive,
     T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + Deserialize<T, HighDeserializer<rancor::Error>>,
 {
+    wire::decode_body(body(frame)?).map_err(|e| KafkaError::Native {
+        code: ErrorCode::UnknownServerError,
+        message: e.to_string(),
+    })
+}
+
+/// The response body in a native response frame, validated in place (no copy: a fetch's
+/// batches are read where they lie, 16-byte aligned), or the error the frame carries.
+pub fn access<T>(frame: &AlignedVec) -> Result<&T::Archived, KafkaError>
+where
+    T: Archive,
+    T::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>,
+{
+    wire::access_body::<T>(body(frame)?).map_err(|e| KafkaError::Native {
+        code: ErrorCode::UnknownServerError,
+        message: e.to_string(),
+    })
+}
+
+/// The body of a native response frame, or the error the frame carries.
+fn body(frame: &AlignedVec) -> Result<&[u8], KafkaError> {
     let broken =
         |message: String| KafkaError::Native { code: ErrorCode::UnknownServerError, message };
     let head: &[u8; FRAME_HEADER_BYTES] = frame
@@ -50,7 +72,7 @@ where
         let code = ErrorCode::from_u16(e.code).unwrap_or(ErrorCode::UnknownServerError);
         return Err(KafkaError::Native { code, message: e.message });
     }
-    wire::decode_body(body).map_err(|e| broken(e.to_string()))
+    Ok(body)
 }
 
 /// Both stages at once, for requests whose order does not matter.
