@@ -5,10 +5,12 @@
 //! Each request's second stage runs as its own task; the writer awaits those tasks in order.
 //! At most `inflight_per_connection_max` are outstanding: the reader waits for the writer
 //! when that many are queued. A request body is held against the shard's memory budget
-//! (`memory_bytes_per_shard`) while it is read and translated; a finished response is held
-//! against the connection's (`connection_send_queue_bytes_max`) and the shard's budgets
-//! until it is on the socket, and the reader reads no new request while either is full, so a
-//! client that does not read holds at most its share. A response that does not reach the
+//! (`memory_bytes_per_shard`) before it is allocated. What a fetch's response may take (its
+//! `max_bytes`, at most `fetch_response_bytes_max`) is reserved from the connection's
+//! (`connection_send_queue_bytes_max`) and the shard's budgets before the fetch runs; every
+//! finished response is held there (grown to its size) until it is on the socket, and the
+//! reader reads no new request while the connection's budget is full, so a client that does
+//! not read holds at most its share. A response that does not reach the
 //! socket within `connection_write_stall_ms` closes the connection. An api or version the
 //! listener does not speak is answered with UNSUPPORTED_VERSION; a request whose header or
 //! body does not decode closes the connection (as Kafka brokers do: Kafka has no error
@@ -68,9 +70,22 @@ pub struct Session {
     pub kafka: Arc<Kafka>,
     /// The connection's local address (advertised when the listener's IP is unspecified).
     pub local: SocketAddr,
+    /// What this connection holds for its client (`connection_send_queue_bytes_max`).
+    pub budget: Rc<MemoryBudget>,
 }
 
 impl Session {
+    /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
+    /// a response may take, reserved before the request runs.
+    pub async fn reserve(&self, bytes: usize) -> (Held, Held) {
+        let memory = &self.shard.memory;
+        wait_until(&[&self.budget, memory], || {
+            self.budget.has_room(bytes) && memory.has_room(bytes)
+        })
+        .await;
+        (self.budget.hold_now(bytes), memory.hold_now(bytes))
+    }
+
     /// The host and port clients should connect to: the listener's address, or this
     /// connection's local IP when the listener is bound to every address.
     pub fn advertised(&self) -> (String, i32) {
@@ -138,7 +153,7 @@ pub async fn serve<S>(
         let _ = writer.close().await;
     })
     .detach();
-    let session = Session { shard: shard.clone(), kafka, local };
+    let session = Session { shard: shard.clone(), kafka, local, budget: budget.clone() };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
@@ -158,16 +173,17 @@ pub async fn serve<S>(
             };
             futures_lite::future::or(stopping, idle_out).await
         };
-        // A client that does not read its responses is not read from either.
-        wait_until(&[&budget, &shard.memory], || !budget.is_full() && !shard.memory.is_full())
-            .await;
+        // A client that does not read its responses is not read from either. (The shard's
+        // budget is waited for by what holds from it: request bodies and fetch reservations;
+        // requests that reserve nothing, such as produce, never wait for other connections.)
+        wait_until(&[&budget], || !budget.is_full()).await;
         let (frame, held) = match futures_lite::future::or(next, ends).await {
             Ok(frame) => frame,
             Err(e) => break Err(e),
         };
         Counters::add(&shard.counters.requests, 1);
-        let answer = match dispatch(&session, frame).await {
-            Ok(answer) => answer,
+        let (answer, reserved) = match dispatch(&session, frame).await {
+            Ok(started) => started,
             Err(e) => {
                 debug!(error = %e, "kafka request does not decode; closing the connection");
                 break Ok(());
@@ -177,8 +193,13 @@ pub async fn serve<S>(
         let (budget, memory) = (budget.clone(), shard.memory.clone());
         let handle = glommio::spawn_local(async move {
             let frame = answer.await?;
-            let holds = (budget.hold_now(frame.len()), memory.hold_now(frame.len()));
-            Some(Queued { frame, _holds: holds })
+            // What was reserved, grown to the response's actual size.
+            let (mut connection, mut shard) =
+                reserved.unwrap_or_else(|| (budget.hold_now(0), memory.hold_now(0)));
+            let more = frame.len().saturating_sub(connection.bytes());
+            connection.grow(more);
+            shard.grow(more);
+            Some(Queued { frame, _holds: (connection, shard) })
         })
         .detach();
         if tx.send(handle).await.is_err() {
@@ -199,8 +220,33 @@ pub async fn serve<S>(
     Counters::sub(&shard.counters.connections, 1);
 }
 
+/// What a request's first stage started: its answer, and what was reserved for it.
+type Started = (Answer, Option<(Held, Held)>);
+
 /// Decodes one request and runs its first stage.
-async fn dispatch(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
+async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
+    let (key, version, _) = codec::peek_header(&frame);
+    if key == ApiKey::Fetch as i16 && admin::speaks(ApiKey::Fetch, version) {
+        return fetch(s, frame, version).await;
+    }
+    Ok((run(s, frame).await?, None))
+}
+
+/// A fetch: what its response may take (its `max_bytes`, at most `fetch_response_bytes_max`)
+/// is reserved from the connection's and the shard's budgets before it runs.
+async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
+    let (_, _, correlation_id) = codec::peek_header(&frame);
+    codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
+    let req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
+    let bytes =
+        (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
+    let reserved = s.reserve(bytes).await;
+    let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
+    Ok((data::fetch(&s.shard, ctx, req).await, Some(reserved)))
+}
+
+/// Decodes one request (any but Fetch) and runs its first stage.
+async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
     let (key, version, correlation_id) = codec::peek_header(&frame);
     let Ok(api) = ApiKey::try_from(key) else {
         debug!(api_key = key, "unknown kafka api");
@@ -238,7 +284,6 @@ async fn dispatch(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             ready(admin::describe_configs(shard, ctx, codec::decode(body, version)?))
         }
         ApiKey::Produce => data::produce(shard, ctx, codec::decode(body, version)?).await,
-        ApiKey::Fetch => data::fetch(shard, ctx, codec::decode(body, version)?).await,
         ApiKey::ListOffsets => data::list_offsets(shard, ctx, codec::decode(body, version)?).await,
         ApiKey::InitProducerId => {
             data::init_producer_id(shard, ctx, codec::decode(body, version)?).await
