@@ -34,6 +34,7 @@ pub mod descriptors;
 pub mod frame_reader;
 pub mod group;
 pub mod in_process;
+pub mod kafka;
 pub mod key_index;
 pub mod layout;
 pub mod mesh;

@@ -35,6 +35,9 @@ struct Cli {
     /// Prometheus endpoint HOST:PORT (`GET /metrics`), or `off`.
     #[arg(long, global = true)]
     metrics: Option<MetricsListen>,
+    /// Kafka wire-protocol listener HOST:PORT (e.g. 127.0.0.1:9092), or `off` (the default).
+    #[arg(long, global = true)]
+    kafka_listen: Option<MetricsListen>,
     /// Log lines as `text` or `json` (levels per module from RUST_LOG, e.g.
     /// `RUST_LOG=info,broker::storage=debug`).
     #[arg(long, global = true, value_enum)]
@@ -80,6 +83,9 @@ fn main() -> ExitCode {
     };
     if let Some(m) = cli.metrics {
         config.metrics_listen = m;
+    }
+    if let Some(k) = cli.kafka_listen {
+        config.kafka_listen = k;
     }
     if let Some(f) = cli.log_format {
         config.log_format = f;
