@@ -67,7 +67,7 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::OutOfOrderSequence => K::OutOfOrderSequenceNumber,
         ErrorCode::ProducerFenced => K::InvalidProducerEpoch,
         ErrorCode::DuplicateSequence => K::DuplicateSequenceNumber,
-        ErrorCode::ConditionFailed => K::InvalidRequest,
+        ErrorCode::ConditionFailed | ErrorCode::NotATable => K::InvalidRequest,
         ErrorCode::UnknownSubscription | ErrorCode::DuplicateSubscription => K::InvalidRequest,
         ErrorCode::UnknownServerError => K::UnknownServerError,
     };
