@@ -218,12 +218,19 @@ fn periodic_state_snapshots_bound_what_recovery_reads_after_kill_9() {
         wire::ExpectedPosition::KeyLastOffset(302),
     );
     assert_eq!((ok.error, ok.base_offset), (0, 303));
-    // Recovery read only what followed the snapshots.
+    // Recovery read only what followed the snapshots. A periodic snapshot may also land
+    // between the last two batches and the kill (the interval is 100 ms): then it covers
+    // more and the scan is shorter, but snapshot + scan always add up to the log's end.
     let log = broker.log_text();
     let covered = logged_field(&log, "producer state read from the log", "snapshot_offset");
     let scanned = logged_field(&log, "producer state read from the log", "scanned_offsets");
-    assert_eq!(covered, Some(301), "{log}");
-    assert_eq!(scanned, Some(2), "{log}");
-    assert_eq!(logged_field(&log, "key index built", "snapshot_offset"), Some(301), "{log}");
-    assert_eq!(logged_field(&log, "key index built", "scanned_offsets"), Some(2), "{log}");
+    match covered.zip(scanned) {
+        Some((c, s)) => assert!((301..=302).contains(&c) && c + s == 303, "{log}"),
+        // A snapshot covered all 303: nothing was read (and nothing logged).
+        None => assert!(!log.contains("producer state read from the log"), "{log}"),
+    }
+    let covered = logged_field(&log, "key index built", "snapshot_offset");
+    let scanned = logged_field(&log, "key index built", "scanned_offsets");
+    assert!(matches!(covered, Some(301..=303)), "{log}");
+    assert_eq!(covered.zip(scanned).map(|(c, s)| c + s), Some(303), "{log}");
 }
