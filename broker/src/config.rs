@@ -203,6 +203,8 @@ pub struct BrokerConfig {
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
+    /// The HTTP gateway, the `[http]` table (`http/config.rs`); off unless `http.listen` is set.
+    pub http: crate::http::HttpConfig,
 }
 
 impl Default for BrokerConfig {
@@ -239,6 +241,7 @@ impl Default for BrokerConfig {
             metrics_per_partition: true,
             log_format: LogFormat::Text,
             log: LogConfig::default(),
+            http: crate::http::HttpConfig::default(),
         }
     }
 }
@@ -366,6 +369,13 @@ impl BrokerConfig {
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
             "BROKER_DSYNC_WRITES" => self.log.dsync_writes = parse(name, value)?,
+            "BROKER_HTTP" => self.http.listen = parse(name, value)?,
+            "BROKER_HTTP_BODY_BYTES_MAX" => self.http.body_bytes_max = parse(name, value)?,
+            "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,
+            "BROKER_HTTP_WRITE_STALL_MS" => self.http.write_stall_ms = parse(name, value)?,
+            "BROKER_HTTP_STREAM_BUFFER_BYTES_MAX" => {
+                self.http.stream_buffer_bytes_max = parse(name, value)?
+            }
             _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours
         }
         Ok(())
@@ -445,6 +455,7 @@ impl BrokerConfig {
         {
             return bad("connection limits must be positive".into());
         }
+        self.http.validate(self.frame_body_bytes_max).map_err(ConfigError::Invalid)?;
         if self.shard_port_base != 0
             && usize::from(self.shard_port_base) + self.shard_count() > 65536
         {

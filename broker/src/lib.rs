@@ -32,6 +32,7 @@ pub mod counters;
 pub mod descriptors;
 pub mod frame_reader;
 pub mod group;
+pub mod http;
 pub mod in_process;
 pub mod key_index;
 pub mod layout;

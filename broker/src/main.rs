@@ -35,6 +35,9 @@ struct Cli {
     /// Prometheus endpoint HOST:PORT (`GET /metrics`), or `off`.
     #[arg(long, global = true)]
     metrics: Option<MetricsListen>,
+    /// HTTP gateway HOST:PORT (REST + Server-Sent Events, `openapi.yaml`), or `off` (default).
+    #[arg(long, global = true)]
+    http: Option<MetricsListen>,
     /// Log lines as `text` or `json` (levels per module from RUST_LOG, e.g.
     /// `RUST_LOG=info,broker::storage=debug`).
     #[arg(long, global = true, value_enum)]
@@ -80,6 +83,9 @@ fn main() -> ExitCode {
     };
     if let Some(m) = cli.metrics {
         config.metrics_listen = m;
+    }
+    if let Some(h) = cli.http {
+        config.http.listen = h;
     }
     if let Some(f) = cli.log_format {
         config.log_format = f;

@@ -293,6 +293,20 @@ pub fn run(
         Some(_) => crate::metrics::collect::links(n).into_iter().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
+    // The HTTP gateway (off by default): one SO_REUSEPORT listener per shard, like the public
+    // port.
+    let mut http_fds: Vec<Option<RawFd>> = (0..n).map(|_| None).collect();
+    let mut http_addr = None;
+    if let MetricsListen::On(addr) = config.http.listen {
+        wait_for_address(addr, bind_wait)?;
+        let first = bind(addr, true)?;
+        let bound = first.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        http_fds[0] = Some(first.into_raw_fd());
+        for fd in http_fds.iter_mut().skip(1) {
+            *fd = Some(bind(bound, true)?.into_raw_fd());
+        }
+        http_addr = Some(bound);
+    }
     let addresses = Arc::new(Addresses { public, shards: shard_addrs });
     let fds = Arc::new((public_fds, shard_fds));
     let config = Arc::new(config);
@@ -304,6 +318,7 @@ pub fn run(
     for i in 0..n {
         let cpu = cpus[i % cpus.len()];
         let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
+        let http_fd = http_fds[i].take();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -320,7 +335,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics,
+                    metrics, http_fd,
                 )
                 .await
             })
@@ -340,13 +355,14 @@ pub fn run(
         for (shard, cpu) in &map {
             info!(shard, cpu, address = %addresses.shards[*shard as usize], "shard ready");
         }
-        info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), "broker ready");
+        info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), http = ?http_addr, "broker ready");
         if let Some(path) = &ready_file {
             let json = serde_json::json!({
                 "public": addresses.public.to_string(),
                 "shards": addresses.shards.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "pid": std::process::id(),
                 "metrics": metrics_addr.map(|a| a.to_string()),
+                "http": http_addr.map(|a| a.to_string()),
             });
             let tmp = path.with_extension("tmp");
             if let Err(e) =
@@ -386,6 +402,7 @@ async fn shard_main(
     cpu: u32,
     pools: DescriptorPools,
     metrics: (Option<Link>, Option<RawFd>),
+    http_fd: Option<RawFd>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -422,6 +439,13 @@ async fn shard_main(
         )
         .expect("requests task queue")
         .detach()
+    });
+    let http = http_fd.map(|fd| {
+        // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP socket,
+        // and is handed to this shard only, which takes sole ownership of it.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let serve = crate::http::serve(shard.clone(), listener, stop_mark.clone(), gate.clone());
+        glommio::spawn_local_into(serve, requests).expect("requests task queue").detach()
     });
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
         .expect("requests task queue")
@@ -504,6 +528,9 @@ async fn shard_main(
     shard.stopping.set(true);
     for a in accepters {
         a.cancel();
+    }
+    if let Some(h) = http {
+        h.cancel();
     }
     retention.cancel();
     snapshots.cancel();
