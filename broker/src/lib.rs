@@ -30,6 +30,7 @@ pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod descriptors;
+pub mod filter;
 pub mod frame_reader;
 pub mod group;
 pub mod http;

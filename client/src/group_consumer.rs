@@ -51,6 +51,9 @@ pub struct GroupConfig {
     pub reset: StartPosition,
     /// Bytes the broker may push ahead per partition.
     pub credit_window_bytes: u64,
+    /// Only records matching this [`wire::filter`] expression are delivered (empty: all);
+    /// positions and commits still move past the others.
+    pub filter: String,
 }
 
 impl GroupConfig {
@@ -65,6 +68,7 @@ impl GroupConfig {
             auto_commit_interval: Some(Duration::from_secs(5)),
             reset: StartPosition::Latest,
             credit_window_bytes: 1 << 20,
+            filter: String::new(),
         }
     }
 }
@@ -440,6 +444,7 @@ impl GroupConsumer {
             start,
             self.config.reset,
             self.config.credit_window_bytes,
+            self.config.filter.clone(),
             self.tx.clone(),
             stop_rx,
         ));
@@ -584,6 +589,7 @@ async fn read_partition(
     start: StartPosition,
     reset: StartPosition,
     window: u64,
+    filter: String,
     tx: mpsc::Sender<Delivered>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -591,7 +597,7 @@ async fn read_partition(
     loop {
         let subscribed = tokio::select! {
             _ = &mut stop => return,
-            r = Consumer::subscribe(&client, &tp.0, tp.1, start, window) => r,
+            r = Consumer::subscribe_filtered(&client, &tp.0, tp.1, start, window, &filter) => r,
         };
         let mut consumer = match subscribed {
             Ok(c) => c,

@@ -16,6 +16,11 @@
 //! line (`: keep-alive`) goes out after `KEEPALIVE` without records, so a vanished client is
 //! noticed.
 //!
+//! `filter=EXPR` (the subscription filter language, `wire::filter`; a bad one is a 400 before
+//! the stream starts) keeps only matching records; the positions in the ids move past the
+//! skipped ones. The stream evaluates it on the shard serving the HTTP connection, on the
+//! fetched batches (native subscriptions evaluate it on the partition's owner).
+//!
 //! Memory: one fetch (`http.stream_buffer_bytes_max` of batch bytes, at least one batch) is
 //! rendered into one chunk, and the next fetch starts only when hyper asks for the next
 //! chunk, which it does once the previous one is written out; a client that stops reading
@@ -36,6 +41,7 @@ use super::native::call;
 use super::records;
 use super::routes::{partition_count, resolve, From, Query};
 use super::{Body, Gateway};
+use crate::filter::RecordFilter;
 
 /// How long a long-poll fetch waits for records.
 const POLL_WAIT_MS: u32 = 1_000;
@@ -97,6 +103,8 @@ pub async fn open(
         None => (0..count).collect(),
     };
     let from = From::parse(q.get("from"), From::Latest)?;
+    let filter = RecordFilter::parse(q.get("filter").unwrap_or(""))
+        .map_err(|e| ApiError::new(e.code(), format!("invalid filter: {e}")))?;
     let resumed = match req.headers().get("last-event-id").map(|v| v.to_str()) {
         None => Vec::new(),
         Some(Ok(id)) => parse_event_id(id, count)?,
@@ -114,6 +122,7 @@ pub async fn open(
         gw: gw.clone(),
         topic: topic.to_owned(),
         positions,
+        filter,
         opened: false,
         ended: false,
         rotate: 0,
@@ -136,6 +145,7 @@ struct Stream {
     gw: Rc<Gateway>,
     topic: String,
     positions: Vec<Position>,
+    filter: Option<RecordFilter>,
     opened: bool,
     ended: bool,
     /// Which partition leads the next fetch (fetches fill in request order).
@@ -220,8 +230,12 @@ impl Stream {
             }
             ApiError::check(result.error, || format!("{}/{}", self.topic, result.partition))?;
             let from = self.positions[i].next;
+            let filter = self.filter.as_ref();
             records::for_each_record(&result.batches, from, |r| {
                 self.positions[i].next = r.offset() + 1;
+                if filter.is_some_and(|f| !f.matches(r)) {
+                    return true;
+                }
                 let data = records::to_json(result.partition, r);
                 out.push_str("id: ");
                 out.push_str(&event_id(&self.positions));
