@@ -354,6 +354,7 @@ fn a_client_that_never_reads_a_stream_is_cut_off_without_growing_memory() {
         );
     }
     let rss_before = broker.rss_bytes();
+    let fds_before = broker.open_fds();
     // Ten readers that ask for everything and never read.
     let mut sockets: Vec<TcpStream> = (0..10)
         .map(|_| {
@@ -366,7 +367,14 @@ fn a_client_that_never_reads_a_stream_is_cut_off_without_growing_memory() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(4));
+    // The broker closes each once its writes made no progress for a second (the sockets
+    // are its descriptors: back to where they were).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::sleep(Duration::from_secs(2));
+    while broker.open_fds() > fds_before {
+        assert!(Instant::now() < deadline, "stalled streams still open after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let rss_after = broker.rss_bytes();
     eprintln!("broker RSS {rss_before} -> {rss_after} bytes with 10 stalled streams");
     // Unbounded buffering would hold 10 x 64 MiB; bounded, each stream holds about one
@@ -434,4 +442,27 @@ fn the_native_listener_is_unaffected_under_http_load() {
     let requests: usize = loaders.into_iter().map(|l| l.join().unwrap()).sum();
     assert!(requests > 0);
     assert!(slowest < Duration::from_secs(1), "a native produce took {slowest:?} under HTTP load");
+}
+
+#[test]
+fn a_stream_with_a_filter_delivers_only_matching_records() {
+    let (broker, http) = start(1, &[]);
+    create_topic(&mut broker.connect(), "f", 2);
+    let recs: Vec<Value> = (0..40)
+        .map(|i| json!({"key": format!("k{}", i % 4), "value": {"i": i}, "partition": i % 2}))
+        .collect();
+    assert_eq!(post_json(http, "/topics/f/records", &Value::Array(recs)).0, 200);
+    // `value.i > 29 and key = "k2"`, URL-encoded.
+    let filter = "value.i%20%3E%2029%20and%20key%20%3D%20%22k2%22";
+    let sse =
+        SseClient::open(http, &format!("/topics/f/stream?from=earliest&filter={filter}"), None);
+    let mut got: Vec<u64> =
+        (0..3).map(|_| sse.next_record().1["value"]["i"].as_u64().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [30, 34, 38]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sse.events.try_recv().is_err(), "nothing that does not match");
+    let (status, e) = curl(http, "GET", "/topics/f/stream?filter=key%20%3D", &[]);
+    assert_eq!((status, &e["error"]["name"]), (400, &json!("INVALID_REQUEST")));
+    assert!(e["error"]["message"].as_str().unwrap().contains("invalid filter"), "{e}");
 }

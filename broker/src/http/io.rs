@@ -163,16 +163,21 @@ impl<S: AsyncRead + Unpin> hyper::rt::Read for Io<S> {
 }
 
 impl<S: AsyncWrite + Unpin> Io<S> {
-    /// Maps a write-side poll through the stall deadline.
+    /// Maps a write-side poll through the stall deadline. Only bytes accepted by the socket
+    /// (`progressed`) restart it: a flush that returns at once while the writes wait is no
+    /// progress.
     fn stalled<T>(
         &mut self,
         polled: Poll<io::Result<T>>,
+        progressed: bool,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<T>> {
         match polled {
             Poll::Ready(r) => {
-                self.write_waiting_since = None;
-                self.write_alarm = None;
+                if progressed {
+                    self.write_waiting_since = None;
+                    self.write_alarm = None;
+                }
                 Poll::Ready(r)
             }
             Poll::Pending => {
@@ -194,18 +199,19 @@ impl<S: AsyncWrite + Unpin> hyper::rt::Write for Io<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.stalled(polled, cx)
+        let progressed = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        this.stalled(polled, progressed, cx)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_flush(cx);
-        this.stalled(polled, cx)
+        this.stalled(polled, false, cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.stream).poll_close(cx);
-        this.stalled(polled, cx)
+        this.stalled(polled, false, cx)
     }
 }
