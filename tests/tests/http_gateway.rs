@@ -466,3 +466,81 @@ fn a_stream_with_a_filter_delivers_only_matching_records() {
     assert_eq!((status, &e["error"]["name"]), (400, &json!("INVALID_REQUEST")));
     assert!(e["error"]["message"].as_str().unwrap().contains("invalid filter"), "{e}");
 }
+
+/// Path of the `brokerctl` binary, built once (same profile as the tests).
+fn brokerctl() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let broker = integration_tests::broker_binary();
+        let profile_dir = broker.parent().expect("profile dir").to_owned();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "client", "--bin", "brokerctl"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo build brokerctl").success());
+        profile_dir.join("brokerctl")
+    })
+    .clone()
+}
+
+fn run_brokerctl(broker: &Broker, args: &[&str], stdin: &str) -> Vec<Value> {
+    let mut child = Command::new(brokerctl())
+        .arg("--broker")
+        .arg(broker.public.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn brokerctl");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "brokerctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_owned())))
+        .collect()
+}
+
+#[test]
+fn curl_and_brokerctl_read_each_others_records() {
+    let (broker, http) = start(2, &[]);
+    assert_eq!(post_json(http, "/topics", &json!({"name": "cli", "partitions": 1})).0, 201);
+    let recs: Vec<Value> =
+        (0..5).map(|i| json!({"key": format!("k{i}"), "value": {"n": i}})).collect();
+    assert_eq!(post_json(http, "/topics/cli/records", &Value::Array(recs)).0, 200);
+    // curl → brokerctl.
+    let lines = run_brokerctl(
+        &broker,
+        &["consume", "cli", "--from", "earliest", "--count", "5", "--format", "json"],
+        "",
+    );
+    let got: Vec<(Value, Value)> =
+        lines.iter().map(|l| (l["key"].clone(), l["value"].clone())).collect();
+    let want: Vec<(Value, Value)> =
+        (0..5).map(|i| (json!(format!("k{i}")), json!(format!("{{\"n\":{i}}}")))).collect();
+    assert_eq!(got, want);
+    // brokerctl --filter: the broker sends only the match; the CLI stops at the end.
+    let filtered = run_brokerctl(
+        &broker,
+        &["consume", "cli", "--format", "json", "--filter", "value.n > 3"],
+        "",
+    );
+    assert_eq!(filtered.len(), 1, "{filtered:?}");
+    assert_eq!(filtered[0]["offset"], 4);
+    // brokerctl → curl.
+    run_brokerctl(
+        &broker,
+        &["produce", "cli", "--key-separator", ":"],
+        "a:{\"from\":\"cli\"}\nb:plain\n",
+    );
+    let (status, read) = curl(http, "GET", "/topics/cli/records?from=5", &[]);
+    assert_eq!(status, 200, "{read}");
+    let recs = read["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!((&recs[0]["key"], &recs[0]["value"]), (&json!("a"), &json!({"from": "cli"})));
+    assert_eq!((&recs[1]["key"], &recs[1]["value_base64"]), (&json!("b"), &json!("cGxhaW4=")));
+}
