@@ -25,7 +25,7 @@
 
 /// Longest filter text accepted.
 pub const FILTER_BYTES_MAX: usize = 4096;
-/// Deepest nesting of `not`, `and`/`or` and parentheses.
+/// Deepest nesting of parentheses and `not`.
 pub const FILTER_DEPTH_MAX: usize = 16;
 /// Most predicates and operators in one filter.
 pub const FILTER_NODES_MAX: usize = 256;
@@ -282,32 +282,32 @@ impl Parser {
         Ok(())
     }
 
+    /// `depth` counts the parentheses and `not`s around this point (each costs three stack
+    /// frames at most).
     fn or(&mut self, depth: usize) -> Result<Filter, FilterError> {
-        if depth > FILTER_DEPTH_MAX {
-            return Err(FilterError::TooDeep);
-        }
-        let mut parts = vec![self.and(depth + 1)?];
+        let mut parts = vec![self.and(depth)?];
         while self.eat_ident("or") {
             self.node()?;
-            parts.push(self.and(depth + 1)?);
+            parts.push(self.and(depth)?);
         }
         Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Filter::Or(parts) })
     }
 
     fn and(&mut self, depth: usize) -> Result<Filter, FilterError> {
-        if depth > FILTER_DEPTH_MAX {
-            return Err(FilterError::TooDeep);
-        }
-        let mut parts = vec![self.unary(depth + 1)?];
+        let mut parts = vec![self.unary(depth)?];
         while self.eat_ident("and") {
             self.node()?;
-            parts.push(self.unary(depth + 1)?);
+            parts.push(self.unary(depth)?);
         }
         Ok(if parts.len() == 1 { parts.pop().expect("one") } else { Filter::And(parts) })
     }
 
     fn unary(&mut self, depth: usize) -> Result<Filter, FilterError> {
-        if depth > FILTER_DEPTH_MAX {
+        if self
+            .peek()
+            .is_some_and(|t| matches!(t, Token::Sym("(")) || *t == Token::Ident("not".into()))
+            && depth >= FILTER_DEPTH_MAX
+        {
             return Err(FilterError::TooDeep);
         }
         if self.eat_ident("not") {
@@ -480,6 +480,9 @@ mod tests {
         assert_eq!(parse(&deep), Err(FilterError::TooDeep));
         let nots = format!("{}key = \"a\"", "not ".repeat(40));
         assert_eq!(parse(&nots), Err(FilterError::TooDeep));
+        let at_limit =
+            format!("{}key = \"a\"{}", "(".repeat(FILTER_DEPTH_MAX), ")".repeat(FILTER_DEPTH_MAX));
+        assert!(parse(&at_limit).is_ok(), "{FILTER_DEPTH_MAX} levels are allowed");
         let wide = vec!["key = \"a\""; 300].join(" or ");
         assert_eq!(parse(&wide), Err(FilterError::TooLarge));
         let list = format!("value in [{}]", vec!["1"; 300].join(","));
