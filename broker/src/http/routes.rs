@@ -147,7 +147,7 @@ impl Query {
 
 /// Where a read starts: `earliest`, `latest` or an offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum From {
+pub enum StartAt {
     /// The first stored offset.
     Earliest,
     /// The high watermark.
@@ -156,14 +156,14 @@ pub enum From {
     Offset(u64),
 }
 
-impl From {
+impl StartAt {
     /// Parses the `from` parameter.
-    pub fn parse(v: Option<&str>, default: From) -> Result<From, ApiError> {
+    pub fn parse(v: Option<&str>, default: StartAt) -> Result<StartAt, ApiError> {
         match v {
             None => Ok(default),
-            Some("earliest") => Ok(From::Earliest),
-            Some("latest") => Ok(From::Latest),
-            Some(n) => n.parse().map(From::Offset).map_err(|_| {
+            Some("earliest") => Ok(StartAt::Earliest),
+            Some("latest") => Ok(StartAt::Latest),
+            Some(n) => n.parse().map(StartAt::Offset).map_err(|_| {
                 ApiError::invalid(format!("from={n:?}: expected earliest, latest or an offset"))
             }),
         }
@@ -175,12 +175,12 @@ pub async fn resolve(
     gw: &Rc<Gateway>,
     topic: &str,
     partition: u32,
-    from: From,
+    from: StartAt,
 ) -> Result<u64, ApiError> {
     let spec = match from {
-        From::Offset(o) => return Ok(o),
-        From::Earliest => wire::OffsetSpec::Earliest,
-        From::Latest => wire::OffsetSpec::Latest,
+        StartAt::Offset(o) => return Ok(o),
+        StartAt::Earliest => wire::OffsetSpec::Earliest,
+        StartAt::Latest => wire::OffsetSpec::Latest,
     };
     let req = wire::ListOffsetsRequest {
         topics: vec![wire::ListOffsetsTopic {
@@ -522,7 +522,7 @@ async fn read_records(
     }
     partition_count(gw, topic)?;
     let mut next =
-        resolve(gw, topic, partition, From::parse(q.get("from"), From::Earliest)?).await?;
+        resolve(gw, topic, partition, StartAt::parse(q.get("from"), StartAt::Earliest)?).await?;
     let mut out: Vec<Value> = Vec::new();
     let mut high_watermark = next;
     while out.len() < limit as usize {

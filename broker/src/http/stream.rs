@@ -39,7 +39,7 @@ use wire::ErrorCode;
 use super::error::ApiError;
 use super::native::call;
 use super::records;
-use super::routes::{partition_count, resolve, From, Query};
+use super::routes::{partition_count, resolve, Query, StartAt};
 use super::{Body, Gateway};
 use crate::filter::RecordFilter;
 
@@ -102,7 +102,7 @@ pub async fn open(
         Some(p) => vec![p],
         None => (0..count).collect(),
     };
-    let from = From::parse(q.get("from"), From::Latest)?;
+    let from = StartAt::parse(q.get("from"), StartAt::Latest)?;
     let filter = RecordFilter::parse(q.get("filter").unwrap_or(""))
         .map_err(|e| ApiError::new(e.code(), format!("invalid filter: {e}")))?;
     let resumed = match req.headers().get("last-event-id").map(|v| v.to_str()) {
