@@ -15,11 +15,10 @@
 //!   ([`HEAD_BYTES_MAX`]); a response that is not read for `http.write_stall_ms` closes the
 //!   connection; a stream holds one fetch's bytes at a time (`stream.rs`).
 //!
-//! Files: `config.rs` (settings), `io.rs` (socket adapter, deadlines), `native.rs` (the
+//! Files: `io.rs` (socket adapter, deadlines), `native.rs` (the
 //! bridge to the api handlers), `routes.rs` (endpoints), `records.rs` (records ⇄ JSON),
-//! `stream.rs` (SSE), `error.rs` (errors as JSON).
+//! `stream.rs` (SSE), `error.rs` (errors as JSON); the settings are `config::HttpConfig`.
 
-pub mod config;
 pub mod error;
 pub mod io;
 pub mod native;
@@ -36,7 +35,7 @@ use bytes::Bytes;
 use glommio::net::TcpListener;
 use tracing::{debug, warn};
 
-pub use config::HttpConfig;
+pub use crate::config::HttpConfig;
 
 use crate::shard::Shard;
 use crate::watermark::Watermark;
