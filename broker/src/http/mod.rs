@@ -13,7 +13,9 @@
 //! - Bounds: a request body at most `http.body_bytes_max` (413 otherwise) read within
 //!   `http.read_timeout_ms`; request heads within hyper's `max_buf_size`
 //!   ([`HEAD_BYTES_MAX`]); a response that is not read for `http.write_stall_ms` closes the
-//!   connection; a stream holds one fetch's bytes at a time (`stream.rs`).
+//!   connection; a stream holds one fetch's bytes at a time (`stream.rs`). Request bodies
+//!   and fetches in flight count in the shard's `memory_bytes_per_shard` budget, shared with
+//!   native connections: when it is full, the gateway waits (within the deadlines).
 //!
 //! Files: `io.rs` (socket adapter, deadlines), `native.rs` (the
 //! bridge to the api handlers), `routes.rs` (endpoints), `records.rs` (records ⇄ JSON),

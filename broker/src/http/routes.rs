@@ -208,10 +208,19 @@ pub fn partition_count(gw: &Gateway, topic: &str) -> Result<u32, ApiError> {
 }
 
 /// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`.
+/// A request body read whole, holding its bytes of the shard's memory budget
+/// (`memory_bytes_per_shard`, shared with native connections) until it is dropped.
+struct HeldBody {
+    bytes: Bytes,
+    _held: crate::budget::Held,
+}
+
+/// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`, once the shard's
+/// memory budget has room for it (its Content-Length, or `body_bytes_max` when chunked).
 async fn read_body(
     gw: &Gateway,
     req: Request<Incoming>,
-) -> Result<(hyper::http::request::Parts, Bytes), ApiError> {
+) -> Result<(hyper::http::request::Parts, HeldBody), ApiError> {
     let max = gw.shard.config.http.body_bytes_max;
     let too_large =
         || ApiError::new(ErrorCode::FrameTooLarge, format!("request body over {max} bytes"));
@@ -225,18 +234,24 @@ async fn read_body(
     }
     let (parts, body) = req.into_parts();
     let timeout = Duration::from_millis(gw.shard.config.http.read_timeout_ms);
-    let collected =
-        futures_lite::future::or(async { Some(Limited::new(body, max).collect().await) }, async {
+    let reserve = announced.map_or(max, |n| n as usize);
+    let collected = futures_lite::future::or(
+        async {
+            let held = gw.shard.memory.hold(reserve).await;
+            Some((Limited::new(body, max).collect().await, held))
+        },
+        async {
             glommio::timer::sleep(timeout).await;
             None
-        })
-        .await;
+        },
+    )
+    .await;
     match collected {
         None => Err(ApiError::new(ErrorCode::Timeout, "request body not received in time")
             .with_status(StatusCode::REQUEST_TIMEOUT)),
-        Some(Ok(c)) => Ok((parts, c.to_bytes())),
-        Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Some(Err(e)) => Err(ApiError::invalid(format!("request body: {e}"))),
+        Some((Ok(c), held)) => Ok((parts, HeldBody { bytes: c.to_bytes(), _held: held })),
+        Some((Err(e), _)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Some((Err(e), _)) => Err(ApiError::invalid(format!("request body: {e}"))),
     }
 }
 
@@ -268,7 +283,7 @@ async fn create_topic(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (_, body) = read_body(gw, req).await?;
-    let v: Value = serde_json::from_slice(&body)
+    let v: Value = serde_json::from_slice(&body.bytes)
         .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
     let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
     const FIELDS: [&str; 8] = [
@@ -395,11 +410,11 @@ async fn produce(
         .is_some_and(|v| v.starts_with("application/json"));
     let (_, body) = read_body(gw, req).await?;
     let mut input = if is_json {
-        records::parse_json(&body)?
+        records::parse_json(&body.bytes)?
     } else {
         vec![InRecord {
             key: q.get("key").map(|k| k.as_bytes().to_vec()),
-            value: Some(body.to_vec()),
+            value: Some(body.bytes.to_vec()),
             ..InRecord::default()
         }]
     };
@@ -562,6 +577,8 @@ pub async fn fetch_once(
             partitions: vec![wire::FetchPartition { partition, offset, max_bytes }],
         }],
     };
+    // Counted in the shard's memory budget while in flight, like a native fetch's response.
+    let _held = gw.shard.memory.hold(max_bytes as usize).await;
     let resp: wire::FetchResponse = call(&gw.shard, &req).await?;
     let p = resp
         .topics
