@@ -167,6 +167,8 @@ fn member_error(state: &GroupMemberState) -> Option<ClientError> {
 impl GroupConsumer {
     /// Joins the group; reading starts with the first [`GroupConsumer::next`].
     pub async fn join(client: &Client, config: GroupConfig) -> Result<GroupConsumer, ClientError> {
+        wire::filter::parse(&config.filter)
+            .map_err(|e| ClientError::InvalidFilter(e.to_string()))?;
         let shared = Arc::new(Mutex::new(Membership::default()));
         let state = join_request(client, &config, &shared).await?;
         if let Some(e) = member_error(&state) {
