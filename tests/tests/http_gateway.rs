@@ -544,3 +544,40 @@ fn curl_and_brokerctl_read_each_others_records() {
     assert_eq!((&recs[0]["key"], &recs[0]["value"]), (&json!("a"), &json!({"from": "cli"})));
     assert_eq!((&recs[1]["key"], &recs[1]["value_base64"]), (&json!("b"), &json!("cGxhaW4=")));
 }
+
+#[test]
+fn a_request_head_that_never_finishes_and_an_idle_connection_are_closed() {
+    let (_broker, http) = start(1, &[("BROKER_HTTP_READ_TIMEOUT_MS", "500")]);
+    let closed_within = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return started.elapsed()
+                }
+                Err(e) => panic!("not closed: {e}"),
+            }
+        }
+    };
+    // Slowloris: a head that starts and trickles.
+    let mut slow = TcpStream::connect(http).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = slow.write_all(b"x-a: 1\r\n");
+    assert!(closed_within(&mut slow) < Duration::from_secs(3));
+    // Idle: connected, nothing sent.
+    let mut idle = TcpStream::connect(http).unwrap();
+    assert!(closed_within(&mut idle) < Duration::from_secs(3));
+    // A keep-alive connection is served, then closes after idling.
+    let mut kept = TcpStream::connect(http).unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = kept.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut kept) < Duration::from_secs(3));
+}
