@@ -187,6 +187,10 @@ pub struct BrokerConfig {
     /// the partitions that changed since, so opening a partition after a crash reads only
     /// the log written after the snapshot.
     pub state_snapshot_interval_ms: u64,
+    /// Bytes the projection tables of one shard may hold for their keys (each key's bytes
+    /// plus about 48). A table that would pass it stops following its log and answers reads
+    /// with RESOURCE_LIMIT.
+    pub table_keys_bytes_per_shard: usize,
     /// The Prometheus endpoint (`GET /metrics`), served by shard 0: `"HOST:PORT"` or
     /// `"off"`. Loopback by default; an address that cannot be bound is logged and the broker
     /// runs without it.
@@ -233,6 +237,7 @@ impl Default for BrokerConfig {
             storage_files_max: 0,
             producer_state_idle_ms: 3_600_000,
             state_snapshot_interval_ms: 60_000,
+            table_keys_bytes_per_shard: 1 << 30,
             group_members_per_shard_max: 100_000,
             group_offsets_per_shard_max: 1_000_000,
             transactional_ids_max: 10_000,
@@ -408,6 +413,9 @@ impl BrokerConfig {
             "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
             "BROKER_STATE_SNAPSHOT_INTERVAL_MS" => {
                 self.state_snapshot_interval_ms = parse(name, value)?
+            }
+            "BROKER_TABLE_KEYS_BYTES_PER_SHARD" => {
+                self.table_keys_bytes_per_shard = parse(name, value)?
             }
             "BROKER_GROUP_MEMBERS_PER_SHARD_MAX" => {
                 self.group_members_per_shard_max = parse(name, value)?

@@ -108,10 +108,21 @@ impl KeyIndex {
         }
     }
 
+    /// The last offset written for `key` if the index is built: `Some(None)` for a key never
+    /// written, `None` while the index does not exist (nothing is known).
+    pub fn known_last_offset(&self, key: &[u8]) -> Option<Option<u64>> {
+        match &*self.state.borrow() {
+            State::Ready(map) => Some(map.get(key).copied()),
+            _ => None,
+        }
+    }
+
     /// The index as a snapshot covering `covered_offset` (see `state_snapshot.rs`), if built.
     pub fn encode(&self, covered_offset: u64) -> Option<Vec<u8>> {
         match &*self.state.borrow() {
-            State::Ready(map) => Some(state_snapshot::encode_keys(covered_offset, map)),
+            State::Ready(map) => {
+                Some(state_snapshot::encode_keys(covered_offset, map.len(), map.iter()))
+            }
             _ => None,
         }
     }
@@ -140,7 +151,12 @@ impl KeyIndex {
         if !log.high_watermark_mark().wait_for(end).await {
             return Err(StorageError::Closed);
         }
-        let (covered, mut map) = match state_snapshot::load_keys(log.dir().to_owned()).await {
+        let (covered, mut map) = match state_snapshot::load_keys(
+            log.dir().to_owned(),
+            state_snapshot::KEYS_FILE,
+        )
+        .await
+        {
             Some((covered, map)) if covered <= end => (covered, map),
             _ => (0, HashMap::new()),
         };

@@ -22,6 +22,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod aggregate;
 pub mod api;
 pub mod budget;
 pub mod check;
@@ -50,5 +51,6 @@ pub mod stage_latency;
 pub mod state_snapshot;
 pub mod storage;
 pub mod subscription;
+pub mod table;
 pub mod trash;
 pub mod watermark;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use wire::AckLevel;
 
+use crate::aggregate::AggregateSettings;
 use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// Name of the metadata file inside the data directory.
@@ -45,6 +46,12 @@ pub struct TopicSettings {
     pub default_ack: String,
     /// Largest batch; 0 = broker default.
     pub batch_bytes_max: u32,
+    /// A projection table is kept per partition (`table.rs`).
+    #[serde(default)]
+    pub table: bool,
+    /// With `table`: a state table of these aggregates instead (`aggregate.rs`).
+    #[serde(default)]
+    pub aggregate: Option<AggregateSettings>,
 }
 
 impl TopicSettings {
@@ -108,6 +115,15 @@ impl TopicSettings {
                 format!("0 (broker default) or {TOPIC_BATCH_BYTES_MIN}..={batch_max} bytes");
             return bad("batch_bytes_max", batch.to_string(), allowed);
         }
+        if let Some(a) = &self.aggregate {
+            if !self.table {
+                let allowed = "only with table = true".to_owned();
+                return bad("aggregate", format!("{a:?}"), allowed);
+            }
+            if let Err(why) = a.validate() {
+                return bad("aggregate", format!("{a:?}"), why);
+            }
+        }
         if AckLevel::parse(&self.default_ack).is_none() {
             let allowed = "none, written or durable".to_owned();
             return bad("default_ack", format!("{:?}", self.default_ack), allowed);
@@ -125,6 +141,8 @@ impl TopicSettings {
             segment_ms: c.segment_ms,
             default_ack: c.default_ack.name().to_owned(),
             batch_bytes_max: c.batch_bytes_max,
+            table: c.table,
+            aggregate: c.aggregate.as_ref().map(AggregateSettings::from_wire),
         }
     }
 
@@ -138,6 +156,8 @@ impl TopicSettings {
             segment_ms: self.segment_ms,
             default_ack: AckLevel::parse(&self.default_ack).unwrap_or(AckLevel::Durable),
             batch_bytes_max: self.batch_bytes_max,
+            table: self.table,
+            aggregate: self.aggregate.as_ref().map(AggregateSettings::to_wire),
         }
     }
 

@@ -7,10 +7,12 @@
 //! Opening also rebuilds the idempotent producers' state (`producer_state.rs`) from the
 //! batch headers appended within `producer_state_idle_ms` (older producers would have
 //! expired anyway) after its last state snapshot (`state_snapshot.rs`), so duplicates are
-//! recognized across a crash.
+//! recognized across a crash. A partition of a table topic also opens its projection table
+//! (`table.rs`: its snapshot now, the log after it replayed by the shard's follow task).
 
 use std::cell::{Cell, RefCell};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use tracing::{info, warn};
@@ -22,6 +24,7 @@ use crate::metadata::Topic;
 use crate::producer_state::ProducerStates;
 use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
+use crate::table::{Table, TableMemory};
 
 /// Bytes read per step while rebuilding producer state.
 const PRODUCER_SCAN_READ_BYTES: usize = 4 << 20;
@@ -40,13 +43,16 @@ pub struct Partition {
     pub producers: RefCell<ProducerStates>,
     /// Key → last offset, built on the first key-conditional append.
     pub keys: KeyIndex,
+    /// The projection or state table, if the topic is a table.
+    pub table: Option<Table>,
     /// The offset the last stored state snapshot covers.
     snapshot_offset: Cell<u64>,
 }
 
 impl Partition {
     /// Opens (recovering) partition `index` of `topic` under `data_dir`, reserving its
-    /// descriptor in `files`.
+    /// descriptor in `files`; a table's keys come out of `tables`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         data_dir: &Path,
         topic: &Topic,
@@ -55,6 +61,7 @@ impl Partition {
         cache: PartitionCache,
         files: Arc<StorageFiles>,
         producer_idle_ms: u64,
+        tables: &Rc<TableMemory>,
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
         let log = PartitionLog::open(DmaDisk, dir, config, cache, files).await?;
@@ -62,6 +69,13 @@ impl Partition {
         if !producers.is_empty() {
             info!(topic = %topic.name, partition = index, producers = producers.len(), "idempotent producer state rebuilt");
         }
+        let table = match topic.settings.table {
+            true => {
+                let aggregate = topic.settings.aggregate.as_ref();
+                Some(Table::open(&log, tables.clone(), aggregate).await)
+            }
+            false => None,
+        };
         Ok(Partition {
             topic: topic.name.clone(),
             topic_id: topic.id,
@@ -69,14 +83,22 @@ impl Partition {
             log,
             producers: RefCell::new(producers),
             keys: KeyIndex::default(),
+            table,
             snapshot_offset: Cell::new(0),
         })
     }
 
     /// Snapshots the producers' state and the key index (if built) as of the log's end, once
-    /// that end is durable (`state_snapshot.rs`); nothing when nothing was appended since the
-    /// last one. Returns whether one was stored.
+    /// that end is durable (`state_snapshot.rs`), and the projection table (if any) as far as
+    /// it got; nothing when nothing changed since the last one. Returns whether one was
+    /// stored.
     pub async fn snapshot(&self) -> std::io::Result<bool> {
+        // The table applies durable records only: its snapshot needs no wait.
+        if let Some((file, covered, bytes)) = self.table.as_ref().and_then(|t| t.encode_snapshot())
+        {
+            state_snapshot::store(self.log.dir().to_owned(), file, bytes).await?;
+            self.table.as_ref().expect("encoded above").snapshot_stored(covered);
+        }
         let covered = self.log.next_offset();
         if covered == self.snapshot_offset.get() {
             return Ok(false);
@@ -101,6 +123,9 @@ impl Partition {
     pub async fn retire(&self, data_dir: &Path) {
         if let Err(e) = self.log.close().await {
             warn!(topic = %self.topic, partition = self.index, error = %e, "closing deleted partition");
+        }
+        if let Some(t) = &self.table {
+            t.release();
         }
         let dir = self.log.dir().to_owned();
         if let Err(e) = crate::trash::move_to_trash(data_dir, &dir) {

@@ -25,6 +25,7 @@ use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{Metadata, Topic};
 use crate::partition::Partition;
 use crate::storage::{LogConfig, ShardCache};
+use crate::table::TableMemory;
 
 /// How long a graceful stop may spend closing (flushing, syncing) partition logs.
 const SHUTDOWN_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -65,6 +66,8 @@ pub struct Shard {
     pub connection_slots: Arc<ConnectionSlots>,
     /// The broker-wide storage descriptor budget every partition log takes from.
     pub storage_files: Arc<StorageFiles>,
+    /// What this shard's projection tables hold (`table_keys_bytes_per_shard`).
+    pub tables: Rc<TableMemory>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
     /// Serializes metadata changes (used on shard 0).
@@ -93,6 +96,7 @@ impl Shard {
             cpu,
             cache: ShardCache::new(config.cache_bytes_per_shard),
             memory: MemoryBudget::new(config.memory_bytes_per_shard),
+            tables: TableMemory::new(config.table_keys_bytes_per_shard),
             connection_slots: pools.connections,
             storage_files: pools.storage,
             groups: Coordinator::default(),
@@ -170,13 +174,21 @@ impl Shard {
                     self.cache.partition(),
                     self.storage_files.clone(),
                     self.config.producer_state_idle_ms,
+                    &self.tables,
                 )
                 .await
                 {
                     Ok(p) => {
-                        self.partitions
-                            .borrow_mut()
-                            .insert((topic.name.clone(), index), Rc::new(p));
+                        let p = Rc::new(p);
+                        if p.table.is_some() {
+                            let p = p.clone();
+                            glommio::spawn_local(async move {
+                                let table = p.table.as_ref().expect("checked above");
+                                crate::table::follow(&p.log, table, &p.topic, p.index).await
+                            })
+                            .detach();
+                        }
+                        self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
                     }
                     Err(e) => {
                         warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition")

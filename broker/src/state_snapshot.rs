@@ -10,7 +10,6 @@
 //! stale or damaged snapshot costs a longer scan, never correctness. The shard takes them
 //! every `state_snapshot_interval_ms` for partitions that changed, and at a clean close.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tracing::warn;
@@ -21,6 +20,11 @@ use crate::producer_state::ProducerStates;
 pub const PRODUCERS_FILE: &str = "producers.json";
 /// The key index's snapshot in a partition's directory.
 pub const KEYS_FILE: &str = "keys.snapshot";
+/// The projection table's snapshot in a partition's directory (same format as the key
+/// index's: key → offset).
+pub const TABLE_FILE: &str = "table.snapshot";
+/// A state table's snapshot in a partition's directory (JSON: covered offset, aggregates).
+pub const AGGREGATES_FILE: &str = "aggregates.json";
 
 const KEYS_MAGIC: &[u8; 8] = b"KEYIDX01";
 /// Between a snapshot's name and the number of one of its temporary files.
@@ -32,7 +36,7 @@ pub fn remove_leftovers(dir: &Path) {
     for e in entries.filter_map(Result::ok) {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        let ours = [PRODUCERS_FILE, KEYS_FILE]
+        let ours = [PRODUCERS_FILE, KEYS_FILE, TABLE_FILE, AGGREGATES_FILE]
             .iter()
             .any(|f| name.strip_prefix(f).is_some_and(|rest| rest.starts_with(TMP_INFIX)));
         if ours {
@@ -66,14 +70,19 @@ pub fn load_producers(dir: &Path) -> Option<(u64, ProducerStates)> {
     }
 }
 
-/// The key index as stored: magic, covered offset, entry count, entries (`u32` key length,
-/// key, `u64` offset), CRC32C of everything before it. Little-endian throughout.
-pub fn encode_keys(covered_offset: u64, keys: &HashMap<Vec<u8>, u64>) -> Vec<u8> {
-    let bytes: usize = keys.keys().map(|k| k.len() + 12).sum();
+/// A key → offset map (the key index, a projection table) as stored: magic, covered offset,
+/// entry count, entries (`u32` key length, key, `u64` offset), CRC32C of everything before
+/// it. Little-endian throughout. `count` is the number of entries `keys` yields.
+pub fn encode_keys<'a>(
+    covered_offset: u64,
+    count: usize,
+    keys: impl Iterator<Item = (&'a Vec<u8>, &'a u64)> + Clone,
+) -> Vec<u8> {
+    let bytes: usize = keys.clone().map(|(k, _)| k.len() + 12).sum();
     let mut out = Vec::with_capacity(28 + bytes);
     out.extend_from_slice(KEYS_MAGIC);
     out.extend_from_slice(&covered_offset.to_le_bytes());
-    out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(count as u64).to_le_bytes());
     for (key, offset) in keys {
         out.extend_from_slice(&(key.len() as u32).to_le_bytes());
         out.extend_from_slice(key);
@@ -103,7 +112,9 @@ pub enum KeySnapshotError {
 
 /// Reads what [`encode_keys`] wrote: `(covered_offset, keys)`. Never trusts a length before
 /// the CRC has matched, and never allocates by one beyond the bytes present.
-pub fn decode_keys(bytes: &[u8]) -> Result<(u64, HashMap<Vec<u8>, u64>), KeySnapshotError> {
+pub fn decode_keys<M: Default + Extend<(Vec<u8>, u64)>>(
+    bytes: &[u8],
+) -> Result<(u64, M), KeySnapshotError> {
     let (body, crc) = bytes.split_last_chunk::<4>().ok_or(KeySnapshotError::Truncated)?;
     if body.len() < 24 {
         return Err(KeySnapshotError::Truncated);
@@ -117,15 +128,15 @@ pub fn decode_keys(bytes: &[u8]) -> Result<(u64, HashMap<Vec<u8>, u64>), KeySnap
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     let covered_offset = u64_at(8);
     let count = u64_at(16);
-    // Every entry takes at least 12 bytes: the count cannot ask for more than that many.
-    let mut keys = HashMap::with_capacity((count as usize).min((body.len() - 24) / 12));
+    // Nothing is allocated by `count`: entries are added as the bytes present yield them.
+    let mut keys = M::default();
     let mut at = 24usize;
     for _ in 0..count {
         let len_bytes = body.get(at..at + 4).ok_or(KeySnapshotError::Truncated)?;
         let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
         let key = body.get(at + 4..at + 4 + len).ok_or(KeySnapshotError::Truncated)?;
         let offset = body.get(at + 4 + len..at + 12 + len).ok_or(KeySnapshotError::Truncated)?;
-        keys.insert(key.to_vec(), u64::from_le_bytes(offset.try_into().expect("8 bytes")));
+        keys.extend([(key.to_vec(), u64::from_le_bytes(offset.try_into().expect("8 bytes")))]);
         at += 12 + len;
     }
     if at != body.len() {
@@ -134,19 +145,44 @@ pub fn decode_keys(bytes: &[u8]) -> Result<(u64, HashMap<Vec<u8>, u64>), KeySnap
     Ok((covered_offset, keys))
 }
 
-/// The key index's snapshot in `dir`, if there is a readable one (read off the reactor).
-pub async fn load_keys(dir: PathBuf) -> Option<(u64, HashMap<Vec<u8>, u64>)> {
+/// The key → offset snapshot `name` ([`KEYS_FILE`], [`TABLE_FILE`]) in `dir`, if there is a
+/// readable one (read off the reactor).
+pub async fn load_keys<M: Default + Extend<(Vec<u8>, u64)>>(
+    dir: PathBuf,
+    name: &'static str,
+) -> Option<(u64, M)> {
     let read = glommio::executor()
         .spawn_blocking({
             let dir = dir.clone();
-            move || std::fs::read(dir.join(KEYS_FILE))
+            move || std::fs::read(dir.join(name))
         })
         .await;
     let bytes = read.ok()?;
     match decode_keys(&bytes) {
         Ok(s) => Some(s),
         Err(e) => {
-            warn!(dir = %dir.display(), error = %e, "key index snapshot unreadable; rebuilding from the log");
+            warn!(dir = %dir.display(), file = name, error = %e, "key snapshot unreadable; rebuilding from the log");
+            None
+        }
+    }
+}
+
+/// The JSON snapshot `name` in `dir`, if there is a readable one (read off the reactor).
+pub async fn load_json<T: serde::de::DeserializeOwned>(
+    dir: PathBuf,
+    name: &'static str,
+) -> Option<T> {
+    let read = glommio::executor()
+        .spawn_blocking({
+            let dir = dir.clone();
+            move || std::fs::read(dir.join(name))
+        })
+        .await;
+    let bytes = read.ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(dir = %dir.display(), file = name, error = %e, "snapshot unreadable; rebuilding from the log");
             None
         }
     }
@@ -174,6 +210,8 @@ pub fn store_blocking(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -183,23 +221,27 @@ mod tests {
             keys.insert(format!("key-{i}").into_bytes(), i * 3);
         }
         keys.insert(Vec::new(), 7); // the empty key is a key
-        let bytes = encode_keys(4242, &keys);
+        let bytes = encode_keys(4242, keys.len(), keys.iter());
         assert_eq!(decode_keys(&bytes), Ok((4242, keys.clone())));
-        assert_eq!(decode_keys(&encode_keys(0, &HashMap::new())), Ok((0, HashMap::new())));
+        let empty = HashMap::new();
+        assert_eq!(decode_keys(&encode_keys(0, 0, empty.iter())), Ok((0, empty)));
+        // The same bytes read as an ordered map (a projection table's).
+        let ordered: (u64, std::collections::BTreeMap<Vec<u8>, u64>) = decode_keys(&bytes).unwrap();
+        assert_eq!(ordered.1.len(), keys.len());
         for cut in [0, 3, 27, bytes.len() / 2, bytes.len() - 1] {
-            assert!(decode_keys(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(decode_keys::<HashMap<_, _>>(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         for flip in [0, 9, 30, bytes.len() - 2] {
             let mut bad = bytes.clone();
             bad[flip] ^= 1;
-            assert!(decode_keys(&bad).is_err(), "flip at {flip}");
+            assert!(decode_keys::<HashMap<_, _>>(&bad).is_err(), "flip at {flip}");
         }
         // A forged count with a matching CRC: refused without allocating by it.
         let mut forged = bytes[..bytes.len() - 4].to_vec();
         forged[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         let crc = crc32c::crc32c(&forged);
         forged.extend_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_keys(&forged), Err(KeySnapshotError::Truncated));
+        assert_eq!(decode_keys::<HashMap<_, _>>(&forged), Err(KeySnapshotError::Truncated));
     }
 
     #[test]

@@ -130,6 +130,11 @@ impl Client {
         Ok(md)
     }
 
+    /// The connection to the bootstrap address (any shard: the broker forwards).
+    pub(crate) async fn bootstrap_conn(&self) -> Result<Arc<Connection>, ClientError> {
+        self.conn_to(self.inner.bootstrap).await
+    }
+
     async fn conn_to(&self, addr: SocketAddr) -> Result<Arc<Connection>, ClientError> {
         if let Some(c) = self.inner.conns.lock().expect("conns lock").get(&addr) {
             if c.is_open() {

@@ -9,6 +9,7 @@
 //!   received batch.
 //! - [`GroupConsumer`]: a member of a consumer group: the broker assigns partitions, the
 //!   member reads them all and commits its positions (automatically or on demand).
+//! - [`Client::table_get`] / [`Client::table_scan`]: a table topic's latest value per key.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), client::ClientError> {
@@ -31,9 +32,11 @@ pub mod error;
 pub mod group;
 pub mod group_consumer;
 pub mod producer;
+pub mod table;
 
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerBatch};
 pub use error::ClientError;
 pub use group_consumer::{AssignmentChange, GroupBatch, GroupConfig, GroupConsumer};
 pub use producer::{Producer, ProducerConfig};
+pub use table::{KeyRange, StateEntry, StateScan, TableScan, TableValue};

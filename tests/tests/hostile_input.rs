@@ -223,6 +223,8 @@ fn invalid_topic_configs_are_refused_naming_the_field_and_nothing_is_created() {
         segment_ms: -1,
         default_ack: AckLevel::Written,
         batch_bytes_max: 96,
+        table: true,
+        aggregate: None,
     };
     let r = create(&mut conn, "edges", edges.clone());
     assert_eq!(r.error, 0, "{}", r.message);

@@ -79,6 +79,10 @@ api_keys! {
     DescribeGroup = 20;
     /// Get an idempotent producer id.
     InitProducerId = 21;
+    /// Read a table: a key's latest value, or a range of keys.
+    TableRead = 22;
+    /// Records of one key in a time range.
+    KeyQuery = 23;
 }
 
 impl ApiKey {
@@ -137,9 +141,11 @@ mod tests {
                 (19, "ListGroups"),
                 (20, "DescribeGroup"),
                 (21, "InitProducerId"),
+                (22, "TableRead"),
+                (23, "KeyQuery"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(22), None);
+        assert_eq!(ApiKey::from_u16(24), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

@@ -133,6 +133,8 @@ error_codes! {
     DuplicateSequence = 37, "DUPLICATE_SEQUENCE", false, "duplicate of an old batch (stored)";
     /// A conditional append found the partition (or the key) elsewhere than expected.
     ConditionFailed = 38, "CONDITION_FAILED", false, "expected position does not match";
+    /// A table read named a topic that is not declared a table.
+    NotATable = 39, "NOT_A_TABLE", false, "topic is not a table";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -189,6 +191,7 @@ mod tests {
             (36, "PRODUCER_FENCED"),
             (37, "DUPLICATE_SEQUENCE"),
             (38, "CONDITION_FAILED"),
+            (39, "NOT_A_TABLE"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

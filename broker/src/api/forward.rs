@@ -63,6 +63,8 @@ macro_rules! split_request {
 split_request!(wire::ProduceRequest, ProduceTopic, wire::ProducePartition);
 split_request!(wire::FetchRequest, FetchTopic, wire::FetchPartition);
 split_request!(wire::ListOffsetsRequest, ListOffsetsTopic, wire::ListOffsetsPartition);
+split_request!(wire::TableReadRequest, TableReadTopic, wire::TableReadPartition);
+split_request!(wire::KeyQueryRequest, KeyQueryTopic, wire::KeyQueryPartition);
 
 /// The sub-requests for other owners, built while a request is routed.
 pub struct Split<T> {
@@ -159,6 +161,8 @@ macro_rules! partition_results {
 partition_results!(wire::ProduceResponse, wire::ProducePartitionResult);
 partition_results!(wire::FetchResponse, wire::FetchPartitionResult);
 partition_results!(wire::ListOffsetsResponse, wire::ListOffsetsPartitionResult);
+partition_results!(wire::TableReadResponse, wire::TableReadPartitionResult);
+partition_results!(wire::KeyQueryResponse, wire::KeyQueryPartitionResult);
 
 /// The owners' answers, decoded (`None` for an owner that did not answer sensibly).
 pub struct Answers<R>(std::collections::BTreeMap<u32, Option<R>>);

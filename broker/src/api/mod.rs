@@ -17,10 +17,12 @@ pub mod admin;
 pub mod fetch;
 pub mod forward;
 pub mod group;
+pub mod key_query;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 pub mod subscribe;
+pub mod table;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -69,7 +71,11 @@ pub enum Placement {
 /// Where `api` is served (the one table; see the module docs).
 pub fn placement(api: ApiKey) -> Placement {
     match api {
-        ApiKey::Produce | ApiKey::Fetch | ApiKey::ListOffsets => Placement::Partition,
+        ApiKey::Produce
+        | ApiKey::Fetch
+        | ApiKey::ListOffsets
+        | ApiKey::TableRead
+        | ApiKey::KeyQuery => Placement::Partition,
         ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::InitProducerId => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
@@ -180,6 +186,8 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             response
         }),
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
+        ApiKey::TableRead => Box::pin(async move { table::handle(&shard, &req, origin).await }),
+        ApiKey::KeyQuery => Box::pin(async move { key_query::handle(&shard, &req, origin).await }),
         ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &req)),
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),

@@ -198,6 +198,8 @@ impl Scrape {
             "Bytes held by the shard's batch cache",
             per(|s| s.cache_bytes),
         )?;
+        let help = "Bytes the shard's tables hold for their keys (table_keys_bytes_per_shard)";
+        gauges(e, "broker_table_keys_bytes", help, per(|s| s.table_keys_bytes))?;
         gauges(
             e,
             "broker_partitions",
@@ -309,6 +311,17 @@ impl Scrape {
             } else {
                 gauges(e, &name, help, values)?;
             }
+        }
+        // Table partitions only: no series for the (many) partitions without a table.
+        let tables: Vec<&(Labels, PartitionSnapshot)> =
+            series.iter().filter(|(_, p)| p.is_table).collect();
+        if !tables.is_empty() {
+            let entries = tables.iter().map(|(l, p)| (l.clone(), p.table_entries));
+            let help = "Keys (projection) or groups and windows (state table) in the table";
+            gauges(e, &format!("{prefix}_table_entries"), help, entries)?;
+            let lag = tables.iter().map(|(l, p)| (l.clone(), p.table_lag_records));
+            let help = "High watermark minus the offset the table reflects";
+            gauges(e, &format!("{prefix}_table_lag_records"), help, lag)?;
         }
         Ok(())
     }
@@ -431,6 +444,31 @@ mod tests {
         assert!(text.contains("broker_metrics_shard_up{shard=\"1\"} 0"), "{text}");
         assert!(text.contains("broker_records_in_total{shard=\"0\"} 7"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains("_table_entries"), "no table, no table series: {text}");
+    }
+
+    #[test]
+    fn table_partitions_report_entries_and_lag() {
+        let mut s = scrape(3, 100);
+        s.shards[0].partitions[1].is_table = true;
+        s.shards[0].partitions[1].table_entries = 42;
+        s.shards[0].partitions[1].table_lag_records = 5;
+        s.shards[0].table_keys_bytes = 4096;
+        let text = s.encode();
+        assert_eq!(text.matches("broker_partition_table_entries{").count(), 1, "{text}");
+        assert!(
+            text.contains(
+                "broker_partition_table_entries{topic=\"t1\",partition=\"1\",shard=\"0\"} 42"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "broker_partition_table_lag_records{topic=\"t1\",partition=\"1\",shard=\"0\"} 5"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("broker_table_keys_bytes{shard=\"0\"} 4096"), "{text}");
     }
 
     #[test]

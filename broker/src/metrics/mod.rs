@@ -64,6 +64,8 @@ pub struct ShardSnapshot {
     pub fetch_latency: HistogramSnapshot,
     /// Bytes held by the shard's batch cache.
     pub cache_bytes: u64,
+    /// Bytes the shard's tables hold for their keys (`table_keys_bytes_per_shard`).
+    pub table_keys_bytes: u64,
     /// The partitions this shard owns.
     pub partitions: Vec<PartitionSnapshot>,
     /// The shard's per-stage latency since start (`stage_latency.rs`; HDR, 1 % resolution).
@@ -97,6 +99,12 @@ pub struct PartitionSnapshot {
     pub size_bytes: u64,
     /// Segments, the active one included.
     pub segments: u64,
+    /// Whether the partition keeps a table (the two fields below mean something).
+    pub is_table: bool,
+    /// Keys (projection) or groups and windows (state table) in its table.
+    pub table_entries: u64,
+    /// High watermark minus the offset the table reflects.
+    pub table_lag_records: u64,
 }
 
 impl PartitionSnapshot {
@@ -112,6 +120,9 @@ impl PartitionSnapshot {
         self.log_start_offset += o.log_start_offset;
         self.size_bytes += o.size_bytes;
         self.segments += o.segments;
+        self.is_table |= o.is_table;
+        self.table_entries += o.table_entries;
+        self.table_lag_records += o.table_lag_records;
     }
 }
 
@@ -137,6 +148,12 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 log_start_offset: p.log.log_start_offset(),
                 size_bytes: p.log.size_bytes(),
                 segments: p.log.segment_count() as u64,
+                is_table: p.table.is_some(),
+                table_entries: p.table.as_ref().map_or(0, |t| t.len() as u64),
+                table_lag_records: p
+                    .table
+                    .as_ref()
+                    .map_or(0, |t| p.log.high_watermark().saturating_sub(t.applied())),
             }
         })
         .collect();
@@ -161,6 +178,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         fetch_latency: c.fetch_latency.snapshot(),
         stages: crate::stage_latency::summaries(false),
         cache_bytes: shard.cache.used_bytes() as u64,
+        table_keys_bytes: shard.tables.used_bytes() as u64,
         partitions,
     }
 }

@@ -47,6 +47,8 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::ListGroups) => access_body::<ListGroupsRequest>(body).map(drop),
             Some(ApiKey::DescribeGroup) => access_body::<DescribeGroupRequest>(body).map(drop),
             Some(ApiKey::InitProducerId) => access_body::<InitProducerIdRequest>(body).map(drop),
+            Some(ApiKey::TableRead) => access_body::<TableReadRequest>(body).map(drop),
+            Some(ApiKey::KeyQuery) => access_body::<KeyQueryRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

@@ -48,12 +48,14 @@ pub mod fetch;
 pub mod group;
 pub mod group_admin;
 pub mod handshake;
+pub mod key_query;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
 pub mod producer_id;
 pub mod stats;
 pub mod subscribe;
+pub mod table;
 pub mod topic;
 pub mod topic_config;
 

@@ -8,12 +8,14 @@ use super::fetch::*;
 use super::group::*;
 use super::group_admin::*;
 use super::handshake::*;
+use super::key_query::*;
 use super::metadata::*;
 use super::offsets::*;
 use super::produce::*;
 use super::producer_id::*;
 use super::stats::*;
 use super::subscribe::*;
+use super::table::*;
 use super::topic::*;
 use crate::constants::*;
 use crate::{
@@ -124,6 +126,10 @@ message_props! {
     describe_group_response: DescribeGroupResponse,
     init_producer_id_request: InitProducerIdRequest,
     init_producer_id_response: InitProducerIdResponse,
+    table_read_request: TableReadRequest,
+    table_read_response: TableReadResponse,
+    key_query_request: KeyQueryRequest,
+    key_query_response: KeyQueryResponse,
 }
 
 proptest! {

@@ -1,7 +1,8 @@
 //! A topic's settings ([`TopicConfig`]): partition count, retention, segment rolling, default
-//! ack level and batch size limit. Sent when a topic is created and returned in its metadata;
-//! a zero field means "use the broker default". A create with a value outside a field's
-//! range (below) is refused with `INVALID_TOPIC_CONFIG`, naming the field and its range.
+//! ack level, batch size limit, and whether the topic is a table. Sent when a topic is
+//! created and returned in its metadata; a zero field means "use the broker default". A
+//! create with a value outside a field's range (below) is refused with
+//! `INVALID_TOPIC_CONFIG`, naming the field and its range.
 
 use super::ack_level::AckLevel;
 
@@ -24,5 +25,29 @@ wire_type! {
         pub default_ack: AckLevel,
         /// Largest batch accepted: 96..=`BATCH_BYTES_MAX` (16 MiB); 0 = broker default.
         pub batch_bytes_max: u32,
+        /// A table: the owning shards keep each key's latest value, read with `TableRead`
+        /// (see `table.rs`).
+        pub table: bool,
+        /// With `table`: a state table instead — the owning shards keep aggregates of the
+        /// topic's records per group (and per time window) rather than latest values.
+        pub aggregate: Option<AggregateSpec>,
+    }
+}
+
+wire_type! {
+    /// What a state table aggregates: every group's record count, and the sum, minimum,
+    /// maximum and last value of a numeric field, over the whole stream or tumbling windows
+    /// of the records' timestamps. Read with `TableRead` like a projection table; an entry's
+    /// value is the JSON object `{"count":..,"values":..,"sum":..,"min":..,"max":..,
+    /// "last":..}` and its `timestamp_ms` the window's start (0 without windows).
+    pub struct AggregateSpec {
+        /// Group by this header's value; `None` groups by the record key.
+        pub group_by_header: Option<String>,
+        /// The numeric field: a JSON path into the value (`$.amount`, `$.items.0.price`).
+        pub field_json_path: Option<String>,
+        /// Or the numeric field is this header's value (decimal text).
+        pub field_header: Option<String>,
+        /// Tumbling windows of this many milliseconds of record time; 0: the whole stream.
+        pub window_ms: u64,
     }
 }

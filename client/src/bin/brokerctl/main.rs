@@ -1,7 +1,10 @@
-//! `brokerctl`: topics, produce, consume, offsets and stats from the command line.
+//! `brokerctl`: topics, tables, produce, consume, key queries, offsets and stats from the
+//! command line.
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
+
+mod table;
 
 use clap::{Parser, Subcommand};
 use client::{Client, ClientError, Consumer, GroupConfig, GroupConsumer, Producer, ProducerConfig};
@@ -75,6 +78,30 @@ enum Command {
         #[arg(long, default_value = "")]
         filter: String,
     },
+    /// Create a table, read a key's latest value, or scan keys.
+    Table {
+        #[command(subcommand)]
+        command: table::TableCommand,
+    },
+    /// Every record of one key with a timestamp in a range (any topic), in offset order.
+    Query {
+        /// Topic.
+        topic: String,
+        /// The key.
+        key: String,
+        /// Records at or after this timestamp (ms since the epoch).
+        #[arg(long, default_value_t = 0)]
+        from_ms: i64,
+        /// Records at or before this timestamp (default: no end).
+        #[arg(long, default_value_t = i64::MAX)]
+        to_ms: i64,
+        /// Most records to print.
+        #[arg(long, default_value_t = 1_000)]
+        limit: usize,
+        /// value | json.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
     /// List, describe or reset consumer groups.
     Group {
         #[command(subcommand)]
@@ -117,6 +144,9 @@ enum TopicCommand {
         /// Segment size (0 = broker default).
         #[arg(long, default_value_t = 0)]
         segment_bytes: u64,
+        /// Keep a projection table: each key's latest value (`brokerctl table get|scan`).
+        #[arg(long)]
+        table: bool,
     },
     /// Delete a topic and its data.
     Delete {
@@ -177,6 +207,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 retention_ms,
                 retention_bytes,
                 segment_bytes,
+                table,
             } => {
                 let t = client
                     .create_topic(
@@ -186,6 +217,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             retention_ms,
                             retention_bytes,
                             segment_bytes_max: segment_bytes,
+                            table,
                             ..Default::default()
                         },
                     )
@@ -205,7 +237,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let d = client.describe_topic(&name).await?;
                 if let Some(t) = &d.topic {
                     let c = &t.config;
-                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max);
+                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {} table {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max, c.table);
                 }
                 let _ = writeln!(
                     out,
@@ -393,6 +425,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     }
                 }
             }
+        }
+        Command::Table { command } => return table::command(&client, command, &mut out).await,
+        Command::Query { topic, key, from_ms, to_ms, limit, format } => {
+            table::query(&client, &topic, &key, (from_ms, to_ms), limit, &format, &mut out).await?
         }
         Command::Group { command } => group_command(&client, command, &mut out).await?,
         Command::Offsets { topic } => {

@@ -1,0 +1,539 @@
+//! A table of one partition of a topic declared a table (`TopicSettings::table`), kept on the
+//! owning shard as records become visible: a projection table (the latest record per key) or
+//! a state table (aggregates per group and window, `aggregate.rs`).
+//!
+//! Contract: the table is a reader of its own log ("the log is the truth"). A projection
+//! table holds key → offset of the key's latest record in memory (values stay in the log and
+//! are read through the shard cache); a state table holds each group's [`Aggregate`].
+//! [`follow`] applies every batch below the high watermark — durable
+//! records only, so the table never shows what a crash could take back — in offset order,
+//! and [`Table::applied`] says how far: the table reflects every record before it
+//! and none after. In a projection table a record without a value (a tombstone) removes its
+//! key and records without a key are not in the table. Opening loads the last snapshot
+//! (`table.snapshot` or `aggregates.json`, covering a durable offset, written with the
+//! partition's other derived state by `partition.rs`) and
+//! [`follow`] replays the log after it, so a restart rebuilds the table without replaying
+//! everything. Keys whose latest record retention deleted read as absent.
+//!
+//! Memory: the keys of every table on a shard come out of one budget
+//! (`table_keys_bytes_per_shard`). A table that would pass it stops following and answers
+//! reads with `RESOURCE_LIMIT` (logged once) instead of answering from a partial picture.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+use wire::{AlignedVec, Envelopes, TableEntry, TableEntryHeader};
+
+use crate::aggregate::{Aggregate, AggregateSettings, Aggregator};
+use crate::state_snapshot;
+use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
+use crate::watermark::Watermark;
+
+/// Bytes read per step while following the log.
+const FOLLOW_READ_BYTES: usize = 4 << 20;
+/// What one key costs the budget besides its bytes (the map's node and the offset).
+const KEY_OVERHEAD_BYTES: usize = 48;
+/// What one group (and window) of a state table costs besides its key's bytes.
+const GROUP_OVERHEAD_BYTES: usize = 112;
+
+/// The keys' memory of every table on one shard.
+#[derive(Debug)]
+pub struct TableMemory {
+    used_bytes: Cell<usize>,
+    bytes_max: usize,
+}
+
+impl TableMemory {
+    /// A budget of `bytes_max` for the shard's tables.
+    pub fn new(bytes_max: usize) -> Rc<Self> {
+        Rc::new(TableMemory { used_bytes: Cell::new(0), bytes_max })
+    }
+
+    /// Bytes the shard's tables hold now.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes.get()
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        let used = self.used_bytes.get();
+        if used.saturating_add(bytes) > self.bytes_max {
+            return false;
+        }
+        self.used_bytes.set(used + bytes);
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used_bytes.set(self.used_bytes.get().saturating_sub(bytes));
+    }
+}
+
+/// Why a table cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The shard's table memory budget is spent; the table stopped following its log.
+    #[error("the table's keys passed table_keys_bytes_per_shard ({bytes_max} bytes); it stopped at offset {applied}")]
+    OverBudget {
+        /// The budget.
+        bytes_max: usize,
+        /// Where the table stopped.
+        applied: u64,
+    },
+    /// The table did not reach the offset asked for in time.
+    #[error("the table reflects offsets before {applied}, not yet before {min_offset}")]
+    Behind {
+        /// Where it is.
+        applied: u64,
+        /// What was asked for.
+        min_offset: u64,
+    },
+    /// Reading the log failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl TableError {
+    /// The wire error code.
+    pub fn code(&self) -> wire::ErrorCode {
+        match self {
+            TableError::OverBudget { .. } => wire::ErrorCode::ResourceLimit,
+            TableError::Behind { .. } => wire::ErrorCode::Timeout,
+            TableError::Storage(e) => e.code(),
+        }
+    }
+}
+
+/// What a table holds.
+enum Contents {
+    /// Projection: key → offset of its latest record.
+    Latest(BTreeMap<Vec<u8>, u64>),
+    /// State: (group key, window start) → aggregate.
+    Aggregates { aggregator: Aggregator, groups: BTreeMap<(Vec<u8>, i64), Aggregate> },
+}
+
+/// A state table's snapshot (`AGGREGATES_FILE`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct AggregatesSnapshot {
+    covered_offset: u64,
+    groups: Vec<(Vec<u8>, i64, Aggregate)>,
+}
+
+/// See the module docs.
+pub struct Table {
+    contents: RefCell<Contents>,
+    /// The table reflects every record before this offset.
+    applied: Watermark,
+    memory: Rc<TableMemory>,
+    /// Set once the budget refused a key: the table stopped there.
+    over_budget: Cell<bool>,
+    /// The offset the last stored snapshot covers.
+    snapshot_offset: Cell<u64>,
+}
+
+impl Table {
+    /// The table of `log` (a state table with `aggregate`): its last snapshot if there is a
+    /// usable one (else empty), to be brought up to date by [`follow`].
+    pub async fn open(
+        log: &PartitionLog<DmaDisk>,
+        memory: Rc<TableMemory>,
+        aggregate: Option<&AggregateSettings>,
+    ) -> Table {
+        let dir = log.dir().to_owned();
+        let high_watermark = log.high_watermark();
+        // A snapshot past the recovered log's durable end remembers what is gone: unused.
+        let (covered, contents, bytes) = match aggregate.map(Aggregator::new) {
+            None => {
+                let loaded = state_snapshot::load_keys::<BTreeMap<Vec<u8>, u64>>(
+                    dir.clone(),
+                    state_snapshot::TABLE_FILE,
+                )
+                .await;
+                let (covered, keys) = loaded
+                    .filter(|(covered, _)| *covered <= high_watermark)
+                    .unwrap_or((0, BTreeMap::new()));
+                let bytes: usize = keys.keys().map(|k| k.len() + KEY_OVERHEAD_BYTES).sum();
+                (covered, Contents::Latest(keys), bytes)
+            }
+            Some(aggregator) => {
+                // Validated when the topic was created; a stored topic that fails now is a bug.
+                let aggregator = aggregator.expect("aggregate settings validated at creation");
+                let loaded = state_snapshot::load_json::<AggregatesSnapshot>(
+                    dir.clone(),
+                    state_snapshot::AGGREGATES_FILE,
+                )
+                .await
+                .filter(|s| s.covered_offset <= high_watermark);
+                let (covered, groups) = match loaded {
+                    Some(s) => (
+                        s.covered_offset,
+                        s.groups.into_iter().map(|(k, w, a)| ((k, w), a)).collect(),
+                    ),
+                    None => (0, BTreeMap::new()),
+                };
+                let bytes: usize = groups.keys().map(|(k, _)| k.len() + GROUP_OVERHEAD_BYTES).sum();
+                (covered, Contents::Aggregates { aggregator, groups }, bytes)
+            }
+        };
+        let table = Table {
+            contents: RefCell::new(contents),
+            applied: Watermark::new(covered),
+            memory,
+            over_budget: Cell::new(false),
+            snapshot_offset: Cell::new(covered),
+        };
+        if !table.memory.take(bytes) {
+            table.over_budget.set(true);
+            table.clear();
+            warn!(dir = %dir.display(), keys_bytes = bytes, "table snapshot does not fit table_keys_bytes_per_shard; the table is unavailable");
+        }
+        table
+    }
+
+    /// Whether this is a state table (aggregates) rather than a projection.
+    pub fn is_state(&self) -> bool {
+        matches!(*self.contents.borrow(), Contents::Aggregates { .. })
+    }
+
+    /// The table reflects every record before this offset.
+    pub fn applied(&self) -> u64 {
+        self.applied.get()
+    }
+
+    /// Keys (projection) or groups and windows (state) in the table.
+    pub fn len(&self) -> usize {
+        match &*self.contents.borrow() {
+            Contents::Latest(keys) => keys.len(),
+            Contents::Aggregates { groups, .. } => groups.len(),
+        }
+    }
+
+    /// Whether the table has no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the table reflects every record before `min_offset`, at most `wait`.
+    pub async fn wait_applied(&self, min_offset: u64, wait: Duration) -> Result<(), TableError> {
+        self.check()?;
+        if self.applied.get() < min_offset {
+            let reached = futures_lite::future::or(self.applied.wait_for(min_offset), async {
+                glommio::timer::sleep(wait).await;
+                false
+            })
+            .await;
+            if !reached {
+                self.check()?;
+                let applied = self.applied.get();
+                return Err(TableError::Behind { applied, min_offset });
+            }
+        }
+        self.check()
+    }
+
+    fn check(&self) -> Result<(), TableError> {
+        if self.over_budget.get() {
+            let (bytes_max, applied) = (self.memory.bytes_max, self.applied.get());
+            return Err(TableError::OverBudget { bytes_max, applied });
+        }
+        Ok(())
+    }
+
+    /// Projection: the offset of `key`'s latest record, if the table has the key.
+    pub fn lookup(&self, key: &[u8]) -> Option<u64> {
+        match &*self.contents.borrow() {
+            Contents::Latest(keys) => keys.get(key).copied(),
+            Contents::Aggregates { .. } => None,
+        }
+    }
+
+    /// Projection: up to `limit` keys from `start` (inclusive) to `end` (exclusive; `None`:
+    /// the last key) with their offsets, in key order.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, u64)> {
+        if end.is_some_and(|e| e <= start) {
+            return Vec::new(); // an empty range (`BTreeMap::range` would panic on some)
+        }
+        let end = end.map_or(Bound::Unbounded, Bound::Excluded);
+        match &*self.contents.borrow() {
+            Contents::Latest(keys) => keys
+                .range::<[u8], _>((Bound::Included(start), end))
+                .take(limit)
+                .map(|(k, &o)| (k.clone(), o))
+                .collect(),
+            Contents::Aggregates { .. } => Vec::new(),
+        }
+    }
+
+    /// State: the entries (one per group and window, in key then window order) of the
+    /// groups from `start` (inclusive) to `end` (exclusive; `None`: the last), at most
+    /// `limit` of them, and the first group left out. A group's windows are never split over
+    /// two answers, unless one group alone has more than `limit` (then its newest `limit`).
+    pub fn aggregates(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> (Vec<TableEntry>, Option<Vec<u8>>) {
+        let contents = self.contents.borrow();
+        let Contents::Aggregates { groups, .. } = &*contents else { return (Vec::new(), None) };
+        if end.is_some_and(|e| e <= start) {
+            return (Vec::new(), None);
+        }
+        let from = Bound::Included((start.to_vec(), i64::MIN));
+        let mut out: Vec<TableEntry> = Vec::new();
+        let mut group: Vec<TableEntry> = Vec::new();
+        let mut current: Option<Vec<u8>> = None;
+        for ((key, window), a) in groups.range((from, Bound::Unbounded)) {
+            if end.is_some_and(|e| key.as_slice() >= e) {
+                break;
+            }
+            if current.as_ref() != Some(key) {
+                if out.len() + group.len() > limit {
+                    break;
+                }
+                out.append(&mut group);
+                if out.len() == limit {
+                    return (out, Some(key.clone()));
+                }
+                current = Some(key.clone());
+            }
+            group.push(TableEntry {
+                key: key.clone(),
+                value: a.to_json(),
+                offset: a.last_offset,
+                timestamp_ms: *window,
+                headers: Vec::new(),
+            });
+        }
+        if out.len() + group.len() <= limit {
+            out.append(&mut group);
+            return (out, None);
+        }
+        if out.is_empty() {
+            // One group with more windows than the limit: its newest.
+            let skip = group.len() - limit;
+            let next = end_of(&group[0].key);
+            return (group.split_off(skip), next);
+        }
+        let next = group.first().map(|e| e.key.clone());
+        (out, next)
+    }
+
+    /// Forgets `key` if its latest record is at `offset` (retention deleted it).
+    pub fn forget_if_at(&self, key: &[u8], offset: u64) {
+        if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
+            if keys.get(key) == Some(&offset) {
+                keys.remove(key);
+                self.memory.give_back(key.len() + KEY_OVERHEAD_BYTES);
+            }
+        }
+    }
+
+    /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed
+    /// since the last one (or the table is unavailable). Everything it covers is durable:
+    /// the table applies visible records only.
+    pub fn encode_snapshot(&self) -> Option<(&'static str, u64, Vec<u8>)> {
+        let covered = self.applied.get();
+        if covered == self.snapshot_offset.get() || self.over_budget.get() {
+            return None;
+        }
+        Some(match &*self.contents.borrow() {
+            Contents::Latest(keys) => (
+                state_snapshot::TABLE_FILE,
+                covered,
+                state_snapshot::encode_keys(covered, keys.len(), keys.iter()),
+            ),
+            Contents::Aggregates { groups, .. } => {
+                let snapshot = AggregatesSnapshot {
+                    covered_offset: covered,
+                    groups: groups.iter().map(|((k, w), a)| (k.clone(), *w, *a)).collect(),
+                };
+                let bytes = serde_json::to_vec(&snapshot).expect("plain data");
+                (state_snapshot::AGGREGATES_FILE, covered, bytes)
+            }
+        })
+    }
+
+    /// A snapshot covering `covered` was stored.
+    pub fn snapshot_stored(&self, covered: u64) {
+        self.snapshot_offset.set(covered);
+    }
+
+    /// Applies one record; `false` when the budget refused a new key.
+    fn apply(&self, r: &wire::RecordView<'_>) -> bool {
+        match &mut *self.contents.borrow_mut() {
+            Contents::Latest(keys) => {
+                let Some(key) = r.key() else { return true };
+                if r.value().is_none() {
+                    if keys.remove(key).is_some() {
+                        self.memory.give_back(key.len() + KEY_OVERHEAD_BYTES);
+                    }
+                    return true;
+                }
+                if let Some(at) = keys.get_mut(key) {
+                    *at = r.offset();
+                    return true;
+                }
+                if !self.memory.take(key.len() + KEY_OVERHEAD_BYTES) {
+                    return false;
+                }
+                keys.insert(key.to_vec(), r.offset());
+                true
+            }
+            Contents::Aggregates { aggregator, groups } => {
+                let Some(group) = aggregator.group(r) else { return true };
+                let value = aggregator.value(r);
+                if let Some(a) = groups.get_mut(&group) {
+                    a.add(value, r.offset(), r.timestamp_ms());
+                    return true;
+                }
+                if !self.memory.take(group.0.len() + GROUP_OVERHEAD_BYTES) {
+                    return false;
+                }
+                let mut a = Aggregate::default();
+                a.add(value, r.offset(), r.timestamp_ms());
+                groups.insert(group, a);
+                true
+            }
+        }
+    }
+
+    fn clear(&self) {
+        match &mut *self.contents.borrow_mut() {
+            Contents::Latest(keys) => keys.clear(),
+            Contents::Aggregates { groups, .. } => groups.clear(),
+        }
+    }
+
+    /// Returns the keys' memory to the shard (the partition is gone).
+    pub fn release(&self) {
+        let bytes: usize = match &*self.contents.borrow() {
+            Contents::Latest(keys) => keys.keys().map(|k| k.len() + KEY_OVERHEAD_BYTES).sum(),
+            Contents::Aggregates { groups, .. } => {
+                groups.keys().map(|(k, _)| k.len() + GROUP_OVERHEAD_BYTES).sum()
+            }
+        };
+        // Every key held was taken from the budget (a snapshot that did not fit was dropped).
+        self.clear();
+        self.memory.give_back(bytes);
+    }
+}
+
+/// The first key after `key` (`key` + a zero byte): where a scan goes on past a group.
+fn end_of(key: &[u8]) -> Option<Vec<u8>> {
+    let mut next = key.to_vec();
+    next.push(0);
+    Some(next)
+}
+
+/// Keeps `table`, partition `index` of `topic`, current with its `log`: applies every batch
+/// below the high watermark, in offset order, until the log closes. Runs on the owning shard
+/// for as long as the partition lives.
+pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, index: u32) {
+    let mut scratch = AlignedVec::new();
+    let mut offset = table.applied();
+    let started = (offset, std::time::Instant::now());
+    let mut caught_up = false;
+    loop {
+        // Retention may have removed what the table has not read yet: go on from the start.
+        offset = offset.max(log.log_start_offset());
+        if offset >= log.high_watermark() && !caught_up {
+            caught_up = true;
+            if offset > started.0 {
+                info!(topic = %topic, partition = index, keys = table.len(), replayed_offsets = offset - started.0, elapsed_ms = started.1.elapsed().as_millis() as u64, "table caught up with its log");
+            }
+        }
+        if !log.high_watermark_mark().wait_for(offset + 1).await {
+            return; // closed: the partition is retired or the broker stops
+        }
+        let out = match log.read(offset, FOLLOW_READ_BYTES, FirstBatch::Always).await {
+            Ok(out) => out,
+            Err(e @ StorageError::Corrupt { .. }) => {
+                // Damage (fenced by recovery) is never served: the table skips it, like a
+                // consumer would.
+                warn!(topic = %topic, partition = index, offset, error = %e, "table: skipping a damaged segment");
+                match log.segment_after(offset) {
+                    Some(next) => offset = next,
+                    None => glommio::timer::sleep(Duration::from_millis(100)).await,
+                }
+                continue;
+            }
+            Err(StorageError::Closed) => return,
+            Err(e) => {
+                warn!(topic = %topic, partition = index, offset, error = %e, "table: reading the log failed; retrying");
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if out.batches.is_empty() {
+            // Nothing readable at `offset` although the high watermark is past it: retention
+            // moved the start meanwhile; look again.
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+            continue;
+        }
+        for view in &out.batches {
+            for envelope in Envelopes::new(view).filter_map(Result::ok) {
+                let next = envelope.header().next_offset();
+                if next <= offset {
+                    continue;
+                }
+                if let Ok(batch) = envelope.open(&mut scratch) {
+                    for r in batch.records().filter(|r| r.offset() >= offset) {
+                        if !table.apply(&r) {
+                            table.over_budget.set(true);
+                            table.applied.advance(r.offset());
+                            warn!(topic = %topic, partition = index, offset = r.offset(), bytes_max = table.memory.bytes_max, "table keys passed table_keys_bytes_per_shard; the table stops here and answers RESOURCE_LIMIT");
+                            return;
+                        }
+                    }
+                }
+                offset = next;
+            }
+        }
+        table.applied.advance(offset);
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// The record at `offset` of `log` as a table entry; `None` when it is gone (retention) or
+/// holds no value.
+pub async fn read_entry(
+    log: &PartitionLog<DmaDisk>,
+    offset: u64,
+    scratch: &mut AlignedVec,
+) -> Result<Option<TableEntry>, StorageError> {
+    if offset < log.log_start_offset() {
+        return Ok(None);
+    }
+    let out = log.read(offset, 1, FirstBatch::Always).await?;
+    for view in &out.batches {
+        for envelope in Envelopes::new(view).filter_map(Result::ok) {
+            let h = envelope.header();
+            if !(h.base_offset()..h.next_offset()).contains(&offset) {
+                continue;
+            }
+            let Ok(batch) = envelope.open(scratch) else { return Ok(None) };
+            let Some(r) = batch.records().find(|r| r.offset() == offset) else {
+                return Ok(None);
+            };
+            let (Some(key), Some(value)) = (r.key(), r.value()) else { return Ok(None) };
+            return Ok(Some(TableEntry {
+                key: key.to_vec(),
+                value: value.to_vec(),
+                offset,
+                timestamp_ms: r.timestamp_ms(),
+                headers: r
+                    .headers()
+                    .map(|h| TableEntryHeader {
+                        key: h.key().to_owned(),
+                        value: h.value().to_vec(),
+                    })
+                    .collect(),
+            }));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,227 @@
+//! `brokerctl table` (create, get, scan, describe) and `brokerctl query` (a key's records in
+//! a time range).
+
+use std::io::Write;
+
+use clap::Subcommand;
+use client::{Client, ClientError, KeyRange};
+use wire::TopicConfig;
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Create a topic kept as a table (retention forever: a table needs its keys' records).
+    /// With --aggregate, a state table: per group, the record count and the sum, min, max and
+    /// last of a numeric field.
+    Create {
+        /// Name.
+        name: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// A state table (aggregates) instead of a projection (latest value per key).
+        #[arg(long)]
+        aggregate: bool,
+        /// Group by this header's value (default: the record key).
+        #[arg(long, requires = "aggregate")]
+        group_by_header: Option<String>,
+        /// The numeric field: a JSON path into the value, like `$.amount`.
+        #[arg(long, requires = "aggregate", conflicts_with = "field_header")]
+        field_json_path: Option<String>,
+        /// Or the numeric field is this header's value.
+        #[arg(long, requires = "aggregate")]
+        field_header: Option<String>,
+        /// Tumbling windows of record time (ms); 0: the whole stream.
+        #[arg(long, default_value_t = 0, requires = "aggregate")]
+        window_ms: u64,
+    },
+    /// Print a key's latest value (exit status 1 when the key does not exist).
+    Get {
+        /// Table (topic) name.
+        name: String,
+        /// The key.
+        key: String,
+        /// Wait until the key's partition reflects every record before this offset.
+        #[arg(long, default_value_t = 0)]
+        min_offset: u64,
+        /// value | json.
+        #[arg(long, default_value = "value")]
+        format: String,
+    },
+    /// Print keys and values in key order.
+    Scan {
+        /// Table (topic) name.
+        name: String,
+        /// Only keys starting with this.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        prefix: Option<String>,
+        /// First key (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Stop before this key.
+        #[arg(long)]
+        to: Option<String>,
+        /// Most entries to print.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// value | json.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Each partition's applied offset (the table reflects every record before it).
+    Describe {
+        /// Table (topic) name.
+        name: String,
+    },
+}
+
+pub async fn command(
+    client: &Client,
+    command: TableCommand,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    match command {
+        TableCommand::Create {
+            name,
+            partitions,
+            aggregate,
+            group_by_header,
+            field_json_path,
+            field_header,
+            window_ms,
+        } => {
+            let aggregate = aggregate.then_some(wire::AggregateSpec {
+                group_by_header,
+                field_json_path,
+                field_header,
+                window_ms,
+            });
+            let config = TopicConfig {
+                partition_count: partitions,
+                retention_ms: -1,
+                retention_bytes: -1,
+                table: true,
+                aggregate,
+                ..Default::default()
+            };
+            let t = client.create_topic(&name, config).await?;
+            let _ =
+                writeln!(out, "created table {} with {} partitions", t.name, t.partitions.len());
+        }
+        TableCommand::Get { name, key, min_offset: _, format: _ }
+            if client.is_state_table(&name).await? =>
+        {
+            let got = client.state_get(&name, key.as_bytes(), &[]).await?;
+            if got.entries.is_empty() {
+                eprintln!("{key:?}: no such group");
+                std::process::exit(1);
+            }
+            for e in &got.entries {
+                let _ = writeln!(out, "{}", e.to_json());
+            }
+        }
+        TableCommand::Get { name, key, min_offset, format } => {
+            let json = json_format(&format)?;
+            let got = client.table_get(&name, key.as_bytes(), min_offset).await?;
+            match &got.entry {
+                Some(e) => {
+                    let _ = writeln!(out, "{}", render_entry(got.partition, e, json));
+                }
+                None => {
+                    eprintln!(
+                        "{key:?}: no such key (partition {} at offset {})",
+                        got.partition, got.offset
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+        TableCommand::Scan { name, prefix, from, to, limit, format } => {
+            let json = json_format(&format)?;
+            let mut range = match prefix {
+                Some(p) => KeyRange::prefix(p.as_bytes()),
+                None => KeyRange {
+                    start: from.unwrap_or_default().into_bytes(),
+                    end: to.map(String::into_bytes),
+                },
+            };
+            let partitions = client.partition_count(&name).await?;
+            let mut printed = 0u32;
+            if client.is_state_table(&name).await? {
+                let scan = client.state_scan(&name, &range, limit, &[]).await?;
+                for e in &scan.entries {
+                    let _ = writeln!(out, "{}", e.to_json());
+                }
+                return Ok(());
+            }
+            while printed < limit {
+                let scan = client.table_scan(&name, &range, limit - printed, &[]).await?;
+                for e in &scan.entries {
+                    let partition =
+                        (client::producer::key_hash(&e.key) % u64::from(partitions)) as u32;
+                    let _ = writeln!(out, "{}", render_entry(partition, e, json));
+                    printed += 1;
+                }
+                match scan.next_key {
+                    Some(next) if !scan.entries.is_empty() => range.start = next,
+                    _ => break,
+                }
+            }
+        }
+        TableCommand::Describe { name } => {
+            let scan = client.table_scan(&name, &KeyRange::all(), 1, &[]).await?;
+            let _ = writeln!(out, "partition\tapplied_offset");
+            for (p, o) in scan.offsets {
+                let _ = writeln!(out, "{p}\t{o}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn render_entry(partition: u32, e: &wire::TableEntry, json: bool) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if !json {
+        return text(&e.value);
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = e
+        .headers
+        .iter()
+        .map(|h| (h.key.clone(), serde_json::Value::String(text(&h.value))))
+        .collect();
+    serde_json::json!({
+        "partition": partition,
+        "offset": e.offset,
+        "timestamp": e.timestamp_ms,
+        "key": text(&e.key),
+        "value": text(&e.value),
+        "headers": headers,
+    })
+    .to_string()
+}
+
+/// `brokerctl query`: prints every record of `key` with a timestamp in `from_ms..=to_ms`.
+pub async fn query(
+    client: &Client,
+    topic: &str,
+    key: &str,
+    (from_ms, to_ms): (i64, i64),
+    limit: usize,
+    format: &str,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    let json = json_format(format)?;
+    let partitions = client.partition_count(topic).await?;
+    let partition = (client::producer::key_hash(key.as_bytes()) % u64::from(partitions)) as u32;
+    for e in client.query_key(topic, key.as_bytes(), from_ms, to_ms, limit).await? {
+        let _ = writeln!(out, "{}", render_entry(partition, &e, json));
+    }
+    Ok(())
+}
+
+fn json_format(format: &str) -> Result<bool, ClientError> {
+    match format {
+        "value" => Ok(false),
+        "json" => Ok(true),
+        f => Err(ClientError::Record(format!("--format {f:?}: use value or json"))),
+    }
+}

@@ -1,0 +1,369 @@
+//! Projection tables against the real broker: reads equal a model built from what was
+//! produced (puts, overwrites, tombstones, headers), read-your-writes with `min_offset`, the
+//! same after `kill -9` and a restart (snapshot + replay), refusals (not a table, the keys'
+//! memory budget).
+
+use std::collections::BTreeMap;
+
+use client::{Client, ClientError, KeyRange, Producer, ProducerConfig};
+use integration_tests::Broker;
+use wire::{ErrorCode, TableEntry, TopicConfig};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// xorshift64*: a seeded workload without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Key → (value, headers) of the latest non-tombstone record.
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, Vec<(String, Vec<u8>)>)>;
+
+/// Sends `count` records over `keys` keys (one in ten a tombstone), updating `model`;
+/// returns the last acked offset + 1 per partition.
+async fn produce(
+    client: &Client,
+    topic: &str,
+    rng: &mut Rng,
+    count: usize,
+    keys: u64,
+    model: &mut Model,
+) -> BTreeMap<u32, u64> {
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut acks = Vec::new();
+    for i in 0..count {
+        let key = format!("user/{:04}", rng.below(keys)).into_bytes();
+        if rng.below(10) == 0 {
+            model.remove(&key);
+            acks.push(producer.send(topic, Some(&key), None, &[]).await.unwrap());
+        } else {
+            let value = format!("value-{i}-{}", rng.next()).into_bytes();
+            let headers = vec![("n".to_owned(), i.to_string().into_bytes())];
+            let hs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            acks.push(producer.send(topic, Some(&key), Some(&value), &hs).await.unwrap());
+            model.insert(key, (value, headers));
+        }
+    }
+    producer.flush().await.unwrap();
+    let mut ends = BTreeMap::new();
+    for a in acks {
+        let (p, o) = a.await.unwrap();
+        let end = ends.entry(p).or_insert(0);
+        *end = (*end).max(o + 1);
+    }
+    ends
+}
+
+fn as_model(entries: &[TableEntry]) -> Model {
+    entries
+        .iter()
+        .map(|e| {
+            let headers = e.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect();
+            (e.key.clone(), (e.value.clone(), headers))
+        })
+        .collect()
+}
+
+/// Scans the whole table in pages of `page`, waiting for `ends` (read-your-writes).
+async fn scan_all(client: &Client, topic: &str, ends: &BTreeMap<u32, u64>, page: u32) -> Model {
+    let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+    let mut range = KeyRange::all();
+    let mut entries = Vec::new();
+    loop {
+        let scan = client.table_scan(topic, &range, page, &min_offsets).await.unwrap();
+        for (p, o) in &scan.offsets {
+            assert!(*o >= ends.get(p).copied().unwrap_or(0), "partition {p} answered at {o}");
+        }
+        assert!(scan.entries.len() <= page as usize);
+        assert!(scan.entries.windows(2).all(|w| w[0].key < w[1].key), "key order");
+        entries.extend(scan.entries);
+        match scan.next_key {
+            Some(next) => range.start = next,
+            None => break,
+        }
+    }
+    as_model(&entries)
+}
+
+async fn check_gets(client: &Client, topic: &str, model: &Model, ends: &BTreeMap<u32, u64>) {
+    for i in (0..300).step_by(7) {
+        let key = format!("user/{i:04}").into_bytes();
+        let partition = (client::producer::key_hash(&key) % 4) as u32;
+        let min = ends.get(&partition).copied().unwrap_or(0);
+        let got = client.table_get(topic, &key, min).await.unwrap();
+        assert_eq!(got.partition, partition);
+        assert!(got.offset >= min);
+        let want = model.get(&key);
+        let have = got.entry.as_ref().map(|e| as_model(std::slice::from_ref(e)));
+        match (want, have) {
+            (None, None) => {}
+            (Some(w), Some(h)) => assert_eq!(h.get(&key), Some(w), "key {i}"),
+            (w, h) => panic!("key {i}: model {w:?}, table {h:?}"),
+        }
+    }
+}
+
+#[test]
+fn projection_reads_equal_the_model_across_kill_and_restart() {
+    let mut broker = Broker::start_with_env(2, &[("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100")]);
+    let addr = broker.public.to_string();
+    let mut model = Model::new();
+    let mut rng = Rng(0x7ab1e);
+    let ends = rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig {
+            partition_count: 4,
+            retention_ms: -1,
+            retention_bytes: -1,
+            table: true,
+            ..Default::default()
+        };
+        client.create_topic("profiles", config).await.unwrap();
+        let ends = produce(&client, "profiles", &mut rng, 4_000, 300, &mut model).await;
+        assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
+        // Small pages: the merge over 4 partitions resumes exactly where it stopped.
+        assert_eq!(scan_all(&client, "profiles", &ends, 7).await, model);
+        check_gets(&client, "profiles", &model, &ends).await;
+        // A prefix and a range.
+        let prefix = client
+            .table_scan("profiles", &KeyRange::prefix(b"user/001"), 1_000, &[])
+            .await
+            .unwrap();
+        let want: Model = model
+            .range(b"user/001".to_vec()..b"user/002".to_vec())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(as_model(&prefix.entries), want);
+        let empty = KeyRange { start: b"user/2".to_vec(), end: Some(b"user/1".to_vec()) };
+        assert!(client.table_scan("profiles", &empty, 10, &[]).await.unwrap().entries.is_empty());
+        // Let a snapshot cover most of it, then write more that only the log has.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        produce(&client, "profiles", &mut rng, 1_000, 300, &mut model).await
+    });
+    for p in 0..4 {
+        let snapshot = broker.partition_dir("profiles", p).join("table.snapshot");
+        assert!(snapshot.exists(), "{} was written", snapshot.display());
+    }
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        // Everything acked durable is in the rebuilt table, with nothing else.
+        assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
+        check_gets(&client, "profiles", &model, &ends).await;
+        // Writes after the restart keep it current.
+        let ends = produce(&client, "profiles", &mut rng, 500, 300, &mut model).await;
+        assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
+    });
+    assert!(
+        broker.log_text().contains("table caught up with its log"),
+        "the restart replayed the log's tail"
+    );
+}
+
+#[test]
+fn a_topic_that_is_not_a_table_and_a_spent_budget_are_refused_clearly() {
+    // 40 keys of ~8 bytes fit (about 56 bytes each); 2,000 do not.
+    let broker = Broker::start_with_env(1, &[("BROKER_TABLE_KEYS_BYTES_PER_SHARD", "4096")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let plain = TopicConfig { partition_count: 1, ..Default::default() };
+        client.create_topic("plain", plain).await.unwrap();
+        match client.table_get("plain", b"k", 0).await {
+            Err(ClientError::Broker { code: ErrorCode::NotATable, .. }) => {}
+            other => panic!("expected NOT_A_TABLE, got {other:?}"),
+        }
+        let table = TopicConfig { partition_count: 1, table: true, ..Default::default() };
+        client.create_topic("small", table).await.unwrap();
+        let mut model = Model::new();
+        let mut rng = Rng(99);
+        let ends = produce(&client, "small", &mut rng, 40, 40, &mut model).await;
+        let got =
+            client.table_scan("small", &KeyRange::all(), 100, &[(0, ends[&0])]).await.unwrap();
+        assert_eq!(as_model(&got.entries), model);
+        let ends = produce(&client, "small", &mut rng, 2_000, 2_000, &mut model).await;
+        // The table stops at the budget and says so instead of answering from part of it.
+        let mut refused = None;
+        for _ in 0..50 {
+            match client.table_get("small", b"user/0001", 0).await {
+                Err(ClientError::Partition { code, .. }) => {
+                    refused = Some(code);
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(refused, Some(ErrorCode::ResourceLimit), "ends {ends:?}");
+    });
+    assert!(broker.log_text().contains("table_keys_bytes_per_shard"));
+}
+
+/// (group, window start) → (count, values, sum, min, max, last).
+type StateModel = BTreeMap<(Vec<u8>, i64), (u64, u64, f64, f64, f64, f64)>;
+
+/// Sends `count` orders (key `user/N`, header `region`, header `qty`, JSON `amount`) with
+/// strictly increasing timestamps from `ts`, to both state tables; updates both models.
+async fn produce_orders(
+    client: &Client,
+    rng: &mut Rng,
+    count: usize,
+    ts: &mut i64,
+    by_region: &mut StateModel,
+    by_user_minute: &mut StateModel,
+) -> (BTreeMap<u32, u64>, BTreeMap<u32, u64>) {
+    let mut batches: BTreeMap<(&str, u32), wire::BatchBuilder> = BTreeMap::new();
+    for _ in 0..count {
+        *ts += 97;
+        let user = format!("user/{:02}", rng.below(40));
+        let region = ["eu", "us", "apac"][rng.below(3) as usize];
+        let amount = rng.below(1_000) as i64 - 100;
+        let qty = rng.below(10);
+        // One in ten has no amount: counted, not summed.
+        let value = match rng.below(10) {
+            0 => br#"{"note":"no amount"}"#.to_vec(),
+            _ => format!(r#"{{"amount":{amount}}}"#).into_bytes(),
+        };
+        let has_amount = !value.starts_with(br#"{"note""#);
+        let qty_text = qty.to_string();
+        let headers: [(&str, &[u8]); 2] =
+            [("region", region.as_bytes()), ("qty", qty_text.as_bytes())];
+        let add = |model: &mut StateModel, group: Vec<u8>, window: i64, v: Option<f64>| {
+            let e = model.entry((group, window)).or_insert((0, 0, 0.0, f64::MAX, f64::MIN, 0.0));
+            e.0 += 1;
+            if let Some(v) = v {
+                e.1 += 1;
+                e.2 += v;
+                e.3 = e.3.min(v);
+                e.4 = e.4.max(v);
+                e.5 = v;
+            }
+        };
+        add(by_region, region.as_bytes().to_vec(), 0, has_amount.then_some(amount as f64));
+        add(
+            by_user_minute,
+            user.clone().into_bytes(),
+            *ts - ts.rem_euclid(60_000),
+            Some(qty as f64),
+        );
+        for (topic, partitions) in [("by_region", 3u64), ("by_user_minute", 2u64)] {
+            let p = (client::producer::key_hash(user.as_bytes()) % partitions) as u32;
+            let b = batches.entry((topic, p)).or_insert_with(|| wire::BatchBuilder::new(1 << 20));
+            b.append(*ts, Some(user.as_bytes()), Some(&value), &headers).unwrap();
+        }
+    }
+    let (mut region_ends, mut user_ends) = (BTreeMap::new(), BTreeMap::new());
+    for ((topic, p), mut b) in batches {
+        let batch = b.finish().unwrap();
+        let r = client.produce_batches(topic, p, &batch, wire::AckLevel::Durable).await.unwrap();
+        let ends = if topic == "by_region" { &mut region_ends } else { &mut user_ends };
+        ends.insert(p, r.last_offset as u64 + 1);
+    }
+    (region_ends, user_ends)
+}
+
+async fn read_state(client: &Client, topic: &str, ends: &BTreeMap<u32, u64>) -> StateModel {
+    let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+    let scan = client.state_scan(topic, &KeyRange::all(), 1_000, &min_offsets).await.unwrap();
+    assert_eq!(scan.next_key, None);
+    scan.entries
+        .into_iter()
+        .map(|e| {
+            let (min, max) = (e.min.unwrap_or(f64::MAX), e.max.unwrap_or(f64::MIN));
+            (
+                (e.key, e.window_start_ms),
+                (e.count, e.values, e.sum, min, max, e.last.unwrap_or(0.0)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn state_tables_equal_the_model_across_kill_and_restart() {
+    let mut broker = Broker::start_with_env(2, &[("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100")]);
+    let addr = broker.public.to_string();
+    let (mut by_region, mut by_user_minute) = (StateModel::new(), StateModel::new());
+    let mut rng = Rng(0x57a7e);
+    let mut ts = 1_700_000_000_000i64;
+    let (region_ends, user_ends) = rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let region = wire::AggregateSpec {
+            group_by_header: Some("region".into()),
+            field_json_path: Some("$.amount".into()),
+            ..Default::default()
+        };
+        let user = wire::AggregateSpec {
+            field_header: Some("qty".into()),
+            window_ms: 60_000,
+            ..Default::default()
+        };
+        for (name, partitions, spec) in [("by_region", 3, region), ("by_user_minute", 2, user)] {
+            let config = TopicConfig {
+                partition_count: partitions,
+                retention_ms: -1,
+                retention_bytes: -1,
+                table: true,
+                aggregate: Some(spec),
+                ..Default::default()
+            };
+            client.create_topic(name, config).await.unwrap();
+        }
+        // A bad declaration is refused at creation, naming the field.
+        let bad = TopicConfig {
+            partition_count: 1,
+            table: true,
+            aggregate: Some(wire::AggregateSpec {
+                field_json_path: Some("$.a..b".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match client.create_topic("bad", bad).await {
+            Err(ClientError::Broker { code: ErrorCode::InvalidTopicConfig, message, .. }) => {
+                assert!(message.contains("aggregate"), "{message}")
+            }
+            other => panic!("expected INVALID_TOPIC_CONFIG, got {other:?}"),
+        }
+        let ends =
+            produce_orders(&client, &mut rng, 2_000, &mut ts, &mut by_region, &mut by_user_minute)
+                .await;
+        assert_eq!(read_state(&client, "by_region", &ends.0).await, by_region);
+        assert_eq!(read_state(&client, "by_user_minute", &ends.1).await, by_user_minute);
+        assert!(
+            by_user_minute.keys().map(|(_, w)| w).collect::<std::collections::BTreeSet<_>>().len()
+                > 2,
+            "several windows"
+        );
+        let eu = client.state_get("by_region", b"eu", &[]).await.unwrap();
+        assert_eq!(eu.entries.len(), 1);
+        assert_eq!(eu.entries[0].count, by_region[&(b"eu".to_vec(), 0)].0);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        produce_orders(&client, &mut rng, 500, &mut ts, &mut by_region, &mut by_user_minute).await
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert_eq!(read_state(&client, "by_region", &region_ends).await, by_region);
+        assert_eq!(read_state(&client, "by_user_minute", &user_ends).await, by_user_minute);
+    });
+    for p in 0..3 {
+        assert!(broker.partition_dir("by_region", p).join("aggregates.json").exists());
+    }
+}

@@ -1,0 +1,167 @@
+//! Table reads: the latest value of a key, or of every key in a range, of a topic declared a
+//! table (`TopicConfig::table`). Each partition keeps its own table on its owning shard
+//! (keys are partitioned like produced records: `key_hash`), so a point read names the key's
+//! partition and a scan asks every partition and merges by key.
+//!
+//! A result carries `offset`: the table reflects every record before it (and none after).
+//! `min_offset` asks the broker to wait (up to the request's `wait_ms`) until the table
+//! reflects the records before that offset — read-your-writes for a producer that got offset
+//! `o` acked asks for `o + 1`. A key whose latest record is a tombstone (no value) is absent.
+
+wire_type! {
+    /// Whether a partition read is for one key or a range of keys.
+    pub enum TableReadKind {
+        /// The latest value of `start_key` only.
+        #[default]
+        Get,
+        /// Keys from `start_key` (inclusive) to `end_key` (exclusive; none: to the end), in
+        /// byte order, at most `limit` of them.
+        Scan,
+    }
+}
+
+wire_type! {
+    /// Read tables.
+    pub struct TableReadRequest {
+        /// How long a partition read may wait for its `min_offset` (ms; capped by the broker).
+        pub wait_ms: u32,
+        /// Per topic.
+        pub topics: Vec<TableReadTopic>,
+    }
+}
+message!(TableReadRequest, TableRead);
+
+wire_type! {
+    /// Reads of one table.
+    pub struct TableReadTopic {
+        /// Topic name (the table).
+        pub name: String,
+        /// Per partition.
+        pub partitions: Vec<TableReadPartition>,
+    }
+}
+
+wire_type! {
+    /// One partition's read.
+    pub struct TableReadPartition {
+        /// Partition number.
+        pub partition: u32,
+        /// Get or scan.
+        pub kind: TableReadKind,
+        /// The key (get) or the first key (scan).
+        pub start_key: Vec<u8>,
+        /// Scan: the key to stop before; `None` scans to the last key.
+        pub end_key: Option<Vec<u8>>,
+        /// Scan: most entries to return (the broker caps it and the response's bytes).
+        pub limit: u32,
+        /// Wait until the table reflects every record before this offset (0: do not wait).
+        pub min_offset: u64,
+    }
+}
+
+wire_type! {
+    /// Tables read.
+    pub struct TableReadResponse {
+        /// Per topic.
+        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableReadTopicResult>(), 0..4)"))]
+        pub topics: Vec<TableReadTopicResult>,
+    }
+}
+message!(TableReadResponse, TableRead, |m| m
+    .topics
+    .iter()
+    .flat_map(|t| &t.partitions)
+    .flat_map(|p| &p.entries)
+    .map(TableEntry::bytes_hint)
+    .sum::<usize>());
+
+wire_type! {
+    /// One table's results.
+    pub struct TableReadTopicResult {
+        /// Topic name.
+        pub name: String,
+        /// Per partition.
+        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableReadPartitionResult>(), 0..8)"))]
+        pub partitions: Vec<TableReadPartitionResult>,
+    }
+}
+
+wire_type! {
+    /// One partition's result.
+    pub struct TableReadPartitionResult {
+        /// Partition number.
+        pub partition: u32,
+        /// Error code (`NOT_A_TABLE` for a topic not declared a table; `TIMEOUT` when the
+        /// table did not reach `min_offset` within `wait_ms`).
+        pub error: u16,
+        /// The table reflects every record of the partition before this offset.
+        pub offset: u64,
+        /// The entries found, in key order (a get: none or one).
+        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntry>(), 0..4)"))]
+        pub entries: Vec<TableEntry>,
+        /// A scan stopped early (limit or response size): continue from this key.
+        pub next_key: Option<Vec<u8>>,
+    }
+}
+
+wire_type! {
+    /// A key's latest record.
+    pub struct TableEntry {
+        /// The key.
+        pub key: Vec<u8>,
+        /// Its latest value.
+        pub value: Vec<u8>,
+        /// The offset of the record that set it.
+        pub offset: u64,
+        /// That record's timestamp.
+        pub timestamp_ms: i64,
+        /// That record's headers, in order.
+        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntryHeader>(), 0..3)"))]
+        pub headers: Vec<TableEntryHeader>,
+    }
+}
+
+wire_type! {
+    /// One header of a table entry's record.
+    pub struct TableEntryHeader {
+        /// UTF-8 key.
+        pub key: String,
+        /// Opaque value.
+        pub value: Vec<u8>,
+    }
+}
+
+impl TableEntry {
+    /// About the bytes this entry takes in a response.
+    pub fn bytes_hint(&self) -> usize {
+        64 + self.key.len()
+            + self.value.len()
+            + self.headers.iter().map(|h| 16 + h.key.len() + h.value.len()).sum::<usize>()
+    }
+}
+
+/// The first key after every key that starts with `prefix` (`None`: no such key, scan to
+/// the end): a prefix scan is the range `prefix..prefix_end(prefix)`.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"user/"), Some(b"user0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+}
