@@ -581,3 +581,30 @@ fn a_request_head_that_never_finishes_and_an_idle_connection_are_closed() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     assert!(closed_within(&mut kept) < Duration::from_secs(3));
 }
+
+#[test]
+fn table_reads_over_http_see_what_was_posted() {
+    let (_broker, http) = start(2, &[]);
+    let (status, t) =
+        post_json(http, "/topics", &json!({"name": "users", "partitions": 3, "table": true}));
+    assert_eq!((status, &t["config"]["table"]), (201, &json!(true)), "{t}");
+    let recs = json!([
+        {"key": "ann", "value": {"age": 30}},
+        {"key": "bob", "value": {"age": 40}},
+        {"key": "ann", "value": {"age": 31}, "headers": {"src": "web"}},
+    ]);
+    let (status, produced) = post_json(http, "/topics/users/records", &recs);
+    assert_eq!(status, 200, "{produced}");
+    let ann = &produced["offsets"][2];
+    let min = ann["offset"].as_u64().unwrap() + 1;
+    let (status, got) = curl(http, "GET", &format!("/tables/users/ann?min_offset={min}"), &[]);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["value"], json!({"age": 31}));
+    assert_eq!(got["headers"], json!({"src": "web"}));
+    assert_eq!((&got["partition"], &got["offset"]), (&ann["partition"], &ann["offset"]));
+    let (status, missing) = curl(http, "GET", "/tables/users/carol", &[]);
+    assert_eq!((status, &missing["found"]), (404, &json!(false)));
+    assert_eq!(post_json(http, "/topics", &json!({"name": "plain"})).0, 201);
+    let (status, e) = curl(http, "GET", "/tables/plain/x", &[]);
+    assert_eq!((status, &e["error"]["name"]), (400, &json!("NOT_A_TABLE")));
+}

@@ -11,6 +11,7 @@
 //! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
 //! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
+//! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition   |
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -80,10 +81,16 @@ async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::POST, ["topics", t, "records"]) => produce(gw, t, req).await,
         (&Method::GET, ["topics", t, "records"]) => read_records(gw, t, &Query::parse(&req)?).await,
         (&Method::GET, ["topics", t, "stream"]) => stream::open(gw, t, &req).await,
-        (_, ["health"] | ["topics"] | ["topics", _] | ["topics", _, "records" | "stream"]) => {
-            Err(ApiError::invalid(format!("{method} is not served on {path}"))
-                .with_status(StatusCode::METHOD_NOT_ALLOWED))
-        }
+        (&Method::GET, ["tables", t, key]) => table_get(gw, t, key, &Query::parse(&req)?).await,
+        (
+            _,
+            ["health"]
+            | ["topics"]
+            | ["topics", _]
+            | ["topics", _, "records" | "stream"]
+            | ["tables", _, _],
+        ) => Err(ApiError::invalid(format!("{method} is not served on {path}"))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)),
         _ => Err(ApiError::invalid(format!("no endpoint {path} (see openapi.yaml)"))
             .with_status(StatusCode::NOT_FOUND)),
     }
@@ -275,6 +282,7 @@ fn config_json(c: &wire::TopicConfig) -> Value {
         "segment_ms": c.segment_ms,
         "default_ack": c.default_ack.name(),
         "batch_bytes_max": c.batch_bytes_max,
+        "table": c.table,
     })
 }
 
@@ -286,7 +294,8 @@ async fn create_topic(
     let v: Value = serde_json::from_slice(&body.bytes)
         .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
     let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
-    const FIELDS: [&str; 8] = [
+    const FIELDS: [&str; 9] = [
+        "table",
         "name",
         "partitions",
         "retention_ms",
@@ -334,6 +343,14 @@ async fn create_topic(
         segment_ms: int("segment_ms")?,
         default_ack,
         batch_bytes_max: narrow("batch_bytes_max")?,
+        table: match o.get("table") {
+            None | Some(Value::Null) => false,
+            Some(v) => {
+                v.as_bool().ok_or_else(|| ApiError::invalid("table must be true or false"))?
+            }
+        },
+        // State tables (aggregates) are created with brokerctl or the Rust client.
+        aggregate: None,
     };
     let req = wire::CreateTopicRequest { name: name.to_owned(), config };
     let resp: wire::CreateTopicResponse = call(&gw.shard, &req).await?;
@@ -372,6 +389,62 @@ async fn delete_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, Ap
     let resp: wire::DeleteTopicResponse = call(&gw.shard, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     Ok(json_response(StatusCode::OK, &json!({"deleted": name})))
+}
+
+/// `GET /tables/{t}/{key}`: a table's latest value of `key` (native `TableRead`, on the
+/// partition the key hashes to), waiting up to `wait_ms` for `min_offset` when given.
+async fn table_get(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    key: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let count = partition_count(gw, topic)?;
+    let partition = (key_hash(key.as_bytes()) % u64::from(count)) as u32;
+    let req = wire::TableReadRequest {
+        wait_ms: q.number::<u32>("wait_ms")?.unwrap_or(1_000),
+        topics: vec![wire::TableReadTopic {
+            name: topic.to_owned(),
+            partitions: vec![wire::TableReadPartition {
+                partition,
+                kind: wire::TableReadKind::Get,
+                start_key: key.as_bytes().to_vec(),
+                end_key: None,
+                limit: 1,
+                min_offset: q.number::<u64>("min_offset")?.unwrap_or(0),
+            }],
+        }],
+    };
+    let resp: wire::TableReadResponse = call(&gw.shard, &req).await?;
+    let p = resp
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownServerError, "empty table answer"))?;
+    ApiError::check(p.error, || format!("table {topic}/{partition}"))?;
+    let Some(entry) = p.entries.into_iter().next() else {
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"key": key, "found": false, "partition": partition, "table_offset": p.offset}),
+        ));
+    };
+    // Rendered like a record (value as JSON when it is JSON), through a one-record batch.
+    let headers: Vec<(&str, &[u8])> =
+        entry.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())).collect();
+    let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
+    b.append(entry.timestamp_ms, Some(&entry.key), Some(&entry.value), &headers)
+        .map_err(|e| build_error(&e, ""))?;
+    let mut batch = b.finish().map_err(|e| build_error(&e, ""))?;
+    wire::batch::header::assign(&mut batch, entry.offset, wire::constants::NO_TIMESTAMP);
+    let mut out = Value::Null;
+    records::for_each_record(&batch, 0, |r| {
+        out = records::to_json(partition, r);
+        false
+    })?;
+    out["found"] = Value::Bool(true);
+    out["table_offset"] = p.offset.into();
+    Ok(json_response(StatusCode::OK, &out))
 }
 
 /// One partition's part of a produce: its batches and which input records went where.
