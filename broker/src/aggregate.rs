@@ -29,6 +29,9 @@ pub struct AggregateSettings {
     pub field_header: Option<String>,
     /// Tumbling windows of record time; 0: the whole stream.
     pub window_ms: u64,
+    /// With windows: each group keeps its newest this many; 0: every window.
+    #[serde(default)]
+    pub windows_kept: u32,
 }
 
 impl AggregateSettings {
@@ -39,6 +42,7 @@ impl AggregateSettings {
             field_json_path: s.field_json_path.clone(),
             field_header: s.field_header.clone(),
             window_ms: s.window_ms,
+            windows_kept: s.windows_kept,
         }
     }
 
@@ -49,6 +53,7 @@ impl AggregateSettings {
             field_json_path: self.field_json_path.clone(),
             field_header: self.field_header.clone(),
             window_ms: self.window_ms,
+            windows_kept: self.windows_kept,
         }
     }
 
@@ -71,6 +76,9 @@ impl AggregateSettings {
                     ));
                 }
             }
+        }
+        if self.windows_kept > 0 && self.window_ms == 0 {
+            return Err("windows_kept: only with window_ms".into());
         }
         if self.window_ms > i64::MAX as u64 {
             return Err(format!("window_ms: 0 (no windows) or 1..={}", i64::MAX));
@@ -245,6 +253,11 @@ impl Aggregator {
         Some((key, window))
     }
 
+    /// How many windows each group keeps (0: all).
+    pub fn windows_kept(&self) -> usize {
+        self.settings.windows_kept as usize
+    }
+
     /// The number the record carries, if any.
     pub fn value(&self, r: &RecordView<'_>) -> Option<f64> {
         if let Some(path) = &self.path {
@@ -307,9 +320,14 @@ mod tests {
             field_json_path: Some("$.x".into()),
             field_header: Some("h".into()),
             window_ms: 0,
+            windows_kept: 0,
         };
         assert!(s.validate().is_err());
         s.field_header = None;
+        assert!(s.validate().is_ok());
+        s.windows_kept = 3;
+        assert!(s.validate().is_err(), "windows_kept without windows");
+        s.window_ms = 60_000;
         assert!(s.validate().is_ok());
         s.group_by_header = Some(String::new());
         assert!(s.validate().is_err());

@@ -8,6 +8,7 @@
 //! shard_port_base = 9401          # shard i listens on base + i (0 = ephemeral)
 //! shards = 2                      # 0 = one per available core
 //! fetch_response_bytes_max = 67108864  # batch bytes in one fetch response, at least 16 MiB
+//! kafka_listen = "127.0.0.1:9092" # the Kafka wire-protocol listener; "off" by default
 //! [log]
 //! segment_bytes_max = 1073741824
 //! ```
@@ -195,6 +196,9 @@ pub struct BrokerConfig {
     /// `"off"`. Loopback by default; an address that cannot be bound is logged and the broker
     /// runs without it.
     pub metrics_listen: MetricsListen,
+    /// The Kafka wire-protocol listener (`kafka/`): `"HOST:PORT"` (every shard accepts there,
+    /// SO_REUSEPORT) or `"off"` (the default). Kafka's usual port is 9092.
+    pub kafka_listen: MetricsListen,
     /// Partitions (over all shards) up to which the endpoint reports series per partition;
     /// past it they are summed per topic, so a scrape stays bounded however many partitions
     /// exist. Also bounds consumer-group lag series (past it: per group).
@@ -242,6 +246,7 @@ impl Default for BrokerConfig {
             group_offsets_per_shard_max: 1_000_000,
             transactional_ids_max: 10_000,
             metrics_listen: MetricsListen::On(METRICS_LISTEN_DEFAULT),
+            kafka_listen: MetricsListen::Off,
             metrics_partitions_max: 1_000,
             metrics_per_partition: true,
             log_format: LogFormat::Text,
@@ -432,6 +437,7 @@ impl BrokerConfig {
             }
             "BROKER_STORAGE_FILES_MAX" => self.storage_files_max = parse(name, value)?,
             "BROKER_METRICS_LISTEN" => self.metrics_listen = parse(name, value)?,
+            "BROKER_KAFKA_LISTEN" => self.kafka_listen = parse(name, value)?,
             "BROKER_METRICS_PARTITIONS_MAX" => self.metrics_partitions_max = parse(name, value)?,
             "BROKER_METRICS_PER_PARTITION" => self.metrics_per_partition = parse(name, value)?,
             "BROKER_LOG_FORMAT" => self.log_format = parse(name, value)?,
@@ -596,6 +602,16 @@ mod tests {
         let c: BrokerConfig =
             toml::from_str("metrics_listen = \"off\"\nlog_format = \"json\"").unwrap();
         assert_eq!((c.metrics_listen, c.log_format), (MetricsListen::Off, LogFormat::Json));
+    }
+
+    #[test]
+    fn kafka_listen_is_off_by_default_and_set_by_env_or_file() {
+        assert_eq!(BrokerConfig::default().kafka_listen, MetricsListen::Off);
+        let env = vec![("BROKER_KAFKA_LISTEN".to_string(), "127.0.0.1:9092".to_string())];
+        let c = BrokerConfig::load(None, env.into_iter()).unwrap();
+        assert_eq!(c.kafka_listen, MetricsListen::On("127.0.0.1:9092".parse().unwrap()));
+        let c: BrokerConfig = toml::from_str("kafka_listen = \"127.0.0.1:19092\"").unwrap();
+        assert_eq!(c.kafka_listen, MetricsListen::On("127.0.0.1:19092".parse().unwrap()));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod frame_reader;
 pub mod group;
 pub mod http;
 pub mod in_process;
+pub mod kafka;
 pub mod key_index;
 pub mod layout;
 pub mod mesh;

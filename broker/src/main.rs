@@ -38,6 +38,9 @@ struct Cli {
     /// HTTP gateway HOST:PORT (REST + Server-Sent Events, `openapi.yaml`), or `off` (default).
     #[arg(long, global = true)]
     http: Option<MetricsListen>,
+    /// Kafka wire-protocol listener HOST:PORT (e.g. 127.0.0.1:9092), or `off` (the default).
+    #[arg(long, global = true)]
+    kafka_listen: Option<MetricsListen>,
     /// Log lines as `text` or `json` (levels per module from RUST_LOG, e.g.
     /// `RUST_LOG=info,broker::storage=debug`).
     #[arg(long, global = true, value_enum)]
@@ -86,6 +89,9 @@ fn main() -> ExitCode {
     }
     if let Some(h) = cli.http {
         config.http.listen = h;
+    }
+    if let Some(k) = cli.kafka_listen {
+        config.kafka_listen = k;
     }
     if let Some(f) = cli.log_format {
         config.log_format = f;

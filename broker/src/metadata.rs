@@ -199,6 +199,34 @@ pub struct Metadata {
     /// older epoch are refused on every partition.
     #[serde(default)]
     pub producer_epochs: BTreeMap<i64, i16>,
+    /// State tables declared over topics, by name (`table.rs`, `api/table_admin.rs`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, DerivedTable>,
+}
+
+/// A state table over a topic: its name, the topic (and incarnation) it aggregates, and
+/// what it keeps. Its partitions are the topic's, kept on their owners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedTable {
+    /// Name (shares the topics' namespace).
+    pub name: String,
+    /// The topic.
+    pub topic: String,
+    /// The topic's incarnation when the table was declared.
+    pub topic_id: u64,
+    /// What it keeps.
+    pub aggregate: AggregateSettings,
+}
+
+impl DerivedTable {
+    /// The wire form metadata lists.
+    pub fn to_wire(&self) -> wire::TableMetadata {
+        wire::TableMetadata {
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            aggregate: self.aggregate.to_wire(),
+        }
+    }
 }
 
 /// Why a metadata change was refused.
@@ -208,11 +236,16 @@ pub enum MetadataError {
     #[error("invalid topic name {0:?}: use 1..=249 bytes of [A-Za-z0-9._-], not . or ..")]
     InvalidName(String),
     /// Exists.
-    #[error("topic {0:?} already exists")]
+    #[error("a topic or table named {0:?} already exists")]
     Exists(String),
     /// Missing.
     #[error("unknown topic {0:?}")]
     Unknown(String),
+    /// No such table.
+    #[error(
+        "unknown table {0:?} (tables declared over a topic; a table topic is deleted as a topic)"
+    )]
+    UnknownTable(String),
     /// A setting outside what the field allows.
     #[error("invalid topic config: {field} = {value}; allowed: {allowed}")]
     InvalidConfig {
@@ -231,7 +264,9 @@ impl MetadataError {
         match self {
             MetadataError::InvalidName(_) => wire::ErrorCode::InvalidTopicName,
             MetadataError::Exists(_) => wire::ErrorCode::TopicAlreadyExists,
-            MetadataError::Unknown(_) => wire::ErrorCode::UnknownTopic,
+            MetadataError::Unknown(_) | MetadataError::UnknownTable(_) => {
+                wire::ErrorCode::UnknownTopic
+            }
             MetadataError::InvalidConfig { .. } => wire::ErrorCode::InvalidTopicConfig,
         }
     }
@@ -272,7 +307,7 @@ impl Metadata {
         shard_count: u32,
     ) -> Result<Metadata, MetadataError> {
         validate_name(name)?;
-        if self.topics.contains_key(name) {
+        if self.topics.contains_key(name) || self.tables.contains_key(name) {
             return Err(MetadataError::Exists(name.to_owned()));
         }
         settings.validate()?;
@@ -309,7 +344,57 @@ impl Metadata {
         let mut next = self.clone();
         next.version += 1;
         next.topics.remove(name);
+        // Its state tables go with it.
+        next.tables.retain(|_, t| t.topic != name);
         Ok(next)
+    }
+
+    /// A new snapshot with state table `name` over `topic` added.
+    pub fn with_table(
+        &self,
+        name: &str,
+        topic: &str,
+        aggregate: AggregateSettings,
+    ) -> Result<Metadata, MetadataError> {
+        validate_name(name)?;
+        if self.topics.contains_key(name) || self.tables.contains_key(name) {
+            return Err(MetadataError::Exists(name.to_owned()));
+        }
+        let t = self.topic(topic).ok_or_else(|| MetadataError::Unknown(topic.to_owned()))?;
+        if let Err(allowed) = aggregate.validate() {
+            let value = format!("{aggregate:?}");
+            return Err(MetadataError::InvalidConfig { field: "aggregate", value, allowed });
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        let table = DerivedTable {
+            name: name.to_owned(),
+            topic: topic.to_owned(),
+            topic_id: t.id,
+            aggregate,
+        };
+        next.tables.insert(name.to_owned(), table);
+        Ok(next)
+    }
+
+    /// A new snapshot without state table `name`.
+    pub fn without_table(&self, name: &str) -> Result<Metadata, MetadataError> {
+        if !self.tables.contains_key(name) {
+            return Err(MetadataError::UnknownTable(name.to_owned()));
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        next.tables.remove(name);
+        Ok(next)
+    }
+
+    /// The state tables over `topic` (incarnation `topic_id`).
+    pub fn tables_of<'a>(
+        &'a self,
+        topic: &'a str,
+        topic_id: u64,
+    ) -> impl Iterator<Item = &'a DerivedTable> + 'a {
+        self.tables.values().filter(move |t| t.topic == topic && t.topic_id == topic_id)
     }
 
     /// Loads `<data_dir>/topics.json`, or an empty table if there is none.

@@ -11,6 +11,7 @@
 //! (`table.rs`: its snapshot now, the log after it replayed by the shard's follow task).
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tracing::{info, warn};
 use crate::descriptors::StorageFiles;
 use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
-use crate::metadata::Topic;
+use crate::metadata::{DerivedTable, Topic};
 use crate::producer_state::ProducerStates;
 use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
@@ -45,6 +46,8 @@ pub struct Partition {
     pub keys: KeyIndex,
     /// The projection or state table, if the topic is a table.
     pub table: Option<Table>,
+    /// State tables declared over this topic, by name (`metadata::DerivedTable`).
+    pub derived: RefCell<BTreeMap<String, Rc<Table>>>,
     /// The offset the last stored state snapshot covers.
     snapshot_offset: Cell<u64>,
 }
@@ -72,7 +75,11 @@ impl Partition {
         let table = match topic.settings.table {
             true => {
                 let aggregate = topic.settings.aggregate.as_ref();
-                Some(Table::open(&log, tables.clone(), aggregate).await)
+                let file = match aggregate {
+                    Some(_) => state_snapshot::AGGREGATES_FILE,
+                    None => state_snapshot::TABLE_FILE,
+                };
+                Some(Table::open(&log, tables.clone(), aggregate, file.to_owned()).await)
             }
             false => None,
         };
@@ -84,6 +91,7 @@ impl Partition {
             producers: RefCell::new(producers),
             keys: KeyIndex::default(),
             table,
+            derived: RefCell::new(BTreeMap::new()),
             snapshot_offset: Cell::new(0),
         })
     }
@@ -94,10 +102,12 @@ impl Partition {
     /// stored.
     pub async fn snapshot(&self) -> std::io::Result<bool> {
         // The table applies durable records only: its snapshot needs no wait.
-        if let Some((file, covered, bytes)) = self.table.as_ref().and_then(|t| t.encode_snapshot())
-        {
-            state_snapshot::store(self.log.dir().to_owned(), file, bytes).await?;
-            self.table.as_ref().expect("encoded above").snapshot_stored(covered);
+        let derived: Vec<Rc<Table>> = self.derived.borrow().values().cloned().collect();
+        for t in self.table.iter().chain(derived.iter().map(|t| &**t)) {
+            if let Some((file, covered, bytes)) = t.encode_snapshot() {
+                state_snapshot::store(self.log.dir().to_owned(), file, bytes).await?;
+                t.snapshot_stored(covered);
+            }
         }
         let covered = self.log.next_offset();
         if covered == self.snapshot_offset.get() {
@@ -110,12 +120,42 @@ impl Partition {
             return Ok(false); // closed or fenced: what is not durable must not be remembered
         }
         let dir = self.log.dir().to_owned();
-        state_snapshot::store(dir.clone(), PRODUCERS_FILE, producers).await?;
+        state_snapshot::store(dir.clone(), PRODUCERS_FILE.to_owned(), producers).await?;
         if let Some(keys) = keys {
-            state_snapshot::store(dir, KEYS_FILE, keys).await?;
+            state_snapshot::store(dir, KEYS_FILE.to_owned(), keys).await?;
         }
         self.snapshot_offset.set(covered);
         Ok(true)
+    }
+
+    /// Makes the state tables over this partition's topic those of `wanted`: drops the others
+    /// (`Table::close`) and opens the missing ones, which it returns (the caller starts
+    /// their follow tasks).
+    pub async fn sync_tables(
+        &self,
+        wanted: &[&DerivedTable],
+        memory: &Rc<TableMemory>,
+    ) -> Vec<Rc<Table>> {
+        let gone: Vec<Rc<Table>> = {
+            let mut derived = self.derived.borrow_mut();
+            let names: Vec<String> =
+                derived.keys().filter(|n| !wanted.iter().any(|w| &w.name == *n)).cloned().collect();
+            names.into_iter().filter_map(|n| derived.remove(&n)).collect()
+        };
+        for t in gone {
+            t.close(self.log.dir());
+        }
+        let mut opened = Vec::new();
+        for w in wanted {
+            if self.derived.borrow().contains_key(&w.name) {
+                continue;
+            }
+            let file = state_snapshot::derived_table_file(&w.name);
+            let t = Rc::new(Table::open(&self.log, memory.clone(), Some(&w.aggregate), file).await);
+            self.derived.borrow_mut().insert(w.name.clone(), t.clone());
+            opened.push(t);
+        }
+        opened
     }
 
     /// Its topic was deleted: closes the log and moves its data to the trash under
@@ -125,6 +165,9 @@ impl Partition {
             warn!(topic = %self.topic, partition = self.index, error = %e, "closing deleted partition");
         }
         if let Some(t) = &self.table {
+            t.release();
+        }
+        for t in self.derived.borrow().values() {
             t.release();
         }
         let dir = self.log.dir().to_owned();

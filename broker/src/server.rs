@@ -307,8 +307,25 @@ pub fn run(
         }
         http_addr = Some(bound);
     }
+    // The Kafka listener (off by default): one SO_REUSEPORT socket per shard, like the public
+    // port.
+    let mut kafka_fds: Vec<RawFd> = Vec::new();
+    let kafka = match config.kafka_listen {
+        MetricsListen::On(addr) => {
+            wait_for_address(addr, bind_wait)?;
+            let first = bind(addr, true)?;
+            let bound = first.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            kafka_fds.push(first.into_raw_fd());
+            for _ in 1..n {
+                kafka_fds.push(bind(bound, true)?.into_raw_fd());
+            }
+            Some(crate::kafka::Kafka::new(bound, config.group_members_per_shard_max))
+        }
+        MetricsListen::Off => None,
+    };
+    let kafka_addr = kafka.as_ref().map(|k| k.listen);
     let addresses = Arc::new(Addresses { public, shards: shard_addrs });
-    let fds = Arc::new((public_fds, shard_fds));
+    let fds = Arc::new((public_fds, shard_fds, kafka_fds));
     let config = Arc::new(config);
     let cpus = allowed_cpus();
     let mesh = MeshBuilder::<ShardMsg, _>::full(n, 1024);
@@ -319,6 +336,7 @@ pub fn run(
         let cpu = cpus[i % cpus.len()];
         let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
         let http_fd = http_fds[i].take();
+        let kafka = kafka.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -335,7 +353,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd,
+                    metrics, http_fd, kafka,
                 )
                 .await
             })
@@ -356,6 +374,9 @@ pub fn run(
             info!(shard, cpu, address = %addresses.shards[*shard as usize], "shard ready");
         }
         info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), http = ?http_addr, "broker ready");
+        if let Some(addr) = kafka_addr {
+            info!(kafka = %addr, "kafka listener ready");
+        }
         if let Some(path) = &ready_file {
             let json = serde_json::json!({
                 "public": addresses.public.to_string(),
@@ -363,6 +384,7 @@ pub fn run(
                 "pid": std::process::id(),
                 "metrics": metrics_addr.map(|a| a.to_string()),
                 "http": http_addr.map(|a| a.to_string()),
+                "kafka": kafka_addr.map(|a| a.to_string()),
             });
             let tmp = path.with_extension("tmp");
             if let Err(e) =
@@ -394,7 +416,7 @@ pub fn run(
 async fn shard_main(
     config: Arc<BrokerConfig>,
     addresses: Arc<Addresses>,
-    fds: Arc<(Vec<RawFd>, Vec<RawFd>)>,
+    fds: Arc<(Vec<RawFd>, Vec<RawFd>, Vec<RawFd>)>,
     mesh: MeshBuilder<ShardMsg, glommio::channels::channel_mesh::Full>,
     metadata: Arc<Metadata>,
     stop: Arc<AtomicBool>,
@@ -403,6 +425,7 @@ async fn shard_main(
     pools: DescriptorPools,
     metrics: (Option<Link>, Option<RawFd>),
     http_fd: Option<RawFd>,
+    kafka: Option<Arc<crate::kafka::Kafka>>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -432,14 +455,22 @@ async fn shard_main(
         Latency::NotImportant,
         "background",
     );
-    let accepters = [public, own].map(|listener| {
-        glommio::spawn_local_into(
-            accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone()),
-            requests,
-        )
-        .expect("requests task queue")
-        .detach()
-    });
+    let mut accepters: Vec<_> = [(public, None), (own, None)]
+        .into_iter()
+        .chain(kafka.map(|k| {
+            // SAFETY: as above: created by `bind` on the main thread, a listening TCP socket,
+            // handed to this shard only (index = shard id), which takes sole ownership.
+            (unsafe { TcpListener::from_raw_fd(fds.2[id as usize]) }, Some(k))
+        }))
+        .map(|(listener, kafka)| {
+            glommio::spawn_local_into(
+                accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone(), kafka),
+                requests,
+            )
+            .expect("requests task queue")
+            .detach()
+        })
+        .collect();
     let http = http_fd.map(|fd| {
         // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP socket,
         // and is handed to this shard only, which takes sole ownership of it.
@@ -526,7 +557,7 @@ async fn shard_main(
     // Graceful stop: no new connections, readers stop between requests, in-flight requests
     // finish, logs flush and sync.
     shard.stopping.set(true);
-    for a in accepters {
+    for a in accepters.drain(..) {
         a.cancel();
     }
     if let Some(h) = http {
@@ -559,6 +590,7 @@ async fn accept_loop(
     listener: TcpListener,
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
+    kafka: Option<Arc<crate::kafka::Kafka>>,
 ) {
     // Failing accepts (EMFILE when descriptors run out) back off up to a second and log at
     // most every ACCEPT_LOG_EVERY, with how many were not logged: never a tight loop.
@@ -600,9 +632,16 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shard, stop) = (shard.clone(), stop.clone());
+        let (shard, stop, kafka) = (shard.clone(), stop.clone(), kafka.clone());
         match gate.spawn(async move {
-            crate::connection::serve(shard, stream, stop).await;
+            match kafka {
+                // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
+                Some(kafka) => {
+                    let local = stream.local_addr().unwrap_or(kafka.listen);
+                    crate::kafka::connection::serve(shard, kafka, stream, local, stop).await
+                }
+                None => crate::connection::serve(shard, stream, stop).await,
+            }
             drop(slot);
         }) {
             Ok(task) => {

@@ -22,7 +22,7 @@ use crate::counters::Counters;
 use crate::descriptors::{ConnectionSlots, DescriptorPools, StorageFiles};
 use crate::group::Coordinator;
 use crate::mesh::{Mesh, ShardMsg};
-use crate::metadata::{Metadata, Topic};
+use crate::metadata::{DerivedTable, Metadata, Topic};
 use crate::partition::Partition;
 use crate::storage::{LogConfig, ShardCache};
 use crate::table::TableMemory;
@@ -194,6 +194,20 @@ impl Shard {
                         warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition")
                     }
                 }
+            }
+        }
+        // State tables over topics: each owned partition keeps exactly the declared ones.
+        for p in self.partitions() {
+            let wanted: Vec<&DerivedTable> = next.tables_of(&p.topic, p.topic_id).collect();
+            if wanted.is_empty() && p.derived.borrow().is_empty() {
+                continue;
+            }
+            for t in p.sync_tables(&wanted, &self.tables).await {
+                let p = p.clone();
+                glommio::spawn_local(async move {
+                    crate::table::follow(&p.log, &t, &p.topic, p.index).await
+                })
+                .detach();
             }
         }
     }

@@ -25,6 +25,13 @@ pub const KEYS_FILE: &str = "keys.snapshot";
 pub const TABLE_FILE: &str = "table.snapshot";
 /// A state table's snapshot in a partition's directory (JSON: covered offset, aggregates).
 pub const AGGREGATES_FILE: &str = "aggregates.json";
+/// The start of a state table over the topic's snapshot file: `table-NAME.json`.
+pub const DERIVED_TABLE_PREFIX: &str = "table-";
+
+/// The snapshot file of state table `name` declared over the partition's topic.
+pub fn derived_table_file(name: &str) -> String {
+    format!("{DERIVED_TABLE_PREFIX}{name}.json")
+}
 
 const KEYS_MAGIC: &[u8; 8] = b"KEYIDX01";
 /// Between a snapshot's name and the number of one of its temporary files.
@@ -38,7 +45,8 @@ pub fn remove_leftovers(dir: &Path) {
         let name = name.to_string_lossy();
         let ours = [PRODUCERS_FILE, KEYS_FILE, TABLE_FILE, AGGREGATES_FILE]
             .iter()
-            .any(|f| name.strip_prefix(f).is_some_and(|rest| rest.starts_with(TMP_INFIX)));
+            .any(|f| name.strip_prefix(f).is_some_and(|rest| rest.starts_with(TMP_INFIX)))
+            || (name.starts_with(DERIVED_TABLE_PREFIX) && name.contains(TMP_INFIX));
         if ours {
             let _ = std::fs::remove_file(e.path());
         }
@@ -151,35 +159,29 @@ pub async fn load_keys<M: Default + Extend<(Vec<u8>, u64)>>(
     dir: PathBuf,
     name: &'static str,
 ) -> Option<(u64, M)> {
-    let read = glommio::executor()
-        .spawn_blocking({
-            let dir = dir.clone();
-            move || std::fs::read(dir.join(name))
-        })
-        .await;
-    let bytes = read.ok()?;
-    match decode_keys(&bytes) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            warn!(dir = %dir.display(), file = name, error = %e, "key snapshot unreadable; rebuilding from the log");
-            None
-        }
-    }
+    load(dir, name.to_owned(), |bytes| decode_keys(bytes).map_err(|e| e.to_string())).await
 }
 
 /// The JSON snapshot `name` in `dir`, if there is a readable one (read off the reactor).
-pub async fn load_json<T: serde::de::DeserializeOwned>(
+pub async fn load_json<T: serde::de::DeserializeOwned>(dir: PathBuf, name: String) -> Option<T> {
+    load(dir, name, |bytes| serde_json::from_slice(bytes).map_err(|e| e.to_string())).await
+}
+
+/// Reads `dir/name` off the reactor and decodes it; a missing file is `None`, an
+/// undecodable one is `None` with a warning (the caller rebuilds from the log).
+async fn load<T>(
     dir: PathBuf,
-    name: &'static str,
+    name: String,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Option<T> {
     let read = glommio::executor()
         .spawn_blocking({
-            let dir = dir.clone();
-            move || std::fs::read(dir.join(name))
+            let path = dir.join(&name);
+            move || std::fs::read(path)
         })
         .await;
     let bytes = read.ok()?;
-    match serde_json::from_slice(&bytes) {
+    match decode(&bytes) {
         Ok(s) => Some(s),
         Err(e) => {
             warn!(dir = %dir.display(), file = name, error = %e, "snapshot unreadable; rebuilding from the log");
@@ -189,8 +191,8 @@ pub async fn load_json<T: serde::de::DeserializeOwned>(
 }
 
 /// Stores `bytes` as `dir/name` durably, off the reactor thread.
-pub async fn store(dir: PathBuf, name: &'static str, bytes: Vec<u8>) -> std::io::Result<()> {
-    glommio::executor().spawn_blocking(move || store_blocking(&dir, name, &bytes)).await
+pub async fn store(dir: PathBuf, name: String, bytes: Vec<u8>) -> std::io::Result<()> {
+    glommio::executor().spawn_blocking(move || store_blocking(&dir, &name, &bytes)).await
 }
 
 /// Temporary file, fsync, rename, directory fsync. The temporary file's name is unique, so

@@ -20,7 +20,7 @@
 //! reads with `RESOURCE_LIMIT` (logged once) instead of answering from a partial picture.
 
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
@@ -39,6 +39,10 @@ const FOLLOW_READ_BYTES: usize = 4 << 20;
 const KEY_OVERHEAD_BYTES: usize = 48;
 /// What one group (and window) of a state table costs besides its key's bytes.
 const GROUP_OVERHEAD_BYTES: usize = 112;
+/// Changes a projection table remembers for its change feed (16 bytes each).
+pub const TABLE_CHANGES_MAX: usize = 16_384;
+/// What one remembered change costs the budget.
+const CHANGE_BYTES: usize = 16;
 
 /// The keys' memory of every table on one shard.
 #[derive(Debug)]
@@ -115,7 +119,7 @@ enum Contents {
     Aggregates { aggregator: Aggregator, groups: BTreeMap<(Vec<u8>, i64), Aggregate> },
 }
 
-/// A state table's snapshot (`AGGREGATES_FILE`).
+/// A state table's snapshot (JSON).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct AggregatesSnapshot {
     covered_offset: u64,
@@ -124,6 +128,10 @@ struct AggregatesSnapshot {
 
 /// See the module docs.
 pub struct Table {
+    /// Its snapshot's file name in the partition's directory.
+    snapshot_file: String,
+    /// Set when the table is dropped while its partition lives (a state table deleted).
+    closed: Cell<bool>,
     contents: RefCell<Contents>,
     /// The table reflects every record before this offset.
     applied: Watermark,
@@ -132,15 +140,29 @@ pub struct Table {
     over_budget: Cell<bool>,
     /// The offset the last stored snapshot covers.
     snapshot_offset: Cell<u64>,
+    /// Projection: the recent changes, `(offset, the key's previous offset)`, oldest first;
+    /// at most [`TABLE_CHANGES_MAX`], each charged to the memory budget.
+    changes: RefCell<VecDeque<(u64, Option<u64>)>>,
+    /// Every change at or after this offset is in `changes`.
+    changes_from: Cell<u64>,
+}
+
+/// Why a change feed cannot start where asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangesForgotten {
+    /// Every change at or after this offset is remembered.
+    pub oldest_offset: u64,
 }
 
 impl Table {
-    /// The table of `log` (a state table with `aggregate`): its last snapshot if there is a
-    /// usable one (else empty), to be brought up to date by [`follow`].
+    /// The table of `log` (a state table with `aggregate`): its last snapshot (the file
+    /// `snapshot_file` in the log's directory) if there is a usable one (else empty), to be
+    /// brought up to date by [`follow`].
     pub async fn open(
         log: &PartitionLog<DmaDisk>,
         memory: Rc<TableMemory>,
         aggregate: Option<&AggregateSettings>,
+        snapshot_file: String,
     ) -> Table {
         let dir = log.dir().to_owned();
         let high_watermark = log.high_watermark();
@@ -163,7 +185,7 @@ impl Table {
                 let aggregator = aggregator.expect("aggregate settings validated at creation");
                 let loaded = state_snapshot::load_json::<AggregatesSnapshot>(
                     dir.clone(),
-                    state_snapshot::AGGREGATES_FILE,
+                    snapshot_file.clone(),
                 )
                 .await
                 .filter(|s| s.covered_offset <= high_watermark);
@@ -179,11 +201,15 @@ impl Table {
             }
         };
         let table = Table {
+            snapshot_file,
+            closed: Cell::new(false),
             contents: RefCell::new(contents),
             applied: Watermark::new(covered),
             memory,
             over_budget: Cell::new(false),
             snapshot_offset: Cell::new(covered),
+            changes: RefCell::new(VecDeque::new()),
+            changes_from: Cell::new(covered),
         };
         if !table.memory.take(bytes) {
             table.over_budget.set(true);
@@ -305,7 +331,7 @@ impl Table {
                 value: a.to_json(),
                 offset: a.last_offset,
                 timestamp_ms: *window,
-                headers: Vec::new(),
+                ..TableEntry::default()
             });
         }
         if out.len() + group.len() <= limit {
@@ -335,14 +361,14 @@ impl Table {
     /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed
     /// since the last one (or the table is unavailable). Everything it covers is durable:
     /// the table applies visible records only.
-    pub fn encode_snapshot(&self) -> Option<(&'static str, u64, Vec<u8>)> {
+    pub fn encode_snapshot(&self) -> Option<(String, u64, Vec<u8>)> {
         let covered = self.applied.get();
         if covered == self.snapshot_offset.get() || self.over_budget.get() {
             return None;
         }
         Some(match &*self.contents.borrow() {
             Contents::Latest(keys) => (
-                state_snapshot::TABLE_FILE,
+                self.snapshot_file.clone(),
                 covered,
                 state_snapshot::encode_keys(covered, keys.len(), keys.iter()),
             ),
@@ -352,7 +378,7 @@ impl Table {
                     groups: groups.iter().map(|((k, w), a)| (k.clone(), *w, *a)).collect(),
                 };
                 let bytes = serde_json::to_vec(&snapshot).expect("plain data");
-                (state_snapshot::AGGREGATES_FILE, covered, bytes)
+                (self.snapshot_file.clone(), covered, bytes)
             }
         })
     }
@@ -367,20 +393,22 @@ impl Table {
         match &mut *self.contents.borrow_mut() {
             Contents::Latest(keys) => {
                 let Some(key) = r.key() else { return true };
-                if r.value().is_none() {
-                    if keys.remove(key).is_some() {
+                let previous = if r.value().is_none() {
+                    let previous = keys.remove(key);
+                    if previous.is_some() {
                         self.memory.give_back(key.len() + KEY_OVERHEAD_BYTES);
                     }
-                    return true;
-                }
-                if let Some(at) = keys.get_mut(key) {
-                    *at = r.offset();
-                    return true;
-                }
-                if !self.memory.take(key.len() + KEY_OVERHEAD_BYTES) {
-                    return false;
-                }
-                keys.insert(key.to_vec(), r.offset());
+                    previous
+                } else if let Some(at) = keys.get_mut(key) {
+                    Some(std::mem::replace(at, r.offset()))
+                } else {
+                    if !self.memory.take(key.len() + KEY_OVERHEAD_BYTES) {
+                        return false;
+                    }
+                    keys.insert(key.to_vec(), r.offset());
+                    None
+                };
+                self.remember_change(r.offset(), previous);
                 true
             }
             Contents::Aggregates { aggregator, groups } => {
@@ -395,10 +423,51 @@ impl Table {
                 }
                 let mut a = Aggregate::default();
                 a.add(value, r.offset(), r.timestamp_ms());
+                let key = group.0.clone();
                 groups.insert(group, a);
+                // A new window of a group that keeps only its newest: drop the oldest.
+                let kept = aggregator.windows_kept();
+                if kept > 0 {
+                    let from = (key.clone(), i64::MIN);
+                    let to = (key.clone(), i64::MAX);
+                    let windows: Vec<i64> = groups.range(from..=to).map(|((_, w), _)| *w).collect();
+                    for w in windows.iter().take(windows.len().saturating_sub(kept)) {
+                        groups.remove(&(key.clone(), *w));
+                        self.memory.give_back(key.len() + GROUP_OVERHEAD_BYTES);
+                    }
+                }
                 true
             }
         }
+    }
+
+    fn remember_change(&self, offset: u64, previous: Option<u64>) {
+        let mut changes = self.changes.borrow_mut();
+        if changes.len() >= TABLE_CHANGES_MAX || !self.memory.take(CHANGE_BYTES) {
+            // Full (or no budget for more): forget the oldest to keep this one.
+            let Some((forgotten, _)) = changes.pop_front() else {
+                self.changes_from.set(offset + 1); // no budget even for one
+                return;
+            };
+            self.changes_from.set(forgotten + 1);
+        }
+        changes.push_back((offset, previous));
+    }
+
+    /// Projection: up to `limit` changes at or after `from` (below the applied offset),
+    /// oldest first, as `(offset, previous offset)`; `Err` when changes at `from` are not
+    /// remembered (forgotten, or from before the table opened).
+    pub fn changes_since(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<u64>)>, ChangesForgotten> {
+        if from < self.changes_from.get() {
+            return Err(ChangesForgotten { oldest_offset: self.changes_from.get() });
+        }
+        let changes = self.changes.borrow();
+        let start = changes.partition_point(|c| c.0 < from);
+        Ok(changes.iter().skip(start).take(limit).copied().collect())
     }
 
     fn clear(&self) {
@@ -406,6 +475,19 @@ impl Table {
             Contents::Latest(keys) => keys.clear(),
             Contents::Aggregates { groups, .. } => groups.clear(),
         }
+    }
+
+    /// The table is dropped while its partition lives: its follow task ends, its memory goes
+    /// back, its snapshot file is removed.
+    pub fn close(&self, dir: &std::path::Path) {
+        self.closed.set(true);
+        self.release();
+        let _ = std::fs::remove_file(dir.join(&self.snapshot_file));
+    }
+
+    /// Whether [`Table::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     /// Returns the keys' memory to the shard (the partition is gone).
@@ -417,8 +499,9 @@ impl Table {
             }
         };
         // Every key held was taken from the budget (a snapshot that did not fit was dropped).
+        let changes = std::mem::take(&mut *self.changes.borrow_mut());
         self.clear();
-        self.memory.give_back(bytes);
+        self.memory.give_back(bytes + changes.len() * CHANGE_BYTES);
     }
 }
 
@@ -446,8 +529,8 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
                 info!(topic = %topic, partition = index, keys = table.len(), replayed_offsets = offset - started.0, elapsed_ms = started.1.elapsed().as_millis() as u64, "table caught up with its log");
             }
         }
-        if !log.high_watermark_mark().wait_for(offset + 1).await {
-            return; // closed: the partition is retired or the broker stops
+        if !log.high_watermark_mark().wait_for(offset + 1).await || table.is_closed() {
+            return; // closed: the partition is retired, the broker stops, the table is gone
         }
         let out = match log.read(offset, FOLLOW_READ_BYTES, FirstBatch::Always).await {
             Ok(out) => out,
@@ -474,6 +557,9 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
             glommio::timer::sleep(Duration::from_millis(1)).await;
             continue;
         }
+        if table.is_closed() {
+            return;
+        }
         for view in &out.batches {
             for envelope in Envelopes::new(view).filter_map(Result::ok) {
                 let next = envelope.header().next_offset();
@@ -498,9 +584,9 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
     }
 }
 
-/// The record at `offset` of `log` as a table entry; `None` when it is gone (retention) or
-/// holds no value.
-pub async fn read_entry(
+/// The record at `offset` of `log` as a table entry (a tombstone too); `None` when it is gone
+/// (retention) or has no key.
+pub async fn read_record(
     log: &PartitionLog<DmaDisk>,
     offset: u64,
     scratch: &mut AlignedVec,
@@ -516,24 +602,24 @@ pub async fn read_entry(
                 continue;
             }
             let Ok(batch) = envelope.open(scratch) else { return Ok(None) };
-            let Some(r) = batch.records().find(|r| r.offset() == offset) else {
-                return Ok(None);
-            };
-            let (Some(key), Some(value)) = (r.key(), r.value()) else { return Ok(None) };
-            return Ok(Some(TableEntry {
-                key: key.to_vec(),
-                value: value.to_vec(),
-                offset,
-                timestamp_ms: r.timestamp_ms(),
-                headers: r
-                    .headers()
-                    .map(|h| TableEntryHeader {
-                        key: h.key().to_owned(),
-                        value: h.value().to_vec(),
-                    })
-                    .collect(),
-            }));
+            return Ok(batch.records().find(|r| r.offset() == offset).and_then(|r| entry_of(&r)));
         }
     }
     Ok(None)
+}
+
+/// A keyed record as a table entry (`tombstone` when it has no value); `None` without a key.
+pub fn entry_of(r: &wire::RecordView<'_>) -> Option<TableEntry> {
+    Some(TableEntry {
+        key: r.key()?.to_vec(),
+        value: r.value().map(<[u8]>::to_vec).unwrap_or_default(),
+        offset: r.offset(),
+        timestamp_ms: r.timestamp_ms(),
+        previous_offset: None,
+        tombstone: r.value().is_none(),
+        headers: r
+            .headers()
+            .map(|h| TableEntryHeader { key: h.key().to_owned(), value: h.value().to_vec() })
+            .collect(),
+    })
 }

@@ -397,7 +397,7 @@ impl Client {
         Ok(r.shards)
     }
 
-    fn check(&self, error: u16, message: String) -> Result<(), ClientError> {
+    pub(crate) fn check(&self, error: u16, message: String) -> Result<(), ClientError> {
         match ErrorCode::from_u16(error) {
             Some(ErrorCode::None) => Ok(()),
             code => Err(ClientError::Broker {

@@ -39,4 +39,4 @@ pub use consumer::{Consumer, ConsumerBatch};
 pub use error::ClientError;
 pub use group_consumer::{AssignmentChange, GroupBatch, GroupConfig, GroupConsumer};
 pub use producer::{Producer, ProducerConfig};
-pub use table::{KeyRange, StateEntry, StateScan, TableScan, TableValue};
+pub use table::{KeyRange, StateEntry, StateScan, TableChanges, TableScan, TableValue};

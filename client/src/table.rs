@@ -17,9 +17,10 @@
 use std::time::Duration;
 
 use wire::{
-    ErrorCode, KeyQueryPartition, KeyQueryRequest, KeyQueryResponse, KeyQueryTopic, TableEntry,
-    TableReadKind, TableReadPartition, TableReadPartitionResult, TableReadRequest,
-    TableReadResponse, TableReadTopic,
+    AggregateSpec, CreateTableRequest, CreateTableResponse, DeleteTableRequest,
+    DeleteTableResponse, ErrorCode, KeyQueryPartition, KeyQueryRequest, KeyQueryResponse,
+    KeyQueryTopic, TableEntry, TableReadKind, TableReadPartition, TableReadPartitionResult,
+    TableReadRequest, TableReadResponse, TableReadTopic,
 };
 
 use crate::client::{check_partition, Client};
@@ -40,6 +41,16 @@ pub struct TableValue {
     pub offset: u64,
     /// The key's latest record, if the key exists.
     pub entry: Option<TableEntry>,
+}
+
+/// A projection table's changes (`Client::table_changes`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TableChanges {
+    /// The records that changed a key, in offset order: `previous_offset` is the key's
+    /// record before (none: a new key), `tombstone` marks a removal.
+    pub entries: Vec<TableEntry>,
+    /// Where the next read of changes starts.
+    pub next_offset: u64,
 }
 
 /// Keys of a range, in key order.
@@ -199,33 +210,83 @@ impl Client {
         limit: u32,
         min_offsets: &[(u32, u64)],
     ) -> Result<TableScan, ClientError> {
-        let partitions = self.partition_count(topic).await?;
         let limit = limit.max(1);
-        let reads = (0..partitions)
-            .map(|partition| TableReadPartition {
-                partition,
-                kind: TableReadKind::Scan,
-                start_key: range.start.clone(),
-                end_key: range.end.clone(),
-                limit,
-                min_offset: min_offsets
-                    .iter()
-                    .filter(|(p, _)| *p == partition)
-                    .map(|(_, o)| *o)
-                    .max()
-                    .unwrap_or(0),
-            })
-            .collect();
-        let results = self.table_read(topic, reads, false).await?;
+        let results = self.scan_every_partition(topic, range, limit, min_offsets).await?;
         Ok(merge(results, limit as usize))
     }
 
-    /// Whether `topic` is a state table (its config declares aggregates).
-    pub async fn is_state_table(&self, topic: &str) -> Result<bool, ClientError> {
-        self.partition_count(topic).await?;
+    /// The changes of partition `partition`'s projection table at or after `from_offset`, at
+    /// most `limit`, waiting (long-poll, up to about half the request timeout) until there
+    /// is one. A `from_offset` whose changes the broker no longer remembers fails with
+    /// `OFFSET_OUT_OF_RANGE`: read the table with [`Client::table_scan`] and go on from its
+    /// `offsets`.
+    pub async fn table_changes(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: u64,
+        limit: u32,
+    ) -> Result<TableChanges, ClientError> {
+        let read = TableReadPartition {
+            partition,
+            kind: TableReadKind::Changes,
+            start_key: Vec::new(),
+            end_key: None,
+            limit,
+            min_offset: from_offset,
+        };
+        let mut results = self.table_read(topic, vec![read], true).await?;
+        let r = results.pop().ok_or_else(|| ClientError::Protocol("empty table read".into()))?;
+        Ok(TableChanges { entries: r.entries, next_offset: r.offset })
+    }
+
+    /// Whether `name` is a state table (a table topic declaring aggregates, or a table
+    /// declared over a topic).
+    pub async fn is_state_table(&self, name: &str) -> Result<bool, ClientError> {
+        self.table_partitions(name).await?;
         let md = self.metadata();
-        let t = md.topics.iter().find(|t| t.name == topic);
-        Ok(t.is_some_and(|t| t.config.table && t.config.aggregate.is_some()))
+        let t = md.topics.iter().find(|t| t.name == name);
+        Ok(t.is_some_and(|t| t.config.table && t.config.aggregate.is_some())
+            || md.tables.iter().any(|t| t.name == name))
+    }
+
+    /// Declares state table `name` over existing topic `topic`: the topic's partitions'
+    /// owners keep `aggregate` from the topic's first stored record on.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        topic: &str,
+        aggregate: AggregateSpec,
+    ) -> Result<(), ClientError> {
+        let conn = self.bootstrap_conn().await?;
+        let req = CreateTableRequest { name: name.into(), topic: topic.into(), aggregate };
+        let r: CreateTableResponse = conn.request(&req).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        Ok(())
+    }
+
+    /// Deletes state table `name` (its topic stays).
+    pub async fn delete_table(&self, name: &str) -> Result<(), ClientError> {
+        let conn = self.bootstrap_conn().await?;
+        let r: DeleteTableResponse =
+            conn.request(&DeleteTableRequest { name: name.into() }).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        Ok(())
+    }
+
+    /// The partition count of table `name`: its topic's (refreshing metadata once if
+    /// unknown).
+    async fn table_partitions(&self, name: &str) -> Result<u32, ClientError> {
+        for attempt in 0..2 {
+            let md = if attempt == 0 { self.metadata() } else { self.refresh_metadata().await? };
+            let topic = md.tables.iter().find(|t| t.name == name).map_or(name, |t| &t.topic);
+            if let Some(t) = md.topics.iter().find(|t| t.name == topic && t.error == 0) {
+                return Ok(t.partitions.len() as u32);
+            }
+        }
+        Err(ClientError::UnknownTopic(name.into()))
     }
 
     /// A state table's aggregates of group `key` (one entry per window), merged over every
@@ -251,23 +312,8 @@ impl Client {
         limit: u32,
         min_offsets: &[(u32, u64)],
     ) -> Result<StateScan, ClientError> {
-        let partitions = self.partition_count(topic).await?;
-        let reads = (0..partitions)
-            .map(|partition| TableReadPartition {
-                partition,
-                kind: TableReadKind::Scan,
-                start_key: range.start.clone(),
-                end_key: range.end.clone(),
-                limit: limit.clamp(1, STATE_READ_LIMIT),
-                min_offset: min_offsets
-                    .iter()
-                    .filter(|(p, _)| *p == partition)
-                    .map(|(_, o)| *o)
-                    .max()
-                    .unwrap_or(0),
-            })
-            .collect();
-        let results = self.table_read(topic, reads, false).await?;
+        let per_partition = limit.clamp(1, STATE_READ_LIMIT);
+        let results = self.scan_every_partition(topic, range, per_partition, min_offsets).await?;
         let offsets = results.iter().map(|r| (r.partition, r.offset)).collect();
         // Only groups below every partition's stopping point are complete.
         let bound: Option<Vec<u8>> = results.iter().filter_map(|r| r.next_key.clone()).min();
@@ -350,6 +396,34 @@ impl Client {
         }
         records.truncate(limit);
         Ok(records)
+    }
+
+    /// A scan of `range` (at most `limit` entries each) on every partition of `topic`, each
+    /// waiting for its `min_offsets` entry (if any).
+    async fn scan_every_partition(
+        &self,
+        topic: &str,
+        range: &KeyRange,
+        limit: u32,
+        min_offsets: &[(u32, u64)],
+    ) -> Result<Vec<TableReadPartitionResult>, ClientError> {
+        let partitions = self.table_partitions(topic).await?;
+        let reads = (0..partitions)
+            .map(|partition| TableReadPartition {
+                partition,
+                kind: TableReadKind::Scan,
+                start_key: range.start.clone(),
+                end_key: range.end.clone(),
+                limit,
+                min_offset: min_offsets
+                    .iter()
+                    .filter(|(p, _)| *p == partition)
+                    .map(|(_, o)| *o)
+                    .max()
+                    .unwrap_or(0),
+            })
+            .collect();
+        self.table_read(topic, reads, false).await
     }
 
     /// One table read request; every partition's error is checked.

@@ -165,6 +165,11 @@ fn projection_reads_equal_the_model_across_kill_and_restart() {
         // Everything acked durable is in the rebuilt table, with nothing else.
         assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
         check_gets(&client, "profiles", &model, &ends).await;
+        // Changes from before the snapshot the table reopened from are not remembered.
+        match client.table_changes("profiles", 0, 0, 10).await {
+            Err(ClientError::Partition { code: ErrorCode::OffsetOutOfRange, .. }) => {}
+            other => panic!("expected OFFSET_OUT_OF_RANGE, got {other:?}"),
+        }
         // Writes after the restart keep it current.
         let ends = produce(&client, "profiles", &mut rng, 500, 300, &mut model).await;
         assert_eq!(scan_all(&client, "profiles", &ends, 1_000).await, model);
@@ -261,7 +266,8 @@ async fn produce_orders(
             *ts - ts.rem_euclid(60_000),
             Some(qty as f64),
         );
-        for (topic, partitions) in [("by_region", 3u64), ("by_user_minute", 2u64)] {
+        for (topic, partitions) in [("by_region", 3u64), ("by_user_minute", 2u64), ("recent", 2u64)]
+        {
             let p = (client::producer::key_hash(user.as_bytes()) % partitions) as u32;
             let b = batches.entry((topic, p)).or_insert_with(|| wire::BatchBuilder::new(1 << 20));
             b.append(*ts, Some(user.as_bytes()), Some(&value), &headers).unwrap();
@@ -271,10 +277,22 @@ async fn produce_orders(
     for ((topic, p), mut b) in batches {
         let batch = b.finish().unwrap();
         let r = client.produce_batches(topic, p, &batch, wire::AckLevel::Durable).await.unwrap();
+        // "recent" gets the same records as "by_user_minute" at the same offsets.
         let ends = if topic == "by_region" { &mut region_ends } else { &mut user_ends };
         ends.insert(p, r.last_offset as u64 + 1);
     }
     (region_ends, user_ends)
+}
+
+/// Each group's newest two windows.
+fn newest_two(model: &StateModel) -> StateModel {
+    let mut out = StateModel::new();
+    for ((key, window), v) in model.iter().rev() {
+        if out.keys().filter(|(k, _)| k == key).count() < 2 {
+            out.insert((key.clone(), *window), *v);
+        }
+    }
+    out
 }
 
 async fn read_state(client: &Client, topic: &str, ends: &BTreeMap<u32, u64>) -> StateModel {
@@ -312,7 +330,10 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
             window_ms: 60_000,
             ..Default::default()
         };
-        for (name, partitions, spec) in [("by_region", 3, region), ("by_user_minute", 2, user)] {
+        let recent = wire::AggregateSpec { windows_kept: 2, ..user.clone() };
+        for (name, partitions, spec) in
+            [("by_region", 3, region), ("by_user_minute", 2, user), ("recent", 2, recent)]
+        {
             let config = TopicConfig {
                 partition_count: partitions,
                 retention_ms: -1,
@@ -344,6 +365,7 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
                 .await;
         assert_eq!(read_state(&client, "by_region", &ends.0).await, by_region);
         assert_eq!(read_state(&client, "by_user_minute", &ends.1).await, by_user_minute);
+        assert_eq!(read_state(&client, "recent", &ends.1).await, newest_two(&by_user_minute));
         assert!(
             by_user_minute.keys().map(|(_, w)| w).collect::<std::collections::BTreeSet<_>>().len()
                 > 2,
@@ -362,8 +384,193 @@ fn state_tables_equal_the_model_across_kill_and_restart() {
         let client = Client::connect(&addr).await.unwrap();
         assert_eq!(read_state(&client, "by_region", &region_ends).await, by_region);
         assert_eq!(read_state(&client, "by_user_minute", &user_ends).await, by_user_minute);
+        assert_eq!(read_state(&client, "recent", &user_ends).await, newest_two(&by_user_minute));
     });
     for p in 0..3 {
         assert!(broker.partition_dir("by_region", p).join("aggregates.json").exists());
     }
+}
+
+#[test]
+fn the_change_feed_names_each_keys_previous_record_and_tombstones() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 2, table: true, ..Default::default() };
+        client.create_topic("feed", config).await.unwrap();
+        let mut model = Model::new();
+        let mut rng = Rng(0xfeed);
+        let ends = produce(&client, "feed", &mut rng, 300, 40, &mut model).await;
+        // "Now": every partition's table has applied everything written so far.
+        let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+        let now = client.table_scan("feed", &KeyRange::all(), 1_000, &min_offsets).await.unwrap();
+        assert_eq!(now.next_key, None);
+        // Each key's live record at "now", from the same scan.
+        let mut live: BTreeMap<Vec<u8>, u64> =
+            now.entries.iter().map(|e| (e.key.clone(), e.offset)).collect();
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let mut sent = Vec::new();
+        for i in 0..400u64 {
+            let key = format!("user/{:04}", rng.below(60)).into_bytes();
+            let value = (i % 7 != 0).then(|| format!("v{i}").into_bytes());
+            sent.push((
+                key.clone(),
+                producer.send("feed", Some(&key), value.as_deref(), &[]).await.unwrap(),
+            ));
+        }
+        producer.flush().await.unwrap();
+        let mut acked: Vec<(Vec<u8>, u32, u64)> = Vec::new();
+        for (key, ack) in sent {
+            let (p, o) = ack.await.unwrap();
+            acked.push((key, p, o));
+        }
+        let mut got = Vec::new();
+        for &(partition, from) in &now.offsets {
+            let want: Vec<u64> = acked.iter().filter(|a| a.1 == partition).map(|a| a.2).collect();
+            let mut at = from;
+            let mut mine = Vec::new();
+            while mine.len() < want.len() {
+                let changes = client.table_changes("feed", partition, at, 50).await.unwrap();
+                assert!(changes.entries.len() <= 50);
+                assert!(changes.next_offset > at, "the feed moves on");
+                mine.extend(changes.entries);
+                at = changes.next_offset;
+            }
+            assert_eq!(mine.iter().map(|e| e.offset).collect::<Vec<_>>(), want);
+            // Nothing more: a read at the end waits, then answers empty at the same place.
+            let idle = client.table_changes("feed", partition, at, 50).await.unwrap();
+            assert!(idle.entries.is_empty());
+            assert_eq!(idle.next_offset, at);
+            got.extend(mine);
+        }
+        // Each change names the key's live record before it; a tombstone ends it.
+        got.sort_by_key(|e| (client::producer::key_hash(&e.key) % 2, e.offset));
+        for e in &got {
+            assert_eq!(e.previous_offset, live.get(&e.key).copied(), "{e:?}");
+            if e.tombstone {
+                assert!(e.value.is_empty());
+                live.remove(&e.key);
+            } else {
+                live.insert(e.key.clone(), e.offset);
+            }
+        }
+        assert!(got.iter().any(|e| e.tombstone) && got.iter().any(|e| e.previous_offset.is_some()));
+        // The feed remembers every change since the table opened (at offset 0 here).
+        assert_eq!(client.table_changes("feed", 0, 0, 10).await.unwrap().entries.len(), 10);
+    });
+}
+
+/// Region → (count, values, sum, min, max) of `amount`.
+type RegionModel = BTreeMap<Vec<u8>, (u64, u64, f64, f64, f64)>;
+
+async fn produce_regions(
+    client: &Client,
+    rng: &mut Rng,
+    count: usize,
+    model: &mut RegionModel,
+) -> BTreeMap<u32, u64> {
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut acks = Vec::new();
+    for _ in 0..count {
+        let user = format!("user/{:02}", rng.below(30));
+        let region = ["eu", "us", "apac"][rng.below(3) as usize];
+        let amount = rng.below(500) as f64;
+        let value = format!(r#"{{"amount":{amount}}}"#);
+        let hs: [(&str, &[u8]); 1] = [("region", region.as_bytes())];
+        acks.push(
+            producer
+                .send("orders", Some(user.as_bytes()), Some(value.as_bytes()), &hs)
+                .await
+                .unwrap(),
+        );
+        let e = model.entry(region.as_bytes().to_vec()).or_insert((0, 0, 0.0, f64::MAX, f64::MIN));
+        (e.0, e.1, e.2, e.3, e.4) =
+            (e.0 + 1, e.1 + 1, e.2 + amount, e.3.min(amount), e.4.max(amount));
+    }
+    producer.flush().await.unwrap();
+    let mut ends = BTreeMap::new();
+    for a in acks {
+        let (p, o) = a.await.unwrap();
+        let end = ends.entry(p).or_insert(0);
+        *end = (*end).max(o + 1);
+    }
+    ends
+}
+
+async fn read_regions(client: &Client, ends: &BTreeMap<u32, u64>) -> RegionModel {
+    let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+    let scan = client.state_scan("revenue", &KeyRange::all(), 100, &min_offsets).await.unwrap();
+    scan.entries
+        .into_iter()
+        .map(|e| (e.key, (e.count, e.values, e.sum, e.min.unwrap(), e.max.unwrap())))
+        .collect()
+}
+
+#[test]
+fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
+    let mut broker = Broker::start_with_env(2, &[("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100")]);
+    let addr = broker.public.to_string();
+    let mut model = RegionModel::new();
+    let mut rng = Rng(0x0de7);
+    let spec = wire::AggregateSpec {
+        group_by_header: Some("region".into()),
+        field_json_path: Some("$.amount".into()),
+        ..Default::default()
+    };
+    let ends = rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 3, ..Default::default() };
+        client.create_topic("orders", config).await.unwrap();
+        // Records stored before the table exists count too: it replays the topic.
+        produce_regions(&client, &mut rng, 600, &mut model).await;
+        client.create_table("revenue", "orders", spec.clone()).await.unwrap();
+        let ends = produce_regions(&client, &mut rng, 400, &mut model).await;
+        assert_eq!(read_regions(&client, &ends).await, model);
+        assert!(client.is_state_table("revenue").await.unwrap());
+        // Names are shared with topics; the topic must exist; the declaration is checked.
+        let clash = |r: Result<(), ClientError>, want: ErrorCode| match r {
+            Err(ClientError::Broker { code, .. }) => assert_eq!(code, want),
+            other => panic!("expected {want:?}, got {other:?}"),
+        };
+        clash(
+            client.create_table("orders", "orders", spec.clone()).await,
+            ErrorCode::TopicAlreadyExists,
+        );
+        clash(client.create_table("t2", "nope", spec.clone()).await, ErrorCode::UnknownTopic);
+        let bad = wire::AggregateSpec { window_ms: 0, windows_kept: 2, ..spec.clone() };
+        clash(client.create_table("t2", "orders", bad).await, ErrorCode::InvalidTopicConfig);
+        let plain = TopicConfig { partition_count: 1, ..Default::default() };
+        match client.create_topic("revenue", plain).await {
+            Err(ClientError::Broker { code: ErrorCode::TopicAlreadyExists, .. }) => {}
+            other => panic!("a topic named like a table: {other:?}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        produce_regions(&client, &mut rng, 300, &mut model).await
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert_eq!(read_regions(&client, &ends).await, model);
+    });
+    let snapshots = |b: &Broker| {
+        (0..3).filter(|p| b.partition_dir("orders", *p).join("table-revenue.json").exists()).count()
+    };
+    assert_eq!(snapshots(&broker), 3, "every partition stored the table's snapshot");
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        client.delete_table("revenue").await.unwrap();
+        assert!(client.state_scan("revenue", &KeyRange::all(), 10, &[]).await.is_err());
+        assert!(client.metadata().tables.is_empty());
+    });
+    assert_eq!(snapshots(&broker), 0, "a deleted table's snapshots are removed");
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        // A topic's deletion takes its tables with it.
+        client.create_table("again", "orders", spec.clone()).await.unwrap();
+        client.delete_topic("orders").await.unwrap();
+        assert!(client.metadata().tables.is_empty());
+    });
 }

@@ -83,6 +83,10 @@ api_keys! {
     TableRead = 22;
     /// Records of one key in a time range.
     KeyQuery = 23;
+    /// Create a state table over an existing topic.
+    CreateTable = 24;
+    /// Delete a state table.
+    DeleteTable = 25;
 }
 
 impl ApiKey {
@@ -143,9 +147,11 @@ mod tests {
                 (21, "InitProducerId"),
                 (22, "TableRead"),
                 (23, "KeyQuery"),
+                (24, "CreateTable"),
+                (25, "DeleteTable"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(24), None);
+        assert_eq!(ApiKey::from_u16(26), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

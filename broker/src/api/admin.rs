@@ -99,7 +99,8 @@ pub fn metadata(shard: &Shard, request: &Request) -> wire::AlignedVec {
         .enumerate()
         .map(|(i, a)| ShardAddress { shard_id: i as u32, host: a.ip().to_string(), port: a.port() })
         .collect();
-    respond(&header, &MetadataResponse { shard_count: shard.shard_count, shards, topics })
+    let tables = md.tables.values().map(crate::metadata::DerivedTable::to_wire).collect();
+    respond(&header, &MetadataResponse { shard_count: shard.shard_count, shards, topics, tables })
 }
 
 /// Topic names (with a prefix filter).
@@ -232,7 +233,7 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     respond(&header, &DeleteTopicResponse { error: 0, message: String::new() })
 }
 
-fn persist(shard: &Shard, next: &Metadata) -> Result<(), String> {
+pub(super) fn persist(shard: &Shard, next: &Metadata) -> Result<(), String> {
     next.store(&shard.config.data_dir).map_err(|e| format!("cannot persist topic metadata: {e}"))
 }
 

@@ -8,6 +8,8 @@
 //! request is never forwarded again ([`route`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::rc::Rc;
 
 use wire::{AlignedVec, ErrorCode, Message};
 
@@ -191,4 +193,65 @@ impl<R: PartitionResults> Answers<R> {
     pub fn get(&self, f: &Forwarded) -> Option<R::Result> {
         self.0.get(&f.owner)?.as_ref()?.result(f.topic, f.partition).cloned()
     }
+}
+
+/// Answers a request of topics and partitions partition by partition, in request order:
+/// each partition this shard owns by `local` (one after another, in order), the others
+/// forwarded to their owners in one sub-request each (made by `empty`); a partition that
+/// cannot be routed, or whose owner did not answer, gets `failed(partition, code)`. A name
+/// is routed as the topic `routing_topic` gives (a state table's: its topic's partitions)
+/// and forwarded as it is.
+#[allow(clippy::too_many_arguments)]
+pub async fn per_partition<Req, Resp, Fut>(
+    shard: &Rc<Shard>,
+    origin: Origin,
+    topics: Vec<(String, Vec<Req::Partition>)>,
+    routing_topic: impl Fn(&str) -> String,
+    index: impl Fn(&Req::Partition) -> u32,
+    empty: impl Fn() -> Req,
+    failed: impl Fn(u32, ErrorCode) -> Resp::Result,
+    mut local: impl FnMut(String, Req::Partition) -> Fut,
+) -> Vec<(String, Vec<Resp::Result>)>
+where
+    Req: SplitRequest,
+    Resp: PartitionResults + rkyv::Archive,
+    Resp::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<Resp, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    Fut: Future<Output = Resp::Result>,
+{
+    enum Slot<R> {
+        Done(R),
+        Remote(Forwarded),
+    }
+    let mut slots = Vec::with_capacity(topics.len());
+    let mut split = Split::<Req>::default();
+    for (name, partitions) in topics {
+        let mut topic_slots = Vec::with_capacity(partitions.len());
+        let topic = routing_topic(&name);
+        for p in partitions {
+            let i = index(&p);
+            topic_slots.push(match route(shard, &topic, i, origin) {
+                Err(code) => Slot::Done(failed(i, code)),
+                Ok(Owner::Here) => Slot::Done(local(name.clone(), p).await),
+                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(owner, &name, i, p, &empty)),
+            });
+        }
+        slots.push((name, topic_slots));
+    }
+    let answers = Answers::<Resp>::collect(split.send(shard).await).await;
+    slots
+        .into_iter()
+        .map(|(name, topic_slots)| {
+            let results = topic_slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Done(r) => r,
+                    Slot::Remote(f) => {
+                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                    }
+                })
+                .collect();
+            (name, results)
+        })
+        .collect()
 }

@@ -3,18 +3,20 @@
 //! (and the key index's last offset for the key, when built). Split by owner, forwarded and
 //! merged like list-offsets.
 
+use std::cell::Cell;
 use std::rc::Rc;
 
 use wire::{
     AlignedVec, Envelopes, ErrorCode, KeyQueryPartition, KeyQueryPartitionResult, KeyQueryRequest,
-    KeyQueryResponse, KeyQueryTopicResult, TableEntry, TableEntryHeader,
+    KeyQueryResponse, KeyQueryTopicResult, TableEntry,
 };
 
-use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::FirstBatch;
+use crate::table::entry_of;
 
 /// Most records one partition's query returns.
 pub const KEY_QUERY_LIMIT_MAX: u32 = 10_000;
@@ -27,11 +29,6 @@ fn failed(partition: u32, code: ErrorCode) -> KeyQueryPartitionResult {
     KeyQueryPartitionResult { partition, error: code.as_u16(), ..Default::default() }
 }
 
-enum Slot {
-    Done(KeyQueryPartitionResult),
-    Remote(Forwarded),
-}
-
 /// Answers a key query.
 pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> AlignedVec {
     let (header, body) = (request.header, request.body());
@@ -40,47 +37,30 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
     // The response's records share one byte budget, like a fetch's batches.
-    let mut bytes_left = shard.config.fetch_response_bytes_max as usize;
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut split = Split::<KeyQueryRequest>::default();
-    for t in &req.topics {
-        let mut topic_slots = Vec::new();
-        for p in &t.partitions {
-            let slot = match route(shard, &t.name, p.partition, origin) {
-                Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(Owner::Here) => {
-                    let r = local(shard, &t.name, p, bytes_left).await;
-                    let used: usize = r.records.iter().map(TableEntry::bytes_hint).sum();
-                    bytes_left = bytes_left.saturating_sub(used);
-                    Slot::Done(r)
-                }
-                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
-                    owner,
-                    &t.name,
-                    p.partition,
-                    p.clone(),
-                    KeyQueryRequest::default,
-                )),
-            };
-            topic_slots.push(slot);
-        }
-        slots.push((t.name.clone(), topic_slots));
-    }
-    let answers = Answers::<KeyQueryResponse>::collect(split.send(shard).await).await;
-    let topics = slots
+    let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
+    let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let results = per_partition::<KeyQueryRequest, KeyQueryResponse, _>(
+        shard,
+        origin,
+        topics,
+        str::to_owned,
+        |q| q.partition,
+        KeyQueryRequest::default,
+        failed,
+        |name, q| {
+            let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
+            async move {
+                let r = local(&shard, &name, &q, bytes_left.get()).await;
+                let used: usize = r.records.iter().map(TableEntry::bytes_hint).sum();
+                bytes_left.set(bytes_left.get().saturating_sub(used));
+                r
+            }
+        },
+    )
+    .await;
+    let topics = results
         .into_iter()
-        .map(|(name, topic_slots)| KeyQueryTopicResult {
-            name,
-            partitions: topic_slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Slot::Done(r) => r,
-                    Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
-                    }
-                })
-                .collect(),
-        })
+        .map(|(name, partitions)| KeyQueryTopicResult { name, partitions })
         .collect();
     respond(&header, &KeyQueryResponse { topics })
 }
@@ -164,19 +144,7 @@ async fn local(
                         result.next_offset = Some(r.offset());
                         return result;
                     }
-                    let entry = TableEntry {
-                        key: q.key.clone(),
-                        value: r.value().map(<[u8]>::to_vec).unwrap_or_default(),
-                        offset: r.offset(),
-                        timestamp_ms: ts,
-                        headers: r
-                            .headers()
-                            .map(|h| TableEntryHeader {
-                                key: h.key().to_owned(),
-                                value: h.value().to_vec(),
-                            })
-                            .collect(),
-                    };
+                    let Some(entry) = entry_of(&r) else { continue };
                     used += entry.bytes_hint();
                     result.records.push(entry);
                 }

@@ -23,6 +23,7 @@ pub mod produce;
 pub mod producer_id;
 pub mod subscribe;
 pub mod table;
+pub mod table_admin;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,7 +77,11 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::ListOffsets
         | ApiKey::TableRead
         | ApiKey::KeyQuery => Placement::Partition,
-        ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::InitProducerId => Placement::Controller,
+        ApiKey::CreateTopic
+        | ApiKey::DeleteTopic
+        | ApiKey::InitProducerId
+        | ApiKey::CreateTable
+        | ApiKey::DeleteTable => Placement::Controller,
         ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
         ApiKey::JoinGroup
@@ -188,6 +193,12 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
         ApiKey::TableRead => Box::pin(async move { table::handle(&shard, &req, origin).await }),
         ApiKey::KeyQuery => Box::pin(async move { key_query::handle(&shard, &req, origin).await }),
+        ApiKey::CreateTable => {
+            Box::pin(async move { table_admin::create_table(&shard, &req).await })
+        }
+        ApiKey::DeleteTable => {
+            Box::pin(async move { table_admin::delete_table(&shard, &req).await })
+        }
         ApiKey::Handshake => ready(admin::handshake(&shard, &req)),
         ApiKey::Metadata => ready(admin::metadata(&shard, &req)),
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),

@@ -7,18 +7,13 @@ use wire::{
     ListOffsetsResponse, ListOffsetsTopicResult, OffsetSpec,
 };
 
-use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
 use crate::request::Request;
 use crate::shard::Shard;
 
 fn failed(partition: u32, code: ErrorCode) -> ListOffsetsPartitionResult {
     ListOffsetsPartitionResult { partition, error: code.as_u16(), offset: 0, timestamp_ms: -1 }
-}
-
-enum Slot {
-    Done(ListOffsetsPartitionResult),
-    Remote(Forwarded),
 }
 
 /// Answers a list-offsets request.
@@ -28,41 +23,24 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut split = Split::<ListOffsetsRequest>::default();
-    for t in &req.topics {
-        let mut topic_slots = Vec::new();
-        for p in &t.partitions {
-            let slot = match route(shard, &t.name, p.partition, origin) {
-                Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(Owner::Here) => Slot::Done(local(shard, &t.name, p).await),
-                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
-                    owner,
-                    &t.name,
-                    p.partition,
-                    p.clone(),
-                    ListOffsetsRequest::default,
-                )),
-            };
-            topic_slots.push(slot);
-        }
-        slots.push((t.name.clone(), topic_slots));
-    }
-    let answers = Answers::<ListOffsetsResponse>::collect(split.send(shard).await).await;
-    let topics = slots
+    let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let results = per_partition::<ListOffsetsRequest, ListOffsetsResponse, _>(
+        shard,
+        origin,
+        topics,
+        str::to_owned,
+        |p| p.partition,
+        ListOffsetsRequest::default,
+        failed,
+        |name, p| {
+            let shard = shard.clone();
+            async move { local(&shard, &name, &p).await }
+        },
+    )
+    .await;
+    let topics = results
         .into_iter()
-        .map(|(name, topic_slots)| ListOffsetsTopicResult {
-            name,
-            partitions: topic_slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Slot::Done(r) => r,
-                    Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
-                    }
-                })
-                .collect(),
-        })
+        .map(|(name, partitions)| ListOffsetsTopicResult { name, partitions })
         .collect();
     respond(&header, &ListOffsetsResponse { topics })
 }

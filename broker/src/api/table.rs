@@ -2,19 +2,21 @@
 //! of a group, one entry per window), or the keys of a range in order (`table.rs` keeps
 //! them). Split by owner, forwarded and merged like list-offsets.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
 use wire::{
-    AlignedVec, ErrorCode, TableReadKind, TableReadPartition, TableReadPartitionResult,
+    AlignedVec, ErrorCode, TableEntry, TableReadKind, TableReadPartition, TableReadPartitionResult,
     TableReadRequest, TableReadResponse, TableReadTopicResult,
 };
 
-use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
+use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
-use crate::table::{read_entry, TableError};
+use crate::table::{read_record, Table, TableError};
 
 /// Longest a partition read waits for its `min_offset`.
 pub const TABLE_WAIT_MS_MAX: u32 = 30_000;
@@ -23,11 +25,6 @@ pub const TABLE_SCAN_LIMIT_MAX: u32 = 10_000;
 
 fn failed(partition: u32, code: ErrorCode) -> TableReadPartitionResult {
     TableReadPartitionResult { partition, error: code.as_u16(), ..Default::default() }
-}
-
-enum Slot {
-    Done(TableReadPartitionResult),
-    Remote(Forwarded),
 }
 
 /// Answers a table read.
@@ -39,45 +36,33 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     };
     let wait = Duration::from_millis(u64::from(req.wait_ms.min(TABLE_WAIT_MS_MAX)));
     // The response's entries share one byte budget, like a fetch's batches.
-    let mut bytes_left = shard.config.fetch_response_bytes_max as usize;
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::new();
-    let mut split = Split::<TableReadRequest>::default();
-    for t in &req.topics {
-        let mut topic_slots = Vec::new();
-        for p in &t.partitions {
-            let slot = match route(shard, &t.name, p.partition, origin) {
-                Err(code) => Slot::Done(failed(p.partition, code)),
-                Ok(Owner::Here) => {
-                    let r = local(shard, &t.name, p, wait, bytes_left).await;
-                    let used: usize = r.entries.iter().map(wire::TableEntry::bytes_hint).sum();
-                    bytes_left = bytes_left.saturating_sub(used);
-                    Slot::Done(r)
-                }
-                Ok(Owner::Peer(owner)) => {
-                    Slot::Remote(split.add(owner, &t.name, p.partition, p.clone(), || {
-                        TableReadRequest { wait_ms: req.wait_ms, topics: Vec::new() }
-                    }))
-                }
-            };
-            topic_slots.push(slot);
-        }
-        slots.push((t.name.clone(), topic_slots));
-    }
-    let answers = Answers::<TableReadResponse>::collect(split.send(shard).await).await;
-    let topics = slots
+    let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
+    let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let wait_ms = req.wait_ms;
+    let results = per_partition::<TableReadRequest, TableReadResponse, _>(
+        shard,
+        origin,
+        topics,
+        |name| {
+            shard.metadata().tables.get(name).map_or_else(|| name.to_owned(), |t| t.topic.clone())
+        },
+        |p| p.partition,
+        || TableReadRequest { wait_ms, topics: Vec::new() },
+        failed,
+        |name, p| {
+            let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
+            async move {
+                let r = local(&shard, &name, &p, wait, bytes_left.get()).await;
+                let used: usize = r.entries.iter().map(TableEntry::bytes_hint).sum();
+                bytes_left.set(bytes_left.get().saturating_sub(used));
+                r
+            }
+        },
+    )
+    .await;
+    let topics = results
         .into_iter()
-        .map(|(name, topic_slots)| TableReadTopicResult {
-            name,
-            partitions: topic_slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Slot::Done(r) => r,
-                    Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
-                    }
-                })
-                .collect(),
-        })
+        .map(|(name, partitions)| TableReadTopicResult { name, partitions })
         .collect();
     respond(&header, &TableReadResponse { topics })
 }
@@ -89,16 +74,26 @@ async fn local(
     wait: Duration,
     bytes_max: usize,
 ) -> TableReadPartitionResult {
-    let Some(part) = shard.partition(topic, p.partition) else {
+    // A state table over a topic reads that topic's partition, else the topic's own table.
+    let declared = shard.metadata().tables.get(topic).map(|t| t.topic.clone());
+    let Some(part) = shard.partition(declared.as_deref().unwrap_or(topic), p.partition) else {
         return failed(p.partition, ErrorCode::UnknownPartition);
     };
-    let Some(table) = part.table.as_ref() else {
+    let derived = declared.as_ref().and_then(|_| part.derived.borrow().get(topic).cloned());
+    let table = match declared {
+        Some(_) => derived.as_deref(),
+        None => part.table.as_ref(),
+    };
+    let Some(table) = table else {
         return failed(p.partition, ErrorCode::NotATable);
     };
     let fail = |e: TableError| TableReadPartitionResult {
         offset: table.applied(),
         ..failed(p.partition, e.code())
     };
+    if p.kind == TableReadKind::Changes {
+        return changes(&part, table, p, wait, bytes_max).await;
+    }
     if let Err(e) = table.wait_applied(p.min_offset, wait).await {
         return fail(e);
     }
@@ -116,13 +111,14 @@ async fn local(
                 end.push(0);
                 table.aggregates(&p.start_key, Some(&end), limit)
             }
-            TableReadKind::Scan => table.aggregates(&p.start_key, p.end_key.as_deref(), limit),
+            _ => table.aggregates(&p.start_key, p.end_key.as_deref(), limit),
         };
         (result.entries, result.next_key) = (entries, next_key);
         return result;
     }
     let mut scratch = AlignedVec::new();
     let wanted: Vec<(Vec<u8>, u64)> = match p.kind {
+        TableReadKind::Changes => unreachable!("answered above"),
         TableReadKind::Get => {
             table.lookup(&p.start_key).map(|o| (p.start_key.clone(), o)).into_iter().collect()
         }
@@ -134,7 +130,7 @@ async fn local(
     };
     let limit = match p.kind {
         TableReadKind::Get => 1,
-        TableReadKind::Scan => p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize,
+        _ => p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize,
     };
     let mut used = 0usize;
     for (key, at) in wanted {
@@ -142,15 +138,68 @@ async fn local(
             result.next_key = Some(key);
             break;
         }
-        match read_entry(&part.log, at, &mut scratch).await {
-            Ok(Some(entry)) => {
+        match read_record(&part.log, at, &mut scratch).await {
+            Ok(Some(entry)) if !entry.tombstone => {
                 used += entry.bytes_hint();
                 result.entries.push(entry);
             }
             // Retention deleted the key's latest record: the key is gone.
-            Ok(None) => table.forget_if_at(&key, at),
+            Ok(_) => table.forget_if_at(&key, at),
             Err(e) => return fail(TableError::Storage(e)),
         }
     }
+    result
+}
+
+/// A projection table's changes at or after `p.min_offset`: waits (at most `wait`) until the
+/// table applied one, then reads each changing record from the log.
+async fn changes(
+    part: &Partition,
+    table: &Table,
+    p: &TableReadPartition,
+    wait: Duration,
+    bytes_max: usize,
+) -> TableReadPartitionResult {
+    if table.is_state() {
+        return failed(p.partition, ErrorCode::InvalidRequest); // no change feed (yet)
+    }
+    // Nothing to report until the table applied something at or after `from`.
+    let _ = table.wait_applied(p.min_offset.saturating_add(1), wait).await;
+    let offset = table.applied();
+    let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
+    let changes = match table.changes_since(p.min_offset, limit) {
+        Ok(c) => c,
+        Err(forgotten) => {
+            let mut r = failed(p.partition, ErrorCode::OffsetOutOfRange);
+            r.offset = forgotten.oldest_offset;
+            return r;
+        }
+    };
+    let mut result =
+        TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
+    let (mut scratch, mut used) = (AlignedVec::new(), 0usize);
+    // Where to ask next: after the last change looked at, or (none) the applied offset.
+    let mut next = offset.max(p.min_offset);
+    for (at, previous) in changes {
+        if !result.entries.is_empty() && used >= bytes_max {
+            break;
+        }
+        next = at + 1;
+        match read_record(&part.log, at, &mut scratch).await {
+            Ok(Some(mut entry)) => {
+                entry.previous_offset = previous;
+                used += entry.bytes_hint();
+                result.entries.push(entry);
+            }
+            // Retention took it: the feed goes on after it.
+            Ok(None) => {}
+            Err(e) => {
+                let mut r = failed(p.partition, e.code());
+                r.offset = offset;
+                return r;
+            }
+        }
+    }
+    result.offset = next;
     result
 }

@@ -94,6 +94,7 @@ async fn serve(
                             host: addr.ip().to_string(),
                             port: addr.port(),
                         }],
+                        tables: Vec::new(),
                         topics: vec![TopicMetadata {
                             name: "sink".into(),
                             error: 0,

@@ -49,6 +49,8 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::InitProducerId) => access_body::<InitProducerIdRequest>(body).map(drop),
             Some(ApiKey::TableRead) => access_body::<TableReadRequest>(body).map(drop),
             Some(ApiKey::KeyQuery) => access_body::<KeyQueryRequest>(body).map(drop),
+            Some(ApiKey::CreateTable) => access_body::<CreateTableRequest>(body).map(drop),
+            Some(ApiKey::DeleteTable) => access_body::<DeleteTableRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

@@ -20,6 +20,8 @@ wire_type! {
         pub shards: Vec<ShardAddress>,
         /// The topics asked for.
         pub topics: Vec<TopicMetadata>,
+        /// Every state table declared over a topic (`CreateTableRequest`).
+        pub tables: Vec<super::table::TableMetadata>,
     }
 }
 message!(MetadataResponse, Metadata);

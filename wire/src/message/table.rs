@@ -7,6 +7,11 @@
 //! `min_offset` asks the broker to wait (up to the request's `wait_ms`) until the table
 //! reflects the records before that offset — read-your-writes for a producer that got offset
 //! `o` acked asks for `o + 1`. A key whose latest record is a tombstone (no value) is absent.
+//!
+//! State tables are declared with their topic (`TopicConfig::aggregate`) or over an
+//! existing topic under their own name (`CreateTableRequest`); a table read names either.
+
+use super::topic_config::AggregateSpec;
 
 wire_type! {
     /// Whether a partition read is for one key or a range of keys.
@@ -17,6 +22,13 @@ wire_type! {
         /// Keys from `start_key` (inclusive) to `end_key` (exclusive; none: to the end), in
         /// byte order, at most `limit` of them.
         Scan,
+        /// A projection table's changes at or after offset `min_offset`, in offset order, at
+        /// most `limit` (waiting up to `wait_ms` for the first): each entry is the record that
+        /// changed its key, with `previous_offset` (the key's record before it) and
+        /// `tombstone` set when it removed the key. The broker remembers the recent changes
+        /// of each table; older ones answer `OFFSET_OUT_OF_RANGE` (scan the table, then
+        /// watch from the scan's offset).
+        Changes,
     }
 }
 
@@ -48,13 +60,14 @@ wire_type! {
         pub partition: u32,
         /// Get or scan.
         pub kind: TableReadKind,
-        /// The key (get) or the first key (scan).
+        /// The key (get) or the first key (scan); unused for changes.
         pub start_key: Vec<u8>,
         /// Scan: the key to stop before; `None` scans to the last key.
         pub end_key: Option<Vec<u8>>,
         /// Scan: most entries to return (the broker caps it and the response's bytes).
         pub limit: u32,
-        /// Wait until the table reflects every record before this offset (0: do not wait).
+        /// Get, scan: wait until the table reflects every record before this offset (0: do
+        /// not wait). Changes: the first offset wanted.
         pub min_offset: u64,
     }
 }
@@ -94,7 +107,9 @@ wire_type! {
         /// Error code (`NOT_A_TABLE` for a topic not declared a table; `TIMEOUT` when the
         /// table did not reach `min_offset` within `wait_ms`).
         pub error: u16,
-        /// The table reflects every record of the partition before this offset.
+        /// The table reflects every record of the partition before this offset. Changes:
+        /// where the next read of changes starts (after the last one returned); with
+        /// `OFFSET_OUT_OF_RANGE`, the oldest offset whose changes are remembered.
         pub offset: u64,
         /// The entries found, in key order (a get: none or one).
         #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntry>(), 0..4)"))]
@@ -115,6 +130,10 @@ wire_type! {
         pub offset: u64,
         /// That record's timestamp.
         pub timestamp_ms: i64,
+        /// Changes: the offset of the key's record before this one (none: the key is new).
+        pub previous_offset: Option<u64>,
+        /// Changes: the record removed the key (a tombstone; `value` is empty).
+        pub tombstone: bool,
         /// That record's headers, in order.
         #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(proptest::arbitrary::any::<TableEntryHeader>(), 0..3)"))]
         pub headers: Vec<TableEntryHeader>,
@@ -137,6 +156,65 @@ impl TableEntry {
         64 + self.key.len()
             + self.value.len()
             + self.headers.iter().map(|h| 16 + h.key.len() + h.value.len()).sum::<usize>()
+    }
+}
+
+wire_type! {
+    /// Create a state table over an existing topic: the topic's partitions' owners keep
+    /// the aggregates from the topic's first stored record on (and from every record
+    /// appended after).
+    pub struct CreateTableRequest {
+        /// Name: the rules of topic names; no topic or table may have it already.
+        pub name: String,
+        /// The topic it aggregates.
+        pub topic: String,
+        /// What it keeps.
+        pub aggregate: AggregateSpec,
+    }
+}
+message!(CreateTableRequest, CreateTable);
+
+wire_type! {
+    /// Table created (or not).
+    pub struct CreateTableResponse {
+        /// Error code (`UNKNOWN_TOPIC`, `TOPIC_ALREADY_EXISTS` for a name in use,
+        /// `INVALID_TOPIC_CONFIG` for a bad declaration).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+    }
+}
+message!(CreateTableResponse, CreateTable);
+
+wire_type! {
+    /// Delete a state table (its topic stays).
+    pub struct DeleteTableRequest {
+        /// The table's name.
+        pub name: String,
+    }
+}
+message!(DeleteTableRequest, DeleteTable);
+
+wire_type! {
+    /// Table deleted (or not).
+    pub struct DeleteTableResponse {
+        /// Error code (`UNKNOWN_TOPIC` for no such table).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+    }
+}
+message!(DeleteTableResponse, DeleteTable);
+
+wire_type! {
+    /// A state table over a topic, as metadata lists it.
+    pub struct TableMetadata {
+        /// Its name (read it with `TableRead` under this name).
+        pub name: String,
+        /// The topic it aggregates (its partitions are the table's).
+        pub topic: String,
+        /// What it keeps.
+        pub aggregate: AggregateSpec,
     }
 }
 

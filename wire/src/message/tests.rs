@@ -130,6 +130,10 @@ message_props! {
     table_read_response: TableReadResponse,
     key_query_request: KeyQueryRequest,
     key_query_response: KeyQueryResponse,
+    create_table_request: CreateTableRequest,
+    create_table_response: CreateTableResponse,
+    delete_table_request: DeleteTableRequest,
+    delete_table_response: DeleteTableResponse,
 }
 
 proptest! {

@@ -49,5 +49,8 @@ wire_type! {
         pub field_header: Option<String>,
         /// Tumbling windows of this many milliseconds of record time; 0: the whole stream.
         pub window_ms: u64,
+        /// With windows: keep each group's newest this many windows (older ones are
+        /// dropped as newer ones open); 0 keeps every window.
+        pub windows_kept: u32,
     }
 }

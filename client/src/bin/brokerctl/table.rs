@@ -21,6 +21,10 @@ pub enum TableCommand {
         /// A state table (aggregates) instead of a projection (latest value per key).
         #[arg(long)]
         aggregate: bool,
+        /// Aggregate this existing topic (from its first stored record) instead of creating
+        /// a new topic for the table.
+        #[arg(long, requires = "aggregate")]
+        topic: Option<String>,
         /// Group by this header's value (default: the record key).
         #[arg(long, requires = "aggregate")]
         group_by_header: Option<String>,
@@ -33,6 +37,15 @@ pub enum TableCommand {
         /// Tumbling windows of record time (ms); 0: the whole stream.
         #[arg(long, default_value_t = 0, requires = "aggregate")]
         window_ms: u64,
+        /// With windows: keep each group's newest this many (0: every window).
+        #[arg(long, default_value_t = 0, requires = "aggregate")]
+        windows_kept: u32,
+    },
+    /// Delete a state table declared over a topic (the topic stays; a table topic is
+    /// deleted with `brokerctl topic delete`).
+    Delete {
+        /// Table name.
+        name: String,
     },
     /// Print a key's latest value (exit status 1 when the key does not exist).
     Get {
@@ -67,6 +80,15 @@ pub enum TableCommand {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Print changes as they are applied (JSON lines: key, offset, previous_offset, value or
+    /// tombstone), from now on; Ctrl-C stops.
+    Watch {
+        /// Table (topic) name.
+        name: String,
+        /// Stop after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Each partition's applied offset (the table reflects every record before it).
     Describe {
         /// Table (topic) name.
@@ -88,13 +110,21 @@ pub async fn command(
             field_json_path,
             field_header,
             window_ms,
+            windows_kept,
+            topic,
         } => {
             let aggregate = aggregate.then_some(wire::AggregateSpec {
                 group_by_header,
                 field_json_path,
                 field_header,
                 window_ms,
+                windows_kept,
             });
+            if let (Some(topic), Some(spec)) = (&topic, &aggregate) {
+                client.create_table(&name, topic, spec.clone()).await?;
+                let _ = writeln!(out, "created state table {name} over {topic}");
+                return Ok(());
+            }
             let config = TopicConfig {
                 partition_count: partitions,
                 retention_ms: -1,
@@ -144,8 +174,6 @@ pub async fn command(
                     end: to.map(String::into_bytes),
                 },
             };
-            let partitions = client.partition_count(&name).await?;
-            let mut printed = 0u32;
             if client.is_state_table(&name).await? {
                 let scan = client.state_scan(&name, &range, limit, &[]).await?;
                 for e in &scan.entries {
@@ -153,6 +181,8 @@ pub async fn command(
                 }
                 return Ok(());
             }
+            let partitions = client.partition_count(&name).await?;
+            let mut printed = 0u32;
             while printed < limit {
                 let scan = client.table_scan(&name, &range, limit - printed, &[]).await?;
                 for e in &scan.entries {
@@ -164,6 +194,55 @@ pub async fn command(
                 match scan.next_key {
                     Some(next) if !scan.entries.is_empty() => range.start = next,
                     _ => break,
+                }
+            }
+        }
+        TableCommand::Delete { name } => {
+            client.delete_table(&name).await?;
+            let _ = writeln!(out, "deleted table {name}");
+        }
+        TableCommand::Watch { name, count } => {
+            // From now: each partition's applied offset.
+            let now = client.table_scan(&name, &KeyRange::all(), 1, &[]).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, ClientError>>(256);
+            for (partition, from) in now.offsets {
+                let (client, name, tx) = (client.clone(), name.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let mut from = from;
+                    loop {
+                        let changes =
+                            match client.table_changes(&name, partition, from, 1_000).await {
+                                Ok(c) => c,
+                                Err(e) => {
+                                    let _ = tx.send(Err(e)).await;
+                                    return;
+                                }
+                            };
+                        for e in &changes.entries {
+                            let line = serde_json::json!({
+                                "partition": partition,
+                                "key": String::from_utf8_lossy(&e.key),
+                                "offset": e.offset,
+                                "previous_offset": e.previous_offset,
+                                "tombstone": e.tombstone,
+                                "value": (!e.tombstone).then(|| String::from_utf8_lossy(&e.value).into_owned()),
+                            });
+                            if tx.send(Ok(line.to_string())).await.is_err() {
+                                return;
+                            }
+                        }
+                        from = changes.next_offset;
+                    }
+                });
+            }
+            drop(tx);
+            let mut printed = 0u64;
+            while let Some(line) = rx.recv().await {
+                let _ = writeln!(out, "{}", line?);
+                let _ = out.flush();
+                printed += 1;
+                if count.is_some_and(|c| printed >= c) {
+                    break;
                 }
             }
         }

@@ -1,0 +1,320 @@
+//! Cluster-level apis: ApiVersions, Metadata, FindCoordinator, CreateTopics, DeleteTopics,
+//! DescribeConfigs.
+//!
+//! The broker is one Kafka node (id [`NODE_ID`]) that leads every partition; the
+//! coordinator of every group is that node too. Topic changes go through the native
+//! CreateTopic/DeleteTopic handlers (shard 0 makes them and broadcasts).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{
+    api_versions_response, create_topics_response, delete_topics_response,
+    describe_configs_response, metadata_response, ApiKey, BrokerId, CreateTopicsRequest,
+    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
+    MetadataResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+
+use super::connection::{ready, respond, Answer, Ctx, Session};
+use super::error::{kafka_code_raw, KafkaError};
+use super::native;
+use crate::metadata::Topic;
+use crate::shard::Shard;
+
+/// The broker's node id in Kafka's eyes.
+pub const NODE_ID: i32 = 0;
+/// The cluster id Metadata reports.
+pub const CLUSTER_ID: &str = "shard-per-core-broker";
+
+/// Apis and versions this listener speaks (each also capped by what the codec crate knows).
+/// Produce from v3 (record batch v2) and Fetch from v4 (as the issue asks); Fetch stops at
+/// v12 and Metadata at v12 (later versions name topics by id only); OffsetFetch at v7 (v8
+/// batches groups); FindCoordinator at v3 (v4 batches keys).
+const SPOKEN: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 5),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// `(min, max)` versions of `api` this listener speaks, if any.
+pub fn versions(api: ApiKey) -> Option<(i16, i16)> {
+    let &(_, min, max) = SPOKEN.iter().find(|(a, _, _)| *a == api)?;
+    let known = api.valid_versions();
+    let (min, max) = (min.max(known.min), max.min(known.max));
+    (min <= max).then_some((min, max))
+}
+
+/// Whether this listener speaks `api` at `version`.
+pub fn speaks(api: ApiKey, version: i16) -> bool {
+    versions(api).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+/// ApiVersions: every api and version range this listener speaks.
+pub fn api_versions(ctx: Ctx, error_code: i16) -> Option<Vec<u8>> {
+    let mut out = kafka_protocol::messages::ApiVersionsResponse::default();
+    out.error_code = error_code;
+    for &(api, _, _) in SPOKEN {
+        if let Some((min, max)) = versions(api) {
+            let mut v = api_versions_response::ApiVersion::default();
+            v.api_key = api as i16;
+            v.min_version = min;
+            v.max_version = max;
+            out.api_keys.push(v);
+        }
+    }
+    respond(ctx, &out)
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_owned()))
+}
+
+/// Metadata: this node, and each topic asked for (all but the internal ones when none is
+/// named) with every partition led by it.
+pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> {
+    let (host, port) = s.advertised();
+    let mut out = MetadataResponse::default();
+    let mut broker = metadata_response::MetadataResponseBroker::default();
+    broker.node_id = BrokerId(NODE_ID);
+    broker.host = StrBytes::from_string(host);
+    broker.port = port;
+    out.brokers.push(broker);
+    out.cluster_id = Some(StrBytes::from_static_str(CLUSTER_ID));
+    out.controller_id = BrokerId(NODE_ID);
+    let meta = s.shard.metadata();
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && ctx.version == 0,
+    };
+    let names: Vec<String> = if all {
+        meta.topics.keys().filter(|n| !n.starts_with("__")).cloned().collect()
+    } else {
+        req.topics
+            .iter()
+            .flatten()
+            .filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_owned()))
+            .collect()
+    };
+    for n in names {
+        let mut t = metadata_response::MetadataResponseTopic::default();
+        t.name = Some(name(&n));
+        t.is_internal = n.starts_with("__");
+        t.topic_authorized_operations = i32::MIN;
+        match meta.topic(&n) {
+            None => t.error_code = K::UnknownTopicOrPartition.code(),
+            Some(topic) => t.partitions = partitions(topic),
+        }
+        out.topics.push(t);
+    }
+    out.cluster_authorized_operations = i32::MIN;
+    respond(ctx, &out)
+}
+
+fn partitions(topic: &Topic) -> Vec<metadata_response::MetadataResponsePartition> {
+    (0..topic.settings.partition_count as i32)
+        .map(|i| {
+            let mut p = metadata_response::MetadataResponsePartition::default();
+            p.partition_index = i;
+            p.leader_id = BrokerId(NODE_ID);
+            p.leader_epoch = -1;
+            p.replica_nodes = vec![BrokerId(NODE_ID)];
+            p.isr_nodes = vec![BrokerId(NODE_ID)];
+            p
+        })
+        .collect()
+}
+
+/// FindCoordinator: this node coordinates every group (and would every transaction).
+pub fn find_coordinator(s: &Session, ctx: Ctx, _req: FindCoordinatorRequest) -> Option<Vec<u8>> {
+    let (host, port) = s.advertised();
+    let mut out = FindCoordinatorResponse::default();
+    out.node_id = BrokerId(NODE_ID);
+    out.host = StrBytes::from_string(host);
+    out.port = port;
+    respond(ctx, &out)
+}
+
+/// Kafka topic configs mapped onto native topic settings (others are refused).
+fn apply_config(config: &mut wire::TopicConfig, key: &str, value: &str) -> Result<(), String> {
+    let int = |v: &str| v.parse::<i64>().map_err(|e| format!("{key}={v}: {e}"));
+    match key {
+        "retention.ms" => config.retention_ms = int(value)?,
+        "retention.bytes" => config.retention_bytes = int(value)?,
+        "segment.bytes" => config.segment_bytes_max = int(value)?.max(0) as u64,
+        "segment.ms" => config.segment_ms = int(value)?,
+        "max.message.bytes" => {
+            config.batch_bytes_max = int(value)?.clamp(0, i64::from(u32::MAX)) as u32
+        }
+        // Single node, delete-only retention, no log cleaner: accepted when they say so.
+        "cleanup.policy" if value == "delete" => {}
+        "min.insync.replicas" | "compression.type" | "message.timestamp.type" => {}
+        _ => return Err(format!("topic config {key} is not supported")),
+    }
+    Ok(())
+}
+
+/// CreateTopics: each through the native create (on shard 0).
+pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest) -> Answer {
+    let mut out = CreateTopicsResponse::default();
+    for t in &req.topics {
+        let mut r = create_topics_response::CreatableTopicResult::default();
+        r.name = t.name.clone();
+        r.num_partitions = t.num_partitions;
+        r.replication_factor = 1;
+        let mut config = wire::TopicConfig {
+            partition_count: if t.num_partitions <= 0 { 1 } else { t.num_partitions as u32 },
+            ..Default::default()
+        };
+        let mut refused = None;
+        if t.replication_factor > 1 {
+            refused = Some((
+                K::InvalidReplicationFactor.code(),
+                "single-node cluster: replication factor 1 only".to_owned(),
+            ));
+        }
+        for c in &t.configs {
+            if let Err(e) =
+                apply_config(&mut config, c.name.as_str(), c.value.as_deref().unwrap_or(""))
+            {
+                refused = Some((K::InvalidConfig.code(), e));
+            }
+        }
+        if let Some((code, message)) = refused {
+            r.error_code = code;
+            r.error_message = Some(StrBytes::from_string(message));
+        } else if req.validate_only {
+            if !crate::metadata::is_valid_name(t.name.as_str()) {
+                r.error_code = K::InvalidTopicException.code();
+            }
+        } else {
+            let native_req = wire::CreateTopicRequest { name: t.name.as_str().to_owned(), config };
+            let result: Result<wire::CreateTopicResponse, KafkaError> =
+                native::call(shard, &native_req).await;
+            match result {
+                Ok(resp) if resp.error != 0 => {
+                    r.error_code = kafka_code_raw(resp.error);
+                    r.error_message = Some(StrBytes::from_string(resp.message));
+                }
+                Ok(resp) => {
+                    if let Some(topic) = resp.topic {
+                        r.num_partitions = topic.partitions.len() as i32;
+                    }
+                }
+                Err(e) => {
+                    r.error_code = e.code();
+                    r.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+        }
+        out.topics.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// DeleteTopics (by name).
+pub async fn delete_topics(shard: &Rc<Shard>, ctx: Ctx, req: DeleteTopicsRequest) -> Answer {
+    let mut out = DeleteTopicsResponse::default();
+    for n in &req.topic_names {
+        let mut r = delete_topics_response::DeletableTopicResult::default();
+        r.name = Some(n.clone());
+        let result: Result<wire::DeleteTopicResponse, KafkaError> =
+            native::call(shard, &wire::DeleteTopicRequest { name: n.as_str().to_owned() }).await;
+        match result {
+            Ok(resp) if resp.error != 0 => {
+                r.error_code = kafka_code_raw(resp.error);
+                r.error_message = Some(StrBytes::from_string(resp.message));
+            }
+            Ok(_) => {}
+            Err(e) => r.error_code = e.code(),
+        }
+        out.responses.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// Kafka's resource type numbers in DescribeConfigs.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// DescribeConfigs: a topic's settings under Kafka's names (what clients and tools read);
+/// a broker resource answers with the few broker-wide values clients look at.
+pub fn describe_configs(
+    shard: &Rc<Shard>,
+    ctx: Ctx,
+    req: DescribeConfigsRequest,
+) -> Option<Vec<u8>> {
+    let meta = shard.metadata();
+    let log = &shard.config.log;
+    let mut out = DescribeConfigsResponse::default();
+    for res in &req.resources {
+        let mut r = describe_configs_response::DescribeConfigsResult::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let entries: Vec<(&str, String)> = match res.resource_type {
+            RESOURCE_TOPIC => match meta.topic(res.resource_name.as_str()) {
+                None => {
+                    r.error_code = K::UnknownTopicOrPartition.code();
+                    Vec::new()
+                }
+                Some(topic) => {
+                    let c = topic.settings.log_config(log);
+                    let batch = match topic.settings.batch_bytes_max {
+                        0 => wire::constants::BATCH_BYTES_MAX,
+                        b => b,
+                    };
+                    vec![
+                        ("cleanup.policy", "delete".into()),
+                        ("retention.ms", c.retention_ms.to_string()),
+                        ("retention.bytes", c.retention_bytes.to_string()),
+                        ("segment.bytes", c.segment_bytes_max.to_string()),
+                        ("max.message.bytes", batch.to_string()),
+                        ("min.insync.replicas", "1".into()),
+                        ("compression.type", "producer".into()),
+                        ("message.timestamp.type", "CreateTime".into()),
+                    ]
+                }
+            },
+            RESOURCE_BROKER => vec![
+                ("auto.create.topics.enable", "false".into()),
+                ("default.replication.factor", "1".into()),
+                ("num.partitions", "1".into()),
+                ("message.max.bytes", wire::constants::BATCH_BYTES_MAX.to_string()),
+            ],
+            _ => {
+                r.error_code = K::InvalidRequest.code();
+                Vec::new()
+            }
+        };
+        for (k, v) in entries {
+            let wanted = res
+                .configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.is_empty() || keys.iter().any(|w| w.as_str() == k));
+            if wanted {
+                let mut e = describe_configs_response::DescribeConfigsResourceResult::default();
+                e.name = StrBytes::from_static_str(k);
+                e.value = Some(StrBytes::from_string(v));
+                e.read_only = res.resource_type == RESOURCE_BROKER;
+                e.config_source = if res.resource_type == RESOURCE_BROKER { 5 } else { 1 };
+                r.configs.push(e);
+            }
+        }
+        out.results.push(r);
+    }
+    respond(ctx, &out)
+}

@@ -1,0 +1,141 @@
+//! Kafka framing: a 4-byte big-endian size, then a request header and body (decoded by the
+//! `kafka-protocol` crate); responses are a size, a response header and a body.
+//!
+//! The size is checked against `frame_body_bytes_max` before the body is allocated (and
+//! held from the shard's memory budget before it is allocated), and a
+//! started frame must be complete within `frame_read_timeout_ms`. A size that cannot be a
+//! request closes the connection (the stream cannot be resynchronized); a header or body that
+//! does not decode is answered (when its correlation id is known) and the connection lives on.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_lite::{AsyncRead, AsyncReadExt};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+
+use super::error::KafkaError;
+use crate::budget::{Held, MemoryBudget};
+
+/// Bytes of the size prefix.
+pub const SIZE_BYTES: usize = 4;
+/// Smallest request: api key, version, correlation id.
+pub const REQUEST_BYTES_MIN: usize = 8;
+
+/// Why a connection's frames stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The client closed the connection between frames.
+    #[error("connection closed")]
+    Closed,
+    /// A read failed.
+    #[error("read failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// The size prefix is out of range.
+    #[error("request of {size} bytes; this listener takes {min}..={max}")]
+    BadSize {
+        /// What the prefix said.
+        size: i64,
+        /// Smallest request.
+        min: usize,
+        /// `frame_body_bytes_max`.
+        max: usize,
+    },
+    /// A started frame did not complete in time.
+    #[error("request not complete within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Reads the next request frame (without its size prefix). Its bytes are held from
+/// `memory` (waiting for room) before they are allocated, until the returned [`Held`] drops.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    body_bytes_max: usize,
+    timeout: Duration,
+    memory: &Rc<MemoryBudget>,
+) -> Result<(Bytes, Held), FrameError> {
+    let mut size = [0u8; SIZE_BYTES];
+    let n = r.read(&mut size[..1]).await?;
+    if n == 0 {
+        return Err(FrameError::Closed);
+    }
+    let rest = async {
+        r.read_exact(&mut size[1..]).await?;
+        let len = i32::from_be_bytes(size);
+        if len < REQUEST_BYTES_MIN as i32 || len as usize > body_bytes_max {
+            return Err(FrameError::BadSize {
+                size: i64::from(len),
+                min: REQUEST_BYTES_MIN,
+                max: body_bytes_max,
+            });
+        }
+        // Checked above: at most `frame_body_bytes_max`; counted before it exists.
+        let held = memory.hold(len as usize).await;
+        let mut body = vec![0u8; len as usize];
+        r.read_exact(&mut body).await?;
+        Ok((Bytes::from(body), held))
+    };
+    futures_lite::future::or(rest, async {
+        glommio::timer::sleep(timeout).await;
+        Err(FrameError::Timeout(timeout))
+    })
+    .await
+}
+
+/// The raw api key, version and correlation id at the front of a request (present in every
+/// header version), so even an undecodable request can be answered.
+pub fn peek_header(frame: &[u8]) -> (i16, i16, i32) {
+    let i16_at = |o: usize| i16::from_be_bytes([frame[o], frame[o + 1]]);
+    let corr = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    (i16_at(0), i16_at(2), corr)
+}
+
+/// Decodes the request header (its version follows from the api key and version).
+pub fn decode_header(
+    frame: &mut Bytes,
+    api: ApiKey,
+    version: i16,
+) -> Result<RequestHeader, KafkaError> {
+    RequestHeader::decode(frame, api.request_header_version(version))
+        .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
+}
+
+/// Decodes a request body of `version`.
+pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, KafkaError> {
+    T::decode(frame, version)
+        .map_err(|e| KafkaError::Decode(format!("{} v{version}: {e}", std::any::type_name::<T>())))
+}
+
+/// A response frame: size, header (v0 or v1 with tagged fields, as the api and version
+/// want), body.
+pub fn response<T: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> Result<Vec<u8>, KafkaError> {
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let encoded = header
+        .encode(&mut out, api.response_header_version(version))
+        .and_then(|()| body.encode(&mut out, version));
+    encoded.map_err(|e| KafkaError::Encode(format!("{api:?} v{version}: {e}")))?;
+    let size = (out.len() - SIZE_BYTES) as i32;
+    out[..SIZE_BYTES].copy_from_slice(&size.to_be_bytes());
+    Ok(out.to_vec())
+}
+
+/// The answer to an api or version this listener does not speak: the correlation id and
+/// UNSUPPORTED_VERSION (35) where every error-first response (ApiVersions v0 among them)
+/// has its error code.
+pub fn unsupported(correlation_id: i32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(14);
+    out.extend_from_slice(&10i32.to_be_bytes());
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(&kafka_protocol::ResponseError::UnsupportedVersion.code().to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out
+}

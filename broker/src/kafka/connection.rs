@@ -1,0 +1,299 @@
+//! One Kafka client connection: read frames in order, run each request's first stage in
+//! arrival order, and write the answers in request order (Kafka clients match responses by
+//! position as much as by correlation id).
+//!
+//! Each request's second stage runs as its own task; the writer awaits those tasks in order.
+//! At most `inflight_per_connection_max` are outstanding: the reader waits for the writer
+//! when that many are queued. A request body is held against the shard's memory budget
+//! (`memory_bytes_per_shard`) before it is allocated. What a fetch's response may take (its
+//! `max_bytes`, at most `fetch_response_bytes_max`) is reserved from the connection's
+//! (`connection_send_queue_bytes_max`) and the shard's budgets before the fetch runs; every
+//! finished response is held there (grown to its size) until it is on the socket, and the
+//! reader reads no new request while the connection's budget is full, so a client that does
+//! not read holds at most its share. A response that does not reach the
+//! socket within `connection_write_stall_ms` closes the connection. An api or version the
+//! listener does not speak is answered with UNSUPPORTED_VERSION; a request whose header or
+//! body does not decode closes the connection (as Kafka brokers do: Kafka has no error
+//! envelope common to every api). Idle connections (`connection_idle_ms`) and a started
+//! frame slower than `frame_read_timeout_ms` are closed too.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_lite::io::AsyncWriteExt;
+use futures_lite::{AsyncRead, AsyncWrite};
+use glommio::channels::local_channel;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+use tracing::debug;
+
+use super::codec::{self, FrameError};
+use super::error::KafkaError;
+use super::{admin, data, group, Kafka};
+use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::counters::Counters;
+use crate::shard::Shard;
+use crate::watermark::Watermark;
+
+/// The second stage of a request: the response frame, or `None` for a request Kafka answers
+/// with nothing (a produce with acks=0).
+pub type Answer = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
+
+/// A response on its way to the socket, holding its bytes of the connection's and the
+/// shard's budgets until written.
+struct Queued {
+    frame: Vec<u8>,
+    _holds: (Held, Held),
+}
+
+/// Which request is being answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// The api.
+    pub api: ApiKey,
+    /// Its version.
+    pub version: i16,
+    /// The client's correlation id.
+    pub correlation_id: i32,
+}
+
+/// What a handler may need of the connection.
+pub struct Session {
+    /// The shard serving the connection.
+    pub shard: Rc<Shard>,
+    /// The listener's shared state.
+    pub kafka: Arc<Kafka>,
+    /// The connection's local address (advertised when the listener's IP is unspecified).
+    pub local: SocketAddr,
+    /// What this connection holds for its client (`connection_send_queue_bytes_max`).
+    pub budget: Rc<MemoryBudget>,
+}
+
+impl Session {
+    /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
+    /// a response may take, reserved before the request runs.
+    pub async fn reserve(&self, bytes: usize) -> (Held, Held) {
+        let memory = &self.shard.memory;
+        wait_until(&[&self.budget, memory], || {
+            self.budget.has_room(bytes) && memory.has_room(bytes)
+        })
+        .await;
+        (self.budget.hold_now(bytes), memory.hold_now(bytes))
+    }
+
+    /// The host and port clients should connect to: the listener's address, or this
+    /// connection's local IP when the listener is bound to every address.
+    pub fn advertised(&self) -> (String, i32) {
+        let ip = if self.kafka.listen.ip().is_unspecified() {
+            self.local.ip()
+        } else {
+            self.kafka.listen.ip()
+        };
+        (ip.to_string(), i32::from(self.kafka.listen.port()))
+    }
+}
+
+/// An answer that is already known.
+pub fn ready(frame: Option<Vec<u8>>) -> Answer {
+    Box::pin(std::future::ready(frame))
+}
+
+/// Encodes a response to `ctx`'s request (an encoding failure is logged and answered as
+/// UNSUPPORTED_VERSION, never a panic).
+pub fn respond<T: Encodable>(ctx: Ctx, body: &T) -> Option<Vec<u8>> {
+    match codec::response(ctx.api, ctx.version, ctx.correlation_id, body) {
+        Ok(frame) => Some(frame),
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka response does not encode");
+            Some(codec::unsupported(ctx.correlation_id))
+        }
+    }
+}
+
+/// Serves one Kafka connection until the client leaves, sends what cannot be decoded, idles
+/// out, or the shard stops (`stop` reaches 1).
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    kafka: Arc<Kafka>,
+    stream: S,
+    local: SocketAddr,
+    stop: Watermark,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    Counters::add(&shard.counters.connections, 1);
+    Counters::add(&shard.counters.connections_total, 1);
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let inflight_max = shard.config.inflight_per_connection_max.max(1);
+    let (tx, rx) =
+        local_channel::new_bounded::<glommio::task::JoinHandle<Option<Queued>>>(inflight_max);
+    let budget = MemoryBudget::new(shard.config.connection_send_queue_bytes_max);
+    let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
+    let writer_task = glommio::spawn_local(async move {
+        while let Some(answer) = rx.recv().await {
+            let Some(Some(queued)) = answer.await else { continue };
+            let written = futures_lite::future::or(
+                async { writer.write_all(&queued.frame).await.is_ok() },
+                async {
+                    glommio::timer::sleep(write_stall).await;
+                    false
+                },
+            )
+            .await;
+            drop(queued); // its budget goes once the frame is on the socket
+            if !written {
+                break;
+            }
+        }
+        let _ = writer.close().await;
+    })
+    .detach();
+    let session = Session { shard: shard.clone(), kafka, local, budget: budget.clone() };
+    let body_bytes_max = shard.config.frame_body_bytes_max as usize;
+    let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
+    let idle = Duration::from_millis(shard.config.connection_idle_ms);
+    let end: Result<(), FrameError> = loop {
+        let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout, &shard.memory);
+        let ends = async {
+            let stopping = async {
+                stop.wait_for(1).await;
+                Err(FrameError::Closed)
+            };
+            let idle_out = async {
+                if idle.is_zero() {
+                    std::future::pending::<()>().await;
+                }
+                glommio::timer::sleep(idle).await;
+                Err(FrameError::Timeout(idle))
+            };
+            futures_lite::future::or(stopping, idle_out).await
+        };
+        // A client that does not read its responses is not read from either. (The shard's
+        // budget is waited for by what holds from it: request bodies and fetch reservations;
+        // requests that reserve nothing, such as produce, never wait for other connections.)
+        wait_until(&[&budget], || !budget.is_full()).await;
+        let (frame, held) = match futures_lite::future::or(next, ends).await {
+            Ok(frame) => frame,
+            Err(e) => break Err(e),
+        };
+        Counters::add(&shard.counters.requests, 1);
+        let (answer, reserved) = match dispatch(&session, frame).await {
+            Ok(started) => started,
+            Err(e) => {
+                debug!(error = %e, "kafka request does not decode; closing the connection");
+                break Ok(());
+            }
+        };
+        drop(held);
+        let (budget, memory) = (budget.clone(), shard.memory.clone());
+        let handle = glommio::spawn_local(async move {
+            let frame = answer.await?;
+            // What was reserved, grown to the response's actual size.
+            let (mut connection, mut shard) =
+                reserved.unwrap_or_else(|| (budget.hold_now(0), memory.hold_now(0)));
+            let more = frame.len().saturating_sub(connection.bytes());
+            connection.grow(more);
+            shard.grow(more);
+            Some(Queued { frame, _holds: (connection, shard) })
+        })
+        .detach();
+        if tx.send(handle).await.is_err() {
+            break Ok(());
+        }
+    };
+    if let Err(e) = end {
+        debug!(error = %e, "kafka connection closed");
+    }
+    drop(tx);
+    budget.close();
+    // The writer drains the answers already started, then closes.
+    let _ = futures_lite::future::or(async { writer_task.await.is_some() }, async {
+        glommio::timer::sleep(Duration::from_secs(5)).await;
+        false
+    })
+    .await;
+    Counters::sub(&shard.counters.connections, 1);
+}
+
+/// What a request's first stage started: its answer, and what was reserved for it.
+type Started = (Answer, Option<(Held, Held)>);
+
+/// Decodes one request and runs its first stage.
+async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
+    let (key, version, _) = codec::peek_header(&frame);
+    if key == ApiKey::Fetch as i16 && admin::speaks(ApiKey::Fetch, version) {
+        return fetch(s, frame, version).await;
+    }
+    Ok((run(s, frame).await?, None))
+}
+
+/// A fetch: what its response may take (its `max_bytes`, at most `fetch_response_bytes_max`)
+/// is reserved from the connection's and the shard's budgets before it runs.
+async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
+    let (_, _, correlation_id) = codec::peek_header(&frame);
+    codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
+    let req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
+    let bytes =
+        (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
+    let reserved = s.reserve(bytes).await;
+    let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
+    Ok((data::fetch(&s.shard, ctx, req).await, Some(reserved)))
+}
+
+/// Decodes one request (any but Fetch) and runs its first stage.
+async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
+    let (key, version, correlation_id) = codec::peek_header(&frame);
+    let Ok(api) = ApiKey::try_from(key) else {
+        debug!(api_key = key, "unknown kafka api");
+        return Ok(ready(Some(codec::unsupported(correlation_id))));
+    };
+    if !admin::speaks(api, version) {
+        debug!(?api, version, "unsupported kafka api or version");
+        if api == ApiKey::ApiVersions {
+            // Answered at v0 with the error and the versions this listener speaks (KIP-511).
+            let ctx = Ctx { api, version: 0, correlation_id };
+            return Ok(ready(admin::api_versions(
+                ctx,
+                kafka_protocol::ResponseError::UnsupportedVersion.code(),
+            )));
+        }
+        return Ok(ready(Some(codec::unsupported(correlation_id))));
+    }
+    let _header = codec::decode_header(&mut frame, api, version)?;
+    let ctx = Ctx { api, version, correlation_id };
+    let shard = &s.shard;
+    let body = &mut frame;
+    Ok(match api {
+        ApiKey::ApiVersions => ready(admin::api_versions(ctx, 0)),
+        ApiKey::Metadata => ready(admin::metadata(s, ctx, codec::decode(body, version)?)),
+        ApiKey::FindCoordinator => {
+            ready(admin::find_coordinator(s, ctx, codec::decode(body, version)?))
+        }
+        ApiKey::CreateTopics => {
+            admin::create_topics(shard, ctx, codec::decode(body, version)?).await
+        }
+        ApiKey::DeleteTopics => {
+            admin::delete_topics(shard, ctx, codec::decode(body, version)?).await
+        }
+        ApiKey::DescribeConfigs => {
+            ready(admin::describe_configs(shard, ctx, codec::decode(body, version)?))
+        }
+        ApiKey::Produce => data::produce(shard, ctx, codec::decode(body, version)?).await,
+        ApiKey::ListOffsets => data::list_offsets(shard, ctx, codec::decode(body, version)?).await,
+        ApiKey::InitProducerId => {
+            data::init_producer_id(shard, ctx, codec::decode(body, version)?).await
+        }
+        ApiKey::JoinGroup => group::join(s, ctx, codec::decode(body, version)?),
+        ApiKey::SyncGroup => group::sync(s, ctx, codec::decode(body, version)?),
+        ApiKey::Heartbeat => ready(group::heartbeat(s, ctx, codec::decode(body, version)?)),
+        ApiKey::LeaveGroup => ready(group::leave(s, ctx, codec::decode(body, version)?)),
+        ApiKey::OffsetCommit => group::offset_commit(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::OffsetFetch => group::offset_fetch(s, ctx, codec::decode(body, version)?).await,
+        _ => ready(Some(codec::unsupported(correlation_id))),
+    })
+}

@@ -1,0 +1,673 @@
+//! Kafka consumer groups (the classic protocol: JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup) and their committed offsets (OffsetCommit, OffsetFetch).
+//!
+//! Kafka's groups assign on the client: the coordinator gathers the members (JoinGroup),
+//! hands the leader every member's subscription, and passes the leader's assignment to each
+//! member (SyncGroup). The native coordinator assigns on the broker, so Kafka groups keep
+//! their own membership here, in one table for the whole process ([`Groups`], behind a
+//! mutex: membership is the control path, a few requests per member per heartbeat interval,
+//! and a Kafka connection to any shard must see the same group). The mutex is never held
+//! across an await; a request that waits for the group (a join waiting for the others, a
+//! sync waiting for the leader's assignment) re-checks it every [`POLL`].
+//!
+//! Committed offsets are the native ones: once the member and generation are checked here,
+//! a commit goes to the native CommitOffsets handler as an administrative commit (empty
+//! member, generation 0), on the group's native coordinator, into the offsets log. So a
+//! native consumer and a Kafka consumer of the same group name read the same offsets (the
+//! native handler refuses the commit while native members are in the group).
+//!
+//! States: Empty → Joining (a member joined or left; wait until every member rejoined, or the
+//! rebalance timeout dropped those that did not) → Syncing (new generation; waiting for the
+//! leader's assignment) → Stable. A member silent for its session timeout is dropped and the
+//! group rebalances.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::messages::{
+    join_group_response, leave_group_response, offset_commit_response, offset_fetch_response,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+
+use super::connection::{ready, respond, Answer, Ctx, Session};
+use super::error::{kafka_code_raw, KafkaError};
+use super::native;
+
+/// How often a waiting join or sync looks at its group again.
+pub const POLL: Duration = Duration::from_millis(10);
+/// A group that was empty waits this long for more members before its first generation
+/// (Kafka's `group.initial.rebalance.delay.ms`, shorter), so members starting together get
+/// one rebalance, not one each.
+pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(300);
+/// Session timeouts accepted (Kafka's `group.min/max.session.timeout.ms`).
+pub const SESSION_TIMEOUT_MS_MIN: i32 = 1_000;
+/// See [`SESSION_TIMEOUT_MS_MIN`].
+pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
+
+#[derive(Debug)]
+struct Member {
+    protocols: Vec<(String, Bytes)>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    last_seen: Instant,
+    /// Rejoined in the current rebalance.
+    joined: bool,
+    /// The generation this member last joined.
+    generation: i32,
+    assignment: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Empty,
+    Joining { not_before: Instant, deadline: Instant },
+    Syncing,
+    Stable,
+}
+
+#[derive(Debug)]
+struct Group {
+    generation: i32,
+    phase: Phase,
+    protocol_type: String,
+    protocol: String,
+    leader: String,
+    members: BTreeMap<String, Member>,
+}
+
+impl Group {
+    fn new() -> Self {
+        Group {
+            generation: 0,
+            phase: Phase::Empty,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: String::new(),
+            members: BTreeMap::new(),
+        }
+    }
+
+    fn rebalance(&mut self, now: Instant) {
+        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        let not_before =
+            if self.phase == Phase::Empty { now + INITIAL_REBALANCE_DELAY } else { now };
+        self.phase = Phase::Joining { not_before, deadline: now + timeout.max(POLL) };
+        for m in self.members.values_mut() {
+            m.joined = false;
+        }
+    }
+
+    /// Drops members silent past their session timeout; rebalances if that changed the group.
+    fn expire(&mut self, now: Instant) {
+        let before = self.members.len();
+        self.members.retain(|_, m| now.duration_since(m.last_seen) <= m.session_timeout);
+        if self.members.len() != before {
+            self.after_leave(now);
+        }
+    }
+
+    fn after_leave(&mut self, now: Instant) {
+        if self.members.is_empty() {
+            self.phase = Phase::Empty;
+        } else if !matches!(self.phase, Phase::Joining { .. }) {
+            self.rebalance(now);
+        }
+    }
+
+    /// Ends a rebalance once every member rejoined (or the deadline passed).
+    fn try_complete(&mut self, now: Instant) {
+        let Phase::Joining { not_before, deadline } = self.phase else { return };
+        let all = self.members.values().all(|m| m.joined);
+        if !(all && now >= not_before) && now < deadline {
+            return;
+        }
+        self.members.retain(|_, m| m.joined);
+        if self.members.is_empty() {
+            self.phase = Phase::Empty;
+            return;
+        }
+        self.generation = self.generation.wrapping_add(1).max(1);
+        if !self.members.contains_key(&self.leader) {
+            self.leader = self.members.keys().next().cloned().unwrap_or_default();
+        }
+        // The leader's first protocol every member speaks.
+        let leader = &self.members[&self.leader];
+        self.protocol = leader
+            .protocols
+            .iter()
+            .map(|(name, _)| name)
+            .find(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
+            .cloned()
+            .unwrap_or_default();
+        for m in self.members.values_mut() {
+            m.generation = self.generation;
+            m.assignment = Bytes::new();
+            m.last_seen = now;
+        }
+        self.phase = Phase::Syncing;
+    }
+}
+
+/// Every Kafka group of the process (see the module docs).
+#[derive(Debug)]
+pub struct Groups {
+    groups: Mutex<HashMap<String, Group>>,
+    members_max: usize,
+    next_member: std::sync::atomic::AtomicU64,
+}
+
+impl Groups {
+    /// An empty table holding at most `members_max` members over all groups.
+    pub fn new(members_max: usize) -> Self {
+        Groups {
+            groups: Mutex::new(HashMap::new()),
+            members_max,
+            next_member: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut groups);
+        // Groups whose members all left or expired stay until the table passes the member
+        // budget; then the empty ones go (a group holds nothing worth keeping once empty:
+        // its offsets are in the offsets log).
+        if groups.len() > self.members_max {
+            groups.retain(|_, g| !g.members.is_empty());
+        }
+        out
+    }
+}
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_owned())
+}
+
+enum JoinWait {
+    Wait,
+    Done(JoinGroupResponse),
+}
+
+/// JoinGroup: enter the group (or rejoin) and wait for the rebalance to complete.
+pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest) -> Answer {
+    let kafka = sess.kafka.clone();
+    let group_id = req.group_id.as_str().to_owned();
+    let now = Instant::now();
+    let fail = |code: i16, member: &str| {
+        let mut out = JoinGroupResponse::default();
+        out.error_code = code;
+        out.generation_id = -1;
+        out.member_id = s(member);
+        ready(respond(ctx, &out))
+    };
+    if group_id.is_empty() {
+        return fail(K::InvalidGroupId.code(), "");
+    }
+    if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&req.session_timeout_ms) {
+        return fail(K::InvalidSessionTimeout.code(), req.member_id.as_str());
+    }
+    let groups = &kafka.groups;
+    let member_id: Result<String, i16> = groups.with(|all| {
+        let mut total: usize = all.values().map(|g| g.members.len()).sum();
+        if req.member_id.is_empty() && total >= groups.members_max {
+            // Full: first drop members past their session and the groups left empty.
+            for g in all.values_mut() {
+                g.expire(now);
+            }
+            all.retain(|_, g| !g.members.is_empty());
+            total = all.values().map(|g| g.members.len()).sum();
+        }
+        let g = all.entry(group_id.clone()).or_insert_with(Group::new);
+        g.expire(now);
+        if !g.members.is_empty() && g.protocol_type != req.protocol_type.as_str() {
+            return Err(K::InconsistentGroupProtocol.code());
+        }
+        let id = if req.member_id.is_empty() {
+            if total >= groups.members_max {
+                return Err(K::GroupMaxSizeReached.code());
+            }
+            let n = groups.next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{group_id}-member-{n}")
+        } else if g.members.contains_key(req.member_id.as_str()) {
+            req.member_id.as_str().to_owned()
+        } else {
+            return Err(K::UnknownMemberId.code());
+        };
+        g.protocol_type = req.protocol_type.as_str().to_owned();
+        let rebalance_ms = if req.rebalance_timeout_ms > 0 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        };
+        let member = g.members.entry(id.clone()).or_insert_with(|| Member {
+            protocols: Vec::new(),
+            session_timeout: Duration::ZERO,
+            rebalance_timeout: Duration::ZERO,
+            last_seen: now,
+            joined: false,
+            generation: -1,
+            assignment: Bytes::new(),
+        });
+        member.protocols = req
+            .protocols
+            .iter()
+            .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
+            .collect();
+        member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
+        member.rebalance_timeout = Duration::from_millis(rebalance_ms as u64);
+        member.last_seen = now;
+        if !matches!(g.phase, Phase::Joining { .. }) {
+            g.rebalance(now);
+        }
+        if let Some(m) = g.members.get_mut(&id) {
+            m.joined = true;
+        }
+        g.try_complete(now);
+        Ok(id)
+    });
+    let member_id = match member_id {
+        Ok(id) => id,
+        Err(code) => return fail(code, req.member_id.as_str()),
+    };
+    Box::pin(async move {
+        loop {
+            let now = Instant::now();
+            let state = kafka.groups.with(|all| {
+                let Some(g) = all.get_mut(&group_id) else {
+                    return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
+                };
+                g.try_complete(now);
+                let (phase, generation) = (g.phase, g.generation);
+                let Some(m) = g.members.get_mut(&member_id) else {
+                    return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
+                };
+                m.last_seen = now;
+                if matches!(phase, Phase::Joining { .. }) || m.generation != generation {
+                    return JoinWait::Wait;
+                }
+                let mut out = JoinGroupResponse::default();
+                out.generation_id = g.generation;
+                out.protocol_type = Some(s(&g.protocol_type));
+                out.protocol_name = Some(s(&g.protocol));
+                out.leader = s(&g.leader);
+                out.member_id = s(&member_id);
+                if g.leader == member_id {
+                    for (id, m) in &g.members {
+                        let mut jm = join_group_response::JoinGroupResponseMember::default();
+                        jm.member_id = s(id);
+                        jm.metadata = m
+                            .protocols
+                            .iter()
+                            .find(|(n, _)| *n == g.protocol)
+                            .map(|(_, meta)| meta.clone())
+                            .unwrap_or_default();
+                        out.members.push(jm);
+                    }
+                }
+                JoinWait::Done(out)
+            });
+            match state {
+                JoinWait::Done(out) => return respond(ctx, &out),
+                JoinWait::Wait => glommio::timer::sleep(POLL).await,
+            }
+        }
+    })
+}
+
+fn join_error(code: i16, member: &str) -> JoinGroupResponse {
+    let mut out = JoinGroupResponse::default();
+    out.error_code = code;
+    out.generation_id = -1;
+    out.member_id = s(member);
+    out
+}
+
+/// Checks `member` of `group_id` at `generation`; the error code if it is not current.
+fn check_member(
+    all: &mut HashMap<String, Group>,
+    group_id: &str,
+    member: &str,
+    generation: i32,
+    now: Instant,
+) -> Result<(), i16> {
+    let g = all.get_mut(group_id).ok_or(K::UnknownMemberId.code())?;
+    g.expire(now);
+    let m = g.members.get_mut(member).ok_or(K::UnknownMemberId.code())?;
+    m.last_seen = now;
+    if generation != g.generation {
+        return Err(K::IllegalGeneration.code());
+    }
+    Ok(())
+}
+
+/// SyncGroup: the leader hands in the assignment; every member waits for its own.
+pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
+    let kafka = sess.kafka.clone();
+    let group_id = req.group_id.as_str().to_owned();
+    let member_id = req.member_id.as_str().to_owned();
+    let generation = req.generation_id;
+    let now = Instant::now();
+    let checked = kafka.groups.with(|all| {
+        check_member(all, &group_id, &member_id, generation, now)?;
+        let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
+        match g.phase {
+            Phase::Joining { .. } => return Err(K::RebalanceInProgress.code()),
+            Phase::Syncing if g.leader == member_id => {
+                for a in &req.assignments {
+                    if let Some(m) = g.members.get_mut(a.member_id.as_str()) {
+                        m.assignment = a.assignment.clone();
+                    }
+                }
+                g.phase = Phase::Stable;
+            }
+            _ => {}
+        }
+        Ok(())
+    });
+    if let Err(code) = checked {
+        let mut out = SyncGroupResponse::default();
+        out.error_code = code;
+        return ready(respond(ctx, &out));
+    }
+    Box::pin(async move {
+        loop {
+            let now = Instant::now();
+            let state: Option<Result<(String, String, Bytes), i16>> = kafka.groups.with(|all| {
+                let Some(g) = all.get_mut(&group_id) else {
+                    return Some(Err(K::UnknownMemberId.code()));
+                };
+                g.expire(now);
+                if g.generation != generation || matches!(g.phase, Phase::Joining { .. }) {
+                    return Some(Err(K::RebalanceInProgress.code()));
+                }
+                let (phase, pt, p) = (g.phase, g.protocol_type.clone(), g.protocol.clone());
+                let Some(m) = g.members.get_mut(&member_id) else {
+                    return Some(Err(K::UnknownMemberId.code()));
+                };
+                m.last_seen = now;
+                (phase == Phase::Stable).then(|| Ok((pt, p, m.assignment.clone())))
+            });
+            match state {
+                None => glommio::timer::sleep(POLL).await,
+                Some(result) => {
+                    let mut out = SyncGroupResponse::default();
+                    match result {
+                        Ok((pt, p, assignment)) => {
+                            out.protocol_type = Some(s(&pt));
+                            out.protocol_name = Some(s(&p));
+                            out.assignment = assignment;
+                        }
+                        Err(code) => out.error_code = code,
+                    }
+                    return respond(ctx, &out);
+                }
+            }
+        }
+    })
+}
+
+/// Heartbeat: keeps the member alive; REBALANCE_IN_PROGRESS tells it to rejoin.
+pub fn heartbeat(sess: &Session, ctx: Ctx, req: HeartbeatRequest) -> Option<Vec<u8>> {
+    let now = Instant::now();
+    let code = sess.kafka.groups.with(|all| {
+        let group_id = req.group_id.as_str();
+        if let Err(code) =
+            check_member(all, group_id, req.member_id.as_str(), req.generation_id, now)
+        {
+            return code;
+        }
+        match all.get(group_id).map(|g| g.phase) {
+            Some(Phase::Joining { .. }) => K::RebalanceInProgress.code(),
+            _ => 0,
+        }
+    });
+    let mut out = HeartbeatResponse::default();
+    out.error_code = code;
+    respond(ctx, &out)
+}
+
+/// LeaveGroup: the members go at once and the rest rebalance.
+pub fn leave(sess: &Session, ctx: Ctx, req: LeaveGroupRequest) -> Option<Vec<u8>> {
+    let now = Instant::now();
+    let ids: Vec<String> = if ctx.version >= 3 {
+        req.members.iter().map(|m| m.member_id.as_str().to_owned()).collect()
+    } else {
+        vec![req.member_id.as_str().to_owned()]
+    };
+    let mut out = LeaveGroupResponse::default();
+    sess.kafka.groups.with(|all| {
+        let g = all.get_mut(req.group_id.as_str());
+        let mut codes = Vec::with_capacity(ids.len());
+        match g {
+            None => codes.extend(ids.iter().map(|_| K::UnknownMemberId.code())),
+            Some(g) => {
+                for id in &ids {
+                    codes.push(if g.members.remove(id).is_some() {
+                        0
+                    } else {
+                        K::UnknownMemberId.code()
+                    });
+                }
+                g.after_leave(now);
+            }
+        }
+        if ctx.version >= 3 {
+            for (id, code) in ids.iter().zip(&codes) {
+                let mut m = leave_group_response::MemberResponse::default();
+                m.member_id = s(id);
+                m.error_code = *code;
+                out.members.push(m);
+            }
+        } else {
+            out.error_code = codes.first().copied().unwrap_or(0);
+        }
+        if all.get(req.group_id.as_str()).is_some_and(|g| g.phase == Phase::Empty) {
+            all.remove(req.group_id.as_str());
+        }
+    });
+    respond(ctx, &out)
+}
+
+/// OffsetCommit: checked against the Kafka group, stored by the native commit.
+pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -> Answer {
+    let group_id = req.group_id.as_str().to_owned();
+    let member = req.member_id.as_str();
+    let generation = req.generation_id_or_member_epoch;
+    let now = Instant::now();
+    // A commit outside any generation (-1, no member: a standalone consumer) is not checked.
+    let checked = if generation < 0 && member.is_empty() {
+        Ok(())
+    } else {
+        sess.kafka.groups.with(|all| check_member(all, &group_id, member, generation, now))
+    };
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in &req.topics {
+        let partitions = t
+            .partitions
+            .iter()
+            .filter(|p| p.partition_index >= 0 && p.committed_offset >= 0)
+            .map(|p| wire::CommittedOffset {
+                partition: p.partition_index as u32,
+                offset: p.committed_offset as u64,
+                metadata: p.committed_metadata.as_deref().unwrap_or("").to_owned(),
+            })
+            .collect();
+        topics.push(wire::CommitTopic { name: t.name.as_str().to_owned(), partitions });
+    }
+    let result: Option<Result<wire::CommitOffsetsResponse, KafkaError>> = match checked {
+        Err(_) => None,
+        Ok(()) => {
+            let native_req = wire::CommitOffsetsRequest {
+                group: group_id.clone(),
+                member_id: String::new(),
+                generation: 0,
+                topics,
+            };
+            Some(native::call(&sess.shard, &native_req).await)
+        }
+    };
+    let whole: i16 = match (&checked, &result) {
+        (Err(code), _) => *code,
+        (_, Some(Err(e))) => e.code(),
+        (_, Some(Ok(r))) if r.error != 0 => kafka_code_raw(r.error),
+        _ => 0,
+    };
+    let mut per: HashMap<(String, u32), u16> = HashMap::new();
+    if let Some(Ok(r)) = &result {
+        for t in &r.topics {
+            for p in &t.partitions {
+                per.insert((t.name.clone(), p.partition), p.error);
+            }
+        }
+    }
+    let mut out = OffsetCommitResponse::default();
+    for t in &req.topics {
+        let mut rt = offset_commit_response::OffsetCommitResponseTopic::default();
+        rt.name = t.name.clone();
+        for p in &t.partitions {
+            let mut rp = offset_commit_response::OffsetCommitResponsePartition::default();
+            rp.partition_index = p.partition_index;
+            rp.error_code = if whole != 0 {
+                whole
+            } else {
+                per.get(&(t.name.as_str().to_owned(), p.partition_index.max(0) as u32))
+                    .map_or(0, |&e| kafka_code_raw(e))
+            };
+            rt.partitions.push(rp);
+        }
+        out.topics.push(rt);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// OffsetFetch (v1..=7): the native committed offsets; -1 where none is committed.
+pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> Answer {
+    let group = req.group_id.as_str().to_owned();
+    let names: Vec<String> =
+        req.topics.iter().flatten().map(|t| t.name.as_str().to_owned()).collect();
+    let result: Result<wire::FetchOffsetsResponse, KafkaError> =
+        native::call(&sess.shard, &wire::FetchOffsetsRequest { group, topics: names }).await;
+    let mut committed: BTreeMap<(String, i32), (u64, String)> = BTreeMap::new();
+    let mut out = OffsetFetchResponse::default();
+    match &result {
+        Ok(r) if r.error != 0 => out.error_code = kafka_code_raw(r.error),
+        Ok(r) => {
+            for t in &r.topics {
+                for p in &t.partitions {
+                    committed.insert(
+                        (t.name.clone(), p.partition as i32),
+                        (p.offset, p.metadata.clone()),
+                    );
+                }
+            }
+        }
+        Err(e) => out.error_code = e.code(),
+    }
+    let wanted: Vec<(String, Vec<i32>)> = match &req.topics {
+        Some(topics) => topics
+            .iter()
+            .map(|t| (t.name.as_str().to_owned(), t.partition_indexes.clone()))
+            .collect(),
+        None => {
+            let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for (t, p) in committed.keys() {
+                all.entry(t.clone()).or_default().push(*p);
+            }
+            all.into_iter().collect()
+        }
+    };
+    for (name, partitions) in wanted {
+        let mut rt = offset_fetch_response::OffsetFetchResponseTopic::default();
+        rt.name = TopicName(s(&name));
+        for p in partitions {
+            let mut rp = offset_fetch_response::OffsetFetchResponsePartition::default();
+            rp.partition_index = p;
+            rp.committed_leader_epoch = -1;
+            match committed.get(&(name.clone(), p)) {
+                Some((offset, meta)) => {
+                    rp.committed_offset = *offset as i64;
+                    rp.metadata = Some(s(meta));
+                }
+                None => {
+                    rp.committed_offset = -1;
+                    rp.metadata = Some(s(""));
+                }
+            }
+            rp.error_code = if ctx.version < 2 { out.error_code } else { 0 };
+            rt.partitions.push(rp);
+        }
+        out.topics.push(rt);
+    }
+    ready(respond(ctx, &out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(now: Instant, protocols: &[&str]) -> Member {
+        Member {
+            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::new())).collect(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            last_seen: now,
+            joined: true,
+            generation: -1,
+            assignment: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn members_joining_together_get_one_generation_after_the_initial_delay() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range", "roundrobin"]));
+        g.rebalance(t0);
+        g.members.get_mut("a").unwrap().joined = true;
+        g.try_complete(t0);
+        assert!(matches!(g.phase, Phase::Joining { .. }), "waits for the initial delay");
+        g.members.insert("b".into(), member(t0, &["roundrobin"]));
+        g.try_complete(t0 + INITIAL_REBALANCE_DELAY);
+        assert_eq!((g.phase, g.generation), (Phase::Syncing, 1));
+        assert_eq!(g.leader, "a");
+        assert_eq!(g.protocol, "roundrobin", "the leader's first protocol every member speaks");
+        assert!(g.members.values().all(|m| m.generation == 1));
+    }
+
+    #[test]
+    fn a_rebalance_waits_for_every_member_or_drops_the_late_ones_at_the_deadline() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range"]));
+        g.members.insert("b".into(), member(t0, &["range"]));
+        g.phase = Phase::Stable;
+        g.generation = 3;
+        g.rebalance(t0);
+        g.members.get_mut("a").unwrap().joined = true;
+        g.try_complete(t0 + Duration::from_secs(1));
+        assert!(matches!(g.phase, Phase::Joining { .. }), "b has not rejoined yet");
+        g.try_complete(t0 + Duration::from_secs(31));
+        assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 4, 1));
+    }
+
+    #[test]
+    fn silent_members_expire_and_the_last_one_leaving_empties_the_group() {
+        let t0 = Instant::now();
+        let mut g = Group::new();
+        g.members.insert("a".into(), member(t0, &["range"]));
+        g.members.insert("b".into(), member(t0 + Duration::from_secs(5), &["range"]));
+        g.phase = Phase::Stable;
+        g.expire(t0 + Duration::from_secs(11));
+        assert_eq!(g.members.len(), 1, "a was silent past its session timeout");
+        assert!(matches!(g.phase, Phase::Joining { .. }), "the rest rebalance");
+        g.members.clear();
+        g.after_leave(t0 + Duration::from_secs(12));
+        assert_eq!(g.phase, Phase::Empty);
+    }
+}

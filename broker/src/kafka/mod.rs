@@ -1,0 +1,59 @@
+//! The Kafka wire-protocol listener: existing Kafka clients and tools (librdkafka,
+//! kafka-python, kcat) produce to and consume from the broker.
+//!
+//! ```text
+//!  Kafka client ──TCP──▶ any shard (SO_REUSEPORT on `kafka_listen`)
+//!     │  codec.rs: size-prefixed frame, checked against frame_body_bytes_max before allocating;
+//!     │            header + body decoded by the kafka-protocol crate
+//!     ▼
+//!  handler (admin.rs, data.rs, group.rs): Kafka request ─▶ native wire::message body
+//!     │  native.rs: the body framed and run through api::start, as a native client's would
+//!     │  (routing to the owning shard over the mesh, acks, idempotence, offsets log)
+//!     ▼
+//!  native response ─▶ Kafka response (convert.rs: record batch v2 <-> native batch)
+//! ```
+//!
+//! Contract:
+//! - The broker advertises itself as a single-node Kafka cluster (node 0 at the listener's
+//!   address) leading every partition. Any shard accepts; a partition owned by another shard
+//!   is reached through the same forwarding the native protocol uses.
+//! - Kafka record batches are converted to native batches at ingress (producer id, epoch and
+//!   base sequence kept, so idempotence is the native one) and back at fetch. Compressed
+//!   Kafka batches (gzip, snappy, lz4, zstd) are decompressed at ingress, within the batch
+//!   size limit.
+//! - Responses leave in request order (Kafka clients require it); at most
+//!   `inflight_per_connection_max` requests are outstanding per connection.
+//! - Kafka consumer groups (client-side assignment: JoinGroup/SyncGroup) are kept by
+//!   [`group::Groups`], one table for the whole process; their committed offsets are the
+//!   native ones (the offsets log), committed administratively after the Kafka group checked
+//!   the member and generation.
+//! - An api or version the listener does not speak gets UNSUPPORTED_VERSION; the connection
+//!   stays open.
+
+pub mod admin;
+pub mod codec;
+pub mod connection;
+pub mod convert;
+pub mod data;
+pub mod error;
+pub mod group;
+pub mod native;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What every shard's Kafka listener shares.
+#[derive(Debug)]
+pub struct Kafka {
+    /// The Kafka consumer groups (process-wide).
+    pub groups: group::Groups,
+    /// The listener's bound address (advertised in Metadata unless its IP is unspecified).
+    pub listen: SocketAddr,
+}
+
+impl Kafka {
+    /// The shared state of a listener bound at `listen`.
+    pub fn new(listen: SocketAddr, members_max: usize) -> Arc<Kafka> {
+        Arc::new(Kafka { groups: group::Groups::new(members_max), listen })
+    }
+}

@@ -1,0 +1,107 @@
+//! What a Kafka client can make the broker hold comes out of the configured budgets (issue
+//! 22): a client that pipelines large fetches and never reads its responses holds at most its
+//! connection's send-queue budget (plus what the socket buffers take), and other clients are
+//! still served.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use integration_tests::{create_topic, produce, Broker};
+use kafka_protocol::messages::{fetch_request, ApiKey, FetchRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, api.request_header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+#[test]
+fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
+    const SEND_QUEUE_BYTES_MAX: u64 = 4 << 20;
+    let b = Broker::start_with_env(
+        1,
+        &[
+            ("BROKER_KAFKA_LISTEN", "127.0.0.1:0"),
+            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", &SEND_QUEUE_BYTES_MAX.to_string()),
+        ],
+    );
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).unwrap();
+    let addr = serde_json::from_str::<serde_json::Value>(&ready).unwrap()["kafka"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut native = b.connect();
+    create_topic(&mut native, "held", 1);
+    // 4 MiB of records: every fetch from offset 0 answers with all of it.
+    let value = vec![7u8; 1000];
+    for _ in 0..4 {
+        let mut builder = wire::BatchBuilder::new(1 << 20);
+        while builder.append(0, None, Some(&value), &[]).is_ok() {}
+        let batch = builder.finish().unwrap();
+        assert_eq!(produce(&mut native, "held", 0, &batch, wire::AckLevel::Written).error, 0);
+    }
+    let mut partition = fetch_request::FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = 0;
+    partition.partition_max_bytes = 8 << 20;
+    let mut topic = fetch_request::FetchTopic::default();
+    topic.topic = TopicName(StrBytes::from_static_str("held"));
+    topic.partitions.push(partition);
+    let mut fetch = FetchRequest::default();
+    fetch.replica_id = kafka_protocol::messages::BrokerId(-1);
+    fetch.max_wait_ms = 10;
+    fetch.max_bytes = 8 << 20;
+    fetch.topics.push(topic);
+
+    let before = b.rss_bytes();
+    let mut greedy = TcpStream::connect(&addr).unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    // 100 fetches of ~4 MiB each (400 MiB of responses) sent, none read.
+    let mut sent = 0;
+    for i in 0..100 {
+        if greedy.write_all(&frame(ApiKey::Fetch, 4, i, &fetch)).is_err() {
+            break; // the broker stopped reading: that is the point
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let grown = b.rss_bytes().saturating_sub(before);
+    eprintln!("broker RSS grew {} MiB with {sent} unread fetches", grown >> 20);
+    assert!(
+        grown < 64 << 20,
+        "a client that does not read made the broker hold {} MiB (sent {sent} fetches)",
+        grown >> 20
+    );
+    // Others are served meanwhile.
+    let mut other = TcpStream::connect(&addr).unwrap();
+    other.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    other
+        .write_all(&frame(
+            ApiKey::ApiVersions,
+            0,
+            1,
+            &kafka_protocol::messages::ApiVersionsRequest::default(),
+        ))
+        .unwrap();
+    let mut size = [0u8; 4];
+    other.read_exact(&mut size).expect("ApiVersions answered while a client holds its budget");
+    // The greedy client's responses come in order once it reads.
+    greedy.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for i in 0..3 {
+        greedy.read_exact(&mut size).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        greedy.read_exact(&mut body).unwrap();
+        assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), i, "in request order");
+        assert!(body.len() > 1 << 20, "carries the records");
+    }
+}
