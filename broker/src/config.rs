@@ -211,6 +211,8 @@ pub struct BrokerConfig {
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
+    /// The HTTP gateway, the `[http]` table ([`HttpConfig`]); off unless `http.listen` is set.
+    pub http: HttpConfig,
 }
 
 impl Default for BrokerConfig {
@@ -249,7 +251,70 @@ impl Default for BrokerConfig {
             metrics_per_partition: true,
             log_format: LogFormat::Text,
             log: LogConfig::default(),
+            http: HttpConfig::default(),
         }
+    }
+}
+
+/// The HTTP gateway's settings (`http/`), the `[http]` table (`BROKER_HTTP*`, `--http`).
+/// Every limit here bounds what one HTTP client can make the broker hold.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `"HOST:PORT"` (every shard accepts there, SO_REUSEPORT) or `"off"` (the default); the
+    /// same form as `metrics_listen`.
+    pub listen: MetricsListen,
+    /// Largest request body accepted; a larger one is refused with 413 `FRAME_TOO_LARGE`
+    /// before it is read (by its Content-Length) or as soon as it passes the limit.
+    pub body_bytes_max: usize,
+    /// A request's head and body must arrive within this long once its first byte did
+    /// (slowloris); a connection with no request open closes after it too.
+    pub read_timeout_ms: u64,
+    /// A response write that makes no progress for this long closes the connection (a client
+    /// that does not read, including a stalled Server-Sent Events reader).
+    pub write_stall_ms: u64,
+    /// Batch bytes one Server-Sent Events stream (or one `GET .../records`) reads from the
+    /// log at a time; the stream reads the next only once the previous is written out, so
+    /// this (plus hyper's write buffer) is what a stream holds.
+    pub stream_buffer_bytes_max: u32,
+    /// Most records one `GET .../records` returns.
+    pub records_limit_max: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: MetricsListen::Off,
+            body_bytes_max: 4 << 20,
+            read_timeout_ms: 30_000,
+            write_stall_ms: 10_000,
+            stream_buffer_bytes_max: 1 << 20,
+            records_limit_max: 10_000,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks the values against each other and the native frame limit (a produce body is
+    /// turned into one native request frame).
+    pub fn validate(&self, frame_body_bytes_max: u32) -> Result<(), String> {
+        if self.body_bytes_max == 0 || self.read_timeout_ms == 0 || self.write_stall_ms == 0 {
+            return Err("http limits must be positive".into());
+        }
+        // A produce body becomes one native request (the records built from it are checked
+        // against the frame limit again, since tiny JSON records grow into batch framing).
+        if self.body_bytes_max > frame_body_bytes_max as usize {
+            return Err(format!(
+                "http.body_bytes_max {} exceeds frame_body_bytes_max {}",
+                self.body_bytes_max, frame_body_bytes_max
+            ));
+        }
+        if self.stream_buffer_bytes_max == 0 || self.records_limit_max == 0 {
+            return Err(
+                "http.stream_buffer_bytes_max and records_limit_max must be positive".into()
+            );
+        }
+        Ok(())
     }
 }
 
@@ -380,6 +445,13 @@ impl BrokerConfig {
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
             "BROKER_DSYNC_WRITES" => self.log.dsync_writes = parse(name, value)?,
+            "BROKER_HTTP" => self.http.listen = parse(name, value)?,
+            "BROKER_HTTP_BODY_BYTES_MAX" => self.http.body_bytes_max = parse(name, value)?,
+            "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,
+            "BROKER_HTTP_WRITE_STALL_MS" => self.http.write_stall_ms = parse(name, value)?,
+            "BROKER_HTTP_STREAM_BUFFER_BYTES_MAX" => {
+                self.http.stream_buffer_bytes_max = parse(name, value)?
+            }
             _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours
         }
         Ok(())
@@ -459,6 +531,7 @@ impl BrokerConfig {
         {
             return bad("connection limits must be positive".into());
         }
+        self.http.validate(self.frame_body_bytes_max).map_err(ConfigError::Invalid)?;
         if self.shard_port_base != 0
             && usize::from(self.shard_port_base) + self.shard_count() > 65536
         {

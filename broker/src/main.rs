@@ -35,6 +35,9 @@ struct Cli {
     /// Prometheus endpoint HOST:PORT (`GET /metrics`), or `off`.
     #[arg(long, global = true)]
     metrics: Option<MetricsListen>,
+    /// HTTP gateway HOST:PORT (REST + Server-Sent Events, `openapi.yaml`), or `off` (default).
+    #[arg(long, global = true)]
+    http: Option<MetricsListen>,
     /// Kafka wire-protocol listener HOST:PORT (e.g. 127.0.0.1:9092), or `off` (the default).
     #[arg(long, global = true)]
     kafka_listen: Option<MetricsListen>,
@@ -83,6 +86,9 @@ fn main() -> ExitCode {
     };
     if let Some(m) = cli.metrics {
         config.metrics_listen = m;
+    }
+    if let Some(h) = cli.http {
+        config.http.listen = h;
     }
     if let Some(k) = cli.kafka_listen {
         config.kafka_listen = k;

@@ -293,6 +293,20 @@ pub fn run(
         Some(_) => crate::metrics::collect::links(n).into_iter().map(Some).collect(),
         None => (0..n).map(|_| None).collect(),
     };
+    // The HTTP gateway (off by default): one SO_REUSEPORT listener per shard, like the public
+    // port.
+    let mut http_fds: Vec<Option<RawFd>> = (0..n).map(|_| None).collect();
+    let mut http_addr = None;
+    if let MetricsListen::On(addr) = config.http.listen {
+        wait_for_address(addr, bind_wait)?;
+        let first = bind(addr, true)?;
+        let bound = first.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        http_fds[0] = Some(first.into_raw_fd());
+        for fd in http_fds.iter_mut().skip(1) {
+            *fd = Some(bind(bound, true)?.into_raw_fd());
+        }
+        http_addr = Some(bound);
+    }
     // The Kafka listener (off by default): one SO_REUSEPORT socket per shard, like the public
     // port.
     let mut kafka_fds: Vec<RawFd> = Vec::new();
@@ -321,6 +335,7 @@ pub fn run(
     for i in 0..n {
         let cpu = cpus[i % cpus.len()];
         let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
+        let http_fd = http_fds[i].take();
         let kafka = kafka.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
@@ -338,7 +353,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, kafka,
+                    metrics, http_fd, kafka,
                 )
                 .await
             })
@@ -358,7 +373,7 @@ pub fn run(
         for (shard, cpu) in &map {
             info!(shard, cpu, address = %addresses.shards[*shard as usize], "shard ready");
         }
-        info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), "broker ready");
+        info!(public = %addresses.public, shards = n, data_dir = %config.data_dir.display(), http = ?http_addr, "broker ready");
         if let Some(addr) = kafka_addr {
             info!(kafka = %addr, "kafka listener ready");
         }
@@ -368,6 +383,7 @@ pub fn run(
                 "shards": addresses.shards.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
                 "pid": std::process::id(),
                 "metrics": metrics_addr.map(|a| a.to_string()),
+                "http": http_addr.map(|a| a.to_string()),
                 "kafka": kafka_addr.map(|a| a.to_string()),
             });
             let tmp = path.with_extension("tmp");
@@ -408,6 +424,7 @@ async fn shard_main(
     cpu: u32,
     pools: DescriptorPools,
     metrics: (Option<Link>, Option<RawFd>),
+    http_fd: Option<RawFd>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
@@ -454,6 +471,13 @@ async fn shard_main(
             .detach()
         })
         .collect();
+    let http = http_fd.map(|fd| {
+        // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP socket,
+        // and is handed to this shard only, which takes sole ownership of it.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        let serve = crate::http::serve(shard.clone(), listener, stop_mark.clone(), gate.clone());
+        glommio::spawn_local_into(serve, requests).expect("requests task queue").detach()
+    });
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
         .expect("requests task queue")
         .detach();
@@ -535,6 +559,9 @@ async fn shard_main(
     shard.stopping.set(true);
     for a in accepters.drain(..) {
         a.cancel();
+    }
+    if let Some(h) = http {
+        h.cancel();
     }
     retention.cancel();
     snapshots.cancel();

@@ -6,6 +6,13 @@
 //! client's connection is on another shard (that shard relays them to the connection, and
 //! relays credit grants and the unsubscribe back). At most one batch beyond the credit is
 //! ever outstanding, so a consumer that stops granting makes the broker hold nothing more.
+//!
+//! A subscription with a filter (`SubscribeRequest::filter`, `filter.rs`) pushes only the
+//! matching records, re-encoded at their own offsets; reads with no match push nothing and
+//! spend no credit (credit counts delivered bytes). Every push says how far it covered
+//! (`next_offset`), and a subscription that skipped records without pushing sends a push
+//! with no batches, only `next_offset`, at most every [`PROGRESS_INTERVAL`], so the
+//! consumer's position (lag, commits) moves past skipped records.
 
 use std::cell::Cell;
 use std::rc::{Rc, Weak};
@@ -14,6 +21,7 @@ use glommio::task::JoinHandle;
 use wire::{AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData};
 
 use crate::counters::Counters;
+use crate::filter::RecordFilter;
 use crate::mesh::PushTarget;
 use crate::partition::Partition;
 use crate::shard::Shard;
@@ -22,6 +30,10 @@ use crate::watermark::Watermark;
 
 /// Largest push for one subscription.
 const PUSH_BYTES_MAX: usize = 1 << 20;
+
+/// A filtered subscription that skipped records tells the consumer its position at most
+/// this often (see the module docs).
+pub const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Where a subscription's pushes go.
 pub enum PushSink {
@@ -116,6 +128,8 @@ pub fn spawn(
 ) -> Subscription {
     let credit = Rc::new(Cell::new(req.credit_bytes));
     let credit_signal = Watermark::new(0);
+    // `api::subscribe` refused a filter that does not parse before this.
+    let filter = RecordFilter::parse(&req.filter).ok().flatten();
     let task = glommio::spawn_local(push_loop(
         shard.clone(),
         sink,
@@ -124,6 +138,7 @@ pub fn spawn(
         next,
         credit.clone(),
         credit_signal.clone(),
+        filter,
     ))
     .detach();
     Counters::add(&shard.counters.subscriptions, 1);
@@ -131,6 +146,7 @@ pub fn spawn(
 }
 
 /// Pushes a subscription's batches as they are written, within its credit.
+#[allow(clippy::too_many_arguments)]
 async fn push_loop(
     shard: Rc<Shard>,
     sink: PushSink,
@@ -139,8 +155,19 @@ async fn push_loop(
     mut next: u64,
     credit: Rc<Cell<u64>>,
     credit_signal: Watermark,
+    filter: Option<RecordFilter>,
 ) {
     let log = &part.log;
+    // What the consumer was last told (`next_offset`), and when.
+    let mut reported = next;
+    let mut last_push = std::time::Instant::now();
+    let progress = |next: u64, hw: u64| SubscriptionData {
+        subscription_id: id,
+        error: 0,
+        high_watermark: hw,
+        batches: Vec::new(),
+        next_offset: next,
+    };
     loop {
         if credit.get() == 0 {
             let seen = credit_signal.get();
@@ -153,6 +180,30 @@ async fn push_loop(
             }
             continue;
         }
+        if next >= log.high_watermark() && reported < next {
+            // Caught up after skipping records: tell the consumer where it is, once the
+            // progress interval passed, unless new records come first.
+            let due = last_push + PROGRESS_INTERVAL;
+            let came = futures_lite::future::or(
+                async { Some(log.high_watermark_mark().wait_for(next + 1).await) },
+                async {
+                    glommio::timer::sleep(due.saturating_duration_since(std::time::Instant::now()))
+                        .await;
+                    None
+                },
+            )
+            .await;
+            if came.is_none() {
+                let Ok(f) = wire::encode_push(&progress(next, log.high_watermark())) else {
+                    return;
+                };
+                if !sink.send(f).await {
+                    return;
+                }
+                (reported, last_push) = (next, std::time::Instant::now());
+            }
+            continue;
+        }
         if next >= log.high_watermark() && !log.high_watermark_mark().wait_for(next + 1).await {
             // The partition closed (deleted, or the broker is stopping).
             let end = SubscriptionData {
@@ -160,6 +211,7 @@ async fn push_loop(
                 error: ErrorCode::UnknownTopic.as_u16(),
                 high_watermark: next,
                 batches: Vec::new(),
+                next_offset: next,
             };
             if let Ok(f) = wire::encode_push(&end) {
                 sink.send(f).await;
@@ -174,9 +226,22 @@ async fn push_loop(
         let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
             Ok(out) => {
                 let (bytes, n, end) = out.concat();
+                let from = next;
                 next = next.max(end.unwrap_or(next));
-                Counters::add(&shard.counters.batches_out, n);
-                (ErrorCode::None, bytes, out.high_watermark)
+                match &filter {
+                    None => {
+                        Counters::add(&shard.counters.batches_out, n);
+                        (ErrorCode::None, bytes, out.high_watermark)
+                    }
+                    Some(f) => {
+                        let mut selected = Vec::new();
+                        let batch_bytes_max = PUSH_BYTES_MAX.max(bytes.len());
+                        match f.select(&bytes, from, batch_bytes_max, &mut selected) {
+                            Ok(_) => (ErrorCode::None, selected, out.high_watermark),
+                            Err(e) => (e.code(), Vec::new(), out.high_watermark),
+                        }
+                    }
+                }
             }
             Err(StorageError::OffsetOutOfRange { log_start_offset, .. })
                 if next < log_start_offset =>
@@ -188,6 +253,13 @@ async fn push_loop(
             Err(e) => (e.code(), Vec::new(), log.high_watermark()),
         };
         if batches.is_empty() && error == ErrorCode::None {
+            if filter.is_some() && reported < next && last_push.elapsed() >= PROGRESS_INTERVAL {
+                let Ok(f) = wire::encode_push(&progress(next, hw)) else { return };
+                if !sink.send(f).await {
+                    return;
+                }
+                (reported, last_push) = (next, std::time::Instant::now());
+            }
             continue;
         }
         credit.set(credit.get().saturating_sub(batches.len() as u64));
@@ -202,7 +274,9 @@ async fn push_loop(
             error: error.as_u16(),
             high_watermark: hw,
             batches,
+            next_offset: next,
         };
+        (reported, last_push) = (next, std::time::Instant::now());
         match wire::encode_push(&push) {
             Ok(f) => {
                 if !sink.send(f).await {

@@ -90,6 +90,7 @@ fn corpus() -> Vec<(u16, Vec<u8>)> {
                 partition: 1,
                 start: StartPosition::Earliest,
                 credit_bytes: 1 << 16,
+                filter: String::new(),
             }),
         ),
         (

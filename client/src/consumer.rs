@@ -74,6 +74,22 @@ impl Consumer {
         start: StartPosition,
         credit_window_bytes: u64,
     ) -> Result<Consumer, ClientError> {
+        Self::subscribe_filtered(client, topic, partition, start, credit_window_bytes, "").await
+    }
+
+    /// [`Consumer::subscribe`] receiving only the records that match `filter` (a
+    /// [`wire::filter`] expression, evaluated by the broker; empty: every record). The
+    /// consumer's position still moves past the records the filter skipped. A filter that
+    /// does not parse is refused here, before anything is sent.
+    pub async fn subscribe_filtered(
+        client: &Client,
+        topic: &str,
+        partition: u32,
+        start: StartPosition,
+        credit_window_bytes: u64,
+        filter: &str,
+    ) -> Result<Consumer, ClientError> {
+        wire::filter::parse(filter).map_err(|e| ClientError::InvalidFilter(e.to_string()))?;
         client.partition_count(topic).await?;
         let conn = client.owner_conn(topic, partition).await?;
         let subscription_id = rand_id();
@@ -85,6 +101,7 @@ impl Consumer {
                 partition,
                 start,
                 credit_bytes: credit_window_bytes,
+                filter: filter.to_owned(),
             })
             .await?;
         if r.error != 0 {
@@ -117,7 +134,8 @@ impl Consumer {
             let start = body_start + (batches.as_ptr() as usize - frame.body().as_ptr() as usize);
             let invalid = |e| ClientError::Protocol(format!("pushed batch invalid: {e}"));
             let decompressed = wire::batch::decompressed(batches).map_err(invalid)?;
-            let mut next = self.position;
+            // Past the records a filter skipped too (0 from a broker that does not say).
+            let mut next = self.position.max(data.next_offset.to_native());
             for b in Batches::new(decompressed.as_deref().unwrap_or(batches)) {
                 next = next.max(b.map_err(invalid)?.header().next_offset());
             }
@@ -142,10 +160,13 @@ impl Consumer {
         // The application has this batch now: let the broker send as much again. The grant
         // is not waited for (a round trip per batch would cap the consumer at one window per
         // RTT); a subscription the broker dropped shows up as the push stream ending.
-        drop(self.conn.send(&GrantCreditRequest {
-            subscription_id: self.subscription_id,
-            credit_bytes: batch.range.len() as u64,
-        })?);
+        // A progress-only push (a filter skipped records) carries no bytes to grant.
+        if !batch.range.is_empty() {
+            drop(self.conn.send(&GrantCreditRequest {
+                subscription_id: self.subscription_id,
+                credit_bytes: batch.range.len() as u64,
+            })?);
+        }
         Ok(Some(batch))
     }
 

@@ -73,6 +73,9 @@ pub enum ClientError {
     /// A record could not be encoded.
     #[error("cannot encode record: {0}")]
     Record(String),
+    /// A subscription filter that does not parse (`wire::filter`).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
     /// The broker sent something this client cannot decode.
     #[error("protocol error: {0}")]
     Protocol(String),

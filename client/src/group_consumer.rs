@@ -51,6 +51,9 @@ pub struct GroupConfig {
     pub reset: StartPosition,
     /// Bytes the broker may push ahead per partition.
     pub credit_window_bytes: u64,
+    /// Only records matching this [`wire::filter`] expression are delivered (empty: all);
+    /// positions and commits still move past the others.
+    pub filter: String,
 }
 
 impl GroupConfig {
@@ -65,6 +68,7 @@ impl GroupConfig {
             auto_commit_interval: Some(Duration::from_secs(5)),
             reset: StartPosition::Latest,
             credit_window_bytes: 1 << 20,
+            filter: String::new(),
         }
     }
 }
@@ -163,6 +167,8 @@ fn member_error(state: &GroupMemberState) -> Option<ClientError> {
 impl GroupConsumer {
     /// Joins the group; reading starts with the first [`GroupConsumer::next`].
     pub async fn join(client: &Client, config: GroupConfig) -> Result<GroupConsumer, ClientError> {
+        wire::filter::parse(&config.filter)
+            .map_err(|e| ClientError::InvalidFilter(e.to_string()))?;
         let shared = Arc::new(Mutex::new(Membership::default()));
         let state = join_request(client, &config, &shared).await?;
         if let Some(e) = member_error(&state) {
@@ -440,6 +446,7 @@ impl GroupConsumer {
             start,
             self.config.reset,
             self.config.credit_window_bytes,
+            self.config.filter.clone(),
             self.tx.clone(),
             stop_rx,
         ));
@@ -584,6 +591,7 @@ async fn read_partition(
     start: StartPosition,
     reset: StartPosition,
     window: u64,
+    filter: String,
     tx: mpsc::Sender<Delivered>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -591,7 +599,7 @@ async fn read_partition(
     loop {
         let subscribed = tokio::select! {
             _ = &mut stop => return,
-            r = Consumer::subscribe(&client, &tp.0, tp.1, start, window) => r,
+            r = Consumer::subscribe_filtered(&client, &tp.0, tp.1, start, window, &filter) => r,
         };
         let mut consumer = match subscribed {
             Ok(c) => c,

@@ -159,6 +159,7 @@ fn subscriber_sees_records_produced_after_it_subscribed_in_order() {
         partition: 1,
         start: StartPosition::Latest,
         credit_bytes: 1 << 20,
+        filter: String::new(),
     });
     assert_eq!(resp.error, 0, "{}", resp.message);
     assert_eq!(resp.start_offset, 0);
@@ -203,6 +204,7 @@ fn subscriber_sees_records_produced_after_it_subscribed_in_order() {
             partition: 1,
             start: StartPosition::Earliest,
             credit_bytes: 64 << 10,
+            filter: String::new(),
         });
         assert_eq!(r.error, 0, "{}", r.message);
         let mut offset = 0;
@@ -342,6 +344,7 @@ fn subscriber_without_credit_holds_no_memory() {
         partition: 0,
         start: StartPosition::Earliest,
         credit_bytes: 0,
+        filter: String::new(),
     });
     assert_eq!(r.error, 0);
     let mut producer = broker.connect_shard(0);

@@ -196,6 +196,7 @@ fn greedy_subscriber(mut conn: Conn, topic: &str) -> Conn {
         partition: 0,
         start: StartPosition::Earliest,
         credit_bytes: u64::MAX,
+        filter: String::new(),
     });
     assert_eq!(resp.error, 0, "subscribe: {}", resp.message);
     conn

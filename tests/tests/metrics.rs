@@ -310,6 +310,7 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         partition: 2,
         start: StartPosition::Earliest,
         credit_bytes: 1,
+        filter: String::new(),
     });
     assert_eq!(r.error, 0, "{}", r.message);
     let push: SubscriptionData = sub.next_push().decode();

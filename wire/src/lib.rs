@@ -26,6 +26,7 @@ pub mod body;
 pub mod constants;
 pub mod error;
 pub mod error_code;
+pub mod filter;
 pub mod frame;
 pub mod message;
 pub mod with;

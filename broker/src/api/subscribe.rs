@@ -103,6 +103,10 @@ async fn accept(
     part: &Partition,
     req: &SubscribeRequest,
 ) -> Result<(AlignedVec, u64), AlignedVec> {
+    if let Err(e) = crate::filter::RecordFilter::parse(&req.filter) {
+        let message = format!("invalid filter: {e}");
+        return Err(respond(header, &refusal(req.subscription_id, e.code(), message)));
+    }
     match subscription::start_offset(part, &req.start).await {
         Err((code, message)) => Err(respond(header, &refusal(req.subscription_id, code, message))),
         Ok(start) => {

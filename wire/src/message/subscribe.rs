@@ -30,6 +30,9 @@ wire_type! {
         pub start: StartPosition,
         /// Initial byte credit: the broker pushes at most this many bytes before more is granted.
         pub credit_bytes: u64,
+        /// Only records matching this expression are pushed ([`crate::filter`]); empty: all.
+        /// Checked at subscribe (`INVALID_REQUEST` with the reason).
+        pub filter: String,
     }
 }
 message!(SubscribeRequest, Subscribe);
@@ -102,9 +105,13 @@ wire_type! {
         pub error: u16,
         /// Offset the next append will get, for lag.
         pub high_watermark: u64,
-        /// Record batches exactly as stored, back to back.
+        /// Record batches exactly as stored, back to back. With a filter: the matching records
+        /// re-encoded as batches at their own offsets (one batch per run of consecutive ones).
         #[rkyv(with = AlignedBytes)]
         pub batches: Vec<u8>,
+        /// The offset after the last record this push covers, delivered or skipped by the
+        /// filter: the consumer's next position (a push may carry no batches, only this).
+        pub next_offset: u64,
     }
 }
 message!(SubscriptionData, SubscriptionData, |m| m.batches.len());

@@ -195,6 +195,7 @@ fn batches_inside_bodies_are_aligned_and_valid_in_place() {
         error: 0,
         high_watermark: 1,
         batches: batch.clone(),
+        next_offset: 2,
     };
     let frame = encode_push(&push).unwrap();
     let (raw, _) = split_frame(&frame, u32::MAX).unwrap().unwrap();

@@ -73,6 +73,10 @@ enum Command {
         /// are committed, and `--from` applies only where the group has no committed offset.
         #[arg(long)]
         group: Option<String>,
+        /// Only records matching this expression, evaluated by the broker, e.g.
+        /// `key prefix "user-" and value.amount > 100` (see README, Filters).
+        #[arg(long, default_value = "")]
+        filter: String,
     },
     /// Create a table, read a key's latest value, or scan keys.
     Table {
@@ -310,7 +314,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         }
-        Command::Consume { topic, partition, from, count, follow, format, group } => {
+        Command::Consume { topic, partition, from, count, follow, format, group, filter } => {
             let json = match format.as_str() {
                 "value" => false,
                 "json" => true,
@@ -319,6 +323,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             if let Some(group) = group {
                 let config = GroupConfig {
                     reset: parse_start(&from)?,
+                    filter,
                     ..GroupConfig::new(&group, &[topic.as_str()])
                 };
                 return consume_group(&client, config, count.unwrap_or(u64::MAX), json, &mut out)
@@ -334,12 +339,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let start = parse_start(&from)?;
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<(u32, Vec<String>)>(64);
                 for p in partitions {
-                    let mut consumer = Consumer::subscribe(
+                    let mut consumer = Consumer::subscribe_filtered(
                         &client,
                         &topic,
                         p,
                         start,
                         client::consumer::CREDIT_WINDOW_BYTES_DEFAULT,
+                        &filter,
                     )
                     .await?;
                     let tx = tx.clone();
@@ -363,6 +369,34 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             return Ok(());
                         }
                     }
+                }
+            } else if !filter.is_empty() {
+                // The broker filters pushes only: read each partition up to its end as of
+                // now through a filtered subscription (its position passes skipped records).
+                let ends = client.list_offsets(&topic, OffsetSpec::Latest).await?;
+                for p in partitions {
+                    let end = ends.iter().find(|(q, _, _)| *q == p).map_or(0, |e| e.1);
+                    let start = parse_start(&from)?;
+                    let mut consumer = Consumer::subscribe_filtered(
+                        &client,
+                        &topic,
+                        p,
+                        start,
+                        client::consumer::CREDIT_WINDOW_BYTES_DEFAULT,
+                        &filter,
+                    )
+                    .await?;
+                    while consumer.position() < end && printed < limit {
+                        let Some(batch) = consumer.next_batch().await? else { break };
+                        for rec in batch.records().filter(|r| r.offset() < end) {
+                            if printed >= limit {
+                                break;
+                            }
+                            let _ = writeln!(out, "{}", render(p, &rec, json));
+                            printed += 1;
+                        }
+                    }
+                    consumer.close().await?;
                 }
             } else {
                 for p in partitions {

@@ -1,0 +1,66 @@
+//! The gateway's one way into the broker: a native request body, framed and run through the
+//! same handlers as a native connection's request (`api::start`, origin `Client`), so
+//! routing to the owning shard, forwarding, acks, validation and limits are the native
+//! listener's, not a second copy.
+//!
+//! Contract: [`call`] returns the decoded response, or the native error (code + message) when
+//! the broker answered with an error frame; a response that does not decode is
+//! `UNKNOWN_SERVER_ERROR` (a broker bug, never the client's input).
+
+use std::rc::Rc;
+
+use wire::constants::{FLAG_ERROR, FRAME_HEADER_BYTES};
+use wire::{ErrorBody, ErrorCode, FrameHeader, Message};
+
+use super::error::ApiError;
+use crate::api::{self, Origin};
+use crate::request::Request;
+use crate::shard::Shard;
+
+/// Runs `msg` as a native request on `shard` and decodes its response `R`.
+pub async fn call<Q, R>(shard: &Rc<Shard>, msg: &Q) -> Result<R, ApiError>
+where
+    Q: Message,
+    R: rkyv::Archive,
+    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let frame = wire::encode_request(0, msg)
+        .map_err(|e| ApiError::new(e.code(), format!("request does not encode: {e}")))?;
+    if frame.len() - FRAME_HEADER_BYTES > shard.config.frame_body_bytes_max as usize {
+        return Err(ApiError::new(
+            ErrorCode::FrameTooLarge,
+            format!(
+                "the request is {} bytes as a native frame body; the broker takes at most {}",
+                frame.len() - FRAME_HEADER_BYTES,
+                shard.config.frame_body_bytes_max
+            ),
+        ));
+    }
+    let header = FrameHeader::decode(
+        frame[..FRAME_HEADER_BYTES].try_into().expect("an encoded frame has a header"),
+        u32::MAX,
+    )
+    .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
+    let reply = api::start(shard, Request::checked(header, frame), Origin::Client).await.await;
+    decode::<R>(&reply)
+}
+
+/// The response in `frame`, or the error it carries.
+fn decode<R>(frame: &wire::AlignedVec) -> Result<R, ApiError>
+where
+    R: rkyv::Archive,
+    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let broken = |why: String| ApiError::new(ErrorCode::UnknownServerError, why);
+    let (raw, _) = wire::split_frame(frame, u32::MAX)
+        .map_err(|e| broken(e.to_string()))?
+        .ok_or_else(|| broken("incomplete response frame".into()))?;
+    if raw.header.has_flag(FLAG_ERROR) {
+        let body = wire::decode_body::<ErrorBody>(raw.body).map_err(|e| broken(e.to_string()))?;
+        let code = ErrorCode::from_u16(body.code).unwrap_or(ErrorCode::UnknownServerError);
+        return Err(ApiError::new(code, body.message));
+    }
+    wire::decode_body::<R>(raw.body).map_err(|e| broken(e.to_string()))
+}

@@ -1,0 +1,664 @@
+//! The gateway's endpoints (described in `openapi.yaml`): each request is decoded, turned
+//! into native request bodies, run through [`native::call`], and the answer rendered as JSON.
+//!
+//! | method, path                    | native request(s)                          |
+//! |---------------------------------|--------------------------------------------|
+//! | `GET /health`                   | none (the shard answers)                   |
+//! | `GET /topics`                   | `ListTopics`                               |
+//! | `POST /topics`                  | `CreateTopic`                              |
+//! | `GET /topics/{t}`               | `DescribeTopic`                            |
+//! | `DELETE /topics/{t}`            | `DeleteTopic`                              |
+//! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
+//! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
+//! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
+//! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition   |
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{header, Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use wire::{AckLevel, ErrorCode};
+
+use super::error::ApiError;
+use super::io::Activity;
+use super::native::call;
+use super::records::{self, InRecord};
+use super::{stream, Body, Gateway};
+
+/// Answers one request; the connection counts as busy until the response body is done.
+pub async fn handle(
+    gw: &Rc<Gateway>,
+    activity: &Rc<Activity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let busy = activity.begin();
+    let response = match route(gw, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    response.map(move |body| -> Body {
+        Box::pin(body.map_frame(move |f| {
+            let _ = &busy;
+            f
+        }))
+    })
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r: Response<Body> = Response::new(Box::pin(Full::new(Bytes::from(v.to_string()))));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The JSON error response for `e`.
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.status(), &e.body())
+}
+
+async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<String> =
+        path.trim_matches('/').split('/').map(percent_decode).collect::<Result<_, _>>()?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["health"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "shard": gw.shard.id, "shards": gw.shard.shard_count}),
+        )),
+        (&Method::GET, ["topics"]) => list_topics(gw, &Query::parse(&req)?).await,
+        (&Method::POST, ["topics"]) => create_topic(gw, req).await,
+        (&Method::GET, ["topics", t]) => describe_topic(gw, t).await,
+        (&Method::DELETE, ["topics", t]) => delete_topic(gw, t).await,
+        (&Method::POST, ["topics", t, "records"]) => produce(gw, t, req).await,
+        (&Method::GET, ["topics", t, "records"]) => read_records(gw, t, &Query::parse(&req)?).await,
+        (&Method::GET, ["topics", t, "stream"]) => stream::open(gw, t, &req).await,
+        (&Method::GET, ["tables", t, key]) => table_get(gw, t, key, &Query::parse(&req)?).await,
+        (
+            _,
+            ["health"]
+            | ["topics"]
+            | ["topics", _]
+            | ["topics", _, "records" | "stream"]
+            | ["tables", _, _],
+        ) => Err(ApiError::invalid(format!("{method} is not served on {path}"))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)),
+        _ => Err(ApiError::invalid(format!("no endpoint {path} (see openapi.yaml)"))
+            .with_status(StatusCode::NOT_FOUND)),
+    }
+}
+
+/// Decodes `%XX` escapes (and `+` as space in queries, see [`Query`]).
+fn percent_decode(s: &str) -> Result<String, ApiError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::invalid(format!("bad percent escape in {s:?}")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::invalid(format!("{s:?} is not UTF-8")))
+}
+
+/// A request's query parameters.
+#[derive(Debug, Default)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses the query string of `req`.
+    pub fn parse<B>(req: &Request<B>) -> Result<Query, ApiError> {
+        let mut out = Vec::new();
+        for pair in req.uri().query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.push((
+                percent_decode(&k.replace('+', " "))?,
+                percent_decode(&v.replace('+', " "))?,
+            ));
+        }
+        Ok(Query(out))
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `name` parsed as a number, if present.
+    pub fn number<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::invalid(format!("{name}={v:?} is not a valid number")))
+            })
+            .transpose()
+    }
+}
+
+/// Where a read starts: `earliest`, `latest` or an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// The first stored offset.
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// This offset.
+    Offset(u64),
+}
+
+impl StartAt {
+    /// Parses the `from` parameter.
+    pub fn parse(v: Option<&str>, default: StartAt) -> Result<StartAt, ApiError> {
+        match v {
+            None => Ok(default),
+            Some("earliest") => Ok(StartAt::Earliest),
+            Some("latest") => Ok(StartAt::Latest),
+            Some(n) => n.parse().map(StartAt::Offset).map_err(|_| {
+                ApiError::invalid(format!("from={n:?}: expected earliest, latest or an offset"))
+            }),
+        }
+    }
+}
+
+/// The offset `from` means in partition `partition` of `topic`.
+pub async fn resolve(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    partition: u32,
+    from: StartAt,
+) -> Result<u64, ApiError> {
+    let spec = match from {
+        StartAt::Offset(o) => return Ok(o),
+        StartAt::Earliest => wire::OffsetSpec::Earliest,
+        StartAt::Latest => wire::OffsetSpec::Latest,
+    };
+    let req = wire::ListOffsetsRequest {
+        topics: vec![wire::ListOffsetsTopic {
+            name: topic.to_owned(),
+            partitions: vec![wire::ListOffsetsPartition { partition, spec }],
+        }],
+    };
+    let resp: wire::ListOffsetsResponse = call(&gw.shard, &req).await?;
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownServerError, "empty offsets answer"))?;
+    ApiError::check(p.error, || format!("{topic}/{partition}"))?;
+    Ok(p.offset)
+}
+
+/// The partition count of `topic`, or `UNKNOWN_TOPIC`.
+pub fn partition_count(gw: &Gateway, topic: &str) -> Result<u32, ApiError> {
+    gw.shard
+        .metadata()
+        .topic(topic)
+        .map(|t| t.shards.len() as u32)
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopic, format!("unknown topic {topic:?}")))
+}
+
+/// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`.
+/// A request body read whole, holding its bytes of the shard's memory budget
+/// (`memory_bytes_per_shard`, shared with native connections) until it is dropped.
+struct HeldBody {
+    bytes: Bytes,
+    _held: crate::budget::Held,
+}
+
+/// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`, once the shard's
+/// memory budget has room for it (its Content-Length, or `body_bytes_max` when chunked).
+async fn read_body(
+    gw: &Gateway,
+    req: Request<Incoming>,
+) -> Result<(hyper::http::request::Parts, HeldBody), ApiError> {
+    let max = gw.shard.config.http.body_bytes_max;
+    let too_large =
+        || ApiError::new(ErrorCode::FrameTooLarge, format!("request body over {max} bytes"));
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let timeout = Duration::from_millis(gw.shard.config.http.read_timeout_ms);
+    let reserve = announced.map_or(max, |n| n as usize);
+    let collected = futures_lite::future::or(
+        async {
+            let held = gw.shard.memory.hold(reserve).await;
+            Some((Limited::new(body, max).collect().await, held))
+        },
+        async {
+            glommio::timer::sleep(timeout).await;
+            None
+        },
+    )
+    .await;
+    match collected {
+        None => Err(ApiError::new(ErrorCode::Timeout, "request body not received in time")
+            .with_status(StatusCode::REQUEST_TIMEOUT)),
+        Some((Ok(c), held)) => Ok((parts, HeldBody { bytes: c.to_bytes(), _held: held })),
+        Some((Err(e), _)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Some((Err(e), _)) => Err(ApiError::invalid(format!("request body: {e}"))),
+    }
+}
+
+async fn list_topics(gw: &Rc<Gateway>, q: &Query) -> Result<Response<Body>, ApiError> {
+    let req = wire::ListTopicsRequest { name_prefix: q.get("prefix").unwrap_or("").to_owned() };
+    let resp: wire::ListTopicsResponse = call(&gw.shard, &req).await?;
+    let topics: Vec<Value> = resp
+        .topics
+        .iter()
+        .map(|t| json!({"name": t.name, "partitions": t.partition_count}))
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "topics": topics })))
+}
+
+fn config_json(c: &wire::TopicConfig) -> Value {
+    json!({
+        "partitions": c.partition_count,
+        "retention_ms": c.retention_ms,
+        "retention_bytes": c.retention_bytes,
+        "segment_bytes_max": c.segment_bytes_max,
+        "segment_ms": c.segment_ms,
+        "default_ack": c.default_ack.name(),
+        "batch_bytes_max": c.batch_bytes_max,
+        "table": c.table,
+    })
+}
+
+async fn create_topic(
+    gw: &Rc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (_, body) = read_body(gw, req).await?;
+    let v: Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
+    let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    const FIELDS: [&str; 9] = [
+        "table",
+        "name",
+        "partitions",
+        "retention_ms",
+        "retention_bytes",
+        "segment_bytes_max",
+        "segment_ms",
+        "default_ack",
+        "batch_bytes_max",
+    ];
+    if let Some(unknown) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::invalid(format!("unknown field {unknown:?}")));
+    }
+    let name = o
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid("name (a string) is required"))?;
+    let int = |f: &str| -> Result<i64, ApiError> {
+        match o.get(f) {
+            None | Some(Value::Null) => Ok(0),
+            Some(v) => {
+                v.as_i64().ok_or_else(|| ApiError::invalid(format!("{f} must be an integer")))
+            }
+        }
+    };
+    let unsigned = |f: &str| -> Result<u64, ApiError> {
+        u64::try_from(int(f)?).map_err(|_| ApiError::invalid(format!("{f} must not be negative")))
+    };
+    let default_ack = match o.get("default_ack") {
+        None | Some(Value::Null) => AckLevel::Durable,
+        Some(v) => v.as_str().and_then(AckLevel::parse).ok_or_else(|| {
+            ApiError::new(ErrorCode::InvalidAckLevel, "default_ack: none, written or durable")
+        })?,
+    };
+    let narrow = |f: &str| -> Result<u32, ApiError> {
+        u32::try_from(unsigned(f)?).map_err(|_| ApiError::invalid(format!("{f} is too large")))
+    };
+    let config = wire::TopicConfig {
+        partition_count: match narrow("partitions")? {
+            0 => 1,
+            n => n,
+        },
+        retention_ms: int("retention_ms")?,
+        retention_bytes: int("retention_bytes")?,
+        segment_bytes_max: unsigned("segment_bytes_max")?,
+        segment_ms: int("segment_ms")?,
+        default_ack,
+        batch_bytes_max: narrow("batch_bytes_max")?,
+        table: match o.get("table") {
+            None | Some(Value::Null) => false,
+            Some(v) => {
+                v.as_bool().ok_or_else(|| ApiError::invalid("table must be true or false"))?
+            }
+        },
+        // State tables (aggregates) are created with brokerctl or the Rust client.
+        aggregate: None,
+    };
+    let req = wire::CreateTopicRequest { name: name.to_owned(), config };
+    let resp: wire::CreateTopicResponse = call(&gw.shard, &req).await?;
+    ApiError::check(resp.error, || resp.message.clone())?;
+    let config = resp.topic.as_ref().map(|t| config_json(&t.config)).unwrap_or(Value::Null);
+    Ok(json_response(StatusCode::CREATED, &json!({"name": name, "config": config})))
+}
+
+async fn describe_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, ApiError> {
+    let req = wire::DescribeTopicRequest { name: name.to_owned() };
+    let resp: wire::DescribeTopicResponse = call(&gw.shard, &req).await?;
+    ApiError::check(resp.error, || resp.message.clone())?;
+    let partitions: Vec<Value> = resp
+        .partitions
+        .iter()
+        .map(|p| {
+            json!({
+                "partition": p.partition,
+                "shard": p.shard,
+                "log_start_offset": p.log_start_offset,
+                "high_watermark": p.high_watermark,
+                "size_bytes": p.size_bytes,
+                "segment_count": p.segment_count,
+            })
+        })
+        .collect();
+    let config = resp.topic.as_ref().map(|t| config_json(&t.config)).unwrap_or(Value::Null);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"name": name, "config": config, "partitions": partitions}),
+    ))
+}
+
+async fn delete_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, ApiError> {
+    let req = wire::DeleteTopicRequest { name: name.to_owned() };
+    let resp: wire::DeleteTopicResponse = call(&gw.shard, &req).await?;
+    ApiError::check(resp.error, || resp.message.clone())?;
+    Ok(json_response(StatusCode::OK, &json!({"deleted": name})))
+}
+
+/// `GET /tables/{t}/{key}`: a table's latest value of `key` (native `TableRead`, on the
+/// partition the key hashes to), waiting up to `wait_ms` for `min_offset` when given.
+async fn table_get(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    key: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let count = partition_count(gw, topic)?;
+    let partition = (key_hash(key.as_bytes()) % u64::from(count)) as u32;
+    let req = wire::TableReadRequest {
+        wait_ms: q.number::<u32>("wait_ms")?.unwrap_or(1_000),
+        topics: vec![wire::TableReadTopic {
+            name: topic.to_owned(),
+            partitions: vec![wire::TableReadPartition {
+                partition,
+                kind: wire::TableReadKind::Get,
+                start_key: key.as_bytes().to_vec(),
+                end_key: None,
+                limit: 1,
+                min_offset: q.number::<u64>("min_offset")?.unwrap_or(0),
+            }],
+        }],
+    };
+    let resp: wire::TableReadResponse = call(&gw.shard, &req).await?;
+    let p = resp
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownServerError, "empty table answer"))?;
+    ApiError::check(p.error, || format!("table {topic}/{partition}"))?;
+    let Some(entry) = p.entries.into_iter().next() else {
+        return Ok(json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"key": key, "found": false, "partition": partition, "table_offset": p.offset}),
+        ));
+    };
+    // Rendered like a record (value as JSON when it is JSON), through a one-record batch.
+    let headers: Vec<(&str, &[u8])> =
+        entry.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())).collect();
+    let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
+    b.append(entry.timestamp_ms, Some(&entry.key), Some(&entry.value), &headers)
+        .map_err(|e| build_error(&e, ""))?;
+    let mut batch = b.finish().map_err(|e| build_error(&e, ""))?;
+    wire::batch::header::assign(&mut batch, entry.offset, wire::constants::NO_TIMESTAMP);
+    let mut out = Value::Null;
+    records::for_each_record(&batch, 0, |r| {
+        out = records::to_json(partition, r);
+        false
+    })?;
+    out["found"] = Value::Bool(true);
+    out["table_offset"] = p.offset.into();
+    Ok(json_response(StatusCode::OK, &out))
+}
+
+/// One partition's part of a produce: its batches and which input records went where.
+#[derive(Default)]
+struct PartitionBatches {
+    batches: Vec<u8>,
+    /// Input positions of this partition's records, in append order.
+    records: Vec<usize>,
+}
+
+async fn produce(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let q = Query::parse(&req)?;
+    let meta = gw.shard.metadata();
+    let t = meta.topic(topic).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnknownTopic, format!("unknown topic {topic:?}"))
+    })?;
+    let count = t.shards.len() as u32;
+    let batch_bytes_max = gw.shard.log_config(t).batch_bytes_max;
+    let ack = match q.get("acks") {
+        None => t.settings.default_ack(),
+        Some(a) => AckLevel::parse(a).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidAckLevel,
+                format!("acks={a:?}: none, written or durable"),
+            )
+        })?,
+    };
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (_, body) = read_body(gw, req).await?;
+    let mut input = if is_json {
+        records::parse_json(&body.bytes)?
+    } else {
+        vec![InRecord {
+            key: q.get("key").map(|k| k.as_bytes().to_vec()),
+            value: Some(body.bytes.to_vec()),
+            ..InRecord::default()
+        }]
+    };
+    if input.is_empty() {
+        return Err(ApiError::invalid("no records"));
+    }
+    let query_partition = q.number::<u32>("partition")?;
+    let sticky = gw.sticky.get() % count;
+    gw.sticky.set(gw.sticky.get().wrapping_add(1));
+    let now = crate::clock::now_ms();
+    let mut parts: BTreeMap<u32, PartitionBatches> = BTreeMap::new();
+    let mut builders: BTreeMap<u32, wire::BatchBuilder> = BTreeMap::new();
+    for (i, r) in input.iter_mut().enumerate() {
+        let p = match (r.partition.or(query_partition), &r.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => (key_hash(k) % u64::from(count)) as u32,
+            (None, None) => sticky,
+        };
+        if p >= count {
+            return Err(ApiError::new(
+                ErrorCode::UnknownPartition,
+                format!("record {i}: partition {p} of {topic:?}, which has {count}"),
+            ));
+        }
+        let b = builders.entry(p).or_insert_with(|| wire::BatchBuilder::new(batch_bytes_max));
+        let part = parts.entry(p).or_default();
+        let headers: Vec<(&str, &[u8])> =
+            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let ts = r.timestamp_ms.unwrap_or(now);
+        let mut appended = b.append(ts, r.key.as_deref(), r.value.as_deref(), &headers);
+        if matches!(
+            appended,
+            Err(wire::BuildError::Full { .. }
+                | wire::BuildError::TooManyRecords { .. }
+                | wire::BuildError::TimestampOutOfRange { .. })
+        ) && !b.is_empty()
+        {
+            finish(b, &mut part.batches)?;
+            appended = b.append(ts, r.key.as_deref(), r.value.as_deref(), &headers);
+        }
+        appended.map_err(|e| build_error(&e, &format!("record {i}: ")))?;
+        part.records.push(i);
+    }
+    let mut partitions = Vec::with_capacity(parts.len());
+    for (p, part) in parts.iter_mut() {
+        let b = builders.get_mut(p).expect("a builder per partition");
+        if !b.is_empty() {
+            finish(b, &mut part.batches)?;
+        }
+        partitions.push(wire::ProducePartition {
+            partition: *p,
+            batches: std::mem::take(&mut part.batches),
+            expect: wire::ExpectedPosition::Any,
+        });
+    }
+    let req = wire::ProduceRequest {
+        ack,
+        timeout_ms: gw.shard.config.http.read_timeout_ms.min(u64::from(u32::MAX)) as u32,
+        topics: vec![wire::ProduceTopic { name: topic.to_owned(), partitions }],
+    };
+    let resp: wire::ProduceResponse = call(&gw.shard, &req).await?;
+    let mut offsets = vec![Value::Null; input.len()];
+    let mut failure = None;
+    for result in resp.topics.iter().flat_map(|t| &t.partitions) {
+        let Some(part) = parts.get(&result.partition) else { continue };
+        if let Err(e) = ApiError::check(result.error, || format!("{topic}/{}", result.partition)) {
+            for &i in &part.records {
+                offsets[i] = json!({"partition": result.partition, "error": e.body()["error"]});
+            }
+            failure.get_or_insert(e);
+            continue;
+        }
+        for (n, &i) in part.records.iter().enumerate() {
+            let offset = (result.base_offset >= 0).then(|| result.base_offset + n as i64);
+            offsets[i] = json!({"partition": result.partition, "offset": offset});
+        }
+    }
+    match failure {
+        None => Ok(json_response(StatusCode::OK, &json!({ "offsets": offsets }))),
+        Some(e) => {
+            let mut body = e.body();
+            body["offsets"] = Value::Array(offsets);
+            Ok(json_response(e.status(), &body))
+        }
+    }
+}
+
+fn finish(b: &mut wire::BatchBuilder, out: &mut Vec<u8>) -> Result<(), ApiError> {
+    let batch = b.finish().map_err(|e| build_error(&e, ""))?;
+    out.extend_from_slice(&batch);
+    Ok(())
+}
+
+fn build_error(e: &wire::BuildError, context: &str) -> ApiError {
+    let code = match e {
+        wire::BuildError::RecordTooLarge { .. } => ErrorCode::BatchTooLarge,
+        wire::BuildError::Serialize { .. } => ErrorCode::UnknownServerError,
+        _ => ErrorCode::InvalidRequest,
+    };
+    ApiError::new(code, format!("{context}{e}"))
+}
+
+/// FNV-1a 64-bit of a key: the same partition as the Rust client's key partitioner.
+fn key_hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+async fn read_records(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let partition = q.number::<u32>("partition")?.unwrap_or(0);
+    let limit_max = gw.shard.config.http.records_limit_max;
+    let limit = q.number::<u32>("limit")?.unwrap_or(100);
+    if limit == 0 || limit > limit_max {
+        return Err(ApiError::invalid(format!("limit={limit}: 1..={limit_max}")));
+    }
+    partition_count(gw, topic)?;
+    let mut next =
+        resolve(gw, topic, partition, StartAt::parse(q.get("from"), StartAt::Earliest)?).await?;
+    let mut out: Vec<Value> = Vec::new();
+    let mut high_watermark = next;
+    while out.len() < limit as usize {
+        let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
+        high_watermark = hw;
+        let before = out.len();
+        records::for_each_record(&batches, next, |r| {
+            out.push(records::to_json(partition, r));
+            next = r.offset() + 1;
+            out.len() < limit as usize
+        })?;
+        if out.len() == before || next >= hw {
+            break;
+        }
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"records": out, "next_offset": next, "high_watermark": high_watermark}),
+    ))
+}
+
+/// One fetch of one partition from `offset`: its batch bytes and high watermark.
+pub async fn fetch_once(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    max_wait_ms: u32,
+) -> Result<(Vec<u8>, u64), ApiError> {
+    let max_bytes = gw.shard.config.http.stream_buffer_bytes_max;
+    let req = wire::FetchRequest {
+        max_wait_ms,
+        min_bytes: 1,
+        max_bytes,
+        topics: vec![wire::FetchTopic {
+            name: topic.to_owned(),
+            partitions: vec![wire::FetchPartition { partition, offset, max_bytes }],
+        }],
+    };
+    // Counted in the shard's memory budget while in flight, like a native fetch's response.
+    let _held = gw.shard.memory.hold(max_bytes as usize).await;
+    let resp: wire::FetchResponse = call(&gw.shard, &req).await?;
+    let p = resp
+        .topics
+        .into_iter()
+        .flat_map(|t| t.partitions)
+        .next()
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownServerError, "empty fetch answer"))?;
+    ApiError::check(p.error, || format!("{topic}/{partition} at offset {offset}"))?;
+    Ok((p.batches, p.high_watermark))
+}

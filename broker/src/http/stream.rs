@@ -1,0 +1,269 @@
+//! `GET /topics/{t}/stream`: a topic's records as Server-Sent Events, live, resumable.
+//!
+//! The stream long-polls native `Fetch` requests (through `native::call`, so routing and
+//! forwarding are the native path's) for every partition asked for (`partition=N`, or all),
+//! from `from=earliest|latest|OFFSET` (default `latest`). Each record is one event:
+//!
+//! ```text
+//! id: 0/41,1/17          <- per partition: the last offset delivered (start - 1 if none)
+//! event: record
+//! data: {"partition":0,"offset":41,...}
+//! ```
+//!
+//! The stream opens with an `event: position` whose id holds every partition's start, so a
+//! client that reconnects with `Last-Event-ID` (every SSE client sends the last id it saw)
+//! resumes each partition right after what it received: no gap, no duplicate. A comment
+//! line (`: keep-alive`) goes out after `KEEPALIVE` without records, so a vanished client is
+//! noticed.
+//!
+//! `filter=EXPR` (the subscription filter language, `wire::filter`; a bad one is a 400 before
+//! the stream starts) keeps only matching records; the positions in the ids move past the
+//! skipped ones. The stream evaluates it on the shard serving the HTTP connection, on the
+//! fetched batches (native subscriptions evaluate it on the partition's owner).
+//!
+//! Memory: one fetch (`http.stream_buffer_bytes_max` of batch bytes, at least one batch) is
+//! rendered into one chunk, and the next fetch starts only when hyper asks for the next
+//! chunk, which it does once the previous one is written out; a client that stops reading
+//! is cut off after `http.write_stall_ms` (`io.rs`). The log is the buffer.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::StreamBody;
+use hyper::body::{Frame, Incoming};
+use hyper::{header, Request, Response, StatusCode};
+use serde_json::json;
+use wire::ErrorCode;
+
+use super::error::ApiError;
+use super::native::call;
+use super::records;
+use super::routes::{partition_count, resolve, Query, StartAt};
+use super::{Body, Gateway};
+use crate::filter::RecordFilter;
+
+/// How long a long-poll fetch waits for records.
+const POLL_WAIT_MS: u32 = 1_000;
+/// A comment goes out after this long without records.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// One partition's position in a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Position {
+    partition: u32,
+    /// The next offset to read.
+    next: u64,
+}
+
+/// Parses a `Last-Event-ID` (`P/O,P/O,...`, O = last delivered offset, -1 = none).
+fn parse_event_id(id: &str, count: u32) -> Result<Vec<Position>, ApiError> {
+    let bad = || ApiError::invalid(format!("Last-Event-ID {id:?}: expected PARTITION/OFFSET,..."));
+    id.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            let (p, o) = entry.trim().split_once('/').ok_or_else(bad)?;
+            let partition: u32 = p.parse().map_err(|_| bad())?;
+            let last: i64 = o.parse().map_err(|_| bad())?;
+            if partition >= count || last < -1 {
+                return Err(bad());
+            }
+            Ok(Position { partition, next: (last + 1) as u64 })
+        })
+        .collect()
+}
+
+fn event_id(positions: &[Position]) -> String {
+    let mut s = String::new();
+    for (i, p) in positions.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{}/{}", p.partition, p.next as i64 - 1));
+    }
+    s
+}
+
+/// Opens a stream (errors before the first byte are plain JSON errors).
+pub async fn open(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let q = Query::parse(req)?;
+    let count = partition_count(gw, topic)?;
+    let partitions: Vec<u32> = match q.number::<u32>("partition")? {
+        Some(p) if p >= count => {
+            return Err(ApiError::new(
+                ErrorCode::UnknownPartition,
+                format!("partition {p} of {topic:?}, which has {count}"),
+            ))
+        }
+        Some(p) => vec![p],
+        None => (0..count).collect(),
+    };
+    let from = StartAt::parse(q.get("from"), StartAt::Latest)?;
+    let filter = RecordFilter::parse(q.get("filter").unwrap_or(""))
+        .map_err(|e| ApiError::new(e.code(), format!("invalid filter: {e}")))?;
+    let resumed = match req.headers().get("last-event-id").map(|v| v.to_str()) {
+        None => Vec::new(),
+        Some(Ok(id)) => parse_event_id(id, count)?,
+        Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID is not text")),
+    };
+    let mut positions = Vec::with_capacity(partitions.len());
+    for &partition in &partitions {
+        let next = match resumed.iter().find(|r| r.partition == partition) {
+            Some(r) => r.next,
+            None => resolve(gw, topic, partition, from).await?,
+        };
+        positions.push(Position { partition, next });
+    }
+    let state = Stream {
+        gw: gw.clone(),
+        topic: topic.to_owned(),
+        positions,
+        filter,
+        opened: false,
+        ended: false,
+        rotate: 0,
+        last_sent: Instant::now(),
+    };
+    let events = futures_lite::stream::unfold(state, |mut s| async move {
+        let chunk = s.next_chunk().await?;
+        Some((Ok::<_, std::convert::Infallible>(Frame::data(chunk)), s))
+    });
+    let mut r: Response<Body> = Response::new(Box::pin(StreamBody::new(events)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    *r.status_mut() = StatusCode::OK;
+    Ok(r)
+}
+
+/// A stream's state between chunks.
+struct Stream {
+    gw: Rc<Gateway>,
+    topic: String,
+    positions: Vec<Position>,
+    filter: Option<RecordFilter>,
+    opened: bool,
+    ended: bool,
+    /// Which partition leads the next fetch (fetches fill in request order).
+    rotate: usize,
+    last_sent: Instant,
+}
+
+impl Stream {
+    /// The next chunk of events; `None` ends the stream.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.ended {
+            return None;
+        }
+        if !self.opened {
+            self.opened = true;
+            let start = json!({"topic": self.topic, "positions": self.positions.iter()
+                .map(|p| json!({"partition": p.partition, "next_offset": p.next})).collect::<Vec<_>>()});
+            return Some(Bytes::from(format!(
+                "retry: 1000\nid: {}\nevent: position\ndata: {start}\n\n",
+                event_id(&self.positions)
+            )));
+        }
+        loop {
+            match self.poll_once().await {
+                Ok(Some(chunk)) => {
+                    self.last_sent = Instant::now();
+                    return Some(chunk);
+                }
+                Ok(None) if self.last_sent.elapsed() >= KEEPALIVE => {
+                    self.last_sent = Instant::now();
+                    return Some(Bytes::from_static(b": keep-alive\n\n"));
+                }
+                Ok(None) => {
+                    if self.gw.shard.stopping.get() {
+                        self.ended = true;
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    self.ended = true;
+                    return Some(Bytes::from(format!("event: error\ndata: {}\n\n", e.body())));
+                }
+            }
+        }
+    }
+
+    /// One long-poll fetch over every partition: the events it yielded, if any.
+    async fn poll_once(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let max_bytes = self.gw.shard.config.http.stream_buffer_bytes_max;
+        let n = self.positions.len();
+        let order: Vec<usize> = (0..n).map(|i| (i + self.rotate) % n).collect();
+        self.rotate = (self.rotate + 1) % n.max(1);
+        let req = wire::FetchRequest {
+            max_wait_ms: POLL_WAIT_MS,
+            min_bytes: 1,
+            max_bytes,
+            topics: vec![wire::FetchTopic {
+                name: self.topic.clone(),
+                partitions: order
+                    .iter()
+                    .map(|&i| wire::FetchPartition {
+                        partition: self.positions[i].partition,
+                        offset: self.positions[i].next,
+                        max_bytes,
+                    })
+                    .collect(),
+            }],
+        };
+        // The fetched bytes and their rendering count in the shard's memory budget, like a
+        // native fetch's response.
+        let _held = self.gw.shard.memory.hold(max_bytes as usize).await;
+        let resp: wire::FetchResponse = call(&self.gw.shard, &req).await?;
+        let mut out = String::new();
+        for result in resp.topics.into_iter().flat_map(|t| t.partitions) {
+            let Some(i) = self.positions.iter().position(|p| p.partition == result.partition)
+            else {
+                continue;
+            };
+            if result.error == ErrorCode::OffsetOutOfRange.as_u16()
+                && self.positions[i].next < result.log_start_offset
+            {
+                // Retention removed records this stream had not read: go on from the start.
+                self.positions[i].next = result.log_start_offset;
+                continue;
+            }
+            ApiError::check(result.error, || format!("{}/{}", self.topic, result.partition))?;
+            let from = self.positions[i].next;
+            let filter = self.filter.as_ref();
+            records::for_each_record(&result.batches, from, |r| {
+                self.positions[i].next = r.offset() + 1;
+                if filter.is_some_and(|f| !f.matches(r)) {
+                    return true;
+                }
+                let data = records::to_json(result.partition, r);
+                out.push_str("id: ");
+                out.push_str(&event_id(&self.positions));
+                out.push_str("\nevent: record\ndata: ");
+                out.push_str(&data.to_string());
+                out.push_str("\n\n");
+                true
+            })?;
+        }
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_round_trip_and_bad_ones_are_refused() {
+        let ps = vec![Position { partition: 0, next: 0 }, Position { partition: 2, next: 42 }];
+        let id = event_id(&ps);
+        assert_eq!(id, "0/-1,2/41");
+        assert_eq!(parse_event_id(&id, 3).unwrap(), ps);
+        for bad in ["x", "0/", "5/1", "0/-2", "0:1"] {
+            assert!(parse_event_id(bad, 3).is_err(), "{bad}");
+        }
+    }
+}

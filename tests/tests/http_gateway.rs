@@ -1,0 +1,610 @@
+//! The HTTP gateway of the real broker binary on 127.0.0.1 (`--http`, here `BROKER_HTTP`),
+//! driven by real HTTP clients: `curl` (produce, read, Server-Sent Events with `curl -N`)
+//! and raw sockets where a test needs to misbehave (a client that never reads). Records
+//! cross between HTTP and the native protocol both ways.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use integration_tests::{create_topic, fetch_all, produce, Broker};
+use serde_json::{json, Value};
+
+/// A broker with the gateway on an ephemeral port, plus extra env.
+fn start(shards: usize, env: &[(&str, &str)]) -> (Broker, SocketAddr) {
+    let mut all = vec![("BROKER_HTTP", "127.0.0.1:0"), ("BROKER_METRICS_LISTEN", "off")];
+    all.extend_from_slice(env);
+    let b = Broker::start_with_env(shards, &all);
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
+    let v: Value = serde_json::from_str(&ready).expect("ready json");
+    let http = v["http"].as_str().expect("http address in the ready file").parse().expect("addr");
+    (b, http)
+}
+
+/// Runs curl with `args` against `http` + `path`; (status, body as JSON).
+fn curl(http: SocketAddr, method: &str, path: &str, extra: &[&str]) -> (u16, Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-X", method, "-o", "-", "-w", "\n%{http_code}", "--max-time", "30"])
+        .args(extra)
+        .arg(format!("http://{http}{path}"))
+        .output()
+        .expect("run curl (apt-get install curl)");
+    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8 response");
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    };
+    (status.parse().expect("status"), json)
+}
+
+fn post_json(http: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    curl(
+        http,
+        "POST",
+        path,
+        &["-H", "content-type: application/json", "--data-binary", &body.to_string()],
+    )
+}
+
+/// `curl -N` on a stream: its events (id, data) arrive on the returned channel.
+struct SseClient {
+    child: Child,
+    events: mpsc::Receiver<(String, String, Value)>,
+}
+
+impl SseClient {
+    fn open(http: SocketAddr, path: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-s", "-N"]);
+        if let Some(id) = last_event_id {
+            cmd.args(["-H", &format!("Last-Event-ID: {id}")]);
+        }
+        let mut child = cmd
+            .arg(format!("http://{http}{path}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn curl -N");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut id, mut event) = (String::new(), String::new());
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    let data = serde_json::from_str(v).expect("event data is JSON");
+                    if tx.send((event.clone(), id.clone(), data)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        SseClient { child, events }
+    }
+
+    /// The next `record` event (skipping `position`), within 10 s: (id, data).
+    fn next_record(&self) -> (String, Value) {
+        loop {
+            let (event, id, data) =
+                self.events.recv_timeout(Duration::from_secs(10)).expect("an event within 10 s");
+            match event.as_str() {
+                "record" => return (id, data),
+                "position" => continue,
+                other => panic!("unexpected event {other}: {data}"),
+            }
+        }
+    }
+}
+
+impl Drop for SseClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn records_cross_between_http_and_the_native_protocol_both_ways() {
+    let (broker, http) = start(2, &[]);
+    let (status, created) = post_json(http, "/topics", &json!({"name": "orders", "partitions": 4}));
+    assert_eq!(status, 201, "{created}");
+    let (status, listed) = curl(http, "GET", "/topics", &[]);
+    assert_eq!((status, &listed["topics"][0]["name"]), (200, &json!("orders")));
+
+    // HTTP in, native out: JSON values, binary values, headers, explicit partitions.
+    let records = json!([
+        {"key": "a", "value": {"n": 1}, "headers": {"trace": "t1"}, "partition": 1},
+        {"key": "b", "value": [1, 2, 3], "partition": 1},
+        {"key_base64": "/wA=", "value_base64": "AAEC", "partition": 1},
+        {"key": "tomb", "partition": 1},
+    ]);
+    let (status, resp) = post_json(http, "/topics/orders/records?acks=durable", &records);
+    assert_eq!(status, 200, "{resp}");
+    let offsets: Vec<u64> =
+        resp["offsets"].as_array().unwrap().iter().map(|o| o["offset"].as_u64().unwrap()).collect();
+    assert_eq!(offsets, [0, 1, 2, 3]);
+    let mut native = broker.connect();
+    let batches = fetch_all(&mut native, "orders", 1, 4);
+    let mut seen = Vec::new();
+    for b in &batches {
+        let view = wire::BatchView::validate(b).unwrap();
+        for r in view.records() {
+            let headers: Vec<(String, Vec<u8>)> =
+                r.headers().map(|h| (h.key().to_owned(), h.value().to_vec())).collect();
+            seen.push((
+                r.offset(),
+                r.key().map(<[u8]>::to_vec),
+                r.value().map(<[u8]>::to_vec),
+                headers,
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (
+                0,
+                Some(b"a".to_vec()),
+                Some(br#"{"n":1}"#.to_vec()),
+                vec![("trace".into(), b"t1".to_vec())]
+            ),
+            (1, Some(b"b".to_vec()), Some(b"[1,2,3]".to_vec()), vec![]),
+            (2, Some(vec![0xff, 0]), Some(vec![0, 1, 2]), vec![]),
+            (3, Some(b"tomb".to_vec()), None, vec![]),
+        ]
+    );
+    // A raw body is one record's value; the key comes from the query.
+    let (status, resp) = curl(
+        http,
+        "POST",
+        "/topics/orders/records?partition=2&key=k1&acks=written",
+        &["-H", "content-type: application/octet-stream", "--data-binary", "plain bytes"],
+    );
+    assert_eq!((status, resp["offsets"][0]["offset"].as_u64()), (200, Some(0)));
+    let raw = fetch_all(&mut native, "orders", 2, 1);
+    let view = wire::BatchView::validate(&raw[0]).unwrap();
+    let r = view.records().next().unwrap();
+    assert_eq!((r.key(), r.value()), (Some(&b"k1"[..]), Some(&b"plain bytes"[..])));
+
+    // Native in, HTTP out.
+    let mut builder = wire::BatchBuilder::new(1 << 20);
+    builder
+        .append(1_700_000_000_000, Some(b"n1"), Some(br#"{"from":"native"}"#), &[("h", b"v")])
+        .unwrap();
+    builder.append(1_700_000_000_001, None, Some(&[0xfe, 0xff]), &[]).unwrap();
+    let result =
+        produce(&mut native, "orders", 3, &builder.finish().unwrap(), wire::AckLevel::Durable);
+    assert_eq!(result.error, 0);
+    let (status, read) =
+        curl(http, "GET", "/topics/orders/records?partition=3&from=earliest&limit=10", &[]);
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read["next_offset"], 2);
+    let recs = read["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!(recs[0]["key"], "n1");
+    assert_eq!(recs[0]["value"], json!({"from": "native"}));
+    assert_eq!(recs[0]["headers"], json!({"h": "v"}));
+    assert_eq!(recs[0]["timestamp_ms"], 1_700_000_000_000i64);
+    assert_eq!(recs[1]["key"], Value::Null);
+    assert_eq!(recs[1]["value_base64"], "/v8=");
+    // `from` and `limit` page through a partition.
+    let (_, page) = curl(http, "GET", "/topics/orders/records?partition=1&from=1&limit=2", &[]);
+    let page_offsets: Vec<u64> =
+        page["records"].as_array().unwrap().iter().map(|r| r["offset"].as_u64().unwrap()).collect();
+    assert_eq!((page_offsets, &page["next_offset"]), (vec![1, 2], &json!(3)));
+
+    // Admin: describe and delete.
+    let (status, described) = curl(http, "GET", "/topics/orders", &[]);
+    assert_eq!(status, 200);
+    assert_eq!(described["partitions"][1]["high_watermark"], 4);
+    assert_eq!(curl(http, "DELETE", "/topics/orders", &[]).0, 200);
+    let (status, gone) = curl(http, "GET", "/topics/orders", &[]);
+    assert_eq!((status, &gone["error"]["name"]), (404, &json!("UNKNOWN_TOPIC")));
+    let (status, health) = curl(http, "GET", "/health", &[]);
+    assert_eq!((status, &health["status"]), (200, &json!("ok")));
+}
+
+#[test]
+fn server_sent_events_deliver_live_records_and_resume_without_gap_or_duplicate() {
+    let (broker, http) = start(2, &[]);
+    create_topic(&mut broker.connect(), "events", 3);
+    let post = |from: usize, to: usize| {
+        let recs: Vec<Value> =
+            (from..to).map(|i| json!({"key": format!("k{i}"), "value": {"i": i}})).collect();
+        let (status, resp) =
+            post_json(http, "/topics/events/records?acks=written", &Value::Array(recs));
+        assert_eq!(status, 200, "{resp}");
+    };
+    let sse = SseClient::open(http, "/topics/events/stream?from=earliest", None);
+    // Live: records posted after the stream opened.
+    std::thread::sleep(Duration::from_millis(300));
+    post(0, 30);
+    let mut got = Vec::new();
+    let mut last_id = String::new();
+    while got.len() < 30 {
+        let (id, data) = sse.next_record();
+        got.push(data["value"]["i"].as_u64().unwrap());
+        last_id = id;
+    }
+    drop(sse); // the client disconnects...
+    post(30, 60); // ...records arrive meanwhile...
+    let resumed = SseClient::open(http, "/topics/events/stream?from=earliest", Some(&last_id));
+    post(60, 70); // ...and after it is back.
+    while got.len() < 70 {
+        got.push(resumed.next_record().1["value"]["i"].as_u64().unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (0..70).collect::<Vec<u64>>(), "every record exactly once");
+    // Nothing more is pending (no duplicate delivered late).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(resumed.events.try_recv().is_err(), "no event past the 70 records after the resume");
+    // One partition, from an offset: only that partition's records at or after it.
+    let one = SseClient::open(http, "/topics/events/stream?partition=2&from=3", None);
+    let (id, data) = one.next_record();
+    assert_eq!((data["partition"].as_u64(), data["offset"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(id, "2/3");
+}
+
+#[test]
+fn bad_requests_get_4xx_with_a_json_error_carrying_the_native_code() {
+    let (broker, http) = start(1, &[("BROKER_HTTP_BODY_BYTES_MAX", "65536")]);
+    create_topic(&mut broker.connect(), "t", 1);
+    let check = |(status, body): (u16, Value), want_status: u16, want: &str| {
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(body["error"]["name"], want, "{body}");
+        let code = body["error"]["code"].as_u64().unwrap() as u16;
+        assert_eq!(wire::ErrorCode::from_u16(code).unwrap().name(), want, "same number as native");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    };
+    let json = ["-H", "content-type: application/json", "--data-binary"];
+    check(
+        curl(http, "POST", "/topics/t/records", &[&json[..], &["{nope"]].concat()),
+        400,
+        "INVALID_REQUEST",
+    );
+    check(
+        curl(http, "POST", "/topics/t/records", &[&json[..], &[r#"{"vaule":1}"#]].concat()),
+        400,
+        "INVALID_REQUEST",
+    );
+    check(
+        curl(http, "POST", "/topics/missing/records", &[&json[..], &["{}"]].concat()),
+        404,
+        "UNKNOWN_TOPIC",
+    );
+    check(curl(http, "GET", "/topics/missing/records", &[]), 404, "UNKNOWN_TOPIC");
+    check(curl(http, "GET", "/topics/missing/stream", &[]), 404, "UNKNOWN_TOPIC");
+    check(
+        curl(http, "POST", "/topics/t/records?acks=maybe", &[&json[..], &["{}"]].concat()),
+        400,
+        "INVALID_ACK_LEVEL",
+    );
+    check(
+        curl(http, "POST", "/topics/t/records?partition=7", &["--data-binary", "x"]),
+        404,
+        "UNKNOWN_PARTITION",
+    );
+    check(
+        curl(http, "GET", "/topics/t/records?partition=0&from=99", &[]),
+        416,
+        "OFFSET_OUT_OF_RANGE",
+    );
+    check(post_json(http, "/topics", &json!({"name": "t"})), 409, "TOPIC_ALREADY_EXISTS");
+    check(post_json(http, "/topics", &json!({"name": "bad/name"})), 400, "INVALID_TOPIC_NAME");
+    check(curl(http, "GET", "/no/such/path", &[]), 404, "INVALID_REQUEST");
+    check(curl(http, "PUT", "/topics", &[]), 405, "INVALID_REQUEST");
+    // Oversized: refused by its Content-Length before it is read...
+    let big = "x".repeat(100_000);
+    check(
+        curl(http, "POST", "/topics/t/records", &["--data-binary", &big]),
+        413,
+        "FRAME_TOO_LARGE",
+    );
+    // ...and when chunked (no length announced), as soon as it passes the limit.
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "POST /topics/t/records HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+        .unwrap();
+    let chunk = vec![b'y'; 16 * 1024];
+    for _ in 0..5 {
+        write!(s, "{:x}\r\n", chunk.len()).unwrap();
+        if s.write_all(&chunk).and_then(|_| s.write_all(b"\r\n")).is_err() {
+            break; // the broker answered and closed already
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("FRAME_TOO_LARGE"), "{answer}");
+    // Nothing of the refused bodies was stored, and the broker still serves.
+    let (_, read) = curl(http, "GET", "/topics/t/records?partition=0", &[]);
+    assert_eq!(read["records"], json!([]));
+}
+
+#[test]
+fn a_client_that_never_reads_a_stream_is_cut_off_without_growing_memory() {
+    let (broker, http) = start(
+        1,
+        &[
+            ("BROKER_HTTP_WRITE_STALL_MS", "1000"),
+            ("BROKER_HTTP_STREAM_BUFFER_BYTES_MAX", "262144"),
+        ],
+    );
+    let mut native = broker.connect();
+    create_topic(&mut native, "big", 1);
+    // 64 MiB of stored records, far more than any socket buffer.
+    let value = vec![b'v'; 60_000];
+    for _ in 0..64 {
+        let mut b = wire::BatchBuilder::new(4 << 20);
+        for _ in 0..17 {
+            b.append(1, None, Some(&value), &[]).unwrap();
+        }
+        assert_eq!(
+            produce(&mut native, "big", 0, &b.finish().unwrap(), wire::AckLevel::Written).error,
+            0
+        );
+    }
+    let rss_before = broker.rss_bytes();
+    let fds_before = broker.open_fds();
+    // Ten readers that ask for everything and never read.
+    let mut sockets: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            s.set_recv_buffer_size(4096).unwrap();
+            s.connect(&http.into()).unwrap();
+            let mut s: TcpStream = s.into();
+            write!(s, "GET /topics/big/stream?from=earliest HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    // The broker closes each once its writes made no progress for a second (the sockets
+    // are its descriptors: back to where they were).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    std::thread::sleep(Duration::from_secs(2));
+    while broker.open_fds() > fds_before {
+        assert!(Instant::now() < deadline, "stalled streams still open after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rss_after = broker.rss_bytes();
+    eprintln!("broker RSS {rss_before} -> {rss_after} bytes with 10 stalled streams");
+    // Unbounded buffering would hold 10 x 64 MiB; bounded, each stream holds about one
+    // fetch (256 KiB of batches and their JSON) plus hyper's write buffer.
+    assert!(
+        rss_after < rss_before + (64 << 20),
+        "memory grew from {rss_before} to {rss_after} bytes with 10 stalled streams"
+    );
+    // Each was closed by the broker: reading drains what was in flight, then ends.
+    for s in &mut sockets {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => total += n,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("the stalled stream was not closed ({total} bytes read): {e}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "stream still open");
+        }
+        eprintln!("stalled stream: {total} bytes reached the client before it was cut off");
+        assert!(total < 16 << 20, "{total} bytes were sent to a client that never read");
+    }
+    // The broker serves on.
+    assert_eq!(curl(http, "GET", "/health", &[]).0, 200);
+}
+
+#[test]
+fn the_native_listener_is_unaffected_under_http_load() {
+    let (broker, http) = start(2, &[]);
+    let mut native = broker.connect();
+    create_topic(&mut native, "load", 2);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loaders: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let recs: Vec<Value> = (0..100).map(|i| json!({"value": {"i": i}})).collect();
+                    assert_eq!(
+                        post_json(http, "/topics/load/records?acks=none", &Value::Array(recs)).0,
+                        200
+                    );
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    // Native produce + fetch round trips keep working, each well under a second.
+    let mut slowest = Duration::ZERO;
+    for i in 0..50u64 {
+        let mut b = wire::BatchBuilder::new(1 << 20);
+        b.append(1, Some(b"native"), Some(&i.to_le_bytes()), &[]).unwrap();
+        let started = Instant::now();
+        let r = produce(&mut native, "load", 1, &b.finish().unwrap(), wire::AckLevel::Written);
+        assert_eq!(r.error, 0);
+        slowest = slowest.max(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let requests: usize = loaders.into_iter().map(|l| l.join().unwrap()).sum();
+    assert!(requests > 0);
+    assert!(slowest < Duration::from_secs(1), "a native produce took {slowest:?} under HTTP load");
+}
+
+#[test]
+fn a_stream_with_a_filter_delivers_only_matching_records() {
+    let (broker, http) = start(1, &[]);
+    create_topic(&mut broker.connect(), "f", 2);
+    let recs: Vec<Value> = (0..40)
+        .map(|i| json!({"key": format!("k{}", i % 4), "value": {"i": i}, "partition": i % 2}))
+        .collect();
+    assert_eq!(post_json(http, "/topics/f/records", &Value::Array(recs)).0, 200);
+    // `value.i > 29 and key = "k2"`, URL-encoded.
+    let filter = "value.i%20%3E%2029%20and%20key%20%3D%20%22k2%22";
+    let sse =
+        SseClient::open(http, &format!("/topics/f/stream?from=earliest&filter={filter}"), None);
+    let mut got: Vec<u64> =
+        (0..3).map(|_| sse.next_record().1["value"]["i"].as_u64().unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [30, 34, 38]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sse.events.try_recv().is_err(), "nothing that does not match");
+    let (status, e) = curl(http, "GET", "/topics/f/stream?filter=key%20%3D", &[]);
+    assert_eq!((status, &e["error"]["name"]), (400, &json!("INVALID_REQUEST")));
+    assert!(e["error"]["message"].as_str().unwrap().contains("invalid filter"), "{e}");
+}
+
+/// Path of the `brokerctl` binary, built once (same profile as the tests).
+fn brokerctl() -> std::path::PathBuf {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let broker = integration_tests::broker_binary();
+        let profile_dir = broker.parent().expect("profile dir").to_owned();
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["build", "-p", "client", "--bin", "brokerctl"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        assert!(cmd.status().expect("cargo build brokerctl").success());
+        profile_dir.join("brokerctl")
+    })
+    .clone()
+}
+
+fn run_brokerctl(broker: &Broker, args: &[&str], stdin: &str) -> Vec<Value> {
+    let mut child = Command::new(brokerctl())
+        .arg("--broker")
+        .arg(broker.public.to_string())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn brokerctl");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "brokerctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.to_owned())))
+        .collect()
+}
+
+#[test]
+fn curl_and_brokerctl_read_each_others_records() {
+    let (broker, http) = start(2, &[]);
+    assert_eq!(post_json(http, "/topics", &json!({"name": "cli", "partitions": 1})).0, 201);
+    let recs: Vec<Value> =
+        (0..5).map(|i| json!({"key": format!("k{i}"), "value": {"n": i}})).collect();
+    assert_eq!(post_json(http, "/topics/cli/records", &Value::Array(recs)).0, 200);
+    // curl → brokerctl.
+    let lines = run_brokerctl(
+        &broker,
+        &["consume", "cli", "--from", "earliest", "--count", "5", "--format", "json"],
+        "",
+    );
+    let got: Vec<(Value, Value)> =
+        lines.iter().map(|l| (l["key"].clone(), l["value"].clone())).collect();
+    let want: Vec<(Value, Value)> =
+        (0..5).map(|i| (json!(format!("k{i}")), json!(format!("{{\"n\":{i}}}")))).collect();
+    assert_eq!(got, want);
+    // brokerctl --filter: the broker sends only the match; the CLI stops at the end.
+    let filtered = run_brokerctl(
+        &broker,
+        &["consume", "cli", "--format", "json", "--filter", "value.n > 3"],
+        "",
+    );
+    assert_eq!(filtered.len(), 1, "{filtered:?}");
+    assert_eq!(filtered[0]["offset"], 4);
+    // brokerctl → curl.
+    run_brokerctl(
+        &broker,
+        &["produce", "cli", "--key-separator", ":"],
+        "a:{\"from\":\"cli\"}\nb:plain\n",
+    );
+    let (status, read) = curl(http, "GET", "/topics/cli/records?from=5", &[]);
+    assert_eq!(status, 200, "{read}");
+    let recs = read["records"].as_array().unwrap();
+    assert_eq!(recs.len(), 2);
+    assert_eq!((&recs[0]["key"], &recs[0]["value"]), (&json!("a"), &json!({"from": "cli"})));
+    assert_eq!((&recs[1]["key"], &recs[1]["value_base64"]), (&json!("b"), &json!("cGxhaW4=")));
+}
+
+#[test]
+fn a_request_head_that_never_finishes_and_an_idle_connection_are_closed() {
+    let (_broker, http) = start(1, &[("BROKER_HTTP_READ_TIMEOUT_MS", "500")]);
+    let closed_within = |s: &mut TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return started.elapsed()
+                }
+                Err(e) => panic!("not closed: {e}"),
+            }
+        }
+    };
+    // Slowloris: a head that starts and trickles.
+    let mut slow = TcpStream::connect(http).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = slow.write_all(b"x-a: 1\r\n");
+    assert!(closed_within(&mut slow) < Duration::from_secs(3));
+    // Idle: connected, nothing sent.
+    let mut idle = TcpStream::connect(http).unwrap();
+    assert!(closed_within(&mut idle) < Duration::from_secs(3));
+    // A keep-alive connection is served, then closes after idling.
+    let mut kept = TcpStream::connect(http).unwrap();
+    kept.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 512];
+    kept.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = kept.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(closed_within(&mut kept) < Duration::from_secs(3));
+}
+
+#[test]
+fn table_reads_over_http_see_what_was_posted() {
+    let (_broker, http) = start(2, &[]);
+    let (status, t) =
+        post_json(http, "/topics", &json!({"name": "users", "partitions": 3, "table": true}));
+    assert_eq!((status, &t["config"]["table"]), (201, &json!(true)), "{t}");
+    let recs = json!([
+        {"key": "ann", "value": {"age": 30}},
+        {"key": "bob", "value": {"age": 40}},
+        {"key": "ann", "value": {"age": 31}, "headers": {"src": "web"}},
+    ]);
+    let (status, produced) = post_json(http, "/topics/users/records", &recs);
+    assert_eq!(status, 200, "{produced}");
+    let ann = &produced["offsets"][2];
+    let min = ann["offset"].as_u64().unwrap() + 1;
+    let (status, got) = curl(http, "GET", &format!("/tables/users/ann?min_offset={min}"), &[]);
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["value"], json!({"age": 31}));
+    assert_eq!(got["headers"], json!({"src": "web"}));
+    assert_eq!((&got["partition"], &got["offset"]), (&ann["partition"], &ann["offset"]));
+    let (status, missing) = curl(http, "GET", "/tables/users/carol", &[]);
+    assert_eq!((status, &missing["found"]), (404, &json!(false)));
+    assert_eq!(post_json(http, "/topics", &json!({"name": "plain"})).0, 201);
+    let (status, e) = curl(http, "GET", "/tables/plain/x", &[]);
+    assert_eq!((status, &e["error"]["name"]), (400, &json!("NOT_A_TABLE")));
+}
