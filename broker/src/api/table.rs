@@ -163,8 +163,13 @@ async fn changes(
     if table.is_state() {
         return failed(p.partition, ErrorCode::InvalidRequest); // no change feed (yet)
     }
-    // Nothing to report until the table applied something at or after `from`.
-    let _ = table.wait_applied(p.min_offset.saturating_add(1), wait).await;
+    // Nothing to report until the table applied something at or after `from` (not reached
+    // in time: an empty answer). A table stopped by its memory budget says so.
+    if let Err(e @ TableError::OverBudget { .. }) =
+        table.wait_applied(p.min_offset.saturating_add(1), wait).await
+    {
+        return failed(p.partition, e.code());
+    }
     let offset = table.applied();
     let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
     let changes = match table.changes_since(p.min_offset, limit) {
