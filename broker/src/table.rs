@@ -341,7 +341,7 @@ impl Table {
         if out.is_empty() {
             // One group with more windows than the limit: its newest.
             let skip = group.len() - limit;
-            let next = end_of(&group[0].key);
+            let next = Some(wire::key_after(&group[0].key));
             return (group.split_off(skip), next);
         }
         let next = group.first().map(|e| e.key.clone());
@@ -503,13 +503,6 @@ impl Table {
         self.clear();
         self.memory.give_back(bytes + changes.len() * CHANGE_BYTES);
     }
-}
-
-/// The first key after `key` (`key` + a zero byte): where a scan goes on past a group.
-fn end_of(key: &[u8]) -> Option<Vec<u8>> {
-    let mut next = key.to_vec();
-    next.push(0);
-    Some(next)
 }
 
 /// Keeps `table`, partition `index` of `topic`, current with its `log`: applies every batch

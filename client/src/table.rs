@@ -297,9 +297,7 @@ impl Client {
         key: &[u8],
         min_offsets: &[(u32, u64)],
     ) -> Result<StateScan, ClientError> {
-        let mut end = key.to_vec();
-        end.push(0);
-        let range = KeyRange { start: key.to_vec(), end: Some(end) };
+        let range = KeyRange { start: key.to_vec(), end: Some(wire::key_after(key)) };
         self.state_scan(topic, &range, u32::MAX, min_offsets).await
     }
 

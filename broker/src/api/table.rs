@@ -102,17 +102,15 @@ async fn local(
     let offset = table.applied();
     let mut result =
         TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
+    let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
     if table.is_state() {
-        // Aggregates are in memory: no log read, nothing can change under the answer.
-        let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
-        let (entries, next_key) = match p.kind {
-            TableReadKind::Get => {
-                let mut end = p.start_key.clone();
-                end.push(0);
-                table.aggregates(&p.start_key, Some(&end), limit)
-            }
-            _ => table.aggregates(&p.start_key, p.end_key.as_deref(), limit),
+        // Aggregates are in memory: no log read, nothing can change under the answer. A get
+        // is the range of the one group (all its windows).
+        let end = match p.kind {
+            TableReadKind::Get => Some(wire::key_after(&p.start_key)),
+            _ => p.end_key.clone(),
         };
+        let (entries, next_key) = table.aggregates(&p.start_key, end.as_deref(), limit);
         (result.entries, result.next_key) = (entries, next_key);
         return result;
     }
@@ -122,15 +120,8 @@ async fn local(
         TableReadKind::Get => {
             table.lookup(&p.start_key).map(|o| (p.start_key.clone(), o)).into_iter().collect()
         }
-        TableReadKind::Scan => {
-            let limit = p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize;
-            // One more than asked: tells whether to hand out `next_key`.
-            table.range(&p.start_key, p.end_key.as_deref(), limit + 1)
-        }
-    };
-    let limit = match p.kind {
-        TableReadKind::Get => 1,
-        _ => p.limit.clamp(1, TABLE_SCAN_LIMIT_MAX) as usize,
+        // One more than asked: tells whether to hand out `next_key`.
+        TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
     };
     let mut used = 0usize;
     for (key, at) in wanted {

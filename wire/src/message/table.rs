@@ -218,6 +218,14 @@ wire_type! {
     }
 }
 
+/// The first key after `key` (`key` and a zero byte): `key..key_after(key)` holds `key` alone.
+pub fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
 /// The first key after every key that starts with `prefix` (`None`: no such key, scan to
 /// the end): a prefix scan is the range `prefix..prefix_end(prefix)`.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
