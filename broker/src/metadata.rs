@@ -52,6 +52,12 @@ pub struct TopicSettings {
     /// With `table`: a state table of these aggregates instead (`aggregate.rs`).
     #[serde(default)]
     pub aggregate: Option<AggregateSettings>,
+    /// Compaction: closed segments keep each key's latest record (`storage/log/cleaner.rs`).
+    #[serde(default)]
+    pub compact: bool,
+    /// With `compact`: expired tombstones go after this long; 0 = default, -1 = never.
+    #[serde(default)]
+    pub delete_retention_ms: i64,
 }
 
 impl TopicSettings {
@@ -61,9 +67,19 @@ impl TopicSettings {
         let mut c = base.clone();
         if self.retention_ms != 0 {
             c.retention_ms = self.retention_ms;
+        } else if self.compact {
+            c.retention_ms = -1; // compacted: kept by key, not by age, unless asked
         }
         if self.retention_bytes != 0 {
             c.retention_bytes = self.retention_bytes;
+        } else if self.compact {
+            c.retention_bytes = -1;
+        }
+        c.compact = self.compact;
+        if self.delete_retention_ms > 0 {
+            c.delete_retention_ms = self.delete_retention_ms;
+        } else if self.delete_retention_ms == -1 {
+            c.delete_retention_ms = i64::MAX;
         }
         if self.segment_bytes_max > 0 {
             // A topic stored before the limit was checked gets the most the index addresses.
@@ -95,6 +111,12 @@ impl TopicSettings {
             ("retention_ms", self.retention_ms, "-1 (keep forever)", "milliseconds"),
             ("retention_bytes", self.retention_bytes, "-1 (no limit)", "bytes"),
             ("segment_ms", self.segment_ms, "-1 (never roll by age)", "milliseconds"),
+            (
+                "delete_retention_ms",
+                self.delete_retention_ms,
+                "-1 (keep tombstones)",
+                "milliseconds",
+            ),
         ];
         for (field, value, minus_one, unit) in limits {
             if value < -1 {
@@ -143,6 +165,8 @@ impl TopicSettings {
             batch_bytes_max: c.batch_bytes_max,
             table: c.table,
             aggregate: c.aggregate.as_ref().map(AggregateSettings::from_wire),
+            compact: c.compact,
+            delete_retention_ms: c.delete_retention_ms,
         }
     }
 
@@ -158,6 +182,8 @@ impl TopicSettings {
             batch_bytes_max: self.batch_bytes_max,
             table: self.table,
             aggregate: self.aggregate.as_ref().map(AggregateSettings::to_wire),
+            compact: self.compact,
+            delete_retention_ms: self.delete_retention_ms,
         }
     }
 

@@ -253,7 +253,9 @@ async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> Produce
                     h.producer_id(),
                     h.producer_epoch(),
                     h.base_sequence(),
-                    h.record_count(),
+                    // The batch's offset span: what the producer sent, even after compaction
+                    // removed records from it.
+                    h.last_offset_delta() + 1,
                     h.base_offset(),
                     h.log_append_time_ms(),
                 );

@@ -489,6 +489,7 @@ async fn shard_main(
                 loop {
                     glommio::timer::sleep(every).await;
                     shard.apply_retention(crate::clock::now_ms()).await;
+                    shard.clean_logs(crate::clock::now_ms()).await;
                 }
             },
             background,

@@ -276,4 +276,13 @@ impl Shard {
             }
         }
     }
+
+    /// One compaction pass over every compacted partition that is due (`cleaner.rs`).
+    pub async fn clean_logs(&self, now_ms: i64) {
+        for p in self.partitions() {
+            if let Err(e) = p.log.clean(now_ms).await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "compaction pass failed");
+            }
+        }
+    }
 }

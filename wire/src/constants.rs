@@ -44,8 +44,14 @@ pub const ATTR_COMPRESSION_MASK: u16 = 0b0000_0111;
 pub const ATTR_CONTROL: u16 = 1 << 3;
 /// Attribute bit 4: part of a transaction (later).
 pub const ATTR_TRANSACTIONAL: u16 = 1 << 4;
+/// Attribute bit 5: rewritten by log compaction (set by the broker only, never by a producer):
+/// the batch keeps its offset span (`last_offset_delta`) while records were removed, so
+/// `record_count <= last_offset_delta + 1` (0 when every record was removed) and the records'
+/// offset deltas increase with gaps.
+pub const ATTR_COMPACTED: u16 = 1 << 5;
 /// Attribute bits this version understands; the others must be zero.
-pub const ATTR_KNOWN_MASK: u16 = ATTR_COMPRESSION_MASK | ATTR_CONTROL | ATTR_TRANSACTIONAL;
+pub const ATTR_KNOWN_MASK: u16 =
+    ATTR_COMPRESSION_MASK | ATTR_CONTROL | ATTR_TRANSACTIONAL | ATTR_COMPACTED;
 
 /// Frame flag bit 0: the frame is a response to the request with the same correlation id.
 pub const FLAG_RESPONSE: u16 = 1 << 0;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 use tracing::debug;
-use wire::constants::{ATTR_CONTROL, ATTR_TRANSACTIONAL};
+use wire::constants::{ATTR_COMPACTED, ATTR_CONTROL, ATTR_TRANSACTIONAL};
 use wire::{
     AckLevel, AlignedVec, ArchivedExpectedPosition, ArchivedProduceRequest, BatchEnvelope,
     BatchHeader, Envelopes, ErrorCode, ExpectedPosition, ProducePartition, ProducePartitionResult,
@@ -90,6 +90,15 @@ pub enum ProduceRefusal {
         /// The batch's attributes.
         attributes: u16,
     },
+    /// Attribute bit 5: compacted batches are written by the log cleaner.
+    #[error(
+        "batch attributes {attributes:#06x} set the compacted bit ({ATTR_COMPACTED:#06x}): \
+         compacted batches are written by the broker's log cleaner, never produced"
+    )]
+    Compacted {
+        /// The batch's attributes.
+        attributes: u16,
+    },
 }
 
 impl ProduceRefusal {
@@ -109,6 +118,9 @@ pub fn check_producible(header: BatchHeader<'_>) -> Result<(), ProduceRefusal> {
     }
     if attributes & ATTR_TRANSACTIONAL != 0 {
         return Err(ProduceRefusal::Transactional { attributes });
+    }
+    if attributes & ATTR_COMPACTED != 0 {
+        return Err(ProduceRefusal::Compacted { attributes });
     }
     Ok(())
 }
@@ -476,6 +488,7 @@ mod tests {
             (ATTR_CONTROL, "control"),
             (ATTR_TRANSACTIONAL, "transactional"),
             (ATTR_CONTROL | ATTR_TRANSACTIONAL, "control"),
+            (ATTR_COMPACTED, "compacted"),
         ] {
             let bytes = batch(attributes);
             let view = BatchView::validate(&bytes).expect("the format defines the bit");
@@ -485,7 +498,7 @@ mod tests {
         }
         // Every other bit is refused by the format already, also as INVALID_BATCH.
         for bit in (0..16).map(|i| 1u16 << i) {
-            if bit & (ATTR_CONTROL | ATTR_TRANSACTIONAL) == 0 {
+            if bit & (ATTR_CONTROL | ATTR_TRANSACTIONAL | ATTR_COMPACTED) == 0 {
                 let e = BatchView::validate(&batch(bit)).map(|_| ()).unwrap_err();
                 assert_eq!(e.code(), ErrorCode::InvalidBatch, "bit {bit:#06x}: {e}");
                 assert!(bit & ATTR_KNOWN_MASK == 0 || e.to_string().contains("compress"));

@@ -283,6 +283,8 @@ fn config_json(c: &wire::TopicConfig) -> Value {
         "default_ack": c.default_ack.name(),
         "batch_bytes_max": c.batch_bytes_max,
         "table": c.table,
+        "compact": c.compact,
+        "delete_retention_ms": c.delete_retention_ms,
     })
 }
 
@@ -332,6 +334,14 @@ async fn create_topic(
     let narrow = |f: &str| -> Result<u32, ApiError> {
         u32::try_from(unsigned(f)?).map_err(|_| ApiError::invalid(format!("{f} is too large")))
     };
+    let flag = |f: &str| -> Result<bool, ApiError> {
+        match o.get(f) {
+            None | Some(Value::Null) => Ok(false),
+            Some(v) => {
+                v.as_bool().ok_or_else(|| ApiError::invalid(format!("{f} must be true or false")))
+            }
+        }
+    };
     let config = wire::TopicConfig {
         partition_count: match narrow("partitions")? {
             0 => 1,
@@ -343,14 +353,11 @@ async fn create_topic(
         segment_ms: int("segment_ms")?,
         default_ack,
         batch_bytes_max: narrow("batch_bytes_max")?,
-        table: match o.get("table") {
-            None | Some(Value::Null) => false,
-            Some(v) => {
-                v.as_bool().ok_or_else(|| ApiError::invalid("table must be true or false"))?
-            }
-        },
+        table: flag("table")?,
         // State tables (aggregates) are created with brokerctl or the Rust client.
         aggregate: None,
+        compact: flag("compact")?,
+        delete_retention_ms: int("delete_retention_ms")?,
     };
     let req = wire::CreateTopicRequest { name: name.to_owned(), config };
     let resp: wire::CreateTopicResponse = call(&gw.shard, &req).await?;

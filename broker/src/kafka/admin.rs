@@ -160,8 +160,20 @@ fn apply_config(config: &mut wire::TopicConfig, key: &str, value: &str) -> Resul
         "max.message.bytes" => {
             config.batch_bytes_max = int(value)?.clamp(0, i64::from(u32::MAX)) as u32
         }
-        // Single node, delete-only retention, no log cleaner: accepted when they say so.
-        "cleanup.policy" if value == "delete" => {}
+        "cleanup.policy" => match value {
+            "delete" => config.compact = false,
+            "compact" => config.compact = true,
+            "compact,delete" | "delete,compact" => {
+                config.compact = true;
+                if config.retention_ms == 0 {
+                    // Kafka's default retention applies as well (a compacted topic alone keeps
+                    // everything by age).
+                    config.retention_ms = crate::storage::LogConfig::default().retention_ms;
+                }
+            }
+            _ => return Err(format!("cleanup.policy={value}: delete, compact or compact,delete")),
+        },
+        "delete.retention.ms" => config.delete_retention_ms = int(value)?,
         "min.insync.replicas" | "compression.type" | "message.timestamp.type" => {}
         _ => return Err(format!("topic config {key} is not supported")),
     }
@@ -277,8 +289,14 @@ pub fn describe_configs(
                         0 => wire::constants::BATCH_BYTES_MAX,
                         b => b,
                     };
+                    let policy = match (c.compact, c.retention_ms >= 0 || c.retention_bytes >= 0) {
+                        (false, _) => "delete",
+                        (true, false) => "compact",
+                        (true, true) => "compact,delete",
+                    };
                     vec![
-                        ("cleanup.policy", "delete".into()),
+                        ("cleanup.policy", policy.into()),
+                        ("delete.retention.ms", c.delete_retention_ms.to_string()),
                         ("retention.ms", c.retention_ms.to_string()),
                         ("retention.bytes", c.retention_bytes.to_string()),
                         ("segment.bytes", c.segment_bytes_max.to_string()),

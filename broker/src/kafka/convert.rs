@@ -226,8 +226,38 @@ pub fn to_kafka(batches: &[u8], out: &mut BytesMut) -> Result<(), KafkaError> {
         let options = RecordEncodeOptions { version: 2, compression: Compression::None };
         RecordBatchEncoder::encode(out, &records, &options)
             .map_err(|e| KafkaError::Encode(format!("record batch: {e}")))?;
+        // A compacted batch may end with offsets whose records are gone: an empty batch over
+        // them moves the consumer's position past them (as Kafka's own cleaner leaves).
+        let covered = records.last().map_or(base_offset, |r| r.offset as u64 + 1);
+        if covered < h.next_offset() {
+            empty_batch(out, covered, h.next_offset(), h.max_timestamp_ms());
+        }
     }
     Ok(())
+}
+
+/// Appends an empty Kafka v2 record batch over offsets `[base_offset, next_offset)` (fewer
+/// than 2^31 of them: a native batch's span).
+fn empty_batch(out: &mut BytesMut, base_offset: u64, next_offset: u64, timestamp_ms: i64) {
+    use bytes::BufMut;
+    const AFTER_LENGTH_BYTES: i32 = 49;
+    out.put_i64(base_offset as i64);
+    out.put_i32(AFTER_LENGTH_BYTES);
+    out.put_i32(-1); // partition leader epoch
+    out.put_i8(2); // magic
+    let crc_at = out.len();
+    out.put_u32(0);
+    let covered_from = out.len();
+    out.put_i16(0); // attributes: no codec, not transactional, not control
+    out.put_i32((next_offset - base_offset - 1) as i32);
+    out.put_i64(timestamp_ms);
+    out.put_i64(timestamp_ms);
+    out.put_i64(-1); // producer id
+    out.put_i16(-1); // producer epoch
+    out.put_i32(-1); // base sequence
+    out.put_i32(0); // records
+    let crc = crc32c::crc32c(&out[covered_from..]);
+    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[cfg(test)]

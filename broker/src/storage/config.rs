@@ -84,6 +84,21 @@ pub struct LogConfig {
     /// nothing queued) lasted at least this long: a partition written back to back gets no
     /// zeros in its short gaps.
     pub zero_idle_gap_us: u64,
+    /// Compaction (`cleanup.policy = compact`; a topic setting): the cleaner rewrites
+    /// closed segments keeping each key's latest record (`log/cleaner.rs`).
+    pub compact: bool,
+    /// Compaction: a tombstone (null value) that is a key's latest record is removed once it
+    /// is this old (by its batch's log-append time), giving consumers time to see it.
+    pub delete_retention_ms: i64,
+    /// Compaction: clean once the part of the closed segments not yet cleaned is at least
+    /// this many percent of them (Kafka's `min.cleanable.dirty.ratio` × 100).
+    pub cleaner_dirty_percent_min: u8,
+    /// Compaction: memory for one pass's key map (about 32 bytes a distinct key); a pass
+    /// that fills it cleans what the map covers and the next pass goes on from there.
+    pub cleaner_key_map_bytes: u64,
+    /// Compaction: bytes a cleaner pass reads and writes per second at most (paced I/O, so
+    /// appends never wait behind it).
+    pub cleaner_bytes_per_s: u64,
 }
 
 impl Default for LogConfig {
@@ -109,6 +124,11 @@ impl Default for LogConfig {
             dsync_writes: true,
             zero_ahead_bytes: 16 << 20,
             zero_idle_gap_us: 100,
+            compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            cleaner_dirty_percent_min: 50,
+            cleaner_key_map_bytes: 64 << 20,
+            cleaner_bytes_per_s: 64 << 20,
         }
     }
 }

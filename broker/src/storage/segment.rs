@@ -95,6 +95,9 @@ pub struct Segment<F: DiskFile> {
     pub dsync: RefCell<Option<(Rc<F>, FileSlot)>>,
     /// fdatasyncs of `log` in flight (see `sync_gate.rs`).
     pub(crate) syncs: SyncGate,
+    /// Compaction put a rewritten segment in this one's place: its `.log` stays open (the
+    /// replaced file, which no longer has a name) until the last reader lets go of it.
+    retired: Cell<bool>,
 }
 
 impl<F: DiskFile> std::fmt::Debug for Segment<F> {
@@ -171,7 +174,32 @@ impl<F: DiskFile> Segment<F> {
             sealing: Cell::new(false),
             dsync: RefCell::new(None),
             syncs: SyncGate::default(),
+            retired: Cell::new(false),
         }
+    }
+
+    /// Before compaction renames a rewritten file over this segment's `.log`: keeps the
+    /// current file open for the readers still holding this segment (reopened under a slot
+    /// of the storage budget if it was closed), so none of them ever opens the new file at
+    /// this segment's positions. `TooManyFiles` when no slot is free.
+    pub async fn retire<D: Disk<File = F>>(
+        &self,
+        disk: &D,
+        files: &Arc<StorageFiles>,
+    ) -> Result<(), IoError> {
+        let _opening = self.path_lock.acquire_permit(1).await;
+        if self.file.borrow().is_none() {
+            let path = self.file_path.borrow().clone();
+            let slot =
+                files.take(FileUse::Kept).or_else(|| files.take(FileUse::Brief)).ok_or_else(
+                    || IoError::over_budget("keep a compacted segment's old file", &path),
+                )?;
+            let f = Rc::new(disk.open(&path, false).await?);
+            *self.file.borrow_mut() = Some(f);
+            *self.file_slot.borrow_mut() = Some(slot);
+        }
+        self.retired.set(true);
+        Ok(())
     }
 
     /// Bytes covered by a trusted sync.
@@ -200,6 +228,9 @@ impl<F: DiskFile> Segment<F> {
     /// Closes the `.log` (readers holding it finish first) and gives back its slot; `None`
     /// if it was closed.
     pub fn close_file(&self) -> Option<Rc<F>> {
+        if self.retired.get() {
+            return None; // its readers keep it open (see `retire`)
+        }
         self.file_slot.borrow_mut().take();
         self.file.borrow_mut().take()
     }

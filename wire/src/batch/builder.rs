@@ -24,8 +24,8 @@ use rkyv::util::AlignedVec;
 use super::header::*;
 use super::record::{HeaderSpan, RecordList, RecordSpan, Span};
 use crate::constants::{
-    align_up, BATCH_BYTES_MAX, BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX,
-    BODY_ALIGN, HEADER_KEY_BYTES_MAX, NO_TIMESTAMP,
+    align_up, ATTR_COMPACTED, BATCH_BYTES_MAX, BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES,
+    BATCH_RECORDS_MAX, BODY_ALIGN, HEADER_KEY_BYTES_MAX, NO_TIMESTAMP,
 };
 use crate::error::BuildError;
 
@@ -36,6 +36,13 @@ const RECORD_OVERHEAD_BYTES: usize = 40 + 8;
 const HEADER_OVERHEAD_BYTES: usize = 16 + 4;
 /// Header, the archive root and final padding.
 const BATCH_OVERHEAD_BYTES: usize = BATCH_HEADER_BYTES + 8 + 2 * BODY_ALIGN;
+
+/// What a compacted batch keeps of the batch it was cut from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CompactedSpan {
+    pub(crate) last_offset_delta: u32,
+    pub(crate) max_timestamp_ms: i64,
+}
 
 /// Builds one record batch at a time; see the module docs.
 pub struct BatchBuilder {
@@ -157,6 +164,7 @@ impl BatchBuilder {
             self.headers.push(HeaderSpan { key, value });
         }
         self.records.push(RecordSpan {
+            offset_delta: self.records.len() as u32,
             timestamp_delta_ms,
             key,
             value,
@@ -177,10 +185,46 @@ impl BatchBuilder {
     /// Serializes the batch onto the end of `out` (whose length must be a multiple of 16) and
     /// returns where it landed. The builder is left empty, keeping its capacity.
     pub fn finish_into(&mut self, out: &mut AlignedVec) -> Result<Range<usize>, BuildError> {
+        self.finish_with(out, None)
+    }
+
+    /// Gives the record appended last the offset delta `offset_delta` (compaction keeps a
+    /// record's offset; see [`crate::batch::compact`]).
+    pub(crate) fn set_last_offset_delta(&mut self, offset_delta: u32) {
+        if let Some(r) = self.records.last_mut() {
+            r.offset_delta = offset_delta;
+        }
+    }
+
+    /// [`BatchBuilder::finish_into`] for a compacted batch: [`ATTR_COMPACTED`] set, the
+    /// offset span and largest timestamp of the original batch kept, no record required.
+    pub(crate) fn finish_compacted_into(
+        &mut self,
+        out: &mut AlignedVec,
+        span: CompactedSpan,
+    ) -> Result<Range<usize>, BuildError> {
+        self.finish_with(out, Some(span))
+    }
+
+    fn finish_with(
+        &mut self,
+        out: &mut AlignedVec,
+        compacted: Option<CompactedSpan>,
+    ) -> Result<Range<usize>, BuildError> {
         assert!(out.len() % BODY_ALIGN == 0, "finish_into at unaligned length {}", out.len());
-        if self.records.is_empty() {
+        if self.records.is_empty() && compacted.is_none() {
             return Err(BuildError::Empty);
         }
+        let (attributes, last_offset_delta) = match compacted {
+            Some(span) => {
+                if self.records.is_empty() {
+                    self.first_timestamp_ms = span.max_timestamp_ms;
+                }
+                self.max_timestamp_ms = span.max_timestamp_ms;
+                (self.attributes | ATTR_COMPACTED, span.last_offset_delta)
+            }
+            None => (self.attributes, self.records.len() as u32 - 1),
+        };
         let start = out.len();
         out.reserve(self.estimated_bytes);
         out.resize(start + BATCH_HEADER_BYTES, 0);
@@ -213,8 +257,8 @@ impl BatchBuilder {
         put(b, OFF_BASE_OFFSET, &0u64.to_le_bytes());
         put(b, OFF_LOG_APPEND_TIME, &NO_TIMESTAMP.to_le_bytes());
         b[OFF_VERSION] = BATCH_FORMAT_VERSION;
-        put(b, OFF_ATTRIBUTES, &self.attributes.to_le_bytes());
-        put(b, OFF_LAST_OFFSET_DELTA, &(self.records.len() as u32 - 1).to_le_bytes());
+        put(b, OFF_ATTRIBUTES, &attributes.to_le_bytes());
+        put(b, OFF_LAST_OFFSET_DELTA, &last_offset_delta.to_le_bytes());
         put(b, OFF_FIRST_TIMESTAMP, &self.first_timestamp_ms.to_le_bytes());
         put(b, OFF_MAX_TIMESTAMP, &self.max_timestamp_ms.to_le_bytes());
         put(b, OFF_PRODUCER_ID, &self.producer_id.to_le_bytes());

@@ -19,8 +19,8 @@ use super::header::{BatchHeader, OFF_ATTRIBUTES, OFF_BATCH_LEN, OFF_CRC, OFF_REC
 use super::header::{OFF_UNCOMPRESSED_LEN, OFF_VERSION};
 use super::reader::BatchView;
 use crate::constants::{
-    align_up, ATTR_COMPRESSION_MASK, ATTR_KNOWN_MASK, BATCH_BYTES_MAX, BATCH_CRC_START,
-    BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BODY_ALIGN,
+    align_up, ATTR_COMPACTED, ATTR_COMPRESSION_MASK, ATTR_KNOWN_MASK, BATCH_BYTES_MAX,
+    BATCH_CRC_START, BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BODY_ALIGN,
 };
 use crate::error::BatchError;
 
@@ -96,11 +96,20 @@ impl<'a> BatchEnvelope<'a> {
             return inconsistent("padding bytes are not zero");
         }
         let count = header.record_count();
-        if count == 0 || count > BATCH_RECORDS_MAX {
-            return inconsistent("record_count is 0 or over the maximum");
-        }
-        if header.last_offset_delta() != count - 1 {
-            return inconsistent("last_offset_delta != record_count - 1");
+        if attributes & ATTR_COMPACTED != 0 {
+            // Compaction removed records but kept the batch's offset span.
+            if count > BATCH_RECORDS_MAX
+                || u64::from(count) > u64::from(header.last_offset_delta()) + 1
+            {
+                return inconsistent("compacted record_count over the maximum or the offset span");
+            }
+        } else {
+            if count == 0 || count > BATCH_RECORDS_MAX {
+                return inconsistent("record_count is 0 or over the maximum");
+            }
+            if header.last_offset_delta() != count - 1 {
+                return inconsistent("last_offset_delta != record_count - 1");
+            }
         }
         Ok(BatchEnvelope { bytes, compression })
     }

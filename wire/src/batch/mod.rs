@@ -42,6 +42,7 @@
 //! equivalent uncompressed batch; [`BatchView::validate`] refuses it.
 
 pub mod builder;
+pub mod compact;
 pub mod compression;
 pub mod envelope;
 pub mod header;
@@ -61,5 +62,7 @@ pub fn sequence_after(sequence: i32, n: u32) -> i32 {
     ((i64::from(sequence) + i64::from(n)) % (i64::from(i32::MAX) + 1)) as i32
 }
 
+#[cfg(test)]
+mod compact_tests;
 #[cfg(test)]
 mod tests;

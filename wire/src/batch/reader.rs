@@ -12,7 +12,7 @@ use rkyv::vec::ArchivedVec;
 use super::envelope::{BatchEnvelope, Envelopes};
 use super::header::BatchHeader;
 use super::record::{ArchivedHeader, ArchivedRecord};
-use crate::constants::BATCH_HEADER_BYTES;
+use crate::constants::{ATTR_COMPACTED, BATCH_HEADER_BYTES};
 use crate::error::BatchError;
 
 /// A validated batch.
@@ -62,17 +62,36 @@ impl<'a> BatchView<'a> {
             return inconsistent("record_count differs from the records archive");
         }
         let first = header.first_timestamp_ms();
+        let compacted = header.attributes() & ATTR_COMPACTED != 0;
         let mut max_ts = i64::MIN;
+        let mut previous: Option<u32> = None;
         for (i, r) in records.iter().enumerate() {
-            if r.offset_delta.to_native() as usize != i {
+            let delta = r.offset_delta.to_native();
+            if compacted {
+                // Increasing with gaps, within the batch's offset span.
+                if previous.is_some_and(|p| delta <= p) || delta > header.last_offset_delta() {
+                    return inconsistent("compacted offset deltas do not increase within the span");
+                }
+                previous = Some(delta);
+            } else if delta as usize != i {
                 return inconsistent("offset deltas are not 0, 1, 2, ...");
             }
             max_ts = max_ts.max(first.saturating_add(i64::from(r.timestamp_delta_ms.to_native())));
         }
+        if records.is_empty() && compacted {
+            return Ok(BatchView { bytes, records });
+        }
         if records.first().map(|r| r.timestamp_delta_ms.to_native()) != Some(0) {
             return inconsistent("first record's timestamp delta is not 0");
         }
-        if max_ts != header.max_timestamp_ms() {
+        // A compacted batch keeps the removed records' largest timestamp (the time index and
+        // retention saw it).
+        let max_ok = if compacted {
+            max_ts <= header.max_timestamp_ms()
+        } else {
+            max_ts == header.max_timestamp_ms()
+        };
+        if !max_ok {
             return inconsistent("max_timestamp_ms differs from the records");
         }
         Ok(BatchView { bytes, records })
@@ -93,7 +112,8 @@ impl<'a> BatchView<'a> {
         self.records.len()
     }
 
-    /// Always false for a validated batch.
+    /// Whether the batch holds no record (only a compacted batch can: see
+    /// [`crate::constants::ATTR_COMPACTED`]).
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }

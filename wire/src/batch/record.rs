@@ -18,7 +18,8 @@ use crate::with::{SliceAsVec, StrAsString};
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[rkyv(derive(Debug))]
 pub struct Record {
-    /// Offset relative to the batch's base offset (equals the record's index in the batch).
+    /// Offset relative to the batch's base offset (equals the record's index in the batch,
+    /// except in a compacted batch, where deltas increase with gaps).
     pub offset_delta: u32,
     /// Timestamp relative to the batch's first timestamp.
     pub timestamp_delta_ms: i32,
@@ -183,6 +184,8 @@ pub(crate) struct RecordList<'a> {
 /// A record's place in the builder.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RecordSpan {
+    /// Its index, except in a compacted batch (`BatchBuilder::append_at`).
+    pub(crate) offset_delta: u32,
     pub(crate) timestamp_delta_ms: i32,
     pub(crate) key: Option<Span>,
     pub(crate) value: Option<Span>,
@@ -194,8 +197,8 @@ impl<'a> RecordList<'a> {
     fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'a>> + Clone + 'a {
         let arena = self.arena;
         let headers = self.headers;
-        self.records.iter().enumerate().map(move |(i, r)| RecordRef {
-            offset_delta: i as u32,
+        self.records.iter().map(move |r| RecordRef {
+            offset_delta: r.offset_delta,
             timestamp_delta_ms: r.timestamp_delta_ms,
             key: r.key.map(|s| s.get(arena)),
             value: r.value.map(|s| s.get(arena)),

@@ -31,6 +31,14 @@ wire_type! {
         /// With `table`: a state table instead — the owning shards keep aggregates of the
         /// topic's records per group (and per time window) rather than latest values.
         pub aggregate: Option<AggregateSpec>,
+        /// Compaction (Kafka's `cleanup.policy = compact`): closed segments are rewritten
+        /// keeping each key's latest record; offsets never change. With `retention_ms` and
+        /// `retention_bytes` left at 0 nothing is deleted by age or size (`compact`); set
+        /// them for `compact,delete`.
+        pub compact: bool,
+        /// With `compact`: a tombstone (null value) that is its key's latest record is
+        /// removed once this old; 0 = broker default (1 day), -1 = never.
+        pub delete_retention_ms: i64,
     }
 }
 

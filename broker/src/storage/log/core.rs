@@ -100,6 +100,13 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) deleter_signal: Watermark,
     /// Advanced whenever a roll's background seal ends (retention waits on it).
     pub(super) sealed_signal: Watermark,
+    /// Compaction: every offset below this was in a cleaner pass's key map (`cleaner.rs`).
+    pub(super) cleaned_to: Cell<u64>,
+    /// Held by whatever takes closed segments out of the list or puts others in their place
+    /// (retention, record deletion, the cleaner's swap): one at a time.
+    pub(super) maintenance: glommio::sync::Semaphore,
+    /// What the cleaner did so far.
+    pub(super) cleaner: Cell<super::cleaner::CleanerStats>,
 }
 
 /// Appends assigned offsets and not yet written, and the acks waiting for a sync.

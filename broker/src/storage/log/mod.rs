@@ -32,7 +32,9 @@
 //! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.
+//! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record.
 
+mod cleaner;
 mod core;
 mod index_files;
 mod reader;
@@ -66,6 +68,7 @@ use super::io::Disk;
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
+pub use self::cleaner::CleanerStats;
 pub use self::core::LogStats;
 pub use self::reader::ReadOutcome;
 pub use self::ticket::{AppendTicket, AppendTicketDone};
@@ -145,6 +148,9 @@ impl<D: Disk> PartitionLog<D> {
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
+            cleaned_to: Cell::new(0),
+            maintenance: glommio::sync::Semaphore::new(1),
+            cleaner: Cell::new(CleanerStats::default()),
         });
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();

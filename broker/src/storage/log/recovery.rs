@@ -6,7 +6,9 @@
 //! durable; damage in a closed segment is fenced (reads stop before it); a closed segment
 //! ends where the next one starts, so stale batches past that are never read. Missing or
 //! invalid index files are rebuilt (they are hints). `.deleted` files found here are handed
-//! to the deleter, and a `.spare` is kept for the next roll while recycling is on.
+//! to the deleter, and a `.spare` is kept for the next roll while recycling is on. A
+//! `.log.cleaned` is a compaction rewrite that never replaced its segment (`cleaner.rs`): the
+//! deleter frees it, and the segment under the real name is the one in the log.
 //!
 //! Descriptors: segments are recovered one at a time, each `.log` under the partition's
 //! reservation (closed ones are closed again before the next opens). Index files take
@@ -22,6 +24,7 @@ use std::sync::Arc;
 
 use tracing::{debug, warn};
 
+use super::cleaner::CLEANED_SUFFIX;
 use super::index_files::{IndexFiles, LazyAppender};
 use super::retention::{Doomed, DELETED_SUFFIX, SPARE_SUFFIX};
 use super::roll::create_segment;
@@ -57,7 +60,9 @@ pub(super) async fn recover_dir<D: Disk>(
     let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
     let mut deleting: VecDeque<Doomed<D::File>> = names
         .iter()
-        .filter(|n| n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX))
+        .filter(|n| {
+            n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX) || n.ends_with(CLEANED_SUFFIX)
+        })
         .map(|n| Doomed { path: dir.join(n), segment: None })
         .collect();
     // A kept segment survives a restart (when recycling is still on).

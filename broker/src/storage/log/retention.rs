@@ -99,6 +99,7 @@ impl<D: Disk> PartitionLog<D> {
         mut take_first: impl FnMut(&[Rc<Segment<D::File>>]) -> bool,
     ) -> Result<usize, StorageError> {
         let sh = &self.shared;
+        let _maintenance = sh.maintenance.acquire_permit(1).await;
         let mut deleted = 0;
         let mut renamed = Vec::new();
         loop {

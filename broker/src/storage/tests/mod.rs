@@ -2,6 +2,7 @@
 //! ENOSPC, slow syncs), record deletion (`delete_records.rs`) and the same engine on the
 //! real disk (`real_disk.rs`: glommio DMA files on a temp dir). Shared helpers live here.
 
+mod compaction_sim;
 mod delete_records;
 mod real_disk;
 mod simulation;
@@ -49,6 +50,11 @@ pub(crate) fn small_config() -> LogConfig {
         dsync_writes: true,
         zero_ahead_bytes: 16 << 10,
         zero_idle_gap_us: 0,
+        compact: false,
+        delete_retention_ms: 24 * 3600 * 1000,
+        cleaner_dirty_percent_min: 50,
+        cleaner_key_map_bytes: 64 << 20,
+        cleaner_bytes_per_s: 0,
     }
 }
 

@@ -1,0 +1,298 @@
+//! The seeded compaction simulation: keyed appends over a few keys, cleaner passes (some cut
+//! short by a crash at any point), crashes, clean restarts, EIO, disk full and a small
+//! descriptor budget on `SimDisk`. After every pass and every reopen the log is checked
+//! against a model built from what was acked `durable` (`SIM_SEEDS`, `SIM_SEED`,
+//! `SIM_STEPS`; see docs/RELIABILITY.md):
+//! - every record read is the one appended at its offset (nothing altered, nothing moved);
+//! - batches are back to back and the high watermark never moves back;
+//! - each key's latest durable record is there, or a later record of the key is, or it is a
+//!   tombstone and then no earlier record of the key is there either;
+//! - records without a key are never removed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+
+/// A record as appended: key and value (`None`: a tombstone).
+type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+static CLEAN_PASSES: AtomicU64 = AtomicU64::new(0);
+static RECORDS_REMOVED: AtomicU64 = AtomicU64::new(0);
+static CUT_SHORT: AtomicU64 = AtomicU64::new(0);
+
+fn keyed_batch(
+    rng: &mut fastrand::Rng,
+    keys: u32,
+    ts: i64,
+    tag: u64,
+) -> (wire::AlignedVec, Vec<Rec>) {
+    let mut b = BatchBuilder::new(16 << 10);
+    let mut recs = Vec::new();
+    for i in 0..rng.usize(1..8) {
+        let key = (rng.u8(0..12) != 0).then(|| format!("key-{}", rng.u32(0..keys)).into_bytes());
+        let value = (rng.u8(0..8) != 0).then(|| {
+            let len = rng.usize(0..600);
+            (0..len).map(|j| (tag as usize + i + j) as u8).collect::<Vec<u8>>()
+        });
+        b.append(ts + i as i64, key.as_deref(), value.as_deref(), &[("tag", &tag.to_le_bytes())])
+            .unwrap();
+        recs.push((key, value));
+    }
+    (b.finish().unwrap(), recs)
+}
+
+/// Offset → record, for every record the log holds from its start to the high watermark.
+async fn read_records<D: io::Disk>(log: &PartitionLog<D>) -> BTreeMap<u64, Rec> {
+    let batches = read_all(log, log.log_start_offset()).await.unwrap();
+    let mut out = BTreeMap::new();
+    let mut scratch = wire::AlignedVec::new();
+    for bytes in batches.values() {
+        let env = wire::BatchEnvelope::validate(bytes).unwrap();
+        let view = env.open(&mut scratch).unwrap();
+        let mut last = None;
+        for r in view.records() {
+            assert!(last < Some(r.offset()), "record offsets do not increase");
+            assert!(r.offset() < env.header().next_offset(), "record past its batch's span");
+            last = Some(r.offset());
+            out.insert(r.offset(), (r.key().map(<[u8]>::to_vec), r.value().map(<[u8]>::to_vec)));
+        }
+    }
+    out
+}
+
+/// Checks what the log holds against the model (see the module docs).
+fn check(got: &BTreeMap<u64, Rec>, durable: &BTreeMap<u64, Rec>, maybe: &BTreeMap<u64, Vec<Rec>>) {
+    for (o, rec) in got {
+        let known = durable.get(o) == Some(rec) || maybe.get(o).is_some_and(|c| c.contains(rec));
+        assert!(known, "record at {o} was never appended there: {rec:?}");
+    }
+    let mut latest: BTreeMap<&[u8], u64> = BTreeMap::new();
+    for (o, (key, _)) in durable {
+        match key {
+            Some(k) => {
+                latest.insert(k, *o);
+            }
+            None => assert!(got.contains_key(o), "record without a key at {o} removed"),
+        }
+    }
+    for (key, &l) in &latest {
+        let later = got.range(l..).any(|(_, (k, _))| k.as_deref() == Some(*key));
+        if later {
+            continue;
+        }
+        let (_, value) = &durable[&l];
+        assert!(value.is_none(), "latest record of {key:?} at {l} lost");
+        let earlier = got.range(..l).find(|(_, (k, _))| k.as_deref() == Some(*key));
+        assert!(earlier.is_none(), "tombstone of {key:?} at {l} gone but {earlier:?} is back");
+    }
+}
+
+async fn simulate(seed: u64, steps: usize) {
+    let _guard = SeedGuard(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let disk = SimDisk::new(
+        seed ^ 0xC0A1,
+        SimFaults {
+            sync_delay_yields_max: rng.u32(0..4),
+            write_delay_yields_max: rng.u32(0..4),
+            ..SimFaults::default()
+        },
+    );
+    let dir = PathBuf::from("/sim/compact/0");
+    let shard = ShardCache::new(rng.usize(0..32 << 10));
+    let mut config = small_config();
+    config.compact = true;
+    config.segment_bytes_max = [8 << 10, 16 << 10, 64 << 10][rng.usize(0..3)];
+    config.delete_retention_ms = [0, 200, i64::MAX][rng.usize(0..3)];
+    config.cleaner_key_map_bytes = [4 * 32, 16 * 32, 64 << 20][rng.usize(0..3)];
+    config.cleaner_dirty_percent_min = [0, 50][rng.usize(0..2)];
+    config.dsync_writes = rng.bool();
+    let keys = [3, 20, 200][rng.usize(0..3)];
+    let files = if rng.bool() {
+        unlimited_files()
+    } else {
+        crate::descriptors::StorageFiles::with_split(1, rng.usize(1..5))
+    };
+    let open = |disk: &SimDisk| {
+        PartitionLog::open(
+            disk.clone(),
+            dir.clone(),
+            config.clone(),
+            shard.partition(),
+            files.clone(),
+        )
+    };
+    let mut log = Rc::new(open(&disk).await.unwrap());
+    let mut durable: BTreeMap<u64, Rec> = BTreeMap::new();
+    let mut maybe: BTreeMap<u64, Vec<Rec>> = BTreeMap::new();
+    let mut now_ms: i64 = 1_000_000;
+    let mut tag = 0u64;
+    let no_faults = |disk: &SimDisk| {
+        disk.set_faults(SimFaults {
+            write_eio_per_mille: 0,
+            sync_eio_per_mille: 0,
+            open_emfile_per_mille: 0,
+            capacity_bytes: u64::MAX,
+            ..disk.faults()
+        })
+    };
+    for _ in 0..steps {
+        now_ms += rng.i64(0..100);
+        match rng.u8(0..100) {
+            0..=59 => {
+                let mut waits = Vec::new();
+                for _ in 0..rng.usize(1..6) {
+                    tag += 1;
+                    let (batch, recs) = keyed_batch(&mut rng, keys, now_ms, tag);
+                    if let Ok(t) = log.enqueue(&batch, AckLevel::Durable, now_ms) {
+                        waits.push((t.base_offset, recs, glommio::spawn_local(t.wait())));
+                    }
+                }
+                for (base, recs, w) in waits {
+                    let acked = w.await.is_ok();
+                    for (i, rec) in recs.into_iter().enumerate() {
+                        let o = base + i as u64;
+                        if acked {
+                            maybe.remove(&o);
+                            durable.insert(o, rec);
+                        } else {
+                            maybe.entry(o).or_default().push(rec);
+                        }
+                    }
+                }
+            }
+            60..=74 => {
+                // A whole pass (it may fail on a fault, and then harms nothing).
+                let hw = log.high_watermark();
+                match log.clean(now_ms).await {
+                    Ok(Some(stats)) => {
+                        CLEAN_PASSES.fetch_add(1, Ordering::Relaxed);
+                        RECORDS_REMOVED.fetch_add(stats.records_removed, Ordering::Relaxed);
+                    }
+                    Ok(None) => {}
+                    Err(e) => assert!(
+                        matches!(
+                            e.code(),
+                            wire::ErrorCode::StorageIo
+                                | wire::ErrorCode::DiskFull
+                                | wire::ErrorCode::ResourceLimit
+                        ),
+                        "clean: {e}"
+                    ),
+                }
+                assert!(log.high_watermark() >= hw, "a pass moved the high watermark back");
+                let got = read_records(&log).await;
+                check(&got, &durable, &maybe);
+            }
+            75..=82 => {
+                // A crash in the middle of a pass.
+                let done = Rc::new(std::cell::Cell::new(false));
+                let cleaning = {
+                    let (log, done) = (log.clone(), done.clone());
+                    glommio::spawn_local(async move {
+                        let _ = log.clean(now_ms).await;
+                        done.set(true);
+                    })
+                };
+                let most = [4, 30, 200][rng.usize(0..3)];
+                for _ in 0..rng.u32(0..most) {
+                    futures_lite::future::yield_now().await;
+                }
+                let finished = done.get();
+                let _ = cleaning.cancel().await; // stopped where it is, as a killed process
+                CUT_SHORT.fetch_add(u64::from(!finished), Ordering::Relaxed);
+                drop(log);
+                disk.crash();
+                no_faults(&disk);
+                log = Rc::new(open(&disk).await.unwrap());
+                reopened(&log, &mut durable, &mut maybe).await;
+            }
+            83..=88 => {
+                // Crash, or a clean stop.
+                if rng.bool() {
+                    let _ = log.close().await;
+                } else {
+                    disk.crash();
+                }
+                drop(log);
+                no_faults(&disk);
+                log = Rc::new(open(&disk).await.unwrap());
+                reopened(&log, &mut durable, &mut maybe).await;
+            }
+            89..=93 => {
+                let f = disk.faults();
+                disk.set_faults(SimFaults {
+                    write_eio_per_mille: [0, 100, 500][rng.usize(0..3)],
+                    open_emfile_per_mille: [0, 20, 200][rng.usize(0..3)],
+                    ..f
+                });
+            }
+            _ => {
+                let f = disk.faults();
+                let cap =
+                    if rng.bool() { disk.used_bytes() + rng.u64(0..16 << 10) } else { u64::MAX };
+                disk.set_faults(SimFaults { capacity_bytes: cap, ..f });
+            }
+        }
+    }
+    // A last pass with no faults cleans, and a restart keeps what it left.
+    no_faults(&disk);
+    let _ = log.close().await;
+    drop(log);
+    let log = Rc::new(open(&disk).await.unwrap());
+    reopened(&log, &mut durable, &mut maybe).await;
+    while let Ok(Some(stats)) = log.clean(now_ms + 1_000_000).await {
+        CLEAN_PASSES.fetch_add(1, Ordering::Relaxed);
+        RECORDS_REMOVED.fetch_add(stats.records_removed, Ordering::Relaxed);
+    }
+    check(&read_records(&log).await, &durable, &maybe);
+    drop(log);
+    disk.crash();
+    let log = open(&disk).await.unwrap();
+    check(&read_records(&log).await, &durable, &maybe);
+    log.close().await.unwrap();
+}
+
+/// After a reopen: checked, then what is on disk is the truth (a record that may or may
+/// not have survived did, or did not).
+async fn reopened(
+    log: &PartitionLog<SimDisk>,
+    durable: &mut BTreeMap<u64, Rec>,
+    maybe: &mut BTreeMap<u64, Vec<Rec>>,
+) {
+    let got = read_records(log).await;
+    check(&got, durable, maybe);
+    let hw = log.high_watermark();
+    // Acked records above the high watermark cannot exist: the check above found them.
+    assert!(durable.keys().all(|&o| o < hw), "durable record past the high watermark {hw}");
+    for (o, rec) in got {
+        if maybe.remove(&o).is_some() {
+            durable.insert(o, rec);
+        }
+    }
+    maybe.clear();
+}
+
+#[test]
+fn compaction_simulation() {
+    let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 =
+                std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+            (0..n).collect()
+        }
+    };
+    let steps = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    run(move || async move {
+        let many = seeds.len() >= 100;
+        for seed in seeds {
+            simulate(seed, steps).await;
+        }
+        let passes = CLEAN_PASSES.load(Ordering::Relaxed);
+        let removed = RECORDS_REMOVED.load(Ordering::Relaxed);
+        let cut = CUT_SHORT.load(Ordering::Relaxed);
+        eprintln!("compaction: {passes} passes removed {removed} records; {cut} passes cut short by a crash");
+        assert!(!many || (passes > 0 && removed > 0 && cut > 0), "compaction went untested");
+    });
+}
