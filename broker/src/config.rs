@@ -445,6 +445,10 @@ impl BrokerConfig {
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
             "BROKER_DSYNC_WRITES" => self.log.dsync_writes = parse(name, value)?,
+            "BROKER_CLEANER_BYTES_PER_S" => self.log.cleaner_bytes_per_s = parse(name, value)?,
+            "BROKER_CLEANER_DIRTY_PERCENT_MIN" => {
+                self.log.cleaner_dirty_percent_min = parse(name, value)?
+            }
             "BROKER_HTTP" => self.http.listen = parse(name, value)?,
             "BROKER_HTTP_BODY_BYTES_MAX" => self.http.body_bytes_max = parse(name, value)?,
             "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,

@@ -186,6 +186,7 @@ fn invalid_topic_configs_are_refused_naming_the_field_and_nothing_is_created() {
         ("retention_bytes", |c| c.retention_bytes = -2),
         ("retention_bytes", |c| c.retention_bytes = i64::MIN),
         ("segment_ms", |c| c.segment_ms = i64::MIN),
+        ("delete_retention_ms", |c| c.delete_retention_ms = -2),
         ("segment_bytes_max", |c| c.segment_bytes_max = 100),
         ("segment_bytes_max", |c| c.segment_bytes_max = 1 << 40),
         ("batch_bytes_max", |c| c.batch_bytes_max = 1),
@@ -225,6 +226,8 @@ fn invalid_topic_configs_are_refused_naming_the_field_and_nothing_is_created() {
         batch_bytes_max: 96,
         table: true,
         aggregate: None,
+        compact: true,
+        delete_retention_ms: -1,
     };
     let r = create(&mut conn, "edges", edges.clone());
     assert_eq!(r.error, 0, "{}", r.message);

@@ -128,6 +128,17 @@ impl PartitionCache {
         Some(out)
     }
 
+    /// Drops the cached batches that end at or before `offset` (compaction replaced them on
+    /// disk: readers get the rewrite from then on). The shard's FIFO skips their entries.
+    pub fn forget_before(&self, offset: u64) {
+        let mut e = self.entries.borrow_mut();
+        let mut freed = 0;
+        while e.batches.front().is_some_and(|c| c.next_offset <= offset) {
+            freed += e.batches.pop_front().expect("front exists").bytes.len();
+        }
+        self.shard.used_bytes.set(self.shard.used_bytes.get() - freed);
+    }
+
     /// Drops every cached batch of this partition.
     pub fn clear(&self) {
         let freed: usize = self.entries.borrow_mut().batches.drain(..).map(|c| c.bytes.len()).sum();

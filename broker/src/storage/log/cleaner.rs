@@ -25,8 +25,8 @@
 //!   before the pass began (closed segments hold only synced data).
 //! - Readers never mix the two files: the old segment object keeps its file open (the old
 //!   inode) until its last reader lets go (`Segment::retire`), and the log's segment list
-//!   points at the new one from the swap on. Either is a consistent view of the same
-//!   offsets. Retention and record deletion wait for a swap (`LogCore::maintenance`).
+//!   points at the new one from the swap on (and the cache forgets the old batches).
+//!   Either is a consistent view of the same offsets. Retention and record deletion wait for a swap (`LogCore::maintenance`).
 //! - The new segment's index lives in memory; its index files are written by the next
 //!   recovery (which rebuilds missing ones).
 
@@ -486,6 +486,8 @@ impl<D: Disk> PartitionLog<D> {
         if let Some(slot) = segs.iter_mut().find(|s| Rc::ptr_eq(s, old)) {
             *slot = new;
         }
+        // Cached copies of the old batches would hide the rewrite from readers.
+        sh.cache.forget_before(old.next_offset.get());
         Ok(true)
     }
 }

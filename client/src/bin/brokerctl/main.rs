@@ -147,6 +147,14 @@ enum TopicCommand {
         /// Keep a projection table: each key's latest value (`brokerctl table get|scan`).
         #[arg(long)]
         table: bool,
+        /// Compact the log: closed segments keep each key's latest record (cleanup.policy =
+        /// compact; with --retention-ms/--retention-bytes also compact,delete).
+        #[arg(long)]
+        compact: bool,
+        /// With --compact: remove a key's tombstone this long after it was appended (0 =
+        /// broker default, 1 day; -1 = never).
+        #[arg(long, default_value_t = 0)]
+        delete_retention_ms: i64,
     },
     /// Delete a topic and its data.
     Delete {
@@ -208,6 +216,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 retention_bytes,
                 segment_bytes,
                 table,
+                compact,
+                delete_retention_ms,
             } => {
                 let t = client
                     .create_topic(
@@ -218,6 +228,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             retention_bytes,
                             segment_bytes_max: segment_bytes,
                             table,
+                            compact,
+                            delete_retention_ms,
                             ..Default::default()
                         },
                     )
@@ -237,7 +249,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let d = client.describe_topic(&name).await?;
                 if let Some(t) = &d.topic {
                     let c = &t.config;
-                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {} table {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max, c.table);
+                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {} table {} compact {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max, c.table, c.compact);
                 }
                 let _ = writeln!(
                     out,

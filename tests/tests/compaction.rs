@@ -1,0 +1,232 @@
+//! Compaction against the real broker: a compacted topic keeps exactly each key's latest
+//! record (a model of a random keyed workload decides which), tombstones take their key with
+//! them, offsets never move, a consumer reads dense batches across cleanings, and kill -9 in
+//! the middle of cleaning loses nothing (a seeded kill loop; `COMPACTION_SEED` replays it).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use integration_tests::{fetch_all, produce, Broker, Conn};
+use wire::*;
+
+const TOPIC: &str = "kv";
+
+/// A record as produced: key and value (`None`: a tombstone).
+type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+fn create_compacted(conn: &mut Conn, delete_retention_ms: i64) {
+    let resp: CreateTopicResponse = conn.call(&CreateTopicRequest {
+        name: TOPIC.into(),
+        config: TopicConfig {
+            partition_count: 1,
+            segment_bytes_max: 4096,
+            compact: true,
+            delete_retention_ms,
+            ..Default::default()
+        },
+    });
+    assert_eq!(resp.error, 0, "create: {}", resp.message);
+    let c = resp.topic.expect("topic").config;
+    assert!(c.compact, "the topic says it is compacted");
+}
+
+/// Produces `records` as one durable batch; the offset of its first record.
+fn append(conn: &mut Conn, records: &[Rec], ts: i64) -> u64 {
+    let mut b = BatchBuilder::new(1 << 20);
+    for (k, v) in records {
+        b.append(ts, k.as_deref(), v.as_deref(), &[("h", b"1")]).unwrap();
+    }
+    let r = produce(conn, TOPIC, 0, &b.finish().unwrap(), AckLevel::Durable);
+    assert_eq!(r.error, 0, "produce: {:?}", ErrorCode::from_u16(r.error));
+    r.base_offset as u64
+}
+
+fn high_watermark(conn: &mut Conn) -> u64 {
+    let resp: FetchResponse = conn.call(&FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1,
+        topics: vec![FetchTopic {
+            name: TOPIC.into(),
+            partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 1 }],
+        }],
+    });
+    resp.topics[0].partitions[0].high_watermark
+}
+
+/// Offset → record of everything stored (dense batches checked by `fetch_all`).
+fn stored(conn: &mut Conn) -> BTreeMap<u64, Rec> {
+    let hw = high_watermark(conn);
+    let mut out = BTreeMap::new();
+    let mut scratch = AlignedVec::new();
+    for bytes in fetch_all(conn, TOPIC, 0, hw) {
+        let aligned = to_aligned(&bytes);
+        let env = BatchEnvelope::validate(&aligned).unwrap();
+        let view = env.open(&mut scratch).unwrap();
+        for r in view.records() {
+            out.insert(r.offset(), (r.key().map(<[u8]>::to_vec), r.value().map(<[u8]>::to_vec)));
+        }
+    }
+    out
+}
+
+fn random_records(rng: &mut fastrand::Rng, keys: u32, value_bytes: usize) -> Vec<Rec> {
+    (0..rng.usize(1..6))
+        .map(|_| {
+            let key =
+                (rng.u8(0..20) != 0).then(|| format!("key-{}", rng.u32(0..keys)).into_bytes());
+            let value = (rng.u8(0..10) != 0)
+                .then(|| (0..rng.usize(1..value_bytes)).map(|_| rng.u8(..)).collect::<Vec<u8>>());
+            (key, value)
+        })
+        .collect()
+}
+
+/// Records a compacted log must still hold of `produced` (all of them durable): keyless ones,
+/// and each key's latest unless it is a tombstone.
+fn expected(produced: &BTreeMap<u64, Rec>) -> BTreeMap<u64, Rec> {
+    let mut latest: BTreeMap<&[u8], u64> = BTreeMap::new();
+    for (o, (k, _)) in produced {
+        if let Some(k) = k {
+            latest.insert(k, *o);
+        }
+    }
+    produced
+        .iter()
+        .filter(|(o, (k, v))| match k {
+            None => true,
+            Some(k) => latest[k.as_slice()] == **o && v.is_some(),
+        })
+        .map(|(o, r)| (*o, r.clone()))
+        .collect()
+}
+
+#[test]
+fn a_compacted_topic_keeps_exactly_each_keys_latest_record_at_its_offset() {
+    // Every pass runs (no dirty-ratio wait), so the log converges on the model.
+    let env = [("BROKER_RETENTION_CHECK_MS", "100"), ("BROKER_CLEANER_DIRTY_PERCENT_MIN", "0")];
+    let mut broker = Broker::start_with_env(1, &env);
+    let mut conn = broker.connect();
+    create_compacted(&mut conn, 1);
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut produced: BTreeMap<u64, Rec> = BTreeMap::new();
+    for i in 0..600 {
+        let records = random_records(&mut rng, 40, 200);
+        let base = append(&mut conn, &records, 1_000 + i);
+        for (j, r) in records.into_iter().enumerate() {
+            produced.insert(base + j as u64, r);
+        }
+    }
+    // Push every workload record into closed segments: the active one is never cleaned.
+    let workload_end = high_watermark(&mut conn);
+    for _ in 0..12 {
+        append(&mut conn, &[(Some(b"pad".to_vec()), Some(vec![0; 1500]))], 5_000);
+    }
+    let want = expected(&produced);
+    let workload = |s: &BTreeMap<u64, Rec>| -> BTreeMap<u64, Rec> {
+        s.range(..workload_end).map(|(o, r)| (*o, r.clone())).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = stored(&mut conn);
+        for (o, r) in &got {
+            if *o < workload_end {
+                assert_eq!(produced.get(o), Some(r), "record at {o} is not the one produced there");
+            }
+        }
+        if workload(&got) == want {
+            break;
+        }
+        if Instant::now() >= deadline {
+            eprintln!("{}", broker.log_text());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not compacted after 60 s: {} records of {} wanted",
+            got.range(..workload_end).count(),
+            want.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(want.len() * 2 < produced.len(), "the workload left most records in place");
+    // Offsets never move: the next append lands where it would have, and kill -9 keeps it.
+    let hw = high_watermark(&mut conn);
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    assert_eq!(high_watermark(&mut conn), hw, "the high watermark moved across a restart");
+    assert_eq!(workload(&stored(&mut conn)), want, "a restart changed the compacted log");
+    let next = append(&mut conn, &[(Some(b"after".to_vec()), Some(b"x".to_vec()))], 9_000);
+    assert_eq!(next, hw);
+    let _ = broker.stop();
+}
+
+#[test]
+fn kill_9_during_cleaning_loses_nothing() {
+    let seed: u64 =
+        std::env::var("COMPACTION_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                as u64
+        });
+    eprintln!("COMPACTION_SEED={seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // A slow cleaner, so kills land in the middle of passes.
+    let env = [("BROKER_RETENTION_CHECK_MS", "100"), ("BROKER_CLEANER_BYTES_PER_S", "200000")];
+    let mut broker = Broker::start_with_env(1, &env);
+    let mut conn = broker.connect();
+    create_compacted(&mut conn, 50);
+    let mut produced: BTreeMap<u64, Rec> = BTreeMap::new();
+    let mut ts = 1_000;
+    for round in 0..8 {
+        for _ in 0..rng.usize(50..200) {
+            ts += 1;
+            let records = random_records(&mut rng, 30, 300);
+            let base = append(&mut conn, &records, ts);
+            for (j, r) in records.into_iter().enumerate() {
+                produced.insert(base + j as u64, r);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..800)));
+        broker.kill();
+        broker.restart();
+        conn = broker.connect();
+        let got = stored(&mut conn);
+        for (o, r) in &got {
+            assert_eq!(
+                produced.get(o),
+                Some(r),
+                "round {round}: record at {o} is not the one produced there"
+            );
+        }
+        // Each key's latest record is there (or it was a tombstone, and then none of its
+        // earlier records came back).
+        let mut latest: BTreeMap<&[u8], u64> = BTreeMap::new();
+        for (o, (k, _)) in &produced {
+            match k {
+                Some(k) => {
+                    latest.insert(k, *o);
+                }
+                None => assert!(got.contains_key(o), "round {round}: keyless record at {o} lost"),
+            }
+        }
+        for (k, &l) in &latest {
+            if produced[&l].1.is_some() {
+                assert!(got.contains_key(&l), "round {round}: latest record of {k:?} at {l} lost");
+            } else {
+                let earlier = got.range(..l).find(|(_, (key, _))| key.as_deref() == Some(*k));
+                assert!(
+                    earlier.is_none() || got.contains_key(&l),
+                    "round {round}: tombstone of {k:?} gone but {earlier:?} is back"
+                );
+            }
+        }
+        assert_eq!(high_watermark(&mut conn), produced.keys().last().unwrap() + 1);
+    }
+    // The loop tested something: the cleaner did remove records.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored(&mut conn).len() * 2 > produced.len() {
+        assert!(Instant::now() < deadline, "the cleaner removed too little in 30 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = broker.stop();
+}
