@@ -331,6 +331,46 @@ mod tests {
     }
 
     #[test]
+    fn a_compacted_batch_keeps_its_offsets_and_an_empty_batch_covers_the_removed_tail() {
+        let mut b = wire::BatchBuilder::new(1 << 20);
+        for i in 0..5u8 {
+            b.append(1_000 + i64::from(i), Some(&[i]), Some(&[i; 3]), &[]).unwrap();
+        }
+        let mut original = b.finish().unwrap();
+        wire::batch::header::assign(&mut original, 100, 5);
+        let env = wire::BatchEnvelope::validate(&original).unwrap();
+        let (mut scratch, mut builder) =
+            (wire::AlignedVec::new(), wire::BatchBuilder::new(1 << 20));
+        let mut out = wire::AlignedVec::new();
+        // Offsets 101 and 103 stay; 100, 102 and 104 were superseded.
+        let kept = |r: &wire::RecordView<'_>| r.offset() == 101 || r.offset() == 103;
+        wire::batch::compact::retain_into(&env, &mut scratch, &mut builder, &mut out, kept)
+            .unwrap();
+        let mut back = BytesMut::new();
+        to_kafka(&out, &mut back).unwrap();
+        let mut bytes = back.freeze();
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+        let offsets: Vec<i64> =
+            sets.iter().flat_map(|s| s.records.iter().map(|r| r.offset)).collect();
+        assert_eq!(offsets, vec![101, 103]);
+        assert_eq!(sets.len(), 2, "the kept records, then an empty batch");
+        assert!(sets[1].records.is_empty());
+
+        // Every record removed: one empty batch over the whole span.
+        let mut out = wire::AlignedVec::new();
+        wire::batch::compact::retain_into(&env, &mut scratch, &mut builder, &mut out, |_| false)
+            .unwrap();
+        let mut back = BytesMut::new();
+        to_kafka(&out, &mut back).unwrap();
+        let raw = back.freeze();
+        assert_eq!(&raw[..8], &100i64.to_be_bytes(), "base offset");
+        assert_eq!(&raw[23..27], &4i32.to_be_bytes(), "last offset delta: 100..=104");
+        let mut bytes = raw.clone();
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+        assert!(sets.iter().all(|s| s.records.is_empty()));
+    }
+
+    #[test]
     fn a_batch_larger_than_a_native_batch_splits_with_sequences_advanced() {
         let value = vec![1u8; 1000];
         let records: Vec<Record> = (0..100).map(|i| record(i, Some(b"k"), Some(&value))).collect();

@@ -125,12 +125,16 @@ pub async fn command(
                 let _ = writeln!(out, "created state table {name} over {topic}");
                 return Ok(());
             }
+            // A projection table's topic is compacted: only each key's latest record is
+            // needed to rebuild it. A state table's is not (its counts replay every record).
+            let compact = aggregate.is_none();
             let config = TopicConfig {
                 partition_count: partitions,
                 retention_ms: -1,
                 retention_bytes: -1,
                 table: true,
                 aggregate,
+                compact,
                 ..Default::default()
             };
             let t = client.create_topic(&name, config).await?;
