@@ -122,7 +122,14 @@ async fn run(
             config.partitions_max,
         ),
     };
-    let shard = Shard::new(0, 0, config, addresses, senders, pools);
+    let security = match crate::auth::Security::open(&config.data_dir, &config.auth) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("users and ACLs: {e}")));
+            return;
+        }
+    };
+    let shard = Shard::new(0, 0, config, addresses, senders, pools, security);
     let settings = TopicSettings::from_wire(&wire::TopicConfig {
         partition_count: 4,
         retention_ms: -1,
@@ -151,7 +158,12 @@ async fn run(
         let (input, reply) = job;
         let output = Rc::new(RefCell::new(Vec::new()));
         let stream = MemoryStream { input, read: 0, output: output.clone() };
-        let task = glommio::spawn_local(connection::serve(shard.clone(), stream, stop.clone()));
+        let task = glommio::spawn_local(connection::serve(
+            shard.clone(),
+            stream,
+            stop.clone(),
+            crate::auth::Session::new(None),
+        ));
         futures_lite::future::or(task, async {
             glommio::timer::sleep(Duration::from_millis(500)).await;
         })

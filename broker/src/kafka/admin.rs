@@ -49,6 +49,8 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// `(min, max)` versions of `api` this listener speaks, if any.
@@ -115,6 +117,13 @@ pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> 
         t.name = Some(name(&n));
         t.is_internal = n.starts_with("__");
         t.topic_authorized_operations = i32::MIN;
+        if !super::sasl::may_describe(s, &n) {
+            if !all {
+                t.error_code = K::TopicAuthorizationFailed.code();
+                out.topics.push(t);
+            }
+            continue;
+        }
         match meta.topic(&n) {
             None => t.error_code = K::UnknownTopicOrPartition.code(),
             Some(topic) => t.partitions = partitions(topic),
@@ -169,7 +178,7 @@ fn apply_config(config: &mut wire::TopicConfig, key: &str, value: &str) -> Resul
 }
 
 /// CreateTopics: each through the native create (on shard 0).
-pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest) -> Answer {
+pub async fn create_topics(s: &Session, ctx: Ctx, req: CreateTopicsRequest) -> Answer {
     let mut out = CreateTopicsResponse::default();
     for t in &req.topics {
         let mut r = create_topics_response::CreatableTopicResult::default();
@@ -204,7 +213,7 @@ pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest
         } else {
             let native_req = wire::CreateTopicRequest { name: t.name.as_str().to_owned(), config };
             let result: Result<wire::CreateTopicResponse, KafkaError> =
-                native::call(shard, &native_req).await;
+                native::call(s, &native_req).await;
             match result {
                 Ok(resp) if resp.error != 0 => {
                     r.error_code = kafka_code_raw(resp.error);
@@ -227,13 +236,13 @@ pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest
 }
 
 /// DeleteTopics (by name).
-pub async fn delete_topics(shard: &Rc<Shard>, ctx: Ctx, req: DeleteTopicsRequest) -> Answer {
+pub async fn delete_topics(s: &Session, ctx: Ctx, req: DeleteTopicsRequest) -> Answer {
     let mut out = DeleteTopicsResponse::default();
     for n in &req.topic_names {
         let mut r = delete_topics_response::DeletableTopicResult::default();
         r.name = Some(n.clone());
         let result: Result<wire::DeleteTopicResponse, KafkaError> =
-            native::call(shard, &wire::DeleteTopicRequest { name: n.as_str().to_owned() }).await;
+            native::call(s, &wire::DeleteTopicRequest { name: n.as_str().to_owned() }).await;
         match result {
             Ok(resp) if resp.error != 0 => {
                 r.error_code = kafka_code_raw(resp.error);

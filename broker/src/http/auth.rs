@@ -1,0 +1,115 @@
+//! Who an HTTP request is: `Authorization: Basic` checked against the user's SCRAM
+//! credential (PBKDF2 with the stored salt and iterations: the password is never stored).
+//!
+//! Contract:
+//! - Each request gets its own `auth::Session` (the same one check as native requests,
+//!   `api::start_client`, runs on it: ACLs on every route, metadata filtered).
+//! - With authentication in force, a request without credentials, or with wrong ones, is
+//!   answered 401 (`AUTHENTICATION_REQUIRED` / `AUTHENTICATION_FAILED`) with
+//!   `WWW-Authenticate: Basic realm="broker"`; failures count against the source address
+//!   like native ones (`auth/limiter.rs`).
+//! - Basic auth sends the password itself: it is accepted only on a secure (TLS) connection
+//!   or from a loopback address (development); elsewhere it is refused with a message
+//!   saying so. Bearer tokens are not implemented.
+//! - A connection remembers the last credentials it verified (until users change), so a
+//!   keep-alive client pays PBKDF2 once, not per request.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use base64::Engine as _;
+use hyper::header::AUTHORIZATION;
+use hyper::HeaderMap;
+use wire::ErrorCode;
+
+use super::error::ApiError;
+use crate::auth::{AuthMode, Security, Session};
+
+/// One HTTP connection's authentication state.
+pub struct ConnAuth {
+    peer: Option<SocketAddr>,
+    /// The transport is TLS (set by the listener).
+    pub secure: Cell<bool>,
+    /// (user, password, generation, superuser) last verified on this connection.
+    verified: RefCell<Option<(String, Vec<u8>, u64, bool)>>,
+}
+
+impl ConnAuth {
+    /// For a connection from `peer`.
+    pub fn new(peer: Option<SocketAddr>) -> Rc<ConnAuth> {
+        Rc::new(ConnAuth { peer, secure: Cell::new(false), verified: RefCell::new(None) })
+    }
+
+    /// The session for one request with `headers`.
+    pub fn session(
+        &self,
+        security: &Security,
+        headers: &HeaderMap,
+    ) -> Result<Rc<Session>, ApiError> {
+        let session = Session::new(self.peer);
+        session.set_secure(self.secure.get());
+        let mode = security.mode();
+        let Some(value) = headers.get(AUTHORIZATION) else {
+            return match mode {
+                AuthMode::Required => Err(ApiError::new(
+                    ErrorCode::AuthenticationRequired,
+                    "this broker requires authentication: send Authorization: Basic",
+                )),
+                _ => Ok(session),
+            };
+        };
+        let (user, password) = parse_basic(value.as_bytes())?;
+        let loopback = self.peer.is_some_and(|p| p.ip().is_loopback());
+        if !self.secure.get() && !loopback {
+            return Err(ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "basic authentication sends the password itself: use HTTPS",
+            ));
+        }
+        let generation = security.generation();
+        if let Some((u, p, g, superuser)) = self.verified.borrow().as_ref() {
+            if *u == user && *g == generation && wire::scram::constant_time_eq(p, &password) {
+                session.set_authenticated(&user, *superuser, generation);
+                return Ok(session);
+            }
+        }
+        let ip = self.peer.map(|p| p.ip());
+        if security.limiter.blocked(ip).is_some() {
+            return Err(ApiError::new(
+                ErrorCode::AuthenticationFailed,
+                "too many failed authentications from this address; retry later",
+            ));
+        }
+        match security.check_password(&user, &password) {
+            Some(superuser) => {
+                session.set_authenticated(&user, superuser, generation);
+                *self.verified.borrow_mut() = Some((user, password, generation, superuser));
+                Ok(session)
+            }
+            None => {
+                security.limiter.record_failure(ip);
+                security.audit.record("-", "authenticate", &"http basic", false);
+                Err(ApiError::new(ErrorCode::AuthenticationFailed, "wrong user or password"))
+            }
+        }
+    }
+}
+
+fn parse_basic(value: &[u8]) -> Result<(String, Vec<u8>), ApiError> {
+    let bad = || {
+        ApiError::new(
+            ErrorCode::AuthenticationFailed,
+            "Authorization: Basic <base64 user:password> expected",
+        )
+    };
+    let text = std::str::from_utf8(value).map_err(|_| bad())?;
+    let (scheme, b64) = text.split_once(' ').ok_or_else(bad)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).map_err(|_| bad())?;
+    let colon = raw.iter().position(|&b| b == b':').ok_or_else(bad)?;
+    let user = String::from_utf8(raw[..colon].to_vec()).map_err(|_| bad())?;
+    Ok((user, raw[colon + 1..].to_vec()))
+}
