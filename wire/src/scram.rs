@@ -285,6 +285,7 @@ pub struct ServerExchange {
     client_first_bare: String,
     server_first: String,
     nonce: String,
+    client_nonce_len: usize,
 }
 
 impl ServerExchange {
@@ -303,6 +304,7 @@ impl ServerExchange {
             client_first_bare: first.bare.clone(),
             server_first: server_first.clone(),
             nonce,
+            client_nonce_len: first.nonce.len(),
         };
         (ex, server_first)
     }
@@ -317,7 +319,14 @@ impl ServerExchange {
         if binding != "biws" && binding != "eSws" {
             return Err(ScramError::Malformed("channel binding is not supported"));
         }
-        if attr(attrs.next(), 'r')? != self.nonce {
+        // librdkafka (up to at least 2.x) sends the client nonce followed by the whole server
+        // nonce (which already starts with the client nonce); Kafka accepts it, so do we.
+        // Either way the proof covers exactly what was sent.
+        let r = attr(attrs.next(), 'r')?;
+        let librdkafka_form = r.len() == self.client_nonce_len + self.nonce.len()
+            && r.ends_with(&self.nonce)
+            && r[..self.client_nonce_len] == self.nonce[..self.client_nonce_len];
+        if r != self.nonce && !librdkafka_form {
             return Err(ScramError::Nonce);
         }
         let proof = b64().decode(proof).map_err(|_| ScramError::Malformed("proof not base64"))?;

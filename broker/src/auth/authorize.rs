@@ -253,7 +253,9 @@ pub fn filter(
     };
     let filtered = if metadata {
         wire::decode_body::<wire::MetadataResponse>(body).map(|mut m| {
-            m.topics.retain(|t| may(&t.name));
+            // The broker's own topics (`__consumer_offsets`) stay: clients route group requests
+            // by their layout. Reading or writing them is refused elsewhere.
+            m.topics.retain(|t| t.name.starts_with("__") || may(&t.name));
             m.tables.retain(|t| may(&t.name) && may(&t.topic));
             respond(&header, &m)
         })

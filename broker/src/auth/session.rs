@@ -344,7 +344,10 @@ impl Session {
             Sasl::ScramSent { exchange, user, known } => {
                 let server_final = match exchange.finish(bytes) {
                     Ok(f) if known => f,
-                    _ => return Err(fail(format!("authentication of {user:?} failed"))),
+                    outcome => {
+                        tracing::debug!(user, known, ?outcome, msg = %String::from_utf8_lossy(bytes), "SCRAM final refused");
+                        return Err(fail(format!("authentication of {user:?} failed")));
+                    }
                 };
                 self.complete(security, &user, server_final.into_bytes())
                     .ok_or_else(|| fail(format!("user {user:?} was deleted")))

@@ -49,7 +49,9 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::SaslHandshake, 1, 1),
+    // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
+    // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
