@@ -215,7 +215,7 @@ fn unescape_name(raw: &str) -> Result<String, ScramError> {
 }
 
 /// The attribute `key` (`x=value`) at the front of `part`.
-fn attr<'a>(part: Option<&'a str>, key: char) -> Result<&'a str, ScramError> {
+fn attr(part: Option<&str>, key: char) -> Result<&str, ScramError> {
     let part = part.ok_or(ScramError::Malformed("missing attribute"))?;
     let mut chars = part.chars();
     if chars.next() != Some(key) || chars.next() != Some('=') {

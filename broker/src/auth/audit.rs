@@ -27,7 +27,7 @@ impl Audit {
     }
 
     fn admit(&self) -> bool {
-        let now_s = crate::clock::now_ms().max(0) as u64 / 1000 & 0xffff_ffff;
+        let now_s = (crate::clock::now_ms().max(0) as u64 / 1000) & 0xffff_ffff;
         let mut current = self.window.load(Ordering::Relaxed);
         loop {
             let (second, lines) = (current >> 32, current & 0xffff_ffff);

@@ -31,8 +31,16 @@ pub struct ConnAuth {
     peer: Option<SocketAddr>,
     /// The transport is TLS (set by the listener).
     pub secure: Cell<bool>,
-    /// (user, password, generation, superuser) last verified on this connection.
-    verified: RefCell<Option<(String, Vec<u8>, u64, bool)>>,
+    /// The credentials last verified on this connection.
+    verified: RefCell<Option<Verified>>,
+}
+
+/// Basic credentials a connection verified, as of a users generation.
+struct Verified {
+    user: String,
+    password: Vec<u8>,
+    generation: u64,
+    superuser: bool,
 }
 
 impl ConnAuth {
@@ -68,9 +76,12 @@ impl ConnAuth {
             ));
         }
         let generation = security.generation();
-        if let Some((u, p, g, superuser)) = self.verified.borrow().as_ref() {
-            if *u == user && *g == generation && wire::scram::constant_time_eq(p, &password) {
-                session.set_authenticated(&user, *superuser, generation);
+        if let Some(v) = self.verified.borrow().as_ref() {
+            if v.user == user
+                && v.generation == generation
+                && wire::scram::constant_time_eq(&v.password, &password)
+            {
+                session.set_authenticated(&user, v.superuser, generation);
                 return Ok(session);
             }
         }
@@ -84,7 +95,8 @@ impl ConnAuth {
         match security.check_password(&user, &password) {
             Some(superuser) => {
                 session.set_authenticated(&user, superuser, generation);
-                *self.verified.borrow_mut() = Some((user, password, generation, superuser));
+                *self.verified.borrow_mut() =
+                    Some(Verified { user, password, generation, superuser });
                 Ok(session)
             }
             None => {
