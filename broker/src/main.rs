@@ -174,6 +174,14 @@ fn user_add(config: &BrokerConfig, name: &str, superuser: bool) -> ExitCode {
     }
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password);
+    // The data directory's lock: a running broker would not see the change.
+    let _lock = match broker::server::lock_data_dir(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e} (change users of a running broker with brokerctl user)");
+            return ExitCode::FAILURE;
+        }
+    };
     match broker::auth::users::add_offline(
         &config.data_dir,
         &config.auth,

@@ -7,7 +7,7 @@ use wire::{AlignedVec, ErrorCode};
 
 use super::acl::Acl;
 use super::store::{Security, SecurityError, StoredCredential, User};
-use crate::api::{error_frame, respond};
+use super::{error_frame, respond};
 use crate::request::Request;
 
 macro_rules! decode {

@@ -29,7 +29,7 @@ use super::acl::{Operation, Resource};
 use super::config::AuthMode;
 use super::session::{Principal, Session};
 use super::store::Security;
-use crate::api::{error_frame, respond};
+use super::{error_frame, respond};
 use crate::request::Request;
 
 /// What must happen to a permitted request's response.

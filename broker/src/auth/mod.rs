@@ -30,6 +30,23 @@ pub use config::{AuthConfig, AuthMode};
 pub use session::Session;
 pub use store::Security;
 
+/// An error response to `header`'s request (the api layer's `error_frame`; `auth` sits
+/// below `api`, which calls into it).
+pub(crate) fn error_frame(
+    header: &wire::FrameHeader,
+    code: wire::ErrorCode,
+    message: &str,
+) -> wire::AlignedVec {
+    wire::encode_error(header.api_key, header.correlation_id, code, message)
+}
+
+/// A response to `header`'s request, or an error response if it cannot be encoded.
+pub(crate) fn respond<T: wire::Message>(header: &wire::FrameHeader, msg: &T) -> wire::AlignedVec {
+    wire::encode_response(header.correlation_id, msg).unwrap_or_else(|e| {
+        error_frame(header, wire::ErrorCode::UnknownServerError, &e.to_string())
+    })
+}
+
 /// Fills `buf` from the operating system's random source (salts, nonces).
 pub fn random_bytes(buf: &mut [u8]) {
     // A broker that cannot read the kernel's random source cannot make a safe nonce.

@@ -35,7 +35,7 @@ use wire::{
 use super::acl::{self, Operation, Resource};
 use super::config::AuthMode;
 use super::store::Security;
-use crate::api::{error_frame, respond};
+use super::{error_frame, respond};
 
 /// Most cached decisions per session.
 pub const DECISIONS_MAX: usize = 1024;

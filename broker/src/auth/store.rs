@@ -314,3 +314,54 @@ impl Security {
         self.change(|s| s.upsert_user(name, user, max))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(superuser: bool) -> User {
+        let c = Credential::derive(Mechanism::Sha256, b"pw", &[3; 16], 4096);
+        User { superuser, credentials: vec![StoredCredential::new(&c)] }
+    }
+
+    #[test]
+    fn changes_persist_bounded_and_a_failed_change_installs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = AuthConfig { users_max: 2, acls_max: 1, ..AuthConfig::default() };
+        let s = Security::open(dir.path(), &config).unwrap();
+        assert_eq!(s.mode(), AuthMode::Off, "auto without users");
+        let g0 = s.generation();
+        assert!(s.upsert_user("alice", user(false)).unwrap());
+        assert!(!s.upsert_user("alice", user(true)).unwrap());
+        assert_eq!(s.mode(), AuthMode::Required, "auto with a user");
+        assert!(s.generation() > g0);
+        assert!(matches!(s.upsert_user("bad name", user(false)), Err(SecurityError::UserName(_))));
+        s.upsert_user("bob", user(false)).unwrap();
+        assert!(matches!(
+            s.upsert_user("carol", user(false)),
+            Err(SecurityError::Limit { what: "users", .. })
+        ));
+        let acl = |name: &str| Acl {
+            principal: "bob".into(),
+            resource: super::super::acl::ResourceKind::Topic,
+            name: name.into(),
+            operation: super::super::acl::Operation::Read,
+            deny: false,
+        };
+        s.change(|st| Ok(st.acls.insert(acl("a")))).unwrap();
+        let g = s.generation();
+        assert!(s.change(|st| Ok(st.acls.insert(acl("b")))).is_err(), "acls_max");
+        assert_eq!(s.generation(), g, "nothing installed");
+        assert_eq!(s.snapshot().acls.len(), 1);
+        assert_eq!(s.check_password("alice", b"pw"), Some(true));
+        assert_eq!(s.check_password("alice", b"no"), None);
+        // What was answered is what a restart reads.
+        let again = Security::open(dir.path(), &config).unwrap();
+        assert_eq!(*again.snapshot(), *s.snapshot());
+        assert_eq!(s.change(|st| st.delete_user("bob")).unwrap(), 1);
+        assert!(matches!(s.change(|st| st.delete_user("bob")), Err(SecurityError::UnknownUser(_))));
+        let again = Security::open(dir.path(), &config).unwrap();
+        assert!(again.snapshot().acls.is_empty());
+        assert!(!dir.path().join("security.json.tmp").exists());
+    }
+}

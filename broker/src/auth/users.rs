@@ -1,7 +1,7 @@
 //! Users made outside a running broker: `broker user add NAME --data-dir DIR [--superuser]`
-//! (the password on stdin) bootstraps the first admin. The data directory's lock
-//! (`server::lock_data_dir`) is taken first, so this refuses while a broker runs there (the
-//! running broker would not see the change); with the broker stopped it writes
+//! (the password on stdin) bootstraps the first admin. The caller (`main.rs`) holds the data
+//! directory's lock (`server::lock_data_dir`) first, so this refuses while a broker runs
+//! there (the running broker would not see the change); with the broker stopped it writes
 //! `security.json` the same crash-safe way the broker does.
 
 use std::path::Path;
@@ -26,9 +26,6 @@ pub fn credentials(password: &[u8]) -> Vec<StoredCredential> {
 /// Why `broker user add` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UserAddError {
-    /// The data directory is locked by a running broker, or cannot be opened.
-    #[error(transparent)]
-    DataDir(#[from] crate::server::ServerError),
     /// The stored users cannot be read.
     #[error("cannot read the users file (security.json): {0}")]
     Load(std::io::Error),
@@ -40,7 +37,8 @@ pub enum UserAddError {
     EmptyPassword,
 }
 
-/// Adds (or replaces) user `name` in `data_dir`; true if it is new.
+/// Adds (or replaces) user `name` in `data_dir`, whose lock the caller holds; true if it is
+/// new.
 pub fn add_offline(
     data_dir: &Path,
     config: &AuthConfig,
@@ -51,7 +49,6 @@ pub fn add_offline(
     if password.is_empty() {
         return Err(UserAddError::EmptyPassword);
     }
-    let _lock = crate::server::lock_data_dir(data_dir)?;
     let security = Security::open(data_dir, config).map_err(UserAddError::Load)?;
     Ok(security.upsert_user(name, User { superuser, credentials: credentials(password) })?)
 }
