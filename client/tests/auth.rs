@@ -493,3 +493,60 @@ fn kcat_sasl_scram_produces_and_consumes_and_wrong_passwords_fail() {
     assert!(!ok && !out.contains("\"kc\""), "{out}");
     assert!(!broker.log_text().contains("panicked"));
 }
+
+#[test]
+fn confluent_kafka_sasl_scram_512_produces_and_consumes_in_a_group() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("ck", topic(2)).await.unwrap();
+        admin.upsert_user("erin", "erin-pw", false).await.unwrap();
+        for (kind, name) in [(AclResourceKind::Topic, "ck"), (AclResourceKind::Group, "ck-group")] {
+            admin.create_acl(acl("erin", kind, name, AclOperation::Read, false)).await.unwrap();
+        }
+        admin
+            .create_acl(acl("erin", AclResourceKind::Topic, "ck", AclOperation::Write, false))
+            .await
+            .unwrap();
+    });
+    let script = r#"
+import json, sys
+from confluent_kafka import Producer, Consumer
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "erin", "sasl.password": sys.argv[2]}
+p = Producer(conf)
+for i in range(100):
+    p.produce("ck", key=str(i).encode(), value=b"v%d" % i)
+left = p.flush(float(sys.argv[3]))
+c = Consumer(dict(conf, **{"group.id": "ck-group", "auto.offset.reset": "earliest"}))
+c.subscribe(["ck"])
+seen, errors = set(), []
+for _ in range(int(sys.argv[4])):
+    m = c.poll(0.2)
+    if m is None:
+        if len(seen) >= 100: break
+        continue
+    if m.error():
+        errors.append(str(m.error())); break
+    seen.add(m.key())
+c.close()
+print(json.dumps({"unflushed": left, "seen": len(seen), "errors": errors}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka, "erin-pw", "30", "300"])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["unflushed"], 0, "{text}");
+    assert_eq!(v["seen"], 100, "{text}");
+    // A wrong password: the producer never gets its records acknowledged.
+    let bad = Command::new("python3")
+        .args(["-c", script, &kafka, "wrong", "3", "5"])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(!text.contains("\"seen\": 100"), "{text}");
+}

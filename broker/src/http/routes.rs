@@ -38,7 +38,13 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<Body> {
     let busy = activity.begin();
-    let response = match conn_auth.session(&gw.shard.security, req.headers()) {
+    // Health checks (load balancers) need no credentials: the answer names no resource.
+    let session = if req.uri().path() == "/health" {
+        Ok(crate::auth::Session::new(None))
+    } else {
+        conn_auth.session(&gw.shard.security, req.headers())
+    };
+    let response = match session {
         Ok(session) => match route(&gw.for_request(session), req).await {
             Ok(r) => r,
             Err(e) => error_response(&e),

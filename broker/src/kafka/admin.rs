@@ -5,8 +5,6 @@
 //! coordinator of every group is that node too. Topic changes go through the native
 //! CreateTopic/DeleteTopic handlers (shard 0 makes them and broadcasts).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{
     api_versions_response, create_topics_response, delete_topics_response,
     describe_configs_response, metadata_response, ApiKey, BrokerId, CreateTopicsRequest,
@@ -21,7 +19,6 @@ use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
 use crate::metadata::Topic;
-use crate::shard::Shard;
 
 /// The broker's node id in Kafka's eyes.
 pub const NODE_ID: i32 = 0;
@@ -264,11 +261,8 @@ const RESOURCE_BROKER: i8 = 4;
 
 /// DescribeConfigs: a topic's settings under Kafka's names (what clients and tools read);
 /// a broker resource answers with the few broker-wide values clients look at.
-pub fn describe_configs(
-    shard: &Rc<Shard>,
-    ctx: Ctx,
-    req: DescribeConfigsRequest,
-) -> Option<Vec<u8>> {
+pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> Option<Vec<u8>> {
+    let shard = &s.shard;
     let meta = shard.metadata();
     let log = &shard.config.log;
     let mut out = DescribeConfigsResponse::default();
@@ -277,6 +271,10 @@ pub fn describe_configs(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let entries: Vec<(&str, String)> = match res.resource_type {
+            RESOURCE_TOPIC if !super::sasl::may_describe(s, res.resource_name.as_str()) => {
+                r.error_code = K::TopicAuthorizationFailed.code();
+                Vec::new()
+            }
             RESOURCE_TOPIC => match meta.topic(res.resource_name.as_str()) {
                 None => {
                     r.error_code = K::UnknownTopicOrPartition.code();

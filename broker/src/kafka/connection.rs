@@ -284,7 +284,6 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
     if let Some(refused) = super::sasl::gate(s, api, correlation_id) {
         return refused;
     }
-    let shard = &s.shard;
     let body = &mut frame;
     Ok(match api {
         ApiKey::ApiVersions => ready(admin::api_versions(ctx, 0)),
@@ -301,7 +300,7 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::CreateTopics => admin::create_topics(s, ctx, codec::decode(body, version)?).await,
         ApiKey::DeleteTopics => admin::delete_topics(s, ctx, codec::decode(body, version)?).await,
         ApiKey::DescribeConfigs => {
-            ready(admin::describe_configs(shard, ctx, codec::decode(body, version)?))
+            ready(admin::describe_configs(s, ctx, codec::decode(body, version)?))
         }
         ApiKey::Produce => data::produce(s, ctx, codec::decode(body, version)?).await,
         ApiKey::ListOffsets => data::list_offsets(s, ctx, codec::decode(body, version)?).await,
