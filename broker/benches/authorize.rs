@@ -14,6 +14,9 @@
 //!
 //! Run: `cargo bench -p broker --bench authorize`.
 
+// criterion_group! generates an undocumented function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use broker::auth::acl::{Acl, Operation, ResourceKind};
@@ -25,6 +28,7 @@ use wire::constants::FRAME_HEADER_BYTES;
 use wire::{BatchBuilder, FrameHeader, ProducePartition, ProduceRequest, ProduceTopic};
 
 fn security(dir: &std::path::Path, mode: AuthMode) -> std::sync::Arc<Security> {
+    std::fs::create_dir_all(dir).unwrap();
     let config = AuthConfig { mode, ..AuthConfig::default() };
     let security = Security::open(dir, &config).unwrap();
     let salt = [7u8; 16];

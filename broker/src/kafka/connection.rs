@@ -248,15 +248,16 @@ async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
 /// is reserved from the connection's and the shard's budgets before it runs.
 async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
     let (_, _, correlation_id) = codec::peek_header(&frame);
+    // An unauthenticated client reserves nothing.
+    if let Some(refused) = super::sasl::gate(s, ApiKey::Fetch, correlation_id) {
+        return refused.map(|a| (a, None));
+    }
     codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
     let req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
     let bytes =
         (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
     let reserved = s.reserve(bytes).await;
     let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
-    if let Some(refused) = super::sasl::gate(s, ApiKey::Fetch, correlation_id) {
-        return refused.map(|a| (a, None));
-    }
     Ok((data::fetch(s, ctx, req).await, Some(reserved)))
 }
 
