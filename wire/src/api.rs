@@ -175,7 +175,7 @@ mod tests {
                 (33, "ListAcls"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(26), None);
+        assert_eq!(ApiKey::from_u16(34), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }
