@@ -550,3 +550,48 @@ print(json.dumps({"unflushed": left, "seen": len(seen), "errors": errors}))
     let text = String::from_utf8_lossy(&bad.stdout);
     assert!(!text.contains("\"seen\": 100"), "{text}");
 }
+
+#[test]
+fn optional_mode_lets_anonymous_in_as_anonymous_under_acls() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_AUTH", "optional")]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("public", topic(1)).await.unwrap();
+        admin.create_topic("members", topic(1)).await.unwrap();
+        // `*` is every authenticated user, not the anonymous one.
+        admin
+            .create_acl(acl("*", AclResourceKind::Topic, "members", AclOperation::All, false))
+            .await
+            .unwrap();
+        let anon = Client::connect_with(
+            &broker.public.to_string(),
+            ClientConfig { retries: 0, ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert!(anon.list_topics().await.unwrap().is_empty());
+        let (c, m) = code(anon.produce_batches("public", 0, &batch("x"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("ANONYMOUS"), "{m}");
+        let (c, _) = code(anon.produce_batches("members", 0, &batch("x"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        admin
+            .create_acl(acl(
+                "ANONYMOUS",
+                AclResourceKind::Topic,
+                "public",
+                AclOperation::Write,
+                false,
+            ))
+            .await
+            .unwrap();
+        anon.produce_batches("public", 0, &batch("x"), AckLevel::Durable).await.unwrap();
+        let names: Vec<String> =
+            anon.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["public"]);
+        // A user with no rule of its own gets what `*` grants.
+        admin.upsert_user("frank", "frank-pw", false).await.unwrap();
+        let frank = client_as(&broker, "frank", "frank-pw").await.unwrap();
+        frank.produce_batches("members", 0, &batch("y"), AckLevel::Durable).await.unwrap();
+    });
+}
