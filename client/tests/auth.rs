@@ -229,6 +229,12 @@ fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
         let (c, m) = code(alice.fetch("orders", 0, 0, 1 << 20, 0).await);
         assert_eq!(c, ErrorCode::AuthorizationFailed);
         assert!(m.contains("read") && m.contains("orders"), "{m}");
+        // Table reads and key queries are reads too; list offsets needs describe (implied).
+        let (c, m) = code(alice.table_get("orders", b"k", 0).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        let (c, m) = code(alice.query_key("orders", b"k", 0, i64::MAX, 10).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        alice.list_offsets("orders", OffsetSpec::Latest).await.unwrap();
         let mut sub = broker.connect();
         // (subscriptions are checked too; this raw connection is not even authenticated)
         let (c, _) = error_of(
