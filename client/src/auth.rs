@@ -145,6 +145,29 @@ impl Client {
         Ok(r.deleted)
     }
 
+    /// Creates an HTTP bearer token for `user` (0: no expiry): (token, id, expiry ms).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        ttl_ms: u64,
+    ) -> Result<(String, String, i64), ClientError> {
+        let r: CreateTokenResponse =
+            self.admin(&CreateTokenRequest { user: user.into(), ttl_ms }).await?;
+        Ok((r.token, r.id, r.expires_ms))
+    }
+
+    /// Deletes a bearer token; true if it existed.
+    pub async fn delete_token(&self, id: &str) -> Result<bool, ClientError> {
+        let r: DeleteTokenResponse = self.admin(&DeleteTokenRequest { id: id.into() }).await?;
+        Ok(r.deleted)
+    }
+
+    /// Bearer tokens (of one user, or all).
+    pub async fn list_tokens(&self, user: &str) -> Result<Vec<TokenSummary>, ClientError> {
+        let r: ListTokensResponse = self.admin(&ListTokensRequest { user: user.into() }).await?;
+        Ok(r.tokens)
+    }
+
     /// ACLs, of one principal or (empty) all.
     pub async fn list_acls(&self, principal: &str) -> Result<Vec<AclBinding>, ClientError> {
         let r: ListAclsResponse =

@@ -405,6 +405,42 @@ fn http_basic_auth_and_acls_on_routes() {
     let (s, body) = curl(http, "/topics", &["-u", &format!("admin:{ADMIN_PW}")]);
     assert_eq!(s, 200);
     assert!(body.contains("hidden"), "{body}");
+    assert_eq!(curl(http, "/health", &[]).0, 200, "health checks need no credentials");
+
+    // Bearer tokens: stored hashed, carry the user's ACLs, die with deletion or expiry.
+    let (token, id, short) = rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let (token, id, expires) = admin.create_token("carol", 0).await.unwrap();
+        assert_eq!(expires, 0);
+        let (short, _, _) = admin.create_token("carol", 1).await.unwrap();
+        assert_eq!(admin.list_tokens("carol").await.unwrap().len(), 2);
+        (token, id, short)
+    });
+    let stored = std::fs::read_to_string(broker.data_dir.join("security.json")).unwrap();
+    assert!(!stored.contains(token.split_once('.').unwrap().1), "only a digest is stored");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (s, body) = curl(http, "/topics", &["-H", &bearer]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("web") && !body.contains("hidden"), "{body}");
+    let (s, _) = curl(
+        http,
+        "/topics/web/records",
+        &["-H", &bearer, "-H", "content-type: application/json", "-d", r#"[{"value":"t"}]"#],
+    );
+    assert_eq!(s, 200);
+    let (s, _) = curl(http, "/topics/hidden", &["-H", &bearer]);
+    assert_eq!(s, 403);
+    std::thread::sleep(Duration::from_millis(5));
+    let (s, _) = curl(http, "/topics", &["-H", &format!("Authorization: Bearer {short}")]);
+    assert_eq!(s, 401, "expired");
+    let (s, _) = curl(http, "/topics", &["-H", &format!("Authorization: Bearer {id}.wrong")]);
+    assert_eq!(s, 401);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        assert!(admin.delete_token(&id).await.unwrap());
+    });
+    let (s, _) = curl(http, "/topics", &["-H", &bearer]);
+    assert_eq!(s, 401, "deleted");
 }
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> (bool, String) {

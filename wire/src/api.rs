@@ -103,6 +103,12 @@ api_keys! {
     DeleteAcl = 32;
     /// List ACLs.
     ListAcls = 33;
+    /// Create an HTTP bearer token for a user.
+    CreateToken = 34;
+    /// Delete a bearer token.
+    DeleteToken = 35;
+    /// List bearer tokens.
+    ListTokens = 36;
 }
 
 impl ApiKey {
@@ -173,9 +179,12 @@ mod tests {
                 (31, "CreateAcl"),
                 (32, "DeleteAcl"),
                 (33, "ListAcls"),
+                (34, "CreateToken"),
+                (35, "DeleteToken"),
+                (36, "ListTokens"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(34), None);
+        assert_eq!(ApiKey::from_u16(37), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

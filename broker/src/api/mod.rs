@@ -85,7 +85,9 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::UpsertUser
         | ApiKey::DeleteUser
         | ApiKey::CreateAcl
-        | ApiKey::DeleteAcl => Placement::Controller,
+        | ApiKey::DeleteAcl
+        | ApiKey::CreateToken
+        | ApiKey::DeleteToken => Placement::Controller,
         ApiKey::Subscribe
         | ApiKey::GrantCredit
         | ApiKey::Unsubscribe
@@ -105,7 +107,8 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::DescribeTopic
         | ApiKey::Stats
         | ApiKey::ListUsers
-        | ApiKey::ListAcls => Placement::AnyShard,
+        | ApiKey::ListAcls
+        | ApiKey::ListTokens => Placement::AnyShard,
     }
 }
 
@@ -236,6 +239,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::CreateAcl => ready(crate::auth::admin::create_acl(&shard.security, &req)),
         ApiKey::DeleteAcl => ready(crate::auth::admin::delete_acl(&shard.security, &req)),
         ApiKey::ListAcls => ready(crate::auth::admin::list_acls(&shard.security, &req)),
+        ApiKey::CreateToken => ready(crate::auth::admin::create_token(&shard.security, &req)),
+        ApiKey::DeleteToken => ready(crate::auth::admin::delete_token(&shard.security, &req)),
+        ApiKey::ListTokens => ready(crate::auth::admin::list_tokens(&shard.security, &req)),
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => ready(error_frame(
             &req.header,
             ErrorCode::InvalidRequest,

@@ -114,3 +114,44 @@ pub fn list_acls(security: &Security, req: &Request) -> AlignedVec {
         .collect();
     respond(&req.header, &wire::ListAclsResponse { acls })
 }
+
+/// `CreateToken`.
+pub fn create_token(security: &Security, req: &Request) -> AlignedVec {
+    let b = decode!(req, wire::CreateTokenRequest);
+    match security.create_token(&b.user, b.ttl_ms) {
+        Ok((token, id, expires_ms)) => {
+            tracing::info!(user = %b.user, id, expires_ms, "token created");
+            respond(&req.header, &wire::CreateTokenResponse { token, id, expires_ms })
+        }
+        Err(e) => refused(req, e),
+    }
+}
+
+/// `DeleteToken`.
+pub fn delete_token(security: &Security, req: &Request) -> AlignedVec {
+    let b = decode!(req, wire::DeleteTokenRequest);
+    match security.change(|s| Ok(s.tokens.remove(&b.id).is_some())) {
+        Ok(deleted) => {
+            tracing::info!(id = %b.id, deleted, "token deleted");
+            respond(&req.header, &wire::DeleteTokenResponse { deleted })
+        }
+        Err(e) => refused(req, e),
+    }
+}
+
+/// `ListTokens`.
+pub fn list_tokens(security: &Security, req: &Request) -> AlignedVec {
+    let b = decode!(req, wire::ListTokensRequest);
+    let state = security.snapshot();
+    let tokens = state
+        .tokens
+        .iter()
+        .filter(|(_, t)| b.user.is_empty() || t.user == b.user)
+        .map(|(id, t)| wire::TokenSummary {
+            id: id.clone(),
+            user: t.user.clone(),
+            expires_ms: t.expires_ms,
+        })
+        .collect();
+    respond(&req.header, &wire::ListTokensResponse { tokens })
+}

@@ -12,8 +12,8 @@
 //! | CreateTable | create on the table's name and read on its topic; DeleteTable: delete |
 //! | JoinGroup, CommitOffsets | read on the group and on each topic named |
 //! | Heartbeat, LeaveGroup, FetchOffsets | read on the group; DescribeGroup: describe on it |
-//! | ListGroups, Stats, ListUsers, ListAcls | describe on the cluster |
-//! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl | alter on the cluster |
+//! | ListGroups, Stats, ListUsers, ListAcls, ListTokens | describe on the cluster |
+//! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl, CreateToken, DeleteToken | alter on the cluster |
 //! | Handshake, SaslHandshake, SaslAuthenticate, InitProducerId, GrantCredit, Unsubscribe | an identity only (credit and unsubscribe name the connection's own subscriptions; a producer id grants no access: writes are checked at produce) |
 //!
 //! A request is refused whole when any resource it names is denied (`AUTHORIZATION_FAILED`
@@ -70,6 +70,8 @@ fn is_admin(api: ApiKey) -> bool {
             | ApiKey::DeleteUser
             | ApiKey::CreateAcl
             | ApiKey::DeleteAcl
+            | ApiKey::CreateToken
+            | ApiKey::DeleteToken
     )
 }
 
@@ -210,10 +212,19 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         ApiKey::DescribeGroup => {
             c.ok(Describe, Group(body!(wire::DescribeGroupRequest).group.as_str()));
         }
-        ApiKey::ListGroups | ApiKey::Stats | ApiKey::ListUsers | ApiKey::ListAcls => {
+        ApiKey::ListGroups
+        | ApiKey::Stats
+        | ApiKey::ListUsers
+        | ApiKey::ListAcls
+        | ApiKey::ListTokens => {
             c.ok(Describe, Cluster);
         }
-        ApiKey::UpsertUser | ApiKey::DeleteUser | ApiKey::CreateAcl | ApiKey::DeleteAcl => {
+        ApiKey::UpsertUser
+        | ApiKey::DeleteUser
+        | ApiKey::CreateAcl
+        | ApiKey::DeleteAcl
+        | ApiKey::CreateToken
+        | ApiKey::DeleteToken => {
             c.ok(Alter, Cluster);
         }
         ApiKey::Metadata if !superuser => return After::FilterMetadata(c.principal.clone()),

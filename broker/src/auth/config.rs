@@ -45,6 +45,8 @@ pub struct AuthConfig {
     pub users_max: usize,
     /// Most ACLs the broker stores.
     pub acls_max: usize,
+    /// Most HTTP bearer tokens the broker stores (expired ones are dropped first).
+    pub tokens_max: usize,
     /// Failed authentications one source address may make per `failure_window_ms`; past
     /// it, its attempts are refused (and disconnected) until the window ends.
     pub failures_per_address_max: u32,
@@ -63,6 +65,7 @@ impl Default for AuthConfig {
             mode: AuthMode::Auto,
             users_max: 10_000,
             acls_max: 100_000,
+            tokens_max: 10_000,
             failures_per_address_max: 10,
             failure_window_ms: 60_000,
             failure_addresses_max: 65_536,

@@ -159,6 +159,17 @@ impl User {
     }
 }
 
+/// An HTTP bearer token as stored: its SHA-256, never the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// The user it authenticates as.
+    pub user: String,
+    /// SHA-256 of the token's secret part, base64.
+    pub digest: String,
+    /// Expiry, ms since the epoch (0: never).
+    pub expires_ms: i64,
+}
+
 /// Users and ACLs (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityState {
@@ -166,6 +177,9 @@ pub struct SecurityState {
     pub users: BTreeMap<String, User>,
     /// Every rule.
     pub acls: BTreeSet<Acl>,
+    /// Bearer tokens by id.
+    #[serde(default)]
+    pub tokens: BTreeMap<String, Token>,
 }
 
 impl SecurityState {
@@ -222,6 +236,7 @@ impl SecurityState {
         }
         let before = self.acls.len();
         self.acls.retain(|a| a.principal != name);
+        self.tokens.retain(|_, t| t.user != name);
         Ok((before - self.acls.len()) as u32)
     }
 }
@@ -306,6 +321,61 @@ impl Security {
         let u = state.users.get(user)?;
         let c = Mechanism::ALL.iter().find_map(|&m| u.credential(m))?;
         c.verify_password(password).then_some(u.superuser)
+    }
+
+    /// The user a bearer token `id.secret` authenticates as, and whether it is a superuser:
+    /// `None` for an unknown, expired or wrong token, or a deleted user.
+    pub fn check_token(&self, token: &str) -> Option<(String, bool)> {
+        let (id, secret) = token.split_once('.')?;
+        let state = self.snapshot();
+        let t = state.tokens.get(id)?;
+        let digest = b64().decode(&t.digest).ok()?;
+        if !wire::scram::constant_time_eq(&digest, &wire::scram::sha256(secret.as_bytes())) {
+            return None;
+        }
+        if t.expires_ms != 0 && crate::clock::now_ms() >= t.expires_ms {
+            return None;
+        }
+        let user = state.users.get(&t.user)?;
+        Some((t.user.clone(), user.superuser))
+    }
+
+    /// Creates a bearer token for `user` (bounded by `auth.tokens_max`): the token, shown
+    /// once, its id and expiry.
+    pub fn create_token(
+        &self,
+        user: &str,
+        ttl_ms: u64,
+    ) -> Result<(String, String, i64), SecurityError> {
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 32];
+        super::random_bytes(&mut id);
+        super::random_bytes(&mut secret);
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let expires_ms = match ttl_ms {
+            0 => 0,
+            ttl => crate::clock::now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
+        };
+        let max = self.config.tokens_max;
+        let token = Token {
+            user: user.to_owned(),
+            digest: b64().encode(wire::scram::sha256(secret.as_bytes())),
+            expires_ms,
+        };
+        self.change(|s| {
+            if !s.users.contains_key(user) {
+                return Err(SecurityError::UnknownUser(user.to_owned()));
+            }
+            let now = crate::clock::now_ms();
+            s.tokens.retain(|_, t| t.expires_ms == 0 || t.expires_ms > now);
+            if s.tokens.len() >= max {
+                return Err(SecurityError::Limit { what: "tokens", max });
+            }
+            s.tokens.insert(id.clone(), token);
+            Ok(())
+        })?;
+        Ok((format!("{id}.{secret}"), id, expires_ms))
     }
 
     /// Creates or replaces a user (bounded by `auth.users_max`); true if it is new.

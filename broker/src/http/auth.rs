@@ -1,5 +1,7 @@
 //! Who an HTTP request is: `Authorization: Basic` checked against the user's SCRAM
-//! credential (PBKDF2 with the stored salt and iterations: the password is never stored).
+//! credential (PBKDF2 with the stored salt and iterations: the password is never stored), or
+//! `Authorization: Bearer <id>.<secret>`, a token made by `CreateToken` (`brokerctl token
+//! create --user U`), checked against its stored SHA-256 and expiry.
 //!
 //! Contract:
 //! - Each request gets its own `auth::Session` (the same one check as native requests,
@@ -8,9 +10,9 @@
 //!   answered 401 (`AUTHENTICATION_REQUIRED` / `AUTHENTICATION_FAILED`) with
 //!   `WWW-Authenticate: Basic realm="broker"`; failures count against the source address
 //!   like native ones (`auth/limiter.rs`).
-//! - Basic auth sends the password itself: it is accepted only on a secure (TLS) connection
-//!   or from a loopback address (development); elsewhere it is refused with a message
-//!   saying so. Bearer tokens are not implemented.
+//! - Basic auth and bearer tokens send the secret itself: they are accepted only on a secure
+//!   (TLS) connection or from a loopback address (development); elsewhere they are refused
+//!   with a message saying so.
 //! - A connection remembers the last credentials it verified (until users change), so a
 //!   keep-alive client pays PBKDF2 once, not per request.
 
@@ -67,15 +69,38 @@ impl ConnAuth {
                 _ => Ok(session),
             };
         };
-        let (user, password) = parse_basic(value.as_bytes())?;
         let loopback = self.peer.is_some_and(|p| p.ip().is_loopback());
         if !self.secure.get() && !loopback {
             return Err(ApiError::new(
                 ErrorCode::AuthenticationFailed,
-                "basic authentication sends the password itself: use HTTPS",
+                "basic and bearer authentication send the secret itself: use HTTPS",
             ));
         }
+        let ip = self.peer.map(|p| p.ip());
         let generation = security.generation();
+        if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+            if security.limiter.blocked(ip).is_some() {
+                return Err(ApiError::new(
+                    ErrorCode::AuthenticationFailed,
+                    "too many failed authentications from this address; retry later",
+                ));
+            }
+            return match security.check_token(token.trim()) {
+                Some((user, superuser)) => {
+                    session.set_authenticated(&user, superuser, generation);
+                    Ok(session)
+                }
+                None => {
+                    security.limiter.record_failure(ip);
+                    security.audit.record("-", "authenticate", &"http bearer", false);
+                    Err(ApiError::new(
+                        ErrorCode::AuthenticationFailed,
+                        "unknown, expired or revoked bearer token",
+                    ))
+                }
+            };
+        }
+        let (user, password) = parse_basic(value.as_bytes())?;
         if let Some(v) = self.verified.borrow().as_ref() {
             if v.user == user
                 && v.generation == generation
@@ -85,7 +110,6 @@ impl ConnAuth {
                 return Ok(session);
             }
         }
-        let ip = self.peer.map(|p| p.ip());
         if security.limiter.blocked(ip).is_some() {
             return Err(ApiError::new(
                 ErrorCode::AuthenticationFailed,

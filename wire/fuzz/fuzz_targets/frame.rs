@@ -61,6 +61,9 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::CreateAcl) => access_body::<CreateAclRequest>(body).map(drop),
             Some(ApiKey::DeleteAcl) => access_body::<DeleteAclRequest>(body).map(drop),
             Some(ApiKey::ListAcls) => access_body::<ListAclsRequest>(body).map(drop),
+            Some(ApiKey::CreateToken) => access_body::<CreateTokenRequest>(body).map(drop),
+            Some(ApiKey::DeleteToken) => access_body::<DeleteTokenRequest>(body).map(drop),
+            Some(ApiKey::ListTokens) => access_body::<ListTokensRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

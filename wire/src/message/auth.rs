@@ -245,3 +245,76 @@ wire_type! {
     }
 }
 message!(ListAclsResponse, ListAcls);
+
+wire_type! {
+    /// Create a bearer token for `user` (HTTP `Authorization: Bearer`; alter on the cluster).
+    /// The broker keeps only its SHA-256; the token is shown once, in the response.
+    pub struct CreateTokenRequest {
+        /// The user the token authenticates as.
+        pub user: String,
+        /// Lifetime in ms (0: until deleted).
+        pub ttl_ms: u64,
+    }
+}
+message!(CreateTokenRequest, CreateToken);
+
+wire_type! {
+    /// A new token.
+    pub struct CreateTokenResponse {
+        /// `<id>.<secret>`: send as `Authorization: Bearer <token>`.
+        pub token: String,
+        /// Its id (to list or delete it).
+        pub id: String,
+        /// When it stops working (ms since the epoch; 0: never).
+        pub expires_ms: i64,
+    }
+}
+message!(CreateTokenResponse, CreateToken);
+
+wire_type! {
+    /// Delete a token (alter on the cluster).
+    pub struct DeleteTokenRequest {
+        /// Its id.
+        pub id: String,
+    }
+}
+message!(DeleteTokenRequest, DeleteToken);
+
+wire_type! {
+    /// The token is gone.
+    pub struct DeleteTokenResponse {
+        /// It existed.
+        pub deleted: bool,
+    }
+}
+message!(DeleteTokenResponse, DeleteToken);
+
+wire_type! {
+    /// List tokens (describe on the cluster).
+    pub struct ListTokensRequest {
+        /// Only this user's (empty: all).
+        pub user: String,
+    }
+}
+message!(ListTokensRequest, ListTokens);
+
+wire_type! {
+    /// One token in a listing (never its secret).
+    pub struct TokenSummary {
+        /// Id.
+        pub id: String,
+        /// The user it authenticates as.
+        pub user: String,
+        /// Expiry (ms since the epoch; 0: never).
+        pub expires_ms: i64,
+    }
+}
+
+wire_type! {
+    /// Tokens.
+    pub struct ListTokensResponse {
+        /// Tokens.
+        pub tokens: Vec<TokenSummary>,
+    }
+}
+message!(ListTokensResponse, ListTokens);

@@ -151,6 +151,12 @@ message_props! {
     delete_acl_response: DeleteAclResponse,
     list_acls_request: ListAclsRequest,
     list_acls_response: ListAclsResponse,
+    create_token_request: CreateTokenRequest,
+    create_token_response: CreateTokenResponse,
+    delete_token_request: DeleteTokenRequest,
+    delete_token_response: DeleteTokenResponse,
+    list_tokens_request: ListTokensRequest,
+    list_tokens_response: ListTokensResponse,
 }
 
 proptest! {

@@ -133,6 +133,11 @@ enum Command {
         #[command(subcommand)]
         command: security::AclCommand,
     },
+    /// Create, delete or list HTTP bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: security::TokenCommand,
+    },
     /// Per-shard counters.
     Stats {
         /// Also list every consumer group's committed offset, high watermark and lag.
@@ -467,6 +472,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Group { command } => group_command(&client, command, &mut out).await?,
         Command::User { command } => security::user(&client, command, &mut out).await?,
         Command::Acl { command } => security::acl(&client, command, &mut out).await?,
+        Command::Token { command } => security::token(&client, command, &mut out).await?,
         Command::Offsets { topic } => {
             let earliest = client.list_offsets(&topic, OffsetSpec::Earliest).await?;
             let latest = client.list_offsets(&topic, OffsetSpec::Latest).await?;

@@ -64,6 +64,26 @@ pub struct AclRule {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an HTTP bearer token for a user; prints it once (`Authorization: Bearer …`).
+    Create {
+        /// The user it authenticates as.
+        #[arg(long = "user", id = "token_user")]
+        user: String,
+        /// Lifetime in ms (0: until deleted).
+        #[arg(long, default_value_t = 0)]
+        ttl_ms: u64,
+    },
+    /// Delete a token by id.
+    Delete {
+        /// Token id (the part before the dot).
+        id: String,
+    },
+    /// List tokens (ids, users, expiry; never secrets).
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AclCommand {
     /// Add a rule.
     Add(AclRule),
@@ -187,6 +207,30 @@ pub async fn acl(
         AclCommand::List { principal } => {
             for a in client.list_acls(principal.as_deref().unwrap_or("")).await? {
                 let _ = writeln!(out, "{}", show(&a));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `brokerctl token …`.
+pub async fn token(
+    client: &Client,
+    cmd: TokenCommand,
+    out: &mut impl Write,
+) -> Result<(), ClientError> {
+    match cmd {
+        TokenCommand::Create { user, ttl_ms } => {
+            let (token, _, _) = client.create_token(&user, ttl_ms).await?;
+            let _ = writeln!(out, "{token}");
+        }
+        TokenCommand::Delete { id } => {
+            let deleted = client.delete_token(&id).await?;
+            let _ = writeln!(out, "{}", if deleted { "deleted" } else { "no such token" });
+        }
+        TokenCommand::List => {
+            for t in client.list_tokens("").await? {
+                let _ = writeln!(out, "{}\t{}\t{}", t.id, t.user, t.expires_ms);
             }
         }
     }
