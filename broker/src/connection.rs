@@ -99,6 +99,8 @@ struct Conn {
     queued_bytes: Cell<usize>,
     /// Reaches 1 when the connection must close (a slow consumer of relayed pushes).
     doomed: Watermark,
+    /// Reaches 1 when the connection's user was deleted (`auth::session::watch_revocation`).
+    revoked: Watermark,
 }
 
 impl Conn {
@@ -167,6 +169,7 @@ where
         budget: MemoryBudget::new(shard.config.connection_send_queue_bytes_max),
         queued_bytes: Cell::new(0),
         doomed: Watermark::new(0),
+        revoked: Watermark::new(0),
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = {
@@ -246,8 +249,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(ReadEnd::Stopping)
             };
             let slow = async {
-                conn.doomed.wait_for(1).await;
-                Err(ReadEnd::SlowConsumer)
+                futures_lite::future::or(
+                    async {
+                        conn.doomed.wait_for(1).await;
+                        Err(ReadEnd::SlowConsumer)
+                    },
+                    async {
+                        conn.revoked.wait_for(1).await;
+                        Err(ReadEnd::Refused)
+                    },
+                )
+                .await
             };
             let idle_out = async {
                 if idle.is_zero() {
@@ -276,10 +288,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if api.supports(request.header.version) =>
             {
                 Counters::add(&shard.counters.requests, 1);
+                let was_authenticated = session.is_authenticated();
                 let answer = session.sasl(&shard.security, api, &request.header, request.body());
                 conn.send(answer.frame, conn.hold_now(0), Some(permit));
                 if answer.close {
                     return ReadEnd::Refused;
+                }
+                if !was_authenticated && session.is_authenticated() {
+                    crate::auth::session::watch_revocation(
+                        session,
+                        shard.security.clone(),
+                        conn.revoked.clone(),
+                    );
                 }
             }
             Some(api)

@@ -320,7 +320,24 @@ fn a_deleted_users_connections_are_refused_and_users_and_acls_survive_kill_9() {
         }
         let alice = client_as(&broker, "alice", "pw-a").await.unwrap();
         alice.produce_batches("t", 1, &batch("1"), AckLevel::Durable).await.unwrap();
+        let mut sub =
+            client::Consumer::subscribe(&alice, "t", 1, StartPosition::Offset(0), 1 << 20)
+                .await
+                .unwrap();
+        assert!(sub.next_batch().await.unwrap().is_some());
         assert_eq!(admin.delete_user("alice").await.unwrap(), 1);
+        // Her subscription ends (the connection closes within the revocation check's second)
+        // although nothing more was asked on it.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match sub.next_batch().await {
+                    Ok(Some(_)) => continue,
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the revoked user's subscription kept running");
         // Her open connections (bootstrap and the shard's) are refused on the next request.
         let (c, m) = code(alice.produce_batches("t", 1, &batch("2"), AckLevel::Durable).await);
         assert_eq!(c, ErrorCode::AuthenticationFailed, "{m}");

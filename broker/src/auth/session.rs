@@ -122,6 +122,19 @@ impl Session {
         self.peer
     }
 
+    /// Whether a user authenticated on this session.
+    pub fn is_authenticated(&self) -> bool {
+        self.principal.borrow().as_ref().is_some_and(|p| p.authenticated)
+    }
+
+    /// Whether this session's user was deleted (or its session otherwise refused) since it
+    /// authenticated.
+    pub fn revoked(&self, security: &Security) -> bool {
+        let mode = security.mode();
+        mode != AuthMode::Off
+            && matches!(self.principal(security, mode), Err(r) if r.code == ErrorCode::AuthenticationFailed)
+    }
+
     /// Authenticates as `user` without SASL (HTTP basic auth checked by the caller).
     pub fn set_authenticated(&self, user: &str, superuser: bool, generation: u64) {
         *self.principal.borrow_mut() =
@@ -431,4 +444,30 @@ fn nonce() -> String {
     let mut bytes = [0u8; 18];
     crate::auth::random_bytes(&mut bytes);
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// How often an authenticated connection checks that its user still exists, for what flows
+/// without requests (subscription pushes): a deleted user's subscriptions stop within this.
+pub const REVOCATION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches `session` (one task per authenticated native connection, ending with it): when
+/// its user is deleted, `revoked` reaches 1 and the connection closes (its subscriptions with
+/// it). Requests are refused at once anyway (`Session::principal`); this covers pushes.
+pub fn watch_revocation(
+    session: &Rc<Session>,
+    security: std::sync::Arc<Security>,
+    revoked: crate::watermark::Watermark,
+) {
+    let session = Rc::downgrade(session);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(REVOCATION_CHECK).await;
+            let Some(session) = session.upgrade() else { return };
+            if session.revoked(&security) {
+                revoked.advance(1);
+                return;
+            }
+        }
+    })
+    .detach();
 }
