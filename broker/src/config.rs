@@ -213,6 +213,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// The HTTP gateway, the `[http]` table ([`HttpConfig`]); off unless `http.listen` is set.
     pub http: HttpConfig,
+    /// Authentication and ACLs, the `[auth]` table (`auth/config.rs`; `--auth`, `BROKER_AUTH`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Default for BrokerConfig {
@@ -252,6 +254,7 @@ impl Default for BrokerConfig {
             log_format: LogFormat::Text,
             log: LogConfig::default(),
             http: HttpConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
         }
     }
 }
@@ -450,6 +453,7 @@ impl BrokerConfig {
                 self.log.cleaner_dirty_percent_min = parse(name, value)?
             }
             "BROKER_HTTP" => self.http.listen = parse(name, value)?,
+            "BROKER_AUTH" => self.auth.mode = parse(name, value)?,
             "BROKER_HTTP_BODY_BYTES_MAX" => self.http.body_bytes_max = parse(name, value)?,
             "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,
             "BROKER_HTTP_WRITE_STALL_MS" => self.http.write_stall_ms = parse(name, value)?,
@@ -536,6 +540,7 @@ impl BrokerConfig {
             return bad("connection limits must be positive".into());
         }
         self.http.validate(self.frame_body_bytes_max).map_err(ConfigError::Invalid)?;
+        self.auth.validate().map_err(ConfigError::Invalid)?;
         if self.shard_port_base != 0
             && usize::from(self.shard_port_base) + self.shard_count() > 65536
         {

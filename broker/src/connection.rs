@@ -29,6 +29,9 @@
 //!   keeps the connection's subscriptions; pushes are queued on the same writer. A
 //!   subscription for a partition owned by another shard is relayed: the owner serves it
 //!   and its pushes come back over the mesh to this connection.
+//! - Who the client is (`auth::Session`): SASL requests are answered here, in order; a
+//!   failed authentication is answered and the connection closed. Every other request passes
+//!   the authorization check (`api::start_client`, or before a subscription) first.
 //! - Idle connections (no request for `connection_idle_ms` and no subscription) are closed;
 //!   a frame that starts but does not finish within `frame_read_timeout_ms` closes it too
 //!   (slowloris).
@@ -47,7 +50,8 @@ use tracing::debug;
 use wire::{AlignedVec, ApiKey};
 
 use crate::api::subscribe::{self, ClientSubscriptions};
-use crate::api::{self, placement, response_bytes_estimate, Origin, Placement};
+use crate::api::{self, placement, response_bytes_estimate, Placement};
+use crate::auth::Session;
 use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
@@ -95,6 +99,8 @@ struct Conn {
     queued_bytes: Cell<usize>,
     /// Reaches 1 when the connection must close (a slow consumer of relayed pushes).
     doomed: Watermark,
+    /// Reaches 1 when the connection's user was deleted (`auth::session::watch_revocation`).
+    revoked: Watermark,
 }
 
 impl Conn {
@@ -148,7 +154,7 @@ impl PushTarget for Conn {
 
 /// Serves one connection until the client leaves, a broken frame arrives, it idles out, or
 /// the shard stops (`stop` reaches 1).
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, stop: Watermark)
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, stop: Watermark, session: Rc<Session>)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -163,6 +169,7 @@ where
         budget: MemoryBudget::new(shard.config.connection_send_queue_bytes_max),
         queued_bytes: Cell::new(0),
         doomed: Watermark::new(0),
+        revoked: Watermark::new(0),
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = {
@@ -195,7 +202,7 @@ where
         })
         .detach()
     };
-    let end = read_loop(&conn, &mut reader, &stop).await;
+    let end = read_loop(&conn, &mut reader, &stop, &session).await;
     if let ReadEnd::Frame(e) = &end {
         conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
     }
@@ -222,6 +229,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     conn: &Rc<Conn>,
     reader: &mut R,
     stop: &Watermark,
+    session: &Rc<Session>,
 ) -> ReadEnd {
     let shard = &conn.shard;
     let inflight =
@@ -241,8 +249,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Err(ReadEnd::Stopping)
             };
             let slow = async {
-                conn.doomed.wait_for(1).await;
-                Err(ReadEnd::SlowConsumer)
+                futures_lite::future::or(
+                    async {
+                        conn.doomed.wait_for(1).await;
+                        Err(ReadEnd::SlowConsumer)
+                    },
+                    async {
+                        conn.revoked.wait_for(1).await;
+                        Err(ReadEnd::Refused)
+                    },
+                )
+                .await
             };
             let idle_out = async {
                 if idle.is_zero() {
@@ -267,18 +284,50 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Err(_) => return ReadEnd::Stopping,
         };
         match ApiKey::from_u16(request.header.api_key) {
+            Some(api @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate))
+                if api.supports(request.header.version) =>
+            {
+                Counters::add(&shard.counters.requests, 1);
+                let was_authenticated = session.is_authenticated();
+                let answer = session.sasl(&shard.security, api, &request.header, request.body());
+                conn.send(answer.frame, conn.hold_now(0), Some(permit));
+                if answer.close {
+                    return ReadEnd::Refused;
+                }
+                if !was_authenticated && session.is_authenticated() {
+                    crate::auth::session::watch_revocation(
+                        session,
+                        shard.security.clone(),
+                        conn.revoked.clone(),
+                    );
+                }
+            }
             Some(api)
                 if placement(api) == Placement::Session && api.supports(request.header.version) =>
             {
                 Counters::add(&shard.counters.requests, 1);
-                subscribe::client_request(shard, &conn.subscriptions, &target, api, &request).await;
+                match crate::auth::authorize::check(&shard.security, session, &request) {
+                    Ok(_) => {
+                        subscribe::client_request(
+                            shard,
+                            &conn.subscriptions,
+                            &target,
+                            api,
+                            &request,
+                        )
+                        .await
+                    }
+                    Err(frame) => {
+                        conn.send(frame, conn.hold_now(0), None);
+                    }
+                }
                 drop(permit);
             }
             _ => {
                 // What the response may take is held before the request runs.
                 let holds = conn.reserve(response_bytes_estimate(shard, &request)).await;
                 let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
-                let reply = api::start(shard, request, Origin::Client).await;
+                let reply = api::start_client(shard, request, session).await;
                 let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
                     let frame = reply.await;

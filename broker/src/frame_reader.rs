@@ -37,6 +37,8 @@ pub enum ReadEnd {
     Stopping,
     /// The client does not read what is pushed to it (see `connection.rs`).
     SlowConsumer,
+    /// The client failed to authenticate (`auth/session.rs`): closed after the error.
+    Refused,
 }
 
 /// Buffered frame reader over a byte stream.

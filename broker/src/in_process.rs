@@ -54,6 +54,9 @@ impl InProcessBroker {
         config.log.retention_bytes = 16 << 20;
         // Hostile streams create topics; keep them within this process's descriptors.
         config.partitions_max = 64;
+        // A hostile stream may store a user (UpsertUser); authentication stays off so the
+        // streams after it still reach every handler.
+        config.auth.mode = crate::auth::AuthMode::Off;
         let config = Arc::new(config);
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -122,7 +125,14 @@ async fn run(
             config.partitions_max,
         ),
     };
-    let shard = Shard::new(0, 0, config, addresses, senders, pools);
+    let security = match crate::auth::Security::open(&config.data_dir, &config.auth) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(format!("users and ACLs: {e}")));
+            return;
+        }
+    };
+    let shard = Shard::new(0, 0, config, addresses, senders, pools, security);
     let settings = TopicSettings::from_wire(&wire::TopicConfig {
         partition_count: 4,
         retention_ms: -1,
@@ -151,7 +161,12 @@ async fn run(
         let (input, reply) = job;
         let output = Rc::new(RefCell::new(Vec::new()));
         let stream = MemoryStream { input, read: 0, output: output.clone() };
-        let task = glommio::spawn_local(connection::serve(shard.clone(), stream, stop.clone()));
+        let task = glommio::spawn_local(connection::serve(
+            shard.clone(),
+            stream,
+            stop.clone(),
+            crate::auth::Session::new(None),
+        ));
         futures_lite::future::or(task, async {
             glommio::timer::sleep(Duration::from_millis(500)).await;
         })
@@ -217,7 +232,9 @@ pub fn frame_chunks(input: &[u8]) -> Vec<u8> {
         let chunk = &rest[2..2 + len];
         rest = &rest[2 + len..];
         let Some((&api, body)) = chunk.split_first() else { continue };
-        out.extend_from_slice(&frame(u16::from(api % 16), id, body));
+        // Every api key, and a few past the last (unknown keys).
+        let keys = wire::ApiKey::ALL.len() as u8 + 4;
+        out.extend_from_slice(&frame(u16::from(api % keys), id, body));
         id += 1;
     }
     out

@@ -24,6 +24,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod auth;
 pub mod budget;
 pub mod check;
 pub mod clock;
@@ -31,6 +32,7 @@ pub mod config;
 pub mod connection;
 pub mod counters;
 pub mod descriptors;
+pub mod durable_file;
 pub mod filter;
 pub mod frame_reader;
 pub mod group;

@@ -45,6 +45,9 @@ struct Cli {
     /// `RUST_LOG=info,broker::storage=debug`).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// Authentication: `auto` (required once a user exists), `required`, `optional`, `off`.
+    #[arg(long, global = true, value_enum)]
+    auth: Option<broker::auth::AuthMode>,
     /// Run the preflight checks instead of serving.
     #[arg(long, global = true)]
     check: bool,
@@ -57,6 +60,25 @@ enum Command {
     /// Check the host (io_uring, memlock, open files, data dir O_DIRECT, cores, metrics port),
     /// print the fix for each problem, and exit.
     Check,
+    /// Users, with the broker stopped (the first admin): `broker user add NAME --data-dir DIR
+    /// [--superuser]`, the password on stdin. A running broker is changed with
+    /// `brokerctl user`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add or replace a user; its password is the first line of stdin.
+    Add {
+        /// User name: 1..=128 bytes of [A-Za-z0-9._@-].
+        name: String,
+        /// Superusers bypass ACLs.
+        #[arg(long)]
+        superuser: bool,
+    },
 }
 
 /// Log lines to stderr: levels from `RUST_LOG` (default `info`), as text or one JSON object
@@ -109,6 +131,12 @@ fn main() -> ExitCode {
     if let Some(p) = cli.shard_port_base {
         config.shard_port_base = p;
     }
+    if let Some(mode) = cli.auth {
+        config.auth.mode = mode;
+    }
+    if let Some(Command::User { command: UserCommand::Add { name, superuser } }) = &cli.command {
+        return user_add(&config, name, *superuser);
+    }
     if cli.check || matches!(cli.command, Some(Command::Check)) {
         let findings = broker::check::run(&config);
         let mut fatal = false;
@@ -130,6 +158,42 @@ fn main() -> ExitCode {
     };
     match broker::server::run(config, cli.ready_file, stop) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `broker user add`: the password is the first line of stdin (without its newline).
+fn user_add(config: &BrokerConfig, name: &str, superuser: bool) -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("error: cannot read the password from stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    // The data directory's lock: a running broker would not see the change.
+    let _lock = match broker::server::lock_data_dir(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e} (change users of a running broker with brokerctl user)");
+            return ExitCode::FAILURE;
+        }
+    };
+    match broker::auth::users::add_offline(
+        &config.data_dir,
+        &config.auth,
+        name,
+        password.as_bytes(),
+        superuser,
+    ) {
+        Ok(created) => {
+            let what = if created { "added" } else { "replaced" };
+            println!("user {name:?} {what} in {}", config.data_dir.display());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -6,7 +6,7 @@
 //! shard, which opens or removes its partitions before the change is acknowledged.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use wire::AckLevel;
@@ -440,15 +440,8 @@ impl Metadata {
 
     /// Persists atomically and durably.
     pub fn store(&self, data_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let path = data_dir.join(METADATA_FILE);
-        let tmp: PathBuf = data_dir.join(format!("{METADATA_FILE}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::durable_file::write_atomic(data_dir, METADATA_FILE, &json)
     }
 }
 

@@ -169,7 +169,7 @@ fn with_offsets_topic(
 }
 
 /// Takes an exclusive lock on the data directory so two brokers never share it.
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
     std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     let file = std::fs::OpenOptions::new()
@@ -244,6 +244,10 @@ pub fn run(
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
     let metadata = with_offsets_topic(metadata, &config, n as u32)?;
+    let security = crate::auth::Security::open(&config.data_dir, &config.auth).map_err(|e| {
+        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
+    })?;
+    info!(mode = ?security.config().mode, in_force = ?security.mode(), users = security.snapshot().users.len(), "authentication");
     crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {
         path: config.data_dir.clone(),
         message: e.to_string(),
@@ -337,6 +341,7 @@ pub fn run(
         let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
         let http_fd = http_fds[i].take();
         let kafka = kafka.clone();
+        let security = security.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -353,7 +358,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd, kafka,
+                    metrics, http_fd, kafka, security,
                 )
                 .await
             })
@@ -426,10 +431,11 @@ async fn shard_main(
     metrics: (Option<Link>, Option<RawFd>),
     http_fd: Option<RawFd>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
+    security: Arc<crate::auth::Security>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
-    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, pools);
+    let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, pools, security);
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }
@@ -639,9 +645,14 @@ async fn accept_loop(
                 // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
                 Some(kafka) => {
                     let local = stream.local_addr().unwrap_or(kafka.listen);
-                    crate::kafka::connection::serve(shard, kafka, stream, local, stop).await
+                    let session = crate::auth::Session::new(stream.peer_addr().ok());
+                    crate::kafka::connection::serve(shard, kafka, stream, local, stop, session)
+                        .await
                 }
-                None => crate::connection::serve(shard, stream, stop).await,
+                None => {
+                    let session = crate::auth::Session::new(stream.peer_addr().ok());
+                    crate::connection::serve(shard, stream, stop, session).await
+                }
             }
             drop(slot);
         }) {

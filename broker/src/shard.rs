@@ -68,6 +68,8 @@ pub struct Shard {
     pub storage_files: Arc<StorageFiles>,
     /// What this shard's projection tables hold (`table_keys_bytes_per_shard`).
     pub tables: Rc<TableMemory>,
+    /// Users and ACLs, shared by every shard (`auth/store.rs`).
+    pub security: Arc<crate::auth::Security>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
     /// Serializes metadata changes (used on shard 0).
@@ -87,6 +89,7 @@ impl Shard {
         addresses: Arc<Addresses>,
         senders: Senders<ShardMsg>,
         pools: DescriptorPools,
+        security: Arc<crate::auth::Security>,
     ) -> Rc<Self> {
         let shard_count = addresses.shards.len() as u32;
         Rc::new(Shard {
@@ -100,6 +103,7 @@ impl Shard {
             connection_slots: pools.connections,
             storage_files: pools.storage,
             groups: Coordinator::default(),
+            security,
             config,
             addresses,
             counters: Counters::default(),

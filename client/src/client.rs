@@ -21,6 +21,8 @@ pub struct ClientConfig {
     pub retry_backoff: Duration,
     /// Name reported in the handshake.
     pub client_id: String,
+    /// Authenticate every connection as this user (`auth.rs`); `None`: anonymous.
+    pub credentials: Option<crate::auth::Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -30,6 +32,7 @@ impl Default for ClientConfig {
             retries: 10,
             retry_backoff: Duration::from_millis(100),
             client_id: "rust-client".into(),
+            credentials: None,
         }
     }
 }
@@ -92,6 +95,9 @@ impl Client {
                 addr: bootstrap,
             });
         }
+        if let Some(creds) = &config.credentials {
+            crate::auth::authenticate(&conn, creds).await?;
+        }
         let metadata: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
         let mut conns = HashMap::new();
         conns.insert(bootstrap, conn);
@@ -142,6 +148,9 @@ impl Client {
             }
         }
         let c = Connection::connect(addr, self.inner.config.request_timeout).await?;
+        if let Some(creds) = &self.inner.config.credentials {
+            crate::auth::authenticate(&c, creds).await?;
+        }
         self.inner.conns.lock().expect("conns lock").insert(addr, c.clone());
         Ok(c)
     }

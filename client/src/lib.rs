@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod client;
 pub mod connection;
 pub mod consumer;
@@ -34,6 +35,7 @@ pub mod group_consumer;
 pub mod producer;
 pub mod table;
 
+pub use auth::Credentials;
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerBatch};
 pub use error::ClientError;

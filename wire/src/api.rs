@@ -87,6 +87,28 @@ api_keys! {
     CreateTable = 24;
     /// Delete a state table.
     DeleteTable = 25;
+    /// Choose a SASL mechanism for this connection.
+    SaslHandshake = 26;
+    /// One SASL message (SCRAM, PLAIN).
+    SaslAuthenticate = 27;
+    /// Create a user or replace its credentials.
+    UpsertUser = 28;
+    /// Delete a user.
+    DeleteUser = 29;
+    /// List users.
+    ListUsers = 30;
+    /// Add an ACL.
+    CreateAcl = 31;
+    /// Remove an ACL.
+    DeleteAcl = 32;
+    /// List ACLs.
+    ListAcls = 33;
+    /// Create an HTTP bearer token for a user.
+    CreateToken = 34;
+    /// Delete a bearer token.
+    DeleteToken = 35;
+    /// List bearer tokens.
+    ListTokens = 36;
 }
 
 impl ApiKey {
@@ -149,9 +171,20 @@ mod tests {
                 (23, "KeyQuery"),
                 (24, "CreateTable"),
                 (25, "DeleteTable"),
+                (26, "SaslHandshake"),
+                (27, "SaslAuthenticate"),
+                (28, "UpsertUser"),
+                (29, "DeleteUser"),
+                (30, "ListUsers"),
+                (31, "CreateAcl"),
+                (32, "DeleteAcl"),
+                (33, "ListAcls"),
+                (34, "CreateToken"),
+                (35, "DeleteToken"),
+                (36, "ListTokens"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(26), None);
+        assert_eq!(ApiKey::from_u16(37), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

@@ -135,6 +135,16 @@ error_codes! {
     ConditionFailed = 38, "CONDITION_FAILED", false, "expected position does not match";
     /// A table read named a topic that is not declared a table.
     NotATable = 39, "NOT_A_TABLE", false, "topic is not a table";
+    /// The broker requires authentication (SaslHandshake + SaslAuthenticate) first.
+    AuthenticationRequired = 40, "AUTHENTICATION_REQUIRED", false, "authenticate first";
+    /// Wrong user or password, a revoked user, or too many failed attempts.
+    AuthenticationFailed = 41, "AUTHENTICATION_FAILED", false, "authentication failed";
+    /// The principal may not do this operation on this resource (ACLs).
+    AuthorizationFailed = 42, "AUTHORIZATION_FAILED", false, "not authorized";
+    /// The SASL mechanism is not offered (PLAIN needs TLS).
+    UnsupportedSaslMechanism = 43, "UNSUPPORTED_SASL_MECHANISM", false, "unsupported SASL mechanism";
+    /// No user by that name.
+    UnknownUser = 44, "UNKNOWN_USER", false, "unknown user";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -192,6 +202,11 @@ mod tests {
             (37, "DUPLICATE_SEQUENCE"),
             (38, "CONDITION_FAILED"),
             (39, "NOT_A_TABLE"),
+            (40, "AUTHENTICATION_REQUIRED"),
+            (41, "AUTHENTICATION_FAILED"),
+            (42, "AUTHORIZATION_FAILED"),
+            (43, "UNSUPPORTED_SASL_MECHANISM"),
+            (44, "UNKNOWN_USER"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

@@ -29,6 +29,7 @@ pub mod error_code;
 pub mod filter;
 pub mod frame;
 pub mod message;
+pub mod scram;
 pub mod with;
 
 pub use api::ApiKey;
@@ -44,6 +45,7 @@ pub use error::{BatchError, BodyError, BuildError, FrameError};
 pub use error_code::ErrorCode;
 pub use frame::{split_frame, FrameHeader, RawFrame};
 pub use message::ack_level::*;
+pub use message::auth::*;
 pub use message::committed_offsets::*;
 pub use message::error_body::ErrorBody;
 pub use message::fetch::*;

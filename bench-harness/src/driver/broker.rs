@@ -41,8 +41,14 @@ impl BrokerDriver {
     }
 }
 
+/// Credentials, when the broker requires authentication, as brokerctl takes them:
+/// `BROKER_USER` and `BROKER_PASSWORD` (every connection authenticates with SCRAM-SHA-512).
 fn client_config() -> ClientConfig {
-    ClientConfig { client_id: "bench-harness".into(), ..ClientConfig::default() }
+    let credentials = match (std::env::var("BROKER_USER"), std::env::var("BROKER_PASSWORD")) {
+        (Ok(user), Ok(password)) => Some(client::Credentials::new(user, password)),
+        _ => None,
+    };
+    ClientConfig { client_id: "bench-harness".into(), credentials, ..ClientConfig::default() }
 }
 
 impl Driver for BrokerDriver {

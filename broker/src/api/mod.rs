@@ -81,8 +81,18 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::DeleteTopic
         | ApiKey::InitProducerId
         | ApiKey::CreateTable
-        | ApiKey::DeleteTable => Placement::Controller,
-        ApiKey::Subscribe | ApiKey::GrantCredit | ApiKey::Unsubscribe => Placement::Session,
+        | ApiKey::DeleteTable
+        | ApiKey::UpsertUser
+        | ApiKey::DeleteUser
+        | ApiKey::CreateAcl
+        | ApiKey::DeleteAcl
+        | ApiKey::CreateToken
+        | ApiKey::DeleteToken => Placement::Controller,
+        ApiKey::Subscribe
+        | ApiKey::GrantCredit
+        | ApiKey::Unsubscribe
+        | ApiKey::SaslHandshake
+        | ApiKey::SaslAuthenticate => Placement::Session,
         ApiKey::SubscriptionData => Placement::PushOnly,
         ApiKey::JoinGroup
         | ApiKey::Heartbeat
@@ -95,7 +105,10 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::Metadata
         | ApiKey::ListTopics
         | ApiKey::DescribeTopic
-        | ApiKey::Stats => Placement::AnyShard,
+        | ApiKey::Stats
+        | ApiKey::ListUsers
+        | ApiKey::ListAcls
+        | ApiKey::ListTokens => Placement::AnyShard,
     }
 }
 
@@ -220,6 +233,20 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         | ApiKey::ListGroups => {
             Box::pin(async move { group::handle(&shard, api, &req, origin).await })
         }
+        ApiKey::UpsertUser => ready(crate::auth::admin::upsert_user(&shard.security, &req)),
+        ApiKey::DeleteUser => ready(crate::auth::admin::delete_user(&shard.security, &req)),
+        ApiKey::ListUsers => ready(crate::auth::admin::list_users(&shard.security, &req)),
+        ApiKey::CreateAcl => ready(crate::auth::admin::create_acl(&shard.security, &req)),
+        ApiKey::DeleteAcl => ready(crate::auth::admin::delete_acl(&shard.security, &req)),
+        ApiKey::ListAcls => ready(crate::auth::admin::list_acls(&shard.security, &req)),
+        ApiKey::CreateToken => ready(crate::auth::admin::create_token(&shard.security, &req)),
+        ApiKey::DeleteToken => ready(crate::auth::admin::delete_token(&shard.security, &req)),
+        ApiKey::ListTokens => ready(crate::auth::admin::list_tokens(&shard.security, &req)),
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => ready(error_frame(
+            &req.header,
+            ErrorCode::InvalidRequest,
+            "SASL is answered by the client's own connection",
+        )),
         ApiKey::Subscribe
         | ApiKey::GrantCredit
         | ApiKey::Unsubscribe
@@ -231,6 +258,29 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
                 ErrorCode::NotOwner,
                 "subscriptions are served on a connection to the owning shard",
             ))
+        }
+    }
+}
+
+/// Stage one of a client's request on any listener: authentication and ACLs
+/// (`auth/authorize.rs`) for `session`, then [`start`]; a metadata listing is filtered to
+/// what the principal may describe.
+pub async fn start_client(
+    shard: &Rc<Shard>,
+    req: Request,
+    session: &Rc<crate::auth::Session>,
+) -> Reply {
+    use crate::auth::authorize::{self, After};
+    match authorize::check(&shard.security, session, &req) {
+        Err(frame) => {
+            Counters::add(&shard.counters.requests, 1);
+            ready(frame)
+        }
+        Ok(After::Nothing) => start(shard, req, Origin::Client).await,
+        Ok(after) => {
+            let reply = start(shard, req, Origin::Client).await;
+            let (security, session) = (shard.security.clone(), session.clone());
+            Box::pin(async move { authorize::filter(&security, &session, after, reply.await) })
         }
     }
 }

@@ -62,7 +62,9 @@ impl ApiError {
             E::NotOwner | E::ShuttingDown | E::DiskFull | E::StorageIo => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            E::InternalTopic => StatusCode::FORBIDDEN,
+            E::InternalTopic | E::AuthorizationFailed => StatusCode::FORBIDDEN,
+            E::AuthenticationRequired | E::AuthenticationFailed => StatusCode::UNAUTHORIZED,
+            E::UnknownUser => StatusCode::NOT_FOUND,
             E::UnknownServerError | E::CorruptStoredData => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -21,6 +21,7 @@
 //! bridge to the api handlers), `routes.rs` (endpoints), `records.rs` (records ⇄ JSON),
 //! `stream.rs` (SSE), `error.rs` (errors as JSON); the settings are `config::HttpConfig`.
 
+pub mod auth;
 pub mod error;
 pub mod io;
 pub mod native;
@@ -54,8 +55,18 @@ pub type Body = std::pin::Pin<Box<dyn hyper::body::Body<Data = Bytes, Error = In
 pub struct Gateway {
     /// The shard it runs on.
     pub shard: Rc<Shard>,
-    /// The partition for the next request's unkeyed records (round robin per request).
-    pub sticky: Cell<u32>,
+    /// The partition for the next request's unkeyed records (round robin per request),
+    /// shared by every request on the shard.
+    pub sticky: Rc<Cell<u32>>,
+    /// Who the request is (`auth.rs`); the shard-wide gateway's is never used for a request.
+    pub session: Rc<crate::auth::Session>,
+}
+
+impl Gateway {
+    /// The gateway as seen by one request of `session`.
+    pub fn for_request(&self, session: Rc<crate::auth::Session>) -> Rc<Gateway> {
+        Rc::new(Gateway { shard: self.shard.clone(), sticky: self.sticky.clone(), session })
+    }
 }
 
 /// Accepts HTTP connections on `listener` until the shard stops.
@@ -65,7 +76,11 @@ pub async fn serve(
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
 ) {
-    let gw = Rc::new(Gateway { sticky: Cell::new(shard.id), shard });
+    let gw = Rc::new(Gateway {
+        sticky: Rc::new(Cell::new(shard.id)),
+        shard,
+        session: crate::auth::Session::new(None),
+    });
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -100,6 +115,7 @@ pub async fn serve(
 async fn connection(gw: Rc<Gateway>, stream: glommio::net::TcpStream, stop: Watermark) {
     let http = &gw.shard.config.http;
     let activity = Rc::new(io::Activity::default());
+    let conn_auth = auth::ConnAuth::new(stream.peer_addr().ok());
     let socket = io::Io::new(
         stream,
         activity.clone(),
@@ -109,8 +125,8 @@ async fn connection(gw: Rc<Gateway>, stream: glommio::net::TcpStream, stop: Wate
     let service = {
         let gw = gw.clone();
         hyper::service::service_fn(move |req| {
-            let (gw, activity) = (gw.clone(), activity.clone());
-            async move { Ok::<_, Infallible>(routes::handle(&gw, &activity, req).await) }
+            let (gw, activity, conn_auth) = (gw.clone(), activity.clone(), conn_auth.clone());
+            async move { Ok::<_, Infallible>(routes::handle(&gw, &activity, &conn_auth, req).await) }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -7,24 +7,23 @@
 //! the broker answered with an error frame; a response that does not decode is
 //! `UNKNOWN_SERVER_ERROR` (a broker bug, never the client's input).
 
-use std::rc::Rc;
-
 use wire::constants::{FLAG_ERROR, FRAME_HEADER_BYTES};
 use wire::{ErrorBody, ErrorCode, FrameHeader, Message};
 
 use super::error::ApiError;
-use crate::api::{self, Origin};
+use super::Gateway;
+use crate::api;
 use crate::request::Request;
-use crate::shard::Shard;
 
 /// Runs `msg` as a native request on `shard` and decodes its response `R`.
-pub async fn call<Q, R>(shard: &Rc<Shard>, msg: &Q) -> Result<R, ApiError>
+pub async fn call<Q, R>(gw: &Gateway, msg: &Q) -> Result<R, ApiError>
 where
     Q: Message,
     R: rkyv::Archive,
     R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
         + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
+    let shard = &gw.shard;
     let frame = wire::encode_request(0, msg)
         .map_err(|e| ApiError::new(e.code(), format!("request does not encode: {e}")))?;
     if frame.len() - FRAME_HEADER_BYTES > shard.config.frame_body_bytes_max as usize {
@@ -42,7 +41,7 @@ where
         u32::MAX,
     )
     .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
-    let reply = api::start(shard, Request::checked(header, frame), Origin::Client).await.await;
+    let reply = api::start_client(shard, Request::checked(header, frame), &gw.session).await.await;
     decode::<R>(&reply)
 }
 

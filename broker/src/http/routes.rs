@@ -34,11 +34,21 @@ use super::{stream, Body, Gateway};
 pub async fn handle(
     gw: &Rc<Gateway>,
     activity: &Rc<Activity>,
+    conn_auth: &Rc<super::auth::ConnAuth>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     let busy = activity.begin();
-    let response = match route(gw, req).await {
-        Ok(r) => r,
+    // Health checks (load balancers) need no credentials: the answer names no resource.
+    let session = if req.uri().path() == "/health" {
+        Ok(crate::auth::Session::new(None))
+    } else {
+        conn_auth.session(&gw.shard.security, req.headers())
+    };
+    let response = match session {
+        Ok(session) => match route(&gw.for_request(session), req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        },
         Err(e) => error_response(&e),
     };
     response.map(move |body| -> Body {
@@ -60,7 +70,14 @@ pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 
 /// The JSON error response for `e`.
 pub fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.status(), &e.body())
+    let mut r = json_response(e.status(), &e.body());
+    if e.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"broker\""),
+        );
+    }
+    r
 }
 
 async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -195,7 +212,7 @@ pub async fn resolve(
             partitions: vec![wire::ListOffsetsPartition { partition, spec }],
         }],
     };
-    let resp: wire::ListOffsetsResponse = call(&gw.shard, &req).await?;
+    let resp: wire::ListOffsetsResponse = call(gw, &req).await?;
     let p = resp
         .topics
         .first()
@@ -264,7 +281,7 @@ async fn read_body(
 
 async fn list_topics(gw: &Rc<Gateway>, q: &Query) -> Result<Response<Body>, ApiError> {
     let req = wire::ListTopicsRequest { name_prefix: q.get("prefix").unwrap_or("").to_owned() };
-    let resp: wire::ListTopicsResponse = call(&gw.shard, &req).await?;
+    let resp: wire::ListTopicsResponse = call(gw, &req).await?;
     let topics: Vec<Value> = resp
         .topics
         .iter()
@@ -360,7 +377,7 @@ async fn create_topic(
         delete_retention_ms: int("delete_retention_ms")?,
     };
     let req = wire::CreateTopicRequest { name: name.to_owned(), config };
-    let resp: wire::CreateTopicResponse = call(&gw.shard, &req).await?;
+    let resp: wire::CreateTopicResponse = call(gw, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     let config = resp.topic.as_ref().map(|t| config_json(&t.config)).unwrap_or(Value::Null);
     Ok(json_response(StatusCode::CREATED, &json!({"name": name, "config": config})))
@@ -368,7 +385,7 @@ async fn create_topic(
 
 async fn describe_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, ApiError> {
     let req = wire::DescribeTopicRequest { name: name.to_owned() };
-    let resp: wire::DescribeTopicResponse = call(&gw.shard, &req).await?;
+    let resp: wire::DescribeTopicResponse = call(gw, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     let partitions: Vec<Value> = resp
         .partitions
@@ -393,7 +410,7 @@ async fn describe_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, 
 
 async fn delete_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, ApiError> {
     let req = wire::DeleteTopicRequest { name: name.to_owned() };
-    let resp: wire::DeleteTopicResponse = call(&gw.shard, &req).await?;
+    let resp: wire::DeleteTopicResponse = call(gw, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     Ok(json_response(StatusCode::OK, &json!({"deleted": name})))
 }
@@ -422,7 +439,7 @@ async fn table_get(
             }],
         }],
     };
-    let resp: wire::TableReadResponse = call(&gw.shard, &req).await?;
+    let resp: wire::TableReadResponse = call(gw, &req).await?;
     let p = resp
         .topics
         .into_iter()
@@ -555,7 +572,7 @@ async fn produce(
         timeout_ms: gw.shard.config.http.read_timeout_ms.min(u64::from(u32::MAX)) as u32,
         topics: vec![wire::ProduceTopic { name: topic.to_owned(), partitions }],
     };
-    let resp: wire::ProduceResponse = call(&gw.shard, &req).await?;
+    let resp: wire::ProduceResponse = call(gw, &req).await?;
     let mut offsets = vec![Value::Null; input.len()];
     let mut failure = None;
     for result in resp.topics.iter().flat_map(|t| &t.partitions) {
@@ -659,7 +676,7 @@ pub async fn fetch_once(
     };
     // Counted in the shard's memory budget while in flight, like a native fetch's response.
     let _held = gw.shard.memory.hold(max_bytes as usize).await;
-    let resp: wire::FetchResponse = call(&gw.shard, &req).await?;
+    let resp: wire::FetchResponse = call(gw, &req).await?;
     let p = resp
         .topics
         .into_iter()

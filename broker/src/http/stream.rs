@@ -217,7 +217,7 @@ impl Stream {
         // The fetched bytes and their rendering count in the shard's memory budget, like a
         // native fetch's response.
         let _held = self.gw.shard.memory.hold(max_bytes as usize).await;
-        let resp: wire::FetchResponse = call(&self.gw.shard, &req).await?;
+        let resp: wire::FetchResponse = call(&self.gw, &req).await?;
         let mut out = String::new();
         for result in resp.topics.into_iter().flat_map(|t| t.partitions) {
             let Some(i) = self.positions.iter().position(|p| p.partition == result.partition)

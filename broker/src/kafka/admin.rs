@@ -5,8 +5,6 @@
 //! coordinator of every group is that node too. Topic changes go through the native
 //! CreateTopic/DeleteTopic handlers (shard 0 makes them and broadcasts).
 
-use std::rc::Rc;
-
 use kafka_protocol::messages::{
     api_versions_response, create_topics_response, delete_topics_response,
     describe_configs_response, metadata_response, ApiKey, BrokerId, CreateTopicsRequest,
@@ -21,7 +19,6 @@ use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
 use crate::metadata::Topic;
-use crate::shard::Shard;
 
 /// The broker's node id in Kafka's eyes.
 pub const NODE_ID: i32 = 0;
@@ -49,6 +46,10 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
+    // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// `(min, max)` versions of `api` this listener speaks, if any.
@@ -115,6 +116,13 @@ pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> 
         t.name = Some(name(&n));
         t.is_internal = n.starts_with("__");
         t.topic_authorized_operations = i32::MIN;
+        if !super::sasl::may_describe(s, &n) {
+            if !all {
+                t.error_code = K::TopicAuthorizationFailed.code();
+                out.topics.push(t);
+            }
+            continue;
+        }
         match meta.topic(&n) {
             None => t.error_code = K::UnknownTopicOrPartition.code(),
             Some(topic) => t.partitions = partitions(topic),
@@ -181,7 +189,7 @@ fn apply_config(config: &mut wire::TopicConfig, key: &str, value: &str) -> Resul
 }
 
 /// CreateTopics: each through the native create (on shard 0).
-pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest) -> Answer {
+pub async fn create_topics(s: &Session, ctx: Ctx, req: CreateTopicsRequest) -> Answer {
     let mut out = CreateTopicsResponse::default();
     for t in &req.topics {
         let mut r = create_topics_response::CreatableTopicResult::default();
@@ -216,7 +224,7 @@ pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest
         } else {
             let native_req = wire::CreateTopicRequest { name: t.name.as_str().to_owned(), config };
             let result: Result<wire::CreateTopicResponse, KafkaError> =
-                native::call(shard, &native_req).await;
+                native::call(s, &native_req).await;
             match result {
                 Ok(resp) if resp.error != 0 => {
                     r.error_code = kafka_code_raw(resp.error);
@@ -239,13 +247,13 @@ pub async fn create_topics(shard: &Rc<Shard>, ctx: Ctx, req: CreateTopicsRequest
 }
 
 /// DeleteTopics (by name).
-pub async fn delete_topics(shard: &Rc<Shard>, ctx: Ctx, req: DeleteTopicsRequest) -> Answer {
+pub async fn delete_topics(s: &Session, ctx: Ctx, req: DeleteTopicsRequest) -> Answer {
     let mut out = DeleteTopicsResponse::default();
     for n in &req.topic_names {
         let mut r = delete_topics_response::DeletableTopicResult::default();
         r.name = Some(n.clone());
         let result: Result<wire::DeleteTopicResponse, KafkaError> =
-            native::call(shard, &wire::DeleteTopicRequest { name: n.as_str().to_owned() }).await;
+            native::call(s, &wire::DeleteTopicRequest { name: n.as_str().to_owned() }).await;
         match result {
             Ok(resp) if resp.error != 0 => {
                 r.error_code = kafka_code_raw(resp.error);
@@ -265,11 +273,8 @@ const RESOURCE_BROKER: i8 = 4;
 
 /// DescribeConfigs: a topic's settings under Kafka's names (what clients and tools read);
 /// a broker resource answers with the few broker-wide values clients look at.
-pub fn describe_configs(
-    shard: &Rc<Shard>,
-    ctx: Ctx,
-    req: DescribeConfigsRequest,
-) -> Option<Vec<u8>> {
+pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> Option<Vec<u8>> {
+    let shard = &s.shard;
     let meta = shard.metadata();
     let log = &shard.config.log;
     let mut out = DescribeConfigsResponse::default();
@@ -278,6 +283,10 @@ pub fn describe_configs(
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
         let entries: Vec<(&str, String)> = match res.resource_type {
+            RESOURCE_TOPIC if !super::sasl::may_describe(s, res.resource_name.as_str()) => {
+                r.error_code = K::TopicAuthorizationFailed.code();
+                Vec::new()
+            }
             RESOURCE_TOPIC => match meta.topic(res.resource_name.as_str()) {
                 None => {
                     r.error_code = K::UnknownTopicOrPartition.code();

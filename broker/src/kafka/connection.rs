@@ -72,6 +72,10 @@ pub struct Session {
     pub local: SocketAddr,
     /// What this connection holds for its client (`connection_send_queue_bytes_max`).
     pub budget: Rc<MemoryBudget>,
+    /// Who the client is (SASL, `kafka/sasl.rs`) and its cached ACL decisions.
+    pub auth: Rc<crate::auth::Session>,
+    /// Set after a failed authentication: the connection closes once its answer is queued.
+    pub closing: std::cell::Cell<bool>,
 }
 
 impl Session {
@@ -123,6 +127,7 @@ pub async fn serve<S>(
     stream: S,
     local: SocketAddr,
     stop: Watermark,
+    auth: Rc<crate::auth::Session>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -153,7 +158,14 @@ pub async fn serve<S>(
         let _ = writer.close().await;
     })
     .detach();
-    let session = Session { shard: shard.clone(), kafka, local, budget: budget.clone() };
+    let session = Session {
+        shard: shard.clone(),
+        kafka,
+        local,
+        budget: budget.clone(),
+        auth,
+        closing: std::cell::Cell::new(false),
+    };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
@@ -202,7 +214,7 @@ pub async fn serve<S>(
             Some(Queued { frame, _holds: (connection, shard) })
         })
         .detach();
-        if tx.send(handle).await.is_err() {
+        if tx.send(handle).await.is_err() || session.closing.get() {
             break Ok(());
         }
     };
@@ -236,13 +248,17 @@ async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
 /// is reserved from the connection's and the shard's budgets before it runs.
 async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
     let (_, _, correlation_id) = codec::peek_header(&frame);
+    // An unauthenticated client reserves nothing.
+    if let Some(refused) = super::sasl::gate(s, ApiKey::Fetch, correlation_id) {
+        return refused.map(|a| (a, None));
+    }
     codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
     let req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
     let bytes =
         (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
     let reserved = s.reserve(bytes).await;
     let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
-    Ok((data::fetch(&s.shard, ctx, req).await, Some(reserved)))
+    Ok((data::fetch(s, ctx, req).await, Some(reserved)))
 }
 
 /// Decodes one request (any but Fetch) and runs its first stage.
@@ -266,32 +282,52 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
     }
     let _header = codec::decode_header(&mut frame, api, version)?;
     let ctx = Ctx { api, version, correlation_id };
-    let shard = &s.shard;
+    if let Some(refused) = super::sasl::gate(s, api, correlation_id) {
+        return refused;
+    }
     let body = &mut frame;
     Ok(match api {
         ApiKey::ApiVersions => ready(admin::api_versions(ctx, 0)),
+        ApiKey::SaslHandshake => {
+            ready(super::sasl::handshake(s, ctx, codec::decode(body, version)?))
+        }
+        ApiKey::SaslAuthenticate => {
+            ready(super::sasl::authenticate(s, ctx, codec::decode(body, version)?))
+        }
         ApiKey::Metadata => ready(admin::metadata(s, ctx, codec::decode(body, version)?)),
         ApiKey::FindCoordinator => {
             ready(admin::find_coordinator(s, ctx, codec::decode(body, version)?))
         }
-        ApiKey::CreateTopics => {
-            admin::create_topics(shard, ctx, codec::decode(body, version)?).await
-        }
-        ApiKey::DeleteTopics => {
-            admin::delete_topics(shard, ctx, codec::decode(body, version)?).await
-        }
+        ApiKey::CreateTopics => admin::create_topics(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::DeleteTopics => admin::delete_topics(s, ctx, codec::decode(body, version)?).await,
         ApiKey::DescribeConfigs => {
-            ready(admin::describe_configs(shard, ctx, codec::decode(body, version)?))
+            ready(admin::describe_configs(s, ctx, codec::decode(body, version)?))
         }
-        ApiKey::Produce => data::produce(shard, ctx, codec::decode(body, version)?).await,
-        ApiKey::ListOffsets => data::list_offsets(shard, ctx, codec::decode(body, version)?).await,
+        ApiKey::Produce => data::produce(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::ListOffsets => data::list_offsets(s, ctx, codec::decode(body, version)?).await,
         ApiKey::InitProducerId => {
-            data::init_producer_id(shard, ctx, codec::decode(body, version)?).await
+            data::init_producer_id(s, ctx, codec::decode(body, version)?).await
         }
-        ApiKey::JoinGroup => group::join(s, ctx, codec::decode(body, version)?),
-        ApiKey::SyncGroup => group::sync(s, ctx, codec::decode(body, version)?),
-        ApiKey::Heartbeat => ready(group::heartbeat(s, ctx, codec::decode(body, version)?)),
-        ApiKey::LeaveGroup => ready(group::leave(s, ctx, codec::decode(body, version)?)),
+        ApiKey::JoinGroup => {
+            let req: kafka_protocol::messages::JoinGroupRequest = codec::decode(body, version)?;
+            super::sasl::group_denied(s, ctx, &req.group_id)
+                .unwrap_or_else(|| group::join(s, ctx, req))
+        }
+        ApiKey::SyncGroup => {
+            let req: kafka_protocol::messages::SyncGroupRequest = codec::decode(body, version)?;
+            super::sasl::group_denied(s, ctx, &req.group_id)
+                .unwrap_or_else(|| group::sync(s, ctx, req))
+        }
+        ApiKey::Heartbeat => {
+            let req: kafka_protocol::messages::HeartbeatRequest = codec::decode(body, version)?;
+            super::sasl::group_denied(s, ctx, &req.group_id)
+                .unwrap_or_else(|| ready(group::heartbeat(s, ctx, req)))
+        }
+        ApiKey::LeaveGroup => {
+            let req: kafka_protocol::messages::LeaveGroupRequest = codec::decode(body, version)?;
+            super::sasl::group_denied(s, ctx, &req.group_id)
+                .unwrap_or_else(|| ready(group::leave(s, ctx, req)))
+        }
         ApiKey::OffsetCommit => group::offset_commit(s, ctx, codec::decode(body, version)?).await,
         ApiKey::OffsetFetch => group::offset_fetch(s, ctx, codec::decode(body, version)?).await,
         _ => ready(Some(codec::unsupported(correlation_id))),

@@ -8,7 +8,6 @@
 //! appended.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -20,16 +19,17 @@ use kafka_protocol::ResponseError as K;
 use wire::constants::BATCH_BYTES_MAX;
 use wire::AckLevel;
 
+use super::connection::Session;
 use super::connection::{ready, respond, Answer, Ctx};
 use super::convert;
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
-use crate::shard::Shard;
 
 type Key = (String, i32);
 
 /// Produce (v3+).
-pub async fn produce(shard: &Rc<Shard>, ctx: Ctx, req: ProduceRequest) -> Answer {
+pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
+    let shard = &s.shard;
     let ack = match req.acks {
         0 => AckLevel::None,
         1 => AckLevel::Written,
@@ -85,7 +85,7 @@ pub async fn produce(shard: &Rc<Shard>, ctx: Ctx, req: ProduceRequest) -> Answer
         None
     } else {
         let native_req = wire::ProduceRequest { ack, timeout_ms, topics };
-        Some(native::start(shard, &native_req).await)
+        Some(native::start(s, &native_req).await)
     };
     Box::pin(async move {
         let result: Result<Option<wire::ProduceResponse>, KafkaError> = match reply {
@@ -136,7 +136,7 @@ pub async fn produce(shard: &Rc<Shard>, ctx: Ctx, req: ProduceRequest) -> Answer
 }
 
 /// Fetch (v4+): whole stored batches from each partition's offset, long-polled.
-pub async fn fetch(shard: &Rc<Shard>, ctx: Ctx, req: FetchRequest) -> Answer {
+pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest) -> Answer {
     let max_bytes = if req.max_bytes <= 0 { i32::MAX } else { req.max_bytes } as u32;
     let mut topics: Vec<wire::FetchTopic> = Vec::with_capacity(req.topics.len());
     let mut failed: HashMap<Key, i16> = HashMap::new();
@@ -170,7 +170,7 @@ pub async fn fetch(shard: &Rc<Shard>, ctx: Ctx, req: FetchRequest) -> Answer {
         max_bytes,
         topics,
     };
-    let reply = native::start(shard, &native_req).await;
+    let reply = native::start(s, &native_req).await;
     Box::pin(async move {
         let frame = match reply {
             Err(e) => Err(e),
@@ -232,7 +232,7 @@ pub async fn fetch(shard: &Rc<Shard>, ctx: Ctx, req: FetchRequest) -> Answer {
 
 /// ListOffsets (v1+): -2 earliest, -1 latest, otherwise the first offset at or after a
 /// timestamp.
-pub async fn list_offsets(shard: &Rc<Shard>, ctx: Ctx, req: ListOffsetsRequest) -> Answer {
+pub async fn list_offsets(s: &Session, ctx: Ctx, req: ListOffsetsRequest) -> Answer {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let partitions = t
@@ -251,7 +251,7 @@ pub async fn list_offsets(shard: &Rc<Shard>, ctx: Ctx, req: ListOffsetsRequest) 
         topics.push(wire::ListOffsetsTopic { name: t.name.as_str().to_owned(), partitions });
     }
     let result: Result<wire::ListOffsetsResponse, KafkaError> =
-        native::call(shard, &wire::ListOffsetsRequest { topics }).await;
+        native::call(s, &wire::ListOffsetsRequest { topics }).await;
     let mut done: HashMap<Key, wire::ListOffsetsPartitionResult> = HashMap::new();
     if let Ok(resp) = &result {
         for t in &resp.topics {
@@ -287,11 +287,11 @@ pub async fn list_offsets(shard: &Rc<Shard>, ctx: Ctx, req: ListOffsetsRequest) 
 }
 
 /// InitProducerId: a producer id from the native allocator (idempotent producers).
-pub async fn init_producer_id(shard: &Rc<Shard>, ctx: Ctx, req: InitProducerIdRequest) -> Answer {
+pub async fn init_producer_id(s: &Session, ctx: Ctx, req: InitProducerIdRequest) -> Answer {
     let transactional_id =
         req.transactional_id.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default();
     let result: Result<wire::InitProducerIdResponse, KafkaError> =
-        native::call(shard, &wire::InitProducerIdRequest { transactional_id }).await;
+        native::call(s, &wire::InitProducerIdRequest { transactional_id }).await;
     let mut out = InitProducerIdResponse::default();
     match result {
         Ok(r) if r.error == 0 => {

@@ -70,6 +70,12 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::ConditionFailed | ErrorCode::NotATable => K::InvalidRequest,
         ErrorCode::UnknownSubscription | ErrorCode::DuplicateSubscription => K::InvalidRequest,
         ErrorCode::UnknownServerError => K::UnknownServerError,
+        ErrorCode::AuthenticationRequired | ErrorCode::AuthenticationFailed => {
+            K::SaslAuthenticationFailed
+        }
+        ErrorCode::AuthorizationFailed => K::TopicAuthorizationFailed,
+        ErrorCode::UnsupportedSaslMechanism => K::UnsupportedSaslMechanism,
+        ErrorCode::UnknownUser => K::ResourceNotFound,
     };
     k.code()
 }

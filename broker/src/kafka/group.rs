@@ -509,7 +509,7 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
                 generation: 0,
                 topics,
             };
-            Some(native::call(&sess.shard, &native_req).await)
+            Some(native::call(sess, &native_req).await)
         }
     };
     let whole: i16 = match (&checked, &result) {
@@ -552,7 +552,7 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
     let names: Vec<String> =
         req.topics.iter().flatten().map(|t| t.name.as_str().to_owned()).collect();
     let result: Result<wire::FetchOffsetsResponse, KafkaError> =
-        native::call(&sess.shard, &wire::FetchOffsetsRequest { group, topics: names }).await;
+        native::call(sess, &wire::FetchOffsetsRequest { group, topics: names }).await;
     let mut committed: BTreeMap<(String, i32), (u64, String)> = BTreeMap::new();
     let mut out = OffsetFetchResponse::default();
     match &result {

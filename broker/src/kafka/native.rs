@@ -5,8 +5,6 @@
 //! [`start`] is stage one (ordered: call it in request arrival order); awaiting the returned
 //! [`Reply`] and [`decode`]-ing it is stage two.
 
-use std::rc::Rc;
-
 use rkyv::api::high::{HighDeserializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
@@ -14,18 +12,19 @@ use rkyv::{Archive, Deserialize};
 use wire::constants::{FLAG_ERROR, FRAME_HEADER_BYTES};
 use wire::{AlignedVec, ErrorCode, FrameHeader};
 
+use super::connection::Session;
 use super::error::KafkaError;
-use crate::api::{self, Origin, Reply};
+use crate::api::{self, Reply};
 use crate::request::Request;
-use crate::shard::Shard;
 
 /// Stage one of a native request with body `msg`.
-pub async fn start<T: wire::Message>(shard: &Rc<Shard>, msg: &T) -> Result<Reply, KafkaError> {
+pub async fn start<T: wire::Message>(s: &Session, msg: &T) -> Result<Reply, KafkaError> {
     let frame = wire::encode_request(0, msg).map_err(|e| KafkaError::Native {
         code: ErrorCode::InvalidRequest,
         message: e.to_string(),
     })?;
-    Ok(api::start(shard, Request::forwarded(frame), Origin::Client).await)
+    // The connection's identity: ACLs are checked as for a native client (`auth/authorize.rs`).
+    Ok(api::start_client(&s.shard, Request::forwarded(frame), &s.auth).await)
 }
 
 /// The response body in a native response frame (deserialized), or the error the frame
@@ -76,13 +75,13 @@ fn body(frame: &AlignedVec) -> Result<&[u8], KafkaError> {
 }
 
 /// Both stages at once, for requests whose order does not matter.
-pub async fn call<Req, Resp>(shard: &Rc<Shard>, msg: &Req) -> Result<Resp, KafkaError>
+pub async fn call<Req, Resp>(s: &Session, msg: &Req) -> Result<Resp, KafkaError>
 where
     Req: wire::Message,
     Resp: Archive,
     Resp::Archived: for<'a> CheckBytes<HighValidator<'a, rancor::Error>>
         + Deserialize<Resp, HighDeserializer<rancor::Error>>,
 {
-    let reply = start(shard, msg).await?;
+    let reply = start(s, msg).await?;
     decode(&reply.await)
 }

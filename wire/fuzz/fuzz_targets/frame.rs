@@ -51,6 +51,19 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::KeyQuery) => access_body::<KeyQueryRequest>(body).map(drop),
             Some(ApiKey::CreateTable) => access_body::<CreateTableRequest>(body).map(drop),
             Some(ApiKey::DeleteTable) => access_body::<DeleteTableRequest>(body).map(drop),
+            Some(ApiKey::SaslHandshake) => access_body::<SaslHandshakeRequest>(body).map(drop),
+            Some(ApiKey::SaslAuthenticate) => {
+                access_body::<SaslAuthenticateRequest>(body).map(drop)
+            }
+            Some(ApiKey::UpsertUser) => access_body::<UpsertUserRequest>(body).map(drop),
+            Some(ApiKey::DeleteUser) => access_body::<DeleteUserRequest>(body).map(drop),
+            Some(ApiKey::ListUsers) => access_body::<ListUsersRequest>(body).map(drop),
+            Some(ApiKey::CreateAcl) => access_body::<CreateAclRequest>(body).map(drop),
+            Some(ApiKey::DeleteAcl) => access_body::<DeleteAclRequest>(body).map(drop),
+            Some(ApiKey::ListAcls) => access_body::<ListAclsRequest>(body).map(drop),
+            Some(ApiKey::CreateToken) => access_body::<CreateTokenRequest>(body).map(drop),
+            Some(ApiKey::DeleteToken) => access_body::<DeleteTokenRequest>(body).map(drop),
+            Some(ApiKey::ListTokens) => access_body::<ListTokensRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];
@@ -58,4 +71,7 @@ fuzz_target!(|data: &[u8]| {
     // The body validators also see raw garbage, not only what a valid header frames.
     let _ = access_body::<ProduceRequest>(&buf);
     let _ = access_body::<FetchResponse>(&buf);
+    // SCRAM and PLAIN messages come from unauthenticated peers.
+    let _ = wire::scram::ClientFirst::parse(&buf);
+    let _ = wire::scram::parse_plain(&buf);
 });

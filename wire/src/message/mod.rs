@@ -42,6 +42,7 @@ macro_rules! message {
 }
 
 pub mod ack_level;
+pub mod auth;
 pub mod committed_offsets;
 pub mod error_body;
 pub mod fetch;

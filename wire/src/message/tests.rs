@@ -2,6 +2,7 @@
 
 use proptest::prelude::*;
 
+use super::auth::*;
 use super::committed_offsets::*;
 use super::error_body::ErrorBody;
 use super::fetch::*;
@@ -134,6 +135,28 @@ message_props! {
     create_table_response: CreateTableResponse,
     delete_table_request: DeleteTableRequest,
     delete_table_response: DeleteTableResponse,
+    sasl_handshake_request: SaslHandshakeRequest,
+    sasl_handshake_response: SaslHandshakeResponse,
+    sasl_authenticate_request: SaslAuthenticateRequest,
+    sasl_authenticate_response: SaslAuthenticateResponse,
+    upsert_user_request: UpsertUserRequest,
+    upsert_user_response: UpsertUserResponse,
+    delete_user_request: DeleteUserRequest,
+    delete_user_response: DeleteUserResponse,
+    list_users_request: ListUsersRequest,
+    list_users_response: ListUsersResponse,
+    create_acl_request: CreateAclRequest,
+    create_acl_response: CreateAclResponse,
+    delete_acl_request: DeleteAclRequest,
+    delete_acl_response: DeleteAclResponse,
+    list_acls_request: ListAclsRequest,
+    list_acls_response: ListAclsResponse,
+    create_token_request: CreateTokenRequest,
+    create_token_response: CreateTokenResponse,
+    delete_token_request: DeleteTokenRequest,
+    delete_token_response: DeleteTokenResponse,
+    list_tokens_request: ListTokensRequest,
+    list_tokens_response: ListTokensResponse,
 }
 
 proptest! {

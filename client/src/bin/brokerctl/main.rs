@@ -4,6 +4,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+mod security;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,16 @@ struct Cli {
     /// Broker address HOST:PORT.
     #[arg(long, env = "BROKER_ADDR", default_value = "127.0.0.1:9400", global = true)]
     broker: String,
+    /// Authenticate as this user (SCRAM-SHA-512); given before the subcommand
+    /// (`brokerctl --user admin --password-file F acl add --user alice …`).
+    #[arg(long, env = "BROKER_USER")]
+    user: Option<String>,
+    /// The user's password: the first line of this file.
+    #[arg(long)]
+    password_file: Option<std::path::PathBuf>,
+    /// The user's password (prefer --password-file: the environment leaks to child processes).
+    #[arg(long = "password-from-env", env = "BROKER_PASSWORD", hide = true)]
+    password: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -112,6 +123,21 @@ enum Command {
         /// Topic.
         topic: String,
     },
+    /// Add, delete or list users.
+    User {
+        #[command(subcommand)]
+        command: security::UserCommand,
+    },
+    /// Add, remove or list ACLs.
+    Acl {
+        #[command(subcommand)]
+        command: security::AclCommand,
+    },
+    /// Create, delete or list HTTP bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: security::TokenCommand,
+    },
     /// Per-shard counters.
     Stats {
         /// Also list every consumer group's committed offset, high watermark and lag.
@@ -205,7 +231,20 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    let client = Client::connect(&cli.broker).await?;
+    let credentials = match (&cli.user, &cli.password_file, &cli.password) {
+        (None, _, _) => None,
+        (Some(user), Some(file), _) => {
+            Some(client::Credentials::new(user, security::read_secret(Some(file))?))
+        }
+        (Some(user), None, Some(password)) => Some(client::Credentials::new(user, password)),
+        (Some(_), None, None) => {
+            return Err(ClientError::Protocol(
+                "--user needs --password-file FILE (or BROKER_PASSWORD)".into(),
+            ))
+        }
+    };
+    let config = client::ClientConfig { credentials, ..Default::default() };
+    let client = Client::connect_with(&cli.broker, config).await?;
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Topic { command } => match command {
@@ -443,6 +482,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             table::query(&client, &topic, &key, (from_ms, to_ms), limit, &format, &mut out).await?
         }
         Command::Group { command } => group_command(&client, command, &mut out).await?,
+        Command::User { command } => security::user(&client, command, &mut out).await?,
+        Command::Acl { command } => security::acl(&client, command, &mut out).await?,
+        Command::Token { command } => security::token(&client, command, &mut out).await?,
         Command::Offsets { topic } => {
             let earliest = client.list_offsets(&topic, OffsetSpec::Earliest).await?;
             let latest = client.list_offsets(&topic, OffsetSpec::Latest).await?;

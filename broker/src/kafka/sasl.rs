@@ -1,0 +1,143 @@
+//! Kafka SASL (SaslHandshake v1, SaslAuthenticate v0-2: SCRAM-SHA-256/512, PLAIN only on a
+//! secure connection) and the Kafka listener's side of authorization.
+//!
+//! Contract:
+//! - The exchange itself is the native one (`auth::Session::handshake` / `authenticate`), so
+//!   credentials, the failed-attempt limit and the audit line are shared. A failed
+//!   authentication is answered (SASL_AUTHENTICATION_FAILED) and the connection closed.
+//! - With authentication in force, any request but ApiVersions and SASL before a successful
+//!   authentication closes the connection, as Kafka brokers do: nothing is answered, so
+//!   nothing (no topic name) leaks.
+//! - Requests that run as native requests (produce, fetch, list offsets, topic admin,
+//!   offsets, producer ids) are checked by the native check (`auth/authorize.rs`) under the
+//!   connection's identity; their denials come back as TOPIC_AUTHORIZATION_FAILED per
+//!   partition. The Kafka-only group apis (join, sync, heartbeat, leave) need read on the
+//!   group here ([`group_denied`]: GROUP_AUTHORIZATION_FAILED), and Metadata lists only the
+//!   topics the principal may describe ([`may_describe`]; a named one it may not is answered
+//!   TOPIC_AUTHORIZATION_FAILED).
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{
+    HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+
+use super::connection::{respond, Answer, Ctx, Session};
+use super::error::{kafka_code, KafkaError};
+use crate::auth::acl::{Operation, Resource};
+use crate::auth::AuthMode;
+
+/// `Some` when `api` may not run on this connection yet: the error closes it.
+pub fn gate(s: &Session, api: ApiKey, _correlation_id: i32) -> Option<Result<Answer, KafkaError>> {
+    let security = &s.shard.security;
+    let mode = security.mode();
+    if mode == AuthMode::Off
+        || matches!(api, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+    {
+        return None;
+    }
+    match s.auth.principal(security, mode) {
+        Ok(_) => None,
+        Err(refusal) => {
+            Some(Err(KafkaError::Native { code: refusal.code, message: refusal.message }))
+        }
+    }
+}
+
+/// SaslHandshake.
+pub fn handshake(s: &Session, ctx: Ctx, req: SaslHandshakeRequest) -> Option<Vec<u8>> {
+    let mut out = SaslHandshakeResponse::default();
+    match s.auth.handshake(&s.shard.security, req.mechanism.as_str()) {
+        Ok(mechanisms) => {
+            out.mechanisms = mechanisms.into_iter().map(StrBytes::from_string).collect();
+        }
+        Err(f) => {
+            out.error_code = match f.code {
+                wire::ErrorCode::UnsupportedSaslMechanism => K::UnsupportedSaslMechanism.code(),
+                wire::ErrorCode::InvalidRequest => K::IllegalSaslState.code(),
+                other => kafka_code(other),
+            };
+            out.mechanisms = s.auth.mechanisms().into_iter().map(StrBytes::from_string).collect();
+            if f.close {
+                s.closing.set(true);
+            }
+        }
+    }
+    respond(ctx, &out)
+}
+
+/// SaslAuthenticate.
+pub fn authenticate(s: &Session, ctx: Ctx, req: SaslAuthenticateRequest) -> Option<Vec<u8>> {
+    let mut out = SaslAuthenticateResponse::default();
+    match s.auth.authenticate(&s.shard.security, &req.auth_bytes) {
+        Ok(step) => out.auth_bytes = step.auth_bytes.into(),
+        Err(f) => {
+            out.error_code = match f.code {
+                wire::ErrorCode::InvalidRequest => K::IllegalSaslState.code(),
+                _ => K::SaslAuthenticationFailed.code(),
+            };
+            out.error_message = Some(StrBytes::from_string(f.message));
+            if f.close {
+                s.closing.set(true);
+            }
+        }
+    }
+    respond(ctx, &out)
+}
+
+/// Whether this connection may see `topic` (always, with authentication off).
+pub fn may_describe(s: &Session, topic: &str) -> bool {
+    allowed(s, Operation::Describe, Resource::Topic(topic))
+}
+
+fn allowed(s: &Session, op: Operation, resource: Resource<'_>) -> bool {
+    let security = &s.shard.security;
+    let mode = security.mode();
+    if mode == AuthMode::Off {
+        return true;
+    }
+    match s.auth.principal(security, mode) {
+        Ok(p) => {
+            let ok = s.auth.allowed(security, &p, op, resource);
+            if !ok {
+                security.audit.record(&p.user, op.name(), &resource, false);
+            }
+            ok
+        }
+        Err(_) => false,
+    }
+}
+
+/// The answer to a Kafka-only group api whose principal may not read `group`, if so.
+pub fn group_denied(s: &Session, ctx: Ctx, group: &str) -> Option<Answer> {
+    if allowed(s, Operation::Read, Resource::Group(group)) {
+        return None;
+    }
+    let code = K::GroupAuthorizationFailed.code();
+    let frame = match ctx.api {
+        ApiKey::JoinGroup => {
+            let mut out = JoinGroupResponse::default();
+            out.error_code = code;
+            out.generation_id = -1;
+            respond(ctx, &out)
+        }
+        ApiKey::SyncGroup => {
+            let mut out = SyncGroupResponse::default();
+            out.error_code = code;
+            respond(ctx, &out)
+        }
+        ApiKey::Heartbeat => {
+            let mut out = HeartbeatResponse::default();
+            out.error_code = code;
+            respond(ctx, &out)
+        }
+        _ => {
+            let mut out = LeaveGroupResponse::default();
+            out.error_code = code;
+            respond(ctx, &out)
+        }
+    };
+    Some(super::connection::ready(frame))
+}

@@ -1,0 +1,656 @@
+//! Authentication and ACLs against the real broker binary (issue 25): `broker user add` with
+//! the broker stopped, SCRAM over the native protocol, refusals before authentication, wrong
+//! passwords, revoked users, ACL allow and deny for every api group, filtered metadata, users
+//! and ACLs through kill -9, HTTP basic auth (curl) and Kafka SASL/SCRAM (kcat).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use client::{Client, ClientConfig, ClientError, Credentials, GroupConfig, GroupConsumer};
+use integration_tests::{broker_binary, Broker, Conn};
+use wire::constants::FLAG_ERROR;
+use wire::*;
+
+const ADMIN_PW: &str = "admin-secret";
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// `broker user add NAME --data-dir DIR [--superuser]` with `password` on stdin.
+fn user_add_offline(dir: &Path, name: &str, password: &str, superuser: bool) -> (bool, String) {
+    let mut cmd = Command::new(broker_binary());
+    cmd.args(["user", "add", name, "--data-dir"]).arg(dir);
+    if superuser {
+        cmd.arg("--superuser");
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run broker user add");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A broker whose data directory got a superuser `admin` before it started.
+fn broker_with_admin(shards: usize, env: &[(&str, &str)]) -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, text) = user_add_offline(&data, "admin", ADMIN_PW, true);
+    assert!(ok, "{text}");
+    let mut all = vec![("BROKER_METRICS_LISTEN", "off")];
+    all.extend_from_slice(env);
+    let broker = Broker::start_on_dir_with_env(shards, data, &all);
+    (dir, broker)
+}
+
+async fn client_as(b: &Broker, user: &str, password: &str) -> Result<Client, ClientError> {
+    let config = ClientConfig {
+        credentials: Some(Credentials::new(user, password)),
+        retries: 0,
+        ..Default::default()
+    };
+    Client::connect_with(&b.public.to_string(), config).await
+}
+
+fn code(r: Result<impl std::fmt::Debug, ClientError>) -> (ErrorCode, String) {
+    match r {
+        Err(ClientError::Broker { code, message, .. }) => (code, message),
+        other => panic!("expected a broker error, got {other:?}"),
+    }
+}
+
+/// The error frame `conn` gets for `req`.
+fn error_of<T: Message>(conn: &mut Conn, req: &T) -> (ErrorCode, String) {
+    let id = conn.send(req);
+    let f = conn.wait(id);
+    assert!(f.header.has_flag(FLAG_ERROR), "expected an error response");
+    let e: ErrorBody = wire::decode_body(f.body()).unwrap();
+    (ErrorCode::from_u16(e.code).unwrap(), e.message)
+}
+
+fn topic(partitions: u32) -> TopicConfig {
+    TopicConfig {
+        partition_count: partitions,
+        retention_ms: -1,
+        retention_bytes: -1,
+        ..Default::default()
+    }
+}
+
+fn batch(value: &str) -> Vec<u8> {
+    let mut b = BatchBuilder::new(1 << 16);
+    b.append(1, Some(b"k"), Some(value.as_bytes()), &[]).unwrap();
+    b.finish().unwrap().to_vec()
+}
+
+fn acl(
+    user: &str,
+    resource: AclResourceKind,
+    name: &str,
+    op: AclOperation,
+    deny: bool,
+) -> AclBinding {
+    AclBinding { principal: user.into(), resource, name: name.into(), operation: op, deny }
+}
+
+#[test]
+fn nothing_before_authentication_wrong_passwords_are_refused_and_the_data_dir_is_locked() {
+    let (_dir, broker) = broker_with_admin(2, &[]);
+    // A running broker's data directory is locked: users are changed through brokerctl.
+    let (ok, text) = user_add_offline(&broker.data_dir, "late", "pw", false);
+    assert!(!ok && text.contains("locked"), "{text}");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("secret-orders", topic(2)).await.unwrap();
+    });
+    // No credentials: every request but the handshake is refused, and nothing leaks.
+    let mut conn = broker.connect();
+    let hs: HandshakeResponse = conn.call(&HandshakeRequest {
+        client_id: "anon".into(),
+        client_version: "0".into(),
+        protocol_version_min: wire::constants::PROTOCOL_VERSION_MIN,
+        protocol_version_max: wire::constants::PROTOCOL_VERSION,
+    });
+    assert_eq!(hs.error, 0);
+    for (c, m) in [
+        error_of(&mut conn, &MetadataRequest { topics: vec![] }),
+        error_of(&mut conn, &ListTopicsRequest { name_prefix: String::new() }),
+        error_of(&mut conn, &DescribeTopicRequest { name: "secret-orders".into() }),
+        error_of(&mut conn, &ListGroupsRequest { prefix: String::new() }),
+        error_of(
+            &mut conn,
+            &SubscribeRequest {
+                topic: "secret-orders".into(),
+                subscription_id: 1,
+                ..Default::default()
+            },
+        ),
+    ] {
+        assert_eq!(c, ErrorCode::AuthenticationRequired, "{m}");
+        assert!(!m.contains("secret"), "{m}");
+    }
+    // PLAIN sends the password: refused on a plaintext connection.
+    let (c, m) = error_of(&mut conn, &SaslHandshakeRequest { mechanism: "PLAIN".into() });
+    assert_eq!(c, ErrorCode::UnsupportedSaslMechanism, "{m}");
+    // A broken SCRAM message fails the authentication and closes the connection.
+    let _: SaslHandshakeResponse =
+        conn.call(&SaslHandshakeRequest { mechanism: "SCRAM-SHA-256".into() });
+    let (c, _) = error_of(&mut conn, &SaslAuthenticateRequest { auth_bytes: b"garbage".to_vec() });
+    assert_eq!(c, ErrorCode::AuthenticationFailed);
+    conn.set_read_timeout(Some(Duration::from_secs(10)));
+    assert!(conn.read_frame().is_none(), "the connection is closed after a failed authentication");
+
+    rt().block_on(async {
+        let (c, _) = code(Client::connect(&broker.public.to_string()).await);
+        assert_eq!(c, ErrorCode::AuthenticationRequired);
+        let (c, m) = code(client_as(&broker, "admin", "wrong").await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed, "{m}");
+        // An unknown user fails the same way, at the same step.
+        let (c, _) = code(client_as(&broker, "nobody", "wrong").await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed);
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        assert_eq!(admin.list_topics().await.unwrap().len(), 1);
+    });
+    assert!(!broker.log_text().contains("panicked"));
+}
+
+#[test]
+fn failed_attempts_are_limited_per_source_address() {
+    let (_dir, broker) = broker_with_admin(1, &[]);
+    rt().block_on(async {
+        for _ in 0..10 {
+            let (c, _) = code(client_as(&broker, "admin", "wrong").await);
+            assert_eq!(c, ErrorCode::AuthenticationFailed);
+        }
+        // Over the budget (10 per minute): even the right password is refused for a while.
+        let (c, m) = code(client_as(&broker, "admin", ADMIN_PW).await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed);
+        assert!(m.contains("too many failed authentications"), "{m}");
+    });
+}
+
+#[test]
+fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
+    let (_dir, broker) = broker_with_admin(2, &[]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("orders", topic(2)).await.unwrap();
+        admin.create_topic("secret", topic(1)).await.unwrap();
+        assert!(admin.upsert_user("alice", "alice-pw", false).await.unwrap());
+        let alice = client_as(&broker, "alice", "alice-pw").await.unwrap();
+        // Nothing granted: metadata is empty, every api group is refused.
+        let visible = |md: std::sync::Arc<MetadataResponse>| -> Vec<String> {
+            md.topics.iter().map(|t| t.name.clone()).filter(|n| !n.starts_with("__")).collect()
+        };
+        assert!(visible(alice.refresh_metadata().await.unwrap()).is_empty());
+        assert!(alice.list_topics().await.unwrap().is_empty());
+        let (c, m) = code(alice.produce_batches("orders", 0, &batch("x"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("write") && m.contains("orders"), "{m}");
+        let (c, m) = code(alice.describe_topic("secret").await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        let (c, m) = code(alice.create_topic("alice-t", topic(1)).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("create"), "{m}");
+        let (c, _) = code(alice.delete_topic("secret").await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        let (c, _) = code(alice.stats().await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        let (c, _) = code(alice.list_users().await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        let (c, _) = code(alice.upsert_user("mallory", "pw", true).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        let (c, _) = code(
+            alice
+                .create_acl(acl("alice", AclResourceKind::Cluster, "", AclOperation::All, false))
+                .await,
+        );
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+
+        // Write: produce works, reading does not; the topic shows in metadata (write implies
+        // describe), the other one never.
+        admin
+            .create_acl(acl("alice", AclResourceKind::Topic, "orders", AclOperation::Write, false))
+            .await
+            .unwrap();
+        let r = alice.produce_batches("orders", 0, &batch("a"), AckLevel::Durable).await.unwrap();
+        assert_eq!(r.base_offset, 0);
+        let names: Vec<String> = visible(alice.refresh_metadata().await.unwrap());
+        assert_eq!(names, ["orders"]);
+        let (c, m) = code(alice.fetch("orders", 0, 0, 1 << 20, 0).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("read") && m.contains("orders"), "{m}");
+        // Table reads and key queries are reads too; list offsets needs describe (implied).
+        let (c, m) = code(alice.table_get("orders", b"k", 0).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        let (c, m) = code(alice.query_key("orders", b"k", 0, i64::MAX, 10).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        alice.list_offsets("orders", OffsetSpec::Latest).await.unwrap();
+        let mut sub = broker.connect();
+        // (subscriptions are checked too; this raw connection is not even authenticated)
+        let (c, _) = error_of(
+            &mut sub,
+            &SubscribeRequest { topic: "orders".into(), subscription_id: 1, ..Default::default() },
+        );
+        assert_eq!(c, ErrorCode::AuthenticationRequired);
+
+        // Read by prefix: fetch works; a deny rule wins over it; removing the deny restores it.
+        admin
+            .create_acl(acl(
+                "alice",
+                AclResourceKind::TopicPrefix,
+                "ord",
+                AclOperation::Read,
+                false,
+            ))
+            .await
+            .unwrap();
+        let f = alice.fetch("orders", 0, 0, 1 << 20, 0).await.unwrap();
+        assert!(!f.batches.is_empty());
+        let deny = acl("alice", AclResourceKind::Topic, "orders", AclOperation::Read, true);
+        admin.create_acl(deny.clone()).await.unwrap();
+        let (c, _) = code(alice.fetch("orders", 0, 0, 1 << 20, 0).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(admin.delete_acl(deny).await.unwrap());
+        alice.fetch("orders", 0, 0, 1 << 20, 0).await.unwrap();
+
+        // Groups: read on the group (and on its topics) is needed to join.
+        let (c, m) = code(
+            GroupConsumer::join(&alice, GroupConfig::new("g1", &["orders"])).await.map(|_| ()),
+        );
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("group"), "{m}");
+        admin
+            .create_acl(acl("alice", AclResourceKind::Group, "g1", AclOperation::Read, false))
+            .await
+            .unwrap();
+        let member =
+            GroupConsumer::join(&alice, GroupConfig::new("g1", &["orders"])).await.unwrap();
+        member.close().await.unwrap();
+
+        // Create on the cluster: any topic; delete still needs its own rule.
+        admin
+            .create_acl(acl("alice", AclResourceKind::Cluster, "", AclOperation::Create, false))
+            .await
+            .unwrap();
+        alice.create_topic("alice-t", topic(1)).await.unwrap();
+        let (c, _) = code(alice.delete_topic("alice-t").await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        admin
+            .create_acl(acl(
+                "alice",
+                AclResourceKind::TopicPrefix,
+                "alice-",
+                AclOperation::Delete,
+                false,
+            ))
+            .await
+            .unwrap();
+        alice.delete_topic("alice-t").await.unwrap();
+
+        let rules = admin.list_acls("alice").await.unwrap();
+        assert_eq!(rules.len(), 5, "{rules:?}");
+    });
+    let log = broker.log_text();
+    assert!(log.contains("audit") && log.contains("denied"), "audit lines: {log}");
+}
+
+#[test]
+fn a_deleted_users_connections_are_refused_and_users_and_acls_survive_kill_9() {
+    let (_dir, mut broker) = broker_with_admin(2, &[]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("t", topic(2)).await.unwrap();
+        admin.upsert_user("alice", "pw-a", false).await.unwrap();
+        admin.upsert_user("bob", "pw-b", false).await.unwrap();
+        for user in ["alice", "bob"] {
+            admin
+                .create_acl(acl(user, AclResourceKind::Topic, "t", AclOperation::All, false))
+                .await
+                .unwrap();
+        }
+        let alice = client_as(&broker, "alice", "pw-a").await.unwrap();
+        alice.produce_batches("t", 1, &batch("1"), AckLevel::Durable).await.unwrap();
+        let mut sub =
+            client::Consumer::subscribe(&alice, "t", 1, StartPosition::Offset(0), 1 << 20)
+                .await
+                .unwrap();
+        assert!(sub.next_batch().await.unwrap().is_some());
+        assert_eq!(admin.delete_user("alice").await.unwrap(), 1);
+        // Her subscription ends (the connection closes within the revocation check's second)
+        // although nothing more was asked on it.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match sub.next_batch().await {
+                    Ok(Some(_)) => continue,
+                    other => return other.map(|_| ()),
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the revoked user's subscription kept running");
+        // Her open connections (bootstrap and the shard's) are refused on the next request.
+        let (c, m) = code(alice.produce_batches("t", 1, &batch("2"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed, "{m}");
+        let (c, _) = code(alice.list_topics().await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed);
+        let (c, _) = code(client_as(&broker, "alice", "pw-a").await);
+        assert_eq!(c, ErrorCode::AuthenticationFailed);
+        // A password change takes effect for new connections.
+        admin.upsert_user("bob", "pw-b2", false).await.unwrap();
+        assert!(client_as(&broker, "bob", "pw-b").await.is_err());
+    });
+    broker.kill();
+    assert!(!broker.data_dir.join("security.json.tmp").exists());
+    broker.restart();
+    rt().block_on(async {
+        let bob = client_as(&broker, "bob", "pw-b2").await.unwrap();
+        bob.produce_batches("t", 0, &batch("3"), AckLevel::Durable).await.unwrap();
+        assert!(client_as(&broker, "alice", "pw-a").await.is_err());
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let users: Vec<String> =
+            admin.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+        assert_eq!(users, ["admin", "bob"]);
+        assert_eq!(admin.list_acls("").await.unwrap().len(), 1);
+    });
+}
+
+fn ready_address(b: &Broker, key: &str) -> SocketAddr {
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
+    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
+    v[key].as_str().unwrap_or_else(|| panic!("{key} in the ready file")).parse().unwrap()
+}
+
+fn curl(http: SocketAddr, path: &str, extra: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "--max-time", "30"])
+        .args(extra)
+        .arg(format!("http://{http}{path}"))
+        .output()
+        .expect("run curl (apt-get install curl)");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    (status.parse().unwrap(), body.to_owned())
+}
+
+#[test]
+fn http_basic_auth_and_acls_on_routes() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_HTTP", "127.0.0.1:0")]);
+    let http = ready_address(&broker, "http");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("web", topic(1)).await.unwrap();
+        admin.create_topic("hidden", topic(1)).await.unwrap();
+        admin.upsert_user("carol", "carol-pw", false).await.unwrap();
+        admin
+            .create_acl(acl("carol", AclResourceKind::Topic, "web", AclOperation::Write, false))
+            .await
+            .unwrap();
+    });
+    let (s, body) = curl(http, "/topics", &[]);
+    assert_eq!(s, 401, "{body}");
+    assert!(body.contains("AUTHENTICATION_REQUIRED") && !body.contains("hidden"), "{body}");
+    let (s, body) = curl(http, "/topics", &["-u", "carol:wrong"]);
+    assert_eq!(s, 401, "{body}");
+    let (s, body) = curl(http, "/topics", &["-u", "carol:carol-pw"]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("web") && !body.contains("hidden"), "{body}");
+    let produce = [
+        "-u",
+        "carol:carol-pw",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"[{"value":"hi"}]"#,
+    ];
+    let (s, body) = curl(http, "/topics/web/records", &produce);
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = curl(http, "/topics/web/records?from=earliest", &["-u", "carol:carol-pw"]);
+    assert_eq!(s, 403, "{body}");
+    assert!(body.contains("AUTHORIZATION_FAILED") && body.contains("read"), "{body}");
+    let (s, _) = curl(http, "/topics/hidden", &["-u", "carol:carol-pw", "-X", "DELETE"]);
+    assert_eq!(s, 403);
+    let (s, body) = curl(http, "/topics", &["-u", &format!("admin:{ADMIN_PW}")]);
+    assert_eq!(s, 200);
+    assert!(body.contains("hidden"), "{body}");
+    assert_eq!(curl(http, "/health", &[]).0, 200, "health checks need no credentials");
+
+    // Bearer tokens: stored hashed, carry the user's ACLs, die with deletion or expiry.
+    let (token, id, short) = rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let (token, id, expires) = admin.create_token("carol", 0).await.unwrap();
+        assert_eq!(expires, 0);
+        let (short, _, _) = admin.create_token("carol", 1).await.unwrap();
+        assert_eq!(admin.list_tokens("carol").await.unwrap().len(), 2);
+        (token, id, short)
+    });
+    let stored = std::fs::read_to_string(broker.data_dir.join("security.json")).unwrap();
+    assert!(!stored.contains(token.split_once('.').unwrap().1), "only a digest is stored");
+    let bearer = format!("Authorization: Bearer {token}");
+    let (s, body) = curl(http, "/topics", &["-H", &bearer]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("web") && !body.contains("hidden"), "{body}");
+    let (s, _) = curl(
+        http,
+        "/topics/web/records",
+        &["-H", &bearer, "-H", "content-type: application/json", "-d", r#"[{"value":"t"}]"#],
+    );
+    assert_eq!(s, 200);
+    let (s, _) = curl(http, "/topics/hidden", &["-H", &bearer]);
+    assert_eq!(s, 403);
+    std::thread::sleep(Duration::from_millis(5));
+    let (s, _) = curl(http, "/topics", &["-H", &format!("Authorization: Bearer {short}")]);
+    assert_eq!(s, 401, "expired");
+    let (s, _) = curl(http, "/topics", &["-H", &format!("Authorization: Bearer {id}.wrong")]);
+    assert_eq!(s, 401);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        assert!(admin.delete_token(&id).await.unwrap());
+    });
+    let (s, _) = curl(http, "/topics", &["-H", &bearer]);
+    assert_eq!(s, 401, "deleted");
+}
+
+fn kcat(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is not installed (apt-get install kcat)");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn kcat_sasl_scram_produces_and_consumes_and_wrong_passwords_fail() {
+    let (_dir, broker) = broker_with_admin(2, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("kc", topic(2)).await.unwrap();
+        admin.create_topic("kc-hidden", topic(1)).await.unwrap();
+        admin.upsert_user("dave", "dave-pw", false).await.unwrap();
+        admin
+            .create_acl(acl("dave", AclResourceKind::Topic, "kc", AclOperation::All, false))
+            .await
+            .unwrap();
+    });
+    let sasl = |mech: &str, user: &str, pw: &str| -> Vec<String> {
+        [
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            &format!("sasl.mechanisms={mech}"),
+            "-X",
+            &format!("sasl.username={user}"),
+            "-X",
+            &format!("sasl.password={pw}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let with = |base: &[&str], extra: &[String]| -> Vec<String> {
+        base.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect()
+    };
+    let args256 = sasl("SCRAM-SHA-256", "dave", "dave-pw");
+    let produce = with(&["-b", &kafka, "-t", "kc", "-p", "0", "-P", "-K:"], &args256);
+    let refs: Vec<&str> = produce.iter().map(String::as_str).collect();
+    let (ok, out) = kcat(&refs, Some("k1:v1\nk2:v2\n"));
+    assert!(ok, "{out}");
+    let args512 = sasl("SCRAM-SHA-512", "dave", "dave-pw");
+    let consume = with(
+        &[
+            "-b",
+            &kafka,
+            "-t",
+            "kc",
+            "-p",
+            "0",
+            "-C",
+            "-o",
+            "beginning",
+            "-c",
+            "2",
+            "-e",
+            "-f",
+            "%k=%s\n",
+        ],
+        &args512,
+    );
+    let refs: Vec<&str> = consume.iter().map(String::as_str).collect();
+    let (ok, out) = kcat(&refs, None);
+    assert!(ok && out.contains("k1=v1") && out.contains("k2=v2"), "{out}");
+    let list = with(&["-b", &kafka, "-L"], &args256);
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    let (ok, out) = kcat(&refs, None);
+    assert!(ok && out.contains("\"kc\"") && !out.contains("kc-hidden"), "{out}");
+    // Wrong password and no SASL at all: refused, nothing listed.
+    let bad = with(&["-b", &kafka, "-L", "-m", "5"], &sasl("SCRAM-SHA-256", "dave", "nope"));
+    let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
+    let (ok, out) = kcat(&refs, None);
+    assert!(!ok && !out.contains("\"kc\""), "{out}");
+    let (ok, out) = kcat(&["-b", &kafka, "-L", "-m", "5"], None);
+    assert!(!ok && !out.contains("\"kc\""), "{out}");
+    assert!(!broker.log_text().contains("panicked"));
+}
+
+#[test]
+fn confluent_kafka_sasl_scram_512_produces_and_consumes_in_a_group() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("ck", topic(2)).await.unwrap();
+        admin.upsert_user("erin", "erin-pw", false).await.unwrap();
+        for (kind, name) in [(AclResourceKind::Topic, "ck"), (AclResourceKind::Group, "ck-group")] {
+            admin.create_acl(acl("erin", kind, name, AclOperation::Read, false)).await.unwrap();
+        }
+        admin
+            .create_acl(acl("erin", AclResourceKind::Topic, "ck", AclOperation::Write, false))
+            .await
+            .unwrap();
+    });
+    let script = r#"
+import json, sys
+from confluent_kafka import Producer, Consumer
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "erin", "sasl.password": sys.argv[2]}
+p = Producer(conf)
+for i in range(100):
+    p.produce("ck", key=str(i).encode(), value=b"v%d" % i)
+left = p.flush(float(sys.argv[3]))
+c = Consumer(dict(conf, **{"group.id": "ck-group", "auto.offset.reset": "earliest"}))
+c.subscribe(["ck"])
+seen, errors = set(), []
+for _ in range(int(sys.argv[4])):
+    m = c.poll(0.2)
+    if m is None:
+        if len(seen) >= 100: break
+        continue
+    if m.error():
+        errors.append(str(m.error())); break
+    seen.add(m.key())
+c.close()
+print(json.dumps({"unflushed": left, "seen": len(seen), "errors": errors}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka, "erin-pw", "30", "300"])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["unflushed"], 0, "{text}");
+    assert_eq!(v["seen"], 100, "{text}");
+    // A wrong password: the producer never gets its records acknowledged.
+    let bad = Command::new("python3")
+        .args(["-c", script, &kafka, "wrong", "3", "5"])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(!text.contains("\"seen\": 100"), "{text}");
+}
+
+#[test]
+fn optional_mode_lets_anonymous_in_as_anonymous_under_acls() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_AUTH", "optional")]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("public", topic(1)).await.unwrap();
+        admin.create_topic("members", topic(1)).await.unwrap();
+        // `*` is every authenticated user, not the anonymous one.
+        admin
+            .create_acl(acl("*", AclResourceKind::Topic, "members", AclOperation::All, false))
+            .await
+            .unwrap();
+        let anon = Client::connect_with(
+            &broker.public.to_string(),
+            ClientConfig { retries: 0, ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert!(anon.list_topics().await.unwrap().is_empty());
+        let (c, m) = code(anon.produce_batches("public", 0, &batch("x"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("ANONYMOUS"), "{m}");
+        let (c, _) = code(anon.produce_batches("members", 0, &batch("x"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        admin
+            .create_acl(acl(
+                "ANONYMOUS",
+                AclResourceKind::Topic,
+                "public",
+                AclOperation::Write,
+                false,
+            ))
+            .await
+            .unwrap();
+        anon.produce_batches("public", 0, &batch("x"), AckLevel::Durable).await.unwrap();
+        let names: Vec<String> =
+            anon.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, ["public"]);
+        // A user with no rule of its own gets what `*` grants.
+        admin.upsert_user("frank", "frank-pw", false).await.unwrap();
+        let frank = client_as(&broker, "frank", "frank-pw").await.unwrap();
+        frank.produce_batches("members", 0, &batch("y"), AckLevel::Durable).await.unwrap();
+    });
+}
