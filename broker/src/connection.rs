@@ -49,6 +49,7 @@ use wire::{AlignedVec, ApiKey};
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Origin, Placement};
 use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
@@ -95,6 +96,8 @@ struct Conn {
     queued_bytes: Cell<usize>,
     /// Reaches 1 when the connection must close (a slow consumer of relayed pushes).
     doomed: Watermark,
+    /// Where the client is, whether the connection is TLS, its mTLS principal.
+    info: ConnectionInfo,
 }
 
 impl Conn {
@@ -147,8 +150,9 @@ impl PushTarget for Conn {
 }
 
 /// Serves one connection until the client leaves, a broken frame arrives, it idles out, or
-/// the shard stops (`stop` reaches 1).
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, stop: Watermark)
+/// the shard stops (`stop` reaches 1). `stream` is the socket or its TLS session (the
+/// handshake is done); `info` says which and who the client is.
+pub async fn serve<S>(shard: Rc<Shard>, stream: S, info: ConnectionInfo, stop: Watermark)
 where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -163,6 +167,7 @@ where
         budget: MemoryBudget::new(shard.config.connection_send_queue_bytes_max),
         queued_bytes: Cell::new(0),
         doomed: Watermark::new(0),
+        info,
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = {
@@ -199,7 +204,7 @@ where
     if let ReadEnd::Frame(e) = &end {
         conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
     }
-    debug!(?end, "connection closed");
+    debug!(?end, peer = ?conn.info.peer_addr, principal = ?conn.info.principal, "connection closed");
     conn.subscriptions.cancel_all(&shard).await;
     conn.budget.close();
     drop(conn);

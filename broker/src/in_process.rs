@@ -151,7 +151,12 @@ async fn run(
         let (input, reply) = job;
         let output = Rc::new(RefCell::new(Vec::new()));
         let stream = MemoryStream { input, read: 0, output: output.clone() };
-        let task = glommio::spawn_local(connection::serve(shard.clone(), stream, stop.clone()));
+        let task = glommio::spawn_local(connection::serve(
+            shard.clone(),
+            stream,
+            crate::connection_info::ConnectionInfo::default(),
+            stop.clone(),
+        ));
         futures_lite::future::or(task, async {
             glommio::timer::sleep(Duration::from_millis(500)).await;
         })

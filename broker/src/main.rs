@@ -45,6 +45,20 @@ struct Cli {
     /// `RUST_LOG=info,broker::storage=debug`).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
+    /// TLS certificate chain, PEM: turns TLS on for every listener (with --tls-key).
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM.
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
+    /// CA certificates, PEM: require client certificates signed by them (mTLS); the
+    /// certificate's subject CN is the connection's principal.
+    #[arg(long, global = true)]
+    tls_client_ca: Option<PathBuf>,
+    /// Listen on non-loopback addresses without TLS (not recommended: anyone who can reach
+    /// the port can read and write every topic).
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Run the preflight checks instead of serving.
     #[arg(long, global = true)]
     check: bool,
@@ -108,6 +122,18 @@ fn main() -> ExitCode {
     }
     if let Some(p) = cli.shard_port_base {
         config.shard_port_base = p;
+    }
+    if let Some(c) = cli.tls_cert {
+        config.tls.cert = Some(c);
+    }
+    if let Some(k) = cli.tls_key {
+        config.tls.key = Some(k);
+    }
+    if let Some(ca) = cli.tls_client_ca {
+        config.tls.client_ca = Some(ca);
+    }
+    if cli.insecure {
+        config.insecure = true;
     }
     if cli.check || matches!(cli.command, Some(Command::Check)) {
         let findings = broker::check::run(&config);

@@ -21,9 +21,10 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{BrokerConfig, MetricsListen};
+use crate::connection_info::ConnectionInfo;
 use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
     FDS_PER_PARTITION, OPEN_FILES_RESERVED,
@@ -33,6 +34,7 @@ use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
 use crate::shard::{Addresses, Shard};
+use crate::tls::Listener;
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -57,6 +59,12 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A listener would be reachable from other hosts without protection.
+    #[error(transparent)]
+    Exposure(#[from] crate::exposure::ExposureError),
     /// An executor failed to start or panicked.
     #[error("shard {shard}: {message}")]
     Shard {
@@ -195,6 +203,32 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    // Secure by default: no listener reachable from other hosts without TLS, unless asked.
+    crate::exposure::check(
+        &config.client_listeners(),
+        config.tls.enabled(),
+        false,
+        config.insecure,
+    )?;
+    if config.insecure && !config.tls.enabled() {
+        warn!("--insecure: listeners may be reachable from other hosts without TLS");
+    }
+    let tls = crate::tls::ServerTls::load(&config.tls)?;
+    // SIGHUP reloads the certificate files while the broker runs (`tls.rs`).
+    let reloader = match &tls {
+        Some(tls) => {
+            info!(
+                cert = ?config.tls.cert,
+                client_certificates = tls.verifies_clients(),
+                "TLS on every listener (native and HTTP: TLS 1.3; Kafka: TLS 1.2 and 1.3); SIGHUP reloads the files"
+            );
+            Some(crate::tls::spawn_reloader(tls.clone()).map_err(|e| ServerError::Shard {
+                shard: 0,
+                message: format!("cannot install the SIGHUP handler: {e}"),
+            })?)
+        }
+        None => None,
+    };
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -337,6 +371,7 @@ pub fn run(
         let metrics = (metrics_links[i].take(), if i == 0 { metrics_fd.take() } else { None });
         let http_fd = http_fds[i].take();
         let kafka = kafka.clone();
+        let tls = tls.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -353,7 +388,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd, kafka,
+                    metrics, http_fd, kafka, tls,
                 )
                 .await
             })
@@ -403,6 +438,9 @@ pub fn run(
             failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
         }
     }
+    if let Some(reloader) = reloader {
+        reloader.close();
+    }
     match failure {
         Some(e) => Err(e),
         None => {
@@ -426,6 +464,7 @@ async fn shard_main(
     metrics: (Option<Link>, Option<RawFd>),
     http_fd: Option<RawFd>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -464,7 +503,14 @@ async fn shard_main(
         }))
         .map(|(listener, kafka)| {
             glommio::spawn_local_into(
-                accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone(), kafka),
+                accept_loop(
+                    shard.clone(),
+                    listener,
+                    stop_mark.clone(),
+                    gate.clone(),
+                    kafka,
+                    tls.clone(),
+                ),
                 requests,
             )
             .expect("requests task queue")
@@ -475,7 +521,13 @@ async fn shard_main(
         // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP socket,
         // and is handed to this shard only, which takes sole ownership of it.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        let serve = crate::http::serve(shard.clone(), listener, stop_mark.clone(), gate.clone());
+        let serve = crate::http::serve(
+            shard.clone(),
+            listener,
+            stop_mark.clone(),
+            gate.clone(),
+            tls.clone(),
+        );
         glommio::spawn_local_into(serve, requests).expect("requests task queue").detach()
     });
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
@@ -591,6 +643,7 @@ async fn accept_loop(
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     // Failing accepts (EMFILE when descriptors run out) back off up to a second and log at
     // most every ACCEPT_LOG_EVERY, with how many were not logged: never a tight loop.
@@ -632,22 +685,80 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shard, stop, kafka) = (shard.clone(), stop.clone(), kafka.clone());
+        let (shard, stop, kafka, tls) = (shard.clone(), stop.clone(), kafka.clone(), tls.clone());
         match gate.spawn(async move {
-            match kafka {
-                // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
-                Some(kafka) => {
-                    let local = stream.local_addr().unwrap_or(kafka.listen);
-                    crate::kafka::connection::serve(shard, kafka, stream, local, stop).await
-                }
-                None => crate::connection::serve(shard, stream, stop).await,
-            }
+            serve_accepted(shard, stream, stop, kafka, tls.as_deref()).await;
             drop(slot);
         }) {
             Ok(task) => {
                 task.detach();
             }
             Err(_) => return, // the gate is closing: the shard is stopping
+        }
+    }
+}
+
+/// Serves one accepted native or Kafka connection, after the TLS handshake when TLS is on.
+async fn serve_accepted(
+    shard: Rc<Shard>,
+    stream: glommio::net::TcpStream,
+    stop: Watermark,
+    kafka: Option<Arc<crate::kafka::Kafka>>,
+    tls: Option<&crate::tls::ServerTls>,
+) {
+    let peer = stream.peer_addr().ok();
+    // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
+    let local = kafka.as_ref().map(|k| stream.local_addr().unwrap_or(k.listen));
+    let Some(tls) = tls else {
+        let info = ConnectionInfo::plaintext(peer);
+        return match (kafka, local) {
+            (Some(kafka), Some(local)) => {
+                crate::kafka::connection::serve(shard, kafka, stream, local, info, stop).await
+            }
+            _ => crate::connection::serve(shard, stream, info, stop).await,
+        };
+    };
+    let listener = if kafka.is_some() { Listener::Kafka } else { Listener::Native };
+    let Some((stream, info)) = handshake(&shard, tls, listener, stream, peer).await else {
+        return;
+    };
+    match (kafka, local) {
+        (Some(kafka), Some(local)) => {
+            crate::kafka::connection::serve(shard, kafka, stream, local, info, stop).await
+        }
+        _ => crate::connection::serve(shard, stream, info, stop).await,
+    }
+}
+
+/// The server side of a TLS handshake on `stream`: the encrypted stream and what it tells
+/// about the client, or `None` (counted, logged at debug) when it fails or times out.
+pub async fn handshake<S>(
+    shard: &Shard,
+    tls: &crate::tls::ServerTls,
+    listener: Listener,
+    stream: S,
+    peer: Option<SocketAddr>,
+) -> Option<(futures_rustls::server::TlsStream<S>, ConnectionInfo)>
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
+{
+    match tls.accept(listener, stream).await {
+        Ok((stream, principal)) => {
+            let session = &stream.get_ref().1;
+            debug!(
+                ?peer,
+                ?listener,
+                principal = principal.as_deref().unwrap_or("-"),
+                version = ?session.protocol_version(),
+                cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+                "TLS connection established"
+            );
+            Some((stream, ConnectionInfo::tls(peer, principal)))
+        }
+        Err(e) => {
+            crate::counters::Counters::add(&shard.counters.tls_handshakes_failed, 1);
+            debug!(?peer, ?listener, error = %e, "TLS handshake failed; connection closed");
+            None
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod group;
 pub mod group_consumer;
 pub mod producer;
 pub mod table;
+pub mod tls;
 
 pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerBatch};

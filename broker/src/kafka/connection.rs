@@ -36,6 +36,7 @@ use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, Kafka};
 use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::shard::Shard;
 use crate::watermark::Watermark;
@@ -72,6 +73,8 @@ pub struct Session {
     pub local: SocketAddr,
     /// What this connection holds for its client (`connection_send_queue_bytes_max`).
     pub budget: Rc<MemoryBudget>,
+    /// Where the client is, whether the connection is TLS, its mTLS principal.
+    pub info: ConnectionInfo,
 }
 
 impl Session {
@@ -122,6 +125,7 @@ pub async fn serve<S>(
     kafka: Arc<Kafka>,
     stream: S,
     local: SocketAddr,
+    info: ConnectionInfo,
     stop: Watermark,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -153,7 +157,7 @@ pub async fn serve<S>(
         let _ = writer.close().await;
     })
     .detach();
-    let session = Session { shard: shard.clone(), kafka, local, budget: budget.clone() };
+    let session = Session { shard: shard.clone(), kafka, local, budget: budget.clone(), info };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
