@@ -236,6 +236,9 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
     }
     let mut result = result?;
     result.notes.extend(note);
+    if args.driver == DriverKind::Broker && args.tls_ca.is_some() {
+        result.notes.push("broker driver over TLS 1.3 (--tls-ca; rustls with ring)".into());
+    }
     if let (Some(s), Some(c)) = (&args.server_cpus, &args.client_cpus) {
         if s.overlaps(c) {
             result.notes.push(format!(

@@ -8,6 +8,11 @@
 //! accepting. When every shard is ready the addresses are logged and, if asked, written to a
 //! ready file. SIGINT/SIGTERM stop accepting, let in-flight requests finish, close (sync) all
 //! partition logs, and exit 0.
+//!
+//! Before anything is bound, the secure-by-default rule is checked (`exposure.rs`) and the
+//! TLS files are loaded (`tls.rs`); with TLS every accepted connection runs its handshake in
+//! its own task ([`handshake`]) before the protocol's serve function, and SIGHUP reloads the
+//! certificate files.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
