@@ -177,7 +177,12 @@ where
                 // A frame that does not reach the socket in `connection_write_stall_ms` cuts
                 // the client off: it would hold its share of the shard's budget forever.
                 let written = futures_lite::future::or(
-                    async { Some(writer.write_all(&out.frame).await.is_ok()) },
+                    // The flush matters under TLS: a write that found the socket full leaves
+                    // encrypted bytes in the session, and nothing else would push them out.
+                    async {
+                        let written = writer.write_all(&out.frame).await;
+                        Some(written.is_ok() && writer.flush().await.is_ok())
+                    },
                     async {
                         glommio::timer::sleep(write_stall).await;
                         None

@@ -89,7 +89,9 @@ impl Connection {
         let (out, mut rx) = mpsc::unbounded_channel::<AlignedVec>();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                if writer.write_all(&frame).await.is_err() {
+                // Flushed: under TLS a write that found the socket full leaves encrypted
+                // bytes in the session until the next write or flush.
+                if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
             }

@@ -142,7 +142,11 @@ pub async fn serve<S>(
         while let Some(answer) = rx.recv().await {
             let Some(Some(queued)) = answer.await else { continue };
             let written = futures_lite::future::or(
-                async { writer.write_all(&queued.frame).await.is_ok() },
+                // Flushed: under TLS a write that found the socket full leaves encrypted bytes
+                // in the session until the next write or flush.
+                async {
+                    writer.write_all(&queued.frame).await.is_ok() && writer.flush().await.is_ok()
+                },
                 async {
                     glommio::timer::sleep(write_stall).await;
                     false
