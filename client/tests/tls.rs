@@ -315,3 +315,48 @@ fn brokerctl_speaks_tls() {
     let (ok, _, err) = run(&["topic", "list"]);
     assert!(!ok && err.contains("TLS"), "plaintext brokerctl says what to do: {err}");
 }
+
+#[test]
+fn megabytes_stream_both_ways_over_tls_without_stalling() {
+    // Large pushes fill the socket again and again: every encrypted byte must still leave
+    // (a write that finds the socket full keeps bytes in the TLS session until a flush).
+    let ca = Ca::new("tls-bulk");
+    let server = ca.server("server", "localhost");
+    let broker = start(1, &broker_env(&server, None));
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect_with(&addr, tls_config(&ca)).await.unwrap();
+        client.create_topic("bulk", topic(1)).await.unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Written, ..Default::default() },
+        );
+        let value = vec![0x5au8; 16 << 10];
+        let n = 1_000u64; // 16 MiB
+        let mut acks = Vec::new();
+        for _ in 0..n {
+            acks.push(producer.send("bulk", None, Some(&value), &[]).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        for a in acks {
+            a.await.unwrap();
+        }
+        let mut consumer =
+            Consumer::subscribe(&client, "bulk", 0, StartPosition::Earliest, 8 << 20)
+                .await
+                .unwrap();
+        let mut got = 0u64;
+        while got < n {
+            let batch = tokio::time::timeout(Duration::from_secs(20), consumer.next_batch())
+                .await
+                .expect("pushes keep coming")
+                .unwrap()
+                .unwrap();
+            for r in batch.records() {
+                assert_eq!(r.value().unwrap().len(), value.len());
+                got += 1;
+            }
+        }
+        consumer.close().await.unwrap();
+    });
+}
