@@ -7,7 +7,8 @@
 #
 # Environment: WORKLOADS (default below), DURATION (s, default 20), WARMUP (s, default 5),
 # ROUNDS (plain/TLS pairs per workload, default 2), PERF_DATA_DIR (the disk under test, not
-# tmpfs; default ./perf-data).
+# tmpfs; default ./perf-data), RUN_TAG (prefix of the round directories, so a later batch of
+# rounds adds to the earlier ones instead of replacing them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -35,7 +36,7 @@ openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.
     -CAcreateserial -days 2 -extfile "$certs/ext" -out "$certs/server.pem" 2>/dev/null
 
 run() { # MODE WORKLOAD ROUND
-    local mode=$1 w=$2 round=$3 out="$here/$1/round-$3"
+    local mode=$1 w=$2 round=$3 out="$here/$1/round-${RUN_TAG:-}$3"
     local args=(run "bench-harness/workloads/$w.toml" --spawn --server-bin "$broker"
         --spawn-dir "$data" --shards 1 --server-cpus 1 --client-cpus 0
         --duration "$duration" --warmup "$warmup" --no-progress --check --out "$out")
