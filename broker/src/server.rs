@@ -11,8 +11,8 @@
 //!
 //! Before anything is bound, the secure-by-default rule is checked (`exposure.rs`) and the
 //! TLS files are loaded (`tls.rs`); with TLS every accepted connection runs its handshake in
-//! its own task ([`handshake`]) before the protocol's serve function, and SIGHUP reloads the
-//! certificate files.
+//! its own task (`ServerTls::handshake`) before the protocol's serve function, and SIGHUP
+//! reloads the certificate files.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
@@ -26,7 +26,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, MetricsListen};
 use crate::connection_info::ConnectionInfo;
@@ -219,21 +219,19 @@ pub fn run(
         warn!("--insecure: listeners may be reachable from other hosts without TLS");
     }
     let tls = crate::tls::ServerTls::load(&config.tls)?;
-    // SIGHUP reloads the certificate files while the broker runs (`tls.rs`).
-    let reloader = match &tls {
-        Some(tls) => {
-            info!(
-                cert = ?config.tls.cert,
-                client_certificates = tls.verifies_clients(),
-                "TLS on every listener (native and HTTP: TLS 1.3; Kafka: TLS 1.2 and 1.3); SIGHUP reloads the files"
-            );
-            Some(crate::tls::spawn_reloader(tls.clone()).map_err(|e| ServerError::Shard {
-                shard: 0,
-                message: format!("cannot install the SIGHUP handler: {e}"),
-            })?)
-        }
-        None => None,
-    };
+    if let Some(tls) = &tls {
+        info!(
+            cert = ?config.tls.cert,
+            client_certificates = tls.verifies_clients(),
+            "TLS on every listener (native and HTTP: TLS 1.3; Kafka: TLS 1.2 and 1.3); SIGHUP reloads the files"
+        );
+    }
+    // SIGHUP reloads the certificate files while the broker runs (`tls.rs`); without TLS it
+    // is logged and ignored (never the default action, which would end the process).
+    let reloader = crate::tls::spawn_reloader(tls.clone()).map_err(|e| ServerError::Shard {
+        shard: 0,
+        message: format!("cannot install the SIGHUP handler: {e}"),
+    })?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -443,9 +441,7 @@ pub fn run(
             failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
         }
     }
-    if let Some(reloader) = reloader {
-        reloader.close();
-    }
+    reloader.close();
     match failure {
         Some(e) => Err(e),
         None => {
@@ -724,7 +720,8 @@ async fn serve_accepted(
         };
     };
     let listener = if kafka.is_some() { Listener::Kafka } else { Listener::Native };
-    let Some((stream, info)) = handshake(&shard, tls, listener, stream, peer).await else {
+    let counters = &shard.counters;
+    let Some((stream, info)) = tls.handshake(counters, listener, stream, peer).await else {
         return;
     };
     match (kafka, local) {
@@ -732,39 +729,6 @@ async fn serve_accepted(
             crate::kafka::connection::serve(shard, kafka, stream, local, info, stop).await
         }
         _ => crate::connection::serve(shard, stream, info, stop).await,
-    }
-}
-
-/// The server side of a TLS handshake on `stream`: the encrypted stream and what it tells
-/// about the client, or `None` (counted, logged at debug) when it fails or times out.
-pub async fn handshake<S>(
-    shard: &Shard,
-    tls: &crate::tls::ServerTls,
-    listener: Listener,
-    stream: S,
-    peer: Option<SocketAddr>,
-) -> Option<(futures_rustls::server::TlsStream<S>, ConnectionInfo)>
-where
-    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin,
-{
-    match tls.accept(listener, stream).await {
-        Ok((stream, principal)) => {
-            let session = &stream.get_ref().1;
-            debug!(
-                ?peer,
-                ?listener,
-                principal = principal.as_deref().unwrap_or("-"),
-                version = ?session.protocol_version(),
-                cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
-                "TLS connection established"
-            );
-            Some((stream, ConnectionInfo::tls(peer, principal)))
-        }
-        Err(e) => {
-            crate::counters::Counters::add(&shard.counters.tls_handshakes_failed, 1);
-            debug!(?peer, ?listener, error = %e, "TLS handshake failed; connection closed");
-            None
-        }
     }
 }
 

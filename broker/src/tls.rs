@@ -21,6 +21,7 @@
 //!
 //! Contract: everything here is `Send + Sync`; [`ServerTls`] is shared by all shards.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,9 +34,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 pub use crate::connection_info::ConnectionInfo;
+use crate::counters::Counters;
 
 /// The `[tls]` table (`--tls-cert`, `--tls-key`, `--tls-client-ca`, `BROKER_TLS_*`).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -309,6 +311,42 @@ impl ServerTls {
     }
 }
 
+impl ServerTls {
+    /// [`ServerTls::accept`] for a listener: the encrypted stream and what it tells about the
+    /// client, or `None` (counted in `tls_handshakes_failed`, logged at debug) when the
+    /// handshake fails or times out.
+    pub async fn handshake<S>(
+        &self,
+        counters: &Counters,
+        listener: Listener,
+        stream: S,
+        peer: Option<SocketAddr>,
+    ) -> Option<(futures_rustls::server::TlsStream<S>, ConnectionInfo)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.accept(listener, stream).await {
+            Ok((stream, principal)) => {
+                let session = &stream.get_ref().1;
+                debug!(
+                    ?peer,
+                    ?listener,
+                    principal = principal.as_deref().unwrap_or("-"),
+                    version = ?session.protocol_version(),
+                    cipher = ?session.negotiated_cipher_suite().map(|s| s.suite()),
+                    "TLS connection established"
+                );
+                Some((stream, ConnectionInfo::tls(peer, principal)))
+            }
+            Err(e) => {
+                Counters::add(&counters.tls_handshakes_failed, 1);
+                debug!(?peer, ?listener, error = %e, "TLS handshake failed; connection closed");
+                None
+            }
+        }
+    }
+}
+
 /// The subject CN of a (verified) certificate, if it has one that is valid UTF-8.
 pub fn subject_common_name(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
@@ -317,13 +355,19 @@ pub fn subject_common_name(cert: &CertificateDer<'_>) -> Option<String> {
 }
 
 /// Reloads `tls` on every SIGHUP from a small thread; a failed reload is logged and the old
-/// certificate stays. Returns the handle that stops the thread (closed when the broker
-/// stops).
-pub fn spawn_reloader(tls: Arc<ServerTls>) -> std::io::Result<signal_hook::iterator::Handle> {
+/// certificate stays. Without TLS the signal is logged and ignored. Returns the handle that
+/// stops the thread (closed when the broker stops).
+pub fn spawn_reloader(
+    tls: Option<Arc<ServerTls>>,
+) -> std::io::Result<signal_hook::iterator::Handle> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
     let handle = signals.handle();
-    std::thread::Builder::new().name("tls-reload".into()).spawn(move || {
+    std::thread::Builder::new().name("sighup".into()).spawn(move || {
         for _ in signals.forever() {
+            let Some(tls) = &tls else {
+                info!("SIGHUP: nothing to reload (TLS is off)");
+                continue;
+            };
             match tls.reload() {
                 Ok(generation) => info!(
                     generation,

@@ -174,7 +174,7 @@ fn mtls_requires_a_client_certificate_and_names_the_principal() {
     let stranger_ca = Ca::new("tls-stranger");
     let mallory = stranger_ca.client("mallory", "mallory");
     let mut env = broker_env(&server, Some(&ca.cert));
-    env.push(("RUST_LOG".into(), "info,broker::server=debug".into()));
+    env.push(("RUST_LOG".into(), "info,broker::tls=debug".into()));
     let broker = start(1, &env);
     let addr = broker.public.to_string();
     let (alice_cert, alice_key) = (alice.cert.clone(), alice.key.clone());

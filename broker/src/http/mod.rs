@@ -96,9 +96,8 @@ pub async fn serve(
             match tls {
                 None => connection(gw, stream, ConnectionInfo::plaintext(peer), stop).await,
                 Some(tls) => {
-                    let shard = &gw.shard;
-                    let accepted =
-                        crate::server::handshake(shard, &tls, Listener::Http, stream, peer).await;
+                    let counters = &gw.shard.counters;
+                    let accepted = tls.handshake(counters, Listener::Http, stream, peer).await;
                     if let Some((stream, info)) = accepted {
                         connection(gw, stream, info, stop).await;
                     }
