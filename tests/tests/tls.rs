@@ -296,3 +296,17 @@ fn secure_by_default_refuses_exposed_plaintext_listeners() {
     let (ok, err) = run_broker(&["--tls-cert", "/nonexistent.pem", "--tls-key", &key], &[]);
     assert!(!ok && err.contains("/nonexistent.pem"), "{err}");
 }
+
+#[test]
+fn sighup_without_tls_is_logged_and_the_broker_keeps_running() {
+    let mut b = Broker::start(1);
+    let ok = Command::new("kill").args(["-HUP", &b.pid().to_string()]).status().expect("kill");
+    assert!(ok.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b.log_text().contains("nothing to reload") {
+        assert!(Instant::now() < deadline, "SIGHUP not logged:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    integration_tests::create_topic(&mut b.connect(), "still-up", 1);
+    assert_eq!(b.stop(), Some(0), "a clean stop after SIGHUP");
+}
