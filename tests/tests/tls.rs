@@ -28,9 +28,14 @@ struct TlsBroker {
 }
 
 fn start(extra: &[(&str, &str)]) -> TlsBroker {
+    start_with(extra, false)
+}
+
+/// [`start`], with `client_certificates`: clients must present one signed by the same CA.
+fn start_with(extra: &[(&str, &str)], client_certificates: bool) -> TlsBroker {
     let ca = Ca::new("tls-it");
     let server = ca.server("server", "localhost");
-    let mut env = broker_env(&server, None);
+    let mut env = broker_env(&server, client_certificates.then_some(ca.cert.as_path()));
     for (k, v) in [
         ("BROKER_HTTP", "127.0.0.1:0"),
         ("BROKER_KAFKA_LISTEN", "127.0.0.1:0"),
@@ -309,4 +314,47 @@ fn sighup_without_tls_is_logged_and_the_broker_keeps_running() {
     }
     integration_tests::create_topic(&mut b.connect(), "still-up", 1);
     assert_eq!(b.stop(), Some(0), "a clean stop after SIGHUP");
+}
+
+#[test]
+fn mtls_on_the_gateway_and_the_kafka_listener() {
+    require("curl", &["--version"], "apt-get install curl");
+    require("kcat", &["-V"], "apt-get install kcat");
+    let b = start_with(&[], true);
+    let client = b.ca.client("client", "gateway-user");
+    let (cert, key) = (client.cert.display().to_string(), client.key.display().to_string());
+    // Without a certificate the handshake fails: curl gets no HTTP answer at all.
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "--cacert"])
+        .arg(&b.ca.cert)
+        .arg(format!("https://localhost:{}/health", b.http.port()))
+        .output()
+        .expect("curl");
+    assert!(!out.status.success(), "no client certificate: refused");
+    // With one, served.
+    let (status, _) = curl(&b, "GET", "/health", &["--cert", &cert, "--key", &key]);
+    assert_eq!(status, 200);
+    let body = json!({"name": "mtls", "partitions": 1}).to_string();
+    let create = ["--cert", &cert, "--key", &key, "-H", "content-type: application/json"];
+    let (status, _) =
+        curl(&b, "POST", "/topics", &[&create[..], &["--data-binary", &body]].concat());
+    assert_eq!(status, 201);
+    // kcat: refused without a certificate, served with one.
+    let kafka = b.kafka.to_string();
+    let ca = format!("ssl.ca.location={}", b.ca.cert.display());
+    let meta = |with_cert: bool| {
+        let mut cmd = Command::new("kcat");
+        cmd.args(["-b", &kafka, "-X", "security.protocol=SSL", "-X", &ca, "-L", "-t", "mtls"]);
+        cmd.args(["-m", "5"]);
+        if with_cert {
+            cmd.args(["-X", &format!("ssl.certificate.location={cert}")]);
+            cmd.args(["-X", &format!("ssl.key.location={key}")]);
+        }
+        let out = cmd.output().expect("kcat");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = meta(false);
+    assert!(!ok || !out.contains("topic \"mtls\""), "no client certificate: {out}");
+    let (ok, out) = meta(true);
+    assert!(ok && out.contains("topic \"mtls\" with 1 partitions"), "{out}");
 }
