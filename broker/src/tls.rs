@@ -14,10 +14,10 @@
 //!   handshakes use the new certificate; established connections keep the session they
 //!   have. A file that does not load on reload is logged and the old configs stay.
 //! - Handshake budget: a handshake must finish within `tls.handshake_timeout_ms` or the
-//!   connection is dropped. Until then the connection holds only rustls' own buffers (its
-//!   record layer caps a message at 16 KiB plus overhead; a plaintext client is refused at
-//!   its first bytes, which are not a TLS record). Failures are counted per shard
-//!   (`broker_tls_handshakes_failed`).
+//!   connection is dropped. Until then the connection holds only rustls' own buffers (it
+//!   caps a handshake message at 64 KiB and a record at 16 KiB plus overhead; a plaintext
+//!   client is refused at its first bytes, which are not a TLS record). Failures are
+//!   counted per shard (`broker_tls_handshakes_failed`).
 //!
 //! Contract: everything here is `Send + Sync`; [`ServerTls`] is shared by all shards.
 
