@@ -55,6 +55,14 @@ struct RunArgs {
     /// Broker address (driver broker).
     #[arg(long, env = "BROKER_ADDR", default_value = "127.0.0.1:9400")]
     broker: String,
+    /// CA certificates (PEM) that sign the broker's certificate: the broker driver connects
+    /// over TLS. (A `--spawn`ed broker takes its certificate from BROKER_TLS_CERT and
+    /// BROKER_TLS_KEY in the harness's environment.)
+    #[arg(long, env = "BROKER_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Name the broker's certificate must carry (default: the host of the address).
+    #[arg(long, env = "BROKER_TLS_SERVER_NAME")]
+    tls_server_name: Option<String>,
     /// NATS server URL (driver nats).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
@@ -212,7 +220,8 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         match args.driver {
             DriverKind::Broker => {
                 let addr = address.unwrap_or_else(|| args.broker.clone());
-                execute(BrokerDriver::connect(&addr).await?, &workload, &options).await
+                let (ca, name) = (args.tls_ca.clone(), args.tls_server_name.clone());
+                execute(BrokerDriver::connect(&addr, ca, name).await?, &workload, &options).await
             }
             DriverKind::Nats => {
                 let url = address.unwrap_or_else(|| args.nats_url.clone());
@@ -227,6 +236,9 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
     }
     let mut result = result?;
     result.notes.extend(note);
+    if args.driver == DriverKind::Broker && args.tls_ca.is_some() {
+        result.notes.push("broker driver over TLS 1.3 (--tls-ca; rustls with ring)".into());
+    }
     if let (Some(s), Some(c)) = (&args.server_cpus, &args.client_cpus) {
         if s.overlaps(c) {
             result.notes.push(format!(

@@ -215,6 +215,12 @@ pub struct BrokerConfig {
     pub http: HttpConfig,
     /// Authentication and ACLs, the `[auth]` table (`auth/config.rs`; `--auth`, `BROKER_AUTH`).
     pub auth: crate::auth::AuthConfig,
+    /// TLS on every listener, the `[tls]` table (`crate::tls::TlsConfig`); off unless
+    /// `tls.cert` and `tls.key` are set.
+    pub tls: crate::tls::TlsConfig,
+    /// Start even when a listener is reachable from other hosts without TLS
+    /// (`crate::exposure`); loopback-only brokers never need it.
+    pub insecure: bool,
 }
 
 impl Default for BrokerConfig {
@@ -255,6 +261,8 @@ impl Default for BrokerConfig {
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            tls: crate::tls::TlsConfig::default(),
+            insecure: false,
         }
     }
 }
@@ -460,6 +468,13 @@ impl BrokerConfig {
             "BROKER_HTTP_STREAM_BUFFER_BYTES_MAX" => {
                 self.http.stream_buffer_bytes_max = parse(name, value)?
             }
+            "BROKER_TLS_CERT" => self.tls.cert = Some(PathBuf::from(value)),
+            "BROKER_TLS_KEY" => self.tls.key = Some(PathBuf::from(value)),
+            "BROKER_TLS_CLIENT_CA" => self.tls.client_ca = Some(PathBuf::from(value)),
+            "BROKER_TLS_HANDSHAKE_TIMEOUT_MS" => {
+                self.tls.handshake_timeout_ms = parse(name, value)?
+            }
+            "BROKER_INSECURE" => self.insecure = parse(name, value)?,
             _ => {} // other BROKER_* names (e.g. BROKER_ADDR for clients) are not ours
         }
         Ok(())
@@ -481,6 +496,19 @@ impl BrokerConfig {
             0 => self.log.segment_bytes_max,
             bytes => bytes.clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_LIMIT),
         }
+    }
+
+    /// The client listeners that are on: (name, address) for the secure-by-default rule
+    /// (`crate::exposure`). Shard ports share the public address's IP.
+    pub fn client_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut listeners = vec![("native", self.listen)];
+        if let MetricsListen::On(addr) = self.http.listen {
+            listeners.push(("http", addr));
+        }
+        if let MetricsListen::On(addr) = self.kafka_listen {
+            listeners.push(("kafka", addr));
+        }
+        listeners
     }
 
     /// Checks relations between values.
@@ -541,6 +569,7 @@ impl BrokerConfig {
         }
         self.http.validate(self.frame_body_bytes_max).map_err(ConfigError::Invalid)?;
         self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.tls.validate().map_err(ConfigError::Invalid)?;
         if self.shard_port_base != 0
             && usize::from(self.shard_port_base) + self.shard_count() > 65536
         {

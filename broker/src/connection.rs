@@ -53,6 +53,7 @@ use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Placement};
 use crate::auth::Session;
 use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
@@ -101,6 +102,8 @@ struct Conn {
     doomed: Watermark,
     /// Reaches 1 when the connection's user was deleted (`auth::session::watch_revocation`).
     revoked: Watermark,
+    /// Where the client is, whether the connection is TLS, its mTLS principal.
+    info: ConnectionInfo,
 }
 
 impl Conn {
@@ -153,9 +156,16 @@ impl PushTarget for Conn {
 }
 
 /// Serves one connection until the client leaves, a broken frame arrives, it idles out, or
-/// the shard stops (`stop` reaches 1).
-pub async fn serve<S>(shard: Rc<Shard>, stream: S, stop: Watermark, session: Rc<Session>)
-where
+/// the shard stops (`stop` reaches 1). `stream` is the socket or its TLS session (the
+/// handshake is done); `info` says which and who the client is; `session` is who it
+/// authenticated as (`auth/`).
+pub async fn serve<S>(
+    shard: Rc<Shard>,
+    stream: S,
+    info: ConnectionInfo,
+    stop: Watermark,
+    session: Rc<Session>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     Counters::add(&shard.counters.connections, 1);
@@ -170,6 +180,7 @@ where
         queued_bytes: Cell::new(0),
         doomed: Watermark::new(0),
         revoked: Watermark::new(0),
+        info,
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task = {
@@ -179,7 +190,12 @@ where
                 // A frame that does not reach the socket in `connection_write_stall_ms` cuts
                 // the client off: it would hold its share of the shard's budget forever.
                 let written = futures_lite::future::or(
-                    async { Some(writer.write_all(&out.frame).await.is_ok()) },
+                    // The flush matters under TLS: a write that found the socket full leaves
+                    // encrypted bytes in the session, and nothing else would push them out.
+                    async {
+                        let written = writer.write_all(&out.frame).await;
+                        Some(written.is_ok() && writer.flush().await.is_ok())
+                    },
                     async {
                         glommio::timer::sleep(write_stall).await;
                         None
@@ -206,7 +222,7 @@ where
     if let ReadEnd::Frame(e) = &end {
         conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
     }
-    debug!(?end, "connection closed");
+    debug!(?end, peer = ?conn.info.peer_addr, principal = ?conn.info.principal, "connection closed");
     conn.subscriptions.cancel_all(&shard).await;
     conn.budget.close();
     drop(conn);

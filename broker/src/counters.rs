@@ -108,6 +108,9 @@ pub struct Counters {
     pub connections: Cell<u64>,
     /// Accepted connections.
     pub connections_total: Cell<u64>,
+    /// TLS handshakes that failed or timed out (`tls.rs`): plaintext on a TLS port, bad or
+    /// missing client certificates, slow clients.
+    pub tls_handshakes_failed: Cell<u64>,
     /// Partition-routed requests this shard forwarded to an owner.
     pub forwards_out: Cell<u64>,
     /// Partition-routed requests forwarded to this shard.

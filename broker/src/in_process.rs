@@ -164,6 +164,7 @@ async fn run(
         let task = glommio::spawn_local(connection::serve(
             shard.clone(),
             stream,
+            crate::connection_info::ConnectionInfo::default(),
             stop.clone(),
             crate::auth::Session::new(None),
         ));

@@ -3,6 +3,9 @@
 //! Layers, top to bottom (each uses only those below it; see docs/ARCHITECTURE.md's map):
 //! - [`server`] / [`in_process`]: startup (sockets, pinned executors, channel mesh), signals,
 //!   shutdown; a socket-free harness.
+//! - [`tls`] (rustls server configs, handshake, SIGHUP reload), [`exposure`] (secure by
+//!   default) and [`connection_info`] (peer, TLS, mTLS principal): what the accept loops do
+//!   before a protocol's serve function runs.
 //! - [`connection`] (a client's frames in, responses and pushes out; [`frame_reader`]) and
 //!   [`peer`] (the mesh inbox: another shard's messages in).
 //! - [`api`]: request handlers — where each api is served ([`api::placement`]), forwarding
@@ -30,9 +33,11 @@ pub mod check;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod connection_info;
 pub mod counters;
 pub mod descriptors;
 pub mod durable_file;
+pub mod exposure;
 pub mod filter;
 pub mod frame_reader;
 pub mod group;
@@ -55,5 +60,6 @@ pub mod state_snapshot;
 pub mod storage;
 pub mod subscription;
 pub mod table;
+pub mod tls;
 pub mod trash;
 pub mod watermark;

@@ -48,6 +48,20 @@ struct Cli {
     /// Authentication: `auto` (required once a user exists), `required`, `optional`, `off`.
     #[arg(long, global = true, value_enum)]
     auth: Option<broker::auth::AuthMode>,
+    /// TLS certificate chain, PEM: turns TLS on for every listener (with --tls-key).
+    #[arg(long, global = true)]
+    tls_cert: Option<PathBuf>,
+    /// Private key of --tls-cert, PEM.
+    #[arg(long, global = true)]
+    tls_key: Option<PathBuf>,
+    /// CA certificates, PEM: require client certificates signed by them (mTLS); the
+    /// certificate's subject CN is the connection's principal.
+    #[arg(long, global = true)]
+    tls_client_ca: Option<PathBuf>,
+    /// Listen on non-loopback addresses without TLS (not recommended: anyone who can reach
+    /// the port can read and write every topic).
+    #[arg(long, global = true)]
+    insecure: bool,
     /// Run the preflight checks instead of serving.
     #[arg(long, global = true)]
     check: bool,
@@ -130,6 +144,18 @@ fn main() -> ExitCode {
     }
     if let Some(p) = cli.shard_port_base {
         config.shard_port_base = p;
+    }
+    if let Some(c) = cli.tls_cert {
+        config.tls.cert = Some(c);
+    }
+    if let Some(k) = cli.tls_key {
+        config.tls.key = Some(k);
+    }
+    if let Some(ca) = cli.tls_client_ca {
+        config.tls.client_ca = Some(ca);
+    }
+    if cli.insecure {
+        config.insecure = true;
     }
     if let Some(mode) = cli.auth {
         config.auth.mode = mode;

@@ -8,6 +8,11 @@
 //! accepting. When every shard is ready the addresses are logged and, if asked, written to a
 //! ready file. SIGINT/SIGTERM stop accepting, let in-flight requests finish, close (sync) all
 //! partition logs, and exit 0.
+//!
+//! Before anything is bound, the secure-by-default rule is checked (`exposure.rs`) and the
+//! TLS files are loaded (`tls.rs`); with TLS every accepted connection runs its handshake in
+//! its own task (`ServerTls::handshake`) before the protocol's serve function, and SIGHUP
+//! reloads the certificate files.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
@@ -24,6 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, MetricsListen};
+use crate::connection_info::ConnectionInfo;
 use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
     FDS_PER_PARTITION, OPEN_FILES_RESERVED,
@@ -33,6 +39,7 @@ use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
 use crate::shard::{Addresses, Shard};
+use crate::tls::Listener;
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -57,6 +64,12 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A listener would be reachable from other hosts without protection.
+    #[error(transparent)]
+    Exposure(#[from] crate::exposure::ExposureError),
     /// An executor failed to start or panicked.
     #[error("shard {shard}: {message}")]
     Shard {
@@ -195,6 +208,30 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    // Secure by default: no listener reachable from other hosts without TLS, unless asked.
+    crate::exposure::check(
+        &config.client_listeners(),
+        config.tls.enabled(),
+        false,
+        config.insecure,
+    )?;
+    if config.insecure && !config.tls.enabled() {
+        warn!("--insecure: listeners may be reachable from other hosts without TLS");
+    }
+    let tls = crate::tls::ServerTls::load(&config.tls)?;
+    if let Some(tls) = &tls {
+        info!(
+            cert = ?config.tls.cert,
+            client_certificates = tls.verifies_clients(),
+            "TLS on every listener (native and HTTP: TLS 1.3; Kafka: TLS 1.2 and 1.3); SIGHUP reloads the files"
+        );
+    }
+    // SIGHUP reloads the certificate files while the broker runs (`tls.rs`); without TLS it
+    // is logged and ignored (never the default action, which would end the process).
+    let reloader = crate::tls::spawn_reloader(tls.clone()).map_err(|e| ServerError::Shard {
+        shard: 0,
+        message: format!("cannot install the SIGHUP handler: {e}"),
+    })?;
     info!(
         version = env!("CARGO_PKG_VERSION"),
         pid = std::process::id(),
@@ -342,6 +379,7 @@ pub fn run(
         let http_fd = http_fds[i].take();
         let kafka = kafka.clone();
         let security = security.clone();
+        let tls = tls.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -358,7 +396,7 @@ pub fn run(
             .spawn(move || async move {
                 shard_main(
                     config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd, kafka, security,
+                    metrics, http_fd, kafka, security, tls,
                 )
                 .await
             })
@@ -408,6 +446,7 @@ pub fn run(
             failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
         }
     }
+    reloader.close();
     match failure {
         Some(e) => Err(e),
         None => {
@@ -432,6 +471,7 @@ async fn shard_main(
     http_fd: Option<RawFd>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
     security: Arc<crate::auth::Security>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -470,7 +510,14 @@ async fn shard_main(
         }))
         .map(|(listener, kafka)| {
             glommio::spawn_local_into(
-                accept_loop(shard.clone(), listener, stop_mark.clone(), gate.clone(), kafka),
+                accept_loop(
+                    shard.clone(),
+                    listener,
+                    stop_mark.clone(),
+                    gate.clone(),
+                    kafka,
+                    tls.clone(),
+                ),
                 requests,
             )
             .expect("requests task queue")
@@ -481,7 +528,13 @@ async fn shard_main(
         // SAFETY: `fd` was created by `bind` on the main thread, is a listening TCP socket,
         // and is handed to this shard only, which takes sole ownership of it.
         let listener = unsafe { TcpListener::from_raw_fd(fd) };
-        let serve = crate::http::serve(shard.clone(), listener, stop_mark.clone(), gate.clone());
+        let serve = crate::http::serve(
+            shard.clone(),
+            listener,
+            stop_mark.clone(),
+            gate.clone(),
+            tls.clone(),
+        );
         glommio::spawn_local_into(serve, requests).expect("requests task queue").detach()
     });
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
@@ -598,6 +651,7 @@ async fn accept_loop(
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
     kafka: Option<Arc<crate::kafka::Kafka>>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
 ) {
     // Failing accepts (EMFILE when descriptors run out) back off up to a second and log at
     // most every ACCEPT_LOG_EVERY, with how many were not logged: never a tight loop.
@@ -639,21 +693,9 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (shard, stop, kafka) = (shard.clone(), stop.clone(), kafka.clone());
+        let (shard, stop, kafka, tls) = (shard.clone(), stop.clone(), kafka.clone(), tls.clone());
         match gate.spawn(async move {
-            match kafka {
-                // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
-                Some(kafka) => {
-                    let local = stream.local_addr().unwrap_or(kafka.listen);
-                    let session = crate::auth::Session::new(stream.peer_addr().ok());
-                    crate::kafka::connection::serve(shard, kafka, stream, local, stop, session)
-                        .await
-                }
-                None => {
-                    let session = crate::auth::Session::new(stream.peer_addr().ok());
-                    crate::connection::serve(shard, stream, stop, session).await
-                }
-            }
+            serve_accepted(shard, stream, stop, kafka, tls.as_deref()).await;
             drop(slot);
         }) {
             Ok(task) => {
@@ -661,6 +703,44 @@ async fn accept_loop(
             }
             Err(_) => return, // the gate is closing: the shard is stopping
         }
+    }
+}
+
+/// Serves one accepted native or Kafka connection, after the TLS handshake when TLS is on.
+async fn serve_accepted(
+    shard: Rc<Shard>,
+    stream: glommio::net::TcpStream,
+    stop: Watermark,
+    kafka: Option<Arc<crate::kafka::Kafka>>,
+    tls: Option<&crate::tls::ServerTls>,
+) {
+    let peer = stream.peer_addr().ok();
+    // Who the client authenticates as (`auth/`); a TLS connection counts as secure (PLAIN
+    // and HTTP basic auth are accepted only there).
+    let session = crate::auth::Session::new(peer);
+    // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
+    let local = kafka.as_ref().map(|k| stream.local_addr().unwrap_or(k.listen));
+    let Some(tls) = tls else {
+        let info = ConnectionInfo::plaintext(peer);
+        return match (kafka, local) {
+            (Some(kafka), Some(local)) => {
+                crate::kafka::connection::serve(shard, kafka, stream, local, info, stop, session)
+                    .await
+            }
+            _ => crate::connection::serve(shard, stream, info, stop, session).await,
+        };
+    };
+    let listener = if kafka.is_some() { Listener::Kafka } else { Listener::Native };
+    let counters = &shard.counters;
+    let Some((stream, info)) = tls.handshake(counters, listener, stream, peer).await else {
+        return;
+    };
+    session.set_secure(info.secure);
+    match (kafka, local) {
+        (Some(kafka), Some(local)) => {
+            crate::kafka::connection::serve(shard, kafka, stream, local, info, stop, session).await
+        }
+        _ => crate::connection::serve(shard, stream, info, stop, session).await,
     }
 }
 

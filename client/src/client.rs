@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use wire::*;
 
 use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
 /// Client settings.
 #[derive(Debug, Clone)]
@@ -23,6 +25,15 @@ pub struct ClientConfig {
     pub client_id: String,
     /// Authenticate every connection as this user (`auth.rs`); `None`: anonymous.
     pub credentials: Option<crate::auth::Credentials>,
+    /// CA certificates (PEM) that sign the broker's certificate: when set, every connection
+    /// is TLS (`tls.rs`).
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for brokers that require one (mTLS), with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The name the broker's certificate must carry; default: the bootstrap address's host.
+    pub tls_server_name: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -33,7 +44,32 @@ impl Default for ClientConfig {
             retry_backoff: Duration::from_millis(100),
             client_id: "rust-client".into(),
             credentials: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
         }
+    }
+}
+
+impl ClientConfig {
+    /// The TLS connector these settings ask for (`None` without `tls_ca`), checking the
+    /// broker's certificate against `tls_server_name` or the host of `bootstrap`.
+    pub fn tls(&self, bootstrap: &str) -> Result<Option<ClientTls>, ClientError> {
+        let Some(ca) = &self.tls_ca else {
+            if self.tls_cert.is_some() || self.tls_key.is_some() {
+                return Err(ClientError::Tls("a client certificate needs tls_ca too".into()));
+            }
+            return Ok(None);
+        };
+        let client_cert = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => return Err(ClientError::Tls("tls_cert and tls_key go together".into())),
+        };
+        let name =
+            self.tls_server_name.as_deref().unwrap_or_else(|| crate::tls::host_of(bootstrap));
+        ClientTls::new(ca, client_cert, name).map(Some)
     }
 }
 
@@ -48,6 +84,7 @@ struct Inner {
     bootstrap: SocketAddr,
     broker_version: String,
     config: ClientConfig,
+    tls: Option<ClientTls>,
     conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     metadata: RwLock<Arc<MetadataResponse>>,
 }
@@ -78,8 +115,9 @@ impl Client {
         bootstrap: &str,
         config: ClientConfig,
     ) -> Result<Client, ClientError> {
+        let tls = config.tls(bootstrap)?;
         let bootstrap = resolve(bootstrap)?;
-        let conn = Connection::connect(bootstrap, config.request_timeout).await?;
+        let conn = Connection::connect(bootstrap, config.request_timeout, tls.as_ref()).await?;
         let hs: HandshakeResponse = conn
             .request(&HandshakeRequest {
                 client_id: config.client_id.clone(),
@@ -87,7 +125,17 @@ impl Client {
                 protocol_version_min: wire::constants::PROTOCOL_VERSION_MIN,
                 protocol_version_max: wire::constants::PROTOCOL_VERSION,
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                // A TLS port closes a plaintext client at its first bytes.
+                ClientError::Closed { addr } if tls.is_none() => ClientError::Connect {
+                    addr,
+                    message: "the broker closed the connection before answering the handshake: \
+                              it may require TLS (set tls_ca / --tls-ca) or a client certificate"
+                        .into(),
+                },
+                e => e,
+            })?;
         if hs.error != 0 {
             return Err(ClientError::Broker {
                 code: ErrorCode::from_u16(hs.error).unwrap_or(ErrorCode::UnsupportedVersion),
@@ -106,6 +154,7 @@ impl Client {
                 bootstrap,
                 broker_version: hs.broker_version,
                 config,
+                tls,
                 conns: Mutex::new(conns),
                 metadata: RwLock::new(Arc::new(metadata)),
             }),
@@ -147,7 +196,9 @@ impl Client {
                 return Ok(c.clone());
             }
         }
-        let c = Connection::connect(addr, self.inner.config.request_timeout).await?;
+        let c =
+            Connection::connect(addr, self.inner.config.request_timeout, self.inner.tls.as_ref())
+                .await?;
         if let Some(creds) = &self.inner.config.credentials {
             crate::auth::authenticate(&c, creds).await?;
         }

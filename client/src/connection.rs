@@ -3,6 +3,7 @@
 //! A writer task sends frames in submission order; a reader task reads responses and hands
 //! each to the request that waits for its correlation id (responses may come back in any
 //! order), and routes pushes to their subscription's channel. Every request has a timeout.
+//! With TLS (`tls.rs`) the same tasks run over the TLS session's halves.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use wire::constants::{FLAG_ERROR, FLAG_PUSH, FRAME_HEADER_BYTES};
 use wire::{AlignedVec, ErrorBody, ErrorCode, FrameHeader, Message};
 
 use crate::error::ClientError;
+use crate::tls::ClientTls;
 
 /// A received frame.
 #[derive(Debug)]
@@ -33,6 +35,10 @@ impl Frame {
         &self.bytes[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.header.body_len as usize]
     }
 }
+
+/// The read and write halves of the socket or its TLS session.
+type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
 type Pushes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>>;
@@ -51,18 +57,41 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr`.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Arc<Self>, ClientError> {
+    /// Connects to `addr`, over TLS when `tls` is given (connect and handshake within
+    /// `timeout`).
+    pub async fn connect(
+        addr: SocketAddr,
+        timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<Arc<Self>, ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Connect { addr, message: "timed out".into() })?
             .map_err(|e| ClientError::Connect { addr, message: e.to_string() })?;
         stream.set_nodelay(true).ok();
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer): (Reader, Writer) = match tls {
+            None => {
+                let (r, w) = stream.into_split();
+                (Box::new(r), Box::new(w))
+            }
+            Some(tls) => {
+                let stream = tokio::time::timeout(timeout, tls.connect(stream))
+                    .await
+                    .map_err(|_| ClientError::Connect {
+                        addr,
+                        message: "TLS handshake timed out".into(),
+                    })?
+                    .map_err(|e| ClientError::Tls(format!("handshake with {addr} failed: {e}")))?;
+                let (r, w) = tokio::io::split(stream);
+                (Box::new(r), Box::new(w))
+            }
+        };
         let (out, mut rx) = mpsc::unbounded_channel::<AlignedVec>();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                if writer.write_all(&frame).await.is_err() {
+                // Flushed: under TLS a write that found the socket full leaves encrypted
+                // bytes in the session until the next write or flush.
+                if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                     break;
                 }
             }

@@ -79,6 +79,9 @@ pub enum ClientError {
     /// The broker sent something this client cannot decode.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS could not be set up (files, names) or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The producer or consumer was closed.
     #[error("closed")]
     Shutdown,

@@ -34,6 +34,7 @@ pub mod group;
 pub mod group_consumer;
 pub mod producer;
 pub mod table;
+pub mod tls;
 
 pub use auth::Credentials;
 pub use client::{Client, ClientConfig};

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use wire::constants::{FLAG_ERROR, FLAG_PUSH, FRAME_HEADER_BYTES};
 use wire::{AlignedVec, ErrorBody, FrameHeader, Message};
 
+pub mod certs;
+
 /// Path of the `broker` binary, built once per test process (same profile as the tests).
 pub fn broker_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

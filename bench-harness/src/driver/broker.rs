@@ -3,6 +3,7 @@
 //! earliest offset, or a `client::GroupConsumer` (its own `Client`) for group workloads.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -31,13 +32,21 @@ fn err(e: impl std::fmt::Display) -> HarnessError {
 pub struct BrokerDriver {
     address: String,
     admin: Client,
+    config: ClientConfig,
 }
 
 impl BrokerDriver {
-    /// Connects to the broker at `address` (`HOST:PORT`).
-    pub async fn connect(address: &str) -> Result<BrokerDriver, HarnessError> {
-        let admin = Client::connect_with(address, client_config()).await.map_err(err)?;
-        Ok(BrokerDriver { address: address.into(), admin })
+    /// Connects to the broker at `address` (`HOST:PORT`); over TLS when `tls_ca` is given
+    /// (the CA that signs the broker's certificate; its name must be `address`'s host or
+    /// `tls_server_name`).
+    pub async fn connect(
+        address: &str,
+        tls_ca: Option<PathBuf>,
+        tls_server_name: Option<String>,
+    ) -> Result<BrokerDriver, HarnessError> {
+        let config = ClientConfig { tls_ca, tls_server_name, ..client_config() };
+        let admin = Client::connect_with(address, config.clone()).await.map_err(err)?;
+        Ok(BrokerDriver { address: address.into(), admin, config })
     }
 }
 
@@ -103,7 +112,7 @@ impl Driver for BrokerDriver {
         topic: &str,
         settings: &ProducerSettings,
     ) -> Result<BrokerProducer, HarnessError> {
-        let client = Client::connect_with(&self.address, client_config()).await.map_err(err)?;
+        let client = Client::connect_with(&self.address, self.config.clone()).await.map_err(err)?;
         let config = ProducerConfig {
             ack: match settings.ack {
                 Ack::None => AckLevel::None,
@@ -141,7 +150,7 @@ impl Driver for BrokerDriver {
         topic: &str,
         group: &str,
     ) -> Result<BrokerConsumer, HarnessError> {
-        let client = Client::connect_with(&self.address, client_config()).await.map_err(err)?;
+        let client = Client::connect_with(&self.address, self.config.clone()).await.map_err(err)?;
         let config = GroupConfig {
             reset: StartPosition::Earliest,
             credit_window_bytes: CREDIT_WINDOW_BYTES,

@@ -32,6 +32,7 @@ pub mod stream;
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,7 +41,9 @@ use tracing::{debug, warn};
 
 pub use crate::config::HttpConfig;
 
+use crate::connection_info::ConnectionInfo;
 use crate::shard::Shard;
+use crate::tls::{Listener, ServerTls};
 use crate::watermark::Watermark;
 
 /// Largest request head (request line and headers) hyper buffers; a longer one is refused
@@ -69,12 +72,14 @@ impl Gateway {
     }
 }
 
-/// Accepts HTTP connections on `listener` until the shard stops.
+/// Accepts HTTP connections on `listener` until the shard stops; with `tls`, each one
+/// after its TLS handshake (HTTPS).
 pub async fn serve(
     shard: Rc<Shard>,
     listener: TcpListener,
     stop: Watermark,
     gate: Rc<glommio::sync::Gate>,
+    tls: Option<Arc<ServerTls>>,
 ) {
     let gw = Rc::new(Gateway {
         sticky: Rc::new(Cell::new(shard.id)),
@@ -100,9 +105,19 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (gw, stop) = (gw.clone(), stop.clone());
+        let (gw, stop, tls) = (gw.clone(), stop.clone(), tls.clone());
         match gate.spawn(async move {
-            connection(gw, stream, stop).await;
+            let peer = stream.peer_addr().ok();
+            match tls {
+                None => connection(gw, stream, ConnectionInfo::plaintext(peer), stop).await,
+                Some(tls) => {
+                    let counters = &gw.shard.counters;
+                    let accepted = tls.handshake(counters, Listener::Http, stream, peer).await;
+                    if let Some((stream, info)) = accepted {
+                        connection(gw, stream, info, stop).await;
+                    }
+                }
+            }
             drop(slot);
         }) {
             Ok(task) => task.detach(),
@@ -112,10 +127,15 @@ pub async fn serve(
 }
 
 /// Serves one HTTP connection until the client leaves, a deadline passes, or the shard stops.
-async fn connection(gw: Rc<Gateway>, stream: glommio::net::TcpStream, stop: Watermark) {
+/// Each request carries `info` in its extensions (who the client is, whether it is TLS).
+async fn connection<S>(gw: Rc<Gateway>, stream: S, info: ConnectionInfo, stop: Watermark)
+where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let http = &gw.shard.config.http;
     let activity = Rc::new(io::Activity::default());
-    let conn_auth = auth::ConnAuth::new(stream.peer_addr().ok());
+    let conn_auth = auth::ConnAuth::new(info.peer_addr);
+    conn_auth.secure.set(info.secure);
     let socket = io::Io::new(
         stream,
         activity.clone(),
@@ -124,7 +144,8 @@ async fn connection(gw: Rc<Gateway>, stream: glommio::net::TcpStream, stop: Wate
     );
     let service = {
         let gw = gw.clone();
-        hyper::service::service_fn(move |req| {
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(info.clone());
             let (gw, activity, conn_auth) = (gw.clone(), activity.clone(), conn_auth.clone());
             async move { Ok::<_, Infallible>(routes::handle(&gw, &activity, &conn_auth, req).await) }
         })

@@ -36,6 +36,7 @@ use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, Kafka};
 use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::shard::Shard;
 use crate::watermark::Watermark;
@@ -76,6 +77,8 @@ pub struct Session {
     pub auth: Rc<crate::auth::Session>,
     /// Set after a failed authentication: the connection closes once its answer is queued.
     pub closing: std::cell::Cell<bool>,
+    /// Where the client is, whether the connection is TLS, its mTLS principal.
+    pub info: ConnectionInfo,
 }
 
 impl Session {
@@ -126,6 +129,7 @@ pub async fn serve<S>(
     kafka: Arc<Kafka>,
     stream: S,
     local: SocketAddr,
+    info: ConnectionInfo,
     stop: Watermark,
     auth: Rc<crate::auth::Session>,
 ) where
@@ -143,7 +147,11 @@ pub async fn serve<S>(
         while let Some(answer) = rx.recv().await {
             let Some(Some(queued)) = answer.await else { continue };
             let written = futures_lite::future::or(
-                async { writer.write_all(&queued.frame).await.is_ok() },
+                // Flushed: under TLS a write that found the socket full leaves encrypted bytes
+                // in the session until the next write or flush.
+                async {
+                    writer.write_all(&queued.frame).await.is_ok() && writer.flush().await.is_ok()
+                },
                 async {
                     glommio::timer::sleep(write_stall).await;
                     false
@@ -165,6 +173,7 @@ pub async fn serve<S>(
         budget: budget.clone(),
         auth,
         closing: std::cell::Cell::new(false),
+        info,
     };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));

@@ -185,6 +185,9 @@ impl Scrape {
         gauges(e, "broker_connections", "Open client connections", per(|s| s.connections))?;
         let accepted = per(|s| s.connections_total);
         counters(e, "broker_connections_accepted", "Client connections accepted", accepted)?;
+        let help =
+            "TLS handshakes that failed or timed out (plaintext on a TLS port, bad certificates)";
+        counters(e, "broker_tls_handshakes_failed", help, per(|s| s.tls_handshakes_failed))?;
         gauges(e, "broker_subscriptions", "Open push subscriptions", per(|s| s.subscriptions))?;
         let help = "Times a subscription waited for credit while data was there to push";
         counters(e, "broker_credit_stalls", help, per(|s| s.credit_stalls))?;

@@ -46,6 +46,8 @@ pub struct ShardSnapshot {
     pub connections: u64,
     /// Accepted connections.
     pub connections_total: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshakes_failed: u64,
     /// Open subscriptions.
     pub subscriptions: u64,
     /// Push loops that waited for credit with data to push.
@@ -168,6 +170,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         batches_out: c.batches_out.get(),
         connections: c.connections.get(),
         connections_total: c.connections_total.get(),
+        tls_handshakes_failed: c.tls_handshakes_failed.get(),
         subscriptions: c.subscriptions.get(),
         credit_stalls: c.credit_stalls.get(),
         forwards_out: c.forwards_out.get(),

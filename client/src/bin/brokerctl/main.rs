@@ -27,6 +27,18 @@ struct Cli {
     /// The user's password (prefer --password-file: the environment leaks to child processes).
     #[arg(long = "password-from-env", env = "BROKER_PASSWORD", hide = true)]
     password: Option<String>,
+    /// CA certificates (PEM) that sign the broker's certificate: connect over TLS.
+    #[arg(long, env = "BROKER_TLS_CA", global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a broker that requires one (mTLS); with --tls-key.
+    #[arg(long, env = "BROKER_CLIENT_TLS_CERT", global = true, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "BROKER_CLIENT_TLS_KEY", global = true, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Name the broker's certificate must carry (default: the host of --broker).
+    #[arg(long, env = "BROKER_TLS_SERVER_NAME", global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -243,7 +255,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             ))
         }
     };
-    let config = client::ClientConfig { credentials, ..Default::default() };
+    let config = client::ClientConfig {
+        credentials,
+        tls_ca: cli.tls_ca.clone(),
+        tls_cert: cli.tls_cert.clone(),
+        tls_key: cli.tls_key.clone(),
+        tls_server_name: cli.tls_server_name.clone(),
+        ..Default::default()
+    };
     let client = Client::connect_with(&cli.broker, config).await?;
     let mut out = std::io::stdout().lock();
     match cli.command {
