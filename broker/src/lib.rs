@@ -25,6 +25,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod accepted;
 pub mod aggregate;
 pub mod api;
 pub mod auth;

@@ -29,7 +29,6 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
 use crate::config::{BrokerConfig, MetricsListen};
-use crate::connection_info::ConnectionInfo;
 use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
     FDS_PER_PARTITION, OPEN_FILES_RESERVED,
@@ -39,7 +38,6 @@ use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
 use crate::shard::{Addresses, Shard};
-use crate::tls::Listener;
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -695,7 +693,7 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let (shard, stop, kafka, tls) = (shard.clone(), stop.clone(), kafka.clone(), tls.clone());
         match gate.spawn(async move {
-            serve_accepted(shard, stream, stop, kafka, tls.as_deref()).await;
+            crate::accepted::serve_accepted(shard, stream, stop, kafka, tls.as_deref()).await;
             drop(slot);
         }) {
             Ok(task) => {
@@ -703,44 +701,6 @@ async fn accept_loop(
             }
             Err(_) => return, // the gate is closing: the shard is stopping
         }
-    }
-}
-
-/// Serves one accepted native or Kafka connection, after the TLS handshake when TLS is on.
-async fn serve_accepted(
-    shard: Rc<Shard>,
-    stream: glommio::net::TcpStream,
-    stop: Watermark,
-    kafka: Option<Arc<crate::kafka::Kafka>>,
-    tls: Option<&crate::tls::ServerTls>,
-) {
-    let peer = stream.peer_addr().ok();
-    // Who the client authenticates as (`auth/`); a TLS connection counts as secure (PLAIN
-    // and HTTP basic auth are accepted only there).
-    let session = crate::auth::Session::new(peer);
-    // The Kafka listener's connections speak Kafka (`kafka/connection.rs`).
-    let local = kafka.as_ref().map(|k| stream.local_addr().unwrap_or(k.listen));
-    let Some(tls) = tls else {
-        let info = ConnectionInfo::plaintext(peer);
-        return match (kafka, local) {
-            (Some(kafka), Some(local)) => {
-                crate::kafka::connection::serve(shard, kafka, stream, local, info, stop, session)
-                    .await
-            }
-            _ => crate::connection::serve(shard, stream, info, stop, session).await,
-        };
-    };
-    let listener = if kafka.is_some() { Listener::Kafka } else { Listener::Native };
-    let counters = &shard.counters;
-    let Some((stream, info)) = tls.handshake(counters, listener, stream, peer).await else {
-        return;
-    };
-    session.set_secure(info.secure);
-    match (kafka, local) {
-        (Some(kafka), Some(local)) => {
-            crate::kafka::connection::serve(shard, kafka, stream, local, info, stop, session).await
-        }
-        _ => crate::connection::serve(shard, stream, info, stop, session).await,
     }
 }
 
