@@ -80,6 +80,17 @@ pub struct CleanerStats {
     pub bytes_after: u64,
 }
 
+impl CleanerStats {
+    fn add(&mut self, other: &CleanerStats) {
+        self.passes += other.passes;
+        self.segments_rewritten += other.segments_rewritten;
+        self.records_removed += other.records_removed;
+        self.tombstones_removed += other.tombstones_removed;
+        self.bytes_before += other.bytes_before;
+        self.bytes_after += other.bytes_after;
+    }
+}
+
 /// Key → latest offset over part of a log: a keyed 128-bit hash of each key.
 struct KeyMap {
     latest: HashMap<u128, u64>,
@@ -191,24 +202,17 @@ impl<D: Disk> PartitionLog<D> {
             let mut full = false;
             let end = self
                 .each_batch(seg, from.max(seg.base_offset), &pace, |envelope| {
-                    if full {
-                        return Ok(());
-                    }
                     let view = envelope.open(&mut scratch).map_err(|e| corrupt(seg, e))?;
-                    // A batch counts as mapped only whole.
-                    let mut keys = Vec::with_capacity(view.len());
-                    for r in view.records() {
-                        if let Some(k) = r.key() {
-                            keys.push((k, r.offset()));
-                        }
-                    }
-                    let fits = keys.iter().all(|(k, o)| map.insert(k, *o));
+                    // The mapped range ends before a batch whose keys did not all fit (the
+                    // ones that did point at real records: removing by them is still right).
+                    let fits =
+                        view.records().all(|r| r.key().is_none_or(|k| map.insert(k, r.offset())));
                     if fits {
                         map_end = envelope.header().next_offset();
                     } else {
                         full = true;
                     }
-                    Ok(())
+                    Ok(fits)
                 })
                 .await?;
             if end.is_none() {
@@ -240,12 +244,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         sh.cleaned_to.set(map_end);
         let mut total = sh.cleaner.get();
-        total.passes += 1;
-        total.segments_rewritten += stats.segments_rewritten;
-        total.records_removed += stats.records_removed;
-        total.tombstones_removed += stats.tombstones_removed;
-        total.bytes_before += stats.bytes_before;
-        total.bytes_after += stats.bytes_after;
+        total.add(&stats);
         sh.cleaner.set(total);
         info!(dir = %sh.dir.display(), mapped_from = from, mapped_to = map_end, keys = map.latest.len(),
             segments = stats.segments_rewritten, records_removed = stats.records_removed,
@@ -259,13 +258,13 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Calls `on_batch` for every batch of `seg` from the one holding `from`, reading paced
-    /// chunks; `None` when the log began closing.
+    /// chunks, until it answers false; `None` when the log began closing.
     async fn each_batch(
         &self,
         seg: &Rc<Segment<D::File>>,
         from: u64,
         pace: &Pace,
-        mut on_batch: impl FnMut(&BatchEnvelope<'_>) -> Result<(), StorageError>,
+        mut on_batch: impl FnMut(&BatchEnvelope<'_>) -> Result<bool, StorageError>,
     ) -> Result<Option<()>, StorageError> {
         let sh = &self.shared;
         let file = sh.read_file(seg).await?;
@@ -289,7 +288,9 @@ impl<D: Disk> PartitionLog<D> {
                     if envelope.header().last_offset() < offset {
                         continue;
                     }
-                    on_batch(&envelope)?;
+                    if !on_batch(&envelope)? {
+                        return Ok(Some(()));
+                    }
                     offset = envelope.header().next_offset();
                 }
             }
@@ -597,8 +598,7 @@ impl<D: Disk> Rewrite<D> {
             run.log_append_time_ms,
         )
         .map_err(|e| compact_failed(&self.seg, e.to_string()))?;
-        let bytes = filler[r].to_vec();
-        self.push(&bytes, interval, pace).await
+        self.push(&filler[r], interval, pace).await
     }
 
     /// Appends whole batches stored back to back.
