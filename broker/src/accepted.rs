@@ -1,6 +1,6 @@
 //! One accepted native or Kafka connection, from the socket to its protocol loop: the TLS
 //! handshake when TLS is on (`tls.rs`), the connection's `auth::Session` (marked secure
-//! after a handshake), then `connection::serve` or `kafka::connection::serve`. Called by
+//! after a handshake, authenticated as the client certificate's subject CN under mTLS), then `connection::serve` or `kafka::connection::serve`. Called by
 //! `server.rs`'s accept loops in the connection's own task, so a slow handshake never holds
 //! the accept loop.
 
@@ -42,6 +42,10 @@ pub async fn serve_accepted(
         return;
     };
     session.set_secure(info.secure);
+    // mTLS: the verified certificate's subject CN is who the connection is (SASL may follow).
+    if let Some(name) = &info.principal {
+        session.set_certificate_principal(&shard.security, name);
+    }
     match (kafka, local) {
         (Some(kafka), Some(local)) => {
             crate::kafka::connection::serve(shard, kafka, stream, local, info, stop, session).await

@@ -3,16 +3,13 @@
 //!
 //! The rule, checked once at start over the native (public and shard ports), HTTP and Kafka
 //! listeners: an address that is not loopback (`0.0.0.0` and `::` count as every address,
-//! so not loopback) needs TLS and, once authentication exists, required authentication;
-//! `--insecure` (`insecure = true`, `BROKER_INSECURE=true`) accepts the risk explicitly.
+//! so not loopback) needs TLS and authentication in force: `--auth required`, `--auth auto`
+//! with at least one user in the data directory, or client certificates (`--tls-client-ca`,
+//! every client proves who it is in the handshake); `--insecure` (`insecure = true`, `BROKER_INSECURE=true`) accepts the risk explicitly.
 //! Loopback-only brokers stay open for development. The metrics endpoint is read-only and
 //! not covered.
 
 use std::net::SocketAddr;
-
-/// Whether required authentication is part of the rule. Off until authentication lands:
-/// then the lead turns it on and `auth_required` is the broker's `--auth required`.
-pub const AUTH_NEEDED_OFF_LOOPBACK: bool = false;
 
 /// A listener that would be exposed unprotected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,22 +29,13 @@ pub struct ExposureError {
     pub how: String,
 }
 
-/// Checks `listeners` (name, address) against the rule in the module docs.
+/// Checks `listeners` (name, address) against the rule in the module docs; `auth_required`:
+/// every client must authenticate (a password or a client certificate).
 pub fn check(
     listeners: &[(&'static str, SocketAddr)],
     tls: bool,
     auth_required: bool,
     insecure: bool,
-) -> Result<(), ExposureError> {
-    check_with(listeners, tls, auth_required, insecure, AUTH_NEEDED_OFF_LOOPBACK)
-}
-
-fn check_with(
-    listeners: &[(&'static str, SocketAddr)],
-    tls: bool,
-    auth_required: bool,
-    insecure: bool,
-    auth_needed: bool,
 ) -> Result<(), ExposureError> {
     if insecure {
         return Ok(());
@@ -58,9 +46,12 @@ fn check_with(
         missing.push("TLS");
         how.push("--tls-cert FILE --tls-key FILE");
     }
-    if auth_needed && !auth_required {
+    if !auth_required {
         missing.push("authentication");
-        how.push("--auth required");
+        how.push(
+            "--auth required, after adding an admin with `broker user add NAME --data-dir DIR \
+             --superuser`; or client certificates with --tls-client-ca FILE",
+        );
     }
     if missing.is_empty() {
         return Ok(());
@@ -71,7 +62,7 @@ fn check_with(
             listener,
             addr,
             missing: missing.join(" and "),
-            how: how.join(" "),
+            how: how.join("; and "),
         }),
     }
 }
@@ -88,32 +79,25 @@ mod tests {
     fn loopback_stays_open() {
         let l = [("native", a("127.0.0.1:9400")), ("http", a("[::1]:8080"))];
         assert_eq!(check(&l, false, false, false), Ok(()));
-        assert_eq!(check_with(&l, false, false, false, true), Ok(()));
     }
 
     #[test]
-    fn any_exposed_listener_needs_tls() {
+    fn any_exposed_listener_needs_tls_and_authentication() {
         for exposed in ["0.0.0.0:9092", "[::]:9092", "10.1.2.3:9092"] {
             let l = [("native", a("127.0.0.1:9400")), ("kafka", a(exposed))];
             let e = check(&l, false, false, false).unwrap_err();
             assert_eq!((e.listener, e.addr), ("kafka", a(exposed)));
+            assert_eq!(e.missing, "TLS and authentication");
             let text = e.to_string();
             assert!(text.contains("--tls-cert FILE --tls-key FILE"), "{text}");
+            assert!(text.contains("--auth required"), "{text}");
             assert!(text.contains("--insecure"), "{text}");
-            assert_eq!(check(&l, true, false, false), Ok(()), "TLS is enough for now");
+            let e = check(&l, true, false, false).unwrap_err();
+            assert_eq!(e.missing, "authentication", "TLS alone is not enough");
+            let e = check(&l, false, true, false).unwrap_err();
+            assert_eq!(e.missing, "TLS", "authentication alone sends secrets in the clear");
+            assert_eq!(check(&l, true, true, false), Ok(()));
             assert_eq!(check(&l, false, false, true), Ok(()), "--insecure opts out");
         }
-    }
-
-    #[test]
-    fn with_authentication_in_the_rule_both_are_needed() {
-        let l = [("native", a("0.0.0.0:9400"))];
-        let e = check_with(&l, true, false, false, true).unwrap_err();
-        assert_eq!(e.missing, "authentication");
-        assert!(e.to_string().contains("--auth required"));
-        let e = check_with(&l, false, false, false, true).unwrap_err();
-        assert_eq!(e.missing, "TLS and authentication");
-        assert_eq!(check_with(&l, true, true, false, true), Ok(()));
-        assert_eq!(check_with(&l, false, false, true, true), Ok(()));
     }
 }

@@ -206,16 +206,6 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
-    // Secure by default: no listener reachable from other hosts without TLS, unless asked.
-    crate::exposure::check(
-        &config.client_listeners(),
-        config.tls.enabled(),
-        false,
-        config.insecure,
-    )?;
-    if config.insecure && !config.tls.enabled() {
-        warn!("--insecure: listeners may be reachable from other hosts without TLS");
-    }
     let tls = crate::tls::ServerTls::load(&config.tls)?;
     if let Some(tls) = &tls {
         info!(
@@ -275,13 +265,27 @@ pub fn run(
     config.data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?;
+    // Secure by default: no listener reachable from other hosts without TLS and
+    // authentication, unless asked (`exposure.rs`). Whether authentication is in force
+    // depends on the users in the data directory (`--auth auto`), read before anything binds.
+    let security = crate::auth::Security::open(&config.data_dir, &config.auth).map_err(|e| {
+        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
+    })?;
+    let auth_required =
+        security.mode() == crate::auth::AuthMode::Required || config.tls.client_ca.is_some();
+    crate::exposure::check(
+        &config.client_listeners(),
+        config.tls.enabled(),
+        auth_required,
+        config.insecure,
+    )?;
+    if config.insecure && !(config.tls.enabled() && auth_required) {
+        warn!("--insecure: listeners may be reachable from other hosts without TLS and authentication");
+    }
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
     let metadata = with_offsets_topic(metadata, &config, n as u32)?;
-    let security = crate::auth::Security::open(&config.data_dir, &config.auth).map_err(|e| {
-        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
-    })?;
     info!(mode = ?security.config().mode, in_force = ?security.mode(), users = security.snapshot().users.len(), "authentication");
     crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {
         path: config.data_dir.clone(),

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use client::{Client, ClientConfig, ClientError, Credentials, GroupConfig, GroupConsumer};
+use integration_tests::certs::{broker_env, Ca, Issued};
 use integration_tests::{broker_binary, Broker, Conn};
 use wire::constants::FLAG_ERROR;
 use wire::*;
@@ -40,6 +41,19 @@ fn user_add_offline(dir: &Path, name: &str, password: &str, superuser: bool) -> 
     (out.status.success(), text)
 }
 
+/// A broker whose data directory got a superuser `admin` before it started, with TLS on
+/// every listener (native, Kafka, HTTP gateway) and, with `mtls`, client certificates
+/// required; returns the CA that signed the server's certificate.
+fn tls_broker_with_admin(mtls: bool) -> (tempfile::TempDir, Broker, Ca, Issued) {
+    let ca = Ca::new("auth-tls");
+    let server = ca.server("server", "localhost");
+    let env = broker_env(&server, mtls.then_some(ca.cert.as_path()));
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend([("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_HTTP", "127.0.0.1:0")]);
+    let (dir, broker) = broker_with_admin(1, &env);
+    (dir, broker, ca, server)
+}
+
 /// A broker whose data directory got a superuser `admin` before it started.
 fn broker_with_admin(shards: usize, env: &[(&str, &str)]) -> (tempfile::TempDir, Broker) {
     let dir = tempfile::tempdir().unwrap();
@@ -55,6 +69,24 @@ fn broker_with_admin(shards: usize, env: &[(&str, &str)]) -> (tempfile::TempDir,
 async fn client_as(b: &Broker, user: &str, password: &str) -> Result<Client, ClientError> {
     let config = ClientConfig {
         credentials: Some(Credentials::new(user, password)),
+        retries: 0,
+        ..Default::default()
+    };
+    Client::connect_with(&b.public.to_string(), config).await
+}
+
+/// A client over TLS (trusting `ca`), with a password and/or a client certificate.
+async fn tls_client(
+    b: &Broker,
+    ca: &Ca,
+    password: Option<(&str, &str)>,
+    certificate: Option<&Issued>,
+) -> Result<Client, ClientError> {
+    let config = ClientConfig {
+        credentials: password.map(|(user, pw)| Credentials::new(user, pw)),
+        tls_ca: Some(ca.cert.clone()),
+        tls_cert: certificate.map(|c| c.cert.clone()),
+        tls_key: certificate.map(|c| c.key.clone()),
         retries: 0,
         ..Default::default()
     };
@@ -371,10 +403,15 @@ fn ready_address(b: &Broker, key: &str) -> SocketAddr {
 }
 
 fn curl(http: SocketAddr, path: &str, extra: &[&str]) -> (u16, String) {
+    curl_url(&format!("http://{http}{path}"), extra)
+}
+
+/// curl `url` with `extra` arguments: (status, body).
+fn curl_url(url: &str, extra: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
         .args(["-s", "-S", "-o", "-", "-w", "\n%{http_code}", "--max-time", "30"])
         .args(extra)
-        .arg(format!("http://{http}{path}"))
+        .arg(url)
         .output()
         .expect("run curl (apt-get install curl)");
     let text = String::from_utf8(out.stdout).unwrap();
@@ -653,4 +690,142 @@ fn optional_mode_lets_anonymous_in_as_anonymous_under_acls() {
         let frank = client_as(&broker, "frank", "frank-pw").await.unwrap();
         frank.produce_batches("members", 0, &batch("y"), AckLevel::Durable).await.unwrap();
     });
+}
+
+/// kcat arguments for SASL over TLS with `mechanism`.
+fn sasl_ssl(ca: &Ca, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=SASL_SSL".to_string(),
+        format!("ssl.ca.location={}", ca.cert.display()),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|x| ["-X".to_string(), x])
+    .collect()
+}
+
+#[test]
+fn sasl_over_tls_scram_and_plain_with_kcat_and_bearer_over_https() {
+    let (_dir, broker, ca, _server) = tls_broker_with_admin(false);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    let http = ready_address(&broker, "http");
+    let token = rt().block_on(async {
+        // Plaintext SCRAM on a TLS port fails; SCRAM over TLS works.
+        assert!(client_as(&broker, "admin", ADMIN_PW).await.is_err());
+        let admin = tls_client(&broker, &ca, Some(("admin", ADMIN_PW)), None).await.unwrap();
+        admin.create_topic("ks", topic(1)).await.unwrap();
+        admin.create_topic("ks-hidden", topic(1)).await.unwrap();
+        admin.upsert_user("dave", "dave-pw", false).await.unwrap();
+        admin
+            .create_acl(acl("dave", AclResourceKind::Topic, "ks", AclOperation::All, false))
+            .await
+            .unwrap();
+        admin.create_token("dave", 0).await.unwrap().0
+    });
+    let run = |base: &[&str], sasl: &[String], stdin: Option<&str>| {
+        let args: Vec<&str> = base.iter().copied().chain(sasl.iter().map(String::as_str)).collect();
+        kcat(&args, stdin)
+    };
+    // kcat: SCRAM-SHA-256 over TLS produces, PLAIN over TLS consumes and lists.
+    let scram = sasl_ssl(&ca, "SCRAM-SHA-256", "dave", "dave-pw");
+    let (ok, out) =
+        run(&["-b", &kafka, "-t", "ks", "-p", "0", "-P", "-K:"], &scram, Some("k1:v1\nk2:v2\n"));
+    assert!(ok, "{out}");
+    let plain = sasl_ssl(&ca, "PLAIN", "dave", "dave-pw");
+    let consume = ["-b", &kafka, "-t", "ks", "-p", "0", "-C", "-o", "beginning", "-c", "2", "-e"];
+    let (ok, out) = run(&[&consume[..], &["-f", "%k=%s\n"]].concat(), &plain, None);
+    assert!(ok && out.contains("k1=v1") && out.contains("k2=v2"), "{out}");
+    let (ok, out) = run(&["-b", &kafka, "-L"], &plain, None);
+    assert!(ok && out.contains("\"ks\"") && !out.contains("ks-hidden"), "{out}");
+    // Wrong passwords fail with either mechanism; nothing is listed.
+    for mechanism in ["SCRAM-SHA-256", "PLAIN"] {
+        let bad = sasl_ssl(&ca, mechanism, "dave", "nope");
+        let (ok, out) = run(&["-b", &kafka, "-L", "-m", "5"], &bad, None);
+        assert!(!ok && !out.contains("\"ks\""), "{mechanism}: {out}");
+    }
+    // The bearer token over HTTPS carries dave's ACLs.
+    let url = |path: &str| format!("https://localhost:{}{path}", http.port());
+    let cacert = ca.cert.display().to_string();
+    let bearer = format!("Authorization: Bearer {token}");
+    let (s, body) = curl_url(&url("/topics"), &["--cacert", &cacert, "-H", &bearer]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("ks") && !body.contains("ks-hidden"), "{body}");
+    let (s, body) = curl_url(&url("/topics"), &["--cacert", &cacert]);
+    assert_eq!(s, 401, "{body}");
+    assert!(!broker.log_text().contains("panicked"));
+}
+
+#[test]
+fn plain_is_refused_without_tls() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    let args = [
+        "-b",
+        &kafka,
+        "-L",
+        "-m",
+        "5",
+        "-X",
+        "security.protocol=SASL_PLAINTEXT",
+        "-X",
+        "sasl.mechanisms=PLAIN",
+        "-X",
+        "sasl.username=admin",
+        "-X",
+        &format!("sasl.password={ADMIN_PW}"),
+    ];
+    let (ok, out) = kcat(&args, None);
+    assert!(!ok && !out.contains("__"), "PLAIN over plaintext must fail: {out}");
+}
+
+#[test]
+fn a_client_certificate_is_an_authenticated_principal_governed_by_acls() {
+    let (_dir, broker, ca, _server) = tls_broker_with_admin(true);
+    let alice = ca.client("alice", "alice");
+    let ops = ca.client("ops", "admin"); // same name as the superuser: its flag applies
+    let http = ready_address(&broker, "http");
+    rt().block_on(async {
+        // The superuser by certificate alone, no password.
+        let admin = tls_client(&broker, &ca, None, Some(&ops)).await.unwrap();
+        admin.create_topic("granted", topic(1)).await.unwrap();
+        admin.create_topic("other", topic(1)).await.unwrap();
+        admin
+            .create_acl(acl("alice", AclResourceKind::Topic, "granted", AclOperation::All, false))
+            .await
+            .unwrap();
+        // alice (no such user in the store) is authenticated by her certificate; ACLs decide.
+        let a = tls_client(&broker, &ca, None, Some(&alice)).await.unwrap();
+        a.produce_batches("granted", 0, &batch("ok"), AckLevel::Durable).await.unwrap();
+        let (c, m) = code(a.produce_batches("other", 0, &batch("no"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        let names: Vec<String> =
+            a.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+        assert_eq!(names, vec!["granted".to_string()]);
+        let (c, m) = code(a.create_topic("mine", topic(1)).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        // A password still works on top of a certificate and replaces its principal.
+        admin.upsert_user("bob", "bob-pw", true).await.unwrap();
+        let bob = tls_client(&broker, &ca, Some(("bob", "bob-pw")), Some(&alice)).await.unwrap();
+        bob.create_topic("bobs", topic(1)).await.unwrap();
+        // Taking the grant away applies to alice's open connection on its next request.
+        admin
+            .delete_acl(acl("alice", AclResourceKind::Topic, "granted", AclOperation::All, false))
+            .await
+            .unwrap();
+        let (c, m) = code(a.produce_batches("granted", 0, &batch("late"), AckLevel::Durable).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+    });
+    // The gateway: the certificate is the principal when no Authorization header is sent.
+    let url = format!("https://localhost:{}/topics", http.port());
+    let cacert = ca.cert.display().to_string();
+    let (cert, key) = (alice.cert.display().to_string(), alice.key.display().to_string());
+    let (s, body) = curl_url(&url, &["--cacert", &cacert, "--cert", &cert, "--key", &key]);
+    assert_eq!(s, 200, "{body}");
+    assert!(!body.contains("granted") && !body.contains("other"), "grant removed: {body}");
+    let (cert, key) = (ops.cert.display().to_string(), ops.key.display().to_string());
+    let (s, body) = curl_url(&url, &["--cacert", &cacert, "--cert", &cert, "--key", &key]);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("granted") && body.contains("other"), "{body}");
 }

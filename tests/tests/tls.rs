@@ -277,22 +277,30 @@ fn secure_by_default_refuses_exposed_plaintext_listeners() {
         let (ok, err) = run_broker(&args, &[]);
         assert!(!ok, "{listener}: must refuse to start:\n{err}");
         assert!(err.contains(&format!("({listener})")), "{err}");
-        assert!(
-            err.contains("--tls-cert FILE --tls-key FILE") && err.contains("--insecure"),
-            "{err}"
-        );
+        for needed in ["--tls-cert FILE --tls-key FILE", "--auth required", "--insecure"] {
+            assert!(err.contains(needed), "{listener}: the error names {needed}:\n{err}");
+        }
     }
-    // Loopback stays open; --insecure (or BROKER_INSECURE) opts out; TLS satisfies the rule.
+    // Loopback stays open; --insecure (or BROKER_INSECURE) opts out.
     assert!(run_broker(&["--listen", "127.0.0.1:0"], &[]).0);
     let (ok, err) = run_broker(&["--listen", "0.0.0.0:0", "--insecure"], &[]);
     assert!(ok && err.contains("--insecure"), "{err}");
     assert!(run_broker(&["--listen", "0.0.0.0:0"], &[("BROKER_INSECURE", "true")]).0);
+    // TLS alone is not enough: clients must authenticate too (a password or a certificate).
     let ca = Ca::new("tls-exposed");
     let server = ca.server("server", "localhost");
     let (cert, key) = (server.cert.display().to_string(), server.key.display().to_string());
-    let (ok, err) =
-        run_broker(&["--listen", "0.0.0.0:0", "--tls-cert", &cert, "--tls-key", &key], &[]);
+    let tls = ["--listen", "0.0.0.0:0", "--tls-cert", &cert, "--tls-key", &key];
+    let (ok, err) = run_broker(&tls, &[]);
+    assert!(!ok && err.contains("without authentication"), "{err}");
+    let (ok, err) = run_broker(&[&tls[..], &["--auth", "required"]].concat(), &[]);
     assert!(ok, "{err}");
+    let client_ca = ca.cert.display().to_string();
+    let (ok, err) = run_broker(&[&tls[..], &["--tls-client-ca", &client_ca]].concat(), &[]);
+    assert!(ok, "{err}");
+    // Authentication alone is not enough either: passwords would cross the network in clear.
+    let (ok, err) = run_broker(&["--listen", "0.0.0.0:0", "--auth", "required"], &[]);
+    assert!(!ok && err.contains("without TLS"), "{err}");
     // A key that does not belong to the certificate, or a missing file, is a clear error.
     let other = ca.server("other", "localhost");
     let other_key = other.key.display().to_string();

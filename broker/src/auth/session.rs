@@ -53,6 +53,9 @@ pub struct Principal {
     pub superuser: bool,
     /// Whether the user authenticated (false: `ANONYMOUS`).
     pub authenticated: bool,
+    /// Authenticated by a verified client certificate (mTLS), not a password: the user need
+    /// not exist in the user store (when it does, its superuser flag applies).
+    pub certificate: bool,
 }
 
 enum Sasl {
@@ -137,9 +140,28 @@ impl Session {
 
     /// Authenticates as `user` without SASL (HTTP basic auth checked by the caller).
     pub fn set_authenticated(&self, user: &str, superuser: bool, generation: u64) {
-        *self.principal.borrow_mut() =
-            Some(Principal { user: user.into(), superuser, authenticated: true });
+        *self.principal.borrow_mut() = Some(Principal {
+            user: user.into(),
+            superuser,
+            authenticated: true,
+            certificate: false,
+        });
         *self.sasl.borrow_mut() = Sasl::Done;
+        self.generation.set(generation);
+    }
+
+    /// Authenticates as the subject CN of the client certificate the TLS handshake verified
+    /// (mTLS). The name is a principal for ACLs whether or not a user of that name exists;
+    /// when one does, its superuser flag applies. SASL may still follow and replace it.
+    pub fn set_certificate_principal(&self, security: &Security, name: &str) {
+        let generation = security.generation();
+        let superuser = security.snapshot().users.get(name).is_some_and(|u| u.superuser);
+        *self.principal.borrow_mut() = Some(Principal {
+            user: name.into(),
+            superuser,
+            authenticated: true,
+            certificate: true,
+        });
         self.generation.set(generation);
     }
 
@@ -155,6 +177,8 @@ impl Session {
             if let Some(p) = slot.as_mut().filter(|p| p.authenticated) {
                 match security.snapshot().users.get(&*p.user) {
                     Some(u) => p.superuser = u.superuser,
+                    // A certificate principal is not a stored user: it stays, unprivileged.
+                    None if p.certificate => p.superuser = false,
                     None => {
                         let user = p.user.clone();
                         *slot = None;
@@ -177,9 +201,12 @@ impl Session {
             });
         }
         match mode {
-            AuthMode::Optional => {
-                Ok(Principal { user: ANONYMOUS.into(), superuser: false, authenticated: false })
-            }
+            AuthMode::Optional => Ok(Principal {
+                user: ANONYMOUS.into(),
+                superuser: false,
+                authenticated: false,
+                certificate: false,
+            }),
             _ => Err(Refusal {
                 code: ErrorCode::AuthenticationRequired,
                 message: "this broker requires authentication: send SaslHandshake and \

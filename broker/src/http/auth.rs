@@ -10,6 +10,8 @@
 //!   answered 401 (`AUTHENTICATION_REQUIRED` / `AUTHENTICATION_FAILED`) with
 //!   `WWW-Authenticate: Basic realm="broker"`; failures count against the source address
 //!   like native ones (`auth/limiter.rs`).
+//! - Under mTLS a request without `Authorization` is the client certificate's subject CN
+//!   (authenticated; ACLs apply to that name); `Authorization` still overrides it.
 //! - Basic auth and bearer tokens send the secret itself: they are accepted only on a secure
 //!   (TLS) connection or from a loopback address (development); elsewhere they are refused
 //!   with a message saying so.
@@ -27,6 +29,7 @@ use wire::ErrorCode;
 
 use super::error::ApiError;
 use crate::auth::{AuthMode, Security, Session};
+use crate::connection_info::ConnectionInfo;
 
 /// One HTTP connection's authentication state.
 pub struct ConnAuth {
@@ -35,6 +38,9 @@ pub struct ConnAuth {
     pub secure: Cell<bool>,
     /// The credentials last verified on this connection.
     verified: RefCell<Option<Verified>>,
+    /// The subject CN of the client certificate the TLS handshake verified (mTLS): who a
+    /// request without an `Authorization` header is.
+    certificate: Option<String>,
 }
 
 /// Basic credentials a connection verified, as of a users generation.
@@ -46,9 +52,14 @@ struct Verified {
 }
 
 impl ConnAuth {
-    /// For a connection from `peer`.
-    pub fn new(peer: Option<SocketAddr>) -> Rc<ConnAuth> {
-        Rc::new(ConnAuth { peer, secure: Cell::new(false), verified: RefCell::new(None) })
+    /// For the connection `info` describes.
+    pub fn new(info: &ConnectionInfo) -> Rc<ConnAuth> {
+        Rc::new(ConnAuth {
+            peer: info.peer_addr,
+            secure: Cell::new(info.secure),
+            verified: RefCell::new(None),
+            certificate: info.principal.clone(),
+        })
     }
 
     /// The session for one request with `headers`.
@@ -61,6 +72,10 @@ impl ConnAuth {
         session.set_secure(self.secure.get());
         let mode = security.mode();
         let Some(value) = headers.get(AUTHORIZATION) else {
+            if let Some(name) = &self.certificate {
+                session.set_certificate_principal(security, name);
+                return Ok(session);
+            }
             return match mode {
                 AuthMode::Required => Err(ApiError::new(
                     ErrorCode::AuthenticationRequired,

@@ -134,8 +134,7 @@ where
 {
     let http = &gw.shard.config.http;
     let activity = Rc::new(io::Activity::default());
-    let conn_auth = auth::ConnAuth::new(info.peer_addr);
-    conn_auth.secure.set(info.secure);
+    let conn_auth = auth::ConnAuth::new(&info);
     let socket = io::Io::new(
         stream,
         activity.clone(),
