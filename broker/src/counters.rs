@@ -128,6 +128,8 @@ pub struct Counters {
     pub produce_latency: LatencyHistogram,
     /// Fetch requests from a client connection (long-polls included).
     pub fetch_latency: LatencyHistogram,
+    /// Records and bytes in and out per partition (`partition_traffic.rs`).
+    pub partitions: crate::partition_traffic::PartitionTraffic,
 }
 
 impl Counters {

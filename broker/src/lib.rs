@@ -21,7 +21,7 @@
 //!   host preflight.
 //! - [`metrics`]: the Prometheus endpoint (shard 0 gathers every shard's counters at scrape
 //!   time; uses api, shard, counters).
-//! - [`counters`], [`watermark`], [`clock`], [`budget`]: leaves.
+//! - [`counters`] (with [`partition_traffic`]), [`watermark`], [`clock`], [`budget`]: leaves.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -51,6 +51,7 @@ pub mod mesh;
 pub mod metadata;
 pub mod metrics;
 pub mod partition;
+pub mod partition_traffic;
 pub mod peer;
 pub mod producer_state;
 pub mod request;

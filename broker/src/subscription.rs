@@ -268,6 +268,8 @@ async fn push_loop(
             .map(|h| u64::from(h.record_count()))
             .sum();
         Counters::add(&shard.counters.records_out, records);
+        let bytes = batches.len() as u64;
+        shard.counters.partitions.count_out(&part.topic, part.index, records, bytes);
         let last = error != ErrorCode::None;
         let push = SubscriptionData {
             subscription_id: id,

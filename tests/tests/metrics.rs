@@ -204,6 +204,30 @@ fn scrape(addr: SocketAddr) -> Exposition {
     parse(&scrape_text(addr))
 }
 
+/// Parses `text` with Prometheus' own Python parser (prometheus-client's OpenMetrics
+/// parser, installed by `.ci/run`): the number of samples it read.
+fn python_parse(text: &str) -> usize {
+    const SCRIPT: &str = "import sys\n\
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+        n = sum(len(f.samples) for f in text_string_to_metric_families(sys.stdin.read()))\n\
+        print(n)\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (apt-get install python3)");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("python3");
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected the scrape (pip install prometheus-client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a sample count")
+}
+
 fn batch(partition: u32, seq: u32, records: u32) -> AlignedVec {
     let mut b = BatchBuilder::new(1 << 20);
     for i in 0..records {
@@ -268,7 +292,13 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         assert_eq!(after.sum("broker_partition_bytes_written_total", &labels), *byts as f64);
         assert!(after.sum("broker_partition_disk_bytes", &labels) >= *byts as f64);
         assert_eq!(after.sum("broker_partition_segments", &labels), 1.0);
+        assert_eq!(after.sum("broker_partition_records_in_total", &labels), *recs as f64, "p{p}");
     }
+    // Every write I/O is in the write-size histogram, whose bytes cover the batches.
+    let writes = after.sum("broker_log_writes_total", &[]);
+    assert!(writes > 0.0);
+    assert_eq!(after.sum("broker_log_write_size_bytes_count", &[]), writes);
+    assert!(after.sum("broker_log_write_size_bytes_sum", &[]) >= bytes as f64);
     let durable = after.sum("broker_partition_fdatasyncs_total", &[("topic", TOPIC)])
         + after.sum("broker_partition_dsync_writes_total", &[("topic", TOPIC)]);
     assert!(durable > 0.0, "durable appends were synced (fdatasync or O_DSYNC)");
@@ -301,6 +331,16 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     assert_eq!(delta("broker_records_out_total"), records as f64);
     assert_eq!(delta("broker_bytes_out_total"), bytes as f64);
     assert_eq!(delta("broker_batches_out_total"), batches as f64);
+    for (p, (recs, byts)) in &per_partition {
+        let labels = [("topic", TOPIC), ("partition", &p.to_string())];
+        let out = consumed.sum("broker_partition_records_out_total", &labels);
+        assert_eq!(out, *recs as f64, "p{p}: counted once, on the shard that answered");
+        assert_eq!(consumed.sum("broker_partition_bytes_out_total", &labels), *byts as f64);
+    }
+    // Tailing reads of fresh batches come from the cache, not the disk.
+    let reads = delta("broker_cache_reads_total") + delta("broker_log_disk_reads_total");
+    assert!(reads >= PARTITIONS as f64, "every fetch that returned data read the log");
+    assert!(delta("broker_cache_reads_total") > 0.0, "fresh batches are served from the cache");
 
     // A subscription with one byte of credit gets one batch pushed, then stalls on credit.
     let mut sub = b.connect_shard(owners[2] as usize);
@@ -334,6 +374,10 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     let pushed_delta = stalled.sum("broker_records_out_total", &[])
         - consumed.sum("broker_records_out_total", &[]);
     assert_eq!(pushed_delta, pushed_records as f64, "pushed records count as records out");
+    let labels = [("topic", TOPIC), ("partition", "2")];
+    let pushed_delta = stalled.sum("broker_partition_records_out_total", &labels)
+        - consumed.sum("broker_partition_records_out_total", &labels);
+    assert_eq!(pushed_delta, pushed_records as f64, "and as the partition's records out");
 
     // A group's lag is the high watermark minus its committed offset.
     let committed = 3u64;
@@ -358,6 +402,9 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         lagged.sum("broker_group_partition_lag_records", &labels),
         (per_partition[&1].0 - committed) as f64
     );
+    // Prometheus' own parser reads every sample the strict parser here read.
+    let text = scrape_text(addr);
+    assert_eq!(python_parse(&text), parse(&text).samples.len());
     assert!(lagged.sum("process_resident_memory_bytes", &[]) > 0.0);
     assert!(lagged.sum("process_open_fds", &[]) > 0.0);
     assert!(lagged.has("process_cpu_seconds_total"));
@@ -365,9 +412,77 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
 }
 
 #[test]
+fn retention_deletions_and_compaction_are_counted() {
+    let env = [("BROKER_RETENTION_CHECK_MS", "100"), ("BROKER_CLEANER_DIRTY_PERCENT_MIN", "0")];
+    let (b, addr) = start(1, &env);
+    let mut conn = b.connect();
+    for (name, compact, retention_bytes) in [("aged", false, 8192), ("kv", true, -1)] {
+        let resp: CreateTopicResponse = conn.call(&CreateTopicRequest {
+            name: name.into(),
+            config: TopicConfig {
+                partition_count: 1,
+                segment_bytes_max: 4096,
+                retention_bytes,
+                retention_ms: -1,
+                compact,
+                ..Default::default()
+            },
+        });
+        assert_eq!(resp.error, 0, "create {name}: {}", resp.message);
+    }
+    // ~40 KiB into 4 KiB segments: retention keeps about 8 KiB of "aged"; "kv" rewrites one
+    // key over and over, which compaction folds into its latest value.
+    for i in 0..40u32 {
+        let mut aged = BatchBuilder::new(1 << 20);
+        aged.append(1, None, Some(&[b'a'; 1000]), &[]).unwrap();
+        let r = integration_tests::produce(
+            &mut conn,
+            "aged",
+            0,
+            &aged.finish().unwrap(),
+            AckLevel::Durable,
+        );
+        assert_eq!(r.error, 0);
+        let mut kv = BatchBuilder::new(1 << 20);
+        kv.append(1, Some(b"the-key"), Some(format!("{i:01000}").as_bytes()), &[]).unwrap();
+        let r = integration_tests::produce(
+            &mut conn,
+            "kv",
+            0,
+            &kv.finish().unwrap(),
+            AckLevel::Durable,
+        );
+        assert_eq!(r.error, 0);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let e = loop {
+        let e = scrape(addr);
+        let done = e.sum("broker_retention_segments_deleted_total", &[]) > 0.0
+            && e.sum("broker_cleaner_records_removed_total", &[]) > 0.0;
+        if done || std::time::Instant::now() > deadline {
+            break e;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let aged = [("topic", "aged"), ("partition", "0")];
+    let deleted = e.sum("broker_partition_segments_deleted_total", &aged);
+    assert!(deleted > 0.0, "retention deleted segments of the aged topic");
+    assert_eq!(e.sum("broker_retention_segments_deleted_total", &[]), deleted);
+    assert!(e.sum("broker_retention_deleted_bytes_total", &[]) >= deleted * 1000.0);
+    assert!(e.sum("broker_partition_log_start_offset", &aged) > 0.0);
+    let kv = [("topic", "kv"), ("partition", "0")];
+    assert!(e.sum("broker_partition_cleaner_records_removed_total", &kv) > 0.0);
+    assert!(e.sum("broker_cleaner_reclaimed_bytes_total", &[]) > 0.0);
+    assert!(e.sum("broker_cleaner_passes_total", &[]) > 0.0);
+}
+
+#[test]
 fn partition_series_past_the_cap_are_summed_per_topic_and_the_scrape_stays_bounded() {
     // 8 offsets partitions + 40 = 48 > 20: per topic from the start.
-    let (b, addr) = start(2, &[("BROKER_METRICS_PARTITIONS_MAX", "20")]);
+    // Few connections, so the descriptor budget leaves room for 10,000 partitions.
+    let env =
+        [("BROKER_METRICS_PARTITIONS_MAX", "20"), ("BROKER_CONNECTIONS_PER_SHARD_MAX", "100")];
+    let (b, addr) = start(2, &env);
     let mut conn = b.connect();
     create_topic(&mut conn, "wide", 40);
     let r = integration_tests::produce(&mut conn, "wide", 7, &batch(7, 0, 5), AckLevel::Durable);
@@ -385,12 +500,20 @@ fn partition_series_past_the_cap_are_summed_per_topic_and_the_scrape_stays_bound
     parse(&more);
     let lines = |t: &str| t.lines().count();
     assert!(
-        lines(&more) <= lines(&text) + 9,
+        lines(&more) <= lines(&text) + 18,
         "{} lines with 448 partitions, {} with 48",
         lines(&more),
         lines(&text)
     );
     assert!(more.len() < 64 << 10, "a capped scrape of 448 partitions is {} bytes", more.len());
+
+    // 10,000 partitions more: still one topic's series more, and a scrape in tens of KiB.
+    create_topic(&mut conn, "widest", 10_000);
+    let most = scrape_text(addr);
+    let e = parse(&most);
+    assert_eq!(e.sum("broker_partitions", &[]), 10_448.0);
+    assert!(lines(&most) <= lines(&more) + 18, "{} lines with 10,448 partitions", lines(&most));
+    assert!(most.len() < 64 << 10, "a capped scrape of 10,448 partitions is {} bytes", most.len());
 
     // Every metric the Grafana dashboard plots exists (group lag is per partition or per
     // group depending on how many group partitions there are: checked in the test above).

@@ -224,9 +224,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
             }
             budget.spend(r.batches.len());
             sent_bytes += r.batches.len();
+            let mut records = 0u64;
             for h in wire::batch::header::trusted_headers(&r.batches) {
                 sent_batches += 1;
-                sent_records += u64::from(h.record_count());
+                records += u64::from(h.record_count());
+            }
+            sent_records += records;
+            if origin == Origin::Client && !r.batches.is_empty() {
+                let bytes = r.batches.len() as u64;
+                shard.counters.partitions.count_out(&name, r.partition, records, bytes);
             }
             partitions.push(r);
         }

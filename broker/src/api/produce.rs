@@ -308,6 +308,13 @@ async fn append_local(
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
                 Counters::add(&shard.counters.records_in, u64::from(records));
+                let topic = &part.topic;
+                shard.counters.partitions.count_in(
+                    topic,
+                    part.index,
+                    records.into(),
+                    v.len() as u64,
+                );
                 tickets.push(t);
             }
             Err(e) if tickets.is_empty() => return Slot::Done(failed(index, e.code())),

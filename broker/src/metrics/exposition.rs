@@ -9,13 +9,21 @@
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_fdatasync_seconds_total`,
-//!   `broker_log_writes_total`, `broker_requests_total{api}` (`other`: keys this build
+//!   `broker_log_writes_total`, `broker_log_write_size_bytes` (histogram of write I/O
+//!   sizes), `broker_cache_reads_total`, `broker_log_disk_reads_total`,
+//!   `broker_retention_segments_deleted_total`, `broker_retention_deleted_bytes_total`,
+//!   `broker_cleaner_{passes,records_removed,reclaimed_bytes}_total`,
+//!   `broker_requests_total{api}` (`other`: keys this build
 //!   does not count one by one),
 //!   `broker_request_errors_total{api,code}`, `broker_{produce,fetch}_latency_seconds`
 //!   (histograms), `broker_metrics_shard_up` (0: it did not answer this scrape).
 //! - per partition (`topic`, `partition`) while the broker holds at most
 //!   `metrics_partitions_max` partitions and `metrics_per_partition` is on, else per topic
-//!   (`broker_topic_*`, summed): `bytes_written_total`, `writes_total`, `fdatasyncs_total`,
+//!   (`broker_topic_*`, summed): `records_in_total`, `records_out_total`, `bytes_out_total`
+//!   (counted where they went by, summed over shards), `cache_reads_total`,
+//!   `disk_reads_total`, `segments_deleted_total`, `deleted_bytes_total`,
+//!   `cleaner_records_removed_total`, `cleaner_reclaimed_bytes_total`,
+//!   `bytes_written_total`, `writes_total`, `fdatasyncs_total`,
 //!   `dsync_writes_total`, `log_end_offset`, `high_watermark`, `log_start_offset`,
 //!   `disk_bytes`, `segments`. `broker_metrics_partition_series_capped` says which.
 //! - consumer groups: `broker_group_partition_lag_records` and
@@ -28,7 +36,7 @@
 //! Contract: pure (no I/O); the output is bounded by shards × apis × error codes plus
 //! `metrics_partitions_max` partition series (or topics) plus as many group series.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Error as FmtError;
 
 use prometheus_client::collector::Collector;
@@ -41,6 +49,8 @@ use prometheus_client::registry::Registry;
 use super::process::ProcessSnapshot;
 use super::{PartitionSnapshot, ShardSnapshot};
 use crate::counters::{HistogramSnapshot, API_SLOTS, LATENCY_BUCKETS_US};
+use crate::partition_traffic::Traffic;
+use crate::storage::log::WRITE_SIZE_BUCKETS_BYTES;
 
 /// Everything one scrape reports.
 #[derive(Debug, Default)]
@@ -101,6 +111,35 @@ fn gauges<V: EncodeGaugeValue>(
     Ok(())
 }
 
+/// One metric family of histograms: `bounds` are the buckets' upper bounds (the `+Inf`
+/// bucket follows), each series is (labels, per-bucket counts (not cumulative; the last is
+/// `+Inf`), sum).
+fn histogram_family<'a>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    series: impl IntoIterator<Item = (Labels, &'a [u64], f64)>,
+) -> Result<(), FmtError> {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, counts, sum) in series {
+        let count: u64 = counts.iter().sum();
+        let mut buckets: Vec<(f64, u64)> = bounds
+            .iter()
+            .copied()
+            .chain([f64::MAX]) // the encoder's +Inf
+            .zip(counts.iter().copied().chain(std::iter::repeat(0)))
+            .collect();
+        // Anything past the known bounds (never, with one build) lands in +Inf.
+        let known: u64 = buckets.iter().map(|b| b.1).sum();
+        if let Some(last) = buckets.last_mut() {
+            last.1 += count - known;
+        }
+        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+    }
+    Ok(())
+}
+
 /// One metric family of latency histograms (seconds).
 fn histograms<'a>(
     e: &mut DescriptorEncoder,
@@ -108,33 +147,25 @@ fn histograms<'a>(
     help: &str,
     series: impl IntoIterator<Item = (Labels, &'a HistogramSnapshot)>,
 ) -> Result<(), FmtError> {
-    let mut m = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (labels, h) in series {
-        let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
-            .iter()
-            .map(|&us| us as f64 / 1e6)
-            .chain([f64::MAX]) // the encoder's +Inf
-            .zip(h.buckets.iter().copied().chain(std::iter::repeat(0)))
-            .collect();
-        // Anything past the known bounds (never, with one build) lands in +Inf.
-        let known: u64 = buckets.iter().map(|b| b.1).sum();
-        if let Some(last) = buckets.last_mut() {
-            last.1 += h.count() - known;
-        }
-        m.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-            h.sum_us as f64 / 1e6,
-            h.count(),
-            &buckets,
-            None,
-        )?;
-    }
-    Ok(())
+    let bounds: Vec<f64> = LATENCY_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
+    let series = series.into_iter().map(|(l, h)| (l, &h.buckets[..], h.sum_us as f64 / 1e6));
+    histogram_family(e, name, help, &bounds, series)
 }
 
 impl Scrape {
     /// Partition series (labels and values): per partition, or summed per topic when over
     /// the cap or switched off; `true` with them when capped.
     fn partition_series(&self) -> (Vec<(Labels, PartitionSnapshot)>, bool) {
+        // Traffic is counted where it went by (any shard): sum it per partition first.
+        let mut traffic: HashMap<(&str, u32), Traffic> = HashMap::new();
+        for (topic, partition, t) in self.shards.iter().flat_map(|s| &s.traffic) {
+            traffic.entry((topic.as_str(), *partition)).or_default().add(t);
+        }
+        let with_traffic = |p: &PartitionSnapshot| {
+            let mut p = p.clone();
+            p.traffic = traffic.get(&(p.topic.as_str(), p.partition)).copied().unwrap_or_default();
+            p
+        };
         let total: usize = self.shards.iter().map(|s| s.partitions.len()).sum();
         let capped = !self.per_partition || total > self.partitions_max;
         if !capped {
@@ -148,7 +179,7 @@ impl Scrape {
                             ("partition", p.partition.to_string()),
                             ("shard", s.shard.to_string()),
                         ];
-                        (labels, p.clone())
+                        (labels, with_traffic(p))
                     })
                 })
                 .collect();
@@ -156,7 +187,7 @@ impl Scrape {
         }
         let mut topics: BTreeMap<&str, PartitionSnapshot> = BTreeMap::new();
         for p in self.shards.iter().flat_map(|s| &s.partitions) {
-            topics.entry(&p.topic).or_default().add(p);
+            topics.entry(&p.topic).or_default().add(&with_traffic(p));
         }
         (topics.into_iter().map(|(t, p)| (vec![("topic", t.to_owned())], p)).collect(), true)
     }
@@ -227,6 +258,38 @@ impl Scrape {
         counters(e, "broker_fdatasync_seconds", help, sync_s)?;
         let help = "Write I/Os issued for batches by the shard's partition logs";
         counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
+        let help = "Write I/Os for batches by size (page-padded), bytes";
+        let bounds: Vec<f64> = WRITE_SIZE_BUCKETS_BYTES.iter().map(|&b| b as f64).collect();
+        let sizes: Vec<(Labels, Vec<u64>, f64)> = self
+            .shards
+            .iter()
+            .map(|s| {
+                let mut buckets = Vec::new();
+                for p in &s.partitions {
+                    super::add_buckets(&mut buckets, &p.write_sizes);
+                }
+                let sum: u64 = s.partitions.iter().map(|p| p.write_io_bytes).sum();
+                (shard_label(s), buckets, sum as f64)
+            })
+            .collect();
+        let sizes = sizes.iter().map(|(l, b, sum)| (l.clone(), &b[..], *sum));
+        histogram_family(e, "broker_log_write_size_bytes", help, &bounds, sizes)?;
+        let help = "Reads served from the shard's batch cache (no disk I/O)";
+        counters(e, "broker_cache_reads", help, sum(|p| p.cache_reads))?;
+        let help = "Reads that went to a segment file (cache misses)";
+        counters(e, "broker_log_disk_reads", help, sum(|p| p.disk_reads))?;
+        let help = "Segments deleted by retention (size or time) or record deletion";
+        counters(e, "broker_retention_segments_deleted", help, sum(|p| p.segments_deleted))?;
+        let help = "Bytes of segments deleted by retention or record deletion";
+        counters(e, "broker_retention_deleted_bytes", help, sum(|p| p.bytes_deleted))?;
+        let help = "Compaction passes of the shard's compacted logs";
+        counters(e, "broker_cleaner_passes", help, sum(|p| p.cleaner.passes))?;
+        let help = "Records compaction removed (superseded values and expired tombstones)";
+        counters(e, "broker_cleaner_records_removed", help, sum(|p| p.cleaner.records_removed))?;
+        let help = "Segment bytes compaction reclaimed";
+        let reclaimed =
+            |p: &PartitionSnapshot| p.cleaner.bytes_before.saturating_sub(p.cleaner.bytes_after);
+        counters(e, "broker_cleaner_reclaimed_bytes", help, sum(reclaimed))?;
         let requests = self.shards.iter().flat_map(|s| {
             s.requests_by_api.iter().enumerate().filter(|(_, &n)| n > 0).map(move |(key, &n)| {
                 let api = if key == API_SLOTS - 1 { "other".into() } else { api_name(key as u16) };
@@ -293,7 +356,22 @@ impl Scrape {
         gauges(e, "broker_metrics_partition_series_capped", help, [(vec![], u64::from(capped))])?;
         let prefix = if capped { "broker_topic" } else { "broker_partition" };
         type Field = (&'static str, &'static str, bool, fn(&PartitionSnapshot) -> u64);
-        const FIELDS: [Field; 9] = [
+        const FIELDS: [Field; 18] = [
+            ("records_in", "Records appended", true, |p| p.traffic.records_in),
+            ("records_out", "Records sent to consumers (fetches and pushes)", true, |p| {
+                p.traffic.records_out
+            }),
+            ("bytes_out", "Batch bytes sent to consumers", true, |p| p.traffic.bytes_out),
+            ("cache_reads", "Reads served from the batch cache", true, |p| p.cache_reads),
+            ("disk_reads", "Reads that went to a segment file", true, |p| p.disk_reads),
+            ("segments_deleted", "Segments deleted by retention", true, |p| p.segments_deleted),
+            ("deleted_bytes", "Bytes of segments deleted by retention", true, |p| p.bytes_deleted),
+            ("cleaner_records_removed", "Records compaction removed", true, |p| {
+                p.cleaner.records_removed
+            }),
+            ("cleaner_reclaimed_bytes", "Bytes compaction reclaimed", true, |p| {
+                p.cleaner.bytes_before.saturating_sub(p.cleaner.bytes_after)
+            }),
             ("bytes_written", "Batch bytes written since the log opened", true, |p| {
                 p.bytes_written
             }),

@@ -23,7 +23,9 @@ pub mod http;
 pub mod process;
 
 use crate::counters::HistogramSnapshot;
+use crate::partition_traffic::Traffic;
 use crate::shard::Shard;
+use crate::storage::log::CleanerStats;
 
 /// One shard's counters, copied on that shard at scrape time.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +74,9 @@ pub struct ShardSnapshot {
     pub partitions: Vec<PartitionSnapshot>,
     /// The shard's per-stage latency since start (`stage_latency.rs`; HDR, 1 % resolution).
     pub stages: Vec<wire::StageLatency>,
+    /// Records and bytes in and out this shard counted per partition, for partitions of any
+    /// shard (`partition_traffic.rs`): summed over shards per partition at scrape.
+    pub traffic: Vec<(String, u32, Traffic)>,
 }
 
 /// One partition's log, copied on its owner at scrape time.
@@ -107,6 +112,22 @@ pub struct PartitionSnapshot {
     pub table_entries: u64,
     /// High watermark minus the offset the table reflects.
     pub table_lag_records: u64,
+    /// Records and bytes in and out, summed over the shards that counted them.
+    pub traffic: Traffic,
+    /// Reads served from the batch cache (`LogStats::cache_reads`).
+    pub cache_reads: u64,
+    /// Reads that went to a segment file.
+    pub disk_reads: u64,
+    /// Segments deleted by retention or record deletion, and their bytes.
+    pub segments_deleted: u64,
+    /// Bytes of those segments.
+    pub bytes_deleted: u64,
+    /// Write I/Os per size bucket (`WRITE_SIZE_BUCKETS_BYTES`, then the rest).
+    pub write_sizes: Vec<u64>,
+    /// Bytes of those write I/Os.
+    pub write_io_bytes: u64,
+    /// The log cleaner's counts (compacted topics).
+    pub cleaner: CleanerStats,
 }
 
 impl PartitionSnapshot {
@@ -125,6 +146,30 @@ impl PartitionSnapshot {
         self.is_table |= o.is_table;
         self.table_entries += o.table_entries;
         self.table_lag_records += o.table_lag_records;
+        self.traffic.add(&o.traffic);
+        self.cache_reads += o.cache_reads;
+        self.disk_reads += o.disk_reads;
+        self.segments_deleted += o.segments_deleted;
+        self.bytes_deleted += o.bytes_deleted;
+        add_buckets(&mut self.write_sizes, &o.write_sizes);
+        self.write_io_bytes += o.write_io_bytes;
+        let (a, b) = (&mut self.cleaner, &o.cleaner);
+        a.passes += b.passes;
+        a.segments_rewritten += b.segments_rewritten;
+        a.records_removed += b.records_removed;
+        a.tombstones_removed += b.tombstones_removed;
+        a.bytes_before += b.bytes_before;
+        a.bytes_after += b.bytes_after;
+    }
+}
+
+/// Adds bucket counts `b` into `a` (growing `a` to `b`'s length).
+pub fn add_buckets(a: &mut Vec<u64>, b: &[u64]) {
+    if a.len() < b.len() {
+        a.resize(b.len(), 0);
+    }
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.wrapping_add(*y);
     }
 }
 
@@ -138,6 +183,14 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         .map(|p| {
             let stats = p.log.stats();
             PartitionSnapshot {
+                traffic: Traffic::default(), // summed over the shards at scrape
+                cache_reads: stats.cache_reads,
+                disk_reads: stats.disk_reads,
+                segments_deleted: stats.segments_deleted,
+                bytes_deleted: stats.bytes_deleted,
+                write_sizes: stats.write_sizes.to_vec(),
+                write_io_bytes: stats.write_io_bytes,
+                cleaner: p.log.cleaner_stats(),
                 topic: p.topic.clone(),
                 partition: p.index,
                 bytes_written: stats.bytes_written,
@@ -160,6 +213,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         })
         .collect();
     partitions.sort_unstable_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let metadata = shard.metadata();
+    c.partitions.forget_missing(|topic| metadata.topic(topic).is_some());
     ShardSnapshot {
         shard: shard.id,
         bytes_in: c.bytes_in.get(),
@@ -183,5 +238,6 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         cache_bytes: shard.cache.used_bytes() as u64,
         table_keys_bytes: shard.tables.used_bytes() as u64,
         partitions,
+        traffic: c.partitions.snapshot(),
     }
 }

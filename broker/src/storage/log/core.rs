@@ -60,6 +60,34 @@ pub struct LogStats {
     pub zero_waits: u64,
     /// Time in successful `sync_segment` fdatasyncs, microseconds (the metrics endpoint).
     pub sync_us: u64,
+    /// Batch write I/Os by size (page-padded, with the re-written partial tail page): the
+    /// count per bucket of [`WRITE_SIZE_BUCKETS_BYTES`] (at or
+    /// below the bound), the last one past every bound.
+    pub write_sizes: [u64; WRITE_SIZE_BUCKETS_BYTES.len() + 1],
+    /// Bytes of those write I/Os (the histogram's sum).
+    pub write_io_bytes: u64,
+    /// Reads served from the shard's batch cache (no disk I/O).
+    pub cache_reads: u64,
+    /// Reads that went to a segment file (they may still hit the page cache's read-ahead).
+    pub disk_reads: u64,
+    /// Segments deleted by retention (size or time) or record deletion.
+    pub segments_deleted: u64,
+    /// Bytes of those segments.
+    pub bytes_deleted: u64,
+}
+
+/// Upper bounds of the write-size buckets of [`LogStats::write_sizes`], bytes: one page up
+/// to the largest write the writer makes by default (`write_bytes_max`, 1 MiB) and beyond.
+pub const WRITE_SIZE_BUCKETS_BYTES: [u64; 9] =
+    [4_096, 8_192, 16_384, 32_768, 65_536, 131_072, 262_144, 524_288, 1_048_576];
+
+impl LogStats {
+    /// Counts one batch write I/O of `bytes`.
+    pub fn count_write_size(&mut self, bytes: u64) {
+        let i = WRITE_SIZE_BUCKETS_BYTES.partition_point(|&bound| bound < bytes);
+        self.write_sizes[i] += 1;
+        self.write_io_bytes += bytes;
+    }
 }
 
 /// Sealed segments of one log whose reopened `.log` may stay open at once.

@@ -69,7 +69,7 @@ use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
 pub use self::cleaner::CleanerStats;
-pub use self::core::LogStats;
+pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::ReadOutcome;
 pub use self::ticket::{AppendTicket, AppendTicketDone};
 

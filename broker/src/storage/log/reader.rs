@@ -81,6 +81,7 @@ impl<D: Disk> PartitionLog<D> {
         // Written but unsynced data past the high watermark may come along in a read (checked
         // after the read: writes go on while a disk read waits).
         if let Some(batches) = sh.cache.read(offset, max_bytes, first) {
+            sh.bump_stats(|s| s.cache_reads += 1);
             out.batches = batches;
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
@@ -98,6 +99,7 @@ impl<D: Disk> PartitionLog<D> {
                 }
                 continue;
             }
+            sh.bump_stats(|s| s.disk_reads += 1);
             let read = sh.read_file(&seg).await?;
             out.batches =
                 seg.read(&*read.file, offset, max_bytes, first, sh.config.read_ahead_bytes).await?;

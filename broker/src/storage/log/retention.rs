@@ -132,6 +132,11 @@ impl<D: Disk> PartitionLog<D> {
                 sh.log_start_offset.set(sh.log_start_offset.get().max(segs[0].base_offset));
             }
             info!(segment = %victim.log_path.display(), next_offset = victim.next_offset.get(), "{why} deleted segment");
+            let victim_bytes = victim.size_bytes.get();
+            sh.bump_stats(|s| {
+                s.segments_deleted += 1;
+                s.bytes_deleted += victim_bytes;
+            });
             for ext in ["index", "timeindex"] {
                 let path = sh.dir.join(file_name(victim.base_offset, ext));
                 match sh.disk.remove(&path).await {

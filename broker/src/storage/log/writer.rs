@@ -306,6 +306,7 @@ impl<D: Disk> Writer<D> {
                 s.writes += 1;
                 s.bytes_written += data_len as u64;
                 s.dsync_writes += u64::from(dsync);
+                s.count_write_size(buf_len as u64);
             });
         }
         self.submitted = new_submitted;
