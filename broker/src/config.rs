@@ -218,8 +218,8 @@ pub struct BrokerConfig {
     /// TLS on every listener, the `[tls]` table (`crate::tls::TlsConfig`); off unless
     /// `tls.cert` and `tls.key` are set.
     pub tls: crate::tls::TlsConfig,
-    /// Start even when a listener is reachable from other hosts without TLS
-    /// (`crate::exposure`); loopback-only brokers never need it.
+    /// Start even when a listener is reachable from other hosts without TLS and
+    /// authentication (`crate::exposure`); loopback-only brokers never need it.
     pub insecure: bool,
 }
 

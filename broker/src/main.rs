@@ -55,11 +55,11 @@ struct Cli {
     #[arg(long, global = true)]
     tls_key: Option<PathBuf>,
     /// CA certificates, PEM: require client certificates signed by them (mTLS); the
-    /// certificate's subject CN is the connection's principal.
+    /// certificate's subject CN is the connection's principal (authenticated; ACLs apply).
     #[arg(long, global = true)]
     tls_client_ca: Option<PathBuf>,
-    /// Listen on non-loopback addresses without TLS (not recommended: anyone who can reach
-    /// the port can read and write every topic).
+    /// Listen on non-loopback addresses without TLS and authentication (not recommended:
+    /// anyone who can reach the port can read and write every topic).
     #[arg(long, global = true)]
     insecure: bool,
     /// Run the preflight checks instead of serving.
