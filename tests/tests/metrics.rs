@@ -531,6 +531,8 @@ fn partition_series_past_the_cap_are_summed_per_topic_and_the_scrape_stays_bound
         if name.starts_with("broker_group_") {
             continue;
         }
+        // This scrape is capped: per-partition families are there as per-topic ones.
+        let name = name.replacen("broker_partition_", "broker_topic_", 1);
         let family = ["_bucket", "_total"]
             .iter()
             .find_map(|s| name.strip_suffix(s))
