@@ -8,26 +8,64 @@
 //! derived state (`state_snapshot.rs`, covering a durable offset), and after a restart the
 //! first conditional append loads the snapshot and scans only the log after it. It holds
 //! every key the partition ever stored, so it belongs on partitions used as event streams per
-//! key (an aggregate per key); a memory-bounded index shared with compaction and tables is
-//! the next step (issue 18).
+//! key (an aggregate per key).
+//! - Bounded: every key it holds (and every append queued while it builds) is charged to the
+//!   shard's table memory (`table.rs::TableMemory`, `table_keys_bytes_per_shard`) at
+//!   [`KEY_ENTRY_OVERHEAD_BYTES`] plus the key's length, and given back when the index is
+//!   dropped. When the budget has no room the index is dropped and stays
+//!   [`KeyIndexError::OverBudget`]: key-conditional appends to the partition answer
+//!   `RESOURCE_LIMIT` (other appends are unaffected) until the broker restarts with a larger
+//!   budget. Sticky, so a client cannot make the shard rescan the log over and over.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
-use wire::{AlignedVec, Envelopes};
+use wire::{AlignedVec, Envelopes, ErrorCode};
 
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::state_snapshot;
 use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
+use crate::table::TableMemory;
 use crate::watermark::Watermark;
 
 /// Bytes read per step while building.
 const BUILD_READ_BYTES: usize = 4 << 20;
+/// What one key costs the budget besides its bytes (the map's entry, the key's `Vec`).
+pub const KEY_ENTRY_OVERHEAD_BYTES: usize = 56;
 
 enum State {
     Absent,
     Building { tail: Vec<(Vec<u8>, u64)> },
     Ready(HashMap<Vec<u8>, u64>),
+    OverBudget,
+}
+
+/// Why a key-conditional append cannot be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyIndexError {
+    /// Reading the log to build the index failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The shard's table memory cannot hold the partition's keys.
+    #[error(
+        "the partition's key index does not fit table_keys_bytes_per_shard ({bytes_max} bytes)"
+    )]
+    OverBudget {
+        /// The budget.
+        bytes_max: usize,
+    },
+}
+
+impl KeyIndexError {
+    /// The wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            KeyIndexError::Storage(e) => e.code(),
+            KeyIndexError::OverBudget { .. } => ErrorCode::ResourceLimit,
+        }
+    }
 }
 
 /// See the module docs.
@@ -35,19 +73,62 @@ pub struct KeyIndex {
     state: std::cell::RefCell<State>,
     /// Advanced each time a build ends (ready or failed).
     ready: Watermark,
+    /// The shard's budget, and what this index holds of it.
+    memory: Rc<TableMemory>,
+    held_bytes: Cell<usize>,
 }
 
-impl Default for KeyIndex {
-    fn default() -> Self {
-        KeyIndex { state: std::cell::RefCell::new(State::Absent), ready: Watermark::new(0) }
+impl Drop for KeyIndex {
+    fn drop(&mut self) {
+        self.memory.give_back(self.held_bytes.get());
     }
 }
 
+/// What `key` costs the budget.
+fn entry_bytes(key: &[u8]) -> usize {
+    KEY_ENTRY_OVERHEAD_BYTES + key.len()
+}
+
 impl KeyIndex {
+    /// An index (not built yet) whose keys come out of `memory`.
+    pub fn new(memory: Rc<TableMemory>) -> Self {
+        KeyIndex {
+            state: std::cell::RefCell::new(State::Absent),
+            ready: Watermark::new(0),
+            memory,
+            held_bytes: Cell::new(0),
+        }
+    }
+
+    /// Charges `bytes`; false (nothing charged) when the budget has no room.
+    fn charge(&self, bytes: usize) -> bool {
+        let ok = self.memory.take(bytes);
+        if ok {
+            self.held_bytes.set(self.held_bytes.get() + bytes);
+        }
+        ok
+    }
+
+    /// Gives back everything held and stays over budget.
+    fn overflow(&self, state: &mut State) {
+        *state = State::OverBudget;
+        self.memory.give_back(self.held_bytes.replace(0));
+        warn!(bytes_max = self.memory.bytes_max(), "key index dropped: table_keys_bytes_per_shard is spent; key-conditional appends to this partition answer RESOURCE_LIMIT until a restart with a larger budget");
+    }
+
+    fn over_budget(&self) -> KeyIndexError {
+        KeyIndexError::OverBudget { bytes_max: self.memory.bytes_max() }
+    }
+
+    /// Whether the index is built (key-conditional appends can be checked now).
+    pub fn is_ready(&self) -> bool {
+        matches!(*self.state.borrow(), State::Ready(_))
+    }
+
     /// Records the keys of a batch just enqueued at `base_offset` (once the index exists).
     pub fn note(&self, batch: &[u8], base_offset: u64) {
         let mut state = self.state.borrow_mut();
-        if matches!(*state, State::Absent) {
+        if matches!(*state, State::Absent | State::OverBudget) {
             return;
         }
         // `batch` is readable: the produce path passes compressed batches decompressed.
@@ -55,22 +136,43 @@ impl KeyIndex {
         for (i, r) in view.records().enumerate() {
             let Some(key) = r.key() else { continue };
             let offset = base_offset + i as u64;
-            match &mut *state {
-                State::Building { tail } => tail.push((key.to_vec(), offset)),
-                State::Ready(map) => {
-                    map.insert(key.to_vec(), offset);
+            let fits = match &mut *state {
+                State::Building { tail } => {
+                    let fits = self.charge(entry_bytes(key));
+                    if fits {
+                        tail.push((key.to_vec(), offset));
+                    }
+                    fits
                 }
-                State::Absent => {}
+                State::Ready(map) => match map.get_mut(key) {
+                    Some(last) => {
+                        *last = offset;
+                        true
+                    }
+                    None => {
+                        let fits = self.charge(entry_bytes(key));
+                        if fits {
+                            map.insert(key.to_vec(), offset);
+                        }
+                        fits
+                    }
+                },
+                State::Absent | State::OverBudget => return,
+            };
+            if !fits {
+                self.overflow(&mut state);
+                return;
             }
         }
     }
 
     /// Builds the index from `log` unless it exists (or is being built: then waits).
-    pub async fn ensure(&self, log: &PartitionLog<DmaDisk>) -> Result<(), StorageError> {
+    pub async fn ensure(&self, log: &PartitionLog<DmaDisk>) -> Result<(), KeyIndexError> {
         loop {
             let seen = self.ready.get();
             match &*self.state.borrow() {
                 State::Ready(_) => return Ok(()),
+                State::OverBudget => return Err(self.over_budget()),
                 State::Building { .. } => {}
                 State::Absent => break,
             }
@@ -81,26 +183,40 @@ impl KeyIndex {
         let built = self.scan(log).await;
         let mut state = self.state.borrow_mut();
         let tail = match std::mem::replace(&mut *state, State::Absent) {
-            State::Building { tail } => tail,
-            _ => Vec::new(),
+            State::Building { tail } => Some(tail),
+            _ => None, // went over budget while building
         };
-        let result = match built {
-            Ok(mut map) => {
+        let result = match (built, tail) {
+            (Ok(mut map), Some(tail)) => {
                 for (key, offset) in tail {
-                    map.insert(key, offset);
+                    // The tail's entries were charged as they came: a key the map had
+                    // already was charged twice.
+                    let bytes = entry_bytes(&key);
+                    if map.insert(key, offset).is_some() {
+                        self.memory.give_back(bytes);
+                        self.held_bytes.set(self.held_bytes.get() - bytes);
+                    }
                 }
                 *state = State::Ready(map);
                 Ok(())
             }
+            (Ok(_), None) | (Err(KeyIndexError::OverBudget { .. }), _) => {
+                self.overflow(&mut state);
+                Err(self.over_budget())
+            }
             // Absent again: the next conditional append tries anew.
-            Err(e) => Err(e),
+            (Err(e), _) => {
+                self.memory.give_back(self.held_bytes.replace(0));
+                Err(e)
+            }
         };
         drop(state);
         self.ready.advance(self.ready.get() + 1);
         result
     }
 
-    /// The last offset written for `key` (`None`: never); the index must be ready.
+    /// The last offset written for `key` (`None`: never); the index must be ready
+    /// ([`KeyIndex::is_ready`], checked with no await in between).
     pub fn last_offset(&self, key: &[u8]) -> Option<u64> {
         match &*self.state.borrow() {
             State::Ready(map) => map.get(key).copied(),
@@ -146,10 +262,10 @@ impl KeyIndex {
     async fn scan(
         &self,
         log: &PartitionLog<DmaDisk>,
-    ) -> Result<HashMap<Vec<u8>, u64>, StorageError> {
+    ) -> Result<HashMap<Vec<u8>, u64>, KeyIndexError> {
         let end = log.next_offset();
         if !log.high_watermark_mark().wait_for(end).await {
-            return Err(StorageError::Closed);
+            return Err(StorageError::Closed.into());
         }
         let (covered, mut map) = match state_snapshot::load_keys(
             log.dir().to_owned(),
@@ -160,6 +276,10 @@ impl KeyIndex {
             Some((covered, map)) if covered <= end => (covered, map),
             _ => (0, HashMap::new()),
         };
+        let loaded: usize = map.keys().map(|k: &Vec<u8>| entry_bytes(k)).sum();
+        if !self.charge(loaded) {
+            return Err(self.over_budget());
+        }
         let mut scratch = AlignedVec::new();
         let start = log.log_start_offset().max(covered);
         let mut offset = start;
@@ -174,7 +294,13 @@ impl KeyIndex {
                     let Ok(batch) = envelope.open(&mut scratch) else { continue };
                     for r in batch.records() {
                         if let (Some(key), true) = (r.key(), r.offset() < end) {
-                            map.insert(key.to_vec(), r.offset());
+                            match map.get_mut(key) {
+                                Some(last) => *last = r.offset(),
+                                None if self.charge(entry_bytes(key)) => {
+                                    map.insert(key.to_vec(), r.offset());
+                                }
+                                None => return Err(self.over_budget()),
+                            }
                         }
                     }
                 }

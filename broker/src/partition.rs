@@ -89,7 +89,7 @@ impl Partition {
             index,
             log,
             producers: RefCell::new(producers),
-            keys: KeyIndex::default(),
+            keys: KeyIndex::new(tables.clone()),
             table,
             derived: RefCell::new(BTreeMap::new()),
             snapshot_offset: Cell::new(0),

@@ -44,7 +44,8 @@ pub const TABLE_CHANGES_MAX: usize = 16_384;
 /// What one remembered change costs the budget.
 const CHANGE_BYTES: usize = 16;
 
-/// The keys' memory of every table on one shard.
+/// The keys' memory of every table on one shard (and of the partitions' key indexes,
+/// `key_index.rs`).
 #[derive(Debug)]
 pub struct TableMemory {
     used_bytes: Cell<usize>,
@@ -62,7 +63,13 @@ impl TableMemory {
         self.used_bytes.get()
     }
 
-    fn take(&self, bytes: usize) -> bool {
+    /// The budget.
+    pub fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
+    /// Takes `bytes` from the budget; false (nothing taken) when it has no room.
+    pub fn take(&self, bytes: usize) -> bool {
         let used = self.used_bytes.get();
         if used.saturating_add(bytes) > self.bytes_max {
             return false;
@@ -71,7 +78,8 @@ impl TableMemory {
         true
     }
 
-    fn give_back(&self, bytes: usize) {
+    /// Gives back `bytes` taken before.
+    pub fn give_back(&self, bytes: usize) {
         self.used_bytes.set(self.used_bytes.get().saturating_sub(bytes));
     }
 }

@@ -96,3 +96,78 @@ fn eight_writers_race_on_one_key_and_exactly_one_wins_each_round() {
         assert!(err.to_string().contains("INVALID_REQUEST"), "{err}");
     });
 }
+
+#[test]
+fn the_key_index_is_bounded_by_the_table_memory_budget() {
+    // 16 KiB for the shard's tables and key indexes: about 200 keys of 20 bytes.
+    let broker = Broker::start_with_env(1, &[("BROKER_TABLE_KEYS_BYTES_PER_SHARD", "16384")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 1, ..Default::default() };
+        client.create_topic("events", config).await.unwrap();
+        client
+            .create_topic("quiet", TopicConfig { partition_count: 1, ..Default::default() })
+            .await
+            .unwrap();
+        let conditional = |key: String| {
+            let client = client.clone();
+            async move {
+                let e = event(&key, "v");
+                client
+                    .produce_expecting(
+                        "events",
+                        0,
+                        &e,
+                        AckLevel::Durable,
+                        ExpectedPosition::KeyNeverWritten,
+                    )
+                    .await
+            }
+        };
+        // Conditional appends of distinct keys until the budget runs out.
+        let mut accepted = 0;
+        let refused = loop {
+            match conditional(format!("aggregate-{accepted:010}")).await {
+                Ok(_) => accepted += 1,
+                Err(e) => break e,
+            }
+            assert!(accepted < 10_000, "the key index never hit its budget");
+        };
+        assert!(
+            matches!(&refused, ClientError::Partition { code: wire::ErrorCode::ResourceLimit, .. }),
+            "{refused}"
+        );
+        assert!(accepted > 50, "room for {accepted} keys only");
+        // Sticky: further conditional appends are refused at once, even for a known key.
+        let again = conditional("aggregate-0000000000".into()).await.unwrap_err();
+        assert!(matches!(
+            again,
+            ClientError::Partition { code: wire::ErrorCode::ResourceLimit, .. }
+        ));
+        // Plain appends to the partition, and everything on other partitions, still work.
+        client.produce_batches("events", 0, &event("k", "plain"), AckLevel::Durable).await.unwrap();
+        let e = event("q", "v");
+        client
+            .produce_expecting("quiet", 0, &e, AckLevel::Durable, ExpectedPosition::KeyNeverWritten)
+            .await
+            .unwrap();
+        // The dropped index gave its memory back: the other partition's index fits.
+        for i in 0..50 {
+            let e = event(&format!("q-{i}"), "v");
+            client
+                .produce_expecting(
+                    "quiet",
+                    0,
+                    &e,
+                    AckLevel::Durable,
+                    ExpectedPosition::KeyNeverWritten,
+                )
+                .await
+                .unwrap();
+        }
+    });
+    assert!(!broker.log_text().contains("panicked"));
+    let log = broker.log_text();
+    assert!(log.contains("key index dropped"), "{log}");
+}

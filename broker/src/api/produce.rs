@@ -295,6 +295,10 @@ async fn append_local(
         if !checked {
             // The condition holds for the first batch to be appended, atomically with it.
             checked = true;
+            // The index may have gone over budget while this request waited to be written.
+            if key.is_some() && !part.keys.is_ready() {
+                return Slot::Done(failed(index, ErrorCode::ResourceLimit));
+            }
             if let Some(actual) = condition_fails(&part, expect, key.as_deref()) {
                 let mut r = failed(index, ErrorCode::ConditionFailed);
                 r.current_offset = actual;
