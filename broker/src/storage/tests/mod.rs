@@ -4,6 +4,7 @@
 
 mod compaction_sim;
 mod delete_records;
+mod freeze_disk;
 mod real_disk;
 mod simulation;
 
