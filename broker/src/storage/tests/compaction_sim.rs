@@ -22,7 +22,7 @@ use super::freeze_disk::FreezeDisk;
 use super::*;
 
 /// A record as appended: key and value (`None`: a tombstone).
-type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
+pub(super) type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 static CLEAN_PASSES: AtomicU64 = AtomicU64::new(0);
 static RECORDS_REMOVED: AtomicU64 = AtomicU64::new(0);
