@@ -252,7 +252,11 @@ impl<D: Disk> PartitionLog<D> {
         drop(closed);
         // Every rewrite below `map_end` is in: only now may the progress say so.
         sh.cleaned_to.set(map_end);
-        if let Err(e) = write_checkpoint(&sh.disk, &sh.files, &sh.dir, map_end).await {
+        // A merged segment left on disk (`checkpoint_void`) comes back at a restart as it was
+        // before this pass: the previous checkpoint still holds for it, a new one would not.
+        if sh.checkpoint_void.get() {
+            warn!(dir = %sh.dir.display(), "compaction: progress not persisted until the log reopens");
+        } else if let Err(e) = write_checkpoint(&sh.disk, &sh.files, &sh.dir, map_end).await {
             warn!(dir = %sh.dir.display(), error = %e, "compaction: progress not persisted; a restart maps from the previous checkpoint");
         }
         let mut total = sh.cleaner.get();

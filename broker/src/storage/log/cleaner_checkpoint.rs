@@ -13,6 +13,9 @@
 //!   descriptor, never written) only costs work: the next pass maps from an earlier offset
 //!   and removes what it would have removed anyway. One past the log's end after recovery
 //!   (the directory was tampered with) is distrusted.
+//! - Not written while a merged segment's file could not be taken out of the directory
+//!   (`cleaner_rewrite.rs`): a restart finds that file again as it was before the pass, which
+//!   the previous checkpoint covers and a new one would not.
 //! - Errors are returned for the caller to log: the checkpoint is an optimisation, and a
 //!   failed write leaves the previous one in place.
 

@@ -19,8 +19,11 @@
 //!      merged file, which holds the batches of the group's other segments too; while their
 //!      `.log` files exist, recovery ends it where the next one starts, and reads them
 //!      there: the same offsets and records either way;
-//!   3. the other segments' `.log` files are renamed to `.deleted` (synced) and handed to
-//!      the deleter, as retention does (a reader still holding one reads it there);
+//!   3. the other segments' `.log` files are renamed to `.deleted`, oldest first, each
+//!      rename synced before the next (so a later one is never gone while an earlier one
+//!      stays), and handed to the deleter, as retention does (a reader still holding one
+//!      reads it there). One that cannot be renamed ends the step; no checkpoint is written
+//!      until the log reopens (`LogCore::checkpoint_void`);
 //!   4. the new index files are renamed into place (synced): only now, so a restart never
 //!      loads index entries past the first segment's end while the others still exist.
 //! - Readers never mix files: the first segment's old object keeps its old file open
@@ -316,22 +319,31 @@ impl<D: Disk> PartitionLog<D> {
         }
         sh.segments.borrow_mut().splice(at..at + group.len(), [new]);
         sh.cache.forget_before(group[group.len() - 1].next_offset.get());
-        // 3. The merged segments leave as retention's do. One that cannot be renamed stays
-        // under its name: recovery reads its batches from it instead of the merged file.
+        // 3. The merged segments leave as retention's do, oldest first, each rename durable
+        // before the next: a restart then finds the merged file followed by the rest of the
+        // group still on disk (the merged file ends where they start), never a later one
+        // gone while an earlier one stays, which would leave a gap. One that cannot be
+        // renamed stops the step: it and the ones after it stay, and come back at a restart
+        // as they were before this pass, so no later checkpoint may cover them.
         let mut doomed = Vec::new();
         for seg in &group[1..] {
             let to = suffixed(&seg.log_path, DELETED_SUFFIX);
-            match seg.rename(&sh.disk, to.clone()).await {
+            let renamed = async {
+                seg.rename(&sh.disk, to.clone()).await?;
+                sh.disk.sync_dir(&sh.dir).await
+            };
+            match renamed.await {
                 Ok(()) => doomed.push(Doomed { path: to, segment: Some(seg.clone()) }),
                 Err(e) => {
-                    warn!(segment = %seg.log_path.display(), error = %e, "compaction: cannot remove a merged segment; a restart reads it again")
+                    warn!(segment = %seg.log_path.display(), error = %e, "compaction: cannot remove a merged segment; a restart reads it again");
+                    sh.checkpoint_void.set(true);
+                    break;
                 }
             }
         }
         // With one still there, index entries past its base would mislead recovery.
         let indexed = indexed && doomed.len() + 1 == group.len();
-        if group.len() > 1 {
-            sh.disk.sync_dir(&sh.dir).await?;
+        if !doomed.is_empty() {
             sh.deleting.borrow_mut().extend(doomed);
             sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
         }

@@ -157,6 +157,7 @@ impl<D: Disk> PartitionLog<D> {
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
             cleaned_to: Cell::new(cleaned_to),
+            checkpoint_void: Cell::new(false),
             maintenance: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
         });
