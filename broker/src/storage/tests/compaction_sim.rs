@@ -253,10 +253,12 @@ async fn simulate(seed: u64, steps: usize) {
                 if frozen {
                     // Right before one disk operation: anywhere, in the checkpoint write, or
                     // in a swap.
-                    match rng.u8(0..3) {
+                    match rng.u8(0..4) {
                         0 => disk.freeze_after(rng.u64(0..=pass_ops + 2)),
                         1 => disk.freeze_from(CHECKPOINT_STEPS[0], rng.u64(0..=6)),
-                        _ => disk.freeze_from("rename <seg>.log.cleaned", rng.u64(0..=8)),
+                        2 => disk.freeze_from("rename <seg>.log.cleaned", rng.u64(0..=4)),
+                        // Between the renames of a merge's other segments.
+                        _ => disk.freeze_from("rename <seg>.log", rng.u64(0..=5)),
                     }
                     for _ in 0..100_000 {
                         if done.get() || disk.frozen_at().is_some() {
