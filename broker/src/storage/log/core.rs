@@ -128,8 +128,12 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) deleter_signal: Watermark,
     /// Advanced whenever a roll's background seal ends (retention waits on it).
     pub(super) sealed_signal: Watermark,
-    /// Compaction: every offset below this was in a cleaner pass's key map (`cleaner.rs`).
+    /// Compaction: every offset below this was in a completed cleaner pass's key map
+    /// (`cleaner.rs`; persisted by `cleaner_checkpoint.rs`).
     pub(super) cleaned_to: Cell<u64>,
+    /// A merged segment's `.log` could not be taken out: a restart finds it again as it was
+    /// before that pass, so no later checkpoint may be written until the log reopens.
+    pub(super) checkpoint_void: Cell<bool>,
     /// Held by whatever takes closed segments out of the list or puts others in their place
     /// (retention, record deletion, the cleaner's swap): one at a time.
     pub(super) maintenance: glommio::sync::Semaphore,

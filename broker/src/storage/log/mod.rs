@@ -32,9 +32,13 @@
 //! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.
-//! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record.
+//! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record;
+//!   `cleaner_rewrite.rs` (one rewrite, merging small segments, and its swap) and
+//!   `cleaner_checkpoint.rs` (how far it got, persisted).
 
 mod cleaner;
+mod cleaner_checkpoint;
+mod cleaner_rewrite;
 mod core;
 mod index_files;
 mod reader;
@@ -116,6 +120,10 @@ impl<D: Disk> PartitionLog<D> {
         // Recovery synced the active segment; closed segments were synced when sealed (a
         // roll makes the next segment only after that sync succeeded).
         let hw = active.next_offset.get();
+        let cleaned_to = match config.compact {
+            true => cleaner_checkpoint::read_checkpoint(&disk, &files, &dir, hw).await,
+            false => 0,
+        };
         let shared = Rc::new(LogCore {
             disk,
             files,
@@ -148,7 +156,8 @@ impl<D: Disk> PartitionLog<D> {
             index_done: Watermark::new(0),
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
-            cleaned_to: Cell::new(0),
+            cleaned_to: Cell::new(cleaned_to),
+            checkpoint_void: Cell::new(false),
             maintenance: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
         });

@@ -7,8 +7,12 @@
 //! ends where the next one starts, so stale batches past that are never read. Missing or
 //! invalid index files are rebuilt (they are hints). `.deleted` files found here are handed
 //! to the deleter, and a `.spare` is kept for the next roll while recycling is on. A
-//! `.log.cleaned` is a compaction rewrite that never replaced its segment (`cleaner.rs`): the
-//! deleter frees it, and the segment under the real name is the one in the log.
+//! `*.cleaned` file is part of a compaction rewrite that never replaced its segment
+//! (`cleaner_rewrite.rs`): renamed to `*.cleaned.deleted` (so freeing it never races a new
+//! rewrite under the same name) and freed by the deleter; the segment under the real name
+//! is the one in the log. A merge cut short leaves a first segment whose file also holds
+//! the batches of the segments after it: it ends where the next `.log` starts, like any
+//! closed segment. The cleaner's checkpoint is read after recovery (`cleaner_checkpoint.rs`).
 //!
 //! Descriptors: segments are recovered one at a time, each `.log` under the partition's
 //! reservation (closed ones are closed again before the next opens). Index files take
@@ -60,11 +64,19 @@ pub(super) async fn recover_dir<D: Disk>(
     let mut bases: Vec<u64> = names.iter().filter_map(|n| parse_log_name(n)).collect();
     let mut deleting: VecDeque<Doomed<D::File>> = names
         .iter()
-        .filter(|n| {
-            n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX) || n.ends_with(CLEANED_SUFFIX)
-        })
+        .filter(|n| n.ends_with(DELETED_SUFFIX) || n.ends_with(SPARE_SUFFIX))
         .map(|n| Doomed { path: dir.join(n), segment: None })
         .collect();
+    // A compaction rewrite that never replaced its segment: renamed out of the way first, so
+    // the deleter freeing it never touches a new rewrite of the same segment.
+    for n in names.iter().filter(|n| n.ends_with(CLEANED_SUFFIX)) {
+        let (from, to) = (dir.join(n), dir.join(format!("{n}{DELETED_SUFFIX}")));
+        match disk.rename(&from, &to).await {
+            Ok(()) => deleting.push_back(Doomed { path: to, segment: None }),
+            Err(IoError::NotFound { .. }) => {}
+            Err(_) => remove_if_present(disk, &from).await?,
+        }
+    }
     // A kept segment survives a restart (when recycling is still on).
     let spare = deleting
         .iter()

@@ -1,26 +1,55 @@
 //! The seeded compaction simulation: keyed appends over a few keys, cleaner passes (some cut
-//! short by a crash at any point), crashes, clean restarts, EIO, disk full and a small
-//! descriptor budget on `SimDisk`. After every pass and every reopen the log is checked
-//! against a model built from what was acked `durable` (`SIM_SEEDS`, `SIM_SEED`,
-//! `SIM_STEPS`; see docs/RELIABILITY.md):
+//! short by a crash at any point: after a random number of yields, or right before a chosen
+//! disk operation through `FreezeDisk`, aimed at the end of a pass where the checkpoint is
+//! written), crashes, clean restarts, EIO, disk full and a small descriptor budget on
+//! `SimDisk`. After every pass and every reopen the log is checked against a model built
+//! from what was acked `durable` (`SIM_SEEDS`, `SIM_SEED`, `SIM_STEPS`; see
+//! docs/RELIABILITY.md):
 //! - every record read is the one appended at its offset (nothing altered, nothing moved);
 //! - batches are back to back and the high watermark never moves back;
 //! - each key's latest durable record is there, or a later record of the key is, or it is a
 //!   tombstone and then no earlier record of the key is there either;
-//! - records without a key are never removed.
+//! - records without a key are never removed;
+//! - below the cleaner's progress (`cleaned_to`, persisted) no key has two records, and the
+//!   progress is never past the high watermark: a checkpoint never claims more than was
+//!   cleaned, and a restart after a completed pass keeps its progress.
 
+use std::collections::BTreeMap as Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
+use super::freeze_disk::FreezeDisk;
 use super::*;
 
 /// A record as appended: key and value (`None`: a tombstone).
-type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
+pub(super) type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 static CLEAN_PASSES: AtomicU64 = AtomicU64::new(0);
 static RECORDS_REMOVED: AtomicU64 = AtomicU64::new(0);
 static CUT_SHORT: AtomicU64 = AtomicU64::new(0);
+static MERGED: AtomicU64 = AtomicU64::new(0);
+/// Disk operation a frozen pass stopped before → crashes there (`"finished"`: none).
+static CRASH_POINTS: Mutex<Histogram<String, u64>> = Mutex::new(Histogram::new());
 
-fn keyed_batch(
+/// The steps of a checkpoint write, as `FreezeDisk` names the operation a crash came before.
+pub(super) const CHECKPOINT_STEPS: [&str; 6] = [
+    "create cleaner-checkpoint.tmp",
+    "truncate cleaner-checkpoint.tmp",
+    "write cleaner-checkpoint.tmp",
+    "fdatasync cleaner-checkpoint.tmp",
+    "rename cleaner-checkpoint.tmp",
+    "sync_dir after rename cleaner-checkpoint.tmp",
+];
+/// The steps of a merge's swap after the rewrite took the first segment's name.
+pub(super) const MERGE_STEPS: [&str; 3] =
+    ["sync_dir after rename <seg>.log.cleaned", "rename <seg>.log", "rename <seg>.index.cleaned"];
+
+pub(super) fn count_crash_point(label: Option<String>) {
+    let label = label.unwrap_or_else(|| "finished".into());
+    *CRASH_POINTS.lock().unwrap().entry(label).or_default() += 1;
+}
+
+pub(super) fn keyed_batch(
     rng: &mut fastrand::Rng,
     keys: u32,
     ts: i64,
@@ -42,7 +71,7 @@ fn keyed_batch(
 }
 
 /// Offset → record, for every record the log holds from its start to the high watermark.
-async fn read_records<D: io::Disk>(log: &PartitionLog<D>) -> BTreeMap<u64, Rec> {
+pub(super) async fn read_records<D: io::Disk>(log: &PartitionLog<D>) -> BTreeMap<u64, Rec> {
     let batches = read_all(log, log.log_start_offset()).await.unwrap();
     let mut out = BTreeMap::new();
     let mut scratch = wire::AlignedVec::new();
@@ -60,8 +89,28 @@ async fn read_records<D: io::Disk>(log: &PartitionLog<D>) -> BTreeMap<u64, Rec> 
     out
 }
 
+/// Below `cleaned_to` no key has two records (see the module docs).
+pub(super) fn check_cleaned(got: &BTreeMap<u64, Rec>, cleaned_to: u64, high_watermark: u64) {
+    assert!(
+        cleaned_to <= high_watermark,
+        "cleaned to {cleaned_to}, past the high watermark {high_watermark}"
+    );
+    let mut seen: BTreeMap<&[u8], u64> = BTreeMap::new();
+    for (o, (key, _)) in got.range(..cleaned_to) {
+        if let Some(k) = key {
+            if let Some(before) = seen.insert(k, *o) {
+                panic!("cleaned to {cleaned_to} but {k:?} is at {before} and {o}");
+            }
+        }
+    }
+}
+
 /// Checks what the log holds against the model (see the module docs).
-fn check(got: &BTreeMap<u64, Rec>, durable: &BTreeMap<u64, Rec>, maybe: &BTreeMap<u64, Vec<Rec>>) {
+pub(super) fn check(
+    got: &BTreeMap<u64, Rec>,
+    durable: &BTreeMap<u64, Rec>,
+    maybe: &BTreeMap<u64, Vec<Rec>>,
+) {
     for (o, rec) in got {
         let known = durable.get(o) == Some(rec) || maybe.get(o).is_some_and(|c| c.contains(rec));
         assert!(known, "record at {o} was never appended there: {rec:?}");
@@ -90,14 +139,14 @@ fn check(got: &BTreeMap<u64, Rec>, durable: &BTreeMap<u64, Rec>, maybe: &BTreeMa
 async fn simulate(seed: u64, steps: usize) {
     let _guard = SeedGuard(seed);
     let mut rng = fastrand::Rng::with_seed(seed);
-    let disk = SimDisk::new(
+    let disk = FreezeDisk::new(SimDisk::new(
         seed ^ 0xC0A1,
         SimFaults {
             sync_delay_yields_max: rng.u32(0..4),
             write_delay_yields_max: rng.u32(0..4),
             ..SimFaults::default()
         },
-    );
+    ));
     let dir = PathBuf::from("/sim/compact/0");
     let shard = ShardCache::new(rng.usize(0..32 << 10));
     let mut config = small_config();
@@ -113,7 +162,7 @@ async fn simulate(seed: u64, steps: usize) {
     } else {
         crate::descriptors::StorageFiles::with_split(1, rng.usize(1..5))
     };
-    let open = |disk: &SimDisk| {
+    let open = |disk: &FreezeDisk| {
         PartitionLog::open(
             disk.clone(),
             dir.clone(),
@@ -127,6 +176,8 @@ async fn simulate(seed: u64, steps: usize) {
     let mut maybe: BTreeMap<u64, Vec<Rec>> = BTreeMap::new();
     let mut now_ms: i64 = 1_000_000;
     let mut tag = 0u64;
+    // Counted disk operations of the last whole pass (where a frozen pass is stopped).
+    let mut pass_ops = 32u64;
     let no_faults = |disk: &SimDisk| {
         disk.set_faults(SimFaults {
             write_eio_per_mille: 0,
@@ -164,10 +215,13 @@ async fn simulate(seed: u64, steps: usize) {
             60..=74 => {
                 // A whole pass (it may fail on a fault, and then harms nothing).
                 let hw = log.high_watermark();
+                let ops = disk.counted();
                 match log.clean(now_ms).await {
                     Ok(Some(stats)) => {
+                        pass_ops = disk.counted() - ops;
                         CLEAN_PASSES.fetch_add(1, Ordering::Relaxed);
                         RECORDS_REMOVED.fetch_add(stats.records_removed, Ordering::Relaxed);
+                        MERGED.fetch_add(stats.segments_merged, Ordering::Relaxed);
                     }
                     Ok(None) => {}
                     Err(e) => assert!(
@@ -183,6 +237,7 @@ async fn simulate(seed: u64, steps: usize) {
                 assert!(log.high_watermark() >= hw, "a pass moved the high watermark back");
                 let got = read_records(&log).await;
                 check(&got, &durable, &maybe);
+                check_cleaned(&got, log.cleaned_to(), log.high_watermark());
             }
             75..=82 => {
                 // A crash in the middle of a pass.
@@ -194,16 +249,38 @@ async fn simulate(seed: u64, steps: usize) {
                         done.set(true);
                     })
                 };
-                let most = [4, 30, 200][rng.usize(0..3)];
-                for _ in 0..rng.u32(0..most) {
-                    futures_lite::future::yield_now().await;
+                let frozen = rng.u8(0..4) != 0;
+                if frozen {
+                    // Right before one disk operation: anywhere, in the checkpoint write, or
+                    // in a swap.
+                    match rng.u8(0..4) {
+                        0 => disk.freeze_after(rng.u64(0..=pass_ops + 2)),
+                        1 => disk.freeze_from(CHECKPOINT_STEPS[0], rng.u64(0..=6)),
+                        2 => disk.freeze_from("rename <seg>.log.cleaned", rng.u64(0..=4)),
+                        // Between the renames of a merge's other segments.
+                        _ => disk.freeze_from("rename <seg>.log", rng.u64(0..=5)),
+                    }
+                    for _ in 0..100_000 {
+                        if done.get() || disk.frozen_at().is_some() {
+                            break;
+                        }
+                        futures_lite::future::yield_now().await;
+                    }
+                } else {
+                    let most = [4, 30, 200][rng.usize(0..3)];
+                    for _ in 0..rng.u32(0..most) {
+                        futures_lite::future::yield_now().await;
+                    }
                 }
                 let finished = done.get();
                 let _ = cleaning.cancel().await; // stopped where it is, as a killed process
                 CUT_SHORT.fetch_add(u64::from(!finished), Ordering::Relaxed);
                 drop(log);
-                disk.crash();
-                no_faults(&disk);
+                disk.sim().crash();
+                if frozen {
+                    count_crash_point(disk.thaw());
+                }
+                no_faults(disk.sim());
                 log = Rc::new(open(&disk).await.unwrap());
                 reopened(&log, &mut durable, &mut maybe).await;
             }
@@ -212,31 +289,34 @@ async fn simulate(seed: u64, steps: usize) {
                 if rng.bool() {
                     let _ = log.close().await;
                 } else {
-                    disk.crash();
+                    disk.sim().crash();
                 }
                 drop(log);
-                no_faults(&disk);
+                no_faults(disk.sim());
                 log = Rc::new(open(&disk).await.unwrap());
                 reopened(&log, &mut durable, &mut maybe).await;
             }
             89..=93 => {
-                let f = disk.faults();
-                disk.set_faults(SimFaults {
+                let f = disk.sim().faults();
+                disk.sim().set_faults(SimFaults {
                     write_eio_per_mille: [0, 100, 500][rng.usize(0..3)],
                     open_emfile_per_mille: [0, 20, 200][rng.usize(0..3)],
                     ..f
                 });
             }
             _ => {
-                let f = disk.faults();
-                let cap =
-                    if rng.bool() { disk.used_bytes() + rng.u64(0..16 << 10) } else { u64::MAX };
-                disk.set_faults(SimFaults { capacity_bytes: cap, ..f });
+                let f = disk.sim().faults();
+                let cap = if rng.bool() {
+                    disk.sim().used_bytes() + rng.u64(0..16 << 10)
+                } else {
+                    u64::MAX
+                };
+                disk.sim().set_faults(SimFaults { capacity_bytes: cap, ..f });
             }
         }
     }
-    // A last pass with no faults cleans, and a restart keeps what it left.
-    no_faults(&disk);
+    // A last pass with no faults cleans, and a restart keeps what it left and how far.
+    no_faults(disk.sim());
     let _ = log.close().await;
     drop(log);
     let log = Rc::new(open(&disk).await.unwrap());
@@ -244,24 +324,32 @@ async fn simulate(seed: u64, steps: usize) {
     while let Ok(Some(stats)) = log.clean(now_ms + 1_000_000).await {
         CLEAN_PASSES.fetch_add(1, Ordering::Relaxed);
         RECORDS_REMOVED.fetch_add(stats.records_removed, Ordering::Relaxed);
+        MERGED.fetch_add(stats.segments_merged, Ordering::Relaxed);
     }
-    check(&read_records(&log).await, &durable, &maybe);
+    let got = read_records(&log).await;
+    check(&got, &durable, &maybe);
+    check_cleaned(&got, log.cleaned_to(), log.high_watermark());
+    let cleaned_to = log.cleaned_to();
     drop(log);
-    disk.crash();
+    disk.sim().crash();
     let log = open(&disk).await.unwrap();
-    check(&read_records(&log).await, &durable, &maybe);
+    let got = read_records(&log).await;
+    check(&got, &durable, &maybe);
+    check_cleaned(&got, log.cleaned_to(), log.high_watermark());
+    assert_eq!(log.cleaned_to(), cleaned_to, "a restart lost the cleaner's progress");
     log.close().await.unwrap();
 }
 
 /// After a reopen: checked, then what is on disk is the truth (a record that may or may
 /// not have survived did, or did not).
-async fn reopened(
-    log: &PartitionLog<SimDisk>,
+async fn reopened<D: io::Disk>(
+    log: &PartitionLog<D>,
     durable: &mut BTreeMap<u64, Rec>,
     maybe: &mut BTreeMap<u64, Vec<Rec>>,
 ) {
     let got = read_records(log).await;
     check(&got, durable, maybe);
+    check_cleaned(&got, log.cleaned_to(), log.high_watermark());
     let hw = log.high_watermark();
     // Acked records above the high watermark cannot exist: the check above found them.
     assert!(durable.keys().all(|&o| o < hw), "durable record past the high watermark {hw}");
@@ -292,7 +380,19 @@ fn compaction_simulation() {
         let passes = CLEAN_PASSES.load(Ordering::Relaxed);
         let removed = RECORDS_REMOVED.load(Ordering::Relaxed);
         let cut = CUT_SHORT.load(Ordering::Relaxed);
-        eprintln!("compaction: {passes} passes removed {removed} records; {cut} passes cut short by a crash");
-        assert!(!many || (passes > 0 && removed > 0 && cut > 0), "compaction went untested");
+        let merged = MERGED.load(Ordering::Relaxed);
+        eprintln!("compaction: {passes} passes removed {removed} records and merged {merged} segments; {cut} passes cut short by a crash");
+        let points = CRASH_POINTS.lock().unwrap().clone();
+        let line: Vec<String> = points.iter().map(|(p, n)| format!("{p}: {n}")).collect();
+        eprintln!("compaction: frozen passes crashed before: {}", line.join(", "));
+        assert!(
+            !many || (passes > 0 && removed > 0 && cut > 0 && merged > 0),
+            "compaction went untested"
+        );
+        if many {
+            for step in CHECKPOINT_STEPS.iter().chain(&MERGE_STEPS) {
+                assert!(points.get(*step).is_some_and(|&n| n > 0), "no crash before {step}");
+            }
+        }
     });
 }

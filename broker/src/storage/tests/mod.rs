@@ -2,8 +2,10 @@
 //! ENOSPC, slow syncs), record deletion (`delete_records.rs`) and the same engine on the
 //! real disk (`real_disk.rs`: glommio DMA files on a temp dir). Shared helpers live here.
 
+mod cleaner_files;
 mod compaction_sim;
 mod delete_records;
+mod freeze_disk;
 mod real_disk;
 mod simulation;
 
