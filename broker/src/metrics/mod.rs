@@ -156,6 +156,7 @@ impl PartitionSnapshot {
         let (a, b) = (&mut self.cleaner, &o.cleaner);
         a.passes += b.passes;
         a.segments_rewritten += b.segments_rewritten;
+        a.segments_merged += b.segments_merged;
         a.records_removed += b.records_removed;
         a.tombstones_removed += b.tombstones_removed;
         a.bytes_before += b.bytes_before;
