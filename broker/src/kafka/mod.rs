@@ -38,6 +38,7 @@ pub mod data;
 pub mod error;
 pub mod group;
 pub mod native;
+pub mod records;
 pub mod sasl;
 
 use std::net::SocketAddr;
