@@ -312,3 +312,173 @@ fn kafka_and_native_groups_of_one_name_share_committed_offsets() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["offset"], 7, "{out}");
 }
+
+/// A record as the header tests write and read it: hex bytes, `None` for null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeaderRecord {
+    key: Option<String>,
+    value: Option<String>,
+    headers: Vec<(String, Option<String>)>,
+}
+
+impl HeaderRecord {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"key": self.key, "value": self.value, "headers": self.headers})
+    }
+
+    fn from_json(v: &serde_json::Value) -> HeaderRecord {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        HeaderRecord {
+            key: text(&v["key"]),
+            value: text(&v["value"]),
+            headers: v["headers"]
+                .as_array()
+                .expect("headers")
+                .iter()
+                .map(|h| (text(&h[0]).expect("header key"), text(&h[1])))
+                .collect(),
+        }
+    }
+}
+
+/// Repeated keys, null and empty header values, a null key, an empty header key, a
+/// tombstone, a record without headers.
+fn header_records() -> Vec<HeaderRecord> {
+    let s = |v: &str| Some(hex(v.as_bytes()));
+    let h = |k: &str, v: Option<String>| (k.to_owned(), v);
+    vec![
+        HeaderRecord {
+            key: s("k1"),
+            value: s("v1"),
+            headers: vec![
+                h("dup", s("first")),
+                h("dup", None),
+                h("dup", Some(String::new())),
+                h("dup", s("last")),
+                h("other", None),
+                h("", s("empty key")),
+            ],
+        },
+        HeaderRecord { key: None, value: s("no key"), headers: vec![h("n", None)] },
+        HeaderRecord { key: s("gone"), value: None, headers: vec![h("t", None), h("t", None)] },
+        HeaderRecord { key: s("plain"), value: s(""), headers: vec![] },
+    ]
+}
+
+/// Reads `count` records from `offset` with a Kafka client (`confluent` or `kafka-python`).
+fn read_headers(
+    client: &str,
+    kafka: &str,
+    topic: &str,
+    offset: u64,
+    count: usize,
+) -> Vec<HeaderRecord> {
+    let out = run(Command::new("python3").arg(script("headers.py")).args([
+        "read",
+        client,
+        kafka,
+        topic,
+        "0",
+        &offset.to_string(),
+        &count.to_string(),
+    ]));
+    let got: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("json");
+    let offsets: Vec<u64> = got.iter().map(|r| r["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(offsets, (offset..offset + count as u64).collect::<Vec<_>>(), "{out}");
+    got.iter().map(HeaderRecord::from_json).collect()
+}
+
+/// The records stored at `[offset, offset + count)` of partition 0, read natively.
+fn read_native(
+    conn: &mut integration_tests::Conn,
+    topic: &str,
+    offset: u64,
+    count: usize,
+) -> Vec<HeaderRecord> {
+    let batches = fetch_all(conn, topic, 0, offset + count as u64);
+    let bytes = wire::to_aligned(&batches.concat());
+    let plain = wire::batch::decompressed(&bytes).expect("valid batches");
+    let bytes = plain.as_deref().unwrap_or(&bytes);
+    wire::Batches::new(bytes)
+        .flat_map(|b| b.expect("valid").records().collect::<Vec<_>>())
+        .filter(|r| (offset..offset + count as u64).contains(&r.offset()))
+        .map(|r| HeaderRecord {
+            key: r.key().map(hex),
+            value: r.value().map(hex),
+            headers: r
+                .headers()
+                .map(|h| (h.key().to_owned(), h.nullable_value().map(hex)))
+                .collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn kafka_headers_with_repeated_keys_and_null_values_survive_kafka_and_native_reads() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "headers", 1);
+    let records = header_records();
+    let json =
+        serde_json::Value::from(records.iter().map(HeaderRecord::to_json).collect::<Vec<_>>())
+            .to_string();
+    for compression in ["none", "lz4", "zstd"] {
+        let out = run(Command::new("python3").arg(script("headers.py")).args([
+            "produce",
+            &kafka,
+            "headers",
+            "0",
+            compression,
+            &json,
+        ]));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        let offset = v["offsets"][0].as_u64().expect("offsets");
+        assert_eq!(
+            read_native(&mut conn, "headers", offset, records.len()),
+            records,
+            "{compression}"
+        );
+        for client in ["confluent", "kafka-python"] {
+            let got = read_headers(client, &kafka, "headers", offset, records.len());
+            assert_eq!(got, records, "{client}, produced with {compression}");
+        }
+    }
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
+}
+
+#[test]
+fn native_headers_with_repeated_keys_and_null_values_reach_kafka_clients() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "native-headers", 1);
+    let records = header_records();
+    let bytes = |v: &Option<String>| {
+        v.as_deref().map(|v| {
+            (0..v.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        })
+    };
+    let mut builder = wire::BatchBuilder::new(1 << 20);
+    for (i, r) in records.iter().enumerate() {
+        let values: Vec<Option<Vec<u8>>> = r.headers.iter().map(|(_, v)| bytes(v)).collect();
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            r.headers.iter().zip(&values).map(|((k, _), v)| (k.as_str(), v.as_deref())).collect();
+        let (key, value) = (bytes(&r.key), bytes(&r.value));
+        builder
+            .append_nullable(TIMESTAMP_MS + i as i64, key.as_deref(), value.as_deref(), &headers)
+            .unwrap();
+    }
+    let batch = builder.finish().unwrap();
+    let r = produce(&mut conn, "native-headers", 0, &batch, wire::AckLevel::Durable);
+    assert_eq!(r.error, 0);
+    let offset = r.base_offset as u64;
+    assert_eq!(read_native(&mut conn, "native-headers", offset, records.len()), records);
+    for client in ["confluent", "kafka-python"] {
+        let got = read_headers(client, &kafka, "native-headers", offset, records.len());
+        assert_eq!(got, records, "{client}");
+    }
+}
