@@ -482,3 +482,42 @@ fn native_headers_with_repeated_keys_and_null_values_reach_kafka_clients() {
         assert_eq!(got, records, "{client}");
     }
 }
+
+/// The shard's `requests` counter (the native Stats api; a 1-shard broker).
+fn requests_counted(conn: &mut integration_tests::Conn) -> u64 {
+    let r: wire::StatsResponse = conn.call(&wire::StatsRequest {
+        shards: vec![],
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
+    r.shards.iter().map(|s| s.requests).sum()
+}
+
+#[test]
+fn a_kafka_request_counts_once_however_many_native_requests_it_runs() {
+    let (b, kafka) = kafka_broker(1);
+    let mut conn = b.connect();
+    let mut s = TcpStream::connect(&kafka).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let before = requests_counted(&mut conn);
+    // DeleteTopics v1 naming two (absent) topics: two native DeleteTopic bodies each.
+    let mut body = 2i32.to_be_bytes().to_vec();
+    for name in ["absent-a", "absent-b"] {
+        body.extend_from_slice(&(name.len() as i16).to_be_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
+    body.extend_from_slice(&1_000i32.to_be_bytes());
+    const KAFKA_REQUESTS: u64 = 5;
+    for corr in 0..KAFKA_REQUESTS as i32 {
+        s.write_all(&raw_request(20, 1, corr, &body)).unwrap();
+        let r = read_response(&mut s);
+        assert_eq!(i32::from_be_bytes(r[..4].try_into().unwrap()), corr);
+    }
+    // ApiVersions runs no native request: it counts once too.
+    s.write_all(&raw_request(18, 0, 99, &[])).unwrap();
+    read_response(&mut s);
+    let after = requests_counted(&mut conn);
+    // + the second Stats request itself.
+    assert_eq!(after - before, KAFKA_REQUESTS + 1 + 1, "before {before}, after {after}");
+}
