@@ -521,3 +521,63 @@ fn a_kafka_request_counts_once_however_many_native_requests_it_runs() {
     // + the second Stats request itself.
     assert_eq!(after - before, KAFKA_REQUESTS + 1 + 1, "before {before}, after {after}");
 }
+
+#[test]
+fn kafka_admin_lists_and_describes_kafka_and_native_groups() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "watched", 3);
+    // A group known only by its committed offsets (an administrative native commit).
+    let committed: wire::CommitOffsetsResponse = conn.call(&wire::CommitOffsetsRequest {
+        group: "offsets-only".into(),
+        member_id: String::new(),
+        generation: 0,
+        topics: vec![wire::CommitTopic {
+            name: "watched".into(),
+            partitions: vec![wire::CommittedOffset {
+                partition: 0,
+                offset: 5,
+                metadata: String::new(),
+            }],
+        }],
+    });
+    assert_eq!(committed.error, 0, "{}", committed.message);
+    let out = run(Command::new("python3").arg(script("groups.py")).args([
+        &kafka,
+        "watched",
+        "live",
+        "offsets-only",
+        "nobody-here",
+    ]));
+    eprintln!("{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["assignment"], serde_json::json!([0, 1, 2]), "{out}");
+    assert_eq!(
+        v["listed"],
+        serde_json::json!([["live", "consumer", "Stable"], ["offsets-only", "", "Empty"]]),
+        "{out}"
+    );
+    assert_eq!(v["stable"], serde_json::json!([["live", "consumer", "Stable"]]), "{out}");
+    let live = &v["described"]["live"];
+    assert_eq!(live["error"], serde_json::Value::Null, "{out}");
+    assert_eq!(
+        (live["state"].as_str(), live["protocol_type"].as_str()),
+        (Some("Stable"), Some("consumer"))
+    );
+    assert!(!live["protocol"].as_str().unwrap_or("").is_empty(), "the chosen assignor: {out}");
+    let members = live["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{out}");
+    assert_eq!(members[0]["client_id"], "groups-test", "{out}");
+    assert_eq!(members[0]["client_host"], "/127.0.0.1", "{out}");
+    assert_eq!(members[0]["topics"], serde_json::json!(["watched"]), "{out}");
+    assert_eq!(members[0]["partitions"], serde_json::json!([0, 1, 2]), "{out}");
+    let offsets_only = &v["described"]["offsets-only"];
+    assert_eq!(
+        (offsets_only["state"].as_str(), offsets_only["error"].is_null()),
+        (Some("Empty"), true)
+    );
+    assert_eq!(offsets_only["members"], serde_json::json!([]), "{out}");
+    assert_eq!(v["described"]["nobody-here"]["state"], "Dead", "{out}");
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
+}

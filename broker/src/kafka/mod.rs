@@ -37,6 +37,7 @@ pub mod convert;
 pub mod data;
 pub mod error;
 pub mod group;
+pub mod group_admin;
 pub mod native;
 pub mod records;
 pub mod sasl;
