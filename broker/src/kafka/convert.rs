@@ -561,6 +561,32 @@ mod tests {
     }
 
     #[test]
+    fn damaged_records_under_a_valid_crc_never_panic() {
+        // The CRC keeps a fuzzer out of the records; here every damage gets a fresh CRC.
+        let records = table();
+        let good = raw_batch(&records, Compression::None, (3, 0, 0)).to_vec();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..5_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut bad = good.clone();
+            for k in 0..1 + x % 3 {
+                let at = BATCH_HEADER_BYTES + (x >> (8 + 16 * k)) as usize % (bad.len() - 61);
+                bad[at] = (x >> (4 * k)) as u8;
+            }
+            if round % 7 == 0 {
+                bad.truncate(bad.len() - (x % 20) as usize); // and a batch length that lies
+            }
+            let crc = crc32c::crc32c(&bad[OFF_ATTRIBUTES..]);
+            bad[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            if let Ok(converted) = to_native(&Bytes::from(bad), 1 << 20) {
+                to_kafka(&converted.batches, &mut BytesMut::new()).expect("converted reads back");
+            }
+        }
+    }
+
+    #[test]
     fn malformed_records_inside_a_valid_batch_are_refused() {
         let records = table();
         let good = raw_batch(&records, Compression::None, (-1, -1, -1));
