@@ -78,7 +78,7 @@ impl RecordFilter {
         let mut run_base = 0u64;
         let mut run_next = 0u64;
         let mut matched = 0u64;
-        let mut headers: Vec<(&str, &[u8])> = Vec::new();
+        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
         for batch in wire::Batches::new(bytes) {
             let batch = batch?;
             for r in batch.records() {
@@ -93,13 +93,16 @@ impl RecordFilter {
                     run_base = r.offset();
                 }
                 headers.clear();
-                headers.extend(r.headers().map(|h| (h.key(), h.value())));
-                let mut appended = builder.append(r.timestamp_ms(), r.key(), r.value(), &headers);
+                // Null header values (a Kafka producer's) stay null.
+                headers.extend(r.headers().map(|h| (h.key(), h.nullable_value())));
+                let mut appended =
+                    builder.append_nullable(r.timestamp_ms(), r.key(), r.value(), &headers);
                 if appended.is_err() && !builder.is_empty() {
                     // Full, or a timestamp too far from the batch's first: a new batch.
                     flush(&mut builder, run_base, out)?;
                     run_base = r.offset();
-                    appended = builder.append(r.timestamp_ms(), r.key(), r.value(), &headers);
+                    appended =
+                        builder.append_nullable(r.timestamp_ms(), r.key(), r.value(), &headers);
                 }
                 appended?;
                 run_next = r.offset() + 1;

@@ -312,3 +312,272 @@ fn kafka_and_native_groups_of_one_name_share_committed_offsets() {
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!(v["offset"], 7, "{out}");
 }
+
+/// A record as the header tests write and read it: hex bytes, `None` for null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HeaderRecord {
+    key: Option<String>,
+    value: Option<String>,
+    headers: Vec<(String, Option<String>)>,
+}
+
+impl HeaderRecord {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"key": self.key, "value": self.value, "headers": self.headers})
+    }
+
+    fn from_json(v: &serde_json::Value) -> HeaderRecord {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+        HeaderRecord {
+            key: text(&v["key"]),
+            value: text(&v["value"]),
+            headers: v["headers"]
+                .as_array()
+                .expect("headers")
+                .iter()
+                .map(|h| (text(&h[0]).expect("header key"), text(&h[1])))
+                .collect(),
+        }
+    }
+}
+
+/// Repeated keys, null and empty header values, a null key, an empty header key, a
+/// tombstone, a record without headers.
+fn header_records() -> Vec<HeaderRecord> {
+    let s = |v: &str| Some(hex(v.as_bytes()));
+    let h = |k: &str, v: Option<String>| (k.to_owned(), v);
+    vec![
+        HeaderRecord {
+            key: s("k1"),
+            value: s("v1"),
+            headers: vec![
+                h("dup", s("first")),
+                h("dup", None),
+                h("dup", Some(String::new())),
+                h("dup", s("last")),
+                h("other", None),
+                h("", s("empty key")),
+            ],
+        },
+        HeaderRecord { key: None, value: s("no key"), headers: vec![h("n", None)] },
+        HeaderRecord { key: s("gone"), value: None, headers: vec![h("t", None), h("t", None)] },
+        HeaderRecord { key: s("plain"), value: s(""), headers: vec![] },
+    ]
+}
+
+/// Reads `count` records from `offset` with a Kafka client (`confluent` or `kafka-python`).
+fn read_headers(
+    client: &str,
+    kafka: &str,
+    topic: &str,
+    offset: u64,
+    count: usize,
+) -> Vec<HeaderRecord> {
+    let out = run(Command::new("python3").arg(script("headers.py")).args([
+        "read",
+        client,
+        kafka,
+        topic,
+        "0",
+        &offset.to_string(),
+        &count.to_string(),
+    ]));
+    let got: Vec<serde_json::Value> = serde_json::from_str(out.trim()).expect("json");
+    let offsets: Vec<u64> = got.iter().map(|r| r["offset"].as_u64().expect("offset")).collect();
+    assert_eq!(offsets, (offset..offset + count as u64).collect::<Vec<_>>(), "{out}");
+    got.iter().map(HeaderRecord::from_json).collect()
+}
+
+/// The records stored at `[offset, offset + count)` of partition 0, read natively.
+fn read_native(
+    conn: &mut integration_tests::Conn,
+    topic: &str,
+    offset: u64,
+    count: usize,
+) -> Vec<HeaderRecord> {
+    let batches = fetch_all(conn, topic, 0, offset + count as u64);
+    let bytes = wire::to_aligned(&batches.concat());
+    let plain = wire::batch::decompressed(&bytes).expect("valid batches");
+    let bytes = plain.as_deref().unwrap_or(&bytes);
+    wire::Batches::new(bytes)
+        .flat_map(|b| b.expect("valid").records().collect::<Vec<_>>())
+        .filter(|r| (offset..offset + count as u64).contains(&r.offset()))
+        .map(|r| HeaderRecord {
+            key: r.key().map(hex),
+            value: r.value().map(hex),
+            headers: r
+                .headers()
+                .map(|h| (h.key().to_owned(), h.nullable_value().map(hex)))
+                .collect(),
+        })
+        .collect()
+}
+
+#[test]
+fn kafka_headers_with_repeated_keys_and_null_values_survive_kafka_and_native_reads() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "headers", 1);
+    let records = header_records();
+    let json =
+        serde_json::Value::from(records.iter().map(HeaderRecord::to_json).collect::<Vec<_>>())
+            .to_string();
+    for compression in ["none", "lz4", "zstd"] {
+        let out = run(Command::new("python3").arg(script("headers.py")).args([
+            "produce",
+            &kafka,
+            "headers",
+            "0",
+            compression,
+            &json,
+        ]));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        let offset = v["offsets"][0].as_u64().expect("offsets");
+        assert_eq!(
+            read_native(&mut conn, "headers", offset, records.len()),
+            records,
+            "{compression}"
+        );
+        for client in ["confluent", "kafka-python"] {
+            let got = read_headers(client, &kafka, "headers", offset, records.len());
+            assert_eq!(got, records, "{client}, produced with {compression}");
+        }
+    }
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
+}
+
+#[test]
+fn native_headers_with_repeated_keys_and_null_values_reach_kafka_clients() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "native-headers", 1);
+    let records = header_records();
+    let bytes = |v: &Option<String>| {
+        v.as_deref().map(|v| {
+            (0..v.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&v[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        })
+    };
+    let mut builder = wire::BatchBuilder::new(1 << 20);
+    for (i, r) in records.iter().enumerate() {
+        let values: Vec<Option<Vec<u8>>> = r.headers.iter().map(|(_, v)| bytes(v)).collect();
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            r.headers.iter().zip(&values).map(|((k, _), v)| (k.as_str(), v.as_deref())).collect();
+        let (key, value) = (bytes(&r.key), bytes(&r.value));
+        builder
+            .append_nullable(TIMESTAMP_MS + i as i64, key.as_deref(), value.as_deref(), &headers)
+            .unwrap();
+    }
+    let batch = builder.finish().unwrap();
+    let r = produce(&mut conn, "native-headers", 0, &batch, wire::AckLevel::Durable);
+    assert_eq!(r.error, 0);
+    let offset = r.base_offset as u64;
+    assert_eq!(read_native(&mut conn, "native-headers", offset, records.len()), records);
+    for client in ["confluent", "kafka-python"] {
+        let got = read_headers(client, &kafka, "native-headers", offset, records.len());
+        assert_eq!(got, records, "{client}");
+    }
+}
+
+/// The shard's `requests` counter (the native Stats api; a 1-shard broker).
+fn requests_counted(conn: &mut integration_tests::Conn) -> u64 {
+    let r: wire::StatsResponse = conn.call(&wire::StatsRequest {
+        shards: vec![],
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
+    r.shards.iter().map(|s| s.requests).sum()
+}
+
+#[test]
+fn a_kafka_request_counts_once_however_many_native_requests_it_runs() {
+    let (b, kafka) = kafka_broker(1);
+    let mut conn = b.connect();
+    let mut s = TcpStream::connect(&kafka).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let before = requests_counted(&mut conn);
+    // DeleteTopics v1 naming two (absent) topics: two native DeleteTopic bodies each.
+    let mut body = 2i32.to_be_bytes().to_vec();
+    for name in ["absent-a", "absent-b"] {
+        body.extend_from_slice(&(name.len() as i16).to_be_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
+    body.extend_from_slice(&1_000i32.to_be_bytes());
+    const KAFKA_REQUESTS: u64 = 5;
+    for corr in 0..KAFKA_REQUESTS as i32 {
+        s.write_all(&raw_request(20, 1, corr, &body)).unwrap();
+        let r = read_response(&mut s);
+        assert_eq!(i32::from_be_bytes(r[..4].try_into().unwrap()), corr);
+    }
+    // ApiVersions runs no native request: it counts once too.
+    s.write_all(&raw_request(18, 0, 99, &[])).unwrap();
+    read_response(&mut s);
+    let after = requests_counted(&mut conn);
+    // + the second Stats request itself.
+    assert_eq!(after - before, KAFKA_REQUESTS + 1 + 1, "before {before}, after {after}");
+}
+
+#[test]
+fn kafka_admin_lists_and_describes_kafka_and_native_groups() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "watched", 3);
+    // A group known only by its committed offsets (an administrative native commit).
+    let committed: wire::CommitOffsetsResponse = conn.call(&wire::CommitOffsetsRequest {
+        group: "offsets-only".into(),
+        member_id: String::new(),
+        generation: 0,
+        topics: vec![wire::CommitTopic {
+            name: "watched".into(),
+            partitions: vec![wire::CommittedOffset {
+                partition: 0,
+                offset: 5,
+                metadata: String::new(),
+            }],
+        }],
+    });
+    assert_eq!(committed.error, 0, "{}", committed.message);
+    let out = run(Command::new("python3").arg(script("groups.py")).args([
+        &kafka,
+        "watched",
+        "live",
+        "offsets-only",
+        "nobody-here",
+    ]));
+    eprintln!("{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["assignment"], serde_json::json!([0, 1, 2]), "{out}");
+    assert_eq!(
+        v["listed"],
+        serde_json::json!([["live", "consumer", "Stable"], ["offsets-only", "", "Empty"]]),
+        "{out}"
+    );
+    assert_eq!(v["stable"], serde_json::json!([["live", "consumer", "Stable"]]), "{out}");
+    let live = &v["described"]["live"];
+    assert_eq!(live["error"], serde_json::Value::Null, "{out}");
+    assert_eq!(
+        (live["state"].as_str(), live["protocol_type"].as_str()),
+        (Some("Stable"), Some("consumer"))
+    );
+    assert!(!live["protocol"].as_str().unwrap_or("").is_empty(), "the chosen assignor: {out}");
+    let members = live["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{out}");
+    assert_eq!(members[0]["client_id"], "groups-test", "{out}");
+    assert_eq!(members[0]["client_host"], "/127.0.0.1", "{out}");
+    assert_eq!(members[0]["topics"], serde_json::json!(["watched"]), "{out}");
+    assert_eq!(members[0]["partitions"], serde_json::json!([0, 1, 2]), "{out}");
+    let offsets_only = &v["described"]["offsets-only"];
+    assert_eq!(
+        (offsets_only["state"].as_str(), offsets_only["error"].is_null()),
+        (Some("Empty"), true)
+    );
+    assert_eq!(offsets_only["members"], serde_json::json!([]), "{out}");
+    assert_eq!(v["described"]["nobody-here"]["state"], "Dead", "{out}");
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
+}

@@ -49,9 +49,23 @@ pub const ATTR_TRANSACTIONAL: u16 = 1 << 4;
 /// `record_count <= last_offset_delta + 1` (0 when every record was removed) and the records'
 /// offset deltas increase with gaps.
 pub const ATTR_COMPACTED: u16 = 1 << 5;
+/// Attribute bit 6: some header value in the batch is null (Kafka headers may have a null
+/// value; native ones cannot). Every record of such a batch ends its header list with one
+/// null map: a header with key [`NULL_MAP_HEADER_KEY`] whose value is a bitmap over the
+/// record's other headers (bit `i % 8` of byte `i / 8` set = header `i` is null and stored
+/// empty; at most `ceil(headers / 8)` bytes, no bit past the last header; empty when none is
+/// null). Readers hide the null map ([`crate::RecordView::headers`]). Batches without the bit
+/// are read as before, so stored data keeps its meaning.
+pub const ATTR_NULL_HEADER_VALUES: u16 = 1 << 6;
+/// The key of the null map header that ends each record's headers in a batch with
+/// [`ATTR_NULL_HEADER_VALUES`] (told apart by its place, last, not by its key).
+pub const NULL_MAP_HEADER_KEY: &str = "";
 /// Attribute bits this version understands; the others must be zero.
-pub const ATTR_KNOWN_MASK: u16 =
-    ATTR_COMPRESSION_MASK | ATTR_CONTROL | ATTR_TRANSACTIONAL | ATTR_COMPACTED;
+pub const ATTR_KNOWN_MASK: u16 = ATTR_COMPRESSION_MASK
+    | ATTR_CONTROL
+    | ATTR_TRANSACTIONAL
+    | ATTR_COMPACTED
+    | ATTR_NULL_HEADER_VALUES;
 
 /// Frame flag bit 0: the frame is a response to the request with the same correlation id.
 pub const FLAG_RESPONSE: u16 = 1 << 0;

@@ -34,7 +34,7 @@ use tracing::debug;
 
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
-use super::{admin, data, group, Kafka};
+use super::{admin, data, group, group_admin, Kafka};
 use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
@@ -289,7 +289,7 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         }
         return Ok(ready(Some(codec::unsupported(correlation_id))));
     }
-    let _header = codec::decode_header(&mut frame, api, version)?;
+    let header = codec::decode_header(&mut frame, api, version)?;
     let ctx = Ctx { api, version, correlation_id };
     if let Some(refused) = super::sasl::gate(s, api, correlation_id) {
         return refused;
@@ -319,8 +319,9 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         }
         ApiKey::JoinGroup => {
             let req: kafka_protocol::messages::JoinGroupRequest = codec::decode(body, version)?;
-            super::sasl::group_denied(s, ctx, &req.group_id)
-                .unwrap_or_else(|| group::join(s, ctx, req))
+            super::sasl::group_denied(s, ctx, &req.group_id).unwrap_or_else(|| {
+                group::join(s, ctx, req, header.client_id.as_deref().unwrap_or(""))
+            })
         }
         ApiKey::SyncGroup => {
             let req: kafka_protocol::messages::SyncGroupRequest = codec::decode(body, version)?;
@@ -337,6 +338,10 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             super::sasl::group_denied(s, ctx, &req.group_id)
                 .unwrap_or_else(|| ready(group::leave(s, ctx, req)))
         }
+        ApiKey::DescribeGroups => {
+            group_admin::describe_groups(s, ctx, codec::decode(body, version)?).await
+        }
+        ApiKey::ListGroups => group_admin::list_groups(s, ctx, codec::decode(body, version)?).await,
         ApiKey::OffsetCommit => group::offset_commit(s, ctx, codec::decode(body, version)?).await,
         ApiKey::OffsetFetch => group::offset_fetch(s, ctx, codec::decode(body, version)?).await,
         _ => ready(Some(codec::unsupported(correlation_id))),

@@ -61,6 +61,10 @@ struct Member {
     /// The generation this member last joined.
     generation: i32,
     assignment: Bytes,
+    /// The client id of its last JoinGroup's header, and where it came from (Kafka's
+    /// `/ip` form), for DescribeGroups.
+    client_id: String,
+    client_host: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +124,37 @@ impl Group {
         }
     }
 
+    fn state(&self, id: &str) -> GroupState {
+        let members = self
+            .members
+            .iter()
+            .map(|(member_id, m)| MemberState {
+                member_id: member_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(name, _)| *name == self.protocol)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect();
+        GroupState {
+            group: id.to_owned(),
+            state: state_name(self.phase),
+            protocol_type: self.protocol_type.clone(),
+            // Chosen at the end of a rebalance: none while one runs.
+            protocol: if matches!(self.phase, Phase::Joining { .. }) {
+                String::new()
+            } else {
+                self.protocol.clone()
+            },
+            members,
+        }
+    }
+
     /// Ends a rebalance once every member rejoined (or the deadline passed).
     fn try_complete(&mut self, now: Instant) {
         let Phase::Joining { not_before, deadline } = self.phase else { return };
@@ -154,6 +189,46 @@ impl Group {
     }
 }
 
+/// Kafka's name for a group's state (DescribeGroups, ListGroups).
+fn state_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Empty => "Empty",
+        Phase::Joining { .. } => "PreparingRebalance",
+        Phase::Syncing => "CompletingRebalance",
+        Phase::Stable => "Stable",
+    }
+}
+
+/// What DescribeGroups and ListGroups show of one Kafka group (a copy, taken under the lock).
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    /// Group id.
+    pub group: String,
+    /// Kafka's state name: Empty, PreparingRebalance, CompletingRebalance, Stable.
+    pub state: &'static str,
+    /// The members' protocol type (`consumer` for Kafka consumers).
+    pub protocol_type: String,
+    /// The protocol (assignor) chosen for the current generation.
+    pub protocol: String,
+    /// The members, by id.
+    pub members: Vec<MemberState>,
+}
+
+/// One member in a [`GroupState`].
+#[derive(Debug, Clone)]
+pub struct MemberState {
+    /// Member id.
+    pub member_id: String,
+    /// Its client id.
+    pub client_id: String,
+    /// Where it connected from (`/ip`).
+    pub client_host: String,
+    /// Its subscription for the group's protocol.
+    pub metadata: Bytes,
+    /// Its assignment in the current generation (empty until the leader's SyncGroup).
+    pub assignment: Bytes,
+}
+
 /// Every Kafka group of the process (see the module docs).
 #[derive(Debug)]
 pub struct Groups {
@@ -170,6 +245,31 @@ impl Groups {
             members_max,
             next_member: std::sync::atomic::AtomicU64::new(1),
         }
+    }
+
+    /// The state of every group with members (silent members dropped first), sorted by id.
+    pub fn states(&self) -> Vec<GroupState> {
+        let now = Instant::now();
+        let mut out: Vec<GroupState> = self.with(|all| {
+            all.iter_mut()
+                .filter_map(|(id, g)| {
+                    g.expire(now);
+                    (!g.members.is_empty()).then(|| g.state(id))
+                })
+                .collect()
+        });
+        out.sort_by(|a, b| a.group.cmp(&b.group));
+        out
+    }
+
+    /// The state of `group` if it has members (silent members dropped first).
+    pub fn state(&self, group: &str) -> Option<GroupState> {
+        let now = Instant::now();
+        self.with(|all| {
+            let g = all.get_mut(group)?;
+            g.expire(now);
+            (!g.members.is_empty()).then(|| g.state(group))
+        })
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
@@ -195,7 +295,9 @@ enum JoinWait {
 }
 
 /// JoinGroup: enter the group (or rejoin) and wait for the rebalance to complete.
-pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest) -> Answer {
+/// `client_id` is the request header's (shown by DescribeGroups).
+pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) -> Answer {
+    let client_host = sess.info.peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
     let kafka = sess.kafka.clone();
     let group_id = req.group_id.as_str().to_owned();
     let now = Instant::now();
@@ -253,7 +355,11 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest) -> Answer {
             joined: false,
             generation: -1,
             assignment: Bytes::new(),
+            client_id: String::new(),
+            client_host: String::new(),
         });
+        member.client_id = client_id.to_owned();
+        member.client_host = client_host;
         member.protocols = req
             .protocols
             .iter()
@@ -620,6 +726,8 @@ mod tests {
             joined: true,
             generation: -1,
             assignment: Bytes::new(),
+            client_id: String::new(),
+            client_host: String::new(),
         }
     }
 

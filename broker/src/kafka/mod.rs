@@ -20,7 +20,11 @@
 //! - Kafka record batches are converted to native batches at ingress (producer id, epoch and
 //!   base sequence kept, so idempotence is the native one) and back at fetch. Compressed
 //!   Kafka batches (gzip, snappy, lz4, zstd) are decompressed at ingress, within the batch
-//!   size limit.
+//!   size limit. Headers keep their order, repeated keys and null values (records.rs parses
+//!   the records by hand; a null value is stored with `wire`'s null map).
+//! - ListGroups/DescribeGroups (group_admin.rs) answer from the Kafka group table and the
+//!   native coordinators.
+//! - A Kafka request counts once in the shard's `requests` counter (native.rs).
 //! - Responses leave in request order (Kafka clients require it); at most
 //!   `inflight_per_connection_max` requests are outstanding per connection.
 //! - Kafka consumer groups (client-side assignment: JoinGroup/SyncGroup) are kept by
@@ -37,7 +41,9 @@ pub mod convert;
 pub mod data;
 pub mod error;
 pub mod group;
+pub mod group_admin;
 pub mod native;
+pub mod records;
 pub mod sasl;
 
 use std::net::SocketAddr;

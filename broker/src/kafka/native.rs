@@ -4,6 +4,9 @@
 //!
 //! [`start`] is stage one (ordered: call it in request arrival order); awaiting the returned
 //! [`Reply`] and [`decode`]-ing it is stage two.
+//!
+//! Counting: a Kafka request counts once in the shard's `requests` (by the connection), not
+//! once more per native body it runs here.
 
 use rkyv::api::high::{HighDeserializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
@@ -15,6 +18,7 @@ use wire::{AlignedVec, ErrorCode, FrameHeader};
 use super::connection::Session;
 use super::error::KafkaError;
 use crate::api::{self, Reply};
+use crate::counters::Counters;
 use crate::request::Request;
 
 /// Stage one of a native request with body `msg`.
@@ -24,7 +28,13 @@ pub async fn start<T: wire::Message>(s: &Session, msg: &T) -> Result<Reply, Kafk
         message: e.to_string(),
     })?;
     // The connection's identity: ACLs are checked as for a native client (`auth/authorize.rs`).
-    Ok(api::start_client(&s.shard, Request::forwarded(frame), &s.auth).await)
+    let reply = api::start_client(&s.shard, Request::forwarded(frame), &s.auth).await;
+    // `start_client` counted this body in the shard's `requests` (exactly once, whichever way
+    // it answered); the Kafka request it serves was counted once already, by the connection
+    // (`connection.rs`), however many native bodies it takes. (A body forwarded to another
+    // shard still counts there, as a native client's forwarded request does.)
+    Counters::sub(&s.shard.counters.requests, 1);
+    Ok(reply)
 }
 
 /// The response body in a native response frame (deserialized), or the error the frame

@@ -12,7 +12,8 @@
 //!   offsets, producer ids) are checked by the native check (`auth/authorize.rs`) under the
 //!   connection's identity; their denials come back as TOPIC_AUTHORIZATION_FAILED per
 //!   partition. The Kafka-only group apis (join, sync, heartbeat, leave) need read on the
-//!   group here ([`group_denied`]: GROUP_AUTHORIZATION_FAILED), and Metadata lists only the
+//!   group here ([`group_denied`]: GROUP_AUTHORIZATION_FAILED), ListGroups and DescribeGroups
+//!   show only groups the principal may describe ([`may_describe_group`]), Metadata lists only the
 //!   topics the principal may describe ([`may_describe`]; a named one it may not is answered
 //!   TOPIC_AUTHORIZATION_FAILED).
 
@@ -90,6 +91,12 @@ pub fn authenticate(s: &Session, ctx: Ctx, req: SaslAuthenticateRequest) -> Opti
 /// Whether this connection may see `topic` (always, with authentication off).
 pub fn may_describe(s: &Session, topic: &str) -> bool {
     allowed(s, Operation::Describe, Resource::Topic(topic))
+}
+
+/// Whether this connection may see `group` in ListGroups and DescribeGroups (always, with
+/// authentication off).
+pub fn may_describe_group(s: &Session, group: &str) -> bool {
+    allowed(s, Operation::Describe, Resource::Group(group))
 }
 
 fn allowed(s: &Session, op: Operation, resource: Resource<'_>) -> bool {

@@ -24,8 +24,8 @@ use rkyv::util::AlignedVec;
 use super::header::*;
 use super::record::{HeaderSpan, RecordList, RecordSpan, Span};
 use crate::constants::{
-    align_up, ATTR_COMPACTED, BATCH_BYTES_MAX, BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES,
-    BATCH_RECORDS_MAX, BODY_ALIGN, HEADER_KEY_BYTES_MAX, NO_TIMESTAMP,
+    align_up, ATTR_COMPACTED, ATTR_NULL_HEADER_VALUES, BATCH_BYTES_MAX, BATCH_FORMAT_VERSION,
+    BATCH_HEADER_BYTES, BATCH_RECORDS_MAX, BODY_ALIGN, HEADER_KEY_BYTES_MAX, NO_TIMESTAMP,
 };
 use crate::error::BuildError;
 
@@ -55,6 +55,9 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     attributes: u16,
+    /// Some record has a null header value: every record gets a null map
+    /// ([`ATTR_NULL_HEADER_VALUES`]).
+    null_header_values: bool,
     batch_bytes_max: usize,
     estimated_bytes: usize,
     scratch: Arena,
@@ -83,6 +86,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             attributes: 0,
+            null_header_values: false,
             batch_bytes_max: batch_bytes_max.min(BATCH_BYTES_MAX as usize),
             estimated_bytes: BATCH_OVERHEAD_BYTES,
             scratch: Arena::new(),
@@ -123,18 +127,50 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> Result<(), BuildError> {
+        self.append_with(timestamp_ms, key, value, headers.iter().map(|&(k, v)| (k, Some(v))))
+    }
+
+    /// [`BatchBuilder::append`] with header values that may be null (`None`, as Kafka's may
+    /// be), kept distinct from empty ones: see [`ATTR_NULL_HEADER_VALUES`].
+    pub fn append_nullable(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[(&str, Option<&[u8]>)],
+    ) -> Result<(), BuildError> {
+        self.append_with(timestamp_ms, key, value, headers.iter().copied())
+    }
+
+    fn append_with<'h>(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: impl ExactSizeIterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
+    ) -> Result<(), BuildError> {
         if self.records.len() >= BATCH_RECORDS_MAX as usize {
             return Err(BuildError::TooManyRecords { records_max: BATCH_RECORDS_MAX });
         }
         let mut record_bytes =
             RECORD_OVERHEAD_BYTES + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
-        for (k, v) in headers {
+        let mut nulls = false;
+        for (k, v) in headers.clone() {
             if k.len() > HEADER_KEY_BYTES_MAX {
                 return Err(BuildError::HeaderKeyTooLong { key_bytes: k.len() });
             }
-            record_bytes += HEADER_OVERHEAD_BYTES + k.len() + v.len();
+            record_bytes += HEADER_OVERHEAD_BYTES + k.len() + v.map_or(0, <[u8]>::len);
+            nulls |= v.is_none();
         }
-        let batch_bytes = self.estimated_bytes.saturating_add(record_bytes);
+        let null_map_bytes = if nulls { headers.len().div_ceil(8) } else { 0 };
+        if self.null_header_values || nulls {
+            record_bytes += HEADER_OVERHEAD_BYTES + null_map_bytes;
+        }
+        let mut batch_bytes = self.estimated_bytes.saturating_add(record_bytes);
+        if nulls && !self.null_header_values {
+            // The records before this one get an (empty) null map too.
+            batch_bytes = batch_bytes.saturating_add(self.records.len() * HEADER_OVERHEAD_BYTES);
+        }
         if batch_bytes > self.batch_bytes_max {
             return Err(if self.records.is_empty() {
                 BuildError::RecordTooLarge { record_bytes, batch_bytes_max: self.batch_bytes_max }
@@ -158,9 +194,23 @@ impl BatchBuilder {
         let key = key.map(|k| self.push_bytes(k));
         let value = value.map(|v| self.push_bytes(v));
         let headers_start = self.headers.len() as u32;
+        let headers_len = headers.len() as u32;
+        let mut null_map = Span { start: self.arena.len() as u32, len: 0 };
+        if nulls {
+            // Bit i % 8 of byte i / 8: header i is null.
+            let start = self.arena.len();
+            self.arena.resize(start + null_map_bytes, 0);
+            for (i, (_, v)) in headers.clone().enumerate() {
+                if v.is_none() {
+                    self.arena[start + i / 8] |= 1 << (i % 8);
+                }
+            }
+            null_map.len = null_map_bytes as u32;
+            self.null_header_values = true;
+        }
         for (k, v) in headers {
             let key = self.push_bytes(k.as_bytes());
-            let value = self.push_bytes(v);
+            let value = self.push_bytes(v.unwrap_or_default());
             self.headers.push(HeaderSpan { key, value });
         }
         self.records.push(RecordSpan {
@@ -169,7 +219,8 @@ impl BatchBuilder {
             key,
             value,
             headers_start,
-            headers_len: headers.len() as u32,
+            headers_len,
+            null_map,
         });
         self.estimated_bytes = batch_bytes;
         Ok(())
@@ -225,11 +276,17 @@ impl BatchBuilder {
             }
             None => (self.attributes, self.records.len() as u32 - 1),
         };
+        let attributes =
+            if self.null_header_values { attributes | ATTR_NULL_HEADER_VALUES } else { attributes };
         let start = out.len();
         out.reserve(self.estimated_bytes);
         out.resize(start + BATCH_HEADER_BYTES, 0);
-        let list =
-            RecordList { arena: &self.arena, records: &self.records, headers: &self.headers };
+        let list = RecordList {
+            arena: &self.arena,
+            records: &self.records,
+            headers: &self.headers,
+            null_maps: self.null_header_values,
+        };
         let serialized = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
             &list,
             &mut *out,
@@ -290,6 +347,7 @@ impl BatchBuilder {
         self.producer_id = -1;
         self.producer_epoch = -1;
         self.base_sequence = -1;
+        self.null_header_values = false;
         self.estimated_bytes = BATCH_OVERHEAD_BYTES;
     }
 }

@@ -65,12 +65,12 @@ pub fn retain_into(
     let h = envelope.header();
     builder.clear();
     builder.set_producer(h.producer_id(), h.producer_epoch(), h.base_sequence());
-    let mut headers: Vec<(&str, &[u8])> = Vec::new();
+    let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
     let mut records = 0u32;
     for (record, _) in view.records().zip(&kept).filter(|(_, &k)| k) {
         headers.clear();
-        headers.extend(record.headers().map(|h| (h.key(), h.value())));
-        builder.append(record.timestamp_ms(), record.key(), record.value(), &headers)?;
+        headers.extend(record.headers().map(|h| (h.key(), h.nullable_value())));
+        builder.append_nullable(record.timestamp_ms(), record.key(), record.value(), &headers)?;
         builder.set_last_offset_delta((record.offset() - h.base_offset()) as u32);
         records += 1;
     }

@@ -104,3 +104,25 @@ fn without_the_compacted_bit_gaps_and_empty_batches_are_refused() {
     aligned.extend_from_slice(&forged);
     assert!(matches!(BatchEnvelope::validate(&aligned), Err(BatchError::Inconsistent { .. })));
 }
+
+#[test]
+fn compaction_keeps_null_header_values() {
+    let mut builder = BatchBuilder::new(1 << 20);
+    for i in 0..4u8 {
+        let headers: Vec<(&str, Option<&[u8]>)> = vec![("h", None), ("h", Some(&[][..]))];
+        builder.append_nullable(i64::from(i), Some(&[i]), Some(&[i]), &headers).unwrap();
+    }
+    let mut original = builder.finish().unwrap();
+    header::assign(&mut original, 10, 1);
+    let envelope = BatchEnvelope::validate(&original).unwrap();
+    let (mut scratch, mut out): (AlignedVec, AlignedVec) = (AlignedVec::new(), AlignedVec::new());
+    let kept =
+        retain_into(&envelope, &mut scratch, &mut builder, &mut out, |r| r.offset() % 2 == 1)
+            .unwrap();
+    assert!(matches!(kept, Retained::Rewritten { records: 2, .. }));
+    let view = BatchView::validate(&out).unwrap();
+    for r in view.records() {
+        let got: Vec<_> = r.headers().map(|h| (h.key(), h.nullable_value())).collect();
+        assert_eq!(got, vec![("h", None), ("h", Some(&[][..]))], "offset {}", r.offset());
+    }
+}

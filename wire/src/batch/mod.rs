@@ -14,7 +14,8 @@
 //!  16      8     log_append_time_ms(i64) broker    no  (-1 until assigned)
 //!  24      1     format_version = 1      producer  yes  <- CRC starts here
 //!  25      1     reserved = 0
-//!  26      2     attributes (u16)        producer  yes  bits 0-2 codec, 3 control, 4 txn
+//!  26      2     attributes (u16)        producer  yes  bits 0-2 codec, 3 control, 4 txn,
+//!                                                         5 compacted, 6 null header values
 //!  28      4     last_offset_delta (u32) producer  yes  = record_count - 1
 //!  32      8     first_timestamp_ms(i64) producer  yes
 //!  40      8     max_timestamp_ms (i64)  producer  yes
@@ -35,6 +36,13 @@
 //! Every batch is a multiple of 16 bytes long and must sit at a 16-byte-aligned address when
 //! validated, so batches stored back to back (in a segment, in a fetch response) stay aligned
 //! for rkyv's aligned archive format.
+//!
+//! Null header values (bit 6, [`crate::constants::ATTR_NULL_HEADER_VALUES`]): a native header
+//! value is bytes, never null, but a Kafka producer's may be. A batch where some header value
+//! is null sets bit 6 and ends every record's headers with a null map (key `""`, value a
+//! bitmap over the record's other headers, bit `i % 8` of byte `i / 8` = header `i` is null
+//! and stored empty). [`RecordView::headers`] hides the map and [`HeaderView::nullable_value`]
+//! reads it; batches without the bit (everything stored before it existed) read as before.
 //!
 //! Codecs (bits 0-2): 0 none, 1 lz4 (block format), 2 zstd; see [`compression`]. A compressed
 //! batch is checked as an envelope ([`BatchEnvelope::validate`]: lengths, CRC, header) and

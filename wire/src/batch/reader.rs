@@ -12,7 +12,9 @@ use rkyv::vec::ArchivedVec;
 use super::envelope::{BatchEnvelope, Envelopes};
 use super::header::BatchHeader;
 use super::record::{ArchivedHeader, ArchivedRecord};
-use crate::constants::{ATTR_COMPACTED, BATCH_HEADER_BYTES};
+use crate::constants::{
+    ATTR_COMPACTED, ATTR_NULL_HEADER_VALUES, BATCH_HEADER_BYTES, NULL_MAP_HEADER_KEY,
+};
 use crate::error::BatchError;
 
 /// A validated batch.
@@ -63,6 +65,7 @@ impl<'a> BatchView<'a> {
         }
         let first = header.first_timestamp_ms();
         let compacted = header.attributes() & ATTR_COMPACTED != 0;
+        let null_maps = header.attributes() & ATTR_NULL_HEADER_VALUES != 0;
         let mut max_ts = i64::MIN;
         let mut previous: Option<u32> = None;
         for (i, r) in records.iter().enumerate() {
@@ -77,6 +80,9 @@ impl<'a> BatchView<'a> {
                 return inconsistent("offset deltas are not 0, 1, 2, ...");
             }
             max_ts = max_ts.max(first.saturating_add(i64::from(r.timestamp_delta_ms.to_native())));
+            if null_maps {
+                check_null_map(r)?;
+            }
         }
         if records.is_empty() && compacted {
             return Ok(BatchView { bytes, records });
@@ -123,12 +129,43 @@ impl<'a> BatchView<'a> {
         let header = self.header();
         let base_offset = header.base_offset();
         let first_timestamp_ms = header.first_timestamp_ms();
+        let null_maps = header.attributes() & ATTR_NULL_HEADER_VALUES != 0;
         self.records.iter().map(move |record| RecordView {
             base_offset,
             first_timestamp_ms,
+            null_maps,
             record,
         })
     }
+}
+
+/// Checks a record's null map (a batch with [`ATTR_NULL_HEADER_VALUES`]): it is there, last,
+/// no longer than its headers need, marks no header past the last, and every header it marks
+/// null is stored empty.
+fn check_null_map(record: &ArchivedRecord) -> Result<(), BatchError> {
+    let inconsistent = |what| Err(BatchError::Inconsistent { what });
+    let Some((map, headers)) = record.headers.as_slice().split_last() else {
+        return inconsistent("a record of a batch with null header values has no null map");
+    };
+    if map.key.as_str() != NULL_MAP_HEADER_KEY {
+        return inconsistent("a null map's key is not empty");
+    }
+    let map = map.value.as_slice();
+    if map.len() > headers.len().div_ceil(8) {
+        return inconsistent("a null map is longer than its headers need");
+    }
+    for (i, &byte) in map.iter().enumerate() {
+        for bit in (0..8).filter(|bit| byte & (1 << bit) != 0) {
+            match headers.get(i * 8 + bit) {
+                None => return inconsistent("a null map marks a header past the last"),
+                Some(h) if !h.value.is_empty() => {
+                    return inconsistent("a header marked null has a value")
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One record, borrowed from its batch.
@@ -136,6 +173,8 @@ impl<'a> BatchView<'a> {
 pub struct RecordView<'a> {
     base_offset: u64,
     first_timestamp_ms: i64,
+    /// The record's headers end with a null map ([`ATTR_NULL_HEADER_VALUES`]).
+    null_maps: bool,
     record: &'a ArchivedRecord,
 }
 
@@ -175,10 +214,19 @@ impl<'a> RecordView<'a> {
         self.record.value.as_ref().map(|v| v.as_slice())
     }
 
-    /// The headers, in order.
+    /// The headers, in order; keys may repeat. A batch's null maps
+    /// ([`ATTR_NULL_HEADER_VALUES`]) are not among them: they tell which are null.
     #[inline]
-    pub fn headers(&self) -> impl ExactSizeIterator<Item = HeaderView<'a>> + 'a {
-        self.record.headers.iter().map(|header| HeaderView { header })
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = HeaderView<'a>> + Clone + 'a {
+        let all = self.record.headers.as_slice();
+        let (headers, null_map): (&[ArchivedHeader], &[u8]) = match all.split_last() {
+            Some((map, headers)) if self.null_maps => (headers, map.value.as_slice()),
+            _ => (all, &[]),
+        };
+        headers.iter().enumerate().map(move |(i, header)| HeaderView {
+            header,
+            null: null_map.get(i / 8).is_some_and(|byte| byte & (1 << (i % 8)) != 0),
+        })
     }
 }
 
@@ -186,6 +234,7 @@ impl<'a> RecordView<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct HeaderView<'a> {
     header: &'a ArchivedHeader,
+    null: bool,
 }
 
 impl<'a> HeaderView<'a> {
@@ -195,10 +244,22 @@ impl<'a> HeaderView<'a> {
         self.header.key.as_str()
     }
 
-    /// The header's value.
+    /// The header's value; empty for a null one (see [`HeaderView::nullable_value`]).
     #[inline]
     pub fn value(&self) -> &'a [u8] {
         self.header.value.as_slice()
+    }
+
+    /// The header's value, `None` when it is null (a Kafka producer's null header value).
+    #[inline]
+    pub fn nullable_value(&self) -> Option<&'a [u8]> {
+        (!self.null).then(|| self.header.value.as_slice())
+    }
+
+    /// Whether the value is null (stored empty; [`ATTR_NULL_HEADER_VALUES`]).
+    #[inline]
+    pub fn is_null(&self) -> bool {
+        self.null
     }
 }
 

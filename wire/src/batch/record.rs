@@ -12,6 +12,7 @@ use rkyv::vec::{ArchivedVec, VecResolver};
 use rkyv::with::{ArchiveWith, Map, SerializeWith};
 use rkyv::{Archive, Deserialize, Place, Serialize};
 
+use crate::constants::NULL_MAP_HEADER_KEY;
 use crate::with::{SliceAsVec, StrAsString};
 
 /// One record as owned data.
@@ -27,7 +28,9 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Value; `None` is a tombstone.
     pub value: Option<Vec<u8>>,
-    /// Application headers, in order; keys may repeat.
+    /// Application headers, in order; keys may repeat. In a batch with
+    /// [`crate::constants::ATTR_NULL_HEADER_VALUES`] the last one is the null map (read
+    /// through [`crate::RecordView::headers`], which hides it).
     pub headers: Vec<Header>,
 }
 
@@ -134,20 +137,32 @@ pub(crate) struct HeaderSpan {
     pub(crate) value: Span,
 }
 
-/// The headers of one record: a run of [`HeaderSpan`]s over the arena.
+/// The headers of one record: a run of [`HeaderSpan`]s over the arena, then the null map
+/// when the batch has one ([`crate::constants::ATTR_NULL_HEADER_VALUES`]).
 #[derive(Clone, Copy)]
 pub(crate) struct HeaderList<'a> {
     pub(crate) arena: &'a [u8],
     pub(crate) spans: &'a [HeaderSpan],
+    pub(crate) null_map: Option<&'a [u8]>,
 }
 
 impl<'a> HeaderList<'a> {
+    fn len(&self) -> usize {
+        self.spans.len() + usize::from(self.null_map.is_some())
+    }
+
     fn iter(&self) -> impl ExactSizeIterator<Item = HeaderRef<'a>> + Clone + 'a {
-        let arena = self.arena;
-        self.spans.iter().map(move |h| HeaderRef {
-            // The builder only stores keys it took from a `&str`.
-            key: std::str::from_utf8(h.key.get(arena)).expect("header key stored from a str"),
-            value: h.value.get(arena),
+        let (arena, spans, null_map) = (self.arena, self.spans, self.null_map);
+        (0..self.len()).map(move |i| match spans.get(i) {
+            Some(h) => HeaderRef {
+                // The builder only stores keys it took from a `&str`.
+                key: std::str::from_utf8(h.key.get(arena)).expect("header key stored from a str"),
+                value: h.value.get(arena),
+            },
+            None => HeaderRef {
+                key: NULL_MAP_HEADER_KEY,
+                value: null_map.expect("the index past the headers is the null map's"),
+            },
         })
     }
 }
@@ -160,7 +175,7 @@ impl ArchiveWith<HeaderList<'_>> for HeaderListAsVec {
     type Resolver = VecResolver;
 
     fn resolve_with(field: &HeaderList<'_>, resolver: VecResolver, out: Place<Self::Archived>) {
-        ArchivedVec::resolve_from_len(field.spans.len(), resolver, out);
+        ArchivedVec::resolve_from_len(field.len(), resolver, out);
     }
 }
 
@@ -179,6 +194,8 @@ pub(crate) struct RecordList<'a> {
     pub(crate) arena: &'a [u8],
     pub(crate) records: &'a [RecordSpan],
     pub(crate) headers: &'a [HeaderSpan],
+    /// Every record ends its headers with its null map.
+    pub(crate) null_maps: bool,
 }
 
 /// A record's place in the builder.
@@ -191,12 +208,15 @@ pub(crate) struct RecordSpan {
     pub(crate) value: Option<Span>,
     pub(crate) headers_start: u32,
     pub(crate) headers_len: u32,
+    /// Which headers are null (empty when none is); archived only in a batch with null maps.
+    pub(crate) null_map: Span,
 }
 
 impl<'a> RecordList<'a> {
     fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'a>> + Clone + 'a {
         let arena = self.arena;
         let headers = self.headers;
+        let null_maps = self.null_maps;
         self.records.iter().map(move |r| RecordRef {
             offset_delta: r.offset_delta,
             timestamp_delta_ms: r.timestamp_delta_ms,
@@ -206,6 +226,7 @@ impl<'a> RecordList<'a> {
                 arena,
                 spans: &headers
                     [r.headers_start as usize..(r.headers_start + r.headers_len) as usize],
+                null_map: null_maps.then(|| r.null_map.get(arena)),
             },
         })
     }

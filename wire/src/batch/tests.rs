@@ -510,3 +510,117 @@ proptest! {
         check_same(&view, &records, 0);
     }
 }
+
+/// `batch` with `attributes` set and its CRC recomputed.
+fn with_attributes(batch: &[u8], attributes: u16) -> AlignedVec {
+    let mut forged = AlignedVec::new();
+    forged.extend_from_slice(batch);
+    forged[26..28].copy_from_slice(&attributes.to_le_bytes());
+    let crc = crc32c::crc32c(&forged[BATCH_CRC_START..]);
+    forged[4..8].copy_from_slice(&crc.to_le_bytes());
+    forged
+}
+
+type Nullable<'a> = Vec<(&'a str, Option<&'a [u8]>)>;
+
+fn nullable_headers(record: &RecordView<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+    record.headers().map(|h| (h.key().to_owned(), h.nullable_value().map(<[u8]>::to_vec))).collect()
+}
+
+#[test]
+fn null_header_values_round_trip_distinct_from_empty_ones() {
+    // Nine headers: the null map spans two bytes. Repeated keys, null and empty values.
+    let many: Nullable<'_> = (0..9)
+        .map(|i| {
+            (
+                "k",
+                if i % 3 == 0 {
+                    None
+                } else if i % 3 == 1 {
+                    Some(&b""[..])
+                } else {
+                    Some(&b"v"[..])
+                },
+            )
+        })
+        .collect();
+    let records: Vec<(Option<&[u8]>, Nullable<'_>)> = vec![
+        (Some(b"before"), vec![("a", Some(b"1"))]), // appended before the batch has a null
+        (Some(b"many"), many),
+        (None, vec![]),
+        (Some(b"only-null"), vec![("", None)]),
+        (Some(b"plain"), vec![("a", Some(b"")), ("a", Some(b"2"))]),
+    ];
+    let mut b = BatchBuilder::new(1 << 16);
+    for (i, (key, headers)) in records.iter().enumerate() {
+        b.append_nullable(1_000 + i as i64, *key, Some(b"value"), headers).unwrap();
+    }
+    let batch = b.finish().unwrap();
+    let view = BatchView::validate(&batch).unwrap();
+    assert_eq!(view.header().attributes() & ATTR_NULL_HEADER_VALUES, ATTR_NULL_HEADER_VALUES);
+    for (got, (key, want)) in view.records().zip(&records) {
+        assert_eq!(got.key(), *key);
+        let want: Vec<_> =
+            want.iter().map(|(k, v)| (k.to_string(), v.map(<[u8]>::to_vec))).collect();
+        assert_eq!(nullable_headers(&got), want, "record {}", got.offset());
+        assert_eq!(got.headers().len(), want.len(), "the null map is hidden");
+        for h in got.headers() {
+            assert_eq!(h.is_null(), h.nullable_value().is_none());
+            assert!(!h.is_null() || h.value().is_empty());
+        }
+    }
+
+    // Without a null value the batch is exactly what `append` builds: no bit, no null maps.
+    let mut a = BatchBuilder::new(1 << 16);
+    let mut n = BatchBuilder::new(1 << 16);
+    a.append(5, Some(b"k"), None, &[("h", b"v"), ("h", b"")]).unwrap();
+    n.append_nullable(5, Some(b"k"), None, &[("h", Some(b"v")), ("h", Some(b""))]).unwrap();
+    let (a, n) = (a.finish().unwrap(), n.finish().unwrap());
+    assert_eq!(&a[..], &n[..]);
+    assert_eq!(BatchView::validate(&a).unwrap().header().attributes(), 0);
+}
+
+#[test]
+fn null_maps_stay_within_the_builders_estimate() {
+    // The first null value arrives after many records without one: their (empty) null maps
+    // must be in the estimate too (`finish` asserts the batch fits it).
+    for budget in [2_000usize, 10_000, 100_000] {
+        let mut b = BatchBuilder::new(budget);
+        let mut i = 0;
+        loop {
+            let headers: Nullable<'_> =
+                if i > 30 { vec![("x", None), ("y", Some(b"1"))] } else { vec![] };
+            match b.append_nullable(i, None, Some(b"v"), &headers) {
+                Ok(()) => i += 1,
+                Err(BuildError::Full { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let batch = b.finish().unwrap();
+        assert!(batch.len() <= budget, "{} > {budget}", batch.len());
+        BatchView::validate(&batch).unwrap();
+    }
+}
+
+#[test]
+fn forged_null_maps_are_refused() {
+    let forge = |headers: &[(&str, &[u8])]| {
+        let mut b = BatchBuilder::new(1 << 12);
+        b.append(1, None, Some(b"v"), headers).unwrap();
+        with_attributes(&b.finish().unwrap(), ATTR_NULL_HEADER_VALUES)
+    };
+    let refused = |bytes: &AlignedVec, what: &str| match BatchView::validate(bytes) {
+        Err(BatchError::Inconsistent { what: got }) => assert!(got.contains(what), "{got}"),
+        other => panic!("{what}: {other:?}"),
+    };
+    refused(&forge(&[]), "no null map");
+    refused(&forge(&[("k", b""), ("x", &[1])]), "key is not empty");
+    refused(&forge(&[("k", b"v"), ("", &[1])]), "has a value");
+    refused(&forge(&[("k", b""), ("", &[2])]), "past the last");
+    refused(&forge(&[("k", b""), ("", &[1, 0])]), "longer");
+    // The smallest valid one: one header, null.
+    let ok = forge(&[("k", b""), ("", &[1])]);
+    let view = BatchView::validate(&ok).unwrap();
+    let record = view.records().next().unwrap();
+    assert_eq!(nullable_headers(&record), vec![("k".to_owned(), None)]);
+}
