@@ -17,8 +17,9 @@
 //!   most `segment_bytes_max`); the rewrite, its index files, the merge and the crash-safe
 //!   swap are `cleaner_rewrite.rs`.
 //! - Offsets never change: a rewritten batch keeps its offset span (`wire::batch::compact`),
-//!   and a run of batches that lost every record becomes one empty batch over their span,
-//!   so a segment's batches stay back to back and readers, recovery and consumers see the
+//!   and a run of batches that lost every record becomes one empty batch over their span
+//!   (never across the start of a merged segment: a crash mid-swap cuts the merged file
+//!   there), so a segment's batches stay back to back and readers, recovery and consumers see the
 //!   same offsets with records missing.
 //! - Progress: once every rewrite of a pass is swapped in, `cleaned_to` moves to the map's
 //!   end and is persisted (`cleaner_checkpoint.rs`), so a restart resumes from there

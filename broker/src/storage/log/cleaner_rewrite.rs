@@ -139,6 +139,15 @@ impl<D: Disk> PartitionLog<D> {
         let mut run: Option<EmptyRun> = None;
         let (mut removed, mut tombstones) = (0u64, 0u64);
         for seg in group {
+            // A run of emptied batches never crosses into the next segment of a merge: a
+            // crash before step 3 of the swap leaves the merged file ending where that
+            // segment's `.log` starts (recovery cuts it there), which is a batch boundary
+            // only if no batch of the merged file spans it.
+            if let Some(writer) = w.as_mut() {
+                if let Some(r) = run.take() {
+                    writer.push_empty(&r, &mut builder, &mut filler, interval, pace).await?;
+                }
+            }
             let old = sh.read_file(seg).await?;
             let (end, mut offset) = (seg.next_offset.get(), seg.base_offset);
             while offset < end {

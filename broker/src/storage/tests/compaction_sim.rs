@@ -396,3 +396,10 @@ fn compaction_simulation() {
         }
     });
 }
+
+/// Seed 11370: a merge's run of emptied batches spanned the start of a segment of the group
+/// whose `.log` a crash left on disk, so after the restart two segments overlapped.
+#[test]
+fn compaction_seed_11370() {
+    run(|| async { simulate(11370, 60).await });
+}
