@@ -432,27 +432,21 @@ fn retention_deletions_and_compaction_are_counted() {
     }
     // ~40 KiB into 4 KiB segments: retention keeps about 8 KiB of "aged"; "kv" rewrites one
     // key over and over, which compaction folds into its latest value.
+    let mut append = |topic: &str, key: Option<&[u8]>, value: &[u8]| {
+        let mut b = BatchBuilder::new(1 << 20);
+        b.append(1, key, Some(value), &[]).unwrap();
+        let r = integration_tests::produce(
+            &mut conn,
+            topic,
+            0,
+            &b.finish().unwrap(),
+            AckLevel::Durable,
+        );
+        assert_eq!(r.error, 0, "{topic}");
+    };
     for i in 0..40u32 {
-        let mut aged = BatchBuilder::new(1 << 20);
-        aged.append(1, None, Some(&[b'a'; 1000]), &[]).unwrap();
-        let r = integration_tests::produce(
-            &mut conn,
-            "aged",
-            0,
-            &aged.finish().unwrap(),
-            AckLevel::Durable,
-        );
-        assert_eq!(r.error, 0);
-        let mut kv = BatchBuilder::new(1 << 20);
-        kv.append(1, Some(b"the-key"), Some(format!("{i:01000}").as_bytes()), &[]).unwrap();
-        let r = integration_tests::produce(
-            &mut conn,
-            "kv",
-            0,
-            &kv.finish().unwrap(),
-            AckLevel::Durable,
-        );
-        assert_eq!(r.error, 0);
+        append("aged", None, &[b'a'; 1000]);
+        append("kv", Some(b"the-key"), format!("{i:01000}").as_bytes());
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let e = loop {

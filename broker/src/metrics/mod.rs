@@ -153,14 +153,7 @@ impl PartitionSnapshot {
         self.bytes_deleted += o.bytes_deleted;
         add_buckets(&mut self.write_sizes, &o.write_sizes);
         self.write_io_bytes += o.write_io_bytes;
-        let (a, b) = (&mut self.cleaner, &o.cleaner);
-        a.passes += b.passes;
-        a.segments_rewritten += b.segments_rewritten;
-        a.segments_merged += b.segments_merged;
-        a.records_removed += b.records_removed;
-        a.tombstones_removed += b.tombstones_removed;
-        a.bytes_before += b.bytes_before;
-        a.bytes_after += b.bytes_after;
+        self.cleaner.add(&o.cleaner);
     }
 }
 

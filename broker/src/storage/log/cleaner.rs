@@ -74,7 +74,8 @@ pub struct CleanerStats {
 }
 
 impl CleanerStats {
-    fn add(&mut self, other: &CleanerStats) {
+    /// Adds another log's (or pass's) counts.
+    pub fn add(&mut self, other: &CleanerStats) {
         self.passes += other.passes;
         self.segments_rewritten += other.segments_rewritten;
         self.segments_merged += other.segments_merged;
