@@ -132,6 +132,18 @@ pub fn cpu_text(r: &RunResult) -> String {
             );
         }
     }
+    if !r.client_stages.is_empty() {
+        out.push_str(
+            "client stages (µs per batch, measured window): stage count p50 p99 p99.9 max\n",
+        );
+        for s in &r.client_stages {
+            let _ = writeln!(
+                out,
+                "  {} {} {} {} {} {}",
+                s.stage, s.count, s.p50_us, s.p99_us, s.p999_us, s.max_us
+            );
+        }
+    }
     out
 }
 

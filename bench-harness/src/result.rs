@@ -59,6 +59,11 @@ pub struct RunResult {
     /// `stage_latency` histograms, reset when the window starts), per shard.
     #[serde(default)]
     pub server_stages: Vec<StageRow>,
+    /// The harness's producers' own per-stage latency in the measured window (this broker's
+    /// client only: `client::ProducerStages`, every producer merged, `shard` 0): linger,
+    /// send queue, in flight, completion, batch.
+    #[serde(default)]
+    pub client_stages: Vec<StageRow>,
     /// The harness's floor: a plain loopback echo measured with the same runtime and
     /// pinning just before the run (`echo.rs`).
     #[serde(default)]
@@ -68,7 +73,7 @@ pub struct RunResult {
 /// One stage of request handling on one server shard (microseconds).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageRow {
-    /// Shard id.
+    /// Shard id (0 for client stages).
     pub shard: u32,
     /// Stage name.
     pub stage: String,

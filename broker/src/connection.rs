@@ -58,6 +58,7 @@ use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
 use crate::shard::Shard;
+use crate::stage_latency::{self, Stage};
 use crate::watermark::Watermark;
 
 /// After the reader stops, queued responses get this long to reach a client that reads.
@@ -83,6 +84,8 @@ impl Holds {
 /// A frame on its way to the socket, with what it holds until it is written.
 struct Outgoing {
     frame: AlignedVec,
+    /// When it was queued (`stage_latency`'s `response_write`).
+    queued: std::time::Instant,
     _holds: Holds,
     /// The request's in-flight permit, released once the response is written.
     _permit: Option<StaticPermit>,
@@ -127,7 +130,12 @@ impl Conn {
         let len = frame.len();
         holds.grow(len.saturating_sub(holds.bytes()));
         self.queued_bytes.set(self.queued_bytes.get() + len);
-        match self.out.try_send(Outgoing { frame, _holds: holds, _permit: permit }) {
+        match self.out.try_send(Outgoing {
+            frame,
+            queued: std::time::Instant::now(),
+            _holds: holds,
+            _permit: permit,
+        }) {
             Ok(()) => true,
             Err(_) => {
                 self.queued_bytes.set(self.queued_bytes.get() - len);
@@ -202,6 +210,9 @@ pub async fn serve<S>(
                     },
                 )
                 .await;
+                if written == Some(true) {
+                    stage_latency::record_since(Stage::ResponseWrite, out.queued);
+                }
                 if let Some(conn) = conn.upgrade() {
                     conn.queued_bytes.set(conn.queued_bytes.get() - out.frame.len());
                     if written.is_none() {

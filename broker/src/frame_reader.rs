@@ -18,6 +18,7 @@ use wire::{AlignedVec, FrameHeader};
 
 use crate::budget::{Held, MemoryBudget};
 use crate::request::Request;
+use crate::stage_latency::{self, Stage};
 
 /// Bytes read from the socket at a time; larger frames get their own buffer.
 const READ_BUFFER_BYTES: usize = 16 << 10;
@@ -84,6 +85,13 @@ impl FrameReader {
     /// The next complete frame, copied into its own 16-byte-aligned buffer.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Request, ReadEnd> {
         let request = self.next_frame(r).await?;
+        if let Some(deadline) = self.frame_deadline {
+            // The deadline was set when the frame's first bytes were read.
+            let started = deadline.checked_sub(self.frame_timeout);
+            if let Some(started) = started {
+                stage_latency::record_since(Stage::FrameRead, started);
+            }
+        }
         // Bytes of the next frame may already be here: its time runs from now.
         self.frame_deadline = (self.buffered() > 0).then(|| Instant::now() + self.frame_timeout);
         Ok(request)

@@ -9,6 +9,8 @@
 //! thread's set, which nobody reads.
 //!
 //! Stages, in the order a produce request meets them:
+//! - `frame_read`: a request frame's first bytes read from the socket → the frame complete
+//!   (a large frame takes several reads, each waiting for the socket and the shard's turn).
 //! - `request_queue`: frame complete on the socket → its handler starts (scheduling).
 //! - `log_queue`: a batch enqueued on its partition's log → the write carrying it submitted.
 //! - `write`: write submitted → completed (plain O_DIRECT writes).
@@ -18,6 +20,8 @@
 //! - `produce`: frame complete → response ready (the whole request on this shard).
 //! - `fetch`: frame complete → response ready.
 //! - `push`: a subscription's new data visible (its wake-up) → the push frame queued.
+//! - `response_write`: a response or push frame queued on its connection → written to the
+//!   socket (the connection's writer task: its turn on the shard, then the write).
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
@@ -27,6 +31,8 @@ use hdrhistogram::Histogram;
 /// A stage (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Frame's first bytes read → frame complete.
+    FrameRead,
     /// Frame complete → handler starts.
     RequestQueue,
     /// Batch enqueued → its write submitted.
@@ -45,11 +51,14 @@ pub enum Stage {
     Fetch,
     /// Subscription woken by new data → push queued.
     Push,
+    /// Frame queued on its connection → written to the socket.
+    ResponseWrite,
 }
 
 impl Stage {
     /// Every stage, in report order.
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 11] = [
+        Stage::FrameRead,
         Stage::RequestQueue,
         Stage::LogQueue,
         Stage::Write,
@@ -59,11 +68,13 @@ impl Stage {
         Stage::Produce,
         Stage::Fetch,
         Stage::Push,
+        Stage::ResponseWrite,
     ];
 
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::FrameRead => "frame_read",
             Stage::RequestQueue => "request_queue",
             Stage::LogQueue => "log_queue",
             Stage::Write => "write",
@@ -73,6 +84,7 @@ impl Stage {
             Stage::Produce => "produce",
             Stage::Fetch => "fetch",
             Stage::Push => "push",
+            Stage::ResponseWrite => "response_write",
         }
     }
 }

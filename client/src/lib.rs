@@ -41,5 +41,5 @@ pub use client::{Client, ClientConfig};
 pub use consumer::{Consumer, ConsumerBatch};
 pub use error::ClientError;
 pub use group_consumer::{AssignmentChange, GroupBatch, GroupConfig, GroupConsumer};
-pub use producer::{Producer, ProducerConfig};
+pub use producer::{Producer, ProducerConfig, ProducerStage, ProducerStages};
 pub use table::{KeyRange, StateEntry, StateScan, TableChanges, TableScan, TableValue};

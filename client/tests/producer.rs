@@ -269,3 +269,52 @@ fn batches_of_many_partitions_share_requests_and_keep_their_order() {
         );
     });
 }
+
+/// The producer's stage histograms (`Producer::stages`): every answered batch is counted once
+/// in each stage, the stages nest (linger + send queue + in flight + completion ≈ batch), and
+/// a reset starts them afresh.
+#[test]
+fn stage_latency_counts_every_answered_batch_once_per_stage() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = client_with_topic(&addr, "staged", 3).await;
+        let producer =
+            Producer::new(client, ProducerConfig { ack: AckLevel::Durable, ..Default::default() });
+        let mut futures = Vec::new();
+        for i in 0..300u32 {
+            let key = format!("k{}", i % 7);
+            futures.push(
+                producer.send("staged", Some(key.as_bytes()), Some(b"v"), &[]).await.unwrap(),
+            );
+        }
+        producer.flush().await.unwrap();
+        for f in futures {
+            f.await.unwrap();
+        }
+        let stages = producer.stages().histograms(true);
+        let count = |name: &str| {
+            stages.iter().find(|(s, _)| s.name() == name).map(|(_, h)| h.len()).unwrap()
+        };
+        let batches = count("batch");
+        assert!((1..=300).contains(&batches), "{batches} batches");
+        for name in ["linger", "send_queue", "in_flight", "completion"] {
+            assert_eq!(count(name), batches, "{name}");
+        }
+        let sum = |q: f64| -> u64 {
+            stages
+                .iter()
+                .filter(|(s, _)| s.name() != "batch")
+                .map(|(_, h)| h.value_at_quantile(q))
+                .sum()
+        };
+        let batch_max =
+            stages.iter().find(|(s, _)| s.name() == "batch").map(|(_, h)| h.max()).unwrap();
+        // Each part is at most the whole (1 % histogram resolution, 1 µs floor per stage).
+        assert!(sum(0.0) <= batch_max + 4, "parts {} > whole {batch_max}", sum(0.0));
+        let in_flight_min =
+            stages.iter().find(|(s, _)| s.name() == "in_flight").map(|(_, h)| h.min()).unwrap();
+        assert!(in_flight_min >= 1, "a round trip takes time");
+        assert!(producer.stages().histograms(false).iter().all(|(_, h)| h.is_empty()));
+    });
+}

@@ -33,6 +33,8 @@ pub struct BrokerDriver {
     address: String,
     admin: Client,
     config: ClientConfig,
+    /// The stage histograms of every producer made (`client_stage_latency`).
+    producer_stages: std::sync::Mutex<Vec<std::sync::Arc<client::ProducerStages>>>,
 }
 
 impl BrokerDriver {
@@ -46,7 +48,12 @@ impl BrokerDriver {
     ) -> Result<BrokerDriver, HarnessError> {
         let config = ClientConfig { tls_ca, tls_server_name, ..client_config() };
         let admin = Client::connect_with(address, config.clone()).await.map_err(err)?;
-        Ok(BrokerDriver { address: address.into(), admin, config })
+        Ok(BrokerDriver {
+            address: address.into(),
+            admin,
+            config,
+            producer_stages: Default::default(),
+        })
     }
 }
 
@@ -107,6 +114,33 @@ impl Driver for BrokerDriver {
             .collect()
     }
 
+    fn client_stage_latency(&self, reset: bool) -> Vec<crate::result::StageRow> {
+        let mut merged: Vec<(client::ProducerStage, hdrhistogram::Histogram<u64>)> = Vec::new();
+        for stages in self.producer_stages.lock().expect("not poisoned").iter() {
+            for (stage, h) in stages.histograms(reset) {
+                match merged.iter_mut().find(|(s, _)| *s == stage) {
+                    Some((_, m)) => {
+                        let _ = m.add(&h);
+                    }
+                    None => merged.push((stage, h)),
+                }
+            }
+        }
+        merged
+            .into_iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(stage, h)| crate::result::StageRow {
+                shard: 0,
+                stage: stage.name().into(),
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5),
+                p99_us: h.value_at_quantile(0.99),
+                p999_us: h.value_at_quantile(0.999),
+                max_us: h.max(),
+            })
+            .collect()
+    }
+
     async fn producer(
         &self,
         topic: &str,
@@ -129,7 +163,9 @@ impl Driver for BrokerDriver {
                 .map_err(|e| HarnessError::Workload(format!("{e}")))?,
             ..ProducerConfig::default()
         };
-        Ok(BrokerProducer { topic: topic.into(), producer: Producer::new(client, config) })
+        let producer = Producer::new(client, config);
+        self.producer_stages.lock().expect("not poisoned").push(producer.stages());
+        Ok(BrokerProducer { topic: topic.into(), producer })
     }
 
     async fn consumer(&self, topic: &str, partition: u32) -> Result<BrokerConsumer, HarnessError> {

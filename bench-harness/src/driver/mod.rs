@@ -69,6 +69,13 @@ pub trait Driver: Send + Sync + 'static {
         async { Vec::new() }
     }
 
+    /// The client's own per-stage latency over every producer this driver made, starting it
+    /// afresh after the read when `reset`; empty where the client does not record one.
+    fn client_stage_latency(&self, reset: bool) -> Vec<crate::result::StageRow> {
+        let _ = reset;
+        Vec::new()
+    }
+
     /// A producer for `topic`.
     fn producer(
         &self,

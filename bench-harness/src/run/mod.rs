@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use self::consumer::{join_consumers, start_consumers, wait_consumed, ConsumerTask};
 use self::counters::RunCounters;
 use self::cpu::{CpuFigures, CpuMeter};
-use self::producer::{connect_producers, join_producers, start_producers};
+use self::producer::{connect_producers, join_producers, start_producers, ProducerRuntime};
 use crate::driver::Driver;
 use crate::environment::Environment;
 use crate::error::HarnessError;
@@ -142,6 +142,8 @@ struct Phases {
     cpu: CpuFigures,
     /// The server's per-stage latency over the measured window.
     server_stages: Vec<crate::result::StageRow>,
+    /// The client's (the harness's producers') over the same window.
+    client_stages: Vec<crate::result::StageRow>,
 }
 
 /// The phases between creating the topics and deleting them.
@@ -159,30 +161,47 @@ async fn run_on_topics<D: Driver>(
         consumers = start_consumers(driver, workload, counters, topics, &stop_rx).await?;
     }
 
-    let producers = connect_producers(driver, workload, topics).await?;
+    let producer_runtime = ProducerRuntime::new()?;
+    let producers = connect_producers(driver, workload, topics, &producer_runtime.handle()).await?;
     let start_ns = schedule(workload, counters, producers.len());
     let meter = CpuMeter::new(options.server_pid);
     let cpu_window = meter.window(counters, !backlog);
     let planned_s = if backlog { None } else { Some(workload.warmup_s + workload.duration_s) };
     let progress = Progress::start(Arc::clone(counters), start_ns, planned_s, options.progress);
-    let running = start_producers(producers, workload, counters, start_ns);
+    let running =
+        start_producers(producers, workload, counters, start_ns, &producer_runtime.handle());
     // The server's stage histograms start afresh with the measured window.
     let stages_reset = {
         let (driver, warmup) = (Arc::clone(driver), workload.warmup_s);
         tokio::spawn(async move {
             tokio::time::sleep(std::time::Duration::from_secs_f64(warmup)).await;
             driver.stage_latency(true).await;
+            driver.client_stage_latency(true);
         })
     };
     let publish_latency = join_producers(running).await;
     let _ = stages_reset.await;
     let server_stages = driver.stage_latency(false).await;
+    let mut client_stages = driver.client_stage_latency(false);
     let publish_seconds = end_publishing(workload, counters);
     // Joined before `?`: the sampler thread returns at once once the run is stopped.
     let mut cpu = tokio::task::spawn_blocking(move || cpu_window.finish())
         .await
         .expect("CPU sampler join task");
-    let publish_latency = publish_latency?;
+    let (publish_latency, send_lag) = publish_latency?;
+    if !send_lag.is_empty() {
+        // The harness's own share: how late its producer threads made their sends.
+        let us = |q: f64| send_lag.value_at_quantile(q) / 1_000;
+        client_stages.push(crate::result::StageRow {
+            shard: 0,
+            stage: "harness_send_lag".into(),
+            count: send_lag.len(),
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            p999_us: us(0.999),
+            max_us: send_lag.max() / 1_000,
+        });
+    }
 
     let mut catch_up = None;
     if backlog && workload.consumers_per_topic > 0 {
@@ -220,6 +239,7 @@ async fn run_on_topics<D: Driver>(
         publish_seconds,
         cpu,
         server_stages,
+        client_stages,
     })
 }
 
@@ -295,6 +315,7 @@ fn assemble<D: Driver>(
         publish_seconds,
         cpu,
         server_stages,
+        client_stages,
     } = phases;
     let first_error = counters.first_error.lock().expect("not poisoned").clone();
     let publish = Throughput::new(
@@ -365,6 +386,7 @@ fn assemble<D: Driver>(
         pinning,
         cpu: CpuUsage { server: figures(server), harness: figures(harness) },
         server_stages,
+        client_stages,
         echo_floor: None,
     }
 }

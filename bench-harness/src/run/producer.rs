@@ -10,6 +10,12 @@
 //! bytes were sent; a send error stops every producer. Each ack is recorded by the collector
 //! when it completes. [`join_producers`] returns once every thread and collector finished,
 //! with the publish latencies of the measured window.
+//!
+//! The producers' client tasks (connections, senders, coalescers) and the ack collectors run
+//! on their own runtime ([`ProducerRuntime`], one worker thread), not on the one the
+//! consumers' tasks share: a consumer working through a large push would otherwise hold up
+//! the producers' answers on the same worker for milliseconds, a delay of the harness, not
+//! of the server (issue 26: producers and consumers are separate services in practice).
 
 use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
@@ -42,12 +48,43 @@ pub(super) struct ReadyProducer<P> {
     payload: Payload,
 }
 
-/// Connects the workload's producers, `producers_per_topic` for each of `topics`, and
-/// generates their keys and payloads.
+/// The runtime the producers' client tasks and ack collectors run on (see the module docs).
+pub(super) struct ProducerRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ProducerRuntime {
+    pub(super) fn new() -> Result<ProducerRuntime, HarnessError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("producer-io")
+            .enable_all()
+            .build()
+            .map_err(|e| HarnessError::Spawn(format!("producer runtime: {e}")))?;
+        Ok(ProducerRuntime { runtime: Some(runtime) })
+    }
+
+    pub(super) fn handle(&self) -> tokio::runtime::Handle {
+        self.runtime.as_ref().expect("present until dropped").handle().clone()
+    }
+}
+
+impl Drop for ProducerRuntime {
+    fn drop(&mut self) {
+        // Dropped from async code: a blocking shutdown would panic there.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Connects the workload's producers, `producers_per_topic` for each of `topics`, on
+/// `runtime` (their client tasks run there), and generates their keys and payloads.
 pub(super) async fn connect_producers<D: Driver>(
     driver: &Arc<D>,
     workload: &Workload,
     topics: &[String],
+    runtime: &tokio::runtime::Handle,
 ) -> Result<Vec<ReadyProducer<D::Producer>>, HarnessError> {
     let settings = ProducerSettings {
         partitions: workload.partitions_per_topic,
@@ -61,7 +98,11 @@ pub(super) async fn connect_producers<D: Driver>(
     let mut producers = Vec::new();
     for t in topics {
         for _ in 0..workload.producers_per_topic {
-            let producer = driver.producer(t, &settings).await?;
+            let (d, topic, s) = (Arc::clone(driver), t.clone(), settings.clone());
+            let producer = runtime
+                .spawn(async move { d.producer(&topic, &s).await })
+                .await
+                .map_err(|e| HarnessError::Spawn(format!("producer connect task: {e}")))??;
             let seed = producers.len() as u64 + 1;
             producers.push(ReadyProducer {
                 producer,
@@ -76,25 +117,26 @@ pub(super) async fn connect_producers<D: Driver>(
 /// Producer threads and their ack collectors, started by [`start_producers`].
 pub(super) struct RunningProducers {
     threads: Vec<std::thread::JoinHandle<()>>,
-    collectors: Vec<tokio::task::JoinHandle<Histogram<u64>>>,
+    collectors: Vec<tokio::task::JoinHandle<(Histogram<u64>, Histogram<u64>)>>,
     /// Why a producer thread could not start (the ones before it were told to stop).
     spawn_failure: Option<HarnessError>,
 }
 
-/// Starts each producer on its own thread, sending from `start_ns` on, with its collector.
+/// Starts each producer on its own thread, sending from `start_ns` on, with its collector
+/// on `handle` (the producers' runtime).
 pub(super) fn start_producers<P: ProducerDriver>(
     producers: Vec<ReadyProducer<P>>,
     workload: &Workload,
     counters: &Arc<RunCounters>,
     start_ns: u64,
+    handle: &tokio::runtime::Handle,
 ) -> RunningProducers {
-    let handle = tokio::runtime::Handle::current();
     let mut threads = Vec::new();
     let mut collectors = Vec::new();
     let mut spawn_failure = None;
     for (index, ReadyProducer { producer, keys, payload }) in producers.into_iter().enumerate() {
         let (ack_tx, ack_rx) = mpsc::channel(ACK_QUEUE_MAX);
-        collectors.push(tokio::spawn(collect_acks(ack_rx, Arc::clone(counters))));
+        collectors.push(handle.spawn(collect_acks(ack_rx, Arc::clone(counters))));
         let plan = Plan {
             index,
             start_ns,
@@ -124,10 +166,10 @@ pub(super) fn start_producers<P: ProducerDriver>(
 }
 
 /// Waits for the producer threads to finish, then (if they all started and none panicked)
-/// for their acks; returns the measured window's publish latencies.
+/// for their acks; returns the measured window's publish latencies and send lags (ns).
 pub(super) async fn join_producers(
     running: RunningProducers,
-) -> Result<Histogram<u64>, HarnessError> {
+) -> Result<(Histogram<u64>, Histogram<u64>), HarnessError> {
     let RunningProducers { threads, collectors, spawn_failure } = running;
     let mut panicked = false;
     for t in threads {
@@ -140,12 +182,13 @@ pub(super) async fn join_producers(
     if panicked {
         return Err(HarnessError::Inconsistent("a producer thread panicked".into()));
     }
-    let mut publish_latency = histogram();
+    let (mut publish_latency, mut send_lag) = (histogram(), histogram());
     for c in collectors {
-        let h = c.await.expect("ack collector");
+        let (h, lag) = c.await.expect("ack collector");
         publish_latency.add(&h).expect("same bounds");
+        send_lag.add(&lag).expect("same bounds");
     }
-    Ok(publish_latency)
+    Ok((publish_latency, send_lag))
 }
 
 /// One producer's pacing and sequence.
@@ -159,8 +202,9 @@ struct Plan {
     payload: Payload,
 }
 
-/// A sent message waiting for its ack: intended send time (ns), payload length, ack.
-type AckItem<A> = (u64, u64, A);
+/// A sent message waiting for its ack: intended send time (ns), when the send call was made
+/// (ns), payload length, ack.
+type AckItem<A> = (u64, u64, u64, A);
 
 async fn produce<P: ProducerDriver>(
     mut producer: P,
@@ -212,10 +256,11 @@ async fn produce<P: ProducerDriver>(
         let key = plan.keys.next_key();
         counters.ledger.issue(plan.index, sequence);
         let payload = plan.payload.stamp(intended_ns, ledger::identity(plan.index, sequence));
+        let sent_ns = counters.now_ns();
         match producer.send(key, payload).await {
             Ok(ack) => {
                 counters.sent.fetch_add(1, Relaxed);
-                if acks.send((intended_ns, len, ack)).await.is_err() {
+                if acks.send((intended_ns, sent_ns, len, ack)).await.is_err() {
                     break;
                 }
             }
@@ -232,21 +277,22 @@ async fn produce<P: ProducerDriver>(
     }
 }
 
-/// Records each ack's latency (from the intended send time) as it completes.
+/// Records each ack's latency (from the intended send time) as it completes, and how late
+/// the producer thread made the send call (its own scheduling: the harness's share).
 async fn collect_acks<A>(
     mut rx: mpsc::Receiver<AckItem<A>>,
     counters: Arc<RunCounters>,
-) -> Histogram<u64>
+) -> (Histogram<u64>, Histogram<u64>)
 where
     A: Future<Output = Result<(), HarnessError>> + Send + 'static,
 {
-    let mut h = histogram();
+    let (mut h, mut lag) = (histogram(), histogram());
     let mut pending = FuturesUnordered::new();
     let mut open = true;
     loop {
         tokio::select! {
             biased;
-            Some((intended_ns, len, r)) = pending.next(), if !pending.is_empty() => {
+            Some((intended_ns, sent_ns, len, r)) = pending.next(), if !pending.is_empty() => {
                 match r {
                     Ok(()) => {
                         let now = counters.now_ns();
@@ -256,6 +302,7 @@ where
                         counters.publish_latency_max_ns.fetch_max(latency_ns, Relaxed);
                         if counters.in_window(intended_ns) {
                             record(&mut h, latency_ns, &counters);
+                            lag.saturating_record(u64::saturating_sub(sent_ns, intended_ns).max(1));
                             counters.measured_published.fetch_add(1, Relaxed);
                             counters.measured_published_bytes.fetch_add(len, Relaxed);
                         }
@@ -264,15 +311,17 @@ where
                 }
             }
             item = rx.recv(), if open => match item {
-                Some((intended_ns, len, ack)) => {
-                    pending.push(ack.map(move |r: Result<(), HarnessError>| (intended_ns, len, r)));
+                Some((intended_ns, sent_ns, len, ack)) => {
+                    pending.push(
+                        ack.map(move |r: Result<(), HarnessError>| (intended_ns, sent_ns, len, r)),
+                    );
                 }
                 None => open = false,
             },
             else => break,
         }
     }
-    h
+    (h, lag)
 }
 
 #[cfg(test)]
@@ -327,12 +376,16 @@ mod tests {
         })
         .await
         .unwrap();
-        let h = collector.await.unwrap();
+        let (h, lag) = collector.await.unwrap();
         let (sent, missed) = (counters.sent.load(Relaxed), counters.missed.load(Relaxed));
         assert_eq!(sent + missed, 50, "every intended send is either made or counted missed");
         assert!(missed >= 30, "{missed} missed, {sent} sent");
         // The sends that were made carry their lateness from the intended times.
         assert_eq!(h.len(), sent);
         assert!(h.max() >= 100_000_000, "latest send waited past the grace: {}", h.max());
+        // Each send call was made late by the sends before it (20 ms each against a 1 ms
+        // schedule): the send lag shows it, and never exceeds the whole latency.
+        assert_eq!(lag.len(), sent);
+        assert!(lag.max() >= 50_000_000 && lag.max() <= h.max(), "lag {}", lag.max());
     }
 }

@@ -23,6 +23,7 @@ use super::budget::{record_cost, Budget};
 use super::completion::{BatchResult, Outcome, SendFuture};
 use super::partitioner::partition_for;
 use super::sender::partition_sender;
+use super::stages::{ProducerStage, ProducerStages};
 use super::ProducerConfig;
 use crate::client::Client;
 use crate::error::ClientError;
@@ -38,6 +39,8 @@ pub(super) struct Pipeline {
     linger_wake: Notify,
     /// One produce request per connection for many partitions' batches.
     pub(super) coalescers: super::coalescer::Coalescers,
+    /// The producer's per-stage latency (`stages.rs`).
+    pub(super) stages: Arc<ProducerStages>,
 }
 
 /// The producer behind its handles.
@@ -116,6 +119,8 @@ struct OpenBatch {
     /// Budget bytes its records took.
     cost: usize,
     deadline: Instant,
+    /// When its first record was appended.
+    opened: Instant,
 }
 
 /// A finished batch on its way to (and on) the wire.
@@ -124,6 +129,10 @@ pub(super) struct Shipment {
     pub(super) batch: wire::AlignedVec,
     outcome: Arc<Outcome>,
     cost: usize,
+    /// When its first record was appended.
+    opened: Instant,
+    /// When it was shipped (handed to its sender).
+    pub(super) shipped: Instant,
 }
 
 impl Inner {
@@ -135,6 +144,7 @@ impl Inner {
             answered: Notify::new(),
             linger_wake: Notify::new(),
             coalescers: Default::default(),
+            stages: Arc::default(),
         });
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
@@ -227,6 +237,7 @@ impl Inner {
                             records: 0,
                             cost: 0,
                             deadline,
+                            opened: now,
                         }
                     });
                     let future = SendFuture::new(open.outcome.clone(), open.records);
@@ -300,11 +311,19 @@ impl Inner {
         ps.outstanding += 1;
         ts.outstanding += 1;
         self.pipeline.outstanding.fetch_add(1, Ordering::AcqRel);
-        let shipment = Shipment { batch, outcome: open.outcome, cost: open.cost };
+        let shipped = Instant::now();
+        self.pipeline.stages.record_between(ProducerStage::Linger, open.opened, shipped);
+        let shipment = Shipment {
+            batch,
+            outcome: open.outcome,
+            cost: open.cost,
+            opened: open.opened,
+            shipped,
+        };
         if let Err(mpsc::error::SendError(s)) = tx.send(shipment) {
             ts.partitions[partition as usize].outstanding -= 1;
             ts.outstanding -= 1;
-            self.pipeline.finished(&s, Err(ClientError::Shutdown));
+            self.pipeline.finished(&s, Err(ClientError::Shutdown), None);
         }
     }
 
@@ -358,9 +377,16 @@ impl Inner {
 
 impl Pipeline {
     /// Completes a batch's records and returns its budget.
-    pub(super) fn finished(&self, s: &Shipment, result: BatchResult) {
+    /// `answered`: when the broker's answer was decoded (for the `completion` stage), if it
+    /// came through the coalescer.
+    pub(super) fn finished(&self, s: &Shipment, result: BatchResult, answered: Option<Instant>) {
         self.budget.give(s.cost);
         s.outcome.complete(result);
+        let now = Instant::now();
+        if let Some(at) = answered {
+            self.stages.record_between(ProducerStage::Completion, at, now);
+        }
+        self.stages.record_between(ProducerStage::Batch, s.opened, now);
         self.outstanding.fetch_sub(1, Ordering::AcqRel);
         self.answered.notify_waiters();
     }

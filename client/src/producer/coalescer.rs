@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use wire::{
@@ -25,14 +26,22 @@ use wire::{
 use crate::connection::{Connection, Frame};
 use crate::error::ClientError;
 
+use super::stages::{ProducerStage, ProducerStages};
+
 /// What a submitted batch resolves to.
 pub(super) type PartitionAnswer = Result<ProducePartitionResult, ClientError>;
+
+/// A submitted batch's answer and when it was decoded (`stages.rs`'s `completion` starts
+/// there).
+pub(super) type Answered = (PartitionAnswer, Instant);
 
 struct Item {
     topic: Arc<str>,
     partition: u32,
     batch: Vec<u8>,
-    tx: oneshot::Sender<PartitionAnswer>,
+    /// When the producer shipped it (`send_queue` starts there).
+    shipped: Instant,
+    tx: oneshot::Sender<Answered>,
 }
 
 #[derive(Default)]
@@ -48,6 +57,7 @@ pub(super) struct Coalescer {
     timeout_ms: u32,
     requests_in_flight_max: usize,
     queue: Mutex<Queue>,
+    stages: Arc<ProducerStages>,
 }
 
 impl Coalescer {
@@ -56,6 +66,7 @@ impl Coalescer {
         ack: AckLevel,
         timeout_ms: u32,
         requests_in_flight_max: usize,
+        stages: Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
         Arc::new(Coalescer {
             conn,
@@ -63,6 +74,7 @@ impl Coalescer {
             timeout_ms,
             requests_in_flight_max: requests_in_flight_max.max(1),
             queue: Mutex::new(Queue::default()),
+            stages,
         })
     }
 
@@ -72,10 +84,11 @@ impl Coalescer {
         topic: Arc<str>,
         partition: u32,
         batch: &[u8],
-    ) -> oneshot::Receiver<PartitionAnswer> {
+        shipped: Instant,
+    ) -> oneshot::Receiver<Answered> {
         let (tx, rx) = oneshot::channel();
         let mut q = self.queue.lock().expect("coalescer lock");
-        q.items.push(Item { topic, partition, batch: batch.to_vec(), tx });
+        q.items.push(Item { topic, partition, batch: batch.to_vec(), shipped, tx });
         if q.in_flight < self.requests_in_flight_max {
             self.send_queued(&mut q);
         }
@@ -110,17 +123,26 @@ impl Coalescer {
         let pending = match self.conn.send(&request) {
             Ok(p) => p,
             Err(e) => {
+                let now = Instant::now();
                 for item in items {
-                    let _ = item.tx.send(Err(e.clone()));
+                    let _ = item.tx.send((Err(e.clone()), now));
                 }
                 return;
             }
         };
+        let sent = Instant::now();
+        for item in &items {
+            self.stages.record_between(ProducerStage::SendQueue, item.shipped, sent);
+        }
         q.in_flight += 1;
         let me = self.clone();
         let addr = self.conn.addr();
         tokio::spawn(async move {
             let answer = pending.wait().await.and_then(|frame| decode(&frame, addr));
+            let answered = Instant::now();
+            for _ in &items {
+                me.stages.record_between(ProducerStage::InFlight, sent, answered);
+            }
             for (item, (t, p)) in items.into_iter().zip(places) {
                 let result = match &answer {
                     Ok(resp) => resp
@@ -139,7 +161,7 @@ impl Coalescer {
                         code: code.unwrap_or(ErrorCode::UnknownServerError),
                     }),
                 });
-                let _ = item.tx.send(result);
+                let _ = item.tx.send((result, answered));
             }
             let mut q = me.queue.lock().expect("coalescer lock");
             q.in_flight -= 1;
@@ -181,14 +203,16 @@ impl Coalescers {
         ack: AckLevel,
         timeout_ms: u32,
         requests_in_flight_max: usize,
+        stages: &Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
         let mut map = self.by_addr.lock().expect("coalescers lock");
         let entry = map.entry(conn.addr());
-        let c = entry.or_insert_with(|| {
-            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max)
-        });
+        let make = || {
+            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max, stages.clone())
+        };
+        let c = entry.or_insert_with(make);
         if !Arc::ptr_eq(&c.conn, conn) {
-            *c = Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max);
+            *c = make();
         }
         c.clone()
     }

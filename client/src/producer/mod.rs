@@ -38,7 +38,8 @@
 //! - `accumulator`: open batches per partition, when they ship, the linger timer, and
 //!   shipping what is open when the last handle drops;
 //! - `partitioner`: [`key_hash`] and which partition a record goes to;
-//! - `sender`: one task per partition putting its batches on the wire.
+//! - `sender`: one task per partition putting its batches on the wire;
+//! - `stages`: the producer's own latency by stage of a batch's life ([`Producer::stages`]).
 
 mod accumulator;
 mod budget;
@@ -46,6 +47,7 @@ mod coalescer;
 mod completion;
 mod partitioner;
 mod sender;
+mod stages;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,6 +61,7 @@ use crate::error::ClientError;
 use accumulator::Inner;
 pub use completion::SendFuture;
 pub use partitioner::key_hash;
+pub use stages::{ProducerStage, ProducerStages};
 
 /// Producer settings.
 #[derive(Debug, Clone)]
@@ -116,6 +119,12 @@ pub struct Producer {
 }
 
 impl Producer {
+    /// The producer's latency by stage of a batch's life (linger, send queue, in flight,
+    /// completion), shared by its clones: see `stages.rs`.
+    pub fn stages(&self) -> Arc<ProducerStages> {
+        self.inner.pipeline.stages.clone()
+    }
+
     /// A producer on `client`; its background tasks run on the current tokio runtime.
     pub fn new(client: Client, config: ProducerConfig) -> Producer {
         Producer { inner: Inner::new(client, config) }

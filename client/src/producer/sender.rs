@@ -10,13 +10,14 @@
 //! `Client::produce_batches`. The task ends when its queue closes and nothing is in flight.
 
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use wire::Compression;
 
 use super::accumulator::{Inner, Pipeline, Shipment};
-use super::coalescer::PartitionAnswer;
+use super::coalescer::Answered;
 use super::completion::BatchResult;
 use super::ProducerConfig;
 use crate::client::Client;
@@ -49,8 +50,8 @@ pub(super) async fn partition_sender(
     // after a later one sent straight to the owner's shard port).
     let mut on: Option<Arc<Connection>> = None;
     let mut open = true;
-    let complete = |shipment: Shipment, result: BatchResult| {
-        pipeline.finished(&shipment, result);
+    let complete = |shipment: Shipment, (result, answered): (BatchResult, Option<Instant>)| {
+        pipeline.finished(&shipment, result, answered);
         if let Some(inner) = inner.upgrade() {
             inner.answered(&topic, partition);
         }
@@ -82,8 +83,8 @@ pub(super) async fn partition_sender(
                         let timeout_ms = client.config().request_timeout.as_millis() as u32;
                         pipeline
                             .coalescers
-                            .get(&c, config.ack, timeout_ms, config.requests_in_flight_per_connection_max)
-                            .submit(topic.clone(), partition, &shipment.batch)
+                            .get(&c, config.ack, timeout_ms, config.requests_in_flight_per_connection_max, &pipeline.stages)
+                            .submit(topic.clone(), partition, &shipment.batch, shipment.shipped)
                     });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
                     in_flight.push_back(async move {
@@ -102,29 +103,32 @@ pub(super) async fn partition_sender(
 
 /// Waits for a request's answer; a batch that was not sent (`pending` is `None`: no
 /// connection to the owner, or the request could not go out on it) or that failed retriably
-/// is sent again through the client, which refreshes metadata and retries.
+/// is sent again through the client, which refreshes metadata and retries. Returns the
+/// outcome and, for an answer from the coalescer, when it was decoded.
 async fn finish_one(
     client: &Client,
     config: &ProducerConfig,
     topic: &str,
     partition: u32,
     shipment: &Shipment,
-    pending: Option<oneshot::Receiver<PartitionAnswer>>,
-) -> BatchResult {
+    pending: Option<oneshot::Receiver<Answered>>,
+) -> (BatchResult, Option<Instant>) {
     let answer = match pending {
         // A dropped sender means the coalescer's task ended without answering: resend.
         Some(rx) => rx.await.ok(),
         None => None,
     };
-    let base = match answer {
-        Some(Ok(r)) => r.base_offset,
-        Some(Err(e)) if !e.is_retriable() => return Err(e),
-        Some(Err(_)) | None => client
-            .produce_batches(topic, partition, &shipment.batch, config.ack)
-            .await
-            .map(|r| r.base_offset)?,
+    let (base, answered) = match answer {
+        Some((Ok(r), at)) => (r.base_offset, Some(at)),
+        Some((Err(e), at)) if !e.is_retriable() => return (Err(e), Some(at)),
+        Some((Err(_), _)) | None => {
+            match client.produce_batches(topic, partition, &shipment.batch, config.ack).await {
+                Ok(r) => (r.base_offset, None),
+                Err(e) => return (Err(e), None),
+            }
+        }
     };
-    Ok((partition, u64::try_from(base).unwrap_or(u64::MAX)))
+    (Ok((partition, u64::try_from(base).unwrap_or(u64::MAX))), answered)
 }
 
 /// Compresses a shipment's batch (once: a retry sends the same bytes, as an idempotent
