@@ -4,6 +4,7 @@
 #
 #   cargo build --release -p broker -p bench-harness
 #   perf/results/2026-12-04-tls/run.sh            # writes plain/ and tls/ result files here
+#   (BROKER=path picks another broker binary)
 #
 # Environment: WORKLOADS (default below), DURATION (s, default 20), WARMUP (s, default 5),
 # ROUNDS (plain/TLS pairs per workload, default 2), PERF_DATA_DIR (the disk under test, not
@@ -14,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 cd "$root"
 harness=$root/target/release/bench-harness
-broker=$root/target/release/broker
+broker=${BROKER:-$root/target/release/broker}
 workloads=${WORKLOADS:-"max-rate-1p-1kb max-rate-1p-1kb-written fixed-rate-16p-1kb"}
 duration=${DURATION:-20}
 warmup=${WARMUP:-5}
