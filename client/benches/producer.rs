@@ -3,6 +3,9 @@
 //! so the figure is the client's own cost (batching, encoding, framing, the socket).
 //!
 //! Run: `cargo bench -p client --bench producer`. Target: >= 1 GB/s of record values.
+//!
+//! `stages_per_batch`: what the producer's stage latency (`producer/stages.rs`) costs one
+//! batch: five histogram records under the mutex (clock reads are taken by the tasks anyway).
 
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
@@ -63,5 +66,18 @@ fn producer_throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, producer_throughput);
+fn stages_per_batch(c: &mut Criterion) {
+    let stages = client::ProducerStages::default();
+    let t0 = Instant::now();
+    let t1 = t0 + Duration::from_micros(420);
+    c.bench_function("stages_per_batch", |b| {
+        b.iter(|| {
+            for stage in client::ProducerStage::ALL {
+                stages.record_between(std::hint::black_box(stage), t0, t1);
+            }
+        })
+    });
+}
+
+criterion_group!(benches, producer_throughput, stages_per_batch);
 criterion_main!(benches);

@@ -82,8 +82,9 @@ fn new_histogram() -> Histogram<u64> {
 }
 
 impl ProducerStages {
-    /// Records `stage` as having lasted from `from` to `to`.
-    pub(crate) fn record_between(&self, stage: ProducerStage, from: Instant, to: Instant) {
+    /// Records `stage` as having lasted from `from` to `to` (the producer's tasks do; public
+    /// for benchmarks of the cost).
+    pub fn record_between(&self, stage: ProducerStage, from: Instant, to: Instant) {
         let us = (to.saturating_duration_since(from).as_micros() as u64).clamp(1, STAGE_US_MAX);
         let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
         h[stage as usize].saturating_record(us);
