@@ -149,9 +149,8 @@ pub(super) fn start_producers<P: ProducerDriver>(
         };
         let thread_counters = Arc::clone(counters);
         let handle = handle.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("producer-{index}"))
-            .spawn(move || {
+        let spawned =
+            std::thread::Builder::new().name(format!("producer-{index}")).spawn(move || {
                 precise_sleeps();
                 handle.block_on(produce(producer, plan, &thread_counters, ack_tx))
             });
