@@ -89,6 +89,22 @@ pub struct StageRow {
     pub max_us: u64,
 }
 
+impl StageRow {
+    /// The row of `stage` (shard 0) from a histogram whose values are `unit_ns` nanoseconds.
+    pub fn from_histogram(stage: &str, h: &hdrhistogram::Histogram<u64>, unit_ns: u64) -> Self {
+        let us = |v: u64| v * unit_ns / 1_000;
+        StageRow {
+            shard: 0,
+            stage: stage.into(),
+            count: h.len(),
+            p50_us: us(h.value_at_quantile(0.5)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            p999_us: us(h.value_at_quantile(0.999)),
+            max_us: us(h.max()),
+        }
+    }
+}
+
 /// CPU placement of a run, as asked and as found.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Pinning {

@@ -85,12 +85,9 @@ impl FrameReader {
     /// The next complete frame, copied into its own 16-byte-aligned buffer.
     pub async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Request, ReadEnd> {
         let request = self.next_frame(r).await?;
-        if let Some(deadline) = self.frame_deadline {
-            // The deadline was set when the frame's first bytes were read.
-            let started = deadline.checked_sub(self.frame_timeout);
-            if let Some(started) = started {
-                stage_latency::record_since(Stage::FrameRead, started);
-            }
+        // The deadline was set when the frame's first bytes were read.
+        if let Some(started) = self.frame_deadline.and_then(|d| d.checked_sub(self.frame_timeout)) {
+            stage_latency::record_since(Stage::FrameRead, started);
         }
         // Bytes of the next frame may already be here: its time runs from now.
         self.frame_deadline = (self.buffered() > 0).then(|| Instant::now() + self.frame_timeout);

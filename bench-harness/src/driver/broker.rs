@@ -129,15 +129,7 @@ impl Driver for BrokerDriver {
         merged
             .into_iter()
             .filter(|(_, h)| !h.is_empty())
-            .map(|(stage, h)| crate::result::StageRow {
-                shard: 0,
-                stage: stage.name().into(),
-                count: h.len(),
-                p50_us: h.value_at_quantile(0.5),
-                p99_us: h.value_at_quantile(0.99),
-                p999_us: h.value_at_quantile(0.999),
-                max_us: h.max(),
-            })
+            .map(|(stage, h)| crate::result::StageRow::from_histogram(stage.name(), &h, 1_000))
             .collect()
     }
 

@@ -191,16 +191,11 @@ async fn run_on_topics<D: Driver>(
     let (publish_latency, send_lag) = publish_latency?;
     if !send_lag.is_empty() {
         // The harness's own share: how late its producer threads made their sends.
-        let us = |q: f64| send_lag.value_at_quantile(q) / 1_000;
-        client_stages.push(crate::result::StageRow {
-            shard: 0,
-            stage: "harness_send_lag".into(),
-            count: send_lag.len(),
-            p50_us: us(0.5),
-            p99_us: us(0.99),
-            p999_us: us(0.999),
-            max_us: send_lag.max() / 1_000,
-        });
+        client_stages.push(crate::result::StageRow::from_histogram(
+            "harness_send_lag",
+            &send_lag,
+            1,
+        ));
     }
 
     let mut catch_up = None;

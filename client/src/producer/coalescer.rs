@@ -131,18 +131,14 @@ impl Coalescer {
             }
         };
         let sent = Instant::now();
-        for item in &items {
-            self.stages.record_between(ProducerStage::SendQueue, item.shipped, sent);
-        }
+        self.stages.record_each(ProducerStage::SendQueue, items.iter().map(|i| (i.shipped, sent)));
         q.in_flight += 1;
         let me = self.clone();
         let addr = self.conn.addr();
         tokio::spawn(async move {
             let answer = pending.wait().await.and_then(|frame| decode(&frame, addr));
             let answered = Instant::now();
-            for _ in &items {
-                me.stages.record_between(ProducerStage::InFlight, sent, answered);
-            }
+            me.stages.record_each(ProducerStage::InFlight, items.iter().map(|_| (sent, answered)));
             for (item, (t, p)) in items.into_iter().zip(places) {
                 let result = match &answer {
                     Ok(resp) => resp

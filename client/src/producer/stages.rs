@@ -85,9 +85,22 @@ impl ProducerStages {
     /// Records `stage` as having lasted from `from` to `to` (the producer's tasks do; public
     /// for benchmarks of the cost).
     pub fn record_between(&self, stage: ProducerStage, from: Instant, to: Instant) {
-        let us = (to.saturating_duration_since(from).as_micros() as u64).clamp(1, STAGE_US_MAX);
+        self.record_each(stage, std::iter::once((from, to)));
+    }
+
+    /// Records one sample of `stage` for each `(from, to)`, under one lock (a request's
+    /// batches at once).
+    pub(crate) fn record_each(
+        &self,
+        stage: ProducerStage,
+        spans: impl IntoIterator<Item = (Instant, Instant)>,
+    ) {
         let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
-        h[stage as usize].saturating_record(us);
+        let h = &mut h[stage as usize];
+        for (from, to) in spans {
+            let us = (to.saturating_duration_since(from).as_micros() as u64).clamp(1, STAGE_US_MAX);
+            h.saturating_record(us);
+        }
     }
 
     /// Each stage with its histogram (µs) so far; with `reset`, the histograms start afresh.
