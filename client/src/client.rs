@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use futures_util::future::{BoxFuture, FutureExt, Shared};
 use wire::*;
 
 use crate::connection::Connection;
@@ -86,7 +87,30 @@ struct Inner {
     config: ClientConfig,
     tls: Option<ClientTls>,
     conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    /// One connect at a time per address: callers racing to an address with no open
+    /// connection join the first one's instead of each opening (and replacing) their own.
+    connecting: Connecting,
     metadata: RwLock<Arc<MetadataResponse>>,
+}
+
+/// Connects in progress, one per address (see `Client::conn_to`).
+#[derive(Default)]
+struct Connecting(Mutex<HashMap<SocketAddr, Shared<BoxFuture<'static, ConnectResult>>>>);
+
+type ConnectResult = Result<Arc<Connection>, ClientError>;
+
+impl std::fmt::Debug for Connecting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connecting").finish_non_exhaustive()
+    }
+}
+
+async fn connect_and_authenticate(inner: &Inner, addr: SocketAddr) -> ConnectResult {
+    let c = Connection::connect(addr, inner.config.request_timeout, inner.tls.as_ref()).await?;
+    if let Some(creds) = &inner.config.credentials {
+        crate::auth::authenticate(&c, creds).await?;
+    }
+    Ok(c)
 }
 
 /// Resolves `HOST:PORT`.
@@ -156,6 +180,7 @@ impl Client {
                 config,
                 tls,
                 conns: Mutex::new(conns),
+                connecting: Connecting::default(),
                 metadata: RwLock::new(Arc::new(metadata)),
             }),
         })
@@ -190,20 +215,47 @@ impl Client {
         self.conn_to(self.inner.bootstrap).await
     }
 
+    /// The open connection to `addr`, connecting (and authenticating) if there is none. A
+    /// client keeps one connection per address: concurrent callers share one connect.
+    ///
+    /// The connect is a shared future that any of its callers drives, not a lock held by
+    /// the first: a caller may be a future that its task stops polling for a while (a
+    /// partition sender's retry in its `FuturesOrdered` while the task itself waits for a
+    /// connection), and a lock held there would block the task on itself.
     async fn conn_to(&self, addr: SocketAddr) -> Result<Arc<Connection>, ClientError> {
-        if let Some(c) = self.inner.conns.lock().expect("conns lock").get(&addr) {
-            if c.is_open() {
-                return Ok(c.clone());
+        if let Some(c) = self.open_conn(addr) {
+            return Ok(c);
+        }
+        let connect = {
+            let mut connecting = self.inner.connecting.0.lock().expect("connecting lock");
+            // Checked again under the lock: a finished connect installs its connection
+            // before it leaves `connecting`.
+            if let Some(c) = self.open_conn(addr) {
+                return Ok(c);
             }
-        }
-        let c =
-            Connection::connect(addr, self.inner.config.request_timeout, self.inner.tls.as_ref())
-                .await?;
-        if let Some(creds) = &self.inner.config.credentials {
-            crate::auth::authenticate(&c, creds).await?;
-        }
-        self.inner.conns.lock().expect("conns lock").insert(addr, c.clone());
-        Ok(c)
+            let inner = self.inner.clone();
+            connecting
+                .entry(addr)
+                .or_insert_with(|| {
+                    async move {
+                        let result = connect_and_authenticate(&inner, addr).await;
+                        if let Ok(c) = &result {
+                            inner.conns.lock().expect("conns lock").insert(addr, c.clone());
+                        }
+                        inner.connecting.0.lock().expect("connecting lock").remove(&addr);
+                        result
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        connect.await
+    }
+
+    fn open_conn(&self, addr: SocketAddr) -> Option<Arc<Connection>> {
+        let conns = self.inner.conns.lock().expect("conns lock");
+        conns.get(&addr).filter(|c| c.is_open()).cloned()
     }
 
     /// The number of partitions of `topic` (refreshing metadata once if unknown).

@@ -320,3 +320,42 @@ fn brokerctl_group_consume_describe_list_and_reset_offsets() {
     let _ = member.kill();
     let _ = member.wait();
 }
+
+/// Many tasks asking for the owners' connections at once (a producer's partition senders
+/// starting together) share one connection per shard: none opens and installs its own, which
+/// would split a partition's batches over two connections and their coalescers.
+#[test]
+fn concurrent_callers_share_one_connection_per_shard() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let admin = Client::connect(&addr).await.unwrap();
+        admin
+            .create_topic("owners", TopicConfig { partition_count: 8, ..Default::default() })
+            .await
+            .unwrap();
+        let client = Client::connect(&addr).await.unwrap();
+        client.refresh_metadata().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64u32 {
+            let client = client.clone();
+            tasks.push(tokio::spawn(
+                async move { client.owner_conn("owners", i % 8).await.unwrap() },
+            ));
+        }
+        let mut by_addr: BTreeMap<
+            std::net::SocketAddr,
+            std::sync::Arc<client::connection::Connection>,
+        > = BTreeMap::new();
+        for t in tasks {
+            let conn = t.await.unwrap();
+            let first = by_addr.entry(conn.addr()).or_insert_with(|| conn.clone());
+            assert!(
+                std::sync::Arc::ptr_eq(first, &conn),
+                "two connections to {}: concurrent connects replaced each other",
+                conn.addr()
+            );
+        }
+        assert_eq!(by_addr.len(), 2, "one connection per shard: {:?}", by_addr.keys());
+    });
+}

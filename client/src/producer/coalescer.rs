@@ -180,10 +180,20 @@ fn decode(frame: &Frame, addr: std::net::SocketAddr) -> Result<ProduceResponse, 
 }
 
 /// A producer's coalescers, one per connection.
+///
+/// Keyed by the connection itself, not its address: a partition sender keeps its batches
+/// in order by sending them all along one connection (and waiting for its requests in flight
+/// before it switches), which only holds if every batch it sends on a connection goes
+/// through that connection's one coalescer. Coalescers of closed connections are dropped
+/// (their requests in flight still answer: each request's task holds its coalescer).
 #[derive(Default)]
 pub(super) struct Coalescers {
-    by_addr: Mutex<HashMap<std::net::SocketAddr, Arc<Coalescer>>>,
+    by_conn: Mutex<HashMap<ConnKey, Arc<Coalescer>>>,
 }
+
+/// A connection's identity: its address in memory, unique while its coalescer (which holds
+/// the connection) is in the map.
+type ConnKey = usize;
 
 impl std::fmt::Debug for Coalescers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -192,7 +202,7 @@ impl std::fmt::Debug for Coalescers {
 }
 
 impl Coalescers {
-    /// The coalescer of `conn` (a new one when the connection to its address was replaced).
+    /// The coalescer of `conn`.
     pub(super) fn get(
         &self,
         conn: &Arc<Connection>,
@@ -201,15 +211,15 @@ impl Coalescers {
         requests_in_flight_max: usize,
         stages: &Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
-        let mut map = self.by_addr.lock().expect("coalescers lock");
-        let entry = map.entry(conn.addr());
-        let make = || {
-            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max, stages.clone())
-        };
-        let c = entry.or_insert_with(make);
-        if !Arc::ptr_eq(&c.conn, conn) {
-            *c = make();
+        let mut map = self.by_conn.lock().expect("coalescers lock");
+        let key = Arc::as_ptr(conn) as ConnKey;
+        if let Some(c) = map.get(&key) {
+            return c.clone();
         }
-        c.clone()
+        map.retain(|_, c| c.conn.is_open());
+        let c =
+            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max, stages.clone());
+        map.insert(key, c.clone());
+        c
     }
 }
