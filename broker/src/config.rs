@@ -180,6 +180,11 @@ pub struct BrokerConfig {
     /// Transactional ids the broker remembers (each is part of the topic metadata); a new
     /// one past it is refused with RESOURCE_LIMIT.
     pub transactional_ids_max: usize,
+    /// A transactional id whose producer has not initialized (InitProducerId) for this long
+    /// may be forgotten to make room for a new one when `transactional_ids_max` is reached
+    /// (Kafka's `transactional.id.expiration.ms`, 7 days). Only then: below the limit no id
+    /// is forgotten, so a long-lived producer stays fenced against its zombies.
+    pub transactional_id_expiration_ms: u64,
     /// An idempotent producer with no batch in a partition for this long is forgotten
     /// there (a retry after that may be stored twice); it also bounds how far back a
     /// partition's producer state is rebuilt from the log when it opens.
@@ -253,6 +258,7 @@ impl Default for BrokerConfig {
             group_members_per_shard_max: 100_000,
             group_offsets_per_shard_max: 1_000_000,
             transactional_ids_max: 10_000,
+            transactional_id_expiration_ms: 604_800_000,
             metrics_listen: MetricsListen::On(METRICS_LISTEN_DEFAULT),
             kafka_listen: MetricsListen::Off,
             metrics_partitions_max: 1_000,
@@ -440,6 +446,9 @@ impl BrokerConfig {
                 self.group_offsets_per_shard_max = parse(name, value)?
             }
             "BROKER_TRANSACTIONAL_IDS_MAX" => self.transactional_ids_max = parse(name, value)?,
+            "BROKER_TRANSACTIONAL_ID_EXPIRATION_MS" => {
+                self.transactional_id_expiration_ms = parse(name, value)?
+            }
             "BROKER_GROUP_OFFSETS_PARTITIONS" => {
                 self.group_offsets_partitions = parse(name, value)?
             }

@@ -221,6 +221,10 @@ pub struct Metadata {
     /// Transactional id → its producer id and current epoch.
     #[serde(default)]
     pub transactional_ids: BTreeMap<String, (i64, i16)>,
+    /// Transactional id → when its producer last initialized (ms since the epoch); an id
+    /// missing here (stored before this was kept) counts as unused since the epoch.
+    #[serde(default)]
+    pub transactional_ids_used_ms: BTreeMap<String, i64>,
     /// Producer id → current epoch, for the ids of transactional producers: batches of an
     /// older epoch are refused on every partition.
     #[serde(default)]

@@ -407,3 +407,36 @@ fn group_members_and_committed_offsets_come_out_of_stated_budgets() {
         assert_eq!(producer("first").await.unwrap().1, 1);
     });
 }
+
+/// At `transactional_ids_max`, a new transactional id takes the place of ids whose producer
+/// has not initialized for `transactional_id_expiration_ms`; the forgetting and the times
+/// survive a restart.
+#[test]
+fn transactional_ids_unused_past_their_expiration_make_room_for_new_ones() {
+    let mut broker = Broker::start_with_env(
+        1,
+        &[("BROKER_TRANSACTIONAL_IDS_MAX", "1"), ("BROKER_TRANSACTIONAL_ID_EXPIRATION_MS", "3000")],
+    );
+    let once = client::ClientConfig { retries: 0, ..Default::default() };
+    let init = |broker: &Broker, name: &'static str| {
+        let (addr, once) = (broker.public.to_string(), once.clone());
+        rt().block_on(async move {
+            let client = Client::connect_with(&addr, once).await.unwrap();
+            client.init_producer_id(Some(name)).await
+        })
+    };
+    let (first_id, _) = init(&broker, "first").unwrap();
+    let err = init(&broker, "second").unwrap_err();
+    assert!(err.to_string().contains("transactional_id_expiration_ms"), "{err}");
+    std::thread::sleep(Duration::from_millis(3_200));
+    // "first" has not initialized for longer than the expiration: "second" takes its place.
+    let (second_id, epoch) = init(&broker, "second").unwrap();
+    assert_eq!(epoch, 0);
+    assert_ne!(second_id, first_id);
+    broker.stop();
+    broker.restart();
+    // Remembered across the restart (the next epoch), and just used: "first" is refused.
+    assert_eq!(init(&broker, "second").unwrap(), (second_id, 1));
+    let err = init(&broker, "first").unwrap_err();
+    assert!(err.to_string().contains("RESOURCE_LIMIT"), "{err}");
+}

@@ -11,8 +11,12 @@
 //! metadata (`Metadata::transactional_ids`, and `producer_epochs` id → current epoch) and
 //! broadcast to every shard before the answer, so from then on every partition refuses the
 //! older epoch's batches (`PRODUCER_FENCED`), even partitions the new incarnation has not
-//! written to; the fencing survives restarts. The metadata holds one entry per
-//! transactional id ever used (no expiry yet).
+//! written to; the fencing survives restarts. The metadata holds at most
+//! `transactional_ids_max` ids; a new one past that takes the place of every id whose
+//! producer has not initialized for `transactional_id_expiration_ms` (7 days; when
+//! it initialized last is kept in `Metadata::transactional_ids_used_ms`), or is refused with
+//! RESOURCE_LIMIT. Below the limit nothing is forgotten, so a producer that initialized once
+//! and runs for weeks stays fenced against its zombies.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -61,13 +65,22 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
         .flatten()
         .filter(|&(_, epoch)| epoch < i16::MAX);
     let max = shard.config.transactional_ids_max;
+    let now_ms = crate::clock::now_ms();
     let new_name = !req.transactional_id.is_empty()
         && !md.transactional_ids.contains_key(&req.transactional_id);
     if new_name && md.transactional_ids.len() >= max {
-        return refuse(
-            ErrorCode::ResourceLimit,
-            format!("the broker remembers {max} transactional ids (transactional_ids_max)"),
-        );
+        let expiration_ms = shard.config.transactional_id_expiration_ms;
+        let forgotten = forget_expired(&mut next_md, now_ms, expiration_ms);
+        if next_md.transactional_ids.len() >= max {
+            return refuse(
+                ErrorCode::ResourceLimit,
+                format!(
+                    "the broker remembers {max} transactional ids (transactional_ids_max), \
+                     none unused for {expiration_ms} ms (transactional_id_expiration_ms)"
+                ),
+            );
+        }
+        tracing::info!(forgotten, expiration_ms, "transactional ids unused too long forgotten");
     }
     let (producer_id, producer_epoch) = match known {
         Some((id, epoch)) => (id, epoch + 1),
@@ -85,12 +98,13 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
         }
     };
     if !req.transactional_id.is_empty() {
-        if let Some((old, _)) = md.transactional_ids.get(&req.transactional_id) {
+        if let Some((old, _)) = next_md.transactional_ids.get(&req.transactional_id) {
             next_md.producer_epochs.remove(old);
         }
         next_md
             .transactional_ids
             .insert(req.transactional_id.clone(), (producer_id, producer_epoch));
+        next_md.transactional_ids_used_ms.insert(req.transactional_id.clone(), now_ms);
         next_md.producer_epochs.insert(producer_id, producer_epoch);
         changed = true;
     }
@@ -105,4 +119,48 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
         &header,
         &InitProducerIdResponse { error: 0, message: String::new(), producer_id, producer_epoch },
     )
+}
+
+/// Forgets every transactional id (and its producer's epoch) whose producer last
+/// initialized more than `expiration_ms` before `now_ms`; returns how many.
+fn forget_expired(md: &mut crate::metadata::Metadata, now_ms: i64, expiration_ms: u64) -> usize {
+    let oldest_kept_ms = now_ms.saturating_sub(i64::try_from(expiration_ms).unwrap_or(i64::MAX));
+    let expired: Vec<String> = md
+        .transactional_ids
+        .keys()
+        .filter(|name| {
+            md.transactional_ids_used_ms.get(*name).copied().unwrap_or(0) < oldest_kept_ms
+        })
+        .cloned()
+        .collect();
+    for name in &expired {
+        if let Some((producer_id, _)) = md.transactional_ids.remove(name) {
+            md.producer_epochs.remove(&producer_id);
+        }
+        md.transactional_ids_used_ms.remove(name);
+    }
+    expired.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Metadata;
+
+    #[test]
+    fn only_ids_unused_past_the_expiration_are_forgotten_with_their_epochs() {
+        let mut md = Metadata::default();
+        for (name, id, used_ms) in [("old", 1, 1_000), ("fresh", 2, 9_500), ("legacy", 3, -1)] {
+            md.transactional_ids.insert(name.into(), (id, 4));
+            md.producer_epochs.insert(id, 4);
+            if used_ms >= 0 {
+                md.transactional_ids_used_ms.insert(name.into(), used_ms);
+            }
+        }
+        assert_eq!(forget_expired(&mut md, 10_000, 1_000), 2);
+        assert_eq!(md.transactional_ids.keys().collect::<Vec<_>>(), ["fresh"]);
+        assert_eq!(md.producer_epochs.keys().collect::<Vec<_>>(), [&2]);
+        assert_eq!(md.transactional_ids_used_ms.keys().collect::<Vec<_>>(), ["fresh"]);
+        assert_eq!(forget_expired(&mut md, 10_000, 1_000), 0);
+    }
 }
