@@ -36,6 +36,10 @@ impl Frame {
     }
 }
 
+/// Bytes read from the socket (or TLS session) at a time; a read of a larger body bypasses
+/// the buffer.
+const READ_BUFFER_BYTES: usize = 64 << 10;
+
 /// The read and write halves of the socket or its TLS session.
 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
@@ -69,7 +73,7 @@ impl Connection {
             .map_err(|_| ClientError::Connect { addr, message: "timed out".into() })?
             .map_err(|e| ClientError::Connect { addr, message: e.to_string() })?;
         stream.set_nodelay(true).ok();
-        let (mut reader, mut writer): (Reader, Writer) = match tls {
+        let (reader, mut writer): (Reader, Writer) = match tls {
             None => {
                 let (r, w) = stream.into_split();
                 (Box::new(r), Box::new(w))
@@ -86,6 +90,9 @@ impl Connection {
                 (Box::new(r), Box::new(w))
             }
         };
+        // Frames are read through a buffer: a frame's header and body (and the next frames
+        // that arrived with them) come in one read of the socket, not two or more.
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
         let (out, mut rx) = mpsc::unbounded_channel::<AlignedVec>();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
