@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,7 +44,32 @@ const READ_BUFFER_BYTES: usize = 64 << 10;
 type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 type Writer = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Frame>>>>;
+/// Who waits for a response.
+enum Waiter {
+    /// A task, in [`PendingResponse::wait`] (which times out on its own).
+    Task(oneshot::Sender<Frame>),
+    /// A callback the reader task runs as the frame arrives (one task hop less than
+    /// waking a waiting task), or with the error when the connection ends or `deadline`
+    /// passes (the connection's sweeper).
+    Call { deadline: Instant, api: &'static str, call: Callback },
+}
+
+/// What [`Connection::send_then`] runs with the response: on the reader task, so it must
+/// not block (it may send more requests).
+pub type Callback = Box<dyn FnOnce(Result<Frame, ClientError>) + Send>;
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiter::Task(_) => f.write_str("Task"),
+            Waiter::Call { deadline, api, .. } => {
+                f.debug_struct("Call").field("deadline", deadline).field("api", api).finish()
+            }
+        }
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
 type Pushes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>>;
 
 /// See the module docs.
@@ -135,17 +160,31 @@ impl Connection {
                     if let Some(tx) = tx {
                         let _ = tx.send(frame);
                     }
-                } else if let Some(tx) =
-                    p.lock().expect("pending lock").remove(&header.correlation_id)
-                {
-                    let _ = tx.send(frame);
+                } else {
+                    // Taken out first: a callback may send (and so lock `pending`) itself.
+                    let waiter = p.lock().expect("pending lock").remove(&header.correlation_id);
+                    match waiter {
+                        Some(Waiter::Task(tx)) => {
+                            let _ = tx.send(frame);
+                        }
+                        Some(Waiter::Call { call, .. }) => call(Ok(frame)),
+                        None => {}
+                    }
                 }
             }
-            // Connection gone: fail everyone waiting (dropping the senders) and end streams.
+            // Connection gone: fail everyone waiting (dropping the senders, calling the
+            // callbacks) and end streams.
             d.store(true, Ordering::SeqCst);
-            p.lock().expect("pending lock").clear();
+            let waiters: Vec<Waiter> =
+                p.lock().expect("pending lock").drain().map(|(_, w)| w).collect();
+            for w in waiters {
+                if let Waiter::Call { call, .. } = w {
+                    call(Err(ClientError::Closed { addr }));
+                }
+            }
             s.lock().expect("pushes lock").clear();
         });
+        tokio::spawn(sweep_expired(Arc::downgrade(&pending), dead.clone(), timeout, addr));
         Ok(Arc::new(Connection {
             addr,
             out,
@@ -176,7 +215,7 @@ impl Connection {
         if !self.is_open() {
             return Err(ClientError::Closed { addr: self.addr });
         }
-        self.pending.lock().expect("pending lock").insert(id, tx);
+        self.pending.lock().expect("pending lock").insert(id, Waiter::Task(tx));
         if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
             self.pending.lock().expect("pending lock").remove(&id);
             return Err(ClientError::Closed { addr: self.addr });
@@ -189,6 +228,36 @@ impl Connection {
             api: T::API_KEY.name(),
             pending: self.pending.clone(),
         })
+    }
+
+    /// Sends `req` now (frames leave in call order); `call` runs with its response on the
+    /// connection's reader task, or with the error if the connection ends or the request
+    /// times out first. If the request cannot be sent, `call` comes back with the error, not
+    /// called (the caller may hold locks `call` takes).
+    pub fn send_then<T: Message>(
+        &self,
+        req: &T,
+        call: Callback,
+    ) -> Result<(), (ClientError, Callback)> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = match wire::encode_request(id, req) {
+            Ok(f) => f,
+            Err(e) => return Err((ClientError::Protocol(e.to_string()), call)),
+        };
+        if !self.is_open() {
+            return Err((ClientError::Closed { addr: self.addr }, call));
+        }
+        let deadline = Instant::now() + self.timeout;
+        let waiter = Waiter::Call { deadline, api: T::API_KEY.name(), call };
+        self.pending.lock().expect("pending lock").insert(id, waiter);
+        if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
+            // The reader may have failed it already (then it was called, and is gone).
+            let waiter = self.pending.lock().expect("pending lock").remove(&id);
+            if let Some(Waiter::Call { call, .. }) = waiter {
+                return Err((ClientError::Closed { addr: self.addr }, call));
+            }
+        }
+        Ok(())
     }
 
     /// Sends `req` and waits for its response frame.
@@ -250,6 +319,39 @@ impl PendingResponse {
             Err(_) => {
                 self.pending.lock().expect("pending lock").remove(&self.id);
                 Err(ClientError::Timeout { addr: self.addr, api: self.api })
+            }
+        }
+    }
+}
+
+/// Fails the callbacks whose deadline passed (a tenth of the request timeout late at most),
+/// until the connection ends.
+async fn sweep_expired(
+    pending: std::sync::Weak<Mutex<HashMap<u64, Waiter>>>,
+    dead: Arc<std::sync::atomic::AtomicBool>,
+    timeout: Duration,
+    addr: SocketAddr,
+) {
+    let every = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pending) = pending.upgrade() else { return };
+        if dead.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let expired: Vec<Waiter> = {
+            let mut map = pending.lock().expect("pending lock");
+            let ids: Vec<u64> = map
+                .iter()
+                .filter(|(_, w)| matches!(w, Waiter::Call { deadline, .. } if *deadline <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| map.remove(id)).collect()
+        };
+        for w in expired {
+            if let Waiter::Call { api, call, .. } = w {
+                call(Err(ClientError::Timeout { addr, api }));
             }
         }
     }

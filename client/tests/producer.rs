@@ -318,3 +318,34 @@ fn stage_latency_counts_every_answered_batch_once_per_stage() {
         assert!(producer.stages().histograms(false).iter().all(|(_, h)| h.is_empty()));
     });
 }
+
+/// A produce request the broker never answers fails with a timeout after the request
+/// timeout (the connection's sweeper fails the request's callback), and the send's future
+/// resolves with it; the records are not held forever.
+#[test]
+fn an_unanswered_request_times_out_and_its_records_fail() {
+    rt().block_on(async {
+        let sink = sink::Sink::start(false).await;
+        let config = client::ClientConfig {
+            request_timeout: Duration::from_millis(300),
+            retries: 0,
+            ..Default::default()
+        };
+        let client = Client::connect_with(&sink.addr.to_string(), config).await.unwrap();
+        let producer =
+            Producer::new(client, ProducerConfig { ack: AckLevel::Written, ..Default::default() });
+        let started = std::time::Instant::now();
+        let sent = producer.send("sink", None, Some(b"lost"), &[]).await.unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(10), sent)
+            .await
+            .expect("the send resolves once its request timed out")
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300),
+            "failed after {waited:?}, before the timeout"
+        );
+        assert!(sink.produces.load(Ordering::Relaxed) >= 1);
+    });
+}

@@ -23,7 +23,7 @@ use wire::{
     ProduceTopic,
 };
 
-use crate::connection::{Connection, Frame};
+use crate::connection::{Callback, Connection, Frame};
 use crate::error::ClientError;
 
 use super::stages::{ProducerStage, ProducerStages};
@@ -96,7 +96,7 @@ impl Coalescer {
     }
 
     /// Sends everything queued as one request (under the queue's lock: requests leave in
-    /// queue order) and spawns the task that hands out its answers.
+    /// queue order) and has the connection hand out its answers (`answered`).
     fn send_queued(self: &Arc<Self>, q: &mut Queue) {
         if q.items.is_empty() {
             return;
@@ -120,49 +120,57 @@ impl Coalescer {
             });
         }
         let request = ProduceRequest { ack: self.ack, timeout_ms: self.timeout_ms, topics };
-        let pending = match self.conn.send(&request) {
-            Ok(p) => p,
-            Err(e) => {
-                let now = Instant::now();
-                for item in items {
-                    let _ = item.tx.send((Err(e.clone()), now));
-                }
-                return;
-            }
-        };
         let sent = Instant::now();
         self.stages.record_each(ProducerStage::SendQueue, items.iter().map(|i| (i.shipped, sent)));
+        // Counted before it goes: `answered` gives it back, however the request ends.
         q.in_flight += 1;
         let me = self.clone();
         let addr = self.conn.addr();
-        tokio::spawn(async move {
-            let answer = pending.wait().await.and_then(|frame| decode(&frame, addr));
-            let answered = Instant::now();
-            me.stages.record_each(ProducerStage::InFlight, items.iter().map(|_| (sent, answered)));
-            for (item, (t, p)) in items.into_iter().zip(places) {
-                let result = match &answer {
-                    Ok(resp) => resp
-                        .topics
-                        .get(t)
-                        .and_then(|topic| topic.partitions.get(p))
-                        .cloned()
-                        .ok_or_else(|| ClientError::Protocol("produce response is short".into())),
-                    Err(e) => Err(e.clone()),
-                };
-                let result = result.and_then(|r| match ErrorCode::from_u16(r.error) {
-                    Some(ErrorCode::None) => Ok(r),
-                    code => Err(ClientError::Partition {
-                        topic: item.topic.to_string(),
-                        partition: item.partition,
-                        code: code.unwrap_or(ErrorCode::UnknownServerError),
-                    }),
-                });
-                let _ = item.tx.send((result, answered));
-            }
-            let mut q = me.queue.lock().expect("coalescer lock");
-            q.in_flight -= 1;
-            me.send_queued(&mut q);
+        // The answer is handed out on the connection's reader task, as it arrives (no task
+        // of its own to wake).
+        let answered: Callback = Box::new(move |frame: Result<Frame, ClientError>| {
+            let answer = frame.and_then(|frame| decode(&frame, addr));
+            me.answered(items, places, sent, answer);
         });
+        if let Err((e, answered)) = self.conn.send_then(&request, answered) {
+            // Not sent: answered with the error outside this queue's lock, which it takes.
+            tokio::spawn(async move { answered(Err(e)) });
+        }
+    }
+
+    /// Hands out a request's answer to its batches, then sends what queued meanwhile.
+    fn answered(
+        self: &Arc<Self>,
+        items: Vec<Item>,
+        places: Vec<(usize, usize)>,
+        sent: Instant,
+        answer: Result<ProduceResponse, ClientError>,
+    ) {
+        let answered = Instant::now();
+        self.stages.record_each(ProducerStage::InFlight, items.iter().map(|_| (sent, answered)));
+        for (item, (t, p)) in items.into_iter().zip(places) {
+            let result = match &answer {
+                Ok(resp) => resp
+                    .topics
+                    .get(t)
+                    .and_then(|topic| topic.partitions.get(p))
+                    .cloned()
+                    .ok_or_else(|| ClientError::Protocol("produce response is short".into())),
+                Err(e) => Err(e.clone()),
+            };
+            let result = result.and_then(|r| match ErrorCode::from_u16(r.error) {
+                Some(ErrorCode::None) => Ok(r),
+                code => Err(ClientError::Partition {
+                    topic: item.topic.to_string(),
+                    partition: item.partition,
+                    code: code.unwrap_or(ErrorCode::UnknownServerError),
+                }),
+            });
+            let _ = item.tx.send((result, answered));
+        }
+        let mut q = self.queue.lock().expect("coalescer lock");
+        q.in_flight -= 1;
+        self.send_queued(&mut q);
     }
 }
 
@@ -185,7 +193,7 @@ fn decode(frame: &Frame, addr: std::net::SocketAddr) -> Result<ProduceResponse, 
 /// in order by sending them all along one connection (and waiting for its requests in flight
 /// before it switches), which only holds if every batch it sends on a connection goes
 /// through that connection's one coalescer. Coalescers of closed connections are dropped
-/// (their requests in flight still answer: each request's task holds its coalescer).
+/// (their requests in flight still answer: each request's callback holds its coalescer).
 #[derive(Default)]
 pub(super) struct Coalescers {
     by_conn: Mutex<HashMap<ConnKey, Arc<Coalescer>>>,
