@@ -7,20 +7,22 @@
 #
 # Environment: WORKLOADS (default "fixed-rate-16p-1kb max-rate-1p-1kb"), RATE (msg/s for
 # fixed-rate workloads, default 50000), DURATION (s, default 10), ROUNDS (default 2),
-# BROKER (binary, default target/release/broker), PERF_DATA_DIR (default ./perf-data).
+# BROKER (binary, default target/release/broker), PERF_DATA_DIR (default ./perf-data), OUT
+# (result directory, default this one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 cd "$root"
+out_dir=${OUT:-$here}
 workloads=${WORKLOADS:-"fixed-rate-16p-1kb max-rate-1p-1kb"}
 rate=${RATE:-50000}
 duration=${DURATION:-10}
 rounds=${ROUNDS:-2}
 broker=${BROKER:-$root/target/release/broker}
 data=${PERF_DATA_DIR:-$root/perf-data}/client-read-buffer
-rm -rf "$data" "$data.ready" && mkdir -p "$data"
+rm -rf "$data" "$data.ready" && mkdir -p "$data" "$out_dir"
 taskset -c 1 "$broker" --data-dir "$data" --listen 127.0.0.1:0 --shards 1 --metrics off \
-    --ready-file "$data.ready" >"$here/broker.log" 2>&1 &
+    --ready-file "$data.ready" >"$out_dir/broker.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data" "$data.ready"' EXIT
 for _ in $(seq 1 100); do [ -s "$data.ready" ] && break; sleep 0.1; done
@@ -32,7 +34,7 @@ for w in $workloads; do
         for side in without with; do
             bin=$A
             [ "$side" = with ] && bin=$B
-            out="$here/$side/round-$round"
+            out="$out_dir/$side/round-$round"
             mkdir -p "$out"
             echo "==> $w $side round $round" >&2
             perf stat -x, -o "$out/$w.perf-stat.csv" \
