@@ -373,6 +373,8 @@ pub fn run(
     let cpus = allowed_cpus();
     let mesh = MeshBuilder::<ShardMsg, _>::full(n, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<(u32, u32)>();
+    // Shards that read the earlier run's journal files: none removes any before all read.
+    let journal_readers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -382,6 +384,7 @@ pub fn run(
         let kafka = kafka.clone();
         let security = security.clone();
         let tls = tls.clone();
+        let journal_readers = journal_readers.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -397,8 +400,21 @@ pub fn run(
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
                 shard_main(
-                    config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd, kafka, security, tls,
+                    config,
+                    addresses,
+                    fds,
+                    mesh,
+                    metadata,
+                    stop,
+                    ready_tx,
+                    cpu as u32,
+                    slots,
+                    metrics,
+                    http_fd,
+                    kafka,
+                    security,
+                    tls,
+                    journal_readers,
                 )
                 .await
             })
@@ -474,6 +490,7 @@ async fn shard_main(
     kafka: Option<Arc<crate::kafka::Kafka>>,
     security: Arc<crate::auth::Security>,
     tls: Option<Arc<crate::tls::ServerTls>>,
+    journal_readers: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
@@ -481,8 +498,18 @@ async fn shard_main(
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }
-    // Recover the partitions this shard owns before accepting anything.
+    // Recover the partitions this shard owns before accepting anything, replaying what an
+    // earlier run's journals hold for them.
+    shard.read_journal().await;
+    // Every shard reads every shard's files: none starts its new journal (whose checkpoints
+    // remove files) or removes replayed files before all have read.
+    journal_readers.fetch_add(1, Ordering::SeqCst);
+    while journal_readers.load(Ordering::SeqCst) < shard.shard_count as usize {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    shard.start_journal().await;
     shard.apply_metadata(metadata).await;
+    shard.retire_replayed_journal().await;
 
     // SAFETY: each fd was created by `bind` on the main thread, is a listening TCP socket, and
     // is handed to exactly one shard (index = shard id), which takes sole ownership of it.

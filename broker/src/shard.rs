@@ -21,10 +21,13 @@ use crate::config::BrokerConfig;
 use crate::counters::Counters;
 use crate::descriptors::{ConnectionSlots, DescriptorPools, StorageFiles};
 use crate::group::Coordinator;
+use crate::layout::journal_root;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{DerivedTable, Metadata, Topic};
 use crate::partition::Partition;
-use crate::storage::{LogConfig, ShardCache};
+use crate::storage::journal::{JournalConfig, JournalReplay, JournalStats, ShardJournal};
+use crate::storage::log::JournalJoin;
+use crate::storage::{DmaDisk, LogConfig, ShardCache};
 use crate::table::TableMemory;
 
 /// How long a graceful stop may spend closing (flushing, syncing) partition logs.
@@ -72,6 +75,10 @@ pub struct Shard {
     pub security: Arc<crate::auth::Security>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    /// This shard's journal (`shard_journal`; `start_journal`).
+    journal: RefCell<Option<Rc<ShardJournal<DmaDisk>>>>,
+    /// An earlier run's journal entries, until the partitions opened at start took theirs.
+    replay: RefCell<Option<Rc<JournalReplay>>>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
     /// Set when the broker is shutting down.
@@ -109,6 +116,8 @@ impl Shard {
             counters: Counters::default(),
             metadata: RefCell::new(Arc::new(Metadata::default())),
             partitions: RefCell::new(HashMap::new()),
+            journal: RefCell::new(None),
+            replay: RefCell::new(None),
             admin_lock: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
             next_producer_id: Cell::new(None),
@@ -170,6 +179,14 @@ impl Shard {
                     continue;
                 }
                 let config = self.log_config(topic);
+                let journal = self.journal.borrow().clone();
+                let replay = self.replay.borrow().clone();
+                let join = JournalJoin {
+                    journal: journal.as_deref(),
+                    topic_id: topic.id,
+                    partition: index,
+                    replay: replay.as_ref().map(|r| r.take(topic.id, index)).unwrap_or_default(),
+                };
                 match Partition::open(
                     &self.config.data_dir,
                     topic,
@@ -179,10 +196,14 @@ impl Shard {
                     self.storage_files.clone(),
                     self.config.producer_state_idle_ms,
                     &self.tables,
+                    join,
                 )
                 .await
                 {
                     Ok(p) => {
+                        if let Some(r) = &replay {
+                            r.replayed(topic.id, index);
+                        }
                         let p = Rc::new(p);
                         if p.table.is_some() {
                             let p = p.clone();
@@ -214,6 +235,61 @@ impl Shard {
                 .detach();
             }
         }
+    }
+
+    /// Before the partitions open: reads every journal file an earlier run left (of any
+    /// shard). Every shard must have read before any starts its journal
+    /// ([`Shard::start_journal`]): its checkpoints remove files.
+    pub async fn read_journal(&self) {
+        let root = journal_root(&self.config.data_dir);
+        match JournalReplay::read(&DmaDisk, &root).await {
+            Ok(r) if !r.is_empty() => *self.replay.borrow_mut() = Some(r),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(shard = self.id, error = %e, "cannot read the journal files; nothing replayed")
+            }
+        }
+    }
+
+    /// Starts this shard's journal if `shard_journal` is on. A journal that cannot start is
+    /// logged and the shard runs without it.
+    pub async fn start_journal(&self) {
+        let root = journal_root(&self.config.data_dir);
+        if !self.config.shard_journal {
+            return;
+        }
+        let config = JournalConfig {
+            file_bytes: self.config.shard_journal_file_bytes,
+            batch_bytes_max: self.config.log.batch_bytes_max,
+        };
+        let dir = root.join(format!("shard-{}", self.id));
+        match ShardJournal::open(DmaDisk, dir, config).await {
+            Ok(j) => *self.journal.borrow_mut() = Some(Rc::new(j)),
+            Err(e) => {
+                warn!(shard = self.id, error = %e, "cannot start the shard journal; running without it")
+            }
+        }
+    }
+
+    /// After the partitions opened (and every shard read the files): removes this shard's
+    /// journal files of the earlier run whose partitions all replayed here (or whose topics
+    /// are gone).
+    pub async fn retire_replayed_journal(&self) {
+        let Some(replay) = self.replay.borrow_mut().take() else {
+            return;
+        };
+        let dir = journal_root(&self.config.data_dir).join(format!("shard-{}", self.id));
+        let md = self.metadata();
+        let exists = |id: u64| md.topics.values().any(|t| t.id == id);
+        let kept = replay.retire_confirmed(&DmaDisk, &dir, exists).await;
+        if kept > 0 {
+            warn!(shard = self.id, kept, "journal files of the last run kept for the next start");
+        }
+    }
+
+    /// The shard journal's counters, if it has one.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.journal.borrow().as_ref().map(|j| j.stats())
     }
 
     /// Applies a snapshot here and on every other shard, returning when all have.
@@ -254,10 +330,29 @@ impl Shard {
         let parts: Vec<Rc<Partition>> =
             self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         // A shutdown must end: a close that does not finish in time is abandoned (what was
-        // acked durable is already synced; recovery trims the rest on the next start).
+        // acked durable is already synced, or journaled and replayed at the next start;
+        // recovery trims the rest).
         let deadline = std::time::Instant::now() + SHUTDOWN_CLOSE_TIMEOUT;
         for p in parts {
             p.close_within(deadline.saturating_duration_since(std::time::Instant::now())).await;
+        }
+        // Then the journal: its last file goes once every partition in it synced at close.
+        let journal = self.journal.borrow_mut().take();
+        if let Some(j) = journal {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let closed = futures_lite::future::or(async { Some(j.close().await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await;
+            match closed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => warn!(shard = self.id, error = %e, "shard journal failed"),
+                None => warn!(
+                    shard = self.id,
+                    "shard journal close abandoned; its files are replayed at the next start"
+                ),
+            }
         }
     }
 

@@ -10,6 +10,8 @@
 //! back, and a consumer that fell behind it skips forward as a consumer resetting to
 //! earliest would.
 //!
+//! A third loop runs the first with the shard journal on (`BROKER_SHARD_JOURNAL`).
+//!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
 //! `tests/crash_long.sh` runs the long mode.
 
@@ -256,15 +258,22 @@ fn verify(
 
 #[test]
 fn sigkill_under_durable_load_loses_nothing_acked() {
-    crash_loop(false);
+    crash_loop(false, false);
 }
 
 #[test]
 fn sigkill_with_retention_and_reused_segments_loses_nothing_retained() {
-    crash_loop(true);
+    crash_loop(true, false);
 }
 
-fn crash_loop(retention: bool) {
+/// The same with the shard journal on: durable acks come from journal records, segments
+/// are synced lazily, and each restart replays the journal into the partitions.
+#[test]
+fn sigkill_with_the_shard_journal_loses_nothing_acked() {
+    crash_loop(false, true);
+}
+
+fn crash_loop(retention: bool, journal: bool) {
     let rounds: u32 = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
@@ -272,10 +281,14 @@ fn crash_loop(retention: bool) {
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("crash loop seed {seed} (replay: CRASH_SEED={seed})");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut broker = if retention {
-        Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")])
-    } else {
-        Broker::start(2)
+    let mut broker = match (retention, journal) {
+        (true, _) => Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")]),
+        // Small journal files: checkpoints (segment syncs, file removal) run every round.
+        (false, true) => Broker::start_with_env(
+            2,
+            &[("BROKER_SHARD_JOURNAL", "true"), ("BROKER_SHARD_JOURNAL_FILE_BYTES", "4194304")],
+        ),
+        (false, false) => Broker::start(2),
     };
     let owners = if retention {
         // 256 KiB segments (~12 batches), 768 KiB kept per partition: several rolls,

@@ -19,6 +19,12 @@
 //!   opens, the deleter unlinks without pacing, and a read of a sealed segment that cannot
 //!   reopen it fails with `RESOURCE_LIMIT` (retriable).
 //!
+//! - With the shard journal ([`PartitionLog::open_journaled`], `storage/journal/`) every
+//!   append is also handed to the journal at enqueue; `durable` acks and readers wait for
+//!   the segment write and the journal record, and segments are synced lazily (journal
+//!   checkpoints, rolls, close). Opening replays an earlier run's journal entries that
+//!   continue the recovered log.
+//!
 //! # Files, each headed by the rules it keeps
 //! - `core.rs`: what the handle and its tasks share (segments, watermarks, append queue,
 //!   fence); acks resolve and the fence falls there.
@@ -57,6 +63,7 @@ use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
+use tracing::{info, warn};
 use wire::{AckLevel, BatchHeader};
 
 use self::core::{AppendQueue, LogCore, Pending};
@@ -69,6 +76,7 @@ use super::cache::PartitionCache;
 use super::config::LogConfig;
 use super::error::{IoError, StorageError};
 use super::io::Disk;
+use super::journal::{ReplayEntry, ShardJournal};
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
@@ -76,6 +84,25 @@ pub use self::cleaner::CleanerStats;
 pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::ReadOutcome;
 pub use self::ticket::{AppendTicket, AppendTicketDone};
+
+/// How a log joins its shard's journal (see [`PartitionLog::open_journaled`]).
+pub struct JournalJoin<'a, D: Disk> {
+    /// The shard's journal, if it has one.
+    pub journal: Option<&'a ShardJournal<D>>,
+    /// Topic incarnation (`metadata.rs` topic id).
+    pub topic_id: u64,
+    /// Partition number.
+    pub partition: u32,
+    /// An earlier run's journal entries of this partition (`JournalReplay::take`).
+    pub replay: Vec<ReplayEntry>,
+}
+
+impl<D: Disk> JournalJoin<'_, D> {
+    /// No journal and nothing to replay.
+    pub fn none() -> Self {
+        JournalJoin { journal: None, topic_id: 0, partition: 0, replay: Vec::new() }
+    }
+}
 
 /// See the module docs.
 pub struct PartitionLog<D: Disk> {
@@ -106,6 +133,21 @@ impl<D: Disk> PartitionLog<D> {
         cache: PartitionCache,
         files: Arc<StorageFiles>,
     ) -> Result<Self, StorageError> {
+        Self::open_journaled(disk, dir, config, cache, files, JournalJoin::none()).await
+    }
+
+    /// [`PartitionLog::open`], joined to its shard's journal if `join.journal` (durable
+    /// appends then count once journaled, see `storage/journal/`), and appending the
+    /// journal entries of an earlier run that start at the recovered end (`join.replay`,
+    /// see [`PartitionLog::replay_journal`]) before it returns.
+    pub async fn open_journaled(
+        disk: D,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: PartitionCache,
+        files: Arc<StorageFiles>,
+        join: JournalJoin<'_, D>,
+    ) -> Result<Self, StorageError> {
         let reservation = files.reserve_partition().ok_or_else(|| IoError::TooManyFiles {
             op: "open partition",
             path: dir.display().to_string(),
@@ -124,7 +166,9 @@ impl<D: Disk> PartitionLog<D> {
             true => cleaner_checkpoint::read_checkpoint(&disk, &files, &dir, hw).await,
             false => 0,
         };
+        let journal = join.journal.map(|j| j.join(join.topic_id, join.partition, hw));
         let shared = Rc::new(LogCore {
+            journal,
             disk,
             files,
             dir,
@@ -161,14 +205,72 @@ impl<D: Disk> PartitionLog<D> {
             maintenance: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
         });
+        if let Some(link) = &shared.journal {
+            let (progress, fence) = (Rc::downgrade(&shared), Rc::downgrade(&shared));
+            link.member().set_callbacks(
+                Box::new(move || {
+                    if let Some(sh) = progress.upgrade() {
+                        sh.journal_progress();
+                        sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+                    }
+                }),
+                Box::new(move |e| {
+                    if let Some(sh) = fence.upgrade() {
+                        sh.fence(e);
+                    }
+                }),
+            );
+        }
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
         let deleter = glommio::spawn_local(deleter_loop(shared.clone())).detach();
-        Ok(PartitionLog {
+        let log = PartitionLog {
             shared,
             tasks: RefCell::new(vec![writer, syncer, deleter]),
             reservation: RefCell::new(Some(reservation)),
-        })
+        };
+        if !join.replay.is_empty() {
+            log.replay_journal(join.replay).await?;
+        }
+        Ok(log)
+    }
+
+    /// Appends the journal entries of an earlier run that continue the recovered log, in
+    /// order, and waits until they are durable again. Entries below the end are skipped;
+    /// at a gap (or an entry that does not check out) replay stops for this partition, which
+    /// is logged. See `storage/journal/replay.rs`.
+    pub async fn replay_journal(&self, entries: Vec<ReplayEntry>) -> Result<(), StorageError> {
+        let start = self.next_offset();
+        let mut tickets = Vec::new();
+        for e in entries {
+            let next = self.next_offset();
+            if e.next_offset <= next {
+                continue;
+            }
+            let header = BatchHeader::new(&e.bytes);
+            let checks = header.is_some_and(|h| {
+                h.base_offset() == e.base_offset
+                    && h.next_offset() == e.next_offset
+                    && h.batch_len() as usize == e.bytes.len()
+                    && wire::batch::header::covered_crc(&e.bytes) == h.crc()
+                    && e.bytes.len() <= self.shared.config.batch_bytes_max
+            });
+            if e.base_offset != next || !checks {
+                warn!(dir = %self.shared.dir.display(), end = next, entry_base = e.base_offset, entry_next = e.next_offset, checks, "journal replay stops: the entry does not continue the log");
+                break;
+            }
+            let append_ms = header.expect("checked").log_append_time_ms();
+            self.writable().await;
+            tickets.push(self.enqueue(&e.bytes, AckLevel::Durable, append_ms)?);
+        }
+        let n = tickets.len();
+        for t in tickets {
+            t.wait().await?;
+        }
+        if n > 0 {
+            info!(dir = %self.shared.dir.display(), from = start, to = self.next_offset(), batches = n, "journal entries replayed");
+        }
+        Ok(())
     }
 
     /// Queues a validated batch for append, assigns its offsets and log-append time in place
@@ -209,17 +311,26 @@ impl<D: Disk> PartitionLog<D> {
         };
         st.next_offset = next_offset;
         st.pending_bytes += batch.len();
+        let bytes = ByteView::new(Rc::new(owned));
+        let journaled = sh.journal.as_ref().map(|_| bytes.clone());
         st.pending.push_back(Pending {
             base_offset,
             next_offset,
             max_timestamp_ms,
             append_ms: now_ms,
-            bytes: ByteView::new(Rc::new(owned)),
+            bytes,
             ack,
             tx,
             enqueued: std::time::Instant::now(),
         });
         drop(st);
+        if let (Some(j), Some(bytes)) = (&sh.journal, journaled) {
+            if let Err(e) = j.submit(base_offset, next_offset, bytes) {
+                // The journal failed: nothing more becomes durable here (this append too
+                // fails, through the fence).
+                sh.fence(e);
+            }
+        }
         sh.writer_signal.advance(sh.writer_signal.get() + 1);
         Ok(AppendTicket {
             base_offset,
@@ -320,6 +431,10 @@ impl<D: Disk> PartitionLog<D> {
         }
         self.shared.written.close();
         self.shared.visible.close();
+        if let Some(j) = &self.shared.journal {
+            // Sealed (or fenced): a journal checkpoint waits for nothing more from here.
+            j.member().synced.close();
+        }
         // The writer closed the active segment's files: the partition's reservation goes
         // now, not when the last handler lets go of the log.
         drop(self.reservation.borrow_mut().take());

@@ -1,0 +1,467 @@
+//! The shard journal's seeded simulation: several partitions sharing one journal on one
+//! `SimDisk` (`JOURNAL_SIM_SEEDS`, `JOURNAL_SIM_SEED`, `SIM_STEPS`, `SIM_VERBOSE`), and the
+//! journal on the real disk restoring segments that lost their unsynced tail.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::*;
+use crate::storage::journal::{JournalConfig, JournalReplay, ShardJournal};
+use crate::storage::log::JournalJoin;
+
+/// The topic incarnation every simulated partition belongs to.
+const TOPIC_ID: u64 = 7;
+
+/// Journal records, removed journal files and replayed batches over all seeds (each path
+/// must be taken for the run to count).
+static RECORDS: AtomicU64 = AtomicU64::new(0);
+static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
+static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// What a partition must hold: offset -> bytes acked durable (or seen by a reader), and the
+/// batches that may be found at an offset after a crash.
+#[derive(Default)]
+struct Expect {
+    durable: BTreeMap<u64, Vec<u8>>,
+    maybe: BTreeMap<u64, Vec<Vec<u8>>>,
+}
+
+struct World {
+    disk: SimDisk,
+    root: PathBuf,
+    config: LogConfig,
+    journal_config: JournalConfig,
+    files: std::sync::Arc<crate::descriptors::StorageFiles>,
+    shard: Rc<ShardCache>,
+    partitions: u32,
+}
+
+impl World {
+    fn dir(&self, p: u32) -> PathBuf {
+        self.root.join("topic").join(p.to_string())
+    }
+
+    /// Reads the journal files, starts a new journal in shard directory `shard_dir` (the
+    /// shard count may change between runs), opens every partition replaying its entries,
+    /// then retires the old files.
+    async fn open(
+        &self,
+        shard_dir: u32,
+    ) -> (ShardJournal<SimDisk>, Vec<PartitionLog<SimDisk>>, usize) {
+        let root = self.root.join("journal");
+        let replay = JournalReplay::read(&self.disk, &root).await.unwrap();
+        let journal = ShardJournal::open(
+            self.disk.clone(),
+            root.join(format!("shard-{shard_dir}")),
+            self.journal_config.clone(),
+        )
+        .await
+        .unwrap();
+        let mut logs = Vec::new();
+        let mut replayed = 0;
+        for p in 0..self.partitions {
+            let entries = replay.take(TOPIC_ID, p);
+            let before = entries.len();
+            let log = PartitionLog::open_journaled(
+                self.disk.clone(),
+                self.dir(p),
+                self.config.clone(),
+                self.shard.partition(),
+                self.files.clone(),
+                JournalJoin {
+                    journal: Some(&journal),
+                    topic_id: TOPIC_ID,
+                    partition: p,
+                    replay: entries,
+                },
+            )
+            .await
+            .unwrap();
+            replayed += before;
+            logs.push(log);
+        }
+        replay.retire(&self.disk).await;
+        (journal, logs, replayed)
+    }
+}
+
+async fn simulate(seed: u64, steps: usize) {
+    let _guard = JournalSeedGuard(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let disk = SimDisk::new(
+        seed ^ 0x10A1,
+        SimFaults {
+            sync_delay_yields_max: rng.u32(0..4),
+            write_delay_yields_max: rng.u32(0..4),
+            ..SimFaults::default()
+        },
+    );
+    let mut config = small_config();
+    config.segment_bytes_max = [8 << 10, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
+    config.read_unsynced = rng.u8(0..4) == 0;
+    config.zero_ahead_bytes = [0, 16 << 10, 64 << 10][rng.usize(0..3)];
+    let world = World {
+        disk: disk.clone(),
+        root: PathBuf::from("/sim"),
+        journal_config: JournalConfig {
+            file_bytes: [64 << 10, 128 << 10, 1 << 20][rng.usize(0..3)],
+            batch_bytes_max: config.batch_bytes_max,
+        },
+        config,
+        files: unlimited_files(),
+        shard: ShardCache::new(rng.usize(0..32 << 10)),
+        partitions: rng.u32(2..6),
+    };
+    let moves_shards = rng.bool();
+    let verbose = std::env::var("SIM_VERBOSE").is_ok();
+    let mut expect: Vec<Expect> = (0..world.partitions).map(|_| Expect::default()).collect();
+    let (mut journal, mut logs, _) = world.open(0).await;
+    let mut now_ms: i64 = 1_000_000;
+    let mut tag = 0u64;
+    for step in 0..steps {
+        now_ms += rng.i64(0..50);
+        let op = rng.u8(0..100);
+        if verbose {
+            eprintln!("step {step} op {op} faults {:?}", disk.faults());
+        }
+        match op {
+            0..=54 => {
+                // A burst of appends to random partitions, in flight together.
+                let mut waits = Vec::new();
+                for _ in 0..rng.usize(1..10) {
+                    tag += 1;
+                    let p = rng.usize(0..logs.len());
+                    let batch = make_batch(&mut rng, now_ms, tag);
+                    let ack =
+                        [AckLevel::None, AckLevel::Written, AckLevel::Durable][rng.usize(0..3)];
+                    match logs[p].enqueue(&batch, ack, now_ms) {
+                        Ok(t) => {
+                            let bytes = stored(&batch, t.base_offset, now_ms);
+                            waits.push((
+                                p,
+                                t.base_offset,
+                                bytes,
+                                ack,
+                                glommio::spawn_local(t.wait()),
+                            ));
+                        }
+                        Err(e) => assert!(matches!(e, StorageError::Fenced(_)), "enqueue: {e}"),
+                    }
+                }
+                for (p, base, bytes, ack, w) in waits {
+                    let e = &mut expect[p];
+                    match w.await {
+                        Ok(()) if ack == AckLevel::Durable => {
+                            e.maybe.remove(&base);
+                            e.durable.insert(base, bytes);
+                        }
+                        Ok(()) => e.maybe.entry(base).or_default().push(bytes),
+                        Err(err) => {
+                            assert!(
+                                matches!(
+                                    err.code(),
+                                    wire::ErrorCode::StorageIo
+                                        | wire::ErrorCode::DiskFull
+                                        | wire::ErrorCode::ResourceLimit
+                                ),
+                                "{err}"
+                            );
+                            e.maybe.entry(base).or_default().push(bytes);
+                        }
+                    }
+                }
+            }
+            55..=64 => {
+                let p = rng.usize(0..logs.len());
+                let log = &logs[p];
+                let got = read_all(log, log.log_start_offset()).await.unwrap();
+                for (o, bytes) in expect[p].durable.range(log.log_start_offset()..) {
+                    if *o < log.high_watermark() {
+                        assert_eq!(
+                            got.get(o),
+                            Some(bytes),
+                            "partition {p}: durable batch at {o} differs (live read)"
+                        );
+                    }
+                }
+                if !world.config.read_unsynced {
+                    // Readers see only durable data: what a read returned must survive.
+                    for (o, bytes) in got {
+                        expect[p].maybe.remove(&o);
+                        expect[p].durable.insert(o, bytes);
+                    }
+                }
+            }
+            65..=79 => {
+                let clean = op >= 75;
+                let mut all_ok = true;
+                if clean {
+                    for log in &logs {
+                        all_ok &= log.close().await.is_ok();
+                    }
+                }
+                if clean {
+                    all_ok &= journal.close().await.is_ok();
+                    if all_ok {
+                        // Every partition synced at close: the checkpoint removed the files.
+                        let left: Vec<_> = disk
+                            .paths()
+                            .into_iter()
+                            .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+                            .collect();
+                        assert!(
+                            left.is_empty(),
+                            "journal files left after a clean close: {left:?}"
+                        );
+                    }
+                }
+                let stats = journal.stats();
+                RECORDS.fetch_add(stats.records, Relaxed);
+                FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+                drop(logs);
+                drop(journal);
+                if !clean {
+                    disk.crash();
+                }
+                disk.set_faults(SimFaults {
+                    write_eio_per_mille: 0,
+                    sync_eio_per_mille: 0,
+                    capacity_bytes: u64::MAX,
+                    ..disk.faults()
+                });
+                let shard_dir = if moves_shards { rng.u32(0..3) } else { 0 };
+                (journal, logs) = reopen_and_check(&world, shard_dir, &mut expect).await;
+            }
+            80..=89 => {
+                let f = disk.faults();
+                disk.set_faults(SimFaults {
+                    write_eio_per_mille: [0, 20, 100][rng.usize(0..3)],
+                    ..f
+                });
+            }
+            90..=93 => {
+                let f = disk.faults();
+                disk.set_faults(SimFaults { sync_eio_per_mille: [0, 200][rng.usize(0..2)], ..f });
+            }
+            _ => {
+                let f = disk.faults();
+                let cap =
+                    if rng.bool() { disk.used_bytes() + rng.u64(0..64 << 10) } else { u64::MAX };
+                disk.set_faults(SimFaults { capacity_bytes: cap, ..f });
+            }
+        }
+    }
+    let stats = journal.stats();
+    RECORDS.fetch_add(stats.records, Relaxed);
+    FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+    drop(logs);
+    drop(journal);
+    disk.crash();
+    disk.set_faults(SimFaults::default());
+    let (journal, logs) = reopen_and_check(&world, 0, &mut expect).await;
+    for log in &logs {
+        log.close().await.unwrap();
+    }
+    journal.close().await.unwrap();
+}
+
+async fn reopen_and_check(
+    world: &World,
+    shard_dir: u32,
+    expect: &mut [Expect],
+) -> (ShardJournal<SimDisk>, Vec<PartitionLog<SimDisk>>) {
+    let (journal, logs, replayed) = world.open(shard_dir).await;
+    if replayed > 0 {
+        REPLAYED_RUNS.fetch_add(1, Relaxed);
+    }
+    for (p, log) in logs.iter().enumerate() {
+        let e = &mut expect[p];
+        let start = log.log_start_offset();
+        let hw = log.high_watermark();
+        assert_eq!(hw, log.next_offset(), "partition {p}: reopened log not wholly visible");
+        let got = read_all(log, start).await.unwrap();
+        for (o, bytes) in e.durable.range(start..) {
+            assert!(*o < hw, "partition {p}: durable batch at {o} lost: high watermark {hw}");
+            assert_eq!(
+                got.get(o),
+                Some(bytes),
+                "partition {p}: durable batch at {o} differs after reopen"
+            );
+        }
+        for (o, candidates) in &e.maybe {
+            if let Some(g) = got.get(o) {
+                assert!(
+                    candidates.contains(g),
+                    "partition {p}: unacked batch at {o} came back altered"
+                );
+            }
+        }
+        e.maybe.clear();
+        e.durable = got;
+    }
+    (journal, logs)
+}
+
+/// Prints the seed if the test panics while it is alive.
+struct JournalSeedGuard(u64);
+
+impl Drop for JournalSeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("journal simulation failed with seed {0} (rerun: JOURNAL_SIM_SEED={0} cargo test -p broker --lib journal_simulation)", self.0);
+        }
+    }
+}
+
+#[test]
+fn journal_simulation() {
+    let seeds: Vec<u64> = match std::env::var("JOURNAL_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("JOURNAL_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 =
+                std::env::var("JOURNAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+            (0..n).collect()
+        }
+    };
+    let steps = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    run(move || async move {
+        if std::env::var("SIM_VERBOSE").is_ok() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("trace")
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        let many = seeds.len() >= 100;
+        for seed in seeds {
+            simulate(seed, steps).await;
+        }
+        let (records, removed, replays) =
+            (RECORDS.load(Relaxed), FILES_REMOVED.load(Relaxed), REPLAYED_RUNS.load(Relaxed));
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries");
+        assert!(!many || records > 0, "no journal record written");
+        assert!(
+            !many || removed > 0,
+            "no checkpoint removed a journal file: that path went untested"
+        );
+        assert!(
+            !many || replays > 0,
+            "no reopen replayed journal entries: that path went untested"
+        );
+    });
+}
+
+/// Three partitions on the real disk share one journal; their segments then lose the tail
+/// no segment sync covered (as after a power loss), and a reopen replays it from the
+/// journal byte for byte.
+#[test]
+fn journal_real_disk_replays_lost_segment_tails() {
+    let tmp = tempfile::Builder::new().prefix("broker-journal-").tempdir().expect("temp dir");
+    let root = tmp.path().to_owned();
+    run(move || async move {
+        let shard = ShardCache::new(0);
+        let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
+        let jconfig =
+            JournalConfig { file_bytes: 4 << 20, batch_bytes_max: config.batch_bytes_max };
+        let journal_root = root.join("journal");
+        let dir = |p: u32| root.join("t").join(p.to_string());
+        let journal = ShardJournal::open(DmaDisk, journal_root.join("shard-0"), jconfig.clone())
+            .await
+            .unwrap();
+        let mut logs = Vec::new();
+        for p in 0..3u32 {
+            let join = JournalJoin {
+                journal: Some(&journal),
+                topic_id: 1,
+                partition: p,
+                replay: Vec::new(),
+            };
+            logs.push(
+                PartitionLog::open_journaled(
+                    DmaDisk,
+                    dir(p),
+                    config.clone(),
+                    shard.partition(),
+                    unlimited_files(),
+                    join,
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut expected: Vec<BTreeMap<u64, Vec<u8>>> = vec![BTreeMap::new(); 3];
+        let mut appends = 0u64;
+        for round in 0..40u64 {
+            let mut waits = Vec::new();
+            for p in 0..3usize {
+                let batch = make_batch(&mut rng, 1000 + round as i64, round * 3 + p as u64);
+                let t = logs[p].enqueue(&batch, AckLevel::Durable, 5000).unwrap();
+                expected[p].insert(t.base_offset, stored(&batch, t.base_offset, 5000));
+                waits.push(t);
+                appends += 1;
+            }
+            for t in waits {
+                t.wait().await.unwrap();
+            }
+        }
+        let stats = journal.stats();
+        assert!(
+            stats.records > 0 && stats.records < appends,
+            "one record per commit cycle, not per append: {stats:?}"
+        );
+        for log in &logs {
+            let s = log.stats();
+            assert_eq!(s.dsync_writes, 0, "no O_DSYNC segment write with the journal");
+            assert_eq!(s.syncs, 0, "no segment sync before a checkpoint asks");
+        }
+        // A crash: the process dies. Then every segment loses what no sync covered: they
+        // were never synced, so cut them back to nothing past their first batch.
+        drop(logs);
+        drop(journal);
+        for p in 0..3u32 {
+            let first_len = expected[p as usize][&0].len() as u64;
+            let seg = dir(p).join(crate::storage::segment::file_name(0, "log"));
+            let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+            f.set_len(first_len).unwrap();
+        }
+        let replay = JournalReplay::read(&DmaDisk, &journal_root).await.unwrap();
+        assert!(!replay.is_empty());
+        let journal =
+            ShardJournal::open(DmaDisk, journal_root.join("shard-1"), jconfig).await.unwrap();
+        let mut logs = Vec::new();
+        for p in 0..3u32 {
+            let join = JournalJoin {
+                journal: Some(&journal),
+                topic_id: 1,
+                partition: p,
+                replay: replay.take(1, p),
+            };
+            logs.push(
+                PartitionLog::open_journaled(
+                    DmaDisk,
+                    dir(p),
+                    config.clone(),
+                    shard.partition(),
+                    unlimited_files(),
+                    join,
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        replay.retire(&DmaDisk).await;
+        for (p, log) in logs.iter().enumerate() {
+            assert_eq!(read_all(log, 0).await.unwrap(), expected[p], "partition {p} after replay");
+        }
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+        journal.close().await.unwrap();
+        // Closed cleanly: every journal file is gone (the old by retire, the new by its
+        // checkpoint at close).
+        for shard_dir in ["shard-0", "shard-1"] {
+            let left: Vec<_> = std::fs::read_dir(journal_root.join(shard_dir)).unwrap().collect();
+            assert!(left.is_empty(), "{shard_dir}: {left:?}");
+        }
+    });
+}
