@@ -11,8 +11,8 @@
 //!   base offset the one read later wins (files are read in name order; the same batch may
 //!   be in two files when a replayed partition journaled it again).
 //! - [`JournalReplay::take`] hands a partition its entries once, in offset order. The
-//!   partition log appends those that start at its recovered end, in order, and stops at a
-//!   gap (`log/mod.rs` `replay_journal`). Entries of a topic id no partition takes (a
+//!   partition log appends those past its recovered end, in order, and fails its open if
+//!   one does not continue the log (`log/replay.rs`), so the files keep it. Entries of a topic id no partition takes (a
 //!   deleted topic) are ignored.
 //! - The files are removed only by [`JournalReplay::retire`], which the caller runs once
 //!   every partition that took entries made them durable again (in its segments or in the

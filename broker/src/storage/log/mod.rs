@@ -36,6 +36,7 @@
 //! - `retention.rs`: segments leaving the log (retention; record deletion before an offset),
 //!   and the deleter that frees their space.
 //! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
+//! - `replay.rs`: opening with the shard journal: appending an earlier run's entries.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.
 //! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record;
@@ -49,6 +50,7 @@ mod core;
 mod index_files;
 mod reader;
 mod recovery;
+mod replay;
 mod retention;
 mod roll;
 mod syncer;
@@ -63,7 +65,6 @@ use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
-use tracing::{info, warn};
 use wire::{AckLevel, BatchHeader};
 
 use self::core::{AppendQueue, LogCore, Pending};
@@ -110,6 +111,8 @@ pub struct PartitionLog<D: Disk> {
     tasks: RefCell<Vec<JoinHandle<()>>>,
     /// The partition's reservation in the storage budget, until `close`.
     reservation: RefCell<Option<FileSlot>>,
+    /// Batches appended from an earlier run's journal when it opened.
+    replayed_batches: Cell<usize>,
 }
 
 impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
@@ -138,8 +141,10 @@ impl<D: Disk> PartitionLog<D> {
 
     /// [`PartitionLog::open`], joined to its shard's journal if `join.journal` (durable
     /// appends then count once journaled, see `storage/journal/`), and appending the
-    /// journal entries of an earlier run that start at the recovered end (`join.replay`,
-    /// see [`PartitionLog::replay_journal`]) before it returns.
+    /// journal entries of an earlier run that continue the recovered log (`join.replay`,
+    /// see `replay.rs`) before it returns. An entry past the recovered end that cannot be
+    /// appended (a gap, or one that does not check out) fails the open: the journal files
+    /// keep it, and the partition takes no appends that could reuse its offsets.
     pub async fn open_journaled(
         disk: D,
         dir: PathBuf,
@@ -228,49 +233,20 @@ impl<D: Disk> PartitionLog<D> {
             shared,
             tasks: RefCell::new(vec![writer, syncer, deleter]),
             reservation: RefCell::new(Some(reservation)),
+            replayed_batches: Cell::new(0),
         };
         if !join.replay.is_empty() {
-            log.replay_journal(join.replay).await?;
+            match log.replay_journal(join.replay).await {
+                Ok(n) => log.replayed_batches.set(n),
+                Err(e) => {
+                    // Its entries stay in the journal files for the next open; nothing is
+                    // appended after a stop, which could reuse their offsets.
+                    let _ = log.close().await;
+                    return Err(e);
+                }
+            }
         }
         Ok(log)
-    }
-
-    /// Appends the journal entries of an earlier run that continue the recovered log, in
-    /// order, and waits until they are durable again. Entries below the end are skipped;
-    /// at a gap (or an entry that does not check out) replay stops for this partition, which
-    /// is logged. See `storage/journal/replay.rs`.
-    pub async fn replay_journal(&self, entries: Vec<ReplayEntry>) -> Result<(), StorageError> {
-        let start = self.next_offset();
-        let mut tickets = Vec::new();
-        for e in entries {
-            let next = self.next_offset();
-            if e.next_offset <= next {
-                continue;
-            }
-            let header = BatchHeader::new(&e.bytes);
-            let checks = header.is_some_and(|h| {
-                h.base_offset() == e.base_offset
-                    && h.next_offset() == e.next_offset
-                    && h.batch_len() as usize == e.bytes.len()
-                    && wire::batch::header::covered_crc(&e.bytes) == h.crc()
-                    && e.bytes.len() <= self.shared.config.batch_bytes_max
-            });
-            if e.base_offset != next || !checks {
-                warn!(dir = %self.shared.dir.display(), end = next, entry_base = e.base_offset, entry_next = e.next_offset, checks, "journal replay stops: the entry does not continue the log");
-                break;
-            }
-            let append_ms = header.expect("checked").log_append_time_ms();
-            self.writable().await;
-            tickets.push(self.enqueue(&e.bytes, AckLevel::Durable, append_ms)?);
-        }
-        let n = tickets.len();
-        for t in tickets {
-            t.wait().await?;
-        }
-        if n > 0 {
-            info!(dir = %self.shared.dir.display(), from = start, to = self.next_offset(), batches = n, "journal entries replayed");
-        }
-        Ok(())
     }
 
     /// Queues a validated batch for append, assigns its offsets and log-append time in place
@@ -281,6 +257,18 @@ impl<D: Disk> PartitionLog<D> {
         ack: AckLevel,
         now_ms: i64,
     ) -> Result<AppendTicket, StorageError> {
+        self.enqueue_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
+    }
+
+    /// [`PartitionLog::enqueue`] with a batch size limit of `batch_bytes_max` (journal
+    /// replay takes back batches a larger limit accepted).
+    fn enqueue_within(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+        batch_bytes_max: usize,
+    ) -> Result<AppendTicket, StorageError> {
         let sh = &self.shared;
         let mut st = sh.queue.borrow_mut();
         if st.closing {
@@ -289,11 +277,8 @@ impl<D: Disk> PartitionLog<D> {
         if let Some(reason) = &st.fenced {
             return Err(StorageError::Fenced(reason.clone()));
         }
-        if batch.len() > sh.config.batch_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                batch_bytes: batch.len(),
-                batch_bytes_max: sh.config.batch_bytes_max,
-            });
+        if batch.len() > batch_bytes_max {
+            return Err(StorageError::BatchTooLarge { batch_bytes: batch.len(), batch_bytes_max });
         }
         let header = BatchHeader::new(batch).expect("enqueue of an unvalidated batch");
         assert_eq!(header.batch_len() as usize, batch.len(), "enqueue of an unvalidated batch");
@@ -443,6 +428,12 @@ impl<D: Disk> PartitionLog<D> {
             Some(reason) => Err(StorageError::Fenced(reason)),
             None => Ok(()),
         }
+    }
+
+    /// Batches appended from an earlier run's journal when it opened
+    /// ([`PartitionLog::open_journaled`]).
+    pub fn replayed_batches(&self) -> usize {
+        self.replayed_batches.get()
     }
 
     /// Directory of the log.

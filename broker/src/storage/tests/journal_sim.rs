@@ -2,6 +2,7 @@
 //! `SimDisk` (`JOURNAL_SIM_SEEDS`, `JOURNAL_SIM_SEED`, `SIM_STEPS`, `SIM_VERBOSE`), and the
 //! journal on the real disk restoring segments that lost their unsynced tail.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
@@ -11,8 +12,8 @@ use crate::storage::log::JournalJoin;
 /// The topic incarnation every simulated partition belongs to.
 const TOPIC_ID: u64 = 7;
 
-/// Journal records, removed journal files and replayed batches over all seeds (each path
-/// must be taken for the run to count).
+/// Journal records, removed journal files and reopens that appended journaled batches over
+/// all seeds (each path must be taken for the run to count).
 static RECORDS: AtomicU64 = AtomicU64::new(0);
 static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
@@ -33,11 +34,18 @@ struct World {
     files: std::sync::Arc<crate::descriptors::StorageFiles>,
     shard: Rc<ShardCache>,
     partitions: u32,
+    /// The partitions' largest batch for the next open: lowered now and then across a
+    /// restart, which must not drop journaled batches bigger than the new limit.
+    batch_bytes_max: Cell<usize>,
 }
 
 impl World {
     fn dir(&self, p: u32) -> PathBuf {
         self.root.join("topic").join(p.to_string())
+    }
+
+    fn log_config(&self) -> LogConfig {
+        LogConfig { batch_bytes_max: self.batch_bytes_max.get(), ..self.config.clone() }
     }
 
     /// Reads the journal files, starts a new journal in shard directory `shard_dir` (the
@@ -60,11 +68,10 @@ impl World {
         let mut replayed = 0;
         for p in 0..self.partitions {
             let entries = replay.take(TOPIC_ID, p);
-            let before = entries.len();
             let log = PartitionLog::open_journaled(
                 self.disk.clone(),
                 self.dir(p),
-                self.config.clone(),
+                self.log_config(),
                 self.shard.partition(),
                 self.files.clone(),
                 JournalJoin {
@@ -76,7 +83,7 @@ impl World {
             )
             .await
             .unwrap();
-            replayed += before;
+            replayed += log.replayed_batches();
             logs.push(log);
         }
         replay.retire(&self.disk).await;
@@ -99,6 +106,7 @@ async fn simulate(seed: u64, steps: usize) {
     config.segment_bytes_max = [8 << 10, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
     config.read_unsynced = rng.u8(0..4) == 0;
     config.zero_ahead_bytes = [0, 16 << 10, 64 << 10][rng.usize(0..3)];
+    let batch_bytes_max = config.batch_bytes_max;
     let world = World {
         disk: disk.clone(),
         root: PathBuf::from("/sim"),
@@ -110,6 +118,7 @@ async fn simulate(seed: u64, steps: usize) {
         files: unlimited_files(),
         shard: ShardCache::new(rng.usize(0..32 << 10)),
         partitions: rng.u32(2..6),
+        batch_bytes_max: Cell::new(batch_bytes_max),
     };
     let moves_shards = rng.bool();
     let verbose = std::env::var("SIM_VERBOSE").is_ok();
@@ -144,7 +153,13 @@ async fn simulate(seed: u64, steps: usize) {
                                 glommio::spawn_local(t.wait()),
                             ));
                         }
-                        Err(e) => assert!(matches!(e, StorageError::Fenced(_)), "enqueue: {e}"),
+                        Err(e) => assert!(
+                            matches!(
+                                e,
+                                StorageError::Fenced(_) | StorageError::BatchTooLarge { .. }
+                            ),
+                            "enqueue: {e}"
+                        ),
                     }
                 }
                 for (p, base, bytes, ack, w) in waits {
@@ -229,6 +244,12 @@ async fn simulate(seed: u64, steps: usize) {
                     ..disk.faults()
                 });
                 let shard_dir = if moves_shards { rng.u32(0..3) } else { 0 };
+                let lowered = rng.u8(0..4) == 0;
+                world.batch_bytes_max.set(if lowered {
+                    2 << 10
+                } else {
+                    world.config.batch_bytes_max
+                });
                 (journal, logs) = reopen_and_check(&world, shard_dir, &mut expect).await;
             }
             80..=89 => {
