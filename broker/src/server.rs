@@ -509,7 +509,6 @@ async fn shard_main(
     }
     shard.start_journal().await;
     shard.apply_metadata(metadata).await;
-    shard.retire_replayed_journal().await;
 
     // SAFETY: each fd was created by `bind` on the main thread, is a listening TCP socket, and
     // is handed to exactly one shard (index = shard id), which takes sole ownership of it.

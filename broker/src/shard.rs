@@ -185,7 +185,7 @@ impl Shard {
                     journal: journal.as_deref(),
                     topic_id: topic.id,
                     partition: index,
-                    replay: replay.as_ref().map(|r| r.take(topic.id, index)).unwrap_or_default(),
+                    replay: replay.as_ref().map(|r| r.entries(topic.id, index)).unwrap_or_default(),
                 };
                 match Partition::open(
                     &self.config.data_dir,
@@ -216,11 +216,13 @@ impl Shard {
                         self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
                     }
                     Err(e) => {
+                        // Its journal entries stay for its next open (and in the files).
                         warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition")
                     }
                 }
             }
         }
+        self.retire_replayed_journal().await;
         // State tables over topics: each owned partition keeps exactly the declared ones.
         for p in self.partitions() {
             let wanted: Vec<&DerivedTable> = next.tables_of(&p.topic, p.topic_id).collect();
@@ -271,17 +273,25 @@ impl Shard {
         }
     }
 
-    /// After the partitions opened (and every shard read the files): removes this shard's
-    /// journal files of the earlier run whose partitions all replayed here (or whose topics
-    /// are gone).
-    pub async fn retire_replayed_journal(&self) {
-        let Some(replay) = self.replay.borrow_mut().take() else {
-            return;
+    /// Once every partition this shard owns that has journal entries of the earlier run
+    /// opened with them (every shard read the files before any opened): removes this
+    /// shard's files of that run whose partitions all replayed here (or whose topics are
+    /// gone). Until then the entries stay, for partitions whose open failed.
+    async fn retire_replayed_journal(&self) {
+        let md = self.metadata();
+        let owned = |id: u64, p: u32| {
+            md.topics.values().any(|t| t.id == id && t.shards.get(p as usize) == Some(&self.id))
+        };
+        let replay = {
+            let mut slot = self.replay.borrow_mut();
+            match slot.as_ref() {
+                Some(r) if !r.waiting(owned) => slot.take().expect("checked"),
+                _ => return,
+            }
         };
         let dir = journal_root(&self.config.data_dir).join(format!("shard-{}", self.id));
-        let md = self.metadata();
         let exists = |id: u64| md.topics.values().any(|t| t.id == id);
-        let kept = replay.retire_confirmed(&DmaDisk, &dir, exists).await;
+        let kept = replay.retire_confirmed(&DmaDisk, Some(&dir), exists).await;
         if kept > 0 {
             warn!(shard = self.id, kept, "journal files of the last run kept for the next start");
         }

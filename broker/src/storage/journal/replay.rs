@@ -10,16 +10,17 @@
 //! - Entries are grouped by (topic id, partition) and by base offset; of two entries at one
 //!   base offset the one read later wins (files are read in name order; the same batch may
 //!   be in two files when a replayed partition journaled it again).
-//! - [`JournalReplay::take`] hands a partition its entries once, in offset order. The
-//!   partition log appends those past its recovered end, in order, and fails its open if
-//!   one does not continue the log (`log/replay.rs`), so the files keep it. Entries of a topic id no partition takes (a
-//!   deleted topic) are ignored.
-//! - The files are removed only by [`JournalReplay::retire`], which the caller runs once
-//!   every partition that took entries made them durable again (in its segments or in the
-//!   new journal), or by [`JournalReplay::retire_confirmed`] (the broker: each shard, once
-//!   it opened its partitions, removes the files of its own directory whose partitions it
-//!   all replayed or whose topics are gone; a file with a partition that did not open, or
-//!   that now lives on another shard, stays for the next start).
+//! - [`JournalReplay::entries`] hands a partition its entries, in offset order, until it
+//!   opened with them ([`JournalReplay::replayed`]): a partition whose open failed gets
+//!   them again at its next open, and must never open without them (its segments may end
+//!   below offsets the journal acked). The partition log appends those past its recovered
+//!   end, in order, and fails its open if one does not continue the log (`log/replay.rs`).
+//!   Entries of a topic id no partition takes (a deleted topic) are ignored.
+//! - The files are removed only by [`JournalReplay::retire_confirmed`]: those whose every
+//!   partition was replayed or whose topic is gone. The broker: each shard, once every
+//!   partition it owns with entries opened, removes the files of its own directory so
+//!   confirmed; a file with a partition that did not open, or that now lives on another
+//!   shard, stays for the next start.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -137,13 +138,19 @@ impl JournalReplay {
         }))
     }
 
-    /// The entries of one partition, in offset order; empty after the first call.
-    pub fn take(&self, topic_id: u64, partition: u32) -> Vec<ReplayEntry> {
+    /// The entries of one partition, in offset order (a copy: they stay until the
+    /// partition opened with them, [`JournalReplay::replayed`]).
+    pub fn entries(&self, topic_id: u64, partition: u32) -> Vec<ReplayEntry> {
         self.groups
-            .borrow_mut()
-            .remove(&(topic_id, partition))
-            .map(|m| m.into_values().collect())
+            .borrow()
+            .get(&(topic_id, partition))
+            .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether a partition for which `waits` is true still has entries to replay.
+    pub fn waiting(&self, waits: impl Fn(u64, u32) -> bool) -> bool {
+        self.groups.borrow().keys().any(|&(t, p)| waits(t, p))
     }
 
     /// Whether no file was read.
@@ -152,8 +159,9 @@ impl JournalReplay {
     }
 
     /// Records that partition `partition` of `topic_id` opened and made its entries durable
-    /// again (see [`JournalReplay::retire_confirmed`]).
+    /// again (see [`JournalReplay::retire_confirmed`]); its entries are dropped.
     pub fn replayed(&self, topic_id: u64, partition: u32) {
+        self.groups.borrow_mut().remove(&(topic_id, partition));
         self.replayed.borrow_mut().insert((topic_id, partition));
     }
 
@@ -162,25 +170,20 @@ impl JournalReplay {
         self.files.iter().map(|(p, _)| p.clone()).collect()
     }
 
-    /// Removes every file read (see the module docs for when).
-    pub async fn retire<D: Disk>(&self, disk: &D) {
-        remove_files(disk, self.files()).await;
-    }
-
-    /// Removes the files read from `dir` whose every partition was
+    /// Removes the files read (from `dir` if given) whose every partition was
     /// [replayed](JournalReplay::replayed) or belongs to a topic incarnation that is gone
     /// (`topic_exists` false). Returns how many files were kept.
     pub async fn retire_confirmed<D: Disk>(
         &self,
         disk: &D,
-        dir: &Path,
+        dir: Option<&Path>,
         topic_exists: impl Fn(u64) -> bool,
     ) -> usize {
         let replayed = self.replayed.borrow().clone();
         let (gone, kept): (Vec<_>, Vec<_>) =
-            self.files.iter().filter(|(p, _)| p.parent() == Some(dir)).partition(|(_, groups)| {
-                groups.iter().all(|g| replayed.contains(g) || !topic_exists(g.0))
-            });
+            self.files.iter().filter(|(p, _)| dir.is_none() || p.parent() == dir).partition(
+                |(_, groups)| groups.iter().all(|g| replayed.contains(g) || !topic_exists(g.0)),
+            );
         for (path, _) in &kept {
             warn!(path = %path.display(), "journal file kept: a partition with entries in it was not replayed here");
         }

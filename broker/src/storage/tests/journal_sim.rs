@@ -31,7 +31,6 @@ struct World {
     root: PathBuf,
     config: LogConfig,
     journal_config: JournalConfig,
-    files: std::sync::Arc<crate::descriptors::StorageFiles>,
     shard: Rc<ShardCache>,
     partitions: u32,
     /// The partitions' largest batch for the next open: lowered now and then across a
@@ -49,12 +48,10 @@ impl World {
     }
 
     /// Reads the journal files, starts a new journal in shard directory `shard_dir` (the
-    /// shard count may change between runs), opens every partition replaying its entries,
-    /// then retires the old files.
-    async fn open(
-        &self,
-        shard_dir: u32,
-    ) -> (ShardJournal<SimDisk>, Vec<PartitionLog<SimDisk>>, usize) {
+    /// shard count may change between runs) and opens every partition as the broker's shard
+    /// does (`shard.rs` `apply_metadata`): the first `partitions_max` with a descriptor
+    /// budget, the rest failing to open (their entries must wait for a later open).
+    async fn open(&self, shard_dir: u32, partitions_max: u32) -> Run {
         let root = self.root.join("journal");
         let replay = JournalReplay::read(&self.disk, &root).await.unwrap();
         let journal = ShardJournal::open(
@@ -64,31 +61,82 @@ impl World {
         )
         .await
         .unwrap();
-        let mut logs = Vec::new();
-        let mut replayed = 0;
+        let mut run = Run {
+            journal,
+            logs: (0..self.partitions).map(|_| None).collect(),
+            replay: Some(replay),
+            replayed_batches: 0,
+        };
+        let budget = crate::descriptors::StorageFiles::with_split(partitions_max, usize::MAX >> 1);
         for p in 0..self.partitions {
-            let entries = replay.take(TOPIC_ID, p);
-            let log = PartitionLog::open_journaled(
-                self.disk.clone(),
-                self.dir(p),
-                self.log_config(),
-                self.shard.partition(),
-                self.files.clone(),
-                JournalJoin {
-                    journal: Some(&journal),
-                    topic_id: TOPIC_ID,
-                    partition: p,
-                    replay: entries,
-                },
-            )
-            .await
-            .unwrap();
-            replayed += log.replayed_batches();
-            logs.push(log);
+            self.open_partition(&mut run, p, &budget, false).await;
         }
-        replay.retire(&self.disk).await;
-        (journal, logs, replayed)
+        self.retire(&mut run).await;
+        run
     }
+
+    /// Opens partition `p` of `run` if it is not open, with its replay entries; an open
+    /// refused by `budget` leaves it closed.
+    async fn open_partition(
+        &self,
+        run: &mut Run,
+        p: u32,
+        budget: &std::sync::Arc<crate::descriptors::StorageFiles>,
+        faults: bool,
+    ) {
+        if run.logs[p as usize].is_some() {
+            return;
+        }
+        let replay = run.replay.as_ref().map(|r| r.entries(TOPIC_ID, p)).unwrap_or_default();
+        let opened = PartitionLog::open_journaled(
+            self.disk.clone(),
+            self.dir(p),
+            self.log_config(),
+            self.shard.partition(),
+            budget.clone(),
+            JournalJoin { journal: Some(&run.journal), topic_id: TOPIC_ID, partition: p, replay },
+        )
+        .await;
+        match opened {
+            Ok(log) => {
+                if let Some(r) = &run.replay {
+                    r.replayed(TOPIC_ID, p);
+                }
+                run.replayed_batches += log.replayed_batches();
+                run.logs[p as usize] = Some(log);
+            }
+            // Refused by the budget, or (with faults on) an I/O error during replay.
+            Err(e) => assert!(
+                e.code() == wire::ErrorCode::ResourceLimit
+                    || faults
+                        && matches!(
+                            e.code(),
+                            wire::ErrorCode::StorageIo | wire::ErrorCode::DiskFull
+                        ),
+                "open {p}: {e}"
+            ),
+        }
+    }
+
+    /// Once every partition opened (each replayed its entries), the earlier run's files go
+    /// (this one journal owns every partition, in whichever directory they are).
+    async fn retire(&self, run: &mut Run) {
+        if run.logs.iter().all(Option::is_some) {
+            if let Some(r) = run.replay.take() {
+                let kept = r.retire_confirmed(&self.disk, None, |_| true).await;
+                assert_eq!(kept, 0, "every partition replayed: no journal file is kept");
+            }
+        }
+    }
+}
+
+/// One run of the simulated shard: its journal, its partitions (`None`: not open) and the
+/// earlier run's journal entries until every partition took its own.
+struct Run {
+    journal: ShardJournal<SimDisk>,
+    logs: Vec<Option<PartitionLog<SimDisk>>>,
+    replay: Option<Rc<JournalReplay>>,
+    replayed_batches: usize,
 }
 
 async fn simulate(seed: u64, steps: usize) {
@@ -115,7 +163,6 @@ async fn simulate(seed: u64, steps: usize) {
             batch_bytes_max: config.batch_bytes_max,
         },
         config,
-        files: unlimited_files(),
         shard: ShardCache::new(rng.usize(0..32 << 10)),
         partitions: rng.u32(2..6),
         batch_bytes_max: Cell::new(batch_bytes_max),
@@ -123,7 +170,7 @@ async fn simulate(seed: u64, steps: usize) {
     let moves_shards = rng.bool();
     let verbose = std::env::var("SIM_VERBOSE").is_ok();
     let mut expect: Vec<Expect> = (0..world.partitions).map(|_| Expect::default()).collect();
-    let (mut journal, mut logs, _) = world.open(0).await;
+    let mut run = world.open(0, world.partitions).await;
     let mut now_ms: i64 = 1_000_000;
     let mut tag = 0u64;
     for step in 0..steps {
@@ -138,11 +185,12 @@ async fn simulate(seed: u64, steps: usize) {
                 let mut waits = Vec::new();
                 for _ in 0..rng.usize(1..10) {
                     tag += 1;
-                    let p = rng.usize(0..logs.len());
+                    let p = rng.usize(0..run.logs.len());
                     let batch = make_batch(&mut rng, now_ms, tag);
                     let ack =
                         [AckLevel::None, AckLevel::Written, AckLevel::Durable][rng.usize(0..3)];
-                    match logs[p].enqueue(&batch, ack, now_ms) {
+                    let Some(log) = &run.logs[p] else { continue };
+                    match log.enqueue(&batch, ack, now_ms) {
                         Ok(t) => {
                             let bytes = stored(&batch, t.base_offset, now_ms);
                             waits.push((
@@ -186,8 +234,17 @@ async fn simulate(seed: u64, steps: usize) {
                 }
             }
             55..=64 => {
-                let p = rng.usize(0..logs.len());
-                let log = &logs[p];
+                let p = rng.usize(0..run.logs.len());
+                let Some(log) = &run.logs[p] else {
+                    // Not open since the last start: a later metadata change opens it, with
+                    // the entries the journal holds for it.
+                    world.open_partition(&mut run, p as u32, &unlimited_files(), true).await;
+                    if let Some(log) = &run.logs[p] {
+                        check_reopened(p, log, &mut expect[p]).await;
+                    }
+                    world.retire(&mut run).await;
+                    continue;
+                };
                 let got = read_all(log, log.log_start_offset()).await.unwrap();
                 for (o, bytes) in expect[p].durable.range(log.log_start_offset()..) {
                     if *o < log.high_watermark() {
@@ -210,13 +267,13 @@ async fn simulate(seed: u64, steps: usize) {
                 let clean = op >= 75;
                 let mut all_ok = true;
                 if clean {
-                    for log in &logs {
+                    for log in run.logs.iter().flatten() {
                         all_ok &= log.close().await.is_ok();
                     }
                 }
                 if clean {
-                    all_ok &= journal.close().await.is_ok();
-                    if all_ok {
+                    all_ok &= run.journal.close().await.is_ok();
+                    if all_ok && run.replay.is_none() {
                         // Every partition synced at close: the checkpoint removed the files.
                         let left: Vec<_> = disk
                             .paths()
@@ -229,11 +286,10 @@ async fn simulate(seed: u64, steps: usize) {
                         );
                     }
                 }
-                let stats = journal.stats();
+                let stats = run.journal.stats();
                 RECORDS.fetch_add(stats.records, Relaxed);
                 FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
-                drop(logs);
-                drop(journal);
+                drop(run);
                 if !clean {
                     disk.crash();
                 }
@@ -250,7 +306,12 @@ async fn simulate(seed: u64, steps: usize) {
                 } else {
                     world.config.batch_bytes_max
                 });
-                (journal, logs) = reopen_and_check(&world, shard_dir, &mut expect).await;
+                // Now and then a partition cannot open at start (descriptor budget).
+                let partitions_max = match rng.u8(0..4) {
+                    0 => rng.u32(0..world.partitions),
+                    _ => world.partitions,
+                };
+                run = reopen_and_check(&world, shard_dir, partitions_max, &mut expect).await;
             }
             80..=89 => {
                 let f = disk.faults();
@@ -271,55 +332,61 @@ async fn simulate(seed: u64, steps: usize) {
             }
         }
     }
-    let stats = journal.stats();
+    let stats = run.journal.stats();
     RECORDS.fetch_add(stats.records, Relaxed);
     FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
-    drop(logs);
-    drop(journal);
+    drop(run);
     disk.crash();
     disk.set_faults(SimFaults::default());
-    let (journal, logs) = reopen_and_check(&world, 0, &mut expect).await;
-    for log in &logs {
+    let run = reopen_and_check(&world, 0, world.partitions, &mut expect).await;
+    for log in run.logs.iter().flatten() {
         log.close().await.unwrap();
     }
-    journal.close().await.unwrap();
+    run.journal.close().await.unwrap();
 }
 
 async fn reopen_and_check(
     world: &World,
     shard_dir: u32,
+    partitions_max: u32,
     expect: &mut [Expect],
-) -> (ShardJournal<SimDisk>, Vec<PartitionLog<SimDisk>>) {
-    let (journal, logs, replayed) = world.open(shard_dir).await;
-    if replayed > 0 {
+) -> Run {
+    let run = world.open(shard_dir, partitions_max).await;
+    if run.replayed_batches > 0 {
         REPLAYED_RUNS.fetch_add(1, Relaxed);
     }
-    for (p, log) in logs.iter().enumerate() {
-        let e = &mut expect[p];
-        let start = log.log_start_offset();
-        let hw = log.high_watermark();
-        assert_eq!(hw, log.next_offset(), "partition {p}: reopened log not wholly visible");
-        let got = read_all(log, start).await.unwrap();
-        for (o, bytes) in e.durable.range(start..) {
-            assert!(*o < hw, "partition {p}: durable batch at {o} lost: high watermark {hw}");
-            assert_eq!(
-                got.get(o),
-                Some(bytes),
-                "partition {p}: durable batch at {o} differs after reopen"
+    for (p, log) in run.logs.iter().enumerate() {
+        if let Some(log) = log {
+            check_reopened(p, log, &mut expect[p]).await;
+        }
+    }
+    run
+}
+
+/// A partition just opened holds every batch acked durable, and no unacked batch altered.
+async fn check_reopened(p: usize, log: &PartitionLog<SimDisk>, e: &mut Expect) {
+    let start = log.log_start_offset();
+    let hw = log.high_watermark();
+    assert_eq!(hw, log.next_offset(), "partition {p}: reopened log not wholly visible");
+    let got = read_all(log, start).await.unwrap();
+    for (o, bytes) in e.durable.range(start..) {
+        assert!(*o < hw, "partition {p}: durable batch at {o} lost: high watermark {hw}");
+        assert_eq!(
+            got.get(o),
+            Some(bytes),
+            "partition {p}: durable batch at {o} differs after reopen"
+        );
+    }
+    for (o, candidates) in &e.maybe {
+        if let Some(g) = got.get(o) {
+            assert!(
+                candidates.contains(g),
+                "partition {p}: unacked batch at {o} came back altered"
             );
         }
-        for (o, candidates) in &e.maybe {
-            if let Some(g) = got.get(o) {
-                assert!(
-                    candidates.contains(g),
-                    "partition {p}: unacked batch at {o} came back altered"
-                );
-            }
-        }
-        e.maybe.clear();
-        e.durable = got;
     }
-    (journal, logs)
+    e.maybe.clear();
+    e.durable = got;
 }
 
 /// Prints the seed if the test panics while it is alive.
@@ -455,7 +522,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
                 journal: Some(&journal),
                 topic_id: 1,
                 partition: p,
-                replay: replay.take(1, p),
+                replay: replay.entries(1, p),
             };
             logs.push(
                 PartitionLog::open_journaled(
@@ -470,7 +537,10 @@ fn journal_real_disk_replays_lost_segment_tails() {
                 .unwrap(),
             );
         }
-        replay.retire(&DmaDisk).await;
+        for p in 0..3u32 {
+            replay.replayed(1, p);
+        }
+        assert_eq!(replay.retire_confirmed(&DmaDisk, None, |_| true).await, 0);
         for (p, log) in logs.iter().enumerate() {
             assert_eq!(read_all(log, 0).await.unwrap(), expected[p], "partition {p} after replay");
         }
