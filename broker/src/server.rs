@@ -37,7 +37,7 @@ use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
-use crate::shard::{Addresses, Shard};
+use crate::shard::{Addresses, JournalBarrier, Shard};
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -373,8 +373,7 @@ pub fn run(
     let cpus = allowed_cpus();
     let mesh = MeshBuilder::<ShardMsg, _>::full(n, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<(u32, u32)>();
-    // Shards that read the earlier run's journal files: none removes any before all read.
-    let journal_readers = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let journal_barrier = JournalBarrier::new(n);
 
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -384,7 +383,7 @@ pub fn run(
         let kafka = kafka.clone();
         let security = security.clone();
         let tls = tls.clone();
-        let journal_readers = journal_readers.clone();
+        let journal_barrier = journal_barrier.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -414,7 +413,7 @@ pub fn run(
                     kafka,
                     security,
                     tls,
-                    journal_readers,
+                    journal_barrier,
                 )
                 .await
             })
@@ -459,10 +458,13 @@ pub fn run(
     }
     let mut failure = None;
     for (i, h) in handles.into_iter().enumerate() {
-        if let Err(e) = h.join() {
-            stop.store(true, Ordering::SeqCst);
-            failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
-        }
+        let message = match h.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(message)) => message,
+            Err(e) => e.to_string(),
+        };
+        stop.store(true, Ordering::SeqCst);
+        failure.get_or_insert(ServerError::Shard { shard: i, message });
     }
     reloader.close();
     match failure {
@@ -490,8 +492,9 @@ async fn shard_main(
     kafka: Option<Arc<crate::kafka::Kafka>>,
     security: Arc<crate::auth::Security>,
     tls: Option<Arc<crate::tls::ServerTls>>,
-    journal_readers: Arc<std::sync::atomic::AtomicUsize>,
-) {
+    journal_barrier: Arc<JournalBarrier>,
+) -> Result<(), String> {
+    let arrival = journal_barrier.arrival();
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
     let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, pools, security);
@@ -500,15 +503,7 @@ async fn shard_main(
     }
     // Recover the partitions this shard owns before accepting anything, replaying what an
     // earlier run's journals hold for them.
-    shard.read_journal().await;
-    // Every shard reads every shard's files: none starts its new journal (whose checkpoints
-    // remove files) or removes replayed files before all have read.
-    journal_readers.fetch_add(1, Ordering::SeqCst);
-    while journal_readers.load(Ordering::SeqCst) < shard.shard_count as usize {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
-    shard.start_journal().await;
-    shard.apply_metadata(metadata).await;
+    shard.recover(metadata, arrival).await?;
 
     // SAFETY: each fd was created by `bind` on the main thread, is a listening TCP socket, and
     // is handed to exactly one shard (index = shard id), which takes sole ownership of it.
@@ -671,6 +666,7 @@ async fn shard_main(
     }
     shard.close_partitions().await;
     info!(shard = id, "shard stopped");
+    Ok(())
 }
 
 async fn accept_loop(

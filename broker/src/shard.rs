@@ -11,7 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::Senders;
 use tracing::warn;
@@ -239,23 +240,36 @@ impl Shard {
         }
     }
 
-    /// Before the partitions open: reads every journal file an earlier run left (of any
-    /// shard). Every shard must have read before any starts its journal
-    /// ([`Shard::start_journal`]): its checkpoints remove files.
-    pub async fn read_journal(&self) {
+    /// Recovers the partitions this shard owns before it serves anything: reads every
+    /// journal file an earlier run left (of any shard), waits until every shard read them
+    /// (`arrival`: none starts its journal, whose checkpoints remove files, or retires
+    /// files before all read), starts its journal and opens its partitions, replaying
+    /// their entries. `Err` (the broker refuses to start) when any shard could not read
+    /// the journal files: starting without their entries would lose journal-acked data.
+    pub async fn recover(
+        self: &Rc<Self>,
+        metadata: Arc<Metadata>,
+        arrival: Arrival,
+    ) -> Result<(), String> {
         let root = journal_root(&self.config.data_dir);
-        match JournalReplay::read(&DmaDisk, &root).await {
-            Ok(r) if !r.is_empty() => *self.replay.borrow_mut() = Some(r),
-            Ok(_) => {}
-            Err(e) => {
-                warn!(shard = self.id, error = %e, "cannot read the journal files; nothing replayed")
+        let read = match JournalReplay::read(&DmaDisk, &root).await {
+            Ok(r) => {
+                if !r.is_empty() {
+                    *self.replay.borrow_mut() = Some(r);
+                }
+                Ok(())
             }
-        }
+            Err(e) => Err(format!("shard {} cannot read the shard journal files under {}: {e}; refusing to start (the partitions would lose what those files acked)", self.id, root.display())),
+        };
+        arrival.wait(read).await?;
+        self.start_journal().await;
+        self.apply_metadata(metadata).await;
+        Ok(())
     }
 
     /// Starts this shard's journal if `shard_journal` is on. A journal that cannot start is
     /// logged and the shard runs without it.
-    pub async fn start_journal(&self) {
+    async fn start_journal(&self) {
         let root = journal_root(&self.config.data_dir);
         if !self.config.shard_journal {
             return;
@@ -392,6 +406,71 @@ impl Shard {
             if let Err(e) = p.log.clean(now_ms).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "compaction pass failed");
             }
+        }
+    }
+}
+
+/// The start-up barrier of the journal replay (see [`Shard::recover`]): every shard reads
+/// every shard's journal files before any removes one, and a shard that could not read
+/// them, or that stopped before it did, stops every shard's start (none waits forever).
+#[derive(Debug)]
+pub struct JournalBarrier {
+    shards: usize,
+    arrived: AtomicUsize,
+    failure: Mutex<Option<String>>,
+}
+
+impl JournalBarrier {
+    /// A barrier for `shards` shards.
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(JournalBarrier { shards, arrived: AtomicUsize::new(0), failure: Mutex::new(None) })
+    }
+
+    /// One shard's place at the barrier: take it as the shard starts; dropped before
+    /// [`Arrival::wait`] (the shard died), it fails every shard's start.
+    pub fn arrival(self: &Arc<Self>) -> Arrival {
+        Arrival { barrier: self.clone(), arrived: false }
+    }
+
+    fn fail(&self, reason: String) {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+    }
+}
+
+/// See [`JournalBarrier::arrival`].
+#[derive(Debug)]
+pub struct Arrival {
+    barrier: Arc<JournalBarrier>,
+    arrived: bool,
+}
+
+impl Arrival {
+    /// Records this shard's read (`Err`: it failed) and waits for every shard; `Err` with
+    /// the first failure if any shard failed or stopped.
+    async fn wait(mut self, read: Result<(), String>) -> Result<(), String> {
+        if let Err(e) = read {
+            self.barrier.fail(e);
+        }
+        self.arrived = true;
+        self.barrier.arrived.fetch_add(1, Ordering::SeqCst);
+        loop {
+            // A failure is recorded before its shard arrives: every shard sees it.
+            if let Some(e) = self.barrier.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            {
+                return Err(e);
+            }
+            if self.barrier.arrived.load(Ordering::SeqCst) >= self.barrier.shards {
+                return Ok(());
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.barrier.fail("a shard stopped before it read the shard journal files".into());
         }
     }
 }

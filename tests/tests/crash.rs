@@ -357,3 +357,42 @@ fn crash_loop(retention: bool, journal: bool) {
         assert!(reused > 0, "no roll reused a deleted segment");
     }
 }
+
+/// A journal file that exists but cannot be read (here a directory where a file should be)
+/// must stop the broker at start with an error naming it: starting with nothing replayed
+/// would lose what the journal acked and reuse its offsets.
+#[test]
+fn an_unreadable_journal_file_refuses_start() {
+    let tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let bad = data.join("journal~").join("shard-1").join("00000000000000000000.journal");
+    std::fs::create_dir_all(&bad).expect("a directory in the journal file's place");
+    let (ready, log) = (tmp.path().join("ready"), tmp.path().join("log"));
+    let mut child = std::process::Command::new(integration_tests::broker_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--listen", "127.0.0.1:0", "--shards", "2", "--shard-port-base", "0"])
+        .args(["--metrics", "off"])
+        .env("BROKER_SHARD_JOURNAL", "true")
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn broker");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if ready.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the broker started over an unreadable journal file");
+        }
+        assert!(std::time::Instant::now() < deadline, "the broker neither started nor exited");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "it must fail:\n{err}");
+    assert!(err.contains("journal") && err.contains("00000000000000000000.journal"), "{err}");
+}
