@@ -536,6 +536,15 @@ impl BrokerConfig {
                 self.frame_body_bytes_max
             ));
         }
+        if !(1 << 20..=crate::storage::journal::FILE_BYTES_MAX)
+            .contains(&self.shard_journal_file_bytes)
+        {
+            return bad(format!(
+                "shard_journal_file_bytes {} is outside 1 MiB..={} bytes",
+                self.shard_journal_file_bytes,
+                crate::storage::journal::FILE_BYTES_MAX
+            ));
+        }
         if self.frame_body_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {
             return bad(format!(
                 "frame_body_bytes_max {} exceeds the format limit",

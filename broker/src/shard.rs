@@ -276,7 +276,7 @@ impl Shard {
         }
         let config = JournalConfig {
             file_bytes: self.config.shard_journal_file_bytes,
-            batch_bytes_max: self.config.log.batch_bytes_max,
+            batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
         };
         let dir = root.join(format!("shard-{}", self.id));
         match ShardJournal::open(DmaDisk, dir, config).await {

@@ -55,12 +55,18 @@ fn parse_file_name(name: &str) -> Option<u64> {
 /// Bytes of zeros written per I/O while a new journal file is prepared.
 const ZERO_WRITE_BYTES: usize = 1 << 20;
 
+/// Largest journal file (`shard_journal_file_bytes` is validated against it): half a file
+/// is the largest record, whose length is a `u32` (`record.rs`).
+pub const FILE_BYTES_MAX: u64 = 4 << 30;
+
 /// Settings of one shard's journal.
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
     /// Size of each journal file (raised to hold at least two records of the largest batch).
     pub file_bytes: u64,
-    /// Largest batch a member appends (`LogConfig::batch_bytes_max`).
+    /// Largest batch a member appends (the broker: the wire's maximum, since a topic may
+    /// allow more than the broker's default and replay takes back what an earlier limit
+    /// allowed). A larger one is refused at submit: its record could outgrow the file.
     pub batch_bytes_max: usize,
 }
 
@@ -68,12 +74,14 @@ impl JournalConfig {
     /// Largest record: at least one entry of the largest batch, else half a file.
     fn record_bytes_max(&self) -> usize {
         let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        one.max((self.file_bytes / 2) as usize)
+        one.max((self.file_bytes.min(FILE_BYTES_MAX) / 2) as usize)
     }
 
-    fn file_bytes(&self) -> u64 {
+    /// Size of each file: the configured size, raised to hold two records of the largest
+    /// batch, at most [`FILE_BYTES_MAX`].
+    pub fn file_bytes(&self) -> u64 {
         let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        self.file_bytes.max(2 * one as u64).next_multiple_of(DISK_ALIGN as u64)
+        self.file_bytes.max(2 * one as u64).min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
     }
 }
 
@@ -173,6 +181,25 @@ impl<D: Disk> JournalLink<D> {
     ) -> Result<(), IoError> {
         if let Some(e) = self.inner.failed.borrow().clone() {
             return Err(e);
+        }
+        let refuse = |message: String| {
+            Err(IoError::Other {
+                op: "journal submit",
+                path: self.inner.dir.display().to_string(),
+                errno: None,
+                message,
+            })
+        };
+        if self.inner.closing.get() {
+            // The journal task writes nothing more: this append would never be journaled.
+            return refuse("the shard journal is closed".into());
+        }
+        if bytes.len() > self.inner.config.batch_bytes_max {
+            return refuse(format!(
+                "a batch of {} bytes is larger than the journal's {} (its record could outgrow the file)",
+                bytes.len(),
+                self.inner.config.batch_bytes_max
+            ));
         }
         self.inner.queue.borrow_mut().push_back(Queued {
             member: self.member.clone(),

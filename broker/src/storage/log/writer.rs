@@ -16,7 +16,7 @@
 //!   the syncer.
 //! - A failed write fails its appends and every queued one and restarts after the last
 //!   complete batch (`LogCore::fail_appends`); with the shard journal it fences the log
-//!   first (the failed appends may be journaled).
+//!   first (the failed appends may be journaled), at close too.
 //! - With the shard journal no write goes through O_DSYNC: durability comes from the
 //!   journal (`LogCore::journal_progress` after each reaped write).
 //! - Zero-ahead (`zero_ahead.rs`) runs from here, only while nothing is queued or in flight
@@ -502,13 +502,12 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
-    /// A write failed: let the others finish (their data follows the failure and is
-    /// discarded), fail every unwritten append, and restart from the last good position.
-    pub(super) async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
+    /// With the shard journal, a failed write fences the log: the failed appends may be
+    /// journaled already, so their offsets must not be reused by other batches (a restart
+    /// replays the journal).
+    fn fence_journaled(&self, e: &StorageError) {
         if self.sh.journal.is_some() && self.sh.queue.borrow().fenced.is_none() {
-            // The failed appends may be journaled already: their offsets must not be reused
-            // by other batches, so the log stops here (a restart replays the journal).
-            self.sh.fence(match &e {
+            self.sh.fence(match e {
                 StorageError::Io(io) => io.clone(),
                 other => IoError::Other {
                     op: "append",
@@ -518,6 +517,12 @@ impl<D: Disk> Writer<D> {
                 },
             });
         }
+    }
+
+    /// A write failed: let the others finish (their data follows the failure and is
+    /// discarded), fail every unwritten append, and restart from the last good position.
+    pub(super) async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
+        self.fence_journaled(&e);
         while let Some(f) = self.inflight.front_mut() {
             let _ = (&mut f.task).await;
             self.inflight.pop_front();
@@ -553,6 +558,7 @@ impl<D: Disk> Writer<D> {
             let _ = t.await;
         }
         if let Err(e) = self.drain().await {
+            self.fence_journaled(&e);
             let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).collect();
             self.sh.fail_appends(items, &e);
         }

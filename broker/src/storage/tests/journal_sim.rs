@@ -556,3 +556,28 @@ fn journal_real_disk_replays_lost_segment_tails() {
         }
     });
 }
+
+/// A batch larger than the journal's limit (its record could outgrow the file) and any
+/// submit after the journal closed are refused (the log fences): neither may sit in the
+/// queue unjournaled or be written past the file's end.
+#[test]
+fn journal_refuses_oversized_batches_and_submits_after_close() {
+    run(|| async {
+        let disk = SimDisk::new(3, SimFaults::default());
+        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
+        let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
+        let bytes = |n: usize| crate::storage::bytes::ByteView::new(Rc::new(vec![0u8; n]));
+        written.submit(0, 1, bytes(4 << 10)).expect("a batch within the limit");
+        let err = refused.submit(0, 1, bytes((4 << 10) + 1)).expect_err("larger than the limit");
+        assert!(err.to_string().contains("larger than the journal's"), "{err}");
+        // Gone without syncing: the close's checkpoint keeps the file instead of waiting.
+        drop(written);
+        journal.close().await.unwrap();
+        let link = refused;
+        let err = link.submit(1, 2, bytes(100)).expect_err("the journal is closed");
+        assert!(err.to_string().contains("closed"), "{err}");
+        assert_eq!(journal.stats().records, 1);
+    });
+}
