@@ -113,6 +113,9 @@ pub struct Member {
     partition: u32,
     /// End of this member's entries in completed records.
     journaled: Cell<u64>,
+    /// Bytes of this member's entries queued or in flight (its log counts them in its
+    /// write budget, so the journal's queue is bounded like the segment writer's).
+    queued_bytes: Cell<usize>,
     /// Offset below which the member's segment files are synced: journal entries below it
     /// are no longer needed. Closed when the member is fenced or gone.
     pub(crate) synced: Watermark,
@@ -136,6 +139,15 @@ impl Member {
     /// End of this member's entries in completed records.
     pub(crate) fn journaled(&self) -> u64 {
         self.journaled.get()
+    }
+
+    /// Bytes of this member's entries not yet in a completed record.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes.get()
+    }
+
+    fn dequeued(&self, bytes: usize) {
+        self.queued_bytes.set(self.queued_bytes.get() - bytes);
     }
 
     /// Sets what the journal calls when this member's journaled end or wanted sync moved,
@@ -201,6 +213,7 @@ impl<D: Disk> JournalLink<D> {
                 self.inner.config.batch_bytes_max
             ));
         }
+        self.member.queued_bytes.set(self.member.queued_bytes.get() + bytes.len());
         self.inner.queue.borrow_mut().push_back(Queued {
             member: self.member.clone(),
             base_offset,
@@ -233,6 +246,8 @@ struct Inner<D: Disk> {
     signal: Watermark,
     failed: RefCell<Option<IoError>>,
     closing: Cell<bool>,
+    /// Bytes of the entries of the record being written.
+    in_flight_bytes: Cell<usize>,
     next_file_seq: Cell<u64>,
     next_record_seq: Cell<u64>,
     stats: Cell<JournalStats>,
@@ -270,6 +285,7 @@ impl<D: Disk> ShardJournal<D> {
             signal: Watermark::new(0),
             failed: RefCell::new(None),
             closing: Cell::new(false),
+            in_flight_bytes: Cell::new(0),
             next_file_seq: Cell::new(last.map_or(0, |s| s + 1)),
             next_record_seq: Cell::new(0),
             stats: Cell::new(JournalStats::default()),
@@ -286,6 +302,7 @@ impl<D: Disk> ShardJournal<D> {
             topic_id,
             partition,
             journaled: Cell::new(end_offset),
+            queued_bytes: Cell::new(0),
             synced: Watermark::new(end_offset),
             want_synced: Watermark::new(end_offset),
             notify: RefCell::new(None),
@@ -297,6 +314,12 @@ impl<D: Disk> ShardJournal<D> {
     /// Counters.
     pub fn stats(&self) -> JournalStats {
         self.inner.stats.get()
+    }
+
+    /// Bytes of entries queued or in flight.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queue.borrow().iter().map(|q| q.bytes.len()).sum::<usize>()
+            + self.inner.in_flight_bytes.get()
     }
 
     /// The directory of its files.
@@ -365,6 +388,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             continue;
         }
         let batch = j.take_record();
+        j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
         let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
         let padded = record::padded(len) as u64;
         if active.as_ref().is_none_or(|f| f.pos + padded > j.config.file_bytes()) {
@@ -417,7 +441,9 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         s.record_bytes += padded;
         j.stats.set(s);
         let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();
+        j.in_flight_bytes.set(0);
         for q in batch {
+            q.member.dequeued(q.bytes.len());
             let key = q.member.key();
             q.member.journaled.set(q.member.journaled.get().max(q.next_offset));
             let slot = f.members.entry(key).or_insert_with(|| (q.member.clone(), 0));
@@ -517,6 +543,7 @@ impl<D: Disk> Inner<D> {
         let queued: Vec<Queued> = self.queue.borrow_mut().drain(..).collect();
         let mut seen: Vec<Rc<Member>> = Vec::new();
         for q in batch.into_iter().chain(queued) {
+            q.member.dequeued(q.bytes.len());
             if !seen.iter().any(|m| Rc::ptr_eq(m, &q.member)) {
                 seen.push(q.member);
             }

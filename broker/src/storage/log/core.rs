@@ -296,6 +296,13 @@ impl<D: Disk> LogCore<D> {
         }
     }
 
+    /// Bytes of appends not yet written, and with the journal those not yet journaled
+    /// (what [`PartitionLog::writable`](super::PartitionLog::writable) bounds).
+    pub(super) fn queued_bytes(&self) -> usize {
+        let journal = self.journal.as_ref().map_or(0, |j| j.member().queued_bytes());
+        self.queue.borrow().pending_bytes + journal
+    }
+
     /// With the journal: everything both written to the segment and journaled is durable
     /// (in offset order: both ends only grow, and each covers every offset below it).
     pub(super) fn journal_progress(&self) {
@@ -357,6 +364,7 @@ impl<D: Disk> LogCore<D> {
             // entries stay for the next start's replay.
             j.member().synced.close();
         }
+        self.space_signal.advance(self.space_signal.get() + 1);
         let err = StorageError::Fenced(reason);
         for (_, tx) in waiters {
             let _ = tx.send(Err(err.clone()));

@@ -217,6 +217,7 @@ impl<D: Disk> PartitionLog<D> {
                     if let Some(sh) = progress.upgrade() {
                         sh.journal_progress();
                         sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+                        sh.space_signal.advance(sh.space_signal.get() + 1);
                     }
                 }),
                 Box::new(move |e| {
@@ -325,11 +326,12 @@ impl<D: Disk> PartitionLog<D> {
         })
     }
 
-    /// Resolves once the queue of unwritten appends is below `pending_bytes_max`.
+    /// Resolves once the queue of unwritten appends is below `pending_bytes_max` (with the
+    /// shard journal, counting its appends not yet journaled).
     pub async fn writable(&self) {
         loop {
             let seen = self.shared.space_signal.get();
-            if self.shared.queue.borrow().pending_bytes < self.shared.config.pending_bytes_max {
+            if self.shared.queued_bytes() < self.shared.config.pending_bytes_max {
                 return;
             }
             self.shared.space_signal.wait_for(seen + 1).await;

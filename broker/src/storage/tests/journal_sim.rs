@@ -581,3 +581,47 @@ fn journal_refuses_oversized_batches_and_submits_after_close() {
         assert_eq!(journal.stats().records, 1);
     });
 }
+
+/// The journal's queue counts in the log's write budget: a producer that does not wait for
+/// acks (`none`) is held by `writable` while its appends wait for a slow journal, so what
+/// the journal holds stays within `pending_bytes_max` and a batch.
+#[test]
+fn journal_queue_is_bounded_by_the_write_budget() {
+    run(|| async {
+        let disk =
+            SimDisk::new(5, SimFaults { write_delay_yields_max: 40, ..SimFaults::default() });
+        let config = LogConfig { pending_bytes_max: 16 << 10, ..small_config() };
+        let jconfig =
+            JournalConfig { file_bytes: 1 << 20, batch_bytes_max: config.batch_bytes_max };
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
+        let shard = ShardCache::new(0);
+        let join =
+            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
+        let log = PartitionLog::open_journaled(
+            disk.clone(),
+            PathBuf::from("/t/0"),
+            config.clone(),
+            shard.partition(),
+            unlimited_files(),
+            join,
+        )
+        .await
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut most = 0;
+        for i in 0..400u64 {
+            let batch = make_batch(&mut rng, 1000, i);
+            log.writable().await;
+            log.enqueue(&batch, AckLevel::None, 1000).unwrap();
+            most = most.max(journal.queued_bytes());
+        }
+        assert!(
+            most <= config.pending_bytes_max + config.batch_bytes_max,
+            "the journal held {most} bytes of one log whose budget is {}",
+            config.pending_bytes_max
+        );
+        log.close().await.unwrap();
+        journal.close().await.unwrap();
+    });
+}
