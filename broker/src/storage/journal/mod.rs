@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::bytes::ByteView;
 use super::error::IoError;
@@ -291,6 +291,10 @@ impl<D: Disk> ShardJournal<D> {
             stats: Cell::new(JournalStats::default()),
             checkpoints: RefCell::new(Vec::new()),
         });
+        let file_bytes = inner.config.file_bytes();
+        if file_bytes > inner.config.file_bytes {
+            info!(dir = %inner.dir.display(), configured = inner.config.file_bytes, file_bytes, "journal files raised to hold two records of the largest batch");
+        }
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
     }

@@ -17,6 +17,8 @@ const TOPIC_ID: u64 = 7;
 static RECORDS: AtomicU64 = AtomicU64::new(0);
 static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
+/// Journal records in flight at a crash (lost, whole or torn).
+static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
 /// What a partition must hold: offset -> bytes acked durable (or seen by a reader), and the
 /// batches that may be found at an offset after a crash.
@@ -147,6 +149,7 @@ async fn simulate(seed: u64, steps: usize) {
         SimFaults {
             sync_delay_yields_max: rng.u32(0..4),
             write_delay_yields_max: rng.u32(0..4),
+            tear_in_flight_dsync: true,
             ..SimFaults::default()
         },
     );
@@ -343,6 +346,7 @@ async fn simulate(seed: u64, steps: usize) {
         log.close().await.unwrap();
     }
     run.journal.close().await.unwrap();
+    CRASHED_IN_FLIGHT.fetch_add(disk.crashed_in_flight(), Relaxed);
 }
 
 async fn reopen_and_check(
@@ -425,7 +429,12 @@ fn journal_simulation() {
         }
         let (records, removed, replays) =
             (RECORDS.load(Relaxed), FILES_REMOVED.load(Relaxed), REPLAYED_RUNS.load(Relaxed));
-        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries");
+        let torn = CRASHED_IN_FLIGHT.load(Relaxed);
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries, {torn} records in flight at a crash");
+        assert!(
+            !many || torn > 0,
+            "no journal record was in flight at a crash: that path went untested"
+        );
         assert!(!many || records > 0, "no journal record written");
         assert!(
             !many || removed > 0,
