@@ -70,17 +70,22 @@ impl JournalReplay {
     /// Reads every journal file under `root` (see the module docs). A missing root is an
     /// empty replay.
     pub async fn read<D: Disk>(disk: &D, root: &Path) -> Result<Rc<Self>, IoError> {
-        let mut shard_dirs = match disk.list_dir(root).await {
+        let shard_dirs = match disk.list_dir(root).await {
             Ok(names) => names,
             Err(IoError::NotFound { .. }) => return Ok(Rc::new(JournalReplay::default())),
             Err(e) => return Err(e),
         };
-        shard_dirs.retain(|n| n.starts_with("shard-"));
+        // By shard number (shard-10 after shard-2), so entries read later come from a
+        // later-numbered shard in a stable order.
+        let mut shard_dirs: Vec<(u32, String)> = shard_dirs
+            .into_iter()
+            .filter_map(|n| n.strip_prefix("shard-")?.parse().ok().map(|k| (k, n)))
+            .collect();
         shard_dirs.sort();
         let mut groups: HashMap<(u64, u32), BTreeMap<u64, ReplayEntry>> = HashMap::new();
         let mut files = Vec::new();
         let mut entries_total = 0usize;
-        for d in shard_dirs {
+        for (_, d) in shard_dirs {
             let dir = root.join(&d);
             let mut names: Vec<(u64, String)> = disk
                 .list_dir(&dir)
