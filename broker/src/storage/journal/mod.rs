@@ -544,6 +544,7 @@ impl<D: Disk> Inner<D> {
     fn fail(&self, e: IoError, batch: Vec<Queued>) {
         warn!(dir = %self.dir.display(), error = %e, "journal write failed; its partitions are fenced until restart");
         *self.failed.borrow_mut() = Some(e.clone());
+        self.in_flight_bytes.set(0);
         let queued: Vec<Queued> = self.queue.borrow_mut().drain(..).collect();
         let mut seen: Vec<Rc<Member>> = Vec::new();
         for q in batch.into_iter().chain(queued) {
