@@ -213,6 +213,14 @@ pub struct BrokerConfig {
     /// `text` or `json` log lines on stderr. Levels per module come from `RUST_LOG`
     /// (e.g. `RUST_LOG=info,broker::storage=debug`).
     pub log_format: LogFormat,
+    /// One journal per shard (`storage/journal/`): a commit cycle makes the durable appends
+    /// of all the shard's partitions durable with one O_DSYNC write, and segments are
+    /// synced lazily (issue 19). Off by default (`BROKER_SHARD_JOURNAL`). Journal files of an
+    /// earlier run are replayed at start whether or not it is on.
+    pub shard_journal: bool,
+    /// Size of each shard journal file (`BROKER_SHARD_JOURNAL_FILE_BYTES`); a full file is
+    /// checkpointed (its partitions sync their segments) and removed.
+    pub shard_journal_file_bytes: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -264,6 +272,8 @@ impl Default for BrokerConfig {
             metrics_partitions_max: 1_000,
             metrics_per_partition: true,
             log_format: LogFormat::Text,
+            shard_journal: false,
+            shard_journal_file_bytes: 64 << 20,
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -461,6 +471,10 @@ impl BrokerConfig {
             "BROKER_METRICS_PARTITIONS_MAX" => self.metrics_partitions_max = parse(name, value)?,
             "BROKER_METRICS_PER_PARTITION" => self.metrics_per_partition = parse(name, value)?,
             "BROKER_LOG_FORMAT" => self.log_format = parse(name, value)?,
+            "BROKER_SHARD_JOURNAL" => self.shard_journal = parse(name, value)?,
+            "BROKER_SHARD_JOURNAL_FILE_BYTES" => {
+                self.shard_journal_file_bytes = parse(name, value)?
+            }
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
@@ -529,6 +543,15 @@ impl BrokerConfig {
             return bad(format!(
                 "frame_body_bytes_max {} is below the batch maximum",
                 self.frame_body_bytes_max
+            ));
+        }
+        if !(1 << 20..=crate::storage::journal::FILE_BYTES_MAX)
+            .contains(&self.shard_journal_file_bytes)
+        {
+            return bad(format!(
+                "shard_journal_file_bytes {} is outside 1 MiB..={} bytes",
+                self.shard_journal_file_bytes,
+                crate::storage::journal::FILE_BYTES_MAX
             ));
         }
         if self.frame_body_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {

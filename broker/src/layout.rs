@@ -7,6 +7,8 @@
 //!   topics~/              every topic, and nothing else
 //!     <topic>/<partition>/<20-digit base>.log|.index|.timeindex   (partition.rs, storage/)
 //!   trash~/               deleted partitions until they are freed (trash.rs)
+//!   journal~/shard-<k>/<20-digit seq>.journal   the shard journals (`shard_journal`,
+//!                         storage/journal/)
 //!   .odirect-probe        `broker check`, for a moment
 //! ```
 //!
@@ -38,6 +40,13 @@ use crate::metadata::validate_name;
 pub const TOPICS_DIR: &str = "topics~";
 /// The trash directory's name inside the data dir.
 pub const TRASH_DIR: &str = "trash~";
+/// The shard journals' directory inside the data dir (`storage/journal/`).
+pub const JOURNAL_DIR: &str = "journal~";
+
+/// The folder of every shard's journal.
+pub fn journal_root(data_dir: &Path) -> PathBuf {
+    data_dir.join(JOURNAL_DIR)
+}
 /// The lock file that keeps a second broker off the directory.
 pub const LOCK_FILE: &str = ".lock";
 

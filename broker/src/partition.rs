@@ -24,6 +24,7 @@ use crate::layout::partition_dir;
 use crate::metadata::{DerivedTable, Topic};
 use crate::producer_state::ProducerStates;
 use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
+use crate::storage::log::JournalJoin;
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
 use crate::table::{Table, TableMemory};
 
@@ -54,7 +55,8 @@ pub struct Partition {
 
 impl Partition {
     /// Opens (recovering) partition `index` of `topic` under `data_dir`, reserving its
-    /// descriptor in `files`; a table's keys come out of `tables`.
+    /// descriptor in `files`, joined to the shard journal and replaying its entries as
+    /// `journal` says; a table's keys come out of `tables`.
     #[allow(clippy::too_many_arguments)]
     pub async fn open(
         data_dir: &Path,
@@ -65,9 +67,10 @@ impl Partition {
         files: Arc<StorageFiles>,
         producer_idle_ms: u64,
         tables: &Rc<TableMemory>,
+        journal: JournalJoin<'_, DmaDisk>,
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
-        let log = PartitionLog::open(DmaDisk, dir, config, cache, files).await?;
+        let log = PartitionLog::open_journaled(DmaDisk, dir, config, cache, files, journal).await?;
         let producers = rebuild_producers(&log, producer_idle_ms).await;
         if !producers.is_empty() {
             info!(topic = %topic.name, partition = index, producers = producers.len(), "idempotent producer state rebuilt");

@@ -37,7 +37,7 @@ use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
-use crate::shard::{Addresses, Shard};
+use crate::shard::{Addresses, JournalBarrier, Shard};
 use crate::watermark::Watermark;
 
 /// Why the broker could not start or stopped abnormally.
@@ -373,6 +373,7 @@ pub fn run(
     let cpus = allowed_cpus();
     let mesh = MeshBuilder::<ShardMsg, _>::full(n, 1024);
     let (ready_tx, ready_rx) = mpsc::channel::<(u32, u32)>();
+    let journal_barrier = JournalBarrier::new(n);
 
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
@@ -382,6 +383,7 @@ pub fn run(
         let kafka = kafka.clone();
         let security = security.clone();
         let tls = tls.clone();
+        let journal_barrier = journal_barrier.clone();
         let (config, addresses, fds, mesh, metadata, stop, ready_tx, slots) = (
             config.clone(),
             addresses.clone(),
@@ -397,8 +399,21 @@ pub fn run(
             .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
                 shard_main(
-                    config, addresses, fds, mesh, metadata, stop, ready_tx, cpu as u32, slots,
-                    metrics, http_fd, kafka, security, tls,
+                    config,
+                    addresses,
+                    fds,
+                    mesh,
+                    metadata,
+                    stop,
+                    ready_tx,
+                    cpu as u32,
+                    slots,
+                    metrics,
+                    http_fd,
+                    kafka,
+                    security,
+                    tls,
+                    journal_barrier,
                 )
                 .await
             })
@@ -443,10 +458,13 @@ pub fn run(
     }
     let mut failure = None;
     for (i, h) in handles.into_iter().enumerate() {
-        if let Err(e) = h.join() {
-            stop.store(true, Ordering::SeqCst);
-            failure.get_or_insert(ServerError::Shard { shard: i, message: e.to_string() });
-        }
+        let message = match h.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(message)) => message,
+            Err(e) => e.to_string(),
+        };
+        stop.store(true, Ordering::SeqCst);
+        failure.get_or_insert(ServerError::Shard { shard: i, message });
     }
     reloader.close();
     match failure {
@@ -474,15 +492,18 @@ async fn shard_main(
     kafka: Option<Arc<crate::kafka::Kafka>>,
     security: Arc<crate::auth::Security>,
     tls: Option<Arc<crate::tls::ServerTls>>,
-) {
+    journal_barrier: Arc<JournalBarrier>,
+) -> Result<(), String> {
+    let arrival = journal_barrier.arrival();
     let (senders, mut receivers) = mesh.join().await.expect("channel mesh");
     let id = senders.peer_id() as u32;
     let shard = Shard::new(id, cpu, config.clone(), addresses.clone(), senders, pools, security);
     for (_, rx) in receivers.streams() {
         glommio::spawn_local(crate::peer::receive_from(shard.clone(), rx)).detach();
     }
-    // Recover the partitions this shard owns before accepting anything.
-    shard.apply_metadata(metadata).await;
+    // Recover the partitions this shard owns before accepting anything, replaying what an
+    // earlier run's journals hold for them.
+    shard.recover(metadata, arrival).await?;
 
     // SAFETY: each fd was created by `bind` on the main thread, is a listening TCP socket, and
     // is handed to exactly one shard (index = shard id), which takes sole ownership of it.
@@ -645,6 +666,7 @@ async fn shard_main(
     }
     shard.close_partitions().await;
     info!(shard = id, "shard stopped");
+    Ok(())
 }
 
 async fn accept_loop(

@@ -11,7 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::Senders;
 use tracing::warn;
@@ -21,10 +22,13 @@ use crate::config::BrokerConfig;
 use crate::counters::Counters;
 use crate::descriptors::{ConnectionSlots, DescriptorPools, StorageFiles};
 use crate::group::Coordinator;
+use crate::layout::journal_root;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{DerivedTable, Metadata, Topic};
 use crate::partition::Partition;
-use crate::storage::{LogConfig, ShardCache};
+use crate::storage::journal::{JournalConfig, JournalReplay, JournalStats, ShardJournal};
+use crate::storage::log::JournalJoin;
+use crate::storage::{DmaDisk, LogConfig, ShardCache};
 use crate::table::TableMemory;
 
 /// How long a graceful stop may spend closing (flushing, syncing) partition logs.
@@ -72,6 +76,10 @@ pub struct Shard {
     pub security: Arc<crate::auth::Security>,
     metadata: RefCell<Arc<Metadata>>,
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
+    /// This shard's journal (`shard_journal`; `start_journal`).
+    journal: RefCell<Option<Rc<ShardJournal<DmaDisk>>>>,
+    /// An earlier run's journal entries, until the partitions opened at start took theirs.
+    replay: RefCell<Option<Rc<JournalReplay>>>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
     /// Set when the broker is shutting down.
@@ -109,6 +117,8 @@ impl Shard {
             counters: Counters::default(),
             metadata: RefCell::new(Arc::new(Metadata::default())),
             partitions: RefCell::new(HashMap::new()),
+            journal: RefCell::new(None),
+            replay: RefCell::new(None),
             admin_lock: glommio::sync::Semaphore::new(1),
             stopping: Cell::new(false),
             next_producer_id: Cell::new(None),
@@ -170,6 +180,14 @@ impl Shard {
                     continue;
                 }
                 let config = self.log_config(topic);
+                let journal = self.journal.borrow().clone();
+                let replay = self.replay.borrow().clone();
+                let join = JournalJoin {
+                    journal: journal.as_deref(),
+                    topic_id: topic.id,
+                    partition: index,
+                    replay: replay.as_ref().map(|r| r.entries(topic.id, index)).unwrap_or_default(),
+                };
                 match Partition::open(
                     &self.config.data_dir,
                     topic,
@@ -179,10 +197,14 @@ impl Shard {
                     self.storage_files.clone(),
                     self.config.producer_state_idle_ms,
                     &self.tables,
+                    join,
                 )
                 .await
                 {
                     Ok(p) => {
+                        if let Some(r) = &replay {
+                            r.replayed(topic.id, index);
+                        }
                         let p = Rc::new(p);
                         if p.table.is_some() {
                             let p = p.clone();
@@ -195,11 +217,13 @@ impl Shard {
                         self.partitions.borrow_mut().insert((topic.name.clone(), index), p);
                     }
                     Err(e) => {
+                        // Its journal entries stay for its next open (and in the files).
                         warn!(topic = %topic.name, partition = index, error = %e, "cannot open partition")
                     }
                 }
             }
         }
+        self.retire_replayed_journal().await;
         // State tables over topics: each owned partition keeps exactly the declared ones.
         for p in self.partitions() {
             let wanted: Vec<&DerivedTable> = next.tables_of(&p.topic, p.topic_id).collect();
@@ -214,6 +238,82 @@ impl Shard {
                 .detach();
             }
         }
+    }
+
+    /// Recovers the partitions this shard owns before it serves anything: reads every
+    /// journal file an earlier run left (of any shard), waits until every shard read them
+    /// (`arrival`: none starts its journal, whose checkpoints remove files, or retires
+    /// files before all read), starts its journal and opens its partitions, replaying
+    /// their entries. `Err` (the broker refuses to start) when any shard could not read
+    /// the journal files: starting without their entries would lose journal-acked data.
+    pub async fn recover(
+        self: &Rc<Self>,
+        metadata: Arc<Metadata>,
+        arrival: Arrival,
+    ) -> Result<(), String> {
+        let root = journal_root(&self.config.data_dir);
+        let read = match JournalReplay::read(&DmaDisk, &root).await {
+            Ok(r) => {
+                if !r.is_empty() {
+                    *self.replay.borrow_mut() = Some(r);
+                }
+                Ok(())
+            }
+            Err(e) => Err(format!("shard {} cannot read the shard journal files under {}: {e}; refusing to start (the partitions would lose what those files acked)", self.id, root.display())),
+        };
+        arrival.wait(read).await?;
+        self.start_journal().await;
+        self.apply_metadata(metadata).await;
+        Ok(())
+    }
+
+    /// Starts this shard's journal if `shard_journal` is on. A journal that cannot start is
+    /// logged and the shard runs without it.
+    async fn start_journal(&self) {
+        let root = journal_root(&self.config.data_dir);
+        if !self.config.shard_journal {
+            return;
+        }
+        let config = JournalConfig {
+            file_bytes: self.config.shard_journal_file_bytes,
+            batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
+        };
+        let dir = root.join(format!("shard-{}", self.id));
+        match ShardJournal::open(DmaDisk, dir, config).await {
+            Ok(j) => *self.journal.borrow_mut() = Some(Rc::new(j)),
+            Err(e) => {
+                warn!(shard = self.id, error = %e, "cannot start the shard journal; running without it")
+            }
+        }
+    }
+
+    /// Once every partition this shard owns that has journal entries of the earlier run
+    /// opened with them (every shard read the files before any opened): removes this
+    /// shard's files of that run whose partitions all replayed here (or whose topics are
+    /// gone). Until then the entries stay, for partitions whose open failed.
+    async fn retire_replayed_journal(&self) {
+        let md = self.metadata();
+        let owned = |id: u64, p: u32| {
+            md.topics.values().any(|t| t.id == id && t.shards.get(p as usize) == Some(&self.id))
+        };
+        let replay = {
+            let mut slot = self.replay.borrow_mut();
+            match slot.as_ref() {
+                Some(r) if !r.waiting(owned) => slot.take().expect("checked"),
+                _ => return,
+            }
+        };
+        let dir = journal_root(&self.config.data_dir).join(format!("shard-{}", self.id));
+        let exists = |id: u64| md.topics.values().any(|t| t.id == id);
+        let kept = replay.retire_confirmed(&DmaDisk, Some(&dir), exists).await;
+        if kept > 0 {
+            warn!(shard = self.id, kept, "journal files of the last run kept for the next start");
+        }
+    }
+
+    /// The shard journal's counters, if it has one.
+    pub fn journal_stats(&self) -> Option<JournalStats> {
+        self.journal.borrow().as_ref().map(|j| j.stats())
     }
 
     /// Applies a snapshot here and on every other shard, returning when all have.
@@ -254,10 +354,29 @@ impl Shard {
         let parts: Vec<Rc<Partition>> =
             self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
         // A shutdown must end: a close that does not finish in time is abandoned (what was
-        // acked durable is already synced; recovery trims the rest on the next start).
+        // acked durable is already synced, or journaled and replayed at the next start;
+        // recovery trims the rest).
         let deadline = std::time::Instant::now() + SHUTDOWN_CLOSE_TIMEOUT;
         for p in parts {
             p.close_within(deadline.saturating_duration_since(std::time::Instant::now())).await;
+        }
+        // Then the journal: its last file goes once every partition in it synced at close.
+        let journal = self.journal.borrow_mut().take();
+        if let Some(j) = journal {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let closed = futures_lite::future::or(async { Some(j.close().await) }, async {
+                glommio::timer::sleep(left).await;
+                None
+            })
+            .await;
+            match closed {
+                Some(Ok(())) => {}
+                Some(Err(e)) => warn!(shard = self.id, error = %e, "shard journal failed"),
+                None => warn!(
+                    shard = self.id,
+                    "shard journal close abandoned; its files are replayed at the next start"
+                ),
+            }
         }
     }
 
@@ -287,6 +406,71 @@ impl Shard {
             if let Err(e) = p.log.clean(now_ms).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "compaction pass failed");
             }
+        }
+    }
+}
+
+/// The start-up barrier of the journal replay (see [`Shard::recover`]): every shard reads
+/// every shard's journal files before any removes one, and a shard that could not read
+/// them, or that stopped before it did, stops every shard's start (none waits forever).
+#[derive(Debug)]
+pub struct JournalBarrier {
+    shards: usize,
+    arrived: AtomicUsize,
+    failure: Mutex<Option<String>>,
+}
+
+impl JournalBarrier {
+    /// A barrier for `shards` shards.
+    pub fn new(shards: usize) -> Arc<Self> {
+        Arc::new(JournalBarrier { shards, arrived: AtomicUsize::new(0), failure: Mutex::new(None) })
+    }
+
+    /// One shard's place at the barrier: take it as the shard starts; dropped before
+    /// [`Arrival::wait`] (the shard died), it fails every shard's start.
+    pub fn arrival(self: &Arc<Self>) -> Arrival {
+        Arrival { barrier: self.clone(), arrived: false }
+    }
+
+    fn fail(&self, reason: String) {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(reason);
+    }
+}
+
+/// See [`JournalBarrier::arrival`].
+#[derive(Debug)]
+pub struct Arrival {
+    barrier: Arc<JournalBarrier>,
+    arrived: bool,
+}
+
+impl Arrival {
+    /// Records this shard's read (`Err`: it failed) and waits for every shard; `Err` with
+    /// the first failure if any shard failed or stopped.
+    async fn wait(mut self, read: Result<(), String>) -> Result<(), String> {
+        if let Err(e) = read {
+            self.barrier.fail(e);
+        }
+        self.arrived = true;
+        self.barrier.arrived.fetch_add(1, Ordering::SeqCst);
+        loop {
+            // A failure is recorded before its shard arrives: every shard sees it.
+            if let Some(e) = self.barrier.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            {
+                return Err(e);
+            }
+            if self.barrier.arrived.load(Ordering::SeqCst) >= self.barrier.shards {
+                return Ok(());
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.barrier.fail("a shard stopped before it read the shard journal files".into());
         }
     }
 }

@@ -10,6 +10,8 @@
 //! back, and a consumer that fell behind it skips forward as a consumer resetting to
 //! earliest would.
 //!
+//! A third loop runs the first with the shard journal on (`BROKER_SHARD_JOURNAL`).
+//!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
 //! `tests/crash_long.sh` runs the long mode.
 
@@ -256,15 +258,22 @@ fn verify(
 
 #[test]
 fn sigkill_under_durable_load_loses_nothing_acked() {
-    crash_loop(false);
+    crash_loop(false, false);
 }
 
 #[test]
 fn sigkill_with_retention_and_reused_segments_loses_nothing_retained() {
-    crash_loop(true);
+    crash_loop(true, false);
 }
 
-fn crash_loop(retention: bool) {
+/// The same with the shard journal on: durable acks come from journal records, segments
+/// are synced lazily, and each restart replays the journal into the partitions.
+#[test]
+fn sigkill_with_the_shard_journal_loses_nothing_acked() {
+    crash_loop(false, true);
+}
+
+fn crash_loop(retention: bool, journal: bool) {
     let rounds: u32 = std::env::var("CRASH_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
@@ -272,10 +281,14 @@ fn crash_loop(retention: bool) {
         .unwrap_or_else(|| fastrand::u64(..));
     eprintln!("crash loop seed {seed} (replay: CRASH_SEED={seed})");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut broker = if retention {
-        Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")])
-    } else {
-        Broker::start(2)
+    let mut broker = match (retention, journal) {
+        (true, _) => Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")]),
+        // Small journal files: checkpoints (segment syncs, file removal) run every round.
+        (false, true) => Broker::start_with_env(
+            2,
+            &[("BROKER_SHARD_JOURNAL", "true"), ("BROKER_SHARD_JOURNAL_FILE_BYTES", "4194304")],
+        ),
+        (false, false) => Broker::start(2),
     };
     let owners = if retention {
         // 256 KiB segments (~12 batches), 768 KiB kept per partition: several rolls,
@@ -343,4 +356,43 @@ fn crash_loop(retention: bool) {
         eprintln!("rolls into a reused segment: {reused}; log starts {log_starts:?}");
         assert!(reused > 0, "no roll reused a deleted segment");
     }
+}
+
+/// A journal file that exists but cannot be read (here a directory where a file should be)
+/// must stop the broker at start with an error naming it: starting with nothing replayed
+/// would lose what the journal acked and reuse its offsets.
+#[test]
+fn an_unreadable_journal_file_refuses_start() {
+    let tmp = tempfile::Builder::new().prefix("broker-it-").tempdir().expect("temp dir");
+    let data = tmp.path().join("data");
+    let bad = data.join("journal~").join("shard-1").join("00000000000000000000.journal");
+    std::fs::create_dir_all(&bad).expect("a directory in the journal file's place");
+    let (ready, log) = (tmp.path().join("ready"), tmp.path().join("log"));
+    let mut child = std::process::Command::new(integration_tests::broker_binary())
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--listen", "127.0.0.1:0", "--shards", "2", "--shard-port-base", "0"])
+        .args(["--metrics", "off"])
+        .env("BROKER_SHARD_JOURNAL", "true")
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn broker");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if ready.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the broker started over an unreadable journal file");
+        }
+        assert!(std::time::Instant::now() < deadline, "the broker neither started nor exited");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "it must fail:\n{err}");
+    assert!(err.contains("journal") && err.contains("00000000000000000000.journal"), "{err}");
 }

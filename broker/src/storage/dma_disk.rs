@@ -47,7 +47,12 @@ async fn probe_device(dir: &Path) -> Result<(), IoError> {
     if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
         return Ok(());
     }
-    let probe = dir.join(format!(".iopoll-probe-{}", std::process::id()));
+    // One name per probe: shards probing the same directory at once (every shard reads the
+    // shard journals' directory at start) must not remove each other's probe file, which
+    // makes glommio panic in `statfs` after its open.
+    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let probe = dir.join(format!(".iopoll-probe-{}-{n}", std::process::id()));
     std::fs::write(&probe, [0u8; DISK_ALIGN])
         .map_err(|e| IoError::from_std("write probe", &probe, &e))?;
     let opened = DmaFile::open(&probe).await;

@@ -4,6 +4,8 @@
 //!   group commit, read, offsets, retention, recovery; one file per task, `log/mod.rs` maps them.
 //! - [`Segment`](segment::Segment): one `.log` file plus its sparse `.index` / `.timeindex`.
 //! - [`free_file`] (`deleter.rs`): frees big files in paced truncation steps.
+//! - [`journal::ShardJournal`] (`journal/`): the optional shard journal, one O_DSYNC record
+//!   per commit cycle for all of a shard's partitions, replayed at start.
 //! - [`ShardCache`]: recent batches for tailing readers, bounded per shard.
 //! - The I/O seam ([`io::Disk`], [`io::DiskFile`]) with the real glommio DMA backend
 //!   ([`DmaDisk`]) and the seeded fault-injecting simulator ([`SimDisk`]).
@@ -19,6 +21,7 @@ pub mod dma_disk;
 pub mod error;
 pub mod index;
 pub mod io;
+pub mod journal;
 pub mod log;
 pub mod segment;
 pub mod sim_disk;

@@ -18,7 +18,8 @@
 //!   operations and an arbitrary subset of the others, where a persisted write may be torn at
 //!   any 512-byte sector. Files whose name was never made durable by `sync_dir` disappear.
 //!   Writes through a handle from `open_dsync` land whole when they complete, while the
-//!   operations before them may not (as with FUA writes).
+//!   operations before them may not (as with FUA writes); with `tear_in_flight_dsync` those
+//!   still in flight at the crash are lost, land whole or torn at a sector.
 //! - An open may fail with EMFILE (`open_emfile_per_mille`), as when the process is out of
 //!   descriptors.
 //! - Removal is immediate and durable (retention only removes data it no longer needs).
@@ -55,6 +56,9 @@ pub struct SimFaults {
     /// Chance per open of failing with EMFILE (the process is out of descriptors), in parts
     /// per thousand.
     pub open_emfile_per_mille: u32,
+    /// A crash also puts O_DSYNC writes still in flight on the device: lost, whole or torn
+    /// at a sector (after the file's other operations).
+    pub tear_in_flight_dsync: bool,
 }
 
 impl Default for SimFaults {
@@ -66,6 +70,7 @@ impl Default for SimFaults {
             write_delay_yields_max: 0,
             capacity_bytes: u64::MAX,
             open_emfile_per_mille: 0,
+            tear_in_flight_dsync: false,
         }
     }
 }
@@ -90,6 +95,8 @@ struct SimState {
     files: BTreeMap<PathBuf, Rc<RefCell<SimFileData>>>,
     dirs: BTreeSet<PathBuf>,
     faults: SimFaults,
+    /// O_DSYNC writes that were in flight at a crash (`tear_in_flight_dsync`).
+    crashed_in_flight: u64,
 }
 
 impl SimState {
@@ -114,6 +121,8 @@ struct SimFileData {
     /// Failed syncs so far.
     failures: u64,
     name_durable: bool,
+    /// O_DSYNC writes issued and not completed, by id (`tear_in_flight_dsync`).
+    in_flight: BTreeMap<u64, Op>,
 }
 
 /// What a crash does with an operation.
@@ -178,6 +187,7 @@ impl SimDisk {
                 files: BTreeMap::new(),
                 dirs: BTreeSet::new(),
                 faults,
+                crashed_in_flight: 0,
             })),
         }
     }
@@ -202,7 +212,7 @@ impl SimDisk {
     pub fn crash(&self) {
         let mut s = self.state.borrow_mut();
         s.epoch += 1;
-        let SimState { rng, files, .. } = &mut *s;
+        let SimState { rng, files, crashed_in_flight, .. } = &mut *s;
         files.retain(|_, f| f.borrow().name_durable);
         for file in files.values() {
             let mut f = file.borrow_mut();
@@ -226,9 +236,26 @@ impl SimDisk {
                     },
                 }
             }
+            for (_, op) in std::mem::take(&mut f.in_flight) {
+                *crashed_in_flight += 1;
+                match (rng.u8(0..3), op) {
+                    (0, _) => {} // lost
+                    (1, op) => apply(&mut data, &op),
+                    (_, Op::Write(pos, bytes)) => {
+                        let keep = rng.usize(0..=bytes.len() / 512) * 512;
+                        apply(&mut data, &Op::Write(pos, bytes[..keep].to_vec()));
+                    }
+                    (_, op) => apply(&mut data, &op),
+                }
+            }
             f.data = data.clone();
             f.durable = data;
         }
+    }
+
+    /// O_DSYNC writes in flight at crashes so far (`tear_in_flight_dsync`).
+    pub fn crashed_in_flight(&self) -> u64 {
+        self.state.borrow().crashed_in_flight
     }
 
     /// The current bytes of a file, for tests that damage files on purpose.
@@ -426,12 +453,24 @@ impl DiskFile for SimFile {
 
     async fn write_at(&self, buf: SimBuf, pos: u64) -> Result<(), IoError> {
         assert!(pos % DISK_ALIGN as u64 == 0, "unaligned write at {pos}");
-        let (delay, epoch) = {
+        let (delay, epoch, tear) = {
             let mut s = self.disk.state.borrow_mut();
             let max = s.faults.write_delay_yields_max;
-            (if max > 0 { s.rng.u32(0..=max) } else { 0 }, s.epoch)
+            let tear = s.faults.tear_in_flight_dsync && self.dsync;
+            (if max > 0 { s.rng.u32(0..=max) } else { 0 }, s.epoch, tear)
         };
+        let in_flight = tear.then(|| {
+            let mut f = self.data.borrow_mut();
+            let id = f.in_flight.keys().next_back().map_or(0, |k| k + 1);
+            f.in_flight.insert(id, Op::Write(pos, buf.0.clone()));
+            id
+        });
         YieldTimes(delay).await;
+        if let Some(id) = in_flight {
+            if self.disk.state.borrow().epoch == epoch {
+                self.data.borrow_mut().in_flight.remove(&id);
+            }
+        }
         if self.disk.state.borrow().epoch != epoch {
             return Err(self.err("write", libc::EIO)); // issued by a process that crashed
         }

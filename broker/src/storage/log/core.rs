@@ -10,6 +10,12 @@
 //! - A failed fdatasync fences the log ([`LogCore::fence`]): the state of unsynced data is
 //!   unknown, so appends are refused and nothing more becomes durable or visible until the
 //!   log is reopened (reads keep working).
+//! - With the shard journal (`journal`): an append is durable once it is written to its
+//!   segment and its journal record completed ([`LogCore::journal_progress`]); segments are
+//!   synced when a journal checkpoint asks, at a roll and at close
+//!   ([`LogCore::segments_synced`]). A failed journal write fences the log like a failed
+//!   sync, and so does a failed segment write (its entries may already be journaled, so its
+//!   offsets must not be reused).
 //! - Every sync of a segment goes through [`LogCore::sync_segment`] (its sync gate): a sync is
 //!   trusted only after every sync of that file begun meanwhile ended, with none failed since
 //!   open (`sync_gate.rs`).
@@ -33,6 +39,7 @@ use crate::storage::cache::PartitionCache;
 use crate::storage::config::LogConfig;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::Disk;
+use crate::storage::journal::JournalLink;
 use crate::storage::segment::{ReadFile, Segment};
 use crate::watermark::Watermark;
 
@@ -95,6 +102,9 @@ pub(super) const REOPENED_FILES_MAX: usize = 4;
 
 /// The state a log's handle and its tasks share (see the module docs).
 pub(super) struct LogCore<D: Disk> {
+    /// Its tie to the shard journal (`shard_journal`): appends are durable once written and
+    /// journaled, and segments are synced lazily, when a journal checkpoint asks.
+    pub(super) journal: Option<JournalLink<D>>,
     pub(super) disk: D,
     /// The broker's storage descriptor budget (see the module docs of `log/mod.rs`).
     pub(super) files: Arc<StorageFiles>,
@@ -286,6 +296,43 @@ impl<D: Disk> LogCore<D> {
         }
     }
 
+    /// Bytes of appends not yet written, and with the journal those not yet journaled
+    /// (what [`PartitionLog::writable`](super::PartitionLog::writable) bounds).
+    pub(super) fn queued_bytes(&self) -> usize {
+        let journal = self.journal.as_ref().map_or(0, |j| j.member().queued_bytes());
+        self.queue.borrow().pending_bytes + journal
+    }
+
+    /// With the journal: everything both written to the segment and journaled is durable
+    /// (in offset order: both ends only grow, and each covers every offset below it).
+    pub(super) fn journal_progress(&self) {
+        if let Some(j) = &self.journal {
+            let end = self.written.get().min(j.member().journaled());
+            if end > self.durable_offset.get() {
+                self.mark_durable(end);
+            }
+        }
+    }
+
+    /// End of the data durable in the segment files themselves: the durable offset, or with
+    /// the journal what segment syncs covered (an index entry past it could point beyond a
+    /// hole a crash leaves in unsynced writes, and recovery trusts the indexed prefix).
+    pub(super) fn segment_durable_offset(&self) -> u64 {
+        match &self.journal {
+            Some(j) => j.member().synced.get().min(self.durable_offset.get()),
+            None => self.durable_offset.get(),
+        }
+    }
+
+    /// The segment files are synced up to `offset` (journal entries below it can go).
+    pub(super) fn segments_synced(&self, offset: u64) {
+        if let Some(j) = &self.journal {
+            if self.queue.borrow().fenced.is_none() {
+                j.member().synced.advance(offset);
+            }
+        }
+    }
+
     /// fdatasync of a segment's `.log`, trusted only once every sync of that file begun
     /// before it returned has ended and the log is not fenced: no sync since the log opened
     /// failed (see `sync_gate.rs`). A failure fences the log.
@@ -312,6 +359,12 @@ impl<D: Disk> LogCore<D> {
             st.next_offset = self.written.get();
             (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
         };
+        if let Some(j) = &self.journal {
+            // Its segments cannot be trusted past what is synced: journal files holding its
+            // entries stay for the next start's replay.
+            j.member().synced.close();
+        }
+        self.space_signal.advance(self.space_signal.get() + 1);
         let err = StorageError::Fenced(reason);
         for (_, tx) in waiters {
             let _ = tx.send(Err(err.clone()));

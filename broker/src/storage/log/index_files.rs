@@ -231,8 +231,11 @@ impl<D: Disk> LogCore<D> {
         files: &IndexFiles<D::File>,
         all: bool,
     ) -> Option<(usize, usize)> {
-        let relative_end =
-            if all { u64::MAX } else { self.durable_offset.get().saturating_sub(seg.base_offset) };
+        let relative_end = if all {
+            u64::MAX
+        } else {
+            self.segment_durable_offset().saturating_sub(seg.base_offset)
+        };
         let n_offsets = seg.index.borrow().count_below(files.offsets_persisted, relative_end);
         let n_times = seg.time_index.borrow().count_below(files.times_persisted, relative_end);
         (all || n_offsets.max(n_times) >= INDEX_PERSIST_ENTRIES_MIN).then_some((n_offsets, n_times))

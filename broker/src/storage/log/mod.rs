@@ -19,6 +19,12 @@
 //!   opens, the deleter unlinks without pacing, and a read of a sealed segment that cannot
 //!   reopen it fails with `RESOURCE_LIMIT` (retriable).
 //!
+//! - With the shard journal ([`PartitionLog::open_journaled`], `storage/journal/`) every
+//!   append is also handed to the journal at enqueue; `durable` acks and readers wait for
+//!   the segment write and the journal record, and segments are synced lazily (journal
+//!   checkpoints, rolls, close). Opening replays an earlier run's journal entries that
+//!   continue the recovered log.
+//!
 //! # Files, each headed by the rules it keeps
 //! - `core.rs`: what the handle and its tasks share (segments, watermarks, append queue,
 //!   fence); acks resolve and the fence falls there.
@@ -30,6 +36,7 @@
 //! - `retention.rs`: segments leaving the log (retention; record deletion before an offset),
 //!   and the deleter that frees their space.
 //! - `recovery.rs`: opening: scanning segments, cutting torn tails, rebuilding indexes.
+//! - `replay.rs`: opening with the shard journal: appending an earlier run's entries.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.
 //! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record;
@@ -43,6 +50,7 @@ mod core;
 mod index_files;
 mod reader;
 mod recovery;
+mod replay;
 mod retention;
 mod roll;
 mod syncer;
@@ -69,6 +77,7 @@ use super::cache::PartitionCache;
 use super::config::LogConfig;
 use super::error::{IoError, StorageError};
 use super::io::Disk;
+use super::journal::{ReplayEntry, ShardJournal};
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
@@ -77,12 +86,33 @@ pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::ReadOutcome;
 pub use self::ticket::{AppendTicket, AppendTicketDone};
 
+/// How a log joins its shard's journal (see [`PartitionLog::open_journaled`]).
+pub struct JournalJoin<'a, D: Disk> {
+    /// The shard's journal, if it has one.
+    pub journal: Option<&'a ShardJournal<D>>,
+    /// Topic incarnation (`metadata.rs` topic id).
+    pub topic_id: u64,
+    /// Partition number.
+    pub partition: u32,
+    /// An earlier run's journal entries of this partition (`JournalReplay::take`).
+    pub replay: Vec<ReplayEntry>,
+}
+
+impl<D: Disk> JournalJoin<'_, D> {
+    /// No journal and nothing to replay.
+    pub fn none() -> Self {
+        JournalJoin { journal: None, topic_id: 0, partition: 0, replay: Vec::new() }
+    }
+}
+
 /// See the module docs.
 pub struct PartitionLog<D: Disk> {
     shared: Rc<LogCore<D>>,
     tasks: RefCell<Vec<JoinHandle<()>>>,
     /// The partition's reservation in the storage budget, until `close`.
     reservation: RefCell<Option<FileSlot>>,
+    /// Batches appended from an earlier run's journal when it opened.
+    replayed_batches: Cell<usize>,
 }
 
 impl<D: Disk> std::fmt::Debug for PartitionLog<D> {
@@ -106,6 +136,23 @@ impl<D: Disk> PartitionLog<D> {
         cache: PartitionCache,
         files: Arc<StorageFiles>,
     ) -> Result<Self, StorageError> {
+        Self::open_journaled(disk, dir, config, cache, files, JournalJoin::none()).await
+    }
+
+    /// [`PartitionLog::open`], joined to its shard's journal if `join.journal` (durable
+    /// appends then count once journaled, see `storage/journal/`), and appending the
+    /// journal entries of an earlier run that continue the recovered log (`join.replay`,
+    /// see `replay.rs`) before it returns. An entry past the recovered end that cannot be
+    /// appended (a gap, or one that does not check out) fails the open: the journal files
+    /// keep it, and the partition takes no appends that could reuse its offsets.
+    pub async fn open_journaled(
+        disk: D,
+        dir: PathBuf,
+        config: LogConfig,
+        cache: PartitionCache,
+        files: Arc<StorageFiles>,
+        join: JournalJoin<'_, D>,
+    ) -> Result<Self, StorageError> {
         let reservation = files.reserve_partition().ok_or_else(|| IoError::TooManyFiles {
             op: "open partition",
             path: dir.display().to_string(),
@@ -124,7 +171,9 @@ impl<D: Disk> PartitionLog<D> {
             true => cleaner_checkpoint::read_checkpoint(&disk, &files, &dir, hw).await,
             false => 0,
         };
+        let journal = join.journal.map(|j| j.join(join.topic_id, join.partition, hw));
         let shared = Rc::new(LogCore {
+            journal,
             disk,
             files,
             dir,
@@ -161,14 +210,44 @@ impl<D: Disk> PartitionLog<D> {
             maintenance: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
         });
+        if let Some(link) = &shared.journal {
+            let (progress, fence) = (Rc::downgrade(&shared), Rc::downgrade(&shared));
+            link.member().set_callbacks(
+                Box::new(move || {
+                    if let Some(sh) = progress.upgrade() {
+                        sh.journal_progress();
+                        sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+                        sh.space_signal.advance(sh.space_signal.get() + 1);
+                    }
+                }),
+                Box::new(move |e| {
+                    if let Some(sh) = fence.upgrade() {
+                        sh.fence(e);
+                    }
+                }),
+            );
+        }
         let writer = glommio::spawn_local(writer_loop(shared.clone(), active)).detach();
         let syncer = glommio::spawn_local(syncer_loop(shared.clone())).detach();
         let deleter = glommio::spawn_local(deleter_loop(shared.clone())).detach();
-        Ok(PartitionLog {
+        let log = PartitionLog {
             shared,
             tasks: RefCell::new(vec![writer, syncer, deleter]),
             reservation: RefCell::new(Some(reservation)),
-        })
+            replayed_batches: Cell::new(0),
+        };
+        if !join.replay.is_empty() {
+            match log.replay_journal(join.replay).await {
+                Ok(n) => log.replayed_batches.set(n),
+                Err(e) => {
+                    // Its entries stay in the journal files for the next open; nothing is
+                    // appended after a stop, which could reuse their offsets.
+                    let _ = log.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(log)
     }
 
     /// Queues a validated batch for append, assigns its offsets and log-append time in place
@@ -179,6 +258,18 @@ impl<D: Disk> PartitionLog<D> {
         ack: AckLevel,
         now_ms: i64,
     ) -> Result<AppendTicket, StorageError> {
+        self.enqueue_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
+    }
+
+    /// [`PartitionLog::enqueue`] with a batch size limit of `batch_bytes_max` (journal
+    /// replay takes back batches a larger limit accepted).
+    fn enqueue_within(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+        batch_bytes_max: usize,
+    ) -> Result<AppendTicket, StorageError> {
         let sh = &self.shared;
         let mut st = sh.queue.borrow_mut();
         if st.closing {
@@ -187,11 +278,8 @@ impl<D: Disk> PartitionLog<D> {
         if let Some(reason) = &st.fenced {
             return Err(StorageError::Fenced(reason.clone()));
         }
-        if batch.len() > sh.config.batch_bytes_max {
-            return Err(StorageError::BatchTooLarge {
-                batch_bytes: batch.len(),
-                batch_bytes_max: sh.config.batch_bytes_max,
-            });
+        if batch.len() > batch_bytes_max {
+            return Err(StorageError::BatchTooLarge { batch_bytes: batch.len(), batch_bytes_max });
         }
         let header = BatchHeader::new(batch).expect("enqueue of an unvalidated batch");
         assert_eq!(header.batch_len() as usize, batch.len(), "enqueue of an unvalidated batch");
@@ -209,17 +297,26 @@ impl<D: Disk> PartitionLog<D> {
         };
         st.next_offset = next_offset;
         st.pending_bytes += batch.len();
+        let bytes = ByteView::new(Rc::new(owned));
+        let journaled = sh.journal.as_ref().map(|_| bytes.clone());
         st.pending.push_back(Pending {
             base_offset,
             next_offset,
             max_timestamp_ms,
             append_ms: now_ms,
-            bytes: ByteView::new(Rc::new(owned)),
+            bytes,
             ack,
             tx,
             enqueued: std::time::Instant::now(),
         });
         drop(st);
+        if let (Some(j), Some(bytes)) = (&sh.journal, journaled) {
+            if let Err(e) = j.submit(base_offset, next_offset, bytes) {
+                // The journal failed: nothing more becomes durable here (this append too
+                // fails, through the fence).
+                sh.fence(e);
+            }
+        }
         sh.writer_signal.advance(sh.writer_signal.get() + 1);
         Ok(AppendTicket {
             base_offset,
@@ -229,11 +326,12 @@ impl<D: Disk> PartitionLog<D> {
         })
     }
 
-    /// Resolves once the queue of unwritten appends is below `pending_bytes_max`.
+    /// Resolves once the queue of unwritten appends is below `pending_bytes_max` (with the
+    /// shard journal, counting its appends not yet journaled).
     pub async fn writable(&self) {
         loop {
             let seen = self.shared.space_signal.get();
-            if self.shared.queue.borrow().pending_bytes < self.shared.config.pending_bytes_max {
+            if self.shared.queued_bytes() < self.shared.config.pending_bytes_max {
                 return;
             }
             self.shared.space_signal.wait_for(seen + 1).await;
@@ -320,6 +418,10 @@ impl<D: Disk> PartitionLog<D> {
         }
         self.shared.written.close();
         self.shared.visible.close();
+        if let Some(j) = &self.shared.journal {
+            // Sealed (or fenced): a journal checkpoint waits for nothing more from here.
+            j.member().synced.close();
+        }
         // The writer closed the active segment's files: the partition's reservation goes
         // now, not when the last handler lets go of the log.
         drop(self.reservation.borrow_mut().take());
@@ -328,6 +430,12 @@ impl<D: Disk> PartitionLog<D> {
             Some(reason) => Err(StorageError::Fenced(reason)),
             None => Ok(()),
         }
+    }
+
+    /// Batches appended from an earlier run's journal when it opened
+    /// ([`PartitionLog::open_journaled`]).
+    pub fn replayed_batches(&self) -> usize {
+        self.replayed_batches.get()
     }
 
     /// Directory of the log.

@@ -243,6 +243,7 @@ pub(super) async fn sync_sealed<D: Disk>(
     sh.bump_stats(|s| s.syncs += 1);
     seg.synced_to(seg.size_bytes.get());
     sh.mark_durable(seg.next_offset.get());
+    sh.segments_synced(seg.next_offset.get());
     if seg.size_bytes.get() > 0 {
         let rel = u32::try_from(seg.next_offset.get() - 1 - seg.base_offset).unwrap_or(u32::MAX);
         seg.time_index.borrow_mut().push(seg.max_timestamp_ms.get(), rel);

@@ -6,7 +6,9 @@
 //! `group_commit_delay_us` while less than `group_commit_bytes_max` is unsynced. A sync
 //! counts only through the segment's sync gate ([`LogCore::sync_segment`]); a failed one
 //! fences the log and fails every waiter. Closed segments are not its business: a roll
-//! syncs the old segment before the new one takes appends.
+//! syncs the old segment before the new one takes appends. With the shard journal it syncs
+//! only when a journal checkpoint asks for more than is synced (`Member::want_synced`),
+//! and whatever is written then.
 
 use std::rc::Rc;
 
@@ -30,6 +32,33 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
             }
             if sh.queue.borrow().closing {
                 return;
+            }
+            sh.syncer_signal.wait_for(seen + 1).await;
+            continue;
+        }
+        if let Some(j) = &sh.journal {
+            // Durable acks come from the journal; sync the active segment only when a
+            // journal checkpoint asks (past what is synced), once the data it asks for is
+            // written.
+            let m = j.member();
+            let (want, synced, target) = (m.want_synced.get(), m.synced.get(), sh.written.get());
+            if sh.queue.borrow().closing {
+                return;
+            }
+            if want > synced && target > synced {
+                let seg = sh.active();
+                let size = seg.size_bytes.get();
+                let started = std::time::Instant::now();
+                let synced = sh.sync_segment(&seg).await;
+                stage_latency::record_since(Stage::Sync, started);
+                if synced.is_ok() {
+                    sh.bump_stats(|s| s.syncs += 1);
+                    seg.synced_to(size);
+                    trace!(target, seg = seg.base_offset, size, "synced for a journal checkpoint");
+                    sh.segments_synced(target);
+                    sh.mark_durable(target);
+                }
+                continue;
             }
             sh.syncer_signal.wait_for(seen + 1).await;
             continue;

@@ -15,7 +15,10 @@
 //!   other case, or no slot for that descriptor in the storage budget, leaves the sync to
 //!   the syncer.
 //! - A failed write fails its appends and every queued one and restarts after the last
-//!   complete batch (`LogCore::fail_appends`).
+//!   complete batch (`LogCore::fail_appends`); with the shard journal it fences the log
+//!   first (the failed appends may be journaled), at close too.
+//! - With the shard journal no write goes through O_DSYNC: durability comes from the
+//!   journal (`LogCore::journal_progress` after each reaped write).
 //! - Zero-ahead (`zero_ahead.rs`) runs from here, only while nothing is queued or in flight
 //!   and the last idle gap was long; rolls (`roll.rs`) run from here between writes.
 
@@ -246,6 +249,7 @@ impl<D: Disk> Writer<D> {
             && flush
             && write_len > 0
             && self.sh.config.dsync_writes
+            && self.sh.journal.is_none()
             && self.inflight.is_empty()
             && self.seg.durable_bytes() >= self.submitted
             && self.sh.queue.borrow().fenced.is_none()
@@ -482,7 +486,11 @@ impl<D: Disk> Writer<D> {
                 (_, None) => {}
             }
         }
-        if f.dsync && sh.queue.borrow().fenced.is_none() {
+        if sh.journal.is_some() {
+            // Durable once journaled too; the syncer syncs only for journal checkpoints.
+            sh.journal_progress();
+            sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
+        } else if f.dsync && sh.queue.borrow().fenced.is_none() {
             // Nothing before it was unsynced and nothing else was in flight: everything
             // written so far is durable.
             self.seg.synced_to(f.data_end);
@@ -494,9 +502,27 @@ impl<D: Disk> Writer<D> {
         Ok(())
     }
 
+    /// With the shard journal, a failed write fences the log: the failed appends may be
+    /// journaled already, so their offsets must not be reused by other batches (a restart
+    /// replays the journal).
+    fn fence_journaled(&self, e: &StorageError) {
+        if self.sh.journal.is_some() && self.sh.queue.borrow().fenced.is_none() {
+            self.sh.fence(match e {
+                StorageError::Io(io) => io.clone(),
+                other => IoError::Other {
+                    op: "append",
+                    path: self.seg.log_path.display().to_string(),
+                    errno: None,
+                    message: other.to_string(),
+                },
+            });
+        }
+    }
+
     /// A write failed: let the others finish (their data follows the failure and is
     /// discarded), fail every unwritten append, and restart from the last good position.
     pub(super) async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
+        self.fence_journaled(&e);
         while let Some(f) = self.inflight.front_mut() {
             let _ = (&mut f.task).await;
             self.inflight.pop_front();
@@ -532,6 +558,7 @@ impl<D: Disk> Writer<D> {
             let _ = t.await;
         }
         if let Err(e) = self.drain().await {
+            self.fence_journaled(&e);
             let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).collect();
             self.sh.fail_appends(items, &e);
         }

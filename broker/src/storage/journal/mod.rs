@@ -1,0 +1,594 @@
+//! The shard journal: one write and one device flush per commit cycle for all of a shard's
+//! partitions (issue 19). Opt-in (`shard_journal`); without it every partition makes its
+//! own appends durable (O_DSYNC writes or fdatasync of its segment).
+//!
+//! # Contract
+//! - Partition logs joined to the journal ([`ShardJournal::join`]) hand it the stored bytes
+//!   of every append at enqueue, in offset order ([`JournalLink::submit`]; no copy until the
+//!   record buffer). The journal task writes everything queued as one record
+//!   (`record.rs`) with one O_DSYNC write at the end of its current file; what arrives
+//!   meanwhile goes into the next record. After a record completed, each member's
+//!   journaled end is the end of its entries in it, and the member is notified; its log
+//!   counts an append durable once it is both written to its segment and journaled.
+//! - Files: `<dir>/<20-digit sequence>.journal`, created at [`JournalConfig::file_bytes`]
+//!   filled with zeros and synced (with the directory) before the first record, so the
+//!   O_DSYNC writes overwrite allocated blocks (a device flush, no filesystem journal
+//!   commit). A record that does not fit ends the file: a new one is started and the old
+//!   one is checkpointed: every member with entries in it is asked to sync its segment
+//!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
+//!   that is fenced, closed without syncing or gone keeps the file until the next start
+//!   replays it (`replay.rs`).
+//! - A failed journal write, file creation or sync fences every member that had entries
+//!   queued or in flight, and every member that submits later: nothing more becomes durable
+//!   through this journal until the process restarts (the state of the failed record is
+//!   unknown, and the O_DSYNC descriptor reports a failure once).
+//! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are.
+
+mod record;
+mod replay;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::bytes::ByteView;
+use super::error::IoError;
+use super::io::{Disk, DiskFile, DISK_ALIGN};
+use crate::watermark::Watermark;
+
+pub use replay::{JournalReplay, ReplayEntry};
+
+/// Name of a journal file with sequence number `seq`.
+pub fn journal_file_name(seq: u64) -> String {
+    format!("{seq:020}.journal")
+}
+
+/// The sequence number of a journal file's name.
+fn parse_file_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".journal")?.parse().ok()
+}
+
+/// Bytes of zeros written per I/O while a new journal file is prepared.
+const ZERO_WRITE_BYTES: usize = 1 << 20;
+
+/// Largest journal file (`shard_journal_file_bytes` is validated against it): half a file
+/// is the largest record, whose length is a `u32` (`record.rs`).
+pub const FILE_BYTES_MAX: u64 = 4 << 30;
+
+/// Settings of one shard's journal.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Size of each journal file (raised to hold at least two records of the largest batch).
+    pub file_bytes: u64,
+    /// Largest batch a member appends (the broker: the wire's maximum, since a topic may
+    /// allow more than the broker's default and replay takes back what an earlier limit
+    /// allowed). A larger one is refused at submit: its record could outgrow the file.
+    pub batch_bytes_max: usize,
+}
+
+impl JournalConfig {
+    /// Largest record: at least one entry of the largest batch, else half a file.
+    fn record_bytes_max(&self) -> usize {
+        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
+        one.max((self.file_bytes.min(FILE_BYTES_MAX) / 2) as usize)
+    }
+
+    /// Size of each file: the configured size, raised to hold two records of the largest
+    /// batch, at most [`FILE_BYTES_MAX`].
+    pub fn file_bytes(&self) -> u64 {
+        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
+        self.file_bytes.max(2 * one as u64).min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
+    }
+}
+
+/// Counters of one journal.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JournalStats {
+    /// Records written (one O_DSYNC write each).
+    pub records: u64,
+    /// Entries in them.
+    pub entries: u64,
+    /// Bytes written for records, padding included.
+    pub record_bytes: u64,
+    /// Files created.
+    pub files_created: u64,
+    /// Files removed after their checkpoint.
+    pub files_removed: u64,
+}
+
+/// What the journal calls when a member's journaled end or wanted sync moved.
+pub(crate) type Notify = Box<dyn Fn()>;
+/// What the journal calls when it failed under a member.
+pub(crate) type OnFailed = Box<dyn Fn(IoError)>;
+/// A checkpoint task, with a flag set when it ended.
+type Checkpoint = (JoinHandle<()>, Rc<Cell<bool>>);
+
+/// One partition log as the journal knows it.
+pub struct Member {
+    topic_id: u64,
+    partition: u32,
+    /// End of this member's entries in completed records.
+    journaled: Cell<u64>,
+    /// Bytes of this member's entries queued or in flight (its log counts them in its
+    /// write budget, so the journal's queue is bounded like the segment writer's).
+    queued_bytes: Cell<usize>,
+    /// Offset below which the member's segment files are synced: journal entries below it
+    /// are no longer needed. Closed when the member is fenced or gone.
+    pub(crate) synced: Watermark,
+    /// A checkpoint asks the member to sync its segments up to here.
+    pub(crate) want_synced: Watermark,
+    /// Called when `journaled` or `want_synced` moved.
+    notify: RefCell<Option<Notify>>,
+    /// Called when the journal failed while the member depended on it.
+    on_failed: RefCell<Option<OnFailed>>,
+}
+
+/// A member's topic id, partition and address (two incarnations of one partition may
+/// share a journal for a moment).
+type MemberKey = (u64, u32, usize);
+
+impl Member {
+    fn key(self: &Rc<Self>) -> MemberKey {
+        (self.topic_id, self.partition, Rc::as_ptr(self) as usize)
+    }
+
+    /// End of this member's entries in completed records.
+    pub(crate) fn journaled(&self) -> u64 {
+        self.journaled.get()
+    }
+
+    /// Bytes of this member's entries not yet in a completed record.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued_bytes.get()
+    }
+
+    fn dequeued(&self, bytes: usize) {
+        self.queued_bytes.set(self.queued_bytes.get() - bytes);
+    }
+
+    /// Sets what the journal calls when this member's journaled end or wanted sync moved,
+    /// and when the journal failed under it.
+    pub(crate) fn set_callbacks(&self, notify: Notify, on_failed: OnFailed) {
+        *self.notify.borrow_mut() = Some(notify);
+        *self.on_failed.borrow_mut() = Some(on_failed);
+    }
+
+    fn notify(&self) {
+        if let Some(f) = self.notify.borrow().as_ref() {
+            f();
+        }
+    }
+
+    fn failed(&self, e: IoError) {
+        if let Some(f) = self.on_failed.borrow().as_ref() {
+            f(e);
+        }
+    }
+}
+
+/// A log's tie to its shard's journal. Dropping it (the log is gone) closes the member's
+/// `synced`: checkpoints stop waiting for it.
+pub struct JournalLink<D: Disk> {
+    inner: Rc<Inner<D>>,
+    member: Rc<Member>,
+}
+
+impl<D: Disk> JournalLink<D> {
+    /// The member this log is.
+    pub(crate) fn member(&self) -> &Rc<Member> {
+        &self.member
+    }
+
+    /// Queues an append's stored bytes for the next record. Appends of one member must be
+    /// submitted in offset order. An error means the journal failed: the caller fences.
+    pub(crate) fn submit(
+        &self,
+        base_offset: u64,
+        next_offset: u64,
+        bytes: ByteView,
+    ) -> Result<(), IoError> {
+        if let Some(e) = self.inner.failed.borrow().clone() {
+            return Err(e);
+        }
+        let refuse = |message: String| {
+            Err(IoError::Other {
+                op: "journal submit",
+                path: self.inner.dir.display().to_string(),
+                errno: None,
+                message,
+            })
+        };
+        if self.inner.closing.get() {
+            // The journal task writes nothing more: this append would never be journaled.
+            return refuse("the shard journal is closed".into());
+        }
+        if bytes.len() > self.inner.config.batch_bytes_max {
+            return refuse(format!(
+                "a batch of {} bytes is larger than the journal's {} (its record could outgrow the file)",
+                bytes.len(),
+                self.inner.config.batch_bytes_max
+            ));
+        }
+        self.member.queued_bytes.set(self.member.queued_bytes.get() + bytes.len());
+        self.inner.queue.borrow_mut().push_back(Queued {
+            member: self.member.clone(),
+            base_offset,
+            next_offset,
+            bytes,
+        });
+        self.inner.signal.advance(self.inner.signal.get() + 1);
+        Ok(())
+    }
+}
+
+impl<D: Disk> Drop for JournalLink<D> {
+    fn drop(&mut self) {
+        self.member.synced.close();
+    }
+}
+
+struct Queued {
+    member: Rc<Member>,
+    base_offset: u64,
+    next_offset: u64,
+    bytes: ByteView,
+}
+
+struct Inner<D: Disk> {
+    disk: D,
+    dir: PathBuf,
+    config: JournalConfig,
+    queue: RefCell<VecDeque<Queued>>,
+    signal: Watermark,
+    failed: RefCell<Option<IoError>>,
+    closing: Cell<bool>,
+    /// Bytes of the entries of the record being written.
+    in_flight_bytes: Cell<usize>,
+    next_file_seq: Cell<u64>,
+    next_record_seq: Cell<u64>,
+    stats: Cell<JournalStats>,
+    /// Checkpoints running, each with a flag set when it ended.
+    checkpoints: RefCell<Vec<Checkpoint>>,
+}
+
+/// The file records go to now.
+struct ActiveFile<D: Disk> {
+    file: Rc<D::File>,
+    path: PathBuf,
+    pos: u64,
+    /// Members with entries in it, with the end of their entries (ordered by key, so a
+    /// seeded simulation replays exactly).
+    members: BTreeMap<MemberKey, (Rc<Member>, u64)>,
+}
+
+/// See the module docs. Owned by one shard; dropping it without `close` is a crash.
+pub struct ShardJournal<D: Disk> {
+    inner: Rc<Inner<D>>,
+    task: RefCell<Option<JoinHandle<()>>>,
+}
+
+impl<D: Disk> ShardJournal<D> {
+    /// Starts the journal in `dir` (created if missing). Files already there (an earlier
+    /// run's, replayed by [`JournalReplay`]) are left alone; new files number after them.
+    pub async fn open(disk: D, dir: PathBuf, config: JournalConfig) -> Result<Self, IoError> {
+        disk.create_dir_all(&dir).await?;
+        let last = disk.list_dir(&dir).await?.iter().filter_map(|n| parse_file_name(n)).max();
+        let inner = Rc::new(Inner {
+            disk,
+            dir,
+            config,
+            queue: RefCell::new(VecDeque::new()),
+            signal: Watermark::new(0),
+            failed: RefCell::new(None),
+            closing: Cell::new(false),
+            in_flight_bytes: Cell::new(0),
+            next_file_seq: Cell::new(last.map_or(0, |s| s + 1)),
+            next_record_seq: Cell::new(0),
+            stats: Cell::new(JournalStats::default()),
+            checkpoints: RefCell::new(Vec::new()),
+        });
+        let file_bytes = inner.config.file_bytes();
+        if file_bytes > inner.config.file_bytes {
+            info!(dir = %inner.dir.display(), configured = inner.config.file_bytes, file_bytes, "journal files raised to hold two records of the largest batch");
+        }
+        let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
+        Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
+    }
+
+    /// Joins partition `partition` of topic incarnation `topic_id`, whose log ends (durable
+    /// in its segments) at `end_offset`.
+    pub fn join(&self, topic_id: u64, partition: u32, end_offset: u64) -> JournalLink<D> {
+        let member = Rc::new(Member {
+            topic_id,
+            partition,
+            journaled: Cell::new(end_offset),
+            queued_bytes: Cell::new(0),
+            synced: Watermark::new(end_offset),
+            want_synced: Watermark::new(end_offset),
+            notify: RefCell::new(None),
+            on_failed: RefCell::new(None),
+        });
+        JournalLink { inner: self.inner.clone(), member }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> JournalStats {
+        self.inner.stats.get()
+    }
+
+    /// Bytes of entries queued or in flight.
+    pub fn queued_bytes(&self) -> usize {
+        self.inner.queue.borrow().iter().map(|q| q.bytes.len()).sum::<usize>()
+            + self.inner.in_flight_bytes.get()
+    }
+
+    /// The directory of its files.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Writes what is queued and checkpoints the last file (removed if every member in it
+    /// synced: close the partition logs first). Returns the journal's failure, if any.
+    pub async fn close(&self) -> Result<(), IoError> {
+        self.inner.closing.set(true);
+        self.inner.signal.advance(self.inner.signal.get() + 1);
+        let task = self.task.borrow_mut().take();
+        if let Some(t) = task {
+            t.await;
+        }
+        let checkpoints: Vec<_> = self.inner.checkpoints.borrow_mut().drain(..).collect();
+        for (t, _) in checkpoints {
+            t.await;
+        }
+        match self.inner.failed.borrow().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<D: Disk> Drop for ShardJournal<D> {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.borrow_mut().take() {
+            t.cancel();
+        }
+        for (t, _) in self.inner.checkpoints.borrow_mut().drain(..) {
+            t.cancel();
+        }
+    }
+}
+
+/// The journal task: see the module docs.
+async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
+    let mut active: Option<ActiveFile<D>> = None;
+    // The next file, prepared in the background once the active one is half full, so a
+    // commit cycle rarely waits for a file of zeros.
+    let mut next = Prepared::<D>(None);
+    loop {
+        let seen = j.signal.get();
+        if j.queue.borrow().is_empty() {
+            if j.closing.get() {
+                if let Some(f) = active.take() {
+                    j.start_checkpoint(f);
+                }
+                if let Some(Some(Ok(f))) = match next.0.take() {
+                    Some(t) => Some(t.await),
+                    None => None,
+                } {
+                    // Prepared and never written: it goes.
+                    let ActiveFile { file, path, .. } = f;
+                    let _ = file.close().await;
+                    if let Err(e) = j.disk.remove(&path).await {
+                        warn!(path = %path.display(), error = %e, "cannot remove an unused journal file");
+                    }
+                }
+                return;
+            }
+            j.signal.wait_for(seen + 1).await;
+            continue;
+        }
+        let batch = j.take_record();
+        j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
+        let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
+        let padded = record::padded(len) as u64;
+        if active.as_ref().is_none_or(|f| f.pos + padded > j.config.file_bytes()) {
+            if let Some(old) = active.take() {
+                j.start_checkpoint(old);
+            }
+            let created = match next.0.take() {
+                Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
+                None => j.create_file().await,
+            };
+            match created {
+                Ok(f) => active = Some(f),
+                Err(e) => {
+                    j.fail(e, batch);
+                    return;
+                }
+            }
+        }
+        let f = active.as_mut().expect("opened above");
+        let mut buf = f.file.alloc_write_buf(padded as usize);
+        let seq = j.next_record_seq.get();
+        {
+            let refs: Vec<record::EntryRef<'_>> = batch
+                .iter()
+                .map(|q| record::EntryRef {
+                    topic_id: q.member.topic_id,
+                    partition: q.member.partition,
+                    base_offset: q.base_offset,
+                    next_offset: q.next_offset,
+                    bytes: &q.bytes,
+                })
+                .collect();
+            record::encode(buf.as_mut(), seq, &refs);
+        }
+        let started = std::time::Instant::now();
+        if let Err(e) = f.file.write_at(buf, f.pos).await {
+            j.fail(e, batch);
+            return;
+        }
+        crate::stage_latency::record_since(crate::stage_latency::Stage::WriteDsync, started);
+        f.pos += padded;
+        j.next_record_seq.set(seq + 1);
+        if next.0.is_none() && f.pos > j.config.file_bytes() / 2 {
+            let jj = j.clone();
+            next.0 = Some(glommio::spawn_local(async move { jj.create_file().await }).detach());
+        }
+        let mut s = j.stats.get();
+        s.records += 1;
+        s.entries += batch.len() as u64;
+        s.record_bytes += padded;
+        j.stats.set(s);
+        let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();
+        j.in_flight_bytes.set(0);
+        for q in batch {
+            q.member.dequeued(q.bytes.len());
+            let key = q.member.key();
+            q.member.journaled.set(q.member.journaled.get().max(q.next_offset));
+            let slot = f.members.entry(key).or_insert_with(|| (q.member.clone(), 0));
+            slot.1 = slot.1.max(q.next_offset);
+            touched.entry(key).or_insert(q.member);
+        }
+        for m in touched.into_values() {
+            m.notify();
+        }
+    }
+}
+
+/// A file being prepared; cancelled if the journal task is (a crash).
+struct Prepared<D: Disk>(Option<JoinHandle<Result<ActiveFile<D>, IoError>>>);
+
+impl<D: Disk> Drop for Prepared<D> {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            t.cancel();
+        }
+    }
+}
+
+fn closed_error(dir: &Path) -> IoError {
+    IoError::Other {
+        op: "create journal file",
+        path: dir.display().to_string(),
+        errno: None,
+        message: "cancelled".into(),
+    }
+}
+
+impl<D: Disk> Inner<D> {
+    /// Takes queued entries for one record: at least one, at most `record_bytes_max`.
+    fn take_record(&self) -> Vec<Queued> {
+        let max = self.config.record_bytes_max();
+        let mut q = self.queue.borrow_mut();
+        let mut taken = Vec::new();
+        let mut len = record::HEADER_BYTES;
+        while let Some(front) = q.front() {
+            let add = record::ENTRY_HEADER_BYTES + front.bytes.len();
+            if !taken.is_empty() && len + add > max {
+                break;
+            }
+            len += add;
+            taken.push(q.pop_front().expect("front exists"));
+        }
+        taken
+    }
+
+    /// A new file of zeros, synced and named durably, open for O_DSYNC writes. A file that
+    /// could not be made whole is removed again.
+    async fn create_file(&self) -> Result<ActiveFile<D>, IoError> {
+        let seq = self.next_file_seq.get();
+        self.next_file_seq.set(seq + 1);
+        let path = self.dir.join(journal_file_name(seq));
+        let made = self.make_file(path.clone()).await;
+        if made.is_err() {
+            match self.disk.remove(&path).await {
+                Ok(()) | Err(IoError::NotFound { .. }) => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot remove a journal file that could not be made")
+                }
+            }
+        }
+        made
+    }
+
+    async fn make_file(&self, path: PathBuf) -> Result<ActiveFile<D>, IoError> {
+        let size = self.config.file_bytes();
+        let file = Rc::new(self.disk.open(&path, true).await?);
+        file.truncate(0).await?;
+        file.allocate(size).await?;
+        let mut at = 0u64;
+        while at < size {
+            let n = (size - at).min(ZERO_WRITE_BYTES as u64) as usize;
+            let mut buf = file.alloc_write_buf(n);
+            buf.as_mut().fill(0);
+            file.write_at(buf, at).await?;
+            at += n as u64;
+        }
+        file.fdatasync().await?;
+        self.disk.sync_dir(&self.dir).await?;
+        let dsync = Rc::new(self.disk.open_dsync(&path).await?);
+        let _ = file.close().await;
+        let mut s = self.stats.get();
+        s.files_created += 1;
+        self.stats.set(s);
+        debug!(path = %path.display(), size, "journal file created");
+        Ok(ActiveFile { file: dsync, path, pos: 0, members: BTreeMap::new() })
+    }
+
+    /// The journal failed: fence every member depending on it, now and later.
+    fn fail(&self, e: IoError, batch: Vec<Queued>) {
+        warn!(dir = %self.dir.display(), error = %e, "journal write failed; its partitions are fenced until restart");
+        *self.failed.borrow_mut() = Some(e.clone());
+        self.in_flight_bytes.set(0);
+        let queued: Vec<Queued> = self.queue.borrow_mut().drain(..).collect();
+        let mut seen: Vec<Rc<Member>> = Vec::new();
+        for q in batch.into_iter().chain(queued) {
+            q.member.dequeued(q.bytes.len());
+            if !seen.iter().any(|m| Rc::ptr_eq(m, &q.member)) {
+                seen.push(q.member);
+            }
+        }
+        for m in seen {
+            m.failed(e.clone());
+        }
+    }
+
+    /// Checkpoints a full file in the background: every member with entries in it syncs
+    /// past them, then the file goes.
+    fn start_checkpoint(self: &Rc<Self>, f: ActiveFile<D>) {
+        let j = self.clone();
+        let done = Rc::new(Cell::new(false));
+        let flag = done.clone();
+        let task = glommio::spawn_local(async move {
+            let ActiveFile { file, path, members, .. } = f;
+            let _ = file.close().await;
+            for (m, end) in members.into_values() {
+                m.want_synced.advance(end);
+                m.notify();
+                if !m.synced.wait_for(end).await {
+                    warn!(path = %path.display(), topic_id = m.topic_id, partition = m.partition, "journal file kept: a partition in it was not synced (fenced or gone); the next start replays it");
+                    flag.set(true);
+                    return;
+                }
+            }
+            match j.disk.remove(&path).await {
+                Ok(()) => {
+                    let mut s = j.stats.get();
+                    s.files_removed += 1;
+                    j.stats.set(s);
+                }
+                Err(e) => warn!(path = %path.display(), error = %e, "cannot remove a checkpointed journal file"),
+            }
+            flag.set(true);
+        })
+        .detach();
+        let mut cps = self.checkpoints.borrow_mut();
+        cps.retain(|(_, d)| !d.get());
+        cps.push((task, done));
+    }
+}

@@ -1,0 +1,636 @@
+//! The shard journal's seeded simulation: several partitions sharing one journal on one
+//! `SimDisk` (`JOURNAL_SIM_SEEDS`, `JOURNAL_SIM_SEED`, `SIM_STEPS`, `SIM_VERBOSE`), and the
+//! journal on the real disk restoring segments that lost their unsynced tail.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::*;
+use crate::storage::journal::{JournalConfig, JournalReplay, ShardJournal};
+use crate::storage::log::JournalJoin;
+
+/// The topic incarnation every simulated partition belongs to.
+const TOPIC_ID: u64 = 7;
+
+/// Journal records, removed journal files and reopens that appended journaled batches over
+/// all seeds (each path must be taken for the run to count).
+static RECORDS: AtomicU64 = AtomicU64::new(0);
+static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
+static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
+/// Journal records in flight at a crash (lost, whole or torn).
+static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+
+/// What a partition must hold: offset -> bytes acked durable (or seen by a reader), and the
+/// batches that may be found at an offset after a crash.
+#[derive(Default)]
+struct Expect {
+    durable: BTreeMap<u64, Vec<u8>>,
+    maybe: BTreeMap<u64, Vec<Vec<u8>>>,
+}
+
+struct World {
+    disk: SimDisk,
+    root: PathBuf,
+    config: LogConfig,
+    journal_config: JournalConfig,
+    shard: Rc<ShardCache>,
+    partitions: u32,
+    /// The partitions' largest batch for the next open: lowered now and then across a
+    /// restart, which must not drop journaled batches bigger than the new limit.
+    batch_bytes_max: Cell<usize>,
+}
+
+impl World {
+    fn dir(&self, p: u32) -> PathBuf {
+        self.root.join("topic").join(p.to_string())
+    }
+
+    fn log_config(&self) -> LogConfig {
+        LogConfig { batch_bytes_max: self.batch_bytes_max.get(), ..self.config.clone() }
+    }
+
+    /// Reads the journal files, starts a new journal in shard directory `shard_dir` (the
+    /// shard count may change between runs) and opens every partition as the broker's shard
+    /// does (`shard.rs` `apply_metadata`): the first `partitions_max` with a descriptor
+    /// budget, the rest failing to open (their entries must wait for a later open).
+    async fn open(&self, shard_dir: u32, partitions_max: u32) -> Run {
+        let root = self.root.join("journal");
+        let replay = JournalReplay::read(&self.disk, &root).await.unwrap();
+        let journal = ShardJournal::open(
+            self.disk.clone(),
+            root.join(format!("shard-{shard_dir}")),
+            self.journal_config.clone(),
+        )
+        .await
+        .unwrap();
+        let mut run = Run {
+            journal,
+            logs: (0..self.partitions).map(|_| None).collect(),
+            replay: Some(replay),
+            replayed_batches: 0,
+        };
+        let budget = crate::descriptors::StorageFiles::with_split(partitions_max, usize::MAX >> 1);
+        for p in 0..self.partitions {
+            self.open_partition(&mut run, p, &budget, false).await;
+        }
+        self.retire(&mut run).await;
+        run
+    }
+
+    /// Opens partition `p` of `run` if it is not open, with its replay entries; an open
+    /// refused by `budget` leaves it closed.
+    async fn open_partition(
+        &self,
+        run: &mut Run,
+        p: u32,
+        budget: &std::sync::Arc<crate::descriptors::StorageFiles>,
+        faults: bool,
+    ) {
+        if run.logs[p as usize].is_some() {
+            return;
+        }
+        let replay = run.replay.as_ref().map(|r| r.entries(TOPIC_ID, p)).unwrap_or_default();
+        let opened = PartitionLog::open_journaled(
+            self.disk.clone(),
+            self.dir(p),
+            self.log_config(),
+            self.shard.partition(),
+            budget.clone(),
+            JournalJoin { journal: Some(&run.journal), topic_id: TOPIC_ID, partition: p, replay },
+        )
+        .await;
+        match opened {
+            Ok(log) => {
+                if let Some(r) = &run.replay {
+                    r.replayed(TOPIC_ID, p);
+                }
+                run.replayed_batches += log.replayed_batches();
+                run.logs[p as usize] = Some(log);
+            }
+            // Refused by the budget, or (with faults on) an I/O error during replay.
+            Err(e) => assert!(
+                e.code() == wire::ErrorCode::ResourceLimit
+                    || faults
+                        && matches!(
+                            e.code(),
+                            wire::ErrorCode::StorageIo | wire::ErrorCode::DiskFull
+                        ),
+                "open {p}: {e}"
+            ),
+        }
+    }
+
+    /// Once every partition opened (each replayed its entries), the earlier run's files go
+    /// (this one journal owns every partition, in whichever directory they are).
+    async fn retire(&self, run: &mut Run) {
+        if run.logs.iter().all(Option::is_some) {
+            if let Some(r) = run.replay.take() {
+                let kept = r.retire_confirmed(&self.disk, None, |_| true).await;
+                assert_eq!(kept, 0, "every partition replayed: no journal file is kept");
+            }
+        }
+    }
+}
+
+/// One run of the simulated shard: its journal, its partitions (`None`: not open) and the
+/// earlier run's journal entries until every partition took its own.
+struct Run {
+    journal: ShardJournal<SimDisk>,
+    logs: Vec<Option<PartitionLog<SimDisk>>>,
+    replay: Option<Rc<JournalReplay>>,
+    replayed_batches: usize,
+}
+
+async fn simulate(seed: u64, steps: usize) {
+    let _guard = JournalSeedGuard(seed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let disk = SimDisk::new(
+        seed ^ 0x10A1,
+        SimFaults {
+            sync_delay_yields_max: rng.u32(0..4),
+            write_delay_yields_max: rng.u32(0..4),
+            tear_in_flight_dsync: true,
+            ..SimFaults::default()
+        },
+    );
+    let mut config = small_config();
+    config.segment_bytes_max = [8 << 10, 16 << 10, 64 << 10, 256 << 10][rng.usize(0..4)];
+    config.read_unsynced = rng.u8(0..4) == 0;
+    config.zero_ahead_bytes = [0, 16 << 10, 64 << 10][rng.usize(0..3)];
+    let batch_bytes_max = config.batch_bytes_max;
+    let world = World {
+        disk: disk.clone(),
+        root: PathBuf::from("/sim"),
+        journal_config: JournalConfig {
+            file_bytes: [64 << 10, 128 << 10, 1 << 20][rng.usize(0..3)],
+            batch_bytes_max: config.batch_bytes_max,
+        },
+        config,
+        shard: ShardCache::new(rng.usize(0..32 << 10)),
+        partitions: rng.u32(2..6),
+        batch_bytes_max: Cell::new(batch_bytes_max),
+    };
+    let moves_shards = rng.bool();
+    let verbose = std::env::var("SIM_VERBOSE").is_ok();
+    let mut expect: Vec<Expect> = (0..world.partitions).map(|_| Expect::default()).collect();
+    let mut run = world.open(0, world.partitions).await;
+    let mut now_ms: i64 = 1_000_000;
+    let mut tag = 0u64;
+    for step in 0..steps {
+        now_ms += rng.i64(0..50);
+        let op = rng.u8(0..100);
+        if verbose {
+            eprintln!("step {step} op {op} faults {:?}", disk.faults());
+        }
+        match op {
+            0..=54 => {
+                // A burst of appends to random partitions, in flight together.
+                let mut waits = Vec::new();
+                for _ in 0..rng.usize(1..10) {
+                    tag += 1;
+                    let p = rng.usize(0..run.logs.len());
+                    let batch = make_batch(&mut rng, now_ms, tag);
+                    let ack =
+                        [AckLevel::None, AckLevel::Written, AckLevel::Durable][rng.usize(0..3)];
+                    let Some(log) = &run.logs[p] else { continue };
+                    match log.enqueue(&batch, ack, now_ms) {
+                        Ok(t) => {
+                            let bytes = stored(&batch, t.base_offset, now_ms);
+                            waits.push((
+                                p,
+                                t.base_offset,
+                                bytes,
+                                ack,
+                                glommio::spawn_local(t.wait()),
+                            ));
+                        }
+                        Err(e) => assert!(
+                            matches!(
+                                e,
+                                StorageError::Fenced(_) | StorageError::BatchTooLarge { .. }
+                            ),
+                            "enqueue: {e}"
+                        ),
+                    }
+                }
+                for (p, base, bytes, ack, w) in waits {
+                    let e = &mut expect[p];
+                    match w.await {
+                        Ok(()) if ack == AckLevel::Durable => {
+                            e.maybe.remove(&base);
+                            e.durable.insert(base, bytes);
+                        }
+                        Ok(()) => e.maybe.entry(base).or_default().push(bytes),
+                        Err(err) => {
+                            assert!(
+                                matches!(
+                                    err.code(),
+                                    wire::ErrorCode::StorageIo
+                                        | wire::ErrorCode::DiskFull
+                                        | wire::ErrorCode::ResourceLimit
+                                ),
+                                "{err}"
+                            );
+                            e.maybe.entry(base).or_default().push(bytes);
+                        }
+                    }
+                }
+            }
+            55..=64 => {
+                let p = rng.usize(0..run.logs.len());
+                let Some(log) = &run.logs[p] else {
+                    // Not open since the last start: a later metadata change opens it, with
+                    // the entries the journal holds for it.
+                    world.open_partition(&mut run, p as u32, &unlimited_files(), true).await;
+                    if let Some(log) = &run.logs[p] {
+                        check_reopened(p, log, &mut expect[p]).await;
+                    }
+                    world.retire(&mut run).await;
+                    continue;
+                };
+                let got = read_all(log, log.log_start_offset()).await.unwrap();
+                for (o, bytes) in expect[p].durable.range(log.log_start_offset()..) {
+                    if *o < log.high_watermark() {
+                        assert_eq!(
+                            got.get(o),
+                            Some(bytes),
+                            "partition {p}: durable batch at {o} differs (live read)"
+                        );
+                    }
+                }
+                if !world.config.read_unsynced {
+                    // Readers see only durable data: what a read returned must survive.
+                    for (o, bytes) in got {
+                        expect[p].maybe.remove(&o);
+                        expect[p].durable.insert(o, bytes);
+                    }
+                }
+            }
+            65..=79 => {
+                let clean = op >= 75;
+                let mut all_ok = true;
+                if clean {
+                    for log in run.logs.iter().flatten() {
+                        all_ok &= log.close().await.is_ok();
+                    }
+                }
+                if clean {
+                    all_ok &= run.journal.close().await.is_ok();
+                    if all_ok && run.replay.is_none() {
+                        // Every partition synced at close: the checkpoint removed the files.
+                        let left: Vec<_> = disk
+                            .paths()
+                            .into_iter()
+                            .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+                            .collect();
+                        assert!(
+                            left.is_empty(),
+                            "journal files left after a clean close: {left:?}"
+                        );
+                    }
+                }
+                let stats = run.journal.stats();
+                RECORDS.fetch_add(stats.records, Relaxed);
+                FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+                drop(run);
+                if !clean {
+                    disk.crash();
+                }
+                disk.set_faults(SimFaults {
+                    write_eio_per_mille: 0,
+                    sync_eio_per_mille: 0,
+                    capacity_bytes: u64::MAX,
+                    ..disk.faults()
+                });
+                let shard_dir = if moves_shards { rng.u32(0..3) } else { 0 };
+                let lowered = rng.u8(0..4) == 0;
+                world.batch_bytes_max.set(if lowered {
+                    2 << 10
+                } else {
+                    world.config.batch_bytes_max
+                });
+                // Now and then a partition cannot open at start (descriptor budget).
+                let partitions_max = match rng.u8(0..4) {
+                    0 => rng.u32(0..world.partitions),
+                    _ => world.partitions,
+                };
+                run = reopen_and_check(&world, shard_dir, partitions_max, &mut expect).await;
+            }
+            80..=89 => {
+                let f = disk.faults();
+                disk.set_faults(SimFaults {
+                    write_eio_per_mille: [0, 20, 100][rng.usize(0..3)],
+                    ..f
+                });
+            }
+            90..=93 => {
+                let f = disk.faults();
+                disk.set_faults(SimFaults { sync_eio_per_mille: [0, 200][rng.usize(0..2)], ..f });
+            }
+            _ => {
+                let f = disk.faults();
+                let cap =
+                    if rng.bool() { disk.used_bytes() + rng.u64(0..64 << 10) } else { u64::MAX };
+                disk.set_faults(SimFaults { capacity_bytes: cap, ..f });
+            }
+        }
+    }
+    let stats = run.journal.stats();
+    RECORDS.fetch_add(stats.records, Relaxed);
+    FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+    drop(run);
+    disk.crash();
+    disk.set_faults(SimFaults::default());
+    let run = reopen_and_check(&world, 0, world.partitions, &mut expect).await;
+    for log in run.logs.iter().flatten() {
+        log.close().await.unwrap();
+    }
+    run.journal.close().await.unwrap();
+    CRASHED_IN_FLIGHT.fetch_add(disk.crashed_in_flight(), Relaxed);
+}
+
+async fn reopen_and_check(
+    world: &World,
+    shard_dir: u32,
+    partitions_max: u32,
+    expect: &mut [Expect],
+) -> Run {
+    let run = world.open(shard_dir, partitions_max).await;
+    if run.replayed_batches > 0 {
+        REPLAYED_RUNS.fetch_add(1, Relaxed);
+    }
+    for (p, log) in run.logs.iter().enumerate() {
+        if let Some(log) = log {
+            check_reopened(p, log, &mut expect[p]).await;
+        }
+    }
+    run
+}
+
+/// A partition just opened holds every batch acked durable, and no unacked batch altered.
+async fn check_reopened(p: usize, log: &PartitionLog<SimDisk>, e: &mut Expect) {
+    let start = log.log_start_offset();
+    let hw = log.high_watermark();
+    assert_eq!(hw, log.next_offset(), "partition {p}: reopened log not wholly visible");
+    let got = read_all(log, start).await.unwrap();
+    for (o, bytes) in e.durable.range(start..) {
+        assert!(*o < hw, "partition {p}: durable batch at {o} lost: high watermark {hw}");
+        assert_eq!(
+            got.get(o),
+            Some(bytes),
+            "partition {p}: durable batch at {o} differs after reopen"
+        );
+    }
+    for (o, candidates) in &e.maybe {
+        if let Some(g) = got.get(o) {
+            assert!(
+                candidates.contains(g),
+                "partition {p}: unacked batch at {o} came back altered"
+            );
+        }
+    }
+    e.maybe.clear();
+    e.durable = got;
+}
+
+/// Prints the seed if the test panics while it is alive.
+struct JournalSeedGuard(u64);
+
+impl Drop for JournalSeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("journal simulation failed with seed {0} (rerun: JOURNAL_SIM_SEED={0} cargo test -p broker --lib journal_simulation)", self.0);
+        }
+    }
+}
+
+#[test]
+fn journal_simulation() {
+    let seeds: Vec<u64> = match std::env::var("JOURNAL_SIM_SEED") {
+        Ok(s) => vec![s.parse().expect("JOURNAL_SIM_SEED is a number")],
+        Err(_) => {
+            let n: u64 =
+                std::env::var("JOURNAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+            (0..n).collect()
+        }
+    };
+    let steps = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    run(move || async move {
+        if std::env::var("SIM_VERBOSE").is_ok() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("trace")
+                .with_ansi(false)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        let many = seeds.len() >= 100;
+        for seed in seeds {
+            simulate(seed, steps).await;
+        }
+        let (records, removed, replays) =
+            (RECORDS.load(Relaxed), FILES_REMOVED.load(Relaxed), REPLAYED_RUNS.load(Relaxed));
+        let torn = CRASHED_IN_FLIGHT.load(Relaxed);
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries, {torn} records in flight at a crash");
+        assert!(
+            !many || torn > 0,
+            "no journal record was in flight at a crash: that path went untested"
+        );
+        assert!(!many || records > 0, "no journal record written");
+        assert!(
+            !many || removed > 0,
+            "no checkpoint removed a journal file: that path went untested"
+        );
+        assert!(
+            !many || replays > 0,
+            "no reopen replayed journal entries: that path went untested"
+        );
+    });
+}
+
+/// Three partitions on the real disk share one journal; their segments then lose the tail
+/// no segment sync covered (as after a power loss), and a reopen replays it from the
+/// journal byte for byte.
+#[test]
+fn journal_real_disk_replays_lost_segment_tails() {
+    let tmp = tempfile::Builder::new().prefix("broker-journal-").tempdir().expect("temp dir");
+    let root = tmp.path().to_owned();
+    run(move || async move {
+        let shard = ShardCache::new(0);
+        let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
+        let jconfig =
+            JournalConfig { file_bytes: 4 << 20, batch_bytes_max: config.batch_bytes_max };
+        let journal_root = root.join("journal");
+        let dir = |p: u32| root.join("t").join(p.to_string());
+        let journal = ShardJournal::open(DmaDisk, journal_root.join("shard-0"), jconfig.clone())
+            .await
+            .unwrap();
+        let mut logs = Vec::new();
+        for p in 0..3u32 {
+            let join = JournalJoin {
+                journal: Some(&journal),
+                topic_id: 1,
+                partition: p,
+                replay: Vec::new(),
+            };
+            logs.push(
+                PartitionLog::open_journaled(
+                    DmaDisk,
+                    dir(p),
+                    config.clone(),
+                    shard.partition(),
+                    unlimited_files(),
+                    join,
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut expected: Vec<BTreeMap<u64, Vec<u8>>> = vec![BTreeMap::new(); 3];
+        let mut appends = 0u64;
+        for round in 0..40u64 {
+            let mut waits = Vec::new();
+            for p in 0..3usize {
+                let batch = make_batch(&mut rng, 1000 + round as i64, round * 3 + p as u64);
+                let t = logs[p].enqueue(&batch, AckLevel::Durable, 5000).unwrap();
+                expected[p].insert(t.base_offset, stored(&batch, t.base_offset, 5000));
+                waits.push(t);
+                appends += 1;
+            }
+            for t in waits {
+                t.wait().await.unwrap();
+            }
+        }
+        let stats = journal.stats();
+        assert!(
+            stats.records > 0 && stats.records < appends,
+            "one record per commit cycle, not per append: {stats:?}"
+        );
+        for log in &logs {
+            let s = log.stats();
+            assert_eq!(s.dsync_writes, 0, "no O_DSYNC segment write with the journal");
+            assert_eq!(s.syncs, 0, "no segment sync before a checkpoint asks");
+        }
+        // A crash: the process dies. Then every segment loses what no sync covered: they
+        // were never synced, so cut them back to nothing past their first batch.
+        drop(logs);
+        drop(journal);
+        for p in 0..3u32 {
+            let first_len = expected[p as usize][&0].len() as u64;
+            let seg = dir(p).join(crate::storage::segment::file_name(0, "log"));
+            let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+            f.set_len(first_len).unwrap();
+        }
+        let replay = JournalReplay::read(&DmaDisk, &journal_root).await.unwrap();
+        assert!(!replay.is_empty());
+        let journal =
+            ShardJournal::open(DmaDisk, journal_root.join("shard-1"), jconfig).await.unwrap();
+        let mut logs = Vec::new();
+        for p in 0..3u32 {
+            let join = JournalJoin {
+                journal: Some(&journal),
+                topic_id: 1,
+                partition: p,
+                replay: replay.entries(1, p),
+            };
+            logs.push(
+                PartitionLog::open_journaled(
+                    DmaDisk,
+                    dir(p),
+                    config.clone(),
+                    shard.partition(),
+                    unlimited_files(),
+                    join,
+                )
+                .await
+                .unwrap(),
+            );
+        }
+        for p in 0..3u32 {
+            replay.replayed(1, p);
+        }
+        assert_eq!(replay.retire_confirmed(&DmaDisk, None, |_| true).await, 0);
+        for (p, log) in logs.iter().enumerate() {
+            assert_eq!(read_all(log, 0).await.unwrap(), expected[p], "partition {p} after replay");
+        }
+        for log in &logs {
+            log.close().await.unwrap();
+        }
+        journal.close().await.unwrap();
+        // Closed cleanly: every journal file is gone (the old by retire, the new by its
+        // checkpoint at close).
+        for shard_dir in ["shard-0", "shard-1"] {
+            let left: Vec<_> = std::fs::read_dir(journal_root.join(shard_dir)).unwrap().collect();
+            assert!(left.is_empty(), "{shard_dir}: {left:?}");
+        }
+    });
+}
+
+/// A batch larger than the journal's limit (its record could outgrow the file) and any
+/// submit after the journal closed are refused (the log fences): neither may sit in the
+/// queue unjournaled or be written past the file's end.
+#[test]
+fn journal_refuses_oversized_batches_and_submits_after_close() {
+    run(|| async {
+        let disk = SimDisk::new(3, SimFaults::default());
+        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
+        let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
+        let bytes = |n: usize| crate::storage::bytes::ByteView::new(Rc::new(vec![0u8; n]));
+        written.submit(0, 1, bytes(4 << 10)).expect("a batch within the limit");
+        let err = refused.submit(0, 1, bytes((4 << 10) + 1)).expect_err("larger than the limit");
+        assert!(err.to_string().contains("larger than the journal's"), "{err}");
+        // Gone without syncing: the close's checkpoint keeps the file instead of waiting.
+        drop(written);
+        journal.close().await.unwrap();
+        let link = refused;
+        let err = link.submit(1, 2, bytes(100)).expect_err("the journal is closed");
+        assert!(err.to_string().contains("closed"), "{err}");
+        assert_eq!(journal.stats().records, 1);
+    });
+}
+
+/// The journal's queue counts in the log's write budget: a producer that does not wait for
+/// acks (`none`) is held by `writable` while its appends wait for a slow journal, so what
+/// the journal holds stays within `pending_bytes_max` and a batch.
+#[test]
+fn journal_queue_is_bounded_by_the_write_budget() {
+    run(|| async {
+        let disk =
+            SimDisk::new(5, SimFaults { write_delay_yields_max: 40, ..SimFaults::default() });
+        let config = LogConfig { pending_bytes_max: 16 << 10, ..small_config() };
+        let jconfig =
+            JournalConfig { file_bytes: 1 << 20, batch_bytes_max: config.batch_bytes_max };
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
+        let shard = ShardCache::new(0);
+        let join =
+            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
+        let log = PartitionLog::open_journaled(
+            disk.clone(),
+            PathBuf::from("/t/0"),
+            config.clone(),
+            shard.partition(),
+            unlimited_files(),
+            join,
+        )
+        .await
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(5);
+        let mut most = 0;
+        for i in 0..400u64 {
+            let batch = make_batch(&mut rng, 1000, i);
+            log.writable().await;
+            log.enqueue(&batch, AckLevel::None, 1000).unwrap();
+            most = most.max(journal.queued_bytes());
+        }
+        assert!(
+            most <= config.pending_bytes_max + config.batch_bytes_max,
+            "the journal held {most} bytes of one log whose budget is {}",
+            config.pending_bytes_max
+        );
+        log.close().await.unwrap();
+        journal.close().await.unwrap();
+    });
+}
