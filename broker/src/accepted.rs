@@ -38,7 +38,6 @@ pub async fn serve_accepted(
     };
     let listener = if kafka.is_some() { Listener::Kafka } else { Listener::Native };
     let counters = &shard.counters;
-    let stream = crate::tls::read_buffered(stream);
     let Some((stream, info)) = tls.handshake(counters, listener, stream, peer).await else {
         return;
     };

@@ -311,21 +311,6 @@ impl ServerTls {
     }
 }
 
-/// Bytes a TLS connection reads from its socket at a time, below rustls: rustls asks for 4
-/// KiB per read, so a 16 KiB record would take four receive calls; through this buffer it
-/// takes one (or less: several small records come in one read). Held for the connection's
-/// life, like the frame reader's 16 KiB (`frame_reader.rs`): 20,000 TLS connections on a
-/// shard (`connections_per_shard_max`) hold ~320 MiB here.
-pub const TLS_READ_BUFFER_BYTES: usize = 16 << 10;
-
-/// `stream` with the read buffer a TLS connection reads through
-/// ([`TLS_READ_BUFFER_BYTES`]).
-pub fn read_buffered(
-    stream: glommio::net::TcpStream,
-) -> glommio::net::TcpStream<glommio::net::Preallocated> {
-    stream.buffered_with(glommio::net::Preallocated::new(TLS_READ_BUFFER_BYTES))
-}
-
 impl ServerTls {
     /// [`ServerTls::accept`] for a listener: the encrypted stream and what it tells about the
     /// client, or `None` (counted in `tls_handshakes_failed`, logged at debug) when the

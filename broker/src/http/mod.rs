@@ -112,7 +112,6 @@ pub async fn serve(
                 None => connection(gw, stream, ConnectionInfo::plaintext(peer), stop).await,
                 Some(tls) => {
                     let counters = &gw.shard.counters;
-                    let stream = crate::tls::read_buffered(stream);
                     let accepted = tls.handshake(counters, Listener::Http, stream, peer).await;
                     if let Some((stream, info)) = accepted {
                         connection(gw, stream, info, stop).await;
