@@ -208,18 +208,8 @@ impl Connection {
 
     /// Sends `req` now (frames leave in call order) and returns its pending response.
     pub fn send<T: Message>(&self, req: &T) -> Result<PendingResponse, ClientError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame =
-            wire::encode_request(id, req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
-        if !self.is_open() {
-            return Err(ClientError::Closed { addr: self.addr });
-        }
-        self.pending.lock().expect("pending lock").insert(id, Waiter::Task(tx));
-        if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
-            self.pending.lock().expect("pending lock").remove(&id);
-            return Err(ClientError::Closed { addr: self.addr });
-        }
+        let id = self.submit(req, Waiter::Task(tx)).map_err(|(e, _)| e)?;
         Ok(PendingResponse {
             rx,
             id,
@@ -239,25 +229,36 @@ impl Connection {
         req: &T,
         call: Callback,
     ) -> Result<(), (ClientError, Callback)> {
+        let deadline = Instant::now() + self.timeout;
+        match self.submit(req, Waiter::Call { deadline, api: T::API_KEY.name(), call }) {
+            Err((e, Some(Waiter::Call { call, .. }))) => Err((e, call)),
+            // Not sent, but the reader failed it already (it was called, and is gone).
+            _ => Ok(()),
+        }
+    }
+
+    /// Encodes `req` under the next correlation id, registers `waiter` for its response and
+    /// puts the frame on the wire. On failure the waiter comes back with the error, unless
+    /// the reader, ending, took it first.
+    fn submit<T: Message>(
+        &self,
+        req: &T,
+        waiter: Waiter,
+    ) -> Result<u64, (ClientError, Option<Waiter>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = match wire::encode_request(id, req) {
             Ok(f) => f,
-            Err(e) => return Err((ClientError::Protocol(e.to_string()), call)),
+            Err(e) => return Err((ClientError::Protocol(e.to_string()), Some(waiter))),
         };
         if !self.is_open() {
-            return Err((ClientError::Closed { addr: self.addr }, call));
+            return Err((ClientError::Closed { addr: self.addr }, Some(waiter)));
         }
-        let deadline = Instant::now() + self.timeout;
-        let waiter = Waiter::Call { deadline, api: T::API_KEY.name(), call };
         self.pending.lock().expect("pending lock").insert(id, waiter);
         if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
-            // The reader may have failed it already (then it was called, and is gone).
             let waiter = self.pending.lock().expect("pending lock").remove(&id);
-            if let Some(Waiter::Call { call, .. }) = waiter {
-                return Err((ClientError::Closed { addr: self.addr }, call));
-            }
+            return Err((ClientError::Closed { addr: self.addr }, waiter));
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Sends `req` and waits for its response frame.
