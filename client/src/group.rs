@@ -98,6 +98,45 @@ impl Client {
             .collect())
     }
 
+    /// Deletes `group`: forgets all its committed offsets, durably. Refused with
+    /// `GROUP_NOT_EMPTY` while it has members, `UNKNOWN_GROUP` if it has no offsets.
+    /// Returns the (topic, partition) offsets forgotten.
+    pub async fn delete_group(&self, group: &str) -> Result<Vec<(String, u32)>, ClientError> {
+        self.delete_group_offsets(group, &[]).await
+    }
+
+    /// Forgets `group`'s committed offsets of `topics` (topic, partitions; no partitions: all
+    /// of the topic's), durably; all of them (the group is deleted) when `topics` is empty.
+    /// A topic a member of the group reads is refused (`GROUP_SUBSCRIBED_TO_TOPIC`, the
+    /// first refusal is the error). Returns the (topic, partition) offsets forgotten or
+    /// asked for.
+    pub async fn delete_group_offsets(
+        &self,
+        group: &str,
+        topics: &[(String, Vec<u32>)],
+    ) -> Result<Vec<(String, u32)>, ClientError> {
+        let req = DeleteGroupOffsetsRequest {
+            group: group.into(),
+            topics: topics
+                .iter()
+                .map(|(topic, partitions)| TopicPartitions {
+                    topic: topic.clone(),
+                    partitions: partitions.clone(),
+                })
+                .collect(),
+        };
+        let r: DeleteGroupOffsetsResponse = self.group_request(group, &req).await?;
+        self.group_check(r.error, r.message)?;
+        let mut out = Vec::new();
+        for t in r.topics {
+            for p in t.partitions {
+                crate::client::check_partition(&t.name, p.partition, p.error)?;
+                out.push((t.name.clone(), p.partition));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every group the broker knows (with members or committed offsets).
     pub async fn list_groups(&self) -> Result<Vec<GroupSummary>, ClientError> {
         let conn = self.owner_conn(OFFSETS_TOPIC, 0).await?;

@@ -308,6 +308,16 @@ fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
         let member =
             GroupConsumer::join(&alice, GroupConfig::new("g1", &["orders"])).await.unwrap();
         member.close().await.unwrap();
+        // Deleting a group's offsets needs delete on the group (Kafka's DeleteGroups).
+        admin.commit_offsets("g1", "", 0, &[("orders".into(), 0, 0)]).await.unwrap();
+        let (c, m) = code(alice.delete_group("g1").await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("delete") && m.contains("g1"), "{m}");
+        admin
+            .create_acl(acl("alice", AclResourceKind::Group, "g1", AclOperation::Delete, false))
+            .await
+            .unwrap();
+        assert_eq!(alice.delete_group("g1").await.unwrap(), [("orders".to_string(), 0)]);
 
         // Create on the cluster: any topic; delete still needs its own rule.
         admin
@@ -330,7 +340,7 @@ fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
         alice.delete_topic("alice-t").await.unwrap();
 
         let rules = admin.list_acls("alice").await.unwrap();
-        assert_eq!(rules.len(), 5, "{rules:?}");
+        assert_eq!(rules.len(), 6, "{rules:?}");
     });
     let log = broker.log_text();
     assert!(log.contains("audit") && log.contains("denied"), "audit lines: {log}");

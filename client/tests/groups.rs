@@ -440,3 +440,64 @@ fn transactional_ids_unused_past_their_expiration_make_room_for_new_ones() {
     let err = init(&broker, "first").unwrap_err();
     assert!(err.to_string().contains("RESOURCE_LIMIT"), "{err}");
 }
+
+/// Deleting offsets: some partitions, a whole topic, then the group once its member left;
+/// refused while a member reads the topic or the group has members; gone for good after a
+/// kill -9 and restart, while another group's offsets stay.
+#[test]
+fn deleted_group_offsets_stay_deleted_across_a_crash_and_members_protect_theirs() {
+    let mut broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    let runtime = rt();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "t", 2).await;
+        topic(&client, "u", 1).await;
+        let offsets = [("t".to_string(), 0, 5), ("t".to_string(), 1, 6), ("u".to_string(), 0, 7)];
+        client.commit_offsets("g", "", 0, &offsets).await.unwrap();
+        client.commit_offsets("keep", "", 0, &offsets).await.unwrap();
+        // One partition, then a whole topic.
+        let gone = client.delete_group_offsets("g", &[("t".into(), vec![1])]).await.unwrap();
+        assert_eq!(gone, [("t".to_string(), 1)]);
+        let gone = client.delete_group_offsets("g", &[("u".into(), vec![])]).await.unwrap();
+        assert_eq!(gone, [("u".to_string(), 0)]);
+        assert_eq!(client.fetch_offsets("g", &[]).await.unwrap(), [("t".to_string(), 0, 5)]);
+        // A member reading "t" protects the group and the topic's offsets.
+        let member = raw_join(&client, "g").await;
+        assert_eq!(member.error, 0, "{}", member.message);
+        let err = client.delete_group("g").await.unwrap_err();
+        assert!(matches!(err, ClientError::Group { code: ErrorCode::GroupNotEmpty, .. }), "{err}");
+        let err = client.delete_group_offsets("g", &[("t".into(), vec![])]).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Partition { code: ErrorCode::GroupSubscribedToTopic, .. }),
+            "{err}"
+        );
+        assert_eq!(client.fetch_offsets("g", &[]).await.unwrap(), [("t".to_string(), 0, 5)]);
+        client
+            .group_request::<_, wire::LeaveGroupResponse>(
+                "g",
+                &wire::LeaveGroupRequest { group: "g".into(), member_id: member.member_id },
+            )
+            .await
+            .unwrap();
+        // Empty now: the group goes.
+        assert_eq!(client.delete_group("g").await.unwrap(), [("t".to_string(), 0)]);
+        let err = client.delete_group("g").await.unwrap_err();
+        assert!(matches!(err, ClientError::Group { code: ErrorCode::UnknownGroup, .. }), "{err}");
+        let groups: Vec<String> =
+            client.list_groups().await.unwrap().into_iter().map(|g| g.group).collect();
+        assert_eq!(groups, ["keep"]);
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert!(client.fetch_offsets("g", &[]).await.unwrap().is_empty(), "deleted offsets back");
+        let kept = client.fetch_offsets("keep", &[]).await.unwrap();
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        let groups: Vec<String> =
+            client.list_groups().await.unwrap().into_iter().map(|g| g.group).collect();
+        assert_eq!(groups, ["keep"]);
+    });
+}

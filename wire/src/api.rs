@@ -109,6 +109,8 @@ api_keys! {
     DeleteToken = 35;
     /// List bearer tokens.
     ListTokens = 36;
+    /// Forget a consumer group's committed offsets: all (delete the group) or some.
+    DeleteGroupOffsets = 37;
 }
 
 impl ApiKey {
@@ -182,9 +184,10 @@ mod tests {
                 (34, "CreateToken"),
                 (35, "DeleteToken"),
                 (36, "ListTokens"),
+                (37, "DeleteGroupOffsets"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(37), None);
+        assert_eq!(ApiKey::from_u16(38), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

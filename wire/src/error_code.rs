@@ -145,6 +145,8 @@ error_codes! {
     UnsupportedSaslMechanism = 43, "UNSUPPORTED_SASL_MECHANISM", false, "unsupported SASL mechanism";
     /// No user by that name.
     UnknownUser = 44, "UNKNOWN_USER", false, "unknown user";
+    /// A member of the group reads the topic, so the group's offsets of it stay.
+    GroupSubscribedToTopic = 45, "GROUP_SUBSCRIBED_TO_TOPIC", false, "a group member reads this topic";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -207,6 +209,7 @@ mod tests {
             (42, "AUTHORIZATION_FAILED"),
             (43, "UNSUPPORTED_SASL_MECHANISM"),
             (44, "UNKNOWN_USER"),
+            (45, "GROUP_SUBSCRIBED_TO_TOPIC"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

@@ -1,4 +1,5 @@
-//! Consumer group apis: join, heartbeat, leave, commit and fetch offsets, list, describe.
+//! Consumer group apis: join, heartbeat, leave, commit, fetch and delete offsets, list,
+//! describe.
 //!
 //! Each request names one group and is served by the group's coordinator shard (see
 //! `group/mod.rs`): [`coordinator_of`] finds it and `api::start` forwards the whole request
@@ -7,20 +8,23 @@
 //! registered in flight from the moment it has a log offset (`Coordinator::commit_enqueued`)
 //! so a compaction racing with it restates it (`group/mod.rs`). After a replay and after each
 //! commit, [`compact_soon`] starts a compaction of the offsets partition in the background
-//! when it grew enough. `ListGroups` asks every shard. [`expiry_loop`] removes members whose
+//! when it grew enough. Deleting offsets (a whole group, or some topics' partitions) appends
+//! tombstones the same way, so a deletion is as durable as a commit. `ListGroups` asks every
+//! shard. [`expiry_loop`] removes members whose
 //! session ran out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use wire::{
     AckLevel, AlignedVec, ApiKey, CommitOffsetsRequest, CommitOffsetsResponse, CommitTopic,
-    CommitTopicResult, CommittedOffset, DescribeGroupRequest, DescribeGroupResponse, ErrorCode,
-    FetchOffsetsRequest, FetchOffsetsResponse, GroupMemberDescription, GroupMemberState,
-    GroupSummary, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest,
-    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, PartitionError,
+    CommitTopicResult, CommittedOffset, DeleteGroupOffsetsRequest, DeleteGroupOffsetsResponse,
+    DescribeGroupRequest, DescribeGroupResponse, ErrorCode, FetchOffsetsRequest,
+    FetchOffsetsResponse, GroupMemberDescription, GroupMemberState, GroupSummary, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, PartitionError,
 };
 
 use super::forward::decode_reply;
@@ -54,6 +58,7 @@ fn group_of(api: ApiKey, body: &[u8]) -> Option<String> {
         ApiKey::CommitOffsets => g(body, |r: CommitOffsetsRequest| r.group),
         ApiKey::FetchOffsets => g(body, |r: FetchOffsetsRequest| r.group),
         ApiKey::DescribeGroup => g(body, |r: DescribeGroupRequest| r.group),
+        ApiKey::DeleteGroupOffsets => g(body, |r: DeleteGroupOffsetsRequest| r.group),
         _ => None,
     }
 }
@@ -193,6 +198,16 @@ pub async fn handle(shard: &Rc<Shard>, api: ApiKey, req: &Request, origin: Origi
                 group,
                 ..Default::default()
             });
+            respond(&header, &resp)
+        }
+        ApiKey::DeleteGroupOffsets => {
+            let r = decode!(DeleteGroupOffsetsRequest);
+            let resp =
+                delete_offsets(shard, r).await.unwrap_or_else(|e| DeleteGroupOffsetsResponse {
+                    error: e.code.as_u16(),
+                    message: e.message,
+                    topics: Vec::new(),
+                });
             respond(&header, &resp)
         }
         ApiKey::ListGroups => {
@@ -358,46 +373,9 @@ async fn commit(
         results.push(code);
     }
     if !records.is_empty() {
-        let now = crate::clock::now_ms();
-        let stored = match offsets_log::encode(&records, now) {
-            Ok(batch) => {
-                part.log.writable().await;
-                match part.log.enqueue(&batch, AckLevel::Durable, now) {
-                    Ok(ticket) => {
-                        // In flight from the moment it has a log offset: no await between.
-                        let commits = records
-                            .into_iter()
-                            .map(|rec| {
-                                let (offset, metadata) =
-                                    rec.committed.expect("commits carry a position");
-                                (rec.tp, offset, metadata)
-                            })
-                            .collect();
-                        let in_flight = shard.groups.commit_enqueued(
-                            part.index,
-                            &r.group,
-                            commits,
-                            ticket.base_offset,
-                        );
-                        match ticket.wait().await {
-                            Ok(()) => {
-                                in_flight.applied();
-                                Ok(())
-                            }
-                            Err(e) => Err(e.code()),
-                        }
-                    }
-                    Err(e) => Err(e.code()),
-                }
-            }
-            Err(_) => Err(ErrorCode::InvalidRequest),
-        };
-        match stored {
-            Ok(()) => compact_soon(shard, &part),
-            Err(code) => {
-                for &i in &slots {
-                    results[i] = code;
-                }
+        if let Err(code) = store(shard, &part, &r.group, records).await {
+            for &i in &slots {
+                results[i] = code;
             }
         }
     }
@@ -418,6 +396,108 @@ async fn commit(
         })
         .collect();
     Ok(CommitOffsetsResponse { error: 0, message: String::new(), topics })
+}
+
+/// Appends `records` of `group` (commits or tombstones) to its offsets partition `part` at
+/// `durable`, registered in flight from the moment they have log offsets, and applies them
+/// to the group once durable; then maybe starts a compaction. The error code otherwise.
+async fn store(
+    shard: &Rc<Shard>,
+    part: &Rc<Partition>,
+    group: &str,
+    records: Vec<OffsetRecord>,
+) -> Result<(), ErrorCode> {
+    let now = crate::clock::now_ms();
+    let batch = offsets_log::encode(&records, now).map_err(|_| ErrorCode::InvalidRequest)?;
+    part.log.writable().await;
+    let ticket = part.log.enqueue(&batch, AckLevel::Durable, now).map_err(|e| e.code())?;
+    // In flight from the moment it has a log offset: no await between.
+    let commits = records.into_iter().map(|rec| (rec.tp, rec.committed)).collect();
+    let in_flight = shard.groups.commit_enqueued(part.index, group, commits, ticket.base_offset);
+    ticket.wait().await.map_err(|e| e.code())?;
+    in_flight.applied();
+    compact_soon(shard, part);
+    Ok(())
+}
+
+/// Forgets committed offsets of a group (see `DeleteGroupOffsetsRequest`): tombstones for
+/// every key that has a value now, appended like a commit.
+async fn delete_offsets(
+    shard: &Rc<Shard>,
+    r: DeleteGroupOffsetsRequest,
+) -> Result<DeleteGroupOffsetsResponse, Refusal> {
+    let part = offsets_of(shard, &r.group).await?;
+    // The keys with a value now (commits in flight included) and who reads what.
+    let current: BTreeMap<(String, u32), u64> = shard
+        .groups
+        .current(part.index, &r.group)
+        .into_iter()
+        .map(|(tp, c)| (tp, c.offset))
+        .collect();
+    let (members, subscribed) = shard.groups.read_group(&r.group, |g| {
+        let Some(g) = g else { return (0, BTreeSet::new()) };
+        let topics = g.membership.members.values().flat_map(|m| m.topics.iter().cloned());
+        (g.membership.members.len(), topics.collect::<BTreeSet<String>>())
+    });
+    // (topic, partition) -> outcome, in order.
+    let mut outcome: BTreeMap<(String, u32), ErrorCode> = BTreeMap::new();
+    if r.topics.is_empty() {
+        if members > 0 {
+            return Err(Refusal {
+                code: ErrorCode::GroupNotEmpty,
+                message: format!(
+                    "group {} has {members} members: it can be deleted once they left",
+                    r.group
+                ),
+            });
+        }
+        if current.is_empty() {
+            return Err(Refusal {
+                code: ErrorCode::UnknownGroup,
+                message: format!("group {} has no members and no committed offsets", r.group),
+            });
+        }
+        outcome.extend(current.keys().map(|tp| (tp.clone(), ErrorCode::None)));
+    } else {
+        for t in &r.topics {
+            let parts: Vec<u32> = if t.partitions.is_empty() {
+                let range = (t.topic.clone(), 0)..=(t.topic.clone(), u32::MAX);
+                current.range(range).map(|(tp, _)| tp.1).collect()
+            } else {
+                t.partitions.clone()
+            };
+            let code = if subscribed.contains(&t.topic) {
+                ErrorCode::GroupSubscribedToTopic
+            } else {
+                ErrorCode::None
+            };
+            outcome.extend(parts.into_iter().map(|p| ((t.topic.clone(), p), code)));
+        }
+    }
+    // A partition without an offset has nothing to forget: answered without a record.
+    let records: Vec<OffsetRecord> = outcome
+        .iter()
+        .filter(|(tp, code)| **code == ErrorCode::None && current.contains_key(*tp))
+        .map(|(tp, _)| OffsetRecord { group: r.group.clone(), tp: tp.clone(), committed: None })
+        .collect();
+    if !records.is_empty() {
+        let forgotten = records.len();
+        match store(shard, &part, &r.group, records).await {
+            Ok(()) => info!(group = %r.group, offsets = forgotten, "group offsets deleted"),
+            Err(code) => {
+                outcome.values_mut().filter(|c| **c == ErrorCode::None).for_each(|c| *c = code)
+            }
+        }
+    }
+    let mut topics: Vec<CommitTopicResult> = Vec::new();
+    for ((topic, partition), code) in outcome {
+        let entry = PartitionError { partition, error: code.as_u16() };
+        match topics.last_mut() {
+            Some(last) if last.name == topic => last.partitions.push(entry),
+            _ => topics.push(CommitTopicResult { name: topic, partitions: vec![entry] }),
+        }
+    }
+    Ok(DeleteGroupOffsetsResponse { error: 0, message: String::new(), topics })
 }
 
 /// A group's committed offsets as wire topics, only `topics` if not empty.

@@ -99,7 +99,8 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::LeaveGroup
         | ApiKey::CommitOffsets
         | ApiKey::FetchOffsets
-        | ApiKey::DescribeGroup => Placement::Group,
+        | ApiKey::DescribeGroup
+        | ApiKey::DeleteGroupOffsets => Placement::Group,
         ApiKey::ListGroups
         | ApiKey::Handshake
         | ApiKey::Metadata
@@ -230,6 +231,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         | ApiKey::CommitOffsets
         | ApiKey::FetchOffsets
         | ApiKey::DescribeGroup
+        | ApiKey::DeleteGroupOffsets
         | ApiKey::ListGroups => {
             Box::pin(async move { group::handle(&shard, api, &req, origin).await })
         }

@@ -12,6 +12,7 @@
 //! | CreateTable | create on the table's name and read on its topic; DeleteTable: delete |
 //! | JoinGroup, CommitOffsets | read on the group and on each topic named |
 //! | Heartbeat, LeaveGroup, FetchOffsets | read on the group; DescribeGroup: describe on it |
+//! | DeleteGroupOffsets | delete on the group and read on each topic named (Kafka's OffsetDelete) |
 //! | ListGroups, Stats, ListUsers, ListAcls, ListTokens | describe on the cluster |
 //! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl, CreateToken, DeleteToken | alter on the cluster |
 //! | Handshake, SaslHandshake, SaslAuthenticate, InitProducerId, GrantCredit, Unsubscribe | an identity only (credit and unsubscribe name the connection's own subscriptions; a producer id grants no access: writes are checked at produce) |
@@ -211,6 +212,16 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         }
         ApiKey::DescribeGroup => {
             c.ok(Describe, Group(body!(wire::DescribeGroupRequest).group.as_str()));
+        }
+        ApiKey::DeleteGroupOffsets => {
+            let b = body!(wire::DeleteGroupOffsetsRequest);
+            if c.ok(Delete, Group(b.group.as_str())) {
+                for t in b.topics.iter() {
+                    if !c.ok(Read, Topic(t.topic.as_str())) {
+                        break;
+                    }
+                }
+            }
         }
         ApiKey::ListGroups
         | ApiKey::Stats

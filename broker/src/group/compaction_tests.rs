@@ -1,9 +1,10 @@
-//! Compaction of the offsets log (`Coordinator::compact`) racing with commits, on the
-//! simulated disk: no acked commit is ever replaced by an older value, in memory, in a
-//! replay of the live log, or in a replay after a crash at any moment.
+//! Compaction of the offsets log (`Coordinator::compact`) racing with commits and deletions
+//! (tombstones), on the simulated disk: no acked commit or deletion is ever replaced by an
+//! older value, in memory, in a replay of the live log, or in a replay after a crash at any
+//! moment.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -46,38 +47,54 @@ async fn open(disk: &SimDisk) -> PartitionLog<SimDisk> {
 
 type Key = (String, TopicPartition);
 
-/// What the commits did: every value's log offset, and per key the newest acked one.
+/// What the commits did: every value's log offset, and per key the newest acked one. Values
+/// in `tombstones` were deletions of their key (records without a value).
 #[derive(Default, Clone)]
 struct Book {
     enqueued: BTreeMap<u64, u64>,
     last_enqueued: BTreeMap<Key, (u64, u64)>,
     acked: BTreeMap<Key, u64>,
+    tombstones: BTreeSet<u64>,
+    /// Per key, the log offsets of its tombstones.
+    deleted_at: BTreeMap<Key, Vec<u64>>,
+}
+
+impl Book {
+    /// The value each key holds once everything enqueued applied (deleted keys absent).
+    fn last_values(&self) -> BTreeMap<Key, u64> {
+        let live = self.last_enqueued.iter().filter(|(_, (_, v))| !self.tombstones.contains(v));
+        live.map(|(k, (_, v))| (k.clone(), *v)).collect()
+    }
 }
 
 /// One commit as `api/group.rs` makes it: enqueue, register in flight in the same step,
-/// wait for `durable`, apply. `value` is unique over the run.
+/// wait for `durable`, apply. `value` is unique over the run; with `tombstone` the record
+/// deletes the key instead (as `DeleteGroupOffsets` does).
 async fn commit(
     co: &Coordinator,
     log: &PartitionLog<SimDisk>,
     book: &RefCell<Book>,
     key: Key,
     value: u64,
+    tombstone: bool,
 ) -> Result<(), StorageError> {
     let metadata = format!("m{value}");
     let (group, tp) = key.clone();
-    let record = OffsetRecord {
-        group: group.clone(),
-        tp: tp.clone(),
-        committed: Some((value, metadata.clone())),
-    };
+    let committed = (!tombstone).then(|| (value, metadata.clone()));
+    let record =
+        OffsetRecord { group: group.clone(), tp: tp.clone(), committed: committed.clone() };
     let batch = offsets_log::encode(&[record], 1).unwrap();
     log.writable().await;
     let ticket = log.enqueue(&batch, AckLevel::Durable, 1)?;
     let base_offset = ticket.base_offset;
-    let in_flight = co.commit_enqueued(0, &group, vec![(tp, value, metadata)], base_offset);
+    let in_flight = co.commit_enqueued(0, &group, vec![(tp, committed)], base_offset);
     {
         let mut b = book.borrow_mut();
         b.enqueued.insert(value, base_offset);
+        if tombstone {
+            b.tombstones.insert(value);
+            b.deleted_at.entry(key.clone()).or_default().push(base_offset);
+        }
         let last = b.last_enqueued.entry(key.clone()).or_insert((base_offset, value));
         if last.0 <= base_offset {
             *last = (base_offset, value);
@@ -105,17 +122,23 @@ async fn check_replay(log: &PartitionLog<SimDisk>, book: &Book, exact: bool, see
         }
     }
     for (key, acked_at) in &book.acked {
-        let value = got.get(key).unwrap_or_else(|| panic!("seed {seed}: acked key {key:?} lost"));
-        let at = book.enqueued[value];
-        assert!(
-            at >= *acked_at,
-            "seed {seed}: {key:?} replays value {value} (log offset {at}), older than the acked commit at {acked_at}"
-        );
+        match got.get(key) {
+            Some(value) => {
+                let at = book.enqueued[value];
+                assert!(
+                    at >= *acked_at,
+                    "seed {seed}: {key:?} replays value {value} (log offset {at}), older than the acked commit at {acked_at}"
+                );
+            }
+            // Absent: only a deletion at or after the last ack may have removed it.
+            None => assert!(
+                book.deleted_at.get(key).is_some_and(|d| d.iter().any(|&at| at >= *acked_at)),
+                "seed {seed}: acked key {key:?} lost"
+            ),
+        }
     }
     if exact {
-        let want: BTreeMap<Key, u64> =
-            book.last_enqueued.iter().map(|(k, (_, v))| (k.clone(), *v)).collect();
-        assert_eq!(got, want, "seed {seed}: replay after everything settled");
+        assert_eq!(got, book.last_values(), "seed {seed}: replay after everything settled");
     }
 }
 
@@ -156,10 +179,10 @@ fn compaction_racing_with_commits_never_loses_or_reverts_an_acked_commit() {
                     value += 1;
                     let (co, log, book) = (co.clone(), log.clone(), book.clone());
                     let key = random_key(&mut rng);
-                    let v = value;
+                    let (v, tombstone) = (value, rng.u8(0..5) == 0);
                     tasks.push(
                         glommio::spawn_local(async move {
-                            commit(&co, &log, &book, key, v).await.unwrap();
+                            commit(&co, &log, &book, key, v, tombstone).await.unwrap();
                         })
                         .detach(),
                     );
@@ -195,11 +218,12 @@ fn compaction_racing_with_commits_never_loses_or_reverts_an_acked_commit() {
                     assert_eq!(log.log_start_offset(), c.log_start_offset, "seed {seed}");
                 }
                 let b = book.borrow().clone();
-                for (key, (_, v)) in &b.last_enqueued {
+                let want = b.last_values();
+                for key in b.last_enqueued.keys() {
                     let got = co.read_group(&key.0, |g| {
                         g.and_then(|g| g.offsets.get(&key.1).map(|c| c.offset))
                     });
-                    assert_eq!(got, Some(*v), "seed {seed}: {key:?} in memory");
+                    assert_eq!(got, want.get(key).copied(), "seed {seed}: {key:?} in memory");
                 }
                 check_replay(&log, &b, true, seed).await;
             }
@@ -238,10 +262,10 @@ fn a_commit_in_flight_when_the_snapshot_reads_is_restated_with_its_new_value() {
         co.ensure_loaded(0, &log).await.unwrap();
         let book = RefCell::new(Book::default());
         let key: Key = ("g".into(), ("t".into(), 0));
-        commit(&co, &log, &book, key.clone(), 1).await.unwrap();
+        commit(&co, &log, &book, key.clone(), 1, false).await.unwrap();
         // Enqueue value 2 and compact before its ack arrives.
         let (pending, compacted) =
-            futures_lite::future::zip(commit(&co, &log, &book, key.clone(), 2), async {
+            futures_lite::future::zip(commit(&co, &log, &book, key.clone(), 2, false), async {
                 assert!(co.compaction_due(0, log.size_bytes(), 1));
                 co.compact(0, 1, &log, 1).await.unwrap()
             })
@@ -255,6 +279,40 @@ fn a_commit_in_flight_when_the_snapshot_reads_is_restated_with_its_new_value() {
         disk.crash();
         let log = open(&disk).await;
         let b = book.borrow().clone();
+        check_replay(&log, &b, true, 0).await;
+        log.close().await.unwrap();
+    });
+}
+
+/// A deletion enqueued but not yet acked when the snapshot reads: the snapshot must not
+/// restate the map's older value after it, so the key stays deleted, live and after a crash.
+#[test]
+fn a_deletion_in_flight_when_the_snapshot_reads_stays_deleted() {
+    run(|| async {
+        let disk = SimDisk::new(1, SimFaults { sync_delay_yields_max: 20, ..SimFaults::default() });
+        let log = open(&disk).await;
+        let co = Coordinator::default();
+        co.ensure_loaded(0, &log).await.unwrap();
+        let book = RefCell::new(Book::default());
+        let key: Key = ("g".into(), ("t".into(), 0));
+        let other: Key = ("g".into(), ("t".into(), 1));
+        commit(&co, &log, &book, key.clone(), 1, false).await.unwrap();
+        commit(&co, &log, &book, other.clone(), 2, false).await.unwrap();
+        let (pending, compacted) =
+            futures_lite::future::zip(commit(&co, &log, &book, key.clone(), 3, true), async {
+                assert!(co.compaction_due(0, log.size_bytes(), 1));
+                co.compact(0, 1, &log, 1).await.unwrap()
+            })
+            .await;
+        pending.unwrap();
+        assert!(compacted.log_start_offset > book.borrow().enqueued[&3], "snapshot after it");
+        let in_memory = co.read_group("g", |g| g.map(|g| g.offsets.keys().cloned().collect()));
+        assert_eq!(in_memory, Some(vec![other.1.clone()]), "deleted in memory");
+        let b = book.borrow().clone();
+        check_replay(&log, &b, true, 0).await;
+        drop(log);
+        disk.crash();
+        let log = open(&disk).await;
         check_replay(&log, &b, true, 0).await;
         log.close().await.unwrap();
     });

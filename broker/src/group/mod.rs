@@ -88,11 +88,15 @@ const SNAPSHOT_BATCH_BYTES_MAX: usize = 256 << 10;
 /// A group id with one of its partitions: a key of the offsets log.
 type OffsetKey = (String, TopicPartition);
 
+/// A record of the offsets log in flight: its log offset and the key's new value (`None`: a
+/// tombstone, the key forgotten).
+type Pending = (u64, Option<Committed>);
+
 /// What the coordinator tracks per offsets partition it replayed.
 #[derive(Debug, Default)]
 struct OffsetsState {
     /// Commits enqueued and not yet applied or failed: the newest (largest log offset) per key.
-    in_flight: BTreeMap<OffsetKey, Committed>,
+    in_flight: BTreeMap<OffsetKey, Pending>,
     /// While a snapshot reads: keys committed since it began.
     dirty: Option<BTreeSet<OffsetKey>>,
     /// A compaction is running.
@@ -167,23 +171,27 @@ pub struct InFlight<'a> {
     coordinator: &'a Coordinator,
     index: u32,
     group: String,
-    commits: Vec<(TopicPartition, Committed)>,
+    commits: Vec<(TopicPartition, Pending)>,
 }
 
 impl InFlight<'_> {
     /// The commit is durable: record it in the map (a later log offset wins).
     pub fn applied(mut self) {
-        for (tp, c) in std::mem::take(&mut self.commits) {
-            self.forget(&tp, c.log_offset);
-            self.coordinator.apply(&self.group, tp, c);
+        for (tp, (log_offset, c)) in std::mem::take(&mut self.commits) {
+            self.settled(&tp, log_offset);
+            match c {
+                Some(c) => self.coordinator.apply(&self.group, tp, c),
+                None => self.coordinator.apply_tombstone(&self.group, &tp, log_offset),
+            }
         }
     }
 
-    fn forget(&self, tp: &TopicPartition, log_offset: u64) {
+    /// No longer in flight (applied or failed).
+    fn settled(&self, tp: &TopicPartition, log_offset: u64) {
         let mut offsets = self.coordinator.offsets.borrow_mut();
         let Some(st) = offsets.get_mut(&self.index) else { return };
         let key = (self.group.clone(), tp.clone());
-        if st.in_flight.get(&key).is_some_and(|c| c.log_offset == log_offset) {
+        if st.in_flight.get(&key).is_some_and(|c| c.0 == log_offset) {
             st.in_flight.remove(&key);
         }
     }
@@ -191,8 +199,8 @@ impl InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        for (tp, c) in std::mem::take(&mut self.commits) {
-            self.forget(&tp, c.log_offset);
+        for (tp, (log_offset, _)) in std::mem::take(&mut self.commits) {
+            self.settled(&tp, log_offset);
         }
     }
 }
@@ -273,32 +281,45 @@ impl Coordinator {
         });
     }
 
+    /// Records a stored tombstone of `tp` at `log_offset`: the key is forgotten unless a
+    /// later commit set it.
+    pub fn apply_tombstone(&self, group: &str, tp: &TopicPartition, log_offset: u64) {
+        self.with_group(group, |g| {
+            if g.offsets.get(tp).is_some_and(|old| old.log_offset < log_offset) {
+                g.offsets.remove(tp);
+            }
+        });
+    }
+
     /// Registers a commit of `group` to offsets partition `index` whose records were just
-    /// enqueued at `base_offset` (one per entry of `commits`, in order). Must be called in
-    /// the same synchronous step as the enqueue; see the module docs.
+    /// enqueued at `base_offset` (one per entry of `commits`, in order: a position, or
+    /// `None` for a tombstone). Must be called in the same synchronous step as the enqueue;
+    /// see the module docs.
     pub fn commit_enqueued(
         &self,
         index: u32,
         group: &str,
-        commits: Vec<(TopicPartition, u64, String)>,
+        commits: Vec<(TopicPartition, Option<(u64, String)>)>,
         base_offset: u64,
     ) -> InFlight<'_> {
-        let commits: Vec<(TopicPartition, Committed)> = commits
+        let commits: Vec<(TopicPartition, Pending)> = commits
             .into_iter()
             .enumerate()
-            .map(|(i, (tp, offset, metadata))| {
-                (tp, Committed { offset, metadata, log_offset: base_offset + i as u64 })
+            .map(|(i, (tp, value))| {
+                let log_offset = base_offset + i as u64;
+                let c = value.map(|(offset, metadata)| Committed { offset, metadata, log_offset });
+                (tp, (log_offset, c))
             })
             .collect();
         let mut offsets = self.offsets.borrow_mut();
         let st = offsets.entry(index).or_default();
-        for (tp, c) in &commits {
+        for (tp, pending) in &commits {
             let key = (group.to_owned(), tp.clone());
             if let Some(dirty) = &mut st.dirty {
                 dirty.insert(key.clone());
             }
-            if st.in_flight.get(&key).is_none_or(|old| old.log_offset < c.log_offset) {
-                st.in_flight.insert(key, c.clone());
+            if st.in_flight.get(&key).is_none_or(|old| old.0 < pending.0) {
+                st.in_flight.insert(key, pending.clone());
             }
         }
         InFlight { coordinator: self, index, group: group.to_owned(), commits }
@@ -423,11 +444,7 @@ impl Coordinator {
                             Committed { offset: *offset, metadata: metadata.clone(), log_offset };
                         self.apply(&r.group, r.tp.clone(), c);
                     }
-                    None => self.with_group(&r.group, |g| {
-                        if g.offsets.get(&r.tp).is_some_and(|old| old.log_offset < log_offset) {
-                            g.offsets.remove(&r.tp);
-                        }
-                    }),
+                    None => self.apply_tombstone(&r.group, &r.tp, log_offset),
                 }
             }
         }
@@ -443,18 +460,22 @@ impl Coordinator {
     }
 
     /// The current value of every key of `group` in offsets partition `index`: the map's or
-    /// the newest in flight, whichever has the larger log offset.
-    fn current(&self, index: u32, group: &str) -> Vec<(TopicPartition, Committed)> {
+    /// the newest in flight, whichever has the larger log offset (a tombstone in flight
+    /// hides the map's value).
+    pub fn current(&self, index: u32, group: &str) -> Vec<(TopicPartition, Committed)> {
         let mut out: BTreeMap<TopicPartition, Committed> =
             self.groups.borrow().get(group).map(|g| g.offsets.clone()).unwrap_or_default();
         if let Some(st) = self.offsets.borrow().get(&index) {
             let from = (group.to_owned(), (String::new(), 0));
-            for ((g, tp), c) in st.in_flight.range(from..) {
+            for ((g, tp), (log_offset, c)) in st.in_flight.range(from..) {
                 if g != group {
                     break;
                 }
-                if out.get(tp).is_none_or(|old| old.log_offset < c.log_offset) {
-                    out.insert(tp.clone(), c.clone());
+                if out.get(tp).is_none_or(|old| old.log_offset < *log_offset) {
+                    match c {
+                        Some(c) => out.insert(tp.clone(), c.clone()),
+                        None => out.remove(tp),
+                    };
                 }
             }
         }
@@ -468,8 +489,10 @@ impl Coordinator {
         let key = (group.to_owned(), tp.clone());
         let flying = offsets.get(&index).and_then(|st| st.in_flight.get(&key).cloned());
         match (mapped, flying) {
-            (Some(m), Some(f)) => Some(if f.log_offset > m.log_offset { f } else { m }),
-            (m, f) => m.or(f),
+            (Some(m), Some((log_offset, f))) if log_offset > m.log_offset => f,
+            (Some(m), _) => Some(m),
+            (None, Some((_, f))) => f,
+            (None, None) => None,
         }
     }
 

@@ -54,7 +54,10 @@ impl ApiError {
             E::UnknownTopic | E::UnknownPartition | E::UnknownGroup | E::UnknownSubscription => {
                 StatusCode::NOT_FOUND
             }
-            E::TopicAlreadyExists | E::ConditionFailed | E::GroupNotEmpty => StatusCode::CONFLICT,
+            E::TopicAlreadyExists
+            | E::ConditionFailed
+            | E::GroupNotEmpty
+            | E::GroupSubscribedToTopic => StatusCode::CONFLICT,
             E::FrameTooLarge | E::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
             E::Timeout => StatusCode::GATEWAY_TIMEOUT,

@@ -63,6 +63,7 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::InconsistentAssignor => K::InconsistentGroupProtocol,
         ErrorCode::GroupNotEmpty => K::NonEmptyGroup,
         ErrorCode::UnknownGroup => K::GroupIdNotFound,
+        ErrorCode::GroupSubscribedToTopic => K::GroupSubscribedToTopic,
         ErrorCode::InternalTopic => K::TopicAuthorizationFailed,
         ErrorCode::OutOfOrderSequence => K::OutOfOrderSequenceNumber,
         ErrorCode::ProducerFenced => K::InvalidProducerEpoch,

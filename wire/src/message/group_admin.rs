@@ -1,6 +1,7 @@
-//! Looking at consumer groups: list them, describe one (members, assignment, offsets, lag).
+//! Looking at consumer groups: list them, describe one (members, assignment, offsets, lag),
+//! delete one or some of its committed offsets.
 
-use crate::message::committed_offsets::CommitTopic;
+use crate::message::committed_offsets::{CommitTopic, CommitTopicResult};
 use crate::message::group::{Assignor, TopicPartitions};
 
 wire_type! {
@@ -80,3 +81,33 @@ wire_type! {
     }
 }
 message!(DescribeGroupResponse, DescribeGroup);
+
+wire_type! {
+    /// Forget committed offsets of a group. With no `topics`, all of them: the group is
+    /// deleted (refused with `GROUP_NOT_EMPTY` while it has members; `UNKNOWN_GROUP` if it has
+    /// neither members nor offsets). Otherwise only the listed topics' (every partition of a
+    /// topic whose `partitions` is empty); a topic a member reads is refused per partition
+    /// with `GROUP_SUBSCRIBED_TO_TOPIC`. The topics need not exist any more.
+    pub struct DeleteGroupOffsetsRequest {
+        /// Group id.
+        pub group: String,
+        /// What to forget (empty: everything).
+        pub topics: Vec<TopicPartitions>,
+    }
+}
+message!(DeleteGroupOffsetsRequest, DeleteGroupOffsets);
+
+wire_type! {
+    /// What was forgotten: once answered without error, durably (a restart does not bring
+    /// the offsets back).
+    pub struct DeleteGroupOffsetsResponse {
+        /// Error code for the whole request (0: see the per-partition codes).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// Every partition whose offset was forgotten or refused, per topic: for a whole
+        /// topic or group, the partitions that had an offset.
+        pub topics: Vec<CommitTopicResult>,
+    }
+}
+message!(DeleteGroupOffsetsResponse, DeleteGroupOffsets);

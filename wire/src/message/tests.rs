@@ -157,6 +157,8 @@ message_props! {
     delete_token_response: DeleteTokenResponse,
     list_tokens_request: ListTokensRequest,
     list_tokens_response: ListTokensResponse,
+    delete_group_offsets_request: DeleteGroupOffsetsRequest,
+    delete_group_offsets_response: DeleteGroupOffsetsResponse,
 }
 
 proptest! {

@@ -228,6 +228,22 @@ enum GroupCommand {
         #[arg(long)]
         to: String,
     },
+    /// Delete a group: forget all its committed offsets (refused while it has members).
+    Delete {
+        /// Group id.
+        group: String,
+    },
+    /// Forget a group's committed offsets of one topic (refused while a member reads it).
+    DeleteOffsets {
+        /// Group id.
+        group: String,
+        /// Topic (it need not exist any more).
+        #[arg(long)]
+        topic: String,
+        /// Only these partitions (repeatable; default: every partition with an offset).
+        #[arg(long)]
+        partition: Vec<u32>,
+    },
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -671,6 +687,15 @@ async fn group_command(
             client.commit_offsets(&group, "", 0, &offsets).await?;
             for (t, p, o) in offsets {
                 let _ = writeln!(out, "{t}\t{p}\t{o}");
+            }
+        }
+        GroupCommand::Delete { group } => {
+            let forgotten = client.delete_group(&group).await?;
+            let _ = writeln!(out, "deleted group {group} ({} committed offsets)", forgotten.len());
+        }
+        GroupCommand::DeleteOffsets { group, topic, partition } => {
+            for (t, p) in client.delete_group_offsets(&group, &[(topic, partition)]).await? {
+                let _ = writeln!(out, "{t}\t{p}\tdeleted");
             }
         }
     }
