@@ -581,3 +581,31 @@ fn kafka_admin_lists_and_describes_kafka_and_native_groups() {
     assert_eq!(v["described"]["nobody-here"]["state"], "Dead", "{out}");
     assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
 }
+
+#[test]
+fn kafka_admin_deletes_groups_and_offsets_unless_members_hold_them() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "dg", 2);
+    let out = run(Command::new("python3").arg(script("delete_groups.py")).args([&kafka, "dg"]));
+    eprintln!("{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        v["deleted"],
+        serde_json::json!({"gone": "NONE", "live": "NonEmptyGroupError", "nobody": "GroupIdNotFoundError"}),
+        "{out}"
+    );
+    assert_eq!(v["partly"], serde_json::json!({"0": "NONE"}), "{out}");
+    assert_eq!(v["live_offsets"], serde_json::json!({"0": "GroupSubscribedToTopicError"}), "{out}");
+    assert_eq!(
+        v["left"],
+        serde_json::json!({"gone": {}, "partly": {"1": 8}, "live": {"0": 7, "1": 8}}),
+        "{out}"
+    );
+    // The native view agrees: "gone" is gone, the others keep their offsets.
+    let listed: wire::ListGroupsResponse =
+        conn.call(&wire::ListGroupsRequest { prefix: String::new() });
+    let names: Vec<&str> = listed.groups.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(names, ["live", "partly"]);
+}

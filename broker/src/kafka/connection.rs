@@ -342,6 +342,12 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             group_admin::describe_groups(s, ctx, codec::decode(body, version)?).await
         }
         ApiKey::ListGroups => group_admin::list_groups(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::DeleteGroups => {
+            group_admin::delete_groups(s, ctx, codec::decode(body, version)?).await
+        }
+        ApiKey::OffsetDelete => {
+            group_admin::offset_delete(s, ctx, codec::decode(body, version)?).await
+        }
         ApiKey::OffsetCommit => group::offset_commit(s, ctx, codec::decode(body, version)?).await,
         ApiKey::OffsetFetch => group::offset_fetch(s, ctx, codec::decode(body, version)?).await,
         _ => ready(Some(codec::unsupported(correlation_id))),

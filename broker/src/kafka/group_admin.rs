@@ -1,5 +1,6 @@
-//! Looking at groups from Kafka tools: ListGroups and DescribeGroups (kafka-python's
-//! `KafkaAdminClient.list_groups`/`describe_groups`, `kafka-consumer-groups`-style tools).
+//! Looking at and deleting groups from Kafka tools: ListGroups, DescribeGroups, DeleteGroups
+//! and OffsetDelete (kafka-python's `KafkaAdminClient.list_groups`/`describe_groups`/
+//! `delete_consumer_groups`, `kafka-consumer-groups --delete | --delete-offsets`).
 //!
 //! Contract:
 //! - A Kafka group with members is answered from the Kafka coordinator's table
@@ -14,14 +15,22 @@
 //! - A group nobody knows is described as Kafka does: state Dead, no error.
 //! - Only groups the principal may describe are listed; describing one it may not is
 //!   GROUP_AUTHORIZATION_FAILED for that group.
+//! - DeleteGroups and OffsetDelete run the native `DeleteGroupOffsets` (tombstones in the
+//!   offsets log, delete on the group needed). A Kafka group with members is refused here
+//!   first (NON_EMPTY_GROUP; for OffsetDelete, GROUP_SUBSCRIBED_TO_TOPIC for the topics its
+//!   members' subscriptions name, every topic if a subscription does not decode); native
+//!   members are refused by the native handler the same way.
 
 use std::collections::BTreeMap;
 
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    describe_groups_response, list_groups_response, DescribeGroupsRequest, DescribeGroupsResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse,
+    delete_groups_response, describe_groups_response, list_groups_response, offset_delete_response,
+    ConsumerProtocolSubscription, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError as K;
 use wire::ErrorCode;
 
@@ -130,4 +139,121 @@ async fn native_group(sess: &Session, g: &mut describe_groups_response::Describe
         }
         Err(e) => g.error_code = e.code(),
     }
+}
+
+/// A group-level code from a native answer: authorization is the group's (Kafka's
+/// GROUP_AUTHORIZATION_FAILED), the rest as usual.
+fn group_code(code: ErrorCode) -> i16 {
+    match code {
+        ErrorCode::AuthorizationFailed => K::GroupAuthorizationFailed.code(),
+        code => super::error::kafka_code(code),
+    }
+}
+
+/// The native `DeleteGroupOffsets` for `group` (`topics` empty: all of it): the group-level
+/// Kafka code, and the per-partition codes when it ran.
+async fn delete_native(
+    sess: &Session,
+    group: &str,
+    topics: Vec<wire::TopicPartitions>,
+) -> (i16, Vec<(String, u32, i16)>) {
+    let req = wire::DeleteGroupOffsetsRequest { group: group.to_owned(), topics };
+    let answer: Result<wire::DeleteGroupOffsetsResponse, KafkaError> =
+        native::call(sess, &req).await;
+    match answer {
+        Ok(r) if r.error != 0 => (
+            group_code(ErrorCode::from_u16(r.error).unwrap_or(ErrorCode::UnknownServerError)),
+            vec![],
+        ),
+        Ok(r) => {
+            let parts = r.topics.into_iter().flat_map(|t| {
+                let name = t.name;
+                t.partitions
+                    .into_iter()
+                    .map(move |p| (name.clone(), p.partition, kafka_code_raw(p.error)))
+            });
+            (0, parts.collect())
+        }
+        Err(KafkaError::Native { code, .. }) => (group_code(code), vec![]),
+        Err(e) => (e.code(), vec![]),
+    }
+}
+
+/// DeleteGroups (v0-2): each group deleted with all its offsets, unless it has members.
+pub async fn delete_groups(sess: &Session, ctx: Ctx, req: DeleteGroupsRequest) -> Answer {
+    let mut out = DeleteGroupsResponse::default();
+    for id in &req.groups_names {
+        let mut r = delete_groups_response::DeletableGroupResult::default();
+        r.group_id = id.clone();
+        r.error_code = if sess.kafka.groups.state(id.as_str()).is_some() {
+            K::NonEmptyGroup.code()
+        } else {
+            delete_native(sess, id.as_str(), Vec::new()).await.0
+        };
+        out.results.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// The topics the members of a Kafka group subscribe to (none without members); `None` when
+/// some subscription does not decode (then every topic counts as subscribed).
+fn kafka_subscriptions(sess: &Session, group: &str) -> Option<Vec<String>> {
+    let Some(state) = sess.kafka.groups.state(group) else { return Some(Vec::new()) };
+    if state.protocol_type != "consumer" {
+        return None;
+    }
+    let mut topics = Vec::new();
+    for m in state.members {
+        let mut buf: Bytes = m.metadata.clone();
+        if buf.remaining() < 2 {
+            return None;
+        }
+        let version = buf.get_i16();
+        let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+        topics.extend(sub.topics.iter().map(|t| t.as_str().to_owned()));
+    }
+    Some(topics)
+}
+
+/// OffsetDelete (v0): the group's offsets of the named partitions, except of topics its
+/// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
+pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -> Answer {
+    let group = req.group_id.as_str();
+    let subscribed = kafka_subscriptions(sess, group);
+    let protected = |topic: &str| subscribed.as_ref().is_none_or(|s| s.iter().any(|t| t == topic));
+    let mut wanted = Vec::new();
+    for t in &req.topics {
+        if protected(t.name.as_str()) {
+            continue;
+        }
+        let partitions: Vec<u32> =
+            t.partitions.iter().filter_map(|p| u32::try_from(p.partition_index).ok()).collect();
+        if !partitions.is_empty() {
+            wanted.push(wire::TopicPartitions { topic: t.name.as_str().to_owned(), partitions });
+        }
+    }
+    let (error, done) =
+        if wanted.is_empty() { (0, Vec::new()) } else { delete_native(sess, group, wanted).await };
+    let mut out = OffsetDeleteResponse::default();
+    out.error_code = error;
+    for t in &req.topics {
+        let mut rt = offset_delete_response::OffsetDeleteResponseTopic::default();
+        rt.name = TopicName(s(t.name.as_str()));
+        for p in &t.partitions {
+            let mut rp = offset_delete_response::OffsetDeleteResponsePartition::default();
+            rp.partition_index = p.partition_index;
+            rp.error_code = if protected(t.name.as_str()) {
+                K::GroupSubscribedToTopic.code()
+            } else if p.partition_index < 0 {
+                K::UnknownTopicOrPartition.code()
+            } else {
+                done.iter()
+                    .find(|(n, q, _)| n == t.name.as_str() && *q == p.partition_index as u32)
+                    .map_or(0, |d| d.2)
+            };
+            rt.partitions.push(rp);
+        }
+        out.topics.push(rt);
+    }
+    ready(respond(ctx, &out))
 }

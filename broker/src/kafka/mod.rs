@@ -22,8 +22,8 @@
 //!   Kafka batches (gzip, snappy, lz4, zstd) are decompressed at ingress, within the batch
 //!   size limit. Headers keep their order, repeated keys and null values (records.rs parses
 //!   the records by hand; a null value is stored with `wire`'s null map).
-//! - ListGroups/DescribeGroups (group_admin.rs) answer from the Kafka group table and the
-//!   native coordinators.
+//! - ListGroups/DescribeGroups/DeleteGroups/OffsetDelete (group_admin.rs) answer from the
+//!   Kafka group table and the native coordinators.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
 //! - Responses leave in request order (Kafka clients require it); at most
 //!   `inflight_per_connection_max` requests are outstanding per connection.
