@@ -394,9 +394,13 @@ pub fn run(
             ready_tx.clone(),
             pools.clone(),
         );
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{i}"))
-            .io_memory(config.io_memory_bytes)
+            .io_memory(config.io_memory_bytes);
+        if config.idle_spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(config.idle_spin_us));
+        }
+        let handle = builder
             .spawn(move || async move {
                 shard_main(
                     config,
