@@ -152,12 +152,6 @@ pub struct BrokerConfig {
     /// page faults on every write (2 MiB here cost 30 % of written throughput against
     /// 32 MiB), so keep it at many times `log.write_bytes_max`.
     pub io_memory_bytes: usize,
-    /// How long an idle shard keeps polling its io_uring rings for work before it sleeps
-    /// (glommio's `spin_before_park`; `BROKER_IDLE_SPIN_US`, 0 = sleep at once). A sleeping
-    /// core takes tens of microseconds to wake on a virtual machine, on every request at low
-    /// load; spinning trades up to this much CPU per idle period for that wake-up (Seastar,
-    /// under Redpanda, polls 200 µs before it sleeps by default). Issue 26.
-    pub idle_spin_us: u64,
     /// How often each shard applies retention.
     pub retention_check_ms: u64,
     /// Partitions the broker holds over all topics; creating more is refused with
@@ -261,7 +255,6 @@ impl Default for BrokerConfig {
             fetch_response_bytes_max: FETCH_RESPONSE_BYTES_MAX_DEFAULT,
             cache_bytes_per_shard: 256 << 20,
             io_memory_bytes: 32 << 20,
-            idle_spin_us: 0,
             retention_check_ms: 30_000,
             partitions_max: 100_000,
             group_offsets_partitions: 8,
@@ -351,9 +344,6 @@ impl HttpConfig {
         Ok(())
     }
 }
-
-/// The longest `idle_spin_us` accepted: 10 ms of polling per idle period.
-pub const IDLE_SPIN_US_MAX: u64 = 10_000;
 
 /// A configuration problem, said plainly.
 #[derive(Debug, thiserror::Error)]
@@ -450,7 +440,6 @@ impl BrokerConfig {
             }
             "BROKER_CACHE_BYTES_PER_SHARD" => self.cache_bytes_per_shard = parse(name, value)?,
             "BROKER_IO_MEMORY_BYTES" => self.io_memory_bytes = parse(name, value)?,
-            "BROKER_IDLE_SPIN_US" => self.idle_spin_us = parse(name, value)?,
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
             "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
@@ -548,12 +537,6 @@ impl BrokerConfig {
     /// Checks relations between values.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.idle_spin_us > IDLE_SPIN_US_MAX {
-            return bad(format!(
-                "idle_spin_us {} is above {IDLE_SPIN_US_MAX} (a shard would burn its core)",
-                self.idle_spin_us
-            ));
-        }
         if self.frame_body_bytes_max
             < wire::constants::BATCH_BYTES_MAX.min(self.log.batch_bytes_max as u32)
         {

@@ -394,13 +394,9 @@ pub fn run(
             ready_tx.clone(),
             pools.clone(),
         );
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{i}"))
-            .io_memory(config.io_memory_bytes);
-        if config.idle_spin_us > 0 {
-            builder = builder.spin_before_park(Duration::from_micros(config.idle_spin_us));
-        }
-        let handle = builder
+            .io_memory(config.io_memory_bytes)
             .spawn(move || async move {
                 shard_main(
                     config,
