@@ -124,6 +124,11 @@ struct RunArgs {
     /// runtime and pinning (0 = skip).
     #[arg(long, default_value_t = 2000)]
     echo_round_trips: u64,
+    /// A paced producer sleeps until this long before each send is due and polls, yielding
+    /// its CPU, for the rest (µs; 0 = sleep to the time): a thread's wake-up latency is the
+    /// harness's, not the server's.
+    #[arg(long, default_value_t = bench_harness::run::SEND_SPIN_US_DEFAULT)]
+    send_spin_us: u64,
     /// Exit non-zero when the numbers do not add up (messages lost, errors).
     #[arg(long)]
     check: bool,
@@ -203,6 +208,7 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         server_pid,
         echo_round_trips: args.echo_round_trips,
         echo_cpus: args.server_cpus.clone(),
+        send_spin_us: args.send_spin_us,
         pinning: Pinning {
             server_cpus: args.server_cpus.as_ref().map(CpuList::to_string),
             client_cpus: args.client_cpus.as_ref().map(CpuList::to_string),

@@ -67,7 +67,15 @@ pub struct RunOptions {
     pub echo_round_trips: u64,
     /// See `echo_round_trips`.
     pub echo_cpus: Option<crate::affinity::CpuList>,
+    /// A paced producer sleeps until this long before a send is due and polls (yielding
+    /// its CPU to any other runnable thread) for the rest, so a thread wake-up's latency
+    /// (tens of µs on a VM) is not charged to the system under test (0: sleep to the time).
+    pub send_spin_us: u64,
 }
+
+/// [`RunOptions::send_spin_us`]'s default: above the ~80 µs send lag measured on this
+/// project's VM with sleeps alone (perf/results/2026-12-04-tail).
+pub const SEND_SPIN_US_DEFAULT: u64 = 200;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -80,6 +88,7 @@ impl Default for RunOptions {
             pinning: Pinning::default(),
             echo_round_trips: 2000,
             echo_cpus: None,
+            send_spin_us: SEND_SPIN_US_DEFAULT,
         }
     }
 }
@@ -168,8 +177,14 @@ async fn run_on_topics<D: Driver>(
     let cpu_window = meter.window(counters, !backlog);
     let planned_s = if backlog { None } else { Some(workload.warmup_s + workload.duration_s) };
     let progress = Progress::start(Arc::clone(counters), start_ns, planned_s, options.progress);
-    let running =
-        start_producers(producers, workload, counters, start_ns, &producer_runtime.handle());
+    let running = start_producers(
+        producers,
+        workload,
+        counters,
+        start_ns,
+        options.send_spin_us * 1000,
+        &producer_runtime.handle(),
+    );
     // The server's stage histograms start afresh with the measured window.
     let stages_reset = {
         let (driver, warmup) = (Arc::clone(driver), workload.warmup_s);

@@ -129,6 +129,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
     workload: &Workload,
     counters: &Arc<RunCounters>,
     start_ns: u64,
+    spin_ns: u64,
     handle: &tokio::runtime::Handle,
 ) -> RunningProducers {
     let mut threads = Vec::new();
@@ -144,6 +145,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
                 r if r > 0.0 => 1e9 / r,
                 _ => 0.0,
             },
+            spin_ns,
             keys,
             payload,
         };
@@ -209,6 +211,8 @@ struct Plan {
     start_ns: u64,
     /// 0 = as fast as the producer accepts.
     interval_ns: f64,
+    /// Sleep until this long before a send is due, then poll (`RunOptions::send_spin_us`).
+    spin_ns: u64,
     keys: KeyGenerator,
     payload: Payload,
 }
@@ -249,8 +253,7 @@ async fn produce<P: ProducerDriver>(
                 break;
             }
             if t > now {
-                // Sleeping blocks only this thread; acks complete on the runtime.
-                std::thread::sleep(Duration::from_nanos(t - now));
+                wait_until(counters, now, t, plan.spin_ns);
             }
             t
         } else {
@@ -285,6 +288,18 @@ async fn produce<P: ProducerDriver>(
     }
     if let Err(e) = producer.flush().await {
         counters.error(&e);
+    }
+}
+
+/// Blocks this thread (acks complete on the runtime meanwhile) until `counters.now_ns()`
+/// reaches `t_ns`: a sleep to `spin_ns` before it, then polling that yields the CPU to any
+/// other runnable thread, so the send is not late by a wake-up.
+fn wait_until(counters: &RunCounters, now_ns: u64, t_ns: u64, spin_ns: u64) {
+    if t_ns - now_ns > spin_ns {
+        std::thread::sleep(Duration::from_nanos(t_ns - now_ns - spin_ns));
+    }
+    while counters.now_ns() < t_ns {
+        std::thread::yield_now();
     }
 }
 
@@ -376,6 +391,7 @@ mod tests {
             index: 0,
             start_ns,
             interval_ns: 1e6,
+            spin_ns: 200_000,
             keys: KeyGenerator::new(&workload, 1),
             payload: Payload::new(crate::workload::PayloadKind::Random, 64, 1),
         };
@@ -398,5 +414,16 @@ mod tests {
         // schedule): the send lag shows it, and never exceeds the whole latency.
         assert_eq!(lag.len(), sent);
         assert!(lag.max() >= 50_000_000 && lag.max() <= h.max(), "lag {}", lag.max());
+    }
+
+    /// A send never goes before its time, whether the wait sleeps, polls or both.
+    #[test]
+    fn waiting_for_a_send_never_returns_early() {
+        let counters = RunCounters::new(0, true, 1);
+        for (ahead_ns, spin_ns) in [(0, 0), (50_000, 0), (50_000, 200_000), (1_000_000, 200_000)] {
+            let now = counters.now_ns();
+            wait_until(&counters, now, now + ahead_ns, spin_ns);
+            assert!(counters.now_ns() >= now + ahead_ns, "ahead {ahead_ns} spin {spin_ns}");
+        }
     }
 }
