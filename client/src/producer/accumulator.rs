@@ -5,14 +5,14 @@
 //! (learning a topic's partitions with [`Inner::add_topic`] first); `Producer::flush` calls
 //! [`Inner::ship_all`]. A batch ships (is finished and handed to its partition's sender
 //! task, spawned on first use) when nearly full, when its linger expires (checked by every
-//! append and by [`linger_loop`]), or when nothing it could wait behind is on the wire: at
+//! append and by [`linger_thread`]), or when nothing it could wait behind is on the wire: at
 //! append, and again when the sender reports an answer through [`Inner::answered`]. Every
 //! shipped batch is completed exactly once through [`Pipeline::finished`], which returns its
 //! budget. Dropping the last handle ships every open batch.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
@@ -35,8 +35,8 @@ pub(super) struct Pipeline {
     /// Batches shipped and not yet answered, over all partitions (for `flush`).
     pub(super) outstanding: AtomicUsize,
     pub(super) answered: Notify,
-    /// Wakes the linger task when a batch opens or the producer goes away.
-    linger_wake: Notify,
+    /// Wakes the linger thread when a batch opens or the producer goes away.
+    linger_wake: LingerWake,
     /// One produce request per connection for many partitions' batches.
     pub(super) coalescers: super::coalescer::Coalescers,
     /// The producer's per-stage latency (`stages.rs`).
@@ -142,7 +142,7 @@ impl Inner {
             budget: Budget::new(config.buffer_bytes_max.max(1)),
             outstanding: AtomicUsize::new(0),
             answered: Notify::new(),
-            linger_wake: Notify::new(),
+            linger_wake: LingerWake::default(),
             coalescers: Default::default(),
             stages: Arc::default(),
         });
@@ -155,7 +155,11 @@ impl Inner {
             state: Mutex::new(State::default()),
             identity: std::sync::OnceLock::new(),
         });
-        tokio::spawn(linger_loop(Arc::downgrade(&inner), pipeline));
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("producer-linger".into())
+            .spawn(move || linger_thread(weak, pipeline))
+            .expect("spawn the producer's linger thread");
         inner
     }
 
@@ -171,8 +175,7 @@ impl Inner {
     ) -> Option<Result<SendFuture, ClientError>> {
         let mut st = self.state.lock().expect("producer lock");
         let now = Instant::now();
-        // The linger timer has the runtime's millisecond resolution; under load the sends
-        // themselves keep a sub-millisecond linger.
+        // Under load the sends themselves ship what expired, before the linger thread wakes.
         if st.lingering.front().is_some_and(|l| l.0 <= now) {
             self.ship_expired(&mut st, now);
         }
@@ -229,7 +232,7 @@ impl Inner {
                     let open = ps.open.get_or_insert_with(|| {
                         let deadline = now + self.config.linger;
                         if lingering.is_empty() {
-                            self.pipeline.linger_wake.notify_one();
+                            self.pipeline.linger_wake.notify();
                         }
                         lingering.push_back((deadline, ts.name.clone(), partition));
                         OpenBatch {
@@ -402,16 +405,49 @@ impl Drop for Inner {
                 self.ship(ts, p);
             }
         }
-        self.pipeline.linger_wake.notify_one();
+        self.pipeline.linger_wake.notify();
     }
 }
 
-/// Ships batches whose linger expired.
-async fn linger_loop(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
+/// Wakes [`linger_thread`]: a batch opened while none lingered, or the producer went away.
+/// A wake that comes while the thread is not waiting is kept for its next wait.
+#[derive(Debug, Default)]
+struct LingerWake {
+    woken: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl LingerWake {
+    fn notify(&self) {
+        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cv.notify_one();
+    }
+
+    /// Returns at `deadline` (never if `None`) or at a wake, whichever comes first.
+    fn wait(&self, deadline: Option<Instant>) {
+        let mut woken = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        while !*woken {
+            woken = match deadline {
+                None => self.cv.wait(woken).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return;
+                    }
+                    self.cv.wait_timeout(woken, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+        *woken = false;
+    }
+}
+
+/// Ships batches whose linger expired, on a thread of its own until the producer is gone: a
+/// runtime timer has millisecond resolution, so a 200 µs linger became up to a millisecond
+/// whenever no later send shipped the batch first (issue 26); a condition variable's timeout
+/// wakes within tens of microseconds.
+fn linger_thread(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
     loop {
-        let wake = pipeline.linger_wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
         let next = match inner.upgrade() {
             Some(inner) => {
                 let mut st = inner.state.lock().expect("producer lock");
@@ -419,14 +455,32 @@ async fn linger_loop(inner: Weak<Inner>, pipeline: Arc<Pipeline>) {
             }
             None => return,
         };
-        match next {
-            Some(deadline) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline.into()) => {}
-                    _ = wake => {}
-                }
-            }
-            None => wake.await,
-        }
+        pipeline.linger_wake.wait(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::LingerWake;
+
+    #[test]
+    fn a_wake_before_the_wait_is_kept_and_a_deadline_or_a_wake_ends_the_wait() {
+        let w = LingerWake::default();
+        w.notify();
+        w.wait(None); // returns at once: the wake was kept
+        let d = Instant::now() + Duration::from_millis(2);
+        w.wait(Some(d));
+        assert!(Instant::now() >= d, "a deadline wait never returns early");
+        let w = Arc::new(LingerWake::default());
+        let waiter = {
+            let w = w.clone();
+            std::thread::spawn(move || w.wait(None))
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        w.notify();
+        waiter.join().expect("woken");
     }
 }
