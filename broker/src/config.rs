@@ -177,6 +177,10 @@ pub struct BrokerConfig {
     /// Committed offsets (group × topic × partition) one shard's coordinators hold; a
     /// commit of a new one past it is refused with RESOURCE_LIMIT.
     pub group_offsets_per_shard_max: usize,
+    /// A group's committed offsets are forgotten once it has had no members and no commit
+    /// for this long (Kafka's `offsets.retention.minutes`, 7 days; 0 = never). Offsets of
+    /// deleted topics are forgotten whatever this says (`api/offsets_expiry.rs`).
+    pub group_offsets_retention_ms: u64,
     /// Transactional ids the broker remembers (each is part of the topic metadata); a new
     /// one past it is refused with RESOURCE_LIMIT.
     pub transactional_ids_max: usize,
@@ -265,6 +269,7 @@ impl Default for BrokerConfig {
             table_keys_bytes_per_shard: 1 << 30,
             group_members_per_shard_max: 100_000,
             group_offsets_per_shard_max: 1_000_000,
+            group_offsets_retention_ms: 7 * 24 * 3_600_000,
             transactional_ids_max: 10_000,
             transactional_id_expiration_ms: 604_800_000,
             metrics_listen: MetricsListen::On(METRICS_LISTEN_DEFAULT),
@@ -454,6 +459,9 @@ impl BrokerConfig {
             }
             "BROKER_GROUP_OFFSETS_PER_SHARD_MAX" => {
                 self.group_offsets_per_shard_max = parse(name, value)?
+            }
+            "BROKER_GROUP_OFFSETS_RETENTION_MS" => {
+                self.group_offsets_retention_ms = parse(name, value)?
             }
             "BROKER_TRANSACTIONAL_IDS_MAX" => self.transactional_ids_max = parse(name, value)?,
             "BROKER_TRANSACTIONAL_ID_EXPIRATION_MS" => {

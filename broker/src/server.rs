@@ -563,6 +563,9 @@ async fn shard_main(
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
         .expect("requests task queue")
         .detach();
+    glommio::spawn_local_into(crate::api::offsets_expiry::expiry_loop(shard.clone()), requests)
+        .expect("requests task queue")
+        .detach();
     let retention = {
         let shard = shard.clone();
         let every = Duration::from_millis(shard.config.retention_check_ms.max(100));

@@ -501,3 +501,63 @@ fn deleted_group_offsets_stay_deleted_across_a_crash_and_members_protect_theirs(
         assert_eq!(groups, ["keep"]);
     });
 }
+
+/// Offsets of a deleted topic are forgotten; a group without members or commits for the
+/// retention loses its offsets, one with a member keeps them; both survive kill -9.
+#[test]
+fn offsets_of_deleted_topics_and_of_groups_idle_past_the_retention_are_forgotten() {
+    const RETENTION_MS: u64 = 1_500;
+    let mut broker = Broker::start_with_env(2, &[("BROKER_GROUP_OFFSETS_RETENTION_MS", "1500")]);
+    let addr = broker.public.to_string();
+    let runtime = rt();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "t", 1).await;
+        topic(&client, "doomed", 2).await;
+        // "busy" has a member (reading "t"); "idle" has none.
+        let member = raw_join(&client, "busy").await;
+        assert_eq!(member.error, 0, "{}", member.message);
+        client
+            .commit_offsets("busy", &member.member_id, member.generation, &[("t".into(), 0, 3)])
+            .await
+            .unwrap();
+        let committed = Instant::now();
+        let idle = [("t".to_string(), 0, 4), ("doomed".to_string(), 1, 9)];
+        client.commit_offsets("idle", "", 0, &idle).await.unwrap();
+        client.delete_topic("doomed").await.unwrap();
+        // The deleted topic's offset goes first (the topic set changed), the rest stays
+        // until the retention passed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut left = client.fetch_offsets("idle", &[]).await.unwrap();
+        while left.len() > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = client.fetch_offsets("idle", &[]).await.unwrap();
+        }
+        if committed.elapsed() < Duration::from_millis(RETENTION_MS) {
+            assert_eq!(left, [("t".to_string(), 0, 4)], "only the deleted topic's offset went");
+        }
+        while !left.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            left = client.fetch_offsets("idle", &[]).await.unwrap();
+        }
+        assert!(left.is_empty(), "idle group's offsets kept: {left:?}");
+        eprintln!("idle group's offsets forgotten after {:?}", committed.elapsed());
+        assert!(
+            committed.elapsed() >= Duration::from_millis(RETENTION_MS),
+            "forgotten before the retention passed"
+        );
+        // The member's group keeps its offset (heartbeats are not needed: the session is
+        // 10 s and the member is still there).
+        assert_eq!(client.fetch_offsets("busy", &[]).await.unwrap(), [("t".to_string(), 0, 3)]);
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert!(client.fetch_offsets("idle", &[]).await.unwrap().is_empty(), "expired came back");
+        // Membership is not persisted: after the restart "busy" is empty, but its offsets
+        // stay for a retention counted from the restart.
+        assert_eq!(client.fetch_offsets("busy", &[]).await.unwrap(), [("t".to_string(), 0, 3)]);
+    });
+}

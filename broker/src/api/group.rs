@@ -373,7 +373,7 @@ async fn commit(
         results.push(code);
     }
     if !records.is_empty() {
-        if let Err(code) = store(shard, &part, &r.group, records).await {
+        if let Err(code) = store(shard, &part, &r.group, || records).await {
             for &i in &slots {
                 results[i] = code;
             }
@@ -398,26 +398,34 @@ async fn commit(
     Ok(CommitOffsetsResponse { error: 0, message: String::new(), topics })
 }
 
-/// Appends `records` of `group` (commits or tombstones) to its offsets partition `part` at
-/// `durable`, registered in flight from the moment they have log offsets, and applies them
-/// to the group once durable; then maybe starts a compaction. The error code otherwise.
-async fn store(
+/// Appends the records of `group` (commits or tombstones) that `records` gives once the
+/// log has room (called in the same synchronous step as the enqueue, so it decides on the
+/// current state) to its offsets partition `part` at `durable`, registered in flight from
+/// the moment they have log offsets, and applies them to the group once durable; then maybe
+/// starts a compaction. Returns how many were stored, or the error code.
+pub(super) async fn store(
     shard: &Rc<Shard>,
     part: &Rc<Partition>,
     group: &str,
-    records: Vec<OffsetRecord>,
-) -> Result<(), ErrorCode> {
+    records: impl FnOnce() -> Vec<OffsetRecord>,
+) -> Result<usize, ErrorCode> {
+    part.log.writable().await;
+    // From here to the enqueue: no await.
+    let records = records();
+    if records.is_empty() {
+        return Ok(0);
+    }
     let now = crate::clock::now_ms();
     let batch = offsets_log::encode(&records, now).map_err(|_| ErrorCode::InvalidRequest)?;
-    part.log.writable().await;
     let ticket = part.log.enqueue(&batch, AckLevel::Durable, now).map_err(|e| e.code())?;
-    // In flight from the moment it has a log offset: no await between.
+    let stored = records.len();
     let commits = records.into_iter().map(|rec| (rec.tp, rec.committed)).collect();
-    let in_flight = shard.groups.commit_enqueued(part.index, group, commits, ticket.base_offset);
+    let in_flight =
+        shard.groups.commit_enqueued(part.index, group, commits, ticket.base_offset, now);
     ticket.wait().await.map_err(|e| e.code())?;
     in_flight.applied();
     compact_soon(shard, part);
-    Ok(())
+    Ok(stored)
 }
 
 /// Forgets committed offsets of a group (see `DeleteGroupOffsetsRequest`): tombstones for
@@ -482,8 +490,8 @@ async fn delete_offsets(
         .collect();
     if !records.is_empty() {
         let forgotten = records.len();
-        match store(shard, &part, &r.group, records).await {
-            Ok(()) => info!(group = %r.group, offsets = forgotten, "group offsets deleted"),
+        match store(shard, &part, &r.group, || records).await {
+            Ok(_) => info!(group = %r.group, offsets = forgotten, "group offsets deleted"),
             Err(code) => {
                 outcome.values_mut().filter(|c| **c == ErrorCode::None).for_each(|c| *c = code)
             }

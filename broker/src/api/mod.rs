@@ -19,6 +19,7 @@ pub mod forward;
 pub mod group;
 pub mod key_query;
 pub mod offsets;
+pub mod offsets_expiry;
 pub mod produce;
 pub mod producer_id;
 pub mod subscribe;

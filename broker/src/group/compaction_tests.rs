@@ -87,7 +87,7 @@ async fn commit(
     log.writable().await;
     let ticket = log.enqueue(&batch, AckLevel::Durable, 1)?;
     let base_offset = ticket.base_offset;
-    let in_flight = co.commit_enqueued(0, &group, vec![(tp, committed)], base_offset);
+    let in_flight = co.commit_enqueued(0, &group, vec![(tp, committed)], base_offset, 1);
     {
         let mut b = book.borrow_mut();
         b.enqueued.insert(value, base_offset);
@@ -314,6 +314,36 @@ fn a_deletion_in_flight_when_the_snapshot_reads_stays_deleted() {
         disk.crash();
         let log = open(&disk).await;
         check_replay(&log, &b, true, 0).await;
+        log.close().await.unwrap();
+    });
+}
+
+/// A snapshot restates each offset with the time it was committed, not the snapshot's: a
+/// compaction must not make offsets younger (retention counts from the commit).
+#[test]
+fn a_snapshot_keeps_each_offsets_commit_time() {
+    run(|| async {
+        let disk = SimDisk::new(1, SimFaults::default());
+        let log = open(&disk).await;
+        let co = Coordinator::default();
+        co.ensure_loaded(0, &log).await.unwrap();
+        let book = RefCell::new(Book::default());
+        for v in 1..=3 {
+            commit(&co, &log, &book, ("g".into(), ("t".into(), v as u32)), v, false).await.unwrap();
+        }
+        assert!(co.compaction_due(0, log.size_bytes(), 1));
+        let c = co.compact(0, 1, &log, 1_000_000).await.unwrap();
+        assert_eq!(c.records, 3);
+        let times = |co: &Coordinator| {
+            co.read_group("g", |g| {
+                g.unwrap().offsets.values().map(|c| c.committed_ms).collect::<Vec<i64>>()
+            })
+        };
+        assert_eq!(times(&co), vec![1, 1, 1], "in memory after the snapshot");
+        let (replayed, _) = offsets_log::replay(&log).await.unwrap();
+        let replayed: Vec<i64> = replayed["g"].values().map(|c| c.committed_ms).collect();
+        assert_eq!(replayed, vec![1, 1, 1], "replayed from the snapshot");
+        assert!(log.log_start_offset() > 0, "the old records are gone: the snapshot is read");
         log.close().await.unwrap();
     });
 }

@@ -132,6 +132,29 @@ pub struct Group {
     pub membership: Membership,
     /// Committed offsets.
     pub offsets: BTreeMap<TopicPartition, Committed>,
+    /// Since when it has had no members (`None` while it has some). A group this process
+    /// has not seen with members counts as empty since it was loaded: after a restart
+    /// offsets expire no earlier than `retention` later (membership is not persisted).
+    pub empty_since: Option<Instant>,
+}
+
+impl Group {
+    fn new(id: &str) -> Group {
+        Group {
+            membership: Membership::new(id),
+            offsets: BTreeMap::new(),
+            empty_since: Some(Instant::now()),
+        }
+    }
+
+    /// Keeps `empty_since` true after the membership changed.
+    fn note_membership(&mut self, now: Instant) {
+        if !self.membership.is_empty() {
+            self.empty_since = None;
+        } else if self.empty_since.is_none() {
+            self.empty_since = Some(now);
+        }
+    }
 }
 
 /// The groups this shard coordinates; see the module docs.
@@ -225,10 +248,7 @@ impl Coordinator {
         let mut committed = 0usize;
         for (id, offsets) in replayed {
             committed += offsets.len();
-            let g = groups.entry(id.clone()).or_insert_with(|| Group {
-                membership: Membership::new(&id),
-                offsets: BTreeMap::new(),
-            });
+            let g = groups.entry(id.clone()).or_insert_with(|| Group::new(&id));
             for (tp, c) in offsets {
                 // A commit made while replaying (none can be: commits wait for the load) or
                 // a newer one wins.
@@ -252,13 +272,11 @@ impl Coordinator {
     /// Runs `f` on `group`, created (empty) if this coordinator does not know it.
     pub fn with_group<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
         let mut groups = self.groups.borrow_mut();
-        let g = groups.entry(group.to_owned()).or_insert_with(|| Group {
-            membership: Membership::new(group),
-            offsets: BTreeMap::new(),
-        });
+        let g = groups.entry(group.to_owned()).or_insert_with(|| Group::new(group));
         let version = g.membership.version;
         let r = f(g);
         if g.membership.version != version {
+            g.note_membership(Instant::now());
             self.changes.advance(self.changes.get() + 1);
         }
         if g.membership.is_empty() && g.offsets.is_empty() {
@@ -301,13 +319,19 @@ impl Coordinator {
         group: &str,
         commits: Vec<(TopicPartition, Option<(u64, String)>)>,
         base_offset: u64,
+        committed_ms: i64,
     ) -> InFlight<'_> {
         let commits: Vec<(TopicPartition, Pending)> = commits
             .into_iter()
             .enumerate()
             .map(|(i, (tp, value))| {
                 let log_offset = base_offset + i as u64;
-                let c = value.map(|(offset, metadata)| Committed { offset, metadata, log_offset });
+                let c = value.map(|(offset, metadata)| Committed {
+                    offset,
+                    metadata,
+                    log_offset,
+                    committed_ms,
+                });
                 (tp, (log_offset, c))
             })
             .collect();
@@ -396,11 +420,12 @@ impl Coordinator {
             mapped.cloned().chain(st.in_flight.keys().map(|(g, _)| g.clone())).collect()
         };
         let batch_bytes_max = log.batch_bytes_max().min(SNAPSHOT_BATCH_BYTES_MAX);
-        let mut packer = Packer::new(batch_bytes_max, now_ms);
+        let mut packer = Packer::new(batch_bytes_max);
         for id in ids {
             for (tp, c) in self.current(index, &id) {
                 let committed = Some((c.offset, c.metadata));
-                packer.push(OffsetRecord { group: id.clone(), tp, committed })?;
+                // The commit's own time: a snapshot does not make an offset younger.
+                packer.push(OffsetRecord { group: id.clone(), tp, committed }, c.committed_ms)?;
             }
             if cfg!(test) {
                 // Tests let commits in between every group, so the dirty keys matter.
@@ -418,8 +443,10 @@ impl Coordinator {
         for (group, tp) in dirty {
             // A key whose only commit failed meanwhile has no value: a tombstone undoes
             // whatever was read for it.
-            let committed = self.current_one(index, &group, &tp).map(|c| (c.offset, c.metadata));
-            packer.push(OffsetRecord { group, tp, committed })?;
+            let current = self.current_one(index, &group, &tp);
+            let at_ms = current.as_ref().map_or(now_ms, |c| c.committed_ms);
+            let committed = current.map(|c| (c.offset, c.metadata));
+            packer.push(OffsetRecord { group, tp, committed }, at_ms)?;
         }
         let records = packer.records();
         let batches = packer.finish()?;
@@ -436,12 +463,16 @@ impl Coordinator {
             ticket.wait().await?;
             snapshot_bytes += batch.len() as u64;
             // Durable: the map says what a replay would (a later log offset wins).
-            for (i, r) in written.iter().enumerate() {
+            for (i, (r, committed_ms)) in written.iter().enumerate() {
                 let log_offset = base_offset + i as u64;
                 match &r.committed {
                     Some((offset, metadata)) => {
-                        let c =
-                            Committed { offset: *offset, metadata: metadata.clone(), log_offset };
+                        let c = Committed {
+                            offset: *offset,
+                            metadata: metadata.clone(),
+                            log_offset,
+                            committed_ms: *committed_ms,
+                        };
                         self.apply(&r.group, r.tp.clone(), c);
                     }
                     None => self.apply_tombstone(&r.group, &r.tp, log_offset),
@@ -496,6 +527,38 @@ impl Coordinator {
         }
     }
 
+    /// Ids of every group this coordinator holds (loaded offsets partitions, members).
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups.borrow().keys().cloned().collect()
+    }
+
+    /// The committed offsets of `group` (in offsets partition `index`) to forget now, from
+    /// their current values (commits in flight included): those of topics that no longer
+    /// exist, and, when `retention_ms > 0` and the group has had no members for that long
+    /// and no commit for that long, all of them (Kafka's `offsets.retention.minutes`).
+    pub fn expired(
+        &self,
+        index: u32,
+        group: &str,
+        now: Instant,
+        now_ms: i64,
+        retention_ms: u64,
+        topic_exists: &dyn Fn(&str) -> bool,
+    ) -> Vec<TopicPartition> {
+        let current = self.current(index, group);
+        let retention = Duration::from_millis(retention_ms);
+        let idle = retention_ms > 0
+            && self.groups.borrow().get(group).is_some_and(|g| {
+                g.empty_since.is_some_and(|t| now.saturating_duration_since(t) >= retention)
+            })
+            && current.iter().all(|(_, c)| c.committed_ms <= now_ms - retention_ms as i64);
+        current
+            .into_iter()
+            .filter(|(tp, _)| idle || !topic_exists(&tp.0))
+            .map(|(tp, _)| tp)
+            .collect()
+    }
+
     /// Removes members whose session timed out, in every group; returns (group, member).
     pub fn expire(
         &self,
@@ -514,7 +577,10 @@ impl Coordinator {
                 gone.push((id.clone(), member));
             }
             g.membership.refresh_partitions(partition_count);
-            changed |= g.membership.version != version;
+            if g.membership.version != version {
+                g.note_membership(now);
+                changed = true;
+            }
         }
         if changed {
             self.changes.advance(self.changes.get() + 1);

@@ -5,7 +5,8 @@
 //! value `[version 1][offset u64 LE][metadata UTF-8]`; a record without a value (tombstone)
 //! forgets the key. Replaying the partition from its start, later records win, rebuilds
 //! every group's offsets: the log is the truth, and a commit inherits the log's durability
-//! and recovery. Records that do not parse (a future version) are skipped and counted.
+//! and recovery. A record's timestamp is when the offset was committed (offset expiry counts
+//! from it). Records that do not parse (a future version) are skipped and counted.
 //!
 //! Compaction (`Coordinator::compact` in `mod.rs`) restates every key's latest value as
 //! ordinary records packed by [`Packer`] (a snapshot), then deletes the records before it:
@@ -33,6 +34,8 @@ pub struct Committed {
     pub metadata: String,
     /// Where the commit sits in the offsets log (a later one wins).
     pub log_offset: u64,
+    /// When it was committed (ms since the epoch; a snapshot keeps the original time).
+    pub committed_ms: i64,
 }
 
 /// One record: which partition of which group, and its new position (`None` = forget).
@@ -70,32 +73,28 @@ pub fn encode(records: &[OffsetRecord], now_ms: i64) -> Result<AlignedVec, wire:
 }
 
 /// Records packed, in the order pushed, into batches of at most `batch_bytes_max` bytes
-/// each (a snapshot: see `Coordinator::compact`). Each batch comes with its records, in
-/// batch order, so the caller knows the log offset of each once the batch is appended.
+/// each (a snapshot: see `Coordinator::compact`), each with its own timestamp. Each batch
+/// comes with its records and their timestamps, in batch order, so the caller knows the log
+/// offset of each once the batch is appended.
 pub struct Packer {
     builder: BatchBuilder,
-    now_ms: i64,
-    open: Vec<OffsetRecord>,
-    done: Vec<(AlignedVec, Vec<OffsetRecord>)>,
+    open: Vec<(OffsetRecord, i64)>,
+    done: Vec<(AlignedVec, Vec<(OffsetRecord, i64)>)>,
 }
 
 impl Packer {
-    /// An empty packer; every record gets the timestamp `now_ms`.
-    pub fn new(batch_bytes_max: usize, now_ms: i64) -> Self {
-        Packer {
-            builder: BatchBuilder::new(batch_bytes_max),
-            now_ms,
-            open: Vec::new(),
-            done: Vec::new(),
-        }
+    /// An empty packer.
+    pub fn new(batch_bytes_max: usize) -> Self {
+        Packer { builder: BatchBuilder::new(batch_bytes_max), open: Vec::new(), done: Vec::new() }
     }
 
-    /// Adds `r` to the open batch, closing it first when `r` does not fit.
-    pub fn push(&mut self, r: OffsetRecord) -> Result<(), wire::BuildError> {
+    /// Adds `r`, stamped `timestamp_ms`, to the open batch, closing it first when `r` does
+    /// not fit.
+    pub fn push(&mut self, r: OffsetRecord, timestamp_ms: i64) -> Result<(), wire::BuildError> {
         let (key, value) = key_value(&r);
-        let now_ms = self.now_ms;
-        let append =
-            |b: &mut BatchBuilder| b.append(now_ms, Some(key.as_bytes()), value.as_deref(), &[]);
+        let append = |b: &mut BatchBuilder| {
+            b.append(timestamp_ms, Some(key.as_bytes()), value.as_deref(), &[])
+        };
         match append(&mut self.builder) {
             Ok(()) => {}
             Err(wire::BuildError::Full { .. } | wire::BuildError::TooManyRecords { .. }) => {
@@ -104,7 +103,7 @@ impl Packer {
             }
             Err(e) => return Err(e),
         }
-        self.open.push(r);
+        self.open.push((r, timestamp_ms));
         Ok(())
     }
 
@@ -123,7 +122,10 @@ impl Packer {
     }
 
     /// The batches, in push order.
-    pub fn finish(mut self) -> Result<Vec<(AlignedVec, Vec<OffsetRecord>)>, wire::BuildError> {
+    #[allow(clippy::type_complexity)]
+    pub fn finish(
+        mut self,
+    ) -> Result<Vec<(AlignedVec, Vec<(OffsetRecord, i64)>)>, wire::BuildError> {
         self.close_batch()?;
         Ok(self.done)
     }
@@ -180,6 +182,7 @@ pub async fn replay<D: Disk>(
                                             offset: o,
                                             metadata,
                                             log_offset: record.offset(),
+                                            committed_ms: record.timestamp_ms(),
                                         },
                                     );
                                 }
@@ -220,7 +223,7 @@ mod tests {
 
     #[test]
     fn a_packer_keeps_push_order_within_the_batch_limit() {
-        let mut packer = Packer::new(1024, 7);
+        let mut packer = Packer::new(1024);
         let records: Vec<OffsetRecord> = (0..200)
             .map(|i| OffsetRecord {
                 group: format!("g{}", i % 3),
@@ -228,8 +231,8 @@ mod tests {
                 committed: if i == 5 { None } else { Some((u64::from(i) * 10, "m".into())) },
             })
             .collect();
-        for r in &records {
-            packer.push(r.clone()).unwrap();
+        for (i, r) in records.iter().enumerate() {
+            packer.push(r.clone(), 1_000 + i as i64).unwrap();
         }
         assert_eq!(packer.records(), 200);
         let batches = packer.finish().unwrap();
@@ -238,10 +241,12 @@ mod tests {
         for (batch, with) in &batches {
             assert!(batch.len() <= 1024, "batch of {} bytes", batch.len());
             let view = wire::BatchView::validate(batch).unwrap();
-            let decoded: Vec<_> =
-                view.records().map(|r| decode(r.key(), r.value()).unwrap()).collect();
-            assert_eq!(&decoded, with);
-            back.extend(decoded);
+            let decoded: Vec<_> = view
+                .records()
+                .map(|r| (decode(r.key(), r.value()).unwrap(), r.timestamp_ms()))
+                .collect();
+            assert_eq!(&decoded, with, "records and their own timestamps");
+            back.extend(decoded.into_iter().map(|(r, _)| r));
         }
         assert_eq!(back, records);
     }
