@@ -40,7 +40,7 @@ use super::error::IoError;
 use super::io::{Disk, DiskFile, DISK_ALIGN};
 use crate::watermark::Watermark;
 
-pub use replay::{JournalReplay, ReplayEntry};
+pub use replay::{JournalFiles, JournalRead, JournalReplay, Owner, ReplayEntry};
 
 /// Name of a journal file with sequence number `seq`.
 pub fn journal_file_name(seq: u64) -> String {
@@ -273,10 +273,29 @@ pub struct ShardJournal<D: Disk> {
 
 impl<D: Disk> ShardJournal<D> {
     /// Starts the journal in `dir` (created if missing). Files already there (an earlier
-    /// run's, replayed by [`JournalReplay`]) are left alone; new files number after them.
+    /// run's, replayed by [`JournalRead`]) are left alone; new files number after every
+    /// file in `dir` and in its sibling shard directories, so sequence numbers follow time
+    /// across shards (a partition that moved keeps its newest entries in the newest file).
     pub async fn open(disk: D, dir: PathBuf, config: JournalConfig) -> Result<Self, IoError> {
         disk.create_dir_all(&dir).await?;
-        let last = disk.list_dir(&dir).await?.iter().filter_map(|n| parse_file_name(n)).max();
+        let mut dirs = vec![dir.clone()];
+        if let Some(root) = dir.parent() {
+            for name in disk.list_dir(root).await? {
+                if name.starts_with("shard-") && root.join(&name) != dir {
+                    dirs.push(root.join(name));
+                }
+            }
+        }
+        let mut last = None;
+        for d in &dirs {
+            let names = match disk.list_dir(d).await {
+                Ok(names) => names,
+                // Another shard's directory, just removed (stale, `JournalReplay::retire`).
+                Err(IoError::NotFound { .. }) if d != &dir => continue,
+                Err(e) => return Err(e),
+            };
+            last = last.max(names.iter().filter_map(|n| parse_file_name(n)).max());
+        }
         let inner = Rc::new(Inner {
             disk,
             dir,

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
-use crate::storage::journal::{JournalConfig, JournalReplay, ShardJournal};
+use crate::storage::journal::{JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal};
 use crate::storage::log::JournalJoin;
 
 /// The topic incarnation every simulated partition belongs to.
@@ -55,7 +55,11 @@ impl World {
     /// budget, the rest failing to open (their entries must wait for a later open).
     async fn open(&self, shard_dir: u32, partitions_max: u32) -> Run {
         let root = self.root.join("journal");
-        let replay = JournalReplay::read(&self.disk, &root).await.unwrap();
+        // The journal is shard `shard_dir`'s of `shard_dir + 1` shards: directories past it
+        // are a lowered shard count's, removed once their files replayed.
+        let shards = shard_dir as usize + 1;
+        let read = JournalRead::read(&self.disk, &root).await.unwrap();
+        let replay = read.split(shards, |_, _| Owner::Shard(shards - 1)).pop().unwrap();
         let journal = ShardJournal::open(
             self.disk.clone(),
             root.join(format!("shard-{shard_dir}")),
@@ -66,7 +70,7 @@ impl World {
         let mut run = Run {
             journal,
             logs: (0..self.partitions).map(|_| None).collect(),
-            replay: Some(replay),
+            replay: Some(Rc::new(replay)),
             replayed_batches: 0,
         };
         let budget = crate::descriptors::StorageFiles::with_split(partitions_max, usize::MAX >> 1);
@@ -125,7 +129,7 @@ impl World {
     async fn retire(&self, run: &mut Run) {
         if run.logs.iter().all(Option::is_some) {
             if let Some(r) = run.replay.take() {
-                let kept = r.retire_confirmed(&self.disk, None, |_| true).await;
+                let kept = r.retire(&self.disk, |_| true).await;
                 assert_eq!(kept, 0, "every partition replayed: no journal file is kept");
             }
         }
@@ -521,8 +525,9 @@ fn journal_real_disk_replays_lost_segment_tails() {
             let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
             f.set_len(first_len).unwrap();
         }
-        let replay = JournalReplay::read(&DmaDisk, &journal_root).await.unwrap();
-        assert!(!replay.is_empty());
+        let read = JournalRead::read(&DmaDisk, &journal_root).await.unwrap();
+        assert!(!read.is_empty());
+        let replay = read.split(2, |_, _| Owner::Shard(1)).pop().unwrap();
         let journal =
             ShardJournal::open(DmaDisk, journal_root.join("shard-1"), jconfig).await.unwrap();
         let mut logs = Vec::new();
@@ -549,7 +554,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
         for p in 0..3u32 {
             replay.replayed(1, p);
         }
-        assert_eq!(replay.retire_confirmed(&DmaDisk, None, |_| true).await, 0);
+        assert_eq!(replay.retire(&DmaDisk, |_| true).await, 0);
         for (p, log) in logs.iter().enumerate() {
             assert_eq!(read_all(log, 0).await.unwrap(), expected[p], "partition {p} after replay");
         }
