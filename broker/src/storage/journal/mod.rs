@@ -18,10 +18,14 @@
 //!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
 //!   that is fenced, closed without syncing or gone keeps the file until the next start
 //!   replays it (`replay.rs`).
-//! - A failed journal write, file creation or sync fences every member that had entries
-//!   queued or in flight, and every member that submits later: nothing more becomes durable
-//!   through this journal until the process restarts (the state of the failed record is
-//!   unknown, and the O_DSYNC descriptor reports a failure once).
+//! - A failed journal write fences every member that had entries queued or in flight, and
+//!   every member that submits later: nothing more becomes durable through this journal
+//!   until the process restarts (the state of the failed record is unknown, and the O_DSYNC
+//!   descriptor reports a failure once).
+//! - A failed file creation (disk full) writes no record, so nothing is fenced: the record's
+//!   entries go back to the head of the queue, unacked, and the file is tried again after a
+//!   pause (10 ms doubling to 1 s); durable acks wait (the log's write budget holds back
+//!   producers meanwhile) and go on once a file could be made. At close it fences instead.
 //! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are.
 
 mod record;
@@ -51,6 +55,11 @@ pub fn journal_file_name(seq: u64) -> String {
 fn parse_file_name(name: &str) -> Option<u64> {
     name.strip_suffix(".journal")?.parse().ok()
 }
+
+/// First pause before a failed journal file creation is tried again (doubling per failure).
+const CREATE_RETRY_MS_MIN: u64 = 10;
+/// Longest pause between tries to create a journal file.
+const CREATE_RETRY_MS_MAX: u64 = 1000;
 
 /// Bytes of zeros written per I/O while a new journal file is prepared.
 const ZERO_WRITE_BYTES: usize = 1 << 20;
@@ -98,6 +107,8 @@ pub struct JournalStats {
     pub files_created: u64,
     /// Files removed after their checkpoint.
     pub files_removed: u64,
+    /// Failed tries to create a file (disk full), each tried again later.
+    pub file_create_failures: u64,
 }
 
 /// What the journal calls when a member's journaled end or wanted sync moved.
@@ -387,6 +398,8 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
     // The next file, prepared in the background once the active one is half full, so a
     // commit cycle rarely waits for a file of zeros.
     let mut next = Prepared::<D>(None);
+    // The pause before the next try to create a file (0: the last try did not fail).
+    let mut create_retry_ms = 0u64;
     loop {
         let seen = j.signal.get();
         if j.queue.borrow().is_empty() {
@@ -423,10 +436,45 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                 None => j.create_file().await,
             };
             match created {
-                Ok(f) => active = Some(f),
-                Err(e) => {
+                Ok(f) => {
+                    if create_retry_ms > 0 {
+                        info!(dir = %j.dir.display(), "journal file created again: appends are journaled again");
+                        create_retry_ms = 0;
+                    }
+                    active = Some(f);
+                }
+                Err(e) if j.closing.get() => {
+                    // Closing: no later try; what is queued is not journaled.
                     j.fail(e, batch);
                     return;
+                }
+                Err(e) => {
+                    // Nothing of this record was written: it goes back to the head of the
+                    // queue, unacked, and the file is tried again after a pause.
+                    if create_retry_ms == 0 {
+                        warn!(dir = %j.dir.display(), error = %e, "cannot create a journal file (disk full?); durable appends wait until it can be created");
+                    }
+                    let mut s = j.stats.get();
+                    s.file_create_failures += 1;
+                    j.stats.set(s);
+                    j.in_flight_bytes.set(0);
+                    {
+                        let mut q = j.queue.borrow_mut();
+                        for entry in batch.into_iter().rev() {
+                            q.push_front(entry);
+                        }
+                    }
+                    create_retry_ms =
+                        (create_retry_ms * 2).clamp(CREATE_RETRY_MS_MIN, CREATE_RETRY_MS_MAX);
+                    let until = std::time::Instant::now()
+                        + std::time::Duration::from_millis(create_retry_ms);
+                    while !j.closing.get() && std::time::Instant::now() < until {
+                        glommio::timer::sleep(std::time::Duration::from_millis(
+                            CREATE_RETRY_MS_MIN,
+                        ))
+                        .await;
+                    }
+                    continue;
                 }
             }
         }
