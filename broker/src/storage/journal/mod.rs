@@ -13,7 +13,9 @@
 //! - Files: `<dir>/<20-digit sequence>.journal`, created at [`JournalConfig::file_bytes`]
 //!   filled with zeros and synced (with the directory) before the first record, so the
 //!   O_DSYNC writes overwrite allocated blocks (a device flush, no filesystem journal
-//!   commit). A record that does not fit ends the file: a new one is started and the old
+//!   commit). A record holds at most half a file, or one entry however large; one larger
+//!   than a file gets a file of its own size (the configured size is not raised for the
+//!   largest batch). A record that does not fit ends the file: a new one is started and the old
 //!   one is checkpointed: every member with entries in it is asked to sync its segment
 //!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
 //!   that is fenced, closed without syncing or gone keeps the file until the next start
@@ -64,14 +66,16 @@ const CREATE_RETRY_MS_MAX: u64 = 1000;
 /// Bytes of zeros written per I/O while a new journal file is prepared.
 const ZERO_WRITE_BYTES: usize = 1 << 20;
 
-/// Largest journal file (`shard_journal_file_bytes` is validated against it): half a file
-/// is the largest record, whose length is a `u32` (`record.rs`).
+/// Largest journal file (`shard_journal_file_bytes` is validated against it): a record is
+/// at most half a file or one batch of the wire's maximum, its length a `u32` (`record.rs`).
 pub const FILE_BYTES_MAX: u64 = 4 << 30;
+/// Smallest journal file (`shard_journal_file_bytes` is validated against it).
+pub const FILE_BYTES_MIN: u64 = 64 << 10;
 
 /// Settings of one shard's journal.
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
-    /// Size of each journal file (raised to hold at least two records of the largest batch).
+    /// Size of each journal file (a record larger than a file gets a file of its own size).
     pub file_bytes: u64,
     /// Largest batch a member appends (the broker: the wire's maximum, since a topic may
     /// allow more than the broker's default and replay takes back what an earlier limit
@@ -80,17 +84,17 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Largest record: at least one entry of the largest batch, else half a file.
+    /// Largest record of several entries: half a file (a record always takes one entry,
+    /// however large: that one may get a file of its own).
     fn record_bytes_max(&self) -> usize {
-        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        one.max((self.file_bytes.min(FILE_BYTES_MAX) / 2) as usize)
+        (self.file_bytes() / 2) as usize
     }
 
-    /// Size of each file: the configured size, raised to hold two records of the largest
-    /// batch, at most [`FILE_BYTES_MAX`].
+    /// Size of each file: the configured size, aligned, at most [`FILE_BYTES_MAX`]. A
+    /// record that does not fit a file of this size (a batch near the largest) is written
+    /// to a file made for it alone.
     pub fn file_bytes(&self) -> u64 {
-        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        self.file_bytes.max(2 * one as u64).min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
+        self.file_bytes.min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
     }
 }
 
@@ -271,6 +275,8 @@ struct ActiveFile<D: Disk> {
     file: Rc<D::File>,
     path: PathBuf,
     pos: u64,
+    /// Its size (records end at or before it).
+    size: u64,
     /// Members with entries in it, with the end of their entries (ordered by key, so a
     /// seeded simulation replays exactly).
     members: BTreeMap<MemberKey, (Rc<Member>, u64)>,
@@ -321,10 +327,6 @@ impl<D: Disk> ShardJournal<D> {
             stats: Cell::new(JournalStats::default()),
             checkpoints: RefCell::new(Vec::new()),
         });
-        let file_bytes = inner.config.file_bytes();
-        if file_bytes > inner.config.file_bytes {
-            info!(dir = %inner.dir.display(), configured = inner.config.file_bytes, file_bytes, "journal files raised to hold two records of the largest batch");
-        }
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
     }
@@ -427,13 +429,18 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
         let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
         let padded = record::padded(len) as u64;
-        if active.as_ref().is_none_or(|f| f.pos + padded > j.config.file_bytes()) {
+        if active.as_ref().is_none_or(|f| f.pos + padded > f.size) {
             if let Some(old) = active.take() {
                 j.start_checkpoint(old);
             }
-            let created = match next.0.take() {
-                Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
-                None => j.create_file().await,
+            let created = if padded > j.config.file_bytes() {
+                // Larger than a file: a file of its own (the prepared one waits).
+                j.create_file(padded.next_multiple_of(DISK_ALIGN as u64)).await
+            } else {
+                match next.0.take() {
+                    Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
+                    None => j.create_file(j.config.file_bytes()).await,
+                }
             };
             match created {
                 Ok(f) => {
@@ -502,9 +509,10 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         crate::stage_latency::record_since(crate::stage_latency::Stage::WriteDsync, started);
         f.pos += padded;
         j.next_record_seq.set(seq + 1);
-        if next.0.is_none() && f.pos > j.config.file_bytes() / 2 {
+        if next.0.is_none() && f.pos > f.size / 2 {
             let jj = j.clone();
-            next.0 = Some(glommio::spawn_local(async move { jj.create_file().await }).detach());
+            let size = j.config.file_bytes();
+            next.0 = Some(glommio::spawn_local(async move { jj.create_file(size).await }).detach());
         }
         let mut s = j.stats.get();
         s.records += 1;
@@ -565,13 +573,13 @@ impl<D: Disk> Inner<D> {
         taken
     }
 
-    /// A new file of zeros, synced and named durably, open for O_DSYNC writes. A file that
-    /// could not be made whole is removed again.
-    async fn create_file(&self) -> Result<ActiveFile<D>, IoError> {
+    /// A new file of `size` zeros, synced and named durably, open for O_DSYNC writes. A
+    /// file that could not be made whole is removed again.
+    async fn create_file(&self, size: u64) -> Result<ActiveFile<D>, IoError> {
         let seq = self.next_file_seq.get();
         self.next_file_seq.set(seq + 1);
         let path = self.dir.join(journal_file_name(seq));
-        let made = self.make_file(path.clone()).await;
+        let made = self.make_file(path.clone(), size).await;
         if made.is_err() {
             match self.disk.remove(&path).await {
                 Ok(()) | Err(IoError::NotFound { .. }) => {}
@@ -583,8 +591,7 @@ impl<D: Disk> Inner<D> {
         made
     }
 
-    async fn make_file(&self, path: PathBuf) -> Result<ActiveFile<D>, IoError> {
-        let size = self.config.file_bytes();
+    async fn make_file(&self, path: PathBuf, size: u64) -> Result<ActiveFile<D>, IoError> {
         let file = Rc::new(self.disk.open(&path, true).await?);
         file.truncate(0).await?;
         file.allocate(size).await?;
@@ -604,7 +611,7 @@ impl<D: Disk> Inner<D> {
         s.files_created += 1;
         self.stats.set(s);
         debug!(path = %path.display(), size, "journal file created");
-        Ok(ActiveFile { file: dsync, path, pos: 0, members: BTreeMap::new() })
+        Ok(ActiveFile { file: dsync, path, pos: 0, size, members: BTreeMap::new() })
     }
 
     /// The journal failed: fence every member depending on it, now and later.
