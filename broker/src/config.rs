@@ -553,12 +553,13 @@ impl BrokerConfig {
                 self.frame_body_bytes_max
             ));
         }
-        if !(1 << 20..=crate::storage::journal::FILE_BYTES_MAX)
+        if !(crate::storage::journal::FILE_BYTES_MIN..=crate::storage::journal::FILE_BYTES_MAX)
             .contains(&self.shard_journal_file_bytes)
         {
             return bad(format!(
-                "shard_journal_file_bytes {} is outside 1 MiB..={} bytes",
+                "shard_journal_file_bytes {} is outside {}..={} bytes",
                 self.shard_journal_file_bytes,
+                crate::storage::journal::FILE_BYTES_MIN,
                 crate::storage::journal::FILE_BYTES_MAX
             ));
         }

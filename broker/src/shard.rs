@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glommio::channels::channel_mesh::Senders;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::budget::MemoryBudget;
 use crate::config::BrokerConfig;
@@ -26,7 +26,9 @@ use crate::layout::journal_root;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{DerivedTable, Metadata, Topic};
 use crate::partition::Partition;
-use crate::storage::journal::{JournalConfig, JournalReplay, JournalStats, ShardJournal};
+use crate::storage::journal::{
+    JournalConfig, JournalRead, JournalReplay, JournalStats, Owner, ShardJournal,
+};
 use crate::storage::log::JournalJoin;
 use crate::storage::{DmaDisk, LogConfig, ShardCache};
 use crate::table::TableMemory;
@@ -78,7 +80,8 @@ pub struct Shard {
     partitions: RefCell<HashMap<(String, u32), Rc<Partition>>>,
     /// This shard's journal (`shard_journal`; `start_journal`).
     journal: RefCell<Option<Rc<ShardJournal<DmaDisk>>>>,
-    /// An earlier run's journal entries, until the partitions opened at start took theirs.
+    /// An earlier run's journal entries of the partitions this shard owns, until they
+    /// opened with them.
     replay: RefCell<Option<Rc<JournalReplay>>>,
     /// Serializes metadata changes (used on shard 0).
     pub admin_lock: glommio::sync::Semaphore,
@@ -240,28 +243,41 @@ impl Shard {
         }
     }
 
-    /// Recovers the partitions this shard owns before it serves anything: reads every
-    /// journal file an earlier run left (of any shard), waits until every shard read them
-    /// (`arrival`: none starts its journal, whose checkpoints remove files, or retires
-    /// files before all read), starts its journal and opens its partitions, replaying
-    /// their entries. `Err` (the broker refuses to start) when any shard could not read
-    /// the journal files: starting without their entries would lose journal-acked data.
+    /// Recovers the partitions this shard owns before it serves anything: shard 0 reads
+    /// every journal file an earlier run left (of any shard) and hands each shard the
+    /// entries of its partitions; every shard waits for that (`arrival`: none starts its
+    /// journal, whose checkpoints remove files, or retires files before the read), starts
+    /// its journal and opens its partitions, replaying their entries. `Err` (the broker
+    /// refuses to start) when the journal files could not be read: starting without their
+    /// entries would lose journal-acked data.
     pub async fn recover(
         self: &Rc<Self>,
         metadata: Arc<Metadata>,
         arrival: Arrival,
     ) -> Result<(), String> {
-        let root = journal_root(&self.config.data_dir);
-        let read = match JournalReplay::read(&DmaDisk, &root).await {
-            Ok(r) => {
-                if !r.is_empty() {
-                    *self.replay.borrow_mut() = Some(r);
+        let read = if self.id == 0 {
+            let root = journal_root(&self.config.data_dir);
+            match JournalRead::read(&DmaDisk, &root).await {
+                Ok(r) => {
+                    let owner = |topic_id: u64, partition: u32| {
+                        match metadata.topics.values().find(|t| t.id == topic_id) {
+                            Some(t) => t
+                                .shards
+                                .get(partition as usize)
+                                .map_or(Owner::Gone, |&k| Owner::Shard(k as usize)),
+                            None => Owner::Gone,
+                        }
+                    };
+                    arrival.publish(r.split(self.shard_count as usize, owner));
+                    Ok(())
                 }
-                Ok(())
+                Err(e) => Err(format!("shard {} cannot read the shard journal files under {}: {e}; refusing to start (the partitions would lose what those files acked)", self.id, root.display())),
             }
-            Err(e) => Err(format!("shard {} cannot read the shard journal files under {}: {e}; refusing to start (the partitions would lose what those files acked)", self.id, root.display())),
+        } else {
+            Ok(())
         };
-        arrival.wait(read).await?;
+        let replay = arrival.wait(read, self.id).await?;
+        *self.replay.borrow_mut() = replay.map(Rc::new);
         self.start_journal().await;
         self.apply_metadata(metadata).await;
         Ok(())
@@ -287,27 +303,20 @@ impl Shard {
         }
     }
 
-    /// Once every partition this shard owns that has journal entries of the earlier run
-    /// opened with them (every shard read the files before any opened): removes this
-    /// shard's files of that run whose partitions all replayed here (or whose topics are
-    /// gone). Until then the entries stay, for partitions whose open failed.
+    /// Reports the partitions that opened with their journal entries (and drops those of
+    /// topics now gone); files of the earlier run go once every partition in them is done,
+    /// whichever shard reports last (`JournalReplay::retire`). The replay is dropped once
+    /// no partition here waits for its entries.
     async fn retire_replayed_journal(&self) {
+        let Some(replay) = self.replay.borrow().clone() else { return };
         let md = self.metadata();
-        let owned = |id: u64, p: u32| {
-            md.topics.values().any(|t| t.id == id && t.shards.get(p as usize) == Some(&self.id))
-        };
-        let replay = {
-            let mut slot = self.replay.borrow_mut();
-            match slot.as_ref() {
-                Some(r) if !r.waiting(owned) => slot.take().expect("checked"),
-                _ => return,
-            }
-        };
-        let dir = journal_root(&self.config.data_dir).join(format!("shard-{}", self.id));
         let exists = |id: u64| md.topics.values().any(|t| t.id == id);
-        let kept = replay.retire_confirmed(&DmaDisk, Some(&dir), exists).await;
-        if kept > 0 {
-            warn!(shard = self.id, kept, "journal files of the last run kept for the next start");
+        let kept = replay.retire(&DmaDisk, exists).await;
+        if replay.is_empty() {
+            self.replay.borrow_mut().take();
+            if kept > 0 {
+                info!(shard = self.id, kept, "journal files of the last run wait for partitions that did not open (here or on other shards)");
+            }
         }
     }
 
@@ -410,20 +419,28 @@ impl Shard {
     }
 }
 
-/// The start-up barrier of the journal replay (see [`Shard::recover`]): every shard reads
-/// every shard's journal files before any removes one, and a shard that could not read
-/// them, or that stopped before it did, stops every shard's start (none waits forever).
+/// The start-up barrier of the journal replay (see [`Shard::recover`]): shard 0 reads every
+/// shard's journal files once and hands each shard its part before any shard starts its
+/// journal or removes a file; a failed read, or a shard that stopped before it arrived,
+/// stops every shard's start (none waits forever).
 #[derive(Debug)]
 pub struct JournalBarrier {
     shards: usize,
     arrived: AtomicUsize,
     failure: Mutex<Option<String>>,
+    /// Each shard's part of the journal read (shard 0 reads, each takes its own).
+    replays: Mutex<Vec<Option<JournalReplay>>>,
 }
 
 impl JournalBarrier {
     /// A barrier for `shards` shards.
     pub fn new(shards: usize) -> Arc<Self> {
-        Arc::new(JournalBarrier { shards, arrived: AtomicUsize::new(0), failure: Mutex::new(None) })
+        Arc::new(JournalBarrier {
+            shards,
+            arrived: AtomicUsize::new(0),
+            failure: Mutex::new(None),
+            replays: Mutex::new(Vec::new()),
+        })
     }
 
     /// One shard's place at the barrier: take it as the shard starts; dropped before
@@ -445,9 +462,20 @@ pub struct Arrival {
 }
 
 impl Arrival {
-    /// Records this shard's read (`Err`: it failed) and waits for every shard; `Err` with
-    /// the first failure if any shard failed or stopped.
-    async fn wait(mut self, read: Result<(), String>) -> Result<(), String> {
+    /// Hands the shards their parts of the journal read (index = shard id).
+    fn publish(&self, parts: Vec<JournalReplay>) {
+        *self.barrier.replays.lock().unwrap_or_else(|e| e.into_inner()) =
+            parts.into_iter().map(Some).collect();
+    }
+
+    /// Records this shard's read (`Err`: it failed) and waits for every shard; then
+    /// shard `id`'s part of the read. `Err` with the first failure if any shard failed or
+    /// stopped.
+    async fn wait(
+        mut self,
+        read: Result<(), String>,
+        id: u32,
+    ) -> Result<Option<JournalReplay>, String> {
         if let Err(e) = read {
             self.barrier.fail(e);
         }
@@ -460,7 +488,8 @@ impl Arrival {
                 return Err(e);
             }
             if self.barrier.arrived.load(Ordering::SeqCst) >= self.barrier.shards {
-                return Ok(());
+                let mut replays = self.barrier.replays.lock().unwrap_or_else(|e| e.into_inner());
+                return Ok(replays.get_mut(id as usize).and_then(Option::take));
             }
             glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
         }

@@ -230,6 +230,12 @@ impl Broker {
         }
     }
 
+    /// Starts again on the same data dir (after `stop` or `kill`) with `shards` shards.
+    pub fn restart_with_shards(&mut self, shards: usize) {
+        self.shard_count = shards;
+        self.restart();
+    }
+
     /// Starts again on the same data dir (after `stop` or `kill`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running broker");

@@ -283,10 +283,15 @@ fn crash_loop(retention: bool, journal: bool) {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut broker = match (retention, journal) {
         (true, _) => Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")]),
-        // Small journal files: checkpoints (segment syncs, file removal) run every round.
+        // Small journal files: checkpoints (segment syncs, file removal) run every round
+        // (counted on the metrics endpoint).
         (false, true) => Broker::start_with_env(
             2,
-            &[("BROKER_SHARD_JOURNAL", "true"), ("BROKER_SHARD_JOURNAL_FILE_BYTES", "4194304")],
+            &[
+                ("BROKER_SHARD_JOURNAL", "true"),
+                ("BROKER_SHARD_JOURNAL_FILE_BYTES", "262144"),
+                ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
+            ],
         ),
         (false, false) => Broker::start(2),
     };
@@ -311,6 +316,7 @@ fn crash_loop(retention: bool, journal: bool) {
     let mut log_starts = [0u64; PARTITIONS as usize];
     let acked: Acked = Arc::default();
     let consumed: Arc<Mutex<Consumed>> = Arc::default();
+    let mut checkpointed_files = 0.0;
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -327,6 +333,9 @@ fn crash_loop(retention: bool, journal: bool) {
             })
             .collect();
         std::thread::sleep(Duration::from_millis(rng.u64(30..400)));
+        if journal {
+            checkpointed_files += metric_sum(&broker, "broker_journal_files_removed_total");
+        }
         broker.kill();
         stop.store(true, Ordering::Relaxed);
         for p in producers {
@@ -345,6 +354,10 @@ fn crash_loop(retention: bool, journal: bool) {
         consumed.lock().unwrap().batches.len() > rounds as usize,
         "the consumer read between kills"
     );
+    if journal {
+        eprintln!("journal files removed by checkpoints before the kills: {checkpointed_files}");
+        assert!(checkpointed_files > 0.0, "no journal checkpoint removed a file between kills");
+    }
     if retention {
         assert!(log_starts.iter().any(|&s| s > 0), "retention deleted segments");
         let log = broker.log_text();
@@ -395,4 +408,22 @@ fn an_unreadable_journal_file_refuses_start() {
     let err = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!status.success(), "it must fail:\n{err}");
     assert!(err.contains("journal") && err.contains("00000000000000000000.journal"), "{err}");
+}
+
+/// The sum over its series of counter `name` on the broker's metrics endpoint (address from
+/// the ready file).
+fn metric_sum(broker: &Broker, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let ready = std::fs::read_to_string(broker.data_dir.with_extension("ready")).expect("ready");
+    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready file json");
+    let addr = v["metrics"].as_str().expect("metrics address");
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("metrics response");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -5,7 +5,8 @@
 //! Series (every name carries its unit; counters get `_total` from the encoder):
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
-//!   `broker_credit_stalls_total`,
+//!   `broker_credit_stalls_total`, `broker_journal_{records,record_bytes,files_created,
+//!   files_removed,file_create_failures}_total` (the shard journal's),
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_fdatasync_seconds_total`,
@@ -222,6 +223,18 @@ impl Scrape {
         gauges(e, "broker_subscriptions", "Open push subscriptions", per(|s| s.subscriptions))?;
         let help = "Times a subscription waited for credit while data was there to push";
         counters(e, "broker_credit_stalls", help, per(|s| s.credit_stalls))?;
+        let help = "Shard journal records written (one O_DSYNC write each; shard_journal)";
+        counters(e, "broker_journal_records", help, per(|s| s.journal.records))?;
+        let help = "Shard journal bytes written for records, padding included";
+        counters(e, "broker_journal_record_bytes", help, per(|s| s.journal.record_bytes))?;
+        let help = "Shard journal files created";
+        counters(e, "broker_journal_files_created", help, per(|s| s.journal.files_created))?;
+        let help =
+            "Shard journal files removed after their checkpoint (partitions synced past them)";
+        counters(e, "broker_journal_files_removed", help, per(|s| s.journal.files_removed))?;
+        let help = "Failed tries to create a shard journal file (disk full), each tried again";
+        let failures = per(|s| s.journal.file_create_failures);
+        counters(e, "broker_journal_file_create_failures", help, failures)?;
         let help = "Partition-routed requests this shard forwarded to the owning shard";
         counters(e, "broker_forwards_out", help, per(|s| s.forwards_out))?;
         let help = "Partition-routed requests other shards forwarded to this shard";

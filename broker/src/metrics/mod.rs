@@ -25,6 +25,7 @@ pub mod process;
 use crate::counters::HistogramSnapshot;
 use crate::partition_traffic::Traffic;
 use crate::shard::Shard;
+use crate::storage::journal::JournalStats;
 use crate::storage::log::CleanerStats;
 
 /// One shard's counters, copied on that shard at scrape time.
@@ -70,6 +71,8 @@ pub struct ShardSnapshot {
     pub cache_bytes: u64,
     /// Bytes the shard's tables hold for their keys (`table_keys_bytes_per_shard`).
     pub table_keys_bytes: u64,
+    /// The shard journal's counters since start (`shard_journal`; zero without it).
+    pub journal: JournalStats,
     /// The partitions this shard owns.
     pub partitions: Vec<PartitionSnapshot>,
     /// The shard's per-stage latency since start (`stage_latency.rs`; HDR, 1 % resolution).
@@ -231,6 +234,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         stages: crate::stage_latency::summaries(false),
         cache_bytes: shard.cache.used_bytes() as u64,
         table_keys_bytes: shard.tables.used_bytes() as u64,
+        journal: shard.journal_stats().unwrap_or_default(),
         partitions,
         traffic: c.partitions.snapshot(),
     }

@@ -101,6 +101,10 @@ impl Disk for DmaDisk {
         std::fs::create_dir_all(path).map_err(|e| IoError::from_std("mkdir", path, &e))
     }
 
+    async fn remove_dir(&self, path: &Path) -> Result<(), IoError> {
+        std::fs::remove_dir(path).map_err(|e| IoError::from_std("rmdir", path, &e))
+    }
+
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError> {
         let entries =
             std::fs::read_dir(path).map_err(|e| IoError::from_std("readdir", path, &e))?;

@@ -39,6 +39,8 @@ pub trait Disk: Clone + 'static {
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), IoError>;
     /// Creates a directory and its parents.
     async fn create_dir_all(&self, path: &Path) -> Result<(), IoError>;
+    /// Removes an empty directory.
+    async fn remove_dir(&self, path: &Path) -> Result<(), IoError>;
     /// Names of the entries in a directory.
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError>;
     /// Makes the directory's entries (created, removed files) durable.

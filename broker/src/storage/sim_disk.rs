@@ -359,6 +359,24 @@ impl Disk for SimDisk {
         Ok(())
     }
 
+    /// Immediately durable, like `remove`.
+    async fn remove_dir(&self, path: &Path) -> Result<(), IoError> {
+        let mut s = self.state.borrow_mut();
+        let full = s.files.keys().chain(s.dirs.iter()).any(|p| p.parent() == Some(path));
+        if full {
+            return Err(IoError::Other {
+                op: "rmdir",
+                path: path.display().to_string(),
+                errno: Some(libc::ENOTEMPTY),
+                message: "directory not empty".into(),
+            });
+        }
+        match s.dirs.remove(path) {
+            true => Ok(()),
+            false => Err(IoError::NotFound { path: path.display().to_string() }),
+        }
+    }
+
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError> {
         let s = self.state.borrow();
         if !s.dirs.contains(path) {

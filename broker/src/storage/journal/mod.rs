@@ -13,15 +13,21 @@
 //! - Files: `<dir>/<20-digit sequence>.journal`, created at [`JournalConfig::file_bytes`]
 //!   filled with zeros and synced (with the directory) before the first record, so the
 //!   O_DSYNC writes overwrite allocated blocks (a device flush, no filesystem journal
-//!   commit). A record that does not fit ends the file: a new one is started and the old
+//!   commit). A record holds at most half a file, or one entry however large; one larger
+//!   than a file gets a file of its own size (the configured size is not raised for the
+//!   largest batch). A record that does not fit ends the file: a new one is started and the old
 //!   one is checkpointed: every member with entries in it is asked to sync its segment
 //!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
 //!   that is fenced, closed without syncing or gone keeps the file until the next start
 //!   replays it (`replay.rs`).
-//! - A failed journal write, file creation or sync fences every member that had entries
-//!   queued or in flight, and every member that submits later: nothing more becomes durable
-//!   through this journal until the process restarts (the state of the failed record is
-//!   unknown, and the O_DSYNC descriptor reports a failure once).
+//! - A failed journal write fences every member that had entries queued or in flight, and
+//!   every member that submits later: nothing more becomes durable through this journal
+//!   until the process restarts (the state of the failed record is unknown, and the O_DSYNC
+//!   descriptor reports a failure once).
+//! - A failed file creation (disk full) writes no record, so nothing is fenced: the record's
+//!   entries go back to the head of the queue, unacked, and the file is tried again after a
+//!   pause (10 ms doubling to 1 s); durable acks wait (the log's write budget holds back
+//!   producers meanwhile) and go on once a file could be made. At close it fences instead.
 //! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are.
 
 mod record;
@@ -40,7 +46,7 @@ use super::error::IoError;
 use super::io::{Disk, DiskFile, DISK_ALIGN};
 use crate::watermark::Watermark;
 
-pub use replay::{JournalReplay, ReplayEntry};
+pub use replay::{JournalFiles, JournalRead, JournalReplay, Owner, ReplayEntry};
 
 /// Name of a journal file with sequence number `seq`.
 pub fn journal_file_name(seq: u64) -> String {
@@ -52,17 +58,24 @@ fn parse_file_name(name: &str) -> Option<u64> {
     name.strip_suffix(".journal")?.parse().ok()
 }
 
+/// First pause before a failed journal file creation is tried again (doubling per failure).
+const CREATE_RETRY_MS_MIN: u64 = 10;
+/// Longest pause between tries to create a journal file.
+const CREATE_RETRY_MS_MAX: u64 = 1000;
+
 /// Bytes of zeros written per I/O while a new journal file is prepared.
 const ZERO_WRITE_BYTES: usize = 1 << 20;
 
-/// Largest journal file (`shard_journal_file_bytes` is validated against it): half a file
-/// is the largest record, whose length is a `u32` (`record.rs`).
+/// Largest journal file (`shard_journal_file_bytes` is validated against it): a record is
+/// at most half a file or one batch of the wire's maximum, its length a `u32` (`record.rs`).
 pub const FILE_BYTES_MAX: u64 = 4 << 30;
+/// Smallest journal file (`shard_journal_file_bytes` is validated against it).
+pub const FILE_BYTES_MIN: u64 = 64 << 10;
 
 /// Settings of one shard's journal.
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
-    /// Size of each journal file (raised to hold at least two records of the largest batch).
+    /// Size of each journal file (a record larger than a file gets a file of its own size).
     pub file_bytes: u64,
     /// Largest batch a member appends (the broker: the wire's maximum, since a topic may
     /// allow more than the broker's default and replay takes back what an earlier limit
@@ -71,17 +84,17 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
-    /// Largest record: at least one entry of the largest batch, else half a file.
+    /// Largest record of several entries: half a file (a record always takes one entry,
+    /// however large: that one may get a file of its own).
     fn record_bytes_max(&self) -> usize {
-        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        one.max((self.file_bytes.min(FILE_BYTES_MAX) / 2) as usize)
+        (self.file_bytes() / 2) as usize
     }
 
-    /// Size of each file: the configured size, raised to hold two records of the largest
-    /// batch, at most [`FILE_BYTES_MAX`].
+    /// Size of each file: the configured size, aligned, at most [`FILE_BYTES_MAX`]. A
+    /// record that does not fit a file of this size (a batch near the largest) is written
+    /// to a file made for it alone.
     pub fn file_bytes(&self) -> u64 {
-        let one = record::padded(record::record_len(std::iter::once(self.batch_bytes_max)));
-        self.file_bytes.max(2 * one as u64).min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
+        self.file_bytes.min(FILE_BYTES_MAX).next_multiple_of(DISK_ALIGN as u64)
     }
 }
 
@@ -98,6 +111,8 @@ pub struct JournalStats {
     pub files_created: u64,
     /// Files removed after their checkpoint.
     pub files_removed: u64,
+    /// Failed tries to create a file (disk full), each tried again later.
+    pub file_create_failures: u64,
 }
 
 /// What the journal calls when a member's journaled end or wanted sync moved.
@@ -260,6 +275,8 @@ struct ActiveFile<D: Disk> {
     file: Rc<D::File>,
     path: PathBuf,
     pos: u64,
+    /// Its size (records end at or before it).
+    size: u64,
     /// Members with entries in it, with the end of their entries (ordered by key, so a
     /// seeded simulation replays exactly).
     members: BTreeMap<MemberKey, (Rc<Member>, u64)>,
@@ -273,10 +290,29 @@ pub struct ShardJournal<D: Disk> {
 
 impl<D: Disk> ShardJournal<D> {
     /// Starts the journal in `dir` (created if missing). Files already there (an earlier
-    /// run's, replayed by [`JournalReplay`]) are left alone; new files number after them.
+    /// run's, replayed by [`JournalRead`]) are left alone; new files number after every
+    /// file in `dir` and in its sibling shard directories, so sequence numbers follow time
+    /// across shards (a partition that moved keeps its newest entries in the newest file).
     pub async fn open(disk: D, dir: PathBuf, config: JournalConfig) -> Result<Self, IoError> {
         disk.create_dir_all(&dir).await?;
-        let last = disk.list_dir(&dir).await?.iter().filter_map(|n| parse_file_name(n)).max();
+        let mut dirs = vec![dir.clone()];
+        if let Some(root) = dir.parent() {
+            for name in disk.list_dir(root).await? {
+                if name.starts_with("shard-") && root.join(&name) != dir {
+                    dirs.push(root.join(name));
+                }
+            }
+        }
+        let mut last = None;
+        for d in &dirs {
+            let names = match disk.list_dir(d).await {
+                Ok(names) => names,
+                // Another shard's directory, just removed (stale, `JournalReplay::retire`).
+                Err(IoError::NotFound { .. }) if d != &dir => continue,
+                Err(e) => return Err(e),
+            };
+            last = last.max(names.iter().filter_map(|n| parse_file_name(n)).max());
+        }
         let inner = Rc::new(Inner {
             disk,
             dir,
@@ -291,10 +327,6 @@ impl<D: Disk> ShardJournal<D> {
             stats: Cell::new(JournalStats::default()),
             checkpoints: RefCell::new(Vec::new()),
         });
-        let file_bytes = inner.config.file_bytes();
-        if file_bytes > inner.config.file_bytes {
-            info!(dir = %inner.dir.display(), configured = inner.config.file_bytes, file_bytes, "journal files raised to hold two records of the largest batch");
-        }
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
     }
@@ -368,6 +400,8 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
     // The next file, prepared in the background once the active one is half full, so a
     // commit cycle rarely waits for a file of zeros.
     let mut next = Prepared::<D>(None);
+    // The pause before the next try to create a file (0: the last try did not fail).
+    let mut create_retry_ms = 0u64;
     loop {
         let seen = j.signal.get();
         if j.queue.borrow().is_empty() {
@@ -395,19 +429,59 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
         let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
         let padded = record::padded(len) as u64;
-        if active.as_ref().is_none_or(|f| f.pos + padded > j.config.file_bytes()) {
+        if active.as_ref().is_none_or(|f| f.pos + padded > f.size) {
             if let Some(old) = active.take() {
                 j.start_checkpoint(old);
             }
-            let created = match next.0.take() {
-                Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
-                None => j.create_file().await,
+            let created = if padded > j.config.file_bytes() {
+                // Larger than a file: a file of its own (the prepared one waits).
+                j.create_file(padded.next_multiple_of(DISK_ALIGN as u64)).await
+            } else {
+                match next.0.take() {
+                    Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
+                    None => j.create_file(j.config.file_bytes()).await,
+                }
             };
             match created {
-                Ok(f) => active = Some(f),
-                Err(e) => {
+                Ok(f) => {
+                    if create_retry_ms > 0 {
+                        info!(dir = %j.dir.display(), "journal file created again: appends are journaled again");
+                        create_retry_ms = 0;
+                    }
+                    active = Some(f);
+                }
+                Err(e) if j.closing.get() => {
+                    // Closing: no later try; what is queued is not journaled.
                     j.fail(e, batch);
                     return;
+                }
+                Err(e) => {
+                    // Nothing of this record was written: it goes back to the head of the
+                    // queue, unacked, and the file is tried again after a pause.
+                    if create_retry_ms == 0 {
+                        warn!(dir = %j.dir.display(), error = %e, "cannot create a journal file (disk full?); durable appends wait until it can be created");
+                    }
+                    let mut s = j.stats.get();
+                    s.file_create_failures += 1;
+                    j.stats.set(s);
+                    j.in_flight_bytes.set(0);
+                    {
+                        let mut q = j.queue.borrow_mut();
+                        for entry in batch.into_iter().rev() {
+                            q.push_front(entry);
+                        }
+                    }
+                    create_retry_ms =
+                        (create_retry_ms * 2).clamp(CREATE_RETRY_MS_MIN, CREATE_RETRY_MS_MAX);
+                    let until = std::time::Instant::now()
+                        + std::time::Duration::from_millis(create_retry_ms);
+                    while !j.closing.get() && std::time::Instant::now() < until {
+                        glommio::timer::sleep(std::time::Duration::from_millis(
+                            CREATE_RETRY_MS_MIN,
+                        ))
+                        .await;
+                    }
+                    continue;
                 }
             }
         }
@@ -435,9 +509,10 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         crate::stage_latency::record_since(crate::stage_latency::Stage::WriteDsync, started);
         f.pos += padded;
         j.next_record_seq.set(seq + 1);
-        if next.0.is_none() && f.pos > j.config.file_bytes() / 2 {
+        if next.0.is_none() && f.pos > f.size / 2 {
             let jj = j.clone();
-            next.0 = Some(glommio::spawn_local(async move { jj.create_file().await }).detach());
+            let size = j.config.file_bytes();
+            next.0 = Some(glommio::spawn_local(async move { jj.create_file(size).await }).detach());
         }
         let mut s = j.stats.get();
         s.records += 1;
@@ -498,13 +573,13 @@ impl<D: Disk> Inner<D> {
         taken
     }
 
-    /// A new file of zeros, synced and named durably, open for O_DSYNC writes. A file that
-    /// could not be made whole is removed again.
-    async fn create_file(&self) -> Result<ActiveFile<D>, IoError> {
+    /// A new file of `size` zeros, synced and named durably, open for O_DSYNC writes. A
+    /// file that could not be made whole is removed again.
+    async fn create_file(&self, size: u64) -> Result<ActiveFile<D>, IoError> {
         let seq = self.next_file_seq.get();
         self.next_file_seq.set(seq + 1);
         let path = self.dir.join(journal_file_name(seq));
-        let made = self.make_file(path.clone()).await;
+        let made = self.make_file(path.clone(), size).await;
         if made.is_err() {
             match self.disk.remove(&path).await {
                 Ok(()) | Err(IoError::NotFound { .. }) => {}
@@ -516,8 +591,7 @@ impl<D: Disk> Inner<D> {
         made
     }
 
-    async fn make_file(&self, path: PathBuf) -> Result<ActiveFile<D>, IoError> {
-        let size = self.config.file_bytes();
+    async fn make_file(&self, path: PathBuf, size: u64) -> Result<ActiveFile<D>, IoError> {
         let file = Rc::new(self.disk.open(&path, true).await?);
         file.truncate(0).await?;
         file.allocate(size).await?;
@@ -537,7 +611,7 @@ impl<D: Disk> Inner<D> {
         s.files_created += 1;
         self.stats.set(s);
         debug!(path = %path.display(), size, "journal file created");
-        Ok(ActiveFile { file: dsync, path, pos: 0, members: BTreeMap::new() })
+        Ok(ActiveFile { file: dsync, path, pos: 0, size, members: BTreeMap::new() })
     }
 
     /// The journal failed: fence every member depending on it, now and later.

@@ -1,31 +1,38 @@
-//! Reading an earlier run's journal files at start, so each partition can append what its
-//! segments lost in a crash.
+//! Reading an earlier run's journal files at start, once for the whole broker, handing each
+//! shard the entries of the partitions it owns, and removing the files once every
+//! partition in them opened with its entries.
 //!
 //! # Contract
-//! - [`JournalReplay::read`] reads every journal file under the journal root, of every
-//!   shard directory (`shard-<k>`): the shard count may have changed, so a partition's
-//!   entries may be in another shard's files. Each file is cut at its first record that is
-//!   not whole (magic, lengths, CRC) or whose sequence number does not grow: a torn write,
-//!   or the zeros of a file never written that far.
+//! - [`JournalRead::read`] reads every journal file under the journal root, of every shard
+//!   directory (`shard-<k>`; the shard count may have changed). Files are read in time
+//!   order: by sequence number over all directories (a new journal numbers its files after
+//!   every file under the root, `ShardJournal::open`), then by shard number. Each file is
+//!   cut at its first record that is not whole (magic, lengths, CRC) or whose sequence
+//!   number does not grow: a torn write, or the zeros of a file never written that far.
 //! - Entries are grouped by (topic id, partition) and by base offset; of two entries at one
-//!   base offset the one read later wins (files are read in name order; the same batch may
-//!   be in two files when a replayed partition journaled it again).
+//!   base offset the one read later (the newer) wins: the same batch may be in two files
+//!   when a replayed partition journaled it again.
+//! - [`JournalRead::split`] hands each shard a [`JournalReplay`] with the entries of the
+//!   partitions it owns (nothing is held twice). Entries of a topic incarnation that is
+//!   gone are dropped and do not keep a file; entries of a partition whose owner is beyond
+//!   today's shard count are dropped from memory but keep their files (no one can open the
+//!   partition, its data must not go).
 //! - [`JournalReplay::entries`] hands a partition its entries, in offset order, until it
 //!   opened with them ([`JournalReplay::replayed`]): a partition whose open failed gets
 //!   them again at its next open, and must never open without them (its segments may end
 //!   below offsets the journal acked). The partition log appends those past its recovered
 //!   end, in order, and fails its open if one does not continue the log (`log/replay.rs`).
-//!   Entries of a topic id no partition takes (a deleted topic) are ignored.
-//! - The files are removed only by [`JournalReplay::retire_confirmed`]: those whose every
-//!   partition was replayed or whose topic is gone. The broker: each shard, once every
-//!   partition it owns with entries opened, removes the files of its own directory so
-//!   confirmed; a file with a partition that did not open, or that now lives on another
-//!   shard, stays for the next start.
+//! - Files are removed by [`JournalReplay::retire`], by whichever shard reports the last
+//!   partition of a file replayed (or its topic gone): the shards share one tracker
+//!   ([`JournalFiles`], thread-safe). A file goes once every partition with entries in it
+//!   is done, and a directory of a shard beyond today's count goes once its files did; a
+//!   file with a partition that never opened stays for the next start.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
@@ -35,6 +42,11 @@ use crate::storage::io::{Disk, DiskFile};
 
 /// Bytes read per I/O.
 const READ_BYTES: usize = 1 << 20;
+
+/// A partition: (topic incarnation id, partition index).
+type Key = (u64, u32);
+/// A partition's entries by base offset.
+type Group = BTreeMap<u64, ReplayEntry>;
 
 /// One batch to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,86 +59,83 @@ pub struct ReplayEntry {
     pub bytes: Vec<u8>,
 }
 
-/// See the module docs.
-#[derive(Default)]
-pub struct JournalReplay {
-    groups: RefCell<HashMap<(u64, u32), BTreeMap<u64, ReplayEntry>>>,
+/// Who opens a partition with journal entries ([`JournalRead::split`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This shard.
+    Shard(usize),
+    /// No one: its topic incarnation is gone (its entries are ignored).
+    Gone,
+}
+
+/// What one read of the journal files found (see the module docs).
+#[derive(Debug, Default)]
+pub struct JournalRead {
+    groups: HashMap<Key, Group>,
     /// The files read, with the partitions that have entries in each.
-    files: Vec<(PathBuf, BTreeSet<(u64, u32)>)>,
-    /// Partitions whose entries were replayed ([`JournalReplay::replayed`]).
-    replayed: RefCell<HashSet<(u64, u32)>>,
+    files: Vec<(PathBuf, BTreeSet<Key>)>,
+    /// Every shard directory found, with its shard number.
+    dirs: Vec<(usize, PathBuf)>,
 }
 
-impl std::fmt::Debug for JournalReplay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JournalReplay")
-            .field("files", &self.files.len())
-            .field("partitions", &self.groups.borrow().len())
-            .finish()
-    }
-}
-
-impl JournalReplay {
+impl JournalRead {
     /// Reads every journal file under `root` (see the module docs). A missing root is an
-    /// empty replay.
-    pub async fn read<D: Disk>(disk: &D, root: &Path) -> Result<Rc<Self>, IoError> {
-        let shard_dirs = match disk.list_dir(root).await {
+    /// empty read.
+    pub async fn read<D: Disk>(disk: &D, root: &Path) -> Result<Self, IoError> {
+        let names = match disk.list_dir(root).await {
             Ok(names) => names,
-            Err(IoError::NotFound { .. }) => return Ok(Rc::new(JournalReplay::default())),
+            Err(IoError::NotFound { .. }) => return Ok(JournalRead::default()),
             Err(e) => return Err(e),
         };
-        // By shard number (shard-10 after shard-2), so entries read later come from a
-        // later-numbered shard in a stable order.
-        let mut shard_dirs: Vec<(u32, String)> = shard_dirs
+        let mut dirs: Vec<(usize, PathBuf)> = names
             .into_iter()
-            .filter_map(|n| n.strip_prefix("shard-")?.parse().ok().map(|k| (k, n)))
+            .filter_map(|n| Some((n.strip_prefix("shard-")?.parse().ok()?, root.join(&n))))
             .collect();
-        shard_dirs.sort();
-        let mut groups: HashMap<(u64, u32), BTreeMap<u64, ReplayEntry>> = HashMap::new();
+        dirs.sort();
+        // (sequence, shard, path): time order (see the module docs).
+        let mut paths: Vec<(u64, usize, PathBuf)> = Vec::new();
+        for (k, dir) in &dirs {
+            for name in disk.list_dir(dir).await? {
+                if let Some(seq) = super::parse_file_name(&name) {
+                    paths.push((seq, *k, dir.join(name)));
+                }
+            }
+        }
+        paths.sort();
+        let mut groups: HashMap<Key, Group> = HashMap::new();
         let mut files = Vec::new();
         let mut entries_total = 0usize;
-        for (_, d) in shard_dirs {
-            let dir = root.join(&d);
-            let mut names: Vec<(u64, String)> = disk
-                .list_dir(&dir)
-                .await?
-                .into_iter()
-                .filter_map(|n| super::parse_file_name(&n).map(|s| (s, n)))
-                .collect();
-            names.sort();
-            for (_, name) in names {
-                let path = dir.join(&name);
-                let bytes = read_file(disk, &path).await?;
-                let mut pos = 0usize;
-                let mut last_seq = None;
-                let mut records = 0usize;
-                let mut in_file = BTreeSet::new();
-                while let Some((seq, entries, len)) = record::decode(&bytes[pos..]) {
-                    if last_seq.is_some_and(|s| seq <= s) {
-                        break;
-                    }
-                    last_seq = Some(seq);
-                    records += 1;
-                    for e in entries {
-                        entries_total += 1;
-                        in_file.insert((e.topic_id, e.partition));
-                        groups.entry((e.topic_id, e.partition)).or_default().insert(
-                            e.base_offset,
-                            ReplayEntry {
-                                base_offset: e.base_offset,
-                                next_offset: e.next_offset,
-                                bytes: e.bytes,
-                            },
-                        );
-                    }
-                    pos += record::padded(len);
-                    if pos >= bytes.len() {
-                        break;
-                    }
+        for (_, _, path) in paths {
+            let bytes = read_file(disk, &path).await?;
+            let mut pos = 0usize;
+            let mut last_seq = None;
+            let mut records = 0usize;
+            let mut in_file = BTreeSet::new();
+            while let Some((seq, entries, len)) = record::decode(&bytes[pos..]) {
+                if last_seq.is_some_and(|s| seq <= s) {
+                    break;
                 }
-                info!(path = %path.display(), records, "journal file read for replay");
-                files.push((path, in_file));
+                last_seq = Some(seq);
+                records += 1;
+                for e in entries {
+                    entries_total += 1;
+                    in_file.insert((e.topic_id, e.partition));
+                    groups.entry((e.topic_id, e.partition)).or_default().insert(
+                        e.base_offset,
+                        ReplayEntry {
+                            base_offset: e.base_offset,
+                            next_offset: e.next_offset,
+                            bytes: e.bytes,
+                        },
+                    );
+                }
+                pos += record::padded(len);
+                if pos >= bytes.len() {
+                    break;
+                }
             }
+            info!(path = %path.display(), records, "journal file read for replay");
+            files.push((path, in_file));
         }
         if !files.is_empty() {
             info!(
@@ -136,13 +145,106 @@ impl JournalReplay {
                 "journal replay ready"
             );
         }
-        Ok(Rc::new(JournalReplay {
-            groups: RefCell::new(groups),
-            files,
-            replayed: RefCell::new(HashSet::new()),
-        }))
+        Ok(JournalRead { groups, files, dirs })
     }
 
+    /// Whether no file was read.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Paths of the files read.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Hands each of `shards` shards the entries of the partitions `owner` says it opens
+    /// (see the module docs); the replays share one tracker of the files.
+    pub fn split(self, shards: usize, owner: impl Fn(u64, u32) -> Owner) -> Vec<JournalReplay> {
+        let mut parts: Vec<HashMap<Key, Group>> = (0..shards).map(|_| HashMap::new()).collect();
+        let mut done = HashSet::new();
+        for (key, group) in self.groups {
+            match owner(key.0, key.1) {
+                Owner::Shard(k) if k < shards => {
+                    parts[k].insert(key, group);
+                }
+                Owner::Shard(k) => {
+                    warn!(topic_id = key.0, partition = key.1, shard = k, shards, "journal entries of a partition owned by a shard beyond the shard count: its files are kept");
+                }
+                Owner::Gone => {
+                    done.insert(key);
+                }
+            }
+        }
+        let stale_dirs = self.dirs.into_iter().filter(|(k, _)| *k >= shards).map(|(_, d)| d);
+        let files = Arc::new(JournalFiles {
+            state: Mutex::new(FilesState {
+                files: self.files,
+                done,
+                stale_dirs: stale_dirs.collect(),
+            }),
+        });
+        parts
+            .into_iter()
+            .map(|groups| JournalReplay {
+                groups: RefCell::new(groups),
+                replayed: RefCell::new(Vec::new()),
+                files: files.clone(),
+            })
+            .collect()
+    }
+}
+
+/// The files of one read, shared by every shard's [`JournalReplay`] (see the module docs).
+#[derive(Debug)]
+pub struct JournalFiles {
+    state: Mutex<FilesState>,
+}
+
+#[derive(Debug)]
+struct FilesState {
+    /// Files not removed yet, with their partitions.
+    files: Vec<(PathBuf, BTreeSet<Key>)>,
+    /// Partitions replayed, or whose topic is gone.
+    done: HashSet<Key>,
+    /// Directories of shards beyond today's count, not removed yet.
+    stale_dirs: Vec<PathBuf>,
+}
+
+impl JournalFiles {
+    /// Records partitions as done; returns the files now free to go, the directories that
+    /// go once those did, and how many files stay.
+    fn settle(&self, done: Vec<Key>) -> (Vec<PathBuf>, Vec<PathBuf>, usize) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.done.extend(done);
+        let FilesState { files, done, stale_dirs } = &mut *s;
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(files)
+            .into_iter()
+            .partition(|(_, keys)| keys.iter().all(|k| done.contains(k)));
+        *files = kept;
+        let (dirs, stale): (Vec<_>, Vec<_>) = std::mem::take(stale_dirs)
+            .into_iter()
+            .partition(|d| !files.iter().any(|(p, _)| p.parent() == Some(d.as_path())));
+        *stale_dirs = stale;
+        (gone.into_iter().map(|(p, _)| p).collect(), dirs, files.len())
+    }
+}
+
+/// One shard's part of an earlier run's journal (see the module docs).
+pub struct JournalReplay {
+    groups: RefCell<HashMap<Key, Group>>,
+    /// Partitions replayed since the last [`JournalReplay::retire`].
+    replayed: RefCell<Vec<Key>>,
+    files: Arc<JournalFiles>,
+}
+
+impl std::fmt::Debug for JournalReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalReplay").field("partitions", &self.groups.borrow().len()).finish()
+    }
+}
+
+impl JournalReplay {
     /// The entries of one partition, in offset order (a copy: they stay until the
     /// partition opened with them, [`JournalReplay::replayed`]).
     pub fn entries(&self, topic_id: u64, partition: u32) -> Vec<ReplayEntry> {
@@ -153,47 +255,44 @@ impl JournalReplay {
             .unwrap_or_default()
     }
 
-    /// Whether a partition for which `waits` is true still has entries to replay.
-    pub fn waiting(&self, waits: impl Fn(u64, u32) -> bool) -> bool {
-        self.groups.borrow().keys().any(|&(t, p)| waits(t, p))
-    }
-
-    /// Whether no file was read.
+    /// Whether no partition here still waits to open with its entries.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.groups.borrow().is_empty()
     }
 
     /// Records that partition `partition` of `topic_id` opened and made its entries durable
-    /// again (see [`JournalReplay::retire_confirmed`]); its entries are dropped.
+    /// again (reported at the next [`JournalReplay::retire`]); its entries are dropped.
     pub fn replayed(&self, topic_id: u64, partition: u32) {
         self.groups.borrow_mut().remove(&(topic_id, partition));
-        self.replayed.borrow_mut().insert((topic_id, partition));
+        self.replayed.borrow_mut().push((topic_id, partition));
     }
 
-    /// Paths of the files read.
-    pub fn files(&self) -> Vec<PathBuf> {
-        self.files.iter().map(|(p, _)| p.clone()).collect()
-    }
-
-    /// Removes the files read (from `dir` if given) whose every partition was
-    /// [replayed](JournalReplay::replayed) or belongs to a topic incarnation that is gone
-    /// (`topic_exists` false). Returns how many files were kept.
-    pub async fn retire_confirmed<D: Disk>(
-        &self,
-        disk: &D,
-        dir: Option<&Path>,
-        topic_exists: impl Fn(u64) -> bool,
-    ) -> usize {
-        let replayed = self.replayed.borrow().clone();
-        let (gone, kept): (Vec<_>, Vec<_>) =
-            self.files.iter().filter(|(p, _)| dir.is_none() || p.parent() == dir).partition(
-                |(_, groups)| groups.iter().all(|g| replayed.contains(g) || !topic_exists(g.0)),
-            );
-        for (path, _) in &kept {
-            warn!(path = %path.display(), "journal file kept: a partition with entries in it was not replayed here");
+    /// Reports the partitions replayed since the last call, and drops (as done) those whose
+    /// topic incarnation is gone (`topic_exists` false); removes the files (and stale shard
+    /// directories) every partition of which is now done, whichever shard's they are.
+    /// Returns how many files of the read stay.
+    pub async fn retire<D: Disk>(&self, disk: &D, topic_exists: impl Fn(u64) -> bool) -> usize {
+        let mut done: Vec<Key> = self.replayed.borrow_mut().drain(..).collect();
+        self.groups.borrow_mut().retain(|key, _| {
+            let keep = topic_exists(key.0);
+            if !keep {
+                done.push(*key);
+            }
+            keep
+        });
+        let (files, dirs, kept) = self.files.settle(done);
+        remove_files(disk, files).await;
+        for dir in dirs {
+            match disk.remove_dir(&dir).await {
+                Ok(()) | Err(IoError::NotFound { .. }) => {
+                    info!(dir = %dir.display(), "journal directory of a shard beyond the shard count removed")
+                }
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot remove the journal directory of a shard beyond the shard count")
+                }
+            }
         }
-        remove_files(disk, gone.into_iter().map(|(p, _)| p.clone()).collect()).await;
-        kept.len()
+        kept
     }
 }
 

@@ -161,6 +161,10 @@ impl Disk for FreezeDisk {
         self.sim.create_dir_all(path).await
     }
 
+    async fn remove_dir(&self, path: &Path) -> Result<(), IoError> {
+        self.sim.remove_dir(path).await
+    }
+
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError> {
         self.sim.list_dir(path).await
     }

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
-use crate::storage::journal::{JournalConfig, JournalReplay, ShardJournal};
+use crate::storage::journal::{JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal};
 use crate::storage::log::JournalJoin;
 
 /// The topic incarnation every simulated partition belongs to.
@@ -19,6 +19,32 @@ static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Journal records in flight at a crash (lost, whole or torn).
 static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Journal files that could not be created (disk full), and appends that waited for a
+/// journal file until space returned and then were acked.
+static CREATE_FAILURES: AtomicU64 = AtomicU64::new(0);
+static SPACE_RETURNS: AtomicU64 = AtomicU64::new(0);
+
+/// Awaits an append's ack; if it has not come after a while and the disk is full (the
+/// journal waits to create its next file), space returns, as an operator would free it.
+async fn ack_or_free_space<T>(disk: &SimDisk, wait: impl std::future::Future<Output = T>) -> T {
+    let mut wait = std::pin::pin!(wait);
+    loop {
+        let timeout = async {
+            glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+            None
+        };
+        if let Some(r) =
+            futures_lite::future::or(async { Some(wait.as_mut().await) }, timeout).await
+        {
+            return r;
+        }
+        let f = disk.faults();
+        if f.capacity_bytes != u64::MAX {
+            SPACE_RETURNS.fetch_add(1, Relaxed);
+            disk.set_faults(SimFaults { capacity_bytes: u64::MAX, ..f });
+        }
+    }
+}
 
 /// What a partition must hold: offset -> bytes acked durable (or seen by a reader), and the
 /// batches that may be found at an offset after a crash.
@@ -55,7 +81,11 @@ impl World {
     /// budget, the rest failing to open (their entries must wait for a later open).
     async fn open(&self, shard_dir: u32, partitions_max: u32) -> Run {
         let root = self.root.join("journal");
-        let replay = JournalReplay::read(&self.disk, &root).await.unwrap();
+        // The journal is shard `shard_dir`'s of `shard_dir + 1` shards: directories past it
+        // are a lowered shard count's, removed once their files replayed.
+        let shards = shard_dir as usize + 1;
+        let read = JournalRead::read(&self.disk, &root).await.unwrap();
+        let replay = read.split(shards, |_, _| Owner::Shard(shards - 1)).pop().unwrap();
         let journal = ShardJournal::open(
             self.disk.clone(),
             root.join(format!("shard-{shard_dir}")),
@@ -66,7 +96,7 @@ impl World {
         let mut run = Run {
             journal,
             logs: (0..self.partitions).map(|_| None).collect(),
-            replay: Some(replay),
+            replay: Some(Rc::new(replay)),
             replayed_batches: 0,
         };
         let budget = crate::descriptors::StorageFiles::with_split(partitions_max, usize::MAX >> 1);
@@ -125,7 +155,7 @@ impl World {
     async fn retire(&self, run: &mut Run) {
         if run.logs.iter().all(Option::is_some) {
             if let Some(r) = run.replay.take() {
-                let kept = r.retire_confirmed(&self.disk, None, |_| true).await;
+                let kept = r.retire(&self.disk, |_| true).await;
                 assert_eq!(kept, 0, "every partition replayed: no journal file is kept");
             }
         }
@@ -215,7 +245,7 @@ async fn simulate(seed: u64, steps: usize) {
                 }
                 for (p, base, bytes, ack, w) in waits {
                     let e = &mut expect[p];
-                    match w.await {
+                    match ack_or_free_space(&disk, w).await {
                         Ok(()) if ack == AckLevel::Durable => {
                             e.maybe.remove(&base);
                             e.durable.insert(base, bytes);
@@ -241,7 +271,10 @@ async fn simulate(seed: u64, steps: usize) {
                 let Some(log) = &run.logs[p] else {
                     // Not open since the last start: a later metadata change opens it, with
                     // the entries the journal holds for it.
-                    world.open_partition(&mut run, p as u32, &unlimited_files(), true).await;
+                    // Its replay waits for the journal: on a full disk, until space returns.
+                    let budget = unlimited_files();
+                    let open = world.open_partition(&mut run, p as u32, &budget, true);
+                    ack_or_free_space(&disk, open).await;
                     if let Some(log) = &run.logs[p] {
                         check_reopened(p, log, &mut expect[p]).await;
                     }
@@ -292,6 +325,8 @@ async fn simulate(seed: u64, steps: usize) {
                 let stats = run.journal.stats();
                 RECORDS.fetch_add(stats.records, Relaxed);
                 FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+                CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
+                CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
                 drop(run);
                 if !clean {
                     disk.crash();
@@ -338,6 +373,7 @@ async fn simulate(seed: u64, steps: usize) {
     let stats = run.journal.stats();
     RECORDS.fetch_add(stats.records, Relaxed);
     FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+    CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
     drop(run);
     disk.crash();
     disk.set_faults(SimFaults::default());
@@ -430,7 +466,13 @@ fn journal_simulation() {
         let (records, removed, replays) =
             (RECORDS.load(Relaxed), FILES_REMOVED.load(Relaxed), REPLAYED_RUNS.load(Relaxed));
         let torn = CRASHED_IN_FLIGHT.load(Relaxed);
-        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries, {torn} records in flight at a crash");
+        let (create_failures, space_returns) =
+            (CREATE_FAILURES.load(Relaxed), SPACE_RETURNS.load(Relaxed));
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space");
+        assert!(
+            !many || create_failures > 0 && space_returns > 0,
+            "no journal file creation failed on a full disk and went on after space returned"
+        );
         assert!(
             !many || torn > 0,
             "no journal record was in flight at a crash: that path went untested"
@@ -521,8 +563,9 @@ fn journal_real_disk_replays_lost_segment_tails() {
             let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
             f.set_len(first_len).unwrap();
         }
-        let replay = JournalReplay::read(&DmaDisk, &journal_root).await.unwrap();
-        assert!(!replay.is_empty());
+        let read = JournalRead::read(&DmaDisk, &journal_root).await.unwrap();
+        assert!(!read.is_empty());
+        let replay = read.split(2, |_, _| Owner::Shard(1)).pop().unwrap();
         let journal =
             ShardJournal::open(DmaDisk, journal_root.join("shard-1"), jconfig).await.unwrap();
         let mut logs = Vec::new();
@@ -549,7 +592,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
         for p in 0..3u32 {
             replay.replayed(1, p);
         }
-        assert_eq!(replay.retire_confirmed(&DmaDisk, None, |_| true).await, 0);
+        assert_eq!(replay.retire(&DmaDisk, |_| true).await, 0);
         for (p, log) in logs.iter().enumerate() {
             assert_eq!(read_all(log, 0).await.unwrap(), expected[p], "partition {p} after replay");
         }
@@ -632,5 +675,97 @@ fn journal_queue_is_bounded_by_the_write_budget() {
         );
         log.close().await.unwrap();
         journal.close().await.unwrap();
+    });
+}
+
+/// A journal file that cannot be created (disk full) fences nothing: no record was
+/// written, so the `durable` append waits unacked, and once space returns the file is made
+/// and the append, and later ones, become durable (before: the journal failed and fenced
+/// every member until restart).
+#[test]
+fn journal_file_creation_waits_for_space_instead_of_fencing() {
+    run(|| async {
+        let disk = SimDisk::new(9, SimFaults::default());
+        let config = small_config();
+        let jconfig =
+            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: config.batch_bytes_max };
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
+        let shard = ShardCache::new(0);
+        let join =
+            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
+        let log = PartitionLog::open_journaled(
+            disk.clone(),
+            PathBuf::from("/t/0"),
+            config,
+            shard.partition(),
+            unlimited_files(),
+            join,
+        )
+        .await
+        .unwrap();
+        let small = |tag: u8| {
+            let mut b = BatchBuilder::new(4 << 10);
+            b.append(1000, Some(b"k"), Some(&[tag; 100]), &[]).unwrap();
+            b.finish().unwrap()
+        };
+        // Room for the segment's writes, not for a 64 KiB journal file.
+        let faults = disk.faults();
+        disk.set_faults(SimFaults { capacity_bytes: disk.used_bytes() + (32 << 10), ..faults });
+        let first = log.enqueue(&small(1), AckLevel::Durable, 1000).unwrap();
+        let first = glommio::spawn_local(first.wait());
+        glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
+        let stats = journal.stats();
+        assert!(stats.file_create_failures > 1, "tried again while full: {stats:?}");
+        assert_eq!(stats.records, 0, "{stats:?}");
+        disk.set_faults(SimFaults { capacity_bytes: u64::MAX, ..faults });
+        first.await.expect("durable once space returned");
+        let second = log.enqueue(&small(2), AckLevel::Durable, 1000).unwrap();
+        second.wait().await.expect("later appends durable too");
+        assert_eq!(read_all(&log, 0).await.unwrap().len(), 2);
+        log.close().await.unwrap();
+        journal.close().await.unwrap();
+    });
+}
+
+/// Journal files keep their configured size: a batch larger than a file is written to a
+/// file made for it alone, between records of ordinary files, and read back whole (before,
+/// every file was raised to hold two records of the largest batch: 4 MiB asked became
+/// ~32 MiB with the wire's 16 MiB maximum, and files rarely filled).
+#[test]
+fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
+    run(|| async {
+        let disk = SimDisk::new(13, SimFaults::default());
+        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 256 << 10 };
+        assert_eq!(config.file_bytes(), 64 << 10, "the configured size, not raised");
+        let root = PathBuf::from("/j");
+        let journal = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
+        let link = journal.join(1, 0, 0);
+        let sizes = [1000usize, 150 << 10, 1000, 40 << 10, 40 << 10];
+        let mut next = 0u64;
+        for (i, &n) in sizes.iter().enumerate() {
+            let bytes = crate::storage::bytes::ByteView::new(Rc::new(vec![i as u8 + 1; n]));
+            link.submit(next, next + 1, bytes).unwrap();
+            next += 1;
+            while link.member().journaled() < next {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        let stats = journal.stats();
+        assert!(stats.files_created >= 3, "an ordinary file, the large one's, another: {stats:?}");
+        // A crash: the files stay; every entry reads back whole, in order.
+        drop(link);
+        drop(journal);
+        let read = JournalRead::read(&disk, &root).await.unwrap();
+        let replay = read.split(1, |_, _| Owner::Shard(0)).pop().unwrap();
+        let entries = replay.entries(1, 0);
+        let got: Vec<(u64, usize, u8)> =
+            entries.iter().map(|e| (e.base_offset, e.bytes.len(), e.bytes[0])).collect();
+        let want: Vec<(u64, usize, u8)> =
+            sizes.iter().enumerate().map(|(i, &n)| (i as u64, n, i as u8 + 1)).collect();
+        assert_eq!(got, want);
+        let files =
+            disk.paths().iter().filter(|p| p.extension().is_some_and(|e| e == "journal")).count();
+        assert!(files >= 3, "{files} journal files");
     });
 }

@@ -6,6 +6,7 @@ mod cleaner_files;
 mod compaction_sim;
 mod delete_records;
 mod freeze_disk;
+mod journal_files;
 mod journal_sim;
 mod real_disk;
 mod simulation;

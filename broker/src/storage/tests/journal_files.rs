@@ -1,0 +1,111 @@
+//! The shard journal's files across shards (review finding 5): one read for the broker, each
+//! shard handed only its partitions' entries, a file removed once every partition in it is
+//! done whichever shard reports last, stale shard directories removed, and file numbers
+//! following time across shard directories.
+
+use super::*;
+use crate::storage::bytes::ByteView;
+use crate::storage::io::Disk;
+use crate::storage::journal::{JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal};
+
+fn journal_files(disk: &SimDisk) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = disk
+        .paths()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "journal"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Journals `(topic id, partition, offset, fill byte)` entries in one record each and
+/// leaves the files as a crash would.
+async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) {
+    let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+    let j = ShardJournal::open(disk.clone(), dir, config).await.unwrap();
+    let mut links = Vec::new();
+    for &(topic_id, partition, offset, fill) in entries {
+        let link = j.join(topic_id, partition, offset);
+        link.submit(offset, offset + 1, ByteView::new(Rc::new(vec![fill; 100]))).unwrap();
+        while link.member().journaled() <= offset {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        links.push(link);
+    }
+    drop(links);
+    drop(j);
+}
+
+fn fills(r: &JournalReplay, topic_id: u64, partition: u32) -> Vec<(u64, u8)> {
+    r.entries(topic_id, partition).iter().map(|e| (e.base_offset, e.bytes[0])).collect()
+}
+
+/// Three earlier shards' files, read once for two shards: partition (1,0) now on shard 0
+/// has entries in shard-0's and shard-1's files, (1,1) on shard 1 shares shard-0's file,
+/// (9,0)'s topic is gone. Each shard gets only its entries (the newer of two at one offset
+/// wins: shard-1's file was written later); a shared file goes only once both shards
+/// reported, whichever is last; shard-2's directory (beyond the count) goes with its file.
+#[test]
+fn journal_files_are_retired_across_shards_once_every_owner_replayed() {
+    run(|| async {
+        let disk = SimDisk::new(21, SimFaults::default());
+        let root = PathBuf::from("/j");
+        journal(&disk, root.join("shard-0"), &[(1, 0, 0, 10), (1, 1, 0, 11)]).await;
+        journal(&disk, root.join("shard-2"), &[(9, 0, 0, 90)]).await;
+        // Each journal opened later numbers after every directory's files.
+        journal(&disk, root.join("shard-1"), &[(1, 0, 0, 20), (1, 0, 1, 21)]).await;
+        let files = journal_files(&disk);
+        assert_eq!(
+            files,
+            [
+                root.join("shard-0/00000000000000000000.journal"),
+                root.join("shard-1/00000000000000000002.journal"),
+                root.join("shard-2/00000000000000000001.journal"),
+            ],
+            "a new journal numbers its files after every shard directory's"
+        );
+        let read = JournalRead::read(&disk, &root).await.unwrap();
+        let owner = |topic_id: u64, partition: u32| match (topic_id, partition) {
+            (1, p) => Owner::Shard(p as usize),
+            _ => Owner::Gone,
+        };
+        let mut replays = read.split(2, owner).into_iter();
+        let (r0, r1) = (replays.next().unwrap(), replays.next().unwrap());
+        assert_eq!(fills(&r0, 1, 0), [(0, 20), (1, 21)], "newest entry at an offset wins");
+        assert!(fills(&r0, 1, 1).is_empty() && fills(&r0, 9, 0).is_empty());
+        assert_eq!(fills(&r1, 1, 1), [(0, 11)]);
+        assert!(fills(&r1, 1, 0).is_empty());
+
+        // Shard 1 first: shard-0's file still holds (1,0), not yet replayed on shard 0.
+        r1.replayed(1, 1);
+        assert_eq!(r1.retire(&disk, |_| true).await, 2);
+        assert!(r1.is_empty());
+        // The gone topic's file went with shard-2's directory, at the first report.
+        assert_eq!(journal_files(&disk), files[..2]);
+        assert!(disk.list_dir(&root.join("shard-2")).await.is_err(), "stale directory removed");
+        r0.replayed(1, 0);
+        assert_eq!(r0.retire(&disk, |_| true).await, 0);
+        assert!(journal_files(&disk).is_empty(), "every file went once both shards reported");
+    });
+}
+
+/// A partition whose topic is deleted before it opened does not keep its files: its
+/// shard drops its entries at the next retire.
+#[test]
+fn journal_entries_of_a_topic_deleted_before_its_open_do_not_keep_files() {
+    run(|| async {
+        let disk = SimDisk::new(22, SimFaults::default());
+        let root = PathBuf::from("/j");
+        journal(&disk, root.join("shard-0"), &[(3, 0, 0, 30), (4, 0, 0, 40)]).await;
+        let read = JournalRead::read(&disk, &root).await.unwrap();
+        let r = read.split(1, |_, _| Owner::Shard(0)).pop().unwrap();
+        r.replayed(4, 0);
+        // Topic 3 still exists but did not open: the file stays.
+        assert_eq!(r.retire(&disk, |_| true).await, 1);
+        assert!(!r.is_empty());
+        // Topic 3 deleted.
+        assert_eq!(r.retire(&disk, |id| id != 3).await, 0);
+        assert!(r.is_empty());
+        assert!(journal_files(&disk).is_empty());
+    });
+}
