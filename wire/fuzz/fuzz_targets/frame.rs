@@ -64,6 +64,9 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::CreateToken) => access_body::<CreateTokenRequest>(body).map(drop),
             Some(ApiKey::DeleteToken) => access_body::<DeleteTokenRequest>(body).map(drop),
             Some(ApiKey::ListTokens) => access_body::<ListTokensRequest>(body).map(drop),
+            Some(ApiKey::DeleteGroupOffsets) => {
+                access_body::<DeleteGroupOffsetsRequest>(body).map(drop)
+            }
             None => Ok(()),
         };
         rest = &rest[used..];
