@@ -366,6 +366,38 @@ impl Metadata {
         Ok(next)
     }
 
+    /// A new snapshot in which every partition owned by a shard at or above `shard_count`
+    /// (the broker restarted with fewer shards) belongs to the least loaded shard below it,
+    /// with how many moved; `None` when none has to. A partition's files do not depend on
+    /// its shard, so its new owner simply opens them.
+    pub fn with_owners_below(&self, shard_count: u32) -> Option<(Metadata, usize)> {
+        let shard_count = shard_count.max(1);
+        let mut load = vec![0u64; shard_count as usize];
+        let mut stray = 0;
+        for t in self.topics.values() {
+            for &s in &t.shards {
+                match load.get_mut(s as usize) {
+                    Some(l) => *l += 1,
+                    None => stray += 1,
+                }
+            }
+        }
+        if stray == 0 {
+            return None;
+        }
+        let mut next = self.clone();
+        next.version += 1;
+        for t in next.topics.values_mut() {
+            for s in t.shards.iter_mut().filter(|s| **s >= shard_count) {
+                let (least, _) =
+                    load.iter().enumerate().min_by_key(|&(i, l)| (*l, i)).expect("a shard");
+                load[least] += 1;
+                *s = least as u32;
+            }
+        }
+        Some((next, stray))
+    }
+
     /// A new snapshot without the topic.
     pub fn without_topic(&self, name: &str) -> Result<Metadata, MetadataError> {
         if !self.topics.contains_key(name) {
@@ -478,6 +510,19 @@ mod tests {
         let m2 = m.without_topic("a").unwrap();
         assert!(m2.topic("a").is_none());
         assert!(m2.version > m.version);
+    }
+
+    #[test]
+    fn partitions_of_shards_beyond_a_lowered_count_move_to_the_least_loaded() {
+        let m = Metadata::default().with_topic("a", settings(6), 3).unwrap();
+        assert_eq!(m.topic("a").unwrap().shards, vec![0, 1, 2, 0, 1, 2]);
+        assert!(m.with_owners_below(3).is_none(), "nothing to move");
+        let (next, moved) = m.with_owners_below(2).unwrap();
+        assert_eq!(moved, 2);
+        assert_eq!(next.topic("a").unwrap().shards, vec![0, 1, 0, 0, 1, 1]);
+        assert!(next.version > m.version);
+        let (one, moved) = m.with_owners_below(1).unwrap();
+        assert_eq!((moved, one.topic("a").unwrap().shards.clone()), (4, vec![0; 6]));
     }
 
     #[test]

@@ -150,6 +150,25 @@ fn allowed_cpus() -> Vec<usize> {
 
 /// The metadata with the internal committed-offsets topic, created (and stored) the first
 /// time the broker starts on a data directory.
+/// Gives the partitions of shards at or above `shards` (a restart with fewer shards) to
+/// shards below it, stored before any shard starts (`Metadata::with_owners_below`).
+fn with_owners_below(
+    metadata: Arc<Metadata>,
+    config: &BrokerConfig,
+    shards: u32,
+) -> Result<Arc<Metadata>, ServerError> {
+    let Some((next, moved)) = metadata.with_owners_below(shards) else { return Ok(metadata) };
+    next.store(&config.data_dir).map_err(|e| ServerError::DataDir {
+        path: config.data_dir.clone(),
+        message: format!("cannot store topic metadata: {e}"),
+    })?;
+    warn!(
+        partitions = moved,
+        shards, "partitions of shards beyond the shard count moved to the remaining shards"
+    );
+    Ok(Arc::new(next))
+}
+
 fn with_offsets_topic(
     metadata: Arc<Metadata>,
     config: &BrokerConfig,
@@ -285,6 +304,7 @@ pub fn run(
     let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
         ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
     })?);
+    let metadata = with_owners_below(metadata, &config, n as u32)?;
     let metadata = with_offsets_topic(metadata, &config, n as u32)?;
     info!(mode = ?security.config().mode, in_force = ?security.mode(), users = security.snapshot().users.len(), "authentication");
     crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {

@@ -359,3 +359,67 @@ fn concurrent_callers_share_one_connection_per_shard() {
         assert_eq!(by_addr.len(), 2, "one connection per shard: {:?}", by_addr.keys());
     });
 }
+
+/// Restarted with fewer shards, the broker gives the partitions of the shards that are gone
+/// to the remaining ones: every partition is served again with all its records, and takes
+/// new ones (before, they pointed at shards that no longer existed).
+#[test]
+fn a_restart_with_fewer_shards_serves_every_partition() {
+    let mut broker = Broker::start(3);
+    let runtime = rt();
+    let topic = || TopicConfig {
+        partition_count: 6,
+        retention_ms: -1,
+        retention_bytes: -1,
+        ..Default::default()
+    };
+    let addr = broker.public.to_string();
+    runtime.block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client.create_topic("spread", topic()).await.unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Durable, ..Default::default() },
+        );
+        let mut sent = Vec::new();
+        for i in 0..60u32 {
+            let key = format!("k{i}");
+            sent.push(
+                producer.send("spread", Some(key.as_bytes()), Some(b"v"), &[]).await.unwrap(),
+            );
+        }
+        producer.flush().await.unwrap();
+        for s in sent {
+            s.await.unwrap();
+        }
+    });
+    let before: Vec<u64> = runtime.block_on(async {
+        let client = Client::connect(&broker.public.to_string()).await.unwrap();
+        let mut hw = Vec::new();
+        for p in 0..6 {
+            hw.push(client.fetch("spread", p, 0, 1 << 20, 0).await.unwrap().high_watermark);
+        }
+        hw
+    });
+    assert_eq!(before.iter().sum::<u64>(), 60);
+    broker.stop();
+    broker.restart_with_shards(1);
+    let addr = broker.public.to_string();
+    runtime.block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        for p in 0..6u32 {
+            let f = client.fetch("spread", p, 0, 1 << 20, 0).await.unwrap();
+            assert_eq!(f.error, 0, "partition {p}");
+            assert_eq!(f.high_watermark, before[p as usize], "partition {p} kept its records");
+            let mut b = wire::BatchBuilder::new(1 << 20);
+            b.append(0, None, Some(b"after"), &[]).unwrap();
+            let batch = b.finish().unwrap();
+            let r = client
+                .produce_batches("spread", p, &batch, AckLevel::Durable)
+                .await
+                .unwrap_or_else(|e| panic!("partition {p}: {e}"));
+            assert_eq!((r.error, r.base_offset), (0, before[p as usize] as i64), "partition {p}");
+        }
+    });
+    assert!(broker.log_text().contains("moved to the remaining shards"), "logged");
+}
