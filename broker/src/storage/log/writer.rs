@@ -9,11 +9,12 @@
 //!   rewrites that page) waits for it. Writes are reaped in order.
 //! - A batch is `written` (acked, cached, counted in `written`) once the write holding its
 //!   last byte and every earlier write completed.
-//! - Durable writes through O_DSYNC (`dsync_writes`): a write carrying `durable` appends that
-//!   ends the data, with nothing unsynced before it and nothing else in flight, goes through
-//!   the segment's O_DSYNC descriptor and is durable when it completes (no fdatasync). Any
-//!   other case, or no slot for that descriptor in the storage budget, leaves the sync to
-//!   the syncer.
+//! - Durable writes through O_DSYNC (`dsync_writes`): a write carrying `durable` appends (or
+//!   only `none` ones, which readers see only once synced unless `read_unsynced`: one I/O
+//!   to visibility instead of a write and an fdatasync) that ends the data, with nothing
+//!   unsynced before it and nothing else in flight, goes through the segment's O_DSYNC
+//!   descriptor and is durable when it completes (no fdatasync). Any other case, or no slot
+//!   for that descriptor in the storage budget, leaves the sync to the syncer.
 //! - A failed write fails its appends and every queued one and restarts after the last
 //!   complete batch (`LogCore::fail_appends`); with the shard journal it fences the log
 //!   first (the failed appends may be journaled), at close too.
@@ -195,7 +196,11 @@ impl<D: Disk> Writer<D> {
             let rest = items.split_off(run);
             let flush = rest.is_empty() && self.sh.queue.borrow().pending.is_empty();
             let chunks: Vec<ByteView> = items.iter().map(|p| p.bytes.clone()).collect();
-            let durable = items.iter().any(|p| p.ack == AckLevel::Durable);
+            // Synced as it is written (O_DSYNC when it can be): `durable` appends, and
+            // unacked (`none`) ones that readers may see only once synced; a `written` ack
+            // would wait for the sync, so a write carrying one stays plain.
+            let durable = items.iter().any(|p| p.ack == AckLevel::Durable)
+                || (!self.sh.config.read_unsynced && items.iter().all(|p| p.ack == AckLevel::None));
             if let Err(e) = self.write(&chunks, flush, durable).await {
                 return Err((items.into_iter().chain(rest).collect(), e));
             }
