@@ -67,9 +67,10 @@ pub struct RunOptions {
     pub echo_round_trips: u64,
     /// See `echo_round_trips`.
     pub echo_cpus: Option<crate::affinity::CpuList>,
-    /// A paced producer sleeps until this long before a send is due and polls (yielding
-    /// its CPU to any other runnable thread) for the rest, so a thread wake-up's latency
-    /// (tens of µs on a VM) is not charged to the system under test (0: sleep to the time).
+    /// A paced producer sleeps until this long (at most a quarter of its send interval)
+    /// before a send is due and polls (yielding its CPU to any other runnable thread) for
+    /// the rest, so a thread wake-up's latency (tens of µs on a VM) is not charged to the
+    /// system under test (0: sleep to the time).
     pub send_spin_us: u64,
 }
 
