@@ -58,6 +58,7 @@ pub mod request;
 pub mod server;
 pub mod shard;
 pub mod stage_latency;
+pub mod startup_metadata;
 pub mod state_snapshot;
 pub mod storage;
 pub mod subscription;

@@ -33,7 +33,6 @@ use crate::descriptors::{
     raise_open_files_limit, ConnectionSlots, DescriptorPlan, DescriptorPools, StorageFiles,
     FDS_PER_PARTITION, OPEN_FILES_RESERVED,
 };
-use crate::group::OFFSETS_TOPIC;
 use crate::mesh::ShardMsg;
 use crate::metadata::Metadata;
 use crate::metrics::collect::Link;
@@ -148,56 +147,6 @@ fn allowed_cpus() -> Vec<usize> {
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
 }
 
-/// The metadata with the internal committed-offsets topic, created (and stored) the first
-/// time the broker starts on a data directory.
-/// Gives the partitions of shards at or above `shards` (a restart with fewer shards) to
-/// shards below it, stored before any shard starts (`Metadata::with_owners_below`).
-fn with_owners_below(
-    metadata: Arc<Metadata>,
-    config: &BrokerConfig,
-    shards: u32,
-) -> Result<Arc<Metadata>, ServerError> {
-    let Some((next, moved)) = metadata.with_owners_below(shards) else { return Ok(metadata) };
-    next.store(&config.data_dir).map_err(|e| ServerError::DataDir {
-        path: config.data_dir.clone(),
-        message: format!("cannot store topic metadata: {e}"),
-    })?;
-    warn!(
-        partitions = moved,
-        shards, "partitions of shards beyond the shard count moved to the remaining shards"
-    );
-    Ok(Arc::new(next))
-}
-
-fn with_offsets_topic(
-    metadata: Arc<Metadata>,
-    config: &BrokerConfig,
-    shards: u32,
-) -> Result<Arc<Metadata>, ServerError> {
-    if metadata.topic(OFFSETS_TOPIC).is_some() {
-        return Ok(metadata);
-    }
-    let err = |message: String| ServerError::DataDir { path: config.data_dir.clone(), message };
-    let settings = crate::metadata::TopicSettings::from_wire(&wire::TopicConfig {
-        partition_count: config.group_offsets_partitions,
-        retention_ms: -1,
-        retention_bytes: -1,
-        // Compaction deletes whole segments behind each snapshot (`group/mod.rs`).
-        segment_bytes_max: config.group_offsets_segment_bytes(),
-        default_ack: wire::AckLevel::Durable,
-        ..Default::default()
-    });
-    let next =
-        metadata.with_topic(OFFSETS_TOPIC, settings, shards).map_err(|e| err(e.to_string()))?;
-    next.store(&config.data_dir).map_err(|e| err(format!("cannot store topic metadata: {e}")))?;
-    info!(
-        topic = OFFSETS_TOPIC,
-        partitions = config.group_offsets_partitions,
-        "created the committed-offsets topic"
-    );
-    Ok(Arc::new(next))
-}
-
 /// Takes an exclusive lock on the data directory so two brokers never share it.
 pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, ServerError> {
     let err = |message: String| ServerError::DataDir { path: dir.to_owned(), message };
@@ -301,11 +250,8 @@ pub fn run(
     if config.insecure && !(config.tls.enabled() && auth_required) {
         warn!("--insecure: listeners may be reachable from other hosts without TLS and authentication");
     }
-    let metadata = Arc::new(Metadata::load(&config.data_dir).map_err(|e| {
-        ServerError::DataDir { path: config.data_dir.clone(), message: e.to_string() }
-    })?);
-    let metadata = with_owners_below(metadata, &config, n as u32)?;
-    let metadata = with_offsets_topic(metadata, &config, n as u32)?;
+    let metadata = crate::startup_metadata::load(&config, n as u32)
+        .map_err(|message| ServerError::DataDir { path: config.data_dir.clone(), message })?;
     info!(mode = ?security.config().mode, in_force = ?security.mode(), users = security.snapshot().users.len(), "authentication");
     crate::layout::migrate_flat_layout(&config.data_dir).map_err(|e| ServerError::DataDir {
         path: config.data_dir.clone(),
