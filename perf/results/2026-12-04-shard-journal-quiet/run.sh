@@ -8,11 +8,13 @@
 #   python3 perf/results/2026-12-04-client-read-buffer/compare.py perf/results/2026-12-04-shard-journal-quiet
 #
 # Environment: WORKLOADS (default "partitions-100 partitions-1000"), DURATION (s, default 15),
-# WARMUP (s, default 3), ROUNDS (off/on pairs, default 2), PERF_DATA_DIR (default ./perf-data).
+# WARMUP (s, default 3), ROUNDS (off/on pairs, default 2), PERF_DATA_DIR (default ./perf-data),
+# OUT (result directory, default this one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 cd "$root"
+out_dir=${OUT:-$here}
 harness=$root/target/release/bench-harness
 broker=${BROKER:-$root/target/release/broker}
 workloads=${WORKLOADS:-"partitions-100 partitions-1000"}
@@ -25,7 +27,7 @@ ulimit -l unlimited 2>/dev/null || ulimit -l 65536 2>/dev/null || true
 for w in $workloads; do
     for round in $(seq 1 "$rounds"); do
         for mode in off on; do
-            out="$here/journal-$mode/round-$round"
+            out="$out_dir/journal-$mode/round-$round"
             mkdir -p "$out"
             echo "==> $w journal $mode round $round" >&2
             journal=false
