@@ -36,6 +36,15 @@ pub struct LogConfig {
     /// Appends queued but not yet written above which producers should wait
     /// ([`super::PartitionLog::writable`]).
     pub pending_bytes_max: usize,
+    /// With the shard journal (which makes appends durable and visible on its own; readers
+    /// get unwritten batches from memory): a partition writes its segment once its oldest
+    /// queued append is this old, so a slow partition makes one larger write instead of one
+    /// per journal record; 0 = write at once. Sooner when `journal_segment_write_bytes` are
+    /// queued, a journal checkpoint needs the data, or the log closes.
+    pub journal_segment_write_delay_ms: u64,
+    /// With the shard journal: write the segment at once when this much is queued (at most
+    /// half of `pending_bytes_max` counts, so producers never wait on a deferred write).
+    pub journal_segment_write_bytes: usize,
     /// Group commit: after a `durable` append arrives, wait up to this long for more before
     /// the fdatasync (0 = sync at once; appends arriving during a sync share the next one).
     pub group_commit_delay_us: u64,
@@ -112,6 +121,8 @@ impl Default for LogConfig {
             preallocate_bytes: 32 << 20,
             write_bytes_max: 1 << 20,
             pending_bytes_max: 8 << 20,
+            journal_segment_write_delay_ms: 200,
+            journal_segment_write_bytes: 256 << 10,
             group_commit_delay_us: 0,
             group_commit_bytes_max: 4 << 20,
             batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,

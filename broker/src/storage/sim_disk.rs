@@ -253,6 +253,11 @@ impl SimDisk {
         }
     }
 
+    /// O_DSYNC writes in flight now (`tear_in_flight_dsync`).
+    pub fn dsync_in_flight(&self) -> usize {
+        self.state.borrow().files.values().map(|f| f.borrow().in_flight.len()).sum()
+    }
+
     /// O_DSYNC writes in flight at crashes so far (`tear_in_flight_dsync`).
     pub fn crashed_in_flight(&self) -> u64 {
         self.state.borrow().crashed_in_flight

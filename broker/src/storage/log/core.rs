@@ -2,18 +2,22 @@
 //! queue and its acks, the fence.
 //!
 //! # Contract
-//! - Offsets: `durable_offset <= written <= next_offset` (the queue's next offset); readers
-//!   see up to `visible`, which is `durable_offset` (or `written` with `read_unsynced`).
+//! - Offsets: `durable_offset <= written <= next_offset` (the queue's next offset; with the
+//!   journal `durable_offset` may pass `written`, see below); readers see up to `visible`,
+//!   which is `durable_offset` (or `written` with `read_unsynced`).
 //! - A failed write fails that write's appends and every queued append, and rolls the next
 //!   offset back to the written end: nothing acked is affected and later appends work (disk
 //!   full is recoverable).
 //! - A failed fdatasync fences the log ([`LogCore::fence`]): the state of unsynced data is
 //!   unknown, so appends are refused and nothing more becomes durable or visible until the
 //!   log is reopened (reads keep working).
-//! - With the shard journal (`journal`): an append is durable once it is written to its
-//!   segment and its journal record completed ([`LogCore::journal_progress`]); segments are
-//!   synced when a journal checkpoint asks, at a roll and at close
-//!   ([`LogCore::segments_synced`]). A failed journal write fences the log like a failed
+//! - With the shard journal (`journal`): an append is durable (`written` and `durable` acks
+//!   answered, readers see it) once its journal record completed
+//!   ([`LogCore::journal_progress`]), before its segment write, which the writer defers
+//!   (`journal_segment_write_delay_ms`); until that write is reaped readers get it from
+//!   `unwritten`, so `durable_offset` may run ahead of `written` (never past the queue's
+//!   next offset). Segments are synced when a journal checkpoint asks (the writer writes
+//!   what it asks for first), at a roll and at close ([`LogCore::segments_synced`]). A failed journal write fences the log like a failed
 //!   sync, and so does a failed segment write (its entries may already be journaled, so its
 //!   offsets must not be reused).
 //! - Every sync of a segment goes through [`LogCore::sync_segment`] (its sync gate): a sync is
@@ -33,6 +37,7 @@ use wire::AckLevel;
 
 use super::index_files::IndexFiles;
 use super::retention::Doomed;
+use super::unwritten::Unwritten;
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::storage::bytes::ByteView;
 use crate::storage::cache::PartitionCache;
@@ -122,6 +127,8 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) syncer_signal: Watermark,
     pub(super) space_signal: Watermark,
     pub(super) cache: PartitionCache,
+    /// With the journal: the batches past `written` (see `unwritten.rs`).
+    pub(super) unwritten: Unwritten,
     pub(super) stats: Cell<LogStats>,
     /// Index files of the active segment, with how many entries each holds.
     pub(super) active_index: RefCell<Option<IndexFiles<D::File>>>,
@@ -273,11 +280,15 @@ impl<D: Disk> LogCore<D> {
             // error): nothing more becomes durable or visible.
             return;
         }
+        // With the journal a journaled append is durable before its segment write.
+        let end = match self.journal {
+            Some(_) => self.queue.borrow().next_offset,
+            None => self.written.get(),
+        };
         assert!(
-            offset <= self.written.get(),
-            "{}: durable offset {offset} past the written end {}",
-            self.dir.display(),
-            self.written.get()
+            offset <= end,
+            "{}: durable offset {offset} past the end {end}",
+            self.dir.display()
         );
         if offset > self.durable_offset.get() {
             self.durable_offset.set(offset);
@@ -303,11 +314,11 @@ impl<D: Disk> LogCore<D> {
         self.queue.borrow().pending_bytes + journal
     }
 
-    /// With the journal: everything both written to the segment and journaled is durable
-    /// (in offset order: both ends only grow, and each covers every offset below it).
+    /// With the journal: everything journaled is durable (in offset order: the journaled end
+    /// only grows and covers every offset below it), written to its segment or not.
     pub(super) fn journal_progress(&self) {
         if let Some(j) = &self.journal {
-            let end = self.written.get().min(j.member().journaled());
+            let end = j.member().journaled();
             if end > self.durable_offset.get() {
                 self.mark_durable(end);
             }

@@ -20,9 +20,11 @@
 //!   reopen it fails with `RESOURCE_LIMIT` (retriable).
 //!
 //! - With the shard journal ([`PartitionLog::open_journaled`], `storage/journal/`) every
-//!   append is also handed to the journal at enqueue; `durable` acks and readers wait for
-//!   the segment write and the journal record, and segments are synced lazily (journal
-//!   checkpoints, rolls, close). Opening replays an earlier run's journal entries that
+//!   append is also handed to the journal at enqueue; `written` and `durable` acks and
+//!   readers wait for its journal record only. Segment writes are deferred
+//!   (`journal_segment_write_delay_ms`, `journal_segment_write_bytes`: fewer, larger
+//!   writes) and readers get the batches not yet written from memory (`unwritten.rs`);
+//!   segments are synced lazily (journal checkpoints, rolls, close). Opening replays an earlier run's journal entries that
 //!   continue the recovered log.
 //!
 //! # Files, each headed by the rules it keeps
@@ -39,6 +41,7 @@
 //! - `replay.rs`: opening with the shard journal: appending an earlier run's entries.
 //! - `index_files.rs`: the active segment's `.index`/`.timeindex` on disk (hints).
 //! - `ticket.rs`: where an append landed and how to wait for its ack.
+//! - `unwritten.rs`: with the journal, the batches durable before their segment write.
 //! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record;
 //!   `cleaner_rewrite.rs` (one rewrite, merging small segments, and its swap) and
 //!   `cleaner_checkpoint.rs` (how far it got, persisted).
@@ -55,6 +58,7 @@ mod retention;
 mod roll;
 mod syncer;
 mod ticket;
+mod unwritten;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -195,6 +199,7 @@ impl<D: Disk> PartitionLog<D> {
             syncer_signal: Watermark::new(0),
             space_signal: Watermark::new(0),
             cache,
+            unwritten: Default::default(),
             stats: Cell::new(LogStats::default()),
             active_index: RefCell::new(active_index),
             deleting: RefCell::new(deleting),
@@ -216,6 +221,8 @@ impl<D: Disk> PartitionLog<D> {
                 Box::new(move || {
                     if let Some(sh) = progress.upgrade() {
                         sh.journal_progress();
+                        // A checkpoint may want data the writer is holding back.
+                        sh.writer_signal.advance(sh.writer_signal.get() + 1);
                         sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
                         sh.space_signal.advance(sh.space_signal.get() + 1);
                     }
@@ -288,7 +295,7 @@ impl<D: Disk> PartitionLog<D> {
         let max_timestamp_ms = header.max_timestamp_ms();
         let mut owned = wire::to_aligned(batch);
         wire::batch::header::assign(&mut owned, base_offset, now_ms);
-        let (tx, rx) = match ack {
+        let (mut tx, rx) = match ack {
             AckLevel::None => (None, None),
             _ => {
                 let (tx, rx) = oneshot::channel();
@@ -299,6 +306,14 @@ impl<D: Disk> PartitionLog<D> {
         st.pending_bytes += batch.len();
         let bytes = ByteView::new(Rc::new(owned));
         let journaled = sh.journal.as_ref().map(|_| bytes.clone());
+        if sh.journal.is_some() {
+            // Durable (and `written`) once journaled, before the deferred segment write:
+            // readers get it from `unwritten` meanwhile.
+            sh.unwritten.push(base_offset, next_offset, bytes.clone());
+            if let Some(tx) = tx.take() {
+                st.durable_waiters.push_back((next_offset, tx));
+            }
+        }
         st.pending.push_back(Pending {
             base_offset,
             next_offset,
@@ -363,10 +378,11 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.visible.get()
     }
 
-    /// End of the written data: offsets up to here are valid read positions (reads past the
-    /// high watermark return nothing yet).
+    /// End of the written data (or of the visible data, with the journal's deferred segment
+    /// writes): offsets up to here are valid read positions (reads past the high watermark
+    /// return nothing yet).
     pub fn written_offset(&self) -> u64 {
-        self.shared.written.get()
+        self.shared.written.get().max(self.shared.visible.get())
     }
 
     /// The offset the next enqueued batch gets: the log's end counting appends not yet

@@ -1,4 +1,5 @@
-//! Reads: the cache first, then the segments.
+//! Reads: with the journal the batches not yet written first, then the cache, then the
+//! segments.
 //!
 //! Contract: whole batches, exactly as stored, in offset order; never past the high
 //! watermark (`visible`: data covered by a trusted sync, or written data with
@@ -78,6 +79,15 @@ impl<D: Disk> PartitionLog<D> {
         if offset >= high_watermark || (max_bytes == 0 && first == FirstBatch::IfItFits) {
             return Ok(out);
         }
+        // With the journal, durable batches past the written end are still in memory only.
+        if offset >= sh.written.get() {
+            if let Some(batches) = sh.unwritten.read(offset, max_bytes, first) {
+                sh.bump_stats(|s| s.cache_reads += 1);
+                out.batches = batches;
+                trim_to(&mut out.batches, high_watermark);
+                return Ok(out);
+            }
+        }
         // Written but unsynced data past the high watermark may come along in a read (checked
         // after the read: writes go on while a disk read waits).
         if let Some(batches) = sh.cache.read(offset, max_bytes, first) {
@@ -143,7 +153,12 @@ impl<D: Disk> PartitionLog<D> {
         // and none below the log start (record deletion leaves records there on disk).
         let visible = self.shared.visible.get();
         let start = self.shared.log_start_offset.get();
+        // Taken first: a batch leaves it only once written to the active segment, which the
+        // scan below then reaches.
+        let unwritten = self.shared.unwritten.all();
         let segments: Vec<_> = self.shared.segments.borrow().clone();
+        let mut search =
+            TimestampSearch { timestamp_ms, start, visible, scratch: AlignedVec::new() };
         for seg in segments {
             if seg.max_timestamp_ms.get() < timestamp_ms
                 || seg.size_bytes.get() == 0
@@ -170,35 +185,75 @@ impl<D: Disk> PartitionLog<D> {
                 if views.is_empty() {
                     break;
                 }
-                let mut scratch = AlignedVec::new();
-                for view in &views {
-                    for batch in Envelopes::new(view) {
-                        let corrupt = |e: wire::BatchError| StorageError::Corrupt {
-                            file: seg.log_path.display().to_string(),
-                            position: 0,
-                            reason: e.to_string(),
-                        };
-                        let batch = batch.map_err(corrupt)?;
-                        if batch.header().next_offset() > visible {
-                            return Ok(None);
-                        }
-                        offset = batch.header().next_offset();
-                        if batch.header().max_timestamp_ms() < timestamp_ms {
-                            continue;
-                        }
-                        if let Some(r) = batch
-                            .open(&mut scratch)
-                            .map_err(corrupt)?
-                            .records()
-                            .find(|r| r.timestamp_ms() >= timestamp_ms && r.offset() >= start)
-                        {
-                            return Ok(Some((r.offset(), r.timestamp_ms())));
-                        }
-                    }
+                let file = seg.log_path.display().to_string();
+                match search.scan(&views, &file, &mut offset)? {
+                    Scan::Found(found) => return Ok(Some(found)),
+                    Scan::PastVisible => return Ok(None),
+                    Scan::Continue => {}
                 }
             }
         }
-        Ok(None)
+        // With the journal: durable batches not yet written to a segment.
+        let mut offset = 0;
+        match search.scan(&unwritten, "memory (not yet written)", &mut offset)? {
+            Scan::Found(found) => Ok(Some(found)),
+            Scan::PastVisible | Scan::Continue => Ok(None),
+        }
+    }
+}
+
+/// What [`PartitionLog::offset_for_timestamp`] looks for.
+struct TimestampSearch {
+    timestamp_ms: i64,
+    start: u64,
+    visible: u64,
+    scratch: AlignedVec,
+}
+
+/// How a scan of some batches for a timestamp ended.
+enum Scan {
+    /// The first record at or after the timestamp: its offset and timestamp.
+    Found((u64, i64)),
+    /// A batch past the high watermark came first.
+    PastVisible,
+    /// Not in these batches; `offset` was moved past them.
+    Continue,
+}
+
+impl TimestampSearch {
+    /// Scans `views` (whole batches read from `file`) in order, moving `offset` past each.
+    fn scan(
+        &mut self,
+        views: &[ByteView],
+        file: &str,
+        offset: &mut u64,
+    ) -> Result<Scan, StorageError> {
+        for view in views {
+            for batch in Envelopes::new(view) {
+                let corrupt = |e: wire::BatchError| StorageError::Corrupt {
+                    file: file.to_string(),
+                    position: 0,
+                    reason: e.to_string(),
+                };
+                let batch = batch.map_err(corrupt)?;
+                if batch.header().next_offset() > self.visible {
+                    return Ok(Scan::PastVisible);
+                }
+                *offset = batch.header().next_offset();
+                if batch.header().max_timestamp_ms() < self.timestamp_ms {
+                    continue;
+                }
+                if let Some(r) = batch
+                    .open(&mut self.scratch)
+                    .map_err(corrupt)?
+                    .records()
+                    .find(|r| r.timestamp_ms() >= self.timestamp_ms && r.offset() >= self.start)
+                {
+                    return Ok(Scan::Found((r.offset(), r.timestamp_ms())));
+                }
+            }
+        }
+        Ok(Scan::Continue)
     }
 }
 

@@ -19,7 +19,9 @@
 //!   complete batch (`LogCore::fail_appends`); with the shard journal it fences the log
 //!   first (the failed appends may be journaled), at close too.
 //! - With the shard journal no write goes through O_DSYNC: durability comes from the
-//!   journal (`LogCore::journal_progress` after each reaped write).
+//!   journal (`LogCore::journal_progress`), acks and readers do not wait for segment writes,
+//!   and the writer defers them ([`Writer::deferral`]) so a partition writes larger pieces
+//!   less often; a reaped write moves its batches from `unwritten` to the cache.
 //! - Zero-ahead (`zero_ahead.rs`) runs from here, only while nothing is queued or in flight
 //!   and the last idle gap was long; rolls (`roll.rs`) run from here between writes.
 
@@ -138,7 +140,12 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
         w.zero_tick().await;
         let has_pending = !w.sh.queue.borrow().pending.is_empty();
         let last_partial = w.inflight.back().is_some_and(|f| f.partial);
-        if (has_pending || w.tail_dirty) && w.inflight.len() < WRITE_DEPTH_MAX && !last_partial {
+        let deferred = if has_pending && !w.tail_dirty { w.deferral() } else { None };
+        if (has_pending || w.tail_dirty)
+            && deferred.is_none()
+            && w.inflight.len() < WRITE_DEPTH_MAX
+            && !last_partial
+        {
             let items = w.sh.take_pending();
             let fenced = w.sh.queue.borrow().fenced.clone();
             if let Some(reason) = fenced {
@@ -161,11 +168,46 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
             w.close().await;
             return;
         }
-        w.sh.writer_signal.wait_for(seen + 1).await;
+        match deferred {
+            // Until the deferred write is due, or anything else changes.
+            Some(due_in) => {
+                let due = async {
+                    glommio::timer::sleep(due_in).await;
+                    true
+                };
+                futures_lite::future::or(w.sh.writer_signal.wait_for(seen + 1), due).await;
+            }
+            None => {
+                w.sh.writer_signal.wait_for(seen + 1).await;
+            }
+        }
     }
 }
 
 impl<D: Disk> Writer<D> {
+    /// With the shard journal, how long the queued appends may still wait for their segment
+    /// write (`None`: write now). The journal makes them durable meanwhile, so waiting turns
+    /// a write per journal record into one per `journal_segment_write_delay_ms`. Due at once
+    /// when `journal_segment_write_bytes` (at most half of `pending_bytes_max`) are queued,
+    /// when a journal checkpoint wants data synced that is not written, or when the log
+    /// closes or is fenced.
+    pub(super) fn deferral(&self) -> Option<std::time::Duration> {
+        let j = self.sh.journal.as_ref()?;
+        let c = &self.sh.config;
+        let st = self.sh.queue.borrow();
+        let oldest = st.pending.front()?.enqueued;
+        let bytes_due = c.journal_segment_write_bytes.min(c.pending_bytes_max / 2);
+        if st.closing
+            || st.fenced.is_some()
+            || st.pending_bytes >= bytes_due
+            || j.member().want_synced.get() > self.sh.written.get()
+        {
+            return None;
+        }
+        let delay = std::time::Duration::from_millis(c.journal_segment_write_delay_ms);
+        delay.checked_sub(oldest.elapsed()).filter(|d| !d.is_zero())
+    }
+
     /// Submits `items` (rolling segments first when needed). On error returns the items that
     /// were not submitted.
     pub(super) async fn submit(
@@ -205,8 +247,11 @@ impl<D: Disk> Writer<D> {
                 return Err((items.into_iter().chain(rest).collect(), e));
             }
             let mut end = self.submitted - run_bytes;
-            for p in &items {
-                stage_latency::record_since(Stage::LogQueue, p.enqueued);
+            if self.sh.journal.is_none() {
+                // (With the journal the ack waits for no segment write.)
+                for p in &items {
+                    stage_latency::record_since(Stage::LogQueue, p.enqueued);
+                }
             }
             for p in items {
                 end += p.bytes.len() as u64;
@@ -492,7 +537,8 @@ impl<D: Disk> Writer<D> {
             }
         }
         if sh.journal.is_some() {
-            // Durable once journaled too; the syncer syncs only for journal checkpoints.
+            // Durable once journaled; the syncer syncs only for journal checkpoints.
+            sh.unwritten.written_to(sh.written.get());
             sh.journal_progress();
             sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
         } else if f.dsync && sh.queue.borrow().fenced.is_none() {

@@ -42,6 +42,9 @@ pub(crate) fn small_config() -> LogConfig {
         preallocate_bytes: 8 << 10,
         write_bytes_max: 64 << 10,
         pending_bytes_max: 256 << 10,
+        // Short: journal tests see segment writes both deferred and done.
+        journal_segment_write_delay_ms: 5,
+        journal_segment_write_bytes: 32 << 10,
         group_commit_delay_us: 0,
         group_commit_bytes_max: 1 << 20,
         batch_bytes_max: 32 << 10,

@@ -1,0 +1,111 @@
+//! With the shard journal: the batches a log has taken but not yet written to its segment.
+//!
+//! # Contract
+//! - Holds, in offset order and densely, every batch from the written end to the queue's
+//!   next offset (`LogCore::written` ..= `AppendQueue::next_offset`): pushed at enqueue,
+//!   dropped once the write holding it was reaped (the shard's cache takes it then). The
+//!   same shared buffers as the append queue: no copy, no memory beyond the log's
+//!   `pending_bytes_max` budget.
+//! - A journaled batch is durable (acked, visible) before its segment write, which the writer
+//!   defers (`LogConfig::journal_segment_write_delay_ms`): readers get such batches from
+//!   here. A fenced log keeps them (readers still see what was acked; the next start replays
+//!   them from the journal).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use crate::storage::bytes::ByteView;
+use crate::storage::FirstBatch;
+
+/// One batch not yet written: its offsets and stored bytes.
+struct Batch {
+    base_offset: u64,
+    next_offset: u64,
+    bytes: ByteView,
+}
+
+/// The batches of a log past its written end (see the module docs).
+#[derive(Default)]
+pub(super) struct Unwritten {
+    batches: RefCell<VecDeque<Batch>>,
+}
+
+impl Unwritten {
+    /// Adds the batch enqueued after the last one.
+    pub(super) fn push(&self, base_offset: u64, next_offset: u64, bytes: ByteView) {
+        let mut b = self.batches.borrow_mut();
+        debug_assert!(b.back().is_none_or(|l| l.next_offset == base_offset));
+        b.push_back(Batch { base_offset, next_offset, bytes });
+    }
+
+    /// Drops the batches that end at or before `written` (their writes were reaped).
+    pub(super) fn written_to(&self, written: u64) {
+        let mut b = self.batches.borrow_mut();
+        while b.front().is_some_and(|x| x.next_offset <= written) {
+            b.pop_front();
+        }
+    }
+
+    /// Batches starting with the one that contains `offset`, up to `max_bytes` (the first
+    /// one even beyond it with [`FirstBatch::Always`]); `None` if `offset` is not here.
+    pub(super) fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        first: FirstBatch,
+    ) -> Option<Vec<ByteView>> {
+        let b = self.batches.borrow();
+        if offset < b.front()?.base_offset || offset >= b.back()?.next_offset {
+            return None;
+        }
+        let start = b.partition_point(|x| x.next_offset <= offset);
+        let mut out = Vec::new();
+        let mut total = 0;
+        for x in b.range(start..) {
+            let must_take = out.is_empty() && first == FirstBatch::Always;
+            if !must_take && total + x.bytes.len() > max_bytes {
+                break;
+            }
+            total += x.bytes.len();
+            out.push(x.bytes.clone());
+        }
+        Some(out)
+    }
+
+    /// Every batch held, oldest first (for a timestamp search past the segments).
+    pub(super) fn all(&self) -> Vec<ByteView> {
+        self.batches.borrow().iter().map(|x| x.bytes.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+
+    fn bytes(n: usize) -> ByteView {
+        ByteView::new(Rc::new(vec![0u8; n]))
+    }
+
+    #[test]
+    fn reads_what_is_past_the_written_end_and_forgets_what_was_written() {
+        let u = Unwritten::default();
+        assert!(u.read(0, 1 << 20, FirstBatch::Always).is_none());
+        for i in 0..4 {
+            u.push(10 + 2 * i, 12 + 2 * i, bytes(100));
+        }
+        assert!(u.read(9, 1 << 20, FirstBatch::Always).is_none());
+        assert!(u.read(18, 1 << 20, FirstBatch::Always).is_none());
+        assert_eq!(u.read(11, 1 << 20, FirstBatch::Always).unwrap().len(), 4);
+        assert_eq!(u.read(12, 250, FirstBatch::Always).unwrap().len(), 2);
+        assert_eq!(u.read(12, 50, FirstBatch::Always).unwrap().len(), 1);
+        assert!(u.read(12, 50, FirstBatch::IfItFits).unwrap().is_empty());
+        u.written_to(14);
+        assert!(u.read(13, 1 << 20, FirstBatch::Always).is_none());
+        assert_eq!(u.read(14, 1 << 20, FirstBatch::Always).unwrap().len(), 2);
+        assert_eq!(u.all().len(), 2);
+        u.written_to(18);
+        assert!(u.all().is_empty());
+    }
+}
