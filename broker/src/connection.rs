@@ -4,7 +4,7 @@
 //!   larger frames sized only from a checked header, a deadline for a started frame).
 //! - Requests are pipelined: each request's second stage runs as its own task and its
 //!   response is written when ready, so responses may leave out of order (the correlation id
-//!   matches them). A request counts as outstanding until its response is on the socket, not
+//!   matches them). Responses and pushes queued together leave in one socket write. A request counts as outstanding until its response is on the socket, not
 //!   merely queued. At `inflight_per_connection_max` outstanding requests the reader stops
 //!   reading until one is written.
 //! - What the connection holds for the client is bounded in bytes
@@ -63,6 +63,10 @@ use crate::watermark::Watermark;
 
 /// After the reader stops, queued responses get this long to reach a client that reads.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Frames queued together are joined into one socket write up to about this many bytes
+/// (the last one may pass it; a frame alone is written as it is, without a copy).
+const COALESCE_BYTES_MAX: usize = 64 << 10;
 
 /// What a frame on its way to the socket holds of the connection's and the shard's budgets.
 struct Holds {
@@ -178,7 +182,7 @@ pub async fn serve<S>(
 {
     Counters::add(&shard.counters.connections, 1);
     Counters::add(&shard.counters.connections_total, 1);
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (mut reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_unbounded::<Outgoing>();
     let conn = Rc::new(Conn {
         shard: shard.clone(),
@@ -191,44 +195,8 @@ pub async fn serve<S>(
         info,
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
-    let writer_task = {
-        let conn = Rc::downgrade(&conn);
-        glommio::spawn_local(async move {
-            while let Some(out) = rx.recv().await {
-                // A frame that does not reach the socket in `connection_write_stall_ms` cuts
-                // the client off: it would hold its share of the shard's budget forever.
-                let written = futures_lite::future::or(
-                    // The flush matters under TLS: a write that found the socket full leaves
-                    // encrypted bytes in the session, and nothing else would push them out.
-                    async {
-                        let written = writer.write_all(&out.frame).await;
-                        Some(written.is_ok() && writer.flush().await.is_ok())
-                    },
-                    async {
-                        glommio::timer::sleep(write_stall).await;
-                        None
-                    },
-                )
-                .await;
-                if written == Some(true) {
-                    stage_latency::record_since(Stage::ResponseWrite, out.queued);
-                }
-                if let Some(conn) = conn.upgrade() {
-                    conn.queued_bytes.set(conn.queued_bytes.get() - out.frame.len());
-                    if written.is_none() {
-                        conn.doomed.advance(1);
-                    }
-                }
-                // Its budget and the request's permit go once the frame is on the socket.
-                drop(out);
-                if written != Some(true) {
-                    break;
-                }
-            }
-            let _ = writer.close().await;
-        })
-        .detach()
-    };
+    let writer_task =
+        glommio::spawn_local(write_loop(Rc::downgrade(&conn), rx, writer, write_stall)).detach();
     let end = read_loop(&conn, &mut reader, &stop, &session).await;
     if let ReadEnd::Frame(e) = &end {
         conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
@@ -250,6 +218,80 @@ pub async fn serve<S>(
         writer_task.cancel();
     }
     Counters::sub(&shard.counters.connections, 1);
+}
+
+/// Writes queued frames to the socket until the queue closes or a write fails or stalls.
+/// Frames queued together go out in one write (copied into one buffer, up to
+/// [`COALESCE_BYTES_MAX`]): at many small batches per second (a produce answer and a push
+/// per batch) one socket write per frame was most of a shard's kernel time.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    conn: std::rc::Weak<Conn>,
+    rx: local_channel::LocalReceiver<Outgoing>,
+    mut writer: W,
+    write_stall: Duration,
+) {
+    let mut outs: Vec<Outgoing> = Vec::new();
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.frame.len();
+        outs.push(first);
+        while bytes < COALESCE_BYTES_MAX {
+            match futures_lite::future::poll_once(rx.recv()).await {
+                Some(Some(next)) => {
+                    bytes += next.frame.len();
+                    outs.push(next);
+                }
+                _ => break,
+            }
+        }
+        let buf: &[u8] = if outs.len() == 1 {
+            &outs[0].frame
+        } else {
+            joined.clear();
+            for o in &outs {
+                joined.extend_from_slice(&o.frame);
+            }
+            &joined
+        };
+        // Frames that do not reach the socket in `connection_write_stall_ms` cut the client
+        // off: it would hold its share of the shard's budget forever.
+        let written = futures_lite::future::or(
+            // The flush matters under TLS: a write that found the socket full leaves
+            // encrypted bytes in the session, and nothing else would push them out.
+            async {
+                let written = writer.write_all(buf).await;
+                Some(written.is_ok() && writer.flush().await.is_ok())
+            },
+            async {
+                glommio::timer::sleep(write_stall).await;
+                None
+            },
+        )
+        .await;
+        if joined.capacity() > 2 * COALESCE_BYTES_MAX {
+            joined = Vec::new(); // one large burst does not stay held
+        }
+        let conn = conn.upgrade();
+        for out in outs.drain(..) {
+            if written == Some(true) {
+                stage_latency::record_since(Stage::ResponseWrite, out.queued);
+            }
+            if let Some(conn) = &conn {
+                conn.queued_bytes.set(conn.queued_bytes.get() - out.frame.len());
+            }
+            // Its budget and the request's permit go once the frame is on the socket.
+            drop(out);
+        }
+        if written.is_none() {
+            if let Some(conn) = &conn {
+                conn.doomed.advance(1);
+            }
+        }
+        if written != Some(true) {
+            break;
+        }
+    }
+    let _ = writer.close().await;
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
