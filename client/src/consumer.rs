@@ -1,5 +1,6 @@
-//! The consumer: a push subscription on one partition, with credit granted automatically as
-//! the application takes batches, and records read in place from the received bytes.
+//! The consumer: a push subscription on one partition, with credit granted back
+//! automatically (half a window at a time) as the application takes batches, and records
+//! read in place from the received bytes.
 
 use std::sync::Arc;
 
@@ -62,6 +63,10 @@ pub struct Consumer {
     high_watermark: u64,
     topic: String,
     partition: u32,
+    /// The credit window asked for at subscribe.
+    credit_window_bytes: u64,
+    /// Bytes taken by the application and not yet granted back to the broker.
+    ungranted_bytes: u64,
 }
 
 impl Consumer {
@@ -120,6 +125,8 @@ impl Consumer {
             high_watermark: r.high_watermark,
             topic: topic.into(),
             partition,
+            credit_window_bytes,
+            ungranted_bytes: 0,
         })
     }
 
@@ -157,15 +164,20 @@ impl Consumer {
         self.high_watermark = hw;
         let batch = ConsumerBatch { frame, range, decompressed, skip_below: self.position };
         self.position = next;
-        // The application has this batch now: let the broker send as much again. The grant
-        // is not waited for (a round trip per batch would cap the consumer at one window per
-        // RTT); a subscription the broker dropped shows up as the push stream ending.
-        // A progress-only push (a filter skipped records) carries no bytes to grant.
-        if !batch.range.is_empty() {
+        // The application has this batch now: let the broker send as much again, once half
+        // the window was taken (a grant per batch was a request and an answer per push: at
+        // many small batches most of the consumer's and the broker's frames; the broker
+        // still holds at least half a window of credit). The grant is not waited for (a
+        // round trip per grant would cap the consumer at one window per RTT); a
+        // subscription the broker dropped shows up as the push stream ending. A
+        // progress-only push (a filter skipped records) carries no bytes to grant.
+        self.ungranted_bytes += batch.range.len() as u64;
+        if self.ungranted_bytes > 0 && self.ungranted_bytes >= self.credit_window_bytes / 2 {
             drop(self.conn.send(&GrantCreditRequest {
                 subscription_id: self.subscription_id,
-                credit_bytes: batch.range.len() as u64,
+                credit_bytes: self.ungranted_bytes,
             })?);
+            self.ungranted_bytes = 0;
         }
         Ok(Some(batch))
     }

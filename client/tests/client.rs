@@ -423,3 +423,54 @@ fn a_restart_with_fewer_shards_serves_every_partition() {
     });
     assert!(broker.log_text().contains("moved to the remaining shards"), "logged");
 }
+
+/// Credit goes back to the broker half a window at a time, not per pushed batch: a tailing
+/// consumer with a 64 KiB window gets 200 batches of 4 KiB pushed one by one, all of them,
+/// with a couple of dozen grants (a grant per push was a request and an answer per batch).
+#[test]
+fn a_consumer_grants_credit_in_half_windows_and_receives_everything() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("credit", TopicConfig { partition_count: 1, ..Default::default() })
+            .await
+            .unwrap();
+        let requests = |stats: Vec<wire::ShardStats>| stats.iter().map(|s| s.requests).sum::<u64>();
+        let mut consumer =
+            Consumer::subscribe(&client, "credit", 0, StartPosition::Earliest, 64 << 10)
+                .await
+                .unwrap();
+        let before = requests(client.stats().await.unwrap());
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Written, linger: Duration::ZERO, ..Default::default() },
+        );
+        let produced = tokio::spawn(async move {
+            let value = vec![7u8; 4 << 10];
+            for _ in 0..200 {
+                // One batch each: the previous one is acked before the next is sent.
+                producer.send("credit", None, Some(&value), &[]).await.unwrap().await.unwrap();
+            }
+        });
+        let (mut records, mut pushes) = (0, 0);
+        while records < 200 {
+            let batch = tokio::time::timeout(Duration::from_secs(10), consumer.next_batch())
+                .await
+                .expect("credit keeps flowing")
+                .unwrap()
+                .unwrap();
+            pushes += 1;
+            records += batch.records().count();
+        }
+        produced.await.unwrap();
+        let after = requests(client.stats().await.unwrap());
+        // The produce requests (one per batch), the second stats request and the grants:
+        // 800 KiB / 32 KiB = 25.
+        let grants = after - before - 200 - 1;
+        assert!(pushes >= 100, "{pushes} pushes: the consumer was meant to tail");
+        assert!((20..=30).contains(&grants), "{grants} credit grants for {pushes} pushes");
+        consumer.close().await.unwrap();
+    });
+}
