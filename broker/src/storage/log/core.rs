@@ -261,7 +261,7 @@ impl<D: Disk> LogCore<D> {
         let queued: Vec<Pending> = {
             let mut st = self.queue.borrow_mut();
             st.pending_bytes = 0;
-            st.next_offset = self.written.get();
+            st.next_offset = self.end_kept();
             st.pending.drain(..).collect()
         };
         let n = items.len() + queued.len();
@@ -270,8 +270,15 @@ impl<D: Disk> LogCore<D> {
                 let _ = tx.send(Err(error.clone()));
             }
         }
-        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.written.get());
+        warn!(dir = %self.dir.display(), error = %error, appends = n, "append failed; next offset rolled back to {}", self.end_kept());
         self.space_signal.advance(self.space_signal.get() + 1);
+    }
+
+    /// Where the next offset goes back to when queued appends fail: the written end, or with
+    /// the journal the durable end if that is further (journaled appends are acked before
+    /// their segment write and keep their offsets: the next start replays them).
+    fn end_kept(&self) -> u64 {
+        self.written.get().max(self.durable_offset.get())
     }
 
     pub(super) fn mark_durable(&self, offset: u64) {
@@ -367,7 +374,7 @@ impl<D: Disk> LogCore<D> {
             let mut st = self.queue.borrow_mut();
             st.fenced = Some(reason.clone());
             st.pending_bytes = 0;
-            st.next_offset = self.written.get();
+            st.next_offset = self.end_kept();
             (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
         };
         if let Some(j) = &self.journal {
