@@ -385,10 +385,10 @@ where
 mod tests {
     use super::*;
 
-    /// A producer that takes 20 ms per send (a system far slower than the schedule).
-    struct Slow;
+    /// A producer whose sends each take the given time (none when zero) and are acked at once.
+    struct Fixed(Duration);
 
-    impl ProducerDriver for Slow {
+    impl ProducerDriver for Fixed {
         type Ack = std::future::Ready<Result<(), HarnessError>>;
 
         async fn send(
@@ -396,7 +396,9 @@ mod tests {
             _key: Option<&[u8]>,
             _payload: &[u8],
         ) -> Result<Self::Ack, HarnessError> {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if !self.0.is_zero() {
+                tokio::time::sleep(self.0).await;
+            }
             Ok(std::future::ready(Ok(())))
         }
 
@@ -405,36 +407,49 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_producer_far_behind_schedule_counts_what_it_never_sent() {
-        let mut counters = RunCounters::new(0, true, 1);
-        counters.missed_grace_ns = 100_000_000;
-        let counters = Arc::new(counters);
+    /// Runs `producer` on a schedule of one send per `interval_ns` for `window_ns` (stop and
+    /// measured window alike) with its collector; returns the collector's publish latencies
+    /// and send lags.
+    async fn run_schedule(
+        producer: Fixed,
+        counters: &Arc<RunCounters>,
+        interval_ns: f64,
+        window_ns: u64,
+    ) -> (Histogram<u64>, Histogram<u64>) {
         let start_ns = counters.now_ns() + 1_000_000;
-        // 1,000 msg/s for 50 ms: 50 intended sends, at 20 ms each the producer manages ~8
-        // before the grace after the stop runs out.
-        counters.stop_ns.store(start_ns + 50_000_000, Relaxed);
+        counters.stop_ns.store(start_ns + window_ns, Relaxed);
         counters.window_start_ns.store(start_ns, Relaxed);
-        counters.window_end_ns.store(start_ns + 50_000_000, Relaxed);
+        counters.window_end_ns.store(start_ns + window_ns, Relaxed);
         let workload =
             Workload::parse(include_str!("../../workloads/smoke.toml")).expect("smoke workload");
         let plan = Plan {
             index: 0,
             start_ns,
-            interval_ns: 1e6,
+            interval_ns,
             spin_ns: 200_000,
             keys: KeyGenerator::new(&workload, 1),
             payload: Payload::new(crate::workload::PayloadKind::Random, 64, 1),
         };
         let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
-        let collector = tokio::spawn(collect_acks(rx, Arc::clone(&counters)));
-        let s = Arc::clone(&counters);
+        let collector = tokio::spawn(collect_acks(rx, Arc::clone(counters)));
+        let s = Arc::clone(counters);
         tokio::task::spawn_blocking(move || {
-            tokio::runtime::Handle::current().block_on(produce(Slow, plan, &s, tx))
+            tokio::runtime::Handle::current().block_on(produce(producer, plan, &s, tx))
         })
         .await
         .unwrap();
-        let (h, lag) = collector.await.unwrap();
+        collector.await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_producer_far_behind_schedule_counts_what_it_never_sent() {
+        let mut counters = RunCounters::new(0, true, 1);
+        counters.missed_grace_ns = 100_000_000;
+        let counters = Arc::new(counters);
+        // 1,000 msg/s for 50 ms: 50 intended sends, at 20 ms each the producer manages ~8
+        // before the grace after the stop runs out.
+        let slow = Fixed(Duration::from_millis(20));
+        let (h, lag) = run_schedule(slow, &counters, 1e6, 50_000_000).await;
         let (sent, missed) = (counters.sent.load(Relaxed), counters.missed.load(Relaxed));
         assert_eq!(sent + missed, 50, "every intended send is either made or counted missed");
         assert!(missed >= 30, "{missed} missed, {sent} sent");
@@ -447,54 +462,13 @@ mod tests {
         assert!(lag.max() >= 50_000_000 && lag.max() <= h.max(), "lag {}", lag.max());
     }
 
-    /// A producer that answers at once.
-    struct Immediate;
-
-    impl ProducerDriver for Immediate {
-        type Ack = std::future::Ready<Result<(), HarnessError>>;
-
-        async fn send(
-            &mut self,
-            _key: Option<&[u8]>,
-            _payload: &[u8],
-        ) -> Result<Self::Ack, HarnessError> {
-            Ok(std::future::ready(Ok(())))
-        }
-
-        async fn flush(&mut self) -> Result<(), HarnessError> {
-            Ok(())
-        }
-    }
-
     /// At an interval shorter than a burst (50,000 msg/s) every message is sent or missed
     /// (none before its intended time: `wait_until`), and every ack made reaches the
     /// collector, the last burst's too.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fast_schedule_sends_in_bursts_never_early_and_every_ack_is_collected() {
         let counters = Arc::new(RunCounters::new(0, true, 1));
-        let start_ns = counters.now_ns() + 1_000_000;
-        counters.stop_ns.store(start_ns + 20_000_000, Relaxed);
-        counters.window_start_ns.store(start_ns, Relaxed);
-        counters.window_end_ns.store(start_ns + 20_000_000, Relaxed);
-        let workload =
-            Workload::parse(include_str!("../../workloads/smoke.toml")).expect("smoke workload");
-        let plan = Plan {
-            index: 0,
-            start_ns,
-            interval_ns: 20_000.0,
-            spin_ns: 200_000,
-            keys: KeyGenerator::new(&workload, 1),
-            payload: Payload::new(crate::workload::PayloadKind::Random, 64, 1),
-        };
-        let (tx, rx) = mpsc::channel(ACK_QUEUE_MAX);
-        let collector = tokio::spawn(collect_acks(rx, Arc::clone(&counters)));
-        let s = Arc::clone(&counters);
-        tokio::task::spawn_blocking(move || {
-            tokio::runtime::Handle::current().block_on(produce(Immediate, plan, &s, tx))
-        })
-        .await
-        .unwrap();
-        let (h, lag) = collector.await.unwrap();
+        let (h, lag) = run_schedule(Fixed(Duration::ZERO), &counters, 20_000.0, 20_000_000).await;
         let sent = counters.sent.load(Relaxed);
         assert_eq!(sent + counters.missed.load(Relaxed), 1000);
         assert_eq!(h.len(), sent, "every ack collected");
