@@ -4,9 +4,10 @@
 //!   larger frames sized only from a checked header, a deadline for a started frame).
 //! - Requests are pipelined: each request's second stage runs as its own task and its
 //!   response is written when ready, so responses may leave out of order (the correlation id
-//!   matches them). Responses and pushes queued together leave in one socket write. A request counts as outstanding until its response is on the socket, not
-//!   merely queued. At `inflight_per_connection_max` outstanding requests the reader stops
-//!   reading until one is written.
+//!   matches them). Responses and pushes queued together leave in one socket write. A
+//!   request counts as outstanding until its response is on the socket, not merely queued.
+//!   At `inflight_per_connection_max` outstanding requests the reader stops reading until
+//!   one is written.
 //! - What the connection holds for the client is bounded in bytes
 //!   (`connection_send_queue_bytes_max`): responses and pushes queued and not yet written,
 //!   plus what each outstanding request's response may take (a fetch's `max_bytes`, see

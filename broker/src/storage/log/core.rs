@@ -17,9 +17,9 @@
 //!   (`journal_segment_write_delay_ms`); until that write is reaped readers get it from
 //!   `unwritten`, so `durable_offset` may run ahead of `written` (never past the queue's
 //!   next offset). Segments are synced when a journal checkpoint asks (the writer writes
-//!   what it asks for first), at a roll and at close ([`LogCore::segments_synced`]). A failed journal write fences the log like a failed
-//!   sync, and so does a failed segment write (its entries may already be journaled, so its
-//!   offsets must not be reused).
+//!   what it asks for first), at a roll and at close ([`LogCore::segments_synced`]). A
+//!   failed journal write fences the log like a failed sync, and so does a failed segment
+//!   write (its entries may already be journaled, so its offsets must not be reused).
 //! - Every sync of a segment goes through [`LogCore::sync_segment`] (its sync gate): a sync is
 //!   trusted only after every sync of that file begun meanwhile ended, with none failed since
 //!   open (`sync_gate.rs`).

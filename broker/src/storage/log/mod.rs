@@ -24,8 +24,8 @@
 //!   readers wait for its journal record only. Segment writes are deferred
 //!   (`journal_segment_write_delay_ms`, `journal_segment_write_bytes`: fewer, larger
 //!   writes) and readers get the batches not yet written from memory (`unwritten.rs`);
-//!   segments are synced lazily (journal checkpoints, rolls, close). Opening replays an earlier run's journal entries that
-//!   continue the recovered log.
+//!   segments are synced lazily (journal checkpoints, rolls, close). Opening replays an
+//!   earlier run's journal entries that continue the recovered log.
 //!
 //! # Files, each headed by the rules it keeps
 //! - `core.rs`: what the handle and its tasks share (segments, watermarks, append queue,
