@@ -20,6 +20,17 @@
 //!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
 //!   that is fenced, closed without syncing or gone keeps the file until the next start
 //!   replays it (`replay.rs`).
+//! - Recycling: a checkpointed file of the configured size is kept as a spare (at most
+//!   [`SPARE_FILES_MAX`]) instead of removed, and the next file is made from it rather than
+//!   from zeros: its first block is overwritten with zeros by one O_DSYNC write, then it is
+//!   renamed to the next sequence number and the directory synced. Its blocks stay
+//!   allocated and written, so later O_DSYNC writes still need no filesystem journal
+//!   commit, and the device is spared a file of zeros per file of records. What it held
+//!   before cannot be replayed as new: a crash before its first new record leaves a zero
+//!   first block (nothing read from it), and after new records the old record that follows
+//!   is not whole where they end or has a lower sequence number (records are numbered up
+//!   from 0 by each run, and only a file this run made is recycled): replay cuts the file
+//!   there. Spares go at close.
 //! - A failed journal write fences every member that had entries queued or in flight, and
 //!   every member that submits later: nothing more becomes durable through this journal
 //!   until the process restarts (the state of the failed record is unknown, and the O_DSYNC
@@ -62,6 +73,9 @@ fn parse_file_name(name: &str) -> Option<u64> {
 const CREATE_RETRY_MS_MIN: u64 = 10;
 /// Longest pause between tries to create a journal file.
 const CREATE_RETRY_MS_MAX: u64 = 1000;
+
+/// Checkpointed files kept for reuse (see the module docs).
+pub const SPARE_FILES_MAX: usize = 2;
 
 /// Bytes of zeros written per I/O while a new journal file is prepared.
 const ZERO_WRITE_BYTES: usize = 1 << 20;
@@ -107,8 +121,10 @@ pub struct JournalStats {
     pub entries: u64,
     /// Bytes written for records, padding included.
     pub record_bytes: u64,
-    /// Files created.
+    /// Files created (filled with zeros).
     pub files_created: u64,
+    /// Files made from a checkpointed spare instead of created.
+    pub files_recycled: u64,
     /// Files removed after their checkpoint.
     pub files_removed: u64,
     /// Failed tries to create a file (disk full), each tried again later.
@@ -268,6 +284,8 @@ struct Inner<D: Disk> {
     stats: Cell<JournalStats>,
     /// Checkpoints running, each with a flag set when it ended.
     checkpoints: RefCell<Vec<Checkpoint>>,
+    /// Checkpointed files of the configured size, kept for reuse (see the module docs).
+    spare: RefCell<Vec<PathBuf>>,
 }
 
 /// The file records go to now.
@@ -326,6 +344,7 @@ impl<D: Disk> ShardJournal<D> {
             next_record_seq: Cell::new(0),
             stats: Cell::new(JournalStats::default()),
             checkpoints: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
         });
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
@@ -375,6 +394,17 @@ impl<D: Disk> ShardJournal<D> {
         let checkpoints: Vec<_> = self.inner.checkpoints.borrow_mut().drain(..).collect();
         for (t, _) in checkpoints {
             t.await;
+        }
+        let spare: Vec<PathBuf> = self.inner.spare.borrow_mut().drain(..).collect();
+        if !spare.is_empty() {
+            for path in &spare {
+                if let Err(e) = self.inner.disk.remove(path).await {
+                    warn!(path = %path.display(), error = %e, "cannot remove a spare journal file");
+                }
+            }
+            if let Err(e) = self.inner.disk.sync_dir(&self.inner.dir).await {
+                warn!(dir = %self.inner.dir.display(), error = %e, "cannot sync the journal directory");
+            }
         }
         match self.inner.failed.borrow().clone() {
             Some(e) => Err(e),
@@ -573,12 +603,32 @@ impl<D: Disk> Inner<D> {
         taken
     }
 
-    /// A new file of `size` zeros, synced and named durably, open for O_DSYNC writes. A
-    /// file that could not be made whole is removed again.
+    /// A new file of `size` bytes, named durably, open for O_DSYNC writes: a spare made
+    /// new when one fits, else a file of zeros, synced. A file that could not be made
+    /// whole is removed again.
     async fn create_file(&self, size: u64) -> Result<ActiveFile<D>, IoError> {
         let seq = self.next_file_seq.get();
         self.next_file_seq.set(seq + 1);
         let path = self.dir.join(journal_file_name(seq));
+        if size == self.config.file_bytes() {
+            loop {
+                let Some(old) = self.spare.borrow_mut().pop() else { break };
+                match self.recycle_file(&old, &path, size).await {
+                    Ok(f) => return Ok(f),
+                    Err(e) => {
+                        warn!(path = %old.display(), error = %e, "cannot recycle a journal file: it goes");
+                        for p in [&old, &path] {
+                            match self.disk.remove(p).await {
+                                Ok(()) | Err(IoError::NotFound { .. }) => {}
+                                Err(e) => {
+                                    warn!(path = %p.display(), error = %e, "cannot remove a journal file")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let made = self.make_file(path.clone(), size).await;
         if made.is_err() {
             match self.disk.remove(&path).await {
@@ -614,6 +664,49 @@ impl<D: Disk> Inner<D> {
         Ok(ActiveFile { file: dsync, path, pos: 0, size, members: BTreeMap::new() })
     }
 
+    /// Makes checkpointed file `old` (of `size` bytes) the new file `path`: see the module
+    /// docs (first block zeroed durably before the rename, so its old records cannot be
+    /// read as the new name's).
+    async fn recycle_file(
+        &self,
+        old: &Path,
+        path: &Path,
+        size: u64,
+    ) -> Result<ActiveFile<D>, IoError> {
+        let dsync = Rc::new(self.disk.open_dsync(old).await?);
+        let made = async {
+            if dsync.size().await? != size {
+                return Err(IoError::Other {
+                    op: "recycle journal file",
+                    path: old.display().to_string(),
+                    errno: None,
+                    message: format!("not {size} bytes long"),
+                });
+            }
+            let mut head = dsync.alloc_write_buf(DISK_ALIGN);
+            head.as_mut().fill(0);
+            dsync.write_at(head, 0).await?;
+            self.disk.rename(old, path).await?;
+            self.disk.sync_dir(&self.dir).await
+        }
+        .await;
+        if let Err(e) = made {
+            let _ = dsync.close().await;
+            return Err(e);
+        }
+        let mut s = self.stats.get();
+        s.files_recycled += 1;
+        self.stats.set(s);
+        debug!(from = %old.display(), path = %path.display(), "journal file recycled");
+        Ok(ActiveFile {
+            file: dsync,
+            path: path.to_owned(),
+            pos: 0,
+            size,
+            members: BTreeMap::new(),
+        })
+    }
+
     /// The journal failed: fence every member depending on it, now and later.
     fn fail(&self, e: IoError, batch: Vec<Queued>) {
         warn!(dir = %self.dir.display(), error = %e, "journal write failed; its partitions are fenced until restart");
@@ -639,7 +732,7 @@ impl<D: Disk> Inner<D> {
         let done = Rc::new(Cell::new(false));
         let flag = done.clone();
         let task = glommio::spawn_local(async move {
-            let ActiveFile { file, path, members, .. } = f;
+            let ActiveFile { file, path, members, size, .. } = f;
             let _ = file.close().await;
             for (m, end) in members.into_values() {
                 m.want_synced.advance(end);
@@ -649,6 +742,15 @@ impl<D: Disk> Inner<D> {
                     flag.set(true);
                     return;
                 }
+            }
+            if size == j.config.file_bytes()
+                && !j.closing.get()
+                && j.failed.borrow().is_none()
+                && j.spare.borrow().len() < SPARE_FILES_MAX
+            {
+                j.spare.borrow_mut().push(path);
+                flag.set(true);
+                return;
             }
             match j.disk.remove(&path).await {
                 Ok(()) => {

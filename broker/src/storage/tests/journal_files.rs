@@ -1,7 +1,8 @@
 //! The shard journal's files across shards (review finding 5): one read for the broker, each
 //! shard handed only its partitions' entries, a file removed once every partition in it is
 //! done whichever shard reports last, stale shard directories removed, and file numbers
-//! following time across shard directories.
+//! following time across shard directories; checkpointed files recycled without their old
+//! records ever replaying.
 
 use super::*;
 use crate::storage::bytes::ByteView;
@@ -107,5 +108,72 @@ fn journal_entries_of_a_topic_deleted_before_its_open_do_not_keep_files() {
         assert_eq!(r.retire(&disk, |id| id != 3).await, 0);
         assert!(r.is_empty());
         assert!(journal_files(&disk).is_empty());
+    });
+}
+
+/// A checkpointed file is recycled as the next file, and nothing it held before is read
+/// back as new: entries of 3,000 bytes, one record (4 KiB) each, 16 to a 64 KiB file, the
+/// member syncing as soon as it is journaled. Files 0 and 1 come back as files 2 and 3;
+/// after a crash with file 2 holding offsets 32..=40 (its old records, offsets 0..=15,
+/// after them) and file 3 just recycled (offsets 16..=31 in it, its first block zeroed),
+/// replay finds exactly offsets 32..=40.
+#[test]
+fn journal_files_are_recycled_and_their_old_records_never_replay() {
+    run(|| async {
+        let disk = SimDisk::new(23, SimFaults::default());
+        let root = PathBuf::from("/j");
+        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+        let j = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
+        let link = j.join(1, 0, 0);
+        for offset in 0..=40u64 {
+            let bytes = ByteView::new(Rc::new(vec![offset as u8; 3000]));
+            link.submit(offset, offset + 1, bytes).unwrap();
+            while link.member().journaled() <= offset {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            link.member().synced.advance(offset + 1);
+        }
+        while j.stats().files_recycled < 2 {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let stats = j.stats();
+        assert_eq!((stats.files_created, stats.files_removed), (2, 0), "{stats:?}");
+        assert_eq!(
+            journal_files(&disk),
+            [
+                root.join("shard-0/00000000000000000002.journal"),
+                root.join("shard-0/00000000000000000003.journal"),
+            ],
+            "files 0 and 1 recycled as 2 and 3"
+        );
+        drop(link);
+        drop(j);
+        let read = JournalRead::read(&disk, &root).await.unwrap();
+        let r = read.split(1, |_, _| Owner::Shard(0)).pop().unwrap();
+        let want: Vec<(u64, u8)> = (32..=40u64).map(|o| (o, o as u8)).collect();
+        assert_eq!(fills(&r, 1, 0), want, "only the records written since the recycling");
+    });
+}
+
+/// A clean close removes the spares with the last file.
+#[test]
+fn journal_spare_files_go_at_close() {
+    run(|| async {
+        let disk = SimDisk::new(24, SimFaults::default());
+        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+        let j =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
+        let link = j.join(1, 0, 0);
+        for offset in 0..40u64 {
+            link.submit(offset, offset + 1, ByteView::new(Rc::new(vec![1; 3000]))).unwrap();
+            while link.member().journaled() <= offset {
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            link.member().synced.advance(offset + 1);
+        }
+        drop(link);
+        j.close().await.unwrap();
+        assert!(j.stats().files_recycled >= 1, "{:?}", j.stats());
+        assert!(journal_files(&disk).is_empty(), "{:?}", journal_files(&disk));
     });
 }

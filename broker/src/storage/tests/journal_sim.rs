@@ -16,6 +16,8 @@ const TOPIC_ID: u64 = 7;
 /// all seeds (each path must be taken for the run to count).
 static RECORDS: AtomicU64 = AtomicU64::new(0);
 static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
+/// Journal files made from a checkpointed spare.
+static FILES_RECYCLED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Journal records in flight at a crash (lost, whole or torn).
 static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
@@ -325,6 +327,7 @@ async fn simulate(seed: u64, steps: usize) {
                 let stats = run.journal.stats();
                 RECORDS.fetch_add(stats.records, Relaxed);
                 FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+                FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
                 CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
                 CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
                 if !clean && rng.bool() {
@@ -394,6 +397,7 @@ async fn simulate(seed: u64, steps: usize) {
     let stats = run.journal.stats();
     RECORDS.fetch_add(stats.records, Relaxed);
     FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+    FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
     CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
     drop(run);
     disk.crash();
@@ -487,13 +491,15 @@ fn journal_simulation() {
         let (records, removed, replays) =
             (RECORDS.load(Relaxed), FILES_REMOVED.load(Relaxed), REPLAYED_RUNS.load(Relaxed));
         let torn = CRASHED_IN_FLIGHT.load(Relaxed);
+        let recycled = FILES_RECYCLED.load(Relaxed);
         let (create_failures, space_returns) =
             (CREATE_FAILURES.load(Relaxed), SPACE_RETURNS.load(Relaxed));
-        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space");
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space");
         assert!(
             !many || create_failures > 0 && space_returns > 0,
             "no journal file creation failed on a full disk and went on after space returned"
         );
+        assert!(!many || recycled > 0, "no journal file was recycled: that path went untested");
         assert!(
             !many || torn > 0,
             "no journal record was in flight at a crash: that path went untested"
