@@ -223,8 +223,12 @@ pub struct BrokerConfig {
     /// earlier run are replayed at start whether or not it is on.
     pub shard_journal: bool,
     /// Size of each shard journal file (`BROKER_SHARD_JOURNAL_FILE_BYTES`); a full file is
-    /// checkpointed (its partitions sync their segments) and removed.
+    /// checkpointed (its partitions sync their segments), then kept as a spare or removed.
     pub shard_journal_file_bytes: u64,
+    /// Make new shard journal files from checkpointed ones (renamed, first block zeroed)
+    /// rather than from zeros (`BROKER_SHARD_JOURNAL_RECYCLE`, default true; like
+    /// PostgreSQL's `wal_recycle`, off may suit copy-on-write filesystems).
+    pub shard_journal_recycle: bool,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -279,6 +283,7 @@ impl Default for BrokerConfig {
             log_format: LogFormat::Text,
             shard_journal: false,
             shard_journal_file_bytes: 64 << 20,
+            shard_journal_recycle: true,
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -483,6 +488,7 @@ impl BrokerConfig {
             "BROKER_SHARD_JOURNAL_FILE_BYTES" => {
                 self.shard_journal_file_bytes = parse(name, value)?
             }
+            "BROKER_SHARD_JOURNAL_RECYCLE" => self.shard_journal_recycle = parse(name, value)?,
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,

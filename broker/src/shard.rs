@@ -293,6 +293,7 @@ impl Shard {
         let config = JournalConfig {
             file_bytes: self.config.shard_journal_file_bytes,
             batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
+            recycle: self.config.shard_journal_recycle,
         };
         let dir = root.join(format!("shard-{}", self.id));
         match ShardJournal::open(DmaDisk, dir, config).await {

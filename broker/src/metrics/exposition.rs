@@ -6,7 +6,7 @@
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
 //!   `broker_credit_stalls_total`, `broker_journal_{records,record_bytes,files_created,
-//!   files_removed,file_create_failures}_total` (the shard journal's),
+//!   files_removed,files_recycled,file_create_failures}_total` (the shard journal's),
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_fdatasync_seconds_total`,
@@ -232,6 +232,8 @@ impl Scrape {
         let help =
             "Shard journal files removed after their checkpoint (partitions synced past them)";
         counters(e, "broker_journal_files_removed", help, per(|s| s.journal.files_removed))?;
+        let help = "Shard journal files made from a checkpointed file instead of zeros";
+        counters(e, "broker_journal_files_recycled", help, per(|s| s.journal.files_recycled))?;
         let help = "Failed tries to create a shard journal file (disk full), each tried again";
         let failures = per(|s| s.journal.file_create_failures);
         counters(e, "broker_journal_file_create_failures", help, failures)?;

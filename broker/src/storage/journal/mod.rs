@@ -20,7 +20,7 @@
 //!   past them (`want_synced`), and the file is removed once all did (`synced`). A member
 //!   that is fenced, closed without syncing or gone keeps the file until the next start
 //!   replays it (`replay.rs`).
-//! - Recycling: a checkpointed file of the configured size is kept as a spare (at most
+//! - Recycling (unless [`JournalConfig::recycle`] is off): a checkpointed file of the configured size is kept as a spare (at most
 //!   [`SPARE_FILES_MAX`]) instead of removed, and the next file is made from it rather than
 //!   from zeros: its first block is overwritten with zeros by one O_DSYNC write, then it is
 //!   renamed to the next sequence number and the directory synced. Its blocks stay
@@ -95,6 +95,9 @@ pub struct JournalConfig {
     /// allow more than the broker's default and replay takes back what an earlier limit
     /// allowed). A larger one is refused at submit: its record could outgrow the file.
     pub batch_bytes_max: usize,
+    /// Keep checkpointed files as spares and make new files from them (see the module
+    /// docs); false: every checkpointed file is removed and every new one filled with zeros.
+    pub recycle: bool,
 }
 
 impl JournalConfig {
@@ -743,7 +746,8 @@ impl<D: Disk> Inner<D> {
                     return;
                 }
             }
-            if size == j.config.file_bytes()
+            if j.config.recycle
+                && size == j.config.file_bytes()
                 && !j.closing.get()
                 && j.failed.borrow().is_none()
                 && j.spare.borrow().len() < SPARE_FILES_MAX

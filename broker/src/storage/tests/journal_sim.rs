@@ -196,6 +196,7 @@ async fn simulate(seed: u64, steps: usize) {
         journal_config: JournalConfig {
             file_bytes: [64 << 10, 128 << 10, 1 << 20][rng.usize(0..3)],
             batch_bytes_max: config.batch_bytes_max,
+            recycle: rng.usize(0..4) > 0,
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -526,8 +527,11 @@ fn journal_real_disk_replays_lost_segment_tails() {
     run(move || async move {
         let shard = ShardCache::new(0);
         let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
-        let jconfig =
-            JournalConfig { file_bytes: 4 << 20, batch_bytes_max: config.batch_bytes_max };
+        let jconfig = JournalConfig {
+            file_bytes: 4 << 20,
+            batch_bytes_max: config.batch_bytes_max,
+            recycle: true,
+        };
         let journal_root = root.join("journal");
         let dir = |p: u32| root.join("t").join(p.to_string());
         let journal = ShardJournal::open(DmaDisk, journal_root.join("shard-0"), jconfig.clone())
@@ -643,7 +647,8 @@ fn journal_real_disk_replays_lost_segment_tails() {
 fn journal_refuses_oversized_batches_and_submits_after_close() {
     run(|| async {
         let disk = SimDisk::new(3, SimFaults::default());
-        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10 };
+        let config =
+            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
@@ -670,8 +675,11 @@ fn journal_queue_is_bounded_by_the_write_budget() {
         let disk =
             SimDisk::new(5, SimFaults { write_delay_yields_max: 40, ..SimFaults::default() });
         let config = LogConfig { pending_bytes_max: 16 << 10, ..small_config() };
-        let jconfig =
-            JournalConfig { file_bytes: 1 << 20, batch_bytes_max: config.batch_bytes_max };
+        let jconfig = JournalConfig {
+            file_bytes: 1 << 20,
+            batch_bytes_max: config.batch_bytes_max,
+            recycle: true,
+        };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
         let shard = ShardCache::new(0);
@@ -714,8 +722,11 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
     run(|| async {
         let disk = SimDisk::new(9, SimFaults::default());
         let config = small_config();
-        let jconfig =
-            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: config.batch_bytes_max };
+        let jconfig = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: config.batch_bytes_max,
+            recycle: true,
+        };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
         let shard = ShardCache::new(0);
@@ -763,7 +774,8 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
 fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
     run(|| async {
         let disk = SimDisk::new(13, SimFaults::default());
-        let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 256 << 10 };
+        let config =
+            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 256 << 10, recycle: true };
         assert_eq!(config.file_bytes(), 64 << 10, "the configured size, not raised");
         let root = PathBuf::from("/j");
         let journal = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
