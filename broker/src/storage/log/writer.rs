@@ -394,10 +394,13 @@ impl<D: Disk> Writer<D> {
     /// and nothing queued, starts the next zero piece when one is due. Zeros run at most
     /// `zero_ahead_bytes` past the data, and never further ahead than the data this writer
     /// has appended to the segment: an idle partition (or a restart) writes no zeros, and
-    /// zeros never outnumber data.
+    /// zeros never outnumber data. A log joined to a shard journal writes none: its acks
+    /// wait for the journal's write, not for its segment's, and its segment is synced once
+    /// per journal checkpoint, where one filesystem journal commit costs nothing an ack
+    /// waits for (zeros there were a memset and a device write per byte for nothing).
     pub(super) async fn zero_tick(&mut self) {
         let c = &self.sh.config;
-        if c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0 {
+        if c.zero_ahead_bytes == 0 || c.preallocate_bytes == 0 || self.sh.journal.is_some() {
             return; // off: no zero work is ever started
         }
         let progress = self.zero.settle().await;
