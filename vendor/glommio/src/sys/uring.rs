@@ -1222,6 +1222,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// Patched: when the latency preemption timer was armed, and for how long.
+    latency_preemption_armed: Cell<Option<(Instant, Duration)>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1353,6 +1355,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_armed: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1814,22 +1817,39 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // Patched for the broker (see vendor/README.md): the preemption timers stay armed
+        // across passes while they are pending, instead of one cancel and one new timer
+        // each per pass (with a busy reactor, 4 of every 5 SQEs were timer churn). The
+        // latency timer is kept on a pass that will not sleep (a preempt duration is given)
+        // if at least half its slice is left; on a pass that may sleep it goes, as
+        // before, so it cannot wake the sleep. The throughput timer is kept until it
+        // fired (it counts completions since it was armed, not since this pass).
+        let keep_latency_timer = match (preempt_timer(), self.latency_preemption_armed.get()) {
+            (Some(want), Some((at, armed))) => {
+                let src = self.latency_preemption_timeout_src.take();
+                let pending = src.as_ref().is_some_and(|s| s.result().is_none());
+                self.latency_preemption_timeout_src.set(src);
+                pending && (at + armed).saturating_duration_since(Instant::now()) >= want / 2
+            }
+            _ => false,
+        };
+        if !keep_latency_timer {
+            drop(self.latency_preemption_timeout_src.take());
+            self.latency_preemption_armed.set(None);
+        }
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        let throughput = self.throughput_preemption_timeout_src.take();
+        if throughput.as_ref().is_some_and(|s| s.result().is_none()) {
+            self.throughput_preemption_timeout_src.set(throughput);
+        } else {
+            drop(throughput);
+            self.throughput_preemption_timeout_src.set(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1880,8 +1900,12 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !keep_latency_timer {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_preemption_armed
+                    .set(Some((Instant::now(), preempt)));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
