@@ -1486,6 +1486,10 @@ impl LocalExecutor {
 
                 // run user code
                 let run = this.run_task_queues();
+                if run {
+                    // Patched (see `sys::uring::Reactor::wait`).
+                    this.reactor.sys.note_tasks_ran();
+                }
 
                 // account for runtime and poll/sleep if possible
                 let cur_time = Instant::now();

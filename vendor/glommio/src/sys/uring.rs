@@ -1224,6 +1224,12 @@ pub(crate) struct Reactor {
     latency_preemption_timeout_src: Cell<Option<Source>>,
     /// Patched: when the latency preemption timer was armed, and for how long.
     latency_preemption_armed: Cell<Option<(Instant, Duration)>>,
+    /// Patched: the timer that wakes a sleep for the next user timer, with its deadline
+    /// (kept across sleeps while pending and not later than needed).
+    user_timer_src: Cell<Option<Source>>,
+    user_timer_deadline: Cell<Option<Instant>>,
+    /// Patched: whether any task ran since the last sleep (`note_tasks_ran`).
+    tasks_ran_since_sleep: Cell<bool>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1356,6 +1362,9 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_preemption_armed: Cell::new(None),
+            user_timer_src: Cell::new(None),
+            user_timer_deadline: Cell::new(None),
+            tasks_ran_since_sleep: Cell::new(false),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1739,6 +1748,11 @@ impl Reactor {
         ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
     }
 
+    /// Patched: the executor ran tasks in this pass (see `wait`).
+    pub(crate) fn note_tasks_ran(&self) {
+        self.tasks_ran_since_sleep.set(true);
+    }
+
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
         self.poll_ring.borrow_mut().poll(woke)?;
         self.main_ring.borrow_mut().poll(woke)?;
@@ -1821,17 +1835,25 @@ impl Reactor {
         // across passes while they are pending, instead of one cancel and one new timer
         // each per pass (with a busy reactor, 4 of every 5 SQEs were timer churn). The
         // latency timer is kept on a pass that will not sleep (a preempt duration is given)
-        // if at least half its slice is left; on a pass that may sleep it goes, as
-        // before, so it cannot wake the sleep. The throughput timer is kept until it
-        // fired (it counts completions since it was armed, not since this pass).
-        let keep_latency_timer = match (preempt_timer(), self.latency_preemption_armed.get()) {
-            (Some(want), Some((at, armed))) => {
+        // if at least half its slice is left, and on a pass that may sleep if tasks ran
+        // since the last sleep (under load: it may then end one sleep early, once); an idle
+        // executor cancels it before sleeping, as before, so it cannot wake every slice.
+        // The throughput timer is kept until it fired (it counts completions since it was
+        // armed, not since this pass).
+        let keep_latency_timer = match self.latency_preemption_armed.get() {
+            Some((at, armed)) => {
                 let src = self.latency_preemption_timeout_src.take();
                 let pending = src.as_ref().is_some_and(|s| s.result().is_none());
                 self.latency_preemption_timeout_src.set(src);
-                pending && (at + armed).saturating_duration_since(Instant::now()) >= want / 2
+                pending
+                    && match preempt_timer() {
+                        Some(want) => {
+                            (at + armed).saturating_duration_since(Instant::now()) >= want / 2
+                        }
+                        None => self.tasks_ran_since_sleep.get(),
+                    }
             }
-            _ => false,
+            None => false,
         };
         if !keep_latency_timer {
             drop(self.latency_preemption_timeout_src.take());
@@ -1870,11 +1892,25 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
+            // Patched: the timer armed for an earlier sleep is kept while it is pending and
+            // fires no later than this deadline (early, it ends the sleep once, harmlessly).
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                let deadline = Instant::now() + dur;
+                let src = self.user_timer_src.take();
+                let keep = src.as_ref().is_some_and(|s| s.result().is_none())
+                    && self.user_timer_deadline.get().is_some_and(|d| d <= deadline);
+                if keep {
+                    self.user_timer_src.set(src);
+                } else {
+                    drop(src);
+                    self.user_timer_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.user_timer_deadline.set(Some(deadline));
+                    flush_cancellations!(into &mut 0; lat_ring);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
+            self.tasks_ran_since_sleep.set(false);
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
