@@ -42,6 +42,8 @@ impl Watermark {
     }
 
     /// Raises the value (never lowers it) and wakes every waiter whose target it reached.
+    /// Allocates nothing when no waiter is due (the common case: a partition's marks move
+    /// on every append).
     pub fn advance(&self, value: u64) {
         let wake: Vec<Waker> = {
             let mut inner = self.inner.borrow_mut();
@@ -49,12 +51,26 @@ impl Watermark {
                 return;
             }
             inner.value = value;
-            let (ready, waiting): (Vec<_>, Vec<_>) =
-                inner.waiters.drain(..).partition(|(_, t, _)| *t <= value);
-            inner.waiters = waiting;
-            ready.into_iter().map(|(_, _, w)| w).collect()
+            if !inner.waiters.iter().any(|(_, t, _)| *t <= value) {
+                return;
+            }
+            let mut wake = Vec::new();
+            let mut i = 0;
+            while i < inner.waiters.len() {
+                if inner.waiters[i].1 <= value {
+                    wake.push(inner.waiters.remove(i).2);
+                } else {
+                    i += 1;
+                }
+            }
+            wake
         };
         wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Whether [`Watermark::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.borrow().closed
     }
 
     /// Wakes every waiter for good: waits return `false` from now on.

@@ -31,6 +31,9 @@
 //!   is not whole where they end or has a lower sequence number (records are numbered up
 //!   from 0 by each run, and only a file this run made is recycled): replay cuts the file
 //!   there. Spares go at close.
+//! - Entries still queued for a member that was fenced (their appends failed) or closed
+//!   or dropped (its segments hold what it kept) are dropped unwritten: they would bring a
+//!   failed append back at the next start and keep their file until then.
 //! - A failed journal write fences every member that had entries queued or in flight, and
 //!   every member that submits later: nothing more becomes durable through this journal
 //!   until the process restarts (the state of the failed record is unknown, and the O_DSYNC
@@ -39,8 +42,11 @@
 //!   entries go back to the head of the queue, unacked, and the file is tried again after a
 //!   pause (10 ms doubling to 1 s); durable acks wait (the log's write budget holds back
 //!   producers meanwhile) and go on once a file could be made. At close it fences instead.
-//! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are.
+//! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are,
+//!   and one that runs a moment longer (glommio drops a cancelled task's future later)
+//!   touches no file after the drop (the `crashed` flag, checked before each file operation).
 
+mod files;
 mod record;
 mod replay;
 
@@ -50,7 +56,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::bytes::ByteView;
 use super::error::IoError;
@@ -289,6 +295,9 @@ struct Inner<D: Disk> {
     checkpoints: RefCell<Vec<Checkpoint>>,
     /// Checkpointed files of the configured size, kept for reuse (see the module docs).
     spare: RefCell<Vec<PathBuf>>,
+    /// Set when the journal is dropped without `close` (a crash): a task that outlives the
+    /// drop for a moment (a file being prepared, a checkpoint) touches no file after it.
+    crashed: Cell<bool>,
 }
 
 /// The file records go to now.
@@ -348,6 +357,7 @@ impl<D: Disk> ShardJournal<D> {
             stats: Cell::new(JournalStats::default()),
             checkpoints: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
+            crashed: Cell::new(false),
         });
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
@@ -418,6 +428,7 @@ impl<D: Disk> ShardJournal<D> {
 
 impl<D: Disk> Drop for ShardJournal<D> {
     fn drop(&mut self) {
+        self.inner.crashed.set(true);
         if let Some(t) = self.task.borrow_mut().take() {
             t.cancel();
         }
@@ -459,6 +470,9 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             continue;
         }
         let batch = j.take_record();
+        if batch.is_empty() {
+            continue; // only entries of fenced or gone members were queued
+        }
         j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
         let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
         let padded = record::padded(len) as u64;
@@ -589,13 +603,22 @@ fn closed_error(dir: &Path) -> IoError {
 }
 
 impl<D: Disk> Inner<D> {
-    /// Takes queued entries for one record: at least one, at most `record_bytes_max`.
+    /// Takes queued entries for one record: at most `record_bytes_max`, at least one unless
+    /// none is left. Entries of a member whose `synced` closed (fenced: their appends
+    /// failed; or closed or gone: its segments hold what it kept) are dropped, not
+    /// journaled: a failed append must not come back at the next start, and a file must
+    /// not be kept for a member that will never sync.
     fn take_record(&self) -> Vec<Queued> {
         let max = self.config.record_bytes_max();
         let mut q = self.queue.borrow_mut();
         let mut taken = Vec::new();
         let mut len = record::HEADER_BYTES;
         while let Some(front) = q.front() {
+            if front.member.synced.is_closed() {
+                let dropped = q.pop_front().expect("front exists");
+                dropped.member.dequeued(dropped.bytes.len());
+                continue;
+            }
             let add = record::ENTRY_HEADER_BYTES + front.bytes.len();
             if !taken.is_empty() && len + add > max {
                 break;
@@ -606,108 +629,12 @@ impl<D: Disk> Inner<D> {
         taken
     }
 
-    /// A new file of `size` bytes, named durably, open for O_DSYNC writes: a spare made
-    /// new when one fits, else a file of zeros, synced. A file that could not be made
-    /// whole is removed again.
-    async fn create_file(&self, size: u64) -> Result<ActiveFile<D>, IoError> {
-        let seq = self.next_file_seq.get();
-        self.next_file_seq.set(seq + 1);
-        let path = self.dir.join(journal_file_name(seq));
-        if size == self.config.file_bytes() {
-            loop {
-                let Some(old) = self.spare.borrow_mut().pop() else { break };
-                match self.recycle_file(&old, &path, size).await {
-                    Ok(f) => return Ok(f),
-                    Err(e) => {
-                        warn!(path = %old.display(), error = %e, "cannot recycle a journal file: it goes");
-                        for p in [&old, &path] {
-                            match self.disk.remove(p).await {
-                                Ok(()) | Err(IoError::NotFound { .. }) => {}
-                                Err(e) => {
-                                    warn!(path = %p.display(), error = %e, "cannot remove a journal file")
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+    /// An error once the journal was dropped without `close` (see `crashed`).
+    fn alive(&self) -> Result<(), IoError> {
+        match self.crashed.get() {
+            true => Err(closed_error(&self.dir)),
+            false => Ok(()),
         }
-        let made = self.make_file(path.clone(), size).await;
-        if made.is_err() {
-            match self.disk.remove(&path).await {
-                Ok(()) | Err(IoError::NotFound { .. }) => {}
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "cannot remove a journal file that could not be made")
-                }
-            }
-        }
-        made
-    }
-
-    async fn make_file(&self, path: PathBuf, size: u64) -> Result<ActiveFile<D>, IoError> {
-        let file = Rc::new(self.disk.open(&path, true).await?);
-        file.truncate(0).await?;
-        file.allocate(size).await?;
-        let mut at = 0u64;
-        while at < size {
-            let n = (size - at).min(ZERO_WRITE_BYTES as u64) as usize;
-            let mut buf = file.alloc_write_buf(n);
-            buf.as_mut().fill(0);
-            file.write_at(buf, at).await?;
-            at += n as u64;
-        }
-        file.fdatasync().await?;
-        self.disk.sync_dir(&self.dir).await?;
-        let dsync = Rc::new(self.disk.open_dsync(&path).await?);
-        let _ = file.close().await;
-        let mut s = self.stats.get();
-        s.files_created += 1;
-        self.stats.set(s);
-        debug!(path = %path.display(), size, "journal file created");
-        Ok(ActiveFile { file: dsync, path, pos: 0, size, members: BTreeMap::new() })
-    }
-
-    /// Makes checkpointed file `old` (of `size` bytes) the new file `path`: see the module
-    /// docs (first block zeroed durably before the rename, so its old records cannot be
-    /// read as the new name's).
-    async fn recycle_file(
-        &self,
-        old: &Path,
-        path: &Path,
-        size: u64,
-    ) -> Result<ActiveFile<D>, IoError> {
-        let dsync = Rc::new(self.disk.open_dsync(old).await?);
-        let made = async {
-            if dsync.size().await? != size {
-                return Err(IoError::Other {
-                    op: "recycle journal file",
-                    path: old.display().to_string(),
-                    errno: None,
-                    message: format!("not {size} bytes long"),
-                });
-            }
-            let mut head = dsync.alloc_write_buf(DISK_ALIGN);
-            head.as_mut().fill(0);
-            dsync.write_at(head, 0).await?;
-            self.disk.rename(old, path).await?;
-            self.disk.sync_dir(&self.dir).await
-        }
-        .await;
-        if let Err(e) = made {
-            let _ = dsync.close().await;
-            return Err(e);
-        }
-        let mut s = self.stats.get();
-        s.files_recycled += 1;
-        self.stats.set(s);
-        debug!(from = %old.display(), path = %path.display(), "journal file recycled");
-        Ok(ActiveFile {
-            file: dsync,
-            path: path.to_owned(),
-            pos: 0,
-            size,
-            members: BTreeMap::new(),
-        })
     }
 
     /// The journal failed: fence every member depending on it, now and later.
@@ -745,6 +672,9 @@ impl<D: Disk> Inner<D> {
                     flag.set(true);
                     return;
                 }
+            }
+            if j.crashed.get() {
+                return;
             }
             if j.config.recycle
                 && size == j.config.file_bytes()
