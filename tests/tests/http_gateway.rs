@@ -179,7 +179,9 @@ fn records_cross_between_http_and_the_native_protocol_both_ways() {
     builder
         .append(1_700_000_000_000, Some(b"n1"), Some(br#"{"from":"native"}"#), &[("h", b"v")])
         .unwrap();
-    builder.append(1_700_000_000_001, None, Some(&[0xfe, 0xff]), &[]).unwrap();
+    // A null header value (as Kafka producers may send) next to an empty one.
+    let nullable: &[(&str, Option<&[u8]>)] = &[("gone", None), ("empty", Some(b""))];
+    builder.append_nullable(1_700_000_000_001, None, Some(&[0xfe, 0xff]), nullable).unwrap();
     let result =
         produce(&mut native, "orders", 3, &builder.finish().unwrap(), wire::AckLevel::Durable);
     assert_eq!(result.error, 0);
@@ -195,6 +197,7 @@ fn records_cross_between_http_and_the_native_protocol_both_ways() {
     assert_eq!(recs[0]["timestamp_ms"], 1_700_000_000_000i64);
     assert_eq!(recs[1]["key"], Value::Null);
     assert_eq!(recs[1]["value_base64"], "/v8=");
+    assert_eq!(recs[1]["headers"], json!({"gone": null, "empty": ""}), "null stays null");
     // `from` and `limit` page through a partition.
     let (_, page) = curl(http, "GET", "/topics/orders/records?partition=1&from=1&limit=2", &[]);
     let page_offsets: Vec<u64> =

@@ -11,7 +11,7 @@
 //! `{"partition": 0, "offset": 5, "timestamp_ms": .., "key": "k", "value": <JSON>, "headers": {..}}`:
 //! a value that is valid JSON is shown as that JSON (so what was posted as JSON reads back
 //! the same), any other value as `value_base64`; a key or header value that is not UTF-8 as
-//! `key_base64` / under `headers_base64`.
+//! `key_base64` / under `headers_base64`; a null header value (a Kafka producer's) as `null`.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -152,9 +152,14 @@ pub fn to_json(partition: u32, r: &RecordView<'_>) -> Value {
     }
     let (mut text, mut binary) = (Map::new(), Map::new());
     for h in r.headers() {
-        match std::str::from_utf8(h.value()) {
+        // A null header value (Kafka's may be null) is JSON null, not an empty string.
+        let Some(v) = h.nullable_value() else {
+            text.insert(h.key().to_owned(), Value::Null);
+            continue;
+        };
+        match std::str::from_utf8(v) {
             Ok(s) => text.insert(h.key().to_owned(), s.into()),
-            Err(_) => binary.insert(h.key().to_owned(), BASE64.encode(h.value()).into()),
+            Err(_) => binary.insert(h.key().to_owned(), BASE64.encode(v).into()),
         };
     }
     o.insert("headers".into(), Value::Object(text));

@@ -741,10 +741,11 @@ fn render(partition: u32, r: &RecordView<'_>, json: bool) -> String {
     let headers: serde_json::Map<String, serde_json::Value> = r
         .headers()
         .map(|h| {
-            (
-                h.key().to_owned(),
-                serde_json::Value::String(String::from_utf8_lossy(h.value()).into_owned()),
-            )
+            // A null header value (Kafka's may be null) is JSON null, not "".
+            let value = h.nullable_value().map_or(serde_json::Value::Null, |v| {
+                serde_json::Value::String(String::from_utf8_lossy(v).into_owned())
+            });
+            (h.key().to_owned(), value)
         })
         .collect();
     serde_json::json!({
