@@ -147,9 +147,16 @@ pub fn cpu_text(r: &RunResult) -> String {
     out
 }
 
-/// A Markdown table of the results; with more than one, a ratio row per result against the
-/// first (for rates: this ÷ first; for latencies: first ÷ this, so > 1 always means better).
+/// A Markdown table of the results; with more than one, a ratio row per result against its
+/// baseline (for rates: this ÷ baseline; for latencies: baseline ÷ this, so > 1 always means
+/// better). The baseline is the first result of the same workload (a suite's table holds
+/// several workloads, each run by several systems); when no workload repeats (a comparison
+/// of different workloads) it is the first result.
 pub fn markdown(results: &[RunResult]) -> String {
+    let workload_repeats = results
+        .iter()
+        .enumerate()
+        .any(|(i, r)| results[..i].iter().any(|b| b.workload.name == r.workload.name));
     let mut s = String::new();
     let _ = write!(s, "| run |");
     for (name, _, _) in COLUMNS {
@@ -169,10 +176,15 @@ pub fn markdown(results: &[RunResult]) -> String {
             let _ = write!(s, " {text} |");
         }
         s.push('\n');
-        if i > 0 {
-            let _ = write!(s, "| ↳ vs {} (>1 = better) |", label(&results[0]));
+        let base = match results[..i].iter().find(|b| b.workload.name == r.workload.name) {
+            Some(b) => Some(b),
+            None if i > 0 && !workload_repeats => Some(&results[0]),
+            None => None,
+        };
+        if let Some(base) = base {
+            let _ = write!(s, "| ↳ vs {} (>1 = better) |", label(base));
             for (_, get, higher) in COLUMNS {
-                let text = match (get(r), get(&results[0])) {
+                let text = match (get(r), get(base)) {
                     (Some(a), Some(b)) if *higher => ratio(a, b),
                     (Some(a), Some(b)) => ratio(b, a),
                     _ => "–".into(),

@@ -378,4 +378,28 @@ mod tests {
         assert!(broker.contains("| 1000 | 1.00× |"), "{broker}");
         assert!(side_by_side(&[ours]).contains("No workload ran on more than one system"));
     }
+
+    /// A suite's table with two workloads, each run by two systems: each peer's ratio row is
+    /// against the broker's run of the same workload, and a first run gets none.
+    #[test]
+    fn ratio_rows_compare_runs_of_the_same_workload() {
+        let json = include_str!("../tests/data/result-v1.json");
+        let base: RunResult = serde_json::from_str(json).unwrap();
+        let run = |driver: &str, workload: &str| {
+            let mut r = base.clone();
+            r.driver = driver.into();
+            r.workload.name = workload.into();
+            r
+        };
+        let results =
+            [run("broker", "w1"), run("nats", "w1"), run("broker", "w2"), run("nats", "w2")];
+        let md = crate::report::markdown(&results);
+        let vs: Vec<&str> = md.lines().filter(|l| l.starts_with("| ↳ vs")).collect();
+        assert_eq!(vs.len(), 2, "{md}");
+        assert!(vs[0].starts_with("| ↳ vs broker · w1 "), "{md}");
+        assert!(vs[1].starts_with("| ↳ vs broker · w2 "), "{md}");
+        // Different workloads, none repeated: compared with the first, as before.
+        let md = crate::report::markdown(&[run("broker", "a"), run("broker", "b")]);
+        assert!(md.contains("| ↳ vs broker · a "), "{md}");
+    }
 }
