@@ -51,9 +51,7 @@ impl Watermark {
                 return;
             }
             inner.value = value;
-            if !inner.waiters.iter().any(|(_, t, _)| *t <= value) {
-                return;
-            }
+            // Allocates only once a waiter is due (an empty Vec holds no memory).
             let mut wake = Vec::new();
             let mut i = 0;
             while i < inner.waiters.len() {

@@ -7,7 +7,9 @@
 use super::*;
 use crate::storage::bytes::ByteView;
 use crate::storage::io::Disk;
-use crate::storage::journal::{JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal};
+use crate::storage::journal::{
+    JournalConfig, JournalLink, JournalRead, JournalReplay, Owner, ShardJournal,
+};
 
 fn journal_files(disk: &SimDisk) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = disk
@@ -35,6 +37,18 @@ async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) 
     }
     drop(links);
     drop(j);
+}
+
+/// Journals one 3,000-byte entry (filled with its offset's low byte) per offset, each in
+/// a record of its own, and marks it synced as soon as it is journaled.
+async fn journal_synced(link: &JournalLink<SimDisk>, offsets: std::ops::Range<u64>) {
+    for offset in offsets {
+        link.submit(offset, offset + 1, ByteView::new(Rc::new(vec![offset as u8; 3000]))).unwrap();
+        while link.member().journaled() <= offset {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        link.member().synced.advance(offset + 1);
+    }
 }
 
 fn fills(r: &JournalReplay, topic_id: u64, partition: u32) -> Vec<(u64, u8)> {
@@ -126,14 +140,7 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
             JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
         let j = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);
-        for offset in 0..=40u64 {
-            let bytes = ByteView::new(Rc::new(vec![offset as u8; 3000]));
-            link.submit(offset, offset + 1, bytes).unwrap();
-            while link.member().journaled() <= offset {
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            link.member().synced.advance(offset + 1);
-        }
+        journal_synced(&link, 0..41).await;
         while j.stats().files_recycled < 2 {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -166,13 +173,7 @@ fn journal_spare_files_go_at_close() {
         let j =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);
-        for offset in 0..40u64 {
-            link.submit(offset, offset + 1, ByteView::new(Rc::new(vec![1; 3000]))).unwrap();
-            while link.member().journaled() <= offset {
-                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-            }
-            link.member().synced.advance(offset + 1);
-        }
+        journal_synced(&link, 0..40).await;
         drop(link);
         j.close().await.unwrap();
         assert!(j.stats().files_recycled >= 1, "{:?}", j.stats());
