@@ -14,8 +14,11 @@ struct Mount {
 }
 
 impl Mount {
-    fn new(mb: u64) -> Option<Mount> {
-        let base = std::env::temp_dir().join(format!("broker-diskfull-{}", std::process::id()));
+    /// A fresh image of `mb` MiB mounted under a directory named after `name` (tests of one
+    /// process run in parallel).
+    fn new(mb: u64, name: &str) -> Option<Mount> {
+        let base =
+            std::env::temp_dir().join(format!("broker-diskfull-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&base).ok()?;
         let image = base.join("disk.ext4");
         let dir = base.join("mnt");
@@ -99,7 +102,16 @@ fn same(stored: &[u8], produced: &[u8]) -> bool {
 
 #[test]
 fn disk_full_is_an_error_reads_work_and_producing_resumes_when_space_returns() {
-    let Some(mount) = Mount::new(48) else {
+    disk_full_then_space_returns(false);
+}
+
+#[test]
+fn with_the_shard_journal_disk_full_is_an_error_and_producing_resumes_when_space_returns() {
+    disk_full_then_space_returns(true);
+}
+
+fn disk_full_then_space_returns(journal: bool) {
+    let Some(mount) = Mount::new(48, if journal { "journal" } else { "plain" }) else {
         eprintln!(
             "skipping: cannot create and mount an ext4 image here (needs root and mkfs.ext4)"
         );
@@ -112,7 +124,12 @@ fn disk_full_is_an_error_reads_work_and_producing_resumes_when_space_returns() {
     let mut broker = Broker::start_on_dir_with_env(
         1,
         data_dir.join("data"),
-        &[("BROKER_SEGMENT_BYTES_MAX", "4194304"), ("BROKER_CACHE_BYTES_PER_SHARD", "1048576")],
+        &[
+            ("BROKER_SEGMENT_BYTES_MAX", "4194304"),
+            ("BROKER_CACHE_BYTES_PER_SHARD", "1048576"),
+            ("BROKER_SHARD_JOURNAL", if journal { "true" } else { "false" }),
+            ("BROKER_SHARD_JOURNAL_FILE_BYTES", "4194304"),
+        ],
     );
     let mut conn = broker.connect();
     create_topic(&mut conn, "full", 1);
@@ -140,13 +157,24 @@ fn disk_full_is_an_error_reads_work_and_producing_resumes_when_space_returns() {
     assert!(stored.iter().zip(&acked).all(|(s, a)| same(s, a)));
     // Free space: producing resumes.
     std::fs::remove_file(&filler).unwrap();
+    // (With the journal, writes that waited for space are tried again after a pause of up
+    // to a second, and appends are refused until one succeeded.)
     let mut resumed = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     for seq in 1000..1010u32 {
         let b = big_batch(seq);
-        let r = produce(&mut conn, &b);
-        if r.error == 0 {
-            acked.push(b);
-            resumed = true;
+        loop {
+            let r = produce(&mut conn, &b);
+            if r.error == 0 {
+                acked.push(b);
+                resumed = true;
+                break;
+            }
+            assert_eq!(ErrorCode::from_u16(r.error), Some(ErrorCode::DiskFull));
+            if std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
     assert!(resumed, "producing did not resume after space was freed; log:\n{}", broker.log_text());

@@ -40,8 +40,9 @@
 //!   descriptor reports a failure once).
 //! - A failed file creation (disk full) writes no record, so nothing is fenced: the record's
 //!   entries go back to the head of the queue, unacked, and the file is tried again after a
-//!   pause (10 ms doubling to 1 s); durable acks wait (the log's write budget holds back
-//!   producers meanwhile) and go on once a file could be made. At close it fences instead.
+//!   pause (10 ms doubling to 1 s); their acks wait and go on once a file could be made,
+//!   and meanwhile members refuse new appends with `DISK_FULL` ([`JournalLink::no_space`]),
+//!   so the queue does not grow and producers hear why. At close it fences instead.
 //! - Dropping the [`ShardJournal`] without `close` is a crash: its tasks stop where they are,
 //!   and one that runs a moment longer (glommio drops a cancelled task's future later)
 //!   touches no file after the drop (the `crashed` flag, checked before each file operation).
@@ -223,6 +224,12 @@ impl<D: Disk> JournalLink<D> {
         &self.member
     }
 
+    /// Why appends are refused for lack of space, if they are: the journal cannot create
+    /// its next file (see the module docs).
+    pub(crate) fn no_space(&self) -> Option<IoError> {
+        self.inner.no_space.borrow().clone()
+    }
+
     /// Queues an append's stored bytes for the next record. Appends of one member must be
     /// submitted in offset order. An error means the journal failed: the caller fences.
     pub(crate) fn submit(
@@ -285,6 +292,9 @@ struct Inner<D: Disk> {
     queue: RefCell<VecDeque<Queued>>,
     signal: Watermark,
     failed: RefCell<Option<IoError>>,
+    /// The last try to create a file failed (disk full): members refuse new appends until
+    /// one succeeds.
+    no_space: RefCell<Option<IoError>>,
     closing: Cell<bool>,
     /// Bytes of the entries of the record being written.
     in_flight_bytes: Cell<usize>,
@@ -350,6 +360,7 @@ impl<D: Disk> ShardJournal<D> {
             queue: RefCell::new(VecDeque::new()),
             signal: Watermark::new(0),
             failed: RefCell::new(None),
+            no_space: RefCell::new(None),
             closing: Cell::new(false),
             in_flight_bytes: Cell::new(0),
             next_file_seq: Cell::new(last.map_or(0, |s| s + 1)),
@@ -494,6 +505,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                     if create_retry_ms > 0 {
                         info!(dir = %j.dir.display(), "journal file created again: appends are journaled again");
                         create_retry_ms = 0;
+                        *j.no_space.borrow_mut() = None;
                     }
                     active = Some(f);
                 }
@@ -512,11 +524,25 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                     s.file_create_failures += 1;
                     j.stats.set(s);
                     j.in_flight_bytes.set(0);
-                    {
+                    // (Whatever failed: disk full is `DISK_FULL`, out of descriptors
+                    // `RESOURCE_LIMIT`.)
+                    *j.no_space.borrow_mut() = Some(e);
+                    let waiting: Vec<Rc<Member>> = {
                         let mut q = j.queue.borrow_mut();
                         for entry in batch.into_iter().rev() {
                             q.push_front(entry);
                         }
+                        let mut members: Vec<Rc<Member>> = Vec::new();
+                        for entry in q.iter() {
+                            if !members.iter().any(|m| Rc::ptr_eq(m, &entry.member)) {
+                                members.push(entry.member.clone());
+                            }
+                        }
+                        members
+                    };
+                    // Their producers waiting for room go on to be refused.
+                    for m in waiting {
+                        m.notify();
                     }
                     create_retry_ms =
                         (create_retry_ms * 2).clamp(CREATE_RETRY_MS_MIN, CREATE_RETRY_MS_MAX);

@@ -19,7 +19,11 @@
 //!   next offset). Segments are synced when a journal checkpoint asks (the writer writes
 //!   what it asks for first), at a roll and at close ([`LogCore::segments_synced`]). A
 //!   failed journal write fences the log like a failed sync, and so does a failed segment
-//!   write (its entries may already be journaled, so its offsets must not be reused).
+//!   write (its entries may already be journaled, so its offsets must not be reused) —
+//!   except for lack of space: then the appends stay queued (journaled, acked, readable from
+//!   `unwritten`) and their segment write is tried again after a pause, while new appends
+//!   are refused with `DISK_FULL` ([`LogCore::stall_for_space`]); the first write that
+//!   succeeds lets appends in again.
 //! - Every sync of a segment goes through [`LogCore::sync_segment`] (its sync gate): a sync is
 //!   trusted only after every sync of that file begun meanwhile ended, with none failed since
 //!   open (`sync_gate.rs`).
@@ -32,7 +36,7 @@ use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 use wire::AckLevel;
 
 use super::index_files::IndexFiles;
@@ -82,6 +86,9 @@ pub struct LogStats {
     pub cache_reads: u64,
     /// Reads that went to a segment file (they may still hit the page cache's read-ahead).
     pub disk_reads: u64,
+    /// With the journal: segment writes that failed for lack of space and were kept to be
+    /// tried again (`LogCore::stall_for_space`).
+    pub space_waits: u64,
     /// Segments deleted by retention (size or time) or record deletion.
     pub segments_deleted: u64,
     /// Bytes of those segments.
@@ -165,6 +172,9 @@ pub(super) struct AppendQueue {
     pub(super) pending_bytes: usize,
     pub(super) durable_waiters: VecDeque<(u64, Ack)>,
     pub(super) fenced: Option<String>,
+    /// With the journal: segment writes wait for space (see [`LogCore::stall_for_space`]);
+    /// new appends are refused with this error until a write succeeds.
+    pub(super) no_space: Option<IoError>,
     pub(super) closing: bool,
 }
 
@@ -274,6 +284,42 @@ impl<D: Disk> LogCore<D> {
         self.space_signal.advance(self.space_signal.get() + 1);
     }
 
+    /// With the journal, a segment write failed for lack of space: `items` (journaled, or
+    /// about to be: acked or soon acked, so they cannot fail) go back to the head of the
+    /// queue to be written again, and new appends are refused with `error` until a write
+    /// succeeds ([`LogCore::space_returned`]). Bounded: nothing is added meanwhile.
+    pub(super) fn stall_for_space(&self, items: Vec<Pending>, error: IoError) {
+        let mut st = self.queue.borrow_mut();
+        for p in items.into_iter().rev() {
+            st.pending_bytes += p.bytes.len();
+            st.pending.push_front(p);
+        }
+        if st.no_space.is_none() {
+            warn!(dir = %self.dir.display(), error = %error, "segment write failed for lack of space: appends are refused (DISK_FULL) until it succeeds; journaled appends are kept and written when space returns");
+        }
+        st.no_space = Some(error);
+        drop(st);
+        self.bump_stats(|s| s.space_waits += 1);
+        // Producers waiting for room go on to be refused.
+        self.space_signal.advance(self.space_signal.get() + 1);
+    }
+
+    /// A segment write succeeded: appends are taken again.
+    pub(super) fn space_returned(&self) {
+        if self.queue.borrow_mut().no_space.take().is_some() {
+            info!(dir = %self.dir.display(), "segment writes succeed again: appends are taken again");
+        }
+    }
+
+    /// Why appends are refused for lack of space, if they are: this log's segment writes
+    /// wait for space, or its shard journal cannot create a file.
+    pub(super) fn no_space(&self) -> Option<IoError> {
+        if let Some(e) = &self.queue.borrow().no_space {
+            return Some(e.clone());
+        }
+        self.journal.as_ref().and_then(|j| j.no_space())
+    }
+
     /// Where the next offset goes back to when queued appends fail: the written end, or with
     /// the journal the durable end if that is further (journaled appends are acked before
     /// their segment write and keep their offsets: the next start replays them).
@@ -369,7 +415,7 @@ impl<D: Disk> LogCore<D> {
 
     pub(super) fn fence(&self, error: IoError) {
         let reason = error.to_string();
-        warn!(dir = %self.dir.display(), error = %reason, "fdatasync failed; log fenced until reopened");
+        warn!(dir = %self.dir.display(), error = %reason, "storage failed; log fenced until reopened");
         let (waiters, queued): (Vec<_>, Vec<_>) = {
             let mut st = self.queue.borrow_mut();
             st.fenced = Some(reason.clone());

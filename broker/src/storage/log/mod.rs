@@ -193,6 +193,7 @@ impl<D: Disk> PartitionLog<D> {
                 pending_bytes: 0,
                 durable_waiters: VecDeque::new(),
                 fenced: None,
+                no_space: None,
                 closing: false,
             }),
             writer_signal: Watermark::new(0),
@@ -265,6 +266,10 @@ impl<D: Disk> PartitionLog<D> {
         ack: AckLevel,
         now_ms: i64,
     ) -> Result<AppendTicket, StorageError> {
+        if let Some(e) = self.shared.no_space() {
+            // With the journal: its file or this log's segment write waits for space.
+            return Err(StorageError::Io(e));
+        }
         self.enqueue_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
     }
 
@@ -342,11 +347,14 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Resolves once the queue of unwritten appends is below `pending_bytes_max` (with the
-    /// shard journal, counting its appends not yet journaled).
+    /// shard journal, counting its appends not yet journaled), or appends are refused for
+    /// lack of space (the queue would not drain until space returns: `enqueue` says so).
     pub async fn writable(&self) {
         loop {
             let seen = self.shared.space_signal.get();
-            if self.shared.queued_bytes() < self.shared.config.pending_bytes_max {
+            if self.shared.queued_bytes() < self.shared.config.pending_bytes_max
+                || self.shared.no_space().is_some()
+            {
                 return;
             }
             self.shared.space_signal.wait_for(seen + 1).await;

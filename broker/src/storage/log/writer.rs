@@ -17,7 +17,9 @@
 //!   for that descriptor in the storage budget, leaves the sync to the syncer.
 //! - A failed write fails its appends and every queued one and restarts after the last
 //!   complete batch (`LogCore::fail_appends`); with the shard journal it fences the log
-//!   first (the failed appends may be journaled), at close too.
+//!   first (the failed appends may be journaled), at close too — except for lack of space
+//!   before close: the appends are kept and tried again after a pause (10 ms doubling to
+//!   1 s) while new ones are refused (`LogCore::stall_for_space`).
 //! - With the shard journal no write goes through O_DSYNC: durability comes from the
 //!   journal (`LogCore::journal_progress`), acks and readers do not wait for segment writes,
 //!   and the writer defers them ([`Writer::deferral`]) so a partition writes larger pieces
@@ -44,6 +46,12 @@ use crate::storage::zero_ahead::{ZeroAhead, ZeroProgress};
 
 /// The first preallocation step of a segment (see `ensure_allocated`).
 const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
+
+/// First pause before a segment write that failed for lack of space is tried again (with
+/// the journal; doubling per failure up to [`NO_SPACE_RETRY_MS_MAX`]).
+const NO_SPACE_RETRY_MS_MIN: u64 = 10;
+/// Longest pause between tries of a segment write that failed for lack of space.
+const NO_SPACE_RETRY_MS_MAX: u64 = 1000;
 
 /// Writes that may be in flight at once for one partition.
 pub(super) const WRITE_DEPTH_MAX: usize = 4;
@@ -100,6 +108,10 @@ pub(super) struct Writer<D: Disk> {
     pub(super) items: VecDeque<(u64, Pending)>,
     /// Zeros past the active segment's data (`LogConfig::zero_ahead_bytes`).
     pub(super) zero: ZeroAhead<D::File>,
+    /// With the journal, after a write failed for lack of space: when to try again (cleared
+    /// by the next write that succeeds), and the pause before it (doubling per failure).
+    pub(super) no_space_retry_at: Option<std::time::Instant>,
+    pub(super) no_space_retry_ms: u64,
     /// Since when the writer has had nothing in flight or queued (`None` while busy).
     pub(super) idle_since: Option<std::time::Instant>,
     /// Length of the last idle gap that ended.
@@ -132,6 +144,8 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
         inflight: VecDeque::new(),
         items: VecDeque::new(),
         zero,
+        no_space_retry_at: None,
+        no_space_retry_ms: 0,
         idle_since: None,
         last_gap: std::time::Duration::ZERO,
     };
@@ -159,8 +173,14 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
             continue;
         }
         if !w.inflight.is_empty() {
-            if let Err(e) = w.reap_one().await {
-                w.fail(Vec::new(), e).await;
+            match w.reap_one().await {
+                Ok(()) if w.no_space_retry_at.is_some() => {
+                    w.no_space_retry_at = None;
+                    w.no_space_retry_ms = 0;
+                    w.sh.space_returned();
+                }
+                Ok(()) => {}
+                Err(e) => w.fail(Vec::new(), e).await,
             }
             continue;
         }
@@ -197,11 +217,17 @@ impl<D: Disk> Writer<D> {
         let st = self.sh.queue.borrow();
         let oldest = st.pending.front()?.enqueued;
         let bytes_due = c.journal_segment_write_bytes.min(c.pending_bytes_max / 2);
-        if st.closing
-            || st.fenced.is_some()
-            || st.pending_bytes >= bytes_due
-            || j.member().want_synced.get() > self.sh.written.get()
-        {
+        if st.closing || st.fenced.is_some() {
+            return None;
+        }
+        if let Some(at) = self.no_space_retry_at {
+            // Waiting for space: the next try is due then.
+            let now = std::time::Instant::now();
+            if at > now {
+                return Some(at - now);
+            }
+        }
+        if st.pending_bytes >= bytes_due || j.member().want_synced.get() > self.sh.written.get() {
             return None;
         }
         let delay = std::time::Duration::from_millis(c.journal_segment_write_delay_ms);
@@ -575,14 +601,41 @@ impl<D: Disk> Writer<D> {
 
     /// A write failed: let the others finish (their data follows the failure and is
     /// discarded), fail every unwritten append, and restart from the last good position.
+    /// With the journal, for lack of space (and not at close), the appends are kept and
+    /// written again after a pause instead ([`LogCore::stall_for_space`]).
     pub(super) async fn fail(&mut self, extra: Vec<Pending>, e: StorageError) {
-        self.fence_journaled(&e);
+        let stall = match &e {
+            StorageError::Io(io @ IoError::NoSpace { .. })
+                if self.sh.journal.is_some()
+                    && !self.sh.queue.borrow().closing
+                    && self.sh.queue.borrow().fenced.is_none() =>
+            {
+                Some(io.clone())
+            }
+            _ => None,
+        };
+        if stall.is_none() {
+            self.fence_journaled(&e);
+        }
         while let Some(f) = self.inflight.front_mut() {
             let _ = (&mut f.task).await;
             self.inflight.pop_front();
         }
         let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).chain(extra).collect();
-        self.sh.fail_appends(items, &e);
+        match stall {
+            Some(io) if !items.is_empty() => {
+                self.no_space_retry_ms = (self.no_space_retry_ms * 2)
+                    .clamp(NO_SPACE_RETRY_MS_MIN, NO_SPACE_RETRY_MS_MAX);
+                self.no_space_retry_at = Some(
+                    std::time::Instant::now()
+                        + std::time::Duration::from_millis(self.no_space_retry_ms),
+                );
+                self.sh.stall_for_space(items, io);
+            }
+            // Only carried bytes failed: they are on disk already (read back below).
+            Some(_) => {}
+            None => self.sh.fail_appends(items, &e),
+        }
         // Restart after the last complete batch (a reaped write may have ended mid-batch).
         self.reaped = self.seg.size_bytes.get();
         self.submitted = self.reaped;

@@ -25,6 +25,8 @@ static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
 /// journal file until space returned and then were acked.
 static CREATE_FAILURES: AtomicU64 = AtomicU64::new(0);
 static SPACE_RETURNS: AtomicU64 = AtomicU64::new(0);
+/// Segment writes that failed for lack of space and were kept to be tried again.
+static SEGMENT_SPACE_WAITS: AtomicU64 = AtomicU64::new(0);
 
 /// Awaits an append's ack; if it has not come after a while and the disk is full (the
 /// journal waits to create its next file), space returns, as an operator would free it.
@@ -237,11 +239,16 @@ async fn simulate(seed: u64, steps: usize) {
                                 glommio::spawn_local(t.wait()),
                             ));
                         }
+                        // Fenced, or refused while a segment write waits for space or
+                        // the journal's next file cannot be made (its error).
                         Err(e) => assert!(
-                            matches!(
-                                e,
-                                StorageError::Fenced(_) | StorageError::BatchTooLarge { .. }
-                            ),
+                            matches!(e, StorageError::BatchTooLarge { .. })
+                                || matches!(
+                                    e.code(),
+                                    wire::ErrorCode::StorageIo
+                                        | wire::ErrorCode::DiskFull
+                                        | wire::ErrorCode::ResourceLimit
+                                ),
                             "enqueue: {e}"
                         ),
                     }
@@ -400,6 +407,9 @@ async fn simulate(seed: u64, steps: usize) {
     FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
     FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
     CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
+    for log in run.logs.iter().flatten() {
+        SEGMENT_SPACE_WAITS.fetch_add(log.stats().space_waits, Relaxed);
+    }
     drop(run);
     disk.crash();
     disk.set_faults(SimFaults::default());
@@ -495,12 +505,17 @@ fn journal_simulation() {
         let recycled = FILES_RECYCLED.load(Relaxed);
         let (create_failures, space_returns) =
             (CREATE_FAILURES.load(Relaxed), SPACE_RETURNS.load(Relaxed));
-        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space");
+        let segment_waits = SEGMENT_SPACE_WAITS.load(Relaxed);
+        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space, {segment_waits} segment writes kept for space (counted at each seed's end)");
         assert!(
             !many || create_failures > 0 && space_returns > 0,
             "no journal file creation failed on a full disk and went on after space returned"
         );
         assert!(!many || recycled > 0, "no journal file was recycled: that path went untested");
+        assert!(
+            !many || segment_waits > 0,
+            "no segment write waited for space: that path went untested"
+        );
         assert!(
             !many || torn > 0,
             "no journal record was in flight at a crash: that path went untested"
@@ -715,9 +730,10 @@ fn journal_queue_is_bounded_by_the_write_budget() {
 }
 
 /// A journal file that cannot be created (disk full) fences nothing: no record was
-/// written, so the `durable` append waits unacked, and once space returns the file is made
-/// and the append, and later ones, become durable (before: the journal failed and fenced
-/// every member until restart).
+/// written, so the `durable` append waits unacked while new ones are refused with
+/// DISK_FULL, and once space returns the file is made and the append, and later ones,
+/// become durable (before: the journal failed and fenced every member until restart; then
+/// new appends queued up and their producers timed out).
 #[test]
 fn journal_file_creation_waits_for_space_instead_of_fencing() {
     run(|| async {
@@ -757,6 +773,13 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
         let stats = journal.stats();
         assert!(stats.file_create_failures > 1, "tried again while full: {stats:?}");
         assert_eq!(stats.records, 0, "{stats:?}");
+        // Meanwhile new appends are refused with DISK_FULL (the queue does not grow and the
+        // producer hears why), and a producer waiting for room goes on to hear it.
+        log.writable().await;
+        let Err(refused) = log.enqueue(&small(9), AckLevel::Durable, 1000) else {
+            panic!("an append was taken while the journal cannot make a file");
+        };
+        assert_eq!(refused.code(), wire::ErrorCode::DiskFull, "{refused}");
         disk.set_faults(SimFaults { capacity_bytes: u64::MAX, ..faults });
         first.await.expect("durable once space returned");
         let second = log.enqueue(&small(2), AckLevel::Durable, 1000).unwrap();
