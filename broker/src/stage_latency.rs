@@ -12,7 +12,8 @@
 //! - `frame_read`: a request frame's first bytes read from the socket → the frame complete
 //!   (a large frame takes several reads, each waiting for the socket and the shard's turn).
 //! - `request_queue`: frame complete on the socket → its handler starts (scheduling).
-//! - `log_queue`: a batch enqueued on its partition's log → the write carrying it submitted.
+//! - `log_queue`: a batch enqueued on its partition's log → the write carrying it submitted
+//!   (with the shard journal: the write of its journal record, which its ack waits for).
 //! - `write`: write submitted → completed (plain O_DIRECT writes).
 //! - `write_dsync`: the same for O_DSYNC writes (durable when they complete).
 //! - `sync`: an fdatasync of the active segment, submitted → completed.

@@ -261,7 +261,7 @@ impl Scrape {
             "Log segments of the shard's partitions",
             sum(|p| p.segments),
         )?;
-        let help = "Bytes stored in the shard's partitions' segments";
+        let help = "Bytes stored in the shard's partitions (segments, and journaled batches not yet written to one)";
         gauges(e, "broker_disk_bytes", help, sum(|p| p.size_bytes))?;
         let help = "fdatasyncs of segment files by the shard's partition logs";
         counters(e, "broker_fdatasyncs", help, sum(|p| p.syncs))?;
@@ -396,7 +396,12 @@ impl Scrape {
             ("log_end_offset", "Offset the next append gets", false, |p| p.log_end_offset),
             ("high_watermark", "Durable offset visible to readers", false, |p| p.high_watermark),
             ("log_start_offset", "First offset still stored", false, |p| p.log_start_offset),
-            ("disk_bytes", "Bytes stored across segments", false, |p| p.size_bytes),
+            (
+                "disk_bytes",
+                "Bytes stored (in segments, or journaled and not yet written to one)",
+                false,
+                |p| p.size_bytes,
+            ),
             ("segments", "Segments, the active one included", false, |p| p.segments),
         ];
         for (field, help, counter, get) in FIELDS {

@@ -266,6 +266,7 @@ impl<D: Disk> JournalLink<D> {
             base_offset,
             next_offset,
             bytes,
+            enqueued: std::time::Instant::now(),
         });
         self.inner.signal.advance(self.inner.signal.get() + 1);
         Ok(())
@@ -283,6 +284,8 @@ struct Queued {
     base_offset: u64,
     next_offset: u64,
     bytes: ByteView,
+    /// When it was submitted (the `log_queue` stage ends when its record is written).
+    enqueued: std::time::Instant,
 }
 
 struct Inner<D: Disk> {
@@ -573,6 +576,10 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                 })
                 .collect();
             record::encode(buf.as_mut(), seq, &refs);
+        }
+        for q in &batch {
+            // With the journal an append waits for its record, not its segment write.
+            crate::stage_latency::record_since(crate::stage_latency::Stage::LogQueue, q.enqueued);
         }
         let started = std::time::Instant::now();
         if let Err(e) = f.file.write_at(buf, f.pos).await {

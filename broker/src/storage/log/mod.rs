@@ -414,9 +414,12 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.log_start_offset.get()
     }
 
-    /// Bytes stored across segments.
+    /// Bytes stored: across segments, and with the shard journal the journaled batches
+    /// whose deferred segment write is still to come (a log's size does not lag its appends
+    /// by `journal_segment_write_delay_ms`).
     pub fn size_bytes(&self) -> u64 {
-        self.shared.segments.borrow().iter().map(|s| s.size_bytes.get()).sum()
+        let segments: u64 = self.shared.segments.borrow().iter().map(|s| s.size_bytes.get()).sum();
+        segments + self.shared.unwritten.bytes()
     }
 
     /// Number of segments.

@@ -11,7 +11,7 @@
 //!   here. A fenced log keeps them (readers still see what was acked; the next start replays
 //!   them from the journal).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::storage::bytes::ByteView;
@@ -28,6 +28,8 @@ struct Batch {
 #[derive(Default)]
 pub(super) struct Unwritten {
     batches: RefCell<VecDeque<Batch>>,
+    /// Bytes of `batches`.
+    bytes: Cell<u64>,
 }
 
 impl Unwritten {
@@ -35,14 +37,21 @@ impl Unwritten {
     pub(super) fn push(&self, base_offset: u64, next_offset: u64, bytes: ByteView) {
         let mut b = self.batches.borrow_mut();
         debug_assert!(b.back().is_none_or(|l| l.next_offset == base_offset));
+        self.bytes.set(self.bytes.get() + bytes.len() as u64);
         b.push_back(Batch { base_offset, next_offset, bytes });
+    }
+
+    /// Bytes of the batches held (stored, durable with the journal, not yet in a segment).
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes.get()
     }
 
     /// Drops the batches that end at or before `written` (their writes were reaped).
     pub(super) fn written_to(&self, written: u64) {
         let mut b = self.batches.borrow_mut();
         while b.front().is_some_and(|x| x.next_offset <= written) {
-            b.pop_front();
+            let x = b.pop_front().expect("front exists");
+            self.bytes.set(self.bytes.get() - x.bytes.len() as u64);
         }
     }
 
@@ -95,6 +104,7 @@ mod tests {
         for i in 0..4 {
             u.push(10 + 2 * i, 12 + 2 * i, bytes(100));
         }
+        assert_eq!(u.bytes(), 400);
         assert!(u.read(9, 1 << 20, FirstBatch::Always).is_none());
         assert!(u.read(18, 1 << 20, FirstBatch::Always).is_none());
         assert_eq!(u.read(11, 1 << 20, FirstBatch::Always).unwrap().len(), 4);
@@ -105,7 +115,9 @@ mod tests {
         assert!(u.read(13, 1 << 20, FirstBatch::Always).is_none());
         assert_eq!(u.read(14, 1 << 20, FirstBatch::Always).unwrap().len(), 2);
         assert_eq!(u.all().len(), 2);
+        assert_eq!(u.bytes(), 200);
         u.written_to(18);
         assert!(u.all().is_empty());
+        assert_eq!(u.bytes(), 0);
     }
 }
