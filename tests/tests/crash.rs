@@ -10,7 +10,9 @@
 //! back, and a consumer that fell behind it skips forward as a consumer resetting to
 //! earliest would.
 //!
-//! A third loop runs the first with the shard journal on (`BROKER_SHARD_JOURNAL`).
+//! A third loop runs the first with the shard journal (`BROKER_SHARD_JOURNAL`, on by
+//! default since 2026-12-05) and small journal files; the first loop runs without it (each
+//! partition's own O_DSYNC writes and fdatasyncs), the second with it.
 //!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
 //! `tests/crash_long.sh` runs the long mode.
@@ -282,7 +284,12 @@ fn crash_loop(retention: bool, journal: bool) {
     eprintln!("crash loop seed {seed} (replay: CRASH_SEED={seed})");
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut broker = match (retention, journal) {
-        (true, _) => Broker::start_with_env(2, &[("BROKER_RETENTION_CHECK_MS", "100")]),
+        // With the shard journal (the default): rolls, retention and reuse with segment
+        // writes deferred behind the journal.
+        (true, _) => Broker::start_with_env(
+            2,
+            &[("BROKER_RETENTION_CHECK_MS", "100"), ("BROKER_SHARD_JOURNAL", "true")],
+        ),
         // Small journal files: checkpoints (segment syncs, file removal) run every round
         // (counted on the metrics endpoint).
         (false, true) => Broker::start_with_env(
@@ -293,7 +300,8 @@ fn crash_loop(retention: bool, journal: bool) {
                 ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
             ],
         ),
-        (false, false) => Broker::start(2),
+        // Without the journal: each partition's own O_DSYNC writes and fdatasyncs.
+        (false, false) => Broker::start_with_env(2, &[("BROKER_SHARD_JOURNAL", "false")]),
     };
     let owners = if retention {
         // 256 KiB segments (~12 batches), 768 KiB kept per partition: several rolls,
