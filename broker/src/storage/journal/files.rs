@@ -30,28 +30,29 @@ impl<D: Disk> Inner<D> {
                     Err(_) if self.crashed.get() => return Err(closed_error(&self.dir)),
                     Err(e) => {
                         warn!(path = %old.display(), error = %e, "cannot recycle a journal file: it goes");
-                        for p in [&old, &path] {
-                            match self.disk.remove(p).await {
-                                Ok(()) | Err(IoError::NotFound { .. }) => {}
-                                Err(e) => {
-                                    warn!(path = %p.display(), error = %e, "cannot remove a journal file")
-                                }
-                            }
-                        }
+                        self.remove_quietly(&old, "a journal file that could not be recycled")
+                            .await;
+                        self.remove_quietly(&path, "a journal file that could not be recycled")
+                            .await;
                     }
                 }
             }
         }
         let made = self.make_file(path.clone(), size).await;
         if made.is_err() && !self.crashed.get() {
-            match self.disk.remove(&path).await {
-                Ok(()) | Err(IoError::NotFound { .. }) => {}
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "cannot remove a journal file that could not be made")
-                }
-            }
+            self.remove_quietly(&path, "a journal file that could not be made").await;
         }
         made
+    }
+
+    /// Removes `path` (`what` it is, for the warning) if it exists. A failure is only
+    /// logged: every file removed this way holds nothing a later start needs (zeros, or
+    /// entries its partitions had synced into their segments).
+    pub(super) async fn remove_quietly(&self, path: &Path, what: &str) {
+        match self.disk.remove(path).await {
+            Ok(()) | Err(IoError::NotFound { .. }) => {}
+            Err(e) => warn!(path = %path.display(), error = %e, "cannot remove {what}"),
+        }
     }
 
     async fn make_file(&self, path: PathBuf, size: u64) -> Result<ActiveFile<D>, IoError> {

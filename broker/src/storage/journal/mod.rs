@@ -425,9 +425,7 @@ impl<D: Disk> ShardJournal<D> {
         let spare: Vec<PathBuf> = self.inner.spare.borrow_mut().drain(..).collect();
         if !spare.is_empty() {
             for path in &spare {
-                if let Err(e) = self.inner.disk.remove(path).await {
-                    warn!(path = %path.display(), error = %e, "cannot remove a spare journal file");
-                }
+                self.inner.remove_quietly(path, "a spare journal file").await;
             }
             if let Err(e) = self.inner.disk.sync_dir(&self.inner.dir).await {
                 warn!(dir = %self.inner.dir.display(), error = %e, "cannot sync the journal directory");
@@ -474,9 +472,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                     // Prepared and never written: it goes.
                     let ActiveFile { file, path, .. } = f;
                     let _ = file.close().await;
-                    if let Err(e) = j.disk.remove(&path).await {
-                        warn!(path = %path.display(), error = %e, "cannot remove an unused journal file");
-                    }
+                    j.remove_quietly(&path, "an unused journal file").await;
                 }
                 return;
             }
