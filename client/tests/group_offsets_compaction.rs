@@ -117,10 +117,7 @@ fn offsets_log_stays_bounded_and_every_last_commit_survives_kill_9() {
     assert!(log.contains("record deletion deleted segment"), "no segment deleted");
     for (i, (count, bytes)) in &largest {
         eprintln!("offsets partition {i}: at most {count} segments, {bytes} bytes");
-        // (With the shard journal, the default, segment writes are deferred up to 200 ms
-        // and land in one burst that may roll several 16 KiB segments before the next
-        // compaction deletes them: up to 8 seen; the byte bound below is the real one.)
-        assert!(*count <= 10, "offsets partition {i} reached {count} segments");
+        assert!(*count <= 6, "offsets partition {i} reached {count} segments");
         assert!(*bytes <= 8 * COMPACT_BYTES, "offsets partition {i} reached {bytes} bytes");
     }
     // A crash right after the last acked commit: every last commit is back, from the

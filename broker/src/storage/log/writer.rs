@@ -208,7 +208,8 @@ impl<D: Disk> Writer<D> {
     /// With the shard journal, how long the queued appends may still wait for their segment
     /// write (`None`: write now). The journal makes them durable meanwhile, so waiting turns
     /// a write per journal record into one per `journal_segment_write_delay_ms`. Due at once
-    /// when `journal_segment_write_bytes` (at most half of `pending_bytes_max`) are queued,
+    /// when `journal_segment_write_bytes` (at most half of `pending_bytes_max`, and at most
+    /// the active segment's room) are queued,
     /// when a journal checkpoint wants data synced that is not written, or when the log
     /// closes or is fenced.
     pub(super) fn deferral(&self) -> Option<std::time::Duration> {
@@ -216,7 +217,14 @@ impl<D: Disk> Writer<D> {
         let c = &self.sh.config;
         let st = self.sh.queue.borrow();
         let oldest = st.pending.front()?.enqueued;
-        let bytes_due = c.journal_segment_write_bytes.min(c.pending_bytes_max / 2);
+        // Nor more than the active segment has room for: the write would roll (and a roll
+        // syncs the old segment anyway), and with small segments deferring more only rolls
+        // several at once, ahead of the retention or compaction that removes them.
+        let room = c.segment_bytes_max.saturating_sub(self.submitted);
+        let bytes_due = c
+            .journal_segment_write_bytes
+            .min(c.pending_bytes_max / 2)
+            .min(usize::try_from(room).unwrap_or(usize::MAX));
         if st.closing || st.fenced.is_some() {
             return None;
         }
