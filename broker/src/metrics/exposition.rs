@@ -10,7 +10,8 @@
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_fdatasync_seconds_total`,
-//!   `broker_log_writes_total`, `broker_log_write_size_bytes` (histogram of write I/O
+//!   `broker_log_writes_total`, `broker_log_space_waits_total`,
+//!   `broker_log_write_size_bytes` (histogram of write I/O
 //!   sizes), `broker_cache_reads_total`, `broker_log_disk_reads_total`,
 //!   `broker_retention_segments_deleted_total`, `broker_retention_deleted_bytes_total`,
 //!   `broker_cleaner_{passes,records_removed,reclaimed_bytes}_total`,
@@ -273,6 +274,8 @@ impl Scrape {
         counters(e, "broker_fdatasync_seconds", help, sync_s)?;
         let help = "Write I/Os issued for batches by the shard's partition logs";
         counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
+        let help = "Segment writes that failed for lack of space and wait to be tried again (shard journal; appends get DISK_FULL meanwhile)";
+        counters(e, "broker_log_space_waits", help, sum(|p| p.space_waits))?;
         let help = "Write I/Os for batches by size (page-padded), bytes";
         let bounds: Vec<f64> = WRITE_SIZE_BUCKETS_BYTES.iter().map(|&b| b as f64).collect();
         let sizes: Vec<(Labels, Vec<u64>, f64)> = self

@@ -99,6 +99,9 @@ pub struct PartitionSnapshot {
     pub sync_us: u64,
     /// Writes through O_DSYNC (durable without an fdatasync).
     pub dsync_writes: u64,
+    /// With the shard journal: segment writes that failed for lack of space and were kept
+    /// to be tried again (`LogStats::space_waits`).
+    pub space_waits: u64,
     /// Offset the next append gets (records appended over the log's life).
     pub log_end_offset: u64,
     /// The high watermark (durable, visible to readers).
@@ -141,6 +144,7 @@ impl PartitionSnapshot {
         self.syncs += o.syncs;
         self.sync_us += o.sync_us;
         self.dsync_writes += o.dsync_writes;
+        self.space_waits += o.space_waits;
         self.log_end_offset += o.log_end_offset;
         self.high_watermark += o.high_watermark;
         self.log_start_offset += o.log_start_offset;
@@ -195,6 +199,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 syncs: stats.syncs,
                 sync_us: stats.sync_us,
                 dsync_writes: stats.dsync_writes,
+                space_waits: stats.space_waits,
                 log_end_offset: p.log.next_offset(),
                 high_watermark: p.log.high_watermark(),
                 log_start_offset: p.log.log_start_offset(),
