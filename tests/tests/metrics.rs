@@ -204,6 +204,22 @@ fn scrape(addr: SocketAddr) -> Exposition {
     parse(&scrape_text(addr))
 }
 
+/// Scrapes until `done` holds or `timeout` passed; returns the last scrape.
+fn scrape_until(
+    addr: SocketAddr,
+    timeout: Duration,
+    done: impl Fn(&Exposition) -> bool,
+) -> Exposition {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let e = scrape(addr);
+        if done(&e) || std::time::Instant::now() > deadline {
+            return e;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Parses `text` with Prometheus' own Python parser (prometheus-client's OpenMetrics
 /// parser, installed by `.ci/run`): the number of samples it read.
 fn python_parse(text: &str) -> usize {
@@ -276,18 +292,12 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     }
     // With the shard journal segment writes (`bytes_written`) trail the acks by up to
     // `journal_segment_write_delay_ms`: scrape until they caught up.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let after = loop {
-        let after = scrape(addr);
-        let caught_up = per_partition.iter().all(|(p, (_, byts))| {
+    let after = scrape_until(addr, Duration::from_secs(5), |after| {
+        per_partition.iter().all(|(p, (_, byts))| {
             let labels = [("topic", TOPIC), ("partition", &p.to_string())];
             after.sum("broker_partition_bytes_written_total", &labels) >= *byts as f64
-        });
-        if caught_up || std::time::Instant::now() > deadline {
-            break after;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+        })
+    });
     let delta = |name: &str| after.sum(name, &[]) - before.sum(name, &[]);
     assert_eq!(delta("broker_records_in_total"), records as f64);
     assert_eq!(delta("broker_bytes_in_total"), bytes as f64);
@@ -463,16 +473,10 @@ fn retention_deletions_and_compaction_are_counted() {
         append("aged", None, &[b'a'; 1000]);
         append("kv", Some(b"the-key"), format!("{i:01000}").as_bytes());
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let e = loop {
-        let e = scrape(addr);
-        let done = e.sum("broker_retention_segments_deleted_total", &[]) > 0.0
-            && e.sum("broker_cleaner_records_removed_total", &[]) > 0.0;
-        if done || std::time::Instant::now() > deadline {
-            break e;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let e = scrape_until(addr, Duration::from_secs(30), |e| {
+        e.sum("broker_retention_segments_deleted_total", &[]) > 0.0
+            && e.sum("broker_cleaner_records_removed_total", &[]) > 0.0
+    });
     let aged = [("topic", "aged"), ("partition", "0")];
     let deleted = e.sum("broker_partition_segments_deleted_total", &aged);
     assert!(deleted > 0.0, "retention deleted segments of the aged topic");

@@ -23,6 +23,7 @@ pub mod index;
 pub mod io;
 pub mod journal;
 pub mod log;
+mod retry_pause;
 pub mod segment;
 pub mod sim_disk;
 mod sync_gate;

@@ -62,6 +62,7 @@ use tracing::{info, warn};
 use super::bytes::ByteView;
 use super::error::IoError;
 use super::io::{Disk, DiskFile, DISK_ALIGN};
+use super::retry_pause::{RetryPause, RETRY_PAUSE_MS_MIN};
 use crate::watermark::Watermark;
 
 pub use replay::{JournalFiles, JournalRead, JournalReplay, Owner, ReplayEntry};
@@ -75,11 +76,6 @@ pub fn journal_file_name(seq: u64) -> String {
 fn parse_file_name(name: &str) -> Option<u64> {
     name.strip_suffix(".journal")?.parse().ok()
 }
-
-/// First pause before a failed journal file creation is tried again (doubling per failure).
-const CREATE_RETRY_MS_MIN: u64 = 10;
-/// Longest pause between tries to create a journal file.
-const CREATE_RETRY_MS_MAX: u64 = 1000;
 
 /// Checkpointed files kept for reuse (see the module docs).
 pub const SPARE_FILES_MAX: usize = 2;
@@ -456,8 +452,8 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
     // The next file, prepared in the background once the active one is half full, so a
     // commit cycle rarely waits for a file of zeros.
     let mut next = Prepared::<D>(None);
-    // The pause before the next try to create a file (0: the last try did not fail).
-    let mut create_retry_ms = 0u64;
+    // The pause before the next try to create a file.
+    let mut create_pause = RetryPause::default();
     loop {
         let seen = j.signal.get();
         if j.queue.borrow().is_empty() {
@@ -501,9 +497,8 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             };
             match created {
                 Ok(f) => {
-                    if create_retry_ms > 0 {
+                    if create_pause.succeeded() {
                         info!(dir = %j.dir.display(), "journal file created again: appends are journaled again");
-                        create_retry_ms = 0;
                         *j.no_space.borrow_mut() = None;
                     }
                     active = Some(f);
@@ -516,7 +511,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                 Err(e) => {
                     // Nothing of this record was written: it goes back to the head of the
                     // queue, unacked, and the file is tried again after a pause.
-                    if create_retry_ms == 0 {
+                    if !create_pause.failing() {
                         warn!(dir = %j.dir.display(), error = %e, "cannot create a journal file (disk full?); durable appends wait until it can be created");
                     }
                     let mut s = j.stats.get();
@@ -526,32 +521,21 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                     // (Whatever failed: disk full is `DISK_FULL`, out of descriptors
                     // `RESOURCE_LIMIT`.)
                     *j.no_space.borrow_mut() = Some(e);
-                    let waiting: Vec<Rc<Member>> = {
+                    let waiting = {
                         let mut q = j.queue.borrow_mut();
                         for entry in batch.into_iter().rev() {
                             q.push_front(entry);
                         }
-                        let mut members: Vec<Rc<Member>> = Vec::new();
-                        for entry in q.iter() {
-                            if !members.iter().any(|m| Rc::ptr_eq(m, &entry.member)) {
-                                members.push(entry.member.clone());
-                            }
-                        }
-                        members
+                        distinct_members(q.iter())
                     };
                     // Their producers waiting for room go on to be refused.
                     for m in waiting {
                         m.notify();
                     }
-                    create_retry_ms =
-                        (create_retry_ms * 2).clamp(CREATE_RETRY_MS_MIN, CREATE_RETRY_MS_MAX);
-                    let until = std::time::Instant::now()
-                        + std::time::Duration::from_millis(create_retry_ms);
+                    let until = std::time::Instant::now() + create_pause.failed();
                     while !j.closing.get() && std::time::Instant::now() < until {
-                        glommio::timer::sleep(std::time::Duration::from_millis(
-                            CREATE_RETRY_MS_MIN,
-                        ))
-                        .await;
+                        glommio::timer::sleep(std::time::Duration::from_millis(RETRY_PAUSE_MS_MIN))
+                            .await;
                     }
                     continue;
                 }
@@ -622,6 +606,17 @@ impl<D: Disk> Drop for Prepared<D> {
     }
 }
 
+/// The members of `entries`, each once, in the order they first appear.
+fn distinct_members<'a>(entries: impl IntoIterator<Item = &'a Queued>) -> Vec<Rc<Member>> {
+    let mut members: Vec<Rc<Member>> = Vec::new();
+    for q in entries {
+        if !members.iter().any(|m| Rc::ptr_eq(m, &q.member)) {
+            members.push(q.member.clone());
+        }
+    }
+    members
+}
+
 fn closed_error(dir: &Path) -> IoError {
     IoError::Other {
         op: "create journal file",
@@ -672,14 +667,11 @@ impl<D: Disk> Inner<D> {
         *self.failed.borrow_mut() = Some(e.clone());
         self.in_flight_bytes.set(0);
         let queued: Vec<Queued> = self.queue.borrow_mut().drain(..).collect();
-        let mut seen: Vec<Rc<Member>> = Vec::new();
-        for q in batch.into_iter().chain(queued) {
+        let entries: Vec<Queued> = batch.into_iter().chain(queued).collect();
+        for q in &entries {
             q.member.dequeued(q.bytes.len());
-            if !seen.iter().any(|m| Rc::ptr_eq(m, &q.member)) {
-                seen.push(q.member);
-            }
         }
-        for m in seen {
+        for m in distinct_members(&entries) {
             m.failed(e.clone());
         }
     }

@@ -41,17 +41,12 @@ use crate::stage_latency::{self, Stage};
 use crate::storage::bytes::ByteView;
 use crate::storage::error::{IoError, StorageError};
 use crate::storage::io::{Disk, DiskFile, DISK_ALIGN};
+use crate::storage::retry_pause::RetryPause;
 use crate::storage::segment::{align_down, align_up, ScannedBatch, Segment};
 use crate::storage::zero_ahead::{ZeroAhead, ZeroProgress};
 
 /// The first preallocation step of a segment (see `ensure_allocated`).
 const PREALLOCATE_STEP_MIN_BYTES: u64 = 1 << 20;
-
-/// First pause before a segment write that failed for lack of space is tried again (with
-/// the journal; doubling per failure up to [`NO_SPACE_RETRY_MS_MAX`]).
-const NO_SPACE_RETRY_MS_MIN: u64 = 10;
-/// Longest pause between tries of a segment write that failed for lack of space.
-const NO_SPACE_RETRY_MS_MAX: u64 = 1000;
 
 /// Writes that may be in flight at once for one partition.
 pub(super) const WRITE_DEPTH_MAX: usize = 4;
@@ -109,9 +104,9 @@ pub(super) struct Writer<D: Disk> {
     /// Zeros past the active segment's data (`LogConfig::zero_ahead_bytes`).
     pub(super) zero: ZeroAhead<D::File>,
     /// With the journal, after a write failed for lack of space: when to try again (cleared
-    /// by the next write that succeeds), and the pause before it (doubling per failure).
+    /// by the next write that succeeds), and the pause before it.
     pub(super) no_space_retry_at: Option<std::time::Instant>,
-    pub(super) no_space_retry_ms: u64,
+    pub(super) no_space_pause: RetryPause,
     /// Since when the writer has had nothing in flight or queued (`None` while busy).
     pub(super) idle_since: Option<std::time::Instant>,
     /// Length of the last idle gap that ended.
@@ -145,7 +140,7 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
         items: VecDeque::new(),
         zero,
         no_space_retry_at: None,
-        no_space_retry_ms: 0,
+        no_space_pause: RetryPause::default(),
         idle_since: None,
         last_gap: std::time::Duration::ZERO,
     };
@@ -176,7 +171,7 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
             match w.reap_one().await {
                 Ok(()) if w.no_space_retry_at.is_some() => {
                     w.no_space_retry_at = None;
-                    w.no_space_retry_ms = 0;
+                    w.no_space_pause.succeeded();
                     w.sh.space_returned();
                 }
                 Ok(()) => {}
@@ -632,12 +627,8 @@ impl<D: Disk> Writer<D> {
         let items: Vec<Pending> = self.items.drain(..).map(|(_, p)| p).chain(extra).collect();
         match stall {
             Some(io) if !items.is_empty() => {
-                self.no_space_retry_ms = (self.no_space_retry_ms * 2)
-                    .clamp(NO_SPACE_RETRY_MS_MIN, NO_SPACE_RETRY_MS_MAX);
-                self.no_space_retry_at = Some(
-                    std::time::Instant::now()
-                        + std::time::Duration::from_millis(self.no_space_retry_ms),
-                );
+                self.no_space_retry_at =
+                    Some(std::time::Instant::now() + self.no_space_pause.failed());
                 self.sh.stall_for_space(items, io);
             }
             // Only carried bytes failed: they are on disk already (read back below).
