@@ -561,3 +561,38 @@ fn offsets_of_deleted_topics_and_of_groups_idle_past_the_retention_are_forgotten
         assert_eq!(client.fetch_offsets("busy", &[]).await.unwrap(), [("t".to_string(), 0, 3)]);
     });
 }
+
+/// A topic deleted and created again at once is another topic: offsets committed to the
+/// old one are not the new one's, at once (before any sweep) and after kill -9, while an
+/// offset committed to the new one is kept.
+#[test]
+fn a_topic_deleted_and_created_again_does_not_inherit_the_old_offsets() {
+    let mut broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    let runtime = rt();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "again", 2).await;
+        topic(&client, "kept", 1).await;
+        let old = [("again".to_string(), 0, 40), ("again".to_string(), 1, 41)];
+        client.commit_offsets("g", "", 0, &old).await.unwrap();
+        client.commit_offsets("g", "", 0, &[("kept".into(), 0, 7)]).await.unwrap();
+        client.delete_topic("again").await.unwrap();
+        topic(&client, "again", 2).await;
+        // No wait for the expiry sweep: the old offsets are not the new topic's.
+        let now = client.fetch_offsets("g", &[]).await.unwrap();
+        assert_eq!(now, [("kept".to_string(), 0, 7)], "offsets of the old topic served");
+        assert!(client.fetch_offsets("g", &["again".into()]).await.unwrap().is_empty());
+        client.commit_offsets("g", "", 0, &[("again".into(), 1, 2)]).await.unwrap();
+        let want = [("again".to_string(), 1, 2), ("kept".to_string(), 0, 7)];
+        assert_eq!(client.fetch_offsets("g", &[]).await.unwrap(), want);
+    });
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    runtime.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let want = [("again".to_string(), 1, 2), ("kept".to_string(), 0, 7)];
+        assert_eq!(client.fetch_offsets("g", &[]).await.unwrap(), want, "after kill -9");
+    });
+}

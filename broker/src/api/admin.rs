@@ -321,9 +321,10 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
             }
             if req.group_lag {
                 super::group::load_owned(shard).await;
+                let md = shard.metadata();
                 own.group_lag = shard
                     .groups
-                    .committed(GROUP_LAG_ENTRIES_MAX)
+                    .committed(GROUP_LAG_ENTRIES_MAX, &|t| md.topic(t).map(|t| t.id))
                     .into_iter()
                     .map(|(group, topic, partition, committed)| GroupPartitionLag {
                         group,

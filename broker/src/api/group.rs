@@ -32,7 +32,7 @@ use super::{error_frame, respond, Origin};
 use crate::group::membership::{
     from_wire, heartbeat_interval_ms, to_wire, Join, Refusal, HEARTBEAT_MS_MAX,
 };
-use crate::group::offsets_log::{self, OffsetRecord};
+use crate::group::offsets_log::{self, OffsetRecord, Position};
 use crate::group::{offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC};
 use crate::partition::Partition;
 use crate::request::Request;
@@ -357,7 +357,7 @@ async fn commit(
             _ if p.metadata.len() > COMMIT_METADATA_BYTES_MAX => ErrorCode::InvalidRequest,
             _ if !seen.insert((topic.clone(), p.partition)) => ErrorCode::InvalidRequest,
             _ if !known(&(topic.clone(), p.partition)) && room == 0 => ErrorCode::ResourceLimit,
-            _ => {
+            Some(t) => {
                 if !known(&(topic.clone(), p.partition)) {
                     room -= 1;
                 }
@@ -365,7 +365,13 @@ async fn commit(
                 records.push(OffsetRecord {
                     group: r.group.clone(),
                     tp: (topic.clone(), p.partition),
-                    committed: Some((p.offset, p.metadata.clone())),
+                    // This incarnation of the topic: one created again later does not
+                    // inherit it.
+                    committed: Some(Position {
+                        offset: p.offset,
+                        metadata: p.metadata.clone(),
+                        topic_id: Some(t.id),
+                    }),
                 });
                 ErrorCode::None
             }
@@ -508,11 +514,20 @@ async fn delete_offsets(
     Ok(DeleteGroupOffsetsResponse { error: 0, message: String::new(), topics })
 }
 
-/// A group's committed offsets as wire topics, only `topics` if not empty.
-fn committed_topics(g: &crate::group::Group, topics: &[String]) -> Vec<CommitTopic> {
+/// A group's committed offsets as wire topics, only `topics` if not empty, and only those
+/// committed to the topic that has the name now (not to one deleted before it was created
+/// again, nor to one deleted since: the expiry sweep forgets those).
+fn committed_topics(
+    g: &crate::group::Group,
+    topics: &[String],
+    md: &crate::metadata::Metadata,
+) -> Vec<CommitTopic> {
     let mut out: Vec<CommitTopic> = Vec::new();
     for ((topic, partition), c) in &g.offsets {
         if !topics.is_empty() && !topics.contains(topic) {
+            continue;
+        }
+        if !c.belongs_to(md.topic(topic).map(|t| t.id)) {
             continue;
         }
         let entry = CommittedOffset {
@@ -533,7 +548,9 @@ async fn fetch_offsets(
     r: FetchOffsetsRequest,
 ) -> Result<FetchOffsetsResponse, Refusal> {
     offsets_of(shard, &r.group).await?;
-    let topics = shard.groups.read_group(&r.group, |g| g.map(|g| committed_topics(g, &r.topics)));
+    let md = shard.metadata();
+    let topics =
+        shard.groups.read_group(&r.group, |g| g.map(|g| committed_topics(g, &r.topics, &md)));
     Ok(FetchOffsetsResponse {
         error: 0,
         message: String::new(),
@@ -547,6 +564,7 @@ async fn describe(
 ) -> Result<DescribeGroupResponse, Refusal> {
     offsets_of(shard, &r.group).await?;
     let now = Instant::now();
+    let md = shard.metadata();
     shard.groups.read_group(&r.group, |g| {
         let Some(g) = g else {
             return Err(Refusal {
@@ -574,7 +592,7 @@ async fn describe(
                         as u64,
                 })
                 .collect(),
-            offsets: committed_topics(g, &[]),
+            offsets: committed_topics(g, &[], &md),
         })
     })
 }

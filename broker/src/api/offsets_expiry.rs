@@ -1,6 +1,7 @@
-//! Forgetting committed offsets nobody will read: those of deleted topics (so a topic created
-//! again under the same name starts without them, unless it was deleted and created again
-//! between two checks, [`CHECK_MS`] apart), and all offsets of a group that has had
+//! Forgetting committed offsets nobody will read: those of deleted topics, and of topics
+//! deleted and created again under the same name (an offset keeps the id of the topic it
+//! was committed to, and readers ignore it as soon as the id changes, before the sweep
+//! forgets it: see `group/offsets_log.rs`), and all offsets of a group that has had
 //! no members and no commit for `group_offsets_retention_ms` (Kafka's
 //! `offsets.retention.minutes`: otherwise every group id ever used holds its offsets for
 //! ever, and `group_offsets_per_shard_max` fills until new groups are refused).
@@ -75,9 +76,9 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64) {
         let Some(part) = shard.partition(OFFSETS_TOPIC, index) else { continue };
         let expired = |shard: &Shard| {
             let md = shard.metadata();
-            let exists = |topic: &str| md.topic(topic).is_some();
+            let topic_id = |topic: &str| md.topic(topic).map(|t| t.id);
             let now_ms = crate::clock::now_ms();
-            shard.groups.expired(index, &group, Instant::now(), now_ms, retention_ms, &exists)
+            shard.groups.expired(index, &group, Instant::now(), now_ms, retention_ms, &topic_id)
         };
         if expired(shard).is_empty() {
             continue;

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use wire::AckLevel;
 
 use super::assignor::TopicPartition;
-use super::offsets_log::{self, OffsetRecord};
+use super::offsets_log::{self, OffsetRecord, Position};
 use super::Coordinator;
 use crate::storage::{LogConfig, PartitionLog, ShardCache, SimDisk, SimFaults, StorageError};
 
@@ -80,7 +80,7 @@ async fn commit(
 ) -> Result<(), StorageError> {
     let metadata = format!("m{value}");
     let (group, tp) = key.clone();
-    let committed = (!tombstone).then(|| (value, metadata.clone()));
+    let committed = (!tombstone).then_some(Position { offset: value, metadata, topic_id: Some(1) });
     let record =
         OffsetRecord { group: group.clone(), tp: tp.clone(), committed: committed.clone() };
     let batch = offsets_log::encode(&[record], 1).unwrap();

@@ -60,7 +60,7 @@ use wire::AckLevel;
 
 use self::assignor::TopicPartition;
 use self::membership::Membership;
-use self::offsets_log::{Committed, OffsetRecord, Packer};
+use self::offsets_log::{Committed, OffsetRecord, Packer, Position};
 use crate::storage::io::Disk;
 use crate::storage::{PartitionLog, StorageError};
 use crate::watermark::Watermark;
@@ -317,7 +317,7 @@ impl Coordinator {
         &self,
         index: u32,
         group: &str,
-        commits: Vec<(TopicPartition, Option<(u64, String)>)>,
+        commits: Vec<(TopicPartition, Option<Position>)>,
         base_offset: u64,
         committed_ms: i64,
     ) -> InFlight<'_> {
@@ -326,13 +326,7 @@ impl Coordinator {
             .enumerate()
             .map(|(i, (tp, value))| {
                 let log_offset = base_offset + i as u64;
-                let c = value.map(|(offset, metadata)| Committed {
-                    offset,
-                    metadata,
-                    log_offset,
-                    committed_ms,
-                });
-                (tp, (log_offset, c))
+                (tp, (log_offset, value.map(|p| p.committed(log_offset, committed_ms))))
             })
             .collect();
         let mut offsets = self.offsets.borrow_mut();
@@ -423,9 +417,10 @@ impl Coordinator {
         let mut packer = Packer::new(batch_bytes_max);
         for id in ids {
             for (tp, c) in self.current(index, &id) {
-                let committed = Some((c.offset, c.metadata));
                 // The commit's own time: a snapshot does not make an offset younger.
-                packer.push(OffsetRecord { group: id.clone(), tp, committed }, c.committed_ms)?;
+                let at_ms = c.committed_ms;
+                let committed = Some(Position::from(c));
+                packer.push(OffsetRecord { group: id.clone(), tp, committed }, at_ms)?;
             }
             if cfg!(test) {
                 // Tests let commits in between every group, so the dirty keys matter.
@@ -445,7 +440,7 @@ impl Coordinator {
             // whatever was read for it.
             let current = self.current_one(index, &group, &tp);
             let at_ms = current.as_ref().map_or(now_ms, |c| c.committed_ms);
-            let committed = current.map(|c| (c.offset, c.metadata));
+            let committed = current.map(Position::from);
             packer.push(OffsetRecord { group, tp, committed }, at_ms)?;
         }
         let records = packer.records();
@@ -466,13 +461,8 @@ impl Coordinator {
             for (i, (r, committed_ms)) in written.iter().enumerate() {
                 let log_offset = base_offset + i as u64;
                 match &r.committed {
-                    Some((offset, metadata)) => {
-                        let c = Committed {
-                            offset: *offset,
-                            metadata: metadata.clone(),
-                            log_offset,
-                            committed_ms: *committed_ms,
-                        };
+                    Some(p) => {
+                        let c = p.clone().committed(log_offset, *committed_ms);
                         self.apply(&r.group, r.tp.clone(), c);
                     }
                     None => self.apply_tombstone(&r.group, &r.tp, log_offset),
@@ -534,7 +524,7 @@ impl Coordinator {
 
     /// The committed offsets of `group` (in offsets partition `index`) to forget now, from
     /// their current values (commits in flight included): those of topics that no longer
-    /// exist, and, when `retention_ms > 0` and the group has had no members for that long
+    /// exist or were created again since (`topic_id` gives a topic's current id), and, when `retention_ms > 0` and the group has had no members for that long
     /// and no commit for that long, all of them (Kafka's `offsets.retention.minutes`).
     pub fn expired(
         &self,
@@ -543,7 +533,7 @@ impl Coordinator {
         now: Instant,
         now_ms: i64,
         retention_ms: u64,
-        topic_exists: &dyn Fn(&str) -> bool,
+        topic_id: &dyn Fn(&str) -> Option<u64>,
     ) -> Vec<TopicPartition> {
         let current = self.current(index, group);
         let retention = Duration::from_millis(retention_ms);
@@ -554,7 +544,7 @@ impl Coordinator {
             && current.iter().all(|(_, c)| c.committed_ms <= now_ms - retention_ms as i64);
         current
             .into_iter()
-            .filter(|(tp, _)| idle || !topic_exists(&tp.0))
+            .filter(|(tp, c)| idle || !c.belongs_to(topic_id(&tp.0)))
             .map(|(tp, _)| tp)
             .collect()
     }
@@ -589,14 +579,22 @@ impl Coordinator {
         gone
     }
 
-    /// Every committed offset this coordinator holds (loaded partitions only), at most
-    /// `max`: (group, topic, partition, offset).
-    pub fn committed(&self, max: usize) -> Vec<(String, String, u32, u64)> {
+    /// Every committed offset this coordinator holds (loaded partitions only) that belongs
+    /// to the topic of its name now (`topic_id` gives a topic's current id), at most `max`:
+    /// (group, topic, partition, offset).
+    pub fn committed(
+        &self,
+        max: usize,
+        topic_id: &dyn Fn(&str) -> Option<u64>,
+    ) -> Vec<(String, String, u32, u64)> {
         self.groups
             .borrow()
             .iter()
             .flat_map(|(id, g)| {
-                g.offsets.iter().map(move |((t, p), c)| (id.clone(), t.clone(), *p, c.offset))
+                g.offsets
+                    .iter()
+                    .filter(|((t, _), c)| c.belongs_to(topic_id(t)))
+                    .map(move |((t, p), c)| (id.clone(), t.clone(), *p, c.offset))
             })
             .take(max)
             .collect()

@@ -2,8 +2,11 @@
 //!
 //! Contract: a commit is one batch appended at `durable` to the offsets partition of its
 //! group, one record per partition: key `group/topic/partition` (names never contain `/`),
-//! value `[version 1][offset u64 LE][metadata UTF-8]`; a record without a value (tombstone)
-//! forgets the key. Replaying the partition from its start, later records win, rebuilds
+//! value `[version 2][offset u64 LE][topic id u64 LE][metadata UTF-8]` (version 1, written
+//! before topic ids were kept, has no topic id); a record without a value (tombstone)
+//! forgets the key. The topic id says which incarnation of the topic the offset belongs to:
+//! a topic deleted and created again under the same name gets a new id, and an offset
+//! committed to the old one is not the new one's (readers ignore it, expiry forgets it). Replaying the partition from its start, later records win, rebuilds
 //! every group's offsets: the log is the truth, and a commit inherits the log's durability
 //! and recovery. A record's timestamp is when the offset was committed (offset expiry counts
 //! from it). Records that do not parse (a future version) are skipped and counted.
@@ -21,7 +24,9 @@ use crate::storage::io::Disk;
 use crate::storage::{FirstBatch, PartitionLog, StorageError};
 
 /// Value format version written today.
-const VALUE_VERSION: u8 = 1;
+const VALUE_VERSION: u8 = 2;
+/// The version before topic ids: `[1][offset u64 LE][metadata UTF-8]`.
+const VALUE_VERSION_NO_TOPIC_ID: u8 = 1;
 /// Bytes read per step while replaying.
 const REPLAY_READ_BYTES: usize = 4 << 20;
 
@@ -36,6 +41,48 @@ pub struct Committed {
     pub log_offset: u64,
     /// When it was committed (ms since the epoch; a snapshot keeps the original time).
     pub committed_ms: i64,
+    /// Id of the topic it was committed to (`None`: a version-1 record, which did not say).
+    pub topic_id: Option<u64>,
+}
+
+impl Committed {
+    /// Whether it belongs to the topic whose current id is `topic_id` (`None`: the topic
+    /// does not exist). An offset whose record did not keep the id belongs to any topic of
+    /// its name, as it did before ids were kept.
+    pub fn belongs_to(&self, topic_id: Option<u64>) -> bool {
+        topic_id.is_some() && (self.topic_id.is_none() || self.topic_id == topic_id)
+    }
+}
+
+/// A committed position as stored: the next offset to read, its metadata and the id of the
+/// topic it was committed to (`None` only when read from a version-1 record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Next offset to read.
+    pub offset: u64,
+    /// Free text stored with it.
+    pub metadata: String,
+    /// Id of the topic (see [`Committed::topic_id`]).
+    pub topic_id: Option<u64>,
+}
+
+impl Position {
+    /// The map entry for this position, stored at `log_offset` at `committed_ms`.
+    pub fn committed(self, log_offset: u64, committed_ms: i64) -> Committed {
+        Committed {
+            offset: self.offset,
+            metadata: self.metadata,
+            log_offset,
+            committed_ms,
+            topic_id: self.topic_id,
+        }
+    }
+}
+
+impl From<Committed> for Position {
+    fn from(c: Committed) -> Self {
+        Position { offset: c.offset, metadata: c.metadata, topic_id: c.topic_id }
+    }
 }
 
 /// One record: which partition of which group, and its new position (`None` = forget).
@@ -46,17 +93,27 @@ pub struct OffsetRecord {
     /// Topic and partition.
     pub tp: TopicPartition,
     /// The position, or `None` to forget it.
-    pub committed: Option<(u64, String)>,
+    pub committed: Option<Position>,
 }
 
 /// The stored key and value of one record.
 fn key_value(r: &OffsetRecord) -> (String, Option<Vec<u8>>) {
     let key = format!("{}/{}/{}", r.group, r.tp.0, r.tp.1);
-    let value = r.committed.as_ref().map(|(offset, metadata)| {
-        let mut v = Vec::with_capacity(9 + metadata.len());
-        v.push(VALUE_VERSION);
-        v.extend_from_slice(&offset.to_le_bytes());
-        v.extend_from_slice(metadata.as_bytes());
+    let value = r.committed.as_ref().map(|p| {
+        let mut v = Vec::with_capacity(17 + p.metadata.len());
+        match p.topic_id {
+            Some(id) => {
+                v.push(VALUE_VERSION);
+                v.extend_from_slice(&p.offset.to_le_bytes());
+                v.extend_from_slice(&id.to_le_bytes());
+            }
+            // Restating a version-1 record (compaction) keeps it one: nothing to say more.
+            None => {
+                v.push(VALUE_VERSION_NO_TOPIC_ID);
+                v.extend_from_slice(&p.offset.to_le_bytes());
+            }
+        }
+        v.extend_from_slice(p.metadata.as_bytes());
         v
     });
     (key, value)
@@ -140,10 +197,16 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<OffsetRecord> 
     let group = parts.next()?.to_owned();
     let committed = match value {
         None => None,
-        Some(v) if v.len() >= 9 && v[0] == VALUE_VERSION => {
-            let offset = u64::from_le_bytes(v[1..9].try_into().ok()?);
-            Some((offset, String::from_utf8(v[9..].to_vec()).ok()?))
-        }
+        Some(v) if v.len() >= 17 && v[0] == VALUE_VERSION => Some(Position {
+            offset: u64::from_le_bytes(v[1..9].try_into().ok()?),
+            topic_id: Some(u64::from_le_bytes(v[9..17].try_into().ok()?)),
+            metadata: String::from_utf8(v[17..].to_vec()).ok()?,
+        }),
+        Some(v) if v.len() >= 9 && v[0] == VALUE_VERSION_NO_TOPIC_ID => Some(Position {
+            offset: u64::from_le_bytes(v[1..9].try_into().ok()?),
+            topic_id: None,
+            metadata: String::from_utf8(v[9..].to_vec()).ok()?,
+        }),
         Some(_) => return None,
     };
     Some(OffsetRecord { group, tp: (topic, partition), committed })
@@ -175,16 +238,9 @@ pub async fn replay<D: Disk>(
                         Some(r) => {
                             let offsets = groups.entry(r.group).or_default();
                             match r.committed {
-                                Some((o, metadata)) => {
-                                    offsets.insert(
-                                        r.tp,
-                                        Committed {
-                                            offset: o,
-                                            metadata,
-                                            log_offset: record.offset(),
-                                            committed_ms: record.timestamp_ms(),
-                                        },
-                                    );
+                                Some(p) => {
+                                    let c = p.committed(record.offset(), record.timestamp_ms());
+                                    offsets.insert(r.tp, c);
                                 }
                                 None => {
                                     offsets.remove(&r.tp);
@@ -211,9 +267,19 @@ mod tests {
             OffsetRecord {
                 group: "g.1".into(),
                 tp: ("orders-v2".into(), 7),
-                committed: Some((42, "meta/with/slashes".into())),
+                committed: Some(Position {
+                    offset: 42,
+                    metadata: "meta/with/slashes".into(),
+                    topic_id: Some(9),
+                }),
             },
             OffsetRecord { group: "g".into(), tp: ("t".into(), 0), committed: None },
+            // A version-1 record restated by a compaction stays one.
+            OffsetRecord {
+                group: "g".into(),
+                tp: ("t".into(), 1),
+                committed: Some(Position { offset: 7, metadata: "m".into(), topic_id: None }),
+            },
         ];
         let batch = encode(&records, 1).unwrap();
         let view = wire::BatchView::validate(&batch).unwrap();
@@ -228,7 +294,11 @@ mod tests {
             .map(|i| OffsetRecord {
                 group: format!("g{}", i % 3),
                 tp: ("t".into(), i),
-                committed: if i == 5 { None } else { Some((u64::from(i) * 10, "m".into())) },
+                committed: (i != 5).then(|| Position {
+                    offset: u64::from(i) * 10,
+                    metadata: "m".into(),
+                    topic_id: Some(u64::from(i % 2)),
+                }),
             })
             .collect();
         for (i, r) in records.iter().enumerate() {
@@ -252,7 +322,22 @@ mod tests {
     }
 
     #[test]
+    fn version_1_records_read_without_a_topic_id() {
+        let mut v = vec![1];
+        v.extend_from_slice(&42u64.to_le_bytes());
+        v.extend_from_slice(b"meta");
+        let r = decode(Some(b"g/t/3"), Some(&v)).unwrap();
+        let p = Position { offset: 42, metadata: "meta".into(), topic_id: None };
+        assert_eq!(r, OffsetRecord { group: "g".into(), tp: ("t".into(), 3), committed: Some(p) });
+        let c = r.committed.unwrap().committed(5, 6);
+        assert!(c.belongs_to(Some(1)) && c.belongs_to(Some(2)) && !c.belongs_to(None));
+        let c = Committed { topic_id: Some(1), ..c };
+        assert!(c.belongs_to(Some(1)) && !c.belongs_to(Some(2)) && !c.belongs_to(None));
+    }
+
+    #[test]
     fn unknown_versions_and_garbage_are_skipped_not_misread() {
+        assert_eq!(decode(Some(b"g/t/1"), Some(&[3, 0, 0, 0, 0, 0, 0, 0, 0])), None);
         assert_eq!(decode(Some(b"g/t/1"), Some(&[2, 0, 0, 0, 0, 0, 0, 0, 0])), None);
         assert_eq!(decode(Some(b"g/t/x"), Some(&[1, 0, 0, 0, 0, 0, 0, 0, 0])), None);
         assert_eq!(decode(Some(b"gt1"), None), None);
