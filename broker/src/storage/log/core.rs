@@ -131,6 +131,12 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) log_start_offset: Cell<u64>,
     pub(super) queue: RefCell<AppendQueue>,
     pub(super) writer_signal: Watermark,
+    /// While the writer sleeps on a deferred segment write (journal only): the queued bytes
+    /// that make the write due at once. An append below them, or journal progress that
+    /// wants nothing synced, does not wake it (its timer does): without this every append
+    /// and every journal cycle woke every deferring writer (~95k wake-ups a second at
+    /// partitions-100, each computing the deferral and arming a timer again).
+    pub(super) writer_deferred_bytes_due: Cell<Option<usize>>,
     pub(super) syncer_signal: Watermark,
     pub(super) space_signal: Watermark,
     pub(super) cache: PartitionCache,

@@ -197,6 +197,7 @@ impl<D: Disk> PartitionLog<D> {
                 closing: false,
             }),
             writer_signal: Watermark::new(0),
+            writer_deferred_bytes_due: Cell::new(None),
             syncer_signal: Watermark::new(0),
             space_signal: Watermark::new(0),
             cache,
@@ -222,8 +223,15 @@ impl<D: Disk> PartitionLog<D> {
                 Box::new(move || {
                     if let Some(sh) = progress.upgrade() {
                         sh.journal_progress();
-                        // A checkpoint may want data the writer is holding back.
-                        sh.writer_signal.advance(sh.writer_signal.get() + 1);
+                        // A checkpoint may want data the writer is holding back (a writer
+                        // not deferring looks again anyway at its next signal).
+                        let wants = sh
+                            .journal
+                            .as_ref()
+                            .is_some_and(|j| j.member().want_synced.get() > sh.written.get());
+                        if wants || sh.writer_deferred_bytes_due.get().is_none() {
+                            sh.writer_signal.advance(sh.writer_signal.get() + 1);
+                        }
                         sh.syncer_signal.advance(sh.syncer_signal.get() + 1);
                         sh.space_signal.advance(sh.space_signal.get() + 1);
                     }
@@ -329,6 +337,9 @@ impl<D: Disk> PartitionLog<D> {
             tx,
             enqueued: std::time::Instant::now(),
         });
+        // A writer deferring its segment write wakes only once this makes the write due.
+        let wake_writer =
+            sh.writer_deferred_bytes_due.get().is_none_or(|due| st.pending_bytes >= due);
         drop(st);
         if let (Some(j), Some(bytes)) = (&sh.journal, journaled) {
             if let Err(e) = j.submit(base_offset, next_offset, bytes) {
@@ -337,7 +348,9 @@ impl<D: Disk> PartitionLog<D> {
                 sh.fence(e);
             }
         }
-        sh.writer_signal.advance(sh.writer_signal.get() + 1);
+        if wake_writer {
+            sh.writer_signal.advance(sh.writer_signal.get() + 1);
+        }
         Ok(AppendTicket {
             base_offset,
             last_offset: next_offset - 1,

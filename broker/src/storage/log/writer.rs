@@ -184,13 +184,16 @@ pub(super) async fn writer_loop<D: Disk>(sh: Rc<LogCore<D>>, active: Rc<Segment<
             return;
         }
         match deferred {
-            // Until the deferred write is due, or anything else changes.
+            // Until the deferred write is due, or anything else changes (appends below
+            // `bytes_due` and journal progress that wants nothing synced do not signal).
             Some(due_in) => {
                 let due = async {
                     glommio::timer::sleep(due_in).await;
                     true
                 };
+                w.sh.writer_deferred_bytes_due.set(Some(w.bytes_due()));
                 futures_lite::future::or(w.sh.writer_signal.wait_for(seen + 1), due).await;
+                w.sh.writer_deferred_bytes_due.set(None);
             }
             None => {
                 w.sh.writer_signal.wait_for(seen + 1).await;
@@ -212,14 +215,7 @@ impl<D: Disk> Writer<D> {
         let c = &self.sh.config;
         let st = self.sh.queue.borrow();
         let oldest = st.pending.front()?.enqueued;
-        // Nor more than the active segment has room for: the write would roll (and a roll
-        // syncs the old segment anyway), and with small segments deferring more only rolls
-        // several at once, ahead of the retention or compaction that removes them.
-        let room = c.segment_bytes_max.saturating_sub(self.submitted);
-        let bytes_due = c
-            .journal_segment_write_bytes
-            .min(c.pending_bytes_max / 2)
-            .min(usize::try_from(room).unwrap_or(usize::MAX));
+        let bytes_due = self.bytes_due();
         if st.closing || st.fenced.is_some() {
             return None;
         }
@@ -235,6 +231,18 @@ impl<D: Disk> Writer<D> {
         }
         let delay = std::time::Duration::from_millis(c.journal_segment_write_delay_ms);
         delay.checked_sub(oldest.elapsed()).filter(|d| !d.is_zero())
+    }
+
+    /// Queued bytes that make a deferred segment write due at once (see [`Self::deferral`]).
+    pub(super) fn bytes_due(&self) -> usize {
+        let c = &self.sh.config;
+        // Nor more than the active segment has room for: the write would roll (and a roll
+        // syncs the old segment anyway), and with small segments deferring more only rolls
+        // several at once, ahead of the retention or compaction that removes them.
+        let room = c.segment_bytes_max.saturating_sub(self.submitted);
+        c.journal_segment_write_bytes
+            .min(c.pending_bytes_max / 2)
+            .min(usize::try_from(room).unwrap_or(usize::MAX))
     }
 
     /// Submits `items` (rolling segments first when needed). On error returns the items that
