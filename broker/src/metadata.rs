@@ -398,6 +398,27 @@ impl Metadata {
         Some((next, stray))
     }
 
+    /// A new snapshot in which topic `name` has `settings` (its id and owners kept; the
+    /// partition count cannot change).
+    pub fn with_topic_settings(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<Metadata, MetadataError> {
+        settings.validate()?;
+        let mut next = self.clone();
+        let Some(topic) = next.topics.get_mut(name) else {
+            return Err(MetadataError::Unknown(name.to_owned()));
+        };
+        assert_eq!(
+            topic.settings.partition_count, settings.partition_count,
+            "with_topic_settings cannot change the partition count"
+        );
+        topic.settings = settings;
+        next.version += 1;
+        Ok(next)
+    }
+
     /// A new snapshot without the topic.
     pub fn without_topic(&self, name: &str) -> Result<Metadata, MetadataError> {
         if !self.topics.contains_key(name) {
