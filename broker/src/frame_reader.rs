@@ -166,10 +166,11 @@ async fn read_until<R: AsyncRead + Unpin>(
     deadline: Option<Instant>,
 ) -> Result<usize, ReadEnd> {
     let n = match deadline {
-        None => r.read(buf).await,
+        None => stage_latency::wake_timed(Stage::ReadWake, r.read(buf)).await,
         Some(deadline) => {
             let left = deadline.saturating_duration_since(Instant::now());
-            match futures_lite::future::or(async { Some(r.read(buf).await) }, async {
+            let read = stage_latency::wake_timed(Stage::ReadWake, r.read(buf));
+            match futures_lite::future::or(async { Some(read.await) }, async {
                 glommio::timer::sleep(left).await;
                 None
             })

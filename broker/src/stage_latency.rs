@@ -9,6 +9,8 @@
 //! thread's set, which nobody reads.
 //!
 //! Stages, in the order a produce request meets them:
+//! - `read_wake`: a connection's socket read completed (its task woken) → the task runs
+//!   (its turn on the shard: how long bytes that arrived wait for the broker to look).
 //! - `frame_read`: a request frame's first bytes read from the socket → the frame complete
 //!   (a large frame takes several reads, each waiting for the socket and the shard's turn).
 //! - `request_queue`: frame complete on the socket → its handler starts (scheduling).
@@ -25,6 +27,11 @@
 //!   socket (the connection's writer task: its turn on the shard, then the write).
 
 use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -32,6 +39,8 @@ use hdrhistogram::Histogram;
 /// A stage (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Socket read completed → the connection's task runs.
+    ReadWake,
     /// Frame's first bytes read → frame complete.
     FrameRead,
     /// Frame complete → handler starts.
@@ -58,7 +67,8 @@ pub enum Stage {
 
 impl Stage {
     /// Every stage, in report order.
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 12] = [
+        Stage::ReadWake,
         Stage::FrameRead,
         Stage::RequestQueue,
         Stage::LogQueue,
@@ -75,6 +85,7 @@ impl Stage {
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
+            Stage::ReadWake => "read_wake",
             Stage::FrameRead => "frame_read",
             Stage::RequestQueue => "request_queue",
             Stage::LogQueue => "log_queue",
@@ -116,6 +127,57 @@ pub fn record(stage: Stage, elapsed: Duration) {
 #[inline]
 pub fn record_since(stage: Stage, start: Instant) {
     record(stage, start.elapsed());
+}
+
+/// A future whose wake-up → next poll delay is recorded as `stage`: how long its task waited
+/// for its turn on the shard once what it waited for had happened.
+pub struct WakeTimed<F> {
+    inner: F,
+    stage: Stage,
+    woke: Arc<AtomicU64>,
+}
+
+/// `inner`, its wake-up → poll delays recorded as `stage` (see [`WakeTimed`]).
+pub fn wake_timed<F: Future + Unpin>(stage: Stage, inner: F) -> WakeTimed<F> {
+    WakeTimed { inner, stage, woke: Arc::new(AtomicU64::new(0)) }
+}
+
+/// Nanoseconds since the first call (never 0 once called: 0 means "not woken").
+fn now_ns() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(Instant::now);
+    (base.elapsed().as_nanos() as u64).max(1)
+}
+
+/// The waker [`WakeTimed`] hands its inner future: notes when it is woken.
+struct NoteWake {
+    woke: Arc<AtomicU64>,
+    waker: Waker,
+}
+
+impl Wake for NoteWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woke.store(now_ns(), Ordering::Relaxed);
+        self.waker.wake_by_ref();
+    }
+}
+
+impl<F: Future + Unpin> Future for WakeTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let woke = self.woke.swap(0, Ordering::Relaxed);
+        if woke != 0 {
+            record(self.stage, Duration::from_nanos(now_ns().saturating_sub(woke)));
+        }
+        let waker =
+            Waker::from(Arc::new(NoteWake { woke: self.woke.clone(), waker: cx.waker().clone() }));
+        Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker))
+    }
 }
 
 /// This thread's stages with at least one sample; starts them afresh when `reset`.
