@@ -294,6 +294,7 @@ impl Shard {
             file_bytes: self.config.shard_journal_file_bytes,
             batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
             recycle: self.config.shard_journal_recycle,
+            gather_us: self.config.shard_journal_gather_us,
         };
         let dir = root.join(format!("shard-{}", self.id));
         match ShardJournal::open(DmaDisk, dir, config).await {

@@ -101,7 +101,15 @@ pub struct JournalConfig {
     /// Keep checkpointed files as spares and make new files from them (see the module
     /// docs); false: every checkpointed file is removed and every new one filled with zeros.
     pub recycle: bool,
+    /// How long a commit cycle waits for more entries before it writes: until the oldest
+    /// queued entry is this old or [`GATHER_BYTES_MAX`] are queued (0: write at once).
+    /// Fewer, larger records: less CPU per byte with many partitions, acks up to this much
+    /// later (`perf/results/2026-12-05-journal-gather`).
+    pub gather_us: u64,
 }
+
+/// Queued bytes that end a commit cycle's wait for more entries (`JournalConfig::gather_us`).
+pub const GATHER_BYTES_MAX: usize = 64 << 10;
 
 impl JournalConfig {
     /// Largest record of several entries: half a file (a record always takes one entry,
@@ -475,6 +483,10 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             j.signal.wait_for(seen + 1).await;
             continue;
         }
+        if let Some(wait) = j.gather_wait() {
+            glommio::timer::sleep(wait).await;
+            continue;
+        }
         let batch = j.take_record();
         if batch.is_empty() {
             continue; // only entries of fenced or gone members were queued
@@ -627,6 +639,21 @@ fn closed_error(dir: &Path) -> IoError {
 }
 
 impl<D: Disk> Inner<D> {
+    /// How long the commit cycle still waits for more entries (`JournalConfig::gather_us`):
+    /// `None` once the oldest queued entry is that old, `GATHER_BYTES_MAX` are queued, or
+    /// the journal closes.
+    fn gather_wait(&self) -> Option<std::time::Duration> {
+        if self.config.gather_us == 0 || self.closing.get() {
+            return None;
+        }
+        let q = self.queue.borrow();
+        let oldest = q.front()?.enqueued;
+        if q.iter().map(|e| e.bytes.len()).sum::<usize>() >= GATHER_BYTES_MAX {
+            return None;
+        }
+        let gather = std::time::Duration::from_micros(self.config.gather_us);
+        gather.checked_sub(oldest.elapsed()).filter(|d| !d.is_zero())
+    }
     /// Takes queued entries for one record: at most `record_bytes_max`, at least one unless
     /// none is left. Entries of a member whose `synced` closed (fenced: their appends
     /// failed; or closed or gone: its segments hold what it kept) are dropped, not

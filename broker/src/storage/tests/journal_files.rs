@@ -24,7 +24,12 @@ fn journal_files(disk: &SimDisk) -> Vec<PathBuf> {
 /// Journals `(topic id, partition, offset, fill byte)` entries in one record each and
 /// leaves the files as a crash would.
 async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) {
-    let config = JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
+    let config = JournalConfig {
+        file_bytes: 64 << 10,
+        batch_bytes_max: 4 << 10,
+        recycle: true,
+        gather_us: 0,
+    };
     let j = ShardJournal::open(disk.clone(), dir, config).await.unwrap();
     let mut links = Vec::new();
     for &(topic_id, partition, offset, fill) in entries {
@@ -136,8 +141,12 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
     run(|| async {
         let disk = SimDisk::new(23, SimFaults::default());
         let root = PathBuf::from("/j");
-        let config =
-            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
+        let config = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: 4 << 10,
+            recycle: true,
+            gather_us: 0,
+        };
         let j = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);
         journal_synced(&link, 0..41).await;
@@ -168,8 +177,12 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
 fn journal_spare_files_go_at_close() {
     run(|| async {
         let disk = SimDisk::new(24, SimFaults::default());
-        let config =
-            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
+        let config = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: 4 << 10,
+            recycle: true,
+            gather_us: 0,
+        };
         let j =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);

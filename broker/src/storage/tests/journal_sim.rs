@@ -199,6 +199,8 @@ async fn simulate(seed: u64, steps: usize) {
             file_bytes: [64 << 10, 128 << 10, 1 << 20][rng.usize(0..3)],
             batch_bytes_max: config.batch_bytes_max,
             recycle: rng.usize(0..4) > 0,
+            // A commit cycle that waits for more entries, on a third of the seeds.
+            gather_us: [0, 0, 200][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -546,6 +548,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
             file_bytes: 4 << 20,
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
+            gather_us: 0,
         };
         let journal_root = root.join("journal");
         let dir = |p: u32| root.join("t").join(p.to_string());
@@ -662,8 +665,12 @@ fn journal_real_disk_replays_lost_segment_tails() {
 fn journal_refuses_oversized_batches_and_submits_after_close() {
     run(|| async {
         let disk = SimDisk::new(3, SimFaults::default());
-        let config =
-            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 4 << 10, recycle: true };
+        let config = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: 4 << 10,
+            recycle: true,
+            gather_us: 0,
+        };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
@@ -695,6 +702,7 @@ fn journal_queue_is_bounded_by_the_write_budget() {
             file_bytes: 1 << 20,
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
+            gather_us: 0,
         };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
@@ -743,6 +751,7 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
             file_bytes: 64 << 10,
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
+            gather_us: 0,
         };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
@@ -798,8 +807,12 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
 fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
     run(|| async {
         let disk = SimDisk::new(13, SimFaults::default());
-        let config =
-            JournalConfig { file_bytes: 64 << 10, batch_bytes_max: 256 << 10, recycle: true };
+        let config = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: 256 << 10,
+            recycle: true,
+            gather_us: 0,
+        };
         assert_eq!(config.file_bytes(), 64 << 10, "the configured size, not raised");
         let root = PathBuf::from("/j");
         let journal = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
