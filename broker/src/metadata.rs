@@ -329,6 +329,11 @@ impl Metadata {
         self.topics.get(name)
     }
 
+    /// The id of the topic called `name` (a topic created again under a name gets a new one).
+    pub fn topic_id(&self, name: &str) -> Option<u64> {
+        self.topic(name).map(|t| t.id)
+    }
+
     /// A new snapshot with the topic added; partitions go to the least-loaded shards.
     pub fn with_topic(
         &self,

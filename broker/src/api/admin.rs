@@ -324,7 +324,7 @@ pub async fn stats(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wire
                 let md = shard.metadata();
                 own.group_lag = shard
                     .groups
-                    .committed(GROUP_LAG_ENTRIES_MAX, &|t| md.topic(t).map(|t| t.id))
+                    .committed(GROUP_LAG_ENTRIES_MAX, &|t| md.topic_id(t))
                     .into_iter()
                     .map(|(group, topic, partition, committed)| GroupPartitionLag {
                         group,

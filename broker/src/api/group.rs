@@ -527,7 +527,7 @@ fn committed_topics(
         if !topics.is_empty() && !topics.contains(topic) {
             continue;
         }
-        if !c.belongs_to(md.topic(topic).map(|t| t.id)) {
+        if !c.belongs_to(md.topic_id(topic)) {
             continue;
         }
         let entry = CommittedOffset {

@@ -76,7 +76,7 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64) {
         let Some(part) = shard.partition(OFFSETS_TOPIC, index) else { continue };
         let expired = |shard: &Shard| {
             let md = shard.metadata();
-            let topic_id = |topic: &str| md.topic(topic).map(|t| t.id);
+            let topic_id = |topic: &str| md.topic_id(topic);
             let now_ms = crate::clock::now_ms();
             shard.groups.expired(index, &group, Instant::now(), now_ms, retention_ms, &topic_id)
         };

@@ -404,8 +404,7 @@ impl<D: Disk> ShardJournal<D> {
 
     /// Bytes of entries queued or in flight.
     pub fn queued_bytes(&self) -> usize {
-        self.inner.queue.borrow().iter().map(|q| q.bytes.len()).sum::<usize>()
-            + self.inner.in_flight_bytes.get()
+        self.inner.queue_bytes() + self.inner.in_flight_bytes.get()
     }
 
     /// The directory of its files.
@@ -639,6 +638,11 @@ fn closed_error(dir: &Path) -> IoError {
 }
 
 impl<D: Disk> Inner<D> {
+    /// Bytes of the entries queued (not those in flight).
+    fn queue_bytes(&self) -> usize {
+        self.queue.borrow().iter().map(|q| q.bytes.len()).sum()
+    }
+
     /// How long the commit cycle still waits for more entries (`JournalConfig::gather_us`):
     /// `None` once the oldest queued entry is that old, `GATHER_BYTES_MAX` are queued, or
     /// the journal closes.
@@ -646,9 +650,8 @@ impl<D: Disk> Inner<D> {
         if self.config.gather_us == 0 || self.closing.get() {
             return None;
         }
-        let q = self.queue.borrow();
-        let oldest = q.front()?.enqueued;
-        if q.iter().map(|e| e.bytes.len()).sum::<usize>() >= GATHER_BYTES_MAX {
+        let oldest = self.queue.borrow().front()?.enqueued;
+        if self.queue_bytes() >= GATHER_BYTES_MAX {
             return None;
         }
         let gather = std::time::Duration::from_micros(self.config.gather_us);

@@ -375,6 +375,12 @@ impl<D: Disk> LogCore<D> {
 
     /// With the journal: everything journaled is durable (in offset order: the journaled end
     /// only grows and covers every offset below it), written to its segment or not.
+    /// With the shard journal: whether a checkpoint wants data synced that is not written
+    /// yet (a deferred segment write is then due at once).
+    pub(super) fn journal_wants_synced(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.member().want_synced.get() > self.written.get())
+    }
+
     pub(super) fn journal_progress(&self) {
         if let Some(j) = &self.journal {
             let end = j.member().journaled();

@@ -225,11 +225,8 @@ impl<D: Disk> PartitionLog<D> {
                         sh.journal_progress();
                         // A checkpoint may want data the writer is holding back (a writer
                         // not deferring looks again anyway at its next signal).
-                        let wants = sh
-                            .journal
-                            .as_ref()
-                            .is_some_and(|j| j.member().want_synced.get() > sh.written.get());
-                        if wants || sh.writer_deferred_bytes_due.get().is_none() {
+                        if sh.journal_wants_synced() || sh.writer_deferred_bytes_due.get().is_none()
+                        {
                             sh.writer_signal.advance(sh.writer_signal.get() + 1);
                         }
                         sh.syncer_signal.advance(sh.syncer_signal.get() + 1);

@@ -211,7 +211,7 @@ impl<D: Disk> Writer<D> {
     /// when a journal checkpoint wants data synced that is not written, or when the log
     /// closes or is fenced.
     pub(super) fn deferral(&self) -> Option<std::time::Duration> {
-        let j = self.sh.journal.as_ref()?;
+        self.sh.journal.as_ref()?; // deferred only behind the journal
         let c = &self.sh.config;
         let st = self.sh.queue.borrow();
         let oldest = st.pending.front()?.enqueued;
@@ -226,7 +226,7 @@ impl<D: Disk> Writer<D> {
                 return Some(at - now);
             }
         }
-        if st.pending_bytes >= bytes_due || j.member().want_synced.get() > self.sh.written.get() {
+        if st.pending_bytes >= bytes_due || self.sh.journal_wants_synced() {
             return None;
         }
         let delay = std::time::Duration::from_millis(c.journal_segment_write_delay_ms);
