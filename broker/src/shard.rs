@@ -297,7 +297,8 @@ impl Shard {
             gather_us: self.config.shard_journal_gather_us,
         };
         let dir = root.join(format!("shard-{}", self.id));
-        match ShardJournal::open(DmaDisk, dir, config).await {
+        let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());
+        match ShardJournal::open_after(DmaDisk, dir, config, seen).await {
             Ok(j) => *self.journal.borrow_mut() = Some(Rc::new(j)),
             Err(e) => {
                 warn!(shard = self.id, error = %e, "cannot start the shard journal; running without it")

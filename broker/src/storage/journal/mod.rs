@@ -341,6 +341,19 @@ impl<D: Disk> ShardJournal<D> {
     /// file in `dir` and in its sibling shard directories, so sequence numbers follow time
     /// across shards (a partition that moved keeps its newest entries in the newest file).
     pub async fn open(disk: D, dir: PathBuf, config: JournalConfig) -> Result<Self, IoError> {
+        Self::open_after(disk, dir, config, None).await
+    }
+
+    /// [`ShardJournal::open`], numbering new files after `seen` as well: the highest
+    /// sequence an earlier read found ([`JournalReplay::last_file_seq`]). Other shards may
+    /// already have removed those files (`JournalReplay::retire`); without it a new file
+    /// could take the name of a removed one of the earlier run.
+    pub async fn open_after(
+        disk: D,
+        dir: PathBuf,
+        config: JournalConfig,
+        seen: Option<u64>,
+    ) -> Result<Self, IoError> {
         disk.create_dir_all(&dir).await?;
         let mut dirs = vec![dir.clone()];
         if let Some(root) = dir.parent() {
@@ -350,7 +363,7 @@ impl<D: Disk> ShardJournal<D> {
                 }
             }
         }
-        let mut last = None;
+        let mut last = seen;
         for d in &dirs {
             let names = match disk.list_dir(d).await {
                 Ok(names) => names,

@@ -6,7 +6,8 @@
 //! - [`JournalRead::read`] reads every journal file under the journal root, of every shard
 //!   directory (`shard-<k>`; the shard count may have changed). Files are read in time
 //!   order: by sequence number over all directories (a new journal numbers its files after
-//!   every file under the root, `ShardJournal::open`), then by shard number. Each file is
+//!   every file under the root and after every file this read found, even one another
+//!   shard has removed since, `ShardJournal::open_after`), then by shard number. Each file is
 //!   cut at its first record that is not whole (magic, lengths, CRC) or whose sequence
 //!   number does not grow: a torn write, or the zeros of a file never written that far.
 //! - Entries are grouped by (topic id, partition) and by base offset; of two entries at one
@@ -76,6 +77,8 @@ pub struct JournalRead {
     files: Vec<(PathBuf, BTreeSet<Key>)>,
     /// Every shard directory found, with its shard number.
     dirs: Vec<(usize, PathBuf)>,
+    /// The highest file sequence number found.
+    last_file_seq: Option<u64>,
 }
 
 impl JournalRead {
@@ -102,6 +105,7 @@ impl JournalRead {
             }
         }
         paths.sort();
+        let last_file_seq = paths.last().map(|(seq, _, _)| *seq);
         let mut groups: HashMap<Key, Group> = HashMap::new();
         let mut files = Vec::new();
         let mut entries_total = 0usize;
@@ -145,7 +149,7 @@ impl JournalRead {
                 "journal replay ready"
             );
         }
-        Ok(JournalRead { groups, files, dirs })
+        Ok(JournalRead { groups, files, dirs, last_file_seq })
     }
 
     /// Whether no file was read.
@@ -187,6 +191,7 @@ impl JournalRead {
         parts
             .into_iter()
             .map(|groups| JournalReplay {
+                last_file_seq: self.last_file_seq,
                 groups: RefCell::new(groups),
                 replayed: RefCell::new(Vec::new()),
                 files: files.clone(),
@@ -236,6 +241,8 @@ pub struct JournalReplay {
     /// Partitions replayed since the last [`JournalReplay::retire`].
     replayed: RefCell<Vec<Key>>,
     files: Arc<JournalFiles>,
+    /// The highest file sequence number of the read.
+    last_file_seq: Option<u64>,
 }
 
 impl std::fmt::Debug for JournalReplay {
@@ -253,6 +260,12 @@ impl JournalReplay {
             .get(&(topic_id, partition))
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The highest sequence number of the files read: a new journal numbers its files
+    /// after it ([`super::ShardJournal::open_after`]) even once those files are gone.
+    pub fn last_file_seq(&self) -> Option<u64> {
+        self.last_file_seq
     }
 
     /// Whether no partition here still waits to open with its entries.

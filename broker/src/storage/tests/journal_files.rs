@@ -109,6 +109,48 @@ fn journal_files_are_retired_across_shards_once_every_owner_replayed() {
     });
 }
 
+/// A shard that opens its journal after another shard already removed the files of the
+/// earlier run (all of them replayed there) still numbers its files after them: no file of
+/// the new run takes the name of one of the old.
+#[test]
+fn journal_files_number_after_the_read_even_once_its_files_are_gone() {
+    run(|| async {
+        let disk = SimDisk::new(25, SimFaults::default());
+        let root = PathBuf::from("/j");
+        journal(&disk, root.join("shard-0"), &[(1, 0, 0, 10)]).await;
+        journal(&disk, root.join("shard-1"), &[(1, 1, 0, 11)]).await;
+        let read = JournalRead::read(&disk, &root).await.unwrap();
+        let mut replays = read.split(2, |_, p| Owner::Shard(p as usize)).into_iter();
+        let (r0, r1) = (replays.next().unwrap(), replays.next().unwrap());
+        assert_eq!(r1.last_file_seq(), Some(1));
+        r1.replayed(1, 1);
+        assert_eq!(r1.retire(&disk, |_| true).await, 1);
+        r0.replayed(1, 0);
+        assert_eq!(r0.retire(&disk, |_| true).await, 0);
+        assert!(journal_files(&disk).is_empty(), "every file of the read replayed and gone");
+        let config = JournalConfig {
+            file_bytes: 64 << 10,
+            batch_bytes_max: 4 << 10,
+            recycle: true,
+            gather_us: 0,
+        };
+        let j = ShardJournal::open_after(
+            disk.clone(),
+            root.join("shard-1"),
+            config,
+            r1.last_file_seq(),
+        )
+        .await
+        .unwrap();
+        let link = j.join(1, 1, 1);
+        link.submit(1, 2, ByteView::new(Rc::new(vec![12; 100]))).unwrap();
+        while link.member().journaled() <= 1 {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(journal_files(&disk), [root.join("shard-1/00000000000000000002.journal")]);
+    });
+}
+
 /// A partition whose topic is deleted before it opened does not keep its files: its
 /// shard drops its entries at the next retire.
 #[test]
