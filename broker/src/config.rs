@@ -235,10 +235,13 @@ pub struct BrokerConfig {
     /// rather than from zeros (`BROKER_SHARD_JOURNAL_RECYCLE`, default true; like
     /// PostgreSQL's `wal_recycle`, off may suit copy-on-write filesystems).
     pub shard_journal_recycle: bool,
-    /// How long a shard journal's commit cycle waits for more appends before it writes
-    /// (`BROKER_SHARD_JOURNAL_GATHER_US`; 0, the default: at once; at most 10,000). At
-    /// partitions-100, 150 µs took the broker from 0.66 to 0.50–0.53 of a core and doubled
-    /// e2e p50 (0.7 → 1.5–2.0 ms), p99 unchanged (`perf/results/2026-12-05-journal-gather`).
+    /// Under load, how long a shard journal's commit cycle waits for more appends before
+    /// it writes (`BROKER_SHARD_JOURNAL_GATHER_US`; default 300, 0: at once, at most
+    /// 10,000). Under load: the last record held at least 4 entries and the oldest queued
+    /// append arrived less than this after its write started; otherwise it writes at once.
+    /// At partitions-100, 300 µs took the broker from 0.68 to 0.49 of a core, e2e p50 0.65
+    /// → 1.1 ms, p99 not worse; at 1,000 and 10,000 msg/s over 16 partitions no change
+    /// (`perf/results/2026-12-05-journal-gather-load`).
     pub shard_journal_gather_us: u64,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
@@ -295,7 +298,7 @@ impl Default for BrokerConfig {
             shard_journal: true,
             shard_journal_file_bytes: 64 << 20,
             shard_journal_recycle: true,
-            shard_journal_gather_us: 0,
+            shard_journal_gather_us: 300,
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),

@@ -295,6 +295,7 @@ impl Shard {
             batch_bytes_max: wire::constants::BATCH_BYTES_MAX as usize,
             recycle: self.config.shard_journal_recycle,
             gather_us: self.config.shard_journal_gather_us,
+            gather_entries_min: crate::storage::journal::GATHER_ENTRIES_MIN,
         };
         let dir = root.join(format!("shard-{}", self.id));
         let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());

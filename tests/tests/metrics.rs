@@ -327,6 +327,12 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         + after.sum("broker_partition_dsync_writes_total", &[("topic", TOPIC)])
         + after.sum("broker_journal_records_total", &[]);
     assert!(durable > 0.0, "durable appends were synced (fdatasync, O_DSYNC or the journal)");
+    assert!(
+        after.sum("broker_journal_records_gathered_total", &[])
+            <= after.sum("broker_journal_records_total", &[]),
+        "gathered records are journal records"
+    );
+    assert!(after.has("broker_journal_records_gathered_total"));
     if after.sum("broker_fdatasyncs_total", &[]) > 0.0 {
         assert!(after.sum("broker_fdatasync_seconds_total", &[]) > 0.0, "fdatasyncs take time");
     }

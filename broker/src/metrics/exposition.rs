@@ -5,7 +5,7 @@
 //! Series (every name carries its unit; counters get `_total` from the encoder):
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
-//!   `broker_credit_stalls_total`, `broker_journal_{records,record_bytes,files_created,
+//!   `broker_credit_stalls_total`, `broker_journal_{records,records_gathered,record_bytes,files_created,
 //!   files_removed,files_recycled,file_create_failures}_total` (the shard journal's),
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
@@ -226,6 +226,8 @@ impl Scrape {
         counters(e, "broker_credit_stalls", help, per(|s| s.credit_stalls))?;
         let help = "Shard journal records written (one O_DSYNC write each; shard_journal)";
         counters(e, "broker_journal_records", help, per(|s| s.journal.records))?;
+        let help = "Shard journal records whose commit cycle waited for more appends (shard_journal_gather_us)";
+        counters(e, "broker_journal_records_gathered", help, per(|s| s.journal.records_gathered))?;
         let help = "Shard journal bytes written for records, padding included";
         counters(e, "broker_journal_record_bytes", help, per(|s| s.journal.record_bytes))?;
         let help = "Shard journal files created";

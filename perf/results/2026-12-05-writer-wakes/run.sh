@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One partitions-100 run against an external broker binary pinned to CPU 1 (harness on CPU 0),
 # optionally profiled (PROFILE=1: perf record -g of the broker for 5 s after 6 s).
-#   BIN=/path/broker NAME=label [PROFILE=1] [DUR=10] perf/results/2026-12-05-writer-wakes/run.sh
+#   BIN=/path/broker NAME=label [PROFILE=1] [DUR=10] [WORKLOAD=partitions-100] perf/results/2026-12-05-writer-wakes/run.sh
 set -u
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 data=${PERF_DATA_DIR:-/work/perf-data}/p100
@@ -14,7 +14,7 @@ SP=
 if [ -n "${PROFILE:-}" ]; then
     (sleep 6; perf record -F 4000 -g -p $BP -o "perf-$NAME.data" -- sleep 5 >/dev/null 2>&1) & SP=$!
 fi
-"${HARNESS:-$root/target/release/bench-harness}" run "$root/bench-harness/workloads/partitions-100.toml" \
+"${HARNESS:-$root/target/release/bench-harness}" run "$root/bench-harness/workloads/${WORKLOAD:-partitions-100}.toml" \
     --server-pid $BP --client-cpus 0 --server-cpus 1 --duration "${DUR:-10}" --warmup 3 \
     --out out --no-progress > "h-$NAME.txt" 2>&1
 [ -n "$SP" ] && wait $SP

@@ -101,15 +101,28 @@ pub struct JournalConfig {
     /// Keep checkpointed files as spares and make new files from them (see the module
     /// docs); false: every checkpointed file is removed and every new one filled with zeros.
     pub recycle: bool,
-    /// How long a commit cycle waits for more entries before it writes: until the oldest
-    /// queued entry is this old or [`GATHER_BYTES_MAX`] are queued (0: write at once).
-    /// Fewer, larger records: less CPU per byte with many partitions, acks up to this much
-    /// later (`perf/results/2026-12-05-journal-gather`).
+    /// Under load, how long a commit cycle waits for more entries before it writes: until
+    /// the oldest queued entry is this old or [`GATHER_BYTES_MAX`] are queued (0: write at
+    /// once). Under load means the last record held at least `gather_entries_min`
+    /// entries and the oldest arrived less than this after its write started; the first
+    /// entry after a quiet spell is written at once. Fewer,
+    /// larger records under load: less CPU per byte with many partitions, acks up to this
+    /// much later (`perf/results/2026-12-05-journal-gather`).
     pub gather_us: u64,
+    /// Entries the last record must have held for a cycle to gather (the broker:
+    /// [`GATHER_ENTRIES_MIN`]; the simulation also 1).
+    pub gather_entries_min: usize,
 }
 
 /// Queued bytes that end a commit cycle's wait for more entries (`JournalConfig::gather_us`).
 pub const GATHER_BYTES_MAX: usize = 64 << 10;
+
+/// Entries the last record must have held for a commit cycle to wait for more
+/// (`JournalConfig::gather_us`): fewer means appends arrive too sparsely for a wait to
+/// gather any (at 1,000 msg/s over 16 partitions records hold one entry, at partitions-100
+/// about eleven; waiting at 1,000 msg/s raised e2e p99 from 0.9 to 1.2–1.5 ms,
+/// `perf/results/2026-12-05-journal-gather-load`).
+pub const GATHER_ENTRIES_MIN: usize = 4;
 
 impl JournalConfig {
     /// Largest record of several entries: half a file (a record always takes one entry,
@@ -143,6 +156,8 @@ pub struct JournalStats {
     pub files_removed: u64,
     /// Failed tries to create a file (disk full), each tried again later.
     pub file_create_failures: u64,
+    /// Records whose commit cycle waited for more entries (`JournalConfig::gather_us`).
+    pub records_gathered: u64,
 }
 
 /// What the journal calls when a member's journaled end or wanted sync moved.
@@ -305,6 +320,9 @@ struct Inner<D: Disk> {
     closing: Cell<bool>,
     /// Bytes of the entries of the record being written.
     in_flight_bytes: Cell<usize>,
+    /// When the last record's write started, and its entry count (whether a commit cycle
+    /// gathers, `JournalConfig::gather_us`).
+    last_write: Cell<Option<(std::time::Instant, usize)>>,
     next_file_seq: Cell<u64>,
     next_record_seq: Cell<u64>,
     stats: Cell<JournalStats>,
@@ -383,6 +401,7 @@ impl<D: Disk> ShardJournal<D> {
             no_space: RefCell::new(None),
             closing: Cell::new(false),
             in_flight_bytes: Cell::new(0),
+            last_write: Cell::new(None),
             next_file_seq: Cell::new(last.map_or(0, |s| s + 1)),
             next_record_seq: Cell::new(0),
             stats: Cell::new(JournalStats::default()),
@@ -474,6 +493,8 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
     let mut next = Prepared::<D>(None);
     // The pause before the next try to create a file.
     let mut create_pause = RetryPause::default();
+    // The next record's cycle waited for more entries.
+    let mut gathered = false;
     loop {
         let seen = j.signal.get();
         if j.queue.borrow().is_empty() {
@@ -496,6 +517,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             continue;
         }
         if let Some(wait) = j.gather_wait() {
+            gathered = true;
             glommio::timer::sleep(wait).await;
             continue;
         }
@@ -586,6 +608,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             crate::stage_latency::record_since(crate::stage_latency::Stage::LogQueue, q.enqueued);
         }
         let started = std::time::Instant::now();
+        j.last_write.set(Some((started, batch.len())));
         if let Err(e) = f.file.write_at(buf, f.pos).await {
             j.fail(e, batch);
             return;
@@ -601,6 +624,7 @@ async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         let mut s = j.stats.get();
         s.records += 1;
         s.entries += batch.len() as u64;
+        s.records_gathered += u64::from(std::mem::take(&mut gathered));
         s.record_bytes += padded;
         j.stats.set(s);
         let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();
@@ -657,19 +681,27 @@ impl<D: Disk> Inner<D> {
     }
 
     /// How long the commit cycle still waits for more entries (`JournalConfig::gather_us`):
-    /// `None` once the oldest queued entry is that old, `GATHER_BYTES_MAX` are queued, or
-    /// the journal closes.
+    /// until the oldest queued entry is that old. Only under load: `None` (write now) when
+    /// the last record held fewer than `gather_entries_min` entries ([`GATHER_ENTRIES_MIN`]), when the oldest
+    /// entry arrived `gather_us` or more after that record's write started (a quiet
+    /// spell), when no record was written yet, once `GATHER_BYTES_MAX` are queued, or when
+    /// the journal closes. An entry so waits at most `gather_us`.
     fn gather_wait(&self) -> Option<std::time::Duration> {
         if self.config.gather_us == 0 || self.closing.get() {
             return None;
         }
         let oldest = self.queue.borrow().front()?.enqueued;
-        if self.queue_bytes() >= GATHER_BYTES_MAX {
+        let gather = std::time::Duration::from_micros(self.config.gather_us);
+        let (last, entries) = self.last_write.get()?;
+        if entries < self.config.gather_entries_min
+            || oldest.saturating_duration_since(last) >= gather
+            || self.queue_bytes() >= GATHER_BYTES_MAX
+        {
             return None;
         }
-        let gather = std::time::Duration::from_micros(self.config.gather_us);
         gather.checked_sub(oldest.elapsed()).filter(|d| !d.is_zero())
     }
+
     /// Takes queued entries for one record: at most `record_bytes_max`, at least one unless
     /// none is left. Entries of a member whose `synced` closed (fenced: their appends
     /// failed; or closed or gone: its segments hold what it kept) are dropped, not

@@ -29,6 +29,7 @@ async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) 
         batch_bytes_max: 4 << 10,
         recycle: true,
         gather_us: 0,
+        gather_entries_min: 1,
     };
     let j = ShardJournal::open(disk.clone(), dir, config).await.unwrap();
     let mut links = Vec::new();
@@ -133,6 +134,7 @@ fn journal_files_number_after_the_read_even_once_its_files_are_gone() {
             batch_bytes_max: 4 << 10,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let j = ShardJournal::open_after(
             disk.clone(),
@@ -188,6 +190,7 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
             batch_bytes_max: 4 << 10,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let j = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);
@@ -224,6 +227,7 @@ fn journal_spare_files_go_at_close() {
             batch_bytes_max: 4 << 10,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let j =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();

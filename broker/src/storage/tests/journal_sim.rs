@@ -6,7 +6,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
-use crate::storage::journal::{JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal};
+use crate::storage::journal::{
+    JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal, GATHER_ENTRIES_MIN,
+};
 use crate::storage::log::JournalJoin;
 
 /// The topic incarnation every simulated partition belongs to.
@@ -18,6 +20,8 @@ static RECORDS: AtomicU64 = AtomicU64::new(0);
 static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 /// Journal files made from a checkpointed spare.
 static FILES_RECYCLED: AtomicU64 = AtomicU64::new(0);
+/// Records whose commit cycle waited for more entries.
+static GATHERED: AtomicU64 = AtomicU64::new(0);
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Journal records in flight at a crash (lost, whole or torn).
 static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
@@ -199,8 +203,10 @@ async fn simulate(seed: u64, steps: usize) {
             file_bytes: [64 << 10, 128 << 10, 1 << 20][rng.usize(0..3)],
             batch_bytes_max: config.batch_bytes_max,
             recycle: rng.usize(0..4) > 0,
-            // A commit cycle that waits for more entries, on a third of the seeds.
-            gather_us: [0, 0, 200][rng.usize(0..3)],
+            // Commit cycles that wait for more entries under load (the broker's default
+            // 300 µs) on two thirds of the seeds, after records of at least 1, 2 or 4 entries.
+            gather_us: [0, 300, 300][rng.usize(0..3)],
+            gather_entries_min: [1, 2, GATHER_ENTRIES_MIN][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -339,7 +345,7 @@ async fn simulate(seed: u64, steps: usize) {
                 FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
                 FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
                 CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
-                CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
+                GATHERED.fetch_add(stats.records_gathered, Relaxed);
                 if !clean && rng.bool() {
                     // Crash with a journal record in flight (lost or torn): acks wait for no
                     // segment write, so right after them the journal is mostly idle. A
@@ -409,6 +415,7 @@ async fn simulate(seed: u64, steps: usize) {
     FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
     FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
     CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
+    GATHERED.fetch_add(stats.records_gathered, Relaxed);
     for log in run.logs.iter().flatten() {
         SEGMENT_SPACE_WAITS.fetch_add(log.stats().space_waits, Relaxed);
     }
@@ -508,12 +515,14 @@ fn journal_simulation() {
         let (create_failures, space_returns) =
             (CREATE_FAILURES.load(Relaxed), SPACE_RETURNS.load(Relaxed));
         let segment_waits = SEGMENT_SPACE_WAITS.load(Relaxed);
-        eprintln!("journal: {records} records, {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space, {segment_waits} segment writes kept for space (counted at each seed's end)");
+        let gathered = GATHERED.load(Relaxed);
+        eprintln!("journal: {records} records ({gathered} after waiting for more entries), {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space, {segment_waits} segment writes kept for space (counted at each seed's end)");
         assert!(
             !many || create_failures > 0 && space_returns > 0,
             "no journal file creation failed on a full disk and went on after space returned"
         );
         assert!(!many || recycled > 0, "no journal file was recycled: that path went untested");
+        assert!(!many || gathered > 0, "no commit cycle gathered: that path went untested");
         assert!(
             !many || segment_waits > 0,
             "no segment write waited for space: that path went untested"
@@ -549,6 +558,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let journal_root = root.join("journal");
         let dir = |p: u32| root.join("t").join(p.to_string());
@@ -670,6 +680,7 @@ fn journal_refuses_oversized_batches_and_submits_after_close() {
             batch_bytes_max: 4 << 10,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
@@ -703,6 +714,7 @@ fn journal_queue_is_bounded_by_the_write_budget() {
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
@@ -752,6 +764,7 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
             batch_bytes_max: config.batch_bytes_max,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
@@ -812,6 +825,7 @@ fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
             batch_bytes_max: 256 << 10,
             recycle: true,
             gather_us: 0,
+            gather_entries_min: 1,
         };
         assert_eq!(config.file_bytes(), 64 << 10, "the configured size, not raised");
         let root = PathBuf::from("/j");
