@@ -620,7 +620,11 @@ pub fn entry_of(r: &wire::RecordView<'_>) -> Option<TableEntry> {
         tombstone: r.value().is_none(),
         headers: r
             .headers()
-            .map(|h| TableEntryHeader { key: h.key().to_owned(), value: h.value().to_vec() })
+            .map(|h| TableEntryHeader {
+                key: h.key().to_owned(),
+                value: h.value().to_vec(),
+                null: h.is_null(),
+            })
             .collect(),
     })
 }

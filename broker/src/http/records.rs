@@ -2,7 +2,8 @@
 //!
 //! In (`POST /topics/{t}/records`, `Content-Type: application/json`): one object or an array
 //! of objects
-//! `{"key": "k", "value": <any JSON>, "headers": {"h": "v"}, "partition": 0, "timestamp_ms": 0}`,
+//! `{"key": "k", "value": <any JSON>, "headers": {"h": "v"}, "partition": 0, "timestamp_ms": 0}`
+//! (a header value may be `null`),
 //! where `key_base64` / `value_base64` carry binary bytes instead, `value` is stored as its
 //! compact JSON text, and an absent or `null` value is a tombstone. Any other content type is
 //! one record whose value is the raw body (key and partition from the query).
@@ -27,8 +28,8 @@ pub struct InRecord {
     pub key: Option<Vec<u8>>,
     /// Value bytes (`None`: tombstone).
     pub value: Option<Vec<u8>>,
-    /// Headers in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers in order (`None`: a null value).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Explicit partition.
     pub partition: Option<u32>,
     /// Explicit timestamp (else the gateway's clock).
@@ -93,13 +94,21 @@ fn parse_record(v: Value) -> Result<InRecord, ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::Object(h)) => {
             for (k, v) in h {
-                let Value::String(s) = v else {
-                    return Err(ApiError::invalid(format!("header {k:?} must be a string")));
+                let value = match v {
+                    Value::String(s) => Some(s.as_bytes().to_vec()),
+                    Value::Null => None,
+                    _ => {
+                        return Err(ApiError::invalid(format!(
+                            "header {k:?} must be a string or null"
+                        )))
+                    }
                 };
-                headers.push((k.clone(), s.as_bytes().to_vec()));
+                headers.push((k.clone(), value));
             }
         }
-        Some(_) => return Err(ApiError::invalid("headers must be an object of strings")),
+        Some(_) => {
+            return Err(ApiError::invalid("headers must be an object of strings (or nulls)"))
+        }
     }
     let partition = match o.get("partition") {
         None | Some(Value::Null) => None,
@@ -197,7 +206,7 @@ mod tests {
     #[test]
     fn json_values_read_back_as_json_and_bytes_as_base64() {
         let recs = parse_json(
-            br#"[{"key":"a","value":{"n":1},"headers":{"h":"v"}},
+            br#"[{"key":"a","value":{"n":1},"headers":{"h":"v","z":null}},
                 {"key_base64":"/wA=","value_base64":"/w=="},{"value":null}]"#,
         )
         .unwrap();
@@ -207,9 +216,9 @@ mod tests {
         assert_eq!(recs[2].value, None);
         let mut b = wire::BatchBuilder::new(1 << 20);
         for r in &recs {
-            let h: Vec<(&str, &[u8])> =
-                r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-            b.append(5, r.key.as_deref(), r.value.as_deref(), &h).unwrap();
+            let h: Vec<(&str, Option<&[u8]>)> =
+                r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            b.append_nullable(5, r.key.as_deref(), r.value.as_deref(), &h).unwrap();
         }
         let batch = b.finish().unwrap();
         let mut out = Vec::new();
@@ -223,6 +232,13 @@ mod tests {
         assert_eq!(out[0]["value_base64"], "/w==");
         assert_eq!(out[1]["value"], Value::Null);
         assert_eq!(out[1]["offset"], 2);
+        let mut first = Value::Null;
+        for_each_record(&batch, 0, |r| {
+            first = to_json(3, r);
+            false
+        })
+        .unwrap();
+        assert_eq!(first["headers"], serde_json::json!({"h": "v", "z": null}), "null stays null");
     }
 
     #[test]

@@ -454,10 +454,13 @@ async fn table_get(
         ));
     };
     // Rendered like a record (value as JSON when it is JSON), through a one-record batch.
-    let headers: Vec<(&str, &[u8])> =
-        entry.headers.iter().map(|h| (h.key.as_str(), h.value.as_slice())).collect();
+    let headers: Vec<(&str, Option<&[u8]>)> = entry
+        .headers
+        .iter()
+        .map(|h| (h.key.as_str(), (!h.null).then_some(h.value.as_slice())))
+        .collect();
     let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
-    b.append(entry.timestamp_ms, Some(&entry.key), Some(&entry.value), &headers)
+    b.append_nullable(entry.timestamp_ms, Some(&entry.key), Some(&entry.value), &headers)
         .map_err(|e| build_error(&e, ""))?;
     let mut batch = b.finish().map_err(|e| build_error(&e, ""))?;
     wire::batch::header::assign(&mut batch, entry.offset, wire::constants::NO_TIMESTAMP);
@@ -538,10 +541,10 @@ async fn produce(
         }
         let b = builders.entry(p).or_insert_with(|| wire::BatchBuilder::new(batch_bytes_max));
         let part = parts.entry(p).or_default();
-        let headers: Vec<(&str, &[u8])> =
-            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
         let ts = r.timestamp_ms.unwrap_or(now);
-        let mut appended = b.append(ts, r.key.as_deref(), r.value.as_deref(), &headers);
+        let mut appended = b.append_nullable(ts, r.key.as_deref(), r.value.as_deref(), &headers);
         if matches!(
             appended,
             Err(wire::BuildError::Full { .. }
@@ -550,7 +553,7 @@ async fn produce(
         ) && !b.is_empty()
         {
             finish(b, &mut part.batches)?;
-            appended = b.append(ts, r.key.as_deref(), r.value.as_deref(), &headers);
+            appended = b.append_nullable(ts, r.key.as_deref(), r.value.as_deref(), &headers);
         }
         appended.map_err(|e| build_error(&e, &format!("record {i}: ")))?;
         part.records.push(i);

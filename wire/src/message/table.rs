@@ -145,8 +145,10 @@ wire_type! {
     pub struct TableEntryHeader {
         /// UTF-8 key.
         pub key: String,
-        /// Opaque value.
+        /// Opaque value (empty when `null`).
         pub value: Vec<u8>,
+        /// The value is null (as a Kafka header's may be), not empty.
+        pub null: bool,
     }
 }
 

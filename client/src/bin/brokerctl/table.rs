@@ -269,7 +269,10 @@ fn render_entry(partition: u32, e: &wire::TableEntry, json: bool) -> String {
     let headers: serde_json::Map<String, serde_json::Value> = e
         .headers
         .iter()
-        .map(|h| (h.key.clone(), serde_json::Value::String(text(&h.value))))
+        .map(|h| match h.null {
+            true => (h.key.clone(), serde_json::Value::Null),
+            false => (h.key.clone(), serde_json::Value::String(text(&h.value))),
+        })
         .collect();
     serde_json::json!({
         "partition": partition,
@@ -306,5 +309,31 @@ fn json_format(format: &str) -> Result<bool, ClientError> {
         "value" => Ok(false),
         "json" => Ok(true),
         f => Err(ClientError::Record(format!("--format {f:?}: use value or json"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_null_header_value_is_json_null_and_an_empty_one_an_empty_string() {
+        let header = |key: &str, null: bool| wire::TableEntryHeader {
+            key: key.into(),
+            value: Vec::new(),
+            null,
+        };
+        let e = wire::TableEntry {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            offset: 7,
+            timestamp_ms: 1,
+            previous_offset: None,
+            tombstone: false,
+            headers: vec![header("gone", true), header("empty", false)],
+        };
+        let json: serde_json::Value = serde_json::from_str(&render_entry(2, &e, true)).unwrap();
+        assert_eq!(json["headers"], serde_json::json!({"gone": null, "empty": ""}));
+        assert_eq!(render_entry(2, &e, false), "v");
     }
 }
