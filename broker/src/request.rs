@@ -40,6 +40,13 @@ impl Request {
         self
     }
 
+    /// The same request (its budget hold and arrival time) as `frame`, a frame the broker
+    /// encoded for it (`api::with_client_host`).
+    pub fn reframed(self, frame: AlignedVec) -> Self {
+        let Request { held, received, .. } = self;
+        Request { held, received, ..Request::forwarded(frame) }
+    }
+
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).
     pub fn forwarded(frame: AlignedVec) -> Self {
         let header = FrameHeader::decode(

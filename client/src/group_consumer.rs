@@ -499,6 +499,9 @@ async fn join_request(
                 topics: config.topics.clone(),
                 assignor: config.assignor,
                 owned,
+                client_id: client.config().client_id.clone(),
+                // Set by the broker from the connection.
+                client_host: String::new(),
             },
         )
         .await

@@ -311,6 +311,11 @@ fn brokerctl_group_consume_describe_list_and_reset_offsets() {
         assert!(std::time::Instant::now() < deadline, "the member never joined: {out}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The member shows its client id and the address it joined from.
+    let (_, out, _) = brokerctl(&broker, &["group", "describe", "crew"], None);
+    let row = out.lines().skip_while(|l| !l.starts_with("member\t")).nth(1).unwrap_or_default();
+    let cols: Vec<&str> = row.split('\t').collect();
+    assert_eq!(cols.get(2..4), Some(&["rust-client", "127.0.0.1"][..]), "{out}");
     let (ok, _, err) = brokerctl(
         &broker,
         &["group", "reset-offsets", "crew", "--topic", "jobs", "--to", "0"],

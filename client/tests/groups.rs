@@ -267,6 +267,9 @@ async fn raw_join(client: &Client, group: &str) -> GroupMemberState {
                 topics: vec!["t".into()],
                 assignor: Assignor::Range,
                 owned: vec![],
+                client_id: "raw".into(),
+                // The broker replaces it with the connection's address.
+                client_host: "10.9.9.9".into(),
             },
         )
         .await
@@ -286,6 +289,15 @@ fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
         let old_generation = a.generation;
         let b = raw_join(&client, "g").await;
         assert_eq!(b.error, 0);
+        let described = client.describe_group("g").await.unwrap();
+        assert!(
+            described
+                .members
+                .iter()
+                .all(|m| (m.client_id.as_str(), m.client_host.as_str()) == ("raw", "127.0.0.1")),
+            "client id as sent, host from the connection: {:?}",
+            described.members
+        );
         // a learns its smaller assignment in a newer generation.
         let hb: HeartbeatResponse = client
             .group_request(

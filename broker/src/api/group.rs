@@ -243,6 +243,9 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
             Instant::now(),
             &counts,
         );
+        if let Ok(s) = &state {
+            g.membership.set_client(&s.member_id, &r.client_id, &r.client_host);
+        }
         (state, g.membership.generation)
     });
     if let Ok(s) = &state {
@@ -590,6 +593,8 @@ async fn describe(
                     assignment: to_wire(&mem.granted),
                     since_heartbeat_ms: now.saturating_duration_since(mem.last_seen).as_millis()
                         as u64,
+                    client_id: mem.client.0.clone(),
+                    client_host: mem.client.1.clone(),
                 })
                 .collect(),
             offsets: committed_topics(g, &[], &md),

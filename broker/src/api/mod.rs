@@ -274,6 +274,7 @@ pub async fn start_client(
     session: &Rc<crate::auth::Session>,
 ) -> Reply {
     use crate::auth::authorize::{self, After};
+    let req = with_client_host(req, session.peer());
     match authorize::check(&shard.security, session, &req) {
         Err(frame) => {
             Counters::add(&shard.counters.requests, 1);
@@ -285,6 +286,24 @@ pub async fn start_client(
             let (security, session) = (shard.security.clone(), session.clone());
             Box::pin(async move { authorize::filter(&security, &session, after, reply.await) })
         }
+    }
+}
+
+/// A client's `JoinGroup` with `client_host` set to the address its connection comes from
+/// (what the client sent is replaced), before it may be forwarded to the group's
+/// coordinator. Any other request, or one that does not decode (answered with the error
+/// later), is returned as it is.
+fn with_client_host(req: Request, peer: Option<std::net::SocketAddr>) -> Request {
+    if req.header.api_key != ApiKey::JoinGroup.as_u16() {
+        return req;
+    }
+    let Ok(mut join) = wire::decode_body::<wire::JoinGroupRequest>(req.body()) else {
+        return req;
+    };
+    join.client_host = peer.map(|a| a.ip().to_string()).unwrap_or_default();
+    match wire::encode_request(req.header.correlation_id, &join) {
+        Ok(frame) => req.reframed(frame),
+        Err(_) => req,
     }
 }
 

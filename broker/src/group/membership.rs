@@ -64,6 +64,9 @@ pub struct Member {
     pub revoking: BTreeSet<TopicPartition>,
     /// Generation of its last change of `granted`.
     pub changed_generation: u32,
+    /// The client's name for itself and the address it joined from, as of its last join
+    /// (shown by DescribeGroup).
+    pub client: (String, String),
 }
 
 /// One group's membership state.
@@ -348,6 +351,13 @@ impl Membership {
         }
     }
 
+    /// Records the client id and address `member_id` joined with (no-op for an unknown id).
+    pub fn set_client(&mut self, member_id: &str, client_id: &str, client_host: &str) {
+        if let Some(m) = self.members.get_mut(member_id) {
+            m.client = (client_id.to_owned(), client_host.to_owned());
+        }
+    }
+
     fn add_member(
         &mut self,
         id: &str,
@@ -365,6 +375,7 @@ impl Membership {
             granted: BTreeSet::new(),
             revoking: BTreeSet::new(),
             changed_generation: self.generation,
+            client: Default::default(),
         };
         self.members.insert(id.to_owned(), member);
     }

@@ -131,6 +131,11 @@ async fn native_group(sess: &Session, g: &mut describe_groups_response::Describe
             for m in r.members {
                 let mut d = describe_groups_response::DescribedGroupMember::default();
                 d.member_id = s(&m.member_id);
+                d.client_id = s(&m.client_id);
+                if !m.client_host.is_empty() {
+                    // Kafka shows the host as `/<ip>`.
+                    d.client_host = s(&format!("/{}", m.client_host));
+                }
                 if !m.instance_id.is_empty() {
                     d.group_instance_id = Some(s(&m.instance_id));
                 }

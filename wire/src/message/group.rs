@@ -70,6 +70,11 @@ wire_type! {
         pub assignor: Assignor,
         /// Partitions this member owns now (on a rejoin), so they stay with it.
         pub owned: Vec<TopicPartitions>,
+        /// The client's name for itself (shown by DescribeGroup).
+        pub client_id: String,
+        /// The address the member connects from (shown by DescribeGroup). Set by the broker
+        /// from the connection the request came in on: what a client sends is replaced.
+        pub client_host: String,
     }
 }
 message!(JoinGroupRequest, JoinGroup);

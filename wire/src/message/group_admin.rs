@@ -56,6 +56,10 @@ wire_type! {
         pub assignment: Vec<TopicPartitions>,
         /// Milliseconds since its last heartbeat.
         pub since_heartbeat_ms: u64,
+        /// The client's name for itself, as it joined.
+        pub client_id: String,
+        /// The address it joined from (IP, no port).
+        pub client_host: String,
     }
 }
 

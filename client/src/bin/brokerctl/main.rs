@@ -637,7 +637,8 @@ async fn group_command(
                 d.assignor,
                 if d.rebalancing { " (rebalancing)" } else { "" }
             );
-            let _ = writeln!(out, "member\tinstance\tlast_heartbeat_ms\tassignment");
+            let _ =
+                writeln!(out, "member\tinstance\tclient_id\thost\tlast_heartbeat_ms\tassignment");
             let mut owner = std::collections::BTreeMap::new();
             for m in &d.members {
                 let parts: Vec<String> = m
@@ -650,11 +651,14 @@ async fn group_command(
                         owner.insert((t.topic.clone(), *p), m.member_id.clone());
                     }
                 }
-                let instance = if m.instance_id.is_empty() { "-" } else { &m.instance_id };
+                let dash = |s: &'_ str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
                 let _ = writeln!(
                     out,
-                    "{}\t{instance}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     m.member_id,
+                    dash(&m.instance_id),
+                    dash(&m.client_id),
+                    dash(&m.client_host),
                     m.since_heartbeat_ms,
                     parts.join(",")
                 );
