@@ -593,8 +593,8 @@ async fn describe(
                     assignment: to_wire(&mem.granted),
                     since_heartbeat_ms: now.saturating_duration_since(mem.last_seen).as_millis()
                         as u64,
-                    client_id: mem.client.0.clone(),
-                    client_host: mem.client.1.clone(),
+                    client_id: mem.client_id.clone(),
+                    client_host: mem.client_host.clone(),
                 })
                 .collect(),
             offsets: committed_topics(g, &[], &md),

@@ -64,9 +64,10 @@ pub struct Member {
     pub revoking: BTreeSet<TopicPartition>,
     /// Generation of its last change of `granted`.
     pub changed_generation: u32,
-    /// The client's name for itself and the address it joined from, as of its last join
-    /// (shown by DescribeGroup).
-    pub client: (String, String),
+    /// The client's name for itself, as of its last join (shown by DescribeGroup).
+    pub client_id: String,
+    /// The address it joined from last (IP, no port; shown by DescribeGroup).
+    pub client_host: String,
 }
 
 /// One group's membership state.
@@ -354,7 +355,8 @@ impl Membership {
     /// Records the client id and address `member_id` joined with (no-op for an unknown id).
     pub fn set_client(&mut self, member_id: &str, client_id: &str, client_host: &str) {
         if let Some(m) = self.members.get_mut(member_id) {
-            m.client = (client_id.to_owned(), client_host.to_owned());
+            m.client_id = client_id.to_owned();
+            m.client_host = client_host.to_owned();
         }
     }
 
@@ -375,7 +377,8 @@ impl Membership {
             granted: BTreeSet::new(),
             revoking: BTreeSet::new(),
             changed_generation: self.generation,
-            client: Default::default(),
+            client_id: String::new(),
+            client_host: String::new(),
         };
         self.members.insert(id.to_owned(), member);
     }

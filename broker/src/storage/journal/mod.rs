@@ -105,9 +105,9 @@ pub struct JournalConfig {
     /// the oldest queued entry is this old or [`GATHER_BYTES_MAX`] are queued (0: write at
     /// once). Under load means the last record held at least `gather_entries_min`
     /// entries and the oldest arrived less than this after its write started; the first
-    /// entry after a quiet spell is written at once. Fewer,
-    /// larger records under load: less CPU per byte with many partitions, acks up to this
-    /// much later (`perf/results/2026-12-05-journal-gather`).
+    /// entry after a quiet spell is written at once. Fewer, larger records under load: less
+    /// CPU per byte with many partitions, acks up to this much later
+    /// (`perf/results/2026-12-05-journal-gather`, `…-journal-gather-load`).
     pub gather_us: u64,
     /// Entries the last record must have held for a cycle to gather (the broker:
     /// [`GATHER_ENTRIES_MIN`]; the simulation also 1).
@@ -682,10 +682,10 @@ impl<D: Disk> Inner<D> {
 
     /// How long the commit cycle still waits for more entries (`JournalConfig::gather_us`):
     /// until the oldest queued entry is that old. Only under load: `None` (write now) when
-    /// the last record held fewer than `gather_entries_min` entries ([`GATHER_ENTRIES_MIN`]), when the oldest
-    /// entry arrived `gather_us` or more after that record's write started (a quiet
-    /// spell), when no record was written yet, once `GATHER_BYTES_MAX` are queued, or when
-    /// the journal closes. An entry so waits at most `gather_us`.
+    /// the last record held fewer than `gather_entries_min` entries, when the oldest entry
+    /// arrived `gather_us` or more after that record's write started (a quiet spell), when
+    /// no record was written yet, once `GATHER_BYTES_MAX` are queued, or when the journal
+    /// closes. An entry so waits at most `gather_us`.
     fn gather_wait(&self) -> Option<std::time::Duration> {
         if self.config.gather_us == 0 || self.closing.get() {
             return None;

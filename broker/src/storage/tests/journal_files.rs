@@ -11,15 +11,9 @@ use crate::storage::journal::{
     JournalConfig, JournalLink, JournalRead, JournalReplay, Owner, ShardJournal,
 };
 
-/// 64 KiB files, 4 KiB batches, recycling, no gathering.
-fn small_config() -> JournalConfig {
-    JournalConfig {
-        file_bytes: 64 << 10,
-        batch_bytes_max: 4 << 10,
-        recycle: true,
-        gather_us: 0,
-        gather_entries_min: 1,
-    }
+/// 64 KiB files, 4 KiB batches.
+fn small_journal() -> JournalConfig {
+    journal_config(64 << 10, 4 << 10)
 }
 
 fn journal_files(disk: &SimDisk) -> Vec<PathBuf> {
@@ -35,7 +29,7 @@ fn journal_files(disk: &SimDisk) -> Vec<PathBuf> {
 /// Journals `(topic id, partition, offset, fill byte)` entries in one record each and
 /// leaves the files as a crash would.
 async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) {
-    let config = small_config();
+    let config = small_journal();
     let j = ShardJournal::open(disk.clone(), dir, config).await.unwrap();
     let mut links = Vec::new();
     for &(topic_id, partition, offset, fill) in entries {
@@ -134,7 +128,7 @@ fn journal_files_number_after_the_read_even_once_its_files_are_gone() {
         r0.replayed(1, 0);
         assert_eq!(r0.retire(&disk, |_| true).await, 0);
         assert!(journal_files(&disk).is_empty(), "every file of the read replayed and gone");
-        let config = small_config();
+        let config = small_journal();
         let j = ShardJournal::open_after(
             disk.clone(),
             root.join("shard-1"),
@@ -184,7 +178,7 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
     run(|| async {
         let disk = SimDisk::new(23, SimFaults::default());
         let root = PathBuf::from("/j");
-        let config = small_config();
+        let config = small_journal();
         let j = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);
         journal_synced(&link, 0..41).await;
@@ -215,7 +209,7 @@ fn journal_files_are_recycled_and_their_old_records_never_replay() {
 fn journal_spare_files_go_at_close() {
     run(|| async {
         let disk = SimDisk::new(24, SimFaults::default());
-        let config = small_config();
+        let config = small_journal();
         let j =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let link = j.join(1, 0, 0);

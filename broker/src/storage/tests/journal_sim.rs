@@ -553,13 +553,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
     run(move || async move {
         let shard = ShardCache::new(0);
         let config = LogConfig { segment_bytes_max: 1 << 20, ..small_config() };
-        let jconfig = JournalConfig {
-            file_bytes: 4 << 20,
-            batch_bytes_max: config.batch_bytes_max,
-            recycle: true,
-            gather_us: 0,
-            gather_entries_min: 1,
-        };
+        let jconfig = journal_config(4 << 20, config.batch_bytes_max);
         let journal_root = root.join("journal");
         let dir = |p: u32| root.join("t").join(p.to_string());
         let journal = ShardJournal::open(DmaDisk, journal_root.join("shard-0"), jconfig.clone())
@@ -675,13 +669,7 @@ fn journal_real_disk_replays_lost_segment_tails() {
 fn journal_refuses_oversized_batches_and_submits_after_close() {
     run(|| async {
         let disk = SimDisk::new(3, SimFaults::default());
-        let config = JournalConfig {
-            file_bytes: 64 << 10,
-            batch_bytes_max: 4 << 10,
-            recycle: true,
-            gather_us: 0,
-            gather_entries_min: 1,
-        };
+        let config = journal_config(64 << 10, 4 << 10);
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
@@ -709,13 +697,7 @@ fn journal_queue_is_bounded_by_the_write_budget() {
         let disk =
             SimDisk::new(5, SimFaults { write_delay_yields_max: 40, ..SimFaults::default() });
         let config = LogConfig { pending_bytes_max: 16 << 10, ..small_config() };
-        let jconfig = JournalConfig {
-            file_bytes: 1 << 20,
-            batch_bytes_max: config.batch_bytes_max,
-            recycle: true,
-            gather_us: 0,
-            gather_entries_min: 1,
-        };
+        let jconfig = journal_config(1 << 20, config.batch_bytes_max);
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
         let shard = ShardCache::new(0);
@@ -759,13 +741,7 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
     run(|| async {
         let disk = SimDisk::new(9, SimFaults::default());
         let config = small_config();
-        let jconfig = JournalConfig {
-            file_bytes: 64 << 10,
-            batch_bytes_max: config.batch_bytes_max,
-            recycle: true,
-            gather_us: 0,
-            gather_entries_min: 1,
-        };
+        let jconfig = journal_config(64 << 10, config.batch_bytes_max);
         let journal =
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
         let shard = ShardCache::new(0);
@@ -820,13 +796,7 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
 fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
     run(|| async {
         let disk = SimDisk::new(13, SimFaults::default());
-        let config = JournalConfig {
-            file_bytes: 64 << 10,
-            batch_bytes_max: 256 << 10,
-            recycle: true,
-            gather_us: 0,
-            gather_entries_min: 1,
-        };
+        let config = journal_config(64 << 10, 256 << 10);
         assert_eq!(config.file_bytes(), 64 << 10, "the configured size, not raised");
         let root = PathBuf::from("/j");
         let journal = ShardJournal::open(disk.clone(), root.join("shard-0"), config).await.unwrap();

@@ -31,6 +31,21 @@ pub(crate) fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'stati
         .expect("executor thread")
 }
 
+/// A shard journal config: `file_bytes` files, batches up to `batch_bytes_max`, recycling,
+/// commit cycles that write at once (no gathering).
+pub(crate) fn journal_config(
+    file_bytes: u64,
+    batch_bytes_max: usize,
+) -> crate::storage::journal::JournalConfig {
+    crate::storage::journal::JournalConfig {
+        file_bytes,
+        batch_bytes_max,
+        recycle: true,
+        gather_us: 0,
+        gather_entries_min: 1,
+    }
+}
+
 /// A log config small enough that tests roll, index and delete often.
 pub(crate) fn small_config() -> LogConfig {
     LogConfig {

@@ -651,7 +651,13 @@ async fn group_command(
                         owner.insert((t.topic.clone(), *p), m.member_id.clone());
                     }
                 }
-                let dash = |s: &'_ str| if s.is_empty() { "-".to_owned() } else { s.to_owned() };
+                fn dash(s: &str) -> &str {
+                    if s.is_empty() {
+                        "-"
+                    } else {
+                        s
+                    }
+                }
                 let _ = writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}",
