@@ -48,6 +48,7 @@ pub fn run(config: &BrokerConfig) -> Vec<Finding> {
     vec![
         io_uring(),
         memlock(config),
+        huge_pages(config),
         open_files(config),
         data_dir(&config.data_dir),
         cores(config),
@@ -119,6 +120,29 @@ fn memlock(config: &BrokerConfig) -> Finding {
         return warn("memlock", format!("limit {}: enough to run, but below the {} KiB that registered I/O buffers need ({} shards x 3 rings x io_memory_bytes); I/O still works without them", show(soft), want >> 10, config.shard_count()), FIX);
     }
     ok("memlock", format!("limit {}", show(soft)))
+}
+
+/// Transparent huge pages: the broker turns them off for itself unless configured not to
+/// (`huge_pages.rs`); with them on (system mode `always`, or `madvise`, which the allocator
+/// uses) a shard stalls while a 2 MiB page is zeroed.
+fn huge_pages(config: &BrokerConfig) -> Finding {
+    let Some(mode) = crate::huge_pages::system_mode() else {
+        return ok("thp", "the kernel has no transparent huge pages".to_string());
+    };
+    if !config.transparent_huge_pages {
+        return ok(
+            "thp",
+            format!("system mode {mode}; off for the broker (transparent_huge_pages = false)"),
+        );
+    }
+    if mode != "never" {
+        return warn(
+            "thp",
+            format!("system mode {mode} (the allocator asks for huge pages) and transparent_huge_pages = true: a shard stalls for milliseconds whenever the kernel zeroes a new 2 MiB page for it"),
+            "set transparent_huge_pages = false (the default), or the system mode to never",
+        );
+    }
+    ok("thp", format!("system mode {mode}"))
 }
 
 /// The open-files limit against what the configured connections and partitions want

@@ -43,6 +43,7 @@ pub mod filter;
 pub mod frame_reader;
 pub mod group;
 pub mod http;
+pub mod huge_pages;
 pub mod in_process;
 pub mod kafka;
 pub mod key_index;

@@ -174,6 +174,10 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    // Before the shards allocate anything (`huge_pages.rs`).
+    if let Err(e) = crate::huge_pages::apply(config.transparent_huge_pages) {
+        warn!(error = %e, "cannot turn transparent huge pages off: a shard may stall while the kernel zeroes a 2 MiB page");
+    }
     let tls = crate::tls::ServerTls::load(&config.tls)?;
     if let Some(tls) = &tls {
         info!(

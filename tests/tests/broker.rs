@@ -527,6 +527,25 @@ fn a_relative_data_dir_works() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Transparent huge pages are off for the broker process unless configured on
+/// (`huge_pages.rs`: with them, a shard zeroes a whole 2 MiB page in one fault and every
+/// request on it waits milliseconds).
+#[test]
+fn transparent_huge_pages_are_off_for_the_broker_unless_configured() {
+    let thp = |b: &Broker| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid())).unwrap();
+        status.lines().find_map(|l| Some(l.strip_prefix("THP_enabled:")?.trim().to_string()))
+    };
+    let default = Broker::start(1);
+    let Some(flag) = thp(&default) else {
+        eprintln!("skipped: this kernel does not show THP_enabled in /proc/<pid>/status");
+        return;
+    };
+    assert_eq!(flag, "0", "THP still enabled for the broker:\n{}", default.log_text());
+    let on = Broker::start_with_env(1, &[("BROKER_TRANSPARENT_HUGE_PAGES", "true")]);
+    assert_eq!(thp(&on).as_deref(), Some("1"));
+}
+
 /// Per-stage latency: a produce at `durable` and a fetch show up in the shard's stages,
 /// and a reset starts them afresh.
 #[test]
