@@ -71,8 +71,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check the host (io_uring, memlock, open files, data dir O_DIRECT, cores, metrics port),
-    /// print the fix for each problem, and exit.
+    /// Check the host (io_uring, memlock, transparent huge pages, open files, data dir
+    /// O_DIRECT, cores, metrics port), print the fix for each problem, and exit.
     Check,
     /// Users, with the broker stopped (the first admin): `broker user add NAME --data-dir DIR
     /// [--superuser]`, the password on stdin. A running broker is changed with
