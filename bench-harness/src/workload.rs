@@ -125,6 +125,11 @@ pub struct Workload {
     /// Requests in flight per partition per producer.
     #[serde(default = "default_in_flight")]
     pub in_flight_per_partition_max: usize,
+    /// Produce requests on the wire per connection (this broker's client; its default when
+    /// absent): how deep one connection's pipeline is, which bounds a single partition's
+    /// throughput to about this many requests per round trip.
+    #[serde(default = "default_requests_in_flight")]
+    pub requests_in_flight_per_connection_max: usize,
     /// Ack level.
     #[serde(default)]
     pub ack: Ack,
@@ -177,6 +182,9 @@ fn default_linger_us() -> u64 {
 fn default_in_flight() -> usize {
     5
 }
+fn default_requests_in_flight() -> usize {
+    client::producer::ProducerConfig::default().requests_in_flight_per_connection_max
+}
 fn default_warmup_s() -> f64 {
     5.0
 }
@@ -218,6 +226,10 @@ impl Workload {
             ("producers_per_topic", u64::from(self.producers_per_topic)),
             ("batch_bytes_max", self.batch_bytes_max as u64),
             ("in_flight_per_partition_max", self.in_flight_per_partition_max as u64),
+            (
+                "requests_in_flight_per_connection_max",
+                self.requests_in_flight_per_connection_max as u64,
+            ),
         ];
         for (name, v) in positive {
             if v == 0 {

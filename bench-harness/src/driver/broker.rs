@@ -148,6 +148,7 @@ impl Driver for BrokerDriver {
             linger: Duration::from_micros(settings.linger_us),
             batch_bytes_max: settings.batch_bytes_max,
             in_flight_per_partition_max: settings.in_flight_per_partition_max,
+            requests_in_flight_per_connection_max: settings.requests_in_flight_per_connection_max,
             idempotence: settings.idempotence,
             compression: settings
                 .compression

@@ -30,6 +30,8 @@ pub struct ProducerSettings {
     pub linger_us: u64,
     /// Requests in flight per partition.
     pub in_flight_per_partition_max: usize,
+    /// Produce requests on the wire per connection (this broker's client).
+    pub requests_in_flight_per_connection_max: usize,
     /// Idempotent producer (where the driver has one).
     pub idempotence: bool,
     /// Batch compression (where the driver has it; checked by `Workload::check`).

@@ -103,6 +103,7 @@ pub(super) async fn connect_producers<D: Driver>(
         batch_bytes_max: workload.batch_bytes_max,
         linger_us: workload.linger_us,
         in_flight_per_partition_max: workload.in_flight_per_partition_max,
+        requests_in_flight_per_connection_max: workload.requests_in_flight_per_connection_max,
         idempotence: workload.idempotence,
         compression: workload.compression.clone(),
     };
