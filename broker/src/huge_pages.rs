@@ -4,13 +4,13 @@
 //! The allocator (mimalloc) asks for huge pages on its arenas (`madvise(MADV_HUGEPAGE)`),
 //! which the kernel grants in its `madvise` mode (the usual default, and this project's test
 //! machine) as in `always` mode. Then the first touch of a 2 MiB-aligned stretch of new heap
-//! memory faults in a whole huge page, which the faulting thread zeroes before it goes on. On a shard that is a
-//! stall for every connection it serves: 3–7 ms per fault on a VM whose memory the host
-//! backs on first touch. A broker touches new memory all the time while its batch cache
-//! (`cache_bytes_per_shard`) fills, and again whenever the allocator returns freed memory to
-//! the kernel and reuses the range. With 4 KiB pages the same zeroing comes in 4 KiB steps
-//! between requests instead of one block. Measured (fixed-rate-16p-1kb, 100,000 msg/s,
-//! durable): e2e p99 15–21 ms with THP, 2.1–2.4 ms without
+//! memory faults in a whole huge page, which the faulting thread zeroes before it goes on.
+//! On a shard that is a stall for every connection it serves: 3–7 ms per fault on a VM whose
+//! memory the host backs on first touch. A broker touches new memory all the time while its
+//! batch cache (`cache_bytes_per_shard`) fills, and again whenever the allocator returns
+//! freed memory to the kernel and reuses the range. With 4 KiB pages the same zeroing comes
+//! in 4 KiB steps between requests instead of one block. Measured (fixed-rate-16p-1kb,
+//! 100,000 msg/s, durable): e2e p99 7–14 ms with THP, 1.6 ms without
 //! (`perf/results/2026-12-05-thp-stalls`).
 //!
 //! `PR_SET_THP_DISABLE` sets a flag on the process's address space: it covers every thread
@@ -32,16 +32,6 @@ pub fn apply(enable: bool) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
-pub fn disabled() -> io::Result<bool> {
-    // SAFETY: PR_GET_THP_DISABLE takes no argument and only returns the flag.
-    let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(rc == 1)
 }
 
 /// The system's THP mode (`always`, `madvise` or `never`), if the kernel has THP.
