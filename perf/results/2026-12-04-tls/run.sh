@@ -4,15 +4,17 @@
 #
 #   cargo build --release -p broker -p bench-harness
 #   perf/results/2026-12-04-tls/run.sh            # writes plain/ and tls/ result files here
-#   (BROKER=path picks another broker binary)
+#   (BROKER=path picks another broker binary; OUT=dir writes plain/, tls/ and table.md there)
 #
 # Environment: WORKLOADS (default below), DURATION (s, default 20), WARMUP (s, default 5),
 # ROUNDS (plain/TLS pairs per workload, default 2), PERF_DATA_DIR (the disk under test, not
 # tmpfs; default ./perf-data), RUN_TAG (prefix of the round directories, so a later batch of
-# rounds adds to the earlier ones instead of replacing them).
+# rounds adds to the earlier ones instead of replacing them), OUT (result directory, default
+# this one).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+out_dir=${OUT:-$here}
 cd "$root"
 harness=$root/target/release/bench-harness
 broker=${BROKER:-$root/target/release/broker}
@@ -37,7 +39,7 @@ openssl x509 -req -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.
     -CAcreateserial -days 2 -extfile "$certs/ext" -out "$certs/server.pem" 2>/dev/null
 
 run() { # MODE WORKLOAD ROUND
-    local mode=$1 w=$2 round=$3 out="$here/$1/round-${RUN_TAG:-}$3"
+    local mode=$1 w=$2 round=$3 out="$out_dir/$1/round-${RUN_TAG:-}$3"
     local args=(run "bench-harness/workloads/$w.toml" --spawn --server-bin "$broker"
         --spawn-dir "$data" --shards 1 --server-cpus 1 --client-cpus 0
         --duration "$duration" --warmup "$warmup" --no-progress --check --out "$out")
@@ -57,5 +59,5 @@ for w in $workloads; do
         run tls "$w" "$round"
     done
 done
-python3 "$here/table.py" "$here" >"$here/table.md"
-cat "$here/table.md"
+python3 "$here/table.py" "$out_dir" >"$out_dir/table.md"
+cat "$out_dir/table.md"
