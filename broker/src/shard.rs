@@ -296,6 +296,7 @@ impl Shard {
             recycle: self.config.shard_journal_recycle,
             gather_us: self.config.shard_journal_gather_us,
             gather_entries_min: crate::storage::journal::GATHER_ENTRIES_MIN,
+            checkpoint_syncfs: self.config.shard_journal_checkpoint_syncfs,
         };
         let dir = root.join(format!("shard-{}", self.id));
         let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());

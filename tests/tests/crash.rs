@@ -11,8 +11,9 @@
 //! earliest would.
 //!
 //! A third loop runs the first with the shard journal (`BROKER_SHARD_JOURNAL`, on by
-//! default since 2026-12-05) and small journal files; the first loop runs without it (each
-//! partition's own O_DSYNC writes and fdatasyncs), the second with it.
+//! default since 2026-12-05) and small journal files, so checkpoints (one syncfs of the data
+//! filesystem for all their partitions) run every round; the first loop runs without it
+//! (each partition's own O_DSYNC writes and fdatasyncs), the second with it.
 //!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
 //! `tests/crash_long.sh` runs the long mode.
@@ -324,7 +325,7 @@ fn crash_loop(retention: bool, journal: bool) {
     let mut log_starts = [0u64; PARTITIONS as usize];
     let acked: Acked = Arc::default();
     let consumed: Arc<Mutex<Consumed>> = Arc::default();
-    let mut checkpointed_files = 0.0;
+    let (mut checkpointed_files, mut filesystem_syncs) = (0.0, 0.0);
     for round in 0..rounds {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -345,6 +346,7 @@ fn crash_loop(retention: bool, journal: bool) {
             // A checkpointed file is removed or, later, recycled as a new one.
             checkpointed_files += metric_sum(&broker, "broker_journal_files_removed_total")
                 + metric_sum(&broker, "broker_journal_files_recycled_total");
+            filesystem_syncs += metric_sum(&broker, "broker_journal_filesystem_syncs_total");
         }
         broker.kill();
         stop.store(true, Ordering::Relaxed);
@@ -367,6 +369,9 @@ fn crash_loop(retention: bool, journal: bool) {
     if journal {
         eprintln!("journal files removed or recycled after checkpoints before the kills: {checkpointed_files}");
         assert!(checkpointed_files > 0.0, "no journal checkpoint freed a file between kills");
+        // Checkpoints sync the data filesystem once for all their partitions (the default).
+        eprintln!("checkpoint filesystem syncs before the kills: {filesystem_syncs}");
+        assert!(filesystem_syncs > 0.0, "no checkpoint synced the filesystem");
     }
     if retention {
         assert!(log_starts.iter().any(|&s| s > 0), "retention deleted segments");

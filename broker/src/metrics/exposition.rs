@@ -6,7 +6,8 @@
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
 //!   `broker_credit_stalls_total`, `broker_journal_{records,records_gathered,record_bytes,files_created,
-//!   files_removed,files_recycled,file_create_failures}_total` (the shard journal's),
+//!   files_removed,files_recycled,file_create_failures,filesystem_syncs}_total`,
+//!   `broker_journal_filesystem_sync_failed` (the shard journal's),
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
 //!   `broker_segments`, `broker_disk_bytes`, `broker_fdatasyncs_total`,
 //!   `broker_fdatasync_seconds_total`,
@@ -240,6 +241,12 @@ impl Scrape {
         let help = "Failed tries to create a shard journal file (disk full), each tried again";
         let failures = per(|s| s.journal.file_create_failures);
         counters(e, "broker_journal_file_create_failures", help, failures)?;
+        let help = "Syncs of the data filesystem by shard journal checkpoints (one syncfs for all of a checkpoint's partitions; shard_journal_checkpoint_syncfs)";
+        let syncs = per(|s| s.journal.filesystem_syncs);
+        counters(e, "broker_journal_filesystem_syncs", help, syncs)?;
+        let help = "1 once a checkpoint's syncfs failed: the shard's partitions are fenced as they sync, and journal files stay until restart";
+        let failed = per(|s| s.journal.filesystem_sync_failures);
+        gauges(e, "broker_journal_filesystem_sync_failed", help, failed)?;
         let help = "Partition-routed requests this shard forwarded to the owning shard";
         counters(e, "broker_forwards_out", help, per(|s| s.forwards_out))?;
         let help = "Partition-routed requests other shards forwarded to this shard";

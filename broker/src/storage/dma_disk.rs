@@ -121,6 +121,66 @@ impl Disk for DmaDisk {
         dir.sync().await.map_err(|e| gerr("fsync dir", path, e))?;
         dir.close().await.map_err(|e| gerr("close dir", path, e))
     }
+
+    type Filesystem = DmaFilesystem;
+
+    /// `None` on Linux before 5.17, whose syncfs drops the filesystem's `sync_fs` result (a
+    /// failed device flush would read as success).
+    async fn open_filesystem(&self, dir: &Path) -> Result<Option<DmaFilesystem>, IoError> {
+        use std::os::unix::fs::MetadataExt;
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        if !syncfs_reports_flush_errors(&release) {
+            return Ok(None);
+        }
+        let file = std::fs::File::open(dir).map_err(|e| IoError::from_std("open", dir, &e))?;
+        let dev = file.metadata().map_err(|e| IoError::from_std("stat", dir, &e))?.dev();
+        Ok(Some(DmaFilesystem { file: std::sync::Arc::new(file), dev, path: dir.to_owned() }))
+    }
+
+    async fn on_filesystem(&self, fs: &DmaFilesystem, path: &Path) -> Result<bool, IoError> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(path).map_err(|e| IoError::from_std("stat", path, &e))?.dev();
+        Ok(dev == fs.dev)
+    }
+
+    /// On a thread of the executor's blocking pool: io_uring has no syncfs.
+    async fn sync_filesystem(&self, fs: &DmaFilesystem) -> Result<(), IoError> {
+        use std::os::fd::AsRawFd;
+        let file = fs.file.clone();
+        let synced = glommio::executor()
+            .spawn_blocking(move || {
+                // SAFETY: syncfs only reads the descriptor, which `file` keeps open.
+                match unsafe { libc::syncfs(file.as_raw_fd()) } {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                }
+            })
+            .await;
+        synced.map_err(|e| IoError::from_std("syncfs", &fs.path, &e))
+    }
+}
+
+/// The filesystem holding a directory, open for syncfs (its descriptor's writeback error
+/// cursor starts at the open).
+#[derive(Debug)]
+pub struct DmaFilesystem {
+    file: std::sync::Arc<std::fs::File>,
+    /// Its device number (`st_dev`).
+    dev: u64,
+    path: PathBuf,
+}
+
+/// Whether a kernel of this release (`uname -r`) has syncfs return the filesystem's flush
+/// errors: Linux 5.17 ("fs: make sync_filesystem return errors from ->sync_fs"); writeback
+/// errors since 5.8.
+fn syncfs_reports_flush_errors(release: &str) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 17),
+        _ => false,
+    }
 }
 
 /// A DMA buffer for one write (from glommio's I/O memory pool when it has room).
@@ -207,5 +267,47 @@ impl DiskFile for DmaDiskFile {
             // Another handle (a reader) still holds it; it closes when that one drops.
             Err(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncfs_is_trusted_from_linux_5_17() {
+        for (release, trusted) in [
+            ("6.18.0-firecracker", true),
+            ("5.17.0", true),
+            ("5.16.20-generic", false),
+            ("4.19.0-27-amd64", false),
+            ("10.0", true),
+            ("garbage", false),
+            ("", false),
+        ] {
+            assert_eq!(syncfs_reports_flush_errors(release), trusted, "{release}");
+        }
+    }
+
+    #[test]
+    fn a_filesystem_sync_covers_the_data_directory() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let tmp = tempfile::tempdir().unwrap();
+                let disk = DmaDisk;
+                let fs = disk.open_filesystem(tmp.path()).await.unwrap().expect("Linux >= 5.17");
+                let sub = tmp.path().join("topic");
+                disk.create_dir_all(&sub).await.unwrap();
+                assert!(disk.on_filesystem(&fs, &sub).await.unwrap());
+                assert!(!disk.on_filesystem(&fs, Path::new("/proc")).await.unwrap());
+                let file = disk.open(&sub.join("a.log"), true).await.unwrap();
+                let mut buf = file.alloc_write_buf(DISK_ALIGN);
+                buf.as_mut().fill(7);
+                file.write_at(buf, 0).await.unwrap();
+                disk.sync_filesystem(&fs).await.unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -9,8 +9,9 @@
 //! Contract for implementations:
 //! - `write_at` positions and lengths are multiples of [`DiskFile::alignment`]; the write is
 //!   whole or an error (a short write is reported as an error).
-//! - Data is durable only after `fdatasync` returns Ok; a created file's name is durable only
-//!   after `sync_dir` of its directory.
+//! - Data is durable only after `fdatasync` (of its file) or `sync_filesystem` (of the
+//!   filesystem holding it) returns Ok, and only if that call began after its write
+//!   completed; a created file's name is durable only after `sync_dir` of its directory.
 //! - `read_at` may return fewer bytes than asked at the end of the file.
 
 #![allow(async_fn_in_trait)]
@@ -45,6 +46,18 @@ pub trait Disk: Clone + 'static {
     async fn list_dir(&self, path: &Path) -> Result<Vec<String>, IoError>;
     /// Makes the directory's entries (created, removed files) durable.
     async fn sync_dir(&self, path: &Path) -> Result<(), IoError>;
+    /// A handle on the filesystem holding a directory ([`Disk::open_filesystem`]).
+    type Filesystem: 'static;
+    /// Opens the filesystem holding `dir` for [`Disk::sync_filesystem`]; `None` where a
+    /// filesystem sync cannot be trusted to report a failure (see the implementations).
+    async fn open_filesystem(&self, dir: &Path) -> Result<Option<Self::Filesystem>, IoError>;
+    /// Whether `path` is on `fs` (a different filesystem mounted below its directory is
+    /// not).
+    async fn on_filesystem(&self, fs: &Self::Filesystem, path: &Path) -> Result<bool, IoError>;
+    /// syncfs(2): every write to any file of `fs` that completed before the call is durable
+    /// when it returns Ok. Reports a failed device flush, and each writeback error of the
+    /// filesystem since `fs` was opened once (an error may be another file's).
+    async fn sync_filesystem(&self, fs: &Self::Filesystem) -> Result<(), IoError>;
 }
 
 /// An open file.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod deleter;
 pub mod dma_disk;
 pub mod error;
+mod filesystem_sync;
 pub mod index;
 pub mod io;
 pub mod journal;

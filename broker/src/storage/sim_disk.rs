@@ -14,6 +14,12 @@
 //!   reopen) does: the engine writes with O_DIRECT, so what it reads back after a restart
 //!   is what the device holds, and a flush persists that (a page cache could instead have
 //!   dropped the failed pages, which this model does not cover).
+//! - `sync_filesystem` (syncfs) is an `fdatasync` of every file at once: it covers each
+//!   file's operations completed before the call, fails with the same chance, and a failure
+//!   makes the covered operations of every file doubtful, as a failed sync of that file
+//!   would. It does not land a file's doubtful operations if that file saw a failed sync
+//!   after the filesystem handle was opened. It makes no name durable (the engine syncs
+//!   directories itself).
 //! - [`SimDisk::crash`] rebuilds every file from its durable bytes plus, in order, its landed
 //!   operations and an arbitrary subset of the others, where a persisted write may be torn at
 //!   any 512-byte sector. Files whose name was never made durable by `sync_dir` disappear.
@@ -46,6 +52,9 @@ pub struct SimFaults {
     pub write_eio_per_mille: u32,
     /// Chance per fdatasync of failing with EIO, in parts per thousand.
     pub sync_eio_per_mille: u32,
+    /// Chance per filesystem sync (syncfs) of failing with EIO, in parts per thousand, on top
+    /// of `sync_eio_per_mille`.
+    pub filesystem_sync_eio_per_mille: u32,
     /// Each fdatasync yields to other tasks up to this many times before it completes.
     pub sync_delay_yields_max: u32,
     /// Each write yields up to this many times before it lands, so concurrent writes
@@ -66,6 +75,7 @@ impl Default for SimFaults {
         SimFaults {
             write_eio_per_mille: 0,
             sync_eio_per_mille: 0,
+            filesystem_sync_eio_per_mille: 0,
             sync_delay_yields_max: 0,
             write_delay_yields_max: 0,
             capacity_bytes: u64::MAX,
@@ -97,6 +107,8 @@ struct SimState {
     faults: SimFaults,
     /// O_DSYNC writes that were in flight at a crash (`tear_in_flight_dsync`).
     crashed_in_flight: u64,
+    /// Failed syncs (of a file or the filesystem) so far.
+    failure_clock: u64,
 }
 
 impl SimState {
@@ -120,6 +132,8 @@ struct SimFileData {
     next_seq: u64,
     /// Failed syncs so far.
     failures: u64,
+    /// `SimState::failure_clock` at its last failed sync (0: none).
+    last_failure: u64,
     name_durable: bool,
     /// O_DSYNC writes issued and not completed, by id (`tear_in_flight_dsync`).
     in_flight: BTreeMap<u64, Op>,
@@ -188,8 +202,16 @@ impl SimDisk {
                 dirs: BTreeSet::new(),
                 faults,
                 crashed_in_flight: 0,
+                failure_clock: 0,
             })),
         }
+    }
+
+    /// Counts a failed sync; returns the new clock.
+    fn tick_failure_clock(&self) -> u64 {
+        let mut s = self.state.borrow_mut();
+        s.failure_clock += 1;
+        s.failure_clock
     }
 
     /// Changes the fault rates and capacity.
@@ -408,6 +430,73 @@ impl Disk for SimDisk {
         }
         Ok(())
     }
+
+    type Filesystem = SimFilesystem;
+
+    async fn open_filesystem(&self, dir: &Path) -> Result<Option<SimFilesystem>, IoError> {
+        if !self.state.borrow().dirs.contains(dir) {
+            return Err(IoError::NotFound { path: dir.display().to_string() });
+        }
+        let (opened_at, epoch) = (self.state.borrow().failure_clock, self.state.borrow().epoch);
+        Ok(Some(SimFilesystem { path: dir.to_owned(), opened_at, epoch }))
+    }
+
+    /// One filesystem holds everything.
+    async fn on_filesystem(&self, _fs: &SimFilesystem, _path: &Path) -> Result<bool, IoError> {
+        Ok(true)
+    }
+
+    async fn sync_filesystem(&self, fs: &SimFilesystem) -> Result<(), IoError> {
+        let eio = || {
+            let message = "simulated errno EIO".to_owned();
+            Err(IoError::from_errno("syncfs", &fs.path, Some(libc::EIO), message))
+        };
+        if self.state.borrow().epoch != fs.epoch {
+            return eio(); // a handle of a process that crashed
+        }
+        let (delay, fail, epoch, covered) = {
+            let mut s = self.state.borrow_mut();
+            let max = s.faults.sync_delay_yields_max;
+            let delay = if max > 0 { s.rng.u32(0..=max) } else { 0 };
+            let per_mille = s.faults.sync_eio_per_mille + s.faults.filesystem_sync_eio_per_mille;
+            let fail = s.chance(per_mille);
+            // It covers what completed before the call, in every file.
+            let covered: Vec<_> =
+                s.files.values().map(|f| (f.clone(), f.borrow().next_seq)).collect();
+            (delay, fail, s.epoch, covered)
+        };
+        if fail {
+            let clock = self.tick_failure_clock();
+            for (f, seq_end) in &covered {
+                let mut f = f.borrow_mut();
+                f.failures += 1;
+                f.last_failure = clock;
+                f.settle(*seq_end, &[Fate::Pending], Fate::Doubtful);
+            }
+        }
+        YieldTimes(delay).await;
+        if fail || self.state.borrow().epoch != epoch {
+            return eio();
+        }
+        for (f, seq_end) in &covered {
+            let mut f = f.borrow_mut();
+            if f.last_failure <= fs.opened_at {
+                f.settle(*seq_end, &[Fate::Pending, Fate::Doubtful], Fate::Landed);
+            } else {
+                f.settle(*seq_end, &[Fate::Pending], Fate::Landed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The simulated filesystem, open for `sync_filesystem`.
+pub struct SimFilesystem {
+    path: PathBuf,
+    /// `SimState::failure_clock` when it was opened.
+    opened_at: u64,
+    /// `SimState::epoch` when it was opened.
+    epoch: u64,
 }
 
 /// An open simulated file.
@@ -556,8 +645,10 @@ impl DiskFile for SimFile {
         let seq_end = self.data.borrow().next_seq;
         if fail {
             // The device fails now; the caller hears of it when the sync returns.
+            let clock = self.disk.tick_failure_clock();
             let mut f = self.data.borrow_mut();
             f.failures += 1;
+            f.last_failure = clock;
             f.settle(seq_end, &[Fate::Pending], Fate::Doubtful);
         }
         YieldTimes(delay).await;

@@ -56,6 +56,13 @@ impl SyncGate {
         }
     }
 
+    /// Returns once every sync of this file begun before the call has ended: a sync of the
+    /// whole filesystem that succeeded is trusted for this file after that (and a check of
+    /// the caller's fence), like one of its own ([`SyncGate::sync`]).
+    pub(crate) async fn settle(&self) {
+        self.wait_earlier(self.next_ticket()).await;
+    }
+
     /// Counts one sync as running until the guard drops (also when its task is cancelled).
     fn begin(&self) -> SyncGuard {
         let ticket = self.inner.next.get();

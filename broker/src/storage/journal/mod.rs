@@ -47,6 +47,7 @@
 //!   and one that runs a moment longer (glommio drops a cancelled task's future later)
 //!   touches no file after the drop (the `crashed` flag, checked before each file operation).
 
+mod checkpoint;
 mod files;
 mod record;
 mod replay;
@@ -61,6 +62,7 @@ use tracing::{info, warn};
 
 use super::bytes::ByteView;
 use super::error::IoError;
+use super::filesystem_sync::FilesystemSync;
 use super::io::{Disk, DiskFile, DISK_ALIGN};
 use super::retry_pause::{RetryPause, RETRY_PAUSE_MS_MIN};
 use crate::watermark::Watermark;
@@ -112,6 +114,10 @@ pub struct JournalConfig {
     /// Entries the last record must have held for a cycle to gather (the broker:
     /// [`GATHER_ENTRIES_MIN`]; the simulation also 1).
     pub gather_entries_min: usize,
+    /// Checkpoints sync their members' segments with one syncfs of the data filesystem
+    /// where the disk can be trusted to report its failure (`checkpoint.rs`); false: each
+    /// member fdatasyncs its own.
+    pub checkpoint_syncfs: bool,
 }
 
 /// Queued bytes that end a commit cycle's wait for more entries (`JournalConfig::gather_us`).
@@ -158,6 +164,10 @@ pub struct JournalStats {
     pub file_create_failures: u64,
     /// Records whose commit cycle waited for more entries (`JournalConfig::gather_us`).
     pub records_gathered: u64,
+    /// Filesystem syncs (checkpoints' syncfs) that succeeded.
+    pub filesystem_syncs: u64,
+    /// 1 once a filesystem sync failed (the first failure is final).
+    pub filesystem_sync_failures: u64,
 }
 
 /// What the journal calls when a member's journaled end or wanted sync moved.
@@ -333,6 +343,8 @@ struct Inner<D: Disk> {
     /// Set when the journal is dropped without `close` (a crash): a task that outlives the
     /// drop for a moment (a file being prepared, a checkpoint) touches no file after it.
     crashed: Cell<bool>,
+    /// The data filesystem's sync, shared by the members on it (`checkpoint_syncfs`).
+    fs_sync: Option<FilesystemSync<D>>,
 }
 
 /// The file records go to now.
@@ -391,6 +403,12 @@ impl<D: Disk> ShardJournal<D> {
             };
             last = last.max(names.iter().filter_map(|n| parse_file_name(n)).max());
         }
+        let fs_sync = match config.checkpoint_syncfs {
+            true => {
+                disk.open_filesystem(&dir).await?.map(|fs| FilesystemSync::new(disk.clone(), fs))
+            }
+            false => None,
+        };
         let inner = Rc::new(Inner {
             disk,
             dir,
@@ -408,6 +426,7 @@ impl<D: Disk> ShardJournal<D> {
             checkpoints: RefCell::new(Vec::new()),
             spare: RefCell::new(Vec::new()),
             crashed: Cell::new(false),
+            fs_sync,
         });
         let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
@@ -429,9 +448,26 @@ impl<D: Disk> ShardJournal<D> {
         JournalLink { inner: self.inner.clone(), member }
     }
 
+    /// The filesystem sync a member whose segments are in `dir` uses, if checkpoints sync
+    /// the filesystem and `dir` is on it.
+    pub(crate) async fn filesystem_sync_for(
+        &self,
+        dir: &Path,
+    ) -> Result<Option<FilesystemSync<D>>, IoError> {
+        match &self.inner.fs_sync {
+            Some(fs) if fs.covers(dir).await? => Ok(Some(fs.clone())),
+            _ => Ok(None),
+        }
+    }
+
     /// Counters.
     pub fn stats(&self) -> JournalStats {
-        self.inner.stats.get()
+        let mut stats = self.inner.stats.get();
+        if let Some(fs) = &self.inner.fs_sync {
+            stats.filesystem_syncs = fs.completed();
+            stats.filesystem_sync_failures = u64::from(fs.failed().is_some());
+        }
+        stats
     }
 
     /// Bytes of entries queued or in flight.
@@ -749,52 +785,5 @@ impl<D: Disk> Inner<D> {
         for m in distinct_members(&entries) {
             m.failed(e.clone());
         }
-    }
-
-    /// Checkpoints a full file in the background: every member with entries in it syncs
-    /// past them, then the file goes.
-    fn start_checkpoint(self: &Rc<Self>, f: ActiveFile<D>) {
-        let j = self.clone();
-        let done = Rc::new(Cell::new(false));
-        let flag = done.clone();
-        let task = glommio::spawn_local(async move {
-            let ActiveFile { file, path, members, size, .. } = f;
-            let _ = file.close().await;
-            for (m, end) in members.into_values() {
-                m.want_synced.advance(end);
-                m.notify();
-                if !m.synced.wait_for(end).await {
-                    warn!(path = %path.display(), topic_id = m.topic_id, partition = m.partition, "journal file kept: a partition in it was not synced (fenced or gone); the next start replays it");
-                    flag.set(true);
-                    return;
-                }
-            }
-            if j.crashed.get() {
-                return;
-            }
-            if j.config.recycle
-                && size == j.config.file_bytes()
-                && !j.closing.get()
-                && j.failed.borrow().is_none()
-                && j.spare.borrow().len() < SPARE_FILES_MAX
-            {
-                j.spare.borrow_mut().push(path);
-                flag.set(true);
-                return;
-            }
-            match j.disk.remove(&path).await {
-                Ok(()) => {
-                    let mut s = j.stats.get();
-                    s.files_removed += 1;
-                    j.stats.set(s);
-                }
-                Err(e) => warn!(path = %path.display(), error = %e, "cannot remove a checkpointed journal file"),
-            }
-            flag.set(true);
-        })
-        .detach();
-        let mut cps = self.checkpoints.borrow_mut();
-        cps.retain(|(_, d)| !d.get());
-        cps.push((task, done));
     }
 }

@@ -252,6 +252,7 @@ impl<D: Disk> PartitionLog<D> {
         }
         w.flush(true).await?;
         w.file.fdatasync().await?;
+        sh.trust_file_sync().await?;
         let new = w.seg;
         let end = last.next_offset.get();
         if new.next_offset.get() != end {

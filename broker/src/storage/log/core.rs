@@ -47,6 +47,7 @@ use crate::storage::bytes::ByteView;
 use crate::storage::cache::PartitionCache;
 use crate::storage::config::LogConfig;
 use crate::storage::error::{IoError, StorageError};
+use crate::storage::filesystem_sync::FilesystemSync;
 use crate::storage::io::Disk;
 use crate::storage::journal::JournalLink;
 use crate::storage::segment::{ReadFile, Segment};
@@ -117,6 +118,9 @@ pub(super) struct LogCore<D: Disk> {
     /// Its tie to the shard journal (`shard_journal`): appends are durable once written and
     /// journaled, and segments are synced lazily, when a journal checkpoint asks.
     pub(super) journal: Option<JournalLink<D>>,
+    /// With the journal, where its checkpoints sync the data filesystem and this log's
+    /// directory is on it: what the syncer syncs with ([`LogCore::sync_segment_by_filesystem`]).
+    pub(super) fs_sync: Option<FilesystemSync<D>>,
     pub(super) disk: D,
     /// The broker's storage descriptor budget (see the module docs of `log/mod.rs`).
     pub(super) files: Arc<StorageFiles>,
@@ -418,6 +422,45 @@ impl<D: Disk> LogCore<D> {
             self.fence(e.clone());
             return Err(e.into());
         }
+        if let Err(e) = self.trust_file_sync().await {
+            self.fence(e.clone());
+            return Err(e.into());
+        }
+        self.bump_stats(|s| s.sync_us += started.elapsed().as_micros() as u64);
+        match self.queue.borrow().fenced.clone() {
+            Some(reason) => Err(StorageError::Fenced(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a sync of one of this log's files that just succeeded can be trusted: with the
+    /// filesystem sync, once every one begun before now ended, and if none failed (a failed
+    /// flush may have lost what the file's sync covered, see `filesystem_sync.rs`).
+    pub(super) async fn trust_file_sync(&self) -> Result<(), IoError> {
+        if let Some(fs) = &self.fs_sync {
+            fs.settle().await;
+            if let Some(e) = fs.failed() {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// A sync of the whole data filesystem, shared with the other logs asking now
+    /// (`filesystem_sync.rs`), instead of `seg`'s own fdatasync: trusted as in
+    /// [`LogCore::sync_segment`] once every sync of `seg` begun before it returned ended and
+    /// the log is not fenced. A failure fences the log.
+    pub(super) async fn sync_segment_by_filesystem(
+        &self,
+        seg: &Segment<D::File>,
+        fs: &FilesystemSync<D>,
+    ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
+        if let Err(e) = fs.sync().await {
+            self.fence(e.clone());
+            return Err(e.into());
+        }
+        seg.syncs.settle().await;
         self.bump_stats(|s| s.sync_us += started.elapsed().as_micros() as u64);
         match self.queue.borrow().fenced.clone() {
             Some(reason) => Err(StorageError::Fenced(reason)),

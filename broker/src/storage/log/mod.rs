@@ -176,8 +176,17 @@ impl<D: Disk> PartitionLog<D> {
             false => 0,
         };
         let journal = join.journal.map(|j| j.join(join.topic_id, join.partition, hw));
+        let fs_sync = match join.journal {
+            // A directory it cannot stat is synced file by file.
+            Some(j) => j.filesystem_sync_for(&dir).await.unwrap_or_else(|e| {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot tell the partition's filesystem; its checkpoints fdatasync its segments");
+                None
+            }),
+            None => None,
+        };
         let shared = Rc::new(LogCore {
             journal,
+            fs_sync,
             disk,
             files,
             dir,

@@ -8,7 +8,8 @@
 //! fences the log and fails every waiter. Closed segments are not its business: a roll
 //! syncs the old segment before the new one takes appends. With the shard journal it syncs
 //! only when a journal checkpoint asks for more than is synced (`Member::want_synced`),
-//! and whatever is written then.
+//! and whatever is written then: with one syncfs shared by the shard's logs where the
+//! journal syncs the filesystem (`LogCore::fs_sync`), else with its own fdatasync.
 
 use std::rc::Rc;
 
@@ -49,7 +50,10 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
                 let seg = sh.active();
                 let size = seg.size_bytes.get();
                 let started = std::time::Instant::now();
-                let synced = sh.sync_segment(&seg).await;
+                let synced = match &sh.fs_sync {
+                    Some(fs) => sh.sync_segment_by_filesystem(&seg, fs).await,
+                    None => sh.sync_segment(&seg).await,
+                };
                 stage_latency::record_since(Stage::Sync, started);
                 if synced.is_ok() {
                     sh.bump_stats(|s| s.syncs += 1);

@@ -173,6 +173,20 @@ impl Disk for FreezeDisk {
         self.gate("sync_dir", path, true).await;
         self.sim.sync_dir(path).await
     }
+
+    type Filesystem = <SimDisk as Disk>::Filesystem;
+
+    async fn open_filesystem(&self, dir: &Path) -> Result<Option<Self::Filesystem>, IoError> {
+        self.sim.open_filesystem(dir).await
+    }
+
+    async fn on_filesystem(&self, fs: &Self::Filesystem, path: &Path) -> Result<bool, IoError> {
+        self.sim.on_filesystem(fs, path).await
+    }
+
+    async fn sync_filesystem(&self, fs: &Self::Filesystem) -> Result<(), IoError> {
+        self.sim.sync_filesystem(fs).await
+    }
 }
 
 impl DiskFile for FreezeFile {

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
 use crate::storage::journal::{
-    JournalConfig, JournalRead, JournalReplay, Owner, ShardJournal, GATHER_ENTRIES_MIN,
+    JournalConfig, JournalRead, JournalReplay, JournalStats, Owner, ShardJournal,
+    GATHER_ENTRIES_MIN,
 };
 use crate::storage::log::JournalJoin;
 
@@ -22,6 +23,19 @@ static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 static FILES_RECYCLED: AtomicU64 = AtomicU64::new(0);
 /// Records whose commit cycle waited for more entries.
 static GATHERED: AtomicU64 = AtomicU64::new(0);
+static FS_SYNCS: AtomicU64 = AtomicU64::new(0);
+static FS_SYNC_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Adds one run's journal counters to the totals the test checks at its end.
+fn count_journal_stats(stats: JournalStats) {
+    RECORDS.fetch_add(stats.records, Relaxed);
+    FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
+    FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
+    CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
+    GATHERED.fetch_add(stats.records_gathered, Relaxed);
+    FS_SYNCS.fetch_add(stats.filesystem_syncs, Relaxed);
+    FS_SYNC_FAILURES.fetch_add(stats.filesystem_sync_failures, Relaxed);
+}
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Journal records in flight at a crash (lost, whole or torn).
 static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
@@ -207,6 +221,9 @@ async fn simulate(seed: u64, steps: usize) {
             // 300 µs) on two thirds of the seeds, after records of at least 1, 2 or 4 entries.
             gather_us: [0, 300, 300][rng.usize(0..3)],
             gather_entries_min: [1, 2, GATHER_ENTRIES_MIN][rng.usize(0..3)],
+            // Checkpoints with one filesystem sync for all members (the broker's default)
+            // on half the seeds, with one fdatasync per member on the others.
+            checkpoint_syncfs: rng.bool(),
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -214,6 +231,13 @@ async fn simulate(seed: u64, steps: usize) {
         batch_bytes_max: Cell::new(batch_bytes_max),
     };
     let moves_shards = rng.bool();
+    // One seed in eight has a filesystem whose syncs fail now and then throughout (only
+    // checkpoints sync it, so faults switched on for a few steps rarely meet one).
+    let fs_sync_eio_per_mille = if rng.u8(0..8) == 0 { 100 } else { 0 };
+    disk.set_faults(SimFaults {
+        filesystem_sync_eio_per_mille: fs_sync_eio_per_mille,
+        ..disk.faults()
+    });
     let verbose = std::env::var("SIM_VERBOSE").is_ok();
     let mut expect: Vec<Expect> = (0..world.partitions).map(|_| Expect::default()).collect();
     let mut run = world.open(0, world.partitions).await;
@@ -340,12 +364,7 @@ async fn simulate(seed: u64, steps: usize) {
                         );
                     }
                 }
-                let stats = run.journal.stats();
-                RECORDS.fetch_add(stats.records, Relaxed);
-                FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
-                FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
-                CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
-                GATHERED.fetch_add(stats.records_gathered, Relaxed);
+                count_journal_stats(run.journal.stats());
                 if !clean && rng.bool() {
                     // Crash with a journal record in flight (lost or torn): acks wait for no
                     // segment write, so right after them the journal is mostly idle. A
@@ -374,6 +393,7 @@ async fn simulate(seed: u64, steps: usize) {
                 disk.set_faults(SimFaults {
                     write_eio_per_mille: 0,
                     sync_eio_per_mille: 0,
+                    filesystem_sync_eio_per_mille: fs_sync_eio_per_mille,
                     capacity_bytes: u64::MAX,
                     ..disk.faults()
                 });
@@ -400,7 +420,11 @@ async fn simulate(seed: u64, steps: usize) {
             }
             90..=93 => {
                 let f = disk.faults();
-                disk.set_faults(SimFaults { sync_eio_per_mille: [0, 200][rng.usize(0..2)], ..f });
+                disk.set_faults(SimFaults {
+                    sync_eio_per_mille: [0, 200][rng.usize(0..2)],
+                    filesystem_sync_eio_per_mille: [0, 500][rng.usize(0..2)],
+                    ..f
+                });
             }
             _ => {
                 let f = disk.faults();
@@ -410,12 +434,7 @@ async fn simulate(seed: u64, steps: usize) {
             }
         }
     }
-    let stats = run.journal.stats();
-    RECORDS.fetch_add(stats.records, Relaxed);
-    FILES_REMOVED.fetch_add(stats.files_removed, Relaxed);
-    FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
-    CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
-    GATHERED.fetch_add(stats.records_gathered, Relaxed);
+    count_journal_stats(run.journal.stats());
     for log in run.logs.iter().flatten() {
         SEGMENT_SPACE_WAITS.fetch_add(log.stats().space_waits, Relaxed);
     }
@@ -523,6 +542,12 @@ fn journal_simulation() {
         );
         assert!(!many || recycled > 0, "no journal file was recycled: that path went untested");
         assert!(!many || gathered > 0, "no commit cycle gathered: that path went untested");
+        let (fs_syncs, fs_failures) = (FS_SYNCS.load(Relaxed), FS_SYNC_FAILURES.load(Relaxed));
+        eprintln!("journal: {fs_syncs} checkpoint filesystem syncs, {fs_failures} journals whose filesystem sync failed");
+        assert!(
+            !many || fs_syncs > 0 && fs_failures > 0,
+            "no checkpoint synced the filesystem, or none failed: that path went untested"
+        );
         assert!(
             !many || segment_waits > 0,
             "no segment write waited for space: that path went untested"
@@ -827,5 +852,85 @@ fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
         let files =
             disk.paths().iter().filter(|p| p.extension().is_some_and(|e| e == "journal")).count();
         assert!(files >= 3, "{files} journal files");
+    });
+}
+
+/// A checkpoint of sixteen partitions syncs the filesystem once or twice, not once per
+/// partition; when that sync fails, every partition it asked is fenced, the journal file
+/// stays, and after a crash the reopen replays every batch acked durable.
+#[test]
+fn journal_checkpoint_syncs_the_filesystem_once_and_a_failure_keeps_its_file() {
+    run(|| async {
+        for fail in [false, true] {
+            let disk = SimDisk::new(5, SimFaults::default());
+            let config = small_config();
+            let partitions = 16;
+            let world = World {
+                disk: disk.clone(),
+                root: PathBuf::from("/sim"),
+                journal_config: journal_config(64 << 10, config.batch_bytes_max),
+                batch_bytes_max: Cell::new(config.batch_bytes_max),
+                config,
+                shard: ShardCache::new(0),
+                partitions,
+            };
+            let run = world.open(0, partitions).await;
+            let mut expect: Vec<Expect> = (0..partitions).map(|_| Expect::default()).collect();
+            if fail {
+                disk.set_faults(SimFaults { filesystem_sync_eio_per_mille: 1000, ..disk.faults() });
+            }
+            let mut rng = fastrand::Rng::with_seed(7);
+            let (now_ms, mut tag, mut fenced) = (5_000, 0u64, 0);
+            // Partitions that refused the last round's appends as fenced.
+            let checkpointed = |s: JournalStats| s.files_removed + s.files_recycled > 0;
+            for _round in 0..2_000 {
+                fenced = 0;
+                let mut waits = Vec::new();
+                for (p, log) in run.logs.iter().enumerate() {
+                    tag += 1;
+                    let batch = make_batch(&mut rng, now_ms, tag);
+                    match log.as_ref().unwrap().enqueue(&batch, AckLevel::Durable, now_ms) {
+                        Ok(t) => {
+                            waits.push((p, t.base_offset, stored(&batch, t.base_offset, now_ms), t))
+                        }
+                        Err(StorageError::Fenced(_)) => fenced += 1,
+                        Err(e) => panic!("partition {p}: {e}"),
+                    }
+                }
+                for (p, offset, bytes, t) in waits {
+                    match t.wait().await {
+                        Ok(()) => drop(expect[p].durable.insert(offset, bytes)),
+                        Err(_) => expect[p].maybe.entry(offset).or_default().push(bytes),
+                    }
+                }
+                glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+                if checkpointed(run.journal.stats()) || fenced == partitions {
+                    break;
+                }
+            }
+            let stats = run.journal.stats();
+            if fail {
+                assert_eq!(fenced, partitions, "every partition in the file fenced: {stats:?}");
+                assert!(!checkpointed(stats), "the file stays for the next start: {stats:?}");
+                assert_eq!((stats.filesystem_syncs, stats.filesystem_sync_failures), (0, 1));
+                drop(run);
+                disk.crash();
+                disk.set_faults(SimFaults::default());
+                let run = reopen_and_check(&world, 0, partitions, &mut expect).await;
+                assert!(
+                    run.replayed_batches > 0,
+                    "the lost segment tails came back from the journal"
+                );
+            } else {
+                assert!(checkpointed(stats), "{stats:?}");
+                assert!(
+                    (1..=2).contains(&stats.filesystem_syncs),
+                    "one or two filesystem syncs for sixteen partitions: {stats:?}"
+                );
+                for (p, log) in run.logs.iter().enumerate() {
+                    assert!(log.as_ref().unwrap().stats().syncs >= 1, "partition {p} synced");
+                }
+            }
+        }
     });
 }

@@ -32,7 +32,7 @@ pub(crate) fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'stati
 }
 
 /// A shard journal config: `file_bytes` files, batches up to `batch_bytes_max`, recycling,
-/// commit cycles that write at once (no gathering).
+/// commit cycles that write at once (no gathering), checkpoints that sync the filesystem.
 pub(crate) fn journal_config(
     file_bytes: u64,
     batch_bytes_max: usize,
@@ -43,6 +43,7 @@ pub(crate) fn journal_config(
         recycle: true,
         gather_us: 0,
         gather_entries_min: 1,
+        checkpoint_syncfs: true,
     }
 }
 
