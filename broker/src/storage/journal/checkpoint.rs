@@ -27,22 +27,20 @@ impl<D: Disk> Inner<D> {
             let ActiveFile { file, path, members, size, .. } = f;
             let _ = file.close().await;
             let members: Vec<_> = members.into_values().collect();
-            let at_once = j.fs_sync.is_some();
-            if at_once {
-                for (m, end) in &members {
+            // With the filesystem sync, every member at once (they share syncs); else one
+            // at a time.
+            let wave = if j.fs_sync.is_some() { members.len().max(1) } else { 1 };
+            for wave in members.chunks(wave) {
+                for (m, end) in wave {
                     m.want_synced.advance(*end);
                     m.notify();
                 }
-            }
-            for (m, end) in &members {
-                if !at_once {
-                    m.want_synced.advance(*end);
-                    m.notify();
-                }
-                if !m.synced.wait_for(*end).await {
-                    warn!(path = %path.display(), topic_id = m.topic_id, partition = m.partition, "journal file kept: a partition in it was not synced (fenced or gone); the next start replays it");
-                    flag.set(true);
-                    return;
+                for (m, end) in wave {
+                    if !m.synced.wait_for(*end).await {
+                        warn!(path = %path.display(), topic_id = m.topic_id, partition = m.partition, "journal file kept: a partition in it was not synced (fenced or gone); the next start replays it");
+                        flag.set(true);
+                        return;
+                    }
                 }
             }
             if j.crashed.get() {

@@ -6,6 +6,13 @@
 //! background run at a time, off the writer's path; files are opened lazily on their first
 //! entries (an idle partition holds one descriptor, its `.log`). Errors are logged, never
 //! returned: recovery rebuilds what is missing or wrong.
+//!
+//! At most [`INDEX_RUNS_PER_SHARD_MAX`] runs write at once on a shard: a journal checkpoint
+//! makes the data of all its partitions durable together, and their index runs, all due
+//! at once, were ~2,000 small O_DIRECT appends submitted in one go, which the kernel hands
+//! to io_uring's worker threads on the shard's core; they took it from the shard for up to
+//! 12 ms at a time, and partitions-1000's e2e p99 was 160–280 ms with them, 30 ms without
+//! (`perf/results/2026-12-05-checkpoint-syncfs`).
 
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -162,6 +169,9 @@ impl<D: Disk> LogCore<D> {
         self.index_busy.set(true);
         let sh = self.clone();
         let task = glommio::spawn_local(async move {
+            let runs = INDEX_RUNS.with(Rc::clone);
+            // Closed only if the executor goes away; then the run is moot.
+            let Ok(_run) = runs.acquire_static_permit(1).await else { return };
             sh.persist_index(&seg, false).await;
             sh.index_busy.set(false);
             sh.index_done.advance(sh.index_done.get() + 1);
@@ -244,3 +254,12 @@ impl<D: Disk> LogCore<D> {
 
 /// Index entries are persisted in runs of at least this many (each run is one small write).
 pub(super) const INDEX_PERSIST_ENTRIES_MIN: usize = 64;
+
+/// Index runs writing at once on one shard (see the module docs).
+pub(super) const INDEX_RUNS_PER_SHARD_MAX: u64 = 2;
+
+thread_local! {
+    /// The shard's index runs (one executor per thread: one shard's).
+    static INDEX_RUNS: Rc<glommio::sync::Semaphore> =
+        Rc::new(glommio::sync::Semaphore::new(INDEX_RUNS_PER_SHARD_MAX));
+}
