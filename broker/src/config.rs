@@ -247,14 +247,19 @@ pub struct BrokerConfig {
     /// → 1.1 ms, p99 not worse; at 1,000 and 10,000 msg/s over 16 partitions no change
     /// (`perf/results/2026-12-05-journal-gather-load`).
     pub shard_journal_gather_us: u64,
-    /// A shard journal checkpoint syncs its partitions' segments with one syncfs of the
-    /// data filesystem instead of one fdatasync each (`BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS`,
-    /// default true; used on Linux >= 5.17, whose syncfs reports a failed flush). The syncfs
-    /// also flushes other programs' dirty data on that filesystem, and a writeback error of
-    /// any file there fences the shard's partitions until restart: give the data directory a
-    /// filesystem of its own, or turn this off. partitions-1000 e2e p99 17–180 → see
-    /// `perf/results/2026-12-05-checkpoint-syncfs`.
+    /// A shard journal checkpoint of at least
+    /// `shard_journal_checkpoint_syncfs_partitions_min` partitions syncs their segments with one
+    /// syncfs of the data filesystem instead of one fdatasync each
+    /// (`BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS`, default true; used on Linux >= 5.17, whose
+    /// syncfs reports a failed flush; smaller checkpoints fdatasync, which costs the journal
+    /// less there). The syncfs also flushes other programs' dirty data on that filesystem,
+    /// and a writeback error of any file there fences the shard's partitions until restart:
+    /// give the data directory a filesystem of its own, or turn this off
+    /// (`perf/results/2026-12-05-checkpoint-syncfs`).
     pub shard_journal_checkpoint_syncfs: bool,
+    /// Partitions a checkpoint must have to sync the filesystem
+    /// (`BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS_PARTITIONS_MIN`, default 256).
+    pub shard_journal_checkpoint_syncfs_partitions_min: usize,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -313,6 +318,8 @@ impl Default for BrokerConfig {
             shard_journal_recycle: true,
             shard_journal_gather_us: 300,
             shard_journal_checkpoint_syncfs: true,
+            shard_journal_checkpoint_syncfs_partitions_min:
+                crate::storage::journal::CHECKPOINT_SYNCFS_MEMBERS_MIN,
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -462,6 +469,9 @@ impl BrokerConfig {
             "BROKER_SHARD_JOURNAL_GATHER_US" => self.shard_journal_gather_us = parse(name, value)?,
             "BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS" => {
                 self.shard_journal_checkpoint_syncfs = parse(name, value)?
+            }
+            "BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS_PARTITIONS_MIN" => {
+                self.shard_journal_checkpoint_syncfs_partitions_min = parse(name, value)?
             }
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,

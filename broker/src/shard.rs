@@ -297,6 +297,9 @@ impl Shard {
             gather_us: self.config.shard_journal_gather_us,
             gather_entries_min: crate::storage::journal::GATHER_ENTRIES_MIN,
             checkpoint_syncfs: self.config.shard_journal_checkpoint_syncfs,
+            checkpoint_syncfs_members_min: self
+                .config
+                .shard_journal_checkpoint_syncfs_partitions_min,
         };
         let dir = root.join(format!("shard-{}", self.id));
         let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());

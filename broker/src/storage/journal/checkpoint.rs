@@ -2,12 +2,15 @@
 //! it, then the file goes (removed, or kept as a spare).
 //!
 //! With the filesystem sync (`JournalConfig::checkpoint_syncfs`, the default where syncfs
-//! can be trusted) every member is asked at once, and their syncers share one syncfs of the
-//! data filesystem (`storage/filesystem_sync.rs`): one device flush per checkpoint instead
-//! of one fdatasync per partition, which at 1,000 partitions made ~1,200 flushes a second
-//! and the segment and journal writes behind them wait
-//! (`perf/results/2026-12-05-partitions-1000-checkpoints`). Without it members are asked
-//! one at a time, each syncing its own segment.
+//! can be trusted) a checkpoint of at least `checkpoint_syncfs_members_min` members
+//! ([`super::CHECKPOINT_SYNCFS_MEMBERS_MIN`], 256) asks every member at once, and their
+//! syncers share one syncfs of the data filesystem (`storage/filesystem_sync.rs`): one
+//! device flush per checkpoint instead of one fdatasync per partition, which at 1,000
+//! partitions made ~1,200 flushes a second and the segment and journal writes behind them
+//! wait (`perf/results/2026-12-05-partitions-1000-checkpoints`). Otherwise members are
+//! asked one at a time, each syncing its own segment: with fewer partitions that costs the
+//! journal's writes less than a syncfs's filesystem commit
+//! (`perf/results/2026-12-05-checkpoint-syncfs`).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -29,9 +32,12 @@ impl<D: Disk> Inner<D> {
             let members: Vec<_> = members.into_values().collect();
             // With the filesystem sync, every member at once (they share syncs); else one
             // at a time.
-            let wave = if j.fs_sync.is_some() { members.len().max(1) } else { 1 };
+            let by_fs =
+                j.fs_sync.is_some() && members.len() >= j.config.checkpoint_syncfs_members_min;
+            let wave = if by_fs { members.len().max(1) } else { 1 };
             for wave in members.chunks(wave) {
                 for (m, end) in wave {
+                    m.by_filesystem.set(by_fs);
                     m.want_synced.advance(*end);
                     m.notify();
                 }

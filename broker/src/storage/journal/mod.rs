@@ -114,11 +114,20 @@ pub struct JournalConfig {
     /// Entries the last record must have held for a cycle to gather (the broker:
     /// [`GATHER_ENTRIES_MIN`]; the simulation also 1).
     pub gather_entries_min: usize,
-    /// Checkpoints sync their members' segments with one syncfs of the data filesystem
-    /// where the disk can be trusted to report its failure (`checkpoint.rs`); false: each
-    /// member fdatasyncs its own.
+    /// Checkpoints of at least `checkpoint_syncfs_members_min` members sync their segments
+    /// with one syncfs of the data filesystem where the disk can be trusted to report its
+    /// failure (`checkpoint.rs`); false, or fewer members: each fdatasyncs its own.
     pub checkpoint_syncfs: bool,
+    /// See `checkpoint_syncfs` (the broker: [`CHECKPOINT_SYNCFS_MEMBERS_MIN`]).
+    pub checkpoint_syncfs_members_min: usize,
 }
+
+/// Members a checkpoint must have to sync the filesystem instead of each its segment: at
+/// partitions-100 per-partition fdatasyncs kept e2e p99 at 2.6–3.7 ms where one syncfs
+/// made it 11–12 ms (its filesystem journal commit holds up the journal's writes), while at
+/// partitions-1000 the syncfs halved it and used 15 % less CPU
+/// (`perf/results/2026-12-05-checkpoint-syncfs`); the crossover lies between, unmeasured.
+pub const CHECKPOINT_SYNCFS_MEMBERS_MIN: usize = 256;
 
 /// Queued bytes that end a commit cycle's wait for more entries (`JournalConfig::gather_us`).
 pub const GATHER_BYTES_MAX: usize = 64 << 10;
@@ -191,6 +200,9 @@ pub struct Member {
     pub(crate) synced: Watermark,
     /// A checkpoint asks the member to sync its segments up to here.
     pub(crate) want_synced: Watermark,
+    /// The last checkpoint that asked wants the sync through the filesystem sync (shared
+    /// with its other members) rather than the member's own fdatasync.
+    by_filesystem: Cell<bool>,
     /// Called when `journaled` or `want_synced` moved.
     notify: RefCell<Option<Notify>>,
     /// Called when the journal failed while the member depended on it.
@@ -204,6 +216,12 @@ type MemberKey = (u64, u32, usize);
 impl Member {
     fn key(self: &Rc<Self>) -> MemberKey {
         (self.topic_id, self.partition, Rc::as_ptr(self) as usize)
+    }
+
+    /// Whether the checkpoint that asked last wants the filesystem synced (see
+    /// `checkpoint.rs`) rather than the member's own segment.
+    pub(crate) fn sync_by_filesystem(&self) -> bool {
+        self.by_filesystem.get()
     }
 
     /// End of this member's entries in completed records.
@@ -442,6 +460,7 @@ impl<D: Disk> ShardJournal<D> {
             queued_bytes: Cell::new(0),
             synced: Watermark::new(end_offset),
             want_synced: Watermark::new(end_offset),
+            by_filesystem: Cell::new(false),
             notify: RefCell::new(None),
             on_failed: RefCell::new(None),
         });

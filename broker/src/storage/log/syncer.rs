@@ -51,8 +51,10 @@ pub(super) async fn syncer_loop<D: Disk>(sh: Rc<LogCore<D>>) {
                 let size = seg.size_bytes.get();
                 let started = std::time::Instant::now();
                 let synced = match &sh.fs_sync {
-                    Some(fs) => sh.sync_segment_by_filesystem(&seg, fs).await,
-                    None => sh.sync_segment(&seg).await,
+                    Some(fs) if m.sync_by_filesystem() => {
+                        sh.sync_segment_by_filesystem(&seg, fs).await
+                    }
+                    _ => sh.sync_segment(&seg).await,
                 };
                 stage_latency::record_since(Stage::Sync, started);
                 if synced.is_ok() {

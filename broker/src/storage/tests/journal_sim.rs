@@ -224,6 +224,8 @@ async fn simulate(seed: u64, steps: usize) {
             // Checkpoints with one filesystem sync for all members (the broker's default)
             // on half the seeds, with one fdatasync per member on the others.
             checkpoint_syncfs: rng.bool(),
+            // Checkpoints of fewer members fdatasync each (the broker's threshold is 256).
+            checkpoint_syncfs_members_min: [1, 1, 3][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),

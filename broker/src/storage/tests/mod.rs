@@ -44,6 +44,7 @@ pub(crate) fn journal_config(
         gather_us: 0,
         gather_entries_min: 1,
         checkpoint_syncfs: true,
+        checkpoint_syncfs_members_min: 1,
     }
 }
 
