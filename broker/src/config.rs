@@ -329,7 +329,8 @@ impl Default for BrokerConfig {
     }
 }
 
-pub use crate::http::HttpConfig;
+mod http;
+pub use http::HttpConfig;
 
 /// A configuration problem, said plainly.
 #[derive(Debug, thiserror::Error)]

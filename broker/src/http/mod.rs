@@ -19,10 +19,10 @@
 //!
 //! Files: `io.rs` (socket adapter, deadlines), `native.rs` (the
 //! bridge to the api handlers), `routes.rs` (endpoints), `records.rs` (records ⇄ JSON),
-//! `stream.rs` (SSE), `error.rs` (errors as JSON), `config.rs` (the `[http]` table).
+//! `stream.rs` (SSE), `error.rs` (errors as JSON); the settings are `config::HttpConfig`
+//! (`config/http.rs`).
 
 pub mod auth;
-pub mod config;
 pub mod error;
 pub mod io;
 pub mod native;
@@ -40,7 +40,7 @@ use bytes::Bytes;
 use glommio::net::TcpListener;
 use tracing::{debug, warn};
 
-pub use config::HttpConfig;
+pub use crate::config::HttpConfig;
 
 use crate::connection_info::ConnectionInfo;
 use crate::shard::Shard;

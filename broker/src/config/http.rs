@@ -1,8 +1,9 @@
-//! The HTTP gateway's settings, the `[http]` table of the broker's config (`config.rs`).
+//! The HTTP gateway's settings, the `[http]` table of the broker's config (`config.rs`;
+//! the gateway itself is `http/`).
 
 use serde::Deserialize;
 
-use crate::config::MetricsListen;
+use super::MetricsListen;
 
 /// The HTTP gateway's settings (`http/`), the `[http]` table (`BROKER_HTTP*`, `--http`).
 /// Every limit here bounds what one HTTP client can make the broker hold.
