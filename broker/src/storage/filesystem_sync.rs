@@ -88,14 +88,8 @@ impl<D: Disk> FilesystemSync<D> {
     /// Returns once every filesystem sync begun before the call has ended; then
     /// [`FilesystemSync::failed`] says whether one failed.
     pub(crate) async fn settle(&self) {
-        let begun = self.inner.begun.get();
-        loop {
-            let seen = self.inner.ended.get();
-            if seen >= begun {
-                return;
-            }
-            self.inner.ended.wait_for(seen + 1).await;
-        }
+        // `ended` never closes.
+        self.inner.ended.wait_for(self.inner.begun.get()).await;
     }
 
     /// See the module docs.

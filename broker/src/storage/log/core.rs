@@ -418,11 +418,22 @@ impl<D: Disk> LogCore<D> {
     /// failed (see `sync_gate.rs`). A failure fences the log.
     pub(super) async fn sync_segment(&self, seg: &Segment<D::File>) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
-        if let Err(e) = seg.syncs.sync(seg.log()).await {
-            self.fence(e.clone());
-            return Err(e.into());
+        let synced = async {
+            seg.syncs.sync(seg.log()).await?;
+            self.trust_file_sync().await
         }
-        if let Err(e) = self.trust_file_sync().await {
+        .await;
+        self.sync_ended(started, synced)
+    }
+
+    /// After a segment sync that began at `started`: a failure fences the log; a success
+    /// counts (and its time in the stats) only if the log is not fenced.
+    fn sync_ended(
+        &self,
+        started: std::time::Instant,
+        synced: Result<(), IoError>,
+    ) -> Result<(), StorageError> {
+        if let Err(e) = synced {
             self.fence(e.clone());
             return Err(e.into());
         }
@@ -456,16 +467,11 @@ impl<D: Disk> LogCore<D> {
         fs: &FilesystemSync<D>,
     ) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
-        if let Err(e) = fs.sync().await {
-            self.fence(e.clone());
-            return Err(e.into());
+        let synced = fs.sync().await;
+        if synced.is_ok() {
+            seg.syncs.settle().await;
         }
-        seg.syncs.settle().await;
-        self.bump_stats(|s| s.sync_us += started.elapsed().as_micros() as u64);
-        match self.queue.borrow().fenced.clone() {
-            Some(reason) => Err(StorageError::Fenced(reason)),
-            None => Ok(()),
-        }
+        self.sync_ended(started, synced)
     }
 
     pub(super) fn fence(&self, error: IoError) {
