@@ -260,6 +260,12 @@ pub struct BrokerConfig {
     /// Partitions a checkpoint must have to sync the filesystem
     /// (`BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS_PARTITIONS_MIN`, default 256).
     pub shard_journal_checkpoint_syncfs_partitions_min: usize,
+    /// Segment writes of a shard's journaled partitions in flight at once
+    /// (`BROKER_SHARD_JOURNAL_SEGMENT_WRITES_MAX`, default 64, at least 1): a checkpoint
+    /// makes every partition write at once, and at partitions-1000 that burst of ~1,000
+    /// writes held up the journal's own writes (e2e p99 31–67 ms unlimited, 14–18 ms at 64;
+    /// `perf/results/2026-12-05-segment-write-limit`).
+    pub shard_journal_segment_writes_max: usize,
     /// Partition log settings, the `[log]` table (topic configs override segment size and
     /// retention).
     pub log: LogConfig,
@@ -320,6 +326,7 @@ impl Default for BrokerConfig {
             shard_journal_checkpoint_syncfs: true,
             shard_journal_checkpoint_syncfs_partitions_min:
                 crate::storage::journal::CHECKPOINT_SYNCFS_MEMBERS_MIN,
+            shard_journal_segment_writes_max: crate::storage::journal::SEGMENT_WRITES_MAX,
             log: LogConfig::default(),
             http: HttpConfig::default(),
             auth: crate::auth::AuthConfig::default(),
@@ -474,6 +481,9 @@ impl BrokerConfig {
             "BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS_PARTITIONS_MIN" => {
                 self.shard_journal_checkpoint_syncfs_partitions_min = parse(name, value)?
             }
+            "BROKER_SHARD_JOURNAL_SEGMENT_WRITES_MAX" => {
+                self.shard_journal_segment_writes_max = parse(name, value)?
+            }
             "BROKER_SEGMENT_BYTES_MAX" => self.log.segment_bytes_max = parse(name, value)?,
             "BROKER_GROUP_COMMIT_DELAY_US" => self.log.group_commit_delay_us = parse(name, value)?,
             "BROKER_ZERO_AHEAD_BYTES" => self.log.zero_ahead_bytes = parse(name, value)?,
@@ -559,6 +569,9 @@ impl BrokerConfig {
                 "shard_journal_gather_us {} exceeds {SHARD_JOURNAL_GATHER_US_MAX}",
                 self.shard_journal_gather_us
             ));
+        }
+        if self.shard_journal_segment_writes_max == 0 {
+            return bad("shard_journal_segment_writes_max must be at least 1".into());
         }
         if self.frame_body_bytes_max > wire::constants::FRAME_BODY_BYTES_LIMIT {
             return bad(format!(

@@ -300,6 +300,7 @@ impl Shard {
             checkpoint_syncfs_members_min: self
                 .config
                 .shard_journal_checkpoint_syncfs_partitions_min,
+            segment_writes_max: self.config.shard_journal_segment_writes_max,
         };
         let dir = root.join(format!("shard-{}", self.id));
         let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());

@@ -109,6 +109,8 @@ struct SimState {
     crashed_in_flight: u64,
     /// Failed syncs (of a file or the filesystem) so far.
     failure_clock: u64,
+    /// Writes to segment files (`.log`) in flight now, and the most at once so far.
+    segment_writes: (usize, usize),
 }
 
 impl SimState {
@@ -202,6 +204,7 @@ impl SimDisk {
                 dirs: BTreeSet::new(),
                 faults,
                 crashed_in_flight: 0,
+                segment_writes: (0, 0),
                 failure_clock: 0,
             })),
         }
@@ -278,6 +281,11 @@ impl SimDisk {
     /// O_DSYNC writes in flight now (`tear_in_flight_dsync`).
     pub fn dsync_in_flight(&self) -> usize {
         self.state.borrow().files.values().map(|f| f.borrow().in_flight.len()).sum()
+    }
+
+    /// The most writes to segment files (`.log`) in flight at once so far.
+    pub fn segment_writes_peak(&self) -> usize {
+        self.state.borrow().segment_writes.1
     }
 
     /// O_DSYNC writes in flight at crashes so far (`tear_in_flight_dsync`).
@@ -577,7 +585,16 @@ impl DiskFile for SimFile {
             f.in_flight.insert(id, Op::Write(pos, buf.0.clone()));
             id
         });
+        let segment = self.path.extension().is_some_and(|e| e == "log");
+        if segment {
+            let (now, peak) = &mut self.disk.state.borrow_mut().segment_writes;
+            *now += 1;
+            *peak = (*peak).max(*now);
+        }
         YieldTimes(delay).await;
+        if segment {
+            self.disk.state.borrow_mut().segment_writes.0 -= 1;
+        }
         if let Some(id) = in_flight {
             if self.disk.state.borrow().epoch == epoch {
                 self.data.borrow_mut().in_flight.remove(&id);

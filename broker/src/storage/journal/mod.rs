@@ -123,7 +123,16 @@ pub struct JournalConfig {
     pub checkpoint_syncfs: bool,
     /// See `checkpoint_syncfs` (the broker: [`CHECKPOINT_SYNCFS_MEMBERS_MIN`]).
     pub checkpoint_syncfs_members_min: usize,
+    /// Segment writes of all members in flight at once (at least 1; the broker:
+    /// [`SEGMENT_WRITES_MAX`] by default). See [`JournalLink::segment_writes`].
+    pub segment_writes_max: usize,
 }
+
+/// Default of `JournalConfig::segment_writes_max`: at partitions-1000 a checkpoint's burst of
+/// ~1,000 segment writes, unlimited, held up the journal's own writes (e2e p99 31–67 ms);
+/// at 64: 14–18 ms, no more CPU; at 2: 10–13 ms but 0.12 of a core more, per-write costs no
+/// longer shared by a batch (`perf/results/2026-12-05-segment-write-limit`).
+pub const SEGMENT_WRITES_MAX: usize = 64;
 
 /// Members a checkpoint must have to sync the filesystem instead of each its segment: at
 /// partitions-100 per-partition fdatasyncs kept e2e p99 at 2.6–3.7 ms where one syncfs
@@ -196,6 +205,15 @@ impl<D: Disk> JournalLink<D> {
     /// The member this log is.
     pub(crate) fn member(&self) -> &Rc<Member> {
         &self.member
+    }
+
+    /// Permits for members' segment writes: a writer holds one while its write is in the
+    /// kernel. The journal makes appends durable, so segment writes are background work;
+    /// a checkpoint wants every member's written at once, and that burst, unlimited, queues
+    /// ahead of the journal's own writes in the kernel (the same io_uring workers and
+    /// completion work on the shard's core). No permit is held while waiting for another.
+    pub(crate) fn segment_writes(&self) -> Rc<glommio::sync::Semaphore> {
+        self.inner.segment_writes.clone()
     }
 
     /// Why appends are refused for lack of space, if they are: the journal cannot create
@@ -290,6 +308,8 @@ struct Inner<D: Disk> {
     crashed: Cell<bool>,
     /// The data filesystem's sync, shared by the members on it (`checkpoint_syncfs`).
     fs_sync: Option<FilesystemSync<D>>,
+    /// See [`JournalLink::segment_writes`].
+    segment_writes: Rc<glommio::sync::Semaphore>,
 }
 
 /// The file records go to now.
@@ -354,7 +374,10 @@ impl<D: Disk> ShardJournal<D> {
             }
             false => None,
         };
+        let segment_writes =
+            Rc::new(glommio::sync::Semaphore::new(config.segment_writes_max.max(1) as u64));
         let inner = Rc::new(Inner {
+            segment_writes,
             disk,
             dir,
             config,

@@ -389,8 +389,18 @@ impl<D: Disk> Writer<D> {
             self.count_zero(zeroing);
             let dsync = dsync_file.is_some();
             let file = target;
-            let task =
-                glommio::spawn_local(async move { file.write_at(buf, page_start).await }).detach();
+            // Behind the journal, within the shard's permits for segment writes (see
+            // `JournalLink::segment_writes`); the permit goes when the write completes.
+            let permits = self.sh.journal.as_ref().map(|j| j.segment_writes());
+            let task = glommio::spawn_local(async move {
+                let _permit = match &permits {
+                    // Closed only if the journal is gone; the write goes ahead unlimited.
+                    Some(p) => p.acquire_static_permit(1).await.ok(),
+                    None => None,
+                };
+                file.write_at(buf, page_start).await
+            })
+            .detach();
             let submitted_at = std::time::Instant::now();
             self.inflight.push_back(InFlight { task, data_end, partial, dsync, submitted_at });
             self.sh.bump_stats(|s| {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use super::*;
 use crate::storage::journal::{
     JournalConfig, JournalRead, JournalReplay, JournalStats, Owner, ShardJournal,
-    GATHER_ENTRIES_MIN,
+    GATHER_ENTRIES_MIN, SEGMENT_WRITES_MAX,
 };
 use crate::storage::log::JournalJoin;
 
@@ -226,6 +226,8 @@ async fn simulate(seed: u64, steps: usize) {
             checkpoint_syncfs: rng.bool(),
             // Checkpoints of fewer members fdatasync each (the broker's threshold is 256).
             checkpoint_syncfs_members_min: [1, 1, 3][rng.usize(0..3)],
+            // Members' segment writes: one at a time, a few, or the broker's default.
+            segment_writes_max: [1, 2, SEGMENT_WRITES_MAX][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -932,6 +934,60 @@ fn journal_checkpoint_syncs_the_filesystem_once_and_a_failure_keeps_its_file() {
                 for (p, log) in run.logs.iter().enumerate() {
                     assert!(log.as_ref().unwrap().stats().syncs >= 1, "partition {p} synced");
                 }
+            }
+        }
+    });
+}
+
+/// A checkpoint of sixteen partitions makes each write its segment at once, yet no more
+/// than `segment_writes_max` of those writes are in flight together; with the broker's
+/// default (64) the same burst puts more than two in flight (the limit is what holds it).
+#[test]
+fn journal_segment_writes_in_flight_stay_within_the_shard_limit() {
+    run(|| async {
+        for limit in [2, SEGMENT_WRITES_MAX] {
+            let disk =
+                SimDisk::new(11, SimFaults { write_delay_yields_max: 16, ..SimFaults::default() });
+            let config = small_config();
+            let partitions = 16;
+            let world = World {
+                disk: disk.clone(),
+                root: PathBuf::from("/sim"),
+                journal_config: JournalConfig {
+                    segment_writes_max: limit,
+                    ..journal_config(64 << 10, config.batch_bytes_max)
+                },
+                batch_bytes_max: Cell::new(config.batch_bytes_max),
+                config,
+                shard: ShardCache::new(0),
+                partitions,
+            };
+            let run = world.open(0, partitions).await;
+            let mut rng = fastrand::Rng::with_seed(3);
+            let (now_ms, mut tag) = (5_000, 0u64);
+            let checkpointed = |s: JournalStats| s.files_removed + s.files_recycled > 0;
+            for _round in 0..2_000 {
+                let mut tickets = Vec::new();
+                for log in run.logs.iter() {
+                    tag += 1;
+                    let batch = make_batch(&mut rng, now_ms, tag);
+                    tickets.push(
+                        log.as_ref().unwrap().enqueue(&batch, AckLevel::Durable, now_ms).unwrap(),
+                    );
+                }
+                for t in tickets {
+                    t.wait().await.unwrap();
+                }
+                if checkpointed(run.journal.stats()) {
+                    break;
+                }
+            }
+            assert!(checkpointed(run.journal.stats()), "{:?}", run.journal.stats());
+            let peak = disk.segment_writes_peak();
+            if limit == 2 {
+                assert_eq!(peak, 2, "segment writes in flight at once, limit {limit}");
+            } else {
+                assert!(peak > 2, "without a tight limit the checkpoint's writes overlap: {peak}");
             }
         }
     });

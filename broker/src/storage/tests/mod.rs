@@ -45,6 +45,7 @@ pub(crate) fn journal_config(
         gather_entries_min: 1,
         checkpoint_syncfs: true,
         checkpoint_syncfs_members_min: 1,
+        segment_writes_max: crate::storage::journal::SEGMENT_WRITES_MAX,
     }
 }
 
