@@ -9,6 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::storage::log::{CleanerStats, LogStats};
+
 /// Api keys counted one by one in [`Counters::requests_by_api`]; larger keys share the last
 /// slot (wire's api keys are 0..=21 today).
 pub const API_SLOTS: usize = 32;
@@ -130,9 +132,20 @@ pub struct Counters {
     pub fetch_latency: LatencyHistogram,
     /// Records and bytes in and out per partition (`partition_traffic.rs`).
     pub partitions: crate::partition_traffic::PartitionTraffic,
+    /// Log and compaction counters of partitions this shard no longer holds (their topic
+    /// was deleted): the shard's totals include them, so its counters never go down.
+    pub retired_logs: Cell<(LogStats, CleanerStats)>,
 }
 
 impl Counters {
+    /// Keeps a removed partition's log counters in the shard's totals.
+    pub fn retire_log(&self, log: &LogStats, cleaner: &CleanerStats) {
+        let (mut l, mut c) = self.retired_logs.get();
+        l.add(log);
+        c.add(cleaner);
+        self.retired_logs.set((l, c));
+    }
+
     /// Adds `n` to a counter.
     pub fn add(cell: &Cell<u64>, n: u64) {
         cell.set(cell.get().wrapping_add(n));

@@ -173,6 +173,7 @@ impl Shard {
         };
         for p in gone {
             p.retire(&self.config.data_dir).await;
+            self.counters.retire_log(&p.log.stats(), &p.log.cleaner_stats());
         }
         for topic in next.topics.values() {
             for (index, &owner) in topic.shards.iter().enumerate() {

@@ -440,6 +440,33 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
     assert!(lagged.sum("process_open_fds", &[]) > 0.0);
     assert!(lagged.has("process_cpu_seconds_total"));
     assert_eq!(lagged.sum("broker_metrics_shard_up", &[]), 2.0, "both shards answered");
+
+    // Deleting the topic takes its partitions' series away, but not their counts out of
+    // the shards' totals: a counter that went down would read as a restart.
+    drop(sub);
+    let resp: DeleteTopicResponse = conn.call(&DeleteTopicRequest { name: TOPIC.into() });
+    assert_eq!(resp.error, 0, "delete: {}", resp.message);
+    let deleted = scrape_until(addr, Duration::from_secs(5), |e| {
+        e.sum("broker_partition_log_end_offset", &[("topic", TOPIC)]) == 0.0
+    });
+    assert_eq!(deleted.sum("broker_partition_log_end_offset", &[("topic", TOPIC)]), 0.0);
+    for name in [
+        "broker_log_writes_total",
+        "broker_log_write_size_bytes_count",
+        "broker_log_write_size_bytes_sum",
+        "broker_fdatasyncs_total",
+        "broker_fdatasync_seconds_total",
+        "broker_cache_reads_total",
+        "broker_log_disk_reads_total",
+    ] {
+        assert!(
+            deleted.sum(name, &[]) >= lagged.sum(name, &[]),
+            "{name} went down when the topic went: {} -> {}",
+            lagged.sum(name, &[]),
+            deleted.sum(name, &[])
+        );
+    }
+    assert!(deleted.sum("broker_log_writes_total", &[]) >= writes);
 }
 
 #[test]

@@ -19,7 +19,10 @@
 //!   `broker_requests_total{api}` (`other`: keys this build
 //!   does not count one by one),
 //!   `broker_request_errors_total{api,code}`, `broker_{produce,fetch}_latency_seconds`
-//!   (histograms), `broker_metrics_shard_up` (0: it did not answer this scrape).
+//!   (histograms), `broker_metrics_shard_up` (0: it did not answer this scrape). The
+//!   shard counters that sum its partition logs' (`broker_fdatasyncs_total`,
+//!   `broker_log_writes_total`, ...) keep what deleted partitions counted: they never go
+//!   down while the broker runs (`ShardSnapshot::logs`).
 //! - per partition (`topic`, `partition`) while the broker holds at most
 //!   `metrics_partitions_max` partitions and `metrics_per_partition` is on, else per topic
 //!   (`broker_topic_*`, summed): `records_in_total`, `records_out_total`, `bytes_out_total`
@@ -200,7 +203,7 @@ impl Scrape {
             self.shards.iter().map(move |s| (shard_label(s), f(s))).collect::<Vec<_>>()
         };
         let sum = |f: fn(&PartitionSnapshot) -> u64| {
-            let sums = self.shards.iter().map(move |s| s.partitions.iter().map(f).sum::<u64>());
+            let sums = self.shards.iter().map(move |s| s.logs().map(f).sum::<u64>());
             self.shards.iter().map(shard_label).zip(sums).collect::<Vec<_>>()
         };
         let up = self
@@ -277,9 +280,10 @@ impl Scrape {
         counters(e, "broker_fdatasyncs", help, sum(|p| p.syncs))?;
         let help =
             "Time in the shard's fdatasyncs (mean latency: rate of this / rate of fdatasyncs)";
-        let sync_s = self.shards.iter().map(|s| {
-            (shard_label(s), s.partitions.iter().map(|p| p.sync_us).sum::<u64>() as f64 / 1e6)
-        });
+        let sync_s = self
+            .shards
+            .iter()
+            .map(|s| (shard_label(s), s.logs().map(|p| p.sync_us).sum::<u64>() as f64 / 1e6));
         counters(e, "broker_fdatasync_seconds", help, sync_s)?;
         let help = "Write I/Os issued for batches by the shard's partition logs";
         counters(e, "broker_log_writes", help, sum(|p| p.writes))?;
@@ -292,10 +296,10 @@ impl Scrape {
             .iter()
             .map(|s| {
                 let mut buckets = Vec::new();
-                for p in &s.partitions {
+                for p in s.logs() {
                     super::add_buckets(&mut buckets, &p.write_sizes);
                 }
-                let sum: u64 = s.partitions.iter().map(|p| p.write_io_bytes).sum();
+                let sum: u64 = s.logs().map(|p| p.write_io_bytes).sum();
                 (shard_label(s), buckets, sum as f64)
             })
             .collect();

@@ -75,11 +75,22 @@ pub struct ShardSnapshot {
     pub journal: JournalStats,
     /// The partitions this shard owns.
     pub partitions: Vec<PartitionSnapshot>,
+    /// Log counters of partitions it no longer holds (`Counters::retired_logs`; no topic,
+    /// gauges zero): part of the shard's totals, never a partition series.
+    pub retired: PartitionSnapshot,
     /// The shard's per-stage latency since start (`stage_latency.rs`; HDR, 1 % resolution).
     pub stages: Vec<wire::StageLatency>,
     /// Records and bytes in and out this shard counted per partition, for partitions of any
     /// shard (`partition_traffic.rs`): summed over shards per partition at scrape.
     pub traffic: Vec<(String, u32, Traffic)>,
+}
+
+impl ShardSnapshot {
+    /// Its partitions and the counters of those it no longer holds: what the shard's
+    /// totals sum (a counter must not go down when a topic is deleted).
+    pub fn logs(&self) -> impl Iterator<Item = &PartitionSnapshot> {
+        self.partitions.iter().chain(std::iter::once(&self.retired))
+    }
 }
 
 /// One partition's log, copied on its owner at scrape time.
@@ -215,6 +226,23 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         })
         .collect();
     partitions.sort_unstable_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let (log, cleaner) = c.retired_logs.get();
+    let retired = PartitionSnapshot {
+        bytes_written: log.bytes_written,
+        writes: log.writes,
+        syncs: log.syncs,
+        sync_us: log.sync_us,
+        dsync_writes: log.dsync_writes,
+        space_waits: log.space_waits,
+        cache_reads: log.cache_reads,
+        disk_reads: log.disk_reads,
+        segments_deleted: log.segments_deleted,
+        bytes_deleted: log.bytes_deleted,
+        write_sizes: log.write_sizes.to_vec(),
+        write_io_bytes: log.write_io_bytes,
+        cleaner,
+        ..PartitionSnapshot::default()
+    };
     let metadata = shard.metadata();
     c.partitions.forget_missing(|topic| metadata.topic(topic).is_some());
     ShardSnapshot {
@@ -241,6 +269,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         table_keys_bytes: shard.tables.used_bytes() as u64,
         journal: shard.journal_stats().unwrap_or_default(),
         partitions,
+        retired,
         traffic: c.partitions.snapshot(),
     }
 }

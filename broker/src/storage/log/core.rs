@@ -108,6 +108,28 @@ impl LogStats {
         self.write_sizes[i] += 1;
         self.write_io_bytes += bytes;
     }
+
+    /// Adds another log's counts (a shard's totals keep a removed log's).
+    pub fn add(&mut self, o: &LogStats) {
+        self.syncs = self.syncs.wrapping_add(o.syncs);
+        self.writes = self.writes.wrapping_add(o.writes);
+        self.bytes_written = self.bytes_written.wrapping_add(o.bytes_written);
+        self.segments_recycled = self.segments_recycled.wrapping_add(o.segments_recycled);
+        self.dsync_writes = self.dsync_writes.wrapping_add(o.dsync_writes);
+        self.zeroed_bytes = self.zeroed_bytes.wrapping_add(o.zeroed_bytes);
+        self.zero_syncs = self.zero_syncs.wrapping_add(o.zero_syncs);
+        self.zero_waits = self.zero_waits.wrapping_add(o.zero_waits);
+        self.sync_us = self.sync_us.wrapping_add(o.sync_us);
+        for (a, b) in self.write_sizes.iter_mut().zip(o.write_sizes) {
+            *a = a.wrapping_add(b);
+        }
+        self.write_io_bytes = self.write_io_bytes.wrapping_add(o.write_io_bytes);
+        self.cache_reads = self.cache_reads.wrapping_add(o.cache_reads);
+        self.disk_reads = self.disk_reads.wrapping_add(o.disk_reads);
+        self.space_waits = self.space_waits.wrapping_add(o.space_waits);
+        self.segments_deleted = self.segments_deleted.wrapping_add(o.segments_deleted);
+        self.bytes_deleted = self.bytes_deleted.wrapping_add(o.bytes_deleted);
+    }
 }
 
 /// Sealed segments of one log whose reopened `.log` may stay open at once.
