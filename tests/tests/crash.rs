@@ -12,7 +12,8 @@
 //!
 //! A third loop runs the first with the shard journal (`BROKER_SHARD_JOURNAL`, on by
 //! default since 2026-12-05) and small journal files, so checkpoints (one syncfs of the data
-//! filesystem for all their partitions, from one partition on here) run every round; the first loop runs without it
+//! filesystem for all their partitions, from one partition on here) run every round, and
+//! one segment write per shard at a time; the first loop runs without it
 //! (each partition's own O_DSYNC writes and fdatasyncs), the second with it.
 //!
 //! `CRASH_ROUNDS` (default 10) sets the number of kill points, `CRASH_SEED` replays a run;
@@ -300,6 +301,9 @@ fn crash_loop(retention: bool, journal: bool) {
                 ("BROKER_SHARD_JOURNAL_FILE_BYTES", "262144"),
                 // Four partitions: checkpoints sync the filesystem from one member on.
                 ("BROKER_SHARD_JOURNAL_CHECKPOINT_SYNCFS_PARTITIONS_MIN", "1"),
+                // One segment write in the kernel per shard: kills land while writes wait
+                // for their permit.
+                ("BROKER_SHARD_JOURNAL_SEGMENT_WRITES_MAX", "1"),
                 ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
             ],
         ),
