@@ -26,7 +26,7 @@ use crate::counters::HistogramSnapshot;
 use crate::partition_traffic::Traffic;
 use crate::shard::Shard;
 use crate::storage::journal::JournalStats;
-use crate::storage::log::CleanerStats;
+use crate::storage::log::{CleanerStats, LogStats};
 
 /// One shard's counters, copied on that shard at scrape time.
 #[derive(Debug, Clone, Default)]
@@ -148,6 +148,27 @@ pub struct PartitionSnapshot {
 }
 
 impl PartitionSnapshot {
+    /// A log's counters (`LogStats`, `CleanerStats`), everything else zero: what a live
+    /// partition's snapshot starts from and what a shard keeps of removed ones.
+    pub fn from_log(stats: &LogStats, cleaner: CleanerStats) -> PartitionSnapshot {
+        PartitionSnapshot {
+            bytes_written: stats.bytes_written,
+            writes: stats.writes,
+            syncs: stats.syncs,
+            sync_us: stats.sync_us,
+            dsync_writes: stats.dsync_writes,
+            space_waits: stats.space_waits,
+            cache_reads: stats.cache_reads,
+            disk_reads: stats.disk_reads,
+            segments_deleted: stats.segments_deleted,
+            bytes_deleted: stats.bytes_deleted,
+            write_sizes: stats.write_sizes.to_vec(),
+            write_io_bytes: stats.write_io_bytes,
+            cleaner,
+            ..PartitionSnapshot::default()
+        }
+    }
+
     /// Adds another partition's values (for per-topic aggregation).
     pub fn add(&mut self, o: &PartitionSnapshot) {
         self.bytes_written += o.bytes_written;
@@ -193,24 +214,10 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         .partitions()
         .iter()
         .map(|p| {
-            let stats = p.log.stats();
             PartitionSnapshot {
-                traffic: Traffic::default(), // summed over the shards at scrape
-                cache_reads: stats.cache_reads,
-                disk_reads: stats.disk_reads,
-                segments_deleted: stats.segments_deleted,
-                bytes_deleted: stats.bytes_deleted,
-                write_sizes: stats.write_sizes.to_vec(),
-                write_io_bytes: stats.write_io_bytes,
-                cleaner: p.log.cleaner_stats(),
+                // (traffic is summed over the shards at scrape)
                 topic: p.topic.clone(),
                 partition: p.index,
-                bytes_written: stats.bytes_written,
-                writes: stats.writes,
-                syncs: stats.syncs,
-                sync_us: stats.sync_us,
-                dsync_writes: stats.dsync_writes,
-                space_waits: stats.space_waits,
                 log_end_offset: p.log.next_offset(),
                 high_watermark: p.log.high_watermark(),
                 log_start_offset: p.log.log_start_offset(),
@@ -222,27 +229,13 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                     .table
                     .as_ref()
                     .map_or(0, |t| p.log.high_watermark().saturating_sub(t.applied())),
+                ..PartitionSnapshot::from_log(&p.log.stats(), p.log.cleaner_stats())
             }
         })
         .collect();
     partitions.sort_unstable_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     let (log, cleaner) = c.retired_logs.get();
-    let retired = PartitionSnapshot {
-        bytes_written: log.bytes_written,
-        writes: log.writes,
-        syncs: log.syncs,
-        sync_us: log.sync_us,
-        dsync_writes: log.dsync_writes,
-        space_waits: log.space_waits,
-        cache_reads: log.cache_reads,
-        disk_reads: log.disk_reads,
-        segments_deleted: log.segments_deleted,
-        bytes_deleted: log.bytes_deleted,
-        write_sizes: log.write_sizes.to_vec(),
-        write_io_bytes: log.write_io_bytes,
-        cleaner,
-        ..PartitionSnapshot::default()
-    };
+    let retired = PartitionSnapshot::from_log(&log, cleaner);
     let metadata = shard.metadata();
     c.partitions.forget_missing(|topic| metadata.topic(topic).is_some());
     ShardSnapshot {

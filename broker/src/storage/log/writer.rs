@@ -394,7 +394,7 @@ impl<D: Disk> Writer<D> {
             let permits = self.sh.journal.as_ref().map(|j| j.segment_writes());
             let task = glommio::spawn_local(async move {
                 let _permit = match &permits {
-                    // Closed only if the journal is gone; the write goes ahead unlimited.
+                    // Nothing closes it; were it closed, the write would go ahead unlimited.
                     Some(p) => p.acquire_static_permit(1).await.ok(),
                     None => None,
                 };
