@@ -200,6 +200,9 @@ pub struct BrokerConfig {
     /// there (a retry after that may be stored twice); it also bounds how far back a
     /// partition's producer state is rebuilt from the log when it opens.
     pub producer_state_idle_ms: u64,
+    /// Idempotent producers a shard's partitions remember together; a new one past it evicts
+    /// its partition's least recently appended (`producer_state.rs`).
+    pub producer_states_per_shard_max: usize,
     /// How often each shard snapshots the derived state (idempotent producers, key index) of
     /// the partitions that changed since, so opening a partition after a crash reads only
     /// the log written after the snapshot.
@@ -307,6 +310,7 @@ impl Default for BrokerConfig {
             group_offsets_compact_bytes: GROUP_OFFSETS_COMPACT_BYTES_DEFAULT,
             storage_files_max: 0,
             producer_state_idle_ms: 3_600_000,
+            producer_states_per_shard_max: 100_000,
             state_snapshot_interval_ms: 60_000,
             table_keys_bytes_per_shard: 1 << 30,
             group_members_per_shard_max: 100_000,
@@ -438,6 +442,9 @@ impl BrokerConfig {
             "BROKER_RETENTION_CHECK_MS" => self.retention_check_ms = parse(name, value)?,
             "BROKER_PARTITIONS_MAX" => self.partitions_max = parse(name, value)?,
             "BROKER_PRODUCER_STATE_IDLE_MS" => self.producer_state_idle_ms = parse(name, value)?,
+            "BROKER_PRODUCER_STATES_PER_SHARD_MAX" => {
+                self.producer_states_per_shard_max = parse(name, value)?
+            }
             "BROKER_STATE_SNAPSHOT_INTERVAL_MS" => {
                 self.state_snapshot_interval_ms = parse(name, value)?
             }
@@ -569,6 +576,9 @@ impl BrokerConfig {
                 "shard_journal_gather_us {} exceeds {SHARD_JOURNAL_GATHER_US_MAX}",
                 self.shard_journal_gather_us
             ));
+        }
+        if self.producer_states_per_shard_max == 0 {
+            return bad("producer_states_per_shard_max must be at least 1".into());
         }
         if self.shard_journal_segment_writes_max == 0 {
             return bad("shard_journal_segment_writes_max must be at least 1".into());

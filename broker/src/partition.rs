@@ -22,7 +22,7 @@ use crate::descriptors::StorageFiles;
 use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
 use crate::metadata::{DerivedTable, Topic};
-use crate::producer_state::ProducerStates;
+use crate::producer_state::{ProducerStates, ShardProducers};
 use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
 use crate::storage::log::JournalJoin;
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
@@ -65,13 +65,14 @@ impl Partition {
         config: LogConfig,
         cache: PartitionCache,
         files: Arc<StorageFiles>,
-        producer_idle_ms: u64,
+        (producer_idle_ms, shard_producers): (u64, &Rc<ShardProducers>),
         tables: &Rc<TableMemory>,
         journal: JournalJoin<'_, DmaDisk>,
     ) -> Result<Self, StorageError> {
         let dir = partition_dir(data_dir, &topic.name, index);
         let log = PartitionLog::open_journaled(DmaDisk, dir, config, cache, files, journal).await?;
-        let producers = rebuild_producers(&log, producer_idle_ms).await;
+        let mut producers = rebuild_producers(&log, producer_idle_ms).await;
+        producers.attach(shard_producers);
         if !producers.is_empty() {
             info!(topic = %topic.name, partition = index, producers = producers.len(), "idempotent producer state rebuilt");
         }

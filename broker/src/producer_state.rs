@@ -13,8 +13,20 @@
 //! in the log when the partition opens (`Partition::open`), so it survives kill -9; periodic
 //! and clean-close snapshots (`state_snapshot.rs`, with the durable offset they cover) let
 //! the next open read only what was appended after that.
+//!
+//! Budget: producer ids are the client's to choose, so a client could make a partition
+//! remember any number of them (one per batch, ~700,000 in one 64 MiB request). The
+//! partitions of a shard share one count ([`ShardProducers`], `producer_states_per_shard_max`);
+//! a new producer that finds the shard at its limit first evicts the least recently appended
+//! tenth of its own partition's producers (at least one, when it has any), so the shard holds
+//! at most the limit plus one producer per partition that had none. An evicted producer is
+//! unknown to the partition: its next batch may start at any sequence, so a retry of a batch
+//! it sent before the eviction is stored again (Redpanda's `max_concurrent_producer_ids`
+//! makes the same trade). Idle producers also go after `producer_state_idle_ms`.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use wire::ErrorCode;
 
@@ -54,10 +66,54 @@ pub enum Verdict {
     Refuse(ErrorCode),
 }
 
+/// The producers remembered by all of a shard's partitions, and their limit (see the module
+/// docs).
+#[derive(Debug)]
+pub struct ShardProducers {
+    max: usize,
+    count: Cell<usize>,
+}
+
+impl ShardProducers {
+    /// A count with room for `max` producers.
+    pub fn new(max: usize) -> Rc<Self> {
+        Rc::new(ShardProducers { max, count: Cell::new(0) })
+    }
+
+    /// Producers remembered now.
+    pub fn count(&self) -> usize {
+        self.count.get()
+    }
+
+    fn add(&self, n: usize) {
+        self.count.set(self.count.get() + n);
+    }
+
+    fn sub(&self, n: usize) {
+        self.count.set(self.count.get().saturating_sub(n));
+    }
+}
+
+impl Default for ShardProducers {
+    /// A partition's own count until it is attached to its shard's (no limit).
+    fn default() -> Self {
+        ShardProducers { max: usize::MAX, count: Cell::new(0) }
+    }
+}
+
 /// See the module docs.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ProducerStates {
     entries: HashMap<i64, Entry>,
+    /// The count this partition's producers are in (its shard's, once attached).
+    #[serde(skip)]
+    shard: Rc<ShardProducers>,
+}
+
+impl Drop for ProducerStates {
+    fn drop(&mut self) {
+        self.shard.sub(self.entries.len());
+    }
 }
 
 pub use wire::batch::sequence_after;
@@ -71,6 +127,35 @@ impl ProducerStates {
     /// Whether no producer is known.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Moves these producers into `shard`'s count; past its limit the least recently
+    /// appended go first (a partition reopened with more than the limit allows).
+    pub fn attach(&mut self, shard: &Rc<ShardProducers>) {
+        self.shard.sub(self.entries.len());
+        self.shard = shard.clone();
+        shard.add(self.entries.len());
+        let over = shard.count().saturating_sub(shard.max).min(self.entries.len());
+        if over > 0 {
+            self.evict_oldest(over);
+        }
+    }
+
+    /// Forgets the `n` producers whose last batch is oldest.
+    fn evict_oldest(&mut self, n: usize) {
+        if n == 0 || self.entries.is_empty() {
+            return;
+        }
+        let mut ages: Vec<(i64, i64)> =
+            self.entries.iter().map(|(&id, e)| (e.last_append_ms, id)).collect();
+        let n = n.min(ages.len());
+        if n < ages.len() {
+            ages.select_nth_unstable(n);
+        }
+        for &(_, id) in &ages[..n] {
+            self.entries.remove(&id);
+        }
+        self.shard.sub(n);
     }
 
     /// What to do with a batch of `records` records from `producer_id` at `epoch` whose
@@ -135,6 +220,13 @@ impl ProducerStates {
         if producer_id < 0 || first_sequence < 0 || records == 0 {
             return;
         }
+        if !self.entries.contains_key(&producer_id) {
+            if self.shard.count() >= self.shard.max {
+                // A tenth at a time, so the scan is paid once per tenth of new producers.
+                self.evict_oldest((self.entries.len() / 10).max(1));
+            }
+            self.shard.add(1);
+        }
         let e = self.entries.entry(producer_id).or_insert_with(|| Entry {
             epoch,
             batches: VecDeque::with_capacity(BATCHES_KEPT),
@@ -160,7 +252,9 @@ impl ProducerStates {
     pub fn expire(&mut self, oldest_ms: i64) -> usize {
         let before = self.entries.len();
         self.entries.retain(|_, e| e.last_append_ms >= oldest_ms);
-        before - self.entries.len()
+        let gone = before - self.entries.len();
+        self.shard.sub(gone);
+        gone
     }
 }
 
@@ -203,6 +297,59 @@ mod tests {
         w.record(2, 0, i32::MAX - 1, 2, 0, 1);
         assert_eq!(sequence_after(i32::MAX, 1), 0);
         assert_eq!(w.check(2, 0, 0, 1), Verdict::Append);
+    }
+
+    #[test]
+    fn a_shard_at_its_limit_evicts_a_partitions_least_recently_appended_producers() {
+        let shard = ShardProducers::new(20);
+        let mut a = ProducerStates::default();
+        a.attach(&shard);
+        let mut b = ProducerStates::default();
+        b.attach(&shard);
+        // Producer 0 of partition a keeps appending; 1..=15 append once each.
+        for id in 1..=15 {
+            a.record(id, 0, 0, 1, id as u64, id);
+            a.record(0, 0, id as i32 - 1, 1, 100 + id as u64, 100 + id);
+        }
+        for id in 100..105 {
+            b.record(id, 0, 0, 1, 0, 1);
+        }
+        assert_eq!((a.len(), b.len(), shard.count()), (16, 4, 20), "the 20th evicted one of b's");
+        // A flood of new producers on a while producer 0 keeps appending: the shard stays at
+        // its limit, a's least recently appended go first, b keeps what it has.
+        let mut seq = 14;
+        for id in 1_000..11_000 {
+            a.record(id, 0, 0, 1, 0, 1_000 + id);
+            if id % 5 == 0 {
+                seq += 1;
+                a.record(0, 0, seq, 1, id as u64, 1_000 + id);
+            }
+        }
+        assert!(shard.count() <= 20, "{}", shard.count());
+        assert_eq!(shard.count(), a.len() + b.len());
+        assert_eq!(b.len(), 4);
+        assert_eq!(a.check(10_999, 0, 0, 1), Verdict::Duplicate { base_offset: 0, last_offset: 0 });
+        assert_eq!(
+            a.check(0, 0, seq, 1),
+            Verdict::Duplicate { base_offset: 10_995, last_offset: 10_995 },
+            "the producer that kept appending is still known"
+        );
+        assert_eq!(a.check(3, 0, 0, 1), Verdict::Append, "evicted: unknown again");
+        // Expiry and a dropped partition give their count back.
+        let gone = a.expire(i64::MAX);
+        assert_eq!(shard.count(), b.len());
+        assert!(gone > 0);
+        drop(b);
+        assert_eq!(shard.count(), 0);
+        // A partition reopened with more than the limit keeps the most recent.
+        let mut c = ProducerStates::default();
+        for id in 0..50 {
+            c.record(id, 0, 0, 1, 0, id);
+        }
+        c.attach(&shard);
+        assert_eq!((c.len(), shard.count()), (20, 20));
+        assert_eq!(c.check(49, 0, 0, 1), Verdict::Duplicate { base_offset: 0, last_offset: 0 });
+        assert_eq!(c.check(29, 0, 0, 1), Verdict::Append);
     }
 
     #[test]

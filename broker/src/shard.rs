@@ -26,6 +26,7 @@ use crate::layout::journal_root;
 use crate::mesh::{Mesh, ShardMsg};
 use crate::metadata::{DerivedTable, Metadata, Topic};
 use crate::partition::Partition;
+use crate::producer_state::ShardProducers;
 use crate::storage::journal::{
     JournalConfig, JournalRead, JournalReplay, JournalStats, Owner, ShardJournal,
 };
@@ -74,6 +75,8 @@ pub struct Shard {
     pub storage_files: Arc<StorageFiles>,
     /// What this shard's projection tables hold (`table_keys_bytes_per_shard`).
     pub tables: Rc<TableMemory>,
+    /// The idempotent producers its partitions remember (`producer_states_per_shard_max`).
+    pub producers: Rc<ShardProducers>,
     /// Users and ACLs, shared by every shard (`auth/store.rs`).
     pub security: Arc<crate::auth::Security>,
     metadata: RefCell<Arc<Metadata>>,
@@ -111,6 +114,7 @@ impl Shard {
             cache: ShardCache::new(config.cache_bytes_per_shard),
             memory: MemoryBudget::new(config.memory_bytes_per_shard),
             tables: TableMemory::new(config.table_keys_bytes_per_shard),
+            producers: ShardProducers::new(config.producer_states_per_shard_max),
             connection_slots: pools.connections,
             storage_files: pools.storage,
             groups: Coordinator::default(),
@@ -199,7 +203,7 @@ impl Shard {
                     config,
                     self.cache.partition(),
                     self.storage_files.clone(),
-                    self.config.producer_state_idle_ms,
+                    (self.config.producer_state_idle_ms, &self.producers),
                     &self.tables,
                     join,
                 )

@@ -185,6 +185,14 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// The metrics endpoint's address from the broker's ready file (`None`: metrics off).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        let text =
+            std::fs::read_to_string(self.data_dir.with_extension("ready")).expect("ready file");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["metrics"].as_str().map(|a| a.parse().expect("address"))
+    }
+
     /// The broker's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

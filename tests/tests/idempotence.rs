@@ -234,3 +234,76 @@ fn periodic_state_snapshots_bound_what_recovery_reads_after_kill_9() {
     assert!(matches!(covered, Some(301..=303)), "{log}");
     assert_eq!(covered.zip(scanned).map(|(c, s)| c + s), Some(303), "{log}");
 }
+
+/// `broker_producer_states` from the broker's metrics endpoint (shard 0).
+fn producer_states(broker: &Broker) -> u64 {
+    use std::io::{Read, Write};
+    let addr = broker.metrics_address().expect("metrics on");
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("broker_producer_states{shard=\"0\"}"))
+        .unwrap_or_else(|| panic!("no broker_producer_states in {text}"));
+    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+}
+
+/// One request carrying a batch from each of `ids` (producer ids the client made up).
+fn flood(conn: &mut Conn, partition: u32, ids: std::ops::Range<i64>) {
+    let batches: Vec<u8> = ids.clone().flat_map(|id| batch(id, 0, 0, 1)).collect();
+    let r = produce(conn, TOPIC, partition, &batches, AckLevel::Durable);
+    assert_eq!((r.error, r.last_offset - r.base_offset + 1), (0, ids.count() as i64));
+}
+
+/// Producer ids are the client's to choose: a client inventing thousands cannot make a shard
+/// remember more than `producer_states_per_shard_max` of them (plus one per partition). A
+/// flood on one partition evicts that partition's least recently appended producers, not
+/// another partition's; a producer evicted is unknown again (its retry is stored twice: the
+/// documented price); after kill -9 the rebuilt state is cut to the limit too.
+#[test]
+fn made_up_producer_ids_stay_within_the_shards_limit() {
+    let mut broker = Broker::start_with_env(
+        1,
+        &[
+            ("BROKER_PRODUCER_STATES_PER_SHARD_MAX", "100"),
+            ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 2);
+    let a = producer_id(&mut conn);
+    let first = produce(&mut conn, TOPIC, 0, &batch(a, 0, 0, 2), AckLevel::Durable);
+    assert_eq!((first.error, first.base_offset), (0, 0));
+
+    flood(&mut conn, 1, 5_000_000..5_005_000);
+    let held = producer_states(&broker);
+    assert!((2..=102).contains(&held), "5,000 made-up producers on a limit of 100: {held}");
+    // Partition 0's producer was not evicted by partition 1's flood.
+    let retry = produce(&mut conn, TOPIC, 0, &batch(a, 0, 0, 2), AckLevel::Durable);
+    assert_eq!((retry.error, retry.base_offset, retry.last_offset), (0, 0, 1));
+
+    // A flood on its own partition evicts it: its retry is stored again.
+    flood(&mut conn, 0, 6_000_000..6_005_000);
+    assert!(producer_states(&broker) <= 102, "{}", producer_states(&broker));
+    let again = produce(&mut conn, TOPIC, 0, &batch(a, 0, 0, 2), AckLevel::Durable);
+    assert_eq!(again.error, 0);
+    assert!(again.base_offset > 1, "evicted: stored again at {}", again.base_offset);
+
+    // Rebuilt from the log after kill -9: 10,000 producers appended within the idle time,
+    // the limit kept.
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    let held = producer_states(&broker);
+    assert!((1..=100).contains(&held), "after the restart: {held}");
+    // The most recent survive: the flood's last producer is still known.
+    let last = produce(&mut conn, TOPIC, 0, &batch(6_004_999, 0, 0, 1), AckLevel::Durable);
+    // (Offsets 0-1 a's first batch, 2..=5001 the flood: its last producer's batch is 5001.)
+    assert_eq!((last.error, last.base_offset, last.last_offset), (0, 5_001, 5_001));
+    let stored = fetch_all(&mut conn, TOPIC, 0, again.last_offset as u64 + 1);
+    assert_eq!(stored.len(), 5_002, "1 + 5,000 + the evicted producer's retry");
+    let next = produce(&mut conn, TOPIC, 0, &batch(-1, -1, -1, 1), AckLevel::Durable);
+    assert_eq!(next.base_offset, again.last_offset + 1, "the duplicate took no offset");
+}

@@ -170,9 +170,7 @@ fn check_histograms(e: &Exposition) {
 
 /// The metrics address from the broker's ready file.
 fn metrics_address(b: &Broker) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    v["metrics"].as_str().map(|a| a.parse().expect("address"))
+    b.metrics_address()
 }
 
 /// Sends `request` and returns the status line and body.

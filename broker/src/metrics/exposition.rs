@@ -262,6 +262,9 @@ impl Scrape {
         )?;
         let help = "Bytes the shard's tables hold for their keys (table_keys_bytes_per_shard)";
         gauges(e, "broker_table_keys_bytes", help, per(|s| s.table_keys_bytes))?;
+        let help =
+            "Idempotent producers the shard's partitions remember (producer_states_per_shard_max)";
+        gauges(e, "broker_producer_states", help, per(|s| s.producer_states))?;
         gauges(
             e,
             "broker_partitions",
@@ -571,6 +574,7 @@ mod tests {
         s.shards[0].partitions[1].table_entries = 42;
         s.shards[0].partitions[1].table_lag_records = 5;
         s.shards[0].table_keys_bytes = 4096;
+        s.shards[0].producer_states = 12;
         let text = s.encode();
         assert_eq!(text.matches("broker_partition_table_entries{").count(), 1, "{text}");
         assert!(
@@ -586,6 +590,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("broker_table_keys_bytes{shard=\"0\"} 4096"), "{text}");
+        assert!(text.contains("broker_producer_states{shard=\"0\"} 12"), "{text}");
     }
 
     #[test]

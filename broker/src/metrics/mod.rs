@@ -71,6 +71,8 @@ pub struct ShardSnapshot {
     pub cache_bytes: u64,
     /// Bytes the shard's tables hold for their keys (`table_keys_bytes_per_shard`).
     pub table_keys_bytes: u64,
+    /// Idempotent producers its partitions remember (`producer_states_per_shard_max`).
+    pub producer_states: u64,
     /// The shard journal's counters since start (`shard_journal`; zero without it).
     pub journal: JournalStats,
     /// The partitions this shard owns.
@@ -260,6 +262,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         stages: crate::stage_latency::summaries(false),
         cache_bytes: shard.cache.used_bytes() as u64,
         table_keys_bytes: shard.tables.used_bytes() as u64,
+        producer_states: shard.producers.count() as u64,
         journal: shard.journal_stats().unwrap_or_default(),
         partitions,
         retired,
