@@ -123,6 +123,10 @@ pub struct BrokerConfig {
     /// Connections per shard beyond which new ones are refused. The open-files limit also
     /// bounds all shards' connections together (`descriptors.rs`).
     pub connections_per_shard_max: usize,
+    /// Push subscriptions one connection may hold open (`RESOURCE_LIMIT` past it).
+    pub subscriptions_per_connection_max: usize,
+    /// Push subscriptions a shard serves, its clients' and relayed ones together.
+    pub subscriptions_per_shard_max: usize,
     /// Close a connection idle (no request, no subscription) for this long; 0 = never.
     pub connection_idle_ms: u64,
     /// A frame that started arriving must be complete within this time (slowloris guard).
@@ -294,6 +298,8 @@ impl Default for BrokerConfig {
             bind_wait_ms: 5_000,
             frame_body_bytes_max: wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
             connections_per_shard_max: 20_000,
+            subscriptions_per_connection_max: 10_000,
+            subscriptions_per_shard_max: 100_000,
             connection_idle_ms: 600_000,
             frame_read_timeout_ms: 30_000,
             inflight_per_connection_max: 256,
@@ -420,6 +426,12 @@ impl BrokerConfig {
             "BROKER_FRAME_BODY_BYTES_MAX" => self.frame_body_bytes_max = parse(name, value)?,
             "BROKER_CONNECTIONS_PER_SHARD_MAX" => {
                 self.connections_per_shard_max = parse(name, value)?
+            }
+            "BROKER_SUBSCRIPTIONS_PER_CONNECTION_MAX" => {
+                self.subscriptions_per_connection_max = parse(name, value)?
+            }
+            "BROKER_SUBSCRIPTIONS_PER_SHARD_MAX" => {
+                self.subscriptions_per_shard_max = parse(name, value)?
             }
             "BROKER_CONNECTION_IDLE_MS" => self.connection_idle_ms = parse(name, value)?,
             "BROKER_FRAME_READ_TIMEOUT_MS" => self.frame_read_timeout_ms = parse(name, value)?,
@@ -623,6 +635,8 @@ impl BrokerConfig {
         }
         if self.inflight_per_connection_max == 0
             || self.connections_per_shard_max == 0
+            || self.subscriptions_per_connection_max == 0
+            || self.subscriptions_per_shard_max == 0
             || self.connection_send_queue_bytes_max == 0
             || self.memory_bytes_per_shard == 0
         {

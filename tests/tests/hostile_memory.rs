@@ -9,7 +9,9 @@
 //! - a subscriber granting endless credit and never reading, connected to the owner and
 //!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut);
 //! - many connections that each stay within their bound but together would not (the
-//!   shard's budget), and a client that stops reading altogether (the write stall cut-off).
+//!   shard's budget), and a client that stops reading altogether (the write stall cut-off);
+//! - subscriptions opened without end (each a push task and its filter): refused past
+//!   `subscriptions_per_connection_max` and `subscriptions_per_shard_max`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -316,4 +318,55 @@ fn a_client_that_stops_reading_is_cut_off_after_the_write_stall() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(hostile);
+}
+
+/// Subscribes `conn` to partition 0 of `topic` as `id`; the response's error code.
+fn subscribe(conn: &mut Conn, topic: &str, id: u64) -> (u16, String) {
+    let resp: SubscribeResponse = conn.call(&SubscribeRequest {
+        subscription_id: id,
+        topic: topic.into(),
+        partition: 0,
+        start: StartPosition::Latest,
+        credit_bytes: 1 << 20,
+        filter: String::new(),
+    });
+    (resp.error, resp.message)
+}
+
+#[test]
+fn subscriptions_past_the_connection_and_shard_limits_are_refused() {
+    let broker = start_with(
+        1,
+        &[
+            ("BROKER_SUBSCRIPTIONS_PER_CONNECTION_MAX", "3"),
+            ("BROKER_SUBSCRIPTIONS_PER_SHARD_MAX", "4"),
+        ],
+    );
+    let mut a = broker.connect();
+    create_topic(&mut a, "subs", 1);
+    let limit = ErrorCode::ResourceLimit.as_u16();
+    for id in 1..=3 {
+        assert_eq!(subscribe(&mut a, "subs", id).0, 0, "subscription {id}");
+    }
+    let (code, message) = subscribe(&mut a, "subs", 4);
+    assert_eq!(code, limit, "{message}");
+    assert!(message.contains("subscriptions_per_connection_max"), "{message}");
+    // One closed makes room on the connection.
+    let closed: UnsubscribeResponse = a.call(&UnsubscribeRequest { subscription_id: 2 });
+    assert_eq!(closed.error, 0);
+    assert_eq!(subscribe(&mut a, "subs", 4).0, 0);
+    // Another connection: the shard serves 4 at most.
+    let mut b = broker.connect();
+    assert_eq!(subscribe(&mut b, "subs", 1).0, 0);
+    let (code, message) = subscribe(&mut b, "subs", 2);
+    assert_eq!(code, limit, "{message}");
+    assert!(message.contains("subscriptions_per_shard_max"), "{message}");
+    // A closed connection gives its subscriptions back.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while subscribe(&mut b, "subs", 2).0 != 0 {
+        assert!(Instant::now() < deadline, "the closed connection's subscriptions stayed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    still_serves(&broker);
 }

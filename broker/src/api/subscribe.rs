@@ -122,6 +122,15 @@ async fn accept(
     }
 }
 
+/// Why the shard takes no more subscriptions, if it does not: it serves
+/// `subscriptions_per_shard_max` (its clients' and those relayed from other shards).
+fn shard_full(shard: &Shard) -> Option<String> {
+    let max = shard.config.subscriptions_per_shard_max;
+    (shard.counters.subscriptions.get() >= max as u64).then(|| {
+        format!("the partition's shard serves {max} subscriptions (subscriptions_per_shard_max)")
+    })
+}
+
 /// A client's subscribe: served here, or relayed to the owner. `None` when every frame was
 /// already sent.
 async fn subscribe(
@@ -140,6 +149,14 @@ async fn subscribe(
     };
     if subs.entries.borrow().contains_key(&req.subscription_id) {
         return refuse(ErrorCode::DuplicateSubscription, "subscription id in use".into());
+    }
+    let per_connection_max = shard.config.subscriptions_per_connection_max;
+    if subs.entries.borrow().len() >= per_connection_max {
+        let message = format!(
+            "this connection has {per_connection_max} subscriptions open \
+             (subscriptions_per_connection_max); unsubscribe one first"
+        );
+        return refuse(ErrorCode::ResourceLimit, message);
     }
     let owner = match shard.owner(&req.topic, req.partition) {
         Ok(o) => o,
@@ -176,6 +193,9 @@ async fn subscribe(
         Ok(accepted) => accepted,
         Err(refused) => return Some(refused),
     };
+    if let Some(message) = shard_full(shard) {
+        return refuse(ErrorCode::ResourceLimit, message);
+    }
     // The response is queued before the first push.
     target.push(response);
     let sub = subscription::spawn(shard, part, &req, start, PushSink::Local(weak_target));
@@ -258,6 +278,12 @@ pub async fn serve_for_peer(
             }
         },
     };
+    let reply = reply.and_then(|(ok, part, req, start)| match shard_full(&shard) {
+        Some(message) => {
+            Err(respond(header, &refusal(req.subscription_id, ErrorCode::ResourceLimit, message)))
+        }
+        None => Ok((ok, part, req, start)),
+    });
     match reply {
         Err(frame) => shard.mesh.reply(from, key, frame).await,
         Ok((frame, part, req, start)) => {
