@@ -50,6 +50,7 @@ use glommio::sync::StaticPermit;
 use tracing::debug;
 use wire::{AlignedVec, ApiKey};
 
+use crate::api::long_poll::LongPoll;
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Placement};
 use crate::auth::Session;
@@ -394,12 +395,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 drop(permit);
             }
             _ => {
-                // What the response may take is held before the request runs.
-                let holds = conn.reserve(response_bytes_estimate(shard, &request)).await;
+                // What the response may take is held before the request runs; a fetch that
+                // would only wait for data holds nothing until data came (`long_poll.rs`).
+                let estimate = response_bytes_estimate(shard, &request);
+                let long_poll = LongPoll::of_request(shard, &request);
+                let holds = match long_poll {
+                    None => Some(conn.reserve(estimate).await),
+                    Some(_) => None,
+                };
                 let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
                 let reply = api::start_client(shard, request, session).await;
                 let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
+                    let holds = match (holds, long_poll) {
+                        (Some(holds), _) => holds,
+                        (None, poll) => {
+                            if let Some(poll) = poll {
+                                poll.wait(&shard).await;
+                            }
+                            conn.reserve(estimate).await
+                        }
+                    };
                     let frame = reply.await;
                     let code = crate::counters::frame_error_code(&frame);
                     shard.counters.answered(api_key, code, started.elapsed());

@@ -444,3 +444,45 @@ impl Drop for SeedGuard {
         }
     }
 }
+
+/// Long-polls hold no room while they wait (`api/long_poll.rs`): with a shard budget of two
+/// 16 MiB responses, eight fetches waiting on empty partitions (16 MiB each) do not keep a
+/// fetch of a partition with data waiting; each of them still gets its data when it comes,
+/// and a long-poll that finds nothing answers at its own deadline (not twice it).
+#[test]
+fn waiting_long_polls_do_not_hold_the_budget_from_fetches_with_data() {
+    let budget = (32u32 << 20).to_string();
+    let broker = Broker::start_with_env(1, &[("BROKER_MEMORY_BYTES_PER_SHARD", budget.as_str())]);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 9);
+    let max = 16 << 20;
+    let mut waiting: Vec<(Conn, u64, u32)> = (1..=8)
+        .map(|partition| {
+            let mut c = broker.connect();
+            let id = c.send(&request(max, 1, 20_000, &[(partition, 0, max)]));
+            (c, id, partition)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let stored = produce(&mut conn, 0, &[batch(3, 100, 0)]);
+    let started = Instant::now();
+    let resp: FetchResponse = conn.call(&request(max, 1, 20_000, &[(0, 0, max)]));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a fetch with data waited {:?} behind idle long-polls",
+        started.elapsed()
+    );
+    assert_eq!(returned(&resp, &[(0, 0, max)]), vec![stored]);
+    // Data for the waiting ones: each answers with it.
+    for (c, id, partition) in waiting.iter_mut() {
+        let stored = produce(&mut conn, *partition, &[batch(1, 10, *partition)]);
+        let resp: FetchResponse = c.wait(*id).decode();
+        assert_eq!(returned(&resp, &[(*partition, 0, max)]), vec![stored]);
+    }
+    // Nothing comes: answered empty at its deadline.
+    let started = Instant::now();
+    let resp: FetchResponse = conn.call(&request(max, 1, 400, &[(0, 3, max)]));
+    let waited = started.elapsed();
+    assert_eq!(returned(&resp, &[(0, 3, max)]), vec![Vec::<Stored>::new()]);
+    assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(3), "{waited:?}");
+}

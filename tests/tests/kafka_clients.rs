@@ -609,3 +609,28 @@ fn kafka_admin_deletes_groups_and_offsets_unless_members_hold_them() {
     let names: Vec<&str> = listed.groups.iter().map(|g| g.group.as_str()).collect();
     assert_eq!(names, ["live", "partly"]);
 }
+
+/// Kafka consumers long-polling empty partitions (10 s waits, 50 MiB `fetch.max.bytes`
+/// each, far past the shard's 64 MiB budget here) do not hold up a consumer whose partition
+/// has data: they wait holding no room (`api/long_poll.rs`). Before, each waiting fetch held
+/// its 50 MiB and the reader's fetches queued behind their 10 s waits.
+#[test]
+fn idle_kafka_long_polls_do_not_hold_up_a_consumer_with_data() {
+    require_python_clients();
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_MEMORY_BYTES_PER_SHARD", "67108864")],
+    );
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
+    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
+    let kafka = v["kafka"].as_str().expect("kafka listener").to_owned();
+    let out = run(Command::new("python3").arg(script("idle_long_polls.py")).args([&kafka, "6"]));
+    let max_ms: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("max_ms "))
+        .unwrap_or_else(|| panic!("no max_ms in {out}"))
+        .parse()
+        .unwrap();
+    // (Seconds when blocked: the idle fetches wait 10 s each.)
+    assert!(max_ms < 5_000, "a record took {max_ms} ms to reach its consumer");
+}

@@ -41,11 +41,12 @@
 
 use std::collections::HashSet;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
 
 use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::long_poll::fetch_deadline;
 use super::{error_frame, respond, Origin};
 use crate::counters::Counters;
 use crate::partition::Partition;
@@ -53,9 +54,6 @@ use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::{FirstBatch, StorageError};
 use crate::watermark::{WaitAny, WaitFor};
-
-/// Longest long-poll a client may ask for.
-const FETCH_WAIT_MS_MAX: u32 = 60_000;
 
 /// A partition this shard owns, read (and read again while long-polling) here.
 struct LocalRead {
@@ -155,8 +153,9 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     }
     let response_bytes_max = shard.config.fetch_response_bytes_max as usize;
     let budget_bytes = (req.max_bytes as usize).min(response_bytes_max);
-    let max_wait = Duration::from_millis(u64::from(req.max_wait_ms.min(FETCH_WAIT_MS_MAX)));
-    let deadline = Instant::now() + max_wait;
+    // From when the request arrived: a wait for data before it reserved room
+    // (`long_poll.rs`) counts.
+    let deadline = fetch_deadline(request.received, req.max_wait_ms);
     let mut locals: Vec<LocalRead> = Vec::new();
     // Per topic entry: its name and, per partition in request order, (max_bytes, slot).
     let mut slots: Vec<(String, Vec<(usize, Slot)>)> = Vec::new();

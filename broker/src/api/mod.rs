@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod forward;
 pub mod group;
 pub mod key_query;
+pub mod long_poll;
 pub mod offsets;
 pub mod offsets_expiry;
 pub mod produce;

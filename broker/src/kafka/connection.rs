@@ -35,6 +35,7 @@ use tracing::debug;
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, group_admin, Kafka};
+use crate::api::long_poll::{fetch_deadline, LongPoll};
 use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
@@ -262,12 +263,38 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
         return refused.map(|a| (a, None));
     }
     codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
-    let req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
+    let mut req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
     let bytes =
         (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
+    // A fetch that would only wait for data waits first, holding nothing (`api/long_poll.rs`),
+    // here in the reader: answers go out in request order, so a reservation taken later
+    // could wait for room that the answers queued behind it hold. (A Kafka broker serves a
+    // connection's requests one at a time anyway.) The fetch then keeps its deadline.
+    let received = std::time::Instant::now();
+    if let Some(poll) = long_poll(s, &req, received) {
+        poll.wait(&s.shard).await;
+        let deadline = fetch_deadline(received, req.max_wait_ms.max(0) as u32);
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        req.max_wait_ms = left.as_millis() as i32;
+    }
     let reserved = s.reserve(bytes).await;
     let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
     Ok((data::fetch(s, ctx, req).await, Some(reserved)))
+}
+
+/// The wait of a Kafka fetch received at `received` that would only wait for data.
+fn long_poll(
+    s: &Session,
+    req: &kafka_protocol::messages::FetchRequest,
+    received: std::time::Instant,
+) -> Option<LongPoll> {
+    let partitions = || req.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t, p)));
+    if !partitions().all(|(_, p)| p.partition >= 0 && p.fetch_offset >= 0) {
+        return None;
+    }
+    let asked =
+        partitions().map(|(t, p)| (t.topic.as_str(), p.partition as u32, p.fetch_offset as u64));
+    LongPoll::of(&s.shard, received, req.max_wait_ms.max(0) as u32, asked)
 }
 
 /// Decodes one request (any but Fetch) and runs its first stage.
