@@ -321,6 +321,40 @@ async fn raw_join(client: &Client, group: &str) -> GroupMemberState {
         .unwrap()
 }
 
+/// What a member's join keeps lives as long as the member: more topics than a member may
+/// read, or an over-long client id, is refused with INVALID_REQUEST and nothing is kept.
+#[test]
+fn joins_with_oversized_member_fields_are_refused() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let join = |topics: Vec<String>, client_id: String| JoinGroupRequest {
+            group: "fields".into(),
+            member_id: String::new(),
+            instance_id: String::new(),
+            session_timeout_ms: 1_500,
+            topics,
+            assignor: Assignor::Range,
+            owned: vec![],
+            client_id,
+            client_host: String::new(),
+        };
+        let many: Vec<String> = (0..10_001).map(|i| format!("t{i}")).collect();
+        for (what, req) in [
+            ("10,001 topics", join(many, "ok".into())),
+            ("a 256-byte client id", join(vec!["t".into()], "c".repeat(256))),
+        ] {
+            let state: GroupMemberState = client.group_request("fields", &req).await.unwrap();
+            assert_eq!(state.error, ErrorCode::InvalidRequest.as_u16(), "{what}: {state:?}");
+            assert!(state.member_id.is_empty(), "{what}: nothing joined");
+        }
+        let ok: GroupMemberState =
+            client.group_request("fields", &join(vec!["t".into()], "c".repeat(255))).await.unwrap();
+        assert_eq!(ok.error, 0, "{ok:?}");
+    });
+}
+
 #[test]
 fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
     let broker = Broker::start(2);

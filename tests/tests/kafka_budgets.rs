@@ -105,3 +105,49 @@ fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
         assert!(body.len() > 1 << 20, "carries the records");
     }
 }
+
+/// Reads one response frame's body after its header (v0 response header: correlation id).
+fn response_body(s: &mut TcpStream, correlation_id: i32) -> bytes::Bytes {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).expect("a response");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), correlation_id);
+    bytes::Bytes::from(body).slice(4..)
+}
+
+/// A member's protocol metadata is kept as long as the member lives: a join carrying more
+/// than the per-member maximum (1 MiB) is refused with INVALID_REQUEST, and one within it
+/// joins (its bytes copied out of the request, which would otherwise stay alive whole).
+#[test]
+fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
+    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
+    let mut s = TcpStream::connect(v["kafka"].as_str().expect("kafka listener")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let join = |metadata_bytes: usize| {
+        let mut p = JoinGroupRequestProtocol::default();
+        p.name = StrBytes::from_static_str("range");
+        p.metadata = bytes::Bytes::from(vec![7u8; metadata_bytes]);
+        let mut r = JoinGroupRequest::default();
+        r.group_id = GroupId(StrBytes::from_static_str("big-metadata"));
+        r.session_timeout_ms = 10_000;
+        r.rebalance_timeout_ms = 1_000;
+        r.protocol_type = StrBytes::from_static_str("consumer");
+        r.protocols = vec![p];
+        r
+    };
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join(2 << 20))).unwrap();
+    let mut body = response_body(&mut s, 1);
+    let refused = JoinGroupResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(refused.error_code, 42, "INVALID_REQUEST for 2 MiB of metadata");
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 2, &join(100))).unwrap();
+    let mut body = response_body(&mut s, 2);
+    let joined = JoinGroupResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(joined.error_code, 0, "a small join is accepted");
+    assert!(!joined.member_id.is_empty());
+}

@@ -218,7 +218,33 @@ pub async fn handle(shard: &Rc<Shard>, api: ApiKey, req: &Request, origin: Origi
     }
 }
 
+/// Topics one member may subscribe to (each a name of at most 249 bytes): what a member's
+/// join keeps is bounded by it and by [`MEMBER_STRING_BYTES_MAX`].
+pub const MEMBER_TOPICS_MAX: usize = 10_000;
+/// Longest instance id, client id or client host a member keeps.
+pub const MEMBER_STRING_BYTES_MAX: usize = 255;
+
+/// Why a join's member fields are refused, if they are (they live as long as the member).
+fn member_fields_refusal(r: &JoinGroupRequest) -> Option<String> {
+    if r.topics.len() > MEMBER_TOPICS_MAX {
+        return Some(format!(
+            "{} topics; a member reads at most {MEMBER_TOPICS_MAX}",
+            r.topics.len()
+        ));
+    }
+    if let Some(t) = r.topics.iter().find(|t| t.len() > crate::metadata::TOPIC_NAME_BYTES_MAX) {
+        return Some(format!("a topic name of {} bytes", t.len()));
+    }
+    [("instance_id", &r.instance_id), ("client_id", &r.client_id), ("client_host", &r.client_host)]
+        .into_iter()
+        .find(|(_, v)| v.len() > MEMBER_STRING_BYTES_MAX)
+        .map(|(name, v)| format!("{name} of {} bytes (at most {MEMBER_STRING_BYTES_MAX})", v.len()))
+}
+
 async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState, Refusal> {
+    if let Some(message) = member_fields_refusal(&r) {
+        return Err(Refusal { code: ErrorCode::InvalidRequest, message });
+    }
     offsets_of(shard, &r.group).await?;
     let max = shard.config.group_members_per_shard_max;
     if r.member_id.is_empty() && shard.groups.member_count() >= max {

@@ -50,6 +50,13 @@ pub const SESSION_TIMEOUT_MS_MIN: i32 = 1_000;
 /// See [`SESSION_TIMEOUT_MS_MIN`].
 pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 
+/// Largest protocol metadata (names and bytes, summed) a member may join with, and largest
+/// assignment a leader may hand one member: both are kept while the member lives, copied
+/// out of the request (a slice would keep the whole request frame, up to
+/// `frame_body_bytes_max`, alive). A consumer's subscription or assignment over thousands
+/// of topics stays far below it.
+pub const MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
+
 #[derive(Debug)]
 struct Member {
     protocols: Vec<(String, Bytes)>,
@@ -314,6 +321,10 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
     if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&req.session_timeout_ms) {
         return fail(K::InvalidSessionTimeout.code(), req.member_id.as_str());
     }
+    let metadata_bytes: usize = req.protocols.iter().map(|p| p.name.len() + p.metadata.len()).sum();
+    if metadata_bytes > MEMBER_METADATA_BYTES_MAX {
+        return fail(K::InvalidRequest.code(), req.member_id.as_str());
+    }
     let groups = &kafka.groups;
     let member_id: Result<String, i16> = groups.with(|all| {
         let mut total: usize = all.values().map(|g| g.members.len()).sum();
@@ -363,7 +374,7 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         member.protocols = req
             .protocols
             .iter()
-            .map(|p| (p.name.as_str().to_owned(), p.metadata.clone()))
+            .map(|p| (p.name.as_str().to_owned(), Bytes::copy_from_slice(&p.metadata)))
             .collect();
         member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
         member.rebalance_timeout = Duration::from_millis(rebalance_ms as u64);
@@ -465,9 +476,12 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
         match g.phase {
             Phase::Joining { .. } => return Err(K::RebalanceInProgress.code()),
             Phase::Syncing if g.leader == member_id => {
+                if req.assignments.iter().any(|a| a.assignment.len() > MEMBER_METADATA_BYTES_MAX) {
+                    return Err(K::InvalidRequest.code());
+                }
                 for a in &req.assignments {
                     if let Some(m) = g.members.get_mut(a.member_id.as_str()) {
-                        m.assignment = a.assignment.clone();
+                        m.assignment = Bytes::copy_from_slice(&a.assignment);
                     }
                 }
                 g.phase = Phase::Stable;
