@@ -17,8 +17,9 @@
 //!   deleted user is refused (`AUTHENTICATION_FAILED`) on its next request, a changed
 //!   superuser flag takes effect, and the decision cache is emptied.
 //! - The decision cache maps (operation, resource kind, name) → allowed, at most
-//!   [`DECISIONS_MAX`] entries (emptied when full): the produce path pays one hash lookup per
-//!   topic, no lock.
+//!   [`DECISIONS_MAX`] entries (emptied when full) of names of at most
+//!   [`DECISION_NAME_BYTES_MAX`] (a longer name names no topic or group: its decision is
+//!   made each time, not kept): the produce path pays one hash lookup per topic, no lock.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -39,6 +40,9 @@ use super::{error_frame, respond};
 
 /// Most cached decisions per session.
 pub const DECISIONS_MAX: usize = 1024;
+/// Longest resource name whose decision is cached (topic and group names are at most 249
+/// bytes): the cache holds at most `DECISIONS_MAX` × this many bytes of names.
+pub const DECISION_NAME_BYTES_MAX: usize = 255;
 /// The principal of an unauthenticated connection in `optional` mode.
 pub const ANONYMOUS: &str = "ANONYMOUS";
 /// The SASL PLAIN mechanism name.
@@ -238,6 +242,9 @@ impl Session {
         let state = security.snapshot();
         let decision =
             acl::allowed(&state.acls, &principal.user, principal.authenticated, op, resource);
+        if name.len() > DECISION_NAME_BYTES_MAX {
+            return decision;
+        }
         let mut decisions = self.decisions.borrow_mut();
         if self.decisions_len.get() >= DECISIONS_MAX {
             decisions.clear();
@@ -497,4 +504,40 @@ pub fn watch_revocation(
         }
     })
     .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::config::AuthConfig;
+
+    #[test]
+    fn decisions_about_overlong_names_are_made_but_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let security = Security::open(dir.path(), &AuthConfig::default()).unwrap();
+        let principal = Principal {
+            user: "u".into(),
+            superuser: false,
+            authenticated: true,
+            certificate: false,
+        };
+        let session = Session::new(None);
+        let long = "t".repeat(1 << 20);
+        for _ in 0..3 {
+            assert!(!session.allowed(
+                &security,
+                &principal,
+                Operation::Read,
+                Resource::Topic(&long)
+            ));
+        }
+        assert_eq!(session.decisions_len.get(), 0, "a 1 MiB name is not cached");
+        assert!(!session.allowed(
+            &security,
+            &principal,
+            Operation::Read,
+            Resource::Topic("orders")
+        ));
+        assert_eq!(session.decisions_len.get(), 1);
+    }
 }
