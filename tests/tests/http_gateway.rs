@@ -611,3 +611,40 @@ fn table_reads_over_http_see_what_was_posted() {
     let (status, e) = curl(http, "GET", "/tables/plain/x", &[]);
     assert_eq!((status, &e["error"]["name"]), (400, &json!("NOT_A_TABLE")));
 }
+
+/// HTTP connections count toward `connections_per_shard_max` with the native ones: past
+/// the limit a new HTTP or native connection is closed at once; one closing makes room.
+#[test]
+fn http_connections_count_toward_the_shards_connection_limit() {
+    let (broker, http) = start(1, &[("BROKER_CONNECTIONS_PER_SHARD_MAX", "2")]);
+    let served = |s: &mut TcpStream| {
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 512];
+        matches!(s.read(&mut buf), Ok(n) if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"))
+    };
+    let mut a = TcpStream::connect(http).unwrap();
+    let mut b = TcpStream::connect(http).unwrap();
+    assert!(served(&mut a) && served(&mut b));
+    let mut c = TcpStream::connect(http).unwrap();
+    assert!(!served(&mut c), "a third connection past a limit of 2 is closed");
+    let mut native = TcpStream::connect(broker.public).unwrap();
+    native.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    let closed = match native.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    };
+    assert!(closed, "the native listener is full too: the connection is closed at once");
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut d = TcpStream::connect(http).unwrap();
+        if served(&mut d) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a closed connection's place was not given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -43,6 +43,7 @@ use tracing::{debug, warn};
 pub use crate::config::HttpConfig;
 
 use crate::connection_info::ConnectionInfo;
+use crate::counters::Counters;
 use crate::shard::Shard;
 use crate::tls::{Listener, ServerTls};
 use crate::watermark::Watermark;
@@ -109,16 +110,22 @@ pub async fn serve(
         let (gw, stop, tls) = (gw.clone(), stop.clone(), tls.clone());
         match gate.spawn(async move {
             let peer = stream.peer_addr().ok();
+            // Counted with the native and Kafka connections (their per-shard limit), from
+            // accept: a TLS handshake in progress counts too.
+            let counters = &gw.shard.counters;
+            Counters::add(&counters.connections, 1);
+            Counters::add(&counters.connections_total, 1);
             match tls {
-                None => connection(gw, stream, ConnectionInfo::plaintext(peer), stop).await,
+                None => connection(gw.clone(), stream, ConnectionInfo::plaintext(peer), stop).await,
                 Some(tls) => {
                     let counters = &gw.shard.counters;
                     let accepted = tls.handshake(counters, Listener::Http, stream, peer).await;
                     if let Some((stream, info)) = accepted {
-                        connection(gw, stream, info, stop).await;
+                        connection(gw.clone(), stream, info, stop).await;
                     }
                 }
             }
+            Counters::sub(&gw.shard.counters.connections, 1);
             drop(slot);
         }) {
             Ok(task) => task.detach(),
