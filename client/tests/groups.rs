@@ -499,6 +499,34 @@ fn group_members_and_committed_offsets_come_out_of_stated_budgets() {
     });
 }
 
+/// Concurrent commits of new keys cannot pass `group_offsets_per_shard_max` together: the
+/// room is checked with the enqueue, against applied and in-flight commits (before, each of
+/// 8 concurrent commits saw the whole room and all 40 keys were stored on a cap of 10).
+#[test]
+fn concurrent_commits_of_new_offsets_stay_within_the_shards_cap() {
+    let broker = Broker::start_with_env(1, &[("BROKER_GROUP_OFFSETS_PER_SHARD_MAX", "10")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let once = client::ClientConfig { retries: 0, ..Default::default() };
+        let client = Client::connect_with(&addr, once).await.unwrap();
+        topic(&client, "wide", 40).await;
+        let commits = (0..8u32).map(|g| {
+            let client = client.clone();
+            async move {
+                let keys: Vec<(String, u32, u64)> =
+                    (0..5).map(|p| ("wide".to_string(), g * 5 + p, 1)).collect();
+                let _ = client.commit_offsets(&format!("g{g}"), "", 0, &keys).await;
+            }
+        });
+        futures_util::future::join_all(commits).await;
+        let mut stored = 0;
+        for g in 0..8 {
+            stored += client.fetch_offsets(&format!("g{g}"), &[]).await.unwrap().len();
+        }
+        assert!((1..=10).contains(&stored), "{stored} new offsets stored on a cap of 10");
+    });
+}
+
 /// At `transactional_ids_max`, a new transactional id takes the place of ids whose producer
 /// has not initialized for `transactional_id_expiration_ms`; the forgetting and the times
 /// survive a restart.

@@ -13,6 +13,7 @@
 //! shard. [`expiry_loop`] removes members whose
 //! session ran out.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -368,15 +369,9 @@ async fn commit(
         .groups
         .with_group(&r.group, |g| g.membership.check_commit(&r.member_id, r.generation, &tps))?;
     let mut results: Vec<ErrorCode> = Vec::with_capacity(tps.len());
-    let mut records = Vec::new();
-    let mut slots = Vec::new();
+    // Records that passed every check but the room for new keys, with their result's place.
+    let mut candidates: Vec<(usize, OffsetRecord)> = Vec::new();
     let mut seen = BTreeSet::new();
-    // New offsets (keys the group has not committed before) count against the shard's cap.
-    let mut room =
-        shard.config.group_offsets_per_shard_max.saturating_sub(shard.groups.offset_count());
-    let known = |tp: &(String, u32)| {
-        shard.groups.read_group(&r.group, |g| g.is_some_and(|g| g.offsets.contains_key(tp)))
-    };
     let offsets = r.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p)));
     for ((topic, p), verdict) in offsets.zip(verdicts) {
         let code = match md.topic(topic) {
@@ -385,35 +380,60 @@ async fn commit(
             Some(t) if p.partition as usize >= t.shards.len() => ErrorCode::UnknownPartition,
             _ if p.metadata.len() > COMMIT_METADATA_BYTES_MAX => ErrorCode::InvalidRequest,
             _ if !seen.insert((topic.clone(), p.partition)) => ErrorCode::InvalidRequest,
-            _ if !known(&(topic.clone(), p.partition)) && room == 0 => ErrorCode::ResourceLimit,
             Some(t) => {
-                if !known(&(topic.clone(), p.partition)) {
-                    room -= 1;
-                }
-                slots.push(results.len());
-                records.push(OffsetRecord {
-                    group: r.group.clone(),
-                    tp: (topic.clone(), p.partition),
-                    // This incarnation of the topic: one created again later does not
-                    // inherit it.
-                    committed: Some(Position {
-                        offset: p.offset,
-                        metadata: p.metadata.clone(),
-                        topic_id: Some(t.id),
-                    }),
-                });
+                candidates.push((
+                    results.len(),
+                    OffsetRecord {
+                        group: r.group.clone(),
+                        tp: (topic.clone(), p.partition),
+                        // This incarnation of the topic: one created again later does not
+                        // inherit it.
+                        committed: Some(Position {
+                            offset: p.offset,
+                            metadata: p.metadata.clone(),
+                            topic_id: Some(t.id),
+                        }),
+                    },
+                ));
                 ErrorCode::None
             }
         };
         results.push(code);
     }
-    if !records.is_empty() {
-        if let Err(code) = store(shard, &part, &r.group, || records).await {
+    let results = RefCell::new(results);
+    let mut slots = Vec::new();
+    if !candidates.is_empty() {
+        // New keys (ones the group has not committed) count against the shard's cap, checked
+        // in the same synchronous step as the enqueue against what is applied and what other
+        // commits have in flight, so concurrent commits cannot pass it together.
+        let records = || {
+            let max = shard.config.group_offsets_per_shard_max;
+            let held = shard.groups.offset_count() + shard.groups.offsets_in_flight();
+            let mut room = max.saturating_sub(held);
+            let mut records = Vec::with_capacity(candidates.len());
+            for (slot, record) in candidates {
+                let known = shard.groups.read_group(&r.group, |g| {
+                    g.is_some_and(|g| g.offsets.contains_key(&record.tp))
+                });
+                if !known {
+                    if room == 0 {
+                        results.borrow_mut()[slot] = ErrorCode::ResourceLimit;
+                        continue;
+                    }
+                    room -= 1;
+                }
+                slots.push(slot);
+                records.push(record);
+            }
+            records
+        };
+        if let Err(code) = store(shard, &part, &r.group, records).await {
             for &i in &slots {
-                results[i] = code;
+                results.borrow_mut()[i] = code;
             }
         }
     }
+    let results = results.into_inner();
     let mut it = results.into_iter();
     let topics = r
         .topics

@@ -605,6 +605,14 @@ impl Coordinator {
         self.groups.borrow().values().map(|g| g.membership.members.len()).sum()
     }
 
+    /// Committed-offset records enqueued and not yet applied, over every offsets partition:
+    /// with [`Coordinator::offset_count`], what a commit's room for new keys is checked
+    /// against (an in-flight update of a known key counts too, so near the limit a new key
+    /// may be refused a little early).
+    pub fn offsets_in_flight(&self) -> usize {
+        self.offsets.borrow().values().map(|st| st.in_flight.len()).sum()
+    }
+
     /// Committed offsets of all groups this coordinator holds.
     pub fn offset_count(&self) -> usize {
         self.groups.borrow().values().map(|g| g.offsets.len()).sum()
