@@ -322,7 +322,8 @@ async fn raw_join(client: &Client, group: &str) -> GroupMemberState {
 }
 
 /// What a member's join keeps lives as long as the member: more topics than a member may
-/// read, or an over-long client id, is refused with INVALID_REQUEST and nothing is kept.
+/// read, an over-long client id or too many owned partitions is refused with INVALID_REQUEST
+/// and nothing is kept.
 #[test]
 fn joins_with_oversized_member_fields_are_refused() {
     let broker = Broker::start(1);
@@ -341,9 +342,17 @@ fn joins_with_oversized_member_fields_are_refused() {
             client_host: String::new(),
         };
         let many: Vec<String> = (0..10_001).map(|i| format!("t{i}")).collect();
+        let owning = JoinGroupRequest {
+            owned: vec![wire::TopicPartitions {
+                topic: "t".into(),
+                partitions: (0..100_001).collect(),
+            }],
+            ..join(vec!["t".into()], "ok".into())
+        };
         for (what, req) in [
             ("10,001 topics", join(many, "ok".into())),
             ("a 256-byte client id", join(vec!["t".into()], "c".repeat(256))),
+            ("100,001 owned partitions", owning),
         ] {
             let state: GroupMemberState = client.group_request("fields", &req).await.unwrap();
             assert_eq!(state.error, ErrorCode::InvalidRequest.as_u16(), "{what}: {state:?}");

@@ -224,6 +224,21 @@ pub async fn handle(shard: &Rc<Shard>, api: ApiKey, req: &Request, origin: Origi
 pub const MEMBER_TOPICS_MAX: usize = 10_000;
 /// Longest instance id, client id or client host a member keeps.
 pub const MEMBER_STRING_BYTES_MAX: usize = 255;
+/// Partitions a member may say it owns (in a join or a heartbeat), over all its topics.
+pub const MEMBER_OWNED_PARTITIONS_MAX: usize = 100_000;
+
+/// Why a member's list of owned partitions is refused, if it is (a join keeps it).
+fn owned_refusal(owned: &[wire::TopicPartitions]) -> Option<String> {
+    if owned.len() > MEMBER_TOPICS_MAX {
+        return Some(format!("{} owned topics; at most {MEMBER_TOPICS_MAX}", owned.len()));
+    }
+    if owned.iter().any(|t| t.topic.len() > crate::metadata::TOPIC_NAME_BYTES_MAX) {
+        return Some("an owned topic name over 249 bytes".into());
+    }
+    let partitions: usize = owned.iter().map(|t| t.partitions.len()).sum();
+    (partitions > MEMBER_OWNED_PARTITIONS_MAX)
+        .then(|| format!("{partitions} owned partitions; at most {MEMBER_OWNED_PARTITIONS_MAX}"))
+}
 
 /// Why a join's member fields are refused, if they are (they live as long as the member).
 fn member_fields_refusal(r: &JoinGroupRequest) -> Option<String> {
@@ -235,6 +250,9 @@ fn member_fields_refusal(r: &JoinGroupRequest) -> Option<String> {
     }
     if let Some(t) = r.topics.iter().find(|t| t.len() > crate::metadata::TOPIC_NAME_BYTES_MAX) {
         return Some(format!("a topic name of {} bytes", t.len()));
+    }
+    if let Some(refused) = owned_refusal(&r.owned) {
+        return Some(refused);
     }
     [("instance_id", &r.instance_id), ("client_id", &r.client_id), ("client_host", &r.client_host)]
         .into_iter()
@@ -287,6 +305,9 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
 /// answer waits up to `wait_ms` (at most a third of its session) for a change in the group,
 /// so a member learns of a rebalance at once; a held answer says "heartbeat again now".
 async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMemberState, Refusal> {
+    if let Some(message) = owned_refusal(&r.owned) {
+        return Err(Refusal { code: ErrorCode::InvalidRequest, message });
+    }
     offsets_of(shard, &r.group).await?;
     let owned = from_wire(&r.owned);
     // The member was alive when the heartbeat arrived, not when a held answer goes out.
