@@ -400,7 +400,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 // What the response may take is held before the request runs; a fetch that
                 // would only wait for data holds nothing until data came (`long_poll.rs`).
                 let estimate = response_bytes_estimate(shard, &request);
-                let long_poll = LongPoll::of_request(shard, &request);
+                let long_poll = LongPoll::of_request(shard, session, &request);
                 let holds = match long_poll {
                     None => Some(conn.reserve(estimate).await),
                     Some(_) => None,

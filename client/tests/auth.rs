@@ -261,6 +261,12 @@ fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
         let (c, m) = code(alice.fetch("orders", 0, 0, 1 << 20, 0).await);
         assert_eq!(c, ErrorCode::AuthorizationFailed);
         assert!(m.contains("read") && m.contains("orders"), "{m}");
+        // A denied long-poll (at the high watermark, 10 s wait) is refused at once: it does
+        // not wait for data it may not read (`api/long_poll.rs`).
+        let started = std::time::Instant::now();
+        let (c, _) = code(alice.fetch("orders", 0, 1, 1 << 20, 10_000).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
         // Table reads and key queries are reads too; list offsets needs describe (implied).
         let (c, m) = code(alice.table_get("orders", b"k", 0).await);
         assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");

@@ -7,22 +7,27 @@
 //! long-polls filled a shard's 512 MiB, and every further fetch on the shard — including
 //! one whose partition had data — queued behind their `max_wait_ms` (30 consumers: a record
 //! took 0.8 s at the median to reach its consumer instead of ~1 ms;
-//! `perf/results/2026-12-05-fixed-rate-floor`, notes). So a fetch that would only wait first
+//! `perf/results/2026-12-05-idle-long-polls`). So a fetch that would only wait first
 //! waits here holding nothing, then reserves and runs.
 //!
 //! Contract: [`LongPoll::of`] is `Some` only for a fetch that would read nothing now and
-//! wait: every partition it names is this shard's, each asked from exactly its high
-//! watermark (no data past it, no out-of-range error), and it may wait (`max_wait_ms` > 0).
+//! wait: every partition it names is this shard's, named once, of a topic the client may
+//! read, each asked from exactly its high watermark (no data past it, no out-of-range
+//! error), and it may wait (`max_wait_ms` > 0). Any other fetch (refused, invalid) is
+//! answered as soon as before.
 //! [`LongPoll::wait`] returns once any of those partitions has data past its offset, the
 //! fetch's deadline (`received` + `max_wait_ms`) passed, or the shard stops; the fetch then
 //! runs as it would have, to the same deadline (it counts from `received`), so waiting here
 //! never lengthens a long-poll. Anything else (a partition elsewhere, data already there)
 //! reserves first, as before.
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use wire::ApiKey;
 
+use crate::auth::authorize::may_read;
+use crate::auth::Session;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::watermark::{WaitAny, Watermark};
@@ -50,12 +55,17 @@ impl LongPoll {
         received: Instant,
         max_wait_ms: u32,
         partitions: impl IntoIterator<Item = (&'a str, u32, u64)>,
+        may_read: impl Fn(&str) -> bool,
     ) -> Option<LongPoll> {
         if max_wait_ms == 0 {
             return None;
         }
         let mut marks = Vec::new();
+        let mut named: HashSet<(&str, u32)> = HashSet::new();
         for (topic, index, offset) in partitions {
+            if !named.insert((topic, index)) || !may_read(topic) {
+                return None;
+            }
             let part = shard.partition(topic, index)?;
             if part.log.high_watermark() != offset {
                 return None;
@@ -68,8 +78,8 @@ impl LongPoll {
         Some(LongPoll { marks, deadline: fetch_deadline(received, max_wait_ms) })
     }
 
-    /// [`LongPoll::of`] a native fetch request (`None` for any other request).
-    pub fn of_request(shard: &Shard, request: &Request) -> Option<LongPoll> {
+    /// [`LongPoll::of`] a native fetch request of `session` (`None` for any other request).
+    pub fn of_request(shard: &Shard, session: &Session, request: &Request) -> Option<LongPoll> {
         if request.header.api_key != ApiKey::Fetch.as_u16() {
             return None;
         }
@@ -79,7 +89,8 @@ impl LongPoll {
                 .iter()
                 .map(move |p| (t.name.as_str(), p.partition.to_native(), p.offset.to_native()))
         });
-        LongPoll::of(shard, request.received, fetch.max_wait_ms.to_native(), partitions)
+        let may_read = |topic: &str| may_read(&shard.security, session, topic);
+        LongPoll::of(shard, request.received, fetch.max_wait_ms.to_native(), partitions, may_read)
     }
 
     /// Waits for data, the deadline or the shard's stop (checked every second).

@@ -291,3 +291,16 @@ pub fn filter(
         error_frame(&header, wire::ErrorCode::UnknownServerError, &format!("filtering: {e}"))
     })
 }
+
+/// Whether `session` may read `topic`, decided ahead of a request's own check and without
+/// auditing (that check audits a denial): a fetch only waits for data it may read
+/// (`api/long_poll.rs`), so a denied one is answered at once and its wait tells nothing.
+pub fn may_read(security: &Security, session: &Session, topic: &str) -> bool {
+    let mode = security.mode();
+    if mode == AuthMode::Off {
+        return true;
+    }
+    session
+        .principal(security, mode)
+        .is_ok_and(|p| session.allowed(security, &p, Operation::Read, Resource::Topic(topic)))
+}

@@ -36,6 +36,7 @@ use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, group_admin, Kafka};
 use crate::api::long_poll::{fetch_deadline, LongPoll};
+use crate::auth::authorize::may_read;
 use crate::budget::{wait_until, Held, MemoryBudget};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
@@ -294,7 +295,8 @@ fn long_poll(
     }
     let asked =
         partitions().map(|(t, p)| (t.topic.as_str(), p.partition as u32, p.fetch_offset as u64));
-    LongPoll::of(&s.shard, received, req.max_wait_ms.max(0) as u32, asked)
+    let may_read = |topic: &str| may_read(&s.shard.security, &s.auth, topic);
+    LongPoll::of(&s.shard, received, req.max_wait_ms.max(0) as u32, asked, may_read)
 }
 
 /// Decodes one request (any but Fetch) and runs its first stage.
