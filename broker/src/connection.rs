@@ -399,22 +399,20 @@ async fn read_loop<R: AsyncRead + Unpin>(
             _ => {
                 // What the response may take is held before the request runs; a fetch that
                 // would only wait for data holds nothing until data came (`long_poll.rs`).
+                // (`Err`: the wait, to be followed by the reservation.)
                 let estimate = response_bytes_estimate(shard, &request);
-                let long_poll = LongPoll::of_request(shard, session, &request);
-                let holds = match long_poll {
-                    None => Some(conn.reserve(estimate).await),
-                    Some(_) => None,
+                let holds = match LongPoll::of_request(shard, session, &request) {
+                    None => Ok(conn.reserve(estimate).await),
+                    Some(poll) => Err(poll),
                 };
                 let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
                 let reply = api::start_client(shard, request, session).await;
                 let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
-                    let holds = match (holds, long_poll) {
-                        (Some(holds), _) => holds,
-                        (None, poll) => {
-                            if let Some(poll) = poll {
-                                poll.wait(&shard).await;
-                            }
+                    let holds = match holds {
+                        Ok(holds) => holds,
+                        Err(poll) => {
+                            poll.wait(&shard).await;
                             conn.reserve(estimate).await
                         }
                     };

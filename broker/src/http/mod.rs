@@ -112,20 +112,20 @@ pub async fn serve(
             let peer = stream.peer_addr().ok();
             // Counted with the native and Kafka connections (their per-shard limit), from
             // accept: a TLS handshake in progress counts too.
-            let counters = &gw.shard.counters;
-            Counters::add(&counters.connections, 1);
-            Counters::add(&counters.connections_total, 1);
+            let shard = gw.shard.clone();
+            Counters::add(&shard.counters.connections, 1);
+            Counters::add(&shard.counters.connections_total, 1);
             match tls {
-                None => connection(gw.clone(), stream, ConnectionInfo::plaintext(peer), stop).await,
+                None => connection(gw, stream, ConnectionInfo::plaintext(peer), stop).await,
                 Some(tls) => {
-                    let counters = &gw.shard.counters;
+                    let counters = &shard.counters;
                     let accepted = tls.handshake(counters, Listener::Http, stream, peer).await;
                     if let Some((stream, info)) = accepted {
-                        connection(gw.clone(), stream, info, stop).await;
+                        connection(gw, stream, info, stop).await;
                     }
                 }
             }
-            Counters::sub(&gw.shard.counters.connections, 1);
+            Counters::sub(&shard.counters.connections, 1);
             drop(slot);
         }) {
             Ok(task) => task.detach(),
