@@ -62,6 +62,7 @@ pub mod stage_latency;
 pub mod startup_metadata;
 pub mod state_snapshot;
 pub mod storage;
+pub mod stream_halves;
 pub mod subscription;
 pub mod table;
 pub mod tls;
