@@ -10,8 +10,11 @@
 //!
 //! Two budgets exist: one per connection (`connection_send_queue_bytes_max`) and one per
 //! shard (`memory_bytes_per_shard`) over all its connections; a connection holds from both.
+//! A [`ResponseRoom`] is what one response holds of both, shared by the connection that
+//! reserved it and the request that builds the response, so the request can take room for
+//! bytes it finds it needs before it makes them (a fetch's first batch beyond `max_bytes`).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use crate::watermark::{WaitAny, Watermark};
@@ -49,6 +52,13 @@ impl MemoryBudget {
     pub fn has_room(&self, bytes: usize) -> bool {
         let held = self.held_bytes.get();
         bytes == 0 || held == 0 || held.saturating_add(bytes) <= self.held_bytes_max
+    }
+
+    /// Whether `bytes` more fit now for a holder that already holds `own` of it: always when
+    /// nothing else is held (so a holder alone can grow to any size).
+    pub fn has_room_beside(&self, own: usize, bytes: usize) -> bool {
+        let held = self.held_bytes.get();
+        bytes == 0 || held <= own || held.saturating_add(bytes) <= self.held_bytes_max
     }
 
     /// Whether it holds its maximum or more.
@@ -114,6 +124,15 @@ impl Held {
         self.grow(bytes);
     }
 
+    /// Gives back `bytes` of what it holds (at most all of it).
+    pub fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        let b = &self.budget;
+        b.held_bytes.set(b.held_bytes.get() - bytes);
+        self.bytes -= bytes;
+        b.released.advance(b.released.get() + 1);
+    }
+
     /// Holds `bytes` more at once (the thing held grew past its reservation).
     pub fn grow(&mut self, bytes: usize) {
         let b = &self.budget;
@@ -128,6 +147,57 @@ impl Drop for Held {
         assert!(b.held_bytes.get() >= self.bytes, "budget gives back more than it holds");
         b.held_bytes.set(b.held_bytes.get() - self.bytes);
         b.released.advance(b.released.get() + 1);
+    }
+}
+
+/// What one response holds of several budgets at once (its connection's and its shard's),
+/// shared by the connection and the request that builds the response (see the module docs).
+/// Empty for a request no connection reserved for (forwarded from a peer shard): it then
+/// grows by nothing.
+#[derive(Debug, Default)]
+pub struct ResponseRoom {
+    held: RefCell<Vec<Held>>,
+}
+
+impl ResponseRoom {
+    /// Holds `held` for the response (its reservation).
+    pub fn put(&self, held: Vec<Held>) {
+        *self.held.borrow_mut() = held;
+    }
+
+    /// What it holds, taken out (to go with the response to the socket).
+    pub fn take(&self) -> Vec<Held> {
+        std::mem::take(&mut *self.held.borrow_mut())
+    }
+
+    /// Gives back `bytes` of what it holds in every budget (room taken for more than was made).
+    pub fn shrink(&self, bytes: usize) {
+        self.held.borrow_mut().iter_mut().for_each(|h| h.shrink(bytes));
+    }
+
+    /// Holds `bytes` more of every budget if they fit beside what it holds now; whether it did.
+    pub fn try_grow(&self, bytes: usize) -> bool {
+        let mut held = self.held.borrow_mut();
+        if !held.iter().all(|h| h.budget.has_room_beside(h.bytes, bytes)) {
+            return false;
+        }
+        held.iter_mut().for_each(|h| h.grow(bytes));
+        true
+    }
+
+    /// Holds `bytes` more of every budget: gives back what it holds and waits until that and
+    /// `bytes` more fit as a new holder's, then holds them. Giving back first is what keeps
+    /// two growing responses of one connection from waiting for each other: with nothing
+    /// held, one holder always fits. The caller drops what it made before it calls this.
+    pub async fn grow(&self, bytes: usize) {
+        if self.try_grow(bytes) {
+            return;
+        }
+        let wants: Vec<(Rc<MemoryBudget>, usize)> =
+            self.take().iter().map(|h| (h.budget.clone(), h.bytes + bytes)).collect();
+        let budgets: Vec<&MemoryBudget> = wants.iter().map(|(b, _)| &**b).collect();
+        wait_until(&budgets, || wants.iter().all(|(b, n)| b.has_room(*n))).await;
+        self.put(wants.iter().map(|(b, n)| b.hold_now(*n)).collect());
     }
 }
 
@@ -156,6 +226,40 @@ mod tests {
                 assert_eq!(budget.held_bytes(), 240);
                 drop(a);
                 assert_eq!(budget.held_bytes(), 0);
+            });
+        run.expect("executor").join().expect("test body");
+    }
+
+    #[test]
+    fn responses_growing_together_do_not_wait_for_each_other() {
+        let run = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let (connection, shard) = (MemoryBudget::new(100), MemoryBudget::new(1000));
+                let room = |bytes| {
+                    let r = Rc::new(ResponseRoom::default());
+                    r.put(vec![connection.hold_now(bytes), shard.hold_now(bytes)]);
+                    r
+                };
+                let (a, b) = (room(50), room(50));
+                assert!(!a.try_grow(60), "150 of 100 with another holder");
+                // Both want 60 more: neither fits beside the other, yet both get it in turn.
+                let grow = |r: Rc<ResponseRoom>| {
+                    glommio::spawn_local(async move {
+                        r.grow(60).await;
+                        let held = r.take(); // its response is written: room given back
+                        held.iter().map(Held::bytes).collect::<Vec<_>>()
+                    })
+                };
+                let (ga, gb) = (grow(a), grow(b));
+                assert_eq!(ga.await, vec![110, 110]);
+                assert_eq!(gb.await, vec![110, 110]);
+                assert_eq!((connection.held_bytes(), shard.held_bytes()), (0, 0));
+                let alone = room(50);
+                assert!(alone.try_grow(500), "a holder alone grows to any size");
+                assert_eq!(connection.held_bytes(), 550);
+                alone.shrink(520);
+                assert_eq!((connection.held_bytes(), shard.held_bytes()), (30, 30));
             });
         run.expect("executor").join().expect("test body");
     }

@@ -41,6 +41,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -56,7 +57,7 @@ use crate::api::long_poll::LongPoll;
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Placement};
 use crate::auth::Session;
-use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::budget::{wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
@@ -68,26 +69,13 @@ use crate::watermark::Watermark;
 /// After the reader stops, queued responses get this long to reach a client that reads.
 const WRITER_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Frames queued together are joined into one socket write up to about this many bytes
-/// (the last one may pass it; a frame alone is written as it is, without a copy).
+/// Frames queued together go out in one vectored socket write of up to about this many
+/// bytes (the last one may pass it).
 const COALESCE_BYTES_MAX: usize = 64 << 10;
 
-/// What a frame on its way to the socket holds of the connection's and the shard's budgets.
-struct Holds {
-    connection: Held,
-    shard: Held,
-}
-
-impl Holds {
-    fn bytes(&self) -> usize {
-        self.connection.bytes()
-    }
-
-    fn grow(&mut self, bytes: usize) {
-        self.connection.grow(bytes);
-        self.shard.grow(bytes);
-    }
-}
+/// What a frame on its way to the socket holds of the connection's and the shard's budgets
+/// (one [`Held`] of each, the same bytes).
+type Holds = Vec<Held>;
 
 /// A frame on its way to the socket, with what it holds until it is written.
 struct Outgoing {
@@ -130,13 +118,15 @@ impl Conn {
     }
 
     fn hold_now(&self, bytes: usize) -> Holds {
-        Holds { connection: self.budget.hold_now(bytes), shard: self.shard.memory.hold_now(bytes) }
+        vec![self.budget.hold_now(bytes), self.shard.memory.hold_now(bytes)]
     }
 
     /// Queues `frame` for the socket with what was reserved for it (grown to its size).
     fn send(&self, frame: AlignedVec, mut holds: Holds, permit: Option<StaticPermit>) -> bool {
         let len = frame.len();
-        holds.grow(len.saturating_sub(holds.bytes()));
+        for held in &mut holds {
+            held.grow(len.saturating_sub(held.bytes()));
+        }
         self.queued_bytes.set(self.queued_bytes.get() + len);
         match self.out.try_send(Outgoing {
             frame,
@@ -186,7 +176,7 @@ pub async fn serve<S>(
 {
     Counters::add(&shard.counters.connections, 1);
     Counters::add(&shard.counters.connections_total, 1);
-    let (mut reader, writer) = futures_lite::io::split(stream);
+    let (mut reader, writer) = crate::stream_halves::split(stream);
     let (tx, rx) = local_channel::new_unbounded::<Outgoing>();
     let conn = Rc::new(Conn {
         shard: shard.clone(),
@@ -225,9 +215,11 @@ pub async fn serve<S>(
 }
 
 /// Writes queued frames to the socket until the queue closes or a write fails or stalls.
-/// Frames queued together go out in one write (copied into one buffer, up to
-/// [`COALESCE_BYTES_MAX`]): at many small batches per second (a produce answer and a push
-/// per batch) one socket write per frame was most of a shard's kernel time.
+/// Frames queued together go out in one vectored write (up to [`COALESCE_BYTES_MAX`],
+/// without copying them: pushed batches are most of a consumer connection's bytes): at many
+/// small batches per second (a produce answer and a push per batch) one socket write per
+/// frame was most of a shard's kernel time. Under TLS the frames are encrypted into records
+/// that go out in one `sendmsg` too (glommio's patched `poll_write_vectored`).
 async fn write_loop<W: AsyncWrite + Unpin>(
     conn: std::rc::Weak<Conn>,
     rx: local_channel::LocalReceiver<Outgoing>,
@@ -235,7 +227,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     write_stall: Duration,
 ) {
     let mut outs: Vec<Outgoing> = Vec::new();
-    let mut joined: Vec<u8> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut bytes = first.frame.len();
         outs.push(first);
@@ -248,22 +239,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 _ => break,
             }
         }
-        let buf: &[u8] = if outs.len() == 1 {
-            &outs[0].frame
-        } else {
-            joined.clear();
-            for o in &outs {
-                joined.extend_from_slice(&o.frame);
-            }
-            &joined
-        };
         // Frames that do not reach the socket in `connection_write_stall_ms` cut the client
         // off: it would hold its share of the shard's budget forever.
         let written = futures_lite::future::or(
             // The flush matters under TLS: a write that found the socket full leaves
             // encrypted bytes in the session, and nothing else would push them out.
             async {
-                let written = writer.write_all(buf).await;
+                let written = write_frames(&mut writer, &outs).await;
                 Some(written.is_ok() && writer.flush().await.is_ok())
             },
             async {
@@ -272,9 +254,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             },
         )
         .await;
-        if joined.capacity() > 2 * COALESCE_BYTES_MAX {
-            joined = Vec::new(); // one large burst does not stay held
-        }
         let conn = conn.upgrade();
         for out in outs.drain(..) {
             if written == Some(true) {
@@ -296,6 +275,22 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes every frame of `outs`, in order, in as few vectored writes as the socket takes.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    outs: &[Outgoing],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = outs.iter().map(|o| IoSlice::new(&o.frame)).collect();
+    let mut left = &mut slices[..];
+    while !left.is_empty() {
+        match writer.write_vectored(left).await? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => IoSlice::advance_slices(&mut left, n),
+        }
+    }
+    Ok(())
 }
 
 async fn read_loop<R: AsyncRead + Unpin>(
@@ -399,27 +394,27 @@ async fn read_loop<R: AsyncRead + Unpin>(
             _ => {
                 // What the response may take is held before the request runs; a fetch that
                 // would only wait for data holds nothing until data came (`long_poll.rs`).
-                // (`Err`: the wait, to be followed by the reservation.)
+                // The request shares the room with this task: a fetch grows it for a first
+                // batch beyond its `max_bytes` before reading it.
                 let estimate = response_bytes_estimate(shard, &request);
-                let holds = match LongPoll::of_request(shard, session, &request) {
-                    None => Ok(conn.reserve(estimate).await),
-                    Some(poll) => Err(poll),
-                };
+                let room = Rc::new(ResponseRoom::default());
+                let poll = LongPoll::of_request(shard, session, &request);
+                if poll.is_none() {
+                    room.put(conn.reserve(estimate).await);
+                }
+                let request = request.with_room(room.clone());
                 let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
                 let reply = api::start_client(shard, request, session).await;
                 let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
-                    let holds = match holds {
-                        Ok(holds) => holds,
-                        Err(poll) => {
-                            poll.wait(&shard).await;
-                            conn.reserve(estimate).await
-                        }
-                    };
+                    if let Some(poll) = poll {
+                        poll.wait(&shard).await;
+                        room.put(conn.reserve(estimate).await);
+                    }
                     let frame = reply.await;
                     let code = crate::counters::frame_error_code(&frame);
                     shard.counters.answered(api_key, code, started.elapsed());
-                    conn.send(frame, holds, Some(permit));
+                    conn.send(frame, room.take(), Some(permit));
                 })
                 .detach();
             }

@@ -8,7 +8,9 @@
 use wire::constants::FRAME_HEADER_BYTES;
 use wire::{AlignedVec, FrameHeader};
 
-use crate::budget::Held;
+use std::rc::Rc;
+
+use crate::budget::{Held, ResponseRoom};
 
 /// A complete request frame with its header.
 pub struct Request {
@@ -20,6 +22,10 @@ pub struct Request {
     held: Option<Held>,
     /// When the frame was complete (for `stage_latency`).
     pub received: std::time::Instant,
+    /// The room its response holds of the connection's and the shard's budgets, when a
+    /// connection reserved it (`budget::ResponseRoom`; a fetch grows it for a first batch
+    /// beyond its `max_bytes`).
+    room: Option<Rc<ResponseRoom>>,
 }
 
 impl Request {
@@ -31,7 +37,7 @@ impl Request {
             frame.len(),
             header.body_len
         );
-        Request { header, frame, held: None, received: std::time::Instant::now() }
+        Request { header, frame, held: None, received: std::time::Instant::now(), room: None }
     }
 
     /// The same request, holding `held` of a budget for as long as it lives.
@@ -40,11 +46,22 @@ impl Request {
         self
     }
 
+    /// The same request, its response's room shared with `room`.
+    pub fn with_room(mut self, room: Rc<ResponseRoom>) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    /// The room its response holds, if a connection reserved one.
+    pub fn room(&self) -> Option<&ResponseRoom> {
+        self.room.as_deref()
+    }
+
     /// The same request (its budget hold and arrival time) as `frame`, a frame the broker
     /// encoded for it (`api::with_client_host`).
     pub fn reframed(self, frame: AlignedVec) -> Self {
-        let Request { held, received, .. } = self;
-        Request { held, received, ..Request::forwarded(frame) }
+        let Request { held, received, room, .. } = self;
+        Request { held, received, room, ..Request::forwarded(frame) }
     }
 
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).

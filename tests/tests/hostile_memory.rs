@@ -5,7 +5,8 @@
 //! - headers that declare 64 MiB bodies and then stall (buffers grow as bytes arrive);
 //! - a frame dripped a byte at a time (the frame deadline is for the whole frame);
 //! - pipelined fetches whose responses are never read (held bytes per connection, the
-//!   in-flight permit kept until the response is on the socket);
+//!   in-flight permit kept until the response is on the socket), also with a `max_bytes` below
+//!   the batch every such fetch returns whole (its room grown before the batch is copied);
 //! - a subscriber granting endless credit and never reading, connected to the owner and
 //!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut);
 //! - many connections that each stay within their bound but together would not (the
@@ -188,6 +189,52 @@ fn pipelined_fetches_never_read_hold_at_most_the_connection_bound() {
     );
     still_serves(&broker);
     drop(s);
+}
+
+#[test]
+fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "big-batches", 1);
+    let batch = {
+        let mut b = BatchBuilder::new(8 << 20);
+        for _ in 0..4 {
+            b.append(0, None, Some(&vec![9u8; 1 << 20]), &[]).expect("append");
+        }
+        b.finish().expect("batch").to_vec()
+    };
+    let mut c = broker.connect();
+    // 32 MiB: offset 0 is read from disk (the cache is 8 MiB), as slowly as a real backlog.
+    for _ in 0..8 {
+        assert_eq!(produce(&mut c, "big-batches", 0, &batch, AckLevel::Durable).error, 0);
+    }
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // 64 fetches of at most 1 byte, each answered with the whole 4 MiB first batch: before,
+    // each reserved its 1 byte and all 64 responses were made at once (+256 MiB).
+    let mut conn = broker.connect();
+    let req = FetchRequest {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1,
+        topics: vec![FetchTopic {
+            name: "big-batches".into(),
+            partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 1 }],
+        }],
+    };
+    let ids: Vec<u64> = (0..64).map(|_| conn.send(&req)).collect();
+    assert_growth(
+        &broker,
+        base,
+        SEND_QUEUE_BYTES_MAX + 4 * MIB + SLACK_BYTES,
+        "64 pipelined 1-byte fetches of 4 MiB batches not read",
+    );
+    still_serves(&broker);
+    // Read now, every response is the whole first batch.
+    for id in ids {
+        let resp: FetchResponse = conn.wait(id).decode();
+        assert_eq!(resp.topics[0].partitions[0].batches.len(), batch.len());
+    }
 }
 
 /// Subscribes on `conn` with endless credit and never reads again.

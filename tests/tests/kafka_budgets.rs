@@ -25,6 +25,55 @@ fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T)
     out
 }
 
+/// The Kafka listener's address, from the broker's ready file.
+fn kafka_addr(b: &Broker) -> String {
+    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
+    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
+    v["kafka"].as_str().expect("kafka listener").to_owned()
+}
+
+/// A fetch of partition 0 of `topic` from offset 0, of at most `max_bytes` (and as much per
+/// partition).
+fn fetch_from_start(topic: &'static str, max_bytes: i32) -> FetchRequest {
+    let mut partition = fetch_request::FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = 0;
+    partition.partition_max_bytes = max_bytes;
+    let mut t = fetch_request::FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_static_str(topic));
+    t.partitions.push(partition);
+    let mut fetch = FetchRequest::default();
+    fetch.replica_id = kafka_protocol::messages::BrokerId(-1);
+    fetch.max_wait_ms = 10;
+    fetch.max_bytes = max_bytes;
+    fetch.topics.push(t);
+    fetch
+}
+
+/// Sends `fetch` 100 times on a new connection to `addr` without reading, and asserts the
+/// broker's RSS grew less than `allowed_bytes`; returns the connection.
+fn pipeline_unread(b: &Broker, addr: &str, fetch: &FetchRequest, allowed_bytes: u64) -> TcpStream {
+    let before = b.rss_bytes();
+    let mut greedy = TcpStream::connect(addr).unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = 0;
+    for i in 0..100 {
+        if greedy.write_all(&frame(ApiKey::Fetch, 4, i, fetch)).is_err() {
+            break; // the broker stopped reading: that is the point
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let grown = b.rss_bytes().saturating_sub(before);
+    eprintln!("broker RSS grew {} MiB with {sent} unread fetches", grown >> 20);
+    assert!(
+        grown < allowed_bytes,
+        "a client that does not read made the broker hold {} MiB (sent {sent} fetches)",
+        grown >> 20
+    );
+    greedy
+}
+
 #[test]
 fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
     const SEND_QUEUE_BYTES_MAX: u64 = 4 << 20;
@@ -35,11 +84,7 @@ fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
             ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", &SEND_QUEUE_BYTES_MAX.to_string()),
         ],
     );
-    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).unwrap();
-    let addr = serde_json::from_str::<serde_json::Value>(&ready).unwrap()["kafka"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let addr = kafka_addr(&b);
     let mut native = b.connect();
     create_topic(&mut native, "held", 1);
     // 4 MiB of records: every fetch from offset 0 answers with all of it.
@@ -50,38 +95,8 @@ fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
         let batch = builder.finish().unwrap();
         assert_eq!(produce(&mut native, "held", 0, &batch, wire::AckLevel::Written).error, 0);
     }
-    let mut partition = fetch_request::FetchPartition::default();
-    partition.partition = 0;
-    partition.fetch_offset = 0;
-    partition.partition_max_bytes = 8 << 20;
-    let mut topic = fetch_request::FetchTopic::default();
-    topic.topic = TopicName(StrBytes::from_static_str("held"));
-    topic.partitions.push(partition);
-    let mut fetch = FetchRequest::default();
-    fetch.replica_id = kafka_protocol::messages::BrokerId(-1);
-    fetch.max_wait_ms = 10;
-    fetch.max_bytes = 8 << 20;
-    fetch.topics.push(topic);
-
-    let before = b.rss_bytes();
-    let mut greedy = TcpStream::connect(&addr).unwrap();
-    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
     // 100 fetches of ~4 MiB each (400 MiB of responses) sent, none read.
-    let mut sent = 0;
-    for i in 0..100 {
-        if greedy.write_all(&frame(ApiKey::Fetch, 4, i, &fetch)).is_err() {
-            break; // the broker stopped reading: that is the point
-        }
-        sent += 1;
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let grown = b.rss_bytes().saturating_sub(before);
-    eprintln!("broker RSS grew {} MiB with {sent} unread fetches", grown >> 20);
-    assert!(
-        grown < 64 << 20,
-        "a client that does not read made the broker hold {} MiB (sent {sent} fetches)",
-        grown >> 20
-    );
+    let mut greedy = pipeline_unread(&b, &addr, &fetch_from_start("held", 8 << 20), 64 << 20);
     // Others are served meanwhile.
     let mut other = TcpStream::connect(&addr).unwrap();
     other.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -106,6 +121,41 @@ fn a_kafka_client_that_does_not_read_holds_only_its_send_queue_budget() {
     }
 }
 
+/// A fetch's first batch comes whole however small its limits: 100 unread fetches of at most
+/// 1 byte each, from a backlog of 4 MiB batches on disk, hold at most the connection's budget
+/// and one batch (before, each reserved 1 byte and was answered with 4 MiB at once).
+#[test]
+fn unread_kafka_fetches_below_their_first_batch_hold_only_the_budget() {
+    let b = Broker::start_with_env(
+        1,
+        &[
+            ("BROKER_KAFKA_LISTEN", "127.0.0.1:0"),
+            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", "4194304"),
+            ("BROKER_CACHE_BYTES_PER_SHARD", "8388608"),
+        ],
+    );
+    let addr = kafka_addr(&b);
+    let mut native = b.connect();
+    create_topic(&mut native, "big-batches", 1);
+    let mut builder = wire::BatchBuilder::new(8 << 20);
+    for _ in 0..4 {
+        builder.append(0, None, Some(&vec![9u8; 1 << 20]), &[]).unwrap();
+    }
+    let batch = builder.finish().unwrap();
+    for _ in 0..8 {
+        assert_eq!(
+            produce(&mut native, "big-batches", 0, &batch, wire::AckLevel::Durable).error,
+            0
+        );
+    }
+    let mut greedy = pipeline_unread(&b, &addr, &fetch_from_start("big-batches", 1), 64 << 20);
+    greedy.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    for i in 0..3 {
+        let body = response_body(&mut greedy, i);
+        assert!(body.len() > 4 << 20, "response {i} carries the whole first batch");
+    }
+}
+
 /// Reads one response frame's body after its header (v0 response header: correlation id).
 fn response_body(s: &mut TcpStream, correlation_id: i32) -> bytes::Bytes {
     let mut size = [0u8; 4];
@@ -125,9 +175,7 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
     use kafka_protocol::messages::{GroupId, JoinGroupRequest, JoinGroupResponse};
     use kafka_protocol::protocol::Decodable;
     let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
-    let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
-    let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
-    let mut s = TcpStream::connect(v["kafka"].as_str().expect("kafka listener")).unwrap();
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let join = |metadata_bytes: usize| {
         let mut p = JoinGroupRequestProtocol::default();

@@ -48,6 +48,7 @@ use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTo
 use super::forward::{route, Answers, Forwarded, Owner, Split};
 use super::long_poll::fetch_deadline;
 use super::{error_frame, respond, Origin};
+use crate::budget::ResponseRoom;
 use crate::counters::Counters;
 use crate::partition::Partition;
 use crate::request::Request;
@@ -196,7 +197,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     }
 
     let forwards = split.send(shard).await;
-    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline).await;
+    let room = request.room();
+    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline, room).await;
     let answers = Answers::<FetchResponse>::collect(forwards).await;
 
     // Merge in request order, cut by the same rules over all partitions.
@@ -251,13 +253,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
 }
 
 /// Reads the local partitions within `budget_bytes`, in request order; long-polls until
-/// `min_bytes` arrived, the budget is spent, `deadline` passed or the shard stops.
+/// `min_bytes` arrived, the budget is spent, `deadline` passed or the shard stops. A first
+/// batch beyond the budget grows `room` first (see [`read_one`]).
 async fn read_locals(
     shard: &Shard,
     locals: &mut [LocalRead],
     budget_bytes: usize,
     min_bytes: u32,
     deadline: Instant,
+    room: Option<&ResponseRoom>,
 ) {
     let mut budget = Budget::new(budget_bytes);
     loop {
@@ -265,7 +269,7 @@ async fn read_locals(
         for l in locals.iter_mut() {
             if !l.done {
                 let (limit_bytes, first) = budget.limit(l.max_bytes);
-                let r = read_one(l, limit_bytes, first).await;
+                let r = read_one(l, limit_bytes, first, room).await;
                 budget.spend(r.batches.len());
                 // Data past the offset that did not fit will not fit later either.
                 l.done = r.error != 0 || r.high_watermark > l.offset;
@@ -295,9 +299,38 @@ async fn read_locals(
     }
 }
 
-async fn read_one(l: &LocalRead, limit_bytes: usize, first: FirstBatch) -> FetchPartitionResult {
+/// Reads one partition within `limit_bytes`. A first batch beyond it (`FirstBatch::Always`)
+/// takes room in the response's `room` before it is read: the connection reserved only the
+/// budget, and a client pipelining fetches with a small `max_bytes` must not make the broker
+/// hold a batch of up to 16 MiB per request. So the partition is read within the limit first
+/// (a batch that does not fit is not read in full); only if its next batch did not fit is
+/// room taken for the largest a batch may be (`BATCH_BYTES_MAX`, waiting for it holding
+/// nothing else), the batch read whole, and what it did not need given back.
+async fn read_one(
+    l: &LocalRead,
+    limit_bytes: usize,
+    first: FirstBatch,
+    room: Option<&ResponseRoom>,
+) -> FetchPartitionResult {
     let log = &l.part.log;
-    match log.read(l.offset, limit_bytes, first).await {
+    let batch_bytes_max = wire::constants::BATCH_BYTES_MAX as usize;
+    let read = match room {
+        Some(room) if first == FirstBatch::Always && limit_bytes < batch_bytes_max => {
+            match log.read(l.offset, limit_bytes, FirstBatch::IfItFits).await {
+                Ok(out) if out.batches.is_empty() && l.offset < out.high_watermark => {
+                    let extra_bytes = batch_bytes_max - limit_bytes;
+                    room.grow(extra_bytes).await;
+                    let read = log.read(l.offset, limit_bytes, first).await;
+                    let taken = read.as_ref().map_or(0, |o| o.bytes().saturating_sub(limit_bytes));
+                    room.shrink(extra_bytes.saturating_sub(taken));
+                    read
+                }
+                within => within,
+            }
+        }
+        _ => log.read(l.offset, limit_bytes, first).await,
+    };
+    match read {
         Ok(out) => {
             let (batches, _, _) = out.concat();
             FetchPartitionResult {

@@ -37,7 +37,7 @@ use super::error::KafkaError;
 use super::{admin, data, group, group_admin, Kafka};
 use crate::api::long_poll::{fetch_deadline, LongPoll};
 use crate::auth::authorize::may_read;
-use crate::budget::{wait_until, Held, MemoryBudget};
+use crate::budget::{wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::shard::Shard;
@@ -51,7 +51,7 @@ pub type Answer = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
 /// shard's budgets until written.
 struct Queued {
     frame: Vec<u8>,
-    _holds: (Held, Held),
+    _holds: Vec<Held>,
 }
 
 /// Which request is being answered.
@@ -86,13 +86,13 @@ pub struct Session {
 impl Session {
     /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
     /// a response may take, reserved before the request runs.
-    pub async fn reserve(&self, bytes: usize) -> (Held, Held) {
+    pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
         let memory = &self.shard.memory;
         wait_until(&[&self.budget, memory], || {
             self.budget.has_room(bytes) && memory.has_room(bytes)
         })
         .await;
-        (self.budget.hold_now(bytes), memory.hold_now(bytes))
+        vec![self.budget.hold_now(bytes), memory.hold_now(bytes)]
     }
 
     /// The host and port clients should connect to: the listener's address, or this
@@ -139,7 +139,7 @@ pub async fn serve<S>(
 {
     Counters::add(&shard.counters.connections, 1);
     Counters::add(&shard.counters.connections_total, 1);
-    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (mut reader, mut writer) = crate::stream_halves::split(stream);
     let inflight_max = shard.config.inflight_per_connection_max.max(1);
     let (tx, rx) =
         local_channel::new_bounded::<glommio::task::JoinHandle<Option<Queued>>>(inflight_max);
@@ -213,16 +213,26 @@ pub async fn serve<S>(
             }
         };
         drop(held);
+        // A fetch runs to its end before the next request is read. Answers leave in request
+        // order, and a fetch that grows its room (a first batch beyond its limits,
+        // `api/fetch.rs`) could otherwise wait for room held by answers queued behind it,
+        // which wait for it to be written. (A Kafka broker serves a connection's requests one
+        // at a time anyway; a consumer has one fetch in flight per broker.)
+        let answer: Answer = match reserved {
+            Some(_) => Box::pin(std::future::ready(answer.await)),
+            None => answer,
+        };
         let (budget, memory) = (budget.clone(), shard.memory.clone());
         let handle = glommio::spawn_local(async move {
             let frame = answer.await?;
-            // What was reserved, grown to the response's actual size.
-            let (mut connection, mut shard) =
-                reserved.unwrap_or_else(|| (budget.hold_now(0), memory.hold_now(0)));
-            let more = frame.len().saturating_sub(connection.bytes());
-            connection.grow(more);
-            shard.grow(more);
-            Some(Queued { frame, _holds: (connection, shard) })
+            // What was reserved (and grown while it ran), grown to the response's size.
+            let mut holds = reserved
+                .map(|room| room.take())
+                .unwrap_or_else(|| vec![budget.hold_now(0), memory.hold_now(0)]);
+            for held in &mut holds {
+                held.grow(frame.len().saturating_sub(held.bytes()));
+            }
+            Some(Queued { frame, _holds: holds })
         })
         .detach();
         if tx.send(handle).await.is_err() || session.closing.get() {
@@ -243,8 +253,9 @@ pub async fn serve<S>(
     Counters::sub(&shard.counters.connections, 1);
 }
 
-/// What a request's first stage started: its answer, and what was reserved for it.
-type Started = (Answer, Option<(Held, Held)>);
+/// What a request's first stage started: its answer, and the room reserved for it (which the
+/// native fetch grows for a first batch beyond its `max_bytes`, `api/fetch.rs`).
+type Started = (Answer, Option<Rc<ResponseRoom>>);
 
 /// Decodes one request and runs its first stage.
 async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
@@ -278,9 +289,10 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         req.max_wait_ms = left.as_millis() as i32;
     }
-    let reserved = s.reserve(bytes).await;
+    let room = Rc::new(ResponseRoom::default());
+    room.put(s.reserve(bytes).await);
     let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
-    Ok((data::fetch(s, ctx, req).await, Some(reserved)))
+    Ok((data::fetch(s, ctx, req, room.clone()).await, Some(room)))
 }
 
 /// The wait of a Kafka fetch received at `received` that would only wait for data.

@@ -8,6 +8,7 @@
 //! appended.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
@@ -24,6 +25,7 @@ use super::connection::{ready, respond, Answer, Ctx};
 use super::convert;
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
+use crate::budget::ResponseRoom;
 
 type Key = (String, i32);
 
@@ -136,7 +138,9 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
 }
 
 /// Fetch (v4+): whole stored batches from each partition's offset, long-polled.
-pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest) -> Answer {
+/// `room` is what the connection reserved for the answer; the native fetch grows it for a
+/// first batch beyond the limits.
+pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRoom>) -> Answer {
     let max_bytes = if req.max_bytes <= 0 { i32::MAX } else { req.max_bytes } as u32;
     let mut topics: Vec<wire::FetchTopic> = Vec::with_capacity(req.topics.len());
     let mut failed: HashMap<Key, i16> = HashMap::new();
@@ -170,7 +174,7 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest) -> Answer {
         max_bytes,
         topics,
     };
-    let reply = native::start(s, &native_req).await;
+    let reply = native::start_in(s, &native_req, Some(room)).await;
     Box::pin(async move {
         let frame = match reply {
             Err(e) => Err(e),

@@ -8,6 +8,8 @@
 //! Counting: a Kafka request counts once in the shard's `requests` (by the connection), not
 //! once more per native body it runs here.
 
+use std::rc::Rc;
+
 use rkyv::api::high::{HighDeserializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
 use rkyv::rancor;
@@ -18,17 +20,31 @@ use wire::{AlignedVec, ErrorCode, FrameHeader};
 use super::connection::Session;
 use super::error::KafkaError;
 use crate::api::{self, Reply};
+use crate::budget::ResponseRoom;
 use crate::counters::Counters;
 use crate::request::Request;
 
 /// Stage one of a native request with body `msg`.
 pub async fn start<T: wire::Message>(s: &Session, msg: &T) -> Result<Reply, KafkaError> {
+    start_in(s, msg, None).await
+}
+
+/// [`start`], its response's room shared with `room` (`budget::ResponseRoom`).
+pub async fn start_in<T: wire::Message>(
+    s: &Session,
+    msg: &T,
+    room: Option<Rc<ResponseRoom>>,
+) -> Result<Reply, KafkaError> {
     let frame = wire::encode_request(0, msg).map_err(|e| KafkaError::Native {
         code: ErrorCode::InvalidRequest,
         message: e.to_string(),
     })?;
     // The connection's identity: ACLs are checked as for a native client (`auth/authorize.rs`).
-    let reply = api::start_client(&s.shard, Request::forwarded(frame), &s.auth).await;
+    let mut request = Request::forwarded(frame);
+    if let Some(room) = room {
+        request = request.with_room(room);
+    }
+    let reply = api::start_client(&s.shard, request, &s.auth).await;
     // `start_client` counted this body in the shard's `requests` (exactly once, whichever way
     // it answered); the Kafka request it serves was counted once already, by the connection
     // (`connection.rs`), however many native bodies it takes. (A body forwarded to another
