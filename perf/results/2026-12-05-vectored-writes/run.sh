@@ -1,5 +1,6 @@
 #!/bin/bash
-# TLS only: base (broker-new) vs vec (vectored writes), max-rate-1p-1kb, perf stat of CPU 1's send syscalls.
+# TLS only: BASE vs NEW broker binaries, max-rate-1p-1kb and fixed-rate-16p-1kb, 3 rounds
+# alternating; perf stat counts CPU 1 (the broker)'s send/recv system calls. Run from the repo.
 cd /work/main
 certs=/work/perf-data/vec/certs; mkdir -p $certs
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -keyout $certs/ca.key -out $certs/ca.pem -subj /CN=bench-ca 2>/dev/null
