@@ -201,6 +201,57 @@ impl ResponseRoom {
     }
 }
 
+/// Room taken entry by entry for a response gathered a piece at a time (a table read's
+/// entries, a key query's records): [`EntryRoom::admit`] takes room for the next piece if it
+/// fits now; a reader whose answer is still empty instead lets the piece go, waits
+/// ([`EntryRoom::wait`], holding nothing it made) and reads it again; one with pieces
+/// answers with those (partial, with where to continue). Without a room (a request forwarded
+/// from another shard) every piece is admitted. What a wait granted and no piece took is
+/// given back on drop.
+#[derive(Debug)]
+pub struct EntryRoom<'a> {
+    room: Option<&'a ResponseRoom>,
+    granted_bytes: usize,
+}
+
+impl<'a> EntryRoom<'a> {
+    /// Takes room from `room`, if any.
+    pub fn new(room: Option<&'a ResponseRoom>) -> Self {
+        EntryRoom { room, granted_bytes: 0 }
+    }
+
+    /// Whether a piece of `bytes` may join the response: room taken now, or granted by a wait.
+    pub fn admit(&mut self, bytes: usize) -> bool {
+        let Some(room) = self.room else { return true };
+        if self.granted_bytes >= bytes {
+            self.granted_bytes -= bytes;
+            return true;
+        }
+        if room.try_grow(bytes - self.granted_bytes) {
+            self.granted_bytes = 0;
+            return true;
+        }
+        false
+    }
+
+    /// Waits until room for a piece of `bytes` is granted (the caller let the piece go).
+    pub async fn wait(&mut self, bytes: usize) {
+        if let Some(room) = self.room {
+            let more = bytes.saturating_sub(self.granted_bytes);
+            room.grow(more).await;
+            self.granted_bytes += more;
+        }
+    }
+}
+
+impl Drop for EntryRoom<'_> {
+    fn drop(&mut self) {
+        if let Some(room) = self.room {
+            room.shrink(self.granted_bytes);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +311,35 @@ mod tests {
                 assert_eq!(connection.held_bytes(), 550);
                 alone.shrink(520);
                 assert_eq!((connection.held_bytes(), shard.held_bytes()), (30, 30));
+            });
+        run.expect("executor").join().expect("test body");
+    }
+
+    #[test]
+    fn entries_take_room_one_by_one_and_a_wait_grants_it() {
+        let run = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(1 << 20)
+            .spawn(|| async {
+                let budget = MemoryBudget::new(100);
+                let other = budget.hold_now(60); // a queued answer of the same connection
+                let room = ResponseRoom::default();
+                room.put(vec![budget.hold_now(0)]);
+                {
+                    let mut entries = EntryRoom::new(Some(&room));
+                    assert!(entries.admit(30));
+                    assert!(!entries.admit(30), "100 held: no room for more now");
+                    let waiter = glommio::spawn_local(async move {
+                        futures_lite::future::yield_now().await;
+                        drop(other); // the queued answer is written
+                    });
+                    entries.wait(50).await;
+                    waiter.await;
+                    assert!(entries.admit(20), "taken from what the wait granted");
+                    assert_eq!(budget.held_bytes(), 80);
+                } // 30 granted and not taken: given back
+                assert_eq!(budget.held_bytes(), 50);
+                let mut unbounded = EntryRoom::new(None);
+                assert!(unbounded.admit(usize::MAX), "a forwarded request takes no room");
             });
         run.expect("executor").join().expect("test body");
     }

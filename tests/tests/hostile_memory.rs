@@ -11,6 +11,8 @@
 //!   relayed through another shard (the log is the buffer; a relayed slow consumer is cut);
 //! - many connections that each stay within their bound but together would not (the
 //!   shard's budget), and a client that stops reading altogether (the write stall cut-off);
+//! - pipelined table scans (and key queries, the same way) that reserve nothing up front: each
+//!   entry takes room as it is gathered (`budget::EntryRoom`);
 //! - subscriptions opened without end (each a push task and its filter): refused past
 //!   `subscriptions_per_connection_max` and `subscriptions_per_shard_max`.
 
@@ -234,6 +236,62 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
     for id in ids {
         let resp: FetchResponse = conn.wait(id).decode();
         assert_eq!(resp.topics[0].partitions[0].batches.len(), batch.len());
+    }
+}
+
+#[test]
+fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut conn = broker.connect();
+    let config = TopicConfig { partition_count: 1, table: true, ..TopicConfig::default() };
+    let created: CreateTopicResponse =
+        conn.call(&CreateTopicRequest { name: "big-values".into(), config });
+    assert_eq!(created.error, 0, "{}", created.message);
+    // Four keys of 2 MiB each: every scan answers with 8 MiB.
+    for i in 0..4u8 {
+        let mut b = BatchBuilder::new(4 << 20);
+        b.append(0, Some(&[b'k', i]), Some(&vec![i; 2 << 20]), &[]).expect("append");
+        let batch = b.finish().expect("batch").to_vec();
+        assert_eq!(produce(&mut conn, "big-values", 0, &batch, AckLevel::Durable).error, 0);
+    }
+    let scan = |min_offset| TableReadRequest {
+        wait_ms: 10_000,
+        topics: vec![TableReadTopic {
+            name: "big-values".into(),
+            partitions: vec![TableReadPartition {
+                partition: 0,
+                kind: TableReadKind::Scan,
+                start_key: Vec::new(),
+                end_key: None,
+                limit: 100,
+                min_offset,
+            }],
+        }],
+    };
+    let applied: TableReadResponse = conn.call(&scan(4));
+    assert_eq!(applied.topics[0].partitions[0].entries.len(), 4, "the table has every key");
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // 64 scans pipelined, never read: before, table reads reserved nothing and all 64
+    // answers were made at once (+313 MiB measured). Now each entry takes room before it
+    // joins an answer; what is not bounded yet is the record each scan is reading when it
+    // finds no room (read before its size is known, then let go: one 2 MiB record per
+    // pipelined scan here, +123 MiB measured in all).
+    let ids: Vec<u64> = (0..64).map(|_| conn.send(&scan(0))).collect();
+    assert_growth(
+        &broker,
+        base,
+        SEND_QUEUE_BYTES_MAX + 8 * MIB + 64 * 2 * MIB + SLACK_BYTES,
+        "64 pipelined 8 MiB table scans not read",
+    );
+    still_serves(&broker);
+    // Read now: every scan comes, whole or continued from a key.
+    for id in ids {
+        let resp: TableReadResponse = conn.wait(id).decode();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error, 0);
+        assert!(!p.entries.is_empty(), "at least one entry");
+        assert_eq!(p.next_key.is_some(), p.entries.len() < 4, "a partial scan says where to go on");
     }
 }
 

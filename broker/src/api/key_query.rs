@@ -13,6 +13,7 @@ use wire::{
 
 use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
+use crate::budget::{EntryRoom, ResponseRoom};
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::FirstBatch;
@@ -39,6 +40,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     // The response's records share one byte budget, like a fetch's batches.
     let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let room = request.room();
     let results = per_partition::<KeyQueryRequest, KeyQueryResponse, _>(
         shard,
         origin,
@@ -50,7 +52,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         |name, q| {
             let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
             async move {
-                let r = local(&shard, &name, &q, bytes_left.get()).await;
+                let r = local(&shard, &name, &q, bytes_left.get(), room).await;
                 let used: usize = r.records.iter().map(TableEntry::bytes_hint).sum();
                 bytes_left.set(bytes_left.get().saturating_sub(used));
                 r
@@ -70,6 +72,7 @@ async fn local(
     topic: &str,
     q: &KeyQueryPartition,
     bytes_max: usize,
+    room: Option<&ResponseRoom>,
 ) -> KeyQueryPartitionResult {
     let Some(part) = shard.partition(topic, q.partition) else {
         return failed(q.partition, ErrorCode::UnknownPartition);
@@ -103,7 +106,7 @@ async fn local(
     offset = offset.max(log.log_start_offset());
     let limit = q.limit.clamp(1, KEY_QUERY_LIMIT_MAX) as usize;
     let (mut scanned, mut used) = (0usize, 0usize);
-    let mut scratch = AlignedVec::new();
+    let (mut scratch, mut room) = (AlignedVec::new(), EntryRoom::new(room));
     while offset < end {
         if scanned >= KEY_QUERY_SCAN_BYTES_MAX {
             result.next_offset = Some(offset);
@@ -117,7 +120,9 @@ async fn local(
             break;
         }
         scanned += out.bytes();
-        for view in &out.batches {
+        // A first record with no room now: (its offset, its bytes), read again after the wait.
+        let mut no_room = None;
+        'views: for view in &out.batches {
             for envelope in Envelopes::new(view).filter_map(Result::ok) {
                 let h = envelope.header();
                 let next = h.next_offset();
@@ -145,11 +150,28 @@ async fn local(
                         return result;
                     }
                     let Some(entry) = entry_of(&r) else { continue };
-                    used += entry.bytes_hint();
+                    let bytes = entry.bytes_hint();
+                    if !room.admit(bytes) {
+                        if result.records.is_empty() {
+                            no_room = Some((r.offset(), bytes));
+                            break 'views;
+                        }
+                        // No room in the connection's budget now: answer what was found.
+                        result.next_offset = Some(r.offset());
+                        return result;
+                    }
+                    used += bytes;
                     result.records.push(entry);
                 }
                 offset = next;
             }
+        }
+        if let Some((at, bytes)) = no_room {
+            // Wait holding nothing read: the batch goes, and is read again from `at`.
+            (offset, scratch) = (at, AlignedVec::new());
+            drop(out);
+            room.wait(bytes).await;
+            continue;
         }
         glommio::yield_if_needed().await;
     }

@@ -13,6 +13,7 @@ use wire::{
 
 use super::forward::per_partition;
 use super::{error_frame, respond, Origin};
+use crate::budget::{EntryRoom, ResponseRoom};
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
@@ -38,7 +39,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     // The response's entries share one byte budget, like a fetch's batches.
     let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
-    let wait_ms = req.wait_ms;
+    let (wait_ms, room) = (req.wait_ms, request.room());
     let results = per_partition::<TableReadRequest, TableReadResponse, _>(
         shard,
         origin,
@@ -52,7 +53,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         |name, p| {
             let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
             async move {
-                let r = local(&shard, &name, &p, wait, bytes_left.get()).await;
+                let r = local(&shard, &name, &p, wait, bytes_left.get(), room).await;
                 let used: usize = r.entries.iter().map(TableEntry::bytes_hint).sum();
                 bytes_left.set(bytes_left.get().saturating_sub(used));
                 r
@@ -73,6 +74,7 @@ async fn local(
     p: &TableReadPartition,
     wait: Duration,
     bytes_max: usize,
+    room: Option<&ResponseRoom>,
 ) -> TableReadPartitionResult {
     // A state table over a topic reads that topic's partition, else the topic's own table.
     let declared = shard.metadata().tables.get(topic).map(|t| t.topic.clone());
@@ -92,7 +94,7 @@ async fn local(
         ..failed(p.partition, e.code())
     };
     if p.kind == TableReadKind::Changes {
-        return changes(&part, table, p, wait, bytes_max).await;
+        return changes(&part, table, p, wait, bytes_max, room).await;
     }
     if let Err(e) = table.wait_applied(p.min_offset, wait).await {
         return fail(e);
@@ -123,20 +125,34 @@ async fn local(
         // One more than asked: tells whether to hand out `next_key`.
         TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
     };
-    let mut used = 0usize;
-    for (key, at) in wanted {
+    let (mut used, mut room) = (0usize, EntryRoom::new(room));
+    'keys: for (key, at) in wanted {
         if result.entries.len() == limit || (!result.entries.is_empty() && used >= bytes_max) {
             result.next_key = Some(key);
             break;
         }
-        match read_record(&part.log, at, &mut scratch).await {
-            Ok(Some(entry)) if !entry.tombstone => {
-                used += entry.bytes_hint();
-                result.entries.push(entry);
+        loop {
+            match read_record(&part.log, at, &mut scratch).await {
+                Ok(Some(entry)) if !entry.tombstone => {
+                    let bytes = entry.bytes_hint();
+                    if room.admit(bytes) {
+                        used += bytes;
+                        result.entries.push(entry);
+                    } else if !result.entries.is_empty() {
+                        // No room in the connection's budget now: answer what was gathered.
+                        result.next_key = Some(key);
+                        break 'keys;
+                    } else {
+                        drop(entry);
+                        room.wait(bytes).await;
+                        continue; // read again: the room is there now
+                    }
+                }
+                // Retention deleted the key's latest record: the key is gone.
+                Ok(_) => table.forget_if_at(&key, at),
+                Err(e) => return fail(TableError::Storage(e)),
             }
-            // Retention deleted the key's latest record: the key is gone.
-            Ok(_) => table.forget_if_at(&key, at),
-            Err(e) => return fail(TableError::Storage(e)),
+            break;
         }
     }
     result
@@ -150,6 +166,7 @@ async fn changes(
     p: &TableReadPartition,
     wait: Duration,
     bytes_max: usize,
+    room: Option<&ResponseRoom>,
 ) -> TableReadPartitionResult {
     if table.is_state() {
         return failed(p.partition, ErrorCode::InvalidRequest); // no change feed (yet)
@@ -173,28 +190,40 @@ async fn changes(
     };
     let mut result =
         TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
-    let (mut scratch, mut used) = (AlignedVec::new(), 0usize);
+    let (mut scratch, mut used, mut room) = (AlignedVec::new(), 0usize, EntryRoom::new(room));
     // Where to ask next: after the last change looked at, or (none) the applied offset.
     let mut next = offset.max(p.min_offset);
-    for (at, previous) in changes {
+    'changes: for (at, previous) in changes {
         if !result.entries.is_empty() && used >= bytes_max {
             break;
         }
-        next = at + 1;
-        match read_record(&part.log, at, &mut scratch).await {
-            Ok(Some(mut entry)) => {
-                entry.previous_offset = previous;
-                used += entry.bytes_hint();
-                result.entries.push(entry);
+        loop {
+            match read_record(&part.log, at, &mut scratch).await {
+                Ok(Some(mut entry)) => {
+                    let bytes = entry.bytes_hint();
+                    if room.admit(bytes) {
+                        entry.previous_offset = previous;
+                        used += bytes;
+                        result.entries.push(entry);
+                    } else if !result.entries.is_empty() {
+                        break 'changes; // no room now: the feed goes on from `at`
+                    } else {
+                        drop(entry);
+                        room.wait(bytes).await;
+                        continue;
+                    }
+                }
+                // Retention took it: the feed goes on after it.
+                Ok(None) => {}
+                Err(e) => {
+                    let mut r = failed(p.partition, e.code());
+                    r.offset = offset;
+                    return r;
+                }
             }
-            // Retention took it: the feed goes on after it.
-            Ok(None) => {}
-            Err(e) => {
-                let mut r = failed(p.partition, e.code());
-                r.offset = offset;
-                return r;
-            }
+            break;
         }
+        next = at + 1;
     }
     result.offset = next;
     result
