@@ -154,19 +154,35 @@ pub fn check_api(header: &FrameHeader) -> Result<ApiKey, AlignedVec> {
 
 /// The bytes `req`'s response is expected to take, reserved by the connection before the
 /// request runs so it can bound what it holds before the response exists: a fetch's
-/// `max_bytes` (never past `fetch_response_bytes_max`). A response may pass its reservation (a
-/// fetch's "at least one batch", or any small response: a produce's offsets, metadata); it
+/// `max_bytes` (never past `fetch_response_bytes_max`), stats with group lag their most
+/// entries per shard asked. A response may pass its reservation (a fetch's first batch, which
+/// grows the room before it is read; table reads and key queries, which take room entry by
+/// entry, `budget::EntryRoom`; or any small response: a produce's offsets, metadata); it
 /// then counts at its actual size once it is queued.
 pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
-    if req.header.api_key != ApiKey::Fetch.as_u16() {
-        return 0;
-    }
-    match wire::access_body::<wire::FetchRequest>(req.body()) {
-        Ok(fetch) => (fetch.max_bytes.to_native() as usize)
-            .min(shard.config.fetch_response_bytes_max as usize),
-        Err(_) => 0, // answered with an error at once
+    match ApiKey::from_u16(req.header.api_key) {
+        Some(ApiKey::Fetch) => match wire::access_body::<wire::FetchRequest>(req.body()) {
+            Ok(fetch) => (fetch.max_bytes.to_native() as usize)
+                .min(shard.config.fetch_response_bytes_max as usize),
+            Err(_) => 0, // answered with an error at once
+        },
+        Some(ApiKey::Stats) => match wire::access_body::<wire::StatsRequest>(req.body()) {
+            Ok(stats) if stats.group_lag => {
+                let shards = match stats.shards.len() {
+                    0 => shard.shard_count as usize,
+                    n => n.min(shard.shard_count as usize),
+                };
+                shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX
+            }
+            _ => 0,
+        },
+        _ => 0,
     }
 }
+
+/// The most one group-lag entry of a stats answer takes: a group id and a topic name at their
+/// limits (249 bytes each) and its numbers, encoded.
+const GROUP_LAG_ENTRY_BYTES_MAX: usize = 2 * 256 + 64;
 
 /// Stage one of any request except the session apis (see the module docs).
 pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {

@@ -171,6 +171,9 @@ pub struct Coordinator {
     offsets: RefCell<BTreeMap<u32, OffsetsState>>,
     /// The low-priority task queue compactions run in (made on first use).
     compaction_queue: Cell<Option<TaskQueueHandle>>,
+    /// Committed offsets over every group in `groups`, kept as they change (a commit checks
+    /// its room against it: summing per commit cost O(groups)).
+    offset_count: Cell<usize>,
 }
 
 impl Default for Coordinator {
@@ -182,6 +185,7 @@ impl Default for Coordinator {
             changes: Watermark::new(0),
             offsets: RefCell::new(BTreeMap::new()),
             compaction_queue: Cell::new(None),
+            offset_count: Cell::new(0),
         }
     }
 }
@@ -249,6 +253,7 @@ impl Coordinator {
         for (id, offsets) in replayed {
             committed += offsets.len();
             let g = groups.entry(id.clone()).or_insert_with(|| Group::new(&id));
+            let before = g.offsets.len();
             for (tp, c) in offsets {
                 // A commit made while replaying (none can be: commits wait for the load) or
                 // a newer one wins.
@@ -256,6 +261,7 @@ impl Coordinator {
                     g.offsets.insert(tp, c);
                 }
             }
+            self.offset_count.set(self.offset_count.get() + g.offsets.len() - before);
         }
         self.loaded.borrow_mut().insert(index);
         self.offsets.borrow_mut().entry(index).or_default();
@@ -273,8 +279,9 @@ impl Coordinator {
     pub fn with_group<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
         let mut groups = self.groups.borrow_mut();
         let g = groups.entry(group.to_owned()).or_insert_with(|| Group::new(group));
-        let version = g.membership.version;
+        let (version, offsets_before) = (g.membership.version, g.offsets.len());
         let r = f(g);
+        self.offset_count.set(self.offset_count.get() + g.offsets.len() - offsets_before);
         if g.membership.version != version {
             g.note_membership(Instant::now());
             self.changes.advance(self.changes.get() + 1);
@@ -615,7 +622,12 @@ impl Coordinator {
 
     /// Committed offsets of all groups this coordinator holds.
     pub fn offset_count(&self) -> usize {
-        self.groups.borrow().values().map(|g| g.offsets.len()).sum()
+        debug_assert_eq!(
+            self.offset_count.get(),
+            self.groups.borrow().values().map(|g| g.offsets.len()).sum::<usize>(),
+            "the running count of committed offsets"
+        );
+        self.offset_count.get()
     }
 
     /// Groups whose id starts with `prefix`: (id, members, generation).
