@@ -648,3 +648,90 @@ fn http_connections_count_toward_the_shards_connection_limit() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// What one answer renders is bounded by `http.stream_buffer_bytes_max`, not by how many
+/// records fit in it: a `GET .../records` page stops at that much text (at least one record)
+/// and says where to go on, and a stream's chunk too — each event's id names every partition,
+/// so tiny records of a topic with many partitions used to render into many times the bytes
+/// fetched (one chunk of ~300 KiB here).
+#[test]
+fn answers_render_at_most_the_stream_buffer_and_go_on_from_there() {
+    const BUFFER_BYTES: usize = 65_536;
+    let (broker, http) = start(1, &[("BROKER_HTTP_STREAM_BUFFER_BYTES_MAX", "65536")]);
+    let mut native = broker.connect();
+    create_topic(&mut native, "wide", 200);
+    // Partition 0: 20 records of 10 KB; before, one page of limit 100 carried all 20.
+    let value = vec![b'x'; 10_000];
+    for _ in 0..20 {
+        let mut b = wire::BatchBuilder::new(1 << 20);
+        b.append(1, None, Some(&value), &[]).unwrap();
+        assert_eq!(
+            produce(&mut native, "wide", 0, &b.finish().unwrap(), wire::AckLevel::Written).error,
+            0
+        );
+    }
+    let mut next = 0u64;
+    let mut pages = 0;
+    while next < 20 {
+        let (status, page) = curl(
+            http,
+            "GET",
+            &format!("/topics/wide/records?partition=0&from={next}&limit=100"),
+            &[],
+        );
+        assert_eq!(status, 200, "{page}");
+        let recs = page["records"].as_array().unwrap();
+        assert!(!recs.is_empty(), "every page makes progress");
+        assert!(page.to_string().len() <= BUFFER_BYTES + 20_000, "a page stops at the buffer");
+        assert_eq!(recs[0]["offset"].as_u64(), Some(next), "pages follow each other");
+        next = page["next_offset"].as_u64().unwrap();
+        assert_eq!(next, recs.last().unwrap()["offset"].as_u64().unwrap() + 1);
+        pages += 1;
+    }
+    assert!(pages >= 3, "20 records of 10 KB take several 64 KiB pages, took {pages}");
+
+    // One small record in each of partitions 1..200, read as a stream over raw HTTP/1.1:
+    // each chunk is one poll's rendering.
+    for p in 1..200u32 {
+        let mut b = wire::BatchBuilder::new(1 << 16);
+        b.append(1, None, Some(b"{}"), &[]).unwrap();
+        assert_eq!(
+            produce(&mut native, "wide", p, &b.finish().unwrap(), wire::AckLevel::Written).error,
+            0
+        );
+    }
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(b"GET /topics/wide/stream?from=earliest HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break; // end of the head
+        }
+    }
+    let (mut offsets, mut largest_chunk) = (Vec::new(), 0usize);
+    while offsets.len() < 219 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+        let mut chunk = vec![0u8; size + 2];
+        r.read_exact(&mut chunk).unwrap();
+        largest_chunk = largest_chunk.max(size);
+        for data in
+            String::from_utf8(chunk).unwrap().lines().filter_map(|l| l.strip_prefix("data: "))
+        {
+            let v: Value = serde_json::from_str(data).unwrap();
+            if v.get("offset").is_some() {
+                offsets.push((v["partition"].as_u64().unwrap(), v["offset"].as_u64().unwrap()));
+            }
+        }
+    }
+    offsets.sort_unstable();
+    let expected: Vec<(u64, u64)> =
+        (0..20).map(|o| (0, o)).chain((1..200).map(|p| (p, 0))).collect();
+    assert_eq!(offsets, expected, "every record exactly once");
+    assert!(largest_chunk <= BUFFER_BYTES + 20_000, "a chunk of {largest_chunk} bytes");
+}

@@ -23,8 +23,9 @@ pub struct HttpConfig {
     /// that does not read, including a stalled Server-Sent Events reader).
     pub write_stall_ms: u64,
     /// Batch bytes one Server-Sent Events stream (or one `GET .../records`) reads from the
-    /// log at a time; the stream reads the next only once the previous is written out, so
-    /// this (plus hyper's write buffer) is what a stream holds.
+    /// log at a time, and the most text it renders them into (at least one record; the rest
+    /// is read again next); the stream reads the next only once the previous is written
+    /// out, so twice this (plus hyper's write buffer) is what a stream holds.
     pub stream_buffer_bytes_max: u32,
     /// Most records one `GET .../records` returns.
     pub records_limit_max: u32,

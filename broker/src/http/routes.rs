@@ -638,25 +638,38 @@ async fn read_records(
     partition_count(gw, topic)?;
     let mut next =
         resolve(gw, topic, partition, StartAt::parse(q.get("from"), StartAt::Earliest)?).await?;
-    let mut out: Vec<Value> = Vec::new();
-    let mut high_watermark = next;
-    while out.len() < limit as usize {
+    // Records are rendered as they are read (a parsed JSON tree takes many times its text),
+    // and the answer stops once its text reaches `stream_buffer_bytes_max` (at least one
+    // record; `next_offset` says where to go on): what one request makes the broker hold is
+    // that, not `limit` records of any size.
+    let rendered_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
+    let (mut out, mut count, mut high_watermark) = (String::new(), 0usize, next);
+    let _held = gw.shard.memory.hold(rendered_bytes_max).await;
+    'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
         high_watermark = hw;
-        let before = out.len();
+        let before = count;
         records::for_each_record(&batches, next, |r| {
-            out.push(records::to_json(partition, r));
-            next = r.offset() + 1;
-            out.len() < limit as usize
+            if count > 0 && out.len() >= rendered_bytes_max {
+                return false;
+            }
+            if count > 0 {
+                out.push(',');
+            }
+            out.push_str(&records::to_json(partition, r).to_string());
+            (count, next) = (count + 1, r.offset() + 1);
+            count < limit as usize
         })?;
-        if out.len() == before || next >= hw {
-            break;
+        if count == before || next >= hw || out.len() >= rendered_bytes_max {
+            break 'fetches;
         }
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"records": out, "next_offset": next, "high_watermark": high_watermark}),
-    ))
+    let body =
+        format!(r#"{{"records":[{out}],"next_offset":{next},"high_watermark":{high_watermark}}}"#);
+    let mut r: Response<Body> = Response::new(Box::pin(Full::new(Bytes::from(body))));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Ok(r)
 }
 
 /// One fetch of one partition from `offset`: its batch bytes and high watermark.

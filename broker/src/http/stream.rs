@@ -22,7 +22,8 @@
 //! fetched batches (native subscriptions evaluate it on the partition's owner).
 //!
 //! Memory: one fetch (`http.stream_buffer_bytes_max` of batch bytes, at least one batch) is
-//! rendered into one chunk, and the next fetch starts only when hyper asks for the next
+//! rendered into one chunk of at most that many bytes (at least one event; what is not
+//! rendered is fetched again by the next poll), and the next fetch starts only when hyper asks for the next
 //! chunk, which it does once the previous one is written out; a client that stops reading
 //! is cut off after `http.write_stall_ms` (`io.rs`). The log is the buffer.
 
@@ -215,11 +216,18 @@ impl Stream {
             }],
         };
         // The fetched bytes and their rendering count in the shard's memory budget, like a
-        // native fetch's response.
-        let _held = self.gw.shard.memory.hold(max_bytes as usize).await;
+        // native fetch's response. The rendering stops once it reaches `max_bytes` (at least
+        // one event): an event's id names every partition, so tiny records of a topic with
+        // many partitions would render into many times the bytes fetched. Records not
+        // rendered are not consumed: the next poll fetches them again.
+        let rendered_bytes_max = max_bytes as usize;
+        let _held = self.gw.shard.memory.hold(max_bytes as usize + rendered_bytes_max).await;
         let resp: wire::FetchResponse = call(&self.gw, &req).await?;
         let mut out = String::new();
         for result in resp.topics.into_iter().flat_map(|t| t.partitions) {
+            if !out.is_empty() && out.len() >= rendered_bytes_max {
+                break;
+            }
             let Some(i) = self.positions.iter().position(|p| p.partition == result.partition)
             else {
                 continue;
@@ -235,6 +243,9 @@ impl Stream {
             let from = self.positions[i].next;
             let filter = self.filter.as_ref();
             records::for_each_record(&result.batches, from, |r| {
+                if !out.is_empty() && out.len() >= rendered_bytes_max {
+                    return false;
+                }
                 self.positions[i].next = r.offset() + 1;
                 if filter.is_some_and(|f| !f.matches(r)) {
                     return true;
