@@ -46,6 +46,12 @@ impl Request {
         self
     }
 
+    /// What its frame holds of the shard's budget, the frame itself let go (to keep counting
+    /// copies of it that live on: a produce's forwarded sub-requests).
+    pub fn into_held(self) -> Option<Held> {
+        self.held
+    }
+
     /// The same request, its response's room shared with `room`.
     pub fn with_room(mut self, room: Rc<ResponseRoom>) -> Self {
         self.room = Some(room);

@@ -44,6 +44,8 @@ fn start_with(shards: usize, env: &[(&str, &str)]) -> Broker {
         ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", queue.as_str()),
         // The cache is a budget of its own; keep it small so it does not hide growth.
         ("BROKER_CACHE_BYTES_PER_SHARD", cache.as_str()),
+        // Metrics on a port of its own (the default port is one per machine).
+        ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
     ];
     all.extend_from_slice(env);
     Broker::start_with_env(shards, &all)
@@ -88,6 +90,20 @@ fn fill(broker: &Broker, shard: usize, topic: &str, mib: u64) {
     for _ in 0..(mib * 2) {
         let r = produce(&mut c, topic, 0, &batch, AckLevel::Written);
         assert_eq!(r.error, 0, "produce");
+    }
+}
+
+/// Waits until shard 0 holds nothing of its memory budget (every response written, every
+/// room a request took given back).
+fn budget_given_back(broker: &Broker) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held = broker.metric("broker_memory_held_bytes", 0).expect("metrics on");
+        if held == 0.0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "shard 0 still holds {held} bytes of its budget");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -237,6 +253,7 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
         let resp: FetchResponse = conn.wait(id).decode();
         assert_eq!(resp.topics[0].partitions[0].batches.len(), batch.len());
     }
+    budget_given_back(&broker);
 }
 
 #[test]
@@ -293,6 +310,7 @@ fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
         assert!(!p.entries.is_empty(), "at least one entry");
         assert_eq!(p.next_key.is_some(), p.entries.len() < 4, "a partial scan says where to go on");
     }
+    budget_given_back(&broker);
 }
 
 /// Subscribes on `conn` with endless credit and never reads again.

@@ -237,17 +237,7 @@ fn periodic_state_snapshots_bound_what_recovery_reads_after_kill_9() {
 
 /// `broker_producer_states` from the broker's metrics endpoint (shard 0).
 fn producer_states(broker: &Broker) -> u64 {
-    use std::io::{Read, Write};
-    let addr = broker.metrics_address().expect("metrics on");
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("broker_producer_states{shard=\"0\"}"))
-        .unwrap_or_else(|| panic!("no broker_producer_states in {text}"));
-    line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64
+    broker.metric("broker_producer_states", 0).expect("broker_producer_states") as u64
 }
 
 /// One request carrying a batch from each of `ids` (producer ids the client made up).

@@ -168,7 +168,12 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
     }
     // Send forwards now, still in arrival order; their answers are awaited in stage two.
     let forwards = split.send(shard).await;
+    // Their copies of the batches wait in the shard-to-shard channels and on their owners
+    // until they answer: the hold of the request's frame (a large one's, at least their
+    // size) stays until then, the frame itself goes now.
+    let held = if forwards.is_empty() { None } else { request.into_held() };
     Box::pin(async move {
+        let _held = held;
         let answers = Answers::<ProduceResponse>::collect(forwards).await;
         let mut topics = Vec::with_capacity(slots.len());
         for (name, topic_slots) in slots {

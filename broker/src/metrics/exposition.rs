@@ -265,6 +265,8 @@ impl Scrape {
         let help =
             "Idempotent producers the shard's partitions remember (producer_states_per_shard_max)";
         gauges(e, "broker_producer_states", help, per(|s| s.producer_states))?;
+        let help = "Bytes held of the shard's memory budget (memory_bytes_per_shard): request bodies, queued responses and pushes, reservations";
+        gauges(e, "broker_memory_held_bytes", help, per(|s| s.memory_held_bytes))?;
         gauges(
             e,
             "broker_partitions",
@@ -575,6 +577,7 @@ mod tests {
         s.shards[0].partitions[1].table_lag_records = 5;
         s.shards[0].table_keys_bytes = 4096;
         s.shards[0].producer_states = 12;
+        s.shards[0].memory_held_bytes = 4096;
         let text = s.encode();
         assert_eq!(text.matches("broker_partition_table_entries{").count(), 1, "{text}");
         assert!(
@@ -591,6 +594,7 @@ mod tests {
         );
         assert!(text.contains("broker_table_keys_bytes{shard=\"0\"} 4096"), "{text}");
         assert!(text.contains("broker_producer_states{shard=\"0\"} 12"), "{text}");
+        assert!(text.contains("broker_memory_held_bytes{shard=\"0\"} 4096"), "{text}");
     }
 
     #[test]

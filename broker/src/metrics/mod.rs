@@ -73,6 +73,9 @@ pub struct ShardSnapshot {
     pub table_keys_bytes: u64,
     /// Idempotent producers its partitions remember (`producer_states_per_shard_max`).
     pub producer_states: u64,
+    /// Bytes held of the shard's memory budget (`memory_bytes_per_shard`): request bodies,
+    /// queued responses and pushes, reservations.
+    pub memory_held_bytes: u64,
     /// The shard journal's counters since start (`shard_journal`; zero without it).
     pub journal: JournalStats,
     /// The partitions this shard owns.
@@ -263,6 +266,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         cache_bytes: shard.cache.used_bytes() as u64,
         table_keys_bytes: shard.tables.used_bytes() as u64,
         producer_states: shard.producers.count() as u64,
+        memory_held_bytes: shard.memory.held_bytes() as u64,
         journal: shard.journal_stats().unwrap_or_default(),
         partitions,
         retired,
