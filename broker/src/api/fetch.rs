@@ -306,8 +306,10 @@ async fn read_locals(
 /// budget, and a client pipelining fetches with a small `max_bytes` must not make the broker
 /// hold a batch of up to 16 MiB per request. So the partition is read within the limit first
 /// (a batch that does not fit is not read in full); only if its next batch did not fit is
-/// room taken for the largest a batch may be (`BATCH_BYTES_MAX`, waiting for it holding
-/// nothing else), the batch read whole, and what it did not need given back.
+/// room taken for it (its length from memory or its header on disk; `BATCH_BYTES_MAX` if
+/// that cannot be told), waiting for it holding nothing else, the batch read whole, and what
+/// it did not need given back. (The wait has no deadline of its own: it ends when the
+/// connection's queued answers are written, or the connection closes.)
 async fn read_one(
     l: &LocalRead,
     limit_bytes: usize,
@@ -320,7 +322,9 @@ async fn read_one(
         Some(room) if first == FirstBatch::Always && limit_bytes < batch_bytes_max => {
             match log.read(l.offset, limit_bytes, FirstBatch::IfItFits).await {
                 Ok(out) if out.batches.is_empty() && l.offset < out.high_watermark => {
-                    let extra_bytes = batch_bytes_max - limit_bytes;
+                    let batch_bytes = log.batch_bytes_at(l.offset).await.ok().flatten();
+                    let extra_bytes =
+                        batch_bytes.unwrap_or(batch_bytes_max).saturating_sub(limit_bytes);
                     room.grow(extra_bytes).await;
                     let read = log.read(l.offset, limit_bytes, first).await;
                     let taken = read.as_ref().map_or(0, |o| o.bytes().saturating_sub(limit_bytes));

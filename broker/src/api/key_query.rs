@@ -169,6 +169,7 @@ async fn local(
         if let Some((at, bytes)) = no_room {
             // Wait holding nothing read: the batch goes, and is read again from `at`.
             (offset, scratch) = (at, AlignedVec::new());
+            scanned -= out.bytes(); // read again after the wait
             drop(out);
             room.wait(bytes).await;
             continue;

@@ -155,7 +155,7 @@ pub fn check_api(header: &FrameHeader) -> Result<ApiKey, AlignedVec> {
 /// The bytes `req`'s response is expected to take, reserved by the connection before the
 /// request runs so it can bound what it holds before the response exists: a fetch's
 /// `max_bytes` (never past `fetch_response_bytes_max`), stats with group lag their most
-/// entries per shard asked. A response may pass its reservation (a fetch's first batch, which
+/// entries per shard asked (never past `connection_send_queue_bytes_max`). A response may pass its reservation (a fetch's first batch, which
 /// grows the room before it is read; table reads and key queries, which take room entry by
 /// entry, `budget::EntryRoom`; or any small response: a produce's offsets, metadata); it
 /// then counts at its actual size once it is queued.
@@ -172,7 +172,10 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
                     0 => shard.shard_count as usize,
                     n => n.min(shard.shard_count as usize),
                 };
-                shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX
+                // At most a connection's whole budget: one such request at a time per
+                // connection, and never more of the shard's than a connection may hold.
+                (shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX)
+                    .min(shard.config.connection_send_queue_bytes_max)
             }
             _ => 0,
         },

@@ -644,7 +644,10 @@ async fn read_records(
     // that, not `limit` records of any size.
     let rendered_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
     let (mut out, mut count, mut high_watermark) = (String::new(), 0usize, next);
-    let _held = gw.shard.memory.hold(rendered_bytes_max).await;
+    // One hold for both the fetched batches and the text (a second hold taken per fetch
+    // while this one is held could wait for room that such holds of other requests keep).
+    let fetched_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
+    let _held = gw.shard.memory.hold(fetched_bytes_max + rendered_bytes_max).await;
     'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
         high_watermark = hw;
@@ -672,7 +675,8 @@ async fn read_records(
     Ok(r)
 }
 
-/// One fetch of one partition from `offset`: its batch bytes and high watermark.
+/// One fetch of one partition from `offset`: its batch bytes and high watermark. The caller
+/// holds `http.stream_buffer_bytes_max` of the shard's budget for it.
 pub async fn fetch_once(
     gw: &Rc<Gateway>,
     topic: &str,
@@ -690,8 +694,6 @@ pub async fn fetch_once(
             partitions: vec![wire::FetchPartition { partition, offset, max_bytes }],
         }],
     };
-    // Counted in the shard's memory budget while in flight, like a native fetch's response.
-    let _held = gw.shard.memory.hold(max_bytes as usize).await;
     let resp: wire::FetchResponse = call(gw, &req).await?;
     let p = resp
         .topics

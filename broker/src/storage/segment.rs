@@ -386,6 +386,30 @@ impl<F: DiskFile> Segment<F> {
         Ok(coalesce(out))
     }
 
+    /// The announced length of the batch that contains `offset` (only headers are read, and
+    /// not validated: the read that takes the batch validates it), or `None` if no batch at
+    /// or after `offset` is stored here: what a reader takes room for before it reads the
+    /// batch whole.
+    pub async fn batch_bytes_at(
+        &self,
+        file: &F,
+        offset: u64,
+    ) -> Result<Option<usize>, StorageError> {
+        let end = self.size_bytes.get();
+        let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
+        let (_, start) = self.index.borrow().lookup(relative);
+        let mut pos = u64::from(start);
+        while pos < end {
+            let head = self.read_window(file, pos, BATCH_HEADER_BYTES, end).await?;
+            let len = self.batch_len_at(&head, pos, end)?;
+            if BatchHeader::new(&head).is_some_and(|h| h.last_offset() >= offset) {
+                return Ok(Some(len));
+            }
+            pos += len as u64;
+        }
+        Ok(None)
+    }
+
     /// The announced length of the batch at the front of `window`, checked to fit the segment.
     fn batch_len_at(&self, window: &[u8], position: u64, end: u64) -> Result<usize, StorageError> {
         if window.len() < BATCH_HEADER_BYTES {

@@ -121,6 +121,36 @@ impl<D: Disk> PartitionLog<D> {
         Ok(out)
     }
 
+    /// The length of the batch that contains `offset`, read from memory or from its header
+    /// on disk without reading the batch (`None` if nothing at `offset` is visible, or a gap
+    /// left by damage is there): what a reader takes room for before it reads a batch whole
+    /// (`api/fetch.rs`, a first batch beyond the limits).
+    pub async fn batch_bytes_at(&self, offset: u64) -> Result<Option<usize>, StorageError> {
+        let sh = &self.shared;
+        if offset < sh.log_start_offset.get() || offset >= sh.visible.get() {
+            return Ok(None);
+        }
+        let first_len = |views: Vec<ByteView>| {
+            let view = views.into_iter().next()?;
+            let len = wire::batch::header::trusted_headers(&view).next()?.batch_len();
+            Some(len as usize)
+        };
+        if offset >= sh.written.get() {
+            if let Some(views) = sh.unwritten.read(offset, 0, FirstBatch::Always) {
+                return Ok(first_len(views));
+            }
+        }
+        if let Some(views) = sh.cache.read(offset, 0, FirstBatch::Always) {
+            return Ok(first_len(views));
+        }
+        let Some(seg) = sh.segment_for(offset) else { return Ok(None) };
+        if offset >= seg.next_offset.get() {
+            return Ok(None);
+        }
+        let read = sh.read_file(&seg).await?;
+        seg.batch_bytes_at(&*read.file, offset).await
+    }
+
     /// The first offset of the oldest segment whose `.log` was modified at or after `since`
     /// (wall clock), or `None` if none was. Every write to a segment (appends, zeros ahead,
     /// the trim at its seal) updates its modification time, so every batch *appended* at or

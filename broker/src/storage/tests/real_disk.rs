@@ -81,6 +81,16 @@ fn real_disk_write_reopen_read_back() {
         }
         let r = log.read(o, 1, FirstBatch::Always).await.unwrap();
         assert_eq!(r.bytes(), bytes.len());
+        // The length of the batch holding an offset, from its header (no cache here: every
+        // one from disk), for every offset of every batch; none past the end.
+        for (&base, bytes) in &expected {
+            let records = u64::from(BatchView::validate(bytes).unwrap().len() as u32);
+            for at in base..base + records {
+                assert_eq!(log.batch_bytes_at(at).await.unwrap(), Some(bytes.len()), "at {at}");
+            }
+        }
+        let end = log.high_watermark();
+        assert_eq!(log.batch_bytes_at(end).await.unwrap(), None);
         // Offset by timestamp.
         let (found, ts) = log.offset_for_timestamp(1050).await.unwrap().unwrap();
         assert!(ts >= 1050);
