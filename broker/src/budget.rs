@@ -234,6 +234,13 @@ impl<'a> EntryRoom<'a> {
         false
     }
 
+    /// Gives back `bytes` of what it took (a piece turned out smaller than its room).
+    pub fn give_back(&mut self, bytes: usize) {
+        if let Some(room) = self.room {
+            room.shrink(bytes);
+        }
+    }
+
     /// Waits until room for a piece of `bytes` is granted (the caller let the piece go).
     pub async fn wait(&mut self, bytes: usize) {
         if let Some(room) = self.room {

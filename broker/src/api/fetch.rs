@@ -323,8 +323,8 @@ async fn read_one(
             match log.read(l.offset, limit_bytes, FirstBatch::IfItFits).await {
                 Ok(out) if out.batches.is_empty() && l.offset < out.high_watermark => {
                     let batch_bytes = log.batch_bytes_at(l.offset).await.ok().flatten();
-                    let extra_bytes =
-                        batch_bytes.unwrap_or(batch_bytes_max).saturating_sub(limit_bytes);
+                    let stored_bytes = batch_bytes.map_or(batch_bytes_max, |b| b.stored);
+                    let extra_bytes = stored_bytes.saturating_sub(limit_bytes);
                     room.grow(extra_bytes).await;
                     let read = log.read(l.offset, limit_bytes, first).await;
                     let taken = read.as_ref().map_or(0, |o| o.bytes().saturating_sub(limit_bytes));

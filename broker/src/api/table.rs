@@ -17,6 +17,7 @@ use crate::budget::{EntryRoom, ResponseRoom};
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
+use crate::storage::{DmaDisk, PartitionLog, StorageError};
 use crate::table::{read_record, Table, TableError};
 
 /// Longest a partition read waits for its `min_offset`.
@@ -116,7 +117,6 @@ async fn local(
         (result.entries, result.next_key) = (entries, next_key);
         return result;
     }
-    let mut scratch = AlignedVec::new();
     let wanted: Vec<(Vec<u8>, u64)> = match p.kind {
         TableReadKind::Changes => unreachable!("answered above"),
         TableReadKind::Get => {
@@ -126,36 +126,60 @@ async fn local(
         TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
     };
     let (mut used, mut room) = (0usize, EntryRoom::new(room));
-    'keys: for (key, at) in wanted {
+    for (key, at) in wanted {
         if result.entries.len() == limit || (!result.entries.is_empty() && used >= bytes_max) {
             result.next_key = Some(key);
             break;
         }
-        loop {
-            match read_record(&part.log, at, &mut scratch).await {
-                Ok(Some(entry)) if !entry.tombstone => {
-                    let bytes = entry.bytes_hint();
-                    if room.admit(bytes) {
-                        used += bytes;
-                        result.entries.push(entry);
-                    } else if !result.entries.is_empty() {
-                        // No room in the connection's budget now: answer what was gathered.
-                        result.next_key = Some(key);
-                        break 'keys;
-                    } else {
-                        drop(entry);
-                        room.wait(bytes).await;
-                        continue; // read again: the room is there now
-                    }
-                }
-                // Retention deleted the key's latest record: the key is gone.
-                Ok(_) => table.forget_if_at(&key, at),
-                Err(e) => return fail(TableError::Storage(e)),
+        let read = match read_in_room(&part.log, at, &mut room, !result.entries.is_empty()).await {
+            Ok(Some(read)) => read,
+            // No room in the connection's budget now: answer what was gathered.
+            Ok(None) => {
+                result.next_key = Some(key);
+                break;
             }
-            break;
+            Err(e) => return fail(TableError::Storage(e)),
+        };
+        match read {
+            Some(entry) if !entry.tombstone => {
+                used += entry.bytes_hint();
+                result.entries.push(entry);
+            }
+            // Retention deleted the key's latest record: the key is gone.
+            _ => table.forget_if_at(&key, at),
         }
     }
     result
+}
+
+/// Reads the record at `at` once `room` has room for what reading it takes (its batch, and
+/// the batch decompressed: told from memory or its header, before it is read), and keeps the
+/// entry's bytes of that room, giving back the rest. `Ok(None)`: no room now and `partial`
+/// (the answer has entries: it goes out with them); without entries it waits for the room,
+/// holding nothing it read. `Ok(Some(None))`: no record there.
+async fn read_in_room(
+    log: &PartitionLog<DmaDisk>,
+    at: u64,
+    room: &mut EntryRoom<'_>,
+    partial: bool,
+) -> Result<Option<Option<TableEntry>>, StorageError> {
+    let need = log.batch_bytes_at(at).await?.map_or(0, |b| b.opened());
+    if !room.admit(need) {
+        if partial {
+            return Ok(None);
+        }
+        room.wait(need).await;
+        let granted = room.admit(need);
+        debug_assert!(granted, "the wait granted it");
+    }
+    let mut scratch = AlignedVec::new(); // the decompressed batch, within `need`
+    let entry = read_record(log, at, &mut scratch).await?;
+    let kept = entry.as_ref().map_or(0, TableEntry::bytes_hint);
+    room.give_back(need.saturating_sub(kept));
+    if kept > need {
+        let _ = room.admit(kept - need); // counted when sent if not now
+    }
+    Ok(Some(entry))
 }
 
 /// A projection table's changes at or after `p.min_offset`: waits (at most `wait`) until the
@@ -190,38 +214,28 @@ async fn changes(
     };
     let mut result =
         TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
-    let (mut scratch, mut used, mut room) = (AlignedVec::new(), 0usize, EntryRoom::new(room));
+    let (mut used, mut room) = (0usize, EntryRoom::new(room));
     // Where to ask next: after the last change looked at, or (none) the applied offset.
     let mut next = offset.max(p.min_offset);
-    'changes: for (at, previous) in changes {
+    for (at, previous) in changes {
         if !result.entries.is_empty() && used >= bytes_max {
             break;
         }
-        loop {
-            match read_record(&part.log, at, &mut scratch).await {
-                Ok(Some(mut entry)) => {
-                    let bytes = entry.bytes_hint();
-                    if room.admit(bytes) {
-                        entry.previous_offset = previous;
-                        used += bytes;
-                        result.entries.push(entry);
-                    } else if !result.entries.is_empty() {
-                        break 'changes; // no room now: the feed goes on from `at`
-                    } else {
-                        drop(entry);
-                        room.wait(bytes).await;
-                        continue;
-                    }
-                }
-                // Retention took it: the feed goes on after it.
-                Ok(None) => {}
-                Err(e) => {
-                    let mut r = failed(p.partition, e.code());
-                    r.offset = offset;
-                    return r;
-                }
+        match read_in_room(&part.log, at, &mut room, !result.entries.is_empty()).await {
+            Ok(Some(Some(mut entry))) => {
+                entry.previous_offset = previous;
+                used += entry.bytes_hint();
+                result.entries.push(entry);
             }
-            break;
+            // Retention took it: the feed goes on after it.
+            Ok(Some(None)) => {}
+            // No room now: the feed goes on from `at`.
+            Ok(None) => break,
+            Err(e) => {
+                let mut r = failed(p.partition, e.code());
+                r.offset = offset;
+                return r;
+            }
         }
         next = at + 1;
     }

@@ -42,6 +42,23 @@ pub use error::{IoError, StorageError};
 pub use log::{AppendTicket, PartitionLog, ReadOutcome};
 pub use sim_disk::{SimDisk, SimFaults};
 
+/// The size of one stored batch, told without reading it whole
+/// (`PartitionLog::batch_bytes_at`): what a reader takes room for before it reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchBytes {
+    /// Its stored length.
+    pub stored: usize,
+    /// Its records' length before compression (0 when not compressed).
+    pub uncompressed: usize,
+}
+
+impl BatchBytes {
+    /// What reading and opening it takes: the stored batch, and its records decompressed.
+    pub fn opened(&self) -> usize {
+        self.stored + self.uncompressed
+    }
+}
+
 /// Whether a read returns its first batch when that batch alone exceeds the read's byte
 /// limit. Every other batch is returned only whole and within the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

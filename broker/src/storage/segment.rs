@@ -29,7 +29,7 @@ use super::error::{IoError, StorageError};
 use super::index::{OffsetIndex, TimeIndex};
 use super::io::{Disk, DiskFile, DISK_ALIGN};
 use super::sync_gate::SyncGate;
-use super::FirstBatch;
+use super::{BatchBytes, FirstBatch};
 use crate::descriptors::{FileSlot, FileUse, StorageFiles};
 
 /// File name of a segment file: the 20-digit base offset and an extension.
@@ -394,7 +394,7 @@ impl<F: DiskFile> Segment<F> {
         &self,
         file: &F,
         offset: u64,
-    ) -> Result<Option<usize>, StorageError> {
+    ) -> Result<Option<BatchBytes>, StorageError> {
         let end = self.size_bytes.get();
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let (_, start) = self.index.borrow().lookup(relative);
@@ -402,8 +402,9 @@ impl<F: DiskFile> Segment<F> {
         while pos < end {
             let head = self.read_window(file, pos, BATCH_HEADER_BYTES, end).await?;
             let len = self.batch_len_at(&head, pos, end)?;
-            if BatchHeader::new(&head).is_some_and(|h| h.last_offset() >= offset) {
-                return Ok(Some(len));
+            if let Some(h) = BatchHeader::new(&head).filter(|h| h.last_offset() >= offset) {
+                let uncompressed = h.uncompressed_len() as usize;
+                return Ok(Some(BatchBytes { stored: len, uncompressed }));
             }
             pos += len as u64;
         }

@@ -13,7 +13,7 @@ use super::PartitionLog;
 use crate::storage::bytes::ByteView;
 use crate::storage::error::StorageError;
 use crate::storage::io::Disk;
-use crate::storage::FirstBatch;
+use crate::storage::{BatchBytes, FirstBatch};
 
 /// Batches read from the log, exactly as stored.
 #[derive(Debug, Default)]
@@ -125,15 +125,16 @@ impl<D: Disk> PartitionLog<D> {
     /// on disk without reading the batch (`None` if nothing at `offset` is visible, or a gap
     /// left by damage is there): what a reader takes room for before it reads a batch whole
     /// (`api/fetch.rs`, a first batch beyond the limits).
-    pub async fn batch_bytes_at(&self, offset: u64) -> Result<Option<usize>, StorageError> {
+    pub async fn batch_bytes_at(&self, offset: u64) -> Result<Option<BatchBytes>, StorageError> {
         let sh = &self.shared;
         if offset < sh.log_start_offset.get() || offset >= sh.visible.get() {
             return Ok(None);
         }
         let first_len = |views: Vec<ByteView>| {
             let view = views.into_iter().next()?;
-            let len = wire::batch::header::trusted_headers(&view).next()?.batch_len();
-            Some(len as usize)
+            let h = wire::batch::header::trusted_headers(&view).next()?;
+            let (stored, uncompressed) = (h.batch_len() as usize, h.uncompressed_len() as usize);
+            Some(BatchBytes { stored, uncompressed })
         };
         if offset >= sh.written.get() {
             if let Some(views) = sh.unwritten.read(offset, 0, FirstBatch::Always) {
