@@ -20,8 +20,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use wire::batch::compression::UNCOMPRESSED_RECORDS_BYTES_MAX;
 use wire::batch::header::peek_batch_len;
-use wire::constants::BATCH_HEADER_BYTES;
+use wire::constants::{BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
 use wire::{BatchEnvelope, BatchHeader};
 
 use super::bytes::ByteView;
@@ -394,19 +395,37 @@ impl<F: DiskFile> Segment<F> {
         &self,
         file: &F,
         offset: u64,
+        read_ahead_bytes: usize,
     ) -> Result<Option<BatchBytes>, StorageError> {
         let end = self.size_bytes.get();
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let (_, start) = self.index.borrow().lookup(relative);
         let mut pos = u64::from(start);
+        // Headers are walked inside one read-ahead window at a time, as `read` does.
         while pos < end {
-            let head = self.read_window(file, pos, BATCH_HEADER_BYTES, end).await?;
-            let len = self.batch_len_at(&head, pos, end)?;
-            if let Some(h) = BatchHeader::new(&head).filter(|h| h.last_offset() >= offset) {
-                let uncompressed = h.uncompressed_len() as usize;
-                return Ok(Some(BatchBytes { stored: len, uncompressed }));
+            let want = read_ahead_bytes.max(BATCH_HEADER_BYTES);
+            let window = self.read_window(file, pos, want, end).await?;
+            let mut at = 0usize;
+            while at + BATCH_HEADER_BYTES <= window.len() {
+                let here = pos + at as u64;
+                let len = self.batch_len_at(&window[at..], here, end)?;
+                if let Some(h) =
+                    BatchHeader::new(&window[at..]).filter(|h| h.last_offset() >= offset)
+                {
+                    // Not validated yet: what a damaged header announces is capped at what a
+                    // valid batch may be (the read that takes it reports the damage).
+                    let stored = len.min(BATCH_BYTES_MAX as usize);
+                    let uncompressed =
+                        h.uncompressed_len().min(UNCOMPRESSED_RECORDS_BYTES_MAX) as usize;
+                    return Ok(Some(BatchBytes { stored, uncompressed }));
+                }
+                at += len;
             }
-            pos += len as u64;
+            if at == 0 {
+                // Fewer bytes than a header left: damage (`batch_len_at` names it).
+                self.batch_len_at(&window, pos, end)?;
+            }
+            pos += at as u64;
         }
         Ok(None)
     }

@@ -149,7 +149,7 @@ impl<D: Disk> PartitionLog<D> {
             return Ok(None);
         }
         let read = sh.read_file(&seg).await?;
-        seg.batch_bytes_at(&*read.file, offset).await
+        seg.batch_bytes_at(&*read.file, offset, sh.config.read_ahead_bytes).await
     }
 
     /// The first offset of the oldest segment whose `.log` was modified at or after `since`
