@@ -107,6 +107,24 @@ fn budget_given_back(broker: &Broker) {
     }
 }
 
+/// Sends `req` 64 times on `conn` without reading the answers, asserts RSS grew at most the
+/// connection bound, one `answer_bytes` answer and the slack over `base`, and that a normal
+/// client is still served; the requests' ids, to read the answers later.
+fn send_unread<T: Message>(
+    broker: &Broker,
+    conn: &mut Conn,
+    req: &T,
+    base: u64,
+    answer_bytes: u64,
+    what: &str,
+) -> Vec<u64> {
+    let ids = (0..64).map(|_| conn.send(req)).collect();
+    let allowed = SEND_QUEUE_BYTES_MAX + answer_bytes + SLACK_BYTES;
+    assert_growth(broker, base, allowed, &format!("64 pipelined {what} not read"));
+    still_serves(broker);
+    ids
+}
+
 /// Waits `settle`, then asserts RSS grew at most `allowed` over `base`.
 fn assert_growth(broker: &Broker, base: u64, allowed: u64, what: &str) {
     let mut peak = 0;
@@ -240,14 +258,8 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
             partitions: vec![FetchPartition { partition: 0, offset: 0, max_bytes: 1 }],
         }],
     };
-    let ids: Vec<u64> = (0..64).map(|_| conn.send(&req)).collect();
-    assert_growth(
-        &broker,
-        base,
-        SEND_QUEUE_BYTES_MAX + 4 * MIB + SLACK_BYTES,
-        "64 pipelined 1-byte fetches of 4 MiB batches not read",
-    );
-    still_serves(&broker);
+    let ids =
+        send_unread(&broker, &mut conn, &req, base, 4 * MIB, "1-byte fetches of 4 MiB batches");
     // Read now, every response is the whole first batch.
     for id in ids {
         let resp: FetchResponse = conn.wait(id).decode();
@@ -293,14 +305,7 @@ fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
     // answers were made at once (+313 MiB measured; +124 MiB when entries took room only
     // once read, each scan reading a 2 MiB record before it found no room). Now room for
     // reading a record is taken before it is read.
-    let ids: Vec<u64> = (0..64).map(|_| conn.send(&scan(0))).collect();
-    assert_growth(
-        &broker,
-        base,
-        SEND_QUEUE_BYTES_MAX + 8 * MIB + SLACK_BYTES,
-        "64 pipelined 8 MiB table scans not read",
-    );
-    still_serves(&broker);
+    let ids = send_unread(&broker, &mut conn, &scan(0), base, 8 * MIB, "8 MiB table scans");
     // Read now: every scan comes, whole or continued from a key.
     for id in ids {
         let resp: TableReadResponse = conn.wait(id).decode();

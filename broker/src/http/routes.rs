@@ -644,10 +644,9 @@ async fn read_records(
     // that, not `limit` records of any size.
     let rendered_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
     let (mut out, mut count, mut high_watermark) = (String::new(), 0usize, next);
-    // One hold for both the fetched batches and the text (a second hold taken per fetch
-    // while this one is held could wait for room that such holds of other requests keep).
-    let fetched_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
-    let _held = gw.shard.memory.hold(fetched_bytes_max + rendered_bytes_max).await;
+    // One hold for both the fetched batches and the text, as much of each (a second hold
+    // taken per fetch while this one is held could wait for room such holds of others keep).
+    let _held = gw.shard.memory.hold(2 * rendered_bytes_max).await;
     'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
         high_watermark = hw;
