@@ -104,6 +104,20 @@ pub async fn wait_until(budgets: &[&MemoryBudget], ready: impl Fn() -> bool) -> 
     }
 }
 
+/// Waits until `bytes` fit every one of `budgets` (a connection's and its shard's), then
+/// holds them in each: what a response may take, reserved before its request runs. A closing
+/// budget lets the reservation through.
+pub async fn reserve(budgets: &[&Rc<MemoryBudget>], bytes: usize) -> Vec<Held> {
+    let plain: Vec<&MemoryBudget> = budgets.iter().map(|b| &***b).collect();
+    wait_until(&plain, || budgets.iter().all(|b| b.has_room(bytes))).await;
+    hold_all_now(budgets, bytes)
+}
+
+/// Holds `bytes` of every one of `budgets` now, room or not.
+pub fn hold_all_now(budgets: &[&Rc<MemoryBudget>], bytes: usize) -> Vec<Held> {
+    budgets.iter().map(|b| b.hold_now(bytes)).collect()
+}
+
 /// Bytes held from a [`MemoryBudget`]; given back on drop.
 #[derive(Debug)]
 pub struct Held {

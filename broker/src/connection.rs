@@ -58,7 +58,7 @@ use crate::api::long_poll::LongPoll;
 use crate::api::subscribe::{self, ClientSubscriptions};
 use crate::api::{self, placement, response_bytes_estimate, Placement};
 use crate::auth::Session;
-use crate::budget::{wait_until, Held, MemoryBudget, ResponseRoom};
+use crate::budget::{self, wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
@@ -107,19 +107,13 @@ struct Conn {
 }
 
 impl Conn {
-    fn fits(&self, bytes: usize) -> bool {
-        self.budget.has_room(bytes) && self.shard.memory.has_room(bytes)
-    }
-
     /// Waits until `bytes` fit this connection's and the shard's budgets, then holds them.
     async fn reserve(&self, bytes: usize) -> Holds {
-        // A closing budget lets the reservation through.
-        wait_until(&[&self.budget, &self.shard.memory], || self.fits(bytes)).await;
-        self.hold_now(bytes)
+        budget::reserve(&[&self.budget, &self.shard.memory], bytes).await
     }
 
     fn hold_now(&self, bytes: usize) -> Holds {
-        vec![self.budget.hold_now(bytes), self.shard.memory.hold_now(bytes)]
+        budget::hold_all_now(&[&self.budget, &self.shard.memory], bytes)
     }
 
     /// Queues `frame` for the socket with what was reserved for it (grown to its size).

@@ -37,7 +37,7 @@ use super::error::KafkaError;
 use super::{admin, data, group, group_admin, Kafka};
 use crate::api::long_poll::{fetch_deadline, LongPoll};
 use crate::auth::authorize::may_read;
-use crate::budget::{wait_until, Held, MemoryBudget, ResponseRoom};
+use crate::budget::{self, wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::shard::Shard;
@@ -87,12 +87,7 @@ impl Session {
     /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
     /// a response may take, reserved before the request runs.
     pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
-        let memory = &self.shard.memory;
-        wait_until(&[&self.budget, memory], || {
-            self.budget.has_room(bytes) && memory.has_room(bytes)
-        })
-        .await;
-        vec![self.budget.hold_now(bytes), memory.hold_now(bytes)]
+        budget::reserve(&[&self.budget, &self.shard.memory], bytes).await
     }
 
     /// The host and port clients should connect to: the listener's address, or this
@@ -228,7 +223,7 @@ pub async fn serve<S>(
             // What was reserved (and grown while it ran), grown to the response's size.
             let mut holds = reserved
                 .map(|room| room.take())
-                .unwrap_or_else(|| vec![budget.hold_now(0), memory.hold_now(0)]);
+                .unwrap_or_else(|| budget::hold_all_now(&[&budget, &memory], 0));
             for held in &mut holds {
                 held.grow(frame.len().saturating_sub(held.bytes()));
             }
