@@ -93,16 +93,16 @@ fn fill(broker: &Broker, shard: usize, topic: &str, mib: u64) {
     }
 }
 
-/// Waits until shard 0 holds nothing of its memory budget (every response written, every
+/// Waits until `shard` holds nothing of its memory budget (every response written, every
 /// room a request took given back).
-fn budget_given_back(broker: &Broker) {
+fn budget_given_back(broker: &Broker, shard: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let held = broker.metric("broker_memory_held_bytes", 0).expect("metrics on");
+        let held = broker.metric("broker_memory_held_bytes", shard).expect("metrics on");
         if held == 0.0 {
             return;
         }
-        assert!(Instant::now() < deadline, "shard 0 still holds {held} bytes of its budget");
+        assert!(Instant::now() < deadline, "shard {shard} still holds {held} bytes of its budget");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -229,9 +229,24 @@ fn pipelined_fetches_never_read_hold_at_most_the_connection_bound() {
 
 #[test]
 fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound() {
-    let broker = start(1);
+    fetches_below_their_first_batch(1);
+}
+
+#[test]
+fn pipelined_fetches_below_a_forwarded_first_batch_hold_at_most_the_connection_bound() {
+    // The partition's owner reads the batch, the shard the client is connected to sends it:
+    // before, the owner read each 4 MiB first batch whole and the connection's shard queued
+    // it with 1 byte reserved (+256 MiB).
+    fetches_below_their_first_batch(2);
+}
+
+/// 64 pipelined 1-byte fetches of a partition whose batches are 4 MiB, not read, through a
+/// shard that does not own the partition when there are two.
+fn fetches_below_their_first_batch(shards: usize) {
+    let broker = start(shards);
     let mut admin = broker.connect();
-    create_topic(&mut admin, "big-batches", 1);
+    let owner = create_topic(&mut admin, "big-batches", 1)[0] as usize;
+    let via = if shards > 1 { 1 - owner } else { owner };
     let batch = {
         let mut b = BatchBuilder::new(8 << 20);
         for _ in 0..4 {
@@ -239,7 +254,7 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
         }
         b.finish().expect("batch").to_vec()
     };
-    let mut c = broker.connect();
+    let mut c = broker.connect_shard(owner);
     // 32 MiB: offset 0 is read from disk (the cache is 8 MiB), as slowly as a real backlog.
     for _ in 0..8 {
         assert_eq!(produce(&mut c, "big-batches", 0, &batch, AckLevel::Durable).error, 0);
@@ -248,7 +263,7 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
     let base = broker.rss_bytes();
     // 64 fetches of at most 1 byte, each answered with the whole 4 MiB first batch: before,
     // each reserved its 1 byte and all 64 responses were made at once (+256 MiB).
-    let mut conn = broker.connect();
+    let mut conn = broker.connect_shard(via);
     let req = FetchRequest {
         max_wait_ms: 0,
         min_bytes: 0,
@@ -265,7 +280,9 @@ fn pipelined_fetches_below_their_first_batch_hold_at_most_the_connection_bound()
         let resp: FetchResponse = conn.wait(id).decode();
         assert_eq!(resp.topics[0].partitions[0].batches.len(), batch.len());
     }
-    budget_given_back(&broker);
+    for shard in 0..shards as u32 {
+        budget_given_back(&broker, shard);
+    }
 }
 
 #[test]
@@ -314,7 +331,7 @@ fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
         assert!(!p.entries.is_empty(), "at least one entry");
         assert_eq!(p.next_key.is_some(), p.entries.len() < 4, "a partial scan says where to go on");
     }
-    budget_given_back(&broker);
+    budget_given_back(&broker, 0);
 }
 
 /// Subscribes on `conn` with endless credit and never reads again.

@@ -25,11 +25,18 @@
 //! reads (so long-polls overlap). The local results and the owners' answers are then merged in
 //! request order and cut by the same rules once more ([`Budget`], [`trim`]), so every bound
 //! holds for the whole response. The first partition in request order with data is also the
-//! first with data in its owner's sub-request, so it gets exactly what one shard owning every
-//! partition would give it, and the consumer progresses. Later partitions may get less than
-//! that (an owner spent its copy of the budget on partitions the merge then cut), never more
-//! than the bounds; the consumer fetches again. The price: a forwarded fetch may read and
-//! hold up to (owners + 1) budgets, each plus one batch, to send one.
+//! first with data in its owner's sub-request. An owner answers within the limits only,
+//! never with a first batch beyond them: that batch is made on the owner but held until it
+//! is sent by this shard, so this shard takes the room for it first. When the partition
+//! whose turn it is to get its first batch whole ([`Budget`]) is a forwarded one and came
+//! back empty with data past its offset, it is asked for again on its own, with a limit this
+//! shard took room for beforehand: 1 MiB, then `BATCH_BYTES_MAX` if the batch is larger
+//! ([`first_batch_from_owner`]; the unused room is given back). So it gets exactly what one
+//! shard owning every partition would give it, and the consumer progresses. Later partitions
+//! may get less than that (an owner spent its copy of the budget on partitions the merge then
+//! cut, or they were let go while the response waited for room), never more than the
+//! bounds; the consumer fetches again. The price: a forwarded fetch may read and hold up to
+//! (owners + 1) budgets to send one.
 //!
 //! # Long-poll
 //! Local partitions with nothing past their offset are read again whenever one of their high
@@ -72,7 +79,8 @@ struct LocalRead {
 enum Slot {
     Done(FetchPartitionResult),
     Local(usize),
-    Remote(Forwarded),
+    /// Forwarded to its owner, from this offset.
+    Remote(Forwarded, u64),
 }
 
 /// A response's byte budget, spent in request order.
@@ -182,7 +190,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
                     None => Slot::Done(failed(p.partition, ErrorCode::UnknownPartition)),
                 },
                 Ok(Owner::Peer(owner)) => {
-                    Slot::Remote(split.add(owner, &t.name, p.partition, p.clone(), || {
+                    let f = split.add(owner, &t.name, p.partition, p.clone(), || {
                         // The whole budget: the merge below cuts the owners' answers to it.
                         FetchRequest {
                             max_wait_ms: req.max_wait_ms,
@@ -190,7 +198,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
                             max_bytes: budget_bytes as u32,
                             topics: Vec::new(),
                         }
-                    }))
+                    });
+                    Slot::Remote(f, p.offset)
                 }
             };
             topic_slots.push((p.max_bytes as usize, slot));
@@ -200,8 +209,11 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
 
     let forwards = split.send(shard).await;
     let room = request.room();
-    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline, room).await;
-    let answers = Answers::<FetchResponse>::collect(forwards).await;
+    // A peer's sub-request is answered within the limits: the first batch beyond them is
+    // asked for on its own, once the asking shard has room for it (module docs).
+    let whole_first = origin == Origin::Client;
+    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline, room, whole_first).await;
+    let mut answers = Answers::<FetchResponse>::collect(forwards).await;
 
     // Merge in request order, cut by the same rules over all partitions.
     let mut budget = Budget::new(budget_bytes);
@@ -211,14 +223,23 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     for (name, topic_slots) in slots {
         let mut partitions = Vec::with_capacity(topic_slots.len());
         for (partition_max_bytes, slot) in topic_slots {
+            let (limit_bytes, first) = budget.limit(partition_max_bytes);
             let mut r = match slot {
                 Slot::Done(r) => r,
                 Slot::Local(i) => locals[i].result.take().expect("every local partition was read"),
-                Slot::Remote(f) => {
-                    answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                Slot::Remote(f, offset) => {
+                    let r =
+                        answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner));
+                    let beyond = r.error == 0 && r.batches.is_empty() && r.high_watermark > offset;
+                    if first == FirstBatch::Always && beyond {
+                        let wanted = FirstBatchWanted { name: &name, f, offset, limit_bytes };
+                        let mut made = Made { answers: &mut answers, locals: &mut locals };
+                        first_batch_from_owner(shard, wanted, room, &mut made).await.unwrap_or(r)
+                    } else {
+                        r
+                    }
                 }
             };
-            let (limit_bytes, first) = budget.limit(partition_max_bytes);
             trim(&mut r.batches, limit_bytes, first);
             if first == FirstBatch::Always {
                 first_batch_bytes = wire::batch::header::trusted_headers(&r.batches)
@@ -256,7 +277,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
 
 /// Reads the local partitions within `budget_bytes`, in request order; long-polls until
 /// `min_bytes` arrived, the budget is spent, `deadline` passed or the shard stops. A first
-/// batch beyond the budget grows `room` first (see [`read_one`]).
+/// batch beyond the budget (only if `whole_first`: not for a peer's sub-request) grows
+/// `room` first (see [`read_one`]).
 async fn read_locals(
     shard: &Shard,
     locals: &mut [LocalRead],
@@ -264,6 +286,7 @@ async fn read_locals(
     min_bytes: u32,
     deadline: Instant,
     room: Option<&ResponseRoom>,
+    whole_first: bool,
 ) {
     let mut budget = Budget::new(budget_bytes);
     loop {
@@ -271,6 +294,7 @@ async fn read_locals(
         for l in locals.iter_mut() {
             if !l.done {
                 let (limit_bytes, first) = budget.limit(l.max_bytes);
+                let first = if whole_first { first } else { FirstBatch::IfItFits };
                 let r = read_one(l, limit_bytes, first, room).await;
                 budget.spend(r.batches.len());
                 // Data past the offset that did not fit will not fit later either.
@@ -299,6 +323,91 @@ async fn read_locals(
         })
         .await;
     }
+}
+
+/// The forwarded partition whose first batch is wanted whole: topic `name`, from `offset`,
+/// its limit in the response `limit_bytes`.
+struct FirstBatchWanted<'a> {
+    name: &'a str,
+    f: Forwarded,
+    offset: u64,
+    limit_bytes: usize,
+}
+
+/// What a response made before it waits for room: the owners' answers and the local reads
+/// not yet merged.
+struct Made<'a> {
+    answers: &'a mut Answers<FetchResponse>,
+    locals: &'a mut [LocalRead],
+}
+
+impl Made<'_> {
+    /// Lets every batch go (those partitions get none this time), so that a wait for room
+    /// holds nothing made beside the room (`ResponseRoom::grow`).
+    fn let_go(&mut self) {
+        let answered = self.answers.answers_mut().flat_map(|a| a.topics.iter_mut());
+        for p in answered.flat_map(|t| t.partitions.iter_mut()) {
+            p.batches = Vec::new();
+        }
+        for r in self.locals.iter_mut().filter_map(|l| l.result.as_mut()) {
+            r.batches = Vec::new();
+        }
+    }
+}
+
+/// Asks a forwarded partition's owner for its first batch beyond the limits (the owner
+/// answered the sub-request within them), taking room for it first: a limit of 1 MiB, then
+/// `BATCH_BYTES_MAX` if the batch was larger, each taken before it is asked for and what the
+/// answer did not need given back. If the room must be waited for, what the response made
+/// is let go first. `None` if the owner did not answer.
+async fn first_batch_from_owner(
+    shard: &Shard,
+    wanted: FirstBatchWanted<'_>,
+    room: Option<&ResponseRoom>,
+    made: &mut Made<'_>,
+) -> Option<FetchPartitionResult> {
+    const FIRST_LIMIT_BYTES: usize = 1 << 20;
+    let FirstBatchWanted { name, f, offset, limit_bytes } = wanted;
+    let batch_bytes_max = wire::constants::BATCH_BYTES_MAX as usize;
+    let mut answer = None;
+    for grant_bytes in [FIRST_LIMIT_BYTES, batch_bytes_max] {
+        if grant_bytes <= limit_bytes {
+            continue;
+        }
+        let extra_bytes = grant_bytes - limit_bytes;
+        if let Some(room) = room {
+            if !room.try_grow(extra_bytes) {
+                made.let_go();
+                room.grow(extra_bytes).await;
+            }
+        }
+        let mut split = Split::<FetchRequest>::default();
+        let part =
+            wire::FetchPartition { partition: f.index, offset, max_bytes: grant_bytes as u32 };
+        let asked = split.add(f.owner, name, f.index, part, || FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: grant_bytes as u32,
+            topics: Vec::new(),
+        });
+        let mut answers = Answers::<FetchResponse>::collect(split.send(shard).await).await;
+        let mut r = answers.take(&asked);
+        if let Some(r) = r.as_mut() {
+            trim(&mut r.batches, limit_bytes, FirstBatch::Always);
+        }
+        let taken_bytes = r.as_ref().map_or(0, |r| r.batches.len().saturating_sub(limit_bytes));
+        if let Some(room) = room {
+            room.shrink(extra_bytes - taken_bytes.min(extra_bytes));
+        }
+        let more = r
+            .as_ref()
+            .is_some_and(|r| r.error == 0 && r.batches.is_empty() && r.high_watermark > offset);
+        answer = r;
+        if !more {
+            break;
+        }
+    }
+    answer
 }
 
 /// Reads one partition within `limit_bytes`. A first batch beyond it (`FirstBatch::Always`)

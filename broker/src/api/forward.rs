@@ -145,17 +145,17 @@ pub type Forwards = Vec<(u32, Option<futures_channel::oneshot::Receiver<wire::Al
 /// Per-partition results of a response, by position.
 pub trait PartitionResults {
     /// One partition's result.
-    type Result: Clone;
+    type Result: Default;
     /// The result at (`topic`, `partition`) positions.
-    fn result(&self, topic: usize, partition: usize) -> Option<&Self::Result>;
+    fn result_mut(&mut self, topic: usize, partition: usize) -> Option<&mut Self::Result>;
 }
 
 macro_rules! partition_results {
     ($resp:ty, $result:ty) => {
         impl PartitionResults for $resp {
             type Result = $result;
-            fn result(&self, topic: usize, partition: usize) -> Option<&$result> {
-                self.topics.get(topic)?.partitions.get(partition)
+            fn result_mut(&mut self, topic: usize, partition: usize) -> Option<&mut $result> {
+                self.topics.get_mut(topic)?.partitions.get_mut(partition)
             }
         }
     };
@@ -189,9 +189,16 @@ impl<R: PartitionResults> Answers<R> {
         Answers(answers)
     }
 
-    /// The answer for one forwarded partition, if its owner gave one.
-    pub fn get(&self, f: &Forwarded) -> Option<R::Result> {
-        self.0.get(&f.owner)?.as_ref()?.result(f.topic, f.partition).cloned()
+    /// The answer for one forwarded partition, if its owner gave one, taken out (a
+    /// partition's answer is taken once: it is moved into the response, not copied).
+    pub fn take(&mut self, f: &Forwarded) -> Option<R::Result> {
+        let answer = self.0.get_mut(&f.owner)?.as_mut()?;
+        answer.result_mut(f.topic, f.partition).map(std::mem::take)
+    }
+
+    /// Every owner's answer, to change in place.
+    pub fn answers_mut(&mut self) -> impl Iterator<Item = &mut R> {
+        self.0.values_mut().flatten()
     }
 }
 
@@ -238,7 +245,7 @@ where
         }
         slots.push((name, topic_slots));
     }
-    let answers = Answers::<Resp>::collect(split.send(shard).await).await;
+    let mut answers = Answers::<Resp>::collect(split.send(shard).await).await;
     slots
         .into_iter()
         .map(|(name, topic_slots)| {
@@ -247,7 +254,7 @@ where
                 .map(|slot| match slot {
                     Slot::Done(r) => r,
                     Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                        answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
                     }
                 })
                 .collect();

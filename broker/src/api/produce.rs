@@ -174,7 +174,7 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
     let held = if forwards.is_empty() { None } else { request.into_held() };
     Box::pin(async move {
         let _held = held;
-        let answers = Answers::<ProduceResponse>::collect(forwards).await;
+        let mut answers = Answers::<ProduceResponse>::collect(forwards).await;
         let mut topics = Vec::with_capacity(slots.len());
         for (name, topic_slots) in slots {
             let mut partitions = Vec::with_capacity(topic_slots.len());
@@ -190,7 +190,7 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
                         wait_duplicate(part, base_offset, last_offset, ack, timeout_ms).await
                     }
                     Slot::Remote(f) => {
-                        answers.get(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+                        answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
                     }
                 });
             }
