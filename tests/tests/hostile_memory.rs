@@ -93,6 +93,25 @@ fn fill(broker: &Broker, shard: usize, topic: &str, mib: u64) {
     }
 }
 
+/// 32 MiB of 4 MiB batches (four 1 MiB records each) appended to partition 0 of `topic`
+/// through shard `shard`'s own port, at `durable`: offset 0 is read from disk (the cache is
+/// 8 MiB), as slowly as a real backlog. The batch, to compare what is read back.
+fn fill_big_batches(broker: &Broker, shard: usize, topic: &str) -> Vec<u8> {
+    let batch = {
+        let mut b = BatchBuilder::new(8 << 20);
+        for _ in 0..4 {
+            b.append(0, None, Some(&vec![9u8; 1 << 20]), &[]).expect("append");
+        }
+        b.finish().expect("batch").to_vec()
+    };
+    let mut c = broker.connect_shard(shard);
+    for _ in 0..8 {
+        assert_eq!(produce(&mut c, topic, 0, &batch, AckLevel::Durable).error, 0);
+    }
+    still_serves(broker);
+    batch
+}
+
 /// Waits until `shard` holds nothing of its memory budget (every response written, every
 /// room a request took given back).
 fn budget_given_back(broker: &Broker, shard: u32) {
@@ -247,19 +266,7 @@ fn fetches_below_their_first_batch(shards: usize) {
     let mut admin = broker.connect();
     let owner = create_topic(&mut admin, "big-batches", 1)[0] as usize;
     let via = if shards > 1 { 1 - owner } else { owner };
-    let batch = {
-        let mut b = BatchBuilder::new(8 << 20);
-        for _ in 0..4 {
-            b.append(0, None, Some(&vec![9u8; 1 << 20]), &[]).expect("append");
-        }
-        b.finish().expect("batch").to_vec()
-    };
-    let mut c = broker.connect_shard(owner);
-    // 32 MiB: offset 0 is read from disk (the cache is 8 MiB), as slowly as a real backlog.
-    for _ in 0..8 {
-        assert_eq!(produce(&mut c, "big-batches", 0, &batch, AckLevel::Durable).error, 0);
-    }
-    still_serves(&broker);
+    let batch = fill_big_batches(&broker, owner, "big-batches");
     let base = broker.rss_bytes();
     // 64 fetches of at most 1 byte, each answered with the whole 4 MiB first batch: before,
     // each reserved its 1 byte and all 64 responses were made at once (+256 MiB).
@@ -283,6 +290,39 @@ fn fetches_below_their_first_batch(shards: usize) {
     for shard in 0..shards as u32 {
         budget_given_back(&broker, shard);
     }
+}
+
+#[test]
+fn pipelined_key_queries_over_large_batches_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "scanned", 1);
+    fill_big_batches(&broker, 0, "scanned");
+    let base = broker.rss_bytes();
+    // Each query scans the whole partition for a key that is not there, reading it a batch
+    // (4 MiB: more than its 1 MiB window) at a time: before, the 64 scans read at once
+    // (+256 MiB), nothing taken for what they read.
+    let mut conn = broker.connect();
+    let req = KeyQueryRequest {
+        topics: vec![KeyQueryTopic {
+            name: "scanned".into(),
+            partitions: vec![KeyQueryPartition {
+                partition: 0,
+                key: b"nobody".to_vec(),
+                from_timestamp_ms: 0,
+                to_timestamp_ms: i64::MAX,
+                start_offset: 0,
+                limit: 10,
+            }],
+        }],
+    };
+    let ids = send_unread(&broker, &mut conn, &req, base, 0, "key queries over 4 MiB batches");
+    for id in ids {
+        let resp: KeyQueryResponse = conn.wait(id).decode();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!((p.error, p.records.len(), p.next_offset), (0, 0, None), "scanned to the end");
+    }
+    budget_given_back(&broker, 0);
 }
 
 #[test]

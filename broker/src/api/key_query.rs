@@ -12,11 +12,12 @@ use wire::{
 };
 
 use super::forward::per_partition;
+use super::timestamp_lookup::offset_for_timestamp;
 use super::{error_frame, respond, Origin};
 use crate::budget::{EntryRoom, ResponseRoom};
 use crate::request::Request;
 use crate::shard::Shard;
-use crate::storage::FirstBatch;
+use crate::storage::{DmaDisk, FirstBatch, PartitionLog};
 use crate::table::entry_of;
 
 /// Most records one partition's query returns.
@@ -78,15 +79,15 @@ async fn local(
         return failed(q.partition, ErrorCode::UnknownPartition);
     };
     let log = &part.log;
-    let mut result = KeyQueryPartitionResult { partition: q.partition, ..Default::default() };
+    let result = KeyQueryPartitionResult { partition: q.partition, ..Default::default() };
     if q.from_timestamp_ms > q.to_timestamp_ms {
         return result;
     }
     // Where the time index puts the range; the key index (if built) where the key ends.
+    let mut room = EntryRoom::new(room);
     let mut end = log.high_watermark();
-    if let Ok(Some((after, _))) =
-        log.offset_for_timestamp(q.to_timestamp_ms.saturating_add(1)).await
-    {
+    let after_range = q.to_timestamp_ms.saturating_add(1);
+    if let Ok(Some((after, _))) = offset_for_timestamp(log, after_range, &mut room).await {
         end = end.min(after);
     }
     match part.keys.known_last_offset(&q.key) {
@@ -97,7 +98,7 @@ async fn local(
     let mut offset = if q.start_offset > 0 {
         q.start_offset
     } else {
-        match log.offset_for_timestamp(q.from_timestamp_ms).await {
+        match offset_for_timestamp(log, q.from_timestamp_ms, &mut room).await {
             Ok(Some((o, _))) => o,
             Ok(None) => return result, // every stored record is older
             Err(e) => return failed(q.partition, e.code()),
@@ -105,76 +106,155 @@ async fn local(
     };
     offset = offset.max(log.log_start_offset());
     let limit = q.limit.clamp(1, KEY_QUERY_LIMIT_MAX) as usize;
-    let (mut scanned, mut used) = (0usize, 0usize);
-    let (mut scratch, mut room) = (AlignedVec::new(), EntryRoom::new(room));
-    while offset < end {
-        if scanned >= KEY_QUERY_SCAN_BYTES_MAX {
-            result.next_offset = Some(offset);
-            return result;
-        }
-        let out = match log.read(offset, READ_BYTES, FirstBatch::Always).await {
-            Ok(out) => out,
-            Err(e) => return failed(q.partition, e.code()),
-        };
-        if out.batches.is_empty() {
-            break;
-        }
-        scanned += out.bytes();
-        // A first record with no room now: (its offset, its bytes), read again after the wait.
-        let mut no_room = None;
-        'views: for view in &out.batches {
-            for envelope in Envelopes::new(view).filter_map(Result::ok) {
-                let h = envelope.header();
-                let next = h.next_offset();
-                // A batch whose newest record is older than the range is skipped unopened.
-                if next <= offset || h.max_timestamp_ms() < q.from_timestamp_ms {
-                    offset = offset.max(next);
-                    continue;
+    let mut reading = Reading::default();
+    let scan = Scan { q, end, limit, bytes_max };
+    let result = scan.run(log, offset, result, &mut room, &mut reading).await;
+    room.give_back(reading.window_bytes + reading.scratch_bytes);
+    result
+}
+
+/// What a query's scan holds of its response's room for reading, not for keeping: the
+/// window it reads and the scratch a compressed batch is opened into.
+#[derive(Debug, Default)]
+struct Reading {
+    window_bytes: usize,
+    scratch_bytes: usize,
+}
+
+/// One partition's scan for a key: the query, where the range ends, the most records and
+/// the bytes its records may take.
+struct Scan<'a> {
+    q: &'a KeyQueryPartition,
+    end: u64,
+    limit: usize,
+    bytes_max: usize,
+}
+
+impl Scan<'_> {
+    /// Scans from `offset` into `result`. Room is taken before anything is read: for the read
+    /// window (`READ_BYTES`, or the first batch whole when it is larger: its length from
+    /// memory or its header), for the scratch a compressed batch is opened into (its
+    /// decompressed length, from its header), and for each record kept. With records, an
+    /// answer stops where the room ends (partial, `next_offset`); without, it lets what it
+    /// read go, waits for the room the next step needs and reads again.
+    async fn run(
+        &self,
+        log: &PartitionLog<DmaDisk>,
+        mut offset: u64,
+        mut result: KeyQueryPartitionResult,
+        room: &mut EntryRoom<'_>,
+        reading: &mut Reading,
+    ) -> KeyQueryPartitionResult {
+        let q = self.q;
+        let (mut scanned, mut used) = (0usize, 0usize);
+        let mut scratch = AlignedVec::new();
+        while offset < self.end {
+            if scanned >= KEY_QUERY_SCAN_BYTES_MAX {
+                result.next_offset = Some(offset);
+                return result;
+            }
+            let first = match log.batch_bytes_at(offset).await {
+                Ok(first) => first,
+                Err(e) => return failed(q.partition, e.code()),
+            };
+            let window_bytes = READ_BYTES.max(first.map_or(0, |b| b.stored));
+            if !room.admit(window_bytes) {
+                if !result.records.is_empty() {
+                    result.next_offset = Some(offset);
+                    return result;
                 }
-                let Ok(batch) = envelope.open(&mut scratch) else {
-                    offset = next;
-                    continue;
-                };
-                for r in batch.records().filter(|r| r.offset() >= offset && r.offset() < end) {
-                    let ts = r.timestamp_ms();
-                    if r.key() != Some(q.key.as_slice())
-                        || ts < q.from_timestamp_ms
-                        || ts > q.to_timestamp_ms
-                    {
+                let scratch_bytes = std::mem::take(&mut reading.scratch_bytes);
+                room.give_back(scratch_bytes);
+                scratch = AlignedVec::new();
+                room.wait(window_bytes + scratch_bytes).await;
+                let granted = room.admit(window_bytes);
+                debug_assert!(granted, "the wait granted it");
+            }
+            reading.window_bytes = window_bytes;
+            let out = match log.read(offset, READ_BYTES, FirstBatch::Always).await {
+                Ok(out) => out,
+                Err(e) => return failed(q.partition, e.code()),
+            };
+            if out.batches.is_empty() {
+                break;
+            }
+            scanned += out.bytes();
+            // No room now for the answer's first piece: (where to read again, the room reading
+            // it again takes: window, scratch and piece), read again after the wait.
+            let mut no_room = None;
+            'views: for view in &out.batches {
+                for envelope in Envelopes::new(view).filter_map(Result::ok) {
+                    let h = envelope.header();
+                    let next = h.next_offset();
+                    // A batch whose newest record is older than the range is skipped unopened.
+                    if next <= offset || h.max_timestamp_ms() < q.from_timestamp_ms {
+                        offset = offset.max(next);
                         continue;
                     }
-                    if result.records.len() == limit
-                        || (!result.records.is_empty() && used >= bytes_max)
-                    {
-                        result.next_offset = Some(r.offset());
-                        return result;
-                    }
-                    let Some(entry) = entry_of(&r) else { continue };
-                    let bytes = entry.bytes_hint();
-                    if !room.admit(bytes) {
-                        if result.records.is_empty() {
-                            no_room = Some((r.offset(), bytes));
-                            break 'views;
+                    let opened_bytes = h.uncompressed_len() as usize;
+                    if opened_bytes > reading.scratch_bytes {
+                        let more = opened_bytes - reading.scratch_bytes;
+                        if !room.admit(more) {
+                            if result.records.is_empty() {
+                                no_room = Some((offset, window_bytes + opened_bytes));
+                                break 'views;
+                            }
+                            result.next_offset = Some(offset);
+                            return result;
                         }
-                        // No room in the connection's budget now: answer what was found.
-                        result.next_offset = Some(r.offset());
-                        return result;
+                        reading.scratch_bytes = opened_bytes;
                     }
-                    used += bytes;
-                    result.records.push(entry);
+                    let Ok(batch) = envelope.open(&mut scratch) else {
+                        offset = next;
+                        continue;
+                    };
+                    let end = self.end;
+                    for r in batch.records().filter(|r| r.offset() >= offset && r.offset() < end) {
+                        let ts = r.timestamp_ms();
+                        if r.key() != Some(q.key.as_slice())
+                            || ts < q.from_timestamp_ms
+                            || ts > q.to_timestamp_ms
+                        {
+                            continue;
+                        }
+                        if result.records.len() == self.limit
+                            || (!result.records.is_empty() && used >= self.bytes_max)
+                        {
+                            result.next_offset = Some(r.offset());
+                            return result;
+                        }
+                        let Some(entry) = entry_of(&r) else { continue };
+                        let bytes = entry.bytes_hint();
+                        if !room.admit(bytes) {
+                            if result.records.is_empty() {
+                                let need = window_bytes + reading.scratch_bytes + bytes;
+                                no_room = Some((r.offset(), need));
+                                break 'views;
+                            }
+                            // No room in the connection's budget now: answer what was found.
+                            result.next_offset = Some(r.offset());
+                            return result;
+                        }
+                        used += bytes;
+                        result.records.push(entry);
+                    }
+                    offset = next;
                 }
-                offset = next;
             }
+            room.give_back(std::mem::take(&mut reading.window_bytes));
+            if let Some((at, need)) = no_room {
+                // Wait holding nothing read: the window and the scratch go, and are read again
+                // from `at` with room for them and the piece.
+                scanned -= out.bytes();
+                drop(out);
+                room.give_back(std::mem::take(&mut reading.scratch_bytes));
+                scratch = AlignedVec::new();
+                offset = at;
+                room.wait(need).await;
+                continue;
+            }
+            glommio::yield_if_needed().await;
         }
-        if let Some((at, bytes)) = no_room {
-            // Wait holding nothing read: the batch goes, and is read again from `at`.
-            (offset, scratch) = (at, AlignedVec::new());
-            scanned -= out.bytes(); // read again after the wait
-            drop(out);
-            room.wait(bytes).await;
-            continue;
-        }
-        glommio::yield_if_needed().await;
+        result
     }
-    result
 }

@@ -26,6 +26,7 @@ pub mod producer_id;
 pub mod subscribe;
 pub mod table;
 pub mod table_admin;
+pub mod timestamp_lookup;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -8,7 +8,9 @@ use wire::{
 };
 
 use super::forward::per_partition;
+use super::timestamp_lookup::offset_for_timestamp;
 use super::{error_frame, respond, Origin};
+use crate::budget::{EntryRoom, ResponseRoom};
 use crate::request::Request;
 use crate::shard::Shard;
 
@@ -24,6 +26,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let room = request.room();
     let results = per_partition::<ListOffsetsRequest, ListOffsetsResponse, _>(
         shard,
         origin,
@@ -34,7 +37,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         failed,
         |name, p| {
             let shard = shard.clone();
-            async move { local(&shard, &name, &p).await }
+            async move { local(&shard, &name, &p, room).await }
         },
     )
     .await;
@@ -45,7 +48,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     respond(&header, &ListOffsetsResponse { topics })
 }
 
-async fn local(shard: &Shard, topic: &str, p: &ListOffsetsPartition) -> ListOffsetsPartitionResult {
+/// One partition's offset; a timestamp's lookup takes room in the response's `room` for
+/// what it reads (`timestamp_lookup.rs`).
+async fn local(
+    shard: &Shard,
+    topic: &str,
+    p: &ListOffsetsPartition,
+    room: Option<&ResponseRoom>,
+) -> ListOffsetsPartitionResult {
     let Some(part) = shard.partition(topic, p.partition) else {
         return failed(p.partition, ErrorCode::UnknownPartition);
     };
@@ -59,10 +69,12 @@ async fn local(shard: &Shard, topic: &str, p: &ListOffsetsPartition) -> ListOffs
     match p.spec {
         OffsetSpec::Earliest => ok(log.log_start_offset(), -1),
         OffsetSpec::Latest => ok(log.high_watermark(), -1),
-        OffsetSpec::Timestamp(ts) => match log.offset_for_timestamp(ts).await {
-            Ok(Some((offset, found))) => ok(offset, found),
-            Ok(None) => ok(log.high_watermark(), -1),
-            Err(e) => failed(p.partition, e.code()),
-        },
+        OffsetSpec::Timestamp(ts) => {
+            match offset_for_timestamp(log, ts, &mut EntryRoom::new(room)).await {
+                Ok(Some((offset, found))) => ok(offset, found),
+                Ok(None) => ok(log.high_watermark(), -1),
+                Err(e) => failed(p.partition, e.code()),
+            }
+        }
     }
 }

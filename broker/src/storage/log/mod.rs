@@ -87,7 +87,7 @@ use crate::watermark::Watermark;
 
 pub use self::cleaner::CleanerStats;
 pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
-pub use self::reader::ReadOutcome;
+pub use self::reader::{ReadOutcome, TimestampLookup};
 pub use self::ticket::{AppendTicket, AppendTicketDone};
 
 /// How a log joins its shard's journal (see [`PartitionLog::open_journaled`]).

@@ -175,11 +175,28 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
-    /// timestamp; `None` if every stored record is older.
+    /// timestamp; `None` if every stored record is older. Reads however much it takes (see
+    /// [`PartitionLog::offset_for_timestamp_within`] for a bounded lookup).
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
     ) -> Result<Option<(u64, i64)>, StorageError> {
+        match self.offset_for_timestamp_within(timestamp_ms, usize::MAX).await? {
+            TimestampLookup::Found(offset, ts) => Ok(Some((offset, ts))),
+            TimestampLookup::Older | TimestampLookup::NeedsBytes(_) => Ok(None),
+        }
+    }
+
+    /// [`PartitionLog::offset_for_timestamp`] holding at most `bytes_max` of read batches and
+    /// at most `bytes_max` of records decompressed at any time: a batch whose reading and
+    /// opening would take more ends the lookup with [`TimestampLookup::NeedsBytes`] (its
+    /// length and its records' decompressed length), to be asked again with that much once
+    /// the caller has room for it.
+    pub async fn offset_for_timestamp_within(
+        &self,
+        timestamp_ms: i64,
+        bytes_max: usize,
+    ) -> Result<TimestampLookup, StorageError> {
         // Only what readers see: an offset past the high watermark could be lost and reused,
         // and none below the log start (record deletion leaves records there on disk).
         let visible = self.shared.visible.get();
@@ -189,7 +206,8 @@ impl<D: Disk> PartitionLog<D> {
         let unwritten = self.shared.unwritten.all();
         let segments: Vec<_> = self.shared.segments.borrow().clone();
         let mut search =
-            TimestampSearch { timestamp_ms, start, visible, scratch: AlignedVec::new() };
+            TimestampSearch { timestamp_ms, start, visible, bytes_max, scratch: AlignedVec::new() };
+        let window_bytes = self.shared.config.read_ahead_bytes.min(bytes_max);
         for seg in segments {
             if seg.max_timestamp_ms.get() < timestamp_ms
                 || seg.size_bytes.get() == 0
@@ -204,33 +222,58 @@ impl<D: Disk> PartitionLog<D> {
                 seg.base_offset + u64::from(seg.time_index.borrow().scan_start(timestamp_ms));
             while offset < seg.next_offset.get().min(visible) {
                 let read = self.shared.read_file(&seg).await?;
-                let views = seg
-                    .read(
-                        &*read.file,
-                        offset,
-                        self.shared.config.read_ahead_bytes,
-                        FirstBatch::Always,
-                        self.shared.config.read_ahead_bytes,
-                    )
-                    .await?;
+                let read_ahead_bytes = self.shared.config.read_ahead_bytes;
+                let first =
+                    if bytes_max == usize::MAX { FirstBatch::Always } else { FirstBatch::IfItFits };
+                let file = &*read.file;
+                let mut views =
+                    seg.read(file, offset, window_bytes, first, read_ahead_bytes).await?;
+                if views.is_empty() && first == FirstBatch::IfItFits {
+                    // The next batch is larger than the window (or there is none): read whole
+                    // if within `bytes_max`.
+                    match seg.batch_bytes_at(file, offset, read_ahead_bytes).await? {
+                        Some(b) if b.stored <= bytes_max => {
+                            let whole = FirstBatch::Always;
+                            views = seg
+                                .read(file, offset, window_bytes, whole, read_ahead_bytes)
+                                .await?;
+                        }
+                        Some(b) => return Ok(TimestampLookup::NeedsBytes(b.opened())),
+                        None => break,
+                    }
+                }
                 if views.is_empty() {
                     break;
                 }
                 let file = seg.log_path.display().to_string();
                 match search.scan(&views, &file, &mut offset)? {
-                    Scan::Found(found) => return Ok(Some(found)),
-                    Scan::PastVisible => return Ok(None),
+                    Scan::Found(at, ts) => return Ok(TimestampLookup::Found(at, ts)),
+                    Scan::NeedsBytes(bytes) => return Ok(TimestampLookup::NeedsBytes(bytes)),
+                    Scan::PastVisible => return Ok(TimestampLookup::Older),
                     Scan::Continue => {}
                 }
             }
         }
-        // With the journal: durable batches not yet written to a segment.
+        // With the journal: durable batches not yet written to a segment (in memory: only
+        // opening them takes room).
         let mut offset = 0;
         match search.scan(&unwritten, "memory (not yet written)", &mut offset)? {
-            Scan::Found(found) => Ok(Some(found)),
-            Scan::PastVisible | Scan::Continue => Ok(None),
+            Scan::Found(at, ts) => Ok(TimestampLookup::Found(at, ts)),
+            Scan::NeedsBytes(bytes) => Ok(TimestampLookup::NeedsBytes(bytes)),
+            Scan::PastVisible | Scan::Continue => Ok(TimestampLookup::Older),
         }
     }
+}
+
+/// How a timestamp lookup ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampLookup {
+    /// The first record at or after the timestamp: its offset and timestamp.
+    Found(u64, i64),
+    /// Every stored record is older.
+    Older,
+    /// A batch on the way takes this many bytes to read and open: more than allowed.
+    NeedsBytes(usize),
 }
 
 /// What [`PartitionLog::offset_for_timestamp`] looks for.
@@ -238,13 +281,17 @@ struct TimestampSearch {
     timestamp_ms: i64,
     start: u64,
     visible: u64,
+    /// Most bytes of records opened (decompressed) at once.
+    bytes_max: usize,
     scratch: AlignedVec,
 }
 
 /// How a scan of some batches for a timestamp ended.
 enum Scan {
     /// The first record at or after the timestamp: its offset and timestamp.
-    Found((u64, i64)),
+    Found(u64, i64),
+    /// A batch to open takes this many bytes (stored and decompressed): more than allowed.
+    NeedsBytes(usize),
     /// A batch past the high watermark came first.
     PastVisible,
     /// Not in these batches; `offset` was moved past them.
@@ -274,13 +321,21 @@ impl TimestampSearch {
                 if batch.header().max_timestamp_ms() < self.timestamp_ms {
                     continue;
                 }
+                let h = batch.header();
+                if h.uncompressed_len() as usize > self.bytes_max {
+                    let opened = BatchBytes {
+                        stored: h.batch_len() as usize,
+                        uncompressed: h.uncompressed_len() as usize,
+                    };
+                    return Ok(Scan::NeedsBytes(opened.opened()));
+                }
                 if let Some(r) = batch
                     .open(&mut self.scratch)
                     .map_err(corrupt)?
                     .records()
                     .find(|r| r.timestamp_ms() >= self.timestamp_ms && r.offset() >= self.start)
                 {
-                    return Ok(Scan::Found((r.offset(), r.timestamp_ms())));
+                    return Ok(Scan::Found(r.offset(), r.timestamp_ms()));
                 }
             }
         }

@@ -97,6 +97,20 @@ fn real_disk_write_reopen_read_back() {
         assert!(ts >= 1050);
         assert!(found > 0);
         assert_eq!(log.offset_for_timestamp(i64::MAX).await.unwrap(), None);
+        // Bounded: a lookup allowed 1 byte says how much a batch on its way takes to read and
+        // open; asked again with that much (again while a later batch asks for more), it
+        // finds the same record.
+        let mut bytes_max = 1;
+        let bounded = loop {
+            match log.offset_for_timestamp_within(1050, bytes_max).await.unwrap() {
+                TimestampLookup::NeedsBytes(n) => {
+                    assert!(n > bytes_max, "asks for more than it had: {n} <= {bytes_max}");
+                    bytes_max = n;
+                }
+                other => break other,
+            }
+        };
+        assert_eq!(bounded, TimestampLookup::Found(found, ts));
         log.close().await.unwrap();
     });
 }

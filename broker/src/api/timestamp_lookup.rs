@@ -1,0 +1,40 @@
+//! A timestamp lookup on behalf of a client's request, within its response's room: what the
+//! lookup reads and opens (`PartitionLog::offset_for_timestamp_within`) is taken from the
+//! room before it reads and given back after, so pipelined lookups over large batches wait
+//! for the connection's budget instead of reading all at once.
+
+use crate::budget::EntryRoom;
+use crate::storage::{DmaDisk, PartitionLog, StorageError, TimestampLookup};
+
+/// What a lookup may read at first (twice over: batches read and records opened): the
+/// default read-ahead window. A larger batch on the way asks for its own size.
+const FIRST_BYTES_MAX: usize = 256 << 10;
+
+/// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
+/// timestamp; `None` if every stored record is older. Takes room in `room` for twice what
+/// the lookup may hold before each attempt (waiting for it holding nothing it read), and
+/// gives it back after.
+pub async fn offset_for_timestamp(
+    log: &PartitionLog<DmaDisk>,
+    timestamp_ms: i64,
+    room: &mut EntryRoom<'_>,
+) -> Result<Option<(u64, i64)>, StorageError> {
+    let mut bytes_max = FIRST_BYTES_MAX;
+    loop {
+        let need_bytes = 2 * bytes_max;
+        if !room.admit(need_bytes) {
+            room.wait(need_bytes).await;
+            let granted = room.admit(need_bytes);
+            debug_assert!(granted, "the wait granted it");
+        }
+        let found = log.offset_for_timestamp_within(timestamp_ms, bytes_max).await;
+        room.give_back(need_bytes);
+        match found? {
+            TimestampLookup::Found(offset, ts) => return Ok(Some((offset, ts))),
+            TimestampLookup::Older => return Ok(None),
+            TimestampLookup::NeedsBytes(bytes) => {
+                bytes_max = if bytes > bytes_max { bytes } else { 2 * bytes_max };
+            }
+        }
+    }
+}
