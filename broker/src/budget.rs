@@ -215,59 +215,88 @@ impl ResponseRoom {
     }
 }
 
+/// Where a response gathered a piece at a time takes its room.
+#[derive(Debug, Clone, Copy)]
+pub enum RoomFrom<'a> {
+    /// Its connection's and its shard's budgets, through the response's room.
+    Connection(&'a ResponseRoom),
+    /// What the shard that forwarded the request lent for the answer (that shard holds it of
+    /// its own budgets): pieces are admitted while it lasts, and a reader that finds it too
+    /// small cannot wait for more: it answers `RESOURCE_LIMIT`, and the lender asks again
+    /// with more (`api/forward.rs`).
+    Lent(&'a Cell<usize>),
+    /// Nothing to take it from: every piece is admitted.
+    Unbounded,
+}
+
 /// Room taken entry by entry for a response gathered a piece at a time (a table read's
-/// entries, a key query's records): [`EntryRoom::admit`] takes room for the next piece if it
-/// fits now; a reader whose answer is still empty instead lets the piece go, waits
-/// ([`EntryRoom::wait`], holding nothing it made) and reads it again; one with pieces
-/// answers with those (partial, with where to continue). Without a room (a request forwarded
-/// from another shard) every piece is admitted. What a wait granted and no piece took is
-/// given back on drop.
+/// entries, a key query's records, and what reading them takes): [`EntryRoom::admit`] takes
+/// room for the next piece if it fits now; a reader whose answer is still empty instead lets
+/// the piece go, waits ([`EntryRoom::wait`], holding nothing it made) and reads it again;
+/// one with pieces answers with those (partial, with where to continue). What a wait granted
+/// and no piece took is given back on drop.
 #[derive(Debug)]
 pub struct EntryRoom<'a> {
-    room: Option<&'a ResponseRoom>,
+    from: RoomFrom<'a>,
     granted_bytes: usize,
 }
 
 impl<'a> EntryRoom<'a> {
-    /// Takes room from `room`, if any.
-    pub fn new(room: Option<&'a ResponseRoom>) -> Self {
-        EntryRoom { room, granted_bytes: 0 }
+    /// Takes room from `from`.
+    pub fn new(from: RoomFrom<'a>) -> Self {
+        EntryRoom { from, granted_bytes: 0 }
     }
 
     /// Whether a piece of `bytes` may join the response: room taken now, or granted by a wait.
     pub fn admit(&mut self, bytes: usize) -> bool {
-        let Some(room) = self.room else { return true };
-        if self.granted_bytes >= bytes {
-            self.granted_bytes -= bytes;
-            return true;
+        match self.from {
+            RoomFrom::Unbounded => true,
+            RoomFrom::Lent(left) if left.get() >= bytes => {
+                left.set(left.get() - bytes);
+                true
+            }
+            RoomFrom::Lent(_) => false,
+            RoomFrom::Connection(_) if self.granted_bytes >= bytes => {
+                self.granted_bytes -= bytes;
+                true
+            }
+            RoomFrom::Connection(room) if room.try_grow(bytes - self.granted_bytes) => {
+                self.granted_bytes = 0;
+                true
+            }
+            RoomFrom::Connection(_) => false,
         }
-        if room.try_grow(bytes - self.granted_bytes) {
-            self.granted_bytes = 0;
-            return true;
-        }
-        false
     }
 
     /// Gives back `bytes` of what it took (a piece turned out smaller than its room).
     pub fn give_back(&mut self, bytes: usize) {
-        if let Some(room) = self.room {
-            room.shrink(bytes);
+        match self.from {
+            RoomFrom::Connection(room) => room.shrink(bytes),
+            RoomFrom::Lent(left) => left.set(left.get() + bytes),
+            RoomFrom::Unbounded => {}
         }
     }
 
-    /// Waits until room for a piece of `bytes` is granted (the caller let the piece go).
-    pub async fn wait(&mut self, bytes: usize) {
-        if let Some(room) = self.room {
-            let more = bytes.saturating_sub(self.granted_bytes);
-            room.grow(more).await;
-            self.granted_bytes += more;
+    /// Waits until room for a piece of `bytes` is granted (the caller let the piece go);
+    /// `false` (at once) if the room was lent and is too small: no wait can grow it.
+    #[must_use]
+    pub async fn wait(&mut self, bytes: usize) -> bool {
+        match self.from {
+            RoomFrom::Connection(room) => {
+                let more = bytes.saturating_sub(self.granted_bytes);
+                room.grow(more).await;
+                self.granted_bytes += more;
+                true
+            }
+            RoomFrom::Lent(_) => false,
+            RoomFrom::Unbounded => true,
         }
     }
 }
 
 impl Drop for EntryRoom<'_> {
     fn drop(&mut self) {
-        if let Some(room) = self.room {
+        if let RoomFrom::Connection(room) = self.from {
             room.shrink(self.granted_bytes);
         }
     }
@@ -346,21 +375,30 @@ mod tests {
                 let room = ResponseRoom::default();
                 room.put(vec![budget.hold_now(0)]);
                 {
-                    let mut entries = EntryRoom::new(Some(&room));
+                    let mut entries = EntryRoom::new(RoomFrom::Connection(&room));
                     assert!(entries.admit(30));
                     assert!(!entries.admit(30), "100 held: no room for more now");
                     let waiter = glommio::spawn_local(async move {
                         futures_lite::future::yield_now().await;
                         drop(other); // the queued answer is written
                     });
-                    entries.wait(50).await;
+                    assert!(entries.wait(50).await);
                     waiter.await;
                     assert!(entries.admit(20), "taken from what the wait granted");
                     assert_eq!(budget.held_bytes(), 80);
                 } // 30 granted and not taken: given back
                 assert_eq!(budget.held_bytes(), 50);
-                let mut unbounded = EntryRoom::new(None);
-                assert!(unbounded.admit(usize::MAX), "a forwarded request takes no room");
+                let mut unbounded = EntryRoom::new(RoomFrom::Unbounded);
+                assert!(unbounded.admit(usize::MAX), "nothing reserved for it: no room taken");
+                // Lent room: admitted while it lasts, given back to it, never waited for.
+                let lent = Cell::new(100);
+                let mut entries = EntryRoom::new(RoomFrom::Lent(&lent));
+                assert!(entries.admit(70));
+                assert!(!entries.admit(40), "30 left");
+                assert!(!entries.wait(40).await, "a lent room cannot grow by waiting");
+                entries.give_back(20);
+                assert!(entries.admit(50));
+                assert_eq!(lent.get(), 0);
             });
         run.expect("executor").join().expect("test body");
     }

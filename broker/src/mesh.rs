@@ -33,6 +33,9 @@ pub enum ShardMsg {
         id: u64,
         /// A complete frame.
         frame: AlignedVec,
+        /// Room the sending shard holds (of its own budgets) for the answer, lent to the
+        /// receiver for making it (`budget::RoomFrom::Lent`); `usize::MAX`: none, no bound.
+        lent_bytes: usize,
     },
     /// The answer to a forwarded request.
     Response {
@@ -136,16 +139,18 @@ impl Mesh {
 
     /// Sends a complete request frame to the owner shard and returns its response frame.
     pub async fn forward(&self, to: u32, frame: AlignedVec) -> Option<AlignedVec> {
-        self.forward_send(to, frame).await?.await.ok()
+        self.forward_send(to, frame, usize::MAX).await?.await.ok()
     }
 
-    /// Sends a request frame to another shard now; the receiver resolves to its response.
+    /// Sends a request frame to another shard now, with `lent_bytes` of room for its answer
+    /// (`usize::MAX`: none); the receiver resolves to its response.
     pub async fn forward_send(
         &self,
         to: u32,
         frame: AlignedVec,
+        lent_bytes: usize,
     ) -> Option<oneshot::Receiver<AlignedVec>> {
-        self.forward_send_as(to, self.take_id(), frame).await
+        self.forward_send_as(to, self.take_id(), frame, lent_bytes).await
     }
 
     /// [`Mesh::forward_send`] with a caller-chosen id (from [`Mesh::take_id`]).
@@ -154,15 +159,12 @@ impl Mesh {
         to: u32,
         id: u64,
         frame: AlignedVec,
+        lent_bytes: usize,
     ) -> Option<oneshot::Receiver<AlignedVec>> {
         let (tx, rx) = oneshot::channel();
         self.replies.borrow_mut().insert(id, tx);
-        if self
-            .senders
-            .send_to(to as usize, ShardMsg::Request { from: self.id, id, frame })
-            .await
-            .is_err()
-        {
+        let msg = ShardMsg::Request { from: self.id, id, frame, lent_bytes };
+        if self.senders.send_to(to as usize, msg).await.is_err() {
             self.replies.borrow_mut().remove(&id);
             return None;
         }

@@ -24,8 +24,8 @@ pub async fn receive_from(shard: Rc<Shard>, rx: ConnectedReceiver<ShardMsg>) {
     let relayed = RelayedSubscriptions::default();
     while let Some(msg) = rx.recv().await {
         match msg {
-            ShardMsg::Request { from, id, frame } => {
-                let request = Request::forwarded(frame);
+            ShardMsg::Request { from, id, frame, lent_bytes } => {
+                let request = Request::forwarded(frame).lent(lent_bytes);
                 if request.header.api_key == ApiKey::Subscribe.as_u16() {
                     let task = serve_for_peer(shard.clone(), from, id, request, relayed.clone());
                     glommio::spawn_local(task).detach();

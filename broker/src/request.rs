@@ -8,9 +8,10 @@
 use wire::constants::FRAME_HEADER_BYTES;
 use wire::{AlignedVec, FrameHeader};
 
+use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::budget::{Held, ResponseRoom};
+use crate::budget::{Held, ResponseRoom, RoomFrom};
 
 /// A complete request frame with its header.
 pub struct Request {
@@ -26,6 +27,8 @@ pub struct Request {
     /// connection reserved it (`budget::ResponseRoom`; a fetch grows it for a first batch
     /// beyond its `max_bytes`).
     room: Option<Rc<ResponseRoom>>,
+    /// Forwarded with room lent for its answer by the shard that forwarded it: what is left.
+    lent_bytes: Option<Cell<usize>>,
 }
 
 impl Request {
@@ -37,7 +40,8 @@ impl Request {
             frame.len(),
             header.body_len
         );
-        Request { header, frame, held: None, received: std::time::Instant::now(), room: None }
+        let received = std::time::Instant::now();
+        Request { header, frame, held: None, received, room: None, lent_bytes: None }
     }
 
     /// The same request, holding `held` of a budget for as long as it lives.
@@ -61,6 +65,23 @@ impl Request {
     /// The room its response holds, if a connection reserved one.
     pub fn room(&self) -> Option<&ResponseRoom> {
         self.room.as_deref()
+    }
+
+    /// The same request, forwarded with `bytes` lent for its answer by the shard that
+    /// forwarded it (`usize::MAX`: nothing lent, no bound).
+    pub fn lent(mut self, bytes: usize) -> Self {
+        self.lent_bytes = (bytes != usize::MAX).then(|| Cell::new(bytes));
+        self
+    }
+
+    /// Where a response gathered a piece at a time takes its room: the connection's
+    /// reservation, the room lent by the shard that forwarded it, or nowhere.
+    pub fn room_from(&self) -> RoomFrom<'_> {
+        match (&self.room, &self.lent_bytes) {
+            (Some(room), _) => RoomFrom::Connection(room),
+            (None, Some(lent)) => RoomFrom::Lent(lent),
+            (None, None) => RoomFrom::Unbounded,
+        }
     }
 
     /// The same request (its budget hold and arrival time) as `frame`, a frame the broker

@@ -294,15 +294,29 @@ fn fetches_below_their_first_batch(shards: usize) {
 
 #[test]
 fn pipelined_key_queries_over_large_batches_hold_at_most_the_connection_bound() {
-    let broker = start(1);
+    key_queries_over_large_batches(1);
+}
+
+#[test]
+fn pipelined_forwarded_key_queries_over_large_batches_hold_at_most_the_connection_bound() {
+    // The owner reads with room lent by the shard the client is connected to: the first
+    // (2.25 MiB) is too small for a 4 MiB batch, so each query is asked for again with more.
+    key_queries_over_large_batches(2);
+}
+
+/// 64 pipelined key queries over 4 MiB batches, not read, through a shard that does not own
+/// the partition when there are two.
+fn key_queries_over_large_batches(shards: usize) {
+    let broker = start(shards);
     let mut admin = broker.connect();
-    create_topic(&mut admin, "scanned", 1);
-    fill_big_batches(&broker, 0, "scanned");
+    let owner = create_topic(&mut admin, "scanned", 1)[0] as usize;
+    let via = if shards > 1 { 1 - owner } else { owner };
+    fill_big_batches(&broker, owner, "scanned");
     let base = broker.rss_bytes();
     // Each query scans the whole partition for a key that is not there, reading it a batch
     // (4 MiB: more than its 1 MiB window) at a time: before, the 64 scans read at once
-    // (+256 MiB), nothing taken for what they read.
-    let mut conn = broker.connect();
+    // (+248 MiB), nothing taken for what they read.
+    let mut conn = broker.connect_shard(via);
     let req = KeyQueryRequest {
         topics: vec![KeyQueryTopic {
             name: "scanned".into(),
@@ -322,17 +336,35 @@ fn pipelined_key_queries_over_large_batches_hold_at_most_the_connection_bound() 
         let p = &resp.topics[0].partitions[0];
         assert_eq!((p.error, p.records.len(), p.next_offset), (0, 0, None), "scanned to the end");
     }
-    budget_given_back(&broker, 0);
+    for shard in 0..shards as u32 {
+        budget_given_back(&broker, shard);
+    }
 }
 
 #[test]
 fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
-    let broker = start(1);
-    let mut conn = broker.connect();
+    table_scans_never_read(1);
+}
+
+#[test]
+fn pipelined_forwarded_table_scans_never_read_hold_at_most_the_connection_bound() {
+    // The partition's owner makes the answers, the shard the client is connected to holds
+    // them: before, the owner read with no room at all (+ the same 8 MiB per scan).
+    table_scans_never_read(2);
+}
+
+/// 64 pipelined 8 MiB table scans, not read, through a shard that does not own the
+/// partition when there are two.
+fn table_scans_never_read(shards: usize) {
+    let broker = start(shards);
+    let mut admin = broker.connect();
     let config = TopicConfig { partition_count: 1, table: true, ..TopicConfig::default() };
     let created: CreateTopicResponse =
-        conn.call(&CreateTopicRequest { name: "big-values".into(), config });
+        admin.call(&CreateTopicRequest { name: "big-values".into(), config });
     assert_eq!(created.error, 0, "{}", created.message);
+    let owner = created.topic.expect("topic").partitions[0].shard as usize;
+    let via = if shards > 1 { 1 - owner } else { owner };
+    let mut conn = broker.connect_shard(via);
     // Four keys of 2 MiB each: every scan answers with 8 MiB.
     for i in 0..4u8 {
         let mut b = BatchBuilder::new(4 << 20);
@@ -354,8 +386,11 @@ fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
             }],
         }],
     };
+    // Applied every record (a forwarded scan may answer partially: its owner was lent room
+    // for 8 MiB).
     let applied: TableReadResponse = conn.call(&scan(4));
-    assert_eq!(applied.topics[0].partitions[0].entries.len(), 4, "the table has every key");
+    let p = &applied.topics[0].partitions[0];
+    assert_eq!((p.error, p.offset), (0, 4), "the table has every key");
     still_serves(&broker);
     let base = broker.rss_bytes();
     // 64 scans pipelined, never read: before, table reads reserved nothing and all 64
@@ -371,7 +406,9 @@ fn pipelined_table_scans_never_read_hold_at_most_the_connection_bound() {
         assert!(!p.entries.is_empty(), "at least one entry");
         assert_eq!(p.next_key.is_some(), p.entries.len() < 4, "a partial scan says where to go on");
     }
-    budget_given_back(&broker, 0);
+    for shard in 0..shards as u32 {
+        budget_given_back(&broker, shard);
+    }
 }
 
 /// Subscribes on `conn` with endless credit and never reads again.

@@ -5,7 +5,9 @@
 //! leave in arrival order (so appends to a partition keep their order) and count as
 //! forwards; the owners' answers are merged back by position ([`Answers`]), and an owner that
 //! does not answer sensibly yields a `NOT_OWNER` result for its partitions. A forwarded
-//! request is never forwarded again ([`route`]).
+//! request is never forwarded again ([`route`]). Answers made piece by piece on the owners
+//! (table reads, key queries, list offsets) are made within room the asking shard lent them
+//! ([`Lending`]), so a connection's budget holds what other shards make for it.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,6 +16,7 @@ use std::rc::Rc;
 use wire::{AlignedVec, ErrorCode, Message};
 
 use super::Origin;
+use crate::budget::ResponseRoom;
 use crate::counters::Counters;
 use crate::shard::Shard;
 
@@ -97,16 +100,27 @@ impl<T: SplitRequest> Split<T> {
 
     /// Sends every owner its sub-request now, in order, counting each as a forward.
     pub async fn send(self, shard: &Shard) -> Forwards {
+        self.send_lending(shard, usize::MAX).await
+    }
+
+    /// [`Split::send`], lending each owner `lent_bytes` of room for its answer
+    /// (`budget::RoomFrom::Lent`; the caller holds it; `usize::MAX`: none, no bound).
+    pub async fn send_lending(self, shard: &Shard, lent_bytes: usize) -> Forwards {
         let mut forwards = Vec::with_capacity(self.remote.len());
         for (owner, sub) in self.remote {
             Counters::add(&shard.counters.forwards_out, 1);
             let rx = match wire::encode_request(0, &sub) {
-                Ok(f) => shard.mesh.forward_send(owner, f).await,
+                Ok(f) => shard.mesh.forward_send(owner, f, lent_bytes).await,
                 Err(_) => None,
             };
             forwards.push((owner, rx));
         }
         forwards
+    }
+
+    /// How many owners it goes to.
+    pub fn owners(&self) -> usize {
+        self.remote.len()
     }
 }
 
@@ -166,8 +180,9 @@ partition_results!(wire::ListOffsetsResponse, wire::ListOffsetsPartitionResult);
 partition_results!(wire::TableReadResponse, wire::TableReadPartitionResult);
 partition_results!(wire::KeyQueryResponse, wire::KeyQueryPartitionResult);
 
-/// The owners' answers, decoded (`None` for an owner that did not answer sensibly).
-pub struct Answers<R>(std::collections::BTreeMap<u32, Option<R>>);
+/// The owners' answers, decoded (`None` for an owner that did not answer sensibly), and the
+/// bytes of their frames.
+pub struct Answers<R>(std::collections::BTreeMap<u32, Option<R>>, usize);
 
 impl<R: PartitionResults> Answers<R> {
     /// Waits for every forward.
@@ -178,15 +193,21 @@ impl<R: PartitionResults> Answers<R> {
                 rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
             > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
-        let mut answers = std::collections::BTreeMap::new();
+        let (mut answers, mut frame_bytes) = (std::collections::BTreeMap::new(), 0);
         for (owner, rx) in forwards {
-            let resp = match rx {
-                Some(rx) => rx.await.ok().and_then(|f| decode_reply::<R>(&f)),
+            let frame = match rx {
+                Some(rx) => rx.await.ok(),
                 None => None,
             };
-            answers.insert(owner, resp);
+            frame_bytes += frame.as_ref().map_or(0, AlignedVec::len);
+            answers.insert(owner, frame.and_then(|f| decode_reply::<R>(&f)));
         }
-        Answers(answers)
+        Answers(answers, frame_bytes)
+    }
+
+    /// The bytes of the owners' answer frames.
+    pub fn frame_bytes(&self) -> usize {
+        self.1
     }
 
     /// The answer for one forwarded partition, if its owner gave one, taken out (a
@@ -202,12 +223,41 @@ impl<R: PartitionResults> Answers<R> {
     }
 }
 
+/// How the owners of a request's partitions are lent room for their answers (the owners
+/// take what making them takes from it: `budget::RoomFrom::Lent`), so that an answer made on
+/// another shard is held in the asking connection's budgets before it is made. Each owner is
+/// lent `first_bytes` with its sub-request; a partition whose owner needed more (its result
+/// `short`: `RESOURCE_LIMIT`) is asked for again on its own with 8 MiB, then
+/// [`LENT_BYTES_MAX`], the room taken first — waiting for it only while nothing the response
+/// holds was `made` (its results have no entries), else the partition is answered
+/// `RESOURCE_LIMIT` (retriable: no room now), as a partial answer would be.
+pub struct Lending<R> {
+    /// Lent to each owner with its sub-request.
+    pub first_bytes: usize,
+    /// The owner needed more room than it was lent.
+    pub short: fn(&R) -> bool,
+    /// The result holds entries made for the response.
+    pub made: fn(&R) -> bool,
+}
+
+/// The most room an owner is lent for one partition's answer: what reading and opening the
+/// largest batch twice over takes (a timestamp lookup's allowance), and a 1 MiB read window.
+pub const LENT_BYTES_MAX: usize = 4 * wire::constants::BATCH_BYTES_MAX as usize + (1 << 20);
+
+/// Per topic, every partition's result in request order, a forwarded one's with where it
+/// was asked for.
+type Results<R, P> = Vec<(String, Vec<(R, Option<(Forwarded, P)>)>)>;
+
+/// What an owner is lent for a partition asked for again after its first answer was short.
+const LENT_BYTES_AGAIN: [usize; 2] = [8 << 20, LENT_BYTES_MAX];
+
 /// Answers a request of topics and partitions partition by partition, in request order:
-/// each partition this shard owns by `local` (one after another, in order), the others
-/// forwarded to their owners in one sub-request each (made by `empty`); a partition that
-/// cannot be routed, or whose owner did not answer, gets `failed(partition, code)`. A name
-/// is routed as the topic `routing_topic` gives (a state table's: its topic's partitions)
-/// and forwarded as it is.
+/// each partition this shard owns by `local` (one after another, in order, after the others
+/// were forwarded), the others forwarded to their owners in one sub-request each (made by
+/// `empty`), lent room for their answers from `room` when a connection reserved one
+/// ([`Lending`]); a partition that cannot be routed, or whose owner did not answer, gets
+/// `failed(partition, code)`. A name is routed as the topic `routing_topic` gives (a state
+/// table's: its topic's partitions) and forwarded as it is.
 #[allow(clippy::too_many_arguments)]
 pub async fn per_partition<Req, Resp, Fut>(
     shard: &Rc<Shard>,
@@ -218,17 +268,21 @@ pub async fn per_partition<Req, Resp, Fut>(
     empty: impl Fn() -> Req,
     failed: impl Fn(u32, ErrorCode) -> Resp::Result,
     mut local: impl FnMut(String, Req::Partition) -> Fut,
+    room: Option<&ResponseRoom>,
+    lending: Lending<Resp::Result>,
 ) -> Vec<(String, Vec<Resp::Result>)>
 where
     Req: SplitRequest,
+    Req::Partition: Clone,
     Resp: PartitionResults + rkyv::Archive,
     Resp::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
         + rkyv::Deserialize<Resp, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     Fut: Future<Output = Resp::Result>,
 {
-    enum Slot<R> {
+    enum Slot<P, R> {
         Done(R),
-        Remote(Forwarded),
+        Local(P),
+        Remote(Forwarded, P),
     }
     let mut slots = Vec::with_capacity(topics.len());
     let mut split = Split::<Req>::default();
@@ -239,26 +293,79 @@ where
             let i = index(&p);
             topic_slots.push(match route(shard, &topic, i, origin) {
                 Err(code) => Slot::Done(failed(i, code)),
-                Ok(Owner::Here) => Slot::Done(local(name.clone(), p).await),
-                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(owner, &name, i, p, &empty)),
+                Ok(Owner::Here) => Slot::Local(p),
+                Ok(Owner::Peer(owner)) => {
+                    Slot::Remote(split.add(owner, &name, i, p.clone(), &empty), p)
+                }
             });
         }
         slots.push((name, topic_slots));
     }
-    let mut answers = Answers::<Resp>::collect(split.send(shard).await).await;
-    slots
-        .into_iter()
-        .map(|(name, topic_slots)| {
-            let results = topic_slots
-                .into_iter()
-                .map(|slot| match slot {
-                    Slot::Done(r) => r,
-                    Slot::Remote(f) => {
-                        answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
+    // Room for the owners' answers, taken before anything of the response is made here.
+    let lent_bytes = room.map_or(usize::MAX, |_| lending.first_bytes);
+    let lent_total = lending.first_bytes * split.owners();
+    if let Some(room) = room.filter(|_| lent_total > 0) {
+        if !room.try_grow(lent_total) {
+            room.grow(lent_total).await;
+        }
+    }
+    let forwards = split.send_lending(shard, lent_bytes).await;
+    for (name, topic_slots) in &mut slots {
+        for slot in topic_slots.iter_mut() {
+            if let Slot::Local(p) = slot {
+                *slot = Slot::Done(local(name.clone(), p.clone()).await);
+            }
+        }
+    }
+    let mut answers = Answers::<Resp>::collect(forwards).await;
+    if let Some(room) = room.filter(|_| lent_total > 0) {
+        room.shrink(lent_total.saturating_sub(answers.frame_bytes()));
+    }
+    // Every result in request order; the forwarded ones with where they came from.
+    let mut results: Results<Resp::Result, Req::Partition> = Vec::with_capacity(slots.len());
+    for (name, topic_slots) in slots {
+        let topic_results = topic_slots
+            .into_iter()
+            .map(|slot| match slot {
+                Slot::Done(r) => (r, None),
+                Slot::Local(_) => unreachable!("every local partition was answered"),
+                Slot::Remote(f, p) => {
+                    let r =
+                        answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner));
+                    (r, Some((f, p)))
+                }
+            })
+            .collect();
+        results.push((name, topic_results));
+    }
+    if let Some(room) = room {
+        let mut made = results.iter().flat_map(|(_, t)| t).any(|(r, _)| (lending.made)(r));
+        for (name, topic_results) in &mut results {
+            for (r, from) in topic_results.iter_mut() {
+                let Some((f, p)) = from.as_ref().filter(|_| (lending.short)(r)) else { continue };
+                for lent_bytes in LENT_BYTES_AGAIN {
+                    if !room.try_grow(lent_bytes) {
+                        if made {
+                            break; // answered RESOURCE_LIMIT, as a partial answer would be
+                        }
+                        room.grow(lent_bytes).await;
                     }
-                })
-                .collect();
-            (name, results)
-        })
+                    let mut one = Split::<Req>::default();
+                    let asked = one.add(f.owner, name, f.index, p.clone(), &empty);
+                    let mut again =
+                        Answers::<Resp>::collect(one.send_lending(shard, lent_bytes).await).await;
+                    room.shrink(lent_bytes.saturating_sub(again.frame_bytes()));
+                    *r = again.take(&asked).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner));
+                    if !(lending.short)(r) {
+                        break;
+                    }
+                }
+                made |= (lending.made)(r);
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|(name, topic_results)| (name, topic_results.into_iter().map(|(r, _)| r).collect()))
         .collect()
 }

@@ -11,10 +11,10 @@ use wire::{
     KeyQueryResponse, KeyQueryTopicResult, TableEntry,
 };
 
-use super::forward::per_partition;
-use super::timestamp_lookup::offset_for_timestamp;
+use super::forward::{per_partition, Lending};
+use super::timestamp_lookup::{offset_for_timestamp, LookupError};
 use super::{error_frame, respond, Origin};
-use crate::budget::{EntryRoom, ResponseRoom};
+use crate::budget::{EntryRoom, RoomFrom};
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::{DmaDisk, FirstBatch, PartitionLog};
@@ -26,6 +26,9 @@ pub const KEY_QUERY_LIMIT_MAX: u32 = 10_000;
 pub const KEY_QUERY_SCAN_BYTES_MAX: usize = 64 << 20;
 /// Bytes read per step.
 const READ_BYTES: usize = 1 << 20;
+/// Room lent to another shard for its partitions' part of a query, at first
+/// (`forward::Lending`): a read window, the scratch to open it and a few records.
+const LENT_FIRST_BYTES: usize = 2 * READ_BYTES + (256 << 10);
 
 fn failed(partition: u32, code: ErrorCode) -> KeyQueryPartitionResult {
     KeyQueryPartitionResult { partition, error: code.as_u16(), ..Default::default() }
@@ -41,7 +44,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     // The response's records share one byte budget, like a fetch's batches.
     let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
-    let room = request.room();
+    let from = request.room_from();
     let results = per_partition::<KeyQueryRequest, KeyQueryResponse, _>(
         shard,
         origin,
@@ -53,11 +56,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         |name, q| {
             let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
             async move {
-                let r = local(&shard, &name, &q, bytes_left.get(), room).await;
+                let r = local(&shard, &name, &q, bytes_left.get(), from).await;
                 let used: usize = r.records.iter().map(TableEntry::bytes_hint).sum();
                 bytes_left.set(bytes_left.get().saturating_sub(used));
                 r
             }
+        },
+        request.room(),
+        Lending {
+            first_bytes: LENT_FIRST_BYTES,
+            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            made: |r| !r.records.is_empty(),
         },
     )
     .await;
@@ -73,7 +82,7 @@ async fn local(
     topic: &str,
     q: &KeyQueryPartition,
     bytes_max: usize,
-    room: Option<&ResponseRoom>,
+    from: RoomFrom<'_>,
 ) -> KeyQueryPartitionResult {
     let Some(part) = shard.partition(topic, q.partition) else {
         return failed(q.partition, ErrorCode::UnknownPartition);
@@ -84,11 +93,13 @@ async fn local(
         return result;
     }
     // Where the time index puts the range; the key index (if built) where the key ends.
-    let mut room = EntryRoom::new(room);
+    let mut room = EntryRoom::new(from);
     let mut end = log.high_watermark();
     let after_range = q.to_timestamp_ms.saturating_add(1);
-    if let Ok(Some((after, _))) = offset_for_timestamp(log, after_range, &mut room).await {
-        end = end.min(after);
+    match offset_for_timestamp(log, after_range, &mut room).await {
+        Ok(Some((after, _))) => end = end.min(after),
+        Err(e @ LookupError::Short) => return failed(q.partition, e.code()),
+        Ok(None) | Err(LookupError::Storage(_)) => {}
     }
     match part.keys.known_last_offset(&q.key) {
         Some(None) => return result, // never written
@@ -166,7 +177,9 @@ impl Scan<'_> {
                 let scratch_bytes = std::mem::take(&mut reading.scratch_bytes);
                 room.give_back(scratch_bytes);
                 scratch = AlignedVec::new();
-                room.wait(window_bytes + scratch_bytes).await;
+                if !room.wait(window_bytes + scratch_bytes).await {
+                    return failed(q.partition, ErrorCode::ResourceLimit); // lent, too small
+                }
                 let granted = room.admit(window_bytes);
                 debug_assert!(granted, "the wait granted it");
             }
@@ -250,7 +263,9 @@ impl Scan<'_> {
                 room.give_back(std::mem::take(&mut reading.scratch_bytes));
                 scratch = AlignedVec::new();
                 offset = at;
-                room.wait(need).await;
+                if !room.wait(need).await {
+                    return failed(q.partition, ErrorCode::ResourceLimit); // lent, too small
+                }
                 continue;
             }
             glommio::yield_if_needed().await;

@@ -7,10 +7,10 @@ use wire::{
     ListOffsetsResponse, ListOffsetsTopicResult, OffsetSpec,
 };
 
-use super::forward::per_partition;
-use super::timestamp_lookup::offset_for_timestamp;
+use super::forward::{per_partition, Lending};
+use super::timestamp_lookup::{offset_for_timestamp, LOOKUP_FIRST_BYTES};
 use super::{error_frame, respond, Origin};
-use crate::budget::{EntryRoom, ResponseRoom};
+use crate::budget::{EntryRoom, RoomFrom};
 use crate::request::Request;
 use crate::shard::Shard;
 
@@ -25,8 +25,14 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
+    // Only a timestamp's lookup reads: room for its first try is lent to other shards.
+    let by_time = |p: &ListOffsetsPartition| matches!(p.spec, OffsetSpec::Timestamp(_));
+    let lent_first_bytes = match req.topics.iter().flat_map(|t| &t.partitions).any(by_time) {
+        true => LOOKUP_FIRST_BYTES,
+        false => 0,
+    };
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
-    let room = request.room();
+    let from = request.room_from();
     let results = per_partition::<ListOffsetsRequest, ListOffsetsResponse, _>(
         shard,
         origin,
@@ -37,7 +43,13 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         failed,
         |name, p| {
             let shard = shard.clone();
-            async move { local(&shard, &name, &p, room).await }
+            async move { local(&shard, &name, &p, from).await }
+        },
+        request.room(),
+        Lending {
+            first_bytes: lent_first_bytes,
+            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            made: |_| false,
         },
     )
     .await;
@@ -54,7 +66,7 @@ async fn local(
     shard: &Shard,
     topic: &str,
     p: &ListOffsetsPartition,
-    room: Option<&ResponseRoom>,
+    from: RoomFrom<'_>,
 ) -> ListOffsetsPartitionResult {
     let Some(part) = shard.partition(topic, p.partition) else {
         return failed(p.partition, ErrorCode::UnknownPartition);
@@ -70,7 +82,7 @@ async fn local(
         OffsetSpec::Earliest => ok(log.log_start_offset(), -1),
         OffsetSpec::Latest => ok(log.high_watermark(), -1),
         OffsetSpec::Timestamp(ts) => {
-            match offset_for_timestamp(log, ts, &mut EntryRoom::new(room)).await {
+            match offset_for_timestamp(log, ts, &mut EntryRoom::new(from)).await {
                 Ok(Some((offset, found))) => ok(offset, found),
                 Ok(None) => ok(log.high_watermark(), -1),
                 Err(e) => failed(p.partition, e.code()),

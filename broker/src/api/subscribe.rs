@@ -168,10 +168,11 @@ async fn subscribe(
         Counters::add(&shard.counters.forwards_out, 1);
         let key = shard.mesh.take_id();
         shard.mesh.add_route(key, Route::new(weak_target));
-        let reply = match shard.mesh.forward_send_as(owner, key, request.frame.clone()).await {
-            Some(rx) => rx.await.ok(),
-            None => None,
-        };
+        let reply =
+            match shard.mesh.forward_send_as(owner, key, request.frame.clone(), usize::MAX).await {
+                Some(rx) => rx.await.ok(),
+                None => None,
+            };
         let Some(reply) = reply else {
             shard.mesh.remove_route(key);
             return refuse(ErrorCode::NotOwner, format!("shard {owner} unreachable"));

@@ -11,9 +11,9 @@ use wire::{
     TableReadRequest, TableReadResponse, TableReadTopicResult,
 };
 
-use super::forward::per_partition;
+use super::forward::{per_partition, Lending};
 use super::{error_frame, respond, Origin};
-use crate::budget::{EntryRoom, ResponseRoom};
+use crate::budget::{EntryRoom, RoomFrom};
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
@@ -24,6 +24,11 @@ use crate::table::{read_record, Table, TableError};
 pub const TABLE_WAIT_MS_MAX: u32 = 30_000;
 /// Most entries one partition's scan returns.
 pub const TABLE_SCAN_LIMIT_MAX: u32 = 10_000;
+/// Room lent to another shard for its partitions' part of a table read, at first
+/// (`forward::Lending`): a scan's or a feed's first 1 MiB (it answers partially beyond).
+const LENT_FIRST_BYTES: usize = 1 << 20;
+/// The same for a read of gets only: a record of a small batch.
+const LENT_FIRST_GET_BYTES: usize = 256 << 10;
 
 fn failed(partition: u32, code: ErrorCode) -> TableReadPartitionResult {
     TableReadPartitionResult { partition, error: code.as_u16(), ..Default::default() }
@@ -39,8 +44,12 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
     let wait = Duration::from_millis(u64::from(req.wait_ms.min(TABLE_WAIT_MS_MAX)));
     // The response's entries share one byte budget, like a fetch's batches.
     let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
+    // A get is one entry; a scan or a feed of changes is lent room for more at first.
+    let gets_only =
+        req.topics.iter().flat_map(|t| &t.partitions).all(|p| p.kind == TableReadKind::Get);
+    let lent_first_bytes = if gets_only { LENT_FIRST_GET_BYTES } else { LENT_FIRST_BYTES };
     let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
-    let (wait_ms, room) = (req.wait_ms, request.room());
+    let (wait_ms, from) = (req.wait_ms, request.room_from());
     let results = per_partition::<TableReadRequest, TableReadResponse, _>(
         shard,
         origin,
@@ -54,11 +63,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         |name, p| {
             let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
             async move {
-                let r = local(&shard, &name, &p, wait, bytes_left.get(), room).await;
+                let r = local(&shard, &name, &p, wait, bytes_left.get(), from).await;
                 let used: usize = r.entries.iter().map(TableEntry::bytes_hint).sum();
                 bytes_left.set(bytes_left.get().saturating_sub(used));
                 r
             }
+        },
+        request.room(),
+        Lending {
+            first_bytes: lent_first_bytes,
+            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            made: |r| !r.entries.is_empty(),
         },
     )
     .await;
@@ -75,7 +90,7 @@ async fn local(
     p: &TableReadPartition,
     wait: Duration,
     bytes_max: usize,
-    room: Option<&ResponseRoom>,
+    from: RoomFrom<'_>,
 ) -> TableReadPartitionResult {
     // A state table over a topic reads that topic's partition, else the topic's own table.
     let declared = shard.metadata().tables.get(topic).map(|t| t.topic.clone());
@@ -95,7 +110,7 @@ async fn local(
         ..failed(p.partition, e.code())
     };
     if p.kind == TableReadKind::Changes {
-        return changes(&part, table, p, wait, bytes_max, room).await;
+        return changes(&part, table, p, wait, bytes_max, from).await;
     }
     if let Err(e) = table.wait_applied(p.min_offset, wait).await {
         return fail(e);
@@ -125,19 +140,20 @@ async fn local(
         // One more than asked: tells whether to hand out `next_key`.
         TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
     };
-    let (mut used, mut room) = (0usize, EntryRoom::new(room));
+    let (mut used, mut room) = (0usize, EntryRoom::new(from));
     for (key, at) in wanted {
         if result.entries.len() == limit || (!result.entries.is_empty() && used >= bytes_max) {
             result.next_key = Some(key);
             break;
         }
         let read = match read_in_room(&part.log, at, &mut room, !result.entries.is_empty()).await {
-            Ok(Some(read)) => read,
+            Ok(InRoom::Read(read)) => read,
             // No room in the connection's budget now: answer what was gathered.
-            Ok(None) => {
+            Ok(InRoom::NoRoom) => {
                 result.next_key = Some(key);
                 break;
             }
+            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::ResourceLimit),
             Err(e) => return fail(TableError::Storage(e)),
         };
         match read {
@@ -152,23 +168,35 @@ async fn local(
     result
 }
 
+/// What reading a record within a room came to.
+enum InRoom {
+    /// Its entry (`None`: no record there).
+    Read(Option<TableEntry>),
+    /// No room now, and the answer has entries: it goes out with them.
+    NoRoom,
+    /// The room was lent by the shard that forwarded the read and is too small for it.
+    Short,
+}
+
 /// Reads the record at `at` once `room` has room for what reading it takes (its batch, and
 /// the batch decompressed: told from memory or its header, before it is read), and keeps the
-/// entry's bytes of that room, giving back the rest. `Ok(None)`: no room now and `partial`
-/// (the answer has entries: it goes out with them); without entries it waits for the room,
-/// holding nothing it read. `Ok(Some(None))`: no record there.
+/// entry's bytes of that room, giving back the rest. No room now and `partial` (the answer
+/// has entries): [`InRoom::NoRoom`]; without entries it waits for the room, holding nothing
+/// it read ([`InRoom::Short`] if the room was lent: no wait grows it).
 async fn read_in_room(
     log: &PartitionLog<DmaDisk>,
     at: u64,
     room: &mut EntryRoom<'_>,
     partial: bool,
-) -> Result<Option<Option<TableEntry>>, StorageError> {
+) -> Result<InRoom, StorageError> {
     let need = log.batch_bytes_at(at).await?.map_or(0, |b| b.opened());
     if !room.admit(need) {
         if partial {
-            return Ok(None);
+            return Ok(InRoom::NoRoom);
         }
-        room.wait(need).await;
+        if !room.wait(need).await {
+            return Ok(InRoom::Short);
+        }
         let granted = room.admit(need);
         debug_assert!(granted, "the wait granted it");
     }
@@ -179,7 +207,7 @@ async fn read_in_room(
     if kept > need {
         let _ = room.admit(kept - need); // counted when sent if not now
     }
-    Ok(Some(entry))
+    Ok(InRoom::Read(entry))
 }
 
 /// A projection table's changes at or after `p.min_offset`: waits (at most `wait`) until the
@@ -190,7 +218,7 @@ async fn changes(
     p: &TableReadPartition,
     wait: Duration,
     bytes_max: usize,
-    room: Option<&ResponseRoom>,
+    from: RoomFrom<'_>,
 ) -> TableReadPartitionResult {
     if table.is_state() {
         return failed(p.partition, ErrorCode::InvalidRequest); // no change feed (yet)
@@ -214,7 +242,7 @@ async fn changes(
     };
     let mut result =
         TableReadPartitionResult { partition: p.partition, offset, ..Default::default() };
-    let (mut used, mut room) = (0usize, EntryRoom::new(room));
+    let (mut used, mut room) = (0usize, EntryRoom::new(from));
     // Where to ask next: after the last change looked at, or (none) the applied offset.
     let mut next = offset.max(p.min_offset);
     for (at, previous) in changes {
@@ -222,15 +250,16 @@ async fn changes(
             break;
         }
         match read_in_room(&part.log, at, &mut room, !result.entries.is_empty()).await {
-            Ok(Some(Some(mut entry))) => {
+            Ok(InRoom::Read(Some(mut entry))) => {
                 entry.previous_offset = previous;
                 used += entry.bytes_hint();
                 result.entries.push(entry);
             }
             // Retention took it: the feed goes on after it.
-            Ok(Some(None)) => {}
+            Ok(InRoom::Read(None)) => {}
             // No room now: the feed goes on from `at`.
-            Ok(None) => break,
+            Ok(InRoom::NoRoom) => break,
+            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::ResourceLimit),
             Err(e) => {
                 let mut r = failed(p.partition, e.code());
                 r.offset = offset;
