@@ -222,8 +222,8 @@ pub enum RoomFrom<'a> {
     Connection(&'a ResponseRoom),
     /// What the shard that forwarded the request lent for the answer (that shard holds it of
     /// its own budgets): pieces are admitted while it lasts, and a reader that finds it too
-    /// small cannot wait for more: it answers `RESOURCE_LIMIT`, and the lender asks again
-    /// with more (`api/forward.rs`).
+    /// small cannot wait for more: it answers `ROOM_SHORT`, and the lender asks again with
+    /// more (`api/forward.rs`).
     Lent(&'a Cell<usize>),
     /// Nothing to take it from: every piece is admitted.
     Unbounded,

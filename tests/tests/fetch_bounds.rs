@@ -402,6 +402,28 @@ fn forwarded_partitions_share_one_budget() {
 }
 
 #[test]
+fn a_forwarded_first_batch_beyond_the_limit_comes_without_waiting_for_more() {
+    // Two partitions of the other shard: one with a batch larger than the fetch's limits,
+    // one empty. The owner answers its part within the limits (nothing) and the shard the
+    // client is connected to asks for the first batch on its own; the owner must not wait
+    // out `max_wait_ms` for the empty partition first (review finding on session 26's
+    // change: it did).
+    let broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let owners = create_topic(&mut admin, TOPIC, 4);
+    let owner = owners[0];
+    let empty = (1..4).find(|&p| owners[p as usize] == owner).expect("two of one owner") as u32;
+    let stored = produce(&mut broker.connect_shard(owner as usize), 0, &[batch(4, 8000, 1)]);
+    let mut conn = broker.connect_shard(1 - owner as usize);
+    let wants: Vec<Want> = vec![(0, 0, 1024), (empty, 0, 1024)];
+    let started = Instant::now();
+    let resp: FetchResponse = conn.call(&request(1024, 1, 20_000, &wants));
+    let waited = started.elapsed();
+    assert_eq!(returned(&resp, &wants), vec![stored, Vec::new()], "the first batch whole");
+    assert!(waited < Duration::from_secs(10), "answered after {waited:?} of a 20 s wait");
+}
+
+#[test]
 fn long_poll_still_answers_when_data_arrives_here_or_on_another_shard() {
     let broker = Broker::start(2);
     let mut conn = broker.connect_shard(0);

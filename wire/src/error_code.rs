@@ -147,6 +147,10 @@ error_codes! {
     UnknownUser = 44, "UNKNOWN_USER", false, "unknown user";
     /// A member of the group reads the topic, so the group's offsets of it stay.
     GroupSubscribedToTopic = 45, "GROUP_SUBSCRIBED_TO_TOPIC", false, "a group member reads this topic";
+    /// Between shards: the room the asking shard lent for a forwarded answer was too small
+    /// for its first entry; the asking shard asks again with more (clients get
+    /// `RESOURCE_LIMIT` if it cannot).
+    RoomShort = 46, "ROOM_SHORT", true, "room lent for the answer too small";
 }
 
 impl std::fmt::Display for ErrorCode {

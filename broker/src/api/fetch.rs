@@ -290,12 +290,21 @@ async fn read_locals(
 ) {
     let mut budget = Budget::new(budget_bytes);
     loop {
-        let mut total_bytes = 0usize;
+        let (mut total_bytes, mut first_wanted) = (0usize, false);
         for l in locals.iter_mut() {
             if !l.done {
                 let (limit_bytes, first) = budget.limit(l.max_bytes);
-                let first = if whole_first { first } else { FirstBatch::IfItFits };
-                let r = read_one(l, limit_bytes, first, room).await;
+                let r = match whole_first {
+                    true => read_one(l, limit_bytes, first, room).await,
+                    false => read_one(l, limit_bytes, FirstBatch::IfItFits, room).await,
+                };
+                // A peer's partition whose first batch is due whole but was not read: the
+                // asking shard asks for it on its own, at once (no waiting for more).
+                first_wanted |= !whole_first
+                    && first == FirstBatch::Always
+                    && r.error == 0
+                    && r.batches.is_empty()
+                    && r.high_watermark > l.offset;
                 budget.spend(r.batches.len());
                 // Data past the offset that did not fit will not fit later either.
                 l.done = r.error != 0 || r.high_watermark > l.offset;
@@ -309,6 +318,7 @@ async fn read_locals(
             .map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1))
             .collect();
         if total_bytes >= min_bytes.max(1) as usize
+            || first_wanted
             || waits.is_empty()
             || budget.spent()
             || Instant::now() >= deadline

@@ -226,30 +226,32 @@ impl<R: PartitionResults> Answers<R> {
 /// How the owners of a request's partitions are lent room for their answers (the owners
 /// take what making them takes from it: `budget::RoomFrom::Lent`), so that an answer made on
 /// another shard is held in the asking connection's budgets before it is made. Each owner is
-/// lent `first_bytes` with its sub-request; a partition whose owner needed more (its result
-/// `short`: `RESOURCE_LIMIT`) is asked for again on its own with 8 MiB, then
-/// [`LENT_BYTES_MAX`], the room taken first — waiting for it only while nothing the response
-/// holds was `made` (its results have no entries), else the partition is answered
-/// `RESOURCE_LIMIT` (retriable: no room now), as a partial answer would be.
+/// lent `first_bytes` with its sub-request — nothing if `wait_first` (the owners may wait for
+/// data first: a wait holds no room). A partition whose owner needed more (`ROOM_SHORT`,
+/// `short`) is asked for again on its own with `first_bytes` (if nothing was lent), then
+/// 8 MiB, then [`LENT_BYTES_MAX`], the room taken first — waiting for it only while nothing
+/// the response holds was `made` (its results have no entries: the rule of local readers,
+/// so two responses of one connection never wait for each other holding room); one still
+/// short, or for which there was no room, is answered `RESOURCE_LIMIT` (retriable).
 pub struct Lending<R> {
-    /// Lent to each owner with its sub-request.
+    /// Lent to each owner with its sub-request (unless `wait_first`).
     pub first_bytes: usize,
+    /// The owners may wait for data before they read: lend nothing at first.
+    pub wait_first: bool,
     /// The owner needed more room than it was lent.
     pub short: fn(&R) -> bool,
     /// The result holds entries made for the response.
     pub made: fn(&R) -> bool,
 }
 
-/// The most room an owner is lent for one partition's answer: what reading and opening the
-/// largest batch twice over takes (a timestamp lookup's allowance), and a 1 MiB read window.
+/// The most room an owner is lent for one partition's answer: a timestamp lookup's
+/// allowance for the largest batch (twice `BATCH_BYTES_MAX`), and more for a read window and
+/// the records kept.
 pub const LENT_BYTES_MAX: usize = 4 * wire::constants::BATCH_BYTES_MAX as usize + (1 << 20);
 
 /// Per topic, every partition's result in request order, a forwarded one's with where it
 /// was asked for.
 type Results<R, P> = Vec<(String, Vec<(R, Option<(Forwarded, P)>)>)>;
-
-/// What an owner is lent for a partition asked for again after its first answer was short.
-const LENT_BYTES_AGAIN: [usize; 2] = [8 << 20, LENT_BYTES_MAX];
 
 /// Answers a request of topics and partitions partition by partition, in request order:
 /// each partition this shard owns by `local` (one after another, in order, after the others
@@ -302,8 +304,9 @@ where
         slots.push((name, topic_slots));
     }
     // Room for the owners' answers, taken before anything of the response is made here.
-    let lent_bytes = room.map_or(usize::MAX, |_| lending.first_bytes);
-    let lent_total = lending.first_bytes * split.owners();
+    let first_lent_bytes = if lending.wait_first { 0 } else { lending.first_bytes };
+    let lent_bytes = room.map_or(usize::MAX, |_| first_lent_bytes);
+    let lent_total = first_lent_bytes * split.owners();
     if let Some(room) = room.filter(|_| lent_total > 0) {
         if !room.try_grow(lent_total) {
             room.grow(lent_total).await;
@@ -343,10 +346,11 @@ where
         for (name, topic_results) in &mut results {
             for (r, from) in topic_results.iter_mut() {
                 let Some((f, p)) = from.as_ref().filter(|_| (lending.short)(r)) else { continue };
-                for lent_bytes in LENT_BYTES_AGAIN {
+                let again = [lending.first_bytes, 8 << 20, LENT_BYTES_MAX];
+                for lent_bytes in again.into_iter().filter(|&b| b > first_lent_bytes) {
                     if !room.try_grow(lent_bytes) {
                         if made {
-                            break; // answered RESOURCE_LIMIT, as a partial answer would be
+                            break; // no room now, and waiting could stall another response
                         }
                         room.grow(lent_bytes).await;
                     }
@@ -359,6 +363,9 @@ where
                     if !(lending.short)(r) {
                         break;
                     }
+                }
+                if (lending.short)(r) {
+                    *r = failed(f.index, ErrorCode::ResourceLimit);
                 }
                 made |= (lending.made)(r);
             }

@@ -65,7 +65,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         request.room(),
         Lending {
             first_bytes: LENT_FIRST_BYTES,
-            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            wait_first: false,
+            short: |r| r.error == ErrorCode::RoomShort.as_u16(),
             made: |r| !r.records.is_empty(),
         },
     )
@@ -178,7 +179,7 @@ impl Scan<'_> {
                 room.give_back(scratch_bytes);
                 scratch = AlignedVec::new();
                 if !room.wait(window_bytes + scratch_bytes).await {
-                    return failed(q.partition, ErrorCode::ResourceLimit); // lent, too small
+                    return failed(q.partition, ErrorCode::RoomShort); // lent, too small
                 }
                 let granted = room.admit(window_bytes);
                 debug_assert!(granted, "the wait granted it");
@@ -264,7 +265,7 @@ impl Scan<'_> {
                 scratch = AlignedVec::new();
                 offset = at;
                 if !room.wait(need).await {
-                    return failed(q.partition, ErrorCode::ResourceLimit); // lent, too small
+                    return failed(q.partition, ErrorCode::RoomShort); // lent, too small
                 }
                 continue;
             }

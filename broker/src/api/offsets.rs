@@ -48,7 +48,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         request.room(),
         Lending {
             first_bytes: lent_first_bytes,
-            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            wait_first: false,
+            short: |r| r.error == ErrorCode::RoomShort.as_u16(),
             made: |_| false,
         },
     )

@@ -72,7 +72,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         request.room(),
         Lending {
             first_bytes: lent_first_bytes,
-            short: |r| r.error == ErrorCode::ResourceLimit.as_u16(),
+            wait_first: wait_ms > 0,
+            short: |r| r.error == ErrorCode::RoomShort.as_u16(),
             made: |r| !r.entries.is_empty(),
         },
     )
@@ -153,7 +154,7 @@ async fn local(
                 result.next_key = Some(key);
                 break;
             }
-            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::ResourceLimit),
+            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::RoomShort),
             Err(e) => return fail(TableError::Storage(e)),
         };
         match read {
@@ -259,7 +260,7 @@ async fn changes(
             Ok(InRoom::Read(None)) => {}
             // No room now: the feed goes on from `at`.
             Ok(InRoom::NoRoom) => break,
-            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::ResourceLimit),
+            Ok(InRoom::Short) => return failed(p.partition, ErrorCode::RoomShort),
             Err(e) => {
                 let mut r = failed(p.partition, e.code());
                 r.offset = offset;

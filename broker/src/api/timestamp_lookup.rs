@@ -20,12 +20,12 @@ pub enum LookupError {
 }
 
 impl LookupError {
-    /// The wire error code (`RESOURCE_LIMIT` for a lent room too small: the lender asks
-    /// again with more).
+    /// The wire error code (`ROOM_SHORT` for a lent room too small: the lender asks again
+    /// with more).
     pub fn code(&self) -> ErrorCode {
         match self {
             LookupError::Storage(e) => e.code(),
-            LookupError::Short => ErrorCode::ResourceLimit,
+            LookupError::Short => ErrorCode::RoomShort,
         }
     }
 }

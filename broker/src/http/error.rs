@@ -61,7 +61,7 @@ impl ApiError {
             E::FrameTooLarge | E::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
             E::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            E::ResourceLimit => StatusCode::TOO_MANY_REQUESTS,
+            E::ResourceLimit | E::RoomShort => StatusCode::TOO_MANY_REQUESTS,
             E::NotOwner | E::ShuttingDown | E::DiskFull | E::StorageIo => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

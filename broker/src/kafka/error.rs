@@ -49,7 +49,7 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::OffsetOutOfRange => K::OffsetOutOfRange,
         ErrorCode::NotOwner => K::NotLeaderOrFollower,
         ErrorCode::Timeout => K::RequestTimedOut,
-        ErrorCode::ResourceLimit => K::PolicyViolation,
+        ErrorCode::ResourceLimit | ErrorCode::RoomShort => K::PolicyViolation,
         ErrorCode::ShuttingDown => K::NotLeaderOrFollower,
         ErrorCode::UnsupportedVersion | ErrorCode::UnknownApiKey => K::UnsupportedVersion,
         ErrorCode::InvalidRequest | ErrorCode::CorruptFrame | ErrorCode::InvalidAckLevel => {

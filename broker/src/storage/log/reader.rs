@@ -15,6 +15,10 @@ use crate::storage::error::StorageError;
 use crate::storage::io::Disk;
 use crate::storage::{BatchBytes, FirstBatch};
 
+/// The most a batch's records take decompressed (a larger length in a header is damage).
+const UNCOMPRESSED_BYTES_MAX: usize =
+    wire::batch::compression::UNCOMPRESSED_RECORDS_BYTES_MAX as usize;
+
 /// Batches read from the log, exactly as stored.
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
@@ -187,11 +191,12 @@ impl<D: Disk> PartitionLog<D> {
         }
     }
 
-    /// [`PartitionLog::offset_for_timestamp`] holding at most `bytes_max` of read batches and
-    /// at most `bytes_max` of records decompressed at any time: a batch whose reading and
-    /// opening would take more ends the lookup with [`TimestampLookup::NeedsBytes`] (its
-    /// length and its records' decompressed length), to be asked again with that much once
-    /// the caller has room for it.
+    /// [`PartitionLog::offset_for_timestamp`] holding at most `bytes_max` of read batches (or
+    /// the read-ahead window, if configured larger) and at most `bytes_max` of records
+    /// decompressed at any time: a batch whose reading or opening would take more ends the
+    /// lookup with [`TimestampLookup::NeedsBytes`] (the larger of its length and its records'
+    /// decompressed length), to be asked again with that much once the caller has room for
+    /// twice that.
     pub async fn offset_for_timestamp_within(
         &self,
         timestamp_ms: i64,
@@ -238,7 +243,9 @@ impl<D: Disk> PartitionLog<D> {
                                 .read(file, offset, window_bytes, whole, read_ahead_bytes)
                                 .await?;
                         }
-                        Some(b) => return Ok(TimestampLookup::NeedsBytes(b.opened())),
+                        Some(b) => {
+                            return Ok(TimestampLookup::NeedsBytes(b.stored.max(b.uncompressed)))
+                        }
                         None => break,
                     }
                 }
@@ -272,7 +279,8 @@ pub enum TimestampLookup {
     Found(u64, i64),
     /// Every stored record is older.
     Older,
-    /// A batch on the way takes this many bytes to read and open: more than allowed.
+    /// A batch on the way needs `bytes_max` to be at least this (its length, or its records
+    /// decompressed): more than allowed.
     NeedsBytes(usize),
 }
 
@@ -290,7 +298,7 @@ struct TimestampSearch {
 enum Scan {
     /// The first record at or after the timestamp: its offset and timestamp.
     Found(u64, i64),
-    /// A batch to open takes this many bytes (stored and decompressed): more than allowed.
+    /// A batch to open needs `bytes_max` to be at least this: more than allowed.
     NeedsBytes(usize),
     /// A batch past the high watermark came first.
     PastVisible,
@@ -322,12 +330,10 @@ impl TimestampSearch {
                     continue;
                 }
                 let h = batch.header();
-                if h.uncompressed_len() as usize > self.bytes_max {
-                    let opened = BatchBytes {
-                        stored: h.batch_len() as usize,
-                        uncompressed: h.uncompressed_len() as usize,
-                    };
-                    return Ok(Scan::NeedsBytes(opened.opened()));
+                // Validated when opened; a damaged length asks for at most the format's most.
+                let uncompressed = (h.uncompressed_len() as usize).min(UNCOMPRESSED_BYTES_MAX);
+                if uncompressed > self.bytes_max {
+                    return Ok(Scan::NeedsBytes(uncompressed.max(h.batch_len() as usize)));
                 }
                 if let Some(r) = batch
                     .open(&mut self.scratch)
