@@ -112,6 +112,23 @@ fn fill_big_batches(broker: &Broker, shard: usize, topic: &str) -> Vec<u8> {
     batch
 }
 
+/// The shard a client goes through: the one that does not own the partition `owner` owns
+/// when there are two.
+fn not_owning(owner: usize, shards: usize) -> usize {
+    if shards > 1 {
+        1 - owner
+    } else {
+        owner
+    }
+}
+
+/// Waits until each of the `shards` shards holds nothing of its memory budget.
+fn budgets_given_back(broker: &Broker, shards: usize) {
+    for shard in 0..shards as u32 {
+        budget_given_back(broker, shard);
+    }
+}
+
 /// Waits until `shard` holds nothing of its memory budget (every response written, every
 /// room a request took given back).
 fn budget_given_back(broker: &Broker, shard: u32) {
@@ -265,7 +282,7 @@ fn fetches_below_their_first_batch(shards: usize) {
     let broker = start(shards);
     let mut admin = broker.connect();
     let owner = create_topic(&mut admin, "big-batches", 1)[0] as usize;
-    let via = if shards > 1 { 1 - owner } else { owner };
+    let via = not_owning(owner, shards);
     let batch = fill_big_batches(&broker, owner, "big-batches");
     let base = broker.rss_bytes();
     // 64 fetches of at most 1 byte, each answered with the whole 4 MiB first batch: before,
@@ -287,9 +304,7 @@ fn fetches_below_their_first_batch(shards: usize) {
         let resp: FetchResponse = conn.wait(id).decode();
         assert_eq!(resp.topics[0].partitions[0].batches.len(), batch.len());
     }
-    for shard in 0..shards as u32 {
-        budget_given_back(&broker, shard);
-    }
+    budgets_given_back(&broker, shards);
 }
 
 #[test]
@@ -310,7 +325,7 @@ fn key_queries_over_large_batches(shards: usize) {
     let broker = start(shards);
     let mut admin = broker.connect();
     let owner = create_topic(&mut admin, "scanned", 1)[0] as usize;
-    let via = if shards > 1 { 1 - owner } else { owner };
+    let via = not_owning(owner, shards);
     fill_big_batches(&broker, owner, "scanned");
     let base = broker.rss_bytes();
     // Each query scans the whole partition for a key that is not there, reading it a batch
@@ -336,9 +351,7 @@ fn key_queries_over_large_batches(shards: usize) {
         let p = &resp.topics[0].partitions[0];
         assert_eq!((p.error, p.records.len(), p.next_offset), (0, 0, None), "scanned to the end");
     }
-    for shard in 0..shards as u32 {
-        budget_given_back(&broker, shard);
-    }
+    budgets_given_back(&broker, shards);
 }
 
 #[test]
@@ -363,7 +376,7 @@ fn table_scans_never_read(shards: usize) {
         admin.call(&CreateTopicRequest { name: "big-values".into(), config });
     assert_eq!(created.error, 0, "{}", created.message);
     let owner = created.topic.expect("topic").partitions[0].shard as usize;
-    let via = if shards > 1 { 1 - owner } else { owner };
+    let via = not_owning(owner, shards);
     let mut conn = broker.connect_shard(via);
     // Four keys of 2 MiB each: every scan answers with 8 MiB.
     for i in 0..4u8 {
@@ -406,9 +419,77 @@ fn table_scans_never_read(shards: usize) {
         assert!(!p.entries.is_empty(), "at least one entry");
         assert_eq!(p.next_key.is_some(), p.entries.len() < 4, "a partial scan says where to go on");
     }
-    for shard in 0..shards as u32 {
-        budget_given_back(&broker, shard);
+    budgets_given_back(&broker, shards);
+}
+
+#[test]
+fn pipelined_state_table_scans_never_read_hold_at_most_the_connection_bound() {
+    state_scans_never_read(1);
+}
+
+#[test]
+fn pipelined_forwarded_state_table_scans_never_read_hold_at_most_the_connection_bound() {
+    state_scans_never_read(2);
+}
+
+/// 64 pipelined scans of a state table whose groups' keys take 8 MiB, not read, through a
+/// shard that does not own the partition when there are two.
+fn state_scans_never_read(shards: usize) {
+    let broker = start(shards);
+    let mut admin = broker.connect();
+    let owner = create_topic(&mut admin, "visits", 1)[0] as usize;
+    let created: CreateTableResponse = admin.call(&CreateTableRequest {
+        name: "visits-by-key".into(),
+        topic: "visits".into(),
+        aggregate: AggregateSpec::default(), // a count per record key
+    });
+    assert_eq!(created.error, 0, "{}", created.message);
+    // 512 groups whose keys are 16 KiB each: a scan of them all answers with 8 MiB.
+    let mut c = broker.connect_shard(owner);
+    for chunk in 0..8u32 {
+        let mut b = BatchBuilder::new(2 << 20);
+        for i in 0..64u32 {
+            let mut key = vec![b'k'; 16 << 10];
+            key[..4].copy_from_slice(&(chunk * 64 + i).to_be_bytes());
+            b.append(0, Some(&key), Some(b"{}"), &[]).expect("append");
+        }
+        let batch = b.finish().expect("batch").to_vec();
+        assert_eq!(produce(&mut c, "visits", 0, &batch, AckLevel::Durable).error, 0);
     }
+    let scan = |min_offset| TableReadRequest {
+        wait_ms: 10_000,
+        topics: vec![TableReadTopic {
+            name: "visits-by-key".into(),
+            partitions: vec![TableReadPartition {
+                partition: 0,
+                kind: TableReadKind::Scan,
+                start_key: Vec::new(),
+                end_key: None,
+                limit: 10_000,
+                min_offset,
+            }],
+        }],
+    };
+    let mut conn = broker.connect_shard(not_owning(owner, shards));
+    let applied: TableReadResponse = conn.call(&scan(512));
+    let p = &applied.topics[0].partitions[0];
+    assert_eq!((p.error, p.offset), (0, 512), "the table counted every record");
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    // Before, a state table's answer took no room: all 64 were made at once (+512 MiB).
+    let ids = send_unread(&broker, &mut conn, &scan(0), base, 8 * MIB, "8 MiB state scans");
+    for id in ids {
+        let resp: TableReadResponse = conn.wait(id).decode();
+        let p = &resp.topics[0].partitions[0];
+        assert_eq!(p.error, 0);
+        assert!(!p.entries.is_empty(), "at least one group");
+        assert_eq!(
+            p.next_key.is_some(),
+            p.entries.len() < 512,
+            "a partial scan says where to go on"
+        );
+    }
+    budgets_given_back(&broker, shards);
 }
 
 /// Subscribes on `conn` with endless credit and never reads again.

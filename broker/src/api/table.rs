@@ -129,9 +129,19 @@ async fn local(
             TableReadKind::Get => Some(wire::key_after(&p.start_key)),
             _ => p.end_key.clone(),
         };
-        let (entries, next_key) = table.aggregates(&p.start_key, end.as_deref(), limit);
-        (result.entries, result.next_key) = (entries, next_key);
-        return result;
+        let mut room = EntryRoom::new(from);
+        loop {
+            let (entries, next_key) = table.aggregates(&p.start_key, end.as_deref(), limit);
+            match keep_groups(entries, &mut room) {
+                Kept::All(entries) => (result.entries, result.next_key) = (entries, next_key),
+                Kept::Some(entries, cut_at) => {
+                    (result.entries, result.next_key) = (entries, Some(cut_at));
+                }
+                Kept::None(bytes) if room.wait(bytes).await => continue, // made again
+                Kept::None(_) => return failed(p.partition, ErrorCode::RoomShort),
+            }
+            return result;
+        }
     }
     let wanted: Vec<(Vec<u8>, u64)> = match p.kind {
         TableReadKind::Changes => unreachable!("answered above"),
@@ -167,6 +177,37 @@ async fn local(
         }
     }
     result
+}
+
+/// What of a state table's answer fits its room.
+enum Kept {
+    /// Every group.
+    All(Vec<TableEntry>),
+    /// The groups before the one at this key.
+    Some(Vec<TableEntry>, Vec<u8>),
+    /// Not the first group, which takes this many bytes: the answer was let go.
+    None(usize),
+}
+
+/// Takes room for `entries` (a state table's, a group's windows one after another) group by
+/// group, keeping the groups that fit: a group's windows are never split over two answers.
+fn keep_groups(mut entries: Vec<TableEntry>, room: &mut EntryRoom<'_>) -> Kept {
+    let mut kept = 0;
+    while kept < entries.len() {
+        let key = &entries[kept].key;
+        let group = entries[kept..].iter().take_while(|e| &e.key == key).count();
+        let bytes: usize = entries[kept..kept + group].iter().map(TableEntry::bytes_hint).sum();
+        if !room.admit(bytes) {
+            if kept == 0 {
+                return Kept::None(bytes);
+            }
+            let cut_at = entries[kept].key.clone();
+            entries.truncate(kept);
+            return Kept::Some(entries, cut_at);
+        }
+        kept += group;
+    }
+    Kept::All(entries)
 }
 
 /// What reading a record within a room came to.
