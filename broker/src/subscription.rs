@@ -88,7 +88,9 @@ impl Subscription {
     }
 }
 
-/// Resolves where a subscription on a partition owned by `shard` starts.
+/// Resolves where a subscription on a partition owned by `shard` starts. (A client's
+/// subscribe by timestamp is looked up by `api/subscribe.rs` within room taken from the
+/// shard's budget; here a timestamp's lookup reads whatever it takes.)
 pub async fn start_offset(
     part: &Partition,
     start: &StartPosition,

@@ -593,3 +593,33 @@ fn stage_latency_is_reported_per_shard_and_resets() {
         "{after:?}"
     );
 }
+
+#[test]
+fn a_subscription_by_timestamp_starts_at_the_first_record_at_or_after_it() {
+    // On the partition's own shard and through the other one (relayed); the lookup takes
+    // room from the owner's memory budget for what it reads (`api/subscribe.rs`).
+    let broker = Broker::start(2);
+    let mut admin = broker.connect();
+    let owner = create_topic(&mut admin, TOPIC, 1)[0] as usize;
+    let mut c = broker.connect_shard(owner);
+    // Batch `seq` holds 3 records stamped 1_700_000_000_000 + seq: offsets 3 × seq on.
+    for seq in 0..10 {
+        let r = produce(&mut c, 0, &[&batch(0, seq, 3)], AckLevel::Durable);
+        assert_eq!(r.error, 0, "produce");
+    }
+    for via in [owner, 1 - owner] {
+        let mut conn = broker.connect_shard(via);
+        let cases = [(1_700_000_000_004, 12), (0, 0), (1_800_000_000_000, 30)];
+        for (id, (ts, want)) in cases.into_iter().enumerate() {
+            let resp: SubscribeResponse = conn.call(&SubscribeRequest {
+                subscription_id: id as u64 + 1,
+                topic: TOPIC.into(),
+                partition: 0,
+                start: StartPosition::Timestamp(ts),
+                credit_bytes: 0,
+                filter: String::new(),
+            });
+            assert_eq!((resp.error, resp.start_offset), (0, want), "{ts} via shard {via}");
+        }
+    }
+}

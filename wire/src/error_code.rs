@@ -214,6 +214,7 @@ mod tests {
             (43, "UNSUPPORTED_SASL_MECHANISM"),
             (44, "UNKNOWN_USER"),
             (45, "GROUP_SUBSCRIBED_TO_TOPIC"),
+            (46, "ROOM_SHORT"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

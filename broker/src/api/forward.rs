@@ -106,11 +106,20 @@ impl<T: SplitRequest> Split<T> {
     /// [`Split::send`], lending each owner `lent_bytes` of room for its answer
     /// (`budget::RoomFrom::Lent`; the caller holds it; `usize::MAX`: none, no bound).
     pub async fn send_lending(self, shard: &Shard, lent_bytes: usize) -> Forwards {
+        self.send_lending_each(shard, |_| lent_bytes).await
+    }
+
+    /// [`Split::send_lending`] with what each owner is lent told by `lent_bytes(owner)`.
+    pub async fn send_lending_each(
+        self,
+        shard: &Shard,
+        lent_bytes: impl Fn(u32) -> usize,
+    ) -> Forwards {
         let mut forwards = Vec::with_capacity(self.remote.len());
         for (owner, sub) in self.remote {
             Counters::add(&shard.counters.forwards_out, 1);
             let rx = match wire::encode_request(0, &sub) {
-                Ok(f) => shard.mesh.forward_send(owner, f, lent_bytes).await,
+                Ok(f) => shard.mesh.forward_send(owner, f, lent_bytes(owner)).await,
                 Err(_) => None,
             };
             forwards.push((owner, rx));
@@ -227,12 +236,8 @@ impl<R: PartitionResults> Answers<R> {
 /// take what making them takes from it: `budget::RoomFrom::Lent`), so that an answer made on
 /// another shard is held in the asking connection's budgets before it is made. Each owner is
 /// lent `first_bytes` with its sub-request — nothing if `wait_first` (the owners may wait for
-/// data first: a wait holds no room). A partition whose owner needed more (`ROOM_SHORT`,
-/// `short`) is asked for again on its own with `first_bytes` (if nothing was lent), then
-/// 8 MiB, then [`LENT_BYTES_MAX`], the room taken first — waiting for it only while nothing
-/// the response holds was `made` (its results have no entries: the rule of local readers,
-/// so two responses of one connection never wait for each other holding room); one still
-/// short, or for which there was no room, is answered `RESOURCE_LIMIT` (retriable).
+/// data first: a wait holds no room). Partitions whose owner needed more (`ROOM_SHORT`,
+/// `short`) are asked for again with more ([`ask_short_again`]).
 pub struct Lending<R> {
     /// Lent to each owner with its sub-request (unless `wait_first`).
     pub first_bytes: usize,
@@ -240,8 +245,6 @@ pub struct Lending<R> {
     pub wait_first: bool,
     /// The owner needed more room than it was lent.
     pub short: fn(&R) -> bool,
-    /// The result holds entries made for the response.
-    pub made: fn(&R) -> bool,
 }
 
 /// The most room an owner is lent for one partition's answer: a timestamp lookup's
@@ -342,37 +345,66 @@ where
         results.push((name, topic_results));
     }
     if let Some(room) = room {
-        let mut made = results.iter().flat_map(|(_, t)| t).any(|(r, _)| (lending.made)(r));
-        for (name, topic_results) in &mut results {
-            for (r, from) in topic_results.iter_mut() {
-                let Some((f, p)) = from.as_ref().filter(|_| (lending.short)(r)) else { continue };
-                let again = [lending.first_bytes, 8 << 20, LENT_BYTES_MAX];
-                for lent_bytes in again.into_iter().filter(|&b| b > first_lent_bytes) {
-                    if !room.try_grow(lent_bytes) {
-                        if made {
-                            break; // no room now, and waiting could stall another response
-                        }
-                        room.grow(lent_bytes).await;
-                    }
-                    let mut one = Split::<Req>::default();
-                    let asked = one.add(f.owner, name, f.index, p.clone(), &empty);
-                    let mut again =
-                        Answers::<Resp>::collect(one.send_lending(shard, lent_bytes).await).await;
-                    room.shrink(lent_bytes.saturating_sub(again.frame_bytes()));
-                    *r = again.take(&asked).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner));
-                    if !(lending.short)(r) {
-                        break;
-                    }
-                }
-                if (lending.short)(r) {
-                    *r = failed(f.index, ErrorCode::ResourceLimit);
-                }
-                made |= (lending.made)(r);
-            }
-        }
+        let (lent, results) = ((&lending, first_lent_bytes), &mut results);
+        ask_short_again::<Req, Resp>(shard, room, lent, results, &empty, &failed).await;
     }
     results
         .into_iter()
         .map(|(name, topic_results)| (name, topic_results.into_iter().map(|(r, _)| r).collect()))
         .collect()
+}
+
+/// Asks the owners again for every partition whose answer was short of room, all at once on
+/// each rung of more room (`first_bytes` if nothing was lent, 8 MiB, [`LENT_BYTES_MAX`]), the
+/// room for them taken first — waiting for it if need be, as local readers do (`grow` gives
+/// back what the response holds first, so two responses of one connection never wait for
+/// each other; what the response made is not counted meanwhile); what the answers did not use
+/// is given back. One still short is answered `RESOURCE_LIMIT`.
+async fn ask_short_again<Req, Resp>(
+    shard: &Shard,
+    room: &ResponseRoom,
+    (lending, first_lent_bytes): (&Lending<Resp::Result>, usize),
+    results: &mut Results<Resp::Result, Req::Partition>,
+    empty: impl Fn() -> Req,
+    failed: impl Fn(u32, ErrorCode) -> Resp::Result,
+) where
+    Req: SplitRequest,
+    Req::Partition: Clone,
+    Resp: PartitionResults + rkyv::Archive,
+    Resp::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<Resp, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let rungs = [lending.first_bytes, 8 << 20, LENT_BYTES_MAX];
+    for lent_bytes in rungs.into_iter().filter(|&b| b > first_lent_bytes) {
+        let mut again = Split::<Req>::default();
+        let mut asked = Vec::new();
+        let mut per_owner: BTreeMap<u32, usize> = BTreeMap::new();
+        for (t, (name, topic_results)) in results.iter().enumerate() {
+            for (i, (r, from)) in topic_results.iter().enumerate() {
+                if let Some((f, p)) = from.as_ref().filter(|_| (lending.short)(r)) {
+                    asked.push((t, i, again.add(f.owner, name, f.index, p.clone(), &empty)));
+                    *per_owner.entry(f.owner).or_default() += lent_bytes;
+                }
+            }
+        }
+        if asked.is_empty() {
+            return;
+        }
+        let total_bytes = lent_bytes * asked.len();
+        if !room.try_grow(total_bytes) {
+            room.grow(total_bytes).await;
+        }
+        let forwards = again.send_lending_each(shard, |owner| per_owner[&owner]).await;
+        let mut answers = Answers::<Resp>::collect(forwards).await;
+        room.shrink(total_bytes.saturating_sub(answers.frame_bytes()));
+        for (t, i, f) in asked {
+            let r = answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner));
+            results[t].1[i].0 = r;
+        }
+    }
+    for (r, from) in results.iter_mut().flat_map(|(_, t)| t.iter_mut()) {
+        if let Some((f, _)) = from.as_ref().filter(|_| (lending.short)(r)) {
+            *r = failed(f.index, ErrorCode::ResourceLimit);
+        }
+    }
 }

@@ -67,7 +67,6 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
             first_bytes: LENT_FIRST_BYTES,
             wait_first: false,
             short: |r| r.error == ErrorCode::RoomShort.as_u16(),
-            made: |r| !r.records.is_empty(),
         },
     )
     .await;

@@ -50,7 +50,6 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
             first_bytes: lent_first_bytes,
             wait_first: false,
             short: |r| r.error == ErrorCode::RoomShort.as_u16(),
-            made: |_| false,
         },
     )
     .await;

@@ -15,11 +15,13 @@ use std::rc::{Rc, Weak};
 
 use wire::{
     AlignedVec, ApiKey, ErrorCode, FrameHeader, GrantCreditRequest, GrantCreditResponse,
-    SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
+    StartPosition, SubscribeRequest, SubscribeResponse, UnsubscribeRequest, UnsubscribeResponse,
 };
 
 use super::forward::decode_reply;
+use super::timestamp_lookup::offset_for_timestamp;
 use super::{error_frame, respond};
+use crate::budget::{EntryRoom, MemoryBudget, ResponseRoom, RoomFrom};
 use crate::counters::Counters;
 use crate::mesh::{PushTarget, Route};
 use crate::partition::Partition;
@@ -97,17 +99,32 @@ fn refusal(id: u64, code: ErrorCode, message: String) -> SubscribeResponse {
 }
 
 /// Checks a subscribe for `part` on its owner: the accepting response and where it starts,
-/// or the refusal.
+/// or the refusal. A start by timestamp is looked up within room taken from the shard's
+/// `memory` for what the lookup reads (`timestamp_lookup.rs`).
 async fn accept(
     header: &FrameHeader,
     part: &Partition,
     req: &SubscribeRequest,
+    memory: &Rc<MemoryBudget>,
 ) -> Result<(AlignedVec, u64), AlignedVec> {
     if let Err(e) = crate::filter::RecordFilter::parse(&req.filter) {
         let message = format!("invalid filter: {e}");
         return Err(respond(header, &refusal(req.subscription_id, e.code(), message)));
     }
-    match subscription::start_offset(part, &req.start).await {
+    let start = match req.start {
+        StartPosition::Timestamp(ts) => {
+            let room = ResponseRoom::default();
+            room.put(vec![memory.hold_now(0)]);
+            let mut entries = EntryRoom::new(RoomFrom::Connection(&room));
+            match offset_for_timestamp(&part.log, ts, &mut entries).await {
+                Ok(Some((offset, _))) => Ok(offset),
+                Ok(None) => Ok(part.log.high_watermark()),
+                Err(e) => Err((e.code(), e.to_string())),
+            }
+        }
+        _ => subscription::start_offset(part, &req.start).await,
+    };
+    match start {
         Err((code, message)) => Err(respond(header, &refusal(req.subscription_id, code, message))),
         Ok(start) => {
             let ok = SubscribeResponse {
@@ -190,7 +207,7 @@ async fn subscribe(
     let Some(part) = shard.partition(&req.topic, req.partition) else {
         return refuse(ErrorCode::UnknownPartition, String::new());
     };
-    let (response, start) = match accept(header, &part, &req).await {
+    let (response, start) = match accept(header, &part, &req, &shard.memory).await {
         Ok(accepted) => accepted,
         Err(refused) => return Some(refused),
     };
@@ -275,7 +292,8 @@ pub async fn serve_for_peer(
                 &refusal(req.subscription_id, ErrorCode::NotOwner, "not the owner".into()),
             )),
             Some(part) => {
-                accept(header, &part, &req).await.map(|(ok, start)| (ok, part, req, start))
+                let accepted = accept(header, &part, &req, &shard.memory).await;
+                accepted.map(|(ok, start)| (ok, part, req, start))
             }
         },
     };

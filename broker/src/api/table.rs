@@ -74,7 +74,6 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
             first_bytes: lent_first_bytes,
             wait_first: wait_ms > 0,
             short: |r| r.error == ErrorCode::RoomShort.as_u16(),
-            made: |r| !r.entries.is_empty(),
         },
     )
     .await;
