@@ -37,6 +37,12 @@ pub enum ShardMsg {
         /// receiver for making it (`budget::RoomFrom::Lent`); `usize::MAX`: none, no bound.
         lent_bytes: usize,
     },
+    /// The sender no longer waits for long-polling request `id` (its answer is due now):
+    /// the receiver ends that request's wait and answers with what it has.
+    EndWait {
+        /// The forwarded request's id.
+        id: u64,
+    },
     /// The answer to a forwarded request.
     Response {
         /// The request's id.
@@ -169,6 +175,11 @@ impl Mesh {
             return None;
         }
         Some(rx)
+    }
+
+    /// Tells shard `to` that forwarded request `id` need not wait any longer.
+    pub async fn end_wait(&self, to: u32, id: u64) {
+        let _ = self.senders.send_to(to as usize, ShardMsg::EndWait { id }).await;
     }
 
     /// Answers request `id` from shard `to`.

@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::budget::{Held, ResponseRoom, RoomFrom};
+use crate::watermark::Watermark;
 
 /// A complete request frame with its header.
 pub struct Request {
@@ -29,6 +30,9 @@ pub struct Request {
     room: Option<Rc<ResponseRoom>>,
     /// Forwarded with room lent for its answer by the shard that forwarded it: what is left.
     lent_bytes: Option<Cell<usize>>,
+    /// Forwarded: reaches 1 when the shard that forwarded it no longer waits for it (a fetch
+    /// ends its long-poll then).
+    end_wait: Option<Watermark>,
 }
 
 impl Request {
@@ -41,7 +45,15 @@ impl Request {
             header.body_len
         );
         let received = std::time::Instant::now();
-        Request { header, frame, held: None, received, room: None, lent_bytes: None }
+        Request {
+            header,
+            frame,
+            held: None,
+            received,
+            room: None,
+            lent_bytes: None,
+            end_wait: None,
+        }
     }
 
     /// The same request, holding `held` of a budget for as long as it lives.
@@ -72,6 +84,17 @@ impl Request {
     pub fn lent(mut self, bytes: usize) -> Self {
         self.lent_bytes = (bytes != usize::MAX).then(|| Cell::new(bytes));
         self
+    }
+
+    /// The same request, its wait for data ended once `end_wait` reaches 1.
+    pub fn ending_wait_at(mut self, end_wait: Watermark) -> Self {
+        self.end_wait = Some(end_wait);
+        self
+    }
+
+    /// What ends its wait for data early, if anything (see [`Request::ending_wait_at`]).
+    pub fn end_wait(&self) -> Option<&Watermark> {
+        self.end_wait.as_ref()
     }
 
     /// Where a response gathered a piece at a time takes its room: the connection's

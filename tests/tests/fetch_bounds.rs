@@ -453,6 +453,38 @@ fn long_poll_still_answers_when_data_arrives_here_or_on_another_shard() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
+#[test]
+fn a_long_poll_over_both_shards_answers_when_data_arrives_on_either() {
+    // One fetch naming a partition of each shard (a Kafka consumer's fetch spans every
+    // partition it reads): data arriving on either one answers it, not the other's deadline.
+    let broker = Broker::start(2);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let there = 1 - here;
+    let mut ends = [0u64; 2]; // per partition, where the next record goes
+    for p in [there, here, there] {
+        let wants = [(here, ends[here as usize], 1 << 20), (there, ends[there as usize], 1 << 20)];
+        let addr = broker.shards[0];
+        let waiter = std::thread::spawn(move || {
+            let mut conn = Conn::connect(addr);
+            let started = Instant::now();
+            let resp: FetchResponse = conn.call(&request(1 << 20, 1, 20_000, &wants));
+            (resp, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let stored = produce(&mut conn, p, &[batch(2, 100, p)]);
+        let (resp, waited) = waiter.join().unwrap();
+        ends[p as usize] = stored[0].next_offset;
+        let got = returned(&resp, &wants);
+        assert_eq!(got[(p != here) as usize], stored, "partition {p}");
+        assert!(
+            waited < Duration::from_secs(10),
+            "data on partition {p}: answered after {waited:?}"
+        );
+    }
+}
+
 /// Prints the seed if the test panics while it is alive.
 struct SeedGuard(u64);
 

@@ -43,18 +43,23 @@
 //! watermarks moves, until `min_bytes` arrived, the budget is spent (waiting could add
 //! nothing), `max_wait_ms` passed, or the shard stops. A partition that returned data, an
 //! error, or nothing only because the budget was spent is not read again. Owners of forwarded
-//! partitions long-poll their own partitions the same way; the response waits for them all.
+//! partitions long-poll their own partitions the same way, and the first to answer before
+//! the deadline (it has data, an error, or a first batch left to this shard) makes the
+//! response due, as local data does: the local long-poll ends ([`Owners`]), and owners still
+//! waiting are told to answer at once (`mesh::ShardMsg::EndWait`). Before, a fetch naming a
+//! partition of each shard waited out `max_wait_ms` when data came on only one of them.
 //!
 //! Batch bytes and batches sent are counted (`bytes_out`, `batches_out`) on the shard that
 //! answers the client, for what the response carries.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Instant;
 
 use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
 
-use super::forward::{route, Answers, Forwarded, Owner, Split};
+use super::forward::{route, Answers, Forward, Forwarded, Forwards, Owner, Split};
 use super::long_poll::fetch_deadline;
 use super::{error_frame, respond, Origin};
 use crate::budget::ResponseRoom;
@@ -63,7 +68,7 @@ use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::storage::{FirstBatch, StorageError};
-use crate::watermark::{WaitAny, WaitFor};
+use crate::watermark::{WaitAny, WaitFor, Watermark};
 
 /// A partition this shard owns, read (and read again while long-polling) here.
 struct LocalRead {
@@ -207,13 +212,17 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         slots.push((t.name.clone(), topic_slots));
     }
 
-    let forwards = split.send(shard).await;
+    let owners = Owners::ask(split.send(shard).await);
     let room = request.room();
     // A peer's sub-request is answered within the limits: the first batch beyond them is
     // asked for on its own, once the asking shard has room for it (module docs).
     let whole_first = origin == Origin::Client;
-    read_locals(shard, &mut locals, budget_bytes, req.min_bytes, deadline, room, whole_first).await;
-    let mut answers = Answers::<FetchResponse>::collect(forwards).await;
+    // The local long-poll ends early when an owner answered (this shard's answer is due),
+    // or, on an owner, when the asking shard says so.
+    let end_wait = if owners.is_empty() { request.end_wait() } else { Some(&owners.answered) };
+    let rules = ReadRules { budget_bytes, min_bytes: req.min_bytes, deadline, whole_first };
+    let due = read_locals(shard, &mut locals, rules, room, end_wait).await;
+    let mut answers = owners.answers(shard, due, deadline).await;
 
     // Merge in request order, cut by the same rules over all partitions.
     let mut budget = Budget::new(budget_bytes);
@@ -275,19 +284,97 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     respond(&header, &FetchResponse { topics })
 }
 
-/// Reads the local partitions within `budget_bytes`, in request order; long-polls until
-/// `min_bytes` arrived, the budget is spent, `deadline` passed or the shard stops. A first
-/// batch beyond the budget (only if `whole_first`: not for a peer's sub-request) grows
-/// `room` first (see [`read_one`]).
-async fn read_locals(
-    shard: &Shard,
-    locals: &mut [LocalRead],
+/// How the local partitions are read: within `budget_bytes`, long-polling until
+/// `min_bytes` arrived or `deadline`; a first batch beyond the budget whole only if
+/// `whole_first` (not for a peer's sub-request).
+struct ReadRules {
     budget_bytes: usize,
     min_bytes: u32,
     deadline: Instant,
-    room: Option<&ResponseRoom>,
     whole_first: bool,
-) {
+}
+
+/// The owners of forwarded partitions, asked: their answers are awaited as they come, and
+/// `answered` counts them.
+struct Owners {
+    waiting: Vec<Asked>,
+    answered: Watermark,
+}
+
+/// One owner's sub-request: where it went, whether it answered, and the task awaiting it.
+struct Asked {
+    forward: Forward,
+    answered: Rc<Cell<bool>>,
+    answer: glommio::Task<Option<wire::AlignedVec>>,
+}
+
+impl Owners {
+    /// Starts awaiting every forward's answer.
+    fn ask(forwards: Forwards) -> Self {
+        let answered = Watermark::new(0);
+        let waiting = forwards
+            .into_iter()
+            .map(|mut f| {
+                let (done, mark, reply) =
+                    (Rc::new(Cell::new(false)), answered.clone(), f.reply.take());
+                let done_too = done.clone();
+                let task = glommio::spawn_local(async move {
+                    let frame = match reply {
+                        Some(rx) => rx.await.ok(),
+                        None => None,
+                    };
+                    done_too.set(true);
+                    mark.advance(mark.get() + 1);
+                    frame
+                });
+                Asked { forward: f, answered: done, answer: task }
+            })
+            .collect();
+        Owners { waiting, answered }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Every owner's answer. Unless the answer is already `due`, waits for the first owner's
+    /// (or `deadline`); then owners still long-polling are told to answer now
+    /// (`mesh::ShardMsg::EndWait`): with one answer in, the response is due.
+    async fn answers(self, shard: &Shard, due: bool, deadline: Instant) -> Answers<FetchResponse> {
+        if !self.waiting.is_empty() && !due && self.answered.get() == 0 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let slept = async {
+                glommio::timer::sleep(remaining).await;
+                true
+            };
+            futures_lite::future::or(self.answered.wait_for(1), slept).await;
+        }
+        if Instant::now() < deadline {
+            for a in self.waiting.iter().filter(|a| !a.answered.get()) {
+                shard.mesh.end_wait(a.forward.owner, a.forward.id).await;
+            }
+        }
+        let mut frames = Vec::with_capacity(self.waiting.len());
+        for a in self.waiting {
+            frames.push((a.forward.owner, a.answer.await));
+        }
+        Answers::decode(frames)
+    }
+}
+
+/// Reads the local partitions by `rules`, in request order; long-polls until `min_bytes`
+/// arrived, the budget is spent, `deadline` passed, `end_wait` reached 1 or the shard stops.
+/// A first batch beyond the budget grows `room` first (see [`read_one`]). Whether the answer
+/// is due now for a reason of its own (not only because nothing here can be waited for or
+/// the deadline passed).
+async fn read_locals(
+    shard: &Shard,
+    locals: &mut [LocalRead],
+    rules: ReadRules,
+    room: Option<&ResponseRoom>,
+    end_wait: Option<&Watermark>,
+) -> bool {
+    let ReadRules { budget_bytes, min_bytes, deadline, whole_first } = rules;
     let mut budget = Budget::new(budget_bytes);
     loop {
         let (mut total_bytes, mut first_wanted) = (0usize, false);
@@ -317,21 +404,26 @@ async fn read_locals(
             .filter(|l| !l.done)
             .map(|l| l.part.log.high_watermark_mark().wait_for(l.offset + 1))
             .collect();
-        if total_bytes >= min_bytes.max(1) as usize
+        let due = total_bytes >= min_bytes.max(1) as usize
             || first_wanted
-            || waits.is_empty()
             || budget.spent()
-            || Instant::now() >= deadline
-            || shard.stopping.get()
-        {
-            return;
+            || end_wait.is_some_and(|w| w.get() >= 1)
+            || shard.stopping.get();
+        if due || waits.is_empty() || Instant::now() >= deadline {
+            return due;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        futures_lite::future::or(WaitAny(waits), async {
+        let ended = async {
+            match end_wait {
+                Some(w) => w.wait_for(1).await,
+                None => std::future::pending().await,
+            }
+        };
+        let slept = async {
             glommio::timer::sleep(remaining).await;
             true
-        })
-        .await;
+        };
+        futures_lite::future::or(WaitAny(waits), futures_lite::future::or(slept, ended)).await;
     }
 }
 

@@ -118,11 +118,12 @@ impl<T: SplitRequest> Split<T> {
         let mut forwards = Vec::with_capacity(self.remote.len());
         for (owner, sub) in self.remote {
             Counters::add(&shard.counters.forwards_out, 1);
-            let rx = match wire::encode_request(0, &sub) {
-                Ok(f) => shard.mesh.forward_send(owner, f, lent_bytes(owner)).await,
+            let id = shard.mesh.take_id();
+            let reply = match wire::encode_request(0, &sub) {
+                Ok(f) => shard.mesh.forward_send_as(owner, id, f, lent_bytes(owner)).await,
                 Err(_) => None,
             };
-            forwards.push((owner, rx));
+            forwards.push(Forward { owner, id, reply });
         }
         forwards
     }
@@ -162,8 +163,18 @@ pub struct Forwarded {
     pub index: u32,
 }
 
+/// A sub-request sent to its owner, waiting for the answer.
+pub struct Forward {
+    /// The owning shard.
+    pub owner: u32,
+    /// Its id between the shards (`mesh::ShardMsg::EndWait` names it).
+    pub id: u64,
+    /// Resolves to the answer; `None` if it could not be sent.
+    pub reply: Option<futures_channel::oneshot::Receiver<wire::AlignedVec>>,
+}
+
 /// Sub-requests sent to owners, waiting for their answers.
-pub type Forwards = Vec<(u32, Option<futures_channel::oneshot::Receiver<wire::AlignedVec>>)>;
+pub type Forwards = Vec<Forward>;
 
 /// Per-partition results of a response, by position.
 pub trait PartitionResults {
@@ -202,12 +213,27 @@ impl<R: PartitionResults> Answers<R> {
                 rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
             > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
     {
-        let (mut answers, mut frame_bytes) = (std::collections::BTreeMap::new(), 0);
-        for (owner, rx) in forwards {
-            let frame = match rx {
+        let mut frames = Vec::with_capacity(forwards.len());
+        for f in forwards {
+            let frame = match f.reply {
                 Some(rx) => rx.await.ok(),
                 None => None,
             };
+            frames.push((f.owner, frame));
+        }
+        Self::decode(frames)
+    }
+
+    /// Decodes the owners' answer frames (`None`: no answer).
+    pub fn decode(frames: Vec<(u32, Option<AlignedVec>)>) -> Self
+    where
+        R: rkyv::Archive,
+        R::Archived: for<'a> rkyv::bytecheck::CheckBytes<
+                rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>,
+            > + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    {
+        let (mut answers, mut frame_bytes) = (std::collections::BTreeMap::new(), 0);
+        for (owner, frame) in frames {
             frame_bytes += frame.as_ref().map_or(0, AlignedVec::len);
             answers.insert(owner, frame.and_then(|f| decode_reply::<R>(&f)));
         }
