@@ -110,8 +110,8 @@ impl Request {
     /// The same request (its budget hold and arrival time) as `frame`, a frame the broker
     /// encoded for it (`api::with_client_host`).
     pub fn reframed(self, frame: AlignedVec) -> Self {
-        let Request { held, received, room, lent_bytes, .. } = self;
-        Request { held, received, room, lent_bytes, ..Request::forwarded(frame) }
+        let Request { held, received, room, lent_bytes, end_wait, .. } = self;
+        Request { held, received, room, lent_bytes, end_wait, ..Request::forwarded(frame) }
     }
 
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).

@@ -43,9 +43,10 @@
 //! watermarks moves, until `min_bytes` arrived, the budget is spent (waiting could add
 //! nothing), `max_wait_ms` passed, or the shard stops. A partition that returned data, an
 //! error, or nothing only because the budget was spent is not read again. Owners of forwarded
-//! partitions long-poll their own partitions the same way, and the first to answer before
-//! the deadline (it has data, an error, or a first batch left to this shard) makes the
-//! response due, as local data does: the local long-poll ends ([`Owners`]), and owners still
+//! partitions long-poll their own partitions the same way (for what is left of the wait),
+//! and the first to answer before the deadline (its part is due: data there, a first batch
+//! left to this shard, or every partition it was asked failed) makes the response due, as
+//! local data does: the local long-poll ends ([`Owners`]), and owners still
 //! waiting are told to answer at once (`mesh::ShardMsg::EndWait`). Before, a fetch naming a
 //! partition of each shard waited out `max_wait_ms` when data came on only one of them.
 //!
@@ -172,6 +173,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     // From when the request arrived: a wait for data before it reserved room
     // (`long_poll.rs`) counts.
     let deadline = fetch_deadline(request.received, req.max_wait_ms);
+    let wait_left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u32;
     let mut locals: Vec<LocalRead> = Vec::new();
     // Per topic entry: its name and, per partition in request order, (max_bytes, slot).
     let mut slots: Vec<(String, Vec<(usize, Slot)>)> = Vec::new();
@@ -198,7 +200,8 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
                     let f = split.add(owner, &t.name, p.partition, p.clone(), || {
                         // The whole budget: the merge below cuts the owners' answers to it.
                         FetchRequest {
-                            max_wait_ms: req.max_wait_ms,
+                            // What is left of the wait: owners end theirs with this one.
+                            max_wait_ms: wait_left_ms,
                             min_bytes: req.min_bytes,
                             max_bytes: budget_bytes as u32,
                             topics: Vec::new(),
@@ -212,7 +215,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         slots.push((t.name.clone(), topic_slots));
     }
 
-    let owners = Owners::ask(split.send(shard).await);
+    let owners = Owners::ask(split.send(shard).await, wait_left_ms > 0);
     let room = request.room();
     // A peer's sub-request is answered within the limits: the first batch beyond them is
     // asked for on its own, once the asking shard has room for it (module docs).
@@ -298,6 +301,8 @@ struct ReadRules {
 /// `answered` counts them.
 struct Owners {
     waiting: Vec<Asked>,
+    /// Sub-requests that do not wait: answered at once.
+    at_once: Forwards,
     answered: Watermark,
 }
 
@@ -309,9 +314,13 @@ struct Asked {
 }
 
 impl Owners {
-    /// Starts awaiting every forward's answer.
-    fn ask(forwards: Forwards) -> Self {
+    /// Starts awaiting every forward's answer (as they come only if they may `wait`: else
+    /// each is awaited in turn, in [`Owners::answers`]).
+    fn ask(forwards: Forwards, wait: bool) -> Self {
         let answered = Watermark::new(0);
+        if !wait {
+            return Owners { waiting: Vec::new(), at_once: forwards, answered };
+        }
         let waiting = forwards
             .into_iter()
             .map(|mut f| {
@@ -330,11 +339,11 @@ impl Owners {
                 Asked { forward: f, answered: done, answer: task }
             })
             .collect();
-        Owners { waiting, answered }
+        Owners { waiting, at_once: Vec::new(), answered }
     }
 
     fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.waiting.is_empty() && self.at_once.is_empty()
     }
 
     /// Every owner's answer. Unless the answer is already `due`, waits for the first owner's
@@ -349,7 +358,12 @@ impl Owners {
             };
             futures_lite::future::or(self.answered.wait_for(1), slept).await;
         }
-        if Instant::now() < deadline {
+        if !self.at_once.is_empty() {
+            return Answers::collect(self.at_once).await;
+        }
+        if Instant::now() < deadline && self.waiting.iter().any(|a| !a.answered.get()) {
+            // Answers already on their way (the usual case when data was there) come first.
+            futures_lite::future::yield_now().await;
             for a in self.waiting.iter().filter(|a| !a.answered.get()) {
                 shard.mesh.end_wait(a.forward.owner, a.forward.id).await;
             }
