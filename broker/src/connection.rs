@@ -102,6 +102,10 @@ struct Conn {
     doomed: Watermark,
     /// Reaches 1 when the connection's user was deleted (`auth::session::watch_revocation`).
     revoked: Watermark,
+    /// Reaches 1 when the reader stopped (the client left, or the connection is closing):
+    /// requests still waiting for data (long-poll fetches) answer now with what they have
+    /// instead of holding their room and in-flight slot until their deadline.
+    reading_ended: Watermark,
     /// Where the client is, whether the connection is TLS, its mTLS principal.
     info: ConnectionInfo,
 }
@@ -181,12 +185,14 @@ pub async fn serve<S>(
         queued_bytes: Cell::new(0),
         doomed: Watermark::new(0),
         revoked: Watermark::new(0),
+        reading_ended: Watermark::new(0),
         info,
     });
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task =
         glommio::spawn_local(write_loop(Rc::downgrade(&conn), rx, writer, write_stall)).detach();
     let end = read_loop(&conn, &mut reader, &stop, &session).await;
+    conn.reading_ended.advance(1);
     if let ReadEnd::Frame(e) = &end {
         conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
     }
@@ -397,13 +403,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 if poll.is_none() {
                     room.put(conn.reserve(estimate).await);
                 }
-                let request = request.with_room(room.clone());
+                let request =
+                    request.with_room(room.clone()).ending_wait_at(conn.reading_ended.clone());
                 let (started, api_key) = (std::time::Instant::now(), request.header.api_key);
                 let reply = api::start_client(shard, request, session).await;
                 let (conn, shard) = (conn.clone(), shard.clone());
                 glommio::spawn_local(async move {
                     if let Some(poll) = poll {
-                        poll.wait(&shard).await;
+                        poll.wait(&shard, Some(&conn.reading_ended)).await;
                         room.put(conn.reserve(estimate).await);
                     }
                     let frame = reply.await;

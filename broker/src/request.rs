@@ -30,8 +30,9 @@ pub struct Request {
     room: Option<Rc<ResponseRoom>>,
     /// Forwarded with room lent for its answer by the shard that forwarded it: what is left.
     lent_bytes: Option<Cell<usize>>,
-    /// Forwarded: reaches 1 when the shard that forwarded it no longer waits for it (a fetch
-    /// ends its long-poll then).
+    /// Reaches 1 when whoever asked no longer waits for its answer to grow: the shard that
+    /// forwarded it, or the client's connection that stopped reading (a fetch ends its
+    /// long-poll then).
     end_wait: Option<Watermark>,
 }
 

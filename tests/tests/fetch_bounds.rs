@@ -540,3 +540,84 @@ fn waiting_long_polls_do_not_hold_the_budget_from_fetches_with_data() {
     assert_eq!(returned(&resp, &[(0, 3, max)]), vec![Vec::<Stored>::new()]);
     assert!(waited >= Duration::from_millis(350) && waited < Duration::from_secs(3), "{waited:?}");
 }
+
+/// `min_bytes` 0 answers at once, as a Kafka broker does (it waited like 1 before): a fetch
+/// at the end of the log asking for no bytes does not wait out its `max_wait_ms`, whether its
+/// partitions are on the connection's shard (the wait that holds nothing, `long_poll.rs`) or
+/// on both shards.
+#[test]
+fn a_fetch_asking_for_no_bytes_answers_at_once() {
+    let broker = Broker::start(2);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let there = 1 - here;
+    for wants in [vec![(here, 0, 1024)], vec![(here, 0, 1024), (there, 0, 1024)]] {
+        let started = Instant::now();
+        let resp: FetchResponse = conn.call(&request(1 << 20, 0, 20_000, &wants));
+        let waited = started.elapsed();
+        assert!(returned(&resp, &wants).iter().all(Vec::is_empty));
+        assert!(waited < Duration::from_secs(10), "{wants:?}: answered after {waited:?} of 20 s");
+    }
+}
+
+/// A client that leaves while its fetch long-polls over partitions of both shards (the kind
+/// that holds its response's room while it waits) does not keep that room, nor the owner's
+/// wait, until the deadline: the connection's reader ends the wait when it stops.
+#[test]
+fn a_long_poll_ends_when_its_client_leaves() {
+    let env = [("BROKER_METRICS_LISTEN", "127.0.0.1:0")];
+    let broker = Broker::start_with_env(2, &env);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let wants = [(here, 0, 1 << 20), (1 - here, 0, 1 << 20)];
+    let mut leaving = broker.connect_shard(0);
+    leaving.send(&request(8 << 20, 1, 30_000, &wants));
+    let held = |b: &Broker| b.metric("broker_memory_held_bytes", 0).expect("metrics on");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(&broker) < f64::from(8u32 << 20) {
+        assert!(Instant::now() < deadline, "the long-poll never reserved its room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(leaving);
+    let left = Instant::now();
+    while held(&broker) > 0.0 {
+        let waited = left.elapsed();
+        assert!(waited < Duration::from_secs(10), "room held {waited:?} after the client left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still serving: a long-poll answers when data comes.
+    let stored = produce(&mut conn, here, &[batch(1, 10, here)]);
+    let resp: FetchResponse = conn.call(&request(1 << 20, 1, 5_000, &wants));
+    assert_eq!(returned(&resp, &wants)[0], stored);
+}
+
+/// A partition that fails makes a long-poll answer at once, as in Kafka (the client has
+/// something to act on): an offset out of range, or a partition the topic does not have,
+/// next to partitions with nothing to read here and on the other shard.
+#[test]
+fn a_failed_partition_makes_a_long_poll_answer_at_once() {
+    let broker = Broker::start(2);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let there = 1 - here;
+    let out_of_range = (here, 100, 1024);
+    let missing = (7, 0, 1024);
+    for (failing, code) in
+        [(out_of_range, ErrorCode::OffsetOutOfRange), (missing, ErrorCode::UnknownPartition)]
+    {
+        for waiting in [here, there] {
+            let wants = [(waiting, 0, 1024), failing];
+            if waiting == failing.0 {
+                continue;
+            }
+            let started = Instant::now();
+            let resp: FetchResponse = conn.call(&request(1 << 20, 1, 20_000, &wants));
+            let waited = started.elapsed();
+            assert_eq!(resp.topics[0].partitions[1].error, code.as_u16(), "{wants:?}");
+            assert!(waited < Duration::from_secs(10), "{wants:?}: answered after {waited:?}");
+        }
+    }
+}

@@ -41,14 +41,17 @@
 //! # Long-poll
 //! Local partitions with nothing past their offset are read again whenever one of their high
 //! watermarks moves, until `min_bytes` arrived, the budget is spent (waiting could add
-//! nothing), `max_wait_ms` passed, or the shard stops. A partition that returned data, an
-//! error, or nothing only because the budget was spent is not read again. Owners of forwarded
-//! partitions long-poll their own partitions the same way (for what is left of the wait),
-//! and the first to answer before the deadline (its part is due: data there, a first batch
-//! left to this shard, or every partition it was asked failed) makes the response due, as
-//! local data does: the local long-poll ends ([`Owners`]), and owners still
-//! waiting are told to answer at once (`mesh::ShardMsg::EndWait`). Before, a fetch naming a
-//! partition of each shard waited out `max_wait_ms` when data came on only one of them.
+//! nothing), a partition failed (unknown, offset out of range: as in Kafka, the client has
+//! something to act on), `max_wait_ms` passed, the client's connection stopped reading, or
+//! the shard stops. A fetch with `min_bytes` 0 does not wait (`long_poll::fetch_wait_ms`).
+//! A partition that returned data, an error, or nothing only because the budget was spent
+//! is not read again. Owners of forwarded partitions long-poll their own partitions the same
+//! way (for what is left of the wait), and the first to answer before the deadline (its
+//! part is due: data there, a first batch left to this shard, or a partition it was asked
+//! failed) makes the response due, as local data does: the local long-poll ends
+//! ([`Owners`]), and owners still waiting are told to answer at once
+//! (`mesh::ShardMsg::EndWait`). Before, a fetch naming a partition of each shard waited out
+//! `max_wait_ms` when data came on only one of them.
 //!
 //! Batch bytes and batches sent are counted (`bytes_out`, `batches_out`) on the shard that
 //! answers the client, for what the response carries.
@@ -61,7 +64,7 @@ use std::time::Instant;
 use wire::{ErrorCode, FetchPartitionResult, FetchRequest, FetchResponse, FetchTopicResult};
 
 use super::forward::{route, Answers, Forward, Forwarded, Forwards, Owner, Split};
-use super::long_poll::fetch_deadline;
+use super::long_poll::{fetch_deadline, fetch_wait_ms};
 use super::{error_frame, respond, Origin};
 use crate::budget::ResponseRoom;
 use crate::counters::Counters;
@@ -172,7 +175,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     let budget_bytes = (req.max_bytes as usize).min(response_bytes_max);
     // From when the request arrived: a wait for data before it reserved room
     // (`long_poll.rs`) counts.
-    let deadline = fetch_deadline(request.received, req.max_wait_ms);
+    let deadline = fetch_deadline(request.received, fetch_wait_ms(req.max_wait_ms, req.min_bytes));
     let wait_left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u32;
     let mut locals: Vec<LocalRead> = Vec::new();
     // Per topic entry: its name and, per partition in request order, (max_bytes, slot).
@@ -221,11 +224,20 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
     // asked for on its own, once the asking shard has room for it (module docs).
     let whole_first = origin == Origin::Client;
     // The local long-poll ends early when an owner answered (this shard's answer is due),
-    // or, on an owner, when the asking shard says so.
-    let end_wait = if owners.is_empty() { request.end_wait() } else { Some(&owners.answered) };
-    let rules = ReadRules { budget_bytes, min_bytes: req.min_bytes, deadline, whole_first };
-    let due = read_locals(shard, &mut locals, rules, room, end_wait).await;
-    let mut answers = owners.answers(shard, due, deadline).await;
+    // on an owner when the asking shard says so, and for a client when its connection stops
+    // reading (`Request::end_wait`).
+    let ends: Vec<&Watermark> = request
+        .end_wait()
+        .into_iter()
+        .chain(owners.is_asked().then_some(&owners.answered))
+        .collect();
+    // A partition that failed makes the answer due, as in Kafka: the client has something
+    // to act on (an unknown partition, an offset out of range), not something to wait for.
+    let failed_already = slots.iter().flat_map(|(_, t)| t).any(|(_, s)| matches!(s, Slot::Done(_)));
+    let rules =
+        ReadRules { budget_bytes, min_bytes: req.min_bytes, deadline, whole_first, failed_already };
+    let due = read_locals(shard, &mut locals, rules, room, &ends).await;
+    let mut answers = owners.answers(shard, due, deadline, request.end_wait()).await;
 
     // Merge in request order, cut by the same rules over all partitions.
     let mut budget = Budget::new(budget_bytes);
@@ -288,13 +300,15 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
 }
 
 /// How the local partitions are read: within `budget_bytes`, long-polling until
-/// `min_bytes` arrived or `deadline`; a first batch beyond the budget whole only if
-/// `whole_first` (not for a peer's sub-request).
+/// `min_bytes` arrived or `deadline` (not at all if a partition `failed_already` or one
+/// fails when read); a first batch beyond the budget whole only if `whole_first` (not for a
+/// peer's sub-request).
 struct ReadRules {
     budget_bytes: usize,
     min_bytes: u32,
     deadline: Instant,
     whole_first: bool,
+    failed_already: bool,
 }
 
 /// The owners of forwarded partitions, asked: their answers are awaited as they come, and
@@ -342,21 +356,30 @@ impl Owners {
         Owners { waiting, at_once: Vec::new(), answered }
     }
 
-    fn is_empty(&self) -> bool {
-        self.waiting.is_empty() && self.at_once.is_empty()
+    /// Some owner was asked to wait for data (its answer can end the local long-poll).
+    fn is_asked(&self) -> bool {
+        !self.waiting.is_empty()
     }
 
     /// Every owner's answer. Unless the answer is already `due`, waits for the first owner's
-    /// (or `deadline`); then owners still long-polling are told to answer now
-    /// (`mesh::ShardMsg::EndWait`): with one answer in, the response is due.
-    async fn answers(self, shard: &Shard, due: bool, deadline: Instant) -> Answers<FetchResponse> {
-        if !self.waiting.is_empty() && !due && self.answered.get() == 0 {
+    /// (or `deadline`, or `end_wait` reaching 1); then owners still long-polling are told to
+    /// answer now (`mesh::ShardMsg::EndWait`): with one answer in, the response is due.
+    async fn answers(
+        self,
+        shard: &Shard,
+        due: bool,
+        deadline: Instant,
+        end_wait: Option<&Watermark>,
+    ) -> Answers<FetchResponse> {
+        let ended = || end_wait.is_some_and(|w| w.get() >= 1);
+        if !self.waiting.is_empty() && !due && self.answered.get() == 0 && !ended() {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let slept = async {
                 glommio::timer::sleep(remaining).await;
                 true
             };
-            futures_lite::future::or(self.answered.wait_for(1), slept).await;
+            let waits = end_wait.into_iter().chain([&self.answered]).map(|w| w.wait_for(1));
+            futures_lite::future::or(WaitAny(waits.collect()), slept).await;
         }
         if !self.at_once.is_empty() {
             return Answers::collect(self.at_once).await;
@@ -377,7 +400,7 @@ impl Owners {
 }
 
 /// Reads the local partitions by `rules`, in request order; long-polls until `min_bytes`
-/// arrived, the budget is spent, `deadline` passed, `end_wait` reached 1 or the shard stops.
+/// arrived, the budget is spent, `deadline` passed, one of `ends` reached 1 or the shard stops.
 /// A first batch beyond the budget grows `room` first (see [`read_one`]). Whether the answer
 /// is due now for a reason of its own (not only because nothing here can be waited for or
 /// the deadline passed).
@@ -386,10 +409,11 @@ async fn read_locals(
     locals: &mut [LocalRead],
     rules: ReadRules,
     room: Option<&ResponseRoom>,
-    end_wait: Option<&Watermark>,
+    ends: &[&Watermark],
 ) -> bool {
-    let ReadRules { budget_bytes, min_bytes, deadline, whole_first } = rules;
+    let ReadRules { budget_bytes, min_bytes, deadline, whole_first, failed_already } = rules;
     let mut budget = Budget::new(budget_bytes);
+    let mut failed = failed_already;
     loop {
         let (mut total_bytes, mut first_wanted) = (0usize, false);
         for l in locals.iter_mut() {
@@ -409,6 +433,7 @@ async fn read_locals(
                 budget.spend(r.batches.len());
                 // Data past the offset that did not fit will not fit later either.
                 l.done = r.error != 0 || r.high_watermark > l.offset;
+                failed |= r.error != 0;
                 l.result = Some(r);
             }
             total_bytes += l.result.as_ref().map_or(0, |r| r.batches.len());
@@ -420,17 +445,18 @@ async fn read_locals(
             .collect();
         let due = total_bytes >= min_bytes.max(1) as usize
             || first_wanted
+            || failed
             || budget.spent()
-            || end_wait.is_some_and(|w| w.get() >= 1)
+            || ends.iter().any(|w| w.get() >= 1)
             || shard.stopping.get();
         if due || waits.is_empty() || Instant::now() >= deadline {
             return due;
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         let ended = async {
-            match end_wait {
-                Some(w) => w.wait_for(1).await,
-                None => std::future::pending().await,
+            match ends.is_empty() {
+                false => WaitAny(ends.iter().map(|w| w.wait_for(1)).collect()).await,
+                true => std::future::pending().await,
             }
         };
         let slept = async {

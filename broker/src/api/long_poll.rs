@@ -35,6 +35,17 @@ use crate::watermark::{WaitAny, Watermark};
 /// Longest long-poll a client may ask for.
 pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
 
+/// How long a fetch asking for `min_bytes` may wait: `max_wait_ms`, or nothing when it asks
+/// for no bytes at all (`min_bytes` 0 answers at once, as a Kafka broker does; it waited
+/// like 1 until 2026-12-06).
+pub fn fetch_wait_ms(max_wait_ms: u32, min_bytes: u32) -> u32 {
+    if min_bytes == 0 {
+        0
+    } else {
+        max_wait_ms
+    }
+}
+
 /// The deadline of a fetch received at `received` that may wait `max_wait_ms`.
 pub fn fetch_deadline(received: Instant, max_wait_ms: u32) -> Instant {
     received + Duration::from_millis(u64::from(max_wait_ms.min(FETCH_WAIT_MS_MAX)))
@@ -90,17 +101,21 @@ impl LongPoll {
                 .map(move |p| (t.name.as_str(), p.partition.to_native(), p.offset.to_native()))
         });
         let may_read = |topic: &str| may_read(&shard.security, session, topic);
-        LongPoll::of(shard, request.received, fetch.max_wait_ms.to_native(), partitions, may_read)
+        let wait_ms = fetch_wait_ms(fetch.max_wait_ms.to_native(), fetch.min_bytes.to_native());
+        LongPoll::of(shard, request.received, wait_ms, partitions, may_read)
     }
 
-    /// Waits for data, the deadline or the shard's stop (checked every second).
-    pub async fn wait(self, shard: &Shard) {
+    /// Waits for data, the deadline, `end_wait` reaching 1 (the client's connection stopped
+    /// reading) or the shard's stop (checked every second).
+    pub async fn wait(self, shard: &Shard, end_wait: Option<&Watermark>) {
         loop {
             let now = Instant::now();
-            if now >= self.deadline || shard.stopping.get() {
+            let ended = end_wait.is_some_and(|w| w.get() >= 1);
+            if now >= self.deadline || shard.stopping.get() || ended {
                 return;
             }
-            let waits = self.marks.iter().map(|(m, offset)| m.wait_for(offset + 1)).collect();
+            let data = self.marks.iter().map(|(m, offset)| m.wait_for(offset + 1));
+            let waits = data.chain(end_wait.map(|w| w.wait_for(1))).collect();
             let slice = (self.deadline - now).min(Duration::from_secs(1));
             // Data came, or a partition closed (the fetch then answers its error).
             let moved = futures_lite::future::or(

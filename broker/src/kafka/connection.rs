@@ -35,7 +35,7 @@ use tracing::debug;
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
 use super::{admin, data, group, group_admin, Kafka};
-use crate::api::long_poll::{fetch_deadline, LongPoll};
+use crate::api::long_poll::{fetch_deadline, fetch_wait_ms, LongPoll};
 use crate::auth::authorize::may_read;
 use crate::budget::{self, wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
@@ -279,8 +279,8 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
     // connection's requests one at a time anyway.) The fetch then keeps its deadline.
     let received = std::time::Instant::now();
     if let Some(poll) = long_poll(s, &req, received) {
-        poll.wait(&s.shard).await;
-        let deadline = fetch_deadline(received, req.max_wait_ms.max(0) as u32);
+        poll.wait(&s.shard, None).await;
+        let deadline = fetch_deadline(received, kafka_wait_ms(&req));
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         req.max_wait_ms = left.as_millis() as i32;
     }
@@ -303,7 +303,12 @@ fn long_poll(
     let asked =
         partitions().map(|(t, p)| (t.topic.as_str(), p.partition as u32, p.fetch_offset as u64));
     let may_read = |topic: &str| may_read(&s.shard.security, &s.auth, topic);
-    LongPoll::of(&s.shard, received, req.max_wait_ms.max(0) as u32, asked, may_read)
+    LongPoll::of(&s.shard, received, kafka_wait_ms(req), asked, may_read)
+}
+
+/// How long a Kafka fetch may wait (`min_bytes` 0 or less: not at all).
+fn kafka_wait_ms(req: &kafka_protocol::messages::FetchRequest) -> u32 {
+    fetch_wait_ms(req.max_wait_ms.max(0) as u32, req.min_bytes.max(0) as u32)
 }
 
 /// Decodes one request (any but Fetch) and runs its first stage.

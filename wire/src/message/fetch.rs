@@ -7,7 +7,8 @@ wire_type! {
     pub struct FetchRequest {
         /// Long-poll: wait up to this long for `min_bytes` to be available.
         pub max_wait_ms: u32,
-        /// Answer as soon as this many bytes are available across partitions.
+        /// Answer as soon as this many bytes are available across partitions; 0 answers at
+        /// once, without waiting (as Kafka's `min_bytes` 0 does).
         pub min_bytes: u32,
         /// Batch bytes across all partitions in the response, filled in request order (the
         /// broker caps it at its `fetch_response_bytes_max`). The first partition that has
