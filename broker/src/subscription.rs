@@ -18,14 +18,17 @@ use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
 use glommio::task::JoinHandle;
-use wire::{AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData};
+use wire::{
+    AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData,
+    SubscriptionDataPieces,
+};
 
 use crate::counters::Counters;
 use crate::filter::RecordFilter;
 use crate::mesh::PushTarget;
 use crate::partition::Partition;
 use crate::shard::Shard;
-use crate::storage::{FirstBatch, StorageError};
+use crate::storage::{ByteView, FirstBatch, StorageError};
 use crate::watermark::Watermark;
 
 /// Largest push for one subscription.
@@ -227,20 +230,25 @@ async fn push_loop(
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
         let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
             Ok(out) => {
-                let (bytes, n, end) = out.concat();
+                let (n, end) = out.count();
                 let from = next;
                 next = next.max(end.unwrap_or(next));
                 match &filter {
+                    // Pushed from the log's views: the batch bytes are copied once, into
+                    // the frame.
                     None => {
                         Counters::add(&shard.counters.batches_out, n);
-                        (ErrorCode::None, bytes, out.high_watermark)
+                        (ErrorCode::None, Pushed::Views(out.batches), out.high_watermark)
                     }
                     Some(f) => {
+                        let (bytes, _, _) = out.concat();
                         let mut selected = Vec::new();
                         let batch_bytes_max = PUSH_BYTES_MAX.max(bytes.len());
                         match f.select(&bytes, from, batch_bytes_max, &mut selected) {
-                            Ok(_) => (ErrorCode::None, selected, out.high_watermark),
-                            Err(e) => (e.code(), Vec::new(), out.high_watermark),
+                            Ok(_) => {
+                                (ErrorCode::None, Pushed::Joined(selected), out.high_watermark)
+                            }
+                            Err(e) => (e.code(), Pushed::none(), out.high_watermark),
                         }
                     }
                 }
@@ -252,9 +260,11 @@ async fn push_loop(
                 next = log_start_offset;
                 continue;
             }
-            Err(e) => (e.code(), Vec::new(), log.high_watermark()),
+            Err(e) => (e.code(), Pushed::none(), log.high_watermark()),
         };
-        if batches.is_empty() && error == ErrorCode::None {
+        let pieces = batches.pieces();
+        let batch_bytes: usize = pieces.iter().map(|p| p.len()).sum();
+        if batch_bytes == 0 && error == ErrorCode::None {
             if filter.is_some() && reported < next && last_push.elapsed() >= PROGRESS_INTERVAL {
                 let Ok(f) = wire::encode_push(&progress(next, hw)) else { return };
                 if !sink.send(f).await {
@@ -264,24 +274,29 @@ async fn push_loop(
             }
             continue;
         }
-        credit.set(credit.get().saturating_sub(batches.len() as u64));
-        Counters::add(&shard.counters.bytes_out, batches.len() as u64);
-        let records: u64 = wire::batch::header::trusted_headers(&batches)
+        credit.set(credit.get().saturating_sub(batch_bytes as u64));
+        Counters::add(&shard.counters.bytes_out, batch_bytes as u64);
+        let records: u64 = pieces
+            .iter()
+            .flat_map(|p| wire::batch::header::trusted_headers(p))
             .map(|h| u64::from(h.record_count()))
             .sum();
         Counters::add(&shard.counters.records_out, records);
-        let bytes = batches.len() as u64;
+        let bytes = batch_bytes as u64;
         shard.counters.partitions.count_out(&part.topic, part.index, records, bytes);
         let last = error != ErrorCode::None;
-        let push = SubscriptionData {
+        let push = SubscriptionDataPieces {
             subscription_id: id,
             error: error.as_u16(),
             high_watermark: hw,
-            batches,
+            batches: &pieces,
             next_offset: next,
         };
         (reported, last_push) = (next, std::time::Instant::now());
-        match wire::encode_push(&push) {
+        let frame = push.encode_push();
+        drop(pieces);
+        drop(batches);
+        match frame {
             Ok(f) => {
                 if !sink.send(f).await {
                     return;
@@ -291,6 +306,26 @@ async fn push_loop(
         }
         if last {
             return;
+        }
+    }
+}
+
+/// The batches of one push: the log's views (no filter) or the records a filter selected.
+enum Pushed {
+    Views(Vec<ByteView>),
+    Joined(Vec<u8>),
+}
+
+impl Pushed {
+    fn none() -> Self {
+        Pushed::Joined(Vec::new())
+    }
+
+    /// The batch bytes, in order, as slices.
+    fn pieces(&self) -> Vec<&[u8]> {
+        match self {
+            Pushed::Views(views) => views.iter().map(|v| &v[..]).collect(),
+            Pushed::Joined(bytes) => vec![&bytes[..]],
         }
     }
 }

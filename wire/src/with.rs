@@ -85,3 +85,29 @@ impl<D: Fallible + ?Sized> DeserializeWith<ArchivedVec<u8>, Vec<u8>, D> for Alig
         Ok(field.as_slice().to_vec())
     }
 }
+
+/// Archives batches held in pieces (`&[&[u8]]`, as a log's cache holds them) as
+/// `ArchivedVec<u8>` exactly as [`AlignedBytes`] archives them joined: the pieces are written
+/// back to back from a 16-byte boundary, without first being copied into one buffer.
+#[derive(Debug)]
+pub struct AlignedPieces;
+
+impl ArchiveWith<&[&[u8]]> for AlignedPieces {
+    type Archived = ArchivedVec<u8>;
+    type Resolver = VecResolver;
+
+    fn resolve_with(field: &&[&[u8]], resolver: VecResolver, out: Place<ArchivedVec<u8>>) {
+        let len = field.iter().map(|p| p.len()).sum();
+        ArchivedVec::resolve_from_len(len, resolver, out);
+    }
+}
+
+impl<S: Fallible + Writer + ?Sized> SerializeWith<&[&[u8]], S> for AlignedPieces {
+    fn serialize_with(field: &&[&[u8]], s: &mut S) -> Result<VecResolver, S::Error> {
+        let pos = s.align(BODY_ALIGN)?;
+        for piece in field.iter() {
+            s.write(piece)?;
+        }
+        Ok(VecResolver::from_pos(pos))
+    }
+}

@@ -287,3 +287,29 @@ fn unknown_api_key_and_version_reach_the_dispatcher() {
     let (raw, _) = split_frame(&frame, 1 << 20).unwrap().unwrap();
     assert!(!ApiKey::Stats.supports(raw.header.version));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A push made from batches in pieces is byte for byte the push of them joined, however
+    /// they are cut (the broker pushes straight from the log's views).
+    #[test]
+    fn a_push_in_pieces_encodes_as_the_joined_push(
+        msg in any::<SubscriptionData>(),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+    ) {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c.index(msg.batches.len() + 1)).collect();
+        at.extend([0, msg.batches.len()]);
+        at.sort_unstable();
+        let pieces: Vec<&[u8]> = at.windows(2).map(|w| &msg.batches[w[0]..w[1]]).collect();
+        let in_pieces = SubscriptionDataPieces {
+            subscription_id: msg.subscription_id,
+            error: msg.error,
+            high_watermark: msg.high_watermark,
+            batches: &pieces,
+            next_offset: msg.next_offset,
+        };
+        let joined = encode_push(&msg).unwrap();
+        prop_assert_eq!(&in_pieces.encode_push().unwrap()[..], &joined[..]);
+    }
+}

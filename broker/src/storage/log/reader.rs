@@ -41,16 +41,22 @@ impl ReadOutcome {
     /// they entered the log or were read from disk, so only their headers are walked.
     pub fn concat(&self) -> (Vec<u8>, u64, Option<u64>) {
         let mut bytes = Vec::with_capacity(self.bytes());
-        let mut count = 0;
-        let mut next = None;
         for v in &self.batches {
-            for h in wire::batch::header::trusted_headers(v) {
-                count += 1;
-                next = Some(h.next_offset());
-            }
             bytes.extend_from_slice(v);
         }
+        let (count, next) = self.count();
         (bytes, count, next)
+    }
+
+    /// How many batches were read and the offset after the last one (`None` if empty).
+    pub fn count(&self) -> (u64, Option<u64>) {
+        let mut count = 0;
+        let mut next = None;
+        for h in self.batches.iter().flat_map(|v| wire::batch::header::trusted_headers(v)) {
+            count += 1;
+            next = Some(h.next_offset());
+        }
+        (count, next)
     }
 }
 
