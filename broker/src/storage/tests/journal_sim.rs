@@ -833,7 +833,7 @@ fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
         let sizes = [1000usize, 150 << 10, 1000, 40 << 10, 40 << 10];
         let mut next = 0u64;
         for (i, &n) in sizes.iter().enumerate() {
-            let bytes = crate::storage::bytes::ByteView::new(Rc::new(vec![i as u8 + 1; n]));
+            let bytes = journal_entry(i as u8 + 1, n);
             link.submit(next, next + 1, bytes).unwrap();
             next += 1;
             while link.member().journaled() < next {

@@ -83,6 +83,16 @@ pub(crate) fn small_config() -> LogConfig {
     }
 }
 
+/// `n` bytes (at least a batch header's 80) filled with `fill` that a journal record takes
+/// back as a batch: its CRC field holds the CRC32C of the bytes it covers (JRN2 records check
+/// each batch's own CRC, nothing else of it). `fill` stays the first byte.
+fn journal_entry(fill: u8, n: usize) -> crate::storage::bytes::ByteView {
+    let mut bytes = vec![fill; n];
+    let crc = wire::batch::header::covered_crc(&bytes);
+    bytes[4..8].copy_from_slice(&crc.to_le_bytes());
+    crate::storage::bytes::ByteView::new(Rc::new(bytes))
+}
+
 fn make_batch(rng: &mut fastrand::Rng, ts: i64, tag: u64) -> wire::AlignedVec {
     let mut b = BatchBuilder::new(16 << 10);
     let n = rng.usize(1..6);
