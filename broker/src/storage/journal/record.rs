@@ -170,6 +170,8 @@ mod tests {
         bytes
     }
 
+    type Encode = fn(&mut [u8], u64, &[EntryRef<'_>]) -> usize;
+
     /// `entries` as a record of the format before JRN2 (every byte under the record's CRC).
     fn encode_v1(buf: &mut [u8], seq: u64, entries: &[EntryRef<'_>]) -> usize {
         let len = encode(buf, seq, entries);
@@ -188,7 +190,7 @@ mod tests {
             EntryRef { topic_id: 4, partition: 0, base_offset: 0, next_offset: 5, bytes: &b },
         ];
         let len = record_len(entries.iter().map(|e| e.bytes.len()));
-        let encoders: [fn(&mut [u8], u64, &[EntryRef<'_>]) -> usize; 2] = [encode, encode_v1];
+        let encoders: [Encode; 2] = [encode, encode_v1];
         for encode in encoders {
             let mut buf = vec![0xAAu8; padded(len)];
             assert_eq!(encode(&mut buf, 42, &entries), len);
