@@ -4,8 +4,9 @@
 //! so 10,000 idle connections cost ~160 MiB at most); a frame larger than that gets its own
 //! buffer sized from the header, after the header's length was checked against
 //! `frame_body_bytes_max`, never from an unchecked length, and grown as its bytes arrive
-//! (at most twice what arrived), so a header declaring a large body and then stalling holds
-//! no memory. A frame must arrive whole within the frame timeout of its first byte, however
+//! (at most twice what arrived is filled and held from the budget; up to
+//! `LARGE_FRAME_RESERVED_BYTES` of address space is reserved at once, so it grows in place),
+//! so a header declaring a large body and then stalling holds little memory. A frame must arrive whole within the frame timeout of its first byte, however
 //! the bytes are spread (a client dripping a byte at a time is cut off, slowloris). Padding
 //! must be zero. Each frame comes out as a [`Request`] with its header decoded once.
 
@@ -23,12 +24,13 @@ use crate::stage_latency::{self, Stage};
 /// Bytes read from the socket at a time; larger frames get their own buffer.
 const READ_BUFFER_BYTES: usize = 16 << 10;
 
-/// A larger frame's own buffer starts at up to this many bytes (held from the shard's budget),
-/// then doubles as bytes arrive. Frames up to it are read into one buffer that never moves:
-/// each growth copies what arrived, and growing 64 KiB produce frames from 32 KiB cost about
-/// 4 % of the broker's CPU at max rate (`perf/results/2026-12-06-copies`). A header that
-/// declares a large body and stalls holds at most this much, until `frame_read_timeout_ms`.
-const LARGE_FRAME_FIRST_BYTES: usize = 256 << 10;
+/// A larger frame's own buffer reserves up to this many bytes (capacity, not filled) at once,
+/// so it grows in place as bytes arrive: each move to a larger allocation copies what
+/// arrived, and growing 64 KiB produce frames from 32 KiB cost about 4 % of the broker's CPU
+/// at max rate (`perf/results/2026-12-06-copies`). What is filled and held from the shard's
+/// budget still grows at most to twice what arrived: a stalled header touches and holds no
+/// more than before.
+const LARGE_FRAME_RESERVED_BYTES: usize = 256 << 10;
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -139,23 +141,23 @@ impl FrameReader {
     }
 
     /// A frame larger than the read buffer, of `len` bytes (checked against the maximum):
-    /// its own buffer of up to [`LARGE_FRAME_FIRST_BYTES`], then grown as its bytes arrive
-    /// (never more than twice what arrived), so a header that declares a large body and
-    /// stalls costs little.
+    /// its own buffer, grown as its bytes arrive (never filled or held beyond twice what
+    /// arrived; in place up to [`LARGE_FRAME_RESERVED_BYTES`]), so a header that declares a
+    /// large body and stalls costs little.
     async fn read_large<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
         len: usize,
     ) -> Result<(AlignedVec, Held), ReadEnd> {
-        let mut frame = AlignedVec::with_capacity(len.min(LARGE_FRAME_FIRST_BYTES));
+        let mut frame = AlignedVec::with_capacity(len.min(LARGE_FRAME_RESERVED_BYTES));
         frame.extend_from_slice(&self.buf[self.start..self.end]);
-        let mut held = self.budget.hold(frame.capacity()).await;
+        let mut held = self.budget.hold(len.min(2 * READ_BUFFER_BYTES)).await;
         self.start = 0;
         self.end = 0;
         let mut have = frame.len();
         while have < len {
             if have == frame.len() {
-                let grown = (frame.len() * 2).clamp(LARGE_FRAME_FIRST_BYTES.min(len), len);
+                let grown = (frame.len() * 2).clamp(READ_BUFFER_BYTES, len);
                 held.grow_when_room(grown.saturating_sub(held.bytes())).await;
                 frame.resize(grown, 0);
             }

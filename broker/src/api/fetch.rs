@@ -42,7 +42,8 @@
 //! Local partitions with nothing past their offset are read again whenever one of their high
 //! watermarks moves, until `min_bytes` arrived, the budget is spent (waiting could add
 //! nothing), a partition failed (unknown, offset out of range: as in Kafka, the client has
-//! something to act on), `max_wait_ms` passed, the client's connection stopped reading, or
+//! something to act on), `max_wait_ms` passed, the client's native connection stopped
+//! reading (a Kafka connection reads its next request only once it answered this one), or
 //! the shard stops. A fetch with `min_bytes` 0 does not wait (`long_poll::fetch_wait_ms`).
 //! A partition that returned data, an error, or nothing only because the budget was spent
 //! is not read again. Owners of forwarded partitions long-poll their own partitions the same

@@ -13,10 +13,11 @@
 //! Contract: [`LongPoll::of`] is `Some` only for a fetch that would read nothing now and
 //! wait: every partition it names is this shard's, named once, of a topic the client may
 //! read, each asked from exactly its high watermark (no data past it, no out-of-range
-//! error), and it may wait (`max_wait_ms` > 0). Any other fetch (refused, invalid) is
-//! answered as soon as before.
+//! error), and it may wait (`max_wait_ms` > 0 and `min_bytes` > 0: [`fetch_wait_ms`]). Any
+//! other fetch (refused, invalid) is answered as soon as before.
 //! [`LongPoll::wait`] returns once any of those partitions has data past its offset, the
-//! fetch's deadline (`received` + `max_wait_ms`) passed, or the shard stops; the fetch then
+//! fetch's deadline (`received` + `max_wait_ms`) passed, the client's connection stopped
+//! reading (native connections), or the shard stops; the fetch then
 //! runs as it would have, to the same deadline (it counts from `received`), so waiting here
 //! never lengthens a long-poll. Anything else (a partition elsewhere, data already there)
 //! reserves first, as before.

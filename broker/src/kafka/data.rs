@@ -169,7 +169,8 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
         }
     }
     let native_req = wire::FetchRequest {
-        max_wait_ms: req.max_wait_ms.max(0) as u32,
+        // A partition refused here makes the answer due, as one the native fetch refuses does.
+        max_wait_ms: if failed.is_empty() { req.max_wait_ms.max(0) as u32 } else { 0 },
         min_bytes: req.min_bytes.max(0) as u32,
         max_bytes,
         topics,

@@ -309,6 +309,13 @@ impl<D: Disk> PartitionLog<D> {
         }
         let header = BatchHeader::new(batch).expect("enqueue of an unvalidated batch");
         assert_eq!(header.batch_len() as usize, batch.len(), "enqueue of an unvalidated batch");
+        // The journal's records (JRN2) rely on each batch's own CRC: a batch enqueued with a
+        // wrong one would read as a torn record at replay.
+        debug_assert_eq!(
+            header.crc(),
+            wire::batch::header::covered_crc(batch),
+            "enqueue of a batch whose CRC does not match"
+        );
         let base_offset = st.next_offset;
         let next_offset = base_offset + u64::from(header.record_count());
         let max_timestamp_ms = header.max_timestamp_ms();
