@@ -70,6 +70,8 @@ use crate::watermark::Watermark;
 
 pub use member::Member;
 use member::MemberKey;
+#[cfg(test)]
+pub(crate) use record::{decode as decode_record, encode as encode_record, padded, EntryRef};
 pub use replay::{JournalFiles, JournalRead, JournalReplay, Owner, ReplayEntry};
 
 /// Name of a journal file with sequence number `seq`.

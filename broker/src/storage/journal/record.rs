@@ -17,7 +17,8 @@
 //!   ("JRNL", older files, still read): every byte after the CRC up to `len`.
 //! - [`decode`] accepts a record only whole: magic, lengths, the record's CRC and (JRN2)
 //!   every batch's own CRC check out. A torn or never-written record (zeros) is `None`:
-//!   the file's valid records end there.
+//!   the file's valid records end there. Replay also ends a file's records at one not
+//!   numbered exactly one more than the record before it (`replay.rs`).
 
 use wire::batch::header as batch_header;
 use wire::constants::BATCH_CRC_START;

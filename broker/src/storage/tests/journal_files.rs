@@ -219,3 +219,45 @@ fn journal_spare_files_go_at_close() {
         assert!(journal_files(&disk).is_empty(), "{:?}", journal_files(&disk));
     });
 }
+
+/// A file's records replay only while each is numbered one more than the one before: a valid
+/// record further on with another number (an older cycle's stale bytes in a recycled file,
+/// or a record forged inside a client's payload) is not replayed, where the next number
+/// would be.
+#[test]
+fn journal_replay_stops_at_a_record_out_of_sequence() {
+    use crate::storage::journal::{decode_record, encode_record, padded, EntryRef};
+    run(|| async {
+        let disk = SimDisk::new(31, SimFaults::default());
+        let root = PathBuf::from("/j");
+        journal(&disk, root.join("shard-0"), &[(3, 0, 0, 30), (3, 0, 1, 31)]).await;
+        let path = journal_files(&disk)[0].clone();
+        let bytes = disk.file_bytes(&path).expect("the journal file");
+        let (mut pos, mut last) = (0usize, 0u64);
+        while let Some((seq, _, len)) = decode_record(&bytes[pos..]) {
+            (last, pos) = (seq, pos + padded(len));
+        }
+        assert!(pos > 0, "the entries were journaled");
+        for (seq, replayed) in [(last + 2, false), (last + 1, true)] {
+            let mut crafted = bytes.clone();
+            let entry = journal_entry(99, 100);
+            let refs = [EntryRef {
+                topic_id: 3,
+                partition: 0,
+                base_offset: 2,
+                next_offset: 3,
+                bytes: &entry,
+            }];
+            encode_record(&mut crafted[pos..pos + 4096], seq, &refs);
+            disk.set_file_bytes(&path, crafted);
+            let read = JournalRead::read(&disk, &root).await.unwrap();
+            let r = read.split(1, |_, _| Owner::Shard(0)).pop().unwrap();
+            let got = fills(&r, 3, 0);
+            let mut want = vec![(0, 30), (1, 31)];
+            if replayed {
+                want.push((2, 99));
+            }
+            assert_eq!(got, want, "a record numbered {seq} after {last}");
+        }
+    });
+}
