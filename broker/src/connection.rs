@@ -52,7 +52,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::StaticPermit;
 use tracing::debug;
-use wire::{AlignedVec, ApiKey};
+use wire::ApiKey;
 
 use crate::api::long_poll::LongPoll;
 use crate::api::subscribe::{self, ClientSubscriptions};
@@ -63,6 +63,7 @@ use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::frame_reader::{FrameReader, ReadEnd};
 use crate::mesh::PushTarget;
+use crate::out_frame::OutFrame;
 use crate::shard::Shard;
 use crate::stage_latency::{self, Stage};
 use crate::watermark::Watermark;
@@ -80,7 +81,7 @@ type Holds = Vec<Held>;
 
 /// A frame on its way to the socket, with what it holds until it is written.
 struct Outgoing {
-    frame: AlignedVec,
+    frame: OutFrame,
     /// When it was queued (`stage_latency`'s `response_write`).
     queued: std::time::Instant,
     _holds: Holds,
@@ -121,7 +122,7 @@ impl Conn {
     }
 
     /// Queues `frame` for the socket with what was reserved for it (grown to its size).
-    fn send(&self, frame: AlignedVec, mut holds: Holds, permit: Option<StaticPermit>) -> bool {
+    fn send(&self, frame: OutFrame, mut holds: Holds, permit: Option<StaticPermit>) -> bool {
         let len = frame.len();
         for held in &mut holds {
             held.grow(len.saturating_sub(held.bytes()));
@@ -143,7 +144,7 @@ impl Conn {
 }
 
 impl PushTarget for Conn {
-    fn push(&self, frame: AlignedVec) -> bool {
+    fn push(&self, frame: OutFrame) -> bool {
         if self.queued_bytes.get() > 2 * self.budget.held_bytes_max() {
             // Only relayed pushes get here (local ones wait for room): close, do not buffer.
             self.doomed.advance(1);
@@ -194,7 +195,8 @@ pub async fn serve<S>(
     let end = read_loop(&conn, &mut reader, &stop, &session).await;
     conn.reading_ended.advance(1);
     if let ReadEnd::Frame(e) = &end {
-        conn.send(wire::encode_error(0, 0, e.code(), &e.to_string()), conn.hold_now(0), None);
+        let frame = wire::encode_error(0, 0, e.code(), &e.to_string());
+        conn.send(frame.into(), conn.hold_now(0), None);
     }
     debug!(?end, peer = ?conn.info.peer_addr, principal = ?conn.info.principal, "connection closed");
     conn.subscriptions.cancel_all(&shard).await;
@@ -283,7 +285,10 @@ async fn write_frames<W: AsyncWrite + Unpin>(
     writer: &mut W,
     outs: &[Outgoing],
 ) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = outs.iter().map(|o| IoSlice::new(&o.frame)).collect();
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(outs.len());
+    for o in outs {
+        o.frame.extend_io_slices(&mut slices);
+    }
     let mut left = &mut slices[..];
     while !left.is_empty() {
         match writer.write_vectored(left).await? {
@@ -359,7 +364,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 Counters::add(&shard.counters.requests, 1);
                 let was_authenticated = session.is_authenticated();
                 let answer = session.sasl(&shard.security, api, &request.header, request.body());
-                conn.send(answer.frame, conn.hold_now(0), Some(permit));
+                conn.send(answer.frame.into(), conn.hold_now(0), Some(permit));
                 if answer.close {
                     return ReadEnd::Refused;
                 }
@@ -387,7 +392,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         .await
                     }
                     Err(frame) => {
-                        conn.send(frame, conn.hold_now(0), None);
+                        conn.send(frame.into(), conn.hold_now(0), None);
                     }
                 }
                 drop(permit);
@@ -416,7 +421,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     let frame = reply.await;
                     let code = crate::counters::frame_error_code(&frame);
                     shard.counters.answered(api_key, code, started.elapsed());
-                    conn.send(frame, room.take(), Some(permit));
+                    conn.send(frame.into(), room.take(), Some(permit));
                 })
                 .detach();
             }

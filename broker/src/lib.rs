@@ -51,6 +51,7 @@ pub mod layout;
 pub mod mesh;
 pub mod metadata;
 pub mod metrics;
+pub mod out_frame;
 pub mod partition;
 pub mod partition_traffic;
 pub mod peer;

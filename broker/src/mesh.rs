@@ -22,6 +22,7 @@ use tracing::warn;
 use wire::AlignedVec;
 
 use crate::metadata::Metadata;
+use crate::out_frame::OutFrame;
 
 /// A message between shards.
 pub enum ShardMsg {
@@ -85,7 +86,7 @@ pub enum ShardMsg {
 /// Something that accepts push frames for a client (a connection's outbound queue).
 pub trait PushTarget {
     /// Queues a frame; `false` if the client is gone (or is being dropped as too slow).
-    fn push(&self, frame: AlignedVec) -> bool;
+    fn push(&self, frame: OutFrame) -> bool;
     /// Resolves once the client's queue has room for another push (`false` if the client is
     /// gone meanwhile). Holds nothing of the client while it waits.
     fn room(&self) -> Pin<Box<dyn Future<Output = bool>>>;
@@ -246,7 +247,7 @@ impl Mesh {
             route.ready.set(true);
             if let Some(t) = route.target.upgrade() {
                 for f in route.held.borrow_mut().drain(..) {
-                    t.push(f);
+                    t.push(f.into());
                 }
             }
         }
@@ -264,7 +265,7 @@ impl Mesh {
         if let Some(route) = routes.get(&key) {
             if route.ready.get() {
                 if let Some(t) = route.target.upgrade() {
-                    t.push(frame);
+                    t.push(frame.into());
                 }
             } else {
                 route.held.borrow_mut().push(frame);

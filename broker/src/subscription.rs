@@ -18,14 +18,12 @@ use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
 use glommio::task::JoinHandle;
-use wire::{
-    AlignedVec, ErrorCode, StartPosition, SubscribeRequest, SubscriptionData,
-    SubscriptionDataPieces,
-};
+use wire::{ErrorCode, StartPosition, SubscribeRequest, SubscriptionData, SubscriptionDataPieces};
 
 use crate::counters::Counters;
 use crate::filter::RecordFilter;
 use crate::mesh::PushTarget;
+use crate::out_frame::OutFrame;
 use crate::partition::Partition;
 use crate::shard::Shard;
 use crate::storage::{ByteView, FirstBatch, StorageError};
@@ -62,11 +60,18 @@ impl PushSink {
         room.await
     }
 
-    async fn send(&self, frame: AlignedVec) -> bool {
+    async fn send(&self, frame: impl Into<OutFrame>) -> bool {
         match self {
-            PushSink::Local(target) => target.upgrade().is_some_and(|t| t.push(frame)),
-            PushSink::Remote { shard, to, key } => shard.mesh.relay_push(*to, *key, frame).await,
+            PushSink::Local(target) => target.upgrade().is_some_and(|t| t.push(frame.into())),
+            PushSink::Remote { shard, to, key } => {
+                shard.mesh.relay_push(*to, *key, frame.into().into_whole()).await
+            }
         }
+    }
+
+    /// Whether pushes stay on this shard (so they may reference the log's buffers).
+    fn is_local(&self) -> bool {
+        matches!(self, PushSink::Local(_))
     }
 }
 
@@ -230,18 +235,19 @@ async fn push_loop(
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
         let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
             Ok(out) => {
-                let (n, end) = out.count();
+                let counted = out.count();
                 let from = next;
-                next = next.max(end.unwrap_or(next));
+                next = next.max(counted.next_offset.unwrap_or(next));
                 match &filter {
-                    // Pushed from the log's views: the batch bytes are copied once, into
-                    // the frame.
+                    // Pushed from the log's views: to a client on this shard without a
+                    // copy (the socket write gathers them), to another shard copied once.
                     None => {
-                        Counters::add(&shard.counters.batches_out, n);
-                        (ErrorCode::None, Pushed::Views(out.batches), out.high_watermark)
+                        Counters::add(&shard.counters.batches_out, counted.batches);
+                        let views = Pushed::Views { views: out.batches, records: counted.records };
+                        (ErrorCode::None, views, out.high_watermark)
                     }
                     Some(f) => {
-                        let (bytes, _, _) = out.concat();
+                        let bytes = out.concat();
                         let mut selected = Vec::new();
                         let batch_bytes_max = PUSH_BYTES_MAX.max(bytes.len());
                         match f.select(&bytes, from, batch_bytes_max, &mut selected) {
@@ -276,11 +282,7 @@ async fn push_loop(
         }
         credit.set(credit.get().saturating_sub(batch_bytes as u64));
         Counters::add(&shard.counters.bytes_out, batch_bytes as u64);
-        let records: u64 = pieces
-            .iter()
-            .flat_map(|p| wire::batch::header::trusted_headers(p))
-            .map(|h| u64::from(h.record_count()))
-            .sum();
+        let records = batches.records();
         Counters::add(&shard.counters.records_out, records);
         let bytes = batch_bytes as u64;
         shard.counters.partitions.count_out(&part.topic, part.index, records, bytes);
@@ -293,9 +295,18 @@ async fn push_loop(
             next_offset: next,
         };
         (reported, last_push) = (next, std::time::Instant::now());
-        let frame = push.encode_push();
-        drop(pieces);
-        drop(batches);
+        // The log's buffers go with a local push (until it is written), not with a relayed
+        // one (copied into its frame).
+        let frame = if sink.is_local() && matches!(batches, Pushed::Views { .. }) {
+            let parts = push.encode_push_parts();
+            drop(pieces);
+            parts.map(|parts| OutFrame::Parts { parts, views: batches.into_views() })
+        } else {
+            let frame = push.encode_push().map(OutFrame::Whole);
+            drop(pieces);
+            drop(batches);
+            frame
+        };
         match frame {
             Ok(f) => {
                 if !sink.send(f).await {
@@ -312,7 +323,7 @@ async fn push_loop(
 
 /// The batches of one push: the log's views (no filter) or the records a filter selected.
 enum Pushed {
-    Views(Vec<ByteView>),
+    Views { views: Vec<ByteView>, records: u64 },
     Joined(Vec<u8>),
 }
 
@@ -321,10 +332,28 @@ impl Pushed {
         Pushed::Joined(Vec::new())
     }
 
+    /// The log's views (none for selected records).
+    fn into_views(self) -> Vec<ByteView> {
+        match self {
+            Pushed::Views { views, .. } => views,
+            Pushed::Joined(_) => Vec::new(),
+        }
+    }
+
+    /// How many records it holds.
+    fn records(&self) -> u64 {
+        match self {
+            Pushed::Views { records, .. } => *records,
+            Pushed::Joined(bytes) => wire::batch::header::trusted_headers(bytes)
+                .map(|h| u64::from(h.record_count()))
+                .sum(),
+        }
+    }
+
     /// The batch bytes, in order, as slices.
     fn pieces(&self) -> Vec<&[u8]> {
         match self {
-            Pushed::Views(views) => views.iter().map(|v| &v[..]).collect(),
+            Pushed::Views { views, .. } => views.iter().map(|v| &v[..]).collect(),
             Pushed::Joined(bytes) => vec![&bytes[..]],
         }
     }

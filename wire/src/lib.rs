@@ -5,7 +5,8 @@
 //! - Bodies are rkyv 0.8 archives at 16-byte alignment ([`message`] holds every request,
 //!   response and push type). [`encode_request`], [`encode_response`], [`encode_push`] and
 //!   [`encode_error`] build frames; [`access_body`] validates an untrusted body in place
-//!   (bytecheck) and [`decode_body`] also deserializes it.
+//!   (bytecheck) and [`decode_body`] also deserializes it. [`FrameParts`] is a push frame
+//!   whose stored batches are referenced, not copied (one vectored write sends it).
 //! - Record batches ([`batch`]): the unit on the wire, on disk and to consumers.
 //!   [`BatchBuilder`] builds them, [`BatchView::validate`] checks length, CRC32C and archive,
 //!   [`batch::header::assign`] sets the broker-owned fields in place, and
@@ -28,6 +29,7 @@ pub mod error;
 pub mod error_code;
 pub mod filter;
 pub mod frame;
+pub mod frame_parts;
 pub mod message;
 pub mod scram;
 pub mod with;
@@ -44,6 +46,7 @@ pub use body::{
 pub use error::{BatchError, BodyError, BuildError, FrameError};
 pub use error_code::ErrorCode;
 pub use frame::{split_frame, FrameHeader, RawFrame};
+pub use frame_parts::{FramePart, FrameParts};
 pub use message::ack_level::*;
 pub use message::auth::*;
 pub use message::committed_offsets::*;

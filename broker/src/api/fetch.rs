@@ -590,7 +590,7 @@ async fn read_one(
     };
     match read {
         Ok(out) => {
-            let (batches, _, _) = out.concat();
+            let batches = out.concat();
             FetchPartitionResult {
                 partition: l.part.index,
                 error: 0,

@@ -83,7 +83,7 @@ pub async fn client_request(
         _ => Some(unsubscribe(shard, subs, request).await),
     };
     if let Some(frame) = reply {
-        target.push(frame);
+        target.push(frame.into());
     }
 }
 
@@ -195,7 +195,7 @@ async fn subscribe(
             return refuse(ErrorCode::NotOwner, format!("shard {owner} unreachable"));
         };
         let accepted = decode_reply::<SubscribeResponse>(&reply).is_some_and(|r| r.error == 0);
-        target.push(reply);
+        target.push(reply.into());
         if accepted {
             subs.entries.borrow_mut().insert(req.subscription_id, SubEntry::Remote { owner, key });
             shard.mesh.route_ready(key);
@@ -215,7 +215,7 @@ async fn subscribe(
         return refuse(ErrorCode::ResourceLimit, message);
     }
     // The response is queued before the first push.
-    target.push(response);
+    target.push(response.into());
     let sub = subscription::spawn(shard, part, &req, start, PushSink::Local(weak_target));
     subs.entries.borrow_mut().insert(req.subscription_id, SubEntry::Local(sub));
     None

@@ -147,4 +147,16 @@ impl SubscriptionDataPieces<'_> {
             256 + batch_bytes,
         )
     }
+
+    /// The same push frame, with the batch pieces referenced instead of copied: one
+    /// vectored write of its parts sends it ([`crate::FrameParts`]).
+    pub fn encode_push_parts(&self) -> Result<crate::FrameParts, crate::BodyError> {
+        crate::frame_parts::encode_frame_parts(
+            crate::ApiKey::SubscriptionData.as_u16(),
+            crate::constants::FLAG_PUSH,
+            0,
+            self,
+            self.batches,
+        )
+    }
 }

@@ -311,5 +311,23 @@ proptest! {
         };
         let joined = encode_push(&msg).unwrap();
         prop_assert_eq!(&in_pieces.encode_push().unwrap()[..], &joined[..]);
+        // Referenced instead of copied: the parts joined are the same frame, and every
+        // non-empty piece is referenced (none copied).
+        let parts = in_pieces.encode_push_parts().unwrap();
+        prop_assert_eq!(parts.len, joined.len());
+        prop_assert_eq!(&parts.join(&pieces)[..], &joined[..]);
+        let referenced: Vec<usize> = parts
+            .parts
+            .iter()
+            .filter_map(|p| match p {
+                crate::FramePart::Piece(i) => Some(*i),
+                crate::FramePart::Owned(_) => None,
+            })
+            .collect();
+        let non_empty: Vec<usize> = (0..pieces.len()).filter(|&i| !pieces[i].is_empty()).collect();
+        prop_assert_eq!(referenced, non_empty);
+        // The owned bytes are only what is not referenced.
+        let batch_bytes: usize = pieces.iter().map(|p| p.len()).sum();
+        prop_assert_eq!(parts.owned.len() + batch_bytes, joined.len());
     }
 }

@@ -36,28 +36,38 @@ impl ReadOutcome {
         self.batches.iter().map(ByteView::len).sum()
     }
 
-    /// The batches as one contiguous buffer for a response, with how many batches it holds
-    /// and the offset after the last one (`None` if empty). The batches were validated when
-    /// they entered the log or were read from disk, so only their headers are walked.
-    pub fn concat(&self) -> (Vec<u8>, u64, Option<u64>) {
+    /// The batches as one contiguous buffer.
+    pub fn concat(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.bytes());
         for v in &self.batches {
             bytes.extend_from_slice(v);
         }
-        let (count, next) = self.count();
-        (bytes, count, next)
+        bytes
     }
 
-    /// How many batches were read and the offset after the last one (`None` if empty).
-    pub fn count(&self) -> (u64, Option<u64>) {
-        let mut count = 0;
-        let mut next = None;
+    /// How many batches and records were read and the offset after the last one, in one
+    /// walk of their headers (the batches were validated when they entered the log or were
+    /// read from disk).
+    pub fn count(&self) -> BatchCount {
+        let mut count = BatchCount::default();
         for h in self.batches.iter().flat_map(|v| wire::batch::header::trusted_headers(v)) {
-            count += 1;
-            next = Some(h.next_offset());
+            count.batches += 1;
+            count.records += u64::from(h.record_count());
+            count.next_offset = Some(h.next_offset());
         }
-        (count, next)
+        count
     }
+}
+
+/// What [`ReadOutcome::count`] found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchCount {
+    /// Batches.
+    pub batches: u64,
+    /// Records in them.
+    pub records: u64,
+    /// The offset after the last batch (`None` if none was read).
+    pub next_offset: Option<u64>,
 }
 
 impl<D: Disk> PartitionLog<D> {
