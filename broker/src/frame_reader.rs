@@ -29,8 +29,9 @@ const READ_BUFFER_BYTES: usize = 16 << 10;
 /// arrived, and growing 64 KiB produce frames from 32 KiB cost about 4 % of the broker's CPU
 /// at max rate (`perf/results/2026-12-06-copies`). What is filled and held from the shard's
 /// budget still grows at most to twice what arrived: a stalled header touches and holds no
-/// more than before.
-const LARGE_FRAME_RESERVED_BYTES: usize = 256 << 10;
+/// more than before (a spare buffer from `frame_pool.rs` may already be filled further: the
+/// pool's own bound covers that).
+const LARGE_FRAME_RESERVED_BYTES: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
 
 /// Why the reader stopped.
 #[derive(Debug)]
@@ -149,21 +150,32 @@ impl FrameReader {
         r: &mut R,
         len: usize,
     ) -> Result<(AlignedVec, Held), ReadEnd> {
-        let mut frame = AlignedVec::with_capacity(len.min(LARGE_FRAME_RESERVED_BYTES));
-        frame.extend_from_slice(&self.buf[self.start..self.end]);
+        // A spare buffer (`frame_pool.rs`) is already filled up to its length: only bytes
+        // beyond it are zeroed before they are read into.
+        let mut frame = crate::frame_pool::take(len.min(LARGE_FRAME_RESERVED_BYTES));
+        let buffered = &self.buf[self.start..self.end];
+        let mut have = buffered.len();
+        if frame.len() < have {
+            frame.resize(have, 0);
+        }
+        frame[..have].copy_from_slice(buffered);
         let mut held = self.budget.hold(len.min(2 * READ_BUFFER_BYTES)).await;
         self.start = 0;
         self.end = 0;
-        let mut have = frame.len();
         while have < len {
-            if have == frame.len() {
-                let grown = (frame.len() * 2).clamp(READ_BUFFER_BYTES, len);
-                held.grow_when_room(grown.saturating_sub(held.bytes())).await;
-                frame.resize(grown, 0);
+            // Bytes are read only into what is held, which grows to at most twice what
+            // arrived (at least `READ_BUFFER_BYTES`).
+            let mut upto = held.bytes().min(len);
+            if have >= upto {
+                upto = (have * 2).clamp(READ_BUFFER_BYTES, len);
+                held.grow_when_room(upto.saturating_sub(held.bytes())).await;
             }
-            let upto = frame.len();
+            if frame.len() < upto {
+                frame.resize(upto, 0);
+            }
             have += read_until(r, &mut frame[have..upto], self.frame_deadline).await?;
         }
+        frame.resize(len, 0);
         Ok((frame, held))
     }
 }

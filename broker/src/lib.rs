@@ -40,6 +40,7 @@ pub mod descriptors;
 pub mod durable_file;
 pub mod exposure;
 pub mod filter;
+pub mod frame_pool;
 pub mod frame_reader;
 pub mod group;
 pub mod http;

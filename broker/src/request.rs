@@ -65,8 +65,8 @@ impl Request {
 
     /// What its frame holds of the shard's budget, the frame itself let go (to keep counting
     /// copies of it that live on: a produce's forwarded sub-requests).
-    pub fn into_held(self) -> Option<Held> {
-        self.held
+    pub fn into_held(mut self) -> Option<Held> {
+        self.held.take()
     }
 
     /// The same request, its response's room shared with `room`.
@@ -110,9 +110,19 @@ impl Request {
 
     /// The same request (its budget hold and arrival time) as `frame`, a frame the broker
     /// encoded for it (`api::with_client_host`).
-    pub fn reframed(self, frame: AlignedVec) -> Self {
-        let Request { held, received, room, lent_bytes, end_wait, .. } = self;
-        Request { held, received, room, lent_bytes, end_wait, ..Request::forwarded(frame) }
+    pub fn reframed(mut self, frame: AlignedVec) -> Self {
+        let mut r = Request::forwarded(frame);
+        r.held = self.held.take();
+        r.received = self.received;
+        r.room = self.room.take();
+        r.lent_bytes = self.lent_bytes.take();
+        r.end_wait = self.end_wait.take();
+        r
+    }
+
+    /// Its frame, moved out (to forward it): the request keeps an empty one.
+    pub fn take_frame(&mut self) -> AlignedVec {
+        std::mem::take(&mut self.frame)
     }
 
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).
@@ -128,5 +138,12 @@ impl Request {
     /// The body (without padding).
     pub fn body(&self) -> &[u8] {
         &self.frame[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + self.header.body_len as usize]
+    }
+}
+
+impl Drop for Request {
+    /// A large frame's buffer becomes a spare for the next one (`frame_pool.rs`).
+    fn drop(&mut self) {
+        crate::frame_pool::give_back(std::mem::take(&mut self.frame));
     }
 }
