@@ -28,9 +28,9 @@ const READ_BUFFER_BYTES: usize = 16 << 10;
 /// so it grows in place as bytes arrive: each move to a larger allocation copies what
 /// arrived, and growing 64 KiB produce frames from 32 KiB cost about 4 % of the broker's CPU
 /// at max rate (`perf/results/2026-12-06-copies`). What is filled and held from the shard's
-/// budget still grows at most to twice what arrived: a stalled header touches and holds no
-/// more than before (a spare buffer from `frame_pool.rs` may already be filled further: the
-/// pool's own bound covers that).
+/// budget still grows at most to twice what arrived (or to what a spare buffer from
+/// `frame_pool.rs` held filled, at most this much, held from the budget too): a stalled
+/// header touches and holds little.
 const LARGE_FRAME_RESERVED_BYTES: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
 
 /// Why the reader stopped.
@@ -150,21 +150,28 @@ impl FrameReader {
         r: &mut R,
         len: usize,
     ) -> Result<(AlignedVec, Held), ReadEnd> {
-        // A spare buffer (`frame_pool.rs`) is already filled up to its length: only bytes
-        // beyond it are zeroed before they are read into.
-        let mut frame = crate::frame_pool::take(len.min(LARGE_FRAME_RESERVED_BYTES));
+        // A spare buffer (`frame_pool.rs`) is already filled up to its length, so only bytes
+        // beyond it are zeroed before they are read into; what it holds filled is held from
+        // the budget from the start (memory this frame keeps), no less than a new buffer's
+        // first `2 * READ_BUFFER_BYTES`. The hold is taken first: a reader waiting for room
+        // keeps no spare.
+        let reserved = len.min(LARGE_FRAME_RESERVED_BYTES);
+        let filled = crate::frame_pool::spare_filled(reserved).unwrap_or(0);
+        let mut held = self.budget.hold(len.min((2 * READ_BUFFER_BYTES).max(filled))).await;
+        let mut frame = crate::frame_pool::take(reserved);
+        // (Another reader may have taken that spare meanwhile: this one's is held too.)
+        held.grow(frame.len().saturating_sub(held.bytes()));
         let buffered = &self.buf[self.start..self.end];
         let mut have = buffered.len();
         if frame.len() < have {
             frame.resize(have, 0);
         }
         frame[..have].copy_from_slice(buffered);
-        let mut held = self.budget.hold(len.min(2 * READ_BUFFER_BYTES)).await;
         self.start = 0;
         self.end = 0;
         while have < len {
             // Bytes are read only into what is held, which grows to at most twice what
-            // arrived (at least `READ_BUFFER_BYTES`).
+            // arrived (or what a spare held filled).
             let mut upto = held.bytes().min(len);
             if have >= upto {
                 upto = (have * 2).clamp(READ_BUFFER_BYTES, len);

@@ -120,8 +120,8 @@ impl Request {
         r
     }
 
-    /// Its frame, moved out (to forward it): the request keeps an empty one.
-    pub fn take_frame(&mut self) -> AlignedVec {
+    /// Its frame, to forward it whole (the request goes).
+    pub fn into_frame(mut self) -> AlignedVec {
         std::mem::take(&mut self.frame)
     }
 

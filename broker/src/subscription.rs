@@ -295,12 +295,16 @@ async fn push_loop(
             next_offset: next,
         };
         (reported, last_push) = (next, std::time::Instant::now());
-        // The log's buffers go with a local push (until it is written), not with a relayed
-        // one (copied into its frame).
+        // The log's buffers go with a local push (until it is written; those worth it,
+        // `OutFrame::referenced`), not with a relayed one (copied into its frame).
         let frame = if sink.is_local() && matches!(batches, Pushed::Views { .. }) {
-            let parts = push.encode_push_parts();
+            let views = batches.referenced_views();
+            let referenced: Vec<&[u8]> = views.iter().map(|v| &v[..]).collect();
+            let parts = push.encode_push_parts(&referenced);
+            drop(referenced);
             drop(pieces);
-            parts.map(|parts| OutFrame::Parts { parts, views: batches.into_views() })
+            drop(batches);
+            parts.map(|parts| OutFrame::Parts { parts, views })
         } else {
             let frame = push.encode_push().map(OutFrame::Whole);
             drop(pieces);
@@ -332,10 +336,13 @@ impl Pushed {
         Pushed::Joined(Vec::new())
     }
 
-    /// The log's views (none for selected records).
-    fn into_views(self) -> Vec<ByteView> {
+    /// The log's views a push references rather than copies (`OutFrame::referenced`; none
+    /// for selected records).
+    fn referenced_views(&self) -> Vec<ByteView> {
         match self {
-            Pushed::Views { views, .. } => views,
+            Pushed::Views { views, .. } => {
+                views.iter().filter(|v| OutFrame::referenced(v)).cloned().collect()
+            }
             Pushed::Joined(_) => Vec::new(),
         }
     }

@@ -189,7 +189,7 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
 const GROUP_LAG_ENTRY_BYTES_MAX: usize = 2 * 256 + 64;
 
 /// Stage one of any request except the session apis (see the module docs).
-pub async fn start(shard: &Rc<Shard>, mut req: Request, origin: Origin) -> Reply {
+pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
     Counters::add(&shard.counters.requests, 1);
     stage_latency::record_since(Stage::RequestQueue, req.received);
     let api = match check_api(&req.header) {
@@ -199,7 +199,8 @@ pub async fn start(shard: &Rc<Shard>, mut req: Request, origin: Origin) -> Reply
     let shard = shard.clone();
     if placement(api) == Placement::Controller && shard.id != CONTROLLER_SHARD {
         return Box::pin(async move {
-            let (header, frame) = (req.header, req.take_frame());
+            let header = req.header;
+            let frame = req.into_frame();
             shard.mesh.forward(CONTROLLER_SHARD, frame).await.unwrap_or_else(|| {
                 error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
             })
@@ -208,7 +209,8 @@ pub async fn start(shard: &Rc<Shard>, mut req: Request, origin: Origin) -> Reply
     if placement(api) == Placement::Group {
         if let Some(owner) = group::coordinator_of(&shard, api, &req).filter(|&o| o != shard.id) {
             return Box::pin(async move {
-                let (header, frame) = (req.header, req.take_frame());
+                let header = req.header;
+                let frame = req.into_frame();
                 shard.mesh.forward(owner, frame).await.unwrap_or_else(|| {
                     error_frame(
                         &header,

@@ -39,6 +39,11 @@ impl ByteView {
         }
     }
 
+    /// Length of the whole buffer this view keeps alive.
+    pub fn owner_len(&self) -> usize {
+        (*self.owner).as_ref().len()
+    }
+
     /// Length in bytes.
     pub fn len(&self) -> usize {
         self.end - self.start

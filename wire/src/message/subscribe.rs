@@ -148,15 +148,20 @@ impl SubscriptionDataPieces<'_> {
         )
     }
 
-    /// The same push frame, with the batch pieces referenced instead of copied: one
-    /// vectored write of its parts sends it ([`crate::FrameParts`]).
-    pub fn encode_push_parts(&self) -> Result<crate::FrameParts, crate::BodyError> {
+    /// The same push frame, with the batch pieces in `referenced` (some of `batches`, in
+    /// their order: the same slices) referenced instead of copied, the others copied: one
+    /// vectored write of its parts sends it ([`crate::FrameParts`]; `FramePart::Piece`
+    /// indexes `referenced`).
+    pub fn encode_push_parts(
+        &self,
+        referenced: &[&[u8]],
+    ) -> Result<crate::FrameParts, crate::BodyError> {
         crate::frame_parts::encode_frame_parts(
             crate::ApiKey::SubscriptionData.as_u16(),
             crate::constants::FLAG_PUSH,
             0,
             self,
-            self.batches,
+            referenced,
         )
     }
 }

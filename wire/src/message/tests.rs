@@ -297,6 +297,7 @@ proptest! {
     fn a_push_in_pieces_encodes_as_the_joined_push(
         msg in any::<SubscriptionData>(),
         cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..5),
+        keep in prop::collection::vec(any::<bool>(), 1..6),
     ) {
         let mut at: Vec<usize> = cuts.iter().map(|c| c.index(msg.batches.len() + 1)).collect();
         at.extend([0, msg.batches.len()]);
@@ -311,12 +312,15 @@ proptest! {
         };
         let joined = encode_push(&msg).unwrap();
         prop_assert_eq!(&in_pieces.encode_push().unwrap()[..], &joined[..]);
-        // Referenced instead of copied: the parts joined are the same frame, and every
-        // non-empty piece is referenced (none copied).
-        let parts = in_pieces.encode_push_parts().unwrap();
+        // Referenced instead of copied (those `keep` picks; the others copied): the parts
+        // joined are the same frame, every non-empty picked piece is referenced, and the
+        // owned bytes are only what is not referenced.
+        let referenced: Vec<&[u8]> =
+            pieces.iter().zip(keep.iter().cycle()).filter(|(_, k)| **k).map(|(p, _)| *p).collect();
+        let parts = in_pieces.encode_push_parts(&referenced).unwrap();
         prop_assert_eq!(parts.len, joined.len());
-        prop_assert_eq!(&parts.join(&pieces)[..], &joined[..]);
-        let referenced: Vec<usize> = parts
+        prop_assert_eq!(&parts.join(&referenced)[..], &joined[..]);
+        let found: Vec<usize> = parts
             .parts
             .iter()
             .filter_map(|p| match p {
@@ -324,10 +328,10 @@ proptest! {
                 crate::FramePart::Owned(_) => None,
             })
             .collect();
-        let non_empty: Vec<usize> = (0..pieces.len()).filter(|&i| !pieces[i].is_empty()).collect();
-        prop_assert_eq!(referenced, non_empty);
-        // The owned bytes are only what is not referenced.
-        let batch_bytes: usize = pieces.iter().map(|p| p.len()).sum();
-        prop_assert_eq!(parts.owned.len() + batch_bytes, joined.len());
+        let non_empty: Vec<usize> =
+            (0..referenced.len()).filter(|&i| !referenced[i].is_empty()).collect();
+        prop_assert_eq!(found, non_empty);
+        let referenced_bytes: usize = referenced.iter().map(|p| p.len()).sum();
+        prop_assert_eq!(parts.owned.len() + referenced_bytes, joined.len());
     }
 }
