@@ -57,27 +57,53 @@ where
 {
     let mut buf = AlignedVec::with_capacity(FRAME_HEADER_BYTES + body_bytes_hint + BODY_ALIGN);
     buf.resize(FRAME_HEADER_BYTES, 0);
-    let mut buf = rkyv::util::with_arena(|arena| {
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(msg, buf, arena.acquire())
+    let (mut buf, body_len) = serialize_body(msg, buf)?;
+    buf.resize(FRAME_HEADER_BYTES + align_up(body_len), 0);
+    buf[..FRAME_HEADER_BYTES].copy_from_slice(&frame_header(
+        api_key,
+        flags,
+        correlation_id,
+        body_len,
+    ));
+    Ok(buf)
+}
+
+/// Serializes `msg` into `writer`, whose position is just past a frame header's room: the
+/// writer back, and the body's length (checked against the protocol's limit).
+pub(crate) fn serialize_body<T, W>(msg: &T, writer: W) -> Result<(W, usize), BodyError>
+where
+    W: rkyv::ser::Writer<rancor::Error>,
+    T: for<'a> Serialize<HighSerializer<W, ArenaHandle<'a>, rancor::Error>>,
+{
+    let writer = rkyv::util::with_arena(|arena| {
+        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(msg, writer, arena.acquire())
     })
     .map_err(|e| BodyError::Encode {
         message: std::any::type_name::<T>(),
         reason: e.to_string(),
     })?;
-    let body_len = buf.len() - FRAME_HEADER_BYTES;
+    let body_len = writer.pos() - FRAME_HEADER_BYTES;
     if body_len > FRAME_BODY_BYTES_LIMIT as usize {
         return Err(BodyError::TooLarge { body_len });
     }
-    buf.resize(FRAME_HEADER_BYTES + align_up(body_len), 0);
-    let header = FrameHeader {
+    Ok((writer, body_len))
+}
+
+/// The encoded header of a frame whose body is `body_len` bytes.
+pub(crate) fn frame_header(
+    api_key: u16,
+    flags: u16,
+    correlation_id: u64,
+    body_len: usize,
+) -> [u8; FRAME_HEADER_BYTES] {
+    FrameHeader {
         version: PROTOCOL_VERSION,
         api_key,
         flags,
         correlation_id,
         body_len: body_len as u32,
-    };
-    buf[..FRAME_HEADER_BYTES].copy_from_slice(&header.encode());
-    Ok(buf)
+    }
+    .encode()
 }
 
 /// Encodes a request frame.

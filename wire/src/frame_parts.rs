@@ -19,9 +19,8 @@ use rkyv::ser::{Positional, Writer};
 use rkyv::util::AlignedVec;
 use rkyv::Serialize;
 
-use crate::constants::{align_up, FRAME_BODY_BYTES_LIMIT, FRAME_HEADER_BYTES, PROTOCOL_VERSION};
+use crate::constants::{align_up, FRAME_HEADER_BYTES};
 use crate::error::BodyError;
-use crate::frame::FrameHeader;
 
 /// Where one run of a [`FrameParts`]'s bytes comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,26 +138,14 @@ where
         parts: Vec::with_capacity(2 * pieces.len() + 1),
         run_start: 0,
     };
-    let mut w = rkyv::util::with_arena(|arena| {
-        rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(msg, writer, arena.acquire())
-    })
-    .map_err(|e| BodyError::Encode {
-        message: std::any::type_name::<T>(),
-        reason: e.to_string(),
-    })?;
-    let body_len = w.pos - FRAME_HEADER_BYTES;
-    if body_len > FRAME_BODY_BYTES_LIMIT as usize {
-        return Err(BodyError::TooLarge { body_len });
-    }
+    let (mut w, body_len) = crate::body::serialize_body(msg, writer)?;
     w.pad_to(FRAME_HEADER_BYTES + align_up(body_len));
     w.close_run();
-    let header = FrameHeader {
-        version: PROTOCOL_VERSION,
+    w.owned[..FRAME_HEADER_BYTES].copy_from_slice(&crate::body::frame_header(
         api_key,
         flags,
         correlation_id,
-        body_len: body_len as u32,
-    };
-    w.owned[..FRAME_HEADER_BYTES].copy_from_slice(&header.encode());
+        body_len,
+    ));
     Ok(FrameParts { owned: w.owned, parts: w.parts, len: w.pos })
 }
