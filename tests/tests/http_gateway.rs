@@ -735,3 +735,59 @@ fn answers_render_at_most_the_stream_buffer_and_go_on_from_there() {
     assert_eq!(offsets, expected, "every record exactly once");
     assert!(largest_chunk <= BUFFER_BYTES + 20_000, "a chunk of {largest_chunk} bytes");
 }
+
+/// An HTTP table read takes room for what it reads from the shard's budget (`memory_bytes_per_shard`),
+/// as a native reader does from its connection's: while that is held by others it waits
+/// (before, the gateway's reads were bounded by nothing), and it goes on once room returns.
+#[test]
+fn an_http_table_read_waits_for_room_in_the_shards_budget() {
+    let budget = (1u32 << 20).to_string();
+    let (broker, http) = start(1, &[("BROKER_MEMORY_BYTES_PER_SHARD", budget.as_str())]);
+    let (status, t) =
+        post_json(http, "/topics", &json!({"name": "big", "partitions": 1, "table": true}));
+    assert_eq!(status, 201, "{t}");
+    // A 300 KiB value, posted from a file (too long for one command-line argument).
+    let value = "v".repeat(300 << 10);
+    let body = json!([{"key": "k", "value": value}]).to_string();
+    let file = broker.data_dir.with_extension("table-body.json");
+    std::fs::write(&file, body).unwrap();
+    let data = format!("@{}", file.display());
+    let (status, produced) = curl(
+        http,
+        "POST",
+        "/topics/big/records",
+        &["-H", "content-type: application/json", "--data-binary", &data],
+    );
+    assert_eq!(status, 200, "{produced}");
+    let min = produced["offsets"][0]["offset"].as_u64().unwrap() + 1;
+    let get = format!("/tables/big/k?min_offset={min}");
+    assert_eq!(curl(http, "GET", &get, &[]).0, 200, "read with the budget free");
+    // A native client declares a 900 KiB frame and sends 600 KiB of it: its reader holds
+    // (twice what arrived, up to the frame) all but ~100 KiB of the 1 MiB budget until the
+    // frame ends.
+    let header = wire::FrameHeader {
+        version: 1,
+        api_key: wire::ApiKey::Produce.as_u16(),
+        flags: 0,
+        correlation_id: 1,
+        body_len: 900 << 10,
+    };
+    let mut stalled = TcpStream::connect(broker.public).unwrap();
+    stalled.write_all(&header.encode()).unwrap();
+    stalled.write_all(&vec![0u8; 600 << 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(curl(http, "GET", &get, &[]));
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "a read needing 300 KiB answered while the budget had ~100 KiB of room"
+    );
+    drop(stalled);
+    let (status, got) =
+        rx.recv_timeout(Duration::from_secs(20)).expect("answered once room returned");
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["value"].as_str().map(str::len), Some(300 << 10));
+    let _ = std::fs::remove_file(file);
+}

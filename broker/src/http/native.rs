@@ -23,6 +23,36 @@ where
     R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
         + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
 {
+    call_with(gw, msg, |r| r).await
+}
+
+/// [`call`] for a request whose answer is gathered a piece at a time (a table read): the
+/// pieces take room from the shard's budget as a native connection's do from its own and
+/// the shard's (`budget::EntryRoom`), so HTTP readers together hold no more than the
+/// budget (they wait for room, or answer what fit).
+pub async fn call_in_room<Q, R>(gw: &Gateway, msg: &Q) -> Result<R, ApiError>
+where
+    Q: Message,
+    R: rkyv::Archive,
+    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
+    let room = std::rc::Rc::new(crate::budget::ResponseRoom::default());
+    room.put(crate::budget::hold_all_now(&[&gw.shard.memory], 0));
+    call_with(gw, msg, |r| r.with_room(room)).await
+}
+
+async fn call_with<Q, R>(
+    gw: &Gateway,
+    msg: &Q,
+    prepare: impl FnOnce(Request) -> Request,
+) -> Result<R, ApiError>
+where
+    Q: Message,
+    R: rkyv::Archive,
+    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
+        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+{
     let shard = &gw.shard;
     let frame = wire::encode_request(0, msg)
         .map_err(|e| ApiError::new(e.code(), format!("request does not encode: {e}")))?;
@@ -41,7 +71,8 @@ where
         u32::MAX,
     )
     .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
-    let reply = api::start_client(shard, Request::checked(header, frame), &gw.session).await.await;
+    let request = prepare(Request::checked(header, frame));
+    let reply = api::start_client(shard, request, &gw.session).await.await;
     decode::<R>(&reply)
 }
 

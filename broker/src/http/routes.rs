@@ -11,7 +11,7 @@
 //! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
 //! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
-//! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition   |
+//! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition, its read in room from the shard's budget |
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -26,7 +26,7 @@ use wire::{AckLevel, ErrorCode};
 
 use super::error::ApiError;
 use super::io::Activity;
-use super::native::call;
+use super::native::{self, call};
 use super::records::{self, InRecord};
 use super::{stream, Body, Gateway};
 
@@ -439,7 +439,8 @@ async fn table_get(
             }],
         }],
     };
-    let resp: wire::TableReadResponse = call(gw, &req).await?;
+    // The entry read takes room from the shard's budget (HTTP has no connection budget).
+    let resp: wire::TableReadResponse = native::call_in_room(gw, &req).await?;
     let p = resp
         .topics
         .into_iter()
