@@ -6,7 +6,7 @@
 //! Contract: at most [`SPARE_FRAMES_MAX`] buffers per shard (thread), each of at most
 //! [`SPARE_FRAME_BYTES_MAX`] of capacity, so the pool holds at most 1 MiB per shard. A
 //! request's frame comes back to the pool of the shard that drops the request
-//! (`request.rs`); a frame moved out of its request to be forwarded does not. A buffer keeps
+//! (`request.rs`; a frame forwarded whole comes back on the shard that served it). A buffer keeps
 //! the length it had (bytes written before, never read as a frame's: the reader fills every
 //! byte of a frame before it hands it out), so a frame no longer than the last one needs no
 //! zeroing. A reader that takes a spare holds its filled length from the shard's budget

@@ -4,9 +4,11 @@
 //! so 10,000 idle connections cost ~160 MiB at most); a frame larger than that gets its own
 //! buffer sized from the header, after the header's length was checked against
 //! `frame_body_bytes_max`, never from an unchecked length, and grown as its bytes arrive
-//! (at most twice what arrived is filled and held from the budget; up to
+//! (filled and held from the budget: 32 KiB at first, or what a spare buffer from
+//! `frame_pool.rs` holds filled, at most 256 KiB; then at most twice what arrived; up to
 //! `LARGE_FRAME_RESERVED_BYTES` of address space is reserved at once, so it grows in place),
-//! so a header declaring a large body and then stalling holds little memory. A frame must arrive whole within the frame timeout of its first byte, however
+//! so a header declaring a large body and then stalling holds little memory. A frame must
+//! arrive whole within the frame timeout of its first byte, however
 //! the bytes are spread (a client dripping a byte at a time is cut off, slowloris). Padding
 //! must be zero. Each frame comes out as a [`Request`] with its header decoded once.
 
@@ -142,9 +144,10 @@ impl FrameReader {
     }
 
     /// A frame larger than the read buffer, of `len` bytes (checked against the maximum):
-    /// its own buffer, grown as its bytes arrive (never filled or held beyond twice what
-    /// arrived; in place up to [`LARGE_FRAME_RESERVED_BYTES`]), so a header that declares a
-    /// large body and stalls costs little.
+    /// its own buffer, grown as its bytes arrive (filled and held: 32 KiB or a spare's filled
+    /// length at first, then never beyond twice what arrived; in place up to
+    /// [`LARGE_FRAME_RESERVED_BYTES`]), so a header that declares a large body and stalls
+    /// costs little.
     async fn read_large<R: AsyncRead + Unpin>(
         &mut self,
         r: &mut R,
@@ -159,8 +162,10 @@ impl FrameReader {
         let filled = crate::frame_pool::spare_filled(reserved).unwrap_or(0);
         let mut held = self.budget.hold(len.min((2 * READ_BUFFER_BYTES).max(filled))).await;
         let mut frame = crate::frame_pool::take(reserved);
-        // (Another reader may have taken that spare meanwhile: this one's is held too.)
-        held.grow(frame.len().saturating_sub(held.bytes()));
+        if frame.len() > held.bytes() {
+            // The pool changed while the hold waited: only what is held counts as filled.
+            frame.resize(held.bytes(), 0);
+        }
         let buffered = &self.buf[self.start..self.end];
         let mut have = buffered.len();
         if frame.len() < have {

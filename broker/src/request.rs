@@ -120,9 +120,11 @@ impl Request {
         r
     }
 
-    /// Its frame, to forward it whole (the request goes).
-    pub fn into_frame(mut self) -> AlignedVec {
-        std::mem::take(&mut self.frame)
+    /// Its frame, to forward it whole, and what the frame holds of the shard's budget (keep
+    /// it until the forward is answered: the copy waits in the shard-to-shard channel and on
+    /// the other shard meanwhile). The request goes.
+    pub fn into_forwarded(mut self) -> (AlignedVec, Option<Held>) {
+        (std::mem::take(&mut self.frame), self.held.take())
     }
 
     /// Decodes the header of a frame a peer shard forwarded (its reader checked it).

@@ -96,14 +96,8 @@ pub(crate) fn frame_header(
     correlation_id: u64,
     body_len: usize,
 ) -> [u8; FRAME_HEADER_BYTES] {
-    FrameHeader {
-        version: PROTOCOL_VERSION,
-        api_key,
-        flags,
-        correlation_id,
-        body_len: body_len as u32,
-    }
-    .encode()
+    let body_len = u32::try_from(body_len).expect("body length checked against the limit");
+    FrameHeader { version: PROTOCOL_VERSION, api_key, flags, correlation_id, body_len }.encode()
 }
 
 /// Encodes a request frame.

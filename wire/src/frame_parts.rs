@@ -119,19 +119,23 @@ impl<E> Writer<E> for PartsWriter<'_> {
 }
 
 /// Encodes `msg` as [`crate::encode_frame_sized`] does, referencing `pieces` (slices the
-/// message borrows and serializes whole, in this order) instead of copying them.
+/// message borrows and serializes whole, in this order) instead of copying them; the bytes
+/// it copies are about `owned_bytes_hint` (the buffer is sized for them once).
 pub(crate) fn encode_frame_parts<T>(
     api_key: u16,
     flags: u16,
     correlation_id: u64,
     msg: &T,
     pieces: &[&[u8]],
+    owned_bytes_hint: usize,
 ) -> Result<FrameParts, BodyError>
 where
     T: for<'a, 'p> Serialize<HighSerializer<PartsWriter<'p>, ArenaHandle<'a>, rancor::Error>>,
 {
+    let mut owned = Vec::with_capacity(FRAME_HEADER_BYTES + owned_bytes_hint);
+    owned.resize(FRAME_HEADER_BYTES, 0);
     let writer = PartsWriter {
-        owned: vec![0; FRAME_HEADER_BYTES],
+        owned,
         pos: FRAME_HEADER_BYTES,
         pieces,
         next_piece: 0,

@@ -200,7 +200,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
     if placement(api) == Placement::Controller && shard.id != CONTROLLER_SHARD {
         return Box::pin(async move {
             let header = req.header;
-            let frame = req.into_frame();
+            let (frame, _held) = req.into_forwarded();
             shard.mesh.forward(CONTROLLER_SHARD, frame).await.unwrap_or_else(|| {
                 error_frame(&header, ErrorCode::UnknownServerError, "shard 0 unreachable")
             })
@@ -210,7 +210,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         if let Some(owner) = group::coordinator_of(&shard, api, &req).filter(|&o| o != shard.id) {
             return Box::pin(async move {
                 let header = req.header;
-                let frame = req.into_frame();
+                let (frame, _held) = req.into_forwarded();
                 shard.mesh.forward(owner, frame).await.unwrap_or_else(|| {
                     error_frame(
                         &header,

@@ -156,12 +156,15 @@ impl SubscriptionDataPieces<'_> {
         &self,
         referenced: &[&[u8]],
     ) -> Result<crate::FrameParts, crate::BodyError> {
+        let total: usize = self.batches.iter().map(|p| p.len()).sum();
+        let by_reference: usize = referenced.iter().map(|p| p.len()).sum();
         crate::frame_parts::encode_frame_parts(
             crate::ApiKey::SubscriptionData.as_u16(),
             crate::constants::FLAG_PUSH,
             0,
             self,
             referenced,
+            256 + total.saturating_sub(by_reference),
         )
     }
 }
