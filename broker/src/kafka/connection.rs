@@ -15,7 +15,10 @@
 //! listener does not speak is answered with UNSUPPORTED_VERSION; a request whose header or
 //! body does not decode closes the connection (as Kafka brokers do: Kafka has no error
 //! envelope common to every api). Idle connections (`connection_idle_ms`) and a started
-//! frame slower than `frame_read_timeout_ms` are closed too.
+//! frame slower than `frame_read_timeout_ms` are closed too. While a fetch runs (it may
+//! long-poll for its `max_wait_ms`) the socket is watched: a client that leaves ends the
+//! wait at once and the connection closes; the first byte of a request sent behind it is
+//! kept for it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,6 +84,8 @@ pub struct Session {
     pub closing: std::cell::Cell<bool>,
     /// Where the client is, whether the connection is TLS, its mTLS principal.
     pub info: ConnectionInfo,
+    /// Reaches 1 when the client's end closed (seen while a fetch ran): a long-poll answers.
+    pub left: Watermark,
 }
 
 impl Session {
@@ -171,12 +176,17 @@ pub async fn serve<S>(
         auth,
         closing: std::cell::Cell::new(false),
         info,
+        left: Watermark::new(0),
     };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
+    // The first byte of the next request, read while a fetch ran (see below).
+    let mut first_byte: Option<u8> = None;
     let end: Result<(), FrameError> = loop {
-        let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout, &shard.memory);
+        let first = first_byte.take();
+        let next =
+            codec::read_frame(&mut reader, first, body_bytes_max, frame_timeout, &shard.memory);
         let ends = async {
             let stopping = async {
                 stop.wait_for(1).await;
@@ -200,7 +210,40 @@ pub async fn serve<S>(
             Err(e) => break Err(e),
         };
         Counters::add(&shard.counters.requests, 1);
-        let (answer, reserved) = match dispatch(&session, frame).await {
+        // A fetch may long-poll for its whole `max_wait_ms`: meanwhile the socket is watched
+        // (one byte read, cancel-safe: glommio reads on readiness), so a client that leaves
+        // ends the wait at once instead of holding the connection to its deadline; a byte of
+        // a next request is kept for it.
+        let is_fetch = codec::peek_header(&frame).0 == ApiKey::Fetch as i16;
+        let mut gone = false;
+        let started = if is_fetch {
+            let mut dispatching = std::pin::pin!(dispatch(&session, frame));
+            let watch = async {
+                let mut b = [0u8; 1];
+                futures_lite::io::AsyncReadExt::read(&mut reader, &mut b)
+                    .await
+                    .map(|n| (n == 1).then_some(b[0]))
+            };
+            let raced = futures_lite::future::or(async { Ok(dispatching.as_mut().await) }, async {
+                Err(watch.await)
+            })
+            .await;
+            match raced {
+                Ok(started) => started,
+                Err(Ok(Some(b))) => {
+                    first_byte = Some(b);
+                    dispatching.await
+                }
+                Err(_) => {
+                    gone = true;
+                    session.left.advance(1);
+                    dispatching.await
+                }
+            }
+        } else {
+            dispatch(&session, frame).await
+        };
+        let (answer, reserved) = match started {
             Ok(started) => started,
             Err(e) => {
                 debug!(error = %e, "kafka request does not decode; closing the connection");
@@ -230,7 +273,7 @@ pub async fn serve<S>(
             Some(Queued { frame, _holds: holds })
         })
         .detach();
-        if tx.send(handle).await.is_err() || session.closing.get() {
+        if tx.send(handle).await.is_err() || session.closing.get() || gone {
             break Ok(());
         }
     };
@@ -279,10 +322,11 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
     // connection's requests one at a time anyway.) The fetch then keeps its deadline.
     let received = std::time::Instant::now();
     if let Some(poll) = long_poll(s, &req, received) {
-        poll.wait(&s.shard, None).await;
+        poll.wait(&s.shard, Some(&s.left)).await;
         let deadline = fetch_deadline(received, kafka_wait_ms(&req));
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        req.max_wait_ms = left.as_millis() as i32;
+        // A client that left gets its answer now (nobody reads it).
+        req.max_wait_ms = if s.left.get() > 0 { 0 } else { left.as_millis() as i32 };
     }
     let room = Rc::new(ResponseRoom::default());
     room.put(s.reserve(bytes).await);
