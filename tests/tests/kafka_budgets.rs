@@ -200,53 +200,75 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
     assert!(!joined.member_id.is_empty());
 }
 
-/// A Kafka consumer's long-poll fetch is watched while it waits: a client that leaves ends
-/// it at once (the connection went only at the fetch's deadline before, 20 s here), and a
-/// request sent behind it is read whole and answered after it, in order.
+/// A long-poll fetch of partitions 0..`partitions` of `topic`, waiting `max_wait_ms`.
+fn long_poll(topic: &'static str, partitions: i32, max_wait_ms: i32) -> FetchRequest {
+    let mut poll = fetch_from_start(topic, 1 << 20);
+    poll.min_bytes = 1;
+    poll.max_wait_ms = max_wait_ms;
+    let first = poll.topics[0].partitions[0].clone();
+    for p in 1..partitions {
+        let mut more = first.clone();
+        more.partition = p;
+        poll.topics[0].partitions.push(more);
+    }
+    poll
+}
+
+/// Client connections of every shard of `b`.
+fn connections(b: &Broker, shards: u32) -> f64 {
+    (0..shards).map(|s| b.metric("broker_connections", s).expect("metrics on")).sum()
+}
+
+/// A Kafka consumer's long-poll fetch is watched while it waits: a request sent behind it is
+/// read whole and answered after it, in order, and a client that leaves ends it at once (the
+/// connection went only at the fetch's deadline before, 20 s here) — whether it waits on the
+/// connection's shard or, with partitions on both shards, on their owners.
 #[test]
 fn a_kafka_long_poll_ends_when_its_client_leaves_and_keeps_what_follows() {
-    let b = Broker::start_with_env(
-        1,
-        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_METRICS_LISTEN", "127.0.0.1:0")],
-    );
-    let addr = kafka_addr(&b);
-    let mut native = b.connect();
-    create_topic(&mut native, "quiet", 1);
-    let mut poll = fetch_from_start("quiet", 1 << 20);
-    poll.min_bytes = 1;
-    // A long-poll, then a request behind it on the same connection: both answered, in order.
-    poll.max_wait_ms = 1_500;
-    let mut s = TcpStream::connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let started = std::time::Instant::now();
-    s.write_all(&frame(ApiKey::Fetch, 4, 1, &poll)).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let versions = kafka_protocol::messages::ApiVersionsRequest::default();
-    s.write_all(&frame(ApiKey::ApiVersions, 0, 2, &versions)).unwrap();
-    response_body(&mut s, 1);
-    assert!(started.elapsed() >= Duration::from_millis(1_400), "the long-poll waited");
-    response_body(&mut s, 2);
-    drop(s);
-    // A long-poll whose client leaves.
-    let connections = |b: &Broker| b.metric("broker_connections", 0).expect("metrics on");
-    let before = connections(&b);
-    poll.max_wait_ms = 20_000;
-    let mut leaving = TcpStream::connect(&addr).unwrap();
-    leaving.write_all(&frame(ApiKey::Fetch, 4, 3, &poll)).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while connections(&b) <= before {
-        assert!(std::time::Instant::now() < deadline, "the connection never counted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    drop(leaving);
-    let left = std::time::Instant::now();
-    while connections(&b) > before {
-        let waited = left.elapsed();
-        assert!(
-            waited < Duration::from_secs(5),
-            "connection kept {waited:?} after the client left"
+    for shards in [1u32, 2] {
+        let b = Broker::start_with_env(
+            shards as usize,
+            &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_METRICS_LISTEN", "127.0.0.1:0")],
         );
-        std::thread::sleep(Duration::from_millis(50));
+        let addr = kafka_addr(&b);
+        let mut native = b.connect();
+        create_topic(&mut native, "quiet", shards);
+        let before = connections(&b, shards);
+        if shards == 1 {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let started = std::time::Instant::now();
+            s.write_all(&frame(ApiKey::Fetch, 4, 1, &long_poll("quiet", 1, 1_500))).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let versions = kafka_protocol::messages::ApiVersionsRequest::default();
+            s.write_all(&frame(ApiKey::ApiVersions, 0, 2, &versions)).unwrap();
+            response_body(&mut s, 1);
+            assert!(started.elapsed() >= Duration::from_millis(1_400), "the long-poll waited");
+            response_body(&mut s, 2);
+        }
+        let settled = std::time::Instant::now() + Duration::from_secs(10);
+        while connections(&b, shards) > before {
+            assert!(std::time::Instant::now() < settled, "the first connection stayed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut leaving = TcpStream::connect(&addr).unwrap();
+        let poll = long_poll("quiet", shards as i32, 20_000);
+        leaving.write_all(&frame(ApiKey::Fetch, 4, 3, &poll)).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while connections(&b, shards) <= before {
+            assert!(std::time::Instant::now() < deadline, "the connection never counted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        drop(leaving);
+        let left = std::time::Instant::now();
+        while connections(&b, shards) > before {
+            let waited = left.elapsed();
+            assert!(
+                waited < Duration::from_secs(5),
+                "{shards} shard(s): connection kept {waited:?} after the client left"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -13,6 +13,7 @@ use wire::{ErrorBody, ErrorCode, FrameHeader, Message};
 use super::error::ApiError;
 use super::Gateway;
 use crate::api;
+use crate::budget::Held;
 use crate::request::Request;
 
 /// Runs `msg` as a native request on `shard` and decodes its response `R`.
@@ -28,9 +29,9 @@ where
 
 /// [`call`] for a request whose answer is gathered a piece at a time (a table read): the
 /// pieces take room from the shard's budget as a native connection's do from its own and
-/// the shard's (`budget::EntryRoom`), so HTTP readers together hold no more than the
-/// budget (they wait for room, or answer what fit).
-pub async fn call_in_room<Q, R>(gw: &Gateway, msg: &Q) -> Result<R, ApiError>
+/// the shard's (`budget::EntryRoom`; they wait for room, or answer what fit). What they
+/// took comes back with the answer: keep it while the answer is rendered.
+pub async fn call_in_room<Q, R>(gw: &Gateway, msg: &Q) -> Result<(R, Vec<Held>), ApiError>
 where
     Q: Message,
     R: rkyv::Archive,
@@ -39,7 +40,8 @@ where
 {
     let room = std::rc::Rc::new(crate::budget::ResponseRoom::default());
     room.put(crate::budget::hold_all_now(&[&gw.shard.memory], 0));
-    call_with(gw, msg, |r| r.with_room(room)).await
+    let answer = call_with(gw, msg, |r| r.with_room(room.clone())).await?;
+    Ok((answer, room.take()))
 }
 
 async fn call_with<Q, R>(

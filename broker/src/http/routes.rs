@@ -425,8 +425,14 @@ async fn table_get(
 ) -> Result<Response<Body>, ApiError> {
     let count = partition_count(gw, topic)?;
     let partition = (key_hash(key.as_bytes()) % u64::from(count)) as u32;
+    let min_offset = q.number::<u64>("min_offset")?;
     let req = wire::TableReadRequest {
-        wait_ms: q.number::<u32>("wait_ms")?.unwrap_or(1_000),
+        // Waiting is for `min_offset` only (a read that may wait lends its owner no room
+        // up front: without one, the first ask carries room).
+        wait_ms: match min_offset {
+            Some(_) => q.number::<u32>("wait_ms")?.unwrap_or(1_000),
+            None => 0,
+        },
         topics: vec![wire::TableReadTopic {
             name: topic.to_owned(),
             partitions: vec![wire::TableReadPartition {
@@ -435,12 +441,13 @@ async fn table_get(
                 start_key: key.as_bytes().to_vec(),
                 end_key: None,
                 limit: 1,
-                min_offset: q.number::<u64>("min_offset")?.unwrap_or(0),
+                min_offset: min_offset.unwrap_or(0),
             }],
         }],
     };
-    // The entry read takes room from the shard's budget (HTTP has no connection budget).
-    let resp: wire::TableReadResponse = native::call_in_room(gw, &req).await?;
+    // The entry read takes room from the shard's budget (HTTP has no connection budget),
+    // held until the answer is rendered.
+    let (resp, _held): (wire::TableReadResponse, _) = native::call_in_room(gw, &req).await?;
     let p = resp
         .topics
         .into_iter()

@@ -210,14 +210,28 @@ pub async fn serve<S>(
             Err(e) => break Err(e),
         };
         Counters::add(&shard.counters.requests, 1);
-        // A fetch may long-poll for its whole `max_wait_ms`: meanwhile the socket is watched
-        // (one byte read, cancel-safe: glommio reads on readiness), so a client that leaves
-        // ends the wait at once instead of holding the connection to its deadline; a byte of
-        // a next request is kept for it.
         let is_fetch = codec::peek_header(&frame).0 == ApiKey::Fetch as i16;
+        // A fetch runs to its end before the next request is read. Answers leave in request
+        // order, and a fetch that grows its room (a first batch beyond its limits,
+        // `api/fetch.rs`) could otherwise wait for room held by answers queued behind it,
+        // which wait for it to be written. (A Kafka broker serves a connection's requests one
+        // at a time anyway; a consumer has one fetch in flight per broker.)
+        let work = async {
+            let (answer, reserved) = dispatch(&session, frame).await?;
+            let answer: Answer = match reserved {
+                Some(_) => Box::pin(std::future::ready(answer.await)),
+                None => answer,
+            };
+            Ok::<_, KafkaError>((answer, reserved))
+        };
+        // A fetch may long-poll for its whole `max_wait_ms` (here, or on the partitions'
+        // owners): meanwhile the socket is watched (one byte read, cancel-safe: glommio reads
+        // on readiness), so a client that leaves ends the wait at once (`Session::left`, the
+        // native request's `end_wait`) instead of holding the connection to its deadline; a
+        // byte of a next request is kept for it.
         let mut gone = false;
         let started = if is_fetch {
-            let mut dispatching = std::pin::pin!(dispatch(&session, frame));
+            let mut dispatching = std::pin::pin!(work);
             let watch = async {
                 let mut b = [0u8; 1];
                 futures_lite::io::AsyncReadExt::read(&mut reader, &mut b)
@@ -241,7 +255,7 @@ pub async fn serve<S>(
                 }
             }
         } else {
-            dispatch(&session, frame).await
+            work.await
         };
         let (answer, reserved) = match started {
             Ok(started) => started,
@@ -251,15 +265,6 @@ pub async fn serve<S>(
             }
         };
         drop(held);
-        // A fetch runs to its end before the next request is read. Answers leave in request
-        // order, and a fetch that grows its room (a first batch beyond its limits,
-        // `api/fetch.rs`) could otherwise wait for room held by answers queued behind it,
-        // which wait for it to be written. (A Kafka broker serves a connection's requests one
-        // at a time anyway; a consumer has one fetch in flight per broker.)
-        let answer: Answer = match reserved {
-            Some(_) => Box::pin(std::future::ready(answer.await)),
-            None => answer,
-        };
         let (budget, memory) = (budget.clone(), shard.memory.clone());
         let handle = glommio::spawn_local(async move {
             let frame = answer.await?;

@@ -40,7 +40,8 @@ pub async fn start_in<T: wire::Message>(
         message: e.to_string(),
     })?;
     // The connection's identity: ACLs are checked as for a native client (`auth/authorize.rs`).
-    let mut request = Request::forwarded(frame);
+    // Its wait for data (a fetch's) ends when the client leaves (`Session::left`).
+    let mut request = Request::forwarded(frame).ending_wait_at(s.left.clone());
     if let Some(room) = room {
         request = request.with_room(room);
     }
