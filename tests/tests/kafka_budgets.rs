@@ -232,7 +232,12 @@ fn a_kafka_long_poll_ends_when_its_client_leaves_and_keeps_what_follows() {
         );
         let addr = kafka_addr(&b);
         let mut native = b.connect();
-        create_topic(&mut native, "quiet", shards);
+        let owners = create_topic(&mut native, "quiet", shards);
+        // With 2 shards the long-poll waits on the owners (one partition is elsewhere).
+        assert_eq!(owners.len(), shards as usize);
+        if shards == 2 {
+            assert_ne!(owners[0], owners[1], "one partition on each shard");
+        }
         let before = connections(&b, shards);
         if shards == 1 {
             let mut s = TcpStream::connect(&addr).unwrap();

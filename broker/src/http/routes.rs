@@ -430,8 +430,8 @@ async fn table_get(
         // Waiting is for `min_offset` only (a read that may wait lends its owner no room
         // up front: without one, the first ask carries room).
         wait_ms: match min_offset {
-            Some(_) => q.number::<u32>("wait_ms")?.unwrap_or(1_000),
-            None => 0,
+            Some(o) if o > 0 => q.number::<u32>("wait_ms")?.unwrap_or(1_000),
+            _ => 0,
         },
         topics: vec![wire::TableReadTopic {
             name: topic.to_owned(),

@@ -285,6 +285,9 @@ pub async fn serve<S>(
     if let Err(e) = end {
         debug!(error = %e, "kafka connection closed");
     }
+    // Whatever still waits on this client's behalf need not (as a native connection's reader
+    // does at its end).
+    session.left.advance(1);
     drop(tx);
     budget.close();
     // The writer drains the answers already started, then closes.
