@@ -297,20 +297,17 @@ async fn push_loop(
         (reported, last_push) = (next, std::time::Instant::now());
         // The log's buffers go with a local push (until it is written; those worth it,
         // `OutFrame::referenced`), not with a relayed one (copied into its frame).
-        let frame = if sink.is_local() && matches!(batches, Pushed::Views { .. }) {
-            let views = batches.referenced_views();
+        let views = if sink.is_local() { batches.referenced_views() } else { Vec::new() };
+        let frame = if views.is_empty() {
+            push.encode_push().map(OutFrame::Whole)
+        } else {
             let referenced: Vec<&[u8]> = views.iter().map(|v| &v[..]).collect();
             let parts = push.encode_push_parts(&referenced);
             drop(referenced);
-            drop(pieces);
-            drop(batches);
             parts.map(|parts| OutFrame::Parts { parts, views })
-        } else {
-            let frame = push.encode_push().map(OutFrame::Whole);
-            drop(pieces);
-            drop(batches);
-            frame
         };
+        drop(pieces);
+        drop(batches);
         match frame {
             Ok(f) => {
                 if !sink.send(f).await {

@@ -16,13 +16,32 @@ use crate::api;
 use crate::budget::Held;
 use crate::request::Request;
 
+type Validator<'a> = rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>;
+type Deserializer = rkyv::api::high::HighDeserializer<rkyv::rancor::Error>;
+
+/// A native response body the gateway validates and deserializes.
+pub trait Answer:
+    Sized
+    + rkyv::Archive<
+        Archived: for<'a> rkyv::bytecheck::CheckBytes<Validator<'a>>
+                      + rkyv::Deserialize<Self, Deserializer>,
+    >
+{
+}
+
+impl<T> Answer for T
+where
+    T: rkyv::Archive,
+    T::Archived:
+        for<'a> rkyv::bytecheck::CheckBytes<Validator<'a>> + rkyv::Deserialize<T, Deserializer>,
+{
+}
+
 /// Runs `msg` as a native request on `shard` and decodes its response `R`.
 pub async fn call<Q, R>(gw: &Gateway, msg: &Q) -> Result<R, ApiError>
 where
     Q: Message,
-    R: rkyv::Archive,
-    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    R: Answer,
 {
     call_with(gw, msg, |r| r).await
 }
@@ -34,9 +53,7 @@ where
 pub async fn call_in_room<Q, R>(gw: &Gateway, msg: &Q) -> Result<(R, Vec<Held>), ApiError>
 where
     Q: Message,
-    R: rkyv::Archive,
-    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    R: Answer,
 {
     let room = std::rc::Rc::new(crate::budget::ResponseRoom::default());
     room.put(crate::budget::hold_all_now(&[&gw.shard.memory], 0));
@@ -51,9 +68,7 @@ async fn call_with<Q, R>(
 ) -> Result<R, ApiError>
 where
     Q: Message,
-    R: rkyv::Archive,
-    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    R: Answer,
 {
     let shard = &gw.shard;
     let frame = wire::encode_request(0, msg)
@@ -81,9 +96,7 @@ where
 /// The response in `frame`, or the error it carries.
 fn decode<R>(frame: &wire::AlignedVec) -> Result<R, ApiError>
 where
-    R: rkyv::Archive,
-    R::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>>
-        + rkyv::Deserialize<R, rkyv::api::high::HighDeserializer<rkyv::rancor::Error>>,
+    R: Answer,
 {
     let broken = |why: String| ApiError::new(ErrorCode::UnknownServerError, why);
     let (raw, _) = wire::split_frame(frame, u32::MAX)

@@ -30,5 +30,5 @@ for w in $workloads; do
         done
     done
 done
-python3 "$here/table.py" "$out_dir" >"$out_dir/table.md"
+python3 "$root/perf/ab_table.py" "$out_dir" >"$out_dir/table.md"
 cat "$out_dir/table.md"
