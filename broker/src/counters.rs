@@ -100,6 +100,9 @@ pub struct Counters {
     pub batches_in: Cell<u64>,
     /// Batches sent.
     pub batches_out: Cell<u64>,
+    /// Batches appended that the log keeps in their request's frame (not copied:
+    /// `api/produce.rs`).
+    pub batches_in_frame: Cell<u64>,
     /// Records appended (the record counts of the appended batches).
     pub records_in: Cell<u64>,
     /// Records sent to consumers (fetch responses to clients and pushes).

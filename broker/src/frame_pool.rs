@@ -6,7 +6,8 @@
 //! Contract: at most [`SPARE_FRAMES_MAX`] buffers per shard (thread), each of at most
 //! [`SPARE_FRAME_BYTES_MAX`] of capacity, so the pool holds at most 1 MiB per shard. A
 //! request's frame comes back to the pool of the shard that drops the request
-//! (`request.rs`; a frame forwarded whole comes back on the shard that served it). A buffer keeps
+//! (`request.rs`; a frame forwarded whole comes back on the shard that served it; a produce
+//! frame the log keeps when its last view goes: [`KeptFrame`]). A buffer keeps
 //! the length it had (bytes written before, never read as a frame's: the reader fills every
 //! byte of a frame before it hands it out), so a frame no longer than the last one needs no
 //! zeroing. A reader that takes a spare holds its filled length from the shard's budget
@@ -19,6 +20,11 @@ use wire::AlignedVec;
 /// Spare buffers kept per shard.
 pub const SPARE_FRAMES_MAX: usize = 4;
 
+/// A spare is taken for a frame only if its capacity is at most this ratio (8/7) of the
+/// frame's: a produce frame the log keeps (`api/produce.rs` `KEPT_FRAME_SHARE`) must be
+/// nearly all batches, and a buffer much larger than its frame would not be kept.
+pub const FIT_SLACK: (usize, usize) = (8, 7);
+
 /// Largest buffer kept (larger ones are freed), also what the frame reader reserves at most
 /// for a large frame at once (`frame_reader.rs`).
 pub const SPARE_FRAME_BYTES_MAX: usize = 256 << 10;
@@ -27,10 +33,13 @@ thread_local! {
     static SPARE: RefCell<Vec<AlignedVec>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The spare [`take`] would give for `capacity`: the smallest with at least that capacity.
+/// The spare [`take`] would give for `capacity`: the smallest with at least that capacity
+/// and at most [`FIT_SLACK`] more (a larger one stays for a larger frame).
 fn best_fit(spares: &[AlignedVec], capacity: usize) -> Option<usize> {
+    let (num, den) = FIT_SLACK;
     (0..spares.len())
         .filter(|&i| spares[i].capacity() >= capacity)
+        .filter(|&i| spares[i].capacity() * den <= capacity * num)
         .min_by_key(|&i| spares[i].capacity())
 }
 
@@ -42,15 +51,14 @@ pub fn spare_filled(capacity: usize) -> Option<usize> {
     })
 }
 
-/// A buffer with at least `capacity` bytes of capacity: the smallest spare that has it (its
-/// length is what it held filled before, at most `capacity`), or a new empty one (reserving
-/// the next power of two up to [`SPARE_FRAME_BYTES_MAX`], so the next frame of about the
-/// same size fits the spare this one leaves).
+/// A buffer with at least `capacity` bytes of capacity: the best fitting spare (its length
+/// is what it held filled before, at most `capacity`), or a new empty one of exactly
+/// `capacity`.
 pub fn take(capacity: usize) -> AlignedVec {
     let spare = SPARE.with(|s| {
         let mut s = s.borrow_mut();
         let i = best_fit(&s, capacity)?;
-        Some(s.swap_remove(i))
+        Some(s.remove(i))
     });
     match spare {
         Some(mut b) => {
@@ -59,13 +67,12 @@ pub fn take(capacity: usize) -> AlignedVec {
             }
             b
         }
-        None => AlignedVec::with_capacity(
-            capacity.next_power_of_two().min(SPARE_FRAME_BYTES_MAX).max(capacity),
-        ),
+        None => AlignedVec::with_capacity(capacity),
     }
 }
 
-/// Keeps `frame` as a spare if it is a large frame's buffer and there is room.
+/// Keeps `frame` as a spare if it is a large frame's buffer; the oldest spare goes when
+/// there are [`SPARE_FRAMES_MAX`] (the pool follows the sizes of recent frames).
 pub fn give_back(frame: AlignedVec) {
     let cap = frame.capacity();
     if cap <= 16 << 10 || cap > SPARE_FRAME_BYTES_MAX {
@@ -74,10 +81,34 @@ pub fn give_back(frame: AlignedVec) {
     // (While the thread's locals are being torn down there is no pool: the frame goes.)
     let _ = SPARE.try_with(|s| {
         let mut s = s.borrow_mut();
-        if s.len() < SPARE_FRAMES_MAX {
-            s.push(frame);
+        if s.len() == SPARE_FRAMES_MAX {
+            s.remove(0);
         }
+        s.push(frame);
     });
+}
+
+/// A request frame whose batches the log keeps (`api/produce.rs` stores a produce request's
+/// batches as views of its frame): its buffer comes back to the pool once the last view goes.
+pub struct KeptFrame(AlignedVec);
+
+impl KeptFrame {
+    /// Keeps `frame`.
+    pub fn new(frame: AlignedVec) -> Self {
+        KeptFrame(frame)
+    }
+}
+
+impl AsRef<[u8]> for KeptFrame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for KeptFrame {
+    fn drop(&mut self) {
+        give_back(std::mem::take(&mut self.0));
+    }
 }
 
 /// Spare buffers held now (tests).
@@ -90,7 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spares_are_bounded_and_reused_with_their_length() {
+    fn spares_are_bounded_reused_with_their_length_and_fit_closely() {
         for _ in 0..SPARE_FRAMES_MAX + 2 {
             let mut b = AlignedVec::with_capacity(64 << 10);
             b.resize(64 << 10, 7);
@@ -101,13 +132,25 @@ mod tests {
         give_back(AlignedVec::with_capacity(1024));
         give_back(AlignedVec::with_capacity(SPARE_FRAME_BYTES_MAX + 1));
         assert_eq!(spares(), SPARE_FRAMES_MAX);
-        assert_eq!(spare_filled(48 << 10), Some(48 << 10));
-        let b = take(48 << 10);
-        assert_eq!((b.len(), b.capacity() >= 48 << 10), (48 << 10, true));
+        // A spare more than 8/7 of the frame's size is left for a larger frame.
+        assert_eq!(spare_filled(48 << 10), None);
+        assert_eq!(spare_filled(60 << 10), Some(60 << 10));
+        let b = take(60 << 10);
+        assert_eq!((b.len(), b.capacity() >= 60 << 10), (60 << 10, true));
         assert_eq!(spares(), SPARE_FRAMES_MAX - 1);
         assert_eq!(spare_filled(100 << 10), None);
-        // None large enough: a new one, of the next power of two.
+        // None fits: a new one, of exactly that capacity.
         let big = take(100 << 10);
-        assert_eq!((big.len(), big.capacity(), spares()), (0, 128 << 10, SPARE_FRAMES_MAX - 1));
+        assert_eq!((big.len(), big.capacity(), spares()), (0, 100 << 10, SPARE_FRAMES_MAX - 1));
+        // A full pool lets its oldest spare go for a newer one.
+        give_back(big);
+        give_back(AlignedVec::with_capacity(200 << 10));
+        assert_eq!(spares(), SPARE_FRAMES_MAX);
+        assert!(spare_filled(100 << 10).is_some() && spare_filled(200 << 10).is_some());
+        // A frame the log kept comes back when it goes.
+        let mut kept = AlignedVec::with_capacity(30 << 10);
+        kept.resize(30 << 10, 1);
+        drop(KeptFrame::new(kept));
+        assert_eq!(spare_filled(30 << 10), Some(30 << 10));
     }
 }

@@ -1,8 +1,13 @@
 //! Idempotent producers against the real broker: a batch sent again is stored once and
 //! answered with its first offsets, also after kill -9; gaps and old epochs are refused.
+//! What the log keeps of a produce request: its frame only when nearly all of it is stored.
 
 use integration_tests::{create_topic, fetch_all, produce, Broker, Conn};
-use wire::{AckLevel, BatchBuilder, ErrorCode, InitProducerIdRequest, InitProducerIdResponse};
+use wire::constants::BATCH_CRC_START;
+use wire::{
+    AckLevel, BatchBuilder, ErrorCode, InitProducerIdRequest, InitProducerIdResponse,
+    ProducePartition, ProduceRequest, ProduceResponse, ProduceTopic,
+};
 
 const TOPIC: &str = "orders";
 
@@ -14,6 +19,15 @@ fn batch(id: i64, epoch: i16, sequence: i32, n: u32) -> Vec<u8> {
         b.append(1, Some(b"k"), Some(v.as_bytes()), &[]).unwrap();
     }
     b.set_producer(id, epoch, sequence);
+    b.finish().unwrap().to_vec()
+}
+
+/// A batch of `n` records of no producer, their values tagged with `tag`.
+fn plain(tag: u32, n: u32) -> Vec<u8> {
+    let mut b = BatchBuilder::new(1 << 20);
+    for i in 0..n {
+        b.append(1, Some(b"k"), Some(format!("{tag}-{i}").as_bytes()), &[]).unwrap();
+    }
     b.finish().unwrap().to_vec()
 }
 
@@ -296,4 +310,82 @@ fn made_up_producer_ids_stay_within_the_shards_limit() {
     assert_eq!(stored.len(), 5_002, "1 + 5,000 + the evicted producer's retry");
     let next = produce(&mut conn, TOPIC, 0, &batch(-1, -1, -1, 1), AckLevel::Durable);
     assert_eq!(next.base_offset, again.last_offset + 1, "the duplicate took no offset");
+}
+
+/// A produce request's batches are stored as views of its frame (not copied) only when the
+/// batches actually appended are nearly all of the frame: one partition's request, large or
+/// small; not two partitions' halves, and not a request an idempotent producer's gap cut short
+/// (its refused bytes would stay in memory, uncounted). Every batch reads back as produced,
+/// with its offsets, also after kill -9.
+#[test]
+fn batches_stay_in_their_frame_only_when_they_are_nearly_all_of_it() {
+    let mut broker = Broker::start_with_env(1, &[("BROKER_METRICS_LISTEN", "127.0.0.1:0")]);
+    let kept = |b: &Broker| b.metric("broker_batches_in_frame_total", 0).expect("metric") as u64;
+    let mut conn = broker.connect();
+    create_topic(&mut conn, TOPIC, 2);
+    let before = kept(&broker);
+    let mut expected: [Vec<Vec<u8>>; 2] = Default::default();
+    // One partition, three batches in a ~100 KiB frame (read into a buffer of its own)...
+    let big: Vec<Vec<u8>> = (0..3).map(|t| plain(t, 1000)).collect();
+    let r = produce(&mut conn, TOPIC, 0, &big.concat(), AckLevel::Durable);
+    assert_eq!((r.error, r.base_offset, r.last_offset), (0, 0, 2999));
+    expected[0].extend(big);
+    // ...and a small one (copied out of the connection's read buffer; ~1.5 KiB of a frame
+    // whose other bytes are ~100): kept, all four.
+    let small = plain(3, 100);
+    let r = produce(&mut conn, TOPIC, 0, &small, AckLevel::Durable);
+    assert_eq!((r.error, r.base_offset), (0, 3000));
+    expected[0].push(small);
+    assert_eq!(kept(&broker) - before, 4);
+
+    // Two partitions' halves of one request: copied.
+    let halves = [plain(4, 500), plain(5, 500)];
+    let resp: ProduceResponse = conn.call(&ProduceRequest {
+        ack: AckLevel::Durable,
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: TOPIC.into(),
+            partitions: (0..2)
+                .map(|p| ProducePartition {
+                    partition: p,
+                    batches: halves[p as usize].clone(),
+                    expect: Default::default(),
+                })
+                .collect(),
+        }],
+    });
+    let parts = &resp.topics[0].partitions;
+    assert_eq!((parts[0].error, parts[0].base_offset), (0, 3100));
+    assert_eq!((parts[1].error, parts[1].base_offset), (0, 0));
+    let [h0, h1] = halves;
+    expected[0].push(h0);
+    expected[1].push(h1);
+    assert_eq!(kept(&broker) - before, 4, "two partitions' halves are copied");
+
+    // An idempotent producer's request whose second, large batch leaves a gap: the first
+    // is appended, copied, and the frame goes.
+    let a = producer_id(&mut conn);
+    let first = batch(a, 0, 0, 10);
+    let cut = [first.clone(), batch(a, 0, 50, 1000)].concat();
+    let r = produce(&mut conn, TOPIC, 0, &cut, AckLevel::Durable);
+    assert_eq!((r.error, r.base_offset, r.last_offset), (0, 3600, 3609));
+    expected[0].push(first);
+    assert_eq!(kept(&broker) - before, 4, "a frame mostly of refused bytes is not kept");
+
+    let read_back = |conn: &mut Conn| {
+        for (p, want) in expected.iter().enumerate() {
+            let stored = fetch_all(conn, TOPIC, p as u32, if p == 0 { 3610 } else { 500 });
+            assert_eq!(stored.len(), want.len(), "partition {p}");
+            for (s, w) in stored.iter().zip(want) {
+                // The broker assigned the offsets and append time (before the CRC's range).
+                assert_eq!(s[BATCH_CRC_START..], w[BATCH_CRC_START..], "partition {p}");
+                assert_eq!(s[..8], w[..8], "length and CRC as produced");
+            }
+        }
+    };
+    read_back(&mut conn);
+    broker.kill();
+    broker.restart();
+    let mut conn = broker.connect();
+    read_back(&mut conn);
 }

@@ -16,6 +16,7 @@
 //! that rule lives here. A refused batch fails its partition with `INVALID_BATCH` and
 //! nothing of that partition's request is stored.
 
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -32,13 +33,14 @@ use super::forward::{route, Answers, Forwarded, Owner, Split};
 use super::{error_frame, ready, respond, Origin, Reply};
 use crate::clock::now_ms;
 use crate::counters::Counters;
+use crate::frame_pool::KeptFrame;
 use crate::group::OFFSETS_TOPIC;
 use crate::partition::Partition;
 use crate::producer_state::Verdict;
 use crate::request::Request;
 use crate::shard::Shard;
 use crate::stage_latency::{self, Stage};
-use crate::storage::AppendTicket;
+use crate::storage::{AppendTicket, ByteView, Claim};
 
 enum Slot {
     Done(ProducePartitionResult),
@@ -125,32 +127,64 @@ pub fn check_producible(header: BatchHeader<'_>) -> Result<(), ProduceRefusal> {
     Ok(())
 }
 
-/// Stage one of a produce request.
-pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply {
-    let (header, body, received) = (request.header, request.body(), request.received);
-    let req: &ArchivedProduceRequest = match wire::access_body::<ProduceRequest>(body) {
+/// A local partition's part of a request, validated, between the steps of stage one.
+struct LocalPlan {
+    part: Rc<Partition>,
+    index: u32,
+    /// Each batch's bytes in the request's frame.
+    batches: Vec<Range<usize>>,
+    /// The decompressed form of each compressed batch, for the key checks.
+    opened: Vec<Option<AlignedVec>>,
+    expect: ExpectedPosition,
+    /// The one key of a key-conditional append.
+    key: Option<Vec<u8>>,
+}
+
+enum Plan {
+    Done(ProducePartitionResult),
+    Local(LocalPlan),
+    Remote(Forwarded),
+}
+
+/// A local partition's batches once checked: the offsets claimed for each (and its bytes in
+/// the frame), or the answer without them.
+enum Admitted {
+    Claimed { part: Rc<Partition>, index: u32, claims: Vec<(Claim, Range<usize>)> },
+    Answered(Slot),
+}
+
+/// Stage one of a produce request, in three steps. (1) Nothing awaits: the request is
+/// validated and routed, local batches are noted by their place in the frame, forwards are
+/// copied. (2) Each local log's room is awaited (and a key-conditional append's key index),
+/// in arrival order. (3) Nothing awaits: per local partition the producer checks and
+/// conditions, offsets claimed and written into the frame's batches, which the logs then
+/// store — as views of the frame itself when one partition's batches are nearly all of it
+/// (`KEPT_FRAME_SHARE`), else copied.
+pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> Reply {
+    let (header, received) = (request.header, request.received);
+    let frame_at = request.frame.as_ptr() as usize;
+    let req: &ArchivedProduceRequest = match wire::access_body::<ProduceRequest>(request.body()) {
         Ok(r) => r,
         Err(e) => return ready(error_frame(&header, e.code(), &e.to_string())),
     };
     let ack = req.ack.to_native();
     let timeout_ms = req.timeout_ms.to_native();
-    let now = now_ms();
-    let mut slots: Vec<(String, Vec<Slot>)> = Vec::with_capacity(req.topics.len());
+    let mut plans: Vec<(String, Vec<Plan>)> = Vec::with_capacity(req.topics.len());
     let mut split = Split::<ProduceRequest>::default();
     for t in req.topics.iter() {
         let name = t.name.as_str();
-        let mut topic_slots = Vec::with_capacity(t.partitions.len());
+        let mut topic_plans = Vec::with_capacity(t.partitions.len());
         for p in t.partitions.iter() {
             let index = p.partition.to_native();
-            let slot = match route(shard, name, index, origin) {
+            let plan = match route(shard, name, index, origin) {
                 // The broker alone writes its internal topics.
-                _ if name == OFFSETS_TOPIC => Slot::Done(failed(index, ErrorCode::InternalTopic)),
-                Err(code) => Slot::Done(failed(index, code)),
+                _ if name == OFFSETS_TOPIC => Plan::Done(failed(index, ErrorCode::InternalTopic)),
+                Err(code) => Plan::Done(failed(index, code)),
                 Ok(Owner::Here) => {
                     let expect = expected(&p.expect);
-                    append_local(shard, name, index, p.batches.as_slice(), ack, now, expect).await
+                    plan_local(shard, name, index, p.batches.as_slice(), expect, frame_at)
                 }
-                Ok(Owner::Peer(owner)) => Slot::Remote(split.add(
+                Ok(Owner::Peer(owner)) => Plan::Remote(split.add(
                     owner,
                     name,
                     index,
@@ -162,10 +196,22 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
                     || ProduceRequest { ack, timeout_ms, topics: Vec::new() },
                 )),
             };
-            topic_slots.push(slot);
+            topic_plans.push(plan);
         }
-        slots.push((name.to_owned(), topic_slots));
+        plans.push((name.to_owned(), topic_plans));
     }
+    for plan in plans.iter_mut().flat_map(|(_, p)| p.iter_mut()) {
+        let Plan::Local(local) = plan else { continue };
+        if local.key.is_some() {
+            if let Err(e) = local.part.keys.ensure(&local.part.log).await {
+                *plan = Plan::Done(failed(local.index, e.code()));
+                continue;
+            }
+        }
+        // Backpressure: the reader stops here while the log's write queue is full.
+        local.part.log.writable().await;
+    }
+    let slots = append_all(shard, &mut request.frame, plans, ack, now_ms());
     // Send forwards now, still in arrival order; their answers are awaited in stage two.
     let forwards = split.send(shard).await;
     // Their copies of the batches wait in the shard-to-shard channels and on their owners
@@ -202,24 +248,28 @@ pub async fn start(shard: &Rc<Shard>, request: Request, origin: Origin) -> Reply
     })
 }
 
-/// Validates every batch of one partition, then enqueues them all (or none).
-async fn append_local(
+/// A partition's batches may stay in the request's frame (the log keeps views of it instead
+/// of copies) when they are at least this share of the frame's buffer, so the log never
+/// keeps a frame mostly of bytes it does not count: at most 8/7 of what it counts.
+const KEPT_FRAME_SHARE: (usize, usize) = (7, 8);
+
+/// Validates every batch of one partition (format, what a producer may store, size, a key
+/// condition's one key) and notes where each lies in the frame (at `frame_at`).
+fn plan_local(
     shard: &Rc<Shard>,
     topic: &str,
     index: u32,
     bytes: &[u8],
-    ack: AckLevel,
-    now: i64,
     expect: ExpectedPosition,
-) -> Slot {
+    frame_at: usize,
+) -> Plan {
     let Some(part) = shard.partition(topic, index) else {
-        return Slot::Done(failed(index, ErrorCode::UnknownPartition));
+        return Plan::Done(failed(index, ErrorCode::UnknownPartition));
     };
     if bytes.is_empty() {
-        return Slot::Done(failed(index, ErrorCode::InvalidBatch));
+        return Plan::Done(failed(index, ErrorCode::InvalidBatch));
     }
     let mut views = Vec::new();
-    // The decompressed form of each compressed batch, for the key checks below.
     let mut opened: Vec<Option<AlignedVec>> = Vec::new();
     for b in Envelopes::new(bytes) {
         let (code, reason) = match b.map(|v| (v, check_producible(v.header()))) {
@@ -236,11 +286,11 @@ async fn append_local(
         };
         // The response carries only the code; the reason is here for whoever debugs it.
         debug!(topic, partition = index, batch = views.len(), %reason, "batch refused");
-        return Slot::Done(failed(index, code));
+        return Plan::Done(failed(index, code));
     }
     let limit = part.log.batch_bytes_max();
     if views.iter().any(|v| v.len() > limit) {
-        return Slot::Done(failed(index, ErrorCode::BatchTooLarge));
+        return Plan::Done(failed(index, ErrorCode::BatchTooLarge));
     }
     // A key condition needs one key over all records, and the partition's key index.
     let key = match expect {
@@ -252,26 +302,121 @@ async fn append_local(
                     partition = index,
                     "key-conditional append whose records do not share one key"
                 );
-                return Slot::Done(failed(index, ErrorCode::InvalidRequest));
+                return Plan::Done(failed(index, ErrorCode::InvalidRequest));
             };
-            if let Err(e) = part.keys.ensure(&part.log).await {
-                return Slot::Done(failed(index, e.code()));
-            }
             Some(key)
         }
         _ => None,
     };
-    // Backpressure: the reader stops here while the log's write queue is full.
-    part.log.writable().await;
+    let batches = views
+        .iter()
+        .map(|v| {
+            let at = v.as_ptr() as usize - frame_at;
+            at..at + v.len()
+        })
+        .collect();
+    Plan::Local(LocalPlan { part, index, batches, opened, expect, key })
+}
+
+/// Step (3) of stage one: admits every local partition's batches, writes their offsets into
+/// `frame` and has the logs store them (nothing awaits, so the claimed offsets hold).
+fn append_all(
+    shard: &Rc<Shard>,
+    frame: &mut AlignedVec,
+    plans: Vec<(String, Vec<Plan>)>,
+    ack: AckLevel,
+    now: i64,
+) -> Vec<(String, Vec<Slot>)> {
+    let admitted: Vec<(String, Vec<Admitted>)> = plans
+        .into_iter()
+        .map(|(name, topic_plans)| {
+            let topic_admitted = topic_plans
+                .into_iter()
+                .map(|plan| match plan {
+                    Plan::Done(r) => Admitted::Answered(Slot::Done(r)),
+                    Plan::Remote(f) => Admitted::Answered(Slot::Remote(f)),
+                    Plan::Local(local) => admit(shard, &name, local, frame, ack, now),
+                })
+                .collect();
+            (name, topic_admitted)
+        })
+        .collect();
+    // The frame itself is kept when one partition's batches are nearly all of it.
+    let (share, of) = KEPT_FRAME_SHARE;
+    let mut kept_at = None;
+    for (at, a) in admitted.iter().flat_map(|(_, a)| a).enumerate() {
+        if let Admitted::Claimed { claims, .. } = a {
+            for (claim, range) in claims {
+                wire::batch::header::assign(&mut frame[range.clone()], claim.base_offset(), now);
+            }
+            let stored: usize = claims.iter().map(|(_, r)| r.len()).sum();
+            if stored > 0 && stored * of >= frame.capacity() * share {
+                kept_at = Some(at);
+            }
+        }
+    }
+    let kept = kept_at.map(|_| ByteView::new(Rc::new(KeptFrame::new(std::mem::take(frame)))));
+    let mut at = 0;
+    let mut store = |a: Admitted| {
+        let in_kept = kept_at == Some(at);
+        at += 1;
+        let (part, index, claims) = match a {
+            Admitted::Answered(slot) => return slot,
+            Admitted::Claimed { part, index, claims } => (part, index, claims),
+        };
+        if in_kept {
+            Counters::add(&shard.counters.batches_in_frame, claims.len() as u64);
+        }
+        let tickets = claims
+            .into_iter()
+            .map(|(claim, range)| {
+                let bytes = match &kept {
+                    Some(view) if in_kept => view.slice(range.start, range.end),
+                    Some(view) => copied(&view[range]),
+                    None => copied(&frame[range]),
+                };
+                part.log.store(claim, bytes)
+            })
+            .collect();
+        Slot::Local {
+            partition: index,
+            tickets,
+            log_append_time_ms: now,
+            enqueued: std::time::Instant::now(),
+        }
+    };
+    admitted
+        .into_iter()
+        .map(|(name, topic_admitted)| (name, topic_admitted.into_iter().map(&mut store).collect()))
+        .collect()
+}
+
+/// A batch's own copy.
+fn copied(batch: &[u8]) -> ByteView {
+    ByteView::new(Rc::new(wire::to_aligned(batch)))
+}
+
+/// Checks one local partition's batches against its producers' state and its condition and
+/// claims their offsets (all, or none but a prefix an idempotent producer's refusal ends).
+fn admit(
+    shard: &Rc<Shard>,
+    topic: &str,
+    plan: LocalPlan,
+    frame: &[u8],
+    ack: AckLevel,
+    now: i64,
+) -> Admitted {
+    let LocalPlan { part, index, batches, opened, expect, key } = plan;
+    let answer = |r| Admitted::Answered(Slot::Done(r));
     let mut checked = false;
-    // From here to the end nothing awaits: an idempotent producer's batches are checked,
-    // enqueued and remembered in one step, in offset order.
-    let mut tickets = Vec::with_capacity(views.len());
+    // Claimed in offset order; an idempotent producer's batches are remembered as they are.
+    let mut claims: Vec<(Claim, Range<usize>)> = Vec::with_capacity(batches.len());
     let mut duplicate: Option<(u64, u64)> = None;
     let mut producers = part.producers.borrow_mut();
     let md = shard.metadata();
     let epochs = &md.producer_epochs;
-    for (v, plain) in views.into_iter().zip(&opened) {
+    for (range, plain) in batches.into_iter().zip(&opened) {
+        let v = &frame[range.clone()];
         let h = wire::BatchHeader::new(v).expect("validated above");
         let (id, epoch, sequence, records) =
             (h.producer_id(), h.producer_epoch(), h.base_sequence(), h.record_count());
@@ -285,15 +430,15 @@ async fn append_local(
             Verdict::Append => {}
             // Stored before: skipped (a request of only retried batches gets their offsets).
             Verdict::Duplicate { base_offset, last_offset } => {
-                if tickets.is_empty() {
+                if claims.is_empty() {
                     let first = duplicate.map_or(base_offset, |(b, _)| b);
                     duplicate = Some((first, last_offset));
                 }
                 continue;
             }
-            Verdict::Refuse(code) if tickets.is_empty() && duplicate.is_none() => {
+            Verdict::Refuse(code) if claims.is_empty() && duplicate.is_none() => {
                 debug!(topic, partition = index, producer = id, epoch, sequence, %code, "idempotent batch refused");
-                return Slot::Done(failed(index, code));
+                return answer(failed(index, code));
             }
             Verdict::Refuse(_) => break, // earlier batches are in; report them
         }
@@ -302,18 +447,18 @@ async fn append_local(
             checked = true;
             // The index may have gone over budget while this request waited to be written.
             if key.is_some() && !part.keys.is_ready() {
-                return Slot::Done(failed(index, ErrorCode::ResourceLimit));
+                return answer(failed(index, ErrorCode::ResourceLimit));
             }
             if let Some(actual) = condition_fails(&part, expect, key.as_deref()) {
                 let mut r = failed(index, ErrorCode::ConditionFailed);
                 r.current_offset = actual;
-                return Slot::Done(r);
+                return answer(r);
             }
         }
-        match part.log.enqueue(v, ack, now) {
-            Ok(t) => {
-                producers.record(id, epoch, sequence, records, t.base_offset, now);
-                part.keys.note(plain.as_deref().unwrap_or(v), t.base_offset);
+        match part.log.claim(v, ack, now) {
+            Ok(c) => {
+                producers.record(id, epoch, sequence, records, c.base_offset(), now);
+                part.keys.note(plain.as_deref().unwrap_or(v), c.base_offset());
                 Counters::add(&shard.counters.bytes_in, v.len() as u64);
                 Counters::add(&shard.counters.batches_in, 1);
                 Counters::add(&shard.counters.records_in, u64::from(records));
@@ -324,23 +469,18 @@ async fn append_local(
                     records.into(),
                     v.len() as u64,
                 );
-                tickets.push(t);
+                claims.push((c, range));
             }
-            Err(e) if tickets.is_empty() => return Slot::Done(failed(index, e.code())),
+            Err(e) if claims.is_empty() => return answer(failed(index, e.code())),
             Err(_) => break, // earlier batches are in; report them (the client retries the rest)
         }
     }
     drop(producers);
     match duplicate {
-        Some((base_offset, last_offset)) if tickets.is_empty() => {
-            Slot::Duplicate { part, base_offset, last_offset }
+        Some((base_offset, last_offset)) if claims.is_empty() => {
+            Admitted::Answered(Slot::Duplicate { part, base_offset, last_offset })
         }
-        _ => Slot::Local {
-            partition: index,
-            tickets,
-            log_append_time_ms: now,
-            enqueued: std::time::Instant::now(),
-        },
+        _ => Admitted::Claimed { part, index, claims },
     }
 }
 

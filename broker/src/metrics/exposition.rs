@@ -4,6 +4,7 @@
 //!
 //! Series (every name carries its unit; counters get `_total` from the encoder):
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
+//!   `broker_batches_in_frame_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
 //!   `broker_credit_stalls_total`, `broker_journal_{records,records_gathered,record_bytes,files_created,
 //!   files_removed,files_recycled,file_create_failures,filesystem_syncs}_total`,
@@ -219,6 +220,8 @@ impl Scrape {
         counters(e, "broker_records_out", "Records sent to consumers", per(|s| s.records_out))?;
         counters(e, "broker_batches_in", "Batches appended", per(|s| s.batches_in))?;
         counters(e, "broker_batches_out", "Batches sent to consumers", per(|s| s.batches_out))?;
+        let help = "Batches appended that the log keeps in their request's frame (not copied)";
+        counters(e, "broker_batches_in_frame", help, per(|s| s.batches_in_frame))?;
         gauges(e, "broker_connections", "Open client connections", per(|s| s.connections))?;
         let accepted = per(|s| s.connections_total);
         counters(e, "broker_connections_accepted", "Client connections accepted", accepted)?;

@@ -45,6 +45,8 @@ pub struct ShardSnapshot {
     pub batches_in: u64,
     /// Batches sent to consumers.
     pub batches_out: u64,
+    /// Batches appended that the log keeps in their request's frame.
+    pub batches_in_frame: u64,
     /// Open connections.
     pub connections: u64,
     /// Accepted connections.
@@ -251,6 +253,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         records_out: c.records_out.get(),
         batches_in: c.batches_in.get(),
         batches_out: c.batches_out.get(),
+        batches_in_frame: c.batches_in_frame.get(),
         connections: c.connections.get(),
         connections_total: c.connections_total.get(),
         tls_handshakes_failed: c.tls_handshakes_failed.get(),

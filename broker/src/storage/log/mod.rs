@@ -7,7 +7,10 @@
 //! - `enqueue` assigns offsets synchronously, in call order, and never blocks; callers apply
 //!   backpressure by awaiting [`PartitionLog::writable`] first. The batch must already be
 //!   validated (its envelope, and its records once, decompressed if need be: see
-//!   `api/produce.rs`). Reads and recovery check envelopes only (lengths, header, CRC32C over
+//!   `api/produce.rs`). [`PartitionLog::claim`] + [`PartitionLog::store`] is `enqueue` in
+//!   two steps for a caller that writes the claimed offsets into its own bytes (a produce
+//!   request's frame, kept as the log's view): claims are stored in order, before anything
+//!   awaits. Reads and recovery check envelopes only (lengths, header, CRC32C over
 //!   the records): the CRC proves the records are the ones checked at ingress.
 //! - Dropping the log without `close` is a crash: its tasks stop where they are.
 //! - Descriptors: an open log holds its partition's reservation in the broker's storage
@@ -88,7 +91,8 @@ use crate::watermark::Watermark;
 pub use self::cleaner::CleanerStats;
 pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::{ReadOutcome, TimestampLookup};
-pub use self::ticket::{AppendTicket, AppendTicketDone};
+use self::ticket::ClaimParts;
+pub use self::ticket::{AppendTicket, AppendTicketDone, Claim};
 
 /// How a log joins its shard's journal (see [`PartitionLog::open_journaled`]).
 pub struct JournalJoin<'a, D: Disk> {
@@ -296,6 +300,32 @@ impl<D: Disk> PartitionLog<D> {
         now_ms: i64,
         batch_bytes_max: usize,
     ) -> Result<AppendTicket, StorageError> {
+        let claim = self.claim_within(batch, ack, now_ms, batch_bytes_max)?;
+        let mut owned = wire::to_aligned(batch);
+        wire::batch::header::assign(&mut owned, claim.base_offset(), now_ms);
+        Ok(self.store(claim, ByteView::new(Rc::new(owned))))
+    }
+
+    /// The first step of [`PartitionLog::enqueue`] for a caller that assigns the batch's
+    /// offsets in its own bytes (a produce request's frame): checks that the log takes the
+    /// validated `batch` and claims its offsets. The caller writes them into the batch
+    /// (`wire::batch::header::assign` with [`Claim::base_offset`] and `now_ms`) and hands
+    /// it to [`PartitionLog::store`] before anything awaits; claims of one log are stored
+    /// in the order they were made.
+    pub fn claim(&self, batch: &[u8], ack: AckLevel, now_ms: i64) -> Result<Claim, StorageError> {
+        if let Some(e) = self.shared.no_space() {
+            return Err(StorageError::Io(e));
+        }
+        self.claim_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
+    }
+
+    fn claim_within(
+        &self,
+        batch: &[u8],
+        ack: AckLevel,
+        now_ms: i64,
+        batch_bytes_max: usize,
+    ) -> Result<Claim, StorageError> {
         let sh = &self.shared;
         let mut st = sh.queue.borrow_mut();
         if st.closing {
@@ -318,9 +348,36 @@ impl<D: Disk> PartitionLog<D> {
         );
         let base_offset = st.next_offset;
         let next_offset = base_offset + u64::from(header.record_count());
-        let max_timestamp_ms = header.max_timestamp_ms();
-        let mut owned = wire::to_aligned(batch);
-        wire::batch::header::assign(&mut owned, base_offset, now_ms);
+        st.next_offset = next_offset;
+        Ok(Claim::new(ClaimParts {
+            base_offset,
+            next_offset,
+            max_timestamp_ms: header.max_timestamp_ms(),
+            len: batch.len(),
+            ack,
+            now_ms,
+        }))
+    }
+
+    /// The second step of [`PartitionLog::claim`]: queues `bytes` (the claimed batch, its
+    /// offsets and append time assigned) and returns where it landed. The log keeps the
+    /// view (its cache, the journal and the segment writer read it) until it is written and
+    /// no reader needs it.
+    pub fn store(&self, claim: Claim, bytes: ByteView) -> AppendTicket {
+        let ClaimParts { base_offset, next_offset, max_timestamp_ms, len, ack, now_ms } =
+            claim.into_parts();
+        let sh = &self.shared;
+        let header = BatchHeader::new(&bytes).expect("a claimed batch");
+        assert!(
+            bytes.len() == len
+                && header.base_offset() == base_offset
+                && header.log_append_time_ms() == now_ms,
+            "stored batch ({} bytes at offset {}) is not the one claimed ({len} at {base_offset})",
+            bytes.len(),
+            header.base_offset()
+        );
+        let mut st = sh.queue.borrow_mut();
+        debug_assert!(st.next_offset >= next_offset, "claims are stored in order");
         let (mut tx, rx) = match ack {
             AckLevel::None => (None, None),
             _ => {
@@ -328,9 +385,7 @@ impl<D: Disk> PartitionLog<D> {
                 (Some(tx), Some(rx))
             }
         };
-        st.next_offset = next_offset;
-        st.pending_bytes += batch.len();
-        let bytes = ByteView::new(Rc::new(owned));
+        st.pending_bytes += len;
         let journaled = sh.journal.as_ref().map(|_| bytes.clone());
         if sh.journal.is_some() {
             // Durable (and `written`) once journaled, before the deferred segment write:
@@ -364,12 +419,7 @@ impl<D: Disk> PartitionLog<D> {
         if wake_writer {
             sh.writer_signal.advance(sh.writer_signal.get() + 1);
         }
-        Ok(AppendTicket {
-            base_offset,
-            last_offset: next_offset - 1,
-            log_append_time_ms: now_ms,
-            rx,
-        })
+        AppendTicket { base_offset, last_offset: next_offset - 1, log_append_time_ms: now_ms, rx }
     }
 
     /// Resolves once the queue of unwritten appends is below `pending_bytes_max` (with the
