@@ -31,6 +31,27 @@ fn plain(tag: u32, n: u32) -> Vec<u8> {
     b.finish().unwrap().to_vec()
 }
 
+/// One durable request of `(partition, batches)` entries: each entry's error, first and last
+/// offset.
+fn produce_parts(conn: &mut Conn, entries: &[(u32, Vec<u8>)]) -> Vec<(u16, i64, i64)> {
+    let resp: ProduceResponse = conn.call(&ProduceRequest {
+        ack: AckLevel::Durable,
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: TOPIC.into(),
+            partitions: entries
+                .iter()
+                .map(|(partition, batches)| ProducePartition {
+                    partition: *partition,
+                    batches: batches.clone(),
+                    expect: Default::default(),
+                })
+                .collect(),
+        }],
+    });
+    resp.topics[0].partitions.iter().map(|p| (p.error, p.base_offset, p.last_offset)).collect()
+}
+
 fn producer_id(conn: &mut Conn) -> i64 {
     let r: InitProducerIdResponse = conn.call(&InitProducerIdRequest::default());
     assert_eq!(r.error, 0, "{}", r.message);
@@ -340,27 +361,26 @@ fn batches_stay_in_their_frame_only_when_they_are_nearly_all_of_it() {
 
     // Two partitions' halves of one request: copied.
     let halves = [plain(4, 500), plain(5, 500)];
-    let resp: ProduceResponse = conn.call(&ProduceRequest {
-        ack: AckLevel::Durable,
-        timeout_ms: 10_000,
-        topics: vec![ProduceTopic {
-            name: TOPIC.into(),
-            partitions: (0..2)
-                .map(|p| ProducePartition {
-                    partition: p,
-                    batches: halves[p as usize].clone(),
-                    expect: Default::default(),
-                })
-                .collect(),
-        }],
-    });
-    let parts = &resp.topics[0].partitions;
-    assert_eq!((parts[0].error, parts[0].base_offset), (0, 3100));
-    assert_eq!((parts[1].error, parts[1].base_offset), (0, 0));
+    let parts = produce_parts(&mut conn, &[(0, halves[0].clone()), (1, halves[1].clone())]);
+    assert_eq!(parts, [(0, 3100, 3599), (0, 0, 499)]);
     let [h0, h1] = halves;
     expected[0].push(h0);
     expected[1].push(h1);
     assert_eq!(kept(&broker) - before, 4, "two partitions' halves are copied");
+
+    // One partition nearly all of a request (kept) and a small one beside it (copied out of
+    // the kept frame); then one partition twice in a request (halves: copied, in order).
+    let (most, little) = (plain(6, 1000), plain(7, 10));
+    let parts = produce_parts(&mut conn, &[(0, most.clone()), (1, little.clone())]);
+    assert_eq!(parts, [(0, 3600, 4599), (0, 500, 509)]);
+    expected[0].push(most);
+    expected[1].push(little);
+    assert_eq!(kept(&broker) - before, 5);
+    let (one, two) = (plain(8, 300), plain(9, 300));
+    let parts = produce_parts(&mut conn, &[(0, one.clone()), (0, two.clone())]);
+    assert_eq!(parts, [(0, 4600, 4899), (0, 4900, 5199)]);
+    expected[0].extend([one, two]);
+    assert_eq!(kept(&broker) - before, 5);
 
     // An idempotent producer's request whose second, large batch leaves a gap: the first
     // is appended, copied, and the frame goes.
@@ -368,13 +388,13 @@ fn batches_stay_in_their_frame_only_when_they_are_nearly_all_of_it() {
     let first = batch(a, 0, 0, 10);
     let cut = [first.clone(), batch(a, 0, 50, 1000)].concat();
     let r = produce(&mut conn, TOPIC, 0, &cut, AckLevel::Durable);
-    assert_eq!((r.error, r.base_offset, r.last_offset), (0, 3600, 3609));
+    assert_eq!((r.error, r.base_offset, r.last_offset), (0, 5200, 5209));
     expected[0].push(first);
-    assert_eq!(kept(&broker) - before, 4, "a frame mostly of refused bytes is not kept");
+    assert_eq!(kept(&broker) - before, 5, "a frame mostly of refused bytes is not kept");
 
     let read_back = |conn: &mut Conn| {
         for (p, want) in expected.iter().enumerate() {
-            let stored = fetch_all(conn, TOPIC, p as u32, if p == 0 { 3610 } else { 500 });
+            let stored = fetch_all(conn, TOPIC, p as u32, if p == 0 { 5210 } else { 510 });
             assert_eq!(stored.len(), want.len(), "partition {p}");
             for (s, w) in stored.iter().zip(want) {
                 // The broker assigned the offsets and append time (before the CRC's range).

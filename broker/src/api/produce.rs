@@ -253,6 +253,12 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
 /// keeps a frame mostly of bytes it does not count: at most 8/7 of what it counts.
 const KEPT_FRAME_SHARE: (usize, usize) = (7, 8);
 
+/// Largest frame buffer kept so. The cache evicts batch by batch and a frame stays whole
+/// until its last batch goes, so a partly evicted frame (at most one per partition whose
+/// batches straddle the cache's eviction point) keeps at most this much beyond what the
+/// cache counts.
+const KEPT_FRAME_BYTES_MAX: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
+
 /// Validates every batch of one partition (format, what a producer may store, size, a key
 /// condition's one key) and notes where each lies in the frame (at `frame_at`).
 fn plan_local(
@@ -350,7 +356,8 @@ fn append_all(
                 wire::batch::header::assign(&mut frame[range.clone()], claim.base_offset(), now);
             }
             let stored: usize = claims.iter().map(|(_, r)| r.len()).sum();
-            if stored > 0 && stored * of >= frame.capacity() * share {
+            let cap = frame.capacity();
+            if stored > 0 && stored * of >= cap * share && cap <= KEPT_FRAME_BYTES_MAX {
                 kept_at = Some(at);
             }
         }
@@ -364,20 +371,35 @@ fn append_all(
             Admitted::Answered(slot) => return slot,
             Admitted::Claimed { part, index, claims } => (part, index, claims),
         };
-        if in_kept {
-            Counters::add(&shard.counters.batches_in_frame, claims.len() as u64);
+        let mut tickets = Vec::with_capacity(claims.len());
+        let mut refused = None;
+        for (claim, range) in claims {
+            let len = range.len() as u64;
+            let bytes = match &kept {
+                Some(view) if in_kept => view.slice(range.start, range.end),
+                Some(view) => copied(&view[range]),
+                None => copied(&frame[range]),
+            };
+            // Once one fails (the log was fenced), the rest fail too: earlier batches are in.
+            match part.log.store(claim, bytes) {
+                Ok(t) if refused.is_none() => {
+                    let (records, bytes) = (t.last_offset - t.base_offset + 1, len);
+                    let c = &shard.counters;
+                    Counters::add(&c.bytes_in, bytes);
+                    Counters::add(&c.batches_in, 1);
+                    Counters::add(&c.records_in, records);
+                    Counters::add(&c.batches_in_frame, u64::from(in_kept));
+                    c.partitions.count_in(&part.topic, part.index, records, bytes);
+                    tickets.push(t);
+                }
+                // (A fenced log stores nothing more: not reached.)
+                Ok(_) => {}
+                Err(e) => refused = refused.or(Some(e.code())),
+            }
         }
-        let tickets = claims
-            .into_iter()
-            .map(|(claim, range)| {
-                let bytes = match &kept {
-                    Some(view) if in_kept => view.slice(range.start, range.end),
-                    Some(view) => copied(&view[range]),
-                    None => copied(&frame[range]),
-                };
-                part.log.store(claim, bytes)
-            })
-            .collect();
+        if let (true, Some(code)) = (tickets.is_empty(), refused) {
+            return Slot::Done(failed(index, code));
+        }
         Slot::Local {
             partition: index,
             tickets,
@@ -459,16 +481,6 @@ fn admit(
             Ok(c) => {
                 producers.record(id, epoch, sequence, records, c.base_offset(), now);
                 part.keys.note(plain.as_deref().unwrap_or(v), c.base_offset());
-                Counters::add(&shard.counters.bytes_in, v.len() as u64);
-                Counters::add(&shard.counters.batches_in, 1);
-                Counters::add(&shard.counters.records_in, u64::from(records));
-                let topic = &part.topic;
-                shard.counters.partitions.count_in(
-                    topic,
-                    part.index,
-                    records.into(),
-                    v.len() as u64,
-                );
                 claims.push((c, range));
             }
             Err(e) if claims.is_empty() => return answer(failed(index, e.code())),

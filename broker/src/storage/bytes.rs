@@ -39,6 +39,20 @@ impl ByteView {
         }
     }
 
+    /// `views` with adjacent slices of one buffer merged (fewer, larger chunks: batches of
+    /// one disk read, or of one produce request's frame that the log kept).
+    pub fn coalesce(views: Vec<ByteView>) -> Vec<ByteView> {
+        let mut out: Vec<ByteView> = Vec::with_capacity(views.len());
+        for v in views {
+            if let Some(merged) = out.last().and_then(|last| last.extend_adjacent(&v)) {
+                *out.last_mut().expect("a last view") = merged;
+                continue;
+            }
+            out.push(v);
+        }
+        out
+    }
+
     /// Length of the whole buffer this view keeps alive.
     pub fn owner_len(&self) -> usize {
         (*self.owner).as_ref().len()

@@ -384,7 +384,7 @@ impl<F: DiskFile> Segment<F> {
             debug_assert!(at > 0, "no progress reading {self:?} at {pos}");
             pos += at as u64;
         }
-        Ok(coalesce(out))
+        Ok(ByteView::coalesce(out))
     }
 
     /// The announced length of the batch that contains `offset` (only headers are read, and
@@ -464,24 +464,6 @@ impl<F: DiskFile> Segment<F> {
             reason = %reason, "stored batch failed validation on read; reported to the reader as corrupt");
         StorageError::Corrupt { file: self.log_path.display().to_string(), position, reason }
     }
-}
-
-/// Merges views that are adjacent slices of the same buffer (fewer, larger chunks).
-fn coalesce(views: Vec<ByteView>) -> Vec<ByteView> {
-    let mut out: Vec<ByteView> = Vec::with_capacity(views.len());
-    for v in views {
-        if let Some(last) = out.last_mut() {
-            let (a, b) = (last.as_ref(), v.as_ref());
-            if a.as_ptr().wrapping_add(a.len()) == b.as_ptr() {
-                if let Some(merged) = last.extend_adjacent(&v) {
-                    *last = merged;
-                    continue;
-                }
-            }
-        }
-        out.push(v);
-    }
-    out
 }
 
 /// Reads `[pos, pos + len)` of `file`, clamped to `end`, as a view starting exactly at `pos`

@@ -303,7 +303,7 @@ impl<D: Disk> PartitionLog<D> {
         let claim = self.claim_within(batch, ack, now_ms, batch_bytes_max)?;
         let mut owned = wire::to_aligned(batch);
         wire::batch::header::assign(&mut owned, claim.base_offset(), now_ms);
-        Ok(self.store(claim, ByteView::new(Rc::new(owned))))
+        self.store(claim, ByteView::new(Rc::new(owned)))
     }
 
     /// The first step of [`PartitionLog::enqueue`] for a caller that assigns the batch's
@@ -362,11 +362,22 @@ impl<D: Disk> PartitionLog<D> {
     /// The second step of [`PartitionLog::claim`]: queues `bytes` (the claimed batch, its
     /// offsets and append time assigned) and returns where it landed. The log keeps the
     /// view (its cache, the journal and the segment writer read it) until it is written and
-    /// no reader needs it.
-    pub fn store(&self, claim: Claim, bytes: ByteView) -> AppendTicket {
+    /// no reader needs it. Fails, queuing nothing, if the log was fenced since the claim
+    /// (an earlier store's journal submission failed: the fence took back the claimed
+    /// offsets); so do the claims stored after it.
+    pub fn store(&self, claim: Claim, bytes: ByteView) -> Result<AppendTicket, StorageError> {
         let ClaimParts { base_offset, next_offset, max_timestamp_ms, len, ack, now_ms } =
             claim.into_parts();
         let sh = &self.shared;
+        {
+            let st = sh.queue.borrow();
+            if let Some(reason) = &st.fenced {
+                return Err(StorageError::Fenced(reason.clone()));
+            }
+            if st.closing {
+                return Err(StorageError::Closed);
+            }
+        }
         let header = BatchHeader::new(&bytes).expect("a claimed batch");
         assert!(
             bytes.len() == len
@@ -419,7 +430,12 @@ impl<D: Disk> PartitionLog<D> {
         if wake_writer {
             sh.writer_signal.advance(sh.writer_signal.get() + 1);
         }
-        AppendTicket { base_offset, last_offset: next_offset - 1, log_append_time_ms: now_ms, rx }
+        Ok(AppendTicket {
+            base_offset,
+            last_offset: next_offset - 1,
+            log_append_time_ms: now_ms,
+            rx,
+        })
     }
 
     /// Resolves once the queue of unwritten appends is below `pending_bytes_max` (with the

@@ -103,7 +103,7 @@ impl<D: Disk> PartitionLog<D> {
         if offset >= sh.written.get() {
             if let Some(batches) = sh.unwritten.read(offset, max_bytes, first) {
                 sh.bump_stats(|s| s.cache_reads += 1);
-                out.batches = batches;
+                out.batches = ByteView::coalesce(batches);
                 trim_to(&mut out.batches, high_watermark);
                 return Ok(out);
             }
@@ -112,7 +112,7 @@ impl<D: Disk> PartitionLog<D> {
         // after the read: writes go on while a disk read waits).
         if let Some(batches) = sh.cache.read(offset, max_bytes, first) {
             sh.bump_stats(|s| s.cache_reads += 1);
-            out.batches = batches;
+            out.batches = ByteView::coalesce(batches);
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
             }

@@ -72,11 +72,6 @@ impl Claim {
         self.parts.base_offset
     }
 
-    /// The log-append time to assign with it.
-    pub fn append_time_ms(&self) -> i64 {
-        self.parts.now_ms
-    }
-
     pub(super) fn into_parts(mut self) -> ClaimParts {
         self.stored = true;
         self.parts

@@ -760,6 +760,57 @@ fn journal_queue_is_bounded_by_the_write_budget() {
     });
 }
 
+/// Offsets claimed for several batches and stored one by one (a produce request's batches
+/// kept in its frame, `api/produce.rs`): when the first store's journal submission fails,
+/// the log fences and takes the claimed offsets back, and the stores after it fail queuing
+/// nothing (before: the "claims are stored in order" check fired, and a release build
+/// queued the batch into the fenced log).
+#[test]
+fn claims_stored_after_a_failed_journal_submission_are_refused() {
+    run(|| async {
+        let disk = SimDisk::new(6, SimFaults::default());
+        let config = small_config();
+        let jconfig = journal_config(1 << 20, config.batch_bytes_max);
+        let journal =
+            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
+        let shard = ShardCache::new(0);
+        let join =
+            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
+        let log = PartitionLog::open_journaled(
+            disk.clone(),
+            PathBuf::from("/t/0"),
+            config,
+            shard.partition(),
+            unlimited_files(),
+            join,
+        )
+        .await
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(6);
+        let batches: Vec<_> = (0..3).map(|i| make_batch(&mut rng, 500, i)).collect();
+        log.append(&batches[0], AckLevel::Durable, 1000).await.unwrap();
+        let kept = log.next_offset();
+        journal.close().await.unwrap();
+        let claims: Vec<_> = batches[1..]
+            .iter()
+            .map(|b| log.claim(b, AckLevel::Durable, 1000).expect("the log is not fenced yet"))
+            .collect();
+        let mut results = Vec::new();
+        for (claim, batch) in claims.into_iter().zip(&batches[1..]) {
+            let mut owned = wire::to_aligned(batch);
+            wire::batch::header::assign(&mut owned, claim.base_offset(), 1000);
+            results.push(log.store(claim, ByteView::new(Rc::new(owned))));
+        }
+        // The first was queued and failed through the fence; the second was refused.
+        let mut results = results.into_iter();
+        let first = results.next().unwrap().expect("queued before the fence");
+        assert!(matches!(first.wait().await, Err(StorageError::Fenced(_))));
+        assert!(matches!(results.next().unwrap(), Err(StorageError::Fenced(_))));
+        assert_eq!(log.next_offset(), kept, "the fence took the claimed offsets back");
+        let _ = log.close().await;
+    });
+}
+
 /// A journal file that cannot be created (disk full) fences nothing: no record was
 /// written, so the `durable` append waits unacked while new ones are refused with
 /// DISK_FULL, and once space returns the file is made and the append, and later ones,
