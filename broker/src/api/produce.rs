@@ -347,30 +347,34 @@ fn append_all(
             (name, topic_admitted)
         })
         .collect();
-    // The frame itself is kept when one partition's batches are nearly all of it.
-    let (share, of) = KEPT_FRAME_SHARE;
-    let mut kept_at = None;
-    for (at, a) in admitted.iter().flat_map(|(_, a)| a).enumerate() {
-        if let Admitted::Claimed { claims, .. } = a {
+    // The frame itself is kept when one partition's batches (of all its entries: a client
+    // may send each batch as an entry of its own) are nearly all of it.
+    let mut stored: Vec<(*const Partition, usize)> = Vec::new();
+    for a in admitted.iter().flat_map(|(_, a)| a) {
+        if let Admitted::Claimed { part, claims, .. } = a {
             for (claim, range) in claims {
                 wire::batch::header::assign(&mut frame[range.clone()], claim.base_offset(), now);
             }
-            let stored: usize = claims.iter().map(|(_, r)| r.len()).sum();
-            let cap = frame.capacity();
-            if stored > 0 && stored * of >= cap * share && cap <= KEPT_FRAME_BYTES_MAX {
-                kept_at = Some(at);
+            let bytes: usize = claims.iter().map(|(_, r)| r.len()).sum();
+            match stored.iter_mut().find(|(p, _)| *p == Rc::as_ptr(part)) {
+                Some((_, sum)) => *sum += bytes,
+                None => stored.push((Rc::as_ptr(part), bytes)),
             }
         }
     }
-    let kept = kept_at.map(|_| ByteView::new(Rc::new(KeptFrame::new(std::mem::take(frame)))));
-    let mut at = 0;
+    let (share, of) = KEPT_FRAME_SHARE;
+    let cap = frame.capacity();
+    let kept_part = match cap <= KEPT_FRAME_BYTES_MAX {
+        true => stored.iter().find(|&&(_, sum)| sum > 0 && sum * of >= cap * share).map(|p| p.0),
+        false => None,
+    };
+    let kept = kept_part.map(|_| ByteView::new(Rc::new(KeptFrame::new(std::mem::take(frame)))));
     let mut store = |a: Admitted| {
-        let in_kept = kept_at == Some(at);
-        at += 1;
         let (part, index, claims) = match a {
             Admitted::Answered(slot) => return slot,
             Admitted::Claimed { part, index, claims } => (part, index, claims),
         };
+        let in_kept = kept_part == Some(Rc::as_ptr(&part));
         let mut tickets = Vec::with_capacity(claims.len());
         let mut refused = None;
         for (claim, range) in claims {
