@@ -221,8 +221,9 @@ fn connections(b: &Broker, shards: u32) -> f64 {
 
 /// A Kafka consumer's long-poll fetch is watched while it waits: a request sent behind it is
 /// read whole and answered after it, in order, and a client that leaves ends it at once (the
-/// connection went only at the fetch's deadline before, 20 s here) — whether it waits on the
-/// connection's shard or, with partitions on both shards, on their owners.
+/// connection went only at the fetch's deadline before, 20 s here), also after sending a
+/// request behind it; a graceful stop ends it too — whether it waits on the connection's
+/// shard or, with partitions on both shards, on their owners.
 #[test]
 fn a_kafka_long_poll_ends_when_its_client_leaves_and_keeps_what_follows() {
     for shards in [1u32, 2] {
@@ -266,14 +267,60 @@ fn a_kafka_long_poll_ends_when_its_client_leaves_and_keeps_what_follows() {
         }
         std::thread::sleep(Duration::from_millis(300));
         drop(leaving);
-        let left = std::time::Instant::now();
-        while connections(&b, shards) > before {
-            let waited = left.elapsed();
-            assert!(
-                waited < Duration::from_secs(5),
-                "{shards} shard(s): connection kept {waited:?} after the client left"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        gone_within_5s(&b, shards, before, "after the client left");
+
+        // A client that sends a request behind its long-poll and then leaves: the watch reads
+        // the request ahead and still sees it leave (before: it kept the first byte and
+        // stopped watching, so the connection stayed to the fetch's deadline).
+        let mut pipelined = counted(&b, shards, before, &addr, &poll, 4);
+        std::thread::sleep(Duration::from_millis(300));
+        let versions = kafka_protocol::messages::ApiVersionsRequest::default();
+        pipelined.write_all(&frame(ApiKey::ApiVersions, 0, 5, &versions)).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        drop(pipelined);
+        gone_within_5s(&b, shards, before, "after a client that pipelined left");
+
+        // A graceful stop during a long-poll answers it and closes at once (before: the stop
+        // waited for the fetch, up to 10 s per shard).
+        let mut polling = counted(&b, shards, before, &addr, &poll, 6);
+        polling.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let stopping = std::time::Instant::now();
+        let mut b = b;
+        assert_eq!(b.stop(), Some(0));
+        let took = stopping.elapsed();
+        assert!(took < Duration::from_secs(5), "{shards} shard(s): the stop took {took:?}");
+        response_body(&mut polling, 6);
+    }
+}
+
+/// A connection that sent `poll` (correlation id `id`), once the broker counts it.
+fn counted(
+    b: &Broker,
+    shards: u32,
+    before: f64,
+    addr: &str,
+    poll: &FetchRequest,
+    id: i32,
+) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&frame(ApiKey::Fetch, 4, id, poll)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while connections(b, shards) <= before {
+        assert!(std::time::Instant::now() < deadline, "the connection never counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s
+}
+
+fn gone_within_5s(b: &Broker, shards: u32, before: f64, what: &str) {
+    let left = std::time::Instant::now();
+    while connections(b, shards) > before {
+        let waited = left.elapsed();
+        assert!(
+            waited < Duration::from_secs(5),
+            "{shards} shard(s): connection kept {waited:?} {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

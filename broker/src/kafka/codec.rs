@@ -47,24 +47,16 @@ pub enum FrameError {
     Timeout(Duration),
 }
 
-/// Reads the next request frame (without its size prefix); `first`, if given, is its first
-/// byte, read already. Its bytes are held from `memory` (waiting for room) before they are
+/// Reads the next request frame (without its size prefix). Its bytes are held from `memory` (waiting for room) before they are
 /// allocated, until the returned [`Held`] drops.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
-    first: Option<u8>,
     body_bytes_max: usize,
     timeout: Duration,
     memory: &Rc<MemoryBudget>,
 ) -> Result<(Bytes, Held), FrameError> {
     let mut size = [0u8; SIZE_BYTES];
-    let n = match first {
-        Some(b) => {
-            size[0] = b;
-            1
-        }
-        None => r.read(&mut size[..1]).await?,
-    };
+    let n = r.read(&mut size[..1]).await?;
     if n == 0 {
         return Err(FrameError::Closed);
     }

@@ -16,9 +16,9 @@
 //! body does not decode closes the connection (as Kafka brokers do: Kafka has no error
 //! envelope common to every api). Idle connections (`connection_idle_ms`) and a started
 //! frame slower than `frame_read_timeout_ms` are closed too. While a fetch runs (it may
-//! long-poll for its `max_wait_ms`) the socket is watched: a client that leaves ends the
-//! wait at once and the connection closes; the first byte of a request sent behind it is
-//! kept for it.
+//! long-poll for its `max_wait_ms`) the socket is watched (`watched.rs`: up to 1 KiB of
+//! requests sent behind it is read ahead and kept for them): a client that leaves ends the
+//! wait at once and the connection closes after the answer; so does the shard stopping.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,6 +37,7 @@ use tracing::debug;
 
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
+use super::watched::Watched;
 use super::{admin, data, group, group_admin, Kafka};
 use crate::api::long_poll::{fetch_deadline, fetch_wait_ms, LongPoll};
 use crate::auth::authorize::may_read;
@@ -139,7 +140,8 @@ pub async fn serve<S>(
 {
     Counters::add(&shard.counters.connections, 1);
     Counters::add(&shard.counters.connections_total, 1);
-    let (mut reader, mut writer) = crate::stream_halves::split(stream);
+    let (reader, mut writer) = crate::stream_halves::split(stream);
+    let mut reader = Watched::new(reader);
     let inflight_max = shard.config.inflight_per_connection_max.max(1);
     let (tx, rx) =
         local_channel::new_bounded::<glommio::task::JoinHandle<Option<Queued>>>(inflight_max);
@@ -181,12 +183,8 @@ pub async fn serve<S>(
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
     let idle = Duration::from_millis(shard.config.connection_idle_ms);
-    // The first byte of the next request, read while a fetch ran (see below).
-    let mut first_byte: Option<u8> = None;
     let end: Result<(), FrameError> = loop {
-        let first = first_byte.take();
-        let next =
-            codec::read_frame(&mut reader, first, body_bytes_max, frame_timeout, &shard.memory);
+        let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout, &shard.memory);
         let ends = async {
             let stopping = async {
                 stop.wait_for(1).await;
@@ -225,30 +223,24 @@ pub async fn serve<S>(
             Ok::<_, KafkaError>((answer, reserved))
         };
         // A fetch may long-poll for its whole `max_wait_ms` (here, or on the partitions'
-        // owners): meanwhile the socket is watched (one byte read, cancel-safe: glommio reads
-        // on readiness), so a client that leaves ends the wait at once (`Session::left`, the
-        // native request's `end_wait`) instead of holding the connection to its deadline; a
-        // byte of a next request is kept for it.
+        // owners): meanwhile the socket is watched (`watched.rs`), so a client that leaves
+        // ends the wait at once (`Session::left`, the native request's `end_wait`) instead of
+        // holding the connection to its deadline; bytes of requests sent behind it are kept
+        // for them. A stopping shard ends the wait too. Either way the connection closes once
+        // the fetch's answer is queued.
         let mut gone = false;
         let started = if is_fetch {
             let mut dispatching = std::pin::pin!(work);
-            let watch = async {
-                let mut b = [0u8; 1];
-                futures_lite::io::AsyncReadExt::read(&mut reader, &mut b)
-                    .await
-                    .map(|n| (n == 1).then_some(b[0]))
+            let ends = async {
+                futures_lite::future::or(reader.watch(), async {
+                    stop.wait_for(1).await;
+                })
+                .await;
+                None
             };
-            let raced = futures_lite::future::or(async { Ok(dispatching.as_mut().await) }, async {
-                Err(watch.await)
-            })
-            .await;
-            match raced {
-                Ok(started) => started,
-                Err(Ok(Some(b))) => {
-                    first_byte = Some(b);
-                    dispatching.await
-                }
-                Err(_) => {
+            match futures_lite::future::or(async { Some(dispatching.as_mut().await) }, ends).await {
+                Some(started) => started,
+                None => {
                     gone = true;
                     session.left.advance(1);
                     dispatching.await
