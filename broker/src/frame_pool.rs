@@ -28,27 +28,34 @@ thread_local! {
     static SPARE: RefCell<Vec<AlignedVec>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The spare [`take`] would give for `capacity`: the smallest with at least that capacity.
-/// A produce frame the log keeps must be at least 7/8 of its buffer (`api/produce.rs`
-/// `KEPT_FRAME_SHARE`), so new buffers are allocated at the frame's size and a spare much
-/// larger than its frame makes the produce copy its batches; it still saves zeroing a new
-/// buffer, which costs more across mixed frame sizes (`perf/results/2026-12-06-kept-frames`).
+/// A spare is given for a frame only if its capacity is at most this many times the
+/// frame's: the reader holds the whole of what a spare holds filled from the budget, so a
+/// much larger spare would cost a small frame a large hold (and it stays for a larger frame).
+pub const SPARE_FIT_MAX: usize = 2;
+
+/// The spare [`take`] would give for `capacity`: the smallest with at least that capacity
+/// and at most [`SPARE_FIT_MAX`] times it. A produce frame the log keeps must be at least
+/// 7/8 of its buffer (`api/produce.rs` `KEPT_FRAME_SHARE`), so new buffers are allocated at
+/// the frame's size and a spare larger than that makes the produce copy its batches; it
+/// still saves zeroing a new buffer, which costs more across mixed frame sizes
+/// (`perf/results/2026-12-06-kept-frames`).
 fn best_fit(spares: &[AlignedVec], capacity: usize) -> Option<usize> {
     (0..spares.len())
-        .filter(|&i| spares[i].capacity() >= capacity)
+        .filter(|&i| (capacity..=capacity * SPARE_FIT_MAX).contains(&spares[i].capacity()))
         .min_by_key(|&i| spares[i].capacity())
 }
 
-/// How many bytes the spare [`take`] would give for `capacity` holds filled, if there is one.
+/// How many bytes the spare [`take`] would give for `capacity` holds filled (memory it
+/// keeps, up to [`SPARE_FIT_MAX`] times `capacity`), if there is one.
 pub fn spare_filled(capacity: usize) -> Option<usize> {
     SPARE.with(|s| {
         let s = s.borrow();
-        best_fit(&s, capacity).map(|i| s[i].len().min(capacity))
+        best_fit(&s, capacity).map(|i| s[i].len())
     })
 }
 
 /// A buffer with at least `capacity` bytes of capacity: the best fitting spare (its length
-/// is what it held filled before, at most `capacity`), or a new empty one of exactly
+/// is what it held filled before: [`spare_filled`]), or a new empty one of exactly
 /// `capacity`.
 pub fn take(capacity: usize) -> AlignedVec {
     let spare = SPARE.with(|s| {
@@ -56,15 +63,7 @@ pub fn take(capacity: usize) -> AlignedVec {
         let i = best_fit(&s, capacity)?;
         Some(s.remove(i))
     });
-    match spare {
-        Some(mut b) => {
-            if b.len() > capacity {
-                b.resize(capacity, 0);
-            }
-            b
-        }
-        None => AlignedVec::with_capacity(capacity),
-    }
+    spare.unwrap_or_else(|| AlignedVec::with_capacity(capacity))
 }
 
 /// Keeps `frame` as a spare if it is a large frame's buffer; the oldest spare goes when
@@ -128,11 +127,11 @@ mod tests {
         give_back(AlignedVec::with_capacity(1024));
         give_back(AlignedVec::with_capacity(SPARE_FRAME_BYTES_MAX + 1));
         assert_eq!(spares(), SPARE_FRAMES_MAX);
-        // The smallest spare that fits (here: any, they are alike).
-        assert_eq!(spare_filled(56 << 10), Some(56 << 10));
-        assert_eq!(spare_filled(60 << 10), Some(60 << 10));
+        // The smallest spare that fits, up to twice the size asked, with all it holds filled.
+        assert_eq!(spare_filled(56 << 10), Some(64 << 10));
+        assert_eq!(spare_filled(16 << 10), None, "64 KiB is more than twice 16 KiB");
         let b = take(60 << 10);
-        assert_eq!((b.len(), b.capacity() >= 60 << 10), (60 << 10, true));
+        assert_eq!((b.len(), b.capacity() >= 60 << 10), (64 << 10, true));
         assert_eq!(spares(), SPARE_FRAMES_MAX - 1);
         assert_eq!(spare_filled(100 << 10), None);
         // None fits: a new one, of exactly that capacity.

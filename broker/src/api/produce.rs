@@ -16,6 +16,7 @@
 //! that rule lives here. A refused batch fails its partition with `INVALID_BATCH` and
 //! nothing of that partition's request is stored.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
@@ -349,23 +350,20 @@ fn append_all(
         .collect();
     // The frame itself is kept when one partition's batches (of all its entries: a client
     // may send each batch as an entry of its own) are nearly all of it.
-    let mut stored: Vec<(*const Partition, usize)> = Vec::new();
+    let mut stored: HashMap<*const Partition, usize> = HashMap::new();
     for a in admitted.iter().flat_map(|(_, a)| a) {
         if let Admitted::Claimed { part, claims, .. } = a {
             for (claim, range) in claims {
                 wire::batch::header::assign(&mut frame[range.clone()], claim.base_offset(), now);
             }
             let bytes: usize = claims.iter().map(|(_, r)| r.len()).sum();
-            match stored.iter_mut().find(|(p, _)| *p == Rc::as_ptr(part)) {
-                Some((_, sum)) => *sum += bytes,
-                None => stored.push((Rc::as_ptr(part), bytes)),
-            }
+            *stored.entry(Rc::as_ptr(part)).or_default() += bytes;
         }
     }
     let (share, of) = KEPT_FRAME_SHARE;
     let cap = frame.capacity();
     let kept_part = match cap <= KEPT_FRAME_BYTES_MAX {
-        true => stored.iter().find(|&&(_, sum)| sum > 0 && sum * of >= cap * share).map(|p| p.0),
+        true => stored.iter().find(|&(_, &sum)| sum > 0 && sum * of >= cap * share).map(|p| *p.0),
         false => None,
     };
     let kept = kept_part.map(|_| ByteView::new(Rc::new(KeptFrame::new(std::mem::take(frame)))));

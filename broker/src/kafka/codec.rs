@@ -47,8 +47,8 @@ pub enum FrameError {
     Timeout(Duration),
 }
 
-/// Reads the next request frame (without its size prefix). Its bytes are held from `memory` (waiting for room) before they are
-/// allocated, until the returned [`Held`] drops.
+/// Reads the next request frame (without its size prefix). Its bytes are held from `memory`
+/// (waiting for room) before they are allocated, until the returned [`Held`] drops.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     body_bytes_max: usize,

@@ -227,7 +227,9 @@ pub async fn serve<S>(
         // ends the wait at once (`Session::left`, the native request's `end_wait`) instead of
         // holding the connection to its deadline; bytes of requests sent behind it are kept
         // for them. A stopping shard ends the wait too. Either way the connection closes once
-        // the fetch's answer is queued.
+        // the fetch's answer is queued (whole requests read ahead by then go unanswered: a
+        // client that half-closes after pipelining loses them). Waiting for room for the
+        // fetch's response (`Session::reserve`) is not ended so; it waits for memory.
         let mut gone = false;
         let started = if is_fetch {
             let mut dispatching = std::pin::pin!(work);
