@@ -280,8 +280,8 @@ fn a_kafka_long_poll_ends_when_its_client_leaves_and_keeps_what_follows() {
         drop(pipelined);
         gone_within_5s(&b, shards, before, "after a client that pipelined left");
 
-        // A graceful stop during a long-poll answers it and closes at once (before: the stop
-        // waited for the fetch, up to 10 s per shard).
+        // A graceful stop during a long-poll answers it and closes within a second or so
+        // (`api/long_poll.rs` checks the shard's stop every second).
         let mut polling = counted(&b, shards, before, &addr, &poll, 6);
         polling.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         std::thread::sleep(Duration::from_millis(300));

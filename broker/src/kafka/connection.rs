@@ -18,7 +18,7 @@
 //! frame slower than `frame_read_timeout_ms` are closed too. While a fetch runs (it may
 //! long-poll for its `max_wait_ms`) the socket is watched (`watched.rs`: up to 1 KiB of
 //! requests sent behind it is read ahead and kept for them): a client that leaves ends the
-//! wait at once and the connection closes after the answer; so does the shard stopping.
+//! wait at once and the connection closes after the answer.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -226,18 +226,16 @@ pub async fn serve<S>(
         // owners): meanwhile the socket is watched (`watched.rs`), so a client that leaves
         // ends the wait at once (`Session::left`, the native request's `end_wait`) instead of
         // holding the connection to its deadline; bytes of requests sent behind it are kept
-        // for them. A stopping shard ends the wait too. Either way the connection closes once
-        // the fetch's answer is queued (whole requests read ahead by then go unanswered: a
-        // client that half-closes after pipelining loses them). Waiting for room for the
-        // fetch's response (`Session::reserve`) is not ended so; it waits for memory.
+        // for them. The connection closes once the fetch's answer is queued (whole requests
+        // read ahead by then go unanswered: a client that half-closes after pipelining loses
+        // them). Waiting for room for the fetch's response (`Session::reserve`) is not ended
+        // so; it waits for memory. (A stopping shard ends a long-poll itself:
+        // `api/long_poll.rs` checks every second.)
         let mut gone = false;
         let started = if is_fetch {
             let mut dispatching = std::pin::pin!(work);
             let ends = async {
-                futures_lite::future::or(reader.watch(), async {
-                    stop.wait_for(1).await;
-                })
-                .await;
+                reader.watch().await;
                 None
             };
             match futures_lite::future::or(async { Some(dispatching.as_mut().await) }, ends).await {
