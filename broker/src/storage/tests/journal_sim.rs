@@ -691,6 +691,31 @@ fn journal_real_disk_replays_lost_segment_tails() {
     });
 }
 
+/// A shard journal at `/j/shard-0` and partition 0's log at `/t/0` journaled in it (with the
+/// shard cache its cache counts in).
+async fn journaled_log(
+    disk: &SimDisk,
+    config: LogConfig,
+    jconfig: JournalConfig,
+) -> (ShardJournal<SimDisk>, Rc<ShardCache>, PartitionLog<SimDisk>) {
+    let journal =
+        ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
+    let shard = ShardCache::new(0);
+    let join =
+        JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
+    let log = PartitionLog::open_journaled(
+        disk.clone(),
+        PathBuf::from("/t/0"),
+        config,
+        shard.partition(),
+        unlimited_files(),
+        join,
+    )
+    .await
+    .unwrap();
+    (journal, shard, log)
+}
+
 /// A batch larger than the journal's limit (its record could outgrow the file) and any
 /// submit after the journal closed are refused (the log fences): neither may sit in the
 /// queue unjournaled or be written past the file's end.
@@ -727,21 +752,7 @@ fn journal_queue_is_bounded_by_the_write_budget() {
             SimDisk::new(5, SimFaults { write_delay_yields_max: 40, ..SimFaults::default() });
         let config = LogConfig { pending_bytes_max: 16 << 10, ..small_config() };
         let jconfig = journal_config(1 << 20, config.batch_bytes_max);
-        let journal =
-            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
-        let shard = ShardCache::new(0);
-        let join =
-            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
-        let log = PartitionLog::open_journaled(
-            disk.clone(),
-            PathBuf::from("/t/0"),
-            config.clone(),
-            shard.partition(),
-            unlimited_files(),
-            join,
-        )
-        .await
-        .unwrap();
+        let (journal, _shard, log) = journaled_log(&disk, config.clone(), jconfig).await;
         let mut rng = fastrand::Rng::with_seed(5);
         let mut most = 0;
         for i in 0..400u64 {
@@ -771,21 +782,7 @@ fn claims_stored_after_a_failed_journal_submission_are_refused() {
         let disk = SimDisk::new(6, SimFaults::default());
         let config = small_config();
         let jconfig = journal_config(1 << 20, config.batch_bytes_max);
-        let journal =
-            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
-        let shard = ShardCache::new(0);
-        let join =
-            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
-        let log = PartitionLog::open_journaled(
-            disk.clone(),
-            PathBuf::from("/t/0"),
-            config,
-            shard.partition(),
-            unlimited_files(),
-            join,
-        )
-        .await
-        .unwrap();
+        let (journal, _shard, log) = journaled_log(&disk, config, jconfig).await;
         let mut rng = fastrand::Rng::with_seed(6);
         let batches: Vec<_> = (0..3).map(|i| make_batch(&mut rng, 500, i)).collect();
         log.append(&batches[0], AckLevel::Durable, 1000).await.unwrap();
@@ -822,21 +819,7 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
         let disk = SimDisk::new(9, SimFaults::default());
         let config = small_config();
         let jconfig = journal_config(64 << 10, config.batch_bytes_max);
-        let journal =
-            ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), jconfig).await.unwrap();
-        let shard = ShardCache::new(0);
-        let join =
-            JournalJoin { journal: Some(&journal), topic_id: 1, partition: 0, replay: Vec::new() };
-        let log = PartitionLog::open_journaled(
-            disk.clone(),
-            PathBuf::from("/t/0"),
-            config,
-            shard.partition(),
-            unlimited_files(),
-            join,
-        )
-        .await
-        .unwrap();
+        let (journal, _shard, log) = journaled_log(&disk, config, jconfig).await;
         let small = |tag: u8| {
             let mut b = BatchBuilder::new(4 << 10);
             b.append(1000, Some(b"k"), Some(&[tag; 100]), &[]).unwrap();
