@@ -9,9 +9,11 @@
 //! (`request.rs`; a frame forwarded whole comes back on the shard that served it; a produce
 //! frame the log keeps when its last view goes: [`KeptFrame`]). A buffer keeps
 //! the length it had (bytes written before, never read as a frame's: the reader fills every
-//! byte of a frame before it hands it out), so a frame no longer than the last one needs no
-//! zeroing. A reader that takes a spare holds its filled length from the shard's budget
-//! (`frame_reader.rs`): spares in use are counted there, spares here by the bound above.
+//! byte of a frame before it hands it out), so a frame no longer than that needs no zeroing.
+//! Its memory may have been filled beyond that length by an earlier, longer frame (a frame
+//! cut to its size keeps its buffer's pages), so a reader that takes a spare holds its whole
+//! capacity from the shard's budget ([`spare_held`], at most twice the frame:
+//! `frame_reader.rs`): spares in use are counted there, spares here by the bound above.
 
 use std::cell::RefCell;
 
@@ -45,17 +47,18 @@ fn best_fit(spares: &[AlignedVec], capacity: usize) -> Option<usize> {
         .min_by_key(|&i| spares[i].capacity())
 }
 
-/// How many bytes the spare [`take`] would give for `capacity` holds filled (memory it
-/// keeps, up to [`SPARE_FIT_MAX`] times `capacity`), if there is one.
-pub fn spare_filled(capacity: usize) -> Option<usize> {
+/// The memory the spare [`take`] would give for `capacity` keeps, if there is one: its
+/// capacity (up to [`SPARE_FIT_MAX`] times `capacity`), all of which an earlier frame may
+/// have filled.
+pub fn spare_held(capacity: usize) -> Option<usize> {
     SPARE.with(|s| {
         let s = s.borrow();
-        best_fit(&s, capacity).map(|i| s[i].len())
+        best_fit(&s, capacity).map(|i| s[i].capacity())
     })
 }
 
 /// A buffer with at least `capacity` bytes of capacity: the best fitting spare (its length
-/// is what it held filled before: [`spare_filled`]), or a new empty one of exactly
+/// is the last frame's, filled; its memory is [`spare_held`]), or a new empty one of exactly
 /// `capacity`.
 pub fn take(capacity: usize) -> AlignedVec {
     let spare = SPARE.with(|s| {
@@ -127,13 +130,13 @@ mod tests {
         give_back(AlignedVec::with_capacity(1024));
         give_back(AlignedVec::with_capacity(SPARE_FRAME_BYTES_MAX + 1));
         assert_eq!(spares(), SPARE_FRAMES_MAX);
-        // The smallest spare that fits, up to twice the size asked, with all it holds filled.
-        assert_eq!(spare_filled(56 << 10), Some(64 << 10));
-        assert_eq!(spare_filled(16 << 10), None, "64 KiB is more than twice 16 KiB");
+        // The smallest spare that fits, up to twice the size asked, held whole.
+        assert_eq!(spare_held(56 << 10), Some(64 << 10));
+        assert_eq!(spare_held(16 << 10), None, "64 KiB is more than twice 16 KiB");
         let b = take(60 << 10);
         assert_eq!((b.len(), b.capacity() >= 60 << 10), (64 << 10, true));
         assert_eq!(spares(), SPARE_FRAMES_MAX - 1);
-        assert_eq!(spare_filled(100 << 10), None);
+        assert_eq!(spare_held(100 << 10), None);
         // None fits: a new one, of exactly that capacity.
         let big = take(100 << 10);
         assert_eq!((big.len(), big.capacity(), spares()), (0, 100 << 10, SPARE_FRAMES_MAX - 1));
@@ -141,11 +144,11 @@ mod tests {
         give_back(big);
         give_back(AlignedVec::with_capacity(200 << 10));
         assert_eq!(spares(), SPARE_FRAMES_MAX);
-        assert!(spare_filled(100 << 10).is_some() && spare_filled(200 << 10).is_some());
+        assert!(spare_held(100 << 10).is_some() && spare_held(200 << 10).is_some());
         // A frame the log kept comes back when it goes.
         let mut kept = AlignedVec::with_capacity(30 << 10);
         kept.resize(30 << 10, 1);
         drop(KeptFrame::new(kept));
-        assert_eq!(spare_filled(30 << 10), Some(30 << 10));
+        assert_eq!(spare_held(30 << 10), Some(30 << 10));
     }
 }

@@ -154,15 +154,17 @@ impl FrameReader {
         len: usize,
     ) -> Result<(AlignedVec, Held), ReadEnd> {
         // A spare buffer (`frame_pool.rs`) is already filled up to its length, so only bytes
-        // beyond it are zeroed before they are read into; all it holds filled (up to twice
-        // the frame) is held from the budget from the start (memory this frame keeps), no
-        // less than a new buffer's first `2 * READ_BUFFER_BYTES`. The hold is taken first: a
-        // reader waiting for room keeps no spare.
+        // beyond it are zeroed before they are read into; its whole capacity (up to twice
+        // the frame: an earlier frame may have filled it) is held from the budget from the
+        // start (memory this frame keeps); a new buffer's first min(len, 2 ×
+        // `READ_BUFFER_BYTES`) at least. The hold is taken first: a reader waiting for room
+        // keeps no spare.
         let reserved = len.min(LARGE_FRAME_RESERVED_BYTES);
-        let filled = crate::frame_pool::spare_filled(reserved).unwrap_or(0);
-        let mut held = self.budget.hold(len.min(2 * READ_BUFFER_BYTES).max(filled)).await;
+        let spare = crate::frame_pool::spare_held(reserved).unwrap_or(0);
+        let mut held = self.budget.hold(len.min(2 * READ_BUFFER_BYTES).max(spare)).await;
         let mut frame = crate::frame_pool::take(reserved);
-        if frame.len() > held.bytes() {
+        // (A spare has a length, a new buffer none.)
+        if !frame.is_empty() && frame.capacity() > held.bytes() {
             // The pool changed while the hold waited: this spare holds more than is held.
             crate::frame_pool::give_back(frame);
             frame = AlignedVec::with_capacity(reserved);
