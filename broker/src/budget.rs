@@ -131,10 +131,12 @@ impl Held {
         self.bytes
     }
 
-    /// Waits until `bytes` more fit its budget, then holds them too.
+    /// Waits until `bytes` more fit its budget beside what others hold, then holds them too
+    /// (a holder alone grows at once, to any size: a frame larger than the budget is read
+    /// alone, as the module docs promise).
     pub async fn grow_when_room(&mut self, bytes: usize) {
-        let budget = self.budget.clone();
-        wait_until(&[&budget], || budget.has_room(bytes)).await;
+        let (budget, own) = (self.budget.clone(), self.bytes);
+        wait_until(&[&budget], || budget.has_room_beside(own, bytes)).await;
         self.grow(bytes);
     }
 
@@ -306,6 +308,19 @@ impl Drop for EntryRoom<'_> {
 mod tests {
     use super::*;
 
+    /// Whether `held` grew by `bytes` within `ms`.
+    async fn grown_within(held: &mut Held, bytes: usize, ms: u64) -> bool {
+        let grow = async {
+            held.grow_when_room(bytes).await;
+            true
+        };
+        futures_lite::future::or(grow, async {
+            glommio::timer::sleep(std::time::Duration::from_millis(ms)).await;
+            false
+        })
+        .await
+    }
+
     #[test]
     fn holds_wait_for_room_and_drops_give_it_back() {
         let run = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
@@ -327,6 +342,14 @@ mod tests {
                 assert_eq!(budget.held_bytes(), 240);
                 drop(a);
                 assert_eq!(budget.held_bytes(), 0);
+                // A holder alone grows past the maximum when room comes (a frame larger than
+                // the budget, read alone; before, it waited forever); beside another it waits.
+                let mut alone = budget.hold(80).await;
+                assert!(grown_within(&mut alone, 50, 2_000).await, "alone, it waited");
+                assert_eq!(budget.held_bytes(), 130);
+                let other = budget.hold_now(10);
+                assert!(!grown_within(&mut alone, 10, 20).await, "grew beside another holder");
+                drop(other);
             });
         run.expect("executor").join().expect("test body");
     }
