@@ -384,7 +384,7 @@ fn append_all(
             };
             // Once one fails (the log was fenced), the rest fail too: earlier batches are in.
             match part.log.store(claim, bytes) {
-                Ok(t) if refused.is_none() => {
+                Ok(t) => {
                     let (records, bytes) = (t.last_offset - t.base_offset + 1, len);
                     let c = &shard.counters;
                     Counters::add(&c.bytes_in, bytes);
@@ -394,8 +394,6 @@ fn append_all(
                     c.partitions.count_in(&part.topic, part.index, records, bytes);
                     tickets.push(t);
                 }
-                // (A fenced log stores nothing more: not reached.)
-                Ok(_) => {}
                 Err(e) => refused = refused.or(Some(e.code())),
             }
         }

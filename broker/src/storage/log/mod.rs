@@ -284,11 +284,8 @@ impl<D: Disk> PartitionLog<D> {
         ack: AckLevel,
         now_ms: i64,
     ) -> Result<AppendTicket, StorageError> {
-        if let Some(e) = self.shared.no_space() {
-            // With the journal: its file or this log's segment write waits for space.
-            return Err(StorageError::Io(e));
-        }
-        self.enqueue_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
+        let claim = self.claim(batch, ack, now_ms)?;
+        self.store_copy(claim, batch, now_ms)
     }
 
     /// [`PartitionLog::enqueue`] with a batch size limit of `batch_bytes_max` (journal
@@ -301,6 +298,16 @@ impl<D: Disk> PartitionLog<D> {
         batch_bytes_max: usize,
     ) -> Result<AppendTicket, StorageError> {
         let claim = self.claim_within(batch, ack, now_ms, batch_bytes_max)?;
+        self.store_copy(claim, batch, now_ms)
+    }
+
+    /// Stores the log's own copy of `batch`, its claimed offsets and append time assigned.
+    fn store_copy(
+        &self,
+        claim: Claim,
+        batch: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendTicket, StorageError> {
         let mut owned = wire::to_aligned(batch);
         wire::batch::header::assign(&mut owned, claim.base_offset(), now_ms);
         self.store(claim, ByteView::new(Rc::new(owned)))
@@ -314,6 +321,7 @@ impl<D: Disk> PartitionLog<D> {
     /// in the order they were made.
     pub fn claim(&self, batch: &[u8], ack: AckLevel, now_ms: i64) -> Result<Claim, StorageError> {
         if let Some(e) = self.shared.no_space() {
+            // With the journal: its file or this log's segment write waits for space.
             return Err(StorageError::Io(e));
         }
         self.claim_within(batch, ack, now_ms, self.shared.config.batch_bytes_max)
