@@ -331,6 +331,11 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         "gathered records are journal records"
     );
     assert!(after.has("broker_journal_records_gathered_total"));
+    assert!(
+        after.sum("broker_journal_records_overlapped_total", &[])
+            <= after.sum("broker_journal_records_total", &[]),
+        "overlapped records are journal records"
+    );
     if after.sum("broker_fdatasyncs_total", &[]) > 0.0 {
         assert!(after.sum("broker_fdatasync_seconds_total", &[]) > 0.0, "fdatasyncs take time");
     }

@@ -109,8 +109,9 @@ struct SimState {
     crashed_in_flight: u64,
     /// Failed syncs (of a file or the filesystem) so far.
     failure_clock: u64,
-    /// Writes to segment files (`.log`) in flight now, and the most at once so far.
-    segment_writes: (usize, usize),
+    /// Writes in flight now, and the most at once so far, by file extension (`log`:
+    /// segments, `journal`: journal records).
+    writes_in_flight: BTreeMap<String, (usize, usize)>,
 }
 
 impl SimState {
@@ -204,7 +205,7 @@ impl SimDisk {
                 dirs: BTreeSet::new(),
                 faults,
                 crashed_in_flight: 0,
-                segment_writes: (0, 0),
+                writes_in_flight: BTreeMap::new(),
                 failure_clock: 0,
             })),
         }
@@ -283,9 +284,9 @@ impl SimDisk {
         self.state.borrow().files.values().map(|f| f.borrow().in_flight.len()).sum()
     }
 
-    /// The most writes to segment files (`.log`) in flight at once so far.
-    pub fn segment_writes_peak(&self) -> usize {
-        self.state.borrow().segment_writes.1
+    /// The most writes to files named `*.{extension}` in flight at once so far.
+    pub fn writes_peak(&self, extension: &str) -> usize {
+        self.state.borrow().writes_in_flight.get(extension).map_or(0, |w| w.1)
     }
 
     /// O_DSYNC writes in flight at crashes so far (`tear_in_flight_dsync`).
@@ -585,15 +586,18 @@ impl DiskFile for SimFile {
             f.in_flight.insert(id, Op::Write(pos, buf.0.clone()));
             id
         });
-        let segment = self.path.extension().is_some_and(|e| e == "log");
-        if segment {
-            let (now, peak) = &mut self.disk.state.borrow_mut().segment_writes;
+        let extension = self.path.extension().map(|e| e.to_string_lossy().into_owned());
+        if let Some(e) = &extension {
+            let mut s = self.disk.state.borrow_mut();
+            let (now, peak) = s.writes_in_flight.entry(e.clone()).or_default();
             *now += 1;
             *peak = (*peak).max(*now);
         }
         YieldTimes(delay).await;
-        if segment {
-            self.disk.state.borrow_mut().segment_writes.0 -= 1;
+        if let Some(e) = &extension {
+            if let Some(w) = self.disk.state.borrow_mut().writes_in_flight.get_mut(e) {
+                w.0 -= 1;
+            }
         }
         if let Some(id) = in_flight {
             if self.disk.state.borrow().epoch == epoch {

@@ -1,15 +1,18 @@
 //! The shard journal: one write and one device flush per commit cycle for all of a shard's
-//! partitions (issue 19). Opt-in (`shard_journal`); without it every partition makes its
+//! partitions (issue 19). On by default (`shard_journal`); without it every partition makes its
 //! own appends durable (O_DSYNC writes or fdatasync of its segment).
 //!
 //! # Contract
 //! - Partition logs joined to the journal ([`ShardJournal::join`]) hand it the stored bytes
 //!   of every append at enqueue, in offset order ([`JournalLink::submit`]; no copy until the
-//!   record buffer). The journal task writes everything queued as one record
+//!   record buffer). The journal task (`writer.rs`) writes everything queued as one record
 //!   (`record.rs`) with one O_DSYNC write at the end of its current file; what arrives
-//!   meanwhile goes into the next record. After a record completed, each member's
-//!   journaled end is the end of its entries in it, and the member is notified; its log
-//!   counts an append durable once it is both written to its segment and journaled.
+//!   meanwhile goes into the next record, written at once while up to
+//!   [`JournalConfig::writes_in_flight_max`] records are in flight. Records complete in
+//!   order: once a record and every record before it completed, each member's journaled
+//!   end is the end of its entries in it, and the member is notified; its log counts an
+//!   append durable (acked, visible to readers) once it is journaled, before its segment
+//!   write.
 //! - Files: `<dir>/<20-digit sequence>.journal`, created at [`JournalConfig::file_bytes`]
 //!   filled with zeros and synced (with the directory) before the first record, so the
 //!   O_DSYNC writes overwrite allocated blocks (a device flush, no filesystem journal
@@ -52,6 +55,7 @@ mod files;
 mod member;
 mod record;
 mod replay;
+mod writer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -59,13 +63,12 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::bytes::ByteView;
 use super::error::IoError;
 use super::filesystem_sync::FilesystemSync;
-use super::io::{Disk, DiskFile, DISK_ALIGN};
-use super::retry_pause::{RetryPause, RETRY_PAUSE_MS_MIN};
+use super::io::{Disk, DISK_ALIGN};
 use crate::watermark::Watermark;
 
 pub use member::Member;
@@ -73,6 +76,7 @@ use member::MemberKey;
 #[cfg(test)]
 pub(crate) use record::{decode as decode_record, encode as encode_record, padded, EntryRef};
 pub use replay::{JournalFiles, JournalRead, JournalReplay, Owner, ReplayEntry};
+pub use writer::WRITES_IN_FLIGHT_MAX;
 
 /// Name of a journal file with sequence number `seq`.
 pub fn journal_file_name(seq: u64) -> String {
@@ -128,6 +132,10 @@ pub struct JournalConfig {
     /// Segment writes of all members in flight at once (at least 1; the broker:
     /// [`SEGMENT_WRITES_MAX`] by default). See [`JournalLink::segment_writes`].
     pub segment_writes_max: usize,
+    /// Records written at once (at least 1; the broker: [`WRITES_IN_FLIGHT_MAX`] by
+    /// default): entries that arrive while a record is written go out in the next at once
+    /// instead of waiting for it (`writer.rs`; they are acked in order).
+    pub writes_in_flight_max: usize,
 }
 
 /// Default of `JournalConfig::segment_writes_max`: at partitions-1000 a checkpoint's burst of
@@ -187,6 +195,9 @@ pub struct JournalStats {
     pub file_create_failures: u64,
     /// Records whose commit cycle waited for more entries (`JournalConfig::gather_us`).
     pub records_gathered: u64,
+    /// Records whose write started while an earlier record's was in flight
+    /// (`JournalConfig::writes_in_flight_max`).
+    pub records_overlapped: u64,
     /// Filesystem syncs (checkpoints' syncfs) that succeeded.
     pub filesystem_syncs: u64,
     /// 1 once a filesystem sync failed (the first failure is final).
@@ -398,7 +409,7 @@ impl<D: Disk> ShardJournal<D> {
             crashed: Cell::new(false),
             fs_sync,
         });
-        let task = glommio::spawn_local(journal_loop(inner.clone())).detach();
+        let task = glommio::spawn_local(writer::journal_loop(inner.clone())).detach();
         Ok(ShardJournal { inner, task: RefCell::new(Some(task)) })
     }
 
@@ -487,175 +498,6 @@ impl<D: Disk> Drop for ShardJournal<D> {
             t.cancel();
         }
         for (t, _) in self.inner.checkpoints.borrow_mut().drain(..) {
-            t.cancel();
-        }
-    }
-}
-
-/// The journal task: see the module docs.
-async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
-    let mut active: Option<ActiveFile<D>> = None;
-    // The next file, prepared in the background once the active one is half full, so a
-    // commit cycle rarely waits for a file of zeros.
-    let mut next = Prepared::<D>(None);
-    // The pause before the next try to create a file.
-    let mut create_pause = RetryPause::default();
-    // The next record's cycle waited for more entries.
-    let mut gathered = false;
-    loop {
-        let seen = j.signal.get();
-        if j.queue.borrow().is_empty() {
-            if j.closing.get() {
-                if let Some(f) = active.take() {
-                    j.start_checkpoint(f);
-                }
-                if let Some(Some(Ok(f))) = match next.0.take() {
-                    Some(t) => Some(t.await),
-                    None => None,
-                } {
-                    // Prepared and never written: it goes.
-                    let ActiveFile { file, path, .. } = f;
-                    let _ = file.close().await;
-                    j.remove_quietly(&path, "an unused journal file").await;
-                }
-                return;
-            }
-            j.signal.wait_for(seen + 1).await;
-            continue;
-        }
-        if let Some(wait) = j.gather_wait() {
-            gathered = true;
-            glommio::timer::sleep(wait).await;
-            continue;
-        }
-        let batch = j.take_record();
-        if batch.is_empty() {
-            continue; // only entries of fenced or gone members were queued
-        }
-        j.in_flight_bytes.set(batch.iter().map(|q| q.bytes.len()).sum());
-        let len = record::record_len(batch.iter().map(|q| q.bytes.len()));
-        let padded = record::padded(len) as u64;
-        if active.as_ref().is_none_or(|f| f.pos + padded > f.size) {
-            if let Some(old) = active.take() {
-                j.start_checkpoint(old);
-            }
-            let created = if padded > j.config.file_bytes() {
-                // Larger than a file: a file of its own (the prepared one waits).
-                j.create_file(padded.next_multiple_of(DISK_ALIGN as u64)).await
-            } else {
-                match next.0.take() {
-                    Some(t) => t.await.unwrap_or_else(|| Err(closed_error(&j.dir))),
-                    None => j.create_file(j.config.file_bytes()).await,
-                }
-            };
-            match created {
-                Ok(f) => {
-                    if create_pause.succeeded() {
-                        info!(dir = %j.dir.display(), "journal file created again: appends are journaled again");
-                        *j.no_space.borrow_mut() = None;
-                    }
-                    active = Some(f);
-                }
-                Err(e) if j.closing.get() => {
-                    // Closing: no later try; what is queued is not journaled.
-                    j.fail(e, batch);
-                    return;
-                }
-                Err(e) => {
-                    // Nothing of this record was written: it goes back to the head of the
-                    // queue, unacked, and the file is tried again after a pause.
-                    if !create_pause.failing() {
-                        warn!(dir = %j.dir.display(), error = %e, "cannot create a journal file (disk full?); durable appends wait until it can be created");
-                    }
-                    let mut s = j.stats.get();
-                    s.file_create_failures += 1;
-                    j.stats.set(s);
-                    j.in_flight_bytes.set(0);
-                    // (Whatever failed: disk full is `DISK_FULL`, out of descriptors
-                    // `RESOURCE_LIMIT`.)
-                    *j.no_space.borrow_mut() = Some(e);
-                    let waiting = {
-                        let mut q = j.queue.borrow_mut();
-                        for entry in batch.into_iter().rev() {
-                            q.push_front(entry);
-                        }
-                        distinct_members(q.iter())
-                    };
-                    // Their producers waiting for room go on to be refused.
-                    for m in waiting {
-                        m.notify();
-                    }
-                    let until = std::time::Instant::now() + create_pause.failed();
-                    while !j.closing.get() && std::time::Instant::now() < until {
-                        glommio::timer::sleep(std::time::Duration::from_millis(RETRY_PAUSE_MS_MIN))
-                            .await;
-                    }
-                    continue;
-                }
-            }
-        }
-        let f = active.as_mut().expect("opened above");
-        let mut buf = f.file.alloc_write_buf(padded as usize);
-        let seq = j.next_record_seq.get();
-        {
-            let refs: Vec<record::EntryRef<'_>> = batch
-                .iter()
-                .map(|q| record::EntryRef {
-                    topic_id: q.member.topic_id,
-                    partition: q.member.partition,
-                    base_offset: q.base_offset,
-                    next_offset: q.next_offset,
-                    bytes: &q.bytes,
-                })
-                .collect();
-            record::encode(buf.as_mut(), seq, &refs);
-        }
-        for q in &batch {
-            // With the journal an append waits for its record, not its segment write.
-            crate::stage_latency::record_since(crate::stage_latency::Stage::LogQueue, q.enqueued);
-        }
-        let started = std::time::Instant::now();
-        j.last_write.set(Some((started, batch.len())));
-        if let Err(e) = f.file.write_at(buf, f.pos).await {
-            j.fail(e, batch);
-            return;
-        }
-        crate::stage_latency::record_since(crate::stage_latency::Stage::WriteDsync, started);
-        f.pos += padded;
-        j.next_record_seq.set(seq + 1);
-        if next.0.is_none() && f.pos > f.size / 2 {
-            let jj = j.clone();
-            let size = j.config.file_bytes();
-            next.0 = Some(glommio::spawn_local(async move { jj.create_file(size).await }).detach());
-        }
-        let mut s = j.stats.get();
-        s.records += 1;
-        s.entries += batch.len() as u64;
-        s.records_gathered += u64::from(std::mem::take(&mut gathered));
-        s.record_bytes += padded;
-        j.stats.set(s);
-        let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();
-        j.in_flight_bytes.set(0);
-        for q in batch {
-            q.member.dequeued(q.bytes.len());
-            let key = q.member.key();
-            q.member.journaled.set(q.member.journaled.get().max(q.next_offset));
-            let slot = f.members.entry(key).or_insert_with(|| (q.member.clone(), 0));
-            slot.1 = slot.1.max(q.next_offset);
-            touched.entry(key).or_insert(q.member);
-        }
-        for m in touched.into_values() {
-            m.notify();
-        }
-    }
-}
-
-/// A file being prepared; cancelled if the journal task is (a crash).
-struct Prepared<D: Disk>(Option<JoinHandle<Result<ActiveFile<D>, IoError>>>);
-
-impl<D: Disk> Drop for Prepared<D> {
-    fn drop(&mut self) {
-        if let Some(t) = self.0.take() {
             t.cancel();
         }
     }

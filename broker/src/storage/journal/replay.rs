@@ -116,8 +116,8 @@ impl JournalRead {
             let mut records = 0usize;
             let mut in_file = BTreeSet::new();
             while let Some((seq, entries, len)) = record::decode(&bytes[pos..]) {
-                // Within a file records follow one another exactly (one write at a time; a
-                // failed one ends the journal): anything else is an older cycle's stale
+                // Within a file records follow one another exactly (written in order, even
+                // when several are in flight; a failed one ends the journal): anything else is an older cycle's stale
                 // bytes in a recycled file, never to be replayed — and a record forged in
                 // a client's payload would have to guess the next number exactly.
                 if last_seq.is_some_and(|s: u64| s.checked_add(1) != Some(seq)) {

@@ -2,13 +2,13 @@
 //! `SimDisk` (`JOURNAL_SIM_SEEDS`, `JOURNAL_SIM_SEED`, `SIM_STEPS`, `SIM_VERBOSE`), and the
 //! journal on the real disk restoring segments that lost their unsynced tail.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::*;
 use crate::storage::journal::{
     JournalConfig, JournalRead, JournalReplay, JournalStats, Owner, ShardJournal,
-    GATHER_ENTRIES_MIN, SEGMENT_WRITES_MAX,
+    GATHER_ENTRIES_MIN, SEGMENT_WRITES_MAX, WRITES_IN_FLIGHT_MAX,
 };
 use crate::storage::log::JournalJoin;
 
@@ -23,6 +23,7 @@ static FILES_REMOVED: AtomicU64 = AtomicU64::new(0);
 static FILES_RECYCLED: AtomicU64 = AtomicU64::new(0);
 /// Records whose commit cycle waited for more entries.
 static GATHERED: AtomicU64 = AtomicU64::new(0);
+static OVERLAPPED: AtomicU64 = AtomicU64::new(0);
 static FS_SYNCS: AtomicU64 = AtomicU64::new(0);
 static FS_SYNC_FAILURES: AtomicU64 = AtomicU64::new(0);
 
@@ -33,6 +34,7 @@ fn count_journal_stats(stats: JournalStats) {
     FILES_RECYCLED.fetch_add(stats.files_recycled, Relaxed);
     CREATE_FAILURES.fetch_add(stats.file_create_failures, Relaxed);
     GATHERED.fetch_add(stats.records_gathered, Relaxed);
+    OVERLAPPED.fetch_add(stats.records_overlapped, Relaxed);
     FS_SYNCS.fetch_add(stats.filesystem_syncs, Relaxed);
     FS_SYNC_FAILURES.fetch_add(stats.filesystem_sync_failures, Relaxed);
 }
@@ -228,6 +230,9 @@ async fn simulate(seed: u64, steps: usize) {
             checkpoint_syncfs_members_min: [1, 1, 3][rng.usize(0..3)],
             // Members' segment writes: one at a time, a few, or the broker's default.
             segment_writes_max: [1, 2, SEGMENT_WRITES_MAX][rng.usize(0..3)],
+            // Records written at once: one, the broker's default, or more (they complete
+            // out of order when writes are delayed; acks stay in order).
+            writes_in_flight_max: [1, WRITES_IN_FLIGHT_MAX, 4][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -287,6 +292,11 @@ async fn simulate(seed: u64, steps: usize) {
                                 ),
                             "enqueue: {e}"
                         ),
+                    }
+                    // Now and then the journal starts a record before the next append:
+                    // several records in flight (`writes_in_flight_max`).
+                    for _ in 0..rng.usize(0..3) {
+                        futures_lite::future::yield_now().await;
                     }
                 }
                 for (p, base, bytes, ack, w) in waits {
@@ -369,7 +379,12 @@ async fn simulate(seed: u64, steps: usize) {
                     }
                 }
                 count_journal_stats(run.journal.stats());
-                if !clean && rng.bool() {
+                if !clean && rng.u8(0..4) == 0 {
+                    // Crash at the first durable ack of a burst whose appends went out in
+                    // records in flight together: an ack must not come before an earlier
+                    // record, still in flight, that replay would stop at.
+                    crash_at_first_ack(&run, &mut rng, &mut expect, now_ms, &mut tag).await;
+                } else if !clean && rng.bool() {
                     // Crash with a journal record in flight (lost or torn): acks wait for no
                     // segment write, so right after them the journal is mostly idle. A
                     // `none` append starts a record.
@@ -451,6 +466,55 @@ async fn simulate(seed: u64, steps: usize) {
     }
     run.journal.close().await.unwrap();
     CRASHED_IN_FLIGHT.fetch_add(disk.crashed_in_flight(), Relaxed);
+}
+
+/// Appends durably to random open partitions, yielding between appends so they go out in
+/// several journal records, and returns as soon as one is acked (the caller crashes then):
+/// the acked ones are expected durable, the others may or may not be found.
+async fn crash_at_first_ack(
+    run: &Run,
+    rng: &mut fastrand::Rng,
+    expect: &mut [Expect],
+    now_ms: i64,
+    tag: &mut u64,
+) {
+    let acked: Rc<RefCell<Vec<usize>>> = Rc::default();
+    let mut sent: Vec<(usize, u64, Vec<u8>)> = Vec::new();
+    let mut waits = Vec::new();
+    for _ in 0..rng.usize(2..8) {
+        let p = rng.usize(0..run.logs.len());
+        let Some(log) = &run.logs[p] else { continue };
+        *tag += 1;
+        let batch = make_batch(rng, now_ms, *tag);
+        let Ok(t) = log.enqueue(&batch, AckLevel::Durable, now_ms) else { continue };
+        let (i, acked) = (sent.len(), acked.clone());
+        sent.push((p, t.base_offset, stored(&batch, t.base_offset, now_ms)));
+        waits.push(glommio::spawn_local(async move {
+            if t.wait().await.is_ok() {
+                acked.borrow_mut().push(i);
+            }
+        }));
+        for _ in 0..rng.usize(0..3) {
+            futures_lite::future::yield_now().await;
+        }
+    }
+    for _ in 0..2_000 {
+        if !acked.borrow().is_empty() {
+            break;
+        }
+        futures_lite::future::yield_now().await;
+    }
+    let acked = acked.borrow();
+    for (i, (p, base, bytes)) in sent.into_iter().enumerate() {
+        let e = &mut expect[p];
+        if acked.contains(&i) {
+            e.maybe.remove(&base);
+            e.durable.insert(base, bytes);
+        } else {
+            e.maybe.entry(base).or_default().push(bytes);
+        }
+    }
+    drop(waits);
 }
 
 async fn reopen_and_check(
@@ -538,14 +602,18 @@ fn journal_simulation() {
         let (create_failures, space_returns) =
             (CREATE_FAILURES.load(Relaxed), SPACE_RETURNS.load(Relaxed));
         let segment_waits = SEGMENT_SPACE_WAITS.load(Relaxed);
-        let gathered = GATHERED.load(Relaxed);
-        eprintln!("journal: {records} records ({gathered} after waiting for more entries), {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space, {segment_waits} segment writes kept for space (counted at each seed's end)");
+        let (gathered, overlapped) = (GATHERED.load(Relaxed), OVERLAPPED.load(Relaxed));
+        eprintln!("journal: {records} records ({gathered} after waiting for more entries, {overlapped} written while another was in flight), {removed} files removed by checkpoints, {recycled} recycled, {replays} reopens replayed entries, {torn} records in flight at a crash, {create_failures} failed file creations, {space_returns} waits for space, {segment_waits} segment writes kept for space (counted at each seed's end)");
         assert!(
             !many || create_failures > 0 && space_returns > 0,
             "no journal file creation failed on a full disk and went on after space returned"
         );
         assert!(!many || recycled > 0, "no journal file was recycled: that path went untested");
         assert!(!many || gathered > 0, "no commit cycle gathered: that path went untested");
+        assert!(
+            !many || overlapped > 0,
+            "no journal record was written while another was in flight: that path went untested"
+        );
         let (fs_syncs, fs_failures) = (FS_SYNCS.load(Relaxed), FS_SYNC_FAILURES.load(Relaxed));
         eprintln!("journal: {fs_syncs} checkpoint filesystem syncs, {fs_failures} journals whose filesystem sync failed");
         assert!(
@@ -1017,12 +1085,81 @@ fn journal_segment_writes_in_flight_stay_within_the_shard_limit() {
                 }
             }
             assert!(checkpointed(run.journal.stats()), "{:?}", run.journal.stats());
-            let peak = disk.segment_writes_peak();
+            let peak = disk.writes_peak("log");
             if limit == 2 {
                 assert_eq!(peak, 2, "segment writes in flight at once, limit {limit}");
             } else {
                 assert!(peak > 2, "without a tight limit the checkpoint's writes overlap: {peak}");
             }
+        }
+    });
+}
+
+/// Appends that arrive while a journal record is written go out in the next record at once,
+/// up to `writes_in_flight_max` records in the kernel together (with one, they wait for the
+/// write in flight), and an append is acked only once its record and every record before it
+/// were written: at each ack, reading the journal as a restart would (each file's records in
+/// order, up to the first that is not whole) finds the append. Writes are delayed at random,
+/// so records in flight together complete out of order.
+#[test]
+fn journal_records_in_flight_stay_within_the_limit_and_ack_in_order() {
+    run(|| async {
+        for limit in [1, WRITES_IN_FLIGHT_MAX, 4] {
+            let disk =
+                SimDisk::new(7, SimFaults { write_delay_yields_max: 24, ..SimFaults::default() });
+            // Segments that never roll: a roll syncs the segment, which makes its appends
+            // durable without the journal.
+            let config = LogConfig { segment_bytes_max: 8 << 20, ..small_config() };
+            let partitions = 4;
+            let world = World {
+                disk: disk.clone(),
+                root: PathBuf::from("/sim"),
+                journal_config: JournalConfig {
+                    writes_in_flight_max: limit,
+                    // One file for everything: no checkpoint removes entries from the journal.
+                    ..journal_config(16 << 20, config.batch_bytes_max)
+                },
+                batch_bytes_max: Cell::new(config.batch_bytes_max),
+                config,
+                shard: ShardCache::new(0),
+                partitions,
+            };
+            let run = world.open(0, partitions).await;
+            let root = world.root.join("journal");
+            let mut rng = fastrand::Rng::with_seed(3);
+            let (now_ms, mut tag) = (5_000, 0u64);
+            let mut appended = vec![0usize; partitions as usize];
+            let mut waits = Vec::new();
+            for n in 0..200 {
+                let p = n % partitions as usize;
+                // This is partition p's append number k (one journal entry each).
+                let k = appended[p];
+                appended[p] += 1;
+                tag += 1;
+                let batch = make_batch(&mut rng, now_ms, tag);
+                let log = run.logs[p].as_ref().unwrap();
+                let ticket = log.enqueue(&batch, AckLevel::Durable, now_ms).unwrap();
+                let (disk, root) = (disk.clone(), root.clone());
+                waits.push(glommio::spawn_local(async move {
+                    ticket.wait().await.unwrap();
+                    let read = JournalRead::read(&disk, &root).await.unwrap();
+                    let replay = read.split(1, |_, _| Owner::Shard(0)).pop().unwrap();
+                    let found = replay.entries(TOPIC_ID, p as u32).len();
+                    assert!(found > k, "limit {limit}: partition {p}'s append {k} acked, the journal holds {found} of its appends");
+                }));
+                // Let the journal start a record before the next append arrives.
+                for _ in 0..rng.usize(0..4) {
+                    futures_lite::future::yield_now().await;
+                }
+            }
+            for w in waits {
+                w.await;
+            }
+            let peak = disk.writes_peak("journal");
+            assert_eq!(peak, limit, "journal records in flight at once, limit {limit}");
+            let stats = run.journal.stats();
+            assert!(stats.records > 1 && stats.records < 200, "{stats:?}");
+            assert_eq!(stats.records_overlapped > 0, limit > 1, "{stats:?}");
         }
     });
 }

@@ -46,6 +46,7 @@ pub(crate) fn journal_config(
         checkpoint_syncfs: true,
         checkpoint_syncfs_members_min: 1,
         segment_writes_max: crate::storage::journal::SEGMENT_WRITES_MAX,
+        writes_in_flight_max: crate::storage::journal::WRITES_IN_FLIGHT_MAX,
     }
 }
 
