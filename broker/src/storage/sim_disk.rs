@@ -142,6 +142,34 @@ struct SimFileData {
     in_flight: BTreeMap<u64, Op>,
 }
 
+/// A write counted in `SimState::writes_in_flight` until dropped (also when the write's
+/// future is dropped mid-flight, as a crash does).
+struct WriteInFlight {
+    state: Rc<RefCell<SimState>>,
+    extension: String,
+}
+
+impl WriteInFlight {
+    fn start(disk: &SimDisk, path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_string_lossy().into_owned();
+        let mut s = disk.state.borrow_mut();
+        let (now, peak) = s.writes_in_flight.entry(extension.clone()).or_default();
+        *now += 1;
+        *peak = (*peak).max(*now);
+        Some(WriteInFlight { state: disk.state.clone(), extension })
+    }
+}
+
+impl Drop for WriteInFlight {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.state.try_borrow_mut() {
+            if let Some(w) = s.writes_in_flight.get_mut(&self.extension) {
+                w.0 -= 1;
+            }
+        }
+    }
+}
+
 /// What a crash does with an operation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Fate {
@@ -586,19 +614,9 @@ impl DiskFile for SimFile {
             f.in_flight.insert(id, Op::Write(pos, buf.0.clone()));
             id
         });
-        let extension = self.path.extension().map(|e| e.to_string_lossy().into_owned());
-        if let Some(e) = &extension {
-            let mut s = self.disk.state.borrow_mut();
-            let (now, peak) = s.writes_in_flight.entry(e.clone()).or_default();
-            *now += 1;
-            *peak = (*peak).max(*now);
-        }
+        let counted = WriteInFlight::start(&self.disk, &self.path);
         YieldTimes(delay).await;
-        if let Some(e) = &extension {
-            if let Some(w) = self.disk.state.borrow_mut().writes_in_flight.get_mut(e) {
-                w.0 -= 1;
-            }
-        }
+        drop(counted);
         if let Some(id) = in_flight {
             if self.disk.state.borrow().epoch == epoch {
                 self.data.borrow_mut().in_flight.remove(&id);

@@ -304,7 +304,7 @@ struct Inner<D: Disk> {
     /// one succeeds.
     no_space: RefCell<Option<IoError>>,
     closing: Cell<bool>,
-    /// Bytes of the entries of the record being written.
+    /// Bytes of the entries of the records being written.
     in_flight_bytes: Cell<usize>,
     /// When the last record's write started, and its entry count (whether a commit cycle
     /// gathers, `JournalConfig::gather_us`).

@@ -57,6 +57,10 @@ impl Flight {
     fn is_done(&self) -> bool {
         self.done.borrow().is_some()
     }
+
+    fn failed(&self) -> bool {
+        matches!(*self.done.borrow(), Some(Err(_)))
+    }
 }
 
 impl Drop for Flight {
@@ -136,8 +140,14 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             j.signal.wait_for(seen + 1).await;
             continue;
         }
-        if !flights.is_empty() && (flights.len() >= flights_max || !j.queue_fits(active.as_ref())) {
-            // Wait for a write to complete (a record that needs a new file waits for all).
+        if !flights.is_empty()
+            && (flights.len() >= flights_max
+                || !j.next_record_fits(active.as_ref())
+                || flights.iter().any(Flight::failed))
+        {
+            // Wait for a write to complete (a record that needs a new file waits for all;
+            // nothing more is written after a failed write: the journal fails once the
+            // records before it completed).
             written.wait_for(written_seen + 1).await;
             continue;
         }
@@ -246,9 +256,14 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         j.last_write.set(Some((started, batch.len())));
         let done = Rc::new(RefCell::new(None));
         let task = {
-            let (written, file, done, pos) = (written.clone(), f.file.clone(), done.clone(), f.pos);
+            let (jj, written, file, done, pos) =
+                (j.clone(), written.clone(), f.file.clone(), done.clone(), f.pos);
             glommio::spawn_local(async move {
-                let result = file.write_at(buf, pos).await;
+                // Not after a crash (the journal dropped before this task first ran).
+                let result = match jj.alive() {
+                    Ok(()) => file.write_at(buf, pos).await,
+                    Err(e) => Err(e),
+                };
                 if result.is_ok() {
                     crate::stage_latency::record_since(
                         crate::stage_latency::Stage::WriteDsync,
@@ -274,11 +289,21 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
 }
 
 impl<D: Disk> Inner<D> {
-    /// Whether a record of everything queued would fit the active file after the records
-    /// in flight (the record taken next is at most that).
-    fn queue_fits(&self, active: Option<&ActiveFile<D>>) -> bool {
+    /// Whether the record taken next would fit the active file after the records in
+    /// flight: the queue's entries as `take_record` takes them (at most
+    /// `record_bytes_max`, at least one; entries of closed members dropped).
+    fn next_record_fits(&self, active: Option<&ActiveFile<D>>) -> bool {
         let Some(f) = active else { return false };
-        let len = record::record_len(self.queue.borrow().iter().map(|q| q.bytes.len()));
+        let max = self.config.record_bytes_max();
+        let (mut len, mut entries) = (record::HEADER_BYTES, 0usize);
+        for q in self.queue.borrow().iter().filter(|q| !q.member.synced.is_closed()) {
+            let add = record::ENTRY_HEADER_BYTES + q.bytes.len();
+            if entries > 0 && len + add > max {
+                break;
+            }
+            len += add;
+            entries += 1;
+        }
         f.pos + record::padded(len) as u64 <= f.size
     }
 

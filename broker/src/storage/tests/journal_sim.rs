@@ -41,6 +41,9 @@ fn count_journal_stats(stats: JournalStats) {
 static REPLAYED_RUNS: AtomicU64 = AtomicU64::new(0);
 /// Journal records in flight at a crash (lost, whole or torn).
 static CRASHED_IN_FLIGHT: AtomicU64 = AtomicU64::new(0);
+/// Crashes right at an ack while other appends of the same burst were unacked
+/// (`crash_at_first_ack`).
+static CRASHED_AT_ACK: AtomicU64 = AtomicU64::new(0);
 /// Journal files that could not be created (disk full), and appends that waited for a
 /// journal file until space returned and then were acked.
 static CREATE_FAILURES: AtomicU64 = AtomicU64::new(0);
@@ -505,6 +508,9 @@ async fn crash_at_first_ack(
         futures_lite::future::yield_now().await;
     }
     let acked = acked.borrow();
+    if !acked.is_empty() && acked.len() < sent.len() {
+        CRASHED_AT_ACK.fetch_add(1, Relaxed);
+    }
     for (i, (p, base, bytes)) in sent.into_iter().enumerate() {
         let e = &mut expect[p];
         if acked.contains(&i) {
@@ -627,6 +633,12 @@ fn journal_simulation() {
         assert!(
             !many || torn > 0,
             "no journal record was in flight at a crash: that path went untested"
+        );
+        let at_ack = CRASHED_AT_ACK.load(Relaxed);
+        eprintln!("journal: {at_ack} crashes at an ack with other appends of its burst unacked");
+        assert!(
+            !many || at_ack > 0,
+            "no crash came at an ack with other appends unacked: that path went untested"
         );
         assert!(!many || records > 0, "no journal record written");
         assert!(
