@@ -5,7 +5,8 @@
 #   A=/path/broker-before B=/path/broker-after perf/results/2026-12-06-copies/run.sh
 #
 # Environment: WORKLOADS, ROUNDS (default 3), DURATION (s, default 15), WARMUP (s, default 3),
-# PERF_DATA_DIR (the disk under test, default /work/perf-data), OUT (default: here).
+# PERF_DATA_DIR (the disk under test, default /work/perf-data), OUT (default: here),
+# WORKLOAD_DIR (where <workload>.toml files are, default bench-harness/workloads).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -23,7 +24,7 @@ for w in $workloads; do
             out="$out_dir/$side/$w-$round"
             mkdir -p "$out"
             echo "==> $w $side round $round ($(cat /proc/pressure/io | head -1))" >&2
-            (cd "$root" && "$harness" run "bench-harness/workloads/$w.toml" --spawn \
+            (cd "$root" && "$harness" run "${WORKLOAD_DIR:-bench-harness/workloads}/$w.toml" --spawn \
                 --server-bin "$bin" --spawn-dir "$data" --shards 1 --server-cpus 1 \
                 --client-cpus 0 --duration "${DURATION:-15}" --warmup "${WARMUP:-3}" \
                 --no-progress --out "$out" >"$out/report.txt")
