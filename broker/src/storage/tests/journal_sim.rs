@@ -94,6 +94,24 @@ struct World {
 }
 
 impl World {
+    /// A world in `/sim` on `disk` with no shard cache, for the deterministic tests.
+    fn new(
+        disk: &SimDisk,
+        config: LogConfig,
+        journal_config: JournalConfig,
+        partitions: u32,
+    ) -> World {
+        World {
+            disk: disk.clone(),
+            root: PathBuf::from("/sim"),
+            journal_config,
+            batch_bytes_max: Cell::new(config.batch_bytes_max),
+            config,
+            shard: ShardCache::new(0),
+            partitions,
+        }
+    }
+
     fn dir(&self, p: u32) -> PathBuf {
         self.root.join("topic").join(p.to_string())
     }
@@ -983,15 +1001,8 @@ fn journal_checkpoint_syncs_the_filesystem_once_and_a_failure_keeps_its_file() {
             let disk = SimDisk::new(5, SimFaults::default());
             let config = small_config();
             let partitions = 16;
-            let world = World {
-                disk: disk.clone(),
-                root: PathBuf::from("/sim"),
-                journal_config: journal_config(64 << 10, config.batch_bytes_max),
-                batch_bytes_max: Cell::new(config.batch_bytes_max),
-                config,
-                shard: ShardCache::new(0),
-                partitions,
-            };
+            let journal = journal_config(64 << 10, config.batch_bytes_max);
+            let world = World::new(&disk, config, journal, partitions);
             let run = world.open(0, partitions).await;
             let mut expect: Vec<Expect> = (0..partitions).map(|_| Expect::default()).collect();
             if fail {
@@ -1064,18 +1075,11 @@ fn journal_segment_writes_in_flight_stay_within_the_shard_limit() {
                 SimDisk::new(11, SimFaults { write_delay_yields_max: 16, ..SimFaults::default() });
             let config = small_config();
             let partitions = 16;
-            let world = World {
-                disk: disk.clone(),
-                root: PathBuf::from("/sim"),
-                journal_config: JournalConfig {
-                    segment_writes_max: limit,
-                    ..journal_config(64 << 10, config.batch_bytes_max)
-                },
-                batch_bytes_max: Cell::new(config.batch_bytes_max),
-                config,
-                shard: ShardCache::new(0),
-                partitions,
+            let journal = JournalConfig {
+                segment_writes_max: limit,
+                ..journal_config(64 << 10, config.batch_bytes_max)
             };
+            let world = World::new(&disk, config, journal, partitions);
             let run = world.open(0, partitions).await;
             let mut rng = fastrand::Rng::with_seed(3);
             let (now_ms, mut tag) = (5_000, 0u64);
@@ -1123,19 +1127,12 @@ fn journal_records_in_flight_stay_within_the_limit_and_ack_in_order() {
             // durable without the journal.
             let config = LogConfig { segment_bytes_max: 8 << 20, ..small_config() };
             let partitions = 4;
-            let world = World {
-                disk: disk.clone(),
-                root: PathBuf::from("/sim"),
-                journal_config: JournalConfig {
-                    writes_in_flight_max: limit,
-                    // One file for everything: no checkpoint removes entries from the journal.
-                    ..journal_config(16 << 20, config.batch_bytes_max)
-                },
-                batch_bytes_max: Cell::new(config.batch_bytes_max),
-                config,
-                shard: ShardCache::new(0),
-                partitions,
+            let journal = JournalConfig {
+                writes_in_flight_max: limit,
+                // One file for everything: no checkpoint removes entries from the journal.
+                ..journal_config(16 << 20, config.batch_bytes_max)
             };
+            let world = World::new(&disk, config, journal, partitions);
             let run = world.open(0, partitions).await;
             let root = world.root.join("journal");
             let mut rng = fastrand::Rng::with_seed(3);
