@@ -83,7 +83,7 @@ pub struct ProducerConfig {
     /// a producer writing to many partitions sends about one request per round trip per
     /// shard instead of one per batch. Default 4: with 2, at 100 MB/s over 16 partitions a
     /// batch waited ~210 µs (p99) for a slot; with 4, many small partitions send about twice
-    /// the requests (`perf/results/2026-12-06-journal-in-flight`).
+    /// the requests, at about the same broker CPU (`perf/results/2026-12-06-journal-in-flight`).
     pub requests_in_flight_per_connection_max: usize,
     /// Idempotence: the producer gets an id from the broker and numbers its records per
     /// partition, so a batch sent again after a lost answer (a broker crash, a timeout) is

@@ -113,22 +113,26 @@ async fn serve(
             ),
             _ => {
                 let n = produces.fetch_add(1, Ordering::Relaxed);
+                // One result per batch entry of the request (a producer's coalescer may send
+                // several for the partition): the n-th request's i-th at n * 1,000,000 + i * 1,000.
+                let entries = decode_body::<ProduceRequest>(&body)
+                    .map_or(1, |r| r.topics.iter().map(|t| t.partitions.len()).sum::<usize>());
+                let partitions = (0..entries)
+                    .map(|i| ProducePartitionResult {
+                        partition: 0,
+                        error: 0,
+                        base_offset: n as i64 * 1_000_000 + i as i64 * 1_000,
+                        last_offset: 0,
+                        log_append_time_ms: 0,
+                        current_offset: -1,
+                    })
+                    .collect();
                 (
                     true,
                     encode_response(
                         h.correlation_id,
                         &ProduceResponse {
-                            topics: vec![ProduceTopicResult {
-                                name: "sink".into(),
-                                partitions: vec![ProducePartitionResult {
-                                    partition: 0,
-                                    error: 0,
-                                    base_offset: n as i64 * 1_000_000,
-                                    last_offset: 0,
-                                    log_append_time_ms: 0,
-                                    current_offset: -1,
-                                }],
-                            }],
+                            topics: vec![ProduceTopicResult { name: "sink".into(), partitions }],
                         },
                     ),
                 )
