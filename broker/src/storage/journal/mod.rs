@@ -551,28 +551,40 @@ impl<D: Disk> Inner<D> {
         gather.checked_sub(oldest.elapsed()).filter(|d| !d.is_zero())
     }
 
+    /// The next record as [`Inner::take_record`] takes it: how many queued entries it spans
+    /// (from the front, dropped ones included) and its length (`record::record_len` of the
+    /// entries it keeps).
+    pub(super) fn next_record(&self) -> (usize, usize) {
+        let max = self.config.record_bytes_max();
+        let (mut spans, mut kept, mut len) = (0, 0, record::HEADER_BYTES);
+        for q in self.queue.borrow().iter() {
+            if !q.member.synced.is_closed() {
+                let add = record::ENTRY_HEADER_BYTES + q.bytes.len();
+                if kept > 0 && len + add > max {
+                    break;
+                }
+                len += add;
+                kept += 1;
+            }
+            spans += 1;
+        }
+        (spans, len)
+    }
+
     /// Takes queued entries for one record: at most `record_bytes_max`, at least one unless
     /// none is left. Entries of a member whose `synced` closed (fenced: their appends
     /// failed; or closed or gone: its segments hold what it kept) are dropped, not
     /// journaled: a failed append must not come back at the next start, and a file must
     /// not be kept for a member that will never sync.
     fn take_record(&self) -> Vec<Queued> {
-        let max = self.config.record_bytes_max();
-        let mut q = self.queue.borrow_mut();
+        let (spans, _) = self.next_record();
         let mut taken = Vec::new();
-        let mut len = record::HEADER_BYTES;
-        while let Some(front) = q.front() {
-            if front.member.synced.is_closed() {
-                let dropped = q.pop_front().expect("front exists");
-                dropped.member.dequeued(dropped.bytes.len());
-                continue;
+        for q in self.queue.borrow_mut().drain(..spans) {
+            if q.member.synced.is_closed() {
+                q.member.dequeued(q.bytes.len());
+            } else {
+                taken.push(q);
             }
-            let add = record::ENTRY_HEADER_BYTES + front.bytes.len();
-            if !taken.is_empty() && len + add > max {
-                break;
-            }
-            len += add;
-            taken.push(q.pop_front().expect("front exists"));
         }
         taken
     }

@@ -102,9 +102,8 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                     while flights.iter().any(|f| !f.is_done()) {
                         written.wait_for(written.get() + 1).await;
                     }
-                    let mut flight = flight;
-                    let mut batch = std::mem::take(&mut flight.batch);
-                    for mut f in flights.drain(..) {
+                    let mut batch = Vec::new();
+                    for mut f in std::iter::once(flight).chain(flights.drain(..)) {
                         batch.append(&mut f.batch);
                     }
                     j.fail(e, batch);
@@ -289,26 +288,15 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
 }
 
 impl<D: Disk> Inner<D> {
-    /// Whether the record taken next would fit the active file after the records in
-    /// flight: the queue's entries as `take_record` takes them (at most
-    /// `record_bytes_max`, at least one; entries of closed members dropped).
+    /// Whether the record taken next would fit the active file after the records in flight.
     fn next_record_fits(&self, active: Option<&ActiveFile<D>>) -> bool {
         let Some(f) = active else { return false };
-        let max = self.config.record_bytes_max();
-        let (mut len, mut entries) = (record::HEADER_BYTES, 0usize);
-        for q in self.queue.borrow().iter().filter(|q| !q.member.synced.is_closed()) {
-            let add = record::ENTRY_HEADER_BYTES + q.bytes.len();
-            if entries > 0 && len + add > max {
-                break;
-            }
-            len += add;
-            entries += 1;
-        }
+        let (_, len) = self.next_record();
         f.pos + record::padded(len) as u64 <= f.size
     }
 
     /// A record was written and every record before it: its entries are journaled.
-    fn finish(&self, flight: Flight, f: &mut ActiveFile<D>) {
+    fn finish(&self, mut flight: Flight, f: &mut ActiveFile<D>) {
         let mut s = self.stats.get();
         s.records += 1;
         s.entries += flight.batch.len() as u64;
@@ -317,7 +305,6 @@ impl<D: Disk> Inner<D> {
         s.record_bytes += flight.padded;
         self.stats.set(s);
         let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();
-        let mut flight = flight;
         for q in std::mem::take(&mut flight.batch) {
             self.in_flight_bytes.set(self.in_flight_bytes.get() - q.bytes.len());
             q.member.dequeued(q.bytes.len());
