@@ -219,6 +219,10 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
     // until they answer: the hold of the request's frame (a large one's, at least their
     // size) stays until then, the frame itself goes now.
     let held = if forwards.is_empty() { None } else { request.into_held() };
+    // One deadline for the whole answer: every partition waits against it (a timeout each
+    // would let a request of n stuck partitions take n timeouts).
+    let deadline = (timeout_ms > 0)
+        .then(|| std::time::Instant::now() + Duration::from_millis(u64::from(timeout_ms)));
     Box::pin(async move {
         let _held = held;
         let mut answers = Answers::<ProduceResponse>::collect(forwards).await;
@@ -229,12 +233,12 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
                 partitions.push(match slot {
                     Slot::Done(r) => r,
                     Slot::Local { partition, tickets, log_append_time_ms, enqueued } => {
-                        let r = wait_acks(partition, tickets, log_append_time_ms, timeout_ms).await;
+                        let r = wait_acks(partition, tickets, log_append_time_ms, deadline).await;
                         stage_latency::record_since(Stage::ProduceAck, enqueued);
                         r
                     }
                     Slot::Duplicate { part, base_offset, last_offset } => {
-                        wait_duplicate(part, base_offset, last_offset, ack, timeout_ms).await
+                        wait_duplicate(part, base_offset, last_offset, ack, deadline).await
                     }
                     Slot::Remote(f) => {
                         answers.take(&f).unwrap_or_else(|| failed(f.index, ErrorCode::NotOwner))
@@ -367,6 +371,8 @@ fn append_all(
         false => None,
     };
     let kept = kept_part.map(|_| ByteView::new(Rc::new(KeptFrame::new(std::mem::take(frame)))));
+    // One clock read for the request's batches (`produce_ack` starts there).
+    let enqueued = std::time::Instant::now();
     let mut store = |a: Admitted| {
         let (part, index, claims) = match a {
             Admitted::Answered(slot) => return slot,
@@ -400,12 +406,7 @@ fn append_all(
         if let (true, Some(code)) = (tickets.is_empty(), refused) {
             return Slot::Done(failed(index, code));
         }
-        Slot::Local {
-            partition: index,
-            tickets,
-            log_append_time_ms: now,
-            enqueued: std::time::Instant::now(),
-        }
+        Slot::Local { partition: index, tickets, log_append_time_ms: now, enqueued }
     };
     admitted
         .into_iter()
@@ -559,7 +560,7 @@ async fn wait_duplicate(
     base_offset: u64,
     last_offset: u64,
     ack: AckLevel,
-    timeout_ms: u32,
+    deadline: Option<std::time::Instant>,
 ) -> ProducePartitionResult {
     // `false` when the log closed first (the original append's fate is then unknown).
     let reached = async {
@@ -569,16 +570,7 @@ async fn wait_duplicate(
             _ => part.log.high_watermark_mark().wait_for(last_offset + 1).await,
         }
     };
-    let reached = if timeout_ms == 0 {
-        reached.await
-    } else {
-        future::or(reached, async {
-            glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
-            false
-        })
-        .await
-    };
-    if !reached {
+    if !by_deadline(deadline, reached, false).await {
         return failed(part.index, ErrorCode::Timeout);
     }
     if part.log.high_watermark() <= last_offset && ack == AckLevel::Durable {
@@ -598,7 +590,7 @@ async fn wait_acks(
     partition: u32,
     tickets: Vec<AppendTicket>,
     log_append_time_ms: i64,
-    timeout_ms: u32,
+    deadline: Option<std::time::Instant>,
 ) -> ProducePartitionResult {
     let base_offset = tickets.first().map_or(-1, |t| t.base_offset as i64);
     let last_offset = tickets.last().map_or(-1, |t| t.last_offset as i64);
@@ -608,16 +600,7 @@ async fn wait_acks(
         }
         Ok::<(), ErrorCode>(())
     };
-    let outcome = if timeout_ms == 0 {
-        wait_all.await
-    } else {
-        future::or(wait_all, async {
-            glommio::timer::sleep(Duration::from_millis(u64::from(timeout_ms))).await;
-            Err(ErrorCode::Timeout)
-        })
-        .await
-    };
-    match outcome {
+    match by_deadline(deadline, wait_all, Err(ErrorCode::Timeout)).await {
         Ok(()) => ProducePartitionResult {
             partition,
             error: 0,
@@ -630,6 +613,25 @@ async fn wait_acks(
     }
 }
 
+/// `wait`'s output, or `timed_out` once `deadline` passed (no deadline: `wait`'s). A wait
+/// that is already done takes no timer: the timer is armed only when `wait` is pending.
+async fn by_deadline<T>(
+    deadline: Option<std::time::Instant>,
+    wait: impl std::future::Future<Output = T>,
+    timed_out: T,
+) -> T {
+    match deadline {
+        None => wait.await,
+        Some(d) => {
+            future::or(wait, async move {
+                glommio::timer::sleep(d.saturating_duration_since(std::time::Instant::now())).await;
+                timed_out
+            })
+            .await
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use wire::batch::header::covered_crc;
@@ -637,6 +639,33 @@ mod tests {
     use wire::{AlignedVec, BatchBuilder, BatchView};
 
     use super::*;
+
+    #[test]
+    fn every_wait_of_a_request_ends_at_its_one_deadline() {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(|| async {
+                let start = std::time::Instant::now();
+                let deadline = Some(start + Duration::from_millis(60));
+                // Two partitions that never ack, waited for one after the other.
+                let never = || future::pending::<Result<(), ErrorCode>>();
+                for _ in 0..2 {
+                    let r = by_deadline(deadline, never(), Err(ErrorCode::Timeout)).await;
+                    assert_eq!(r, Err(ErrorCode::Timeout));
+                }
+                let took = start.elapsed();
+                assert!(took >= Duration::from_millis(60), "not before the deadline: {took:?}");
+                assert!(took < Duration::from_millis(110), "one deadline, not one each: {took:?}");
+                // Past the deadline, a wait that is done still answers with its own output.
+                assert_eq!(
+                    by_deadline(deadline, future::ready(Ok(())), Err(ErrorCode::Timeout)).await,
+                    Ok(())
+                );
+                assert_eq!(by_deadline(None, future::ready(7), 0).await, 7);
+            })
+            .expect("executor")
+            .join()
+            .expect("test executor");
+    }
 
     /// A one-record batch with `attributes` and a matching CRC.
     fn batch(attributes: u16) -> AlignedVec {

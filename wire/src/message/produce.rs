@@ -9,7 +9,8 @@ wire_type! {
     pub struct ProduceRequest {
         /// When to answer.
         pub ack: AckLevel,
-        /// Give up waiting for the ack after this long; the append may still happen.
+        /// Give up waiting for the acks after this long (one deadline for the whole request,
+        /// from when its batches were taken; 0: no limit); the appends may still happen.
         pub timeout_ms: u32,
         /// Batches per topic.
         pub topics: Vec<ProduceTopic>,
