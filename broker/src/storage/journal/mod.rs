@@ -237,11 +237,13 @@ impl<D: Disk> JournalLink<D> {
 
     /// Queues an append's stored bytes for the next record. Appends of one member must be
     /// submitted in offset order. An error means the journal failed: the caller fences.
+    /// `enqueued`: when the append was taken (the `log_queue` stage starts there).
     pub(crate) fn submit(
         &self,
         base_offset: u64,
         next_offset: u64,
         bytes: ByteView,
+        enqueued: std::time::Instant,
     ) -> Result<(), IoError> {
         if let Some(e) = self.inner.failed.borrow().clone() {
             return Err(e);
@@ -271,7 +273,7 @@ impl<D: Disk> JournalLink<D> {
             base_offset,
             next_offset,
             bytes,
-            enqueued: std::time::Instant::now(),
+            enqueued,
         });
         self.inner.signal.advance(self.inner.signal.get() + 1);
         Ok(())

@@ -247,11 +247,12 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                 .collect();
             record::encode(buf.as_mut(), seq, &refs);
         }
+        let started = std::time::Instant::now();
         for q in &batch {
             // With the journal an append waits for its record, not its segment write.
-            crate::stage_latency::record_since(crate::stage_latency::Stage::LogQueue, q.enqueued);
+            let queued = started.saturating_duration_since(q.enqueued);
+            crate::stage_latency::record(crate::stage_latency::Stage::LogQueue, queued);
         }
-        let started = std::time::Instant::now();
         j.last_write.set(Some((started, batch.len())));
         let done = Rc::new(RefCell::new(None));
         let task = {

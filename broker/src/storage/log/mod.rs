@@ -395,6 +395,7 @@ impl<D: Disk> PartitionLog<D> {
             bytes.len(),
             header.base_offset()
         );
+        let enqueued = std::time::Instant::now();
         let mut st = sh.queue.borrow_mut();
         debug_assert!(st.next_offset >= next_offset, "claims are stored in order");
         let (mut tx, rx) = match ack {
@@ -422,14 +423,14 @@ impl<D: Disk> PartitionLog<D> {
             bytes,
             ack,
             tx,
-            enqueued: std::time::Instant::now(),
+            enqueued,
         });
         // A writer deferring its segment write wakes only once this makes the write due.
         let wake_writer =
             sh.writer_deferred_bytes_due.get().is_none_or(|due| st.pending_bytes >= due);
         drop(st);
         if let (Some(j), Some(bytes)) = (&sh.journal, journaled) {
-            if let Err(e) = j.submit(base_offset, next_offset, bytes) {
+            if let Err(e) = j.submit(base_offset, next_offset, bytes, enqueued) {
                 // The journal failed: nothing more becomes durable here (this append too
                 // fails, through the fence).
                 sh.fence(e);

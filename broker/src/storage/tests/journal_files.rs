@@ -33,7 +33,8 @@ async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) 
     let mut links = Vec::new();
     for &(topic_id, partition, offset, fill) in entries {
         let link = j.join(topic_id, partition, offset);
-        link.submit(offset, offset + 1, journal_entry(fill, 100)).unwrap();
+        link.submit(offset, offset + 1, journal_entry(fill, 100), std::time::Instant::now())
+            .unwrap();
         while link.member().journaled() <= offset {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -47,7 +48,13 @@ async fn journal(disk: &SimDisk, dir: PathBuf, entries: &[(u64, u32, u64, u8)]) 
 /// a record of its own, and marks it synced as soon as it is journaled.
 async fn journal_synced(link: &JournalLink<SimDisk>, offsets: std::ops::Range<u64>) {
     for offset in offsets {
-        link.submit(offset, offset + 1, journal_entry(offset as u8, 3000)).unwrap();
+        link.submit(
+            offset,
+            offset + 1,
+            journal_entry(offset as u8, 3000),
+            std::time::Instant::now(),
+        )
+        .unwrap();
         while link.member().journaled() <= offset {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
@@ -137,7 +144,7 @@ fn journal_files_number_after_the_read_even_once_its_files_are_gone() {
         .await
         .unwrap();
         let link = j.join(1, 1, 1);
-        link.submit(1, 2, journal_entry(12, 100)).unwrap();
+        link.submit(1, 2, journal_entry(12, 100), std::time::Instant::now()).unwrap();
         while link.member().journaled() <= 1 {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }

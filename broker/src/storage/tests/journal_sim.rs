@@ -826,15 +826,21 @@ fn journal_refuses_oversized_batches_and_submits_after_close() {
             ShardJournal::open(disk.clone(), PathBuf::from("/j/shard-0"), config).await.unwrap();
         let (written, refused) = (journal.join(1, 0, 0), journal.join(1, 1, 0));
         let bytes = |n: usize| crate::storage::bytes::ByteView::new(Rc::new(vec![0u8; n]));
-        written.submit(0, 1, bytes(4 << 10)).expect("a batch within the limit");
-        let err = refused.submit(0, 1, bytes((4 << 10) + 1)).expect_err("larger than the limit");
+        written
+            .submit(0, 1, bytes(4 << 10), std::time::Instant::now())
+            .expect("a batch within the limit");
+        let err = refused
+            .submit(0, 1, bytes((4 << 10) + 1), std::time::Instant::now())
+            .expect_err("larger than the limit");
         assert!(err.to_string().contains("larger than the journal's"), "{err}");
         // Gone before its entry was written: the entry is dropped unwritten (nothing was or
         // can be acked for it) and the close waits for nothing.
         drop(written);
         journal.close().await.unwrap();
         let link = refused;
-        let err = link.submit(1, 2, bytes(100)).expect_err("the journal is closed");
+        let err = link
+            .submit(1, 2, bytes(100), std::time::Instant::now())
+            .expect_err("the journal is closed");
         assert!(err.to_string().contains("closed"), "{err}");
         assert_eq!(journal.stats().records, 0);
     });
@@ -966,7 +972,7 @@ fn journal_batch_larger_than_a_file_gets_a_file_of_its_own() {
         let mut next = 0u64;
         for (i, &n) in sizes.iter().enumerate() {
             let bytes = journal_entry(i as u8 + 1, n);
-            link.submit(next, next + 1, bytes).unwrap();
+            link.submit(next, next + 1, bytes, std::time::Instant::now()).unwrap();
             next += 1;
             while link.member().journaled() < next {
                 glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
