@@ -524,6 +524,7 @@ impl BrokerConfig {
             "BROKER_HTTP_BODY_BYTES_MAX" => self.http.body_bytes_max = parse(name, value)?,
             "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,
             "BROKER_HTTP_WRITE_STALL_MS" => self.http.write_stall_ms = parse(name, value)?,
+            "BROKER_HTTP_MEMORY_WAIT_MS" => self.http.memory_wait_ms = parse(name, value)?,
             "BROKER_HTTP_STREAM_BUFFER_BYTES_MAX" => {
                 self.http.stream_buffer_bytes_max = parse(name, value)?
             }

@@ -736,13 +736,13 @@ fn answers_render_at_most_the_stream_buffer_and_go_on_from_there() {
     assert!(largest_chunk <= BUFFER_BYTES + 20_000, "a chunk of {largest_chunk} bytes");
 }
 
-/// An HTTP table read takes room for what it reads from the shard's budget (`memory_bytes_per_shard`),
-/// as a native reader does from its connection's: while that is held by others it waits
-/// (before, the gateway's reads were bounded by nothing), and it goes on once room returns.
-#[test]
-fn an_http_table_read_waits_for_room_in_the_shards_budget() {
+/// A 1 MiB shard budget (`memory_bytes_per_shard`), a table topic `big` holding key `k`
+/// with a 300 KiB value, and the path of a table read that needs it (`min_offset` past it).
+fn start_with_a_big_table_value(env: &[(&str, &str)]) -> (Broker, SocketAddr, String) {
     let budget = (1u32 << 20).to_string();
-    let (broker, http) = start(1, &[("BROKER_MEMORY_BYTES_PER_SHARD", budget.as_str())]);
+    let mut all = vec![("BROKER_MEMORY_BYTES_PER_SHARD", budget.as_str())];
+    all.extend_from_slice(env);
+    let (broker, http) = start(1, &all);
     let (status, t) =
         post_json(http, "/topics", &json!({"name": "big", "partitions": 1, "table": true}));
     assert_eq!(status, 201, "{t}");
@@ -759,12 +759,15 @@ fn an_http_table_read_waits_for_room_in_the_shards_budget() {
         &["-H", "content-type: application/json", "--data-binary", &data],
     );
     assert_eq!(status, 200, "{produced}");
+    let _ = std::fs::remove_file(file);
     let min = produced["offsets"][0]["offset"].as_u64().unwrap() + 1;
-    let get = format!("/tables/big/k?min_offset={min}");
-    assert_eq!(curl(http, "GET", &get, &[]).0, 200, "read with the budget free");
-    // A native client declares a 900 KiB frame and sends 600 KiB of it: its reader holds
-    // (twice what arrived, up to the frame) all but ~100 KiB of the 1 MiB budget until the
-    // frame ends.
+    (broker, http, format!("/tables/big/k?min_offset={min}"))
+}
+
+/// A native client that declares a 900 KiB frame and sends 600 KiB of it: its reader holds
+/// (twice what arrived, up to the frame) all but ~100 KiB of the 1 MiB budget until the
+/// frame ends (the connection is dropped).
+fn hold_most_of_the_budget(broker: &Broker) -> TcpStream {
     let header = wire::FrameHeader {
         version: 1,
         api_key: wire::ApiKey::Produce.as_u16(),
@@ -776,6 +779,17 @@ fn an_http_table_read_waits_for_room_in_the_shards_budget() {
     stalled.write_all(&header.encode()).unwrap();
     stalled.write_all(&vec![0u8; 600 << 10]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
+    stalled
+}
+
+/// An HTTP table read takes room for what it reads from the shard's budget (`memory_bytes_per_shard`),
+/// as a native reader does from its connection's: while that is held by others it waits
+/// (before, the gateway's reads were bounded by nothing), and it goes on once room returns.
+#[test]
+fn an_http_table_read_waits_for_room_in_the_shards_budget() {
+    let (broker, http, get) = start_with_a_big_table_value(&[]);
+    assert_eq!(curl(http, "GET", &get, &[]).0, 200, "read with the budget free");
+    let stalled = hold_most_of_the_budget(&broker);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(curl(http, "GET", &get, &[]));
@@ -789,5 +803,41 @@ fn an_http_table_read_waits_for_room_in_the_shards_budget() {
         rx.recv_timeout(Duration::from_secs(20)).expect("answered once room returned");
     assert_eq!(status, 200, "{got}");
     assert_eq!(got["value"].as_str().map(str::len), Some(300 << 10));
-    let _ = std::fs::remove_file(file);
+}
+
+/// A read that finds no room waits at most `http.memory_wait_ms`, then is refused with 429
+/// `RESOURCE_LIMIT` and `Retry-After` (before, it waited as long as others held the room,
+/// and its client with it); once room returns, the same reads answer.
+#[test]
+fn an_http_read_without_room_is_refused_with_429_after_memory_wait_ms() {
+    let (broker, http, get) = start_with_a_big_table_value(&[
+        ("BROKER_HTTP_MEMORY_WAIT_MS", "1000"),
+        ("BROKER_HTTP_STREAM_BUFFER_BYTES_MAX", "131072"),
+    ]);
+    // `GET .../records` holds twice the stream buffer (256 KiB) for its fetch and text.
+    let records = "/topics/big/records?from=earliest&limit=1";
+    let stalled = hold_most_of_the_budget(&broker);
+    for path in [get.as_str(), records] {
+        let started = Instant::now();
+        let out = Command::new("curl")
+            .args(["-s", "-S", "-i", "--max-time", "30"])
+            .arg(format!("http://{http}{path}"))
+            .output()
+            .expect("run curl");
+        let took = started.elapsed();
+        let text = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(text.starts_with("http/1.1 429"), "{path}: {text}");
+        assert!(text.contains("retry-after: 1"), "{path}: {text}");
+        assert!(text.contains("resource_limit"), "{path}: {text}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+            "{path}: refused after {took:?}, not after the 1 s wait"
+        );
+    }
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, got) = curl(http, "GET", &get, &[]);
+    assert_eq!(status, 200, "{got}");
+    let (status, got) = curl(http, "GET", records, &[]);
+    assert_eq!(status, 200, "{got}");
 }

@@ -29,6 +29,12 @@ pub struct HttpConfig {
     pub stream_buffer_bytes_max: u32,
     /// Most records one `GET .../records` returns.
     pub records_limit_max: u32,
+    /// A read (`GET .../records`, `GET /tables/...`) that finds no room in the shard's
+    /// `memory_bytes_per_shard` budget waits at most this long for it, then is refused with
+    /// 429 `RESOURCE_LIMIT` and `Retry-After` (a table read's whole answer is bounded so). A
+    /// request body waits for room within `read_timeout_ms`; an open stream waits for room
+    /// as it waits for records.
+    pub memory_wait_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +46,7 @@ impl Default for HttpConfig {
             write_stall_ms: 10_000,
             stream_buffer_bytes_max: 1 << 20,
             records_limit_max: 10_000,
+            memory_wait_ms: 10_000,
         }
     }
 }
@@ -48,7 +55,11 @@ impl HttpConfig {
     /// Checks the values against each other and the native frame limit (a produce body is
     /// turned into one native request frame).
     pub fn validate(&self, frame_body_bytes_max: u32) -> Result<(), String> {
-        if self.body_bytes_max == 0 || self.read_timeout_ms == 0 || self.write_stall_ms == 0 {
+        if self.body_bytes_max == 0
+            || self.read_timeout_ms == 0
+            || self.write_stall_ms == 0
+            || self.memory_wait_ms == 0
+        {
             return Err("http limits must be positive".into());
         }
         // A produce body becomes one native request (the records built from it are checked

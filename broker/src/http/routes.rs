@@ -71,6 +71,9 @@ pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 /// The JSON error response for `e`.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.status(), &e.body());
+    if e.status() == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
     if e.status() == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -237,6 +240,23 @@ pub fn partition_count(gw: &Gateway, topic: &str) -> Result<u32, ApiError> {
 struct HeldBody {
     bytes: Bytes,
     _held: crate::budget::Held,
+}
+
+/// `wait` (which waits for room in the shard's memory budget), or 429 `RESOURCE_LIMIT` once
+/// `http.memory_wait_ms` passed without it ending (dropping it gives back what it held).
+async fn within_memory_wait<T>(
+    gw: &Gateway,
+    wait: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let wait_ms = gw.shard.config.http.memory_wait_ms;
+    futures_lite::future::or(wait, async {
+        glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+        Err(ApiError::new(
+            ErrorCode::ResourceLimit,
+            format!("no room in the shard's memory budget within {wait_ms} ms (http.memory_wait_ms); retry later"),
+        ))
+    })
+    .await
 }
 
 /// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`, once the shard's
@@ -447,7 +467,8 @@ async fn table_get(
     };
     // The entry read takes room from the shard's budget (HTTP has no connection budget),
     // held until the answer is rendered.
-    let (resp, _held): (wire::TableReadResponse, _) = native::call_in_room(gw, &req).await?;
+    let (resp, _held): (wire::TableReadResponse, _) =
+        within_memory_wait(gw, native::call_in_room(gw, &req)).await?;
     let p = resp
         .topics
         .into_iter()
@@ -654,7 +675,9 @@ async fn read_records(
     let (mut out, mut count, mut high_watermark) = (String::new(), 0usize, next);
     // One hold for both the fetched batches and the text, as much of each (a second hold
     // taken per fetch while this one is held could wait for room such holds of others keep).
-    let _held = gw.shard.memory.hold(2 * rendered_bytes_max).await;
+    let _held =
+        within_memory_wait(gw, async { Ok(gw.shard.memory.hold(2 * rendered_bytes_max).await) })
+            .await?;
     'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
         high_watermark = hw;
