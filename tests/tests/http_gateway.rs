@@ -840,4 +840,10 @@ fn an_http_read_without_room_is_refused_with_429_after_memory_wait_ms() {
     assert_eq!(status, 200, "{got}");
     let (status, got) = curl(http, "GET", records, &[]);
     assert_eq!(status, 200, "{got}");
+    // A read-your-writes wait longer than the memory wait still ends in its own 504.
+    let far = "/tables/big/k?min_offset=1000000&wait_ms=1500";
+    let started = Instant::now();
+    let (status, got) = curl(http, "GET", far, &[]);
+    assert_eq!((status, got["error"]["name"].as_str()), (504, Some("TIMEOUT")), "{got}");
+    assert!(started.elapsed() >= Duration::from_millis(1400), "{:?}", started.elapsed());
 }

@@ -31,9 +31,9 @@ pub struct HttpConfig {
     pub records_limit_max: u32,
     /// A read (`GET .../records`, `GET /tables/...`) that finds no room in the shard's
     /// `memory_bytes_per_shard` budget waits at most this long for it, then is refused with
-    /// 429 `RESOURCE_LIMIT` and `Retry-After` (a table read's whole answer is bounded so). A
-    /// request body waits for room within `read_timeout_ms`; an open stream waits for room
-    /// as it waits for records.
+    /// 429 `RESOURCE_LIMIT` and `Retry-After` (a table read's whole answer is bounded by this
+    /// plus its `wait_ms`). A request body waits for room within `read_timeout_ms`; an open
+    /// stream waits for room as it waits for records.
     pub memory_wait_ms: u64,
 }
 

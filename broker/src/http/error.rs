@@ -16,17 +16,25 @@ pub struct ApiError {
     pub message: String,
     /// A status other than the code's own (404 for an unknown path, 405, 408).
     pub status: Option<StatusCode>,
+    /// `Retry-After` seconds, for a refusal that passes (no room in the budget now).
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
     /// An error with the code's own status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into(), status: None }
+        ApiError { code, message: message.into(), status: None, retry_after_s: None }
     }
 
     /// `INVALID_REQUEST` (400): a malformed body or query.
     pub fn invalid(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// The same error with a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
 
     /// The same error with another HTTP status.

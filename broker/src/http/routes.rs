@@ -71,8 +71,8 @@ pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
 /// The JSON error response for `e`.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.status(), &e.body());
-    if e.status() == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    if let Some(s) = e.retry_after_s {
+        r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(s));
     }
     if e.status() == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
@@ -242,19 +242,23 @@ struct HeldBody {
     _held: crate::budget::Held,
 }
 
-/// `wait` (which waits for room in the shard's memory budget), or 429 `RESOURCE_LIMIT` once
-/// `http.memory_wait_ms` passed without it ending (dropping it gives back what it held).
+/// `wait` (which waits for room in the shard's memory budget, and for up to `also_ms` more
+/// that it may wait on purpose), or 429 `RESOURCE_LIMIT` with `Retry-After: 1` once
+/// `http.memory_wait_ms` + `also_ms` passed without it ending (dropping it gives back what
+/// it held).
 async fn within_memory_wait<T>(
     gw: &Gateway,
+    also_ms: u32,
     wait: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
     let wait_ms = gw.shard.config.http.memory_wait_ms;
     futures_lite::future::or(wait, async {
-        glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+        glommio::timer::sleep(Duration::from_millis(wait_ms + u64::from(also_ms))).await;
         Err(ApiError::new(
             ErrorCode::ResourceLimit,
             format!("no room in the shard's memory budget within {wait_ms} ms (http.memory_wait_ms); retry later"),
-        ))
+        )
+        .with_retry_after(1))
     })
     .await
 }
@@ -466,9 +470,11 @@ async fn table_get(
         }],
     };
     // The entry read takes room from the shard's budget (HTTP has no connection budget),
-    // held until the answer is rendered.
+    // held until the answer is rendered. Bounded whole (its wait for room is inside the
+    // native handler): `wait_ms` for `min_offset` (504 `TIMEOUT` past it) plus the wait for
+    // room.
     let (resp, _held): (wire::TableReadResponse, _) =
-        within_memory_wait(gw, native::call_in_room(gw, &req)).await?;
+        within_memory_wait(gw, req.wait_ms, native::call_in_room(gw, &req)).await?;
     let p = resp
         .topics
         .into_iter()
@@ -676,7 +682,7 @@ async fn read_records(
     // One hold for both the fetched batches and the text, as much of each (a second hold
     // taken per fetch while this one is held could wait for room such holds of others keep).
     let _held =
-        within_memory_wait(gw, async { Ok(gw.shard.memory.hold(2 * rendered_bytes_max).await) })
+        within_memory_wait(gw, 0, async { Ok(gw.shard.memory.hold(2 * rendered_bytes_max).await) })
             .await?;
     'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;

@@ -9,8 +9,10 @@ wire_type! {
     pub struct ProduceRequest {
         /// When to answer.
         pub ack: AckLevel,
-        /// Give up waiting for the acks after this long (one deadline for the whole request,
-        /// from when its batches were taken; 0: no limit); the appends may still happen.
+        /// Give up waiting for the acks after this long (0: no limit); the appends may still
+        /// happen. The partitions the shard that read the request owns wait against one
+        /// deadline from when their batches were stored; one forwarded to its owning shard
+        /// waits this long there.
         pub timeout_ms: u32,
         /// Batches per topic.
         pub topics: Vec<ProduceTopic>,
