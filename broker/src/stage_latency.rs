@@ -142,11 +142,43 @@ pub fn wake_timed<F: Future + Unpin>(stage: Stage, inner: F) -> WakeTimed<F> {
     WakeTimed { inner, stage, woke: Arc::new(AtomicU64::new(0)) }
 }
 
+/// A future that also says when it was last woken (see [`woken`]).
+pub struct Woken<F> {
+    inner: F,
+    woke: Arc<AtomicU64>,
+}
+
+/// `inner`, its output paired with when it was last woken before it was ready (`None` if it
+/// was ready at once): where a stage that starts with an event it waited for begins, the
+/// wait for its task's turn included.
+pub fn woken<F: Future + Unpin>(inner: F) -> Woken<F> {
+    Woken { inner, woke: Arc::new(AtomicU64::new(0)) }
+}
+
+impl<F: Future + Unpin> Future for Woken<F> {
+    type Output = (F::Output, Option<Instant>);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let waker =
+            Waker::from(Arc::new(NoteWake { woke: self.woke.clone(), waker: cx.waker().clone() }));
+        match Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker)) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(out) => {
+                let woke = self.woke.load(Ordering::Relaxed);
+                Poll::Ready((out, (woke != 0).then(|| base() + Duration::from_nanos(woke))))
+            }
+        }
+    }
+}
+
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
 /// Nanoseconds since the first call (never 0 once called: 0 means "not woken").
 fn now_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    (base.elapsed().as_nanos() as u64).max(1)
+    (base().elapsed().as_nanos() as u64).max(1)
 }
 
 /// The waker [`WakeTimed`] hands its inner future: notes when it is woken.

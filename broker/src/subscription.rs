@@ -26,6 +26,7 @@ use crate::mesh::PushTarget;
 use crate::out_frame::OutFrame;
 use crate::partition::Partition;
 use crate::shard::Shard;
+use crate::stage_latency::{self, Stage};
 use crate::storage::{ByteView, FirstBatch, StorageError};
 use crate::watermark::Watermark;
 
@@ -214,7 +215,19 @@ async fn push_loop(
             }
             continue;
         }
-        if next >= log.high_watermark() && !log.high_watermark_mark().wait_for(next + 1).await {
+        // When the records this push carries became visible (the wake of the wait for them),
+        // for the `push` stage.
+        let mut visible_at = None;
+        let open = match next >= log.high_watermark() {
+            true => {
+                let wait = std::pin::pin!(log.high_watermark_mark().wait_for(next + 1));
+                let (open, woke) = stage_latency::woken(wait).await;
+                visible_at = woke;
+                open
+            }
+            false => true,
+        };
+        if !open {
             // The partition closed (deleted, or the broker is stopping).
             let end = SubscriptionData {
                 subscription_id: id,
@@ -312,6 +325,9 @@ async fn push_loop(
             Ok(f) => {
                 if !sink.send(f).await {
                     return;
+                }
+                if let Some(at) = visible_at {
+                    stage_latency::record_since(Stage::Push, at);
                 }
             }
             Err(_) => return,

@@ -546,16 +546,31 @@ fn transparent_huge_pages_are_off_for_the_broker_unless_configured() {
     assert_eq!(thp(&on).as_deref(), Some("1"));
 }
 
-/// Per-stage latency: a produce at `durable` and a fetch show up in the shard's stages,
-/// and a reset starts them afresh.
+/// Per-stage latency: a produce at `durable`, a fetch and the pushes of a subscription
+/// waiting for them show up in the shard's stages, and a reset starts them afresh.
 #[test]
 fn stage_latency_is_reported_per_shard_and_resets() {
     let broker = Broker::start(1);
     let mut conn = broker.connect();
     integration_tests::create_topic(&mut conn, TOPIC, 1);
+    let mut sub = broker.connect();
+    let resp: SubscribeResponse = sub.call(&SubscribeRequest {
+        subscription_id: 1,
+        topic: TOPIC.into(),
+        partition: 0,
+        start: StartPosition::Latest,
+        credit_bytes: 1 << 20,
+        filter: String::new(),
+    });
+    assert_eq!(resp.error, 0, "{}", resp.message);
+    let mut pushed = 0;
     for seq in 0..20 {
         let r = produce(&mut conn, 0, &[&batch(0, seq, 3)], AckLevel::Durable);
         assert_eq!(r.error, 0);
+        // Each produce is pushed before the next: the subscription waited for it.
+        let data: SubscriptionData = sub.next_push().decode();
+        assert_eq!(data.next_offset, 3 * (seq as u64 + 1));
+        pushed += 1;
     }
     let _ = integration_tests::fetch_all(&mut conn, TOPIC, 0, 60);
     let ask = |conn: &mut Conn, reset| -> Vec<wire::StageLatency> {
@@ -574,11 +589,14 @@ fn stage_latency_is_reported_per_shard_and_resets() {
     assert!(count("log_queue") >= 20, "{stages:?}");
     assert!(count("write") + count("write_dsync") >= 1, "{stages:?}");
     assert!(count("fetch") >= 1, "{stages:?}");
-    assert!(count("request_queue") >= 22, "{stages:?}"); // produces, fetch, stats
+    // A push that went out after a wait for its records (visible → push queued) is a
+    // sample: each of these, but for one that found its records already there.
+    assert!((1..=pushed).contains(&count("push")), "{stages:?}");
+    assert!(count("request_queue") >= 23, "{stages:?}"); // subscribe, produces, fetch, stats
     assert!(count("frame_read") >= 22, "{stages:?}");
     // The connection waited for its next request at least once (a synchronous client).
     assert!(count("read_wake") >= 1, "{stages:?}");
-    assert!(count("response_write") >= 21, "{stages:?}"); // every answer but this one
+    assert!(count("response_write") >= 41, "{stages:?}"); // every answer but this one, pushes
     for s in &stages {
         assert!(s.p50_us <= s.p99_us && s.p99_us <= s.max_us && s.count > 0, "{s:?}");
     }
