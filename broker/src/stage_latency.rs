@@ -181,7 +181,7 @@ fn now_ns() -> u64 {
     (base().elapsed().as_nanos() as u64).max(1)
 }
 
-/// The waker [`WakeTimed`] hands its inner future: notes when it is woken.
+/// The waker [`WakeTimed`] and [`Woken`] hand their inner future: notes when it is woken.
 struct NoteWake {
     woke: Arc<AtomicU64>,
     waker: Waker,
