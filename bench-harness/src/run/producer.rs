@@ -43,7 +43,7 @@ const ACK_QUEUE_MAX: usize = 64 * 1024;
 /// Most acks handed to the collector at once (see [`BURST_NS`]).
 const ACK_HANDOFF_MAX: usize = 256;
 
-/// A paced producer wakes at most once per this long: at a shorter interval its schedule is
+/// A paced producer wakes at most once per window of this long: at a shorter interval its schedule is
 /// bursts, one per `BURST_NS` window, each at the window's start carrying the messages whose
 /// even-paced times fall in the window ([`burst_due_ns`]), sent back to back with their acks
 /// handed to the collector together. Its intended times are the bursts' (the same rate, in
@@ -58,8 +58,9 @@ const ACK_HANDOFF_MAX: usize = 256;
 const BURST_NS: u64 = 100_000;
 
 /// When the message whose even-paced time is `t_ns` is due on a bursting schedule that
-/// started at `start_ns`: the start of its `BURST_NS` window (the same rate; a schedule's
-/// messages stay in its measured window, which its even-paced times are in).
+/// started at `start_ns`: the start of its `BURST_NS` window (the same rate; a message stays
+/// in the measured window its even-paced time is in when the window's ends are on the
+/// 100 µs grid, as whole-second warm-ups and durations are).
 fn burst_due_ns(start_ns: u64, t_ns: u64) -> u64 {
     start_ns + (t_ns - start_ns) / BURST_NS * BURST_NS
 }
@@ -309,6 +310,7 @@ async fn produce<P: ProducerDriver>(
         counters.ledger.issue(plan.index, sequence);
         let payload = plan.payload.stamp(intended_ns, ledger::identity(plan.index, sequence));
         let sent_ns = counters.now_ns();
+        debug_assert!(sent_ns >= intended_ns, "a send before its intended time");
         match producer.send(key, payload).await {
             Ok(ack) => {
                 counters.sent.fetch_add(1, Relaxed);
