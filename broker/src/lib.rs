@@ -67,6 +67,7 @@ pub mod storage;
 pub mod stream_halves;
 pub mod subscription;
 pub mod table;
+pub mod timeout;
 pub mod tls;
 pub mod trash;
 pub mod watermark;

@@ -134,37 +134,49 @@ pub fn record_since(stage: Stage, start: Instant) {
 pub struct WakeTimed<F> {
     inner: F,
     stage: Stage,
-    woke: Arc<AtomicU64>,
+    note: NoteWaker,
 }
 
 /// `inner`, its wake-up → poll delays recorded as `stage` (see [`WakeTimed`]).
 pub fn wake_timed<F: Future + Unpin>(stage: Stage, inner: F) -> WakeTimed<F> {
-    WakeTimed { inner, stage, woke: Arc::new(AtomicU64::new(0)) }
+    WakeTimed { inner, stage, note: NoteWaker::default() }
+}
+
+impl<F: Future + Unpin> Future for WakeTimed<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let woke = this.note.woke.swap(0, Ordering::Relaxed);
+        if woke != 0 {
+            record(this.stage, Duration::from_nanos(now_ns().saturating_sub(woke)));
+        }
+        Pin::new(&mut this.inner).poll(&mut Context::from_waker(this.note.waker(cx)))
+    }
 }
 
 /// A future that also says when it was last woken (see [`woken`]).
 pub struct Woken<F> {
     inner: F,
-    woke: Arc<AtomicU64>,
+    note: NoteWaker,
 }
 
 /// `inner`, its output paired with when it was last woken before it was ready (`None` if it
 /// was ready at once): where a stage that starts with an event it waited for begins, the
 /// wait for its task's turn included.
 pub fn woken<F: Future + Unpin>(inner: F) -> Woken<F> {
-    Woken { inner, woke: Arc::new(AtomicU64::new(0)) }
+    Woken { inner, note: NoteWaker::default() }
 }
 
 impl<F: Future + Unpin> Future for Woken<F> {
     type Output = (F::Output, Option<Instant>);
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let waker =
-            Waker::from(Arc::new(NoteWake { woke: self.woke.clone(), waker: cx.waker().clone() }));
-        match Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker)) {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll(&mut Context::from_waker(this.note.waker(cx))) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(out) => {
-                let woke = self.woke.load(Ordering::Relaxed);
+                let woke = this.note.woke.load(Ordering::Relaxed);
                 Poll::Ready((out, (woke != 0).then(|| base() + Duration::from_nanos(woke))))
             }
         }
@@ -181,7 +193,27 @@ fn now_ns() -> u64 {
     (base().elapsed().as_nanos() as u64).max(1)
 }
 
-/// The waker [`WakeTimed`] and [`Woken`] hand their inner future: notes when it is woken.
+/// The waker [`WakeTimed`] and [`Woken`] hand their inner future, made once per task waker
+/// (a poll with the same task's waker reuses it: no allocation per poll).
+#[derive(Default)]
+struct NoteWaker {
+    /// When it was last woken ([`now_ns`]; 0: not since reset).
+    woke: Arc<AtomicU64>,
+    /// The task's waker it was made for, and the note wrapping it.
+    made: Option<(Waker, Waker)>,
+}
+
+impl NoteWaker {
+    fn waker(&mut self, cx: &Context<'_>) -> &Waker {
+        if !matches!(&self.made, Some((task, _)) if task.will_wake(cx.waker())) {
+            let note = NoteWake { woke: self.woke.clone(), waker: cx.waker().clone() };
+            self.made = Some((cx.waker().clone(), Waker::from(Arc::new(note))));
+        }
+        &self.made.as_ref().expect("made above").1
+    }
+}
+
+/// Notes when it is woken, then wakes the task.
 struct NoteWake {
     woke: Arc<AtomicU64>,
     waker: Waker,
@@ -195,20 +227,6 @@ impl Wake for NoteWake {
     fn wake_by_ref(self: &Arc<Self>) {
         self.woke.store(now_ns(), Ordering::Relaxed);
         self.waker.wake_by_ref();
-    }
-}
-
-impl<F: Future + Unpin> Future for WakeTimed<F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let woke = self.woke.swap(0, Ordering::Relaxed);
-        if woke != 0 {
-            record(self.stage, Duration::from_nanos(now_ns().saturating_sub(woke)));
-        }
-        let waker =
-            Waker::from(Arc::new(NoteWake { woke: self.woke.clone(), waker: cx.waker().clone() }));
-        Pin::new(&mut self.inner).poll(&mut Context::from_waker(&waker))
     }
 }
 

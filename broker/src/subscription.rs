@@ -215,17 +215,14 @@ async fn push_loop(
             }
             continue;
         }
-        // When the records this push carries became visible (the wake of the wait for them),
-        // for the `push` stage.
-        let mut visible_at = None;
-        let open = match next >= log.high_watermark() {
+        // `visible_at`: when the records this push carries became visible (the wake of the
+        // wait for them), for the `push` stage.
+        let (open, visible_at) = match next >= log.high_watermark() {
             true => {
                 let wait = std::pin::pin!(log.high_watermark_mark().wait_for(next + 1));
-                let (open, woke) = stage_latency::woken(wait).await;
-                visible_at = woke;
-                open
+                stage_latency::woken(wait).await
             }
-            false => true,
+            false => (true, None),
         };
         if !open {
             // The partition closed (deleted, or the broker is stopping).

@@ -21,7 +21,6 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future;
 use tracing::debug;
 use wire::constants::{ATTR_COMPACTED, ATTR_CONTROL, ATTR_TRANSACTIONAL};
 use wire::{
@@ -42,6 +41,7 @@ use crate::request::Request;
 use crate::shard::Shard;
 use crate::stage_latency::{self, Stage};
 use crate::storage::{AppendTicket, ByteView, Claim};
+use crate::timeout::or_at;
 
 enum Slot {
     Done(ProducePartitionResult),
@@ -571,7 +571,7 @@ async fn wait_duplicate(
             _ => part.log.high_watermark_mark().wait_for(last_offset + 1).await,
         }
     };
-    if !by_deadline(deadline, reached, false).await {
+    if !or_at(deadline, reached, || false).await {
         return failed(part.index, ErrorCode::Timeout);
     }
     if part.log.high_watermark() <= last_offset && ack == AckLevel::Durable {
@@ -601,7 +601,7 @@ async fn wait_acks(
         }
         Ok::<(), ErrorCode>(())
     };
-    match by_deadline(deadline, wait_all, Err(ErrorCode::Timeout)).await {
+    match or_at(deadline, wait_all, || Err(ErrorCode::Timeout)).await {
         Ok(()) => ProducePartitionResult {
             partition,
             error: 0,
@@ -614,25 +614,6 @@ async fn wait_acks(
     }
 }
 
-/// `wait`'s output, or `timed_out` once `deadline` passed (no deadline: `wait`'s). A wait
-/// that is already done takes no timer: the timer is armed only when `wait` is pending.
-async fn by_deadline<T>(
-    deadline: Option<std::time::Instant>,
-    wait: impl std::future::Future<Output = T>,
-    timed_out: T,
-) -> T {
-    match deadline {
-        None => wait.await,
-        Some(d) => {
-            future::or(wait, async move {
-                glommio::timer::sleep(d.saturating_duration_since(std::time::Instant::now())).await;
-                timed_out
-            })
-            .await
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use wire::batch::header::covered_crc;
@@ -640,33 +621,6 @@ mod tests {
     use wire::{AlignedVec, BatchBuilder, BatchView};
 
     use super::*;
-
-    #[test]
-    fn every_wait_of_a_request_ends_at_its_one_deadline() {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(|| async {
-                let start = std::time::Instant::now();
-                let deadline = Some(start + Duration::from_millis(300));
-                // Two partitions that never ack, waited for one after the other.
-                let never = || future::pending::<Result<(), ErrorCode>>();
-                for _ in 0..2 {
-                    let r = by_deadline(deadline, never(), Err(ErrorCode::Timeout)).await;
-                    assert_eq!(r, Err(ErrorCode::Timeout));
-                }
-                let took = start.elapsed();
-                assert!(took >= Duration::from_millis(300), "not before the deadline: {took:?}");
-                assert!(took < Duration::from_millis(550), "one deadline, not one each: {took:?}");
-                // Past the deadline, a wait that is done still answers with its own output.
-                assert_eq!(
-                    by_deadline(deadline, future::ready(Ok(())), Err(ErrorCode::Timeout)).await,
-                    Ok(())
-                );
-                assert_eq!(by_deadline(None, future::ready(7), 0).await, 7);
-            })
-            .expect("executor")
-            .join()
-            .expect("test executor");
-    }
 
     /// A one-record batch with `attributes` and a matching CRC.
     fn batch(attributes: u16) -> AlignedVec {

@@ -252,15 +252,15 @@ async fn within_memory_wait<T>(
     wait: impl std::future::Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
     let wait_ms = gw.shard.config.http.memory_wait_ms;
-    futures_lite::future::or(wait, async {
-        glommio::timer::sleep(Duration::from_millis(wait_ms + u64::from(also_ms))).await;
+    let refused = || {
         Err(ApiError::new(
             ErrorCode::ResourceLimit,
             format!("no room in the shard's memory budget within {wait_ms} ms (http.memory_wait_ms); retry later"),
         )
         .with_retry_after(1))
-    })
-    .await
+    };
+    crate::timeout::or_after(Duration::from_millis(wait_ms + u64::from(also_ms)), wait, refused)
+        .await
 }
 
 /// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`, once the shard's

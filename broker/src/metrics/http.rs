@@ -97,11 +97,7 @@ async fn within<T>(
     limit: Duration,
     fut: impl std::future::Future<Output = T>,
 ) -> Result<T, HttpError> {
-    futures_lite::future::or(async { Ok(fut.await) }, async {
-        glommio::timer::sleep(limit).await;
-        Err(HttpError::Timeout)
-    })
-    .await
+    crate::timeout::or_after(limit, async { Ok(fut.await) }, || Err(HttpError::Timeout)).await
 }
 
 /// Reads up to the blank line ending the head; `Ok(None)` past [`REQUEST_BYTES_MAX`] or at
