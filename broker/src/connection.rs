@@ -7,7 +7,9 @@
 //!   matches them). Responses and pushes queued together leave in one socket write. A
 //!   request counts as outstanding until its response is on the socket, not merely queued.
 //!   At `inflight_per_connection_max` outstanding requests the reader stops reading until
-//!   one is written.
+//!   one is written; it still watches the socket meanwhile (`watched.rs`, ≤ 1 KiB read
+//!   ahead), so a client that leaves ends its long-polls at once instead of at their
+//!   deadlines.
 //! - What the connection holds for the client is bounded in bytes
 //!   (`connection_send_queue_bytes_max`): responses and pushes queued and not yet written,
 //!   plus what each outstanding request's response may take (a fetch's `max_bytes`, see
@@ -66,6 +68,7 @@ use crate::mesh::PushTarget;
 use crate::out_frame::OutFrame;
 use crate::shard::Shard;
 use crate::stage_latency::{self, Stage};
+use crate::watched::Watched;
 use crate::watermark::Watermark;
 
 /// After the reader stops, queued responses get this long to reach a client that reads.
@@ -194,7 +197,7 @@ pub async fn serve<S>(
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let writer_task =
         glommio::spawn_local(write_loop(Rc::downgrade(&conn), rx, writer, write_stall)).detach();
-    let end = read_loop(&conn, &mut reader, &stop, &session).await;
+    let end = read_loop(&conn, &mut Watched::new(&mut reader), &stop, &session).await;
     conn.reading_ended.advance(1);
     if let ReadEnd::Frame(e) = &end {
         let frame = wire::encode_error(0, 0, e.code(), &e.to_string());
@@ -303,7 +306,7 @@ async fn write_frames<W: AsyncWrite + Unpin>(
 
 async fn read_loop<R: AsyncRead + Unpin>(
     conn: &Rc<Conn>,
-    reader: &mut R,
+    reader: &mut Watched<R>,
     stop: &Watermark,
     session: &Rc<Session>,
 ) -> ReadEnd {
@@ -355,9 +358,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(r) => r,
             Err(end) => return end,
         };
-        let permit = match inflight.acquire_static_permit(1).await {
-            Ok(p) => p,
-            Err(_) => return ReadEnd::Stopping,
+        // While every slot is taken the socket is still watched: a client that leaves ends
+        // its long-polls now (`reading_ended`), so their slots free up, what it sent before
+        // leaving is still answered (a half-closed client reads), and the next read ends.
+        let acquire = async { inflight.acquire_static_permit(1).await.ok() };
+        let watch = async {
+            reader.watch().await;
+            conn.reading_ended.advance(1);
+            std::future::pending().await
+        };
+        let Some(permit) = futures_lite::future::or(acquire, watch).await else {
+            return ReadEnd::Stopping;
         };
         match ApiKey::from_u16(request.header.api_key) {
             Some(api @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate))

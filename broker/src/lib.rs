@@ -70,4 +70,5 @@ pub mod table;
 pub mod timeout;
 pub mod tls;
 pub mod trash;
+pub mod watched;
 pub mod watermark;

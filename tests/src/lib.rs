@@ -379,6 +379,11 @@ impl Conn {
         }
     }
 
+    /// Closes the sending half (the broker sees the end of the stream; answers still come).
+    pub fn shutdown_write(&self) {
+        self.stream.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.stream.write_all(bytes)

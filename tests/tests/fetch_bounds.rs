@@ -593,6 +593,57 @@ fn a_long_poll_ends_when_its_client_leaves() {
     assert_eq!(returned(&resp, &wants)[0], stored);
 }
 
+/// A client that fills every in-flight slot of its connection with long-polls, sends one
+/// more request and leaves: the reader, waiting for a slot, still watches the socket, so the
+/// long-polls end (and give back their room) at once, not at their 30 s deadline.
+#[test]
+fn a_client_that_leaves_with_every_slot_taken_ends_its_long_polls() {
+    let env =
+        [("BROKER_METRICS_LISTEN", "127.0.0.1:0"), ("BROKER_INFLIGHT_PER_CONNECTION_MAX", "2")];
+    let broker = Broker::start_with_env(2, &env);
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    let wants = [(here, 0, 1 << 20), (1 - here, 0, 1 << 20)];
+    let mut leaving = broker.connect_shard(0);
+    for _ in 0..3 {
+        leaving.send(&request(2 << 20, 1, 30_000, &wants));
+    }
+    let held = |b: &Broker| b.metric("broker_memory_held_bytes", 0).expect("metrics on");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(&broker) < f64::from(4u32 << 20) {
+        assert!(Instant::now() < deadline, "the two long-polls never reserved their room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // the third request is read
+    drop(leaving);
+    let left = Instant::now();
+    while held(&broker) > 0.0 {
+        let waited = left.elapsed();
+        assert!(waited < Duration::from_secs(10), "room held {waited:?} after the client left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A client that only closes its sending half still gets every answer: its long-polls
+    // end early (with nothing), and the request read behind them is answered after them.
+    let mut half = broker.connect_shard(0);
+    let ids: Vec<u64> = [30_000, 30_000, 0]
+        .into_iter()
+        .map(|wait_ms| half.send(&request(1 << 20, 1, wait_ms, &wants[..1])))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    half.shutdown_write();
+    let closed = Instant::now();
+    for id in ids {
+        let resp: FetchResponse = half.wait(id).decode();
+        assert!(returned(&resp, &wants[..1]).iter().all(Vec::is_empty));
+    }
+    assert!(closed.elapsed() < Duration::from_secs(10), "answered {:?} after", closed.elapsed());
+    // Still serving.
+    let stored = produce(&mut conn, here, &[batch(1, 10, here)]);
+    let resp: FetchResponse = conn.call(&request(1 << 20, 1, 5_000, &wants));
+    assert_eq!(returned(&resp, &wants)[0], stored);
+}
+
 /// A partition that fails makes a long-poll answer at once, as in Kafka (the client has
 /// something to act on): an offset out of range, or a partition the topic does not have,
 /// next to partitions with nothing to read here and on the other shard.

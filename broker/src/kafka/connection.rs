@@ -37,7 +37,6 @@ use tracing::debug;
 
 use super::codec::{self, FrameError};
 use super::error::KafkaError;
-use super::watched::Watched;
 use super::{admin, data, group, group_admin, Kafka};
 use crate::api::long_poll::{fetch_deadline, fetch_wait_ms, LongPoll};
 use crate::auth::authorize::may_read;
@@ -45,6 +44,7 @@ use crate::budget::{self, wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
 use crate::counters::Counters;
 use crate::shard::Shard;
+use crate::watched::Watched;
 use crate::watermark::Watermark;
 
 /// The second stage of a request: the response frame, or `None` for a request Kafka answers

@@ -45,7 +45,6 @@ pub mod group_admin;
 pub mod native;
 pub mod records;
 pub mod sasl;
-pub mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,5 +1,7 @@
-//! A Kafka connection's read half that can be watched while a fetch long-polls: what the
-//! watch reads ahead (the start of requests sent behind the fetch) is kept and read first.
+//! A connection's read half that can be watched while its reader waits, to see the client
+//! leave: a Kafka connection while a fetch long-polls, a native one while all its in-flight
+//! slots are taken (`connection.rs`). What the watch reads ahead (the start of requests sent
+//! behind) is kept and read first.
 //!
 //! Contract: [`Watched::watch`] reads ahead at most [`KEPT_BYTES_MAX`] bytes (a fixed
 //! per-connection bound, like a native connection's read buffer) and resolves only when the
@@ -18,7 +20,7 @@ use futures_lite::AsyncRead;
 /// Most bytes a watch reads ahead of the next request.
 pub const KEPT_BYTES_MAX: usize = 1024;
 
-/// The read half of a Kafka connection, with what a watch read ahead.
+/// The read half of a connection, with what a watch read ahead.
 pub struct Watched<R> {
     inner: R,
     kept: Vec<u8>,
