@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::rc::{Rc, Weak};
 
 use glommio::task::JoinHandle;
-use wire::{ErrorCode, StartPosition, SubscribeRequest, SubscriptionData, SubscriptionDataPieces};
+use wire::{ErrorCode, SubscribeRequest, SubscriptionData, SubscriptionDataPieces};
 
 use crate::counters::Counters;
 use crate::filter::RecordFilter;
@@ -94,38 +94,6 @@ impl Subscription {
     pub fn cancel(self, counters: &Counters) {
         self.task.cancel();
         Counters::sub(&counters.subscriptions, 1);
-    }
-}
-
-/// Resolves where a subscription on a partition owned by `shard` starts. (A client's
-/// subscribe by timestamp is looked up by `api/subscribe.rs` within room taken from the
-/// shard's budget; here a timestamp's lookup reads whatever it takes.)
-pub async fn start_offset(
-    part: &Partition,
-    start: &StartPosition,
-) -> Result<u64, (ErrorCode, String)> {
-    let log = &part.log;
-    match *start {
-        StartPosition::Earliest => Ok(log.log_start_offset()),
-        StartPosition::Latest => Ok(log.high_watermark()),
-        // Up to the written end: a consumer may start at the offset a `written` ack just
-        // reported; the push loop waits until the high watermark passes it.
-        StartPosition::Offset(o) if o < log.log_start_offset() || o > log.written_offset() => {
-            Err((
-                ErrorCode::OffsetOutOfRange,
-                format!(
-                    "offset {o} outside [{}, {}]",
-                    log.log_start_offset(),
-                    log.written_offset()
-                ),
-            ))
-        }
-        StartPosition::Offset(o) => Ok(o),
-        StartPosition::Timestamp(ts) => match log.offset_for_timestamp(ts).await {
-            Ok(Some((o, _))) => Ok(o),
-            Ok(None) => Ok(log.high_watermark()),
-            Err(e) => Err((e.code(), e.to_string())),
-        },
     }
 }
 

@@ -122,7 +122,17 @@ async fn accept(
                 Err(e) => Err((e.code(), e.to_string())),
             }
         }
-        _ => subscription::start_offset(part, &req.start).await,
+        StartPosition::Earliest => Ok(part.log.log_start_offset()),
+        StartPosition::Latest => Ok(part.log.high_watermark()),
+        // Up to the written end: a consumer may start at the offset a `written` ack just
+        // reported; the push loop waits until the high watermark passes it.
+        StartPosition::Offset(o)
+            if o < part.log.log_start_offset() || o > part.log.written_offset() =>
+        {
+            let (start, end) = (part.log.log_start_offset(), part.log.written_offset());
+            Err((ErrorCode::OffsetOutOfRange, format!("offset {o} outside [{start}, {end}]")))
+        }
+        StartPosition::Offset(o) => Ok(o),
     };
     match start {
         Err((code, message)) => Err(respond(header, &refusal(req.subscription_id, code, message))),

@@ -195,8 +195,10 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// The first offset whose record has a timestamp at or after `timestamp_ms`, with that
-    /// timestamp; `None` if every stored record is older. Reads however much it takes (see
-    /// [`PartitionLog::offset_for_timestamp_within`] for a bounded lookup).
+    /// timestamp; `None` if every stored record is older. Reads however much it takes, so
+    /// only tests use it: every lookup a client asks for is bounded
+    /// ([`PartitionLog::offset_for_timestamp_within`], `api/timestamp_lookup.rs`).
+    #[cfg(test)]
     pub async fn offset_for_timestamp(
         &self,
         timestamp_ms: i64,
