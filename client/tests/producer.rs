@@ -349,3 +349,44 @@ fn an_unanswered_request_times_out_and_its_records_fail() {
         assert!(sink.produces.load(Ordering::Relaxed) >= 1);
     });
 }
+
+/// The linger thread waits with no timer slack: with the kernel's default 50 µs, a batch
+/// that lingered its whole 200 µs shipped ~60 µs late at p99
+/// (`perf/results/2026-12-06-linger-slack`).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_linger_thread_wakes_without_timer_slack() {
+    rt().block_on(async {
+        let sink = sink::Sink::start(false).await;
+        let client = Client::connect(&sink.addr.to_string()).await.unwrap();
+        let producer = Producer::new(client, ProducerConfig::default());
+        let slacks = || -> Vec<String> {
+            let tasks = std::fs::read_dir("/proc/self/task").expect("/proc");
+            tasks
+                .filter_map(|t| {
+                    let tid = t.ok()?.file_name();
+                    let comm = std::fs::read_to_string(format!(
+                        "/proc/self/task/{}/comm",
+                        tid.to_string_lossy()
+                    ));
+                    // (`timerslack_ns` is per task under /proc/<tid>, not under task/.)
+                    let tid = tid.to_string_lossy().into_owned();
+                    let slack = || std::fs::read_to_string(format!("/proc/{tid}/timerslack_ns"));
+                    (comm.ok()?.trim() == "producer-linger").then(|| slack().ok())?
+                })
+                .map(|s| s.trim().to_owned())
+                .collect()
+        };
+        // The thread sets its slack as it starts.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = slacks();
+            if !found.is_empty() && found.iter().all(|s| s == "1") {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "linger threads' slack: {found:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drop(producer);
+    });
+}
