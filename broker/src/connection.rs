@@ -9,7 +9,7 @@
 //!   At `inflight_per_connection_max` outstanding requests the reader stops reading until
 //!   one is written; it still watches the socket meanwhile (`watched.rs`, ≤ 1 KiB read
 //!   ahead), so a client that leaves ends its long-polls at once instead of at their
-//!   deadlines.
+//!   deadlines, and the same while it waits for a response's room (`wait_watching`).
 //! - What the connection holds for the client is bounded in bytes
 //!   (`connection_send_queue_bytes_max`): responses and pushes queued and not yet written,
 //!   plus what each outstanding request's response may take (a fetch's `max_bytes`, see
@@ -282,6 +282,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             break;
         }
     }
+    // What is still queued goes now, with the slots and room it holds (the reader may be
+    // waiting for them), and nothing more can be queued.
+    while let Some(Some(out)) = futures_lite::future::poll_once(rx.recv()).await {
+        if let Some(conn) = conn.upgrade() {
+            conn.queued_bytes.set(conn.queued_bytes.get() - out.frame.len());
+        }
+    }
+    drop(rx);
     let _ = writer.close().await;
 }
 
@@ -323,23 +331,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
     loop {
         let next = frames.next(reader);
         let request = {
-            let stopping = async {
-                stop.wait_for(1).await;
-                Err(ReadEnd::Stopping)
-            };
-            let slow = async {
-                futures_lite::future::or(
-                    async {
-                        conn.doomed.wait_for(1).await;
-                        Err(ReadEnd::SlowConsumer)
-                    },
-                    async {
-                        conn.revoked.wait_for(1).await;
-                        Err(ReadEnd::Refused)
-                    },
-                )
-                .await
-            };
             let idle_out = async {
                 if idle.is_zero() {
                     std::future::pending::<()>().await;
@@ -351,25 +342,19 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     }
                 }
             };
-            let ends = futures_lite::future::or(stopping, futures_lite::future::or(slow, idle_out));
+            let ends = futures_lite::future::or(async { Err(ending(conn, stop).await) }, idle_out);
             futures_lite::future::or(next, ends).await
         };
         let request = match request {
             Ok(r) => r,
             Err(end) => return end,
         };
-        // While every slot is taken the socket is still watched: a client that leaves ends
-        // its long-polls now (`reading_ended`), so their slots free up, what it sent before
-        // leaving is still answered (a half-closed client reads), and the next read ends.
-        let acquire = async { inflight.acquire_static_permit(1).await.ok() };
-        let watch = async {
-            reader.watch().await;
-            conn.reading_ended.advance(1);
-            std::future::pending().await
-        };
-        let Some(permit) = futures_lite::future::or(acquire, watch).await else {
-            return ReadEnd::Stopping;
-        };
+        let permit =
+            match wait_watching(conn, reader, stop, inflight.acquire_static_permit(1)).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return ReadEnd::Stopping,
+                Err(end) => return end,
+            };
         match ApiKey::from_u16(request.header.api_key) {
             Some(api @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate))
                 if api.supports(request.header.version) =>
@@ -419,7 +404,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let room = Rc::new(ResponseRoom::default());
                 let poll = LongPoll::of_request(shard, session, &request);
                 if poll.is_none() {
-                    room.put(conn.reserve(estimate).await);
+                    match wait_watching(conn, reader, stop, conn.reserve(estimate)).await {
+                        Ok(holds) => room.put(holds),
+                        Err(end) => return end,
+                    }
                 }
                 let request =
                     request.with_room(room.clone()).ending_wait_at(conn.reading_ended.clone());
@@ -440,4 +428,44 @@ async fn read_loop<R: AsyncRead + Unpin>(
             }
         }
     }
+}
+
+/// Resolves when the connection must end whatever its reader is doing: the shard stops, the
+/// writer gave up on the client (`doomed`: a write stalled, or relayed pushes piled up), or
+/// the client's user was deleted.
+async fn ending(conn: &Conn, stop: &Watermark) -> ReadEnd {
+    let stopping = async {
+        stop.wait_for(1).await;
+        ReadEnd::Stopping
+    };
+    let doomed = async {
+        conn.doomed.wait_for(1).await;
+        ReadEnd::SlowConsumer
+    };
+    let revoked = async {
+        conn.revoked.wait_for(1).await;
+        ReadEnd::Refused
+    };
+    futures_lite::future::or(stopping, futures_lite::future::or(doomed, revoked)).await
+}
+
+/// Waits for `wait` while the reader reads no request (every in-flight slot is taken, or the
+/// response's room is not free): [`ending`] ends the wait (the answers queued behind a
+/// writer that gave up hold their slots and room until the connection goes), and the socket
+/// is still watched (`watched.rs`, ≤ 1 KiB read ahead), so a client that leaves ends its
+/// long-polls now (`reading_ended`) and their slots and room come back; what it sent before
+/// leaving is still answered (a half-closed client reads), then the next read ends.
+async fn wait_watching<R: AsyncRead + Unpin, T>(
+    conn: &Conn,
+    reader: &mut Watched<R>,
+    stop: &Watermark,
+    wait: impl Future<Output = T>,
+) -> Result<T, ReadEnd> {
+    let watch = async {
+        reader.watch().await;
+        conn.reading_ended.advance(1);
+        std::future::pending().await
+    };
+    let ends = futures_lite::future::or(watch, async { Err(ending(conn, stop).await) });
+    futures_lite::future::or(async { Ok(wait.await) }, ends).await
 }

@@ -26,12 +26,22 @@ pub struct Watched<R> {
     kept: Vec<u8>,
     /// Bytes of `kept` already read out.
     at: usize,
+    /// How the stream ended, once a watch saw it: reads after the kept bytes return it
+    /// without touching the stream again (a TLS stream reports a bad record once; read
+    /// again, it would wait on the socket).
+    ended: Option<Ended>,
+}
+
+/// How a watched stream ended.
+enum Ended {
+    Eof,
+    Failed(std::io::ErrorKind, String),
 }
 
 impl<R: AsyncRead + Unpin> Watched<R> {
     /// Wraps the connection's read half.
     pub fn new(inner: R) -> Self {
-        Watched { inner, kept: Vec::new(), at: 0 }
+        Watched { inner, kept: Vec::new(), at: 0, ended: None }
     }
 
     /// Bytes read ahead and not yet read out.
@@ -39,21 +49,25 @@ impl<R: AsyncRead + Unpin> Watched<R> {
         self.kept.len() - self.at
     }
 
-    /// Resolves when the client has left: reads ahead into the kept bytes meanwhile (at most
-    /// [`KEPT_BYTES_MAX`], then pends).
+    /// Resolves when the client has left (at once once it was seen to): reads ahead into the
+    /// kept bytes meanwhile (at most [`KEPT_BYTES_MAX`], then pends).
     pub async fn watch(&mut self) {
         if self.at > 0 {
             self.kept.drain(..self.at);
             self.at = 0;
         }
         loop {
+            if self.ended.is_some() {
+                return;
+            }
             let room = KEPT_BYTES_MAX.saturating_sub(self.kept());
             if room == 0 {
                 return std::future::pending().await;
             }
             let mut buf = [0u8; KEPT_BYTES_MAX];
             match self.inner.read(&mut buf[..room]).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) => self.ended = Some(Ended::Eof),
+                Err(e) => self.ended = Some(Ended::Failed(e.kind(), e.to_string())),
                 Ok(n) => self.kept.extend_from_slice(&buf[..n]),
             }
         }
@@ -78,7 +92,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for Watched<R> {
             }
             return Poll::Ready(Ok(n));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        match &this.ended {
+            Some(Ended::Eof) => Poll::Ready(Ok(0)),
+            Some(Ended::Failed(kind, message)) => {
+                Poll::Ready(Err(std::io::Error::new(*kind, message.clone())))
+            }
+            None => Pin::new(&mut this.inner).poll_read(cx, buf),
+        }
     }
 }
 
@@ -122,5 +142,37 @@ mod tests {
         let mut out = Vec::new();
         block_on(w.read_to_end(&mut out)).unwrap();
         assert_eq!(out.len(), 3 * KEPT_BYTES_MAX, "the kept bytes, then the rest, in order");
+    }
+
+    /// A stream that fails once and then only pends (a TLS stream after a bad record).
+    struct FailsOnce(bool);
+
+    impl AsyncRead for FailsOnce {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &mut [u8],
+        ) -> Poll<std::io::Result<usize>> {
+            if std::mem::replace(&mut self.0, true) {
+                return Poll::Pending;
+            }
+            Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad record")))
+        }
+    }
+
+    #[test]
+    fn the_end_a_watch_saw_is_what_later_reads_and_watches_get() {
+        let mut w = Watched::new(FailsOnce(false));
+        block_on(w.watch());
+        block_on(w.watch()); // at once: the end was seen
+        let mut buf = [0u8; 16];
+        let err = block_on(w.read(&mut buf)).expect_err("the stream failed");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        let mut w = Watched::new(Cursor::new(vec![1u8, 2]));
+        block_on(w.watch());
+        let mut out = Vec::new();
+        block_on(w.read_to_end(&mut out)).unwrap();
+        assert_eq!(out, [1, 2]);
+        assert_eq!(block_on(w.read(&mut buf)).unwrap(), 0, "the end of the stream again");
     }
 }

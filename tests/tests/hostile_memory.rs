@@ -622,6 +622,42 @@ fn a_client_that_stops_reading_is_cut_off_after_the_write_stall() {
     drop(hostile);
 }
 
+/// A subscriber that never reads, then pipelines more requests than it has in-flight slots:
+/// their answers queue behind the pushes stuck on the socket, holding their slots, and the
+/// reader waits for one. When the writer gives up after `connection_write_stall_ms`, the
+/// reader must see it (before: it waited forever for a slot that the queued answers held,
+/// and the connection, its subscription and what it held never went).
+#[test]
+fn a_subscriber_that_never_reads_with_every_slot_taken_is_cut_off_after_the_write_stall() {
+    let env =
+        [("BROKER_CONNECTION_WRITE_STALL_MS", "3000"), ("BROKER_INFLIGHT_PER_CONNECTION_MAX", "2")];
+    let broker = start_with(1, &env);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "stuck", 1);
+    let connections = |admin: &mut Conn| -> u64 {
+        let stats: StatsResponse = admin.call(&StatsRequest {
+            shards: Vec::new(),
+            group_lag: false,
+            latency: false,
+            reset_latency: false,
+        });
+        stats.shards.iter().map(|s| s.connections).sum()
+    };
+    let mut hostile = greedy_subscriber(broker.connect_shard(0), "stuck");
+    fill(&broker, 0, "stuck", 16);
+    for _ in 0..3 {
+        hostile.send(&MetadataRequest { topics: Vec::new() });
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while connections(&mut admin) > 1 {
+        assert!(Instant::now() < until, "the stuck subscriber kept its connection");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    budget_given_back(&broker, 0);
+    still_serves(&broker);
+    drop(hostile);
+}
+
 /// Subscribes `conn` to partition 0 of `topic` as `id`; the response's error code.
 fn subscribe(conn: &mut Conn, topic: &str, id: u64) -> (u16, String) {
     let resp: SubscribeResponse = conn.call(&SubscribeRequest {
