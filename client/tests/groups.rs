@@ -589,6 +589,11 @@ fn deleted_group_offsets_stay_deleted_across_a_crash_and_members_protect_theirs(
         assert_eq!(gone, [("t".to_string(), 1)]);
         let gone = client.delete_group_offsets("g", &[("u".into(), vec![])]).await.unwrap();
         assert_eq!(gone, [("u".to_string(), 0)]);
+        // Naming more partitions than the broker may have is refused (each named one gets an
+        // outcome: the request must not make the shard hold many times its size).
+        let many: Vec<u32> = (0..100_001).collect();
+        let err = client.delete_group_offsets("g", &[("t".into(), many)]).await.unwrap_err();
+        assert!(matches!(err, ClientError::Group { code: ErrorCode::InvalidRequest, .. }), "{err}");
         assert_eq!(client.fetch_offsets("g", &[]).await.unwrap(), [("t".to_string(), 0, 5)]);
         // A member reading "t" protects the group and the topic's offsets.
         let member = raw_join(&client, "g").await;

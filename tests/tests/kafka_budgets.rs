@@ -177,7 +177,7 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
     let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
     let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let join = |metadata_bytes: usize| {
+    let join = |metadata_bytes: usize, protocols: usize| {
         let mut p = JoinGroupRequestProtocol::default();
         p.name = StrBytes::from_static_str("range");
         p.metadata = bytes::Bytes::from(vec![7u8; metadata_bytes]);
@@ -186,14 +186,20 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
         r.session_timeout_ms = 10_000;
         r.rebalance_timeout_ms = 1_000;
         r.protocol_type = StrBytes::from_static_str("consumer");
-        r.protocols = vec![p];
+        r.protocols = vec![p; protocols];
         r
     };
-    s.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join(2 << 20))).unwrap();
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join(2 << 20, 1))).unwrap();
     let mut body = response_body(&mut s, 1);
     let refused = JoinGroupResponse::decode(&mut body, 5).unwrap();
     assert_eq!(refused.error_code, 42, "INVALID_REQUEST for 2 MiB of metadata");
-    s.write_all(&frame(ApiKey::JoinGroup, 5, 2, &join(100))).unwrap();
+    // Many protocols of (nearly) nothing each: kept per member and compared with every
+    // member's at each rebalance (before: a million were accepted).
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 3, &join(0, 100_000))).unwrap();
+    let mut body = response_body(&mut s, 3);
+    let refused = JoinGroupResponse::decode(&mut body, 5).unwrap();
+    assert_eq!(refused.error_code, 42, "INVALID_REQUEST for 100,000 protocols");
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 2, &join(100, 1))).unwrap();
     let mut body = response_body(&mut s, 2);
     let joined = JoinGroupResponse::decode(&mut body, 5).unwrap();
     assert_eq!(joined.error_code, 0, "a small join is accepted");

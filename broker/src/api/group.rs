@@ -510,6 +510,18 @@ async fn delete_offsets(
     shard: &Rc<Shard>,
     r: DeleteGroupOffsetsRequest,
 ) -> Result<DeleteGroupOffsetsResponse, Refusal> {
+    // Each named partition gets an outcome (its topic's name copied): no more than the broker
+    // may have, so a request cannot make the shard hold many times its own size.
+    let named: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
+    if named > shard.config.partitions_max as usize {
+        return Err(Refusal {
+            code: ErrorCode::InvalidRequest,
+            message: format!(
+                "{named} partitions named; at most {} (partitions_max)",
+                shard.config.partitions_max
+            ),
+        });
+    }
     let part = offsets_of(shard, &r.group).await?;
     // The keys with a value now (commits in flight included) and who reads what.
     let current: BTreeMap<(String, u32), u64> = shard

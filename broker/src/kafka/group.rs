@@ -56,6 +56,10 @@ pub const SESSION_TIMEOUT_MS_MAX: i32 = 1_800_000;
 /// `frame_body_bytes_max`, alive). A consumer's subscription or assignment over thousands
 /// of topics stays far below it.
 pub const MEMBER_METADATA_BYTES_MAX: usize = 1 << 20;
+/// Most protocols a member may join with (Kafka clients send a handful): an empty name and
+/// metadata count nothing against [`MEMBER_METADATA_BYTES_MAX`], and choosing a group's
+/// protocol compares every member's list with the leader's.
+pub const MEMBER_PROTOCOLS_MAX: usize = 64;
 
 #[derive(Debug)]
 struct Member {
@@ -160,6 +164,22 @@ impl Group {
             },
             members,
         }
+    }
+
+    /// A member's waiting join looks at the group: members silent past their session go (a
+    /// member killed during a rebalance must not hold it to its deadline: members waiting in
+    /// a join are not silent, and Kafka clients do not heartbeat then), the waiting member
+    /// counts as rejoined in a rebalance that started after its join (its client sends no
+    /// other), and the rebalance completes if it can. `None` if the member is gone.
+    fn poll_join(&mut self, member_id: &str, now: Instant) -> Option<&mut Self> {
+        let m = self.members.get_mut(member_id)?;
+        m.last_seen = now;
+        self.expire(now);
+        if matches!(self.phase, Phase::Joining { .. }) {
+            self.members.get_mut(member_id)?.joined = true;
+        }
+        self.try_complete(now);
+        self.members.contains_key(member_id).then_some(self)
     }
 
     /// Ends a rebalance once every member rejoined (or the deadline passed).
@@ -322,7 +342,7 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         return fail(K::InvalidSessionTimeout.code(), req.member_id.as_str());
     }
     let metadata_bytes: usize = req.protocols.iter().map(|p| p.name.len() + p.metadata.len()).sum();
-    if metadata_bytes > MEMBER_METADATA_BYTES_MAX {
+    if metadata_bytes > MEMBER_METADATA_BYTES_MAX || req.protocols.len() > MEMBER_PROTOCOLS_MAX {
         return fail(K::InvalidRequest.code(), req.member_id.as_str());
     }
     let groups = &kafka.groups;
@@ -335,6 +355,10 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             }
             all.retain(|_, g| !g.members.is_empty());
             total = all.values().map(|g| g.members.len()).sum();
+        }
+        if !req.member_id.is_empty() && !all.contains_key(&group_id) {
+            // A member of a group that is not there: nothing is made for it.
+            return Err(K::UnknownMemberId.code());
         }
         let g = all.entry(group_id.clone()).or_insert_with(Group::new);
         g.expire(now);
@@ -399,12 +423,11 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
                 let Some(g) = all.get_mut(&group_id) else {
                     return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
                 };
-                g.try_complete(now);
-                let (phase, generation) = (g.phase, g.generation);
-                let Some(m) = g.members.get_mut(&member_id) else {
+                let Some(g) = g.poll_join(&member_id, now) else {
                     return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
                 };
-                m.last_seen = now;
+                let (phase, generation) = (g.phase, g.generation);
+                let m = &g.members[&member_id];
                 if matches!(phase, Phase::Joining { .. }) || m.generation != generation {
                     return JoinWait::Wait;
                 }
@@ -728,68 +751,5 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn member(now: Instant, protocols: &[&str]) -> Member {
-        Member {
-            protocols: protocols.iter().map(|p| (p.to_string(), Bytes::new())).collect(),
-            session_timeout: Duration::from_secs(10),
-            rebalance_timeout: Duration::from_secs(30),
-            last_seen: now,
-            joined: true,
-            generation: -1,
-            assignment: Bytes::new(),
-            client_id: String::new(),
-            client_host: String::new(),
-        }
-    }
-
-    #[test]
-    fn members_joining_together_get_one_generation_after_the_initial_delay() {
-        let t0 = Instant::now();
-        let mut g = Group::new();
-        g.members.insert("a".into(), member(t0, &["range", "roundrobin"]));
-        g.rebalance(t0);
-        g.members.get_mut("a").unwrap().joined = true;
-        g.try_complete(t0);
-        assert!(matches!(g.phase, Phase::Joining { .. }), "waits for the initial delay");
-        g.members.insert("b".into(), member(t0, &["roundrobin"]));
-        g.try_complete(t0 + INITIAL_REBALANCE_DELAY);
-        assert_eq!((g.phase, g.generation), (Phase::Syncing, 1));
-        assert_eq!(g.leader, "a");
-        assert_eq!(g.protocol, "roundrobin", "the leader's first protocol every member speaks");
-        assert!(g.members.values().all(|m| m.generation == 1));
-    }
-
-    #[test]
-    fn a_rebalance_waits_for_every_member_or_drops_the_late_ones_at_the_deadline() {
-        let t0 = Instant::now();
-        let mut g = Group::new();
-        g.members.insert("a".into(), member(t0, &["range"]));
-        g.members.insert("b".into(), member(t0, &["range"]));
-        g.phase = Phase::Stable;
-        g.generation = 3;
-        g.rebalance(t0);
-        g.members.get_mut("a").unwrap().joined = true;
-        g.try_complete(t0 + Duration::from_secs(1));
-        assert!(matches!(g.phase, Phase::Joining { .. }), "b has not rejoined yet");
-        g.try_complete(t0 + Duration::from_secs(31));
-        assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 4, 1));
-    }
-
-    #[test]
-    fn silent_members_expire_and_the_last_one_leaving_empties_the_group() {
-        let t0 = Instant::now();
-        let mut g = Group::new();
-        g.members.insert("a".into(), member(t0, &["range"]));
-        g.members.insert("b".into(), member(t0 + Duration::from_secs(5), &["range"]));
-        g.phase = Phase::Stable;
-        g.expire(t0 + Duration::from_secs(11));
-        assert_eq!(g.members.len(), 1, "a was silent past its session timeout");
-        assert!(matches!(g.phase, Phase::Joining { .. }), "the rest rebalance");
-        g.members.clear();
-        g.after_leave(t0 + Duration::from_secs(12));
-        assert_eq!(g.phase, Phase::Empty);
-    }
-}
+#[path = "group_tests.rs"]
+mod tests;

@@ -239,6 +239,8 @@ pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -
     }
     let (error, done) =
         if wanted.is_empty() { (0, Vec::new()) } else { delete_native(sess, group, wanted).await };
+    let done: std::collections::HashMap<(&str, u32), i16> =
+        done.iter().map(|(n, p, code)| ((n.as_str(), *p), *code)).collect();
     let mut out = OffsetDeleteResponse::default();
     out.error_code = error;
     for t in &req.topics {
@@ -252,9 +254,7 @@ pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -
             } else if p.partition_index < 0 {
                 K::UnknownTopicOrPartition.code()
             } else {
-                done.iter()
-                    .find(|(n, q, _)| n == t.name.as_str() && *q == p.partition_index as u32)
-                    .map_or(0, |d| d.2)
+                done.get(&(t.name.as_str(), p.partition_index as u32)).copied().unwrap_or(0)
             };
             rt.partitions.push(rp);
         }
