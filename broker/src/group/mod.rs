@@ -42,6 +42,11 @@
 //!   any failed request, its outcome is unknown to the client. Once the snapshot is durable
 //!   its records are applied to the map (a later log offset wins), so the map always says
 //!   what a replay would.
+//! - Records are applied by their handlers' tasks once durable (a snapshot by the
+//!   compaction's low-priority task), not in log order. A later log offset wins; for
+//!   deletions the map keeps the tombstone's offset as a marker while anything enqueued
+//!   before it is unapplied (`OffsetsState::deleted`), so an older value applied late (a
+//!   snapshot restating the key, a commit whose task ran late) does not bring it back.
 
 pub mod assignor;
 pub mod membership;
@@ -106,6 +111,61 @@ struct OffsetsState {
     compacted_size_bytes: u64,
     /// Bytes the last snapshot wrote.
     snapshot_bytes: u64,
+    /// Base log offsets of what was enqueued and is not yet applied or failed (commits, a
+    /// compaction's snapshot), with how many start at each.
+    unapplied: BTreeMap<u64, usize>,
+    /// Tombstones applied while records enqueued before them may still be applied: each
+    /// key's tombstone log offset (and the same by offset, to forget them). Records are
+    /// applied by their handlers' tasks once durable, not in log order, so an older value
+    /// (a snapshot's restatement, a commit's late task) could otherwise bring a forgotten key
+    /// back, and the next snapshot would make that durable. A marker goes once nothing
+    /// enqueued before it is left unapplied.
+    deleted: BTreeMap<OffsetKey, u64>,
+    deleted_by_offset: BTreeMap<u64, Vec<OffsetKey>>,
+}
+
+impl OffsetsState {
+    /// Something enqueued at `base_offset` waits to be applied.
+    fn enqueued(&mut self, base_offset: u64) {
+        *self.unapplied.entry(base_offset).or_default() += 1;
+    }
+
+    /// What was enqueued at `base_offset` was applied (or failed): markers nothing older
+    /// can reach any more go.
+    fn settled(&mut self, base_offset: u64) {
+        if let Some(n) = self.unapplied.get_mut(&base_offset) {
+            *n -= 1;
+            if *n == 0 {
+                self.unapplied.remove(&base_offset);
+            }
+        }
+        let oldest = self.unapplied.keys().next().copied().unwrap_or(u64::MAX);
+        while let Some(entry) = self.deleted_by_offset.first_entry() {
+            if *entry.key() >= oldest {
+                break;
+            }
+            let (at, keys) = entry.remove_entry();
+            for key in keys {
+                if self.deleted.get(&key) == Some(&at) {
+                    self.deleted.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A tombstone of `key` at `log_offset` was applied.
+    fn deleted(&mut self, key: OffsetKey, log_offset: u64) {
+        if self.deleted.get(&key).is_some_and(|&at| at >= log_offset) {
+            return;
+        }
+        self.deleted.insert(key.clone(), log_offset);
+        self.deleted_by_offset.entry(log_offset).or_default().push(key);
+    }
+
+    /// Whether a value of `key` at `log_offset` is older than a tombstone applied before it.
+    fn forgotten(&self, key: &OffsetKey, log_offset: u64) -> bool {
+        self.deleted.get(key).is_some_and(|&at| at > log_offset)
+    }
 }
 
 /// What one compaction did.
@@ -199,6 +259,8 @@ pub struct InFlight<'a> {
     index: u32,
     group: String,
     commits: Vec<(TopicPartition, Pending)>,
+    /// Where its records start (`OffsetsState::unapplied`).
+    base_offset: u64,
 }
 
 impl InFlight<'_> {
@@ -207,8 +269,8 @@ impl InFlight<'_> {
         for (tp, (log_offset, c)) in std::mem::take(&mut self.commits) {
             self.settled(&tp, log_offset);
             match c {
-                Some(c) => self.coordinator.apply(&self.group, tp, c),
-                None => self.coordinator.apply_tombstone(&self.group, &tp, log_offset),
+                Some(c) => self.coordinator.apply(self.index, &self.group, tp, c),
+                None => self.coordinator.apply_tombstone(self.index, &self.group, &tp, log_offset),
             }
         }
     }
@@ -229,6 +291,20 @@ impl Drop for InFlight<'_> {
         for (tp, (log_offset, _)) in std::mem::take(&mut self.commits) {
             self.settled(&tp, log_offset);
         }
+        self.coordinator.settled(self.index, self.base_offset);
+    }
+}
+
+/// A compaction's snapshot from its enqueue until it was applied (or failed).
+struct SnapshotInFlight<'a> {
+    coordinator: &'a Coordinator,
+    index: u32,
+    base_offset: u64,
+}
+
+impl Drop for SnapshotInFlight<'_> {
+    fn drop(&mut self) {
+        self.coordinator.settled(self.index, self.base_offset);
     }
 }
 
@@ -297,8 +373,21 @@ impl Coordinator {
         f(self.groups.borrow().get(group))
     }
 
-    /// Records a stored commit (a later log offset wins).
-    pub fn apply(&self, group: &str, tp: TopicPartition, committed: Committed) {
+    /// What was enqueued at `base_offset` in offsets partition `index` was applied or failed.
+    fn settled(&self, index: u32, base_offset: u64) {
+        if let Some(st) = self.offsets.borrow_mut().get_mut(&index) {
+            st.settled(base_offset);
+        }
+    }
+
+    /// Records a stored commit in offsets partition `index` (a later log offset wins, a
+    /// tombstone's too: see `OffsetsState::deleted`).
+    pub fn apply(&self, index: u32, group: &str, tp: TopicPartition, committed: Committed) {
+        if let Some(st) = self.offsets.borrow().get(&index) {
+            if st.forgotten(&(group.to_owned(), tp.clone()), committed.log_offset) {
+                return;
+            }
+        }
         self.with_group(group, |g| {
             if g.offsets.get(&tp).is_none_or(|old| old.log_offset < committed.log_offset) {
                 g.offsets.insert(tp, committed);
@@ -308,12 +397,15 @@ impl Coordinator {
 
     /// Records a stored tombstone of `tp` at `log_offset`: the key is forgotten unless a
     /// later commit set it.
-    pub fn apply_tombstone(&self, group: &str, tp: &TopicPartition, log_offset: u64) {
+    pub fn apply_tombstone(&self, index: u32, group: &str, tp: &TopicPartition, log_offset: u64) {
         self.with_group(group, |g| {
             if g.offsets.get(tp).is_some_and(|old| old.log_offset < log_offset) {
                 g.offsets.remove(tp);
             }
         });
+        if let Some(st) = self.offsets.borrow_mut().get_mut(&index) {
+            st.deleted((group.to_owned(), tp.clone()), log_offset);
+        }
     }
 
     /// Registers a commit of `group` to offsets partition `index` whose records were just
@@ -338,6 +430,7 @@ impl Coordinator {
             .collect();
         let mut offsets = self.offsets.borrow_mut();
         let st = offsets.entry(index).or_default();
+        st.enqueued(base_offset);
         for (tp, pending) in &commits {
             let key = (group.to_owned(), tp.clone());
             if let Some(dirty) = &mut st.dirty {
@@ -347,7 +440,7 @@ impl Coordinator {
                 st.in_flight.insert(key, pending.clone());
             }
         }
-        InFlight { coordinator: self, index, group: group.to_owned(), commits }
+        InFlight { coordinator: self, index, group: group.to_owned(), commits, base_offset }
     }
 
     /// Whether offsets partition `index`, now `size_bytes` long, grew enough since its last
@@ -458,6 +551,12 @@ impl Coordinator {
         }
         // Nothing to restate: every record before the high watermark is superseded.
         let start = tickets.first().map_or(log.high_watermark(), |t| t.base_offset);
+        let _unapplied = tickets.first().map(|t| {
+            let mut offsets = self.offsets.borrow_mut();
+            let st = offsets.get_mut(&index).expect("compaction of a replayed partition");
+            st.enqueued(t.base_offset);
+            SnapshotInFlight { coordinator: self, index, base_offset: t.base_offset }
+        });
         // The moment `T` ends here.
         let mut snapshot_bytes = 0;
         for (ticket, (batch, written)) in tickets.into_iter().zip(&batches) {
@@ -470,9 +569,9 @@ impl Coordinator {
                 match &r.committed {
                     Some(p) => {
                         let c = p.clone().committed(log_offset, *committed_ms);
-                        self.apply(&r.group, r.tp.clone(), c);
+                        self.apply(index, &r.group, r.tp.clone(), c);
                     }
-                    None => self.apply_tombstone(&r.group, &r.tp, log_offset),
+                    None => self.apply_tombstone(index, &r.group, &r.tp, log_offset),
                 }
             }
         }
