@@ -494,9 +494,11 @@ async fn shard_main(
         Latency::NotImportant,
         "background",
     );
+    // The Kafka listener's groups: their members keep their offsets from expiring.
+    let kafka_groups = kafka.clone();
     let mut accepters: Vec<_> = [(public, None), (own, None)]
         .into_iter()
-        .chain(kafka.map(|k| {
+        .chain(kafka.clone().map(|k| {
             // SAFETY: as above: created by `bind` on the main thread, a listening TCP socket,
             // handed to this shard only (index = shard id), which takes sole ownership.
             (unsafe { TcpListener::from_raw_fd(fds.2[id as usize]) }, Some(k))
@@ -533,9 +535,12 @@ async fn shard_main(
     glommio::spawn_local_into(crate::api::group::expiry_loop(shard.clone()), requests)
         .expect("requests task queue")
         .detach();
-    glommio::spawn_local_into(crate::api::offsets_expiry::expiry_loop(shard.clone()), requests)
-        .expect("requests task queue")
-        .detach();
+    glommio::spawn_local_into(
+        crate::api::offsets_expiry::expiry_loop(shard.clone(), kafka_groups),
+        requests,
+    )
+    .expect("requests task queue")
+    .detach();
     let retention = {
         let shard = shard.clone();
         let every = Duration::from_millis(shard.config.retention_check_ms.max(100));

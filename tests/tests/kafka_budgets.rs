@@ -330,3 +330,80 @@ fn gone_within_5s(b: &Broker, shards: u32, before: f64, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A Kafka group with a live member keeps its committed offsets however long since its last
+/// commit (Kafka: offsets of a non-empty group do not expire); before, only native members
+/// counted, so a member that heartbeats and commits rarely lost its offsets to the sweep.
+#[test]
+fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+        SyncGroupRequest, SyncGroupResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let env =
+        [("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_GROUP_OFFSETS_RETENTION_MS", "1000")];
+    let b = Broker::start_with_env(1, &env);
+    create_topic(&mut b.connect(), "kept", 1);
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let group = GroupId(StrBytes::from_static_str("live"));
+    let mut join = JoinGroupRequest::default();
+    join.group_id = group.clone();
+    join.session_timeout_ms = 10_000;
+    join.rebalance_timeout_ms = 10_000;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    join.protocols = vec![p];
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join)).unwrap();
+    let joined = JoinGroupResponse::decode(&mut response_body(&mut s, 1), 5).unwrap();
+    assert_eq!(joined.error_code, 0);
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = group.clone();
+    sync.generation_id = joined.generation_id;
+    sync.member_id = joined.member_id.clone();
+    s.write_all(&frame(ApiKey::SyncGroup, 3, 2, &sync)).unwrap();
+    let synced = SyncGroupResponse::decode(&mut response_body(&mut s, 2), 3).unwrap();
+    assert_eq!(synced.error_code, 0);
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = group.clone();
+    commit.generation_id_or_member_epoch = joined.generation_id;
+    commit.member_id = joined.member_id.clone();
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("kept"));
+    let mut cp = OffsetCommitRequestPartition::default();
+    cp.committed_offset = 5;
+    t.partitions = vec![cp];
+    commit.topics = vec![t];
+    s.write_all(&frame(ApiKey::OffsetCommit, 7, 3, &commit)).unwrap();
+    let committed = OffsetCommitResponse::decode(&mut response_body(&mut s, 3), 7).unwrap();
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    // Only heartbeats for four retentions (sweeps run every quarter of one).
+    for i in 0..16 {
+        std::thread::sleep(Duration::from_millis(250));
+        let mut hb = HeartbeatRequest::default();
+        hb.group_id = group.clone();
+        hb.generation_id = joined.generation_id;
+        hb.member_id = joined.member_id.clone();
+        s.write_all(&frame(ApiKey::Heartbeat, 3, 10 + i, &hb)).unwrap();
+        let beat = HeartbeatResponse::decode(&mut response_body(&mut s, 10 + i), 3).unwrap();
+        assert_eq!(beat.error_code, 0);
+    }
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.group_id = group;
+    let mut ft = OffsetFetchRequestTopic::default();
+    ft.name = TopicName(StrBytes::from_static_str("kept"));
+    ft.partition_indexes = vec![0];
+    fetch.topics = Some(vec![ft]);
+    s.write_all(&frame(ApiKey::OffsetFetch, 5, 99, &fetch)).unwrap();
+    let fetched = OffsetFetchResponse::decode(&mut response_body(&mut s, 99), 5).unwrap();
+    let topics = fetched.topics;
+    assert_eq!(topics[0].partitions[0].committed_offset, 5, "the live group's offset expired");
+}

@@ -2,7 +2,7 @@
 //! deleted and created again under the same name (an offset keeps the id of the topic it
 //! was committed to, and readers ignore it as soon as the id changes, before the sweep
 //! forgets it: see `group/offsets_log.rs`), and all offsets of a group that has had
-//! no members and no commit for `group_offsets_retention_ms` (Kafka's
+//! no members (native or Kafka) and no commit for `group_offsets_retention_ms` (Kafka's
 //! `offsets.retention.minutes`: otherwise every group id ever used holds its offsets for
 //! ever, and `group_offsets_per_shard_max` fills until new groups are refused).
 //!
@@ -16,6 +16,7 @@
 //! retention after the broker started, since membership is not persisted.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 use super::group::{load_owned, store};
 use crate::group::offsets_log::OffsetRecord;
 use crate::group::{offsets_partition, OFFSETS_TOPIC};
+use crate::kafka::Kafka;
 use crate::shard::Shard;
 
 /// How often the loop looks whether the topic set changed.
@@ -34,7 +36,9 @@ const SWEEP_INTERVAL_MS_MAX: u64 = 60_000;
 const SWEEP_INTERVAL_MS_MIN: u64 = 100;
 
 /// Sweeps this shard's groups until the shard stops; see the module docs.
-pub async fn expiry_loop(shard: Rc<Shard>) {
+/// `kafka`: the Kafka listener, if on (its groups' members are not native members, and a
+/// group with members keeps its offsets, as in Kafka).
+pub async fn expiry_loop(shard: Rc<Shard>, kafka: Option<Arc<Kafka>>) {
     let retention_ms = shard.config.group_offsets_retention_ms;
     let every = Duration::from_millis(if retention_ms == 0 {
         SWEEP_INTERVAL_MS_MAX
@@ -51,7 +55,7 @@ pub async fn expiry_loop(shard: Rc<Shard>) {
         }
         swept_topics = Some(topics);
         swept_at = Instant::now();
-        sweep(&shard, retention_ms).await;
+        sweep(&shard, retention_ms, kafka.as_deref()).await;
     }
 }
 
@@ -62,7 +66,7 @@ fn topic_names(shard: &Shard) -> Vec<(String, u64)> {
 }
 
 /// One pass over the groups this shard coordinates.
-async fn sweep(shard: &Rc<Shard>, retention_ms: u64) {
+async fn sweep(shard: &Rc<Shard>, retention_ms: u64, kafka: Option<&Kafka>) {
     // Partitions this shard owns that nobody used since the start are replayed first.
     load_owned(shard).await;
     let md = shard.metadata();
@@ -78,6 +82,11 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64) {
             let md = shard.metadata();
             let topic_id = |topic: &str| md.topic_id(topic);
             let now_ms = crate::clock::now_ms();
+            // A Kafka group with members is not idle however long since its last commit.
+            let retention_ms = match kafka {
+                Some(k) if k.groups.has_members(&group) => 0,
+                _ => retention_ms,
+            };
             shard.groups.expired(index, &group, Instant::now(), now_ms, retention_ms, &topic_id)
         };
         if expired(shard).is_empty() {

@@ -299,6 +299,17 @@ impl Groups {
         })
     }
 
+    /// Whether `group` has a member not silent past its session (its committed offsets do
+    /// not expire meanwhile, as in Kafka: `api/offsets_expiry.rs`).
+    pub fn has_members(&self, group: &str) -> bool {
+        let now = Instant::now();
+        self.with(|all| {
+            all.get(group).is_some_and(|g| {
+                g.members.values().any(|m| now.duration_since(m.last_seen) <= m.session_timeout)
+            })
+        })
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let out = f(&mut groups);
