@@ -493,13 +493,20 @@ impl Table {
         let _ = std::fs::remove_file(dir.join(&self.snapshot_file));
     }
 
-    /// Whether [`Table::close`] was called.
+    /// Whether [`Table::close`] or [`Table::release`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.get()
     }
 
-    /// Returns the keys' memory to the shard (the partition is gone).
+    /// The partition is gone: the follow task ends (it would otherwise retry reads of a log
+    /// moved to the trash for ever), the keys' memory goes back to the shard.
     pub fn release(&self) {
+        self.closed.set(true);
+        self.give_back();
+    }
+
+    /// Returns the keys' memory to the shard and forgets them.
+    fn give_back(&self) {
         let bytes: usize = match &*self.contents.borrow() {
             Contents::Latest(keys) => keys.keys().map(|k| k.len() + KEY_OVERHEAD_BYTES).sum(),
             Contents::Aggregates { groups, .. } => {
@@ -517,6 +524,9 @@ impl Table {
 /// below the high watermark, in offset order, until the log closes. Runs on the owning shard
 /// for as long as the partition lives.
 pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, index: u32) {
+    if table.over_budget.get() {
+        return; // its snapshot did not fit: it answers RESOURCE_LIMIT and holds nothing
+    }
     let mut scratch = AlignedVec::new();
     let mut offset = table.applied();
     let started = (offset, std::time::Instant::now());
@@ -570,7 +580,10 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
                 if let Ok(batch) = envelope.open(&mut scratch) {
                     for r in batch.records().filter(|r| r.offset() >= offset) {
                         if !table.apply(&r) {
+                            // It answers RESOURCE_LIMIT from now on: what it holds goes back
+                            // for the shard's other tables and key indexes.
                             table.over_budget.set(true);
+                            table.give_back();
                             table.applied.advance(r.offset());
                             warn!(topic = %topic, partition = index, offset = r.offset(), bytes_max = table.memory.bytes_max, "table keys passed table_keys_bytes_per_shard; the table stops here and answers RESOURCE_LIMIT");
                             return;

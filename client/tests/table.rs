@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use client::{Client, ClientError, KeyRange, Producer, ProducerConfig};
 use integration_tests::Broker;
-use wire::{ErrorCode, TableEntry, TopicConfig};
+use wire::{ErrorCode, OffsetSpec, TableEntry, TopicConfig};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -215,6 +215,15 @@ fn a_topic_that_is_not_a_table_and_a_spent_budget_are_refused_clearly() {
             }
         }
         assert_eq!(refused, Some(ErrorCode::ResourceLimit), "ends {ends:?}");
+        // The table that stopped gave its keys' memory back: another table of the shard
+        // still serves (before: the stopped one held the whole budget).
+        let table = TopicConfig { partition_count: 1, table: true, ..Default::default() };
+        client.create_topic("other", table).await.unwrap();
+        let mut other = Model::new();
+        let ends = produce(&client, "other", &mut Rng(7), 10, 10, &mut other).await;
+        let got =
+            client.table_scan("other", &KeyRange::all(), 100, &[(0, ends[&0])]).await.unwrap();
+        assert_eq!(as_model(&got.entries), other);
     });
     assert!(broker.log_text().contains("table_keys_bytes_per_shard"));
 }
@@ -572,5 +581,60 @@ fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
         client.create_table("again", "orders", spec.clone()).await.unwrap();
         client.delete_topic("orders").await.unwrap();
         assert!(client.metadata().tables.is_empty());
+    });
+}
+
+/// A scan page whose keys include one whose record retention deleted (the table forgets it
+/// when a read finds it gone) still names where the rest starts: before, the page came back
+/// without `next_key`, and the keys after it were never returned.
+#[test]
+fn a_scan_past_a_key_whose_record_retention_deleted_still_reaches_every_key() {
+    let broker = Broker::start_with_env(1, &[("BROKER_RETENTION_CHECK_MS", "100")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig {
+            partition_count: 1,
+            table: true,
+            segment_bytes_max: 4096,
+            retention_bytes: 16 << 10,
+            retention_ms: -1,
+            ..Default::default()
+        };
+        client.create_topic("pages", config).await.unwrap();
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let filler = vec![7u8; 200];
+        let mut acks = vec![producer.send("pages", Some(b"a"), Some(b"old"), &[]).await.unwrap()];
+        producer.flush().await.unwrap();
+        // Enough of key z to roll many segments, so the one holding a's record goes.
+        for _ in 0..300 {
+            acks.push(producer.send("pages", Some(b"z"), Some(&filler), &[]).await.unwrap());
+            producer.flush().await.unwrap();
+        }
+        for key in [b"b", b"c", b"d"] {
+            acks.push(producer.send("pages", Some(key), Some(b"new"), &[]).await.unwrap());
+        }
+        producer.flush().await.unwrap();
+        let mut end = 0;
+        for a in acks {
+            end = end.max(a.await.unwrap().1 + 1);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while client.list_offsets("pages", OffsetSpec::Earliest).await.unwrap()[0].1 == 0 {
+            assert!(std::time::Instant::now() < deadline, "retention never deleted a's record");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let mut range = KeyRange::all();
+        let mut keys = Vec::new();
+        for _ in 0..10 {
+            let page = client.table_scan("pages", &range, 2, &[(0, end)]).await.unwrap();
+            keys.extend(page.entries.into_iter().map(|e| e.key));
+            match page.next_key {
+                Some(k) => range.start = k,
+                None => break,
+            }
+        }
+        let want: Vec<Vec<u8>> = [&b"b"[..], b"c", b"d", b"z"].iter().map(|k| k.to_vec()).collect();
+        assert_eq!(keys, want);
     });
 }

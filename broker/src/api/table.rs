@@ -150,6 +150,12 @@ async fn local(
         // One more than asked: tells whether to hand out `next_key`.
         TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
     };
+    // The range was cut after the last key looked at: if keys of it are skipped (their
+    // records gone), the page still names where the rest starts.
+    let cut_after = match p.kind {
+        TableReadKind::Scan if wanted.len() > limit => wanted.last().map(|(k, _)| k.clone()),
+        _ => None,
+    };
     let (mut used, mut room) = (0usize, EntryRoom::new(from));
     for (key, at) in wanted {
         if result.entries.len() == limit || (!result.entries.is_empty() && used >= bytes_max) {
@@ -174,6 +180,9 @@ async fn local(
             // Retention deleted the key's latest record: the key is gone.
             _ => table.forget_if_at(&key, at),
         }
+    }
+    if result.next_key.is_none() {
+        result.next_key = cut_after.map(|k| wire::key_after(&k));
     }
     result
 }
