@@ -264,9 +264,9 @@ impl KeyIndex {
         log: &PartitionLog<DmaDisk>,
     ) -> Result<HashMap<Vec<u8>, u64>, KeyIndexError> {
         let end = log.next_offset();
-        if !log.high_watermark_mark().wait_for(end).await {
-            return Err(StorageError::Closed.into());
-        }
+        // Fenced or closed: fails (a fenced log never makes the rest visible); appends that
+        // failed meanwhile leave less to wait for.
+        log.wait_visible(end).await?;
         let (covered, mut map) = match state_snapshot::load_keys(
             log.dir().to_owned(),
             state_snapshot::KEYS_FILE,

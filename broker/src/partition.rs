@@ -120,8 +120,10 @@ impl Partition {
         // Captured together with `covered`: no await in between.
         let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
         let keys = self.keys.encode(covered);
-        if !self.log.high_watermark_mark().wait_for(covered).await {
-            return Ok(false); // closed or fenced: what is not durable must not be remembered
+        if self.log.wait_visible(covered).await != Ok(true) {
+            // Closed or fenced, or appends before `covered` failed (the state captured counts
+            // them): what is not durable must not be remembered.
+            return Ok(false);
         }
         let dir = self.log.dir().to_owned();
         state_snapshot::store(dir.clone(), PRODUCERS_FILE.to_owned(), producers).await?;

@@ -500,6 +500,32 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.queue.borrow().next_offset
     }
 
+    /// Waits until everything enqueued before `end` is visible to readers: `Ok(true)`.
+    /// `Ok(false)`: appends failed and the log's end rolled back below `end` (the offsets are
+    /// refused, then reused), and what is stored is visible. Fails when the log is fenced
+    /// (what is not durable now never becomes visible) or closed. (Waiting on the high
+    /// watermark alone would wait for ever in both cases.)
+    pub async fn wait_visible(&self, end: u64) -> Result<bool, StorageError> {
+        let mut rolled_back = false;
+        loop {
+            let seen = self.shared.space_signal.get();
+            if let Some(reason) = self.shared.queue.borrow().fenced.clone() {
+                return Err(StorageError::Fenced(reason));
+            }
+            let next = self.next_offset();
+            rolled_back |= next < end;
+            let target = end.min(next);
+            if self.high_watermark() >= target {
+                return Ok(!rolled_back);
+            }
+            let visible = self.shared.visible.wait_for(target);
+            let changed = self.shared.space_signal.wait_for(seen + 1);
+            if !futures_lite::future::or(visible, changed).await {
+                return Err(StorageError::Closed);
+            }
+        }
+    }
+
     /// The high watermark as a waitable value (long-poll fetch, subscriptions).
     pub fn high_watermark_mark(&self) -> &Watermark {
         &self.shared.visible

@@ -455,6 +455,51 @@ fn failed_sync_fences_the_log_until_reopened() {
     });
 }
 
+/// Waiting for what was enqueued to become visible (a key index's build, a state snapshot)
+/// ends when appends before it failed (`Ok(false)`: the end rolled back) and when the log is
+/// fenced (`Err`): before, those waited on the high watermark for ever.
+#[test]
+fn waiting_for_visibility_ends_when_appends_fail_or_the_log_is_fenced() {
+    run(|| async {
+        let disk = SimDisk::new(5, SimFaults::default());
+        let config = LogConfig { dsync_writes: false, ..small_config() };
+        let log = PartitionLog::open(
+            disk.clone(),
+            PathBuf::from("/d/t/0"),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        )
+        .await
+        .unwrap();
+        let mut rng = fastrand::Rng::with_seed(6);
+        log.append(&make_batch(&mut rng, 0, 1), AckLevel::Durable, 1).await.unwrap();
+        assert_eq!(log.wait_visible(log.next_offset()).await, Ok(true));
+        let within = |wait| async move {
+            futures_lite::future::or(async { Some(wait.await) }, async {
+                glommio::timer::sleep(std::time::Duration::from_secs(5)).await;
+                None
+            })
+            .await
+        };
+        // A write that fails: the end rolls back below what was waited for.
+        disk.set_faults(SimFaults { write_eio_per_mille: 1000, ..SimFaults::default() });
+        let failing = log.enqueue(&make_batch(&mut rng, 0, 2), AckLevel::Written, 1).unwrap();
+        let end = log.next_offset();
+        assert_eq!(within(log.wait_visible(end)).await, Some(Ok(false)));
+        assert!(failing.wait().await.is_err());
+        // A sync that fails fences the log: what was enqueued never becomes visible.
+        disk.set_faults(SimFaults { sync_eio_per_mille: 1000, ..SimFaults::default() });
+        let fenced = log.enqueue(&make_batch(&mut rng, 0, 3), AckLevel::Durable, 1).unwrap();
+        let end = log.next_offset();
+        let waited = within(log.wait_visible(end)).await;
+        assert!(matches!(waited, Some(Err(StorageError::Fenced(_)))), "{waited:?}");
+        assert!(fenced.wait().await.is_err());
+        disk.set_faults(SimFaults::default());
+        drop(log);
+    });
+}
+
 #[test]
 fn retention_by_size_and_time_keeps_the_active_segment() {
     run(|| async {
