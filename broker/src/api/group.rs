@@ -428,11 +428,25 @@ async fn commit(
         // in the same synchronous step as the enqueue against what is applied and what other
         // commits have in flight, so concurrent commits cannot pass it together.
         let records = || {
+            // The member is checked again here: it may have been expired or fenced while
+            // the log had no room.
+            let tps: Vec<(String, u32)> = candidates.iter().map(|(_, r)| r.tp.clone()).collect();
+            let verdicts = shard.groups.with_group(&r.group, |g| {
+                g.membership.check_commit(&r.member_id, r.generation, &tps)
+            });
+            let verdicts = match verdicts {
+                Ok(v) => v,
+                Err(refusal) => vec![refusal.code; tps.len()],
+            };
             let max = shard.config.group_offsets_per_shard_max;
             let held = shard.groups.offset_count() + shard.groups.offsets_in_flight();
             let mut room = max.saturating_sub(held);
             let mut records = Vec::with_capacity(candidates.len());
-            for (slot, record) in candidates {
+            for ((slot, record), verdict) in candidates.into_iter().zip(verdicts) {
+                if verdict != ErrorCode::None {
+                    results.borrow_mut()[slot] = verdict;
+                    continue;
+                }
                 let known = shard.groups.read_group(&r.group, |g| {
                     g.is_some_and(|g| g.offsets.contains_key(&record.tp))
                 });
