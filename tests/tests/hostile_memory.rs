@@ -422,6 +422,40 @@ fn table_scans_never_read(shards: usize) {
     budgets_given_back(&broker, shards);
 }
 
+/// A table read of many partitions none of whose tables reach its `min_offset` answers after
+/// its one `wait_ms`, not after one wait per partition (before: 8 partitions × 1 s).
+#[test]
+fn a_table_read_of_many_waiting_partitions_answers_after_one_wait() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    let config = TopicConfig { partition_count: 8, table: true, ..TopicConfig::default() };
+    let created: CreateTopicResponse =
+        admin.call(&CreateTopicRequest { name: "waiting".into(), config });
+    assert_eq!(created.error, 0, "{}", created.message);
+    let read = TableReadRequest {
+        wait_ms: 1_000,
+        topics: vec![TableReadTopic {
+            name: "waiting".into(),
+            partitions: (0..8)
+                .map(|partition| TableReadPartition {
+                    partition,
+                    kind: TableReadKind::Scan,
+                    start_key: Vec::new(),
+                    end_key: None,
+                    limit: 10,
+                    min_offset: 1_000,
+                })
+                .collect(),
+        }],
+    };
+    let started = Instant::now();
+    let resp: TableReadResponse = admin.call(&read);
+    let waited = started.elapsed();
+    assert_eq!(resp.topics[0].partitions.len(), 8);
+    assert!(resp.topics[0].partitions.iter().all(|p| p.error != 0), "none reached offset 1,000");
+    assert!(waited < Duration::from_secs(4), "answered after {waited:?}");
+}
+
 #[test]
 fn pipelined_state_table_scans_never_read_hold_at_most_the_connection_bound() {
     state_scans_never_read(1);

@@ -41,7 +41,10 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
-    let wait = Duration::from_millis(u64::from(req.wait_ms.min(TABLE_WAIT_MS_MAX)));
+    // One deadline for the request's local partitions: each waits what is left of it (a
+    // wait each would let n partitions not yet at their `min_offset` take n waits).
+    let deadline = std::time::Instant::now()
+        + Duration::from_millis(u64::from(req.wait_ms.min(TABLE_WAIT_MS_MAX)));
     // The response's entries share one byte budget, like a fetch's batches.
     let bytes_left = Rc::new(Cell::new(shard.config.fetch_response_bytes_max as usize));
     // A get is one entry; a scan or a feed of changes is lent room for more at first.
@@ -63,6 +66,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> Ali
         |name, p| {
             let (shard, bytes_left) = (shard.clone(), bytes_left.clone());
             async move {
+                let wait = deadline.saturating_duration_since(std::time::Instant::now());
                 let r = local(&shard, &name, &p, wait, bytes_left.get(), from).await;
                 let used: usize = r.entries.iter().map(TableEntry::bytes_hint).sum();
                 bytes_left.set(bytes_left.get().saturating_sub(used));
