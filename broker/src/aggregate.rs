@@ -237,6 +237,11 @@ impl Aggregator {
         Ok(Aggregator { settings: settings.clone(), path })
     }
 
+    /// What it aggregates.
+    pub fn settings(&self) -> &AggregateSettings {
+        &self.settings
+    }
+
     /// The record's group key and window start (0 without windows); `None`: not counted.
     pub fn group(&self, r: &RecordView<'_>) -> Option<(Vec<u8>, i64)> {
         let key = match &self.settings.group_by_header {

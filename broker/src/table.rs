@@ -132,6 +132,12 @@ enum Contents {
 struct AggregatesSnapshot {
     covered_offset: u64,
     groups: Vec<(Vec<u8>, i64, Aggregate)>,
+    /// What the table aggregates: a table deleted and declared again under its name with
+    /// other settings must not start from the old one's groups (a snapshot being stored as
+    /// it was deleted, or left by a crash, can outlive it). `None` in snapshots written
+    /// before it was recorded.
+    #[serde(default)]
+    settings: Option<crate::aggregate::AggregateSettings>,
 }
 
 /// See the module docs.
@@ -196,7 +202,8 @@ impl Table {
                     snapshot_file.clone(),
                 )
                 .await
-                .filter(|s| s.covered_offset <= high_watermark);
+                .filter(|s| s.covered_offset <= high_watermark)
+                .filter(|s| s.settings.as_ref().is_none_or(|kept| kept == aggregator.settings()));
                 let (covered, groups) = match loaded {
                     Some(s) => (
                         s.covered_offset,
@@ -380,10 +387,11 @@ impl Table {
                 covered,
                 state_snapshot::encode_keys(covered, keys.len(), keys.iter()),
             ),
-            Contents::Aggregates { groups, .. } => {
+            Contents::Aggregates { groups, aggregator } => {
                 let snapshot = AggregatesSnapshot {
                     covered_offset: covered,
                     groups: groups.iter().map(|((k, w), a)| (k.clone(), *w, *a)).collect(),
+                    settings: Some(aggregator.settings().clone()),
                 };
                 let bytes = serde_json::to_vec(&snapshot).expect("plain data");
                 (self.snapshot_file.clone(), covered, bytes)

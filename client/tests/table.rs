@@ -568,6 +568,11 @@ fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
         (0..3).filter(|p| b.partition_dir("orders", *p).join("table-revenue.json").exists()).count()
     };
     assert_eq!(snapshots(&broker), 3, "every partition stored the table's snapshot");
+    let kept = |p: u32| broker.data_dir.with_extension(format!("revenue-{p}.json"));
+    for p in 0..3 {
+        std::fs::copy(broker.partition_dir("orders", p).join("table-revenue.json"), kept(p))
+            .unwrap();
+    }
     rt().block_on(async {
         let client = Client::connect(&addr).await.unwrap();
         client.delete_table("revenue").await.unwrap();
@@ -575,6 +580,24 @@ fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
         assert!(client.metadata().tables.is_empty());
     });
     assert_eq!(snapshots(&broker), 0, "a deleted table's snapshots are removed");
+    // A snapshot that outlives its table (being stored as the table was deleted, or left by a
+    // crash) is not taken by a table declared again under its name with other settings:
+    // grouped by record key now, it replays the topic (before: it started from the old
+    // table's groups by region).
+    for p in 0..3 {
+        std::fs::copy(kept(p), broker.partition_dir("orders", p).join("table-revenue.json"))
+            .unwrap();
+    }
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let by_user = wire::AggregateSpec { group_by_header: None, ..spec.clone() };
+        client.create_table("revenue", "orders", by_user).await.unwrap();
+        let min_offsets: Vec<(u32, u64)> = ends.iter().map(|(&p, &o)| (p, o)).collect();
+        let scan = client.state_scan("revenue", &KeyRange::all(), 100, &min_offsets).await.unwrap();
+        assert!(scan.entries.iter().all(|e| e.key.starts_with(b"user/")), "old groups kept");
+        assert_eq!(scan.entries.iter().map(|e| e.count).sum::<u64>(), 1300);
+        client.delete_table("revenue").await.unwrap();
+    });
     rt().block_on(async {
         let client = Client::connect(&addr).await.unwrap();
         // A topic's deletion takes its tables with it.
