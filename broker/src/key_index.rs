@@ -6,7 +6,10 @@
 //! acked, as the condition must). Appends that land while the scan runs are queued and
 //! applied after it. Persisted: once built, the shard snapshots it with the partition's other
 //! derived state (`state_snapshot.rs`, covering a durable offset), and after a restart the
-//! first conditional append loads the snapshot and scans only the log after it. It holds
+//! first conditional append loads the snapshot and scans only the log after it. Appends
+//! noted as they were enqueued may fail (the log's end rolls back and the offsets go to
+//! others): an index built before the log's last rollback (`PartitionLog::rollbacks`) is
+//! built again by the next conditional append, and not snapshotted meanwhile. It holds
 //! every key the partition ever stored, so it belongs on partitions used as event streams per
 //! key (an aggregate per key).
 //! - Bounded: every key it holds (and every append queued while it builds) is charged to the
@@ -76,6 +79,9 @@ pub struct KeyIndex {
     /// The shard's budget, and what this index holds of it.
     memory: Rc<TableMemory>,
     held_bytes: Cell<usize>,
+    /// The log's `rollbacks` when the build began: once it moved, appends noted in the
+    /// index failed (their offsets are reused by others), so it is built again.
+    built_at_rollbacks: Cell<u64>,
 }
 
 impl Drop for KeyIndex {
@@ -97,6 +103,7 @@ impl KeyIndex {
             ready: Watermark::new(0),
             memory,
             held_bytes: Cell::new(0),
+            built_at_rollbacks: Cell::new(0),
         }
     }
 
@@ -167,18 +174,42 @@ impl KeyIndex {
     }
 
     /// Builds the index from `log` unless it exists (or is being built: then waits).
+    /// An index built before appends failed (the log's `rollbacks` moved since) is built
+    /// again: it may name offsets that were never stored and that other keys now hold.
     pub async fn ensure(&self, log: &PartitionLog<DmaDisk>) -> Result<(), KeyIndexError> {
+        enum Next {
+            Stale,
+            Build,
+            Wait,
+        }
         loop {
             let seen = self.ready.get();
-            match &*self.state.borrow() {
-                State::Ready(_) => return Ok(()),
+            let next = match &*self.state.borrow() {
+                State::Ready(_) if self.built_at_rollbacks.get() == log.rollbacks() => {
+                    return Ok(())
+                }
+                State::Ready(_) => Next::Stale,
                 State::OverBudget => return Err(self.over_budget()),
-                State::Building { .. } => {}
-                State::Absent => break,
+                State::Building { .. } => Next::Wait,
+                State::Absent => Next::Build,
+            };
+            match next {
+                Next::Stale => {
+                    *self.state.borrow_mut() = State::Absent;
+                    self.memory.give_back(self.held_bytes.replace(0));
+                }
+                Next::Build => self.build(log).await?,
+                // A build ends (ready, or failed and absent again): look again.
+                Next::Wait => {
+                    self.ready.wait_for(seen + 1).await;
+                }
             }
-            // A build ends (ready, or failed and absent again): look again.
-            self.ready.wait_for(seen + 1).await;
         }
+    }
+
+    /// Builds the index (the state is `Absent`).
+    async fn build(&self, log: &PartitionLog<DmaDisk>) -> Result<(), KeyIndexError> {
+        self.built_at_rollbacks.set(log.rollbacks());
         *self.state.borrow_mut() = State::Building { tail: Vec::new() };
         let built = self.scan(log).await;
         let mut state = self.state.borrow_mut();
@@ -234,9 +265,10 @@ impl KeyIndex {
     }
 
     /// The index as a snapshot covering `covered_offset` (see `state_snapshot.rs`), if built.
-    pub fn encode(&self, covered_offset: u64) -> Option<Vec<u8>> {
+    /// `rollbacks`: the log's now; an index built before appends failed is not stored.
+    pub fn encode(&self, covered_offset: u64, rollbacks: u64) -> Option<Vec<u8>> {
         match &*self.state.borrow() {
-            State::Ready(map) => {
+            State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => {
                 Some(state_snapshot::encode_keys(covered_offset, map.len(), map.iter()))
             }
             _ => None,

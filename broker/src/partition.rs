@@ -119,7 +119,7 @@ impl Partition {
         }
         // Captured together with `covered`: no await in between.
         let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
-        let keys = self.keys.encode(covered);
+        let keys = self.keys.encode(covered, self.log.rollbacks());
         if self.log.wait_visible(covered).await != Ok(true) {
             // Closed or fenced, or appends before `covered` failed (the state captured counts
             // them): what is not durable must not be remembered.

@@ -188,3 +188,91 @@ fn disk_full_then_space_returns(journal: bool) {
     drop(broker);
     drop(mount);
 }
+
+/// `count` records of key `key`, 1,000-byte values.
+fn keyed_batch(key: &[u8], count: usize) -> AlignedVec {
+    let mut b = BatchBuilder::new(4 << 20);
+    for _ in 0..count {
+        b.append(0, Some(key), Some(&[9u8; 1000]), &[]).unwrap();
+    }
+    b.finish().unwrap()
+}
+
+fn produce_expecting(
+    conn: &mut integration_tests::Conn,
+    b: &[u8],
+    expect: ExpectedPosition,
+) -> ProducePartitionResult {
+    let r: ProduceResponse = conn.call(&ProduceRequest {
+        ack: AckLevel::Durable,
+        timeout_ms: 10_000,
+        topics: vec![ProduceTopic {
+            name: "full".into(),
+            partitions: vec![ProducePartition { partition: 0, batches: b.to_vec(), expect }],
+        }],
+    });
+    r.topics[0].partitions[0].clone()
+}
+
+/// A key-conditional append that fails for lack of space (its offsets were claimed and noted
+/// in the key index, then the write failed and the end rolled back) leaves no trace in the
+/// index: once space returns and another key takes those offsets, the key's real last offset
+/// is still what a condition must name (before: the index named the failed append's offset,
+/// now another key's record, so the true position was refused).
+#[test]
+fn a_conditional_append_that_failed_for_lack_of_space_leaves_no_trace_in_the_key_index() {
+    let Some(mount) = Mount::new(48, "keys") else {
+        eprintln!(
+            "skipping: cannot create and mount an ext4 image here (needs root and mkfs.ext4)"
+        );
+        return;
+    };
+    let filler = mount.dir.join("filler");
+    std::fs::write(&filler, vec![1u8; 20 << 20]).unwrap();
+    let broker = Broker::start_on_dir_with_env(
+        1,
+        mount.dir.join("data"),
+        &[
+            ("BROKER_SEGMENT_BYTES_MAX", "4194304"),
+            ("BROKER_CACHE_BYTES_PER_SHARD", "1048576"),
+            ("BROKER_SHARD_JOURNAL", "false"),
+        ],
+    );
+    let mut conn = broker.connect();
+    create_topic(&mut conn, "full", 1);
+    let first =
+        produce_expecting(&mut conn, &keyed_batch(b"k", 1), ExpectedPosition::KeyNeverWritten);
+    assert_eq!(first.error, 0);
+    let k_at = first.base_offset as u64;
+    // Fill the disk with other keys.
+    let mut full = false;
+    for seq in 0..200u32 {
+        if produce(&mut conn, &big_batch(seq)).error == ErrorCode::DiskFull.as_u16() {
+            full = true;
+            break;
+        }
+    }
+    assert!(full, "the disk never filled");
+    let failed = produce_expecting(
+        &mut conn,
+        &keyed_batch(b"k", 1000),
+        ExpectedPosition::KeyLastOffset(k_at),
+    );
+    assert_eq!(ErrorCode::from_u16(failed.error), Some(ErrorCode::DiskFull));
+    std::fs::remove_file(&filler).unwrap();
+    // Another key takes the offsets the failed append had claimed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while produce(&mut conn, &keyed_batch(b"x", 10)).error != 0 {
+        assert!(std::time::Instant::now() < deadline, "producing did not resume");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let again =
+        produce_expecting(&mut conn, &keyed_batch(b"k", 1), ExpectedPosition::KeyLastOffset(k_at));
+    assert_eq!(
+        again.error, 0,
+        "k's last offset is still {k_at} (current {})",
+        again.current_offset
+    );
+    drop(broker);
+    drop(mount);
+}

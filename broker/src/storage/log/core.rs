@@ -208,6 +208,10 @@ pub(super) struct AppendQueue {
     /// new appends are refused with this error until a write succeeds.
     pub(super) no_space: Option<IoError>,
     pub(super) closing: bool,
+    /// How many times appends failed and the end rolled back (or the log was fenced): what
+    /// was derived from appends as they were enqueued (a key index) may name offsets that
+    /// were never stored.
+    pub(super) rollbacks: u64,
 }
 
 /// One queued append: its stored bytes (offsets assigned) and its ack.
@@ -304,6 +308,7 @@ impl<D: Disk> LogCore<D> {
             let mut st = self.queue.borrow_mut();
             st.pending_bytes = 0;
             st.next_offset = self.end_kept();
+            st.rollbacks += 1;
             st.pending.drain(..).collect()
         };
         let n = items.len() + queued.len();
@@ -504,6 +509,7 @@ impl<D: Disk> LogCore<D> {
             st.fenced = Some(reason.clone());
             st.pending_bytes = 0;
             st.next_offset = self.end_kept();
+            st.rollbacks += 1;
             (st.durable_waiters.drain(..).collect(), st.pending.drain(..).collect())
         };
         if let Some(j) = &self.journal {

@@ -208,6 +208,7 @@ impl<D: Disk> PartitionLog<D> {
                 fenced: None,
                 no_space: None,
                 closing: false,
+                rollbacks: 0,
             }),
             writer_signal: Watermark::new(0),
             writer_deferred_bytes_due: Cell::new(None),
@@ -524,6 +525,12 @@ impl<D: Disk> PartitionLog<D> {
                 return Err(StorageError::Closed);
             }
         }
+    }
+
+    /// How many times appends failed and the log's end rolled back (or it was fenced):
+    /// state derived from appends as they were enqueued may name offsets never stored.
+    pub fn rollbacks(&self) -> u64 {
+        self.shared.queue.borrow().rollbacks
     }
 
     /// The high watermark as a waitable value (long-poll fetch, subscriptions).
