@@ -467,5 +467,14 @@ async fn wait_watching<R: AsyncRead + Unpin, T>(
         std::future::pending().await
     };
     let ends = futures_lite::future::or(watch, async { Err(ending(conn, stop).await) });
-    futures_lite::future::or(async { Ok(wait.await) }, ends).await
+    let waited = futures_lite::future::or(async { Ok(wait.await) }, ends).await;
+    // The writer that gives up frees the slots and room its queue held in the same step as
+    // it dooms the connection: the wait may end with both; the end wins (the request read
+    // would run for a client whose answers are thrown away).
+    if waited.is_ok() {
+        if let Some(end) = futures_lite::future::poll_once(ending(conn, stop)).await {
+            return Err(end);
+        }
+    }
+    waited
 }

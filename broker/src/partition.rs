@@ -120,9 +120,11 @@ impl Partition {
         // Captured together with `covered`: no await in between.
         let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
         let keys = self.keys.encode(covered, self.log.rollbacks());
+        // (Its first poll, in this step, notes the log's rollbacks.)
         if self.log.wait_visible(covered).await != Ok(true) {
             // Closed or fenced, or appends before `covered` failed (the state captured counts
-            // them): what is not durable must not be remembered.
+            // them, even if others refilled the end since): what is not durable must not be
+            // remembered.
             return Ok(false);
         }
         let dir = self.log.dir().to_owned();

@@ -343,8 +343,8 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     use kafka_protocol::messages::{
         GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-        SyncGroupRequest, SyncGroupResponse,
+        LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
+        OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
     };
     use kafka_protocol::protocol::Decodable;
     let env =
@@ -402,8 +402,25 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     ft.name = TopicName(StrBytes::from_static_str("kept"));
     ft.partition_indexes = vec![0];
     fetch.topics = Some(vec![ft]);
-    s.write_all(&frame(ApiKey::OffsetFetch, 5, 99, &fetch)).unwrap();
-    let fetched = OffsetFetchResponse::decode(&mut response_body(&mut s, 99), 5).unwrap();
-    let topics = fetched.topics;
-    assert_eq!(topics[0].partitions[0].committed_offset, 5, "the live group's offset expired");
+    let fetched_offset = |s: &mut TcpStream, id: i32| {
+        s.write_all(&frame(ApiKey::OffsetFetch, 5, id, &fetch)).unwrap();
+        let fetched = OffsetFetchResponse::decode(&mut response_body(s, id), 5).unwrap();
+        fetched.topics[0].partitions[0].committed_offset
+    };
+    assert_eq!(fetched_offset(&mut s, 99), 5, "the live group's offset expired");
+    // Its retention counts from when its last member left, not from its last commit.
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = fetch.group_id.clone();
+    leave.member_id = joined.member_id.clone();
+    s.write_all(&frame(ApiKey::LeaveGroup, 1, 100, &leave)).unwrap();
+    let left = LeaveGroupResponse::decode(&mut response_body(&mut s, 100), 1).unwrap();
+    assert_eq!(left.error_code, 0);
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(fetched_offset(&mut s, 101), 5, "expired at once when the last member left");
+    // Then it expires like any group's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fetched_offset(&mut s, 102) != -1 {
+        assert!(std::time::Instant::now() < deadline, "the empty group's offset never expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -78,6 +78,10 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64, kafka: Option<&Kafka>) {
         }
         let index = offsets_partition(&group, partitions);
         let Some(part) = shard.partition(OFFSETS_TOPIC, index) else { continue };
+        if kafka.is_some_and(|k| k.groups.has_members(&group)) {
+            // Its retention counts from when its Kafka members went, as in Kafka.
+            shard.groups.used_elsewhere(&group, Instant::now());
+        }
         let expired = |shard: &Shard| {
             let md = shard.metadata();
             let topic_id = |topic: &str| md.topic_id(topic);

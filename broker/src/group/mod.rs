@@ -368,6 +368,17 @@ impl Coordinator {
         r
     }
 
+    /// `group` has members elsewhere (the Kafka listener's): while its native membership
+    /// is empty, its retention counts from now (from when those members went, to within a
+    /// sweep).
+    pub fn used_elsewhere(&self, group: &str, now: Instant) {
+        if let Some(g) = self.groups.borrow_mut().get_mut(group) {
+            if g.membership.is_empty() {
+                g.empty_since = Some(now);
+            }
+        }
+    }
+
     /// Runs `f` on `group` if this coordinator knows it.
     pub fn read_group<R>(&self, group: &str, f: impl FnOnce(Option<&Group>) -> R) -> R {
         f(self.groups.borrow().get(group))

@@ -224,8 +224,9 @@ fn kafka_subscriptions(sess: &Session, group: &str) -> Option<Vec<String>> {
 /// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
 pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -> Answer {
     let group = req.group_id.as_str();
-    let subscribed = kafka_subscriptions(sess, group);
-    let protected = |topic: &str| subscribed.as_ref().is_none_or(|s| s.iter().any(|t| t == topic));
+    let subscribed: Option<std::collections::HashSet<String>> =
+        kafka_subscriptions(sess, group).map(|s| s.into_iter().collect());
+    let protected = |topic: &str| subscribed.as_ref().is_none_or(|s| s.contains(topic));
     let mut wanted = Vec::new();
     for t in &req.topics {
         if protected(t.name.as_str()) {
@@ -246,10 +247,11 @@ pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -
     for t in &req.topics {
         let mut rt = offset_delete_response::OffsetDeleteResponseTopic::default();
         rt.name = TopicName(s(t.name.as_str()));
+        let topic_protected = protected(t.name.as_str());
         for p in &t.partitions {
             let mut rp = offset_delete_response::OffsetDeleteResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = if protected(t.name.as_str()) {
+            rp.error_code = if topic_protected {
                 K::GroupSubscribedToTopic.code()
             } else if p.partition_index < 0 {
                 K::UnknownTopicOrPartition.code()

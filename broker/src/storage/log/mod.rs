@@ -502,11 +502,13 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Waits until everything enqueued before `end` is visible to readers: `Ok(true)`.
-    /// `Ok(false)`: appends failed and the log's end rolled back below `end` (the offsets are
-    /// refused, then reused), and what is stored is visible. Fails when the log is fenced
+    /// `Ok(false)`: appends failed after the call began (the log's end rolled back, maybe
+    /// below `end`: those offsets are refused, then reused), and what is stored is visible. Fails when the log is fenced
     /// (what is not durable now never becomes visible) or closed. (Waiting on the high
     /// watermark alone would wait for ever in both cases.)
     pub async fn wait_visible(&self, end: u64) -> Result<bool, StorageError> {
+        // A rollback seen by no wake (the end refilled by later appends first) counts too.
+        let rollbacks = self.rollbacks();
         let mut rolled_back = false;
         loop {
             let seen = self.shared.space_signal.get();
@@ -517,7 +519,7 @@ impl<D: Disk> PartitionLog<D> {
             rolled_back |= next < end;
             let target = end.min(next);
             if self.high_watermark() >= target {
-                return Ok(!rolled_back);
+                return Ok(!rolled_back && self.rollbacks() == rollbacks);
             }
             let visible = self.shared.visible.wait_for(target);
             let changed = self.shared.space_signal.wait_for(seen + 1);

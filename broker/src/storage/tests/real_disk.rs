@@ -488,6 +488,28 @@ fn waiting_for_visibility_ends_when_appends_fail_or_the_log_is_fenced() {
         let end = log.next_offset();
         assert_eq!(within(log.wait_visible(end)).await, Some(Ok(false)));
         assert!(failing.wait().await.is_err());
+        // The same, with the end refilled by a later append before the waiter looks again.
+        let failing = log.enqueue(&make_batch(&mut rng, 0, 4), AckLevel::Written, 1).unwrap();
+        let end = log.next_offset();
+        let mut waiting = Box::pin(log.wait_visible(end));
+        assert!(futures_lite::future::poll_once(&mut waiting).await.is_none(), "waits");
+        assert!(failing.wait().await.is_err());
+        disk.set_faults(SimFaults::default());
+        let mut refills = Vec::new();
+        while log.next_offset() < end {
+            let batch = make_batch(&mut rng, 0, 5 + refills.len() as u64);
+            refills.push(log.enqueue(&batch, AckLevel::Durable, 1).unwrap());
+        }
+        let waited = futures_lite::future::or(async { Some(waiting.await) }, async {
+            glommio::timer::sleep(std::time::Duration::from_secs(5)).await;
+            None
+        })
+        .await;
+        assert_eq!(waited, Some(Ok(false)), "the rollback went unseen");
+        for r in refills {
+            r.wait().await.unwrap();
+        }
+        disk.set_faults(SimFaults { write_eio_per_mille: 1000, ..SimFaults::default() });
         // A sync that fails fences the log: what was enqueued never becomes visible.
         disk.set_faults(SimFaults { sync_eio_per_mille: 1000, ..SimFaults::default() });
         let fenced = log.enqueue(&make_batch(&mut rng, 0, 3), AckLevel::Durable, 1).unwrap();
