@@ -251,8 +251,9 @@ impl Aggregator {
         let window = match self.settings.window_ms {
             0 => 0,
             w => {
+                // Saturating: a client's timestamp near i64::MIN would overflow.
                 let w = w as i64;
-                r.timestamp_ms() - r.timestamp_ms().rem_euclid(w)
+                r.timestamp_ms().saturating_sub(r.timestamp_ms().rem_euclid(w))
             }
         };
         Some((key, window))
@@ -336,5 +337,25 @@ mod tests {
         assert!(s.validate().is_ok());
         s.group_by_header = Some(String::new());
         assert!(s.validate().is_err());
+    }
+
+    /// A record's window start from a client's timestamp near `i64::MIN` saturates instead of
+    /// overflowing (a panic in a debug build, a wrapped window in release).
+    #[test]
+    fn a_window_of_the_earliest_timestamp_does_not_overflow() {
+        let settings = AggregateSettings {
+            group_by_header: None,
+            field_json_path: None,
+            field_header: None,
+            window_ms: 60_000,
+            windows_kept: 0,
+        };
+        let aggregator = Aggregator::new(&settings).unwrap();
+        let mut b = wire::BatchBuilder::new(1 << 10);
+        b.append(i64::MIN, Some(b"k"), Some(b"1"), &[]).unwrap();
+        let batch = b.finish().unwrap();
+        let view = wire::BatchView::validate(&batch).unwrap();
+        let r = view.records().next().unwrap();
+        assert_eq!(aggregator.group(&r), Some((b"k".to_vec(), i64::MIN)));
     }
 }

@@ -495,7 +495,10 @@ async fn shard_main(
         "background",
     );
     // The Kafka listener's groups: their members keep their offsets from expiring.
-    let kafka_groups = kafka.clone();
+    let kafka_groups = kafka.clone().map(|k| {
+        Arc::new(move |group: &str| k.groups.has_members(group))
+            as crate::api::offsets_expiry::MembersElsewhere
+    });
     let mut accepters: Vec<_> = [(public, None), (own, None)]
         .into_iter()
         .chain(kafka.clone().map(|k| {

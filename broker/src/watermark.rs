@@ -51,17 +51,15 @@ impl Watermark {
                 return;
             }
             inner.value = value;
-            // Allocates only once a waiter is due (an empty Vec holds no memory).
-            let mut wake = Vec::new();
-            let mut i = 0;
-            while i < inner.waiters.len() {
-                if inner.waiters[i].1 <= value {
-                    wake.push(inner.waiters.remove(i).2);
-                } else {
-                    i += 1;
-                }
+            if !inner.waiters.iter().any(|w| w.1 <= value) {
+                return;
             }
-            wake
+            // One pass (removing due waiters one by one moved the rest each time: with
+            // thousands waiting on one mark, every advance was quadratic).
+            let (due, kept): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut inner.waiters).into_iter().partition(|w| w.1 <= value);
+            inner.waiters = kept;
+            due.into_iter().map(|w| w.2).collect()
         };
         wake.into_iter().for_each(Waker::wake);
     }

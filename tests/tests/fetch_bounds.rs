@@ -568,29 +568,9 @@ fn a_fetch_asking_for_no_bytes_answers_at_once() {
 fn a_long_poll_ends_when_its_client_leaves() {
     let env = [("BROKER_METRICS_LISTEN", "127.0.0.1:0")];
     let broker = Broker::start_with_env(2, &env);
-    let mut conn = broker.connect_shard(0);
-    let owners = create_topic(&mut conn, TOPIC, 2);
-    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
-    let wants = [(here, 0, 1 << 20), (1 - here, 0, 1 << 20)];
-    let mut leaving = broker.connect_shard(0);
-    leaving.send(&request(8 << 20, 1, 30_000, &wants));
-    let held = |b: &Broker| b.metric("broker_memory_held_bytes", 0).expect("metrics on");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while held(&broker) < f64::from(8u32 << 20) {
-        assert!(Instant::now() < deadline, "the long-poll never reserved its room");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    drop(leaving);
-    let left = Instant::now();
-    while held(&broker) > 0.0 {
-        let waited = left.elapsed();
-        assert!(waited < Duration::from_secs(10), "room held {waited:?} after the client left");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Still serving: a long-poll answers when data comes.
-    let stored = produce(&mut conn, here, &[batch(1, 10, here)]);
-    let resp: FetchResponse = conn.call(&request(1 << 20, 1, 5_000, &wants));
-    assert_eq!(returned(&resp, &wants)[0], stored);
+    let (mut conn, here, wants) = topic_over_both_shards(&broker);
+    leave_with_long_polls(&broker, &wants, 1, 8 << 20);
+    still_serving(&mut conn, here, &wants);
 }
 
 /// A client that fills every in-flight slot of its connection with long-polls, sends one
@@ -601,28 +581,8 @@ fn a_client_that_leaves_with_every_slot_taken_ends_its_long_polls() {
     let env =
         [("BROKER_METRICS_LISTEN", "127.0.0.1:0"), ("BROKER_INFLIGHT_PER_CONNECTION_MAX", "2")];
     let broker = Broker::start_with_env(2, &env);
-    let mut conn = broker.connect_shard(0);
-    let owners = create_topic(&mut conn, TOPIC, 2);
-    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
-    let wants = [(here, 0, 1 << 20), (1 - here, 0, 1 << 20)];
-    let mut leaving = broker.connect_shard(0);
-    for _ in 0..3 {
-        leaving.send(&request(2 << 20, 1, 30_000, &wants));
-    }
-    let held = |b: &Broker| b.metric("broker_memory_held_bytes", 0).expect("metrics on");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while held(&broker) < f64::from(4u32 << 20) {
-        assert!(Instant::now() < deadline, "the two long-polls never reserved their room");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100)); // the third request is read
-    drop(leaving);
-    let left = Instant::now();
-    while held(&broker) > 0.0 {
-        let waited = left.elapsed();
-        assert!(waited < Duration::from_secs(10), "room held {waited:?} after the client left");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (mut conn, here, wants) = topic_over_both_shards(&broker);
+    leave_with_long_polls(&broker, &wants, 3, 2 << 20);
     // A client that only closes its sending half still gets every answer: its long-polls
     // end early (with nothing), and the request read behind them is answered after them.
     let mut half = broker.connect_shard(0);
@@ -638,10 +598,48 @@ fn a_client_that_leaves_with_every_slot_taken_ends_its_long_polls() {
         assert!(returned(&resp, &wants[..1]).iter().all(Vec::is_empty));
     }
     assert!(closed.elapsed() < Duration::from_secs(10), "answered {:?} after", closed.elapsed());
-    // Still serving.
-    let stored = produce(&mut conn, here, &[batch(1, 10, here)]);
-    let resp: FetchResponse = conn.call(&request(1 << 20, 1, 5_000, &wants));
-    assert_eq!(returned(&resp, &wants)[0], stored);
+    still_serving(&mut conn, here, &wants);
+}
+
+/// A connection to shard 0 and topic `TOPIC` over both shards: the partition on shard 0, and
+/// a want of each partition from offset 0.
+fn topic_over_both_shards(broker: &Broker) -> (Conn, u32, [Want; 2]) {
+    let mut conn = broker.connect_shard(0);
+    let owners = create_topic(&mut conn, TOPIC, 2);
+    let here = owners.iter().position(|&s| s == 0).expect("a partition on shard 0") as u32;
+    (conn, here, [(here, 0, 1 << 20), (1 - here, 0, 1 << 20)])
+}
+
+/// Sends `count` long-polls (30 s) of `max_bytes` for `wants` on a new connection to shard
+/// 0, waits until the in-flight ones (at most 2 when more are sent) hold their room, leaves,
+/// and asserts the room comes back within 10 s.
+fn leave_with_long_polls(broker: &Broker, wants: &[Want], count: usize, max_bytes: u32) {
+    let mut leaving = broker.connect_shard(0);
+    for _ in 0..count {
+        leaving.send(&request(max_bytes, 1, 30_000, wants));
+    }
+    let held = |b: &Broker| b.metric("broker_memory_held_bytes", 0).expect("metrics on");
+    let reserved = f64::from(max_bytes) * count.min(2) as f64;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held(broker) < reserved {
+        assert!(Instant::now() < deadline, "the long-polls never reserved their room");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100)); // what is behind them is read
+    drop(leaving);
+    let left = Instant::now();
+    while held(broker) > 0.0 {
+        let waited = left.elapsed();
+        assert!(waited < Duration::from_secs(10), "room held {waited:?} after the client left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Still serving: a long-poll answers when data comes.
+fn still_serving(conn: &mut Conn, here: u32, wants: &[Want]) {
+    let stored = produce(conn, here, &[batch(1, 10, here)]);
+    let resp: FetchResponse = conn.call(&request(1 << 20, 1, 5_000, wants));
+    assert_eq!(returned(&resp, wants)[0], stored);
 }
 
 /// A partition that fails makes a long-poll answer at once, as in Kafka (the client has

@@ -630,15 +630,6 @@ fn a_client_that_stops_reading_is_cut_off_after_the_write_stall() {
     let mut admin = broker.connect();
     create_topic(&mut admin, "stalled", 1);
     fill(&broker, 0, "stalled", 16);
-    let connections = |admin: &mut Conn| -> u64 {
-        let stats: StatsResponse = admin.call(&StatsRequest {
-            shards: Vec::new(),
-            group_lag: false,
-            latency: false,
-            reset_latency: false,
-        });
-        stats.shards.iter().map(|s| s.connections).sum()
-    };
     // The filling connection's close may still be on its way.
     let until = Instant::now() + Duration::from_secs(10);
     while connections(&mut admin) > 1 {
@@ -668,15 +659,6 @@ fn a_subscriber_that_never_reads_with_every_slot_taken_is_cut_off_after_the_writ
     let broker = start_with(1, &env);
     let mut admin = broker.connect();
     create_topic(&mut admin, "stuck", 1);
-    let connections = |admin: &mut Conn| -> u64 {
-        let stats: StatsResponse = admin.call(&StatsRequest {
-            shards: Vec::new(),
-            group_lag: false,
-            latency: false,
-            reset_latency: false,
-        });
-        stats.shards.iter().map(|s| s.connections).sum()
-    };
     let mut hostile = greedy_subscriber(broker.connect_shard(0), "stuck");
     fill(&broker, 0, "stuck", 16);
     for _ in 0..3 {
@@ -690,6 +672,17 @@ fn a_subscriber_that_never_reads_with_every_slot_taken_is_cut_off_after_the_writ
     budget_given_back(&broker, 0);
     still_serves(&broker);
     drop(hostile);
+}
+
+/// Connections the broker has open, over its shards.
+fn connections(admin: &mut Conn) -> u64 {
+    let stats: StatsResponse = admin.call(&StatsRequest {
+        shards: Vec::new(),
+        group_lag: false,
+        latency: false,
+        reset_latency: false,
+    });
+    stats.shards.iter().map(|s| s.connections).sum()
 }
 
 /// Subscribes `conn` to partition 0 of `topic` as `id`; the response's error code.

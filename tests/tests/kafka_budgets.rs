@@ -385,6 +385,15 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     s.write_all(&frame(ApiKey::OffsetCommit, 7, 3, &commit)).unwrap();
     let committed = OffsetCommitResponse::decode(&mut response_body(&mut s, 3), 7).unwrap();
     assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    // A commit outside the group's generation (an admin tool's) is refused while it has a
+    // live member.
+    let mut admin_commit = commit.clone();
+    admin_commit.generation_id_or_member_epoch = -1;
+    admin_commit.member_id = StrBytes::from_static_str("");
+    admin_commit.topics[0].partitions[0].committed_offset = 9;
+    s.write_all(&frame(ApiKey::OffsetCommit, 7, 4, &admin_commit)).unwrap();
+    let refused = OffsetCommitResponse::decode(&mut response_body(&mut s, 4), 7).unwrap();
+    assert_eq!(refused.topics[0].partitions[0].error_code, 25, "UNKNOWN_MEMBER_ID");
     // Only heartbeats for four retentions (sweeps run every quarter of one).
     for i in 0..16 {
         std::thread::sleep(Duration::from_millis(250));

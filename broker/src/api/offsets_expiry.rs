@@ -24,7 +24,6 @@ use tracing::{info, warn};
 use super::group::{load_owned, store};
 use crate::group::offsets_log::OffsetRecord;
 use crate::group::{offsets_partition, OFFSETS_TOPIC};
-use crate::kafka::Kafka;
 use crate::shard::Shard;
 
 /// How often the loop looks whether the topic set changed.
@@ -36,9 +35,13 @@ const SWEEP_INTERVAL_MS_MAX: u64 = 60_000;
 const SWEEP_INTERVAL_MS_MIN: u64 = 100;
 
 /// Sweeps this shard's groups until the shard stops; see the module docs.
-/// `kafka`: the Kafka listener, if on (its groups' members are not native members, and a
-/// group with members keeps its offsets, as in Kafka).
-pub async fn expiry_loop(shard: Rc<Shard>, kafka: Option<Arc<Kafka>>) {
+/// Whether a group has members other than its native ones (the Kafka listener's): such a
+/// group keeps its offsets, as in Kafka. Passed in by the server (the listener is above
+/// this layer).
+pub type MembersElsewhere = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// `elsewhere`: see [`MembersElsewhere`] (`None`: no Kafka listener).
+pub async fn expiry_loop(shard: Rc<Shard>, elsewhere: Option<MembersElsewhere>) {
     let retention_ms = shard.config.group_offsets_retention_ms;
     let every = Duration::from_millis(if retention_ms == 0 {
         SWEEP_INTERVAL_MS_MAX
@@ -55,7 +58,7 @@ pub async fn expiry_loop(shard: Rc<Shard>, kafka: Option<Arc<Kafka>>) {
         }
         swept_topics = Some(topics);
         swept_at = Instant::now();
-        sweep(&shard, retention_ms, kafka.as_deref()).await;
+        sweep(&shard, retention_ms, elsewhere.as_deref()).await;
     }
 }
 
@@ -66,7 +69,11 @@ fn topic_names(shard: &Shard) -> Vec<(String, u64)> {
 }
 
 /// One pass over the groups this shard coordinates.
-async fn sweep(shard: &Rc<Shard>, retention_ms: u64, kafka: Option<&Kafka>) {
+async fn sweep(
+    shard: &Rc<Shard>,
+    retention_ms: u64,
+    elsewhere: Option<&(dyn Fn(&str) -> bool + Send + Sync)>,
+) {
     // Partitions this shard owns that nobody used since the start are replayed first.
     load_owned(shard).await;
     let md = shard.metadata();
@@ -78,7 +85,8 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64, kafka: Option<&Kafka>) {
         }
         let index = offsets_partition(&group, partitions);
         let Some(part) = shard.partition(OFFSETS_TOPIC, index) else { continue };
-        if kafka.is_some_and(|k| k.groups.has_members(&group)) {
+        let has_members_elsewhere = elsewhere.is_some_and(|f| f(&group));
+        if has_members_elsewhere {
             // Its retention counts from when its Kafka members went, as in Kafka.
             shard.groups.used_elsewhere(&group, Instant::now());
         }
@@ -87,8 +95,8 @@ async fn sweep(shard: &Rc<Shard>, retention_ms: u64, kafka: Option<&Kafka>) {
             let topic_id = |topic: &str| md.topic_id(topic);
             let now_ms = crate::clock::now_ms();
             // A Kafka group with members is not idle however long since its last commit.
-            let retention_ms = match kafka {
-                Some(k) if k.groups.has_members(&group) => 0,
+            let retention_ms = match elsewhere {
+                Some(f) if f(&group) => 0,
                 _ => retention_ms,
             };
             shard.groups.expired(index, &group, Instant::now(), now_ms, retention_ms, &topic_id)

@@ -21,7 +21,7 @@ pub struct MemberSpec<'a> {
     /// Order among members: the static instance id if it has one (so a restarted
     /// instance sorts where it did), else the member id.
     pub sort_key: &'a str,
-    /// Topics the member reads.
+    /// Topics the member reads, sorted, each once (as a join stores them).
     pub topics: &'a [String],
 }
 
@@ -56,7 +56,7 @@ fn wanted(members: &[&MemberSpec<'_>], partitions: &BTreeMap<String, u32>) -> Ve
 }
 
 fn reads(m: &MemberSpec<'_>, topic: &str) -> bool {
-    m.topics.iter().any(|t| t == topic)
+    m.topics.binary_search_by(|t| t.as_str().cmp(topic)).is_ok()
 }
 
 fn range(members: &[&MemberSpec<'_>], partitions: &BTreeMap<String, u32>) -> Target {
@@ -133,10 +133,14 @@ fn sticky(
         let mut moved = false;
         let mut order: Vec<usize> = (0..members.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(owned[i].len()));
+        let emptiest = order.last().map_or(0, |&i| owned[i].len());
         'outer: for &from in &order {
+            if owned[from].len() <= emptiest + 1 {
+                break; // no member from here on is heavy enough to give
+            }
             for &to in order.iter().rev() {
                 if owned[from].len() <= owned[to].len() + 1 {
-                    continue;
+                    break; // the members after this one are fuller still
                 }
                 let candidate = owned[from].iter().rev().find(|tp| reads(members[to], &tp.0));
                 if let Some(tp) = candidate.cloned() {

@@ -634,9 +634,14 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
     let member = req.member_id.as_str();
     let generation = req.generation_id_or_member_epoch;
     let now = Instant::now();
-    // A commit outside any generation (-1, no member: a standalone consumer) is not checked.
+    // A commit outside any generation (-1, no member: a standalone consumer, an admin tool)
+    // is taken while the group has no live members, as in Kafka; a live group's offsets are
+    // its members' to commit.
     let checked = if generation < 0 && member.is_empty() {
-        Ok(())
+        match sess.kafka.groups.has_members(&group_id) {
+            true => Err(K::UnknownMemberId.code()),
+            false => Ok(()),
+        }
     } else {
         sess.kafka.groups.with(|all| check_member(all, &group_id, member, generation, now))
     };
