@@ -5,20 +5,19 @@
 //!
 //! Contract: [`call`] returns the decoded response, or the native error (code + message) when
 //! the broker answered with an error frame; a response that does not decode is
-//! `UNKNOWN_SERVER_ERROR` (a broker bug, never the client's input). A request's second
-//! stage runs as a task of its own, as on a native connection, so a client that disconnects
-//! mid-request (hyper then drops the call) does not cut a change short half done; a
-//! request still waiting for data then answers at once (as when a native client leaves).
+//! `UNKNOWN_SERVER_ERROR` (a broker bug, never the client's input). A metadata change's
+//! second stage runs as a task of its own, as on a native connection, so a client that
+//! disconnects mid-request (hyper then drops the call) does not cut it short half done;
+//! every other request's ends with the call (reads stop waiting for data or room).
 
 use wire::constants::{FLAG_ERROR, FRAME_HEADER_BYTES};
-use wire::{ErrorBody, ErrorCode, FrameHeader, Message};
+use wire::{ApiKey, ErrorBody, ErrorCode, FrameHeader, Message};
 
 use super::error::ApiError;
 use super::Gateway;
 use crate::api;
 use crate::budget::Held;
 use crate::request::Request;
-use crate::watermark::Watermark;
 
 type Validator<'a> = rkyv::api::high::HighValidator<'a, rkyv::rancor::Error>;
 type Deserializer = rkyv::api::high::HighDeserializer<rkyv::rancor::Error>;
@@ -92,28 +91,24 @@ where
         u32::MAX,
     )
     .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
-    // Dropped with this call (the client disconnected) or at its end: a request still
-    // waiting for data (a long-poll) answers then instead of holding its room to its
-    // deadline in a task nobody awaits.
-    let client_gone = EndsWaitOnDrop(Watermark::new(0));
-    let request = prepare(Request::checked(header, frame)).ending_wait_at(client_gone.0.clone());
+    let changes_metadata = matches!(
+        ApiKey::from_u16(header.api_key),
+        Some(ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::CreateTable | ApiKey::DeleteTable)
+    );
+    let request = prepare(Request::checked(header, frame));
     let reply = api::start_client(shard, request, &gw.session).await;
-    // Stage two runs as its own task, as on native connections: hyper drops this future
-    // when its client disconnects, which must not cut a request short half done (a topic
-    // created or deleted on some shards only, the admin lock let go meanwhile).
-    let reply = glommio::spawn_local(reply).detach().await.ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownServerError, "the request's task was cancelled")
-    })?;
+    let reply = if changes_metadata {
+        // Its own task, as on native connections: hyper drops this future when its client
+        // disconnects, which must not cut a change short half done (a topic created or
+        // deleted on some shards only, the admin lock let go meanwhile). Reads stay in
+        // the call: dropping them ends their waits (for data, for room) with the client.
+        glommio::spawn_local(reply).detach().await.ok_or_else(|| {
+            ApiError::new(ErrorCode::UnknownServerError, "the request's task was cancelled")
+        })?
+    } else {
+        reply.await
+    };
     decode::<R>(&reply)
-}
-
-/// Advances its mark when dropped.
-struct EndsWaitOnDrop(Watermark);
-
-impl Drop for EndsWaitOnDrop {
-    fn drop(&mut self) {
-        self.0.advance(1);
-    }
 }
 
 /// The response in `frame`, or the error it carries.
