@@ -85,8 +85,7 @@ async fn sweep(
         }
         let index = offsets_partition(&group, partitions);
         let Some(part) = shard.partition(OFFSETS_TOPIC, index) else { continue };
-        let has_members_elsewhere = elsewhere.is_some_and(|f| f(&group));
-        if has_members_elsewhere {
+        if elsewhere.is_some_and(|f| f(&group)) {
             // Its retention counts from when its Kafka members went, as in Kafka.
             shard.groups.used_elsewhere(&group, Instant::now());
         }

@@ -96,6 +96,13 @@ struct Group {
     members: BTreeMap<String, Member>,
 }
 
+impl Member {
+    /// Heard from within its session timeout.
+    fn alive(&self, now: Instant) -> bool {
+        now.duration_since(self.last_seen) <= self.session_timeout
+    }
+}
+
 impl Group {
     fn new() -> Self {
         Group {
@@ -121,7 +128,7 @@ impl Group {
     /// Drops members silent past their session timeout; rebalances if that changed the group.
     fn expire(&mut self, now: Instant) {
         let before = self.members.len();
-        self.members.retain(|_, m| now.duration_since(m.last_seen) <= m.session_timeout);
+        self.members.retain(|_, m| m.alive(now));
         if self.members.len() != before {
             self.after_leave(now);
         }
@@ -303,11 +310,7 @@ impl Groups {
     /// not expire meanwhile, as in Kafka: `api/offsets_expiry.rs`).
     pub fn has_members(&self, group: &str) -> bool {
         let now = Instant::now();
-        self.with(|all| {
-            all.get(group).is_some_and(|g| {
-                g.members.values().any(|m| now.duration_since(m.last_seen) <= m.session_timeout)
-            })
-        })
+        self.with(|all| all.get(group).is_some_and(|g| g.members.values().any(|m| m.alive(now))))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
