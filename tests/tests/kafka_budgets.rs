@@ -433,3 +433,58 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The broker's peak virtual memory (`VmPeak`) in bytes.
+fn vm_peak_bytes(b: &Broker) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPeak:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmPeak");
+    kb * 1024
+}
+
+/// An array's element count comes from the wire: a request saying "2^31 - 1 topics" and
+/// carrying none is refused (the connection closed, as for any request that does not decode)
+/// before anything is reserved for them. Before (kafka-protocol 0.18 as released), the codec
+/// reserved the whole count first: ~170 GB of address space from a 20-byte request, which
+/// aborts the broker where the kernel does not overcommit (`vm.overcommit_memory=2`).
+#[test]
+fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let addr = kafka_addr(&b);
+    let before = vm_peak_bytes(&b);
+    // Metadata v1: topics is an Array (Int32 count); v9 is flexible: a CompactArray
+    // (unsigned varint count + 1).
+    let bodies: [(i16, Vec<u8>); 2] =
+        [(1, i32::MAX.to_be_bytes().to_vec()), (9, vec![0xff, 0xff, 0xff, 0xff, 0x07, 0x00])];
+    for (version, body) in bodies {
+        let mut header = RequestHeader::default();
+        header.request_api_key = ApiKey::Metadata as i16;
+        header.request_api_version = version;
+        header.correlation_id = 7;
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, ApiKey::Metadata.request_header_version(version)).unwrap();
+        buf.extend_from_slice(&body);
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
+        s.write_all(&buf).unwrap();
+        let mut rest = Vec::new();
+        let end = s.read_to_end(&mut rest);
+        assert!(
+            matches!(end, Ok(0)) || end.is_err(),
+            "v{version}: the connection is closed without an answer: {end:?} {rest:?}"
+        );
+    }
+    let after = vm_peak_bytes(&b);
+    assert!(after < before + (4 << 30), "peak virtual memory grew from {before} to {after} bytes");
+    // Still serving.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = kafka_protocol::messages::MetadataRequest::default();
+    s.write_all(&frame(ApiKey::Metadata, 1, 8, &request)).unwrap();
+    let _ = response_body(&mut s, 8);
+}

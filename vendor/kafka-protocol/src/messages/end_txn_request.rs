@@ -1,0 +1,210 @@
+//! EndTxnRequest
+//!
+//! See the schema for this message [here](https://github.com/apache/kafka/blob/trunk/clients/src/main/resources/common/message/EndTxnRequest.json).
+// WARNING: the items of this module are generated and should not be edited directly
+#![allow(unused)]
+
+use std::borrow::Borrow;
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::protocol::{
+    buf::{ByteBuf, ByteBufMut},
+    compute_unknown_tagged_fields_size, types, write_unknown_tagged_fields, Decodable, Decoder,
+    Encodable, Encoder, HeaderVersion, Message, StrBytes, VersionRange,
+};
+
+/// Valid versions: 0-5
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndTxnRequest {
+    /// The ID of the transaction to end.
+    ///
+    /// Supported API versions: 0-5
+    pub transactional_id: super::TransactionalId,
+
+    /// The producer ID.
+    ///
+    /// Supported API versions: 0-5
+    pub producer_id: super::ProducerId,
+
+    /// The current epoch associated with the producer.
+    ///
+    /// Supported API versions: 0-5
+    pub producer_epoch: i16,
+
+    /// True if the transaction was committed, false if it was aborted.
+    ///
+    /// Supported API versions: 0-5
+    pub committed: bool,
+
+    /// Other tagged fields
+    pub unknown_tagged_fields: BTreeMap<i32, Bytes>,
+}
+
+impl EndTxnRequest {
+    /// Sets `transactional_id` to the passed value.
+    ///
+    /// The ID of the transaction to end.
+    ///
+    /// Supported API versions: 0-5
+    pub fn with_transactional_id(mut self, value: super::TransactionalId) -> Self {
+        self.transactional_id = value;
+        self
+    }
+    /// Sets `producer_id` to the passed value.
+    ///
+    /// The producer ID.
+    ///
+    /// Supported API versions: 0-5
+    pub fn with_producer_id(mut self, value: super::ProducerId) -> Self {
+        self.producer_id = value;
+        self
+    }
+    /// Sets `producer_epoch` to the passed value.
+    ///
+    /// The current epoch associated with the producer.
+    ///
+    /// Supported API versions: 0-5
+    pub fn with_producer_epoch(mut self, value: i16) -> Self {
+        self.producer_epoch = value;
+        self
+    }
+    /// Sets `committed` to the passed value.
+    ///
+    /// True if the transaction was committed, false if it was aborted.
+    ///
+    /// Supported API versions: 0-5
+    pub fn with_committed(mut self, value: bool) -> Self {
+        self.committed = value;
+        self
+    }
+    /// Sets unknown_tagged_fields to the passed value.
+    pub fn with_unknown_tagged_fields(mut self, value: BTreeMap<i32, Bytes>) -> Self {
+        self.unknown_tagged_fields = value;
+        self
+    }
+    /// Inserts an entry into unknown_tagged_fields.
+    pub fn with_unknown_tagged_field(mut self, key: i32, value: Bytes) -> Self {
+        self.unknown_tagged_fields.insert(key, value);
+        self
+    }
+}
+
+#[cfg(feature = "client")]
+impl Encodable for EndTxnRequest {
+    fn encode<B: ByteBufMut>(&self, buf: &mut B, version: i16) -> Result<()> {
+        if version < 0 || version > 5 {
+            bail!("specified version not supported by this message type");
+        }
+        if version >= 3 {
+            types::CompactString.encode(buf, &self.transactional_id)?;
+        } else {
+            types::String.encode(buf, &self.transactional_id)?;
+        }
+        types::Int64.encode(buf, &self.producer_id)?;
+        types::Int16.encode(buf, &self.producer_epoch)?;
+        types::Boolean.encode(buf, &self.committed)?;
+        if version >= 3 {
+            let num_tagged_fields = self.unknown_tagged_fields.len();
+            if num_tagged_fields > std::u32::MAX as usize {
+                bail!(
+                    "Too many tagged fields to encode ({} fields)",
+                    num_tagged_fields
+                );
+            }
+            types::UnsignedVarInt.encode(buf, num_tagged_fields as u32)?;
+
+            write_unknown_tagged_fields(buf, 0.., &self.unknown_tagged_fields)?;
+        }
+        Ok(())
+    }
+    fn compute_size(&self, version: i16) -> Result<usize> {
+        let mut total_size = 0;
+        if version >= 3 {
+            total_size += types::CompactString.compute_size(&self.transactional_id)?;
+        } else {
+            total_size += types::String.compute_size(&self.transactional_id)?;
+        }
+        total_size += types::Int64.compute_size(&self.producer_id)?;
+        total_size += types::Int16.compute_size(&self.producer_epoch)?;
+        total_size += types::Boolean.compute_size(&self.committed)?;
+        if version >= 3 {
+            let num_tagged_fields = self.unknown_tagged_fields.len();
+            if num_tagged_fields > std::u32::MAX as usize {
+                bail!(
+                    "Too many tagged fields to encode ({} fields)",
+                    num_tagged_fields
+                );
+            }
+            total_size += types::UnsignedVarInt.compute_size(num_tagged_fields as u32)?;
+
+            total_size += compute_unknown_tagged_fields_size(&self.unknown_tagged_fields)?;
+        }
+        Ok(total_size)
+    }
+}
+
+#[cfg(feature = "broker")]
+impl Decodable for EndTxnRequest {
+    fn decode<B: ByteBuf>(buf: &mut B, version: i16) -> Result<Self> {
+        if version < 0 || version > 5 {
+            bail!("specified version not supported by this message type");
+        }
+        let transactional_id = if version >= 3 {
+            types::CompactString.decode(buf)?
+        } else {
+            types::String.decode(buf)?
+        };
+        let producer_id = types::Int64.decode(buf)?;
+        let producer_epoch = types::Int16.decode(buf)?;
+        let committed = types::Boolean.decode(buf)?;
+        let mut unknown_tagged_fields = BTreeMap::new();
+        if version >= 3 {
+            let num_tagged_fields = types::UnsignedVarInt.decode(buf)?;
+            for _ in 0..num_tagged_fields {
+                let tag: u32 = types::UnsignedVarInt.decode(buf)?;
+                let size: u32 = types::UnsignedVarInt.decode(buf)?;
+                let unknown_value = buf.try_get_bytes(size as usize)?;
+                unknown_tagged_fields.insert(tag as i32, unknown_value);
+            }
+        }
+        Ok(Self {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            committed,
+            unknown_tagged_fields,
+        })
+    }
+}
+
+impl Default for EndTxnRequest {
+    fn default() -> Self {
+        Self {
+            transactional_id: Default::default(),
+            producer_id: (0).into(),
+            producer_epoch: 0,
+            committed: false,
+            unknown_tagged_fields: BTreeMap::new(),
+        }
+    }
+}
+
+impl Message for EndTxnRequest {
+    const VERSIONS: VersionRange = VersionRange { min: 0, max: 5 };
+    const DEPRECATED_VERSIONS: Option<VersionRange> = None;
+}
+
+impl HeaderVersion for EndTxnRequest {
+    fn header_version(version: i16) -> i16 {
+        if version >= 3 {
+            2
+        } else {
+            1
+        }
+    }
+}
