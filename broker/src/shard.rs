@@ -421,6 +421,9 @@ impl Shard {
             if let Err(e) = p.log.apply_retention(now_ms).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
             }
+            if let Some(table) = &p.table {
+                table.forget_before(p.log.log_start_offset());
+            }
         }
     }
 

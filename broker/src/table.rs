@@ -13,7 +13,8 @@
 //! (`table.snapshot` or `aggregates.json`, covering a durable offset, written with the
 //! partition's other derived state by `partition.rs`) and
 //! [`follow`] replays the log after it, so a restart rebuilds the table without replaying
-//! everything. Keys whose latest record retention deleted read as absent.
+//! everything. Keys whose latest record retention deleted read as absent, and are forgotten
+//! when retention moves the log's start ([`Table::forget_before`]).
 //!
 //! Memory: the keys of every table on a shard come out of one budget
 //! (`table_keys_bytes_per_shard`). A table that would pass it stops following and answers
@@ -159,6 +160,8 @@ pub struct Table {
     changes: RefCell<VecDeque<(u64, Option<u64>)>>,
     /// Every change at or after this offset is in `changes`.
     changes_from: Cell<u64>,
+    /// The log start [`Table::forget_before`] last swept to.
+    swept_to: Cell<u64>,
 }
 
 /// Why a change feed cannot start where asked.
@@ -225,6 +228,7 @@ impl Table {
             snapshot_offset: Cell::new(covered),
             changes: RefCell::new(VecDeque::new()),
             changes_from: Cell::new(covered),
+            swept_to: Cell::new(0),
         };
         if !table.memory.take(bytes) {
             table.over_budget.set(true);
@@ -371,6 +375,34 @@ impl Table {
                 self.memory.give_back(key.len() + KEY_OVERHEAD_BYTES);
             }
         }
+    }
+
+    /// Retention moved the log's start to `log_start`: a projection forgets the keys whose
+    /// latest record is before it (they read as absent already; kept, a table over a topic
+    /// with retention and ever new keys grew until `RESOURCE_LIMIT`) and the changes before
+    /// it, and gives their memory back. One pass over the keys each time the start moves.
+    pub fn forget_before(&self, log_start: u64) {
+        if log_start <= self.swept_to.get() {
+            return;
+        }
+        self.swept_to.set(log_start);
+        let mut freed = 0;
+        if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
+            keys.retain(|key, offset| {
+                let keep = *offset >= log_start;
+                if !keep {
+                    freed += key.len() + KEY_OVERHEAD_BYTES;
+                }
+                keep
+            });
+            let mut changes = self.changes.borrow_mut();
+            while changes.front().is_some_and(|c| c.0 < log_start) {
+                changes.pop_front();
+                freed += CHANGE_BYTES;
+            }
+            self.changes_from.set(self.changes_from.get().max(log_start));
+        }
+        self.memory.give_back(freed);
     }
 
     /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed

@@ -661,3 +661,73 @@ fn a_scan_past_a_key_whose_record_retention_deleted_still_reaches_every_key() {
         assert_eq!(keys, want);
     });
 }
+
+/// Keys whose latest record retention deleted leave the table's memory when retention moves
+/// the log's start, not only when a read finds them gone: before, a table over a topic with
+/// retention and ever new keys (session ids, order ids) kept every key it ever saw until the
+/// shard's `table_keys_bytes_per_shard` refused the next, and the table answered
+/// `RESOURCE_LIMIT` from then on. The changes before the start go too.
+#[test]
+fn retention_takes_the_keys_it_deleted_out_of_the_table() {
+    let broker = Broker::start_with_env(
+        1,
+        &[("BROKER_RETENTION_CHECK_MS", "100"), ("BROKER_METRICS_LISTEN", "127.0.0.1:0")],
+    );
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig {
+            partition_count: 1,
+            table: true,
+            segment_bytes_max: 4096,
+            retention_bytes: 16 << 10,
+            retention_ms: -1,
+            ..Default::default()
+        };
+        client.create_topic("sessions", config).await.unwrap();
+        let producer = Producer::new(client.clone(), ProducerConfig::default());
+        let value = vec![7u8; 200];
+        const KEYS: u64 = 300;
+        let mut acks = Vec::new();
+        for i in 0..KEYS {
+            let key = format!("key-{i:04}"); // 8 bytes; key i at offset i
+            acks.push(
+                producer.send("sessions", Some(key.as_bytes()), Some(&value), &[]).await.unwrap(),
+            );
+            producer.flush().await.unwrap();
+        }
+        for (i, a) in acks.into_iter().enumerate() {
+            assert_eq!(a.await.unwrap().1, i as u64);
+        }
+        // Each key held: its bytes + 48 (node and offset) + 16 (its change).
+        let held = |keys: u64| (keys * (8 + 48 + 16)) as f64;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let start = loop {
+            let start = client.list_offsets("sessions", OffsetSpec::Earliest).await.unwrap()[0].1;
+            let bytes = broker.metric("broker_table_keys_bytes", 0).expect("metrics on");
+            if start > 0 && bytes == held(KEYS - start) {
+                break start;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "log start {start}: the table holds {bytes} bytes, {} for the keys after it \
+                 ({} for all {KEYS})",
+                held(KEYS - start),
+                held(KEYS)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        let scan = client.table_scan("sessions", &KeyRange::all(), 1000, &[(0, KEYS)]).await;
+        let keys: Vec<Vec<u8>> = scan.unwrap().entries.into_iter().map(|e| e.key).collect();
+        let want: Vec<Vec<u8>> =
+            (start..KEYS).map(|i| format!("key-{i:04}").into_bytes()).collect();
+        assert_eq!(keys, want, "the table has exactly the keys whose records are kept");
+        let gone = client.table_get("sessions", b"key-0000", KEYS).await.unwrap();
+        assert!(gone.entry.is_none());
+        // The change feed starts at the log's start now.
+        match client.table_changes("sessions", 0, 0, 10).await {
+            Err(ClientError::Partition { code: ErrorCode::OffsetOutOfRange, .. }) => {}
+            other => panic!("changes from 0 after retention: {other:?}"),
+        }
+    });
+}
