@@ -62,30 +62,41 @@ impl RecordFilter {
     }
 
     /// Appends to `out` the matching records at or after `from` of `batches` (whole batches
-    /// back to back, as a log read returns them; compressed ones are opened), re-encoded (see
-    /// the module docs). `batch_bytes_max` bounds each re-encoded batch. Returns how many
-    /// records matched.
+    /// back to back, as a log read returns them; compressed ones are opened one at a time
+    /// into one scratch buffer), re-encoded (see the module docs). `batch_bytes_max` bounds
+    /// each re-encoded batch; once `out` holds `out_bytes_max` bytes the rest is left for the
+    /// next call ([`Selected::resume_at`]): compressed batches decompress to many times what
+    /// was read, and a subscriber's credit counts what is pushed.
     pub fn select(
         &self,
         batches: &[u8],
         from: u64,
         batch_bytes_max: usize,
+        out_bytes_max: usize,
         out: &mut Vec<u8>,
-    ) -> Result<u64, SelectError> {
-        let plain = wire::batch::decompressed(batches)?;
-        let bytes: &[u8] = plain.as_deref().unwrap_or(batches);
+    ) -> Result<Selected, SelectError> {
+        let mut scratch = wire::AlignedVec::new();
         let mut builder = wire::BatchBuilder::new(batch_bytes_max);
         let mut run_base = 0u64;
         let mut run_next = 0u64;
-        let mut matched = 0u64;
-        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
-        for batch in wire::Batches::new(bytes) {
-            let batch = batch?;
+        let mut selected = Selected { matched: 0, resume_at: None };
+        for envelope in wire::Envelopes::new(batches) {
+            let envelope = envelope?;
+            let next = envelope.header().next_offset();
+            if next <= from {
+                continue;
+            }
+            if selected.matched > 0 && out.len() + builder.estimated_bytes() >= out_bytes_max {
+                selected.resume_at = Some(envelope.header().base_offset().max(from));
+                break;
+            }
+            let batch = envelope.open(&mut scratch)?;
+            let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
             for r in batch.records() {
                 if r.offset() < from || !self.matches(&r) {
                     continue;
                 }
-                matched += 1;
+                selected.matched += 1;
                 if !builder.is_empty() && r.offset() != run_next {
                     flush(&mut builder, run_base, out)?;
                 }
@@ -111,8 +122,17 @@ impl RecordFilter {
         if !builder.is_empty() {
             flush(&mut builder, run_base, out)?;
         }
-        Ok(matched)
+        Ok(selected)
     }
+}
+
+/// What [`RecordFilter::select`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected {
+    /// Records that matched (and were appended).
+    pub matched: u64,
+    /// Where the next call goes on when it stopped at `out_bytes_max` before the end.
+    pub resume_at: Option<u64>,
 }
 
 /// Finishes the run in `builder` onto `out` at base offset `base`.
@@ -233,7 +253,7 @@ mod tests {
         stored.extend(batch(14, &[(Some("a4"), r#"{"n":5}"#, &[]), (None, "{}", &[])]));
         let f = RecordFilter::parse(r#"key prefix "a""#).unwrap().unwrap();
         let mut out = Vec::new();
-        assert_eq!(f.select(&stored, 0, 1 << 20, &mut out).unwrap(), 4);
+        assert_eq!(f.select(&stored, 0, 1 << 20, usize::MAX, &mut out).unwrap().matched, 4);
         // 10 alone, then 12..=14 as one run (across the stored batches' boundary).
         assert_eq!(offsets(&out), [(10, 1), (12, 3)]);
         let aligned = wire::to_aligned(&out);
@@ -250,8 +270,30 @@ mod tests {
         // `from` skips records before it; a value predicate ignores non-JSON values.
         let mut out = Vec::new();
         let f = RecordFilter::parse("value.n > 1").unwrap().unwrap();
-        assert_eq!(f.select(&stored, 13, 1 << 20, &mut out).unwrap(), 1);
+        assert_eq!(f.select(&stored, 13, 1 << 20, usize::MAX, &mut out).unwrap().matched, 1);
         assert_eq!(offsets(&out), [(14, 1)]);
+    }
+
+    /// Matches re-encoded uncompressed may be many times the batches read (compressed ones):
+    /// a select stops at `out_bytes_max` (after at least one match) at a stored batch's
+    /// start and says where to go on; going on from there gives the rest, nothing twice.
+    #[test]
+    fn a_select_stops_at_its_bytes_and_goes_on_from_there() {
+        let mut stored = batch(10, &[(Some("a1"), "{}", &[]), (Some("a2"), "{}", &[])]);
+        stored.extend(batch(12, &[(Some("a3"), "{}", &[])]));
+        stored.extend(batch(13, &[(Some("a4"), "{}", &[])]));
+        let f = RecordFilter::parse(r#"key prefix "a""#).unwrap().unwrap();
+        let (mut from, mut got) = (11, Vec::new());
+        loop {
+            let mut out = Vec::new();
+            let s = f.select(&stored, from, 1 << 20, 1, &mut out).unwrap();
+            got.extend(offsets(&out));
+            match s.resume_at {
+                Some(at) => from = at,
+                None => break,
+            }
+        }
+        assert_eq!(got, [(11, 1), (12, 1), (13, 1)]);
     }
 
     #[test]

@@ -228,8 +228,13 @@ async fn push_loop(
                         let bytes = out.concat();
                         let mut selected = Vec::new();
                         let batch_bytes_max = PUSH_BYTES_MAX.max(bytes.len());
-                        match f.select(&bytes, from, batch_bytes_max, &mut selected) {
-                            Ok(_) => {
+                        // Matches re-encoded uncompressed: at most the credit (at least one
+                        // batch), the rest read again by the next push.
+                        match f.select(&bytes, from, batch_bytes_max, max, &mut selected) {
+                            Ok(s) => {
+                                if let Some(at) = s.resume_at {
+                                    next = at;
+                                }
                                 (ErrorCode::None, Pushed::Joined(selected), out.high_watermark)
                             }
                             Err(e) => (e.code(), Pushed::none(), out.high_watermark),
@@ -256,6 +261,9 @@ async fn push_loop(
                 }
                 (reported, last_push) = (next, std::time::Instant::now());
             }
+            // Reads served from memory whose records a filter all skips do not wait: let
+            // the shard's other work run between them.
+            glommio::yield_if_needed().await;
             continue;
         }
         credit.set(credit.get().saturating_sub(batch_bytes as u64));

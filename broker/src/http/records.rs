@@ -179,24 +179,32 @@ pub fn to_json(partition: u32, r: &RecordView<'_>) -> Value {
 }
 
 /// Calls `each` for every record at or after `from` in `batches` (as a fetch returns them:
-/// whole batches, possibly compressed). Stops early when `each` returns false.
+/// whole batches, possibly compressed), one batch at a time: a compressed batch is opened
+/// into one scratch buffer reused for the next, so a fetch of many small batches that
+/// decompress to 16 MiB each holds one of them, not all. Stops early when `each` returns
+/// false. Returns the offset after the last batch whose records were all visited (the batch
+/// header's end: past offsets whose records compaction removed, and past empty batches,
+/// which have no record to move a reader's position), or `None` when it stopped in the
+/// first.
 pub fn for_each_record(
     batches: &[u8],
     from: u64,
     mut each: impl FnMut(&RecordView<'_>) -> bool,
-) -> Result<(), ApiError> {
+) -> Result<Option<u64>, ApiError> {
     let corrupt = |e: wire::BatchError| ApiError::new(e.code(), e.to_string());
-    let plain = wire::batch::decompressed(batches).map_err(corrupt)?;
-    let bytes: &[u8] = plain.as_deref().unwrap_or(batches);
-    for batch in wire::Batches::new(bytes) {
-        let batch = batch.map_err(corrupt)?;
+    let mut scratch = wire::AlignedVec::new();
+    let mut visited = None;
+    for envelope in wire::Envelopes::new(batches) {
+        let envelope = envelope.map_err(corrupt)?;
+        let batch = envelope.open(&mut scratch).map_err(corrupt)?;
         for r in batch.records() {
             if r.offset() >= from && !each(&r) {
-                return Ok(());
+                return Ok(visited);
             }
         }
+        visited = Some(envelope.header().next_offset());
     }
-    Ok(())
+    Ok(visited)
 }
 
 #[cfg(test)]

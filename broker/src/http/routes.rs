@@ -190,9 +190,17 @@ impl StartAt {
             None => Ok(default),
             Some("earliest") => Ok(StartAt::Earliest),
             Some("latest") => Ok(StartAt::Latest),
-            Some(n) => n.parse().map(StartAt::Offset).map_err(|_| {
-                ApiError::invalid(format!("from={n:?}: expected earliest, latest or an offset"))
-            }),
+            // Offsets are below 2^63 (Kafka's and the stream ids' are signed).
+            Some(n) => n
+                .parse::<u64>()
+                .ok()
+                .filter(|&o| i64::try_from(o).is_ok())
+                .map(StartAt::Offset)
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "from={n:?}: expected earliest, latest or an offset below 2^63"
+                    ))
+                }),
         }
     }
 }
@@ -337,8 +345,10 @@ async fn create_topic(
     let v: Value = serde_json::from_slice(&body.bytes)
         .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
     let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
-    const FIELDS: [&str; 9] = [
+    const FIELDS: [&str; 11] = [
         "table",
+        "compact",
+        "delete_retention_ms",
         "name",
         "partitions",
         "retention_ms",
@@ -687,8 +697,8 @@ async fn read_records(
     'fetches: while count < limit as usize {
         let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
         high_watermark = hw;
-        let before = count;
-        records::for_each_record(&batches, next, |r| {
+        let next_before = next;
+        let visited = records::for_each_record(&batches, next, |r| {
             if count > 0 && out.len() >= rendered_bytes_max {
                 return false;
             }
@@ -699,7 +709,11 @@ async fn read_records(
             (count, next) = (count + 1, r.offset() + 1);
             count < limit as usize
         })?;
-        if count == before || next >= hw || out.len() >= rendered_bytes_max {
+        // Past batches whose records compaction removed: no record moved `next` over them.
+        if let Some(end) = visited {
+            next = next.max(end);
+        }
+        if next == next_before || next >= hw || out.len() >= rendered_bytes_max {
             break 'fetches;
         }
     }
