@@ -132,14 +132,18 @@ impl KeyIndex {
         matches!(*self.state.borrow(), State::Ready(_))
     }
 
+    /// Whether [`KeyIndex::note`] wants the batches appended (the index exists or is being
+    /// built): a compressed batch is opened for it.
+    pub fn wants_batches(&self) -> bool {
+        !matches!(*self.state.borrow(), State::Absent | State::OverBudget)
+    }
+
     /// Records the keys of a batch just enqueued at `base_offset` (once the index exists).
-    pub fn note(&self, batch: &[u8], base_offset: u64) {
+    pub fn note(&self, view: &wire::BatchView<'_>, base_offset: u64) {
         let mut state = self.state.borrow_mut();
         if matches!(*state, State::Absent | State::OverBudget) {
             return;
         }
-        // `batch` is readable: the produce path passes compressed batches decompressed.
-        let Ok(view) = wire::BatchView::validate(batch) else { return };
         for (i, r) in view.records().enumerate() {
             let Some(key) = r.key() else { continue };
             let offset = base_offset + i as u64;

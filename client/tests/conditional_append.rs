@@ -171,3 +171,85 @@ fn the_key_index_is_bounded_by_the_table_memory_budget() {
     let log = broker.log_text();
     assert!(log.contains("key index dropped"), "{log}");
 }
+
+/// `records` (key, value) as one zstd-compressed batch.
+fn compressed(records: &[(&str, &str)]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(1 << 16);
+    for (k, v) in records {
+        // Compressible values, so the codec keeps the compressed form.
+        b.append(1, Some(k.as_bytes()), Some(v.repeat(50).as_bytes()), &[]).unwrap();
+    }
+    let plain = b.finish().unwrap();
+    let envelope = wire::BatchEnvelope::validate(&plain).unwrap();
+    let mut out = wire::AlignedVec::new();
+    let range =
+        envelope.compress_into(wire::Compression::Zstd { level: 3 }, &mut out).expect("it shrinks");
+    out[range].to_vec()
+}
+
+/// Compressed batches are opened one at a time and not kept while a request waits (a
+/// request of small batches that decompress to 16 MiB each held them all): a key condition
+/// still finds the records' one key, and the key index still learns the keys of compressed
+/// batches appended without a condition (opened again when they are claimed).
+#[test]
+fn key_conditions_and_the_key_index_read_compressed_batches() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 1, ..Default::default() };
+        client.create_topic("ledger", config).await.unwrap();
+        let three = compressed(&[("acct", "a"), ("acct", "b"), ("acct", "c")]);
+        let first = client
+            .produce_expecting(
+                "ledger",
+                0,
+                &three,
+                AckLevel::Durable,
+                ExpectedPosition::KeyNeverWritten,
+            )
+            .await
+            .unwrap();
+        assert_eq!((first.base_offset, first.last_offset), (0, 2));
+        // Without a condition: the index (built by the first) notes the compressed batch.
+        let two = compressed(&[("acct", "d"), ("acct", "e")]);
+        client.produce_batches("ledger", 0, &two, AckLevel::Durable).await.unwrap();
+        let stale = client
+            .produce_expecting(
+                "ledger",
+                0,
+                &two,
+                AckLevel::Durable,
+                ExpectedPosition::KeyLastOffset(2),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(stale, ClientError::ConditionFailed { current_offset: 4, .. }),
+            "the key's last record is in the compressed batch: {stale}"
+        );
+        let next = client
+            .produce_expecting(
+                "ledger",
+                0,
+                &two,
+                AckLevel::Durable,
+                ExpectedPosition::KeyLastOffset(4),
+            )
+            .await
+            .unwrap();
+        assert_eq!(next.base_offset, 5);
+        let mixed = compressed(&[("acct", "f"), ("other", "g")]);
+        let err = client
+            .produce_expecting(
+                "ledger",
+                0,
+                &mixed,
+                AckLevel::Durable,
+                ExpectedPosition::KeyLastOffset(6),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("INVALID_REQUEST"), "{err}");
+    });
+}

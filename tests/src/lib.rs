@@ -218,14 +218,20 @@ impl Broker {
 
     /// Resident memory of the broker process in bytes.
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS")
+    }
+
+    /// A memory figure of the broker process from `/proc/PID/status` in bytes: `VmRSS`,
+    /// `VmHWM` (peak resident), `VmPeak` (peak virtual).
+    pub fn status_bytes(&self, field: &str) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         let kb: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS");
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"));
         kb * 1024
     }
 

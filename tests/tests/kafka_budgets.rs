@@ -434,18 +434,6 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     }
 }
 
-/// The broker's peak virtual memory (`VmPeak`) in bytes.
-fn vm_peak_bytes(b: &Broker) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", b.pid())).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmPeak:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmPeak");
-    kb * 1024
-}
-
 /// An array's element count comes from the wire: a request saying "2^31 - 1 topics" and
 /// carrying none is refused (the connection closed, as for any request that does not decode)
 /// before anything is reserved for them. Before (kafka-protocol 0.18 as released), the codec
@@ -455,7 +443,7 @@ fn vm_peak_bytes(b: &Broker) -> u64 {
 fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
     let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
     let addr = kafka_addr(&b);
-    let before = vm_peak_bytes(&b);
+    let before = b.status_bytes("VmPeak");
     // Metadata v1: topics is an Array (Int32 count); v9 is flexible: a CompactArray
     // (unsigned varint count + 1).
     let bodies: [(i16, Vec<u8>); 2] =
@@ -479,7 +467,7 @@ fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
             "v{version}: the connection is closed without an answer: {end:?} {rest:?}"
         );
     }
-    let after = vm_peak_bytes(&b);
+    let after = b.status_bytes("VmPeak");
     assert!(after < before + (4 << 30), "peak virtual memory grew from {before} to {after} bytes");
     // Still serving.
     let mut s = TcpStream::connect(&addr).unwrap();

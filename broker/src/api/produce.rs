@@ -134,8 +134,6 @@ struct LocalPlan {
     index: u32,
     /// Each batch's bytes in the request's frame.
     batches: Vec<Range<usize>>,
-    /// The decompressed form of each compressed batch, for the key checks.
-    opened: Vec<Option<AlignedVec>>,
     expect: ExpectedPosition,
     /// The one key of a key-conditional append.
     key: Option<Vec<u8>>,
@@ -282,13 +280,20 @@ fn plan_local(
         return Plan::Done(failed(index, ErrorCode::InvalidBatch));
     }
     let mut views = Vec::new();
-    let mut opened: Vec<Option<AlignedVec>> = Vec::new();
+    // Compressed batches are opened (validated) one at a time into one buffer and not kept:
+    // a request of small batches that each decompress to 16 MiB holds one of them.
+    let mut scratch = AlignedVec::new();
+    let conditional =
+        matches!(expect, ExpectedPosition::KeyLastOffset(_) | ExpectedPosition::KeyNeverWritten);
+    let mut keys = SingleKey::default();
     for b in Envelopes::new(bytes) {
         let (code, reason) = match b.map(|v| (v, check_producible(v.header()))) {
-            Ok((v, Ok(()))) => match readable(&v) {
-                Ok(plain) => {
+            Ok((v, Ok(()))) => match v.open(&mut scratch) {
+                Ok(view) => {
+                    if conditional {
+                        keys.add(&view);
+                    }
                     views.push(v.bytes());
-                    opened.push(plain);
                     continue;
                 }
                 Err(e) => (e.code(), e.to_string()),
@@ -307,8 +312,7 @@ fn plan_local(
     // A key condition needs one key over all records, and the partition's key index.
     let key = match expect {
         ExpectedPosition::KeyLastOffset(_) | ExpectedPosition::KeyNeverWritten => {
-            let readable = views.iter().zip(&opened).map(|(v, o)| o.as_deref().unwrap_or(v));
-            let Some(key) = single_key(readable) else {
+            let SingleKey::One(key) = keys else {
                 debug!(
                     topic,
                     partition = index,
@@ -327,7 +331,7 @@ fn plan_local(
             at..at + v.len()
         })
         .collect();
-    Plan::Local(LocalPlan { part, index, batches, opened, expect, key })
+    Plan::Local(LocalPlan { part, index, batches, expect, key })
 }
 
 /// Step (3) of stage one: admits every local partition's batches, writes their offsets into
@@ -430,7 +434,7 @@ fn admit(
     ack: AckLevel,
     now: i64,
 ) -> Admitted {
-    let LocalPlan { part, index, batches, opened, expect, key } = plan;
+    let LocalPlan { part, index, batches, expect, key } = plan;
     let answer = |r| Admitted::Answered(Slot::Done(r));
     let mut checked = false;
     // Claimed in offset order; an idempotent producer's batches are remembered as they are.
@@ -439,7 +443,8 @@ fn admit(
     let mut producers = part.producers.borrow_mut();
     let md = shard.metadata();
     let epochs = &md.producer_epochs;
-    for (range, plain) in batches.into_iter().zip(&opened) {
+    let mut scratch = AlignedVec::new();
+    for range in batches {
         let v = &frame[range.clone()];
         let h = wire::BatchHeader::new(v).expect("validated above");
         let (id, epoch, sequence, records) =
@@ -482,7 +487,12 @@ fn admit(
         match part.log.claim(v, ack, now) {
             Ok(c) => {
                 producers.record(id, epoch, sequence, records, c.base_offset(), now);
-                part.keys.note(plain.as_deref().unwrap_or(v), c.base_offset());
+                if part.keys.wants_batches() {
+                    // A compressed batch is opened again (it was validated at the plan).
+                    if let Ok(Ok(view)) = BatchEnvelope::validate(v).map(|e| e.open(&mut scratch)) {
+                        part.keys.note(&view, c.base_offset());
+                    }
+                }
                 claims.push((c, range));
             }
             Err(e) if claims.is_empty() => return answer(failed(index, e.code())),
@@ -510,31 +520,29 @@ fn expected(e: &ArchivedExpectedPosition) -> ExpectedPosition {
     }
 }
 
-/// Checks the records of a batch whose envelope is valid: in place, or decompressed (then
-/// the decompressed batch is returned; the stored bytes stay compressed).
-fn readable(envelope: &BatchEnvelope<'_>) -> Result<Option<AlignedVec>, wire::BatchError> {
-    if !envelope.is_compressed() {
-        return envelope.open(&mut AlignedVec::new()).map(|_| None);
-    }
-    let mut plain = AlignedVec::new();
-    envelope.open(&mut plain)?;
-    Ok(Some(plain))
+/// The one key every record of a request's batches has, if they share one.
+#[derive(Default)]
+enum SingleKey {
+    /// No record seen yet.
+    #[default]
+    None,
+    One(Vec<u8>),
+    /// Records without a key, or more than one key.
+    Not,
 }
 
-/// The one key every record of `batches` (readable, uncompressed) has, if they share one.
-fn single_key<'a>(batches: impl Iterator<Item = &'a [u8]>) -> Option<Vec<u8>> {
-    let mut key: Option<&[u8]> = None;
-    for b in batches {
-        let view = wire::BatchView::validate(b).ok()?;
-        for r in view.records() {
-            let k = r.key()?;
-            match key {
-                Some(seen) if seen != k => return None,
-                _ => key = Some(k),
+impl SingleKey {
+    fn add(&mut self, batch: &wire::BatchView<'_>) {
+        for r in batch.records() {
+            match (&*self, r.key()) {
+                (SingleKey::Not, _) => return,
+                (_, None) => *self = SingleKey::Not,
+                (SingleKey::None, Some(k)) => *self = SingleKey::One(k.to_vec()),
+                (SingleKey::One(seen), Some(k)) if seen != k => *self = SingleKey::Not,
+                (SingleKey::One(_), Some(_)) => {}
             }
         }
     }
-    key.map(<[u8]>::to_vec)
 }
 
 /// `Some(actual position)` when `expect` does not hold now (call right before enqueue).
