@@ -154,6 +154,15 @@ fn unread_kafka_fetches_below_their_first_batch_hold_only_the_budget() {
         let body = response_body(&mut greedy, i);
         assert!(body.len() > 4 << 20, "response {i} carries the whole first batch");
     }
+    drop(greedy);
+    // A request `max_bytes` of 0 (or less) with large partition limits: before, it reserved
+    // nothing and read up to `fetch_response_bytes_max` (64 MiB) per fetch as if reserved.
+    let mut zero = fetch_from_start("big-batches", 32 << 20);
+    zero.max_bytes = 0;
+    let mut greedy = pipeline_unread(&b, &addr, &zero, 64 << 20);
+    greedy.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = response_body(&mut greedy, 0);
+    assert!(body.len() > 4 << 20, "the whole first batch");
 }
 
 /// Reads one response frame's body after its header (v0 response header: correlation id).

@@ -141,7 +141,9 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
 /// `room` is what the connection reserved for the answer; the native fetch grows it for a
 /// first batch beyond the limits.
 pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRoom>) -> Answer {
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX } else { req.max_bytes } as u32;
+    // What the connection reserved (`connection.rs`): 0 or less is "the first batch only"
+    // (KIP-74), whose room the native fetch grows; never more than was reserved.
+    let max_bytes = req.max_bytes.max(0) as u32;
     let mut topics: Vec<wire::FetchTopic> = Vec::with_capacity(req.topics.len());
     let mut failed: HashMap<Key, i16> = HashMap::new();
     let mut order: Vec<(String, Vec<i32>)> = Vec::with_capacity(req.topics.len());
