@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use integration_tests::{create_topic, produce, Broker};
-use kafka_protocol::messages::{fetch_request, ApiKey, FetchRequest, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    fetch_request, produce_request, ApiKey, FetchRequest, ProduceRequest, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
@@ -484,4 +486,80 @@ fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
     let request = kafka_protocol::messages::MetadataRequest::default();
     s.write_all(&frame(ApiKey::Metadata, 1, 8, &request)).unwrap();
     let _ = response_body(&mut s, 8);
+}
+
+/// A Kafka v2 batch of one record whose value is 15 MiB of zeros, zstd-compressed (a few
+/// hundred bytes).
+fn kafka_bomb() -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: Some(bytes::Bytes::from_static(b"k")),
+        value: Some(bytes::Bytes::from(vec![0u8; 15 << 20])),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::Zstd };
+    RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).unwrap();
+    buf.freeze()
+}
+
+/// A Produce of `batches` for partition 0 of `topic`, acks=-1.
+fn produce_request(topic: &'static str, batches: bytes::Bytes) -> ProduceRequest {
+    let mut p = produce_request::PartitionProduceData::default();
+    p.index = 0;
+    p.records = Some(batches);
+    let mut t = produce_request::TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_static_str(topic));
+    t.partition_data.push(p);
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 30_000;
+    req.topic_data.push(t);
+    req
+}
+
+/// Compressed Kafka batches become uncompressed native ones: what they become is held from
+/// the shard's budget as it grows, at most one native request's worth (64 MiB) per request.
+/// 40 batches of a few hundred bytes that each decompress to 15 MiB are refused with
+/// MESSAGE_TOO_LARGE; before, all 600 MiB were converted (and copied twice more) with
+/// nothing held. Two of them (30 MiB) are stored.
+#[test]
+fn compressed_kafka_batches_convert_within_one_requests_room() {
+    use kafka_protocol::messages::ProduceResponse;
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let mut native = b.connect();
+    create_topic(&mut native, "bombs", 1);
+    let bomb = kafka_bomb();
+    assert!(bomb.len() < 64 << 10, "compressed to {} bytes", bomb.len());
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let before = b.status_bytes("VmHWM");
+    let many: Vec<u8> = (0..40).flat_map(|_| bomb.iter().copied()).collect();
+    s.write_all(&frame(ApiKey::Produce, 7, 1, &produce_request("bombs", many.into()))).unwrap();
+    let mut body = response_body(&mut s, 1);
+    let refused = ProduceResponse::decode(&mut body, 7).unwrap();
+    let p = &refused.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 10, "MESSAGE_TOO_LARGE: {:?}", p.error_message);
+    let grown = b.status_bytes("VmHWM").saturating_sub(before);
+    eprintln!("peak resident memory grew by {} MiB", grown >> 20);
+    assert!(grown < 400 << 20, "peak resident memory grew by {} MiB", grown >> 20);
+    let two: Vec<u8> = (0..2).flat_map(|_| bomb.iter().copied()).collect();
+    s.write_all(&frame(ApiKey::Produce, 7, 2, &produce_request("bombs", two.into()))).unwrap();
+    let mut body = response_body(&mut s, 2);
+    let stored = ProduceResponse::decode(&mut body, 7).unwrap();
+    let p = &stored.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0), "{:?}", p.error_message);
 }

@@ -56,6 +56,17 @@ pub struct Converted {
 /// Converts the Kafka record batches in `records` (a produce request's partition data) into
 /// native batches of at most `batch_bytes_max` bytes each.
 pub fn to_native(records: &Bytes, batch_bytes_max: usize) -> Result<Converted, KafkaError> {
+    to_native_within(records, batch_bytes_max, usize::MAX).map(|c| c.expect("no limit"))
+}
+
+/// [`to_native`], stopping with `Ok(None)` once the native batches would pass `bytes_max`:
+/// compressed records decompress to many times their size (up to a native batch's records
+/// each), so the caller makes room first and tries again with more, or refuses.
+pub fn to_native_within(
+    records: &Bytes,
+    batch_bytes_max: usize,
+    bytes_max: usize,
+) -> Result<Option<Converted>, KafkaError> {
     // Headers first, without decompressing: the record counts are checked before anything.
     let infos = RecordBatchDecoder::decode_batch_info(&mut records.clone())
         .map_err(|e| KafkaError::Decode(format!("record batch header: {e}")))?;
@@ -117,6 +128,9 @@ pub fn to_native(records: &Bytes, batch_bytes_max: usize) -> Result<Converted, K
                 b.append_nullable(timestamp_ms, record.key, record.value, &headers)
             };
             match append(&mut builder) {
+                Ok(()) if out.batches.len() + builder.estimated_bytes() > bytes_max => {
+                    return Ok(None);
+                }
                 Ok(()) => {}
                 Err(BuildError::Full { .. }) => {
                     let n = builder.len() as i32;
@@ -149,7 +163,7 @@ pub fn to_native(records: &Bytes, batch_bytes_max: usize) -> Result<Converted, K
             rest.len()
         )));
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn finish(builder: &mut BatchBuilder, out: &mut AlignedVec) -> Result<(), KafkaError> {

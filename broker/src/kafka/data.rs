@@ -38,6 +38,9 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
         _ => AckLevel::Durable,
     };
     let metadata = shard.metadata();
+    // The native batches the records become: held from the shard's budget as they grow,
+    // at most what one native request may carry, until the answer.
+    let mut room = ConvertRoom::new(shard.config.frame_body_bytes_max as usize);
     let mut failed: HashMap<Key, (i16, String)> = HashMap::new();
     let mut topics = Vec::with_capacity(req.topic_data.len());
     let mut order: Vec<(String, Vec<i32>)> = Vec::with_capacity(req.topic_data.len());
@@ -58,8 +61,7 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
                     Err((K::UnknownTopicOrPartition.code(), "negative partition".into()))
                 }
                 (None, _) => Err((K::InvalidRecord.code(), "no records".into())),
-                (Some(records), Ok(_)) => convert::to_native(records, batch_bytes_max)
-                    .map_err(|e| (e.code(), e.to_string())),
+                (Some(records), Ok(_)) => room.convert(shard, records, batch_bytes_max).await,
             };
             match converted {
                 Ok(c) if !c.batches.is_empty() => partitions.push(wire::ProducePartition {
@@ -90,6 +92,7 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
         Some(native::start(s, &native_req).await)
     };
     Box::pin(async move {
+        let _room = room;
         let result: Result<Option<wire::ProduceResponse>, KafkaError> = match reply {
             None => Ok(None),
             Some(Err(e)) => Err(e),
@@ -135,6 +138,56 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
         }
         respond(ctx, &out)
     })
+}
+
+/// What a produce request's records converted to native batches hold (`ConvertRoom::convert`).
+struct ConvertRoom {
+    held: Vec<crate::budget::Held>,
+    held_bytes: usize,
+    used_bytes: usize,
+    bytes_max: usize,
+}
+
+impl ConvertRoom {
+    fn new(bytes_max: usize) -> Self {
+        ConvertRoom { held: Vec::new(), held_bytes: 0, used_bytes: 0, bytes_max }
+    }
+
+    /// Converts one partition's records, holding room for the native batches before they
+    /// are built: first a guess from the records' size, then four times more each time the
+    /// conversion stops past it (compressed records: a few hundred bytes can decompress to
+    /// 16 MiB), up to `bytes_max` over the request (MESSAGE_TOO_LARGE past it).
+    async fn convert(
+        &mut self,
+        shard: &crate::shard::Shard,
+        records: &bytes::Bytes,
+        batch_bytes_max: usize,
+    ) -> Result<convert::Converted, (i16, String)> {
+        let left = self.bytes_max.saturating_sub(self.used_bytes);
+        let mut room = records.len().saturating_mul(2).saturating_add(64 << 10).min(left);
+        loop {
+            let want = self.used_bytes + room;
+            if want > self.held_bytes {
+                self.held.push(shard.memory.hold(want - self.held_bytes).await);
+                self.held_bytes = want;
+            }
+            match convert::to_native_within(records, batch_bytes_max, room) {
+                Ok(Some(c)) => {
+                    self.used_bytes += c.batches.len();
+                    return Ok(c);
+                }
+                Ok(None) if room < left => room = room.saturating_mul(4).min(left),
+                Ok(None) => {
+                    let message = format!(
+                        "the request's records convert to more than {} bytes",
+                        self.bytes_max
+                    );
+                    return Err((K::MessageTooLarge.code(), message));
+                }
+                Err(e) => return Err((e.code(), e.to_string())),
+            }
+        }
+    }
 }
 
 /// Fetch (v4+): whole stored batches from each partition's offset, long-polled.
