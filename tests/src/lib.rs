@@ -542,3 +542,16 @@ pub fn fetch_all(conn: &mut Conn, topic: &str, partition: u32, end: u64) -> Vec<
     }
     out
 }
+
+/// One native batch of one record (key `k`) whose value is `value_bytes` zeros,
+/// zstd-compressed: a few KiB that open to `value_bytes` (a decompression bomb).
+pub fn zeros_batch_compressed(value_bytes: usize) -> Vec<u8> {
+    let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
+    b.append(0, Some(b"k"), Some(&vec![0u8; value_bytes]), &[]).expect("append");
+    let plain = b.finish().expect("batch");
+    let envelope = wire::BatchEnvelope::validate(&plain).expect("valid");
+    let mut out = wire::AlignedVec::new();
+    let zstd = wire::Compression::Zstd { level: 1 };
+    let range = envelope.compress_into(zstd, &mut out).expect("zeros shrink");
+    out[range].to_vec()
+}

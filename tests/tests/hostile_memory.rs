@@ -736,17 +736,6 @@ fn subscriptions_past_the_connection_and_shard_limits_are_refused() {
     still_serves(&broker);
 }
 
-/// One batch of one record with a value of ~15 MiB of zeros, zstd-compressed (a few KiB).
-fn bomb_batch() -> Vec<u8> {
-    let mut b = BatchBuilder::new(constants::BATCH_BYTES_MAX as usize);
-    b.append(0, Some(b"k"), Some(&vec![0u8; 15 << 20]), &[]).expect("append");
-    let plain = b.finish().expect("batch");
-    let envelope = BatchEnvelope::validate(&plain).expect("valid");
-    let mut out = AlignedVec::new();
-    let range = envelope.compress_into(Compression::Zstd { level: 1 }, &mut out).expect("shrinks");
-    out[range].to_vec()
-}
-
 /// A produce request of 48 small compressed batches that each decompress to 15 MiB: the
 /// broker opens (validates) them one at a time and keeps none. Before, every opened batch
 /// was kept until the request was claimed: 720 MiB held for a request of ~100 KiB, none of
@@ -755,7 +744,7 @@ fn bomb_batch() -> Vec<u8> {
 fn a_request_of_compressed_batches_holds_one_opened_at_a_time() {
     let broker = start(1);
     create_topic(&mut broker.connect(), "bombs", 1);
-    let one = bomb_batch();
+    let one = integration_tests::zeros_batch_compressed(15 << 20);
     assert!(one.len() < 64 << 10, "compressed to {} bytes", one.len());
     let request: Vec<u8> = (0..48).flat_map(|_| one.iter().copied()).collect();
     let before = broker.status_bytes("VmHWM");

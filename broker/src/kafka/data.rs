@@ -231,6 +231,9 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
         topics,
     };
     let reply = native::start_in(s, &native_req, Some(room)).await;
+    // Converted batches are written uncompressed: at most `max_bytes` over the answer (and
+    // one batch), whatever the stored ones open to.
+    let mut converted_left = max_bytes as usize;
     Box::pin(async move {
         let frame = match reply {
             Err(e) => Err(e),
@@ -248,6 +251,7 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
             }
         }
         let mut out = FetchResponse::default();
+        let mut answered_bytes = 0usize;
         for (name, indexes) in &order {
             let mut t = fetch_response::FetchableTopicResponse::default();
             t.topic = kafka_protocol::messages::TopicName(name.clone().into());
@@ -269,10 +273,15 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
                     p.last_stable_offset = p.high_watermark;
                     p.log_start_offset = r.log_start_offset.to_native() as i64;
                     let batches = r.batches.as_slice();
-                    if !batches.is_empty() {
+                    // Past the answer's bytes, a partition's records wait for the next fetch.
+                    if !batches.is_empty() && (converted_left > 0 || answered_bytes == 0) {
                         let mut records = BytesMut::with_capacity(batches.len());
-                        match convert::to_kafka(batches, &mut records) {
-                            Ok(()) => p.records = Some(records.freeze()),
+                        match convert::to_kafka_within(batches, &mut records, converted_left) {
+                            Ok(()) => {
+                                answered_bytes += records.len();
+                                converted_left = converted_left.saturating_sub(records.len());
+                                p.records = Some(records.freeze());
+                            }
                             Err(e) => {
                                 tracing::warn!(topic = %name, partition = index, error = %e, "stored batches do not convert");
                                 p.error_code = e.code();
