@@ -588,3 +588,73 @@ fn a_kafka_fetch_of_compressed_batches_converts_within_its_max_bytes() {
     assert!(body.len() < 2 * (15 << 20), "one batch, not 48");
     assert!(grown < 200 << 20, "peak resident memory grew by {} MiB", grown >> 20);
 }
+
+/// Whether the broker closed `s` without answering.
+fn closed_without_answer(s: &mut TcpStream) -> bool {
+    let mut rest = Vec::new();
+    matches!(s.read_to_end(&mut rest), Ok(0)) || rest.is_empty()
+}
+
+/// A request's repeated entries are answered once (a Metadata naming one topic 2,000 times
+/// made 2,000 copies of its partitions' answer; so did repeated DescribeGroups ids and
+/// OffsetFetch partitions), and one naming a topic longer than any name can be or more
+/// partition entries than the broker may have partitions is refused whole, as a request
+/// that does not decode: the handlers copied the name once per partition entry (a 64 MiB
+/// request of one long name and millions of entries, gigabytes).
+#[test]
+fn repeated_kafka_entries_are_answered_once_and_oversized_ones_refused() {
+    use kafka_protocol::messages::{
+        metadata_request, offset_fetch_request, DescribeGroupsRequest, DescribeGroupsResponse,
+        GroupId, MetadataRequest, MetadataResponse, OffsetFetchRequest, OffsetFetchResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_PARTITIONS_MAX", "1000")],
+    );
+    let addr = kafka_addr(&b);
+    create_topic(&mut b.connect(), "wide", 8);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut md = MetadataRequest::default();
+    let mut topic = metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(TopicName(StrBytes::from_static_str("wide")));
+    md.topics = Some(vec![topic; 2_000]);
+    s.write_all(&frame(ApiKey::Metadata, 1, 1, &md)).unwrap();
+    let answer = MetadataResponse::decode(&mut response_body(&mut s, 1), 1).unwrap();
+    assert_eq!(answer.topics.len(), 1, "the topic once");
+    assert_eq!(answer.topics[0].partitions.len(), 8);
+    let mut dg = DescribeGroupsRequest::default();
+    dg.groups = vec![GroupId(StrBytes::from_static_str("g")); 500];
+    s.write_all(&frame(ApiKey::DescribeGroups, 0, 2, &dg)).unwrap();
+    let answer = DescribeGroupsResponse::decode(&mut response_body(&mut s, 2), 0).unwrap();
+    assert_eq!(answer.groups.len(), 1, "the group once");
+    let mut of = OffsetFetchRequest::default();
+    of.group_id = GroupId(StrBytes::from_static_str("g"));
+    let mut t = offset_fetch_request::OffsetFetchRequestTopic::default();
+    t.name = TopicName(StrBytes::from_static_str("wide"));
+    t.partition_indexes = vec![3; 500];
+    of.topics = Some(vec![t.clone(), t]);
+    s.write_all(&frame(ApiKey::OffsetFetch, 1, 3, &of)).unwrap();
+    let answer = OffsetFetchResponse::decode(&mut response_body(&mut s, 3), 1).unwrap();
+    assert_eq!(answer.topics.len(), 1, "the topic once");
+    assert_eq!(answer.topics[0].partitions.len(), 1, "the partition once");
+    // A topic name of 32 KiB (flexible Produce v9: compact strings).
+    let long: &'static str = Box::leak("x".repeat(32 << 10).into_boxed_str());
+    let mut long_name = TcpStream::connect(&addr).unwrap();
+    long_name.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = produce_request(long, bytes::Bytes::new());
+    long_name.write_all(&frame(ApiKey::Produce, 9, 4, &req)).unwrap();
+    assert!(closed_without_answer(&mut long_name), "a 32 KiB topic name is refused");
+    // 2,000 partition entries with BROKER_PARTITIONS_MAX 1,000.
+    let mut many = TcpStream::connect(&addr).unwrap();
+    many.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = produce_request("wide", bytes::Bytes::new());
+    let entry = req.topic_data[0].partition_data[0].clone();
+    req.topic_data[0].partition_data = vec![entry; 2_000];
+    many.write_all(&frame(ApiKey::Produce, 9, 5, &req)).unwrap();
+    assert!(closed_without_answer(&mut many), "2,000 partition entries are refused");
+    // Still serving.
+    s.write_all(&frame(ApiKey::Metadata, 1, 6, &md)).unwrap();
+    let _ = response_body(&mut s, 6);
+}

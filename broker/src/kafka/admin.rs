@@ -109,10 +109,15 @@ pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> 
     let names: Vec<String> = if all {
         meta.topics.keys().filter(|n| !n.starts_with("__")).cloned().collect()
     } else {
+        // Each topic once, as Kafka (a request naming one topic thousands of times made
+        // thousands of copies of its partitions' answer).
+        let mut seen = std::collections::HashSet::new();
         req.topics
             .iter()
             .flatten()
-            .filter_map(|t| t.name.as_ref().map(|n| n.as_str().to_owned()))
+            .filter_map(|t| t.name.as_ref().map(|n| n.as_str()))
+            .filter(|n| seen.insert(*n))
+            .map(str::to_owned)
             .collect()
     };
     for n in names {
@@ -282,7 +287,11 @@ pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> O
     let meta = shard.metadata();
     let log = &shard.config.log;
     let mut out = DescribeConfigsResponse::default();
-    for res in &req.resources {
+    // Each resource once (a request repeating one made as many copies of its answer).
+    let mut seen = std::collections::HashSet::new();
+    let resources =
+        req.resources.iter().filter(|r| seen.insert((r.resource_type, r.resource_name.as_str())));
+    for res in resources {
         let mut r = describe_configs_response::DescribeConfigsResult::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();

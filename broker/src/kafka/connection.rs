@@ -304,6 +304,30 @@ async fn dispatch(s: &Session, frame: Bytes) -> Result<Started, KafkaError> {
     Ok((run(s, frame).await?, None))
 }
 
+/// Refuses (as a request that does not decode: the connection closes) a request naming a
+/// topic longer than any topic's name can be, or more partition entries than the broker may
+/// have partitions (`partitions_max`): the handlers key what they answer by topic name and
+/// partition, so a 64 MiB request of one long name and millions of partition entries made
+/// them copy the name millions of times.
+fn bounded<'a>(
+    s: &Session,
+    topics: impl Iterator<Item = (&'a str, usize)>,
+) -> Result<(), KafkaError> {
+    let mut entries = 0usize;
+    for (name, partitions) in topics {
+        if name.len() > crate::metadata::TOPIC_NAME_BYTES_MAX {
+            let bytes = name.len();
+            return Err(KafkaError::Decode(format!("a topic name of {bytes} bytes")));
+        }
+        entries = entries.saturating_add(partitions.max(1));
+    }
+    let max = s.shard.config.partitions_max as usize;
+    if entries > max {
+        return Err(KafkaError::Decode(format!("{entries} partition entries; at most {max}")));
+    }
+    Ok(())
+}
+
 /// A fetch: what its response may take (its `max_bytes`, at most `fetch_response_bytes_max`)
 /// is reserved from the connection's and the shard's budgets before it runs.
 async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
@@ -314,6 +338,7 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
     }
     codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
     let mut req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
+    bounded(s, req.topics.iter().map(|t| (t.topic.as_str(), t.partitions.len())))?;
     let bytes =
         (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
     // A fetch that would only wait for data waits first, holding nothing (`api/long_poll.rs`),
@@ -397,8 +422,16 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::DescribeConfigs => {
             ready(admin::describe_configs(s, ctx, codec::decode(body, version)?))
         }
-        ApiKey::Produce => data::produce(s, ctx, codec::decode(body, version)?).await,
-        ApiKey::ListOffsets => data::list_offsets(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::Produce => {
+            let req: kafka_protocol::messages::ProduceRequest = codec::decode(body, version)?;
+            bounded(s, req.topic_data.iter().map(|t| (t.name.as_str(), t.partition_data.len())))?;
+            data::produce(s, ctx, req).await
+        }
+        ApiKey::ListOffsets => {
+            let req: kafka_protocol::messages::ListOffsetsRequest = codec::decode(body, version)?;
+            bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
+            data::list_offsets(s, ctx, req).await
+        }
         ApiKey::InitProducerId => {
             data::init_producer_id(s, ctx, codec::decode(body, version)?).await
         }
@@ -433,8 +466,17 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::OffsetDelete => {
             group_admin::offset_delete(s, ctx, codec::decode(body, version)?).await
         }
-        ApiKey::OffsetCommit => group::offset_commit(s, ctx, codec::decode(body, version)?).await,
-        ApiKey::OffsetFetch => group::offset_fetch(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::OffsetCommit => {
+            let req: kafka_protocol::messages::OffsetCommitRequest = codec::decode(body, version)?;
+            bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
+            group::offset_commit(s, ctx, req).await
+        }
+        ApiKey::OffsetFetch => {
+            let req: kafka_protocol::messages::OffsetFetchRequest = codec::decode(body, version)?;
+            let topics = req.topics.iter().flatten();
+            bounded(s, topics.map(|t| (t.name.as_str(), t.partition_indexes.len())))?;
+            group::offset_fetch(s, ctx, req).await
+        }
         _ => ready(Some(codec::unsupported(correlation_id))),
     })
 }

@@ -732,10 +732,23 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
         Err(e) => out.error_code = e.code(),
     }
     let wanted: Vec<(String, Vec<i32>)> = match &req.topics {
-        Some(topics) => topics
-            .iter()
-            .map(|t| (t.name.as_str().to_owned(), t.partition_indexes.clone()))
-            .collect(),
+        // Each topic and partition once (repeats made as many copies of its metadata); a
+        // topic named twice answers once, with the partitions of both.
+        Some(topics) => {
+            let mut at: HashMap<&str, usize> = HashMap::new();
+            let mut wanted: Vec<(String, Vec<i32>)> = Vec::new();
+            let mut once = std::collections::HashSet::new();
+            for t in topics {
+                let name = t.name.as_str();
+                let i = *at.entry(name).or_insert_with(|| {
+                    wanted.push((name.to_owned(), Vec::new()));
+                    wanted.len() - 1
+                });
+                let fresh = t.partition_indexes.iter().filter(|&&p| once.insert((name, p)));
+                wanted[i].1.extend(fresh);
+            }
+            wanted
+        }
         None => {
             let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
             for (t, p) in committed.keys() {

@@ -88,8 +88,9 @@ pub async fn list_groups(sess: &Session, ctx: Ctx, req: ListGroupsRequest) -> An
 /// DescribeGroups (v0-5): each named group, from the Kafka table or the native coordinator.
 pub async fn describe_groups(sess: &Session, ctx: Ctx, req: DescribeGroupsRequest) -> Answer {
     let mut out = DescribeGroupsResponse::default();
-    for id in &req.groups {
-        let id = id.as_str();
+    // Each group once (a request repeating one made as many copies of its members' bytes).
+    let mut seen = std::collections::HashSet::new();
+    for id in req.groups.iter().map(|id| id.as_str()).filter(|id| seen.insert(*id)) {
         let mut g = describe_groups_response::DescribedGroup::default();
         g.group_id = GroupId(s(id));
         g.authorized_operations = OPERATIONS_NOT_REPORTED;
