@@ -210,6 +210,13 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
     let mut body = response_body(&mut s, 3);
     let refused = JoinGroupResponse::decode(&mut body, 5).unwrap();
     assert_eq!(refused.error_code, 42, "INVALID_REQUEST for 100,000 protocols");
+    // A group id the native rule refuses (its offsets could never be committed; a long one
+    // was kept as the group's key and in every member id).
+    let mut long_id = join(100, 1);
+    long_id.group_id = GroupId(StrBytes::from_string("g".repeat(1000)));
+    s.write_all(&frame(ApiKey::JoinGroup, 5, 4, &long_id)).unwrap();
+    let refused = JoinGroupResponse::decode(&mut response_body(&mut s, 4), 5).unwrap();
+    assert_eq!(refused.error_code, 24, "INVALID_GROUP_ID for a 1,000-byte id");
     s.write_all(&frame(ApiKey::JoinGroup, 5, 2, &join(100, 1))).unwrap();
     let mut body = response_body(&mut s, 2);
     let joined = JoinGroupResponse::decode(&mut body, 5).unwrap();
@@ -396,6 +403,17 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     s.write_all(&frame(ApiKey::OffsetCommit, 7, 3, &commit)).unwrap();
     let committed = OffsetCommitResponse::decode(&mut response_body(&mut s, 3), 7).unwrap();
     assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+    // A negative partition or offset is not stored, and not answered as stored (it was).
+    let mut negative = commit.clone();
+    let mut bad_partition = negative.topics[0].partitions[0].clone();
+    bad_partition.partition_index = -1;
+    let mut bad_offset = negative.topics[0].partitions[0].clone();
+    bad_offset.committed_offset = -2;
+    negative.topics[0].partitions = vec![bad_partition, bad_offset];
+    s.write_all(&frame(ApiKey::OffsetCommit, 7, 5, &negative)).unwrap();
+    let answer = OffsetCommitResponse::decode(&mut response_body(&mut s, 5), 7).unwrap();
+    let codes: Vec<i16> = answer.topics[0].partitions.iter().map(|p| p.error_code).collect();
+    assert_eq!(codes, [3, 28], "UNKNOWN_TOPIC_OR_PARTITION, INVALID_COMMIT_OFFSET_SIZE");
     // A commit outside the group's generation (an admin tool's) is refused while it has a
     // live member.
     let mut admin_commit = commit.clone();
@@ -657,4 +675,48 @@ fn repeated_kafka_entries_are_answered_once_and_oversized_ones_refused() {
     // Still serving.
     s.write_all(&frame(ApiKey::Metadata, 1, 6, &md)).unwrap();
     let _ = response_body(&mut s, 6);
+}
+
+/// ListOffsets by timestamp answers as Kafka: the first record at or after it, and offset -1
+/// (timestamp -1) when there is none; before, the partition's end offset with timestamp -1,
+/// which Java's `offsetsForTimes` refuses (a negative timestamp). MAX_TIMESTAMP (v7) has no
+/// native equivalent, so v7 is not advertised (it was read as a timestamp).
+#[test]
+fn kafka_list_offsets_by_timestamp_answers_minus_one_past_the_last_record() {
+    use kafka_protocol::messages::{
+        list_offsets_request, ApiVersionsRequest, ApiVersionsResponse, ListOffsetsRequest,
+        ListOffsetsResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let mut native = b.connect();
+    create_topic(&mut native, "times", 1);
+    let mut builder = wire::BatchBuilder::new(1 << 20);
+    builder.append(1_700_000_000_000, None, Some(b"v"), &[]).unwrap();
+    let batch = builder.finish().unwrap();
+    assert_eq!(produce(&mut native, "times", 0, &batch, wire::AckLevel::Durable).error, 0);
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let at = |s: &mut TcpStream, id: i32, timestamp: i64| {
+        let mut p = list_offsets_request::ListOffsetsPartition::default();
+        p.timestamp = timestamp;
+        let mut t = list_offsets_request::ListOffsetsTopic::default();
+        t.name = TopicName(StrBytes::from_static_str("times"));
+        t.partitions = vec![p];
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(-1);
+        req.topics = vec![t];
+        s.write_all(&frame(ApiKey::ListOffsets, 6, id, &req)).unwrap();
+        // v6 is flexible: the response header ends with its (empty) tagged fields.
+        let mut body = response_body(s, id).slice(1..);
+        let answer = ListOffsetsResponse::decode(&mut body, 6).unwrap();
+        let p = &answer.topics[0].partitions[0];
+        (p.error_code, p.offset, p.timestamp)
+    };
+    assert_eq!(at(&mut s, 1, 1_600_000_000_000), (0, 0, 1_700_000_000_000));
+    assert_eq!(at(&mut s, 2, 1_800_000_000_000), (0, -1, -1), "no record at or after");
+    s.write_all(&frame(ApiKey::ApiVersions, 0, 3, &ApiVersionsRequest::default())).unwrap();
+    let versions = ApiVersionsResponse::decode(&mut response_body(&mut s, 3), 0).unwrap();
+    let list = versions.api_keys.iter().find(|k| k.api_key == ApiKey::ListOffsets as i16);
+    assert_eq!(list.map(|k| k.max_version), Some(6));
 }

@@ -28,11 +28,13 @@ pub const CLUSTER_ID: &str = "shard-per-core-broker";
 /// Apis and versions this listener speaks (each also capped by what the codec crate knows).
 /// Produce from v3 (record batch v2) and Fetch from v4 (as the issue asks); Fetch stops at
 /// v12 and Metadata at v12 (later versions name topics by id only); OffsetFetch at v7 (v8
-/// batches groups); FindCoordinator at v3 (v4 batches keys).
+/// batches groups); FindCoordinator at v3 (v4 batches keys); ListOffsets at v6 (v7 adds
+/// MAX_TIMESTAMP, -3, which has no native spec: advertised, it was read as a timestamp and
+/// answered the earliest record).
 const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),

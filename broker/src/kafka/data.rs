@@ -341,6 +341,11 @@ pub async fn list_offsets(s: &Session, ctx: Ctx, req: ListOffsetsRequest) -> Ans
             rp.leader_epoch = -1;
             match (&result, done.get(&(t.name.as_str().to_owned(), p.partition_index))) {
                 (Err(e), _) => rp.error_code = e.code(),
+                // A timestamp with no record at or after it: offset -1, as Kafka (the native
+                // answer's end offset with timestamp -1 broke Java's offsetsForTimes).
+                (Ok(_), Some(r)) if p.timestamp >= 0 && r.timestamp_ms < 0 => {
+                    rp.error_code = kafka_code_raw(r.error);
+                }
                 (Ok(_), Some(r)) => {
                     rp.error_code = kafka_code_raw(r.error);
                     rp.offset = r.offset as i64;

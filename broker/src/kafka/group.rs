@@ -349,7 +349,9 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         out.member_id = s(member);
         ready(respond(ctx, &out))
     };
-    if group_id.is_empty() {
+    // The native rule (the group's offsets are committed under it): 1..=249 bytes of
+    // `[A-Za-z0-9._-]`. A longer id was kept as the group's key and in every member id.
+    if !crate::group::valid_group_id(&group_id) {
         return fail(K::InvalidGroupId.code(), "");
     }
     if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&req.session_timeout_ms) {
@@ -407,7 +409,9 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             client_id: String::new(),
             client_host: String::new(),
         });
-        member.client_id = client_id.to_owned();
+        // Kept as long as the member lives (shown by DescribeGroups): at most a topic name's
+        // length, as Kafka's quota code caps client ids for metrics.
+        member.client_id = client_id.chars().take(CLIENT_ID_CHARS_MAX).collect();
         member.client_host = client_host;
         member.protocols = req
             .protocols
@@ -499,6 +503,9 @@ fn check_member(
     }
     Ok(())
 }
+
+/// The part of a member's client id a group keeps.
+const CLIENT_ID_CHARS_MAX: usize = 255;
 
 /// SyncGroup: the leader hands in the assignment; every member waits for its own.
 pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
@@ -697,6 +704,11 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
             rp.partition_index = p.partition_index;
             rp.error_code = if whole != 0 {
                 whole
+            } else if p.partition_index < 0 {
+                // Not committed (filtered out above): never answered as stored.
+                K::UnknownTopicOrPartition.code()
+            } else if p.committed_offset < 0 {
+                K::InvalidCommitOffsetSize.code()
             } else {
                 per.get(&(t.name.as_str().to_owned(), p.partition_index.max(0) as u32))
                     .map_or(0, |&e| kafka_code_raw(e))
