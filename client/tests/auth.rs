@@ -511,6 +511,44 @@ fn http_basic_auth_and_acls_on_routes() {
     });
     let (s, _) = curl(http, "/topics", &["-H", &bearer]);
     assert_eq!(s, 401, "deleted");
+
+    // A stream opened with a token ends when the token is deleted (it went on for ever).
+    let (token, id) = rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let (token, id, _) = admin.create_token("admin", 0).await.unwrap();
+        (token, id)
+    });
+    let mut sse = Command::new("curl")
+        .args(["-s", "-N", "-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!("http://{http}/topics/web/stream?from=earliest"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl");
+    let stdout = sse.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let until = |what: &str| loop {
+        let line = lines.recv_timeout(Duration::from_secs(10)).unwrap_or_else(|_| panic!("{what}"));
+        if line.contains(what) {
+            return line;
+        }
+    };
+    until("event: record");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        assert!(admin.delete_token(&id).await.unwrap());
+    });
+    let ended = until("AUTHENTICATION_FAILED");
+    assert!(ended.contains("deleted or expired"), "{ended}");
+    let _ = sse.kill();
+    let _ = sse.wait();
 }
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> (bool, String) {

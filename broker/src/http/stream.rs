@@ -123,8 +123,16 @@ pub async fn open(
         };
         positions.push(Position { partition, next });
     }
+    // A stream opened with a bearer token lives as long as the token does.
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
     let state = Stream {
         gw: gw.clone(),
+        bearer,
         topic: topic.to_owned(),
         positions,
         filter,
@@ -148,6 +156,9 @@ pub async fn open(
 /// A stream's state between chunks.
 struct Stream {
     gw: Rc<Gateway>,
+    /// The bearer token it was opened with, checked again before every fetch: deleting a
+    /// token (or its expiry) ends the streams it opened, as it ends its requests.
+    bearer: Option<String>,
     topic: String,
     positions: Vec<Position>,
     filter: Option<RecordFilter>,
@@ -174,6 +185,16 @@ impl Stream {
             )));
         }
         loop {
+            if let Some(token) = &self.bearer {
+                if self.gw.shard.security.check_token(token).is_none() {
+                    self.ended = true;
+                    let e = ApiError::new(
+                        ErrorCode::AuthenticationFailed,
+                        "the stream's bearer token was deleted or expired",
+                    );
+                    return Some(Bytes::from(format!("event: error\ndata: {}\n\n", e.body())));
+                }
+            }
             match self.poll_once().await {
                 Ok(Some(chunk)) => {
                     self.last_sent = Instant::now();
