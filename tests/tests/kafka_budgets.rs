@@ -720,3 +720,70 @@ fn kafka_list_offsets_by_timestamp_answers_minus_one_past_the_last_record() {
     let list = versions.api_keys.iter().find(|k| k.api_key == ApiKey::ListOffsets as i16);
     assert_eq!(list.map(|k| k.max_version), Some(6));
 }
+
+/// A follower's SyncGroup waits for the leader's assignment at most the group's rebalance
+/// timeout (Kafka's pending sync): a leader that heartbeats and never syncs held its
+/// followers' SyncGroup for ever; now they are told to rejoin (REBALANCE_IN_PROGRESS).
+#[test]
+fn a_kafka_leader_that_never_syncs_holds_its_followers_one_rebalance_timeout() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::{
+        GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
+        SyncGroupResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let addr = kafka_addr(&b);
+    let group = GroupId(StrBytes::from_static_str("pending-sync"));
+    let mut join = JoinGroupRequest::default();
+    join.group_id = group.clone();
+    join.session_timeout_ms = 30_000;
+    join.rebalance_timeout_ms = 1_000;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    join.protocols = vec![p];
+    let mut conns: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        c.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join)).unwrap();
+    }
+    let joined: Vec<JoinGroupResponse> = conns
+        .iter_mut()
+        .map(|c| JoinGroupResponse::decode(&mut response_body(c, 1), 5).unwrap())
+        .collect();
+    assert!(joined.iter().all(|j| j.error_code == 0 && j.generation_id == joined[0].generation_id));
+    let leader = joined.iter().position(|j| j.leader == j.member_id).expect("a leader");
+    let follower = 1 - leader;
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = group.clone();
+    sync.generation_id = joined[follower].generation_id;
+    sync.member_id = joined[follower].member_id.clone();
+    conns[follower].write_all(&frame(ApiKey::SyncGroup, 3, 2, &sync)).unwrap();
+    conns[follower].set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let started = std::time::Instant::now();
+    let mut size = [0u8; 4];
+    for i in 0.. {
+        match conns[follower].read(&mut size[..1]) {
+            Ok(1) => break,
+            Ok(_) => panic!("the follower's connection closed"),
+            Err(_) => {
+                assert!(started.elapsed() < Duration::from_secs(20), "the follower still waits");
+                // The leader stays alive and never syncs.
+                let mut hb = HeartbeatRequest::default();
+                hb.group_id = group.clone();
+                hb.generation_id = joined[leader].generation_id;
+                hb.member_id = joined[leader].member_id.clone();
+                conns[leader].write_all(&frame(ApiKey::Heartbeat, 3, 10 + i, &hb)).unwrap();
+                let _ = response_body(&mut conns[leader], 10 + i);
+            }
+        }
+    }
+    conns[follower].set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conns[follower].read_exact(&mut size[1..]).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    conns[follower].read_exact(&mut body).unwrap();
+    let answer = SyncGroupResponse::decode(&mut bytes::Bytes::from(body).slice(4..), 3).unwrap();
+    assert_eq!(answer.error_code, 27, "REBALANCE_IN_PROGRESS");
+    eprintln!("answered after {:?}", started.elapsed());
+}

@@ -81,8 +81,16 @@ struct Member {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Empty,
-    Joining { not_before: Instant, deadline: Instant },
-    Syncing,
+    Joining {
+        not_before: Instant,
+        deadline: Instant,
+    },
+    /// Waiting for the leader's assignment, at most the members' longest rebalance timeout
+    /// (Kafka's pending sync): a leader that heartbeats and never syncs held its followers'
+    /// SyncGroup for ever.
+    Syncing {
+        deadline: Instant,
+    },
     Stable,
 }
 
@@ -125,8 +133,12 @@ impl Group {
         }
     }
 
-    /// Drops members silent past their session timeout; rebalances if that changed the group.
+    /// Drops members silent past their session timeout; rebalances if that changed the group,
+    /// or if the leader's assignment is overdue.
     fn expire(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Syncing { deadline } if now >= deadline) {
+            self.rebalance(now);
+        }
         let before = self.members.len();
         self.members.retain(|_, m| m.alive(now));
         if self.members.len() != before {
@@ -219,7 +231,8 @@ impl Group {
             m.assignment = Bytes::new();
             m.last_seen = now;
         }
-        self.phase = Phase::Syncing;
+        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        self.phase = Phase::Syncing { deadline: now + timeout.max(POLL) };
     }
 }
 
@@ -228,7 +241,7 @@ fn state_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Empty => "Empty",
         Phase::Joining { .. } => "PreparingRebalance",
-        Phase::Syncing => "CompletingRebalance",
+        Phase::Syncing { .. } => "CompletingRebalance",
         Phase::Stable => "Stable",
     }
 }
@@ -434,8 +447,12 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         Ok(id) => id,
         Err(code) => return fail(code, req.member_id.as_str()),
     };
+    let left = sess.left.clone();
     Box::pin(async move {
         loop {
+            if left.get() > 0 {
+                return None; // the client left: nobody reads the answer, nothing keeps it alive
+            }
             let now = Instant::now();
             let state = kafka.groups.with(|all| {
                 let Some(g) = all.get_mut(&group_id) else {
@@ -519,7 +536,7 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
         let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
         match g.phase {
             Phase::Joining { .. } => return Err(K::RebalanceInProgress.code()),
-            Phase::Syncing if g.leader == member_id => {
+            Phase::Syncing { .. } if g.leader == member_id => {
                 if req.assignments.iter().any(|a| a.assignment.len() > MEMBER_METADATA_BYTES_MAX) {
                     return Err(K::InvalidRequest.code());
                 }
@@ -539,8 +556,12 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
         out.error_code = code;
         return ready(respond(ctx, &out));
     }
+    let left = sess.left.clone();
     Box::pin(async move {
         loop {
+            if left.get() > 0 {
+                return None; // the client left: nobody reads the answer, nothing keeps it alive
+            }
             let now = Instant::now();
             let state: Option<Result<(String, String, Bytes), i16>> = kafka.groups.with(|all| {
                 let Some(g) = all.get_mut(&group_id) else {

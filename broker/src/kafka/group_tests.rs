@@ -27,7 +27,7 @@ fn members_joining_together_get_one_generation_after_the_initial_delay() {
     assert!(matches!(g.phase, Phase::Joining { .. }), "waits for the initial delay");
     g.members.insert("b".into(), member(t0, &["roundrobin"]));
     g.try_complete(t0 + INITIAL_REBALANCE_DELAY);
-    assert_eq!((g.phase, g.generation), (Phase::Syncing, 1));
+    assert!(matches!((g.phase, g.generation), (Phase::Syncing { .. }, 1)));
     assert_eq!(g.leader, "a");
     assert_eq!(g.protocol, "roundrobin", "the leader's first protocol every member speaks");
     assert!(g.members.values().all(|m| m.generation == 1));
@@ -46,7 +46,7 @@ fn a_rebalance_waits_for_every_member_or_drops_the_late_ones_at_the_deadline() {
     g.try_complete(t0 + Duration::from_secs(1));
     assert!(matches!(g.phase, Phase::Joining { .. }), "b has not rejoined yet");
     g.try_complete(t0 + Duration::from_secs(31));
-    assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 4, 1));
+    assert!(matches!((g.phase, g.generation, g.members.len()), (Phase::Syncing { .. }, 4, 1)));
 }
 
 #[test]
@@ -79,14 +79,14 @@ fn a_waiting_join_counts_as_rejoined_in_a_rebalance_that_started_after_it() {
     }
     let t1 = t0 + INITIAL_REBALANCE_DELAY;
     g.try_complete(t1);
-    assert_eq!((g.phase, g.generation), (Phase::Syncing, 1));
+    assert!(matches!((g.phase, g.generation), (Phase::Syncing { .. }, 1)));
     // c joins before a's waiting join saw generation 1; b (answered) rejoins.
     g.members.insert("c".into(), member(t1, &["range"]));
     g.rebalance(t1);
     g.members.get_mut("c").unwrap().joined = true;
     g.members.get_mut("b").unwrap().joined = true;
     let g = g.poll_join("a", t1 + Duration::from_millis(10)).expect("a is still a member");
-    assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 2, 3));
+    assert!(matches!((g.phase, g.generation, g.members.len()), (Phase::Syncing { .. }, 2, 3)));
 }
 
 /// A member that dies during a rebalance (no join, no heartbeat) goes at its session timeout,
@@ -110,5 +110,5 @@ fn a_member_silent_during_a_rebalance_goes_at_its_session_timeout() {
         assert!(matches!(g.phase, Phase::Joining { .. }), "b's session runs until t0 + 10 s");
     }
     let g = g.poll_join("a", t0 + Duration::from_millis(10_010)).expect("a waits");
-    assert_eq!((g.phase, g.generation, g.members.len()), (Phase::Syncing, 2, 1));
+    assert!(matches!((g.phase, g.generation, g.members.len()), (Phase::Syncing { .. }, 2, 1)));
 }
