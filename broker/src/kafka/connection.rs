@@ -469,13 +469,13 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::OffsetCommit => {
             let req: kafka_protocol::messages::OffsetCommitRequest = codec::decode(body, version)?;
             bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
-            group::offset_commit(s, ctx, req).await
+            super::group_offsets::offset_commit(s, ctx, req).await
         }
         ApiKey::OffsetFetch => {
             let req: kafka_protocol::messages::OffsetFetchRequest = codec::decode(body, version)?;
             let topics = req.topics.iter().flatten();
             bounded(s, topics.map(|t| (t.name.as_str(), t.partition_indexes.len())))?;
-            group::offset_fetch(s, ctx, req).await
+            super::group_offsets::offset_fetch(s, ctx, req).await
         }
         _ => ready(Some(codec::unsupported(correlation_id))),
     })

@@ -42,6 +42,7 @@ pub mod data;
 pub mod error;
 pub mod group;
 pub mod group_admin;
+pub mod group_offsets;
 pub mod native;
 pub mod records;
 pub mod sasl;
