@@ -607,6 +607,19 @@ fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
     });
 }
 
+/// One partition of a projection table with 4 KiB segments of which 16 KiB are kept: a few
+/// hundred small records make retention delete segments.
+fn small_retained_table() -> TopicConfig {
+    TopicConfig {
+        partition_count: 1,
+        table: true,
+        segment_bytes_max: 4096,
+        retention_bytes: 16 << 10,
+        retention_ms: -1,
+        ..Default::default()
+    }
+}
+
 /// A scan page whose keys include one whose record retention deleted (the table forgets it
 /// when a read finds it gone) still names where the rest starts: before, the page came back
 /// without `next_key`, and the keys after it were never returned.
@@ -616,15 +629,7 @@ fn a_scan_past_a_key_whose_record_retention_deleted_still_reaches_every_key() {
     let addr = broker.public.to_string();
     rt().block_on(async {
         let client = Client::connect(&addr).await.unwrap();
-        let config = TopicConfig {
-            partition_count: 1,
-            table: true,
-            segment_bytes_max: 4096,
-            retention_bytes: 16 << 10,
-            retention_ms: -1,
-            ..Default::default()
-        };
-        client.create_topic("pages", config).await.unwrap();
+        client.create_topic("pages", small_retained_table()).await.unwrap();
         let producer = Producer::new(client.clone(), ProducerConfig::default());
         let filler = vec![7u8; 200];
         let mut acks = vec![producer.send("pages", Some(b"a"), Some(b"old"), &[]).await.unwrap()];
@@ -676,15 +681,7 @@ fn retention_takes_the_keys_it_deleted_out_of_the_table() {
     let addr = broker.public.to_string();
     rt().block_on(async {
         let client = Client::connect(&addr).await.unwrap();
-        let config = TopicConfig {
-            partition_count: 1,
-            table: true,
-            segment_bytes_max: 4096,
-            retention_bytes: 16 << 10,
-            retention_ms: -1,
-            ..Default::default()
-        };
-        client.create_topic("sessions", config).await.unwrap();
+        client.create_topic("sessions", small_retained_table()).await.unwrap();
         let producer = Producer::new(client.clone(), ProducerConfig::default());
         let value = vec![7u8; 200];
         const KEYS: u64 = 300;
