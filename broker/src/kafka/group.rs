@@ -291,18 +291,20 @@ impl Groups {
         }
     }
 
-    /// The state of every group with members (silent members dropped first), sorted by id.
-    pub fn states(&self) -> Vec<GroupState> {
+    /// Every group with members (silent members dropped first) as (id, protocol type,
+    /// Kafka state name), sorted by id: what ListGroups shows, without copying members.
+    pub fn summaries(&self) -> Vec<(String, String, &'static str)> {
         let now = Instant::now();
-        let mut out: Vec<GroupState> = self.with(|all| {
+        let mut out: Vec<(String, String, &'static str)> = self.with(|all| {
             all.iter_mut()
                 .filter_map(|(id, g)| {
                     g.expire(now);
-                    (!g.members.is_empty()).then(|| g.state(id))
+                    (!g.members.is_empty())
+                        .then(|| (id.clone(), g.protocol_type.clone(), state_name(g.phase)))
                 })
                 .collect()
         });
-        out.sort_by(|a, b| a.group.cmp(&b.group));
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 

@@ -65,8 +65,9 @@ pub async fn list_groups(sess: &Session, ctx: Ctx, req: ListGroupsRequest) -> An
         }
         Err(e) => out.error_code = e.code(),
     }
-    for g in sess.kafka.groups.states() {
-        groups.insert(g.group, (g.protocol_type, g.state));
+    // Ids, protocol types and states only: ListGroups copied every member of every group.
+    for (id, protocol_type, state) in sess.kafka.groups.summaries() {
+        groups.insert(id, (protocol_type, state));
     }
     let wanted = |state: &str| {
         req.states_filter.is_empty()
