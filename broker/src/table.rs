@@ -191,9 +191,12 @@ impl Table {
                     state_snapshot::TABLE_FILE,
                 )
                 .await;
-                let (covered, keys) = loaded
+                let (covered, mut keys) = loaded
                     .filter(|(covered, _)| *covered <= high_watermark)
                     .unwrap_or((0, BTreeMap::new()));
+                // Keys whose records retention deleted are not loaded (`forget_before`).
+                let log_start = log.log_start_offset();
+                keys.retain(|_, offset| *offset >= log_start);
                 let bytes: usize = keys.keys().map(|k| k.len() + KEY_OVERHEAD_BYTES).sum();
                 (covered, Contents::Latest(keys), bytes)
             }
@@ -401,6 +404,11 @@ impl Table {
                 freed += CHANGE_BYTES;
             }
             self.changes_from.set(self.changes_from.get().max(log_start));
+        }
+        if freed > 0 {
+            // The stored snapshot still names the forgotten keys: the next pass stores
+            // another (a restart would load them all and could find the budget taken).
+            self.snapshot_offset.set(u64::MAX);
         }
         self.memory.give_back(freed);
     }

@@ -533,6 +533,36 @@ fn kafka_bomb() -> bytes::Bytes {
     buf.freeze()
 }
 
+/// One uncompressed Kafka v2 batch of records with `values`.
+fn kafka_batch_of(values: &[Vec<u8>]) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::from(v.clone())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
+    buf.freeze()
+}
+
 /// A Produce of `batches` for partition 0 of `topic`, acks=-1.
 fn produce_request(topic: &'static str, batches: bytes::Bytes) -> ProduceRequest {
     let mut p = produce_request::PartitionProduceData::default();
@@ -580,6 +610,25 @@ fn compressed_kafka_batches_convert_within_one_requests_room() {
     let stored = ProduceResponse::decode(&mut body, 7).unwrap();
     let p = &stored.responses[0].partition_responses[0];
     assert_eq!((p.error_code, p.base_offset), (0, 0), "{:?}", p.error_message);
+    // Room for the conversion is taken, never waited for while the request holds its frame:
+    // with a shard budget of 64 MiB, a 27 MiB request (its frame held) asking for 2 × 27
+    // MiB more waited for room for ever, and every frame read on the shard behind it.
+    let small = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_MEMORY_BYTES_PER_SHARD", "67108864")],
+    );
+    create_topic(&mut small.connect(), "big", 1);
+    let mut s2 = TcpStream::connect(kafka_addr(&small)).unwrap();
+    s2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let values: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 9 << 20]).collect();
+    let big = kafka_batch_of(&values);
+    let mut request = produce_request("big", big);
+    request.topic_data[0].partition_data[0].index = 0;
+    s2.write_all(&frame(ApiKey::Produce, 7, 1, &request)).unwrap();
+    let mut body = response_body(&mut s2, 1);
+    let stored = ProduceResponse::decode(&mut body, 7).unwrap();
+    let p = &stored.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0), "{:?}", p.error_message);
 }
 
 /// Stored compressed batches are written to Kafka consumers uncompressed: a fetch opens
@@ -605,6 +654,11 @@ fn a_kafka_fetch_of_compressed_batches_converts_within_its_max_bytes() {
     assert!(body.len() > 15 << 20, "one whole batch");
     assert!(body.len() < 2 * (15 << 20), "one batch, not 48");
     assert!(grown < 200 << 20, "peak resident memory grew by {} MiB", grown >> 20);
+    // A `max_bytes` past `fetch_response_bytes_max` (64 MiB) converts within what was
+    // reserved, not within what was asked (before: all 48, 720 MiB).
+    s.write_all(&frame(ApiKey::Fetch, 4, 2, &fetch_from_start("bombs", i32::MAX))).unwrap();
+    let body = response_body(&mut s, 2);
+    assert!(body.len() < (64 << 20) + (16 << 20), "answer of {} bytes", body.len());
 }
 
 /// Whether the broker closed `s` without answering.

@@ -61,7 +61,7 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
                     Err((K::UnknownTopicOrPartition.code(), "negative partition".into()))
                 }
                 (None, _) => Err((K::InvalidRecord.code(), "no records".into())),
-                (Some(records), Ok(_)) => room.convert(shard, records, batch_bytes_max).await,
+                (Some(records), Ok(_)) => room.convert(shard, records, batch_bytes_max),
             };
             match converted {
                 Ok(c) if !c.batches.is_empty() => partitions.push(wire::ProducePartition {
@@ -156,8 +156,11 @@ impl ConvertRoom {
     /// Converts one partition's records, holding room for the native batches before they
     /// are built: first a guess from the records' size, then four times more each time the
     /// conversion stops past it (compressed records: a few hundred bytes can decompress to
-    /// 16 MiB), up to `bytes_max` over the request (MESSAGE_TOO_LARGE past it).
-    async fn convert(
+    /// 16 MiB), up to `bytes_max` over the request (MESSAGE_TOO_LARGE past it). The room is
+    /// taken at once, past the budget if need be, never waited for: this request holds its
+    /// frame already, and holders waiting for more while holding would wait on each other
+    /// for ever. Frames read after it wait for the room it took (`codec::read_frame`).
+    fn convert(
         &mut self,
         shard: &crate::shard::Shard,
         records: &bytes::Bytes,
@@ -168,7 +171,7 @@ impl ConvertRoom {
         loop {
             let want = self.used_bytes + room;
             if want > self.held_bytes {
-                self.held.push(shard.memory.hold(want - self.held_bytes).await);
+                self.held.push(shard.memory.hold_now(want - self.held_bytes));
                 self.held_bytes = want;
             }
             match convert::to_native_within(records, batch_bytes_max, room) {
@@ -231,9 +234,11 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
         topics,
     };
     let reply = native::start_in(s, &native_req, Some(room)).await;
-    // Converted batches are written uncompressed: at most `max_bytes` over the answer (and
-    // one batch), whatever the stored ones open to.
-    let mut converted_left = max_bytes as usize;
+    // Converted batches are written uncompressed: at most what the connection reserved over
+    // the answer (`max_bytes` within `fetch_response_bytes_max`; and one batch), whatever the
+    // stored ones open to.
+    let mut converted_left =
+        (max_bytes as usize).min(s.shard.config.fetch_response_bytes_max as usize);
     Box::pin(async move {
         let frame = match reply {
             Err(e) => Err(e),
