@@ -354,15 +354,14 @@ fn gone_within_5s(b: &Broker, shards: u32, before: f64, what: &str) {
 /// counted, so a member that heartbeats and commits rarely lost its offsets to the sweep.
 #[test]
 fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
-    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     use kafka_protocol::messages::{
-        GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-        LeaveGroupRequest, LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse,
-        OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+        HeartbeatRequest, HeartbeatResponse, JoinGroupResponse, LeaveGroupRequest,
+        LeaveGroupResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+        OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
     };
     use kafka_protocol::protocol::Decodable;
     let env =
@@ -371,15 +370,8 @@ fn a_kafka_group_with_members_keeps_its_offsets_past_the_retention() {
     create_topic(&mut b.connect(), "kept", 1);
     let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let group = GroupId(StrBytes::from_static_str("live"));
-    let mut join = JoinGroupRequest::default();
-    join.group_id = group.clone();
-    join.session_timeout_ms = 10_000;
-    join.rebalance_timeout_ms = 10_000;
-    join.protocol_type = StrBytes::from_static_str("consumer");
-    let mut p = JoinGroupRequestProtocol::default();
-    p.name = StrBytes::from_static_str("range");
-    join.protocols = vec![p];
+    let join = range_join("live", 10_000, 10_000);
+    let group = join.group_id.clone();
     s.write_all(&frame(ApiKey::JoinGroup, 5, 1, &join)).unwrap();
     let joined = JoinGroupResponse::decode(&mut response_body(&mut s, 1), 5).unwrap();
     assert_eq!(joined.error_code, 0);
@@ -775,28 +767,37 @@ fn kafka_list_offsets_by_timestamp_answers_minus_one_past_the_last_record() {
     assert_eq!(list.map(|k| k.max_version), Some(6));
 }
 
+/// A consumer's JoinGroup of `group` speaking the range assignor.
+fn range_join(
+    group: &'static str,
+    session_timeout_ms: i32,
+    rebalance_timeout_ms: i32,
+) -> kafka_protocol::messages::JoinGroupRequest {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    let mut join = kafka_protocol::messages::JoinGroupRequest::default();
+    join.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str(group));
+    join.session_timeout_ms = session_timeout_ms;
+    join.rebalance_timeout_ms = rebalance_timeout_ms;
+    join.protocol_type = StrBytes::from_static_str("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = StrBytes::from_static_str("range");
+    join.protocols = vec![p];
+    join
+}
+
 /// A follower's SyncGroup waits for the leader's assignment at most the group's rebalance
 /// timeout (Kafka's pending sync): a leader that heartbeats and never syncs held its
 /// followers' SyncGroup for ever; now they are told to rejoin (REBALANCE_IN_PROGRESS).
 #[test]
 fn a_kafka_leader_that_never_syncs_holds_its_followers_one_rebalance_timeout() {
-    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
     use kafka_protocol::messages::{
-        GroupId, HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest,
-        SyncGroupResponse,
+        HeartbeatRequest, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
     };
     use kafka_protocol::protocol::Decodable;
     let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
     let addr = kafka_addr(&b);
-    let group = GroupId(StrBytes::from_static_str("pending-sync"));
-    let mut join = JoinGroupRequest::default();
-    join.group_id = group.clone();
-    join.session_timeout_ms = 30_000;
-    join.rebalance_timeout_ms = 1_000;
-    join.protocol_type = StrBytes::from_static_str("consumer");
-    let mut p = JoinGroupRequestProtocol::default();
-    p.name = StrBytes::from_static_str("range");
-    join.protocols = vec![p];
+    let join = range_join("pending-sync", 30_000, 1_000);
+    let group = join.group_id.clone();
     let mut conns: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
     for c in &mut conns {
         c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
