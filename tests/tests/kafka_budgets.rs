@@ -501,35 +501,15 @@ fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
 /// A Kafka v2 batch of one record whose value is 15 MiB of zeros, zstd-compressed (a few
 /// hundred bytes).
 fn kafka_bomb() -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: Some(bytes::Bytes::from_static(b"k")),
-        value: Some(bytes::Bytes::from(vec![0u8; 15 << 20])),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::Zstd };
-    RecordBatchEncoder::encode(&mut buf, [record].iter(), &options).unwrap();
-    buf.freeze()
+    kafka_batch_of(&[vec![0u8; 15 << 20]], kafka_protocol::records::Compression::Zstd)
 }
 
-/// One uncompressed Kafka v2 batch of records with `values`.
-fn kafka_batch_of(values: &[Vec<u8>]) -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+/// One Kafka v2 batch of records (no key) with `values`, compressed with `compression`.
+fn kafka_batch_of(
+    values: &[Vec<u8>],
+    compression: kafka_protocol::records::Compression,
+) -> bytes::Bytes {
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -550,7 +530,7 @@ fn kafka_batch_of(values: &[Vec<u8>]) -> bytes::Bytes {
         })
         .collect();
     let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    let options = RecordEncodeOptions { version: 2, compression };
     RecordBatchEncoder::encode(&mut buf, records.iter(), &options).unwrap();
     buf.freeze()
 }
@@ -613,7 +593,7 @@ fn compressed_kafka_batches_convert_within_one_requests_room() {
     let mut s2 = TcpStream::connect(kafka_addr(&small)).unwrap();
     s2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let values: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 9 << 20]).collect();
-    let big = kafka_batch_of(&values);
+    let big = kafka_batch_of(&values, kafka_protocol::records::Compression::None);
     let mut request = produce_request("big", big);
     request.topic_data[0].partition_data[0].index = 0;
     s2.write_all(&frame(ApiKey::Produce, 7, 1, &request)).unwrap();

@@ -51,6 +51,12 @@ struct Verified {
     superuser: bool,
 }
 
+/// The bearer token an `Authorization` header carries, if it carries one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").map(str::trim)
+}
+
 impl ConnAuth {
     /// For the connection `info` describes.
     pub fn new(info: &ConnectionInfo) -> Rc<ConnAuth> {
@@ -93,14 +99,14 @@ impl ConnAuth {
         }
         let ip = self.peer.map(|p| p.ip());
         let generation = security.generation();
-        if let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) {
+        if let Some(token) = bearer_token(headers) {
             if security.limiter.blocked(ip).is_some() {
                 return Err(ApiError::new(
                     ErrorCode::AuthenticationFailed,
                     "too many failed authentications from this address; retry later",
                 ));
             }
-            return match security.check_token(token.trim()) {
+            return match security.check_token(token) {
                 Some((user, superuser)) => {
                     session.set_authenticated(&user, superuser, generation);
                     Ok(session)

@@ -124,12 +124,7 @@ pub async fn open(
         positions.push(Position { partition, next });
     }
     // A stream opened with a bearer token lives as long as the token does.
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned());
+    let bearer = super::auth::bearer_token(req.headers()).map(str::to_owned);
     let state = Stream {
         gw: gw.clone(),
         bearer,

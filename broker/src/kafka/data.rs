@@ -142,15 +142,14 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
 
 /// What a produce request's records converted to native batches hold (`ConvertRoom::convert`).
 struct ConvertRoom {
-    held: Vec<crate::budget::Held>,
-    held_bytes: usize,
+    held: Option<crate::budget::Held>,
     used_bytes: usize,
     bytes_max: usize,
 }
 
 impl ConvertRoom {
     fn new(bytes_max: usize) -> Self {
-        ConvertRoom { held: Vec::new(), held_bytes: 0, used_bytes: 0, bytes_max }
+        ConvertRoom { held: None, used_bytes: 0, bytes_max }
     }
 
     /// Converts one partition's records, holding room for the native batches before they
@@ -170,9 +169,9 @@ impl ConvertRoom {
         let mut room = records.len().saturating_mul(2).saturating_add(64 << 10).min(left);
         loop {
             let want = self.used_bytes + room;
-            if want > self.held_bytes {
-                self.held.push(shard.memory.hold_now(want - self.held_bytes));
-                self.held_bytes = want;
+            match &mut self.held {
+                None => self.held = Some(shard.memory.hold_now(want)),
+                Some(held) => held.grow(want.saturating_sub(held.bytes())),
             }
             match convert::to_native_within(records, batch_bytes_max, room) {
                 Ok(Some(c)) => {
