@@ -525,6 +525,9 @@ impl BrokerConfig {
             "BROKER_HTTP_READ_TIMEOUT_MS" => self.http.read_timeout_ms = parse(name, value)?,
             "BROKER_HTTP_WRITE_STALL_MS" => self.http.write_stall_ms = parse(name, value)?,
             "BROKER_HTTP_MEMORY_WAIT_MS" => self.http.memory_wait_ms = parse(name, value)?,
+            "BROKER_HTTP_PRODUCE_RECORDS_MAX" => {
+                self.http.produce_records_max = parse(name, value)?
+            }
             "BROKER_HTTP_STREAM_BUFFER_BYTES_MAX" => {
                 self.http.stream_buffer_bytes_max = parse(name, value)?
             }

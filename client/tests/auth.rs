@@ -435,6 +435,41 @@ fn curl_url(url: &str, extra: &[&str]) -> (u16, String) {
     (status.parse().unwrap(), body.to_owned())
 }
 
+/// A produce to a topic the user may not write is refused from its head: the gateway used
+/// to read (up to `http.body_bytes_max`, holding it from the shard's budget) and parse the
+/// whole body before the native request's check refused it.
+#[test]
+fn an_http_produce_without_write_is_refused_before_its_body_is_read() {
+    use std::io::{Read, Write};
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_HTTP", "127.0.0.1:0")]);
+    let http = ready_address(&broker, "http");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("hidden", topic(1)).await.unwrap();
+        admin.upsert_user("carol", "carol-pw", false).await.unwrap();
+    });
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The head only: the body (1 MB announced) never comes.
+    s.write_all(
+        b"POST /topics/hidden/records HTTP/1.1\r\nHost: x\r\n\
+          Authorization: Basic Y2Fyb2w6Y2Fyb2wtcHc=\r\n\
+          Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).expect("an answer before the body (read_timeout_ms is 30 s)");
+    let text = String::from_utf8_lossy(&head[..n]);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    let (status, body) = curl(
+        http,
+        "/topics/hidden/records",
+        &["-u", "carol:carol-pw", "-H", "content-type: application/json", "-d", "[{}]"],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("AUTHORIZATION_FAILED") && body.contains("write"), "{body}");
+}
+
 #[test]
 fn http_basic_auth_and_acls_on_routes() {
     let (_dir, broker) = broker_with_admin(1, &[("BROKER_HTTP", "127.0.0.1:0")]);

@@ -906,3 +906,58 @@ fn http_reads_go_past_batches_compaction_emptied() {
     let (_, first) = sse.next_record();
     assert!(first["offset"].as_u64().unwrap() > 0, "{first}");
 }
+
+/// A JSON body of tiny records (`{}` is 3 bytes; each became a parsed tree node, an owned
+/// record, 48+ bytes of batch, a frame copy and an answer object): a 4 MiB body made the
+/// broker hold ~1 GB. Now the body is read one record at a time into the batches, a request
+/// has at most `http.produce_records_max` records, and the answer is rendered as text.
+#[test]
+fn a_body_of_tiny_records_is_bounded_in_count_and_memory() {
+    let (broker, http) = start(1, &[("BROKER_HTTP_PRODUCE_RECORDS_MAX", "50000")]);
+    let (status, created) = post_json(http, "/topics", &json!({"name": "tiny", "partitions": 2}));
+    assert_eq!(status, 201, "{created}");
+    let dir = tempfile::tempdir().unwrap();
+    let body_of = |records: usize| {
+        let mut body = String::from("[");
+        for i in 0..records {
+            body.push_str(if i == 0 { "{}" } else { ",{}" });
+        }
+        body.push(']');
+        let path = dir.path().join(format!("{records}.json"));
+        std::fs::write(&path, body).unwrap();
+        format!("@{}", path.display())
+    };
+    let post = |records: usize| {
+        let data = body_of(records);
+        curl(
+            http,
+            "POST",
+            "/topics/tiny/records",
+            &["-H", "content-type: application/json", "--data-binary", &data],
+        )
+    };
+    let before = broker.status_bytes("VmHWM");
+    let (status, refused) = post((4 << 20) / 3 - 1);
+    let text: String = refused.to_string().chars().take(300).collect();
+    assert_eq!(status, 413, "{text}");
+    assert_eq!(refused["error"]["name"], "FRAME_TOO_LARGE", "{text}");
+    assert!(text.contains("produce_records_max"), "{text}");
+    let grown = broker.status_bytes("VmHWM").saturating_sub(before);
+    eprintln!("peak resident memory grew by {} MiB", grown >> 20);
+    assert!(grown < 48 << 20, "peak resident memory grew by {} MiB", grown >> 20);
+
+    // Within the limit: every record's partition and offset, in order.
+    let (status, answer) = post(50_000);
+    assert_eq!(status, 200);
+    let offsets = answer["offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 50_000);
+    assert_eq!(offsets[0], json!({"partition": offsets[0]["partition"], "offset": 0}));
+    assert_eq!(offsets[49_999]["offset"], json!(49_999), "one partition per request");
+    let (_, page) =
+        curl(http, "GET", "/topics/tiny/records?partition=0&from=earliest&limit=1", &[]);
+    let (_, other) =
+        curl(http, "GET", "/topics/tiny/records?partition=1&from=earliest&limit=1", &[]);
+    let total =
+        page["high_watermark"].as_u64().unwrap() + other["high_watermark"].as_u64().unwrap();
+    assert_eq!(total, 50_000, "nothing of the refused body was written: {page} {other}");
+}

@@ -98,19 +98,53 @@ pub fn check(security: &Security, session: &Session, req: &Request) -> Result<Af
     let mut c = Checker { security, session, principal: &principal, denied: None };
     let after = resources(&mut c, api, req.body());
     if let Some((op, resource)) = c.denied.take() {
-        security.audit.record(&principal.user, op.name(), &resource, false);
-        let message = format!(
-            "{:?} may not {} {resource} ({}): ask for an ACL (brokerctl acl add)",
-            &*principal.user,
-            op.name(),
-            api.name()
-        );
+        let message = denied(security, &principal, op, &resource, api);
         return Err(error_frame(&req.header, wire::ErrorCode::AuthorizationFailed, &message));
     }
     if is_admin(api) {
         security.audit.record(&principal.user, api.name(), &"cluster", true);
     }
     Ok(after)
+}
+
+/// Audits a denial and says why, in the words of every listener's refusal.
+fn denied(
+    security: &Security,
+    principal: &Principal,
+    op: Operation,
+    resource: &str,
+    api: ApiKey,
+) -> String {
+    security.audit.record(&principal.user, op.name(), &resource, false);
+    format!(
+        "{:?} may not {} {resource} ({}): ask for an ACL (brokerctl acl add)",
+        &*principal.user,
+        op.name(),
+        api.name()
+    )
+}
+
+/// [`check`]'s answer for `api` doing `op` on `resource` alone, decided ahead of the request
+/// (the HTTP gateway checks a produce's write before it reads and parses the body): the
+/// code and message `check` would refuse it with, audited as `check` audits. The request's
+/// own check still runs.
+pub fn ahead(
+    security: &Security,
+    session: &Session,
+    api: ApiKey,
+    op: Operation,
+    resource: Resource<'_>,
+) -> Result<(), (wire::ErrorCode, String)> {
+    let mode = security.mode();
+    if mode == AuthMode::Off {
+        return Ok(());
+    }
+    let principal = session.principal(security, mode).map_err(|r| (r.code, r.message))?;
+    if session.allowed(security, &principal, op, resource) {
+        return Ok(());
+    }
+    let message = denied(security, &principal, op, &resource.to_string(), api);
+    Err((wire::ErrorCode::AuthorizationFailed, message))
 }
 
 /// Runs the checks of `api` on `body` (the table in the module docs).

@@ -29,6 +29,10 @@ pub struct HttpConfig {
     pub stream_buffer_bytes_max: u32,
     /// Most records one `GET .../records` returns.
     pub records_limit_max: u32,
+    /// Most records one `POST .../records` produces (each becomes at least 48 bytes of
+    /// batch and an entry of the answer, so this bounds what a body of tiny records
+    /// makes the broker hold); a body with more is refused with 413 `FRAME_TOO_LARGE`.
+    pub produce_records_max: u32,
     /// A read (`GET .../records`, `GET /tables/...`) that finds no room in the shard's
     /// `memory_bytes_per_shard` budget waits at most this long for it, then is refused with
     /// 429 `RESOURCE_LIMIT` and `Retry-After` (a table read's whole answer is bounded by this
@@ -46,6 +50,7 @@ impl Default for HttpConfig {
             write_stall_ms: 10_000,
             stream_buffer_bytes_max: 1 << 20,
             records_limit_max: 10_000,
+            produce_records_max: 100_000,
             memory_wait_ms: 10_000,
         }
     }
@@ -70,10 +75,13 @@ impl HttpConfig {
                 self.body_bytes_max, frame_body_bytes_max
             ));
         }
-        if self.stream_buffer_bytes_max == 0 || self.records_limit_max == 0 {
-            return Err(
-                "http.stream_buffer_bytes_max and records_limit_max must be positive".into()
-            );
+        if self.stream_buffer_bytes_max == 0
+            || self.records_limit_max == 0
+            || self.produce_records_max == 0
+        {
+            return Err("http.stream_buffer_bytes_max, records_limit_max and \
+                        produce_records_max must be positive"
+                .into());
         }
         Ok(())
     }

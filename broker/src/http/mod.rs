@@ -18,7 +18,8 @@
 //!   native connections: when it is full, the gateway waits (within the deadlines).
 //!
 //! Files: `io.rs` (socket adapter, deadlines), `native.rs` (the
-//! bridge to the api handlers), `routes.rs` (endpoints), `records.rs` (records ⇄ JSON),
+//! bridge to the api handlers), `routes.rs` (endpoints), `produce.rs` (a body into one native
+//! produce), `records.rs` (records ⇄ JSON),
 //! `stream.rs` (SSE), `error.rs` (errors as JSON); the settings are `config::HttpConfig`
 //! (`config/http.rs`).
 
@@ -26,6 +27,7 @@ pub mod auth;
 pub mod error;
 pub mod io;
 pub mod native;
+pub mod produce;
 pub mod records;
 pub mod routes;
 pub mod stream;

@@ -16,19 +16,21 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use serde::de::{self, Deserialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use wire::RecordView;
 
 use super::error::ApiError;
 
-/// One record to produce.
+/// One record to produce, owned while it is appended (the body is read one record at a time).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InRecord {
     /// Key bytes.
     pub key: Option<Vec<u8>>,
     /// Value bytes (`None`: tombstone).
     pub value: Option<Vec<u8>>,
-    /// Headers in order (`None`: a null value).
+    /// Headers in the body's order, repeats kept (`None`: a null value).
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     /// Explicit partition.
     pub partition: Option<u32>,
@@ -36,95 +38,209 @@ pub struct InRecord {
     pub timestamp_ms: Option<i64>,
 }
 
-/// Parses a JSON produce body (see the module docs).
-pub fn parse_json(body: &[u8]) -> Result<Vec<InRecord>, ApiError> {
-    let doc: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
-    match doc {
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                parse_record(v).map_err(|e| ApiError::invalid(format!("record {i}: {}", e.message)))
-            })
-            .collect(),
-        v @ Value::Object(_) => Ok(vec![parse_record(v)?]),
-        _ => Err(ApiError::invalid("the body must be a record object or an array of them")),
+const FIELDS: [&str; 7] =
+    ["key", "key_base64", "value", "value_base64", "headers", "partition", "timestamp_ms"];
+
+/// A record object as it is in the body: each field's raw JSON text, borrowed.
+struct RawRecord<'a>([Option<&'a RawValue>; 7]);
+
+impl<'de> Deserialize<'de> for RawRecord<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawRecordVisitor)
     }
 }
 
-fn base64_field(o: &Map<String, Value>, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
-    match o.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => BASE64
-            .decode(s)
-            .map(Some)
-            .map_err(|e| ApiError::invalid(format!("{name}: not base64: {e}"))),
-        Some(_) => Err(ApiError::invalid(format!("{name} must be a base64 string"))),
+struct RawRecordVisitor;
+
+impl<'de> de::Visitor<'de> for RawRecordVisitor {
+    type Value = RawRecord<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a record (a JSON object)")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawRecord<'de>, A::Error> {
+        let mut fields = [None; 7];
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            let Some(i) = FIELDS.iter().position(|f| *f == name) else {
+                return Err(de::Error::custom(format!(
+                    "unknown field {name:?} (expected one of {})",
+                    FIELDS.join(", ")
+                )));
+            };
+            if fields[i].replace(map.next_value::<&'de RawValue>()?).is_some() {
+                return Err(de::Error::custom(format!("field {name:?} given twice")));
+            }
+        }
+        Ok(RawRecord(fields))
     }
 }
 
-fn parse_record(v: Value) -> Result<InRecord, ApiError> {
-    let Value::Object(o) = v else {
-        return Err(ApiError::invalid("a record must be a JSON object"));
-    };
-    const FIELDS: [&str; 7] =
-        ["key", "key_base64", "value", "value_base64", "headers", "partition", "timestamp_ms"];
-    if let Some(unknown) = o.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(format!(
-            "unknown field {unknown:?} (expected one of {})",
-            FIELDS.join(", ")
-        )));
+/// Reads a JSON produce body (see the module docs) one record at a time, calling `each`
+/// with its position and the record, and returns how many there were. No tree of the body
+/// is built (a parsed tree takes many times its text) and a record is gone once `each`
+/// returns; an error of `each` ends the read and is returned as it is.
+pub fn for_each_json_record(
+    body: &[u8],
+    mut each: impl FnMut(usize, InRecord) -> Result<(), ApiError>,
+) -> Result<usize, ApiError> {
+    let mut state = BodyState { each: &mut each, failed: None, array: false, count: 0 };
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let read = de::DeserializeSeed::deserialize(&mut state, &mut de).and_then(|()| de.end());
+    match (read, state.failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(()), None) => Ok(state.count),
+        (Err(e), None) if state.array => {
+            Err(ApiError::invalid(format!("record {}: {e}", state.count)))
+        }
+        (Err(e), None) => Err(ApiError::invalid(format!("malformed JSON body: {e}"))),
     }
-    let key = match (o.get("key"), base64_field(&o, "key_base64")?) {
-        (Some(_), Some(_)) => return Err(ApiError::invalid("give key or key_base64, not both")),
-        (None | Some(Value::Null), b) => b,
-        (Some(Value::String(s)), None) => Some(s.as_bytes().to_vec()),
-        (Some(_), None) => return Err(ApiError::invalid("key must be a string")),
-    };
-    let value = match (o.get("value"), base64_field(&o, "value_base64")?) {
-        (None | Some(Value::Null), b) => b,
+}
+
+struct BodyState<'f> {
+    each: &'f mut dyn FnMut(usize, InRecord) -> Result<(), ApiError>,
+    /// `each`'s error, or a record's that does not parse (serde only carries text).
+    failed: Option<ApiError>,
+    /// Whether the body is an array (errors name the record).
+    array: bool,
+    count: usize,
+}
+
+impl BodyState<'_> {
+    fn take<E: de::Error>(&mut self, raw: RawRecord<'_>) -> Result<(), E> {
+        let at = self.count;
+        let result = match parse_record(&raw) {
+            Ok(r) => (self.each)(at, r),
+            Err(e) if self.array => Err(ApiError::invalid(format!("record {at}: {}", e.message))),
+            Err(e) => Err(e),
+        };
+        self.count += 1;
+        result.map_err(|e| {
+            self.failed = Some(e);
+            E::custom("stopped")
+        })
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for &mut BodyState<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for &mut BodyState<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("the body must be a record object or an array of them")
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let raw = RawRecordVisitor.visit_map(map)?;
+        self.take(raw)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.array = true;
+        while let Some(raw) = seq.next_element::<RawRecord<'de>>()? {
+            self.take(raw)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_field<'a, T: Deserialize<'a>>(
+    raw: &RawRecord<'a>,
+    name: &str,
+    expected: &str,
+) -> Result<Option<T>, ApiError> {
+    let i = FIELDS.iter().position(|f| *f == name).expect("a known field");
+    match raw.0[i] {
+        None => Ok(None),
+        Some(v) => serde_json::from_str::<Option<T>>(v.get())
+            .map_err(|_| ApiError::invalid(format!("{name} must be {expected}"))),
+    }
+}
+
+fn base64_field(raw: &RawRecord<'_>, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
+    parse_field::<String>(raw, name, "a base64 string")?
+        .map(|s| {
+            BASE64.decode(s).map_err(|e| ApiError::invalid(format!("{name}: not base64: {e}")))
+        })
+        .transpose()
+}
+
+fn parse_record(raw: &RawRecord<'_>) -> Result<InRecord, ApiError> {
+    let key =
+        match (parse_field::<String>(raw, "key", "a string")?, base64_field(raw, "key_base64")?) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid("give key or key_base64, not both"))
+            }
+            (Some(k), None) => Some(k.into_bytes()),
+            (None, b) => b,
+        };
+    let text = raw.0[2].filter(|v| v.get() != "null");
+    let value = match (text, base64_field(raw, "value_base64")?) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid("give value or value_base64, not both"))
         }
-        (Some(v), None) => Some(serde_json::to_vec(v).expect("a JSON value serializes")),
+        (Some(v), None) => Some(compact(v.get())),
+        (None, b) => b,
     };
-    let mut headers = Vec::new();
-    match o.get("headers") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(h)) => {
-            for (k, v) in h {
-                let value = match v {
-                    Value::String(s) => Some(s.as_bytes().to_vec()),
-                    Value::Null => None,
-                    _ => {
-                        return Err(ApiError::invalid(format!(
-                            "header {k:?} must be a string or null"
-                        )))
-                    }
-                };
-                headers.push((k.clone(), value));
+    let headers = parse_field::<Headers>(raw, "headers", "an object of strings (or nulls)")?
+        .unwrap_or_default();
+    let partition = parse_field::<u32>(raw, "partition", "a non-negative integer")?;
+    let timestamp_ms = parse_field::<i64>(raw, "timestamp_ms", "an integer")?;
+    Ok(InRecord { key, value, headers: headers.0, partition, timestamp_ms })
+}
+
+/// A record's headers in the body's order, repeated names kept (Kafka's headers are a list).
+#[derive(Default)]
+struct Headers(Vec<(String, Option<Vec<u8>>)>);
+
+impl<'de> Deserialize<'de> for Headers {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of strings (or nulls)")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Headers, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, Option<String>>()? {
+                    out.push((k, v.map(String::into_bytes)));
+                }
+                Ok(Headers(out))
             }
         }
-        Some(_) => {
-            return Err(ApiError::invalid("headers must be an object of strings (or nulls)"))
+        d.deserialize_map(V)
+    }
+}
+
+/// `raw` (valid JSON text) without the whitespace outside its strings: a value posted as JSON
+/// is stored as its compact text, as written otherwise (numbers, key order and repeats kept).
+fn compact(raw: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in raw.as_bytes() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
         }
     }
-    let partition = match o.get("partition") {
-        None | Some(Value::Null) => None,
-        Some(p) => Some(
-            p.as_u64()
-                .and_then(|p| u32::try_from(p).ok())
-                .ok_or_else(|| ApiError::invalid("partition must be a non-negative integer"))?,
-        ),
-    };
-    let timestamp_ms = match o.get("timestamp_ms") {
-        None | Some(Value::Null) => None,
-        Some(t) => {
-            Some(t.as_i64().ok_or_else(|| ApiError::invalid("timestamp_ms must be an integer"))?)
-        }
-    };
-    Ok(InRecord { key, value, headers, partition, timestamp_ms })
+    out
 }
 
 /// A stored record as JSON (see the module docs).
@@ -211,6 +327,17 @@ pub fn for_each_record(
 mod tests {
     use super::*;
 
+    fn parse_json(body: &[u8]) -> Result<Vec<InRecord>, ApiError> {
+        let mut out = Vec::new();
+        let count = for_each_json_record(body, |i, r| {
+            assert_eq!(i, out.len());
+            out.push(r);
+            Ok(())
+        })?;
+        assert_eq!(count, out.len());
+        Ok(out)
+    }
+
     #[test]
     fn json_values_read_back_as_json_and_bytes_as_base64() {
         let recs = parse_json(
@@ -250,6 +377,19 @@ mod tests {
     }
 
     #[test]
+    fn values_are_stored_as_their_compact_text_as_written() {
+        let recs = parse_json(
+            b"{\"value\": { \"b\" : [1, 2.50, 1e2] ,\n \"a\": \" x \\\" y \", \"b\": null}, \"headers\": {\"h\": \"1\", \"h\": null}}",
+        )
+        .unwrap();
+        assert_eq!(
+            std::str::from_utf8(recs[0].value.as_deref().unwrap()).unwrap(),
+            r#"{"b":[1,2.50,1e2],"a":" x \" y ","b":null}"#
+        );
+        assert_eq!(recs[0].headers, vec![("h".into(), Some(b"1".to_vec())), ("h".into(), None)]);
+    }
+
+    #[test]
     fn malformed_bodies_are_refused_with_a_reason() {
         for (body, why) in [
             (&b"{"[..], "malformed JSON"),
@@ -258,7 +398,16 @@ mod tests {
             (br#"{"key":1}"#, "key must be a string"),
             (br#"{"value_base64":"!!"}"#, "not base64"),
             (br#"[{"partition":-1}]"#, "record 0: partition"),
+            (br#"[{}, 3]"#, "record 1: invalid type"),
+            (br#"[{}, {"key":"a","key":"b"}]"#, "record 1: field \"key\" given twice"),
+            (br#"{"headers":{"h":1}}"#, "headers must be"),
+            (br#"[{}] x"#, "trailing characters"),
+            (br#"[]"#, ""),
         ] {
+            if body == b"[]" {
+                assert!(parse_json(body).unwrap().is_empty());
+                continue;
+            }
             let e = parse_json(body).unwrap_err();
             assert_eq!(e.code, wire::ErrorCode::InvalidRequest);
             assert!(e.message.contains(why), "{}: {e}", String::from_utf8_lossy(body));

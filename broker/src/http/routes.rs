@@ -13,7 +13,6 @@
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
 //! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition, its read in room from the shard's budget |
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,7 +26,8 @@ use wire::{AckLevel, ErrorCode};
 use super::error::ApiError;
 use super::io::Activity;
 use super::native::{self, call};
-use super::records::{self, InRecord};
+use super::produce::{build_error, key_hash, produce};
+use super::records;
 use super::{stream, Body, Gateway};
 
 /// Answers one request; the connection counts as busy until the response body is done.
@@ -61,7 +61,12 @@ pub async fn handle(
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
-    let mut r: Response<Body> = Response::new(Box::pin(Full::new(Bytes::from(v.to_string()))));
+    json_text_response(status, v.to_string())
+}
+
+/// A JSON response of text already rendered.
+pub fn json_text_response(status: StatusCode, text: String) -> Response<Body> {
+    let mut r: Response<Body> = Response::new(Box::pin(Full::new(Bytes::from(text))));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
@@ -245,9 +250,11 @@ pub fn partition_count(gw: &Gateway, topic: &str) -> Result<u32, ApiError> {
 /// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`.
 /// A request body read whole, holding its bytes of the shard's memory budget
 /// (`memory_bytes_per_shard`, shared with native connections) until it is dropped.
-struct HeldBody {
-    bytes: Bytes,
-    _held: crate::budget::Held,
+pub struct HeldBody {
+    /// The body.
+    pub bytes: Bytes,
+    /// Its room (a handler grows it for what it builds from the body).
+    pub held: crate::budget::Held,
 }
 
 /// `wait` (which waits for room in the shard's memory budget, and for up to `also_ms` more
@@ -273,7 +280,7 @@ async fn within_memory_wait<T>(
 
 /// Reads the whole body, within `body_bytes_max` and `read_timeout_ms`, once the shard's
 /// memory budget has room for it (its Content-Length, or `body_bytes_max` when chunked).
-async fn read_body(
+pub async fn read_body(
     gw: &Gateway,
     req: Request<Incoming>,
 ) -> Result<(hyper::http::request::Parts, HeldBody), ApiError> {
@@ -305,7 +312,7 @@ async fn read_body(
     match collected {
         None => Err(ApiError::new(ErrorCode::Timeout, "request body not received in time")
             .with_status(StatusCode::REQUEST_TIMEOUT)),
-        Some((Ok(c), held)) => Ok((parts, HeldBody { bytes: c.to_bytes(), _held: held })),
+        Some((Ok(c), held)) => Ok((parts, HeldBody { bytes: c.to_bytes(), held })),
         Some((Err(e), _)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Some((Err(e), _)) => Err(ApiError::invalid(format!("request body: {e}"))),
     }
@@ -519,156 +526,6 @@ async fn table_get(
     Ok(json_response(StatusCode::OK, &out))
 }
 
-/// One partition's part of a produce: its batches and which input records went where.
-#[derive(Default)]
-struct PartitionBatches {
-    batches: Vec<u8>,
-    /// Input positions of this partition's records, in append order.
-    records: Vec<usize>,
-}
-
-async fn produce(
-    gw: &Rc<Gateway>,
-    topic: &str,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, ApiError> {
-    let q = Query::parse(&req)?;
-    let meta = gw.shard.metadata();
-    let t = meta.topic(topic).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownTopic, format!("unknown topic {topic:?}"))
-    })?;
-    let count = t.shards.len() as u32;
-    let batch_bytes_max = gw.shard.log_config(t).batch_bytes_max;
-    let ack = match q.get("acks") {
-        None => t.settings.default_ack(),
-        Some(a) => AckLevel::parse(a).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidAckLevel,
-                format!("acks={a:?}: none, written or durable"),
-            )
-        })?,
-    };
-    let is_json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let (_, body) = read_body(gw, req).await?;
-    let mut input = if is_json {
-        records::parse_json(&body.bytes)?
-    } else {
-        vec![InRecord {
-            key: q.get("key").map(|k| k.as_bytes().to_vec()),
-            value: Some(body.bytes.to_vec()),
-            ..InRecord::default()
-        }]
-    };
-    if input.is_empty() {
-        return Err(ApiError::invalid("no records"));
-    }
-    let query_partition = q.number::<u32>("partition")?;
-    let sticky = gw.sticky.get() % count;
-    gw.sticky.set(gw.sticky.get().wrapping_add(1));
-    let now = crate::clock::now_ms();
-    let mut parts: BTreeMap<u32, PartitionBatches> = BTreeMap::new();
-    let mut builders: BTreeMap<u32, wire::BatchBuilder> = BTreeMap::new();
-    for (i, r) in input.iter_mut().enumerate() {
-        let p = match (r.partition.or(query_partition), &r.key) {
-            (Some(p), _) => p,
-            (None, Some(k)) => (key_hash(k) % u64::from(count)) as u32,
-            (None, None) => sticky,
-        };
-        if p >= count {
-            return Err(ApiError::new(
-                ErrorCode::UnknownPartition,
-                format!("record {i}: partition {p} of {topic:?}, which has {count}"),
-            ));
-        }
-        let b = builders.entry(p).or_insert_with(|| wire::BatchBuilder::new(batch_bytes_max));
-        let part = parts.entry(p).or_default();
-        let headers: Vec<(&str, Option<&[u8]>)> =
-            r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-        let ts = r.timestamp_ms.unwrap_or(now);
-        let mut appended = b.append_nullable(ts, r.key.as_deref(), r.value.as_deref(), &headers);
-        if matches!(
-            appended,
-            Err(wire::BuildError::Full { .. }
-                | wire::BuildError::TooManyRecords { .. }
-                | wire::BuildError::TimestampOutOfRange { .. })
-        ) && !b.is_empty()
-        {
-            finish(b, &mut part.batches)?;
-            appended = b.append_nullable(ts, r.key.as_deref(), r.value.as_deref(), &headers);
-        }
-        appended.map_err(|e| build_error(&e, &format!("record {i}: ")))?;
-        part.records.push(i);
-    }
-    let mut partitions = Vec::with_capacity(parts.len());
-    for (p, part) in parts.iter_mut() {
-        let b = builders.get_mut(p).expect("a builder per partition");
-        if !b.is_empty() {
-            finish(b, &mut part.batches)?;
-        }
-        partitions.push(wire::ProducePartition {
-            partition: *p,
-            batches: std::mem::take(&mut part.batches),
-            expect: wire::ExpectedPosition::Any,
-        });
-    }
-    let req = wire::ProduceRequest {
-        ack,
-        timeout_ms: gw.shard.config.http.read_timeout_ms.min(u64::from(u32::MAX)) as u32,
-        topics: vec![wire::ProduceTopic { name: topic.to_owned(), partitions }],
-    };
-    let resp: wire::ProduceResponse = call(gw, &req).await?;
-    let mut offsets = vec![Value::Null; input.len()];
-    let mut failure = None;
-    for result in resp.topics.iter().flat_map(|t| &t.partitions) {
-        let Some(part) = parts.get(&result.partition) else { continue };
-        if let Err(e) = ApiError::check(result.error, || format!("{topic}/{}", result.partition)) {
-            for &i in &part.records {
-                offsets[i] = json!({"partition": result.partition, "error": e.body()["error"]});
-            }
-            failure.get_or_insert(e);
-            continue;
-        }
-        for (n, &i) in part.records.iter().enumerate() {
-            let offset = (result.base_offset >= 0).then(|| result.base_offset + n as i64);
-            offsets[i] = json!({"partition": result.partition, "offset": offset});
-        }
-    }
-    match failure {
-        None => Ok(json_response(StatusCode::OK, &json!({ "offsets": offsets }))),
-        Some(e) => {
-            let mut body = e.body();
-            body["offsets"] = Value::Array(offsets);
-            Ok(json_response(e.status(), &body))
-        }
-    }
-}
-
-fn finish(b: &mut wire::BatchBuilder, out: &mut Vec<u8>) -> Result<(), ApiError> {
-    let batch = b.finish().map_err(|e| build_error(&e, ""))?;
-    out.extend_from_slice(&batch);
-    Ok(())
-}
-
-fn build_error(e: &wire::BuildError, context: &str) -> ApiError {
-    let code = match e {
-        wire::BuildError::RecordTooLarge { .. } => ErrorCode::BatchTooLarge,
-        wire::BuildError::Serialize { .. } => ErrorCode::UnknownServerError,
-        _ => ErrorCode::InvalidRequest,
-    };
-    ApiError::new(code, format!("{context}{e}"))
-}
-
-/// FNV-1a 64-bit of a key: the same partition as the Rust client's key partitioner.
-fn key_hash(key: &[u8]) -> u64 {
-    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 async fn read_records(
     gw: &Rc<Gateway>,
     topic: &str,
@@ -719,10 +576,7 @@ async fn read_records(
     }
     let body =
         format!(r#"{{"records":[{out}],"next_offset":{next},"high_watermark":{high_watermark}}}"#);
-    let mut r: Response<Body> = Response::new(Box::pin(Full::new(Bytes::from(body))));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    Ok(r)
+    Ok(json_text_response(StatusCode::OK, body))
 }
 
 /// One fetch of one partition from `offset`: its batch bytes and high watermark. The caller
