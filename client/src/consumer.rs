@@ -17,27 +17,32 @@ use crate::error::ClientError;
 /// Bytes the broker may push ahead of the application by default.
 pub const CREDIT_WINDOW_BYTES_DEFAULT: u64 = 4 << 20;
 
-/// Batches pushed for a subscription, held in the received frame; records borrow from it.
+/// One batch pushed for a subscription (a push carries several: the consumer hands them
+/// out one at a time), held in the received frame; records borrow from it. A compressed
+/// batch is opened when it is handed out, alone: a push of many small batches that
+/// decompress to 16 MiB each never holds more than one of them open (per `ConsumerBatch`
+/// the application keeps).
 #[derive(Debug)]
 pub struct ConsumerBatch {
-    frame: Frame,
+    frame: Arc<Frame>,
     range: std::ops::Range<usize>,
-    /// The batches with every compressed one decompressed, when any was.
-    decompressed: Option<AlignedVec>,
+    /// The batch decompressed, when it was compressed.
+    opened: Option<AlignedVec>,
     skip_below: u64,
 }
 
 impl ConsumerBatch {
-    /// The batches, readable: exactly as the broker stored them, except that compressed
-    /// batches are replaced by their decompressed equivalents.
+    /// The batch, readable: exactly as the broker stored it, or its decompressed
+    /// equivalent when it was compressed. Empty for a push that only moved the position
+    /// (a filter skipped records).
     pub fn bytes(&self) -> &[u8] {
-        match &self.decompressed {
+        match &self.opened {
             Some(plain) => plain,
             None => &self.frame.bytes[self.range.clone()],
         }
     }
 
-    /// Bytes received for these batches (compressed ones as sent).
+    /// Bytes received for this batch (compressed as sent).
     pub fn received_bytes(&self) -> usize {
         self.range.len()
     }
@@ -53,12 +58,25 @@ impl ConsumerBatch {
     }
 }
 
+/// The rest of a push not yet handed out.
+#[derive(Debug)]
+struct Push {
+    frame: Arc<Frame>,
+    /// The next batch's place in the frame, and the batches' end.
+    at: usize,
+    end: usize,
+    /// Where the push says the subscription goes on (past records a filter skipped).
+    next_offset: u64,
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Consumer {
     conn: Arc<Connection>,
     subscription_id: u64,
     pushes: mpsc::UnboundedReceiver<Frame>,
+    /// The push whose batches are being handed out.
+    push: Option<Push>,
     position: u64,
     high_watermark: u64,
     topic: String,
@@ -121,6 +139,7 @@ impl Consumer {
             conn,
             subscription_id,
             pushes,
+            push: None,
             position: r.start_offset,
             high_watermark: r.high_watermark,
             topic: topic.into(),
@@ -130,40 +149,39 @@ impl Consumer {
         })
     }
 
-    /// The next pushed batch (waiting for one); `None` when the subscription ended.
+    /// The next pushed batch (waiting for a push when the last one's are all handed out);
+    /// `None` when the subscription ended.
     pub async fn next_batch(&mut self) -> Result<Option<ConsumerBatch>, ClientError> {
-        let Some(frame) = self.pushes.recv().await else { return Ok(None) };
-        let (error, hw, range, next, decompressed) = {
-            let data = wire::access_body::<wire::SubscriptionData>(frame.body())
-                .map_err(|e| ClientError::Protocol(e.to_string()))?;
-            let body_start = frame.body().as_ptr() as usize - frame.bytes.as_ptr() as usize;
-            let batches = data.batches.as_slice();
-            let start = body_start + (batches.as_ptr() as usize - frame.body().as_ptr() as usize);
-            let invalid = |e| ClientError::Protocol(format!("pushed batch invalid: {e}"));
-            let decompressed = wire::batch::decompressed(batches).map_err(invalid)?;
-            // Past the records a filter skipped too (0 from a broker that does not say).
-            let mut next = self.position.max(data.next_offset.to_native());
-            for b in Batches::new(decompressed.as_deref().unwrap_or(batches)) {
-                next = next.max(b.map_err(invalid)?.header().next_offset());
+        let push = match self.push.take() {
+            Some(push) => push,
+            None => {
+                let Some(frame) = self.pushes.recv().await else { return Ok(None) };
+                self.received(frame)?
             }
-            (
-                data.error.to_native(),
-                data.high_watermark.to_native(),
-                start..start + batches.len(),
-                next,
-                decompressed,
-            )
         };
-        if error != 0 {
-            return Err(ClientError::Partition {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                code: ErrorCode::from_u16(error).unwrap_or(ErrorCode::UnknownServerError),
-            });
+        let invalid = |e| ClientError::Protocol(format!("pushed batch invalid: {e}"));
+        let frame = push.frame.clone();
+        let rest = &frame.bytes[push.at..push.end];
+        let (len, opened, next) = match wire::Envelopes::new(rest).next() {
+            // A progress-only push (a filter skipped records): no batch, the position moves.
+            None => (0, None, push.next_offset),
+            Some(envelope) => {
+                let envelope = envelope.map_err(invalid)?;
+                let mut opened = None;
+                if envelope.is_compressed() {
+                    envelope.open(opened.insert(AlignedVec::new())).map_err(invalid)?;
+                }
+                (envelope.bytes().len(), opened, envelope.header().next_offset())
+            }
+        };
+        let range = push.at..push.at + len;
+        let batch = ConsumerBatch { frame, range, opened, skip_below: self.position };
+        self.position = self.position.max(next);
+        if push.at + len < push.end {
+            self.push = Some(Push { at: push.at + len, ..push });
+        } else {
+            self.position = self.position.max(push.next_offset);
         }
-        self.high_watermark = hw;
-        let batch = ConsumerBatch { frame, range, decompressed, skip_below: self.position };
-        self.position = next;
         // The application has this batch now: let the broker send as much again, once half
         // the window was taken (a grant per batch was a request and an answer per push: at
         // many small batches most of the consumer's and the broker's frames; the broker
@@ -180,6 +198,25 @@ impl Consumer {
             self.ungranted_bytes = 0;
         }
         Ok(Some(batch))
+    }
+
+    /// A push received: its error, or its batches to hand out.
+    fn received(&mut self, frame: Frame) -> Result<Push, ClientError> {
+        let data = wire::access_body::<wire::SubscriptionData>(frame.body())
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let error = data.error.to_native();
+        if error != 0 {
+            return Err(ClientError::Partition {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                code: ErrorCode::from_u16(error).unwrap_or(ErrorCode::UnknownServerError),
+            });
+        }
+        self.high_watermark = data.high_watermark.to_native();
+        let batches = data.batches.as_slice();
+        let at = batches.as_ptr() as usize - frame.bytes.as_ptr() as usize;
+        let (end, next_offset) = (at + batches.len(), data.next_offset.to_native());
+        Ok(Push { frame: Arc::new(frame), at, end, next_offset })
     }
 
     /// The offset of the next record this consumer will see.

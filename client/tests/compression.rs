@@ -279,3 +279,40 @@ fn brokerctl_produces_compressed_and_consumes_plain() {
     let (ok, _, err) = run(&["produce", "events", "--compression", "gzip"], Some("x\n"));
     assert!(!ok && err.contains("unknown compression"), "{err}");
 }
+
+/// A push of many compressed batches is handed out one batch at a time, each opened alone
+/// (records still read in place): the consumer decompressed a whole push at once, so 12
+/// stored batches of 15 MiB zeros (a few hundred bytes each as sent) made one `next_batch`
+/// allocate 180 MiB in every consumer of the topic (a 4 MiB credit window holds thousands).
+#[test]
+fn a_consumer_opens_one_pushed_batch_at_a_time() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 1, ..Default::default() };
+        client.create_topic("bombs", config).await.unwrap();
+        let one = integration_tests::zeros_batch_compressed(15 << 20);
+        let many: Vec<u8> = (0..12).flat_map(|_| one.iter().copied()).collect();
+        let many = wire::to_aligned(&many);
+        client.produce_batches("bombs", 0, &many, AckLevel::Durable).await.unwrap();
+        let mut consumer =
+            Consumer::subscribe(&client, "bombs", 0, StartPosition::Earliest, 4 << 20)
+                .await
+                .unwrap();
+        let (mut records, mut received) = (0u64, 0usize);
+        while records < 12 {
+            let next = tokio::time::timeout(Duration::from_secs(60), consumer.next_batch());
+            let batch = next.await.expect("a batch within 60 s").unwrap().expect("subscribed");
+            assert!(batch.bytes().len() <= 16 << 20, "{} bytes open at once", batch.bytes().len());
+            received += batch.received_bytes();
+            for r in batch.records() {
+                assert_eq!((r.offset(), r.value().map(<[u8]>::len)), (records, Some(15 << 20)));
+                records += 1;
+            }
+            assert_eq!(consumer.position(), records);
+        }
+        assert_eq!(received, many.len(), "every batch handed out once, as sent");
+        consumer.close().await.unwrap();
+    });
+}
