@@ -736,6 +736,87 @@ print(json.dumps({"unflushed": left, "seen": len(seen), "errors": errors}))
     assert!(!text.contains("\"seen\": 100"), "{text}");
 }
 
+/// Kafka's group apis that run native requests are checked as Kafka checks them, the group
+/// first: a user without delete on a live group learned it was live (NON_EMPTY_GROUP) and
+/// which topics its members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC); an OffsetFetch for
+/// every topic answered topics the user may not describe; a group denial was
+/// TOPIC_AUTHORIZATION_FAILED; a commit naming one denied topic committed nothing.
+#[test]
+fn kafka_group_apis_check_the_group_first_and_each_topic() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("open", topic(1)).await.unwrap();
+        admin.create_topic("secret", topic(1)).await.unwrap();
+        admin.upsert_user("frank", "frank-pw", false).await.unwrap();
+        for (kind, name) in [
+            (AclResourceKind::Topic, "open"),
+            (AclResourceKind::Group, "fg"),
+            (AclResourceKind::Group, "fg2"),
+        ] {
+            admin.create_acl(acl("frank", kind, name, AclOperation::Read, false)).await.unwrap();
+        }
+        let offsets = [("open".to_string(), 0, 5), ("secret".to_string(), 0, 7)];
+        admin.commit_offsets("fg", "", 0, &offsets).await.unwrap();
+    });
+    let script = r#"
+import json, sys, time
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+def conf(user, pw):
+    return dict(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-256", sasl_plain_username=user,
+                sasl_plain_password=pw)
+def outcome(f):
+    try:
+        return f()
+    except Exception as e:
+        return type(e).__name__
+out = {}
+# A live Kafka member of "fg" (the admin), subscribed to "open".
+member = KafkaConsumer("open", group_id="fg", **conf("admin", sys.argv[2]))
+deadline = time.time() + 30
+while not member.assignment() and time.time() < deadline:
+    member.poll(200)
+out["member"] = sorted(tp.topic for tp in member.assignment())
+frank = KafkaAdminClient(**conf("frank", "frank-pw"))
+out["all"] = outcome(lambda: sorted(tp.topic for tp in frank.list_group_offsets("fg")["fg"]))
+both = [TopicPartition("open", 0), TopicPartition("secret", 0)]
+out["named"] = outcome(lambda: frank.list_group_offsets({"fg": both}))
+out["other_group"] = outcome(lambda: frank.list_group_offsets("other"))
+out["delete"] = outcome(lambda: frank.delete_groups(["fg"]))
+out["offset_delete"] = outcome(
+    lambda: {str(k): v.__name__ for k, v in
+             frank.delete_group_offsets("fg", [TopicPartition("open", 0)]).items()})
+c = KafkaConsumer(group_id="fg2", enable_auto_commit=False, **conf("frank", "frank-pw"))
+out["commit"] = outcome(lambda: c.commit({tp: OffsetAndMetadata(3, "", -1) for tp in both}))
+c.close()
+member.close()
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka, ADMIN_PW])
+        .output()
+        .expect("python3 with kafka-python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(v["member"], serde_json::json!(["open"]), "{text}");
+    assert_eq!(v["all"], serde_json::json!(["open"]), "only what frank may describe: {text}");
+    assert_eq!(v["named"], "TopicAuthorizationFailedError", "{text}");
+    assert_eq!(v["other_group"], "GroupAuthorizationFailedError", "{text}");
+    assert_eq!(v["delete"], serde_json::json!({"fg": "GroupAuthorizationFailedError"}), "{text}");
+    assert_eq!(v["offset_delete"], "GroupAuthorizationFailedError", "{text}");
+    assert_eq!(v["commit"], "TopicAuthorizationFailedError", "{text}");
+    // The readable topic of the commit was committed, the denied one not.
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let committed = admin.fetch_offsets("fg2", &[]).await.unwrap();
+        assert_eq!(committed, [("open".to_string(), 0, 3)]);
+    });
+}
+
 #[test]
 fn optional_mode_lets_anonymous_in_as_anonymous_under_acls() {
     let (_dir, broker) = broker_with_admin(1, &[("BROKER_AUTH", "optional")]);

@@ -38,7 +38,8 @@ use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::{kafka_code_raw, KafkaError};
 use super::group::GroupState;
 use super::native;
-use super::sasl::may_describe_group;
+use super::sasl::{allowed, may_describe_group};
+use crate::auth::acl::{Operation, Resource};
 
 /// `authorized_operations` when the broker does not report them (Kafka's `INT32_MIN`).
 const OPERATIONS_NOT_REPORTED: i32 = i32::MIN;
@@ -150,7 +151,7 @@ async fn native_group(sess: &Session, g: &mut describe_groups_response::Describe
 
 /// A group-level code from a native answer: authorization is the group's (Kafka's
 /// GROUP_AUTHORIZATION_FAILED), the rest as usual.
-fn group_code(code: ErrorCode) -> i16 {
+pub fn group_code(code: ErrorCode) -> i16 {
     match code {
         ErrorCode::AuthorizationFailed => K::GroupAuthorizationFailed.code(),
         code => super::error::kafka_code(code),
@@ -192,7 +193,10 @@ pub async fn delete_groups(sess: &Session, ctx: Ctx, req: DeleteGroupsRequest) -
     for id in &req.groups_names {
         let mut r = delete_groups_response::DeletableGroupResult::default();
         r.group_id = id.clone();
-        r.error_code = if sess.kafka.groups.state(id.as_str()).is_some() {
+        // Delete on the group first: NON_EMPTY_GROUP would tell anyone the group is live.
+        r.error_code = if !allowed(sess, Operation::Delete, Resource::Group(id.as_str())) {
+            K::GroupAuthorizationFailed.code()
+        } else if sess.kafka.groups.state(id.as_str()).is_some() {
             K::NonEmptyGroup.code()
         } else {
             delete_native(sess, id.as_str(), Vec::new()).await.0
@@ -226,12 +230,26 @@ fn kafka_subscriptions(sess: &Session, group: &str) -> Option<Vec<String>> {
 /// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC).
 pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -> Answer {
     let group = req.group_id.as_str();
+    let mut out = OffsetDeleteResponse::default();
+    // Delete on the group before anything about it (its members' subscriptions) is answered;
+    // read on each topic named, as the native handler needs.
+    if !allowed(sess, Operation::Delete, Resource::Group(group)) {
+        out.error_code = K::GroupAuthorizationFailed.code();
+        return ready(respond(ctx, &out));
+    }
+    let readable: std::collections::HashMap<&str, bool> = req
+        .topics
+        .iter()
+        .map(|t| {
+            (t.name.as_str(), allowed(sess, Operation::Read, Resource::Topic(t.name.as_str())))
+        })
+        .collect();
     let subscribed: Option<std::collections::HashSet<String>> =
         kafka_subscriptions(sess, group).map(|s| s.into_iter().collect());
     let protected = |topic: &str| subscribed.as_ref().is_none_or(|s| s.contains(topic));
     let mut wanted = Vec::new();
     for t in &req.topics {
-        if protected(t.name.as_str()) {
+        if protected(t.name.as_str()) || !readable[t.name.as_str()] {
             continue;
         }
         let partitions: Vec<u32> =
@@ -244,7 +262,6 @@ pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -
         if wanted.is_empty() { (0, Vec::new()) } else { delete_native(sess, group, wanted).await };
     let done: std::collections::HashMap<(&str, u32), i16> =
         done.iter().map(|(n, p, code)| ((n.as_str(), *p), *code)).collect();
-    let mut out = OffsetDeleteResponse::default();
     out.error_code = error;
     for t in &req.topics {
         let mut rt = offset_delete_response::OffsetDeleteResponseTopic::default();
@@ -253,7 +270,9 @@ pub async fn offset_delete(sess: &Session, ctx: Ctx, req: OffsetDeleteRequest) -
         for p in &t.partitions {
             let mut rp = offset_delete_response::OffsetDeleteResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = if topic_protected {
+            rp.error_code = if !readable[t.name.as_str()] {
+                K::TopicAuthorizationFailed.code()
+            } else if topic_protected {
                 K::GroupSubscribedToTopic.code()
             } else if p.partition_index < 0 {
                 K::UnknownTopicOrPartition.code()

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use kafka_protocol::messages::{
-    offset_commit_response, offset_fetch_response, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    offset_commit_request, offset_commit_response, offset_fetch_response, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::ResponseError as K;
 
@@ -19,6 +19,9 @@ use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::{kafka_code_raw, KafkaError};
 use super::group::s;
 use super::native;
+use super::sasl::allowed;
+use crate::auth::acl::{Operation, Resource};
+use wire::ErrorCode;
 
 /// OffsetCommit: checked against the Kafka group, stored by the native commit.
 pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -> Answer {
@@ -26,6 +29,22 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
     let member = req.member_id.as_str();
     let generation = req.generation_id_or_member_epoch;
     let now = Instant::now();
+    // Read on the group before anything about it is answered, then read on each topic (a
+    // topic denied is answered TOPIC_AUTHORIZATION_FAILED, the others are committed), as
+    // Kafka checks them; the native commit checks them again.
+    if !allowed(sess, Operation::Read, Resource::Group(&group_id)) {
+        return ready(respond(
+            ctx,
+            &commit_answer(&req, |_, _| K::GroupAuthorizationFailed.code()),
+        ));
+    }
+    let readable: HashMap<&str, bool> = req
+        .topics
+        .iter()
+        .map(|t| {
+            (t.name.as_str(), allowed(sess, Operation::Read, Resource::Topic(t.name.as_str())))
+        })
+        .collect();
     // A commit outside any generation (-1, no member: a standalone consumer, an admin tool)
     // is taken while the group has no live members, as in Kafka; a live group's offsets are
     // its members' to commit.
@@ -38,7 +57,7 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
         sess.kafka.groups.check(&group_id, member, generation, now)
     };
     let mut topics = Vec::with_capacity(req.topics.len());
-    for t in &req.topics {
+    for t in req.topics.iter().filter(|t| readable[t.name.as_str()]) {
         let partitions = t
             .partitions
             .iter()
@@ -53,6 +72,7 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
     }
     let result: Option<Result<wire::CommitOffsetsResponse, KafkaError>> = match checked {
         Err(_) => None,
+        Ok(()) if topics.is_empty() => None,
         Ok(()) => {
             let native_req = wire::CommitOffsetsRequest {
                 group: group_id.clone(),
@@ -77,6 +97,29 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
             }
         }
     }
+    let out = commit_answer(&req, |topic, p| {
+        if !readable[topic] {
+            K::TopicAuthorizationFailed.code()
+        } else if whole != 0 {
+            whole
+        } else if p.partition_index < 0 {
+            // Not committed (filtered out above): never answered as stored.
+            K::UnknownTopicOrPartition.code()
+        } else if p.committed_offset < 0 {
+            K::InvalidCommitOffsetSize.code()
+        } else {
+            per.get(&(topic.to_owned(), p.partition_index.max(0) as u32))
+                .map_or(0, |&e| kafka_code_raw(e))
+        }
+    });
+    ready(respond(ctx, &out))
+}
+
+/// An OffsetCommit answer with each partition of `req` coded by `code(topic, partition)`.
+fn commit_answer(
+    req: &OffsetCommitRequest,
+    mut code: impl FnMut(&str, &offset_commit_request::OffsetCommitRequestPartition) -> i16,
+) -> OffsetCommitResponse {
     let mut out = OffsetCommitResponse::default();
     for t in &req.topics {
         let mut rt = offset_commit_response::OffsetCommitResponseTopic::default();
@@ -84,46 +127,52 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
         for p in &t.partitions {
             let mut rp = offset_commit_response::OffsetCommitResponsePartition::default();
             rp.partition_index = p.partition_index;
-            rp.error_code = if whole != 0 {
-                whole
-            } else if p.partition_index < 0 {
-                // Not committed (filtered out above): never answered as stored.
-                K::UnknownTopicOrPartition.code()
-            } else if p.committed_offset < 0 {
-                K::InvalidCommitOffsetSize.code()
-            } else {
-                per.get(&(t.name.as_str().to_owned(), p.partition_index.max(0) as u32))
-                    .map_or(0, |&e| kafka_code_raw(e))
-            };
+            rp.error_code = code(t.name.as_str(), p);
             rt.partitions.push(rp);
         }
         out.topics.push(rt);
     }
-    ready(respond(ctx, &out))
+    out
 }
 
 /// OffsetFetch (v1..=7): the native committed offsets; -1 where none is committed.
 pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> Answer {
     let group = req.group_id.as_str().to_owned();
+    // Topics the principal may not describe: named ones answered TOPIC_AUTHORIZATION_FAILED,
+    // and left out of an answer for every topic (`topics` null), as Kafka does.
+    let may_describe = |topic: &str| allowed(sess, Operation::Describe, Resource::Topic(topic));
+    let named: Option<HashMap<&str, bool>> = req
+        .topics
+        .as_ref()
+        .map(|topics| topics.iter().map(|t| (t.name.as_str(), may_describe(&t.name))).collect());
     let names: Vec<String> =
-        req.topics.iter().flatten().map(|t| t.name.as_str().to_owned()).collect();
-    let result: Result<wire::FetchOffsetsResponse, KafkaError> =
-        native::call(sess, &wire::FetchOffsetsRequest { group, topics: names }).await;
+        named.iter().flatten().filter(|(_, &ok)| ok).map(|(&t, _)| t.to_owned()).collect();
     let mut committed: BTreeMap<(String, i32), (u64, String)> = BTreeMap::new();
     let mut out = OffsetFetchResponse::default();
-    match &result {
-        Ok(r) if r.error != 0 => out.error_code = kafka_code_raw(r.error),
-        Ok(r) => {
-            for t in &r.topics {
-                for p in &t.partitions {
-                    committed.insert(
-                        (t.name.clone(), p.partition as i32),
-                        (p.offset, p.metadata.clone()),
-                    );
+    // Named topics all denied: nothing to read (no names would read every topic).
+    let only_denied = named.as_ref().is_some_and(|n| !n.is_empty()) && names.is_empty();
+    if !only_denied {
+        let result: Result<wire::FetchOffsetsResponse, KafkaError> =
+            native::call(sess, &wire::FetchOffsetsRequest { group, topics: names }).await;
+        let group_code = |code: ErrorCode| super::group_admin::group_code(code);
+        match &result {
+            Ok(r) if r.error != 0 => {
+                let code = ErrorCode::from_u16(r.error).unwrap_or(ErrorCode::UnknownServerError);
+                out.error_code = group_code(code);
+            }
+            Ok(r) => {
+                for t in &r.topics {
+                    for p in &t.partitions {
+                        committed.insert(
+                            (t.name.clone(), p.partition as i32),
+                            (p.offset, p.metadata.clone()),
+                        );
+                    }
                 }
             }
+            Err(KafkaError::Native { code, .. }) => out.error_code = group_code(*code),
+            Err(e) => out.error_code = e.code(),
         }
-        Err(e) => out.error_code = e.code(),
     }
     let wanted: Vec<(String, Vec<i32>)> = match &req.topics {
         // Each topic and partition once (repeats made as many copies of its metadata); a
@@ -145,13 +194,14 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
         }
         None => {
             let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for (t, p) in committed.keys() {
+            for (t, p) in committed.keys().filter(|(t, _)| may_describe(t)) {
                 all.entry(t.clone()).or_default().push(*p);
             }
             all.into_iter().collect()
         }
     };
     for (name, partitions) in wanted {
+        let denied = named.as_ref().is_some_and(|n| !n[name.as_str()]);
         let mut rt = offset_fetch_response::OffsetFetchResponseTopic::default();
         rt.name = TopicName(s(&name));
         for p in partitions {
@@ -159,16 +209,22 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
             rp.partition_index = p;
             rp.committed_leader_epoch = -1;
             match committed.get(&(name.clone(), p)) {
-                Some((offset, meta)) => {
+                Some((offset, meta)) if !denied => {
                     rp.committed_offset = *offset as i64;
                     rp.metadata = Some(s(meta));
                 }
-                None => {
+                _ => {
                     rp.committed_offset = -1;
                     rp.metadata = Some(s(""));
                 }
             }
-            rp.error_code = if ctx.version < 2 { out.error_code } else { 0 };
+            rp.error_code = if denied {
+                K::TopicAuthorizationFailed.code()
+            } else if ctx.version < 2 {
+                out.error_code
+            } else {
+                0
+            };
             rt.partitions.push(rp);
         }
         out.topics.push(rt);

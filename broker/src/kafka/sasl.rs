@@ -15,7 +15,15 @@
 //!   group here ([`group_denied`]: GROUP_AUTHORIZATION_FAILED), ListGroups and DescribeGroups
 //!   show only groups the principal may describe ([`may_describe_group`]), Metadata lists only the
 //!   topics the principal may describe ([`may_describe`]; a named one it may not is answered
-//!   TOPIC_AUTHORIZATION_FAILED).
+//!   TOPIC_AUTHORIZATION_FAILED). The group apis that run native requests are checked here
+//!   first as Kafka checks them, group before anything about the group is answered
+//!   (`group_offsets.rs`, `group_admin.rs`): OffsetCommit needs read on the group
+//!   (GROUP_AUTHORIZATION_FAILED) and read on each topic (TOPIC_AUTHORIZATION_FAILED for
+//!   that topic's partitions, the others committed); OffsetFetch answers group denials as
+//!   GROUP_AUTHORIZATION_FAILED and only topics the principal may describe (a named one it
+//!   may not: TOPIC_AUTHORIZATION_FAILED); DeleteGroups and OffsetDelete need delete on the
+//!   group before NON_EMPTY_GROUP or GROUP_SUBSCRIBED_TO_TOPIC is answered, and OffsetDelete
+//!   read on each topic.
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{
@@ -99,7 +107,9 @@ pub fn may_describe_group(s: &Session, group: &str) -> bool {
     allowed(s, Operation::Describe, Resource::Group(group))
 }
 
-fn allowed(s: &Session, op: Operation, resource: Resource<'_>) -> bool {
+/// Whether this connection's principal may do `op` on `resource` (always with authentication
+/// off); a denial is audited.
+pub fn allowed(s: &Session, op: Operation, resource: Resource<'_>) -> bool {
     let security = &s.shard.security;
     let mode = security.mode();
     if mode == AuthMode::Off {
