@@ -167,10 +167,11 @@ impl Consumer {
             None => (0, None, push.next_offset),
             Some(envelope) => {
                 let envelope = envelope.map_err(invalid)?;
-                let mut opened = None;
-                if envelope.is_compressed() {
-                    envelope.open(opened.insert(AlignedVec::new())).map_err(invalid)?;
-                }
+                // Its records checked now (a plain batch in place: `scratch` stays empty), so
+                // a batch whose records do not validate is an error, not skipped.
+                let mut scratch = AlignedVec::new();
+                envelope.open(&mut scratch).map_err(invalid)?;
+                let opened = envelope.is_compressed().then_some(scratch);
                 (envelope.bytes().len(), opened, envelope.header().next_offset())
             }
         };

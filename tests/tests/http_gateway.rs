@@ -961,3 +961,33 @@ fn a_body_of_tiny_records_is_bounded_in_count_and_memory() {
         page["high_watermark"].as_u64().unwrap() + other["high_watermark"].as_u64().unwrap();
     assert_eq!(total, 50_000, "nothing of the refused body was written: {page} {other}");
 }
+
+/// A stored value that is JSON is shown as JSON by checking and copying its text: every
+/// read parsed it into a tree first (a 12 MiB array of zeros: ~200 MB per `GET .../records`
+/// and per SSE chunk). A pretty-printed value still renders on one `data:` line.
+#[test]
+fn a_big_json_value_is_rendered_without_a_tree() {
+    let (broker, http) = start(1, &[]);
+    let mut native = broker.connect();
+    create_topic(&mut native, "big", 1);
+    let zeros = format!("[{}0]", "0,".repeat(6 << 20));
+    let pretty = "{\n  \"a\": [1,\n 2],\r\n\t\"b\": \"x y\"\n}";
+    let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
+    b.append(0, Some(b"k"), Some(zeros.as_bytes()), &[]).unwrap();
+    b.append(0, Some(b"p"), Some(pretty.as_bytes()), &[]).unwrap();
+    assert_eq!(
+        produce(&mut native, "big", 0, &b.finish().unwrap(), wire::AckLevel::Durable).error,
+        0
+    );
+    let before = broker.status_bytes("VmHWM");
+    let (status, page) = curl(http, "GET", "/topics/big/records?partition=0&from=0&limit=1", &[]);
+    assert_eq!(status, 200);
+    let grown = broker.status_bytes("VmHWM").saturating_sub(before);
+    eprintln!("peak resident memory grew by {} MiB", grown >> 20);
+    let value = page["records"][0]["value"].as_array().expect("the value as JSON");
+    assert_eq!(value.len(), (6 << 20) + 1);
+    assert!(grown < 100 << 20, "peak resident memory grew by {} MiB", grown >> 20);
+    let sse = SseClient::open(http, "/topics/big/stream?from=1", None);
+    let (_, record) = sse.next_record();
+    assert_eq!(record["value"], json!({"a": [1, 2], "b": "x y"}));
+}

@@ -12,12 +12,14 @@
 //! least 48 bytes of batch (`{}` is 3 bytes of JSON), so a request has at most
 //! `http.produce_records_max` records, its batches at most `frame_body_bytes_max`, and what
 //! they and the answer take is held from the shard's budget at once beside the body (never
-//! waited for while the body is held; requests after it wait for the room it took). Write
-//! on the topic is checked before the body is read.
+//! waited for while the body is held; requests after it wait for the room it took); the
+//! answer's text stays held until hyper has written it. Write on the topic is checked
+//! before the body is read.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use wire::{AckLevel, ApiKey, ErrorCode};
@@ -31,6 +33,10 @@ use crate::auth::acl::{Operation, Resource};
 
 /// Bytes of answer text per record held up front (`{"partition":N,"offset":N},`).
 const ANSWER_BYTES_PER_RECORD: usize = 48;
+
+/// What a partition's builder takes beside its batch (its arena and lists), counted with
+/// the batches.
+const PARTITION_BYTES: usize = 3 << 10;
 
 /// One partition's part of a produce: its batches and which input records went where.
 struct PartitionBatches {
@@ -101,7 +107,7 @@ impl Build<'_> {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
                 let builder = wire::BatchBuilder::new(self.batch_bytes_max);
-                self.bytes += builder.estimated_bytes();
+                self.bytes += builder.estimated_bytes() + PARTITION_BYTES;
                 v.insert(PartitionBatches { builder, batches: Vec::new(), records: Vec::new() })
             }
         };
@@ -136,12 +142,14 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// Each partition's batches, finished.
+    /// Each partition's batches, finished (the builders let go: only which records went
+    /// where is kept for the answer).
     fn finish(&mut self) -> Result<Vec<wire::ProducePartition>, ApiError> {
         let mut partitions = Vec::with_capacity(self.parts.len());
         for (p, part) in self.parts.iter_mut() {
-            if !part.builder.is_empty() {
-                finish(&mut part.builder, &mut part.batches)?;
+            let mut builder = std::mem::replace(&mut part.builder, wire::BatchBuilder::new(0));
+            if !builder.is_empty() {
+                finish(&mut builder, &mut part.batches)?;
             }
             partitions.push(wire::ProducePartition {
                 partition: *p,
@@ -192,7 +200,7 @@ pub async fn produce(
         bytes_max: gw.shard.config.frame_body_bytes_max as usize,
         query_partition: q.number::<u32>("partition")?,
         sticky,
-        now_ms: crate::clock::now_ms(),
+        now_ms: 0,
         parts: BTreeMap::new(),
         bytes: 0,
         records: 0,
@@ -204,6 +212,7 @@ pub async fn produce(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     let (_, mut body) = read_body(gw, req).await?;
+    build.now_ms = crate::clock::now_ms();
     if is_json {
         records::for_each_json_record(&body.bytes, |i, r| build.add(i, &r))?;
     } else {
@@ -224,12 +233,24 @@ pub async fn produce(
     };
     let resp: wire::ProduceResponse = call(gw, &req).await?;
     drop(req);
-    Ok(answer(topic, &build, &resp))
+    let (status, text) = answer(topic, &build, &resp);
+    // From here the answer's text is what the request holds, until hyper has written it (a
+    // client that reads it slowly keeps it held).
+    let mut held = body.held;
+    held.shrink(held.bytes());
+    held.grow(text.len());
+    drop(body.bytes);
+    Ok(json_text_response(status, text).map(move |b| -> Body {
+        Box::pin(b.map_frame(move |f| {
+            let _ = &held;
+            f
+        }))
+    }))
 }
 
 /// The answer: each input record's partition and offset (or its partition's error), in
 /// input order, rendered as text (a JSON tree of them would take ~10× the text).
-fn answer(topic: &str, build: &Build<'_>, resp: &wire::ProduceResponse) -> Response<Body> {
+fn answer(topic: &str, build: &Build<'_>, resp: &wire::ProduceResponse) -> (StatusCode, String) {
     // Each record's entry, by input position: its partition's result and its place there.
     let mut entries: Vec<(u32, u32)> = vec![(u32::MAX, 0); build.records];
     let mut failure = None;
@@ -249,7 +270,7 @@ fn answer(topic: &str, build: &Build<'_>, resp: &wire::ProduceResponse) -> Respo
         }
     }
     let mut offsets = String::with_capacity(build.records * ANSWER_BYTES_PER_RECORD / 2);
-    offsets.push('[');
+    offsets.push_str(r#"{"offsets":["#);
     for (n, &(slot, place)) in entries.iter().enumerate() {
         use std::fmt::Write as _;
         if n > 0 {
@@ -269,14 +290,16 @@ fn answer(topic: &str, build: &Build<'_>, resp: &wire::ProduceResponse) -> Respo
     }
     offsets.push(']');
     match failure {
-        None => json_text_response(StatusCode::OK, format!(r#"{{"offsets":{offsets}}}"#)),
+        None => {
+            offsets.push('}');
+            (StatusCode::OK, offsets)
+        }
         Some(e) => {
-            let mut text = e.body().to_string();
-            text.pop(); // the body object's closing brace
-            text.push_str(r#","offsets":"#);
-            text.push_str(&offsets);
-            text.push('}');
-            json_text_response(e.status(), text)
+            // The error's fields beside the offsets.
+            let error = e.body().to_string();
+            offsets.push(',');
+            offsets.push_str(&error[1..]);
+            (e.status(), offsets)
         }
     }
 }

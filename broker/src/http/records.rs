@@ -18,7 +18,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use serde::de::{self, Deserialize};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+
 use wire::RecordView;
 
 use super::error::ApiError;
@@ -147,6 +147,8 @@ impl<'de> de::Visitor<'de> for &mut BodyState<'_> {
         while let Some(raw) = seq.next_element::<RawRecord<'de>>()? {
             self.take(raw)?;
         }
+        // Past the array: an error now (trailing characters) is the body's, not a record's.
+        self.array = false;
         Ok(())
     }
 }
@@ -223,75 +225,120 @@ impl<'de> Deserialize<'de> for Headers {
 /// `raw` (valid JSON text) without the whitespace outside its strings: a value posted as JSON
 /// is stored as its compact text, as written otherwise (numbers, key order and repeats kept).
 fn compact(raw: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in raw.as_bytes() {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            in_string = b == b'"';
-            out.push(b);
-        }
-    }
-    out
+    let mut out = String::with_capacity(raw.len());
+    compact_into(raw, &mut out);
+    out.into_bytes()
 }
 
-/// A stored record as JSON (see the module docs).
-pub fn to_json(partition: u32, r: &RecordView<'_>) -> Value {
-    let mut o = Map::new();
-    o.insert("partition".into(), partition.into());
-    o.insert("offset".into(), r.offset().into());
-    o.insert("timestamp_ms".into(), r.timestamp_ms().into());
-    match r.key() {
-        None => {
-            o.insert("key".into(), Value::Null);
+/// Appends `raw` (valid JSON text) to `out` without the whitespace outside its strings (a
+/// string holds no raw line break, so the text is one line).
+fn compact_into(raw: &str, out: &mut String) {
+    let (mut in_string, mut escaped) = (false, false);
+    for c in raw.chars() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if !matches!(c, ' ' | '\t' | '\n' | '\r') {
+            in_string = c == '"';
+            out.push(c);
         }
+    }
+}
+
+/// Appends a stored record as JSON text (see the module docs) to `out`. No tree is built:
+/// a value that is JSON is checked and copied as its compact text (a parsed tree takes many
+/// times its text: a 12 MiB array of zeros made a 200 MB tree per read), and the text has
+/// no line breaks (an SSE `data:` line).
+pub fn write_json(partition: u32, r: &RecordView<'_>, out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = write!(
+        out,
+        r#"{{"partition":{partition},"offset":{},"timestamp_ms":{}"#,
+        r.offset(),
+        r.timestamp_ms()
+    );
+    match r.key() {
+        None => out.push_str(r#","key":null"#),
         Some(k) => match std::str::from_utf8(k) {
-            Ok(s) => {
-                o.insert("key".into(), s.into());
+            Ok(text) => {
+                out.push_str(r#","key":"#);
+                push_string(out, text);
             }
-            Err(_) => {
-                o.insert("key_base64".into(), BASE64.encode(k).into());
-            }
+            Err(_) => push_base64(out, "key_base64", k),
         },
     }
     match r.value() {
-        None => {
-            o.insert("value".into(), Value::Null);
-        }
-        Some(v) => match serde_json::from_slice::<Value>(v) {
-            Ok(json) => {
-                o.insert("value".into(), json);
+        None => out.push_str(r#","value":null"#),
+        Some(v) => match serde_json::from_slice::<&RawValue>(v) {
+            Ok(raw) => {
+                out.push_str(r#","value":"#);
+                compact_into(raw.get(), out);
             }
-            Err(_) => {
-                o.insert("value_base64".into(), BASE64.encode(v).into());
-            }
+            Err(_) => push_base64(out, "value_base64", v),
         },
     }
-    let (mut text, mut binary) = (Map::new(), Map::new());
+    // A null header value (Kafka's may be null) is JSON null, not an empty string.
+    out.push_str(r#","headers":{"#);
+    let mut first = true;
+    let mut binary = false;
     for h in r.headers() {
-        // A null header value (Kafka's may be null) is JSON null, not an empty string.
-        let Some(v) = h.nullable_value() else {
-            text.insert(h.key().to_owned(), Value::Null);
-            continue;
+        let text = match h.nullable_value() {
+            None => None,
+            Some(v) => match std::str::from_utf8(v) {
+                Ok(text) => Some(text),
+                Err(_) => {
+                    binary = true;
+                    continue;
+                }
+            },
         };
-        match std::str::from_utf8(v) {
-            Ok(s) => text.insert(h.key().to_owned(), s.into()),
-            Err(_) => binary.insert(h.key().to_owned(), BASE64.encode(v).into()),
-        };
+        if !std::mem::take(&mut first) {
+            out.push(',');
+        }
+        push_string(out, h.key());
+        out.push(':');
+        match text {
+            None => out.push_str("null"),
+            Some(text) => push_string(out, text),
+        }
     }
-    o.insert("headers".into(), Value::Object(text));
-    if !binary.is_empty() {
-        o.insert("headers_base64".into(), Value::Object(binary));
+    out.push('}');
+    if binary {
+        out.push_str(r#","headers_base64":{"#);
+        let mut first = true;
+        for h in r.headers() {
+            let Some(v) = h.nullable_value().filter(|v| std::str::from_utf8(v).is_err()) else {
+                continue;
+            };
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            push_string(out, h.key());
+            out.push_str(":\"");
+            BASE64.encode_string(v, out);
+            out.push('"');
+        }
+        out.push('}');
     }
-    Value::Object(o)
+    out.push('}');
+}
+
+fn push_string(out: &mut String, text: &str) {
+    out.push_str(&serde_json::to_string(text).expect("a string serializes"));
+}
+
+fn push_base64(out: &mut String, name: &str, bytes: &[u8]) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":\"");
+    BASE64.encode_string(bytes, out);
+    out.push('"');
 }
 
 /// Calls `each` for every record at or after `from` in `batches` (as a fetch returns them:
@@ -326,6 +373,14 @@ pub fn for_each_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+
+    fn to_json(partition: u32, r: &RecordView<'_>) -> Value {
+        let mut text = String::new();
+        write_json(partition, r, &mut text);
+        assert!(!text.contains('\n'), "one line: {text}");
+        serde_json::from_str(&text).expect("write_json writes JSON")
+    }
 
     fn parse_json(body: &[u8]) -> Result<Vec<InRecord>, ApiError> {
         let mut out = Vec::new();
@@ -401,7 +456,7 @@ mod tests {
             (br#"[{}, 3]"#, "record 1: invalid type"),
             (br#"[{}, {"key":"a","key":"b"}]"#, "record 1: field \"key\" given twice"),
             (br#"{"headers":{"h":1}}"#, "headers must be"),
-            (br#"[{}] x"#, "trailing characters"),
+            (br#"[{}] x"#, "malformed JSON body: trailing characters"),
             (br#"[]"#, ""),
         ] {
             if body == b"[]" {

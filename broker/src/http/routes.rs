@@ -516,14 +516,15 @@ async fn table_get(
         .map_err(|e| build_error(&e, ""))?;
     let mut batch = b.finish().map_err(|e| build_error(&e, ""))?;
     wire::batch::header::assign(&mut batch, entry.offset, wire::constants::NO_TIMESTAMP);
-    let mut out = Value::Null;
+    let mut out = String::new();
     records::for_each_record(&batch, 0, |r| {
-        out = records::to_json(partition, r);
+        records::write_json(partition, r, &mut out);
         false
     })?;
-    out["found"] = Value::Bool(true);
-    out["table_offset"] = p.offset.into();
-    Ok(json_response(StatusCode::OK, &out))
+    // The record's object, and two fields more.
+    out.pop();
+    out.push_str(&format!(r#","found":true,"table_offset":{}}}"#, p.offset));
+    Ok(json_text_response(StatusCode::OK, out))
 }
 
 async fn read_records(
@@ -562,7 +563,7 @@ async fn read_records(
             if count > 0 {
                 out.push(',');
             }
-            out.push_str(&records::to_json(partition, r).to_string());
+            records::write_json(partition, r, &mut out);
             (count, next) = (count + 1, r.offset() + 1);
             count < limit as usize
         })?;

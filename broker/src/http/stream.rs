@@ -275,11 +275,10 @@ impl Stream {
                 if filter.is_some_and(|f| !f.matches(r)) {
                     return true;
                 }
-                let data = records::to_json(result.partition, r);
                 out.push_str("id: ");
                 out.push_str(&event_id(&self.positions));
                 out.push_str("\nevent: record\ndata: ");
-                out.push_str(&data.to_string());
+                records::write_json(result.partition, r, &mut out);
                 out.push_str("\n\n");
                 true
             })?;
