@@ -102,6 +102,8 @@ struct Membership {
     owned: BTreeSet<TopicPartition>,
     /// What the coordinator last said this member may own.
     assignment: BTreeSet<TopicPartition>,
+    /// Counts changes of `assignment` (the application side reconciles only after one).
+    assignment_version: u64,
     /// A fatal error (fenced).
     error: Option<ClientError>,
 }
@@ -132,6 +134,8 @@ pub struct GroupConsumer {
     rx: mpsc::Receiver<Delivered>,
     /// Processed positions (next offset to read).
     positions: HashMap<TopicPartition, u64>,
+    /// The assignment version the last whole `reconcile` applied.
+    reconciled_version: Option<u64>,
     committed: HashMap<TopicPartition, u64>,
     /// Delivered, processed once the application asks for more.
     last: Option<(TopicPartition, u64)>,
@@ -202,6 +206,7 @@ impl GroupConsumer {
             tx,
             rx,
             positions: HashMap::new(),
+            reconciled_version: None,
             committed: HashMap::new(),
             last: None,
             next_epoch: 0,
@@ -346,6 +351,9 @@ impl GroupConsumer {
             });
         }
         self.mark_processed();
+        // A seek cut short between the stop and the start leaves the partition unread: the
+        // next `reconcile` must look again.
+        self.reconciled_version = None;
         self.stop_reader(&tp).await;
         self.positions.insert(tp.clone(), offset);
         self.start_reader(tp, StartPosition::Offset(offset));
@@ -389,7 +397,15 @@ impl GroupConsumer {
         // Every step can be cut short (a `next` dropped by the caller's `select!`) and is
         // finished by the next call: readers are the truth of what is read, positions of
         // partitions no longer read are committed before that is reported.
-        let target = self.shared.lock().expect("membership lock").assignment.clone();
+        // Nothing to do unless the assignment changed since the last whole pass (a pass cut
+        // short is not recorded, so the next call finishes it): `next` runs this per batch.
+        let (target, version) = {
+            let m = self.shared.lock().expect("membership lock");
+            if self.reconciled_version == Some(m.assignment_version) {
+                return;
+            }
+            (m.assignment.clone(), m.assignment_version)
+        };
         let owned: BTreeSet<TopicPartition> = self.readers.keys().cloned().collect();
         let revoked: Vec<TopicPartition> = owned.difference(&target).cloned().collect();
         let assigned: Vec<TopicPartition> = target.difference(&owned).cloned().collect();
@@ -433,6 +449,7 @@ impl GroupConsumer {
             drop(m);
             self.kick.notify_one();
         }
+        self.reconciled_version = Some(version);
     }
 
     fn start_reader(&mut self, tp: TopicPartition, start: StartPosition) {
@@ -513,7 +530,10 @@ fn apply_state(shared: &Arc<Mutex<Membership>>, state: &GroupMemberState) -> boo
     m.generation = state.generation;
     let assignment = to_set(&state.assignment);
     let changed = assignment != m.assignment;
-    m.assignment = assignment;
+    if changed {
+        m.assignment = assignment;
+        m.assignment_version += 1;
+    }
     changed
 }
 
