@@ -817,6 +817,47 @@ print(json.dumps(out))
     });
 }
 
+/// A transactional id is a resource: initializing with it fences the producer before it
+/// with that id, so it needs write on it (any user could fence any other's producer).
+#[test]
+fn initializing_a_transactional_id_needs_write_on_it() {
+    let (_dir, broker) = broker_with_admin(1, &[]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.upsert_user("gina", "gina-pw", false).await.unwrap();
+        let gina = client_as(&broker, "gina", "gina-pw").await.unwrap();
+        let (id, epoch) = admin.init_producer_id(Some("billing-1")).await.unwrap();
+        let (c, m) = code(gina.init_producer_id(Some("billing-1")).await.map(|_| ()));
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        assert!(m.contains("transactional id \"billing-1\""), "{m}");
+        // Not fenced: the owner's next initialization is the next epoch of its id.
+        assert_eq!(admin.init_producer_id(Some("billing-1")).await.unwrap(), (id, epoch + 1));
+        // An idempotent producer (no transactional id) needs an identity only.
+        gina.init_producer_id(None).await.unwrap();
+        let rule = acl(
+            "gina",
+            AclResourceKind::TransactionalIdPrefix,
+            "billing-",
+            AclOperation::Write,
+            false,
+        );
+        admin.create_acl(rule).await.unwrap();
+        gina.init_producer_id(Some("billing-2")).await.unwrap();
+        let (c, _) = code(gina.init_producer_id(Some("payroll-1")).await.map(|_| ()));
+        assert_eq!(c, ErrorCode::AuthorizationFailed);
+        let listed = admin.list_acls("gina").await.unwrap();
+        assert_eq!(listed[0].resource, AclResourceKind::TransactionalIdPrefix);
+    });
+    // Through a restart: the rule is stored.
+    let mut broker = broker;
+    broker.kill();
+    broker.restart();
+    rt().block_on(async {
+        let gina = client_as(&broker, "gina", "gina-pw").await.unwrap();
+        gina.init_producer_id(Some("billing-3")).await.unwrap();
+    });
+}
+
 #[test]
 fn optional_mode_lets_anonymous_in_as_anonymous_under_acls() {
     let (_dir, broker) = broker_with_admin(1, &[("BROKER_AUTH", "optional")]);

@@ -5,7 +5,9 @@
 //! user), its operation is the one checked (or `all`; an *allow* of read, write, delete or
 //! alter also allows describe, as in Kafka, so a producer sees its topic in metadata), and its
 //! resource covers the checked one: a topic rule names the topic, a prefix rule any topic
-//! starting with it, a group rule the group; a cluster rule covers the cluster, and for
+//! starting with it, a group rule the group, a transactional-id rule (or prefix) the
+//! transactional ids a producer initializes with (write: fencing the producer before it
+//! with that id); a cluster rule covers the cluster, and for
 //! create and delete every topic too (`create` on the cluster may create any topic). Any
 //! matching deny wins; otherwise a matching allow allows; otherwise the request is denied.
 //! Superusers are not checked here (the caller skips them).
@@ -108,6 +110,10 @@ pub enum ResourceKind {
     Group,
     /// The broker.
     Cluster,
+    /// One transactional id.
+    TransactionalId,
+    /// Transactional ids that start with the rule's name.
+    TransactionalIdPrefix,
 }
 
 impl ResourceKind {
@@ -118,6 +124,8 @@ impl ResourceKind {
             AclResourceKind::TopicPrefix => ResourceKind::TopicPrefix,
             AclResourceKind::Group => ResourceKind::Group,
             AclResourceKind::Cluster => ResourceKind::Cluster,
+            AclResourceKind::TransactionalId => ResourceKind::TransactionalId,
+            AclResourceKind::TransactionalIdPrefix => ResourceKind::TransactionalIdPrefix,
         }
     }
 
@@ -128,6 +136,8 @@ impl ResourceKind {
             ResourceKind::TopicPrefix => AclResourceKind::TopicPrefix,
             ResourceKind::Group => AclResourceKind::Group,
             ResourceKind::Cluster => AclResourceKind::Cluster,
+            ResourceKind::TransactionalId => AclResourceKind::TransactionalId,
+            ResourceKind::TransactionalIdPrefix => AclResourceKind::TransactionalIdPrefix,
         }
     }
 
@@ -138,6 +148,8 @@ impl ResourceKind {
             ResourceKind::TopicPrefix => "topic-prefix",
             ResourceKind::Group => "group",
             ResourceKind::Cluster => "cluster",
+            ResourceKind::TransactionalId => "transactional-id",
+            ResourceKind::TransactionalIdPrefix => "transactional-id-prefix",
         }
     }
 }
@@ -151,6 +163,8 @@ pub enum Resource<'a> {
     Group(&'a str),
     /// The broker.
     Cluster,
+    /// A producer's transactional id.
+    TransactionalId(&'a str),
 }
 
 impl std::fmt::Display for Resource<'_> {
@@ -159,6 +173,7 @@ impl std::fmt::Display for Resource<'_> {
             Resource::Topic(t) => write!(f, "topic {t:?}"),
             Resource::Group(g) => write!(f, "group {g:?}"),
             Resource::Cluster => f.write_str("the cluster"),
+            Resource::TransactionalId(t) => write!(f, "transactional id {t:?}"),
         }
     }
 }
@@ -184,7 +199,8 @@ pub enum AclError {
     /// Principal empty or too long.
     #[error("ACL principal must be 1..=249 bytes (a user name or *)")]
     Principal,
-    /// Name empty (for topic, prefix, group), set for the cluster, or too long.
+    /// Name empty (for topic, prefix, group, transactional id), set for the cluster, or too
+    /// long.
     #[error("ACL resource name: {0}")]
     Name(&'static str),
 }
@@ -206,10 +222,14 @@ impl Acl {
             ResourceKind::Cluster if !acl.name.is_empty() => {
                 Err(AclError::Name("a cluster rule has no name"))
             }
-            ResourceKind::Topic | ResourceKind::TopicPrefix | ResourceKind::Group
+            ResourceKind::Topic
+            | ResourceKind::TopicPrefix
+            | ResourceKind::Group
+            | ResourceKind::TransactionalId
+            | ResourceKind::TransactionalIdPrefix
                 if acl.name.is_empty() =>
             {
-                Err(AclError::Name("topic, prefix and group rules need a name"))
+                Err(AclError::Name("topic, prefix, group and transactional-id rules need a name"))
             }
             _ if acl.name.len() > ACL_NAME_BYTES_MAX => Err(AclError::Name("longer than 249")),
             _ => Ok(acl),
@@ -232,6 +252,10 @@ impl Acl {
             (ResourceKind::Topic, Resource::Topic(t)) => self.name == t,
             (ResourceKind::TopicPrefix, Resource::Topic(t)) => t.starts_with(&self.name),
             (ResourceKind::Group, Resource::Group(g)) => self.name == g,
+            (ResourceKind::TransactionalId, Resource::TransactionalId(t)) => self.name == t,
+            (ResourceKind::TransactionalIdPrefix, Resource::TransactionalId(t)) => {
+                t.starts_with(&self.name)
+            }
             (ResourceKind::Cluster, Resource::Cluster) => true,
             (ResourceKind::Cluster, Resource::Topic(_)) => {
                 matches!(op, Operation::Create | Operation::Delete)
@@ -286,6 +310,26 @@ mod tests {
 
     fn rule(p: &str, kind: ResourceKind, name: &str, op: Operation, deny: bool) -> Acl {
         Acl { principal: p.into(), resource: kind, name: name.into(), operation: op, deny }
+    }
+
+    #[test]
+    fn transactional_id_rules_cover_ids_only() {
+        let acls = vec![
+            rule("alice", ResourceKind::TransactionalIdPrefix, "billing-", Operation::Write, false),
+            rule("alice", ResourceKind::TransactionalId, "billing-x", Operation::Write, true),
+            rule("bob", ResourceKind::TransactionalId, "etl", Operation::All, false),
+            rule("carol", ResourceKind::TopicPrefix, "billing-", Operation::All, false),
+        ];
+        let x = Resource::TransactionalId;
+        assert!(allowed(&acls, "alice", true, Operation::Write, x("billing-1")));
+        assert!(!allowed(&acls, "alice", true, Operation::Write, x("billing-x")), "deny wins");
+        assert!(!allowed(&acls, "alice", true, Operation::Write, x("payroll")));
+        assert!(!allowed(&acls, "alice", true, Operation::Write, Resource::Topic("billing-1")));
+        assert!(allowed(&acls, "bob", true, Operation::Write, x("etl")));
+        assert!(!allowed(&acls, "bob", true, Operation::Write, x("etl2")));
+        assert!(!allowed(&acls, "carol", true, Operation::Write, x("billing-1")), "topics only");
+        let b = rule("a", ResourceKind::TransactionalId, "", Operation::Write, false).to_wire();
+        assert!(Acl::from_wire(&b).is_err(), "a transactional-id rule needs a name");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! | DeleteGroupOffsets | delete on the group and read on each topic named (Kafka's OffsetDelete) |
 //! | ListGroups, Stats, ListUsers, ListAcls, ListTokens | describe on the cluster |
 //! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl, CreateToken, DeleteToken | alter on the cluster |
-//! | Handshake, SaslHandshake, SaslAuthenticate, InitProducerId, GrantCredit, Unsubscribe | an identity only (credit and unsubscribe name the connection's own subscriptions; a producer id grants no access: writes are checked at produce) |
+//! | InitProducerId with a transactional id | write on the transactional id (it fences the producer before it with that id) |
+//! | Handshake, SaslHandshake, SaslAuthenticate, InitProducerId without one, GrantCredit, Unsubscribe | an identity only (credit and unsubscribe name the connection's own subscriptions; a producer id grants no access: writes are checked at produce) |
 //!
 //! A request is refused whole when any resource it names is denied (`AUTHORIZATION_FAILED`
 //! naming the operation and the resource), so nothing of it is written. A body that does not
@@ -257,6 +258,12 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
                 }
             }
         }
+        ApiKey::InitProducerId => {
+            let b = body!(wire::InitProducerIdRequest);
+            if !b.transactional_id.is_empty() {
+                c.ok(Write, TransactionalId(b.transactional_id.as_str()));
+            }
+        }
         ApiKey::ListGroups
         | ApiKey::Stats
         | ApiKey::ListUsers
@@ -279,7 +286,6 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         | ApiKey::Handshake
         | ApiKey::SaslHandshake
         | ApiKey::SaslAuthenticate
-        | ApiKey::InitProducerId
         | ApiKey::GrantCredit
         | ApiKey::Unsubscribe
         | ApiKey::SubscriptionData => {}

@@ -235,6 +235,7 @@ impl Session {
             Resource::Topic(t) => (0u8, t),
             Resource::Group(g) => (1, g),
             Resource::Cluster => (2, ""),
+            Resource::TransactionalId(t) => (3, t),
         };
         if let Some(&d) = self.decisions.borrow().get(&(op, kind)).and_then(|m| m.get(name)) {
             return d;

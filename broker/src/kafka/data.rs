@@ -382,7 +382,13 @@ pub async fn init_producer_id(s: &Session, ctx: Ctx, req: InitProducerIdRequest)
             out.producer_epoch = -1;
         }
         Err(e) => {
-            out.error_code = e.code();
+            out.error_code = match e {
+                // The transactional id's write was denied (`auth/authorize.rs`).
+                KafkaError::Native { code: wire::ErrorCode::AuthorizationFailed, .. } => {
+                    K::TransactionalIdAuthorizationFailed.code()
+                }
+                e => e.code(),
+            };
             out.producer_id = kafka_protocol::messages::ProducerId(-1);
             out.producer_epoch = -1;
         }

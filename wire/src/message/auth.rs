@@ -151,6 +151,11 @@ wire_type! {
         Group,
         /// The broker itself (create/delete topics, users, ACLs, stats); name is empty.
         Cluster,
+        /// One transactional id (InitProducerId with it: write), so a producer cannot fence
+        /// another's.
+        TransactionalId,
+        /// Every transactional id starting with the resource name.
+        TransactionalIdPrefix,
     }
 }
 

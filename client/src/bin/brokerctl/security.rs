@@ -46,6 +46,12 @@ pub struct AclResource {
     /// The broker (create/delete any topic, users, ACLs, stats).
     #[arg(long)]
     cluster: bool,
+    /// One transactional id (write: a producer may initialize with it).
+    #[arg(long)]
+    transactional_id: Option<String>,
+    /// Every transactional id starting with this.
+    #[arg(long)]
+    transactional_id_prefix: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -136,11 +142,15 @@ fn operation(op: &str) -> Result<AclOperation, ClientError> {
 
 fn binding(rule: AclRule) -> Result<AclBinding, ClientError> {
     let r = rule.resource;
-    let (resource, name) = match (r.topic, r.topic_prefix, r.group, r.cluster) {
+    let (resource, name) = match (r.topic, r.topic_prefix, r.group, r.transactional_id) {
         (Some(t), _, _, _) => (AclResourceKind::Topic, t),
         (_, Some(p), _, _) => (AclResourceKind::TopicPrefix, p),
         (_, _, Some(g), _) => (AclResourceKind::Group, g),
-        _ => (AclResourceKind::Cluster, String::new()),
+        (_, _, _, Some(t)) => (AclResourceKind::TransactionalId, t),
+        _ => match r.transactional_id_prefix {
+            Some(p) => (AclResourceKind::TransactionalIdPrefix, p),
+            None => (AclResourceKind::Cluster, String::new()),
+        },
     };
     Ok(AclBinding {
         principal: rule.principal,
@@ -157,6 +167,8 @@ fn show(a: &AclBinding) -> String {
         AclResourceKind::TopicPrefix => "topic-prefix",
         AclResourceKind::Group => "group",
         AclResourceKind::Cluster => "cluster",
+        AclResourceKind::TransactionalId => "transactional-id",
+        AclResourceKind::TransactionalIdPrefix => "transactional-id-prefix",
     };
     let verdict = if a.deny { "deny" } else { "allow" };
     let op = format!("{:?}", a.operation).to_lowercase();
