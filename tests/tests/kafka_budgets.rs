@@ -498,6 +498,62 @@ fn a_kafka_array_count_larger_than_its_request_reserves_nothing() {
     let _ = response_body(&mut s, 8);
 }
 
+/// A request's arrays are counted at their size in memory as they decode: a 32 MiB Metadata
+/// v9 request of 16 million null topic names (2 bytes each on the wire, ~72 in memory)
+/// decoded to 1.2 GB before; now it is refused (past 4× its frame + 1 MiB) before the array
+/// is reserved, and a real request of 10,000 named topics is still answered.
+#[test]
+fn a_kafka_request_decodes_within_a_multiple_of_its_size() {
+    use kafka_protocol::messages::{
+        metadata_request, MetadataRequest, MetadataResponse, TopicName,
+    };
+    use kafka_protocol::protocol::{Decodable, StrBytes};
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let addr = kafka_addr(&b);
+    let entries: u32 = 16 << 20;
+    let mut header = RequestHeader::default();
+    header.request_api_key = ApiKey::Metadata as i16;
+    header.request_api_version = 9;
+    header.correlation_id = 7;
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, ApiKey::Metadata.request_header_version(9)).unwrap();
+    // topics: a compact array (count + 1 as an unsigned varint) of {name: null, no tags}.
+    let mut count = entries + 1;
+    while count >= 0x80 {
+        buf.extend_from_slice(&[(count as u8) | 0x80]);
+        count >>= 7;
+    }
+    buf.extend_from_slice(&[count as u8]);
+    buf.extend_from_slice(&[0u8, 0].repeat(entries as usize));
+    buf.extend_from_slice(&[0, 0, 0]); // allow auto creation, authorized operations, no tags
+    let before = b.status_bytes("VmHWM");
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&(buf.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&buf).unwrap();
+    assert!(closed_without_answer(&mut s), "refused as a request that does not decode");
+    let grown = b.status_bytes("VmHWM").saturating_sub(before);
+    eprintln!("peak resident memory grew by {} MiB", grown >> 20);
+    assert!(grown < 256 << 20, "peak resident memory grew by {} MiB", grown >> 20);
+    // A real one: 10,000 named topics (none exists), each answered.
+    let mut request = MetadataRequest::default();
+    request.topics = Some(
+        (0..10_000)
+            .map(|i| {
+                let mut t = metadata_request::MetadataRequestTopic::default();
+                t.name = Some(TopicName(StrBytes::from_string(format!("topic-{i:05}"))));
+                t
+            })
+            .collect(),
+    );
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(&frame(ApiKey::Metadata, 9, 8, &request)).unwrap();
+    let mut body = response_body(&mut s, 8).slice(1..);
+    let answer = MetadataResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(answer.topics.len(), 10_000);
+}
+
 /// A Kafka v2 batch of one record whose value is 15 MiB of zeros, zstd-compressed (a few
 /// hundred bytes).
 fn kafka_bomb() -> bytes::Bytes {

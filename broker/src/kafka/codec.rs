@@ -97,13 +97,30 @@ pub fn decode_header(
     api: ApiKey,
     version: i16,
 ) -> Result<RequestHeader, KafkaError> {
-    RequestHeader::decode(frame, api.request_header_version(version))
-        .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
+    let room = decode_room(frame.len());
+    kafka_protocol::protocol::types::with_decode_room(room, || {
+        RequestHeader::decode(frame, api.request_header_version(version))
+    })
+    .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
 }
 
-/// Decodes a request body of `version`.
+/// What decoding a request of `frame_bytes` may allocate (arrays at their elements' size in
+/// memory, unknown tagged fields): a count is bounded by the bytes left, but an element of
+/// one or two bytes on the wire takes tens in memory, so a 64 MiB Metadata request of empty
+/// names decoded to 2.4 GB. Four times the frame covers real requests (a Metadata of 100,000
+/// five-letter names, an OffsetCommit of 100,000 partitions: ~2–4×) with 1 MiB for small
+/// ones; past it the request does not decode (the connection closes).
+pub fn decode_room(frame_bytes: usize) -> usize {
+    frame_bytes.saturating_mul(DECODED_BYTES_PER_FRAME_BYTE).saturating_add(1 << 20)
+}
+
+/// See [`decode_room`].
+const DECODED_BYTES_PER_FRAME_BYTE: usize = 4;
+
+/// Decodes a request body of `version`, within [`decode_room`].
 pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, KafkaError> {
-    T::decode(frame, version)
+    let room = decode_room(frame.len());
+    kafka_protocol::protocol::types::with_decode_room(room, || T::decode(frame, version))
         .map_err(|e| KafkaError::Decode(format!("{} v{version}: {e}", std::any::type_name::<T>())))
 }
 

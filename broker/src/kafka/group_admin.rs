@@ -220,7 +220,11 @@ fn kafka_subscriptions(sess: &Session, group: &str) -> Option<Vec<String>> {
             return None;
         }
         let version = buf.get_i16();
-        let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+        let room = super::codec::decode_room(buf.len());
+        let sub = kafka_protocol::protocol::types::with_decode_room(room, || {
+            ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3))
+        })
+        .ok()?;
         topics.extend(sub.topics.iter().map(|t| t.as_str().to_owned()));
     }
     Some(topics)

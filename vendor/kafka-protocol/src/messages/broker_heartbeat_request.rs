@@ -230,7 +230,7 @@ impl Decodable for BrokerHeartbeatRequest {
                     }
                 }
                 _ => {
-                    let unknown_value = buf.try_get_bytes(size as usize)?;
+                    let unknown_value = buf.try_get_bytes(size as usize)?; types::take_decode_room(types::TAGGED_FIELD_BYTES)?; // Patched (vendor/README.md)
                     unknown_tagged_fields.insert(tag as i32, unknown_value);
                 }
             }

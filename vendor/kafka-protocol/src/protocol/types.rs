@@ -10,6 +10,41 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+// Patched (vendor/README.md): what one decode may allocate, counted as it decodes.
+thread_local! {
+    static DECODE_ROOM: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Runs `decode` allowing it `bytes` of arrays (counted at their elements' size in memory,
+/// before they are reserved) and unknown tagged fields; past that it fails. Patched in
+/// (vendor/README.md): a count is bounded by the bytes left, but an element of one or two
+/// bytes on the wire takes tens in memory, so a 64 MiB request decoded to gigabytes.
+pub fn with_decode_room<R>(bytes: usize, decode: impl FnOnce() -> Result<R>) -> Result<R> {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DECODE_ROOM.with(|r| r.set(self.0));
+        }
+    }
+    let _restore = Restore(DECODE_ROOM.with(|r| r.replace(bytes)));
+    decode()
+}
+
+/// Takes `bytes` of the decode's room (see [`with_decode_room`]). Patched in.
+pub fn take_decode_room(bytes: usize) -> Result<()> {
+    DECODE_ROOM.with(|r| {
+        let left = r.get();
+        if bytes > left {
+            bail!("the request decodes to more memory than its size allows ({bytes} bytes more)");
+        }
+        r.set(left - bytes);
+        Ok(())
+    })
+}
+
+/// What an unknown tagged field takes in memory (a `BTreeMap<i32, Bytes>` entry). Patched in.
+pub const TAGGED_FIELD_BYTES: usize = 64;
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -994,6 +1029,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
                         buf.remaining()
                     );
                 }
+                take_decode_room((n as usize).saturating_mul(std::mem::size_of::<T>()))?;
                 let mut result = Vec::with_capacity(n as usize);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
@@ -1110,6 +1146,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
                         buf.remaining()
                     );
                 }
+                take_decode_room(((n - 1) as usize).saturating_mul(std::mem::size_of::<T>()))?;
                 let mut result = Vec::with_capacity((n - 1) as usize);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
