@@ -991,3 +991,46 @@ fn a_big_json_value_is_rendered_without_a_tree() {
     let (_, record) = sse.next_record();
     assert_eq!(record["value"], json!({"a": [1, 2], "b": "x y"}));
 }
+
+/// What an answer renders stays held from the shard's budget until the client has read it
+/// (a reader that does not read kept a `GET .../records` page of a 12 MiB record, 16 MiB of
+/// base64, uncounted once hyper had it), and all of it comes back once read.
+#[test]
+fn an_unread_answer_stays_held_until_it_is_read() {
+    let (broker, http) = start(1, &[("BROKER_METRICS_LISTEN", "127.0.0.1:0")]);
+    let mut native = broker.connect();
+    create_topic(&mut native, "big", 1);
+    let value = vec![0xffu8; 12 << 20]; // not JSON: shown as base64
+    let mut b = wire::BatchBuilder::new(wire::constants::BATCH_BYTES_MAX as usize);
+    b.append(0, Some(b"k"), Some(&value), &[]).unwrap();
+    assert_eq!(
+        produce(&mut native, "big", 0, &b.finish().unwrap(), wire::AckLevel::Durable).error,
+        0
+    );
+    let held = || broker.metric("broker_memory_held_bytes", 0).expect("metrics on");
+    let mut s = TcpStream::connect(http).unwrap();
+    s.write_all(b"GET /topics/big/records?partition=0&from=0&limit=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Not read: the kernel's buffers take a few MiB, hyper keeps the rest.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held() < f64::from(12 << 20) {
+        assert!(Instant::now() < deadline, "the answer is not held: {} bytes", held());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(held() >= f64::from(12 << 20), "still held while unread: {}", held());
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    while !answer.ends_with(b"}") {
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the whole answer arrives");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    assert!(answer.len() > 16 << 20, "{} bytes", answer.len());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held() > 0.0 {
+        assert!(Instant::now() < deadline, "room held after the answer was read: {}", held());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -49,17 +49,28 @@ where
     call_with(gw, msg, |r| r).await
 }
 
-/// [`call`] for a request whose answer is gathered a piece at a time (a table read): the
-/// pieces take room from the shard's budget as a native connection's do from its own and
-/// the shard's (`budget::EntryRoom`; they wait for room, or answer what fit). What they
-/// took comes back with the answer: keep it while the answer is rendered.
-pub async fn call_in_room<Q, R>(gw: &Gateway, msg: &Q) -> Result<(R, Vec<Held>), ApiError>
+/// [`call`] for a request whose answer takes room from the shard's budget as it is made, as
+/// a native connection's does from its own and the shard's: a table read's pieces
+/// (`budget::EntryRoom`; they wait for room, or answer what fit), a fetch's first batch
+/// beyond its limits (`ResponseRoom::grow`; a wait for it gives back `held` meanwhile).
+/// `held` is what the caller took for the answer already (none: pass an empty list). What
+/// the answer took comes back with it, `held` included: keep it while the answer is
+/// rendered.
+pub async fn call_in_room<Q, R>(
+    gw: &Gateway,
+    msg: &Q,
+    held: Vec<Held>,
+) -> Result<(R, Vec<Held>), ApiError>
 where
     Q: Message,
     R: Answer,
 {
     let room = std::rc::Rc::new(crate::budget::ResponseRoom::default());
-    room.put(crate::budget::hold_all_now(&[&gw.shard.memory], 0));
+    room.put(if held.is_empty() {
+        crate::budget::hold_all_now(&[&gw.shard.memory], 0)
+    } else {
+        held
+    });
     let answer = call_with(gw, msg, |r| r.with_room(room.clone())).await?;
     Ok((answer, room.take()))
 }

@@ -19,7 +19,6 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{header, Request, Response, StatusCode};
 use wire::{AckLevel, ApiKey, ErrorCode};
@@ -27,7 +26,7 @@ use wire::{AckLevel, ApiKey, ErrorCode};
 use super::error::ApiError;
 use super::native::call;
 use super::records::{self, InRecord};
-use super::routes::{json_text_response, read_body, Query};
+use super::routes::{held_while_written, read_body, Query};
 use super::{Body, Gateway};
 use crate::auth::acl::{Operation, Resource};
 
@@ -234,18 +233,10 @@ pub async fn produce(
     let resp: wire::ProduceResponse = call(gw, &req).await?;
     drop(req);
     let (status, text) = answer(topic, &build, &resp);
-    // From here the answer's text is what the request holds, until hyper has written it (a
+    // From here the answer's text is what the request holds, until hyper has taken it (a
     // client that reads it slowly keeps it held).
-    let mut held = body.held;
-    held.shrink(held.bytes());
-    held.grow(text.len());
     drop(body.bytes);
-    Ok(json_text_response(status, text).map(move |b| -> Body {
-        Box::pin(b.map_frame(move |f| {
-            let _ = &held;
-            f
-        }))
-    }))
+    Ok(held_while_written(status, text, vec![body.held]))
 }
 
 /// The answer: each input record's partition and offset (or its partition's error), in

@@ -29,6 +29,7 @@ use super::native::{self, call};
 use super::produce::{build_error, key_hash, produce};
 use super::records;
 use super::{stream, Body, Gateway};
+use crate::budget::Held;
 
 /// Answers one request; the connection counts as busy until the response body is done.
 pub async fn handle(
@@ -490,8 +491,8 @@ async fn table_get(
     // held until the answer is rendered. Bounded whole (its wait for room is inside the
     // native handler): `wait_ms` for `min_offset` (504 `TIMEOUT` past it) plus the wait for
     // room.
-    let (resp, _held): (wire::TableReadResponse, _) =
-        within_memory_wait(gw, req.wait_ms, native::call_in_room(gw, &req)).await?;
+    let (resp, held): (wire::TableReadResponse, _) =
+        within_memory_wait(gw, req.wait_ms, native::call_in_room(gw, &req, Vec::new())).await?;
     let p = resp
         .topics
         .into_iter()
@@ -524,7 +525,7 @@ async fn table_get(
     // The record's object, and two fields more.
     out.pop();
     out.push_str(&format!(r#","found":true,"table_offset":{}}}"#, p.offset));
-    Ok(json_text_response(StatusCode::OK, out))
+    Ok(held_while_written(StatusCode::OK, out, held))
 }
 
 async fn read_records(
@@ -548,12 +549,16 @@ async fn read_records(
     let rendered_bytes_max = gw.shard.config.http.stream_buffer_bytes_max as usize;
     let (mut out, mut count, mut high_watermark) = (String::new(), 0usize, next);
     // One hold for both the fetched batches and the text, as much of each (a second hold
-    // taken per fetch while this one is held could wait for room such holds of others keep).
-    let _held =
+    // taken per fetch while this one is held could wait for room such holds of others keep);
+    // a first batch beyond it grows it (the fetch's room) before it is read.
+    let mut held = vec![
         within_memory_wait(gw, 0, async { Ok(gw.shard.memory.hold(2 * rendered_bytes_max).await) })
-            .await?;
+            .await?,
+    ];
     'fetches: while count < limit as usize {
-        let (batches, hw) = fetch_once(gw, topic, partition, next, 0).await?;
+        let fetched = fetch_once(gw, topic, partition, next, 0, held);
+        let (batches, hw, room) = within_memory_wait(gw, 0, fetched).await?;
+        held = room;
         high_watermark = hw;
         let next_before = next;
         let visited = records::for_each_record(&batches, next, |r| {
@@ -577,18 +582,55 @@ async fn read_records(
     }
     let body =
         format!(r#"{{"records":[{out}],"next_offset":{next},"high_watermark":{high_watermark}}}"#);
-    Ok(json_text_response(StatusCode::OK, body))
+    drop(out);
+    Ok(held_while_written(StatusCode::OK, body, held))
 }
 
-/// One fetch of one partition from `offset`: its batch bytes and high watermark. The caller
-/// holds `http.stream_buffer_bytes_max` of the shard's budget for it.
+/// A JSON response of `text` that stays held (`held`, resized to the text) until hyper has
+/// taken it: the text goes to hyper 64 KiB at a time, each piece given back as it goes, and
+/// hyper asks for the next only once its write buffer (~400 KiB) has room, so a client that
+/// reads slowly keeps the rest counted in the shard's budget.
+pub fn held_while_written(status: StatusCode, text: String, mut held: Vec<Held>) -> Response<Body> {
+    const PIECE_BYTES: usize = 64 << 10;
+    let text = Bytes::from(text);
+    let len = text.len();
+    let mut room = held.pop();
+    for h in held {
+        drop(h);
+    }
+    if let Some(r) = &mut room {
+        r.shrink(r.bytes());
+        r.grow(len);
+    }
+    let pieces = futures_lite::stream::unfold((text, room), |(mut rest, mut room)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let piece = rest.split_to(rest.len().min(PIECE_BYTES));
+        if let Some(r) = &mut room {
+            r.shrink(piece.len());
+        }
+        Some((Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(piece)), (rest, room)))
+    });
+    let mut r: Response<Body> = Response::new(Box::pin(http_body_util::StreamBody::new(pieces)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    r
+}
+
+/// One fetch of one partition from `offset`: its batch bytes, high watermark, and `held`
+/// (the caller's room for it, `http.stream_buffer_bytes_max` or more) grown for a first
+/// batch beyond that (`native::call_in_room`).
 pub async fn fetch_once(
     gw: &Rc<Gateway>,
     topic: &str,
     partition: u32,
     offset: u64,
     max_wait_ms: u32,
-) -> Result<(Vec<u8>, u64), ApiError> {
+    held: Vec<Held>,
+) -> Result<(Vec<u8>, u64, Vec<Held>), ApiError> {
     let max_bytes = gw.shard.config.http.stream_buffer_bytes_max;
     let req = wire::FetchRequest {
         max_wait_ms,
@@ -599,7 +641,7 @@ pub async fn fetch_once(
             partitions: vec![wire::FetchPartition { partition, offset, max_bytes }],
         }],
     };
-    let resp: wire::FetchResponse = call(gw, &req).await?;
+    let (resp, held): (wire::FetchResponse, _) = native::call_in_room(gw, &req, held).await?;
     let p = resp
         .topics
         .into_iter()
@@ -607,5 +649,5 @@ pub async fn fetch_once(
         .next()
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownServerError, "empty fetch answer"))?;
     ApiError::check(p.error, || format!("{topic}/{partition} at offset {offset}"))?;
-    Ok((p.batches, p.high_watermark))
+    Ok((p.batches, p.high_watermark, held))
 }

@@ -21,7 +21,8 @@
 //! skipped ones. The stream evaluates it on the shard serving the HTTP connection, on the
 //! fetched batches (native subscriptions evaluate it on the partition's owner).
 //!
-//! Memory: one fetch (`http.stream_buffer_bytes_max` of batch bytes, at least one batch) is
+//! Memory: one fetch (`http.stream_buffer_bytes_max` of batch bytes, a first batch beyond it
+//! with room grown for it: `native::call_in_room`) is
 //! rendered into one chunk of at most that many bytes (at least one event; what is not
 //! rendered is fetched again by the next poll), and the next fetch starts only when hyper asks for the next
 //! chunk, which it does once the previous one is written out; a client that stops reading
@@ -38,7 +39,7 @@ use serde_json::json;
 use wire::ErrorCode;
 
 use super::error::ApiError;
-use super::native::call;
+use super::native;
 use super::records;
 use super::routes::{partition_count, resolve, Query, StartAt};
 use super::{Body, Gateway};
@@ -135,6 +136,7 @@ pub async fn open(
         ended: false,
         rotate: 0,
         last_sent: Instant::now(),
+        chunk_held: None,
     };
     let events = futures_lite::stream::unfold(state, |mut s| async move {
         let chunk = s.next_chunk().await?;
@@ -162,6 +164,8 @@ struct Stream {
     /// Which partition leads the next fetch (fetches fill in request order).
     rotate: usize,
     last_sent: Instant,
+    /// The room of the chunk hyper is writing (given back when the next is polled for).
+    chunk_held: Option<crate::budget::Held>,
 }
 
 impl Stream {
@@ -244,9 +248,14 @@ impl Stream {
         // one event): an event's id names every partition, so tiny records of a topic with
         // many partitions would render into many times the bytes fetched. Records not
         // rendered are not consumed: the next poll fetches them again.
+        // The previous chunk is written out (hyper asked for the next): its room goes back
+        // first. This fetch's grows for a first batch beyond `max_bytes` (a wait for that
+        // gives it back meanwhile), and what the chunk renders stays held until the next poll.
         let rendered_bytes_max = max_bytes as usize;
-        let _held = self.gw.shard.memory.hold(max_bytes as usize + rendered_bytes_max).await;
-        let resp: wire::FetchResponse = call(&self.gw, &req).await?;
+        self.chunk_held = None;
+        let held = self.gw.shard.memory.hold(max_bytes as usize + rendered_bytes_max).await;
+        let (resp, mut held): (wire::FetchResponse, _) =
+            native::call_in_room(&self.gw, &req, vec![held]).await?;
         let mut out = String::new();
         for result in resp.topics.into_iter().flat_map(|t| t.partitions) {
             if !out.is_empty() && out.len() >= rendered_bytes_max {
@@ -288,6 +297,12 @@ impl Stream {
                 p.next = p.next.max(end);
             }
         }
+        if let Some((first, rest)) = held.split_first_mut() {
+            rest.iter_mut().for_each(|h| h.shrink(h.bytes()));
+            first.shrink(first.bytes());
+            first.grow(out.len());
+        }
+        self.chunk_held = held.pop();
         Ok((!out.is_empty()).then(|| Bytes::from(out)))
     }
 }
