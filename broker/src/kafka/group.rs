@@ -8,7 +8,9 @@
 //! mutex: membership is the control path, a few requests per member per heartbeat interval,
 //! and a Kafka connection to any shard must see the same group). The mutex is never held
 //! across an await; a request that waits for the group (a join waiting for the others, a
-//! sync waiting for the leader's assignment) re-checks it every [`POLL`].
+//! sync waiting for the leader's assignment) re-checks it every [`POLL`], and the group's
+//! upkeep (silent members, completing a rebalance) runs on at most one such look per
+//! [`POLL`] (`Group::upkeep_due`).
 //!
 //! Committed offsets are the native ones: once the member and generation are checked here,
 //! a commit goes to the native CommitOffsets handler as an administrative commit (empty
@@ -99,6 +101,8 @@ struct Group {
     protocol: String,
     leader: String,
     members: BTreeMap<String, Member>,
+    /// When a waiting request last did the group's upkeep ([`Group::upkeep_due`]).
+    upkept_at: Option<Instant>,
 }
 
 impl Member {
@@ -117,7 +121,20 @@ impl Group {
             protocol: String::new(),
             leader: String::new(),
             members: BTreeMap::new(),
+            upkept_at: None,
         }
+    }
+
+    /// Whether a waiting join or sync that looks at the group now should also do its upkeep
+    /// (drop silent members, complete a rebalance, both O(members)): at most once per
+    /// [`POLL`] per group however many members wait, so a rebalance of M waiting members
+    /// costs O(M) per poll interval, not O(M²) (each waiting member did it on every poll).
+    fn upkeep_due(&mut self, now: Instant) -> bool {
+        if self.upkept_at.is_some_and(|t| now.saturating_duration_since(t) < POLL) {
+            return false;
+        }
+        self.upkept_at = Some(now);
+        true
     }
 
     fn rebalance(&mut self, now: Instant) {
@@ -190,11 +207,16 @@ impl Group {
     fn poll_join(&mut self, member_id: &str, now: Instant) -> Option<&mut Self> {
         let m = self.members.get_mut(member_id)?;
         m.last_seen = now;
-        self.expire(now);
+        let due = self.upkeep_due(now);
+        if due {
+            self.expire(now);
+        }
         if matches!(self.phase, Phase::Joining { .. }) {
             self.members.get_mut(member_id)?.joined = true;
         }
-        self.try_complete(now);
+        if due {
+            self.try_complete(now);
+        }
         self.members.contains_key(member_id).then_some(self)
     }
 
@@ -578,7 +600,9 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                 let Some(g) = all.get_mut(&group_id) else {
                     return Some(Err(K::UnknownMemberId.code()));
                 };
-                g.expire(now);
+                if g.upkeep_due(now) {
+                    g.expire(now);
+                }
                 if g.generation != generation || matches!(g.phase, Phase::Joining { .. }) {
                     return Some(Err(K::RebalanceInProgress.code()));
                 }

@@ -112,3 +112,24 @@ fn a_member_silent_during_a_rebalance_goes_at_its_session_timeout() {
     let g = g.poll_join("a", t0 + Duration::from_millis(10_010)).expect("a waits");
     assert!(matches!((g.phase, g.generation, g.members.len()), (Phase::Syncing { .. }, 2, 1)));
 }
+
+/// The group's upkeep runs on at most one waiting look per POLL, however many members wait
+/// (each did it, O(members), on every poll: O(M²) per poll interval for M waiting members).
+#[test]
+fn waiting_members_share_one_upkeep_per_poll_interval() {
+    let t0 = Instant::now();
+    let t = t0 + Duration::from_secs(60);
+    let mut g = Group::new();
+    g.members.insert("a".into(), member(t, &["range"]));
+    g.members.insert("b".into(), member(t, &["range"]));
+    g.phase = Phase::Stable;
+    g.generation = 1;
+    g.rebalance(t);
+    g.poll_join("a", t).expect("a waits");
+    // A silent member (its session ended long ago) is seen by the next upkeep only.
+    g.members.insert("old".into(), member(t0, &["range"]));
+    g.poll_join("b", t + Duration::from_millis(1)).expect("b waits");
+    assert!(g.members.contains_key("old"), "no upkeep within POLL of the last");
+    g.poll_join("a", t + POLL).expect("a waits");
+    assert!(!g.members.contains_key("old"), "dropped by the next upkeep");
+}
