@@ -332,7 +332,11 @@ pub fn run(
             for _ in 1..n {
                 kafka_fds.push(bind(bound, true)?.into_raw_fd());
             }
-            Some(crate::kafka::Kafka::new(bound, config.group_members_per_shard_max))
+            Some(crate::kafka::Kafka::new(
+                bound,
+                config.group_members_per_shard_max,
+                config.kafka_group_bytes_max,
+            ))
         }
         MetricsListen::Off => None,
     };

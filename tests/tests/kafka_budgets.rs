@@ -224,6 +224,57 @@ fn a_kafka_join_with_oversized_protocol_metadata_is_refused() {
     assert!(!joined.member_id.is_empty());
 }
 
+/// Kafka group members' data is bounded in bytes over the process (`kafka_group_bytes_max`),
+/// not only per member (1 MiB of metadata, 1 MiB of assignment) and in count (100,000): a
+/// client making members of 1 MiB each made the broker keep up to 200 GB. Past the bound a
+/// join is refused (GROUP_MAX_SIZE_REACHED), as is a leader's assignment (INVALID_REQUEST);
+/// a member leaving makes room again.
+#[test]
+fn kafka_group_members_are_bounded_in_bytes() {
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{
+        JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
+        SyncGroupResponse,
+    };
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_KAFKA_GROUP_BYTES_MAX", "3145728")],
+    );
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let groups = ["bytes-a", "bytes-b", "bytes-c", "bytes-d"];
+    let join = |s: &mut TcpStream, group: &'static str, id: i32| {
+        let mut request = range_join(group, 10_000, 1_000);
+        request.protocols[0].metadata = bytes::Bytes::from(vec![7u8; 900 << 10]);
+        s.write_all(&frame(ApiKey::JoinGroup, 5, id, &request)).unwrap();
+        JoinGroupResponse::decode(&mut response_body(s, id), 5).unwrap()
+    };
+    let joined: Vec<JoinGroupResponse> =
+        groups[..3].iter().zip(1..).map(|(g, id)| join(&mut s, g, id)).collect();
+    assert!(joined.iter().all(|j| j.error_code == 0), "three members of 900 KiB fit 3 MiB");
+    assert_eq!(join(&mut s, groups[3], 4).error_code, 81, "GROUP_MAX_SIZE_REACHED");
+    // A leader's assignment counts too.
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str("bytes-b"));
+    sync.generation_id = joined[1].generation_id;
+    sync.member_id = joined[1].member_id.clone();
+    let mut a = SyncGroupRequestAssignment::default();
+    a.member_id = joined[1].member_id.clone();
+    a.assignment = bytes::Bytes::from(vec![1u8; 1 << 20]);
+    sync.assignments = vec![a];
+    s.write_all(&frame(ApiKey::SyncGroup, 3, 5, &sync)).unwrap();
+    let synced = SyncGroupResponse::decode(&mut response_body(&mut s, 5), 3).unwrap();
+    assert_eq!(synced.error_code, 42, "INVALID_REQUEST past the bound");
+    // One leaves: room for the fourth.
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str("bytes-a"));
+    leave.member_id = joined[0].member_id.clone();
+    s.write_all(&frame(ApiKey::LeaveGroup, 1, 6, &leave)).unwrap();
+    assert_eq!(LeaveGroupResponse::decode(&mut response_body(&mut s, 6), 1).unwrap().error_code, 0);
+    assert_eq!(join(&mut s, groups[3], 7).error_code, 0, "room again after a member left");
+}
+
 /// A long-poll fetch of partitions 0..`partitions` of `topic`, waiting `max_wait_ms`.
 fn long_poll(topic: &'static str, partitions: i32, max_wait_ms: i32) -> FetchRequest {
     let mut poll = fetch_from_start(topic, 1 << 20);

@@ -105,7 +105,25 @@ struct Group {
     upkept_at: Option<Instant>,
 }
 
+/// What a member takes beside its data (its map entry, struct and id), counted with it.
+const MEMBER_OVERHEAD_BYTES: usize = 256;
+
+/// Bytes of member data `all` holds ([`Member::bytes`] summed).
+fn held_bytes(all: &HashMap<String, Group>) -> usize {
+    all.values().flat_map(|g| g.members.values()).map(Member::bytes).sum()
+}
+
 impl Member {
+    /// What it holds: its protocols, assignment and ids.
+    fn bytes(&self) -> usize {
+        let protocols: usize = self.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        MEMBER_OVERHEAD_BYTES
+            + protocols
+            + self.assignment.len()
+            + self.client_id.len()
+            + self.client_host.len()
+    }
+
     /// Heard from within its session timeout.
     fn alive(&self, now: Instant) -> bool {
         now.duration_since(self.last_seen) <= self.session_timeout
@@ -300,15 +318,19 @@ pub struct MemberState {
 pub struct Groups {
     groups: Mutex<HashMap<String, Group>>,
     members_max: usize,
+    /// Most bytes of member data over all groups (`Member::bytes`; `kafka_group_bytes_max`).
+    bytes_max: usize,
     next_member: std::sync::atomic::AtomicU64,
 }
 
 impl Groups {
-    /// An empty table holding at most `members_max` members over all groups.
-    pub fn new(members_max: usize) -> Self {
+    /// An empty table holding at most `members_max` members and `bytes_max` bytes of their
+    /// data over all groups.
+    pub fn new(members_max: usize, bytes_max: usize) -> Self {
         Groups {
             groups: Mutex::new(HashMap::new()),
             members_max,
+            bytes_max,
             next_member: std::sync::atomic::AtomicU64::new(1),
         }
     }
@@ -438,6 +460,23 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         } else {
             return Err(K::UnknownMemberId.code());
         };
+        // The bytes it will hold: within `bytes_max` over every group, once silent members
+        // of every group are dropped.
+        let keeps = MEMBER_OVERHEAD_BYTES + metadata_bytes + client_id.len() + client_host.len();
+        let over = |all: &HashMap<String, Group>| {
+            let had = all.get(&group_id).and_then(|g| g.members.get(&id)).map_or(0, Member::bytes);
+            held_bytes(all) - had + keeps > groups.bytes_max
+        };
+        if over(all) {
+            for g in all.values_mut() {
+                g.expire(now);
+            }
+            all.retain(|id, g| !g.members.is_empty() || *id == group_id);
+            if over(all) {
+                return Err(K::GroupMaxSizeReached.code());
+            }
+        }
+        let g = all.get_mut(&group_id).expect("the group was made above");
         g.protocol_type = req.protocol_type.as_str().to_owned();
         let rebalance_ms = if req.rebalance_timeout_ms > 0 {
             req.rebalance_timeout_ms
@@ -573,6 +612,18 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                 if req.assignments.iter().any(|a| a.assignment.len() > MEMBER_METADATA_BYTES_MAX) {
                     return Err(K::InvalidRequest.code());
                 }
+                // The assignments replace the group's, within `bytes_max` over every group.
+                let old: usize = g.members.values().map(|m| m.assignment.len()).sum();
+                let new: usize = req
+                    .assignments
+                    .iter()
+                    .filter(|a| g.members.contains_key(a.member_id.as_str()))
+                    .map(|a| a.assignment.len())
+                    .sum();
+                if held_bytes(all) - old + new > kafka.groups.bytes_max {
+                    return Err(K::InvalidRequest.code());
+                }
+                let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
                 for a in &req.assignments {
                     if let Some(m) = g.members.get_mut(a.member_id.as_str()) {
                         m.assignment = Bytes::copy_from_slice(&a.assignment);

@@ -61,7 +61,7 @@ pub struct Kafka {
 
 impl Kafka {
     /// The shared state of a listener bound at `listen`.
-    pub fn new(listen: SocketAddr, members_max: usize) -> Arc<Kafka> {
-        Arc::new(Kafka { groups: group::Groups::new(members_max), listen })
+    pub fn new(listen: SocketAddr, members_max: usize, bytes_max: usize) -> Arc<Kafka> {
+        Arc::new(Kafka { groups: group::Groups::new(members_max, bytes_max), listen })
     }
 }
