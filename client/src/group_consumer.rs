@@ -136,6 +136,8 @@ pub struct GroupConsumer {
     positions: HashMap<TopicPartition, u64>,
     /// The assignment version the last whole `reconcile` applied.
     reconciled_version: Option<u64>,
+    /// Partitions given up whose revocation is not reported yet.
+    revoking: BTreeSet<TopicPartition>,
     committed: HashMap<TopicPartition, u64>,
     /// Delivered, processed once the application asks for more.
     last: Option<(TopicPartition, u64)>,
@@ -207,6 +209,7 @@ impl GroupConsumer {
             rx,
             positions: HashMap::new(),
             reconciled_version: None,
+            revoking: BTreeSet::new(),
             committed: HashMap::new(),
             last: None,
             next_epoch: 0,
@@ -409,6 +412,8 @@ impl GroupConsumer {
         let owned: BTreeSet<TopicPartition> = self.readers.keys().cloned().collect();
         let revoked: Vec<TopicPartition> = owned.difference(&target).cloned().collect();
         let assigned: Vec<TopicPartition> = target.difference(&owned).cloned().collect();
+        // Noted before they stop: a pass cut short after stopping some still reports them.
+        self.revoking.extend(revoked.iter().cloned());
         for tp in &revoked {
             self.stop_reader(tp).await;
         }
@@ -419,7 +424,8 @@ impl GroupConsumer {
             let readers = &self.readers;
             self.positions.retain(|tp, _| readers.contains_key(tp));
         }
-        if !revoked.is_empty() {
+        if !self.revoking.is_empty() {
+            let revoked = std::mem::take(&mut self.revoking).into_iter().collect();
             self.changes.push(AssignmentChange::Revoked(revoked));
         }
         if !assigned.is_empty() {

@@ -785,6 +785,8 @@ out["all"] = outcome(lambda: sorted(tp.topic for tp in frank.list_group_offsets(
 both = [TopicPartition("open", 0), TopicPartition("secret", 0)]
 out["named"] = outcome(lambda: frank.list_group_offsets({"fg": both}))
 out["other_group"] = outcome(lambda: frank.list_group_offsets("other"))
+out["other_group_secret"] = outcome(
+    lambda: frank.list_group_offsets({"other": [TopicPartition("secret", 0)]}))
 out["delete"] = outcome(lambda: frank.delete_groups(["fg"]))
 out["offset_delete"] = outcome(
     lambda: {str(k): v.__name__ for k, v in
@@ -806,6 +808,7 @@ print(json.dumps(out))
     assert_eq!(v["all"], serde_json::json!(["open"]), "only what frank may describe: {text}");
     assert_eq!(v["named"], "TopicAuthorizationFailedError", "{text}");
     assert_eq!(v["other_group"], "GroupAuthorizationFailedError", "{text}");
+    assert_eq!(v["other_group_secret"], "GroupAuthorizationFailedError", "the group first: {text}");
     assert_eq!(v["delete"], serde_json::json!({"fg": "GroupAuthorizationFailedError"}), "{text}");
     assert_eq!(v["offset_delete"], "GroupAuthorizationFailedError", "{text}");
     assert_eq!(v["commit"], "TopicAuthorizationFailedError", "{text}");

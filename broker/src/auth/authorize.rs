@@ -11,7 +11,7 @@
 //! | CreateTopic / DeleteTopic | create / delete on the topic (a cluster rule covers every topic) |
 //! | CreateTable | create on the table's name and read on its topic; DeleteTable: delete |
 //! | JoinGroup, CommitOffsets | read on the group and on each topic named |
-//! | Heartbeat, LeaveGroup, FetchOffsets | read on the group; DescribeGroup: describe on it |
+//! | Heartbeat, LeaveGroup | read on the group; FetchOffsets, DescribeGroup: describe on it |
 //! | DeleteGroupOffsets | delete on the group and read on each topic named (Kafka's OffsetDelete) |
 //! | ListGroups, Stats, ListUsers, ListAcls, ListTokens | describe on the cluster |
 //! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl, CreateToken, DeleteToken | alter on the cluster |
@@ -243,7 +243,8 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
             c.ok(Read, Group(body!(wire::LeaveGroupRequest).group.as_str()));
         }
         ApiKey::FetchOffsets => {
-            c.ok(Read, Group(body!(wire::FetchOffsetsRequest).group.as_str()));
+            // Describe, as Kafka's OffsetFetch (monitoring tools read a group's offsets).
+            c.ok(Describe, Group(body!(wire::FetchOffsetsRequest).group.as_str()));
         }
         ApiKey::DescribeGroup => {
             c.ok(Describe, Group(body!(wire::DescribeGroupRequest).group.as_str()));

@@ -107,15 +107,23 @@ pub fn decode_header(
 /// What decoding a request of `frame_bytes` may allocate (arrays at their elements' size in
 /// memory, unknown tagged fields): a count is bounded by the bytes left, but an element of
 /// one or two bytes on the wire takes tens in memory, so a 64 MiB Metadata request of empty
-/// names decoded to 2.4 GB. Four times the frame covers real requests (a Metadata of 100,000
-/// five-letter names, an OffsetCommit of 100,000 partitions: ~2–4×) with 1 MiB for small
-/// ones; past it the request does not decode (the connection closes).
+/// names decoded to 2.4 GB. Real requests with many short entries take up to ~10× their
+/// frame (a Metadata v9 topic named in 5 bytes: 7 on the wire, 72 in memory; an OffsetCommit
+/// v8 topic of one partition ~5×), so the room is 16× the frame plus 1 MiB, and at most
+/// [`DECODE_BYTES_MAX`] (a Metadata v9 of 100,000 five-letter names takes 7 MiB; an
+/// OffsetCommit of 100,000 one-partition topics ~17 MiB). Past it the request does not
+/// decode (the connection closes).
 pub fn decode_room(frame_bytes: usize) -> usize {
-    frame_bytes.saturating_mul(DECODED_BYTES_PER_FRAME_BYTE).saturating_add(1 << 20)
+    frame_bytes
+        .saturating_mul(DECODED_BYTES_PER_FRAME_BYTE)
+        .saturating_add(1 << 20)
+        .min(DECODE_BYTES_MAX)
 }
 
 /// See [`decode_room`].
-const DECODED_BYTES_PER_FRAME_BYTE: usize = 4;
+const DECODED_BYTES_PER_FRAME_BYTE: usize = 16;
+/// See [`decode_room`].
+const DECODE_BYTES_MAX: usize = 128 << 20;
 
 /// Decodes a request body of `version`, within [`decode_room`].
 pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, KafkaError> {

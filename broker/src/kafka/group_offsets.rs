@@ -149,9 +149,14 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
         named.iter().flatten().filter(|(_, &ok)| ok).map(|(&t, _)| t.to_owned()).collect();
     let mut committed: BTreeMap<(String, i32), (u64, String)> = BTreeMap::new();
     let mut out = OffsetFetchResponse::default();
-    // Named topics all denied: nothing to read (no names would read every topic).
+    // Describe on the group first (the native request checks it too, but is not sent when
+    // every named topic is denied); then, named topics all denied, nothing to read (no names
+    // would read every topic).
+    let group_denied = !allowed(sess, Operation::Describe, Resource::Group(&group));
     let only_denied = named.as_ref().is_some_and(|n| !n.is_empty()) && names.is_empty();
-    if !only_denied {
+    if group_denied {
+        out.error_code = K::GroupAuthorizationFailed.code();
+    } else if !only_denied {
         let result: Result<wire::FetchOffsetsResponse, KafkaError> =
             native::call(sess, &wire::FetchOffsetsRequest { group, topics: names }).await;
         let group_code = |code: ErrorCode| super::group_admin::group_code(code);
@@ -201,7 +206,7 @@ pub async fn offset_fetch(sess: &Session, ctx: Ctx, req: OffsetFetchRequest) -> 
         }
     };
     for (name, partitions) in wanted {
-        let denied = named.as_ref().is_some_and(|n| !n[name.as_str()]);
+        let denied = !group_denied && named.as_ref().is_some_and(|n| !n[name.as_str()]);
         let mut rt = offset_fetch_response::OffsetFetchResponseTopic::default();
         rt.name = TopicName(s(&name));
         for p in partitions {
