@@ -56,17 +56,22 @@ pub struct Converted {
 /// Converts the Kafka record batches in `records` (a produce request's partition data) into
 /// native batches of at most `batch_bytes_max` bytes each.
 pub fn to_native(records: &Bytes, batch_bytes_max: usize) -> Result<Converted, KafkaError> {
-    to_native_within(records, batch_bytes_max, usize::MAX).map(|c| c.expect("no limit"))
+    to_native_within(records, batch_bytes_max, usize::MAX, &mut |_| None)
+        .map(|c| c.expect("no limit"))
 }
 
-/// [`to_native`], stopping with `Ok(None)` once the native batches would pass `bytes_max`:
-/// compressed records decompress to many times their size (up to a native batch's records
-/// each), so the caller makes room first and tries again with more, or refuses.
+/// [`to_native`] within room the caller takes before the batches are built: `bytes` at
+/// first; when the native batches would pass what it has, `more(needed)` is asked for room
+/// for at least `needed` bytes in all and answers how much it has now, or `None` to stop
+/// (`Ok(None)`). Compressed records decompress to many times their size (up to a native
+/// batch's records each), so the room grows as they are converted, never restarting.
 pub fn to_native_within(
     records: &Bytes,
     batch_bytes_max: usize,
-    bytes_max: usize,
+    bytes: usize,
+    more: &mut dyn FnMut(usize) -> Option<usize>,
 ) -> Result<Option<Converted>, KafkaError> {
+    let mut bytes_max = bytes;
     // Headers first, without decompressing: the record counts are checked before anything.
     let infos = RecordBatchDecoder::decode_batch_info(&mut records.clone())
         .map_err(|e| KafkaError::Decode(format!("record batch header: {e}")))?;
@@ -129,7 +134,10 @@ pub fn to_native_within(
             };
             match append(&mut builder) {
                 Ok(()) if out.batches.len() + builder.estimated_bytes() > bytes_max => {
-                    return Ok(None);
+                    match more(out.batches.len() + builder.estimated_bytes()) {
+                        Some(now) => bytes_max = now,
+                        None => return Ok(None),
+                    }
                 }
                 Ok(()) => {}
                 Err(BuildError::Full { .. }) => {

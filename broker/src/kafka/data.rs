@@ -154,11 +154,12 @@ impl ConvertRoom {
 
     /// Converts one partition's records, holding room for the native batches before they
     /// are built: first a guess from the records' size, then four times more each time the
-    /// conversion stops past it (compressed records: a few hundred bytes can decompress to
-    /// 16 MiB), up to `bytes_max` over the request (MESSAGE_TOO_LARGE past it). The room is
-    /// taken at once, past the budget if need be, never waited for: this request holds its
-    /// frame already, and holders waiting for more while holding would wait on each other
-    /// for ever. Frames read after it wait for the room it took (`codec::read_frame`).
+    /// batches pass it (compressed records: a few hundred bytes can decompress to 16 MiB;
+    /// the conversion goes on, it does not start again), up to `bytes_max` over the request
+    /// (MESSAGE_TOO_LARGE past it); what was not used is given back. The room is taken at
+    /// once, past the budget if need be, never waited for: this request holds its frame
+    /// already, and holders waiting for more while holding would wait on each other for
+    /// ever. Frames read after it wait for the room it took (`codec::read_frame`).
     fn convert(
         &mut self,
         shard: &crate::shard::Shard,
@@ -166,28 +167,35 @@ impl ConvertRoom {
         batch_bytes_max: usize,
     ) -> Result<convert::Converted, (i16, String)> {
         let left = self.bytes_max.saturating_sub(self.used_bytes);
-        let mut room = records.len().saturating_mul(2).saturating_add(64 << 10).min(left);
-        loop {
-            let want = self.used_bytes + room;
-            match &mut self.held {
-                None => self.held = Some(shard.memory.hold_now(want)),
-                Some(held) => held.grow(want.saturating_sub(held.bytes())),
+        let first = records.len().saturating_mul(2).saturating_add(64 << 10).min(left);
+        let used = self.used_bytes;
+        let held = self.held.get_or_insert_with(|| shard.memory.hold_now(0));
+        held.grow((used + first).saturating_sub(held.bytes()));
+        let mut room = first;
+        let mut more = |needed: usize| {
+            if needed > left {
+                return None;
             }
-            match convert::to_native_within(records, batch_bytes_max, room) {
-                Ok(Some(c)) => {
-                    self.used_bytes += c.batches.len();
-                    return Ok(c);
-                }
-                Ok(None) if room < left => room = room.saturating_mul(4).min(left),
-                Ok(None) => {
-                    let message = format!(
-                        "the request's records convert to more than {} bytes",
-                        self.bytes_max
-                    );
-                    return Err((K::MessageTooLarge.code(), message));
-                }
-                Err(e) => return Err((e.code(), e.to_string())),
+            let next = needed.max(room.saturating_mul(4)).min(left);
+            held.grow((used + next).saturating_sub(held.bytes()));
+            room = next;
+            Some(next)
+        };
+        let converted = convert::to_native_within(records, batch_bytes_max, first, &mut more);
+        if let Ok(Some(c)) = &converted {
+            self.used_bytes += c.batches.len();
+        }
+        // Room past what the batches took goes back.
+        let held = self.held.as_mut().expect("taken above");
+        held.shrink(held.bytes().saturating_sub(self.used_bytes));
+        match converted {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => {
+                let message =
+                    format!("the request's records convert to more than {} bytes", self.bytes_max);
+                Err((K::MessageTooLarge.code(), message))
             }
+            Err(e) => Err((e.code(), e.to_string())),
         }
     }
 }

@@ -432,3 +432,24 @@ fn corrupt_and_transactional_batches_are_refused() {
     txn.transactional = true;
     assert!(to_native(&kafka_batch(&[txn], Compression::None), 1 << 20).is_err());
 }
+
+/// Room for the native batches grows as compressed records convert, without converting again
+/// from the start (it restarted ×4 each time: two or three conversions of an lz4 producer's
+/// batches); the result is the unlimited conversion's, and a stop leaves `Ok(None)`.
+#[test]
+fn room_grows_as_records_convert_without_starting_again() {
+    let records = many(7, 2_000);
+    let batch = raw_batch(&records, Compression::Lz4, (-1, -1, -1));
+    let whole = to_native(&batch, 1 << 20).unwrap();
+    let mut asked = Vec::new();
+    let mut more = |needed: usize| {
+        asked.push(needed);
+        Some(needed * 2)
+    };
+    let grown = to_native_within(&batch, 1 << 20, 4096, &mut more).unwrap().expect("room given");
+    assert_eq!(grown.batches[..], whole.batches[..]);
+    assert_eq!(grown.records, 2_000);
+    assert!(asked.len() > 1 && asked.windows(2).all(|w| w[0] < w[1]), "{asked:?}");
+    let stopped = to_native_within(&batch, 1 << 20, 4096, &mut |_| None).unwrap();
+    assert!(stopped.is_none());
+}
