@@ -185,6 +185,10 @@ pub struct BrokerConfig {
     /// Consumer-group members one shard's coordinators hold at once; a join past it is
     /// refused with RESOURCE_LIMIT (members time out after their session).
     pub group_members_per_shard_max: usize,
+    /// About how many bytes the members of one shard's groups may hold (topic lists, owned
+    /// and granted partitions, ids: a member may keep megabytes); a join past it is refused
+    /// with RESOURCE_LIMIT.
+    pub group_member_bytes_per_shard_max: usize,
     /// Bytes the Kafka listener's groups keep for their members, over the process: each
     /// member's protocol metadata (up to 1 MiB), its assignment (up to 1 MiB) and ids. A
     /// join or a leader's assignment past it is refused (GROUP_MAX_SIZE_REACHED /
@@ -329,6 +333,7 @@ impl Default for BrokerConfig {
             state_snapshot_interval_ms: 60_000,
             table_keys_bytes_per_shard: 1 << 30,
             group_members_per_shard_max: 100_000,
+            group_member_bytes_per_shard_max: 256 << 20,
             kafka_group_bytes_max: 256 << 20,
             group_offsets_per_shard_max: 1_000_000,
             group_offsets_retention_ms: 7 * 24 * 3_600_000,
@@ -478,6 +483,9 @@ impl BrokerConfig {
                 self.group_members_per_shard_max = parse(name, value)?
             }
             "BROKER_KAFKA_GROUP_BYTES_MAX" => self.kafka_group_bytes_max = parse(name, value)?,
+            "BROKER_GROUP_MEMBER_BYTES_PER_SHARD_MAX" => {
+                self.group_member_bytes_per_shard_max = parse(name, value)?
+            }
             "BROKER_GROUP_OFFSETS_PER_SHARD_MAX" => {
                 self.group_offsets_per_shard_max = parse(name, value)?
             }

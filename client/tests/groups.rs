@@ -9,7 +9,7 @@ use client::{Client, ClientError, GroupConfig, GroupConsumer, Producer, Producer
 use integration_tests::Broker;
 use wire::{
     AckLevel, Assignor, ErrorCode, GroupMemberState, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, StartPosition, TopicConfig,
+    JoinGroupRequest, LeaveGroupRequest, LeaveGroupResponse, StartPosition, TopicConfig,
 };
 
 fn rt() -> tokio::runtime::Runtime {
@@ -361,6 +361,46 @@ fn joins_with_oversized_member_fields_are_refused() {
         let ok: GroupMemberState =
             client.group_request("fields", &join(vec!["t".into()], "c".repeat(255))).await.unwrap();
         assert_eq!(ok.error, 0, "{ok:?}");
+    });
+}
+
+/// What members keep (up to 10,000 topic names and 100,000 owned partitions each) is
+/// bounded in bytes per shard (`group_member_bytes_per_shard_max`), not only in count
+/// (100,000 members of megabytes each): a join past it is refused with RESOURCE_LIMIT, and a
+/// member leaving makes room again.
+#[test]
+fn group_members_are_bounded_in_bytes_per_shard() {
+    let broker =
+        Broker::start_with_env(1, &[("BROKER_GROUP_MEMBER_BYTES_PER_SHARD_MAX", "2097152")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        // 5,000 topic names of 200 bytes: ~1.2 MB kept.
+        let topics: Vec<String> = (0..5_000).map(|i| format!("{i:0>200}")).collect();
+        let join = |group: &str| JoinGroupRequest {
+            group: group.into(),
+            member_id: String::new(),
+            instance_id: String::new(),
+            session_timeout_ms: 30_000,
+            topics: topics.clone(),
+            assignor: Assignor::Range,
+            owned: vec![],
+            client_id: "big".into(),
+            client_host: String::new(),
+        };
+        let first: GroupMemberState =
+            client.group_request("bytes-1", &join("bytes-1")).await.unwrap();
+        assert_eq!(first.error, 0, "{}", first.message);
+        let second: GroupMemberState =
+            client.group_request("bytes-2", &join("bytes-2")).await.unwrap();
+        assert_eq!(second.error, ErrorCode::ResourceLimit.as_u16(), "{}", second.message);
+        assert!(second.message.contains("group_member_bytes_per_shard_max"), "{}", second.message);
+        let leave = LeaveGroupRequest { group: "bytes-1".into(), member_id: first.member_id };
+        let left: LeaveGroupResponse = client.group_request("bytes-1", &leave).await.unwrap();
+        assert_eq!(left.error, 0);
+        let again: GroupMemberState =
+            client.group_request("bytes-2", &join("bytes-2")).await.unwrap();
+        assert_eq!(again.error, 0, "room again after the first left: {}", again.message);
     });
 }
 

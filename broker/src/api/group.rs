@@ -274,6 +274,24 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
             ),
         });
     }
+    // What its member data will take, within the shard's budget for it (a member keeps up
+    // to 10,000 topic names and 100,000 owned partitions).
+    let bytes_max = shard.config.group_member_bytes_per_shard_max;
+    let (held, own) = shard.groups.member_bytes(&r.group, &r.member_id);
+    let joining = crate::group::membership::Member::joining_bytes(
+        r.topics.iter().map(String::as_str),
+        r.owned.iter().flat_map(|t| t.partitions.iter().map(|_| t.topic.as_str())),
+        r.member_id.len() + r.instance_id.len() + r.client_id.len() + r.client_host.len(),
+    );
+    if held - own + joining > bytes_max {
+        return Err(Refusal {
+            code: ErrorCode::ResourceLimit,
+            message: format!(
+                "this shard's group members hold {held} bytes; a member of {joining} more \
+                 passes group_member_bytes_per_shard_max ({bytes_max})"
+            ),
+        });
+    }
     let counts = partition_counter(shard);
     let (state, generation) = shard.groups.with_group(&r.group, |g| {
         let state = g.membership.join(

@@ -70,6 +70,39 @@ pub struct Member {
     pub client_host: String,
 }
 
+/// What a member takes beside its strings and sets' contents (its entry, struct, ids).
+const MEMBER_OVERHEAD_BYTES: usize = 256;
+/// What one entry of a member's topic list or partition set takes beside its name.
+const ENTRY_OVERHEAD_BYTES: usize = 48;
+
+impl Member {
+    /// About what it holds: its topics, partition sets and strings.
+    pub fn bytes(&self) -> usize {
+        let names = |it: &mut dyn Iterator<Item = usize>| -> usize {
+            it.map(|len| len + ENTRY_OVERHEAD_BYTES).sum()
+        };
+        MEMBER_OVERHEAD_BYTES
+            + names(&mut self.topics.iter().map(String::len))
+            + names(&mut self.granted.iter().chain(&self.revoking).map(|tp| tp.0.len()))
+            + self.id.len()
+            + self.instance_id.len()
+            + self.client_id.len()
+            + self.client_host.len()
+    }
+
+    /// What a member joining with `topics`, `owned` partitions and `strings` will take at
+    /// first ([`Member::bytes`] before its assignment).
+    pub fn joining_bytes<'a>(
+        topics: impl Iterator<Item = &'a str>,
+        owned: impl Iterator<Item = &'a str>,
+        strings: usize,
+    ) -> usize {
+        MEMBER_OVERHEAD_BYTES
+            + topics.chain(owned).map(|t| t.len() + ENTRY_OVERHEAD_BYTES).sum::<usize>()
+            + strings
+    }
+}
+
 /// One group's membership state.
 #[derive(Debug, Clone)]
 pub struct Membership {

@@ -722,6 +722,18 @@ impl Coordinator {
         self.groups.borrow().values().map(|g| g.membership.members.len()).sum()
     }
 
+    /// About what the members of all groups this coordinator holds take
+    /// ([`membership::Member::bytes`]), and of them what `member` of `group` takes.
+    pub fn member_bytes(&self, group: &str, member: &str) -> (usize, usize) {
+        let groups = self.groups.borrow();
+        let all = groups.values().flat_map(|g| g.membership.members.values());
+        let own = groups
+            .get(group)
+            .and_then(|g| g.membership.members.get(member))
+            .map_or(0, membership::Member::bytes);
+        (all.map(membership::Member::bytes).sum(), own)
+    }
+
     /// Committed-offset records enqueued and not yet applied, over every offsets partition:
     /// with [`Coordinator::offset_count`], what a commit's room for new keys is checked
     /// against (an in-flight update of a known key counts too, so near the limit a new key
