@@ -299,18 +299,34 @@ impl Table {
     }
 
     /// Projection: up to `limit` keys from `start` (inclusive) to `end` (exclusive; `None`:
-    /// the last key) with their offsets, in key order.
-    pub fn range(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<(Vec<u8>, u64)> {
+    /// the last key) with their offsets, in key order, stopping once `key_bytes_max` bytes of
+    /// keys are copied (at least one key: a scan of many long keys copied them all, outside
+    /// any budget).
+    pub fn range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        key_bytes_max: usize,
+    ) -> Vec<(Vec<u8>, u64)> {
         if end.is_some_and(|e| e <= start) {
             return Vec::new(); // an empty range (`BTreeMap::range` would panic on some)
         }
         let end = end.map_or(Bound::Unbounded, Bound::Excluded);
         match &*self.contents.borrow() {
-            Contents::Latest(keys) => keys
-                .range::<[u8], _>((Bound::Included(start), end))
-                .take(limit)
-                .map(|(k, &o)| (k.clone(), o))
-                .collect(),
+            Contents::Latest(keys) => {
+                // The keys are copied out: at most `key_bytes_max` of them (at least one).
+                let mut copied = 0usize;
+                keys.range::<[u8], _>((Bound::Included(start), end))
+                    .take(limit)
+                    .take_while(|(k, _)| {
+                        let more = copied < key_bytes_max;
+                        copied += k.len();
+                        more
+                    })
+                    .map(|(k, &o)| (k.clone(), o))
+                    .collect()
+            }
             Contents::Aggregates { .. } => Vec::new(),
         }
     }

@@ -422,6 +422,67 @@ fn table_scans_never_read(shards: usize) {
     budgets_given_back(&broker, shards);
 }
 
+/// A scan copies at most 256 KiB of keys (and one more key) out of the table per page (it
+/// copied `limit + 1` keys of any length, held outside any room while the entries were
+/// read): 64 pipelined scans, not read, of a table of 24 keys of 512 KiB (12 MiB each
+/// before, 768 MiB for the 64; now at most 768 KiB each).
+#[test]
+fn pipelined_scans_of_long_keys_never_read_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut conn = broker.connect();
+    let config = TopicConfig { partition_count: 1, table: true, ..TopicConfig::default() };
+    let created: CreateTopicResponse =
+        conn.call(&CreateTopicRequest { name: "long-keys".into(), config });
+    assert_eq!(created.error, 0, "{}", created.message);
+    for i in 0..24u8 {
+        let mut b = BatchBuilder::new(1 << 20);
+        let key = [vec![b'k', i], vec![i; 512 << 10]].concat();
+        b.append(0, Some(&key), Some(b"v"), &[]).expect("append");
+        let batch = b.finish().expect("batch").to_vec();
+        assert_eq!(produce(&mut conn, "long-keys", 0, &batch, AckLevel::Durable).error, 0);
+    }
+    let scan = |min_offset| TableReadRequest {
+        wait_ms: 10_000,
+        topics: vec![TableReadTopic {
+            name: "long-keys".into(),
+            partitions: vec![TableReadPartition {
+                partition: 0,
+                kind: TableReadKind::Scan,
+                start_key: Vec::new(),
+                end_key: None,
+                limit: 1_000,
+                min_offset,
+            }],
+        }],
+    };
+    let applied: TableReadResponse = conn.call(&scan(24));
+    let p = &applied.topics[0].partitions[0];
+    assert_eq!((p.error, p.offset), (0, 24), "the table has every key");
+    assert!(p.entries.len() == 1 && p.next_key.is_some(), "a page ends after 256 KiB of keys");
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    let ids = send_unread(&broker, &mut conn, &scan(0), base, 48 * MIB, "scans of long keys");
+    // Read now: every page comes, and following next_key visits every key once.
+    for id in ids {
+        let resp: TableReadResponse = conn.wait(id).decode();
+        assert_eq!(resp.topics[0].partitions[0].error, 0);
+    }
+    let (mut keys, mut start) = (0, Vec::new());
+    loop {
+        let mut page = scan(0);
+        page.topics[0].partitions[0].start_key = start;
+        let resp: TableReadResponse = conn.call(&page);
+        let p = &resp.topics[0].partitions[0];
+        keys += p.entries.len();
+        match &p.next_key {
+            Some(next) => start = next.clone(),
+            None => break,
+        }
+    }
+    assert_eq!(keys, 24);
+    budgets_given_back(&broker, 1);
+}
+
 /// A table read of many partitions none of whose tables reach its `min_offset` answers after
 /// its one `wait_ms`, not after one wait per partition (before: 8 partitions × 1 s).
 #[test]

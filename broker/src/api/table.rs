@@ -24,6 +24,9 @@ use crate::table::{read_record, Table, TableError};
 pub const TABLE_WAIT_MS_MAX: u32 = 30_000;
 /// Most entries one partition's scan returns.
 pub const TABLE_SCAN_LIMIT_MAX: u32 = 10_000;
+/// Bytes of keys a scan copies out of the table for one page (at least one key; held outside
+/// any room while the entries are read, so a page of long keys ends early).
+pub const SCAN_KEY_BYTES_MAX: usize = 256 << 10;
 /// Room lent to another shard for its partitions' part of a table read, at first
 /// (`forward::Lending`): a scan's or a feed's first 1 MiB (it answers partially beyond).
 const LENT_FIRST_BYTES: usize = 1 << 20;
@@ -151,13 +154,20 @@ async fn local(
         TableReadKind::Get => {
             table.lookup(&p.start_key).map(|o| (p.start_key.clone(), o)).into_iter().collect()
         }
-        // One more than asked: tells whether to hand out `next_key`.
-        TableReadKind::Scan => table.range(&p.start_key, p.end_key.as_deref(), limit + 1),
+        // One more than asked: tells whether to hand out `next_key`. At most
+        // `SCAN_KEY_BYTES_MAX` bytes of keys are copied (they are held, outside any room,
+        // while the entries are read): a page of long keys ends there.
+        TableReadKind::Scan => {
+            table.range(&p.start_key, p.end_key.as_deref(), limit + 1, SCAN_KEY_BYTES_MAX)
+        }
     };
-    // The range was cut after the last key looked at: if keys of it are skipped (their
-    // records gone), the page still names where the rest starts.
+    // The range was cut after the last key looked at (by count or by bytes): if keys of it
+    // are skipped (their records gone), the page still names where the rest starts.
+    let key_bytes: usize = wanted.iter().map(|(k, _)| k.len()).sum();
     let cut_after = match p.kind {
-        TableReadKind::Scan if wanted.len() > limit => wanted.last().map(|(k, _)| k.clone()),
+        TableReadKind::Scan if wanted.len() > limit || key_bytes >= SCAN_KEY_BYTES_MAX => {
+            wanted.last().map(|(k, _)| k.clone())
+        }
         _ => None,
     };
     let (mut used, mut room) = (0usize, EntryRoom::new(from));
