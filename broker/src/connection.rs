@@ -158,11 +158,23 @@ impl PushTarget for Conn {
         self.send(frame, self.hold_now(0), None)
     }
 
-    fn room(&self) -> Pin<Box<dyn Future<Output = bool>>> {
+    fn reserve(&self, bytes: usize) -> Pin<Box<dyn Future<Output = Option<Holds>>>> {
         let (conn, shard) = (self.budget.clone(), self.shard.memory.clone());
         Box::pin(async move {
-            wait_until(&[&conn, &shard], || !conn.is_full() && !shard.is_full()).await
+            let fits = || conn.has_room(bytes) && shard.has_room(bytes);
+            if !wait_until(&[&conn, &shard], fits).await {
+                return None; // a budget closed: the connection is going
+            }
+            Some(budget::hold_all_now(&[&conn, &shard], bytes))
         })
+    }
+
+    fn push_reserved(&self, frame: OutFrame, mut holds: Holds) -> bool {
+        let keeps = frame.held_bytes();
+        for held in &mut holds {
+            held.shrink(held.bytes().saturating_sub(keeps));
+        }
+        self.send(frame, holds, None)
     }
 }
 

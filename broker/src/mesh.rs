@@ -21,6 +21,7 @@ use glommio::channels::channel_mesh::Senders;
 use tracing::warn;
 use wire::AlignedVec;
 
+use crate::budget::Held;
 use crate::metadata::Metadata;
 use crate::out_frame::OutFrame;
 
@@ -87,9 +88,14 @@ pub enum ShardMsg {
 pub trait PushTarget {
     /// Queues a frame; `false` if the client is gone (or is being dropped as too slow).
     fn push(&self, frame: OutFrame) -> bool;
-    /// Resolves once the client's queue has room for another push (`false` if the client is
-    /// gone meanwhile). Holds nothing of the client while it waits.
-    fn room(&self) -> Pin<Box<dyn Future<Output = bool>>>;
+    /// Waits until the client's queue has room for a push of `bytes`, then holds it (`None`
+    /// if the client is gone meanwhile). Holds nothing of the client while it waits; what
+    /// it returns is the push's room, taken before the push is read, so subscriptions of one
+    /// client never read more together than its queue has room for.
+    fn reserve(&self, bytes: usize) -> Pin<Box<dyn Future<Output = Option<Vec<Held>>>>>;
+    /// Queues a frame read within room from [`PushTarget::reserve`] (the room resized to
+    /// what the frame keeps); `false` if the client is gone.
+    fn push_reserved(&self, frame: OutFrame, holds: Vec<Held>) -> bool;
 }
 
 /// Where relayed pushes for one client subscription go, holding pushes that arrive before

@@ -20,6 +20,7 @@ use std::rc::{Rc, Weak};
 use glommio::task::JoinHandle;
 use wire::{ErrorCode, SubscribeRequest, SubscriptionData, SubscriptionDataPieces};
 
+use crate::budget::Held;
 use crate::counters::Counters;
 use crate::filter::RecordFilter;
 use crate::mesh::PushTarget;
@@ -53,12 +54,23 @@ pub enum PushSink {
 }
 
 impl PushSink {
-    /// Waits until the client's queue has room (local clients; a relayed client's queue is
-    /// on another shard, which bounds it itself). `false` if the client is gone.
-    async fn wait_room(&self) -> bool {
-        let PushSink::Local(target) = self else { return true };
-        let Some(room) = target.upgrade().map(|t| t.room()) else { return false };
-        room.await
+    /// Waits until the client's queue has room for a push of `bytes` and holds it (local
+    /// clients; a relayed client's queue is on another shard, which bounds it itself: no
+    /// room). `None` if the client is gone.
+    async fn reserve(&self, bytes: usize) -> Option<Vec<Held>> {
+        let PushSink::Local(target) = self else { return Some(Vec::new()) };
+        let reserving = target.upgrade().map(|t| t.reserve(bytes))?;
+        reserving.await
+    }
+
+    /// [`PushSink::send`] of a push read within `holds` (from [`PushSink::reserve`]).
+    async fn send_reserved(&self, frame: impl Into<OutFrame>, holds: Vec<Held>) -> bool {
+        match self {
+            PushSink::Local(target) => {
+                target.upgrade().is_some_and(|t| t.push_reserved(frame.into(), holds))
+            }
+            PushSink::Remote { .. } => self.send(frame).await,
+        }
     }
 
     async fn send(&self, frame: impl Into<OutFrame>) -> bool {
@@ -206,11 +218,13 @@ async fn push_loop(
             }
             return;
         }
-        // The log is the buffer: nothing is read for a client whose queue is full.
-        if !sink.wait_room().await {
-            return;
-        }
+        // The log is the buffer: nothing is read for a client whose queue is full, and what
+        // is read is held in its queue's room first (subscriptions of one client that each
+        // saw room now read together: 10,000 of them, 10 GB from disk).
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
+        let Some(holds) = sink.reserve(max).await else {
+            return;
+        };
         let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
             Ok(out) => {
                 let counted = out.count();
@@ -296,7 +310,7 @@ async fn push_loop(
         drop(batches);
         match frame {
             Ok(f) => {
-                if !sink.send(f).await {
+                if !sink.send_reserved(f, holds).await {
                     return;
                 }
                 if let Some(at) = visible_at {

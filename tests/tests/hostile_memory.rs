@@ -621,6 +621,52 @@ fn a_subscriber_with_endless_credit_that_never_reads_holds_at_most_the_bound() {
     drop(sub);
 }
 
+/// Subscriptions of one connection read within its queue's room, taken before each read:
+/// each saw room and then read up to 1 MiB from disk together with the others (a
+/// connection may hold 10,000), so 128 subscriptions with endless credit and a backlog on
+/// disk, never read, queued ~128 MiB on a 4 MiB send queue.
+#[test]
+fn many_subscriptions_of_a_connection_that_never_reads_hold_at_most_the_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "backlog", 128);
+    let batch = {
+        let mut b = BatchBuilder::new(2 << 20);
+        for _ in 0..16 {
+            b.append(0, None, Some(&vec![3u8; 64 << 10]), &[]).expect("append");
+        }
+        b.finish().expect("batch").to_vec()
+    };
+    for p in 0..128 {
+        assert_eq!(produce(&mut admin, "backlog", p, &batch, AckLevel::Written).error, 0);
+    }
+    still_serves(&broker);
+    let base = broker.rss_bytes();
+    let mut conn = broker.connect_shard(0);
+    // Pipelined: the subscriptions start reading together.
+    let ids: Vec<u64> = (0..128u32)
+        .map(|p| {
+            conn.send(&SubscribeRequest {
+                subscription_id: u64::from(p) + 1,
+                topic: "backlog".into(),
+                partition: p,
+                start: StartPosition::Earliest,
+                credit_bytes: u64::MAX,
+                filter: String::new(),
+            })
+        })
+        .collect();
+    drop(ids);
+    assert_growth(
+        &broker,
+        base,
+        SEND_QUEUE_BYTES_MAX + 8 * MIB + SLACK_BYTES,
+        "128 subscriptions with endless credit over a 128 MiB backlog, not read",
+    );
+    still_serves(&broker);
+    drop(conn);
+}
+
 #[test]
 fn a_relayed_subscriber_that_never_reads_is_cut_off_as_slow() {
     let broker = start(2);
