@@ -196,6 +196,9 @@ pub struct Group {
     /// has not seen with members counts as empty since it was loaded: after a restart
     /// offsets expire no earlier than `retention` later (membership is not persisted).
     pub empty_since: Option<Instant>,
+    /// About what its members hold ([`membership::Member::bytes`] summed), counted again
+    /// whenever the membership changes (`Coordinator::member_bytes` sums it per group).
+    pub member_bytes: usize,
 }
 
 impl Group {
@@ -204,16 +207,18 @@ impl Group {
             membership: Membership::new(id),
             offsets: BTreeMap::new(),
             empty_since: Some(Instant::now()),
+            member_bytes: 0,
         }
     }
 
-    /// Keeps `empty_since` true after the membership changed.
+    /// Keeps `empty_since` and `member_bytes` true after the membership changed.
     fn note_membership(&mut self, now: Instant) {
         if !self.membership.is_empty() {
             self.empty_since = None;
         } else if self.empty_since.is_none() {
             self.empty_since = Some(now);
         }
+        self.member_bytes = self.membership.members.values().map(membership::Member::bytes).sum();
     }
 }
 
@@ -356,11 +361,14 @@ impl Coordinator {
         let mut groups = self.groups.borrow_mut();
         let g = groups.entry(group.to_owned()).or_insert_with(|| Group::new(group));
         let (version, offsets_before) = (g.membership.version, g.offsets.len());
+        let members_before = g.membership.members.len();
         let r = f(g);
         self.offset_count.set(self.offset_count.get() + g.offsets.len() - offsets_before);
         if g.membership.version != version {
             g.note_membership(Instant::now());
             self.changes.advance(self.changes.get() + 1);
+        } else if g.membership.members.len() != members_before {
+            g.note_membership(Instant::now());
         }
         if g.membership.is_empty() && g.offsets.is_empty() {
             groups.remove(group);
@@ -722,16 +730,17 @@ impl Coordinator {
         self.groups.borrow().values().map(|g| g.membership.members.len()).sum()
     }
 
-    /// About what the members of all groups this coordinator holds take
-    /// ([`membership::Member::bytes`]), and of them what `member` of `group` takes.
+    /// About what the members of all groups this coordinator holds take (each group's
+    /// count as of its last membership change: O(groups)), and of them what `member` of
+    /// `group` takes.
     pub fn member_bytes(&self, group: &str, member: &str) -> (usize, usize) {
         let groups = self.groups.borrow();
-        let all = groups.values().flat_map(|g| g.membership.members.values());
         let own = groups
             .get(group)
             .and_then(|g| g.membership.members.get(member))
             .map_or(0, membership::Member::bytes);
-        (all.map(membership::Member::bytes).sum(), own)
+        let all: usize = groups.values().map(|g| g.member_bytes).sum();
+        (all.max(own), own)
     }
 
     /// Committed-offset records enqueued and not yet applied, over every offsets partition:

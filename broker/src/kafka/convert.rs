@@ -133,12 +133,6 @@ pub fn to_native_within(
                 b.append_nullable(timestamp_ms, record.key, record.value, &headers)
             };
             match append(&mut builder) {
-                Ok(()) if out.batches.len() + builder.estimated_bytes() > bytes_max => {
-                    match more(out.batches.len() + builder.estimated_bytes()) {
-                        Some(now) => bytes_max = now,
-                        None => return Ok(None),
-                    }
-                }
                 Ok(()) => {}
                 Err(BuildError::Full { .. }) => {
                     let n = builder.len() as i32;
@@ -150,6 +144,15 @@ pub fn to_native_within(
                     append(&mut builder).map_err(build_error)?;
                 }
                 Err(e) => return Err(build_error(e)),
+            }
+            // Within the room, also after a full builder was finished and the record began
+            // the next.
+            let needed = out.batches.len() + builder.estimated_bytes();
+            if needed > bytes_max {
+                match more(needed) {
+                    Some(now) => bytes_max = now,
+                    None => return Ok(None),
+                }
             }
             out.records += 1;
         }

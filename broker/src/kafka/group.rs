@@ -103,20 +103,26 @@ struct Group {
     members: BTreeMap<String, Member>,
     /// When a waiting request last did the group's upkeep ([`Group::upkeep_due`]).
     upkept_at: Option<Instant>,
+    /// Its members' data ([`Member::bytes`] summed) as of its last change.
+    bytes: usize,
 }
 
 /// What a member takes beside its data (its map entry, struct and id), counted with it.
 const MEMBER_OVERHEAD_BYTES: usize = 256;
+/// What each of a member's protocols takes beside its name and metadata.
+const PROTOCOL_OVERHEAD_BYTES: usize = 64;
 
-/// Bytes of member data `all` holds ([`Member::bytes`] summed).
+/// Bytes of member data `all` holds: each group's count as of its last change
+/// ([`Group::recount`]), O(groups).
 fn held_bytes(all: &HashMap<String, Group>) -> usize {
-    all.values().flat_map(|g| g.members.values()).map(Member::bytes).sum()
+    all.values().map(|g| g.bytes).sum()
 }
 
 impl Member {
     /// What it holds: its protocols, assignment and ids.
     fn bytes(&self) -> usize {
-        let protocols: usize = self.protocols.iter().map(|(n, m)| n.len() + m.len()).sum();
+        let protocols: usize =
+            self.protocols.iter().map(|(n, m)| PROTOCOL_OVERHEAD_BYTES + n.len() + m.len()).sum();
         MEMBER_OVERHEAD_BYTES
             + protocols
             + self.assignment.len()
@@ -140,7 +146,14 @@ impl Group {
             leader: String::new(),
             members: BTreeMap::new(),
             upkept_at: None,
+            bytes: 0,
         }
+    }
+
+    /// Counts its members' data again (after members, their protocols or their assignments
+    /// changed): O(its members).
+    fn recount(&mut self) {
+        self.bytes = self.members.values().map(Member::bytes).sum();
     }
 
     /// Whether a waiting join or sync that looks at the group now should also do its upkeep
@@ -175,6 +188,7 @@ impl Group {
         self.members.retain(|_, m| m.alive(now));
         if self.members.len() != before {
             self.after_leave(now);
+            self.recount();
         }
     }
 
@@ -270,6 +284,7 @@ impl Group {
         }
         let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
         self.phase = Phase::Syncing { deadline: now + timeout.max(POLL) };
+        self.recount();
     }
 }
 
@@ -462,10 +477,18 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         };
         // The bytes it will hold: within `bytes_max` over every group, once silent members
         // of every group are dropped.
-        let keeps = MEMBER_OVERHEAD_BYTES + metadata_bytes + client_id.len() + client_host.len();
+        let keeps = MEMBER_OVERHEAD_BYTES
+            + metadata_bytes
+            + req.protocols.len() * PROTOCOL_OVERHEAD_BYTES
+            + client_id.len()
+            + client_host.len();
         let over = |all: &HashMap<String, Group>| {
-            let had = all.get(&group_id).and_then(|g| g.members.get(&id)).map_or(0, Member::bytes);
-            held_bytes(all) - had + keeps > groups.bytes_max
+            // A rejoining member keeps its assignment until the rebalance completes.
+            let (had, assignment) = all
+                .get(&group_id)
+                .and_then(|g| g.members.get(&id))
+                .map_or((0, 0), |m| (m.bytes(), m.assignment.len()));
+            held_bytes(all).saturating_sub(had) + keeps + assignment > groups.bytes_max
         };
         if over(all) {
             for g in all.values_mut() {
@@ -513,6 +536,7 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             m.joined = true;
         }
         g.try_complete(now);
+        g.recount();
         Ok(id)
     });
     let member_id = match member_id {
@@ -584,8 +608,15 @@ fn check_member(
     now: Instant,
 ) -> Result<(), i16> {
     let g = all.get_mut(group_id).ok_or(K::UnknownMemberId.code())?;
-    g.expire(now);
+    // The group's upkeep (O(members)) at most once per POLL, not per heartbeat or commit;
+    // a member past its session is not current either way.
+    if g.upkeep_due(now) {
+        g.expire(now);
+    }
     let m = g.members.get_mut(member).ok_or(K::UnknownMemberId.code())?;
+    if !m.alive(now) {
+        return Err(K::UnknownMemberId.code());
+    }
     m.last_seen = now;
     if generation != g.generation {
         return Err(K::IllegalGeneration.code());
@@ -620,7 +651,7 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                     .filter(|a| g.members.contains_key(a.member_id.as_str()))
                     .map(|a| a.assignment.len())
                     .sum();
-                if held_bytes(all) - old + new > kafka.groups.bytes_max {
+                if held_bytes(all).saturating_sub(old) + new > kafka.groups.bytes_max {
                     return Err(K::InvalidRequest.code());
                 }
                 let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
@@ -629,6 +660,7 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                         m.assignment = Bytes::copy_from_slice(&a.assignment);
                     }
                 }
+                g.recount();
                 g.phase = Phase::Stable;
             }
             _ => {}
@@ -726,6 +758,7 @@ pub fn leave(sess: &Session, ctx: Ctx, req: LeaveGroupRequest) -> Option<Vec<u8>
                     });
                 }
                 g.after_leave(now);
+                g.recount();
             }
         }
         if ctx.version >= 3 {
