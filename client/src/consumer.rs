@@ -250,11 +250,77 @@ fn rand_id() -> u64 {
     (t << 16) ^ NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Calls `each` with every batch of `bytes` (as `Client::fetch` returns them), readable,
+/// until it returns `false`: a compressed batch is opened alone into one scratch buffer
+/// reused for the next, so a fetch of many small batches that open to 16 MiB each holds one
+/// of them, not all (as [`readable`] does).
+pub fn for_each_batch(
+    bytes: &[u8],
+    mut each: impl FnMut(&BatchView<'_>) -> bool,
+) -> Result<(), ClientError> {
+    let invalid =
+        |e: wire::BatchError| ClientError::Protocol(format!("fetched batch invalid: {e}"));
+    let aligned = wire::to_aligned(bytes);
+    let mut scratch = AlignedVec::new();
+    for envelope in wire::Envelopes::new(&aligned) {
+        let batch = envelope.map_err(invalid)?.open(&mut scratch).map_err(invalid)?;
+        if !each(&batch) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Batches obtained from `Client::fetch`, readable: copied into aligned memory, with every
-/// compressed batch decompressed.
+/// compressed batch decompressed (all at once: [`for_each_batch`] opens one at a time).
 pub fn readable(bytes: &[u8]) -> Result<AlignedVec, ClientError> {
     let aligned = wire::to_aligned(bytes);
     wire::batch::decompressed(&aligned)
         .map(|plain| plain.unwrap_or(aligned))
         .map_err(|e| ClientError::Protocol(format!("fetched batch invalid: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches of `values` (one record each), the odd ones zstd-compressed, back to back.
+    fn fetched(values: &[&[u8]]) -> Vec<u8> {
+        let mut out = AlignedVec::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut b = wire::BatchBuilder::new(1 << 20);
+            b.append(0, None, Some(v), &[]).unwrap();
+            let mut plain = b.finish().unwrap();
+            wire::batch::header::assign(&mut plain, i as u64, wire::constants::NO_TIMESTAMP);
+            let envelope = wire::BatchEnvelope::validate(&plain).unwrap();
+            let zstd = wire::Compression::Zstd { level: 1 };
+            if i % 2 == 0 || envelope.compress_into(zstd, &mut out).is_none() {
+                out.extend_from_slice(&plain);
+            }
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn fetched_batches_open_one_at_a_time_and_stop_when_asked() {
+        let big = vec![0u8; 64 << 10];
+        let bytes = fetched(&[b"a", &big, b"c", &big]);
+        let mut seen = Vec::new();
+        for_each_batch(&bytes, |b| {
+            seen.extend(b.records().map(|r| (r.offset(), r.value().map_or(0, <[u8]>::len))));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [(0, 1), (1, 64 << 10), (2, 1), (3, 64 << 10)]);
+        let mut visited = 0;
+        for_each_batch(&bytes, |_| {
+            visited += 1;
+            visited < 2
+        })
+        .unwrap();
+        assert_eq!(visited, 2, "stops when asked");
+        let mut broken = bytes.clone();
+        broken.truncate(bytes.len() - 7);
+        assert!(for_each_batch(&broken, |_| true).is_err(), "a cut batch is an error");
+    }
 }

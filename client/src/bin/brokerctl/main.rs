@@ -491,10 +491,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     let mut offset = start_offset(&client, &topic, p, &from).await?;
                     while offset < end && printed < limit {
                         let r = client.fetch(&topic, p, offset, 1 << 20, 0).await?;
-                        let bytes = client::consumer::readable(&r.batches)?;
+                        // One batch open at a time (a compressed one may open to 16 MiB).
                         let mut progressed = false;
-                        for b in wire::Batches::new(&bytes) {
-                            let b = b.map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        client::consumer::for_each_batch(&r.batches, |b| {
                             for rec in b.records().filter(|r| r.offset() >= offset) {
                                 if printed >= limit {
                                     break;
@@ -504,7 +503,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             }
                             offset = b.header().next_offset();
                             progressed = true;
-                        }
+                            printed < limit
+                        })?;
                         if !progressed {
                             break;
                         }
