@@ -33,7 +33,7 @@ fn batch(tag: u64) -> Vec<u8> {
 
 /// Appends `written`-acked batches to every partition through the public port until the
 /// connection breaks (the broker was killed); returns how many were acked.
-fn produce_until_killed(addr: SocketAddr, stop: &AtomicBool) -> u64 {
+fn produce_until_killed(addr: SocketAddr, stop: &AtomicBool, acks: &AtomicU64) -> u64 {
     let mut conn = Conn::connect(addr);
     conn.set_read_timeout(Some(Duration::from_millis(HANG_MS)));
     let mut acked = 0;
@@ -56,7 +56,9 @@ fn produce_until_killed(addr: SocketAddr, stop: &AtomicBool) -> u64 {
         };
         match conn.try_call::<_, ProduceResponse>(&req) {
             Some(resp) => {
-                acked += resp.topics[0].partitions.iter().filter(|p| p.error == 0).count() as u64
+                let n = resp.topics[0].partitions.iter().filter(|p| p.error == 0).count() as u64;
+                acks.fetch_add(n, Ordering::Relaxed);
+                acked += n;
             }
             None => break,
         }
@@ -112,10 +114,11 @@ fn kill_9_and_immediate_restart_comes_up_under_load() {
     let (served, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicU64::new(0));
         let producers: Vec<_> = (0..2)
             .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || produce_until_killed(public, &stop))
+                let (stop, acks) = (stop.clone(), acks.clone());
+                std::thread::spawn(move || produce_until_killed(public, &stop, &acks))
             })
             .collect();
         // Clients keep connecting through the kill and the restart.
@@ -134,6 +137,12 @@ fn kill_9_and_immediate_restart_comes_up_under_load() {
                 Ok(())
             })
         };
+        // Under load: the kill comes 50-250 ms after the cycle's first ack (a fresh broker's
+        // first produce takes ~200 ms here: killed before it, a cycle had no load at all).
+        let waited = Instant::now();
+        while acks.load(Ordering::Relaxed) == 0 && waited.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
         let killed = Instant::now();
         broker.kill(); // SIGKILL, then wait until reaped
