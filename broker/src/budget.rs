@@ -155,6 +155,19 @@ impl Held {
         b.held_bytes.set(b.held_bytes.get() + bytes);
         self.bytes += bytes;
     }
+
+    /// One of `holds` (of one budget) holding exactly `bytes`, the others given back: what
+    /// a response's room comes to once the response is made (`None`: there was none).
+    pub fn sized(mut holds: Vec<Held>, bytes: usize) -> Option<Held> {
+        let mut kept = holds.pop()?;
+        drop(holds);
+        if kept.bytes > bytes {
+            kept.shrink(kept.bytes - bytes);
+        } else {
+            kept.grow(bytes - kept.bytes);
+        }
+        Some(kept)
+    }
 }
 
 impl Drop for Held {

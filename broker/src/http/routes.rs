@@ -590,18 +590,11 @@ async fn read_records(
 /// taken it: the text goes to hyper 64 KiB at a time, each piece given back as it goes, and
 /// hyper asks for the next only once its write buffer (~400 KiB) has room, so a client that
 /// reads slowly keeps the rest counted in the shard's budget.
-pub fn held_while_written(status: StatusCode, text: String, mut held: Vec<Held>) -> Response<Body> {
+pub fn held_while_written(status: StatusCode, text: String, held: Vec<Held>) -> Response<Body> {
     const PIECE_BYTES: usize = 64 << 10;
     let text = Bytes::from(text);
     let len = text.len();
-    let mut room = held.pop();
-    for h in held {
-        drop(h);
-    }
-    if let Some(r) = &mut room {
-        r.shrink(r.bytes());
-        r.grow(len);
-    }
+    let room = Held::sized(held, len);
     let pieces = futures_lite::stream::unfold((text, room), |(mut rest, mut room)| async move {
         if rest.is_empty() {
             return None;

@@ -254,7 +254,7 @@ impl Stream {
         let rendered_bytes_max = max_bytes as usize;
         self.chunk_held = None;
         let held = self.gw.shard.memory.hold(max_bytes as usize + rendered_bytes_max).await;
-        let (resp, mut held): (wire::FetchResponse, _) =
+        let (resp, held): (wire::FetchResponse, _) =
             native::call_in_room(&self.gw, &req, vec![held]).await?;
         let mut out = String::new();
         for result in resp.topics.into_iter().flat_map(|t| t.partitions) {
@@ -297,12 +297,7 @@ impl Stream {
                 p.next = p.next.max(end);
             }
         }
-        if let Some((first, rest)) = held.split_first_mut() {
-            rest.iter_mut().for_each(|h| h.shrink(h.bytes()));
-            first.shrink(first.bytes());
-            first.grow(out.len());
-        }
-        self.chunk_held = held.pop();
+        self.chunk_held = crate::budget::Held::sized(held, out.len());
         Ok((!out.is_empty()).then(|| Bytes::from(out)))
     }
 }
