@@ -923,15 +923,16 @@ fn journal_file_creation_waits_for_space_instead_of_fencing() {
         let disk = SimDisk::new(9, SimFaults::default());
         let config = small_config();
         let jconfig = journal_config(64 << 10, config.batch_bytes_max);
+        // Room for the segment's writes, not for a 64 KiB journal file (the one prepared
+        // when the journal opens fails too).
+        let faults = disk.faults();
+        disk.set_faults(SimFaults { capacity_bytes: disk.used_bytes() + (32 << 10), ..faults });
         let (journal, _shard, log) = journaled_log(&disk, config, jconfig).await;
         let small = |tag: u8| {
             let mut b = BatchBuilder::new(4 << 10);
             b.append(1000, Some(b"k"), Some(&[tag; 100]), &[]).unwrap();
             b.finish().unwrap()
         };
-        // Room for the segment's writes, not for a 64 KiB journal file.
-        let faults = disk.faults();
-        disk.set_faults(SimFaults { capacity_bytes: disk.used_bytes() + (32 << 10), ..faults });
         let first = log.enqueue(&small(1), AckLevel::Durable, 1000).unwrap();
         let first = glommio::spawn_local(first.wait());
         glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
