@@ -643,7 +643,10 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                 if req.assignments.iter().any(|a| a.assignment.len() > MEMBER_METADATA_BYTES_MAX) {
                     return Err(K::InvalidRequest.code());
                 }
-                // The assignments replace the group's, within `bytes_max` over every group.
+                // The assignments replace the group's, within `bytes_max` over every group
+                // (once silent members of every group are dropped). Past it the leader hears
+                // REBALANCE_IN_PROGRESS and joins again (INVALID_REQUEST, answered before,
+                // is fatal to a Java consumer, for a bound others' groups filled).
                 let old: usize = g.members.values().map(|m| m.assignment.len()).sum();
                 let new: usize = req
                     .assignments
@@ -651,8 +654,19 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                     .filter(|a| g.members.contains_key(a.member_id.as_str()))
                     .map(|a| a.assignment.len())
                     .sum();
-                if held_bytes(all).saturating_sub(old) + new > kafka.groups.bytes_max {
-                    return Err(K::InvalidRequest.code());
+                let over = |all: &HashMap<String, Group>| {
+                    held_bytes(all).saturating_sub(old) + new > kafka.groups.bytes_max
+                };
+                if over(all) {
+                    for (id, g) in all.iter_mut() {
+                        if *id != group_id {
+                            g.expire(now);
+                        }
+                    }
+                    all.retain(|id, g| !g.members.is_empty() || *id == group_id);
+                    if over(all) {
+                        return Err(K::RebalanceInProgress.code());
+                    }
                 }
                 let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
                 for a in &req.assignments {
