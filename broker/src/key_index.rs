@@ -339,6 +339,9 @@ impl KeyIndex {
                             }
                         }
                     }
+                    // A read from the cache does not wait: a long log would hold the shard
+                    // (every connection, the peers' forwards) until the whole scan ended.
+                    glommio::yield_if_needed().await;
                 }
             }
         }

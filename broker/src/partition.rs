@@ -268,6 +268,8 @@ async fn rebuild_producers(log: &PartitionLog<DmaDisk>, idle_ms: u64) -> Produce
                     h.log_append_time_ms(),
                 );
             }
+            // Reads from the cache do not wait: give the shard up now and then.
+            glommio::yield_if_needed().await;
         }
     }
     states.expire(oldest_ms);

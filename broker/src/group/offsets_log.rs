@@ -250,6 +250,8 @@ pub async fn replay<D: Disk>(
                         None => skipped += 1,
                     }
                 }
+                // Reads from the cache do not wait: give the shard up now and then.
+                glommio::yield_if_needed().await;
             }
         }
     }
