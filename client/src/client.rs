@@ -262,7 +262,13 @@ impl Client {
     pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
         for attempt in 0..2 {
             let md = if attempt == 0 { self.metadata() } else { self.refresh_metadata().await? };
-            if let Some(t) = md.topics.iter().find(|t| t.name == topic && t.error == 0) {
+            // A topic listed with no partitions is not usable (a producer divides by the
+            // count): as unknown.
+            if let Some(t) = md
+                .topics
+                .iter()
+                .find(|t| t.name == topic && t.error == 0 && !t.partitions.is_empty())
+            {
                 return Ok(t.partitions.len() as u32);
             }
         }

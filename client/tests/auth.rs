@@ -820,6 +820,79 @@ print(json.dumps(out))
     });
 }
 
+/// Kafka Produce, Fetch and ListOffsets check each topic, as Kafka does: a request naming a
+/// topic the principal may describe but not write (read) answers that topic's partitions
+/// TOPIC_AUTHORIZATION_FAILED and serves the others (before, the native check refused the
+/// whole request: one producer batch for a denied topic failed the allowed topic's records
+/// sent with it, for good).
+#[test]
+fn kafka_data_apis_refuse_only_the_denied_topics_of_a_request() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("open", topic(1)).await.unwrap();
+        admin.create_topic("secret", topic(1)).await.unwrap();
+        admin.upsert_user("gina", "gina-pw", false).await.unwrap();
+        for (name, op) in [
+            ("open", AclOperation::Write),
+            ("open", AclOperation::Read),
+            ("secret", AclOperation::Describe),
+        ] {
+            admin.create_acl(acl("gina", AclResourceKind::Topic, name, op, false)).await.unwrap();
+        }
+    });
+    let script = r#"
+import json, sys, time
+from kafka import KafkaProducer, KafkaConsumer, TopicPartition
+conf = dict(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="gina",
+            sasl_plain_password="gina-pw")
+def outcome(f):
+    try:
+        return f()
+    except Exception as e:
+        return type(e).__name__
+out = {}
+# Both records in one Produce request (one broker, one linger).
+p = KafkaProducer(linger_ms=300, retries=0, **conf)
+for t in ["open", "secret"]:
+    p.partitions_for(t)
+sent = {t: p.send(t, b"v-" + t.encode(), partition=0) for t in ["open", "secret"]}
+p.flush()
+out["produce"] = {t: outcome(lambda f=f: f.get(timeout=10).offset) for t, f in sent.items()}
+c = KafkaConsumer(enable_auto_commit=False, **conf)
+both = [TopicPartition("open", 0), TopicPartition("secret", 0)]
+c.assign(both)
+for tp in both:
+    c.seek(tp, 0)
+got, errors = [], set()
+deadline = time.time() + 15
+while not got and time.time() < deadline:
+    try:
+        for tp, records in c.poll(300).items():
+            got += [r.value.decode() for r in records]
+    except Exception as e:
+        errors.add(type(e).__name__)
+out["fetched"] = got
+out["fetch_errors"] = sorted(errors)
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka])
+        .output()
+        .expect("python3 with kafka-python");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(
+        v["produce"],
+        serde_json::json!({"open": 0, "secret": "TopicAuthorizationFailedError"}),
+        "{text}"
+    );
+    assert_eq!(v["fetched"], serde_json::json!(["v-open"]), "the readable topic's: {text}");
+}
+
 /// A transactional id is a resource: initializing with it fences the producer before it
 /// with that id, so it needs write on it (any user could fence any other's producer).
 #[test]

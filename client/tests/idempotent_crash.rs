@@ -144,3 +144,38 @@ fn a_producer_restarted_under_the_same_transactional_id_fences_its_zombie() {
         successor.send("ledger", Some(b"b"), Some(b"4"), &[]).await.unwrap().await.unwrap();
     });
 }
+
+/// Concurrent first sends of a fresh transactional producer share one InitProducerId: each
+/// call bumps the id's epoch, and before, each first send asked for its own, the producer kept
+/// the first answer and so wrote with an epoch its own later ask had fenced (PRODUCER_FENCED
+/// on every send).
+#[test]
+fn concurrent_first_sends_of_a_transactional_producer_do_not_fence_it() {
+    let broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        client
+            .create_topic("first", TopicConfig { partition_count: 4, ..Default::default() })
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { transactional_id: Some("first-writer".into()), ..Default::default() },
+        );
+        let sends: Vec<_> = (0..16)
+            .map(|i| {
+                let producer = producer.clone();
+                tokio::spawn(async move {
+                    let key = format!("k{i}");
+                    producer.send("first", Some(key.as_bytes()), Some(b"v"), &[]).await?.await
+                })
+            })
+            .collect();
+        for s in sends {
+            s.await.unwrap().expect("acked, not fenced");
+        }
+    });
+}

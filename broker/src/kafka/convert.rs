@@ -112,8 +112,14 @@ pub fn to_native_within(
         let raw = batch
             .get(BATCH_HEADER_BYTES..)
             .ok_or_else(|| decode("record batch: shorter than its header".into()))?;
-        let plain =
-            decompress(raw, info.compression).map_err(|e| decode(format!("record batch: {e}")))?;
+        let plain = decompress(raw, info.compression).map_err(|e| match e.downcast_ref() {
+            // MESSAGE_TOO_LARGE: a Java producer splits the batch and sends it again.
+            Some(InflatesTooFar { .. }) => KafkaError::Native {
+                code: wire::ErrorCode::BatchTooLarge,
+                message: format!("record batch: {e}"),
+            },
+            None => decode(format!("record batch: {e}")),
+        })?;
         let mut parsed = Records::new(&plain);
         let mut headers = Vec::new();
         let mut sequence = info.base_sequence;
@@ -134,11 +140,20 @@ pub fn to_native_within(
             };
             match append(&mut builder) {
                 Ok(()) => {}
-                Err(BuildError::Full { .. }) => {
-                    let n = builder.len() as i32;
+                // A record that does not fit the native batch begins the next: a full batch,
+                // or a timestamp more than ~24.8 days from the batch's first (a native batch
+                // keeps them as 32-bit deltas; a Kafka batch may span years: backfills,
+                // replays).
+                Err(
+                    BuildError::Full { .. }
+                    | BuildError::TooManyRecords { .. }
+                    | BuildError::TimestampOutOfRange { .. },
+                ) if !builder.is_empty() => {
+                    let n = builder.len() as u32;
                     finish(&mut builder, &mut out.batches)?;
                     if sequence >= 0 {
-                        sequence = sequence.wrapping_add(n);
+                        // Past i32::MAX a producer's sequence goes on at 0, as Kafka's.
+                        sequence = wire::batch::sequence_after(sequence, n);
                     }
                     builder.set_producer(info.producer_id, info.producer_epoch, sequence);
                     append(&mut builder).map_err(build_error)?;
@@ -213,9 +228,17 @@ fn decompress(data: &[u8], codec: Compression) -> anyhow::Result<Cow<'_, [u8]>> 
     };
     read.map_err(|e| anyhow::anyhow!("{codec:?} records: {e}"))?;
     if out.len() as u64 > limit {
-        return Err(anyhow::anyhow!("{codec:?} records decompress to more than {limit} bytes"));
+        return Err(InflatesTooFar { codec: format!("{codec:?}"), limit }.into());
     }
     Ok(Cow::Owned(out))
+}
+
+/// A compressed batch whose records open to more than a native batch holds.
+#[derive(Debug, thiserror::Error)]
+#[error("{codec} records decompress to more than {limit} bytes")]
+struct InflatesTooFar {
+    codec: String,
+    limit: u64,
 }
 /// The xerial framing header the Java snappy stream starts with (magic, version 1,
 /// compatible version 1).
@@ -229,7 +252,7 @@ fn snappy(data: &[u8], limit: usize) -> anyhow::Result<Vec<u8>> {
     let block = |raw: &[u8], out: &mut Vec<u8>| -> anyhow::Result<()> {
         let n = snap::raw::decompress_len(raw)?;
         if out.len() + n > limit {
-            anyhow::bail!("snappy records decompress to more than {limit} bytes");
+            return Err(InflatesTooFar { codec: "Snappy".into(), limit: limit as u64 }.into());
         }
         let start = out.len();
         out.resize(start + n, 0);

@@ -25,6 +25,8 @@ use super::connection::{ready, respond, Answer, Ctx};
 use super::convert;
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
+use super::sasl::allowed;
+use crate::auth::acl::{Operation, Resource};
 use crate::budget::ResponseRoom;
 
 type Key = (String, i32);
@@ -53,9 +55,18 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
             .unwrap_or(BATCH_BYTES_MAX) as usize;
         let mut partitions = Vec::with_capacity(t.partition_data.len());
         let mut indexes = Vec::with_capacity(t.partition_data.len());
+        // Write on each topic, as Kafka checks it: a denied topic's partitions are answered
+        // TOPIC_AUTHORIZATION_FAILED and the others are written (the native check refuses a
+        // request naming any denied topic whole).
+        let writable = allowed(s, Operation::Write, Resource::Topic(&name));
         for p in &t.partition_data {
             indexes.push(p.index);
             let key = (name.clone(), p.index);
+            if !writable {
+                let message = format!("not authorized to write to topic {name}");
+                failed.insert(key, (K::TopicAuthorizationFailed.code(), message));
+                continue;
+            }
             let converted = match (&p.records, u32::try_from(p.index)) {
                 (_, Err(_)) => {
                     Err((K::UnknownTopicOrPartition.code(), "negative partition".into()))
@@ -214,9 +225,13 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
         let name = t.topic.as_str().to_owned();
         let mut partitions = Vec::with_capacity(t.partitions.len());
         let mut indexes = Vec::with_capacity(t.partitions.len());
+        // Read on each topic, as Kafka checks it (see `produce`).
+        let readable = allowed(s, Operation::Read, Resource::Topic(&name));
         for p in &t.partitions {
             indexes.push(p.partition);
-            if p.partition < 0 {
+            if !readable {
+                failed.insert((name.clone(), p.partition), K::TopicAuthorizationFailed.code());
+            } else if p.partition < 0 {
                 failed.insert((name.clone(), p.partition), K::UnknownTopicOrPartition.code());
             } else if p.fetch_offset < 0 {
                 failed.insert((name.clone(), p.partition), K::OffsetOutOfRange.code());
@@ -315,7 +330,14 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
 /// timestamp.
 pub async fn list_offsets(s: &Session, ctx: Ctx, req: ListOffsetsRequest) -> Answer {
     let mut topics = Vec::with_capacity(req.topics.len());
-    for t in &req.topics {
+    // Describe on each topic, as Kafka checks it (see `produce`).
+    let denied: std::collections::HashSet<&str> = req
+        .topics
+        .iter()
+        .map(|t| t.name.as_str())
+        .filter(|name| !allowed(s, Operation::Describe, Resource::Topic(name)))
+        .collect();
+    for t in req.topics.iter().filter(|t| !denied.contains(t.name.as_str())) {
         let partitions = t
             .partitions
             .iter()
@@ -352,6 +374,9 @@ pub async fn list_offsets(s: &Session, ctx: Ctx, req: ListOffsetsRequest) -> Ans
             rp.offset = -1;
             rp.leader_epoch = -1;
             match (&result, done.get(&(t.name.as_str().to_owned(), p.partition_index))) {
+                _ if denied.contains(t.name.as_str()) => {
+                    rp.error_code = K::TopicAuthorizationFailed.code();
+                }
                 (Err(e), _) => rp.error_code = e.code(),
                 // A timestamp with no record at or after it: offset -1, as Kafka (the native
                 // answer's end offset with timestamp -1 broke Java's offsetsForTimes).

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 use wire::batch::sequence_after;
@@ -55,6 +55,9 @@ pub(super) struct Inner {
     state: Mutex<State>,
     /// Idempotent producer id and epoch, once the broker gave them.
     pub(super) identity: std::sync::OnceLock<(i64, i16)>,
+    /// Held while the identity is asked for: concurrent first sends share one
+    /// InitProducerId (each bumps a transactional id's epoch, fencing the ones before).
+    pub(super) identity_init: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -154,6 +157,7 @@ impl Inner {
             pipeline: pipeline.clone(),
             state: Mutex::new(State::default()),
             identity: std::sync::OnceLock::new(),
+            identity_init: tokio::sync::Mutex::new(()),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -230,7 +234,11 @@ impl Inner {
                     let cost = record_cost(key, value, headers);
                     self.pipeline.budget.take(cost);
                     let open = ps.open.get_or_insert_with(|| {
-                        let deadline = now + self.config.linger;
+                        // (A linger past what an Instant holds waits a year: it lingers
+                        // until the batch fills or a flush.)
+                        let deadline = now
+                            .checked_add(self.config.linger)
+                            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
                         if lingering.is_empty() {
                             self.pipeline.linger_wake.notify();
                         }

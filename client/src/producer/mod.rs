@@ -161,8 +161,11 @@ impl Producer {
         if (config.idempotence || config.transactional_id.is_some())
             && inner.identity.get().is_none()
         {
-            let id = inner.client.init_producer_id(config.transactional_id.as_deref()).await?;
-            let _ = inner.identity.set(id);
+            let _asking = inner.identity_init.lock().await;
+            if inner.identity.get().is_none() {
+                let id = inner.client.init_producer_id(config.transactional_id.as_deref()).await?;
+                let _ = inner.identity.set(id);
+            }
         }
         loop {
             if let Some(sent) = inner.try_append(topic, timestamp_ms, key, value, headers) {

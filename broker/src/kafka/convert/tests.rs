@@ -399,7 +399,59 @@ fn a_compressed_bomb_is_refused_before_it_is_inflated() {
         assert!(batch.len() < bomb.len() / 4, "{codec:?} compresses");
         let err = to_native(&batch, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("more than"), "{codec:?}: {err}");
+        // MESSAGE_TOO_LARGE (a Java producer splits the batch), not CORRUPT_MESSAGE (retried
+        // as it is until the delivery timeout).
+        assert_eq!(err.code(), kafka_protocol::ResponseError::MessageTooLarge.code(), "{codec:?}");
     }
+}
+
+/// A Kafka batch may hold records years apart (backfills, replays); a native batch keeps
+/// timestamps as 32-bit deltas from its first: a record past that begins the next native
+/// batch (refused CORRUPT_MESSAGE before, which clients retry until they give up).
+#[test]
+fn records_further_apart_than_a_native_batch_spans_split_it() {
+    let day_ms = 86_400_000i64;
+    let at = [0, 30 * day_ms, 31 * day_ms, 400 * day_ms, 5 * day_ms];
+    let records: Vec<Record> = at
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let mut r = record(i as i64, Some(b"k"), Some(b"v"));
+            r.timestamp = 1_600_000_000_000 + t;
+            r
+        })
+        .collect();
+    let converted = to_native(&kafka_batch(&records, Compression::None), 1 << 20).unwrap();
+    let mut sequence = 40;
+    let mut got = Vec::new();
+    for view in wire::Batches::new(&converted.batches) {
+        let view = view.unwrap();
+        assert_eq!(view.header().base_sequence(), sequence);
+        sequence += view.header().record_count() as i32;
+        got.extend(view.records().map(|r| r.timestamp_ms() - 1_600_000_000_000));
+    }
+    assert_eq!(got, at, "every record, its own timestamp, in order");
+    assert_eq!(converted.records, at.len() as u64);
+}
+
+/// The sequences of a split batch go on at 0 past `i32::MAX`, as Kafka's (they went negative,
+/// and the negative part was refused after the first part was stored).
+#[test]
+fn a_split_batch_wraps_its_sequences_at_i32_max() {
+    let value = vec![1u8; 1000];
+    let mut records: Vec<Record> = (0..100).map(|i| record(i, Some(b"k"), Some(&value))).collect();
+    for r in &mut records {
+        r.sequence = wire::batch::sequence_after(i32::MAX - 10, r.offset as u32);
+    }
+    let converted = to_native(&kafka_batch(&records, Compression::None), 16 << 10).unwrap();
+    let mut expected = i32::MAX - 10;
+    for view in wire::Batches::new(&converted.batches) {
+        let view = view.unwrap();
+        assert_eq!(view.header().base_sequence(), expected);
+        assert!(view.header().base_sequence() >= 0);
+        expected = wire::batch::sequence_after(expected, view.header().record_count());
+    }
+    assert_eq!(expected, 89, "100 records from i32::MAX - 10");
 }
 
 #[test]

@@ -165,6 +165,13 @@ impl<D: Disk> PartitionLog<D> {
         if sh.queue.borrow().fenced.is_some() {
             return Ok(None);
         }
+        // A merged segment left on disk (`checkpoint_void`) comes back at a restart as it was
+        // before its pass, holding records the log in memory no longer has: a later pass
+        // removing an expired tombstone would let the value it deleted come back with it.
+        // No pass until the log reopens.
+        if sh.checkpoint_void.get() {
+            return Ok(None);
+        }
         let durable = sh.durable_offset.get();
         let closed: Vec<Rc<Segment<D::File>>> = {
             let segs = sh.segments.borrow();
@@ -234,6 +241,10 @@ impl<D: Disk> PartitionLog<D> {
                 return Ok(None);
             }
             match self.rewrite(&group, &verdict, &pace, &mut stats).await {
+                Ok(true) if sh.checkpoint_void.get() => {
+                    warn!(dir = %sh.dir.display(), "compaction: no more passes until the log reopens (a merged segment is still on disk)");
+                    return Ok(None);
+                }
                 Ok(true) => {}
                 Ok(false) => return Ok(None), // the log is closing: nothing recorded
                 Err(e) => {
@@ -252,13 +263,13 @@ impl<D: Disk> PartitionLog<D> {
         }
         drop(below);
         drop(closed);
+        // A rewrite dropped because the log began closing during it is not in.
+        if sh.queue.borrow().closing {
+            return Ok(None);
+        }
         // Every rewrite below `map_end` is in: only now may the progress say so.
         sh.cleaned_to.set(map_end);
-        // A merged segment left on disk (`checkpoint_void`) comes back at a restart as it was
-        // before this pass: the previous checkpoint still holds for it, a new one would not.
-        if sh.checkpoint_void.get() {
-            warn!(dir = %sh.dir.display(), "compaction: progress not persisted until the log reopens");
-        } else if let Err(e) = write_checkpoint(&sh.disk, &sh.files, &sh.dir, map_end).await {
+        if let Err(e) = write_checkpoint(&sh.disk, &sh.files, &sh.dir, map_end).await {
             warn!(dir = %sh.dir.display(), error = %e, "compaction: progress not persisted; a restart maps from the previous checkpoint");
         }
         let mut total = sh.cleaner.get();

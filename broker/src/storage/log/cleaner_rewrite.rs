@@ -22,8 +22,9 @@
 //!   3. the other segments' `.log` files are renamed to `.deleted`, oldest first, each
 //!      rename synced before the next (so a later one is never gone while an earlier one
 //!      stays), and handed to the deleter, as retention does (a reader still holding one
-//!      reads it there). One that cannot be renamed ends the step; no checkpoint is written
-//!      until the log reopens (`LogCore::checkpoint_void`);
+//!      reads it there). One that cannot be renamed ends the step, and the log is not
+//!      compacted again until it reopens (`LogCore::checkpoint_void`): no checkpoint, and
+//!      no pass (one could expire a tombstone whose value is in a segment still on disk);
 //!   4. the new index files are renamed into place (synced): only now, so a restart never
 //!      loads index entries past the first segment's end while the others still exist.
 //! - Readers never mix files: the first segment's old object keeps its old file open
@@ -270,7 +271,13 @@ impl<D: Disk> PartitionLog<D> {
         let indexed = write_index_files(sh, &new).await;
         let before: u64 = group.iter().map(|s| s.size_bytes.get()).sum();
         let after = new.size_bytes.get();
-        if self.swap(group, Rc::new(new), &path, indexed).await? {
+        let swapped = self.swap(group, Rc::new(new), &path, indexed).await?;
+        if !swapped && sh.queue.borrow().closing {
+            // Dropped unswapped: the pass must not record progress it did not make (its
+            // checkpoint would let a later pass expire tombstones whose values stay here).
+            return Ok(false);
+        }
+        if swapped {
             stats.segments_rewritten += 1;
             stats.segments_merged += group.len() as u64 - 1;
             stats.records_removed += removed;

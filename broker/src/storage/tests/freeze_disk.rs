@@ -25,6 +25,8 @@ struct FreezeState {
     last: String,
     /// Freeze `.1` counted operations after the first one labelled `.0` begins.
     armed: Option<(String, u64)>,
+    /// Renames with this label fail (EIO) until cleared.
+    failing_renames: Option<String>,
 }
 
 /// See the module docs.
@@ -62,6 +64,12 @@ impl FreezeDisk {
         let mut s = self.state.borrow_mut();
         s.armed = Some((label.to_owned(), n));
         s.frozen_at = None;
+    }
+
+    /// Every rename labelled `label` (as `frozen_at` names them) fails with EIO until
+    /// called with `None`.
+    pub(crate) fn fail_renames(&self, label: Option<&str>) {
+        self.state.borrow_mut().failing_renames = label.map(str::to_owned);
     }
 
     /// The operation that hung first, if one did.
@@ -154,6 +162,15 @@ impl Disk for FreezeDisk {
 
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), IoError> {
         self.gate("rename", from, true).await;
+        let label = format!("rename {}", generic_name(from));
+        if self.state.borrow().failing_renames.as_ref() == Some(&label) {
+            return Err(IoError::Other {
+                op: "rename",
+                path: from.display().to_string(),
+                errno: Some(5),
+                message: "injected EIO".into(),
+            });
+        }
         self.sim.rename(from, to).await
     }
 
