@@ -390,3 +390,37 @@ fn the_linger_thread_wakes_without_timer_slack() {
         drop(producer);
     });
 }
+
+/// A batch of an idempotent producer that fails for good (here refused as larger than the
+/// topic's `batch_bytes_max`) took its sequence number; the producer takes a new identity
+/// and starts the partition again at 0, so the next records are stored (before, the broker
+/// waited for the failed batch's sequence and refused every later batch as out of order
+/// until it forgot the producer, an hour by default: each send failed after ~26 s of retries).
+#[test]
+fn an_idempotent_partition_goes_on_after_a_batch_failed_for_good() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        let config =
+            TopicConfig { partition_count: 1, batch_bytes_max: 4096, ..Default::default() };
+        client.create_topic("strict", config).await.unwrap();
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Durable, ..Default::default() },
+        );
+        let ok = producer.send("strict", Some(b"k"), Some(b"small"), &[]).await.unwrap();
+        assert_eq!(ok.await.unwrap().1, 0);
+        let big = vec![7u8; 8 << 10];
+        let refused = producer.send("strict", Some(b"k"), Some(&big), &[]).await.unwrap();
+        let err = refused.await.unwrap_err();
+        assert!(err.to_string().contains("BATCH_TOO_LARGE"), "{err}");
+        let started = std::time::Instant::now();
+        for (i, value) in ["after-1", "after-2", "after-3"].iter().enumerate() {
+            let sent = producer.send("strict", Some(b"k"), Some(value.as_bytes()), &[]).await;
+            let (_, offset) = sent.unwrap().await.expect("stored after the failed batch");
+            assert_eq!(offset, 1 + i as u64);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no retries needed");
+    });
+}

@@ -54,7 +54,9 @@ pub(super) struct Inner {
     pub(super) pipeline: Arc<Pipeline>,
     state: Mutex<State>,
     /// Idempotent producer id and epoch, once the broker gave them.
-    pub(super) identity: std::sync::OnceLock<(i64, i16)>,
+    /// `None` again once a batch carrying it failed for good (`sequence_lost`): the next send
+    /// asks for another.
+    identity: Mutex<Option<(i64, i16)>>,
     /// Held while the identity is asked for: concurrent first sends share one
     /// InitProducerId (each bumps a transactional id's epoch, fencing the ones before).
     pub(super) identity_init: tokio::sync::Mutex<()>,
@@ -156,7 +158,7 @@ impl Inner {
             runtime: tokio::runtime::Handle::current(),
             pipeline: pipeline.clone(),
             state: Mutex::new(State::default()),
-            identity: std::sync::OnceLock::new(),
+            identity: Mutex::new(None),
             identity_init: tokio::sync::Mutex::new(()),
         });
         let weak = Arc::downgrade(&inner);
@@ -289,12 +291,13 @@ impl Inner {
             ts.sticky = ts.sticky.wrapping_add(1); // the next unkeyed records go elsewhere
         }
         let ps = &mut ts.partitions[partition as usize];
-        if let Some(&(id, epoch)) = self.identity.get() {
+        let identity = self.identity();
+        if let Some((id, epoch)) = identity {
             ps.builder.set_producer(id, epoch, ps.next_sequence);
         }
         let batch = match ps.builder.finish() {
             Ok(b) => {
-                if self.identity.get().is_some() {
+                if identity.is_some() {
                     ps.next_sequence = sequence_after(ps.next_sequence, open.records);
                 }
                 b
@@ -369,6 +372,35 @@ impl Inner {
 
     /// A partition's batch was answered: when its pipeline emptied, ship what gathered
     /// meanwhile rather than wait for the linger timer.
+    /// The idempotent producer id and epoch, once the broker gave them.
+    pub(super) fn identity(&self) -> Option<(i64, i16)> {
+        *self.identity.lock().expect("identity lock")
+    }
+
+    /// The identity the broker gave (unless one was set meanwhile).
+    pub(super) fn set_identity(&self, id: (i64, i16)) {
+        self.identity.lock().expect("identity lock").get_or_insert(id);
+    }
+
+    /// A batch of `producer_id` failed for good after its sequence was taken: the broker
+    /// waits for that sequence on its partition, and would refuse every later batch as out
+    /// of order (until it forgot the producer, an hour by default). Unless that identity was
+    /// replaced already, the next send asks for a new one (a producer id the broker does not
+    /// know, or with a transactional id the next epoch) and every partition starts again at
+    /// sequence 0. Batches in flight under the old identity may still fail.
+    pub(super) fn sequence_lost(&self, producer_id: i64) {
+        let mut st = self.state.lock().expect("producer lock");
+        let mut identity = self.identity.lock().expect("identity lock");
+        if identity.is_some_and(|(id, _)| id == producer_id) {
+            *identity = None;
+            for ts in st.topics.values_mut() {
+                for ps in &mut ts.partitions {
+                    ps.next_sequence = 0;
+                }
+            }
+        }
+    }
+
     pub(super) fn answered(&self, topic: &str, partition: u32) {
         let mut st = self.state.lock().expect("producer lock");
         let Some(ts) = st.topics.get_mut(topic) else { return };

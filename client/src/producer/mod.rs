@@ -19,14 +19,20 @@
 //! keeps up to `in_flight_per_partition_max` requests on the wire, sent in batch order and
 //! along one connection (a switch, e.g. from the public port to the owner's shard port, waits
 //! for the requests in flight, since a forwarded request can land after a later direct one); a
-//! retriable error resends the batch (with more than one request in flight a retry can
-//! reorder batches of a partition: set the limit to 1 for strict order under failures).
+//! retriable error resends the batch once every batch shipped before it in its partition was
+//! answered, so resends go out in batch order (batches lost together with a connection are
+//! not retried at once in any order).
 //! Dropping the last handle ships what is open; the sender tasks finish in the background.
 //!
 //! Idempotence (on by default): the first `send` gets a producer id from the broker; every
 //! batch carries it and the sequence number of its first record in its partition, so the
 //! broker stores a resent batch once and answers it with the original offsets, and refuses a
-//! batch that would skip one still on its way (`OUT_OF_ORDER_SEQUENCE`, retried).
+//! batch that would skip one still on its way (`OUT_OF_ORDER_SEQUENCE`, retried). Concurrent
+//! first sends share one InitProducerId. A batch that fails for good after taking its
+//! sequence (refused, or out of retries) leaves a gap the broker would wait for: the producer
+//! then takes a new identity at the next send (another producer id; with a transactional id
+//! the next epoch) and every partition starts again at sequence 0; batches already in flight
+//! under the old identity may fail too.
 //!
 //! Partitioner: records with a key go to `hash(key) % partitions` (FNV-1a, stable across
 //! runs and clients); records without a key stick to one partition until its batch ships.
@@ -158,13 +164,11 @@ impl Producer {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let config = &inner.config;
-        if (config.idempotence || config.transactional_id.is_some())
-            && inner.identity.get().is_none()
-        {
+        if (config.idempotence || config.transactional_id.is_some()) && inner.identity().is_none() {
             let _asking = inner.identity_init.lock().await;
-            if inner.identity.get().is_none() {
+            if inner.identity().is_none() {
                 let id = inner.client.init_producer_id(config.transactional_id.as_deref()).await?;
-                let _ = inner.identity.set(id);
+                inner.set_identity(id);
             }
         }
         loop {

@@ -22,6 +22,7 @@ use super::completion::BatchResult;
 use super::ProducerConfig;
 use crate::client::Client;
 use crate::connection::Connection;
+use crate::error::ClientError;
 
 /// Sends one partition's batches in order, keeping up to `in_flight_per_partition_max` on
 /// the wire.
@@ -50,11 +51,29 @@ pub(super) async fn partition_sender(
     // after a later one sent straight to the owner's shard port).
     let mut on: Option<Arc<Connection>> = None;
     let mut open = true;
+    // Shipments completed (in order): a retry waits until every batch shipped before its own
+    // completed, so retries land in batch order (batches in flight together, all lost with
+    // a connection, retried at once could land out of order: a broker that does not know
+    // the producer takes any first sequence, then refuses the earlier batch).
+    let (done_tx, done_rx) = tokio::sync::watch::channel(0u64);
+    let mut shipped = 0u64;
     let complete = |shipment: Shipment, (result, answered): (BatchResult, Option<Instant>)| {
+        let lost = match &result {
+            Err(ClientError::Partition { code: wire::ErrorCode::DuplicateSequence, .. }) => None,
+            Err(_) => wire::BatchEnvelope::validate(&shipment.batch)
+                .ok()
+                .map(|e| e.header().producer_id())
+                .filter(|&id| id >= 0),
+            Ok(_) => None,
+        };
         pipeline.finished(&shipment, result, answered);
         if let Some(inner) = inner.upgrade() {
+            if let Some(producer_id) = lost {
+                inner.sequence_lost(producer_id);
+            }
             inner.answered(&topic, partition);
         }
+        done_tx.send_modify(|done| *done += 1);
     };
     loop {
         let room = open && in_flight.len() < in_flight_max;
@@ -87,9 +106,11 @@ pub(super) async fn partition_sender(
                             .submit(topic.clone(), partition, &shipment.batch, shipment.shipped)
                     });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
+                    let turn = Turn { done: done_rx.clone(), before: shipped };
+                    shipped += 1;
                     in_flight.push_back(async move {
                         let result =
-                            finish_one(&client, &config, &topic, partition, &shipment, pending)
+                            finish_one(&client, &config, &topic, partition, &shipment, pending, turn)
                                 .await;
                         (shipment, result)
                     });
@@ -112,6 +133,7 @@ async fn finish_one(
     partition: u32,
     shipment: &Shipment,
     pending: Option<oneshot::Receiver<Answered>>,
+    mut turn: Turn,
 ) -> (BatchResult, Option<Instant>) {
     let answer = match pending {
         // A dropped sender means the coalescer's task ended without answering: resend.
@@ -122,6 +144,9 @@ async fn finish_one(
         Some((Ok(r), at)) => (r.base_offset, Some(at)),
         Some((Err(e), at)) if !e.is_retriable() => return (Err(e), Some(at)),
         Some((Err(_), _)) | None => {
+            // Batches shipped before this one first (see `partition_sender`).
+            let before = turn.before;
+            let _ = turn.done.wait_for(|&done| done >= before).await;
             match client.produce_batches(topic, partition, &shipment.batch, config.ack).await {
                 Ok(r) => (r.base_offset, None),
                 Err(e) => return (Err(e), None),
@@ -129,6 +154,13 @@ async fn finish_one(
         }
     };
     (Ok((partition, u64::try_from(base).unwrap_or(u64::MAX))), answered)
+}
+
+/// Where a shipment stands among its partition's: `before` shipments went out before it, and
+/// `done` counts those completed.
+struct Turn {
+    done: tokio::sync::watch::Receiver<u64>,
+    before: u64,
 }
 
 /// Compresses a shipment's batch (once: a retry sends the same bytes, as an idempotent
