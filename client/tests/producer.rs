@@ -424,3 +424,50 @@ fn an_idempotent_partition_goes_on_after_a_batch_failed_for_good() {
         assert!(started.elapsed() < Duration::from_secs(10), "no retries needed");
     });
 }
+
+/// `flush` waits for the batches shipped before it, not for a moment with no batch
+/// outstanding at all: with another task sending steadily it returned only by luck (before:
+/// it waited until the whole producer was idle).
+#[test]
+fn flush_returns_under_steady_sends_from_other_tasks() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = client_with_topic(&addr, "steady", 4).await;
+        // A small send buffer: what is shipped before the flush is answered soon.
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Durable,
+                buffer_bytes_max: 1 << 20,
+                ..Default::default()
+            },
+        );
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let background = {
+            let (producer, stop) = (producer.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("k{i}");
+                    let _ = producer.send("steady", Some(key.as_bytes()), Some(b"v"), &[]).await;
+                    i += 1;
+                    if i % 16 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                i
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mine = producer.send("steady", Some(b"mine"), Some(b"v"), &[]).await.unwrap();
+        let flushed = tokio::time::timeout(Duration::from_secs(30), producer.flush()).await;
+        stop.store(true, Ordering::Relaxed);
+        let sent = background.await.unwrap();
+        assert!(flushed.is_ok(), "flush did not return while {sent} records were sent around it");
+        use futures_util::FutureExt;
+        let acked = mine.now_or_never().expect("flushed: answered").expect("stored");
+        assert_eq!(acked.0, (client::producer::key_hash(b"mine") % 4) as u32);
+        assert!(sent > 100, "the other task kept sending ({sent})");
+    });
+}

@@ -11,7 +11,6 @@
 //! budget. Dropping the last handle ships every open batch.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,8 +31,8 @@ use crate::error::ClientError;
 #[derive(Debug)]
 pub(super) struct Pipeline {
     pub(super) budget: Budget,
-    /// Batches shipped and not yet answered, over all partitions (for `flush`).
-    pub(super) outstanding: AtomicUsize,
+    /// Batches shipped and not yet answered, over all partitions, by ticket (for `flush`).
+    pub(super) tickets: Mutex<Tickets>,
     pub(super) answered: Notify,
     /// Wakes the linger thread when a batch opens or the producer goes away.
     linger_wake: LingerWake,
@@ -41,6 +40,24 @@ pub(super) struct Pipeline {
     pub(super) coalescers: super::coalescer::Coalescers,
     /// The producer's per-stage latency (`stages.rs`).
     pub(super) stages: Arc<ProducerStages>,
+}
+
+/// Numbers for shipped batches, in shipping order, and those not answered yet: `flush` waits
+/// for the batches shipped before it, not for a moment with none outstanding (which steady
+/// sends from other tasks may never leave).
+#[derive(Debug, Default)]
+pub(super) struct Tickets {
+    /// The next batch's number.
+    pub(super) next: u64,
+    /// Numbers of the batches shipped and not answered.
+    pub(super) open: std::collections::BTreeSet<u64>,
+}
+
+impl Tickets {
+    /// Whether every batch numbered below `upto` was answered.
+    pub(super) fn answered_below(&self, upto: u64) -> bool {
+        self.open.first().is_none_or(|&first| first >= upto)
+    }
 }
 
 /// The producer behind its handles.
@@ -138,6 +155,8 @@ pub(super) struct Shipment {
     opened: Instant,
     /// When it was shipped (handed to its sender).
     pub(super) shipped: Instant,
+    /// Its number in shipping order (`Tickets`).
+    ticket: u64,
 }
 
 impl Inner {
@@ -145,7 +164,7 @@ impl Inner {
     pub(super) fn new(client: Client, config: ProducerConfig) -> Arc<Inner> {
         let pipeline = Arc::new(Pipeline {
             budget: Budget::new(config.buffer_bytes_max.max(1)),
-            outstanding: AtomicUsize::new(0),
+            tickets: Mutex::default(),
             answered: Notify::new(),
             linger_wake: LingerWake::default(),
             coalescers: Default::default(),
@@ -324,7 +343,13 @@ impl Inner {
         });
         ps.outstanding += 1;
         ts.outstanding += 1;
-        self.pipeline.outstanding.fetch_add(1, Ordering::AcqRel);
+        let ticket = {
+            let mut t = self.pipeline.tickets.lock().expect("tickets lock");
+            let ticket = t.next;
+            t.next += 1;
+            t.open.insert(ticket);
+            ticket
+        };
         let shipped = Instant::now();
         self.pipeline.stages.record_between(ProducerStage::Linger, open.opened, shipped);
         let shipment = Shipment {
@@ -333,6 +358,7 @@ impl Inner {
             cost: open.cost,
             opened: open.opened,
             shipped,
+            ticket,
         };
         if let Err(mpsc::error::SendError(s)) = tx.send(shipment) {
             ts.partitions[partition as usize].outstanding -= 1;
@@ -430,7 +456,7 @@ impl Pipeline {
             self.stages.record_between(ProducerStage::Completion, at, now);
         }
         self.stages.record_between(ProducerStage::Batch, s.opened, now);
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.tickets.lock().expect("tickets lock").open.remove(&s.ticket);
         self.answered.notify_waiters();
     }
 }

@@ -55,7 +55,6 @@ mod partitioner;
 mod sender;
 mod stages;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -180,15 +179,18 @@ impl Producer {
         }
     }
 
-    /// Ships every open batch now and waits until every shipped batch was answered.
+    /// Ships every open batch now and waits until every batch shipped before it returns was
+    /// answered (records sent meanwhile by other tasks are not waited for). Their outcomes
+    /// are their futures'.
     pub async fn flush(&self) -> Result<(), ClientError> {
         self.inner.ship_all();
         let pipeline = &self.inner.pipeline;
+        let upto = pipeline.tickets.lock().expect("tickets lock").next;
         loop {
             let answered = pipeline.answered.notified();
             tokio::pin!(answered);
             answered.as_mut().enable();
-            if pipeline.outstanding.load(Ordering::Acquire) == 0 {
+            if pipeline.tickets.lock().expect("tickets lock").answered_below(upto) {
                 return Ok(());
             }
             answered.await;
