@@ -34,6 +34,11 @@ use wire::ErrorCode;
 /// flight per partition, so every retry finds its batch).
 pub const BATCHES_KEPT: usize = 5;
 
+/// How many sequence numbers `to` is after `from` (sequences wrap at `i32::MAX` to 0).
+fn sequence_distance(from: i32, to: i32) -> u64 {
+    (i64::from(to) - i64::from(from)).rem_euclid(1 << 31) as u64
+}
+
 /// One remembered batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct BatchMeta {
@@ -184,13 +189,18 @@ impl ProducerStates {
                 Verdict::Refuse(ErrorCode::OutOfOrderSequence)
             };
         }
-        let last_sequence = sequence_after(first_sequence, records - 1);
-        if let Some(b) = e
-            .batches
-            .iter()
-            .find(|b| b.first_sequence == first_sequence && b.last_sequence == last_sequence)
-        {
-            return Verdict::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset };
+        // Stored already: its records' sequences lie inside a remembered run (whose
+        // sequences and offsets advance together, so its offsets follow from them).
+        if let Some((b, delta)) = e.batches.iter().find_map(|b| {
+            let delta = sequence_distance(b.first_sequence, first_sequence);
+            let span = sequence_distance(b.first_sequence, b.last_sequence);
+            (delta + u64::from(records) - 1 <= span).then_some((b, delta))
+        }) {
+            let base_offset = b.base_offset + delta;
+            return Verdict::Duplicate {
+                base_offset,
+                last_offset: base_offset + u64::from(records) - 1,
+            };
         }
         let Some(last) = e.batches.back() else { return Verdict::Append };
         let expected = sequence_after(last.last_sequence, 1);
@@ -236,6 +246,22 @@ impl ProducerStates {
             e.epoch = epoch;
             e.batches.clear();
         }
+        // A batch that goes on where the last one ended, in sequence and in offset, extends
+        // it: the parts of a client's batch that was split into several (a Kafka batch over
+        // a native batch's size or time span) count once, so a retry of the whole batch
+        // still finds every part (five parts of one batch filled the window before, and the
+        // sixth's retry was answered DUPLICATE_SEQUENCE, which a Java producer takes as
+        // stored, for records that were not).
+        if let Some(last) = e.batches.back_mut() {
+            if first_sequence == sequence_after(last.last_sequence, 1)
+                && base_offset == last.last_offset + 1
+            {
+                last.last_sequence = sequence_after(first_sequence, records - 1);
+                last.last_offset = base_offset + u64::from(records) - 1;
+                e.last_append_ms = e.last_append_ms.max(append_ms);
+                return;
+            }
+        }
         if e.batches.len() == BATCHES_KEPT {
             e.batches.pop_front();
         }
@@ -272,9 +298,10 @@ mod tests {
         // The first batch again: its original offsets.
         assert_eq!(s.check(7, 0, 0, 10), Verdict::Duplicate { base_offset: 100, last_offset: 109 });
         assert_eq!(s.check(7, 0, 10, 5), Verdict::Duplicate { base_offset: 110, last_offset: 114 });
-        // A gap, and a batch overlapping differently.
+        // A gap; records stored (in a run of sequences and offsets) cut differently.
         assert_eq!(s.check(7, 0, 16, 1), Verdict::Refuse(ErrorCode::OutOfOrderSequence));
-        assert_eq!(s.check(7, 0, 5, 10), Verdict::Refuse(ErrorCode::DuplicateSequence));
+        assert_eq!(s.check(7, 0, 5, 10), Verdict::Duplicate { base_offset: 105, last_offset: 114 });
+        assert_eq!(s.check(7, 0, 12, 4), Verdict::Refuse(ErrorCode::DuplicateSequence));
         // Epochs.
         assert_eq!(s.check(7, 1, 3, 1), Verdict::Refuse(ErrorCode::OutOfOrderSequence));
         assert_eq!(s.check(7, 1, 0, 1), Verdict::Append);
@@ -288,15 +315,45 @@ mod tests {
     #[test]
     fn only_the_last_batches_are_remembered_and_sequences_wrap() {
         let mut s = ProducerStates::default();
+        // Other producers' records between each of its batches (no run to extend).
         for i in 0..8u32 {
-            s.record(1, 0, (i * 2) as i32, 2, u64::from(i) * 2, 1);
+            s.record(1, 0, (i * 2) as i32, 2, u64::from(i) * 10, 1);
         }
         assert_eq!(s.check(1, 0, 0, 2), Verdict::Refuse(ErrorCode::DuplicateSequence));
-        assert_eq!(s.check(1, 0, 6, 2), Verdict::Duplicate { base_offset: 6, last_offset: 7 });
+        assert_eq!(s.check(1, 0, 6, 2), Verdict::Duplicate { base_offset: 30, last_offset: 31 });
         let mut w = ProducerStates::default();
         w.record(2, 0, i32::MAX - 1, 2, 0, 1);
         assert_eq!(sequence_after(i32::MAX, 1), 0);
         assert_eq!(w.check(2, 0, 0, 1), Verdict::Append);
+    }
+
+    /// The parts of one client batch split into several native batches (appended back to
+    /// back) are one run: after a crash kept the first six of eight, the whole batch sent
+    /// again finds those six stored and takes the last two (the six parts filled the five
+    /// remembered batches, and the first part's retry was refused DUPLICATE_SEQUENCE, which
+    /// a Java producer takes as stored, losing the last two).
+    #[test]
+    fn the_parts_of_a_split_batch_are_remembered_as_one_run() {
+        let mut s = ProducerStates::default();
+        s.record(3, 0, 0, 4, 50, 1);
+        for part in 0..6u32 {
+            s.record(3, 0, 4 + part as i32 * 10, 10, 60 + u64::from(part) * 10, 1);
+        }
+        assert_eq!(s.check(3, 0, 4, 10), Verdict::Duplicate { base_offset: 60, last_offset: 69 });
+        assert_eq!(
+            s.check(3, 0, 54, 10),
+            Verdict::Duplicate { base_offset: 110, last_offset: 119 }
+        );
+        assert_eq!(s.check(3, 0, 64, 10), Verdict::Append);
+        // Runs go on over the wrap of sequences at i32::MAX.
+        let mut w = ProducerStates::default();
+        w.record(4, 0, i32::MAX - 4, 5, 1000, 1);
+        w.record(4, 0, 0, 5, 1005, 1);
+        assert_eq!(
+            w.check(4, 0, i32::MAX - 1, 4),
+            Verdict::Duplicate { base_offset: 1003, last_offset: 1006 }
+        );
+        assert_eq!(w.check(4, 0, 5, 1), Verdict::Append);
     }
 
     #[test]
