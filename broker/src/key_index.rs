@@ -132,6 +132,12 @@ impl KeyIndex {
         matches!(*self.state.borrow(), State::Ready(_))
     }
 
+    /// Whether the index is built and no append it noted failed since (the log's
+    /// `rollbacks` is the one it was built at).
+    pub fn is_current(&self, rollbacks: u64) -> bool {
+        self.is_ready() && self.built_at_rollbacks.get() == rollbacks
+    }
+
     /// Whether [`KeyIndex::note`] wants the batches appended (the index exists or is being
     /// built): a compressed batch is opened for it.
     pub fn wants_batches(&self) -> bool {

@@ -118,6 +118,7 @@ impl Partition {
             return Ok(false);
         }
         // Captured together with `covered`: no await in between.
+        self.producers.borrow_mut().after_rollbacks(self.log.rollbacks(), covered);
         let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
         let keys = self.keys.encode(covered, self.log.rollbacks());
         // (Its first poll, in this step, notes the log's rollbacks.)

@@ -113,6 +113,9 @@ pub struct ProducerStates {
     /// The count this partition's producers are in (its shard's, once attached).
     #[serde(skip)]
     shard: Rc<ShardProducers>,
+    /// The log's rollbacks (`PartitionLog::rollbacks`) this state last matched.
+    #[serde(skip)]
+    rollbacks_seen: u64,
 }
 
 impl Drop for ProducerStates {
@@ -161,6 +164,33 @@ impl ProducerStates {
             self.entries.remove(&id);
         }
         self.shard.sub(n);
+    }
+
+    /// Keeps the state true to the log after appends failed: once the log's `rollbacks`
+    /// moved (failed writes gave their offsets back: the end is `next_offset` again and
+    /// later appends take those offsets), remembered batches at or past `next_offset` were
+    /// never stored, and are forgotten (a run is cut there). Otherwise a producer's batch
+    /// after the failed one was taken (its sequence "followed"), and the failed batch's
+    /// retry answered as a duplicate with offsets now holding others' records.
+    pub fn after_rollbacks(&mut self, rollbacks: u64, next_offset: u64) {
+        if rollbacks == self.rollbacks_seen {
+            return;
+        }
+        self.rollbacks_seen = rollbacks;
+        for e in self.entries.values_mut() {
+            e.batches.retain_mut(|b| {
+                if b.last_offset < next_offset {
+                    return true;
+                }
+                if b.base_offset >= next_offset {
+                    return false;
+                }
+                let kept = next_offset - b.base_offset;
+                b.last_offset = next_offset - 1;
+                b.last_sequence = sequence_after(b.first_sequence, kept as u32 - 1);
+                true
+            });
+        }
     }
 
     /// What to do with a batch of `records` records from `producer_id` at `epoch` whose
@@ -354,6 +384,24 @@ mod tests {
             Verdict::Duplicate { base_offset: 1003, last_offset: 1006 }
         );
         assert_eq!(w.check(4, 0, 5, 1), Verdict::Append);
+    }
+
+    /// Appends that failed (the log gave their offsets back) are not remembered as stored:
+    /// the failed batch's retry is taken again, not answered with offsets others now hold.
+    #[test]
+    fn batches_past_a_rolled_back_end_are_forgotten() {
+        let mut s = ProducerStates::default();
+        s.record(5, 0, 0, 10, 100, 1);
+        s.record(5, 0, 10, 10, 110, 1);
+        s.record(6, 0, 0, 4, 120, 1);
+        s.after_rollbacks(0, 115);
+        assert_eq!(s.check(6, 0, 0, 4), Verdict::Duplicate { base_offset: 120, last_offset: 123 });
+        // Writes from 115 on failed.
+        s.after_rollbacks(1, 115);
+        assert_eq!(s.check(5, 0, 10, 5), Verdict::Duplicate { base_offset: 110, last_offset: 114 });
+        assert_eq!(s.check(5, 0, 15, 5), Verdict::Append);
+        assert_eq!(s.check(5, 0, 10, 10), Verdict::Refuse(ErrorCode::DuplicateSequence));
+        assert_eq!(s.check(6, 0, 0, 4), Verdict::Append, "nothing of producer 6 is stored");
     }
 
     #[test]

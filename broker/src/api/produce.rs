@@ -441,6 +441,7 @@ fn admit(
     let mut claims: Vec<(Claim, Range<usize>)> = Vec::with_capacity(batches.len());
     let mut duplicate: Option<(u64, u64)> = None;
     let mut producers = part.producers.borrow_mut();
+    producers.after_rollbacks(part.log.rollbacks(), part.log.next_offset());
     let md = shard.metadata();
     let epochs = &md.producer_epochs;
     let mut scratch = AlignedVec::new();
@@ -474,8 +475,10 @@ fn admit(
         if !checked {
             // The condition holds for the first batch to be appended, atomically with it.
             checked = true;
-            // The index may have gone over budget while this request waited to be written.
-            if key.is_some() && !part.keys.is_ready() {
+            // The index may have gone over budget while this request waited to be written,
+            // or appends it noted failed meanwhile (their offsets went to others): the retry
+            // builds it again.
+            if key.is_some() && !part.keys.is_current(part.log.rollbacks()) {
                 return answer(failed(index, ErrorCode::ResourceLimit));
             }
             if let Some(actual) = condition_fails(&part, expect, key.as_deref()) {
