@@ -268,15 +268,7 @@ impl Group {
         if !self.members.contains_key(&self.leader) {
             self.leader = self.members.keys().next().cloned().unwrap_or_default();
         }
-        // The leader's first protocol every member speaks.
-        let leader = &self.members[&self.leader];
-        self.protocol = leader
-            .protocols
-            .iter()
-            .map(|(name, _)| name)
-            .find(|name| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == *name)))
-            .cloned()
-            .unwrap_or_default();
+        self.protocol = protocol::vote(self);
         for m in self.members.values_mut() {
             m.generation = self.generation;
             m.assignment = Bytes::new();
@@ -462,6 +454,10 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         let g = all.entry(group_id.clone()).or_insert_with(Group::new);
         g.expire(now);
         if !g.members.is_empty() && g.protocol_type != req.protocol_type.as_str() {
+            return Err(K::InconsistentGroupProtocol.code());
+        }
+        let names = req.protocols.iter().map(|p| p.name.as_str());
+        if !protocol::joinable(g, req.member_id.as_str(), names) {
             return Err(K::InconsistentGroupProtocol.code());
         }
         let id = if req.member_id.is_empty() {
@@ -791,6 +787,9 @@ pub fn leave(sess: &Session, ctx: Ctx, req: LeaveGroupRequest) -> Option<Vec<u8>
     });
     respond(ctx, &out)
 }
+
+#[path = "group_protocol.rs"]
+mod protocol;
 
 #[cfg(test)]
 #[path = "group_tests.rs"]

@@ -133,3 +133,27 @@ fn waiting_members_share_one_upkeep_per_poll_interval() {
     g.poll_join("a", t + POLL).expect("a waits");
     assert!(!g.members.contains_key("old"), "dropped by the next upkeep");
 }
+
+/// A member that shares no protocol with the others is refused (the group went on with an
+/// empty protocol, which every Java member failed on); the protocol is the members' vote.
+#[test]
+fn joins_need_a_shared_protocol_and_rebalances_choose_by_vote() {
+    let t0 = Instant::now();
+    let mut g = Group::new();
+    g.members.insert("a".into(), member(t0, &["range", "cooperative-sticky"]));
+    g.members.insert("b".into(), member(t0, &["range"]));
+    assert!(!protocol::joinable(&g, "", ["cooperative-sticky"].into_iter()));
+    assert!(protocol::joinable(&g, "", ["cooperative-sticky", "range"].into_iter()));
+    // A member rejoining is compared with the others only.
+    assert!(protocol::joinable(&g, "b", ["cooperative-sticky"].into_iter()));
+    // Everyone speaks both; two prefer sticky, one range: sticky wins, though the leader
+    // prefers range.
+    g.members.insert("b".into(), member(t0, &["cooperative-sticky", "range"]));
+    g.members.insert("c".into(), member(t0, &["cooperative-sticky", "range"]));
+    g.members.insert("a".into(), member(t0, &["range", "cooperative-sticky"]));
+    g.leader = "a".into();
+    assert_eq!(protocol::vote(&g), "cooperative-sticky");
+    // A tie goes the leader's way.
+    g.members.remove("c");
+    assert_eq!(protocol::vote(&g), "range");
+}
