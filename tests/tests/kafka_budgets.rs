@@ -930,3 +930,40 @@ fn a_kafka_leader_that_never_syncs_holds_its_followers_one_rebalance_timeout() {
     assert_eq!(answer.error_code, 27, "REBALANCE_IN_PROGRESS");
     eprintln!("answered after {:?}", started.elapsed());
 }
+
+/// A member made by a JoinGroup whose client left before the answer goes with it (Kafka's
+/// KIP-394 problem): it took part in the next rebalance as joined, the leader assigned it
+/// partitions, and nobody read them until its session ended.
+#[test]
+fn a_kafka_member_whose_client_left_before_its_join_was_answered_goes() {
+    use kafka_protocol::messages::{JoinGroupResponse, SyncGroupRequest};
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let addr = kafka_addr(&b);
+    let mut a = TcpStream::connect(&addr).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    a.write_all(&frame(ApiKey::JoinGroup, 5, 1, &range_join("orphans", 30_000, 5_000))).unwrap();
+    let first = JoinGroupResponse::decode(&mut response_body(&mut a, 1), 5).unwrap();
+    assert_eq!((first.error_code, first.members.len()), (0, 1));
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = kafka_protocol::messages::GroupId(StrBytes::from_static_str("orphans"));
+    sync.generation_id = first.generation_id;
+    sync.member_id = first.member_id.clone();
+    a.write_all(&frame(ApiKey::SyncGroup, 3, 2, &sync)).unwrap();
+    let _ = response_body(&mut a, 2);
+    // A newcomer's join starts a rebalance; its client goes before the answer.
+    {
+        let mut gone = TcpStream::connect(&addr).unwrap();
+        gone.write_all(&frame(ApiKey::JoinGroup, 5, 1, &range_join("orphans", 30_000, 5_000)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut rejoin = range_join("orphans", 30_000, 5_000);
+    rejoin.member_id = first.member_id.clone();
+    a.write_all(&frame(ApiKey::JoinGroup, 5, 3, &rejoin)).unwrap();
+    let second = JoinGroupResponse::decode(&mut response_body(&mut a, 3), 5).unwrap();
+    assert_eq!(second.error_code, 0);
+    let members: Vec<&str> = second.members.iter().map(|m| m.member_id.as_str()).collect();
+    assert_eq!(members, [first.member_id.as_str()], "only the member whose client stayed");
+}

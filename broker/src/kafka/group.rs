@@ -29,9 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
-    join_group_response, leave_group_response, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    join_group_response, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
@@ -540,10 +538,16 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         Err(code) => return fail(code, req.member_id.as_str()),
     };
     let left = sess.left.clone();
+    let made = req.member_id.is_empty();
     Box::pin(async move {
         loop {
             if left.get() > 0 {
-                return None; // the client left: nobody reads the answer, nothing keeps it alive
+                // The client left: nobody reads the answer, nothing keeps it alive; a member
+                // this join made goes with it.
+                if made {
+                    presence::forget(&kafka.groups, &group_id, &member_id);
+                }
+                return None;
             }
             let now = Instant::now();
             let state = kafka.groups.with(|all| {
@@ -683,10 +687,16 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
         return ready(respond(ctx, &out));
     }
     let left = sess.left.clone();
+    let made = req.member_id.is_empty();
     Box::pin(async move {
         loop {
             if left.get() > 0 {
-                return None; // the client left: nobody reads the answer, nothing keeps it alive
+                // The client left: nobody reads the answer, nothing keeps it alive; a member
+                // this join made goes with it.
+                if made {
+                    presence::forget(&kafka.groups, &group_id, &member_id);
+                }
+                return None;
             }
             let now = Instant::now();
             let state: Option<Result<(String, String, Bytes), i16>> = kafka.groups.with(|all| {
@@ -725,68 +735,9 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
     })
 }
 
-/// Heartbeat: keeps the member alive; REBALANCE_IN_PROGRESS tells it to rejoin.
-pub fn heartbeat(sess: &Session, ctx: Ctx, req: HeartbeatRequest) -> Option<Vec<u8>> {
-    let now = Instant::now();
-    let code = sess.kafka.groups.with(|all| {
-        let group_id = req.group_id.as_str();
-        if let Err(code) =
-            check_member(all, group_id, req.member_id.as_str(), req.generation_id, now)
-        {
-            return code;
-        }
-        match all.get(group_id).map(|g| g.phase) {
-            Some(Phase::Joining { .. }) => K::RebalanceInProgress.code(),
-            _ => 0,
-        }
-    });
-    let mut out = HeartbeatResponse::default();
-    out.error_code = code;
-    respond(ctx, &out)
-}
-
-/// LeaveGroup: the members go at once and the rest rebalance.
-pub fn leave(sess: &Session, ctx: Ctx, req: LeaveGroupRequest) -> Option<Vec<u8>> {
-    let now = Instant::now();
-    let ids: Vec<String> = if ctx.version >= 3 {
-        req.members.iter().map(|m| m.member_id.as_str().to_owned()).collect()
-    } else {
-        vec![req.member_id.as_str().to_owned()]
-    };
-    let mut out = LeaveGroupResponse::default();
-    sess.kafka.groups.with(|all| {
-        let g = all.get_mut(req.group_id.as_str());
-        let mut codes = Vec::with_capacity(ids.len());
-        match g {
-            None => codes.extend(ids.iter().map(|_| K::UnknownMemberId.code())),
-            Some(g) => {
-                for id in &ids {
-                    codes.push(if g.members.remove(id).is_some() {
-                        0
-                    } else {
-                        K::UnknownMemberId.code()
-                    });
-                }
-                g.after_leave(now);
-                g.recount();
-            }
-        }
-        if ctx.version >= 3 {
-            for (id, code) in ids.iter().zip(&codes) {
-                let mut m = leave_group_response::MemberResponse::default();
-                m.member_id = s(id);
-                m.error_code = *code;
-                out.members.push(m);
-            }
-        } else {
-            out.error_code = codes.first().copied().unwrap_or(0);
-        }
-        if all.get(req.group_id.as_str()).is_some_and(|g| g.phase == Phase::Empty) {
-            all.remove(req.group_id.as_str());
-        }
-    });
-    respond(ctx, &out)
-}
+#[path = "group_presence.rs"]
+mod presence;
+pub use presence::{heartbeat, leave};
 
 #[path = "group_protocol.rs"]
 mod protocol;
