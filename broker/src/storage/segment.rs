@@ -338,8 +338,12 @@ impl<F: DiskFile> Segment<F> {
     ) -> Result<Vec<ByteView>, StorageError> {
         let end = self.size_bytes.get();
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
-        let (_, start) = self.index.borrow().lookup(relative);
+        let (start_relative, start) = self.index.borrow().lookup(relative);
         let mut pos = u64::from(start);
+        // Batches lie back to back in offset order from the index entry's offset: a base
+        // offset that is not the one expected is damage (the CRC does not cover it), never
+        // data read at the wrong offsets (or a batch skipped as if it were before `offset`).
+        let mut expected = self.base_offset + u64::from(start_relative);
         let mut out: Vec<ByteView> = Vec::new();
         let mut total = 0usize;
         'windows: while pos < end {
@@ -371,6 +375,15 @@ impl<F: DiskFile> Segment<F> {
                 }
                 let view = BatchEnvelope::validate(&window[at..])
                     .map_err(|e| self.corrupt(here, e.to_string()))?;
+                let base = view.header().base_offset();
+                if base != expected || view.header().next_offset() > self.next_offset.get() {
+                    let why = format!(
+                        "batch at offset {base} where {expected} was expected (segment ends at {})",
+                        self.next_offset.get()
+                    );
+                    return Err(self.corrupt(here, why));
+                }
+                expected = view.header().next_offset();
                 if view.header().last_offset() >= offset {
                     let must_take = out.is_empty() && first == FirstBatch::Always;
                     if !must_take && total + len > max_bytes {

@@ -327,12 +327,18 @@ fn simulation() {
     };
     let steps = std::env::var("SIM_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     // Watchdog: a seed that stops making progress is a hang (an ack never resolved).
+    // It ends with the simulation (it aborted the test process when other tests ran on for a
+    // minute after the simulation finished).
     static CURRENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+    const DONE: u64 = u64::MAX - 2;
     std::thread::spawn(|| {
         let mut last = u64::MAX - 1;
         loop {
             std::thread::sleep(std::time::Duration::from_secs(60));
             let now = CURRENT.load(std::sync::atomic::Ordering::Relaxed);
+            if now == DONE {
+                return;
+            }
             if now == last {
                 eprintln!("simulation hung with seed {now} (rerun: SIM_SEED={now} SIM_VERBOSE=1 cargo test -p broker simulation)");
                 std::process::abort();
@@ -357,6 +363,7 @@ fn simulation() {
             }
             simulate(seed, steps).await;
         }
+        CURRENT.store(DONE, std::sync::atomic::Ordering::Relaxed);
         let recycled = SIM_RECYCLED.load(std::sync::atomic::Ordering::Relaxed);
         assert!(!many || recycled > 0, "no seed reused a segment: recycling went untested");
         let dsync = SIM_DSYNC_WRITES.load(std::sync::atomic::Ordering::Relaxed);
