@@ -154,6 +154,11 @@ impl<D: Disk> PartitionLog<D> {
         if !sh.config.compact {
             return Ok(None);
         }
+        // Held to the end of the pass (`close` waits for it); none once closing.
+        let Ok(_pass) = sh.pass.acquire_permit(1).await else { return Ok(None) };
+        if sh.queue.borrow().closing {
+            return Ok(None);
+        }
         let pace = Pace {
             start: Instant::now(),
             bytes: Cell::new(0),

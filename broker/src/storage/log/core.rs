@@ -193,6 +193,9 @@ pub(super) struct LogCore<D: Disk> {
     /// Held by whatever takes closed segments out of the list or puts others in their place
     /// (retention, record deletion, the cleaner's swap): one at a time.
     pub(super) maintenance: glommio::sync::Semaphore,
+    /// Held by a compaction pass while it runs: `close` waits for it, so no pass touches the
+    /// log's files once its directory may move (a deleted topic goes to the trash).
+    pub(super) pass: glommio::sync::Semaphore,
     /// What the cleaner did so far.
     pub(super) cleaner: Cell<super::cleaner::CleanerStats>,
 }

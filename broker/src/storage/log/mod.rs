@@ -229,6 +229,7 @@ impl<D: Disk> PartitionLog<D> {
             cleaned_to: Cell::new(cleaned_to),
             checkpoint_void: Cell::new(false),
             maintenance: glommio::sync::Semaphore::new(1),
+            pass: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
         });
         if let Some(link) = &shared.journal {
@@ -585,6 +586,9 @@ impl<D: Disk> PartitionLog<D> {
             // Sealed (or fenced): a journal checkpoint waits for nothing more from here.
             j.member().synced.close();
         }
+        // A compaction pass sees `closing` at its next step and ends: after it, nothing
+        // touches the log's files (its directory may move next).
+        let _pass = self.shared.pass.acquire_permit(1).await;
         // The writer closed the active segment's files: the partition's reservation goes
         // now, not when the last handler lets go of the log.
         drop(self.reservation.borrow_mut().take());
