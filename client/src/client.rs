@@ -275,6 +275,13 @@ impl Client {
         Err(ClientError::UnknownTopic(topic.into()))
     }
 
+    /// Whether the metadata held now lists `topic` with partition `partition`.
+    fn lists_partition(&self, topic: &str, partition: u32) -> bool {
+        self.metadata().topics.iter().any(|t| {
+            t.name == topic && t.error == 0 && t.partitions.iter().any(|p| p.partition == partition)
+        })
+    }
+
     /// The connection to the shard that owns `topic`/`partition`.
     pub async fn owner_conn(
         &self,
@@ -343,7 +350,15 @@ impl Client {
         ack: AckLevel,
         expect: ExpectedPosition,
     ) -> Result<ProducePartitionResult, ClientError> {
+        let tries = std::sync::atomic::AtomicU32::new(0);
         self.with_retries(|| async {
+            // Once metadata was refreshed after a failure (`with_retries`), a partition it
+            // does not list is gone for good (deleted, or fewer partitions): retrying would
+            // only spend the retries (~26 s) on it.
+            let tried = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if tried > 0 && !self.lists_partition(topic, partition) {
+                return Err(ClientError::UnknownTopic(format!("{topic}/{partition}")));
+            }
             let conn = self.owner_conn(topic, partition).await?;
             let resp: ProduceResponse = conn
                 .request(&ProduceRequest {

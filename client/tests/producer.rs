@@ -471,3 +471,41 @@ fn flush_returns_under_steady_sends_from_other_tasks() {
         assert!(sent > 100, "the other task kept sending ({sent})");
     });
 }
+
+/// A topic deleted (then made again with fewer partitions) under a producer that knew it:
+/// the batch sent to it fails once a metadata refresh shows it gone, not after every retry
+/// (~26 s), the next send fails at once as for any unknown topic, and once the topic is
+/// back the producer uses its partitions now (before: it kept the old partition count for
+/// ever, and every batch to a partition past the new count spent its retries and failed).
+#[test]
+fn a_deleted_topic_is_forgotten_and_its_new_partitions_used() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = client_with_topic(&addr, "fleeting", 4).await;
+        let producer = Producer::new(
+            client.clone(),
+            ProducerConfig { ack: AckLevel::Durable, ..Default::default() },
+        );
+        // A key of partition 3 of 4.
+        let key = (0u32..)
+            .map(|i| format!("k{i}"))
+            .find(|k| client::producer::key_hash(k.as_bytes()) % 4 == 3);
+        let key = key.unwrap();
+        let sent = producer.send("fleeting", Some(key.as_bytes()), Some(b"v"), &[]).await;
+        assert_eq!(sent.unwrap().await.unwrap().0, 3);
+        client.delete_topic("fleeting").await.unwrap();
+        let started = std::time::Instant::now();
+        let sent = producer.send("fleeting", Some(key.as_bytes()), Some(b"v"), &[]).await;
+        let err = sent.unwrap().await.unwrap_err();
+        assert!(err.to_string().contains("unknown"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        let again = producer.send("fleeting", Some(key.as_bytes()), Some(b"v"), &[]).await;
+        assert!(matches!(again, Err(ClientError::UnknownTopic(_))), "{:?}", again.err());
+        let config = TopicConfig { partition_count: 2, ..Default::default() };
+        client.create_topic("fleeting", config).await.unwrap();
+        let sent = producer.send("fleeting", Some(key.as_bytes()), Some(b"v"), &[]).await;
+        let (partition, _) = sent.unwrap().await.expect("stored in the new topic");
+        assert_eq!(partition, 3 % 2);
+    });
+}

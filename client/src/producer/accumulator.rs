@@ -427,6 +427,22 @@ impl Inner {
         }
     }
 
+    /// A batch of `topic` failed as unknown after a metadata refresh (deleted, or fewer
+    /// partitions now): the topic's state goes (its open batches ship first, to the same
+    /// end), so the next send looks the topic up again (and fails at once if it is gone,
+    /// or uses its partitions now). Its partitions' sequences go with it: with idempotence
+    /// the producer takes a new identity too.
+    pub(super) fn forget_topic(&self, topic: &str) {
+        let gone = self.state.lock().expect("producer lock").topics.remove(topic);
+        let Some(mut ts) = gone else { return };
+        for p in 0..ts.partitions.len() as u32 {
+            self.ship(&mut ts, p);
+        }
+        if let Some((id, _)) = self.identity() {
+            self.sequence_lost(id);
+        }
+    }
+
     pub(super) fn answered(&self, topic: &str, partition: u32) {
         let mut st = self.state.lock().expect("producer lock");
         let Some(ts) = st.topics.get_mut(topic) else { return };

@@ -66,12 +66,23 @@ pub(super) async fn partition_sender(
                 .filter(|&id| id >= 0),
             Ok(_) => None,
         };
+        let unknown = matches!(
+            &result,
+            Err(ClientError::UnknownTopic(_))
+                | Err(ClientError::Partition {
+                    code: wire::ErrorCode::UnknownTopic | wire::ErrorCode::UnknownPartition,
+                    ..
+                })
+        );
         pipeline.finished(&shipment, result, answered);
         if let Some(inner) = inner.upgrade() {
             if let Some(producer_id) = lost {
                 inner.sequence_lost(producer_id);
             }
             inner.answered(&topic, partition);
+            if unknown {
+                inner.forget_topic(&topic);
+            }
         }
         done_tx.send_modify(|done| *done += 1);
     };
