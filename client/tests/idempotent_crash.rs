@@ -142,6 +142,12 @@ fn a_producer_restarted_under_the_same_transactional_id_fences_its_zombie() {
             zombie.send("ledger", Some(b"b"), Some(b"3"), &[]).await.unwrap().await.unwrap_err();
         assert!(err.to_string().contains("PRODUCER_FENCED"), "{err}");
         successor.send("ledger", Some(b"b"), Some(b"4"), &[]).await.unwrap().await.unwrap();
+        // The zombie stays fenced: its refusal does not make it ask for the id again (which
+        // would take the epoch back and fence its successor).
+        let err =
+            zombie.send("ledger", Some(b"c"), Some(b"5"), &[]).await.unwrap().await.unwrap_err();
+        assert!(err.to_string().contains("PRODUCER_FENCED"), "{err}");
+        successor.send("ledger", Some(b"c"), Some(b"6"), &[]).await.unwrap().await.unwrap();
     });
 }
 

@@ -422,6 +422,16 @@ fn an_idempotent_partition_goes_on_after_a_batch_failed_for_good() {
             assert_eq!(offset, 1 + i as u64);
         }
         assert!(started.elapsed() < Duration::from_secs(10), "no retries needed");
+        // Each stored under a producer identity (none shipped unguarded while the producer
+        // had none).
+        let fetched = client.fetch("strict", 0, 0, 1 << 20, 0).await.unwrap();
+        let bytes = wire::to_aligned(&fetched.batches);
+        let ids: Vec<i64> = wire::Batches::new(&bytes)
+            .map(|b| b.expect("valid batch").header().producer_id())
+            .collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        assert!(ids.iter().all(|&id| id >= 0), "{ids:?}");
+        assert_ne!(ids[0], ids[1], "a new identity after the failed batch: {ids:?}");
     });
 }
 

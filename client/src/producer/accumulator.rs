@@ -42,6 +42,16 @@ pub(super) struct Pipeline {
     pub(super) stages: Arc<ProducerStages>,
 }
 
+/// What `Inner::try_append` did with a record.
+pub(super) enum Appended {
+    /// Appended to its partition's batch (or refused as a record).
+    Sent(Result<SendFuture, ClientError>),
+    /// The producer holds no identity now (a reset cleared it): ask, then try again.
+    NoIdentity,
+    /// The topic is not known yet: look it up, then try again.
+    UnknownTopic,
+}
+
 /// Numbers for shipped batches, in shipping order, and those not answered yet: `flush` waits
 /// for the batches shipped before it, not for a moment with none outstanding (which steady
 /// sends from other tasks may never leave).
@@ -71,8 +81,8 @@ pub(super) struct Inner {
     pub(super) pipeline: Arc<Pipeline>,
     state: Mutex<State>,
     /// Idempotent producer id and epoch, once the broker gave them.
-    /// `None` again once a batch carrying it failed for good (`sequence_lost`): the next send
-    /// asks for another.
+    /// `None` again once a batch carrying it failed for good (`sequence_lost`), until the
+    /// next is given (batches wait for it).
     identity: Mutex<Option<(i64, i16)>>,
     /// Held while the identity is asked for: concurrent first sends share one
     /// InitProducerId (each bumps a transactional id's epoch, fencing the ones before).
@@ -197,17 +207,52 @@ impl Inner {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: &[(&str, &[u8])],
-    ) -> Option<Result<SendFuture, ClientError>> {
+    ) -> Appended {
         let mut st = self.state.lock().expect("producer lock");
+        // Under the state lock: a reset (which takes it too) cannot clear the identity before
+        // this record's batch ships.
+        if self.needs_identity() && self.identity().is_none() {
+            return Appended::NoIdentity;
+        }
         let now = Instant::now();
         // Under load the sends themselves ship what expired, before the linger thread wakes.
         if st.lingering.front().is_some_and(|l| l.0 <= now) {
             self.ship_expired(&mut st, now);
         }
         if st.topics.contains_key(topic) {
-            return Some(self.append(&mut st, topic, now, timestamp_ms, key, value, headers));
+            return Appended::Sent(self.append(
+                &mut st,
+                topic,
+                now,
+                timestamp_ms,
+                key,
+                value,
+                headers,
+            ));
         }
-        None
+        Appended::UnknownTopic
+    }
+
+    /// Whether batches carry a producer identity (idempotence, or a transactional id).
+    fn needs_identity(&self) -> bool {
+        self.config.idempotence || self.config.transactional_id.is_some()
+    }
+
+    /// Asks the broker for an identity if batches need one and none is held (one ask at a
+    /// time: each bumps a transactional id's epoch), then ships the batches that waited for
+    /// it (a batch never ships without one: it would go unguarded, stored twice on a retry).
+    pub(super) async fn ensure_identity(&self) -> Result<(), ClientError> {
+        if !self.needs_identity() || self.identity().is_some() {
+            return Ok(());
+        }
+        let _asking = self.identity_init.lock().await;
+        if self.identity().is_some() {
+            return Ok(());
+        }
+        let id = self.client.init_producer_id(self.config.transactional_id.as_deref()).await?;
+        self.identity.lock().expect("identity lock").get_or_insert(id);
+        self.ship_all();
+        Ok(())
     }
 
     /// Makes `topic`, of `partitions` partitions, known (unless it already is).
@@ -304,13 +349,17 @@ impl Inner {
 
     /// Finishes a partition's open batch and hands it to that partition's sender task.
     fn ship(&self, ts: &mut TopicState, partition: u32) {
+        let identity = self.identity();
+        if identity.is_none() && self.needs_identity() {
+            // After a reset: it ships once the next identity came (`ensure_identity`).
+            return;
+        }
         let ps = &mut ts.partitions[partition as usize];
         let Some(open) = ps.open.take() else { return };
         if ts.sticky % ts.partitions.len() as u32 == partition {
             ts.sticky = ts.sticky.wrapping_add(1); // the next unkeyed records go elsewhere
         }
         let ps = &mut ts.partitions[partition as usize];
-        let identity = self.identity();
         if let Some((id, epoch)) = identity {
             ps.builder.set_producer(id, epoch, ps.next_sequence);
         }
@@ -396,32 +445,53 @@ impl Inner {
         None
     }
 
-    /// A partition's batch was answered: when its pipeline emptied, ship what gathered
-    /// meanwhile rather than wait for the linger timer.
     /// The idempotent producer id and epoch, once the broker gave them.
     pub(super) fn identity(&self) -> Option<(i64, i16)> {
         *self.identity.lock().expect("identity lock")
     }
 
-    /// The identity the broker gave (unless one was set meanwhile).
-    pub(super) fn set_identity(&self, id: (i64, i16)) {
-        self.identity.lock().expect("identity lock").get_or_insert(id);
-    }
-
-    /// A batch of `producer_id` failed for good after its sequence was taken: the broker
+    /// A batch carrying identity `lost` failed for good after its sequence was taken: the broker
     /// waits for that sequence on its partition, and would refuse every later batch as out
     /// of order (until it forgot the producer, an hour by default). Unless that identity was
     /// replaced already, the next send asks for a new one (a producer id the broker does not
     /// know, or with a transactional id the next epoch) and every partition starts again at
     /// sequence 0. Batches in flight under the old identity may still fail.
-    pub(super) fn sequence_lost(&self, producer_id: i64) {
-        let mut st = self.state.lock().expect("producer lock");
-        let mut identity = self.identity.lock().expect("identity lock");
-        if identity.is_some_and(|(id, _)| id == producer_id) {
+    pub(super) fn sequence_lost(&self, lost: (i64, i16)) {
+        {
+            let mut st = self.state.lock().expect("producer lock");
+            let mut identity = self.identity.lock().expect("identity lock");
+            if *identity != Some(lost) {
+                return;
+            }
             *identity = None;
             for ts in st.topics.values_mut() {
                 for ps in &mut ts.partitions {
                     ps.next_sequence = 0;
+                }
+            }
+        }
+        // The next identity now, not at the next send: batches gathering meanwhile wait for
+        // it. Failing, they fail (nothing else would ship them).
+        let Some(inner) = self.me.upgrade() else { return };
+        self.runtime.spawn(async move {
+            if let Err(e) = inner.ensure_identity().await {
+                inner.fail_open(&e);
+            }
+        });
+    }
+
+    /// Completes every open batch with `error` (they cannot ship: no identity to be had).
+    fn fail_open(&self, error: &ClientError) {
+        let mut st = self.state.lock().expect("producer lock");
+        if self.identity().is_some() {
+            return; // a send got one meanwhile: they ship
+        }
+        for ts in st.topics.values_mut() {
+            for ps in &mut ts.partitions {
+                if let Some(open) = ps.open.take() {
+                    ps.builder.clear();
+                    self.pipeline.budget.give(open.cost);
+                    open.outcome.complete(Err(error.clone()));
                 }
             }
         }
@@ -437,12 +507,20 @@ impl Inner {
         let Some(mut ts) = gone else { return };
         for p in 0..ts.partitions.len() as u32 {
             self.ship(&mut ts, p);
+            // Not shipped (no identity): they would have failed the same way.
+            let ps = &mut ts.partitions[p as usize];
+            if let Some(open) = ps.open.take() {
+                self.pipeline.budget.give(open.cost);
+                open.outcome.complete(Err(ClientError::UnknownTopic(topic.to_owned())));
+            }
         }
-        if let Some((id, _)) = self.identity() {
-            self.sequence_lost(id);
+        if let Some(identity) = self.identity() {
+            self.sequence_lost(identity);
         }
     }
 
+    /// A partition's batch was answered: when its pipeline emptied, ship what gathered
+    /// meanwhile rather than wait for the linger timer.
     pub(super) fn answered(&self, topic: &str, partition: u32) {
         let mut st = self.state.lock().expect("producer lock");
         let Some(ts) = st.topics.get_mut(topic) else { return };
@@ -485,6 +563,11 @@ impl Drop for Inner {
         for ts in st.topics.values_mut() {
             for p in 0..ts.partitions.len() as u32 {
                 self.ship(ts, p);
+                // Not shipped (no identity to be had): its records fail, not hang.
+                if let Some(open) = ts.partitions[p as usize].open.take() {
+                    self.pipeline.budget.give(open.cost);
+                    open.outcome.complete(Err(ClientError::Shutdown));
+                }
             }
         }
         self.pipeline.linger_wake.notify();

@@ -63,7 +63,7 @@ use wire::{AckLevel, Compression};
 use crate::client::Client;
 use crate::error::ClientError;
 
-use accumulator::Inner;
+use accumulator::{Appended, Inner};
 pub use completion::SendFuture;
 pub use partitioner::key_hash;
 pub use stages::{ProducerStage, ProducerStages};
@@ -162,20 +162,17 @@ impl Producer {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let config = &inner.config;
-        if (config.idempotence || config.transactional_id.is_some()) && inner.identity().is_none() {
-            let _asking = inner.identity_init.lock().await;
-            if inner.identity().is_none() {
-                let id = inner.client.init_producer_id(config.transactional_id.as_deref()).await?;
-                inner.set_identity(id);
-            }
-        }
         loop {
-            if let Some(sent) = inner.try_append(topic, timestamp_ms, key, value, headers) {
-                return sent;
+            // (Again after a reset cleared it between the ask and the append.)
+            inner.ensure_identity().await?;
+            match inner.try_append(topic, timestamp_ms, key, value, headers) {
+                Appended::Sent(sent) => return sent,
+                Appended::NoIdentity => continue,
+                Appended::UnknownTopic => {
+                    let partitions = inner.client.partition_count(topic).await?;
+                    inner.add_topic(topic, partitions);
+                }
             }
-            let partitions = inner.client.partition_count(topic).await?;
-            inner.add_topic(topic, partitions);
         }
     }
 

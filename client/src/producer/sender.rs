@@ -58,12 +58,14 @@ pub(super) async fn partition_sender(
     let (done_tx, done_rx) = tokio::sync::watch::channel(0u64);
     let mut shipped = 0u64;
     let complete = |shipment: Shipment, (result, answered): (BatchResult, Option<Instant>)| {
+        // A batch that failed for good after taking its sequence (not stored as a duplicate,
+        // not fenced: a fenced producer stays fenced, and must not take its epoch back).
         let lost = match &result {
-            Err(ClientError::Partition { code: wire::ErrorCode::DuplicateSequence, .. }) => None,
-            Err(_) => wire::BatchEnvelope::validate(&shipment.batch)
-                .ok()
-                .map(|e| e.header().producer_id())
-                .filter(|&id| id >= 0),
+            Err(ClientError::Partition {
+                code: wire::ErrorCode::DuplicateSequence | wire::ErrorCode::ProducerFenced,
+                ..
+            }) => None,
+            Err(_) => identity_of(&shipment),
             Ok(_) => None,
         };
         let unknown = matches!(
@@ -74,11 +76,14 @@ pub(super) async fn partition_sender(
                     ..
                 })
         );
+        // The reset first: a send woken by this failure must not append under the old
+        // identity.
+        let inner = inner.upgrade();
+        if let (Some(inner), Some(lost)) = (&inner, lost) {
+            inner.sequence_lost(lost);
+        }
         pipeline.finished(&shipment, result, answered);
-        if let Some(inner) = inner.upgrade() {
-            if let Some(producer_id) = lost {
-                inner.sequence_lost(producer_id);
-            }
+        if let Some(inner) = inner {
             inner.answered(&topic, partition);
             if unknown {
                 inner.forget_topic(&topic);
@@ -117,7 +122,8 @@ pub(super) async fn partition_sender(
                             .submit(topic.clone(), partition, &shipment.batch, shipment.shipped)
                     });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());
-                    let turn = Turn { done: done_rx.clone(), before: shipped };
+                    let turn =
+                        Turn { done: done_rx.clone(), before: shipped, inner: inner.clone() };
                     shipped += 1;
                     in_flight.push_back(async move {
                         let result =
@@ -158,6 +164,15 @@ async fn finish_one(
             // Batches shipped before this one first (see `partition_sender`).
             let before = turn.before;
             let _ = turn.done.wait_for(|&done| done >= before).await;
+            // An earlier batch's failure replaced the identity this one carries: behind the
+            // lost sequence, it could only be refused out of order, retry after retry.
+            if stale(shipment, &turn) {
+                let code = wire::ErrorCode::OutOfOrderSequence;
+                return (
+                    Err(ClientError::Partition { topic: topic.into(), partition, code }),
+                    None,
+                );
+            }
             match client.produce_batches(topic, partition, &shipment.batch, config.ack).await {
                 Ok(r) => (r.base_offset, None),
                 Err(e) => return (Err(e), None),
@@ -172,6 +187,22 @@ async fn finish_one(
 struct Turn {
     done: tokio::sync::watch::Receiver<u64>,
     before: u64,
+    /// The producer, for its identity now.
+    inner: Weak<Inner>,
+}
+
+/// The producer id and epoch a shipped batch carries, if any.
+fn identity_of(shipment: &Shipment) -> Option<(i64, i16)> {
+    let envelope = wire::BatchEnvelope::validate(&shipment.batch).ok()?;
+    let h = envelope.header();
+    (h.producer_id() >= 0).then(|| (h.producer_id(), h.producer_epoch()))
+}
+
+/// Whether a shipment carries an identity the producer no longer holds (reset after an
+/// earlier batch failed for good).
+fn stale(shipment: &Shipment, turn: &Turn) -> bool {
+    let Some(carried) = identity_of(shipment) else { return false };
+    turn.inner.upgrade().is_some_and(|inner| inner.identity() != Some(carried))
 }
 
 /// Compresses a shipment's batch (once: a retry sends the same bytes, as an idempotent
