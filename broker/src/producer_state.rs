@@ -34,6 +34,11 @@ use wire::ErrorCode;
 /// flight per partition, so every retry finds its batch).
 pub const BATCHES_KEPT: usize = 5;
 
+/// Most sequences one remembered run spans: the remembered runs together stay within a
+/// lap of the sequence space (`BATCHES_KEPT` × this < 2^31), so the next lap's sequences are
+/// never inside one.
+const RUN_SEQUENCES_MAX: u64 = 1 << 28;
+
 /// How many sequence numbers `to` is after `from` (sequences wrap at `i32::MAX` to 0).
 fn sequence_distance(from: i32, to: i32) -> u64 {
     (i64::from(to) - i64::from(from)).rem_euclid(1 << 31) as u64
@@ -283,8 +288,12 @@ impl ProducerStates {
         // sixth's retry was answered DUPLICATE_SEQUENCE, which a Java producer takes as
         // stored, for records that were not).
         if let Some(last) = e.batches.back_mut() {
+            // Runs stay short of the sequence space (a run spanning 2^31 sequences would hold
+            // its next lap's sequences "inside" it).
+            let span = sequence_distance(last.first_sequence, last.last_sequence);
             if first_sequence == sequence_after(last.last_sequence, 1)
                 && base_offset == last.last_offset + 1
+                && span + u64::from(records) < RUN_SEQUENCES_MAX
             {
                 last.last_sequence = sequence_after(first_sequence, records - 1);
                 last.last_offset = base_offset + u64::from(records) - 1;
@@ -384,6 +393,17 @@ mod tests {
             Verdict::Duplicate { base_offset: 1003, last_offset: 1006 }
         );
         assert_eq!(w.check(4, 0, 5, 1), Verdict::Append);
+        // Runs end before the remembered ones span a lap of the sequences: the next lap's
+        // sequences are never inside one.
+        let mut long = ProducerStates::default();
+        let batch = 1u32 << 26;
+        for i in 0..40u64 {
+            let sequence = wire::batch::sequence_after(0, (i * u64::from(batch)) as u32);
+            long.record(5, 0, sequence, batch, i * u64::from(batch), 1);
+        }
+        let next = wire::batch::sequence_after(0, (40 * u64::from(batch)) as u32);
+        assert_eq!(next, 1 << 29, "the sequences went round once");
+        assert_eq!(long.check(5, 0, next, batch), Verdict::Append);
     }
 
     /// Appends that failed (the log gave their offsets back) are not remembered as stored:

@@ -624,6 +624,26 @@ fn check_member(
     Ok(())
 }
 
+/// Says (at most every 10 s) that a group's assignments did not fit `kafka_group_bytes_max`:
+/// its members rejoin until they do, and consume nothing meanwhile.
+fn over_budget_warning(group: &str, bytes: usize, bytes_max: usize) {
+    static LAST_S: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now_s = crate::clock::now_ms().max(0) as u64 / 1000;
+    let last = LAST_S.load(std::sync::atomic::Ordering::Relaxed);
+    if now_s >= last + 10
+        && LAST_S
+            .compare_exchange(
+                last,
+                now_s,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(group, assignment_bytes = bytes, kafka_group_bytes_max = bytes_max, "a Kafka group's assignments do not fit kafka_group_bytes_max: its leader is told to rejoin (REBALANCE_IN_PROGRESS) until they fit");
+    }
+}
+
 /// The part of a member's client id a group keeps.
 const CLIENT_ID_CHARS_MAX: usize = 255;
 
@@ -665,6 +685,7 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                     }
                     all.retain(|id, g| !g.members.is_empty() || *id == group_id);
                     if over(all) {
+                        over_budget_warning(&group_id, new, kafka.groups.bytes_max);
                         return Err(K::RebalanceInProgress.code());
                     }
                 }
@@ -687,16 +708,10 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
         return ready(respond(ctx, &out));
     }
     let left = sess.left.clone();
-    let made = req.member_id.is_empty();
     Box::pin(async move {
         loop {
             if left.get() > 0 {
-                // The client left: nobody reads the answer, nothing keeps it alive; a member
-                // this join made goes with it.
-                if made {
-                    presence::forget(&kafka.groups, &group_id, &member_id);
-                }
-                return None;
+                return None; // the client left: nobody reads the answer, nothing keeps it alive
             }
             let now = Instant::now();
             let state: Option<Result<(String, String, Bytes), i16>> = kafka.groups.with(|all| {

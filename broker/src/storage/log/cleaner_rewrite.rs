@@ -22,9 +22,10 @@
 //!   3. the other segments' `.log` files are renamed to `.deleted`, oldest first, each
 //!      rename synced before the next (so a later one is never gone while an earlier one
 //!      stays), and handed to the deleter, as retention does (a reader still holding one
-//!      reads it there). One that cannot be renamed ends the step, and the log is not
-//!      compacted again until it reopens (`LogCore::checkpoint_void`): no checkpoint, and
-//!      no pass (one could expire a tombstone whose value is in a segment still on disk);
+//!      reads it there). One that cannot be renamed ends the step and the pass, and the
+//!      log is not compacted again until it reopens (`LogCore::checkpoint_void`): a pass
+//!      could expire a tombstone whose value is in a segment still on disk, or merge over
+//!      it and leave a gap at the restart;
 //!   4. the new index files are renamed into place (synced): only now, so a restart never
 //!      loads index entries past the first segment's end while the others still exist.
 //! - Readers never mix files: the first segment's old object keeps its old file open
@@ -222,7 +223,8 @@ impl<D: Disk> PartitionLog<D> {
                         }
                         (None, _) => {
                             let mut fresh = Rewrite::<D>::create(sh, first, &path).await?;
-                            fresh.copy_prefix(&old.file, prefix, interval, pace).await?;
+                            let closing = || sh.queue.borrow().closing;
+                            fresh.copy_prefix(&old.file, prefix, interval, pace, closing).await?;
                             w.insert(fresh)
                         }
                         (Some(writer), _) => writer,
@@ -472,9 +474,14 @@ impl<D: Disk> Rewrite<D> {
         len: u64,
         interval: u32,
         pace: &Pace,
+        closing: impl Fn() -> bool,
     ) -> Result<(), StorageError> {
         let mut pos = 0u64;
         while pos < len {
+            // A prefix can be a whole segment's worth: `close` waits for the pass.
+            if closing() {
+                return Err(StorageError::Closed);
+            }
             let want = (len - pos).min(READ_CHUNK_BYTES as u64) as usize;
             let view = read_view(old, pos, want, len).await?;
             // Whole batches only; a batch cut by the chunk is read again from its start.
@@ -536,6 +543,16 @@ impl<D: Disk> Rewrite<D> {
         pace: &Pace,
     ) -> Result<(), StorageError> {
         for h in trusted_headers(batches) {
+            // Offsets stay dense (reads check what they copy; this keeps a damaged prefix an
+            // error rather than the segment's assertion).
+            if h.base_offset() != self.seg.next_offset.get() {
+                let why = format!(
+                    "batch at offset {} where {} was expected",
+                    h.base_offset(),
+                    self.seg.next_offset.get()
+                );
+                return Err(compact_failed(&self.seg, why));
+            }
             let scanned = ScannedBatch {
                 position: self.seg.size_bytes.get(),
                 base_offset: h.base_offset(),
