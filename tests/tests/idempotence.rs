@@ -413,3 +413,22 @@ fn batches_stay_in_their_frame_only_when_they_are_nearly_all_of_it() {
     let mut conn = broker.connect();
     read_back(&mut conn);
 }
+
+/// A retry whose first batches were stored and the rest not (the parts of a client batch
+/// split in several, some kept by a crash) is answered from the first stored batch's offset:
+/// a Kafka client numbers every record of its batch from the answer's base offset (it was
+/// the first new part's, so every record's offset came out wrong).
+#[test]
+fn a_retry_of_stored_and_new_batches_is_answered_from_the_first() {
+    let b = Broker::start(1);
+    let mut conn = b.connect();
+    create_topic(&mut conn, TOPIC, 1);
+    let id = producer_id(&mut conn);
+    let first = batch(id, 0, 0, 5);
+    assert_eq!(produce_parts(&mut conn, &[(0, first.clone())]), [(0, 0, 4)]);
+    // Someone else's records, then the whole of it again: the first part and a new one.
+    assert_eq!(produce_parts(&mut conn, &[(0, plain(1, 3))]), [(0, 5, 7)]);
+    let mut again = first;
+    again.extend_from_slice(&batch(id, 0, 5, 5));
+    assert_eq!(produce_parts(&mut conn, &[(0, again)]), [(0, 0, 12)]);
+}

@@ -50,6 +50,8 @@ enum Slot {
         tickets: Vec<AppendTicket>,
         log_append_time_ms: i64,
         enqueued: std::time::Instant,
+        /// Where the answer starts if batches before these were stored already.
+        first_base: Option<u64>,
     },
     /// Every batch was appended before (an idempotent producer's retry): answered with the
     /// original offsets once they reach the ack level.
@@ -148,7 +150,15 @@ enum Plan {
 /// A local partition's batches once checked: the offsets claimed for each (and its bytes in
 /// the frame), or the answer without them.
 enum Admitted {
-    Claimed { part: Rc<Partition>, index: u32, claims: Vec<(Claim, Range<usize>)> },
+    /// `first_base`: where batches before the claimed ones were stored already (an
+    /// idempotent retry of a client batch split in parts, some kept by a crash): the answer
+    /// starts there.
+    Claimed {
+        part: Rc<Partition>,
+        index: u32,
+        claims: Vec<(Claim, Range<usize>)>,
+        first_base: Option<u64>,
+    },
     Answered(Slot),
 }
 
@@ -231,8 +241,19 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
             for slot in topic_slots {
                 partitions.push(match slot {
                     Slot::Done(r) => r,
-                    Slot::Local { partition, tickets, log_append_time_ms, enqueued } => {
-                        let r = wait_acks(partition, tickets, log_append_time_ms, deadline).await;
+                    Slot::Local {
+                        partition,
+                        tickets,
+                        log_append_time_ms,
+                        enqueued,
+                        first_base,
+                    } => {
+                        let mut r =
+                            wait_acks(partition, tickets, log_append_time_ms, deadline).await;
+                        // (Stored before these, so at the ack level once these are.)
+                        if let (0, Some(base)) = (r.error, first_base) {
+                            r.base_offset = base as i64;
+                        }
                         stage_latency::record_since(Stage::ProduceAck, enqueued);
                         r
                     }
@@ -379,9 +400,11 @@ fn append_all(
     // One clock read for the request's batches (`produce_ack` starts there).
     let enqueued = std::time::Instant::now();
     let mut store = |a: Admitted| {
-        let (part, index, claims) = match a {
+        let (part, index, claims, first_base) = match a {
             Admitted::Answered(slot) => return slot,
-            Admitted::Claimed { part, index, claims } => (part, index, claims),
+            Admitted::Claimed { part, index, claims, first_base } => {
+                (part, index, claims, first_base)
+            }
         };
         let in_kept = kept_part == Some(Rc::as_ptr(&part));
         let mut tickets = Vec::with_capacity(claims.len());
@@ -411,7 +434,7 @@ fn append_all(
         if let (true, Some(code)) = (tickets.is_empty(), refused) {
             return Slot::Done(failed(index, code));
         }
-        Slot::Local { partition: index, tickets, log_append_time_ms: now, enqueued }
+        Slot::Local { partition: index, tickets, log_append_time_ms: now, enqueued, first_base }
     };
     admitted
         .into_iter()
@@ -507,7 +530,10 @@ fn admit(
         Some((base_offset, last_offset)) if claims.is_empty() => {
             Admitted::Answered(Slot::Duplicate { part, base_offset, last_offset })
         }
-        _ => Admitted::Claimed { part, index, claims },
+        _ => {
+            let first_base = duplicate.map(|(base, _)| base);
+            Admitted::Claimed { part, index, claims, first_base }
+        }
     }
 }
 
