@@ -91,6 +91,8 @@ struct Inner {
     /// connection join the first one's instead of each opening (and replacing) their own.
     connecting: Connecting,
     metadata: RwLock<Arc<MetadataResponse>>,
+    /// The largest request body the broker reads (its handshake's `frame_body_bytes_max`).
+    frame_body_bytes_max: u32,
 }
 
 /// Connects in progress, one per address (see `Client::conn_to`).
@@ -182,8 +184,17 @@ impl Client {
                 conns: Mutex::new(conns),
                 connecting: Connecting::default(),
                 metadata: RwLock::new(Arc::new(metadata)),
+                frame_body_bytes_max: match hs.frame_body_bytes_max {
+                    0 => wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
+                    n => n,
+                },
             }),
         })
+    }
+
+    /// The largest request body the broker reads (a bigger frame closes the connection).
+    pub fn frame_body_bytes_max(&self) -> u32 {
+        self.inner.frame_body_bytes_max
     }
 
     /// The software version the bootstrap broker reported in the handshake.

@@ -519,3 +519,42 @@ fn a_deleted_topic_is_forgotten_and_its_new_partitions_used() {
         assert_eq!(partition, 3 % 2);
     });
 }
+
+/// What waited in a connection's coalescer goes in requests within the broker's
+/// `frame_body_bytes_max` (its handshake says it): one request carried all of it, and a
+/// frame over the broker's limit closes the connection every task of the client shares.
+#[test]
+fn coalesced_requests_stay_within_the_brokers_frame_limit() {
+    rt().block_on(async {
+        let frame_max = 256u32 << 10;
+        let sink = sink::Sink::start_with(false, frame_max).await;
+        let client = Client::connect(&sink.addr.to_string()).await.unwrap();
+        assert_eq!(client.frame_body_bytes_max(), frame_max);
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Written,
+                batch_bytes_max: 64 << 10,
+                linger: Duration::from_millis(1),
+                in_flight_per_partition_max: 10,
+                requests_in_flight_per_connection_max: 1,
+                idempotence: false,
+                ..Default::default()
+            },
+        );
+        let value = vec![7u8; 1000];
+        let mut sent = Vec::new();
+        for _ in 0..400 {
+            sent.push(producer.send("sink", None, Some(&value), &[]).await.unwrap());
+        }
+        // The first request is out, unanswered; the next batches wait in the coalescer.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sink.set_answering(true);
+        for s in sent {
+            s.await.expect("answered");
+        }
+        let largest = sink.largest_produce_bytes.load(Ordering::Relaxed);
+        assert!(largest > 64 << 10, "batches were coalesced ({largest} bytes)");
+        assert!(largest <= u64::from(frame_max), "a request of {largest} bytes");
+    });
+}

@@ -3,8 +3,10 @@
 //! Contract: every partition sender of a producer hands its batches for a connection to that
 //! connection's coalescer (`submit`), in its own batch order. The coalescer keeps at most
 //! `requests_in_flight_max` produce requests on the connection; while they are all out,
-//! batches wait in its queue and the next request carries every one of them (one
-//! `ProducePartition` entry per batch, in queue order, grouped by topic). So under light
+//! batches wait in its queue and the next request carries them (one `ProducePartition`
+//! entry per batch, in queue order, grouped by topic), up to seven eighths of the broker's
+//! `frame_body_bytes_max` of batches (at least one): a bigger frame closes the connection,
+//! which every task of the client shares; the rest go in the next request. So under light
 //! load a batch goes out at once, alone, and under load the batching adapts to the round
 //! trip: a producer writing to 100 partitions sends one request per round trip per shard
 //! instead of one per batch (the broker then reads, routes and answers once for all of
@@ -56,9 +58,15 @@ pub(super) struct Coalescer {
     ack: AckLevel,
     timeout_ms: u32,
     requests_in_flight_max: usize,
+    /// Batch bytes one request carries at most (at least one batch): within the broker's
+    /// `frame_body_bytes_max`, or it closes the connection every client task shares.
+    request_bytes_max: usize,
     queue: Mutex<Queue>,
     stages: Arc<ProducerStages>,
 }
+
+/// What a request's entries take besides their batches (topic, partition, lengths): a bound.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
 
 impl Coalescer {
     fn new(
@@ -66,13 +74,17 @@ impl Coalescer {
         ack: AckLevel,
         timeout_ms: u32,
         requests_in_flight_max: usize,
+        frame_body_bytes_max: u32,
         stages: Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
+        // An eighth kept for the request's own fields.
+        let request_bytes_max = frame_body_bytes_max as usize / 8 * 7;
         Arc::new(Coalescer {
             conn,
             ack,
             timeout_ms,
             requests_in_flight_max: requests_in_flight_max.max(1),
+            request_bytes_max,
             queue: Mutex::new(Queue::default()),
             stages,
         })
@@ -89,19 +101,33 @@ impl Coalescer {
         let (tx, rx) = oneshot::channel();
         let mut q = self.queue.lock().expect("coalescer lock");
         q.items.push(Item { topic, partition, batch: batch.to_vec(), shipped, tx });
-        if q.in_flight < self.requests_in_flight_max {
-            self.send_queued(&mut q);
-        }
+        self.send_queued(&mut q);
         rx
     }
 
-    /// Sends everything queued as one request (under the queue's lock: requests leave in
-    /// queue order) and has the connection hand out its answers (`answered`).
+    /// Sends what is queued, as requests of at most `request_bytes_max` of batches, while
+    /// fewer than `requests_in_flight_max` are in flight (under the queue's lock: requests
+    /// leave in queue order).
     fn send_queued(self: &Arc<Self>, q: &mut Queue) {
-        if q.items.is_empty() {
-            return;
+        while !q.items.is_empty() && q.in_flight < self.requests_in_flight_max {
+            let mut bytes = 0usize;
+            let n = q
+                .items
+                .iter()
+                .take_while(|i| {
+                    bytes += i.batch.len() + i.topic.len() + ENTRY_OVERHEAD_BYTES;
+                    bytes <= self.request_bytes_max
+                })
+                .count()
+                .max(1);
+            let items: Vec<Item> = q.items.drain(..n).collect();
+            self.send_request(q, items);
         }
-        let mut items = std::mem::take(&mut q.items);
+    }
+
+    /// Sends `items` as one request and has the connection hand out its answers
+    /// (`answered`).
+    fn send_request(self: &Arc<Self>, q: &mut Queue, mut items: Vec<Item>) {
         let mut topics: Vec<ProduceTopic> = Vec::new();
         // Where each item's result is: (topic index, partition index).
         let mut places = Vec::with_capacity(items.len());
@@ -217,6 +243,7 @@ impl Coalescers {
         ack: AckLevel,
         timeout_ms: u32,
         requests_in_flight_max: usize,
+        frame_body_bytes_max: u32,
         stages: &Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
         let mut map = self.by_conn.lock().expect("coalescers lock");
@@ -225,8 +252,14 @@ impl Coalescers {
             return c.clone();
         }
         map.retain(|_, c| c.conn.is_open());
-        let c =
-            Coalescer::new(conn.clone(), ack, timeout_ms, requests_in_flight_max, stages.clone());
+        let c = Coalescer::new(
+            conn.clone(),
+            ack,
+            timeout_ms,
+            requests_in_flight_max,
+            frame_body_bytes_max,
+            stages.clone(),
+        );
         map.insert(key, c.clone());
         c
     }

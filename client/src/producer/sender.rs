@@ -118,7 +118,14 @@ pub(super) async fn partition_sender(
                         let timeout_ms = client.config().request_timeout.as_millis() as u32;
                         pipeline
                             .coalescers
-                            .get(&c, config.ack, timeout_ms, config.requests_in_flight_per_connection_max, &pipeline.stages)
+                            .get(
+                                &c,
+                                config.ack,
+                                timeout_ms,
+                                config.requests_in_flight_per_connection_max,
+                                client.frame_body_bytes_max(),
+                                &pipeline.stages,
+                            )
                             .submit(topic.clone(), partition, &shipment.batch, shipment.shipped)
                     });
                     let (client, config, topic) = (client.clone(), config.clone(), topic.clone());

@@ -16,25 +16,36 @@ pub struct Sink {
     pub addr: std::net::SocketAddr,
     /// Produce requests received.
     pub produces: Arc<AtomicU64>,
+    /// The largest produce request body received.
+    pub largest_produce_bytes: Arc<AtomicU64>,
     answer: watch::Sender<bool>,
 }
 
 impl Sink {
     /// Starts a sink on the current runtime; `answering` says whether produce is answered.
     pub async fn start(answering: bool) -> Sink {
+        Sink::start_with(answering, 0).await
+    }
+
+    /// A sink whose handshake says it reads request bodies of at most
+    /// `frame_body_bytes_max` (0: says nothing).
+    pub async fn start_with(answering: bool, frame_body_bytes_max: u32) -> Sink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let produces = Arc::new(AtomicU64::new(0));
+        let largest = Arc::new(AtomicU64::new(0));
         let (answer, answer_rx) = watch::channel(answering);
-        let counter = produces.clone();
+        let counters = (produces.clone(), largest.clone());
         tokio::spawn(async move {
             loop {
                 let (s, _) = listener.accept().await.unwrap();
                 s.set_nodelay(true).unwrap();
-                tokio::spawn(serve(s, addr, counter.clone(), answer_rx.clone()));
+                let (produces, largest) = counters.clone();
+                let limits = (frame_body_bytes_max, largest);
+                tokio::spawn(serve(s, addr, produces, limits, answer_rx.clone()));
             }
         });
-        Sink { addr, produces, answer }
+        Sink { addr, produces, largest_produce_bytes: largest, answer }
     }
 
     /// Starts (or stops) answering produce requests; held ones are answered at once.
@@ -47,6 +58,7 @@ async fn serve(
     s: tokio::net::TcpStream,
     addr: std::net::SocketAddr,
     produces: Arc<AtomicU64>,
+    (frame_body_bytes_max, largest): (u32, Arc<AtomicU64>),
     mut answering: watch::Receiver<bool>,
 ) {
     // Requests are read (and counted) as they come; answers go out in order, produce
@@ -80,7 +92,11 @@ async fn serve(
                 false,
                 encode_response(
                     h.correlation_id,
-                    &HandshakeResponse { protocol_version: 1, ..Default::default() },
+                    &HandshakeResponse {
+                        protocol_version: 1,
+                        frame_body_bytes_max,
+                        ..Default::default()
+                    },
                 ),
             ),
             ApiKey::Metadata => (
@@ -113,6 +129,7 @@ async fn serve(
             ),
             _ => {
                 let n = produces.fetch_add(1, Ordering::Relaxed);
+                largest.fetch_max(u64::from(h.body_len), Ordering::Relaxed);
                 // One result per batch entry of the request (a producer's coalescer may send
                 // several for the partition): the n-th request's i-th at n * 1,000,000 + i * 1,000.
                 let entries = decode_body::<ProduceRequest>(&body)
