@@ -185,3 +185,43 @@ fn concurrent_first_sends_of_a_transactional_producer_do_not_fence_it() {
         }
     });
 }
+
+/// Sends that wait behind a failing ask for a producer id fail with its error instead of each
+/// asking again in turn: with the broker gone, 8 concurrent first sends took 8 asks' worth
+/// of retries one after another.
+#[test]
+fn sends_behind_a_failed_producer_id_ask_fail_with_it() {
+    let mut broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let config = ClientConfig {
+            retries: 4,
+            retry_backoff: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let client = Client::connect_with(&addr, config).await.unwrap();
+        client
+            .create_topic("gone", TopicConfig { partition_count: 1, ..Default::default() })
+            .await
+            .unwrap();
+        broker.kill();
+        let producer = Producer::new(client, ProducerConfig::default());
+        let started = std::time::Instant::now();
+        let sends: Vec<_> = (0..8)
+            .map(|_| {
+                let producer = producer.clone();
+                tokio::spawn(async move { producer.send("gone", None, Some(b"v"), &[]).await })
+            })
+            .collect();
+        let mut took = Vec::new();
+        for s in sends {
+            assert!(s.await.unwrap().is_err(), "no broker, no producer id");
+            took.push(started.elapsed());
+        }
+        // One ask's retries: 0.1 + 0.2 + 0.4 + 0.8 s of backoff.
+        let last = *took.last().unwrap();
+        assert!(last < Duration::from_secs(6), "the last send failed after {last:?}: {took:?}");
+    });
+}

@@ -87,6 +87,9 @@ pub(super) struct Inner {
     /// Held while the identity is asked for: concurrent first sends share one
     /// InitProducerId (each bumps a transactional id's epoch, fencing the ones before).
     pub(super) identity_init: tokio::sync::Mutex<()>,
+    /// When the last ask for an identity failed, and why: sends that waited behind that ask
+    /// fail with it rather than each asking again in turn (each ask retries for ~26 s).
+    identity_failed: Mutex<Option<(Instant, ClientError)>>,
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +192,7 @@ impl Inner {
             state: Mutex::new(State::default()),
             identity: Mutex::new(None),
             identity_init: tokio::sync::Mutex::new(()),
+            identity_failed: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -245,11 +249,25 @@ impl Inner {
         if !self.needs_identity() || self.identity().is_some() {
             return Ok(());
         }
+        let waited_from = Instant::now();
         let _asking = self.identity_init.lock().await;
         if self.identity().is_some() {
             return Ok(());
         }
-        let id = self.client.init_producer_id(self.config.transactional_id.as_deref()).await?;
+        if let Some((at, e)) = &*self.identity_failed.lock().expect("identity lock") {
+            if *at >= waited_from {
+                return Err(e.clone()); // the ask this one waited behind failed just now
+            }
+        }
+        let asked = self.client.init_producer_id(self.config.transactional_id.as_deref()).await;
+        let id = match asked {
+            Ok(id) => id,
+            Err(e) => {
+                *self.identity_failed.lock().expect("identity lock") =
+                    Some((Instant::now(), e.clone()));
+                return Err(e);
+            }
+        };
         self.identity.lock().expect("identity lock").get_or_insert(id);
         self.ship_all();
         Ok(())
