@@ -498,6 +498,15 @@ impl Inner {
         });
     }
 
+    /// Completes a partition's open batch, if any, with `error`, and gives its room back.
+    fn fail_unshipped(&self, ps: &mut PartitionState, error: ClientError) {
+        if let Some(open) = ps.open.take() {
+            ps.builder.clear();
+            self.pipeline.budget.give(open.cost);
+            open.outcome.complete(Err(error));
+        }
+    }
+
     /// Completes every open batch with `error` (they cannot ship: no identity to be had).
     fn fail_open(&self, error: &ClientError) {
         let mut st = self.state.lock().expect("producer lock");
@@ -506,11 +515,7 @@ impl Inner {
         }
         for ts in st.topics.values_mut() {
             for ps in &mut ts.partitions {
-                if let Some(open) = ps.open.take() {
-                    ps.builder.clear();
-                    self.pipeline.budget.give(open.cost);
-                    open.outcome.complete(Err(error.clone()));
-                }
+                self.fail_unshipped(ps, error.clone());
             }
         }
     }
@@ -526,11 +531,8 @@ impl Inner {
         for p in 0..ts.partitions.len() as u32 {
             self.ship(&mut ts, p);
             // Not shipped (no identity): they would have failed the same way.
-            let ps = &mut ts.partitions[p as usize];
-            if let Some(open) = ps.open.take() {
-                self.pipeline.budget.give(open.cost);
-                open.outcome.complete(Err(ClientError::UnknownTopic(topic.to_owned())));
-            }
+            let error = ClientError::UnknownTopic(topic.to_owned());
+            self.fail_unshipped(&mut ts.partitions[p as usize], error);
         }
         if let Some(identity) = self.identity() {
             self.sequence_lost(identity);
@@ -582,10 +584,7 @@ impl Drop for Inner {
             for p in 0..ts.partitions.len() as u32 {
                 self.ship(ts, p);
                 // Not shipped (no identity to be had): its records fail, not hang.
-                if let Some(open) = ts.partitions[p as usize].open.take() {
-                    self.pipeline.budget.give(open.cost);
-                    open.outcome.complete(Err(ClientError::Shutdown));
-                }
+                self.fail_unshipped(&mut ts.partitions[p as usize], ClientError::Shutdown);
             }
         }
         self.pipeline.linger_wake.notify();
