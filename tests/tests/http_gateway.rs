@@ -26,7 +26,7 @@ fn start(shards: usize, env: &[(&str, &str)]) -> (Broker, SocketAddr) {
 /// Runs curl with `args` against `http` + `path`; (status, body as JSON).
 fn curl(http: SocketAddr, method: &str, path: &str, extra: &[&str]) -> (u16, Value) {
     let out = Command::new("curl")
-        .args(["-s", "-S", "-X", method, "-o", "-", "-w", "\n%{http_code}", "--max-time", "30"])
+        .args(["-s", "-S", "-X", method, "-o", "-", "-w", "\n%{http_code}", "--max-time", "120"])
         .args(extra)
         .arg(format!("http://{http}{path}"))
         .output()
@@ -826,7 +826,7 @@ fn an_http_read_without_room_is_refused_with_429_after_memory_wait_ms() {
     for path in [get.as_str(), records] {
         let started = Instant::now();
         let out = Command::new("curl")
-            .args(["-s", "-S", "-i", "--max-time", "30"])
+            .args(["-s", "-S", "-i", "--max-time", "120"])
             .arg(format!("http://{http}{path}"))
             .output()
             .expect("run curl");
