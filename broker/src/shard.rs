@@ -307,6 +307,7 @@ impl Shard {
                 .shard_journal_checkpoint_syncfs_partitions_min,
             segment_writes_max: self.config.shard_journal_segment_writes_max,
             writes_in_flight_max: self.config.shard_journal_writes_in_flight_max,
+            writes_per_s_max: self.config.shard_journal_writes_per_s_max,
         };
         let dir = root.join(format!("shard-{}", self.id));
         let seen = self.replay.borrow().as_ref().and_then(|r| r.last_file_seq());

@@ -331,6 +331,7 @@ fn counters_move_by_exactly_what_was_produced_and_consumed() {
         "gathered records are journal records"
     );
     assert!(after.has("broker_journal_records_gathered_total"));
+    assert!(after.has("broker_journal_records_paced_total"));
     assert!(
         after.sum("broker_journal_records_overlapped_total", &[])
             <= after.sum("broker_journal_records_total", &[]),

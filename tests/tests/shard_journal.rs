@@ -2,7 +2,8 @@
 //! a SIGKILL every `durable`-acked batch comes back whichever shard count the broker
 //! restarts with (higher or lower), and the earlier run's journal files go once their
 //! partitions replayed: files of a shard beyond the new count, and files holding only a
-//! deleted topic's entries, included; no stale shard directory stays.
+//! deleted topic's entries, included; no stale shard directory stays. And a journal paced
+//! to a number of records a second (`shard_journal_writes_per_s_max`) keeps to it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,4 +143,62 @@ fn journal_files_follow_a_shard_count_change() {
     assert_eq!(dirs, ["shard-0", "shard-1", "shard-2"]);
     b.restart();
     verify(&b, &owners, &acked);
+}
+
+/// `shard_journal_writes_per_s_max`: a journal paced to 100 records a second starts no more
+/// than that (after its burst of one), so durable produces from eight connections at once
+/// share records — and every one of them is acked and stored, across a kill -9.
+#[test]
+fn a_paced_journal_shares_its_records_and_keeps_every_ack() {
+    let env = [
+        ("BROKER_SHARD_JOURNAL", "true"),
+        ("BROKER_SHARD_JOURNAL_WRITES_PER_S_MAX", "100"),
+        // No gathering: only the pace makes produces share records.
+        ("BROKER_SHARD_JOURNAL_GATHER_US", "0"),
+        ("BROKER_METRICS_LISTEN", "127.0.0.1:0"),
+    ];
+    let mut b = Broker::start_with_env(1, &env);
+    let owners = create_topic(&mut b.connect(), "paced", 8);
+    let records_before = b.metric("broker_journal_records_total", 0).expect("metric");
+    let started = std::time::Instant::now();
+    let acked: Vec<Acked> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8u32)
+            .map(|p| {
+                let (b, owners) = (&b, &owners);
+                s.spawn(move || {
+                    let mut acked = Acked::new();
+                    let mut conn = b.connect_shard(owners[p as usize] as usize);
+                    for i in 0..25u64 {
+                        let mut builder = BatchBuilder::new(1 << 20);
+                        let value = vec![(i + u64::from(p)) as u8; 100];
+                        builder.append(1_700_000_000_000, None, Some(&value), &[]).unwrap();
+                        let batch = builder.finish().unwrap();
+                        let r = produce(&mut conn, "paced", p, &batch, AckLevel::Durable);
+                        assert_eq!(r.error, 0, "{:?}", ErrorCode::from_u16(r.error));
+                        let mut stored = batch.to_vec();
+                        wire::batch::header::assign(
+                            &mut stored,
+                            r.base_offset as u64,
+                            r.log_append_time_ms,
+                        );
+                        acked.entry(("paced".to_owned(), p)).or_default().push(stored);
+                    }
+                    acked
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("producer")).collect()
+    });
+    let elapsed = started.elapsed();
+    let records = b.metric("broker_journal_records_total", 0).expect("metric") - records_before;
+    let paced = b.metric("broker_journal_records_paced_total", 0).expect("metric");
+    // 100 a second, a burst of one, and one record for the topic's creation at most.
+    let bound = 2.0 + elapsed.as_secs_f64() * 100.0;
+    assert!(records <= bound, "{records} journal records in {elapsed:?} (at most {bound})");
+    assert!(paced > 0.0, "no record waited for its turn");
+    let acked: Acked = acked.into_iter().flatten().collect();
+    b.kill();
+    b.restart();
+    let owners = BTreeMap::from([("paced".to_owned(), owners)]);
+    assert_eq!(verify(&b, &owners, &acked), 200);
 }

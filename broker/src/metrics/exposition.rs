@@ -6,7 +6,7 @@
 //! - per shard (`shard`): `broker_{bytes,records,batches}_{in,out}_total`,
 //!   `broker_batches_in_frame_total`,
 //!   `broker_connections`, `broker_connections_accepted_total`, `broker_subscriptions`,
-//!   `broker_credit_stalls_total`, `broker_journal_{records,records_gathered,records_overlapped,record_bytes,files_created,
+//!   `broker_credit_stalls_total`, `broker_journal_{records,records_gathered,records_overlapped,records_paced,record_bytes,files_created,
 //!   files_removed,files_recycled,file_create_failures,filesystem_syncs}_total`,
 //!   `broker_journal_filesystem_sync_failed` (the shard journal's),
 //!   `broker_forwards_{in,out}_total`, `broker_cache_bytes`, `broker_partitions`,
@@ -242,6 +242,8 @@ impl Scrape {
             help,
             per(|s| s.journal.records_overlapped),
         )?;
+        let help = "Shard journal records whose commit cycle waited for its turn (shard_journal_writes_per_s_max)";
+        counters(e, "broker_journal_records_paced", help, per(|s| s.journal.records_paced))?;
         let help = "Shard journal bytes written for records, padding included";
         counters(e, "broker_journal_record_bytes", help, per(|s| s.journal.record_bytes))?;
         let help = "Shard journal files created";

@@ -1,6 +1,8 @@
 //! The journal task: one commit cycle after another, each taking what is queued as one
 //! record and writing it with one O_DSYNC write at the end of the active file, with up to
-//! `JournalConfig::writes_in_flight_max` records in flight at once. The contract is the
+//! `JournalConfig::writes_in_flight_max` records in flight at once, and at most
+//! `JournalConfig::writes_per_s_max` started a second on average (`pace.rs`: a cycle over
+//! the rate waits, gathering what arrives meanwhile into its record). The contract is the
 //! journal module's (`mod.rs`).
 //!
 //! Records in flight together complete in order: a record's entries count as journaled
@@ -16,11 +18,13 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
+use std::time::Instant;
 
 use glommio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::member::{Member, MemberKey};
+use super::pace::WritePace;
 use super::record;
 use super::{closed_error, distinct_members, ActiveFile, Inner, Queued};
 use crate::storage::error::IoError;
@@ -49,6 +53,8 @@ struct Flight {
     gathered: bool,
     /// Its write started while an earlier record's was in flight.
     overlapped: bool,
+    /// The commit cycle waited for its turn (`JournalConfig::writes_per_s_max`).
+    paced: bool,
     done: Rc<RefCell<Option<Result<(), IoError>>>>,
     task: Option<JoinHandle<()>>,
 }
@@ -83,6 +89,9 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
     let mut create_pause = RetryPause::default();
     // The next record's cycle waited for more entries.
     let mut gathered = false;
+    // The pace of the writes, and whether the next record's cycle waited for it.
+    let mut pace = WritePace::new(j.config.writes_per_s_max);
+    let mut paced = false;
     let mut flights: VecDeque<Flight> = VecDeque::new();
     let flights_max = j.config.writes_in_flight_max.max(1);
     // Advanced by each record's write when it completes. A wait for a write does not wake
@@ -152,8 +161,11 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             written.wait_for(written_seen + 1).await;
             continue;
         }
-        if let Some(wait) = j.gather_wait() {
-            gathered = true;
+        let pace_wait = if j.closing.get() { None } else { pace.wait(Instant::now()) };
+        if pace_wait.is_some() {
+            paced = true;
+        }
+        if let Some(wait) = pace_wait.or_else(|| j.gather_wait().inspect(|_| gathered = true)) {
             if flights.is_empty() {
                 glommio::timer::sleep(wait).await;
             } else {
@@ -258,7 +270,8 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
                 .collect();
             record::encode(buf.as_mut(), seq, &refs);
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
+        pace.started(started);
         for q in &batch {
             // With the journal an append waits for its record, not its segment write.
             let queued = started.saturating_duration_since(q.enqueued);
@@ -292,8 +305,17 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
             next.0 = Some(prepare(&j));
         }
         let gathered = std::mem::take(&mut gathered);
+        let paced = std::mem::take(&mut paced);
         let overlapped = !flights.is_empty();
-        flights.push_back(Flight { batch, padded, gathered, overlapped, done, task: Some(task) });
+        flights.push_back(Flight {
+            batch,
+            padded,
+            gathered,
+            overlapped,
+            paced,
+            done,
+            task: Some(task),
+        });
     }
 }
 
@@ -319,6 +341,7 @@ impl<D: Disk> Inner<D> {
         s.entries += flight.batch.len() as u64;
         s.records_gathered += u64::from(flight.gathered);
         s.records_overlapped += u64::from(flight.overlapped);
+        s.records_paced += u64::from(flight.paced);
         s.record_bytes += flight.padded;
         self.stats.set(s);
         let mut touched: BTreeMap<MemberKey, Rc<Member>> = BTreeMap::new();

@@ -254,6 +254,9 @@ async fn simulate(seed: u64, steps: usize) {
             // Records written at once: one, the broker's default, or more (they complete
             // out of order when writes are delayed; acks stay in order).
             writes_in_flight_max: [1, WRITES_IN_FLIGHT_MAX, 4][rng.usize(0..3)],
+            // Paced writes: not at all (the broker's default), a device's budget, or tight
+            // (cycles wait often).
+            writes_per_s_max: [0, 2_000, 300][rng.usize(0..3)],
         },
         config,
         shard: ShardCache::new(rng.usize(0..32 << 10)),
@@ -1176,6 +1179,57 @@ fn journal_records_in_flight_stay_within_the_limit_and_ack_in_order() {
             let stats = run.journal.stats();
             assert!(stats.records > 1 && stats.records < 200, "{stats:?}");
             assert_eq!(stats.records_overlapped > 0, limit > 1, "{stats:?}");
+        }
+    });
+}
+
+/// A journal paced to `writes_per_s_max` starts at most that many records a second (after a
+/// burst of `PACE_BURST_US` worth): appends that arrive faster share records, and every one
+/// is still acked. Unpaced, the same appends take a record nearly each.
+#[test]
+fn journal_writes_are_paced_to_the_limit() {
+    run(|| async {
+        for writes_per_s_max in [0u64, 500] {
+            let disk = SimDisk::new(11, SimFaults::default());
+            let config = LogConfig { segment_bytes_max: 8 << 20, ..small_config() };
+            let partitions = 4;
+            let journal = JournalConfig {
+                writes_per_s_max,
+                ..journal_config(16 << 20, config.batch_bytes_max)
+            };
+            let world = World::new(&disk, config, journal, partitions);
+            let run = world.open(0, partitions).await;
+            let mut rng = fastrand::Rng::with_seed(5);
+            let (now_ms, mut tag) = (5_000, 0u64);
+            let started = std::time::Instant::now();
+            let mut waits = Vec::new();
+            for n in 0..200 {
+                tag += 1;
+                let batch = make_batch(&mut rng, now_ms, tag);
+                let log = run.logs[n % partitions as usize].as_ref().unwrap();
+                let ticket = log.enqueue(&batch, AckLevel::Durable, now_ms).unwrap();
+                waits.push(glommio::spawn_local(async move { ticket.wait().await.unwrap() }));
+                glommio::timer::sleep(std::time::Duration::from_micros(100)).await;
+            }
+            for w in waits {
+                w.await;
+            }
+            let elapsed = started.elapsed();
+            let stats = run.journal.stats();
+            if writes_per_s_max == 0 {
+                assert!(stats.records > 100, "unpaced: {stats:?}");
+                assert_eq!(stats.records_paced, 0, "{stats:?}");
+            } else {
+                let burst = writes_per_s_max * crate::storage::journal::PACE_BURST_US / 1_000_000;
+                let bound = burst + (elapsed.as_secs_f64() * writes_per_s_max as f64) as u64 + 1;
+                assert!(
+                    stats.records <= bound,
+                    "{} records in {elapsed:?}: {stats:?}",
+                    stats.records
+                );
+                assert!(stats.records_paced > 0, "{stats:?}");
+            }
+            assert_eq!(stats.entries, 200, "{stats:?}");
         }
     });
 }

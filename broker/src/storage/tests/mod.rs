@@ -47,6 +47,7 @@ pub(crate) fn journal_config(
         checkpoint_syncfs_members_min: 1,
         segment_writes_max: crate::storage::journal::SEGMENT_WRITES_MAX,
         writes_in_flight_max: crate::storage::journal::WRITES_IN_FLIGHT_MAX,
+        writes_per_s_max: 0,
     }
 }
 
