@@ -173,9 +173,9 @@ impl<D: Disk> PartitionLog<D> {
         // A merged segment left on disk (`checkpoint_void`) comes back at a restart as it was
         // before its pass, holding records the log in memory no longer has: a pass removing
         // an expired tombstone would let the value it deleted come back with it, and a merge
-        // over that range would leave a gap (the simulation found both). No pass until the
-        // log reopens (the log is not compacted meanwhile; the warning says so).
-        if sh.checkpoint_void.get() {
+        // over that range would leave a gap (the simulation found both). No pass until it
+        // is renamed after all (tried here again) or the log reopens.
+        if !self.retry_left_merged().await {
             return Ok(None);
         }
         let durable = sh.durable_offset.get();
@@ -248,7 +248,7 @@ impl<D: Disk> PartitionLog<D> {
             }
             match self.rewrite(&group, &verdict, &pace, &mut stats).await {
                 Ok(true) if sh.checkpoint_void.get() => {
-                    warn!(dir = %sh.dir.display(), "compaction: a merged segment is still on disk; the log is not compacted again until it reopens (restart the broker once the disk is healthy)");
+                    warn!(dir = %sh.dir.display(), "compaction: a merged segment is still on disk; the log is not compacted again until the next pass can remove it or the log reopens");
                     return Ok(None);
                 }
                 Ok(true) => {}
@@ -294,6 +294,12 @@ impl<D: Disk> PartitionLog<D> {
     /// open).
     pub fn cleaned_to(&self) -> u64 {
         self.shared.cleaned_to.get()
+    }
+
+    /// Merged segments still on disk hold compaction back (`LogCore::checkpoint_void`).
+    #[cfg(test)]
+    pub(crate) fn compaction_held(&self) -> bool {
+        self.shared.checkpoint_void.get()
     }
 
     /// What compaction did to this log so far.

@@ -22,10 +22,11 @@
 //!   3. the other segments' `.log` files are renamed to `.deleted`, oldest first, each
 //!      rename synced before the next (so a later one is never gone while an earlier one
 //!      stays), and handed to the deleter, as retention does (a reader still holding one
-//!      reads it there). One that cannot be renamed ends the step and the pass, and the
-//!      log is not compacted again until it reopens (`LogCore::checkpoint_void`): a pass
-//!      could expire a tombstone whose value is in a segment still on disk, or merge over
-//!      it and leave a gap at the restart;
+//!      reads it there). One that cannot be renamed ends the step and the pass, and no
+//!      pass runs (`LogCore::checkpoint_void`: a pass could expire a tombstone whose value
+//!      is in a segment still on disk, or merge over it and leave a gap at the restart)
+//!      until the next pass's start renames it and those after it after all
+//!      (`LogCore::left_merged`, in the same order) or the log reopens;
 //!   4. the new index files are renamed into place (synced): only now, so a restart never
 //!      loads index entries past the first segment's end while the others still exist.
 //! - Readers never mix files: the first segment's old object keeps its old file open
@@ -344,28 +345,13 @@ impl<D: Disk> PartitionLog<D> {
         // gone while an earlier one stays, which would leave a gap. One that cannot be
         // renamed stops the step: it and the ones after it stay, and come back at a restart
         // as they were before this pass, so no later checkpoint may cover them.
-        let mut doomed = Vec::new();
-        for seg in &group[1..] {
-            let to = suffixed(&seg.log_path, DELETED_SUFFIX);
-            let renamed = async {
-                seg.rename(&sh.disk, to.clone()).await?;
-                sh.disk.sync_dir(&sh.dir).await
-            };
-            match renamed.await {
-                Ok(()) => doomed.push(Doomed { path: to, segment: Some(seg.clone()) }),
-                Err(e) => {
-                    warn!(segment = %seg.log_path.display(), error = %e, "compaction: cannot remove a merged segment; a restart reads it again");
-                    sh.checkpoint_void.set(true);
-                    break;
-                }
-            }
+        let gone = self.take_out_merged(&group[1..]).await;
+        if gone + 1 < group.len() {
+            sh.left_merged.borrow_mut().extend(group[1 + gone..].iter().cloned());
+            sh.checkpoint_void.set(true);
         }
         // With one still there, index entries past its base would mislead recovery.
-        let indexed = indexed && doomed.len() + 1 == group.len();
-        if !doomed.is_empty() {
-            sh.deleting.borrow_mut().extend(doomed);
-            sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
-        }
+        let indexed = indexed && gone + 1 == group.len();
         // 4. The new index files take their names.
         if !indexed {
             for path in &cleaned_index {
@@ -388,6 +374,58 @@ impl<D: Disk> PartitionLog<D> {
             }
         }
         Ok(true)
+    }
+}
+
+impl<D: Disk> PartitionLog<D> {
+    /// Step 3 of a swap: renames merged segments' `.log` files to `.deleted`, oldest first,
+    /// each rename synced before the next, and hands them to the deleter. Stops at the first
+    /// that cannot be renamed; returns how many went.
+    async fn take_out_merged(&self, segs: &[Rc<Segment<D::File>>]) -> usize {
+        let sh = &self.shared;
+        let mut doomed = Vec::new();
+        for seg in segs {
+            let to = suffixed(&seg.log_path, DELETED_SUFFIX);
+            let renamed = async {
+                seg.rename(&sh.disk, to.clone()).await?;
+                sh.disk.sync_dir(&sh.dir).await
+            };
+            if let Err(e) = renamed.await {
+                warn!(segment = %seg.log_path.display(), error = %e, "compaction: cannot remove a merged segment; the next pass tries again, a restart reads it again");
+                break;
+            }
+            doomed.push(Doomed { path: to, segment: Some(seg.clone()) });
+        }
+        let gone = doomed.len();
+        if gone > 0 {
+            sh.deleting.borrow_mut().extend(doomed);
+            sh.deleter_signal.advance(sh.deleter_signal.get() + 1);
+        }
+        gone
+    }
+
+    /// Before a pass, while a merged segment is still on disk (`checkpoint_void`): tries its
+    /// rename (and the others') again. True once none is left: the disk then holds what a
+    /// swap that never failed leaves (the merged file's index files aside, which recovery
+    /// rebuilds), so passes and checkpoints may go on.
+    pub(super) async fn retry_left_merged(&self) -> bool {
+        let sh = &self.shared;
+        if !sh.checkpoint_void.get() {
+            return true;
+        }
+        let _maintenance = sh.maintenance.acquire_permit(1).await;
+        if sh.queue.borrow().closing {
+            return false;
+        }
+        let left = sh.left_merged.borrow().clone();
+        let gone = self.take_out_merged(&left).await;
+        sh.left_merged.borrow_mut().drain(..gone);
+        if !sh.left_merged.borrow().is_empty() {
+            return false;
+        }
+        sh.checkpoint_void.set(false);
+        tracing::info!(dir = %sh.dir.display(), "compaction: the merged segments left on disk are gone; the log is compacted again");
+        true
     }
 }
 

@@ -188,8 +188,12 @@ pub(super) struct LogCore<D: Disk> {
     /// (`cleaner.rs`; persisted by `cleaner_checkpoint.rs`).
     pub(super) cleaned_to: Cell<u64>,
     /// A merged segment's `.log` could not be taken out: a restart finds it again as it was
-    /// before that pass, so no later checkpoint may be written until the log reopens.
+    /// before that pass, so no later pass may run (nor write a checkpoint) until the log
+    /// reopens or the next pass's start takes out `left_merged` after all.
     pub(super) checkpoint_void: Cell<bool>,
+    /// The merged segments still on disk under their `.log` names (`checkpoint_void`), oldest
+    /// first: out of the segment list, to be renamed to `.deleted` before the next pass.
+    pub(super) left_merged: RefCell<Vec<Rc<Segment<D::File>>>>,
     /// Held by whatever takes closed segments out of the list or puts others in their place
     /// (retention, record deletion, the cleaner's swap): one at a time.
     pub(super) maintenance: glommio::sync::Semaphore,

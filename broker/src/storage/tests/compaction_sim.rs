@@ -30,6 +30,9 @@ static RECORDS_REMOVED: AtomicU64 = AtomicU64::new(0);
 static CUT_SHORT: AtomicU64 = AtomicU64::new(0);
 static MERGED: AtomicU64 = AtomicU64::new(0);
 static CLOSED_DURING: AtomicU64 = AtomicU64::new(0);
+/// Passes that failed to remove a merged segment, and passes after that removed it after all.
+static LEFT_ON_DISK: AtomicU64 = AtomicU64::new(0);
+static LEFT_REMOVED: AtomicU64 = AtomicU64::new(0);
 /// Disk operation a frozen pass stopped before → crashes there (`"finished"`: none).
 static CRASH_POINTS: Mutex<Histogram<String, u64>> = Mutex::new(Histogram::new());
 
@@ -227,8 +230,14 @@ async fn simulate(seed: u64, steps: usize) {
                 // come back at a restart): no later pass may expire a tombstone.
                 let fail_renames = failing.u8(0..8) == 0;
                 disk.fail_renames(fail_renames.then_some("rename <seg>.log"));
+                let held = log.compaction_held();
                 let cleaned = log.clean(now_ms).await;
                 disk.fail_renames(None);
+                if !held && log.compaction_held() {
+                    LEFT_ON_DISK.fetch_add(1, Ordering::Relaxed);
+                } else if held && !log.compaction_held() {
+                    LEFT_REMOVED.fetch_add(1, Ordering::Relaxed);
+                }
                 match cleaned {
                     Ok(Some(stats)) => {
                         pass_ops = disk.counted() - ops;
@@ -407,12 +416,21 @@ fn compaction_simulation() {
         let cut = CUT_SHORT.load(Ordering::Relaxed);
         let merged = MERGED.load(Ordering::Relaxed);
         let closed = CLOSED_DURING.load(Ordering::Relaxed);
-        eprintln!("compaction: {passes} passes removed {removed} records and merged {merged} segments; {cut} passes cut short by a crash, {closed} by a clean stop");
+        let (left, removed_later) =
+            (LEFT_ON_DISK.load(Ordering::Relaxed), LEFT_REMOVED.load(Ordering::Relaxed));
+        eprintln!("compaction: {passes} passes removed {removed} records and merged {merged} segments; {cut} passes cut short by a crash, {closed} by a clean stop; {left} left a merged segment on disk, {removed_later} later passes removed it");
         let points = CRASH_POINTS.lock().unwrap().clone();
         let line: Vec<String> = points.iter().map(|(p, n)| format!("{p}: {n}")).collect();
         eprintln!("compaction: frozen passes crashed before: {}", line.join(", "));
         assert!(
-            !many || (passes > 0 && removed > 0 && cut > 0 && merged > 0 && closed > 0),
+            !many
+                || (passes > 0
+                    && removed > 0
+                    && cut > 0
+                    && merged > 0
+                    && closed > 0
+                    && left > 0
+                    && removed_later > 0),
             "compaction went untested"
         );
         if many {
