@@ -634,3 +634,40 @@ fn idle_kafka_long_polls_do_not_hold_up_a_consumer_with_data() {
     // (Seconds when blocked: the idle fetches wait 10 s each.)
     assert!(max_ms < 5_000, "a record took {max_ms} ms to reach its consumer");
 }
+
+/// Static members (KIP-345) with real clients: a confluent-kafka consumer that restarts with
+/// its `group.instance.id` gets its partitions back at once and its partner is not revoked
+/// (no rebalance); kafka-python's DescribeGroups shows the instance ids; a second process
+/// with one instance id fences the first (a fatal error); an admin removes a kafka-python
+/// static member by its instance id.
+#[test]
+fn kafka_static_members_keep_their_place_across_a_restart() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    create_topic(&mut b.connect(), "statics", 4);
+    let out = run(Command::new("python3")
+        .arg(script("static_members.py"))
+        .args([&kafka, "statics", "sg"]));
+    eprintln!("{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let first = &v["first"];
+    assert_eq!(
+        first["s-1"].as_array().unwrap().len() + first["s-2"].as_array().unwrap().len(),
+        4,
+        "{out}"
+    );
+    assert_eq!(v["restarted"], *first, "the same partitions after the restart: {out}");
+    assert!(v["restart_s"].as_f64().unwrap() < 10.0, "at once, not after a session: {out}");
+    assert_eq!(v["revokes_of_s2"], 0, "no rebalance: {out}");
+    assert_eq!(v["instances"], serde_json::json!(["s-1", "s-2"]), "{out}");
+    let fenced = v["fenced"].as_array().expect("errors");
+    assert!(
+        // librdkafka reports it as _FATAL (-150): "Static consumer fenced by other consumer
+        // with same group.instance.id".
+        fenced.iter().any(|e| e[0] == -150 || e[1] == true),
+        "the first s-2 got a fatal error once a second one joined: {out}"
+    );
+    assert_eq!(v["second_s2"], first["s-2"], "{out}");
+    assert_eq!(v["removed"], serde_json::json!({"kp-1": "NoError"}), "{out}");
+    assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
+}

@@ -28,9 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    join_group_response, JoinGroupRequest, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
-};
+use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
 
@@ -73,6 +71,8 @@ struct Member {
     /// `/ip` form), for DescribeGroups.
     client_id: String,
     client_host: String,
+    /// Its `group.instance.id` if static (`group_static.rs`).
+    instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,8 @@ struct Group {
     protocol: String,
     leader: String,
     members: BTreeMap<String, Member>,
+    /// Static members' instance ids → their member ids (`group_static.rs`).
+    statics: HashMap<String, String>,
     /// When a waiting request last did the group's upkeep ([`Group::upkeep_due`]).
     upkept_at: Option<Instant>,
     /// Its members' data ([`Member::bytes`] summed) as of its last change.
@@ -126,6 +128,7 @@ impl Member {
             + self.assignment.len()
             + self.client_id.len()
             + self.client_host.len()
+            + 2 * self.instance_id.as_ref().map_or(0, String::len)
     }
 
     /// Heard from within its session timeout.
@@ -143,6 +146,7 @@ impl Group {
             protocol: String::new(),
             leader: String::new(),
             members: BTreeMap::new(),
+            statics: HashMap::new(),
             upkept_at: None,
             bytes: 0,
         }
@@ -185,6 +189,7 @@ impl Group {
         let before = self.members.len();
         self.members.retain(|_, m| m.alive(now));
         if self.members.len() != before {
+            self.forget_gone_statics();
             self.after_leave(now);
             self.recount();
         }
@@ -204,6 +209,7 @@ impl Group {
             .iter()
             .map(|(member_id, m)| MemberState {
                 member_id: member_id.clone(),
+                instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
                 metadata: m
@@ -257,15 +263,24 @@ impl Group {
         if !(all && now >= not_before) && now < deadline {
             return;
         }
-        self.members.retain(|_, m| m.joined);
+        // Static members that did not rejoin stay (their session or a LeaveGroup ends them).
+        self.members.retain(|_, m| m.joined || m.instance_id.is_some());
+        self.forget_gone_statics();
         if self.members.is_empty() {
             self.phase = Phase::Empty;
             return;
         }
-        self.generation = self.generation.wrapping_add(1).max(1);
-        if !self.members.contains_key(&self.leader) {
-            self.leader = self.members.keys().next().cloned().unwrap_or_default();
+        if !self.members.get(&self.leader).is_some_and(|m| m.joined) {
+            let Some(first) = self.members.iter().find(|(_, m)| m.joined) else {
+                // Only absent static members: wait for them another rebalance timeout.
+                let timeout = self.members.values().map(|m| m.rebalance_timeout).max();
+                let deadline = now + timeout.unwrap_or_default().max(POLL);
+                self.phase = Phase::Joining { not_before: now, deadline };
+                return;
+            };
+            self.leader = first.0.clone();
         }
+        self.generation = self.generation.wrapping_add(1).max(1);
         self.protocol = protocol::vote(self);
         for m in self.members.values_mut() {
             m.generation = self.generation;
@@ -308,6 +323,8 @@ pub struct GroupState {
 pub struct MemberState {
     /// Member id.
     pub member_id: String,
+    /// Its `group.instance.id` if static.
+    pub instance_id: Option<String>,
     /// Its client id.
     pub client_id: String,
     /// Where it connected from (`/ip`).
@@ -380,10 +397,11 @@ impl Groups {
         &self,
         group: &str,
         member: &str,
+        instance: Option<&str>,
         generation: i32,
         now: Instant,
     ) -> Result<(), i16> {
-        self.with(|all| check_member(all, group, member, generation, now))
+        self.with(|all| check_member(all, group, member, instance, generation, now))
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Group>) -> R) -> R {
@@ -403,207 +421,12 @@ pub(super) fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())
 }
 
-enum JoinWait {
-    Wait,
-    Done(JoinGroupResponse),
-}
-
-/// JoinGroup: enter the group (or rejoin) and wait for the rebalance to complete.
-/// `client_id` is the request header's (shown by DescribeGroups).
-pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) -> Answer {
-    let client_host = sess.info.peer_addr.map(|a| format!("/{}", a.ip())).unwrap_or_default();
-    let kafka = sess.kafka.clone();
-    let group_id = req.group_id.as_str().to_owned();
-    let now = Instant::now();
-    let fail = |code: i16, member: &str| {
-        let mut out = JoinGroupResponse::default();
-        out.error_code = code;
-        out.generation_id = -1;
-        out.member_id = s(member);
-        ready(respond(ctx, &out))
-    };
-    // The native rule (the group's offsets are committed under it): 1..=249 bytes of
-    // `[A-Za-z0-9._-]`. A longer id was kept as the group's key and in every member id.
-    if !crate::group::valid_group_id(&group_id) {
-        return fail(K::InvalidGroupId.code(), "");
-    }
-    if !(SESSION_TIMEOUT_MS_MIN..=SESSION_TIMEOUT_MS_MAX).contains(&req.session_timeout_ms) {
-        return fail(K::InvalidSessionTimeout.code(), req.member_id.as_str());
-    }
-    let metadata_bytes: usize = req.protocols.iter().map(|p| p.name.len() + p.metadata.len()).sum();
-    if metadata_bytes > MEMBER_METADATA_BYTES_MAX || req.protocols.len() > MEMBER_PROTOCOLS_MAX {
-        return fail(K::InvalidRequest.code(), req.member_id.as_str());
-    }
-    let groups = &kafka.groups;
-    let member_id: Result<String, i16> = groups.with(|all| {
-        let mut total: usize = all.values().map(|g| g.members.len()).sum();
-        if req.member_id.is_empty() && total >= groups.members_max {
-            // Full: first drop members past their session and the groups left empty.
-            for g in all.values_mut() {
-                g.expire(now);
-            }
-            all.retain(|_, g| !g.members.is_empty());
-            total = all.values().map(|g| g.members.len()).sum();
-        }
-        if !req.member_id.is_empty() && !all.contains_key(&group_id) {
-            // A member of a group that is not there: nothing is made for it.
-            return Err(K::UnknownMemberId.code());
-        }
-        let g = all.entry(group_id.clone()).or_insert_with(Group::new);
-        g.expire(now);
-        if !g.members.is_empty() && g.protocol_type != req.protocol_type.as_str() {
-            return Err(K::InconsistentGroupProtocol.code());
-        }
-        let names = req.protocols.iter().map(|p| p.name.as_str());
-        if !protocol::joinable(g, req.member_id.as_str(), names) {
-            return Err(K::InconsistentGroupProtocol.code());
-        }
-        let id = if req.member_id.is_empty() {
-            if total >= groups.members_max {
-                return Err(K::GroupMaxSizeReached.code());
-            }
-            let n = groups.next_member.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            format!("{group_id}-member-{n}")
-        } else if g.members.contains_key(req.member_id.as_str()) {
-            req.member_id.as_str().to_owned()
-        } else {
-            return Err(K::UnknownMemberId.code());
-        };
-        // The bytes it will hold: within `bytes_max` over every group, once silent members
-        // of every group are dropped.
-        let keeps = MEMBER_OVERHEAD_BYTES
-            + metadata_bytes
-            + req.protocols.len() * PROTOCOL_OVERHEAD_BYTES
-            + client_id.len()
-            + client_host.len();
-        let over = |all: &HashMap<String, Group>| {
-            // A rejoining member keeps its assignment until the rebalance completes.
-            let (had, assignment) = all
-                .get(&group_id)
-                .and_then(|g| g.members.get(&id))
-                .map_or((0, 0), |m| (m.bytes(), m.assignment.len()));
-            held_bytes(all).saturating_sub(had) + keeps + assignment > groups.bytes_max
-        };
-        if over(all) {
-            for g in all.values_mut() {
-                g.expire(now);
-            }
-            all.retain(|id, g| !g.members.is_empty() || *id == group_id);
-            if over(all) {
-                return Err(K::GroupMaxSizeReached.code());
-            }
-        }
-        let g = all.get_mut(&group_id).expect("the group was made above");
-        g.protocol_type = req.protocol_type.as_str().to_owned();
-        let rebalance_ms = if req.rebalance_timeout_ms > 0 {
-            req.rebalance_timeout_ms
-        } else {
-            req.session_timeout_ms
-        };
-        let member = g.members.entry(id.clone()).or_insert_with(|| Member {
-            protocols: Vec::new(),
-            session_timeout: Duration::ZERO,
-            rebalance_timeout: Duration::ZERO,
-            last_seen: now,
-            joined: false,
-            generation: -1,
-            assignment: Bytes::new(),
-            client_id: String::new(),
-            client_host: String::new(),
-        });
-        // Kept as long as the member lives (shown by DescribeGroups): at most a topic name's
-        // length, as Kafka's quota code caps client ids for metrics.
-        member.client_id = client_id.chars().take(CLIENT_ID_CHARS_MAX).collect();
-        member.client_host = client_host;
-        member.protocols = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.as_str().to_owned(), Bytes::copy_from_slice(&p.metadata)))
-            .collect();
-        member.session_timeout = Duration::from_millis(req.session_timeout_ms as u64);
-        member.rebalance_timeout = Duration::from_millis(rebalance_ms as u64);
-        member.last_seen = now;
-        if !matches!(g.phase, Phase::Joining { .. }) {
-            g.rebalance(now);
-        }
-        if let Some(m) = g.members.get_mut(&id) {
-            m.joined = true;
-        }
-        g.try_complete(now);
-        g.recount();
-        Ok(id)
-    });
-    let member_id = match member_id {
-        Ok(id) => id,
-        Err(code) => return fail(code, req.member_id.as_str()),
-    };
-    let left = sess.left.clone();
-    let made = req.member_id.is_empty();
-    Box::pin(async move {
-        loop {
-            if left.get() > 0 {
-                // The client left: nobody reads the answer, nothing keeps it alive; a member
-                // this join made goes with it.
-                if made {
-                    presence::forget(&kafka.groups, &group_id, &member_id);
-                }
-                return None;
-            }
-            let now = Instant::now();
-            let state = kafka.groups.with(|all| {
-                let Some(g) = all.get_mut(&group_id) else {
-                    return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
-                };
-                let Some(g) = g.poll_join(&member_id, now) else {
-                    return JoinWait::Done(join_error(K::UnknownMemberId.code(), &member_id));
-                };
-                let (phase, generation) = (g.phase, g.generation);
-                let m = &g.members[&member_id];
-                if matches!(phase, Phase::Joining { .. }) || m.generation != generation {
-                    return JoinWait::Wait;
-                }
-                let mut out = JoinGroupResponse::default();
-                out.generation_id = g.generation;
-                out.protocol_type = Some(s(&g.protocol_type));
-                out.protocol_name = Some(s(&g.protocol));
-                out.leader = s(&g.leader);
-                out.member_id = s(&member_id);
-                if g.leader == member_id {
-                    for (id, m) in &g.members {
-                        let mut jm = join_group_response::JoinGroupResponseMember::default();
-                        jm.member_id = s(id);
-                        jm.metadata = m
-                            .protocols
-                            .iter()
-                            .find(|(n, _)| *n == g.protocol)
-                            .map(|(_, meta)| meta.clone())
-                            .unwrap_or_default();
-                        out.members.push(jm);
-                    }
-                }
-                JoinWait::Done(out)
-            });
-            match state {
-                JoinWait::Done(out) => return respond(ctx, &out),
-                JoinWait::Wait => glommio::timer::sleep(POLL).await,
-            }
-        }
-    })
-}
-
-fn join_error(code: i16, member: &str) -> JoinGroupResponse {
-    let mut out = JoinGroupResponse::default();
-    out.error_code = code;
-    out.generation_id = -1;
-    out.member_id = s(member);
-    out
-}
-
 /// Checks `member` of `group_id` at `generation`; the error code if it is not current.
 fn check_member(
     all: &mut HashMap<String, Group>,
     group_id: &str,
     member: &str,
+    instance: Option<&str>,
     generation: i32,
     now: Instant,
 ) -> Result<(), i16> {
@@ -613,6 +436,7 @@ fn check_member(
     if g.upkeep_due(now) {
         g.expire(now);
     }
+    g.fenced(instance, member)?;
     let m = g.members.get_mut(member).ok_or(K::UnknownMemberId.code())?;
     if !m.alive(now) {
         return Err(K::UnknownMemberId.code());
@@ -653,9 +477,10 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
     let group_id = req.group_id.as_str().to_owned();
     let member_id = req.member_id.as_str().to_owned();
     let generation = req.generation_id;
+    let instance = instance_of(req.group_instance_id.as_deref());
     let now = Instant::now();
     let checked = kafka.groups.with(|all| {
-        check_member(all, &group_id, &member_id, generation, now)?;
+        check_member(all, &group_id, &member_id, instance.as_deref(), generation, now)?;
         let g = all.get_mut(&group_id).ok_or(K::UnknownMemberId.code())?;
         match g.phase {
             Phase::Joining { .. } => return Err(K::RebalanceInProgress.code()),
@@ -721,6 +546,10 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
                 if g.upkeep_due(now) {
                     g.expire(now);
                 }
+                // The instance restarted meanwhile (its new member took this one's place).
+                if let Err(code) = g.fenced(instance.as_deref(), &member_id) {
+                    return Some(Err(code));
+                }
                 if g.generation != generation || matches!(g.phase, Phase::Joining { .. }) {
                     return Some(Err(K::RebalanceInProgress.code()));
                 }
@@ -750,12 +579,25 @@ pub fn sync(sess: &Session, ctx: Ctx, req: SyncGroupRequest) -> Answer {
     })
 }
 
+#[path = "group_join.rs"]
+mod joining;
+pub use joining::join;
+
 #[path = "group_presence.rs"]
 mod presence;
 pub use presence::{heartbeat, leave};
 
 #[path = "group_protocol.rs"]
 mod protocol;
+
+#[path = "group_static.rs"]
+mod statics;
+pub use statics::INSTANCE_ID_BYTES_MAX;
+
+/// A request's `group_instance_id` (an empty one names no instance).
+pub(super) fn instance_of(id: Option<&str>) -> Option<String> {
+    id.filter(|i| !i.is_empty()).map(str::to_owned)
+}
 
 #[cfg(test)]
 #[path = "group_tests.rs"]

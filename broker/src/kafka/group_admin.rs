@@ -115,6 +115,7 @@ fn kafka_group(g: &mut describe_groups_response::DescribedGroup, state: GroupSta
     for m in state.members {
         let mut d = describe_groups_response::DescribedGroupMember::default();
         d.member_id = s(&m.member_id);
+        d.group_instance_id = m.instance_id.as_deref().map(s);
         d.client_id = s(&m.client_id);
         d.client_host = s(&m.client_host);
         d.member_metadata = m.metadata;

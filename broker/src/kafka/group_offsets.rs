@@ -27,6 +27,7 @@ use wire::ErrorCode;
 pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -> Answer {
     let group_id = req.group_id.as_str().to_owned();
     let member = req.member_id.as_str();
+    let instance = super::group::instance_of(req.group_instance_id.as_deref());
     let generation = req.generation_id_or_member_epoch;
     let now = Instant::now();
     // Read on the group before anything about it is answered, then read on each topic (a
@@ -48,13 +49,13 @@ pub async fn offset_commit(sess: &Session, ctx: Ctx, req: OffsetCommitRequest) -
     // A commit outside any generation (-1, no member: a standalone consumer, an admin tool)
     // is taken while the group has no live members, as in Kafka; a live group's offsets are
     // its members' to commit.
-    let checked = if generation < 0 && member.is_empty() {
+    let checked = if generation < 0 && member.is_empty() && instance.is_none() {
         match sess.kafka.groups.has_members(&group_id) {
             true => Err(K::UnknownMemberId.code()),
             false => Ok(()),
         }
     } else {
-        sess.kafka.groups.check(&group_id, member, generation, now)
+        sess.kafka.groups.check(&group_id, member, instance.as_deref(), generation, now)
     };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics.iter().filter(|t| readable[t.name.as_str()]) {

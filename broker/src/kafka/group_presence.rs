@@ -1,7 +1,7 @@
 //! A Kafka group member's presence: heartbeats keep it, LeaveGroup and a client that left
 //! before its first join was answered end it (a member made by a join whose client went
 //! took part in the rebalance and got partitions nobody read until its session ended:
-//! Kafka's KIP-394 problem).
+//! Kafka's KIP-394 problem; a static member stays until its session ends, as in Kafka).
 
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::ResponseError as K;
 
-use super::{check_member, s, Groups, Phase};
+use super::{check_member, instance_of, s, Groups, Phase};
 use crate::kafka::connection::{respond, Ctx, Session};
 
 /// Removes `member_id` from `group_id`: its join's client left before the answer.
@@ -19,7 +19,7 @@ pub(super) fn forget(groups: &Groups, group_id: &str, member_id: &str) {
     let now = Instant::now();
     groups.with(|all| {
         let Some(g) = all.get_mut(group_id) else { return };
-        if g.members.remove(member_id).is_some() {
+        if g.remove_member(member_id) {
             g.after_leave(now);
             g.recount();
         }
@@ -31,8 +31,10 @@ pub fn heartbeat(sess: &Session, ctx: Ctx, req: HeartbeatRequest) -> Option<Vec<
     let now = Instant::now();
     let code = sess.kafka.groups.with(|all| {
         let group_id = req.group_id.as_str();
+        let instance = instance_of(req.group_instance_id.as_deref());
+        let member = req.member_id.as_str();
         if let Err(code) =
-            check_member(all, group_id, req.member_id.as_str(), req.generation_id, now)
+            check_member(all, group_id, member, instance.as_deref(), req.generation_id, now)
         {
             return code;
         }
@@ -46,36 +48,53 @@ pub fn heartbeat(sess: &Session, ctx: Ctx, req: HeartbeatRequest) -> Option<Vec<
     respond(ctx, &out)
 }
 
-/// LeaveGroup: the members go at once and the rest rebalance.
+/// LeaveGroup: the members go at once and the rest rebalance (only if one went). From v3
+/// a request names several, each by member id, instance id or both (a static member
+/// fenced by its instance's restart is refused `FENCED_INSTANCE_ID`).
 pub fn leave(sess: &Session, ctx: Ctx, req: LeaveGroupRequest) -> Option<Vec<u8>> {
     let now = Instant::now();
-    let ids: Vec<String> = if ctx.version >= 3 {
-        req.members.iter().map(|m| m.member_id.as_str().to_owned()).collect()
+    let leaving: Vec<(String, Option<String>)> = if ctx.version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.as_str().to_owned(), instance_of(m.group_instance_id.as_deref())))
+            .collect()
     } else {
-        vec![req.member_id.as_str().to_owned()]
+        vec![(req.member_id.as_str().to_owned(), None)]
     };
     let mut out = LeaveGroupResponse::default();
     sess.kafka.groups.with(|all| {
         let g = all.get_mut(req.group_id.as_str());
-        let mut codes = Vec::with_capacity(ids.len());
+        let mut codes = Vec::with_capacity(leaving.len());
         match g {
-            None => codes.extend(ids.iter().map(|_| K::UnknownMemberId.code())),
+            None => codes.extend(leaving.iter().map(|_| K::UnknownMemberId.code())),
             Some(g) => {
-                for id in &ids {
-                    codes.push(if g.members.remove(id).is_some() {
-                        0
-                    } else {
-                        K::UnknownMemberId.code()
-                    });
+                let mut gone = false;
+                for (id, instance) in &leaving {
+                    let member = match (id.is_empty(), instance) {
+                        (true, Some(i)) => {
+                            g.statics.get(i).cloned().ok_or(K::UnknownMemberId.code())
+                        }
+                        _ => g.fenced(instance.as_deref(), id).map(|()| id.clone()),
+                    };
+                    let code = match member {
+                        Ok(m) if g.remove_member(&m) => 0,
+                        Ok(_) => K::UnknownMemberId.code(),
+                        Err(code) => code,
+                    };
+                    gone |= code == 0;
+                    codes.push(code);
                 }
-                g.after_leave(now);
-                g.recount();
+                if gone {
+                    g.after_leave(now);
+                    g.recount();
+                }
             }
         }
         if ctx.version >= 3 {
-            for (id, code) in ids.iter().zip(&codes) {
+            for ((id, instance), code) in leaving.iter().zip(&codes) {
                 let mut m = leave_group_response::MemberResponse::default();
                 m.member_id = s(id);
+                m.group_instance_id = instance.as_deref().map(s);
                 m.error_code = *code;
                 out.members.push(m);
             }

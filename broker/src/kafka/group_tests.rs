@@ -13,7 +13,16 @@ fn member(now: Instant, protocols: &[&str]) -> Member {
         assignment: Bytes::new(),
         client_id: String::new(),
         client_host: String::new(),
+        instance_id: None,
     }
+}
+
+/// `member` with an instance id, registered in `g`.
+fn add_static(g: &mut Group, id: &str, instance: &str, now: Instant) {
+    let mut m = member(now, &["range"]);
+    m.instance_id = Some(instance.into());
+    g.members.insert(id.into(), m);
+    g.statics.insert(instance.into(), id.into());
 }
 
 #[test]
@@ -156,4 +165,65 @@ fn joins_need_a_shared_protocol_and_rebalances_choose_by_vote() {
     // A tie goes the leader's way.
     g.members.remove("c");
     assert_eq!(protocol::vote(&g), "range");
+}
+
+/// A static member's restart takes its old place: the new member id inherits the old one's
+/// assignment, generation and leadership, the instance maps to it, and requests naming the
+/// instance with the old id are fenced.
+#[test]
+fn a_static_member_restart_takes_the_old_place_and_fences_the_old_id() {
+    let t0 = Instant::now();
+    let mut g = Group::new();
+    add_static(&mut g, "a", "i-a", t0);
+    g.members.insert("b".into(), member(t0, &["range"]));
+    g.generation = 3;
+    g.leader = "a".into();
+    g.phase = Phase::Stable;
+    for m in g.members.values_mut() {
+        m.generation = 3;
+    }
+    g.members.get_mut("a").unwrap().assignment = Bytes::from_static(b"X");
+    let before = g.replace_static("i-a", "a", "a2");
+    assert_eq!(before, "a", "the leader as the restarted client must see it (a follower)");
+    assert_eq!((g.leader.as_str(), g.generation, g.phase), ("a2", 3, Phase::Stable));
+    assert_eq!(g.statics["i-a"], "a2");
+    let m = &g.members["a2"];
+    assert_eq!((m.generation, &m.assignment[..]), (3, &b"X"[..]));
+    assert!(!g.members.contains_key("a"));
+    assert_eq!(g.fenced(Some("i-a"), "a"), Err(K::FencedInstanceId.code()));
+    assert_eq!(g.fenced(Some("i-a"), "a2"), Ok(()));
+    assert_eq!(g.fenced(Some("ghost"), "a2"), Err(K::UnknownMemberId.code()));
+    assert_eq!(g.fenced(None, "whoever"), Ok(()));
+    assert!(g.remove_member("a2"));
+    assert!(g.statics.is_empty(), "the instance goes with its member");
+}
+
+/// A rebalance keeps static members that did not rejoin (the leader assigns to them), leads
+/// with one that did, and waits another timeout when none did; a static member's session
+/// still ends it, and its instance with it.
+#[test]
+fn absent_static_members_stay_through_a_rebalance_until_their_session_ends() {
+    let t0 = Instant::now();
+    let mut g = Group::new();
+    add_static(&mut g, "s", "i-s", t0);
+    g.members.get_mut("s").unwrap().session_timeout = Duration::from_secs(60);
+    g.members.insert("d".into(), member(t0, &["range"]));
+    g.leader = "s".into();
+    g.phase = Phase::Stable;
+    g.rebalance(t0);
+    g.members.get_mut("d").unwrap().joined = true;
+    g.try_complete(t0 + Duration::from_secs(31));
+    assert!(matches!(g.phase, Phase::Syncing { .. }), "{:?}", g.phase);
+    assert!(g.members.contains_key("s"), "the absent static member stays");
+    assert_eq!(g.leader, "d", "led by a member that rejoined");
+    // Only absent static members: the join phase waits another rebalance timeout.
+    g.remove_member("d");
+    g.rebalance(t0 + Duration::from_secs(32));
+    g.try_complete(t0 + Duration::from_secs(63));
+    assert!(matches!(g.phase, Phase::Joining { .. }), "{:?}", g.phase);
+    assert_eq!(g.members.len(), 1);
+    // Its session ends it.
+    g.expire(t0 + Duration::from_secs(100));
+    assert!(g.members.is_empty() && g.statics.is_empty());
+    assert_eq!(g.phase, Phase::Empty);
 }

@@ -1,0 +1,261 @@
+//! Static members of Kafka groups (KIP-345, `group.instance.id`) through the Kafka listener,
+//! in the raw protocol: a restarted static member gets its place and assignment back without
+//! a rebalance, its old incarnation is fenced (`FENCED_INSTANCE_ID`) in every request, an
+//! unknown instance is `UNKNOWN_MEMBER_ID`, DescribeGroups shows instance ids, and LeaveGroup
+//! v3 removes members by instance id (a leave that removes nobody starts no rebalance).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use integration_tests::{create_topic, Broker};
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    OffsetCommitRequest, OffsetCommitResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+const FENCED_INSTANCE_ID: i16 = 82;
+const UNKNOWN_MEMBER_ID: i16 = 25;
+const REBALANCE_IN_PROGRESS: i16 = 27;
+
+fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    let mut buf = BytesMut::new();
+    header.encode(&mut buf, api.request_header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&buf);
+    out
+}
+
+/// A connection to the Kafka listener that sends one request and reads its answer (the
+/// versions used here are not flexible: a v0 response header).
+struct Conn(TcpStream, i32);
+
+impl Conn {
+    fn new(b: &Broker) -> Self {
+        let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
+        let s = TcpStream::connect(v["kafka"].as_str().expect("kafka listener")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn(s, 0)
+    }
+
+    fn call<Q: Encodable, A: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> A {
+        self.1 += 1;
+        self.0.write_all(&frame(api, version, self.1, req)).unwrap();
+        let mut size = [0u8; 4];
+        self.0.read_exact(&mut size).expect("a response");
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.0.read_exact(&mut body).unwrap();
+        assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), self.1);
+        A::decode(&mut bytes::Bytes::from(body).slice(4..), version).unwrap()
+    }
+}
+
+fn s(x: &str) -> StrBytes {
+    StrBytes::from_string(x.to_owned())
+}
+
+fn join(group: &str, member: &str, instance: Option<&str>) -> JoinGroupRequest {
+    let mut j = JoinGroupRequest::default();
+    j.group_id = GroupId(s(group));
+    j.member_id = s(member);
+    j.group_instance_id = instance.map(s);
+    j.session_timeout_ms = 30_000;
+    j.rebalance_timeout_ms = 20_000;
+    j.protocol_type = s("consumer");
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = s("range");
+    p.metadata = bytes::Bytes::from_static(b"subscription");
+    j.protocols = vec![p];
+    j
+}
+
+fn sync(group: &str, j: &JoinGroupResponse, instance: &str) -> SyncGroupRequest {
+    let mut r = SyncGroupRequest::default();
+    r.group_id = GroupId(s(group));
+    r.generation_id = j.generation_id;
+    r.member_id = j.member_id.clone();
+    r.group_instance_id = Some(s(instance));
+    r
+}
+
+fn heartbeat(c: &mut Conn, group: &str, member: &str, generation: i32, instance: &str) -> i16 {
+    let mut r = HeartbeatRequest::default();
+    r.group_id = GroupId(s(group));
+    r.member_id = s(member);
+    r.generation_id = generation;
+    r.group_instance_id = Some(s(instance));
+    c.call::<_, HeartbeatResponse>(ApiKey::Heartbeat, 3, &r).error_code
+}
+
+/// Two static members i-a and i-b of `group`, joined and synced with assignments "A" and
+/// "B": their connections and join answers.
+fn two_static_members(b: &Broker, group: &str) -> [(Conn, JoinGroupResponse); 2] {
+    let mut conns = [Conn::new(b), Conn::new(b)];
+    for (c, i) in conns.iter_mut().zip(["i-a", "i-b"]) {
+        c.1 += 1;
+        c.0.write_all(&frame(ApiKey::JoinGroup, 5, c.1, &join(group, "", Some(i)))).unwrap();
+    }
+    let joined: Vec<JoinGroupResponse> = conns
+        .iter_mut()
+        .map(|c| {
+            let mut size = [0u8; 4];
+            c.0.read_exact(&mut size).unwrap();
+            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+            c.0.read_exact(&mut body).unwrap();
+            JoinGroupResponse::decode(&mut bytes::Bytes::from(body).slice(4..), 5).unwrap()
+        })
+        .collect();
+    for j in &joined {
+        assert_eq!(j.error_code, 0);
+        assert!(j.member_id.starts_with("i-"), "a static member's id starts with its instance");
+    }
+    let leader = joined.iter().position(|j| j.leader == j.member_id).expect("a leader");
+    let led = &joined[leader];
+    assert_eq!(led.members.len(), 2);
+    for m in &led.members {
+        let instance = m.group_instance_id.as_deref().expect("the leader sees instance ids");
+        assert!(m.member_id.starts_with(instance), "{m:?}");
+    }
+    let [mut ca, mut cb] = conns;
+    let (ja, jb) = (joined[0].clone(), joined[1].clone());
+    let mut lead_sync = sync(group, &joined[leader], ["i-a", "i-b"][leader]);
+    for (j, a) in [(&ja, "A"), (&jb, "B")] {
+        let mut x = SyncGroupRequestAssignment::default();
+        x.member_id = j.member_id.clone();
+        x.assignment = bytes::Bytes::from(a);
+        lead_sync.assignments.push(x);
+    }
+    let follower = 1 - leader;
+    let follower_sync = sync(group, &joined[follower], ["i-a", "i-b"][follower]);
+    let (lc, fc) = if leader == 0 { (&mut ca, &mut cb) } else { (&mut cb, &mut ca) };
+    let synced: SyncGroupResponse = lc.call(ApiKey::SyncGroup, 3, &lead_sync);
+    assert_eq!(synced.error_code, 0);
+    let synced: SyncGroupResponse = fc.call(ApiKey::SyncGroup, 3, &follower_sync);
+    assert_eq!(synced.error_code, 0);
+    [(ca, ja), (cb, jb)]
+}
+
+#[test]
+fn a_restarted_static_member_gets_its_place_back_and_the_old_one_is_fenced() {
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    create_topic(&mut b.connect(), "static-t", 1);
+    let group = "static-g";
+    let [(mut ca, ja), (mut cb, jb)] = two_static_members(&b, group);
+    let leader_before = ja.leader.to_string();
+    // i-a restarts: a new connection, no member id.
+    let mut ca2 = Conn::new(&b);
+    let asked = Instant::now();
+    let rejoined: JoinGroupResponse = ca2.call(ApiKey::JoinGroup, 5, &join(group, "", Some("i-a")));
+    assert!(asked.elapsed() < Duration::from_secs(2), "answered at once: no rebalance");
+    assert_eq!(rejoined.error_code, 0);
+    assert_eq!(rejoined.generation_id, ja.generation_id, "the same generation");
+    assert_ne!(rejoined.member_id, ja.member_id, "a new member id");
+    assert_eq!(rejoined.leader.as_str(), leader_before, "the leader as it was");
+    assert!(rejoined.members.is_empty(), "it syncs as a follower");
+    let synced: SyncGroupResponse = ca2.call(ApiKey::SyncGroup, 3, &sync(group, &rejoined, "i-a"));
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"A"[..]), "its assignment back");
+    assert_eq!(
+        heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "i-b"),
+        0,
+        "no rebalance"
+    );
+    assert_eq!(heartbeat(&mut ca2, group, &rejoined.member_id, ja.generation_id, "i-a"), 0);
+    // The old incarnation is fenced in every request.
+    let old = ja.member_id.to_string();
+    assert_eq!(heartbeat(&mut ca, group, &old, ja.generation_id, "i-a"), FENCED_INSTANCE_ID);
+    let refused: SyncGroupResponse = ca.call(ApiKey::SyncGroup, 3, &sync(group, &ja, "i-a"));
+    assert_eq!(refused.error_code, FENCED_INSTANCE_ID);
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(s(group));
+    commit.generation_id_or_member_epoch = ja.generation_id;
+    commit.member_id = s(&old);
+    commit.group_instance_id = Some(s("i-a"));
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = TopicName(s("static-t"));
+    let mut p = OffsetCommitRequestPartition::default();
+    p.committed_offset = 1;
+    t.partitions = vec![p];
+    commit.topics = vec![t];
+    let answer: OffsetCommitResponse = ca.call(ApiKey::OffsetCommit, 7, &commit);
+    assert_eq!(answer.topics[0].partitions[0].error_code, FENCED_INSTANCE_ID);
+    let refused: JoinGroupResponse = ca.call(ApiKey::JoinGroup, 5, &join(group, &old, Some("i-a")));
+    assert_eq!(refused.error_code, FENCED_INSTANCE_ID);
+    // The new one commits; an instance the group does not know is UNKNOWN_MEMBER_ID.
+    commit.member_id = rejoined.member_id.clone();
+    let answer: OffsetCommitResponse = ca2.call(ApiKey::OffsetCommit, 7, &commit);
+    assert_eq!(answer.topics[0].partitions[0].error_code, 0);
+    let ghost = heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "ghost");
+    assert_eq!(ghost, UNKNOWN_MEMBER_ID);
+    // After all that, still no rebalance.
+    assert_eq!(heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "i-b"), 0);
+}
+
+#[test]
+fn static_members_are_described_and_leave_by_instance_id() {
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let group = "static-leave";
+    let [(mut ca, ja), (mut cb, jb)] = two_static_members(&b, group);
+    let mut describe = DescribeGroupsRequest::default();
+    describe.groups = vec![GroupId(s(group))];
+    let d: DescribeGroupsResponse = ca.call(ApiKey::DescribeGroups, 4, &describe);
+    let mut instances: Vec<String> = d.groups[0]
+        .members
+        .iter()
+        .map(|m| m.group_instance_id.as_deref().unwrap_or("-").to_owned())
+        .collect();
+    instances.sort();
+    assert_eq!(instances, ["i-a", "i-b"]);
+    // A leave that removes nobody (an unknown member) starts no rebalance.
+    let mut nobody = LeaveGroupRequest::default();
+    nobody.group_id = GroupId(s(group));
+    nobody.member_id = s("nobody");
+    let answer: LeaveGroupResponse = ca.call(ApiKey::LeaveGroup, 0, &nobody);
+    assert_eq!(answer.error_code, UNKNOWN_MEMBER_ID);
+    assert_eq!(heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "i-b"), 0);
+    // v3: by instance id alone, an unknown instance, and a member id the instance is not.
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = GroupId(s(group));
+    for (member, instance) in [("", "i-a"), ("", "ghost"), ("wrong", "i-b")] {
+        let mut m = MemberIdentity::default();
+        m.member_id = s(member);
+        m.group_instance_id = Some(s(instance));
+        leave.members.push(m);
+    }
+    let answer: LeaveGroupResponse = ca.call(ApiKey::LeaveGroup, 3, &leave);
+    assert_eq!(answer.error_code, 0);
+    let codes: Vec<(i16, Option<String>)> = answer
+        .members
+        .iter()
+        .map(|m| (m.error_code, m.group_instance_id.as_deref().map(str::to_owned)))
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            (0, Some("i-a".into())),
+            (UNKNOWN_MEMBER_ID, Some("ghost".into())),
+            (FENCED_INSTANCE_ID, Some("i-b".into()))
+        ]
+    );
+    assert_eq!(
+        heartbeat(&mut ca, group, &ja.member_id, ja.generation_id, "i-a"),
+        UNKNOWN_MEMBER_ID
+    );
+    let rebalancing = heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "i-b");
+    assert_eq!(rebalancing, REBALANCE_IN_PROGRESS, "i-a left: the rest rebalance");
+}
