@@ -967,3 +967,39 @@ fn a_kafka_member_whose_client_left_before_its_join_was_answered_goes() {
     let members: Vec<&str> = second.members.iter().map(|m| m.member_id.as_str()).collect();
     assert_eq!(members, [first.member_id.as_str()], "only the member whose client stayed");
 }
+
+/// A produce with acks=0 is never answered; one that fails closes the connection, as Kafka
+/// does (the client learns of the failure only so, and refreshes its metadata): before, the
+/// error was dropped and the producer went on sending into nothing. The answers to the
+/// requests before it are still written. One that succeeds leaves the connection open.
+#[test]
+fn a_failed_acks_0_produce_closes_the_kafka_connection() {
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    use kafka_protocol::protocol::Decodable;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    create_topic(&mut b.connect(), "fire-and-forget", 1);
+    let mut s = TcpStream::connect(kafka_addr(&b)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let batch = kafka_batch_of(&[vec![1u8; 100]], kafka_protocol::records::Compression::None);
+    let mut stored = produce_request("fire-and-forget", batch.clone());
+    stored.acks = 0;
+    let mut failing = produce_request("no-such-topic", batch);
+    failing.acks = 0;
+    s.write_all(&frame(ApiKey::Produce, 3, 1, &stored)).unwrap();
+    s.write_all(&frame(ApiKey::ApiVersions, 0, 2, &ApiVersionsRequest::default())).unwrap();
+    let versions = ApiVersionsResponse::decode(&mut response_body(&mut s, 2), 0).unwrap();
+    assert_eq!(versions.error_code, 0, "a stored acks=0 produce leaves the connection open");
+    s.write_all(&frame(ApiKey::ApiVersions, 0, 3, &ApiVersionsRequest::default())).unwrap();
+    s.write_all(&frame(ApiKey::Produce, 3, 4, &failing)).unwrap();
+    let versions = ApiVersionsResponse::decode(&mut response_body(&mut s, 3), 0).unwrap();
+    assert_eq!(versions.error_code, 0, "the answer before the failed produce is written");
+    // Closed: the read ends (a timeout is not a close).
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut rest = [0u8; 64];
+    let read = s.read(&mut rest);
+    assert!(
+        matches!(read, Ok(0))
+            || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the failed acks=0 produce closed the connection: {read:?}"
+    );
+}

@@ -87,6 +87,9 @@ pub struct Session {
     pub info: ConnectionInfo,
     /// Reaches 1 when the client's end closed (seen while a fetch ran): a long-poll answers.
     pub left: Watermark,
+    /// Reaches 1 when an answer closes the connection (an acks=0 produce that failed): the
+    /// answers before it are written, then the connection closes.
+    pub close_now: Watermark,
 }
 
 impl Session {
@@ -147,9 +150,15 @@ pub async fn serve<S>(
         local_channel::new_bounded::<glommio::task::JoinHandle<Option<Queued>>>(inflight_max);
     let budget = MemoryBudget::new(shard.config.connection_send_queue_bytes_max);
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
+    let close_now = Watermark::new(0);
+    let closes = close_now.clone();
     let writer_task = glommio::spawn_local(async move {
         while let Some(answer) = rx.recv().await {
-            let Some(Some(queued)) = answer.await else { continue };
+            let answer = answer.await;
+            if closes.get() > 0 {
+                break; // an answer closed the connection (after those before it)
+            }
+            let Some(Some(queued)) = answer else { continue };
             let written = futures_lite::future::or(
                 // Flushed: under TLS a write that found the socket full leaves encrypted bytes
                 // in the session until the next write or flush.
@@ -179,6 +188,7 @@ pub async fn serve<S>(
         closing: std::cell::Cell::new(false),
         info,
         left: Watermark::new(0),
+        close_now: close_now.clone(),
     };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
@@ -187,7 +197,7 @@ pub async fn serve<S>(
         let next = codec::read_frame(&mut reader, body_bytes_max, frame_timeout, &shard.memory);
         let ends = async {
             let stopping = async {
-                stop.wait_for(1).await;
+                futures_lite::future::or(stop.wait_for(1), close_now.wait_for(1)).await;
                 Err(FrameError::Closed)
             };
             let idle_out = async {

@@ -102,6 +102,7 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
         let native_req = wire::ProduceRequest { ack, timeout_ms, topics };
         Some(native::start(s, &native_req).await)
     };
+    let close_now = s.close_now.clone();
     Box::pin(async move {
         let _room = room;
         let result: Result<Option<wire::ProduceResponse>, KafkaError> = match reply {
@@ -109,9 +110,6 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
             Some(Err(e)) => Err(e),
             Some(Ok(reply)) => native::decode(&reply.await).map(Some),
         };
-        if acks == 0 {
-            return None; // Kafka's acks=0: no response at all
-        }
         let mut done: HashMap<Key, &wire::ProducePartitionResult> = HashMap::new();
         if let Ok(Some(resp)) = &result {
             for t in &resp.topics {
@@ -146,6 +144,15 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
                 t.partition_responses.push(p);
             }
             out.responses.push(t);
+        }
+        if acks == 0 {
+            // Kafka's acks=0: no response at all. A failed partition closes the connection,
+            // as Kafka does: the client hears of it only so (and refreshes its metadata).
+            let failed = out.responses.iter().flat_map(|t| &t.partition_responses);
+            if failed.into_iter().any(|p| p.error_code != 0) {
+                close_now.advance(1);
+            }
+            return None;
         }
         respond(ctx, &out)
     })
