@@ -259,3 +259,35 @@ fn static_members_are_described_and_leave_by_instance_id() {
     let rebalancing = heartbeat(&mut cb, group, &jb.member_id, jb.generation_id, "i-b");
     assert_eq!(rebalancing, REBALANCE_IN_PROGRESS, "i-a left: the rest rebalance");
 }
+
+/// A static member that restarts after its session ended (nobody looked at the group
+/// meanwhile) joins as a new static member of its instance: before, the join made a member
+/// without the instance and then refused its own join UNKNOWN_MEMBER_ID, leaving that
+/// member in the group (holding partitions nobody read until its session ended).
+#[test]
+fn a_static_member_back_after_its_session_joins_as_itself() {
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let group = "static-late";
+    let mut short = join(group, "", Some("i-late"));
+    short.session_timeout_ms = 1_000;
+    short.rebalance_timeout_ms = 1_000;
+    let mut c = Conn::new(&b);
+    let first: JoinGroupResponse = c.call(ApiKey::JoinGroup, 5, &short);
+    assert_eq!(first.error_code, 0);
+    let synced: SyncGroupResponse = c.call(ApiKey::SyncGroup, 3, &sync(group, &first, "i-late"));
+    assert_eq!(synced.error_code, 0);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let mut c2 = Conn::new(&b);
+    let back: JoinGroupResponse = c2.call(ApiKey::JoinGroup, 5, &short);
+    assert_eq!(back.error_code, 0, "{back:?}");
+    assert_ne!(back.member_id, first.member_id);
+    assert_eq!(back.leader, back.member_id, "the only member leads");
+    let synced: SyncGroupResponse = c2.call(ApiKey::SyncGroup, 3, &sync(group, &back, "i-late"));
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(heartbeat(&mut c2, group, &back.member_id, back.generation_id, "i-late"), 0);
+    let mut describe = DescribeGroupsRequest::default();
+    describe.groups = vec![GroupId(s(group))];
+    let d: DescribeGroupsResponse = c2.call(ApiKey::DescribeGroups, 4, &describe);
+    let members: Vec<_> = d.groups[0].members.iter().map(|m| m.group_instance_id.clone()).collect();
+    assert_eq!(members, [Some(s("i-late"))], "one member, of its instance");
+}

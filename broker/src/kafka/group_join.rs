@@ -58,6 +58,11 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
     }
     let groups = &kafka.groups;
     let joined: Result<Joined, i16> = groups.with(|all| {
+        // Silent members go first: a static member restarted after its session ended joins
+        // as a new one (with its instance), not as the replacement of a member just dropped.
+        if let Some(g) = all.get_mut(&group_id) {
+            g.expire(now);
+        }
         // A static member's restart: its instance is known, its member id is not.
         let replaces = (req.member_id.is_empty())
             .then(|| all.get(&group_id)?.statics.get(instance.as_deref()?).cloned())
@@ -77,9 +82,6 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             return Err(K::UnknownMemberId.code());
         }
         let g = all.entry(group_id.clone()).or_insert_with(Group::new);
-        g.expire(now);
-        // (Expiry may have removed the replaced member: then the join makes a new one.)
-        let replaces = replaces.filter(|old| g.members.contains_key(old));
         if !req.member_id.is_empty() {
             g.fenced(instance.as_deref(), req.member_id.as_str())?;
         }
@@ -132,11 +134,6 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             }
         }
         let g = all.get_mut(&group_id).expect("the group was made above");
-        if replaces.as_ref().is_some_and(|old| !g.members.contains_key(old)) {
-            // The member it replaces expired while the budget was made room for: the
-            // client joins again as a new member.
-            return Err(K::UnknownMemberId.code());
-        }
         g.protocol_type = req.protocol_type.as_str().to_owned();
         let rebalance_ms = if req.rebalance_timeout_ms > 0 {
             req.rebalance_timeout_ms

@@ -179,7 +179,10 @@ pub(super) async fn journal_loop<D: Disk>(j: Rc<Inner<D>>) {
         }
         let batch = j.take_record();
         if batch.is_empty() {
-            continue; // only entries of fenced or gone members were queued
+            // Only entries of fenced or gone members were queued: no record, so its cycle's
+            // waits count for none.
+            (gathered, paced) = (false, false);
+            continue;
         }
         let batch_bytes: usize = batch.iter().map(|q| q.bytes.len()).sum();
         j.in_flight_bytes.set(j.in_flight_bytes.get() + batch_bytes);

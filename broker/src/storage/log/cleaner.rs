@@ -296,6 +296,12 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.cleaned_to.get()
     }
 
+    /// The first segment's base offset (what a restart starts the log at, at the latest).
+    #[cfg(test)]
+    pub(crate) fn first_segment_base(&self) -> u64 {
+        self.shared.segments.borrow()[0].base_offset
+    }
+
     /// Merged segments still on disk hold compaction back (`LogCore::checkpoint_void`).
     #[cfg(test)]
     pub(crate) fn compaction_held(&self) -> bool {

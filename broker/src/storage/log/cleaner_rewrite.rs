@@ -417,6 +417,17 @@ impl<D: Disk> PartitionLog<D> {
         if sh.queue.borrow().closing {
             return false;
         }
+        self.take_out_left_merged().await
+    }
+
+    /// [`Self::retry_left_merged`] for a caller holding the `maintenance` permit (retention,
+    /// which must not delete the merged segment while the ones it covers are on disk: a
+    /// restart would bring them back, deleted records and a gap with them).
+    pub(super) async fn take_out_left_merged(&self) -> bool {
+        let sh = &self.shared;
+        if !sh.checkpoint_void.get() {
+            return true;
+        }
         let left = sh.left_merged.borrow().clone();
         let gone = self.take_out_merged(&left).await;
         sh.left_merged.borrow_mut().drain(..gone);

@@ -100,6 +100,14 @@ impl<D: Disk> PartitionLog<D> {
     ) -> Result<usize, StorageError> {
         let sh = &self.shared;
         let _maintenance = sh.maintenance.acquire_permit(1).await;
+        // Segments a compaction merge could not take out are still on disk under their
+        // names: the merged segment covering them (and what follows) must stay until they
+        // are gone, or a restart would find them again as the log's first segments (records
+        // deleted here back, a gap after them). Their renames are tried again first.
+        let held_from = match self.take_out_left_merged().await {
+            true => None,
+            false => sh.left_merged.borrow().first().map(|s| s.base_offset),
+        };
         let mut deleted = 0;
         let mut renamed = Vec::new();
         loop {
@@ -121,6 +129,9 @@ impl<D: Disk> PartitionLog<D> {
                     break;
                 }
                 if !take_first(&segs) {
+                    break;
+                }
+                if held_from.is_some_and(|from| segs[0].next_offset.get() > from) {
                     break;
                 }
                 segs[0].clone()

@@ -455,3 +455,61 @@ fn compaction_seed_11370() {
 fn compaction_seed_445() {
     run(|| async { simulate(445, 60).await });
 }
+
+/// Record deletion (and retention) while a compaction merge's other segments could not be
+/// renamed away: the merged segment that covers them stays (and what follows it), so a
+/// restart does not find them again as the log's first segments (deleted records back, a
+/// gap after them). (Deletion first tries their renames again, as a pass does.)
+#[test]
+fn record_deletion_keeps_a_merged_segment_while_the_ones_it_covers_are_on_disk() {
+    run(|| async {
+        let disk = FreezeDisk::new(SimDisk::new(9, SimFaults::default()));
+        let dir = PathBuf::from("/sim/compact/held");
+        let shard = ShardCache::new(0);
+        let config = LogConfig { compact: true, segment_bytes_max: 8 << 10, ..small_config() };
+        let open = |disk: &FreezeDisk| {
+            PartitionLog::open(
+                disk.clone(),
+                dir.clone(),
+                config.clone(),
+                shard.partition(),
+                unlimited_files(),
+            )
+        };
+        let log = open(&disk).await.unwrap();
+        let mut rng = fastrand::Rng::with_seed(9);
+        for tag in 0..120 {
+            let (batch, _) = keyed_batch(&mut rng, 3, 1_000_000, tag);
+            log.enqueue(&batch, AckLevel::Durable, 1_000_000).unwrap().wait().await.unwrap();
+        }
+        // A first pass shrinks the segments; later ones merge them.
+        log.clean(1_000_000).await.unwrap();
+        disk.fail_renames(Some("rename <seg>.log"));
+        for round in 0..20 {
+            for tag in 0..40 {
+                let (batch, _) = keyed_batch(&mut rng, 3, 1_000_000, 1_000 * round + tag);
+                log.enqueue(&batch, AckLevel::Durable, 1_000_000).unwrap().wait().await.unwrap();
+            }
+            let _ = log.clean(1_000_000).await;
+            if log.compaction_held() {
+                break;
+            }
+        }
+        assert!(log.compaction_held(), "a pass merged and could not rename a segment away");
+        let hw = log.high_watermark();
+        log.delete_records_before(hw).await.unwrap();
+        let kept_from = log.first_segment_base();
+        assert!(log.compaction_held());
+        // A crash: what a restart finds must not start before what the deletion kept.
+        drop(log);
+        disk.sim().crash();
+        disk.fail_renames(None);
+        let log = open(&disk).await.unwrap();
+        assert!(
+            log.log_start_offset() >= kept_from,
+            "deleted segments came back: the log starts at {} (kept from {kept_from})",
+            log.log_start_offset()
+        );
+        log.close().await.unwrap();
+    });
+}
