@@ -558,3 +558,41 @@ fn coalesced_requests_stay_within_the_brokers_frame_limit() {
         assert!(largest <= u64::from(frame_max), "a request of {largest} bytes");
     });
 }
+
+/// A batch never outgrows a request within the broker's `frame_body_bytes_max`, however
+/// large `batch_bytes_max` is set: a 256 KiB batch went alone in a frame over a 64 KiB limit
+/// (a real broker closes the connection every task of the client shares). A record larger
+/// than any batch can be fails at `send`.
+#[test]
+fn batches_are_capped_at_the_brokers_frame_limit() {
+    rt().block_on(async {
+        let frame_max = 64u32 << 10;
+        let sink = sink::Sink::start_with(true, frame_max).await;
+        let client = Client::connect(&sink.addr.to_string()).await.unwrap();
+        let producer = Producer::new(
+            client,
+            ProducerConfig {
+                ack: AckLevel::Written,
+                batch_bytes_max: 256 << 10,
+                linger: Duration::from_millis(50),
+                idempotence: false,
+                ..Default::default()
+            },
+        );
+        let value = vec![7u8; 1000];
+        let mut sent = Vec::new();
+        for _ in 0..600 {
+            sent.push(
+                producer.send("sink", Some(b"one-partition"), Some(&value), &[]).await.unwrap(),
+            );
+        }
+        for s in sent {
+            s.await.expect("answered");
+        }
+        let largest = sink.largest_produce_bytes.load(Ordering::Relaxed);
+        assert!(largest <= u64::from(frame_max), "a request of {largest} bytes");
+        let huge = vec![7u8; 100 << 10];
+        let refused = producer.send("sink", None, Some(&huge), &[]).await;
+        assert!(refused.is_err(), "a record over the capped batch size fails at send");
+    });
+}

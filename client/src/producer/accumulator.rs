@@ -174,7 +174,11 @@ pub(super) struct Shipment {
 
 impl Inner {
     /// A producer's state; its linger task runs on the current tokio runtime.
-    pub(super) fn new(client: Client, config: ProducerConfig) -> Arc<Inner> {
+    pub(super) fn new(client: Client, mut config: ProducerConfig) -> Arc<Inner> {
+        // A batch must fit one request within the broker's frame limit (its handshake's);
+        // a record bigger than that fails at `send` as one that fits no batch.
+        let cap = super::coalescer::batch_bytes_cap(client.frame_body_bytes_max());
+        config.batch_bytes_max = config.batch_bytes_max.min(cap);
         let pipeline = Arc::new(Pipeline {
             budget: Budget::new(config.buffer_bytes_max.max(1)),
             tickets: Mutex::default(),

@@ -68,6 +68,19 @@ pub(super) struct Coalescer {
 /// What a request's entries take besides their batches (topic, partition, lengths): a bound.
 const ENTRY_OVERHEAD_BYTES: usize = 64;
 
+/// Batch bytes one request carries at most, for a broker that reads request bodies of up to
+/// `frame_body_bytes_max`: an eighth is kept for the request's own fields.
+pub(super) fn request_bytes_max(frame_body_bytes_max: u32) -> usize {
+    frame_body_bytes_max as usize / 8 * 7
+}
+
+/// The largest batch a producer builds for such a broker: one that fits a request alone with
+/// its entry (a topic name of up to 249 bytes). A bigger one would go in a frame over the
+/// broker's limit, which closes the connection every client task shares.
+pub(super) fn batch_bytes_cap(frame_body_bytes_max: u32) -> usize {
+    request_bytes_max(frame_body_bytes_max).saturating_sub(ENTRY_OVERHEAD_BYTES + 256).max(1)
+}
+
 impl Coalescer {
     fn new(
         conn: Arc<Connection>,
@@ -77,8 +90,7 @@ impl Coalescer {
         frame_body_bytes_max: u32,
         stages: Arc<ProducerStages>,
     ) -> Arc<Coalescer> {
-        // An eighth kept for the request's own fields.
-        let request_bytes_max = frame_body_bytes_max as usize / 8 * 7;
+        let request_bytes_max = request_bytes_max(frame_body_bytes_max);
         Arc::new(Coalescer {
             conn,
             ack,

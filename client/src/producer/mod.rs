@@ -75,7 +75,8 @@ pub struct ProducerConfig {
     pub ack: AckLevel,
     /// How long a batch may wait for more records.
     pub linger: Duration,
-    /// Largest batch.
+    /// Largest batch (at most what fits one request within the broker's
+    /// `frame_body_bytes_max`, less an eighth: a larger setting is lowered to that).
     pub batch_bytes_max: usize,
     /// Bytes of records accepted but not yet answered (open batches and batches on the
     /// wire); at this limit `send` waits (backpressure instead of an unbounded queue).
