@@ -2,7 +2,11 @@
 //!
 //! A writer task sends frames in submission order; a reader task reads responses and hands
 //! each to the request that waits for its correlation id (responses may come back in any
-//! order), and routes pushes to their subscription's channel. Every request has a timeout.
+//! order), and routes pushes to their subscription's channel. Every request has a timeout;
+//! a request that times out on a connection from which nothing at all was read for a whole
+//! timeout ends the connection (a half-open one: the broker's host gone without a reset),
+//! failing what waited on it, so the next request connects again instead of waiting its
+//! timeout out on the dead socket each time.
 //! With TLS (`tls.rs`) the same tasks run over the TLS session's halves.
 
 use std::collections::HashMap;
@@ -72,6 +76,55 @@ impl std::fmt::Debug for Waiter {
 type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
 type Pushes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>>;
 
+/// Whether the connection is alive, shared by its reader, its sweeper and its requests.
+#[derive(Debug)]
+struct Health {
+    addr: SocketAddr,
+    born: Instant,
+    /// Milliseconds after `born` when the reader last read a frame.
+    heard_ms: AtomicU64,
+    /// Set when the connection ended; later requests fail at once.
+    dead: Arc<std::sync::atomic::AtomicBool>,
+    pending: Pending,
+    pushes: Pushes,
+    /// The reader task, ended when the connection is given up.
+    reader: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Health {
+    fn heard(&self) {
+        self.heard_ms.store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The connection ended: everyone waiting fails (senders dropped, callbacks called with
+    /// `Closed`) and push streams end.
+    fn end(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        let waiters: Vec<Waiter> =
+            self.pending.lock().expect("pending lock").drain().map(|(_, w)| w).collect();
+        for w in waiters {
+            if let Waiter::Call { call, .. } = w {
+                call(Err(ClientError::Closed { addr: self.addr }));
+            }
+        }
+        self.pushes.lock().expect("pushes lock").clear();
+    }
+
+    /// A request timed out: if nothing was read for a whole `timeout`, the connection is
+    /// taken for dead (half-open) and ended.
+    fn timed_out(&self, timeout: Duration) {
+        let now_ms = self.born.elapsed().as_millis() as u64;
+        let silent_ms = now_ms.saturating_sub(self.heard_ms.load(Ordering::Relaxed));
+        if silent_ms < timeout.as_millis() as u64 || self.dead.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(reader) = self.reader.lock().expect("reader lock").take() {
+            reader.abort();
+        }
+        self.end();
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct Connection {
@@ -81,8 +134,9 @@ pub struct Connection {
     pushes: Pushes,
     next_id: AtomicU64,
     timeout: Duration,
-    /// Set by the reader when the connection ended; later requests fail at once.
+    /// Set when the connection ended; later requests fail at once.
     dead: Arc<std::sync::atomic::AtomicBool>,
+    health: Arc<Health>,
 }
 
 impl Connection {
@@ -132,8 +186,17 @@ impl Connection {
         let pushes: Pushes = Arc::default();
         let (p, s) = (pending.clone(), pushes.clone());
         let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let d = dead.clone();
-        tokio::spawn(async move {
+        let health = Arc::new(Health {
+            addr,
+            born: Instant::now(),
+            heard_ms: AtomicU64::new(0),
+            dead: dead.clone(),
+            pending: pending.clone(),
+            pushes: pushes.clone(),
+            reader: Mutex::new(None),
+        });
+        let h = health.clone();
+        let reader_task = tokio::spawn(async move {
             loop {
                 let mut head = [0u8; FRAME_HEADER_BYTES];
                 if reader.read_exact(&mut head).await.is_err() {
@@ -151,6 +214,7 @@ impl Connection {
                     break;
                 }
                 let frame = Frame { header, bytes };
+                h.heard();
                 if header.has_flag(FLAG_PUSH) {
                     let Ok(data) = wire::access_body::<wire::SubscriptionData>(frame.body()) else {
                         continue;
@@ -172,19 +236,11 @@ impl Connection {
                     }
                 }
             }
-            // Connection gone: fail everyone waiting (dropping the senders, calling the
-            // callbacks) and end streams.
-            d.store(true, Ordering::SeqCst);
-            let waiters: Vec<Waiter> =
-                p.lock().expect("pending lock").drain().map(|(_, w)| w).collect();
-            for w in waiters {
-                if let Waiter::Call { call, .. } = w {
-                    call(Err(ClientError::Closed { addr }));
-                }
-            }
-            s.lock().expect("pushes lock").clear();
+            // Connection gone: fail everyone waiting and end streams.
+            h.end();
         });
-        tokio::spawn(sweep_expired(Arc::downgrade(&pending), dead.clone(), timeout, addr));
+        *health.reader.lock().expect("reader lock") = Some(reader_task.abort_handle());
+        tokio::spawn(sweep_expired(Arc::downgrade(&health), timeout));
         Ok(Arc::new(Connection {
             addr,
             out,
@@ -193,6 +249,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             timeout,
             dead,
+            health,
         }))
     }
 
@@ -217,6 +274,7 @@ impl Connection {
             timeout: self.timeout,
             api: T::API_KEY.name(),
             pending: self.pending.clone(),
+            health: self.health.clone(),
         })
     }
 
@@ -309,6 +367,7 @@ pub struct PendingResponse {
     timeout: Duration,
     api: &'static str,
     pending: Pending,
+    health: Arc<Health>,
 }
 
 impl PendingResponse {
@@ -319,6 +378,7 @@ impl PendingResponse {
             Ok(Err(_)) => Err(ClientError::Closed { addr: self.addr }),
             Err(_) => {
                 self.pending.lock().expect("pending lock").remove(&self.id);
+                self.health.timed_out(self.timeout);
                 Err(ClientError::Timeout { addr: self.addr, api: self.api })
             }
         }
@@ -327,22 +387,18 @@ impl PendingResponse {
 
 /// Fails the callbacks whose deadline passed (a tenth of the request timeout late at most),
 /// until the connection ends.
-async fn sweep_expired(
-    pending: std::sync::Weak<Mutex<HashMap<u64, Waiter>>>,
-    dead: Arc<std::sync::atomic::AtomicBool>,
-    timeout: Duration,
-    addr: SocketAddr,
-) {
+async fn sweep_expired(health: std::sync::Weak<Health>, timeout: Duration) {
     let every = (timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
     loop {
         tokio::time::sleep(every).await;
-        let Some(pending) = pending.upgrade() else { return };
-        if dead.load(Ordering::SeqCst) {
+        let Some(health) = health.upgrade() else { return };
+        if health.dead.load(Ordering::SeqCst) {
             return;
         }
+        let addr = health.addr;
         let now = Instant::now();
         let expired: Vec<Waiter> = {
-            let mut map = pending.lock().expect("pending lock");
+            let mut map = health.pending.lock().expect("pending lock");
             let ids: Vec<u64> = map
                 .iter()
                 .filter(|(_, w)| matches!(w, Waiter::Call { deadline, .. } if *deadline <= now))
@@ -350,10 +406,14 @@ async fn sweep_expired(
                 .collect();
             ids.iter().filter_map(|id| map.remove(id)).collect()
         };
+        let any = !expired.is_empty();
         for w in expired {
             if let Waiter::Call { api, call, .. } = w {
                 call(Err(ClientError::Timeout { addr, api }));
             }
+        }
+        if any {
+            health.timed_out(timeout);
         }
     }
 }
