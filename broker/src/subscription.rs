@@ -137,6 +137,20 @@ pub fn spawn(
 }
 
 /// Pushes a subscription's batches as they are written, within its credit.
+/// The partition closed (deleted, or the broker is stopping): the subscription's last push.
+async fn closed(sink: &PushSink, id: u64, next: u64) {
+    let end = SubscriptionData {
+        subscription_id: id,
+        error: ErrorCode::UnknownTopic.as_u16(),
+        high_watermark: next,
+        batches: Vec::new(),
+        next_offset: next,
+    };
+    if let Ok(f) = wire::encode_push(&end) {
+        sink.send(f).await;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn push_loop(
     shard: Rc<Shard>,
@@ -184,14 +198,20 @@ async fn push_loop(
                 },
             )
             .await;
-            if came.is_none() {
-                let Ok(f) = wire::encode_push(&progress(next, log.high_watermark())) else {
-                    return;
-                };
-                if !sink.send(f).await {
-                    return;
+            match came {
+                // The partition closed (a closed mark answers at once: looping here would
+                // never yield and hang the shard).
+                Some(false) => return closed(&sink, id, next).await,
+                Some(true) => {}
+                None => {
+                    let Ok(f) = wire::encode_push(&progress(next, log.high_watermark())) else {
+                        return;
+                    };
+                    if !sink.send(f).await {
+                        return;
+                    }
+                    (reported, last_push) = (next, std::time::Instant::now());
                 }
-                (reported, last_push) = (next, std::time::Instant::now());
             }
             continue;
         }
@@ -205,18 +225,7 @@ async fn push_loop(
             false => (true, None),
         };
         if !open {
-            // The partition closed (deleted, or the broker is stopping).
-            let end = SubscriptionData {
-                subscription_id: id,
-                error: ErrorCode::UnknownTopic.as_u16(),
-                high_watermark: next,
-                batches: Vec::new(),
-                next_offset: next,
-            };
-            if let Ok(f) = wire::encode_push(&end) {
-                sink.send(f).await;
-            }
-            return;
+            return closed(&sink, id, next).await;
         }
         // The log is the buffer: nothing is read for a client whose queue is full, and what
         // is read is held in its queue's room first (subscriptions of one client that each

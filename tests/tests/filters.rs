@@ -358,3 +358,40 @@ fn a_subscriber_at_1_percent_selectivity_receives_under_5_percent_of_the_bytes()
     );
     assert!(ratio <= 0.05, "filtered subscriber got {:.2} % of the bytes", ratio * 100.0);
 }
+
+/// A filtered subscription that skipped records and waits to report its progress ends when
+/// its topic is deleted (an UNKNOWN_TOPIC push): before, the wait answered at once on the
+/// closed partition and the loop never yielded, so the whole shard hung — the delete was
+/// never answered, nor anything else on that shard.
+#[test]
+fn a_filtered_subscription_waiting_to_report_progress_ends_when_its_topic_goes() {
+    let broker = Broker::start(1);
+    let mut conn = broker.connect();
+    create_topic(&mut conn, "going", 1);
+    let mut sub = broker.connect();
+    let r: SubscribeResponse = sub.call(&SubscribeRequest {
+        subscription_id: 5,
+        topic: "going".into(),
+        partition: 0,
+        start: StartPosition::Earliest,
+        credit_bytes: 1 << 20,
+        filter: r#"key = "wanted""#.into(),
+    });
+    assert_eq!(r.error, 0, "{}", r.message);
+    let skipped = Rec { key: Some("other".into()), value: Some(b"v".to_vec()), headers: vec![] };
+    append(&mut conn, "going", 0, &[skipped]);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r: DeleteTopicResponse = conn.call(&DeleteTopicRequest { name: "going".into() });
+        let _ = tx.send(r.error);
+    });
+    let asked = std::time::Instant::now();
+    let deleted = rx.recv_timeout(std::time::Duration::from_secs(20));
+    eprintln!("delete answered after {:?}", asked.elapsed());
+    assert_eq!(deleted, Ok(0), "the delete is answered (the shard is not stuck)");
+    let end: SubscriptionData = sub.next_push().decode();
+    assert_eq!(ErrorCode::from_u16(end.error), Some(ErrorCode::UnknownTopic));
+    let mut other = broker.connect();
+    create_topic(&mut other, "after", 1);
+}
