@@ -93,6 +93,10 @@ pub struct Subscription {
     credit: Rc<Cell<u64>>,
     credit_signal: Watermark,
     task: JoinHandle<()>,
+    /// Set when its pushes ended on their own (its partition closed, an error pushed): it
+    /// no longer counts against the shard's subscriptions, and its entry goes at the next
+    /// subscribe.
+    ended: Rc<Cell<bool>>,
 }
 
 impl Subscription {
@@ -105,7 +109,14 @@ impl Subscription {
     /// Stops pushing.
     pub fn cancel(self, counters: &Counters) {
         self.task.cancel();
-        Counters::sub(&counters.subscriptions, 1);
+        if !self.ended.replace(true) {
+            Counters::sub(&counters.subscriptions, 1);
+        }
+    }
+
+    /// Whether its pushes ended on their own (see `ended`).
+    pub fn ended(&self) -> bool {
+        self.ended.get()
     }
 }
 
@@ -121,7 +132,8 @@ pub fn spawn(
     let credit_signal = Watermark::new(0);
     // `api::subscribe` refused a filter that does not parse before this.
     let filter = RecordFilter::parse(&req.filter).ok().flatten();
-    let task = glommio::spawn_local(push_loop(
+    let ended = Rc::new(Cell::new(false));
+    let pushes = push_loop(
         shard.clone(),
         sink,
         part,
@@ -130,10 +142,18 @@ pub fn spawn(
         credit.clone(),
         credit_signal.clone(),
         filter,
-    ))
+    );
+    let (sh, done) = (shard.clone(), ended.clone());
+    let task = glommio::spawn_local(async move {
+        pushes.await;
+        // Ended on its own: its slot of the shard's subscriptions is free again.
+        if !done.replace(true) {
+            Counters::sub(&sh.counters.subscriptions, 1);
+        }
+    })
     .detach();
     Counters::add(&shard.counters.subscriptions, 1);
-    Subscription { credit, credit_signal, task }
+    Subscription { credit, credit_signal, task, ended }
 }
 
 /// Pushes a subscription's batches as they are written, within its credit.

@@ -90,3 +90,36 @@ fn data_the_metadata_does_not_name_is_moved_away_at_start_and_never_served() {
     assert_eq!(high_watermarks(&mut conn, "ghost"), vec![0], "old records never come back");
     trash_empties(&broker.data_dir);
 }
+
+/// A subscription that ends on its own (its topic deleted: an UNKNOWN_TOPIC push) frees its
+/// slot of the shard's and the connection's subscriptions, and its id may be used again:
+/// before, each one stayed counted until the client unsubscribed or left, so a long-lived
+/// connection that outlived a few deleted topics was refused RESOURCE_LIMIT for good (and
+/// so was every other client of the shard).
+#[test]
+fn subscriptions_ended_by_a_topic_delete_free_their_slots() {
+    let env = [
+        ("BROKER_SUBSCRIPTIONS_PER_SHARD_MAX", "2"),
+        ("BROKER_SUBSCRIPTIONS_PER_CONNECTION_MAX", "2"),
+    ];
+    let broker = Broker::start_with_env(1, &env);
+    let mut admin = broker.connect();
+    let mut sub = broker.connect();
+    for round in 0..4u64 {
+        let topic = format!("fleeting-{round}");
+        create_topic(&mut admin, &topic, 1);
+        let r: SubscribeResponse = sub.call(&SubscribeRequest {
+            subscription_id: 1 + round % 2,
+            topic: topic.clone(),
+            partition: 0,
+            start: StartPosition::Earliest,
+            credit_bytes: 1 << 20,
+            filter: String::new(),
+        });
+        assert_eq!(r.error, 0, "round {round}: {}", r.message);
+        let r: DeleteTopicResponse = admin.call(&DeleteTopicRequest { name: topic });
+        assert_eq!(r.error, 0);
+        let end: SubscriptionData = sub.next_push().decode();
+        assert_eq!(ErrorCode::from_u16(end.error), Some(ErrorCode::UnknownTopic));
+    }
+}

@@ -174,10 +174,22 @@ async fn subscribe(
     let refuse = |code: ErrorCode, message: String| {
         Some(respond(header, &refusal(req.subscription_id, code, message)))
     };
+    let per_connection_max = shard.config.subscriptions_per_connection_max;
+    {
+        // Subscriptions that ended on their own (their topic deleted, an error pushed) go:
+        // the one of this id, and all of them once the connection is at its limit.
+        let ended = |e: &SubEntry| matches!(e, SubEntry::Local(s) if s.ended());
+        let mut entries = subs.entries.borrow_mut();
+        if entries.get(&req.subscription_id).is_some_and(ended) {
+            entries.remove(&req.subscription_id);
+        }
+        if entries.len() >= per_connection_max {
+            entries.retain(|_, e| !ended(e));
+        }
+    }
     if subs.entries.borrow().contains_key(&req.subscription_id) {
         return refuse(ErrorCode::DuplicateSubscription, "subscription id in use".into());
     }
-    let per_connection_max = shard.config.subscriptions_per_connection_max;
     if subs.entries.borrow().len() >= per_connection_max {
         let message = format!(
             "this connection has {per_connection_max} subscriptions open \
@@ -320,7 +332,10 @@ pub async fn serve_for_peer(
             shard.mesh.reply(from, key, frame).await;
             let sink = PushSink::Remote { shard: shard.clone(), to: from, key };
             let sub = subscription::spawn(&shard, part, &req, start, sink);
-            relayed.borrow_mut().insert(key, sub);
+            let mut relayed = relayed.borrow_mut();
+            // Those that ended on their own (their topic deleted, an error pushed) go.
+            relayed.retain(|_, s| !s.ended());
+            relayed.insert(key, sub);
         }
     }
 }
