@@ -757,7 +757,7 @@ pub async fn expiry_loop(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_millis(EXPIRY_CHECK_MS)).await;
         let counts = partition_counter(&shard);
         for (group, member) in shard.groups.expire(Instant::now(), &counts) {
-            info!(%group, %member, "member removed: no heartbeat within its session timeout");
+            info!(%group, %member, "member removed: no heartbeat within its session timeout, or it kept a partition the group took from it past the revocation timeout");
         }
     }
 }

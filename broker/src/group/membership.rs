@@ -62,6 +62,10 @@ pub struct Member {
     pub granted: BTreeSet<TopicPartition>,
     /// Partitions it was granted, lost from the target, and still reports owning.
     pub revoking: BTreeSet<TopicPartition>,
+    /// Since when `revoking` is not empty: a member that holds on to a partition past
+    /// [`revoke_timeout`] is removed (its heartbeats alone do not keep it; Kafka's
+    /// `max.poll.interval.ms` / rebalance timeout).
+    pub revoking_since: Option<Instant>,
     /// Generation of its last change of `granted`.
     pub changed_generation: u32,
     /// The client's name for itself, as of its last join (shown by DescribeGroup).
@@ -243,7 +247,7 @@ impl Membership {
             self.retarget(partition_count);
             id
         };
-        Ok(self.reconcile(&id, &req.owned))
+        Ok(self.reconcile(&id, &req.owned, now))
     }
 
     /// A heartbeat: the member reports what it owns and learns what it may own.
@@ -264,7 +268,7 @@ impl Membership {
             ));
         }
         m.last_seen = m.last_seen.max(now);
-        Ok(self.reconcile(member_id, owned))
+        Ok(self.reconcile(member_id, owned, now))
     }
 
     /// A member leaves: what it held is free at once.
@@ -280,12 +284,19 @@ impl Membership {
         Ok(())
     }
 
-    /// Removes members whose session timed out; returns their ids.
+    /// Removes members whose session timed out, and members that kept a partition the
+    /// group took from them past [`revoke_timeout`] (a consumer that heartbeats but does not
+    /// poll held the next owner off for ever); returns their ids.
     pub fn expire(&mut self, now: Instant, partition_count: &dyn Fn(&str) -> u32) -> Vec<String> {
         let gone: Vec<String> = self
             .members
             .values()
-            .filter(|m| now.saturating_duration_since(m.last_seen) > m.session_timeout)
+            .filter(|m| {
+                now.saturating_duration_since(m.last_seen) > m.session_timeout
+                    || m.revoking_since.is_some_and(|since| {
+                        now.saturating_duration_since(since) > revoke_timeout(m.session_timeout)
+                    })
+            })
             .map(|m| m.id.clone())
             .collect();
         if !gone.is_empty() {
@@ -409,6 +420,7 @@ impl Membership {
             last_seen: now,
             granted: BTreeSet::new(),
             revoking: BTreeSet::new(),
+            revoking_since: None,
             changed_generation: self.generation,
             client_id: String::new(),
             client_host: String::new(),
@@ -450,7 +462,12 @@ impl Membership {
 
     /// Brings `member_id`'s grant toward the target: takes away what the target no longer
     /// gives it, and grants what it gives it that nobody else holds.
-    fn reconcile(&mut self, member_id: &str, owned: &BTreeSet<TopicPartition>) -> GroupMemberState {
+    fn reconcile(
+        &mut self,
+        member_id: &str,
+        owned: &BTreeSet<TopicPartition>,
+        now: Instant,
+    ) -> GroupMemberState {
         let held_by_others: BTreeSet<TopicPartition> = self
             .members
             .values()
@@ -474,6 +491,10 @@ impl Membership {
         let pending = mine.len() - granted.len();
         let released = revoking != m.revoking;
         m.revoking = revoking;
+        m.revoking_since = match m.revoking.is_empty() {
+            true => None,
+            false => Some(m.revoking_since.unwrap_or(now)),
+        };
         let regranted = granted != m.granted;
         if regranted {
             m.granted = granted;
@@ -494,6 +515,13 @@ impl Membership {
             pending: pending as u32,
         }
     }
+}
+
+/// How long a member may keep reporting a partition the group took from it: six session
+/// timeouts, at least 30 s (a minute at the default 10 s session), time for the batch in
+/// hand to be processed and committed.
+pub fn revoke_timeout(session_timeout: Duration) -> Duration {
+    (session_timeout * 6).max(Duration::from_secs(30))
 }
 
 /// The regular heartbeat interval for a session timeout: a third of it, within
@@ -591,6 +619,36 @@ mod tests {
         owned.remove(&b);
         settle(&mut g, later, &mut owned);
         assert_eq!(owned[&a].len(), 12);
+    }
+
+    /// A member that heartbeats but never gives up a partition the group took from it (a
+    /// consumer that stopped polling) is removed after the revocation timeout, and the
+    /// newcomer gets its share: before, the rebalance never completed.
+    #[test]
+    fn a_member_that_never_releases_a_partition_is_removed_after_the_revoke_timeout() {
+        let now = Instant::now();
+        let mut g = Membership::new("g");
+        let mut owned = BTreeMap::new();
+        let a = join(&mut g, now, "").member_id;
+        settle(&mut g, now, &mut owned);
+        let held = owned[&a].clone();
+        assert_eq!(held.len(), 12);
+        let b = join(&mut g, now, "").member_id;
+        // a keeps heartbeating with everything it had; b waits.
+        let timeout = revoke_timeout(Duration::from_millis(1_000));
+        let mut t = now;
+        while t < now + timeout {
+            t += Duration::from_millis(500);
+            g.heartbeat(&a, "", g.generation, &held, t).unwrap();
+            let s = g.heartbeat(&b, "", g.generation, &BTreeSet::new(), t).unwrap();
+            assert!(s.assignment.is_empty(), "b gets nothing while a holds on");
+            assert!(g.expire(t, &|_| 12).is_empty() || t > now + timeout);
+        }
+        let gone = g.expire(t + Duration::from_secs(1), &|_| 12);
+        assert_eq!(gone, vec![a.clone()], "a held on past the revocation timeout");
+        let s = g.heartbeat(&b, "", g.generation, &BTreeSet::new(), t).unwrap();
+        assert_eq!(from_wire(&s.assignment).len(), 12, "b gets the partitions");
+        assert!(g.heartbeat(&a, "", g.generation, &held, t).is_err(), "a must rejoin");
     }
 
     #[test]
