@@ -251,10 +251,24 @@ async fn push_loop(
         // is read is held in its queue's room first (subscriptions of one client that each
         // saw room now read together: 10,000 of them, 10 GB from disk).
         let max = credit.get().min(PUSH_BYTES_MAX as u64) as usize;
-        let Some(holds) = sink.reserve(max).await else {
+        let Some(mut holds) = sink.reserve(max).await else {
             return;
         };
-        let (error, batches, hw) = match log.read(next, max, FirstBatch::Always).await {
+        // A next batch larger than that (up to 16 MiB) is read only once room for it whole
+        // is held too (10,000 subscriptions of credit 1 read their first batches at once).
+        let mut read = log.read(next, max, FirstBatch::IfItFits).await;
+        if matches!(&read, Ok(out) if out.batches.is_empty() && next < out.high_watermark) {
+            let bytes_max = wire::constants::BATCH_BYTES_MAX as usize;
+            let stored =
+                log.batch_bytes_at(next).await.ok().flatten().map_or(bytes_max, |b| b.stored);
+            drop(holds);
+            let Some(more) = sink.reserve(stored.max(max)).await else {
+                return;
+            };
+            holds = more;
+            read = log.read(next, max, FirstBatch::Always).await;
+        }
+        let (error, batches, hw) = match read {
             Ok(out) => {
                 let counted = out.count();
                 let from = next;

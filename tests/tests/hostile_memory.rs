@@ -864,3 +864,41 @@ fn a_request_of_compressed_batches_holds_one_opened_at_a_time() {
     assert!(grown < 4 * 15 * MIB + SLACK_BYTES, "peak resident memory grew by {grown} bytes");
     still_serves(&broker);
 }
+
+/// 64 subscriptions of one connection, each with 1 byte of credit, over 4 MiB batches read
+/// from disk, never read: each push's first batch is read only once room for it whole is
+/// held in the connection's queue, so the connection holds at most its bound (before, each
+/// reserved its 1 byte and read its whole 4 MiB batch: +256 MiB at once). Then every push
+/// arrives, whole.
+#[test]
+fn subscriptions_of_1_byte_credit_over_large_batches_hold_at_most_the_connection_bound() {
+    let broker = start(1);
+    let mut admin = broker.connect();
+    create_topic(&mut admin, "big-batches", 1);
+    let batch = fill_big_batches(&broker, 0, "big-batches");
+    let base = broker.rss_bytes();
+    let mut conn = broker.connect();
+    let ids: Vec<u64> = (0..64u64)
+        .map(|id| {
+            conn.send(&SubscribeRequest {
+                subscription_id: id,
+                topic: "big-batches".into(),
+                partition: 0,
+                start: StartPosition::Earliest,
+                credit_bytes: 1,
+                filter: String::new(),
+            })
+        })
+        .collect();
+    let allowed = SEND_QUEUE_BYTES_MAX + 4 * MIB + SLACK_BYTES;
+    assert_growth(&broker, base, allowed, "64 unread 1-byte-credit subscriptions of 4 MiB batches");
+    still_serves(&broker);
+    for id in ids {
+        let r: SubscribeResponse = conn.wait(id).decode();
+        assert_eq!(r.error, 0, "{}", r.message);
+    }
+    for _ in 0..64 {
+        let push: SubscriptionData = conn.next_push().decode();
+        assert_eq!(push.batches.len(), batch.len(), "a whole first batch");
+    }
+}
