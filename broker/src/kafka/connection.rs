@@ -48,7 +48,8 @@ use crate::watched::Watched;
 use crate::watermark::Watermark;
 
 /// The second stage of a request: the response frame, or `None` for a request Kafka answers
-/// with nothing (a produce with acks=0).
+/// with nothing (a produce with acks=0); an empty frame closes the connection there (a
+/// failed acks=0 produce).
 pub type Answer = Pin<Box<dyn Future<Output = Option<Vec<u8>>>>>;
 
 /// A response on its way to the socket, holding its bytes of the connection's and the
@@ -87,8 +88,9 @@ pub struct Session {
     pub info: ConnectionInfo,
     /// Reaches 1 when the client's end closed (seen while a fetch ran): a long-poll answers.
     pub left: Watermark,
-    /// Reaches 1 when an answer closes the connection (an acks=0 produce that failed): the
-    /// answers before it are written, then the connection closes.
+    /// Reaches 1 when an answer closes the connection (an acks=0 produce that failed, whose
+    /// answer is an empty frame): the reader stops, the writer writes the answers before it
+    /// and closes there.
     pub close_now: Watermark,
 }
 
@@ -151,14 +153,12 @@ pub async fn serve<S>(
     let budget = MemoryBudget::new(shard.config.connection_send_queue_bytes_max);
     let write_stall = Duration::from_millis(shard.config.connection_write_stall_ms.max(1));
     let close_now = Watermark::new(0);
-    let closes = close_now.clone();
     let writer_task = glommio::spawn_local(async move {
         while let Some(answer) = rx.recv().await {
-            let answer = answer.await;
-            if closes.get() > 0 {
-                break; // an answer closed the connection (after those before it)
+            let Some(Some(queued)) = answer.await else { continue };
+            if queued.frame.is_empty() {
+                break; // an answer that closes the connection (after those before it)
             }
-            let Some(Some(queued)) = answer else { continue };
             let written = futures_lite::future::or(
                 // Flushed: under TLS a write that found the socket full leaves encrypted bytes
                 // in the session until the next write or flush.

@@ -151,6 +151,7 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
             let failed = out.responses.iter().flat_map(|t| &t.partition_responses);
             if failed.into_iter().any(|p| p.error_code != 0) {
                 close_now.advance(1);
+                return Some(Vec::new()); // the writer closes here (`connection.rs`)
             }
             return None;
         }
