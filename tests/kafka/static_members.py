@@ -62,7 +62,10 @@ def poll_until(consumers, done, seconds):
 
 
 s1, s2 = consumer("s-1"), consumer("s-2")
-poll_until([s1, s2], lambda: len(assignment(s1) + assignment(s2)) == 4, 60)
+# Both hold partitions (a consumer that joined late would otherwise rebalance later).
+poll_until([s1, s2], lambda: len(assignment(s1)) > 0 and len(assignment(s2)) > 0
+           and len(assignment(s1) + assignment(s2)) == 4, 60)
+poll_until([s1, s2], lambda: False, 1)
 first = {"s-1": assignment(s1), "s-2": assignment(s2)}
 revokes_before = events["revoked"].get("s-2", 0)
 
