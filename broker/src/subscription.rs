@@ -156,7 +156,6 @@ pub fn spawn(
     Subscription { credit, credit_signal, task, ended }
 }
 
-/// Pushes a subscription's batches as they are written, within its credit.
 /// The partition closed (deleted, or the broker is stopping): the subscription's last push.
 async fn closed(sink: &PushSink, id: u64, next: u64) {
     let end = SubscriptionData {
@@ -171,6 +170,7 @@ async fn closed(sink: &PushSink, id: u64, next: u64) {
     }
 }
 
+/// Pushes a subscription's batches as they are written, within its credit.
 #[allow(clippy::too_many_arguments)]
 async fn push_loop(
     shard: Rc<Shard>,

@@ -73,9 +73,6 @@ impl std::fmt::Debug for Waiter {
     }
 }
 
-type Pending = Arc<Mutex<HashMap<u64, Waiter>>>;
-type Pushes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>>;
-
 /// Whether the connection is alive, shared by its reader, its sweeper and its requests.
 #[derive(Debug)]
 struct Health {
@@ -84,9 +81,9 @@ struct Health {
     /// Milliseconds after `born` when the reader last read a frame.
     heard_ms: AtomicU64,
     /// Set when the connection ended; later requests fail at once.
-    dead: Arc<std::sync::atomic::AtomicBool>,
-    pending: Pending,
-    pushes: Pushes,
+    dead: std::sync::atomic::AtomicBool,
+    pending: Mutex<HashMap<u64, Waiter>>,
+    pushes: Mutex<HashMap<u64, mpsc::UnboundedSender<Frame>>>,
     /// The reader task, ended when the connection is given up.
     reader: Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -130,12 +127,9 @@ impl Health {
 pub struct Connection {
     addr: SocketAddr,
     out: mpsc::UnboundedSender<AlignedVec>,
-    pending: Pending,
-    pushes: Pushes,
     next_id: AtomicU64,
     timeout: Duration,
-    /// Set when the connection ended; later requests fail at once.
-    dead: Arc<std::sync::atomic::AtomicBool>,
+    /// Who waits for what, and whether the connection still works.
     health: Arc<Health>,
 }
 
@@ -182,17 +176,13 @@ impl Connection {
                 }
             }
         });
-        let pending: Pending = Arc::default();
-        let pushes: Pushes = Arc::default();
-        let (p, s) = (pending.clone(), pushes.clone());
-        let dead = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let health = Arc::new(Health {
             addr,
             born: Instant::now(),
             heard_ms: AtomicU64::new(0),
-            dead: dead.clone(),
-            pending: pending.clone(),
-            pushes: pushes.clone(),
+            dead: std::sync::atomic::AtomicBool::new(false),
+            pending: Mutex::default(),
+            pushes: Mutex::default(),
             reader: Mutex::new(None),
         });
         let h = health.clone();
@@ -220,13 +210,14 @@ impl Connection {
                         continue;
                     };
                     let id = data.subscription_id.to_native();
-                    let tx = s.lock().expect("pushes lock").get(&id).cloned();
+                    let tx = h.pushes.lock().expect("pushes lock").get(&id).cloned();
                     if let Some(tx) = tx {
                         let _ = tx.send(frame);
                     }
                 } else {
                     // Taken out first: a callback may send (and so lock `pending`) itself.
-                    let waiter = p.lock().expect("pending lock").remove(&header.correlation_id);
+                    let waiter =
+                        h.pending.lock().expect("pending lock").remove(&header.correlation_id);
                     match waiter {
                         Some(Waiter::Task(tx)) => {
                             let _ = tx.send(frame);
@@ -241,16 +232,7 @@ impl Connection {
         });
         *health.reader.lock().expect("reader lock") = Some(reader_task.abort_handle());
         tokio::spawn(sweep_expired(Arc::downgrade(&health), timeout));
-        Ok(Arc::new(Connection {
-            addr,
-            out,
-            pending,
-            pushes,
-            next_id: AtomicU64::new(1),
-            timeout,
-            dead,
-            health,
-        }))
+        Ok(Arc::new(Connection { addr, out, next_id: AtomicU64::new(1), timeout, health }))
     }
 
     /// The address.
@@ -260,7 +242,7 @@ impl Connection {
 
     /// Whether the connection still works.
     pub fn is_open(&self) -> bool {
-        !self.out.is_closed() && !self.dead.load(Ordering::SeqCst)
+        !self.out.is_closed() && !self.health.dead.load(Ordering::SeqCst)
     }
 
     /// Sends `req` now (frames leave in call order) and returns its pending response.
@@ -273,7 +255,6 @@ impl Connection {
             addr: self.addr,
             timeout: self.timeout,
             api: T::API_KEY.name(),
-            pending: self.pending.clone(),
             health: self.health.clone(),
         })
     }
@@ -311,9 +292,10 @@ impl Connection {
         if !self.is_open() {
             return Err((ClientError::Closed { addr: self.addr }, Some(waiter)));
         }
-        self.pending.lock().expect("pending lock").insert(id, waiter);
-        if self.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
-            let waiter = self.pending.lock().expect("pending lock").remove(&id);
+        let health = &self.health;
+        health.pending.lock().expect("pending lock").insert(id, waiter);
+        if health.dead.load(Ordering::SeqCst) || self.out.send(frame).is_err() {
+            let waiter = health.pending.lock().expect("pending lock").remove(&id);
             return Err((ClientError::Closed { addr: self.addr }, waiter));
         }
         Ok(id)
@@ -348,13 +330,13 @@ impl Connection {
     /// Routes pushes for `subscription_id` to a new channel.
     pub fn register_pushes(&self, subscription_id: u64) -> mpsc::UnboundedReceiver<Frame> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.pushes.lock().expect("pushes lock").insert(subscription_id, tx);
+        self.health.pushes.lock().expect("pushes lock").insert(subscription_id, tx);
         rx
     }
 
     /// Stops routing pushes for `subscription_id`.
     pub fn unregister_pushes(&self, subscription_id: u64) {
-        self.pushes.lock().expect("pushes lock").remove(&subscription_id);
+        self.health.pushes.lock().expect("pushes lock").remove(&subscription_id);
     }
 }
 
@@ -366,7 +348,6 @@ pub struct PendingResponse {
     addr: SocketAddr,
     timeout: Duration,
     api: &'static str,
-    pending: Pending,
     health: Arc<Health>,
 }
 
@@ -377,7 +358,7 @@ impl PendingResponse {
             Ok(Ok(f)) => Ok(f),
             Ok(Err(_)) => Err(ClientError::Closed { addr: self.addr }),
             Err(_) => {
-                self.pending.lock().expect("pending lock").remove(&self.id);
+                self.health.pending.lock().expect("pending lock").remove(&self.id);
                 self.health.timed_out(self.timeout);
                 Err(ClientError::Timeout { addr: self.addr, api: self.api })
             }

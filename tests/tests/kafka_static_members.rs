@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use integration_tests::{create_topic, Broker};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
@@ -19,27 +18,16 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId, HeartbeatRequest,
     HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    OffsetCommitRequest, OffsetCommitResponse, RequestHeader, SyncGroupRequest, SyncGroupResponse,
-    TopicName,
+    OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+mod kafka_wire;
+use kafka_wire::{frame, kafka_addr};
 
 const FENCED_INSTANCE_ID: i16 = 82;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
-
-fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
-    let mut header = RequestHeader::default();
-    header.request_api_key = api as i16;
-    header.request_api_version = version;
-    header.correlation_id = correlation_id;
-    let mut buf = BytesMut::new();
-    header.encode(&mut buf, api.request_header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
 
 /// A connection to the Kafka listener that sends one request and reads its answer (the
 /// versions used here are not flexible: a v0 response header).
@@ -47,9 +35,7 @@ struct Conn(TcpStream, i32);
 
 impl Conn {
     fn new(b: &Broker) -> Self {
-        let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
-        let s = TcpStream::connect(v["kafka"].as_str().expect("kafka listener")).unwrap();
+        let s = TcpStream::connect(kafka_addr(b)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         Conn(s, 0)
     }

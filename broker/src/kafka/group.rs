@@ -170,11 +170,17 @@ impl Group {
         true
     }
 
-    fn rebalance(&mut self, now: Instant) {
+    /// The deadline of a rebalance phase starting `now`: its members' longest rebalance
+    /// timeout (at least [`POLL`]).
+    fn phase_deadline(&self, now: Instant) -> Instant {
         let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+        now + timeout.max(POLL)
+    }
+
+    fn rebalance(&mut self, now: Instant) {
         let not_before =
             if self.phase == Phase::Empty { now + INITIAL_REBALANCE_DELAY } else { now };
-        self.phase = Phase::Joining { not_before, deadline: now + timeout.max(POLL) };
+        self.phase = Phase::Joining { not_before, deadline: self.phase_deadline(now) };
         for m in self.members.values_mut() {
             m.joined = false;
         }
@@ -186,10 +192,7 @@ impl Group {
         if matches!(self.phase, Phase::Syncing { deadline } if now >= deadline) {
             self.rebalance(now);
         }
-        let before = self.members.len();
-        self.members.retain(|_, m| m.alive(now));
-        if self.members.len() != before {
-            self.forget_gone_statics();
+        if self.retain_members(|m| m.alive(now)) {
             self.after_leave(now);
             self.recount();
         }
@@ -264,8 +267,7 @@ impl Group {
             return;
         }
         // Static members that did not rejoin stay (their session or a LeaveGroup ends them).
-        self.members.retain(|_, m| m.joined || m.instance_id.is_some());
-        self.forget_gone_statics();
+        self.retain_members(|m| m.joined || m.instance_id.is_some());
         if self.members.is_empty() {
             self.phase = Phase::Empty;
             return;
@@ -273,9 +275,7 @@ impl Group {
         if !self.members.get(&self.leader).is_some_and(|m| m.joined) {
             let Some(first) = self.members.iter().find(|(_, m)| m.joined) else {
                 // Only absent static members: wait for them another rebalance timeout.
-                let timeout = self.members.values().map(|m| m.rebalance_timeout).max();
-                let deadline = now + timeout.unwrap_or_default().max(POLL);
-                self.phase = Phase::Joining { not_before: now, deadline };
+                self.phase = Phase::Joining { not_before: now, deadline: self.phase_deadline(now) };
                 return;
             };
             self.leader = first.0.clone();
@@ -287,8 +287,7 @@ impl Group {
             m.assignment = Bytes::new();
             m.last_seen = now;
         }
-        let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
-        self.phase = Phase::Syncing { deadline: now + timeout.max(POLL) };
+        self.phase = Phase::Syncing { deadline: self.phase_deadline(now) };
         self.recount();
     }
 }

@@ -14,7 +14,7 @@
 //!   leave on close when static.
 //! - LeaveGroup (v3+) may name members by instance id alone.
 
-use super::Group;
+use super::{Group, Member};
 use kafka_protocol::ResponseError as K;
 
 /// Longest instance id kept (a Kafka client's own limit for ids, as for group ids): each
@@ -43,10 +43,16 @@ impl Group {
         true
     }
 
-    /// Forgets the instance ids of members that are gone (after members were dropped).
-    pub(super) fn forget_gone_statics(&mut self) {
+    /// Keeps the members `keep` says (and the instance ids of those kept); whether any went.
+    pub(super) fn retain_members(&mut self, mut keep: impl FnMut(&Member) -> bool) -> bool {
+        let before = self.members.len();
+        self.members.retain(|_, m| keep(m));
+        if self.members.len() == before {
+            return false;
+        }
         let members = &self.members;
         self.statics.retain(|_, m| members.contains_key(m));
+        true
     }
 
     /// The member of `instance` (`old`) takes the id `new`: its data, assignment and

@@ -247,7 +247,7 @@ impl<D: Disk> PartitionLog<D> {
                 return Ok(None);
             }
             match self.rewrite(&group, &verdict, &pace, &mut stats).await {
-                Ok(true) if sh.checkpoint_void.get() => {
+                Ok(true) if sh.checkpoint_void() => {
                     warn!(dir = %sh.dir.display(), "compaction: a merged segment is still on disk; the log is not compacted again until the next pass can remove it or the log reopens");
                     return Ok(None);
                 }
@@ -305,7 +305,7 @@ impl<D: Disk> PartitionLog<D> {
     /// Merged segments still on disk hold compaction back (`LogCore::checkpoint_void`).
     #[cfg(test)]
     pub(crate) fn compaction_held(&self) -> bool {
-        self.shared.checkpoint_void.get()
+        self.shared.checkpoint_void()
     }
 
     /// What compaction did to this log so far.

@@ -346,10 +346,7 @@ impl<D: Disk> PartitionLog<D> {
         // renamed stops the step: it and the ones after it stay, and come back at a restart
         // as they were before this pass, so no later checkpoint may cover them.
         let gone = self.take_out_merged(&group[1..]).await;
-        if gone + 1 < group.len() {
-            sh.left_merged.borrow_mut().extend(group[1 + gone..].iter().cloned());
-            sh.checkpoint_void.set(true);
-        }
+        sh.left_merged.borrow_mut().extend(group[1 + gone..].iter().cloned());
         // With one still there, index entries past its base would mislead recovery.
         let indexed = indexed && gone + 1 == group.len();
         // 4. The new index files take their names.
@@ -410,7 +407,7 @@ impl<D: Disk> PartitionLog<D> {
     /// rebuilds), so passes and checkpoints may go on.
     pub(super) async fn retry_left_merged(&self) -> bool {
         let sh = &self.shared;
-        if !sh.checkpoint_void.get() {
+        if !sh.checkpoint_void() {
             return true;
         }
         let _maintenance = sh.maintenance.acquire_permit(1).await;
@@ -425,16 +422,15 @@ impl<D: Disk> PartitionLog<D> {
     /// restart would bring them back, deleted records and a gap with them).
     pub(super) async fn take_out_left_merged(&self) -> bool {
         let sh = &self.shared;
-        if !sh.checkpoint_void.get() {
+        if !sh.checkpoint_void() {
             return true;
         }
         let left = sh.left_merged.borrow().clone();
         let gone = self.take_out_merged(&left).await;
         sh.left_merged.borrow_mut().drain(..gone);
-        if !sh.left_merged.borrow().is_empty() {
+        if sh.checkpoint_void() {
             return false;
         }
-        sh.checkpoint_void.set(false);
         tracing::info!(dir = %sh.dir.display(), "compaction: the merged segments left on disk are gone; the log is compacted again");
         true
     }

@@ -187,12 +187,10 @@ pub(super) struct LogCore<D: Disk> {
     /// Compaction: every offset below this was in a completed cleaner pass's key map
     /// (`cleaner.rs`; persisted by `cleaner_checkpoint.rs`).
     pub(super) cleaned_to: Cell<u64>,
-    /// A merged segment's `.log` could not be taken out: a restart finds it again as it was
-    /// before that pass, so no later pass may run (nor write a checkpoint) until the log
-    /// reopens or the next pass's start takes out `left_merged` after all.
-    pub(super) checkpoint_void: Cell<bool>,
-    /// The merged segments still on disk under their `.log` names (`checkpoint_void`), oldest
-    /// first: out of the segment list, to be renamed to `.deleted` before the next pass.
+    /// The merged segments still on disk under their `.log` names, oldest first: out of the
+    /// segment list, to be renamed to `.deleted` before the next pass. While there are any
+    /// ([`LogCore::checkpoint_void`]) a restart finds them again as they were before that
+    /// pass, so no later pass may run (nor write a checkpoint).
     pub(super) left_merged: RefCell<Vec<Rc<Segment<D::File>>>>,
     /// Held by whatever takes closed segments out of the list or puts others in their place
     /// (retention, record deletion, the cleaner's swap): one at a time.
@@ -235,6 +233,12 @@ pub(super) struct Pending {
 }
 
 impl<D: Disk> LogCore<D> {
+    /// A merged segment's `.log` could not be taken out yet (`left_merged`): no compaction
+    /// pass or checkpoint until it is (or the log reopens).
+    pub(super) fn checkpoint_void(&self) -> bool {
+        !self.left_merged.borrow().is_empty()
+    }
+
     /// The file to read `seg` from. A sealed segment's `.log` is reopened on demand and
     /// counts among the log's [`REOPENED_FILES_MAX`] most recently reopened; the oldest beyond
     /// that is closed (a reader still holding it finishes first), so a partition's descriptors

@@ -227,7 +227,6 @@ impl<D: Disk> PartitionLog<D> {
             deleter_signal: Watermark::new(0),
             sealed_signal: Watermark::new(0),
             cleaned_to: Cell::new(cleaned_to),
-            checkpoint_void: Cell::new(false),
             left_merged: RefCell::new(Vec::new()),
             maintenance: glommio::sync::Semaphore::new(1),
             pass: glommio::sync::Semaphore::new(1),
