@@ -200,6 +200,11 @@ pub struct BrokerConfig {
     /// Committed offsets (group × topic × partition) one shard's coordinators hold; a
     /// commit of a new one past it is refused with RESOURCE_LIMIT.
     pub group_offsets_per_shard_max: usize,
+    /// Bytes those committed offsets keep on one shard (ids, topic names, metadata of up to
+    /// 4 KiB each, `group::offset_entry_bytes`), applied and in flight; a commit of a new key,
+    /// or one growing a key's metadata, past it is refused with RESOURCE_LIMIT. A compaction
+    /// of the offsets log holds a second copy of one offsets partition's share while it runs.
+    pub group_offset_bytes_per_shard_max: usize,
     /// A group's committed offsets are forgotten once it has had no members and no commit
     /// for this long (Kafka's `offsets.retention.minutes`, 7 days; 0 = never). Offsets of
     /// deleted topics are forgotten whatever this says (`api/offsets_expiry.rs`).
@@ -348,6 +353,7 @@ impl Default for BrokerConfig {
             group_member_bytes_per_shard_max: 256 << 20,
             kafka_group_bytes_max: 256 << 20,
             group_offsets_per_shard_max: 1_000_000,
+            group_offset_bytes_per_shard_max: 256 << 20,
             group_offsets_retention_ms: 7 * 24 * 3_600_000,
             transactional_ids_max: 10_000,
             transactional_id_expiration_ms: 604_800_000,
@@ -501,6 +507,9 @@ impl BrokerConfig {
             }
             "BROKER_GROUP_OFFSETS_PER_SHARD_MAX" => {
                 self.group_offsets_per_shard_max = parse(name, value)?
+            }
+            "BROKER_GROUP_OFFSET_BYTES_PER_SHARD_MAX" => {
+                self.group_offset_bytes_per_shard_max = parse(name, value)?
             }
             "BROKER_GROUP_OFFSETS_RETENTION_MS" => {
                 self.group_offsets_retention_ms = parse(name, value)?

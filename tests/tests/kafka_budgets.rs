@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 mod kafka_wire;
-use kafka_wire::{frame, kafka_addr};
+use kafka_wire::{frame, kafka_addr, response_body};
 
 /// A fetch of partition 0 of `topic` from offset 0, of at most `max_bytes` (and as much per
 /// partition).
@@ -148,16 +148,6 @@ fn unread_kafka_fetches_below_their_first_batch_hold_only_the_budget() {
     greedy.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = response_body(&mut greedy, 0);
     assert!(body.len() > 4 << 20, "the whole first batch");
-}
-
-/// Reads one response frame's body after its header (v0 response header: correlation id).
-fn response_body(s: &mut TcpStream, correlation_id: i32) -> bytes::Bytes {
-    let mut size = [0u8; 4];
-    s.read_exact(&mut size).expect("a response");
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    s.read_exact(&mut body).unwrap();
-    assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), correlation_id);
-    bytes::Bytes::from(body).slice(4..)
 }
 
 /// A member's protocol metadata is kept as long as the member lives: a join carrying more

@@ -5,7 +5,6 @@
 //! v3 removes members by instance id (a leave that removes nobody starts no rebalance).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use integration_tests::{create_topic, Broker};
@@ -20,37 +19,14 @@ use kafka_protocol::messages::{
     HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
     OffsetCommitRequest, OffsetCommitResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 mod kafka_wire;
-use kafka_wire::{frame, kafka_addr};
+use kafka_wire::{frame, Conn};
 
 const FENCED_INSTANCE_ID: i16 = 82;
 const UNKNOWN_MEMBER_ID: i16 = 25;
 const REBALANCE_IN_PROGRESS: i16 = 27;
-
-/// A connection to the Kafka listener that sends one request and reads its answer (the
-/// versions used here are not flexible: a v0 response header).
-struct Conn(TcpStream, i32);
-
-impl Conn {
-    fn new(b: &Broker) -> Self {
-        let s = TcpStream::connect(kafka_addr(b)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Conn(s, 0)
-    }
-
-    fn call<Q: Encodable, A: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> A {
-        self.1 += 1;
-        self.0.write_all(&frame(api, version, self.1, req)).unwrap();
-        let mut size = [0u8; 4];
-        self.0.read_exact(&mut size).expect("a response");
-        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-        self.0.read_exact(&mut body).unwrap();
-        assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), self.1);
-        A::decode(&mut bytes::Bytes::from(body).slice(4..), version).unwrap()
-    }
-}
 
 fn s(x: &str) -> StrBytes {
     StrBytes::from_string(x.to_owned())

@@ -34,7 +34,9 @@ use crate::group::membership::{
     from_wire, heartbeat_interval_ms, to_wire, Join, Refusal, HEARTBEAT_MS_MAX,
 };
 use crate::group::offsets_log::{self, OffsetRecord, Position};
-use crate::group::{offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC};
+use crate::group::{
+    offset_entry_bytes, offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC,
+};
 use crate::partition::Partition;
 use crate::request::Request;
 use crate::shard::Shard;
@@ -459,22 +461,32 @@ async fn commit(
             let max = shard.config.group_offsets_per_shard_max;
             let held = shard.groups.offset_count() + shard.groups.offsets_in_flight();
             let mut room = max.saturating_sub(held);
+            // And what they keep, in bytes: a commit that grows a known key's metadata needs
+            // room for the growth (counted whole: the old value may be in flight still).
+            let bytes_max = shard.config.group_offset_bytes_per_shard_max;
+            let mut room_bytes = bytes_max.saturating_sub(shard.groups.offset_bytes());
             let mut records = Vec::with_capacity(candidates.len());
             for ((slot, record), verdict) in candidates.into_iter().zip(verdicts) {
                 if verdict != ErrorCode::None {
                     results.borrow_mut()[slot] = verdict;
                     continue;
                 }
+                let metadata = record.committed.as_ref().map_or("", |p| p.metadata.as_str());
+                let bytes = offset_entry_bytes(&r.group, &record.tp.0, metadata);
                 let known = shard.groups.read_group(&r.group, |g| {
-                    g.is_some_and(|g| g.offsets.contains_key(&record.tp))
+                    g.and_then(|g| g.offsets.get(&record.tp))
+                        .map(|c| offset_entry_bytes(&r.group, &record.tp.0, &c.metadata))
                 });
-                if !known {
-                    if room == 0 {
-                        results.borrow_mut()[slot] = ErrorCode::ResourceLimit;
-                        continue;
-                    }
-                    room -= 1;
+                let (keys, grows) = match known {
+                    Some(old) => (0, bytes.saturating_sub(old)),
+                    None => (1, bytes),
+                };
+                if keys > room || grows > room_bytes {
+                    results.borrow_mut()[slot] = ErrorCode::ResourceLimit;
+                    continue;
                 }
+                room -= keys;
+                room_bytes -= grows;
                 slots.push(slot);
                 records.push(record);
             }

@@ -51,6 +51,7 @@
 pub mod assignor;
 pub mod membership;
 pub mod offsets_log;
+mod offsets_state;
 
 #[cfg(test)]
 mod compaction_tests;
@@ -66,6 +67,7 @@ use wire::AckLevel;
 use self::assignor::TopicPartition;
 use self::membership::Membership;
 use self::offsets_log::{Committed, OffsetRecord, Packer, Position};
+use self::offsets_state::{OffsetsState, Pending};
 use crate::storage::io::Disk;
 use crate::storage::{PartitionLog, StorageError};
 use crate::watermark::Watermark;
@@ -76,6 +78,19 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const GROUP_ID_BYTES_MAX: usize = 249;
 /// Longest metadata string stored with a committed offset (Kafka's default).
 pub const COMMIT_METADATA_BYTES_MAX: usize = 4096;
+
+/// What one committed offset keeps in memory, about: its key (group id, topic name), its
+/// metadata, and the map entry around them. Committed offsets are bounded by it per shard
+/// (`group_offset_bytes_per_shard_max`), applied and in flight.
+pub fn offset_entry_bytes(group: &str, topic: &str, metadata: &str) -> usize {
+    const ENTRY_BYTES: usize = 128;
+    ENTRY_BYTES + group.len() + topic.len() + metadata.len()
+}
+
+/// [`offset_entry_bytes`] of a committed offset.
+fn entry_bytes(group: &str, tp: &TopicPartition, c: &Committed) -> usize {
+    offset_entry_bytes(group, &tp.0, &c.metadata)
+}
 
 /// Which partition of [`OFFSETS_TOPIC`] (of `partitions`) holds `group`.
 pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
@@ -89,84 +104,6 @@ pub fn valid_group_id(group: &str) -> bool {
 
 /// Largest batch of a snapshot: the last one is encoded in the step that must not yield.
 const SNAPSHOT_BATCH_BYTES_MAX: usize = 256 << 10;
-
-/// A group id with one of its partitions: a key of the offsets log.
-type OffsetKey = (String, TopicPartition);
-
-/// A record of the offsets log in flight: its log offset and the key's new value (`None`: a
-/// tombstone, the key forgotten).
-type Pending = (u64, Option<Committed>);
-
-/// What the coordinator tracks per offsets partition it replayed.
-#[derive(Debug, Default)]
-struct OffsetsState {
-    /// Commits enqueued and not yet applied or failed: the newest (largest log offset) per key.
-    in_flight: BTreeMap<OffsetKey, Pending>,
-    /// While a snapshot reads: keys committed since it began.
-    dirty: Option<BTreeSet<OffsetKey>>,
-    /// A compaction is running.
-    compacting: bool,
-    /// Log size when the last compaction ended (0 before the first: a log replayed at any
-    /// size counts as grown by all of it).
-    compacted_size_bytes: u64,
-    /// Bytes the last snapshot wrote.
-    snapshot_bytes: u64,
-    /// Base log offsets of what was enqueued and is not yet applied or failed (commits, a
-    /// compaction's snapshot), with how many start at each.
-    unapplied: BTreeMap<u64, usize>,
-    /// Tombstones applied while records enqueued before them may still be applied: each
-    /// key's tombstone log offset (and the same by offset, to forget them). Records are
-    /// applied by their handlers' tasks once durable, not in log order, so an older value
-    /// (a snapshot's restatement, a commit's late task) could otherwise bring a forgotten key
-    /// back, and the next snapshot would make that durable. A marker goes once nothing
-    /// enqueued before it is left unapplied.
-    deleted: BTreeMap<OffsetKey, u64>,
-    deleted_by_offset: BTreeMap<u64, Vec<OffsetKey>>,
-}
-
-impl OffsetsState {
-    /// Something enqueued at `base_offset` waits to be applied.
-    fn enqueued(&mut self, base_offset: u64) {
-        *self.unapplied.entry(base_offset).or_default() += 1;
-    }
-
-    /// What was enqueued at `base_offset` was applied (or failed): markers nothing older
-    /// can reach any more go.
-    fn settled(&mut self, base_offset: u64) {
-        if let Some(n) = self.unapplied.get_mut(&base_offset) {
-            *n -= 1;
-            if *n == 0 {
-                self.unapplied.remove(&base_offset);
-            }
-        }
-        let oldest = self.unapplied.keys().next().copied().unwrap_or(u64::MAX);
-        while let Some(entry) = self.deleted_by_offset.first_entry() {
-            if *entry.key() >= oldest {
-                break;
-            }
-            let (at, keys) = entry.remove_entry();
-            for key in keys {
-                if self.deleted.get(&key) == Some(&at) {
-                    self.deleted.remove(&key);
-                }
-            }
-        }
-    }
-
-    /// A tombstone of `key` at `log_offset` was applied.
-    fn deleted(&mut self, key: OffsetKey, log_offset: u64) {
-        if self.deleted.get(&key).is_some_and(|&at| at >= log_offset) {
-            return;
-        }
-        self.deleted.insert(key.clone(), log_offset);
-        self.deleted_by_offset.entry(log_offset).or_default().push(key);
-    }
-
-    /// Whether a value of `key` at `log_offset` is older than a tombstone applied before it.
-    fn forgotten(&self, key: &OffsetKey, log_offset: u64) -> bool {
-        self.deleted.get(key).is_some_and(|&at| at > log_offset)
-    }
-}
 
 /// What one compaction did.
 #[derive(Debug, Clone, Copy)]
@@ -239,6 +176,8 @@ pub struct Coordinator {
     /// Committed offsets over every group in `groups`, kept as they change (a commit checks
     /// its room against it: summing per commit cost O(groups)).
     offset_count: Cell<usize>,
+    /// What those offsets keep ([`offset_entry_bytes`] summed), kept as they change.
+    offset_bytes: Cell<usize>,
 }
 
 impl Default for Coordinator {
@@ -251,6 +190,7 @@ impl Default for Coordinator {
             offsets: RefCell::new(BTreeMap::new()),
             compaction_queue: Cell::new(None),
             offset_count: Cell::new(0),
+            offset_bytes: Cell::new(0),
         }
     }
 }
@@ -285,9 +225,7 @@ impl InFlight<'_> {
         let mut offsets = self.coordinator.offsets.borrow_mut();
         let Some(st) = offsets.get_mut(&self.index) else { return };
         let key = (self.group.clone(), tp.clone());
-        if st.in_flight.get(&key).is_some_and(|c| c.0 == log_offset) {
-            st.in_flight.remove(&key);
-        }
+        st.land(&key, log_offset);
     }
 }
 
@@ -339,6 +277,7 @@ impl Coordinator {
                 // A commit made while replaying (none can be: commits wait for the load) or
                 // a newer one wins.
                 if g.offsets.get(&tp).is_none_or(|old| old.log_offset < c.log_offset) {
+                    self.replaced(&id, &tp, Some(&c), g.offsets.get(&tp));
                     g.offsets.insert(tp, c);
                 }
             }
@@ -392,6 +331,18 @@ impl Coordinator {
         f(self.groups.borrow().get(group))
     }
 
+    /// Keeps `offset_bytes` true as `group`'s value of `tp` goes from `old` to `new`.
+    fn replaced(
+        &self,
+        group: &str,
+        tp: &TopicPartition,
+        new: Option<&Committed>,
+        old: Option<&Committed>,
+    ) {
+        let bytes = |c: Option<&Committed>| c.map_or(0, |c| entry_bytes(group, tp, c));
+        self.offset_bytes.set(self.offset_bytes.get() + bytes(new) - bytes(old));
+    }
+
     /// What was enqueued at `base_offset` in offsets partition `index` was applied or failed.
     fn settled(&self, index: u32, base_offset: u64) {
         if let Some(st) = self.offsets.borrow_mut().get_mut(&index) {
@@ -409,6 +360,7 @@ impl Coordinator {
         }
         self.with_group(group, |g| {
             if g.offsets.get(&tp).is_none_or(|old| old.log_offset < committed.log_offset) {
+                self.replaced(group, &tp, Some(&committed), g.offsets.get(&tp));
                 g.offsets.insert(tp, committed);
             }
         });
@@ -419,6 +371,7 @@ impl Coordinator {
     pub fn apply_tombstone(&self, index: u32, group: &str, tp: &TopicPartition, log_offset: u64) {
         self.with_group(group, |g| {
             if g.offsets.get(tp).is_some_and(|old| old.log_offset < log_offset) {
+                self.replaced(group, tp, None, g.offsets.get(tp));
                 g.offsets.remove(tp);
             }
         });
@@ -455,9 +408,7 @@ impl Coordinator {
             if let Some(dirty) = &mut st.dirty {
                 dirty.insert(key.clone());
             }
-            if st.in_flight.get(&key).is_none_or(|old| old.0 < pending.0) {
-                st.in_flight.insert(key, pending.clone());
-            }
+            st.fly(key, pending.clone());
         }
         InFlight { coordinator: self, index, group: group.to_owned(), commits, base_offset }
     }
@@ -530,7 +481,7 @@ impl Coordinator {
             st.dirty = Some(BTreeSet::new());
             let groups = self.groups.borrow();
             let mapped = groups.keys().filter(|id| offsets_partition(id, partitions) == index);
-            mapped.cloned().chain(st.in_flight.keys().map(|(g, _)| g.clone())).collect()
+            mapped.cloned().chain(st.in_flight().keys().map(|(g, _)| g.clone())).collect()
         };
         let batch_bytes_max = log.batch_bytes_max().min(SNAPSHOT_BATCH_BYTES_MAX);
         let mut packer = Packer::new(batch_bytes_max);
@@ -613,7 +564,7 @@ impl Coordinator {
             self.groups.borrow().get(group).map(|g| g.offsets.clone()).unwrap_or_default();
         if let Some(st) = self.offsets.borrow().get(&index) {
             let from = (group.to_owned(), (String::new(), 0));
-            for ((g, tp), (log_offset, c)) in st.in_flight.range(from..) {
+            for ((g, tp), (log_offset, c)) in st.in_flight().range(from..) {
                 if g != group {
                     break;
                 }
@@ -633,7 +584,7 @@ impl Coordinator {
         let mapped = self.groups.borrow().get(group).and_then(|g| g.offsets.get(tp).cloned());
         let offsets = self.offsets.borrow();
         let key = (group.to_owned(), tp.clone());
-        let flying = offsets.get(&index).and_then(|st| st.in_flight.get(&key).cloned());
+        let flying = offsets.get(&index).and_then(|st| st.in_flight().get(&key).cloned());
         match (mapped, flying) {
             (Some(m), Some((log_offset, f))) if log_offset > m.log_offset => f,
             (Some(m), _) => Some(m),
@@ -748,7 +699,24 @@ impl Coordinator {
     /// against (an in-flight update of a known key counts too, so near the limit a new key
     /// may be refused a little early).
     pub fn offsets_in_flight(&self) -> usize {
-        self.offsets.borrow().values().map(|st| st.in_flight.len()).sum()
+        self.offsets.borrow().values().map(|st| st.in_flight().len()).sum()
+    }
+
+    /// What the committed offsets of all groups this coordinator holds and the commits in
+    /// flight keep ([`offset_entry_bytes`] summed): what a commit's room in bytes is checked
+    /// against (`group_offset_bytes_per_shard_max`).
+    pub fn offset_bytes(&self) -> usize {
+        debug_assert_eq!(
+            self.offset_bytes.get(),
+            self.groups
+                .borrow()
+                .iter()
+                .flat_map(|(id, g)| g.offsets.iter().map(move |(tp, c)| entry_bytes(id, tp, c)))
+                .sum::<usize>(),
+            "the running count of committed offsets' bytes"
+        );
+        let flying: usize = self.offsets.borrow().values().map(|st| st.in_flight_bytes()).sum();
+        self.offset_bytes.get() + flying
     }
 
     /// Committed offsets of all groups this coordinator holds.

@@ -1,9 +1,16 @@
 //! Raw Kafka protocol framing shared by the Kafka listener's tests.
 
+// Each test binary that includes this module uses part of it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
 use bytes::BytesMut;
 use integration_tests::Broker;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// One request frame: the length, the header for `version`, the body.
 pub fn frame<T: Encodable>(api: ApiKey, version: i16, correlation_id: i32, body: &T) -> Vec<u8> {
@@ -24,4 +31,33 @@ pub fn kafka_addr(b: &Broker) -> String {
     let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
     let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
     v["kafka"].as_str().expect("kafka listener").to_owned()
+}
+
+/// A connection to the Kafka listener that sends one request and reads its answer (the
+/// versions used here are not flexible: a v0 response header).
+pub struct Conn(pub TcpStream, pub i32);
+
+impl Conn {
+    pub fn new(b: &Broker) -> Self {
+        let s = TcpStream::connect(kafka_addr(b)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Conn(s, 0)
+    }
+
+    pub fn call<Q: Encodable, A: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> A {
+        self.1 += 1;
+        self.0.write_all(&frame(api, version, self.1, req)).unwrap();
+        let mut body = response_body(&mut self.0, self.1);
+        A::decode(&mut body, version).unwrap()
+    }
+}
+
+/// Reads one response frame's body after its header (v0 response header: correlation id).
+pub fn response_body(s: &mut TcpStream, correlation_id: i32) -> bytes::Bytes {
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).expect("a response");
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(i32::from_be_bytes(body[..4].try_into().unwrap()), correlation_id);
+    bytes::Bytes::from(body).slice(4..)
 }
