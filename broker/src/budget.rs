@@ -156,16 +156,22 @@ impl Held {
         self.bytes += bytes;
     }
 
+    /// Holds exactly `bytes` from now: what a response's reservation comes to once the
+    /// response is made (grown past it, or given back down to it).
+    pub fn fit(&mut self, bytes: usize) {
+        if self.bytes > bytes {
+            self.shrink(self.bytes - bytes);
+        } else {
+            self.grow(bytes - self.bytes);
+        }
+    }
+
     /// One of `holds` (of one budget) holding exactly `bytes`, the others given back: what
     /// a response's room comes to once the response is made (`None`: there was none).
     pub fn sized(mut holds: Vec<Held>, bytes: usize) -> Option<Held> {
         let mut kept = holds.pop()?;
         drop(holds);
-        if kept.bytes > bytes {
-            kept.shrink(kept.bytes - bytes);
-        } else {
-            kept.grow(bytes - kept.bytes);
-        }
+        kept.fit(bytes);
         Some(kept)
     }
 }

@@ -124,13 +124,13 @@ impl Conn {
         budget::hold_all_now(&[&self.budget, &self.shard.memory], bytes)
     }
 
-    /// Queues `frame` for the socket with what was reserved for it (grown to the memory it
-    /// keeps).
+    /// Queues `frame` for the socket with what was reserved for it (grown or shrunk to the
+    /// memory it keeps).
     fn send(&self, frame: OutFrame, mut holds: Holds, permit: Option<StaticPermit>) -> bool {
         let len = frame.len();
         let keeps = frame.held_bytes();
         for held in &mut holds {
-            held.grow(keeps.saturating_sub(held.bytes()));
+            held.fit(keeps);
         }
         self.queued_bytes.set(self.queued_bytes.get() + len);
         match self.out.try_send(Outgoing {

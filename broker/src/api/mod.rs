@@ -23,6 +23,7 @@ pub mod offsets;
 pub mod offsets_expiry;
 pub mod produce;
 pub mod producer_id;
+mod response_estimate;
 pub mod subscribe;
 pub mod table;
 pub mod table_admin;
@@ -34,6 +35,7 @@ use std::rc::Rc;
 
 use wire::{AlignedVec, ApiKey, ErrorCode, FrameHeader, Message};
 
+pub use self::response_estimate::response_bytes_estimate;
 use crate::counters::Counters;
 use crate::request::Request;
 use crate::shard::Shard;
@@ -152,41 +154,6 @@ pub fn check_api(header: &FrameHeader) -> Result<ApiKey, AlignedVec> {
     }
     Ok(api)
 }
-
-/// The bytes `req`'s response is expected to take, reserved by the connection before the
-/// request runs so it can bound what it holds before the response exists: a fetch's
-/// `max_bytes` (never past `fetch_response_bytes_max`), stats with group lag their most
-/// entries per shard asked (never past `connection_send_queue_bytes_max`). A response may pass its reservation (a fetch's first batch, which
-/// grows the room before it is read; table reads and key queries, which take room entry by
-/// entry, `budget::EntryRoom`; or any small response: a produce's offsets, metadata); it
-/// then counts at its actual size once it is queued.
-pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
-    match ApiKey::from_u16(req.header.api_key) {
-        Some(ApiKey::Fetch) => match wire::access_body::<wire::FetchRequest>(req.body()) {
-            Ok(fetch) => (fetch.max_bytes.to_native() as usize)
-                .min(shard.config.fetch_response_bytes_max as usize),
-            Err(_) => 0, // answered with an error at once
-        },
-        Some(ApiKey::Stats) => match wire::access_body::<wire::StatsRequest>(req.body()) {
-            Ok(stats) if stats.group_lag => {
-                let shards = match stats.shards.len() {
-                    0 => shard.shard_count as usize,
-                    n => n.min(shard.shard_count as usize),
-                };
-                // At most a connection's whole budget: one such request at a time per
-                // connection, and never more of the shard's than a connection may hold.
-                (shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX)
-                    .min(shard.config.connection_send_queue_bytes_max)
-            }
-            _ => 0,
-        },
-        _ => 0,
-    }
-}
-
-/// The most one group-lag entry of a stats answer takes: a group id and a topic name at their
-/// limits (249 bytes each) and its numbers, encoded.
-const GROUP_LAG_ENTRY_BYTES_MAX: usize = 2 * 256 + 64;
 
 /// Stage one of any request except the session apis (see the module docs).
 pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {

@@ -270,12 +270,12 @@ pub async fn serve<S>(
         let (budget, memory) = (budget.clone(), shard.memory.clone());
         let handle = glommio::spawn_local(async move {
             let frame = answer.await?;
-            // What was reserved (and grown while it ran), grown to the response's size.
+            // What was reserved (and grown while it ran), fit to the response's size.
             let mut holds = reserved
                 .map(|room| room.take())
                 .unwrap_or_else(|| budget::hold_all_now(&[&budget, &memory], 0));
             for held in &mut holds {
-                held.grow(frame.len().saturating_sub(held.bytes()));
+                held.fit(frame.len());
             }
             Some(Queued { frame, _holds: holds })
         })

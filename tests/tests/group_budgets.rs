@@ -1,6 +1,10 @@
 //! What a client's groups make the broker keep comes out of configured budgets: committed
 //! offsets in bytes per shard (`group_offset_bytes_per_shard_max`), not only in count.
 
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
 use integration_tests::{create_topic, Broker};
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -9,10 +13,10 @@ use kafka_protocol::messages::{
     ApiKey, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 mod kafka_wire;
-use kafka_wire::Conn;
+use kafka_wire::{frame, kafka_addr, response_body, Conn};
 
 const POLICY_VIOLATION: i16 = 44;
 
@@ -100,4 +104,96 @@ fn committed_offsets_are_bounded_in_bytes() {
     let other = codes(&mut c, &commit("h", "wide", 0..40, 4000));
     assert_eq!(other[..14], [0; 14], "{other:?}");
     assert_eq!(other[14..], [POLICY_VIOLATION; 26], "{other:?}");
+}
+
+/// Answers whose size the request does not bound (a group's committed offsets here) count
+/// against the connection's send-queue budget: 256 OffsetFetch requests of groups whose
+/// offsets answer with ~800 KiB each, sent and not read, hold about the budget (the reader
+/// reads no request while the budget is full), and the answers come in order once the
+/// client reads. (A guard: the Kafka listener already kept to it.)
+#[test]
+fn unread_offset_fetches_hold_only_the_send_queue_budget() {
+    let env = [
+        ("BROKER_KAFKA_LISTEN", "127.0.0.1:0"),
+        ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", "4194304"),
+    ];
+    let b = Broker::start_with_env(2, &env);
+    create_topic(&mut b.connect(), "wide", 200);
+    let mut c = Conn::new(&b);
+    // Groups coordinated by either shard: some answers are built on the other shard.
+    let groups = ["g0", "g1", "g2", "g3"];
+    for g in groups {
+        assert_eq!(codes(&mut c, &commit(g, "wide", 0..200, 4000)), [0; 200]);
+        assert_eq!(committed(&mut c, g).len(), 200);
+    }
+    let fetch = |g: &str| {
+        let mut req = OffsetFetchRequest::default();
+        req.group_id = StrBytes::from_string(g.to_owned()).into();
+        req.topics = None;
+        req
+    };
+    let before = b.rss_bytes();
+    let mut greedy = TcpStream::connect(kafka_addr(&b)).unwrap();
+    greedy.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = 0;
+    for i in 0..256 {
+        let req = fetch(groups[i as usize % groups.len()]);
+        if greedy.write_all(&frame(ApiKey::OffsetFetch, 2, i, &req)).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = b.rss_bytes().saturating_sub(before);
+    eprintln!("broker RSS grew {} MiB with {sent} unread offset fetches", grown >> 20);
+    assert!(grown < 48 << 20, "{} MiB held for {sent} unread answers", grown >> 20);
+    greedy.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    for i in 0..sent {
+        let mut body = response_body(&mut greedy, i);
+        let answer = OffsetFetchResponse::decode(&mut body, 2).unwrap();
+        assert_eq!(answer.topics.iter().map(|t| t.partitions.len()).sum::<usize>(), 200);
+    }
+}
+
+/// The same over the native protocol: 256 FetchOffsets of a group whose offsets answer with
+/// ~800 KiB each, sent and not read, hold about the connection's send-queue budget (before,
+/// such an answer reserved nothing: all 256 were built and queued, ~200 MiB).
+#[test]
+fn unread_native_offset_fetches_hold_only_the_send_queue_budget() {
+    let env = [("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", "4194304")];
+    let b = Broker::start_with_env(2, &env);
+    let mut c = b.connect();
+    create_topic(&mut c, "wide", 200);
+    let groups = ["g0", "g1", "g2", "g3"];
+    for g in groups {
+        let partitions = (0..200)
+            .map(|p| wire::CommittedOffset { partition: p, offset: 7, metadata: "m".repeat(4000) })
+            .collect();
+        let topics = vec![wire::CommitTopic { name: "wide".into(), partitions }];
+        let req = wire::CommitOffsetsRequest {
+            group: g.into(),
+            member_id: String::new(),
+            generation: 0,
+            topics,
+        };
+        let answer: wire::CommitOffsetsResponse = c.call(&req);
+        assert_eq!(answer.error, 0, "{}", answer.message);
+        assert!(answer.topics[0].partitions.iter().all(|p| p.error == 0));
+    }
+    let before = b.rss_bytes();
+    let mut greedy = b.connect();
+    let mut ids = Vec::new();
+    for i in 0..256 {
+        let group = groups[i % groups.len()].to_owned();
+        ids.push(greedy.send(&wire::FetchOffsetsRequest { group, topics: vec![] }));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = b.rss_bytes().saturating_sub(before);
+    eprintln!("broker RSS grew {} MiB with 256 unread native offset fetches", grown >> 20);
+    assert!(grown < 48 << 20, "{} MiB held for 256 unread answers", grown >> 20);
+    for id in ids {
+        let answer: wire::FetchOffsetsResponse = greedy.wait(id).decode();
+        assert_eq!(answer.error, 0, "{}", answer.message);
+        assert_eq!(answer.topics[0].partitions.len(), 200);
+    }
 }
