@@ -48,7 +48,7 @@ impl MemoryBudget {
     }
 
     /// Whether `bytes` more fit now: always when nothing is held, and nothing always fits (a
-    /// request that reserves nothing, such as metadata, is never kept waiting).
+    /// request that reserves nothing, such as a produce, is never kept waiting).
     pub fn has_room(&self, bytes: usize) -> bool {
         let held = self.held_bytes.get();
         bytes == 0 || held == 0 || held.saturating_add(bytes) <= self.held_bytes_max

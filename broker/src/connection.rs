@@ -24,8 +24,8 @@
 //!   slow consumer (it resumes from its own position after reconnecting).
 //! - All of a shard's connections together hold at most `memory_bytes_per_shard` (request
 //!   bodies as they arrive, queued frames, reservations; `budget.rs`): while it is full,
-//!   connections that want more pause. Requests that reserve nothing (produce, metadata)
-//!   never wait for it, and a connection whose frame does not reach the socket within
+//!   connections that want more pause. Requests that reserve nothing (produce) or hold
+//!   their room at once (metadata, `api::Reservation::Now`) never wait for it, and a connection whose frame does not reach the socket within
 //!   `connection_write_stall_ms` is closed, so clients that do not read cannot hold the
 //!   others hostage for longer than that.
 //! - A broken frame header gets one error response (correlation id 0) and the connection is
@@ -58,7 +58,7 @@ use wire::ApiKey;
 
 use crate::api::long_poll::LongPoll;
 use crate::api::subscribe::{self, ClientSubscriptions};
-use crate::api::{self, placement, response_bytes_estimate, Placement};
+use crate::api::{self, placement, response_reservation, Placement, Reservation};
 use crate::auth::Session;
 use crate::budget::{self, wait_until, Held, MemoryBudget, ResponseRoom};
 use crate::connection_info::ConnectionInfo;
@@ -412,13 +412,32 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 // would only wait for data holds nothing until data came (`long_poll.rs`).
                 // The request shares the room with this task: a fetch grows it for a first
                 // batch beyond its `max_bytes` before reading it.
-                let estimate = response_bytes_estimate(shard, &request);
+                let reservation = response_reservation(shard, &request);
                 let room = Rc::new(ResponseRoom::default());
                 let poll = LongPoll::of_request(shard, session, &request);
+                let estimate = match reservation {
+                    Reservation::Wait(bytes) => bytes,
+                    Reservation::Now(_) | Reservation::Whole => 0,
+                };
                 if poll.is_none() {
-                    match wait_watching(conn, reader, stop, conn.reserve(estimate)).await {
-                        Ok(holds) => room.put(holds),
-                        Err(end) => return end,
+                    match reservation {
+                        Reservation::Wait(bytes) => {
+                            match wait_watching(conn, reader, stop, conn.reserve(bytes)).await {
+                                Ok(holds) => room.put(holds),
+                                Err(end) => return end,
+                            }
+                        }
+                        Reservation::Now(bytes) => room.put(conn.hold_now(bytes)),
+                        Reservation::Whole => {
+                            let budget = &conn.budget;
+                            let budgets = [&**budget];
+                            let not_full = wait_until(&budgets, || !budget.is_full());
+                            if let Err(end) = wait_watching(conn, reader, stop, not_full).await {
+                                return end;
+                            }
+                            let whole = budget.held_bytes_max();
+                            room.put(vec![budget.hold_now(whole), conn.shard.memory.hold_now(0)]);
+                        }
                     }
                 }
                 let request =

@@ -35,7 +35,7 @@ use std::rc::Rc;
 
 use wire::{AlignedVec, ApiKey, ErrorCode, FrameHeader, Message};
 
-pub use self::response_estimate::response_bytes_estimate;
+pub use self::response_estimate::{response_reservation, Reservation};
 use crate::counters::Counters;
 use crate::request::Request;
 use crate::shard::Shard;

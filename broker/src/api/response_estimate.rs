@@ -7,25 +7,44 @@ use crate::metadata::Metadata;
 use crate::request::Request;
 use crate::shard::Shard;
 
-/// The bytes `req`'s response is expected to take: a fetch's `max_bytes` (never past
-/// `fetch_response_bytes_max`); stats with group lag their most entries per shard asked;
-/// metadata, topic listings and descriptions what the topics they name take now; answers
-/// whose size neither the request nor this shard knows (a group's committed offsets, a group
-/// description, the groups, users, ACLs or tokens) the connection's whole budget: one such
-/// request at a time per connection, once what was queued before it is written. Each at most
-/// `connection_send_queue_bytes_max`.
+/// How a request's response room is taken before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Wait until these bytes fit the connection's and the shard's budgets, then hold them.
+    Wait(usize),
+    /// Hold these bytes of both at once, room or not (an answer bounded by the metadata: it
+    /// never waits for other connections' memory, yet counts before the next request is read).
+    Now(usize),
+    /// An answer whose size neither the request nor this shard knows: wait until the
+    /// connection's budget is not full, then hold all of it (the next request waits until
+    /// the answer is made and fit to its size); the shard's share is taken when it is queued.
+    /// Waiting for "not full" rather than for room lets it pass pushes that keep a little of
+    /// the budget held all the time.
+    Whole,
+}
+
+/// How `req`'s response room is reserved: a fetch waits for its `max_bytes` (never past
+/// `fetch_response_bytes_max`), stats with group lag for their most entries per shard asked;
+/// metadata, topic listings and descriptions hold what the topics they name take now;
+/// answers whose size neither the request nor this shard knows (a group's committed
+/// offsets, a group description, the groups, users, ACLs or tokens) hold the connection's
+/// whole budget ([`Reservation::Whole`]). Each at most `connection_send_queue_bytes_max`.
 ///
 /// A response may pass its reservation (a fetch's first batch, which grows the room before
 /// it is read; table reads and key queries, which take room entry by entry,
 /// `budget::EntryRoom`; or any small response: a produce's offsets); it then counts at its
 /// actual size once it is queued, and a reservation larger than its response shrinks to it.
-pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
+pub fn response_reservation(shard: &Shard, req: &Request) -> Reservation {
     let whole = shard.config.connection_send_queue_bytes_max;
-    let bytes = match ApiKey::from_u16(req.header.api_key) {
+    let wait = |bytes: usize| Reservation::Wait(bytes.min(whole));
+    let now = |bytes: usize| Reservation::Now(bytes.min(whole));
+    match ApiKey::from_u16(req.header.api_key) {
         Some(ApiKey::Fetch) => match wire::access_body::<wire::FetchRequest>(req.body()) {
-            Ok(fetch) => (fetch.max_bytes.to_native() as usize)
-                .min(shard.config.fetch_response_bytes_max as usize),
-            Err(_) => 0, // answered with an error at once
+            Ok(fetch) => wait(
+                (fetch.max_bytes.to_native() as usize)
+                    .min(shard.config.fetch_response_bytes_max as usize),
+            ),
+            Err(_) => wait(0), // answered with an error at once
         },
         Some(ApiKey::Stats) => match wire::access_body::<wire::StatsRequest>(req.body()) {
             Ok(stats) if stats.group_lag => {
@@ -33,27 +52,27 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
                     0 => shard.shard_count as usize,
                     n => n.min(shard.shard_count as usize),
                 };
-                shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX
+                wait(shards * wire::GROUP_LAG_ENTRIES_MAX * GROUP_LAG_ENTRY_BYTES_MAX)
             }
-            _ => 0,
+            _ => wait(0),
         },
         Some(ApiKey::Metadata) => match wire::access_body::<wire::MetadataRequest>(req.body()) {
-            Ok(m) if m.topics.is_empty() => metadata_bytes(&shard.metadata(), None),
+            Ok(m) if m.topics.is_empty() => now(metadata_bytes(&shard.metadata(), None)),
             Ok(m) => {
                 let md = shard.metadata();
-                m.topics.iter().map(|t| metadata_bytes(&md, Some(t.as_str()))).sum()
+                now(m.topics.iter().map(|t| metadata_bytes(&md, Some(t.as_str()))).sum())
             }
-            Err(_) => 0,
+            Err(_) => wait(0),
         },
         Some(ApiKey::ListTopics) => {
-            shard.metadata().topics.keys().map(|name| name.len() + LISTED_TOPIC_BYTES).sum()
+            now(shard.metadata().topics.keys().map(|name| name.len() + LISTED_TOPIC_BYTES).sum())
         }
         Some(ApiKey::DescribeTopic) => {
             match wire::access_body::<wire::DescribeTopicRequest>(req.body()) {
-                Ok(d) => shard.metadata().topics.get(d.name.as_str()).map_or(0, |t| {
+                Ok(d) => now(shard.metadata().topics.get(d.name.as_str()).map_or(0, |t| {
                     TOPIC_BYTES + t.name.len() + t.shards.len() * DESCRIBED_PARTITION_BYTES
-                }),
-                Err(_) => 0,
+                })),
+                Err(_) => wait(0),
             }
         }
         Some(
@@ -63,10 +82,9 @@ pub fn response_bytes_estimate(shard: &Shard, req: &Request) -> usize {
             | ApiKey::ListUsers
             | ApiKey::ListAcls
             | ApiKey::ListTokens,
-        ) => whole,
-        _ => 0,
-    };
-    bytes.min(whole)
+        ) => Reservation::Whole,
+        _ => wait(0),
+    }
 }
 
 /// The most one group-lag entry of a stats answer takes: a group id and a topic name at their
