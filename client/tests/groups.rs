@@ -404,6 +404,104 @@ fn group_members_are_bounded_in_bytes_per_shard() {
     });
 }
 
+/// A group's holdings include its target and grants, which grow with the partitions its
+/// members read: a join counts the partitions of topics new to its group, and a group whose
+/// topic is created later, while the shard's budget is passed, loses its members (before,
+/// only the member's own fields counted: every group below took all 1,000 partitions,
+/// ~130 KB each, on a 512 KiB budget).
+#[test]
+fn group_targets_and_grants_count_against_the_member_budget() {
+    let broker =
+        Broker::start_with_env(1, &[("BROKER_GROUP_MEMBER_BYTES_PER_SHARD_MAX", "524288")]);
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        topic(&client, "wide", 1_000).await;
+        let join = |group: &str, topic: &str| JoinGroupRequest {
+            group: group.into(),
+            member_id: String::new(),
+            instance_id: String::new(),
+            session_timeout_ms: 30_000,
+            topics: vec![topic.into()],
+            assignor: Assignor::Range,
+            owned: vec![],
+            client_id: "wide".into(),
+            client_host: String::new(),
+        };
+        let heartbeat = |group: &str, m: &GroupMemberState| HeartbeatRequest {
+            group: group.into(),
+            member_id: m.member_id.clone(),
+            instance_id: String::new(),
+            generation: m.generation,
+            owned: m.assignment.clone(),
+            wait_ms: 0,
+        };
+        let partitions = |m: &GroupMemberState| -> usize {
+            m.assignment.iter().map(|t| t.partitions.len()).sum()
+        };
+        // ~131 KB per group reading all of "wide" (target and grants): a fourth passes 512 KiB.
+        let mut wide = Vec::new();
+        for g in 0..3 {
+            let group = format!("wide-{g}");
+            let m: GroupMemberState =
+                client.group_request(&group, &join(&group, "wide")).await.unwrap();
+            assert_eq!((m.error, partitions(&m)), (0, 1_000), "{}", m.message);
+            wide.push((group, m));
+        }
+        let fourth: GroupMemberState =
+            client.group_request("wide-3", &join("wide-3", "wide")).await.unwrap();
+        assert_eq!(fourth.error, ErrorCode::ResourceLimit.as_u16(), "{}", fourth.message);
+        let (group, first) = wide.remove(0);
+        let leave = LeaveGroupRequest { group: group.clone(), member_id: first.member_id };
+        let left: LeaveGroupResponse = client.group_request(&group, &leave).await.unwrap();
+        assert_eq!(left.error, 0);
+        // Groups reading a topic that does not exist yet hold little; then it is created with
+        // 1,000 partitions, and every one of them grows at once.
+        let mut later = Vec::new();
+        for g in 0..4 {
+            let group = format!("later-{g}");
+            let m: GroupMemberState =
+                client.group_request(&group, &join(&group, "later")).await.unwrap();
+            assert_eq!(m.error, 0, "{}", m.message);
+            later.push((group, m));
+        }
+        topic(&client, "later", 1_000).await;
+        let mut removed = 0;
+        let mut kept = 0;
+        for (group, mut m) in later {
+            // Heartbeats take the grants: the group grows by them too.
+            let mut alive = true;
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let beat: HeartbeatResponse =
+                    client.group_request(&group, &heartbeat(&group, &m)).await.unwrap();
+                if beat.state.error == ErrorCode::UnknownMember.as_u16() {
+                    alive = false;
+                    break;
+                }
+                assert_eq!(beat.state.error, 0, "{}", beat.state.message);
+                m = beat.state;
+            }
+            if alive {
+                kept += 1;
+            } else {
+                removed += 1;
+                // Joining again is refused while the budget is taken.
+                let again: GroupMemberState =
+                    client.group_request(&group, &join(&group, "later")).await.unwrap();
+                assert_eq!(again.error, ErrorCode::ResourceLimit.as_u16(), "{}", again.message);
+            }
+        }
+        assert!(removed >= 2 && kept >= 1, "{removed} groups removed, {kept} kept");
+        // The groups that fitted before are left alone.
+        for (group, m) in &wide {
+            let beat: HeartbeatResponse =
+                client.group_request(group, &heartbeat(group, m)).await.unwrap();
+            assert_eq!((beat.state.error, partitions(&beat.state)), (0, 1_000));
+        }
+    });
+}
+
 #[test]
 fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
     let broker = Broker::start(2);

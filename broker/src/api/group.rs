@@ -35,7 +35,8 @@ use crate::group::membership::{
 };
 use crate::group::offsets_log::{self, OffsetRecord, Position};
 use crate::group::{
-    offset_entry_bytes, offsets_partition, valid_group_id, COMMIT_METADATA_BYTES_MAX, OFFSETS_TOPIC,
+    offset_entry_bytes, offsets_partition, valid_group_id, Removal, COMMIT_METADATA_BYTES_MAX,
+    OFFSETS_TOPIC,
 };
 use crate::partition::Partition;
 use crate::request::Request;
@@ -280,11 +281,13 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
     // to 10,000 topic names and 100,000 owned partitions).
     let bytes_max = shard.config.group_member_bytes_per_shard_max;
     let (held, own) = shard.groups.member_bytes(&r.group, &r.member_id);
-    let joining = crate::group::membership::Member::joining_bytes(
-        r.topics.iter().map(String::as_str),
-        r.owned.iter().flat_map(|t| t.partitions.iter().map(|_| t.topic.as_str())),
-        r.member_id.len() + r.instance_id.len() + r.client_id.len() + r.client_host.len(),
-    );
+    let counts = partition_counter(shard);
+    let joining =
+        crate::group::membership::Member::joining_bytes(
+            r.topics.iter().map(String::as_str),
+            r.owned.iter().flat_map(|t| t.partitions.iter().map(|_| t.topic.as_str())),
+            r.member_id.len() + r.instance_id.len() + r.client_id.len() + r.client_host.len(),
+        ) + shard.groups.joining_growth(&r.group, r.topics.iter().map(String::as_str), &counts);
     if held - own + joining > bytes_max {
         return Err(Refusal {
             code: ErrorCode::ResourceLimit,
@@ -294,7 +297,6 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
             ),
         });
     }
-    let counts = partition_counter(shard);
     let (state, generation) = shard.groups.with_group(&r.group, |g| {
         let state = g.membership.join(
             Join {
@@ -768,8 +770,16 @@ pub async fn expiry_loop(shard: Rc<Shard>) {
     while !shard.stopping.get() {
         glommio::timer::sleep(Duration::from_millis(EXPIRY_CHECK_MS)).await;
         let counts = partition_counter(&shard);
-        for (group, member) in shard.groups.expire(Instant::now(), &counts) {
-            info!(%group, %member, "member removed: no heartbeat within its session timeout, or it kept a partition the group took from it past the revocation timeout");
+        let bytes_max = shard.config.group_member_bytes_per_shard_max;
+        for (group, member, why) in shard.groups.expire(Instant::now(), &counts, bytes_max) {
+            match why {
+                Removal::Expired => {
+                    info!(%group, %member, "member removed: no heartbeat within its session timeout, or it kept a partition the group took from it past the revocation timeout")
+                }
+                Removal::OverBudget => {
+                    warn!(%group, %member, bytes_max, "member removed: a topic its group reads grew and the shard's group members would hold more than group_member_bytes_per_shard_max")
+                }
+            }
         }
     }
 }

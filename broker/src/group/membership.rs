@@ -165,6 +165,44 @@ impl Membership {
         self.members.is_empty()
     }
 
+    /// About what the group holds: its members ([`Member::bytes`], grants included) and its
+    /// target (a topic name and a member id per partition).
+    pub fn bytes(&self) -> usize {
+        let members: usize = self.members.values().map(Member::bytes).sum();
+        let target: usize =
+            self.target.iter().map(|(tp, id)| tp.0.len() + id.len() + ENTRY_OVERHEAD_BYTES).sum();
+        members + target
+    }
+
+    /// About what the group will hold more once a member reading `topics` joined, beside the
+    /// member itself ([`Member::joining_bytes`]): for each topic no member reads yet, its
+    /// partitions in the target and in grants (`partition_count` gives them now; a member id
+    /// counted at its usual length).
+    pub fn joining_growth<'a>(
+        &self,
+        topics: impl Iterator<Item = &'a str>,
+        partition_count: &dyn Fn(&str) -> u32,
+    ) -> usize {
+        const MEMBER_ID_BYTES: usize = 32;
+        let topics: BTreeSet<&str> = topics.filter(|t| !self.partitions.contains_key(*t)).collect();
+        let per_partition = |t: &str| 2 * (t.len() + ENTRY_OVERHEAD_BYTES) + MEMBER_ID_BYTES;
+        topics.into_iter().map(|t| partition_count(t) as usize * per_partition(t)).sum()
+    }
+
+    /// Removes every member (the group's holdings passed the shard's budget); returns their
+    /// ids.
+    pub fn remove_all(&mut self) -> Vec<String> {
+        let gone: Vec<String> = self.members.keys().cloned().collect();
+        if !gone.is_empty() {
+            self.members.clear();
+            self.target.clear();
+            self.partitions.clear();
+            self.generation += 1;
+            self.version += 1;
+        }
+        gone
+    }
+
     /// A member joins (or rejoins). `partitions` gives the partition counts of every topic
     /// a member reads (`partition_count`). Returns the member's state.
     pub fn join(

@@ -133,9 +133,12 @@ pub struct Group {
     /// has not seen with members counts as empty since it was loaded: after a restart
     /// offsets expire no earlier than `retention` later (membership is not persisted).
     pub empty_since: Option<Instant>,
-    /// About what its members hold ([`membership::Member::bytes`] summed), counted again
+    /// About what its members and target hold ([`Membership::bytes`]), counted again
     /// whenever the membership changes (`Coordinator::member_bytes` sums it per group).
     pub member_bytes: usize,
+    /// `member_bytes` as of the last sweep (`Coordinator::expire`): a group holding more
+    /// now grew (a join, grants, a topic's partitions) and is checked against the budget.
+    swept_bytes: usize,
 }
 
 impl Group {
@@ -145,6 +148,7 @@ impl Group {
             offsets: BTreeMap::new(),
             empty_since: Some(Instant::now()),
             member_bytes: 0,
+            swept_bytes: 0,
         }
     }
 
@@ -155,7 +159,7 @@ impl Group {
         } else if self.empty_since.is_none() {
             self.empty_since = Some(now);
         }
-        self.member_bytes = self.membership.members.values().map(membership::Member::bytes).sum();
+        self.member_bytes = self.membership.bytes();
     }
 }
 
@@ -625,28 +629,46 @@ impl Coordinator {
             .collect()
     }
 
-    /// Removes members whose session timed out, in every group; returns (group, member).
+    /// Removes members whose session timed out, in every group, and takes on partition
+    /// counts that changed; a group whose holdings grew since the last sweep (a topic its
+    /// members read grew or was created; grants) while all groups together hold more than
+    /// `bytes_max` (`group_member_bytes_per_shard_max`) loses every member: a join checks its
+    /// own growth, but a topic's growth reaches every group reading it at once. Returns
+    /// (group, member, why).
     pub fn expire(
         &self,
         now: Instant,
         partition_count: &dyn Fn(&str) -> u32,
-    ) -> Vec<(String, String)> {
+        bytes_max: usize,
+    ) -> Vec<(String, String, Removal)> {
         let mut gone = Vec::new();
         let mut changed = false;
         let mut groups = self.groups.borrow_mut();
+        let mut held: usize = groups.values().map(|g| g.member_bytes).sum();
         for (id, g) in groups.iter_mut() {
             if g.membership.is_empty() {
                 continue;
             }
-            let version = g.membership.version;
+            let (version, before) = (g.membership.version, g.member_bytes);
             for member in g.membership.expire(now, partition_count) {
-                gone.push((id.clone(), member));
+                gone.push((id.clone(), member, Removal::Expired));
             }
             g.membership.refresh_partitions(partition_count);
             if g.membership.version != version {
                 g.note_membership(now);
                 changed = true;
             }
+            held = held - before + g.member_bytes;
+            if g.member_bytes > g.swept_bytes && held > bytes_max {
+                held -= g.member_bytes;
+                for member in g.membership.remove_all() {
+                    gone.push((id.clone(), member, Removal::OverBudget));
+                }
+                g.note_membership(now);
+                held += g.member_bytes;
+                changed = true;
+            }
+            g.swept_bytes = g.member_bytes;
         }
         if changed {
             self.changes.advance(self.changes.get() + 1);
@@ -674,6 +696,21 @@ impl Coordinator {
             })
             .take(max)
             .collect()
+    }
+
+    /// What `group` will hold more once a member reading `topics` joined
+    /// ([`Membership::joining_growth`]).
+    pub fn joining_growth<'a>(
+        &self,
+        group: &str,
+        topics: impl Iterator<Item = &'a str>,
+        partition_count: &dyn Fn(&str) -> u32,
+    ) -> usize {
+        let groups = self.groups.borrow();
+        match groups.get(group) {
+            Some(g) => g.membership.joining_growth(topics, partition_count),
+            None => Membership::new(group).joining_growth(topics, partition_count),
+        }
     }
 
     /// Members of all groups this coordinator holds.
@@ -738,6 +775,15 @@ impl Coordinator {
             .map(|(id, g)| (id.clone(), g.membership.members.len() as u32, g.membership.generation))
             .collect()
     }
+}
+
+/// Why [`Coordinator::expire`] removed a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// No heartbeat within its session, or it kept a revoked partition too long.
+    Expired,
+    /// Its group's holdings grew past the shard's budget for group members.
+    OverBudget,
 }
 
 /// Why a compaction of the offsets log stopped (nothing is lost: see the module docs).
