@@ -341,10 +341,12 @@ async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMember
             (state, g.membership.session_of(&r.member_id))
         })
     };
-    let seen = shard.groups.changes.get();
     let (state, session) = beat();
     let state = state?;
     let Some(session) = session else { return Ok(state) };
+    // Read after the beat (nothing changes in between: no await), so its own change does
+    // not wake it.
+    let Some(changes) = shard.groups.changes_of(&r.group) else { return Ok(state) };
     let hold = Duration::from_millis(u64::from(
         r.wait_ms.min(heartbeat_interval_ms(session)).min(HEARTBEAT_MS_MAX),
     ));
@@ -352,7 +354,7 @@ async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMember
         return Ok(state);
     }
     let deadline = Instant::now() + hold;
-    let mut seen = seen;
+    let mut seen = changes.get();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -360,7 +362,7 @@ async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMember
         }
         let changed = futures_lite::future::or(
             async {
-                shard.groups.changes.wait_for(seen + 1).await;
+                changes.wait_for(seen + 1).await;
                 true
             },
             async {
@@ -372,8 +374,8 @@ async fn heartbeat(shard: &Rc<Shard>, r: HeartbeatRequest) -> Result<GroupMember
         if !changed {
             break;
         }
-        seen = shard.groups.changes.get();
         let (state, _) = beat();
+        seen = changes.get();
         let state = state?;
         if from_wire(&state.assignment) != owned
             || state.pending > 0 && state.generation != r.generation

@@ -49,6 +49,8 @@
 //!   snapshot restating the key, a commit whose task ran late) does not bring it back.
 
 pub mod assignor;
+pub use self::coordinator_members::Removal;
+mod coordinator_members;
 pub mod membership;
 pub mod offsets_log;
 mod offsets_state;
@@ -139,6 +141,9 @@ pub struct Group {
     /// `member_bytes` as of the last sweep (`Coordinator::expire`): a group holding more
     /// now grew (a join, grants, a topic's partitions) and is checked against the budget.
     swept_bytes: usize,
+    /// Advanced whenever its target, grants or members change: its members' held heartbeats
+    /// wait on it (`api/group.rs`; one group's churn wakes no other group's).
+    pub changes: Watermark,
 }
 
 impl Group {
@@ -149,6 +154,7 @@ impl Group {
             empty_since: Some(Instant::now()),
             member_bytes: 0,
             swept_bytes: 0,
+            changes: Watermark::new(0),
         }
     }
 
@@ -170,9 +176,6 @@ pub struct Coordinator {
     loaded: RefCell<BTreeSet<u32>>,
     /// One replay at a time; the others wait for it.
     load_lock: glommio::sync::Semaphore,
-    /// Advanced whenever some group's target, grants or members change: a held heartbeat
-    /// waits on it (`api/group.rs`).
-    pub changes: Watermark,
     /// Commits in flight and compaction state, per replayed offsets partition.
     offsets: RefCell<BTreeMap<u32, OffsetsState>>,
     /// The low-priority task queue compactions run in (made on first use).
@@ -190,7 +193,6 @@ impl Default for Coordinator {
             groups: RefCell::new(BTreeMap::new()),
             loaded: RefCell::new(BTreeSet::new()),
             load_lock: glommio::sync::Semaphore::new(1),
-            changes: Watermark::new(0),
             offsets: RefCell::new(BTreeMap::new()),
             compaction_queue: Cell::new(None),
             offset_count: Cell::new(0),
@@ -309,7 +311,7 @@ impl Coordinator {
         self.offset_count.set(self.offset_count.get() + g.offsets.len() - offsets_before);
         if g.membership.version != version {
             g.note_membership(Instant::now());
-            self.changes.advance(self.changes.get() + 1);
+            g.changes.advance(g.changes.get() + 1);
         } else if g.membership.members.len() != members_before {
             g.note_membership(Instant::now());
         }
@@ -629,54 +631,6 @@ impl Coordinator {
             .collect()
     }
 
-    /// Removes members whose session timed out, in every group, and takes on partition
-    /// counts that changed; a group whose holdings grew since the last sweep (a topic its
-    /// members read grew or was created; grants) while all groups together hold more than
-    /// `bytes_max` (`group_member_bytes_per_shard_max`) loses every member: a join checks its
-    /// own growth, but a topic's growth reaches every group reading it at once. Returns
-    /// (group, member, why).
-    pub fn expire(
-        &self,
-        now: Instant,
-        partition_count: &dyn Fn(&str) -> u32,
-        bytes_max: usize,
-    ) -> Vec<(String, String, Removal)> {
-        let mut gone = Vec::new();
-        let mut changed = false;
-        let mut groups = self.groups.borrow_mut();
-        let mut held: usize = groups.values().map(|g| g.member_bytes).sum();
-        for (id, g) in groups.iter_mut() {
-            if g.membership.is_empty() {
-                continue;
-            }
-            let (version, before) = (g.membership.version, g.member_bytes);
-            for member in g.membership.expire(now, partition_count) {
-                gone.push((id.clone(), member, Removal::Expired));
-            }
-            g.membership.refresh_partitions(partition_count);
-            if g.membership.version != version {
-                g.note_membership(now);
-                changed = true;
-            }
-            held = held - before + g.member_bytes;
-            if g.member_bytes > g.swept_bytes && held > bytes_max {
-                held -= g.member_bytes;
-                for member in g.membership.remove_all() {
-                    gone.push((id.clone(), member, Removal::OverBudget));
-                }
-                g.note_membership(now);
-                held += g.member_bytes;
-                changed = true;
-            }
-            g.swept_bytes = g.member_bytes;
-        }
-        if changed {
-            self.changes.advance(self.changes.get() + 1);
-        }
-        groups.retain(|_, g| !(g.membership.is_empty() && g.offsets.is_empty()));
-        gone
-    }
-
     /// Every committed offset this coordinator holds (loaded partitions only) that belongs
     /// to the topic of its name now (`topic_id` gives a topic's current id), at most `max`:
     /// (group, topic, partition, offset).
@@ -696,39 +650,6 @@ impl Coordinator {
             })
             .take(max)
             .collect()
-    }
-
-    /// What `group` will hold more once a member reading `topics` joined
-    /// ([`Membership::joining_growth`]).
-    pub fn joining_growth<'a>(
-        &self,
-        group: &str,
-        topics: impl Iterator<Item = &'a str>,
-        partition_count: &dyn Fn(&str) -> u32,
-    ) -> usize {
-        let groups = self.groups.borrow();
-        match groups.get(group) {
-            Some(g) => g.membership.joining_growth(topics, partition_count),
-            None => Membership::new(group).joining_growth(topics, partition_count),
-        }
-    }
-
-    /// Members of all groups this coordinator holds.
-    pub fn member_count(&self) -> usize {
-        self.groups.borrow().values().map(|g| g.membership.members.len()).sum()
-    }
-
-    /// About what the members of all groups this coordinator holds take (each group's
-    /// count as of its last membership change: O(groups)), and of them what `member` of
-    /// `group` takes.
-    pub fn member_bytes(&self, group: &str, member: &str) -> (usize, usize) {
-        let groups = self.groups.borrow();
-        let own = groups
-            .get(group)
-            .and_then(|g| g.membership.members.get(member))
-            .map_or(0, membership::Member::bytes);
-        let all: usize = groups.values().map(|g| g.member_bytes).sum();
-        (all.max(own), own)
     }
 
     /// Committed-offset records enqueued and not yet applied, over every offsets partition:
@@ -765,25 +686,6 @@ impl Coordinator {
         );
         self.offset_count.get()
     }
-
-    /// Groups whose id starts with `prefix`: (id, members, generation).
-    pub fn list(&self, prefix: &str) -> Vec<(String, u32, u32)> {
-        self.groups
-            .borrow()
-            .iter()
-            .filter(|(id, _)| id.starts_with(prefix))
-            .map(|(id, g)| (id.clone(), g.membership.members.len() as u32, g.membership.generation))
-            .collect()
-    }
-}
-
-/// Why [`Coordinator::expire`] removed a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Removal {
-    /// No heartbeat within its session, or it kept a revoked partition too long.
-    Expired,
-    /// Its group's holdings grew past the shard's budget for group members.
-    OverBudget,
 }
 
 /// Why a compaction of the offsets log stopped (nothing is lost: see the module docs).
