@@ -253,3 +253,47 @@ fn a_static_member_back_after_its_session_joins_as_itself() {
     let members: Vec<_> = d.groups[0].members.iter().map(|m| m.group_instance_id.clone()).collect();
     assert_eq!(members, [Some(s("i-late"))], "one member, of its instance");
 }
+
+/// JoinGroup v9 (KIP-814): a restarted static leader of a Stable group learns that it leads
+/// (the leader is its new id, with every member's metadata) and is told to skip the
+/// assignment; its SyncGroup with no assignments gets its own back, and nobody rebalances. A
+/// restarted follower is answered the current leader and no members. Before v9 the leader
+/// was answered as a follower and never learned it led (KAFKA-13435).
+#[test]
+fn a_restarted_static_leader_learns_it_leads_from_join_group_v9() {
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    create_topic(&mut b.connect(), "static-t", 1);
+    let group = "static-v9";
+    let [(ca, ja), (cb, jb)] = two_static_members(&b, group);
+    let a_leads = ja.leader == ja.member_id;
+    let (instance, assignment, mut partner, partner_join, partner_instance) =
+        if a_leads { ("i-a", &b"A"[..], cb, jb, "i-b") } else { ("i-b", &b"B"[..], ca, ja, "i-a") };
+    let mut restarted = Conn::new(&b);
+    let mut v9 = join(group, "", Some(instance));
+    v9.reason = Some(s("restarted"));
+    let rejoined: JoinGroupResponse = restarted.call(ApiKey::JoinGroup, 9, &v9);
+    assert_eq!(rejoined.error_code, 0);
+    assert_eq!(rejoined.leader, rejoined.member_id, "it learns it leads");
+    assert!(rejoined.skip_assignment, "and that the assignment stands");
+    let mut ids: Vec<&str> = rejoined.members.iter().map(|m| m.member_id.as_str()).collect();
+    ids.sort();
+    let mut want = vec![rejoined.member_id.as_str(), partner_join.member_id.as_str()];
+    want.sort();
+    assert_eq!(ids, want, "every member, under its current id");
+    let mut leader_sync = sync(group, &rejoined, instance);
+    leader_sync.assignments.clear();
+    let synced: SyncGroupResponse = restarted.call(ApiKey::SyncGroup, 5, &leader_sync);
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, assignment), "its own back");
+    let generation = partner_join.generation_id;
+    assert_eq!(rejoined.generation_id, generation, "the same generation");
+    let beat =
+        heartbeat(&mut partner, group, &partner_join.member_id, generation, partner_instance);
+    assert_eq!(beat, 0, "no rebalance");
+    // The follower restarts at v9: the current leader, no members, nothing to skip.
+    let mut again = Conn::new(&b);
+    let follower: JoinGroupResponse =
+        again.call(ApiKey::JoinGroup, 9, &join(group, "", Some(partner_instance)));
+    assert_eq!(follower.error_code, 0);
+    assert_eq!(follower.leader, rejoined.member_id);
+    assert!(!follower.skip_assignment && follower.members.is_empty(), "{follower:?}");
+}

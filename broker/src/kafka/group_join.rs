@@ -177,7 +177,10 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         g.recount();
         if let Some(leader) = leader_before {
             // A static member's restart in a Stable group whose protocol it leaves as it
-            // was: no rebalance; it syncs as a follower and gets its assignment back.
+            // was: no rebalance; it gets its assignment back by syncing. From v9 (KIP-814) a
+            // restarted leader learns it leads, with the members, and is told to skip the
+            // assignment (so it watches the topics' metadata as a leader does); before v9 it
+            // is answered the leader as it was and syncs as a follower.
             if g.phase == Phase::Stable && protocol::vote(g) == g.protocol {
                 let mut out = JoinGroupResponse::default();
                 out.generation_id = g.generation;
@@ -185,6 +188,13 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
                 out.protocol_name = Some(s(&g.protocol));
                 out.leader = s(&leader);
                 out.member_id = s(&id);
+                if ctx.version >= 9 {
+                    out.leader = s(&g.leader);
+                    if g.leader == id {
+                        out.skip_assignment = true;
+                        out.members = leader_view(g);
+                    }
+                }
                 return Ok(Joined::Now(out));
             }
         }
@@ -240,18 +250,7 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
                 out.leader = s(&g.leader);
                 out.member_id = s(&member_id);
                 if g.leader == member_id {
-                    for (id, m) in &g.members {
-                        let mut jm = join_group_response::JoinGroupResponseMember::default();
-                        jm.member_id = s(id);
-                        jm.group_instance_id = m.instance_id.as_deref().map(s);
-                        jm.metadata = m
-                            .protocols
-                            .iter()
-                            .find(|(n, _)| *n == g.protocol)
-                            .map(|(_, meta)| meta.clone())
-                            .unwrap_or_default();
-                        out.members.push(jm);
-                    }
+                    out.members = leader_view(g);
                 }
                 JoinWait::Done(out)
             });
@@ -261,6 +260,24 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
             }
         }
     })
+}
+
+/// The members as the leader sees them: ids, instance ids and their metadata for the
+/// group's protocol.
+fn leader_view(g: &Group) -> Vec<join_group_response::JoinGroupResponseMember> {
+    let member = |(id, m): (&String, &Member)| {
+        let mut jm = join_group_response::JoinGroupResponseMember::default();
+        jm.member_id = s(id);
+        jm.group_instance_id = m.instance_id.as_deref().map(s);
+        jm.metadata = m
+            .protocols
+            .iter()
+            .find(|(n, _)| *n == g.protocol)
+            .map(|(_, meta)| meta.clone())
+            .unwrap_or_default();
+        jm
+    };
+    g.members.iter().map(member).collect()
 }
 
 fn join_error(code: i16, member: &str) -> JoinGroupResponse {

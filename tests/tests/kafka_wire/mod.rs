@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use integration_tests::Broker;
-use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// One request frame: the length, the header for `version`, the body.
@@ -33,8 +33,7 @@ pub fn kafka_addr(b: &Broker) -> String {
     v["kafka"].as_str().expect("kafka listener").to_owned()
 }
 
-/// A connection to the Kafka listener that sends one request and reads its answer (the
-/// versions used here are not flexible: a v0 response header).
+/// A connection to the Kafka listener that sends one request and reads its answer.
 pub struct Conn(pub TcpStream, pub i32);
 
 impl Conn {
@@ -48,6 +47,14 @@ impl Conn {
         self.1 += 1;
         self.0.write_all(&frame(api, version, self.1, req)).unwrap();
         let mut body = response_body(&mut self.0, self.1);
+        if api.response_header_version(version) >= 1 {
+            // A flexible version's header: tagged fields after the correlation id.
+            let mut tags = BytesMut::from(&[0u8; 4][..]);
+            tags.extend_from_slice(&body);
+            let mut whole = tags.freeze();
+            ResponseHeader::decode(&mut whole, 1).unwrap();
+            body = whole;
+        }
         A::decode(&mut body, version).unwrap()
     }
 }
