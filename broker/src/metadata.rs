@@ -346,21 +346,7 @@ impl Metadata {
             return Err(MetadataError::Exists(name.to_owned()));
         }
         settings.validate()?;
-        let mut load = vec![0u64; shard_count as usize];
-        for t in self.topics.values() {
-            for &s in &t.shards {
-                if let Some(l) = load.get_mut(s as usize) {
-                    *l += 1;
-                }
-            }
-        }
-        let mut shards = Vec::with_capacity(settings.partition_count as usize);
-        for _ in 0..settings.partition_count {
-            let (s, _) =
-                load.iter().enumerate().min_by_key(|&(i, l)| (*l, i)).expect("at least one shard");
-            load[s] += 1;
-            shards.push(s as u32);
-        }
+        let shards = self.place(settings.partition_count, shard_count);
         let mut next = self.clone();
         next.version += 1;
         next.next_topic_id += 1;
@@ -368,6 +354,52 @@ impl Metadata {
             name.to_owned(),
             Topic { name: name.to_owned(), id: self.next_topic_id, settings, shards },
         );
+        Ok(next)
+    }
+
+    /// Owners for `count` new partitions: each the least loaded of `shard_count` shards
+    /// (counting every topic's partitions and those placed so far).
+    fn place(&self, count: u32, shard_count: u32) -> Vec<u32> {
+        let mut load = vec![0u64; shard_count.max(1) as usize];
+        for &s in self.topics.values().flat_map(|t| &t.shards) {
+            if let Some(l) = load.get_mut(s as usize) {
+                *l += 1;
+            }
+        }
+        let mut shards = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let (s, _) =
+                load.iter().enumerate().min_by_key(|&(i, l)| (*l, i)).expect("at least one shard");
+            load[s] += 1;
+            shards.push(s as u32);
+        }
+        shards
+    }
+
+    /// A new snapshot in which topic `name` has `partition_count` partitions, the new ones
+    /// on the least loaded shards; the others, their ids and owners stay.
+    pub fn with_partitions(
+        &self,
+        name: &str,
+        partition_count: u32,
+        shard_count: u32,
+    ) -> Result<Metadata, MetadataError> {
+        let t = self.topic(name).ok_or_else(|| MetadataError::Unknown(name.to_owned()))?;
+        let now = t.settings.partition_count;
+        if partition_count <= now || partition_count > TOPIC_PARTITIONS_MAX {
+            return Err(MetadataError::InvalidConfig {
+                field: "partition_count",
+                value: partition_count.to_string(),
+                allowed: format!("{}..={TOPIC_PARTITIONS_MAX} (more than now)", now + 1),
+            });
+        }
+        let mut next = self.clone();
+        let mut shards = t.shards.clone();
+        shards.extend(self.place(partition_count - now, shard_count));
+        let topic = next.topics.get_mut(name).expect("looked up above");
+        topic.shards = shards;
+        topic.settings.partition_count = partition_count;
+        next.version += 1;
         Ok(next)
     }
 
@@ -536,6 +568,29 @@ mod tests {
         let m2 = m.without_topic("a").unwrap();
         assert!(m2.topic("a").is_none());
         assert!(m2.version > m.version);
+    }
+
+    /// Growing a topic keeps its partitions where they are and places the new ones on the
+    /// least loaded shards; it never shrinks, and keeps the topic's id.
+    #[test]
+    fn a_grown_topic_keeps_its_partitions_and_places_the_new_ones_evenly() {
+        let m = Metadata::default().with_topic("a", settings(3), 2).unwrap();
+        let m = m.with_topic("b", settings(1), 2).unwrap();
+        assert_eq!(m.topic("a").unwrap().shards, vec![0, 1, 0]);
+        assert_eq!(m.topic("b").unwrap().shards, vec![1]);
+        let grown = m.with_partitions("a", 6, 2).unwrap();
+        let a = grown.topic("a").unwrap();
+        assert_eq!(a.shards, vec![0, 1, 0, 0, 1, 0], "2 and 2 before: then 0, 1, 0");
+        assert_eq!((a.settings.partition_count, a.id), (6, m.topic("a").unwrap().id));
+        assert!(grown.version > m.version);
+        for (count, what) in [(6, "the same"), (2, "fewer")] {
+            let refused = grown.with_partitions("a", count, 2);
+            assert!(
+                matches!(refused, Err(MetadataError::InvalidConfig { .. })),
+                "{what}: {refused:?}"
+            );
+        }
+        assert!(matches!(grown.with_partitions("nope", 9, 2), Err(MetadataError::Unknown(_))));
     }
 
     #[test]

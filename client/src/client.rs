@@ -35,6 +35,10 @@ pub struct ClientConfig {
     pub tls_key: Option<PathBuf>,
     /// The name the broker's certificate must carry; default: the bootstrap address's host.
     pub tls_server_name: Option<String>,
+    /// Metadata older than this is reloaded in the background the next time it is read, so
+    /// topics created or grown elsewhere are seen (Kafka's `metadata.max.age.ms`, 5 minutes;
+    /// zero: only after routing errors and topic changes made here).
+    pub metadata_max_age: Duration,
 }
 
 impl Default for ClientConfig {
@@ -49,6 +53,7 @@ impl Default for ClientConfig {
             tls_cert: None,
             tls_key: None,
             tls_server_name: None,
+            metadata_max_age: Duration::from_secs(300),
         }
     }
 }
@@ -91,6 +96,9 @@ struct Inner {
     /// connection join the first one's instead of each opening (and replacing) their own.
     connecting: Connecting,
     metadata: RwLock<Arc<MetadataResponse>>,
+    /// When `metadata` was loaded, and whether a reload for its age is under way.
+    metadata_loaded: Mutex<std::time::Instant>,
+    metadata_reloading: std::sync::atomic::AtomicBool,
     /// The largest request body the broker reads (its handshake's `frame_body_bytes_max`).
     frame_body_bytes_max: u32,
 }
@@ -184,6 +192,8 @@ impl Client {
                 conns: Mutex::new(conns),
                 connecting: Connecting::default(),
                 metadata: RwLock::new(Arc::new(metadata)),
+                metadata_loaded: Mutex::new(std::time::Instant::now()),
+                metadata_reloading: Default::default(),
                 frame_body_bytes_max: match hs.frame_body_bytes_max {
                     0 => wire::constants::FRAME_BODY_BYTES_MAX_DEFAULT,
                     n => n,
@@ -207,9 +217,27 @@ impl Client {
         &self.inner.config
     }
 
-    /// The cached metadata.
+    /// The cached metadata (once older than `metadata_max_age`, a reload starts in the
+    /// background: this answer is still the old one).
     pub fn metadata(&self) -> Arc<MetadataResponse> {
-        self.inner.metadata.read().expect("metadata lock").clone()
+        let md = self.inner.metadata.read().expect("metadata lock").clone();
+        let max_age = self.inner.config.metadata_max_age;
+        let loaded = *self.inner.metadata_loaded.lock().expect("metadata time lock");
+        let reloading = &self.inner.metadata_reloading;
+        use std::sync::atomic::Ordering::{AcqRel, Release};
+        if !max_age.is_zero() && loaded.elapsed() > max_age && !reloading.swap(true, AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let client = self.clone();
+                    runtime.spawn(async move {
+                        let _ = client.refresh_metadata().await;
+                        client.inner.metadata_reloading.store(false, Release);
+                    });
+                }
+                Err(_) => reloading.store(false, Release),
+            }
+        }
+        md
     }
 
     /// Reloads metadata (after a routing error or a topic change).
@@ -218,6 +246,7 @@ impl Client {
         let md: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
         let md = Arc::new(md);
         *self.inner.metadata.write().expect("metadata lock") = md.clone();
+        *self.inner.metadata_loaded.lock().expect("metadata time lock") = std::time::Instant::now();
         Ok(md)
     }
 
@@ -439,6 +468,22 @@ impl Client {
         self.check(r.error, r.message)?;
         self.refresh_metadata().await?;
         r.topic.ok_or_else(|| ClientError::Protocol("create answered without the topic".into()))
+    }
+
+    /// Grows topic `name` to `partition_count` partitions (more than it has): the new ones
+    /// are placed on the least loaded shards; the others and their data stay. Keyed records
+    /// map to partitions by the new count from then on.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        partition_count: u32,
+    ) -> Result<TopicMetadata, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let req = CreatePartitionsRequest { name: name.into(), partition_count };
+        let r: CreatePartitionsResponse = conn.request(&req).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        r.topic.ok_or_else(|| ClientError::Protocol("grow answered without the topic".into()))
     }
 
     /// Deletes a topic.

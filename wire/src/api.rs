@@ -111,6 +111,8 @@ api_keys! {
     ListTokens = 36;
     /// Forget a consumer group's committed offsets: all (delete the group) or some.
     DeleteGroupOffsets = 37;
+    /// Grow a topic to more partitions (existing ones and their data stay as they are).
+    CreatePartitions = 38;
 }
 
 impl ApiKey {
@@ -185,9 +187,10 @@ mod tests {
                 (35, "DeleteToken"),
                 (36, "ListTokens"),
                 (37, "DeleteGroupOffsets"),
+                (38, "CreatePartitions"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(38), None);
+        assert_eq!(ApiKey::from_u16(39), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

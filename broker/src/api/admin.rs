@@ -4,12 +4,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use wire::{
-    ApiKey, ApiVersionRange, CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse, ErrorCode, GroupPartitionLag,
-    HandshakeRequest, HandshakeResponse, ListOffsetsPartition, ListOffsetsRequest,
-    ListOffsetsResponse, ListOffsetsTopic, ListTopicsRequest, ListTopicsResponse, MetadataRequest,
-    MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata, ShardAddress,
-    StatsRequest, StatsResponse, TopicMetadata, TopicSummary, GROUP_LAG_ENTRIES_MAX,
+    ApiKey, ApiVersionRange, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest,
+    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    DescribeTopicResponse, ErrorCode, GroupPartitionLag, HandshakeRequest, HandshakeResponse,
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
+    ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse, OffsetSpec,
+    PartitionDescription, PartitionMetadata, ShardAddress, StatsRequest, StatsResponse,
+    TopicMetadata, TopicSummary, GROUP_LAG_ENTRIES_MAX,
 };
 
 use super::forward::decode_reply;
@@ -141,32 +142,9 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
-    let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
-    let files = &shard.storage_files;
-    let partitions_max = shard.config.partitions_max.min(files.partitions_max());
-    if held + u64::from(req.config.partition_count) > u64::from(partitions_max) {
-        let why = if files.partitions_max() < shard.config.partitions_max {
-            format!(
-                "the storage descriptor budget ({} files: {FDS_PER_PARTITION} per partition, {} \
-                 for index files and reads; raise the open-files limit or storage_files_max)",
-                files.files_max(),
-                files.optional_max()
-            )
-        } else {
-            "the configured limit".to_owned()
-        };
-        return respond(
-            &header,
-            &CreateTopicResponse {
-                error: ErrorCode::ResourceLimit.as_u16(),
-                message: format!(
-                    "the broker holds {held} partitions; {} more would pass partitions_max \
-                     ({partitions_max}), set by {why}",
-                    req.config.partition_count
-                ),
-                topic: None,
-            },
-        );
+    if let Some(message) = no_room_for(shard, &md, req.config.partition_count) {
+        let error = ErrorCode::ResourceLimit.as_u16();
+        return respond(&header, &CreateTopicResponse { error, message, topic: None });
     }
     let next = match md.with_topic(&req.name, settings, shard.shard_count) {
         Ok(next) => next,
@@ -192,6 +170,66 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
     tracing::info!(topic = %req.name, partitions = req.config.partition_count, "topic created");
     let topic = next.topic(&req.name).map(topic_metadata);
     respond(&header, &CreateTopicResponse { error: 0, message: String::new(), topic })
+}
+
+/// Why the broker, holding what `md` says, has no room for `more` partitions (`None`: it has).
+fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<String> {
+    let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
+    let files = &shard.storage_files;
+    let partitions_max = shard.config.partitions_max.min(files.partitions_max());
+    if held + u64::from(more) <= u64::from(partitions_max) {
+        return None;
+    }
+    let why = if files.partitions_max() < shard.config.partitions_max {
+        format!(
+            "the storage descriptor budget ({} files: {FDS_PER_PARTITION} per partition, {} \
+             for index files and reads; raise the open-files limit or storage_files_max)",
+            files.files_max(),
+            files.optional_max()
+        )
+    } else {
+        "the configured limit".to_owned()
+    };
+    Some(format!(
+        "the broker holds {held} partitions; {more} more would pass partitions_max \
+         ({partitions_max}), set by {why}"
+    ))
+}
+
+/// Grows a topic to more partitions (on the controller shard): the new ones are placed on
+/// the least loaded shards and opened there as the metadata is applied; the others stay.
+pub async fn create_partitions(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
+    let req = match wire::decode_body::<CreatePartitionsRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return error_frame(&header, e.code(), &e.to_string()),
+    };
+    let refuse = |error: ErrorCode, message: String| {
+        respond(&header, &CreatePartitionsResponse { error: error.as_u16(), message, topic: None })
+    };
+    if req.name == OFFSETS_TOPIC {
+        // A group's offsets partition is `crc32c(group) % count`: a new count loses them.
+        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
+        return refuse(ErrorCode::InternalTopic, message);
+    }
+    let _permit = shard.admin_lock.acquire_permit(1).await;
+    let md = shard.metadata();
+    let now = md.topic(&req.name).map_or(0, |t| t.settings.partition_count);
+    let next = match md.with_partitions(&req.name, req.partition_count, shard.shard_count) {
+        Ok(next) => next,
+        Err(e) => return refuse(e.code(), e.to_string()),
+    };
+    if let Some(message) = no_room_for(shard, &md, req.partition_count - now) {
+        return refuse(ErrorCode::ResourceLimit, message);
+    }
+    if let Err(e) = persist(shard, &next) {
+        return refuse(ErrorCode::StorageIo, e);
+    }
+    let next = Arc::new(next);
+    shard.broadcast_metadata(next.clone()).await;
+    tracing::info!(topic = %req.name, from = now, to = req.partition_count, "topic grown");
+    let topic = next.topic(&req.name).map(topic_metadata);
+    respond(&header, &CreatePartitionsResponse { error: 0, message: String::new(), topic })
 }
 
 /// Deletes a topic and its data (on the controller shard).

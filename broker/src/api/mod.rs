@@ -84,6 +84,7 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::KeyQuery => Placement::Partition,
         ApiKey::CreateTopic
         | ApiKey::DeleteTopic
+        | ApiKey::CreatePartitions
         | ApiKey::InitProducerId
         | ApiKey::CreateTable
         | ApiKey::DeleteTable
@@ -209,6 +210,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::ListTopics => ready(admin::list_topics(&shard, &req)),
         ApiKey::CreateTopic => Box::pin(async move { admin::create_topic(&shard, &req).await }),
         ApiKey::DeleteTopic => Box::pin(async move { admin::delete_topic(&shard, &req).await }),
+        ApiKey::CreatePartitions => {
+            Box::pin(async move { admin::create_partitions(&shard, &req).await })
+        }
         ApiKey::DescribeTopic => {
             Box::pin(async move { admin::describe_topic(&shard, &req, origin).await })
         }

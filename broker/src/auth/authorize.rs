@@ -66,6 +66,7 @@ fn is_admin(api: ApiKey) -> bool {
         api,
         ApiKey::CreateTopic
             | ApiKey::DeleteTopic
+            | ApiKey::CreatePartitions
             | ApiKey::CreateTable
             | ApiKey::DeleteTable
             | ApiKey::UpsertUser
@@ -208,6 +209,10 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         }
         ApiKey::DeleteTopic => {
             c.ok(Delete, Topic(body!(wire::DeleteTopicRequest).name.as_str()));
+        }
+        ApiKey::CreatePartitions => {
+            // As Kafka: altering a topic's partitions is `Alter` on the topic.
+            c.ok(Alter, Topic(body!(wire::CreatePartitionsRequest).name.as_str()));
         }
         ApiKey::CreateTable => {
             let b = body!(wire::CreateTableRequest);

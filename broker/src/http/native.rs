@@ -104,7 +104,13 @@ where
     .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
     let changes_metadata = matches!(
         ApiKey::from_u16(header.api_key),
-        Some(ApiKey::CreateTopic | ApiKey::DeleteTopic | ApiKey::CreateTable | ApiKey::DeleteTable)
+        Some(
+            ApiKey::CreateTopic
+                | ApiKey::DeleteTopic
+                | ApiKey::CreatePartitions
+                | ApiKey::CreateTable
+                | ApiKey::DeleteTable
+        )
     );
     let request = prepare(Request::checked(header, frame));
     let reply = api::start_client(shard, request, &gw.session).await;

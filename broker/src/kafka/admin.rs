@@ -1,16 +1,16 @@
 //! Cluster-level apis: ApiVersions, Metadata, FindCoordinator, CreateTopics, DeleteTopics,
-//! DescribeConfigs.
+//! CreatePartitions, DescribeConfigs.
 //!
 //! The broker is one Kafka node (id [`NODE_ID`]) that leads every partition; the
 //! coordinator of every group is that node too. Topic changes go through the native
-//! CreateTopic/DeleteTopic handlers (shard 0 makes them and broadcasts).
+//! CreateTopic/DeleteTopic/CreatePartitions handlers (shard 0 makes them and broadcasts).
 
 use kafka_protocol::messages::{
-    api_versions_response, create_topics_response, delete_topics_response,
-    describe_configs_response, metadata_response, ApiKey, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest,
-    DescribeConfigsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
-    MetadataResponse, TopicName,
+    api_versions_response, create_partitions_response, create_topics_response,
+    delete_topics_response, describe_configs_response, metadata_response, ApiKey, BrokerId,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
@@ -49,6 +49,7 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 5),
+    (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -274,6 +275,63 @@ pub async fn delete_topics(s: &Session, ctx: Ctx, req: DeleteTopicsRequest) -> A
             Err(e) => r.error_code = e.code(),
         }
         out.responses.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// CreatePartitions: each topic grown by the native CreatePartitions (the new partitions go
+/// to the least loaded shards). Replica assignments are refused: one node holds every
+/// partition and places them itself.
+pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsRequest) -> Answer {
+    let mut out = CreatePartitionsResponse::default();
+    let mut seen = std::collections::HashSet::new();
+    for t in &req.topics {
+        let mut r = create_partitions_response::CreatePartitionsTopicResult::default();
+        r.name = t.name.clone();
+        let refused = if !seen.insert(t.name.as_str()) {
+            Some((K::InvalidRequest.code(), "the topic is named twice".to_owned()))
+        } else if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            let why = "replica assignments: one node holds every partition and places them";
+            Some((K::InvalidReplicaAssignment.code(), why.to_owned()))
+        } else if t.count < 1 {
+            Some((K::InvalidPartitions.code(), format!("{} partitions", t.count)))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refused {
+            r.error_code = code;
+            r.error_message = Some(StrBytes::from_string(message));
+        } else if req.validate_only {
+            let known = s.shard.metadata().topic(t.name.as_str()).map(|m| m.shards.len());
+            match known {
+                None => r.error_code = K::UnknownTopicOrPartition.code(),
+                Some(n) if n >= t.count as usize => r.error_code = K::InvalidPartitions.code(),
+                Some(_) => {}
+            }
+        } else {
+            let native_req = wire::CreatePartitionsRequest {
+                name: t.name.as_str().to_owned(),
+                partition_count: t.count as u32,
+            };
+            let result: Result<wire::CreatePartitionsResponse, KafkaError> =
+                native::call(s, &native_req).await;
+            match result {
+                Ok(resp) if resp.error == wire::ErrorCode::InvalidTopicConfig.as_u16() => {
+                    r.error_code = K::InvalidPartitions.code();
+                    r.error_message = Some(StrBytes::from_string(resp.message));
+                }
+                Ok(resp) if resp.error != 0 => {
+                    r.error_code = kafka_code_raw(resp.error);
+                    r.error_message = Some(StrBytes::from_string(resp.message));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    r.error_code = e.code();
+                    r.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+        }
+        out.results.push(r);
     }
     ready(respond(ctx, &out))
 }

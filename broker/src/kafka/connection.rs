@@ -429,6 +429,12 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         }
         ApiKey::CreateTopics => admin::create_topics(s, ctx, codec::decode(body, version)?).await,
         ApiKey::DeleteTopics => admin::delete_topics(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::CreatePartitions => {
+            let req: kafka_protocol::messages::CreatePartitionsRequest =
+                codec::decode(body, version)?;
+            bounded(s, req.topics.iter().map(|t| (t.name.as_str(), 1)))?;
+            admin::create_partitions(s, ctx, req).await
+        }
         ApiKey::DescribeConfigs => {
             ready(admin::describe_configs(s, ctx, codec::decode(body, version)?))
         }

@@ -90,7 +90,13 @@ pub(super) struct Inner {
     /// When the last ask for an identity failed, and why: sends that waited behind that ask
     /// fail with it rather than each asking again in turn (each ask retries for ~26 s).
     identity_failed: Mutex<Option<(Instant, ClientError)>>,
+    /// When [`Inner::follow_growth`] last looked (ms since `started`), and since when.
+    growth_checked_ms: std::sync::atomic::AtomicU64,
+    started: Instant,
 }
+
+/// How often a producer looks at its client's metadata for topics that grew.
+const GROWTH_CHECK_MS: u64 = 1_000;
 
 #[derive(Debug, Default)]
 struct State {
@@ -197,6 +203,8 @@ impl Inner {
             identity: Mutex::new(None),
             identity_init: tokio::sync::Mutex::new(()),
             identity_failed: Mutex::new(None),
+            growth_checked_ms: Default::default(),
+            started: Instant::now(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -281,20 +289,47 @@ impl Inner {
     pub(super) fn add_topic(&self, topic: &str, partitions: u32) {
         let mut st = self.state.lock().expect("producer lock");
         let name: Arc<str> = topic.into();
-        st.topics.entry(name.clone()).or_insert_with(|| TopicState {
+        let ts = st.topics.entry(name.clone()).or_insert_with(|| TopicState {
             name,
             sticky: 0,
             outstanding: 0,
-            partitions: (0..partitions)
-                .map(|_| PartitionState {
-                    builder: BatchBuilder::new(self.config.batch_bytes_max),
-                    next_sequence: 0,
-                    open: None,
-                    outstanding: 0,
-                    sender: None,
-                })
-                .collect(),
+            partitions: Vec::new(),
         });
+        self.grow(ts, partitions);
+    }
+
+    /// Gives `ts` partitions up to `partitions` (a topic grows, never shrinks).
+    fn grow(&self, ts: &mut TopicState, partitions: u32) {
+        while ts.partitions.len() < partitions as usize {
+            ts.partitions.push(PartitionState {
+                builder: BatchBuilder::new(self.config.batch_bytes_max),
+                next_sequence: 0,
+                open: None,
+                outstanding: 0,
+                sender: None,
+            });
+        }
+    }
+
+    /// At most once a second: known topics that the client's metadata (reloaded once it is
+    /// `metadata_max_age` old) lists with more partitions grow to them, so records go to
+    /// the new partitions too (keyed ones by the new count, as in Kafka).
+    pub(super) fn follow_growth(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let last = self.growth_checked_ms.load(Relaxed);
+        if now_ms < last + GROWTH_CHECK_MS
+            || self.growth_checked_ms.compare_exchange(last, now_ms, Relaxed, Relaxed).is_err()
+        {
+            return;
+        }
+        let md = self.client.metadata();
+        let mut st = self.state.lock().expect("producer lock");
+        for t in md.topics.iter().filter(|t| t.error == 0) {
+            if let Some(ts) = st.topics.get_mut(t.name.as_str()) {
+                self.grow(ts, t.partitions.len() as u32);
+            }
+        }
     }
 
     /// Appends under the state lock; ships the batch when it is nearly full or when nothing

@@ -163,6 +163,7 @@ impl Producer {
         let timestamp_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        inner.follow_growth();
         loop {
             // (Again after a reset cleared it between the ask and the append.)
             inner.ensure_identity().await?;

@@ -31,6 +31,32 @@ wire_type! {
 message!(CreateTopicResponse, CreateTopic);
 
 wire_type! {
+    /// Grow a topic to `partition_count` partitions: the new ones are placed on the least
+    /// loaded shards; existing partitions, their data and owners stay. A key's partition
+    /// (`crc32c(key) % count`) changes with the count, as in Kafka.
+    pub struct CreatePartitionsRequest {
+        /// Topic name.
+        pub name: String,
+        /// The new total, larger than the current count.
+        pub partition_count: u32,
+    }
+}
+message!(CreatePartitionsRequest, CreatePartitions);
+
+wire_type! {
+    /// Result of growing a topic.
+    pub struct CreatePartitionsResponse {
+        /// Error code (0 = grown).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// The topic's layout now.
+        pub topic: Option<TopicMetadata>,
+    }
+}
+message!(CreatePartitionsResponse, CreatePartitions);
+
+wire_type! {
     /// Delete a topic and all its data.
     pub struct DeleteTopicRequest {
         /// Topic name.

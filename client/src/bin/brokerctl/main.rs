@@ -194,6 +194,15 @@ enum TopicCommand {
         #[arg(long, default_value_t = 0)]
         delete_retention_ms: i64,
     },
+    /// Grow a topic to more partitions (the others and their data stay; keyed records map
+    /// by the new count from then on).
+    Grow {
+        /// Name.
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        partitions: u32,
+    },
     /// Delete a topic and its data.
     Delete {
         /// Name.
@@ -309,6 +318,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     )
                     .await?;
                 let _ = writeln!(out, "created {} with {} partitions", t.name, t.partitions.len());
+            }
+            TopicCommand::Grow { name, partitions } => {
+                let t = client.create_partitions(&name, partitions).await?;
+                let _ = writeln!(out, "{} has {} partitions", t.name, t.partitions.len());
             }
             TopicCommand::Delete { name } => {
                 client.delete_topic(&name).await?;

@@ -1,0 +1,148 @@
+//! Growing a topic (`Client::create_partitions`, CreatePartitions): its partitions and data
+//! stay, the new ones are served at once and after a kill -9, and a producer and a group
+//! member on other clients follow.
+
+mod cli;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientConfig, Producer, ProducerConfig};
+use integration_tests::Broker;
+use wire::{
+    AckLevel, Assignor, GroupMemberState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    TopicConfig,
+};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Sends 200 records keyed `{tag}-{i}` and returns the partitions they went to.
+async fn send_keyed(producer: &Producer, tag: &str) -> BTreeSet<u32> {
+    let mut sent = Vec::new();
+    for i in 0..200 {
+        let key = format!("{tag}-{i}");
+        sent.push(producer.send("grow", Some(key.as_bytes()), Some(b"v"), &[]).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    let mut partitions = BTreeSet::new();
+    for s in sent {
+        partitions.insert(s.await.unwrap().0);
+    }
+    partitions
+}
+
+/// (partition, high watermark) of every partition of "grow".
+async fn high_watermarks(client: &Client) -> Vec<(u32, u64)> {
+    let d = client.describe_topic("grow").await.unwrap();
+    let mut hw: Vec<(u32, u64)> =
+        d.partitions.iter().map(|p| (p.partition, p.high_watermark)).collect();
+    hw.sort();
+    hw
+}
+
+fn assigned(m: &GroupMemberState) -> usize {
+    m.assignment.iter().map(|t| t.partitions.len()).sum()
+}
+
+#[test]
+fn a_grown_topic_keeps_its_data_and_producers_and_groups_follow() {
+    let mut broker = Broker::start(2);
+    let addr = broker.public.to_string();
+    let before = rt().block_on(async {
+        let admin = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig {
+            partition_count: 2,
+            retention_ms: -1,
+            retention_bytes: -1,
+            ..Default::default()
+        };
+        admin.create_topic("grow", config).await.unwrap();
+        // A producer on another client, whose metadata is reloaded once 300 ms old.
+        let aging =
+            ClientConfig { metadata_max_age: Duration::from_millis(300), ..Default::default() };
+        let other = Client::connect_with(&addr, aging).await.unwrap();
+        let config = ProducerConfig { ack: AckLevel::Durable, ..Default::default() };
+        let producer = Producer::new(other.clone(), config);
+        let before = send_keyed(&producer, "before").await;
+        assert_eq!(before, BTreeSet::from([0, 1]));
+        // A group member reading the topic.
+        let join = JoinGroupRequest {
+            group: "growers".into(),
+            member_id: String::new(),
+            instance_id: String::new(),
+            session_timeout_ms: 30_000,
+            topics: vec!["grow".into()],
+            assignor: Assignor::Range,
+            owned: vec![],
+            client_id: "grow".into(),
+            client_host: String::new(),
+        };
+        let mut member: GroupMemberState = admin.group_request("growers", &join).await.unwrap();
+        assert_eq!((member.error, assigned(&member)), (0, 2), "{}", member.message);
+
+        let grown = admin.create_partitions("grow", 5).await.unwrap();
+        let owners: Vec<u32> = grown.partitions.iter().map(|p| p.shard).collect();
+        assert_eq!(owners.len(), 5);
+        assert_eq!(&owners[..2], &[0, 1], "the first two stay where they were");
+
+        // The producer's client notices by the metadata's age: records reach the new ones.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let used = send_keyed(&producer, "after").await;
+            if used.iter().any(|&p| p >= 2) {
+                assert!(used.iter().all(|&p| p < 5), "{used:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the producer never used the new partitions");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The group member is given them as it heartbeats.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while assigned(&member) < 5 {
+            assert!(Instant::now() < deadline, "the member has {} partitions", assigned(&member));
+            let beat = HeartbeatRequest {
+                group: "growers".into(),
+                member_id: member.member_id.clone(),
+                instance_id: String::new(),
+                generation: member.generation,
+                owned: member.assignment.clone(),
+                wait_ms: 0,
+            };
+            let answer: HeartbeatResponse = admin.group_request("growers", &beat).await.unwrap();
+            assert_eq!(answer.state.error, 0, "{}", answer.state.message);
+            member = answer.state;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // What cannot grow: the same count or fewer, the offsets topic, an unknown topic.
+        for (topic, count, code) in [
+            ("grow", 5, "INVALID_TOPIC_CONFIG"),
+            ("grow", 3, "INVALID_TOPIC_CONFIG"),
+            ("__consumer_offsets", 64, "INTERNAL_TOPIC"),
+            ("nope", 4, "UNKNOWN_TOPIC"),
+        ] {
+            let err = admin.create_partitions(topic, count).await.unwrap_err();
+            assert!(err.to_string().contains(code), "{topic} to {count}: {err}");
+        }
+        high_watermarks(&admin).await
+    });
+    assert_eq!(before.len(), 5, "{before:?}");
+    assert!(before[0].1 > 0 && before[1].1 > 0, "{before:?}");
+    // After a kill -9 the topic has its five partitions and every record.
+    broker.kill();
+    broker.restart();
+    let addr = broker.public.to_string();
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        assert_eq!(high_watermarks(&client).await, before, "every partition with every record");
+    });
+    // brokerctl grows it too.
+    let (ok, out, err) =
+        cli::brokerctl(&broker, &["topic", "grow", "grow", "--partitions", "7"], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "grow has 7 partitions");
+    let (ok, _, err) =
+        cli::brokerctl(&broker, &["topic", "grow", "grow", "--partitions", "7"], None);
+    assert!(!ok && err.contains("INVALID_TOPIC_CONFIG"), "{err}");
+}
