@@ -377,7 +377,8 @@ impl Metadata {
     }
 
     /// A new snapshot in which topic `name` has `partition_count` partitions, the new ones
-    /// on the least loaded shards; the others, their ids and owners stay.
+    /// on the least loaded shards; the others, their ids and owners stay. A projection table
+    /// (`table` without an aggregate) cannot grow: its lookups go by a key's partition.
     pub fn with_partitions(
         &self,
         name: &str,
@@ -386,6 +387,15 @@ impl Metadata {
     ) -> Result<Metadata, MetadataError> {
         let t = self.topic(name).ok_or_else(|| MetadataError::Unknown(name.to_owned()))?;
         let now = t.settings.partition_count;
+        if t.settings.table && t.settings.aggregate.is_none() {
+            // Its lookups go to a key's partition by the count: keys written before would
+            // be looked for, deleted and conditioned on in the wrong partition.
+            return Err(MetadataError::InvalidConfig {
+                field: "partition_count",
+                value: partition_count.to_string(),
+                allowed: format!("{now}: a projection table's keys stay on their partitions"),
+            });
+        }
         if partition_count <= now || partition_count > TOPIC_PARTITIONS_MAX {
             return Err(MetadataError::InvalidConfig {
                 field: "partition_count",
@@ -591,6 +601,12 @@ mod tests {
             );
         }
         assert!(matches!(grown.with_partitions("nope", 9, 2), Err(MetadataError::Unknown(_))));
+        let table = TopicSettings { table: true, ..settings(2) };
+        let m = grown.with_topic("t", table, 2).unwrap();
+        assert!(
+            matches!(m.with_partitions("t", 4, 2), Err(MetadataError::InvalidConfig { .. })),
+            "a projection table's keys would be looked for in the wrong partition"
+        );
     }
 
     #[test]

@@ -408,11 +408,11 @@ fn group_members_are_bounded_in_bytes_per_shard() {
 /// members read: a join counts the partitions of topics new to its group, and a group whose
 /// topic is created later, while the shard's budget is passed, loses its members (before,
 /// only the member's own fields counted: every group below took all 1,000 partitions,
-/// ~130 KB each, on a 512 KiB budget).
+/// ~130 KB each, on a 500 KiB budget).
 #[test]
 fn group_targets_and_grants_count_against_the_member_budget() {
     let broker =
-        Broker::start_with_env(1, &[("BROKER_GROUP_MEMBER_BYTES_PER_SHARD_MAX", "524288")]);
+        Broker::start_with_env(1, &[("BROKER_GROUP_MEMBER_BYTES_PER_SHARD_MAX", "512000")]);
     let addr = broker.public.to_string();
     rt().block_on(async {
         let client = Client::connect(&addr).await.unwrap();
@@ -439,7 +439,7 @@ fn group_targets_and_grants_count_against_the_member_budget() {
         let partitions = |m: &GroupMemberState| -> usize {
             m.assignment.iter().map(|t| t.partitions.len()).sum()
         };
-        // ~131 KB per group reading all of "wide" (target and grants): a fourth passes 512 KiB.
+        // ~131 KB per group reading all of "wide" (target and grants): a fourth passes 500 KiB.
         let mut wide = Vec::new();
         for g in 0..3 {
             let group = format!("wide-{g}");

@@ -282,12 +282,16 @@ async fn join(shard: &Rc<Shard>, r: JoinGroupRequest) -> Result<GroupMemberState
     let bytes_max = shard.config.group_member_bytes_per_shard_max;
     let (held, own) = shard.groups.member_bytes(&r.group, &r.member_id);
     let counts = partition_counter(shard);
-    let joining =
-        crate::group::membership::Member::joining_bytes(
-            r.topics.iter().map(String::as_str),
-            r.owned.iter().flat_map(|t| t.partitions.iter().map(|_| t.topic.as_str())),
-            r.member_id.len() + r.instance_id.len() + r.client_id.len() + r.client_host.len(),
-        ) + shard.groups.joining_growth(&r.group, r.topics.iter().map(String::as_str), &counts);
+    let joining = crate::group::membership::Member::joining_bytes(
+        r.topics.iter().map(String::as_str),
+        r.owned.iter().flat_map(|t| t.partitions.iter().map(|_| t.topic.as_str())),
+        r.member_id.len() + r.instance_id.len() + r.client_id.len() + r.client_host.len(),
+    ) + shard.groups.joining_growth(
+        &r.group,
+        r.topics.iter().map(String::as_str),
+        &r.instance_id,
+        &counts,
+    );
     if held - own + joining > bytes_max {
         return Err(Refusal {
             code: ErrorCode::ResourceLimit,

@@ -73,12 +73,13 @@ impl Coordinator {
         &self,
         group: &str,
         topics: impl Iterator<Item = &'a str>,
+        instance_id: &str,
         partition_count: &dyn Fn(&str) -> u32,
     ) -> usize {
         let groups = self.groups.borrow();
         match groups.get(group) {
-            Some(g) => g.membership.joining_growth(topics, partition_count),
-            None => Membership::new(group).joining_growth(topics, partition_count),
+            Some(g) => g.membership.joining_growth(topics, instance_id, partition_count),
+            None => Membership::new(group).joining_growth(topics, instance_id, partition_count),
         }
     }
 
@@ -161,8 +162,9 @@ mod tests {
         assert!(c.expire(Instant::now(), &counts, small).is_empty());
         partitions.set(1_000);
         let wide = |g: &str| c.read_group(g, |g| g.unwrap().membership.bytes());
-        let gone = c.expire(Instant::now(), &counts, small + 2 * 50_000);
-        assert!(wide("a") > 50_000, "the target grew with the topic: {}", wide("a"));
+        // ~142 KB each now (a 1,000-partition target and its grants): one fits in 200 KB more.
+        let gone = c.expire(Instant::now(), &counts, small + 200_000);
+        assert!(wide("a") > 100_000, "the target grew with the topic: {}", wide("a"));
         let removed: Vec<&str> = gone.iter().map(|(g, _, _)| g.as_str()).collect();
         assert_eq!(removed, ["b", "c"], "{gone:?}");
         assert!(gone.iter().all(|(_, _, why)| *why == Removal::OverBudget));

@@ -82,12 +82,14 @@ const ENTRY_OVERHEAD_BYTES: usize = 48;
 impl Member {
     /// About what it holds: its topics, partition sets and strings.
     pub fn bytes(&self) -> usize {
-        let names = |it: &mut dyn Iterator<Item = usize>| -> usize {
-            it.map(|len| len + ENTRY_OVERHEAD_BYTES).sum()
-        };
+        let sets = self.granted.iter().chain(&self.revoking);
+        self.fixed_bytes() + sets.map(|tp| tp.0.len() + ENTRY_OVERHEAD_BYTES).sum::<usize>()
+    }
+
+    /// What it holds beside its partition sets: its topics and strings.
+    fn fixed_bytes(&self) -> usize {
         MEMBER_OVERHEAD_BYTES
-            + names(&mut self.topics.iter().map(String::len))
-            + names(&mut self.granted.iter().chain(&self.revoking).map(|tp| tp.0.len()))
+            + self.topics.iter().map(|t| t.len() + ENTRY_OVERHEAD_BYTES).sum::<usize>()
             + self.id.len()
             + self.instance_id.len()
             + self.client_id.len()
@@ -165,27 +167,32 @@ impl Membership {
         self.members.is_empty()
     }
 
-    /// About what the group holds: its members ([`Member::bytes`], grants included) and its
-    /// target (a topic name and a member id per partition).
+    /// About what the group holds: its members' topics and strings, its target (a topic
+    /// name and a member id per partition) and the grants, counted at the target's size (a
+    /// partition is granted to one member at a time, and so heartbeats, which move grants
+    /// toward the target, do not change it).
     pub fn bytes(&self) -> usize {
-        let members: usize = self.members.values().map(Member::bytes).sum();
-        let target: usize =
-            self.target.iter().map(|(tp, id)| tp.0.len() + id.len() + ENTRY_OVERHEAD_BYTES).sum();
-        members + target
+        let members: usize = self.members.values().map(Member::fixed_bytes).sum();
+        let per_partition = |(tp, id): (&TopicPartition, &String)| {
+            2 * (tp.0.len() + ENTRY_OVERHEAD_BYTES) + id.len()
+        };
+        members + self.target.iter().map(per_partition).sum::<usize>()
     }
 
-    /// About what the group will hold more once a member reading `topics` joined, beside the
-    /// member itself ([`Member::joining_bytes`]): for each topic no member reads yet, its
-    /// partitions in the target and in grants (`partition_count` gives them now; a member id
-    /// counted at its usual length).
+    /// About what the group will hold more once a member with `instance_id` reading `topics`
+    /// joined, beside the member itself ([`Member::joining_bytes`]): for each topic no member
+    /// reads yet, its partitions in the target and in grants ([`Membership::bytes`];
+    /// `partition_count` gives them now; the member id at the length it will have).
     pub fn joining_growth<'a>(
         &self,
         topics: impl Iterator<Item = &'a str>,
+        instance_id: &str,
         partition_count: &dyn Fn(&str) -> u32,
     ) -> usize {
-        const MEMBER_ID_BYTES: usize = 32;
+        // `new_member_id`: the instance id (or "member"), a dash and up to 20 hex digits.
+        let id_bytes = instance_id.len().max("member".len()) + 21;
         let topics: BTreeSet<&str> = topics.filter(|t| !self.partitions.contains_key(*t)).collect();
-        let per_partition = |t: &str| 2 * (t.len() + ENTRY_OVERHEAD_BYTES) + MEMBER_ID_BYTES;
+        let per_partition = |t: &str| 2 * (t.len() + ENTRY_OVERHEAD_BYTES) + id_bytes;
         topics.into_iter().map(|t| partition_count(t) as usize * per_partition(t)).sum()
     }
 

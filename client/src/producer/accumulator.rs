@@ -124,7 +124,7 @@ impl State {
         self.lingering.retain(|(deadline, t, p)| {
             topics
                 .get(t)
-                .and_then(|ts| ts.partitions[*p as usize].open.as_ref())
+                .and_then(|ts| ts.partitions.get(*p as usize)?.open.as_ref())
                 .is_some_and(|o| o.deadline == *deadline)
         });
         self.lingering_compact_at = (self.lingering.len() * 2).max(LINGERING_COMPACT_MIN);
@@ -492,8 +492,9 @@ impl Inner {
             if let Some(ts) = st.topics.get_mut(topic) {
                 let p = *partition;
                 // Skip the entries of batches that shipped before their deadline.
-                if ts.partitions[p as usize].open.as_ref().is_some_and(|o| o.deadline == *deadline)
-                {
+                // (A topic forgotten and known again may have fewer partitions now.)
+                let open = ts.partitions.get(p as usize).and_then(|ps| ps.open.as_ref());
+                if open.is_some_and(|o| o.deadline == *deadline) {
                     self.ship(ts, p);
                 }
             }
@@ -584,7 +585,10 @@ impl Inner {
         let mut st = self.state.lock().expect("producer lock");
         let Some(ts) = st.topics.get_mut(topic) else { return };
         ts.outstanding = ts.outstanding.saturating_sub(1);
-        let ps = &mut ts.partitions[partition as usize];
+        // A batch shipped before its topic was forgotten and known again with fewer
+        // partitions (deleted and made again, or a refresh from a shard that had not yet
+        // applied a growth) answers for a partition it no longer has.
+        let Some(ps) = ts.partitions.get_mut(partition as usize) else { return };
         ps.outstanding = ps.outstanding.saturating_sub(1);
         if ps.outstanding == 0 {
             self.ship(ts, partition);
