@@ -67,6 +67,9 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::DeleteGroupOffsets) => {
                 access_body::<DeleteGroupOffsetsRequest>(body).map(drop)
             }
+            Some(ApiKey::CreatePartitions) => {
+                access_body::<CreatePartitionsRequest>(body).map(drop)
+            }
             None => Ok(()),
         };
         rest = &rest[used..];
