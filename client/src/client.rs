@@ -230,14 +230,46 @@ impl Client {
                 Ok(runtime) => {
                     let client = self.clone();
                     runtime.spawn(async move {
-                        let _ = client.refresh_metadata().await;
-                        client.inner.metadata_reloading.store(false, Release);
+                        // Cleared however the task ends (its runtime may drop it).
+                        struct Done(Client);
+                        impl Drop for Done {
+                            fn drop(&mut self) {
+                                self.0.inner.metadata_reloading.store(false, Release);
+                            }
+                        }
+                        let done = Done(client);
+                        done.0.reload_metadata_older_than(loaded).await;
                     });
                 }
                 Err(_) => reloading.store(false, Release),
             }
         }
         md
+    }
+
+    /// The background reload of metadata loaded at `loaded`: installed only if nothing
+    /// newer was loaded meanwhile (a refresh after a topic change made here); after a failure
+    /// the next try waits a second, not a whole `metadata_max_age`, nor none.
+    async fn reload_metadata_older_than(&self, loaded: std::time::Instant) {
+        let fetched = async {
+            let conn = self.conn_to(self.inner.bootstrap).await?;
+            conn.request::<_, MetadataResponse>(&MetadataRequest { topics: vec![] }).await
+        };
+        let fetched = fetched.await;
+        let mut at = self.inner.metadata_loaded.lock().expect("metadata time lock");
+        if *at != loaded {
+            return; // newer metadata came meanwhile
+        }
+        match fetched {
+            Ok(md) => {
+                *self.inner.metadata.write().expect("metadata lock") = Arc::new(md);
+                *at = std::time::Instant::now();
+            }
+            Err(_) => {
+                let retry = std::time::Instant::now() + Duration::from_secs(1);
+                *at = retry.checked_sub(self.inner.config.metadata_max_age).unwrap_or(*at);
+            }
+        }
     }
 
     /// Reloads metadata (after a routing error or a topic change).

@@ -14,6 +14,7 @@ mod kafka_wire;
 use kafka_wire::Conn;
 
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_REQUEST: i16 = 42;
@@ -54,8 +55,14 @@ fn kafka_create_partitions_grows_a_topic() {
     let b = Broker::start_with_env(2, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
     create_topic(&mut b.connect(), "k", 2);
     create_topic(&mut b.connect(), "j", 1);
+    create_topic(&mut b.connect(), "k2", 2);
     let mut c = Conn::new(&b);
-    assert_eq!(codes(&mut c, 0, vec![grow("k", 6)], true), [0]);
+    let dry = vec![grow("k", 6), grow("k2", 2), grow("nope", 3), grow("__consumer_offsets", 99)];
+    let answer = codes(&mut c, 0, dry, true);
+    assert_eq!(
+        answer,
+        [0, INVALID_PARTITIONS, UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED]
+    );
     assert_eq!(partitions(&b, "k"), 2, "validate-only grew it");
     let mut assigned = grow("j", 2);
     let mut a = CreatePartitionsAssignment::default();

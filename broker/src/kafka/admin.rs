@@ -18,6 +18,7 @@ use kafka_protocol::ResponseError as K;
 use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::{kafka_code_raw, KafkaError};
 use super::native;
+use crate::auth::acl::{Operation, Resource};
 use crate::metadata::Topic;
 
 /// The broker's node id in Kafka's eyes.
@@ -302,12 +303,22 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
             r.error_code = code;
             r.error_message = Some(StrBytes::from_string(message));
         } else if req.validate_only {
-            let known = s.shard.metadata().topic(t.name.as_str()).map(|m| m.shards.len());
-            match known {
-                None => r.error_code = K::UnknownTopicOrPartition.code(),
-                Some(n) if n >= t.count as usize => r.error_code = K::InvalidPartitions.code(),
-                Some(_) => {}
-            }
+            // The checks the change would make, changing nothing.
+            let name = t.name.as_str();
+            let alter = super::sasl::allowed(s, Operation::Alter, Resource::Topic(name));
+            let md = s.shard.metadata();
+            let dry = md.with_partitions(name, t.count as u32, s.shard.shard_count);
+            r.error_code = match dry {
+                _ if !alter => K::TopicAuthorizationFailed.code(),
+                _ if name == crate::group::OFFSETS_TOPIC => {
+                    super::error::kafka_code(wire::ErrorCode::InternalTopic)
+                }
+                Err(crate::metadata::MetadataError::Unknown(_)) => {
+                    K::UnknownTopicOrPartition.code()
+                }
+                Err(_) => K::InvalidPartitions.code(),
+                Ok(_) => 0,
+            };
         } else {
             let native_req = wire::CreatePartitionsRequest {
                 name: t.name.as_str().to_owned(),
