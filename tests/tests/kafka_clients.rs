@@ -671,3 +671,24 @@ fn kafka_static_members_keep_their_place_across_a_restart() {
     assert_eq!(v["removed"], serde_json::json!({"kp-1": "NoError"}), "{out}");
     assert!(!b.log_text().contains("panicked"), "{}", b.log_text());
 }
+
+/// Kafka admin clients grow a topic (CreatePartitions): confluent-kafka to 4, kafka-python to
+/// 6, the same count again is INVALID_PARTITIONS; a confluent-kafka producer sees 6
+/// partitions and writes to the last, which the native metadata lists too.
+#[test]
+fn kafka_admin_clients_grow_a_topic() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    create_topic(&mut b.connect(), "growing", 2);
+    let out = run(Command::new("python3").arg(script("grow.py")).args([&kafka, "growing"]));
+    eprintln!("{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["confluent"], serde_json::Value::Null, "{out}");
+    assert_eq!(v["python"], serde_json::Value::Null, "{out}");
+    assert_eq!(v["again"], "InvalidPartitionsError", "{out}");
+    assert_eq!(v["partitions"], 6, "{out}");
+    assert_eq!(v["delivered"], 5, "{out}");
+    let md: wire::MetadataResponse = b.connect().call(&wire::MetadataRequest { topics: vec![] });
+    let t = md.topics.iter().find(|t| t.name == "growing").expect("topic");
+    assert_eq!(t.partitions.len(), 6);
+}
