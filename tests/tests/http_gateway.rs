@@ -256,6 +256,47 @@ fn server_sent_events_deliver_live_records_and_resume_without_gap_or_duplicate()
     assert_eq!(id, "2/3");
 }
 
+/// A stream of every partition follows a topic that grows: the new partition's records come
+/// (before, the stream kept the partitions it opened with), and a stream resumed with an id
+/// naming only the partitions it had reads the ones created since from their start (before,
+/// from `from`, here latest: their records were skipped).
+#[test]
+fn a_stream_follows_a_topic_that_grows() {
+    let (broker, http) = start(1, &[]);
+    create_topic(&mut broker.connect(), "growing", 1);
+    let grow = |count: u32| {
+        let req = wire::CreatePartitionsRequest { name: "growing".into(), partition_count: count };
+        let r: wire::CreatePartitionsResponse = broker.connect().call(&req);
+        assert_eq!(r.error, 0, "{}", r.message);
+    };
+    let post = |partition: u32| {
+        let recs = json!([{"key": "k", "value": {"p": partition}, "partition": partition}]);
+        let (status, resp) = post_json(http, "/topics/growing/records?acks=written", &recs);
+        assert_eq!(status, 200, "{resp}");
+    };
+    let sse = SseClient::open(http, "/topics/growing/stream?from=latest", None);
+    std::thread::sleep(Duration::from_millis(300));
+    grow(2);
+    post(1);
+    let (id, data) = sse.next_record();
+    assert_eq!((data["partition"].as_u64(), data["offset"].as_u64()), (Some(1), Some(0)));
+    assert_eq!(id, "0/-1,1/0");
+    drop(sse);
+    grow(3);
+    post(0);
+    post(2);
+    // Resumed with the id of a stream that knew only partition 0.
+    let resumed = SseClient::open(http, "/topics/growing/stream?from=latest", Some("0/-1"));
+    let mut got: Vec<(u64, u64)> = (0..3)
+        .map(|_| {
+            let (_, d) = resumed.next_record();
+            (d["partition"].as_u64().unwrap(), d["offset"].as_u64().unwrap())
+        })
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, [(0, 0), (1, 0), (2, 0)]);
+}
+
 #[test]
 fn bad_requests_get_4xx_with_a_json_error_carrying_the_native_code() {
     let (broker, http) = start(1, &[("BROKER_HTTP_BODY_BYTES_MAX", "65536")]);

@@ -16,6 +16,11 @@
 //! line (`: keep-alive`) goes out after `KEEPALIVE` without records, so a vanished client is
 //! noticed.
 //!
+//! A stream of every partition follows a topic that grows (`CreatePartitions`): the new
+//! partitions join it from their start, and a stream resumed with `Last-Event-ID` starts the
+//! partitions its id does not name (created since) from their start too, so nothing written
+//! to them is skipped.
+//!
 //! `filter=EXPR` (the subscription filter language, `wire::filter`; a bad one is a 400 before
 //! the stream starts) keeps only matching records; the positions in the ids move past the
 //! skipped ones. The stream evaluates it on the shard serving the HTTP connection, on the
@@ -114,16 +119,20 @@ pub async fn open(
         Some(Ok(id)) => parse_event_id(id, count)?,
         Some(Err(_)) => return Err(ApiError::invalid("Last-Event-ID is not text")),
     };
+    let resuming = !resumed.is_empty();
     let resumed: std::collections::HashMap<u32, u64> =
         resumed.into_iter().map(|r| (r.partition, r.next)).collect();
     let mut positions = Vec::with_capacity(partitions.len());
     for &partition in &partitions {
         let next = match resumed.get(&partition) {
             Some(&next) => next,
+            // A partition the resumed stream did not have was created since: all of it.
+            None if resuming => resolve(gw, topic, partition, StartAt::Earliest).await?,
             None => resolve(gw, topic, partition, from).await?,
         };
         positions.push(Position { partition, next });
     }
+    let every_partition = q.number::<u32>("partition")?.is_none();
     // A stream opened with a bearer token lives as long as the token does.
     let bearer = super::auth::bearer_token(req.headers()).map(str::to_owned);
     let state = Stream {
@@ -131,6 +140,7 @@ pub async fn open(
         bearer,
         topic: topic.to_owned(),
         positions,
+        every_partition,
         filter,
         opened: false,
         ended: false,
@@ -158,6 +168,8 @@ struct Stream {
     bearer: Option<String>,
     topic: String,
     positions: Vec<Position>,
+    /// Opened without `partition=`: partitions the topic gains join from their start.
+    every_partition: bool,
     filter: Option<RecordFilter>,
     opened: bool,
     ended: bool,
@@ -223,6 +235,13 @@ impl Stream {
 
     /// One long-poll fetch over every partition: the events it yielded, if any.
     async fn poll_once(&mut self) -> Result<Option<Bytes>, ApiError> {
+        if self.every_partition {
+            let count = partition_count(&self.gw, &self.topic)?;
+            for partition in self.positions.len() as u32..count {
+                let next = resolve(&self.gw, &self.topic, partition, StartAt::Earliest).await?;
+                self.positions.push(Position { partition, next });
+            }
+        }
         let max_bytes = self.gw.shard.config.http.stream_buffer_bytes_max;
         let n = self.positions.len();
         let order: Vec<usize> = (0..n).map(|i| (i + self.rotate) % n).collect();
