@@ -9,7 +9,10 @@
 //! application asks for the next one (or commits, or closes), so commits — automatic every
 //! `auto_commit_interval`, or [`GroupConsumer::commit`] — never pass what the application
 //! has seen: delivery is at least once, and a partition that moves resumes where its last
-//! owner stopped.
+//! owner stopped. A partition created after the member joined (its topic grew, or did not
+//! exist yet) with nothing committed starts at its beginning whatever `reset` says: every
+//! record in it is newer than the member, and `Latest` would skip what was written to it
+//! before the group handed it out (Kafka's KIP-842 gap).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -47,7 +50,8 @@ pub struct GroupConfig {
     pub assignor: Assignor,
     /// Commit processed positions this often (`None`: only on `commit` and `close`).
     pub auto_commit_interval: Option<Duration>,
-    /// Where to start a partition that has no committed offset.
+    /// Where to start a partition that has no committed offset (one created after the
+    /// member joined starts at its beginning).
     pub reset: StartPosition,
     /// Bytes the broker may push ahead per partition.
     pub credit_window_bytes: u64,
@@ -144,6 +148,9 @@ pub struct GroupConsumer {
     next_epoch: u64,
     next_auto_commit: Instant,
     changes: Vec<AssignmentChange>,
+    /// Each topic's partition count when the member joined: partitions at or past it were
+    /// created since.
+    partitions_at_join: HashMap<String, u32>,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -176,6 +183,16 @@ impl GroupConsumer {
         wire::filter::parse(&config.filter)
             .map_err(|e| ClientError::InvalidFilter(e.to_string()))?;
         let shared = Arc::new(Mutex::new(Membership::default()));
+        // The counts as of now (the cached metadata may predate a growth).
+        let md = client.refresh_metadata().await.unwrap_or_else(|_| client.metadata());
+        let partitions_at_join = config
+            .topics
+            .iter()
+            .map(|t| {
+                let known = md.topics.iter().find(|m| m.name == *t && m.error == 0);
+                (t.clone(), known.map_or(0, |m| m.partitions.len() as u32))
+            })
+            .collect();
         let state = join_request(client, &config, &shared).await?;
         if let Some(e) = member_error(&state) {
             return Err(e);
@@ -215,6 +232,7 @@ impl GroupConsumer {
             next_epoch: 0,
             next_auto_commit,
             changes: Vec::new(),
+            partitions_at_join,
         })
     }
 
@@ -443,7 +461,7 @@ impl GroupConsumer {
                         self.positions.insert(tp.clone(), o);
                         StartPosition::Offset(o)
                     })
-                    .unwrap_or(self.config.reset);
+                    .unwrap_or_else(|| self.reset_for(tp));
                 self.start_reader(tp.clone(), start);
             }
             self.changes.push(AssignmentChange::Assigned(assigned));
@@ -456,6 +474,15 @@ impl GroupConsumer {
             self.kick.notify_one();
         }
         self.reconciled_version = Some(version);
+    }
+
+    /// Where `tp`, with nothing committed, starts: `reset`, or its beginning if it was
+    /// created after the member joined.
+    fn reset_for(&self, tp: &TopicPartition) -> StartPosition {
+        match self.partitions_at_join.get(&tp.0) {
+            Some(&count) if tp.1 >= count => StartPosition::Earliest,
+            _ => self.config.reset,
+        }
     }
 
     fn start_reader(&mut self, tp: TopicPartition, start: StartPosition) {

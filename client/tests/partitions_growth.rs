@@ -7,7 +7,7 @@ mod cli;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use client::{Client, ClientConfig, Producer, ProducerConfig};
+use client::{Client, ClientConfig, GroupConfig, GroupConsumer, Producer, ProducerConfig};
 use integration_tests::Broker;
 use wire::{
     AckLevel, Assignor, GroupMemberState, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
@@ -81,6 +81,10 @@ fn a_grown_topic_keeps_its_data_and_producers_and_groups_follow() {
         };
         let mut member: GroupMemberState = admin.group_request("growers", &join).await.unwrap();
         assert_eq!((member.error, assigned(&member)), (0, 2), "{}", member.message);
+        // A group consumer starting partitions with nothing committed at the latest offset
+        // (the default): the partitions created after it joined are read from their start.
+        let mut reader =
+            GroupConsumer::join(&other, GroupConfig::new("readers", &["grow"])).await.unwrap();
 
         let grown = admin.create_partitions("grow", 5).await.unwrap();
         let owners: Vec<u32> = grown.partitions.iter().map(|p| p.shard).collect();
@@ -98,6 +102,17 @@ fn a_grown_topic_keeps_its_data_and_producers_and_groups_follow() {
             assert!(Instant::now() < deadline, "the producer never used the new partitions");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // The consumer starts reading only now, after records went to the new partitions.
+        let (firsts_tx, mut firsts) = tokio::sync::mpsc::unbounded_channel();
+        let reading = tokio::spawn(async move {
+            loop {
+                let b = reader.next().await.expect("a batch");
+                let first = b.batch.records().next().map(|r| r.offset());
+                if firsts_tx.send((b.partition, first)).is_err() {
+                    return;
+                }
+            }
+        });
         // The group member is given them as it heartbeats.
         let deadline = Instant::now() + Duration::from_secs(15);
         while assigned(&member) < 5 {
@@ -115,6 +130,20 @@ fn a_grown_topic_keeps_its_data_and_producers_and_groups_follow() {
             member = answer.state;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // The consumer got the new partitions' records from their first (written before the
+        // group handed the partitions out).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = BTreeSet::new();
+        while seen.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let got = tokio::time::timeout(left, firsts.recv()).await;
+            let (partition, first) = got.expect("no batch of a new partition in 20 s").unwrap();
+            if partition >= 2 {
+                assert_eq!(first, Some(0), "partition {partition} read from its start");
+                seen.insert(partition);
+            }
+        }
+        reading.abort();
         // What cannot grow: the same count or fewer, the offsets topic, an unknown topic.
         for (topic, count, code) in [
             ("grow", 5, "INVALID_TOPIC_CONFIG"),
