@@ -228,16 +228,15 @@ impl Client {
         if !max_age.is_zero() && loaded.elapsed() > max_age && !reloading.swap(true, AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
-                    let client = self.clone();
-                    runtime.spawn(async move {
-                        // Cleared however the task ends (its runtime may drop it).
-                        struct Done(Client);
-                        impl Drop for Done {
-                            fn drop(&mut self) {
-                                self.0.inner.metadata_reloading.store(false, Release);
-                            }
+                    // Cleared however the task ends, even unpolled (its runtime may drop it).
+                    struct Done(Client);
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            self.0.inner.metadata_reloading.store(false, Release);
                         }
-                        let done = Done(client);
+                    }
+                    let done = Done(self.clone());
+                    runtime.spawn(async move {
                         done.0.reload_metadata_older_than(loaded).await;
                     });
                 }
@@ -277,8 +276,11 @@ impl Client {
         let conn = self.conn_to(self.inner.bootstrap).await?;
         let md: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
         let md = Arc::new(md);
+        // The time first, held while the metadata is written (the background reload's order):
+        // a reload that read the time before cannot install an older answer after this one.
+        let mut loaded = self.inner.metadata_loaded.lock().expect("metadata time lock");
         *self.inner.metadata.write().expect("metadata lock") = md.clone();
-        *self.inner.metadata_loaded.lock().expect("metadata time lock") = std::time::Instant::now();
+        *loaded = std::time::Instant::now();
         Ok(md)
     }
 

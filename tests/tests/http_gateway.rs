@@ -295,6 +295,21 @@ fn a_stream_follows_a_topic_that_grows() {
         .collect();
     got.sort_unstable();
     assert_eq!(got, [(0, 0), (1, 0), (2, 0)]);
+    // The topic deleted and made again under the stream: the stream ends (its positions mean
+    // nothing in the new topic).
+    let mut admin = broker.connect();
+    let r: wire::DeleteTopicResponse =
+        admin.call(&wire::DeleteTopicRequest { name: "growing".into() });
+    assert_eq!(r.error, 0, "{}", r.message);
+    create_topic(&mut admin, "growing", 4);
+    loop {
+        let (event, _, data) =
+            resumed.events.recv_timeout(Duration::from_secs(10)).expect("an event within 10 s");
+        if event == "error" {
+            assert!(data.to_string().contains("UNKNOWN_TOPIC"), "{data}");
+            break;
+        }
+    }
 }
 
 #[test]

@@ -173,7 +173,7 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
 }
 
 /// Why the broker, holding what `md` says, has no room for `more` partitions (`None`: it has).
-fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<String> {
+pub(crate) fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<String> {
     let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
     let files = &shard.storage_files;
     let partitions_max = shard.config.partitions_max.min(files.partitions_max());

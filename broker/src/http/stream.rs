@@ -127,20 +127,24 @@ pub async fn open(
         let next = match resumed.get(&partition) {
             Some(&next) => next,
             // A partition the resumed stream did not have was created since: all of it.
-            None if resuming => resolve(gw, topic, partition, StartAt::Earliest).await?,
+            // (From 0: a fetch below the log start moves to it.)
+            None if resuming => 0,
             None => resolve(gw, topic, partition, from).await?,
         };
         positions.push(Position { partition, next });
     }
     let every_partition = q.number::<u32>("partition")?.is_none();
+    let topic_id = gw.shard.metadata().topic(topic).map_or(0, |t| t.id);
     // A stream opened with a bearer token lives as long as the token does.
     let bearer = super::auth::bearer_token(req.headers()).map(str::to_owned);
     let state = Stream {
         gw: gw.clone(),
         bearer,
         topic: topic.to_owned(),
+        opened_with: positions.len(),
         positions,
         every_partition,
+        topic_id,
         filter,
         opened: false,
         ended: false,
@@ -170,6 +174,10 @@ struct Stream {
     positions: Vec<Position>,
     /// Opened without `partition=`: partitions the topic gains join from their start.
     every_partition: bool,
+    /// How many positions it opened with (those past it were added by a growth).
+    opened_with: usize,
+    /// The topic's id when it opened: a topic deleted and made again ends the stream.
+    topic_id: u64,
     filter: Option<RecordFilter>,
     opened: bool,
     ended: bool,
@@ -235,11 +243,18 @@ impl Stream {
 
     /// One long-poll fetch over every partition: the events it yielded, if any.
     async fn poll_once(&mut self) -> Result<Option<Bytes>, ApiError> {
+        let topic_id = self.gw.shard.metadata().topic(&self.topic).map(|t| t.id);
+        if topic_id != Some(self.topic_id) {
+            // Deleted (and maybe made again): its positions mean nothing in a new topic.
+            let why = format!("topic {:?} was deleted", self.topic);
+            return Err(ApiError::new(ErrorCode::UnknownTopic, why));
+        }
         if self.every_partition {
+            // From their start (a fetch below it moves to the log start): no lookup, which
+            // could find a new partition not yet open on its shard.
             let count = partition_count(&self.gw, &self.topic)?;
             for partition in self.positions.len() as u32..count {
-                let next = resolve(&self.gw, &self.topic, partition, StartAt::Earliest).await?;
-                self.positions.push(Position { partition, next });
+                self.positions.push(Position { partition, next: 0 });
             }
         }
         let max_bytes = self.gw.shard.config.http.stream_buffer_bytes_max;
@@ -285,6 +300,10 @@ impl Stream {
             else {
                 continue;
             };
+            if result.error == ErrorCode::UnknownPartition.as_u16() && i >= self.opened_with {
+                // Added by a growth its owner has not finished opening: the next poll.
+                continue;
+            }
             if result.error == ErrorCode::OffsetOutOfRange.as_u16()
                 && self.positions[i].next < result.log_start_offset
             {

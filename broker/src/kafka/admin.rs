@@ -308,6 +308,12 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
             let alter = super::sasl::allowed(s, Operation::Alter, Resource::Topic(name));
             let md = s.shard.metadata();
             let dry = md.with_partitions(name, t.count as u32, s.shard.shard_count);
+            let now = md.topic(name).map_or(0, |m| m.shards.len() as u32);
+            let more = (t.count as u32).saturating_sub(now);
+            let no_room = crate::api::admin::no_room_for(&s.shard, &md, more);
+            if let Some(why) = &no_room {
+                r.error_message = Some(StrBytes::from_string(why.clone()));
+            }
             r.error_code = match dry {
                 _ if !alter => K::TopicAuthorizationFailed.code(),
                 _ if name == crate::group::OFFSETS_TOPIC => {
@@ -317,6 +323,9 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
                     K::UnknownTopicOrPartition.code()
                 }
                 Err(_) => K::InvalidPartitions.code(),
+                Ok(_) if no_room.is_some() => {
+                    kafka_code_raw(wire::ErrorCode::ResourceLimit.as_u16())
+                }
                 Ok(_) => 0,
             };
         } else {
