@@ -120,6 +120,19 @@ impl Conn {
         budget::reserve(&[&self.budget, &self.shard.memory], bytes).await
     }
 
+    /// Takes a response's room the way `reservation` says (`api::Reservation`).
+    async fn reserve_for(&self, reservation: Reservation) -> Holds {
+        match reservation {
+            Reservation::Wait(bytes) => self.reserve(bytes).await,
+            Reservation::Now(bytes) => self.hold_now(bytes),
+            Reservation::Whole => {
+                let budget = &self.budget;
+                wait_until(&[&**budget], || !budget.is_full()).await;
+                vec![budget.hold_now(budget.held_bytes_max()), self.shard.memory.hold_now(0)]
+            }
+        }
+    }
+
     fn hold_now(&self, bytes: usize) -> Holds {
         budget::hold_all_now(&[&self.budget, &self.shard.memory], bytes)
     }
@@ -415,29 +428,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let reservation = response_reservation(shard, &request);
                 let room = Rc::new(ResponseRoom::default());
                 let poll = LongPoll::of_request(shard, session, &request);
-                let estimate = match reservation {
-                    Reservation::Wait(bytes) => bytes,
-                    Reservation::Now(_) | Reservation::Whole => 0,
-                };
                 if poll.is_none() {
-                    match reservation {
-                        Reservation::Wait(bytes) => {
-                            match wait_watching(conn, reader, stop, conn.reserve(bytes)).await {
-                                Ok(holds) => room.put(holds),
-                                Err(end) => return end,
-                            }
-                        }
-                        Reservation::Now(bytes) => room.put(conn.hold_now(bytes)),
-                        Reservation::Whole => {
-                            let budget = &conn.budget;
-                            let budgets = [&**budget];
-                            let not_full = wait_until(&budgets, || !budget.is_full());
-                            if let Err(end) = wait_watching(conn, reader, stop, not_full).await {
-                                return end;
-                            }
-                            let whole = budget.held_bytes_max();
-                            room.put(vec![budget.hold_now(whole), conn.shard.memory.hold_now(0)]);
-                        }
+                    match wait_watching(conn, reader, stop, conn.reserve_for(reservation)).await {
+                        Ok(holds) => room.put(holds),
+                        Err(end) => return end,
                     }
                 }
                 let request =
@@ -448,7 +442,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 glommio::spawn_local(async move {
                     if let Some(poll) = poll {
                         poll.wait(&shard, Some(&conn.reading_ended)).await;
-                        room.put(conn.reserve(estimate).await);
+                        room.put(conn.reserve_for(reservation).await);
                     }
                     let frame = reply.await;
                     let code = crate::counters::frame_error_code(&frame);

@@ -222,10 +222,13 @@ impl Client {
     pub fn metadata(&self) -> Arc<MetadataResponse> {
         let md = self.inner.metadata.read().expect("metadata lock").clone();
         let max_age = self.inner.config.metadata_max_age;
+        if max_age.is_zero() {
+            return md;
+        }
         let loaded = *self.inner.metadata_loaded.lock().expect("metadata time lock");
         let reloading = &self.inner.metadata_reloading;
         use std::sync::atomic::Ordering::{AcqRel, Release};
-        if !max_age.is_zero() && loaded.elapsed() > max_age && !reloading.swap(true, AcqRel) {
+        if loaded.elapsed() > max_age && !reloading.swap(true, AcqRel) {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     // Cleared however the task ends, even unpolled (its runtime may drop it).
@@ -246,15 +249,17 @@ impl Client {
         md
     }
 
+    /// Every topic's metadata, from the bootstrap address.
+    async fn fetch_metadata(&self) -> Result<MetadataResponse, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        conn.request(&MetadataRequest { topics: vec![] }).await
+    }
+
     /// The background reload of metadata loaded at `loaded`: installed only if nothing
     /// newer was loaded meanwhile (a refresh after a topic change made here); after a failure
     /// the next try waits a second, not a whole `metadata_max_age`, nor none.
     async fn reload_metadata_older_than(&self, loaded: std::time::Instant) {
-        let fetched = async {
-            let conn = self.conn_to(self.inner.bootstrap).await?;
-            conn.request::<_, MetadataResponse>(&MetadataRequest { topics: vec![] }).await
-        };
-        let fetched = fetched.await;
+        let fetched = self.fetch_metadata().await;
         let mut at = self.inner.metadata_loaded.lock().expect("metadata time lock");
         if *at != loaded {
             return; // newer metadata came meanwhile
@@ -273,9 +278,7 @@ impl Client {
 
     /// Reloads metadata (after a routing error or a topic change).
     pub async fn refresh_metadata(&self) -> Result<Arc<MetadataResponse>, ClientError> {
-        let conn = self.conn_to(self.inner.bootstrap).await?;
-        let md: MetadataResponse = conn.request(&MetadataRequest { topics: vec![] }).await?;
-        let md = Arc::new(md);
+        let md = Arc::new(self.fetch_metadata().await?);
         // The time first, held while the metadata is written (the background reload's order):
         // a reload that read the time before cannot install an older answer after this one.
         let mut loaded = self.inner.metadata_loaded.lock().expect("metadata time lock");

@@ -173,7 +173,7 @@ pub async fn create_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
 }
 
 /// Why the broker, holding what `md` says, has no room for `more` partitions (`None`: it has).
-pub(crate) fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<String> {
+fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<String> {
     let held: u64 = md.topics.values().map(|t| t.shards.len() as u64).sum();
     let files = &shard.storage_files;
     let partitions_max = shard.config.partitions_max.min(files.partitions_max());
@@ -196,6 +196,30 @@ pub(crate) fn no_room_for(shard: &Shard, md: &Metadata, more: u32) -> Option<Str
     ))
 }
 
+/// The metadata with topic `name` grown to `partition_count` partitions, or why it cannot
+/// grow: the offsets topic, what `Metadata::with_partitions` refuses, no room. What the
+/// change checks, shared with Kafka's validate-only CreatePartitions.
+pub(crate) fn grown(
+    shard: &Shard,
+    md: &Metadata,
+    name: &str,
+    partition_count: u32,
+) -> Result<Metadata, (ErrorCode, String)> {
+    if name == OFFSETS_TOPIC {
+        // A group's offsets partition is `crc32c(group) % count`: a new count loses them.
+        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
+        return Err((ErrorCode::InternalTopic, message));
+    }
+    let now = md.topic(name).map_or(0, |t| t.settings.partition_count);
+    let next = md
+        .with_partitions(name, partition_count, shard.shard_count)
+        .map_err(|e| (e.code(), e.to_string()))?;
+    match no_room_for(shard, md, partition_count - now) {
+        Some(message) => Err((ErrorCode::ResourceLimit, message)),
+        None => Ok(next),
+    }
+}
+
 /// Grows a topic to more partitions (on the controller shard): the new ones are placed on
 /// the least loaded shards and opened there as the metadata is applied; the others stay.
 pub async fn create_partitions(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
@@ -207,21 +231,13 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: &Request) -> wire::Al
     let refuse = |error: ErrorCode, message: String| {
         respond(&header, &CreatePartitionsResponse { error: error.as_u16(), message, topic: None })
     };
-    if req.name == OFFSETS_TOPIC {
-        // A group's offsets partition is `crc32c(group) % count`: a new count loses them.
-        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
-        return refuse(ErrorCode::InternalTopic, message);
-    }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let md = shard.metadata();
     let now = md.topic(&req.name).map_or(0, |t| t.settings.partition_count);
-    let next = match md.with_partitions(&req.name, req.partition_count, shard.shard_count) {
+    let next = match grown(shard, &md, &req.name, req.partition_count) {
         Ok(next) => next,
-        Err(e) => return refuse(e.code(), e.to_string()),
+        Err((error, message)) => return refuse(error, message),
     };
-    if let Some(message) = no_room_for(shard, &md, req.partition_count - now) {
-        return refuse(ErrorCode::ResourceLimit, message);
-    }
     if let Err(e) = persist(shard, &next) {
         return refuse(ErrorCode::StorageIo, e);
     }

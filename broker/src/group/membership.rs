@@ -79,15 +79,16 @@ const MEMBER_OVERHEAD_BYTES: usize = 256;
 /// What one entry of a member's topic list or partition set takes beside its name.
 const ENTRY_OVERHEAD_BYTES: usize = 48;
 
-impl Member {
-    /// About what it holds: its topics, partition sets and strings.
-    pub fn bytes(&self) -> usize {
-        let sets = self.granted.iter().chain(&self.revoking);
-        self.fixed_bytes() + sets.map(|tp| tp.0.len() + ENTRY_OVERHEAD_BYTES).sum::<usize>()
-    }
+/// What one partition of a group's target takes, with its grant: the topic name twice (in
+/// the target and in a member's grants) and the member id it goes to.
+fn partition_bytes(topic: &str, member_id_bytes: usize) -> usize {
+    2 * (topic.len() + ENTRY_OVERHEAD_BYTES) + member_id_bytes
+}
 
-    /// What it holds beside its partition sets: its topics and strings.
-    fn fixed_bytes(&self) -> usize {
+impl Member {
+    /// About what it holds beside its partitions: its topics and strings (its grants count in
+    /// its group's [`Membership::bytes`], at the target's size).
+    pub fn bytes(&self) -> usize {
         MEMBER_OVERHEAD_BYTES
             + self.topics.iter().map(|t| t.len() + ENTRY_OVERHEAD_BYTES).sum::<usize>()
             + self.id.len()
@@ -97,7 +98,7 @@ impl Member {
     }
 
     /// What a member joining with `topics`, `owned` partitions and `strings` will take at
-    /// first ([`Member::bytes`] before its assignment).
+    /// first ([`Member::bytes`], and the partitions it says it owns).
     pub fn joining_bytes<'a>(
         topics: impl Iterator<Item = &'a str>,
         owned: impl Iterator<Item = &'a str>,
@@ -172,11 +173,9 @@ impl Membership {
     /// partition is granted to one member at a time, and so heartbeats, which move grants
     /// toward the target, do not change it).
     pub fn bytes(&self) -> usize {
-        let members: usize = self.members.values().map(Member::fixed_bytes).sum();
-        let per_partition = |(tp, id): (&TopicPartition, &String)| {
-            2 * (tp.0.len() + ENTRY_OVERHEAD_BYTES) + id.len()
-        };
-        members + self.target.iter().map(per_partition).sum::<usize>()
+        let members: usize = self.members.values().map(Member::bytes).sum();
+        let target = self.target.iter().map(|(tp, id)| partition_bytes(&tp.0, id.len()));
+        members + target.sum::<usize>()
     }
 
     /// About what the group will hold more once a member with `instance_id` reading `topics`
@@ -192,8 +191,8 @@ impl Membership {
         // `new_member_id`: the instance id (or "member"), a dash and up to 20 hex digits.
         let id_bytes = instance_id.len().max("member".len()) + 21;
         let topics: BTreeSet<&str> = topics.filter(|t| !self.partitions.contains_key(*t)).collect();
-        let per_partition = |t: &str| 2 * (t.len() + ENTRY_OVERHEAD_BYTES) + id_bytes;
-        topics.into_iter().map(|t| partition_count(t) as usize * per_partition(t)).sum()
+        let bytes = |t: &str| partition_count(t) as usize * partition_bytes(t, id_bytes);
+        topics.into_iter().map(bytes).sum()
     }
 
     /// Removes every member (the group's holdings passed the shard's budget); returns their

@@ -180,10 +180,10 @@ pub struct Coordinator {
     offsets: RefCell<BTreeMap<u32, OffsetsState>>,
     /// The low-priority task queue compactions run in (made on first use).
     compaction_queue: Cell<Option<TaskQueueHandle>>,
-    /// Committed offsets over every group in `groups`, kept as they change (a commit checks
-    /// its room against it: summing per commit cost O(groups)).
+    /// Committed offsets over every group in `groups` and what they keep
+    /// ([`offset_entry_bytes`] summed), kept as they change (`Coordinator::replaced`; a
+    /// commit checks its room against them: summing per commit cost O(groups)).
     offset_count: Cell<usize>,
-    /// What those offsets keep ([`offset_entry_bytes`] summed), kept as they change.
     offset_bytes: Cell<usize>,
 }
 
@@ -278,7 +278,6 @@ impl Coordinator {
         for (id, offsets) in replayed {
             committed += offsets.len();
             let g = groups.entry(id.clone()).or_insert_with(|| Group::new(&id));
-            let before = g.offsets.len();
             for (tp, c) in offsets {
                 // A commit made while replaying (none can be: commits wait for the load) or
                 // a newer one wins.
@@ -287,7 +286,6 @@ impl Coordinator {
                     g.offsets.insert(tp, c);
                 }
             }
-            self.offset_count.set(self.offset_count.get() + g.offsets.len() - before);
         }
         self.loaded.borrow_mut().insert(index);
         self.offsets.borrow_mut().entry(index).or_default();
@@ -305,10 +303,8 @@ impl Coordinator {
     pub fn with_group<R>(&self, group: &str, f: impl FnOnce(&mut Group) -> R) -> R {
         let mut groups = self.groups.borrow_mut();
         let g = groups.entry(group.to_owned()).or_insert_with(|| Group::new(group));
-        let (version, offsets_before) = (g.membership.version, g.offsets.len());
-        let members_before = g.membership.members.len();
+        let (version, members_before) = (g.membership.version, g.membership.members.len());
         let r = f(g);
-        self.offset_count.set(self.offset_count.get() + g.offsets.len() - offsets_before);
         if g.membership.version != version {
             g.note_membership(Instant::now());
             g.changes.advance(g.changes.get() + 1);
@@ -337,7 +333,8 @@ impl Coordinator {
         f(self.groups.borrow().get(group))
     }
 
-    /// Keeps `offset_bytes` true as `group`'s value of `tp` goes from `old` to `new`.
+    /// Keeps `offset_count` and `offset_bytes` true as `group`'s value of `tp` goes from
+    /// `old` to `new` (every change of a group's offsets goes through it).
     fn replaced(
         &self,
         group: &str,
@@ -347,6 +344,8 @@ impl Coordinator {
     ) {
         let bytes = |c: Option<&Committed>| c.map_or(0, |c| entry_bytes(group, tp, c));
         self.offset_bytes.set(self.offset_bytes.get() + bytes(new) - bytes(old));
+        let count = self.offset_count.get() + usize::from(new.is_some());
+        self.offset_count.set(count - usize::from(old.is_some()));
     }
 
     /// What was enqueued at `base_offset` in offsets partition `index` was applied or failed.

@@ -305,29 +305,15 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
         } else if req.validate_only {
             // The checks the change would make, changing nothing.
             let name = t.name.as_str();
-            let alter = super::sasl::allowed(s, Operation::Alter, Resource::Topic(name));
             let md = s.shard.metadata();
-            let dry = md.with_partitions(name, t.count as u32, s.shard.shard_count);
-            let now = md.topic(name).map_or(0, |m| m.shards.len() as u32);
-            let more = (t.count as u32).saturating_sub(now);
-            let no_room = crate::api::admin::no_room_for(&s.shard, &md, more);
-            if let Some(why) = &no_room {
-                r.error_message = Some(StrBytes::from_string(why.clone()));
+            if !super::sasl::allowed(s, Operation::Alter, Resource::Topic(name)) {
+                r.error_code = K::TopicAuthorizationFailed.code();
+            } else if let Err((code, message)) =
+                crate::api::admin::grown(&s.shard, &md, name, t.count as u32)
+            {
+                r.error_code = partitions_code(code);
+                r.error_message = Some(StrBytes::from_string(message));
             }
-            r.error_code = match dry {
-                _ if !alter => K::TopicAuthorizationFailed.code(),
-                _ if name == crate::group::OFFSETS_TOPIC => {
-                    super::error::kafka_code(wire::ErrorCode::InternalTopic)
-                }
-                Err(crate::metadata::MetadataError::Unknown(_)) => {
-                    K::UnknownTopicOrPartition.code()
-                }
-                Err(_) => K::InvalidPartitions.code(),
-                Ok(_) if no_room.is_some() => {
-                    kafka_code_raw(wire::ErrorCode::ResourceLimit.as_u16())
-                }
-                Ok(_) => 0,
-            };
         } else {
             let native_req = wire::CreatePartitionsRequest {
                 name: t.name.as_str().to_owned(),
@@ -336,12 +322,9 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
             let result: Result<wire::CreatePartitionsResponse, KafkaError> =
                 native::call(s, &native_req).await;
             match result {
-                Ok(resp) if resp.error == wire::ErrorCode::InvalidTopicConfig.as_u16() => {
-                    r.error_code = K::InvalidPartitions.code();
-                    r.error_message = Some(StrBytes::from_string(resp.message));
-                }
                 Ok(resp) if resp.error != 0 => {
-                    r.error_code = kafka_code_raw(resp.error);
+                    let code = wire::ErrorCode::from_u16(resp.error);
+                    r.error_code = code.map_or(kafka_code_raw(resp.error), partitions_code);
                     r.error_message = Some(StrBytes::from_string(resp.message));
                 }
                 Ok(_) => {}
@@ -354,6 +337,15 @@ pub async fn create_partitions(s: &Session, ctx: Ctx, req: CreatePartitionsReque
         out.results.push(r);
     }
     ready(respond(ctx, &out))
+}
+
+/// A native refusal of CreatePartitions in Kafka's terms (a count it cannot take is
+/// INVALID_PARTITIONS there).
+fn partitions_code(code: wire::ErrorCode) -> i16 {
+    match code {
+        wire::ErrorCode::InvalidTopicConfig => K::InvalidPartitions.code(),
+        code => super::error::kafka_code(code),
+    }
 }
 
 /// Kafka's resource type numbers in DescribeConfigs.

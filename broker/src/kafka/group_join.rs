@@ -186,9 +186,10 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
                 out.generation_id = g.generation;
                 out.protocol_type = Some(s(&g.protocol_type));
                 out.protocol_name = Some(s(&g.protocol));
-                out.leader = s(&leader);
                 out.member_id = s(&id);
-                if ctx.version >= 9 {
+                if ctx.version < 9 {
+                    out.leader = s(&leader);
+                } else {
                     out.leader = s(&g.leader);
                     if g.leader == id {
                         out.skip_assignment = true;
