@@ -13,7 +13,7 @@
 //! - What the connection holds for the client is bounded in bytes
 //!   (`connection_send_queue_bytes_max`): responses and pushes queued and not yet written,
 //!   plus what each outstanding request's response may take (a fetch's `max_bytes`, see
-//!   `api::response_bytes_estimate`; a fetch grows it for a first batch beyond its
+//!   `api::response_reservation`; a fetch grows it for a first batch beyond its
 //!   `max_bytes` before reading it, `budget::ResponseRoom`), reserved before the request
 //!   runs — or, for a fetch that would only wait for data, once data came or its wait
 //!   ended, in its own task (`api/long_poll.rs`: idle long-polls hold nothing). While that

@@ -11,7 +11,7 @@
 //! their limit to it) and config validation keeps `fetch_response_bytes_max` at least that, so
 //! a response carries at most `max(budget, that first batch)` batch bytes, never more than
 //! `fetch_response_bytes_max`. The connection reserved only the budget for the response
-//! (`api::response_bytes_estimate`): a first batch beyond it takes room in the request's
+//! (`api::response_reservation`): a first batch beyond it takes room in the request's
 //! `budget::ResponseRoom` before it is read ([`read_one`]). Worked example, budget 1 byte, partitions A (empty), B and C
 //! (data) asked in that order: A none, B its first batch (say 4 KiB), C none; 4 KiB in all.
 //!
