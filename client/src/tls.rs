@@ -67,6 +67,9 @@ impl ClientTls {
                 .add(cert)
                 .map_err(|e| tls_error(format!("CA certificate in {}: {e}", ca.display())))?;
         }
+        // ring, as the broker: rustls 0.23.48 deprecates it (no post-quantum key exchange);
+        // aws-lc-rs needs cmake and a C toolchain. See `broker/src/tls.rs`'s `provider`.
+        #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
