@@ -976,3 +976,61 @@ fn a_failed_acks_0_produce_closes_the_kafka_connection() {
         "the failed acks=0 produce closed the connection: {read:?}"
     );
 }
+
+/// What a Kafka request decodes to is held from the shard's memory budget with its frame,
+/// for as long as its first stage runs: a fetch v12 whose `forgotten_topics_data` names
+/// 20,000 empty topics (3 bytes each on the wire, ~96 in memory) decodes to ~1.9 MiB from a
+/// 60 KB frame, then waits in its long-poll holding it. Before, only the frame was counted:
+/// 150 such fetches held ~280 MiB past a 32 MiB budget; now frames are not read past it
+/// (each is held with room for what it may decode to before it is allocated).
+#[test]
+fn what_a_kafka_request_decodes_to_is_held() {
+    use kafka_protocol::messages::fetch_request::ForgottenTopic;
+    let budget_bytes: u64 = 32 << 20;
+    let budget = budget_bytes.to_string();
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_MEMORY_BYTES_PER_SHARD", &budget)],
+    );
+    let addr = kafka_addr(&b);
+    create_topic(&mut b.connect(), "quiet", 1);
+    let mut fetch = fetch_from_start("quiet", 1024);
+    fetch.max_wait_ms = 30_000;
+    fetch.min_bytes = 1;
+    fetch.forgotten_topics_data = (0..20_000).map(|_| ForgottenTopic::default()).collect();
+    let one = frame(ApiKey::Fetch, 12, 1, &fetch);
+    assert!(one.len() < 64 << 10, "a frame of {} bytes", one.len());
+    let before = b.rss_bytes();
+    let polls: Vec<TcpStream> = (0..150)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(&one).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    let grown = b.rss_bytes().saturating_sub(before);
+    let held = b.metric("broker_memory_held_bytes", 0).expect("metrics on") as u64;
+    eprintln!(
+        "150 waiting fetches: RSS +{} MiB, {} MiB held of a {} MiB budget",
+        grown >> 20,
+        held >> 20,
+        budget_bytes >> 20
+    );
+    // Those read hold what they decoded to (~1.9 MiB each, not their 60 KB), so no more are
+    // read once the budget is full.
+    assert!(held >= budget_bytes / 2, "only {} MiB held: decoded requests uncounted", held >> 20);
+    assert!(grown < 3 * budget_bytes, "RSS grew {} MiB on a 32 MiB budget", grown >> 20);
+    // Their clients leave: what they held goes back, and the listener answers again.
+    drop(polls);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while b.metric("broker_memory_held_bytes", 0).expect("metrics on") as u64 > 1 << 20 {
+        assert!(std::time::Instant::now() < deadline, "the fetches' memory was not given back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = kafka_protocol::messages::MetadataRequest::default();
+    s.write_all(&frame(ApiKey::Metadata, 1, 8, &request)).unwrap();
+    let _ = response_body(&mut s, 8);
+}

@@ -47,14 +47,15 @@ pub enum FrameError {
     Timeout(Duration),
 }
 
-/// Reads the next request frame (without its size prefix). Its bytes are held from `memory`
-/// (waiting for room) before they are allocated, until the returned [`Held`] drops.
+/// Reads the next request frame (without its size prefix). Its bytes and room for what
+/// decoding it may take are held from `memory` (waiting for room) before they are allocated,
+/// until the returned [`RequestRoom`] drops.
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     body_bytes_max: usize,
     timeout: Duration,
     memory: &Rc<MemoryBudget>,
-) -> Result<(Bytes, Held), FrameError> {
+) -> Result<(Bytes, RequestRoom), FrameError> {
     let mut size = [0u8; SIZE_BYTES];
     let n = r.read(&mut size[..1]).await?;
     if n == 0 {
@@ -70,11 +71,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
                 max: body_bytes_max,
             });
         }
-        // Checked above: at most `frame_body_bytes_max`; counted before it exists.
-        let held = memory.hold(len as usize).await;
-        let mut body = vec![0u8; len as usize];
+        // Checked above: at most `frame_body_bytes_max`; counted before it exists, with what
+        // decoding it may take.
+        let len = len as usize;
+        let held = memory.hold(len + decode_room(len)).await;
+        let mut body = vec![0u8; len];
         r.read_exact(&mut body).await?;
-        Ok((Bytes::from(body), held))
+        Ok((Bytes::from(body), RequestRoom::new(len, Some(held))))
     };
     futures_lite::future::or(rest, async {
         glommio::timer::sleep(timeout).await;
@@ -91,17 +94,67 @@ pub fn peek_header(frame: &[u8]) -> (i16, i16, i32) {
     (i16_at(0), i16_at(2), corr)
 }
 
-/// Decodes the request header (its version follows from the api key and version).
-pub fn decode_header(
-    frame: &mut Bytes,
-    api: ApiKey,
-    version: i16,
-) -> Result<RequestHeader, KafkaError> {
-    let room = decode_room(frame.len());
-    kafka_protocol::protocol::types::with_decode_room(room, || {
-        RequestHeader::decode(frame, api.request_header_version(version))
-    })
-    .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
+/// What a request holds of its shard's memory budget from before its frame is allocated
+/// until its first stage ends: the frame, and room for what decoding it may take
+/// ([`decode_room`]), given back down to what the decode took once the body is decoded. The
+/// decoded request (arrays of entries of tens of bytes from one or two wire bytes each) is
+/// so counted as the frame is: before, only the frame was, and a request waiting in its
+/// first stage (a fetch's long-poll) held up to 16× that uncounted.
+pub struct RequestRoom {
+    held: Option<Held>,
+    frame_bytes: usize,
+    room_left: usize,
+    decoded_bytes: usize,
+}
+
+impl RequestRoom {
+    /// The room of a frame of `frame_bytes`, with what `held` holds for it (`read_frame`).
+    pub fn new(frame_bytes: usize, held: Option<Held>) -> Self {
+        RequestRoom { held, frame_bytes, room_left: decode_room(frame_bytes), decoded_bytes: 0 }
+    }
+
+    /// What the decodes so far took (arrays, unknown tagged fields, the decoded values).
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded_bytes
+    }
+
+    /// Runs `decode` within the room left and counts what it took.
+    fn take<R>(&mut self, decode: impl FnOnce() -> anyhow::Result<R>) -> anyhow::Result<R> {
+        use kafka_protocol::protocol::types::{decode_room_left, with_decode_room};
+        let room = self.room_left;
+        let (value, left) = with_decode_room(room, || Ok((decode()?, decode_room_left())))?;
+        self.room_left = left;
+        self.decoded_bytes += room.saturating_sub(left) + std::mem::size_of::<R>();
+        Ok(value)
+    }
+
+    /// Decodes the request header (its version follows from the api key and version).
+    pub fn decode_header(
+        &mut self,
+        frame: &mut Bytes,
+        api: ApiKey,
+        version: i16,
+    ) -> Result<RequestHeader, KafkaError> {
+        self.take(|| RequestHeader::decode(frame, api.request_header_version(version)))
+            .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
+    }
+
+    /// Decodes the request body (the last decode: what the room held beyond what the frame
+    /// and the decodes took is given back).
+    pub fn decode<T: Decodable>(
+        &mut self,
+        frame: &mut Bytes,
+        version: i16,
+    ) -> Result<T, KafkaError> {
+        let decoded = self.take(|| T::decode(frame, version)).map_err(|e| {
+            KafkaError::Decode(format!("{} v{version}: {e}", std::any::type_name::<T>()))
+        });
+        self.room_left = 0;
+        if let Some(held) = &mut self.held {
+            held.fit(self.frame_bytes + self.decoded_bytes);
+        }
+        decoded
+    }
 }
 
 /// What decoding a request of `frame_bytes` may allocate (arrays at their elements' size in
@@ -124,13 +177,6 @@ pub fn decode_room(frame_bytes: usize) -> usize {
 const DECODED_BYTES_PER_FRAME_BYTE: usize = 16;
 /// See [`decode_room`].
 const DECODE_BYTES_MAX: usize = 128 << 20;
-
-/// Decodes a request body of `version`, within [`decode_room`].
-pub fn decode<T: Decodable>(frame: &mut Bytes, version: i16) -> Result<T, KafkaError> {
-    let room = decode_room(frame.len());
-    kafka_protocol::protocol::types::with_decode_room(room, || T::decode(frame, version))
-        .map_err(|e| KafkaError::Decode(format!("{} v{version}: {e}", std::any::type_name::<T>())))
-}
 
 /// A response frame: size, header (v0 or v1 with tagged fields, as the api and version
 /// want), body.

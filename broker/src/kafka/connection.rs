@@ -5,7 +5,9 @@
 //! Each request's second stage runs as its own task; the writer awaits those tasks in order.
 //! At most `inflight_per_connection_max` are outstanding: the reader waits for the writer
 //! when that many are queued. A request body is held against the shard's memory budget
-//! (`memory_bytes_per_shard`) before it is allocated. What a fetch's response may take (its
+//! (`memory_bytes_per_shard`) before it is allocated, with room for what it may decode to
+//! (`codec::RequestRoom`: 16× the frame + 1 MiB, fit to what the decode took once the body
+//! is decoded), until its first stage ends. What a fetch's response may take (its
 //! `max_bytes`, at most `fetch_response_bytes_max`) is reserved from the connection's
 //! (`connection_send_queue_bytes_max`) and the shard's budgets before the fetch runs; every
 //! finished response is held there (grown to its size) until it is on the socket, and the
@@ -92,9 +94,39 @@ pub struct Session {
     /// answer is an empty frame): the reader stops, the writer writes the answers before it
     /// and closes there.
     pub close_now: Watermark,
+    /// What the request in its first stage holds of the shard's memory: its frame and what
+    /// it decodes to (`codec::RequestRoom`).
+    request: std::cell::RefCell<Option<codec::RequestRoom>>,
 }
 
 impl Session {
+    /// Decodes the header of the request in its first stage, within its room.
+    fn decode_header(
+        &self,
+        frame: &mut Bytes,
+        api: ApiKey,
+        version: i16,
+    ) -> Result<kafka_protocol::messages::RequestHeader, KafkaError> {
+        self.room(frame.len(), |room| room.decode_header(frame, api, version))
+    }
+
+    /// Decodes the body of the request in its first stage, within its room (then held at
+    /// what the request took).
+    fn decode<T: kafka_protocol::protocol::Decodable>(
+        &self,
+        body: &mut Bytes,
+        version: i16,
+    ) -> Result<T, KafkaError> {
+        self.room(body.len(), |room| room.decode(body, version))
+    }
+
+    /// Runs `f` on the first-stage request's room (one of `frame_bytes`, held by nothing,
+    /// if none was put there).
+    fn room<R>(&self, frame_bytes: usize, f: impl FnOnce(&mut codec::RequestRoom) -> R) -> R {
+        let mut request = self.request.borrow_mut();
+        f(request.get_or_insert_with(|| codec::RequestRoom::new(frame_bytes, None)))
+    }
+
     /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
     /// a response may take, reserved before the request runs.
     pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
@@ -189,6 +221,7 @@ pub async fn serve<S>(
         info,
         left: Watermark::new(0),
         close_now: close_now.clone(),
+        request: std::cell::RefCell::new(None),
     };
     let body_bytes_max = shard.config.frame_body_bytes_max as usize;
     let frame_timeout = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
@@ -213,10 +246,12 @@ pub async fn serve<S>(
         // budget is waited for by what holds from it: request bodies and fetch reservations;
         // requests that reserve nothing, such as produce, never wait for other connections.)
         wait_until(&[&budget], || !budget.is_full()).await;
-        let (frame, held) = match futures_lite::future::or(next, ends).await {
+        let (frame, room) = match futures_lite::future::or(next, ends).await {
             Ok(frame) => frame,
             Err(e) => break Err(e),
         };
+        // Held until the first stage ends: the frame, and what it decodes to.
+        *session.request.borrow_mut() = Some(room);
         Counters::add(&shard.counters.requests, 1);
         let is_fetch = codec::peek_header(&frame).0 == ApiKey::Fetch as i16;
         // A fetch runs to its end before the next request is read. Answers leave in request
@@ -266,7 +301,7 @@ pub async fn serve<S>(
                 break Ok(());
             }
         };
-        drop(held);
+        session.request.borrow_mut().take();
         let (budget, memory) = (budget.clone(), shard.memory.clone());
         let handle = glommio::spawn_local(async move {
             let frame = answer.await?;
@@ -346,8 +381,8 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
     if let Some(refused) = super::sasl::gate(s, ApiKey::Fetch, correlation_id) {
         return refused.map(|a| (a, None));
     }
-    codec::decode_header(&mut frame, ApiKey::Fetch, version)?;
-    let mut req: kafka_protocol::messages::FetchRequest = codec::decode(&mut frame, version)?;
+    s.decode_header(&mut frame, ApiKey::Fetch, version)?;
+    let mut req: kafka_protocol::messages::FetchRequest = s.decode(&mut frame, version)?;
     bounded(s, req.topics.iter().map(|t| (t.topic.as_str(), t.partitions.len())))?;
     let bytes =
         (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
@@ -409,7 +444,7 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         }
         return Ok(ready(Some(codec::unsupported(correlation_id))));
     }
-    let header = codec::decode_header(&mut frame, api, version)?;
+    let header = s.decode_header(&mut frame, api, version)?;
     let ctx = Ctx { api, version, correlation_id };
     if let Some(refused) = super::sasl::gate(s, api, correlation_id) {
         return refused;
@@ -417,78 +452,65 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
     let body = &mut frame;
     Ok(match api {
         ApiKey::ApiVersions => ready(admin::api_versions(ctx, 0)),
-        ApiKey::SaslHandshake => {
-            ready(super::sasl::handshake(s, ctx, codec::decode(body, version)?))
-        }
+        ApiKey::SaslHandshake => ready(super::sasl::handshake(s, ctx, s.decode(body, version)?)),
         ApiKey::SaslAuthenticate => {
-            ready(super::sasl::authenticate(s, ctx, codec::decode(body, version)?))
+            ready(super::sasl::authenticate(s, ctx, s.decode(body, version)?))
         }
-        ApiKey::Metadata => ready(admin::metadata(s, ctx, codec::decode(body, version)?)),
-        ApiKey::FindCoordinator => {
-            ready(admin::find_coordinator(s, ctx, codec::decode(body, version)?))
-        }
-        ApiKey::CreateTopics => admin::create_topics(s, ctx, codec::decode(body, version)?).await,
-        ApiKey::DeleteTopics => admin::delete_topics(s, ctx, codec::decode(body, version)?).await,
+        ApiKey::Metadata => ready(admin::metadata(s, ctx, s.decode(body, version)?)),
+        ApiKey::FindCoordinator => ready(admin::find_coordinator(s, ctx, s.decode(body, version)?)),
+        ApiKey::CreateTopics => admin::create_topics(s, ctx, s.decode(body, version)?).await,
+        ApiKey::DeleteTopics => admin::delete_topics(s, ctx, s.decode(body, version)?).await,
         ApiKey::CreatePartitions => {
-            let req: kafka_protocol::messages::CreatePartitionsRequest =
-                codec::decode(body, version)?;
+            let req: kafka_protocol::messages::CreatePartitionsRequest = s.decode(body, version)?;
             bounded(s, req.topics.iter().map(|t| (t.name.as_str(), 1)))?;
             admin::create_partitions(s, ctx, req).await
         }
-        ApiKey::DescribeConfigs => {
-            ready(admin::describe_configs(s, ctx, codec::decode(body, version)?))
-        }
+        ApiKey::DescribeConfigs => ready(admin::describe_configs(s, ctx, s.decode(body, version)?)),
         ApiKey::Produce => {
-            let req: kafka_protocol::messages::ProduceRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::ProduceRequest = s.decode(body, version)?;
             bounded(s, req.topic_data.iter().map(|t| (t.name.as_str(), t.partition_data.len())))?;
             data::produce(s, ctx, req).await
         }
         ApiKey::ListOffsets => {
-            let req: kafka_protocol::messages::ListOffsetsRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::ListOffsetsRequest = s.decode(body, version)?;
             bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
             data::list_offsets(s, ctx, req).await
         }
-        ApiKey::InitProducerId => {
-            data::init_producer_id(s, ctx, codec::decode(body, version)?).await
-        }
+        ApiKey::InitProducerId => data::init_producer_id(s, ctx, s.decode(body, version)?).await,
         ApiKey::JoinGroup => {
-            let req: kafka_protocol::messages::JoinGroupRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::JoinGroupRequest = s.decode(body, version)?;
             super::sasl::group_denied(s, ctx, &req.group_id).unwrap_or_else(|| {
                 group::join(s, ctx, req, header.client_id.as_deref().unwrap_or(""))
             })
         }
         ApiKey::SyncGroup => {
-            let req: kafka_protocol::messages::SyncGroupRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::SyncGroupRequest = s.decode(body, version)?;
             super::sasl::group_denied(s, ctx, &req.group_id)
                 .unwrap_or_else(|| group::sync(s, ctx, req))
         }
         ApiKey::Heartbeat => {
-            let req: kafka_protocol::messages::HeartbeatRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::HeartbeatRequest = s.decode(body, version)?;
             super::sasl::group_denied(s, ctx, &req.group_id)
                 .unwrap_or_else(|| ready(group::heartbeat(s, ctx, req)))
         }
         ApiKey::LeaveGroup => {
-            let req: kafka_protocol::messages::LeaveGroupRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::LeaveGroupRequest = s.decode(body, version)?;
             super::sasl::group_denied(s, ctx, &req.group_id)
                 .unwrap_or_else(|| ready(group::leave(s, ctx, req)))
         }
         ApiKey::DescribeGroups => {
-            group_admin::describe_groups(s, ctx, codec::decode(body, version)?).await
+            group_admin::describe_groups(s, ctx, s.decode(body, version)?).await
         }
-        ApiKey::ListGroups => group_admin::list_groups(s, ctx, codec::decode(body, version)?).await,
-        ApiKey::DeleteGroups => {
-            group_admin::delete_groups(s, ctx, codec::decode(body, version)?).await
-        }
-        ApiKey::OffsetDelete => {
-            group_admin::offset_delete(s, ctx, codec::decode(body, version)?).await
-        }
+        ApiKey::ListGroups => group_admin::list_groups(s, ctx, s.decode(body, version)?).await,
+        ApiKey::DeleteGroups => group_admin::delete_groups(s, ctx, s.decode(body, version)?).await,
+        ApiKey::OffsetDelete => group_admin::offset_delete(s, ctx, s.decode(body, version)?).await,
         ApiKey::OffsetCommit => {
-            let req: kafka_protocol::messages::OffsetCommitRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::OffsetCommitRequest = s.decode(body, version)?;
             bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
             super::group_offsets::offset_commit(s, ctx, req).await
         }
         ApiKey::OffsetFetch => {
-            let req: kafka_protocol::messages::OffsetFetchRequest = codec::decode(body, version)?;
+            let req: kafka_protocol::messages::OffsetFetchRequest = s.decode(body, version)?;
             let topics = req.topics.iter().flatten();
             bounded(s, topics.map(|t| (t.name.as_str(), t.partition_indexes.len())))?;
             super::group_offsets::offset_fetch(s, ctx, req).await

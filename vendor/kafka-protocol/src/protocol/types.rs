@@ -30,6 +30,12 @@ pub fn with_decode_room<R>(bytes: usize, decode: impl FnOnce() -> Result<R>) -> 
     decode()
 }
 
+/// What is left of the decode's room (see [`with_decode_room`]): read inside it after a
+/// decode, the room less this is what the decode took. Patched in.
+pub fn decode_room_left() -> usize {
+    DECODE_ROOM.with(|r| r.get())
+}
+
 /// Takes `bytes` of the decode's room (see [`with_decode_room`]). Patched in.
 pub fn take_decode_room(bytes: usize) -> Result<()> {
     DECODE_ROOM.with(|r| {
