@@ -312,6 +312,43 @@ fn a_stream_follows_a_topic_that_grows() {
     }
 }
 
+/// `POST /topics/{t}/partitions` grows a topic (native `CreatePartitions`): the new
+/// partitions take records at once and existing ones keep theirs; a count no larger than
+/// now, an unknown topic, a malformed body and another method are refused with the native
+/// code.
+#[test]
+fn a_topic_grows_over_http() {
+    let (_broker, http) = start(2, &[]);
+    let (status, resp) = post_json(http, "/topics", &json!({"name": "g", "partitions": 1}));
+    assert_eq!(status, 201, "{resp}");
+    let recs = json!([{"key": "k", "value": 1, "partition": 0}]);
+    assert_eq!(post_json(http, "/topics/g/records", &recs).0, 200);
+    let (status, resp) = post_json(http, "/topics/g/partitions", &json!({"partitions": 3}));
+    assert_eq!((status, &resp), (200, &json!({"name": "g", "partitions": 3})));
+    let (status, resp) = curl(http, "GET", "/topics/g", &[]);
+    assert_eq!(status, 200, "{resp}");
+    let partitions = resp["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 3, "{resp}");
+    assert_eq!(partitions[0]["high_watermark"], 1, "{resp}");
+    let recs = json!([{"key": "k", "value": 2, "partition": 2}]);
+    let (status, resp) = post_json(http, "/topics/g/records", &recs);
+    assert_eq!(status, 200, "{resp}");
+    let (status, resp) = curl(http, "GET", "/topics/g/records?partition=2&offset=0", &[]);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["records"][0]["value"], 2, "{resp}");
+    // Refusals.
+    let (status, resp) = post_json(http, "/topics/g/partitions", &json!({"partitions": 3}));
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(resp["error"]["name"], "INVALID_TOPIC_CONFIG", "{resp}");
+    let (status, resp) = post_json(http, "/topics/nope/partitions", &json!({"partitions": 3}));
+    assert_eq!((status, resp["error"]["name"].as_str()), (404, Some("UNKNOWN_TOPIC")), "{resp}");
+    for bad in [json!({}), json!({"partitions": -1}), json!({"partitions": 4, "x": 1})] {
+        let (status, resp) = post_json(http, "/topics/g/partitions", &bad);
+        assert_eq!(status, 400, "{bad}: {resp}");
+    }
+    assert_eq!(curl(http, "GET", "/topics/g/partitions", &[]).0, 405);
+}
+
 #[test]
 fn bad_requests_get_4xx_with_a_json_error_carrying_the_native_code() {
     let (broker, http) = start(1, &[("BROKER_HTTP_BODY_BYTES_MAX", "65536")]);

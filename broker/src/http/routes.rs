@@ -8,6 +8,7 @@
 //! | `POST /topics`                  | `CreateTopic`                              |
 //! | `GET /topics/{t}`               | `DescribeTopic`                            |
 //! | `DELETE /topics/{t}`            | `DeleteTopic`                              |
+//! | `POST /topics/{t}/partitions`   | `CreatePartitions` (grow the topic)        |
 //! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
 //! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
@@ -104,6 +105,7 @@ async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::POST, ["topics"]) => create_topic(gw, req).await,
         (&Method::GET, ["topics", t]) => describe_topic(gw, t).await,
         (&Method::DELETE, ["topics", t]) => delete_topic(gw, t).await,
+        (&Method::POST, ["topics", t, "partitions"]) => grow_topic(gw, t, req).await,
         (&Method::POST, ["topics", t, "records"]) => produce(gw, t, req).await,
         (&Method::GET, ["topics", t, "records"]) => read_records(gw, t, &Query::parse(&req)?).await,
         (&Method::GET, ["topics", t, "stream"]) => stream::open(gw, t, &req).await,
@@ -113,7 +115,7 @@ async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
             ["health"]
             | ["topics"]
             | ["topics", _]
-            | ["topics", _, "records" | "stream"]
+            | ["topics", _, "records" | "stream" | "partitions"]
             | ["tables", _, _],
         ) => Err(ApiError::invalid(format!("{method} is not served on {path}"))
             .with_status(StatusCode::METHOD_NOT_ALLOWED)),
@@ -455,6 +457,32 @@ async fn delete_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, Ap
     let resp: wire::DeleteTopicResponse = call(gw, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     Ok(json_response(StatusCode::OK, &json!({"deleted": name})))
+}
+
+/// `POST /topics/{t}/partitions` with `{"partitions": N}`: grows the topic to N partitions
+/// (native `CreatePartitions`; new partitions start empty, existing ones keep their data).
+async fn grow_topic(
+    gw: &Rc<Gateway>,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (_, body) = read_body(gw, req).await?;
+    let v: Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
+    let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    if let Some(unknown) = o.keys().find(|k| k.as_str() != "partitions") {
+        return Err(ApiError::invalid(format!("unknown field {unknown:?}")));
+    }
+    let partition_count = o
+        .get("partitions")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| ApiError::invalid("partitions (a count of at most 2^32-1) is required"))?;
+    let req = wire::CreatePartitionsRequest { name: name.to_owned(), partition_count };
+    let resp: wire::CreatePartitionsResponse = call(gw, &req).await?;
+    ApiError::check(resp.error, || resp.message.clone())?;
+    let partitions = resp.topic.as_ref().map_or(partition_count, |t| t.partitions.len() as u32);
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "partitions": partitions})))
 }
 
 /// `GET /tables/{t}/{key}`: a table's latest value of `key` (native `TableRead`, on the

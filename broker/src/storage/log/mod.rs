@@ -496,6 +496,13 @@ impl<D: Disk> PartitionLog<D> {
         self.shared.written.get().max(self.shared.visible.get())
     }
 
+    /// End of the data written to segments (with the journal, batches past it are durable in
+    /// memory only).
+    #[cfg(test)]
+    pub(crate) fn segment_written_offset(&self) -> u64 {
+        self.shared.written.get()
+    }
+
     /// The offset the next enqueued batch gets: the log's end counting appends not yet
     /// written or acked (what a conditional append compares with).
     pub fn next_offset(&self) -> u64 {

@@ -116,6 +116,7 @@ impl<D: Disk> PartitionLog<D> {
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
             }
+            self.read_on_past_written(&mut out, max_bytes);
             return Ok(out);
         }
         let mut offset = offset;
@@ -136,9 +137,33 @@ impl<D: Disk> PartitionLog<D> {
             if high_watermark < sh.written.get() {
                 trim_to(&mut out.batches, high_watermark);
             }
+            self.read_on_past_written(&mut out, max_bytes);
             break;
         }
         Ok(out)
+    }
+
+    /// With the journal: a read that ended at the written end goes on with the durable
+    /// batches past it, still in memory only (up to `max_bytes` in all, whole batches). The
+    /// writer defers segment writes (`journal_segment_write_delay_ms`) and lags under disk
+    /// load, so a reader behind the written end got only the part before it, one round trip
+    /// per write (seen: a fetch of four batches acked `durable` returned one).
+    fn read_on_past_written(&self, out: &mut ReadOutcome, max_bytes: usize) {
+        let sh = &self.shared;
+        if sh.unwritten.bytes() == 0 {
+            return; // no journal, or nothing past the written end
+        }
+        let last = out.batches.last().and_then(|v| wire::batch::header::trusted_headers(v).last());
+        let Some(next) = last.map(|h| h.next_offset()) else { return };
+        let room = max_bytes.saturating_sub(out.bytes());
+        // Checked now, after the read's await: the writer may have moved the written end.
+        if next != sh.written.get() || next >= out.high_watermark || room == 0 {
+            return;
+        }
+        if let Some(more) = sh.unwritten.read(next, room, FirstBatch::IfItFits) {
+            out.batches.extend(ByteView::coalesce(more));
+            trim_to(&mut out.batches, out.high_watermark);
+        }
     }
 
     /// The length of the batch that contains `offset`, read from memory or from its header
