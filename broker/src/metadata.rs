@@ -302,14 +302,23 @@ impl MetadataError {
     }
 }
 
-/// Whether `name` follows the naming rule of topics (and of group and transactional ids):
-/// 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Whether `name` follows the naming rule of topics: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= TOPIC_NAME_BYTES_MAX
         && name != "."
         && name != ".."
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+/// Whether `id` may name a consumer group or a transactional producer: 1..=249 bytes of
+/// UTF-8 without control characters. Kafka takes any string (applications use spaces,
+/// colons, slashes: `connect-my sink`, `app:orders`); ids are only keys here (the offsets
+/// record key `group/topic/partition` is split from its right, and topic names have no
+/// `/`), never paths. Control characters are refused so ids print as they are in logs, the
+/// CLI and metric labels (which escape `\`, `"` and line breaks).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= TOPIC_NAME_BYTES_MAX && !id.chars().any(char::is_control)
 }
 
 /// Checks a topic name against Kafka's rule: 1..=249 bytes of `[A-Za-z0-9._-]`, not `.` or

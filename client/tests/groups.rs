@@ -561,7 +561,7 @@ fn stale_generations_strangers_and_admin_commits_to_live_groups_are_refused() {
         let err = client.commit_offsets("g", "", 0, &[("t".into(), kept, 1)]).await.unwrap_err();
         assert!(matches!(err, ClientError::Group { code: ErrorCode::GroupNotEmpty, .. }), "{err}");
         // Bad ids and the internal topic.
-        let bad = raw_join(&client, "no/slash").await;
+        let bad = raw_join(&client, "bell\u{7}").await;
         assert_eq!(bad.error, ErrorCode::InvalidGroupId.as_u16());
         let err = client.delete_topic("__consumer_offsets").await.unwrap_err();
         assert!(err.to_string().contains("INTERNAL_TOPIC"), "{err}");

@@ -196,14 +196,20 @@ impl Broker {
     /// The value of metric `name` for shard `shard` (`name{shard="N"}`) from the metrics
     /// endpoint, if it is there.
     pub fn metric(&self, name: &str, shard: u32) -> Option<f64> {
+        let text = self.metrics_text()?;
+        let prefix = format!("{name}{{shard=\"{shard}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.parse().expect("a number"))
+    }
+
+    /// The metrics endpoint's answer (headers and the scrape), if metrics are on.
+    pub fn metrics_text(&self) -> Option<String> {
         let addr = self.metrics_address()?;
         let mut s = TcpStream::connect(addr).expect("metrics endpoint");
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .expect("metrics request");
         let mut text = String::new();
         s.read_to_string(&mut text).expect("metrics answer");
-        let prefix = format!("{name}{{shard=\"{shard}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&prefix)).map(|v| v.parse().expect("a number"))
+        Some(text)
     }
 
     /// The broker's log so far.

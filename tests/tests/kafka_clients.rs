@@ -313,6 +313,41 @@ fn kafka_and_native_groups_of_one_name_share_committed_offsets() {
     assert_eq!(v["offset"], 7, "{out}");
 }
 
+/// Kafka group ids are any string: one with spaces, a colon, a slash, quotes and a backslash
+/// joins, reads, commits, is listed and described through Kafka clients, its offsets read
+/// natively too, and the metrics scrape escapes it in its labels (before: refused as
+/// INVALID_GROUP_ID, only `[A-Za-z0-9._-]` was taken).
+#[test]
+fn a_kafka_group_id_may_be_any_printable_string() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "any-id", 1);
+    let group = r#"billing: orders/v1 "blue"\eu"#;
+    let out = run(Command::new("python3")
+        .arg(script("any_group_id.py"))
+        .args([&kafka, "any-id", group, "5"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!((v["read"].as_u64(), v["committed"].as_u64()), (Some(5), Some(5)), "{out}");
+    assert_eq!(v["listed"], true, "{out}");
+    assert_eq!(v["described_state"], "Stable", "{out}");
+    let fetched: wire::FetchOffsetsResponse = conn
+        .call(&wire::FetchOffsetsRequest { group: group.into(), topics: vec!["any-id".into()] });
+    assert_eq!(fetched.error, 0, "{}", fetched.message);
+    let offsets: Vec<u64> =
+        fetched.topics.iter().flat_map(|t| &t.partitions).map(|p| p.offset).collect();
+    assert_eq!(offsets, [5], "{fetched:?}");
+    // A control character is still refused.
+    let refused: wire::FetchOffsetsResponse = conn.call(&wire::FetchOffsetsRequest {
+        group: "bell\u{7}".into(),
+        topics: vec!["any-id".into()],
+    });
+    assert_eq!(wire::ErrorCode::from_u16(refused.error), Some(wire::ErrorCode::InvalidGroupId));
+    let label = r#"group="billing: orders/v1 \"blue\"\\eu""#;
+    let scrape = b.metrics_text().expect("metrics on");
+    assert!(scrape.contains(label), "no {label} in:\n{scrape}");
+}
+
 /// A record as the header tests write and read it: hex bytes, `None` for null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HeaderRecord {

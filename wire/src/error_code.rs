@@ -106,7 +106,7 @@ error_codes! {
     DuplicateSubscription = 24, "DUPLICATE_SUBSCRIPTION", false, "duplicate subscription id";
     /// The requested ack level is not one of none, written, durable.
     InvalidAckLevel = 25, "INVALID_ACK_LEVEL", false, "invalid ack level";
-    /// Group ids are 1..=249 bytes of `[A-Za-z0-9._-]`.
+    /// Group ids are 1..=249 bytes without control characters.
     InvalidGroupId = 26, "INVALID_GROUP_ID", false, "invalid group id";
     /// The group does not know this member id (it timed out or left): join again.
     UnknownMember = 27, "UNKNOWN_MEMBER", false, "unknown group member; join again";

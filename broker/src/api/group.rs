@@ -82,7 +82,9 @@ async fn offsets_of(shard: &Rc<Shard>, group: &str) -> Result<Rc<Partition>, Ref
     if !valid_group_id(group) {
         return Err(Refusal {
             code: ErrorCode::InvalidGroupId,
-            message: format!("invalid group id {group:?}: use 1..=249 bytes of [A-Za-z0-9._-]"),
+            message: format!(
+                "invalid group id {group:?}: use 1..=249 bytes without control characters"
+            ),
         });
     }
     let count = shard.metadata().topic(OFFSETS_TOPIC).map_or(0, |t| t.shards.len() as u32);

@@ -45,11 +45,11 @@ pub async fn init_producer_id(shard: &Rc<Shard>, request: &Request) -> wire::Ali
             &InitProducerIdResponse { error: code.as_u16(), message, ..Default::default() },
         )
     };
-    if !req.transactional_id.is_empty() && !crate::metadata::is_valid_name(&req.transactional_id) {
+    if !req.transactional_id.is_empty() && !crate::metadata::is_valid_id(&req.transactional_id) {
         return refuse(
             ErrorCode::InvalidRequest,
             format!(
-                "invalid transactional id {:?}: use 1..={TRANSACTIONAL_ID_BYTES_MAX} bytes of [A-Za-z0-9._-]",
+                "invalid transactional id {:?}: use 1..={TRANSACTIONAL_ID_BYTES_MAX} bytes without control characters",
                 req.transactional_id
             ),
         );

@@ -99,9 +99,10 @@ pub fn offsets_partition(group: &str, partitions: u32) -> u32 {
     crc32c::crc32c(group.as_bytes()) % partitions.max(1)
 }
 
-/// Whether `group` is a valid id: the topic naming rule (`metadata::is_valid_name`).
+/// Whether `group` is a valid id (`metadata::is_valid_id`: 1..=249 bytes, no control
+/// characters).
 pub fn valid_group_id(group: &str) -> bool {
-    crate::metadata::is_valid_name(group)
+    crate::metadata::is_valid_id(group)
 }
 
 /// Largest batch of a snapshot: the last one is encoded in the step that must not yield.

@@ -40,8 +40,8 @@ pub fn join(sess: &Session, ctx: Ctx, req: JoinGroupRequest, client_id: &str) ->
         out.member_id = s(member);
         ready(respond(ctx, &out))
     };
-    // The native rule (the group's offsets are committed under it): 1..=249 bytes of
-    // `[A-Za-z0-9._-]`. A longer id was kept as the group's key and in every member id.
+    // The native rule (the group's offsets are committed under it): 1..=249 bytes without
+    // control characters. A longer id was kept as the group's key and in every member id.
     if !crate::group::valid_group_id(&group_id) {
         return fail(K::InvalidGroupId.code(), "");
     }

@@ -78,6 +78,21 @@ pub struct Scrape {
 
 type Labels = Vec<(&'static str, String)>;
 
+/// `value` escaped for a label of the text format (`\\`, `\"`, `\n`): the encoder writes
+/// label values as they are, and a group id may hold any of them (topic names cannot).
+fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn shard_label(s: &ShardSnapshot) -> Labels {
     vec![("shard", s.shard.to_string())]
 }
@@ -464,7 +479,7 @@ impl Scrape {
         if self.per_partition && self.group_lag.len() <= self.partitions_max {
             let labels = |g: &wire::GroupPartitionLag| {
                 vec![
-                    ("group", g.group.clone()),
+                    ("group", label_value(&g.group)),
                     ("topic", g.topic.clone()),
                     ("partition", g.partition.to_string()),
                 ]
@@ -480,7 +495,7 @@ impl Scrape {
         for g in &self.group_lag {
             *groups.entry(&g.group).or_default() += g.lag;
         }
-        let lag = groups.into_iter().map(|(g, lag)| (vec![("group", g.to_owned())], lag));
+        let lag = groups.into_iter().map(|(g, lag)| (vec![("group", label_value(g))], lag));
         gauges(e, "broker_group_lag_records", "Sum of the group's lag over its partitions", lag)
     }
 
@@ -579,6 +594,29 @@ mod tests {
         assert!(text.contains("broker_records_in_total{shard=\"0\"} 7"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(!text.contains("_table_entries"), "no table, no table series: {text}");
+    }
+
+    /// Group ids may hold `"` and `\` (Kafka's are any string): escaped, a scrape still
+    /// parses (before, such an id ended the label early and broke the whole scrape).
+    #[test]
+    fn group_labels_are_escaped() {
+        let mut s = scrape(1, 100);
+        let lag = |group: &str| wire::GroupPartitionLag {
+            group: group.into(),
+            topic: "t0".into(),
+            partition: 0,
+            committed: 3,
+            high_watermark: 10,
+            lag: 7,
+        };
+        s.group_lag = vec![lag(r#"app "x"\y"#), lag("plain")];
+        let text = s.encode();
+        let want = r#"broker_group_partition_lag_records{group="app \"x\"\\y",topic="t0",partition="0"} 7"#;
+        assert!(text.contains(want), "{text}");
+        s = scrape(1, 1);
+        s.per_partition = false;
+        s.group_lag = vec![lag(r#"a"b"#)];
+        assert!(s.encode().contains(r#"broker_group_lag_records{group="a\"b"} 7"#));
     }
 
     #[test]
