@@ -85,6 +85,8 @@ pub struct Consumer {
     credit_window_bytes: u64,
     /// Bytes taken by the application and not yet granted back to the broker.
     ungranted_bytes: u64,
+    /// Unsubscribed by [`Consumer::close`] (else dropping it unsubscribes).
+    closed: bool,
 }
 
 impl Consumer {
@@ -146,6 +148,7 @@ impl Consumer {
             partition,
             credit_window_bytes,
             ungranted_bytes: 0,
+            closed: false,
         })
     }
 
@@ -231,13 +234,31 @@ impl Consumer {
     }
 
     /// Ends the subscription.
-    pub async fn close(self) -> Result<(), ClientError> {
+    pub async fn close(mut self) -> Result<(), ClientError> {
+        self.closed = true;
         self.conn.unregister_pushes(self.subscription_id);
         let _: UnsubscribeResponse = self
             .conn
             .request(&UnsubscribeRequest { subscription_id: self.subscription_id })
             .await?;
         Ok(())
+    }
+}
+
+/// A consumer dropped without [`Consumer::close`] (a task aborted, an error path that
+/// subscribes again) unsubscribes without waiting for the answer: before, the broker kept
+/// the subscription (and the connection its push route) until the connection closed, and a
+/// group consumer that resubscribed after a bad push left one behind each time.
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.conn.unregister_pushes(self.subscription_id);
+        let req = UnsubscribeRequest { subscription_id: self.subscription_id };
+        // Not awaited: the answer is dropped when it comes (a closed connection has no
+        // subscription to end).
+        drop(self.conn.send(&req));
     }
 }
 

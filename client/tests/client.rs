@@ -479,3 +479,44 @@ fn a_consumer_grants_credit_in_half_windows_and_receives_everything() {
         consumer.close().await.unwrap();
     });
 }
+
+/// A consumer dropped without `close` ends its subscription on the broker (before, the
+/// broker kept it until the connection closed: a group consumer that subscribed again after
+/// a bad push, or whose reader task was aborted, left one behind each time).
+#[test]
+fn a_dropped_consumer_ends_its_subscription() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    let subscriptions = |b: &Broker| b.metric("broker_subscriptions", 0).expect("metrics on");
+    rt().block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 1, ..Default::default() };
+        client.create_topic("dropped", config).await.unwrap();
+        let consumers: Vec<Consumer> = three_consumers(&client).await;
+        assert_eq!(subscriptions(&broker), 3.0);
+        let mut consumers = consumers.into_iter();
+        consumers.next().unwrap().close().await.unwrap();
+        drop(consumers);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while subscriptions(&broker) > 0.0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a dropped consumer's subscription stays"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client's connection is still open and serves.
+        let again = Consumer::subscribe(&client, "dropped", 0, StartPosition::Earliest, 1 << 20);
+        again.await.unwrap().close().await.unwrap();
+    });
+}
+
+/// Three consumers of partition 0 of `dropped` on `client`.
+async fn three_consumers(client: &Client) -> Vec<Consumer> {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let c = Consumer::subscribe(client, "dropped", 0, StartPosition::Earliest, 1 << 20);
+        out.push(c.await.unwrap());
+    }
+    out
+}

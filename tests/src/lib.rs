@@ -151,7 +151,10 @@ impl Broker {
             .arg(&ready)
             .env("RUST_LOG", std::env::var("BROKER_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::null())
-            .stderr(log);
+            .stderr(log)
+            // Each test broker's metrics endpoint on a port of its own (the default, 9644, is
+            // taken by the first broker of a parallel run: the others ran without metrics).
+            .env("BROKER_METRICS_LISTEN", "127.0.0.1:0");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
