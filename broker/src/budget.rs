@@ -140,6 +140,18 @@ impl Held {
         self.grow(bytes);
     }
 
+    /// How many more bytes fit its budget now beside what others hold (`usize::MAX` when it
+    /// is the only holder: a holder alone grows to any size).
+    pub fn room_beside(&self) -> usize {
+        let b = &self.budget;
+        let held = b.held_bytes.get();
+        if held <= self.bytes {
+            usize::MAX
+        } else {
+            b.held_bytes_max.saturating_sub(held)
+        }
+    }
+
     /// Gives back `bytes` of what it holds (at most all of it).
     pub fn shrink(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);

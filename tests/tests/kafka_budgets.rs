@@ -1034,3 +1034,77 @@ fn what_a_kafka_request_decodes_to_is_held() {
     s.write_all(&frame(ApiKey::Metadata, 1, 8, &request)).unwrap();
     let _ = response_body(&mut s, 8);
 }
+
+/// A request decodes within the room its shard's budget has free and waits only when it
+/// needs more: an 8 MiB produce on a 32 MiB budget is stored while a consumer long-polls
+/// (holding a little of the budget). The first version of the decode room held 16× every
+/// frame + 1 MiB before reading it (137 MiB here), so the produce waited for an empty
+/// budget: until the long-poll ended, and a longer one closed it as a slow frame.
+#[test]
+fn a_large_kafka_produce_is_not_held_up_by_its_decode_room() {
+    use kafka_protocol::messages::ProduceResponse;
+    use kafka_protocol::protocol::Decodable;
+    let budget = (32u64 << 20).to_string();
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_MEMORY_BYTES_PER_SHARD", &budget)],
+    );
+    let addr = kafka_addr(&b);
+    let mut native = b.connect();
+    create_topic(&mut native, "quiet", 1);
+    create_topic(&mut native, "large", 1);
+    let mut poll = fetch_from_start("quiet", 1024);
+    poll.max_wait_ms = 30_000;
+    poll.min_bytes = 1;
+    let mut polling = TcpStream::connect(&addr).unwrap();
+    polling.write_all(&frame(ApiKey::Fetch, 12, 1, &poll)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let batches = kafka_batch_of(&[vec![5u8; 8 << 20]], kafka_protocol::records::Compression::None);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(&frame(ApiKey::Produce, 7, 2, &produce_request("large", batches))).unwrap();
+    let mut body = response_body(&mut s, 2);
+    let answer = ProduceResponse::decode(&mut body, 7).unwrap();
+    let p = &answer.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0), "{answer:?}");
+    // The long-poll still waits: the produce did not wait for it to end.
+    polling.set_nonblocking(true).unwrap();
+    let mut byte = [0u8; 1];
+    let waiting =
+        matches!(polling.read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    assert!(waiting, "the long-poll answered first: the produce waited for it");
+}
+
+/// A fetch whose `max_bytes` is more than the shard's whole budget (Kafka consumers ask for
+/// 50 MiB by default) is served on a quiet broker: its room is waited for beside what the
+/// request itself holds (its frame and what it decoded to). Before, the request's own hold
+/// kept the budget from ever looking empty, and the fetch waited for ever.
+#[test]
+fn a_fetch_larger_than_the_budget_does_not_wait_for_its_own_request() {
+    use kafka_protocol::messages::FetchResponse;
+    use kafka_protocol::protocol::Decodable;
+    let budget = (32u64 << 20).to_string();
+    let b = Broker::start_with_env(
+        1,
+        &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_MEMORY_BYTES_PER_SHARD", &budget)],
+    );
+    let addr = kafka_addr(&b);
+    let mut native = b.connect();
+    create_topic(&mut native, "small", 1);
+    let mut batch = wire::BatchBuilder::new(1 << 16);
+    batch.append(0, None, Some(b"one"), &[]).unwrap();
+    let r = produce(&mut native, "small", 0, &batch.finish().unwrap(), wire::AckLevel::Durable);
+    assert_eq!(r.error, 0);
+    let mut fetch = fetch_from_start("small", 50 << 20);
+    fetch.max_wait_ms = 0;
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let asked = std::time::Instant::now();
+    s.write_all(&frame(ApiKey::Fetch, 12, 3, &fetch)).unwrap();
+    let mut body = response_body(&mut s, 3).slice(1..);
+    eprintln!("answered in {:?}", asked.elapsed());
+    let answer = FetchResponse::decode(&mut body, 12).unwrap();
+    let p = &answer.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{answer:?}");
+    assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "{answer:?}");
+}

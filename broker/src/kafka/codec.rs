@@ -47,9 +47,9 @@ pub enum FrameError {
     Timeout(Duration),
 }
 
-/// Reads the next request frame (without its size prefix). Its bytes and room for what
-/// decoding it may take are held from `memory` (waiting for room) before they are allocated,
-/// until the returned [`RequestRoom`] drops.
+/// Reads the next request frame (without its size prefix). Its bytes are held from `memory`
+/// (waiting for room) before they are allocated, until the returned [`RequestRoom`] drops
+/// (which then holds what the request decodes to as well).
 pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     body_bytes_max: usize,
@@ -71,10 +71,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
                 max: body_bytes_max,
             });
         }
-        // Checked above: at most `frame_body_bytes_max`; counted before it exists, with what
-        // decoding it may take.
+        // Checked above: at most `frame_body_bytes_max`; counted before it exists.
         let len = len as usize;
-        let held = memory.hold(len + decode_room(len)).await;
+        let held = memory.hold(len).await;
         let mut body = vec![0u8; len];
         r.read_exact(&mut body).await?;
         Ok((Bytes::from(body), RequestRoom::new(len, Some(held))))
@@ -94,23 +93,56 @@ pub fn peek_header(frame: &[u8]) -> (i16, i16, i32) {
     (i16_at(0), i16_at(2), corr)
 }
 
-/// What a request holds of its shard's memory budget from before its frame is allocated
-/// until its first stage ends: the frame, and room for what decoding it may take
-/// ([`decode_room`]), given back down to what the decode took once the body is decoded. The
-/// decoded request (arrays of entries of tens of bytes from one or two wire bytes each) is
-/// so counted as the frame is: before, only the frame was, and a request waiting in its
-/// first stage (a fetch's long-poll) held up to 16× that uncounted.
+/// What a request holds of its shard's memory budget while its first stage runs: its frame
+/// (held before it is allocated, `read_frame`), and what it decodes to. A decode may take
+/// up to [`decode_room`] (16× the frame + 1 MiB): it first gets what the budget has free
+/// beside everything held ([`RequestRoom::prepare`]); a request that needs more fails that
+/// decode for want of room and is decoded again once the budget has the whole room
+/// ([`RequestRoom::wait_for_room`]). What the decode took is held until the first stage
+/// ends. Before, only the frame was counted, and a request waiting in its first stage (a
+/// fetch's long-poll) held up to 16× that uncounted; holding the whole room before every
+/// frame instead made a 16 MiB produce wait for 273 MiB free.
 pub struct RequestRoom {
     held: Option<Held>,
     frame_bytes: usize,
+    /// Room the decodes may still take (held beside the frame).
     room_left: usize,
     decoded_bytes: usize,
+    /// A decode failed for want of room while the room was less than [`decode_room`].
+    short: bool,
 }
 
 impl RequestRoom {
-    /// The room of a frame of `frame_bytes`, with what `held` holds for it (`read_frame`).
+    /// The room of a frame of `frame_bytes`, with what `held` holds for it (`read_frame`),
+    /// allowed the whole [`decode_room`] (call [`RequestRoom::prepare`] to hold it).
     pub fn new(frame_bytes: usize, held: Option<Held>) -> Self {
-        RequestRoom { held, frame_bytes, room_left: decode_room(frame_bytes), decoded_bytes: 0 }
+        let room_left = decode_room(frame_bytes);
+        RequestRoom { held, frame_bytes, room_left, decoded_bytes: 0, short: false }
+    }
+
+    /// Holds, beside the frame, what its decodes may take without waiting: the budget's
+    /// free room (any, when the frame is all it holds), at most [`decode_room`].
+    pub fn prepare(&mut self) {
+        let Some(held) = &mut self.held else { return };
+        let room = decode_room(self.frame_bytes).min(held.room_beside());
+        held.fit(self.frame_bytes + room);
+        self.room_left = room;
+    }
+
+    /// Whether the last decode failed only for want of room the budget did not have free.
+    pub fn short(&self) -> bool {
+        self.short
+    }
+
+    /// Waits until the budget has the whole [`decode_room`] beside what others hold, then
+    /// holds it for decoding the request again.
+    pub async fn wait_for_room(&mut self) {
+        let room = decode_room(self.frame_bytes);
+        if let Some(held) = &mut self.held {
+            held.fit(self.frame_bytes);
+            held.grow_when_room(room).await;
+        }
+        (self.room_left, self.decoded_bytes, self.short) = (room, 0, false);
     }
 
     /// What the decodes so far took (arrays, unknown tagged fields, the decoded values).
@@ -118,11 +150,21 @@ impl RequestRoom {
         self.decoded_bytes
     }
 
+    /// What it holds of the shard's budget now.
+    pub fn held_bytes(&self) -> usize {
+        self.held.as_ref().map_or(0, Held::bytes)
+    }
+
     /// Runs `decode` within the room left and counts what it took.
     fn take<R>(&mut self, decode: impl FnOnce() -> anyhow::Result<R>) -> anyhow::Result<R> {
-        use kafka_protocol::protocol::types::{decode_room_left, with_decode_room};
+        use kafka_protocol::protocol::types::{
+            decode_room_left, decode_room_short, with_decode_room,
+        };
         let room = self.room_left;
-        let (value, left) = with_decode_room(room, || Ok((decode()?, decode_room_left())))?;
+        let decoded = with_decode_room(room, || Ok((decode()?, decode_room_left())));
+        let (value, left) = decoded.inspect_err(|_| {
+            self.short = decode_room_short() && room < decode_room(self.frame_bytes);
+        })?;
         self.room_left = left;
         self.decoded_bytes += room.saturating_sub(left) + std::mem::size_of::<R>();
         Ok(value)
@@ -139,8 +181,8 @@ impl RequestRoom {
             .map_err(|e| KafkaError::Decode(format!("{api:?} v{version} header: {e}")))
     }
 
-    /// Decodes the request body (the last decode: what the room held beyond what the frame
-    /// and the decodes took is given back).
+    /// Decodes the request body (the last decode): what the room held beyond what the
+    /// frame and the decodes took is given back.
     pub fn decode<T: Decodable>(
         &mut self,
         frame: &mut Bytes,
@@ -148,12 +190,12 @@ impl RequestRoom {
     ) -> Result<T, KafkaError> {
         let decoded = self.take(|| T::decode(frame, version)).map_err(|e| {
             KafkaError::Decode(format!("{} v{version}: {e}", std::any::type_name::<T>()))
-        });
+        })?;
         self.room_left = 0;
         if let Some(held) = &mut self.held {
             held.fit(self.frame_bytes + self.decoded_bytes);
         }
-        decoded
+        Ok(decoded)
     }
 }
 

@@ -6,8 +6,9 @@
 //! At most `inflight_per_connection_max` are outstanding: the reader waits for the writer
 //! when that many are queued. A request body is held against the shard's memory budget
 //! (`memory_bytes_per_shard`) before it is allocated, with room for what it may decode to
-//! (`codec::RequestRoom`: 16× the frame + 1 MiB, fit to what the decode took once the body
-//! is decoded), until its first stage ends. What a fetch's response may take (its
+//! (`codec::RequestRoom`: what the budget has free, up to 16× the frame + 1 MiB; a request
+//! that needs more is decoded again once the budget has it), held at what the decode took
+//! until its first stage ends. What a fetch's response may take (its
 //! `max_bytes`, at most `fetch_response_bytes_max`) is reserved from the connection's
 //! (`connection_send_queue_bytes_max`) and the shard's budgets before the fetch runs; every
 //! finished response is held there (grown to its size) until it is on the socket, and the
@@ -130,7 +131,15 @@ impl Session {
     /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
     /// a response may take, reserved before the request runs.
     pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
-        budget::reserve(&[&self.budget, &self.shard.memory], bytes).await
+        // Beside what the request itself holds of the shard (its frame and what it decoded
+        // to): a response larger than the rest of the budget must not wait for it.
+        let own = self.request.borrow().as_ref().map_or(0, codec::RequestRoom::held_bytes);
+        let (connection, shard) = (&self.budget, &self.shard.memory);
+        wait_until(&[connection, shard], || {
+            connection.has_room(bytes) && shard.has_room_beside(own, bytes)
+        })
+        .await;
+        budget::hold_all_now(&[connection, shard], bytes)
     }
 
     /// The host and port clients should connect to: the listener's address, or this
@@ -251,6 +260,8 @@ pub async fn serve<S>(
             Err(e) => break Err(e),
         };
         // Held until the first stage ends: the frame, and what it decodes to.
+        let mut room = room;
+        room.prepare();
         *session.request.borrow_mut() = Some(room);
         Counters::add(&shard.counters.requests, 1);
         let is_fetch = codec::peek_header(&frame).0 == ApiKey::Fetch as i16;
@@ -260,7 +271,16 @@ pub async fn serve<S>(
         // which wait for it to be written. (A Kafka broker serves a connection's requests one
         // at a time anyway; a consumer has one fetch in flight per broker.)
         let work = async {
-            let (answer, reserved) = dispatch(&session, frame).await?;
+            let mut started = dispatch(&session, frame.clone()).await;
+            let short = session.request.borrow().as_ref().is_some_and(|r| r.short());
+            if started.is_err() && short {
+                // It decodes to more than the budget had free: again once it has the room.
+                let mut room = session.request.borrow_mut().take().expect("put there above");
+                room.wait_for_room().await;
+                *session.request.borrow_mut() = Some(room);
+                started = dispatch(&session, frame).await;
+            }
+            let (answer, reserved) = started?;
             let answer: Answer = match reserved {
                 Some(_) => Box::pin(std::future::ready(answer.await)),
                 None => answer,
@@ -298,6 +318,7 @@ pub async fn serve<S>(
             Ok(started) => started,
             Err(e) => {
                 debug!(error = %e, "kafka request does not decode; closing the connection");
+                session.request.borrow_mut().take();
                 break Ok(());
             }
         };

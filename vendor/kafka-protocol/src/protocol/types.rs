@@ -13,6 +13,7 @@ use std::string::String as StdString;
 // Patched (vendor/README.md): what one decode may allocate, counted as it decodes.
 thread_local! {
     static DECODE_ROOM: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    static DECODE_ROOM_SHORT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `decode` allowing it `bytes` of arrays (counted at their elements' size in memory,
@@ -27,7 +28,14 @@ pub fn with_decode_room<R>(bytes: usize, decode: impl FnOnce() -> Result<R>) -> 
         }
     }
     let _restore = Restore(DECODE_ROOM.with(|r| r.replace(bytes)));
+    DECODE_ROOM_SHORT.with(|s| s.set(false));
     decode()
+}
+
+/// Whether the last decode run by [`with_decode_room`] failed for want of room (rather than
+/// for what it read). Patched in.
+pub fn decode_room_short() -> bool {
+    DECODE_ROOM_SHORT.with(|s| s.get())
 }
 
 /// What is left of the decode's room (see [`with_decode_room`]): read inside it after a
@@ -41,6 +49,7 @@ pub fn take_decode_room(bytes: usize) -> Result<()> {
     DECODE_ROOM.with(|r| {
         let left = r.get();
         if bytes > left {
+            DECODE_ROOM_SHORT.with(|s| s.set(true));
             bail!("the request decodes to more memory than its size allows ({bytes} bytes more)");
         }
         r.set(left - bytes);
