@@ -9,10 +9,13 @@
 //! application asks for the next one (or commits, or closes), so commits — automatic every
 //! `auto_commit_interval`, or [`GroupConsumer::commit`] — never pass what the application
 //! has seen: delivery is at least once, and a partition that moves resumes where its last
-//! owner stopped. A partition created after the member joined (its topic grew, or did not
-//! exist yet) with nothing committed starts at its beginning whatever `reset` says: every
-//! record in it is newer than the member, and `Latest` would skip what was written to it
-//! before the group handed it out (Kafka's KIP-842 gap).
+//! owner stopped. Where a partition with nothing committed starts (`reset`, resolved to an
+//! offset) is committed at once, as Kafka consumers commit their reset position. A
+//! partition with nothing committed starts at its beginning whatever `reset` says when it
+//! was created after the member joined (its topic grew, or did not exist yet), or when the
+//! group committed other partitions of its topic: no member ever read it, so it is newer
+//! than the group's reading, and `Latest` would skip what was written to it before the
+//! group handed it out (Kafka's KIP-842 gap).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -115,7 +118,8 @@ struct Membership {
 struct Delivered {
     tp: TopicPartition,
     epoch: u64,
-    batch: ConsumerBatch,
+    /// `None`: the reader's start was resolved (from `reset`, nothing committed) to `next`.
+    batch: Option<ConsumerBatch>,
     next: u64,
 }
 
@@ -280,10 +284,23 @@ impl GroupConsumer {
             tokio::select! {
                 d = self.rx.recv() => {
                     let d = d.expect("the consumer holds a sender");
-                    if self.readers.get(&d.tp).is_some_and(|r| r.epoch == d.epoch) {
-                        self.last = Some((d.tp.clone(), d.next));
-                        return Ok(GroupBatch { topic: d.tp.0, partition: d.tp.1, batch: d.batch });
+                    if self.readers.get(&d.tp).is_none_or(|r| r.epoch != d.epoch) {
+                        continue;
                     }
+                    let Some(batch) = d.batch else {
+                        // Where a partition with nothing committed started: committed at
+                        // once (as a Kafka consumer commits its reset position), so the
+                        // next owner starts there too, not at its own `reset`, and a
+                        // partition of the topic the group never committed is one no
+                        // member ever read (`reset_for`).
+                        self.positions.insert(d.tp, d.next);
+                        if self.config.auto_commit_interval.is_some() {
+                            self.next_auto_commit = Instant::now();
+                        }
+                        continue;
+                    };
+                    self.last = Some((d.tp.clone(), d.next));
+                    return Ok(GroupBatch { topic: d.tp.0, partition: d.tp.1, batch });
                 }
                 _ = changed.notified() => {}
                 _ = sleep_until_opt(auto) => {}
@@ -461,7 +478,7 @@ impl GroupConsumer {
                         self.positions.insert(tp.clone(), o);
                         StartPosition::Offset(o)
                     })
-                    .unwrap_or_else(|| self.reset_for(tp));
+                    .unwrap_or_else(|| self.reset_for(tp, &committed));
                 self.start_reader(tp.clone(), start);
             }
             self.changes.push(AssignmentChange::Assigned(assigned));
@@ -476,12 +493,21 @@ impl GroupConsumer {
         self.reconciled_version = Some(version);
     }
 
-    /// Where `tp`, with nothing committed, starts: `reset`, or its beginning if it was
-    /// created after the member joined.
-    fn reset_for(&self, tp: &TopicPartition) -> StartPosition {
-        match self.partitions_at_join.get(&tp.0) {
-            Some(&count) if tp.1 >= count => StartPosition::Earliest,
-            _ => self.config.reset,
+    /// Where `tp`, with nothing committed, starts: `reset`, or its beginning if it is newer
+    /// than the group's reading of its topic: created after this member joined, or not
+    /// committed while other partitions of its topic are (`committed`: the group's offsets
+    /// of its topics). Members commit where they start a partition at once, so a partition
+    /// the group never committed is one no member ever read: one a growth added (a member
+    /// that joined after the growth, or a restarted static member, would otherwise start it
+    /// at `Latest` and skip what was written to it before the group handed it out).
+    fn reset_for(&self, tp: &TopicPartition, committed: &[(String, u32, u64)]) -> StartPosition {
+        let created_after_join =
+            self.partitions_at_join.get(&tp.0).is_some_and(|&count| tp.1 >= count);
+        let siblings_committed = committed.iter().any(|(t, p, _)| *t == tp.0 && *p != tp.1);
+        if created_after_join || siblings_committed {
+            StartPosition::Earliest
+        } else {
+            self.config.reset
         }
     }
 
@@ -652,15 +678,27 @@ async fn read_partition(
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut start = start;
+    // Whether the start is not an offset: where it resolves to is reported (and committed).
+    let mut resolving = !matches!(start, StartPosition::Offset(_));
     loop {
         let subscribed = tokio::select! {
             _ = &mut stop => return,
             r = Consumer::subscribe_filtered(&client, &tp.0, tp.1, start, window, &filter) => r,
         };
         let mut consumer = match subscribed {
+            Ok(c) if resolving => {
+                resolving = false;
+                let d = Delivered { tp: tp.clone(), epoch, batch: None, next: c.position() };
+                tokio::select! {
+                    _ = &mut stop => return,
+                    r = tx.send(d) => if r.is_err() { return },
+                }
+                c
+            }
             Ok(c) => c,
             Err(ClientError::Partition { code: ErrorCode::OffsetOutOfRange, .. }) => {
                 start = reset;
+                resolving = true;
                 continue;
             }
             Err(_) => {
@@ -680,7 +718,8 @@ async fn read_partition(
             };
             match got {
                 Ok(Some(batch)) => {
-                    let d = Delivered { tp: tp.clone(), epoch, batch, next: consumer.position() };
+                    let next = consumer.position();
+                    let d = Delivered { tp: tp.clone(), epoch, batch: Some(batch), next };
                     tokio::select! {
                         _ = &mut stop => {
                             let _ = consumer.close().await;

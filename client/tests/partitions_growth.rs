@@ -175,3 +175,65 @@ fn a_grown_topic_keeps_its_data_and_producers_and_groups_follow() {
         cli::brokerctl(&broker, &["topic", "grow", "grow", "--partitions", "7"], None);
     assert!(!ok && err.contains("INVALID_TOPIC_CONFIG"), "{err}");
 }
+
+/// One batch of one record `value`.
+fn one_record(value: &[u8]) -> Vec<u8> {
+    let mut b = wire::BatchBuilder::new(1 << 16);
+    b.append(0, None, Some(value), &[]).unwrap();
+    b.finish().unwrap().to_vec()
+}
+
+/// A group consumer commits where it starts a partition with nothing committed (its
+/// `reset` resolved), as Kafka consumers do; so a member that joins after the topic grew
+/// reads the new partition, which the group never committed while it committed the
+/// others, from its start. Before: the first member committed nothing for partitions it
+/// read nothing from, and the late member started the new partition at `Latest`, skipping
+/// what was written to it between the growth and its join.
+#[test]
+fn a_member_joining_after_a_growth_reads_the_new_partition_from_its_start() {
+    let broker = Broker::start(1);
+    let addr = broker.public.to_string();
+    rt().block_on(async move {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = TopicConfig { partition_count: 2, ..Default::default() };
+        client.create_topic("late", config).await.unwrap();
+        // Written before anyone reads: `Latest` skips it, as asked.
+        client.produce_batches("late", 0, &one_record(b"old"), AckLevel::Durable).await.unwrap();
+        let group = GroupConfig::new("late-readers", &["late"]);
+        let mut first = GroupConsumer::join(&client, group.clone()).await.unwrap();
+        // It reads nothing, yet commits where it started both partitions.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(100), first.next()).await;
+            let mut committed =
+                client.fetch_offsets("late-readers", &["late".into()]).await.unwrap();
+            committed.sort_unstable();
+            if committed.len() == 2 {
+                assert_eq!(committed, [("late".into(), 0, 1), ("late".into(), 1, 0)]);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the start positions were not committed: {committed:?}"
+            );
+        }
+        first.close().await.unwrap();
+        client.create_partitions("late", 3).await.unwrap();
+        client.produce_batches("late", 2, &one_record(b"new"), AckLevel::Durable).await.unwrap();
+        let mut second = GroupConsumer::join(&client, group).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let b = second.next().await.unwrap();
+                let first =
+                    b.batch.records().next().map(|r| (r.offset(), r.value().map(<[u8]>::to_vec)));
+                if let Some((offset, value)) = first {
+                    return (b.partition, offset, value);
+                }
+            }
+        })
+        .await
+        .expect("the new partition's record was skipped");
+        assert_eq!(got, (2, 0, Some(b"new".to_vec())));
+        second.close().await.unwrap();
+    });
+}
