@@ -9,189 +9,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use wire::AckLevel;
 
 use crate::aggregate::AggregateSettings;
-use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 
 /// Name of the metadata file inside the data directory.
 pub const METADATA_FILE: &str = "topics.json";
 /// Longest topic name in bytes.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
-/// Most partitions one topic may have.
-pub const TOPIC_PARTITIONS_MAX: u32 = 100_000;
-/// Smallest `batch_bytes_max` a topic may set: the smallest batch the format's length
-/// relations allow (the header and one 16-byte line of records). Below it nothing could be
-/// produced.
-pub const TOPIC_BATCH_BYTES_MIN: u32 =
-    (wire::constants::BATCH_HEADER_BYTES + wire::constants::BODY_ALIGN) as u32;
-const _: () = assert!(TOPIC_BATCH_BYTES_MIN <= wire::constants::BATCH_BYTES_MAX);
-
-/// A topic's settings as stored (mirrors `wire::TopicConfig`). [`TopicSettings::validate`]
-/// says which values a new topic may have; topics stored before a rule existed keep their
-/// values and [`TopicSettings::log_config`] reads them as it always did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TopicSettings {
-    /// Number of partitions: 1..=[`TOPIC_PARTITIONS_MAX`].
-    pub partition_count: u32,
-    /// Retention by time; -1 forever, 0 = broker default.
-    pub retention_ms: i64,
-    /// Retention by size; -1 unlimited, 0 = broker default.
-    pub retention_bytes: i64,
-    /// Segment roll size; 0 = broker default.
-    pub segment_bytes_max: u64,
-    /// Segment roll age; -1 = never by age, 0 = broker default.
-    pub segment_ms: i64,
-    /// `none`, `written` or `durable`.
-    pub default_ack: String,
-    /// Largest batch; 0 = broker default.
-    pub batch_bytes_max: u32,
-    /// A projection table is kept per partition (`table.rs`).
-    #[serde(default)]
-    pub table: bool,
-    /// With `table`: a state table of these aggregates instead (`aggregate.rs`).
-    #[serde(default)]
-    pub aggregate: Option<AggregateSettings>,
-    /// Compaction: closed segments keep each key's latest record (`storage/log/cleaner.rs`).
-    #[serde(default)]
-    pub compact: bool,
-    /// With `compact`: expired tombstones go after this long; 0 = default, -1 = never.
-    #[serde(default)]
-    pub delete_retention_ms: i64,
-}
-
-impl TopicSettings {
-    /// The log settings of this topic: `base` (the broker's `[log]` defaults) overridden by
-    /// every setting the topic gives (0 = use the default).
-    pub fn log_config(&self, base: &LogConfig) -> LogConfig {
-        let mut c = base.clone();
-        if self.retention_ms != 0 {
-            c.retention_ms = self.retention_ms;
-        } else if self.compact {
-            c.retention_ms = -1; // compacted: kept by key, not by age, unless asked
-        }
-        if self.retention_bytes != 0 {
-            c.retention_bytes = self.retention_bytes;
-        } else if self.compact {
-            c.retention_bytes = -1;
-        }
-        c.compact = self.compact;
-        if self.delete_retention_ms > 0 {
-            c.delete_retention_ms = self.delete_retention_ms;
-        } else if self.delete_retention_ms == -1 {
-            c.delete_retention_ms = i64::MAX;
-        }
-        if self.segment_bytes_max > 0 {
-            // A topic stored before the limit was checked gets the most the index addresses.
-            c.segment_bytes_max = self.segment_bytes_max.min(SEGMENT_BYTES_LIMIT);
-        }
-        if self.segment_ms > 0 {
-            c.segment_ms = self.segment_ms;
-        } else if self.segment_ms == -1 {
-            c.segment_ms = 0; // the log's "never by age"
-        }
-        if self.batch_bytes_max > 0 {
-            c.batch_bytes_max = self.batch_bytes_max as usize;
-            c.write_bytes_max = c.write_bytes_max.max(c.batch_bytes_max);
-        }
-        c
-    }
-
-    /// Checks every setting a new topic asks for; the error names the first bad field and
-    /// what it allows.
-    pub fn validate(&self) -> Result<(), MetadataError> {
-        let bad = |field: &'static str, value: String, allowed: String| {
-            Err(MetadataError::InvalidConfig { field, value, allowed })
-        };
-        if !(1..=TOPIC_PARTITIONS_MAX).contains(&self.partition_count) {
-            let allowed = format!("1..={TOPIC_PARTITIONS_MAX}");
-            return bad("partition_count", self.partition_count.to_string(), allowed);
-        }
-        let limits = [
-            ("retention_ms", self.retention_ms, "-1 (keep forever)", "milliseconds"),
-            ("retention_bytes", self.retention_bytes, "-1 (no limit)", "bytes"),
-            ("segment_ms", self.segment_ms, "-1 (never roll by age)", "milliseconds"),
-            (
-                "delete_retention_ms",
-                self.delete_retention_ms,
-                "-1 (keep tombstones)",
-                "milliseconds",
-            ),
-        ];
-        for (field, value, minus_one, unit) in limits {
-            if value < -1 {
-                let allowed = format!("{minus_one}, 0 (broker default) or 1..={} {unit}", i64::MAX);
-                return bad(field, value.to_string(), allowed);
-            }
-        }
-        let segment = self.segment_bytes_max;
-        if segment != 0 && !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_LIMIT).contains(&segment) {
-            let allowed =
-                format!("0 (broker default) or {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT} bytes");
-            return bad("segment_bytes_max", segment.to_string(), allowed);
-        }
-        let batch = self.batch_bytes_max;
-        let batch_max = wire::constants::BATCH_BYTES_MAX;
-        if batch != 0 && !(TOPIC_BATCH_BYTES_MIN..=batch_max).contains(&batch) {
-            let allowed =
-                format!("0 (broker default) or {TOPIC_BATCH_BYTES_MIN}..={batch_max} bytes");
-            return bad("batch_bytes_max", batch.to_string(), allowed);
-        }
-        if let Some(a) = &self.aggregate {
-            if !self.table {
-                let allowed = "only with table = true".to_owned();
-                return bad("aggregate", format!("{a:?}"), allowed);
-            }
-            if let Err(why) = a.validate() {
-                return bad("aggregate", format!("{a:?}"), why);
-            }
-        }
-        if AckLevel::parse(&self.default_ack).is_none() {
-            let allowed = "none, written or durable".to_owned();
-            return bad("default_ack", format!("{:?}", self.default_ack), allowed);
-        }
-        Ok(())
-    }
-
-    /// From the wire form.
-    pub fn from_wire(c: &wire::TopicConfig) -> Self {
-        TopicSettings {
-            partition_count: c.partition_count,
-            retention_ms: c.retention_ms,
-            retention_bytes: c.retention_bytes,
-            segment_bytes_max: c.segment_bytes_max,
-            segment_ms: c.segment_ms,
-            default_ack: c.default_ack.name().to_owned(),
-            batch_bytes_max: c.batch_bytes_max,
-            table: c.table,
-            aggregate: c.aggregate.as_ref().map(AggregateSettings::from_wire),
-            compact: c.compact,
-            delete_retention_ms: c.delete_retention_ms,
-        }
-    }
-
-    /// To the wire form.
-    pub fn to_wire(&self) -> wire::TopicConfig {
-        wire::TopicConfig {
-            partition_count: self.partition_count,
-            retention_ms: self.retention_ms,
-            retention_bytes: self.retention_bytes,
-            segment_bytes_max: self.segment_bytes_max,
-            segment_ms: self.segment_ms,
-            default_ack: AckLevel::parse(&self.default_ack).unwrap_or(AckLevel::Durable),
-            batch_bytes_max: self.batch_bytes_max,
-            table: self.table,
-            aggregate: self.aggregate.as_ref().map(AggregateSettings::to_wire),
-            compact: self.compact,
-            delete_retention_ms: self.delete_retention_ms,
-        }
-    }
-
-    /// The topic's default ack level.
-    pub fn default_ack(&self) -> AckLevel {
-        AckLevel::parse(&self.default_ack).unwrap_or(AckLevel::Durable)
-    }
-}
+pub use crate::metadata_error::MetadataError;
+pub use crate::topic_settings::{TopicSettings, TOPIC_BATCH_BYTES_MIN, TOPIC_PARTITIONS_MAX};
 
 /// One topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,49 +81,6 @@ impl DerivedTable {
             name: self.name.clone(),
             topic: self.topic.clone(),
             aggregate: self.aggregate.to_wire(),
-        }
-    }
-}
-
-/// Why a metadata change was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MetadataError {
-    /// Bad name.
-    #[error("invalid topic name {0:?}: use 1..=249 bytes of [A-Za-z0-9._-], not . or ..")]
-    InvalidName(String),
-    /// Exists.
-    #[error("a topic or table named {0:?} already exists")]
-    Exists(String),
-    /// Missing.
-    #[error("unknown topic {0:?}")]
-    Unknown(String),
-    /// No such table.
-    #[error(
-        "unknown table {0:?} (tables declared over a topic; a table topic is deleted as a topic)"
-    )]
-    UnknownTable(String),
-    /// A setting outside what the field allows.
-    #[error("invalid topic config: {field} = {value}; allowed: {allowed}")]
-    InvalidConfig {
-        /// The `wire::TopicConfig` field.
-        field: &'static str,
-        /// What was asked for.
-        value: String,
-        /// What the field accepts.
-        allowed: String,
-    },
-}
-
-impl MetadataError {
-    /// Wire code.
-    pub fn code(&self) -> wire::ErrorCode {
-        match self {
-            MetadataError::InvalidName(_) => wire::ErrorCode::InvalidTopicName,
-            MetadataError::Exists(_) => wire::ErrorCode::TopicAlreadyExists,
-            MetadataError::Unknown(_) | MetadataError::UnknownTable(_) => {
-                wire::ErrorCode::UnknownTopic
-            }
-            MetadataError::InvalidConfig { .. } => wire::ErrorCode::InvalidTopicConfig,
         }
     }
 }
@@ -383,6 +166,21 @@ impl Metadata {
             shards.push(s as u32);
         }
         shards
+    }
+
+    /// A new snapshot in which topic `name`'s settings have `changes` made
+    /// ([`TopicSettings::altered`]); its id, partitions and owners stay.
+    pub fn with_settings(
+        &self,
+        name: &str,
+        changes: &[(String, String)],
+    ) -> Result<Metadata, MetadataError> {
+        let t = self.topic(name).ok_or_else(|| MetadataError::Unknown(name.to_owned()))?;
+        let settings = t.settings.altered(changes)?;
+        let mut next = self.clone();
+        next.topics.get_mut(name).expect("looked up above").settings = settings;
+        next.version += 1;
+        Ok(next)
     }
 
     /// A new snapshot in which topic `name` has `partition_count` partitions, the new ones
@@ -561,6 +359,7 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::{LogConfig, SEGMENT_BYTES_LIMIT};
 
     fn settings(p: u32) -> TopicSettings {
         TopicSettings::from_wire(&wire::TopicConfig {

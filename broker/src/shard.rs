@@ -179,6 +179,13 @@ impl Shard {
             p.retire(&self.config.data_dir).await;
             self.counters.retire_log(&p.log.stats(), &p.log.cleaner_stats());
         }
+        // The settings a topic may change (`AlterTopicConfig`) reach its open partitions.
+        let open: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
+        for p in open {
+            if let Some(topic) = next.topic(&p.topic) {
+                p.log.set_live_config(&self.log_config(topic));
+            }
+        }
         for topic in next.topics.values() {
             for (index, &owner) in topic.shards.iter().enumerate() {
                 let index = index as u32;

@@ -523,6 +523,29 @@ impl Client {
         r.topic.ok_or_else(|| ClientError::Protocol("grow answered without the topic".into()))
     }
 
+    /// Changes settings of topic `name`: each change is a `TopicConfig` field that may change
+    /// (`retention_ms`, `retention_bytes`, `segment_bytes_max`, `segment_ms`,
+    /// `delete_retention_ms`, `default_ack`) and its new value as text (empty: the broker
+    /// default). All are checked first; none is made if one is refused. With
+    /// `validate_only` nothing changes and the answer shows the result.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &[(String, String)],
+        validate_only: bool,
+    ) -> Result<TopicMetadata, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let changes = changes
+            .iter()
+            .map(|(name, value)| TopicSettingChange { name: name.clone(), value: value.clone() })
+            .collect();
+        let req = AlterTopicConfigRequest { name: name.into(), changes, validate_only };
+        let r: AlterTopicConfigResponse = conn.request(&req).await?;
+        self.check(r.error, r.message)?;
+        self.refresh_metadata().await?;
+        r.topic.ok_or_else(|| ClientError::Protocol("alter answered without the topic".into()))
+    }
+
     /// Deletes a topic.
     pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
         let conn = self.conn_to(self.inner.bootstrap).await?;

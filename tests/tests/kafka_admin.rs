@@ -76,3 +76,94 @@ fn kafka_create_partitions_grows_a_topic() {
     assert_eq!(codes(&mut c, 3, vec![grow("j", 3), grow("j", 4)], false), [0, INVALID_REQUEST]);
     assert_eq!(partitions(&b, "j"), 3);
 }
+
+/// The native settings of `topic`.
+fn settings(b: &Broker, topic: &str) -> wire::TopicConfig {
+    let d: wire::DescribeTopicResponse =
+        b.connect().call(&wire::DescribeTopicRequest { name: topic.into() });
+    d.topic.expect("the topic").config
+}
+
+/// AlterConfigs (v0 and the flexible v2) replaces a topic's whole config: what it does not
+/// name goes back to the default; `cleanup.policy` given its current value is taken, another
+/// value refused (fixed at creation); a broker resource, an unknown topic and the offsets
+/// topic are refused; validate-only changes nothing. IncrementalAlterConfigs v1 SETs and
+/// DELETEs one config and leaves the others.
+#[test]
+fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
+    use kafka_protocol::messages::{
+        alter_configs_request, incremental_alter_configs_request, AlterConfigsRequest,
+        AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    };
+    const INVALID_CONFIG: i16 = 40;
+    const POLICY_VIOLATION: i16 = 44;
+    let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    create_topic(&mut b.connect(), "c", 1);
+    let mut c = Conn::new(&b);
+    let s = |v: &str| StrBytes::from_string(v.to_owned());
+    let resource = |kind: i8, name: &str, configs: &[(&str, &str)]| {
+        let mut r = alter_configs_request::AlterConfigsResource::default();
+        r.resource_type = kind;
+        r.resource_name = s(name);
+        r.configs = configs
+            .iter()
+            .map(|(k, v)| {
+                let mut e = alter_configs_request::AlterableConfig::default();
+                e.name = s(k);
+                e.value = Some(s(v));
+                e
+            })
+            .collect();
+        r
+    };
+    let mut alter = |version: i16, resources, validate_only| {
+        let mut req = AlterConfigsRequest::default();
+        req.resources = resources;
+        req.validate_only = validate_only;
+        let answer: AlterConfigsResponse = c.call(ApiKey::AlterConfigs, version, &req);
+        answer.responses.iter().map(|r| r.error_code).collect::<Vec<_>>()
+    };
+    let set = [("retention.ms", "60000"), ("segment.ms", "120000")];
+    assert_eq!(alter(0, vec![resource(2, "c", &set)], true), [0]);
+    assert_eq!(settings(&b, "c").retention_ms, -1, "validate-only changed nothing");
+    assert_eq!(alter(0, vec![resource(2, "c", &set)], false), [0]);
+    let now = settings(&b, "c");
+    assert_eq!((now.retention_ms, now.segment_ms), (60_000, 120_000));
+    // Replaced whole: segment.ms and retention.ms go back to the default.
+    let only = [("retention.bytes", "9000000"), ("cleanup.policy", "delete")];
+    assert_eq!(alter(2, vec![resource(2, "c", &only)], false), [0]);
+    let now = settings(&b, "c");
+    assert_eq!((now.retention_bytes, now.retention_ms, now.segment_ms), (9_000_000, 0, 0));
+    let refused = vec![
+        resource(2, "c", &[("cleanup.policy", "compact")]),
+        resource(4, "0", &[("log.retention.ms", "1")]),
+        resource(2, "nope", &[("retention.ms", "1")]),
+        resource(2, "__consumer_offsets", &[("retention.ms", "1")]),
+        resource(2, "c", &[("retention.ms", "2")]),
+    ];
+    let named_twice = INVALID_REQUEST;
+    let codes = alter(1, refused, false);
+    let want = [INVALID_CONFIG, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION, POLICY_VIOLATION];
+    assert_eq!(codes, [&want[..], &[named_twice]].concat());
+    let bad = vec![resource(2, "c", &[("retention.ms", "-5")])];
+    assert_eq!(alter(1, bad, false), [INVALID_CONFIG]);
+    assert_eq!(settings(&b, "c").retention_bytes, 9_000_000, "nothing refused was made");
+    // Incremental: SET one, DELETE another, the rest stays.
+    let op = |name: &str, op: i8, value: Option<&str>| {
+        let mut e = incremental_alter_configs_request::AlterableConfig::default();
+        e.name = s(name);
+        e.config_operation = op;
+        e.value = value.map(s);
+        e
+    };
+    let mut r = incremental_alter_configs_request::AlterConfigsResource::default();
+    r.resource_type = 2;
+    r.resource_name = s("c");
+    r.configs = vec![op("segment.ms", 0, Some("30000")), op("retention.bytes", 1, None)];
+    let mut req = IncrementalAlterConfigsRequest::default();
+    req.resources = vec![r];
+    let answer: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
+    let now = settings(&b, "c");
+    assert_eq!((now.segment_ms, now.retention_bytes), (30_000, 0));
+}

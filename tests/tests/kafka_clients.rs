@@ -348,6 +348,36 @@ fn a_kafka_group_id_may_be_any_printable_string() {
     assert!(scrape.contains(label), "no {label} in:\n{scrape}");
 }
 
+/// Topic configs change through Kafka admin clients: confluent-kafka's
+/// `incremental_alter_configs` (SET, DELETE back to the default; `cleanup.policy` refused
+/// as fixed at creation) and kafka-python's older `alter_configs` (which replaces the whole
+/// config, sending back the overrides DescribeConfigs reports as set on the topic), each
+/// seen by `describe_configs` and by the native DescribeTopic (before:
+/// AlterConfigs and IncrementalAlterConfigs were unsupported, a topic's settings could not
+/// change at all).
+#[test]
+fn kafka_admin_clients_alter_topic_configs() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "configured", 2);
+    let out =
+        run(Command::new("python3").arg(script("alter_configs.py")).args([&kafka, "configured"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["after_set"]["retention.ms"], "3600000", "{out}");
+    assert_eq!(v["after_set"]["segment.bytes"], "1048576", "{out}");
+    assert_ne!(v["after_delete"]["segment.bytes"], "1048576", "{out}");
+    assert_eq!(v["after_delete"]["retention.ms"], "3600000", "{out}");
+    assert_eq!(v["refused"], "INVALID_CONFIG", "{out}");
+    assert_eq!(v["after_replace"]["retention.bytes"], "5000000", "{out}");
+    // The older api replaces the whole config: the client sent the topic's override back.
+    assert_eq!(v["after_replace"]["retention.ms"], "3600000", "{out}");
+    let d: wire::DescribeTopicResponse =
+        conn.call(&wire::DescribeTopicRequest { name: "configured".into() });
+    let c = d.topic.expect("described").config;
+    assert_eq!((c.retention_bytes, c.retention_ms, c.segment_bytes_max), (5_000_000, 3_600_000, 0));
+}
+
 /// A record as the header tests write and read it: hex bytes, `None` for null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HeaderRecord {

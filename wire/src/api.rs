@@ -113,6 +113,8 @@ api_keys! {
     DeleteGroupOffsets = 37;
     /// Grow a topic to more partitions (existing ones and their data stay as they are).
     CreatePartitions = 38;
+    /// Change settings of an existing topic (retention, rolling, default ack).
+    AlterTopicConfig = 39;
 }
 
 impl ApiKey {
@@ -188,9 +190,10 @@ mod tests {
                 (36, "ListTokens"),
                 (37, "DeleteGroupOffsets"),
                 (38, "CreatePartitions"),
+                (39, "AlterTopicConfig"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(39), None);
+        assert_eq!(ApiKey::from_u16(40), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

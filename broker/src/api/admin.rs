@@ -4,13 +4,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use wire::{
-    ApiKey, ApiVersionRange, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
-    DescribeTopicResponse, ErrorCode, GroupPartitionLag, HandshakeRequest, HandshakeResponse,
-    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic,
-    ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse, OffsetSpec,
-    PartitionDescription, PartitionMetadata, ShardAddress, StatsRequest, StatsResponse,
-    TopicMetadata, TopicSummary, GROUP_LAG_ENTRIES_MAX,
+    AlterTopicConfigRequest, AlterTopicConfigResponse, ApiKey, ApiVersionRange,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse,
+    DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest, DescribeTopicResponse,
+    ErrorCode, GroupPartitionLag, HandshakeRequest, HandshakeResponse, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsResponse, ListOffsetsTopic, ListTopicsRequest,
+    ListTopicsResponse, MetadataRequest, MetadataResponse, OffsetSpec, PartitionDescription,
+    PartitionMetadata, ShardAddress, StatsRequest, StatsResponse, TopicMetadata, TopicSummary,
+    GROUP_LAG_ENTRIES_MAX,
 };
 
 use super::forward::decode_reply;
@@ -246,6 +247,54 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: &Request) -> wire::Al
     tracing::info!(topic = %req.name, from = now, to = req.partition_count, "topic grown");
     let topic = next.topic(&req.name).map(topic_metadata);
     respond(&header, &CreatePartitionsResponse { error: 0, message: String::new(), topic })
+}
+
+/// The metadata with topic `name`'s settings changed, or why they cannot change: the offsets
+/// topic (retention would delete groups' offsets), what `Metadata::with_settings` refuses.
+/// Shared with Kafka's IncrementalAlterConfigs and AlterConfigs (`kafka/configs.rs`).
+pub(crate) fn altered(
+    md: &Metadata,
+    name: &str,
+    changes: &[(String, String)],
+) -> Result<Metadata, (ErrorCode, String)> {
+    if name == OFFSETS_TOPIC {
+        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
+        return Err((ErrorCode::InternalTopic, message));
+    }
+    md.with_settings(name, changes).map_err(|e| (e.code(), e.to_string()))
+}
+
+/// Changes settings of a topic (on the controller shard): persisted, then applied by every
+/// shard to its open partitions as the metadata is (`Shard::apply_metadata`).
+pub async fn alter_topic_config(shard: &Rc<Shard>, request: &Request) -> wire::AlignedVec {
+    let (header, body) = (request.header, request.body());
+    let req = match wire::decode_body::<AlterTopicConfigRequest>(body) {
+        Ok(r) => r,
+        Err(e) => return error_frame(&header, e.code(), &e.to_string()),
+    };
+    let refuse = |error: ErrorCode, message: String| {
+        respond(&header, &AlterTopicConfigResponse { error: error.as_u16(), message, topic: None })
+    };
+    let changes: Vec<(String, String)> =
+        req.changes.iter().map(|c| (c.name.clone(), c.value.clone())).collect();
+    let _permit = shard.admin_lock.acquire_permit(1).await;
+    let md = shard.metadata();
+    let next = match altered(&md, &req.name, &changes) {
+        Ok(next) => next,
+        Err((error, message)) => return refuse(error, message),
+    };
+    if !req.validate_only {
+        if let Err(e) = persist(shard, &next) {
+            return refuse(ErrorCode::StorageIo, e);
+        }
+    }
+    let next = Arc::new(next);
+    if !req.validate_only {
+        shard.broadcast_metadata(next.clone()).await;
+        tracing::info!(topic = %req.name, ?changes, "topic settings changed");
+    }
+    let topic = next.topic(&req.name).map(topic_metadata);
+    respond(&header, &AlterTopicConfigResponse { error: 0, message: String::new(), topic })
 }
 
 /// Deletes a topic and its data (on the controller shard).

@@ -85,6 +85,7 @@ pub fn placement(api: ApiKey) -> Placement {
         ApiKey::CreateTopic
         | ApiKey::DeleteTopic
         | ApiKey::CreatePartitions
+        | ApiKey::AlterTopicConfig
         | ApiKey::InitProducerId
         | ApiKey::CreateTable
         | ApiKey::DeleteTable
@@ -212,6 +213,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::DeleteTopic => Box::pin(async move { admin::delete_topic(&shard, &req).await }),
         ApiKey::CreatePartitions => {
             Box::pin(async move { admin::create_partitions(&shard, &req).await })
+        }
+        ApiKey::AlterTopicConfig => {
+            Box::pin(async move { admin::alter_topic_config(&shard, &req).await })
         }
         ApiKey::DescribeTopic => {
             Box::pin(async move { admin::describe_topic(&shard, &req, origin).await })

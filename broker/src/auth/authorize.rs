@@ -67,6 +67,7 @@ fn is_admin(api: ApiKey) -> bool {
         ApiKey::CreateTopic
             | ApiKey::DeleteTopic
             | ApiKey::CreatePartitions
+            | ApiKey::AlterTopicConfig
             | ApiKey::CreateTable
             | ApiKey::DeleteTable
             | ApiKey::UpsertUser
@@ -213,6 +214,10 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         ApiKey::CreatePartitions => {
             // As Kafka: altering a topic's partitions is `Alter` on the topic.
             c.ok(Alter, Topic(body!(wire::CreatePartitionsRequest).name.as_str()));
+        }
+        ApiKey::AlterTopicConfig => {
+            // Kafka's AlterConfigs on the topic; the ACLs here have one `Alter`.
+            c.ok(Alter, Topic(body!(wire::AlterTopicConfigRequest).name.as_str()));
         }
         ApiKey::CreateTable => {
             let b = body!(wire::CreateTableRequest);

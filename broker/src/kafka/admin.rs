@@ -54,6 +54,8 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
     // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
     (ApiKey::SaslHandshake, 0, 1),
@@ -352,6 +354,38 @@ fn partitions_code(code: wire::ErrorCode) -> i16 {
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
 
+/// Kafka's `cleanup.policy` of a topic's log settings.
+pub(super) fn cleanup_policy(c: &crate::storage::LogConfig) -> &'static str {
+    match (c.compact, c.retention_ms >= 0 || c.retention_bytes >= 0) {
+        (false, _) => "delete",
+        (true, false) => "compact",
+        (true, true) => "compact,delete",
+    }
+}
+
+/// Kafka's `max.message.bytes` of a topic: its batch limit.
+pub(super) fn batch_bytes_max(settings: &crate::metadata::TopicSettings) -> u32 {
+    match settings.batch_bytes_max {
+        0 => wire::constants::BATCH_BYTES_MAX,
+        b => b,
+    }
+}
+
+/// Whether Kafka config `key` of a topic is set on the topic (DescribeConfigs source
+/// TOPIC_CONFIG) rather than the broker's default (DEFAULT_CONFIG).
+fn set_on_topic(settings: &crate::metadata::TopicSettings, key: &str) -> bool {
+    match key {
+        "cleanup.policy" => settings.compact,
+        "delete.retention.ms" => settings.delete_retention_ms != 0,
+        "retention.ms" => settings.retention_ms != 0,
+        "retention.bytes" => settings.retention_bytes != 0,
+        "segment.bytes" => settings.segment_bytes_max != 0,
+        "segment.ms" => settings.segment_ms != 0,
+        "max.message.bytes" => settings.batch_bytes_max != 0,
+        _ => false,
+    }
+}
+
 /// DescribeConfigs: a topic's settings under Kafka's names (what clients and tools read);
 /// a broker resource answers with the few broker-wide values clients look at.
 pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> Option<Vec<u8>> {
@@ -379,21 +413,17 @@ pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> O
                 }
                 Some(topic) => {
                     let c = topic.settings.log_config(log);
-                    let batch = match topic.settings.batch_bytes_max {
-                        0 => wire::constants::BATCH_BYTES_MAX,
-                        b => b,
-                    };
-                    let policy = match (c.compact, c.retention_ms >= 0 || c.retention_bytes >= 0) {
-                        (false, _) => "delete",
-                        (true, false) => "compact",
-                        (true, true) => "compact,delete",
-                    };
+                    let batch = batch_bytes_max(&topic.settings);
                     vec![
-                        ("cleanup.policy", policy.into()),
+                        ("cleanup.policy", cleanup_policy(&c).into()),
                         ("delete.retention.ms", c.delete_retention_ms.to_string()),
                         ("retention.ms", c.retention_ms.to_string()),
                         ("retention.bytes", c.retention_bytes.to_string()),
                         ("segment.bytes", c.segment_bytes_max.to_string()),
+                        (
+                            "segment.ms",
+                            (if c.segment_ms == 0 { -1 } else { c.segment_ms }).to_string(),
+                        ),
                         ("max.message.bytes", batch.to_string()),
                         ("min.insync.replicas", "1".into()),
                         ("compression.type", "producer".into()),
@@ -422,7 +452,13 @@ pub fn describe_configs(s: &Session, ctx: Ctx, req: DescribeConfigsRequest) -> O
                 e.name = StrBytes::from_static_str(k);
                 e.value = Some(StrBytes::from_string(v));
                 e.read_only = res.resource_type == RESOURCE_BROKER;
-                e.config_source = if res.resource_type == RESOURCE_BROKER { 5 } else { 1 };
+                // TOPIC_CONFIG (1) for what the topic sets, DEFAULT_CONFIG (5) otherwise:
+                // tools show the overrides, and a client of the older AlterConfigs sends
+                // them back along with its change.
+                let topic = meta.topic(res.resource_name.as_str());
+                let overridden = res.resource_type == RESOURCE_TOPIC
+                    && topic.is_some_and(|t| set_on_topic(&t.settings, k));
+                e.config_source = if overridden { 1 } else { 5 };
                 r.configs.push(e);
             }
         }

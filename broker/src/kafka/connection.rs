@@ -487,6 +487,15 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             admin::create_partitions(s, ctx, req).await
         }
         ApiKey::DescribeConfigs => ready(admin::describe_configs(s, ctx, s.decode(body, version)?)),
+        ApiKey::IncrementalAlterConfigs => {
+            let req: kafka_protocol::messages::IncrementalAlterConfigsRequest =
+                s.decode(body, version)?;
+            super::configs::incremental_alter_configs(s, ctx, req).await
+        }
+        ApiKey::AlterConfigs => {
+            let req: kafka_protocol::messages::AlterConfigsRequest = s.decode(body, version)?;
+            super::configs::alter_configs(s, ctx, req).await
+        }
         ApiKey::Produce => {
             let req: kafka_protocol::messages::ProduceRequest = s.decode(body, version)?;
             bounded(s, req.topic_data.iter().map(|t| (t.name.as_str(), t.partition_data.len())))?;

@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod codec;
+pub mod configs;
 pub mod connection;
 pub mod convert;
 pub mod data;

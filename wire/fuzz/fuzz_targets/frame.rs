@@ -70,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::CreatePartitions) => {
                 access_body::<CreatePartitionsRequest>(body).map(drop)
             }
+            Some(ApiKey::AlterTopicConfig) => {
+                access_body::<AlterTopicConfigRequest>(body).map(drop)
+            }
             None => Ok(()),
         };
         rest = &rest[used..];

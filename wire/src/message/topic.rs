@@ -57,6 +57,48 @@ wire_type! {
 message!(CreatePartitionsResponse, CreatePartitions);
 
 wire_type! {
+    /// One setting of a topic to change.
+    pub struct TopicSettingChange {
+        /// A `TopicConfig` field that may change on an existing topic: `retention_ms`,
+        /// `retention_bytes`, `segment_bytes_max`, `segment_ms`, `delete_retention_ms`,
+        /// `default_ack`.
+        pub name: String,
+        /// Its new value as text (a number; `none`, `written` or `durable`); empty sets it
+        /// back to the broker default.
+        pub value: String,
+    }
+}
+
+wire_type! {
+    /// Change settings of an existing topic. Its partitions take the change while open:
+    /// retention and rolling from their next pass or append. The others (partitions: see
+    /// `CreatePartitionsRequest`; table, aggregate, compaction, batch limit) are fixed at
+    /// creation. All changes are checked first: one refused, none is made.
+    pub struct AlterTopicConfigRequest {
+        /// Topic name.
+        pub name: String,
+        /// What to change, in order (a setting named twice takes the last value).
+        pub changes: Vec<TopicSettingChange>,
+        /// Check the changes and answer as if made, changing nothing.
+        pub validate_only: bool,
+    }
+}
+message!(AlterTopicConfigRequest, AlterTopicConfig);
+
+wire_type! {
+    /// Result of changing a topic's settings.
+    pub struct AlterTopicConfigResponse {
+        /// Error code (0 = changed).
+        pub error: u16,
+        /// Detail when `error != 0`.
+        pub message: String,
+        /// The topic's layout and settings now (with `validate_only`: as they would be).
+        pub topic: Option<TopicMetadata>,
+    }
+}
+message!(AlterTopicConfigResponse, AlterTopicConfig);
+
+wire_type! {
     /// Delete a topic and all its data.
     pub struct DeleteTopicRequest {
         /// Topic name.

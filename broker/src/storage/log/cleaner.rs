@@ -239,10 +239,10 @@ impl<D: Disk> PartitionLog<D> {
         let verdict = Verdict {
             map: &map,
             map_end,
-            expired_before: now_ms.saturating_sub(sh.config.delete_retention_ms),
+            expired_before: now_ms.saturating_sub(sh.live.delete_retention_ms()),
         };
         let below: Vec<_> = closed.iter().filter(|s| s.base_offset < map_end).cloned().collect();
-        for group in group_segments(&below, sh.config.segment_bytes_max) {
+        for group in group_segments(&below, sh.live.segment_bytes_max()) {
             if sh.queue.borrow().closing {
                 return Ok(None);
             }

@@ -147,7 +147,10 @@ pub(super) struct LogCore<D: Disk> {
     /// The broker's storage descriptor budget (see the module docs of `log/mod.rs`).
     pub(super) files: Arc<StorageFiles>,
     pub(super) dir: PathBuf,
+    /// Fixed when the log opens, but for what `live` holds (read those there).
     pub(super) config: LogConfig,
+    /// The settings its topic may change while it is open.
+    pub(super) live: super::live_config::LiveConfig,
     pub(super) segments: RefCell<Vec<Rc<Segment<D::File>>>>,
     /// End of the written data (the next append's offset once the queue drains).
     pub(super) written: Watermark,
@@ -545,11 +548,12 @@ impl<D: Disk> LogCore<D> {
         if size == 0 {
             return false;
         }
-        let by_size = size + item.bytes.len() as u64 > self.config.segment_bytes_max;
+        let by_size = size + item.bytes.len() as u64 > self.live.segment_bytes_max();
         let first = seg.first_append_ms;
-        let by_age = self.config.segment_ms > 0
+        let segment_ms = self.live.segment_ms();
+        let by_age = segment_ms > 0
             && first != i64::MAX
-            && item.append_ms.saturating_sub(first) >= self.config.segment_ms;
+            && item.append_ms.saturating_sub(first) >= segment_ms;
         by_size || by_age
     }
 }

@@ -54,6 +54,7 @@ mod cleaner_checkpoint;
 mod cleaner_rewrite;
 mod core;
 mod index_files;
+mod live_config;
 mod reader;
 mod recovery;
 mod replay;
@@ -194,6 +195,7 @@ impl<D: Disk> PartitionLog<D> {
             disk,
             files,
             dir,
+            live: live_config::LiveConfig::new(&config),
             config,
             log_start_offset: Cell::new(segments[0].base_offset),
             segments: RefCell::new(segments),
@@ -494,6 +496,12 @@ impl<D: Disk> PartitionLog<D> {
     /// return nothing yet).
     pub fn written_offset(&self) -> u64 {
         self.shared.written.get().max(self.shared.visible.get())
+    }
+
+    /// Takes `config`'s values of the settings its topic may change while the log is open
+    /// (retention, rolling, tombstone retention: `live_config.rs`); the rest stays.
+    pub fn set_live_config(&self, config: &LogConfig) {
+        self.shared.live.set(config);
     }
 
     /// End of the data written to segments (with the journal, batches past it are durable in

@@ -42,8 +42,8 @@ impl<D: Disk> PartitionLog<D> {
     /// time; never the active one. Returns how many were deleted. Readers holding a deleted
     /// segment finish their read on the still-open file.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let (retention_bytes, retention_ms) =
-            (self.shared.config.retention_bytes, self.shared.config.retention_ms);
+        let live = &self.shared.live;
+        let (retention_bytes, retention_ms) = (live.retention_bytes(), live.retention_ms());
         self.drop_oldest_segments("retention", |segs| {
             let first = &segs[0];
             let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
@@ -161,7 +161,7 @@ impl<D: Disk> PartitionLog<D> {
             let keep = sh.config.segment_recycle
                 && sh.spare.borrow().is_none()
                 && !renamed.iter().any(|(_, spare)| *spare)
-                && victim.size_bytes.get() >= sh.config.segment_bytes_max / 2;
+                && victim.size_bytes.get() >= sh.live.segment_bytes_max() / 2;
             let doomed =
                 suffixed(&victim.log_path, if keep { SPARE_SUFFIX } else { DELETED_SUFFIX });
             match victim.rename(&sh.disk, doomed.clone()).await {

@@ -239,7 +239,7 @@ impl<D: Disk> Writer<D> {
         // Nor more than the active segment has room for: the write would roll (and a roll
         // syncs the old segment anyway), and with small segments deferring more only rolls
         // several at once, ahead of the retention or compaction that removes them.
-        let room = c.segment_bytes_max.saturating_sub(self.submitted);
+        let room = self.sh.live.segment_bytes_max().saturating_sub(self.submitted);
         c.journal_segment_write_bytes
             .min(c.pending_bytes_max / 2)
             .min(usize::try_from(room).unwrap_or(usize::MAX))
@@ -266,7 +266,7 @@ impl<D: Disk> Writer<D> {
             while run < items.len()
                 && (run == 0
                     || (self.submitted + run_bytes + items[run].bytes.len() as u64
-                        <= self.sh.config.segment_bytes_max
+                        <= self.sh.live.segment_bytes_max()
                         && !self.sh.needs_roll(&self.seg_view(), &items[run])))
             {
                 run_bytes += items[run].bytes.len() as u64;
@@ -427,10 +427,10 @@ impl<D: Disk> Writer<D> {
             .allocated
             .max(PREALLOCATE_STEP_MIN_BYTES)
             .min(c.preallocate_bytes)
-            .min(c.segment_bytes_max);
+            .min(self.sh.live.segment_bytes_max());
         if step > 0 && need > self.allocated {
             let target =
-                need.max(self.allocated + step).min(self.sh.config.segment_bytes_max.max(need));
+                need.max(self.allocated + step).min(self.sh.live.segment_bytes_max().max(need));
             self.seg.log().allocate(target).await?;
             self.allocated = target;
         }
@@ -474,7 +474,7 @@ impl<D: Disk> Writer<D> {
         // One piece of room past the data: the next data write rarely waits for zeros.
         let floor = data_end + piece;
         let lead = self.zero.lead_bytes(self.submitted, c.zero_ahead_bytes);
-        let target = (data_end + lead).min(align_down(c.segment_bytes_max));
+        let target = (data_end + lead).min(align_down(self.sh.live.segment_bytes_max()));
         let refill_at = data_end + lead / 2;
         let Some((start, end, goal)) = self.zero.next_piece(floor, refill_at, target, piece) else {
             return;

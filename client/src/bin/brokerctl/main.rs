@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 mod security;
 mod table;
+mod topic;
 
 use clap::{Parser, Subcommand};
 use client::{Client, ClientError, Consumer, GroupConfig, GroupConsumer, Producer, ProducerConfig};
-use wire::{AckLevel, OffsetSpec, RecordView, StartPosition, TopicConfig};
+use wire::{AckLevel, OffsetSpec, RecordView, StartPosition};
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Command-line client for the broker")]
@@ -48,7 +49,7 @@ enum Command {
     /// Create, delete, list or describe topics.
     Topic {
         #[command(subcommand)]
-        command: TopicCommand,
+        command: topic::TopicCommand,
     },
     /// Produce one record per line of stdin (or --file).
     Produce {
@@ -165,59 +166,6 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-enum TopicCommand {
-    /// Create a topic.
-    Create {
-        /// Name.
-        name: String,
-        /// Partitions.
-        #[arg(long, default_value_t = 1)]
-        partitions: u32,
-        /// Retention by time (-1 = forever).
-        #[arg(long, default_value_t = -1)]
-        retention_ms: i64,
-        /// Retention by size (-1 = unlimited).
-        #[arg(long, default_value_t = -1)]
-        retention_bytes: i64,
-        /// Segment size (0 = broker default).
-        #[arg(long, default_value_t = 0)]
-        segment_bytes: u64,
-        /// Keep a projection table: each key's latest value (`brokerctl table get|scan`).
-        #[arg(long)]
-        table: bool,
-        /// Compact the log: closed segments keep each key's latest record (cleanup.policy =
-        /// compact; with --retention-ms/--retention-bytes also compact,delete).
-        #[arg(long)]
-        compact: bool,
-        /// With --compact: remove a key's tombstone this long after it was appended (0 =
-        /// broker default, 1 day; -1 = never).
-        #[arg(long, default_value_t = 0)]
-        delete_retention_ms: i64,
-    },
-    /// Grow a topic to more partitions (the others and their data stay; keyed records map
-    /// by the new count from then on).
-    Grow {
-        /// Name.
-        name: String,
-        /// The new total number of partitions.
-        #[arg(long)]
-        partitions: u32,
-    },
-    /// Delete a topic and its data.
-    Delete {
-        /// Name.
-        name: String,
-    },
-    /// List topics.
-    List,
-    /// Describe a topic.
-    Describe {
-        /// Name.
-        name: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
 enum GroupCommand {
     /// Groups with members or committed offsets.
     List,
@@ -291,71 +239,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     let client = Client::connect_with(&cli.broker, config).await?;
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Topic { command } => match command {
-            TopicCommand::Create {
-                name,
-                partitions,
-                retention_ms,
-                retention_bytes,
-                segment_bytes,
-                table,
-                compact,
-                delete_retention_ms,
-            } => {
-                let t = client
-                    .create_topic(
-                        &name,
-                        TopicConfig {
-                            partition_count: partitions,
-                            retention_ms,
-                            retention_bytes,
-                            segment_bytes_max: segment_bytes,
-                            table,
-                            compact,
-                            delete_retention_ms,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                let _ = writeln!(out, "created {} with {} partitions", t.name, t.partitions.len());
-            }
-            TopicCommand::Grow { name, partitions } => {
-                let t = client.create_partitions(&name, partitions).await?;
-                let _ = writeln!(out, "{} has {} partitions", t.name, t.partitions.len());
-            }
-            TopicCommand::Delete { name } => {
-                client.delete_topic(&name).await?;
-                let _ = writeln!(out, "deleted {name}");
-            }
-            TopicCommand::List => {
-                for t in client.list_topics().await? {
-                    let _ = writeln!(out, "{}\t{}", t.name, t.partition_count);
-                }
-            }
-            TopicCommand::Describe { name } => {
-                let d = client.describe_topic(&name).await?;
-                if let Some(t) = &d.topic {
-                    let c = &t.config;
-                    let _ = writeln!(out, "topic {} partitions {} retention_ms {} retention_bytes {} segment_bytes {} table {} compact {}", t.name, c.partition_count, c.retention_ms, c.retention_bytes, c.segment_bytes_max, c.table, c.compact);
-                }
-                let _ = writeln!(
-                    out,
-                    "partition\tshard\tlog_start\thigh_watermark\tsize_bytes\tsegments"
-                );
-                for p in d.partitions {
-                    let _ = writeln!(
-                        out,
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        p.partition,
-                        p.shard,
-                        p.log_start_offset,
-                        p.high_watermark,
-                        p.size_bytes,
-                        p.segment_count
-                    );
-                }
-            }
-        },
+        Command::Topic { command } => topic::command(&client, command, &mut out).await?,
         Command::Produce { topic, file, key_separator, headers, acks, report, compression } => {
             let ack = AckLevel::parse(&acks).ok_or_else(|| {
                 ClientError::Record(format!("--acks {acks:?}: use none, written or durable"))

@@ -1,0 +1,202 @@
+//! Changing topic configs: IncrementalAlterConfigs (`kafka-configs --alter`, the admin
+//! clients' `incrementalAlterConfigs`) and the older AlterConfigs (which replaces a
+//! resource's whole config: what it does not name goes back to the default). Both go
+//! through the native AlterTopicConfig (shard 0 persists the change and every shard's open
+//! partitions take it), under Kafka's names: `retention.ms`, `retention.bytes`,
+//! `segment.bytes`, `segment.ms`, `delete.retention.ms`. `cleanup.policy` and
+//! `max.message.bytes` are fixed at creation here (INVALID_CONFIG); `min.insync.replicas`,
+//! `compression.type` and `message.timestamp.type` are taken and have no effect, as at
+//! creation. Broker configs are set in `broker.toml`, not over the wire.
+
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+
+use super::connection::{ready, respond, Answer, Ctx, Session};
+use super::error::kafka_code_raw;
+use super::native;
+use crate::metadata::TopicSettings;
+use crate::storage::LogConfig;
+
+/// A topic's settings and what they make of the broker's log defaults.
+fn settings_of(s: &Session, topic: &str) -> Option<(TopicSettings, LogConfig)> {
+    let md = s.shard.metadata();
+    let t = md.topic(topic)?;
+    Some((t.settings.clone(), t.settings.log_config(&s.shard.config.log)))
+}
+
+/// Kafka's resource type of a topic.
+const RESOURCE_TOPIC: i8 = 2;
+
+/// Kafka's names of the settings a topic may change, with the native names.
+const ALTERABLE: [(&str, &str); 5] = [
+    ("retention.ms", "retention_ms"),
+    ("retention.bytes", "retention_bytes"),
+    ("segment.bytes", "segment_bytes_max"),
+    ("segment.ms", "segment_ms"),
+    ("delete.retention.ms", "delete_retention_ms"),
+];
+
+/// Taken and without effect (one node, records stored as produced).
+const IGNORED: [&str; 3] = ["min.insync.replicas", "compression.type", "message.timestamp.type"];
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+/// What one resource's answer says: (error code, message).
+type Outcome = (i16, Option<String>);
+
+/// The native change of a Kafka config `name` to `value` (`None`: back to the default), or
+/// `Ok(None)` for one that is taken without effect: an ignored one, or one fixed at
+/// creation given the value it has (`now`: the topic's settings, if it exists; a client of
+/// the older AlterConfigs sends back what the topic sets).
+fn native_change(
+    name: &str,
+    value: Option<&str>,
+    now: Option<&(TopicSettings, LogConfig)>,
+) -> Result<Option<(String, String)>, Outcome> {
+    if let Some((_, native)) = ALTERABLE.iter().find(|(k, _)| *k == name) {
+        return Ok(Some((native.to_string(), value.unwrap_or("").to_owned())));
+    }
+    if IGNORED.contains(&name) {
+        return Ok(None);
+    }
+    let unchanged = now.is_some_and(|(settings, log)| match name {
+        "cleanup.policy" => value == Some(super::admin::cleanup_policy(log)),
+        "max.message.bytes" => {
+            value == Some(super::admin::batch_bytes_max(settings).to_string().as_str())
+        }
+        _ => false,
+    });
+    if unchanged {
+        return Ok(None);
+    }
+    let why = match name {
+        "cleanup.policy" | "max.message.bytes" => format!("{name} is fixed at creation"),
+        _ => format!("topic config {name} is not supported"),
+    };
+    Err((K::InvalidConfig.code(), Some(why)))
+}
+
+/// Runs the native change of topic `name`; what its answer says in Kafka's terms.
+async fn alter(
+    s: &Session,
+    name: &str,
+    changes: Vec<(String, String)>,
+    validate_only: bool,
+) -> Outcome {
+    let changes =
+        changes.into_iter().map(|(name, value)| wire::TopicSettingChange { name, value }).collect();
+    let req = wire::AlterTopicConfigRequest { name: name.to_owned(), changes, validate_only };
+    match native::call::<_, wire::AlterTopicConfigResponse>(s, &req).await {
+        Ok(r) if r.error == 0 => (0, None),
+        Ok(r) => {
+            let code = match wire::ErrorCode::from_u16(r.error) {
+                Some(wire::ErrorCode::InvalidTopicConfig) => K::InvalidConfig.code(),
+                Some(wire::ErrorCode::InternalTopic) => K::PolicyViolation.code(),
+                _ => kafka_code_raw(r.error),
+            };
+            (code, Some(r.message))
+        }
+        Err(e) => (e.code(), Some(e.to_string())),
+    }
+}
+
+/// A resource that is not a topic, or named twice: refused without a change.
+fn refused_resource(resource_type: i8, first: bool) -> Option<Outcome> {
+    if resource_type != RESOURCE_TOPIC {
+        let why = "only topic configs change over the wire; the broker's are set in broker.toml";
+        return Some((K::InvalidRequest.code(), Some(why.to_owned())));
+    }
+    (!first).then(|| (K::InvalidRequest.code(), Some("the resource is named twice".to_owned())))
+}
+
+/// IncrementalAlterConfigs: SET and DELETE of each topic's configs (APPEND and SUBTRACT
+/// apply to list configs, which no alterable one is: INVALID_CONFIG).
+pub async fn incremental_alter_configs(
+    s: &Session,
+    ctx: Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> Answer {
+    let mut out = IncrementalAlterConfigsResponse::default();
+    let mut seen = std::collections::HashSet::new();
+    for res in &req.resources {
+        let first = seen.insert((res.resource_type, res.resource_name.as_str()));
+        let outcome = match refused_resource(res.resource_type, first) {
+            Some(refused) => refused,
+            None => {
+                let now = settings_of(s, res.resource_name.as_str());
+                let changes: Result<Vec<_>, Outcome> = res
+                    .configs
+                    .iter()
+                    .filter_map(|c| {
+                        let value = match c.config_operation {
+                            OP_SET => c.value.as_deref(),
+                            OP_DELETE => None,
+                            op => {
+                                let why = format!(
+                                    "operation {op} on {}: a value is not a list",
+                                    c.name.as_str()
+                                );
+                                return Some(Err((K::InvalidConfig.code(), Some(why))));
+                            }
+                        };
+                        native_change(c.name.as_str(), value, now.as_ref()).transpose()
+                    })
+                    .collect();
+                match changes {
+                    Ok(changes) => {
+                        alter(s, res.resource_name.as_str(), changes, req.validate_only).await
+                    }
+                    Err(refused) => refused,
+                }
+            }
+        };
+        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        (r.error_code, r.error_message) = (outcome.0, outcome.1.map(StrBytes::from_string));
+        out.responses.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// AlterConfigs: each topic's configs replaced whole: what the request does not name goes
+/// back to the default.
+pub async fn alter_configs(s: &Session, ctx: Ctx, req: AlterConfigsRequest) -> Answer {
+    let mut out = AlterConfigsResponse::default();
+    let mut seen = std::collections::HashSet::new();
+    for res in &req.resources {
+        let first = seen.insert((res.resource_type, res.resource_name.as_str()));
+        let outcome = match refused_resource(res.resource_type, first) {
+            Some(refused) => refused,
+            None => {
+                // Every alterable setting back to its default first, then what is named.
+                let now = settings_of(s, res.resource_name.as_str());
+                let reset = ALTERABLE.iter().map(|(k, _)| native_change(k, None, None));
+                let named = res
+                    .configs
+                    .iter()
+                    .map(|c| native_change(c.name.as_str(), c.value.as_deref(), now.as_ref()));
+                let changes: Result<Vec<_>, Outcome> =
+                    reset.chain(named).filter_map(Result::transpose).collect();
+                match changes {
+                    Ok(changes) => {
+                        alter(s, res.resource_name.as_str(), changes, req.validate_only).await
+                    }
+                    Err(refused) => refused,
+                }
+            }
+        };
+        let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        (r.error_code, r.error_message) = (outcome.0, outcome.1.map(StrBytes::from_string));
+        out.responses.push(r);
+    }
+    ready(respond(ctx, &out))
+}
