@@ -55,10 +55,27 @@ impl Client {
         generation: u32,
         offsets: &[(String, u32, u64)],
     ) -> Result<(), ClientError> {
+        let offsets: Vec<_> =
+            offsets.iter().map(|(t, p, o)| (t.clone(), *p, *o, String::new())).collect();
+        self.commit_offsets_with_metadata(group, member_id, generation, &offsets).await
+    }
+
+    /// [`Client::commit_offsets`] with each offset's metadata (at most 4 KiB; kept with it
+    /// and returned by [`Client::fetch_offsets_with_metadata`]).
+    pub async fn commit_offsets_with_metadata(
+        &self,
+        group: &str,
+        member_id: &str,
+        generation: u32,
+        offsets: &[(String, u32, u64, String)],
+    ) -> Result<(), ClientError> {
         let mut topics: Vec<CommitTopic> = Vec::new();
-        for (topic, partition, offset) in offsets {
-            let entry =
-                CommittedOffset { partition: *partition, offset: *offset, metadata: String::new() };
+        for (topic, partition, offset, metadata) in offsets {
+            let entry = CommittedOffset {
+                partition: *partition,
+                offset: *offset,
+                metadata: metadata.clone(),
+            };
             match topics.iter_mut().find(|t| t.name == *topic) {
                 Some(t) => t.partitions.push(entry),
                 None => topics.push(CommitTopic { name: topic.clone(), partitions: vec![entry] }),
@@ -86,6 +103,16 @@ impl Client {
         group: &str,
         topics: &[String],
     ) -> Result<Vec<(String, u32, u64)>, ClientError> {
+        let all = self.fetch_offsets_with_metadata(group, topics).await?;
+        Ok(all.into_iter().map(|(t, p, o, _)| (t, p, o)).collect())
+    }
+
+    /// [`Client::fetch_offsets`] with each offset's metadata.
+    pub async fn fetch_offsets_with_metadata(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, u32, u64, String)>, ClientError> {
         let req = FetchOffsetsRequest { group: group.into(), topics: topics.to_vec() };
         let r: FetchOffsetsResponse = self.group_request(group, &req).await?;
         self.group_check(r.error, r.message)?;
@@ -93,7 +120,9 @@ impl Client {
             .into_iter()
             .flat_map(|t| {
                 let name = t.name;
-                t.partitions.into_iter().map(move |p| (name.clone(), p.partition, p.offset))
+                t.partitions
+                    .into_iter()
+                    .map(move |p| (name.clone(), p.partition, p.offset, p.metadata))
             })
             .collect())
     }

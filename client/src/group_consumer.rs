@@ -12,10 +12,10 @@
 //! owner stopped. Where a partition with nothing committed starts (`reset`, resolved to an
 //! offset) is committed at once, as Kafka consumers commit their reset position. A
 //! partition with nothing committed starts at its beginning whatever `reset` says when it
-//! was created after the member joined (its topic grew, or did not exist yet), or when the
-//! group committed other partitions of its topic: no member ever read it, so it is newer
-//! than the group's reading, and `Latest` would skip what was written to it before the
-//! group handed it out (Kafka's KIP-842 gap).
+//! was created after the member joined (its topic grew, or did not exist yet), or after a
+//! commit of the group (each commit records its topic's partition count in the offset's
+//! metadata): it is newer than the group's reading, and `Latest` would skip what was written
+//! to it before the group handed it out (Kafka's KIP-842 gap).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -319,12 +319,17 @@ impl GroupConsumer {
         // A commit can cross the heartbeat answer that moves this member to a newer
         // generation (STALE_GENERATION): heartbeat, then try again with the new one.
         let mut attempt = 0;
+        let stamped = stamped(&self.client, &due).await;
         loop {
             let (member_id, generation) = {
                 let m = self.shared.lock().expect("membership lock");
                 (m.member_id.clone(), m.generation)
             };
-            match self.client.commit_offsets(&self.config.group, &member_id, generation, &due).await
+            let group = &self.config.group;
+            match self
+                .client
+                .commit_offsets_with_metadata(group, &member_id, generation, &stamped)
+                .await
             {
                 Err(ClientError::Group { code: ErrorCode::StaleGeneration, .. }) if attempt < 3 => {
                     attempt += 1;
@@ -360,7 +365,8 @@ impl GroupConsumer {
             if due.is_empty() {
                 return Ok(());
             }
-            client.commit_offsets(&group, &member_id, generation, &due).await
+            let stamped = stamped(&client, &due).await;
+            client.commit_offsets_with_metadata(&group, &member_id, generation, &stamped).await
         })
     }
 
@@ -466,14 +472,14 @@ impl GroupConsumer {
         if !assigned.is_empty() {
             let committed = self
                 .client
-                .fetch_offsets(&self.config.group, &self.config.topics)
+                .fetch_offsets_with_metadata(&self.config.group, &self.config.topics)
                 .await
                 .unwrap_or_default();
             for tp in &assigned {
                 let start = committed
                     .iter()
-                    .find(|(t, p, _)| *t == tp.0 && *p == tp.1)
-                    .map(|&(_, _, o)| {
+                    .find(|(t, p, _, _)| *t == tp.0 && *p == tp.1)
+                    .map(|&(_, _, o, _)| {
                         self.committed.insert(tp.clone(), o);
                         self.positions.insert(tp.clone(), o);
                         StartPosition::Offset(o)
@@ -494,17 +500,26 @@ impl GroupConsumer {
     }
 
     /// Where `tp`, with nothing committed, starts: `reset`, or its beginning if it is newer
-    /// than the group's reading of its topic: created after this member joined, or not
-    /// committed while other partitions of its topic are (`committed`: the group's offsets
-    /// of its topics). Members commit where they start a partition at once, so a partition
-    /// the group never committed is one no member ever read: one a growth added (a member
-    /// that joined after the growth, or a restarted static member, would otherwise start it
-    /// at `Latest` and skip what was written to it before the group handed it out).
-    fn reset_for(&self, tp: &TopicPartition, committed: &[(String, u32, u64)]) -> StartPosition {
+    /// than the group's reading of its topic: created after this member joined, or at or
+    /// past the partition count a commit of the group recorded for its topic (`committed`:
+    /// the group's offsets of its topics, with their metadata; every commit of this
+    /// consumer records the count, [`stamped`]). Members commit where they start a
+    /// partition at once, so a partition created after a commit is one a growth added: a
+    /// member that joined after the growth, or a restarted static member, would otherwise
+    /// start it at `Latest` and skip what was written to it before the group handed it out.
+    /// (Partitions that existed at the commit follow `reset`, even with nothing committed
+    /// yet: members of one generation start theirs at about the same time.)
+    fn reset_for(
+        &self,
+        tp: &TopicPartition,
+        committed: &[(String, u32, u64, String)],
+    ) -> StartPosition {
         let created_after_join =
             self.partitions_at_join.get(&tp.0).is_some_and(|&count| tp.1 >= count);
-        let siblings_committed = committed.iter().any(|(t, p, _)| *t == tp.0 && *p != tp.1);
-        if created_after_join || siblings_committed {
+        let created_after_a_commit = committed.iter().any(|(t, _, _, metadata)| {
+            *t == tp.0 && count_of(metadata).is_some_and(|count| tp.1 >= count)
+        });
+        if created_after_join || created_after_a_commit {
             StartPosition::Earliest
         } else {
             self.config.reset
@@ -738,4 +753,28 @@ async fn read_partition(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The metadata this consumer commits with an offset: its topic's partition count then
+/// (`partitions=N`; see [`GroupConsumer::reset_for`]).
+const COUNT_PREFIX: &str = "partitions=";
+
+/// `due` with each offset's metadata: its topic's partition count as the client knows it
+/// (none if it does not).
+async fn stamped(client: &Client, due: &[(String, u32, u64)]) -> Vec<(String, u32, u64, String)> {
+    let mut counts: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(due.len());
+    for (t, p, o) in due {
+        if !counts.contains_key(t) {
+            let count = client.partition_count(t).await.ok();
+            counts.insert(t.clone(), count.map_or(String::new(), |c| format!("{COUNT_PREFIX}{c}")));
+        }
+        out.push((t.clone(), *p, *o, counts[t].clone()));
+    }
+    out
+}
+
+/// The partition count a commit's metadata recorded, if it is one of this consumer's.
+fn count_of(metadata: &str) -> Option<u32> {
+    metadata.strip_prefix(COUNT_PREFIX)?.parse().ok()
 }

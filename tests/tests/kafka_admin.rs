@@ -166,4 +166,24 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
     assert_eq!(answer.responses[0].error_code, 0, "{answer:?}");
     let now = settings(&b, "c");
     assert_eq!((now.segment_ms, now.retention_bytes), (30_000, 0));
+    // On a compacted topic retention would change cleanup.policy (compact → compact,delete):
+    // refused, as is a SET without a value.
+    let compacted = wire::CreateTopicRequest {
+        name: "kept".into(),
+        config: wire::TopicConfig { partition_count: 1, compact: true, ..Default::default() },
+    };
+    let created: wire::CreateTopicResponse = b.connect().call(&compacted);
+    assert_eq!(created.error, 0, "{}", created.message);
+    let mut one = |name: &str, configs| {
+        let mut r = incremental_alter_configs_request::AlterConfigsResource::default();
+        (r.resource_type, r.resource_name, r.configs) = (2, s(name), configs);
+        let mut req = IncrementalAlterConfigsRequest::default();
+        req.resources = vec![r];
+        let answer: IncrementalAlterConfigsResponse =
+            c.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+        answer.responses[0].error_code
+    };
+    assert_eq!(one("kept", vec![op("retention.ms", 0, Some("1000"))]), INVALID_CONFIG);
+    assert_eq!(one("c", vec![op("retention.ms", 0, None)]), INVALID_REQUEST);
+    assert_eq!(settings(&b, "kept").retention_ms, 0, "the compacted topic kept its policy");
 }

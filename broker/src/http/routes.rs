@@ -347,14 +347,26 @@ fn config_json(c: &wire::TopicConfig) -> Value {
     })
 }
 
+/// A request body that must be one JSON object (an admin request's), read within the
+/// body limits; a body that is not is a 400.
+async fn read_object(
+    gw: &Rc<Gateway>,
+    req: Request<Incoming>,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let (_, body) = read_body(gw, req).await?;
+    let v: Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
+    match v {
+        Value::Object(o) => Ok(o),
+        _ => Err(ApiError::invalid("the body must be a JSON object")),
+    }
+}
+
 async fn create_topic(
     gw: &Rc<Gateway>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (_, body) = read_body(gw, req).await?;
-    let v: Value = serde_json::from_slice(&body.bytes)
-        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
-    let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    let o = read_object(gw, req).await?;
     const FIELDS: [&str; 11] = [
         "table",
         "compact",
@@ -466,10 +478,7 @@ async fn grow_topic(
     name: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (_, body) = read_body(gw, req).await?;
-    let v: Value = serde_json::from_slice(&body.bytes)
-        .map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))?;
-    let o = v.as_object().ok_or_else(|| ApiError::invalid("the body must be a JSON object"))?;
+    let o = read_object(gw, req).await?;
     if let Some(unknown) = o.keys().find(|k| k.as_str() != "partitions") {
         return Err(ApiError::invalid(format!("unknown field {unknown:?}")));
     }

@@ -106,6 +106,28 @@ async fn alter(
     }
 }
 
+/// `changes` if they leave the topic's `cleanup.policy` as it is: here a compacted topic
+/// with retention set is `compact,delete` and without it `compact`, so setting or deleting
+/// `retention.*` on a compacted topic would change its policy (Kafka ignores retention on
+/// a `compact` topic), which is fixed at creation.
+fn keeps_policy(
+    s: &Session,
+    now: Option<&(TopicSettings, LogConfig)>,
+    changes: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, Outcome> {
+    let Some((settings, log)) = now else { return Ok(changes) };
+    // A change the native check refuses is answered by it.
+    let Ok(after) = settings.altered(&changes) else { return Ok(changes) };
+    let before = super::admin::cleanup_policy(log);
+    let after = super::admin::cleanup_policy(&after.log_config(&s.shard.config.log));
+    if before == after {
+        return Ok(changes);
+    }
+    let why =
+        format!("the change would make cleanup.policy {after} (it is {before}, fixed at creation)");
+    Err((K::InvalidConfig.code(), Some(why)))
+}
+
 /// A resource that is not a topic, or named twice: refused without a change.
 fn refused_resource(resource_type: i8, first: bool) -> Option<Outcome> {
     if resource_type != RESOURCE_TOPIC {
@@ -115,6 +137,34 @@ fn refused_resource(resource_type: i8, first: bool) -> Option<Outcome> {
     (!first).then(|| (K::InvalidRequest.code(), Some("the resource is named twice".to_owned())))
 }
 
+/// Each resource's outcome, in order: refused (not a topic, or named twice), its changes
+/// refused, or the native change's answer. `changes(index, now)` gives resource `index`'s
+/// native changes, `now` its topic's settings if it exists.
+async fn alter_each(
+    s: &Session,
+    resources: &[(i8, &str)],
+    validate_only: bool,
+    mut changes: impl FnMut(
+        usize,
+        Option<&(TopicSettings, LogConfig)>,
+    ) -> Result<Vec<(String, String)>, Outcome>,
+) -> Vec<Outcome> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(resources.len());
+    for (i, &(kind, name)) in resources.iter().enumerate() {
+        let now = settings_of(s, name);
+        let outcome = match refused_resource(kind, seen.insert((kind, name))) {
+            Some(refused) => refused,
+            None => match changes(i, now.as_ref()).and_then(|c| keeps_policy(s, now.as_ref(), c)) {
+                Ok(changes) => alter(s, name, changes, validate_only).await,
+                Err(refused) => refused,
+            },
+        };
+        out.push(outcome);
+    }
+    out
+}
+
 /// IncrementalAlterConfigs: SET and DELETE of each topic's configs (APPEND and SUBTRACT
 /// apply to list configs, which no alterable one is: INVALID_CONFIG).
 pub async fn incremental_alter_configs(
@@ -122,44 +172,36 @@ pub async fn incremental_alter_configs(
     ctx: Ctx,
     req: IncrementalAlterConfigsRequest,
 ) -> Answer {
-    let mut out = IncrementalAlterConfigsResponse::default();
-    let mut seen = std::collections::HashSet::new();
-    for res in &req.resources {
-        let first = seen.insert((res.resource_type, res.resource_name.as_str()));
-        let outcome = match refused_resource(res.resource_type, first) {
-            Some(refused) => refused,
-            None => {
-                let now = settings_of(s, res.resource_name.as_str());
-                let changes: Result<Vec<_>, Outcome> = res
-                    .configs
-                    .iter()
-                    .filter_map(|c| {
-                        let value = match c.config_operation {
-                            OP_SET => c.value.as_deref(),
-                            OP_DELETE => None,
-                            op => {
-                                let why = format!(
-                                    "operation {op} on {}: a value is not a list",
-                                    c.name.as_str()
-                                );
-                                return Some(Err((K::InvalidConfig.code(), Some(why))));
-                            }
-                        };
-                        native_change(c.name.as_str(), value, now.as_ref()).transpose()
-                    })
-                    .collect();
-                match changes {
-                    Ok(changes) => {
-                        alter(s, res.resource_name.as_str(), changes, req.validate_only).await
+    let resources: Vec<(i8, &str)> =
+        req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())).collect();
+    let outcomes = alter_each(s, &resources, req.validate_only, |i, now| {
+        req.resources[i]
+            .configs
+            .iter()
+            .filter_map(|c| {
+                let value = match c.config_operation {
+                    OP_SET if c.value.is_none() => {
+                        let why = format!("SET {} without a value", c.name.as_str());
+                        return Some(Err((K::InvalidRequest.code(), Some(why))));
                     }
-                    Err(refused) => refused,
-                }
-            }
-        };
+                    OP_SET => c.value.as_deref(),
+                    OP_DELETE => None,
+                    op => {
+                        let why =
+                            format!("operation {op} on {}: a value is not a list", c.name.as_str());
+                        return Some(Err((K::InvalidConfig.code(), Some(why))));
+                    }
+                };
+                native_change(c.name.as_str(), value, now).transpose()
+            })
+            .collect()
+    })
+    .await;
+    let mut out = IncrementalAlterConfigsResponse::default();
+    for (res, (code, message)) in req.resources.iter().zip(outcomes) {
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        (r.error_code, r.error_message) = (outcome.0, outcome.1.map(StrBytes::from_string));
+        (r.resource_type, r.resource_name) = (res.resource_type, res.resource_name.clone());
+        (r.error_code, r.error_message) = (code, message.map(StrBytes::from_string));
         out.responses.push(r);
     }
     ready(respond(ctx, &out))
@@ -168,34 +210,21 @@ pub async fn incremental_alter_configs(
 /// AlterConfigs: each topic's configs replaced whole: what the request does not name goes
 /// back to the default.
 pub async fn alter_configs(s: &Session, ctx: Ctx, req: AlterConfigsRequest) -> Answer {
+    let resources: Vec<(i8, &str)> =
+        req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())).collect();
+    let outcomes = alter_each(s, &resources, req.validate_only, |i, now| {
+        // Every alterable setting back to its default first, then what is named.
+        let reset = ALTERABLE.iter().map(|(k, _)| native_change(k, None, None));
+        let configs = &req.resources[i].configs;
+        let named = configs.iter().map(|c| native_change(c.name.as_str(), c.value.as_deref(), now));
+        reset.chain(named).filter_map(Result::transpose).collect()
+    })
+    .await;
     let mut out = AlterConfigsResponse::default();
-    let mut seen = std::collections::HashSet::new();
-    for res in &req.resources {
-        let first = seen.insert((res.resource_type, res.resource_name.as_str()));
-        let outcome = match refused_resource(res.resource_type, first) {
-            Some(refused) => refused,
-            None => {
-                // Every alterable setting back to its default first, then what is named.
-                let now = settings_of(s, res.resource_name.as_str());
-                let reset = ALTERABLE.iter().map(|(k, _)| native_change(k, None, None));
-                let named = res
-                    .configs
-                    .iter()
-                    .map(|c| native_change(c.name.as_str(), c.value.as_deref(), now.as_ref()));
-                let changes: Result<Vec<_>, Outcome> =
-                    reset.chain(named).filter_map(Result::transpose).collect();
-                match changes {
-                    Ok(changes) => {
-                        alter(s, res.resource_name.as_str(), changes, req.validate_only).await
-                    }
-                    Err(refused) => refused,
-                }
-            }
-        };
+    for (res, (code, message)) in req.resources.iter().zip(outcomes) {
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
-        r.resource_type = res.resource_type;
-        r.resource_name = res.resource_name.clone();
-        (r.error_code, r.error_message) = (outcome.0, outcome.1.map(StrBytes::from_string));
+        (r.resource_type, r.resource_name) = (res.resource_type, res.resource_name.clone());
+        (r.error_code, r.error_message) = (code, message.map(StrBytes::from_string));
         out.responses.push(r);
     }
     ready(respond(ctx, &out))

@@ -133,11 +133,22 @@ impl Session {
     pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
         // Beside what the request itself holds of the shard (its frame and what it decoded
         // to): a response larger than the rest of the budget must not wait for it.
+        // Waiting while holding: requests that each hold a little and wait for more could
+        // wait for each other for ever when what they hold fills the budget, so the wait
+        // ends after `frame_read_timeout_ms` and the room is taken anyway (past the budget
+        // by at most this response, which is at most half of it: `fetch`).
         let own = self.request.borrow().as_ref().map_or(0, codec::RequestRoom::held_bytes);
         let (connection, shard) = (&self.budget, &self.shard.memory);
-        wait_until(&[connection, shard], || {
-            connection.has_room(bytes) && shard.has_room_beside(own, bytes)
-        })
+        let both = [connection.as_ref(), shard.as_ref()];
+        let room =
+            wait_until(&both, || connection.has_room(bytes) && shard.has_room_beside(own, bytes));
+        let limit = Duration::from_millis(self.shard.config.frame_read_timeout_ms.max(1));
+        futures_lite::future::or(
+            async {
+                room.await;
+            },
+            glommio::timer::sleep(limit),
+        )
         .await;
         budget::hold_all_now(&[connection, shard], bytes)
     }
@@ -275,10 +286,26 @@ pub async fn serve<S>(
             let short = session.request.borrow().as_ref().is_some_and(|r| r.short());
             if started.is_err() && short {
                 // It decodes to more than the budget had free: again once it has the room.
+                // Not waited for past `frame_read_timeout_ms` (requests holding their frames
+                // while they wait could wait for each other): the connection then closes,
+                // as for a request that does not decode.
                 let mut room = session.request.borrow_mut().take().expect("put there above");
-                room.wait_for_room().await;
+                let limit = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
+                let waited = futures_lite::future::or(
+                    async {
+                        room.wait_for_room().await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(limit).await;
+                        false
+                    },
+                )
+                .await;
                 *session.request.borrow_mut() = Some(room);
-                started = dispatch(&session, frame).await;
+                if waited {
+                    started = dispatch(&session, frame).await;
+                }
             }
             let (answer, reserved) = started?;
             let answer: Answer = match reserved {
@@ -405,8 +432,12 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
     s.decode_header(&mut frame, ApiKey::Fetch, version)?;
     let mut req: kafka_protocol::messages::FetchRequest = s.decode(&mut frame, version)?;
     bounded(s, req.topics.iter().map(|t| (t.topic.as_str(), t.partitions.len())))?;
-    let bytes =
-        (req.max_bytes.max(0) as usize).min(s.shard.config.fetch_response_bytes_max as usize);
+    // At most half the shard's budget (a Kafka consumer asks for 50 MiB by default): the
+    // response keeps to what its room holds.
+    let bytes = (req.max_bytes.max(0) as usize)
+        .min(s.shard.config.fetch_response_bytes_max as usize)
+        .min(s.shard.memory.held_bytes_max() / 2);
+    req.max_bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
     // A fetch that would only wait for data waits first, holding nothing (`api/long_poll.rs`),
     // here in the reader: answers go out in request order, so a reservation taken later
     // could wait for room that the answers queued behind it hold. (A Kafka broker serves a
