@@ -246,7 +246,23 @@ impl TopicSettings {
                 }
             }
         }
-        next.validate()?;
+        // Only the changed fields are checked (on an otherwise default topic): one stored
+        // before a rule existed keeps what it had, and can still change.
+        let mut probe = TopicSettings::from_wire(&wire::TopicConfig {
+            partition_count: 1,
+            ..Default::default()
+        });
+        for (name, _) in changes {
+            match name.as_str() {
+                "retention_ms" => probe.retention_ms = next.retention_ms,
+                "retention_bytes" => probe.retention_bytes = next.retention_bytes,
+                "segment_ms" => probe.segment_ms = next.segment_ms,
+                "delete_retention_ms" => probe.delete_retention_ms = next.delete_retention_ms,
+                "segment_bytes_max" => probe.segment_bytes_max = next.segment_bytes_max,
+                _ => probe.default_ack = next.default_ack.clone(),
+            }
+        }
+        probe.validate()?;
         Ok(next)
     }
 }
@@ -261,3 +277,49 @@ pub const ALTERABLE_SETTINGS: [&str; 6] = [
     "delete_retention_ms",
     "default_ack",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TopicSettings {
+        TopicSettings::from_wire(&wire::TopicConfig { partition_count: 3, ..Default::default() })
+    }
+
+    fn change(name: &str, value: &str) -> Vec<(String, String)> {
+        vec![(name.to_owned(), value.to_owned())]
+    }
+
+    #[test]
+    fn only_alterable_settings_change_and_each_is_checked() {
+        let s = settings();
+        let next = s.altered(&change("retention_ms", "5000")).unwrap();
+        assert_eq!((next.retention_ms, next.partition_count), (5000, 3));
+        let next = next.altered(&change("retention_ms", "")).unwrap();
+        assert_eq!(next.retention_ms, 0, "empty: back to the broker default");
+        let next = s.altered(&change("default_ack", "written")).unwrap();
+        assert_eq!(next.default_ack(), AckLevel::Written);
+        for (name, value) in [
+            ("compact", "true"),
+            ("partition_count", "9"),
+            ("nope", "1"),
+            ("retention_ms", "-2"),
+            ("segment_bytes_max", "1"),
+            ("default_ack", "maybe"),
+        ] {
+            let refused = s.altered(&change(name, value));
+            assert!(matches!(refused, Err(MetadataError::InvalidConfig { .. })), "{name}={value}");
+        }
+    }
+
+    /// A topic stored before a rule existed (here a batch limit below today's minimum) can
+    /// still change what may change; a bad changed value is refused all the same.
+    #[test]
+    fn a_topic_stored_before_a_rule_can_still_change() {
+        let legacy = TopicSettings { batch_bytes_max: 10, ..settings() };
+        assert!(legacy.validate().is_err());
+        let next = legacy.altered(&change("retention_bytes", "4096")).unwrap();
+        assert_eq!((next.retention_bytes, next.batch_bytes_max), (4096, 10));
+        assert!(legacy.altered(&change("retention_bytes", "-7")).is_err());
+    }
+}

@@ -349,6 +349,38 @@ fn a_topic_grows_over_http() {
     assert_eq!(curl(http, "GET", "/topics/g/partitions", &[]).0, 405);
 }
 
+/// `PATCH /topics/{t}` changes a topic's settings (native `AlterTopicConfig`): the answer
+/// and GET show them; `null` goes back to the default; a setting fixed at creation, a bad
+/// value and an unknown topic are refused with the native code, and nothing of a refused
+/// request is made.
+#[test]
+fn a_topics_settings_change_over_http() {
+    let (_broker, http) = start(1, &[]);
+    let (status, resp) = post_json(http, "/topics", &json!({"name": "s", "retention_ms": -1}));
+    assert_eq!(status, 201, "{resp}");
+    let patch = |path: &str, body: &Value| {
+        let data = body.to_string();
+        curl(http, "PATCH", path, &["-H", "content-type: application/json", "--data-binary", &data])
+    };
+    let (status, resp) =
+        patch("/topics/s", &json!({"retention_ms": 3600000, "default_ack": "written"}));
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["config"]["retention_ms"], 3600000, "{resp}");
+    assert_eq!(resp["config"]["default_ack"], "written", "{resp}");
+    let (_, got) = curl(http, "GET", "/topics/s", &[]);
+    assert_eq!(got["config"]["retention_ms"], 3600000, "{got}");
+    let (status, resp) = patch("/topics/s", &json!({"default_ack": null}));
+    assert_eq!((status, &resp["config"]["default_ack"]), (200, &json!("durable")), "{resp}");
+    let (status, resp) = patch("/topics/s", &json!({"retention_ms": 5, "compact": true}));
+    assert_eq!((status, resp["error"]["name"].as_str()), (400, Some("INVALID_TOPIC_CONFIG")));
+    let (status, _) = patch("/topics/s", &json!({"retention_ms": -9}));
+    assert_eq!(status, 400);
+    let (_, got) = curl(http, "GET", "/topics/s", &[]);
+    assert_eq!(got["config"]["retention_ms"], 3600000, "nothing refused was made: {got}");
+    let (status, resp) = patch("/topics/nope", &json!({"retention_ms": 5}));
+    assert_eq!((status, resp["error"]["name"].as_str()), (404, Some("UNKNOWN_TOPIC")));
+}
+
 #[test]
 fn bad_requests_get_4xx_with_a_json_error_carrying_the_native_code() {
     let (broker, http) = start(1, &[("BROKER_HTTP_BODY_BYTES_MAX", "65536")]);

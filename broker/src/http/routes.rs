@@ -9,6 +9,7 @@
 //! | `GET /topics/{t}`               | `DescribeTopic`                            |
 //! | `DELETE /topics/{t}`            | `DeleteTopic`                              |
 //! | `POST /topics/{t}/partitions`   | `CreatePartitions` (grow the topic)        |
+//! | `PATCH /topics/{t}`             | `AlterTopicConfig` (change settings)       |
 //! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
 //! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
@@ -105,6 +106,7 @@ async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::POST, ["topics"]) => create_topic(gw, req).await,
         (&Method::GET, ["topics", t]) => describe_topic(gw, t).await,
         (&Method::DELETE, ["topics", t]) => delete_topic(gw, t).await,
+        (&Method::PATCH, ["topics", t]) => alter_topic(gw, t, req).await,
         (&Method::POST, ["topics", t, "partitions"]) => grow_topic(gw, t, req).await,
         (&Method::POST, ["topics", t, "records"]) => produce(gw, t, req).await,
         (&Method::GET, ["topics", t, "records"]) => read_records(gw, t, &Query::parse(&req)?).await,
@@ -469,6 +471,38 @@ async fn delete_topic(gw: &Rc<Gateway>, name: &str) -> Result<Response<Body>, Ap
     let resp: wire::DeleteTopicResponse = call(gw, &req).await?;
     ApiError::check(resp.error, || resp.message.clone())?;
     Ok(json_response(StatusCode::OK, &json!({"deleted": name})))
+}
+
+/// `PATCH /topics/{t}` with settings to change, `{"retention_ms": 86400000, "default_ack":
+/// "written"}` (native `AlterTopicConfig`; `null` sets one back to the broker default; all or
+/// none are made). The answer is the topic's settings now.
+async fn alter_topic(
+    gw: &Rc<Gateway>,
+    name: &str,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let o = read_object(gw, req).await?;
+    let mut changes = Vec::with_capacity(o.len());
+    for (field, value) in &o {
+        let value = match value {
+            Value::Null => String::new(),
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            // Refused as fixed at creation (`compact`, `table`) by the native check.
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(ApiError::invalid(format!("{field}: a number, a string or null"))),
+        };
+        changes.push(wire::TopicSettingChange { name: field.clone(), value });
+    }
+    if changes.is_empty() {
+        return Err(ApiError::invalid("no setting to change"));
+    }
+    let req =
+        wire::AlterTopicConfigRequest { name: name.to_owned(), changes, validate_only: false };
+    let resp: wire::AlterTopicConfigResponse = call(gw, &req).await?;
+    ApiError::check(resp.error, || resp.message.clone())?;
+    let config = resp.topic.as_ref().map(|t| config_json(&t.config)).unwrap_or(Value::Null);
+    Ok(json_response(StatusCode::OK, &json!({"name": name, "config": config})))
 }
 
 /// `POST /topics/{t}/partitions` with `{"partitions": N}`: grows the topic to N partitions
