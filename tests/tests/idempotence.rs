@@ -162,7 +162,7 @@ fn a_new_incarnation_of_a_transactional_id_fences_the_old_one_everywhere_and_acr
     let (other, _) = transactional(&mut conn, "audit-writer");
     assert_ne!(other, id);
     let bad: InitProducerIdResponse =
-        conn.call(&InitProducerIdRequest { transactional_id: "no spaces".into() });
+        conn.call(&InitProducerIdRequest { transactional_id: "a bell \u{7}".into() });
     assert_eq!(code(bad.error), Some(ErrorCode::InvalidRequest));
     // The fence is durable.
     broker.kill();

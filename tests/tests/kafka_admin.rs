@@ -141,10 +141,15 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
         resource(2, "__consumer_offsets", &[("retention.ms", "1")]),
         resource(2, "c", &[("retention.ms", "2")]),
     ];
-    let named_twice = INVALID_REQUEST;
+    // "c" named twice: both refused (the first's cleanup.policy change is too).
     let codes = alter(1, refused, false);
-    let want = [INVALID_CONFIG, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION, POLICY_VIOLATION];
-    assert_eq!(codes, [&want[..], &[named_twice]].concat());
+    let want = [INVALID_REQUEST, INVALID_REQUEST, UNKNOWN_TOPIC_OR_PARTITION, POLICY_VIOLATION];
+    assert_eq!(codes, [&want[..], &[INVALID_REQUEST]].concat());
+    let twice = vec![resource(2, "c", &[("retention.ms", "7")]), resource(2, "c", &[])];
+    assert_eq!(alter(1, twice, false), [INVALID_REQUEST, INVALID_REQUEST]);
+    assert_ne!(settings(&b, "c").retention_ms, 7, "neither was made");
+    let compact = vec![resource(2, "c", &[("cleanup.policy", "compact")])];
+    assert_eq!(alter(1, compact, false), [INVALID_CONFIG], "fixed at creation");
     let bad = vec![resource(2, "c", &[("retention.ms", "-5")])];
     assert_eq!(alter(1, bad, false), [INVALID_CONFIG]);
     assert_eq!(settings(&b, "c").retention_bytes, 9_000_000, "nothing refused was made");

@@ -128,13 +128,14 @@ fn keeps_policy(
     Err((K::InvalidConfig.code(), Some(why)))
 }
 
-/// A resource that is not a topic, or named twice: refused without a change.
-fn refused_resource(resource_type: i8, first: bool) -> Option<Outcome> {
+/// A resource that is not a topic, or named more than once (every time, as Kafka: which
+/// of them would win is not said): refused without a change.
+fn refused_resource(resource_type: i8, once: bool) -> Option<Outcome> {
     if resource_type != RESOURCE_TOPIC {
         let why = "only topic configs change over the wire; the broker's are set in broker.toml";
         return Some((K::InvalidRequest.code(), Some(why.to_owned())));
     }
-    (!first).then(|| (K::InvalidRequest.code(), Some("the resource is named twice".to_owned())))
+    (!once).then(|| (K::InvalidRequest.code(), Some("the resource is named twice".to_owned())))
 }
 
 /// Each resource's outcome, in order: refused (not a topic, or named twice), its changes
@@ -149,11 +150,14 @@ async fn alter_each(
         Option<&(TopicSettings, LogConfig)>,
     ) -> Result<Vec<(String, String)>, Outcome>,
 ) -> Vec<Outcome> {
-    let mut seen = std::collections::HashSet::new();
+    let mut named: std::collections::HashMap<(i8, &str), usize> = Default::default();
+    for &resource in resources {
+        *named.entry(resource).or_default() += 1;
+    }
     let mut out = Vec::with_capacity(resources.len());
     for (i, &(kind, name)) in resources.iter().enumerate() {
         let now = settings_of(s, name);
-        let outcome = match refused_resource(kind, seen.insert((kind, name))) {
+        let outcome = match refused_resource(kind, named[&(kind, name)] == 1) {
             Some(refused) => refused,
             None => match changes(i, now.as_ref()).and_then(|c| keeps_policy(s, now.as_ref(), c)) {
                 Ok(changes) => alter(s, name, changes, validate_only).await,
