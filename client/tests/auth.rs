@@ -258,6 +258,19 @@ fn acls_decide_every_api_group_deny_wins_and_metadata_is_filtered() {
         assert_eq!(r.base_offset, 0);
         let names: Vec<String> = visible(alice.refresh_metadata().await.unwrap());
         assert_eq!(names, ["orders"]);
+        // Changing a topic's settings needs Alter on it (Write is not enough).
+        let retention = [("retention_ms".to_owned(), "60000".to_owned())];
+        let (c, m) = code(alice.alter_topic_config("orders", &retention, false).await);
+        assert_eq!(c, ErrorCode::AuthorizationFailed, "{m}");
+        assert!(m.contains("alter") && m.contains("orders"), "{m}");
+        admin
+            .create_acl(acl("alice", AclResourceKind::Topic, "orders", AclOperation::Alter, false))
+            .await
+            .unwrap();
+        let t = alice.alter_topic_config("orders", &retention, false).await.unwrap();
+        assert_eq!(t.config.retention_ms, 60_000);
+        let alter = acl("alice", AclResourceKind::Topic, "orders", AclOperation::Alter, false);
+        assert!(admin.delete_acl(alter).await.unwrap());
         let (c, m) = code(alice.fetch("orders", 0, 0, 1 << 20, 0).await);
         assert_eq!(c, ErrorCode::AuthorizationFailed);
         assert!(m.contains("read") && m.contains("orders"), "{m}");
