@@ -179,22 +179,19 @@ impl Shard {
             p.retire(&self.config.data_dir).await;
             self.counters.retire_log(&p.log.stats(), &p.log.cleaner_stats());
         }
-        // The settings a topic may change (`AlterTopicConfig`) reach its open partitions.
-        let open: Vec<Rc<Partition>> = self.partitions.borrow().values().cloned().collect();
-        for p in open {
-            if let Some(topic) = next.topic(&p.topic) {
-                p.log.set_live_config(&self.log_config(topic));
-            }
-        }
         for topic in next.topics.values() {
+            let topic_config = self.log_config(topic);
             for (index, &owner) in topic.shards.iter().enumerate() {
                 let index = index as u32;
-                if owner != self.id
-                    || self.partitions.borrow().contains_key(&(topic.name.clone(), index))
-                {
+                if owner != self.id {
                     continue;
                 }
-                let config = self.log_config(topic);
+                if let Some(open) = self.partitions.borrow().get(&(topic.name.clone(), index)) {
+                    // The settings a topic may change (`AlterTopicConfig`) reach it open.
+                    open.log.set_live_config(&topic_config);
+                    continue;
+                }
+                let config = topic_config.clone();
                 let journal = self.journal.borrow().clone();
                 let replay = self.replay.borrow().clone();
                 let join = JournalJoin {

@@ -192,6 +192,12 @@ impl TopicSettings {
     /// aggregate, compaction and the batch limit are fixed at creation.
     pub fn altered(&self, changes: &[(String, String)]) -> Result<TopicSettings, MetadataError> {
         let mut next = self.clone();
+        // Only the changed fields are checked, on an otherwise default topic: one stored
+        // before a rule existed keeps what it had, and can still change.
+        let mut probe = TopicSettings::from_wire(&wire::TopicConfig {
+            partition_count: 1,
+            ..Default::default()
+        });
         for (name, value) in changes {
             let Some(&field) = ALTERABLE_SETTINGS.iter().find(|&&f| f == name) else {
                 let fixed = ["partition_count", "table", "aggregate", "compact", "batch_bytes_max"];
@@ -206,64 +212,52 @@ impl TopicSettings {
                     allowed,
                 });
             };
-            let value = value.trim();
-            let number = |allowed: &str| -> Result<i64, MetadataError> {
-                if value.is_empty() {
-                    return Ok(0);
-                }
-                value.parse().map_err(|_| MetadataError::InvalidConfig {
-                    field,
-                    value: value.to_owned(),
-                    allowed: allowed.to_owned(),
-                })
-            };
-            match field {
-                "retention_ms" => next.retention_ms = number("an integer (milliseconds)")?,
-                "retention_bytes" => next.retention_bytes = number("an integer (bytes)")?,
-                "segment_ms" => next.segment_ms = number("an integer (milliseconds)")?,
-                "delete_retention_ms" => {
-                    next.delete_retention_ms = number("an integer (milliseconds)")?
-                }
-                "segment_bytes_max" => {
-                    let bytes = number("an integer (bytes)")?;
-                    next.segment_bytes_max = u64::try_from(bytes).map_err(|_| {
-                        MetadataError::InvalidConfig {
-                            field,
-                            value: value.to_owned(),
-                            allowed: format!(
-                                "0 (broker default) or {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT} bytes"
-                            ),
-                        }
-                    })?;
-                }
-                _ => {
-                    // default_ack
-                    next.default_ack = if value.is_empty() {
-                        AckLevel::Durable.name().to_owned()
-                    } else {
-                        value.to_owned()
-                    };
-                }
-            }
-        }
-        // Only the changed fields are checked (on an otherwise default topic): one stored
-        // before a rule existed keeps what it had, and can still change.
-        let mut probe = TopicSettings::from_wire(&wire::TopicConfig {
-            partition_count: 1,
-            ..Default::default()
-        });
-        for (name, _) in changes {
-            match name.as_str() {
-                "retention_ms" => probe.retention_ms = next.retention_ms,
-                "retention_bytes" => probe.retention_bytes = next.retention_bytes,
-                "segment_ms" => probe.segment_ms = next.segment_ms,
-                "delete_retention_ms" => probe.delete_retention_ms = next.delete_retention_ms,
-                "segment_bytes_max" => probe.segment_bytes_max = next.segment_bytes_max,
-                _ => probe.default_ack = next.default_ack.clone(),
-            }
+            next.set(field, value.trim())?;
+            probe.set(field, value.trim())?;
         }
         probe.validate()?;
         Ok(next)
+    }
+
+    /// Sets one of [`ALTERABLE_SETTINGS`] from its text (empty: the broker default).
+    fn set(&mut self, field: &'static str, value: &str) -> Result<(), MetadataError> {
+        let number = |allowed: &str| -> Result<i64, MetadataError> {
+            if value.is_empty() {
+                return Ok(0);
+            }
+            value.parse().map_err(|_| MetadataError::InvalidConfig {
+                field,
+                value: value.to_owned(),
+                allowed: allowed.to_owned(),
+            })
+        };
+        match field {
+            "retention_ms" => self.retention_ms = number("an integer (milliseconds)")?,
+            "retention_bytes" => self.retention_bytes = number("an integer (bytes)")?,
+            "segment_ms" => self.segment_ms = number("an integer (milliseconds)")?,
+            "delete_retention_ms" => {
+                self.delete_retention_ms = number("an integer (milliseconds)")?
+            }
+            "segment_bytes_max" => {
+                let bytes = number("an integer (bytes)")?;
+                self.segment_bytes_max =
+                    u64::try_from(bytes).map_err(|_| MetadataError::InvalidConfig {
+                        field,
+                        value: value.to_owned(),
+                        allowed: format!(
+                            "0 (broker default) or {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_LIMIT} bytes"
+                        ),
+                    })?;
+            }
+            _ => {
+                // default_ack
+                self.default_ack = match value {
+                    "" => AckLevel::Durable.name().to_owned(),
+                    v => v.to_owned(),
+                }
+            }
+        }
+        Ok(())
     }
 }
 

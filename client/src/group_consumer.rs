@@ -290,9 +290,8 @@ impl GroupConsumer {
                     let Some(batch) = d.batch else {
                         // Where a partition with nothing committed started: committed at
                         // once (as a Kafka consumer commits its reset position), so the
-                        // next owner starts there too, not at its own `reset`, and a
-                        // partition of the topic the group never committed is one no
-                        // member ever read (`reset_for`).
+                        // next owner starts there too, not at its own `reset`, and the
+                        // commit records the topic's partition count (`reset_for`).
                         self.positions.insert(d.tp, d.next);
                         if self.config.auto_commit_interval.is_some() {
                             self.next_auto_commit = Instant::now();

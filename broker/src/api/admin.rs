@@ -208,8 +208,7 @@ pub(crate) fn grown(
 ) -> Result<Metadata, (ErrorCode, String)> {
     if name == OFFSETS_TOPIC {
         // A group's offsets partition is `crc32c(group) % count`: a new count loses them.
-        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
-        return Err((ErrorCode::InternalTopic, message));
+        return Err(internal_topic());
     }
     let now = md.topic(name).map_or(0, |t| t.settings.partition_count);
     let next = md
@@ -249,19 +248,9 @@ pub async fn create_partitions(shard: &Rc<Shard>, request: &Request) -> wire::Al
     respond(&header, &CreatePartitionsResponse { error: 0, message: String::new(), topic })
 }
 
-/// The metadata with topic `name`'s settings changed, or why they cannot change: the offsets
-/// topic (retention would delete groups' offsets), what `Metadata::with_settings` refuses.
-/// Shared with Kafka's IncrementalAlterConfigs and AlterConfigs (`kafka/configs.rs`).
-pub(crate) fn altered(
-    md: &Metadata,
-    name: &str,
-    changes: &[(String, String)],
-) -> Result<Metadata, (ErrorCode, String)> {
-    if name == OFFSETS_TOPIC {
-        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
-        return Err((ErrorCode::InternalTopic, message));
-    }
-    md.with_settings(name, changes).map_err(|e| (e.code(), e.to_string()))
+/// The refusal of a change to [`OFFSETS_TOPIC`].
+fn internal_topic() -> (ErrorCode, String) {
+    (ErrorCode::InternalTopic, format!("{OFFSETS_TOPIC} is the broker's internal topic"))
 }
 
 /// Changes settings of a topic (on the controller shard): persisted, then applied by every
@@ -277,19 +266,20 @@ pub async fn alter_topic_config(shard: &Rc<Shard>, request: &Request) -> wire::A
     };
     let changes: Vec<(String, String)> =
         req.changes.iter().map(|c| (c.name.clone(), c.value.clone())).collect();
+    if req.name == OFFSETS_TOPIC {
+        // Retention would delete groups' offsets.
+        let (error, message) = internal_topic();
+        return refuse(error, message);
+    }
     let _permit = shard.admin_lock.acquire_permit(1).await;
-    let md = shard.metadata();
-    let next = match altered(&md, &req.name, &changes) {
-        Ok(next) => next,
-        Err((error, message)) => return refuse(error, message),
+    let next = match shard.metadata().with_settings(&req.name, &changes) {
+        Ok(next) => Arc::new(next),
+        Err(e) => return refuse(e.code(), e.to_string()),
     };
     if !req.validate_only {
         if let Err(e) = persist(shard, &next) {
             return refuse(ErrorCode::StorageIo, e);
         }
-    }
-    let next = Arc::new(next);
-    if !req.validate_only {
         shard.broadcast_metadata(next.clone()).await;
         tracing::info!(topic = %req.name, ?changes, "topic settings changed");
     }
@@ -305,9 +295,8 @@ pub async fn delete_topic(shard: &Rc<Shard>, request: &Request) -> wire::Aligned
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
     if req.name == OFFSETS_TOPIC {
-        let message = format!("{OFFSETS_TOPIC} is the broker's internal topic");
-        let error = ErrorCode::InternalTopic.as_u16();
-        return respond(&header, &DeleteTopicResponse { error, message });
+        let (error, message) = internal_topic();
+        return respond(&header, &DeleteTopicResponse { error: error.as_u16(), message });
     }
     let _permit = shard.admin_lock.acquire_permit(1).await;
     let next = match shard.metadata().without_topic(&req.name) {

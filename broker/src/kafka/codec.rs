@@ -145,11 +145,6 @@ impl RequestRoom {
         (self.room_left, self.decoded_bytes, self.short) = (room, 0, false);
     }
 
-    /// What the decodes so far took (arrays, unknown tagged fields, the decoded values).
-    pub fn decoded_bytes(&self) -> usize {
-        self.decoded_bytes
-    }
-
     /// What it holds of the shard's budget now.
     pub fn held_bytes(&self) -> usize {
         self.held.as_ref().map_or(0, Held::bytes)

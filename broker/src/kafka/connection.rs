@@ -143,13 +143,7 @@ impl Session {
         let room =
             wait_until(&both, || connection.has_room(bytes) && shard.has_room_beside(own, bytes));
         let limit = Duration::from_millis(self.shard.config.frame_read_timeout_ms.max(1));
-        futures_lite::future::or(
-            async {
-                room.await;
-            },
-            glommio::timer::sleep(limit),
-        )
-        .await;
+        crate::timeout::or_after(limit, room, || false).await;
         budget::hold_all_now(&[connection, shard], bytes)
     }
 
@@ -291,15 +285,13 @@ pub async fn serve<S>(
                 // as for a request that does not decode.
                 let mut room = session.request.borrow_mut().take().expect("put there above");
                 let limit = Duration::from_millis(shard.config.frame_read_timeout_ms.max(1));
-                let waited = futures_lite::future::or(
+                let waited = crate::timeout::or_after(
+                    limit,
                     async {
                         room.wait_for_room().await;
                         true
                     },
-                    async {
-                        glommio::timer::sleep(limit).await;
-                        false
-                    },
+                    || false,
                 )
                 .await;
                 *session.request.borrow_mut() = Some(room);
