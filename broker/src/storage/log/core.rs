@@ -158,6 +158,10 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) visible: Watermark,
     pub(super) durable_offset: Cell<u64>,
     pub(super) log_start_offset: Cell<u64>,
+    /// Record deletion's log start on disk (`log_start_checkpoint.rs`).
+    pub(super) log_start_checkpoint: super::log_start_checkpoint::LogStartCheckpoint,
+    /// Held while the log start checkpoint is written (one write at a time).
+    pub(super) log_start_writing: glommio::sync::Semaphore,
     pub(super) queue: RefCell<AppendQueue>,
     pub(super) writer_signal: Watermark,
     /// While the writer sleeps on a deferred segment write (journal only): the queued bytes

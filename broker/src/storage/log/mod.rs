@@ -48,6 +48,7 @@
 //! - `cleaner.rs`: compaction: closed segments rewritten with each key's latest record;
 //!   `cleaner_rewrite.rs` (one rewrite, merging small segments, and its swap) and
 //!   `cleaner_checkpoint.rs` (how far it got, persisted).
+//! - Record deletion's log start is persisted by `log_start_checkpoint.rs`.
 
 mod cleaner;
 mod cleaner_checkpoint;
@@ -55,6 +56,7 @@ mod cleaner_rewrite;
 mod core;
 mod index_files;
 mod live_config;
+pub(in crate::storage) mod log_start_checkpoint;
 mod reader;
 mod recovery;
 mod replay;
@@ -180,6 +182,9 @@ impl<D: Disk> PartitionLog<D> {
             true => cleaner_checkpoint::read_checkpoint(&disk, &files, &dir, hw).await,
             false => 0,
         };
+        // Record deletion's start (`retention.rs`); applied once the journal's replay is in.
+        let (start_checkpoint, log_start_checkpoint) =
+            log_start_checkpoint::LogStartCheckpoint::read(&disk, &files, &dir).await?;
         let journal = join.journal.map(|j| j.join(join.topic_id, join.partition, hw));
         let fs_sync = match join.journal {
             // A directory it cannot stat is synced file by file.
@@ -198,6 +203,8 @@ impl<D: Disk> PartitionLog<D> {
             live: live_config::LiveConfig::new(&config),
             config,
             log_start_offset: Cell::new(segments[0].base_offset),
+            log_start_checkpoint,
+            log_start_writing: glommio::sync::Semaphore::new(1),
             segments: RefCell::new(segments),
             written: Watermark::new(hw),
             visible: Watermark::new(hw),
@@ -275,6 +282,12 @@ impl<D: Disk> PartitionLog<D> {
                     let _ = log.close().await;
                     return Err(e);
                 }
+            }
+        }
+        if let Some(asked) = start_checkpoint {
+            if let Err(e) = log.shared.start_at_checkpoint(asked).await {
+                let _ = log.close().await;
+                return Err(e);
             }
         }
         Ok(log)

@@ -6,11 +6,11 @@
 //! segments (never the active one, never one a roll is still sealing) from the log at once,
 //! so readers no longer find them; both go through one path, which renames each `.log` to
 //! `.log.deleted` and syncs the directory before it returns and before any truncation, so a
-//! crash never leaves a shortened segment under its real name. Record deletion also moves
-//! the log start offset forward at once (reads below it get OFFSET_OUT_OF_RANGE); records
-//! between the first kept segment's base and that offset stay on disk, so after a restart
-//! the log starts at that base: earlier than asked, never later (the start offset itself is
-//! not persisted). The deleter task then waits until
+//! crash never leaves a shortened segment under its real name. Record deletion first
+//! persists the new log start offset (`log_start_checkpoint.rs`, synced), then
+//! moves it forward (reads below it get OFFSET_OUT_OF_RANGE); records between the first kept
+//! segment's base and that offset stay on disk, and a restart starts the log at the
+//! checkpoint, never earlier (nor past the recovered end). The deleter task then waits until
 //! no reader holds the segment and frees its space in paced truncation steps before
 //! unlinking it (`LogConfig::delete_chunk_bytes`; at once when the storage budget has no
 //! descriptor for the truncation); `.deleted` files found at open are
@@ -59,11 +59,11 @@ impl<D: Disk> PartitionLog<D> {
     /// Moves the log start offset forward to `offset` (no change if it is already there or
     /// beyond) and deletes the closed segments that lie entirely below it; never the active
     /// one. Reads below the new start fail with `OffsetOutOfRange` at once. Once this returns
-    /// `Ok`, the segments it deleted are out of the log for good (their renames are synced);
-    /// records of the first kept segment below `offset` stay on disk, and after a restart the
-    /// log starts at that segment's base (see the module docs). Returns how many segments were
-    /// deleted. `offset` past the high watermark is refused: only records readers can see
-    /// may be deleted.
+    /// `Ok`, the start holds across a crash (its checkpoint is synced first; a failure to
+    /// write it fails the call and changes nothing) and the segments it deleted are out of
+    /// the log for good (their renames are synced); records of the first kept segment below
+    /// `offset` stay on disk, unread. Returns how many segments were deleted. `offset` past
+    /// the high watermark is refused: only records readers can see may be deleted.
     pub async fn delete_records_before(&self, offset: u64) -> Result<usize, StorageError> {
         let sh = &self.shared;
         let high_watermark = sh.visible.get();
@@ -73,6 +73,9 @@ impl<D: Disk> PartitionLog<D> {
                 log_start_offset: sh.log_start_offset.get(),
                 high_watermark,
             });
+        }
+        if offset > sh.log_start_offset.get() {
+            sh.persist_log_start(offset).await?;
         }
         if offset > sh.log_start_offset.get() {
             sh.log_start_offset.set(offset);
@@ -191,6 +194,33 @@ impl<D: Disk> PartitionLog<D> {
 }
 
 impl<D: Disk> LogCore<D> {
+    /// Makes `offset` the log start a restart finds (`log_start_checkpoint.rs`), durably, unless the
+    /// checkpoint already holds it or a later one. One write at a time.
+    async fn persist_log_start(&self, offset: u64) -> Result<(), StorageError> {
+        let _writing = self.log_start_writing.acquire_permit(1).await;
+        if offset <= self.log_start_checkpoint.offset() {
+            return Ok(());
+        }
+        self.log_start_checkpoint.write(&self.disk, &self.files, &self.dir, offset).await?;
+        Ok(())
+    }
+
+    /// At open: the log starts where record deletion's checkpoint says, `asked`, but not
+    /// before its first segment nor past its end (records a crash took back: see
+    /// `log_start_checkpoint.rs`). A checkpoint past the end is replaced by the end first,
+    /// or the offsets the next appends take would be deleted at the next restart.
+    pub(super) async fn start_at_checkpoint(&self, asked: u64) -> Result<(), StorageError> {
+        let end = self.visible.get();
+        if asked > end {
+            warn!(dir = %self.dir.display(), asked, end, "log start checkpoint past the recovered end: the log starts at its end");
+            let _writing = self.log_start_writing.acquire_permit(1).await;
+            self.log_start_checkpoint.write(&self.disk, &self.files, &self.dir, end).await?;
+        }
+        let start = asked.min(end).max(self.log_start_offset.get());
+        self.log_start_offset.set(start);
+        Ok(())
+    }
+
     /// The kept deleted segment, if no reader holds it any more.
     pub(super) fn take_spare(&self) -> Option<Doomed<D::File>> {
         let mut spare = self.spare.borrow_mut();

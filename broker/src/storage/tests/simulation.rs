@@ -55,6 +55,11 @@ async fn simulate(seed: u64, steps: usize) {
     // that may be found at an offset after a crash (or nothing).
     let mut durable: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut maybe: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+    // The largest offset a deletion that returned `Ok` deleted records before.
+    let mut deleted_before = 0;
+    // The largest offset a deletion that failed since the last checkpoint written (or the
+    // last reopen) asked for: its checkpoint may still land with a crash.
+    let mut deletion_in_doubt = 0;
     let mut now_ms: i64 = 1_000_000;
     let mut tag = 0u64;
 
@@ -132,14 +137,20 @@ async fn simulate(seed: u64, steps: usize) {
                     // Readers see only synced data: whatever a read returned must survive
                     // any crash from now on, exactly as a durable ack.
                     for (o, bytes) in got.iter() {
+                        if *o < deletion_in_doubt {
+                            // A crash may still apply a deletion that failed.
+                            maybe.entry(*o).or_default().push(bytes.clone());
+                            continue;
+                        }
                         maybe.remove(o);
                         durable.insert(*o, bytes.clone());
                     }
                 }
                 // Now and then, delete the records before a batch just read (or before the
                 // high watermark): the start moves there at once, and from then on only what
-                // lies at or past it must survive (a crash may bring the start back to the
-                // first kept segment's base, never later: `reopen_and_check`).
+                // lies at or past it must survive, and a crash keeps that start (its
+                // checkpoint; `reopen_and_check`). A deletion that fails may or may not
+                // hold after a crash.
                 if drng.u8(0..4) == 0 {
                     let bases: Vec<u64> = got.keys().copied().collect();
                     let hw = log.high_watermark();
@@ -150,8 +161,30 @@ async fn simulate(seed: u64, steps: usize) {
                     };
                     let before = log.log_start_offset();
                     let segments = log.segment_count();
-                    let deleted = log.delete_records_before(target).await.unwrap();
+                    let deleted = match log.delete_records_before(target).await {
+                        Ok(deleted) => deleted,
+                        Err(StorageError::Io(_)) => {
+                            deletion_in_doubt = deletion_in_doubt.max(target);
+                            let start = log.log_start_offset();
+                            assert!(start == before || start == target.max(before));
+                            for (o, bytes) in durable.split_off(&0).into_iter() {
+                                match o < target {
+                                    true => maybe.entry(o).or_default().push(bytes),
+                                    false => _ = durable.insert(o, bytes),
+                                }
+                            }
+                            continue;
+                        }
+                        Err(e) => panic!("delete records before {target}: {e}"),
+                    };
                     assert_eq!(log.log_start_offset(), target.max(before));
+                    deleted_before = deleted_before.max(target);
+                    if target > before {
+                        // Its checkpoint replaced whatever a failed one may have left.
+                        deletion_in_doubt = 0;
+                        // (A crash that took the end back below it started the log there.)
+                        deleted_before = log.log_start_offset();
+                    }
                     // (A roll may add a segment meanwhile.)
                     assert!(log.segment_count() + deleted >= segments);
                     if deleted > 0 {
@@ -183,6 +216,8 @@ async fn simulate(seed: u64, steps: usize) {
                     &mut maybe,
                 )
                 .await;
+                deletion_in_doubt = 0;
+                deleted_before = kept_start(&log, deleted_before);
             }
             75..=79 => {
                 // Clean shutdown and restart.
@@ -205,6 +240,8 @@ async fn simulate(seed: u64, steps: usize) {
                     &mut maybe,
                 )
                 .await;
+                deletion_in_doubt = 0;
+                deleted_before = kept_start(&log, deleted_before);
             }
             80..=84 => {
                 let mut c = config.clone();
@@ -266,7 +303,21 @@ async fn simulate(seed: u64, steps: usize) {
     disk.set_faults(SimFaults::default());
     let log =
         reopen_and_check(&disk, &files, &dir, &config, &shard, &mut durable, &mut maybe).await;
+    kept_start(&log, deleted_before);
     log.close().await.unwrap();
+}
+
+/// A reopened log starts no earlier than the last deletion that returned, `deleted_before`,
+/// unless a crash took its end back below it (then at its end). Returns what a later reopen
+/// must keep: the start now, if earlier. (Not a later start: one a failed deletion left
+/// unsynced may still go back.)
+fn kept_start(log: &PartitionLog<SimDisk>, deleted_before: u64) -> u64 {
+    let (start, hw) = (log.log_start_offset(), log.high_watermark());
+    assert!(
+        start >= deleted_before.min(hw),
+        "log starts at {start}, deleted before {deleted_before}"
+    );
+    deleted_before.min(start)
 }
 
 async fn reopen_and_check(
@@ -293,8 +344,8 @@ async fn reopen_and_check(
     disk.set_faults(saved);
     let start = log.log_start_offset();
     let hw = log.high_watermark();
-    // The log never starts later than what must survive (after record deletion, a crash
-    // brings the start back to a segment's base, which is earlier).
+    // The log never starts later than what must survive (nor earlier than a deletion that
+    // returned: `kept_start`).
     if let Some((&first, _)) = durable.first_key_value() {
         assert!(start <= first, "log starts at {start}, past the durable batch at {first}");
     }
