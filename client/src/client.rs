@@ -605,6 +605,40 @@ impl Client {
         Ok(out)
     }
 
+    /// Deletes the records of `topic` before an offset, per partition (`DeleteBefore`: the
+    /// high watermark, or an offset at most there): each partition's log start moves there,
+    /// durably once answered. Returns `(partition, log start offset)` for each; the first
+    /// partition refused (`OFFSET_OUT_OF_RANGE` past the high watermark, `POLICY_VIOLATION`
+    /// on a compacted topic without retention) fails the call (the others are done).
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partitions: &[(u32, DeleteBefore)],
+    ) -> Result<Vec<(u32, u64)>, ClientError> {
+        let conn = self.conn_to(self.inner.bootstrap).await?;
+        let partitions = partitions
+            .iter()
+            .map(|&(partition, before)| DeleteRecordsPartition { partition, before })
+            .collect();
+        let r: DeleteRecordsResponse = conn
+            .request(&DeleteRecordsRequest {
+                topics: vec![DeleteRecordsTopic { name: topic.into(), partitions }],
+            })
+            .await?;
+        let mut out = Vec::new();
+        for p in r.topics.into_iter().flat_map(|t| t.partitions) {
+            if p.error != 0 {
+                return Err(ClientError::Partition {
+                    topic: topic.into(),
+                    partition: p.partition,
+                    code: ErrorCode::from_u16(p.error).unwrap_or(ErrorCode::UnknownServerError),
+                });
+            }
+            out.push((p.partition, p.log_start_offset));
+        }
+        Ok(out)
+    }
+
     /// An idempotent producer id and epoch from the broker: a new id, or, for a
     /// `transactional_id` seen before, its id at the next epoch (fencing the older one).
     pub async fn init_producer_id(

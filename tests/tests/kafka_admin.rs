@@ -1,23 +1,30 @@
 //! Kafka topic administration through the Kafka listener, in the raw protocol:
-//! CreatePartitions grows a topic through the native CreatePartitions.
+//! CreatePartitions grows a topic through the native CreatePartitions; AlterConfigs and
+//! IncrementalAlterConfigs change its settings; DeleteRecords moves partitions' log start.
 
 use integration_tests::{create_topic, Broker};
 use kafka_protocol::messages::create_partitions_request::{
     CreatePartitionsAssignment, CreatePartitionsTopic,
 };
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, TopicName,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 mod kafka_wire;
 use kafka_wire::Conn;
 
+const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const INVALID_REQUEST: i16 = 42;
+const POLICY_VIOLATION: i16 = 44;
 
 fn grow(name: &str, count: i32) -> CreatePartitionsTopic {
     let mut t = CreatePartitionsTopic::default();
@@ -191,4 +198,85 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
     assert_eq!(one("kept", vec![op("retention.ms", 0, Some("1000"))]), INVALID_CONFIG);
     assert_eq!(one("c", vec![op("retention.ms", 0, None)]), INVALID_REQUEST);
     assert_eq!(settings(&b, "kept").retention_ms, 0, "the compacted topic kept its policy");
+}
+
+/// Each partition's (error code, low watermark), in request order, for DeleteRecords of
+/// `(topic, partition, offset)`.
+fn delete_records(c: &mut Conn, version: i16, asked: &[(&str, i32, i64)]) -> Vec<(i16, i64)> {
+    let mut req = DeleteRecordsRequest::default();
+    req.timeout_ms = 10_000;
+    for &(name, partition, offset) in asked {
+        let mut p = DeleteRecordsPartition::default();
+        p.partition_index = partition;
+        p.offset = offset;
+        let mut t = DeleteRecordsTopic::default();
+        t.name = TopicName(StrBytes::from_string(name.to_owned()));
+        t.partitions = vec![p];
+        req.topics.push(t);
+    }
+    let answer: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, version, &req);
+    answer
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (p.error_code, p.low_watermark)))
+        .collect()
+}
+
+/// The native earliest offset of `topic`'s partition 0.
+fn earliest(b: &Broker, topic: &str) -> u64 {
+    let r: wire::ListOffsetsResponse = b.connect().call(&wire::ListOffsetsRequest {
+        topics: vec![wire::ListOffsetsTopic {
+            name: topic.into(),
+            partitions: vec![wire::ListOffsetsPartition {
+                partition: 0,
+                spec: wire::OffsetSpec::Earliest,
+            }],
+        }],
+    });
+    r.topics[0].partitions[0].offset
+}
+
+/// DeleteRecords (v0 and the flexible v2) moves each partition's log start and answers it as
+/// the low watermark; -1 is the high watermark; past it, below -1, an unknown partition, a
+/// compacted topic and the offsets topic are refused with Kafka's codes.
+#[test]
+fn kafka_delete_records_moves_the_log_start() {
+    let b = Broker::start_with_env(2, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    create_topic(&mut b.connect(), "d", 2);
+    for p in 0..2 {
+        let mut batch = wire::BatchBuilder::new(1 << 16);
+        for i in 0..10 {
+            batch.append(i, None, Some(&b"v"[..]), &[]).unwrap();
+        }
+        let batch = batch.finish().unwrap();
+        let r =
+            integration_tests::produce(&mut b.connect(), "d", p, &batch, wire::AckLevel::Durable);
+        assert_eq!(r.error, 0);
+    }
+    let compacted: wire::CreateTopicResponse = b.connect().call(&wire::CreateTopicRequest {
+        name: "c".into(),
+        config: wire::TopicConfig { partition_count: 1, compact: true, ..Default::default() },
+    });
+    assert_eq!(compacted.error, 0);
+    let mut c = Conn::new(&b);
+    let asked = [("d", 0, 4), ("d", 1, -1), ("d", 9, 1), ("nope", 0, 1), ("c", 0, -1)];
+    assert_eq!(
+        delete_records(&mut c, 0, &asked),
+        [
+            (0, 4),
+            (0, 10),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1),
+            (UNKNOWN_TOPIC_OR_PARTITION, -1),
+            (POLICY_VIOLATION, -1)
+        ]
+    );
+    assert_eq!(earliest(&b, "d"), 4);
+    let asked = [("d", 0, 11), ("d", 0, -2), ("__consumer_offsets", 0, -1)];
+    assert_eq!(
+        delete_records(&mut c, 2, &asked),
+        [(OFFSET_OUT_OF_RANGE, -1), (OFFSET_OUT_OF_RANGE, -1), (TOPIC_AUTHORIZATION_FAILED, -1)]
+    );
+    assert_eq!(delete_records(&mut c, 2, &[("d", 0, 2)]), [(0, 4)], "below the start: no change");
+    assert_eq!(delete_records(&mut c, 1, &[("d", 0, 7)]), [(0, 7)]);
+    assert_eq!(earliest(&b, "d"), 7);
 }

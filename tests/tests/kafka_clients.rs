@@ -378,6 +378,25 @@ fn kafka_admin_clients_alter_topic_configs() {
     assert_eq!((c.retention_bytes, c.retention_ms, c.segment_bytes_max), (5_000_000, 3_600_000, 0));
 }
 
+/// DeleteRecords from confluent-kafka's and kafka-python's admin clients moves each
+/// partition's log start (the low watermark consumers see, where they start reading); past
+/// the end is refused as OFFSET_OUT_OF_RANGE.
+#[test]
+fn kafka_admin_clients_delete_records() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "trimmed", 2);
+    let out =
+        run(Command::new("python3").arg(script("delete_records.py")).args([&kafka, "trimmed"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(v["confluent"], 5, "{out}");
+    assert_eq!(v["python"], 12, "{out}");
+    assert_eq!(v["past_end"], "OFFSET_OUT_OF_RANGE", "{out}");
+    assert_eq!(v["watermarks"], serde_json::json!([5, 20]), "{out}");
+    assert_eq!(v["first_read"], 5, "{out}");
+}
+
 /// A record as the header tests write and read it: hex bytes, `None` for null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HeaderRecord {

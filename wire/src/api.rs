@@ -115,6 +115,8 @@ api_keys! {
     CreatePartitions = 38;
     /// Change settings of an existing topic (retention, rolling, default ack).
     AlterTopicConfig = 39;
+    /// Delete a partition's records before an offset (its log start moves there).
+    DeleteRecords = 40;
 }
 
 impl ApiKey {
@@ -191,9 +193,10 @@ mod tests {
                 (37, "DeleteGroupOffsets"),
                 (38, "CreatePartitions"),
                 (39, "AlterTopicConfig"),
+                (40, "DeleteRecords"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(40), None);
+        assert_eq!(ApiKey::from_u16(41), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

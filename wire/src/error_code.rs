@@ -151,6 +151,9 @@ error_codes! {
     /// for its first entry; the asking shard asks again with more (clients get
     /// `RESOURCE_LIMIT` if it cannot).
     RoomShort = 46, "ROOM_SHORT", true, "room lent for the answer too small";
+    /// The topic's settings do not allow this (deleting records of a compacted topic
+    /// without retention: the cleaner keeps each key's latest record).
+    PolicyViolation = 47, "POLICY_VIOLATION", false, "the topic's settings do not allow this";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -215,6 +218,7 @@ mod tests {
             (44, "UNKNOWN_USER"),
             (45, "GROUP_SUBSCRIBED_TO_TOPIC"),
             (46, "ROOM_SHORT"),
+            (47, "POLICY_VIOLATION"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

@@ -50,6 +50,7 @@ pub use frame_parts::{FramePart, FrameParts};
 pub use message::ack_level::*;
 pub use message::auth::*;
 pub use message::committed_offsets::*;
+pub use message::delete_records::*;
 pub use message::error_body::ErrorBody;
 pub use message::fetch::*;
 pub use message::group::*;

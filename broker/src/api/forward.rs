@@ -68,6 +68,7 @@ macro_rules! split_request {
 split_request!(wire::ProduceRequest, ProduceTopic, wire::ProducePartition);
 split_request!(wire::FetchRequest, FetchTopic, wire::FetchPartition);
 split_request!(wire::ListOffsetsRequest, ListOffsetsTopic, wire::ListOffsetsPartition);
+split_request!(wire::DeleteRecordsRequest, DeleteRecordsTopic, wire::DeleteRecordsPartition);
 split_request!(wire::TableReadRequest, TableReadTopic, wire::TableReadPartition);
 split_request!(wire::KeyQueryRequest, KeyQueryTopic, wire::KeyQueryPartition);
 
@@ -197,6 +198,7 @@ macro_rules! partition_results {
 partition_results!(wire::ProduceResponse, wire::ProducePartitionResult);
 partition_results!(wire::FetchResponse, wire::FetchPartitionResult);
 partition_results!(wire::ListOffsetsResponse, wire::ListOffsetsPartitionResult);
+partition_results!(wire::DeleteRecordsResponse, wire::DeleteRecordsPartitionResult);
 partition_results!(wire::TableReadResponse, wire::TableReadPartitionResult);
 partition_results!(wire::KeyQueryResponse, wire::KeyQueryPartitionResult);
 

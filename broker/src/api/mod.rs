@@ -14,6 +14,7 @@
 //! (`forward::route`) → act on the partition → answer.
 
 pub mod admin;
+pub mod delete_records;
 pub mod fetch;
 pub mod forward;
 pub mod group;
@@ -80,6 +81,7 @@ pub fn placement(api: ApiKey) -> Placement {
         ApiKey::Produce
         | ApiKey::Fetch
         | ApiKey::ListOffsets
+        | ApiKey::DeleteRecords
         | ApiKey::TableRead
         | ApiKey::KeyQuery => Placement::Partition,
         ApiKey::CreateTopic
@@ -198,6 +200,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
             response
         }),
         ApiKey::ListOffsets => Box::pin(async move { offsets::handle(&shard, &req, origin).await }),
+        ApiKey::DeleteRecords => {
+            Box::pin(async move { delete_records::handle(&shard, &req, origin).await })
+        }
         ApiKey::TableRead => Box::pin(async move { table::handle(&shard, &req, origin).await }),
         ApiKey::KeyQuery => Box::pin(async move { key_query::handle(&shard, &req, origin).await }),
         ApiKey::CreateTable => {

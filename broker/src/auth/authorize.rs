@@ -68,6 +68,7 @@ fn is_admin(api: ApiKey) -> bool {
             | ApiKey::DeleteTopic
             | ApiKey::CreatePartitions
             | ApiKey::AlterTopicConfig
+            | ApiKey::DeleteRecords
             | ApiKey::CreateTable
             | ApiKey::DeleteTable
             | ApiKey::UpsertUser
@@ -218,6 +219,14 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         ApiKey::AlterTopicConfig => {
             // Kafka's AlterConfigs on the topic; the ACLs here have one `Alter`.
             c.ok(Alter, Topic(body!(wire::AlterTopicConfigRequest).name.as_str()));
+        }
+        ApiKey::DeleteRecords => {
+            // As Kafka: deleting records is `Delete` on each topic.
+            for t in body!(wire::DeleteRecordsRequest).topics.iter() {
+                if !c.ok(Delete, Topic(t.name.as_str())) {
+                    break;
+                }
+            }
         }
         ApiKey::CreateTable => {
             let b = body!(wire::CreateTableRequest);

@@ -529,6 +529,11 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
             data::list_offsets(s, ctx, req).await
         }
+        ApiKey::DeleteRecords => {
+            let req: kafka_protocol::messages::DeleteRecordsRequest = s.decode(body, version)?;
+            bounded(s, req.topics.iter().map(|t| (t.name.as_str(), t.partitions.len())))?;
+            super::delete_records::delete_records(s, ctx, req).await
+        }
         ApiKey::InitProducerId => data::init_producer_id(s, ctx, s.decode(body, version)?).await,
         ApiKey::JoinGroup => {
             let req: kafka_protocol::messages::JoinGroupRequest = s.decode(body, version)?;

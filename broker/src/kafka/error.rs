@@ -50,6 +50,7 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::NotOwner => K::NotLeaderOrFollower,
         ErrorCode::Timeout => K::RequestTimedOut,
         ErrorCode::ResourceLimit | ErrorCode::RoomShort => K::PolicyViolation,
+        ErrorCode::PolicyViolation => K::PolicyViolation,
         ErrorCode::ShuttingDown => K::NotLeaderOrFollower,
         ErrorCode::UnsupportedVersion | ErrorCode::UnknownApiKey => K::UnsupportedVersion,
         ErrorCode::InvalidRequest | ErrorCode::CorruptFrame | ErrorCode::InvalidAckLevel => {

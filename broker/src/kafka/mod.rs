@@ -24,6 +24,8 @@
 //!   the records by hand; a null value is stored with `wire`'s null map).
 //! - ListGroups/DescribeGroups/DeleteGroups/OffsetDelete (group_admin.rs) answer from the
 //!   Kafka group table and the native coordinators.
+//! - DeleteRecords (delete_records.rs) runs the native record deletion: the log start it
+//!   answers is persisted.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
 //! - Responses leave in request order (Kafka clients require it); at most
 //!   `inflight_per_connection_max` requests are outstanding per connection.
@@ -40,6 +42,7 @@ pub mod configs;
 pub mod connection;
 pub mod convert;
 pub mod data;
+pub mod delete_records;
 pub mod error;
 pub mod group;
 pub mod group_admin;

@@ -73,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
             Some(ApiKey::AlterTopicConfig) => {
                 access_body::<AlterTopicConfigRequest>(body).map(drop)
             }
+            Some(ApiKey::DeleteRecords) => access_body::<DeleteRecordsRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

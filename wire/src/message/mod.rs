@@ -44,6 +44,7 @@ macro_rules! message {
 pub mod ack_level;
 pub mod auth;
 pub mod committed_offsets;
+pub mod delete_records;
 pub mod error_body;
 pub mod fetch;
 pub mod group;

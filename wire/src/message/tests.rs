@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::auth::*;
 use super::committed_offsets::*;
+use super::delete_records::*;
 use super::error_body::ErrorBody;
 use super::fetch::*;
 use super::group::*;
@@ -159,6 +160,8 @@ message_props! {
     list_tokens_response: ListTokensResponse,
     delete_group_offsets_request: DeleteGroupOffsetsRequest,
     delete_group_offsets_response: DeleteGroupOffsetsResponse,
+    delete_records_request: DeleteRecordsRequest,
+    delete_records_response: DeleteRecordsResponse,
 }
 
 proptest! {

@@ -1,10 +1,10 @@
-//! `brokerctl topic` (create, grow, alter, delete, list, describe).
+//! `brokerctl topic` (create, grow, alter, delete, delete-records, list, describe).
 
 use std::io::Write;
 
 use clap::Subcommand;
 use client::{Client, ClientError};
-use wire::TopicConfig;
+use wire::{DeleteBefore, TopicConfig};
 
 #[derive(Debug, Subcommand)]
 pub enum TopicCommand {
@@ -63,6 +63,19 @@ pub enum TopicCommand {
     Delete {
         /// Name.
         name: String,
+    },
+    /// Delete the records of a topic's partitions before an offset: each partition's log
+    /// start moves there (reads below it fail with OFFSET_OUT_OF_RANGE, whole segments below
+    /// it free their space), durably once answered.
+    DeleteRecords {
+        /// Name.
+        name: String,
+        /// The partition; repeat for more (default: every partition).
+        #[arg(long = "partition")]
+        partitions: Vec<u32>,
+        /// The records before this offset go; `hw` for every record written so far.
+        #[arg(long, value_name = "OFFSET|hw")]
+        before: String,
     },
     /// List topics.
     List,
@@ -140,6 +153,22 @@ pub async fn command(
         TopicCommand::Delete { name } => {
             client.delete_topic(&name).await?;
             let _ = writeln!(out, "deleted {name}");
+        }
+        TopicCommand::DeleteRecords { name, partitions, before } => {
+            let before = match before.as_str() {
+                "hw" => DeleteBefore::HighWatermark,
+                o => DeleteBefore::Offset(o.parse().map_err(|_| {
+                    ClientError::Record(format!("--before {o:?}: an offset or hw"))
+                })?),
+            };
+            let partitions = match partitions.is_empty() {
+                true => (0..client.partition_count(&name).await?).collect(),
+                false => partitions,
+            };
+            let asked: Vec<_> = partitions.iter().map(|&p| (p, before)).collect();
+            for (partition, start) in client.delete_records(&name, &asked).await? {
+                let _ = writeln!(out, "{name}/{partition} starts at {start}");
+            }
         }
         TopicCommand::List => {
             for t in client.list_topics().await? {
