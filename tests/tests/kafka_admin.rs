@@ -103,7 +103,6 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
         AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
     };
     const INVALID_CONFIG: i16 = 40;
-    const POLICY_VIOLATION: i16 = 44;
     let b = Broker::start_with_env(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
     create_topic(&mut b.connect(), "c", 1);
     let mut c = Conn::new(&b);

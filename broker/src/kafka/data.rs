@@ -23,7 +23,7 @@ use wire::AckLevel;
 use super::connection::Session;
 use super::connection::{ready, respond, Answer, Ctx};
 use super::convert;
-use super::error::{kafka_code_raw, KafkaError};
+use super::error::{kafka_code_raw, kafka_data_code_raw, KafkaError};
 use super::native;
 use super::sasl::allowed;
 use crate::auth::acl::{Operation, Resource};
@@ -133,10 +133,10 @@ pub async fn produce(s: &Session, ctx: Ctx, req: ProduceRequest) -> Answer {
                     p.error_code = *code;
                     p.error_message = Some(message.clone().into());
                 } else if let Err(e) = &result {
-                    p.error_code = e.code();
+                    p.error_code = e.data_code();
                     p.error_message = Some(e.to_string().into());
                 } else if let Some(r) = done.get(&key) {
-                    p.error_code = kafka_code_raw(r.error);
+                    p.error_code = kafka_data_code_raw(r.error);
                     p.base_offset = r.base_offset;
                 } else {
                     p.error_code = K::UnknownServerError.code();
@@ -301,9 +301,9 @@ pub async fn fetch(s: &Session, ctx: Ctx, req: FetchRequest, room: Rc<ResponseRo
                 if let Some(code) = failed.get(&(name.clone(), index)) {
                     p.error_code = *code;
                 } else if let Err(e) = &result {
-                    p.error_code = e.code();
+                    p.error_code = e.data_code();
                 } else if let Some(r) = done.get(&(name.as_str(), index)) {
-                    p.error_code = kafka_code_raw(r.error.to_native());
+                    p.error_code = kafka_data_code_raw(r.error.to_native());
                     p.high_watermark = r.high_watermark.to_native() as i64;
                     p.last_stable_offset = p.high_watermark;
                     p.log_start_offset = r.log_start_offset.to_native() as i64;
@@ -385,14 +385,14 @@ pub async fn list_offsets(s: &Session, ctx: Ctx, req: ListOffsetsRequest) -> Ans
                 _ if denied.contains(t.name.as_str()) => {
                     rp.error_code = K::TopicAuthorizationFailed.code();
                 }
-                (Err(e), _) => rp.error_code = e.code(),
+                (Err(e), _) => rp.error_code = e.data_code(),
                 // A timestamp with no record at or after it: offset -1, as Kafka (the native
                 // answer's end offset with timestamp -1 broke Java's offsetsForTimes).
                 (Ok(_), Some(r)) if p.timestamp >= 0 && r.timestamp_ms < 0 => {
-                    rp.error_code = kafka_code_raw(r.error);
+                    rp.error_code = kafka_data_code_raw(r.error);
                 }
                 (Ok(_), Some(r)) => {
-                    rp.error_code = kafka_code_raw(r.error);
+                    rp.error_code = kafka_data_code_raw(r.error);
                     rp.offset = r.offset as i64;
                     rp.timestamp = r.timestamp_ms;
                 }

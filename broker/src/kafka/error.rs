@@ -23,6 +23,15 @@ pub enum KafkaError {
 }
 
 impl KafkaError {
+    /// The Kafka error code for this error on a produce, fetch or list-offsets partition
+    /// ([`kafka_data_code_raw`]).
+    pub fn data_code(&self) -> i16 {
+        match self {
+            KafkaError::Native { code, .. } => kafka_data_code_raw(code.as_u16()),
+            e => e.code(),
+        }
+    }
+
     /// The Kafka error code for this error.
     pub fn code(&self) -> i16 {
         match self {
@@ -85,4 +94,39 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
 /// [`kafka_code`] of a raw native code (unknown numbers are Kafka's UNKNOWN_SERVER_ERROR).
 pub fn kafka_code_raw(code: u16) -> i16 {
     ErrorCode::from_u16(code).map_or(K::UnknownServerError.code(), kafka_code)
+}
+
+/// [`kafka_code_raw`] for a partition of a produce, fetch or list-offsets: a limit reached
+/// for now (RESOURCE_LIMIT: a descriptor or memory budget; ROOM_SHORT) is
+/// KAFKA_STORAGE_ERROR, which Kafka producers and consumers retry after a metadata refresh.
+/// (POLICY_VIOLATION, the mapping elsewhere, failed a producer's batch for good, and Java's
+/// consumer throws on an error code its fetch does not expect.)
+pub fn kafka_data_code_raw(code: u16) -> i16 {
+    match ErrorCode::from_u16(code) {
+        Some(ErrorCode::ResourceLimit | ErrorCode::RoomShort) => K::KafkaStorageError.code(),
+        _ => kafka_code_raw(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A limit a produce or fetch meets for now is one Kafka clients retry; elsewhere (a
+    /// topic over the partition limit) it stays a policy refusal.
+    #[test]
+    fn a_data_path_limit_is_retriable_in_kafkas_eyes() {
+        for code in [ErrorCode::ResourceLimit, ErrorCode::RoomShort] {
+            assert_eq!(kafka_data_code_raw(code.as_u16()), K::KafkaStorageError.code());
+            assert!(K::KafkaStorageError.is_retriable());
+            assert_eq!(kafka_code(code), K::PolicyViolation.code());
+            let e = KafkaError::Native { code, message: String::new() };
+            assert_eq!(e.data_code(), K::KafkaStorageError.code());
+        }
+        assert_eq!(
+            kafka_data_code_raw(ErrorCode::OffsetOutOfRange.as_u16()),
+            K::OffsetOutOfRange.code()
+        );
+        assert_eq!(KafkaError::Decode(String::new()).data_code(), K::CorruptMessage.code());
+    }
 }
