@@ -381,6 +381,44 @@ fn a_topics_settings_change_over_http() {
     assert_eq!((status, resp["error"]["name"].as_str()), (404, Some("UNKNOWN_TOPIC")));
 }
 
+/// `DELETE /topics/{t}/records?before=…` deletes records before an offset (native
+/// `DeleteRecords`) in one partition or all; reads below the new start get 416; past the
+/// end, a compacted topic, a missing `before` and an unknown topic are refused.
+#[test]
+fn records_are_deleted_over_http() {
+    let (_broker, http) = start(2, &[]);
+    let (status, resp) = post_json(http, "/topics", &json!({"name": "d", "partitions": 2}));
+    assert_eq!(status, 201, "{resp}");
+    for p in 0..2 {
+        let recs: Vec<Value> = (0..5).map(|i| json!({"value": i, "partition": p})).collect();
+        assert_eq!(post_json(http, "/topics/d/records", &json!(recs)).0, 200);
+    }
+    let (status, resp) = curl(http, "DELETE", "/topics/d/records?partition=0&before=3", &[]);
+    let want = json!({"name": "d", "partitions": [{"partition": 0, "log_start_offset": 3}]});
+    assert_eq!((status, &resp), (200, &want));
+    let (status, resp) = curl(http, "GET", "/topics/d/records?partition=0&from=1", &[]);
+    assert_eq!((status, resp["error"]["name"].as_str()), (416, Some("OFFSET_OUT_OF_RANGE")));
+    let (_, resp) = curl(http, "GET", "/topics/d/records?partition=0", &[]);
+    assert_eq!(resp["records"][0]["value"], 3, "from earliest: {resp}");
+    let (status, resp) = curl(http, "DELETE", "/topics/d/records?before=hw", &[]);
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["partitions"][0]["log_start_offset"], 5, "{resp}");
+    assert_eq!(resp["partitions"][1]["log_start_offset"], 5, "{resp}");
+    // Refusals.
+    let (status, resp) = curl(http, "DELETE", "/topics/d/records?partition=1&before=9", &[]);
+    assert_eq!((status, resp["error"]["name"].as_str()), (416, Some("OFFSET_OUT_OF_RANGE")));
+    let (status, _) = curl(http, "DELETE", "/topics/d/records", &[]);
+    assert_eq!(status, 400);
+    let (status, _) = curl(http, "DELETE", "/topics/d/records?before=soon", &[]);
+    assert_eq!(status, 400);
+    let (status, _) = curl(http, "DELETE", "/topics/nope/records?before=hw", &[]);
+    assert_eq!(status, 404);
+    let body = json!({"name": "c", "compact": true});
+    assert_eq!(post_json(http, "/topics", &body).0, 201);
+    let (status, resp) = curl(http, "DELETE", "/topics/c/records?before=hw", &[]);
+    assert_eq!((status, resp["error"]["name"].as_str()), (409, Some("POLICY_VIOLATION")));
+}
+
 #[test]
 fn bad_requests_get_4xx_with_a_json_error_carrying_the_native_code() {
     let (broker, http) = start(1, &[("BROKER_HTTP_BODY_BYTES_MAX", "65536")]);

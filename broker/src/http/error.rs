@@ -65,7 +65,8 @@ impl ApiError {
             E::TopicAlreadyExists
             | E::ConditionFailed
             | E::GroupNotEmpty
-            | E::GroupSubscribedToTopic => StatusCode::CONFLICT,
+            | E::GroupSubscribedToTopic
+            | E::PolicyViolation => StatusCode::CONFLICT,
             E::FrameTooLarge | E::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             E::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
             E::Timeout => StatusCode::GATEWAY_TIMEOUT,

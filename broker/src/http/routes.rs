@@ -12,6 +12,7 @@
 //! | `PATCH /topics/{t}`             | `AlterTopicConfig` (change settings)       |
 //! | `POST /topics/{t}/records`      | `Produce` (batches built with `BatchBuilder`) |
 //! | `GET /topics/{t}/records`       | `ListOffsets`, `Fetch`                     |
+//! | `DELETE /topics/{t}/records`    | `DeleteRecords` (before an offset)         |
 //! | `GET /topics/{t}/stream`        | `ListOffsets`, long-poll `Fetch` (`stream.rs`) |
 //! | `GET /tables/{t}/{key}`         | `TableRead` (get) on the key's partition, its read in room from the shard's budget |
 
@@ -110,6 +111,9 @@ async fn route(gw: &Rc<Gateway>, req: Request<Incoming>) -> Result<Response<Body
         (&Method::POST, ["topics", t, "partitions"]) => grow_topic(gw, t, req).await,
         (&Method::POST, ["topics", t, "records"]) => produce(gw, t, req).await,
         (&Method::GET, ["topics", t, "records"]) => read_records(gw, t, &Query::parse(&req)?).await,
+        (&Method::DELETE, ["topics", t, "records"]) => {
+            delete_records(gw, t, &Query::parse(&req)?).await
+        }
         (&Method::GET, ["topics", t, "stream"]) => stream::open(gw, t, &req).await,
         (&Method::GET, ["tables", t, key]) => table_get(gw, t, key, &Query::parse(&req)?).await,
         (
@@ -526,6 +530,45 @@ async fn grow_topic(
     ApiError::check(resp.error, || resp.message.clone())?;
     let partitions = resp.topic.as_ref().map_or(partition_count, |t| t.partitions.len() as u32);
     Ok(json_response(StatusCode::OK, &json!({"name": name, "partitions": partitions})))
+}
+
+/// `DELETE /topics/{t}/records?before=N|hw[&partition=P]`: every record before `before` goes
+/// (native `DeleteRecords`), in partition `P` or in every partition; answers each
+/// partition's log start, durable once answered. The first partition refused fails the
+/// request (the others are done).
+async fn delete_records(
+    gw: &Rc<Gateway>,
+    topic: &str,
+    q: &Query,
+) -> Result<Response<Body>, ApiError> {
+    let before = match q.get("before") {
+        Some("hw") => wire::DeleteBefore::HighWatermark,
+        Some(o) => o
+            .parse()
+            .map(wire::DeleteBefore::Offset)
+            .map_err(|_| ApiError::invalid(format!("before={o:?}: an offset or hw")))?,
+        None => return Err(ApiError::invalid("before (an offset or hw) is required")),
+    };
+    let partitions = match q.number::<u32>("partition")? {
+        Some(p) => vec![p],
+        None => (0..partition_count(gw, topic)?).collect(),
+    };
+    let req = wire::DeleteRecordsRequest {
+        topics: vec![wire::DeleteRecordsTopic {
+            name: topic.to_owned(),
+            partitions: partitions
+                .into_iter()
+                .map(|partition| wire::DeleteRecordsPartition { partition, before })
+                .collect(),
+        }],
+    };
+    let resp: wire::DeleteRecordsResponse = call(gw, &req).await?;
+    let mut out = Vec::new();
+    for p in resp.topics.iter().flat_map(|t| &t.partitions) {
+        ApiError::check(p.error, || format!("deleting records of {topic}/{}", p.partition))?;
+        out.push(json!({"partition": p.partition, "log_start_offset": p.log_start_offset}));
+    }
+    Ok(json_response(StatusCode::OK, &json!({"name": topic, "partitions": out})))
 }
 
 /// `GET /tables/{t}/{key}`: a table's latest value of `key` (native `TableRead`, on the
