@@ -1129,3 +1129,125 @@ fn a_client_certificate_is_an_authenticated_principal_governed_by_acls() {
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("granted") && body.contains("other"), "{body}");
 }
+
+/// Kafka's ACL administration (confluent-kafka's AdminClient: CreateAcls, DescribeAcls,
+/// DeleteAcls over SASL/SCRAM) changes the native ACLs: a rule created there lets its user
+/// produce, is listed natively and described back as Kafka names it; rules with no native
+/// form (a host, a literal `*`, IDEMPOTENT_WRITE) are refused one by one; a user without
+/// describe on the cluster is refused; a deleted rule no longer lets its user produce.
+#[test]
+fn kafka_admin_clients_create_describe_and_delete_acls() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("fk", topic(1)).await.unwrap();
+        admin.upsert_user("frank", "frank-pw", false).await.unwrap();
+    });
+    let script = r#"
+import json, sys
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, ResourcePatternType, ResourceType)
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": "SCRAM-SHA-256"}
+admin = AdminClient(dict(conf, **{"sasl.username": "admin", "sasl.password": sys.argv[2]}))
+frank = dict(conf, **{"sasl.username": "frank", "sasl.password": "frank-pw"})
+out = {}
+def name(e):
+    return e.args[0].name() if e.args and hasattr(e.args[0], "name") else str(e)
+def binding(restype, res, pattern, host, op, perm):
+    return AclBinding(restype, res, pattern, "User:frank", host, op, perm)
+wanted = [
+    binding(ResourceType.TOPIC, "fk", ResourcePatternType.LITERAL, "*", AclOperation.WRITE,
+            AclPermissionType.ALLOW),
+    binding(ResourceType.TOPIC, "fk-", ResourcePatternType.PREFIXED, "*", AclOperation.READ,
+            AclPermissionType.ALLOW),
+    binding(ResourceType.GROUP, "fg", ResourcePatternType.LITERAL, "*", AclOperation.READ,
+            AclPermissionType.DENY),
+    binding(ResourceType.TOPIC, "fk", ResourcePatternType.LITERAL, "10.0.0.1",
+            AclOperation.READ, AclPermissionType.ALLOW),
+    binding(ResourceType.TOPIC, "*", ResourcePatternType.LITERAL, "*", AclOperation.READ,
+            AclPermissionType.ALLOW),
+    binding(ResourceType.BROKER, "kafka-cluster", ResourcePatternType.LITERAL, "*",
+            AclOperation.IDEMPOTENT_WRITE, AclPermissionType.ALLOW),
+]
+futures = admin.create_acls(wanted, request_timeout=30)
+created = []
+for b in wanted:
+    try:
+        futures[b].result()
+        created.append("NONE")
+    except KafkaException as e:
+        created.append(name(e))
+out["created"] = created
+def produce():
+    p = Producer(dict(frank, **{"message.timeout.ms": 4000}))
+    errors = []
+    p.produce("fk", b"v", on_delivery=lambda err, msg: errors.append(err and err.name()))
+    p.flush(10)
+    return errors
+out["produced"] = produce()
+everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None,
+                              AclOperation.ANY, AclPermissionType.ANY)
+described = admin.describe_acls(everything, request_timeout=30).result()
+out["described"] = sorted("%s %s %s %s %s %s %s" % (b.restype.name, b.name,
+    b.resource_pattern_type.name, b.principal, b.host, b.operation.name,
+    b.permission_type.name) for b in described)
+# (librdkafka ignores DescribeAcls' error code: kafka-python's client raises it.)
+from kafka import KafkaAdminClient
+from kafka.admin import (ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType,
+                         ResourcePatternFilter)
+from kafka.admin import ResourceType as PyResourceType
+from kafka.errors import KafkaError
+py = KafkaAdminClient(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLAINTEXT",
+                      sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="frank",
+                      sasl_plain_password="frank-pw")
+py_everything = ACLFilter(principal=None, host="*", operation=ACLOperation.ANY,
+                          permission_type=ACLPermissionType.ANY,
+                          resource_pattern=ResourcePatternFilter(PyResourceType.ANY, None,
+                                                                 ACLResourcePatternType.ANY))
+try:
+    py.describe_acls(py_everything)
+    out["frank_describes"] = "NONE"
+except KafkaError as e:
+    out["frank_describes"] = type(e).__name__
+py.close()
+writes = AclBindingFilter(ResourceType.TOPIC, None, ResourcePatternType.ANY, "User:frank", None,
+                          AclOperation.WRITE, AclPermissionType.ANY)
+(future,) = admin.delete_acls([writes], request_timeout=30).values()
+out["deleted"] = ["%s %s" % (b.name, b.operation.name) for b in future.result()]
+out["produced_after"] = produce()
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka, ADMIN_PW])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let invalid = "INVALID_REQUEST";
+    let created = serde_json::json!(["NONE", "NONE", "NONE", invalid, invalid, invalid]);
+    assert_eq!(v["created"], created, "{text}");
+    assert_eq!(v["produced"], serde_json::json!([null]), "frank may write: {text}");
+    let described = serde_json::json!([
+        "GROUP fg LITERAL User:frank * READ DENY",
+        "TOPIC fk LITERAL User:frank * WRITE ALLOW",
+        "TOPIC fk- PREFIXED User:frank * READ ALLOW",
+    ]);
+    assert_eq!(v["described"], described, "{text}");
+    assert_eq!(v["frank_describes"], "ClusterAuthorizationFailedError", "{text}");
+    assert_eq!(v["deleted"], serde_json::json!(["fk WRITE"]), "{text}");
+    assert_ne!(v["produced_after"], serde_json::json!([null]), "the write rule is gone: {text}");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let mut left = admin.list_acls("frank").await.unwrap();
+        left.sort_by_key(|a| a.name.clone());
+        let want = vec![
+            acl("frank", AclResourceKind::Group, "fg", AclOperation::Read, true),
+            acl("frank", AclResourceKind::TopicPrefix, "fk-", AclOperation::Read, false),
+        ];
+        assert_eq!(left, want);
+    });
+}

@@ -57,6 +57,9 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeAcls, 0, 3),
+    (ApiKey::CreateAcls, 0, 3),
+    (ApiKey::DeleteAcls, 0, 3),
     // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
     // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
     (ApiKey::SaslHandshake, 0, 1),

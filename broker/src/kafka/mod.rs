@@ -24,6 +24,7 @@
 //!   the records by hand; a null value is stored with `wire`'s null map).
 //! - ListGroups/DescribeGroups/DeleteGroups/OffsetDelete (group_admin.rs) answer from the
 //!   Kafka group table and the native coordinators.
+//! - DescribeAcls, CreateAcls and DeleteAcls (acls.rs) run the native ACL requests.
 //! - DeleteRecords (delete_records.rs) runs the native record deletion: the log start it
 //!   answers is persisted.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
@@ -36,6 +37,7 @@
 //! - An api or version the listener does not speak gets UNSUPPORTED_VERSION; the connection
 //!   stays open.
 
+pub mod acls;
 pub mod admin;
 pub mod codec;
 pub mod configs;

@@ -1,0 +1,422 @@
+//! DescribeAcls, CreateAcls and DeleteAcls (v0–3): Kafka's ACL administration (`kafka-acls`,
+//! admin clients) over the native ACLs (`auth/acl.rs`), through the native ListAcls,
+//! CreateAcl and DeleteAcl, so they are checked as those are (describe, alter on the
+//! cluster) and persisted and in force on every shard as those are.
+//!
+//! The mapping: principal `User:NAME` is the user NAME (`User:*` every authenticated user);
+//! host `*` only (rules are not per host here); a LITERAL topic, group or transactional-id
+//! resource is the native rule of that kind, a PREFIXED topic or transactional id the native
+//! prefix rule; the cluster resource (`kafka-cluster`) is the cluster rule; operations ALL,
+//! READ, WRITE, CREATE, DELETE, ALTER and DESCRIBE are the native ones, ALLOW and DENY the
+//! rule's kind. What has no native equivalent is refused with INVALID_REQUEST and a message:
+//! a literal `*` (every resource of a type: no native rule covers them all), a host,
+//! a prefixed group, other principal types, and the operations CLUSTER_ACTION,
+//! DESCRIBE_CONFIGS, ALTER_CONFIGS (configs are DESCRIBE and ALTER here) and IDEMPOTENT_WRITE
+//! (implied by WRITE on a topic, as in Kafka 3).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{
+    create_acls_response, delete_acls_response, describe_acls_response, CreateAclsRequest,
+    CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, DescribeAclsRequest,
+    DescribeAclsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError as K;
+use wire::{AclBinding, AclOperation, AclResourceKind, ErrorCode};
+
+use super::connection::{ready, respond, Answer, Ctx, Session};
+use super::error::KafkaError;
+use super::native;
+
+// Kafka's enum numbers (org.apache.kafka.common.resource / acl).
+const RESOURCE_ANY: i8 = 1;
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_GROUP: i8 = 3;
+const RESOURCE_CLUSTER: i8 = 4;
+const RESOURCE_TRANSACTIONAL_ID: i8 = 5;
+const PATTERN_ANY: i8 = 1;
+const PATTERN_MATCH: i8 = 2;
+const PATTERN_LITERAL: i8 = 3;
+const PATTERN_PREFIXED: i8 = 4;
+const OPERATION_ANY: i8 = 1;
+const PERMISSION_ANY: i8 = 1;
+const PERMISSION_DENY: i8 = 2;
+const PERMISSION_ALLOW: i8 = 3;
+/// The cluster resource's name in Kafka.
+const CLUSTER_NAME: &str = "kafka-cluster";
+const USER_PREFIX: &str = "User:";
+
+/// A native rule as Kafka describes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct KafkaAcl {
+    resource_type: i8,
+    name: String,
+    pattern: i8,
+    principal: String,
+    operation: i8,
+    permission: i8,
+}
+
+fn operation_number(op: AclOperation) -> i8 {
+    match op {
+        AclOperation::All => 2,
+        AclOperation::Read => 3,
+        AclOperation::Write => 4,
+        AclOperation::Create => 5,
+        AclOperation::Delete => 6,
+        AclOperation::Alter => 7,
+        AclOperation::Describe => 8,
+    }
+}
+
+fn operation_of(number: i8) -> Result<AclOperation, String> {
+    Ok(match number {
+        2 => AclOperation::All,
+        3 => AclOperation::Read,
+        4 => AclOperation::Write,
+        5 => AclOperation::Create,
+        6 => AclOperation::Delete,
+        7 => AclOperation::Alter,
+        8 => AclOperation::Describe,
+        9 => return Err("CLUSTER_ACTION has no equivalent here".into()),
+        10 => return Err("DESCRIBE_CONFIGS is DESCRIBE here".into()),
+        11 => return Err("ALTER_CONFIGS is ALTER here".into()),
+        12 => return Err("IDEMPOTENT_WRITE is implied by WRITE on a topic here".into()),
+        n => return Err(format!("operation {n} is not supported")),
+    })
+}
+
+impl KafkaAcl {
+    fn of(b: &AclBinding) -> KafkaAcl {
+        let (resource_type, pattern, name) = match b.resource {
+            AclResourceKind::Topic => (RESOURCE_TOPIC, PATTERN_LITERAL, b.name.clone()),
+            AclResourceKind::TopicPrefix => (RESOURCE_TOPIC, PATTERN_PREFIXED, b.name.clone()),
+            AclResourceKind::Group => (RESOURCE_GROUP, PATTERN_LITERAL, b.name.clone()),
+            AclResourceKind::Cluster => (RESOURCE_CLUSTER, PATTERN_LITERAL, CLUSTER_NAME.into()),
+            AclResourceKind::TransactionalId => {
+                (RESOURCE_TRANSACTIONAL_ID, PATTERN_LITERAL, b.name.clone())
+            }
+            AclResourceKind::TransactionalIdPrefix => {
+                (RESOURCE_TRANSACTIONAL_ID, PATTERN_PREFIXED, b.name.clone())
+            }
+        };
+        KafkaAcl {
+            resource_type,
+            name,
+            pattern,
+            principal: format!("{USER_PREFIX}{}", b.principal),
+            operation: operation_number(b.operation),
+            permission: if b.deny { PERMISSION_DENY } else { PERMISSION_ALLOW },
+        }
+    }
+
+    /// The native rule of a Kafka creation, or why there is none.
+    fn binding(&self, host: &str) -> Result<AclBinding, String> {
+        let principal = self
+            .principal
+            .strip_prefix(USER_PREFIX)
+            .ok_or_else(|| format!("principal {:?}: only User:NAME principals", self.principal))?;
+        if host != "*" {
+            return Err(format!("host {host:?}: rules are not per host here (use *)"));
+        }
+        if self.name == "*" && self.resource_type != RESOURCE_CLUSTER {
+            return Err("a literal * resource is not supported: use a PREFIXED rule".into());
+        }
+        let resource = match (self.resource_type, self.pattern) {
+            (RESOURCE_TOPIC, PATTERN_LITERAL) => AclResourceKind::Topic,
+            (RESOURCE_TOPIC, PATTERN_PREFIXED) => AclResourceKind::TopicPrefix,
+            (RESOURCE_GROUP, PATTERN_LITERAL) => AclResourceKind::Group,
+            (RESOURCE_CLUSTER, PATTERN_LITERAL) => AclResourceKind::Cluster,
+            (RESOURCE_TRANSACTIONAL_ID, PATTERN_LITERAL) => AclResourceKind::TransactionalId,
+            (RESOURCE_TRANSACTIONAL_ID, PATTERN_PREFIXED) => AclResourceKind::TransactionalIdPrefix,
+            (t, p) => {
+                return Err(format!("resource type {t} with pattern type {p} is not supported"))
+            }
+        };
+        let deny = match self.permission {
+            PERMISSION_ALLOW => false,
+            PERMISSION_DENY => true,
+            p => return Err(format!("permission type {p}: ALLOW or DENY")),
+        };
+        Ok(AclBinding {
+            principal: principal.to_owned(),
+            resource,
+            name: if resource == AclResourceKind::Cluster {
+                String::new()
+            } else {
+                self.name.clone()
+            },
+            operation: operation_of(self.operation)?,
+            deny,
+        })
+    }
+}
+
+/// A Kafka ACL filter (DescribeAcls, a DeleteAcls filter).
+struct Filter {
+    resource_type: i8,
+    name: Option<String>,
+    pattern: i8,
+    principal: Option<String>,
+    host: Option<String>,
+    operation: i8,
+    permission: i8,
+}
+
+impl Filter {
+    fn matches(&self, a: &KafkaAcl) -> bool {
+        let name_ok = match (self.pattern, &self.name) {
+            (_, None) => true,
+            // The rules that apply to a resource of this name.
+            (PATTERN_MATCH, Some(n)) => match a.pattern {
+                PATTERN_PREFIXED => n.starts_with(&a.name),
+                _ => a.name == *n,
+            },
+            (_, Some(n)) => a.name == *n,
+        };
+        let pattern_ok =
+            matches!(self.pattern, PATTERN_ANY | PATTERN_MATCH) || self.pattern == a.pattern;
+        (self.resource_type == RESOURCE_ANY || self.resource_type == a.resource_type)
+            && name_ok
+            && pattern_ok
+            && self.principal.as_ref().is_none_or(|p| *p == a.principal)
+            && self.host.as_ref().is_none_or(|h| h == "*")
+            && (self.operation == OPERATION_ANY || self.operation == a.operation)
+            && (self.permission == PERMISSION_ANY || self.permission == a.permission)
+    }
+}
+
+fn text(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.as_str().to_owned())
+}
+
+/// Every native rule, as Kafka describes them.
+async fn all_acls(s: &Session) -> Result<Vec<(AclBinding, KafkaAcl)>, KafkaError> {
+    let resp: wire::ListAclsResponse =
+        native::call(s, &wire::ListAclsRequest { principal: String::new() }).await?;
+    Ok(resp
+        .acls
+        .into_iter()
+        .map(|b| {
+            let k = KafkaAcl::of(&b);
+            (b, k)
+        })
+        .collect())
+}
+
+/// The Kafka code of a native call's failure: a denial is CLUSTER_AUTHORIZATION_FAILED.
+fn failure(e: &KafkaError) -> i16 {
+    match e {
+        KafkaError::Native { code: ErrorCode::AuthorizationFailed, .. } => {
+            K::ClusterAuthorizationFailed.code()
+        }
+        e => e.code(),
+    }
+}
+
+/// DescribeAcls.
+pub async fn describe_acls(s: &Session, ctx: Ctx, req: DescribeAclsRequest) -> Answer {
+    let filter = Filter {
+        resource_type: req.resource_type_filter,
+        name: text(&req.resource_name_filter),
+        pattern: req.pattern_type_filter,
+        principal: text(&req.principal_filter),
+        host: text(&req.host_filter),
+        operation: req.operation,
+        permission: req.permission_type,
+    };
+    let mut out = DescribeAclsResponse::default();
+    match all_acls(s).await {
+        Ok(acls) => {
+            let mut by_resource: BTreeMap<(i8, String, i8), Vec<KafkaAcl>> = BTreeMap::new();
+            for (_, a) in acls.into_iter().filter(|(_, a)| filter.matches(a)) {
+                by_resource
+                    .entry((a.resource_type, a.name.clone(), a.pattern))
+                    .or_default()
+                    .push(a);
+            }
+            for ((resource_type, name, pattern), acls) in by_resource {
+                let mut r = describe_acls_response::DescribeAclsResource::default();
+                r.resource_type = resource_type;
+                r.resource_name = StrBytes::from_string(name);
+                r.pattern_type = pattern;
+                for a in acls {
+                    let mut d = describe_acls_response::AclDescription::default();
+                    d.principal = StrBytes::from_string(a.principal);
+                    d.host = StrBytes::from_static_str("*");
+                    d.operation = a.operation;
+                    d.permission_type = a.permission;
+                    r.acls.push(d);
+                }
+                out.resources.push(r);
+            }
+        }
+        Err(e) => {
+            out.error_code = failure(&e);
+            out.error_message = Some(StrBytes::from_string(e.to_string()));
+        }
+    }
+    ready(respond(ctx, &out))
+}
+
+/// CreateAcls: each creation stored as its native rule, or refused on its own.
+pub async fn create_acls(s: &Session, ctx: Ctx, req: CreateAclsRequest) -> Answer {
+    let mut out = CreateAclsResponse::default();
+    for c in &req.creations {
+        let mut r = create_acls_response::AclCreationResult::default();
+        let wanted = KafkaAcl {
+            resource_type: c.resource_type,
+            name: c.resource_name.as_str().to_owned(),
+            pattern: c.resource_pattern_type,
+            principal: c.principal.as_str().to_owned(),
+            operation: c.operation,
+            permission: c.permission_type,
+        };
+        match wanted.binding(c.host.as_str()) {
+            Err(why) => {
+                r.error_code = K::InvalidRequest.code();
+                r.error_message = Some(StrBytes::from_string(why));
+            }
+            Ok(acl) => {
+                let created: Result<wire::CreateAclResponse, KafkaError> =
+                    native::call(s, &wire::CreateAclRequest { acl }).await;
+                if let Err(e) = created {
+                    r.error_code = failure(&e);
+                    r.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+        }
+        out.results.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+/// DeleteAcls: every native rule each filter matches is deleted and reported.
+pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answer {
+    let mut out = DeleteAclsResponse::default();
+    let listed = all_acls(s).await;
+    for f in &req.filters {
+        let mut r = delete_acls_response::DeleteAclsFilterResult::default();
+        let acls = match &listed {
+            Ok(acls) => acls,
+            Err(e) => {
+                r.error_code = failure(e);
+                r.error_message = Some(StrBytes::from_string(e.to_string()));
+                out.filter_results.push(r);
+                continue;
+            }
+        };
+        let filter = Filter {
+            resource_type: f.resource_type_filter,
+            name: text(&f.resource_name_filter),
+            pattern: f.pattern_type_filter,
+            principal: text(&f.principal_filter),
+            host: text(&f.host_filter),
+            operation: f.operation,
+            permission: f.permission_type,
+        };
+        for (binding, a) in acls.iter().filter(|(_, a)| filter.matches(a)) {
+            let mut m = delete_acls_response::DeleteAclsMatchingAcl::default();
+            let deleted: Result<wire::DeleteAclResponse, KafkaError> =
+                native::call(s, &wire::DeleteAclRequest { acl: binding.clone() }).await;
+            match deleted {
+                // Deleted by an earlier filter of this request: not reported twice.
+                Ok(d) if !d.deleted => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    m.error_code = failure(&e);
+                    m.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
+            }
+            m.resource_type = a.resource_type;
+            m.resource_name = StrBytes::from_string(a.name.clone());
+            m.pattern_type = a.pattern;
+            m.principal = StrBytes::from_string(a.principal.clone());
+            m.host = StrBytes::from_static_str("*");
+            m.operation = a.operation;
+            m.permission_type = a.permission;
+            r.matching_acls.push(m);
+        }
+        out.filter_results.push(r);
+    }
+    ready(respond(ctx, &out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(resource_type: i8, name: &str, pattern: i8, operation: i8) -> KafkaAcl {
+        KafkaAcl {
+            resource_type,
+            name: name.into(),
+            pattern,
+            principal: "User:alice".into(),
+            operation,
+            permission: PERMISSION_ALLOW,
+        }
+    }
+
+    #[test]
+    fn rules_map_both_ways_and_what_has_no_native_form_is_refused() {
+        for (resource_type, name, pattern) in [
+            (RESOURCE_TOPIC, "t", PATTERN_LITERAL),
+            (RESOURCE_TOPIC, "t-", PATTERN_PREFIXED),
+            (RESOURCE_GROUP, "g", PATTERN_LITERAL),
+            (RESOURCE_CLUSTER, CLUSTER_NAME, PATTERN_LITERAL),
+            (RESOURCE_TRANSACTIONAL_ID, "x", PATTERN_LITERAL),
+            (RESOURCE_TRANSACTIONAL_ID, "x-", PATTERN_PREFIXED),
+        ] {
+            for operation in 2..=8 {
+                let k = kafka(resource_type, name, pattern, operation);
+                let b = k.binding("*").unwrap();
+                assert_eq!(KafkaAcl::of(&b), k);
+            }
+        }
+        let refused = [
+            (kafka(RESOURCE_TOPIC, "*", PATTERN_LITERAL, 3), "*"),
+            (kafka(RESOURCE_GROUP, "g", PATTERN_PREFIXED, 3), ""),
+            (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 12), "IDEMPOTENT_WRITE"),
+            (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 10), "DESCRIBE_CONFIGS"),
+            (KafkaAcl { principal: "Group:x".into(), ..kafka(RESOURCE_TOPIC, "t", 3, 3) }, "User:"),
+        ];
+        for (k, says) in refused {
+            let why = k.binding("*").unwrap_err();
+            assert!(why.contains(says), "{k:?}: {why}");
+        }
+        assert!(kafka(RESOURCE_TOPIC, "t", 3, 3).binding("10.0.0.1").unwrap_err().contains("host"));
+    }
+
+    #[test]
+    fn filters_match_as_kafkas() {
+        let literal = kafka(RESOURCE_TOPIC, "orders", PATTERN_LITERAL, 3);
+        let prefixed = kafka(RESOURCE_TOPIC, "ord", PATTERN_PREFIXED, 4);
+        let group = kafka(RESOURCE_GROUP, "orders", PATTERN_LITERAL, 3);
+        let any = |pattern, name: Option<&str>| Filter {
+            resource_type: RESOURCE_ANY,
+            name: name.map(str::to_owned),
+            pattern,
+            principal: None,
+            host: None,
+            operation: OPERATION_ANY,
+            permission: PERMISSION_ANY,
+        };
+        let hits = |f: &Filter| {
+            [&literal, &prefixed, &group].iter().map(|a| f.matches(a)).collect::<Vec<_>>()
+        };
+        assert_eq!(hits(&any(PATTERN_ANY, None)), [true, true, true]);
+        assert_eq!(hits(&any(PATTERN_ANY, Some("orders"))), [true, false, true]);
+        assert_eq!(hits(&any(PATTERN_MATCH, Some("orders"))), [true, true, true]);
+        assert_eq!(hits(&any(PATTERN_LITERAL, Some("orders"))), [true, false, true]);
+        assert_eq!(hits(&any(PATTERN_PREFIXED, None)), [false, true, false]);
+        let topics_only = Filter { resource_type: RESOURCE_TOPIC, ..any(PATTERN_ANY, None) };
+        assert_eq!(hits(&topics_only), [true, true, false]);
+        let writes = Filter { operation: 4, ..any(PATTERN_ANY, None) };
+        assert_eq!(hits(&writes), [false, true, false]);
+        let bob = Filter { principal: Some("User:bob".into()), ..any(PATTERN_ANY, None) };
+        assert_eq!(hits(&bob), [false, false, false]);
+        let denies = Filter { permission: PERMISSION_DENY, ..any(PATTERN_ANY, None) };
+        assert_eq!(hits(&denies), [false, false, false]);
+    }
+}
