@@ -635,6 +635,9 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
         if table.is_closed() {
             return;
         }
+        // Record deletion may have moved the start while this read waited, and forgotten the
+        // keys below it (`Table::forget_before`): those records must not bring them back.
+        offset = offset.max(log.log_start_offset());
         for view in &out.batches {
             for envelope in Envelopes::new(view).filter_map(Result::ok) {
                 let next = envelope.header().next_offset();

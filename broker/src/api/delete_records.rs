@@ -3,16 +3,22 @@
 //! the answer, whole segments below it freed), and its table forgets the keys whose latest
 //! record went.
 //!
+//! A partition named more than once is deleted once, before the furthest offset asked
+//! (each deletion costs a synced checkpoint write: a request naming one partition a million
+//! times would otherwise hold its shard for that many); the answer has one result per
+//! partition.
+//!
 //! Refused per partition: the internal offsets topic (`INTERNAL_TOPIC`), a compacted topic
 //! without retention (`POLICY_VIOLATION`, as Kafka refuses `cleanup.policy=compact`: the
 //! cleaner keeps every key's latest record), an offset past the high watermark
 //! (`OFFSET_OUT_OF_RANGE`).
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use wire::{
     DeleteBefore, DeleteRecordsPartition, DeleteRecordsPartitionResult, DeleteRecordsRequest,
-    DeleteRecordsResponse, DeleteRecordsTopicResult, ErrorCode,
+    DeleteRecordsResponse, DeleteRecordsTopic, DeleteRecordsTopicResult, ErrorCode,
 };
 
 use super::forward::{per_partition, Lending};
@@ -32,7 +38,7 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         Ok(r) => r,
         Err(e) => return error_frame(&header, e.code(), &e.to_string()),
     };
-    let topics = req.topics.into_iter().map(|t| (t.name, t.partitions)).collect();
+    let topics = merged(req.topics);
     let results = per_partition::<DeleteRecordsRequest, DeleteRecordsResponse, _>(
         shard,
         origin,
@@ -55,6 +61,34 @@ pub async fn handle(shard: &Rc<Shard>, request: &Request, origin: Origin) -> wir
         .map(|(name, partitions)| DeleteRecordsTopicResult { name, partitions })
         .collect();
     respond(&header, &DeleteRecordsResponse { topics })
+}
+
+/// Each topic once, each of its partitions once, before the furthest offset asked for it (the
+/// high watermark beats any offset).
+fn merged(topics: Vec<DeleteRecordsTopic>) -> Vec<(String, Vec<DeleteRecordsPartition>)> {
+    let mut by_topic: BTreeMap<String, BTreeMap<u32, DeleteBefore>> = BTreeMap::new();
+    for t in topics {
+        let partitions = by_topic.entry(t.name).or_default();
+        for p in t.partitions {
+            let before = partitions.entry(p.partition).or_insert(p.before);
+            *before = match (*before, p.before) {
+                (DeleteBefore::Offset(a), DeleteBefore::Offset(b)) => {
+                    DeleteBefore::Offset(a.max(b))
+                }
+                _ => DeleteBefore::HighWatermark,
+            };
+        }
+    }
+    by_topic
+        .into_iter()
+        .map(|(name, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|(partition, before)| DeleteRecordsPartition { partition, before })
+                .collect();
+            (name, partitions)
+        })
+        .collect()
 }
 
 /// One partition's deletion, on its owner.
@@ -94,5 +128,30 @@ async fn local(
         partition: p.partition,
         error,
         log_start_offset: log.log_start_offset(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_named_twice_is_deleted_once_before_the_furthest_offset() {
+        let p = |partition, before| DeleteRecordsPartition { partition, before };
+        let t = |name: &str, partitions| DeleteRecordsTopic { name: name.into(), partitions };
+        let asked = vec![
+            t("b", vec![p(1, DeleteBefore::Offset(9)), p(0, DeleteBefore::Offset(3))]),
+            t("a", vec![p(0, DeleteBefore::Offset(5))]),
+            t("b", vec![p(1, DeleteBefore::Offset(4)), p(0, DeleteBefore::HighWatermark)]),
+            t("b", vec![p(0, DeleteBefore::Offset(1))]),
+        ];
+        let want = vec![
+            ("a".to_owned(), vec![p(0, DeleteBefore::Offset(5))]),
+            (
+                "b".to_owned(),
+                vec![p(0, DeleteBefore::HighWatermark), p(1, DeleteBefore::Offset(9))],
+            ),
+        ];
+        assert_eq!(merged(asked), want);
     }
 }

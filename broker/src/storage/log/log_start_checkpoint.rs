@@ -6,9 +6,11 @@
 //!   page each holding a magic, the offset, a sequence number and a CRC32C of the three (the
 //!   rest zeros). The valid slot with the higher sequence number is the checkpoint. A write
 //!   goes to the other slot than the one holding it and is fdatasynced before the deletion
-//!   answers; a slot's first write in a run creates it if missing and syncs the directory
-//!   (a slot found at open may be one a failed write created whose name is not durable yet:
-//!   its later writes would be lost with it). So after a crash at
+//!   answers; a slot's first write in a run creates it if missing and syncs the directory.
+//!   Slots found at open are fdatasynced and their directory synced before they count (a
+//!   failed write of the last run may have left a slot, or its name, only in the page cache:
+//!   taken as the start without that, a later deletion below it would be skipped, then lost
+//!   with the power). So after a crash at
 //!   any point the checkpoint is the previous one or the new one: a torn or lost write
 //!   leaves its slot invalid or older, and the other slot holds the previous value. (A
 //!   rename over one file would do on Linux, but a crash between the rename and the
@@ -75,16 +77,24 @@ fn decode(page: &[u8]) -> Option<(u64, u64)> {
 
 impl LogStartCheckpoint {
     /// Reads the slots in `dir`: the checkpoint and what the slots hold. `TooManyFiles` when
-    /// the storage budget has no descriptor to read them; other read errors fail too (the
-    /// log would otherwise start before a deletion that was answered).
+    /// the storage budget has no descriptor to read an existing slot (none is taken for a
+    /// missing one); other read errors fail too (the log would otherwise start before a
+    /// deletion that was answered). Slots found are made durable (fdatasync, directory
+    /// sync) before they count: a slot a failed write left in the page cache would otherwise
+    /// be taken as the start, and a deletion below it skipped, then lost with the power.
     pub(in crate::storage) async fn read<D: Disk>(
         disk: &D,
         files: &Arc<StorageFiles>,
         dir: &Path,
     ) -> Result<(Option<u64>, Self), IoError> {
         let state = LogStartCheckpoint::default();
+        let names = disk.list_dir(dir).await?;
         let mut found: Option<(u64, u64)> = None;
-        for name in SLOT_FILES {
+        let mut present = [false; 2];
+        for (slot, name) in SLOT_FILES.iter().enumerate() {
+            if !names.iter().any(|n| n == name) {
+                continue;
+            }
             let path = dir.join(name);
             let _descriptor =
                 files.take(FileUse::Brief).ok_or_else(|| IoError::over_budget("open", &path))?;
@@ -93,14 +103,26 @@ impl LogStartCheckpoint {
                 Err(IoError::NotFound { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            let buf = f.read_at(0, DISK_ALIGN).await;
+            present[slot] = true;
+            let read = async {
+                let buf = f.read_at(0, DISK_ALIGN).await?;
+                f.fdatasync().await?;
+                Ok::<_, IoError>(buf)
+            }
+            .await;
             f.close().await?;
-            match decode(buf?.as_ref()) {
+            match decode(read?.as_ref()) {
                 Some((offset, seq)) if found.is_none_or(|(_, s)| seq > s) => {
                     found = Some((offset, seq));
                 }
                 Some(_) => {}
                 None => warn!(path = %path.display(), "log start checkpoint slot damaged; ignored"),
+            }
+        }
+        if present.contains(&true) {
+            disk.sync_dir(dir).await?;
+            for (slot, named) in state.named.iter().enumerate() {
+                named.set(present[slot]);
             }
         }
         if let Some((offset, seq)) = found {

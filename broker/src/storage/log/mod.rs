@@ -617,6 +617,10 @@ impl<D: Disk> PartitionLog<D> {
         // A compaction pass sees `closing` at its next step and ends: after it, nothing
         // touches the log's files (its directory may move next).
         let _pass = self.shared.pass.acquire_permit(1).await;
+        // Likewise retention or a record deletion taking segments out, and a log start
+        // checkpoint being written (`persist_log_start` sees `closing` and writes nothing).
+        let _maintenance = self.shared.maintenance.acquire_permit(1).await;
+        let _writing = self.shared.log_start_writing.acquire_permit(1).await;
         // The writer closed the active segment's files: the partition's reservation goes
         // now, not when the last handler lets go of the log.
         drop(self.reservation.borrow_mut().take());

@@ -44,8 +44,14 @@ impl<D: Disk> PartitionLog<D> {
     pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
         let live = &self.shared.live;
         let (retention_bytes, retention_ms) = (live.retention_bytes(), live.retention_ms());
+        let log_start = &self.shared.log_start_offset;
         self.drop_oldest_segments("retention", |segs| {
             let first = &segs[0];
+            // Wholly below the start record deletion set (it was the active segment then, or
+            // a crash came between the start's checkpoint and the segments' renames).
+            if first.next_offset.get() <= log_start.get() {
+                return true;
+            }
             let total: u64 = segs.iter().map(|s| s.size_bytes.get()).sum();
             let by_size =
                 retention_bytes >= 0 && total - first.size_bytes.get() >= retention_bytes as u64;
@@ -61,8 +67,9 @@ impl<D: Disk> PartitionLog<D> {
     /// one. Reads below the new start fail with `OffsetOutOfRange` at once. Once this returns
     /// `Ok`, the start holds across a crash (its checkpoint is synced first; a failure to
     /// write it fails the call and changes nothing) and the segments it deleted are out of
-    /// the log for good (their renames are synced); records of the first kept segment below
-    /// `offset` stay on disk, unread. Returns how many segments were deleted. `offset` past
+    /// the log for good (their renames are synced; segments it could not take out, and the
+    /// active one once it rolls, go at retention's next pass); records of the first kept
+    /// segment below `offset` stay on disk, unread. Returns how many segments were deleted. `offset` past
     /// the high watermark is refused: only records readers can see may be deleted.
     pub async fn delete_records_before(&self, offset: u64) -> Result<usize, StorageError> {
         let sh = &self.shared;
@@ -80,9 +87,19 @@ impl<D: Disk> PartitionLog<D> {
         if offset > sh.log_start_offset.get() {
             sh.log_start_offset.set(offset);
         }
-        let deleted = self
+        // The deletion holds from here (its start is persisted): a failure to take the
+        // segments out only leaves them for retention's next pass, which drops every segment
+        // wholly below the start.
+        let deleted = match self
             .drop_oldest_segments("record deletion", |segs| segs[0].next_offset.get() <= offset)
-            .await?;
+            .await
+        {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                warn!(dir = %sh.dir.display(), offset, error = %e, "record deletion: segments below the start stay until retention's next pass");
+                0
+            }
+        };
         let start = sh.log_start_offset.get();
         let first_base_offset = sh.segments.borrow()[0].base_offset;
         assert!(
@@ -198,6 +215,11 @@ impl<D: Disk> LogCore<D> {
     /// checkpoint already holds it or a later one. One write at a time.
     async fn persist_log_start(&self, offset: u64) -> Result<(), StorageError> {
         let _writing = self.log_start_writing.acquire_permit(1).await;
+        // After `close` its directory may move (a deleted topic's goes to the trash, and one
+        // created again under the same name takes its place): nothing may be written there.
+        if self.queue.borrow().closing {
+            return Err(StorageError::Closed);
+        }
         if offset <= self.log_start_checkpoint.offset() {
             return Ok(());
         }

@@ -287,3 +287,62 @@ fn a_log_start_past_the_recovered_end_starts_the_log_at_its_end() {
         log.close().await.unwrap();
     });
 }
+
+/// Records deleted while they lie in the active segment go once it rolls, at retention's
+/// next pass (with retention off): a deletion did not free their space before.
+#[test]
+fn records_deleted_in_the_active_segment_go_with_retentions_next_pass() {
+    run(|| async {
+        let disk = SimDisk::new(13, SimFaults::default());
+        let dir = PathBuf::from("/d/t/5");
+        let mut config = small_config();
+        config.segment_bytes_max = 4096;
+        let open = PartitionLog::open(
+            disk.clone(),
+            dir.clone(),
+            config,
+            ShardCache::new(0).partition(),
+            unlimited_files(),
+        );
+        let log = open.await.unwrap();
+        let mut rng = fastrand::Rng::with_seed(5);
+        // Everything written so far deleted before each append, until one rolls: the
+        // segment that closes then was active at its last deletion, which kept it.
+        let mut hw = 0;
+        for i in 0.. {
+            hw = log.high_watermark();
+            assert_eq!(log.delete_records_before(hw).await.unwrap(), 0, "the active one stays");
+            log.append(&make_batch(&mut rng, 400, 2 + i), AckLevel::Durable, 2).await.unwrap();
+            if log.segment_count() > 1 {
+                break;
+            }
+        }
+        assert_eq!(log.segment_count(), 2);
+        let size_bytes = log.size_bytes();
+        let deleted = log.apply_retention(i64::MAX).await.unwrap();
+        assert_eq!(deleted, 1, "the segment wholly below the start goes");
+        assert!(log.size_bytes() < size_bytes);
+        assert_eq!(log.log_start_offset(), hw);
+        // Retention takes nothing at or past the start.
+        assert_eq!(log.apply_retention(i64::MAX).await.unwrap(), 0);
+        log.close().await.unwrap();
+    });
+}
+
+/// A deletion after its log closed writes nothing into the directory (which may belong to
+/// a topic created again under the same name by then) and fails.
+#[test]
+fn a_deletion_after_close_writes_nothing() {
+    run(|| async {
+        let disk = SimDisk::new(17, SimFaults::default());
+        let dir = PathBuf::from("/d/t/6");
+        let (log, _) = filled(&disk, &dir).await;
+        let hw = log.high_watermark();
+        log.close().await.unwrap();
+        let r = log.delete_records_before(hw / 2).await;
+        assert!(matches!(r, Err(StorageError::Closed)), "{r:?}");
+        let names = disk.list_dir(&dir).await.unwrap();
+        assert!(!names.iter().any(|n| n.starts_with("log-start-checkpoint")), "{names:?}");
+        assert_eq!(log.log_start_offset(), 0);
+    });
+}
