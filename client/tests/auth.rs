@@ -1133,7 +1133,8 @@ fn a_client_certificate_is_an_authenticated_principal_governed_by_acls() {
 /// Kafka's ACL administration (confluent-kafka's AdminClient: CreateAcls, DescribeAcls,
 /// DeleteAcls over SASL/SCRAM) changes the native ACLs: a rule created there lets its user
 /// produce, is listed natively and described back as Kafka names it; rules with no native
-/// form (a host, a literal `*`, IDEMPOTENT_WRITE) are refused one by one; a user without
+/// form (a host, IDEMPOTENT_WRITE) are refused one by one, a literal `*` is every topic; a
+/// user without
 /// describe on the cluster is refused; a deleted rule no longer lets its user produce.
 #[test]
 fn kafka_admin_clients_create_describe_and_delete_acls() {
@@ -1228,11 +1229,12 @@ print(json.dumps(out))
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     let invalid = "INVALID_REQUEST";
-    let created = serde_json::json!(["NONE", "NONE", "NONE", invalid, invalid, invalid]);
+    let created = serde_json::json!(["NONE", "NONE", "NONE", invalid, "NONE", invalid]);
     assert_eq!(v["created"], created, "{text}");
     assert_eq!(v["produced"], serde_json::json!([null]), "frank may write: {text}");
     let described = serde_json::json!([
         "GROUP fg LITERAL User:frank * READ DENY",
+        "TOPIC * LITERAL User:frank * READ ALLOW",
         "TOPIC fk LITERAL User:frank * WRITE ALLOW",
         "TOPIC fk- PREFIXED User:frank * READ ALLOW",
     ]);
@@ -1245,6 +1247,7 @@ print(json.dumps(out))
         let mut left = admin.list_acls("frank").await.unwrap();
         left.sort_by_key(|a| a.name.clone());
         let want = vec![
+            acl("frank", AclResourceKind::TopicPrefix, "", AclOperation::Read, false),
             acl("frank", AclResourceKind::Group, "fg", AclOperation::Read, true),
             acl("frank", AclResourceKind::TopicPrefix, "fk-", AclOperation::Read, false),
         ];

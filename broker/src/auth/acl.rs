@@ -5,7 +5,8 @@
 //! user), its operation is the one checked (or `all`; an *allow* of read, write, delete or
 //! alter also allows describe, as in Kafka, so a producer sees its topic in metadata), and its
 //! resource covers the checked one: a topic rule names the topic, a prefix rule any topic
-//! starting with it, a group rule the group, a transactional-id rule (or prefix) the
+//! starting with it (an empty prefix: every topic), a group rule (or prefix) the group, a
+//! transactional-id rule (or prefix) the
 //! transactional ids a producer initializes with (write: fencing the producer before it
 //! with that id); a cluster rule covers the cluster, and for
 //! create and delete every topic too (`create` on the cluster may create any topic). Any
@@ -114,6 +115,8 @@ pub enum ResourceKind {
     TransactionalId,
     /// Transactional ids that start with the rule's name.
     TransactionalIdPrefix,
+    /// Consumer groups whose id starts with the rule's name.
+    GroupPrefix,
 }
 
 impl ResourceKind {
@@ -126,6 +129,7 @@ impl ResourceKind {
             AclResourceKind::Cluster => ResourceKind::Cluster,
             AclResourceKind::TransactionalId => ResourceKind::TransactionalId,
             AclResourceKind::TransactionalIdPrefix => ResourceKind::TransactionalIdPrefix,
+            AclResourceKind::GroupPrefix => ResourceKind::GroupPrefix,
         }
     }
 
@@ -138,6 +142,7 @@ impl ResourceKind {
             ResourceKind::Cluster => AclResourceKind::Cluster,
             ResourceKind::TransactionalId => AclResourceKind::TransactionalId,
             ResourceKind::TransactionalIdPrefix => AclResourceKind::TransactionalIdPrefix,
+            ResourceKind::GroupPrefix => AclResourceKind::GroupPrefix,
         }
     }
 
@@ -150,6 +155,7 @@ impl ResourceKind {
             ResourceKind::Cluster => "cluster",
             ResourceKind::TransactionalId => "transactional-id",
             ResourceKind::TransactionalIdPrefix => "transactional-id-prefix",
+            ResourceKind::GroupPrefix => "group-prefix",
         }
     }
 }
@@ -222,14 +228,11 @@ impl Acl {
             ResourceKind::Cluster if !acl.name.is_empty() => {
                 Err(AclError::Name("a cluster rule has no name"))
             }
-            ResourceKind::Topic
-            | ResourceKind::TopicPrefix
-            | ResourceKind::Group
-            | ResourceKind::TransactionalId
-            | ResourceKind::TransactionalIdPrefix
+            // A prefix rule may be empty: it covers every resource of its kind.
+            ResourceKind::Topic | ResourceKind::Group | ResourceKind::TransactionalId
                 if acl.name.is_empty() =>
             {
-                Err(AclError::Name("topic, prefix, group and transactional-id rules need a name"))
+                Err(AclError::Name("topic, group and transactional-id rules need a name"))
             }
             _ if acl.name.len() > ACL_NAME_BYTES_MAX => Err(AclError::Name("longer than 249")),
             _ => Ok(acl),
@@ -252,6 +255,7 @@ impl Acl {
             (ResourceKind::Topic, Resource::Topic(t)) => self.name == t,
             (ResourceKind::TopicPrefix, Resource::Topic(t)) => t.starts_with(&self.name),
             (ResourceKind::Group, Resource::Group(g)) => self.name == g,
+            (ResourceKind::GroupPrefix, Resource::Group(g)) => g.starts_with(&self.name),
             (ResourceKind::TransactionalId, Resource::TransactionalId(t)) => self.name == t,
             (ResourceKind::TransactionalIdPrefix, Resource::TransactionalId(t)) => {
                 t.starts_with(&self.name)
@@ -330,6 +334,33 @@ mod tests {
         assert!(!allowed(&acls, "carol", true, Operation::Write, x("billing-1")), "topics only");
         let b = rule("a", ResourceKind::TransactionalId, "", Operation::Write, false).to_wire();
         assert!(Acl::from_wire(&b).is_err(), "a transactional-id rule needs a name");
+    }
+
+    #[test]
+    fn group_prefixes_cover_groups_and_empty_prefixes_cover_every_resource_of_their_kind() {
+        let acls = vec![
+            rule("dan", ResourceKind::GroupPrefix, "etl-", Operation::Read, false),
+            rule("eve", ResourceKind::TopicPrefix, "", Operation::Read, false),
+            rule("eve", ResourceKind::GroupPrefix, "", Operation::Read, false),
+        ];
+        let g = Resource::Group;
+        assert!(allowed(&acls, "dan", true, Operation::Read, g("etl-daily")));
+        assert!(!allowed(&acls, "dan", true, Operation::Read, g("billing")));
+        assert!(!allowed(&acls, "dan", true, Operation::Read, Resource::Topic("etl-daily")));
+        assert!(allowed(&acls, "eve", true, Operation::Read, Resource::Topic("anything")));
+        assert!(allowed(&acls, "eve", true, Operation::Read, g("any-group")));
+        assert!(!allowed(&acls, "eve", true, Operation::Write, Resource::Topic("anything")));
+        assert!(!allowed(&acls, "eve", true, Operation::Read, Resource::TransactionalId("x")));
+        for kind in [
+            ResourceKind::TopicPrefix,
+            ResourceKind::GroupPrefix,
+            ResourceKind::TransactionalIdPrefix,
+        ] {
+            let b = rule("a", kind, "", Operation::Read, false).to_wire();
+            assert!(Acl::from_wire(&b).is_ok(), "{kind:?} may be empty");
+        }
+        let b = rule("a", ResourceKind::Group, "", Operation::Read, false).to_wire();
+        assert!(Acl::from_wire(&b).is_err(), "a group rule needs a name");
     }
 
     #[test]

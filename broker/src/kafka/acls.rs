@@ -5,12 +5,13 @@
 //!
 //! The mapping: principal `User:NAME` is the user NAME (`User:*` every authenticated user);
 //! host `*` only (rules are not per host here); a LITERAL topic, group or transactional-id
-//! resource is the native rule of that kind, a PREFIXED topic or transactional id the native
-//! prefix rule; the cluster resource (`kafka-cluster`) is the cluster rule; operations ALL,
-//! READ, WRITE, CREATE, DELETE, ALTER and DESCRIBE are the native ones, ALLOW and DENY the
-//! rule's kind. What has no native equivalent is refused with INVALID_REQUEST and a message:
-//! a literal `*` (every resource of a type: no native rule covers them all), a host,
-//! a prefixed group, other principal types, and the operations CLUSTER_ACTION,
+//! resource is the native rule of that kind, a PREFIXED one the native prefix rule, and
+//! the LITERAL wildcard `*` (every resource of the type) the native prefix rule with an
+//! empty prefix (described back as `*`); the cluster resource (`kafka-cluster`) is the
+//! cluster rule; operations ALL, READ, WRITE, CREATE, DELETE, ALTER and DESCRIBE are the
+//! native ones, ALLOW and DENY the rule's kind. What has no native equivalent is refused
+//! with INVALID_REQUEST and a message: a host, other principal types, and the operations
+//! CLUSTER_ACTION,
 //! DESCRIBE_CONFIGS, ALTER_CONFIGS (configs are DESCRIBE and ALTER here) and IDEMPOTENT_WRITE
 //! (implied by WRITE on a topic, as in Kafka 3).
 
@@ -46,6 +47,8 @@ const PERMISSION_ALLOW: i8 = 3;
 /// The cluster resource's name in Kafka.
 const CLUSTER_NAME: &str = "kafka-cluster";
 const USER_PREFIX: &str = "User:";
+/// Kafka's literal resource name for every resource of a type.
+const WILDCARD: &str = "*";
 
 /// A native rule as Kafka describes it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,17 +92,21 @@ fn operation_of(number: i8) -> Result<AclOperation, String> {
 
 impl KafkaAcl {
     fn of(b: &AclBinding) -> KafkaAcl {
-        let (resource_type, pattern, name) = match b.resource {
-            AclResourceKind::Topic => (RESOURCE_TOPIC, PATTERN_LITERAL, b.name.clone()),
-            AclResourceKind::TopicPrefix => (RESOURCE_TOPIC, PATTERN_PREFIXED, b.name.clone()),
-            AclResourceKind::Group => (RESOURCE_GROUP, PATTERN_LITERAL, b.name.clone()),
-            AclResourceKind::Cluster => (RESOURCE_CLUSTER, PATTERN_LITERAL, CLUSTER_NAME.into()),
-            AclResourceKind::TransactionalId => {
-                (RESOURCE_TRANSACTIONAL_ID, PATTERN_LITERAL, b.name.clone())
-            }
-            AclResourceKind::TransactionalIdPrefix => {
-                (RESOURCE_TRANSACTIONAL_ID, PATTERN_PREFIXED, b.name.clone())
-            }
+        let (resource_type, prefixed) = match b.resource {
+            AclResourceKind::Topic => (RESOURCE_TOPIC, false),
+            AclResourceKind::TopicPrefix => (RESOURCE_TOPIC, true),
+            AclResourceKind::Group => (RESOURCE_GROUP, false),
+            AclResourceKind::GroupPrefix => (RESOURCE_GROUP, true),
+            AclResourceKind::Cluster => (RESOURCE_CLUSTER, false),
+            AclResourceKind::TransactionalId => (RESOURCE_TRANSACTIONAL_ID, false),
+            AclResourceKind::TransactionalIdPrefix => (RESOURCE_TRANSACTIONAL_ID, true),
+        };
+        let (pattern, name) = match (b.resource, prefixed) {
+            (AclResourceKind::Cluster, _) => (PATTERN_LITERAL, CLUSTER_NAME.to_owned()),
+            // Every resource of the type: Kafka's literal wildcard.
+            (_, true) if b.name.is_empty() => (PATTERN_LITERAL, WILDCARD.to_owned()),
+            (_, true) => (PATTERN_PREFIXED, b.name.clone()),
+            (_, false) => (PATTERN_LITERAL, b.name.clone()),
         };
         KafkaAcl {
             resource_type,
@@ -120,14 +127,21 @@ impl KafkaAcl {
         if host != "*" {
             return Err(format!("host {host:?}: rules are not per host here (use *)"));
         }
-        if self.name == "*" && self.resource_type != RESOURCE_CLUSTER {
-            return Err("a literal * resource is not supported: use a PREFIXED rule".into());
+        let wildcard = self.pattern == PATTERN_LITERAL && self.name == WILDCARD;
+        if self.pattern == PATTERN_PREFIXED && self.name.is_empty() {
+            return Err("an empty PREFIXED name: use the LITERAL * for every resource".into());
         }
         let resource = match (self.resource_type, self.pattern) {
+            (RESOURCE_TOPIC, PATTERN_LITERAL) if wildcard => AclResourceKind::TopicPrefix,
             (RESOURCE_TOPIC, PATTERN_LITERAL) => AclResourceKind::Topic,
             (RESOURCE_TOPIC, PATTERN_PREFIXED) => AclResourceKind::TopicPrefix,
+            (RESOURCE_GROUP, PATTERN_LITERAL) if wildcard => AclResourceKind::GroupPrefix,
             (RESOURCE_GROUP, PATTERN_LITERAL) => AclResourceKind::Group,
+            (RESOURCE_GROUP, PATTERN_PREFIXED) => AclResourceKind::GroupPrefix,
             (RESOURCE_CLUSTER, PATTERN_LITERAL) => AclResourceKind::Cluster,
+            (RESOURCE_TRANSACTIONAL_ID, PATTERN_LITERAL) if wildcard => {
+                AclResourceKind::TransactionalIdPrefix
+            }
             (RESOURCE_TRANSACTIONAL_ID, PATTERN_LITERAL) => AclResourceKind::TransactionalId,
             (RESOURCE_TRANSACTIONAL_ID, PATTERN_PREFIXED) => AclResourceKind::TransactionalIdPrefix,
             (t, p) => {
@@ -142,10 +156,9 @@ impl KafkaAcl {
         Ok(AclBinding {
             principal: principal.to_owned(),
             resource,
-            name: if resource == AclResourceKind::Cluster {
-                String::new()
-            } else {
-                self.name.clone()
+            name: match resource == AclResourceKind::Cluster || wildcard {
+                true => String::new(),
+                false => self.name.clone(),
             },
             operation: operation_of(self.operation)?,
             deny,
@@ -171,7 +184,7 @@ impl Filter {
             // The rules that apply to a resource of this name.
             (PATTERN_MATCH, Some(n)) => match a.pattern {
                 PATTERN_PREFIXED => n.starts_with(&a.name),
-                _ => a.name == *n,
+                _ => a.name == *n || a.name == WILDCARD,
             },
             (_, Some(n)) => a.name == *n,
         };
@@ -363,7 +376,11 @@ mod tests {
         for (resource_type, name, pattern) in [
             (RESOURCE_TOPIC, "t", PATTERN_LITERAL),
             (RESOURCE_TOPIC, "t-", PATTERN_PREFIXED),
+            (RESOURCE_TOPIC, "*", PATTERN_LITERAL),
             (RESOURCE_GROUP, "g", PATTERN_LITERAL),
+            (RESOURCE_GROUP, "g-", PATTERN_PREFIXED),
+            (RESOURCE_GROUP, "*", PATTERN_LITERAL),
+            (RESOURCE_TRANSACTIONAL_ID, "*", PATTERN_LITERAL),
             (RESOURCE_CLUSTER, CLUSTER_NAME, PATTERN_LITERAL),
             (RESOURCE_TRANSACTIONAL_ID, "x", PATTERN_LITERAL),
             (RESOURCE_TRANSACTIONAL_ID, "x-", PATTERN_PREFIXED),
@@ -375,8 +392,8 @@ mod tests {
             }
         }
         let refused = [
-            (kafka(RESOURCE_TOPIC, "*", PATTERN_LITERAL, 3), "*"),
-            (kafka(RESOURCE_GROUP, "g", PATTERN_PREFIXED, 3), ""),
+            (kafka(RESOURCE_TOPIC, "", PATTERN_PREFIXED, 3), "LITERAL *"),
+            (kafka(RESOURCE_CLUSTER, CLUSTER_NAME, PATTERN_PREFIXED, 3), "not supported"),
             (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 12), "IDEMPOTENT_WRITE"),
             (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 10), "DESCRIBE_CONFIGS"),
             (KafkaAcl { principal: "Group:x".into(), ..kafka(RESOURCE_TOPIC, "t", 3, 3) }, "User:"),
@@ -393,6 +410,7 @@ mod tests {
         let literal = kafka(RESOURCE_TOPIC, "orders", PATTERN_LITERAL, 3);
         let prefixed = kafka(RESOURCE_TOPIC, "ord", PATTERN_PREFIXED, 4);
         let group = kafka(RESOURCE_GROUP, "orders", PATTERN_LITERAL, 3);
+        let every_topic = kafka(RESOURCE_TOPIC, WILDCARD, PATTERN_LITERAL, 3);
         let any = |pattern, name: Option<&str>| Filter {
             resource_type: RESOURCE_ANY,
             name: name.map(str::to_owned),
@@ -403,20 +421,22 @@ mod tests {
             permission: PERMISSION_ANY,
         };
         let hits = |f: &Filter| {
-            [&literal, &prefixed, &group].iter().map(|a| f.matches(a)).collect::<Vec<_>>()
+            let acls = [&literal, &prefixed, &group, &every_topic];
+            acls.iter().map(|a| f.matches(a)).collect::<Vec<_>>()
         };
-        assert_eq!(hits(&any(PATTERN_ANY, None)), [true, true, true]);
-        assert_eq!(hits(&any(PATTERN_ANY, Some("orders"))), [true, false, true]);
-        assert_eq!(hits(&any(PATTERN_MATCH, Some("orders"))), [true, true, true]);
-        assert_eq!(hits(&any(PATTERN_LITERAL, Some("orders"))), [true, false, true]);
-        assert_eq!(hits(&any(PATTERN_PREFIXED, None)), [false, true, false]);
+        assert_eq!(hits(&any(PATTERN_ANY, None)), [true, true, true, true]);
+        assert_eq!(hits(&any(PATTERN_ANY, Some("orders"))), [true, false, true, false]);
+        assert_eq!(hits(&any(PATTERN_MATCH, Some("orders"))), [true, true, true, true]);
+        assert_eq!(hits(&any(PATTERN_LITERAL, Some("orders"))), [true, false, true, false]);
+        assert_eq!(hits(&any(PATTERN_LITERAL, Some("*"))), [false, false, false, true]);
+        assert_eq!(hits(&any(PATTERN_PREFIXED, None)), [false, true, false, false]);
         let topics_only = Filter { resource_type: RESOURCE_TOPIC, ..any(PATTERN_ANY, None) };
-        assert_eq!(hits(&topics_only), [true, true, false]);
+        assert_eq!(hits(&topics_only), [true, true, false, true]);
         let writes = Filter { operation: 4, ..any(PATTERN_ANY, None) };
-        assert_eq!(hits(&writes), [false, true, false]);
+        assert_eq!(hits(&writes), [false, true, false, false]);
         let bob = Filter { principal: Some("User:bob".into()), ..any(PATTERN_ANY, None) };
-        assert_eq!(hits(&bob), [false, false, false]);
+        assert_eq!(hits(&bob), [false, false, false, false]);
         let denies = Filter { permission: PERMISSION_DENY, ..any(PATTERN_ANY, None) };
-        assert_eq!(hits(&denies), [false, false, false]);
+        assert_eq!(hits(&denies), [false, false, false, false]);
     }
 }

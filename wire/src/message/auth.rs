@@ -145,7 +145,8 @@ wire_type! {
         /// One topic (or table) by name.
         #[default]
         Topic,
-        /// Every topic whose name starts with the resource name.
+        /// Every topic whose name starts with the resource name (an empty name: every topic;
+        /// likewise for the other prefix kinds).
         TopicPrefix,
         /// One consumer group by id.
         Group,
@@ -156,6 +157,8 @@ wire_type! {
         TransactionalId,
         /// Every transactional id starting with the resource name.
         TransactionalIdPrefix,
+        /// Every consumer group whose id starts with the resource name.
+        GroupPrefix,
     }
 }
 

@@ -37,12 +37,15 @@ pub struct AclResource {
     /// One topic (or table).
     #[arg(long)]
     topic: Option<String>,
-    /// Every topic starting with this.
+    /// Every topic starting with this ("" for every topic).
     #[arg(long)]
     topic_prefix: Option<String>,
     /// One consumer group.
     #[arg(long)]
     group: Option<String>,
+    /// Every consumer group starting with this ("" for every group).
+    #[arg(long)]
+    group_prefix: Option<String>,
     /// The broker (create/delete any topic, users, ACLs, stats).
     #[arg(long)]
     cluster: bool,
@@ -147,9 +150,10 @@ fn binding(rule: AclRule) -> Result<AclBinding, ClientError> {
         (_, Some(p), _, _) => (AclResourceKind::TopicPrefix, p),
         (_, _, Some(g), _) => (AclResourceKind::Group, g),
         (_, _, _, Some(t)) => (AclResourceKind::TransactionalId, t),
-        _ => match r.transactional_id_prefix {
-            Some(p) => (AclResourceKind::TransactionalIdPrefix, p),
-            None => (AclResourceKind::Cluster, String::new()),
+        _ => match (r.transactional_id_prefix, r.group_prefix) {
+            (Some(p), _) => (AclResourceKind::TransactionalIdPrefix, p),
+            (_, Some(p)) => (AclResourceKind::GroupPrefix, p),
+            _ => (AclResourceKind::Cluster, String::new()),
         },
     };
     Ok(AclBinding {
@@ -169,6 +173,7 @@ fn show(a: &AclBinding) -> String {
         AclResourceKind::Cluster => "cluster",
         AclResourceKind::TransactionalId => "transactional-id",
         AclResourceKind::TransactionalIdPrefix => "transactional-id-prefix",
+        AclResourceKind::GroupPrefix => "group-prefix",
     };
     let verdict = if a.deny { "deny" } else { "allow" };
     let op = format!("{:?}", a.operation).to_lowercase();
