@@ -591,18 +591,13 @@ impl Client {
                 }],
             })
             .await?;
-        let mut out = Vec::new();
-        for p in r.topics.into_iter().flat_map(|t| t.partitions) {
-            if p.error != 0 {
-                return Err(ClientError::Partition {
-                    topic: topic.into(),
-                    partition: p.partition,
-                    code: ErrorCode::from_u16(p.error).unwrap_or(ErrorCode::UnknownServerError),
-                });
-            }
-            out.push((p.partition, p.offset, p.timestamp_ms));
-        }
-        Ok(out)
+        let partitions = r.topics.into_iter().flat_map(|t| t.partitions);
+        partitions
+            .map(|p| {
+                check_partition(topic, p.partition, p.error)
+                    .map(|()| (p.partition, p.offset, p.timestamp_ms))
+            })
+            .collect()
     }
 
     /// Deletes the records of `topic` before an offset, per partition (`DeleteBefore`: the
@@ -625,18 +620,13 @@ impl Client {
                 topics: vec![DeleteRecordsTopic { name: topic.into(), partitions }],
             })
             .await?;
-        let mut out = Vec::new();
-        for p in r.topics.into_iter().flat_map(|t| t.partitions) {
-            if p.error != 0 {
-                return Err(ClientError::Partition {
-                    topic: topic.into(),
-                    partition: p.partition,
-                    code: ErrorCode::from_u16(p.error).unwrap_or(ErrorCode::UnknownServerError),
-                });
-            }
-            out.push((p.partition, p.log_start_offset));
-        }
-        Ok(out)
+        let partitions = r.topics.into_iter().flat_map(|t| t.partitions);
+        partitions
+            .map(|p| {
+                check_partition(topic, p.partition, p.error)
+                    .map(|()| (p.partition, p.log_start_offset))
+            })
+            .collect()
     }
 
     /// An idempotent producer id and epoch from the broker: a new id, or, for a

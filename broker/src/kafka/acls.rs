@@ -200,6 +200,21 @@ impl Filter {
     }
 }
 
+/// The [`Filter`] of a DescribeAcls request or a DeleteAcls filter (the same fields).
+macro_rules! filter {
+    ($f:expr) => {
+        Filter {
+            resource_type: $f.resource_type_filter,
+            name: text(&$f.resource_name_filter),
+            pattern: $f.pattern_type_filter,
+            principal: text(&$f.principal_filter),
+            host: text(&$f.host_filter),
+            operation: $f.operation,
+            permission: $f.permission_type,
+        }
+    };
+}
+
 fn text(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.as_str().to_owned())
 }
@@ -230,15 +245,7 @@ fn failure(e: &KafkaError) -> i16 {
 
 /// DescribeAcls.
 pub async fn describe_acls(s: &Session, ctx: Ctx, req: DescribeAclsRequest) -> Answer {
-    let filter = Filter {
-        resource_type: req.resource_type_filter,
-        name: text(&req.resource_name_filter),
-        pattern: req.pattern_type_filter,
-        principal: text(&req.principal_filter),
-        host: text(&req.host_filter),
-        operation: req.operation,
-        permission: req.permission_type,
-    };
+    let filter = filter!(req);
     let mut out = DescribeAclsResponse::default();
     match all_acls(s).await {
         Ok(acls) => {
@@ -320,15 +327,7 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
                 continue;
             }
         };
-        let filter = Filter {
-            resource_type: f.resource_type_filter,
-            name: text(&f.resource_name_filter),
-            pattern: f.pattern_type_filter,
-            principal: text(&f.principal_filter),
-            host: text(&f.host_filter),
-            operation: f.operation,
-            permission: f.permission_type,
-        };
+        let filter = filter!(f);
         for (binding, a) in acls.iter().filter(|(_, a)| filter.matches(a)) {
             let mut m = delete_acls_response::DeleteAclsMatchingAcl::default();
             let deleted: Result<wire::DeleteAclResponse, KafkaError> =

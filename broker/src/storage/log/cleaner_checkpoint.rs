@@ -103,19 +103,7 @@ pub(super) async fn write_checkpoint<D: Disk>(
     cleaned_to: u64,
 ) -> Result<(), IoError> {
     let tmp = dir.join(CHECKPOINT_TMP);
-    let slot = files.take(FileUse::Brief).ok_or_else(|| IoError::over_budget("open", &tmp))?;
-    let f = Rc::new(disk.open(&tmp, true).await?);
-    let written = async {
-        f.truncate(0).await?;
-        let mut buf = f.alloc_write_buf(f.alignment().max(DISK_ALIGN));
-        encode(cleaned_to, buf.as_mut());
-        f.write_at(buf, 0).await?;
-        f.fdatasync().await
-    }
-    .await;
-    f.close().await?;
-    drop(slot);
-    written?;
+    super::page_file::write_page(disk, files, &tmp, true, |page| encode(cleaned_to, page)).await?;
     disk.rename(&tmp, &dir.join(CHECKPOINT_FILE)).await?;
     disk.sync_dir(dir).await
 }

@@ -150,19 +150,8 @@ impl LogStartCheckpoint {
         let seq = self.seq.get() + 1;
         let slot = (seq % 2) as usize;
         let path = dir.join(SLOT_FILES[slot]);
-        let descriptor =
-            files.take(FileUse::Brief).ok_or_else(|| IoError::over_budget("open", &path))?;
-        let f = Rc::new(disk.open(&path, true).await?);
-        let written = async {
-            let mut buf = f.alloc_write_buf(f.alignment().max(DISK_ALIGN));
-            encode(offset, seq, buf.as_mut());
-            f.write_at(buf, 0).await?;
-            f.fdatasync().await
-        }
-        .await;
-        f.close().await?;
-        drop(descriptor);
-        written?;
+        super::page_file::write_page(disk, files, &path, false, |page| encode(offset, seq, page))
+            .await?;
         if !self.named[slot].get() {
             disk.sync_dir(dir).await?;
             self.named[slot].set(true);

@@ -57,6 +57,7 @@ mod core;
 mod index_files;
 mod live_config;
 pub(in crate::storage) mod log_start_checkpoint;
+mod page_file;
 mod reader;
 mod recovery;
 mod replay;
