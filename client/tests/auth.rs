@@ -1133,8 +1133,8 @@ fn a_client_certificate_is_an_authenticated_principal_governed_by_acls() {
 /// Kafka's ACL administration (confluent-kafka's AdminClient: CreateAcls, DescribeAcls,
 /// DeleteAcls over SASL/SCRAM) changes the native ACLs: a rule created there lets its user
 /// produce, is listed natively and described back as Kafka names it; rules with no native
-/// form (a host, IDEMPOTENT_WRITE) are refused one by one, a literal `*` is every topic; a
-/// user without
+/// form (a host) are refused one by one, a literal `*` is every topic, IDEMPOTENT_WRITE on
+/// the cluster is taken (implied by WRITE); a user without
 /// describe on the cluster is refused; a deleted rule no longer lets its user produce.
 #[test]
 fn kafka_admin_clients_create_describe_and_delete_acls() {
@@ -1229,7 +1229,8 @@ print(json.dumps(out))
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
     let invalid = "INVALID_REQUEST";
-    let created = serde_json::json!(["NONE", "NONE", "NONE", invalid, "NONE", invalid]);
+    // IDEMPOTENT_WRITE on the cluster: implied by WRITE here, taken and nothing stored.
+    let created = serde_json::json!(["NONE", "NONE", "NONE", invalid, "NONE", "NONE"]);
     assert_eq!(v["created"], created, "{text}");
     assert_eq!(v["produced"], serde_json::json!([null]), "frank may write: {text}");
     let described = serde_json::json!([
@@ -1252,5 +1253,54 @@ print(json.dumps(out))
             acl("frank", AclResourceKind::TopicPrefix, "fk-", AclOperation::Read, false),
         ];
         assert_eq!(left, want);
+    });
+}
+
+/// `brokerctl acl add` with `--all-topics`/`--all-groups` stores rules covering every topic
+/// or group (listed under those names, in force); an empty prefix (an unset shell variable)
+/// is refused instead of granting everything.
+#[test]
+fn brokerctl_grants_every_topic_and_group_only_when_asked_in_so_many_words() {
+    let (dir, broker) = broker_with_admin(1, &[]);
+    let pw = dir.path().join("admin.pw");
+    std::fs::write(&pw, ADMIN_PW).unwrap();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_brokerctl"))
+            .args(["--user", "admin", "--password-file"])
+            .arg(&pw)
+            .args(args)
+            .env("BROKER_ADDR", broker.public.to_string())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    for kind in ["--all-topics", "--all-groups"] {
+        let (ok, out) = ctl(&["acl", "add", "--user", "gina", kind, "--op", "read"]);
+        assert!(ok, "{kind}: {out}");
+    }
+    let (ok, out) = ctl(&["acl", "add", "--user", "gina", "--group-prefix", "", "--op", "all"]);
+    assert!(!ok && out.contains("--all-groups"), "{out}");
+    let (ok, out) = ctl(&["acl", "list", "--user", "gina"]);
+    assert!(ok && out.contains("all-topics") && out.contains("all-groups"), "{out}");
+    assert!(!out.contains("\tall\t"), "the refused rule is not stored: {out}");
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("any-topic", topic(1)).await.unwrap();
+        admin.upsert_user("gina", "gina-pw", false).await.unwrap();
+        let gina = client_as(&broker, "gina", "gina-pw").await.unwrap();
+        gina.fetch("any-topic", 0, 0, 1 << 20, 0).await.unwrap();
+        let topics = ["any-topic".to_owned()];
+        let fetched = gina.fetch_offsets("any-group", &topics).await;
+        assert!(fetched.is_ok(), "read on every group: {fetched:?}");
+        let mut b = BatchBuilder::new(1 << 10);
+        b.append(0, None, Some(&b"v"[..]), &[]).unwrap();
+        let batch = b.finish().unwrap();
+        let err = gina.produce_batches("any-topic", 0, &batch, AckLevel::Durable).await;
+        assert!(err.is_err(), "read only");
     });
 }

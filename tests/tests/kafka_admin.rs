@@ -279,3 +279,42 @@ fn kafka_delete_records_moves_the_log_start() {
     assert_eq!(delete_records(&mut c, 1, &[("d", 0, 7)]), [(0, 7)]);
     assert_eq!(earliest(&b, "d"), 7);
 }
+
+/// With authentication configured off, Kafka's ACL administration answers SECURITY_DISABLED
+/// (as Kafka without an authorizer): rules stored then would look in force and not be.
+#[test]
+fn kafka_acl_requests_with_authentication_off_are_security_disabled() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::{
+        CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+    };
+    const SECURITY_DISABLED: i16 = 54;
+    let env = [("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_AUTH", "off")];
+    let b = Broker::start_with_env(1, &env);
+    let mut c = Conn::new(&b);
+    let mut creation = AclCreation::default();
+    creation.resource_type = 2;
+    creation.resource_name = StrBytes::from_static_str("t");
+    creation.resource_pattern_type = 3;
+    creation.principal = StrBytes::from_static_str("User:alice");
+    creation.host = StrBytes::from_static_str("*");
+    creation.operation = 3;
+    creation.permission_type = 3;
+    let mut req = CreateAclsRequest::default();
+    req.creations = vec![creation];
+    let answer: CreateAclsResponse = c.call(ApiKey::CreateAcls, 1, &req);
+    assert_eq!(answer.results[0].error_code, SECURITY_DISABLED);
+    let mut req = DescribeAclsRequest::default();
+    req.resource_type_filter = 1;
+    req.resource_name_filter = None;
+    req.pattern_type_filter = 1;
+    req.principal_filter = None;
+    req.host_filter = None;
+    req.operation = 1;
+    req.permission_type = 1;
+    let answer: DescribeAclsResponse = c.call(ApiKey::DescribeAcls, 2, &req);
+    assert_eq!(answer.error_code, SECURITY_DISABLED);
+    let acls: wire::ListAclsResponse =
+        b.connect().call(&wire::ListAclsRequest { principal: String::new() });
+    assert!(acls.acls.is_empty(), "nothing stored: {:?}", acls.acls);
+}

@@ -234,6 +234,13 @@ impl Acl {
             {
                 Err(AclError::Name("topic, group and transactional-id rules need a name"))
             }
+            // Kafka's spelling of "every one": here that is the empty prefix (a rule named `*`
+            // would look like Kafka's wildcard and cover nothing).
+            ResourceKind::Topic | ResourceKind::Group | ResourceKind::TransactionalId
+                if acl.name == "*" =>
+            {
+                Err(AclError::Name("* is not a wildcard here: use an empty prefix for every one"))
+            }
             _ if acl.name.len() > ACL_NAME_BYTES_MAX => Err(AclError::Name("longer than 249")),
             _ => Ok(acl),
         }
@@ -361,6 +368,8 @@ mod tests {
         }
         let b = rule("a", ResourceKind::Group, "", Operation::Read, false).to_wire();
         assert!(Acl::from_wire(&b).is_err(), "a group rule needs a name");
+        let b = rule("a", ResourceKind::Topic, "*", Operation::Read, false).to_wire();
+        assert!(Acl::from_wire(&b).is_err(), "* is not a name");
     }
 
     #[test]

@@ -336,7 +336,8 @@ pub fn filter(
     let filtered = if metadata {
         wire::decode_body::<wire::MetadataResponse>(body).map(|mut m| {
             // The broker's own topics (`__consumer_offsets`) stay: clients route group requests
-            // by their layout. Reading or writing them is refused elsewhere.
+            // by their layout. Writing them is refused elsewhere; reading them needs read on
+            // them like any topic (a rule for every topic covers them, as in Kafka).
             m.topics.retain(|t| t.name.starts_with("__") || may(&t.name));
             m.tables.retain(|t| may(&t.name) && may(&t.topic));
             respond(&header, &m)

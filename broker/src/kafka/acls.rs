@@ -1,7 +1,10 @@
-//! DescribeAcls, CreateAcls and DeleteAcls (v0–3): Kafka's ACL administration (`kafka-acls`,
-//! admin clients) over the native ACLs (`auth/acl.rs`), through the native ListAcls,
-//! CreateAcl and DeleteAcl, so they are checked as those are (describe, alter on the
-//! cluster) and persisted and in force on every shard as those are.
+//! DescribeAcls, CreateAcls and DeleteAcls (v1–3): Kafka's ACL administration (`kafka-acls`,
+//! admin clients) over the native ACLs (`auth/acl.rs`, the security state every shard
+//! shares). Checked once per request as Kafka checks them (describe, alter on the cluster:
+//! CLUSTER_AUTHORIZATION_FAILED; with authentication configured off, SECURITY_DISABLED, as
+//! Kafka without an authorizer), then applied in one change of the security state (one
+//! durable write per request, none when nothing changes), audited like the native ACL
+//! requests.
 //!
 //! The mapping: principal `User:NAME` is the user NAME (`User:*` every authenticated user);
 //! host `*` only (rules are not per host here); a LITERAL topic, group or transactional-id
@@ -27,8 +30,9 @@ use kafka_protocol::ResponseError as K;
 use wire::{AclBinding, AclOperation, AclResourceKind, ErrorCode};
 
 use super::connection::{ready, respond, Answer, Ctx, Session};
-use super::error::KafkaError;
-use super::native;
+use super::sasl::allowed;
+use crate::auth::acl::{Acl, Operation, Resource};
+use crate::auth::config::AuthMode;
 
 // Kafka's enum numbers (org.apache.kafka.common.resource / acl).
 const RESOURCE_ANY: i8 = 1;
@@ -41,6 +45,7 @@ const PATTERN_MATCH: i8 = 2;
 const PATTERN_LITERAL: i8 = 3;
 const PATTERN_PREFIXED: i8 = 4;
 const OPERATION_ANY: i8 = 1;
+const IDEMPOTENT_WRITE: i8 = 12;
 const PERMISSION_ANY: i8 = 1;
 const PERMISSION_DENY: i8 = 2;
 const PERMISSION_ALLOW: i8 = 3;
@@ -85,7 +90,11 @@ fn operation_of(number: i8) -> Result<AclOperation, String> {
         9 => return Err("CLUSTER_ACTION has no equivalent here".into()),
         10 => return Err("DESCRIBE_CONFIGS is DESCRIBE here".into()),
         11 => return Err("ALTER_CONFIGS is ALTER here".into()),
-        12 => return Err("IDEMPOTENT_WRITE is implied by WRITE on a topic here".into()),
+        IDEMPOTENT_WRITE => {
+            return Err("IDEMPOTENT_WRITE is implied by WRITE on a topic here (allowed on the \
+                        cluster only, where it is taken and nothing stored)"
+                .into())
+        }
         n => return Err(format!("operation {n} is not supported")),
     })
 }
@@ -118,14 +127,28 @@ impl KafkaAcl {
         }
     }
 
-    /// The native rule of a Kafka creation, or why there is none.
-    fn binding(&self, host: &str) -> Result<AclBinding, String> {
+    /// The native rule of a Kafka creation (`None`: implied here, nothing to store), or why
+    /// there is none.
+    fn binding(&self, host: &str) -> Result<Option<AclBinding>, String> {
         let principal = self
             .principal
             .strip_prefix(USER_PREFIX)
             .ok_or_else(|| format!("principal {:?}: only User:NAME principals", self.principal))?;
         if host != "*" {
             return Err(format!("host {host:?}: rules are not per host here (use *)"));
+        }
+        // `kafka-acls --producer --idempotent` asks for it beside the topic rules: WRITE on a
+        // topic implies it here (as in Kafka 3), so it is taken and nothing stored.
+        if (self.resource_type, self.operation, self.permission)
+            == (RESOURCE_CLUSTER, IDEMPOTENT_WRITE, PERMISSION_ALLOW)
+        {
+            return Ok(None);
+        }
+        if self.resource_type == RESOURCE_CLUSTER && self.name != CLUSTER_NAME {
+            return Err(format!(
+                "the cluster resource is named {CLUSTER_NAME}, not {:?}",
+                self.name
+            ));
         }
         let wildcard = self.pattern == PATTERN_LITERAL && self.name == WILDCARD;
         if self.pattern == PATTERN_PREFIXED && self.name.is_empty() {
@@ -153,7 +176,7 @@ impl KafkaAcl {
             PERMISSION_DENY => true,
             p => return Err(format!("permission type {p}: ALLOW or DENY")),
         };
-        Ok(AclBinding {
+        Ok(Some(AclBinding {
             principal: principal.to_owned(),
             resource,
             name: match resource == AclResourceKind::Cluster || wildcard {
@@ -162,7 +185,7 @@ impl KafkaAcl {
             },
             operation: operation_of(self.operation)?,
             deny,
-        })
+        }))
     }
 }
 
@@ -219,73 +242,78 @@ fn text(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.as_str().to_owned())
 }
 
-/// Every native rule, as Kafka describes them.
-async fn all_acls(s: &Session) -> Result<Vec<(AclBinding, KafkaAcl)>, KafkaError> {
-    let resp: wire::ListAclsResponse =
-        native::call(s, &wire::ListAclsRequest { principal: String::new() }).await?;
-    Ok(resp
-        .acls
-        .into_iter()
-        .map(|b| {
-            let k = KafkaAcl::of(&b);
-            (b, k)
-        })
-        .collect())
+/// Why an ACL request is answered before any rule is looked at: authentication is
+/// configured off (SECURITY_DISABLED, as Kafka without an authorizer: rules stored then would
+/// look in force and not be), or the principal may not `op` the cluster
+/// (CLUSTER_AUTHORIZATION_FAILED; checked once per request, as Kafka checks it).
+fn refused(s: &Session, op: Operation) -> Option<(i16, String)> {
+    if s.shard.security.config().mode == AuthMode::Off {
+        return Some((K::SecurityDisabled.code(), "authentication is off (auth.mode)".into()));
+    }
+    if !allowed(s, op, Resource::Cluster) {
+        let why = format!("{} on the cluster is needed", op.name());
+        return Some((K::ClusterAuthorizationFailed.code(), why));
+    }
+    None
 }
 
-/// The Kafka code of a native call's failure: a denial is CLUSTER_AUTHORIZATION_FAILED.
-fn failure(e: &KafkaError) -> i16 {
-    match e {
-        KafkaError::Native { code: ErrorCode::AuthorizationFailed, .. } => {
-            K::ClusterAuthorizationFailed.code()
-        }
-        e => e.code(),
-    }
+/// Every native rule, with its Kafka form.
+fn all_acls(s: &Session) -> Vec<(Acl, KafkaAcl)> {
+    let state = s.shard.security.snapshot();
+    state.acls.iter().map(|a| (a.clone(), KafkaAcl::of(&a.to_wire()))).collect()
+}
+
+/// Records an ACL change in the audit log under the connection's principal.
+fn audit(s: &Session, api: &str, what: &dyn std::fmt::Display) {
+    let security = &s.shard.security;
+    let user = match s.auth.principal(security, security.mode()) {
+        Ok(p) => p.user.to_string(),
+        Err(_) => "-".to_owned(),
+    };
+    security.audit.record(&user, api, what, true);
 }
 
 /// DescribeAcls.
 pub async fn describe_acls(s: &Session, ctx: Ctx, req: DescribeAclsRequest) -> Answer {
     let filter = filter!(req);
     let mut out = DescribeAclsResponse::default();
-    match all_acls(s).await {
-        Ok(acls) => {
-            let mut by_resource: BTreeMap<(i8, String, i8), Vec<KafkaAcl>> = BTreeMap::new();
-            for (_, a) in acls.into_iter().filter(|(_, a)| filter.matches(a)) {
-                by_resource
-                    .entry((a.resource_type, a.name.clone(), a.pattern))
-                    .or_default()
-                    .push(a);
-            }
-            for ((resource_type, name, pattern), acls) in by_resource {
-                let mut r = describe_acls_response::DescribeAclsResource::default();
-                r.resource_type = resource_type;
-                r.resource_name = StrBytes::from_string(name);
-                r.pattern_type = pattern;
-                for a in acls {
-                    let mut d = describe_acls_response::AclDescription::default();
-                    d.principal = StrBytes::from_string(a.principal);
-                    d.host = StrBytes::from_static_str("*");
-                    d.operation = a.operation;
-                    d.permission_type = a.permission;
-                    r.acls.push(d);
-                }
-                out.resources.push(r);
-            }
+    if let Some((code, why)) = refused(s, Operation::Describe) {
+        out.error_code = code;
+        out.error_message = Some(StrBytes::from_string(why));
+        return ready(respond(ctx, &out));
+    }
+    let mut by_resource: BTreeMap<(i8, String, i8), Vec<KafkaAcl>> = BTreeMap::new();
+    for (_, a) in all_acls(s).into_iter().filter(|(_, a)| filter.matches(a)) {
+        by_resource.entry((a.resource_type, a.name.clone(), a.pattern)).or_default().push(a);
+    }
+    for ((resource_type, name, pattern), acls) in by_resource {
+        let mut r = describe_acls_response::DescribeAclsResource::default();
+        r.resource_type = resource_type;
+        r.resource_name = StrBytes::from_string(name);
+        r.pattern_type = pattern;
+        for a in acls {
+            let mut d = describe_acls_response::AclDescription::default();
+            d.principal = StrBytes::from_string(a.principal);
+            d.host = StrBytes::from_static_str("*");
+            d.operation = a.operation;
+            d.permission_type = a.permission;
+            r.acls.push(d);
         }
-        Err(e) => {
-            out.error_code = failure(&e);
-            out.error_message = Some(StrBytes::from_string(e.to_string()));
-        }
+        out.resources.push(r);
     }
     ready(respond(ctx, &out))
 }
 
-/// CreateAcls: each creation stored as its native rule, or refused on its own.
+/// CreateAcls: every creation with a native form is stored in one change of the security
+/// state (one durable write, whatever their number; nothing written when all are there
+/// already); the others are refused one by one.
 pub async fn create_acls(s: &Session, ctx: Ctx, req: CreateAclsRequest) -> Answer {
     let mut out = CreateAclsResponse::default();
-    for c in &req.creations {
+    let refusal = refused(s, Operation::Alter);
+    let mut wanted: Vec<(usize, Acl)> = Vec::new();
+    for (i, c) in req.creations.iter().enumerate() {
         let mut r = create_acls_response::AclCreationResult::default();
-        let wanted = KafkaAcl {
+        let asked = KafkaAcl {
             resource_type: c.resource_type,
             name: c.resource_name.as_str().to_owned(),
             pattern: c.resource_pattern_type,
@@ -293,58 +321,91 @@ pub async fn create_acls(s: &Session, ctx: Ctx, req: CreateAclsRequest) -> Answe
             operation: c.operation,
             permission: c.permission_type,
         };
-        match wanted.binding(c.host.as_str()) {
-            Err(why) => {
+        let binding = asked.binding(c.host.as_str());
+        let acl = binding
+            .and_then(|b| b.map(|b| Acl::from_wire(&b).map_err(|e| e.to_string())).transpose());
+        match (&refusal, acl) {
+            (Some((code, why)), _) => {
+                r.error_code = *code;
+                r.error_message = Some(StrBytes::from_string(why.clone()));
+            }
+            (None, Err(why)) => {
                 r.error_code = K::InvalidRequest.code();
                 r.error_message = Some(StrBytes::from_string(why));
             }
-            Ok(acl) => {
-                let created: Result<wire::CreateAclResponse, KafkaError> =
-                    native::call(s, &wire::CreateAclRequest { acl }).await;
-                if let Err(e) = created {
-                    r.error_code = failure(&e);
-                    r.error_message = Some(StrBytes::from_string(e.to_string()));
+            (None, Ok(None)) => {} // implied here: nothing to store
+            (None, Ok(Some(acl))) => wanted.push((i, acl)),
+        }
+        out.results.push(r);
+    }
+    let known = s.shard.security.snapshot();
+    if wanted.iter().any(|(_, a)| !known.acls.contains(a)) {
+        let stored = s.shard.security.change(|st| {
+            for (_, a) in &wanted {
+                st.acls.insert(a.clone());
+            }
+            Ok(())
+        });
+        match stored {
+            Ok(()) => audit(s, "CreateAcls", &format!("{} rules", wanted.len())),
+            Err(e) => {
+                for (i, _) in &wanted {
+                    out.results[*i].error_code = failure(e.code());
+                    out.results[*i].error_message = Some(StrBytes::from_string(e.to_string()));
                 }
             }
         }
-        out.results.push(r);
     }
     ready(respond(ctx, &out))
 }
 
-/// DeleteAcls: every native rule each filter matches is deleted and reported.
+/// DeleteAcls: the rules any filter matches are deleted in one change of the security state
+/// (each reported under the first filter that matched it, as Kafka does).
 pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answer {
     let mut out = DeleteAclsResponse::default();
-    let listed = all_acls(s).await;
+    if let Some((code, why)) = refused(s, Operation::Alter) {
+        for _ in &req.filters {
+            let mut r = delete_acls_response::DeleteAclsFilterResult::default();
+            r.error_code = code;
+            r.error_message = Some(StrBytes::from_string(why.clone()));
+            out.filter_results.push(r);
+        }
+        return ready(respond(ctx, &out));
+    }
+    let mut left = all_acls(s);
+    let mut doomed: Vec<Acl> = Vec::new();
+    let mut matched: Vec<Vec<KafkaAcl>> = Vec::with_capacity(req.filters.len());
     for f in &req.filters {
-        let mut r = delete_acls_response::DeleteAclsFilterResult::default();
-        let acls = match &listed {
-            Ok(acls) => acls,
-            Err(e) => {
-                r.error_code = failure(e);
-                r.error_message = Some(StrBytes::from_string(e.to_string()));
-                out.filter_results.push(r);
-                continue;
-            }
-        };
         let filter = filter!(f);
-        for (binding, a) in acls.iter().filter(|(_, a)| filter.matches(a)) {
+        let (hit, rest): (Vec<_>, Vec<_>) = left.into_iter().partition(|(_, a)| filter.matches(a));
+        left = rest;
+        matched.push(hit.iter().map(|(_, a)| a.clone()).collect());
+        doomed.extend(hit.into_iter().map(|(acl, _)| acl));
+    }
+    let deleted = match doomed.is_empty() {
+        true => Ok(()),
+        false => s.shard.security.change(|st| {
+            for a in &doomed {
+                st.acls.remove(a);
+            }
+            Ok(())
+        }),
+    };
+    if deleted.is_ok() && !doomed.is_empty() {
+        audit(s, "DeleteAcls", &format!("{} rules", doomed.len()));
+    }
+    for acls in matched {
+        let mut r = delete_acls_response::DeleteAclsFilterResult::default();
+        for a in acls {
             let mut m = delete_acls_response::DeleteAclsMatchingAcl::default();
-            let deleted: Result<wire::DeleteAclResponse, KafkaError> =
-                native::call(s, &wire::DeleteAclRequest { acl: binding.clone() }).await;
-            match deleted {
-                // Deleted by an earlier filter of this request: not reported twice.
-                Ok(d) if !d.deleted => continue,
-                Ok(_) => {}
-                Err(e) => {
-                    m.error_code = failure(&e);
-                    m.error_message = Some(StrBytes::from_string(e.to_string()));
-                }
+            if let Err(e) = &deleted {
+                m.error_code = failure(e.code());
+                m.error_message = Some(StrBytes::from_string(e.to_string()));
             }
             m.resource_type = a.resource_type;
-            m.resource_name = StrBytes::from_string(a.name.clone());
+            m.resource_name = StrBytes::from_string(a.name);
             m.pattern_type = a.pattern;
-            m.principal = StrBytes::from_string(a.principal.clone());
+            m.principal = StrBytes::from_string(a.principal);
             m.host = StrBytes::from_static_str("*");
             m.operation = a.operation;
             m.permission_type = a.permission;
@@ -353,6 +414,11 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
         out.filter_results.push(r);
     }
     ready(respond(ctx, &out))
+}
+
+/// The Kafka code of a native one for an ACL change that failed.
+fn failure(code: ErrorCode) -> i16 {
+    super::error::kafka_code(code)
 }
 
 #[cfg(test)]
@@ -386,14 +452,14 @@ mod tests {
         ] {
             for operation in 2..=8 {
                 let k = kafka(resource_type, name, pattern, operation);
-                let b = k.binding("*").unwrap();
+                let b = k.binding("*").unwrap().expect("a native rule");
                 assert_eq!(KafkaAcl::of(&b), k);
             }
         }
         let refused = [
             (kafka(RESOURCE_TOPIC, "", PATTERN_PREFIXED, 3), "LITERAL *"),
             (kafka(RESOURCE_CLUSTER, CLUSTER_NAME, PATTERN_PREFIXED, 3), "not supported"),
-            (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 12), "IDEMPOTENT_WRITE"),
+            (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, IDEMPOTENT_WRITE), "IDEMPOTENT_WRITE"),
             (kafka(RESOURCE_TOPIC, "t", PATTERN_LITERAL, 10), "DESCRIBE_CONFIGS"),
             (KafkaAcl { principal: "Group:x".into(), ..kafka(RESOURCE_TOPIC, "t", 3, 3) }, "User:"),
         ];
@@ -402,6 +468,13 @@ mod tests {
             assert!(why.contains(says), "{k:?}: {why}");
         }
         assert!(kafka(RESOURCE_TOPIC, "t", 3, 3).binding("10.0.0.1").unwrap_err().contains("host"));
+        // Implied by WRITE: taken, nothing stored.
+        assert_eq!(
+            kafka(RESOURCE_CLUSTER, CLUSTER_NAME, 3, IDEMPOTENT_WRITE).binding("*"),
+            Ok(None)
+        );
+        let other = kafka(RESOURCE_CLUSTER, "my-cluster", PATTERN_LITERAL, 7);
+        assert!(other.binding("*").unwrap_err().contains(CLUSTER_NAME));
     }
 
     #[test]

@@ -37,15 +37,21 @@ pub struct AclResource {
     /// One topic (or table).
     #[arg(long)]
     topic: Option<String>,
-    /// Every topic starting with this ("" for every topic).
+    /// Every topic starting with this.
     #[arg(long)]
     topic_prefix: Option<String>,
+    /// Every topic.
+    #[arg(long)]
+    all_topics: bool,
     /// One consumer group.
     #[arg(long)]
     group: Option<String>,
-    /// Every consumer group starting with this ("" for every group).
+    /// Every consumer group starting with this.
     #[arg(long)]
     group_prefix: Option<String>,
+    /// Every consumer group.
+    #[arg(long)]
+    all_groups: bool,
     /// The broker (create/delete any topic, users, ACLs, stats).
     #[arg(long)]
     cluster: bool,
@@ -55,6 +61,9 @@ pub struct AclResource {
     /// Every transactional id starting with this.
     #[arg(long)]
     transactional_id_prefix: Option<String>,
+    /// Every transactional id.
+    #[arg(long)]
+    all_transactional_ids: bool,
 }
 
 #[derive(Debug, Args)]
@@ -145,16 +154,31 @@ fn operation(op: &str) -> Result<AclOperation, ClientError> {
 
 fn binding(rule: AclRule) -> Result<AclBinding, ClientError> {
     let r = rule.resource;
-    let (resource, name) = match (r.topic, r.topic_prefix, r.group, r.transactional_id) {
-        (Some(t), _, _, _) => (AclResourceKind::Topic, t),
-        (_, Some(p), _, _) => (AclResourceKind::TopicPrefix, p),
-        (_, _, Some(g), _) => (AclResourceKind::Group, g),
-        (_, _, _, Some(t)) => (AclResourceKind::TransactionalId, t),
-        _ => match (r.transactional_id_prefix, r.group_prefix) {
-            (Some(p), _) => (AclResourceKind::TransactionalIdPrefix, p),
-            (_, Some(p)) => (AclResourceKind::GroupPrefix, p),
-            _ => (AclResourceKind::Cluster, String::new()),
-        },
+    let prefixes = [&r.topic_prefix, &r.group_prefix, &r.transactional_id_prefix];
+    if prefixes.iter().any(|p| p.as_deref() == Some("")) {
+        let why = "an empty prefix: use --all-topics, --all-groups or --all-transactional-ids";
+        return Err(ClientError::Record(why.into()));
+    }
+    let (resource, name) = if let Some(t) = r.topic {
+        (AclResourceKind::Topic, t)
+    } else if let Some(p) = r.topic_prefix {
+        (AclResourceKind::TopicPrefix, p)
+    } else if r.all_topics {
+        (AclResourceKind::TopicPrefix, String::new())
+    } else if let Some(g) = r.group {
+        (AclResourceKind::Group, g)
+    } else if let Some(p) = r.group_prefix {
+        (AclResourceKind::GroupPrefix, p)
+    } else if r.all_groups {
+        (AclResourceKind::GroupPrefix, String::new())
+    } else if let Some(t) = r.transactional_id {
+        (AclResourceKind::TransactionalId, t)
+    } else if let Some(p) = r.transactional_id_prefix {
+        (AclResourceKind::TransactionalIdPrefix, p)
+    } else if r.all_transactional_ids {
+        (AclResourceKind::TransactionalIdPrefix, String::new())
+    } else {
+        (AclResourceKind::Cluster, String::new())
     };
     Ok(AclBinding {
         principal: rule.principal,
@@ -166,14 +190,18 @@ fn binding(rule: AclRule) -> Result<AclBinding, ClientError> {
 }
 
 fn show(a: &AclBinding) -> String {
+    let every = a.name.is_empty();
     let kind = match a.resource {
         AclResourceKind::Topic => "topic",
+        AclResourceKind::TopicPrefix if every => "all-topics",
         AclResourceKind::TopicPrefix => "topic-prefix",
         AclResourceKind::Group => "group",
+        AclResourceKind::GroupPrefix if every => "all-groups",
+        AclResourceKind::GroupPrefix => "group-prefix",
         AclResourceKind::Cluster => "cluster",
         AclResourceKind::TransactionalId => "transactional-id",
+        AclResourceKind::TransactionalIdPrefix if every => "all-transactional-ids",
         AclResourceKind::TransactionalIdPrefix => "transactional-id-prefix",
-        AclResourceKind::GroupPrefix => "group-prefix",
     };
     let verdict = if a.deny { "deny" } else { "allow" };
     let op = format!("{:?}", a.operation).to_lowercase();
