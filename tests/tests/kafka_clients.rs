@@ -397,6 +397,31 @@ fn kafka_admin_clients_delete_records() {
     assert_eq!(v["first_read"], 5, "{out}");
 }
 
+/// DescribeLogDirs from kafka-python's admin client: the broker's data directory with every
+/// partition's size (the partitions written to are larger than an empty one), one partition
+/// when asked for it, and the filesystem's total and usable bytes.
+#[test]
+fn kafka_admin_client_describes_log_dirs() {
+    require_python_clients();
+    let (b, kafka) = kafka_broker(2);
+    let mut conn = b.connect();
+    create_topic(&mut conn, "sized", 2);
+    let mut batch = wire::BatchBuilder::new(1 << 16);
+    batch.append(0, None, Some(&[7u8; 5000][..]), &[]).unwrap();
+    let batch = batch.finish().unwrap();
+    integration_tests::produce(&mut conn, "sized", 1, &batch, wire::AckLevel::Durable);
+    let out = run(Command::new("python3").arg(script("log_dirs.py")).args([&kafka, "sized"]));
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let all = &v["all"];
+    assert!(all["log_dir"].as_str().is_some_and(|d| !d.is_empty()), "{out}");
+    let (p0, p1) = (&all["topics"]["sized"]["0"], &all["topics"]["sized"]["1"]);
+    assert!(p1.as_i64().unwrap() >= 5000, "{out}");
+    assert!(p0.as_i64().unwrap() < p1.as_i64().unwrap(), "{out}");
+    let (total, usable) = (all["total"].as_i64().unwrap(), all["usable"].as_i64().unwrap());
+    assert!(total > 0 && usable > 0 && usable <= total, "{out}");
+    assert_eq!(v["one"], serde_json::json!({"sized": {"1": p1}}), "{out}");
+}
+
 /// A record as the header tests write and read it: hex bytes, `None` for null.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HeaderRecord {

@@ -60,6 +60,7 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 0, 3),
     (ApiKey::CreateAcls, 0, 3),
     (ApiKey::DeleteAcls, 0, 3),
+    (ApiKey::DescribeLogDirs, 1, 4),
     // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
     // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
     (ApiKey::SaslHandshake, 0, 1),

@@ -537,6 +537,9 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::DescribeAcls => super::acls::describe_acls(s, ctx, s.decode(body, version)?).await,
         ApiKey::CreateAcls => super::acls::create_acls(s, ctx, s.decode(body, version)?).await,
         ApiKey::DeleteAcls => super::acls::delete_acls(s, ctx, s.decode(body, version)?).await,
+        ApiKey::DescribeLogDirs => {
+            super::log_dirs::describe_log_dirs(s, ctx, s.decode(body, version)?).await
+        }
         ApiKey::InitProducerId => data::init_producer_id(s, ctx, s.decode(body, version)?).await,
         ApiKey::JoinGroup => {
             let req: kafka_protocol::messages::JoinGroupRequest = s.decode(body, version)?;

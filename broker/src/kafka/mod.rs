@@ -24,7 +24,8 @@
 //!   the records by hand; a null value is stored with `wire`'s null map).
 //! - ListGroups/DescribeGroups/DeleteGroups/OffsetDelete (group_admin.rs) answer from the
 //!   Kafka group table and the native coordinators.
-//! - DescribeAcls, CreateAcls and DeleteAcls (acls.rs) run the native ACL requests.
+//! - DescribeAcls, CreateAcls and DeleteAcls (acls.rs) change the shared ACLs;
+//!   DescribeLogDirs (log_dirs.rs) reports partition sizes from the native DescribeTopic.
 //! - DeleteRecords (delete_records.rs) runs the native record deletion: the log start it
 //!   answers is persisted.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
@@ -49,6 +50,7 @@ pub mod error;
 pub mod group;
 pub mod group_admin;
 pub mod group_offsets;
+pub mod log_dirs;
 pub mod native;
 pub mod records;
 pub mod sasl;
