@@ -234,16 +234,26 @@ impl Acl {
             {
                 Err(AclError::Name("topic, group and transactional-id rules need a name"))
             }
-            // Kafka's spelling of "every one": here that is the empty prefix (a rule named `*`
-            // would look like Kafka's wildcard and cover nothing).
-            ResourceKind::Topic | ResourceKind::Group | ResourceKind::TransactionalId
-                if acl.name == "*" =>
-            {
-                Err(AclError::Name("* is not a wildcard here: use an empty prefix for every one"))
-            }
             _ if acl.name.len() > ACL_NAME_BYTES_MAX => Err(AclError::Name("longer than 249")),
             _ => Ok(acl),
         }
+    }
+
+    /// [`Acl::from_wire`] for a rule to be stored: a name `*` is refused too (Kafka's spelling
+    /// of "every one", which here is the empty prefix: a rule named `*` would look like the
+    /// wildcard and cover nothing). Rules stored before this check can still be removed.
+    pub fn new_from_wire(b: &AclBinding) -> Result<Acl, AclError> {
+        let acl = Acl::from_wire(b)?;
+        let named = matches!(
+            acl.resource,
+            ResourceKind::Topic | ResourceKind::Group | ResourceKind::TransactionalId
+        );
+        if named && acl.name == "*" {
+            return Err(AclError::Name(
+                "* is not a wildcard here: use an empty prefix for every one",
+            ));
+        }
+        Ok(acl)
     }
 
     /// To the wire.
@@ -369,7 +379,8 @@ mod tests {
         let b = rule("a", ResourceKind::Group, "", Operation::Read, false).to_wire();
         assert!(Acl::from_wire(&b).is_err(), "a group rule needs a name");
         let b = rule("a", ResourceKind::Topic, "*", Operation::Read, false).to_wire();
-        assert!(Acl::from_wire(&b).is_err(), "* is not a name");
+        assert!(Acl::new_from_wire(&b).is_err(), "* is not a name for a new rule");
+        assert!(Acl::from_wire(&b).is_ok(), "an old one can still be removed");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn list_users(security: &Security, req: &Request) -> AlignedVec {
 /// `CreateAcl`.
 pub fn create_acl(security: &Security, req: &Request) -> AlignedVec {
     let b = decode!(req, wire::CreateAclRequest);
-    let acl = match Acl::from_wire(&b.acl) {
+    let acl = match Acl::new_from_wire(&b.acl) {
         Ok(a) => a,
         Err(e) => return error_frame(&req.header, ErrorCode::InvalidRequest, &e.to_string()),
     };

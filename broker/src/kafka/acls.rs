@@ -139,16 +139,16 @@ impl KafkaAcl {
         }
         // `kafka-acls --producer --idempotent` asks for it beside the topic rules: WRITE on a
         // topic implies it here (as in Kafka 3), so it is taken and nothing stored.
-        if (self.resource_type, self.operation, self.permission)
-            == (RESOURCE_CLUSTER, IDEMPOTENT_WRITE, PERMISSION_ALLOW)
-        {
-            return Ok(None);
-        }
         if self.resource_type == RESOURCE_CLUSTER && self.name != CLUSTER_NAME {
             return Err(format!(
                 "the cluster resource is named {CLUSTER_NAME}, not {:?}",
                 self.name
             ));
+        }
+        if (self.resource_type, self.pattern, self.operation, self.permission)
+            == (RESOURCE_CLUSTER, PATTERN_LITERAL, IDEMPOTENT_WRITE, PERMISSION_ALLOW)
+        {
+            return Ok(None);
         }
         let wildcard = self.pattern == PATTERN_LITERAL && self.name == WILDCARD;
         if self.pattern == PATTERN_PREFIXED && self.name.is_empty() {
@@ -263,7 +263,8 @@ fn all_acls(s: &Session) -> Vec<(Acl, KafkaAcl)> {
     state.acls.iter().map(|a| (a.clone(), KafkaAcl::of(&a.to_wire()))).collect()
 }
 
-/// Records an ACL change in the audit log under the connection's principal.
+/// Records one rule an ACL request stored or removed, in the audit log under the connection's
+/// principal and in the broker's log (as the native CreateAcl and DeleteAcl do).
 fn audit(s: &Session, api: &str, what: &dyn std::fmt::Display) {
     let security = &s.shard.security;
     let user = match s.auth.principal(security, security.mode()) {
@@ -271,6 +272,7 @@ fn audit(s: &Session, api: &str, what: &dyn std::fmt::Display) {
         Err(_) => "-".to_owned(),
     };
     security.audit.record(&user, api, what, true);
+    tracing::info!(%user, api, acl = %what, "acl changed");
 }
 
 /// DescribeAcls.
@@ -338,18 +340,21 @@ pub async fn create_acls(s: &Session, ctx: Ctx, req: CreateAclsRequest) -> Answe
         }
         out.results.push(r);
     }
+    // Rules already stored are taken as they are; only new ones are written (one change).
     let known = s.shard.security.snapshot();
-    if wanted.iter().any(|(_, a)| !known.acls.contains(a)) {
+    wanted.retain(|(_, a)| !known.acls.contains(a));
+    wanted.dedup_by(|x, y| x.1 == y.1);
+    if !wanted.is_empty() {
         let stored = s.shard.security.change(|st| {
             for (_, a) in &wanted {
                 st.acls.insert(a.clone());
             }
             Ok(())
         });
-        match stored {
-            Ok(()) => audit(s, "CreateAcls", &format!("{} rules", wanted.len())),
-            Err(e) => {
-                for (i, _) in &wanted {
+        for (i, acl) in &wanted {
+            match &stored {
+                Ok(()) => audit(s, "CreateAcls", acl),
+                Err(e) => {
                     out.results[*i].error_code = failure(e.code());
                     out.results[*i].error_message = Some(StrBytes::from_string(e.to_string()));
                 }
@@ -391,8 +396,10 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
             Ok(())
         }),
     };
-    if deleted.is_ok() && !doomed.is_empty() {
-        audit(s, "DeleteAcls", &format!("{} rules", doomed.len()));
+    if deleted.is_ok() {
+        for acl in &doomed {
+            audit(s, "DeleteAcls", acl);
+        }
     }
     for acls in matched {
         let mut r = delete_acls_response::DeleteAclsFilterResult::default();

@@ -5,9 +5,11 @@
 //!
 //! As Kafka: DESCRIBE on the cluster is needed (else CLUSTER_AUTHORIZATION_FAILED, v3+, and
 //! no results); a topic the request names that does not exist, or that the principal may
-//! not describe, is left out; `offset_lag` is 0 (no future replicas here).
+//! not describe, is left out; any other failure marks the directory KAFKA_STORAGE_ERROR
+//! (sizes missing would read as "no replica here"); `offset_lag` is 0 (no future replicas
+//! here). Cost: one native DescribeTopic per topic, each scanning its owners' partitions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use kafka_protocol::messages::{
@@ -30,17 +32,16 @@ pub async fn describe_log_dirs(s: &Session, ctx: Ctx, req: DescribeLogDirsReques
         return ready(respond(ctx, &out));
     }
     // Each topic asked for once, with the partitions asked for (`None`: all of them).
-    let asked: Vec<(String, Option<BTreeSet<i32>>)> = match &req.topics {
+    let asked: BTreeMap<String, Option<BTreeSet<i32>>> = match &req.topics {
         None => s.shard.metadata().topics.keys().map(|t| (t.clone(), None)).collect(),
         Some(topics) => {
-            let mut merged: Vec<(String, Option<BTreeSet<i32>>)> = Vec::new();
+            let mut merged: BTreeMap<String, Option<BTreeSet<i32>>> = BTreeMap::new();
             for t in topics {
-                let name = t.topic.as_str();
-                let partitions = t.partitions.iter().copied();
-                match merged.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, Some(set))) => set.extend(partitions),
-                    Some((_, None)) => {}
-                    None => merged.push((name.to_owned(), Some(partitions.collect()))),
+                let set = merged
+                    .entry(t.topic.as_str().to_owned())
+                    .or_insert_with(|| Some(BTreeSet::new()));
+                if let Some(set) = set {
+                    set.extend(t.partitions.iter().copied());
                 }
             }
             merged
@@ -51,9 +52,17 @@ pub async fn describe_log_dirs(s: &Session, ctx: Ctx, req: DescribeLogDirsReques
     for (name, wanted) in asked {
         let described: Result<wire::DescribeTopicResponse, KafkaError> =
             native::call(s, &wire::DescribeTopicRequest { name: name.clone() }).await;
-        let Ok(d) = described.map_err(|_| ()).and_then(|d| (d.error == 0).then_some(d).ok_or(()))
-        else {
-            continue; // unknown, or not to be described by this principal
+        let d = match described {
+            Ok(d) if d.error == 0 => d,
+            // Unknown, or not to be described by this principal: left out, as Kafka does.
+            Ok(d) if unlisted(d.error) => continue,
+            Err(KafkaError::Native { code, .. }) if unlisted(code.as_u16()) => continue,
+            // Anything else: the sizes would be wrong or missing, so the directory is
+            // reported failed rather than partly empty.
+            _ => {
+                result.error_code = K::KafkaStorageError.code();
+                continue;
+            }
         };
         let mut topic = describe_log_dirs_response::DescribeLogDirsTopic::default();
         topic.name = TopicName(StrBytes::from_string(name));
@@ -79,6 +88,13 @@ pub async fn describe_log_dirs(s: &Session, ctx: Ctx, req: DescribeLogDirsReques
     ready(respond(ctx, &out))
 }
 
+/// A native answer that leaves the topic out: unknown, or not to be described.
+fn unlisted(code: u16) -> bool {
+    [wire::ErrorCode::UnknownTopic, wire::ErrorCode::AuthorizationFailed]
+        .iter()
+        .any(|c| c.as_u16() == code)
+}
+
 /// Total and usable (available to the broker's user) bytes of the filesystem holding `dir`.
 fn filesystem_bytes(dir: &Path) -> Option<(i64, i64)> {
     let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
@@ -89,6 +105,6 @@ fn filesystem_bytes(dir: &Path) -> Option<(i64, i64)> {
     if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    let block = st.f_frsize as i64;
+    let block = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize } as i64;
     Some((st.f_blocks as i64 * block, st.f_bavail as i64 * block))
 }
