@@ -145,6 +145,18 @@ impl Client {
         Ok(r.deleted)
     }
 
+    /// Adds and removes ACLs in one change, persisted once; none is made if one is refused.
+    /// Returns (how many were added, how many removed): rules already stored or not stored
+    /// are left as they are.
+    pub async fn change_acls(
+        &self,
+        add: Vec<AclBinding>,
+        remove: Vec<AclBinding>,
+    ) -> Result<(u32, u32), ClientError> {
+        let r: ChangeAclsResponse = self.admin(&ChangeAclsRequest { add, remove }).await?;
+        Ok((r.added, r.removed))
+    }
+
     /// Creates an HTTP bearer token for `user` (0: no expiry): (token, id, expiry ms).
     pub async fn create_token(
         &self,

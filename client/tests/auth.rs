@@ -1304,3 +1304,32 @@ fn brokerctl_grants_every_topic_and_group_only_when_asked_in_so_many_words() {
         assert!(err.is_err(), "read only");
     });
 }
+
+/// `ChangeAcls` adds and removes rules in one change: counts what changed, leaves stored
+/// rules as they are, and changes nothing when one rule is refused.
+#[test]
+fn acls_change_together_or_not_at_all() {
+    let (_dir, broker) = broker_with_admin(2, &[]);
+    rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let read = |name: &str| acl("hal", AclResourceKind::Topic, name, AclOperation::Read, false);
+        let (added, removed) = admin.change_acls(vec![read("a"), read("b")], vec![]).await.unwrap();
+        assert_eq!((added, removed), (2, 0));
+        let changed = admin.change_acls(vec![read("b"), read("c")], vec![read("a"), read("z")]);
+        assert_eq!(changed.await.unwrap(), (1, 1), "b is there already, z never was");
+        let named = |acls: Vec<AclBinding>| acls.into_iter().map(|a| a.name).collect::<Vec<_>>();
+        assert_eq!(named(admin.list_acls("hal").await.unwrap()), ["b", "c"]);
+        // A refused rule (a topic rule without a name) refuses the whole change.
+        let err = admin.change_acls(vec![read("d"), read("")], vec![read("b")]).await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::Broker { code: ErrorCode::InvalidRequest, .. }),
+            "{err}"
+        );
+        assert_eq!(named(admin.list_acls("hal").await.unwrap()), ["b", "c"], "nothing changed");
+        // Alter on the cluster is needed.
+        admin.upsert_user("hal", "hal-pw", false).await.unwrap();
+        let hal = client_as(&broker, "hal", "hal-pw").await.unwrap();
+        let err = hal.change_acls(vec![read("x")], vec![]).await.unwrap_err();
+        assert!(matches!(err, ClientError::Broker { code: ErrorCode::AuthorizationFailed, .. }));
+    });
+}

@@ -117,6 +117,8 @@ api_keys! {
     AlterTopicConfig = 39;
     /// Delete a partition's records before an offset (its log start moves there).
     DeleteRecords = 40;
+    /// Add and remove ACLs in one change.
+    ChangeAcls = 41;
 }
 
 impl ApiKey {
@@ -194,9 +196,10 @@ mod tests {
                 (38, "CreatePartitions"),
                 (39, "AlterTopicConfig"),
                 (40, "DeleteRecords"),
+                (41, "ChangeAcls"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(41), None);
+        assert_eq!(ApiKey::from_u16(42), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

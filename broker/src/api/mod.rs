@@ -94,6 +94,7 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::UpsertUser
         | ApiKey::DeleteUser
         | ApiKey::CreateAcl
+        | ApiKey::ChangeAcls
         | ApiKey::DeleteAcl
         | ApiKey::CreateToken
         | ApiKey::DeleteToken => Placement::Controller,
@@ -243,6 +244,7 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::DeleteUser => ready(crate::auth::admin::delete_user(&shard.security, &req)),
         ApiKey::ListUsers => ready(crate::auth::admin::list_users(&shard.security, &req)),
         ApiKey::CreateAcl => ready(crate::auth::admin::create_acl(&shard.security, &req)),
+        ApiKey::ChangeAcls => ready(crate::auth::admin::change_acls(&shard.security, &req)),
         ApiKey::DeleteAcl => ready(crate::auth::admin::delete_acl(&shard.security, &req)),
         ApiKey::ListAcls => ready(crate::auth::admin::list_acls(&shard.security, &req)),
         ApiKey::CreateToken => ready(crate::auth::admin::create_token(&shard.security, &req)),

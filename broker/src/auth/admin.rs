@@ -86,6 +86,44 @@ pub fn create_acl(security: &Security, req: &Request) -> AlignedVec {
     }
 }
 
+/// `ChangeAcls`: every rule checked first, then one change (persisted once; not at all
+/// when nothing would change).
+pub fn change_acls(security: &Security, req: &Request) -> AlignedVec {
+    let b = decode!(req, wire::ChangeAclsRequest);
+    let add: Result<Vec<Acl>, _> = b.add.iter().map(Acl::new_from_wire).collect();
+    let remove: Result<Vec<Acl>, _> = b.remove.iter().map(Acl::from_wire).collect();
+    let (add, remove) = match (add, remove) {
+        (Ok(add), Ok(remove)) => (add, remove),
+        (Err(e), _) | (_, Err(e)) => {
+            return error_frame(&req.header, ErrorCode::InvalidRequest, &e.to_string())
+        }
+    };
+    let known = security.snapshot();
+    let changes = add.iter().any(|a| !known.acls.contains(a))
+        || remove.iter().any(|a| known.acls.contains(a));
+    if !changes {
+        return respond(&req.header, &wire::ChangeAclsResponse { added: 0, removed: 0 });
+    }
+    let changed = security.change(|s| {
+        let added: Vec<&Acl> = add.iter().filter(|a| s.acls.insert((*a).clone())).collect();
+        let removed: Vec<&Acl> = remove.iter().filter(|a| s.acls.remove(a)).collect();
+        Ok((added, removed))
+    });
+    match changed {
+        Ok((added, removed)) => {
+            for acl in &added {
+                tracing::info!(acl = %acl, "acl stored");
+            }
+            for acl in &removed {
+                tracing::info!(acl = %acl, "acl removed");
+            }
+            let (added, removed) = (added.len() as u32, removed.len() as u32);
+            respond(&req.header, &wire::ChangeAclsResponse { added, removed })
+        }
+        Err(e) => refused(req, e),
+    }
+}
+
 /// `DeleteAcl`.
 pub fn delete_acl(security: &Security, req: &Request) -> AlignedVec {
     let b = decode!(req, wire::DeleteAclRequest);

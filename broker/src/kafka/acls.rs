@@ -2,9 +2,8 @@
 //! admin clients) over the native ACLs (`auth/acl.rs`, the security state every shard
 //! shares). Checked once per request as Kafka checks them (describe, alter on the cluster:
 //! CLUSTER_AUTHORIZATION_FAILED; with authentication configured off, SECURITY_DISABLED, as
-//! Kafka without an authorizer), then applied in one change of the security state (one
-//! durable write per request, none when nothing changes), audited like the native ACL
-//! requests.
+//! Kafka without an authorizer), then applied by one native `ChangeAcls` on the controller
+//! shard (one durable write per request, none when nothing changes), each rule audited.
 //!
 //! The mapping: principal `User:NAME` is the user NAME (`User:*` every authenticated user);
 //! host `*` only (rules are not per host here); a LITERAL topic, group or transactional-id
@@ -27,9 +26,11 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
-use wire::{AclBinding, AclOperation, AclResourceKind, ErrorCode};
+use wire::{AclBinding, AclOperation, AclResourceKind};
 
 use super::connection::{ready, respond, Answer, Ctx, Session};
+use super::error::KafkaError;
+use super::native;
 use super::sasl::allowed;
 use crate::auth::acl::{Acl, Operation, Resource};
 use crate::auth::config::AuthMode;
@@ -345,17 +346,13 @@ pub async fn create_acls(s: &Session, ctx: Ctx, req: CreateAclsRequest) -> Answe
     wanted.retain(|(_, a)| !known.acls.contains(a));
     wanted.dedup_by(|x, y| x.1 == y.1);
     if !wanted.is_empty() {
-        let stored = s.shard.security.change(|st| {
-            for (_, a) in &wanted {
-                st.acls.insert(a.clone());
-            }
-            Ok(())
-        });
+        let add = wanted.iter().map(|(_, a)| a.to_wire()).collect();
+        let stored = change(s, add, Vec::new()).await;
         for (i, acl) in &wanted {
             match &stored {
                 Ok(()) => audit(s, "CreateAcls", acl),
                 Err(e) => {
-                    out.results[*i].error_code = failure(e.code());
+                    out.results[*i].error_code = failure(e);
                     out.results[*i].error_message = Some(StrBytes::from_string(e.to_string()));
                 }
             }
@@ -389,12 +386,7 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
     }
     let deleted = match doomed.is_empty() {
         true => Ok(()),
-        false => s.shard.security.change(|st| {
-            for a in &doomed {
-                st.acls.remove(a);
-            }
-            Ok(())
-        }),
+        false => change(s, Vec::new(), doomed.iter().map(Acl::to_wire).collect()).await,
     };
     if deleted.is_ok() {
         for acl in &doomed {
@@ -406,7 +398,7 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
         for a in acls {
             let mut m = delete_acls_response::DeleteAclsMatchingAcl::default();
             if let Err(e) = &deleted {
-                m.error_code = failure(e.code());
+                m.error_code = failure(e);
                 m.error_message = Some(StrBytes::from_string(e.to_string()));
             }
             m.resource_type = a.resource_type;
@@ -423,9 +415,25 @@ pub async fn delete_acls(s: &Session, ctx: Ctx, req: DeleteAclsRequest) -> Answe
     ready(respond(ctx, &out))
 }
 
-/// The Kafka code of a native one for an ACL change that failed.
-fn failure(code: ErrorCode) -> i16 {
-    super::error::kafka_code(code)
+/// Adds and removes rules in one change of the security state, on the controller shard
+/// (the native `ChangeAcls`: persisted once there, so no other shard waits on the write).
+async fn change(
+    s: &Session,
+    add: Vec<AclBinding>,
+    remove: Vec<AclBinding>,
+) -> Result<(), KafkaError> {
+    let request = wire::ChangeAclsRequest { add, remove };
+    native::call::<_, wire::ChangeAclsResponse>(s, &request).await.map(drop)
+}
+
+/// The Kafka code of an ACL change that failed (a denial is the cluster's).
+fn failure(e: &KafkaError) -> i16 {
+    match e {
+        KafkaError::Native { code: wire::ErrorCode::AuthorizationFailed, .. } => {
+            K::ClusterAuthorizationFailed.code()
+        }
+        e => e.code(),
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ fuzz_target!(|data: &[u8]| {
                 access_body::<AlterTopicConfigRequest>(body).map(drop)
             }
             Some(ApiKey::DeleteRecords) => access_body::<DeleteRecordsRequest>(body).map(drop),
+            Some(ApiKey::ChangeAcls) => access_body::<ChangeAclsRequest>(body).map(drop),
             None => Ok(()),
         };
         rest = &rest[used..];

@@ -201,6 +201,31 @@ wire_type! {
 }
 
 wire_type! {
+    /// Add and remove ACLs in one change of the broker's security state (alter on the
+    /// cluster), persisted once: every rule is checked first and none is changed if one is
+    /// refused. Rules to add that are stored already, and rules to remove that are not, are
+    /// left as they are.
+    pub struct ChangeAclsRequest {
+        /// Rules to add.
+        pub add: Vec<AclBinding>,
+        /// Rules to remove, exactly as added.
+        pub remove: Vec<AclBinding>,
+    }
+}
+message!(ChangeAclsRequest, ChangeAcls);
+
+wire_type! {
+    /// What changed.
+    pub struct ChangeAclsResponse {
+        /// Rules that were not stored before.
+        pub added: u32,
+        /// Rules that were stored and are gone.
+        pub removed: u32,
+    }
+}
+message!(ChangeAclsResponse, ChangeAcls);
+
+wire_type! {
     /// Add an ACL (alter on the cluster).
     pub struct CreateAclRequest {
         /// The rule.

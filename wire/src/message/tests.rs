@@ -162,6 +162,8 @@ message_props! {
     delete_group_offsets_response: DeleteGroupOffsetsResponse,
     delete_records_request: DeleteRecordsRequest,
     delete_records_response: DeleteRecordsResponse,
+    change_acls_request: ChangeAclsRequest,
+    change_acls_response: ChangeAclsResponse,
 }
 
 proptest! {
