@@ -1333,3 +1333,75 @@ fn acls_change_together_or_not_at_all() {
         assert!(matches!(err, ClientError::Broker { code: ErrorCode::AuthorizationFailed, .. }));
     });
 }
+
+/// Kafka DeleteRecords needs delete on the topic and DescribeLogDirs describe on the
+/// cluster (kafka-python over SASL/SCRAM): refused with Kafka's codes, then allowed once
+/// granted, and a refused deletion deleted nothing.
+#[test]
+fn kafka_delete_records_and_log_dirs_are_authorized_as_kafkas() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    let admin = rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("kept", topic(1)).await.unwrap();
+        admin.upsert_user("ivy", "ivy-pw", false).await.unwrap();
+        let read = acl("ivy", AclResourceKind::Topic, "kept", AclOperation::Describe, false);
+        admin.create_acl(read).await.unwrap();
+        let mut b = BatchBuilder::new(1 << 10);
+        for i in 0..5 {
+            b.append(i, None, Some(&b"v"[..]), &[]).unwrap();
+        }
+        admin.produce_batches("kept", 0, &b.finish().unwrap(), AckLevel::Durable).await.unwrap();
+        admin
+    });
+    let script = r#"
+import json, sys
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+py = KafkaAdminClient(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLAINTEXT",
+                      sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="ivy",
+                      sasl_plain_password="ivy-pw")
+out = {}
+def attempt(key, f):
+    try:
+        r = f()
+        out[key] = "NONE"
+        return r
+    except KafkaError as e:
+        out[key] = type(e).__name__
+attempt("delete", lambda: py.delete_records({TopicPartition("kept", 0): 3}, timeout_ms=10000))
+dirs = attempt("log_dirs", lambda: py.describe_log_dirs())
+if dirs is not None:
+    # kafka-python returns the answer rather than raising its error code.
+    out["log_dirs"] = [{k: v for k, v in b.items() if k != "broker"} for b in dirs]
+print(json.dumps(out))
+"#;
+    let run = || {
+        let out = Command::new("python3").args(["-c", script, &kafka]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
+    };
+    let denied = run();
+    assert_eq!(denied["delete"], "TopicAuthorizationFailedError", "{denied}");
+    // Denied: no log dirs (kafka-python does not raise the response's error code).
+    assert_eq!(denied["log_dirs"], serde_json::json!([{"log_dirs": []}]), "{denied}");
+    rt().block_on(async {
+        let earliest = admin.list_offsets("kept", OffsetSpec::Earliest).await.unwrap();
+        assert_eq!(earliest[0].1, 0, "a refused deletion deleted nothing");
+        let grants = [
+            acl("ivy", AclResourceKind::Topic, "kept", AclOperation::Delete, false),
+            acl("ivy", AclResourceKind::Cluster, "", AclOperation::Describe, false),
+        ];
+        admin.change_acls(grants.to_vec(), vec![]).await.unwrap();
+    });
+    let allowed = run();
+    assert_eq!(allowed["delete"], "NONE", "{allowed}");
+    let dirs = &allowed["log_dirs"][0]["log_dirs"];
+    assert_eq!(dirs[0]["topics"][0]["name"], "kept", "{allowed}");
+    rt().block_on(async {
+        let earliest = admin.list_offsets("kept", OffsetSpec::Earliest).await.unwrap();
+        assert_eq!(earliest[0].1, 3);
+    });
+}
