@@ -90,9 +90,8 @@ pub async fn describe_log_dirs(s: &Session, ctx: Ctx, req: DescribeLogDirsReques
 
 /// A native answer that leaves the topic out: unknown, or not to be described.
 fn unlisted(code: u16) -> bool {
-    [wire::ErrorCode::UnknownTopic, wire::ErrorCode::AuthorizationFailed]
-        .iter()
-        .any(|c| c.as_u16() == code)
+    use wire::ErrorCode as E;
+    matches!(E::from_u16(code), Some(E::UnknownTopic | E::AuthorizationFailed))
 }
 
 /// Total and usable (available to the broker's user) bytes of the filesystem holding `dir`.

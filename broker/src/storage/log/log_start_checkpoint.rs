@@ -76,7 +76,8 @@ fn decode(page: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl LogStartCheckpoint {
-    /// Reads the slots in `dir`: the checkpoint and what the slots hold. `TooManyFiles` when
+    /// Reads the slots in `dir` (whose file names are `names`, as recovery listed them): the
+    /// checkpoint and what the slots hold. `TooManyFiles` when
     /// the storage budget has no descriptor to read an existing slot (none is taken for a
     /// missing one); other read errors fail too (the log would otherwise start before a
     /// deletion that was answered). Slots found are made durable (fdatasync, directory
@@ -86,9 +87,9 @@ impl LogStartCheckpoint {
         disk: &D,
         files: &Arc<StorageFiles>,
         dir: &Path,
+        names: &[String],
     ) -> Result<(Option<u64>, Self), IoError> {
         let state = LogStartCheckpoint::default();
-        let names = disk.list_dir(dir).await?;
         let mut found: Option<(u64, u64)> = None;
         let mut present = [false; 2];
         for (slot, name) in SLOT_FILES.iter().enumerate() {

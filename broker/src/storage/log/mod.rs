@@ -173,7 +173,7 @@ impl<D: Disk> PartitionLog<D> {
                 files.partitions_max()
             ),
         })?;
-        let Recovered { segments, active_index, deleting, spare } =
+        let Recovered { segments, active_index, deleting, spare, names } =
             recover_dir(&disk, &files, &dir, &config).await?;
         let active = segments.last().expect("at least one segment").clone();
         // Recovery synced the active segment; closed segments were synced when sealed (a
@@ -185,7 +185,7 @@ impl<D: Disk> PartitionLog<D> {
         };
         // Record deletion's start (`retention.rs`); applied once the journal's replay is in.
         let (start_checkpoint, log_start_checkpoint) =
-            log_start_checkpoint::LogStartCheckpoint::read(&disk, &files, &dir).await?;
+            log_start_checkpoint::LogStartCheckpoint::read(&disk, &files, &dir, &names).await?;
         let journal = join.journal.map(|j| j.join(join.topic_id, join.partition, hw));
         let fs_sync = match join.journal {
             // A directory it cannot stat is synced file by file.

@@ -49,6 +49,9 @@ pub(super) struct Recovered<D: Disk> {
     pub(super) deleting: VecDeque<Doomed<D::File>>,
     /// A deleted segment kept for reuse (`segment_recycle`).
     pub(super) spare: Option<Doomed<D::File>>,
+    /// The directory's file names when it was listed (the other files of the partition
+    /// are read by their own modules: `log_start_checkpoint.rs`).
+    pub(super) names: Vec<String>,
 }
 
 /// Lists `dir` (creating it if needed) and recovers every segment in it, or creates the
@@ -110,7 +113,7 @@ pub(super) async fn recover_dir<D: Disk>(
         segments.push(seg);
         active_index = index;
     }
-    Ok(Recovered { segments, active_index, deleting, spare })
+    Ok(Recovered { segments, active_index, deleting, spare, names })
 }
 
 /// Opens one segment found on disk.

@@ -258,8 +258,9 @@ fn a_log_start_past_the_recovered_end_starts_the_log_at_its_end() {
         let end = log.high_watermark();
         log.close().await.unwrap();
         drop(log);
+        let names = disk.list_dir(&dir).await.unwrap();
         let (_, checkpoint) =
-            LogStartCheckpoint::read(&disk, &unlimited_files(), &dir).await.unwrap();
+            LogStartCheckpoint::read(&disk, &unlimited_files(), &dir, &names).await.unwrap();
         checkpoint.write(&disk, &unlimited_files(), &dir, end + 10).await.unwrap();
         let log = reopen(&disk, &dir).await;
         assert_eq!(log.high_watermark(), end);
