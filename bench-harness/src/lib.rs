@@ -25,6 +25,7 @@ pub mod progress;
 pub mod report;
 pub mod result;
 pub mod run;
+pub mod sched_slice;
 pub mod spawn;
 pub mod summary;
 pub mod svg;

@@ -129,6 +129,11 @@ struct RunArgs {
     /// harness's, not the server's.
     #[arg(long, default_value_t = bench_harness::run::SEND_SPIN_US_DEFAULT)]
     send_spin_us: u64,
+    /// The scheduler slice every harness thread asks for (µs; 0 = the kernel's default;
+    /// Linux >= 6.12, EEVDF): a thread that waits for a send's time or an ack runs when it
+    /// wakes instead of behind another harness thread's slice.
+    #[arg(long, default_value_t = bench_harness::sched_slice::SLICE_US_DEFAULT)]
+    sched_slice_us: u64,
     /// Exit non-zero when the numbers do not add up (messages lost, errors).
     #[arg(long)]
     check: bool,
@@ -209,6 +214,7 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         echo_round_trips: args.echo_round_trips,
         echo_cpus: args.server_cpus.clone(),
         send_spin_us: args.send_spin_us,
+        sched_slice_us: args.sched_slice_us,
         pinning: Pinning {
             server_cpus: args.server_cpus.as_ref().map(CpuList::to_string),
             client_cpus: args.client_cpus.as_ref().map(CpuList::to_string),
@@ -216,7 +222,11 @@ fn run(args: RunArgs) -> Result<(), HarnessError> {
         },
         ..RunOptions::default()
     };
+    let sched_slice_us = args.sched_slice_us;
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(move || {
+            bench_harness::sched_slice::short_slice(sched_slice_us);
+        })
         .enable_all()
         .build()
         .map_err(|e| HarnessError::Spawn(format!("tokio runtime: {e}")))?;

@@ -72,6 +72,9 @@ pub struct RunOptions {
     /// the rest, so a thread wake-up's latency (tens of µs on a VM) is not charged to the
     /// system under test (0: sleep to the time).
     pub send_spin_us: u64,
+    /// The scheduler slice the paced producers and the producers' runtime worker ask for
+    /// (µs; 0: the kernel's default; `crate::sched_slice`).
+    pub sched_slice_us: u64,
 }
 
 /// [`RunOptions::send_spin_us`]'s default: above the ~80 µs send lag measured on this
@@ -90,6 +93,7 @@ impl Default for RunOptions {
             echo_round_trips: 2000,
             echo_cpus: None,
             send_spin_us: SEND_SPIN_US_DEFAULT,
+            sched_slice_us: crate::sched_slice::SLICE_US_DEFAULT,
         }
     }
 }
@@ -171,7 +175,7 @@ async fn run_on_topics<D: Driver>(
         consumers = start_consumers(driver, workload, counters, topics, &stop_rx).await?;
     }
 
-    let producer_runtime = ProducerRuntime::new()?;
+    let producer_runtime = ProducerRuntime::new(options.sched_slice_us)?;
     let producers = connect_producers(driver, workload, topics, &producer_runtime.handle()).await?;
     let start_ns = schedule(workload, counters, producers.len());
     let meter = CpuMeter::new(options.server_pid);
@@ -184,6 +188,7 @@ async fn run_on_topics<D: Driver>(
         counters,
         start_ns,
         options.send_spin_us * 1000,
+        options.sched_slice_us,
         &producer_runtime.handle(),
     );
     // The server's stage histograms start afresh with the measured window.

@@ -80,10 +80,13 @@ pub(super) struct ProducerRuntime {
 }
 
 impl ProducerRuntime {
-    pub(super) fn new() -> Result<ProducerRuntime, HarnessError> {
+    pub(super) fn new(sched_slice_us: u64) -> Result<ProducerRuntime, HarnessError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("producer-io")
+            .on_thread_start(move || {
+                crate::sched_slice::short_slice(sched_slice_us);
+            })
             .enable_all()
             .build()
             .map_err(|e| HarnessError::Spawn(format!("producer runtime: {e}")))?;
@@ -157,6 +160,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
     counters: &Arc<RunCounters>,
     start_ns: u64,
     spin_ns: u64,
+    sched_slice_us: u64,
     handle: &tokio::runtime::Handle,
 ) -> RunningProducers {
     let mut threads = Vec::new();
@@ -181,6 +185,7 @@ pub(super) fn start_producers<P: ProducerDriver>(
         let spawned =
             std::thread::Builder::new().name(format!("producer-{index}")).spawn(move || {
                 precise_sleeps();
+                crate::sched_slice::short_slice(sched_slice_us);
                 handle.block_on(produce(producer, plan, &thread_counters, ack_tx))
             });
         match spawned {
