@@ -157,6 +157,18 @@ impl Client {
         Ok((r.added, r.removed))
     }
 
+    /// Stores and removes users' SCRAM credentials one mechanism at a time (Kafka's
+    /// AlterUserScramCredentials natively): each user's changes are made or refused
+    /// together, apart from the others', persisted once. One result per user, in order (a
+    /// non-zero `error` says why that user changed nothing).
+    pub async fn change_credentials(
+        &self,
+        users: Vec<UserCredentialChange>,
+    ) -> Result<Vec<UserCredentialResult>, ClientError> {
+        let r: ChangeCredentialsResponse = self.admin(&ChangeCredentialsRequest { users }).await?;
+        Ok(r.results)
+    }
+
     /// Creates an HTTP bearer token for `user` (0: no expiry): (token, id, expiry ms).
     pub async fn create_token(
         &self,

@@ -1405,3 +1405,198 @@ print(json.dumps(out))
         assert_eq!(earliest[0].1, 3);
     });
 }
+
+/// Kafka's AlterUserScramCredentials and DescribeUserScramCredentials from confluent-kafka's
+/// admin client (what `kafka-configs --entity-type users` sends): a user created with one
+/// mechanism authenticates with it and not another, is described with its iterations, is no
+/// superuser; refusals per user (unknown credential, weak iterations, an unauthorized
+/// principal) change nothing; deleting the last credential removes the user (it can no
+/// longer authenticate) and keeps its ACLs.
+#[test]
+fn kafka_admin_client_alters_and_describes_scram_credentials() {
+    let (_dir, broker) = broker_with_admin(2, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    let rt = rt();
+    // Connected first: the failed authentications below (librdkafka retries them) put this
+    // address over the broker's failure limit for a minute.
+    let admin = rt.block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("sc", topic(1)).await.unwrap();
+        admin.upsert_user("frank", "frank-pw", false).await.unwrap();
+        admin
+    });
+    let script = r#"
+import json, sys
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, AdminClient,
+                                   ResourcePatternType, ResourceType, ScramCredentialInfo,
+                                   ScramMechanism, UserScramCredentialDeletion,
+                                   UserScramCredentialUpsertion)
+conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_PLAINTEXT"}
+def user(name, password, mechanism="SCRAM-SHA-256"):
+    return dict(conf, **{"sasl.mechanisms": mechanism, "sasl.username": name,
+                         "sasl.password": password})
+admin = AdminClient(user("admin", sys.argv[2]))
+frank = AdminClient(user("frank", "frank-pw"))
+out = {}
+def name(e):
+    return e.args[0].name() if e.args and hasattr(e.args[0], "name") else str(e)
+def outcomes(futures):
+    res = {}
+    for u, f in futures.items():
+        try:
+            f.result()
+            res[u] = "NONE"
+        except KafkaException as e:
+            res[u] = name(e)
+    return res
+def alter(client, alterations):
+    return outcomes(client.alter_user_scram_credentials(alterations, request_timeout=30))
+sha256, sha512 = ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512
+out["created"] = alter(admin, [
+    UserScramCredentialUpsertion("gina", ScramCredentialInfo(sha512, 10000), b"gina-pw"),
+    UserScramCredentialDeletion("nobody", sha256),
+    UserScramCredentialUpsertion("weak", ScramCredentialInfo(sha256, 100), b"weak-pw"),
+])
+out["frank_alters"] = alter(frank, [
+    UserScramCredentialUpsertion("admin", ScramCredentialInfo(sha256, 4096), b"stolen")])
+# A new connection as the admin: its password is still its own.
+again = AdminClient(user("admin", sys.argv[2]))
+d = again.describe_user_scram_credentials(["admin"], request_timeout=30)["admin"].result()
+out["admin_again"] = sorted("%s %d" % (i.mechanism.name, i.iterations)
+                            for i in d.scram_credential_infos)
+described = admin.describe_user_scram_credentials(["gina", "nobody"], request_timeout=30)
+out["described"] = {}
+for u, f in described.items():
+    try:
+        d = f.result()
+        out["described"][u] = ["%s %d" % (i.mechanism.name, i.iterations)
+                               for i in d.scram_credential_infos]
+    except KafkaException as e:
+        out["described"][u] = name(e)
+for b in [AclBinding(ResourceType.TOPIC, "sc", ResourcePatternType.LITERAL, "User:gina", "*",
+                     AclOperation.WRITE, AclPermissionType.ALLOW)]:
+    admin.create_acls([b], request_timeout=30)[b].result()
+def produce(conf):
+    p = Producer(dict(conf, **{"message.timeout.ms": 4000}))
+    errors = []
+    p.produce("sc", b"v", on_delivery=lambda err, msg: errors.append(err and err.name()))
+    p.flush(10)
+    return errors
+out["gina_512"] = produce(user("gina", "gina-pw", "SCRAM-SHA-512"))
+out["gina_256"] = produce(user("gina", "gina-pw", "SCRAM-SHA-256"))
+out["deleted"] = alter(admin, [UserScramCredentialDeletion("gina", sha512)])
+out["gina_after"] = produce(user("gina", "gina-pw", "SCRAM-SHA-512"))
+d = admin.describe_user_scram_credentials(["gina"], request_timeout=30)["gina"]
+try:
+    d.result()
+    out["described_after"] = "NONE"
+except KafkaException as e:
+    out["described_after"] = name(e)
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &kafka, ADMIN_PW])
+        .output()
+        .expect("python3 with confluent-kafka");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    let created = serde_json::json!({
+        "gina": "NONE", "nobody": "RESOURCE_NOT_FOUND", "weak": "UNACCEPTABLE_CREDENTIAL"
+    });
+    assert_eq!(v["created"], created, "{text}");
+    assert_eq!(
+        v["frank_alters"],
+        serde_json::json!({"admin": "CLUSTER_AUTHORIZATION_FAILED"}),
+        "{text}"
+    );
+    let both = serde_json::json!(["SCRAM_SHA_256 8192", "SCRAM_SHA_512 8192"]);
+    assert_eq!(v["admin_again"], both, "{text}");
+    let described =
+        serde_json::json!({"gina": ["SCRAM_SHA_512 10000"], "nobody": "RESOURCE_NOT_FOUND"});
+    assert_eq!(v["described"], described, "{text}");
+    assert_eq!(v["gina_512"], serde_json::json!([null]), "gina authenticates: {text}");
+    assert_ne!(v["gina_256"], serde_json::json!([null]), "no SHA-256 credential: {text}");
+    assert_eq!(v["deleted"], serde_json::json!({"gina": "NONE"}), "{text}");
+    assert_ne!(v["gina_after"], serde_json::json!([null]), "gina is gone: {text}");
+    assert_eq!(v["described_after"], "RESOURCE_NOT_FOUND", "{text}");
+    rt.block_on(async {
+        let users = admin.list_users().await.unwrap();
+        let names: Vec<&str> = users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["admin", "frank"], "weak and gina are not stored");
+        let kept = admin.list_acls("gina").await.unwrap();
+        assert_eq!(kept.len(), 1, "gina's ACL stays: {kept:?}");
+    });
+}
+
+/// The native `ChangeCredentials` through `Client::change_credentials`: a user created with
+/// one mechanism authenticates with it (and not with the other), a user refused changes
+/// nothing while the others go on, the change holds across a restart, and the last
+/// credential's removal removes the user.
+#[test]
+fn credentials_change_per_user_and_mechanism() {
+    use wire::scram::{Credential, Mechanism};
+    let (_dir, mut broker) = broker_with_admin(1, &[]);
+    let credential = |m: Mechanism, password: &str| {
+        let c = Credential::derive(m, password.as_bytes(), &[9u8; 16], 4096);
+        ScramCredential {
+            mechanism: m.name().to_owned(),
+            salt: c.salt,
+            iterations: c.iterations,
+            stored_key: c.stored_key,
+            server_key: c.server_key,
+        }
+    };
+    let change = |user: &str, remove: &[&str], upsert: Vec<ScramCredential>| UserCredentialChange {
+        user: user.into(),
+        remove: remove.iter().map(|m| m.to_string()).collect(),
+        upsert,
+    };
+    let as_user = |b: &Broker, m: Mechanism| {
+        let config = ClientConfig {
+            credentials: Some(Credentials {
+                user: "hank".into(),
+                password: "hank-pw".into(),
+                mechanism: m,
+            }),
+            retries: 0,
+            ..Default::default()
+        };
+        let address = b.public.to_string();
+        async move { Client::connect_with(&address, config).await.map(drop) }
+    };
+    let rt = rt();
+    rt.block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let results = admin
+            .change_credentials(vec![
+                change("hank", &[], vec![credential(Mechanism::Sha256, "hank-pw")]),
+                change("ivy", &["SCRAM-SHA-512"], vec![]),
+                change("admin", &["SCRAM-SHA-512"], vec![credential(Mechanism::Sha256, "x")]),
+                change("admin", &[], vec![]),
+            ])
+            .await
+            .unwrap();
+        let errors: Vec<u16> = results.iter().map(|r| r.error).collect();
+        let (unknown, invalid) =
+            (ErrorCode::UnknownUser.as_u16(), ErrorCode::InvalidRequest.as_u16());
+        assert_eq!(errors, [0, unknown, invalid, invalid], "{results:?}");
+    });
+    broker.kill();
+    broker.restart();
+    rt.block_on(async {
+        as_user(&broker, Mechanism::Sha256).await.unwrap();
+        assert!(as_user(&broker, Mechanism::Sha512).await.is_err(), "no SHA-512 credential");
+        // The admin named twice changed nothing: its password still works.
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        let results = admin
+            .change_credentials(vec![change("hank", &["SCRAM-SHA-256"], vec![])])
+            .await
+            .unwrap();
+        assert_eq!(results[0].error, 0, "{results:?}");
+        let names: Vec<String> =
+            admin.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+        assert_eq!(names, ["admin"]);
+    });
+}

@@ -119,6 +119,8 @@ api_keys! {
     DeleteRecords = 40;
     /// Add and remove ACLs in one change.
     ChangeAcls = 41;
+    /// Store and remove users' SCRAM credentials one mechanism at a time.
+    ChangeCredentials = 42;
 }
 
 impl ApiKey {
@@ -197,9 +199,10 @@ mod tests {
                 (39, "AlterTopicConfig"),
                 (40, "DeleteRecords"),
                 (41, "ChangeAcls"),
+                (42, "ChangeCredentials"),
             ]
         );
-        assert_eq!(ApiKey::from_u16(42), None);
+        assert_eq!(ApiKey::from_u16(43), None);
         assert_eq!(ApiKey::from_u16(u16::MAX), None);
     }
 }

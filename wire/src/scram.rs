@@ -148,13 +148,19 @@ impl Credential {
     /// The credential for `password` with `salt` and `iterations`.
     pub fn derive(mechanism: Mechanism, password: &[u8], salt: &[u8], iterations: u32) -> Self {
         let salted = mechanism.salted_password(password, salt, iterations);
-        let client_key = mechanism.hmac(&salted, b"Client Key");
+        Credential::from_salted(mechanism, &salted, salt, iterations)
+    }
+
+    /// The credential for a password already salted with `salt` and `iterations`
+    /// (`Mechanism::salted_password`; Kafka's AlterUserScramCredentials sends it so).
+    pub fn from_salted(mechanism: Mechanism, salted: &[u8], salt: &[u8], iterations: u32) -> Self {
+        let client_key = mechanism.hmac(salted, b"Client Key");
         Credential {
             mechanism,
             salt: salt.to_vec(),
             iterations,
             stored_key: mechanism.hash(&client_key),
-            server_key: mechanism.hmac(&salted, b"Server Key"),
+            server_key: mechanism.hmac(salted, b"Server Key"),
         }
     }
 

@@ -95,6 +95,7 @@ pub fn placement(api: ApiKey) -> Placement {
         | ApiKey::DeleteUser
         | ApiKey::CreateAcl
         | ApiKey::ChangeAcls
+        | ApiKey::ChangeCredentials
         | ApiKey::DeleteAcl
         | ApiKey::CreateToken
         | ApiKey::DeleteToken => Placement::Controller,
@@ -245,6 +246,9 @@ pub async fn start(shard: &Rc<Shard>, req: Request, origin: Origin) -> Reply {
         ApiKey::ListUsers => ready(crate::auth::admin::list_users(&shard.security, &req)),
         ApiKey::CreateAcl => ready(crate::auth::admin::create_acl(&shard.security, &req)),
         ApiKey::ChangeAcls => ready(crate::auth::admin::change_acls(&shard.security, &req)),
+        ApiKey::ChangeCredentials => {
+            ready(crate::auth::admin::change_credentials(&shard.security, &req))
+        }
         ApiKey::DeleteAcl => ready(crate::auth::admin::delete_acl(&shard.security, &req)),
         ApiKey::ListAcls => ready(crate::auth::admin::list_acls(&shard.security, &req)),
         ApiKey::CreateToken => ready(crate::auth::admin::create_token(&shard.security, &req)),

@@ -6,7 +6,7 @@
 use wire::{AlignedVec, ErrorCode};
 
 use super::acl::Acl;
-use super::store::{Security, SecurityError, StoredCredential, User};
+use super::store::{Security, SecurityError, SecurityState, StoredCredential, User};
 use super::{error_frame, respond};
 use crate::request::Request;
 
@@ -39,6 +39,42 @@ pub fn upsert_user(security: &Security, req: &Request) -> AlignedVec {
         }
         Err(e) => refused(req, e),
     }
+}
+
+/// `ChangeCredentials` (`credentials.rs`): nothing is written when every user is refused.
+pub fn change_credentials(security: &Security, req: &Request) -> AlignedVec {
+    let b = decode!(req, wire::ChangeCredentialsRequest);
+    let users_max = security.config().users_max;
+    let apply = |s: &mut SecurityState| super::credentials::apply(s, &b.users, users_max);
+    let trial = apply(&mut (*security.snapshot()).clone());
+    let outcomes = if trial.iter().all(Result::is_err) {
+        trial
+    } else {
+        match security.change(|s| Ok(apply(s))) {
+            Ok(outcomes) => outcomes,
+            Err(e) => return refused(req, e),
+        }
+    };
+    let results = b
+        .users
+        .iter()
+        .zip(outcomes)
+        .map(|(change, outcome)| {
+            let (error, message) = match outcome {
+                Ok(()) => {
+                    let (removed, stored): (Vec<&str>, Vec<&str>) = (
+                        change.remove.iter().map(String::as_str).collect(),
+                        change.upsert.iter().map(|c| c.mechanism.as_str()).collect(),
+                    );
+                    tracing::info!(user = %change.user, ?stored, ?removed, "user credentials changed");
+                    (0, String::new())
+                }
+                Err((code, message)) => (code.as_u16(), message),
+            };
+            wire::UserCredentialResult { user: change.user.clone(), error, message }
+        })
+        .collect();
+    respond(&req.header, &wire::ChangeCredentialsResponse { results })
 }
 
 /// `DeleteUser`.

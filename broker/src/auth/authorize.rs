@@ -14,7 +14,7 @@
 //! | Heartbeat, LeaveGroup | read on the group; FetchOffsets, DescribeGroup: describe on it |
 //! | DeleteGroupOffsets | delete on the group and read on each topic named (Kafka's OffsetDelete) |
 //! | ListGroups, Stats, ListUsers, ListAcls, ListTokens | describe on the cluster |
-//! | UpsertUser, DeleteUser, CreateAcl, DeleteAcl, ChangeAcls, CreateToken, DeleteToken | alter on the cluster |
+//! | UpsertUser, DeleteUser, ChangeCredentials, CreateAcl, DeleteAcl, ChangeAcls, CreateToken, DeleteToken | alter on the cluster |
 //! | InitProducerId with a transactional id | write on the transactional id (it fences the producer before it with that id) |
 //! | Handshake, SaslHandshake, SaslAuthenticate, InitProducerId without one, GrantCredit, Unsubscribe | an identity only (credit and unsubscribe name the connection's own subscriptions; a producer id grants no access: writes are checked at produce) |
 //!
@@ -75,6 +75,7 @@ fn is_admin(api: ApiKey) -> bool {
             | ApiKey::DeleteUser
             | ApiKey::CreateAcl
             | ApiKey::ChangeAcls
+            | ApiKey::ChangeCredentials
             | ApiKey::DeleteAcl
             | ApiKey::CreateToken
             | ApiKey::DeleteToken
@@ -296,6 +297,7 @@ fn resources(c: &mut Checker<'_>, api: ApiKey, body: &[u8]) -> After {
         | ApiKey::DeleteUser
         | ApiKey::CreateAcl
         | ApiKey::ChangeAcls
+        | ApiKey::ChangeCredentials
         | ApiKey::DeleteAcl
         | ApiKey::CreateToken
         | ApiKey::DeleteToken => {

@@ -8,6 +8,7 @@
 //! - `authorize.rs`: the one check every client request of every listener passes
 //!   (`api::start_client`), and the metadata filter.
 //! - `acl.rs`: rules and the decision; `admin.rs`: the user and ACL apis;
+//!   `credentials.rs`: users' SCRAM credentials changed one mechanism at a time;
 //!   `limiter.rs`: failed attempts per source address; `audit.rs`: the audit lines;
 //!   `config.rs`: the `[auth]` table and [`AuthMode`]; `users.rs`: the offline
 //!   `broker user add` and credential derivation.
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod audit;
 pub mod authorize;
 pub mod config;
+pub mod credentials;
 pub mod limiter;
 pub mod session;
 pub mod store;

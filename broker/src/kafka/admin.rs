@@ -61,6 +61,8 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateAcls, 0, 3),
     (ApiKey::DeleteAcls, 0, 3),
     (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
     // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
     // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
     (ApiKey::SaslHandshake, 0, 1),

@@ -540,6 +540,12 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
         ApiKey::DescribeLogDirs => {
             super::log_dirs::describe_log_dirs(s, ctx, s.decode(body, version)?).await
         }
+        ApiKey::DescribeUserScramCredentials => {
+            super::scram_credentials::describe(s, ctx, s.decode(body, version)?)
+        }
+        ApiKey::AlterUserScramCredentials => {
+            super::scram_credentials::alter(s, ctx, s.decode(body, version)?).await
+        }
         ApiKey::InitProducerId => data::init_producer_id(s, ctx, s.decode(body, version)?).await,
         ApiKey::JoinGroup => {
             let req: kafka_protocol::messages::JoinGroupRequest = s.decode(body, version)?;

@@ -25,7 +25,9 @@
 //! - ListGroups/DescribeGroups/DeleteGroups/OffsetDelete (group_admin.rs) answer from the
 //!   Kafka group table and the native coordinators.
 //! - DescribeAcls, CreateAcls and DeleteAcls (acls.rs) change the shared ACLs;
-//!   DescribeLogDirs (log_dirs.rs) reports partition sizes from the native DescribeTopic.
+//!   DescribeLogDirs (log_dirs.rs) reports partition sizes from the native DescribeTopic;
+//!   Describe/AlterUserScramCredentials (scram_credentials.rs) read and change users'
+//!   SCRAM credentials (the native `ChangeCredentials`).
 //! - DeleteRecords (delete_records.rs) runs the native record deletion: the log start it
 //!   answers is persisted.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
@@ -54,6 +56,7 @@ pub mod log_dirs;
 pub mod native;
 pub mod records;
 pub mod sasl;
+pub mod scram_credentials;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

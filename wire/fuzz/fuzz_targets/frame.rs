@@ -75,6 +75,9 @@ fuzz_target!(|data: &[u8]| {
             }
             Some(ApiKey::DeleteRecords) => access_body::<DeleteRecordsRequest>(body).map(drop),
             Some(ApiKey::ChangeAcls) => access_body::<ChangeAclsRequest>(body).map(drop),
+            Some(ApiKey::ChangeCredentials) => {
+                access_body::<ChangeCredentialsRequest>(body).map(drop)
+            }
             None => Ok(()),
         };
         rest = &rest[used..];

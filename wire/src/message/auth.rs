@@ -226,6 +226,57 @@ wire_type! {
 message!(ChangeAclsResponse, ChangeAcls);
 
 wire_type! {
+    /// One user's SCRAM credential changes (see [`ChangeCredentialsRequest`]).
+    pub struct UserCredentialChange {
+        /// The user.
+        pub user: String,
+        /// Mechanisms whose credential goes (`SCRAM-SHA-256`, `SCRAM-SHA-512`); each must
+        /// be stored.
+        pub remove: Vec<String>,
+        /// Credentials to store, each replacing the user's credential of its mechanism.
+        pub upsert: Vec<ScramCredential>,
+    }
+}
+
+wire_type! {
+    /// Change users' SCRAM credentials one mechanism at a time (alter on the cluster), as
+    /// Kafka's AlterUserScramCredentials: each user's changes are made or refused together,
+    /// apart from the other users', and all that are made are persisted once. A user not
+    /// stored yet is created (not a superuser); a user whose last credential goes is
+    /// removed with its bearer tokens (its ACLs stay, as Kafka keeps them). A user named
+    /// twice is refused (`INVALID_REQUEST`), as is a mechanism named twice for one user.
+    pub struct ChangeCredentialsRequest {
+        /// One entry per user.
+        pub users: Vec<UserCredentialChange>,
+    }
+}
+message!(ChangeCredentialsRequest, ChangeCredentials);
+
+wire_type! {
+    /// One user's outcome.
+    pub struct UserCredentialResult {
+        /// The user.
+        pub user: String,
+        /// 0, or why nothing of this user's changed: `UNKNOWN_USER` (a credential to
+        /// remove is not stored), `INVALID_REQUEST` (a credential out of bounds, an unknown
+        /// mechanism, a name named twice), `RESOURCE_LIMIT` (`auth.users_max`),
+        /// `STORAGE_IO` (nothing was persisted).
+        pub error: u16,
+        /// Why, for a person.
+        pub message: String,
+    }
+}
+
+wire_type! {
+    /// Each user's outcome, in request order.
+    pub struct ChangeCredentialsResponse {
+        /// One per user of the request.
+        pub results: Vec<UserCredentialResult>,
+    }
+}
+message!(ChangeCredentialsResponse, ChangeCredentials);
+
+wire_type! {
     /// Add an ACL (alter on the cluster).
     pub struct CreateAclRequest {
         /// The rule.

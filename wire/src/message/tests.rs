@@ -164,6 +164,8 @@ message_props! {
     delete_records_response: DeleteRecordsResponse,
     change_acls_request: ChangeAclsRequest,
     change_acls_response: ChangeAclsResponse,
+    change_credentials_request: ChangeCredentialsRequest,
+    change_credentials_response: ChangeCredentialsResponse,
 }
 
 proptest! {
