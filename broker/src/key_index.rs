@@ -10,8 +10,11 @@
 //! noted as they were enqueued may fail (the log's end rolls back and the offsets go to
 //! others): an index built before the log's last rollback (`PartitionLog::rollbacks`) is
 //! built again by the next conditional append, and not snapshotted meanwhile. It holds
-//! every key the partition ever stored, so it belongs on partitions used as event streams per
-//! key (an aggregate per key).
+//! every key whose records are still in the log: once retention or a record deletion moves
+//! the log's start past a key's last record the key is forgotten ([`KeyIndex::forget_before`];
+//! an index built from the log then would not know it either, so the answer does not depend
+//! on when the index was built or whether a snapshot was found). It belongs on partitions
+//! used as event streams per key (an aggregate per key), which keep their records.
 //! - Bounded: every key it holds (and every append queued while it builds) is charged to the
 //!   shard's table memory (`table.rs::TableMemory`, `table_keys_bytes_per_shard`) at
 //!   [`KEY_ENTRY_OVERHEAD_BYTES`] plus the key's length, and given back when the index is
@@ -82,6 +85,8 @@ pub struct KeyIndex {
     /// The log's `rollbacks` when the build began: once it moved, appends noted in the
     /// index failed (their offsets are reused by others), so it is built again.
     built_at_rollbacks: Cell<u64>,
+    /// The log start [`KeyIndex::forget_before`] last swept to.
+    swept_to: Cell<u64>,
 }
 
 impl Drop for KeyIndex {
@@ -104,6 +109,7 @@ impl KeyIndex {
             memory,
             held_bytes: Cell::new(0),
             built_at_rollbacks: Cell::new(0),
+            swept_to: Cell::new(0),
         }
     }
 
@@ -217,6 +223,30 @@ impl KeyIndex {
         }
     }
 
+    /// The log's start moved to `log_start` (retention, deleted records): keys whose last
+    /// record is before it are forgotten and their memory given back, so the index holds
+    /// what one built from the log now would (a key-conditional append answers the same
+    /// before and after a restart). One pass over the keys each time the start moves.
+    pub fn forget_before(&self, log_start: u64) {
+        if log_start <= self.swept_to.get() {
+            return;
+        }
+        self.swept_to.set(log_start);
+        let mut freed = 0;
+        if let State::Ready(map) = &mut *self.state.borrow_mut() {
+            map.retain(|key, offset| {
+                let keep = *offset >= log_start;
+                if !keep {
+                    freed += entry_bytes(key);
+                }
+                keep
+            });
+        }
+        // (A build in progress drops them when it ends: `build`.)
+        self.memory.give_back(freed);
+        self.held_bytes.set(self.held_bytes.get() - freed);
+    }
+
     /// Builds the index (the state is `Absent`).
     async fn build(&self, log: &PartitionLog<DmaDisk>) -> Result<(), KeyIndexError> {
         self.built_at_rollbacks.set(log.rollbacks());
@@ -229,6 +259,16 @@ impl KeyIndex {
         };
         let result = match (built, tail) {
             (Ok(mut map), Some(tail)) => {
+                // Keys whose records the log start passed while the scan ran.
+                let log_start = log.log_start_offset();
+                map.retain(|key, offset| {
+                    let keep = *offset >= log_start;
+                    if !keep {
+                        self.memory.give_back(entry_bytes(key));
+                        self.held_bytes.set(self.held_bytes.get() - entry_bytes(key));
+                    }
+                    keep
+                });
                 for (key, offset) in tail {
                     // The tail's entries were charged as they came: a key the map had
                     // already was charged twice.
@@ -318,6 +358,10 @@ impl KeyIndex {
             Some((covered, map)) if covered <= end => (covered, map),
             _ => (0, HashMap::new()),
         };
+        // Keys whose records went since the snapshot (retention, deleted records) are not
+        // loaded (`forget_before`).
+        let log_start = log.log_start_offset();
+        map.retain(|_, offset| *offset >= log_start);
         let loaded: usize = map.keys().map(|k: &Vec<u8>| entry_bytes(k)).sum();
         if !self.charge(loaded) {
             return Err(self.over_budget());

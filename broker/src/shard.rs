@@ -429,6 +429,7 @@ impl Shard {
             if let Some(table) = &p.table {
                 table.forget_before(p.log.log_start_offset());
             }
+            p.keys.forget_before(p.log.log_start_offset());
         }
     }
 

@@ -253,3 +253,57 @@ fn key_conditions_and_the_key_index_read_compressed_batches() {
         assert!(err.to_string().contains("INVALID_REQUEST"), "{err}");
     });
 }
+
+/// Deleted records take their keys out of the key index: a key whose every record is below
+/// the new log start reads as never written, as an index built from the log after a restart
+/// would have it, and a key with a record kept is still where it was (before, the live index
+/// kept the deleted keys and a rebuilt one did not, so the same append could fail before a
+/// restart and succeed after it).
+#[test]
+fn deleted_records_take_their_keys_out_of_the_key_index() {
+    let mut broker = Broker::start(1);
+    let rt = rt();
+    let append = |broker: &Broker, key: &'static str, expected: ExpectedPosition| {
+        let addr = broker.public.to_string();
+        async move {
+            let client = Client::connect(&addr).await.unwrap();
+            let e = event(key, "v");
+            client.produce_expecting("acc", 0, &e, AckLevel::Durable, expected).await
+        }
+    };
+    rt.block_on(async {
+        let admin = Client::connect(&broker.public.to_string()).await.unwrap();
+        let config = TopicConfig { partition_count: 1, ..Default::default() };
+        admin.create_topic("acc", config).await.unwrap();
+        for key in ["k1", "k2", "k1"] {
+            admin.produce_batches("acc", 0, &event(key, "v"), AckLevel::Durable).await.unwrap();
+        }
+        // The first key-conditional append builds the index (k1 at 2, k2 at 1).
+        let r = append(&broker, "k3", ExpectedPosition::KeyNeverWritten).await.unwrap();
+        assert_eq!(r.last_offset, 3);
+        let kept = admin.delete_records("acc", &[(0, wire::DeleteBefore::Offset(3))]).await;
+        assert_eq!(kept.unwrap(), [(0, 3)]);
+        // k1's records are all gone: never written, as far as anyone can tell now.
+        append(&broker, "k1", ExpectedPosition::KeyNeverWritten).await.unwrap();
+        match append(&broker, "k3", ExpectedPosition::KeyNeverWritten).await {
+            Err(ClientError::ConditionFailed { current_offset, .. }) => {
+                assert_eq!(current_offset, 3)
+            }
+            other => panic!("k3 is kept at 3: {other:?}"),
+        }
+    });
+    broker.kill();
+    broker.restart();
+    rt.block_on(async {
+        // The same answers from an index built (or loaded from its snapshot) after the start.
+        append(&broker, "k2", ExpectedPosition::KeyNeverWritten).await.unwrap();
+        let r = append(&broker, "k3", ExpectedPosition::KeyLastOffset(3)).await.unwrap();
+        assert_eq!(r.last_offset, 6);
+        match append(&broker, "k1", ExpectedPosition::KeyNeverWritten).await {
+            Err(ClientError::ConditionFailed { current_offset, .. }) => {
+                assert_eq!(current_offset, 4)
+            }
+            other => panic!("k1 was written again at 4: {other:?}"),
+        }
+    });
+}

@@ -120,6 +120,7 @@ async fn local(
             if let Some(table) = &part.table {
                 table.forget_before(log.log_start_offset());
             }
+            part.keys.forget_before(log.log_start_offset());
             0
         }
         Err(e) => e.code().as_u16(),
