@@ -318,3 +318,57 @@ fn kafka_acl_requests_with_authentication_off_are_security_disabled() {
         b.connect().call(&wire::ListAclsRequest { principal: String::new() });
     assert!(acls.acls.is_empty(), "nothing stored: {:?}", acls.acls);
 }
+
+/// DescribeCluster (v0–2) names this node as the one broker and the controller, with the
+/// cluster's authorized operations when asked (all of them with authentication off) and
+/// MISMATCHED_ENDPOINT_TYPE for controller endpoints; DescribeClientQuotas answers that none
+/// are configured; a SCRAM credential request naming a user longer than any user name can be
+/// is refused whole (the connection closes), and the broker goes on serving.
+#[test]
+fn kafka_describe_cluster_client_quotas_and_bounded_credential_requests() {
+    use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
+    use kafka_protocol::messages::{
+        AlterUserScramCredentialsRequest, DescribeClientQuotasRequest,
+        DescribeClientQuotasResponse, DescribeClusterRequest, DescribeClusterResponse,
+    };
+    use std::io::{Read, Write};
+    const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+    let env = [("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_AUTH", "off")];
+    let b = Broker::start_with_env(1, &env);
+    let mut c = Conn::new(&b);
+    let addr = kafka_wire::kafka_addr(&b);
+    for version in 0..=2 {
+        let mut req = DescribeClusterRequest::default();
+        req.include_cluster_authorized_operations = true;
+        req.endpoint_type = 1;
+        let answer: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, version, &req);
+        assert_eq!(answer.error_code, 0, "v{version}");
+        assert_eq!(answer.brokers.len(), 1);
+        assert_eq!(answer.controller_id, answer.brokers[0].broker_id);
+        assert_eq!(format!("{}:{}", answer.brokers[0].host.as_str(), answer.brokers[0].port), addr);
+        assert!(!answer.cluster_id.is_empty());
+        let all = 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 12;
+        assert_eq!(answer.cluster_authorized_operations, all, "v{version}");
+    }
+    let mut req = DescribeClusterRequest::default();
+    req.endpoint_type = 2;
+    let answer: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &req);
+    assert_eq!(answer.error_code, MISMATCHED_ENDPOINT_TYPE);
+    let answer: DescribeClientQuotasResponse =
+        c.call(ApiKey::DescribeClientQuotas, 1, &DescribeClientQuotasRequest::default());
+    assert_eq!((answer.error_code, answer.entries), (0, Some(Vec::new())));
+    // A user name of 4 KiB.
+    let mut req = AlterUserScramCredentialsRequest::default();
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = StrBytes::from_string("u".repeat(4096));
+    deletion.mechanism = 1;
+    req.deletions = vec![deletion];
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    s.write_all(&kafka_wire::frame(ApiKey::AlterUserScramCredentials, 0, 7, &req)).unwrap();
+    let mut rest = Vec::new();
+    assert!(matches!(s.read_to_end(&mut rest), Ok(0)) || rest.is_empty(), "refused whole");
+    let answer: DescribeClientQuotasResponse =
+        c.call(ApiKey::DescribeClientQuotas, 0, &DescribeClientQuotasRequest::default());
+    assert_eq!(answer.error_code, 0, "still serving");
+}

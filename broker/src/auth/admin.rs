@@ -44,8 +44,11 @@ pub fn upsert_user(security: &Security, req: &Request) -> AlignedVec {
 /// `ChangeCredentials` (`credentials.rs`): nothing is written when every user is refused.
 pub fn change_credentials(security: &Security, req: &Request) -> AlignedVec {
     let b = decode!(req, wire::ChangeCredentialsRequest);
-    let users_max = security.config().users_max;
-    let apply = |s: &mut SecurityState| super::credentials::apply(s, &b.users, users_max);
+    let limits = super::credentials::Limits {
+        users_max: security.config().users_max,
+        users_decide_mode: security.config().mode == super::AuthMode::Auto,
+    };
+    let apply = |s: &mut SecurityState| super::credentials::apply(s, &b.users, limits);
     let trial = apply(&mut (*security.snapshot()).clone());
     let outcomes = if trial.iter().all(Result::is_err) {
         trial

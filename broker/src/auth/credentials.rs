@@ -56,29 +56,53 @@ fn check(change: &wire::UserCredentialChange) -> Result<Checked, (ErrorCode, Str
     Ok(Checked { remove, upsert })
 }
 
-/// Applies `changes` to `state`; one outcome per change, in order. `users_max` bounds the
-/// users created.
+/// The bounds a change is made within.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `auth.users_max`: users created stop there.
+    pub users_max: usize,
+    /// `auth.mode = "auto"`: the first user decides whether authentication is on, so a
+    /// change may neither create the first user (one that is no superuser would lock every
+    /// client out, the admin included) nor remove the last one (authentication would go
+    /// off); `broker user add --superuser` and `brokerctl user` do those on purpose.
+    pub users_decide_mode: bool,
+}
+
+/// Applies `changes` to `state`; one outcome per change, in order.
 pub fn apply(
     state: &mut SecurityState,
     changes: &[wire::UserCredentialChange],
-    users_max: usize,
+    limits: Limits,
 ) -> Vec<Outcome> {
     let mut seen = BTreeSet::new();
     let twice: BTreeSet<&str> =
         changes.iter().filter(|c| !seen.insert(c.user.as_str())).map(|c| c.user.as_str()).collect();
-    changes
+    let mut removed = BTreeSet::new();
+    let outcomes = changes
         .iter()
         .map(|change| {
             if twice.contains(change.user.as_str()) {
                 return Err(invalid(format!("user {:?} named twice", change.user)));
             }
+            if change.remove.is_empty() && change.upsert.is_empty() {
+                return Err(invalid(format!("nothing to change for user {:?}", change.user)));
+            }
             let checked = check(change)?;
-            apply_one(state, &change.user, checked, users_max)
+            let outcome = apply_one(state, &change.user, checked, limits);
+            if outcome.is_ok() && !state.users.contains_key(&change.user) {
+                removed.insert(change.user.as_str());
+            }
+            outcome
         })
-        .collect()
+        .collect();
+    // The removed users' tokens, in one pass.
+    if !removed.is_empty() {
+        state.tokens.retain(|_, t| !removed.contains(t.user.as_str()));
+    }
+    outcomes
 }
 
-fn apply_one(state: &mut SecurityState, name: &str, c: Checked, users_max: usize) -> Outcome {
+fn apply_one(state: &mut SecurityState, name: &str, c: Checked, limits: Limits) -> Outcome {
     let existing = state.users.get(name);
     let mut user = existing.cloned().unwrap_or(User { superuser: false, credentials: Vec::new() });
     for m in &c.remove {
@@ -96,16 +120,30 @@ fn apply_one(state: &mut SecurityState, name: &str, c: Checked, users_max: usize
         user.credentials.push(stored);
     }
     user.credentials.sort_by(|a, b| a.mechanism.cmp(&b.mechanism));
+    let mode_decided = |what: &str| {
+        Err(invalid(format!(
+            "{what} would turn authentication {} (auth.mode = \"auto\"); use `broker user add` \
+             or `brokerctl user` for that",
+            if what.starts_with("creating") { "on without a superuser" } else { "off" }
+        )))
+    };
     if user.credentials.is_empty() {
         if existing.is_some() {
+            if limits.users_decide_mode && state.users.len() == 1 {
+                return mode_decided("removing the last user");
+            }
             state.users.remove(name);
-            state.tokens.retain(|_, t| t.user != name);
         }
         return Ok(());
     }
-    if existing.is_none() && state.users.len() >= users_max {
-        let e = SecurityError::Limit { what: "users", max: users_max };
-        return Err((e.code(), e.to_string()));
+    if existing.is_none() {
+        if limits.users_decide_mode && state.users.is_empty() {
+            return mode_decided("creating the first user");
+        }
+        if state.users.len() >= limits.users_max {
+            let e = SecurityError::Limit { what: "users", max: limits.users_max };
+            return Err((e.code(), e.to_string()));
+        }
     }
     state.users.insert(name.to_owned(), user);
     Ok(())
@@ -139,6 +177,10 @@ mod tests {
         }
     }
 
+    fn limits(users_max: usize) -> Limits {
+        Limits { users_max, users_decide_mode: false }
+    }
+
     fn codes(outcomes: &[Outcome]) -> Vec<Option<ErrorCode>> {
         outcomes.iter().map(|o| o.as_ref().err().map(|e| e.0)).collect()
     }
@@ -146,8 +188,11 @@ mod tests {
     #[test]
     fn users_are_created_changed_per_mechanism_and_removed_with_their_last_credential() {
         let mut s = SecurityState::default();
-        let out =
-            apply(&mut s, &[change("alice", &[], vec![credential(Mechanism::Sha256, "a")])], 10);
+        let out = apply(
+            &mut s,
+            &[change("alice", &[], vec![credential(Mechanism::Sha256, "a")])],
+            limits(10),
+        );
         assert_eq!(codes(&out), [None]);
         let alice = &s.users["alice"];
         assert!(!alice.superuser);
@@ -162,7 +207,7 @@ mod tests {
                 &[],
                 vec![credential(Mechanism::Sha512, "b"), credential(Mechanism::Sha256, "c")],
             )],
-            10,
+            limits(10),
         );
         assert_eq!(codes(&out), [None]);
         let alice = &s.users["alice"];
@@ -183,11 +228,11 @@ mod tests {
         })
         .unwrap();
         s.acls.insert(acl.clone());
-        let out = apply(&mut s, &[change("alice", &["SCRAM-SHA-256"], vec![])], 10);
+        let out = apply(&mut s, &[change("alice", &["SCRAM-SHA-256"], vec![])], limits(10));
         assert_eq!(codes(&out), [None]);
         assert!(s.users["alice"].credential(Mechanism::Sha256).is_none());
         assert_eq!(s.tokens.len(), 1);
-        let out = apply(&mut s, &[change("alice", &["SCRAM-SHA-512"], vec![])], 10);
+        let out = apply(&mut s, &[change("alice", &["SCRAM-SHA-512"], vec![])], limits(10));
         assert_eq!(codes(&out), [None]);
         assert!(!s.users.contains_key("alice"));
         assert!(s.tokens.is_empty());
@@ -197,7 +242,7 @@ mod tests {
     #[test]
     fn a_refused_user_changes_nothing_of_its_own_and_others_go_on() {
         let mut s = SecurityState::default();
-        apply(&mut s, &[change("bob", &[], vec![credential(Mechanism::Sha256, "b")])], 10);
+        apply(&mut s, &[change("bob", &[], vec![credential(Mechanism::Sha256, "b")])], limits(10));
         let before = s.users["bob"].clone();
         let mut weak = credential(Mechanism::Sha512, "w");
         weak.iterations = 10;
@@ -214,7 +259,7 @@ mod tests {
                 change("gina", &[], vec![credential(Mechanism::Sha256, "g")]),
                 change("gina", &[], vec![credential(Mechanism::Sha512, "g")]),
             ],
-            10,
+            limits(10),
         );
         let invalid = Some(ErrorCode::InvalidRequest);
         assert_eq!(
@@ -238,6 +283,36 @@ mod tests {
     }
 
     #[test]
+    fn with_auth_mode_auto_the_first_user_is_not_created_nor_the_last_removed() {
+        let auto = Limits { users_max: 10, users_decide_mode: true };
+        let mut s = SecurityState::default();
+        let out =
+            apply(&mut s, &[change("first", &[], vec![credential(Mechanism::Sha256, "f")])], auto);
+        assert_eq!(codes(&out), [Some(ErrorCode::InvalidRequest)]);
+        assert!(s.users.is_empty());
+        apply(
+            &mut s,
+            &[change("first", &[], vec![credential(Mechanism::Sha256, "f")])],
+            limits(10),
+        );
+        let out =
+            apply(&mut s, &[change("second", &[], vec![credential(Mechanism::Sha256, "s")])], auto);
+        assert_eq!(codes(&out), [None], "a second user is fine");
+        let out = apply(
+            &mut s,
+            &[
+                change("first", &["SCRAM-SHA-256"], vec![]),
+                change("second", &["SCRAM-SHA-256"], vec![]),
+            ],
+            auto,
+        );
+        assert_eq!(codes(&out), [None, Some(ErrorCode::InvalidRequest)], "the last one stays");
+        assert_eq!(s.users.keys().collect::<Vec<_>>(), ["second"]);
+        let out = apply(&mut s, &[change("second", &[], vec![])], auto);
+        assert_eq!(codes(&out), [Some(ErrorCode::InvalidRequest)], "an empty change");
+    }
+
+    #[test]
     fn new_users_stop_at_the_limit_and_existing_ones_still_change() {
         let mut s = SecurityState::default();
         let out = apply(
@@ -247,7 +322,7 @@ mod tests {
                 change("b", &[], vec![credential(Mechanism::Sha256, "b")]),
                 change("a", &[], vec![]),
             ],
-            1,
+            limits(1),
         );
         // "a" named twice: both refused; then "b" is the first user.
         assert_eq!(
@@ -260,7 +335,7 @@ mod tests {
                 change("c", &[], vec![credential(Mechanism::Sha256, "c")]),
                 change("b", &[], vec![credential(Mechanism::Sha512, "b")]),
             ],
-            1,
+            limits(1),
         );
         assert_eq!(codes(&out), [Some(ErrorCode::ResourceLimit), None]);
         assert_eq!(s.users["b"].credentials.len(), 2);

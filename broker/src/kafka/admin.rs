@@ -7,10 +7,12 @@
 
 use kafka_protocol::messages::{
     api_versions_response, create_partitions_response, create_topics_response,
-    delete_topics_response, describe_configs_response, metadata_response, ApiKey, BrokerId,
-    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse, TopicName,
+    delete_topics_response, describe_cluster_response, describe_configs_response,
+    metadata_response, ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError as K;
@@ -38,6 +40,7 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::FindCoordinator, 0, 3),
@@ -63,6 +66,7 @@ const SPOKEN: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeLogDirs, 1, 4),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
     // v0 is advertised because librdkafka looks for it to enable SASL; it then speaks v1
     // (SaslAuthenticate frames). A v0 client's raw SASL tokens do not decode: closed.
     (ApiKey::SaslHandshake, 0, 1),
@@ -153,6 +157,53 @@ pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> 
     }
     out.cluster_authorized_operations = i32::MIN;
     respond(ctx, &out)
+}
+
+/// DescribeCluster (v0–2; the Java admin client's `describeCluster`, librdkafka's
+/// `describe_cluster`): this node as the one broker and the controller, never fenced. As
+/// Kafka: any authenticated principal may ask; the cluster's authorized operations are
+/// listed when asked for (else `i32::MIN`); asking a broker for controller endpoints (v1
+/// `endpoint_type` 2) is MISMATCHED_ENDPOINT_TYPE.
+pub fn describe_cluster(s: &Session, ctx: Ctx, req: DescribeClusterRequest) -> Option<Vec<u8>> {
+    let mut out = DescribeClusterResponse::default();
+    out.endpoint_type = req.endpoint_type;
+    out.cluster_authorized_operations = i32::MIN;
+    if ctx.version >= 1 && req.endpoint_type != 1 {
+        out.error_code = K::MismatchedEndpointType.code();
+        out.error_message = Some(StrBytes::from_static_str(
+            "this is a broker endpoint: brokers (endpoint type 1) only",
+        ));
+        return respond(ctx, &out);
+    }
+    let (host, port) = s.advertised();
+    let mut broker = describe_cluster_response::DescribeClusterBroker::default();
+    broker.broker_id = BrokerId(NODE_ID);
+    broker.host = StrBytes::from_string(host);
+    broker.port = port;
+    out.brokers.push(broker);
+    out.cluster_id = StrBytes::from_static_str(CLUSTER_ID);
+    out.controller_id = BrokerId(NODE_ID);
+    if req.include_cluster_authorized_operations {
+        out.cluster_authorized_operations = cluster_operations(s);
+    }
+    respond(ctx, &out)
+}
+
+/// Kafka's bit field of the operations the principal may do on the cluster (bit n =
+/// Kafka's operation n: CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, and IDEMPOTENT_WRITE 12,
+/// which WRITE implies here).
+fn cluster_operations(s: &Session) -> i32 {
+    use super::sasl::permits;
+    let ops = [
+        (Operation::Create, 5),
+        (Operation::Delete, 6),
+        (Operation::Alter, 7),
+        (Operation::Describe, 8),
+        (Operation::Write, 12),
+    ];
+    ops.iter()
+        .filter(|(op, _)| permits(s, *op, Resource::Cluster))
+        .fold(0, |bits, (_, n)| bits | 1 << n)
 }
 
 fn partitions(topic: &Topic) -> Vec<metadata_response::MetadataResponsePartition> {

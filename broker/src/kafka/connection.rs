@@ -413,6 +413,24 @@ fn bounded<'a>(
     Ok(())
 }
 
+/// Refuses a user request naming more than twice `auth.users_max` users (or credentials) or
+/// a name longer than a user name can be, before anything is copied from it.
+fn bounded_users<'a>(s: &Session, names: impl Iterator<Item = &'a str>) -> Result<(), KafkaError> {
+    let max = s.shard.security.config().users_max.saturating_mul(2);
+    let mut entries = 0usize;
+    for name in names {
+        if name.len() > crate::auth::store::USER_NAME_BYTES_MAX {
+            let bytes = name.len();
+            return Err(KafkaError::Decode(format!("a user name of {bytes} bytes")));
+        }
+        entries += 1;
+        if entries > max {
+            return Err(KafkaError::Decode(format!("more than {max} user entries")));
+        }
+    }
+    Ok(())
+}
+
 /// A fetch: what its response may take (its `max_bytes`, at most `fetch_response_bytes_max`)
 /// is reserved from the connection's and the shard's budgets before it runs.
 async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, KafkaError> {
@@ -501,6 +519,10 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             ready(super::sasl::authenticate(s, ctx, s.decode(body, version)?))
         }
         ApiKey::Metadata => ready(admin::metadata(s, ctx, s.decode(body, version)?)),
+        ApiKey::DescribeCluster => ready(admin::describe_cluster(s, ctx, s.decode(body, version)?)),
+        ApiKey::DescribeClientQuotas => {
+            ready(super::client_quotas::describe(s, ctx, s.decode(body, version)?))
+        }
         ApiKey::FindCoordinator => ready(admin::find_coordinator(s, ctx, s.decode(body, version)?)),
         ApiKey::CreateTopics => admin::create_topics(s, ctx, s.decode(body, version)?).await,
         ApiKey::DeleteTopics => admin::delete_topics(s, ctx, s.decode(body, version)?).await,
@@ -541,10 +563,17 @@ async fn run(s: &Session, mut frame: Bytes) -> Result<Answer, KafkaError> {
             super::log_dirs::describe_log_dirs(s, ctx, s.decode(body, version)?).await
         }
         ApiKey::DescribeUserScramCredentials => {
-            super::scram_credentials::describe(s, ctx, s.decode(body, version)?)
+            let req: kafka_protocol::messages::DescribeUserScramCredentialsRequest =
+                s.decode(body, version)?;
+            bounded_users(s, req.users.iter().flatten().map(|u| u.name.as_str()))?;
+            super::scram_credentials::describe(s, ctx, req)
         }
         ApiKey::AlterUserScramCredentials => {
-            super::scram_credentials::alter(s, ctx, s.decode(body, version)?).await
+            let req: kafka_protocol::messages::AlterUserScramCredentialsRequest =
+                s.decode(body, version)?;
+            let deleted = req.deletions.iter().map(|d| d.name.as_str());
+            bounded_users(s, deleted.chain(req.upsertions.iter().map(|u| u.name.as_str())))?;
+            super::scram_credentials::alter(s, ctx, req).await
         }
         ApiKey::InitProducerId => data::init_producer_id(s, ctx, s.decode(body, version)?).await,
         ApiKey::JoinGroup => {

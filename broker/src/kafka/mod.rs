@@ -27,7 +27,8 @@
 //! - DescribeAcls, CreateAcls and DeleteAcls (acls.rs) change the shared ACLs;
 //!   DescribeLogDirs (log_dirs.rs) reports partition sizes from the native DescribeTopic;
 //!   Describe/AlterUserScramCredentials (scram_credentials.rs) read and change users'
-//!   SCRAM credentials (the native `ChangeCredentials`).
+//!   SCRAM credentials (the native `ChangeCredentials`); DescribeClientQuotas
+//!   (client_quotas.rs) answers that none are configured.
 //! - DeleteRecords (delete_records.rs) runs the native record deletion: the log start it
 //!   answers is persisted.
 //! - A Kafka request counts once in the shard's `requests` counter (native.rs).
@@ -42,6 +43,7 @@
 
 pub mod acls;
 pub mod admin;
+pub mod client_quotas;
 pub mod codec;
 pub mod configs;
 pub mod connection;

@@ -107,6 +107,17 @@ pub fn may_describe_group(s: &Session, group: &str) -> bool {
     allowed(s, Operation::Describe, Resource::Group(group))
 }
 
+/// Whether this connection's principal may do `op` on `resource`, not audited (for listing
+/// what a principal may do, as Kafka's authorized-operations fields: not an attempt).
+pub fn permits(s: &Session, op: Operation, resource: Resource<'_>) -> bool {
+    let security = &s.shard.security;
+    let mode = security.mode();
+    mode == AuthMode::Off
+        || s.auth
+            .principal(security, mode)
+            .is_ok_and(|p| s.auth.allowed(security, &p, op, resource))
+}
+
 /// Whether this connection's principal may do `op` on `resource` (always with authentication
 /// off); a denial is audited.
 pub fn allowed(s: &Session, op: Operation, resource: Resource<'_>) -> bool {

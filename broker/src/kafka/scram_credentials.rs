@@ -9,12 +9,16 @@
 //! a mechanism other than SCRAM-SHA-256 (1) or SCRAM-SHA-512 (2) is
 //! UNSUPPORTED_SASL_MECHANISM, a user named twice in a describe or a (user, mechanism) named
 //! twice in an alter is DUPLICATE_RESOURCE, an empty name or a credential out of bounds
-//! (iterations 4096..=1,000,000, salt 16..=64 bytes, a salted password of the hash's
-//! length) is UNACCEPTABLE_CREDENTIAL, and a credential to delete or a user to describe that
+//! (iterations 4096..=16,384 as Kafka, salt 16..=64 bytes, a salted password of the
+//! hash's length) is UNACCEPTABLE_CREDENTIAL, and a credential to delete or a user to describe that
 //! is not stored is RESOURCE_NOT_FOUND. A user refused for any reason changes nothing; the
 //! others are applied by one native `ChangeCredentials` on the controller shard (one write
 //! of security.json). A user created this way is not a superuser; one whose last credential
-//! is deleted is removed, its ACLs kept (`auth/credentials.rs`).
+//! is deleted is removed, its ACLs kept (`auth/credentials.rs`). With `auth.mode = "auto"`
+//! neither the first user is created nor the last removed this way (either would switch
+//! authentication: UNACCEPTABLE_CREDENTIAL with why). A request's entries are bounded
+//! before anything is copied (`connection.rs`: at most twice `auth.users_max` users or
+//! credentials, names of at most 128 bytes, else the request does not decode).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,6 +36,12 @@ use super::error::KafkaError;
 use super::native;
 use super::sasl::allowed;
 use crate::auth::acl::{Operation, Resource};
+
+/// Fewest PBKDF2 iterations Kafka accepts for an upsertion.
+const ITERATIONS_MIN: i32 = 4096;
+/// Most PBKDF2 iterations Kafka accepts for an upsertion (more would make each PLAIN or
+/// HTTP basic login of the user cost more).
+const ITERATIONS_MAX: i32 = 16_384;
 
 /// Kafka's number for a mechanism (`ScramMechanism`).
 fn number(m: Mechanism) -> i8 {
@@ -113,12 +123,23 @@ fn refuse(change: &mut UserChange, code: K, why: String) {
 
 /// AlterUserScramCredentials.
 pub async fn alter(s: &Session, ctx: Ctx, req: AlterUserScramCredentialsRequest) -> Answer {
-    let (order, mut changes) = collect(&req);
     if !allowed(s, Operation::Alter, Resource::Cluster) {
-        for c in changes.values_mut() {
-            refuse(c, K::ClusterAuthorizationFailed, "alter on the cluster is needed".into());
+        // Answered from the request's names (no copies), each user once, as Kafka does.
+        let mut out = AlterUserScramCredentialsResponse::default();
+        let mut seen = BTreeSet::new();
+        let names =
+            req.deletions.iter().map(|d| &d.name).chain(req.upsertions.iter().map(|u| &u.name));
+        for name in names.filter(|n| seen.insert(n.as_str())) {
+            let mut r =
+                alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default();
+            r.user = name.clone();
+            r.error_code = K::ClusterAuthorizationFailed.code();
+            r.error_message = Some(StrBytes::from_static_str("alter on the cluster is needed"));
+            out.results.push(r);
         }
+        return ready(respond(ctx, &out));
     }
+    let (order, mut changes) = collect(&req);
     let valid: Vec<wire::UserCredentialChange> =
         order.iter().filter_map(|u| changes[u].as_ref().ok().cloned()).collect();
     if !valid.is_empty() {
@@ -227,7 +248,11 @@ fn credential(
     if u.salted_password.len() != m.key_bytes() {
         return Err(format!("a {} salted password is {} bytes", m.name(), m.key_bytes()));
     }
-    let iterations = u32::try_from(u.iterations).map_err(|_| "negative iterations".to_owned())?;
+    // Kafka's bounds (`ScramMechanism`: 4,096..=16,384); the native ones allow more.
+    if !(ITERATIONS_MIN..=ITERATIONS_MAX).contains(&u.iterations) {
+        return Err(format!("iterations must be {ITERATIONS_MIN}..={ITERATIONS_MAX}"));
+    }
+    let iterations = u.iterations as u32;
     let c = Credential::from_salted(m, &u.salted_password, &u.salt, iterations);
     c.validate().map_err(|e| e.to_string())?;
     Ok(wire::ScramCredential {
@@ -308,19 +333,21 @@ mod tests {
             upsert("ok", 1, 4096, "p"),
             upsert("twice", 1, 4096, "p"),
             upsert("weak", 1, 1000, "p"),
+            upsert("slow", 1, 20_000, "p"),
             upsert("md5", 7, 4096, "p"),
             upsert("", 1, 4096, "p"),
             upsert("both", 2, 4096, "p"),
         ];
         req.deletions = vec![delete("twice", 1), delete("both", 1), delete("gone", 2)];
         let (order, changes) = collect(&req);
-        assert_eq!(order, ["twice", "both", "gone", "ok", "weak", "md5", ""]);
+        assert_eq!(order, ["twice", "both", "gone", "ok", "weak", "slow", "md5", ""]);
         let code = |u: &str| changes[u].as_ref().err().map(|e| e.0);
         assert_eq!(code("ok"), None);
         assert_eq!(code("gone"), None, "the native change finds it missing");
         assert_eq!(code("both"), None, "a deletion and an upsertion of other mechanisms");
         assert_eq!(code("twice"), Some(K::DuplicateResource.code()));
         assert_eq!(code("weak"), Some(K::UnacceptableCredential.code()));
+        assert_eq!(code("slow"), Some(K::UnacceptableCredential.code()));
         assert_eq!(code("md5"), Some(K::UnsupportedSaslMechanism.code()));
         assert_eq!(code(""), Some(K::UnacceptableCredential.code()));
         let both = changes["both"].as_ref().unwrap();
