@@ -259,16 +259,6 @@ impl KeyIndex {
         };
         let result = match (built, tail) {
             (Ok(mut map), Some(tail)) => {
-                // Keys whose records the log start passed while the scan ran.
-                let log_start = log.log_start_offset();
-                map.retain(|key, offset| {
-                    let keep = *offset >= log_start;
-                    if !keep {
-                        self.memory.give_back(entry_bytes(key));
-                        self.held_bytes.set(self.held_bytes.get() - entry_bytes(key));
-                    }
-                    keep
-                });
                 for (key, offset) in tail {
                     // The tail's entries were charged as they came: a key the map had
                     // already was charged twice.
@@ -278,6 +268,17 @@ impl KeyIndex {
                         self.held_bytes.set(self.held_bytes.get() - bytes);
                     }
                 }
+                // Keys whose records the log start passed while the index was built (the
+                // appends noted meanwhile too: `forget_before` left them to this).
+                let log_start = log.log_start_offset();
+                map.retain(|key, offset| {
+                    let keep = *offset >= log_start;
+                    if !keep {
+                        self.memory.give_back(entry_bytes(key));
+                        self.held_bytes.set(self.held_bytes.get() - entry_bytes(key));
+                    }
+                    keep
+                });
                 *state = State::Ready(map);
                 Ok(())
             }
@@ -296,20 +297,23 @@ impl KeyIndex {
         result
     }
 
-    /// The last offset written for `key` (`None`: never); the index must be ready
-    /// ([`KeyIndex::is_ready`], checked with no await in between).
-    pub fn last_offset(&self, key: &[u8]) -> Option<u64> {
+    /// The last offset written for `key` (`None`: never, or only below `log_start`, the
+    /// log's start now: a deletion that moved it forgets the key only once its segments
+    /// went, `forget_before`); the index must be ready ([`KeyIndex::is_ready`], checked with
+    /// no await in between).
+    pub fn last_offset(&self, key: &[u8], log_start: u64) -> Option<u64> {
         match &*self.state.borrow() {
-            State::Ready(map) => map.get(key).copied(),
+            State::Ready(map) => map.get(key).copied().filter(|o| *o >= log_start),
             _ => panic!("key index read before it was built"),
         }
     }
 
     /// The last offset written for `key` if the index is built: `Some(None)` for a key never
-    /// written, `None` while the index does not exist (nothing is known).
-    pub fn known_last_offset(&self, key: &[u8]) -> Option<Option<u64>> {
+    /// written (or only below `log_start`, as [`KeyIndex::last_offset`]), `None` while the
+    /// index does not exist (nothing is known).
+    pub fn known_last_offset(&self, key: &[u8], log_start: u64) -> Option<Option<u64>> {
         match &*self.state.borrow() {
-            State::Ready(map) => Some(map.get(key).copied()),
+            State::Ready(map) => Some(map.get(key).copied().filter(|o| *o >= log_start)),
             _ => None,
         }
     }
@@ -370,6 +374,12 @@ impl KeyIndex {
         let start = log.log_start_offset().max(covered);
         let mut offset = start;
         while offset < end {
+            // Retention or a deletion may move the start past the cursor meanwhile: what
+            // went is forgotten anyway (the read below the start would fail).
+            offset = offset.max(log.log_start_offset());
+            if offset >= end {
+                break;
+            }
             let out = log.read(offset, BUILD_READ_BYTES, FirstBatch::Always).await?;
             if out.batches.is_empty() {
                 break;

@@ -333,6 +333,7 @@ fn kafka_describe_cluster_client_quotas_and_bounded_credential_requests() {
     };
     use std::io::{Read, Write};
     const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
+    const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
     let env = [("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_AUTH", "off")];
     let b = Broker::start_with_env(1, &env);
     let mut c = Conn::new(&b);
@@ -347,13 +348,16 @@ fn kafka_describe_cluster_client_quotas_and_bounded_credential_requests() {
         assert_eq!(answer.controller_id, answer.brokers[0].broker_id);
         assert_eq!(format!("{}:{}", answer.brokers[0].host.as_str(), answer.brokers[0].port), addr);
         assert!(!answer.cluster_id.is_empty());
-        let all = 1 << 5 | 1 << 6 | 1 << 7 | 1 << 8 | 1 << 12;
+        let all = 1 << 5 | 1 << 7 | 1 << 8 | 1 << 10 | 1 << 11 | 1 << 12;
         assert_eq!(answer.cluster_authorized_operations, all, "v{version}");
     }
     let mut req = DescribeClusterRequest::default();
     req.endpoint_type = 2;
     let answer: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 1, &req);
     assert_eq!(answer.error_code, MISMATCHED_ENDPOINT_TYPE);
+    req.endpoint_type = 0;
+    let answer: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, 2, &req);
+    assert_eq!((answer.error_code, answer.endpoint_type), (UNSUPPORTED_ENDPOINT_TYPE, 1));
     let answer: DescribeClientQuotasResponse =
         c.call(ApiKey::DescribeClientQuotas, 1, &DescribeClientQuotasRequest::default());
     assert_eq!((answer.error_code, answer.entries), (0, Some(Vec::new())));

@@ -1108,3 +1108,59 @@ fn a_fetch_larger_than_the_budget_does_not_wait_for_its_own_request() {
     assert_eq!(p.error_code, 0, "{answer:?}");
     assert!(p.records.as_ref().is_some_and(|r| !r.is_empty()), "{answer:?}");
 }
+
+/// Fetches that waited `frame_read_timeout_ms` for room take only what fits then (the first
+/// batch, whose room they wait for as a new holder), not their whole reservation: before,
+/// each took up to half the shard's budget past it, so connections that do not read could
+/// hold the budget many times over (here 2 greedy connections fill a 32 MiB budget and 8
+/// more each asked for 16 MiB: ~160 MiB held before, the budget and a batch or so now).
+#[test]
+fn kafka_fetches_that_waited_for_room_take_only_what_fits() {
+    const BUDGET: u64 = 32 << 20;
+    let b = Broker::start_with_env(
+        1,
+        &[
+            ("BROKER_KAFKA_LISTEN", "127.0.0.1:0"),
+            ("BROKER_MEMORY_BYTES_PER_SHARD", &BUDGET.to_string()),
+            ("BROKER_CONNECTION_SEND_QUEUE_BYTES_MAX", "16777216"),
+            ("BROKER_FRAME_READ_TIMEOUT_MS", "500"),
+        ],
+    );
+    let addr = kafka_addr(&b);
+    let mut native = b.connect();
+    create_topic(&mut native, "room", 1);
+    // 8 MiB in 1 MiB batches: every fetch from offset 0 answers with 8 MiB.
+    for _ in 0..8 {
+        let mut builder = wire::BatchBuilder::new(2 << 20);
+        for _ in 0..1000 {
+            builder.append(0, None, Some(&[5u8; 1000]), &[]).unwrap();
+        }
+        let batch = builder.finish().unwrap();
+        assert_eq!(produce(&mut native, "room", 0, &batch, wire::AckLevel::Durable).error, 0);
+    }
+    let fetch = fetch_from_start("room", 16 << 20);
+    let mut greedy = Vec::new();
+    for c in 0..10 {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        // The first two connections pipeline 4 fetches each, the others one.
+        for i in 0..if c < 2 { 4 } else { 1 } {
+            let _ = s.write_all(&frame(ApiKey::Fetch, 4, i, &fetch));
+        }
+        greedy.push(s);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Well past the 500 ms wait of every fetch.
+    std::thread::sleep(Duration::from_secs(3));
+    let held = b.metric("broker_memory_held_bytes", 0).expect("metrics on") as u64;
+    eprintln!("{} MiB held of a {} MiB budget", held >> 20, BUDGET >> 20);
+    assert!(held <= BUDGET + (4 << 20), "{} MiB held of a 32 MiB budget", held >> 20);
+    // The connections read: each gets its answers, in order, with a batch at least.
+    for (c, s) in greedy.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        for i in 0..if c < 2 { 4 } else { 1 } {
+            let body = response_body(s, i);
+            assert!(body.len() > 1_000_000, "connection {c} fetch {i}: {} bytes", body.len());
+        }
+    }
+}

@@ -101,7 +101,7 @@ async fn local(
         Err(e @ LookupError::Short) => return failed(q.partition, e.code()),
         Ok(None) | Err(LookupError::Storage(_)) => {}
     }
-    match part.keys.known_last_offset(&q.key) {
+    match part.keys.known_last_offset(&q.key, part.log.log_start_offset()) {
         Some(None) => return result, // never written
         Some(Some(last)) => end = end.min(last + 1),
         None => {}

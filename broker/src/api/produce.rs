@@ -576,7 +576,7 @@ impl SingleKey {
 
 /// `Some(actual position)` when `expect` does not hold now (call right before enqueue).
 fn condition_fails(part: &Partition, expect: ExpectedPosition, key: Option<&[u8]>) -> Option<i64> {
-    let key_last = || key.and_then(|k| part.keys.last_offset(k));
+    let key_last = || key.and_then(|k| part.keys.last_offset(k, part.log.log_start_offset()));
     match expect {
         ExpectedPosition::Any => None,
         ExpectedPosition::NextOffset(n) => {

@@ -163,16 +163,18 @@ pub fn metadata(s: &Session, ctx: Ctx, req: MetadataRequest) -> Option<Vec<u8>> 
 /// `describe_cluster`): this node as the one broker and the controller, never fenced. As
 /// Kafka: any authenticated principal may ask; the cluster's authorized operations are
 /// listed when asked for (else `i32::MIN`); asking a broker for controller endpoints (v1
-/// `endpoint_type` 2) is MISMATCHED_ENDPOINT_TYPE.
+/// `endpoint_type` 2) is MISMATCHED_ENDPOINT_TYPE, another type UNSUPPORTED_ENDPOINT_TYPE.
 pub fn describe_cluster(s: &Session, ctx: Ctx, req: DescribeClusterRequest) -> Option<Vec<u8>> {
     let mut out = DescribeClusterResponse::default();
-    out.endpoint_type = req.endpoint_type;
     out.cluster_authorized_operations = i32::MIN;
     if ctx.version >= 1 && req.endpoint_type != 1 {
-        out.error_code = K::MismatchedEndpointType.code();
-        out.error_message = Some(StrBytes::from_static_str(
-            "this is a broker endpoint: brokers (endpoint type 1) only",
-        ));
+        // As Kafka: the answer names its own endpoint type (brokers, 1).
+        let (code, why) = match req.endpoint_type {
+            2 => (K::MismatchedEndpointType, "a broker endpoint: brokers (type 1) only"),
+            _ => (K::UnsupportedEndpointType, "endpoint types are 1 (brokers), 2"),
+        };
+        out.error_code = code.code();
+        out.error_message = Some(StrBytes::from_static_str(why));
         return respond(ctx, &out);
     }
     let (host, port) = s.advertised();
@@ -189,21 +191,22 @@ pub fn describe_cluster(s: &Session, ctx: Ctx, req: DescribeClusterRequest) -> O
     respond(ctx, &out)
 }
 
-/// Kafka's bit field of the operations the principal may do on the cluster (bit n =
-/// Kafka's operation n: CREATE 5, DELETE 6, ALTER 7, DESCRIBE 8, and IDEMPOTENT_WRITE 12,
-/// which WRITE implies here).
+/// Kafka's bit field of the operations the principal may do on the cluster (bit n = Kafka's
+/// operation n), 0 without DESCRIBE on it, as Kafka: CREATE 5; ALTER 7 and ALTER_CONFIGS 11
+/// (alter here); DESCRIBE 8 and DESCRIBE_CONFIGS 10 (describe here); IDEMPOTENT_WRITE 12,
+/// which WRITE implies here. (CLUSTER_ACTION has no native form.)
 fn cluster_operations(s: &Session) -> i32 {
     use super::sasl::permits;
+    if !permits(s, Operation::Describe, Resource::Cluster) {
+        return 0;
+    }
     let ops = [
-        (Operation::Create, 5),
-        (Operation::Delete, 6),
-        (Operation::Alter, 7),
-        (Operation::Describe, 8),
-        (Operation::Write, 12),
+        (Operation::Create, 1 << 5),
+        (Operation::Alter, 1 << 7 | 1 << 11),
+        (Operation::Describe, 1 << 8 | 1 << 10),
+        (Operation::Write, 1 << 12),
     ];
-    ops.iter()
-        .filter(|(op, _)| permits(s, *op, Resource::Cluster))
-        .fold(0, |bits, (_, n)| bits | 1 << n)
+    ops.iter().filter(|(op, _)| permits(s, *op, Resource::Cluster)).fold(0, |bits, (_, b)| bits | b)
 }
 
 fn partitions(topic: &Topic) -> Vec<metadata_response::MetadataResponsePartition> {

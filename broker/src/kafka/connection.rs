@@ -130,21 +130,35 @@ impl Session {
 
     /// Waits until `bytes` fit the connection's and the shard's budgets, then holds them: what
     /// a response may take, reserved before the request runs.
-    pub async fn reserve(&self, bytes: usize) -> Vec<Held> {
+    pub async fn reserve(&self, bytes: usize) -> (Vec<Held>, usize) {
         // Beside what the request itself holds of the shard (its frame and what it decoded
         // to): a response larger than the rest of the budget must not wait for it.
         // Waiting while holding: requests that each hold a little and wait for more could
         // wait for each other for ever when what they hold fills the budget, so the wait
-        // ends after `frame_read_timeout_ms` and the room is taken anyway (past the budget
-        // by at most this response, which is at most half of it: `fetch`).
+        // ends after `frame_read_timeout_ms` with what fits then (maybe nothing: the fetch
+        // then answers its first batch only, whose room it waits for as a new holder,
+        // `ResponseRoom::grow`). Taking the whole room anyway let every waiting connection
+        // go past the shard's budget by up to half of it.
         let own = self.request.borrow().as_ref().map_or(0, codec::RequestRoom::held_bytes);
         let (connection, shard) = (&self.budget, &self.shard.memory);
         let both = [connection.as_ref(), shard.as_ref()];
-        let room =
-            wait_until(&both, || connection.has_room(bytes) && shard.has_room_beside(own, bytes));
+        let fits = || connection.has_room(bytes) && shard.has_room_beside(own, bytes);
+        let room = wait_until(&both, fits);
         let limit = Duration::from_millis(self.shard.config.frame_read_timeout_ms.max(1));
         crate::timeout::or_after(limit, room, || false).await;
-        budget::hold_all_now(&[connection, shard], bytes)
+        let granted = if fits() {
+            bytes
+        } else {
+            let free = |b: &MemoryBudget, beside: usize| {
+                if b.held_bytes() <= beside {
+                    bytes
+                } else {
+                    b.held_bytes_max().saturating_sub(b.held_bytes())
+                }
+            };
+            bytes.min(free(connection, 0)).min(free(shard, own))
+        };
+        (budget::hold_all_now(&[connection, shard], granted), granted)
     }
 
     /// The host and port clients should connect to: the listener's address, or this
@@ -461,7 +475,10 @@ async fn fetch(s: &Session, mut frame: Bytes, version: i16) -> Result<Started, K
         req.max_wait_ms = if s.left.get() > 0 { 0 } else { left.as_millis() as i32 };
     }
     let room = Rc::new(ResponseRoom::default());
-    room.put(s.reserve(bytes).await);
+    let (held, granted) = s.reserve(bytes).await;
+    room.put(held);
+    // What fitted (0: the first batch only, KIP-74).
+    req.max_bytes = i32::try_from(granted).unwrap_or(i32::MAX);
     let ctx = Ctx { api: ApiKey::Fetch, version, correlation_id };
     Ok((data::fetch(s, ctx, req, room.clone()).await, Some(room)))
 }
