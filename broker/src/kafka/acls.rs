@@ -424,8 +424,9 @@ async fn change(
     native::call::<_, wire::ChangeAclsResponse>(s, &request).await.map(drop)
 }
 
-/// The Kafka code of an ACL change that failed (a denial is the cluster's).
-fn failure(e: &KafkaError) -> i16 {
+/// The Kafka code of an admin change that failed as a whole (a denial is the cluster's):
+/// ACL changes, SCRAM credential changes.
+pub(super) fn failure(e: &KafkaError) -> i16 {
     match e {
         KafkaError::Native { code: wire::ErrorCode::AuthorizationFailed, .. } => {
             K::ClusterAuthorizationFailed.code()

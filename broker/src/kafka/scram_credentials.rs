@@ -32,7 +32,6 @@ use kafka_protocol::ResponseError as K;
 use wire::scram::{Credential, Mechanism};
 
 use super::connection::{ready, respond, Answer, Ctx, Session};
-use super::error::KafkaError;
 use super::native;
 use super::sasl::allowed;
 use crate::auth::acl::{Operation, Resource};
@@ -156,7 +155,7 @@ pub async fn alter(s: &Session, ctx: Ctx, req: AlterUserScramCredentialsRequest)
                 }
             }
             Err(e) => {
-                let code = failure(&e);
+                let code = super::acls::failure(&e);
                 for c in changes.values_mut() {
                     if c.is_ok() {
                         *c = Err((code, e.to_string()));
@@ -272,16 +271,6 @@ fn native_code(code: u16) -> i16 {
         Some(E::InvalidRequest) => K::UnacceptableCredential.code(),
         Some(c) => super::error::kafka_code(c),
         None => K::UnknownServerError.code(),
-    }
-}
-
-/// The Kafka code of a native change that failed as a whole (a denial is the cluster's).
-fn failure(e: &KafkaError) -> i16 {
-    match e {
-        KafkaError::Native { code: wire::ErrorCode::AuthorizationFailed, .. } => {
-            K::ClusterAuthorizationFailed.code()
-        }
-        e => e.code(),
     }
 }
 
