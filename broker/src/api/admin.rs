@@ -353,10 +353,11 @@ pub async fn describe_topic(
             },
         );
     };
-    let mut partitions: Vec<PartitionDescription> = shard
-        .partitions()
-        .iter()
-        .filter(|p| p.topic == req.name)
+    // The topic's partitions this shard owns, looked up one by one (not every partition of
+    // the shard scanned: DescribeLogDirs describes every topic, O(topics x partitions)).
+    let mut partitions: Vec<PartitionDescription> = (0..topic.shards.len() as u32)
+        .filter(|&i| topic.shards[i as usize] == shard.id)
+        .filter_map(|i| shard.partition(&req.name, i))
         .map(|p| PartitionDescription {
             partition: p.index,
             shard: shard.id,
