@@ -1600,3 +1600,54 @@ fn credentials_change_per_user_and_mechanism() {
         assert_eq!(names, ["admin"]);
     });
 }
+
+/// Kafka AlterConfigs by a principal that may not alter the topic is TOPIC_AUTHORIZATION_FAILED
+/// before its settings are looked at (before, a change to a compacted topic's fixed policy
+/// answered INVALID_CONFIG naming the policy to anyone, and a missing topic answered as
+/// missing); once alter is granted the same change meets the fixed policy.
+#[test]
+fn kafka_alter_configs_refuses_an_unauthorized_principal_before_looking_at_the_topic() {
+    let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
+    let kafka = ready_address(&broker, "kafka").to_string();
+    let admin = rt().block_on(async {
+        let admin = client_as(&broker, "admin", ADMIN_PW).await.unwrap();
+        admin.create_topic("compacted", TopicConfig { compact: true, ..topic(1) }).await.unwrap();
+        admin.upsert_user("jill", "jill-pw", false).await.unwrap();
+        admin
+    });
+    let script = r#"
+import json, sys
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
+py = KafkaAdminClient(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLAINTEXT",
+                      sasl_mechanism="SCRAM-SHA-256", sasl_plain_username="jill",
+                      sasl_plain_password="jill-pw")
+out = {}
+for name in ["compacted", "missing"]:
+    r = py.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                         configs={"retention.ms": "1000"})],
+                         raise_on_unknown=False)
+    (v,) = [v for d in r.values() for v in d.values()]
+    out[name] = str(v)
+print(json.dumps(out))
+"#;
+    let run = || {
+        let out = Command::new("python3").args(["-c", script, &kafka]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
+    };
+    let denied = run();
+    let refused = "[Error 29] TopicAuthorizationFailedError: None";
+    assert_eq!(denied["compacted"], refused, "nothing said of the policy: {denied}");
+    assert_eq!(denied["missing"], refused, "{denied}");
+    rt().block_on(async {
+        let grant = acl("jill", AclResourceKind::Topic, "compacted", AclOperation::Alter, false);
+        admin.create_acl(grant).await.unwrap();
+    });
+    let allowed = run();
+    let fixed = allowed["compacted"].as_str().unwrap();
+    assert!(fixed.starts_with("[Error 40] InvalidConfigurationError"), "{allowed}");
+    assert!(fixed.contains("fixed at creation"), "the policy is fixed: {allowed}");
+    assert_eq!(allowed["missing"], refused, "{allowed}");
+}

@@ -18,6 +18,7 @@ use kafka_protocol::ResponseError as K;
 use super::connection::{ready, respond, Answer, Ctx, Session};
 use super::error::kafka_code_raw;
 use super::native;
+use crate::auth::acl::{Operation, Resource};
 use crate::metadata::TopicSettings;
 use crate::storage::LogConfig;
 
@@ -156,9 +157,14 @@ async fn alter_each(
     }
     let mut out = Vec::with_capacity(resources.len());
     for (i, &(kind, name)) in resources.iter().enumerate() {
-        let now = settings_of(s, name);
+        let denied = kind == RESOURCE_TOPIC
+            && !super::sasl::allowed(s, Operation::Alter, Resource::Topic(name));
+        let now = if denied { None } else { settings_of(s, name) };
         let outcome = match refused_resource(kind, named[&(kind, name)] == 1) {
             Some(refused) => refused,
+            // Before the settings are looked at: a principal that may not alter the topic
+            // learns nothing of them (nor whether it exists) from what is refused, as Kafka.
+            None if denied => (K::TopicAuthorizationFailed.code(), None),
             None => match changes(i, now.as_ref()).and_then(|c| keeps_policy(s, now.as_ref(), c)) {
                 Ok(changes) => alter(s, name, changes, validate_only).await,
                 Err(refused) => refused,
