@@ -322,18 +322,21 @@ fn kafka_acl_requests_with_authentication_off_are_security_disabled() {
 /// DescribeCluster (v0–2) names this node as the one broker and the controller, with the
 /// cluster's authorized operations when asked (all of them with authentication off) and
 /// MISMATCHED_ENDPOINT_TYPE for controller endpoints; DescribeClientQuotas answers that none
-/// are configured; a SCRAM credential request naming a user longer than any user name can be
-/// is refused whole (the connection closes), and the broker goes on serving.
+/// are configured; a SCRAM credential alteration naming a user longer than any user name can
+/// be is refused for that user, one naming more users than twice `auth.users_max` is refused
+/// whole (the connection closes), and the broker goes on serving.
 #[test]
 fn kafka_describe_cluster_client_quotas_and_bounded_credential_requests() {
     use kafka_protocol::messages::alter_user_scram_credentials_request::ScramCredentialDeletion;
     use kafka_protocol::messages::{
-        AlterUserScramCredentialsRequest, DescribeClientQuotasRequest,
-        DescribeClientQuotasResponse, DescribeClusterRequest, DescribeClusterResponse,
+        AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+        DescribeClientQuotasRequest, DescribeClientQuotasResponse, DescribeClusterRequest,
+        DescribeClusterResponse,
     };
     use std::io::{Read, Write};
     const MISMATCHED_ENDPOINT_TYPE: i16 = 114;
     const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+    const UNACCEPTABLE_CREDENTIAL: i16 = 93;
     let env = [("BROKER_KAFKA_LISTEN", "127.0.0.1:0"), ("BROKER_AUTH", "off")];
     let b = Broker::start_with_env(1, &env);
     let mut c = Conn::new(&b);
@@ -361,12 +364,23 @@ fn kafka_describe_cluster_client_quotas_and_bounded_credential_requests() {
     let answer: DescribeClientQuotasResponse =
         c.call(ApiKey::DescribeClientQuotas, 1, &DescribeClientQuotasRequest::default());
     assert_eq!((answer.error_code, answer.entries), (0, Some(Vec::new())));
-    // A user name of 4 KiB.
+    // A user name of 4 KiB is refused for that user (the request's names are not copied).
     let mut req = AlterUserScramCredentialsRequest::default();
     let mut deletion = ScramCredentialDeletion::default();
     deletion.name = StrBytes::from_string("u".repeat(4096));
     deletion.mechanism = 1;
     req.deletions = vec![deletion];
+    let answer: AlterUserScramCredentialsResponse =
+        c.call(ApiKey::AlterUserScramCredentials, 0, &req);
+    assert_eq!(answer.results.len(), 1);
+    assert_eq!(answer.results[0].error_code, UNACCEPTABLE_CREDENTIAL);
+    assert_eq!(answer.results[0].user.len(), 4096);
+    // More entries than twice `auth.users_max` (10,000): refused whole, the connection closed.
+    let mut req = AlterUserScramCredentialsRequest::default();
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = StrBytes::from_static_str("u");
+    deletion.mechanism = 1;
+    req.deletions = vec![deletion; 20_001];
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     s.write_all(&kafka_wire::frame(ApiKey::AlterUserScramCredentials, 0, 7, &req)).unwrap();

@@ -17,8 +17,10 @@
 //! is deleted is removed, its ACLs kept (`auth/credentials.rs`). With `auth.mode = "auto"`
 //! neither the first user is created nor the last removed this way (either would switch
 //! authentication: UNACCEPTABLE_CREDENTIAL with why). A request's entries are bounded
-//! before anything is copied (`connection.rs`: at most twice `auth.users_max` users or
-//! credentials, names of at most 128 bytes, else the request does not decode).
+//! before anything is built from them (`connection.rs`: at most twice `auth.users_max` users
+//! or credentials, else the request does not decode); names are kept as the request's own
+//! bytes, a name over 128 bytes refused per user (UNACCEPTABLE_CREDENTIAL; not found in a
+//! describe).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,11 +72,10 @@ pub fn describe(s: &Session, ctx: Ctx, req: DescribeUserScramCredentialsRequest)
         return ready(respond(ctx, &out));
     }
     let state = s.shard.security.snapshot();
-    let asked: Vec<String> = match &req.users {
-        Some(users) if !users.is_empty() => {
-            users.iter().map(|u| u.name.as_str().to_owned()).collect()
-        }
-        _ => state.users.keys().cloned().collect(),
+    // The request's names are not copied (a clone shares the request's buffer).
+    let asked: Vec<StrBytes> = match &req.users {
+        Some(users) if !users.is_empty() => users.iter().map(|u| u.name.clone()).collect(),
+        _ => state.users.keys().map(|k| StrBytes::from_string(k.clone())).collect(),
     };
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for name in &asked {
@@ -86,8 +87,8 @@ pub fn describe(s: &Session, ctx: Ctx, req: DescribeUserScramCredentialsRequest)
             continue; // a duplicate is answered once
         }
         let mut r = Result_::default();
-        r.user = StrBytes::from_string(name.clone());
-        match state.users.get(name) {
+        r.user = name.clone();
+        match state.users.get(name.as_str()) {
             _ if counts[name.as_str()] > 1 => {
                 r.error_code = K::DuplicateResource.code();
                 r.error_message =
@@ -148,7 +149,8 @@ pub async fn alter(s: &Session, ctx: Ctx, req: AlterUserScramCredentialsRequest)
                 for r in answer.results {
                     if r.error != 0 {
                         let code = native_code(r.error);
-                        if let Some(c) = changes.get_mut(&r.user) {
+                        let user = StrBytes::from_string(r.user);
+                        if let Some(c) = changes.get_mut(&user) {
                             *c = Err((code, r.message));
                         }
                     }
@@ -172,14 +174,16 @@ pub async fn alter(s: &Session, ctx: Ctx, req: AlterUserScramCredentialsRequest)
             r.error_code = *code;
             r.error_message = Some(StrBytes::from_string(why.clone()));
         }
-        r.user = StrBytes::from_string(user);
+        r.user = user;
         out.results.push(r);
     }
     ready(respond(ctx, &out))
 }
 
 /// The request's users in first-appearance order, each with its checked change.
-fn collect(req: &AlterUserScramCredentialsRequest) -> (Vec<String>, BTreeMap<String, UserChange>) {
+fn collect(
+    req: &AlterUserScramCredentialsRequest,
+) -> (Vec<StrBytes>, BTreeMap<StrBytes, UserChange>) {
     let mut users = Users::default();
     for d in &req.deletions {
         if let (Ok(c), Some(m)) = users.entry(&d.name, d.mechanism) {
@@ -201,25 +205,31 @@ fn collect(req: &AlterUserScramCredentialsRequest) -> (Vec<String>, BTreeMap<Str
     (users.order, users.changes)
 }
 
-/// The users of an alter request as they are collected.
+/// The users of an alter request as they are collected, by the request's own names (a clone
+/// shares the request's buffer: nothing of a name is copied but a valid one, once).
 #[derive(Default)]
 struct Users {
-    order: Vec<String>,
-    changes: BTreeMap<String, UserChange>,
-    named: BTreeSet<(String, i8)>,
+    order: Vec<StrBytes>,
+    changes: BTreeMap<StrBytes, UserChange>,
+    named: BTreeSet<(StrBytes, i8)>,
 }
 
 impl Users {
     /// `name`'s change (new if first named), refused if this (user, mechanism) was named
-    /// before, the name is empty or the mechanism unknown; and the mechanism.
+    /// before, the name is empty or longer than a user name can be, or the mechanism is
+    /// unknown; and the mechanism.
     fn entry(&mut self, name: &StrBytes, number: i8) -> (&mut UserChange, Option<Mechanism>) {
-        let name = name.as_str().to_owned();
-        if !self.changes.contains_key(&name) {
+        if !self.changes.contains_key(name) {
             self.order.push(name.clone());
         }
         let twice = !self.named.insert((name.clone(), number));
         let change = self.changes.entry(name.clone()).or_insert_with(|| {
-            Ok(wire::UserCredentialChange { user: name.clone(), ..Default::default() })
+            if name.len() > crate::auth::store::USER_NAME_BYTES_MAX {
+                let why = format!("a user name of {} bytes (at most 128)", name.len());
+                return Err((K::UnacceptableCredential.code(), why));
+            }
+            let user = name.as_str().to_owned();
+            Ok(wire::UserCredentialChange { user, ..Default::default() })
         });
         if twice {
             refuse(change, K::DuplicateResource, "a credential is altered once per request".into());
@@ -329,8 +339,10 @@ mod tests {
         ];
         req.deletions = vec![delete("twice", 1), delete("both", 1), delete("gone", 2)];
         let (order, changes) = collect(&req);
+        let order: Vec<&str> = order.iter().map(|n| n.as_str()).collect();
         assert_eq!(order, ["twice", "both", "gone", "ok", "weak", "slow", "md5", ""]);
-        let code = |u: &str| changes[u].as_ref().err().map(|e| e.0);
+        let change = |u: &'static str| &changes[&StrBytes::from_static_str(u)];
+        let code = |u: &'static str| change(u).as_ref().err().map(|e| e.0);
         assert_eq!(code("ok"), None);
         assert_eq!(code("gone"), None, "the native change finds it missing");
         assert_eq!(code("both"), None, "a deletion and an upsertion of other mechanisms");
@@ -339,7 +351,7 @@ mod tests {
         assert_eq!(code("slow"), Some(K::UnacceptableCredential.code()));
         assert_eq!(code("md5"), Some(K::UnsupportedSaslMechanism.code()));
         assert_eq!(code(""), Some(K::UnacceptableCredential.code()));
-        let both = changes["both"].as_ref().unwrap();
+        let both = change("both").as_ref().unwrap();
         assert_eq!(both.remove, ["SCRAM-SHA-256"]);
         assert_eq!(both.upsert[0].mechanism, "SCRAM-SHA-512");
         assert_eq!(native_code(wire::ErrorCode::UnknownUser.as_u16()), K::ResourceNotFound.code());
