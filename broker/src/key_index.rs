@@ -232,17 +232,23 @@ impl KeyIndex {
             return;
         }
         self.swept_to.set(log_start);
-        let mut freed = 0;
         if let State::Ready(map) = &mut *self.state.borrow_mut() {
-            map.retain(|key, offset| {
-                let keep = *offset >= log_start;
-                if !keep {
-                    freed += entry_bytes(key);
-                }
-                keep
-            });
+            self.drop_below(map, log_start);
         }
         // (A build in progress drops them when it ends: `build`.)
+    }
+
+    /// Forgets the keys of `map` whose last offset is below `log_start` and gives their
+    /// memory back.
+    fn drop_below(&self, map: &mut HashMap<Vec<u8>, u64>, log_start: u64) {
+        let mut freed = 0;
+        map.retain(|key, offset| {
+            let keep = *offset >= log_start;
+            if !keep {
+                freed += entry_bytes(key);
+            }
+            keep
+        });
         self.memory.give_back(freed);
         self.held_bytes.set(self.held_bytes.get() - freed);
     }
@@ -270,15 +276,7 @@ impl KeyIndex {
                 }
                 // Keys whose records the log start passed while the index was built (the
                 // appends noted meanwhile too: `forget_before` left them to this).
-                let log_start = log.log_start_offset();
-                map.retain(|key, offset| {
-                    let keep = *offset >= log_start;
-                    if !keep {
-                        self.memory.give_back(entry_bytes(key));
-                        self.held_bytes.set(self.held_bytes.get() - entry_bytes(key));
-                    }
-                    keep
-                });
+                self.drop_below(&mut map, log.log_start_offset());
                 *state = State::Ready(map);
                 Ok(())
             }

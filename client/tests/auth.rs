@@ -425,6 +425,15 @@ fn a_deleted_users_connections_are_refused_and_users_and_acls_survive_kill_9() {
     });
 }
 
+/// Runs a Python `script` with the Kafka listener's address as its argument; what it printed,
+/// as JSON.
+fn python_json(script: &str, kafka: &str) -> serde_json::Value {
+    let out = Command::new("python3").args(["-c", script, kafka]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
+}
+
 fn ready_address(b: &Broker, key: &str) -> SocketAddr {
     let ready = std::fs::read_to_string(b.data_dir.with_extension("ready")).expect("ready file");
     let v: serde_json::Value = serde_json::from_str(&ready).expect("ready json");
@@ -1377,12 +1386,7 @@ if dirs is not None:
     out["log_dirs"] = [{k: v for k, v in b.items() if k != "broker"} for b in dirs]
 print(json.dumps(out))
 "#;
-    let run = || {
-        let out = Command::new("python3").args(["-c", script, &kafka]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
-    };
+    let run = || python_json(script, &kafka);
     let denied = run();
     assert_eq!(denied["delete"], "TopicAuthorizationFailedError", "{denied}");
     // Denied: no log dirs (kafka-python does not raise the response's error code).
@@ -1631,12 +1635,7 @@ for name in ["compacted", "missing"]:
     out[name] = str(v)
 print(json.dumps(out))
 "#;
-    let run = || {
-        let out = Command::new("python3").args(["-c", script, &kafka]).output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_str::<serde_json::Value>(text.trim()).unwrap()
-    };
+    let run = || python_json(script, &kafka);
     let denied = run();
     let refused = "[Error 29] TopicAuthorizationFailedError: None";
     assert_eq!(denied["compacted"], refused, "nothing said of the policy: {denied}");

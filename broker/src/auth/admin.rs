@@ -6,7 +6,7 @@
 use wire::{AlignedVec, ErrorCode};
 
 use super::acl::Acl;
-use super::store::{Security, SecurityError, SecurityState, StoredCredential, User};
+use super::store::{Security, SecurityError, StoredCredential, User};
 use super::{error_frame, respond};
 use crate::request::Request;
 
@@ -41,22 +41,17 @@ pub fn upsert_user(security: &Security, req: &Request) -> AlignedVec {
     }
 }
 
-/// `ChangeCredentials` (`credentials.rs`): nothing is written when every user is refused.
+/// `ChangeCredentials` (`credentials.rs`).
 pub fn change_credentials(security: &Security, req: &Request) -> AlignedVec {
     let b = decode!(req, wire::ChangeCredentialsRequest);
     let limits = super::credentials::Limits {
         users_max: security.config().users_max,
         users_decide_mode: security.config().mode == super::AuthMode::Auto,
     };
-    let apply = |s: &mut SecurityState| super::credentials::apply(s, &b.users, limits);
-    let trial = apply(&mut (*security.snapshot()).clone());
-    let outcomes = if trial.iter().all(Result::is_err) {
-        trial
-    } else {
-        match security.change(|s| Ok(apply(s))) {
-            Ok(outcomes) => outcomes,
-            Err(e) => return refused(req, e),
-        }
+    // (Nothing is written when every user is refused: `Security::change`.)
+    let outcomes = match security.change(|s| Ok(super::credentials::apply(s, &b.users, limits))) {
+        Ok(outcomes) => outcomes,
+        Err(e) => return refused(req, e),
     };
     let results = b
         .users
@@ -137,12 +132,7 @@ pub fn change_acls(security: &Security, req: &Request) -> AlignedVec {
             return error_frame(&req.header, ErrorCode::InvalidRequest, &e.to_string())
         }
     };
-    let known = security.snapshot();
-    let changes = add.iter().any(|a| !known.acls.contains(a))
-        || remove.iter().any(|a| known.acls.contains(a));
-    if !changes {
-        return respond(&req.header, &wire::ChangeAclsResponse { added: 0, removed: 0 });
-    }
+    // (Nothing is written when nothing changes: `Security::change`.)
     let changed = security.change(|s| {
         let added: Vec<&Acl> = add.iter().filter(|a| s.acls.insert((*a).clone())).collect();
         let removed: Vec<&Acl> = remove.iter().filter(|a| s.acls.remove(a)).collect();

@@ -296,14 +296,19 @@ impl Security {
     }
 
     /// Applies `change` to a copy of the state, persists it, then installs it. Nothing is
-    /// installed when `change` or the write fails.
+    /// installed when `change` or the write fails, and nothing is written (nor the
+    /// generation moved) when it left the state as it was.
     pub fn change<T>(
         &self,
         change: impl FnOnce(&mut SecurityState) -> Result<T, SecurityError>,
     ) -> Result<T, SecurityError> {
         let _one_writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = (*self.snapshot()).clone();
+        let now = self.snapshot();
+        let mut next = (*now).clone();
         let out = change(&mut next)?;
+        if next == *now {
+            return Ok(out);
+        }
         if next.acls.len() > self.config.acls_max {
             return Err(SecurityError::Limit { what: "acls", max: self.config.acls_max });
         }
