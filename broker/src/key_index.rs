@@ -11,9 +11,12 @@
 //! others): an index built before the log's last rollback (`PartitionLog::rollbacks`) is
 //! built again by the next conditional append, and not snapshotted meanwhile. It holds
 //! every key whose records are still in the log: once retention or a record deletion moves
-//! the log's start past a key's last record the key is forgotten ([`KeyIndex::forget_before`];
-//! an index built from the log then would not know it either, so the answer does not depend
-//! on when the index was built or whether a snapshot was found). It belongs on partitions
+//! the log's start past a key's last record the key reads as never written at once (a last
+//! offset below the start is not an answer), and the shard's next retention pass forgets it
+//! and gives its memory back ([`KeyIndex::forget_before`]; a sweep per DeleteRecords request
+//! would let deletions in steps of one record hold the shard). An index built from the log
+//! then would not know it either, so the answer does not depend on when the index was built
+//! or whether a snapshot was found. It belongs on partitions
 //! used as event streams per key (an aggregate per key), which keep their records.
 //! - Bounded: every key it holds (and every append queued while it builds) is charged to the
 //!   shard's table memory (`table.rs::TableMemory`, `table_keys_bytes_per_shard`) at
@@ -225,8 +228,9 @@ impl KeyIndex {
 
     /// The log's start moved to `log_start` (retention, deleted records): keys whose last
     /// record is before it are forgotten and their memory given back, so the index holds
-    /// what one built from the log now would (a key-conditional append answers the same
-    /// before and after a restart). One pass over the keys each time the start moves.
+    /// what one built from the log now would (reads already answer so: `last_offset`). One
+    /// pass over the keys each time the start moved since the last: called by the shard's
+    /// retention pass only, so its cost is bounded by the pass's timer.
     pub fn forget_before(&self, log_start: u64) {
         if log_start <= self.swept_to.get() {
             return;

@@ -14,7 +14,7 @@
 //! partition's other derived state by `partition.rs`) and
 //! [`follow`] replays the log after it, so a restart rebuilds the table without replaying
 //! everything. Keys whose latest record retention deleted read as absent, and are forgotten
-//! when retention moves the log's start ([`Table::forget_before`]).
+//! by the retention pass after the log's start moved ([`Table::forget_before`]).
 //!
 //! Memory: the keys of every table on a shard come out of one budget
 //! (`table_keys_bytes_per_shard`). A table that would pass it stops following and answers
@@ -399,13 +399,16 @@ impl Table {
     /// Retention moved the log's start to `log_start`: a projection forgets the keys whose
     /// latest record is before it (they read as absent already; kept, a table over a topic
     /// with retention and ever new keys grew until `RESOURCE_LIMIT`) and the changes before
-    /// it, and gives their memory back. One pass over the keys each time the start moves.
+    /// it, and gives their memory back. One pass over the keys each time the start moved
+    /// since the last: called by the shard's retention pass only, so the cost of a pass is
+    /// bounded by its timer, not by how often a client deletes records
+    /// ([`Table::forget_changes_before`] is what a deletion does at once).
     pub fn forget_before(&self, log_start: u64) {
         if log_start <= self.swept_to.get() {
             return;
         }
         self.swept_to.set(log_start);
-        let mut freed = 0;
+        let mut freed = self.drop_changes_before(log_start);
         if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
             keys.retain(|key, offset| {
                 let keep = *offset >= log_start;
@@ -414,12 +417,6 @@ impl Table {
                 }
                 keep
             });
-            let mut changes = self.changes.borrow_mut();
-            while changes.front().is_some_and(|c| c.0 < log_start) {
-                changes.pop_front();
-                freed += CHANGE_BYTES;
-            }
-            self.changes_from.set(self.changes_from.get().max(log_start));
         }
         if freed > 0 {
             // The stored snapshot still names the forgotten keys: the next pass stores
@@ -427,6 +424,32 @@ impl Table {
             self.snapshot_offset.set(u64::MAX);
         }
         self.memory.give_back(freed);
+    }
+
+    /// Records before `log_start` were deleted (DeleteRecords): the change feed forgets the
+    /// changes before it (a feed asked from there answers `OFFSET_OUT_OF_RANGE` with where it
+    /// can start), at a cost of the changes dropped. The keys are left to the next retention
+    /// pass ([`Table::forget_before`]; until then they read as absent, their records gone): a
+    /// sweep of every key per request would let deletions in steps of one record hold the
+    /// shard.
+    pub fn forget_changes_before(&self, log_start: u64) {
+        let freed = self.drop_changes_before(log_start);
+        self.memory.give_back(freed);
+    }
+
+    /// Drops the changes before `log_start` and returns the bytes they held.
+    fn drop_changes_before(&self, log_start: u64) -> usize {
+        if !matches!(*self.contents.borrow(), Contents::Latest(_)) {
+            return 0;
+        }
+        let mut freed = 0;
+        let mut changes = self.changes.borrow_mut();
+        while changes.front().is_some_and(|c| c.0 < log_start) {
+            changes.pop_front();
+            freed += CHANGE_BYTES;
+        }
+        self.changes_from.set(self.changes_from.get().max(log_start));
+        freed
     }
 
     /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed

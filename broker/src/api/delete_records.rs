@@ -117,10 +117,12 @@ async fn local(
     };
     let error = match log.delete_records_before(offset).await {
         Ok(_) => {
+            // Keys whose records went are swept out by the next retention pass (a sweep per
+            // request would let deletions in steps of one record hold the shard); until
+            // then tables and key conditions read below the log start as absent.
             if let Some(table) = &part.table {
-                table.forget_before(log.log_start_offset());
+                table.forget_changes_before(log.log_start_offset());
             }
-            part.keys.forget_before(log.log_start_offset());
             0
         }
         Err(e) => e.code().as_u16(),
