@@ -26,8 +26,8 @@
 //!   `RESOURCE_LIMIT` (other appends are unaffected) until the broker restarts with a larger
 //!   budget. Sticky, so a client cannot make the shard rescan the log over and over.
 
+use indexmap::IndexMap;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use wire::{AlignedVec, Envelopes, ErrorCode};
@@ -44,10 +44,13 @@ const BUILD_READ_BYTES: usize = 4 << 20;
 /// What one key costs the budget besides its bytes (the map's entry, the key's `Vec`).
 pub const KEY_ENTRY_OVERHEAD_BYTES: usize = 56;
 
+/// Key → last offset, in the order keys were first seen (a snapshot walks it by position).
+type Keys = IndexMap<Vec<u8>, u64>;
+
 enum State {
     Absent,
     Building { tail: Vec<(Vec<u8>, u64)> },
-    Ready(HashMap<Vec<u8>, u64>),
+    Ready(Keys),
     OverBudget,
 }
 
@@ -90,6 +93,9 @@ pub struct KeyIndex {
     built_at_rollbacks: Cell<u64>,
     /// The log start [`KeyIndex::forget_before`] last swept to.
     swept_to: Cell<u64>,
+    /// A snapshot is being written ([`KeyIndex::write_snapshot`]): no key is removed
+    /// meanwhile (it walks the map by position).
+    snapshotting: Cell<bool>,
 }
 
 impl Drop for KeyIndex {
@@ -113,6 +119,7 @@ impl KeyIndex {
             held_bytes: Cell::new(0),
             built_at_rollbacks: Cell::new(0),
             swept_to: Cell::new(0),
+            snapshotting: Cell::new(false),
         }
     }
 
@@ -232,7 +239,8 @@ impl KeyIndex {
     /// pass over the keys each time the start moved since the last: called by the shard's
     /// retention pass only, so its cost is bounded by the pass's timer.
     pub fn forget_before(&self, log_start: u64) {
-        if log_start <= self.swept_to.get() {
+        if log_start <= self.swept_to.get() || self.snapshotting.get() {
+            // (While a snapshot is written: the next pass.)
             return;
         }
         self.swept_to.set(log_start);
@@ -244,7 +252,7 @@ impl KeyIndex {
 
     /// Forgets the keys of `map` whose last offset is below `log_start` and gives their
     /// memory back.
-    fn drop_below(&self, map: &mut HashMap<Vec<u8>, u64>, log_start: u64) {
+    fn drop_below(&self, map: &mut Keys, log_start: u64) {
         let mut freed = 0;
         map.retain(|key, offset| {
             let keep = *offset >= log_start;
@@ -320,14 +328,65 @@ impl KeyIndex {
         }
     }
 
-    /// The index as a snapshot covering `covered_offset` (see `state_snapshot.rs`), if built.
-    /// `rollbacks`: the log's now; an index built before appends failed is not stored.
-    pub fn encode(&self, covered_offset: u64, rollbacks: u64) -> Option<Vec<u8>> {
-        match &*self.state.borrow() {
-            State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => {
-                Some(state_snapshot::encode_keys(covered_offset, map.len(), map.iter()))
+    /// Writes the index as a snapshot covering `covered_offset` (see `state_snapshot.rs`)
+    /// into a temporary file in `dir`, a step of [`state_snapshot::SNAPSHOT_STEP_BYTES`] at a
+    /// time, and returns it for the caller to finish once everything it names is durable.
+    /// `None` when there is nothing to store: not built, built before appends failed
+    /// (`rollbacks`, the log's when `covered_offset` was read, moved), or it did so while
+    /// the snapshot was written.
+    ///
+    /// Appends go on meanwhile: a key noted after `covered_offset` may be written with its
+    /// new offset or its old one, and keys first seen after it are left out. Either way the
+    /// load replays the log from `covered_offset`, which sets each key to its last offset
+    /// again; the caller waits until every offset noted before the last step is durable
+    /// and no append failed (`partition.rs`). No key is removed while it is written
+    /// (`snapshotting`), so walking the map by position sees each key once.
+    pub async fn write_snapshot(
+        &self,
+        dir: std::path::PathBuf,
+        covered_offset: u64,
+        rollbacks: u64,
+    ) -> std::io::Result<Option<state_snapshot::SnapshotWriter>> {
+        let count = match &*self.state.borrow() {
+            State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => map.len(),
+            _ => return Ok(None),
+        };
+        self.snapshotting.set(true);
+        let _done = scopeguard(&self.snapshotting);
+        let mut file =
+            state_snapshot::SnapshotWriter::create(dir, state_snapshot::KEYS_FILE.into()).await?;
+        let mut step = state_snapshot::keys_header(covered_offset, count);
+        let mut at = 0;
+        loop {
+            let walked = match &*self.state.borrow() {
+                // Dropped (over budget) or to be built again: nothing to store.
+                State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => {
+                    while at < count && step.len() < state_snapshot::SNAPSHOT_STEP_BYTES {
+                        // (No key is removed meanwhile: the map only grew.)
+                        let Some((key, offset)) = map.get_index(at) else { break };
+                        state_snapshot::push_key_entry(&mut step, key, *offset);
+                        at += 1;
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if !walked || (at < count && step.len() < state_snapshot::SNAPSHOT_STEP_BYTES) {
+                file.abandon().await;
+                return Ok(None);
             }
-            _ => None,
+            if at == count {
+                let crc = crc32c::crc32c_append(file.crc(), &step);
+                step.extend_from_slice(&crc.to_le_bytes());
+            }
+            let written = file.write(std::mem::take(&mut step)).await;
+            if let Err(e) = written {
+                file.abandon().await;
+                return Err(e);
+            }
+            if at == count {
+                return Ok(Some(file));
+            }
         }
     }
 
@@ -347,10 +406,7 @@ impl KeyIndex {
     /// Keys of everything appended before the scan started: waits until that is readable
     /// (appends become readable when synced), then reads what the snapshot (if any) does not
     /// cover.
-    async fn scan(
-        &self,
-        log: &PartitionLog<DmaDisk>,
-    ) -> Result<HashMap<Vec<u8>, u64>, KeyIndexError> {
+    async fn scan(&self, log: &PartitionLog<DmaDisk>) -> Result<Keys, KeyIndexError> {
         let end = log.next_offset();
         // Fenced or closed: fails (a fenced log never makes the rest visible); appends that
         // failed meanwhile leave less to wait for.
@@ -362,7 +418,7 @@ impl KeyIndex {
         .await
         {
             Some((covered, map)) if covered <= end => (covered, map),
-            _ => (0, HashMap::new()),
+            _ => (0, Keys::new()),
         };
         // Keys whose records went since the snapshot (retention, deleted records) are not
         // loaded (`forget_before`).
@@ -410,4 +466,15 @@ impl KeyIndex {
         info!(dir = %log.dir().display(), keys = map.len(), snapshot_offset = covered, scanned_offsets = end.saturating_sub(start), "key index built");
         Ok(map)
     }
+}
+
+/// Clears `flag` when dropped (a snapshot ended, or its task was cancelled).
+fn scopeguard(flag: &Cell<bool>) -> impl Drop + '_ {
+    struct Clear<'a>(&'a Cell<bool>);
+    impl Drop for Clear<'_> {
+        fn drop(&mut self) {
+            self.0.set(false);
+        }
+    }
+    Clear(flag)
 }

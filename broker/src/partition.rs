@@ -23,7 +23,7 @@ use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
 use crate::metadata::{DerivedTable, Topic};
 use crate::producer_state::{ProducerStates, ShardProducers};
-use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
+use crate::state_snapshot::{self, PRODUCERS_FILE};
 use crate::storage::log::JournalJoin;
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
 use crate::table::{Table, TableMemory};
@@ -108,30 +108,43 @@ impl Partition {
         // The table applies durable records only: its snapshot needs no wait.
         let derived: Vec<Rc<Table>> = self.derived.borrow().values().cloned().collect();
         for t in self.table.iter().chain(derived.iter().map(|t| &**t)) {
-            if let Some((file, covered, bytes)) = t.encode_snapshot() {
-                state_snapshot::store(self.log.dir().to_owned(), file, bytes).await?;
-                t.snapshot_stored(covered);
-            }
+            t.write_snapshot(self.log.dir().to_owned()).await?;
         }
         let covered = self.log.next_offset();
         if covered == self.snapshot_offset.get() {
             return Ok(false);
         }
         // Captured together with `covered`: no await in between.
-        self.producers.borrow_mut().after_rollbacks(self.log.rollbacks(), covered);
+        let rollbacks = self.log.rollbacks();
+        self.producers.borrow_mut().after_rollbacks(rollbacks, covered);
         let producers = state_snapshot::encode_producers(covered, &self.producers.borrow());
-        let keys = self.keys.encode(covered, self.log.rollbacks());
-        // (Its first poll, in this step, notes the log's rollbacks.)
-        if self.log.wait_visible(covered).await != Ok(true) {
-            // Closed or fenced, or appends before `covered` failed (the state captured counts
+        let dir = self.log.dir().to_owned();
+        // Written a step at a time while appends go on: it may name offsets noted up to
+        // the log's end when it was done, which must be durable too.
+        let keys = self.keys.write_snapshot(dir.clone(), covered, rollbacks).await?;
+        let end = match keys {
+            Some(_) => self.log.next_offset(),
+            None => covered,
+        };
+        // (Its first poll, in this step, notes the log's rollbacks: none may have failed
+        // since `covered` was read.)
+        if self.log.rollbacks() != rollbacks || self.log.wait_visible(end).await != Ok(true) {
+            // Closed or fenced, or appends before `end` failed (the state captured counts
             // them, even if others refilled the end since): what is not durable must not be
             // remembered.
+            if let Some(keys) = keys {
+                keys.abandon().await;
+            }
             return Ok(false);
         }
-        let dir = self.log.dir().to_owned();
-        state_snapshot::store(dir.clone(), PRODUCERS_FILE.to_owned(), producers).await?;
+        if let Err(e) = state_snapshot::store(dir, PRODUCERS_FILE.to_owned(), producers).await {
+            if let Some(keys) = keys {
+                keys.abandon().await;
+            }
+            return Err(e);
+        }
         if let Some(keys) = keys {
-            state_snapshot::store(dir, KEYS_FILE.to_owned(), keys).await?;
+            keys.finish().await?;
         }
         self.snapshot_offset.set(covered);
         Ok(true)

@@ -162,6 +162,11 @@ pub struct Table {
     changes_from: Cell<u64>,
     /// The log start [`Table::forget_before`] last swept to.
     swept_to: Cell<u64>,
+    /// A snapshot is being written ([`Table::write_snapshot`]): the table holds still (no
+    /// record applied, no key forgotten) until it is.
+    snapshotting: Cell<bool>,
+    /// Advanced each time a snapshot ends (the follow task waits for it).
+    snapshot_ends: Watermark,
 }
 
 /// Why a change feed cannot start where asked.
@@ -232,6 +237,8 @@ impl Table {
             changes: RefCell::new(VecDeque::new()),
             changes_from: Cell::new(covered),
             swept_to: Cell::new(0),
+            snapshotting: Cell::new(false),
+            snapshot_ends: Watermark::new(0),
         };
         if !table.memory.take(bytes) {
             table.over_budget.set(true);
@@ -388,6 +395,9 @@ impl Table {
 
     /// Forgets `key` if its latest record is at `offset` (retention deleted it).
     pub fn forget_if_at(&self, key: &[u8], offset: u64) {
+        if self.snapshotting.get() {
+            return; // it reads as absent anyway; the next read or retention pass forgets it
+        }
         if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
             if keys.get(key) == Some(&offset) {
                 keys.remove(key);
@@ -404,7 +414,8 @@ impl Table {
     /// bounded by its timer, not by how often a client deletes records
     /// ([`Table::forget_changes_before`] is what a deletion does at once).
     pub fn forget_before(&self, log_start: u64) {
-        if log_start <= self.swept_to.get() {
+        if log_start <= self.swept_to.get() || self.snapshotting.get() {
+            // (While a snapshot is written: the next pass.)
             return;
         }
         self.swept_to.set(log_start);
@@ -452,35 +463,113 @@ impl Table {
         freed
     }
 
-    /// The table as a snapshot `(file name, covered offset, bytes)`, unless nothing changed
-    /// since the last one (or the table is unavailable). Everything it covers is durable:
+    /// Stores the table's snapshot in `dir` as of what it applied, unless nothing changed
+    /// since the last one (or the table is unavailable): a step of
+    /// [`state_snapshot::SNAPSHOT_STEP_BYTES`] at a time, each written off the reactor
+    /// thread, so a large table neither holds the shard for the whole encoding nor needs a
+    /// copy of itself in memory. Meanwhile the table holds still (`snapshotting`: [`follow`]
+    /// waits to apply more, nothing is forgotten; reads go on), so the snapshot is the table
+    /// at one offset, as a state table's aggregates (not idempotent) and a projection's
+    /// change feed (each change's previous offset) need. Everything it covers is durable:
     /// the table applies visible records only.
-    pub fn encode_snapshot(&self) -> Option<(String, u64, Vec<u8>)> {
+    pub async fn write_snapshot(&self, dir: std::path::PathBuf) -> std::io::Result<()> {
         let covered = self.applied.get();
-        if covered == self.snapshot_offset.get() || self.over_budget.get() {
-            return None;
+        if covered == self.snapshot_offset.get() || self.over_budget.get() || self.closed.get() {
+            return Ok(());
         }
-        Some(match &*self.contents.borrow() {
-            Contents::Latest(keys) => (
-                self.snapshot_file.clone(),
-                covered,
-                state_snapshot::encode_keys(covered, keys.len(), keys.iter()),
-            ),
-            Contents::Aggregates { groups, aggregator } => {
-                let snapshot = AggregatesSnapshot {
-                    covered_offset: covered,
-                    groups: groups.iter().map(|((k, w), a)| (k.clone(), *w, *a)).collect(),
-                    settings: Some(aggregator.settings().clone()),
-                };
-                let bytes = serde_json::to_vec(&snapshot).expect("plain data");
-                (self.snapshot_file.clone(), covered, bytes)
+        self.snapshotting.set(true);
+        let _resume = Resume(self);
+        let mut file =
+            state_snapshot::SnapshotWriter::create(dir, self.snapshot_file.clone()).await?;
+        let mut step = self.snapshot_head(covered);
+        let mut cursor = Cursor::Start;
+        loop {
+            if self.closed.get() || self.over_budget.get() {
+                file.abandon().await;
+                return Ok(());
             }
-        })
+            let done = self.snapshot_step(&mut cursor, &mut step);
+            if done {
+                self.snapshot_tail(&mut step, file.crc());
+            }
+            if let Err(e) = file.write(std::mem::take(&mut step)).await {
+                file.abandon().await;
+                return Err(e);
+            }
+            if done {
+                break;
+            }
+        }
+        file.finish().await?;
+        self.snapshot_offset.set(covered);
+        Ok(())
     }
 
-    /// A snapshot covering `covered` was stored.
-    pub fn snapshot_stored(&self, covered: u64) {
-        self.snapshot_offset.set(covered);
+    /// What a snapshot covering `covered` starts with: a key snapshot's header (binary,
+    /// `state_snapshot::encode_keys`), or `AggregatesSnapshot`'s JSON up to its groups.
+    fn snapshot_head(&self, covered: u64) -> Vec<u8> {
+        match &*self.contents.borrow() {
+            Contents::Latest(keys) => state_snapshot::keys_header(covered, keys.len()),
+            Contents::Aggregates { aggregator, .. } => {
+                let settings = serde_json::to_string(aggregator.settings()).expect("plain data");
+                format!("{{\"covered_offset\":{covered},\"settings\":{settings},\"groups\":[")
+                    .into_bytes()
+            }
+        }
+    }
+
+    /// Ends the last step of a snapshot: the CRC32C of everything (`crc_before`: of what
+    /// the steps before it held), or the end of the JSON.
+    fn snapshot_tail(&self, step: &mut Vec<u8>, crc_before: u32) {
+        match &*self.contents.borrow() {
+            Contents::Latest(_) => {
+                let crc = crc32c::crc32c_append(crc_before, step);
+                step.extend_from_slice(&crc.to_le_bytes());
+            }
+            Contents::Aggregates { .. } => step.extend_from_slice(b"]}"),
+        }
+    }
+
+    /// Appends the entries after `cursor` to `step` until it holds
+    /// [`state_snapshot::SNAPSHOT_STEP_BYTES`], and moves `cursor` past them; true once the
+    /// last entry is in.
+    fn snapshot_step(&self, cursor: &mut Cursor, step: &mut Vec<u8>) -> bool {
+        let full = |step: &Vec<u8>| step.len() >= state_snapshot::SNAPSHOT_STEP_BYTES;
+        match (&*self.contents.borrow(), &mut *cursor) {
+            (Contents::Latest(keys), Cursor::Start | Cursor::Key(_)) => {
+                let from = match &*cursor {
+                    Cursor::Key(k) => Bound::Excluded(k.as_slice()),
+                    _ => Bound::Unbounded,
+                };
+                for (key, offset) in keys.range::<[u8], _>((from, Bound::Unbounded)) {
+                    state_snapshot::push_key_entry(step, key, *offset);
+                    if full(step) {
+                        *cursor = Cursor::Key(key.clone());
+                        return false;
+                    }
+                }
+                true
+            }
+            (Contents::Aggregates { groups, .. }, Cursor::Start | Cursor::Group(..)) => {
+                let from = match &*cursor {
+                    Cursor::Group(k, w) => Bound::Excluded((k.clone(), *w)),
+                    _ => Bound::Unbounded,
+                };
+                let mut first = matches!(cursor, Cursor::Start);
+                for (group, a) in groups.range((from, Bound::Unbounded)) {
+                    if !std::mem::take(&mut first) {
+                        step.push(b',');
+                    }
+                    serde_json::to_writer(&mut *step, &(&group.0, group.1, a)).expect("plain data");
+                    if full(step) {
+                        *cursor = Cursor::Group(group.0.clone(), group.1);
+                        return false;
+                    }
+                }
+                true
+            }
+            _ => unreachable!("a table's contents keep their kind"),
+        }
     }
 
     /// Applies one record; `false` when the budget refused a new key.
@@ -658,6 +747,14 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
         if table.is_closed() {
             return;
         }
+        // A snapshot being written holds the table still.
+        while table.snapshotting.get() {
+            let seen = table.snapshot_ends.get();
+            table.snapshot_ends.wait_for(seen + 1).await;
+        }
+        if table.is_closed() {
+            return;
+        }
         // Record deletion may have moved the start while this read waited, and forgotten the
         // keys below it (`Table::forget_before`): those records must not bring them back.
         offset = offset.max(log.log_start_offset());
@@ -730,4 +827,112 @@ pub fn entry_of(r: &wire::RecordView<'_>) -> Option<TableEntry> {
             })
             .collect(),
     })
+}
+
+/// Where a snapshot being written goes on ([`Table::write_snapshot`]).
+enum Cursor {
+    /// At the first entry.
+    Start,
+    /// After this key (a projection).
+    Key(Vec<u8>),
+    /// After this group and window (a state table).
+    Group(Vec<u8>, i64),
+}
+
+/// Lets the table move again when a snapshot ends (or its task is cancelled).
+struct Resume<'a>(&'a Table);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        self.0.snapshotting.set(false);
+        self.0.snapshot_ends.advance(self.0.snapshot_ends.get() + 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(contents: Contents) -> Table {
+        Table {
+            snapshot_file: String::new(),
+            closed: Cell::new(false),
+            contents: RefCell::new(contents),
+            applied: Watermark::new(0),
+            memory: TableMemory::new(usize::MAX),
+            over_budget: Cell::new(false),
+            snapshot_offset: Cell::new(0),
+            changes: RefCell::new(VecDeque::new()),
+            changes_from: Cell::new(0),
+            swept_to: Cell::new(0),
+            snapshotting: Cell::new(false),
+            snapshot_ends: Watermark::new(0),
+        }
+    }
+
+    /// The bytes `write_snapshot` writes, step by step; and how many steps.
+    fn stepped(t: &Table, covered: u64) -> (Vec<u8>, usize) {
+        let (mut out, mut step, mut cursor, mut steps) =
+            (Vec::new(), t.snapshot_head(covered), Cursor::Start, 0);
+        loop {
+            let done = t.snapshot_step(&mut cursor, &mut step);
+            steps += 1;
+            if done {
+                t.snapshot_tail(&mut step, crc32c::crc32c(&out));
+            }
+            out.append(&mut step);
+            if done {
+                return (out, steps);
+            }
+        }
+    }
+
+    #[test]
+    fn snapshots_written_in_steps_read_back_whole() {
+        // A projection of 60,000 keys (the empty key too): many steps.
+        let mut keys: BTreeMap<Vec<u8>, u64> =
+            (0..60_000u64).map(|i| (format!("key-{i:06}").into_bytes(), i * 2)).collect();
+        keys.insert(Vec::new(), 7);
+        let t = table(Contents::Latest(keys.clone()));
+        let (bytes, steps) = stepped(&t, 120_001);
+        assert!(steps > 3, "{steps} steps");
+        let read: (u64, BTreeMap<Vec<u8>, u64>) = state_snapshot::decode_keys(&bytes).unwrap();
+        assert_eq!(read, (120_001, keys));
+        // Empty.
+        let (bytes, _) = stepped(&table(Contents::Latest(BTreeMap::new())), 5);
+        let read: (u64, BTreeMap<Vec<u8>, u64>) = state_snapshot::decode_keys(&bytes).unwrap();
+        assert_eq!(read, (5, BTreeMap::new()));
+
+        // A state table of 20,000 groups of 3 windows each.
+        let settings = AggregateSettings {
+            group_by_header: None,
+            field_json_path: Some("$.amount".into()),
+            field_header: None,
+            window_ms: 60_000,
+            windows_kept: 0,
+        };
+        let mut groups = BTreeMap::new();
+        for g in 0..20_000u64 {
+            for w in 0..3i64 {
+                let mut a = Aggregate::default();
+                a.add(Some(g as f64 * 1.5 - 7.0), g * 3 + w as u64, w * 60_000);
+                a.add(None, g * 3 + w as u64 + 1, w * 60_000 + 1);
+                groups.insert((format!("g-{g}").into_bytes(), w * 60_000), a);
+            }
+        }
+        let aggregator = Aggregator::new(&settings).unwrap();
+        let t = table(Contents::Aggregates { aggregator, groups: groups.clone() });
+        let (bytes, steps) = stepped(&t, 99);
+        assert!(steps > 3, "{steps} steps");
+        let read: AggregatesSnapshot = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(read.covered_offset, 99);
+        assert_eq!(read.settings, Some(settings.clone()));
+        let read: BTreeMap<(Vec<u8>, i64), Aggregate> =
+            read.groups.into_iter().map(|(k, w, a)| ((k, w), a)).collect();
+        assert_eq!(read, groups);
+        let aggregator = Aggregator::new(&settings).unwrap();
+        let empty = table(Contents::Aggregates { aggregator, groups: BTreeMap::new() });
+        let read: AggregatesSnapshot = serde_json::from_slice(&stepped(&empty, 3).0).unwrap();
+        assert!(read.groups.is_empty());
+    }
 }
