@@ -1,8 +1,8 @@
 //! A topic's settings as stored: what a new topic may ask for
 //! ([`TopicSettings::validate`]), what they make of the broker's log defaults
 //! ([`TopicSettings::log_config`]), and which of them an existing topic may change
-//! ([`TopicSettings::altered`]: retention, rolling, tombstone retention, default ack; its
-//! partitions take the change while open, `storage/log/live_config.rs`).
+//! ([`TopicSettings::altered`]: retention, rolling, compaction, tombstone retention,
+//! default ack; its partitions take the change while open, `storage/log/live_config.rs`).
 
 use serde::{Deserialize, Serialize};
 use wire::AckLevel;
@@ -189,7 +189,7 @@ impl TopicSettings {
     /// These settings with `changes` made (a setting's name and its new value as text;
     /// empty: back to the broker default), checked as a new topic's are. Only
     /// [`ALTERABLE_SETTINGS`] change: partitions grow with `CreatePartitions`; a table, an
-    /// aggregate, compaction and the batch limit are fixed at creation.
+    /// aggregate and the batch limit are fixed at creation.
     pub fn altered(&self, changes: &[(String, String)]) -> Result<TopicSettings, MetadataError> {
         let mut next = self.clone();
         // Only the changed fields are checked, on an otherwise default topic: one stored
@@ -200,7 +200,7 @@ impl TopicSettings {
         });
         for (name, value) in changes {
             let Some(&field) = ALTERABLE_SETTINGS.iter().find(|&&f| f == name) else {
-                let fixed = ["partition_count", "table", "aggregate", "compact", "batch_bytes_max"];
+                let fixed = ["partition_count", "table", "aggregate", "batch_bytes_max"];
                 let allowed = if fixed.contains(&name.as_str()) {
                     format!("one of {ALTERABLE_SETTINGS:?} ({name} is fixed at creation)")
                 } else {
@@ -238,6 +238,20 @@ impl TopicSettings {
             "delete_retention_ms" => {
                 self.delete_retention_ms = number("an integer (milliseconds)")?
             }
+            // Compaction on or off from the next pass (`storage/log/live_config.rs`).
+            "compact" => {
+                self.compact = match value {
+                    "" | "false" => false,
+                    "true" => true,
+                    _ => {
+                        return Err(MetadataError::InvalidConfig {
+                            field,
+                            value: value.to_owned(),
+                            allowed: "true, false or empty (the default: false)".to_owned(),
+                        })
+                    }
+                }
+            }
             "segment_bytes_max" => {
                 let bytes = number("an integer (bytes)")?;
                 self.segment_bytes_max =
@@ -263,13 +277,14 @@ impl TopicSettings {
 
 /// The settings an existing topic may change ([`TopicSettings::altered`]), by their
 /// `wire::TopicConfig` names.
-pub const ALTERABLE_SETTINGS: [&str; 6] = [
+pub const ALTERABLE_SETTINGS: [&str; 7] = [
     "retention_ms",
     "retention_bytes",
     "segment_bytes_max",
     "segment_ms",
     "delete_retention_ms",
     "default_ack",
+    "compact",
 ];
 
 #[cfg(test)]
@@ -293,8 +308,13 @@ mod tests {
         assert_eq!(next.retention_ms, 0, "empty: back to the broker default");
         let next = s.altered(&change("default_ack", "written")).unwrap();
         assert_eq!(next.default_ack(), AckLevel::Written);
+        let next = s.altered(&change("compact", "true")).unwrap();
+        assert!(next.compact);
+        assert_eq!(next.log_config(&LogConfig::default()).retention_ms, -1, "kept by key");
+        assert!(!next.altered(&change("compact", "")).unwrap().compact, "the default");
         for (name, value) in [
-            ("compact", "true"),
+            ("compact", "yes"),
+            ("table", "true"),
             ("partition_count", "9"),
             ("nope", "1"),
             ("retention_ms", "-2"),

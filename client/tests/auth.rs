@@ -1608,7 +1608,7 @@ fn credentials_change_per_user_and_mechanism() {
 /// Kafka AlterConfigs by a principal that may not alter the topic is TOPIC_AUTHORIZATION_FAILED
 /// before its settings are looked at (before, a change to a compacted topic's fixed policy
 /// answered INVALID_CONFIG naming the policy to anyone, and a missing topic answered as
-/// missing); once alter is granted the same change meets the fixed policy.
+/// missing); once alter is granted the same change meets the fixed batch limit.
 #[test]
 fn kafka_alter_configs_refuses_an_unauthorized_principal_before_looking_at_the_topic() {
     let (_dir, broker) = broker_with_admin(1, &[("BROKER_KAFKA_LISTEN", "127.0.0.1:0")]);
@@ -1629,7 +1629,7 @@ py = KafkaAdminClient(bootstrap_servers=sys.argv[1], security_protocol="SASL_PLA
 out = {}
 for name in ["compacted", "missing"]:
     r = py.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
-                                         configs={"retention.ms": "1000"})],
+                                         configs={"max.message.bytes": "1000"})],
                          raise_on_unknown=False)
     (v,) = [v for d in r.values() for v in d.values()]
     out[name] = str(v)
@@ -1647,6 +1647,6 @@ print(json.dumps(out))
     let allowed = run();
     let fixed = allowed["compacted"].as_str().unwrap();
     assert!(fixed.starts_with("[Error 40] InvalidConfigurationError"), "{allowed}");
-    assert!(fixed.contains("fixed at creation"), "the policy is fixed: {allowed}");
+    assert!(fixed.contains("fixed at creation"), "the batch limit is fixed: {allowed}");
     assert_eq!(allowed["missing"], refused, "{allowed}");
 }

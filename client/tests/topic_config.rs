@@ -110,7 +110,8 @@ fn settings_fixed_at_creation_bad_values_and_the_internal_topic_are_refused() {
             e => panic!("{e}"),
         };
         for (name, value, says) in [
-            ("compact", "true", "fixed at creation"),
+            ("compact", "yes", "true, false"),
+            ("table", "true", "fixed at creation"),
             ("partition_count", "4", "fixed at creation"),
             ("batch_bytes_max", "1000", "fixed at creation"),
             ("nope", "1", "one of"),
@@ -143,6 +144,9 @@ fn settings_fixed_at_creation_bad_values_and_the_internal_topic_are_refused() {
     assert!(ok, "{err}");
     assert!(out.contains("retention_ms 3600000") && out.contains("default_ack none"), "{out}");
     let (ok, _, err) =
-        cli::brokerctl(&broker, &["topic", "alter", "fixed", "--set", "compact=true"], None);
+        cli::brokerctl(&broker, &["topic", "alter", "fixed", "--set", "table=true"], None);
     assert!(!ok && err.contains("INVALID_TOPIC_CONFIG"), "{err}");
+    let (ok, out, err) =
+        cli::brokerctl(&broker, &["topic", "alter", "fixed", "--set", "compact=true"], None);
+    assert!(ok && out.contains("compact true"), "{out} {err}");
 }

@@ -5,12 +5,13 @@
 1. confluent-kafka: incremental_alter_configs SET retention.ms=3600000 and
    segment.bytes=1048576, then describe_configs.
 2. confluent-kafka: incremental_alter_configs DELETE segment.bytes (back to the default),
-   and a refused one (cleanup.policy, fixed at creation).
+   a refused one (cleanup.policy=compact while retention.ms is set: that would be
+   compact,delete), then cleanup.policy=compact,delete (compaction turned on).
 3. kafka-python: alter_configs forced to the older AlterConfigs (which replaces the whole
    config: the client sends back the topic's overrides, as DescribeConfigs reports them,
    with its change) with retention.bytes=5000000, then describe_configs.
-Prints {"after_set", "after_delete", "refused", "after_replace"}: each a dict of the configs
-described (refused: the error's name).
+Prints {"after_set", "after_delete", "refused", "after_policy", "after_replace"}: each a dict
+of the configs described (refused: the error's name).
 """
 import json
 import sys
@@ -52,6 +53,10 @@ try:
     refused = None
 except Exception as e:  # KafkaException carrying the broker's error
     refused = e.args[0].name() if e.args and hasattr(e.args[0], "name") else str(e)
+incremental([
+    ConfigEntry("cleanup.policy", "compact,delete", incremental_operation=AlterConfigOpType.SET),
+]).result(timeout=30)
+after_policy = describe()
 
 kadmin = KafkaAdminClient(bootstrap_servers=bootstrap)
 kadmin.alter_configs([KConfigResource(ConfigResourceType.TOPIC, topic,
@@ -63,5 +68,6 @@ print(json.dumps({
     "after_set": after_set,
     "after_delete": after_delete,
     "refused": refused,
+    "after_policy": after_policy,
     "after_replace": after_replace,
 }))

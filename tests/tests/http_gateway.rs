@@ -371,7 +371,7 @@ fn a_topics_settings_change_over_http() {
     assert_eq!(got["config"]["retention_ms"], 3600000, "{got}");
     let (status, resp) = patch("/topics/s", &json!({"default_ack": null}));
     assert_eq!((status, &resp["config"]["default_ack"]), (200, &json!("durable")), "{resp}");
-    let (status, resp) = patch("/topics/s", &json!({"retention_ms": 5, "compact": true}));
+    let (status, resp) = patch("/topics/s", &json!({"retention_ms": 5, "table": true}));
     assert_eq!((status, resp["error"]["name"].as_str()), (400, Some("INVALID_TOPIC_CONFIG")));
     let (status, _) = patch("/topics/s", &json!({"retention_ms": -9}));
     assert_eq!(status, 400);

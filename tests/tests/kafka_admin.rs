@@ -92,10 +92,11 @@ fn settings(b: &Broker, topic: &str) -> wire::TopicConfig {
 }
 
 /// AlterConfigs (v0 and the flexible v2) replaces a topic's whole config: what it does not
-/// name goes back to the default; `cleanup.policy` given its current value is taken, another
-/// value refused (fixed at creation); a broker resource, an unknown topic and the offsets
-/// topic are refused; validate-only changes nothing. IncrementalAlterConfigs v1 SETs and
-/// DELETEs one config and leaves the others.
+/// name goes back to the default (`cleanup.policy` too: delete); `cleanup.policy` turns
+/// compaction on and off (`compact,delete` keeps Kafka's default retention); a broker
+/// resource, an unknown topic and the offsets topic are refused; validate-only changes
+/// nothing. IncrementalAlterConfigs v1 SETs and DELETEs one config and leaves the others; a
+/// policy the retention would contradict is refused.
 #[test]
 fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
     use kafka_protocol::messages::{
@@ -154,11 +155,21 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
     let twice = vec![resource(2, "c", &[("retention.ms", "7")]), resource(2, "c", &[])];
     assert_eq!(alter(1, twice, false), [INVALID_REQUEST, INVALID_REQUEST]);
     assert_ne!(settings(&b, "c").retention_ms, 7, "neither was made");
-    let compact = vec![resource(2, "c", &[("cleanup.policy", "compact")])];
-    assert_eq!(alter(1, compact, false), [INVALID_CONFIG], "fixed at creation");
-    let bad = vec![resource(2, "c", &[("retention.ms", "-5")])];
+    let bad = vec![resource(2, "c", &[("retention.ms", "-5"), ("cleanup.policy", "compact")])];
     assert_eq!(alter(1, bad, false), [INVALID_CONFIG]);
-    assert_eq!(settings(&b, "c").retention_bytes, 9_000_000, "nothing refused was made");
+    let bad = vec![resource(2, "c", &[("cleanup.policy", "sometimes")])];
+    assert_eq!(alter(1, bad, false), [INVALID_CONFIG]);
+    let now = settings(&b, "c");
+    assert_eq!((now.retention_bytes, now.compact), (9_000_000, false), "nothing refused was made");
+    // Replaced whole: compacted, and without retention named Kafka's default retention.ms.
+    let compact = vec![resource(2, "c", &[("cleanup.policy", "compact,delete")])];
+    assert_eq!(alter(1, compact, false), [0]);
+    let now = settings(&b, "c");
+    assert_eq!((now.compact, now.retention_ms, now.retention_bytes), (true, 604_800_000, 0));
+    // Not named: back to delete.
+    assert_eq!(alter(0, vec![resource(2, "c", &[("retention.ms", "5000")])], false), [0]);
+    let now = settings(&b, "c");
+    assert_eq!((now.compact, now.retention_ms), (false, 5_000));
     // Incremental: SET one, DELETE another, the rest stays.
     let op = |name: &str, op: i8, value: Option<&str>| {
         let mut e = incremental_alter_configs_request::AlterableConfig::default();
@@ -197,6 +208,20 @@ fn kafka_alter_configs_replace_and_incremental_alter_configs_change_one() {
     assert_eq!(one("kept", vec![op("retention.ms", 0, Some("1000"))]), INVALID_CONFIG);
     assert_eq!(one("c", vec![op("retention.ms", 0, None)]), INVALID_REQUEST);
     assert_eq!(settings(&b, "kept").retention_ms, 0, "the compacted topic kept its policy");
+    // Named with it, the policy changes: compact,delete with retention; compact alone while
+    // retention is set would be compact,delete (refused); with retention deleted, compact.
+    let both =
+        vec![op("retention.ms", 0, Some("1000")), op("cleanup.policy", 0, Some("compact,delete"))];
+    assert_eq!(one("kept", both), 0);
+    assert_eq!(settings(&b, "kept").retention_ms, 1_000);
+    assert_eq!(one("kept", vec![op("cleanup.policy", 0, Some("compact"))]), INVALID_CONFIG);
+    let only = vec![op("cleanup.policy", 0, Some("compact")), op("retention.ms", 1, None)];
+    assert_eq!(one("kept", only), 0);
+    let now = settings(&b, "kept");
+    assert_eq!((now.compact, now.retention_ms), (true, 0));
+    // DELETE: the default, delete.
+    assert_eq!(one("kept", vec![op("cleanup.policy", 1, None)]), 0);
+    assert!(!settings(&b, "kept").compact);
 }
 
 /// Each partition's (error code, low watermark), in request order, for DeleteRecords of

@@ -349,8 +349,9 @@ fn a_kafka_group_id_may_be_any_printable_string() {
 }
 
 /// Topic configs change through Kafka admin clients: confluent-kafka's
-/// `incremental_alter_configs` (SET, DELETE back to the default; `cleanup.policy` refused
-/// as fixed at creation) and kafka-python's older `alter_configs` (which replaces the whole
+/// `incremental_alter_configs` (SET, DELETE back to the default; `cleanup.policy=compact`
+/// refused while retention is set, `compact,delete` turns compaction on) and kafka-python's
+/// older `alter_configs` (which replaces the whole
 /// config, sending back the overrides DescribeConfigs reports as set on the topic), each
 /// seen by `describe_configs` and by the native DescribeTopic (before:
 /// AlterConfigs and IncrementalAlterConfigs were unsupported, a topic's settings could not
@@ -369,6 +370,9 @@ fn kafka_admin_clients_alter_topic_configs() {
     assert_ne!(v["after_delete"]["segment.bytes"], "1048576", "{out}");
     assert_eq!(v["after_delete"]["retention.ms"], "3600000", "{out}");
     assert_eq!(v["refused"], "INVALID_CONFIG", "{out}");
+    assert_eq!(v["after_policy"]["cleanup.policy"], "compact,delete", "{out}");
+    assert_eq!(v["after_policy"]["retention.ms"], "3600000", "{out}");
+    assert_eq!(v["after_replace"]["cleanup.policy"], "compact,delete", "{out}");
     assert_eq!(v["after_replace"]["retention.bytes"], "5000000", "{out}");
     // The older api replaces the whole config: the client sent the topic's override back.
     assert_eq!(v["after_replace"]["retention.ms"], "3600000", "{out}");
@@ -376,6 +380,7 @@ fn kafka_admin_clients_alter_topic_configs() {
         conn.call(&wire::DescribeTopicRequest { name: "configured".into() });
     let c = d.topic.expect("described").config;
     assert_eq!((c.retention_bytes, c.retention_ms, c.segment_bytes_max), (5_000_000, 3_600_000, 0));
+    assert!(c.compact, "compaction was turned on");
 }
 
 /// DeleteRecords from confluent-kafka's and kafka-python's admin clients moves each

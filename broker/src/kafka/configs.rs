@@ -3,10 +3,11 @@
 //! resource's whole config: what it does not name goes back to the default). Both go
 //! through the native AlterTopicConfig (shard 0 persists the change and every shard's open
 //! partitions take it), under Kafka's names: `retention.ms`, `retention.bytes`,
-//! `segment.bytes`, `segment.ms`, `delete.retention.ms`. `cleanup.policy` and
-//! `max.message.bytes` are fixed at creation here (INVALID_CONFIG); `min.insync.replicas`,
-//! `compression.type` and `message.timestamp.type` are taken and have no effect, as at
-//! creation. Broker configs are set in `broker.toml`, not over the wire.
+//! `segment.bytes`, `segment.ms`, `delete.retention.ms`, `cleanup.policy` (native
+//! `compact`, with retention: `policy_changes`). `max.message.bytes` is fixed at creation
+//! here (INVALID_CONFIG); `min.insync.replicas`, `compression.type` and
+//! `message.timestamp.type` are taken and have no effect, as at creation. Broker configs are
+//! set in `broker.toml`, not over the wire.
 
 use kafka_protocol::messages::{
     alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
@@ -41,6 +42,10 @@ const ALTERABLE: [(&str, &str); 5] = [
     ("delete.retention.ms", "delete_retention_ms"),
 ];
 
+/// Kafka's `cleanup.policy`: carried under this name to `policy_changes`, which makes it
+/// native changes (`compact`, and retention for `compact,delete`).
+const POLICY: &str = "cleanup.policy";
+
 /// Taken and without effect (one node, records stored as produced).
 const IGNORED: [&str; 3] = ["min.insync.replicas", "compression.type", "message.timestamp.type"];
 
@@ -63,11 +68,13 @@ fn native_change(
     if let Some((_, native)) = ALTERABLE.iter().find(|(k, _)| *k == name) {
         return Ok(Some((native.to_string(), value.unwrap_or("").to_owned())));
     }
+    if name == POLICY {
+        return Ok(Some((POLICY.to_owned(), value.unwrap_or("").to_owned())));
+    }
     if IGNORED.contains(&name) {
         return Ok(None);
     }
-    let unchanged = now.is_some_and(|(settings, log)| match name {
-        "cleanup.policy" => value == Some(super::admin::cleanup_policy(log)),
+    let unchanged = now.is_some_and(|(settings, _)| match name {
         "max.message.bytes" => {
             value == Some(super::admin::batch_bytes_max(settings).to_string().as_str())
         }
@@ -77,7 +84,7 @@ fn native_change(
         return Ok(None);
     }
     let why = match name {
-        "cleanup.policy" | "max.message.bytes" => format!("{name} is fixed at creation"),
+        "max.message.bytes" => format!("{name} is fixed at creation"),
         _ => format!("topic config {name} is not supported"),
     };
     Err((K::InvalidConfig.code(), Some(why)))
@@ -107,25 +114,63 @@ async fn alter(
     }
 }
 
-/// `changes` if they leave the topic's `cleanup.policy` as it is: here a compacted topic
-/// with retention set is `compact,delete` and without it `compact`, so setting or deleting
-/// `retention.*` on a compacted topic would change its policy (Kafka ignores retention on
-/// a `compact` topic), which is fixed at creation.
-fn keeps_policy(
+/// `changes` as native changes, with the topic's `cleanup.policy` what was asked, or as it
+/// is when it was not named. Here the policy is compaction and retention together: a
+/// compacted topic with retention set is `compact,delete`, without it `compact` (its
+/// retention is "forever"), so `cleanup.policy=compact,delete` on a topic without retention
+/// also sets Kafka's default `retention.ms` (as at creation), and a change that would leave
+/// another policy than asked, or than the topic has when none is asked (`retention.ms` set
+/// on a `compact` topic: Kafka ignores it there), is refused with INVALID_CONFIG saying so.
+fn policy_changes(
     s: &Session,
     now: Option<&(TopicSettings, LogConfig)>,
-    changes: Vec<(String, String)>,
+    mut changes: Vec<(String, String)>,
 ) -> Result<Vec<(String, String)>, Outcome> {
+    let mut asked = None;
+    changes.retain(|(name, value)| match name == POLICY {
+        true => {
+            asked = Some(value.clone());
+            false
+        }
+        false => true,
+    });
+    let asked = match asked.as_deref() {
+        None => None,
+        Some("" | "delete") => Some("delete"),
+        Some("compact") => Some("compact"),
+        Some("compact,delete" | "delete,compact") => Some("compact,delete"),
+        Some(other) => {
+            let why = format!("cleanup.policy={other}: delete, compact or compact,delete");
+            return Err((K::InvalidConfig.code(), Some(why)));
+        }
+    };
+    if let Some(policy) = asked {
+        changes.push(("compact".to_owned(), (policy != "delete").to_string()));
+    }
     let Some((settings, log)) = now else { return Ok(changes) };
     // A change the native check refuses is answered by it.
     let Ok(after) = settings.altered(&changes) else { return Ok(changes) };
-    let before = super::admin::cleanup_policy(log);
-    let after = super::admin::cleanup_policy(&after.log_config(&s.shard.config.log));
-    if before == after {
+    if asked == Some("compact,delete") && after.retention_ms == 0 && after.retention_bytes == 0 {
+        let default_ms = crate::storage::LogConfig::default().retention_ms;
+        changes.push(("retention_ms".to_owned(), default_ms.to_string()));
         return Ok(changes);
     }
-    let why =
-        format!("the change would make cleanup.policy {after} (it is {before}, fixed at creation)");
+    let before = super::admin::cleanup_policy(log);
+    let after = super::admin::cleanup_policy(&after.log_config(&s.shard.config.log));
+    let wanted = asked.unwrap_or(before);
+    if after == wanted {
+        return Ok(changes);
+    }
+    let why = match asked {
+        Some(_) => format!(
+            "cleanup.policy {wanted} with the retention this leaves makes it {after} \
+             (a compacted topic with retention.ms or retention.bytes set is compact,delete)"
+        ),
+        None => format!(
+            "the change would make cleanup.policy {after} (it is {before}; name \
+             cleanup.policy to change it)"
+        ),
+    };
     Err((K::InvalidConfig.code(), Some(why)))
 }
 
@@ -165,7 +210,8 @@ async fn alter_each(
             // Before the settings are looked at: a principal that may not alter the topic
             // learns nothing of them (nor whether it exists) from what is refused, as Kafka.
             None if denied => (K::TopicAuthorizationFailed.code(), None),
-            None => match changes(i, now.as_ref()).and_then(|c| keeps_policy(s, now.as_ref(), c)) {
+            None => match changes(i, now.as_ref()).and_then(|c| policy_changes(s, now.as_ref(), c))
+            {
                 Ok(changes) => alter(s, name, changes, validate_only).await,
                 Err(refused) => refused,
             },
@@ -223,8 +269,10 @@ pub async fn alter_configs(s: &Session, ctx: Ctx, req: AlterConfigsRequest) -> A
     let resources: Vec<(i8, &str)> =
         req.resources.iter().map(|r| (r.resource_type, r.resource_name.as_str())).collect();
     let outcomes = alter_each(s, &resources, req.validate_only, |i, now| {
-        // Every alterable setting back to its default first, then what is named.
-        let reset = ALTERABLE.iter().map(|(k, _)| native_change(k, None, None));
+        // Every alterable setting back to its default first (`cleanup.policy` too:
+        // `delete`), then what is named.
+        let reset =
+            ALTERABLE.iter().map(|(k, _)| *k).chain([POLICY]).map(|k| native_change(k, None, None));
         let configs = &req.resources[i].configs;
         let named = configs.iter().map(|c| native_change(c.name.as_str(), c.value.as_deref(), now));
         reset.chain(named).filter_map(Result::transpose).collect()

@@ -151,7 +151,7 @@ impl<D: Disk> PartitionLog<D> {
     /// nothing was due. Stops early (without harm) when the log closes.
     pub async fn clean(&self, now_ms: i64) -> Result<Option<CleanerStats>, StorageError> {
         let sh = &self.shared;
-        if !sh.config.compact {
+        if !sh.live.compact() {
             return Ok(None);
         }
         // Held to the end of the pass (`close` waits for it); none once closing.

@@ -1,9 +1,9 @@
 //! The settings of a log that its topic may change while the log is open (`AlterTopicConfig`,
-//! Kafka's IncrementalAlterConfigs): retention by age and size, rolling by age and size, and
-//! how long a compacted key's tombstone stays. The writer, retention and the cleaner read
-//! them here at each use, so a change applies from the next append, retention pass or
-//! cleaning without reopening the log; every other setting of `LogConfig` is fixed when the
-//! log opens.
+//! Kafka's IncrementalAlterConfigs): retention by age and size, rolling by age and size,
+//! compaction, and how long a compacted key's tombstone stays. The writer, retention and the
+//! cleaner read them here at each use, so a change applies from the next append, retention
+//! pass or cleaning without reopening the log; every other setting of `LogConfig` is fixed
+//! when the log opens.
 
 use std::cell::Cell;
 
@@ -17,6 +17,7 @@ pub(crate) struct LiveConfig {
     segment_ms: Cell<i64>,
     segment_bytes_max: Cell<u64>,
     delete_retention_ms: Cell<i64>,
+    compact: Cell<bool>,
 }
 
 impl LiveConfig {
@@ -28,6 +29,7 @@ impl LiveConfig {
             segment_ms: Cell::new(0),
             segment_bytes_max: Cell::new(0),
             delete_retention_ms: Cell::new(0),
+            compact: Cell::new(false),
         };
         live.set(config);
         live
@@ -40,6 +42,14 @@ impl LiveConfig {
         self.segment_ms.set(config.segment_ms);
         self.segment_bytes_max.set(config.segment_bytes_max);
         self.delete_retention_ms.set(config.delete_retention_ms);
+        self.compact.set(config.compact);
+    }
+
+    /// Compaction passes run (`cleaner.rs`). Turned on for a log that was not compacted,
+    /// the first pass maps it from its start; turned off, the next pass does not run (one
+    /// running ends) and what was compacted stays so.
+    pub(crate) fn compact(&self) -> bool {
+        self.compact.get()
     }
 
     /// Closed segments older than this are deleted (-1: never).

@@ -513,7 +513,8 @@ impl<D: Disk> PartitionLog<D> {
     }
 
     /// Takes `config`'s values of the settings its topic may change while the log is open
-    /// (retention, rolling, tombstone retention: `live_config.rs`); the rest stays.
+    /// (retention, rolling, compaction, tombstone retention: `live_config.rs`); the rest
+    /// stays.
     pub fn set_live_config(&self, config: &LogConfig) {
         self.shared.live.set(config);
     }

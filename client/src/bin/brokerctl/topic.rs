@@ -140,14 +140,15 @@ pub async fn command(
             let _ = writeln!(
                 out,
                 "{} {verb} retention_ms {} retention_bytes {} segment_bytes_max {} segment_ms {} \
-                 delete_retention_ms {} default_ack {}",
+                 delete_retention_ms {} default_ack {} compact {}",
                 t.name,
                 c.retention_ms,
                 c.retention_bytes,
                 c.segment_bytes_max,
                 c.segment_ms,
                 c.delete_retention_ms,
-                c.default_ack.name()
+                c.default_ack.name(),
+                c.compact
             );
         }
         TopicCommand::Delete { name } => {
