@@ -42,7 +42,9 @@ use crate::watermark::Watermark;
 /// Bytes read per step while building.
 const BUILD_READ_BYTES: usize = 4 << 20;
 /// What one key costs the budget besides its bytes (the map's entry, the key's `Vec`).
-pub const KEY_ENTRY_OVERHEAD_BYTES: usize = 56;
+/// (An `IndexMap` entry: 40 bytes of hash, `Vec` and offset, 8 of index and a control
+/// byte, with the tables' growth slack.)
+pub const KEY_ENTRY_OVERHEAD_BYTES: usize = 72;
 
 /// Key → last offset, in the order keys were first seen (a snapshot walks it by position).
 type Keys = IndexMap<Vec<u8>, u64>;
@@ -93,9 +95,10 @@ pub struct KeyIndex {
     built_at_rollbacks: Cell<u64>,
     /// The log start [`KeyIndex::forget_before`] last swept to.
     swept_to: Cell<u64>,
-    /// A snapshot is being written ([`KeyIndex::write_snapshot`]): no key is removed
-    /// meanwhile (it walks the map by position).
-    snapshotting: Cell<bool>,
+    /// Snapshots being written ([`KeyIndex::write_snapshot`]; more than one only while a
+    /// cancelled one's future waits to be dropped at shutdown): no key is removed meanwhile
+    /// (each walks the map by position).
+    snapshotting: Cell<u32>,
 }
 
 impl Drop for KeyIndex {
@@ -119,7 +122,7 @@ impl KeyIndex {
             held_bytes: Cell::new(0),
             built_at_rollbacks: Cell::new(0),
             swept_to: Cell::new(0),
-            snapshotting: Cell::new(false),
+            snapshotting: Cell::new(0),
         }
     }
 
@@ -239,7 +242,7 @@ impl KeyIndex {
     /// pass over the keys each time the start moved since the last: called by the shard's
     /// retention pass only, so its cost is bounded by the pass's timer.
     pub fn forget_before(&self, log_start: u64) {
-        if log_start <= self.swept_to.get() || self.snapshotting.get() {
+        if log_start <= self.swept_to.get() || self.snapshotting.get() > 0 {
             // (While a snapshot is written: the next pass.)
             return;
         }
@@ -343,6 +346,7 @@ impl KeyIndex {
     /// (`snapshotting`), so walking the map by position sees each key once.
     pub async fn write_snapshot(
         &self,
+        log: &PartitionLog<DmaDisk>,
         dir: std::path::PathBuf,
         covered_offset: u64,
         rollbacks: u64,
@@ -351,16 +355,19 @@ impl KeyIndex {
             State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => map.len(),
             _ => return Ok(None),
         };
-        self.snapshotting.set(true);
-        let _done = scopeguard(&self.snapshotting);
+        let _done = Walking::new(&self.snapshotting);
         let mut file =
             state_snapshot::SnapshotWriter::create(dir, state_snapshot::KEYS_FILE.into()).await?;
         let mut step = state_snapshot::keys_header(covered_offset, count);
         let mut at = 0;
         loop {
             let walked = match &*self.state.borrow() {
-                // Dropped (over budget) or to be built again: nothing to store.
-                State::Ready(map) if self.built_at_rollbacks.get() == rollbacks => {
+                // Dropped (over budget) or to be built again, or appends failed since
+                // `covered_offset` (the snapshot would be dropped): nothing to store.
+                State::Ready(map)
+                    if self.built_at_rollbacks.get() == rollbacks
+                        && log.rollbacks() == rollbacks =>
+                {
                     while at < count && step.len() < state_snapshot::SNAPSHOT_STEP_BYTES {
                         // (No key is removed meanwhile: the map only grew.)
                         let Some((key, offset)) = map.get_index(at) else { break };
@@ -468,13 +475,19 @@ impl KeyIndex {
     }
 }
 
-/// Clears `flag` when dropped (a snapshot ended, or its task was cancelled).
-fn scopeguard(flag: &Cell<bool>) -> impl Drop + '_ {
-    struct Clear<'a>(&'a Cell<bool>);
-    impl Drop for Clear<'_> {
-        fn drop(&mut self) {
-            self.0.set(false);
-        }
+/// One snapshot walking the map: counted in `snapshotting` until dropped (the snapshot
+/// ended, or its task was cancelled).
+struct Walking<'a>(&'a Cell<u32>);
+
+impl<'a> Walking<'a> {
+    fn new(count: &'a Cell<u32>) -> Self {
+        count.set(count.get() + 1);
+        Walking(count)
     }
-    Clear(flag)
+}
+
+impl Drop for Walking<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }

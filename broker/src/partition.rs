@@ -51,6 +51,10 @@ pub struct Partition {
     pub derived: RefCell<BTreeMap<String, Rc<Table>>>,
     /// The offset the last stored state snapshot covers.
     snapshot_offset: Cell<u64>,
+    /// Set when its topic was deleted ([`Partition::retire`]): a snapshot running then
+    /// stores nothing more (its directory goes to the trash, and a topic made again under
+    /// the name opens the same path).
+    retired: Cell<bool>,
 }
 
 impl Partition {
@@ -97,6 +101,7 @@ impl Partition {
             table,
             derived: RefCell::new(BTreeMap::new()),
             snapshot_offset: Cell::new(0),
+            retired: Cell::new(false),
         })
     }
 
@@ -111,7 +116,7 @@ impl Partition {
             t.write_snapshot(self.log.dir().to_owned()).await?;
         }
         let covered = self.log.next_offset();
-        if covered == self.snapshot_offset.get() {
+        if covered == self.snapshot_offset.get() || self.retired.get() {
             return Ok(false);
         }
         // Captured together with `covered`: no await in between.
@@ -121,17 +126,20 @@ impl Partition {
         let dir = self.log.dir().to_owned();
         // Written a step at a time while appends go on: it may name offsets noted up to
         // the log's end when it was done, which must be durable too.
-        let keys = self.keys.write_snapshot(dir.clone(), covered, rollbacks).await?;
+        let keys = self.keys.write_snapshot(&self.log, dir.clone(), covered, rollbacks).await?;
         let end = match keys {
             Some(_) => self.log.next_offset(),
             None => covered,
         };
         // (Its first poll, in this step, notes the log's rollbacks: none may have failed
         // since `covered` was read.)
-        if self.log.rollbacks() != rollbacks || self.log.wait_visible(end).await != Ok(true) {
+        if self.log.rollbacks() != rollbacks
+            || self.log.wait_visible(end).await != Ok(true)
+            || self.retired.get()
+        {
             // Closed or fenced, or appends before `end` failed (the state captured counts
             // them, even if others refilled the end since): what is not durable must not be
-            // remembered.
+            // remembered. Or the topic went meanwhile.
             if let Some(keys) = keys {
                 keys.abandon().await;
             }
@@ -183,6 +191,7 @@ impl Partition {
     /// Its topic was deleted: closes the log and moves its data to the trash under
     /// `data_dir` (freed in the background). Failures are logged.
     pub async fn retire(&self, data_dir: &Path) {
+        self.retired.set(true);
         if let Err(e) = self.log.close().await {
             warn!(topic = %self.topic, partition = self.index, error = %e, "closing deleted partition");
         }

@@ -246,8 +246,14 @@ impl SnapshotWriter {
         let SnapshotWriter { dir, name, tmp, file, .. } = self;
         glommio::executor()
             .spawn_blocking(move || {
-                file.sync_all()?;
-                std::fs::rename(&tmp, dir.join(name))?;
+                let installed =
+                    file.sync_all().and_then(|()| std::fs::rename(&tmp, dir.join(name)));
+                if installed.is_err() {
+                    // Not left for the next start: a disk that keeps failing would collect
+                    // one per snapshot.
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                installed?;
                 std::fs::File::open(&dir)?.sync_all()
             })
             .await
@@ -296,10 +302,15 @@ pub async fn store(dir: PathBuf, name: String, bytes: Vec<u8>) -> std::io::Resul
 pub fn store_blocking(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(temporary_name(name));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
+    let installed = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    });
+    if installed.is_err() {
+        let _ = std::fs::remove_file(&tmp); // (see `SnapshotWriter::finish`)
+    }
+    installed?;
     std::fs::File::open(dir)?.sync_all()
 }
 

@@ -162,9 +162,10 @@ pub struct Table {
     changes_from: Cell<u64>,
     /// The log start [`Table::forget_before`] last swept to.
     swept_to: Cell<u64>,
-    /// A snapshot is being written ([`Table::write_snapshot`]): the table holds still (no
-    /// record applied, no key forgotten) until it is.
-    snapshotting: Cell<bool>,
+    /// Snapshots being walked ([`Table::write_snapshot`]; more than one only while a
+    /// cancelled one's future waits to be dropped at shutdown): the table holds still (no
+    /// record applied, no key forgotten) until none is.
+    snapshotting: Cell<u32>,
     /// Advanced each time a snapshot ends (the follow task waits for it).
     snapshot_ends: Watermark,
 }
@@ -237,7 +238,7 @@ impl Table {
             changes: RefCell::new(VecDeque::new()),
             changes_from: Cell::new(covered),
             swept_to: Cell::new(0),
-            snapshotting: Cell::new(false),
+            snapshotting: Cell::new(0),
             snapshot_ends: Watermark::new(0),
         };
         if !table.memory.take(bytes) {
@@ -395,7 +396,7 @@ impl Table {
 
     /// Forgets `key` if its latest record is at `offset` (retention deleted it).
     pub fn forget_if_at(&self, key: &[u8], offset: u64) {
-        if self.snapshotting.get() {
+        if self.snapshotting.get() > 0 {
             return; // it reads as absent anyway; the next read or retention pass forgets it
         }
         if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
@@ -414,12 +415,14 @@ impl Table {
     /// bounded by its timer, not by how often a client deletes records
     /// ([`Table::forget_changes_before`] is what a deletion does at once).
     pub fn forget_before(&self, log_start: u64) {
-        if log_start <= self.swept_to.get() || self.snapshotting.get() {
-            // (While a snapshot is written: the next pass.)
+        // The change feed is not in a snapshot: trimmed at once.
+        let mut freed = self.drop_changes_before(log_start);
+        if log_start <= self.swept_to.get() || self.snapshotting.get() > 0 {
+            // (Keys, while a snapshot is walked: the next pass.)
+            self.memory.give_back(freed);
             return;
         }
         self.swept_to.set(log_start);
-        let mut freed = self.drop_changes_before(log_start);
         if let Contents::Latest(keys) = &mut *self.contents.borrow_mut() {
             keys.retain(|key, offset| {
                 let keep = *offset >= log_start;
@@ -477,8 +480,8 @@ impl Table {
         if covered == self.snapshot_offset.get() || self.over_budget.get() || self.closed.get() {
             return Ok(());
         }
-        self.snapshotting.set(true);
-        let _resume = Resume(self);
+        let resume = Resume::new(self);
+        let file_path = dir.join(&self.snapshot_file);
         let mut file =
             state_snapshot::SnapshotWriter::create(dir, self.snapshot_file.clone()).await?;
         let mut step = self.snapshot_head(covered);
@@ -500,8 +503,20 @@ impl Table {
                 break;
             }
         }
+        // Every byte is written: the table moves on while the file is synced and renamed.
+        drop(resume);
+        let marked = self.snapshot_offset.get();
         file.finish().await?;
-        self.snapshot_offset.set(covered);
+        if self.closed.get() {
+            // Closed meanwhile (a state table deleted): its snapshot goes with it (`close`
+            // may have removed the file before the rename).
+            let _ = std::fs::remove_file(file_path);
+            return Ok(());
+        }
+        // Unless keys were forgotten meanwhile (`forget_before` marked it for another).
+        if self.snapshot_offset.get() == marked {
+            self.snapshot_offset.set(covered);
+        }
         Ok(())
     }
 
@@ -748,7 +763,7 @@ pub async fn follow(log: &PartitionLog<DmaDisk>, table: &Table, topic: &str, ind
             return;
         }
         // A snapshot being written holds the table still.
-        while table.snapshotting.get() {
+        while table.snapshotting.get() > 0 {
             let seen = table.snapshot_ends.get();
             table.snapshot_ends.wait_for(seen + 1).await;
         }
@@ -839,12 +854,20 @@ enum Cursor {
     Group(Vec<u8>, i64),
 }
 
-/// Lets the table move again when a snapshot ends (or its task is cancelled).
+/// One snapshot walking the table: counted in `snapshotting` until dropped (its last step
+/// written, or its task cancelled), which lets the table move again once none is.
 struct Resume<'a>(&'a Table);
+
+impl<'a> Resume<'a> {
+    fn new(table: &'a Table) -> Self {
+        table.snapshotting.set(table.snapshotting.get() + 1);
+        Resume(table)
+    }
+}
 
 impl Drop for Resume<'_> {
     fn drop(&mut self) {
-        self.0.snapshotting.set(false);
+        self.0.snapshotting.set(self.0.snapshotting.get() - 1);
         self.0.snapshot_ends.advance(self.0.snapshot_ends.get() + 1);
     }
 }
@@ -865,7 +888,7 @@ mod tests {
             changes: RefCell::new(VecDeque::new()),
             changes_from: Cell::new(0),
             swept_to: Cell::new(0),
-            snapshotting: Cell::new(false),
+            snapshotting: Cell::new(0),
             snapshot_ends: Watermark::new(0),
         }
     }
