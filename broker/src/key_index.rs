@@ -151,6 +151,11 @@ impl KeyIndex {
         matches!(*self.state.borrow(), State::Ready(_))
     }
 
+    /// Whether a build runs now.
+    pub fn is_building(&self) -> bool {
+        matches!(*self.state.borrow(), State::Building { .. })
+    }
+
     /// Whether the index is built and no append it noted failed since (the log's
     /// `rollbacks` is the one it was built at).
     pub fn is_current(&self, rollbacks: u64) -> bool {

@@ -177,6 +177,17 @@ impl Metadata {
     ) -> Result<Metadata, MetadataError> {
         let t = self.topic(name).ok_or_else(|| MetadataError::Unknown(name.to_owned()))?;
         let settings = t.settings.altered(changes)?;
+        let state_tables =
+            settings.aggregate.is_some() || self.tables_of(name, t.id).next().is_some();
+        if settings.compact && !t.settings.compact && state_tables {
+            return Err(MetadataError::InvalidConfig {
+                field: "compact",
+                value: "true".into(),
+                allowed: "false while a state table aggregates the topic (it counts every record: \
+                          after a restart it replays the log, which compaction would have thinned)"
+                    .into(),
+            });
+        }
         let mut next = self.clone();
         next.topics.get_mut(name).expect("looked up above").settings = settings;
         next.version += 1;
@@ -298,6 +309,15 @@ impl Metadata {
             return Err(MetadataError::Exists(name.to_owned()));
         }
         let t = self.topic(topic).ok_or_else(|| MetadataError::Unknown(topic.to_owned()))?;
+        if t.settings.compact {
+            // It counts every record, and replays the log after a restart: compaction
+            // would have removed some.
+            return Err(MetadataError::InvalidConfig {
+                field: "topic",
+                value: topic.to_owned(),
+                allowed: "a topic without compaction (a state table counts every record)".into(),
+            });
+        }
         if let Err(allowed) = aggregate.validate() {
             let value = format!("{aggregate:?}");
             return Err(MetadataError::InvalidConfig { field: "aggregate", value, allowed });

@@ -216,6 +216,18 @@ impl TopicSettings {
             probe.set(field, value.trim())?;
         }
         probe.validate()?;
+        if self.compact && !next.compact {
+            // A compacted topic's unset retention is "forever" (`log_config`); without
+            // compaction it would become the broker's, and the next retention pass would
+            // delete what the topic kept. What it kept stays unless retention is named.
+            let named = |f: &str| changes.iter().any(|(name, _)| name == f);
+            if !named("retention_ms") && next.retention_ms == 0 {
+                next.retention_ms = -1;
+            }
+            if !named("retention_bytes") && next.retention_bytes == 0 {
+                next.retention_bytes = -1;
+            }
+        }
         Ok(next)
     }
 
@@ -311,7 +323,13 @@ mod tests {
         let next = s.altered(&change("compact", "true")).unwrap();
         assert!(next.compact);
         assert_eq!(next.log_config(&LogConfig::default()).retention_ms, -1, "kept by key");
-        assert!(!next.altered(&change("compact", "")).unwrap().compact, "the default");
+        // Off again: what it kept stays (retention forever) unless retention is named.
+        let off = next.altered(&change("compact", "")).unwrap();
+        assert_eq!((off.compact, off.retention_ms, off.retention_bytes), (false, -1, -1));
+        let named =
+            [("compact".to_owned(), "false".to_owned()), ("retention_ms".into(), "".into())];
+        let off = next.altered(&named).unwrap();
+        assert_eq!((off.retention_ms, off.retention_bytes), (0, -1));
         for (name, value) in [
             ("compact", "yes"),
             ("table", "true"),

@@ -549,6 +549,13 @@ fn a_state_table_over_an_existing_topic_replays_it_and_survives_a_crash() {
         clash(client.create_table("t2", "nope", spec.clone()).await, ErrorCode::UnknownTopic);
         let bad = wire::AggregateSpec { window_ms: 0, windows_kept: 2, ..spec.clone() };
         clash(client.create_table("t2", "orders", bad).await, ErrorCode::InvalidTopicConfig);
+        // It counts every record: its topic cannot be compacted, nor a compacted topic get one.
+        let compact = [("compact".to_owned(), "true".to_owned())];
+        let r = client.alter_topic_config("orders", &compact, false).await.map(|_| ());
+        clash(r, ErrorCode::InvalidTopicConfig);
+        let kept = TopicConfig { partition_count: 1, compact: true, ..Default::default() };
+        client.create_topic("kept", kept).await.unwrap();
+        clash(client.create_table("t3", "kept", spec.clone()).await, ErrorCode::InvalidTopicConfig);
         let plain = TopicConfig { partition_count: 1, ..Default::default() };
         match client.create_topic("revenue", plain).await {
             Err(ClientError::Broker { code: ErrorCode::TopicAlreadyExists, .. }) => {}

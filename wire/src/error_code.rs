@@ -154,6 +154,9 @@ error_codes! {
     /// The topic's settings do not allow this (deleting records of a compacted topic
     /// without retention: the cleaner keeps each key's latest record).
     PolicyViolation = 47, "POLICY_VIOLATION", false, "the topic's settings do not allow this";
+    /// State the request needs is being loaded (a key-conditional append forwarded between
+    /// shards while its partition's key index is built): retry shortly.
+    Loading = 48, "LOADING", true, "partition state is being loaded; retry shortly";
 }
 
 impl std::fmt::Display for ErrorCode {
@@ -219,6 +222,7 @@ mod tests {
             (45, "GROUP_SUBSCRIBED_TO_TOPIC"),
             (46, "ROOM_SHORT"),
             (47, "POLICY_VIOLATION"),
+            (48, "LOADING"),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len(), "a code was added: pin it here");
         for (code, (num, name)) in ErrorCode::ALL.iter().zip(expected) {

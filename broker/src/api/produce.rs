@@ -212,6 +212,14 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
     for plan in plans.iter_mut().flat_map(|(_, p)| p.iter_mut()) {
         let Plan::Local(local) = plan else { continue };
         if local.key.is_some() {
+            if origin != Origin::Client && !local.part.keys.is_current(local.part.log.rollbacks()) {
+                // Forwarded: the peer's later requests wait behind this stage (`peer.rs`),
+                // those of every client on that shard, and a build scans the whole log. It
+                // is built in the background; the append is refused as retriable.
+                build_key_index(&local.part);
+                *plan = Plan::Done(failed(local.index, ErrorCode::Loading));
+                continue;
+            }
             if let Err(e) = local.part.keys.ensure(&local.part.log).await {
                 *plan = Plan::Done(failed(local.index, e.code()));
                 continue;
@@ -286,6 +294,21 @@ const KEPT_FRAME_BYTES_MAX: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
 
 /// Validates every batch of one partition (format, what a producer may store, size, a key
 /// condition's one key) and notes where each lies in the frame (at `frame_at`).
+/// Builds `part`'s key index in the background unless a build runs: a failed one (an I/O
+/// error; over budget is final) is tried again by the next forwarded conditional append.
+fn build_key_index(part: &Rc<Partition>) {
+    if part.keys.is_building() {
+        return;
+    }
+    let part = part.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = part.keys.ensure(&part.log).await {
+            tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "key index not built");
+        }
+    })
+    .detach();
+}
+
 fn plan_local(
     shard: &Rc<Shard>,
     topic: &str,

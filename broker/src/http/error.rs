@@ -71,7 +71,7 @@ impl ApiError {
             E::OffsetOutOfRange => StatusCode::RANGE_NOT_SATISFIABLE,
             E::Timeout => StatusCode::GATEWAY_TIMEOUT,
             E::ResourceLimit | E::RoomShort => StatusCode::TOO_MANY_REQUESTS,
-            E::NotOwner | E::ShuttingDown | E::DiskFull | E::StorageIo => {
+            E::NotOwner | E::ShuttingDown | E::DiskFull | E::StorageIo | E::Loading => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             E::InternalTopic | E::AuthorizationFailed => StatusCode::FORBIDDEN,

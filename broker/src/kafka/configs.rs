@@ -118,7 +118,7 @@ async fn alter(
 /// is when it was not named. Here the policy is compaction and retention together: a
 /// compacted topic with retention set is `compact,delete`, without it `compact` (its
 /// retention is "forever"), so `cleanup.policy=compact,delete` on a topic without retention
-/// also sets Kafka's default `retention.ms` (as at creation), and a change that would leave
+/// also sets the broker's `retention.ms` (Kafka's default by default), and a change that would leave
 /// another policy than asked, or than the topic has when none is asked (`retention.ms` set
 /// on a `compact` topic: Kafka ignores it there), is refused with INVALID_CONFIG saying so.
 fn policy_changes(
@@ -134,12 +134,19 @@ fn policy_changes(
         }
         false => true,
     });
-    let asked = match asked.as_deref() {
-        None => None,
-        Some("" | "delete") => Some("delete"),
-        Some("compact") => Some("compact"),
-        Some("compact,delete" | "delete,compact") => Some("compact,delete"),
-        Some(other) => {
+    // A list: its items trimmed, in any order.
+    let items = asked.as_deref().map(|v| {
+        let mut items: Vec<&str> = v.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+        items.sort_unstable();
+        items.join(",")
+    });
+    let asked = match (items.as_deref(), asked.as_deref()) {
+        (None, _) => None,
+        (Some("" | "delete"), _) => Some("delete"),
+        (Some("compact"), _) => Some("compact"),
+        (Some("compact,delete"), _) => Some("compact,delete"),
+        (_, other) => {
+            let other = other.unwrap_or_default();
             let why = format!("cleanup.policy={other}: delete, compact or compact,delete");
             return Err((K::InvalidConfig.code(), Some(why)));
         }
@@ -150,9 +157,15 @@ fn policy_changes(
     let Some((settings, log)) = now else { return Ok(changes) };
     // A change the native check refuses is answered by it.
     let Ok(after) = settings.altered(&changes) else { return Ok(changes) };
-    if asked == Some("compact,delete") && after.retention_ms == 0 && after.retention_bytes == 0 {
-        let default_ms = crate::storage::LogConfig::default().retention_ms;
-        changes.push(("retention_ms".to_owned(), default_ms.to_string()));
+    // (The broker's retention: if it keeps for ever, compact,delete cannot be had without
+    // naming retention, and is refused below.)
+    let broker_ms = s.shard.config.log.retention_ms;
+    if asked == Some("compact,delete")
+        && after.retention_ms == 0
+        && after.retention_bytes == 0
+        && broker_ms >= 0
+    {
+        changes.push(("retention_ms".to_owned(), broker_ms.to_string()));
         return Ok(changes);
     }
     let before = super::admin::cleanup_policy(log);

@@ -60,6 +60,7 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         ErrorCode::Timeout => K::RequestTimedOut,
         ErrorCode::ResourceLimit | ErrorCode::RoomShort => K::PolicyViolation,
         ErrorCode::PolicyViolation => K::PolicyViolation,
+        ErrorCode::Loading => K::CoordinatorLoadInProgress,
         ErrorCode::ShuttingDown => K::NotLeaderOrFollower,
         ErrorCode::UnsupportedVersion | ErrorCode::UnknownApiKey => K::UnsupportedVersion,
         ErrorCode::InvalidRequest | ErrorCode::CorruptFrame | ErrorCode::InvalidAckLevel => {
