@@ -7,7 +7,8 @@
 //! answers to this shard's own forwards, pushes for its clients, metadata and its
 //! acknowledgements, the end of a forwarded fetch's wait (`ShardMsg::EndWait`) — is handled
 //! by the loop as it arrives: a request waiting in its first stage (its partition's write
-//! queue full, a key index being built) delays the peer's later requests, not the answers
+//! queue full; not a key index to build: a forwarded conditional append is answered
+//! `LOADING` and the index built in the background) delays the peer's later requests, not the answers
 //! this shard's clients wait for. Neither waits on a send, so two shards forwarding to each
 //! other cannot deadlock on full channels. Subscriptions relayed for the peer's clients are
 //! served here (`api::subscribe::serve_for_peer`) and kept per peer: credit and
@@ -34,7 +35,7 @@ pub async fn receive_from(shard: Rc<Shard>, rx: ConnectedReceiver<ShardMsg>) {
     let fetches: Rc<RefCell<HashMap<u64, Watermark>>> = Rc::default();
     // The peer's requests (and subscription controls, which follow their subscriptions) run
     // in order in their own task: one waiting in its first stage (its partition's write
-    // queue full, a key index being built) delays the peer's later requests, as order
+    // queue full) delays the peer's later requests, as order
     // demands, but not the answers to this shard's forwards, pushes or metadata, which are
     // handled here as they arrive. What waits there is bounded by the peer: each forwarded
     // request's frame stays held in its budgets until it is answered.
