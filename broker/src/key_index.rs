@@ -35,7 +35,7 @@ use wire::{AlignedVec, Envelopes, ErrorCode};
 use tracing::{info, warn};
 
 use crate::state_snapshot;
-use crate::storage::{DmaDisk, FirstBatch, PartitionLog, StorageError};
+use crate::storage::{DmaDisk, FirstBatch, PartitionLog, RemovedTombstones, StorageError};
 use crate::table::TableMemory;
 use crate::watermark::Watermark;
 
@@ -45,6 +45,9 @@ const BUILD_READ_BYTES: usize = 4 << 20;
 /// (An `IndexMap` entry: 40 bytes of hash, `Vec` and offset, 8 of index and a control
 /// byte, with the tables' growth slack.)
 pub const KEY_ENTRY_OVERHEAD_BYTES: usize = 72;
+
+/// A key and an offset.
+type KeyAt = (Vec<u8>, u64);
 
 /// Key → last offset, in the order keys were first seen (a snapshot walks it by position).
 type Keys = IndexMap<Vec<u8>, u64>;
@@ -99,6 +102,13 @@ pub struct KeyIndex {
     /// cancelled one's future waits to be dropped at shutdown): no key is removed meanwhile
     /// (each walks the map by position).
     snapshotting: Cell<u32>,
+    /// Bumped when keys compaction removed are forgotten: a snapshot walking the map then
+    /// is abandoned (positions moved under it).
+    removals: Cell<u64>,
+    /// Tombstones compaction removed while the index was being built: applied when the
+    /// build ends (its scan may have read them before they went). `None` inside: too many
+    /// to name, the build is thrown away.
+    removed_while_building: std::cell::RefCell<Option<Vec<KeyAt>>>,
 }
 
 impl Drop for KeyIndex {
@@ -123,6 +133,8 @@ impl KeyIndex {
             built_at_rollbacks: Cell::new(0),
             swept_to: Cell::new(0),
             snapshotting: Cell::new(0),
+            removals: Cell::new(0),
+            removed_while_building: std::cell::RefCell::new(Some(Vec::new())),
         }
     }
 
@@ -241,6 +253,51 @@ impl KeyIndex {
         }
     }
 
+    /// Compaction took `removed` expired tombstones out of the log: a key whose last record
+    /// was one of them is forgotten, as an index built from the log now would not know it
+    /// (`KeyNeverWritten` holds for it again, before and after a restart alike). Too many
+    /// to name ([`RemovedTombstones::overflowed`]): the index is dropped and built again by
+    /// the next key-conditional append. The caller also removes the index's snapshot, which
+    /// may name them.
+    pub fn forget_removed(&self, removed: RemovedTombstones) {
+        let mut state = self.state.borrow_mut();
+        match &mut *state {
+            State::Ready(_) if removed.overflowed => {
+                *state = State::Absent;
+                self.memory.give_back(self.held_bytes.replace(0));
+                self.removals.set(self.removals.get() + 1);
+            }
+            State::Ready(map) => {
+                let mut freed = 0;
+                for (key, offset) in &removed.keys {
+                    if map.get(key.as_slice()) == Some(offset) {
+                        map.swap_remove(key.as_slice());
+                        freed += entry_bytes(key);
+                    }
+                }
+                if freed > 0 {
+                    self.memory.give_back(freed);
+                    self.held_bytes.set(self.held_bytes.get() - freed);
+                    self.removals.set(self.removals.get() + 1);
+                }
+            }
+            State::Building { .. } => {
+                let mut pending = self.removed_while_building.borrow_mut();
+                match (&mut *pending, removed.overflowed) {
+                    (Some(keys), false) => keys.extend(removed.keys),
+                    _ => *pending = None,
+                }
+            }
+            State::Absent | State::OverBudget => {}
+        }
+    }
+
+    /// How many times keys compaction removed were forgotten (a snapshot taken before the
+    /// last may name them).
+    pub fn removals(&self) -> u64 {
+        self.removals.get()
+    }
+
     /// The log's start moved to `log_start` (retention, deleted records): keys whose last
     /// record is before it are forgotten and their memory given back, so the index holds
     /// what one built from the log now would (reads already answer so: `last_offset`). One
@@ -276,6 +333,7 @@ impl KeyIndex {
     /// Builds the index (the state is `Absent`).
     async fn build(&self, log: &PartitionLog<DmaDisk>) -> Result<(), KeyIndexError> {
         self.built_at_rollbacks.set(log.rollbacks());
+        *self.removed_while_building.borrow_mut() = Some(Vec::new());
         *self.state.borrow_mut() = State::Building { tail: Vec::new() };
         let built = self.scan(log).await;
         let mut state = self.state.borrow_mut();
@@ -297,7 +355,23 @@ impl KeyIndex {
                 // Keys whose records the log start passed while the index was built (the
                 // appends noted meanwhile too: `forget_before` left them to this).
                 self.drop_below(&mut map, log.log_start_offset());
-                *state = State::Ready(map);
+                match self.removed_while_building.borrow_mut().replace(Vec::new()) {
+                    Some(removed) => {
+                        *state = State::Ready(map);
+                        drop(state);
+                        self.forget_removed(RemovedTombstones {
+                            keys: removed,
+                            ..Default::default()
+                        });
+                        state = self.state.borrow_mut();
+                    }
+                    // Too many went while it was built to say which: built again next time.
+                    None => {
+                        drop(map);
+                        self.memory.give_back(self.held_bytes.replace(0));
+                        *state = State::Absent;
+                    }
+                }
                 Ok(())
             }
             (Ok(_), None) | (Err(KeyIndexError::OverBudget { .. }), _) => {
@@ -361,6 +435,7 @@ impl KeyIndex {
             _ => return Ok(None),
         };
         let _done = Walking::new(&self.snapshotting);
+        let removals = self.removals.get();
         let mut file =
             state_snapshot::SnapshotWriter::create(dir, state_snapshot::KEYS_FILE.into()).await?;
         let mut step = state_snapshot::keys_header(covered_offset, count);
@@ -371,7 +446,8 @@ impl KeyIndex {
                 // `covered_offset` (the snapshot would be dropped): nothing to store.
                 State::Ready(map)
                     if self.built_at_rollbacks.get() == rollbacks
-                        && log.rollbacks() == rollbacks =>
+                        && log.rollbacks() == rollbacks
+                        && self.removals.get() == removals =>
                 {
                     while at < count && step.len() < state_snapshot::SNAPSHOT_STEP_BYTES {
                         // (No key is removed meanwhile: the map only grew.)

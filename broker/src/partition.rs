@@ -23,7 +23,7 @@ use crate::key_index::KeyIndex;
 use crate::layout::partition_dir;
 use crate::metadata::{DerivedTable, Topic};
 use crate::producer_state::{ProducerStates, ShardProducers};
-use crate::state_snapshot::{self, PRODUCERS_FILE};
+use crate::state_snapshot::{self, KEYS_FILE, PRODUCERS_FILE};
 use crate::storage::log::JournalJoin;
 use crate::storage::{DmaDisk, FirstBatch, LogConfig, PartitionCache, PartitionLog, StorageError};
 use crate::table::{Table, TableMemory};
@@ -126,6 +126,7 @@ impl Partition {
         let dir = self.log.dir().to_owned();
         // Written a step at a time while appends go on: it may name offsets noted up to
         // the log's end when it was done, which must be durable too.
+        let removals = self.keys.removals();
         let keys = self.keys.write_snapshot(&self.log, dir.clone(), covered, rollbacks).await?;
         let end = match keys {
             Some(_) => self.log.next_offset(),
@@ -153,9 +154,32 @@ impl Partition {
         }
         if let Some(keys) = keys {
             keys.finish().await?;
+            if self.keys.removals() != removals {
+                // Keys compaction removed were forgotten while it was renamed into place
+                // (`forget_removed_tombstones` may have removed the file before that).
+                state_snapshot::remove(self.log.dir().to_owned(), KEYS_FILE).await?;
+                return Ok(true);
+            }
         }
         self.snapshot_offset.set(covered);
         Ok(true)
+    }
+
+    /// Tells the key index which expired tombstones compaction took out of the log
+    /// (`PartitionLog::take_removed_tombstones`): their keys are forgotten
+    /// (`KeyIndex::forget_removed`), and the index's snapshot, which may name them, is
+    /// removed (the next snapshot stores the index again) so a restart does not bring them
+    /// back.
+    pub async fn forget_removed_tombstones(&self) {
+        let removed = self.log.take_removed_tombstones();
+        if removed.keys.is_empty() && !removed.overflowed {
+            return;
+        }
+        self.keys.forget_removed(removed);
+        self.snapshot_offset.set(u64::MAX);
+        if let Err(e) = state_snapshot::remove(self.log.dir().to_owned(), KEYS_FILE).await {
+            warn!(topic = %self.topic, partition = self.index, error = %e, "cannot remove the key index's snapshot after compaction removed tombstones");
+        }
     }
 
     /// Makes the state tables over this partition's topic those of `wanted`: drops the others

@@ -439,6 +439,7 @@ impl Shard {
             if let Err(e) = p.log.clean(now_ms).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "compaction pass failed");
             }
+            p.forget_removed_tombstones().await;
         }
     }
 }

@@ -291,6 +291,21 @@ pub fn push_key_entry(out: &mut Vec<u8>, key: &[u8], offset: u64) {
     out.extend_from_slice(&offset.to_le_bytes());
 }
 
+/// Removes snapshot `dir/name` durably (the directory synced), off the reactor thread; a
+/// missing one is fine.
+pub async fn remove(dir: PathBuf, name: &'static str) -> std::io::Result<()> {
+    glommio::executor()
+        .spawn_blocking(move || {
+            match std::fs::remove_file(dir.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+}
+
 /// Stores `bytes` as `dir/name` durably, off the reactor thread.
 pub async fn store(dir: PathBuf, name: String, bytes: Vec<u8>) -> std::io::Result<()> {
     glommio::executor().spawn_blocking(move || store_blocking(&dir, &name, &bytes)).await

@@ -409,3 +409,96 @@ fn a_large_key_index_snapshotted_in_steps_while_appends_go_on_survives_a_crash()
         .expect("snapshot_offset");
     assert!(covered > 0, "{built}");
 }
+
+/// A key whose last record was a tombstone that compaction removed (after
+/// `delete_retention_ms`) is forgotten by the live key index, as an index built from the log
+/// then would not know it: `KeyNeverWritten` holds for it again, before and after kill -9.
+/// Before, the live index kept the tombstone's offset until a restart rebuilt it without a
+/// snapshot, so the same append failed or passed depending on when the index was built.
+#[test]
+fn keys_whose_tombstones_compaction_removed_leave_the_key_index() {
+    let env = [
+        ("BROKER_RETENTION_CHECK_MS", "100"),
+        ("BROKER_CLEANER_DIRTY_PERCENT_MIN", "0"),
+        ("BROKER_STATE_SNAPSHOT_INTERVAL_MS", "100"),
+    ];
+    let mut broker = Broker::start_with_env(1, &env);
+    let rt = rt();
+    let tombstone = |key: &str| {
+        let mut b = BatchBuilder::new(1 << 16);
+        b.append(1, Some(key.as_bytes()), None, &[]).unwrap();
+        b.finish().unwrap().to_vec()
+    };
+    rt.block_on(async {
+        let client = Client::connect(&broker.public.to_string()).await.unwrap();
+        let config = TopicConfig {
+            partition_count: 1,
+            compact: true,
+            delete_retention_ms: 1,
+            segment_bytes_max: 4096,
+            ..Default::default()
+        };
+        client.create_topic("accounts", config).await.unwrap();
+        for key in ["k1", "k2"] {
+            client
+                .produce_batches("accounts", 0, &event(key, "v"), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        // The index is built (k1 at 0, k2 at 1), then the tombstones are noted (at 3, 4).
+        let never = ExpectedPosition::KeyNeverWritten;
+        client
+            .produce_expecting("accounts", 0, &event("k0", "v"), AckLevel::Durable, never)
+            .await
+            .unwrap();
+        for key in ["k1", "k2"] {
+            client
+                .produce_batches("accounts", 0, &tombstone(key), AckLevel::Durable)
+                .await
+                .unwrap();
+        }
+        // Into closed segments: the active one is never cleaned.
+        let pad = event("pad", &"x".repeat(1500));
+        for _ in 0..8 {
+            client.produce_batches("accounts", 0, &pad, AckLevel::Durable).await.unwrap();
+        }
+        match client
+            .produce_expecting("accounts", 0, &event("k1", "v2"), AckLevel::Durable, never)
+            .await
+        {
+            Err(ClientError::ConditionFailed { current_offset: 3, .. }) => {}
+            other => panic!("k1's tombstone is at 3 until compaction removes it: {other:?}"),
+        }
+        // Compaction removes both keys' records; then k1 was never written, as far as the
+        // log can tell.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let e = event("k1", "again");
+            match client.produce_expecting("accounts", 0, &e, AckLevel::Durable, never).await {
+                Ok(_) => break,
+                Err(ClientError::ConditionFailed { current_offset: 3, .. }) => {}
+                other => panic!("{other:?}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "k1 stayed known after compaction");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    broker.kill();
+    broker.restart();
+    rt.block_on(async {
+        let client = Client::connect(&broker.public.to_string()).await.unwrap();
+        let never = ExpectedPosition::KeyNeverWritten;
+        // The same after a restart (the index from its snapshot, or from the log).
+        let r = client
+            .produce_expecting("accounts", 0, &event("k2", "v"), AckLevel::Durable, never)
+            .await;
+        assert!(r.is_ok(), "k2's tombstone went with compaction: {r:?}");
+        match client
+            .produce_expecting("accounts", 0, &event("k1", "v3"), AckLevel::Durable, never)
+            .await
+        {
+            Err(ClientError::ConditionFailed { .. }) => {}
+            other => panic!("k1 was written again: {other:?}"),
+        }
+    });
+}

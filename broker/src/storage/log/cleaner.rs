@@ -86,6 +86,52 @@ impl CleanerStats {
     }
 }
 
+/// Tombstones kept for [`PartitionLog::take_removed_tombstones`] at most (and their keys'
+/// bytes): past either, only that there were more is kept.
+pub const REMOVED_TOMBSTONES_MAX: usize = 65_536;
+/// See [`REMOVED_TOMBSTONES_MAX`].
+pub const REMOVED_TOMBSTONE_KEY_BYTES_MAX: usize = 4 << 20;
+
+/// Expired tombstones passes took out of the log, each `(key, offset)`: a key whose last
+/// record was one is gone from the log, which what derives from the log (the key index)
+/// must learn. Bounded ([`REMOVED_TOMBSTONES_MAX`]); beyond it `overflowed`.
+#[derive(Debug, Default)]
+pub struct RemovedTombstones {
+    /// The tombstones, in no order.
+    pub keys: Vec<(Vec<u8>, u64)>,
+    /// Bytes of their keys.
+    pub key_bytes: usize,
+    /// More were removed than kept here: which keys went is not known.
+    pub overflowed: bool,
+}
+
+impl RemovedTombstones {
+    /// Notes tombstone `key` at `offset`.
+    pub(super) fn push(&mut self, key: &[u8], offset: u64) {
+        if self.overflowed {
+            return;
+        }
+        if self.keys.len() >= REMOVED_TOMBSTONES_MAX
+            || self.key_bytes + key.len() > REMOVED_TOMBSTONE_KEY_BYTES_MAX
+        {
+            *self = RemovedTombstones { overflowed: true, ..Default::default() };
+            return;
+        }
+        self.key_bytes += key.len();
+        self.keys.push((key.to_vec(), offset));
+    }
+
+    /// Adds `other`'s.
+    pub(super) fn append(&mut self, other: RemovedTombstones) {
+        if other.overflowed {
+            *self = RemovedTombstones { overflowed: true, ..Default::default() };
+        }
+        for (key, offset) in other.keys {
+            self.push(&key, offset);
+        }
+    }
+}
+
 /// Key → latest offset over part of a log: a keyed 128-bit hash of each key.
 pub(super) struct KeyMap {
     latest: HashMap<u128, u64>,
@@ -290,6 +336,11 @@ impl<D: Disk> PartitionLog<D> {
         Ok(Some(stats))
     }
 
+    /// The expired tombstones passes removed (swapped out of the log) since the last call.
+    pub fn take_removed_tombstones(&self) -> RemovedTombstones {
+        std::mem::take(&mut *self.shared.removed_tombstones.borrow_mut())
+    }
+
     /// Every offset below this was in a completed pass's key map (read from the checkpoint at
     /// open).
     pub fn cleaned_to(&self) -> u64 {
@@ -369,5 +420,31 @@ pub(super) fn compact_failed<F: DiskFile>(seg: &Segment<F>, why: String) -> Stor
         file: seg.log_path.display().to_string(),
         position: 0,
         reason: format!("compaction could not rewrite a batch: {why}"),
+    }
+}
+
+#[cfg(test)]
+mod removed_tombstones_tests {
+    use super::*;
+
+    #[test]
+    fn removed_tombstones_are_bounded_and_overflow_says_so() {
+        let mut r = RemovedTombstones::default();
+        for i in 0..REMOVED_TOMBSTONES_MAX as u64 {
+            r.push(b"k", i);
+        }
+        assert!(!r.overflowed);
+        assert_eq!(r.keys.len(), REMOVED_TOMBSTONES_MAX);
+        r.push(b"k", 0);
+        assert!(r.overflowed && r.keys.is_empty(), "past the count: only that there were more");
+        let mut big = RemovedTombstones::default();
+        big.push(&vec![0; REMOVED_TOMBSTONE_KEY_BYTES_MAX], 1);
+        assert_eq!(big.key_bytes, REMOVED_TOMBSTONE_KEY_BYTES_MAX);
+        big.push(b"k", 2);
+        assert!(big.overflowed, "past the bytes");
+        let mut sum = RemovedTombstones::default();
+        sum.push(b"a", 1);
+        sum.append(big);
+        assert!(sum.overflowed && sum.keys.is_empty());
     }
 }

@@ -141,6 +141,7 @@ impl<D: Disk> PartitionLog<D> {
         };
         let mut run: Option<EmptyRun> = None;
         let (mut removed, mut tombstones) = (0u64, 0u64);
+        let mut gone = super::cleaner::RemovedTombstones::default();
         for seg in group {
             // A run of emptied batches never crosses into the next segment of a merge: a
             // crash before step 3 of the swap leaves the merged file ending where that
@@ -190,6 +191,9 @@ impl<D: Disk> PartitionLog<D> {
                                                 && r.offset() < verdict.map_end
                                                 && h.log_append_time_ms() < verdict.expired_before;
                                             tombstones += u64::from(expired);
+                                            if let (true, Some(k)) = (expired, r.key()) {
+                                                gone.push(k, r.offset());
+                                            }
                                             !expired
                                         }
                                     };
@@ -285,6 +289,7 @@ impl<D: Disk> PartitionLog<D> {
             stats.segments_merged += group.len() as u64 - 1;
             stats.records_removed += removed;
             stats.tombstones_removed += tombstones;
+            sh.removed_tombstones.borrow_mut().append(gone);
             stats.bytes_before += before;
             stats.bytes_after += after;
             debug!(segment = %first.log_path.display(), merged = group.len(), before, after, removed, "compaction rewrote segment");

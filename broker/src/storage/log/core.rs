@@ -207,6 +207,9 @@ pub(super) struct LogCore<D: Disk> {
     pub(super) pass: glommio::sync::Semaphore,
     /// What the cleaner did so far.
     pub(super) cleaner: Cell<super::cleaner::CleanerStats>,
+    /// Expired tombstones the cleaner took out of the log since the last
+    /// [`super::PartitionLog::take_removed_tombstones`] (their keys are gone from it).
+    pub(super) removed_tombstones: std::cell::RefCell<super::cleaner::RemovedTombstones>,
 }
 
 /// Appends assigned offsets and not yet written, and the acks waiting for a sync.

@@ -92,7 +92,7 @@ use super::journal::{ReplayEntry, ShardJournal};
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
-pub use self::cleaner::CleanerStats;
+pub use self::cleaner::{CleanerStats, RemovedTombstones};
 pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::{ReadOutcome, TimestampLookup};
 use self::ticket::ClaimParts;
@@ -241,6 +241,7 @@ impl<D: Disk> PartitionLog<D> {
             maintenance: glommio::sync::Semaphore::new(1),
             pass: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
+            removed_tombstones: Default::default(),
         });
         if let Some(link) = &shared.journal {
             let (progress, fence) = (Rc::downgrade(&shared), Rc::downgrade(&shared));
