@@ -39,6 +39,8 @@ use crate::storage::{DmaDisk, FirstBatch, PartitionLog, RemovedTombstones, Stora
 use crate::table::TableMemory;
 use crate::watermark::Watermark;
 
+/// Records of a batch between two chances to give the shard up while building.
+const YIELD_EVERY_RECORDS: usize = 1024;
 /// Bytes read per step while building.
 const BUILD_READ_BYTES: usize = 4 << 20;
 /// What one key costs the budget besides its bytes (the map's entry, the key's `Vec`).
@@ -534,7 +536,12 @@ impl KeyIndex {
                 for envelope in Envelopes::new(view).filter_map(Result::ok) {
                     offset = offset.max(envelope.header().next_offset());
                     let Ok(batch) = envelope.open(&mut scratch) else { continue };
-                    for r in batch.records() {
+                    for (i, r) in batch.records().enumerate() {
+                        // A batch may hold tens of thousands of records: the shard is given
+                        // up within one too.
+                        if i % YIELD_EVERY_RECORDS == YIELD_EVERY_RECORDS - 1 {
+                            glommio::yield_if_needed().await;
+                        }
                         if let (Some(key), true) = (r.key(), r.offset() < end) {
                             match map.get_mut(key) {
                                 Some(last) => *last = r.offset(),

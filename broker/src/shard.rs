@@ -54,6 +54,9 @@ pub struct Shard {
     pub shard_count: u32,
     /// CPU the executor is pinned to.
     pub cpu: u32,
+    /// The background task queue (small share; retention, compaction, key index builds
+    /// started for forwarded requests), once the server made it.
+    pub background: std::cell::OnceCell<glommio::TaskQueueHandle>,
     /// Broker config.
     pub config: Arc<BrokerConfig>,
     /// Addresses.
@@ -109,6 +112,7 @@ impl Shard {
         Rc::new(Shard {
             id,
             shard_count,
+            background: std::cell::OnceCell::new(),
             mesh: Mesh::new(id, shard_count, senders),
             cpu,
             cache: ShardCache::new(config.cache_bytes_per_shard),

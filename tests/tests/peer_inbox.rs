@@ -61,6 +61,10 @@ fn a_forwarded_conditional_append_does_not_hold_the_peers_requests_behind_a_buil
     let code = |answer: &wire::ProduceResponse| {
         wire::ErrorCode::from_u16(answer.topics[0].partitions[0].error)
     };
+    let sent = Instant::now();
+    let r = produce(&mut c1, "inbox", r_local, &keyed_batch(0, 1), AckLevel::Written);
+    eprintln!("baseline B→R {} ms", sent.elapsed().as_millis());
+    assert_eq!(r.error, 0);
     let started = Instant::now();
     let first: wire::ProduceResponse = c1.call(&conditional);
     assert_eq!(code(&first), Some(wire::ErrorCode::Loading), "answered at once, retriable");
@@ -91,6 +95,7 @@ fn a_forwarded_conditional_append_does_not_hold_the_peers_requests_behind_a_buil
         std::thread::sleep(Duration::from_millis(20));
     };
     let build_ms = started.elapsed().as_millis();
+    eprintln!("build {build_ms} ms; produces B→R {peer_ms}, A→Q {forwarded_ms}, A→R {local_ms} ms");
     assert_eq!(code(&answer), Some(wire::ErrorCode::None), "the key's last record");
     assert!(
         build_ms >= 400,

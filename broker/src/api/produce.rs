@@ -216,7 +216,7 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
                 // Forwarded: the peer's later requests wait behind this stage (`peer.rs`),
                 // those of every client on that shard, and a build scans the whole log. It
                 // is built in the background; the append is refused as retriable.
-                build_key_index(&local.part);
+                build_key_index(shard, &local.part);
                 *plan = Plan::Done(failed(local.index, ErrorCode::Loading));
                 continue;
             }
@@ -294,19 +294,28 @@ const KEPT_FRAME_BYTES_MAX: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
 
 /// Validates every batch of one partition (format, what a producer may store, size, a key
 /// condition's one key) and notes where each lies in the frame (at `frame_at`).
-/// Builds `part`'s key index in the background unless a build runs: a failed one (an I/O
-/// error; over budget is final) is tried again by the next forwarded conditional append.
-fn build_key_index(part: &Rc<Partition>) {
+/// Builds `part`'s key index in the shard's background task queue unless a build runs: a
+/// failed one (an I/O error; over budget is final) is tried again by the next forwarded
+/// conditional append. (Spawned from the peer's inbox task, it would share that task's
+/// queue, whose tasks take turns in 100 ms slices: the inbox would wait for them.)
+fn build_key_index(shard: &Shard, part: &Rc<Partition>) {
     if part.keys.is_building() {
         return;
     }
     let part = part.clone();
-    glommio::spawn_local(async move {
+    let build = async move {
         if let Err(e) = part.keys.ensure(&part.log).await {
             tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "key index not built");
         }
-    })
-    .detach();
+    };
+    let task = match shard.background.get() {
+        Some(&queue) => glommio::spawn_local_into(build, queue),
+        None => Ok(glommio::spawn_local(build)),
+    };
+    match task {
+        Ok(task) => drop(task.detach()),
+        Err(e) => tracing::warn!(error = %e, "cannot start a key index build"),
+    }
 }
 
 fn plan_local(
