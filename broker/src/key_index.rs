@@ -39,8 +39,9 @@ use crate::storage::{DmaDisk, FirstBatch, PartitionLog, RemovedTombstones, Stora
 use crate::table::TableMemory;
 use crate::watermark::Watermark;
 
-/// Records of a batch between two chances to give the shard up while building.
-const YIELD_EVERY_RECORDS: usize = 1024;
+/// Records of a batch between two looks at the time while building
+/// (`time_slice::TimeSlice`).
+const CHECK_EVERY_RECORDS: usize = 64;
 /// Bytes read per step while building.
 const BUILD_READ_BYTES: usize = 4 << 20;
 /// What one key costs the budget besides its bytes (the map's entry, the key's `Vec`).
@@ -111,6 +112,10 @@ pub struct KeyIndex {
     /// build ends (its scan may have read them before they went). `None` inside: too many
     /// to name, the build is thrown away.
     removed_while_building: std::cell::RefCell<Option<Vec<KeyAt>>>,
+    /// A background build was claimed ([`KeyIndex::claim_background_build`]).
+    build_requested: Cell<bool>,
+    /// When the last background build failed.
+    failed_at: Cell<Option<std::time::Instant>>,
 }
 
 impl Drop for KeyIndex {
@@ -137,6 +142,8 @@ impl KeyIndex {
             snapshotting: Cell::new(0),
             removals: Cell::new(0),
             removed_while_building: std::cell::RefCell::new(Some(Vec::new())),
+            build_requested: Cell::new(false),
+            failed_at: Cell::new(None),
         }
     }
 
@@ -167,7 +174,38 @@ impl KeyIndex {
 
     /// Whether a build runs now.
     pub fn is_building(&self) -> bool {
-        matches!(*self.state.borrow(), State::Building { .. })
+        self.build_requested.get() || matches!(*self.state.borrow(), State::Building { .. })
+    }
+
+    /// Whether the index was dropped for good (over budget): conditions answer
+    /// `RESOURCE_LIMIT` until a restart.
+    pub fn is_over_budget(&self) -> bool {
+        matches!(*self.state.borrow(), State::OverBudget)
+    }
+
+    /// Claims the one background build (for forwarded conditional appends, `api/produce.rs`):
+    /// false when a build runs or was claimed, or one failed less than a second ago (a
+    /// failing disk is not scanned again for every request). Released by
+    /// [`KeyIndex::background_build_ended`].
+    pub fn claim_background_build(&self) -> bool {
+        let recent_failure =
+            self.failed_at.get().is_some_and(|at| at.elapsed() < std::time::Duration::from_secs(1));
+        if self.is_building() || recent_failure {
+            return false;
+        }
+        self.build_requested.set(true);
+        true
+    }
+
+    /// The claimed background build ended (`failed`: with an error).
+    pub fn background_build_ended(&self, failed: bool) {
+        self.build_requested.set(false);
+        self.failed_at.set(failed.then(std::time::Instant::now));
+    }
+
+    /// The index's snapshot on disk was removed: a snapshot being written now is not kept.
+    pub fn snapshot_invalidated(&self) {
+        self.removals.set(self.removals.get() + 1);
     }
 
     /// Whether the index is built and no append it noted failed since (the log's
@@ -272,7 +310,9 @@ impl KeyIndex {
             State::Ready(map) => {
                 let mut freed = 0;
                 for (key, offset) in &removed.keys {
-                    if map.get(key.as_slice()) == Some(offset) {
+                    // At or before the tombstone: every record of its key up to it went in
+                    // that pass (a build may have read an earlier one before its swap).
+                    if map.get(key.as_slice()).is_some_and(|at| at <= offset) {
                         map.swap_remove(key.as_slice());
                         freed += entry_bytes(key);
                     }
@@ -286,7 +326,12 @@ impl KeyIndex {
             State::Building { .. } => {
                 let mut pending = self.removed_while_building.borrow_mut();
                 match (&mut *pending, removed.overflowed) {
-                    (Some(keys), false) => keys.extend(removed.keys),
+                    (Some(keys), false)
+                        if keys.len() + removed.keys.len()
+                            <= crate::storage::REMOVED_TOMBSTONES_MAX =>
+                    {
+                        keys.extend(removed.keys)
+                    }
                     _ => *pending = None,
                 }
             }
@@ -519,6 +564,7 @@ impl KeyIndex {
             return Err(self.over_budget());
         }
         let mut scratch = AlignedVec::new();
+        let mut slice = crate::time_slice::TimeSlice::default();
         let start = log.log_start_offset().max(covered);
         let mut offset = start;
         while offset < end {
@@ -539,8 +585,8 @@ impl KeyIndex {
                     for (i, r) in batch.records().enumerate() {
                         // A batch may hold tens of thousands of records: the shard is given
                         // up within one too.
-                        if i % YIELD_EVERY_RECORDS == YIELD_EVERY_RECORDS - 1 {
-                            glommio::yield_if_needed().await;
+                        if i % CHECK_EVERY_RECORDS == CHECK_EVERY_RECORDS - 1 {
+                            slice.yield_if_due().await;
                         }
                         if let (Some(key), true) = (r.key(), r.offset() < end) {
                             match map.get_mut(key) {
@@ -554,7 +600,7 @@ impl KeyIndex {
                     }
                     // A read from the cache does not wait: a long log would hold the shard
                     // (every connection, the peers' forwards) until the whole scan ended.
-                    glommio::yield_if_needed().await;
+                    slice.yield_if_due().await;
                 }
             }
         }

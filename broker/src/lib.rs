@@ -68,6 +68,7 @@ pub mod storage;
 pub mod stream_halves;
 pub mod subscription;
 pub mod table;
+pub mod time_slice;
 pub mod timeout;
 pub mod tls;
 pub mod topic_settings;

@@ -176,6 +176,8 @@ impl Partition {
             return;
         }
         self.keys.forget_removed(removed);
+        // (Whatever the index's state: a snapshot being written is not kept.)
+        self.keys.snapshot_invalidated();
         self.snapshot_offset.set(u64::MAX);
         if let Err(e) = state_snapshot::remove(self.log.dir().to_owned(), KEYS_FILE).await {
             warn!(topic = %self.topic, partition = self.index, error = %e, "cannot remove the key index's snapshot after compaction removed tombstones");

@@ -26,13 +26,6 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 
-/// How long a task queue runs before the executor looks at the others when none of the
-/// active queues asks for less (the requests queue asks for 1 ms, but only while it has
-/// tasks to run). glommio's default, 100 ms, let background work (a key index build, a
-/// table's replay, compaction) hold the shard that long after a client's request arrived:
-/// its readiness does not end the slice (`tests/tests/peer_inbox.rs`: produces waited
-/// 100–200 ms during a build, before).
-const PREEMPT_TIMER: Duration = Duration::from_millis(2);
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{info, warn};
 
@@ -379,7 +372,6 @@ pub fn run(
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{i}"))
             .io_memory(config.io_memory_bytes)
-            .preempt_timer(PREEMPT_TIMER)
             .spawn(move || async move {
                 shard_main(
                     config,

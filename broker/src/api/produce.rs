@@ -212,6 +212,10 @@ pub async fn start(shard: &Rc<Shard>, mut request: Request, origin: Origin) -> R
     for plan in plans.iter_mut().flat_map(|(_, p)| p.iter_mut()) {
         let Plan::Local(local) = plan else { continue };
         if local.key.is_some() {
+            if local.part.keys.is_over_budget() {
+                *plan = Plan::Done(failed(local.index, ErrorCode::ResourceLimit));
+                continue;
+            }
             if origin != Origin::Client && !local.part.keys.is_current(local.part.log.rollbacks()) {
                 // Forwarded: the peer's later requests wait behind this stage (`peer.rs`),
                 // those of every client on that shard, and a build scans the whole log. It
@@ -292,21 +296,24 @@ const KEPT_FRAME_SHARE: (usize, usize) = (7, 8);
 /// cache counts.
 const KEPT_FRAME_BYTES_MAX: usize = crate::frame_pool::SPARE_FRAME_BYTES_MAX;
 
-/// Validates every batch of one partition (format, what a producer may store, size, a key
-/// condition's one key) and notes where each lies in the frame (at `frame_at`).
 /// Builds `part`'s key index in the shard's background task queue unless a build runs: a
 /// failed one (an I/O error; over budget is final) is tried again by the next forwarded
 /// conditional append. (Spawned from the peer's inbox task, it would share that task's
 /// queue, whose tasks take turns in 100 ms slices: the inbox would wait for them.)
 fn build_key_index(shard: &Shard, part: &Rc<Partition>) {
-    if part.keys.is_building() {
+    // One at a time, claimed before the task first runs (requests meanwhile spawn none),
+    // and not again within a second of a failure.
+    if !part.keys.claim_background_build() {
         return;
     }
-    let part = part.clone();
+    let part_in = part.clone();
     let build = async move {
-        if let Err(e) = part.keys.ensure(&part.log).await {
+        let part = part_in;
+        let built = part.keys.ensure(&part.log).await;
+        if let Err(e) = &built {
             tracing::warn!(topic = %part.topic, partition = part.index, error = %e, "key index not built");
         }
+        part.keys.background_build_ended(built.is_err());
     };
     let task = match shard.background.get() {
         Some(&queue) => glommio::spawn_local_into(build, queue),
@@ -314,10 +321,15 @@ fn build_key_index(shard: &Shard, part: &Rc<Partition>) {
     };
     match task {
         Ok(task) => drop(task.detach()),
-        Err(e) => tracing::warn!(error = %e, "cannot start a key index build"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start a key index build");
+            part.keys.background_build_ended(true);
+        }
     }
 }
 
+/// Validates every batch of one partition (format, what a producer may store, size, a key
+/// condition's one key) and notes where each lies in the frame (at `frame_at`).
 fn plan_local(
     shard: &Rc<Shard>,
     topic: &str,

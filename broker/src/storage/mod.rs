@@ -39,7 +39,10 @@ pub use config::{LogConfig, SEGMENT_BYTES_LIMIT, SEGMENT_BYTES_MIN};
 pub use deleter::{free_file, DeletePace};
 pub use dma_disk::DmaDisk;
 pub use error::{IoError, StorageError};
-pub use log::{AppendTicket, Claim, PartitionLog, ReadOutcome, RemovedTombstones, TimestampLookup};
+pub use log::{
+    AppendTicket, Claim, PartitionLog, ReadOutcome, RemovedTombstones, TimestampLookup,
+    REMOVED_TOMBSTONES_MAX,
+};
 pub use sim_disk::{SimDisk, SimFaults};
 
 /// The size of one stored batch, told without reading it whole

@@ -278,6 +278,18 @@ impl<D: Disk> PartitionLog<D> {
         let indexed = write_index_files(sh, &new).await;
         let before: u64 = group.iter().map(|s| s.size_bytes.get()).sum();
         let after = new.size_bytes.get();
+        if !gone.keys.is_empty() || gone.overflowed {
+            // The partition's key index snapshot may name these tombstones' keys: it goes
+            // (durably) before they leave the log, so no crash between the two lets a
+            // restart load keys the log no longer has (`Partition::forget_removed_tombstones`
+            // tells the live index after the pass). Nothing is swapped if it cannot go.
+            let snapshot = sh.dir.join(crate::state_snapshot::KEYS_FILE);
+            match sh.disk.remove(&snapshot).await {
+                Ok(()) => sh.disk.sync_dir(&sh.dir).await?,
+                Err(IoError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let swapped = self.swap(group, Rc::new(new), &path, indexed).await?;
         if !swapped && sh.queue.borrow().closing {
             // Dropped unswapped: the pass must not record progress it did not make (its

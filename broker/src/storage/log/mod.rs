@@ -92,7 +92,7 @@ use super::journal::{ReplayEntry, ShardJournal};
 use crate::descriptors::{FileSlot, StorageFiles};
 use crate::watermark::Watermark;
 
-pub use self::cleaner::{CleanerStats, RemovedTombstones};
+pub use self::cleaner::{CleanerStats, RemovedTombstones, REMOVED_TOMBSTONES_MAX};
 pub use self::core::{LogStats, WRITE_SIZE_BUCKETS_BYTES};
 pub use self::reader::{ReadOutcome, TimestampLookup};
 use self::ticket::ClaimParts;
