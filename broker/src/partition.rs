@@ -127,7 +127,11 @@ impl Partition {
         // Written a step at a time while appends go on: it may name offsets noted up to
         // the log's end when it was done, which must be durable too.
         let removals = self.keys.removals();
-        let keys = self.keys.write_snapshot(&self.log, dir.clone(), covered, rollbacks).await?;
+        // Not while compaction drops tombstones the live index has not been told of.
+        let keys = match self.log.pending_removed_tombstones() {
+            true => None,
+            false => self.keys.write_snapshot(&self.log, dir.clone(), covered, rollbacks).await?,
+        };
         let end = match keys {
             Some(_) => self.log.next_offset(),
             None => covered,
@@ -154,7 +158,7 @@ impl Partition {
         }
         if let Some(keys) = keys {
             keys.finish().await?;
-            if self.keys.removals() != removals {
+            if self.keys.removals() != removals || self.log.pending_removed_tombstones() {
                 // Keys compaction removed were forgotten while it was renamed into place
                 // (`forget_removed_tombstones` may have removed the file before that).
                 state_snapshot::remove(self.log.dir().to_owned(), KEYS_FILE).await?;

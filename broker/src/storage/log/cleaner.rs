@@ -336,6 +336,14 @@ impl<D: Disk> PartitionLog<D> {
         Ok(Some(stats))
     }
 
+    /// Whether a pass is dropping tombstones or dropped some not yet taken
+    /// ([`PartitionLog::take_removed_tombstones`]): a key index snapshot written now may
+    /// name keys the log no longer has.
+    pub fn pending_removed_tombstones(&self) -> bool {
+        let r = self.shared.removed_tombstones.borrow();
+        self.shared.dropping_tombstones.get() || !r.keys.is_empty() || r.overflowed
+    }
+
     /// The expired tombstones passes removed (swapped out of the log) since the last call.
     pub fn take_removed_tombstones(&self) -> RemovedTombstones {
         std::mem::take(&mut *self.shared.removed_tombstones.borrow_mut())

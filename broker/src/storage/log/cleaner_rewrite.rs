@@ -278,19 +278,33 @@ impl<D: Disk> PartitionLog<D> {
         let indexed = write_index_files(sh, &new).await;
         let before: u64 = group.iter().map(|s| s.size_bytes.get()).sum();
         let after = new.size_bytes.get();
-        if !gone.keys.is_empty() || gone.overflowed {
+        let drops = !gone.keys.is_empty() || gone.overflowed;
+        if drops {
             // The partition's key index snapshot may name these tombstones' keys: it goes
             // (durably) before they leave the log, so no crash between the two lets a
             // restart load keys the log no longer has (`Partition::forget_removed_tombstones`
-            // tells the live index after the pass). Nothing is swapped if it cannot go.
+            // tells the live index after the pass; until then no snapshot of it is kept:
+            // `pending_removed_tombstones`). Nothing is swapped if it cannot go.
+            sh.dropping_tombstones.set(true);
             let snapshot = sh.dir.join(crate::state_snapshot::KEYS_FILE);
-            match sh.disk.remove(&snapshot).await {
-                Ok(()) => sh.disk.sync_dir(&sh.dir).await?,
-                Err(IoError::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+            let removed = match sh.disk.remove(&snapshot).await {
+                Ok(()) => sh.disk.sync_dir(&sh.dir).await.map_err(StorageError::from),
+                Err(IoError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = removed {
+                sh.dropping_tombstones.set(false);
+                return Err(e);
             }
         }
-        let swapped = self.swap(group, Rc::new(new), &path, indexed).await?;
+        let swapped = self.swap(group, Rc::new(new), &path, indexed).await;
+        if drops {
+            if let Ok(true) = swapped {
+                sh.removed_tombstones.borrow_mut().append(gone);
+            }
+            sh.dropping_tombstones.set(false);
+        }
+        let swapped = swapped?;
         if !swapped && sh.queue.borrow().closing {
             // Dropped unswapped: the pass must not record progress it did not make (its
             // checkpoint would let a later pass expire tombstones whose values stay here).
@@ -301,7 +315,6 @@ impl<D: Disk> PartitionLog<D> {
             stats.segments_merged += group.len() as u64 - 1;
             stats.records_removed += removed;
             stats.tombstones_removed += tombstones;
-            sh.removed_tombstones.borrow_mut().append(gone);
             stats.bytes_before += before;
             stats.bytes_after += after;
             debug!(segment = %first.log_path.display(), merged = group.len(), before, after, removed, "compaction rewrote segment");

@@ -210,6 +210,9 @@ pub(super) struct LogCore<D: Disk> {
     /// Expired tombstones the cleaner took out of the log since the last
     /// [`super::PartitionLog::take_removed_tombstones`] (their keys are gone from it).
     pub(super) removed_tombstones: std::cell::RefCell<super::cleaner::RemovedTombstones>,
+    /// Set from the removal of the key index's snapshot before a swap that drops
+    /// tombstones until they are noted in `removed_tombstones` (or the swap failed).
+    pub(super) dropping_tombstones: Cell<bool>,
 }
 
 /// Appends assigned offsets and not yet written, and the acks waiting for a sync.

@@ -242,6 +242,7 @@ impl<D: Disk> PartitionLog<D> {
             pass: glommio::sync::Semaphore::new(1),
             cleaner: Cell::new(CleanerStats::default()),
             removed_tombstones: Default::default(),
+            dropping_tombstones: Cell::new(false),
         });
         if let Some(link) = &shared.journal {
             let (progress, fence) = (Rc::downgrade(&shared), Rc::downgrade(&shared));
