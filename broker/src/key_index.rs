@@ -156,6 +156,12 @@ impl KeyIndex {
         ok
     }
 
+    /// Gives back everything held; absent again (built anew by the next conditional append).
+    fn forget_all(&self, state: &mut State) {
+        *state = State::Absent;
+        self.memory.give_back(self.held_bytes.replace(0));
+    }
+
     /// Gives back everything held and stays over budget.
     fn overflow(&self, state: &mut State) {
         *state = State::OverBudget;
@@ -280,10 +286,7 @@ impl KeyIndex {
                 State::Absent => Next::Build,
             };
             match next {
-                Next::Stale => {
-                    *self.state.borrow_mut() = State::Absent;
-                    self.memory.give_back(self.held_bytes.replace(0));
-                }
+                Next::Stale => self.forget_all(&mut self.state.borrow_mut()),
                 Next::Build => self.build(log).await?,
                 // A build ends (ready, or failed and absent again): look again.
                 Next::Wait => {
@@ -303,8 +306,7 @@ impl KeyIndex {
         let mut state = self.state.borrow_mut();
         match &mut *state {
             State::Ready(_) if removed.overflowed => {
-                *state = State::Absent;
-                self.memory.give_back(self.held_bytes.replace(0));
+                self.forget_all(&mut state);
                 self.removals.set(self.removals.get() + 1);
             }
             State::Ready(map) => {
@@ -415,8 +417,7 @@ impl KeyIndex {
                     // Too many went while it was built to say which: built again next time.
                     None => {
                         drop(map);
-                        self.memory.give_back(self.held_bytes.replace(0));
-                        *state = State::Absent;
+                        self.forget_all(&mut state);
                     }
                 }
                 Ok(())

@@ -244,19 +244,7 @@ impl SnapshotWriter {
     /// Makes the snapshot durable under its name: fsync, rename, directory fsync.
     pub async fn finish(self) -> std::io::Result<()> {
         let SnapshotWriter { dir, name, tmp, file, .. } = self;
-        glommio::executor()
-            .spawn_blocking(move || {
-                let installed =
-                    file.sync_all().and_then(|()| std::fs::rename(&tmp, dir.join(name)));
-                if installed.is_err() {
-                    // Not left for the next start: a disk that keeps failing would collect
-                    // one per snapshot.
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                installed?;
-                std::fs::File::open(&dir)?.sync_all()
-            })
-            .await
+        glommio::executor().spawn_blocking(move || install(&file, &tmp, &dir, &name)).await
     }
 
     /// Removes the temporary file: the snapshot is not stored.
@@ -317,13 +305,21 @@ pub async fn store(dir: PathBuf, name: String, bytes: Vec<u8>) -> std::io::Resul
 pub fn store_blocking(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = dir.join(temporary_name(name));
-    let installed = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))
-    });
+    let mut file = std::fs::File::create(&tmp)?;
+    if let Err(e) = file.write_all(bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    install(&file, &tmp, dir, name)
+}
+
+/// Makes temporary file `tmp` (written through `file`) snapshot `dir/name` durably: fsync,
+/// rename, directory fsync. On failure the temporary file is removed, not left for the next
+/// start: a disk that keeps failing would collect one per snapshot.
+fn install(file: &std::fs::File, tmp: &Path, dir: &Path, name: &str) -> std::io::Result<()> {
+    let installed = file.sync_all().and_then(|()| std::fs::rename(tmp, dir.join(name)));
     if installed.is_err() {
-        let _ = std::fs::remove_file(&tmp); // (see `SnapshotWriter::finish`)
+        let _ = std::fs::remove_file(tmp);
     }
     installed?;
     std::fs::File::open(dir)?.sync_all()
